@@ -1,0 +1,74 @@
+# aec - a compiler for autoencoder-family networks.
+#   make          builds the compiler as bin/aec and the runtime library
+#   make test     installs what is missing, builds everything with -Werror, runs the suite
+#   make demo     installs what is missing, trains specs/conv_ae.ae on Fashion-MNIST
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN     = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter
+CPPFLAGS = -Icompiler -Ibuild -Iruntime
+LDLIBS   = -lm
+
+COMPILER_SRC = $(wildcard compiler/*.c)
+COMPILER_OBJ = build/parser.o build/lexer.o $(COMPILER_SRC:compiler/%.c=build/compiler/%.o)
+COMPILER_LIB_OBJ = $(filter-out build/compiler/main.o,$(COMPILER_OBJ))
+RUNTIME_SRC  = $(wildcard runtime/*.c)
+RUNTIME_OBJ  = $(RUNTIME_SRC:runtime/%.c=build/runtime/%.o)
+RUNTIME_LIBS = -lopenblas -ltiff -lpng -lz -lpthread -lm
+
+all: bin/aec build/libaert.a
+
+bin/aec: $(COMPILER_OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/parser.c build/parser.h: compiler/parser.y
+	@mkdir -p build
+	bison -Wall -Werror --defines=build/parser.h -o build/parser.c $<
+
+build/lexer.c build/lexer.h: compiler/lexer.l build/parser.h
+	@mkdir -p build
+	flex --header-file=build/lexer.h -o build/lexer.c $<
+
+# Generated scanner and parser: their own code is not ours to warn about.
+build/parser.o: build/parser.c build/lexer.h compiler/aec.h
+	$(CC) $(CFLAGS) -std=gnu11 $(CPPFLAGS) -c -o $@ $<
+build/lexer.o: build/lexer.c build/parser.h compiler/aec.h
+	$(CC) $(CFLAGS) -std=gnu11 $(CPPFLAGS) -c -o $@ $<
+
+build/compiler/%.o: compiler/%.c compiler/aec.h build/parser.h build/lexer.h
+	@mkdir -p build/compiler
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -c -o $@ $<
+
+build/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+	@mkdir -p build/runtime
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -c -o $@ $<
+
+build/libaert.a: $(RUNTIME_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+# ---- tests -------------------------------------------------------------------
+TEST_COMPILER_SRC = $(wildcard tests/compiler/*.c)
+TEST_RUNTIME_SRC  = $(wildcard tests/runtime/*.c)
+
+build/test_compiler: $(TEST_COMPILER_SRC) $(COMPILER_LIB_OBJ)
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+build/test_runtime: $(TEST_RUNTIME_SRC) build/libaert.a
+	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -o $@ $(TEST_RUNTIME_SRC) build/libaert.a -lcriterion $(RUNTIME_LIBS)
+
+deps-test:
+	@scripts/install-deps.sh test
+deps-demo:
+	@scripts/install-deps.sh demo
+
+test: deps-test
+	$(MAKE) all build/test_compiler build/test_runtime
+	build/test_compiler --jobs 2
+	build/test_runtime --jobs 2
+	scripts/check-specs-valgrind.sh
+
+clean:
+	rm -rf build bin
+
+.PHONY: all test clean deps-test deps-demo

@@ -1,0 +1,311 @@
+/* aec.h - the map of the compiler: every struct and function that crosses a file
+ * boundary, in banners named for the file that owns them. The pipeline is
+ * lexer.l -> parser.y -> ast.c -> sema.c (+ ops.c) -> summary.c, driven by main.c. */
+#ifndef AEC_H
+#define AEC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define AE_MAX_RANK 3        /* per-example tensors: [n], [h, w] or [h, w, c] */
+#define AE_MAX_ERRORS 50     /* a file with more errors stops here */
+#define AE_MAX_NESTING 200   /* expressions and block calls nested deeper are refused */
+#define AE_MAX_FILE_BYTES (4 << 20)
+#define AE_MAX_DIM (1 << 20)
+
+/* ===== arena.c: every compiler allocation lives in one arena per compilation ===== */
+typedef struct ae_arena ae_arena;
+ae_arena *ae_arena_new(void);
+void ae_arena_free(ae_arena *a);
+void *ae_alloc(ae_arena *a, size_t size);           /* zeroed; aborts on out of memory */
+char *ae_strndup(ae_arena *a, const char *s, size_t n);
+char *ae_strdup(ae_arena *a, const char *s);
+char *ae_sprintf(ae_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Growable array of pointers, allocated in an arena. */
+typedef struct { void **items; int len, cap; } ae_vec;
+void ae_vec_push(ae_arena *a, ae_vec *v, void *item);
+
+/* ===== diag.c: one diagnostic format for every stage ===== */
+typedef struct {
+  char *path;                /* as the user named it */
+  char *text;                /* whole file, NUL-terminated (may contain other NULs) */
+  size_t len;
+} ae_source;
+
+typedef struct {
+  const ae_source *src;
+  int line, col;             /* 1-based */
+  int len;                   /* columns underlined, at least 1 */
+} ae_loc;
+
+typedef struct {
+  FILE *out;                 /* where diagnostics go (stderr, or a memstream in tests) */
+  int errors, warnings;
+  bool color;
+} ae_diag;
+
+void ae_error(ae_diag *d, ae_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ae_warning(ae_diag *d, ae_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A hint or note printed under the last diagnostic, without a source line. */
+void ae_hint(ae_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ae_note_at(ae_diag *d, ae_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ae_error_noloc(ae_diag *d, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool ae_too_many_errors(const ae_diag *d);
+ae_loc ae_loc_span(ae_loc from, ae_loc to);     /* from's start to to's end, same line */
+/* Reads a whole file into src; reports a missing, unreadable or oversize file. */
+bool ae_source_read(ae_arena *a, ae_diag *d, const char *path, ae_source *src, ae_loc *from);
+const char *ae_closest(const char *word, const char *const *cands, int n);  /* did-you-mean */
+
+/* ===== ast.c: the syntax tree built by the parser's actions ===== */
+typedef enum {
+  EX_NUMBER, EX_STRING, EX_NAME, EX_CALL, EX_LIST, EX_BINARY, EX_NEG, EX_KWARG
+} ae_expr_kind;
+
+typedef struct ae_expr ae_expr;
+struct ae_expr {
+  ae_expr_kind kind;
+  ae_loc loc;
+  double num;                /* EX_NUMBER */
+  bool is_int;               /* EX_NUMBER written without '.' or exponent */
+  char *str;                 /* EX_STRING text, EX_NAME / EX_CALL / EX_KWARG name */
+  ae_loc name_loc;           /* EX_CALL: the callee's name */
+  char op;                   /* EX_BINARY: + - * / */
+  ae_expr *lhs, *rhs;        /* EX_BINARY, EX_NEG (lhs), EX_KWARG (lhs = value) */
+  ae_vec args;               /* EX_CALL arguments, EX_LIST items (ae_expr*) */
+  bool piped;                /* EX_CALL whose first argument came through |> */
+};
+
+typedef enum {
+  ST_LET, ST_SETTING, ST_INPUT, ST_TARGET, ST_BLOCK, ST_RETURN, ST_DATA
+} ae_stmt_kind;
+
+typedef struct {
+  int id;                    /* label value in the data */
+  char *name;
+  ae_loc loc;
+} ae_class_decl;
+
+typedef struct {
+  char *elem;                /* f32, u8, classes ... */
+  ae_loc loc;
+  ae_vec dims;               /* ae_expr* */
+  bool has_dims;
+  ae_vec classes;            /* ae_class_decl* */
+  ae_expr *ignore;           /* ignore N, or NULL */
+} ae_type;
+
+typedef struct {
+  char *name;
+  ae_loc loc;
+  ae_expr *deflt;            /* default value, or NULL */
+} ae_param_decl;
+
+typedef struct ae_stmt ae_stmt;
+struct ae_stmt {
+  ae_stmt_kind kind;
+  ae_loc loc;                /* the whole statement's start */
+  char *name;                /* LET/INPUT/TARGET/BLOCK name, SETTING keyword */
+  ae_loc name_loc;
+  bool latent;               /* LET marked 'latent' */
+  ae_expr *value;            /* LET, RETURN */
+  ae_vec values;             /* SETTING: comma-separated expressions */
+  ae_type *type;             /* INPUT, TARGET */
+  ae_vec params;             /* BLOCK: ae_param_decl* */
+  ae_vec body;               /* BLOCK, DATA: ae_stmt* */
+  ae_loc open_loc;           /* BLOCK, DATA: where '{' opened */
+};
+
+typedef struct {
+  char *block;               /* the imported block's name */
+  char *path;                /* the spec it comes from, relative to the importing file */
+  ae_loc loc, path_loc;
+  ae_vec opts;               /* ae_stmt* of kind ST_SETTING: weights "ckpt", frozen, trainable */
+} ae_import;
+
+typedef struct {
+  const ae_source *src;
+  ae_vec imports;            /* ae_import* */
+  char *name;                /* model name, NULL if the parse failed before it */
+  ae_loc name_loc, open_loc;
+  ae_vec stmts;              /* ae_stmt* */
+  bool has_model;
+} ae_file;
+
+ae_expr *ae_expr_new(ae_arena *a, ae_expr_kind kind, ae_loc loc);
+ae_expr *ae_call_new(ae_arena *a, ae_loc loc, char *name, ae_vec args);
+ae_expr *ae_pipe(ae_arena *a, ae_expr *lhs, ae_expr *rhs, ae_loc loc);
+ae_stmt *ae_stmt_new(ae_arena *a, ae_stmt_kind kind, ae_loc loc);
+
+/* ===== parser.y + lexer.l ===== */
+/* Parses one source file; reports every syntax error through d. Never NULL. */
+ae_file *ae_parse(ae_arena *a, ae_diag *d, const ae_source *src);
+
+/* ===== ops.c: the built-in layers, activations, losses and their rules ===== */
+typedef enum {
+  OP_INPUT, OP_TARGET,
+  OP_DENSE, OP_CONV, OP_CONV_T, OP_MAXPOOL, OP_AVGPOOL, OP_UPSAMPLE,
+  OP_FLATTEN, OP_RESHAPE, OP_CONCAT, OP_ADD, OP_DROPOUT, OP_BATCHNORM,
+  OP_NOISE, OP_SAMPLE,
+  OP_RELU, OP_LEAKY_RELU, OP_ELU, OP_SIGMOID, OP_TANH, OP_SOFTMAX, OP_LINEAR,
+  OP__COUNT
+} ae_op;
+
+typedef enum {
+  LOSS_MSE, LOSS_BCE, LOSS_SOFTMAX_XENT, LOSS_L1, LOSS_KL_SPARSITY, LOSS_KL_NORMAL, LOSS_L2,
+  LOSS__COUNT
+} ae_loss_kind;
+
+typedef struct { int rank; int d[AE_MAX_RANK]; } ae_shape;
+
+long ae_shape_elems(ae_shape s);
+/* "28x28x1" into buf (at least 48 bytes). */
+const char *ae_shape_str(ae_shape s, char *buf);
+
+typedef struct ae_node ae_node;
+struct ae_node {
+  int id;
+  ae_op op;
+  ae_loc loc;                /* the call in the spec that made it */
+  char *name;                /* parameter layers: "e1.1"; others: binding name or NULL */
+  ae_vec in;                 /* ae_node* */
+  ae_shape shape;            /* per example */
+  /* attributes */
+  int units;                 /* dense units, conv filters */
+  int k, stride;             /* conv, conv_transpose, pools */
+  bool pad_same;
+  int factor;                /* upsample */
+  float alpha;               /* leaky_relu, elu */
+  float rate;                /* dropout */
+  float stddev, lo, hi;      /* gaussian_noise */
+  float momentum, eps;       /* batchnorm */
+  /* parameters */
+  long n_params;
+  bool frozen;
+  const char *init_from;     /* checkpoint path that initialises this layer */
+  const char *init_name;     /* this layer's name in that checkpoint */
+  double flops;              /* forward, per example: 2 per multiply-add */
+  bool is_latent;
+};
+
+typedef struct {
+  ae_loss_kind kind;
+  ae_loc loc;
+  double weight;
+  ae_node *a, *b;            /* operands (b NULL for l1, kl_sparsity, l2) */
+  bool reduce_sum;           /* sum over elements per example, mean over batch */
+  double rho;                /* kl_sparsity */
+  int n_weights;             /* softmax_xent class weights (0: none) */
+  double *class_weights;
+  bool auto_weights;         /* softmax_xent weights=auto */
+} ae_loss_term;
+
+typedef enum { TARGET_NONE, TARGET_IMAGE, TARGET_CLASSES } ae_target_kind;
+
+typedef struct {
+  char *kind;                /* sgd, adam, adamw */
+  double lr, momentum, beta1, beta2, eps, weight_decay;
+  char *schedule;            /* constant, step, cosine, exponential */
+  double gamma, min_lr;
+  int every;
+} ae_optimizer;
+
+typedef struct {
+  char *source;              /* idx, geotiff, synthetic_landcover, image_pairs */
+  ae_vec source_args;        /* ae_expr* kwargs as written, checked in sema */
+  char *dir, *train, *train_labels, *test, *test_labels, *label_layer;
+  ae_vec layers;             /* char* */
+  int patch, patches_per_tile, tiles, tile_size;
+  double validation;
+  double scale, offset;
+  bool standardize;
+  double shift, rotate, zoom;
+  bool flip_h, flip_v;
+} ae_data;
+
+typedef struct { const char *block, *prefix; } ae_block_instance;
+
+/* The checked model: every value a node with a fixed shape (the graph IR). */
+typedef struct {
+  char *name;
+  const ae_source *src;
+  ae_loc loc;
+  int batch, epochs;
+  ae_node *input, *target;
+  char *input_elem;
+  ae_target_kind target_kind;
+  int n_classes, ignore_label;
+  int class_ids[64];
+  char *class_names[64];
+  ae_vec nodes;              /* ae_node*, topological order */
+  ae_vec losses;             /* ae_loss_term* */
+  ae_node *output, *latent;
+  ae_vec instances;          /* ae_block_instance*: where each block was expanded */
+  ae_optimizer opt;
+  ae_data data;
+} ae_model;
+
+/* ===== sema.c: names, blocks, shapes, types ===== */
+/* Checks a parsed file (loading its imports); NULL when there were errors. */
+ae_model *ae_check(ae_arena *a, ae_diag *d, ae_file *f, int depth);
+/* Reads, parses and checks one spec file. */
+ae_model *ae_load_spec(ae_arena *a, ae_diag *d, const char *path);
+
+/* ===== ops.c: values that expressions evaluate to, and the built-in layers ===== */
+typedef enum { V_NUM, V_STR, V_WORD, V_LIST, V_TENSOR, V_LOSS, V_CALL } ae_value_kind;
+
+typedef struct {
+  ae_value_kind kind;
+  ae_loc loc;
+  double num;                /* V_NUM */
+  bool is_int;
+  const char *str;           /* V_STR text, V_WORD name (an unbound name such as same) */
+  ae_node *node;             /* V_TENSOR */
+  ae_vec items;              /* V_LIST: ae_value*; V_LOSS: ae_loss_term* */
+  const ae_expr *call;       /* V_CALL: a configuration call such as cosine(min_lr=0) */
+} ae_value;
+
+/* What sema hands to ops.c to build one layer node. */
+typedef struct {
+  ae_arena *arena;
+  ae_diag *diag;
+  ae_model *model;
+  const char *name;          /* parameter layers: the name sema chose */
+  bool frozen;
+  const char *init_from, *init_name;
+} ae_layer_ctx;
+
+const char *ae_op_name(ae_op op);
+bool ae_op_is_activation(ae_op op);
+bool ae_op_has_params(ae_op op);
+bool ae_is_layer_name(const char *name);
+const char *ae_loss_name(ae_loss_kind k);
+/* Builds the node for layer `call` with evaluated arguments (positional then keyword:
+ * kw[i] names args[i] or is NULL). NULL after reporting an error. */
+ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, const char **kw, int n);
+/* Hints that say which layers made n's spatial size what it is. */
+void ae_explain_size(ae_diag *d, const ae_node *n, const char *what);
+/* Checks an argument list against names; fills out[] (NULL where absent). */
+bool ae_bind_args(ae_diag *d, const ae_expr *call, const char *const *names, int n_names,
+                  ae_value **args, const char **kw, int n, ae_value **out);
+/* Reads a value as an integer in [lo, hi] / a number; reports an error naming `what`. */
+bool ae_value_int(ae_diag *d, const ae_value *v, const char *what, long lo, long hi, int *out);
+bool ae_value_num(ae_diag *d, const ae_value *v, const char *what, double *out);
+const char *ae_value_desc(const ae_value *v, char *buf, size_t cap);
+
+/* ===== summary.c ===== */
+typedef struct {
+  long params_trainable, params_frozen;
+  double flops_forward;      /* per example */
+  double flops_train_step;   /* whole batch, forward + backward */
+  double bytes_params, bytes_grads, bytes_optimizer, bytes_activations;
+} ae_totals;
+
+ae_totals ae_model_totals(const ae_model *m);
+void ae_print_summary(FILE *out, const ae_model *m);
+void ae_print_summary_json(FILE *out, const ae_model *m);
+
+#endif

@@ -1,0 +1,469 @@
+/* ops.c - the built-in layers: their argument lists, the rules that give each output
+ * its fixed shape, and their parameter and FLOP counts. Shape errors say which layer
+ * made a size what it is, because that is what makes autoencoders hard to write. */
+#include "aec.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  const char *name;
+  ae_op op;
+  const char *args[6];       /* argument names in positional order */
+  int required;              /* how many of them must be given */
+  bool variadic;             /* concat, add: any number of tensors */
+} layer_sig;
+
+static const layer_sig layers[] = {
+  {"dense", OP_DENSE, {"x", "units"}, 2, false},
+  {"conv", OP_CONV, {"x", "filters", "k", "stride", "padding"}, 2, false},
+  {"conv_transpose", OP_CONV_T, {"x", "filters", "k", "stride", "padding"}, 2, false},
+  {"maxpool", OP_MAXPOOL, {"x", "size", "stride"}, 1, false},
+  {"avgpool", OP_AVGPOOL, {"x", "size", "stride"}, 1, false},
+  {"upsample", OP_UPSAMPLE, {"x", "factor", "mode"}, 1, false},
+  {"flatten", OP_FLATTEN, {"x"}, 1, false},
+  {"reshape", OP_RESHAPE, {"x", "shape"}, 2, false},
+  {"concat", OP_CONCAT, {0}, 2, true},
+  {"add", OP_ADD, {0}, 2, true},
+  {"dropout", OP_DROPOUT, {"x", "rate"}, 2, false},
+  {"batchnorm", OP_BATCHNORM, {"x", "momentum", "eps"}, 1, false},
+  {"gaussian_noise", OP_NOISE, {"x", "stddev", "min", "max"}, 2, false},
+  {"sample", OP_SAMPLE, {"mu", "logvar"}, 2, false},
+  {"relu", OP_RELU, {"x"}, 1, false},
+  {"leaky_relu", OP_LEAKY_RELU, {"x", "alpha"}, 1, false},
+  {"elu", OP_ELU, {"x", "alpha"}, 1, false},
+  {"sigmoid", OP_SIGMOID, {"x"}, 1, false},
+  {"tanh", OP_TANH, {"x"}, 1, false},
+  {"softmax", OP_SOFTMAX, {"x"}, 1, false},
+  {"linear", OP_LINEAR, {"x"}, 1, false},
+};
+#define N_LAYERS ((int)(sizeof layers / sizeof layers[0]))
+
+static const char *const op_names[OP__COUNT] = {
+  "input", "target", "dense", "conv", "conv_transpose", "maxpool", "avgpool", "upsample",
+  "flatten", "reshape", "concat", "add", "dropout", "batchnorm", "gaussian_noise", "sample",
+  "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "linear",
+};
+
+static const char *const loss_names[LOSS__COUNT] = {
+  "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
+};
+
+const char *ae_op_name(ae_op op) { return op_names[op]; }
+const char *ae_loss_name(ae_loss_kind k) { return loss_names[k]; }
+bool ae_op_is_activation(ae_op op) { return op >= OP_RELU && op <= OP_LINEAR; }
+bool ae_op_has_params(ae_op op) {
+  return op == OP_DENSE || op == OP_CONV || op == OP_CONV_T || op == OP_BATCHNORM;
+}
+
+static const layer_sig *find_layer(const char *name) {
+  for (int i = 0; i < N_LAYERS; i++)
+    if (strcmp(layers[i].name, name) == 0) return &layers[i];
+  return NULL;
+}
+
+bool ae_is_layer_name(const char *name) { return find_layer(name) != NULL; }
+
+long ae_shape_elems(ae_shape s) {
+  long n = 1;
+  for (int i = 0; i < s.rank; i++) n *= s.d[i];
+  return n;
+}
+
+const char *ae_shape_str(ae_shape s, char *buf) {
+  if (s.rank == 0) { strcpy(buf, "scalar"); return buf; }
+  char *p = buf;
+  for (int i = 0; i < s.rank; i++) p += sprintf(p, i ? "x%d" : "%d", s.d[i]);
+  return buf;
+}
+
+const char *ae_value_desc(const ae_value *v, char *buf, size_t cap) {
+  char sh[48];
+  switch (v->kind) {
+  case V_NUM: snprintf(buf, cap, "the number %g", v->num); break;
+  case V_STR: snprintf(buf, cap, "the string \"%.40s\"", v->str); break;
+  case V_WORD: snprintf(buf, cap, "the word '%.40s'", v->str); break;
+  case V_LIST: snprintf(buf, cap, "a list"); break;
+  case V_TENSOR: snprintf(buf, cap, "a tensor %s", ae_shape_str(v->node->shape, sh)); break;
+  case V_LOSS: snprintf(buf, cap, "a loss"); break;
+  case V_CALL: snprintf(buf, cap, "%.40s(...)", v->call->str); break;
+  }
+  return buf;
+}
+
+bool ae_value_int(ae_diag *d, const ae_value *v, const char *what, long lo, long hi, int *out) {
+  char desc[96];
+  if (v->kind != V_NUM || !v->is_int) {
+    ae_error(d, v->loc, "%s must be a whole number, not %s", what, ae_value_desc(v, desc, sizeof desc));
+    return false;
+  }
+  if (v->num < (double)lo || v->num > (double)hi) {
+    ae_error(d, v->loc, "%s must be from %ld to %ld, not %.0f", what, lo, hi, v->num);
+    return false;
+  }
+  *out = (int)v->num;
+  return true;
+}
+
+bool ae_value_num(ae_diag *d, const ae_value *v, const char *what, double *out) {
+  char desc[96];
+  if (v->kind != V_NUM) {
+    ae_error(d, v->loc, "%s must be a number, not %s", what, ae_value_desc(v, desc, sizeof desc));
+    return false;
+  }
+  *out = v->num;
+  return true;
+}
+
+bool ae_bind_args(ae_diag *d, const ae_expr *call, const char *const *names, int n_names,
+                  ae_value **args, const char **kw, int n, ae_value **out) {
+  bool ok = true;
+  int pos = 0;
+  for (int i = 0; i < n_names; i++) out[i] = NULL;
+  for (int i = 0; i < n; i++) {
+    int slot = -1;
+    if (!kw[i]) {
+      if (pos >= n_names) {
+        ae_error(d, args[i]->loc, "%s takes at most %d argument%s", call->str, n_names, n_names == 1 ? "" : "s");
+        return false;
+      }
+      slot = pos++;
+    } else {
+      for (int j = 0; j < n_names; j++)
+        if (strcmp(names[j], kw[i]) == 0) slot = j;
+      if (slot < 0) {
+        ae_error(d, args[i]->loc, "%s has no argument '%s'", call->str, kw[i]);
+        const char *near = ae_closest(kw[i], names, n_names);
+        if (near) ae_hint(d, "did you mean '%s'?", near);
+        else {
+          char list[160] = "";
+          for (int j = 0; j < n_names; j++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", names[j]);
+          ae_hint(d, "%s takes: %s", call->str, list);
+        }
+        ok = false;
+        continue;
+      }
+    }
+    if (out[slot]) {
+      ae_error(d, args[i]->loc, "argument '%s' of %s is given twice", names[slot], call->str);
+      ok = false;
+    }
+    out[slot] = args[i];
+  }
+  return ok;
+}
+
+/* ---- shape explanations ------------------------------------------------------- */
+
+static bool same_spatial(ae_shape a, ae_shape b) {
+  if (a.rank != b.rank) return false;
+  for (int i = 0; i + 1 < a.rank; i++) if (a.d[i] != b.d[i]) return false;
+  return true;
+}
+
+static const char *layer_args_desc(const ae_node *n, char *buf) {
+  switch (n->op) {
+  case OP_CONV: case OP_CONV_T:
+    sprintf(buf, " (k=%d, stride=%d, padding=%s)", n->k, n->stride, n->pad_same ? "same" : "valid"); break;
+  case OP_MAXPOOL: case OP_AVGPOOL: sprintf(buf, " (size=%d, stride=%d)", n->k, n->stride); break;
+  case OP_UPSAMPLE: sprintf(buf, " (factor %d)", n->factor); break;
+  default: buf[0] = 0;
+  }
+  return buf;
+}
+
+void ae_explain_size(ae_diag *d, const ae_node *n, const char *what) {
+  const ae_node *changes[4];
+  int k = 0;
+  for (const ae_node *p = n; p && p->in.len > 0 && k < 4; p = p->in.items[0]) {
+    const ae_node *src = p->in.items[0];
+    if (!same_spatial(p->shape, src->shape) && p->op != OP_FLATTEN) changes[k++] = p;
+  }
+  char a[48], b[48], extra[80];
+  if (k == 0) {
+    ae_hint(d, "%s is %s, the size it has from %s", what, ae_shape_str(n->shape, a),
+            n->op == OP_INPUT ? "the input declaration" : "its input");
+    return;
+  }
+  for (int i = 0; i < k; i++) {
+    const ae_node *p = changes[i];
+    ae_hint(d, "%s%s at line %d%s makes %s into %s", i ? "before that, " : "", op_names[p->op], p->loc.line,
+            layer_args_desc(p, extra), ae_shape_str(((ae_node *)p->in.items[0])->shape, a),
+            ae_shape_str(p->shape, b));
+  }
+  (void)what;
+}
+
+/* ---- one function per shape rule ------------------------------------------------ */
+
+static bool need_rank(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int rank) {
+  if (x->shape.rank == rank) return true;
+  char s[48];
+  if (rank == 3)
+    ae_error(c->diag, call->loc, "%s needs an image of height x width x channels, but its input is %s",
+             call->str, ae_shape_str(x->shape, s));
+  else
+    ae_error(c->diag, call->loc, "%s needs a flat vector, but its input is %s", call->str, ae_shape_str(x->shape, s));
+  if (rank == 3 && x->shape.rank == 1) ae_hint(c->diag, "reshape it first, e.g. reshape(h, [7, 7, %d])", x->shape.d[0] / 49 ? x->shape.d[0] / 49 : 1);
+  if (rank == 3 && x->shape.rank == 2) ae_hint(c->diag, "give the input a channel axis: f32[%d, %d, 1]", x->shape.d[0], x->shape.d[1]);
+  if (rank == 1) ae_hint(c->diag, "flatten it first: %s(flatten(...), ...)", call->str);
+  return false;
+}
+
+/* Output size of a sliding window; an error when the window does not tile the input. */
+static bool window_out(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int axis, int k, int s, bool same, int *out) {
+  int in = x->shape.d[axis];
+  const char *dim = axis == 0 ? "height" : "width";
+  if (same) {
+    if (in % s != 0) {
+      ae_error(c->diag, call->loc, "stride %d does not divide the input %s %d", s, dim, in);
+      ae_explain_size(c->diag, x, "the input");
+      ae_hint(c->diag, "a decoder cannot restore a size that was rounded; make the %s a multiple of %d", dim, s);
+      return false;
+    }
+    *out = in / s;
+    return true;
+  }
+  if (in < k) {
+    ae_error(c->diag, call->loc, "kernel %d is larger than the input %s %d", k, dim, in);
+    ae_explain_size(c->diag, x, "the input");
+    return false;
+  }
+  if ((in - k) % s != 0) {
+    ae_error(c->diag, call->loc, "kernel %d with stride %d does not tile the input %s %d: %d pixels would be dropped",
+             k, s, dim, in, (in - k) % s);
+    ae_explain_size(c->diag, x, "the input");
+    return false;
+  }
+  *out = (in - k) / s + 1;
+  return true;
+}
+
+static bool get_int(ae_layer_ctx *c, ae_value *v, const char *what, long lo, long hi, int deflt, int *out) {
+  if (!v) { *out = deflt; return true; }
+  return ae_value_int(c->diag, v, what, lo, hi, out);
+}
+
+static bool get_num(ae_layer_ctx *c, ae_value *v, const char *what, double lo, double hi, double deflt, float *out) {
+  double x = deflt;
+  if (v && !ae_value_num(c->diag, v, what, &x)) return false;
+  if (!(x >= lo && x <= hi)) {
+    ae_error(c->diag, v->loc, "%s must be from %g to %g, not %g", what, lo, hi, x);
+    return false;
+  }
+  *out = (float)x;
+  return true;
+}
+
+static bool get_padding(ae_layer_ctx *c, ae_value *v, bool *same) {
+  *same = true;
+  if (!v) return true;
+  if (v->kind == V_WORD && (strcmp(v->str, "same") == 0 || strcmp(v->str, "valid") == 0)) {
+    *same = strcmp(v->str, "same") == 0;
+    return true;
+  }
+  char desc[96];
+  ae_error(c->diag, v->loc, "padding must be same or valid, not %s", ae_value_desc(v, desc, sizeof desc));
+  return false;
+}
+
+static bool infer_conv(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
+  if (!need_rank(c, call, x, 3)) return false;
+  if (!get_int(c, a[1], "the number of filters", 1, 65536, 0, &n->units) ||
+      !get_int(c, a[2], "the kernel size k", 1, 64, 3, &n->k) ||
+      !get_int(c, a[3], "the stride", 1, 64, n->op == OP_CONV_T ? 2 : 1, &n->stride) ||
+      !get_padding(c, a[4], &n->pad_same))
+    return false;
+  if (n->pad_same && n->k % 2 == 0) {
+    ae_error(c->diag, a[2] ? a[2]->loc : call->loc, "padding=same needs an odd kernel, not k=%d", n->k);
+    ae_hint(c->diag, "an even kernel cannot be centred: use k=%d or padding=valid", n->k + 1);
+    return false;
+  }
+  int cin = x->shape.d[2], h, w;
+  if (n->op == OP_CONV) {
+    if (!window_out(c, call, x, 0, n->k, n->stride, n->pad_same, &h) ||
+        !window_out(c, call, x, 1, n->k, n->stride, n->pad_same, &w))
+      return false;
+  } else {
+    h = n->pad_same ? x->shape.d[0] * n->stride : (x->shape.d[0] - 1) * n->stride + n->k;
+    w = n->pad_same ? x->shape.d[1] * n->stride : (x->shape.d[1] - 1) * n->stride + n->k;
+  }
+  n->shape = (ae_shape){3, {h, w, n->units}};
+  n->n_params = (long)n->k * n->k * cin * n->units + n->units;
+  double positions = n->op == OP_CONV ? (double)h * w : (double)x->shape.d[0] * x->shape.d[1];
+  n->flops = 2.0 * positions * n->k * n->k * cin * n->units;
+  return true;
+}
+
+static bool infer_pool(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
+  if (!need_rank(c, call, x, 3)) return false;
+  if (!get_int(c, a[1], "the pool size", 1, 64, 2, &n->k) ||
+      !get_int(c, a[2], "the stride", 1, 64, n->k, &n->stride))
+    return false;
+  int h, w;
+  if (!window_out(c, call, x, 0, n->k, n->stride, false, &h) ||
+      !window_out(c, call, x, 1, n->k, n->stride, false, &w))
+    return false;
+  n->shape = (ae_shape){3, {h, w, x->shape.d[2]}};
+  return true;
+}
+
+static bool infer_upsample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
+  if (!need_rank(c, call, x, 3) || !get_int(c, a[1], "the upsampling factor", 1, 64, 2, &n->factor))
+    return false;
+  if (a[2] && !(a[2]->kind == V_WORD && strcmp(a[2]->str, "nearest") == 0)) {
+    char desc[96];
+    ae_error(c->diag, a[2]->loc, "upsample mode must be nearest, not %s", ae_value_desc(a[2], desc, sizeof desc));
+    ae_hint(c->diag, "for a learned upsampling use conv_transpose(x, filters, k=3, stride=2)");
+    return false;
+  }
+  long h = (long)x->shape.d[0] * n->factor, w = (long)x->shape.d[1] * n->factor;
+  if (h > AE_MAX_DIM || w > AE_MAX_DIM) {
+    ae_error(c->diag, call->loc, "upsampling makes an image of %ldx%ld, larger than aec allows", h, w);
+    return false;
+  }
+  n->shape = (ae_shape){3, {(int)h, (int)w, x->shape.d[2]}};
+  return true;
+}
+
+static bool infer_reshape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
+  ae_value *s = a[1];
+  char desc[96], sh[48];
+  if (s->kind != V_LIST || s->items.len < 1 || s->items.len > AE_MAX_RANK) {
+    ae_error(c->diag, s->loc, "reshape needs a list of 1 to 3 sizes such as [7, 7, 64], not %s",
+             ae_value_desc(s, desc, sizeof desc));
+    return false;
+  }
+  n->shape.rank = s->items.len;
+  for (int i = 0; i < s->items.len; i++)
+    if (!ae_value_int(c->diag, s->items.items[i], "a size", 1, AE_MAX_DIM, &n->shape.d[i])) return false;
+  if (ae_shape_elems(n->shape) != ae_shape_elems(x->shape)) {
+    ae_error(c->diag, s->loc, "reshape to %s needs %ld values, but its input %s has %ld",
+             ae_shape_str(n->shape, desc), ae_shape_elems(n->shape), ae_shape_str(x->shape, sh), ae_shape_elems(x->shape));
+    return false;
+  }
+  return true;
+}
+
+static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_value **args, int n_args) {
+  ae_node *first = n->in.items[0];
+  char a[48], b[48];
+  n->shape = first->shape;
+  for (int i = 1; i < n->in.len; i++) {
+    ae_node *x = n->in.items[i];
+    bool ok = n->op == OP_ADD ? ae_shape_elems(x->shape) == ae_shape_elems(first->shape) && x->shape.rank == first->shape.rank
+                              : same_spatial(x->shape, first->shape) && x->shape.rank == 3;
+    for (int j = 0; ok && n->op == OP_ADD && j < x->shape.rank; j++) ok = x->shape.d[j] == first->shape.d[j];
+    if (!ok) {
+      if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3))
+        ae_error(c->diag, args[i]->loc, "concat joins images along channels, but got %s and %s",
+                 ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
+      else
+        ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",
+                 call->str, n->op == OP_ADD ? "equal shapes" : "equal heights and widths",
+                 ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
+      ae_explain_size(c->diag, first, "the first input");
+      ae_explain_size(c->diag, x, "this input");
+      return false;
+    }
+    if (n->op == OP_CONCAT) n->shape.d[2] += x->shape.d[2];
+  }
+  return true;
+}
+
+static bool infer_elementwise(ae_layer_ctx *c, ae_node *n, ae_node *x, ae_value **a) {
+  n->shape = x->shape;
+  switch (n->op) {
+  case OP_LEAKY_RELU: return get_num(c, a[1], "alpha", 0, 1, 0.01, &n->alpha);
+  case OP_ELU: return get_num(c, a[1], "alpha", 0, 100, 1.0, &n->alpha);
+  case OP_DROPOUT: return get_num(c, a[1], "the dropout rate", 0, 0.999, 0, &n->rate);
+  case OP_NOISE:
+    return get_num(c, a[1], "stddev", 0, 1e6, 0, &n->stddev) && get_num(c, a[2], "min", -1e30, 1e30, 0, &n->lo) &&
+           get_num(c, a[3], "max", -1e30, 1e30, 1, &n->hi);
+  case OP_BATCHNORM:
+    n->n_params = 2L * x->shape.d[x->shape.rank - 1];
+    return get_num(c, a[1], "momentum", 0, 1, 0.1, &n->momentum) && get_num(c, a[2], "eps", 1e-12, 1, 1e-5, &n->eps);
+  default: return true;
+  }
+}
+
+static bool infer_sample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_value **a) {
+  ae_node *mu = n->in.items[0], *lv = n->in.items[1];
+  char s1[48], s2[48];
+  n->shape = mu->shape;
+  if (ae_shape_elems(mu->shape) != ae_shape_elems(lv->shape) || mu->shape.rank != lv->shape.rank) {
+    ae_error(c->diag, a[1]->loc, "sample needs mu and logvar of one shape, but they are %s and %s",
+             ae_shape_str(mu->shape, s1), ae_shape_str(lv->shape, s2));
+    return false;
+  }
+  return true;
+}
+
+static bool infer_shape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_value **a, ae_value **args, int n_args) {
+  ae_node *x = n->in.items[0];
+  switch (n->op) {
+  case OP_DENSE:
+    if (!need_rank(c, call, x, 1) || !get_int(c, a[1], "the number of units", 1, 1 << 24, 0, &n->units)) return false;
+    n->shape = (ae_shape){1, {n->units}};
+    n->n_params = (long)x->shape.d[0] * n->units + n->units;
+    n->flops = 2.0 * x->shape.d[0] * n->units;
+    return true;
+  case OP_CONV: case OP_CONV_T: return infer_conv(c, call, n, x, a);
+  case OP_MAXPOOL: case OP_AVGPOOL: return infer_pool(c, call, n, x, a);
+  case OP_UPSAMPLE: return infer_upsample(c, call, n, x, a);
+  case OP_FLATTEN: n->shape = (ae_shape){1, {(int)ae_shape_elems(x->shape)}}; return true;
+  case OP_RESHAPE: return infer_reshape(c, call, n, x, a);
+  case OP_CONCAT: case OP_ADD: return infer_join(c, call, n, args, n_args);
+  case OP_SAMPLE: return infer_sample(c, call, n, a);
+  default: return infer_elementwise(c, n, x, a);
+  }
+}
+
+ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, const char **kw, int n_args) {
+  const layer_sig *sig = find_layer(call->str);
+  ae_value *a[6] = {0};
+  char desc[96];
+  if (sig->variadic) {
+    for (int i = 0; i < n_args; i++)
+      if (kw[i]) { ae_error(c->diag, args[i]->loc, "%s takes only tensors, not '%s='", sig->name, kw[i]); return NULL; }
+    if (n_args < 2) { ae_error(c->diag, call->loc, "%s needs at least two tensors", sig->name); return NULL; }
+  } else {
+    int n_names = 0;
+    while (n_names < 6 && sig->args[n_names]) n_names++;
+    if (!ae_bind_args(c->diag, call, sig->args, n_names, args, kw, n_args, a)) return NULL;
+    for (int i = 0; i < sig->required; i++)
+      if (!a[i]) {
+        ae_error(c->diag, call->loc, "%s needs the argument '%s'", sig->name, sig->args[i]);
+        if (i == 0) ae_hint(c->diag, "pass a tensor first, or pipe one in: h |> %s", sig->name);
+        return NULL;
+      }
+  }
+  ae_node *n = ae_alloc(c->arena, sizeof *n);
+  n->op = sig->op;
+  n->loc = call->loc;
+  int n_inputs = sig->variadic ? n_args : sig->op == OP_SAMPLE ? 2 : 1;
+  for (int i = 0; i < n_inputs; i++) {
+    ae_value *v = sig->variadic ? args[i] : a[i];
+    if (v->kind != V_TENSOR) {
+      ae_error(c->diag, v->loc, "%s needs a tensor here, not %s", sig->name, ae_value_desc(v, desc, sizeof desc));
+      if (v->kind == V_WORD) ae_hint(c->diag, "'%s' is not defined above this line", v->str);
+      return NULL;
+    }
+    ae_vec_push(c->arena, &n->in, v->node);
+  }
+  if (!infer_shape(c, call, n, a, args, n_args)) return NULL;
+  if (ae_shape_elems(n->shape) > (1L << 31) / 4) {
+    ae_error(c->diag, call->loc, "this layer's output has %ld values per example, more than aec allows", ae_shape_elems(n->shape));
+    return NULL;
+  }
+  if (ae_op_has_params(n->op)) {
+    n->name = (char *)c->name;
+    n->frozen = c->frozen;
+    n->init_from = c->init_from;
+    n->init_name = c->init_name;
+  }
+  n->id = c->model->nodes.len;
+  ae_vec_push(c->arena, &c->model->nodes, n);
+  return n;
+}

@@ -1,0 +1,143 @@
+/* aert.h - the ABI between a generated model and the aec runtime.
+ * A generated model.c fills one const aert_model; the runtime (data, optimizers,
+ * checkpoints, metrics, images, trainer command line) drives training through it.
+ * Exported runtime names carry the aert_ prefix. */
+#ifndef AERT_H
+#define AERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AERT_MAX_RANK 4
+#define AERT_MAX_LOSS_TERMS 8
+#define AERT_MAX_CLASSES 64
+
+/* How a parameter tensor is initialised before training. */
+typedef enum {
+  AERT_INIT_ZEROS,
+  AERT_INIT_ONES,
+  AERT_INIT_HE_NORMAL,      /* N(0, 2/fan_in): layers followed by relu-like activations */
+  AERT_INIT_GLOROT_UNIFORM  /* U(+-sqrt(6/(fan_in+fan_out))): linear, sigmoid, tanh, softmax */
+} aert_init;
+
+/* One parameter tensor; all of them live in one float arena at fixed offsets. */
+typedef struct {
+  const char *name;        /* "enc1.w", "enc1.b": unique, stable across specs that import blocks */
+  int rank;
+  int shape[AERT_MAX_RANK];/* dense w: [in, out]; conv w: [kh, kw, cin, cout] (HWIO); bias: [out] */
+  long size;               /* elements */
+  long offset;             /* in floats, from the start of the parameter arena */
+  aert_init init;
+  int fan_in, fan_out;
+  int frozen;              /* 1: never updated by the optimizer (imported frozen) */
+  const char *init_from;   /* checkpoint that initialises it, or NULL */
+  const char *init_name;   /* tensor name inside that checkpoint */
+} aert_param;
+
+/* What the model's target is. */
+typedef enum {
+  AERT_TARGET_INPUT,   /* autoencoder: the (clean) input itself */
+  AERT_TARGET_IMAGE,   /* another image of shape target_shape */
+  AERT_TARGET_CLASSES, /* one class index per pixel (class map) or per example */
+} aert_target_kind;
+
+typedef enum { AERT_OPT_SGD, AERT_OPT_ADAM, AERT_OPT_ADAMW } aert_opt_kind;
+typedef enum { AERT_SCHED_CONSTANT, AERT_SCHED_STEP, AERT_SCHED_COSINE, AERT_SCHED_EXPONENTIAL } aert_sched_kind;
+
+typedef struct {
+  aert_opt_kind kind;
+  float lr, momentum, beta1, beta2, eps, weight_decay;
+  aert_sched_kind schedule;
+  float sched_gamma;   /* step / exponential decay factor */
+  int sched_step;      /* epochs between steps (step schedule) */
+  float sched_min_lr;  /* cosine floor */
+} aert_optim;
+
+typedef enum {
+  AERT_DATA_IDX,          /* IDX files (Fashion-MNIST layout), .gz or raw */
+  AERT_DATA_IMAGE_PAIRS,  /* input and target IDX files, or two folders of images */
+  AERT_DATA_GEOTIFF,      /* GeoTIFF tiles, <tile>_<layer>.tif */
+  AERT_DATA_SYNTHETIC_LANDCOVER
+} aert_data_kind;
+
+typedef struct {
+  aert_data_kind kind;
+  const char *dir;               /* default data folder */
+  const char *train_images, *train_labels, *test_images, *test_labels;
+  const char *layers[16];        /* geotiff: layers stacked in order */
+  int n_layers;
+  const char *label_layer;
+  float validation;              /* fraction of the training set held out */
+  float scale, offset;           /* x_norm = x * scale + offset */
+  float shift, rotate, zoom;     /* augmentation ranges: pixels, degrees, fraction */
+  int flip_h, flip_v;
+  int patch, patches_per_tile;   /* geotiff / synthetic */
+} aert_data;
+
+/* Loss terms of one forward pass (reconstruction, kl, sparsity...), logged apart. */
+typedef struct {
+  float total;
+  float term[AERT_MAX_LOSS_TERMS];
+} aert_losses;
+
+typedef struct aert_model {
+  const char *name;
+  const char *spec_file;
+  const char *spec_hash;         /* hex FNV-1a 64 of the spec text */
+  int batch;                     /* compile-time batch size */
+  int in_rank, in_shape[3];      /* per example, HWC */
+  long in_size;                  /* floats per example */
+  aert_target_kind target_kind;
+  int target_rank, target_shape[3];
+  long target_size;              /* floats per example (class indices stored as floats) */
+  long out_size;                 /* floats per example of the model's output */
+  long latent_size;              /* floats per example of the latent, 0 if none */
+  int n_classes;                 /* class targets: classes indexed 0..n-1 */
+  int class_ids[AERT_MAX_CLASSES];      /* label value in the data for each class */
+  const char *class_names[AERT_MAX_CLASSES];
+  int ignore_label;              /* label value meaning "no data", -1 if none */
+  int n_loss_terms;
+  const char *loss_term_names[AERT_MAX_LOSS_TERMS];
+
+  int n_params;
+  const aert_param *params;
+  long param_floats;             /* size of the parameter arena (= gradient arena) */
+  long arena_floats;             /* activations + scratch for one batch */
+
+  aert_optim optim;
+  int epochs;
+  aert_data data;
+
+  /* Forward pass over one batch. x: batch*in_size floats; target: batch*target_size
+   * floats (ignored for AERT_TARGET_INPUT; class indices 0..n-1, -1 for ignore).
+   * training=1 enables noise and dropout, drawn from seed. Returns the total loss;
+   * fills *losses when non-NULL. */
+  float (*forward)(const float *params, float *arena, const float *x, const float *target,
+                   int training, uint64_t seed, aert_losses *losses);
+  /* Backward pass after forward(training=1) with the same arguments: writes (=) the
+   * gradient of the total loss (mean over the batch) into grads (param_floats). */
+  void (*backward)(const float *params, float *grads, float *arena, const float *x,
+                   const float *target, uint64_t seed);
+  /* Pointers into the arena after forward: the output (batch*out_size) and the
+   * latent (batch*latent_size, NULL when the model has none). */
+  const float *(*output)(const float *arena);
+  const float *(*latent)(const float *arena);
+} aert_model;
+
+/* Counter-based random numbers: the same (seed, index) gives the same number on
+ * every thread and every run, so noise and dropout are reproducible. */
+static inline uint64_t aert_hash64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+static inline float aert_uniform(uint64_t seed, uint64_t i) {
+  return (float)((aert_hash64(seed ^ aert_hash64(i)) >> 40) + 0.5) * (1.0f / 16777216.0f);
+}
+float aert_normal(uint64_t seed, uint64_t i);
+
+/* The trainer's main: parses argv (train, eval, encode, predict, ...) and runs. */
+int aert_main(const aert_model *m, int argc, char **argv);
+
+#endif

@@ -1,0 +1,199 @@
+/* aert_internal.h - what the runtime's files share with each other and with the tests;
+ * not part of the model ABI (that is aert.h). Each banner names the file that defines
+ * the declarations below it. Functions that fail print one "aec: ..." line and return -1. */
+#ifndef AERT_INTERNAL_H
+#define AERT_INTERNAL_H
+
+#include <stdio.h>
+#include "aert.h"
+
+/* ---- io.c: checked I/O, atomic writes, folders ---------------------------------- */
+void aert_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void *aert_alloc(size_t n, const char *what);           /* zeroed; NULL + message */
+char *aert_join(const char *dir, const char *name);     /* malloc'd "dir/name" */
+FILE *aert_open(const char *path, const char *mode);
+int aert_read(FILE *f, void *buf, size_t n, const char *path);
+int aert_write(FILE *f, const void *buf, size_t n, const char *path);
+int aert_close(FILE *f, const char *path);
+int aert_read_file(const char *path, unsigned char **buf, size_t *n);
+int aert_mkdir_p(const char *path);
+
+/* A file written to path.tmp and renamed over path only once complete and synced. */
+typedef struct {
+  FILE *f;
+  char *path, *tmp;
+} aert_atomic;
+int aert_atomic_open(aert_atomic *a, const char *path);
+int aert_atomic_commit(aert_atomic *a);
+void aert_atomic_abort(aert_atomic *a);
+int aert_write_file_atomic(const char *path, const void *buf, size_t n);
+
+/* ---- data_idx.c: datasets, shuffling, batches ----------------------------------- */
+typedef struct {
+  int ndim;
+  int dims[4];
+  long count, item;      /* dims[0], product of the other dims */
+  unsigned char *data;   /* count*item bytes */
+} aert_idx;
+
+typedef struct {
+  long n;                /* examples */
+  long in_size, target_size;
+  float *x;              /* n*in_size, normalised */
+  float *y;              /* n*target_size, NULL when the target is the input */
+  int *label;            /* raw label per example, NULL when the data has none */
+  int owner;             /* 1: frees its arrays; 0: a view into another dataset */
+} aert_dataset;
+
+#define AERT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+
+int aert_idx_read(const char *path, aert_idx *idx);
+const char *aert_data_dir(const aert_model *m, const char *override);
+int aert_data_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
+void aert_data_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
+void aert_data_free(aert_dataset *ds);
+void aert_shuffle(long *order, long n, uint64_t seed, long epoch);
+int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
+                    float *x, float *y);
+
+/* ---- optim.c: SGD, Adam, AdamW, learning-rate schedules ------------------------- */
+typedef struct {
+  aert_opt_kind kind;
+  long n;                /* floats in m and v (= param_floats) */
+  float *m;              /* Adam first moment, or SGD momentum buffer */
+  float *v;              /* Adam second moment, NULL for SGD */
+  long step;             /* updates done (Adam bias correction) */
+} aert_optimizer;
+
+int aert_optim_init(aert_optimizer *o, const aert_model *m);
+void aert_optim_free(aert_optimizer *o);
+void aert_optim_step(aert_optimizer *o, const aert_model *m, float *params, const float *grads,
+                     float lr);
+float aert_sched_lr(const aert_optim *o, float base_lr, int epoch, int epochs);
+const char *aert_optim_state_name(aert_opt_kind kind, int which); /* "adam_m", ... or NULL */
+
+/* ---- init.c: parameter initialisation ------------------------------------------- */
+int aert_init_params(const aert_model *m, float *params, uint64_t seed);
+
+/* ---- ckpt.c: checkpoints --------------------------------------------------------- */
+typedef struct {
+  uint64_t seed, step;   /* run seed; optimizer steps done */
+  int epoch, epochs;     /* epochs completed; epochs the run was asked for */
+  float best_val;        /* lowest validation loss so far */
+  int since_best;        /* epochs since best_val improved (early stopping) */
+} aert_train_state;
+
+typedef struct {
+  char *name;
+  int rank, shape[AERT_MAX_RANK];
+  long size;
+  const unsigned char *data;  /* size little-endian floats inside the file buffer */
+} aert_tensor;
+
+typedef struct {
+  char *path, *model, *spec_hash;
+  aert_train_state st;
+  aert_opt_kind opt_kind;
+  long opt_step;
+  int n;
+  aert_tensor *t;
+  unsigned char *buf;
+} aert_ckpt;
+
+#define AERT_CKPT_MAGIC "AECCKPT1"
+#define AERT_CKPT_VERSION 1
+
+int aert_ckpt_save(const char *path, const aert_model *m, const aert_train_state *st,
+                   const float *params, const aert_optimizer *o);
+int aert_ckpt_load(const char *path, aert_ckpt *ck);
+int aert_ckpt_check_model(const aert_ckpt *ck, const aert_model *m);
+const aert_tensor *aert_ckpt_find(const aert_ckpt *ck, const char *name);
+int aert_ckpt_get(const aert_ckpt *ck, const char *name, int rank, const int *shape, float *dst);
+int aert_ckpt_restore(const aert_ckpt *ck, const aert_model *m, float *params, aert_optimizer *o);
+void aert_ckpt_free(aert_ckpt *ck);
+
+/* ---- metrics.c: loss sums, MSE, PSNR, accuracy, IoU ----------------------------- */
+typedef struct {
+  long examples;
+  double loss, term[AERT_MAX_LOSS_TERMS];  /* sums over examples */
+  double sq_err;
+  long values;                             /* image values compared */
+  long correct, counted;                   /* class items (ignore excluded) */
+  int n_classes;
+  long *confusion;                         /* n_classes x n_classes, [truth][predicted] */
+} aert_metrics;
+
+int aert_metrics_init(aert_metrics *mt, int n_classes);
+void aert_metrics_free(aert_metrics *mt);
+void aert_metrics_add_loss(aert_metrics *mt, const aert_losses *l, long count);
+void aert_metrics_add_images(aert_metrics *mt, const float *out, const float *target, long n);
+void aert_metrics_add_classes(aert_metrics *mt, const float *scores, const float *target,
+                              long items);
+double aert_mse(const aert_metrics *mt);
+double aert_psnr(double mse);
+double aert_accuracy(const aert_metrics *mt);
+double aert_iou(const aert_metrics *mt, int c);
+double aert_mean_iou(const aert_metrics *mt);
+
+/* ---- images.c: PNG grids --------------------------------------------------------- */
+int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
+                  int c);
+
+/* ---- npy.c: numpy arrays ----------------------------------------------------------- */
+int aert_npy_write(const char *path, const float *data, long rows, long cols);
+
+/* ---- progress.c: progress bar and CSV log --------------------------------------- */
+typedef struct {
+  int tty, quiet;
+  int epoch, epochs;
+  long total, images;
+  double t0, last_draw;
+} aert_progress;
+
+double aert_now(void);
+void aert_progress_begin(aert_progress *p, int epoch, int epochs, long total, int quiet);
+void aert_progress_step(aert_progress *p, long step, double running_loss, int batch);
+void aert_progress_end(aert_progress *p, double train_loss, double val_loss, float lr);
+
+typedef struct {
+  FILE *f;
+  char *path;
+} aert_csv;
+
+int aert_csv_open(aert_csv *c, const char *out_dir, const aert_model *m, int append);
+int aert_csv_row(aert_csv *c, const aert_model *m, int epoch, uint64_t step, float lr,
+                 double train_loss, const double *terms, double val_loss, double seconds);
+int aert_csv_close(aert_csv *c);
+
+/* ---- cli.c / train.c / evaluate.c: the trainer ---------------------------------- */
+typedef struct {
+  const char *cmd;
+  const char *data_dir, *out, *ckpt;
+  int epochs;            /* 0: the model's */
+  float lr;              /* 0: the model's */
+  uint64_t seed;
+  int threads;
+  long limit;            /* 0: all */
+  int resume, patience, quiet;
+} aert_options;
+
+/* The buffers one forward pass needs; params and arena are 64-byte aligned. */
+typedef struct {
+  const aert_model *m;
+  float *params, *arena, *x, *y;   /* y: batch*target_size, NULL for AERT_TARGET_INPUT */
+} aert_workspace;
+
+/* Called after each evaluation batch's forward pass, while the arena holds its outputs. */
+typedef void (*aert_batch_fn)(void *ctx, const aert_workspace *w, long start, int real);
+
+uint64_t aert_step_seed(uint64_t seed, uint64_t step);
+int aert_workspace_init(aert_workspace *w, const aert_model *m);
+void aert_workspace_free(aert_workspace *w);
+int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
+                  void *ctx);
+int aert_train(const aert_model *m, const aert_options *o);
+int aert_eval(const aert_model *m, const aert_options *o);
+int aert_encode(const aert_model *m, const aert_options *o);
+int aert_predict(const aert_model *m, const aert_options *o);
+
+#endif

@@ -1,0 +1,311 @@
+/* ckpt.c - self-describing checkpoints: magic "AECCKPT1", version, CRC32 and length of the
+ * payload; the payload holds the model identity, the training position and a table of named
+ * float tensors (parameters and optimizer state), all little-endian. See docs/runtime.md. */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "aert_internal.h"
+
+#define HEADER_BYTES 24 /* magic 8, version 4, crc 4, payload length 8 */
+
+typedef struct {
+  unsigned char *p;
+  size_t n, cap;
+  int failed;
+} buf_t;
+
+static void put(buf_t *b, const void *src, size_t n) {
+  if (b->failed)
+    return;
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 1 << 16;
+    while (cap < b->n + n)
+      cap *= 2;
+    unsigned char *q = realloc(b->p, cap);
+    if (!q) {
+      b->failed = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}
+
+static void put_u32(buf_t *b, uint32_t v) {
+  unsigned char s[4] = {v & 255, v >> 8 & 255, v >> 16 & 255, v >> 24 & 255};
+  put(b, s, 4);
+}
+static void put_u64(buf_t *b, uint64_t v) {
+  put_u32(b, (uint32_t)v);
+  put_u32(b, (uint32_t)(v >> 32));
+}
+static void put_f32(buf_t *b, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  put_u32(b, u);
+}
+static void put_str(buf_t *b, const char *s) {
+  s = s ? s : "";
+  put_u32(b, (uint32_t)strlen(s));
+  put(b, s, strlen(s));
+}
+
+static void put_tensor(buf_t *b, const char *name, const aert_param *p, const float *data) {
+  put_str(b, name);
+  put_u32(b, (uint32_t)p->rank);
+  for (int i = 0; i < p->rank; i++)
+    put_u32(b, (uint32_t)p->shape[i]);
+  for (long i = 0; i < p->size; i++)
+    put_f32(b, data[i]);
+}
+
+static int n_states(const aert_optimizer *o) {
+  return !o ? 0 : o->kind == AERT_OPT_SGD ? 1 : 2;
+}
+
+static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *st,
+                        const float *params, const aert_optimizer *o) {
+  put_str(b, m->name);
+  put_str(b, m->spec_hash);
+  put_u64(b, st->seed);
+  put_u64(b, st->step);
+  put_u32(b, (uint32_t)st->epoch);
+  put_u32(b, (uint32_t)st->epochs);
+  put_f32(b, st->best_val);
+  put_u32(b, (uint32_t)st->since_best);
+  put_u32(b, o ? (uint32_t)o->kind : (uint32_t)m->optim.kind);
+  put_u64(b, o ? (uint64_t)o->step : 0);
+  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o))));
+  for (int k = 0; k < m->n_params; k++)
+    put_tensor(b, m->params[k].name, &m->params[k], params + m->params[k].offset);
+  for (int s = 0; s < n_states(o); s++) {
+    for (int k = 0; k < m->n_params; k++) {
+      const aert_param *p = &m->params[k];
+      char name[256];
+      snprintf(name, sizeof name, "%s/%s", p->name, aert_optim_state_name(o->kind, s));
+      put_tensor(b, name, p, (s == 0 ? o->m : o->v) + p->offset);
+    }
+  }
+}
+
+int aert_ckpt_save(const char *path, const aert_model *m, const aert_train_state *st,
+                   const float *params, const aert_optimizer *o) {
+  buf_t b = {0};
+  put(&b, AERT_CKPT_MAGIC, 8);
+  put_u32(&b, AERT_CKPT_VERSION);
+  put_u32(&b, 0);
+  put_u64(&b, 0);
+  put_payload(&b, m, st, params, o);
+  if (b.failed) {
+    free(b.p);
+    return aert_error("out of memory writing checkpoint '%s'", path), -1;
+  }
+  size_t len = b.n - HEADER_BYTES;
+  uint32_t crc = (uint32_t)crc32_z(0L, b.p + HEADER_BYTES, len);
+  buf_t h = {.p = b.p + 12, .cap = 12};
+  put_u32(&h, crc);
+  put_u64(&h, len);
+  int rc = aert_write_file_atomic(path, b.p, b.n);
+  free(b.p);
+  return rc;
+}
+
+/* ---- reading: a cursor that refuses to run past the end --------------------------- */
+typedef struct {
+  const unsigned char *p, *end;
+  int bad;
+} cur_t;
+
+static const unsigned char *take(cur_t *c, size_t n) {
+  if (c->bad || (size_t)(c->end - c->p) < n) {
+    c->bad = 1;
+    return NULL;
+  }
+  const unsigned char *q = c->p;
+  c->p += n;
+  return q;
+}
+static uint32_t get_u32(cur_t *c) {
+  const unsigned char *q = take(c, 4);
+  return q ? (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24 : 0;
+}
+static uint64_t get_u64(cur_t *c) {
+  uint64_t lo = get_u32(c);
+  return lo | (uint64_t)get_u32(c) << 32;
+}
+static float get_f32(cur_t *c) {
+  uint32_t u = get_u32(c);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static char *get_str(cur_t *c) {
+  uint32_t n = get_u32(c);
+  const unsigned char *q = take(c, n);
+  char *s = q ? malloc(n + 1) : NULL;
+  if (s) {
+    memcpy(s, q, n);
+    s[n] = '\0';
+  } else {
+    c->bad = 1;
+  }
+  return s;
+}
+
+static int get_tensor(cur_t *c, aert_tensor *t) {
+  t->name = get_str(c);
+  t->rank = (int)get_u32(c);
+  if (c->bad || t->rank < 0 || t->rank > AERT_MAX_RANK)
+    return -1;
+  t->size = 1;
+  for (int i = 0; i < t->rank; i++) {
+    t->shape[i] = (int)get_u32(c);
+    t->size *= t->shape[i];
+  }
+  t->data = take(c, 4 * (size_t)t->size);
+  return c->bad ? -1 : 0;
+}
+
+static int parse_payload(aert_ckpt *ck, cur_t *c) {
+  ck->model = get_str(c);
+  ck->spec_hash = get_str(c);
+  ck->st.seed = get_u64(c);
+  ck->st.step = get_u64(c);
+  ck->st.epoch = (int)get_u32(c);
+  ck->st.epochs = (int)get_u32(c);
+  ck->st.best_val = get_f32(c);
+  ck->st.since_best = (int)get_u32(c);
+  ck->opt_kind = (aert_opt_kind)get_u32(c);
+  ck->opt_step = (long)get_u64(c);
+  uint32_t n = get_u32(c);
+  if (c->bad || n > (uint32_t)(c->end - c->p) / 8)
+    return -1;
+  ck->t = calloc(n ? n : 1, sizeof *ck->t);
+  if (!ck->t)
+    return -1;
+  for (ck->n = 0; ck->n < (int)n; ck->n++)
+    if (get_tensor(c, &ck->t[ck->n]) != 0) {
+      free(ck->t[ck->n].name);
+      return -1;
+    }
+  return c->p == c->end ? 0 : -1;
+}
+
+static int check_header(const char *path, const unsigned char *b, size_t len, size_t *payload) {
+  if (len < HEADER_BYTES || memcmp(b, AERT_CKPT_MAGIC, 8) != 0) {
+    if (len >= 8 && memcmp(b, AERT_CKPT_MAGIC, 8) == 0)
+      aert_error("checkpoint '%s' is truncated: %zu bytes, shorter than its header", path, len);
+    else
+      aert_error("'%s' is not an aec checkpoint (bad magic)", path);
+    return -1;
+  }
+  cur_t c = {b + 8, b + HEADER_BYTES, 0};
+  uint32_t version = get_u32(&c), crc = get_u32(&c);
+  uint64_t n = get_u64(&c);
+  if (version != AERT_CKPT_VERSION)
+    return aert_error("checkpoint '%s' has format version %u; this runtime reads version %d",
+                      path, version, AERT_CKPT_VERSION), -1;
+  if (n != len - HEADER_BYTES)
+    return aert_error("checkpoint '%s' is %s: its header promises %llu payload bytes, the file "
+                      "holds %zu", path, n > len - HEADER_BYTES ? "truncated" : "damaged",
+                      (unsigned long long)n, len - HEADER_BYTES), -1;
+  if ((uint32_t)crc32_z(0L, b + HEADER_BYTES, (z_size_t)n) != crc)
+    return aert_error("checkpoint '%s' is corrupted: CRC32 mismatch", path), -1;
+  *payload = (size_t)n;
+  return 0;
+}
+
+int aert_ckpt_load(const char *path, aert_ckpt *ck) {
+  size_t len, n;
+  memset(ck, 0, sizeof *ck);
+  if (aert_read_file(path, &ck->buf, &len) != 0)
+    return -1;
+  ck->path = strdup(path);
+  if (!ck->path || check_header(path, ck->buf, len, &n) != 0) {
+    aert_ckpt_free(ck);
+    return -1;
+  }
+  cur_t c = {ck->buf + HEADER_BYTES, ck->buf + HEADER_BYTES + n, 0};
+  if (parse_payload(ck, &c) != 0) {
+    aert_error("checkpoint '%s' is damaged: its tensor table does not parse", path);
+    aert_ckpt_free(ck);
+    return -1;
+  }
+  return 0;
+}
+
+int aert_ckpt_check_model(const aert_ckpt *ck, const aert_model *m) {
+  const char *hash = m->spec_hash ? m->spec_hash : "";
+  if (!strcmp(ck->model, m->name) && !strcmp(ck->spec_hash, hash))
+    return 0;
+  aert_error("checkpoint '%s' is from model '%s' (spec hash %s), not from '%s' (spec hash %s)",
+             ck->path, ck->model, ck->spec_hash, m->name, hash);
+  return -1;
+}
+
+const aert_tensor *aert_ckpt_find(const aert_ckpt *ck, const char *name) {
+  for (int i = 0; i < ck->n; i++)
+    if (!strcmp(ck->t[i].name, name))
+      return &ck->t[i];
+  return NULL;
+}
+
+static void shape_str(char *s, size_t n, int rank, const int *shape) {
+  size_t k = (size_t)snprintf(s, n, "[");
+  for (int i = 0; i < rank && k < n; i++)
+    k += (size_t)snprintf(s + k, n - k, i ? ",%d" : "%d", shape[i]);
+  if (k < n)
+    snprintf(s + k, n - k, "]");
+}
+
+int aert_ckpt_get(const aert_ckpt *ck, const char *name, int rank, const int *shape, float *dst) {
+  const aert_tensor *t = aert_ckpt_find(ck, name);
+  if (!t)
+    return aert_error("checkpoint '%s' has no tensor '%s'", ck->path, name), -1;
+  int same = t->rank == rank;
+  for (int i = 0; same && i < rank; i++)
+    same = t->shape[i] == shape[i];
+  if (!same) {
+    char a[64], b[64];
+    shape_str(a, sizeof a, t->rank, t->shape);
+    shape_str(b, sizeof b, rank, shape);
+    return aert_error("checkpoint '%s': tensor '%s' has shape %s, expected %s", ck->path, name,
+                      a, b), -1;
+  }
+  cur_t c = {t->data, t->data + 4 * t->size, 0};
+  for (long i = 0; i < t->size; i++)
+    dst[i] = get_f32(&c);
+  return 0;
+}
+
+int aert_ckpt_restore(const aert_ckpt *ck, const aert_model *m, float *params, aert_optimizer *o) {
+  if (o && ck->opt_kind != o->kind)
+    return aert_error("checkpoint '%s' holds the state of another optimizer", ck->path), -1;
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    if (aert_ckpt_get(ck, p->name, p->rank, p->shape, params + p->offset) != 0)
+      return -1;
+    for (int s = 0; s < n_states(o); s++) {
+      char name[256];
+      snprintf(name, sizeof name, "%s/%s", p->name, aert_optim_state_name(o->kind, s));
+      if (aert_ckpt_get(ck, name, p->rank, p->shape, (s == 0 ? o->m : o->v) + p->offset) != 0)
+        return -1;
+    }
+  }
+  if (o)
+    o->step = ck->opt_step;
+  return 0;
+}
+
+void aert_ckpt_free(aert_ckpt *ck) {
+  for (int i = 0; i < ck->n; i++)
+    free(ck->t[i].name);
+  free(ck->t);
+  free(ck->buf);
+  free(ck->path);
+  free(ck->model);
+  free(ck->spec_hash);
+  memset(ck, 0, sizeof *ck);
+}

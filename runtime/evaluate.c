@@ -1,0 +1,282 @@
+/* evaluate.c - running a trained model over a whole set: the shared evaluation loop (the
+ * last partial batch is padded and only real examples count), and the `eval`, `encode` and
+ * `predict` commands, which load a checkpoint and go over the test set. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aert_internal.h"
+
+#define SHOWN 8 /* examples in reconstructions.png */
+
+int aert_workspace_init(aert_workspace *w, const aert_model *m) {
+  memset(w, 0, sizeof *w);
+  w->m = m;
+  size_t pb = (sizeof(float) * m->param_floats + 63) / 64 * 64;
+  size_t ab = (sizeof(float) * m->arena_floats + 63) / 64 * 64;
+  w->params = aligned_alloc(64, pb ? pb : 64);
+  w->arena = aligned_alloc(64, ab ? ab : 64);
+  w->x = aert_alloc(sizeof(float) * m->batch * m->in_size, "input batch");
+  if (m->target_kind != AERT_TARGET_INPUT)
+    w->y = aert_alloc(sizeof(float) * m->batch * m->target_size, "target batch");
+  if (!w->params || !w->arena || !w->x || (m->target_kind != AERT_TARGET_INPUT && !w->y)) {
+    aert_error("out of memory for model '%s' (%ld parameters, %ld arena floats)", m->name,
+               m->param_floats, m->arena_floats);
+    aert_workspace_free(w);
+    return -1;
+  }
+  memset(w->params, 0, pb);
+  memset(w->arena, 0, ab);
+  return 0;
+}
+
+void aert_workspace_free(aert_workspace *w) {
+  free(w->params);
+  free(w->arena);
+  free(w->x);
+  free(w->y);
+  memset(w, 0, sizeof *w);
+}
+
+static void add_outputs(aert_workspace *w, aert_metrics *mt, int real) {
+  const aert_model *m = w->m;
+  const float *out = m->output(w->arena);
+  if (m->target_kind == AERT_TARGET_CLASSES)
+    aert_metrics_add_classes(mt, out, w->y, real * m->target_size);
+  else if (m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size))
+    aert_metrics_add_images(mt, out, m->target_kind == AERT_TARGET_INPUT ? w->x : w->y,
+                            real * m->out_size);
+}
+
+/* A batch of B with r real examples padded by copies of the last one has mean loss
+ * (S + (B-r) l)/B; a second batch of B copies gives l, hence the real sum S. */
+static void real_losses(aert_workspace *w, const aert_losses *padded, int real,
+                        aert_metrics *mt) {
+  const aert_model *m = w->m;
+  int B = m->batch;
+  aert_losses copy = {0}, mean = {0};
+  for (int b = 0; b < B; b++) {
+    memcpy(w->x + (long)b * m->in_size, w->x + (long)(real - 1) * m->in_size,
+           sizeof(float) * m->in_size);
+    if (w->y)
+      memcpy(w->y + (long)b * m->target_size, w->y + (long)(real - 1) * m->target_size,
+             sizeof(float) * m->target_size);
+  }
+  copy.total = m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, &copy);
+  mean.total = ((double)B * padded->total - (double)(B - real) * copy.total) / real;
+  for (int i = 0; i < AERT_MAX_LOSS_TERMS; i++)
+    mean.term[i] = ((double)B * padded->term[i] - (double)(B - real) * copy.term[i]) / real;
+  aert_metrics_add_loss(mt, &mean, real);
+}
+
+int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
+                  void *ctx) {
+  const aert_model *m = w->m;
+  for (long start = 0; start < ds->n; start += m->batch) {
+    aert_losses l = {0};
+    int real = aert_batch_fill(m, ds, NULL, start, w->x, w->y);
+    l.total = m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, &l);
+    add_outputs(w, mt, real);
+    if (fn)
+      fn(ctx, w, start, real);
+    if (real == m->batch)
+      aert_metrics_add_loss(mt, &l, real);
+    else
+      real_losses(w, &l, real, mt);
+  }
+  return 0;
+}
+
+/* ---- loading the checkpoint and the test set ------------------------------------- */
+typedef struct {
+  aert_workspace w;
+  aert_dataset test;
+  aert_metrics mt;
+  char *ckpt;
+} session;
+
+static int open_session(session *s, const aert_model *m, const aert_options *o) {
+  aert_ckpt ck;
+  memset(s, 0, sizeof *s);
+  s->ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
+  if (!s->ckpt || aert_workspace_init(&s->w, m) != 0 || aert_ckpt_load(s->ckpt, &ck) != 0)
+    return -1;
+  int rc = aert_ckpt_check_model(&ck, m);
+  if (rc == 0)
+    rc = aert_ckpt_restore(&ck, m, s->w.params, NULL);
+  aert_ckpt_free(&ck);
+  if (rc == 0)
+    rc = aert_metrics_init(&s->mt, m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0);
+  if (rc == 0)
+    rc = aert_data_load(m, aert_data_dir(m, o->data_dir), 0, 0, &s->test);
+  if (rc == 0)
+    rc = aert_mkdir_p(o->out);
+  return rc;
+}
+
+static void close_session(session *s) {
+  aert_workspace_free(&s->w);
+  aert_data_free(&s->test);
+  aert_metrics_free(&s->mt);
+  free(s->ckpt);
+}
+
+/* Image size of a per-example shape: HWC, or a square when flat. */
+static void image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c) {
+  if (rank == 3) {
+    *h = shape[0], *w = shape[1], *c = shape[2];
+    return;
+  }
+  int side = (int)sqrt((double)size);
+  *h = *w = side * side == size ? side : 1;
+  *c = side * side == size ? 1 : (int)size;
+}
+
+/* ---- eval -------------------------------------------------------------------------- */
+typedef struct {
+  const aert_model *m;
+  float *rows;   /* SHOWN inputs, SHOWN outputs, SHOWN targets */
+  long shown;
+} shown_t;
+
+static void keep_shown(void *ctx, const aert_workspace *w, long start, int real) {
+  shown_t *s = ctx;
+  const aert_model *m = s->m;
+  const float *out = m->output(w->arena);
+  for (int b = 0; b < real && s->shown < SHOWN; b++, s->shown++) {
+    memcpy(s->rows + s->shown * m->in_size, w->x + (long)b * m->in_size,
+           sizeof(float) * m->in_size);
+    memcpy(s->rows + (SHOWN + s->shown) * m->in_size, out + (long)b * m->out_size,
+           sizeof(float) * m->out_size);
+    if (w->y)
+      memcpy(s->rows + (2 * SHOWN + s->shown) * m->in_size, w->y + (long)b * m->target_size,
+             sizeof(float) * m->target_size);
+  }
+}
+
+static int write_reconstructions(const aert_model *m, const aert_options *o, shown_t *sh) {
+  int h, w, c, rows = m->target_kind == AERT_TARGET_IMAGE ? 3 : 2;
+  const float *tiles[3 * SHOWN] = {0};
+  image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
+  for (int r = 0; r < rows; r++)
+    for (long k = 0; k < sh->shown; k++)
+      tiles[r * SHOWN + k] = sh->rows + (r * SHOWN + k) * m->in_size;
+  char *path = aert_join(o->out, "reconstructions.png");
+  int rc = path ? aert_png_grid(path, rows, SHOWN, tiles, h, w, c) : -1;
+  if (rc == 0 && !o->quiet)
+    printf("wrote %s\n", path);
+  free(path);
+  return rc;
+}
+
+static void print_eval(const aert_model *m, const session *s) {
+  const aert_metrics *mt = &s->mt;
+  printf("test examples  %ld (checkpoint %s)\n", mt->examples, s->ckpt);
+  printf("test loss      %.6f\n", mt->loss / mt->examples);
+  for (int i = 0; i < m->n_loss_terms; i++)
+    printf("  %-12s %.6f\n", m->loss_term_names[i], mt->term[i] / mt->examples);
+  if (mt->values) {
+    double mse = aert_mse(mt);
+    printf("pixel MSE      %.6f\nPSNR           %.2f dB\n", mse, aert_psnr(mse));
+  }
+  if (m->target_kind == AERT_TARGET_CLASSES) {
+    printf("%s %.4f\n", m->target_rank ? "pixel accuracy" : "accuracy      ", aert_accuracy(mt));
+    if (m->target_rank) {
+      for (int c = 0; c < m->n_classes; c++)
+        printf("  IoU %-10s %.4f\n", m->class_names[c] ? m->class_names[c] : "?", aert_iou(mt, c));
+      printf("mean IoU       %.4f\n", aert_mean_iou(mt));
+    }
+  }
+}
+
+int aert_eval(const aert_model *m, const aert_options *o) {
+  session s;
+  int images = m->target_kind != AERT_TARGET_CLASSES &&
+               m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size) &&
+               m->target_size <= m->in_size;
+  shown_t sh = {.m = m};
+  int rc = open_session(&s, m, o);
+  if (rc == 0 && images && !(sh.rows = aert_alloc(sizeof(float) * 3 * SHOWN * m->in_size, "images")))
+    rc = -1;
+  if (rc == 0)
+    rc = aert_eval_set(&s.w, &s.test, &s.mt, images ? keep_shown : NULL, &sh);
+  if (rc == 0) {
+    print_eval(m, &s);
+    if (images)
+      rc = write_reconstructions(m, o, &sh);
+  }
+  free(sh.rows);
+  close_session(&s);
+  return rc;
+}
+
+/* ---- encode and predict -------------------------------------------------------------- */
+typedef struct {
+  const float *(*pick)(const float *arena);
+  long width;
+  float *all;
+} gather_t;
+
+static void gather(void *ctx, const aert_workspace *w, long start, int real) {
+  gather_t *g = ctx;
+  memcpy(g->all + start * g->width, g->pick(w->arena), sizeof(float) * real * g->width);
+}
+
+static int run_gather(const aert_model *m, const aert_options *o, session *s, gather_t *g) {
+  if (open_session(s, m, o) != 0)
+    return -1;
+  g->all = aert_alloc(sizeof(float) * s->test.n * g->width, "outputs");
+  return g->all ? aert_eval_set(&s->w, &s->test, &s->mt, gather, g) : -1;
+}
+
+static int write_latent_csv(const char *path, const aert_dataset *ds, const float *z, long k) {
+  aert_atomic a;
+  if (aert_atomic_open(&a, path) != 0)
+    return -1;
+  for (long i = 0; i < ds->n; i++) {
+    fprintf(a.f, "%d", ds->label ? ds->label[i] : -1);
+    for (long j = 0; j < k; j++)
+      fprintf(a.f, ",%.9g", z[i * k + j]);
+    fputc('\n', a.f);
+  }
+  if (ferror(a.f)) {
+    aert_error("cannot write '%s': %m", a.tmp);
+    aert_atomic_abort(&a);
+    return -1;
+  }
+  return aert_atomic_commit(&a);
+}
+
+int aert_encode(const aert_model *m, const aert_options *o) {
+  if (m->latent_size <= 0 || !m->latent)
+    return aert_error("model '%s' has no latent to encode", m->name), -1;
+  session s;
+  gather_t g = {m->latent, m->latent_size, NULL};
+  char *npy = aert_join(o->out, "latent.npy"), *csv = aert_join(o->out, "latent.csv");
+  int rc = npy && csv ? run_gather(m, o, &s, &g) : -1;
+  if (rc == 0)
+    rc = aert_npy_write(npy, g.all, s.test.n, m->latent_size);
+  if (rc == 0)
+    rc = write_latent_csv(csv, &s.test, g.all, m->latent_size);
+  if (rc == 0 && !o->quiet)
+    printf("wrote %s and %s (%ld x %ld)\n", npy, csv, s.test.n, m->latent_size);
+  free(g.all);
+  free(npy);
+  free(csv);
+  close_session(&s);
+  return rc;
+}
+
+int aert_predict(const aert_model *m, const aert_options *o) {
+  session s;
+  gather_t g = {m->output, m->out_size, NULL};
+  char *npy = aert_join(o->out, "predictions.npy");
+  int rc = npy ? run_gather(m, o, &s, &g) : -1;
+  if (rc == 0)
+    rc = aert_npy_write(npy, g.all, s.test.n, m->out_size);
+  if (rc == 0 && !o->quiet)
+    printf("wrote %s (%ld x %ld)\n", npy, s.test.n, m->out_size);
+  free(g.all);
+  free(npy);
+  close_session(&s);
+  return rc;
+}

@@ -1,0 +1,89 @@
+/* metrics.c - evaluation sums over real (not padding) examples: loss terms, per-pixel MSE
+ * and PSNR for image outputs, accuracy, confusion matrix and IoU for class outputs.
+ * Class scores are HWC: the n_classes scores of one item are contiguous. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aert_internal.h"
+
+int aert_metrics_init(aert_metrics *mt, int n_classes) {
+  memset(mt, 0, sizeof *mt);
+  mt->n_classes = n_classes;
+  if (n_classes > 0) {
+    mt->confusion = aert_alloc(sizeof(long) * n_classes * n_classes, "confusion matrix");
+    if (!mt->confusion)
+      return -1;
+  }
+  return 0;
+}
+
+void aert_metrics_free(aert_metrics *mt) {
+  free(mt->confusion);
+  mt->confusion = NULL;
+}
+
+void aert_metrics_add_loss(aert_metrics *mt, const aert_losses *l, long count) {
+  mt->examples += count;
+  mt->loss += (double)l->total * count;
+  for (int i = 0; i < AERT_MAX_LOSS_TERMS; i++)
+    mt->term[i] += (double)l->term[i] * count;
+}
+
+void aert_metrics_add_images(aert_metrics *mt, const float *out, const float *target, long n) {
+  for (long i = 0; i < n; i++) {
+    double d = (double)out[i] - target[i];
+    mt->sq_err += d * d;
+  }
+  mt->values += n;
+}
+
+void aert_metrics_add_classes(aert_metrics *mt, const float *scores, const float *target,
+                              long items) {
+  int nc = mt->n_classes;
+  for (long i = 0; i < items; i++) {
+    int truth = (int)target[i];
+    if (truth < 0 || truth >= nc)
+      continue;
+    const float *s = scores + i * nc;
+    int best = 0;
+    for (int c = 1; c < nc; c++)
+      if (s[c] > s[best])
+        best = c;
+    mt->correct += best == truth;
+    mt->counted++;
+    mt->confusion[truth * nc + best]++;
+  }
+}
+
+double aert_mse(const aert_metrics *mt) {
+  return mt->values ? mt->sq_err / mt->values : NAN;
+}
+
+/* Data range 1: images are compared in [0,1]. */
+double aert_psnr(double mse) {
+  return mse > 0 ? 10.0 * log10(1.0 / mse) : INFINITY;
+}
+
+double aert_accuracy(const aert_metrics *mt) {
+  return mt->counted ? (double)mt->correct / mt->counted : NAN;
+}
+
+/* NaN for a class that appears neither in the truth nor in the predictions. */
+double aert_iou(const aert_metrics *mt, int c) {
+  int nc = mt->n_classes;
+  long inter = mt->confusion[c * nc + c], uni = -inter;
+  for (int k = 0; k < nc; k++)
+    uni += mt->confusion[c * nc + k] + mt->confusion[k * nc + c];
+  return uni ? (double)inter / uni : NAN;
+}
+
+double aert_mean_iou(const aert_metrics *mt) {
+  double sum = 0;
+  int n = 0;
+  for (int c = 0; c < mt->n_classes; c++) {
+    double iou = aert_iou(mt, c);
+    if (!isnan(iou))
+      sum += iou, n++;
+  }
+  return n ? sum / n : NAN;
+}

@@ -1,0 +1,209 @@
+/* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
+ * (forward, finiteness check, backward, optimizer step), validation loss, best.ckpt and
+ * last.ckpt each epoch, the CSV log, early stopping. Resume is exact because the shuffle
+ * depends on (seed, epoch) and the per-step noise seed on (seed, global step). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aert_internal.h"
+
+typedef struct {
+  const aert_model *m;
+  const aert_options *o;
+  aert_workspace w;
+  float *grads;
+  long *order;
+  aert_optimizer opt;
+  aert_dataset all, train, val;
+  aert_train_state st;
+  char *out, *last, *best;
+  double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
+  double val_loss;                           /* NaN without a validation set */
+} trainer;
+
+uint64_t aert_step_seed(uint64_t seed, uint64_t step) {
+  return aert_hash64(seed ^ aert_hash64(step ^ 0x7374657073656564ULL));
+}
+
+static int first_nonfinite(const float *v, long n) {
+  for (long i = 0; i < n; i++)
+    if (!isfinite(v[i]))
+      return (int)(i < 0x7fffffff ? i : 0x7fffffff);
+  return -1;
+}
+
+static const char *nonfinite_word(float v) {
+  return isnan(v) ? "nan" : "inf";
+}
+
+/* Names the first non-finite loss term (or total), then the first bad gradient. */
+static int check_finite(const trainer *t, const aert_losses *l, int after_backward, int batch) {
+  const aert_model *m = t->m;
+  char what[256] = "";
+  for (int i = 0; i < m->n_loss_terms && !what[0]; i++)
+    if (!isfinite(l->term[i]))
+      snprintf(what, sizeof what, "loss term '%s' is %s", m->loss_term_names[i],
+               nonfinite_word(l->term[i]));
+  if (!what[0] && !isfinite(l->total))
+    snprintf(what, sizeof what, "the total loss is %s", nonfinite_word(l->total));
+  for (int k = 0; after_backward && k < m->n_params && !what[0]; k++) {
+    const aert_param *p = &m->params[k];
+    int i = first_nonfinite(t->grads + p->offset, p->size);
+    if (i >= 0)
+      snprintf(what, sizeof what, "the gradient of '%s' is %s at element %d", p->name,
+               nonfinite_word(t->grads[p->offset + i]), i);
+  }
+  if (!what[0])
+    return 0;
+  if (!t->o->quiet)
+    printf("\n");
+  char kept[600] = "no checkpoint was written";
+  if (t->st.epoch > 0)
+    snprintf(kept, sizeof kept, "'%s' keeps epoch %d", t->last, t->st.epoch);
+  aert_error("training stopped at step %llu (epoch %d, batch %d): %s; %s",
+             (unsigned long long)t->st.step + 1, t->st.epoch + 1, batch + 1, what, kept);
+  return -1;
+}
+
+static int train_epoch(trainer *t, int epoch, float lr) {
+  const aert_model *m = t->m;
+  long nb = t->train.n / m->batch;
+  aert_progress pr;
+  aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
+  aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
+  t->loss = 0;
+  memset(t->terms, 0, sizeof t->terms);
+  for (long b = 0; b < nb; b++) {
+    aert_losses l = {0};
+    uint64_t seed = aert_step_seed(t->st.seed, t->st.step);
+    const float *y = t->w.y ? t->w.y : t->w.x;
+    aert_batch_fill(m, &t->train, t->order, b * m->batch, t->w.x, t->w.y);
+    l.total = m->forward(t->w.params, t->w.arena, t->w.x, y, 1, seed, &l);
+    if (check_finite(t, &l, 0, (int)b) != 0)
+      return -1;
+    m->backward(t->w.params, t->grads, t->w.arena, t->w.x, y, seed);
+    if (check_finite(t, &l, 1, (int)b) != 0)
+      return -1;
+    aert_optim_step(&t->opt, m, t->w.params, t->grads, lr);
+    t->st.step++;
+    t->loss += l.total;
+    for (int i = 0; i < m->n_loss_terms; i++)
+      t->terms[i] += l.term[i];
+    aert_progress_step(&pr, b + 1, t->loss / (b + 1), m->batch);
+  }
+  t->loss /= nb;
+  for (int i = 0; i < m->n_loss_terms; i++)
+    t->terms[i] /= nb;
+  t->val_loss = NAN;
+  if (t->val.n > 0) {
+    aert_metrics mt;
+    if (aert_metrics_init(&mt, 0) != 0 || aert_eval_set(&t->w, &t->val, &mt, NULL, NULL) != 0)
+      return -1;
+    t->val_loss = mt.loss / mt.examples;
+    aert_metrics_free(&mt);
+  }
+  aert_progress_end(&pr, t->loss, t->val_loss, lr);
+  return 0;
+}
+
+static int start_state(trainer *t) {
+  const aert_options *o = t->o;
+  t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
+                             .best_val = INFINITY};
+  if (!o->resume)
+    return aert_init_params(t->m, t->w.params, o->seed);
+  aert_ckpt ck;
+  if (aert_ckpt_load(t->last, &ck) != 0)
+    return -1;
+  int rc = aert_ckpt_check_model(&ck, t->m);
+  if (rc == 0)
+    rc = aert_ckpt_restore(&ck, t->m, t->w.params, &t->opt);
+  if (rc == 0) {
+    t->st = ck.st;
+    if (o->epochs)
+      t->st.epochs = o->epochs;
+  }
+  aert_ckpt_free(&ck);
+  return rc;
+}
+
+static int save_epoch(trainer *t, double val) {
+  int improved = val < t->st.best_val;
+  if (improved) {
+    t->st.best_val = (float)val;
+    t->st.since_best = 0;
+  } else {
+    t->st.since_best++;
+  }
+  if (improved && aert_ckpt_save(t->best, t->m, &t->st, t->w.params, &t->opt) != 0)
+    return -1;
+  return aert_ckpt_save(t->last, t->m, &t->st, t->w.params, &t->opt);
+}
+
+static int run_epochs(trainer *t) {
+  const aert_model *m = t->m;
+  aert_csv csv;
+  float base_lr = t->o->lr > 0 ? t->o->lr : m->optim.lr;
+  if (aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
+    return -1;
+  int rc = 0;
+  if (t->st.epoch >= t->st.epochs && !t->o->quiet)
+    printf("nothing to do: %d of %d epochs already trained (--epochs N to train longer)\n",
+           t->st.epoch, t->st.epochs);
+  while (rc == 0 && t->st.epoch < t->st.epochs) {
+    double t0 = aert_now();
+    float lr = aert_sched_lr(&m->optim, base_lr, t->st.epoch, t->st.epochs);
+    rc = train_epoch(t, t->st.epoch, lr);
+    if (rc)
+      break;
+    t->st.epoch++;
+    /* best.ckpt and early stopping follow the validation loss, the training loss without one */
+    rc = save_epoch(t, t->val.n > 0 ? t->val_loss : t->loss);
+    if (rc == 0)
+      rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, lr, t->loss, t->terms, t->val_loss,
+                        aert_now() - t0);
+    if (rc == 0 && t->o->patience > 0 && t->st.since_best >= t->o->patience) {
+      if (!t->o->quiet)
+        printf("early stopping: no improvement for %d epochs\n", t->st.since_best);
+      break;
+    }
+  }
+  if (aert_csv_close(&csv) != 0)
+    rc = -1;
+  return rc;
+}
+
+static int setup(trainer *t) {
+  const aert_model *m = t->m;
+  const char *dir = aert_data_dir(m, t->o->data_dir);
+  if (aert_mkdir_p(t->out) != 0 || aert_workspace_init(&t->w, m) != 0 ||
+      aert_optim_init(&t->opt, m) != 0)
+    return -1;
+  t->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
+  if (!t->grads || aert_data_load(m, dir, 1, t->o->limit, &t->all) != 0)
+    return -1;
+  aert_data_split(&t->all, m->data.validation, &t->train, &t->val);
+  if (t->train.n < m->batch)
+    return aert_error("only %ld training examples in '%s', fewer than one batch of %d", t->train.n,
+                      dir, m->batch), -1;
+  t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
+  return t->order ? start_state(t) : -1;
+}
+
+int aert_train(const aert_model *m, const aert_options *o) {
+  trainer t = {.m = m, .o = o, .out = strdup(o->out)};
+  t.last = aert_join(o->out, "last.ckpt");
+  t.best = aert_join(o->out, "best.ckpt");
+  int rc = t.out && t.last && t.best ? setup(&t) : -1;
+  if (rc == 0)
+    rc = run_epochs(&t);
+  aert_data_free(&t.all);
+  aert_workspace_free(&t.w);
+  aert_optim_free(&t.opt);
+  free(t.grads);
+  free(t.order);
+  free(t.out);
+  free(t.last);
+  free(t.best);
+  return rc;
+}
