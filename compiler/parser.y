@@ -13,6 +13,8 @@ typedef struct ae_lexer {
   ae_loc open[AE_LEX_MAX_OPEN];    /* where each of them opened */
   char open_char[AE_LEX_MAX_OPEN];
   bool can_end;                    /* the last token may end a statement */
+  int braces;                      /* open '{' */
+  ae_loc brace[AE_LEX_MAX_OPEN];   /* where each of them opened */
 } ae_lexer;
 typedef void *yyscan_t;
 typedef struct { double value; bool is_int; } ae_number;
@@ -288,10 +290,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ae_p
     char c = lx->open_char[lx->depth - 1];
     ae_error(pr->diag, open, "'%c' is never closed", c);
     ae_hint(pr->diag, "add '%c' at the end of line %d", c == '(' ? ')' : ']', open.line);
-  } else if (got == YYSYMBOL_YYEOF && n > 0 && strstr(want, "'}'")) {
+  } else if (got == YYSYMBOL_YYEOF && lx->braces > 0) {
+    ae_loc open = lx->brace[(lx->braces <= AE_LEX_MAX_OPEN ? lx->braces : AE_LEX_MAX_OPEN) - 1];
     ae_error(pr->diag, loc, "unexpected end of file: expected '}'");
-    if (pr->file->has_model || pr->file->name_loc.line == 0)
-      ae_hint(pr->diag, "a '{' above is never closed");
+    ae_note_at(pr->diag, open, "to close the '{' opened here");
   } else if (got == YYSYMBOL_EOL && n > 0) {
     ae_error(pr->diag, loc, "statement ends too early: expected %s", want);
   } else if (n > 0) {

@@ -292,8 +292,9 @@ static bool check_same_shape(sema *s, const ae_expr *call, ae_node *a, ae_node *
     for (int i = 0; i < a->shape.rank; i++) eq = eq && a->shape.d[i] == b->shape.d[i];
     if (eq) return true;
   }
-  ae_error(s->d, call->loc, "%s compares %s with %s: the shapes must be equal",
-           call->str, ae_shape_str(a->shape, s1), ae_shape_str(b->shape, s2));
+  ae_error(s->d, call->loc, "%s compares %s%s%s%s with %s%s%s%s: the shapes must be equal", call->str,
+           a->name ? a->name : "", a->name ? " (" : "", ae_shape_str(a->shape, s1), a->name ? ")" : "",
+           b->name ? b->name : "", b->name ? " (" : "", ae_shape_str(b->shape, s2), b->name ? ")" : "");
   ae_explain_size(s->d, a, "the first operand");
   ae_explain_size(s->d, b, "the second operand");
   return false;
@@ -720,8 +721,9 @@ static void model_setting(sema *s, ae_stmt *st) {
     ae_error(s->d, st->name_loc, "unknown setting '%s'", st->name);
     const char *near = ae_closest(st->name, known, COUNT(known));
     if (near) ae_hint(s->d, "did you mean '%s'?", near);
-    else if (st->values.len == 1 && ((ae_expr *)st->values.items[0])->kind == EX_CALL)
-      ae_hint(s->d, "to name a value write '%s = ...'", st->name);
+    else if (st->values.len == 1 && (((ae_expr *)st->values.items[0])->kind == EX_CALL ||
+                                     ((ae_expr *)st->values.items[0])->kind == EX_NAME))
+      ae_hint(s->d, "is '=' missing? a value is named with '%s = ...'", st->name);
     else ae_hint(s->d, "a model's settings are batch, epochs, loss and optimizer");
     return;
   }
