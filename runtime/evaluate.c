@@ -40,7 +40,7 @@ void aert_workspace_free(aert_workspace *w) {
 static void add_outputs(aert_workspace *w, aert_metrics *mt, int real) {
   const aert_model *m = w->m;
   const float *out = m->output(w->arena);
-  if (m->target_kind == AERT_TARGET_CLASSES)
+  if (m->target_kind == AERT_TARGET_CLASSES && m->out_size == m->target_size * m->n_classes)
     aert_metrics_add_classes(mt, out, w->y, real * m->target_size);
   else if (m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size))
     aert_metrics_add_images(mt, out, m->target_kind == AERT_TARGET_INPUT ? w->x : w->y,

@@ -1,14 +1,34 @@
 /* helpers.c - what the runtime tests share: scratch folders, running aert_main on an
  * argument line, and capturing what the runtime prints on stderr. */
+#define _GNU_SOURCE /* nftw */
 #include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "toy_model.h"
 
+static char *made[8];
+static int n_made;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
+/* Each test runs in its own process: its folders go when it exits. */
+static void remove_made(void) {
+  for (int i = 0; i < n_made; i++)
+    nftw(made[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 char *tmp_dir(void) {
   char *d = strdup("/tmp/aert_test_XXXXXX");
   cr_assert(d && mkdtemp(d), "mkdtemp failed");
+  if (n_made == 0)
+    atexit(remove_made);
+  if (n_made < 8)
+    made[n_made++] = d;
   return d;
 }
 
