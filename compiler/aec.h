@@ -308,4 +308,82 @@ ae_totals ae_model_totals(const ae_model *m);
 void ae_print_summary(FILE *out, const ae_model *m);
 void ae_print_summary_json(FILE *out, const ae_model *m);
 
+/* ===== ir.c: the program the back end works on ===== */
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_HE_NORMAL, INIT_GLOROT_UNIFORM } ae_init;  /* = aert_init */
+
+typedef struct {
+  const char *name;          /* "e1.1.w": the layer's name and the tensor's role */
+  const ae_node *node;
+  int rank, shape[4];
+  long size, offset;         /* floats, in the parameter arena */
+  ae_init init;
+  int fan_in, fan_out;
+  bool frozen;               /* never updated (imported frozen, or a running statistic) */
+  bool is_weight;            /* a weight matrix or kernel: what l2 decays */
+  const char *init_from, *init_name;
+} ae_tensor;
+
+/* How a kernel reads one input: a materialised value, upsampled by factor, placed
+ * at channel offset ch_off of the (possibly concatenated) input it sees. */
+typedef struct { ae_node *node; int factor, ch_off; } ae_view;
+
+typedef enum {
+  K_CONV, K_CONV_T, K_DENSE, K_POOL, K_UPSAMPLE, K_CONCAT, K_ADD, K_ACT, K_SOFTMAX,
+  K_DROPOUT, K_NOISE, K_SAMPLE, K_BATCHNORM
+} ae_kernel_kind;
+
+/* A live range in the arena: offset and size in floats, first and last step used. */
+typedef struct { long off, size; int first, last; bool used; } ae_buffer;
+
+typedef struct {
+  int id;
+  ae_kernel_kind kind;
+  ae_node *node;             /* the op */
+  ae_node *act;              /* activation fused into its epilogue, or NULL */
+  ae_node *out;              /* whose value it writes: act when fused, else node */
+  ae_vec src;                /* ae_view*: its inputs as it reads them */
+  ae_tensor *w, *b, *rmean, *rvar;
+  ae_buffer stats;           /* batch norm: mean and 1/std of the batch */
+  int chunk;                 /* conv: images per GEMM */
+  long col_floats;           /* conv: im2col buffer for one chunk */
+} ae_kernel;
+
+typedef struct {
+  ae_model *m;
+  int batch;
+  ae_vec params;             /* ae_tensor* */
+  long param_floats;
+  ae_vec kernels;            /* ae_kernel*, in forward order */
+  int n_nodes;
+  int *uses;                 /* per node: consumers, counting losses, output and latent */
+  ae_node **root;            /* per node: the node whose buffer holds its value; NULL if fused away */
+  ae_kernel **producer;      /* per node: the kernel that writes it */
+  bool *needs_grad;          /* per node: the loss gradient flows into its value */
+  ae_buffer *val, *grad;     /* per root node */
+  ae_buffer col, dcol, rowtmp;
+  long arena_floats;
+} ae_program;
+
+ae_program *ae_lower(ae_arena *a, ae_model *m, int batch);   /* runs every stage below */
+void ae_lower_params(ae_arena *a, ae_program *p);
+const char *ae_c_name(ae_arena *a, const char *name);         /* "e1.1.w" -> "e1_1_w" */
+
+/* ===== fuse.c ===== */
+void ae_fuse(ae_arena *a, ae_program *p);
+const char *ae_kernel_name(ae_arena *a, const ae_kernel *k);  /* "conv_e1_1" */
+
+/* ===== autodiff.c ===== */
+void ae_autodiff(ae_program *p);
+
+/* ===== memplan.c ===== */
+void ae_plan_memory(ae_program *p);
+
+/* ===== dump.c: every stage printable ===== */
+bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage);
+
+/* ===== codegen_c.c ===== */
+/* Writes model.c, model.h, manifest.json and model.mk into dir; false on an I/O error. */
+bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *spec_text_hash);
+uint64_t ae_hash_text(const char *text, size_t len);
+
 #endif

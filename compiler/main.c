@@ -1,13 +1,48 @@
-/* main.c - the aec command line: check and summarise specs (later: build, dump).
- * Exit status 0 on success, 1 when a spec has errors, 2 on a usage error. */
+/* main.c - the aec command line: check, summary, dump, build.
+ * Exit status 0 on success, 1 when a spec has errors or a build fails, 2 on a usage error. */
 #include "aec.h"
 
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
-  "usage: aec check FILE...          check specs and report every error\n"
-  "       aec summary [--json] FILE  show layers, shapes, parameters, FLOPs and memory\n"
+  "usage: aec check FILE...                      check specs and report every error\n"
+  "       aec summary [--json] FILE              layers, shapes, parameters, FLOPs and memory\n"
+  "       aec dump --stage ir|grad|fused|mem FILE   print a stage of the back end\n"
+  "       aec build [--batch N] [--out DIR] [--no-compile] FILE\n"
+  "                                              generate DIR (default generated/<model>) and\n"
+  "                                              build the trainer bin/<model>\n"
   "       aec --help | --version\n";
+
+typedef struct { bool json, no_compile; const char *stage, *out, *path; int batch; } options;
+
+static int parse_options(const char *cmd, int argc, char **argv, options *o) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    bool has_value = i + 1 < argc;
+    if (!strcmp(a, "--json")) o->json = true;
+    else if (!strcmp(a, "--no-compile")) o->no_compile = true;
+    else if (!strcmp(a, "--stage") && has_value) o->stage = argv[++i];
+    else if (!strcmp(a, "--out") && has_value) o->out = argv[++i];
+    else if (!strcmp(a, "--batch") && has_value) {
+      char *end;
+      long b = strtol(argv[++i], &end, 10);
+      if (*end || b < 1 || b > 65536) { fprintf(stderr, "aec %s: --batch needs a whole number from 1 to 65536, not '%s'\n", cmd, argv[i]); return 2; }
+      o->batch = (int)b;
+    } else if (a[0] == '-') {
+      fprintf(stderr, "aec %s: unknown option '%s'%s\n%s", cmd, a, has_value ? "" : " (or its value is missing)", usage);
+      return 2;
+    } else if (o->path) { fprintf(stderr, "aec %s: one spec at a time ('%s' and '%s' given)\n", cmd, o->path, a); return 2; }
+    else o->path = a;
+  }
+  if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
+  return 0;
+}
 
 static int cmd_check(int argc, char **argv) {
   int failed = 0;
@@ -22,35 +57,73 @@ static int cmd_check(int argc, char **argv) {
   return failed;
 }
 
-static int cmd_summary(int argc, char **argv) {
-  bool json = false;
-  const char *path = NULL;
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0) json = true;
-    else if (argv[i][0] == '-') { fprintf(stderr, "aec summary: unknown option '%s'\n%s", argv[i], usage); return 2; }
-    else if (path) { fprintf(stderr, "aec summary: one spec at a time ('%s' and '%s' given)\n", path, argv[i]); return 2; }
-    else path = argv[i];
-  }
-  if (!path) { fprintf(stderr, "aec summary: which spec?\n%s", usage); return 2; }
+/* The folder that holds bin/aec: runtime/ and build/libaert.a are found from it. */
+static char *aec_root(void) {
+  static char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  buf[n] = 0;
+  return dirname(dirname(buf));
+}
+
+static int compile_trainer(const char *dir, const char *name) {
+  const char *root = aec_root();
+  if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
+  const char *cc = getenv("CC") ? getenv("CC") : "cc";
+  char cmd[4 * PATH_MAX];
+  snprintf(cmd, sizeof cmd, "%s -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -I'%s/runtime' -I'%s'"
+           " -o 'bin/%s' '%s/model.c' '%s/build/libaert.a' -lopenblas -ltiff -lpng -lz -lpthread -lm",
+           cc, root, dir, name, dir, root);
+  printf("%s\n", cmd);
+  fflush(stdout);
+  int rc = system(cmd);
+  if (rc != 0) { fprintf(stderr, "aec: compiling the trainer for '%s' failed\n", name); return 1; }
+  printf("built bin/%s\n", name);
+  return 0;
+}
+
+static int cmd_backend(const char *cmd, int argc, char **argv) {
+  options o = {0};
+  int rc = parse_options(cmd, argc, argv, &o);
+  if (rc) return rc;
+  if (!strcmp(cmd, "dump") && !o.stage) { fprintf(stderr, "aec dump: --stage ir|grad|fused|mem is needed\n"); return 2; }
   ae_arena *a = ae_arena_new();
   ae_diag d = { .out = stderr };
-  ae_model *m = ae_load_spec(a, &d, path);
-  if (m && json) ae_print_summary_json(stdout, m);
-  else if (m) ae_print_summary(stdout, m);
+  ae_model *m = ae_load_spec(a, &d, o.path);
+  if (!m) { ae_arena_free(a); return 1; }
+  rc = 0;
+  if (!strcmp(cmd, "summary")) {
+    if (o.batch) m->batch = o.batch;
+    if (o.json) ae_print_summary_json(stdout, m);
+    else ae_print_summary(stdout, m);
+  } else {
+    ae_program *p = ae_lower(a, m, o.batch ? o.batch : m->batch);
+    if (!strcmp(cmd, "dump")) {
+      if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused or mem)\n", o.stage); rc = 2; }
+    } else {
+      const char *dir = o.out ? o.out : ae_sprintf(a, "generated/%s", m->name);
+      if (!o.out && mkdir("generated", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'generated': %s\n", strerror(errno)); rc = 1; }
+      char hash[32];
+      snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ae_hash_text(m->src->text, m->src->len));
+      if (!rc && !ae_emit_c(a, p, dir, hash)) rc = 1;
+      if (!rc) printf("generated %s/\n", dir);
+      if (!rc && !o.no_compile) rc = compile_trainer(dir, m->name);
+    }
+  }
   ae_arena_free(a);
-  return m ? 0 : 1;
+  return rc;
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) { fputs(usage, stderr); return 2; }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) { fputs(usage, stdout); return 0; }
-  if (strcmp(cmd, "--version") == 0) { puts("aec 0.1"); return 0; }
-  if (strcmp(cmd, "check") == 0) {
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { fputs(usage, stdout); return 0; }
+  if (!strcmp(cmd, "--version")) { puts("aec 0.1"); return 0; }
+  if (!strcmp(cmd, "check")) {
     if (argc < 3) { fprintf(stderr, "aec check: which spec?\n%s", usage); return 2; }
     return cmd_check(argc - 2, argv + 2);
   }
-  if (strcmp(cmd, "summary") == 0) return cmd_summary(argc - 2, argv + 2);
+  if (!strcmp(cmd, "summary") || !strcmp(cmd, "dump") || !strcmp(cmd, "build")) return cmd_backend(cmd, argc - 2, argv + 2);
   fprintf(stderr, "aec: unknown command '%s'\n%s", cmd, usage);
   return 2;
 }

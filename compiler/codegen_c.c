@@ -1,0 +1,570 @@
+/* codegen_c.c - writes generated/<model>/: model.c (one function per fused kernel,
+ * forward and backward side by side, every size a constant, each preceded by its
+ * provenance), model.h (the ABI constants), manifest.json and model.mk. */
+#include "aec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+  ae_arena *a;
+  const ae_program *p;
+  FILE *o;
+} emitter;
+
+#define OUT(...) fprintf(e->o, __VA_ARGS__)
+
+uint64_t ae_hash_text(const char *text, size_t len) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < len; i++) { h ^= (unsigned char)text[i]; h *= 1099511628211ULL; }
+  return h;
+}
+
+static long elems(const ae_node *n) { return ae_shape_elems(n->shape); }
+static int channels(const ae_node *n) { return n->shape.rank ? n->shape.d[n->shape.rank - 1] : 1; }
+
+/* C expressions for a node's value and gradient inside a kernel (r is the run). */
+static const char *val(emitter *e, const ae_node *n) {
+  const ae_node *root = e->p->root[n->id];
+  if (root->op == OP_INPUT) return "r->X";
+  if (root->op == OP_TARGET) return "r->T";
+  return ae_sprintf(e->a, "(r->A + %ld)", e->p->val[root->id].off);
+}
+static const char *grad(emitter *e, const ae_node *n) {
+  const ae_node *root = e->p->root[n->id];
+  if (!e->p->needs_grad[root->id] || !e->p->grad[root->id].used) return "NULL";
+  return ae_sprintf(e->a, "(r->A + %ld)", e->p->grad[root->id].off);
+}
+static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "(r->P + %ld)", t->offset); }
+static const char *pgrad(emitter *e, const ae_tensor *t) {
+  return t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
+}
+
+static const char *act_enum(const ae_node *act) {
+  if (!act) return "AERT_ACT_LINEAR";
+  switch (act->op) {
+  case OP_RELU: return "AERT_ACT_RELU";
+  case OP_LEAKY_RELU: return "AERT_ACT_LEAKY_RELU";
+  case OP_ELU: return "AERT_ACT_ELU";
+  case OP_SIGMOID: return "AERT_ACT_SIGMOID";
+  case OP_TANH: return "AERT_ACT_TANH";
+  default: return "AERT_ACT_LINEAR";
+  }
+}
+
+static void human(double x, char *buf) {
+  const char *unit[] = {"", "K", "M", "G", "T"};
+  int u = 0;
+  while (x >= 1000 && u < 4) { x /= 1000; u++; }
+  sprintf(buf, u ? "%.2f %s" : "%.0f %s", x, unit[u]);
+}
+
+/* The comment above each kernel: its spec line, shapes, FLOPs and bytes. */
+static void emit_provenance(emitter *e, const ae_kernel *k) {
+  const ae_node *n = k->node;
+  char in[256] = "", sh[48], fl[32], by[32];
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    size_t l = strlen(in);
+    snprintf(in + l, sizeof in - l, "%s%s %s", i ? " ++ " : "", v->node->name ? v->node->name : ae_op_name(v->node->op),
+             ae_shape_str(v->node->shape, sh));
+    if (v->factor > 1) { l = strlen(in); snprintf(in + l, sizeof in - l, " upsampled x%d", v->factor); }
+  }
+  double bytes = 4.0 * e->p->batch * elems(k->out);
+  for (int i = 0; i < k->src.len; i++) bytes += 4.0 * e->p->batch * elems(((ae_view *)k->src.items[i])->node);
+  if (k->w) bytes += 4.0 * (k->w->size + (k->b ? k->b->size : 0));
+  human(n->flops * e->p->batch, fl);
+  human(bytes, by);
+  OUT("\n/* ---- %s%s%s  (%s:%d:%d)\n", ae_op_name(n->op), n->name ? " " : "", n->name ? n->name : "",
+      n->loc.src->path, n->loc.line, n->loc.col);
+  OUT(" * in: %s\n * out: %s %s", in, k->out->name ? k->out->name : "", ae_shape_str(k->out->shape, sh));
+  if (k->act) OUT(", %s fused", ae_op_name(k->act->op));
+  OUT(", batch %d\n * forward %sFLOP, %sB moved per batch; backward about twice the FLOPs */\n", e->p->batch, fl, by);
+}
+
+/* ---- sliding windows: the im2col gather and the col2im scatter ---------------------- */
+/* For a conv, rows are output pixels and the tensor is its (folded) input; for a
+ * transposed conv, rows are input pixels and the tensor is its output. The same
+ * index rule (t = row * stride - pad + k) serves both directions. */
+typedef struct { int rows_h, rows_w, th, tw, tc, k, s, pad; } window;
+
+static window conv_window(const ae_kernel *k) {
+  const ae_node *n = k->node, *x = n->in.items[0];
+  int pad = n->pad_same ? (n->k - 1) / 2 : 0;
+  if (k->kind == K_CONV) return (window){n->shape.d[0], n->shape.d[1], x->shape.d[0], x->shape.d[1], x->shape.d[2], n->k, n->stride, pad};
+  return (window){x->shape.d[0], x->shape.d[1], n->shape.d[0], n->shape.d[1], n->shape.d[2], n->k, n->stride, pad};
+}
+
+static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, bool scatter) {
+  window w = conv_window(k);
+  int chunk = k->chunk;
+  long row_len = (long)w.k * w.k * w.tc;
+  OUT("static void %s(%sfloat *restrict col, int n0", name, scatter ? "const " : "");
+  int ns = k->kind == K_CONV ? k->src.len : 1;
+  for (int i = 0; i < ns; i++) OUT(", %sfloat *restrict t%d", scatter ? "" : "const ", i);
+  OUT(") {\n");
+  if (scatter) OUT("#pragma omp parallel for schedule(static)\n  for (int img = 0; img < %d; img++) {\n    int n = n0 + img;\n"
+                   "    for (int rh = 0; rh < %d; rh++) {\n", chunk, w.rows_h);
+  else OUT("#pragma omp parallel for schedule(static)\n  for (int row = 0; row < %d; row++) {\n    int n = n0 + row / %d, rh = row %% %d;\n"
+           "    {\n", chunk * w.rows_h, w.rows_h, w.rows_h);
+  OUT("      for (int rw = 0; rw < %d; rw++) {\n", w.rows_w);
+  OUT("        %sfloat *c = col + ((long)(n - n0) * %d + rh * %d + rw) * %ld;\n", scatter ? "const " : "",
+      w.rows_h * w.rows_w, w.rows_w, row_len);
+  OUT("        for (int kh = 0; kh < %d; kh++) {\n          int th = rh * %d - %d + kh;\n", w.k, w.s, w.pad);
+  OUT("          for (int kw = 0; kw < %d; kw++, c += %d) {\n            int tw = rw * %d - %d + kw;\n", w.k, w.tc, w.s, w.pad);
+  OUT("            if (th < 0 || th >= %d || tw < 0 || tw >= %d) {%s continue; }\n", w.th, w.tw,
+      scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %d * sizeof(float));", w.tc));
+  for (int i = 0; i < ns; i++) {
+    const ae_view *v = k->kind == K_CONV ? k->src.items[i] : NULL;
+    int f = v ? v->factor : 1, off = v ? v->ch_off : 0, c = v ? channels(v->node) : w.tc;
+    int sh = w.th / f, sw = w.tw / f;
+    const char *ih = f > 1 ? ae_sprintf(e->a, "th / %d", f) : "th", *iw = f > 1 ? ae_sprintf(e->a, "tw / %d", f) : "tw";
+    const char *at = ae_sprintf(e->a, "t%d + (((long)n * %d + %s) * %d + %s) * %d", i, sh, ih, sw, iw, c);
+    if (scatter) OUT("            for (int ch = 0; ch < %d; ch++) (%s)[ch] += c[%d + ch];\n", c, at, off);
+    else OUT("            memcpy(c + %d, %s, %d * sizeof(float));\n", off, at, c);
+  }
+  OUT("          }\n        }\n      }\n    }\n  }\n}\n\n");
+}
+
+static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->col_floats == 0; }
+
+static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, const char *a, long lda, const char *b,
+                       long ldb, float beta, const char *c, long ldc) {
+  OUT("    cblas_sgemm(CblasRowMajor, %s, %s, %ld, %ld, %ld, 1.0f, %s, %ld, %s, %ld, %.1ff, %s, %ld);\n",
+      ta ? "CblasTrans" : "CblasNoTrans", tb ? "CblasTrans" : "CblasNoTrans", m, n, kk, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_program *p = e->p;
+  window w = conv_window(k);
+  const ae_node *n = k->node;
+  int B = p->batch, chunk = k->chunk, cout = n->units;
+  long rows = (long)chunk * w.rows_h * w.rows_w, ktot = (long)w.k * w.k * w.tc;
+  bool conv = k->kind == K_CONV, direct = conv_direct(k);
+  const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
+  int ns = conv ? k->src.len : 1;
+  const char *srcs = "", *dsrcs = "";
+  bool any_dx = false;
+  for (int i = 0; i < ns; i++) {
+    const ae_node *s = ((ae_view *)k->src.items[i])->node;
+    srcs = ae_sprintf(e->a, "%s, %s", srcs, val(e, s));
+    dsrcs = ae_sprintf(e->a, "%s, %s", dsrcs, grad(e, s));
+    any_dx = any_dx || strcmp(grad(e, s), "NULL") != 0;
+  }
+  const char *gather = ae_sprintf(e->a, "gather_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
+  if (!direct) { emit_window_fn(e, k, gather, false); emit_window_fn(e, k, scatter, true); }
+  const char *y = val(e, k->out), *dy = grad(e, k->out);
+  const char *x0 = val(e, ((ae_view *)k->src.items[0])->node), *dx0 = grad(e, ((ae_view *)k->src.items[0])->node);
+  long xs = conv ? 0 : elems(n->in.items[0]) , ys = elems(k->out);
+  /* forward */
+  OUT("static void %s_forward(const run *r) {\n", name);
+  if (direct) {
+    emit_sgemm(e, false, false, (long)B * w.rows_h * w.rows_w, cout, w.tc, x0, w.tc, pval(e, k->w), cout, 0, y, cout);
+  } else if (conv) {
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n", B, chunk, gather, col, srcs);
+    emit_sgemm(e, false, false, rows, cout, ktot, col, ktot, pval(e, k->w), cout, 0, ae_sprintf(e->a, "%s + (long)n0 * %ld", y, ys), cout);
+    OUT("  }\n");
+  } else {
+    int cin = channels(n->in.items[0]);
+    OUT("  memset(%s, 0, sizeof(float) * %ld);\n", y, (long)B * ys);
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, chunk);
+    emit_sgemm(e, false, false, rows, ktot, cin, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, pval(e, k->w), ktot, 0, col, ktot);
+    OUT("    %s(%s, n0, %s);\n  }\n", scatter, col, y);
+  }
+  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
+      k->act ? k->act->alpha : 0);
+  /* backward */
+  OUT("static void %s_backward(const run *r) {\n", name);
+  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
+  bool dw = !k->w->frozen;
+  if (dw) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * ys / cout, cout);
+  if (direct) {
+    long m = (long)B * w.rows_h * w.rows_w;
+    if (dw) emit_sgemm(e, true, false, w.tc, cout, m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
+    if (any_dx) emit_sgemm(e, false, true, m, w.tc, cout, dy, cout, pval(e, k->w), cout, 1, dx0, w.tc);
+  } else if (conv) {
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, chunk);
+    const char *dyn = ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys);
+    if (dw) {
+      OUT("    %s(%s, n0%s);\n", gather, col, srcs);
+      emit_sgemm(e, true, false, ktot, cout, rows, col, ktot, dyn, cout, 1, pgrad(e, k->w), cout);
+    }
+    if (any_dx) {
+      emit_sgemm(e, false, true, rows, ktot, cout, dyn, cout, pval(e, k->w), cout, 0, dcol, ktot);
+      OUT("    %s(%s, n0%s);\n", scatter, dcol, dsrcs);
+    }
+    OUT("  }\n");
+  } else {
+    int cin = channels(n->in.items[0]);
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0, %s);\n", B, chunk, gather, dcol, dy);
+    if (dw) emit_sgemm(e, true, false, cin, ktot, rows, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, dcol, ktot, 1, pgrad(e, k->w), ktot);
+    if (any_dx) emit_sgemm(e, false, true, rows, cin, ktot, dcol, ktot, pval(e, k->w), ktot, 1, ae_sprintf(e->a, "%s + (long)n0 * %ld", dx0, xs), cin);
+    OUT("  }\n");
+  }
+  OUT("}\n");
+}
+
+static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
+  int B = e->p->batch, in = (int)elems(k->node->in.items[0]), out = k->node->units;
+  const ae_node *x = ((ae_view *)k->src.items[0])->node;
+  const char *y = val(e, k->out), *dy = grad(e, k->out), *dx = grad(e, x);
+  OUT("static void %s_forward(const run *r) {\n", name);
+  emit_sgemm(e, false, false, B, out, in, val(e, x), in, pval(e, k->w), out, 0, y, out);
+  OUT("  aert_bias_act(%s, %s, %d, %d, %s, %.9g);\n}\n\n", y, pval(e, k->b), B, out, act_enum(k->act), k->act ? k->act->alpha : 0);
+  OUT("static void %s_backward(const run *r) {\n", name);
+  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
+  if (!k->w->frozen) {
+    OUT("  aert_bias_grad(%s, %s, %d, %d);\n", pgrad(e, k->b), dy, B, out);
+    emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
+  }
+  if (strcmp(dx, "NULL")) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
+  OUT("}\n");
+}
+
+/* Kernels that call one helper forward and one backward. */
+static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *n = k->node, *o = k->out;
+  int B = e->p->batch;
+  const ae_node *x = ((ae_view *)k->src.items[0])->node;
+  const char *y = val(e, o), *dy = grad(e, o), *xv = val(e, x), *dx = grad(e, x);
+  long N = (long)B * elems(o);
+  const char *seed = ae_sprintf(e->a, "aert_hash64(r->seed + %d)", k->id);
+  char fwd[512], bwd[1024] = "";
+  const ae_node *in = n->in.items[0];
+  switch (k->kind) {
+  case K_POOL: {
+    int ismax = n->op == OP_MAXPOOL;
+    const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2],
+                                  n->k, n->stride, n->shape.d[0], n->shape.d[1], ismax);
+    snprintf(fwd, sizeof fwd, "aert_pool_forward(%s, %s, %s);", xv, y, dims);
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_pool_backward(%s, %s, %s, %s, %s);", dx, dy, xv, y, dims);
+    break;
+  }
+  case K_UPSAMPLE: {
+    const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2], n->factor);
+    snprintf(fwd, sizeof fwd, "aert_upsample_forward(%s, %s, %s);", xv, y, dims);
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_upsample_backward(%s, %s, %s);", dx, dy, dims);
+    break;
+  }
+  case K_ACT:
+    snprintf(fwd, sizeof fwd, "aert_act_forward(%s, %s, %ld, %s, %.9g);", xv, y, N, act_enum(n), n->alpha);
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_act_backward(%s, %s, %s, %ld, %s, %.9g);", dx, dy, y, N, act_enum(n), n->alpha);
+    break;
+  case K_SOFTMAX:
+    snprintf(fwd, sizeof fwd, "aert_softmax_forward(%s, %s, %ld, %d);", xv, y, N / channels(o), channels(o));
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_softmax_backward(%s, %s, %s, %ld, %d);", dx, dy, y, N / channels(o), channels(o));
+    break;
+  case K_DROPOUT:
+    snprintf(fwd, sizeof fwd, "aert_dropout_forward(%s, %s, %ld, %.9g, r->training, %s);", xv, y, N, n->rate, seed);
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_dropout_backward(%s, %s, %ld, %.9g, %s);", dx, dy, N, n->rate, seed);
+    break;
+  case K_NOISE:
+    snprintf(fwd, sizeof fwd, "aert_noise_forward(%s, %s, %ld, %.9g, %.9g, %.9g, r->training, %s);", xv, y, N, n->stddev, n->lo, n->hi, seed);
+    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_noise_backward(%s, %s, %s, %ld, %.9g, %.9g);", dx, dy, y, N, n->lo, n->hi);
+    break;
+  case K_SAMPLE: {
+    const ae_node *lv = ((ae_view *)k->src.items[1])->node;
+    snprintf(fwd, sizeof fwd, "aert_sample_forward(%s, %s, %s, %ld, r->training, %s);", xv, val(e, lv), y, N, seed);
+    snprintf(bwd, sizeof bwd, "aert_sample_backward(%s, %s, %s, %s, %ld, %s);", dx, grad(e, lv), dy, val(e, lv), N, seed);
+    break;
+  }
+  case K_BATCHNORM: {
+    int c = channels(o);
+    const char *stats = ae_sprintf(e->a, "(r->A + %ld)", k->stats.off);
+    const char *use_batch = k->w->frozen ? "0" : "r->training";
+    snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (float *)%s, (float *)%s, %s, %ld, %d, %.9g, %.9g, %s);\n"
+             "  aert_bias_act(%s, NULL, %ld, %d, %s, %.9g);", xv, y, pval(e, k->w), pval(e, k->b), pval(e, k->rmean),
+             pval(e, k->rvar), stats, N / c, c, n->momentum, n->eps, use_batch, y, N / c, c, act_enum(k->act), k->act ? k->act->alpha : 0);
+    snprintf(bwd, sizeof bwd, "aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n  aert_batchnorm_backward(%s, %s, %s, %s, %s, %s, %s, %ld, %d, %s);",
+             dy, y, N, act_enum(k->act), k->act ? k->act->alpha : 0, dx, pgrad(e, k->w), pgrad(e, k->b), dy, xv,
+             pval(e, k->w), stats, N / c, c, k->w->frozen ? "0" : "1");
+    break;
+  }
+  default: break;
+  }
+  OUT("static void %s_forward(const run *r) {\n  %s\n}\n\n", name, fwd);
+  OUT("static void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "/* no gradient flows into its input */");
+}
+
+/* concat and add: one line per input. */
+static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
+  int B = e->p->batch;
+  const ae_node *o = k->out;
+  long pix = (long)B * elems(o) / channels(o);
+  OUT("static void %s_forward(const run *r) {\n", name);
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    if (k->kind == K_CONCAT) OUT("  aert_concat_forward(%s, %s, %ld, %d, %d, %d);\n", val(e, v->node), val(e, o), pix,
+                                channels(v->node), v->ch_off, channels(o));
+    else if (i == 0) OUT("  memcpy(%s, %s, sizeof(float) * %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
+    else OUT("  aert_accumulate(%s, %s, %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
+  }
+  OUT("}\n\nstatic void %s_backward(const run *r) {\n", name);
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    const char *dx = grad(e, v->node);
+    if (!strcmp(dx, "NULL")) continue;
+    if (k->kind == K_CONCAT) OUT("  aert_concat_backward(%s, %s, %ld, %d, %d, %d);\n", dx, grad(e, o), pix,
+                                channels(v->node), v->ch_off, channels(o));
+    else OUT("  aert_accumulate(%s, %s, %ld);\n", dx, grad(e, o), (long)B * elems(o));
+  }
+  OUT("}\n");
+}
+
+/* ---- losses --------------------------------------------------------------------------- */
+
+static void emit_losses(emitter *e) {
+  const ae_model *m = e->p->m;
+  int B = e->p->batch;
+  OUT("\n/* ---- the loss: %d term%s, each logged apart; with backward set it also seeds the gradients */\n",
+      m->losses.len, m->losses.len == 1 ? "" : "s");
+  for (int i = 0; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
+    if (t->kind == LOSS_SOFTMAX_XENT && t->n_weights) {
+      OUT("static const float class_weights_%d[%d] = {", i, t->n_weights);
+      for (int j = 0; j < t->n_weights; j++) OUT("%s%.9g", j ? ", " : "", t->class_weights[j]);
+      OUT("};\n");
+    }
+  }
+  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n");
+  for (int i = 0; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
+    long n = t->a ? (long)B * elems(t->a) : 0;
+    double denom = t->reduce_sum ? B : (double)n;
+    const char *a = t->a ? val(e, t->a) : "", *da = t->a ? ae_sprintf(e->a, "backward ? %s : NULL", grad(e, t->a)) : "";
+    const char *b = t->b ? val(e, t->b) : "", *db = t->b ? ae_sprintf(e->a, "backward ? %s : NULL", grad(e, t->b)) : "";
+    OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
+    switch (t->kind) {
+    case LOSS_MSE: OUT("  t = aert_mse(%s, %s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
+    case LOSS_BCE: OUT("  t = aert_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
+    case LOSS_SOFTMAX_XENT: {
+      int c = m->n_classes;
+      OUT("  t = aert_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, (r->A + %ld));\n", a, b, da, n / c, c,
+          t->n_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight, e->p->rowtmp.off);
+      break;
+    }
+    case LOSS_L1: OUT("  t = aert_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
+    case LOSS_KL_SPARSITY: OUT("  t = aert_kl_sparsity(%s, %s, %d, %ld, %.9g, %.9g);\n", a, da, B, elems(t->a), t->rho, t->weight); break;
+    case LOSS_KL_NORMAL: OUT("  t = aert_kl_normal(%s, %s, %s, %s, %ld, %d, %.9g);\n", a, b, da, db, n, B, t->weight); break;
+    case LOSS_L2:
+      OUT("  t = 0;\n");
+      for (int j = 0; j < e->p->params.len; j++) {
+        const ae_tensor *w = e->p->params.items[j];
+        if (w->is_weight && !w->frozen)
+          OUT("  t += aert_l2(%s, backward ? %s : NULL, %ld, %.9g);\n", pval(e, w), pgrad(e, w), w->size, t->weight);
+      }
+      break;
+    default: break;
+    }
+    OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
+  }
+  OUT("  if (out) out->total = total;\n  return total;\n}\n");
+}
+
+/* ---- the model: tables, drivers, descriptor ----------------------------------------- */
+
+static void emit_params(emitter *e) {
+  static const char *const inits[] = {"AERT_INIT_ZEROS", "AERT_INIT_ONES", "AERT_INIT_HE_NORMAL", "AERT_INIT_GLOROT_UNIFORM"};
+  OUT("\n/* ---- parameters: %d tensors in one arena of %ld floats */\nstatic const aert_param params[] = {\n",
+      e->p->params.len, e->p->param_floats);
+  for (int i = 0; i < e->p->params.len; i++) {
+    const ae_tensor *t = e->p->params.items[i];
+    OUT("  {\"%s\", %d, {", t->name, t->rank);
+    for (int j = 0; j < t->rank; j++) OUT("%s%d", j ? ", " : "", t->shape[j]);
+    OUT("}, %ld, %ld, %s, %d, %d, %d, ", t->size, t->offset, inits[t->init], t->fan_in, t->fan_out, t->frozen);
+    if (t->init_from) OUT("\"%s\", \"%s\"},\n", t->init_from, t->init_name);
+    else OUT("NULL, NULL},\n");
+  }
+  OUT("};\n");
+}
+
+static int backward_time(const ae_program *p, int kernel) { return 2 * p->kernels.len - kernel; }
+
+/* Zeroes the gradient buffers whose life starts at step t, just before their first +=. */
+static void emit_zero_grads(emitter *e, int t) {
+  for (int i = 0; i < e->p->n_nodes; i++) {
+    const ae_buffer *g = &e->p->grad[i];
+    if (g->used && g->first == t)
+      OUT("  memset(r.A + %ld, 0, sizeof(float) * %ld);  /* d%s */\n", g->off, g->size,
+          ((ae_node *)e->p->m->nodes.items[i])->name ? ((ae_node *)e->p->m->nodes.items[i])->name : "");
+  }
+}
+
+static void emit_drivers(emitter *e, const char **names) {
+  const ae_program *p = e->p;
+  int K = p->kernels.len;
+  OUT("\nstatic float model_forward(const float *P, float *A, const float *X, const float *T, int training,\n"
+      "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");
+  for (int i = 0; i < K; i++) OUT("  %s_forward(&r);\n", names[i]);
+  OUT("  return compute_loss(&r, losses, 0);\n}\n\n");
+  OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
+  OUT("static void model_backward(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed) {\n"
+      "  const run r = {P, G, A, X, T, seed, 1};\n  memset(G, 0, sizeof(float) * %ld);\n", p->param_floats);
+  emit_zero_grads(e, K);
+  OUT("  compute_loss(&r, NULL, 1);\n");
+  for (int i = K - 1; i >= 0; i--) {
+    emit_zero_grads(e, backward_time(p, i));
+    OUT("  %s_backward(&r);\n", names[i]);
+  }
+  OUT("}\n\n");
+  const ae_node *out = p->m->output, *lat = p->m->latent;
+  OUT("static const float *model_output(const float *A) { return A + %ld; }\n", p->val[p->root[out->id]->id].off);
+  if (lat && p->root[lat->id]->op != OP_INPUT)
+    OUT("static const float *model_latent(const float *A) { return A + %ld; }\n", p->val[p->root[lat->id]->id].off);
+  else OUT("static const float *model_latent(const float *A) { (void)A; return NULL; }\n");
+}
+
+static void emit_cstr(emitter *e, const char *s) {
+  if (!s) { OUT("NULL"); return; }
+  fputc('"', e->o);
+  for (; *s; s++) { if (*s == '"' || *s == '\\') fputc('\\', e->o); fputc(*s, e->o); }
+  fputc('"', e->o);
+}
+
+static void emit_descriptor(emitter *e, const char *hash) {
+  const ae_model *m = e->p->m;
+  const ae_data *d = &m->data;
+  static const char *const targets[] = {"AERT_TARGET_INPUT", "AERT_TARGET_IMAGE", "AERT_TARGET_CLASSES"};
+  const char *opt = !strcmp(m->opt.kind, "sgd") ? "AERT_OPT_SGD" : !strcmp(m->opt.kind, "adam") ? "AERT_OPT_ADAM" : "AERT_OPT_ADAMW";
+  const char *sched = !strcmp(m->opt.schedule, "step") ? "AERT_SCHED_STEP" : !strcmp(m->opt.schedule, "cosine") ? "AERT_SCHED_COSINE"
+                      : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL" : "AERT_SCHED_CONSTANT";
+  const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
+                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER" : "AERT_DATA_IDX";
+  const ae_node *in = m->input, *t = m->target;
+  OUT("\nconst aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
+  emit_cstr(e, m->src->path);
+  OUT(",\n  .spec_hash = \"%s\",\n  .batch = %d,\n  .in_rank = %d, .in_shape = {", hash, e->p->batch, in->shape.rank);
+  for (int i = 0; i < in->shape.rank; i++) OUT("%s%d", i ? ", " : "", in->shape.d[i]);
+  OUT("}, .in_size = %ld,\n  .target_kind = %s,\n", elems(in), targets[m->target_kind]);
+  if (t) {
+    OUT("  .target_rank = %d, .target_shape = {", t->shape.rank);
+    for (int i = 0; i < t->shape.rank; i++) OUT("%s%d", i ? ", " : "", t->shape.d[i]);
+    OUT("}, .target_size = %ld,\n", elems(t));
+  }
+  OUT("  .out_size = %ld, .latent_size = %ld,\n", elems(m->output), m->latent ? elems(m->latent) : 0L);
+  OUT("  .n_classes = %d, .ignore_label = %d,\n", m->n_classes, m->ignore_label);
+  if (m->n_classes) {
+    OUT("  .class_ids = {");
+    for (int i = 0; i < m->n_classes; i++) OUT("%s%d", i ? ", " : "", m->class_ids[i]);
+    OUT("},\n  .class_names = {");
+    for (int i = 0; i < m->n_classes; i++) OUT("%s\"%s\"", i ? ", " : "", m->class_names[i]);
+    OUT("},\n");
+  }
+  OUT("  .n_loss_terms = %d, .loss_term_names = {", m->losses.len);
+  for (int i = 0; i < m->losses.len; i++) OUT("%s\"%s\"", i ? ", " : "", ae_loss_name(((ae_loss_term *)m->losses.items[i])->kind));
+  OUT("},\n  .n_params = %d, .params = params, .param_floats = %ld, .arena_floats = %ld,\n", e->p->params.len,
+      e->p->param_floats, e->p->arena_floats);
+  OUT("  .optim = {%s, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %s, %.9g, %d, %.9g},\n  .epochs = %d,\n", opt, m->opt.lr, m->opt.momentum,
+      m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.weight_decay, sched, m->opt.gamma, m->opt.every, m->opt.min_lr, m->epochs);
+  OUT("  .data = {.kind = %s, .dir = ", src);
+  emit_cstr(e, d->dir);
+  OUT(", .train_images = "); emit_cstr(e, d->train);
+  OUT(", .train_labels = "); emit_cstr(e, d->train_labels);
+  OUT(",\n           .test_images = "); emit_cstr(e, d->test);
+  OUT(", .test_labels = "); emit_cstr(e, d->test_labels);
+  OUT(",\n           .validation = %.9g, .scale = %.9g, .offset = %.9g, .shift = %.9g, .rotate = %.9g, .zoom = %.9g,"
+      " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d},\n",
+      d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile);
+  OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n};\n");
+  OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }\n#endif\n");
+}
+
+static void emit_model_c(emitter *e, const char *hash) {
+  const ae_program *p = e->p;
+  const ae_model *m = p->m;
+  OUT("/* model.c - generated by aec from %s; do not edit, change the spec instead.\n", m->src->path);
+  OUT(" * Model %s at batch %d: %d kernels, %ld parameter floats, an arena of %ld floats (%.1f MiB).\n",
+      m->name, p->batch, p->kernels.len, p->param_floats, p->arena_floats, p->arena_floats * 4.0 / 1048576);
+  OUT(" * Tensors are NHWC; conv kernels HWIO [k, k, in, out], transposed conv [in, k, k, out],\n"
+      " * dense [in, out]. Forward and backward of each kernel sit side by side; backward\n"
+      " * functions accumulate (+=) into gradients. `aec dump --stage mem` prints the arena. */\n");
+  OUT("#include <cblas.h>\n#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
+  OUT("typedef struct {\n  const float *P;  /* parameters */\n  float *G;        /* parameter gradients */\n"
+      "  float *A;        /* the arena: activations, their gradients, scratch */\n  const float *X, *T;\n"
+      "  uint64_t seed;\n  int training;\n} run;\n");
+  emit_params(e);
+  const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    names[i] = ae_kernel_name(e->a, k);
+    emit_provenance(e, k);
+    switch (k->kind) {
+    case K_CONV: case K_CONV_T: emit_conv(e, k, names[i]); break;
+    case K_DENSE: emit_dense(e, k, names[i]); break;
+    case K_CONCAT: case K_ADD: emit_join(e, k, names[i]); break;
+    default: emit_simple(e, k, names[i]);
+    }
+  }
+  emit_losses(e);
+  emit_drivers(e, names);
+  emit_descriptor(e, hash);
+}
+
+static FILE *open_out(const char *dir, const char *file, char **path) {
+  *path = malloc(strlen(dir) + strlen(file) + 2);
+  sprintf(*path, "%s/%s", dir, file);
+  FILE *f = fopen(*path, "w");
+  if (!f) fprintf(stderr, "aec: cannot write '%s': %s\n", *path, strerror(errno));
+  return f;
+}
+
+static bool close_out(FILE *f, char *path) {
+  bool ok = !ferror(f);
+  ok = fclose(f) == 0 && ok;
+  if (!ok) fprintf(stderr, "aec: error writing '%s'\n", path);
+  free(path);
+  return ok;
+}
+
+static void emit_manifest(emitter *e, const char *hash) {
+  const ae_program *p = e->p;
+  OUT("{\n  \"model\": \"%s\",\n  \"spec\": \"%s\",\n  \"spec_hash\": \"%s\",\n  \"batch\": %d,\n", p->m->name, p->m->src->path, hash, p->batch);
+  OUT("  \"param_floats\": %ld,\n  \"arena_floats\": %ld,\n  \"params\": [\n", p->param_floats, p->arena_floats);
+  for (int i = 0; i < p->params.len; i++) {
+    const ae_tensor *t = p->params.items[i];
+    OUT("    {\"name\": \"%s\", \"shape\": [", t->name);
+    for (int j = 0; j < t->rank; j++) OUT("%s%d", j ? ", " : "", t->shape[j]);
+    OUT("], \"offset\": %ld, \"frozen\": %s}%s\n", t->offset, t->frozen ? "true" : "false", i + 1 < p->params.len ? "," : "");
+  }
+  OUT("  ],\n  \"kernels\": [\n");
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    OUT("    {\"name\": \"%s\", \"line\": %d, \"flops_per_example\": %.0f}%s\n", ae_kernel_name(e->a, k), k->node->loc.line,
+        k->node->flops, i + 1 < p->kernels.len ? "," : "");
+  }
+  OUT("  ]\n}\n");
+}
+
+static void emit_model_h(emitter *e) {
+  const ae_program *p = e->p;
+  char *up = ae_strdup(e->a, ae_c_name(e->a, p->m->name));
+  for (char *c = up; *c; c++) if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+  OUT("/* model.h - generated by aec from %s: the fixed sizes of model %s. */\n", p->m->src->path, p->m->name);
+  OUT("#ifndef AEC_MODEL_%s_H\n#define AEC_MODEL_%s_H\n\n#include \"aert.h\"\n\n", up, up);
+  OUT("#define %s_BATCH %d\n#define %s_IN_SIZE %ld\n#define %s_OUT_SIZE %ld\n#define %s_LATENT_SIZE %ld\n", up, p->batch,
+      up, elems(p->m->input), up, elems(p->m->output), up, p->m->latent ? elems(p->m->latent) : 0L);
+  OUT("#define %s_PARAM_FLOATS %ldL\n#define %s_ARENA_FLOATS %ldL\n\n", up, p->param_floats, up, p->arena_floats);
+  OUT("/* The model's descriptor: tables, sizes and entry points for the runtime. */\nextern const aert_model aec_model;\n\n#endif\n");
+}
+
+bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create '%s': %s\n", dir, strerror(errno)); return false; }
+  const char *files[] = {"model.c", "model.h", "manifest.json", "model.mk"};
+  for (int i = 0; i < 4; i++) {
+    char *path;
+    FILE *f = open_out(dir, files[i], &path);
+    if (!f) { free(path); return false; }
+    emitter em = {a, p, f}, *e = &em;
+    if (i == 0) emit_model_c(e, hash);
+    else if (i == 1) emit_model_h(e);
+    else if (i == 2) emit_manifest(e, hash);
+    else OUT("# model.mk - generated by aec: builds bin/%s from %s/model.c and the runtime.\n"
+             "bin/%s: %s/model.c build/libaert.a\n\t@mkdir -p bin\n"
+             "\t$(CC) $(MODEL_CFLAGS) -Iruntime -o $@ $< build/libaert.a $(RUNTIME_LIBS)\n",
+             p->m->name, dir, p->m->name, dir);
+    if (!close_out(f, path)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,85 @@
+/* dump.c - prints each back-end stage as plain text (`aec dump --stage ...`):
+ * ir (nodes with shapes), grad (which values get gradients, backward order),
+ * fused (kernels with their inputs as read), mem (the arena layout). */
+#include "aec.h"
+
+#include <string.h>
+
+static const char *node_label(const ae_node *n) { return n->name ? n->name : ae_op_name(n->op); }
+
+static void dump_ir(FILE *out, const ae_program *p) {
+  char sh[48];
+  for (int i = 0; i < p->m->nodes.len; i++) {
+    const ae_node *n = p->m->nodes.items[i];
+    fprintf(out, "%%%-3d %-14s %-12s line %-4d", n->id, ae_op_name(n->op), ae_shape_str(n->shape, sh), n->loc.line);
+    for (int j = 0; j < n->in.len; j++) fprintf(out, "%s%%%d", j ? ", " : " <- ", ((ae_node *)n->in.items[j])->id);
+    if (n->name) fprintf(out, "  (%s)", n->name);
+    fputc('\n', out);
+  }
+  for (int i = 0; i < p->params.len; i++) {
+    const ae_tensor *t = p->params.items[i];
+    fprintf(out, "param %-20s [", t->name);
+    for (int j = 0; j < t->rank; j++) fprintf(out, "%s%d", j ? ", " : "", t->shape[j]);
+    fprintf(out, "] at %ld%s\n", t->offset, t->frozen ? " frozen" : "");
+  }
+}
+
+static void dump_grad(FILE *out, ae_arena *a, const ae_program *p) {
+  fputs("values that receive a gradient:", out);
+  for (int i = 0; i < p->n_nodes; i++)
+    if (p->needs_grad[i] && p->root[i] == p->m->nodes.items[i]) fprintf(out, " d%s", node_label(p->m->nodes.items[i]));
+  fputs("\nbackward order:\n  loss\n", out);
+  for (int i = p->kernels.len - 1; i >= 0; i--) {
+    const ae_kernel *k = p->kernels.items[i];
+    fprintf(out, "  %s_backward: d%s ->", ae_kernel_name(a, k), node_label(k->out));
+    if (k->w && !k->w->frozen) fprintf(out, " d%s d%s", k->w->name, k->b->name);
+    for (int j = 0; j < k->src.len; j++) {
+      const ae_view *v = k->src.items[j];
+      if (p->needs_grad[v->node->id]) fprintf(out, " d%s", node_label(v->node));
+    }
+    fputc('\n', out);
+  }
+}
+
+static void dump_fused(FILE *out, ae_arena *a, const ae_program *p) {
+  char sh[48];
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    fprintf(out, "k%-3d %-22s -> %-12s", k->id, ae_kernel_name(a, k), ae_shape_str(k->out->shape, sh));
+    if (k->act) fprintf(out, " +%s", ae_op_name(k->act->op));
+    fputs("  reads", out);
+    for (int j = 0; j < k->src.len; j++) {
+      const ae_view *v = k->src.items[j];
+      fprintf(out, " %s", node_label(v->node));
+      if (v->factor > 1) fprintf(out, "(up x%d)", v->factor);
+      if (k->src.len > 1 && k->kind == K_CONV) fprintf(out, "@ch%d", v->ch_off);
+    }
+    if (k->chunk) fprintf(out, "  [%d images per GEMM]", k->chunk);
+    fputc('\n', out);
+  }
+}
+
+static void dump_mem(FILE *out, const ae_program *p) {
+  fprintf(out, "arena: %ld floats (%.1f MiB) at batch %d; parameters: %ld floats\n", p->arena_floats,
+          p->arena_floats * 4.0 / 1048576, p->batch, p->param_floats);
+  fprintf(out, "%-24s %12s %12s %6s %6s\n", "buffer", "offset", "floats", "from", "to");
+  for (int i = 0; i < p->n_nodes; i++) {
+    const ae_node *n = p->m->nodes.items[i];
+    if (p->val[i].used) fprintf(out, "%-24s %12ld %12ld %6d %6d\n", node_label(n), p->val[i].off, p->val[i].size, p->val[i].first, p->val[i].last);
+    if (p->grad[i].used) {
+      char name[80];
+      snprintf(name, sizeof name, "d%s", node_label(n));
+      fprintf(out, "%-24s %12ld %12ld %6d %6d\n", name, p->grad[i].off, p->grad[i].size, p->grad[i].first, p->grad[i].last);
+    }
+  }
+  if (p->col.used) fprintf(out, "%-24s %12ld %12ld\n%-24s %12ld %12ld\n", "im2col", p->col.off, p->col.size, "col2im", p->dcol.off, p->dcol.size);
+}
+
+bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage) {
+  if (!strcmp(stage, "ir")) dump_ir(out, p);
+  else if (!strcmp(stage, "grad")) dump_grad(out, a, p);
+  else if (!strcmp(stage, "fused")) dump_fused(out, a, p);
+  else if (!strcmp(stage, "mem")) dump_mem(out, p);
+  else return false;
+  return true;
+}

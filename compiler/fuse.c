@@ -1,0 +1,138 @@
+/* fuse.c - groups graph nodes into kernels: an activation joins the conv, dense or
+ * batch norm before it (its epilogue); upsample and concat that only feed convs are
+ * folded into those convs' window indexing, so they never exist in memory; flatten,
+ * reshape and linear are views of their input's buffer. */
+#include "aec.h"
+
+#include <string.h>
+
+static bool has_epilogue(const ae_kernel *k) {
+  return k && !k->act && (k->kind == K_CONV || k->kind == K_CONV_T || k->kind == K_DENSE || k->kind == K_BATCHNORM);
+}
+
+/* An upsample or concat folds away when every use of it is a conv, or another fold. */
+static void find_folds(const ae_program *p, bool *fold) {
+  ae_model *m = p->m;
+  for (int i = m->nodes.len - 1; i >= 0; i--) {
+    ae_node *n = m->nodes.items[i];
+    if (n->op != OP_UPSAMPLE && n->op != OP_CONCAT) continue;
+    int conv_uses = 0;
+    for (int j = i + 1; j < m->nodes.len; j++) {
+      ae_node *c = m->nodes.items[j];
+      for (int k = 0; k < c->in.len; k++)
+        if (c->in.items[k] == n && ((c->op == OP_CONV && k == 0) || fold[c->id])) conv_uses++;
+    }
+    fold[n->id] = conv_uses > 0 && conv_uses == p->uses[n->id];
+  }
+}
+
+static void add_views(ae_arena *a, const ae_program *p, const bool *fold, ae_vec *out, ae_node *n, int factor,
+                      int ch_off) {
+  if (fold[n->id] && n->op == OP_UPSAMPLE) {
+    add_views(a, p, fold, out, n->in.items[0], factor * n->factor, ch_off);
+    return;
+  }
+  if (fold[n->id]) {
+    for (int i = 0; i < n->in.len; i++) {
+      ae_node *x = n->in.items[i];
+      add_views(a, p, fold, out, x, factor, ch_off);
+      ch_off += x->shape.d[x->shape.rank - 1];
+    }
+    return;
+  }
+  ae_view *v = ae_alloc(a, sizeof *v);
+  v->node = p->root[n->id];
+  v->factor = factor;
+  v->ch_off = ch_off;
+  ae_vec_push(a, out, v);
+}
+
+static ae_kernel_kind kernel_kind(ae_op op) {
+  switch (op) {
+  case OP_CONV: return K_CONV;
+  case OP_CONV_T: return K_CONV_T;
+  case OP_DENSE: return K_DENSE;
+  case OP_MAXPOOL: case OP_AVGPOOL: return K_POOL;
+  case OP_UPSAMPLE: return K_UPSAMPLE;
+  case OP_CONCAT: return K_CONCAT;
+  case OP_ADD: return K_ADD;
+  case OP_SOFTMAX: return K_SOFTMAX;
+  case OP_DROPOUT: return K_DROPOUT;
+  case OP_NOISE: return K_NOISE;
+  case OP_SAMPLE: return K_SAMPLE;
+  case OP_BATCHNORM: return K_BATCHNORM;
+  default: return K_ACT;
+  }
+}
+
+static ae_tensor *param_of(const ae_program *p, const ae_node *n, const char *role) {
+  size_t len = strlen(n->name);
+  for (int i = 0; i < p->params.len; i++) {
+    ae_tensor *t = p->params.items[i];
+    if (t->node == n && strncmp(t->name, n->name, len) == 0 && strcmp(t->name + len + 1, role) == 0) return t;
+  }
+  return NULL;
+}
+
+/* Images per GEMM for a conv: the most that keep its im2col buffer near 16 MiB. */
+static void size_chunk(ae_program *p, ae_kernel *k) {
+  const ae_node *n = k->node;
+  const ae_node *x = n->in.items[0];
+  long rows = k->kind == K_CONV ? (long)n->shape.d[0] * n->shape.d[1] : (long)x->shape.d[0] * x->shape.d[1];
+  long cols = k->kind == K_CONV ? (long)n->k * n->k * x->shape.d[2] : (long)n->k * n->k * n->units;
+  int chunk = 1;
+  for (int c = 1; c <= p->batch; c++)
+    if (p->batch % c == 0 && rows * cols * c <= (4L << 20)) chunk = c;
+  k->chunk = chunk;
+  k->col_floats = rows * cols * chunk;
+  bool direct = k->kind == K_CONV && n->k == 1 && n->stride == 1 && k->src.len == 1 && ((ae_view *)k->src.items[0])->factor == 1;
+  if (direct) k->col_floats = 0;
+}
+
+void ae_fuse(ae_arena *a, ae_program *p) {
+  ae_model *m = p->m;
+  bool *fold = ae_alloc(a, sizeof(bool) * (size_t)p->n_nodes);
+  find_folds(p, fold);
+  for (int i = 0; i < m->nodes.len; i++) {
+    ae_node *n = m->nodes.items[i];
+    ae_node *x = n->in.len ? n->in.items[0] : NULL;
+    if (n->op == OP_INPUT || n->op == OP_TARGET) { p->root[n->id] = n; continue; }
+    if (fold[n->id]) continue;
+    if (n->op == OP_FLATTEN || n->op == OP_RESHAPE || n->op == OP_LINEAR) { p->root[n->id] = p->root[x->id]; continue; }
+    ae_kernel *pk = p->producer[x->id];
+    if (ae_op_is_activation(n->op) && n->op != OP_SOFTMAX && p->uses[x->id] == 1 && p->root[x->id] == x &&
+        has_epilogue(pk)) {
+      pk->act = n;
+      pk->out = n;
+      p->root[x->id] = NULL;
+      p->root[n->id] = n;
+      p->producer[x->id] = NULL;
+      p->producer[n->id] = pk;
+      continue;
+    }
+    ae_kernel *k = ae_alloc(a, sizeof *k);
+    k->id = p->kernels.len;
+    k->kind = kernel_kind(n->op);
+    k->node = k->out = n;
+    if (k->kind == K_CONV) add_views(a, p, fold, &k->src, x, 1, 0);
+    else
+      for (int j = 0; j < n->in.len; j++) add_views(a, p, fold, &k->src, n->in.items[j], 1, 0);
+    if (ae_op_has_params(n->op)) {
+      k->w = param_of(p, n, n->op == OP_BATCHNORM ? "gamma" : "w");
+      k->b = param_of(p, n, n->op == OP_BATCHNORM ? "beta" : "b");
+      k->rmean = param_of(p, n, "mean");
+      k->rvar = param_of(p, n, "var");
+    }
+    if (k->kind == K_CONV || k->kind == K_CONV_T) size_chunk(p, k);
+    p->root[n->id] = n;
+    p->producer[n->id] = k;
+    ae_vec_push(a, &p->kernels, k);
+  }
+}
+
+const char *ae_kernel_name(ae_arena *a, const ae_kernel *k) {
+  const ae_node *n = k->node;
+  const char *op = ae_op_name(n->op);
+  if (n->name) return ae_sprintf(a, "%s_%s", op, ae_c_name(a, n->name));
+  return ae_sprintf(a, "%s_%d", op, k->id);
+}

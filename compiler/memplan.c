@@ -1,0 +1,111 @@
+/* memplan.c - one arena per model with fixed offsets. Time runs over the forward
+ * kernels (0..K-1), the loss (K) and the backward kernels in reverse (K+1..2K);
+ * each value and each gradient lives from its first write to its last read, and
+ * buffers whose lives do not overlap share memory (largest first, lowest offset). */
+#include "aec.h"
+
+#include <stdlib.h>
+
+#define ALIGN_FLOATS 16
+
+static long elems(const ae_program *p, const ae_node *n) { return ae_shape_elems(n->shape) * p->batch; }
+
+static void touch(ae_buffer *b, int t) {
+  if (!b->used) { b->used = true; b->first = b->last = t; return; }
+  if (t < b->first) b->first = t;
+  if (t > b->last) b->last = t;
+}
+
+static bool in_arena(const ae_node *n) { return n && n->op != OP_INPUT && n->op != OP_TARGET; }
+
+/* Marks when each value and gradient is written and read. */
+static void live_ranges(ae_program *p) {
+  int K = p->kernels.len, end = 2 * K + 1;
+  for (int i = 0; i < K; i++) {
+    ae_kernel *k = p->kernels.items[i];
+    int fwd = i, bwd = 2 * K - i;
+    ae_node *o = k->out;
+    p->val[o->id].size = elems(p, o);
+    touch(&p->val[o->id], fwd);
+    touch(&p->val[o->id], bwd);
+    if (p->needs_grad[o->id]) { p->grad[o->id].size = elems(p, o); touch(&p->grad[o->id], bwd); }
+    for (int j = 0; j < k->src.len; j++) {
+      ae_node *s = ((ae_view *)k->src.items[j])->node;
+      if (!in_arena(s)) continue;
+      touch(&p->val[s->id], fwd);
+      touch(&p->val[s->id], bwd);
+      if (p->needs_grad[s->id]) touch(&p->grad[s->id], bwd);
+    }
+    if (k->kind == K_BATCHNORM) {
+      k->stats.size = 2L * o->shape.d[o->shape.rank - 1];
+      touch(&k->stats, fwd);
+      touch(&k->stats, bwd);
+    }
+  }
+  for (int i = 0; i < p->m->losses.len; i++) {
+    ae_loss_term *t = p->m->losses.items[i];
+    ae_node *ops[2] = { t->a ? p->root[t->a->id] : NULL, t->b ? p->root[t->b->id] : NULL };
+    for (int j = 0; j < 2; j++) {
+      if (!in_arena(ops[j])) continue;
+      touch(&p->val[ops[j]->id], K);
+      if (p->needs_grad[ops[j]->id]) touch(&p->grad[ops[j]->id], K);
+    }
+  }
+  ae_node *keep[2] = { p->m->output ? p->root[p->m->output->id] : NULL, p->m->latent ? p->root[p->m->latent->id] : NULL };
+  for (int j = 0; j < 2; j++)
+    if (in_arena(keep[j])) { touch(&p->val[keep[j]->id], 0); touch(&p->val[keep[j]->id], end); }
+  long col = 0;
+  for (int i = 0; i < K; i++) {
+    ae_kernel *k = p->kernels.items[i];
+    if (k->col_floats > col) col = k->col_floats;
+  }
+  int classes = p->m->n_classes;
+  p->col = (ae_buffer){0, col, 0, end, col > 0};
+  p->dcol = (ae_buffer){0, col, 0, end, col > 0};
+  p->rowtmp = (ae_buffer){0, classes, 0, end, classes > 0};
+}
+
+static int by_size(const void *a, const void *b) {
+  const ae_buffer *x = *(ae_buffer *const *)a, *y = *(ae_buffer *const *)b;
+  return (x->size < y->size) - (x->size > y->size);
+}
+
+static void assign_offsets(ae_program *p) {
+  int cap = 2 * p->n_nodes + p->kernels.len + 3, n = 0;
+  ae_buffer **all = calloc((size_t)cap, sizeof *all), **placed = calloc((size_t)cap, sizeof *placed);
+  if (!all || !placed) { fputs("aec: out of memory\n", stderr); abort(); }
+  for (int i = 0; i < p->n_nodes; i++) {
+    if (p->val[i].used) all[n++] = &p->val[i];
+    if (p->grad[i].used) all[n++] = &p->grad[i];
+  }
+  for (int i = 0; i < p->kernels.len; i++)
+    if (((ae_kernel *)p->kernels.items[i])->stats.used) all[n++] = &((ae_kernel *)p->kernels.items[i])->stats;
+  ae_buffer *extra[3] = { &p->col, &p->dcol, &p->rowtmp };
+  for (int i = 0; i < 3; i++) if (extra[i]->used) all[n++] = extra[i];
+  qsort(all, (size_t)n, sizeof *all, by_size);
+  int n_placed = 0;
+  p->arena_floats = 0;
+  for (int i = 0; i < n; i++) {
+    ae_buffer *b = all[i];
+    long size = (b->size + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS, off = 0;
+    for (bool moved = true; moved;) {       /* lowest offset clear of every overlapping life */
+      moved = false;
+      for (int j = 0; j < n_placed; j++) {
+        ae_buffer *o = placed[j];
+        bool overlap_t = b->first <= o->last && o->first <= b->last;
+        long osize = (o->size + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+        if (overlap_t && off < o->off + osize && o->off < off + size) { off = o->off + osize; moved = true; }
+      }
+    }
+    b->off = off;
+    placed[n_placed++] = b;
+    if (off + size > p->arena_floats) p->arena_floats = off + size;
+  }
+  free(all);
+  free(placed);
+}
+
+void ae_plan_memory(ae_program *p) {
+  live_ranges(p);
+  assign_offsets(p);
+}
