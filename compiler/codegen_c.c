@@ -101,21 +101,21 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
   window w = conv_window(k);
   int chunk = k->chunk;
   long row_len = (long)w.k * w.k * w.tc;
-  OUT("static void %s(%sfloat *restrict col, int n0", name, scatter ? "const " : "");
+  OUT("static void %s(%saert_real *restrict col, int n0", name, scatter ? "const " : "");
   int ns = k->kind == K_CONV ? k->src.len : 1;
-  for (int i = 0; i < ns; i++) OUT(", %sfloat *restrict t%d", scatter ? "" : "const ", i);
+  for (int i = 0; i < ns; i++) OUT(", %saert_real *restrict t%d", scatter ? "" : "const ", i);
   OUT(") {\n");
   if (scatter) OUT("#pragma omp parallel for schedule(static)\n  for (int img = 0; img < %d; img++) {\n    int n = n0 + img;\n"
                    "    for (int rh = 0; rh < %d; rh++) {\n", chunk, w.rows_h);
   else OUT("#pragma omp parallel for schedule(static)\n  for (int row = 0; row < %d; row++) {\n    int n = n0 + row / %d, rh = row %% %d;\n"
            "    {\n", chunk * w.rows_h, w.rows_h, w.rows_h);
   OUT("      for (int rw = 0; rw < %d; rw++) {\n", w.rows_w);
-  OUT("        %sfloat *c = col + ((long)(n - n0) * %d + rh * %d + rw) * %ld;\n", scatter ? "const " : "",
+  OUT("        %saert_real *c = col + ((long)(n - n0) * %d + rh * %d + rw) * %ld;\n", scatter ? "const " : "",
       w.rows_h * w.rows_w, w.rows_w, row_len);
   OUT("        for (int kh = 0; kh < %d; kh++) {\n          int th = rh * %d - %d + kh;\n", w.k, w.s, w.pad);
   OUT("          for (int kw = 0; kw < %d; kw++, c += %d) {\n            int tw = rw * %d - %d + kw;\n", w.k, w.tc, w.s, w.pad);
   OUT("            if (th < 0 || th >= %d || tw < 0 || tw >= %d) {%s continue; }\n", w.th, w.tw,
-      scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %d * sizeof(float));", w.tc));
+      scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %d * sizeof(aert_real));", w.tc));
   for (int i = 0; i < ns; i++) {
     const ae_view *v = k->kind == K_CONV ? k->src.items[i] : NULL;
     int f = v ? v->factor : 1, off = v ? v->ch_off : 0, c = v ? channels(v->node) : w.tc;
@@ -123,7 +123,7 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
     const char *ih = f > 1 ? ae_sprintf(e->a, "th / %d", f) : "th", *iw = f > 1 ? ae_sprintf(e->a, "tw / %d", f) : "tw";
     const char *at = ae_sprintf(e->a, "t%d + (((long)n * %d + %s) * %d + %s) * %d", i, sh, ih, sw, iw, c);
     if (scatter) OUT("            for (int ch = 0; ch < %d; ch++) (%s)[ch] += c[%d + ch];\n", c, at, off);
-    else OUT("            memcpy(c + %d, %s, %d * sizeof(float));\n", off, at, c);
+    else OUT("            memcpy(c + %d, %s, %d * sizeof(aert_real));\n", off, at, c);
   }
   OUT("          }\n        }\n      }\n    }\n  }\n}\n\n");
 }
@@ -132,7 +132,7 @@ static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->col
 
 static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, const char *a, long lda, const char *b,
                        long ldb, float beta, const char *c, long ldc) {
-  OUT("    cblas_sgemm(CblasRowMajor, %s, %s, %ld, %ld, %ld, 1.0f, %s, %ld, %s, %ld, %.1ff, %s, %ld);\n",
+  OUT("    AERT_GEMM(CblasRowMajor, %s, %s, %ld, %ld, %ld, 1, %s, %ld, %s, %ld, %.1f, %s, %ld);\n",
       ta ? "CblasTrans" : "CblasNoTrans", tb ? "CblasTrans" : "CblasNoTrans", m, n, kk, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -154,7 +154,8 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     any_dx = any_dx || strcmp(grad(e, s), "NULL") != 0;
   }
   const char *gather = ae_sprintf(e->a, "gather_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
-  if (!direct) { emit_window_fn(e, k, gather, false); emit_window_fn(e, k, scatter, true); }
+  if (!direct) emit_window_fn(e, k, gather, false);
+  if (!direct && (!conv || any_dx)) emit_window_fn(e, k, scatter, true);
   const char *y = val(e, k->out), *dy = grad(e, k->out);
   const char *x0 = val(e, ((ae_view *)k->src.items[0])->node), *dx0 = grad(e, ((ae_view *)k->src.items[0])->node);
   long xs = conv ? 0 : elems(n->in.items[0]) , ys = elems(k->out);
@@ -168,7 +169,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  }\n");
   } else {
     int cin = channels(n->in.items[0]);
-    OUT("  memset(%s, 0, sizeof(float) * %ld);\n", y, (long)B * ys);
+    OUT("  memset(%s, 0, sizeof(aert_real) * %ld);\n", y, (long)B * ys);
     OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, chunk);
     emit_sgemm(e, false, false, rows, ktot, cin, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, pval(e, k->w), ktot, 0, col, ktot);
     OUT("    %s(%s, n0, %s);\n  }\n", scatter, col, y);
@@ -274,7 +275,7 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
     int c = channels(o);
     const char *stats = ae_sprintf(e->a, "(r->A + %ld)", k->stats.off);
     const char *use_batch = k->w->frozen ? "0" : "r->training";
-    snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (float *)%s, (float *)%s, %s, %ld, %d, %.9g, %.9g, %s);\n"
+    snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (aert_real *)%s, (aert_real *)%s, %s, %ld, %d, %.9g, %.9g, %s);\n"
              "  aert_bias_act(%s, NULL, %ld, %d, %s, %.9g);", xv, y, pval(e, k->w), pval(e, k->b), pval(e, k->rmean),
              pval(e, k->rvar), stats, N / c, c, n->momentum, n->eps, use_batch, y, N / c, c, act_enum(k->act), k->act ? k->act->alpha : 0);
     snprintf(bwd, sizeof bwd, "aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n  aert_batchnorm_backward(%s, %s, %s, %s, %s, %s, %s, %ld, %d, %s);",
@@ -285,7 +286,7 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   default: break;
   }
   OUT("static void %s_forward(const run *r) {\n  %s\n}\n\n", name, fwd);
-  OUT("static void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "/* no gradient flows into its input */");
+  OUT("static void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "(void)r;  /* no gradient flows into its input */");
 }
 
 /* concat and add: one line per input. */
@@ -298,7 +299,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     const ae_view *v = k->src.items[i];
     if (k->kind == K_CONCAT) OUT("  aert_concat_forward(%s, %s, %ld, %d, %d, %d);\n", val(e, v->node), val(e, o), pix,
                                 channels(v->node), v->ch_off, channels(o));
-    else if (i == 0) OUT("  memcpy(%s, %s, sizeof(float) * %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
+    else if (i == 0) OUT("  memcpy(%s, %s, sizeof(aert_real) * %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
     else OUT("  aert_accumulate(%s, %s, %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
   }
   OUT("}\n\nstatic void %s_backward(const run *r) {\n", name);
@@ -323,12 +324,12 @@ static void emit_losses(emitter *e) {
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *t = m->losses.items[i];
     if (t->kind == LOSS_SOFTMAX_XENT && t->n_weights) {
-      OUT("static const float class_weights_%d[%d] = {", i, t->n_weights);
+      OUT("static const aert_real class_weights_%d[%d] = {", i, t->n_weights);
       for (int j = 0; j < t->n_weights; j++) OUT("%s%.9g", j ? ", " : "", t->class_weights[j]);
       OUT("};\n");
     }
   }
-  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n");
+  OUT("static aert_real compute_loss(const run *r, aert_losses *out, int backward) {\n  aert_real total = 0, t;\n");
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *t = m->losses.items[i];
     long n = t->a ? (long)B * elems(t->a) : 0;
@@ -387,7 +388,7 @@ static void emit_zero_grads(emitter *e, int t) {
   for (int i = 0; i < e->p->n_nodes; i++) {
     const ae_buffer *g = &e->p->grad[i];
     if (g->used && g->first == t)
-      OUT("  memset(r.A + %ld, 0, sizeof(float) * %ld);  /* d%s */\n", g->off, g->size,
+      OUT("  memset(r.A + %ld, 0, sizeof(aert_real) * %ld);  /* d%s */\n", g->off, g->size,
           ((ae_node *)e->p->m->nodes.items[i])->name ? ((ae_node *)e->p->m->nodes.items[i])->name : "");
   }
 }
@@ -395,13 +396,13 @@ static void emit_zero_grads(emitter *e, int t) {
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
   int K = p->kernels.len;
-  OUT("\nstatic float model_forward(const float *P, float *A, const float *X, const float *T, int training,\n"
+  OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
       "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");
   for (int i = 0; i < K; i++) OUT("  %s_forward(&r);\n", names[i]);
   OUT("  return compute_loss(&r, losses, 0);\n}\n\n");
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
-  OUT("static void model_backward(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed) {\n"
-      "  const run r = {P, G, A, X, T, seed, 1};\n  memset(G, 0, sizeof(float) * %ld);\n", p->param_floats);
+  OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
+      "  const run r = {P, G, A, X, T, seed, 1};\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
   emit_zero_grads(e, K);
   OUT("  compute_loss(&r, NULL, 1);\n");
   for (int i = K - 1; i >= 0; i--) {
@@ -410,10 +411,10 @@ static void emit_drivers(emitter *e, const char **names) {
   }
   OUT("}\n\n");
   const ae_node *out = p->m->output, *lat = p->m->latent;
-  OUT("static const float *model_output(const float *A) { return A + %ld; }\n", p->val[p->root[out->id]->id].off);
+  OUT("static const aert_real *model_output(const aert_real *A) { return A + %ld; }\n", p->val[p->root[out->id]->id].off);
   if (lat && p->root[lat->id]->op != OP_INPUT)
-    OUT("static const float *model_latent(const float *A) { return A + %ld; }\n", p->val[p->root[lat->id]->id].off);
-  else OUT("static const float *model_latent(const float *A) { (void)A; return NULL; }\n");
+    OUT("static const aert_real *model_latent(const aert_real *A) { return A + %ld; }\n", p->val[p->root[lat->id]->id].off);
+  else OUT("static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL; }\n");
 }
 
 static void emit_cstr(emitter *e, const char *s) {
@@ -433,7 +434,8 @@ static void emit_descriptor(emitter *e, const char *hash) {
   const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
                     : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER" : "AERT_DATA_IDX";
   const ae_node *in = m->input, *t = m->target;
-  OUT("\nconst aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
+  OUT("\n#ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */\n");
+  OUT("const aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
   emit_cstr(e, m->src->path);
   OUT(",\n  .spec_hash = \"%s\",\n  .batch = %d,\n  .in_rank = %d, .in_shape = {", hash, e->p->batch, in->shape.rank);
   for (int i = 0; i < in->shape.rank; i++) OUT("%s%d", i ? ", " : "", in->shape.d[i]);
@@ -468,7 +470,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
       " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d},\n",
       d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile);
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n};\n");
-  OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }\n#endif\n");
+  OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }\n#endif\n#endif\n");
 }
 
 static void emit_model_c(emitter *e, const char *hash) {
@@ -481,9 +483,13 @@ static void emit_model_c(emitter *e, const char *hash) {
       " * dense [in, out]. Forward and backward of each kernel sit side by side; backward\n"
       " * functions accumulate (+=) into gradients. `aec dump --stage mem` prints the arena. */\n");
   OUT("#include <cblas.h>\n#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
-  OUT("typedef struct {\n  const float *P;  /* parameters */\n  float *G;        /* parameter gradients */\n"
-      "  float *A;        /* the arena: activations, their gradients, scratch */\n  const float *X, *T;\n"
+  OUT("typedef struct {\n  const aert_real *P;  /* parameters */\n  aert_real *G;        /* parameter gradients */\n"
+      "  aert_real *A;        /* the arena: activations, their gradients, scratch */\n  const aert_real *X, *T;\n"
       "  uint64_t seed;\n  int training;\n} run;\n");
+  const ae_node *t = m->target;
+  OUT("\n#define AEC_BATCH %d\n#define AEC_IN_SIZE %ld\n#define AEC_TARGET_SIZE %ld\n#define AEC_N_CLASSES %d\n"
+      "#define AEC_PARAM_FLOATS %ldL\n#define AEC_ARENA_FLOATS %ldL\n", p->batch, elems(m->input), t ? elems(t) : 0L,
+      m->n_classes, p->param_floats, p->arena_floats);
   emit_params(e);
   const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
   for (int i = 0; i < p->kernels.len; i++) {

@@ -116,7 +116,11 @@ void ae_fuse(ae_arena *a, ae_program *p) {
     k->node = k->out = n;
     if (k->kind == K_CONV) add_views(a, p, fold, &k->src, x, 1, 0);
     else
-      for (int j = 0; j < n->in.len; j++) add_views(a, p, fold, &k->src, n->in.items[j], 1, 0);
+      for (int j = 0, off = 0; j < n->in.len; j++) {   /* a materialised concat stacks its inputs' channels */
+        ae_node *in = n->in.items[j];
+        add_views(a, p, fold, &k->src, in, 1, off);
+        if (k->kind == K_CONCAT) off += in->shape.d[in->shape.rank - 1];
+      }
     if (ae_op_has_params(n->op)) {
       k->w = param_of(p, n, n->op == OP_BATCHNORM ? "gamma" : "w");
       k->b = param_of(p, n, n->op == OP_BATCHNORM ? "beta" : "b");

@@ -7,95 +7,105 @@
 #ifndef AERT_KERNELS_H
 #define AERT_KERNELS_H
 
-#include <math.h>
 #include <string.h>
+#include <tgmath.h>
 #include "aert.h"
+
+/* Generated code computes in aert_real: aert_real for training, double when a gradient
+ * check compiles the same model.c with -DAERT_DOUBLE. tgmath picks expf or exp. */
+#ifdef AERT_DOUBLE
+typedef double aert_real;
+#define AERT_GEMM cblas_dgemm
+#else
+typedef float aert_real;
+#define AERT_GEMM cblas_sgemm
+#endif
 
 typedef enum { AERT_ACT_LINEAR, AERT_ACT_RELU, AERT_ACT_LEAKY_RELU, AERT_ACT_ELU, AERT_ACT_SIGMOID,
                AERT_ACT_TANH } aert_act;
 
-static inline float aert_act_apply(aert_act act, float alpha, float v) {
+static inline aert_real aert_act_apply(aert_act act, aert_real alpha, aert_real v) {
   switch (act) {
   case AERT_ACT_RELU: return v > 0 ? v : 0;
   case AERT_ACT_LEAKY_RELU: return v > 0 ? v : alpha * v;
-  case AERT_ACT_ELU: return v > 0 ? v : alpha * expm1f(v);
-  case AERT_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-  case AERT_ACT_TANH: return tanhf(v);
+  case AERT_ACT_ELU: return v > 0 ? v : alpha * expm1(v);
+  case AERT_ACT_SIGMOID: return 1 / (1 + exp(-v));
+  case AERT_ACT_TANH: return tanh(v);
   default: return v;
   }
 }
 
 /* The derivative expressed through the activation's output y. */
-static inline float aert_act_grad(aert_act act, float alpha, float y) {
+static inline aert_real aert_act_grad(aert_act act, aert_real alpha, aert_real y) {
   switch (act) {
-  case AERT_ACT_RELU: return y > 0 ? 1.0f : 0.0f;
-  case AERT_ACT_LEAKY_RELU: return y > 0 ? 1.0f : alpha;
-  case AERT_ACT_ELU: return y > 0 ? 1.0f : y + alpha;
-  case AERT_ACT_SIGMOID: return y * (1.0f - y);
-  case AERT_ACT_TANH: return 1.0f - y * y;
-  default: return 1.0f;
+  case AERT_ACT_RELU: return y > 0 ? 1 : 0;
+  case AERT_ACT_LEAKY_RELU: return y > 0 ? 1 : alpha;
+  case AERT_ACT_ELU: return y > 0 ? 1 : y + alpha;
+  case AERT_ACT_SIGMOID: return y * (1 - y);
+  case AERT_ACT_TANH: return 1 - y * y;
+  default: return 1;
   }
 }
 
 /* y[r][c] = act(y[r][c] + b[c]) over rows x cols (b may be NULL). */
-static inline void aert_bias_act(float *restrict y, const float *restrict b, long rows, int cols, aert_act act,
-                                 float alpha) {
+static inline void aert_bias_act(aert_real *restrict y, const aert_real *restrict b, long rows, int cols, aert_act act,
+                                 aert_real alpha) {
 #pragma omp parallel for schedule(static)
   for (long r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) y[r * cols + c] = aert_act_apply(act, alpha, y[r * cols + c] + (b ? b[c] : 0));
 }
 
 /* d = d * act'(y) in place: the gradient before the activation. */
-static inline void aert_act_backward_inplace(float *restrict d, const float *restrict y, long n, aert_act act,
-                                             float alpha) {
+static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
+                                             aert_real alpha) {
   if (act == AERT_ACT_LINEAR) return;
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) d[i] *= aert_act_grad(act, alpha, y[i]);
 }
 
 /* A standalone activation: y = act(x); dx += dy * act'(y). */
-static inline void aert_act_forward(const float *restrict x, float *restrict y, long n, aert_act act, float alpha) {
+static inline void aert_act_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_act act, aert_real alpha) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) y[i] = aert_act_apply(act, alpha, x[i]);
 }
-static inline void aert_act_backward(float *restrict dx, const float *restrict dy, const float *restrict y, long n,
-                                     aert_act act, float alpha) {
+static inline void aert_act_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y, long n,
+                                     aert_act act, aert_real alpha) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) dx[i] += dy[i] * aert_act_grad(act, alpha, y[i]);
 }
 
 /* db[c] += sum over rows of d[r][c]. */
-static inline void aert_bias_grad(float *restrict db, const float *restrict d, long rows, int cols) {
+static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restrict d, long rows, int cols) {
   for (int c = 0; c < cols; c++) {
     double s = 0;
     for (long r = 0; r < rows; r++) s += d[r * cols + c];
-    db[c] += (float)s;
+    db[c] += (aert_real)s;
   }
 }
 
 /* ---- pooling, upsampling, concat, add -------------------------------------------- */
 
-static inline void aert_pool_forward(const float *restrict x, float *restrict y, int n, int hi, int wi, int c,
+static inline void aert_pool_forward(const aert_real *restrict x, aert_real *restrict y, int n, int hi, int wi, int c,
                                      int k, int s, int ho, int wo, int is_max) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
     for (int ow = 0; ow < wo; ow++)
       for (int ch = 0; ch < c; ch++) {
-        float acc = is_max ? -INFINITY : 0;
+        aert_real acc = is_max ? -INFINITY : 0;
         for (int kh = 0; kh < k; kh++)
           for (int kw = 0; kw < k; kw++) {
-            float v = x[(((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch];
+            aert_real v = x[(((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch];
             acc = is_max ? (v > acc ? v : acc) : acc + v;
           }
-        y[(((long)b * ho + oh) * wo + ow) * c + ch] = is_max ? acc : acc / (float)(k * k);
+        y[(((long)b * ho + oh) * wo + ow) * c + ch] = is_max ? acc : acc / (aert_real)(k * k);
       }
   }
 }
 
 /* Max pooling routes the gradient to the first maximum of each window. */
-static inline void aert_pool_backward(float *restrict dx, const float *restrict dy, const float *restrict x,
-                                      const float *restrict y, int n, int hi, int wi, int c, int k, int s, int ho,
+static inline void aert_pool_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict x,
+                                      const aert_real *restrict y, int n, int hi, int wi, int c, int k, int s, int ho,
                                       int wo, int is_max) {
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
@@ -106,23 +116,23 @@ static inline void aert_pool_backward(float *restrict dx, const float *restrict 
         for (int kh = 0; kh < k && !done; kh++)
           for (int kw = 0; kw < k && !done; kw++) {
             long at = (((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch;
-            if (!is_max) dx[at] += dy[o] / (float)(k * k);
+            if (!is_max) dx[at] += dy[o] / (aert_real)(k * k);
             else if (x[at] == y[o]) { dx[at] += dy[o]; done = 1; }
           }
       }
   }
 }
 
-static inline void aert_upsample_forward(const float *restrict x, float *restrict y, int n, int hi, int wi, int c,
+static inline void aert_upsample_forward(const aert_real *restrict x, aert_real *restrict y, int n, int hi, int wi, int c,
                                          int f) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < (long)n * hi * f; i++) {
     int b = (int)(i / (hi * f)), oh = (int)(i % (hi * f));
     for (int ow = 0; ow < wi * f; ow++)
-      memcpy(y + (i * wi * f + ow) * c, x + (((long)b * hi + oh / f) * wi + ow / f) * c, sizeof(float) * (size_t)c);
+      memcpy(y + (i * wi * f + ow) * c, x + (((long)b * hi + oh / f) * wi + ow / f) * c, sizeof(aert_real) * (size_t)c);
   }
 }
-static inline void aert_upsample_backward(float *restrict dx, const float *restrict dy, int n, int hi, int wi, int c,
+static inline void aert_upsample_backward(aert_real *restrict dx, const aert_real *restrict dy, int n, int hi, int wi, int c,
                                           int f) {
   for (long i = 0; i < (long)n * hi * f; i++) {
     int b = (int)(i / (hi * f)), oh = (int)(i % (hi * f));
@@ -132,65 +142,65 @@ static inline void aert_upsample_backward(float *restrict dx, const float *restr
 }
 
 /* One input of a concatenation: its channels go to [off, off + c) of y's ctot. */
-static inline void aert_concat_forward(const float *restrict x, float *restrict y, long pixels, int c, int off,
+static inline void aert_concat_forward(const aert_real *restrict x, aert_real *restrict y, long pixels, int c, int off,
                                        int ctot) {
-  for (long p = 0; p < pixels; p++) memcpy(y + p * ctot + off, x + p * c, sizeof(float) * (size_t)c);
+  for (long p = 0; p < pixels; p++) memcpy(y + p * ctot + off, x + p * c, sizeof(aert_real) * (size_t)c);
 }
-static inline void aert_concat_backward(float *restrict dx, const float *restrict dy, long pixels, int c, int off,
+static inline void aert_concat_backward(aert_real *restrict dx, const aert_real *restrict dy, long pixels, int c, int off,
                                         int ctot) {
   for (long p = 0; p < pixels; p++)
     for (int ch = 0; ch < c; ch++) dx[p * c + ch] += dy[p * ctot + off + ch];
 }
 
-static inline void aert_accumulate(float *restrict dx, const float *restrict dy, long n) {
+static inline void aert_accumulate(aert_real *restrict dx, const aert_real *restrict dy, long n) {
   for (long i = 0; i < n; i++) dx[i] += dy[i];
 }
 
 /* ---- training-only randomness: noise, dropout, sampling ------------------------- */
 
-static inline void aert_noise_forward(const float *restrict x, float *restrict y, long n, float stddev, float lo,
-                                      float hi, int training, uint64_t seed) {
+static inline void aert_noise_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_real stddev, aert_real lo,
+                                      aert_real hi, int training, uint64_t seed) {
   for (long i = 0; i < n; i++) {
-    float v = training ? x[i] + stddev * aert_normal(seed, (uint64_t)i) : x[i];
+    aert_real v = training ? x[i] + stddev * aert_normal(seed, (uint64_t)i) : x[i];
     y[i] = training ? (v < lo ? lo : v > hi ? hi : v) : v;
   }
 }
 /* The clipped values pass no gradient. */
-static inline void aert_noise_backward(float *restrict dx, const float *restrict dy, const float *restrict y, long n,
-                                       float lo, float hi) {
+static inline void aert_noise_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y, long n,
+                                       aert_real lo, aert_real hi) {
   for (long i = 0; i < n; i++) dx[i] += y[i] > lo && y[i] < hi ? dy[i] : 0;
 }
 
-static inline void aert_dropout_forward(const float *restrict x, float *restrict y, long n, float rate, int training,
+static inline void aert_dropout_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_real rate, int training,
                                         uint64_t seed) {
-  float keep = 1.0f / (1.0f - rate);
+  aert_real keep = 1 / (1 - rate);
   for (long i = 0; i < n; i++) y[i] = !training ? x[i] : aert_uniform(seed, (uint64_t)i) >= rate ? x[i] * keep : 0;
 }
-static inline void aert_dropout_backward(float *restrict dx, const float *restrict dy, long n, float rate,
+static inline void aert_dropout_backward(aert_real *restrict dx, const aert_real *restrict dy, long n, aert_real rate,
                                          uint64_t seed) {
-  float keep = 1.0f / (1.0f - rate);
+  aert_real keep = 1 / (1 - rate);
   for (long i = 0; i < n; i++) dx[i] += aert_uniform(seed, (uint64_t)i) >= rate ? dy[i] * keep : 0;
 }
 
 /* z = mu + exp(logvar / 2) * eps in training, z = mu otherwise. */
-static inline void aert_sample_forward(const float *restrict mu, const float *restrict lv, float *restrict z, long n,
+static inline void aert_sample_forward(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict z, long n,
                                        int training, uint64_t seed) {
-  for (long i = 0; i < n; i++) z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aert_normal(seed, (uint64_t)i) : mu[i];
+  for (long i = 0; i < n; i++) z[i] = training ? mu[i] + exp((aert_real)0.5 * lv[i]) * aert_normal(seed, (uint64_t)i) : mu[i];
 }
-static inline void aert_sample_backward(float *restrict dmu, float *restrict dlv, const float *restrict dz,
-                                        const float *restrict lv, long n, uint64_t seed) {
+static inline void aert_sample_backward(aert_real *restrict dmu, aert_real *restrict dlv, const aert_real *restrict dz,
+                                        const aert_real *restrict lv, long n, uint64_t seed) {
   for (long i = 0; i < n; i++) {
     if (dmu) dmu[i] += dz[i];
-    if (dlv) dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aert_normal(seed, (uint64_t)i);
+    if (dlv) dlv[i] += dz[i] * (aert_real)0.5 * exp((aert_real)0.5 * lv[i]) * aert_normal(seed, (uint64_t)i);
   }
 }
 
 /* ---- batch normalisation over every axis but the last --------------------------- */
 
 /* stats: [mean c | inv_std c]. Frozen or eval: running statistics, not the batch's. */
-static inline void aert_batchnorm_forward(const float *restrict x, float *restrict y, const float *restrict gamma,
-                                          const float *restrict beta, float *restrict rmean, float *restrict rvar,
-                                          float *restrict stats, long rows, int c, float momentum, float eps,
+static inline void aert_batchnorm_forward(const aert_real *restrict x, aert_real *restrict y, const aert_real *restrict gamma,
+                                          const aert_real *restrict beta, aert_real *restrict rmean, aert_real *restrict rvar,
+                                          aert_real *restrict stats, long rows, int c, aert_real momentum, aert_real eps,
                                           int use_batch) {
   for (int ch = 0; ch < c; ch++) {
     double mean = rmean[ch], var = rvar[ch];
@@ -200,29 +210,29 @@ static inline void aert_batchnorm_forward(const float *restrict x, float *restri
       mean = s / (double)rows;
       for (long r = 0; r < rows; r++) { double d = x[r * c + ch] - mean; ss += d * d; }
       var = ss / (double)rows;
-      rmean[ch] = (float)((1 - momentum) * rmean[ch] + momentum * mean);
-      rvar[ch] = (float)((1 - momentum) * rvar[ch] + momentum * var * (double)rows / (double)(rows > 1 ? rows - 1 : 1));
+      rmean[ch] = (aert_real)((1 - momentum) * rmean[ch] + momentum * mean);
+      rvar[ch] = (aert_real)((1 - momentum) * rvar[ch] + momentum * var * (double)rows / (double)(rows > 1 ? rows - 1 : 1));
     }
-    stats[ch] = (float)mean;
-    stats[c + ch] = (float)(1.0 / sqrt(var + eps));
+    stats[ch] = (aert_real)mean;
+    stats[c + ch] = (aert_real)(1.0 / sqrt(var + eps));
   }
   for (long r = 0; r < rows; r++)
     for (int ch = 0; ch < c; ch++)
       y[r * c + ch] = gamma[ch] * (x[r * c + ch] - stats[ch]) * stats[c + ch] + beta[ch];
 }
-static inline void aert_batchnorm_backward(float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                                           const float *restrict dy, const float *restrict x,
-                                           const float *restrict gamma, const float *restrict stats, long rows, int c,
+static inline void aert_batchnorm_backward(aert_real *restrict dx, aert_real *restrict dgamma, aert_real *restrict dbeta,
+                                           const aert_real *restrict dy, const aert_real *restrict x,
+                                           const aert_real *restrict gamma, const aert_real *restrict stats, long rows, int c,
                                            int use_batch) {
   for (int ch = 0; ch < c; ch++) {
     double sd = 0, sdx = 0;
-    float mean = stats[ch], inv = stats[c + ch];
+    aert_real mean = stats[ch], inv = stats[c + ch];
     for (long r = 0; r < rows; r++) { sd += dy[r * c + ch]; sdx += dy[r * c + ch] * (x[r * c + ch] - mean) * inv; }
-    if (dgamma) { dgamma[ch] += (float)sdx; dbeta[ch] += (float)sd; }
+    if (dgamma) { dgamma[ch] += (aert_real)sdx; dbeta[ch] += (aert_real)sd; }
     if (!dx) continue;
     for (long r = 0; r < rows; r++) {
-      float xhat = (x[r * c + ch] - mean) * inv;
-      dx[r * c + ch] += use_batch ? gamma[ch] * inv * (float)(dy[r * c + ch] - sd / (double)rows - xhat * sdx / (double)rows)
+      aert_real xhat = (x[r * c + ch] - mean) * inv;
+      dx[r * c + ch] += use_batch ? gamma[ch] * inv * (aert_real)(dy[r * c + ch] - sd / (double)rows - xhat * sdx / (double)rows)
                                   : gamma[ch] * inv * dy[r * c + ch];
     }
   }
@@ -230,41 +240,41 @@ static inline void aert_batchnorm_backward(float *restrict dx, float *restrict d
 
 /* ---- softmax over the last axis ------------------------------------------------- */
 
-static inline void aert_softmax_row(const float *restrict x, float *restrict p, int c) {
-  float mx = x[0];
+static inline void aert_softmax_row(const aert_real *restrict x, aert_real *restrict p, int c) {
+  aert_real mx = x[0];
   for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
   double s = 0;
-  for (int i = 0; i < c; i++) { p[i] = expf(x[i] - mx); s += p[i]; }
-  for (int i = 0; i < c; i++) p[i] = (float)(p[i] / s);
+  for (int i = 0; i < c; i++) { p[i] = exp(x[i] - mx); s += p[i]; }
+  for (int i = 0; i < c; i++) p[i] = (aert_real)(p[i] / s);
 }
-static inline void aert_softmax_forward(const float *restrict x, float *restrict y, long rows, int c) {
+static inline void aert_softmax_forward(const aert_real *restrict x, aert_real *restrict y, long rows, int c) {
   for (long r = 0; r < rows; r++) aert_softmax_row(x + r * c, y + r * c, c);
 }
-static inline void aert_softmax_backward(float *restrict dx, const float *restrict dy, const float *restrict y,
+static inline void aert_softmax_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y,
                                          long rows, int c) {
   for (long r = 0; r < rows; r++) {
     double dot = 0;
     for (int i = 0; i < c; i++) dot += dy[r * c + i] * y[r * c + i];
-    for (int i = 0; i < c; i++) dx[r * c + i] += y[r * c + i] * (float)(dy[r * c + i] - dot);
+    for (int i = 0; i < c; i++) dx[r * c + i] += y[r * c + i] * (aert_real)(dy[r * c + i] - dot);
   }
 }
 
 /* ---- losses: each returns its value and, given d, adds weight * dL/da ---------- */
 /* denom: the number of values averaged over (mean) or the batch (sum per example). */
 
-static inline float aert_mse(const float *restrict a, const float *restrict b, float *restrict da,
-                             float *restrict db, long n, double denom, float weight) {
+static inline aert_real aert_mse(const aert_real *restrict a, const aert_real *restrict b, aert_real *restrict da,
+                             aert_real *restrict db, long n, double denom, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) { double e = (double)a[i] - b[i]; s += e * e; }
-  float g = (float)(2.0 * weight / denom);
+  aert_real g = (aert_real)(2.0 * weight / denom);
   for (long i = 0; da && i < n; i++) da[i] += g * (a[i] - b[i]);
   for (long i = 0; db && i < n; i++) db[i] -= g * (a[i] - b[i]);
-  return (float)(s / denom);
+  return (aert_real)(s / denom);
 }
 
 /* Binary cross-entropy of probabilities p against t; logs clamped at -100 as PyTorch does. */
-static inline float aert_bce(const float *restrict p, const float *restrict t, float *restrict dp, long n,
-                             double denom, float weight) {
+static inline aert_real aert_bce(const aert_real *restrict p, const aert_real *restrict t, aert_real *restrict dp, long n,
+                             double denom, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) {
     double lp = p[i] > 0 ? log(p[i]) : -100, lq = p[i] < 1 ? log1p(-(double)p[i]) : -100;
@@ -272,27 +282,27 @@ static inline float aert_bce(const float *restrict p, const float *restrict t, f
     if (lq < -100) lq = -100;
     s -= t[i] * lp + (1 - t[i]) * lq;
   }
-  float g = (float)(weight / denom);
+  aert_real g = (aert_real)(weight / denom);
   for (long i = 0; dp && i < n; i++) {
-    float q = p[i] * (1 - p[i]);
-    dp[i] += g * (p[i] - t[i]) / (q > 1e-12f ? q : 1e-12f);
+    aert_real q = p[i] * (1 - p[i]);
+    dp[i] += g * (p[i] - t[i]) / (q > (aert_real)1e-12 ? q : (aert_real)1e-12);
   }
-  return (float)(s / denom);
+  return (aert_real)(s / denom);
 }
 
 /* Softmax cross-entropy per row against class indices t (negative: ignored), with
  * optional class weights: sum(w_t * -log p_t) / sum(w_t), PyTorch's weighted mean.
  * With per_example_sum the divisor is the batch instead. */
-static inline float aert_softmax_xent(const float *restrict logits, const float *restrict t, float *restrict dl,
-                                      long rows, int c, const float *restrict cw, int per_example_sum, int batch,
-                                      float weight, float *restrict p) {
+static inline aert_real aert_softmax_xent(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
+                                      long rows, int c, const aert_real *restrict cw, int per_example_sum, int batch,
+                                      aert_real weight, aert_real *restrict p) {
   double s = 0, wsum = 0;
   for (long r = 0; r < rows; r++) {
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     aert_softmax_row(logits + r * c, p, c);
     double w = cw ? cw[k] : 1.0;
-    s -= w * log(p[k] > 1e-30f ? p[k] : 1e-30f);
+    s -= w * log(p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30);
     wsum += w;
   }
   double denom = per_example_sum ? batch : wsum;
@@ -301,23 +311,23 @@ static inline float aert_softmax_xent(const float *restrict logits, const float 
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     aert_softmax_row(logits + r * c, p, c);
-    float g = (float)((cw ? cw[k] : 1.0) * weight / denom);
+    aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom);
     for (int i = 0; i < c; i++) dl[r * c + i] += g * (p[i] - (i == k));
   }
-  return (float)(s / denom);
+  return (aert_real)(s / denom);
 }
 
 /* L1 activity: sum |z| per example, averaged over the batch. */
-static inline float aert_l1(const float *restrict z, float *restrict dz, long n, int batch, float weight) {
+static inline aert_real aert_l1(const aert_real *restrict z, aert_real *restrict dz, long n, int batch, aert_real weight) {
   double s = 0;
-  for (long i = 0; i < n; i++) s += fabsf(z[i]);
-  for (long i = 0; dz && i < n; i++) dz[i] += weight / batch * (float)((z[i] > 0) - (z[i] < 0));
-  return (float)(s / batch);
+  for (long i = 0; i < n; i++) s += fabs(z[i]);
+  for (long i = 0; dz && i < n; i++) dz[i] += weight / batch * (aert_real)((z[i] > 0) - (z[i] < 0));
+  return (aert_real)(s / batch);
 }
 
 /* KL(rho || mean activation of each unit over the batch), summed over units. */
-static inline float aert_kl_sparsity(const float *restrict z, float *restrict dz, int batch, int units, float rho,
-                                     float weight) {
+static inline aert_real aert_kl_sparsity(const aert_real *restrict z, aert_real *restrict dz, int batch, int units, aert_real rho,
+                                     aert_real weight) {
   double s = 0;
   for (int j = 0; j < units; j++) {
     double m = 0;
@@ -326,28 +336,28 @@ static inline float aert_kl_sparsity(const float *restrict z, float *restrict dz
     if (m < 1e-7) m = 1e-7;
     if (m > 1 - 1e-7) m = 1 - 1e-7;
     s += rho * log(rho / m) + (1 - rho) * log((1 - rho) / (1 - m));
-    float g = (float)(weight * (-rho / m + (1 - rho) / (1 - m)) / batch);
+    aert_real g = (aert_real)(weight * (-rho / m + (1 - rho) / (1 - m)) / batch);
     for (int b = 0; dz && b < batch; b++) dz[(long)b * units + j] += g;
   }
-  return (float)s;
+  return (aert_real)s;
 }
 
 /* KL(N(mu, exp(logvar)) || N(0, 1)) summed over latent units, averaged over the batch. */
-static inline float aert_kl_normal(const float *restrict mu, const float *restrict lv, float *restrict dmu,
-                                   float *restrict dlv, long n, int batch, float weight) {
+static inline aert_real aert_kl_normal(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict dmu,
+                                   aert_real *restrict dlv, long n, int batch, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) s += -0.5 * (1.0 + lv[i] - (double)mu[i] * mu[i] - exp(lv[i]));
   for (long i = 0; dmu && i < n; i++) dmu[i] += weight * mu[i] / batch;
-  for (long i = 0; dlv && i < n; i++) dlv[i] += weight * -0.5f * (1.0f - expf(lv[i])) / batch;
-  return (float)(s / batch);
+  for (long i = 0; dlv && i < n; i++) dlv[i] += weight * -(aert_real)0.5 * (1 - exp(lv[i])) / batch;
+  return (aert_real)(s / batch);
 }
 
 /* L2 weight decay term: sum of squares of a weight tensor. */
-static inline float aert_l2(const float *restrict w, float *restrict dw, long n, float weight) {
+static inline aert_real aert_l2(const aert_real *restrict w, aert_real *restrict dw, long n, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) s += (double)w[i] * w[i];
   for (long i = 0; dw && i < n; i++) dw[i] += 2 * weight * w[i];
-  return (float)s;
+  return (aert_real)s;
 }
 
 #endif

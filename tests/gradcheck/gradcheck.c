@@ -1,0 +1,63 @@
+/* gradcheck.c - finite-difference gradient check, in double, of one generated model.
+ * Built by tests/gradcheck/run.sh with -DAERT_DOUBLE around the model's own model.c,
+ * so the kernels checked are the generated ones, not a copy. For a sample of entries
+ * of every trainable parameter, the central difference of the loss must match the
+ * gradient that model_backward wrote; frozen parameters must get none. */
+#include "model.c"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SAMPLES_PER_TENSOR 8
+#define TOLERANCE 1e-6
+
+static double urand(uint64_t *s) {
+  *s = aert_hash64(*s);
+  return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+static void fill(aert_real *p, aert_real *x, aert_real *t, uint64_t *s) {
+  for (int i = 0; i < (int)(sizeof params / sizeof params[0]); i++) {
+    const aert_param *q = &params[i];
+    double scale = q->fan_in ? sqrt(3.0 / q->fan_in) : 0.2;
+    for (long j = 0; j < q->size; j++) {
+      double u = urand(s) * 2 - 1;
+      p[q->offset + j] = q->init == AERT_INIT_ONES ? 1 + 0.2 * fabs(u) : scale * u;
+    }
+  }
+  for (long i = 0; i < (long)AEC_BATCH * AEC_IN_SIZE; i++) x[i] = 0.05 + 0.9 * urand(s);
+  for (long i = 0; i < (long)AEC_BATCH * AEC_TARGET_SIZE; i++)
+    t[i] = AEC_N_CLASSES ? (urand(s) < 0.1 ? -1 : (int)(urand(s) * AEC_N_CLASSES)) : 0.05 + 0.9 * urand(s);
+}
+
+int main(void) {
+  static aert_real P[AEC_PARAM_FLOATS], G[AEC_PARAM_FLOATS], A[AEC_ARENA_FLOATS];
+  static aert_real X[AEC_BATCH * AEC_IN_SIZE], T[AEC_BATCH * (AEC_TARGET_SIZE ? AEC_TARGET_SIZE : 1)];
+  uint64_t s = 42, seed = 7;
+  fill(P, X, T, &s);
+  model_forward(P, A, X, T, 1, seed, NULL);
+  model_backward(P, G, A, X, T, seed);
+  int checked = 0, bad = 0;
+  for (int i = 0; i < (int)(sizeof params / sizeof params[0]); i++) {
+    const aert_param *q = &params[i];
+    for (int k = 0; k < SAMPLES_PER_TENSOR && k < q->size; k++) {
+      long j = q->offset + (q->size <= SAMPLES_PER_TENSOR ? k : (long)(urand(&s) * q->size));
+      if (q->frozen) {
+        if (G[j] != 0) { printf("  %s[%ld]: frozen, but its gradient is %g\n", q->name, j - q->offset, G[j]); bad++; }
+        continue;
+      }
+      double keep = P[j], h = 1e-6 * (fabs(keep) > 1 ? fabs(keep) : 1);
+      P[j] = keep + h;
+      double up = model_forward(P, A, X, T, 1, seed, NULL);
+      P[j] = keep - h;
+      double down = model_forward(P, A, X, T, 1, seed, NULL);
+      P[j] = keep;
+      double num = (up - down) / (2 * h), ana = G[j];
+      double err = fabs(num - ana) / fmax(fabs(num) + fabs(ana), 1e-3);
+      checked++;
+      if (err > TOLERANCE) { printf("  %s[%ld]: numeric %.10g, backward %.10g (relative error %.2g)\n", q->name, j - q->offset, num, ana, err); bad++; }
+    }
+  }
+  printf("%s: %d gradient entries checked, %d wrong\n", AEC_MODEL_NAME, checked, bad);
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Generates every spec in tests/specs/grad/, compiles its model.c in double around
+# gradcheck.c and runs the finite-difference check. Fails if any gradient is wrong.
+set -eu
+cd "$(dirname "$0")/../.."
+out=build/gradcheck
+mkdir -p "$out"
+status=0
+for spec in ${1:-tests/specs/grad}/*.ae; do
+  name=$(basename "$spec" .ae)
+  bin/aec build --no-compile --out "$out/$name" "$spec" >/dev/null
+  ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
+    -DAERT_DOUBLE -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" \
+    -Iruntime -I"$out/$name" \
+    -o "$out/$name/gradcheck" tests/gradcheck/gradcheck.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+  "$out/$name/gradcheck" || status=1
+done
+exit $status
