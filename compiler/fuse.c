@@ -41,7 +41,7 @@ static void add_views(ae_arena *a, const ae_program *p, const bool *fold, ae_vec
     return;
   }
   ae_view *v = ae_alloc(a, sizeof *v);
-  v->node = p->root[n->id];
+  v->node = n;   /* the value as the spec shapes it; its buffer is root[n] */
   v->factor = factor;
   v->ch_off = ch_off;
   ae_vec_push(a, out, v);

@@ -30,7 +30,7 @@ static void live_ranges(ae_program *p) {
     touch(&p->val[o->id], bwd);
     if (p->needs_grad[o->id]) { p->grad[o->id].size = elems(p, o); touch(&p->grad[o->id], bwd); }
     for (int j = 0; j < k->src.len; j++) {
-      ae_node *s = ((ae_view *)k->src.items[j])->node;
+      ae_node *s = p->root[((ae_view *)k->src.items[j])->node->id];
       if (!in_arena(s)) continue;
       touch(&p->val[s->id], fwd);
       touch(&p->val[s->id], bwd);
