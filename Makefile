@@ -3,7 +3,7 @@
 #   make test     installs what is missing, builds everything with -Werror, runs the suite
 #   make demo     installs what is missing, trains specs/conv_ae.ae on Fashion-MNIST
 CC      ?= cc
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O2 -g -fopenmp
 WARN     = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter
 CPPFLAGS = -Icompiler -Ibuild -Iruntime
 LDLIBS   = -lm

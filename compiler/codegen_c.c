@@ -132,8 +132,7 @@ static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->col
 
 static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, const char *a, long lda, const char *b,
                        long ldb, float beta, const char *c, long ldc) {
-  OUT("    AERT_GEMM(CblasRowMajor, %s, %s, %ld, %ld, %ld, 1, %s, %ld, %s, %ld, %.1f, %s, %ld);\n",
-      ta ? "CblasTrans" : "CblasNoTrans", tb ? "CblasTrans" : "CblasNoTrans", m, n, kk, a, lda, b, ldb, beta, c, ldc);
+  OUT("    aert_gemm(%d, %d, %ld, %ld, %ld, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
@@ -482,7 +481,7 @@ static void emit_model_c(emitter *e, const char *hash) {
   OUT(" * Tensors are NHWC; conv kernels HWIO [k, k, in, out], transposed conv [in, k, k, out],\n"
       " * dense [in, out]. Forward and backward of each kernel sit side by side; backward\n"
       " * functions accumulate (+=) into gradients. `aec dump --stage mem` prints the arena. */\n");
-  OUT("#include <cblas.h>\n#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
+  OUT("#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
   OUT("typedef struct {\n  const aert_real *P;  /* parameters */\n  aert_real *G;        /* parameter gradients */\n"
       "  aert_real *A;        /* the arena: activations, their gradients, scratch */\n  const aert_real *X, *T;\n"
       "  uint64_t seed;\n  int training;\n} run;\n");

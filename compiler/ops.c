@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#define AE_MAX_LAYER_PARAMS (1L << 30)   /* 4 GiB of weights in one layer */
+
 typedef struct {
   const char *name;
   ae_op op;
@@ -115,16 +117,34 @@ bool ae_value_num(ae_diag *d, const ae_value *v, const char *what, double *out) 
   return true;
 }
 
+/* "x, filters, k, stride, padding" into buf. */
+static const char *arg_list(const char *const *names, int n, char *buf, size_t cap) {
+  buf[0] = 0;
+  for (int j = 0; j < n; j++) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", j ? ", " : "", names[j]);
+  return buf;
+}
+
+/* The argument a misspelt keyword most likely means: a near name, or the short name
+ * that the long one starts with (kernel -> k). */
+static const char *closest_arg(const char *kw, const char *const *names, int n) {
+  const char *near = ae_closest(kw, names, n);
+  for (int j = 0; !near && j < n; j++)
+    if (strncmp(kw, names[j], strlen(names[j])) == 0 || strncmp(kw, names[j], strlen(kw)) == 0) near = names[j];
+  return near;
+}
+
 bool ae_bind_args(ae_diag *d, const ae_expr *call, const char *const *names, int n_names,
                   ae_value **args, const char **kw, int n, ae_value **out) {
   bool ok = true;
   int pos = 0;
+  char list[160];
   for (int i = 0; i < n_names; i++) out[i] = NULL;
   for (int i = 0; i < n; i++) {
     int slot = -1;
     if (!kw[i]) {
       if (pos >= n_names) {
         ae_error(d, args[i]->loc, "%s takes at most %d argument%s", call->str, n_names, n_names == 1 ? "" : "s");
+        if (n_names) ae_hint(d, "%s takes: %s", call->str, arg_list(names, n_names, list, sizeof list));
         return false;
       }
       slot = pos++;
@@ -133,20 +153,16 @@ bool ae_bind_args(ae_diag *d, const ae_expr *call, const char *const *names, int
         if (strcmp(names[j], kw[i]) == 0) slot = j;
       if (slot < 0) {
         ae_error(d, args[i]->loc, "%s has no argument '%s'", call->str, kw[i]);
-        const char *near = ae_closest(kw[i], names, n_names);
+        const char *near = closest_arg(kw[i], names, n_names);
         if (near) ae_hint(d, "did you mean '%s'?", near);
-        else {
-          char list[160] = "";
-          for (int j = 0; j < n_names; j++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", names[j]);
-          ae_hint(d, "%s takes: %s", call->str, list);
-        }
+        else ae_hint(d, "%s takes: %s", call->str, arg_list(names, n_names, list, sizeof list));
         ok = false;
         continue;
       }
     }
     if (out[slot]) {
       ae_error(d, args[i]->loc, "argument '%s' of %s is given twice", names[slot], call->str);
+      ae_note_at(d, out[slot]->loc, "'%s' is first given here", names[slot]);
       ok = false;
     }
     out[slot] = args[i];
@@ -173,41 +189,76 @@ static const char *layer_args_desc(const ae_node *n, char *buf) {
   return buf;
 }
 
+/* Whether layer p sets the size that matters for its kind of value: the height and
+ * width of an image, the length of a vector, or a new rank (reshape). */
+static bool changes_size(const ae_node *p) {
+  const ae_node *src = p->in.items[0];
+  if (p->op == OP_FLATTEN) return false;
+  if (p->shape.rank != src->shape.rank) return true;
+  if (p->shape.rank == 1) return p->shape.d[0] != src->shape.d[0];
+  return !same_spatial(p->shape, src->shape);
+}
+
 void ae_explain_size(ae_diag *d, const ae_node *n, const char *what) {
-  const ae_node *changes[4];
+  const ae_node *changes[4], *root = n;
   int k = 0;
-  for (const ae_node *p = n; p && p->in.len > 0 && k < 4; p = p->in.items[0]) {
-    const ae_node *src = p->in.items[0];
-    if (!same_spatial(p->shape, src->shape) && p->op != OP_FLATTEN) changes[k++] = p;
+  bool valid_conv = false;
+  int most = n->shape.rank == 1 ? 1 : 4;   /* a vector's length is set by one layer */
+  for (const ae_node *p = n; p && p->in.len > 0; p = p->in.items[0]) {
+    if (changes_size(p) && k < most) changes[k++] = p;
+    root = p->in.items[0];
   }
-  char a[48], b[48], extra[80];
+  char a[48], b[48], whole[48], extra[80];
   if (k == 0) {
-    ae_hint(d, "%s is %s, the size it has from %s", what, ae_shape_str(n->shape, a),
-            n->op == OP_INPUT ? "the input declaration" : "its input");
+    bool image = n->shape.rank == 3 && n != root;
+    ae_hint(d, "%s is %s: %s '%s' declared at line %d", what, ae_shape_str(n->shape, a),
+            image ? "its height and width are those of" : "the size of", root->name ? root->name : "?", root->loc.line);
     return;
   }
   for (int i = 0; i < k; i++) {
     const ae_node *p = changes[i];
-    ae_hint(d, "%s%s at line %d%s makes %s into %s", i ? "before that, " : "", op_names[p->op], p->loc.line,
-            layer_args_desc(p, extra), ae_shape_str(((ae_node *)p->in.items[0])->shape, a),
-            ae_shape_str(p->shape, b));
+    if (i == 0) ae_hint(d, "%s is %s: %s at line %d%s makes %s into %s", what, ae_shape_str(n->shape, whole),
+                        op_names[p->op], p->loc.line, layer_args_desc(p, extra),
+                        ae_shape_str(((ae_node *)p->in.items[0])->shape, a), ae_shape_str(p->shape, b));
+    else ae_hint(d, "before that, %s at line %d%s makes %s into %s", op_names[p->op], p->loc.line,
+                 layer_args_desc(p, extra), ae_shape_str(((ae_node *)p->in.items[0])->shape, a),
+                 ae_shape_str(p->shape, b));
+    valid_conv = valid_conv || ((p->op == OP_CONV || p->op == OP_CONV_T) && !p->pad_same && p->k > 1);
   }
-  (void)what;
+  if (valid_conv)
+    ae_hint(d, "with padding=valid the size depends on k; padding=same gives exactly "
+               "size / stride (conv) or size x stride (conv_transpose)");
 }
 
 /* ---- one function per shape rule ------------------------------------------------ */
 
+/* A square image shape with few channels that holds n values: 784 -> 28x28x1. */
+static bool square_image(long n, long *side, long *channels) {
+  static const int tries[] = {1, 3, 2, 4, 8, 16, 32, 64, 128, 256};
+  for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    if (n % tries[i]) continue;
+    long plane = n / tries[i], r = lround(sqrt((double)plane));
+    if (r > 1 && r * r == plane) { *side = r; *channels = tries[i]; return true; }
+  }
+  return false;
+}
+
 static bool need_rank(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int rank) {
   if (x->shape.rank == rank) return true;
   char s[48];
+  const char *name = x->name ? x->name : "x";
+  long side, ch;
   if (rank == 3)
     ae_error(c->diag, call->loc, "%s needs an image of height x width x channels, but its input is %s",
              call->str, ae_shape_str(x->shape, s));
   else
     ae_error(c->diag, call->loc, "%s needs a flat vector, but its input is %s", call->str, ae_shape_str(x->shape, s));
-  if (rank == 3 && x->shape.rank == 1) ae_hint(c->diag, "reshape it first, e.g. reshape(h, [7, 7, %d])", x->shape.d[0] / 49 ? x->shape.d[0] / 49 : 1);
+  if (rank == 3 && x->shape.rank == 1 && square_image(x->shape.d[0], &side, &ch))
+    ae_hint(c->diag, "reshape it first, e.g. reshape(%s, [%ld, %ld, %ld])", name, side, side, ch);
+  else if (rank == 3 && x->shape.rank == 1)
+    ae_hint(c->diag, "reshape it first: reshape(%s, [h, w, c]) with h*w*c = %d", name, x->shape.d[0]);
   if (rank == 3 && x->shape.rank == 2) ae_hint(c->diag, "give the input a channel axis: f32[%d, %d, 1]", x->shape.d[0], x->shape.d[1]);
-  if (rank == 1) ae_hint(c->diag, "flatten it first: %s(flatten(...), ...)", call->str);
+  if (rank == 1) ae_hint(c->diag, "flatten it first: %s(flatten(%s), ...)", call->str, name);
   return false;
 }
 
@@ -215,6 +266,7 @@ static bool need_rank(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int rank
 static bool window_out(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int axis, int k, int s, bool same, int *out) {
   int in = x->shape.d[axis];
   const char *dim = axis == 0 ? "height" : "width";
+  bool pool = strcmp(call->str, "maxpool") == 0 || strcmp(call->str, "avgpool") == 0;
   if (same) {
     if (in % s != 0) {
       ae_error(c->diag, call->loc, "stride %d does not divide the input %s %d", s, dim, in);
@@ -226,14 +278,18 @@ static bool window_out(ae_layer_ctx *c, const ae_expr *call, ae_node *x, int axi
     return true;
   }
   if (in < k) {
-    ae_error(c->diag, call->loc, "kernel %d is larger than the input %s %d", k, dim, in);
+    ae_error(c->diag, call->loc, "%s %d is larger than the input %s %d", pool ? "pool size" : "kernel", k, dim, in);
     ae_explain_size(c->diag, x, "the input");
     return false;
   }
-  if ((in - k) % s != 0) {
-    ae_error(c->diag, call->loc, "kernel %d with stride %d does not tile the input %s %d: %d pixels would be dropped",
-             k, s, dim, in, (in - k) % s);
+  int left = (in - k) % s;
+  if (left != 0) {
+    ae_error(c->diag, call->loc, "%s %d with stride %d does not tile the input %s %d: %d pixel%s would be dropped",
+             pool ? "pool size" : "kernel", k, s, dim, in, left, left == 1 ? "" : "s");
     ae_explain_size(c->diag, x, "the input");
+    if (pool) ae_hint(c->diag, "a decoder cannot restore the dropped pixels; make the %s a multiple of %d", dim, s);
+    else ae_hint(c->diag, "with padding=valid the %s must be k plus a multiple of the stride: use k=%d, or padding=same",
+                 dim, k + left <= in ? k + left : k - (s - left));
     return false;
   }
   *out = (in - k) / s + 1;
@@ -329,7 +385,7 @@ static bool infer_upsample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_
 
 static bool infer_reshape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
   ae_value *s = a[1];
-  char desc[96], sh[48];
+  char desc[96];
   if (s->kind != V_LIST || s->items.len < 1 || s->items.len > AE_MAX_RANK) {
     ae_error(c->diag, s->loc, "reshape needs a list of 1 to 3 sizes such as [7, 7, 64], not %s",
              ae_value_desc(s, desc, sizeof desc));
@@ -339,8 +395,12 @@ static bool infer_reshape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_n
   for (int i = 0; i < s->items.len; i++)
     if (!ae_value_int(c->diag, s->items.items[i], "a size", 1, AE_MAX_DIM, &n->shape.d[i])) return false;
   if (ae_shape_elems(n->shape) != ae_shape_elems(x->shape)) {
-    ae_error(c->diag, s->loc, "reshape to %s needs %ld values, but its input %s has %ld",
-             ae_shape_str(n->shape, desc), ae_shape_elems(n->shape), ae_shape_str(x->shape, sh), ae_shape_elems(x->shape));
+    long want = ae_shape_elems(n->shape), have = ae_shape_elems(x->shape);
+    ae_error(c->diag, s->loc, "reshape to %s needs %ld values, but its input has %ld", ae_shape_str(n->shape, desc), want, have);
+    ae_explain_size(c->diag, x, "the input");
+    long plane = n->shape.rank == 3 ? (long)n->shape.d[0] * n->shape.d[1] : 0;
+    if (plane && have % plane == 0)
+      ae_hint(c->diag, "[%d, %d, %ld] would fit %ld values", n->shape.d[0], n->shape.d[1], have / plane, have);
     return false;
   }
   return true;
@@ -356,15 +416,20 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
                               : same_spatial(x->shape, first->shape) && x->shape.rank == 3;
     for (int j = 0; ok && n->op == OP_ADD && j < x->shape.rank; j++) ok = x->shape.d[j] == first->shape.d[j];
     if (!ok) {
-      if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3))
-        ae_error(c->diag, args[i]->loc, "concat joins images along channels, but got %s and %s",
+      if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3)) {
+        const ae_node *flat = x->shape.rank != 3 ? x : first;
+        ae_error(c->diag, args[i]->loc, "concat joins images along their channels, but got %s and %s",
                  ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
-      else
-        ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",
-                 call->str, n->op == OP_ADD ? "equal shapes" : "equal heights and widths",
-                 ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
-      ae_explain_size(c->diag, first, "the first input");
-      ae_explain_size(c->diag, x, "this input");
+        ae_hint(c->diag, "%s%s%s is not an image; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
+                flat->name ? "'" : "", flat->name ? flat->name : "the vector", flat->name ? "'" : "",
+                flat->name ? flat->name : "v", ae_shape_elems(flat->shape));
+        return false;
+      }
+      ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",
+               call->str, n->op == OP_ADD ? "equal shapes" : "equal heights and widths",
+               ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
+      ae_explain_size(c->diag, first, first->name ? first->name : "the first input");
+      ae_explain_size(c->diag, x, x->name ? x->name : "this input");
       return false;
     }
     if (n->op == OP_CONCAT) n->shape.d[2] += x->shape.d[2];
@@ -395,6 +460,8 @@ static bool infer_sample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_va
   if (ae_shape_elems(mu->shape) != ae_shape_elems(lv->shape) || mu->shape.rank != lv->shape.rank) {
     ae_error(c->diag, a[1]->loc, "sample needs mu and logvar of one shape, but they are %s and %s",
              ae_shape_str(mu->shape, s1), ae_shape_str(lv->shape, s2));
+    ae_explain_size(c->diag, mu, "mu");
+    ae_explain_size(c->diag, lv, "logvar");
     return false;
   }
   return true;
@@ -434,8 +501,11 @@ ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, co
     if (!ae_bind_args(c->diag, call, sig->args, n_names, args, kw, n_args, a)) return NULL;
     for (int i = 0; i < sig->required; i++)
       if (!a[i]) {
+        char list[160];
         ae_error(c->diag, call->loc, "%s needs the argument '%s'", sig->name, sig->args[i]);
         if (i == 0) ae_hint(c->diag, "pass a tensor first, or pipe one in: h |> %s", sig->name);
+        else ae_hint(c->diag, "%s takes: %s; the first %d are required", sig->name,
+                     arg_list(sig->args, n_names, list, sizeof list), sig->required);
         return NULL;
       }
   }
@@ -455,6 +525,11 @@ ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, co
   if (!infer_shape(c, call, n, a, args, n_args)) return NULL;
   if (ae_shape_elems(n->shape) > (1L << 31) / 4) {
     ae_error(c->diag, call->loc, "this layer's output has %ld values per example, more than aec allows", ae_shape_elems(n->shape));
+    return NULL;
+  }
+  if (n->n_params > AE_MAX_LAYER_PARAMS) {
+    ae_error(c->diag, call->loc, "this layer has %ld parameters, more than aec allows (%ld)", n->n_params,
+             (long)AE_MAX_LAYER_PARAMS);
     return NULL;
   }
   if (ae_op_has_params(n->op)) {

@@ -15,6 +15,13 @@ typedef struct ae_lexer {
   bool can_end;                    /* the last token may end a statement */
   int braces;                      /* open '{' */
   ae_loc brace[AE_LEX_MAX_OPEN];   /* where each of them opened */
+  int brace_indent[AE_LEX_MAX_OPEN];  /* the indentation of the line that opened it */
+  int indent;                      /* column of the current line's first token, 0 before it */
+  ae_loc misindented;              /* a '{' closed by a '}' indented less than its line: */
+  int misindented_by;              /*   likely the unclosed one; line of that '}' (0: none) */
+  size_t pos;                      /* byte offset of the next token */
+  int bad_string_line;             /* a line with an unclosed string: its syntax errors are not news */
+  bool outside_model;              /* statements before 'model' were reported */
 } ae_lexer;
 typedef void *yyscan_t;
 typedef struct { double value; bool is_int; } ae_number;
@@ -251,7 +258,9 @@ static ae_stmt *body_stmt(ae_arena *a, ae_stmt_kind kind, YYLTYPE loc, char *nam
 }
 
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, ae_parser *pr, const char *msg) {
-  ae_error(pr->diag, *loc, "%s", msg);
+  if (strcmp(msg, "memory exhausted") == 0)   /* Bison's stack limit: brackets or blocks nested thousands deep */
+    ae_error(pr->diag, *loc, "nested too deeply for the parser; the check stops here");
+  else ae_error(pr->diag, *loc, "%s", msg);
 }
 
 /* How a token is named in a message: its text where that is clearer than its kind. */
@@ -284,6 +293,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ae_p
     snprintf(want + used, sizeof want - used, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
              yysymbol_name(expected[i]));
   }
+  if (loc.line == lx->bad_string_line) {   /* the unclosed string was reported */
+    ae_lexer_forget_brackets(lx);
+    return 0;
+  }
   /* An unclosed bracket shows itself on a later line: blame the bracket. */
   if (lx->depth > 0 && lx->depth <= AE_LEX_MAX_OPEN && lx->open[lx->depth - 1].line < loc.line) {
     ae_loc open = lx->open[lx->depth - 1];
@@ -293,7 +306,17 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ae_p
   } else if (got == YYSYMBOL_YYEOF && lx->braces > 0) {
     ae_loc open = lx->brace[(lx->braces <= AE_LEX_MAX_OPEN ? lx->braces : AE_LEX_MAX_OPEN) - 1];
     ae_error(pr->diag, loc, "unexpected end of file: expected '}'");
-    ae_note_at(pr->diag, open, "to close the '{' opened here");
+    if (lx->misindented_by) {
+      ae_note_at(pr->diag, lx->misindented, "this '{' is probably the one not closed");
+      ae_hint(pr->diag, "the '}' on line %d is indented as if it closed the '{' of line %d",
+              lx->misindented_by, open.line);
+    } else ae_note_at(pr->diag, open, "to close the '{' opened here");
+  } else if (!pr->file->has_model && lx->braces == 0 && n > 0 && strstr(want, "model")) {
+    if (!lx->outside_model) {
+      ae_error(pr->diag, loc, "%s outside a model", token_text(pr, got, loc));
+      ae_hint(pr->diag, "a spec is: imports, then model NAME { ... } holding everything else");
+    }
+    lx->outside_model = true;
   } else if (got == YYSYMBOL_EOL && n > 0) {
     ae_error(pr->diag, loc, "statement ends too early: expected %s", want);
   } else if (n > 0) {
@@ -301,8 +324,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ae_p
   } else {
     ae_error(pr->diag, loc, "unexpected %s", token_text(pr, got, loc));
   }
-  if (got == YYSYMBOL_IDENT && n > 0 && strstr(want, "'='"))
+  if (got == YYSYMBOL_IDENT && n > 0 && strstr(want, "'='") && lx->braces > 0)
     ae_hint(pr->diag, "a value is bound with '=': name = layer(...)");
+  if (got == YYSYMBOL_INVALID && loc.src->text[lx->pos - 1] == ';')
+    ae_hint(pr->diag, "a statement ends at the end of its line; no ';' is needed");
   ae_lexer_forget_brackets(lx);
   return 0;
 }
@@ -316,8 +341,9 @@ ae_file *ae_parse(ae_arena *a, ae_diag *d, const ae_source *src) {
   if (yylex_init_extra(&lx, &scanner)) { ae_error_noloc(d, src->path, "cannot start the scanner"); return file; }
   YY_BUFFER_STATE buf = yy_scan_bytes(src->text, (int)src->len, scanner);
   yydebug = getenv("AEC_PARSE_TRACE") != NULL;
+  int before = d->errors;
   int rc = yyparse(scanner, &pr);
-  if (rc == 2) ae_error_noloc(d, src->path, "nesting too deep for the parser");
+  if (rc == 2 && d->errors == before) ae_error_noloc(d, src->path, "nesting too deep for the parser");
   yy_delete_buffer(buf, scanner);
   yylex_destroy(scanner);
   return file;

@@ -4,7 +4,9 @@
 #include "aec.h"
 
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AE_MAX_IMPORT_DEPTH 8
@@ -19,7 +21,12 @@ typedef struct block_def {
   bool frozen;
   const char *src_prefix;    /* imported: its instance's prefix in the spec it comes from */
   bool active, used;
+  bool failed;               /* its expansion reported errors: later calls stay quiet */
+  bool broken;               /* an import that failed: calls to it stay quiet */
 } block_def;
+
+/* The specs being checked now, innermost first: an import of one of them is a loop. */
+typedef struct import_chain { const char *path, *real; const struct import_chain *up; } import_chain;
 
 typedef struct {
   ae_arena *a;
@@ -27,6 +34,7 @@ typedef struct {
   ae_model *m;
   ae_file *file;
   int import_depth;
+  const import_chain *chain;
   ae_vec blocks;             /* block_def* of this file */
   ae_vec *scope;             /* blocks visible now */
   binding *env;              /* values visible now */
@@ -37,9 +45,16 @@ typedef struct {
   /* set while an imported block is expanded */
   const block_def *import;
   const char *import_prefix;
+  /* the blocks being expanded, outermost first, to name a loop of calls */
+  const block_def *calls[AE_MAX_NESTING + 1];
+  int n_calls;
+  /* the last sample(mu, logvar) refused for its shapes, so kl_normal does not repeat it */
+  const ae_node *bad_mu, *bad_logvar;
+  bool too_deep;             /* this statement's nesting was reported */
 } sema;
 
 static ae_value *eval(sema *s, const ae_expr *e);
+static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_depth, const import_chain *up);
 
 static const char *const config_calls[] = {
   "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential",
@@ -48,6 +63,10 @@ static const char *const config_calls[] = {
 };
 static const char *const loss_calls[] = {
   "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
+};
+/* Bare words that are values, not names: padding=same, reduce=sum, flip(both) ... */
+static const char *const value_words[] = {
+  "same", "valid", "nearest", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
 };
 #define COUNT(arr) ((int)(sizeof arr / sizeof arr[0]))
 
@@ -91,6 +110,15 @@ static void bind(sema *s, const char *name, ae_loc loc, ae_value *v) {
   s->env = b;
 }
 
+/* Binds name to nothing: a definition that failed and was reported, so that its uses
+ * do not report again. */
+static void bind_failed(sema *s, const char *name, ae_loc loc) {
+  if (lookup(s, name)) return;
+  binding *b = ae_alloc(s->a, sizeof *b);
+  *b = (binding){name, NULL, loc, true, true, s->env};
+  s->env = b;
+}
+
 /* Did-you-mean over the names in scope, the layers and the blocks. */
 static const char *suggest(sema *s, const char *word) {
   const char *cands[256];
@@ -104,6 +132,7 @@ static const char *suggest(sema *s, const char *word) {
     "add", "dropout", "batchnorm", "gaussian_noise", "sample", "relu", "leaky_relu", "elu", "sigmoid",
     "tanh", "softmax", "linear", "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
     "sgd", "adam", "adamw", "cosine", "idx", "geotiff", "synthetic_landcover", "image_pairs",
+    "same", "valid", "nearest", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
   };
   return ae_closest(word, builtins, COUNT(builtins));
 }
@@ -176,6 +205,10 @@ static ae_value *call_layer(sema *s, const ae_expr *call) {
     }
   }
   ae_node *node = ae_make_layer(&c, call, args, kw, n);
+  if (!node && strcmp(call->str, "sample") == 0 && n == 2 && args[0]->kind == V_TENSOR && args[1]->kind == V_TENSOR) {
+    s->bad_mu = args[0]->node;
+    s->bad_logvar = args[1]->node;
+  }
   if (!node) return NULL;
   ae_value *v = value_new(s, V_TENSOR, call->loc);
   v->node = node;
@@ -184,13 +217,17 @@ static ae_value *call_layer(sema *s, const ae_expr *call) {
 
 static ae_value *run_block_body(sema *s, block_def *b, const char *prefix) {
   ae_value *result = NULL;
+  int before = s->d->errors;
+  const ae_stmt *last_let = NULL;
   for (int i = 0; i < b->def->body.len; i++) {
     ae_stmt *st = b->def->body.items[i];
     if (st->kind == ST_LET) {
       begin_binding(s, prefix, st->name, st->value);
       ae_value *v = eval(s, st->value);
       if (v) bind(s, st->name, st->name_loc, v);
-      if (v) lookup(s, st->name)->quiet = true;
+      else bind_failed(s, st->name, st->name_loc);
+      lookup(s, st->name)->quiet = true;
+      last_let = st;
     } else if (st->kind == ST_RETURN) {
       if (result) ae_error(s->d, st->loc, "block '%s' returns twice", b->name);
       begin_binding(s, NULL, prefix, st->value);
@@ -199,18 +236,37 @@ static ae_value *run_block_body(sema *s, block_def *b, const char *prefix) {
       ae_error(s->d, st->loc, "only 'name = ...' and 'return ...' may appear inside block '%s'", b->name);
     }
   }
-  if (!result && s->d->errors == 0) {
+  if (!result && s->d->errors == before) {
     ae_error(s->d, b->def->name_loc, "block '%s' does not return a value", b->name);
-    ae_hint(s->d, "end the block with: return <expression>");
+    if (last_let) ae_hint(s->d, "end the block with: return %s", last_let->name);
+    else ae_hint(s->d, "end the block with: return <expression>");
   }
   return result;
 }
 
+/* A block that is being expanded is called again: name the loop of calls. */
+static void report_block_loop(sema *s, block_def *b, const ae_expr *call) {
+  int from = s->n_calls - 1;
+  while (from > 0 && s->calls[from] != b) from--;
+  if (from == s->n_calls - 1) ae_error(s->d, call->loc, "block '%s' calls itself", b->name);
+  else {
+    char chain[256] = "";
+    for (int i = from; i < s->n_calls; i++)
+      snprintf(chain + strlen(chain), sizeof chain - strlen(chain), "%s -> ", s->calls[i]->name);
+    ae_error(s->d, call->loc, "blocks call each other in a loop: %s%s", chain, b->name);
+  }
+  ae_hint(s->d, "blocks are expanded at compile time, so they cannot recurse; write each level out");
+}
+
 static ae_value *call_block(sema *s, block_def *b, const ae_expr *call) {
   b->used = true;
+  if (b->broken || b->failed) return NULL;
   if (b->active) {
-    ae_error(s->d, call->loc, "block '%s' calls itself", b->name);
-    ae_hint(s->d, "blocks are expanded at compile time, so they cannot recurse; write each level out");
+    report_block_loop(s, b, call);
+    return NULL;
+  }
+  if (s->n_calls > AE_MAX_NESTING) {
+    ae_error(s->d, call->loc, "blocks nested more than %d deep", AE_MAX_NESTING);
     return NULL;
   }
   const char *names[16];
@@ -253,8 +309,14 @@ static ae_value *call_block(sema *s, block_def *b, const ae_expr *call) {
     inst->block = b->name;
     inst->prefix = prefix;
     ae_vec_push(s->a, &s->m->instances, inst);
+    s->calls[s->n_calls++] = b;
+    int before = s->d->errors;
     result = run_block_body(s, b, prefix);
+    s->n_calls--;
     b->active = false;
+    if (s->d->errors != before && !b->failed && s->n_calls == 0)
+      ae_note_at(s->d, call->loc, "in block '%s', called here", b->name);
+    b->failed = b->failed || s->d->errors != before;
   }
   s->env = saved_env;
   s->scope = saved_scope;
@@ -295,8 +357,8 @@ static bool check_same_shape(sema *s, const ae_expr *call, ae_node *a, ae_node *
   ae_error(s->d, call->loc, "%s compares %s%s%s%s with %s%s%s%s: the shapes must be equal", call->str,
            a->name ? a->name : "", a->name ? " (" : "", ae_shape_str(a->shape, s1), a->name ? ")" : "",
            b->name ? b->name : "", b->name ? " (" : "", ae_shape_str(b->shape, s2), b->name ? ")" : "");
-  ae_explain_size(s->d, a, "the first operand");
-  ae_explain_size(s->d, b, "the second operand");
+  ae_explain_size(s->d, a, a->name ? a->name : "the first operand");
+  ae_explain_size(s->d, b, b->name ? b->name : "the second operand");
   return false;
 }
 
@@ -341,6 +403,7 @@ static bool check_xent(sema *s, const ae_expr *call, ae_loss_term *t) {
   }
   if (produced_by(t->a, OP_SOFTMAX)) {
     ae_error(s->d, call->loc, "softmax_xent applies the softmax itself; pass the logits, not softmax(...)");
+    ae_hint(s->d, "drop the softmax at line %d", t->a->loc.line);
     return false;
   }
   return true;
@@ -352,7 +415,7 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
     {"logits", "target", "weights", "reduce"}, {"x"}, {"x", "rho"}, {"mu", "logvar"}, {NULL},
   };
   ae_loss_kind kind = (ae_loss_kind)find_name(call->str, loss_calls, COUNT(loss_calls));
-  ae_value *args[8], *a[4];
+  ae_value *args[8], *a[4] = {0};   /* ae_bind_args fills only this loss's slots */
   const char *kw[8];
   int n = eval_args(s, call, args, kw, 8);
   int n_names = 0;
@@ -383,17 +446,20 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
   }
   switch (kind) {
   case LOSS_MSE: ok = check_same_shape(s, call, t->a, t->b); break;
+  case LOSS_KL_NORMAL:   /* a refused sample(mu, logvar) has said it already */
+    ok = (t->a == s->bad_mu && t->b == s->bad_logvar) ? false : check_same_shape(s, call, t->a, t->b);
+    break;
   case LOSS_BCE:
     ok = check_same_shape(s, call, t->a, t->b);
     if (ok && !produced_by(t->a, OP_SIGMOID) && !produced_by(t->a, OP_SOFTMAX)) {
-      ae_error(s->d, ((ae_value *)a[0])->loc, "bce needs probabilities, but this value comes from %s, not sigmoid",
-               ae_op_name(t->a->op));
-      ae_hint(s->d, "end the decoder with |> sigmoid");
+      ae_error(s->d, a[0]->loc, "bce needs probabilities, but %s%s%s comes from %s at line %d, not sigmoid",
+               t->a->name ? "'" : "", t->a->name ? t->a->name : "this value", t->a->name ? "'" : "",
+               ae_op_name(t->a->op), t->a->loc.line);
+      ae_hint(s->d, "end the decoder with |> sigmoid, or use mse for outputs that are not in (0, 1)");
       ok = false;
     }
     break;
   case LOSS_SOFTMAX_XENT: ok = check_xent(s, call, t) && check_class_weights(s, t, a[2]); break;
-  case LOSS_KL_NORMAL: ok = check_same_shape(s, call, t->a, t->b); break;
   case LOSS_KL_SPARSITY:
     t->rho = 0.05;
     if (a[1] && (!ae_value_num(s->d, a[1], "rho", &t->rho) || t->rho <= 0 || t->rho >= 1)) {
@@ -401,9 +467,10 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
       ok = false;
     }
     if (ok && !produced_by(t->a, OP_SIGMOID)) {
-      ae_error(s->d, a[0]->loc, "kl_sparsity needs activations in (0, 1), but this value comes from %s",
-               ae_op_name(t->a->op));
-      ae_hint(s->d, "give the latent a sigmoid: latent z = dense(h, 32) |> sigmoid");
+      ae_error(s->d, a[0]->loc, "kl_sparsity needs activations in (0, 1), but this value comes from %s at line %d",
+               ae_op_name(t->a->op), t->a->loc.line);
+      ae_hint(s->d, "end it with |> sigmoid%s%s", ae_op_is_activation(t->a->op) ? " instead of |> " : "",
+              ae_op_is_activation(t->a->op) ? ae_op_name(t->a->op) : "");
       ok = false;
     }
     break;
@@ -485,9 +552,25 @@ static ae_value *eval_binary(sema *s, const ae_expr *e) {
   return NULL;
 }
 
+static void report_undefined(sema *s, const ae_expr *e) {
+  const char *cands[256];
+  int n = 0;
+  for (binding *b = s->env; b && n < 240; b = b->next) cands[n++] = b->name;
+  for (int i = 0; i < COUNT(value_words); i++) cands[n++] = value_words[i];
+  ae_error(s->d, e->loc, "'%s' is not defined", e->str);
+  const char *near = ae_closest(e->str, cands, n);
+  if (ae_is_layer_name(e->str) || find_name(e->str, loss_calls, COUNT(loss_calls)) >= 0)
+    ae_hint(s->d, "'%s' is built in: call it, %s(...), or pipe into it, h |> %s", e->str, e->str, e->str);
+  else if (near) ae_hint(s->d, "did you mean '%s'?", near);
+  else if (s->env) ae_hint(s->d, "names are defined with 'name = ...' above the line that uses them");
+}
+
 static ae_value *eval(sema *s, const ae_expr *e) {
   if (++s->depth > AE_MAX_NESTING) {
-    if (s->depth == AE_MAX_NESTING + 1) ae_error(s->d, e->loc, "expression nested more than %d deep", AE_MAX_NESTING);
+    if (!s->too_deep && s->n_calls > 1)
+      ae_error(s->d, e->loc, "block calls nested %d deep, more than aec expands", s->n_calls);
+    else if (!s->too_deep) ae_error(s->d, e->loc, "expression nested more than %d deep", AE_MAX_NESTING);
+    s->too_deep = true;   /* once per statement */
     s->depth--;
     return NULL;
   }
@@ -499,6 +582,11 @@ static ae_value *eval(sema *s, const ae_expr *e) {
     binding *b = lookup(s, e->str);
     if (b && !b->v) break;   /* its definition failed and was reported */
     if (b) { b->used = true; v = ae_alloc(s->a, sizeof *v); *v = *b->v; v->loc = e->loc; break; }
+    if (find_name(e->str, value_words, COUNT(value_words)) < 0 && find_name(e->str, config_calls, COUNT(config_calls)) < 0 &&
+        !find_block(s->scope, e->str)) {
+      report_undefined(s, e);
+      break;
+    }
     v = value_new(s, V_WORD, e->loc);
     v->str = e->str;
     break;
@@ -706,12 +794,44 @@ static bool one_value(sema *s, ae_stmt *st) {
 
 static void set_loss(sema *s, ae_stmt *st, ae_value *v) {
   char desc[96];
-  if (s->m->losses.len) { ae_error(s->d, st->loc, "the loss is given twice; write one sum: loss a + 0.1 * b"); return; }
+  if (s->m->losses.len) {
+    ae_error(s->d, st->loc, "the loss is given twice; write one sum: loss a + 0.1 * b");
+    ae_note_at(s->d, ((ae_loss_term *)s->m->losses.items[0])->loc, "the first loss is here");
+    return;
+  }
   if (v->kind != V_LOSS) {
     ae_error(s->d, v->loc, "loss needs loss functions such as bce(y, x), not %s", ae_value_desc(v, desc, sizeof desc));
     return;
   }
   s->m->losses = v->items;
+}
+
+/* An optimizer, schedule, data source ... that is not one of the choices, reported
+ * before the value is evaluated so that the message can name the right choices. */
+static bool known_choice(sema *s, const ae_expr *e, const char *what, const char *const *choices, int n) {
+  if ((e->kind != EX_CALL && e->kind != EX_NAME) || find_name(e->str, choices, n) >= 0 || lookup(s, e->str)) return true;
+  char list[200] = "";
+  for (int i = 0; i < n; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", choices[i]);
+  ae_error(s->d, e->kind == EX_CALL ? e->name_loc : e->loc, "unknown %s '%s'", what, e->str);
+  const char *near = ae_closest(e->str, choices, n);
+  if (near) ae_hint(s->d, "did you mean '%s'?", near);
+  else ae_hint(s->d, "the %ss are %s", what, list);
+  return false;
+}
+
+static const char *const optimizers[] = {"sgd", "adam", "adamw"};
+static const char *const schedules[] = {"constant", "step", "cosine", "exponential"};
+
+static bool known_optimizer(sema *s, const ae_expr *e) {
+  if (!known_choice(s, e, "optimizer", optimizers, COUNT(optimizers))) return false;
+  for (int i = 0; e->kind == EX_CALL && i < e->args.len; i++) {
+    const ae_expr *arg = e->args.items[i];
+    if (arg->kind == EX_KWARG && strcmp(arg->str, "schedule") == 0 &&
+        !known_choice(s, arg->lhs, "schedule", schedules, COUNT(schedules)))
+      return false;
+  }
+  return true;
 }
 
 static void model_setting(sema *s, ae_stmt *st) {
@@ -722,12 +842,14 @@ static void model_setting(sema *s, ae_stmt *st) {
     const char *near = ae_closest(st->name, known, COUNT(known));
     if (near) ae_hint(s->d, "did you mean '%s'?", near);
     else if (st->values.len == 1 && (((ae_expr *)st->values.items[0])->kind == EX_CALL ||
-                                     ((ae_expr *)st->values.items[0])->kind == EX_NAME))
+                                     ((ae_expr *)st->values.items[0])->kind == EX_NAME)) {
       ae_hint(s->d, "is '=' missing? a value is named with '%s = ...'", st->name);
-    else ae_hint(s->d, "a model's settings are batch, epochs, loss and optimizer");
+      bind_failed(s, st->name, st->name_loc);
+    } else ae_hint(s->d, "a model's settings are batch, epochs, loss and optimizer");
     return;
   }
   if (!one_value(s, st)) return;
+  if (which == 3 && !known_optimizer(s, st->values.items[0])) return;
   ae_value *v = eval(s, st->values.items[0]);
   if (!v) return;
   switch (which) {
@@ -824,9 +946,17 @@ static void data_setting(sema *s, ae_stmt *st) {
     else ae_hint(s->d, "the data section holds source, augment, normalize and validation");
     return;
   }
+  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
+  static const char *const augments[] = {"shift", "rotate", "zoom", "flip"};
+  static const char *const normalizers[] = {"scale", "standardize"};
   if (which != 1 && !one_value(s, st)) return;
   for (int i = 0; i < st->values.len; i++) {
-    ae_value *v = eval(s, st->values.items[i]);
+    const ae_expr *e = st->values.items[i];
+    if ((which == 0 && !known_choice(s, e, "data source", sources, COUNT(sources))) ||
+        (which == 1 && !known_choice(s, e, "augmentation", augments, COUNT(augments))) ||
+        (which == 2 && !known_choice(s, e, "normalisation", normalizers, COUNT(normalizers))))
+      continue;
+    ae_value *v = eval(s, e);
     if (!v) continue;
     switch (which) {
     case 0: set_source(s, v); break;
@@ -846,24 +976,92 @@ static const char *resolve_path(sema *s, const char *from, const char *path) {
   return ae_sprintf(s->a, "%s/%s", dirname(dir), path);
 }
 
-static void import_block(sema *s, ae_import *im) {
+/* A block whose import failed: calls to it fail quietly, the failure was reported. */
+static void declare_broken_import(sema *s, ae_import *im) {
+  if (find_block(&s->blocks, im->block)) return;
+  block_def *b = ae_alloc(s->a, sizeof *b);
+  b->name = im->block;
+  b->broken = b->used = true;
+  ae_vec_push(s->a, &s->blocks, b);
+}
+
+/* The spec that path names, if it is being checked now: an import loop. */
+static bool in_import_chain(sema *s, ae_import *im, const char *path) {
+  char *real = realpath(path, NULL);
+  if (!real) return false;
+  const import_chain *hit = NULL;
+  for (const import_chain *c = s->chain; c && !hit; c = c->up)
+    if (strcmp(c->real, real) == 0) hit = c;
+  free(real);
+  if (!hit) return false;
+  if (hit == s->chain) {
+    ae_error(s->d, im->path_loc, "'%s' imports itself", s->file->src->path);
+    ae_hint(s->d, "a spec's own blocks need no import: remove this line");
+    return true;
+  }
+  {
+    const import_chain *specs[AE_MAX_IMPORT_DEPTH + 1];
+    int n = 0;
+    for (const import_chain *c = s->chain; c && n <= AE_MAX_IMPORT_DEPTH; c = c->up) {
+      specs[n++] = c;
+      if (c == hit) break;
+    }
+    char loop[512] = "";
+    while (n-- > 0) snprintf(loop + strlen(loop), sizeof loop - strlen(loop), "%s -> ", specs[n]->path);
+    ae_error(s->d, im->path_loc, "imports form a loop: %s%s", loop, hit->path);
+  }
+  ae_hint(s->d, "move the shared blocks into a spec that imports nothing");
+  return true;
+}
+
+/* Which import option a misspelt one most likely is. */
+static void report_import_option(sema *s, ae_stmt *o) {
+  static const char *const opts[] = {"weights", "frozen", "trainable"};
+  ae_error(s->d, o->loc, "unknown import option '%s'", o->name);
+  const char *near = ae_closest(o->name, opts, COUNT(opts));
+  if (near) ae_hint(s->d, "did you mean '%s'?", near);
+  else ae_hint(s->d, "an import takes: weights \"file.ckpt\", frozen, trainable");
+}
+
+static void report_missing_block(sema *s, ae_import *im, ae_file *f) {
+  const char *names[64];
+  int n = 0;
+  for (int i = 0; i < f->stmts.len && n < 64; i++) {
+    ae_stmt *st = f->stmts.items[i];
+    if (st->kind == ST_BLOCK) names[n++] = st->name;
+  }
+  ae_error(s->d, im->loc, "'%s' defines no block '%s'", im->path, im->block);
+  const char *near = ae_closest(im->block, names, n);
+  char list[200] = "";
+  for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+  if (near) ae_hint(s->d, "did you mean '%s'?", near);
+  else if (n) ae_hint(s->d, "its blocks are: %s", list);
+  else ae_hint(s->d, "it defines no blocks; only blocks can be imported");
+}
+
+/* Loads the spec an import names and finds its block; NULL after reporting why not. */
+static block_def *import_block_def(sema *s, ae_import *im) {
   if (s->import_depth >= AE_MAX_IMPORT_DEPTH) {
-    ae_error(s->d, im->path_loc, "imports nested more than %d deep (does a spec import itself?)", AE_MAX_IMPORT_DEPTH);
-    return;
+    ae_error(s->d, im->path_loc, "imports nested more than %d deep", AE_MAX_IMPORT_DEPTH);
+    return NULL;
   }
   const char *path = resolve_path(s, s->file->src->path, im->path);
+  if (in_import_chain(s, im, path)) return NULL;
   ae_source *src = ae_alloc(s->a, sizeof *src);
-  if (!ae_source_read(s->a, s->d, path, src, &im->path_loc)) return;
+  if (!ae_source_read(s->a, s->d, path, src, &im->path_loc)) {
+    if (im->path[0] != '/') ae_hint(s->d, "an import's path is relative to the folder of the spec that imports");
+    return NULL;
+  }
   int before = s->d->errors;
   ae_file *f = ae_parse(s->a, s->d, src);
-  ae_model *m = s->d->errors == before ? ae_check(s->a, s->d, f, s->import_depth + 1) : NULL;
-  if (!m) { ae_note_at(s->d, im->path_loc, "imported from here"); return; }
+  ae_model *m = s->d->errors == before ? check_model(s->a, s->d, f, s->import_depth + 1, s->chain) : NULL;
+  if (!m) { ae_note_at(s->d, im->path_loc, "imported from here"); return NULL; }
   block_def *def = NULL;
   for (int i = 0; i < f->stmts.len; i++) {
     ae_stmt *st = f->stmts.items[i];
     if (st->kind == ST_BLOCK && strcmp(st->name, im->block) == 0) def = ae_alloc(s->a, sizeof *def), def->def = st;
   }
-  if (!def) { ae_error(s->d, im->loc, "'%s' defines no block '%s'", path, im->block); return; }
+  if (!def) { report_missing_block(s, im, f); return NULL; }
   /* the imported block resolves its own calls among the blocks of its spec */
   ae_vec *scope = ae_alloc(s->a, sizeof *scope);
   for (int i = 0; i < f->stmts.len; i++) {
@@ -879,8 +1077,7 @@ static void import_block(sema *s, ae_import *im) {
       def->weights = resolve_path(s, s->file->src->path, ((ae_expr *)o->values.items[0])->str);
     else if (strcmp(o->name, "frozen") == 0 && !o->values.len) def->frozen = true;
     else if (strcmp(o->name, "trainable") == 0 && !o->values.len) def->frozen = false;
-    else { ae_error(s->d, o->loc, "unknown import option '%s'", o->name);
-           ae_hint(s->d, "an import takes: weights \"file.ckpt\", frozen, trainable"); }
+    else report_import_option(s, o);
   }
   if (def->frozen && !def->weights) {
     ae_error(s->d, im->loc, "a frozen block needs the weights it keeps: add weights \"runs/....ckpt\"");
@@ -892,10 +1089,16 @@ static void import_block(sema *s, ae_import *im) {
   }
   if (def->weights && uses != 1) {
     ae_error(s->d, im->loc, "block '%s' is used %d times in '%s', so its checkpoint has %s",
-             im->block, uses, path, uses ? "several sets of its weights" : "no weights for it");
-    return;
+             im->block, uses, im->path, uses ? "several sets of its weights" : "no weights for it");
+    return NULL;
   }
   if (!def->src_prefix) def->src_prefix = im->block;
+  return def;
+}
+
+static void import_block(sema *s, ae_import *im) {
+  block_def *def = import_block_def(s, im);
+  if (!def) { declare_broken_import(s, im); return; }
   if (find_block(&s->blocks, im->block)) { ae_error(s->d, im->loc, "block '%s' is imported twice", im->block); return; }
   ae_vec_push(s->a, &s->blocks, def);
 }
@@ -907,6 +1110,7 @@ static void declare_blocks(sema *s) {
     ae_stmt *st = s->file->stmts.items[i];
     if (st->kind != ST_BLOCK) continue;
     block_def *old = find_block(&s->blocks, st->name);
+    if (old && old->broken) continue;   /* its failed import was reported */
     if (old) {
       ae_error(s->d, st->name_loc, "block '%s' is already defined", st->name);
       ae_note_at(s->d, old->def->name_loc, "the first '%s' is here", st->name);
@@ -929,9 +1133,10 @@ static void declare_blocks(sema *s) {
 }
 
 static void check_stmt(sema *s, ae_stmt *st) {
+  s->too_deep = false;
   switch (st->kind) {
-  case ST_INPUT: declare_input(s, st); break;
-  case ST_TARGET: declare_target(s, st); break;
+  case ST_INPUT: declare_input(s, st); bind_failed(s, st->name, st->name_loc); break;
+  case ST_TARGET: declare_target(s, st); bind_failed(s, st->name, st->name_loc); break;
   case ST_BLOCK: break;
   case ST_RETURN: ae_error(s->d, st->loc, "'return' belongs inside a block"); break;
   case ST_SETTING: model_setting(s, st); break;
@@ -941,14 +1146,7 @@ static void check_stmt(sema *s, ae_stmt *st) {
   case ST_LET: {
     begin_binding(s, NULL, st->name, st->value);
     ae_value *v = eval(s, st->value);
-    if (!v) {   /* bind a placeholder so that later uses do not cascade */
-      if (!lookup(s, st->name)) {
-        binding *b = ae_alloc(s->a, sizeof *b);
-        *b = (binding){st->name, NULL, st->name_loc, true, true, s->env};
-        s->env = b;
-      }
-      return;
-    }
+    if (!v) { bind_failed(s, st->name, st->name_loc); return; }   /* later uses do not cascade */
     if (v->kind != V_TENSOR && v->kind != V_NUM) {
       char desc[96];
       ae_error(s->d, st->value->loc, "'%s' must name a tensor or a number, not %s", st->name, ae_value_desc(v, desc, sizeof desc));
@@ -969,14 +1167,6 @@ static void check_stmt(sema *s, ae_stmt *st) {
 
 static void check_complete(sema *s) {
   ae_model *m = s->m;
-  if (!m->input) { ae_error(s->d, s->file->name_loc, "model '%s' declares no input", m->name);
-                   ae_hint(s->d, "add: input x: f32[28, 28, 1]"); }
-  if (!m->batch) { ae_error(s->d, s->file->name_loc, "model '%s' gives no batch size", m->name);
-                   ae_hint(s->d, "add: batch 128 (the batch is a compile-time constant)"); }
-  if (!m->losses.len && s->d->errors == 0) {
-    ae_error(s->d, s->file->name_loc, "model '%s' has no loss", m->name);
-    ae_hint(s->d, "add e.g.: loss bce(y, x)");
-  }
   for (int i = 0; i < m->losses.len && !m->output; i++) {
     ae_loss_term *t = m->losses.items[i];
     if (t->kind == LOSS_MSE || t->kind == LOSS_BCE || t->kind == LOSS_SOFTMAX_XENT) m->output = t->a;
@@ -989,7 +1179,7 @@ static void check_complete(sema *s) {
   if (!m->data.source) m->data.source = m->target_kind == TARGET_IMAGE ? "image_pairs" : "idx";
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
   if (m->target_kind == TARGET_CLASSES && m->target->shape.rank == 0 && m->data.validation == 0) m->data.validation = 0.1;
-  for (binding *b = s->env; b; b = b->next)
+  for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)
       ae_warning(s->d, b->loc, "'%s' is never used", b->name);
@@ -999,21 +1189,52 @@ static void check_complete(sema *s) {
   }
 }
 
-ae_model *ae_check(ae_arena *a, ae_diag *d, ae_file *f, int import_depth) {
+static bool has_stmt(ae_file *f, ae_stmt_kind kind, const char *name) {
+  for (int i = 0; i < f->stmts.len; i++) {
+    ae_stmt *st = f->stmts.items[i];
+    if (st->kind == kind && (!name || strcmp(st->name, name) == 0)) return true;
+  }
+  return false;
+}
+
+/* What every model needs, reported before the statements: without an input nothing
+ * else can be checked. False when there is no input. */
+static bool check_required(sema *s) {
+  const char *name = s->file->name;
+  ae_loc at = s->file->name_loc;
+  bool input = has_stmt(s->file, ST_INPUT, NULL);
+  if (!input) { ae_error(s->d, at, "model '%s' declares no input", name);
+                ae_hint(s->d, "add: input x: f32[28, 28, 1]"); }
+  if (!has_stmt(s->file, ST_SETTING, "batch")) { ae_error(s->d, at, "model '%s' gives no batch size", name);
+                ae_hint(s->d, "add: batch 128 (the batch is a compile-time constant)"); }
+  if (!has_stmt(s->file, ST_SETTING, "loss")) { ae_error(s->d, at, "model '%s' has no loss", name);
+                ae_hint(s->d, "add e.g.: loss bce(y, x)"); }
+  return input;
+}
+
+static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_depth, const import_chain *up) {
   if (!f->has_model) return NULL;
   int before = d->errors;
+  char *real = realpath(f->src->path, NULL);
+  import_chain here = { f->src->path, real ? ae_strdup(a, real) : f->src->path, up };
+  free(real);
   ae_model *m = ae_alloc(a, sizeof *m);
   m->name = f->name;
   m->src = f->src;
   m->loc = f->name_loc;
   m->ignore_label = -1;
-  sema s = { .a = a, .d = d, .m = m, .file = f, .import_depth = import_depth };
+  sema s = { .a = a, .d = d, .m = m, .file = f, .import_depth = import_depth, .chain = &here };
   s.scope = &s.blocks;
   for (int i = 0; i < f->imports.len; i++) import_block(&s, f->imports.items[i]);
   declare_blocks(&s);
+  if (!check_required(&s)) return NULL;
   for (int i = 0; i < f->stmts.len && !ae_too_many_errors(d); i++) check_stmt(&s, f->stmts.items[i]);
   if (d->errors == before) check_complete(&s);
   return d->errors == before ? m : NULL;
+}
+
+ae_model *ae_check(ae_arena *a, ae_diag *d, ae_file *f, int import_depth) {
+  return check_model(a, d, f, import_depth, NULL);
 }
 
 ae_model *ae_load_spec(ae_arena *a, ae_diag *d, const char *path) {

@@ -7,6 +7,8 @@
 #ifndef AERT_KERNELS_H
 #define AERT_KERNELS_H
 
+#include <cblas.h>
+#include <omp.h>
 #include <string.h>
 #include <tgmath.h>
 #include "aert.h"
@@ -20,6 +22,31 @@ typedef double aert_real;
 typedef float aert_real;
 #define AERT_GEMM cblas_sgemm
 #endif
+
+/* C = op(A) op(B) + beta C, row-major. OpenBLAS runs single-threaded inside; OpenMP
+ * threads take disjoint blocks of C's rows (or columns, when C is wide), so each value
+ * is computed by the same operations whatever the thread count: bitwise reproducible. */
+static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
+                             int ldb, aert_real beta, aert_real *c, int ldc) {
+  enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans, tB = tb ? CblasTrans : CblasNoTrans;
+  int threads = omp_get_max_threads();
+  if (threads == 1 || (double)m * n * k < 2e6) {
+    AERT_GEMM(CblasRowMajor, tA, tB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  int by_rows = m >= n;
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads(), len = by_rows ? m : n;
+    int lo = (int)((long)len * t / nt), hi = (int)((long)len * (t + 1) / nt);
+    if (hi > lo && by_rows)
+      AERT_GEMM(CblasRowMajor, tA, tB, hi - lo, n, k, 1, ta ? a + lo : a + (long)lo * lda, lda, b, ldb, beta,
+                c + (long)lo * ldc, ldc);
+    else if (hi > lo)
+      AERT_GEMM(CblasRowMajor, tA, tB, m, hi - lo, k, 1, a, lda, tb ? b + (long)lo * ldb : b + lo, ldb, beta, c + lo,
+                ldc);
+  }
+}
 
 typedef enum { AERT_ACT_LINEAR, AERT_ACT_RELU, AERT_ACT_LEAKY_RELU, AERT_ACT_ELU, AERT_ACT_SIGMOID,
                AERT_ACT_TANH } aert_act;

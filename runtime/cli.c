@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
+
 #include "aert_internal.h"
 
 enum { TRAIN = 1, EVAL = 2, ENCODE = 4, PREDICT = 8, ANY = 15, USE = 6 | 8 };
@@ -24,7 +26,7 @@ static const option_t options[] = {
     {"--limit", "N", TRAIN, "use only the first N training examples"},
     {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt"},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss"},
-    {"--threads", "T", ANY, "BLAS threads (default: all cores)"},
+    {"--threads", "T", ANY, "threads for every kernel (default: all cores)"},
     {"--quiet", NULL, ANY, "no progress output"},
     {"--help", NULL, ANY, "this help"},
 };
@@ -139,12 +141,9 @@ int aert_main(const aert_model *m, int argc, char **argv) {
     snprintf(out, sizeof out, "runs/%s", m->name);
     o.out = out;
   }
-  if (o.threads > 0) {
-    char t[16];
-    snprintf(t, sizeof t, "%d", o.threads);
-    setenv("OMP_NUM_THREADS", t, 1);
-    openblas_set_num_threads(o.threads);
-  }
+  /* OpenMP spreads every kernel over the threads; OpenBLAS runs inside them, alone. */
+  openblas_set_num_threads(1);
+  if (o.threads > 0) omp_set_num_threads(o.threads);
   switch (cmd) {
   case TRAIN: rc = aert_train(m, &o); break;
   case EVAL: rc = aert_eval(m, &o); break;

@@ -149,7 +149,7 @@ Test(cli, help_exits_0, .init = cr_redirect_stdout) {
       "  --limit    N     use only the first N training examples\n"
       "  --resume         continue exactly from OUT/last.ckpt\n"
       "  --patience N     stop after N epochs without a lower validation loss\n"
-      "  --threads  T     BLAS threads (default: all cores)\n"
+      "  --threads  T     threads for every kernel (default: all cores)\n"
       "  --quiet          no progress output\n"
       "  --help           this help\n");
 }
