@@ -47,6 +47,17 @@ build/libaert.a: $(RUNTIME_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# ---- generated models: generated/<model>/ is committed; bin/<model> is built from it
+MODEL_CFLAGS = -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror
+SPECS = $(wildcard specs/*.ae)
+MODELS = $(SPECS:specs/%.ae=%)
+-include $(wildcard generated/*/model.mk)
+
+generated: bin/aec
+	@for s in $(SPECS); do bin/aec build --no-compile "$$s" || exit 1; done
+
+trainers: all $(MODELS:%=bin/%)
+
 # ---- tests -------------------------------------------------------------------
 TEST_COMPILER_SRC = $(wildcard tests/compiler/*.c)
 TEST_RUNTIME_SRC  = $(wildcard tests/runtime/*.c)
@@ -66,9 +77,23 @@ test: deps-test
 	$(MAKE) all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
 	build/test_runtime --jobs 2
+	tests/check-generated.sh
+	$(MAKE) trainers
+	tests/gradcheck/run.sh
+	tests/train/run.sh
 	scripts/check-specs-valgrind.sh
+
+# Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
+DEMO_EPOCHS ?= 1
+demo: deps-demo
+	$(MAKE) all
+	bin/aec summary specs/conv_ae.ae
+	bin/aec build specs/conv_ae.ae
+	bin/conv_ae train --epochs $(DEMO_EPOCHS) --out runs/conv_ae
+	bin/conv_ae eval --out runs/conv_ae
+	@echo "demo: reconstructions in runs/conv_ae/reconstructions.png, log in runs/conv_ae/train.csv"
 
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo
+.PHONY: all test clean deps-test deps-demo demo generated trainers

@@ -963,7 +963,7 @@ static void data_setting(sema *s, ae_stmt *st) {
     case 1: set_augment(s, v); break;
     case 2: set_normalize(s, v); break;
     default:
-      if (opt_num(s, v, "the validation fraction", 0, 0.9, &s->m->data.validation)) {}
+      opt_num(s, v, "the validation fraction", 0, 0.9, &s->m->data.validation);
     }
   }
 }
@@ -1178,7 +1178,7 @@ static void check_complete(sema *s) {
                       m->opt.eps = 1e-8; m->opt.schedule = "constant"; }
   if (!m->data.source) m->data.source = m->target_kind == TARGET_IMAGE ? "image_pairs" : "idx";
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
-  if (m->target_kind == TARGET_CLASSES && m->target->shape.rank == 0 && m->data.validation == 0) m->data.validation = 0.1;
+  if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)
@@ -1223,6 +1223,7 @@ static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_dep
   m->src = f->src;
   m->loc = f->name_loc;
   m->ignore_label = -1;
+  m->data.validation = -1;   /* not given yet */
   sema s = { .a = a, .d = d, .m = m, .file = f, .import_depth = import_depth, .chain = &here };
   s.scope = &s.blocks;
   for (int i = 0; i < f->imports.len; i++) import_block(&s, f->imports.items[i]);
