@@ -469,7 +469,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
       " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d},\n",
       d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile);
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n};\n");
-  OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }\n#endif\n#endif\n");
+  OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }
 
 static void emit_model_c(emitter *e, const char *hash) {

@@ -74,7 +74,8 @@ static ae_tensor *param_of(const ae_program *p, const ae_node *n, const char *ro
   return NULL;
 }
 
-/* Images per GEMM for a conv: the most that keep its im2col buffer near 16 MiB. */
+/* Images per GEMM for a conv: the most that keep its im2col buffer near 4 MiB, which
+ * measured faster than larger chunks (the packed panels stay in cache). */
 static void size_chunk(ae_program *p, ae_kernel *k) {
   const ae_node *n = k->node;
   const ae_node *x = n->in.items[0];
@@ -82,7 +83,7 @@ static void size_chunk(ae_program *p, ae_kernel *k) {
   long cols = k->kind == K_CONV ? (long)n->k * n->k * x->shape.d[2] : (long)n->k * n->k * n->units;
   int chunk = 1;
   for (int c = 1; c <= p->batch; c++)
-    if (p->batch % c == 0 && rows * cols * c <= (4L << 20)) chunk = c;
+    if (p->batch % c == 0 && rows * cols * c <= (1L << 20)) chunk = c;
   k->chunk = chunk;
   k->col_floats = rows * cols * chunk;
   bool direct = k->kind == K_CONV && n->k == 1 && n->stride == 1 && k->src.len == 1 && ((ae_view *)k->src.items[0])->factor == 1;

@@ -139,5 +139,9 @@ float aert_normal(uint64_t seed, uint64_t i);
 
 /* The trainer's main: parses argv (train, eval, encode, predict, ...) and runs. */
 int aert_main(const aert_model *m, int argc, char **argv);
+/* Called first by a generated main: restarts the process once with OMP_WAIT_POLICY=PASSIVE
+ * unless the user set a policy, because OpenMP threads that spin between kernels starve
+ * on a machine whose cores are shared. */
+void aert_prefer_passive_threads(char **argv);
 
 #endif

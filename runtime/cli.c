@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include "aert_internal.h"
@@ -129,6 +130,12 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
       return -1;
   }
   return 0;
+}
+
+void aert_prefer_passive_threads(char **argv) {
+  if (getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);   /* only returns on failure: then run as we are */
 }
 
 int aert_main(const aert_model *m, int argc, char **argv) {

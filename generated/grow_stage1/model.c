@@ -117,6 +117,9 @@ const aert_model aec_model = {
 };
 
 #ifndef AEC_NO_MAIN
-int main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }
+int main(int argc, char **argv) {
+  aert_prefer_passive_threads(argv);
+  return aert_main(&aec_model, argc, argv);
+}
 #endif
 #endif

@@ -326,7 +326,7 @@ static void maxpool_5_backward(const run *r) {
  * forward 1.21 GFLOP, 12.66 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_e3_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 128; row++) {
+  for (int row = 0; row < 64; row++) {
     int n = n0 + row / 64, rh = row % 64;
     {
       for (int rw = 0; rw < 64; rw++) {
@@ -346,7 +346,7 @@ static void gather_conv_e3_1(aert_real *restrict col, int n0, const aert_real *r
 
 static void scatter_conv_e3_1(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 2; img++) {
+  for (int img = 0; img < 1; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 64; rh++) {
       for (int rw = 0; rw < 64; rw++) {
@@ -365,9 +365,9 @@ static void scatter_conv_e3_1(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_e3_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e3_1((r->A + 0), n0, (r->A + 137363456));
-    aert_gemm(0, 0, 8192, 64, 288, (r->A + 0), 288, (r->P + 19680), 64, 0, (r->A + 128974848) + (long)n0 * 262144, 64);
+    aert_gemm(0, 0, 4096, 64, 288, (r->A + 0), 288, (r->P + 19680), 64, 0, (r->A + 128974848) + (long)n0 * 262144, 64);
   }
   aert_bias_act((r->A + 128974848), (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
 }
@@ -375,10 +375,10 @@ static void conv_e3_1_forward(const run *r) {
 static void conv_e3_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 65011712), (r->A + 128974848), 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 38112), (r->A + 65011712), 32768, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e3_1((r->A + 0), n0, (r->A + 137363456));
-    aert_gemm(1, 0, 288, 64, 8192, (r->A + 0), 288, (r->A + 65011712) + (long)n0 * 262144, 64, 1, (r->G + 19680), 64);
-    aert_gemm(0, 1, 8192, 288, 64, (r->A + 65011712) + (long)n0 * 262144, 64, (r->P + 19680), 64, 0, (r->A + 28311552), 288);
+    aert_gemm(1, 0, 288, 64, 4096, (r->A + 0), 288, (r->A + 65011712) + (long)n0 * 262144, 64, 1, (r->G + 19680), 64);
+    aert_gemm(0, 1, 4096, 288, 64, (r->A + 65011712) + (long)n0 * 262144, 64, (r->P + 19680), 64, 0, (r->A + 28311552), 288);
     scatter_conv_e3_1((r->A + 28311552), n0, (r->A + 67108864));
   }
 }
@@ -464,7 +464,7 @@ static void maxpool_8_backward(const run *r) {
  * forward 1.21 GFLOP, 6.59 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_e4_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 128; row++) {
+  for (int row = 0; row < 32; row++) {
     int n = n0 + row / 32, rh = row % 32;
     {
       for (int rw = 0; rw < 32; rw++) {
@@ -484,7 +484,7 @@ static void gather_conv_e4_1(aert_real *restrict col, int n0, const aert_real *r
 
 static void scatter_conv_e4_1(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 4; img++) {
+  for (int img = 0; img < 1; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 32; rh++) {
       for (int rw = 0; rw < 32; rw++) {
@@ -503,9 +503,9 @@ static void scatter_conv_e4_1(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_e4_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e4_1((r->A + 0), n0, (r->A + 142606336));
-    aert_gemm(0, 0, 4096, 128, 576, (r->A + 0), 576, (r->P + 75104), 128, 0, (r->A + 138412032) + (long)n0 * 131072, 128);
+    aert_gemm(0, 0, 1024, 128, 576, (r->A + 0), 576, (r->P + 75104), 128, 0, (r->A + 138412032) + (long)n0 * 131072, 128);
   }
   aert_bias_act((r->A + 138412032), (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -513,10 +513,10 @@ static void conv_e4_1_forward(const run *r) {
 static void conv_e4_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 65011712), (r->A + 138412032), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 148832), (r->A + 65011712), 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e4_1((r->A + 0), n0, (r->A + 142606336));
-    aert_gemm(1, 0, 576, 128, 4096, (r->A + 0), 576, (r->A + 65011712) + (long)n0 * 131072, 128, 1, (r->G + 75104), 128);
-    aert_gemm(0, 1, 4096, 576, 128, (r->A + 65011712) + (long)n0 * 131072, 128, (r->P + 75104), 128, 0, (r->A + 28311552), 576);
+    aert_gemm(1, 0, 576, 128, 1024, (r->A + 0), 576, (r->A + 65011712) + (long)n0 * 131072, 128, 1, (r->G + 75104), 128);
+    aert_gemm(0, 1, 1024, 576, 128, (r->A + 65011712) + (long)n0 * 131072, 128, (r->P + 75104), 128, 0, (r->A + 28311552), 576);
     scatter_conv_e4_1((r->A + 28311552), n0, (r->A + 66060288));
   }
 }
@@ -527,7 +527,7 @@ static void conv_e4_1_backward(const run *r) {
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_e4_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 64; row++) {
+  for (int row = 0; row < 32; row++) {
     int n = n0 + row / 32, rh = row % 32;
     {
       for (int rw = 0; rw < 32; rw++) {
@@ -547,7 +547,7 @@ static void gather_conv_e4_2(aert_real *restrict col, int n0, const aert_real *r
 
 static void scatter_conv_e4_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 2; img++) {
+  for (int img = 0; img < 1; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 32; rh++) {
       for (int rw = 0; rw < 32; rw++) {
@@ -566,9 +566,9 @@ static void scatter_conv_e4_2(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_e4_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e4_2((r->A + 0), n0, (r->A + 138412032));
-    aert_gemm(0, 0, 2048, 128, 1152, (r->A + 0), 1152, (r->P + 148960), 128, 0, (r->A + 139460608) + (long)n0 * 131072, 128);
+    aert_gemm(0, 0, 1024, 128, 1152, (r->A + 0), 1152, (r->P + 148960), 128, 0, (r->A + 139460608) + (long)n0 * 131072, 128);
   }
   aert_bias_act((r->A + 139460608), (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -576,10 +576,10 @@ static void conv_e4_2_forward(const run *r) {
 static void conv_e4_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 66060288), (r->A + 139460608), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 296416), (r->A + 66060288), 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_e4_2((r->A + 0), n0, (r->A + 138412032));
-    aert_gemm(1, 0, 1152, 128, 2048, (r->A + 0), 1152, (r->A + 66060288) + (long)n0 * 131072, 128, 1, (r->G + 148960), 128);
-    aert_gemm(0, 1, 2048, 1152, 128, (r->A + 66060288) + (long)n0 * 131072, 128, (r->P + 148960), 128, 0, (r->A + 28311552), 1152);
+    aert_gemm(1, 0, 1152, 128, 1024, (r->A + 0), 1152, (r->A + 66060288) + (long)n0 * 131072, 128, 1, (r->G + 148960), 128);
+    aert_gemm(0, 1, 1024, 1152, 128, (r->A + 66060288) + (long)n0 * 131072, 128, (r->P + 148960), 128, 0, (r->A + 28311552), 1152);
     scatter_conv_e4_2((r->A + 28311552), n0, (r->A + 65011712));
   }
 }
@@ -602,7 +602,7 @@ static void maxpool_11_backward(const run *r) {
  * forward 1.21 GFLOP, 4.33 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_b_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 128; row++) {
+  for (int row = 0; row < 32; row++) {
     int n = n0 + row / 16, rh = row % 16;
     {
       for (int rw = 0; rw < 16; rw++) {
@@ -622,7 +622,7 @@ static void gather_conv_b_1(aert_real *restrict col, int n0, const aert_real *re
 
 static void scatter_conv_b_1(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 8; img++) {
+  for (int img = 0; img < 2; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 16; rh++) {
       for (int rw = 0; rw < 16; rw++) {
@@ -641,9 +641,9 @@ static void scatter_conv_b_1(const aert_real *restrict col, int n0, aert_real *r
 }
 
 static void conv_b_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 8) {
+  for (int n0 = 0; n0 < 8; n0 += 2) {
     gather_conv_b_1((r->A + 0), n0, (r->A + 144179200));
-    aert_gemm(0, 0, 2048, 256, 1152, (r->A + 0), 1152, (r->P + 296544), 256, 0, (r->A + 143130624) + (long)n0 * 65536, 256);
+    aert_gemm(0, 0, 512, 256, 1152, (r->A + 0), 1152, (r->P + 296544), 256, 0, (r->A + 143130624) + (long)n0 * 65536, 256);
   }
   aert_bias_act((r->A + 143130624), (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
 }
@@ -651,10 +651,10 @@ static void conv_b_1_forward(const run *r) {
 static void conv_b_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 65011712), (r->A + 143130624), 524288, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 591456), (r->A + 65011712), 2048, 256);
-  for (int n0 = 0; n0 < 8; n0 += 8) {
+  for (int n0 = 0; n0 < 8; n0 += 2) {
     gather_conv_b_1((r->A + 0), n0, (r->A + 144179200));
-    aert_gemm(1, 0, 1152, 256, 2048, (r->A + 0), 1152, (r->A + 65011712) + (long)n0 * 65536, 256, 1, (r->G + 296544), 256);
-    aert_gemm(0, 1, 2048, 1152, 256, (r->A + 65011712) + (long)n0 * 65536, 256, (r->P + 296544), 256, 0, (r->A + 28311552), 1152);
+    aert_gemm(1, 0, 1152, 256, 512, (r->A + 0), 1152, (r->A + 65011712) + (long)n0 * 65536, 256, 1, (r->G + 296544), 256);
+    aert_gemm(0, 1, 512, 1152, 256, (r->A + 65011712) + (long)n0 * 65536, 256, (r->P + 296544), 256, 0, (r->A + 28311552), 1152);
     scatter_conv_b_1((r->A + 28311552), n0, (r->A + 65536000));
   }
 }
@@ -665,7 +665,7 @@ static void conv_b_1_backward(const run *r) {
  * forward 2.42 GFLOP, 6.55 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_b_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 64; row++) {
+  for (int row = 0; row < 16; row++) {
     int n = n0 + row / 16, rh = row % 16;
     {
       for (int rw = 0; rw < 16; rw++) {
@@ -685,7 +685,7 @@ static void gather_conv_b_2(aert_real *restrict col, int n0, const aert_real *re
 
 static void scatter_conv_b_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 4; img++) {
+  for (int img = 0; img < 1; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 16; rh++) {
       for (int rw = 0; rw < 16; rw++) {
@@ -704,9 +704,9 @@ static void scatter_conv_b_2(const aert_real *restrict col, int n0, aert_real *r
 }
 
 static void conv_b_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_b_2((r->A + 0), n0, (r->A + 143130624));
-    aert_gemm(0, 0, 1024, 256, 2304, (r->A + 0), 2304, (r->P + 591712), 256, 0, (r->A + 143654912) + (long)n0 * 65536, 256);
+    aert_gemm(0, 0, 256, 256, 2304, (r->A + 0), 2304, (r->P + 591712), 256, 0, (r->A + 143654912) + (long)n0 * 65536, 256);
   }
   aert_bias_act((r->A + 143654912), (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
 }
@@ -714,10 +714,10 @@ static void conv_b_2_forward(const run *r) {
 static void conv_b_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 90177536), (r->A + 143654912), 524288, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1181536), (r->A + 90177536), 2048, 256);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_b_2((r->A + 0), n0, (r->A + 143130624));
-    aert_gemm(1, 0, 2304, 256, 1024, (r->A + 0), 2304, (r->A + 90177536) + (long)n0 * 65536, 256, 1, (r->G + 591712), 256);
-    aert_gemm(0, 1, 1024, 2304, 256, (r->A + 90177536) + (long)n0 * 65536, 256, (r->P + 591712), 256, 0, (r->A + 28311552), 2304);
+    aert_gemm(1, 0, 2304, 256, 256, (r->A + 0), 2304, (r->A + 90177536) + (long)n0 * 65536, 256, 1, (r->G + 591712), 256);
+    aert_gemm(0, 1, 256, 2304, 256, (r->A + 90177536) + (long)n0 * 65536, 256, (r->P + 591712), 256, 0, (r->A + 28311552), 2304);
     scatter_conv_b_2((r->A + 28311552), n0, (r->A + 65011712));
   }
 }
@@ -793,7 +793,7 @@ static void conv_d4_1_backward(const run *r) {
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward about twice the FLOPs */
 static void gather_conv_d4_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int row = 0; row < 64; row++) {
+  for (int row = 0; row < 32; row++) {
     int n = n0 + row / 32, rh = row % 32;
     {
       for (int rw = 0; rw < 32; rw++) {
@@ -813,7 +813,7 @@ static void gather_conv_d4_2(aert_real *restrict col, int n0, const aert_real *r
 
 static void scatter_conv_d4_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
-  for (int img = 0; img < 2; img++) {
+  for (int img = 0; img < 1; img++) {
     int n = n0 + img;
     for (int rh = 0; rh < 32; rh++) {
       for (int rw = 0; rw < 32; rw++) {
@@ -832,9 +832,9 @@ static void scatter_conv_d4_2(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_d4_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_d4_2((r->A + 0), n0, (r->A + 140509184));
-    aert_gemm(0, 0, 2048, 128, 1152, (r->A + 0), 1152, (r->P + 1624288), 128, 0, (r->A + 141557760) + (long)n0 * 131072, 128);
+    aert_gemm(0, 0, 1024, 128, 1152, (r->A + 0), 1152, (r->P + 1624288), 128, 0, (r->A + 141557760) + (long)n0 * 131072, 128);
   }
   aert_bias_act((r->A + 141557760), (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -842,10 +842,10 @@ static void conv_d4_2_forward(const run *r) {
 static void conv_d4_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 90177536), (r->A + 141557760), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1771744), (r->A + 90177536), 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < 8; n0 += 1) {
     gather_conv_d4_2((r->A + 0), n0, (r->A + 140509184));
-    aert_gemm(1, 0, 1152, 128, 2048, (r->A + 0), 1152, (r->A + 90177536) + (long)n0 * 131072, 128, 1, (r->G + 1624288), 128);
-    aert_gemm(0, 1, 2048, 1152, 128, (r->A + 90177536) + (long)n0 * 131072, 128, (r->P + 1624288), 128, 0, (r->A + 28311552), 1152);
+    aert_gemm(1, 0, 1152, 128, 1024, (r->A + 0), 1152, (r->A + 90177536) + (long)n0 * 131072, 128, 1, (r->G + 1624288), 128);
+    aert_gemm(0, 1, 1024, 1152, 128, (r->A + 90177536) + (long)n0 * 131072, 128, (r->P + 1624288), 128, 0, (r->A + 28311552), 1152);
     scatter_conv_d4_2((r->A + 28311552), n0, (r->A + 65011712));
   }
 }
@@ -1370,6 +1370,9 @@ const aert_model aec_model = {
 };
 
 #ifndef AEC_NO_MAIN
-int main(int argc, char **argv) { return aert_main(&aec_model, argc, argv); }
+int main(int argc, char **argv) {
+  aert_prefer_passive_threads(argv);
+  return aert_main(&aec_model, argc, argv);
+}
 #endif
 #endif
