@@ -1,0 +1,169 @@
+/* test_specs.c - every example spec checks, and its summary is right: parameter counts
+ * equal what PyTorch reports for the same model (tests/torch/param_counts.py printed the
+ * table below with Debian's python3-torch 1.13), the U-Net's FLOPs are as pinned, and
+ * the back end's plan is sound: buffers that live at the same time never share memory. */
+#include "aec.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct { const char *name; long trainable, frozen; } torch_counts[] = {
+  {"conv_ae", 324545, 0}, {"conv_ae_1x1", 443585, 0}, {"conv_ae_transpose", 278369, 0},
+  {"conv_vae", 228193, 0}, {"deep_ae", 1151648, 0}, {"denoising_ae", 28353, 0},
+  {"dense_ae", 439728, 0}, {"grow_stage1", 402448, 0}, {"grow_stage2", 236704, 200960},
+  {"img2img", 117985, 0}, {"latent_classifier", 2762, 165376}, {"sparse_kl_ae", 468368, 0},
+  {"sparse_l1_ae", 468368, 0}, {"unet_landcover", 1965734, 0}, {"unet_landcover_small", 29878, 0},
+  {"vae", 474672, 0}, {"vae2", 1068820, 0},
+};
+#define N_SPECS ((int)(sizeof torch_counts / sizeof torch_counts[0]))
+
+static ae_model *load(ae_arena *a, const char *name) {
+  char path[256];
+  snprintf(path, sizeof path, "specs/%s.ae", name);
+  ae_diag d = { .out = stderr };
+  ae_model *m = ae_load_spec(a, &d, path);
+  cr_assert_not_null(m, "%s does not check", path);
+  cr_assert_eq(d.errors, 0);
+  cr_expect_eq(d.warnings, 0, "%s has %d warnings", path, d.warnings);
+  return m;
+}
+
+Test(specs, parameter_counts_equal_pytorch) {
+  for (int i = 0; i < N_SPECS; i++) {
+    ae_arena *a = ae_arena_new();
+    ae_model *m = load(a, torch_counts[i].name);
+    ae_totals t = ae_model_totals(m);
+    cr_expect_eq(t.params_trainable, torch_counts[i].trainable, "%s: %ld trainable, PyTorch %ld", torch_counts[i].name,
+                 t.params_trainable, torch_counts[i].trainable);
+    cr_expect_eq(t.params_frozen, torch_counts[i].frozen, "%s: %ld frozen, PyTorch %ld", torch_counts[i].name,
+                 t.params_frozen, torch_counts[i].frozen);
+    ae_arena_free(a);
+  }
+}
+
+Test(specs, pinned_models_have_their_sizes) {
+  ae_arena *a = ae_arena_new();
+  ae_model *u = load(a, "unet_landcover");
+  ae_totals t = ae_model_totals(u);
+  cr_expect(fabs(t.flops_forward / 1e9 - 7.41) < 0.005, "unet_landcover: %.3f GFLOP forward per image", t.flops_forward / 1e9);
+  cr_expect_eq(u->batch, 8);
+  cr_expect_eq(u->n_classes, 6);
+  cr_expect_eq(u->ignore_label, 15);
+  cr_expect_eq(load(a, "conv_ae")->batch, 128);
+  cr_expect_eq(load(a, "dense_ae")->batch, 256);
+  ae_model *v = load(a, "vae");
+  cr_expect_eq(v->batch, 256);
+  cr_expect_eq(v->losses.len, 2);
+  cr_expect(((ae_loss_term *)v->losses.items[0])->reduce_sum, "vae's bce is summed over pixels");
+  ae_arena_free(a);
+}
+
+Test(specs, summary_json_carries_the_same_facts) {
+  ae_arena *a = ae_arena_new();
+  ae_model *m = load(a, "conv_ae");
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ae_print_summary_json(f, m);
+  fclose(f);
+  cr_expect(strstr(text, "\"params_trainable\": 324545") != NULL, "%s", text);
+  cr_expect(strstr(text, "\"latent\": \"z\"") != NULL);
+  free(text);
+  ae_arena_free(a);
+}
+
+/* Two buffers whose lives overlap must not overlap in the arena. */
+static void expect_disjoint(const char *name, const ae_buffer *x, const ae_buffer *y) {
+  if (!x->used || !y->used || x == y) return;
+  bool same_time = x->first <= y->last && y->first <= x->last;
+  bool same_space = x->off < y->off + y->size && y->off < x->off + x->size;
+  cr_expect(!(same_time && same_space), "%s: buffers at %ld (+%ld, steps %d-%d) and %ld (+%ld, steps %d-%d) collide",
+            name, x->off, x->size, x->first, x->last, y->off, y->size, y->first, y->last);
+}
+
+Test(specs, memory_plan_never_shares_live_buffers) {
+  for (int i = 0; i < N_SPECS; i++) {
+    ae_arena *a = ae_arena_new();
+    ae_program *p = ae_lower(a, load(a, torch_counts[i].name), 4);
+    int n = 0;
+    const ae_buffer *all[4096];
+    for (int j = 0; j < p->n_nodes; j++) { all[n++] = &p->val[j]; all[n++] = &p->grad[j]; }
+    for (int j = 0; j < p->kernels.len; j++) all[n++] = &((ae_kernel *)p->kernels.items[j])->stats;
+    all[n++] = &p->col; all[n++] = &p->dcol; all[n++] = &p->rowtmp;
+    for (int x = 0; x < n; x++)
+      for (int y = x + 1; y < n; y++) expect_disjoint(torch_counts[i].name, all[x], all[y]);
+    for (int x = 0; x < n; x++)
+      if (all[x]->used) cr_expect_leq(all[x]->off + all[x]->size, p->arena_floats);
+    ae_arena_free(a);
+  }
+}
+
+Test(specs, fusion_folds_upsample_and_concat_into_convs) {
+  ae_arena *a = ae_arena_new();
+  ae_program *p = ae_lower(a, load(a, "unet_landcover"), 8);
+  int convs = 0;
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    cr_expect(k->kind != K_UPSAMPLE && k->kind != K_CONCAT && k->kind != K_ACT, "kernel %d is a separate %s", i,
+              ae_op_name(k->node->op));
+    if (k->kind == K_CONV) convs++;
+  }
+  cr_expect_eq(convs, 19, "the U-Net has 19 convolutions, each one kernel with its relu");
+  /* the first decoder conv reads the upsampled bottleneck and the skip e4 as two sources */
+  const ae_kernel *d4 = NULL;
+  for (int i = 0; i < p->kernels.len && !d4; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    if (k->node->name && !strcmp(k->node->name, "d4.1")) d4 = k;
+  }
+  cr_assert_not_null(d4);
+  cr_assert_eq(d4->src.len, 2);
+  cr_expect_eq(((ae_view *)d4->src.items[0])->factor, 2);
+  cr_expect_eq(((ae_view *)d4->src.items[1])->ch_off, 256);
+  ae_arena_free(a);
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = calloc(1, (size_t)n + 1);
+  cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  return buf;
+}
+
+/* The generated C reads like the design says: provenance per kernel, forward and
+ * backward side by side, the folded upsample in the conv's indexing, constant sizes. */
+Test(codegen, conv_ae_model_c_has_its_shape) {
+  ae_arena *a = ae_arena_new();
+  ae_program *p = ae_lower(a, load(a, "conv_ae"), 128);
+  char dir[] = "/tmp/aec_codegen_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  cr_assert(ae_emit_c(a, p, dir, "0123456789abcdef"));
+  char path[512];
+  snprintf(path, sizeof path, "%s/model.c", dir);
+  char *c = slurp(path);
+  cr_expect(strstr(c, "/* ---- conv d1  (specs/conv_ae.ae:17:") != NULL, "no provenance comment for conv d1");
+  cr_expect(strstr(c, " * in: d 7x7x64 upsampled x2\n") != NULL, "conv d1 does not read the folded upsample");
+  const char *fwd = strstr(c, "static void conv_d1_forward"), *bwd = strstr(c, "static void conv_d1_backward");
+  const char *next = strstr(c, "static void gather_conv_d2");
+  cr_assert(fwd && bwd && next);
+  cr_expect(fwd < bwd && bwd < next, "conv_d1's backward does not follow its forward");
+  cr_expect(strstr(c, "for (int row = 0; row < 112; row++)") != NULL, "window loops have constant bounds");
+  cr_expect(strstr(c, "malloc") == NULL, "generated code allocates");
+  cr_expect(strstr(c, "upsample_forward") == NULL, "an upsample was materialised");
+  free(c);
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  char *man = slurp(path);
+  cr_expect(strstr(man, "\"name\": \"z.h.1.w\", \"shape\": [3, 3, 1, 32]") != NULL, "%s", man);
+  free(man);
+  const char *files[] = {"model.c", "model.h", "manifest.json", "model.mk"};
+  for (int i = 0; i < 4; i++) { snprintf(path, sizeof path, "%s/%s", dir, files[i]); remove(path); }
+  rmdir(dir);
+  ae_arena_free(a);
+}
