@@ -80,6 +80,7 @@ test: deps-test
 	tests/check-generated.sh
 	$(MAKE) trainers
 	tests/gradcheck/run.sh
+	tests/reference/run.sh
 	tests/train/run.sh
 	scripts/check-specs-valgrind.sh
 

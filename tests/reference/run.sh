@@ -1,0 +1,20 @@
+#!/bin/sh
+# Compares the generated forward pass of every gradient-check spec and of the small
+# example specs with the plain reference interpreter in reference.c, in double.
+set -eu
+cd "$(dirname "$0")/../.."
+out=build/reference
+mkdir -p "$out"
+status=0
+for spec in tests/specs/grad/*.ae specs/dense_ae.ae specs/vae.ae specs/conv_ae.ae specs/conv_ae_1x1.ae \
+    specs/conv_ae_transpose.ae specs/denoising_ae.ae specs/img2img.ae specs/unet_landcover_small.ae; do
+  name=$(basename "$spec" .ae)
+  bin/aec build --no-compile --batch 2 --out "$out/$name" "$spec" >/dev/null
+  ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
+    -Wno-unused-parameter -DAERT_DOUBLE -DAEC_NO_MAIN -Iruntime -Icompiler -Ibuild -I"$out/$name" \
+    -o "$out/$name/reference" tests/reference/reference.c \
+    build/parser.o build/lexer.o $(ls build/compiler/*.o | grep -v main.o) build/libaert.a \
+    -lopenblas -ltiff -lpng -lz -lpthread -lm
+  "$out/$name/reference" "$spec" || status=1
+done
+exit $status
