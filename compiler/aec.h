@@ -243,6 +243,7 @@ typedef struct {
   ae_vec nodes;              /* ae_node*, topological order */
   ae_vec losses;             /* ae_loss_term* */
   ae_node *output, *latent;
+  char *latent_name;         /* the binding marked 'latent' */
   ae_vec instances;          /* ae_block_instance*: where each block was expanded */
   ae_optimizer opt;
   ae_data data;

@@ -12,7 +12,7 @@
 
 static const char usage[] =
   "usage: aec check FILE...                      check specs and report every error\n"
-  "       aec summary [--json] FILE              layers, shapes, parameters, FLOPs and memory\n"
+  "       aec summary [--json] [--batch N] FILE  layers, shapes, parameters, FLOPs and memory\n"
   "       aec dump --stage ir|grad|fused|mem FILE   print a stage of the back end\n"
   "       aec build [--batch N] [--out DIR] [--no-compile] FILE\n"
   "                                              generate DIR (default generated/<model>) and\n"

@@ -187,6 +187,7 @@ classes_opt:
     %empty                          { $$ = (ae_vec){0}; }
   | '{' class_list '}'              { $$ = $2; }
   | '{' class_list ',' '}'          { $$ = $2; }
+  | '{' class_list EOL '}'          { $$ = $2; }   /* the list may close on its own line */
   ;
 class_list:
     class_item                      { $$ = vec1(A, $1); }

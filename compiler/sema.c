@@ -51,6 +51,7 @@ typedef struct {
   /* the last sample(mu, logvar) refused for its shapes, so kl_normal does not repeat it */
   const ae_node *bad_mu, *bad_logvar;
   bool too_deep;             /* this statement's nesting was reported */
+  ae_stmt *seen_model[4], *seen_data[4];   /* the settings given so far, to refuse repeats */
 } sema;
 
 static ae_value *eval(sema *s, const ae_expr *e);
@@ -222,6 +223,10 @@ static ae_value *run_block_body(sema *s, block_def *b, const char *prefix) {
   for (int i = 0; i < b->def->body.len; i++) {
     ae_stmt *st = b->def->body.items[i];
     if (st->kind == ST_LET) {
+      if (st->latent) {
+        ae_error(s->d, st->loc, "'latent' marks a value of the model, not of a block");
+        ae_hint(s->d, "mark the block's result where it is called: latent z = %s(...)", b->name);
+      }
       begin_binding(s, prefix, st->name, st->value);
       ae_value *v = eval(s, st->value);
       if (v) bind(s, st->name, st->name_loc, v);
@@ -364,7 +369,11 @@ static bool check_same_shape(sema *s, const ae_expr *call, ae_node *a, ae_node *
 
 static bool check_class_weights(sema *s, ae_loss_term *t, ae_value *w) {
   if (!w) return true;
-  if (w->kind == V_WORD && strcmp(w->str, "auto") == 0) { t->auto_weights = true; return true; }
+  if (w->kind == V_WORD && strcmp(w->str, "auto") == 0) {
+    ae_error(s->d, w->loc, "weights=auto (from class frequencies) is not implemented yet");
+    ae_hint(s->d, "give one weight per class, e.g. weights = [%s]", s->m->n_classes == 6 ? "1, 1, 1, 2, 1, 2" : "1, 2");
+    return false;
+  }
   if (w->kind == V_WORD && strcmp(w->str, "none") == 0) return true;
   if (w->kind != V_LIST || w->items.len != s->m->n_classes) {
     ae_error(s->d, w->loc, "class weights must be auto, none or a list of %d numbers, one per class", s->m->n_classes);
@@ -528,7 +537,7 @@ static ae_value *eval_binary(sema *s, const ae_expr *e) {
   if (!l || !r) return NULL;
   if (l->kind == V_NUM && r->kind == V_NUM) {
     ae_value *v = value_new(s, V_NUM, e->loc);
-    v->is_int = l->is_int && r->is_int && e->op != '/';
+    v->is_int = l->is_int && r->is_int && (e->op != '/' || (r->num != 0 && fmod(l->num, r->num) == 0));
     switch (e->op) {
     case '+': v->num = l->num + r->num; break;
     case '-': v->num = l->num - r->num; break;
@@ -752,16 +761,20 @@ static bool want_call(sema *s, ae_value *v, const char *what, const char *const 
 
 static void set_schedule(sema *s, ae_value *v) {
   static const char *const kinds[] = {"constant", "step", "cosine", "exponential"};
-  static const char *const names[] = {"every", "gamma", "min_lr"};
+  static const char *const names[4][2] = {{NULL}, {"every", "gamma"}, {"min_lr"}, {"gamma"}};
+  static const int n_names[4] = {0, 2, 1, 1};
   ae_optimizer *o = &s->m->opt;
-  ae_value *a[3];
-  if (!want_call(s, v, "the schedule", kinds, 4) || !config_args(s, v, names, 3, a)) return;
+  ae_value *a[2] = {0};
+  if (!want_call(s, v, "the schedule", kinds, 4)) return;
+  int k = 0;
+  while (strcmp(kinds[k], v->call->str) != 0) k++;
+  if (!config_args(s, v, names[k], n_names[k], a)) return;
   o->schedule = v->call->str;
-  o->every = 10; o->gamma = strcmp(o->schedule, "step") == 0 ? 0.1 : 0.95;
-  double every = o->every;
-  if (opt_num(s, a[0], "every", 1, 1e6, &every)) o->every = (int)every;
-  opt_num(s, a[1], "gamma", 0, 1, &o->gamma);
-  opt_num(s, a[2], "min_lr", 0, 10, &o->min_lr);
+  o->every = 10;
+  o->gamma = k == 1 ? 0.1 : 0.95;
+  if (k == 1 && a[0]) ae_value_int(s->d, a[0], "every (epochs between steps)", 1, 1000000, &o->every);
+  if (k == 1 || k == 3) opt_num(s, a[k == 1 ? 1 : 0], "gamma", 0, 1, &o->gamma);
+  if (k == 2) opt_num(s, a[0], "min_lr", 0, 10, &o->min_lr);
 }
 
 static void set_optimizer(sema *s, ae_stmt *st, ae_value *v) {
@@ -834,6 +847,14 @@ static bool known_optimizer(sema *s, const ae_expr *e) {
   return true;
 }
 
+/* A setting given twice is an error: the second would silently win. */
+static bool first_time(sema *s, ae_stmt *st, ae_stmt **slot) {
+  if (!*slot) { *slot = st; return true; }
+  ae_error(s->d, st->name_loc, "'%s' is given twice", st->name);
+  ae_note_at(s->d, (*slot)->name_loc, "the first '%s' is here", st->name);
+  return false;
+}
+
 static void model_setting(sema *s, ae_stmt *st) {
   static const char *const known[] = {"batch", "epochs", "loss", "optimizer"};
   int which = find_name(st->name, known, COUNT(known));
@@ -848,6 +869,7 @@ static void model_setting(sema *s, ae_stmt *st) {
     } else ae_hint(s->d, "a model's settings are batch, epochs, loss and optimizer");
     return;
   }
+  if (which != 2 && !first_time(s, st, &s->seen_model[which])) return;
   if (!one_value(s, st)) return;
   if (which == 3 && !known_optimizer(s, st->values.items[0])) return;
   ae_value *v = eval(s, st->values.items[0]);
@@ -931,7 +953,8 @@ static void set_normalize(sema *s, ae_value *v) {
   if (!want_call(s, v, "the normalisation", kinds, 2) || !config_args(s, v, names, 2, a)) return;
   s->m->data.standardize = strcmp(v->call->str, "standardize") == 0;
   if (s->m->data.standardize) return;
-  opt_num(s, a[0], "the scale factor", -1e9, 1e9, &s->m->data.scale);
+  if (opt_num(s, a[0], "the scale factor", -1e9, 1e9, &s->m->data.scale) && a[0] && s->m->data.scale == 0)
+    ae_error(s->d, a[0]->loc, "a scale factor of 0 would erase the data");
   opt_num(s, a[1], "the offset", -1e9, 1e9, &s->m->data.offset);
 }
 
@@ -949,6 +972,7 @@ static void data_setting(sema *s, ae_stmt *st) {
   static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
   static const char *const augments[] = {"shift", "rotate", "zoom", "flip"};
   static const char *const normalizers[] = {"scale", "standardize"};
+  if (which != 1 && !first_time(s, st, &s->seen_data[which])) return;
   if (which != 1 && !one_value(s, st)) return;
   for (int i = 0; i < st->values.len; i++) {
     const ae_expr *e = st->values.items[i];
@@ -1158,7 +1182,7 @@ static void check_stmt(sema *s, ae_stmt *st) {
     if (st->latent) {
       if (v->kind != V_TENSOR) ae_error(s->d, st->name_loc, "a latent must be a tensor");
       else if (s->m->latent) ae_error(s->d, st->loc, "a model has one latent; '%s' is a second", st->name);
-      else { s->m->latent = v->node; v->node->is_latent = true; }
+      else { s->m->latent = v->node; s->m->latent_name = st->name; v->node->is_latent = true; }
     }
     break;
   }

@@ -84,16 +84,36 @@ static const char *op_desc(const ae_node *n, char *buf) {
   return buf;
 }
 
+/* How a loss names its operand: the value's name, else the op that made it. */
+static const char *operand_name(const ae_node *n) { return n->name ? n->name : ae_op_name(n->op); }
+
+/* The spec line of a layer, with the file when it comes from an imported spec. */
+static const char *line_of(const ae_model *m, const ae_node *n, char *buf) {
+  if (n->loc.src == m->src) sprintf(buf, "%d", n->loc.line);
+  else {
+    const char *base = strrchr(n->loc.src->path, '/');
+    snprintf(buf, 64, "%s:%d", base ? base + 1 : n->loc.src->path, n->loc.line);
+  }
+  return buf;
+}
+
 void ae_print_summary(FILE *out, const ae_model *m) {
   char a[64], b[64], c[64], d[64], e[64];
   fprintf(out, "model %s (%s), batch %d\n\n", m->name, m->src->path, m->batch);
-  fprintf(out, "%5s  %-16s %-18s %-12s %11s %10s %11s\n", "line", "name", "layer", "output", "params", "FLOPs", "activations");
+  int width = 5;
+  for (int i = 0; i < m->nodes.len; i++) {
+    char line[64];
+    int w = (int)strlen(line_of(m, m->nodes.items[i], line));
+    if (w > width) width = w;
+  }
+  fprintf(out, "%*s  %-16s %-18s %-12s %11s %10s %11s\n", width, "line", "name", "layer", "output", "params", "FLOPs", "activations");
   for (int i = 0; i < m->nodes.len; i++) {
     const ae_node *n = m->nodes.items[i];
     if (n->op == OP_TARGET) continue;
     char name[40];
     snprintf(name, sizeof name, "%s%s", n->name ? n->name : "", n->frozen ? " (frozen)" : "");
-    fprintf(out, "%5d  %-16s %-18s %-12s %11s %10s %11s\n", n->loc.line, name, op_desc(n, a),
+    char line[64];
+    fprintf(out, "%*s  %-16s %-18s %-12s %11s %10s %11s\n", width, line_of(m, n, line), name, op_desc(n, a),
             ae_shape_str(n->shape, b), n->n_params ? grouped(n->n_params, c) : "-",
             n->flops > 0 ? si(n->flops, d) : "-", bytes(4.0 * (double)ae_shape_elems(n->shape) * m->batch, e));
   }
@@ -109,11 +129,11 @@ void ae_print_summary(FILE *out, const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *l = m->losses.items[i];
     fprintf(out, "%s%s%g * %s(%s%s%s)%s", i ? " + " : "", "", l->weight, ae_loss_name(l->kind),
-            l->a && l->a->name ? l->a->name : "", l->b ? ", " : "", l->b && l->b->name ? l->b->name : "",
+            l->a ? operand_name(l->a) : "", l->b ? ", " : "", l->b ? operand_name(l->b) : "",
             l->reduce_sum ? " summed" : "");
   }
   fprintf(out, "\noptimizer         %s lr %g, schedule %s, %d epochs\n", m->opt.kind, m->opt.lr, m->opt.schedule, m->epochs);
-  if (m->latent) fprintf(out, "latent            %s %s\n", m->latent->name, ae_shape_str(m->latent->shape, a));
+  if (m->latent) fprintf(out, "latent            %s %s\n", m->latent_name, ae_shape_str(m->latent->shape, a));
 }
 
 static void json_str(FILE *out, const char *s) {
@@ -167,7 +187,7 @@ void ae_print_summary_json(FILE *out, const ae_model *m) {
   }
   fprintf(out, "],\n  \"optimizer\": {\"kind\": \"%s\", \"lr\": %g, \"schedule\": \"%s\"},\n", m->opt.kind, m->opt.lr, m->opt.schedule);
   fprintf(out, "  \"latent\": ");
-  if (m->latent) { json_str(out, m->latent->name); fprintf(out, ", \"latent_shape\": "); json_shape(out, m->latent->shape); }
+  if (m->latent) { json_str(out, m->latent_name); fprintf(out, ", \"latent_shape\": "); json_shape(out, m->latent->shape); }
   else fprintf(out, "null");
   fprintf(out, "\n}\n");
 }

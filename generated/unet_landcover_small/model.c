@@ -772,7 +772,7 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 const aert_model aec_model = {
   .name = "unet_landcover_small",
   .spec_file = "specs/unet_landcover_small.ae",
-  .spec_hash = "f6601f04f432fa8a",
+  .spec_hash = "22a4135a31aabebf",
   .batch = 16,
   .in_rank = 3, .in_shape = {64, 64, 4}, .in_size = 16384,
   .target_kind = AERT_TARGET_CLASSES,
