@@ -125,6 +125,11 @@ void ae_print_summary(FILE *out, const ae_model *m) {
   fprintf(out, "memory            parameters %s, gradients %s, %s state %s, activations %s\n",
           bytes(t.bytes_params, a), bytes(t.bytes_grads, b), m->opt.kind, bytes(t.bytes_optimizer, c),
           bytes(t.bytes_activations, d));
+  ae_arena *tmp = ae_arena_new();   /* what the generated trainer really allocates */
+  ae_program *p = ae_lower(tmp, (ae_model *)m, m->batch);
+  fprintf(out, "arena             %s for activations, their gradients and scratch after fusion and reuse\n",
+          bytes(4.0 * (double)p->arena_floats, a));
+  ae_arena_free(tmp);
   fprintf(out, "loss              ");
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *l = m->losses.items[i];
