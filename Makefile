@@ -68,6 +68,27 @@ build/test_compiler: $(TEST_COMPILER_SRC) $(COMPILER_LIB_OBJ)
 build/test_runtime: $(TEST_RUNTIME_SRC) build/libaert.a
 	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -o $@ $(TEST_RUNTIME_SRC) build/libaert.a -lcriterion $(RUNTIME_LIBS)
 
+# ---- fuzzing (libFuzzer, clang, ASan + UBSan) -----------------------------------
+FUZZ_CC     = clang
+FUZZ_FLAGS  = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_RT_SRC = runtime/io.c runtime/data_idx.c runtime/ckpt.c runtime/optim.c runtime/init.c
+FUZZ_SECONDS ?= 15
+FUZZERS = build/fuzz/fuzz_spec build/fuzz/fuzz_idx build/fuzz/fuzz_ckpt
+
+build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c build/parser.c build/lexer.c $(COMPILER_SRC) compiler/aec.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(CPPFLAGS) -o $@ $< build/parser.c build/lexer.c $(filter-out compiler/main.c,$(COMPILER_SRC)) -lm
+build/fuzz/fuzz_idx: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.h)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_IDX $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) -lz -lm
+build/fuzz/fuzz_ckpt: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.h)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_CKPT $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) -lz -lm
+
+# Runs every harness over its seed corpus, then fuzzes each for FUZZ_SECONDS.
+fuzz: $(FUZZERS) bin/aec
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 deps-test:
 	@scripts/install-deps.sh test
 deps-demo:
@@ -83,6 +104,7 @@ test: deps-test
 	tests/reference/run.sh
 	tests/train/run.sh
 	scripts/check-specs-valgrind.sh
+	$(MAKE) fuzz FUZZ_SECONDS=15
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1
@@ -97,4 +119,4 @@ demo: deps-demo
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo generated trainers
+.PHONY: all test clean deps-test deps-demo demo generated trainers fuzz

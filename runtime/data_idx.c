@@ -62,7 +62,10 @@ static int check_header(const char *path, const unsigned char *b, size_t len, ae
     return aert_error("'%s' is truncated inside its IDX header", path), -1;
   idx->item = 1;
   for (int i = 0; i < idx->ndim; i++) {
-    idx->dims[i] = (int)be32(b + 4 + 4 * i);
+    unsigned long d = be32(b + 4 + 4 * i);
+    if (d > (1UL << 30) || (i > 0 && (unsigned long)idx->item * d > (1UL << 32)))
+      return aert_error("'%s' declares a dimension of %lu, more than any data file holds", path, d), -1;
+    idx->dims[i] = (int)d;
     if (i > 0)
       idx->item *= idx->dims[i];
   }
