@@ -105,6 +105,7 @@ test: deps-test
 	tests/train/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_SECONDS=15
+	tests/sanitize.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1

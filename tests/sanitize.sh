@@ -1,0 +1,45 @@
+#!/bin/sh
+# The test suites again, built with AddressSanitizer and UndefinedBehaviorSanitizer:
+# the compiler and runtime Criterion suites, and a generated trainer (conv_ae and vae)
+# training, resuming, evaluating and encoding. Any sanitizer report fails the run.
+set -eu
+cd "$(dirname "$0")/.."
+san=build/san
+mkdir -p "$san"
+CC=${CC:-cc}
+FLAGS="-O1 -g -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
+export LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan-test-helpers.supp
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+compiler="build/parser.c build/lexer.c $(ls compiler/*.c | grep -v main.c)"
+runtime="$(ls runtime/*.c)"
+libs="-lopenblas -ltiff -lpng -lz -lpthread -lm"
+
+echo "sanitize: building the suites"
+$CC $FLAGS -Wno-unused-function -Icompiler -Ibuild -Iruntime -o "$san/test_compiler" tests/compiler/*.c $compiler -lcriterion -lm
+$CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/test_runtime" tests/runtime/*.c $runtime -lcriterion $libs
+$CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/aec" compiler/main.c $compiler -lm
+# Criterion's workers report what they find on stderr without failing the suite: look.
+for suite in test_compiler test_runtime; do
+  "$san/$suite" --jobs 2 >"$san/$suite.log" 2>&1 || { tail -40 "$san/$suite.log"; exit 1; }
+  if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$san/$suite.log"; then
+    grep -E -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$san/$suite.log" | head -60
+    echo "sanitize: $suite has sanitizer reports" >&2
+    exit 1
+  fi
+  tail -n 1 "$san/$suite.log"
+done
+
+for model in conv_ae vae; do
+  $CC $FLAGS -Iruntime -Igenerated/$model -o "$san/$model" generated/$model/model.c $runtime $libs
+done
+out="$san/runs"
+rm -rf "$out"
+"$san/conv_ae" train --epochs 1 --limit 1400 --out "$out/conv" --quiet
+"$san/conv_ae" eval --out "$out/conv" >/dev/null
+"$san/vae" train --epochs 1 --limit 3000 --out "$out/vae" --quiet
+"$san/vae" train --epochs 2 --limit 3000 --out "$out/vae" --resume --quiet
+"$san/vae" encode --out "$out/vae" >/dev/null
+"$san/aec" summary specs/unet_landcover.ae >/dev/null
+"$san/aec" build --no-compile --out "$san/gen" specs/unet_landcover.ae >/dev/null
+echo "sanitize: suites, trainers and compiler clean under ASan and UBSan"
