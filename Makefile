@@ -103,6 +103,7 @@ test: deps-test
 	tests/gradcheck/run.sh
 	tests/reference/run.sh
 	tests/train/run.sh
+	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_SECONDS=15
 	tests/sanitize.sh

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Fault tests of a generated trainer (dense_ae on a Fashion-MNIST subset):
+#  1. kill -9 at random moments while training writes a checkpoint every epoch, many
+#     times: the last complete checkpoint always loads and --resume continues;
+#  2. a file-size limit (a full disk) while writing a checkpoint: a clear error naming
+#     the file, a failing exit status, and the previous checkpoint intact;
+#  3. an output folder that cannot be written, and data files that are missing or
+#     unreadable: clear errors naming the path.
+set -u
+cd "$(dirname "$0")/../.."
+out=build/faults
+rm -rf "$out"
+mkdir -p "$out"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+trainer=bin/dense_ae
+args="--limit 2560 --quiet"
+
+# 1. kill -9 during training, 12 times at pseudo-random moments (fixed seed: repeatable)
+RANDOM=7
+kills=0
+for i in $(seq 1 12); do
+  resume=""
+  [ -f "$out/kill/last.ckpt" ] && resume=--resume
+  $trainer train --epochs 400 $args --out "$out/kill" $resume >/dev/null 2>&1 &
+  pid=$!
+  sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
+  kill -9 $pid 2>/dev/null && kills=$((kills + 1))
+  wait $pid 2>/dev/null
+  if [ -f "$out/kill/last.ckpt" ]; then
+    $trainer eval --ckpt "$out/kill/last.ckpt" --out "$out/kill" >/dev/null 2>"$out/kill.err" ||
+      fail "after kill -9 number $i, last.ckpt does not load: $(cat "$out/kill.err")"
+  fi
+done
+[ -f "$out/kill/last.ckpt" ] || fail "no checkpoint was ever completed between the kills"
+epoch=$(tail -n 1 "$out/kill/train.csv" | cut -d, -f1)
+$trainer train --epochs $((epoch + 1)) $args --out "$out/kill" --resume >/dev/null 2>"$out/kill.err" ||
+  fail "--resume after the kills failed: $(cat "$out/kill.err")"
+echo "kill -9: $kills kills while training; every last.ckpt loaded; resumed from epoch $epoch"
+
+# 2. full disk: checkpoints of dense_ae are 5 MiB; allow files of 4 MiB at most
+$trainer train --epochs 1 $args --out "$out/full" >/dev/null 2>&1 || fail "a plain run failed"
+cp "$out/full/last.ckpt" "$out/good.ckpt"
+( trap '' XFSZ; ulimit -f 4096; exec $trainer train --epochs 2 $args --out "$out/full" --resume ) >"$out/full.txt" 2>&1 &&
+  fail "training reported success although its checkpoint could not be written"
+grep -q "\.ckpt" "$out/full.txt" || fail "the full-disk error does not name the checkpoint: $(cat "$out/full.txt")"
+cmp -s "$out/good.ckpt" "$out/full/last.ckpt" || fail "the previous checkpoint was damaged by the failed write"
+echo "full disk: $(grep -m1 "aec:" "$out/full.txt")"
+
+# 3. unwritable output, missing and unreadable data
+mkdir -p "$out/ro" && chmod 555 "$out/ro"
+if [ "$(id -u)" -ne 0 ]; then
+  $trainer train --epochs 1 $args --out "$out/ro/run" >"$out/ro.txt" 2>&1 && fail "training wrote into a read-only folder"
+  grep -q "$out/ro" "$out/ro.txt" || fail "the read-only error does not name the folder"
+fi
+$trainer train --epochs 1 $args --data "$out/nowhere" --out "$out/nodata" >"$out/nodata.txt" 2>&1 &&
+  fail "training started without its data"
+grep -q "$out/nowhere" "$out/nodata.txt" || fail "the missing-data error does not name the path: $(cat "$out/nodata.txt")"
+mkdir -p "$out/baddata"
+head -c 5000 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz > "$out/baddata/train-images-idx3-ubyte.gz"
+$trainer train --epochs 1 $args --data "$out/baddata" --out "$out/bad" >"$out/bad.txt" 2>&1 &&
+  fail "training started on a truncated data file"
+grep -q "train-images-idx3-ubyte.gz" "$out/bad.txt" || fail "the truncated-data error does not name the file: $(cat "$out/bad.txt")"
+echo "bad data: $(grep -m1 "aec:" "$out/bad.txt")"
+echo "fault tests passed"
