@@ -101,12 +101,17 @@ static inline void aert_act_backward(aert_real *restrict dx, const aert_real *re
   for (long i = 0; i < n; i++) dx[i] += dy[i] * aert_act_grad(act, alpha, y[i]);
 }
 
-/* db[c] += sum over rows of d[r][c]. */
+/* db[c] += sum over rows of d[r][c], in row order (one pass over d, in blocks of 256
+ * columns so that the sums stay in registers and cache). */
 static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restrict d, long rows, int cols) {
-  for (int c = 0; c < cols; c++) {
-    double s = 0;
-    for (long r = 0; r < rows; r++) s += d[r * cols + c];
-    db[c] += (aert_real)s;
+  for (int c0 = 0; c0 < cols; c0 += 256) {
+    int n = cols - c0 < 256 ? cols - c0 : 256;
+    double acc[256] = {0};
+    for (long r = 0; r < rows; r++) {
+      const aert_real *row = d + r * cols + c0;
+      for (int c = 0; c < n; c++) acc[c] += row[c];
+    }
+    for (int c = 0; c < n; c++) db[c0 + c] += (aert_real)acc[c];
   }
 }
 
