@@ -89,6 +89,11 @@ build/fuzz/fuzz_ckpt: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*
 fuzz: $(FUZZERS) bin/aec
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# Speed and memory beside PyTorch (not part of make test): writes bench/RESULTS.md.
+bench: all
+	sh scripts/install-deps.sh torch
+	bench/run.sh
+
 deps-test:
 	@scripts/install-deps.sh test
 deps-demo:
@@ -121,4 +126,4 @@ demo: deps-demo
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo generated trainers fuzz
+.PHONY: all test clean deps-test deps-demo demo generated trainers fuzz bench

@@ -337,23 +337,23 @@ static void emit_losses(emitter *e) {
     const char *b = t->b ? val(e, t->b) : "", *db = t->b ? ae_sprintf(e->a, "backward ? %s : NULL", grad(e, t->b)) : "";
     OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
     switch (t->kind) {
-    case LOSS_MSE: OUT("  t = aert_mse(%s, %s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
-    case LOSS_BCE: OUT("  t = aert_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
+    case LOSS_MSE: OUT("  t = aert_loss_mse(%s, %s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
+    case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
     case LOSS_SOFTMAX_XENT: {
       int c = m->n_classes;
-      OUT("  t = aert_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, (r->A + %ld));\n", a, b, da, n / c, c,
+      OUT("  t = aert_loss_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, (r->A + %ld));\n", a, b, da, n / c, c,
           t->n_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight, e->p->rowtmp.off);
       break;
     }
-    case LOSS_L1: OUT("  t = aert_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
-    case LOSS_KL_SPARSITY: OUT("  t = aert_kl_sparsity(%s, %s, %d, %ld, %.9g, %.9g);\n", a, da, B, elems(t->a), t->rho, t->weight); break;
-    case LOSS_KL_NORMAL: OUT("  t = aert_kl_normal(%s, %s, %s, %s, %ld, %d, %.9g);\n", a, b, da, db, n, B, t->weight); break;
+    case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
+    case LOSS_KL_SPARSITY: OUT("  t = aert_loss_kl_sparsity(%s, %s, %d, %ld, %.9g, %.9g);\n", a, da, B, elems(t->a), t->rho, t->weight); break;
+    case LOSS_KL_NORMAL: OUT("  t = aert_loss_kl_normal(%s, %s, %s, %s, %ld, %d, %.9g);\n", a, b, da, db, n, B, t->weight); break;
     case LOSS_L2:
       OUT("  t = 0;\n");
       for (int j = 0; j < e->p->params.len; j++) {
         const ae_tensor *w = e->p->params.items[j];
         if (w->is_weight && !w->frozen)
-          OUT("  t += aert_l2(%s, backward ? %s : NULL, %ld, %.9g);\n", pval(e, w), pgrad(e, w), w->size, t->weight);
+          OUT("  t += aert_loss_l2(%s, backward ? %s : NULL, %ld, %.9g);\n", pval(e, w), pgrad(e, w), w->size, t->weight);
       }
       break;
     default: break;

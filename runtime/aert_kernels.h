@@ -294,7 +294,7 @@ static inline void aert_softmax_backward(aert_real *restrict dx, const aert_real
 /* ---- losses: each returns its value and, given d, adds weight * dL/da ---------- */
 /* denom: the number of values averaged over (mean) or the batch (sum per example). */
 
-static inline aert_real aert_mse(const aert_real *restrict a, const aert_real *restrict b, aert_real *restrict da,
+static inline aert_real aert_loss_mse(const aert_real *restrict a, const aert_real *restrict b, aert_real *restrict da,
                              aert_real *restrict db, long n, double denom, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) { double e = (double)a[i] - b[i]; s += e * e; }
@@ -305,7 +305,7 @@ static inline aert_real aert_mse(const aert_real *restrict a, const aert_real *r
 }
 
 /* Binary cross-entropy of probabilities p against t; logs clamped at -100 as PyTorch does. */
-static inline aert_real aert_bce(const aert_real *restrict p, const aert_real *restrict t, aert_real *restrict dp, long n,
+static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_real *restrict t, aert_real *restrict dp, long n,
                              double denom, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) {
@@ -325,7 +325,7 @@ static inline aert_real aert_bce(const aert_real *restrict p, const aert_real *r
 /* Softmax cross-entropy per row against class indices t (negative: ignored), with
  * optional class weights: sum(w_t * -log p_t) / sum(w_t), PyTorch's weighted mean.
  * With per_example_sum the divisor is the batch instead. */
-static inline aert_real aert_softmax_xent(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
+static inline aert_real aert_loss_softmax_xent(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
                                       long rows, int c, const aert_real *restrict cw, int per_example_sum, int batch,
                                       aert_real weight, aert_real *restrict p) {
   double s = 0, wsum = 0;
@@ -350,7 +350,7 @@ static inline aert_real aert_softmax_xent(const aert_real *restrict logits, cons
 }
 
 /* L1 activity: sum |z| per example, averaged over the batch. */
-static inline aert_real aert_l1(const aert_real *restrict z, aert_real *restrict dz, long n, int batch, aert_real weight) {
+static inline aert_real aert_loss_l1(const aert_real *restrict z, aert_real *restrict dz, long n, int batch, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) s += fabs(z[i]);
   for (long i = 0; dz && i < n; i++) dz[i] += weight / batch * (aert_real)((z[i] > 0) - (z[i] < 0));
@@ -358,7 +358,7 @@ static inline aert_real aert_l1(const aert_real *restrict z, aert_real *restrict
 }
 
 /* KL(rho || mean activation of each unit over the batch), summed over units. */
-static inline aert_real aert_kl_sparsity(const aert_real *restrict z, aert_real *restrict dz, int batch, int units, aert_real rho,
+static inline aert_real aert_loss_kl_sparsity(const aert_real *restrict z, aert_real *restrict dz, int batch, int units, aert_real rho,
                                      aert_real weight) {
   double s = 0;
   for (int j = 0; j < units; j++) {
@@ -375,7 +375,7 @@ static inline aert_real aert_kl_sparsity(const aert_real *restrict z, aert_real 
 }
 
 /* KL(N(mu, exp(logvar)) || N(0, 1)) summed over latent units, averaged over the batch. */
-static inline aert_real aert_kl_normal(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict dmu,
+static inline aert_real aert_loss_kl_normal(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict dmu,
                                    aert_real *restrict dlv, long n, int batch, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) s += -0.5 * (1.0 + lv[i] - (double)mu[i] * mu[i] - exp(lv[i]));
@@ -385,7 +385,7 @@ static inline aert_real aert_kl_normal(const aert_real *restrict mu, const aert_
 }
 
 /* L2 weight decay term: sum of squares of a weight tensor. */
-static inline aert_real aert_l2(const aert_real *restrict w, aert_real *restrict dw, long n, aert_real weight) {
+static inline aert_real aert_loss_l2(const aert_real *restrict w, aert_real *restrict dw, long n, aert_real weight) {
   double s = 0;
   for (long i = 0; i < n; i++) s += (double)w[i] * w[i];
   for (long i = 0; dw && i < n; i++) dw[i] += 2 * weight * w[i];

@@ -371,7 +371,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_ae_transpose.ae:14: 1 * bce */
-  t = aert_bce((r->A + 13045760), r->X, backward ? (r->A + 8028160) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce((r->A + 13045760), r->X, backward ? (r->A + 8028160) : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

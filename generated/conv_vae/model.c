@@ -401,11 +401,11 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_vae.ae:16: 1 * bce */
-  t = aert_bce((r->A + 13045760), r->X, backward ? (r->A + 8028160) : NULL, 100352, 128.0, 1);
+  t = aert_loss_bce((r->A + 13045760), r->X, backward ? (r->A + 8028160) : NULL, 100352, 128.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/conv_vae.ae:16: 1 * kl_normal */
-  t = aert_kl_normal((r->A + 13146112), (r->A + 13150208), backward ? (r->A + 13148160) : NULL, backward ? (r->A + 13152256) : NULL, 2048, 128, 1);
+  t = aert_loss_kl_normal((r->A + 13146112), (r->A + 13150208), backward ? (r->A + 13148160) : NULL, backward ? (r->A + 13152256) : NULL, 2048, 128, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;

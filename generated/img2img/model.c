@@ -706,7 +706,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/img2img.ae:17: 1 * mse */
-  t = aert_mse((r->A + 16056320), r->T, backward ? (r->A + 6422528) : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
+  t = aert_loss_mse((r->A + 16056320), r->T, backward ? (r->A + 6422528) : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -254,7 +254,7 @@ static void dense_logits_2_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/latent_classifier.ae:14: 1 * softmax_xent */
-  t = aert_softmax_xent((r->A + 7864320), r->T, backward ? (r->A + 7835648) : NULL, 128, 10, NULL, 0, 128, 1, (r->A + 7865600));
+  t = aert_loss_softmax_xent((r->A + 7864320), r->T, backward ? (r->A + 7835648) : NULL, 128, 10, NULL, 0, 128, 1, (r->A + 7865600));
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -103,11 +103,11 @@ static void dense_y_2_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/sparse_l1_ae.ae:11: 1 * bce */
-  t = aert_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/sparse_l1_ae.ae:11: 0.0001 * l1 */
-  t = aert_l1((r->A + 598016), backward ? (r->A + 630784) : NULL, 32768, 256, 0.0001);
+  t = aert_loss_l1((r->A + 598016), backward ? (r->A + 630784) : NULL, 32768, 256, 0.0001);
   if (out) out->term[1] = t;
   total += 0.0001 * t;
   if (out) out->total = total;

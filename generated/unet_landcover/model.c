@@ -1254,7 +1254,7 @@ static void conv_logits_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover.ae:22: 1 * softmax_xent */
-  t = aert_softmax_xent((r->A + 123731968), r->T, backward ? (r->A + 90177536) : NULL, 524288, 6, NULL, 0, 8, 1, (r->A + 144441344));
+  t = aert_loss_softmax_xent((r->A + 123731968), r->T, backward ? (r->A + 90177536) : NULL, 524288, 6, NULL, 0, 8, 1, (r->A + 144441344));
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

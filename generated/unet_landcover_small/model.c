@@ -706,7 +706,7 @@ static void conv_logits_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_softmax_xent((r->A + 4915200), r->T, backward ? (r->A + 3866624) : NULL, 65536, 6, NULL, 0, 16, 1, (r->A + 6815744));
+  t = aert_loss_softmax_xent((r->A + 4915200), r->T, backward ? (r->A + 3866624) : NULL, 65536, 6, NULL, 0, 16, 1, (r->A + 6815744));
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -169,11 +169,11 @@ static void dense_y_3_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/vae.ae:14: 1 * bce */
-  t = aert_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 256.0, 1);
+  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 256.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae.ae:14: 1 * kl_normal */
-  t = aert_kl_normal((r->A + 663552), (r->A + 671744), backward ? (r->A + 667648) : NULL, backward ? (r->A + 675840) : NULL, 4096, 256, 1);
+  t = aert_loss_kl_normal((r->A + 663552), (r->A + 671744), backward ? (r->A + 667648) : NULL, backward ? (r->A + 675840) : NULL, 4096, 256, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -169,11 +169,11 @@ static void dense_y_3_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/vae2.ae:13: 1 * bce */
-  t = aert_bce((r->A + 0), r->X, backward ? (r->A + 100352) : NULL, 100352, 128.0, 1);
+  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 100352) : NULL, 100352, 128.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae2.ae:13: 1 * kl_normal */
-  t = aert_kl_normal((r->A + 462848), (r->A + 463360), backward ? (r->A + 463104) : NULL, backward ? (r->A + 463616) : NULL, 256, 128, 1);
+  t = aert_loss_kl_normal((r->A + 462848), (r->A + 463360), backward ? (r->A + 463104) : NULL, backward ? (r->A + 463616) : NULL, 256, 128, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
