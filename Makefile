@@ -107,6 +107,7 @@ test: deps-test
 	$(MAKE) trainers
 	tests/gradcheck/run.sh
 	tests/reference/run.sh
+	tests/torch/run.sh
 	tests/train/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
