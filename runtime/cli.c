@@ -157,5 +157,5 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   case ENCODE: rc = aert_encode(m, &o); break;
   default: rc = aert_predict(m, &o); break;
   }
-  return rc == 0 ? 0 : 1;
+  return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 130 : 1;   /* 130: stopped by Ctrl-C, checkpoint written */
 }

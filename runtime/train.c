@@ -3,9 +3,19 @@
  * last.ckpt each epoch, the CSV log, early stopping. Resume is exact because the shuffle
  * depends on (seed, epoch) and the per-step noise seed on (seed, global step). */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
+
+/* Set by the first Ctrl-C: training stops after the current step and writes last.ckpt,
+ * from which --resume continues mid-epoch, exactly. A second Ctrl-C kills at once. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig) {
+  interrupted = 1;
+  signal(sig, SIG_DFL);
+}
 
 typedef struct {
   const aert_model *m;
@@ -65,15 +75,21 @@ static int check_finite(const trainer *t, const aert_losses *l, int after_backwa
   return -1;
 }
 
+/* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
+ * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
+ * (seed, epoch) and the noise on the global step. */
 static int train_epoch(trainer *t, int epoch, float lr) {
   const aert_model *m = t->m;
   long nb = t->train.n / m->batch;
+  long first = (long)t->st.step - (long)epoch * nb;
+  if (first < 0 || first >= nb)
+    first = 0;
   aert_progress pr;
   aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
   t->loss = 0;
   memset(t->terms, 0, sizeof t->terms);
-  for (long b = 0; b < nb; b++) {
+  for (long b = first; b < nb; b++) {
     aert_losses l = {0};
     uint64_t seed = aert_step_seed(t->st.seed, t->st.step);
     const float *y = t->w.y ? t->w.y : t->w.x;
@@ -89,11 +105,18 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     t->loss += l.total;
     for (int i = 0; i < m->n_loss_terms; i++)
       t->terms[i] += l.term[i];
-    aert_progress_step(&pr, b + 1, t->loss / (b + 1), m->batch);
+    aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), m->batch);
+    if (interrupted) {
+      if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
+        return -1;
+      printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
+             (unsigned long long)t->st.step, epoch + 1, b + 1, nb, t->last);
+      return 1;
+    }
   }
-  t->loss /= nb;
+  t->loss /= nb - first;
   for (int i = 0; i < m->n_loss_terms; i++)
-    t->terms[i] /= nb;
+    t->terms[i] /= nb - first;
   t->val_loss = NAN;
   if (t->val.n > 0) {
     aert_metrics mt;
@@ -155,7 +178,7 @@ static int run_epochs(trainer *t) {
     float lr = aert_sched_lr(&m->optim, base_lr, t->st.epoch, t->st.epochs);
     rc = train_epoch(t, t->st.epoch, lr);
     if (rc)
-      break;
+      break;   /* an error, or an interruption that wrote last.ckpt */
     t->st.epoch++;
     /* best.ckpt and early stopping follow the validation loss, the training loss without one */
     rc = save_epoch(t, t->val.n > 0 ? t->val_loss : t->loss);
@@ -194,9 +217,12 @@ int aert_train(const aert_model *m, const aert_options *o) {
   trainer t = {.m = m, .o = o, .out = strdup(o->out)};
   t.last = aert_join(o->out, "last.ckpt");
   t.best = aert_join(o->out, "best.ckpt");
+  interrupted = 0;
+  void (*previous)(int) = signal(SIGINT, on_interrupt);
   int rc = t.out && t.last && t.best ? setup(&t) : -1;
   if (rc == 0)
     rc = run_epochs(&t);
+  signal(SIGINT, previous);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);
   aert_optim_free(&t.opt);

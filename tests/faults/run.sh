@@ -61,4 +61,19 @@ $trainer train --epochs 1 $args --data "$out/baddata" --out "$out/bad" >"$out/ba
   fail "training started on a truncated data file"
 grep -q "train-images-idx3-ubyte.gz" "$out/bad.txt" || fail "the truncated-data error does not name the file: $(cat "$out/bad.txt")"
 echo "bad data: $(grep -m1 "aec:" "$out/bad.txt")"
+# 4. Ctrl-C: training stops after the current step, writes last.ckpt, exits 130, and
+#    --resume continues mid-epoch to exactly the parameters of an uninterrupted run
+vargs="--epochs 2 --limit 40000 --quiet"
+bin/vae train $vargs --out "$out/straight" >/dev/null 2>&1 || fail "a plain vae run failed"
+bin/vae train $vargs --out "$out/int" >"$out/int.txt" 2>&1 &
+pid=$!
+sleep 1.5
+kill -INT $pid
+wait $pid
+status=$?
+[ $status -eq 130 ] || fail "an interrupted run exited with $status, not 130: $(cat "$out/int.txt")"
+grep -q "interrupted at step" "$out/int.txt" || fail "no interruption message: $(cat "$out/int.txt")"
+bin/vae train $vargs --out "$out/int" --resume >/dev/null 2>&1 || fail "--resume after Ctrl-C failed"
+cmp -s "$out/straight/last.ckpt" "$out/int/last.ckpt" || fail "Ctrl-C + --resume differs from an uninterrupted run"
+echo "Ctrl-C: $(grep -o "interrupted at step [0-9]* ([^)]*)" "$out/int.txt"); resumed to the same parameters, bit for bit"
 echo "fault tests passed"
