@@ -42,6 +42,10 @@ static const char *pgrad(emitter *e, const ae_tensor *t) {
   return t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
 }
 
+/* A kernel has a backward pass when the loss gradient reaches its output: not the
+ * layers of a frozen imported block, nor anything before them. */
+static bool has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }
+
 static const char *act_enum(const ae_node *act) {
   if (!act) return "AERT_ACT_LINEAR";
   switch (act->op) {
@@ -173,8 +177,10 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     emit_sgemm(e, false, false, rows, ktot, cin, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, pval(e, k->w), ktot, 0, col, ktot);
     OUT("    %s(%s, n0, %s);\n  }\n", scatter, col, y);
   }
-  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
+  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
+  if (!has_backward(p, k)) return;
+  OUT("\n");
   /* backward */
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
@@ -212,8 +218,9 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   const char *y = val(e, k->out), *dy = grad(e, k->out), *dx = grad(e, x);
   OUT("static void %s_forward(const run *r) {\n", name);
   emit_sgemm(e, false, false, B, out, in, val(e, x), in, pval(e, k->w), out, 0, y, out);
-  OUT("  aert_bias_act(%s, %s, %d, %d, %s, %.9g);\n}\n\n", y, pval(e, k->b), B, out, act_enum(k->act), k->act ? k->act->alpha : 0);
-  OUT("static void %s_backward(const run *r) {\n", name);
+  OUT("  aert_bias_act(%s, %s, %d, %d, %s, %.9g);\n}\n", y, pval(e, k->b), B, out, act_enum(k->act), k->act ? k->act->alpha : 0);
+  if (!has_backward(e->p, k)) return;
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
     OUT("  aert_bias_grad(%s, %s, %d, %d);\n", pgrad(e, k->b), dy, B, out);
@@ -284,8 +291,9 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   }
   default: break;
   }
-  OUT("static void %s_forward(const run *r) {\n  %s\n}\n\n", name, fwd);
-  OUT("static void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "(void)r;  /* no gradient flows into its input */");
+  OUT("static void %s_forward(const run *r) {\n  %s\n}\n", name, fwd);
+  if (has_backward(e->p, k))
+    OUT("\nstatic void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "(void)r;  /* no gradient flows into its input */");
 }
 
 /* concat and add: one line per input. */
@@ -301,7 +309,9 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     else if (i == 0) OUT("  memcpy(%s, %s, sizeof(aert_real) * %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
     else OUT("  aert_accumulate(%s, %s, %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
   }
-  OUT("}\n\nstatic void %s_backward(const run *r) {\n", name);
+  OUT("}\n");
+  if (!has_backward(e->p, k)) return;
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
     const char *dx = grad(e, v->node);
@@ -392,6 +402,48 @@ static void emit_zero_grads(emitter *e, int t) {
   }
 }
 
+/* The kernels that depend on the latent, or NULL-terminated nothing when the output
+ * also depends on other values (a U-Net's skips): then the model has no decoder alone. */
+static bool downstream_of_latent(const ae_program *p, bool *down) {
+  const ae_node *lat = p->m->latent ? p->root[p->m->latent->id] : NULL;
+  if (!lat || lat->op == OP_INPUT) return false;
+  bool *val = calloc((size_t)p->n_nodes, sizeof *val);   /* values computable from the latent alone */
+  if (!val) return false;
+  val[lat->id] = true;
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    bool any = false, all = true;
+    for (int j = 0; j < k->src.len; j++) {
+      bool v = val[p->root[((ae_view *)k->src.items[j])->node->id]->id];
+      any = any || v;
+      all = all && v;
+    }
+    down[i] = any;
+    if (any && all) val[k->out->id] = true;
+  }
+  bool ok = val[p->root[p->m->output->id]->id];
+  for (int i = 0; i < p->kernels.len && ok; i++)
+    if (down[i] && !val[((ae_kernel *)p->kernels.items[i])->out->id]) ok = false;
+  free(val);
+  return ok;
+}
+
+/* The decoder alone: the latent in, every kernel downstream of it, in evaluation mode. */
+static void emit_decode(emitter *e, const char **names) {
+  const ae_program *p = e->p;
+  bool *down = calloc((size_t)p->kernels.len + 1, sizeof *down);
+  if (!down || !downstream_of_latent(p, down)) { free(down); return; }
+  const ae_node *lat = p->root[p->m->latent->id];
+  OUT("/* The decoder alone: a batch of latents in, the output where model_output points. */\n");
+  OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n"
+      "  const run r = {P, NULL, A, NULL, NULL, 0, 0};\n  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n",
+      p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
+  for (int i = 0; i < p->kernels.len; i++)
+    if (down[i]) OUT("  %s_forward(&r);\n", names[i]);
+  OUT("}\n\n");
+  free(down);
+}
+
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
   int K = p->kernels.len;
@@ -406,9 +458,10 @@ static void emit_drivers(emitter *e, const char **names) {
   OUT("  compute_loss(&r, NULL, 1);\n");
   for (int i = K - 1; i >= 0; i--) {
     emit_zero_grads(e, backward_time(p, i));
-    OUT("  %s_backward(&r);\n", names[i]);
+    if (has_backward(p, p->kernels.items[i])) OUT("  %s_backward(&r);\n", names[i]);
   }
   OUT("}\n\n");
+  emit_decode(e, names);
   const ae_node *out = p->m->output, *lat = p->m->latent;
   OUT("static const aert_real *model_output(const aert_real *A) { return A + %ld; }\n", p->val[p->root[out->id]->id].off);
   if (lat && p->root[lat->id]->op != OP_INPUT)
@@ -468,7 +521,16 @@ static void emit_descriptor(emitter *e, const char *hash) {
   OUT(",\n           .validation = %.9g, .scale = %.9g, .offset = %.9g, .shift = %.9g, .rotate = %.9g, .zoom = %.9g,"
       " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d},\n",
       d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile);
-  OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n};\n");
+  OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
+  for (int i = 0; i < m->nodes.len; i++) {
+    const ae_node *n = m->nodes.items[i];
+    if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT)
+      OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
+  }
+  bool *down = calloc((size_t)e->p->kernels.len + 1, sizeof *down);
+  if (down && downstream_of_latent(e->p, down)) OUT("  .decode = model_decode,\n");
+  free(down);
+  OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }
 

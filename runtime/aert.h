@@ -122,6 +122,16 @@ typedef struct aert_model {
    * latent (batch*latent_size, NULL when the model has none). */
   const float *(*output)(const float *arena);
   const float *(*latent)(const float *arena);
+
+  /* ---- added for the autoencoder family; zero (absent) in older generated code ---- */
+  /* gaussian_noise applied to the model input itself in training (denoising): stddev > 0,
+   * and the clip range of the noisy values (-inf/+inf when the spec gives no min/max).
+   * eval adds this noise to the test images to score the denoising. */
+  float input_noise_stddev, input_noise_lo, input_noise_hi;
+  /* The decoder alone, as in forward(training=0): reads batch*latent_size floats from
+   * latent, runs every layer downstream of the latent, and leaves the output where
+   * output(arena) points. NULL when the model has no latent the output comes from. */
+  void (*decode)(const float *params, float *arena, const float *latent);
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

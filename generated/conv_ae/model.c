@@ -548,6 +548,16 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   conv_z_h_1_backward(&r);
 }
 
+/* The decoder alone: a batch of latents in, the output where model_output points. */
+static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
+  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  memcpy(A + 17963008, Z, sizeof(aert_real) * 4096);
+  dense_d_forward(&r);
+  conv_d1_forward(&r);
+  conv_d2_forward(&r);
+  conv_y_forward(&r);
+}
+
 static const aert_real *model_output(const aert_real *A) { return A + 17862656; }
 static const aert_real *model_latent(const aert_real *A) { return A + 17963008; }
 
@@ -569,6 +579,7 @@ const aert_model aec_model = {
            .test_images = "t10k-images-idx3-ubyte.gz", .test_labels = NULL,
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .decode = model_decode,
 };
 
 #ifndef AEC_NO_MAIN

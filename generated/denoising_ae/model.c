@@ -46,10 +46,6 @@ static void gaussian_noise_noisy_forward(const run *r) {
   aert_noise_forward(r->X, (r->A + 14852096), 100352, 0.300000012, 0, 1, r->training, aert_hash64(r->seed + 0));
 }
 
-static void gaussian_noise_noisy_backward(const run *r) {
-  (void)r;  /* no gradient flows into its input */
-}
-
 /* ---- conv e.1  (specs/denoising_ae.ae:8:7)
  * in: noisy 28x28x1
  * out:  28x28x32, relu fused, batch 128
@@ -411,7 +407,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 3211264, 0, sizeof(aert_real) * 3211264);  /* d */
   maxpool_2_backward(&r);
   conv_e_1_backward(&r);
-  gaussian_noise_noisy_backward(&r);
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 14952448; }
@@ -435,6 +430,7 @@ const aert_model aec_model = {
            .test_images = NULL, .test_labels = NULL,
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .input_noise_stddev = 0.300000012, .input_noise_lo = 0, .input_noise_hi = 1,
 };
 
 #ifndef AEC_NO_MAIN

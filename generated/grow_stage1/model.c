@@ -93,6 +93,13 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   dense_h_backward(&r);
 }
 
+/* The decoder alone: a batch of latents in, the output where model_output points. */
+static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
+  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  memcpy(A + 401408, Z, sizeof(aert_real) * 65536);
+  dense_y_forward(&r);
+}
+
 static const aert_real *model_output(const aert_real *A) { return A + 0; }
 static const aert_real *model_latent(const aert_real *A) { return A + 401408; }
 
@@ -114,6 +121,7 @@ const aert_model aec_model = {
            .test_images = NULL, .test_labels = NULL,
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .decode = model_decode,
 };
 
 #ifndef AEC_NO_MAIN

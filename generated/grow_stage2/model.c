@@ -49,10 +49,6 @@ static void dense_h_forward(const run *r) {
   aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
-static void dense_h_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 401408), 65536, AERT_ACT_RELU, 0);
-}
-
 /* ---- dense z.1  (specs/grow_stage2.ae:11:14)
  * in: h 256
  * out:  64, relu fused, batch 256
@@ -170,7 +166,15 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
   dense_z_2_backward(&r);
   dense_z_1_backward(&r);
-  dense_h_backward(&r);
+}
+
+/* The decoder alone: a batch of latents in, the output where model_output points. */
+static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
+  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  memcpy(A + 630784, Z, sizeof(aert_real) * 4096);
+  dense_y_1_forward(&r);
+  dense_y_2_forward(&r);
+  dense_y_3_forward(&r);
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 0; }
@@ -194,6 +198,7 @@ const aert_model aec_model = {
            .test_images = NULL, .test_labels = NULL,
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .decode = model_decode,
 };
 
 #ifndef AEC_NO_MAIN

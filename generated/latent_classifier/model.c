@@ -74,12 +74,6 @@ static void conv_z_h_1_forward(const run *r) {
   aert_bias_act((r->A + 0), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
-static void conv_z_h_1_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 0), 3211264, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-  }
-}
-
 /* ---- conv z.h.2  (specs/conv_ae.ae:8:51)
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
@@ -110,12 +104,6 @@ static void conv_z_h_2_forward(const run *r) {
     aert_gemm(0, 0, 3136, 32, 288, (r->A + 4816896), 288, (r->P + 320), 32, 0, (r->A + 6623232) + (long)n0 * 6272, 32);
   }
   aert_bias_act((r->A + 6623232), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
-}
-
-static void conv_z_h_2_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 6623232), 802816, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
-  }
 }
 
 /* ---- conv z.h2.1  (specs/conv_ae.ae:8:23)
@@ -150,12 +138,6 @@ static void conv_z_h2_1_forward(const run *r) {
   aert_bias_act((r->A + 3211264), (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
 
-static void conv_z_h2_1_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 3211264), 1605632, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
-  }
-}
-
 /* ---- conv z.h2.2  (specs/conv_ae.ae:8:51)
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
@@ -188,12 +170,6 @@ static void conv_z_h2_2_forward(const run *r) {
   aert_bias_act((r->A + 7426048), (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
 
-static void conv_z_h2_2_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 7426048), 401408, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
-  }
-}
-
 /* ---- dense z  (specs/conv_ae.ae:12:12)
  * in: flatten 3136
  * out: z 32, batch 128
@@ -201,10 +177,6 @@ static void conv_z_h2_2_backward(const run *r) {
 static void dense_z_forward(const run *r) {
     aert_gemm(0, 0, 128, 32, 3136, (r->A + 7426048), 3136, (r->P + 64992), 32, 0, (r->A + 7860224), 32);
   aert_bias_act((r->A + 7860224), (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
-}
-
-static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace(NULL, (r->A + 7860224), 4096, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense logits.1  (specs/latent_classifier.ae:12:12)
@@ -286,11 +258,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 7835648, 0, sizeof(aert_real) * 8192);  /* d */
   dropout_6_backward(&r);
   dense_logits_1_backward(&r);
-  dense_z_backward(&r);
-  conv_z_h2_2_backward(&r);
-  conv_z_h2_1_backward(&r);
-  conv_z_h_2_backward(&r);
-  conv_z_h_1_backward(&r);
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 7864320; }
