@@ -109,6 +109,7 @@ test: deps-test
 	tests/reference/run.sh
 	tests/torch/run.sh
 	tests/train/run.sh
+	tests/family/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_SECONDS=15

@@ -4,6 +4,7 @@
 #ifndef AERT_INTERNAL_H
 #define AERT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdio.h>
 #include "aert.h"
 
@@ -55,6 +56,42 @@ void aert_data_free(aert_dataset *ds);
 void aert_shuffle(long *order, long n, uint64_t seed, long epoch);
 int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
                     float *x, float *y);
+
+/* ---- augment.c: augmentation on the fly, the background batch loader --------------- */
+typedef struct {
+  float dx, dy;          /* shift, pixels */
+  float angle, scale;    /* rotation (radians), zoom factor */
+  int flip_h, flip_v;
+} aert_transform;
+
+int aert_augment_active(const aert_data *d);
+void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
+                       aert_transform *t);
+void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
+                        int c, float fill, int nearest);
+
+/* Batches 0..nb-1 of one epoch, filled (and augmented) by a thread one batch ahead. */
+typedef struct {
+  const aert_model *m;
+  const aert_dataset *ds;
+  const long *order;
+  long first, nb, epoch;   /* batches first..nb-1 of epoch */
+  uint64_t seed;
+  int augment, running, sync, stop, full[2];
+  float *x[2], *y[2], *tmp;
+  double waited;         /* seconds the trainer waited for data this epoch */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} aert_loader;
+
+int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds);
+int aert_loader_start(aert_loader *l, const long *order, long first, long nb, uint64_t seed,
+                      long epoch);
+void aert_loader_take(aert_loader *l, long b, float **x, float **y);
+void aert_loader_release(aert_loader *l, long b);
+void aert_loader_stop(aert_loader *l);
+void aert_loader_free(aert_loader *l);
 
 /* ---- optim.c: SGD, Adam, AdamW, learning-rate schedules ------------------------- */
 typedef struct {
@@ -135,9 +172,39 @@ double aert_accuracy(const aert_metrics *mt);
 double aert_iou(const aert_metrics *mt, int c);
 double aert_mean_iou(const aert_metrics *mt);
 
+/* Latent statistics over a set (sparse models): a value counts as near zero when
+ * |z| < AERT_NEAR_ZERO (absolute, not relative to the maximum). */
+#define AERT_NEAR_ZERO 1e-2
+typedef struct {
+  long units, examples;
+  double sum, sum_abs;
+  long near_zero;
+  float *max_abs;        /* per unit, over the set */
+} aert_latent_stats;
+
+int aert_latent_stats_init(aert_latent_stats *ls, long units);
+void aert_latent_stats_free(aert_latent_stats *ls);
+void aert_latent_stats_add(aert_latent_stats *ls, const float *z, long examples);
+double aert_latent_mean(const aert_latent_stats *ls);
+double aert_latent_mean_abs(const aert_latent_stats *ls);
+double aert_latent_near_zero(const aert_latent_stats *ls);    /* fraction of all values */
+long aert_latent_dead(const aert_latent_stats *ls);           /* units near zero everywhere */
+
 /* ---- images.c: PNG grids --------------------------------------------------------- */
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
                   int c);
+
+/* A 2-d scatter plot (n points xy[2i], xy[2i+1]) coloured by label 0..9 (others grey),
+ * scaled to fill the plot, with a legend of the ten colours. */
+int aert_png_scatter(const char *path, const float *xy, const int *label, long n);
+
+/* ---- embed.c: 2-d maps of latents --------------------------------------------------- */
+/* Top-2 principal components (LAPACK dsyev on the covariance): out n x 2; var the variance
+ * along each, total the total variance. */
+int aert_pca(const float *x, long n, long d, float *out, double var[2], double *total);
+/* Exact t-SNE (perplexity, iterations, initial layout from seed): out n x 2. */
+int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int iters,
+              uint64_t seed);
 
 /* ---- npy.c: numpy arrays ----------------------------------------------------------- */
 int aert_npy_write(const char *path, const float *data, long rows, long cols);
@@ -148,6 +215,7 @@ typedef struct {
   int epoch, epochs;
   long total, images;
   double t0, last_draw;
+  double data_wait;      /* seconds waited for batches, shown at the end of the epoch */
 } aert_progress;
 
 double aert_now(void);
@@ -175,6 +243,11 @@ typedef struct {
   int threads;
   long limit;            /* 0: all */
   int resume, patience, quiet;
+  int samples;           /* sample: images drawn (default 64) */
+  long from, to;         /* interpolate: test image indices */
+  int steps;             /* interpolate: decoded points on the line (default 10) */
+  const char *method;    /* latent: "pca" (default) or "tsne" */
+  long points;           /* latent: test images embedded (0: pca all, tsne 1000) */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */
@@ -186,14 +259,38 @@ typedef struct {
 /* Called after each evaluation batch's forward pass, while the arena holds its outputs. */
 typedef void (*aert_batch_fn)(void *ctx, const aert_workspace *w, long start, int real);
 
+/* A trained model and the test set, for the commands that use a checkpoint. */
+typedef struct {
+  aert_workspace w;
+  aert_dataset test;
+  aert_metrics mt;
+  char *ckpt;
+} aert_session;
+
 uint64_t aert_step_seed(uint64_t seed, uint64_t step);
+int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o);
+void aert_session_close(aert_session *s);
+void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c);
 int aert_workspace_init(aert_workspace *w, const aert_model *m);
 void aert_workspace_free(aert_workspace *w);
 int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                   void *ctx);
+/* Denoising scores (evaluate.c): squared errors of the noisy inputs and of the model's
+ * outputs against the clean images; rows (3 x 8 examples) kept when non-NULL. */
+typedef struct {
+  double noisy_sq, recon_sq;
+  long values, shown;
+  float *rows;
+} aert_denoise;
+int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d);
+
 int aert_train(const aert_model *m, const aert_options *o);
 int aert_eval(const aert_model *m, const aert_options *o);
 int aert_encode(const aert_model *m, const aert_options *o);
 int aert_predict(const aert_model *m, const aert_options *o);
+int aert_decode_all(aert_workspace *w, const float *z, long n, float *out);  /* generate.c */
+int aert_sample(const aert_model *m, const aert_options *o);
+int aert_interpolate(const aert_model *m, const aert_options *o);
+int aert_latent_map(const aert_model *m, const aert_options *o);   /* embed.c */
 
 #endif

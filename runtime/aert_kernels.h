@@ -82,10 +82,11 @@ static inline void aert_bias_act(aert_real *restrict y, const aert_real *restric
     for (int c = 0; c < cols; c++) y[r * cols + c] = aert_act_apply(act, alpha, y[r * cols + c] + (b ? b[c] : 0));
 }
 
-/* d = d * act'(y) in place: the gradient before the activation. */
+/* d = d * act'(y) in place: the gradient before the activation. d NULL: no gradient flows
+ * here (a layer of a frozen, imported block), nothing to do. */
 static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
                                              aert_real alpha) {
-  if (act == AERT_ACT_LINEAR) return;
+  if (act == AERT_ACT_LINEAR || !d) return;
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) d[i] *= aert_act_grad(act, alpha, y[i]);
 }

@@ -1,4 +1,5 @@
-/* cli.c - the trainer's command line: `MODEL train|eval|encode|predict [options]`, parsed
+/* cli.c - the trainer's command line: `MODEL train|eval|encode|predict|sample|interpolate|latent
+ * [options]`, parsed
  * strictly (an unknown command or flag is a usage error, exit status 2), then dispatched.
  * Returns the process exit status: 0 done, 1 failed (message printed), 2 usage error. */
 #include <cblas.h>
@@ -9,7 +10,8 @@
 
 #include "aert_internal.h"
 
-enum { TRAIN = 1, EVAL = 2, ENCODE = 4, PREDICT = 8, ANY = 15, USE = 6 | 8 };
+enum { TRAIN = 1, EVAL = 2, ENCODE = 4, PREDICT = 8, SAMPLE = 16, INTERP = 32, LATENT = 64,
+       ANY = 127, USE = ANY & ~TRAIN };
 
 typedef struct {
   const char *name, *arg;  /* arg NULL: a switch */
@@ -23,10 +25,16 @@ static const option_t options[] = {
     {"--ckpt", "FILE", USE, "checkpoint to use (default OUT/best.ckpt)"},
     {"--epochs", "N", TRAIN, "epochs to train (default: the spec's)"},
     {"--lr", "X", TRAIN, "base learning rate (default: the spec's)"},
-    {"--seed", "S", TRAIN, "random seed for initialisation, shuffling, noise (default 1)"},
+    {"--seed", "S", TRAIN | SAMPLE | LATENT, "random seed: initialisation, shuffling, noise; draws (default 1)"},
     {"--limit", "N", TRAIN, "use only the first N training examples"},
     {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt"},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss"},
+    {"--n", "N", SAMPLE, "images to draw (default 64)"},
+    {"--from", "I", INTERP, "test image at the start of the line (default 0)"},
+    {"--to", "J", INTERP, "test image at the end of the line (default 1)"},
+    {"--steps", "K", INTERP, "decoded points on the line, ends included (default 10)"},
+    {"--method", "M", LATENT, "pca (default) or tsne"},
+    {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne)"},
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)"},
     {"--quiet", NULL, ANY, "no progress output"},
     {"--help", NULL, ANY, "this help"},
@@ -42,18 +50,22 @@ static const struct {
     {"eval", EVAL, "test-set loss and metrics; writes OUT/reconstructions.png for image outputs"},
     {"encode", ENCODE, "latent of every test image: OUT/latent.npy and OUT/latent.csv"},
     {"predict", PREDICT, "model output for every test image: OUT/predictions.npy"},
+    {"sample", SAMPLE, "decode N(0,1) latent draws: OUT/samples.png (and OUT/latent_grid.png for a 2-d latent)"},
+    {"interpolate", INTERP, "decode the line between two test images' latents: OUT/interpolation.png"},
+    {"latent", LATENT, "2-d map of the test latents (PCA or t-SNE): OUT/latent_2d.csv, OUT/latent_2d.png"},
 };
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
 static void usage(const aert_model *m, const char *prog, int cmd) {
   if (!cmd) {
     printf("usage: %s <command> [options]\nmodel %s (%s)\n\ncommands:\n", prog, m->name,
            m->spec_file ? m->spec_file : "no spec file");
-    for (int i = 0; i < 4; i++)
-      printf("  %-8s %s\n", commands[i].name, commands[i].help);
+    for (int i = 0; i < N_COMMANDS; i++)
+      printf("  %-12s %s\n", commands[i].name, commands[i].help);
     printf("\n'%s <command> --help' lists the options of a command.\n", prog);
     return;
   }
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < N_COMMANDS; i++)
     if (commands[i].bit == cmd)
       printf("usage: %s %s [options]\n%s\n\noptions:\n", prog, commands[i].name, commands[i].help);
   for (int i = 0; i < N_OPTIONS; i++)
@@ -81,18 +93,29 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--ckpt")) o->ckpt = val;
   else if (!strcmp(flag, "--resume")) o->resume = 1;
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
+  else if (!strcmp(flag, "--method")) {
+    o->method = val;
+    if (strcmp(val, "pca") && strcmp(val, "tsne"))
+      return aert_error("--method expects pca or tsne, got '%s'", val), -1;
+  }
   else if (!strcmp(flag, "--lr")) {
     char *end;
     o->lr = strtof(val, &end);
     if (!*val || *end || !(o->lr > 0))
       return aert_error("--lr expects a positive number, got '%s'", val), -1;
   } else {
-    rc = parse_count(flag, val, strcmp(flag, "--seed") ? 1 : 0, &n);
+    int zero_ok = !strcmp(flag, "--seed") || !strcmp(flag, "--from") || !strcmp(flag, "--to");
+    rc = parse_count(flag, val, !strcmp(flag, "--steps") ? 2 : zero_ok ? 0 : 1, &n);
     if (!strcmp(flag, "--epochs")) o->epochs = (int)n;
     else if (!strcmp(flag, "--seed")) o->seed = (uint64_t)n;
     else if (!strcmp(flag, "--limit")) o->limit = n;
     else if (!strcmp(flag, "--patience")) o->patience = (int)n;
     else if (!strcmp(flag, "--threads")) o->threads = (int)n;
+    else if (!strcmp(flag, "--n")) o->samples = (int)n;
+    else if (!strcmp(flag, "--from")) o->from = n;
+    else if (!strcmp(flag, "--to")) o->to = n;
+    else if (!strcmp(flag, "--steps")) o->steps = (int)n;
+    else if (!strcmp(flag, "--points")) o->points = n;
   }
   return rc;
 }
@@ -103,7 +126,7 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
   *cmd = 0;
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
     return usage(m, prog, 0), argc < 2 ? -1 : 1;
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < N_COMMANDS; i++)
     if (!strcmp(argv[1], commands[i].name))
       *cmd = commands[i].bit, o->cmd = commands[i].name;
   if (!*cmd)
@@ -139,7 +162,7 @@ void aert_prefer_passive_threads(char **argv) {
 }
 
 int aert_main(const aert_model *m, int argc, char **argv) {
-  aert_options o = {.seed = 1};
+  aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .method = "pca"};
   char out[512];
   int cmd, rc = parse(m, argc, argv, &o, &cmd);
   if (rc != 0)
@@ -155,6 +178,9 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   case TRAIN: rc = aert_train(m, &o); break;
   case EVAL: rc = aert_eval(m, &o); break;
   case ENCODE: rc = aert_encode(m, &o); break;
+  case SAMPLE: rc = aert_sample(m, &o); break;
+  case INTERP: rc = aert_interpolate(m, &o); break;
+  case LATENT: rc = aert_latent_map(m, &o); break;
   default: rc = aert_predict(m, &o); break;
   }
   return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 130 : 1;   /* 130: stopped by Ctrl-C, checkpoint written */

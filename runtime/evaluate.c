@@ -2,6 +2,7 @@
  * last partial batch is padded and only real examples count), and the `eval`, `encode` and
  * `predict` commands, which load a checkpoint and go over the test set. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
@@ -87,14 +88,7 @@ int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, a
 }
 
 /* ---- loading the checkpoint and the test set ------------------------------------- */
-typedef struct {
-  aert_workspace w;
-  aert_dataset test;
-  aert_metrics mt;
-  char *ckpt;
-} session;
-
-static int open_session(session *s, const aert_model *m, const aert_options *o) {
+int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o) {
   aert_ckpt ck;
   memset(s, 0, sizeof *s);
   s->ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
@@ -113,7 +107,7 @@ static int open_session(session *s, const aert_model *m, const aert_options *o) 
   return rc;
 }
 
-static void close_session(session *s) {
+void aert_session_close(aert_session *s) {
   aert_workspace_free(&s->w);
   aert_data_free(&s->test);
   aert_metrics_free(&s->mt);
@@ -121,7 +115,7 @@ static void close_session(session *s) {
 }
 
 /* Image size of a per-example shape: HWC, or a square when flat. */
-static void image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c) {
+void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c) {
   if (rank == 3) {
     *h = shape[0], *w = shape[1], *c = shape[2];
     return;
@@ -136,11 +130,16 @@ typedef struct {
   const aert_model *m;
   float *rows;   /* SHOWN inputs, SHOWN outputs, SHOWN targets */
   long shown;
+  aert_latent_stats *ls;   /* NULL when the model has no latent */
 } shown_t;
 
 static void keep_shown(void *ctx, const aert_workspace *w, long start, int real) {
   shown_t *s = ctx;
   const aert_model *m = s->m;
+  if (s->ls)
+    aert_latent_stats_add(s->ls, m->latent(w->arena), real);
+  if (!s->rows)
+    return;
   const float *out = m->output(w->arena);
   for (int b = 0; b < real && s->shown < SHOWN; b++, s->shown++) {
     memcpy(s->rows + s->shown * m->in_size, w->x + (long)b * m->in_size,
@@ -153,22 +152,60 @@ static void keep_shown(void *ctx, const aert_workspace *w, long start, int real)
   }
 }
 
-static int write_reconstructions(const aert_model *m, const aert_options *o, shown_t *sh) {
-  int h, w, c, rows = m->target_kind == AERT_TARGET_IMAGE ? 3 : 2;
+static int write_rows(const aert_model *m, const aert_options *o, const char *name,
+                      const float *rows, int n_rows, long shown) {
+  int h, w, c;
   const float *tiles[3 * SHOWN] = {0};
-  image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
-  for (int r = 0; r < rows; r++)
-    for (long k = 0; k < sh->shown; k++)
-      tiles[r * SHOWN + k] = sh->rows + (r * SHOWN + k) * m->in_size;
-  char *path = aert_join(o->out, "reconstructions.png");
-  int rc = path ? aert_png_grid(path, rows, SHOWN, tiles, h, w, c) : -1;
+  aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
+  for (int r = 0; r < n_rows; r++)
+    for (long k = 0; k < shown; k++)
+      tiles[r * SHOWN + k] = rows + (r * SHOWN + k) * m->in_size;
+  char *path = aert_join(o->out, name);
+  int rc = path ? aert_png_grid(path, n_rows, SHOWN, tiles, h, w, c) : -1;
   if (rc == 0 && !o->quiet)
     printf("wrote %s\n", path);
   free(path);
   return rc;
 }
 
-static void print_eval(const aert_model *m, const session *s) {
+/* Denoising: the test images with the model's input noise (seed fixed), passed through the
+ * model; PSNR of the noisy images and of their reconstructions against the clean ones, and
+ * SHOWN examples kept as noisy / reconstructed / clean rows. */
+int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d) {
+  const aert_model *m = w->m;
+  long n = (long)m->batch * m->in_size;
+  float *noisy = aert_alloc(sizeof(float) * n, "noisy batch");
+  if (!noisy)
+    return -1;
+  memset(d, 0, offsetof(aert_denoise, rows));
+  for (long start = 0; start < ds->n; start += m->batch) {
+    int real = aert_batch_fill(m, ds, NULL, start, w->x, w->y);
+    uint64_t seed = aert_hash64(0x6e6f697365ULL ^ (uint64_t)start);
+    for (long i = 0; i < n; i++) {
+      float v = w->x[i] + m->input_noise_stddev * aert_normal(seed, (uint64_t)i);
+      noisy[i] = v < m->input_noise_lo ? m->input_noise_lo : v > m->input_noise_hi ? m->input_noise_hi : v;
+    }
+    m->forward(w->params, w->arena, noisy, w->y ? w->y : noisy, 0, 0, NULL);
+    const float *out = m->output(w->arena);
+    long values = real * m->in_size;
+    for (long i = 0; i < values; i++) {
+      double a = (double)noisy[i] - w->x[i], b = (double)out[i] - w->x[i];
+      d->noisy_sq += a * a;
+      d->recon_sq += b * b;
+    }
+    d->values += values;
+    for (int b = 0; d->rows && b < real && d->shown < SHOWN; b++, d->shown++) {
+      size_t one = sizeof(float) * m->in_size;
+      memcpy(d->rows + d->shown * m->in_size, noisy + (long)b * m->in_size, one);
+      memcpy(d->rows + (SHOWN + d->shown) * m->in_size, out + (long)b * m->out_size, one);
+      memcpy(d->rows + (2 * SHOWN + d->shown) * m->in_size, w->x + (long)b * m->in_size, one);
+    }
+  }
+  free(noisy);
+  return 0;
+}
+
+static void print_eval(const aert_model *m, const aert_session *s) {
   const aert_metrics *mt = &s->mt;
   printf("test examples  %ld (checkpoint %s)\n", mt->examples, s->ckpt);
   printf("test loss      %.6f\n", mt->loss / mt->examples);
@@ -188,24 +225,52 @@ static void print_eval(const aert_model *m, const session *s) {
   }
 }
 
+static void print_latent_stats(const aert_latent_stats *ls) {
+  printf("latent         %ld units: mean %.4f, mean |z| %.4f, near zero (|z| < %g) %.2f%%, "
+         "dead units (near zero on every test image) %ld\n",
+         ls->units, aert_latent_mean(ls), aert_latent_mean_abs(ls), AERT_NEAR_ZERO,
+         100.0 * aert_latent_near_zero(ls), aert_latent_dead(ls));
+}
+
 int aert_eval(const aert_model *m, const aert_options *o) {
-  session s;
+  aert_session s;
   int images = m->target_kind != AERT_TARGET_CLASSES &&
                m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size) &&
                m->target_size <= m->in_size;
+  int denoise = images && m->target_kind == AERT_TARGET_INPUT && m->input_noise_stddev > 0;
+  aert_latent_stats ls = {0};
+  aert_denoise dn = {0};
   shown_t sh = {.m = m};
-  int rc = open_session(&s, m, o);
+  int rc = aert_session_open(&s, m, o);
   if (rc == 0 && images && !(sh.rows = aert_alloc(sizeof(float) * 3 * SHOWN * m->in_size, "images")))
     rc = -1;
+  if (rc == 0 && m->latent && m->latent_size > 0) {
+    rc = aert_latent_stats_init(&ls, m->latent_size);
+    sh.ls = rc == 0 ? &ls : NULL;
+  }
   if (rc == 0)
-    rc = aert_eval_set(&s.w, &s.test, &s.mt, images ? keep_shown : NULL, &sh);
+    rc = aert_eval_set(&s.w, &s.test, &s.mt, images || sh.ls ? keep_shown : NULL, &sh);
   if (rc == 0) {
     print_eval(m, &s);
+    if (sh.ls)
+      print_latent_stats(&ls);
     if (images)
-      rc = write_reconstructions(m, o, &sh);
+      rc = write_rows(m, o, "reconstructions.png", sh.rows, m->target_kind == AERT_TARGET_IMAGE ? 3 : 2,
+                      sh.shown);
+  }
+  if (rc == 0 && denoise) {
+    dn.rows = sh.rows;   /* reused: the reconstructions are written */
+    rc = aert_denoise_eval(&s.w, &s.test, &dn);
+    if (rc == 0) {
+      printf("denoising      noise stddev %g: noisy input PSNR %.2f dB, reconstruction PSNR %.2f dB\n",
+             m->input_noise_stddev, aert_psnr(dn.noisy_sq / dn.values),
+             aert_psnr(dn.recon_sq / dn.values));
+      rc = write_rows(m, o, "denoising.png", dn.rows, 3, dn.shown);
+    }
   }
   free(sh.rows);
-  close_session(&s);
+  aert_latent_stats_free(&ls);
+  aert_session_close(&s);
   return rc;
 }
 
@@ -221,8 +286,8 @@ static void gather(void *ctx, const aert_workspace *w, long start, int real) {
   memcpy(g->all + start * g->width, g->pick(w->arena), sizeof(float) * real * g->width);
 }
 
-static int run_gather(const aert_model *m, const aert_options *o, session *s, gather_t *g) {
-  if (open_session(s, m, o) != 0)
+static int run_gather(const aert_model *m, const aert_options *o, aert_session *s, gather_t *g) {
+  if (aert_session_open(s, m, o) != 0)
     return -1;
   g->all = aert_alloc(sizeof(float) * s->test.n * g->width, "outputs");
   return g->all ? aert_eval_set(&s->w, &s->test, &s->mt, gather, g) : -1;
@@ -249,7 +314,7 @@ static int write_latent_csv(const char *path, const aert_dataset *ds, const floa
 int aert_encode(const aert_model *m, const aert_options *o) {
   if (m->latent_size <= 0 || !m->latent)
     return aert_error("model '%s' has no latent to encode", m->name), -1;
-  session s;
+  aert_session s;
   gather_t g = {m->latent, m->latent_size, NULL};
   char *npy = aert_join(o->out, "latent.npy"), *csv = aert_join(o->out, "latent.csv");
   int rc = npy && csv ? run_gather(m, o, &s, &g) : -1;
@@ -262,12 +327,12 @@ int aert_encode(const aert_model *m, const aert_options *o) {
   free(g.all);
   free(npy);
   free(csv);
-  close_session(&s);
+  aert_session_close(&s);
   return rc;
 }
 
 int aert_predict(const aert_model *m, const aert_options *o) {
-  session s;
+  aert_session s;
   gather_t g = {m->output, m->out_size, NULL};
   char *npy = aert_join(o->out, "predictions.npy");
   int rc = npy ? run_gather(m, o, &s, &g) : -1;
@@ -277,6 +342,6 @@ int aert_predict(const aert_model *m, const aert_options *o) {
     printf("wrote %s (%ld x %ld)\n", npy, s.test.n, m->out_size);
   free(g.all);
   free(npy);
-  close_session(&s);
+  aert_session_close(&s);
   return rc;
 }

@@ -87,3 +87,45 @@ double aert_mean_iou(const aert_metrics *mt) {
   }
   return n ? sum / n : NAN;
 }
+
+/* ---- latent statistics ------------------------------------------------------------ */
+int aert_latent_stats_init(aert_latent_stats *ls, long units) {
+  memset(ls, 0, sizeof *ls);
+  ls->units = units;
+  ls->max_abs = aert_alloc(sizeof(float) * units, "latent statistics");
+  return ls->max_abs ? 0 : -1;
+}
+
+void aert_latent_stats_free(aert_latent_stats *ls) {
+  free(ls->max_abs);
+  memset(ls, 0, sizeof *ls);
+}
+
+void aert_latent_stats_add(aert_latent_stats *ls, const float *z, long examples) {
+  for (long e = 0; e < examples; e++)
+    for (long j = 0; j < ls->units; j++) {
+      float v = z[e * ls->units + j], a = fabsf(v);
+      ls->sum += v;
+      ls->sum_abs += a;
+      ls->near_zero += a < AERT_NEAR_ZERO;
+      if (a > ls->max_abs[j])
+        ls->max_abs[j] = a;
+    }
+  ls->examples += examples;
+}
+
+double aert_latent_mean(const aert_latent_stats *ls) {
+  return ls->examples ? ls->sum / ((double)ls->examples * ls->units) : 0.0;
+}
+double aert_latent_mean_abs(const aert_latent_stats *ls) {
+  return ls->examples ? ls->sum_abs / ((double)ls->examples * ls->units) : 0.0;
+}
+double aert_latent_near_zero(const aert_latent_stats *ls) {
+  return ls->examples ? (double)ls->near_zero / ((double)ls->examples * ls->units) : 0.0;
+}
+long aert_latent_dead(const aert_latent_stats *ls) {
+  long dead = 0;
+  for (long j = 0; j < ls->units; j++)
+    dead += ls->max_abs[j] < AERT_NEAR_ZERO;
+  return dead;
+}

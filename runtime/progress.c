@@ -46,9 +46,9 @@ void aert_progress_end(aert_progress *p, double train_loss, double val_loss, flo
   if (p->quiet)
     return;
   double el = aert_now() - p->t0;
-  printf("%sepoch %d/%d  train loss %.5f  val loss %.5f  lr %.3g  %.1fs  %.0f img/s\n",
-         p->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs, train_loss, val_loss, lr, el,
-         el > 0 ? p->images / el : 0.0);
+  printf("%sepoch %d/%d  train loss %.5f  val loss %.5f  lr %.3g  %.1fs  %.0f img/s  "
+         "data wait %.2fs\n", p->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs, train_loss,
+         val_loss, lr, el, el > 0 ? p->images / el : 0.0, p->data_wait);
   fflush(stdout);
 }
 

@@ -1,7 +1,8 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
- * (forward, finiteness check, backward, optimizer step), validation loss, best.ckpt and
- * last.ckpt each epoch, the CSV log, early stopping. Resume is exact because the shuffle
- * depends on (seed, epoch) and the per-step noise seed on (seed, global step). */
+ * (made and augmented one ahead on the loader thread; forward, finiteness check, backward,
+ * optimizer step), validation loss, best.ckpt and last.ckpt each epoch, the CSV log, early
+ * stopping. Resume is exact because the shuffle depends on (seed, epoch) and the per-step
+ * noise seed on (seed, global step). */
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ typedef struct {
   float *grads;
   long *order;
   aert_optimizer opt;
+  aert_loader loader;    /* batches made (and augmented) on a background thread */
   aert_dataset all, train, val;
   aert_train_state st;
   char *out, *last, *best;
@@ -89,17 +91,21 @@ static int train_epoch(trainer *t, int epoch, float lr) {
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
   t->loss = 0;
   memset(t->terms, 0, sizeof t->terms);
+  if (aert_loader_start(&t->loader, t->order, first, nb, t->st.seed, epoch) != 0)
+    return -1;
   for (long b = first; b < nb; b++) {
     aert_losses l = {0};
     uint64_t seed = aert_step_seed(t->st.seed, t->st.step);
-    const float *y = t->w.y ? t->w.y : t->w.x;
-    aert_batch_fill(m, &t->train, t->order, b * m->batch, t->w.x, t->w.y);
-    l.total = m->forward(t->w.params, t->w.arena, t->w.x, y, 1, seed, &l);
+    float *x, *yb;
+    aert_loader_take(&t->loader, b, &x, &yb);
+    const float *y = yb ? yb : x;
+    l.total = m->forward(t->w.params, t->w.arena, x, y, 1, seed, &l);
     if (check_finite(t, &l, 0, (int)b) != 0)
-      return -1;
-    m->backward(t->w.params, t->grads, t->w.arena, t->w.x, y, seed);
+      return aert_loader_stop(&t->loader), -1;
+    m->backward(t->w.params, t->grads, t->w.arena, x, y, seed);
+    aert_loader_release(&t->loader, b);
     if (check_finite(t, &l, 1, (int)b) != 0)
-      return -1;
+      return aert_loader_stop(&t->loader), -1;
     aert_optim_step(&t->opt, m, t->w.params, t->grads, lr);
     t->st.step++;
     t->loss += l.total;
@@ -107,6 +113,7 @@ static int train_epoch(trainer *t, int epoch, float lr) {
       t->terms[i] += l.term[i];
     aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), m->batch);
     if (interrupted) {
+      aert_loader_stop(&t->loader);
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
@@ -114,6 +121,8 @@ static int train_epoch(trainer *t, int epoch, float lr) {
       return 1;
     }
   }
+  aert_loader_stop(&t->loader);
+  pr.data_wait = t->loader.waited;
   t->loss /= nb - first;
   for (int i = 0; i < m->n_loss_terms; i++)
     t->terms[i] /= nb - first;
@@ -210,7 +219,12 @@ static int setup(trainer *t) {
     return aert_error("only %ld training examples in '%s', fewer than one batch of %d", t->train.n,
                       dir, m->batch), -1;
   t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
-  return t->order ? start_state(t) : -1;
+  if (!t->order || aert_loader_init(&t->loader, m, &t->train) != 0)
+    return -1;
+  if (t->loader.augment && !t->o->quiet)
+    printf("augmenting on the fly: shift %g px, rotate %g deg, zoom %g, flip%s%s\n", m->data.shift,
+           m->data.rotate, m->data.zoom, m->data.flip_h ? " h" : "", m->data.flip_v ? " v" : "");
+  return start_state(t);
 }
 
 int aert_train(const aert_model *m, const aert_options *o) {
@@ -223,6 +237,7 @@ int aert_train(const aert_model *m, const aert_options *o) {
   if (rc == 0)
     rc = run_epochs(&t);
   signal(SIGINT, previous);
+  aert_loader_free(&t.loader);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);
   aert_optim_free(&t.opt);

@@ -74,6 +74,20 @@ static void toy_backward(const float *p, float *g, float *a, const float *x, con
   }
 }
 
+/* The decoder alone: y = sigmoid(z Wd + bd) for a batch of latents. */
+static void toy_decode(const float *p, float *a, const float *zs) {
+  for (int b = 0; b < B; b++) {
+    float *y = a + A_Y + b * IN;
+    memcpy(a + A_Z + b * Z, zs + b * Z, sizeof(float) * Z);
+    memcpy(y, p + DEC_B, sizeof(float) * IN);
+    for (int j = 0; j < Z; j++)
+      for (int k = 0; k < IN; k++)
+        y[k] += zs[b * Z + j] * p[DEC_W + j * IN + k];
+    for (int k = 0; k < IN; k++)
+      y[k] = 1.0f / (1.0f + expf(-y[k]));
+  }
+}
+
 static const float *toy_output(const float *a) { return a + A_Y; }
 static const float *toy_latent(const float *a) { return a + A_Z; }
 
@@ -117,3 +131,10 @@ static void inf_backward(const float *p, float *g, float *a, const float *x, con
 }
 const aert_model toy_inf_grad_model = {
     TOY_FIELDS("toy", "00000000deadbeef", toy_forward, inf_backward)};
+
+/* The toy as a denoising model with a decoder entry point, as generated code fills the
+ * fields added at the end of aert_model. */
+const aert_model toy_family_model = {
+    TOY_FIELDS("toy", "00000000deadbeef", toy_forward, toy_backward),
+    .input_noise_stddev = 0.3f, .input_noise_lo = 0.0f, .input_noise_hi = 1.0f,
+    .decode = toy_decode};

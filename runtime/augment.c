@@ -1,0 +1,195 @@
+/* augment.c - training batches made on a background thread, one batch ahead of the step
+ * that uses them (a queue of two slots), with the spec's augmentations applied on the fly:
+ * a random shift (pixels), rotation (degrees), zoom (fraction) and flips, drawn per example
+ * from (seed, epoch, example index) and applied identically to the input and an image
+ * target. Images are resampled bilinearly (nearest for class maps), outside is 0 after
+ * normalisation's offset (the data's black) for images and the ignore class for maps. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aert_internal.h"
+
+int aert_augment_active(const aert_data *d) {
+  return d->shift > 0 || d->rotate > 0 || d->zoom > 0 || d->flip_h || d->flip_v;
+}
+
+/* The inverse map of one example's transform: source (sx, sy) of output pixel (x, y). */
+void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
+                       aert_transform *t) {
+  uint64_t s = aert_hash64(seed ^ aert_hash64(0x617567ULL + (uint64_t)epoch * 0x100000001ULL) ^
+                           aert_hash64((uint64_t)index));
+  float u[6];
+  for (int i = 0; i < 6; i++)
+    u[i] = aert_uniform(s, (uint64_t)i);
+  t->dx = d->shift * (2 * u[0] - 1);
+  t->dy = d->shift * (2 * u[1] - 1);
+  t->angle = d->rotate * (2 * u[2] - 1) * (float)(M_PI / 180.0);
+  t->scale = 1 + d->zoom * (2 * u[3] - 1);
+  t->flip_h = d->flip_h && u[4] < 0.5f;
+  t->flip_v = d->flip_v && u[5] < 0.5f;
+}
+
+/* Resamples one HWC image through t, about the image centre. nearest: class maps. */
+void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
+                        int c, float fill, int nearest) {
+  float cx = (w - 1) / 2.0f, cy = (h - 1) / 2.0f;
+  float cs = cosf(t->angle) / t->scale, sn = sinf(t->angle) / t->scale;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      /* output -> undo shift -> undo rotation and zoom -> undo flips */
+      float ox = x - cx - t->dx, oy = y - cy - t->dy;
+      float sx = cs * ox + sn * oy + cx, sy = -sn * ox + cs * oy + cy;
+      if (t->flip_h) sx = (w - 1) - sx;
+      if (t->flip_v) sy = (h - 1) - sy;
+      float *o = dst + ((long)y * w + x) * c;
+      if (nearest) {
+        int ix = (int)lrintf(sx), iy = (int)lrintf(sy);
+        int in = ix >= 0 && iy >= 0 && ix < w && iy < h;
+        for (int k = 0; k < c; k++)
+          o[k] = in ? src[((long)iy * w + ix) * c + k] : fill;
+        continue;
+      }
+      int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
+      float fx = sx - x0, fy = sy - y0;
+      for (int k = 0; k < c; k++) {
+        float v = 0;
+        for (int j = 0; j < 4; j++) {
+          int xx = x0 + (j & 1), yy = y0 + (j >> 1);
+          float wt = ((j & 1) ? fx : 1 - fx) * ((j >> 1) ? fy : 1 - fy);
+          if (wt != 0)
+            v += wt * (xx >= 0 && yy >= 0 && xx < w && yy < h ? src[((long)yy * w + xx) * c + k] : fill);
+        }
+        o[k] = v;
+      }
+    }
+}
+
+/* Augments the batch in place; order[start + b] is example b's index in the dataset. */
+static void augment_batch(const aert_model *m, const long *order, long start, long epoch,
+                          uint64_t seed, float *x, float *y, float *tmp) {
+  int h, w, c;
+  aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
+  int th = m->target_rank == 3 ? m->target_shape[0] : 0, tw = m->target_rank == 3 ? m->target_shape[1] : 0;
+  int same = y && th == h && tw == w && m->target_kind != AERT_TARGET_INPUT;
+  int map = m->target_kind == AERT_TARGET_CLASSES;
+  for (int b = 0; b < m->batch; b++) {
+    aert_transform t;
+    aert_augment_draw(&m->data, seed, epoch, order ? order[start + b] : start + b, &t);
+    float *xb = x + (long)b * m->in_size;
+    memcpy(tmp, xb, sizeof(float) * m->in_size);
+    aert_augment_image(&t, tmp, xb, h, w, c, m->data.offset, 0);
+    if (same) {
+      float *yb = y + (long)b * m->target_size;
+      memcpy(tmp, yb, sizeof(float) * m->target_size);
+      aert_augment_image(&t, tmp, yb, th, tw, m->target_shape[2], map ? -1.0f : m->data.offset, map);
+    }
+  }
+}
+
+/* ---- the loader thread -------------------------------------------------------------- */
+static void *produce(void *arg) {
+  aert_loader *l = arg;
+  const aert_model *m = l->m;
+  for (long b = l->first; b < l->nb; b++) {
+    int s = (int)(b & 1);
+    pthread_mutex_lock(&l->mu);
+    while (l->full[s] && !l->stop)
+      pthread_cond_wait(&l->cv, &l->mu);
+    int stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    if (stop)
+      break;
+    aert_batch_fill(m, l->ds, l->order, b * m->batch, l->x[s], l->y[s]);
+    if (l->augment)
+      augment_batch(m, l->order, b * m->batch, l->epoch, l->seed, l->x[s], l->y[s], l->tmp);
+    pthread_mutex_lock(&l->mu);
+    l->full[s] = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+  }
+  return NULL;
+}
+
+int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds) {
+  memset(l, 0, sizeof *l);
+  l->m = m;
+  l->ds = ds;
+  l->augment = aert_augment_active(&m->data);
+  long tsize = m->target_kind != AERT_TARGET_INPUT ? m->target_size : 0;
+  long big = m->in_size > tsize ? m->in_size : tsize;
+  for (int s = 0; s < 2; s++) {
+    l->x[s] = aert_alloc(sizeof(float) * m->batch * m->in_size, "loader batch");
+    l->y[s] = tsize ? aert_alloc(sizeof(float) * m->batch * tsize, "loader batch") : NULL;
+    if (!l->x[s] || (tsize && !l->y[s]))
+      return aert_loader_free(l), -1;
+  }
+  l->tmp = aert_alloc(sizeof(float) * big, "augmentation scratch");
+  if (!l->tmp)
+    return aert_loader_free(l), -1;
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->cv, NULL);
+  l->sync = 1;
+  return 0;
+}
+
+int aert_loader_start(aert_loader *l, const long *order, long first, long nb, uint64_t seed,
+                      long epoch) {
+  l->order = order;
+  l->first = first;
+  l->nb = nb;
+  l->seed = seed;
+  l->epoch = epoch;
+  l->full[0] = l->full[1] = 0;
+  l->stop = 0;
+  l->waited = 0;
+  if (pthread_create(&l->thread, NULL, produce, l) != 0)
+    return aert_error("cannot start the data thread"), -1;
+  l->running = 1;
+  return 0;
+}
+
+/* Waits for batch b (counting the time waited); its slot stays ours until release. */
+void aert_loader_take(aert_loader *l, long b, float **x, float **y) {
+  int s = (int)(b & 1);
+  double t0 = aert_now();
+  pthread_mutex_lock(&l->mu);
+  while (!l->full[s])
+    pthread_cond_wait(&l->cv, &l->mu);
+  pthread_mutex_unlock(&l->mu);
+  l->waited += aert_now() - t0;
+  *x = l->x[s];
+  *y = l->y[s];
+}
+
+void aert_loader_release(aert_loader *l, long b) {
+  pthread_mutex_lock(&l->mu);
+  l->full[b & 1] = 0;
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+}
+
+/* Stops the thread (also mid-epoch, after a failed step) and joins it. */
+void aert_loader_stop(aert_loader *l) {
+  if (!l->running)
+    return;
+  pthread_mutex_lock(&l->mu);
+  l->stop = 1;
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+  pthread_join(l->thread, NULL);
+  l->running = 0;
+}
+
+void aert_loader_free(aert_loader *l) {
+  aert_loader_stop(l);
+  for (int s = 0; s < 2; s++) {
+    free(l->x[s]);
+    free(l->y[s]);
+  }
+  free(l->tmp);
+  if (l->sync) {
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+  }
+  memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,97 @@
+#!/bin/sh
+# tests/family/run.sh - the autoencoder family end to end on Fashion-MNIST subsets, through
+# the real generated trainers (bin/<model>, built by `make trainers`): denoising PSNRs,
+# sparse latent statistics, VAE samples and interpolation, latent maps (PCA, t-SNE), the
+# transfer classifier's accuracy and growth's frozen weights. About 2 minutes on 2 cores.
+set -eu
+cd "$(dirname "$0")/../.."
+OUT=$(mktemp -d /tmp/aec_family_XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+export OMP_WAIT_POLICY=PASSIVE
+fail() { echo "family: FAIL: $*" >&2; exit 1; }
+field() { sed -n "s/.*$1 *\([0-9.-]*\).*/\1/p" "$2" | head -1; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+for m in denoising_ae sparse_l1_ae vae2 conv_ae latent_classifier grow_stage1 grow_stage2; do
+  [ -x bin/$m ] || fail "bin/$m is missing (make trainers)"
+done
+
+# Denoising: the reconstruction of a noisy image is closer to the clean one than the noise.
+bin/denoising_ae train --quiet --epochs 1 --limit 9000 --out $OUT/dn
+bin/denoising_ae eval --quiet --out $OUT/dn > $OUT/dn.txt
+noisy=$(sed -n 's/.*noisy input PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dn.txt)
+recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dn.txt)
+[ -n "$noisy" ] && [ -n "$recon" ] || fail "denoising_ae eval printed no denoising line"
+gt "$recon" "$noisy" || fail "denoising: reconstruction PSNR $recon <= noisy $noisy"
+[ -s $OUT/dn/denoising.png ] || fail "no denoising.png"
+echo "family: denoising PSNR noisy $noisy dB, reconstructed $recon dB"
+
+# Sparse: eval reports the latent's statistics.
+bin/sparse_l1_ae train --quiet --epochs 1 --limit 5120 --out $OUT/sp
+bin/sparse_l1_ae eval --quiet --out $OUT/sp > $OUT/sp.txt
+grep -q "^latent .*near zero" $OUT/sp.txt || fail "sparse_l1_ae eval printed no latent statistics"
+echo "family: sparse_l1_ae $(grep '^latent' $OUT/sp.txt)"
+
+# Variational: samples, interpolation, the decoded plane of the 2-d latent.
+bin/vae2 train --quiet --epochs 1 --limit 5120 --out $OUT/vae
+grep -q "^epoch,step,lr,train_loss,bce,kl_normal," $OUT/vae/train.csv || fail "vae2 train.csv lacks the loss terms"
+bin/vae2 sample --quiet --n 16 --out $OUT/vae
+bin/vae2 interpolate --quiet --from 0 --to 1 --steps 8 --out $OUT/vae
+for f in samples latent_grid interpolation; do
+  [ -s $OUT/vae/$f.png ] || fail "vae2: no $f.png"
+done
+
+# Latents: encode, PCA and t-SNE maps.
+bin/vae2 encode --quiet --out $OUT/vae
+[ -s $OUT/vae/latent.npy ] || fail "no latent.npy"
+bin/vae2 latent --quiet --method pca --out $OUT/vae
+[ $(wc -l < $OUT/vae/latent_2d.csv) -eq 10001 ] || fail "pca: latent_2d.csv should have 10000 rows"
+bin/vae2 latent --quiet --method tsne --points 500 --out $OUT/vae
+[ $(wc -l < $OUT/vae/latent_2d.csv) -eq 501 ] && [ -s $OUT/vae/latent_2d.png ] || fail "t-SNE map"
+
+# Transfer: the classifier reads runs/conv_ae/best.ckpt (a path in its spec) for its frozen
+# encoder; a run of conv_ae already there is kept aside and put back.
+keep=""
+if [ -e runs/conv_ae ]; then keep=$OUT/conv_ae.kept; mv runs/conv_ae $keep; fi
+restore() { rm -rf runs/conv_ae; [ -z "$keep" ] || mv $keep runs/conv_ae; }
+bin/conv_ae train --quiet --epochs 1 --limit 6000 --out runs/conv_ae || { restore; fail "conv_ae train"; }
+bin/latent_classifier train --quiet --epochs 1 --limit 6000 --out $OUT/lc || { restore; fail "latent_classifier train"; }
+restore
+bin/latent_classifier eval --quiet --out $OUT/lc > $OUT/lc.txt
+acc=$(sed -n 's/^accuracy *\([0-9.]*\).*/\1/p' $OUT/lc.txt)
+gt "$acc" 0.35 || fail "latent_classifier accuracy $acc <= 0.35 (chance is 0.1)"
+echo "family: latent_classifier accuracy $acc after one short epoch"
+
+# Growth: stage 2's frozen encoder equals stage 1's checkpoint, before and after training.
+keep=""
+if [ -e runs/grow_stage1 ]; then keep=$OUT/g1.kept; mv runs/grow_stage1 $keep; fi
+restore1() { rm -rf runs/grow_stage1; [ -z "$keep" ] || mv $keep runs/grow_stage1; }
+bin/grow_stage1 train --quiet --epochs 1 --limit 2560 --out runs/grow_stage1 || { restore1; fail "grow_stage1"; }
+cp runs/grow_stage1/best.ckpt $OUT/g1.ckpt
+bin/grow_stage2 train --quiet --epochs 1 --limit 2560 --out $OUT/g2 || { restore1; fail "grow_stage2"; }
+restore1
+python3 - "$OUT/g1.ckpt" "$OUT/g2/last.ckpt" <<'PY' || fail "growth: stage 2's frozen encoder differs from stage 1's"
+import struct, sys
+def tensors(path):
+    b = open(path, 'rb').read()[24:]
+    o = 0
+    def s():
+        nonlocal o
+        n, = struct.unpack_from('<I', b, o); o += 4 + n; return b[o - n:o].decode()
+    s(); s(); o += 8 + 8 + 4 + 4 + 4 + 4 + 4 + 8
+    n, = struct.unpack_from('<I', b, o); o += 4
+    out = {}
+    for _ in range(n):
+        name = s(); r, = struct.unpack_from('<I', b, o); o += 4
+        shape = struct.unpack_from('<%dI' % r, b, o); o += 4 * r
+        size = 1
+        for d in shape: size *= d
+        out[name] = b[o:o + 4 * size]; o += 4 * size
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+names = [k for k in b if k.startswith('h.') and '/' not in k]
+assert names, sorted(b)
+for k in names:
+    assert a[k] == b[k], k
+print("family: growth: %s carried bit for bit" % ", ".join(names))
+PY
+echo "family: all passed"
