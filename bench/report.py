@@ -22,3 +22,12 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
     print(f"| {model} | {a['batch']} | {a['median_ms']:.1f} | {t['median_ms']:.1f} ({t['layout']}) | "
           f"{t['median_ms'] / a['median_ms']:.2f} | {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
           f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
+
+gemms = [r for r in rows if r["side"] == "sgemm"]
+if gemms:
+    print("\nThe ceiling: OpenBLAS's own SGEMM rate (its threads, best of several runs) at the forward")
+    print("GEMM shape of each convolution (rows of an im2col chunk x output channels x window length).\n")
+    print("| model | kernel | M x N x K | OpenBLAS GFLOP/s |")
+    print("|---|---|---|---|")
+    for r in gemms:
+        print(f"| {r['model']} | {r['kernel']} | {r['m']} x {r['n']} x {r['k']} | {r['gflops']:.1f} |")

@@ -22,5 +22,16 @@ for spec in dense_ae:256 conv_ae:128 vae:256 unet_landcover:4; do
       --steps "$STEPS" --threads "$THREADS" --layout "$layout" | tee -a "$out/results.jsonl"
   done
 done
+# OpenBLAS's own SGEMM rate at the GEMM shape of every convolution: the ceiling
+${CC:-cc} -O2 -o "$out/sgemm_ceiling" bench/sgemm_ceiling.c -lopenblas
+for model in conv_ae unet_landcover; do
+  /usr/bin/python3 -c "
+import json, sys
+for k in json.load(open('$out/$model/manifest.json'))['kernels']:
+    if 'gemm' in k: print(k['name'], *k['gemm'])" | while read -r name m n k; do
+    g=$("$out/sgemm_ceiling" "$m" "$n" "$k" "$THREADS")
+    echo "{\"side\": \"sgemm\", \"model\": \"$model\", \"kernel\": \"$name\", \"m\": $m, \"n\": $n, \"k\": $k, \"gflops\": $g}" | tee -a "$out/results.jsonl"
+  done
+done
 /usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" > bench/RESULTS.md
 cat bench/RESULTS.md

@@ -598,8 +598,14 @@ static void emit_manifest(emitter *e, const char *hash) {
   OUT("  ],\n  \"kernels\": [\n");
   for (int i = 0; i < p->kernels.len; i++) {
     const ae_kernel *k = p->kernels.items[i];
-    OUT("    {\"name\": \"%s\", \"line\": %d, \"flops_per_example\": %.0f}%s\n", ae_kernel_name(e->a, k), k->node->loc.line,
-        k->node->flops, i + 1 < p->kernels.len ? "," : "");
+    OUT("    {\"name\": \"%s\", \"line\": %d, \"flops_per_example\": %.0f", ae_kernel_name(e->a, k), k->node->loc.line,
+        k->node->flops);
+    if (k->kind == K_CONV) {   /* the forward GEMM: rows of the chunk, output channels, window length */
+      window w = conv_window(k);
+      long rows = (conv_direct(k) ? p->batch : k->chunk) * (long)w.rows_h * w.rows_w;
+      OUT(", \"gemm\": [%ld, %d, %d]", rows, k->node->units, w.k * w.k * w.tc);
+    }
+    OUT("}%s\n", i + 1 < p->kernels.len ? "," : "");
   }
   OUT("  ]\n}\n");
 }
