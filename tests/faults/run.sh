@@ -61,6 +61,19 @@ $trainer train --epochs 1 $args --data "$out/baddata" --out "$out/bad" >"$out/ba
   fail "training started on a truncated data file"
 grep -q "train-images-idx3-ubyte.gz" "$out/bad.txt" || fail "the truncated-data error does not name the file: $(cat "$out/bad.txt")"
 echo "bad data: $(grep -m1 "aec:" "$out/bad.txt")"
+
+# data that vanishes during a run: IDX data is read whole before the first step, so
+# training finishes; the evaluation afterwards names the file that is gone
+mkdir -p "$out/vanish"
+cp /usr/share/datasets/fashion-mnist/*.gz "$out/vanish/"
+$trainer train --epochs 20 $args --data "$out/vanish" --out "$out/van" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -f "$out/van/last.ckpt" ] && break; sleep 0.1; done   # after the first epoch
+rm -f "$out/vanish/"*.gz
+wait $pid || fail "training failed after its data files were deleted during the run"
+$trainer eval --data "$out/vanish" --out "$out/van" >"$out/van.txt" 2>&1 && fail "eval ran without its test file"
+grep -q "t10k-images-idx3-ubyte.gz" "$out/van.txt" || fail "the vanished-file error does not name it: $(cat "$out/van.txt")"
+echo "vanished data: training finished from memory; then $(grep -m1 "aec:" "$out/van.txt")"
 # 4. Ctrl-C: training stops after the current step, writes last.ckpt, exits 130, and
 #    --resume continues mid-epoch to exactly the parameters of an uninterrupted run
 vargs="--epochs 2 --limit 40000 --quiet"
