@@ -49,7 +49,7 @@ static void dense_h_forward(const run *r) {
   aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
-/* ---- dense z.1  (specs/grow_stage2.ae:11:14)
+/* ---- dense z.1  (specs/grow_stage2.ae:10:24)
  * in: h 256
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward about twice the FLOPs */
@@ -64,7 +64,7 @@ static void dense_z_1_backward(const run *r) {
     aert_gemm(1, 0, 256, 64, 256, (r->A + 401408), 256, (r->A + 200704), 64, 1, (r->G + 200960), 64);
 }
 
-/* ---- dense z.2  (specs/grow_stage2.ae:11:38)
+/* ---- dense z.2  (specs/grow_stage2.ae:10:49)
  * in: relu 64
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch; backward about twice the FLOPs */
@@ -80,7 +80,7 @@ static void dense_z_2_backward(const run *r) {
     aert_gemm(0, 1, 256, 64, 16, (r->A + 217088), 16, (r->P + 217408), 16, 1, (r->A + 200704), 64);
 }
 
-/* ---- dense y.1  (specs/grow_stage2.ae:12:7)
+/* ---- dense y.1  (specs/grow_stage2.ae:14:7)
  * in: z.2 16
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward about twice the FLOPs */
@@ -96,7 +96,7 @@ static void dense_y_1_backward(const run *r) {
     aert_gemm(0, 1, 256, 16, 64, (r->A + 200704), 64, (r->P + 218448), 64, 1, (r->A + 217088), 16);
 }
 
-/* ---- dense y.2  (specs/grow_stage2.ae:12:31)
+/* ---- dense y.2  (specs/grow_stage2.ae:14:31)
  * in: relu 64
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward about twice the FLOPs */
@@ -112,7 +112,7 @@ static void dense_y_2_backward(const run *r) {
     aert_gemm(0, 1, 256, 64, 256, (r->A + 532480), 256, (r->P + 219536), 256, 1, (r->A + 200704), 64);
 }
 
-/* ---- dense y.3  (specs/grow_stage2.ae:12:53)
+/* ---- dense y.3  (specs/grow_stage2.ae:14:53)
  * in: relu 256
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward about twice the FLOPs */
@@ -131,7 +131,7 @@ static void dense_y_3_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
-  /* specs/grow_stage2.ae:14: 1 * bce */
+  /* specs/grow_stage2.ae:16: 1 * bce */
   t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
@@ -184,7 +184,7 @@ static const aert_real *model_latent(const aert_real *A) { return A + 630784; }
 const aert_model aec_model = {
   .name = "grow_stage2",
   .spec_file = "specs/grow_stage2.ae",
-  .spec_hash = "2a8c57cb4146182b",
+  .spec_hash = "5aa002f36a08cd4a",
   .batch = 256,
   .in_rank = 1, .in_shape = {784}, .in_size = 784,
   .target_kind = AERT_TARGET_INPUT,

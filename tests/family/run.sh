@@ -2,7 +2,8 @@
 # tests/family/run.sh - the autoencoder family end to end on Fashion-MNIST subsets, through
 # the real generated trainers (bin/<model>, built by `make trainers`): denoising PSNRs,
 # sparse latent statistics, VAE samples and interpolation, latent maps (PCA, t-SNE), the
-# transfer classifier's accuracy and growth's frozen weights. About 2 minutes on 2 cores.
+# transfer classifier's accuracy and growth's frozen weights (stages 1 -> 2 -> 3). About 2
+# minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=$(mktemp -d /tmp/aec_family_XXXXXX)
@@ -11,7 +12,8 @@ export OMP_WAIT_POLICY=PASSIVE
 fail() { echo "family: FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/.*$1 *\([0-9.-]*\).*/\1/p" "$2" | head -1; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
-for m in denoising_ae sparse_l1_ae vae2 conv_ae latent_classifier grow_stage1 grow_stage2; do
+for m in denoising_ae sparse_l1_ae sparse_none_ae vae2 conv_ae latent_classifier grow_stage1 grow_stage2 \
+         grow_stage3; do
   [ -x bin/$m ] || fail "bin/$m is missing (make trainers)"
 done
 
@@ -25,11 +27,19 @@ gt "$recon" "$noisy" || fail "denoising: reconstruction PSNR $recon <= noisy $no
 [ -s $OUT/dn/denoising.png ] || fail "no denoising.png"
 echo "family: denoising PSNR noisy $noisy dB, reconstructed $recon dB"
 
-# Sparse: eval reports the latent's statistics.
-bin/sparse_l1_ae train --quiet --epochs 1 --limit 5120 --out $OUT/sp
-bin/sparse_l1_ae eval --quiet --out $OUT/sp > $OUT/sp.txt
-grep -q "^latent .*near zero" $OUT/sp.txt || fail "sparse_l1_ae eval printed no latent statistics"
-echo "family: sparse_l1_ae $(grep '^latent' $OUT/sp.txt)"
+# Sparse: eval reports the latent's statistics; after the same short run, the L1 penalty
+# leaves more of the latent near zero than the same network without it (sparse_none_ae).
+nearzero() { sed -n 's/^latent .*near zero ([^)]*) \([0-9.]*\)%.*/\1/p' "$1"; }
+for m in sparse_l1_ae sparse_none_ae; do
+  bin/$m train --quiet --epochs 1 --limit 5120 --out $OUT/$m
+  bin/$m eval --quiet --out $OUT/$m > $OUT/$m.txt
+  grep -q "^latent .*near zero" $OUT/$m.txt || fail "$m eval printed no latent statistics"
+  echo "family: $m $(grep '^latent' $OUT/$m.txt)"
+done
+l1=$(nearzero $OUT/sparse_l1_ae.txt); none=$(nearzero $OUT/sparse_none_ae.txt)
+[ -n "$l1" ] && [ -n "$none" ] || fail "sparse: no near-zero fraction in the latent lines"
+gt "$l1" "$none" || fail "sparse: L1 leaves $l1% near zero, no penalty $none% (should be more)"
+echo "family: sparse: near zero with L1 $l1%, without $none%"
 
 # Variational: samples, interpolation, the decoded plane of the 2-d latent.
 bin/vae2 train --quiet --epochs 1 --limit 5120 --out $OUT/vae
@@ -61,15 +71,25 @@ acc=$(sed -n 's/^accuracy *\([0-9.]*\).*/\1/p' $OUT/lc.txt)
 gt "$acc" 0.35 || fail "latent_classifier accuracy $acc <= 0.35 (chance is 0.1)"
 echo "family: latent_classifier accuracy $acc after one short epoch"
 
-# Growth: stage 2's frozen encoder equals stage 1's checkpoint, before and after training.
-keep=""
-if [ -e runs/grow_stage1 ]; then keep=$OUT/g1.kept; mv runs/grow_stage1 $keep; fi
-restore1() { rm -rf runs/grow_stage1; [ -z "$keep" ] || mv $keep runs/grow_stage1; }
-bin/grow_stage1 train --quiet --epochs 1 --limit 2560 --out runs/grow_stage1 || { restore1; fail "grow_stage1"; }
+# Growth: stage 2's frozen encoder equals stage 1's checkpoint, before and after training;
+# stage 3 reads stage 1's encoder and stage 2's compress from stage 2's checkpoint (its spec
+# names runs/grow_stage2/best.ckpt) and keeps them bit for bit too. Runs already in
+# runs/grow_stage1 and runs/grow_stage2 are kept aside and put back.
+k1=""; k2=""
+if [ -e runs/grow_stage1 ]; then k1=$OUT/g1.kept; mv runs/grow_stage1 $k1; fi
+if [ -e runs/grow_stage2 ]; then k2=$OUT/g2.kept; mv runs/grow_stage2 $k2; fi
+restore12() {
+  rm -rf runs/grow_stage1 runs/grow_stage2
+  [ -z "$k1" ] || mv $k1 runs/grow_stage1
+  [ -z "$k2" ] || mv $k2 runs/grow_stage2
+}
+bin/grow_stage1 train --quiet --epochs 1 --limit 2560 --out runs/grow_stage1 || { restore12; fail "grow_stage1"; }
 cp runs/grow_stage1/best.ckpt $OUT/g1.ckpt
-bin/grow_stage2 train --quiet --epochs 1 --limit 2560 --out $OUT/g2 || { restore1; fail "grow_stage2"; }
-restore1
-python3 - "$OUT/g1.ckpt" "$OUT/g2/last.ckpt" <<'PY' || fail "growth: stage 2's frozen encoder differs from stage 1's"
+bin/grow_stage2 train --quiet --epochs 1 --limit 2560 --out runs/grow_stage2 || { restore12; fail "grow_stage2"; }
+cp runs/grow_stage2/best.ckpt $OUT/g2.ckpt; cp runs/grow_stage2/last.ckpt $OUT/g2_last.ckpt
+bin/grow_stage3 train --quiet --epochs 1 --limit 2560 --out $OUT/g3 || { restore12; fail "grow_stage3"; }
+restore12
+cat > $OUT/same.py <<'PY'
 import struct, sys
 def tensors(path):
     b = open(path, 'rb').read()[24:]
@@ -87,11 +107,17 @@ def tensors(path):
         for d in shape: size *= d
         out[name] = b[o:o + 4 * size]; o += 4 * size
     return out
+# same.py REF CKPT PREFIX...: every parameter of CKPT under a PREFIX equals REF's, bit for bit
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
-names = [k for k in b if k.startswith('h.') and '/' not in k]
+names = [k for k in b if '/' not in k and any(k.startswith(p) for p in sys.argv[3:])]
 assert names, sorted(b)
 for k in names:
     assert a[k] == b[k], k
-print("family: growth: %s carried bit for bit" % ", ".join(names))
+print("carried bit for bit: %s" % ", ".join(names))
 PY
+r=$(python3 $OUT/same.py $OUT/g1.ckpt $OUT/g2_last.ckpt h.) || fail "growth: stage 2's frozen encoder differs from stage 1's"
+echo "family: growth: stage 2: $r"
+r=$(python3 $OUT/same.py $OUT/g2.ckpt $OUT/g3/last.ckpt h. z.) || fail "growth: stage 3's frozen layers differ from stage 2's"
+echo "family: growth: stage 3: $r"
+python3 $OUT/same.py $OUT/g1.ckpt $OUT/g3/last.ckpt h. > /dev/null || fail "growth: stage 3's h differs from stage 1's"
 echo "family: all passed"

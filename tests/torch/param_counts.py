@@ -32,10 +32,12 @@ models = {
     "dense_ae": count(L(784, 256), L(256, 64), L(64, 32), L(32, 64), L(64, 256), L(256, 784)),
     "grow_stage1": count(L(784, 256), L(256, 784)),
     "grow_stage2": count(L(256, 64), L(64, 16), L(16, 64), L(64, 256), L(256, 784)),  # + frozen L(784, 256)
+    "grow_stage3": count(L(16, 16), L(16, 8), L(8, 16), L(16, 64), L(64, 256), L(256, 784)),  # + frozen stages 1-2
     "img2img": count(*dc(1, 16), *dc(16, 32), *dc(32, 64), *dc(64 + 32, 32), *dc(32 + 16, 16), C(16, 1, 1)),
     "latent_classifier": count(L(32, 64), L(64, 10)),  # + frozen conv_ae encoder
     "sparse_kl_ae": count(L(784, 256), L(256, 128), L(128, 256), L(256, 784)),
     "sparse_l1_ae": count(L(784, 256), L(256, 128), L(128, 256), L(256, 784)),
+    "sparse_none_ae": count(L(784, 256), L(256, 128), L(128, 256), L(256, 784)),
     "unet_landcover": count(*dc(24, 16), *dc(16, 32), *dc(32, 64), *dc(64, 128), *dc(128, 256),
                             *dc(256 + 128, 128), *dc(128 + 64, 64), *dc(64 + 32, 32), *dc(32 + 16, 16), C(16, 6, 1)),
     "unet_landcover_small": count(*dc(4, 8), *dc(8, 16), *dc(16, 32), *dc(32 + 16, 16), *dc(16 + 8, 8), C(8, 6, 1)),
@@ -43,6 +45,7 @@ models = {
     "vae2": count(L(784, 512), L(512, 256), L(256, 2), L(256, 2), L(2, 256), L(256, 512), L(512, 784)),
 }
 frozen = {"grow_stage2": count(L(784, 256)),
+          "grow_stage3": count(L(784, 256), L(256, 64), L(64, 16)),
           "latent_classifier": count(C(1, 32, 3), C(32, 32, 3), C(32, 64, 3), C(64, 64, 3), L(3136, 32))}
 for name, n in models.items():
     print(f'{{"{name}", {n}, {frozen.get(name, 0)}}},')
