@@ -85,9 +85,10 @@ build/fuzz/fuzz_ckpt: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_CKPT $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) -lz -lm
 
-# Runs every harness over its seed corpus, then fuzzes each for FUZZ_SECONDS.
+# Runs every harness over its seed corpus, then fuzzes each for FUZZ_SECONDS (or exactly
+# FUZZ_RUNS executions from a fixed seed, as make test does, so that CI repeats it).
 fuzz: $(FUZZERS) bin/aec
-	tests/fuzz/run.sh $(FUZZ_SECONDS)
+	RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # Speed and memory beside PyTorch (not part of make test): writes bench/RESULTS.md.
 bench: all
@@ -112,7 +113,7 @@ test: deps-test
 	tests/family/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
-	$(MAKE) fuzz FUZZ_SECONDS=15
+	$(MAKE) fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.

@@ -194,9 +194,9 @@ class_list:
   | class_list ',' class_item       { $$ = $1; ae_vec_push(A, &$$, $3); }
   ;
 class_item:
-    NUMBER IDENT                    { $$ = ae_alloc(A, sizeof *$$); $$->id = (int)$1.value; $$->name = $2; $$->loc = @$;
-                                      if (!$1.is_int || $1.value > 255)
-                                        ae_error(pr->diag, @1, "class label must be an integer from 0 to 255"); }
+    NUMBER IDENT                    { $$ = ae_alloc(A, sizeof *$$); $$->name = $2; $$->loc = @$;
+                                      if ($1.is_int && $1.value <= 255) $$->id = (int)$1.value;
+                                      else ae_error(pr->diag, @1, "class label must be an integer from 0 to 255"); }
   ;
 
 ignore_opt:
