@@ -305,21 +305,34 @@ static inline aert_real aert_loss_mse(const aert_real *restrict a, const aert_re
   return (aert_real)(s / denom);
 }
 
-/* Binary cross-entropy of probabilities p against t; logs clamped at -100 as PyTorch does. */
-static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_real *restrict t, aert_real *restrict dp, long n,
-                             double denom, aert_real weight) {
+/* Binary cross-entropy of probabilities p against t; logs clamped at -100 as PyTorch does.
+ * Forward (dp NULL) returns the value: sums of fixed blocks of 4096 values, computed in
+ * parallel and added in block order, so the result does not depend on the thread count.
+ * Backward (dp given) only adds the gradient and returns 0. */
+static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_real *restrict t, aert_real *restrict dp,
+                                      long n, double denom, aert_real weight) {
+  if (dp) {
+    aert_real g = (aert_real)(weight / denom);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+      aert_real q = p[i] * (1 - p[i]);
+      dp[i] += g * (p[i] - t[i]) / (q > (aert_real)1e-12 ? q : (aert_real)1e-12);
+    }
+    return 0;
+  }
+  long blocks = (n + 4095) / 4096;
+  double sums[blocks];
+#pragma omp parallel for schedule(static)
+  for (long b = 0; b < blocks; b++) {
+    double s = 0;
+    for (long i = b * 4096; i < n && i < (b + 1) * 4096; i++) {
+      aert_real lp = p[i] > 0 ? log(p[i]) : -100, lq = p[i] < 1 ? log(1 - p[i]) : -100;
+      s -= t[i] * (double)(lp < -100 ? -100 : lp) + (1 - t[i]) * (double)(lq < -100 ? -100 : lq);
+    }
+    sums[b] = s;
+  }
   double s = 0;
-  for (long i = 0; i < n; i++) {
-    double lp = p[i] > 0 ? log(p[i]) : -100, lq = p[i] < 1 ? log1p(-(double)p[i]) : -100;
-    if (lp < -100) lp = -100;
-    if (lq < -100) lq = -100;
-    s -= t[i] * lp + (1 - t[i]) * lq;
-  }
-  aert_real g = (aert_real)(weight / denom);
-  for (long i = 0; dp && i < n; i++) {
-    aert_real q = p[i] * (1 - p[i]);
-    dp[i] += g * (p[i] - t[i]) / (q > (aert_real)1e-12 ? q : (aert_real)1e-12);
-  }
+  for (long b = 0; b < blocks; b++) s += sums[b];
   return (aert_real)(s / denom);
 }
 

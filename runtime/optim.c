@@ -32,6 +32,7 @@ const char *aert_optim_state_name(aert_opt_kind kind, int which) {
 
 /* torch.optim.SGD, dampening 0, no Nesterov: buf = mu*buf + g; p -= lr*buf. */
 static void sgd(const aert_optim *h, float *p, const float *g, float *buf, long n, float lr) {
+#pragma omp parallel for schedule(static) if (n > 32768)
   for (long i = 0; i < n; i++) {
     float d = g[i] + h->weight_decay * p[i];
     if (h->momentum != 0.0f)
@@ -46,6 +47,7 @@ static void adam(const aert_optim *h, int decoupled, long step, float *p, const 
                  float *m, float *v, long n, float lr) {
   double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
   float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+#pragma omp parallel for schedule(static) if (n > 32768)
   for (long i = 0; i < n; i++) {
     float gi = g[i];
     if (decoupled)
