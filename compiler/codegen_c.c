@@ -12,6 +12,7 @@ typedef struct {
   ae_arena *a;
   const ae_program *p;
   FILE *o;
+  bool has_decode;           /* model_decode was emitted */
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -402,8 +403,8 @@ static void emit_zero_grads(emitter *e, int t) {
   }
 }
 
-/* The kernels that depend on the latent, or NULL-terminated nothing when the output
- * also depends on other values (a U-Net's skips): then the model has no decoder alone. */
+/* Marks in down[] the kernels that depend on the latent; false when the output also
+ * depends on other values (a U-Net's skips): then the model has no decoder alone. */
 static bool downstream_of_latent(const ae_program *p, bool *down) {
   const ae_node *lat = p->m->latent ? p->root[p->m->latent->id] : NULL;
   if (!lat || lat->op == OP_INPUT) return false;
@@ -433,6 +434,7 @@ static void emit_decode(emitter *e, const char **names) {
   const ae_program *p = e->p;
   bool *down = calloc((size_t)p->kernels.len + 1, sizeof *down);
   if (!down || !downstream_of_latent(p, down)) { free(down); return; }
+  e->has_decode = true;
   const ae_node *lat = p->root[p->m->latent->id];
   OUT("/* The decoder alone: a batch of latents in, the output where model_output points. */\n");
   OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n"
@@ -527,9 +529,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
     if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT)
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
   }
-  bool *down = calloc((size_t)e->p->kernels.len + 1, sizeof *down);
-  if (down && downstream_of_latent(e->p, down)) OUT("  .decode = model_decode,\n");
-  free(down);
+  if (e->has_decode) OUT("  .decode = model_decode,\n");
   OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }
@@ -629,7 +629,7 @@ bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *ha
     char *path;
     FILE *f = open_out(dir, files[i], &path);
     if (!f) { free(path); return false; }
-    emitter em = {a, p, f}, *e = &em;
+    emitter em = {a, p, f, false}, *e = &em;
     if (i == 0) emit_model_c(e, hash);
     else if (i == 1) emit_model_h(e);
     else if (i == 2) emit_manifest(e, hash);

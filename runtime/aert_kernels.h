@@ -82,11 +82,10 @@ static inline void aert_bias_act(aert_real *restrict y, const aert_real *restric
     for (int c = 0; c < cols; c++) y[r * cols + c] = aert_act_apply(act, alpha, y[r * cols + c] + (b ? b[c] : 0));
 }
 
-/* d = d * act'(y) in place: the gradient before the activation. d NULL: no gradient flows
- * here (a layer of a frozen, imported block), nothing to do. */
+/* d = d * act'(y) in place: the gradient before the activation. */
 static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
                                              aert_real alpha) {
-  if (act == AERT_ACT_LINEAR || !d) return;
+  if (act == AERT_ACT_LINEAR) return;
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) d[i] *= aert_act_grad(act, alpha, y[i]);
 }
@@ -338,29 +337,31 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
 
 /* Softmax cross-entropy per row against class indices t (negative: ignored), with
  * optional class weights: sum(w_t * -log p_t) / sum(w_t), PyTorch's weighted mean.
- * With per_example_sum the divisor is the batch instead. */
+ * With per_example_sum the divisor is the batch instead. Forward (dl NULL) returns the
+ * value; backward only adds the gradient and returns 0. */
 static inline aert_real aert_loss_softmax_xent(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
                                       long rows, int c, const aert_real *restrict cw, int per_example_sum, int batch,
                                       aert_real weight, aert_real *restrict p) {
   double s = 0, wsum = 0;
-  for (long r = 0; r < rows; r++) {
+  for (long r = 0; r < rows; r++) {   /* the backward pass needs only the weight sum */
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
-    aert_softmax_row(logits + r * c, p, c);
     double w = cw ? cw[k] : 1.0;
-    s -= w * log(p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30);
     wsum += w;
+    if (dl) continue;
+    aert_softmax_row(logits + r * c, p, c);
+    s -= w * log(p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30);
   }
   double denom = per_example_sum ? batch : wsum;
-  if (denom <= 0) return 0;
-  for (long r = 0; dl && r < rows; r++) {
+  if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
+  for (long r = 0; r < rows; r++) {
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     aert_softmax_row(logits + r * c, p, c);
     aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom);
     for (int i = 0; i < c; i++) dl[r * c + i] += g * (p[i] - (i == k));
   }
-  return (aert_real)(s / denom);
+  return 0;
 }
 
 /* L1 activity: sum |z| per example, averaged over the batch. */

@@ -14,8 +14,9 @@ mkdir -p "$fz/corpus-spec" "$fz/corpus-idx" "$fz/corpus-ckpt" "$fz/seeds-ckpt"
 
 # a real checkpoint to start the checkpoint harness from
 if [ ! -s "$fz/seeds-ckpt/last.ckpt" ]; then
-  bin/aec build --out "$fz/tiny" tests/fuzz/tiny.ae >/dev/null
-  mv bin/fuzz_tiny "$fz/tiny/fuzz_tiny"
+  bin/aec build --no-compile --out "$fz/tiny" tests/fuzz/tiny.ae >/dev/null
+  ${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$fz/tiny" -o "$fz/tiny/fuzz_tiny" "$fz/tiny/model.c" \
+    build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
   "$fz/tiny/fuzz_tiny" train --epochs 1 --limit 80 --out "$fz/seeds-ckpt" --quiet
   rm -f "$fz/seeds-ckpt/best.ckpt" "$fz/seeds-ckpt/train.csv"
 fi
