@@ -112,7 +112,7 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     for (int i = 0; i < m->n_loss_terms; i++)
       t->terms[i] += l.term[i];
     aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), m->batch);
-    if (interrupted) {
+    if (interrupted && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
       aert_loader_stop(&t->loader);
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
@@ -194,6 +194,12 @@ static int run_epochs(trainer *t) {
     if (rc == 0)
       rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, lr, t->loss, t->terms, t->val_loss,
                         aert_now() - t0);
+    if (rc == 0 && interrupted) {
+      printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,
+             t->last);
+      rc = 1;
+      break;
+    }
     if (rc == 0 && t->o->patience > 0 && t->st.since_best >= t->o->patience) {
       if (!t->o->quiet)
         printf("early stopping: no improvement for %d epochs\n", t->st.since_best);

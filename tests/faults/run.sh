@@ -78,15 +78,19 @@ echo "vanished data: training finished from memory; then $(grep -m1 "aec:" "$out
 #    --resume continues mid-epoch to exactly the parameters of an uninterrupted run
 vargs="--epochs 2 --limit 40000 --quiet"
 bin/vae train $vargs --out "$out/straight" >/dev/null 2>&1 || fail "a plain vae run failed"
-bin/vae train $vargs --out "$out/int" >"$out/int.txt" 2>&1 &
-pid=$!
-sleep 1.5
-kill -INT $pid
-wait $pid
-status=$?
-[ $status -eq 130 ] || fail "an interrupted run exited with $status, not 130: $(cat "$out/int.txt")"
-grep -q "interrupted at step" "$out/int.txt" || fail "no interruption message: $(cat "$out/int.txt")"
-bin/vae train $vargs --out "$out/int" --resume >/dev/null 2>&1 || fail "--resume after Ctrl-C failed"
-cmp -s "$out/straight/last.ckpt" "$out/int/last.ckpt" || fail "Ctrl-C + --resume differs from an uninterrupted run"
-echo "Ctrl-C: $(grep -o "interrupted at step [0-9]* ([^)]*)" "$out/int.txt"); resumed to the same parameters, bit for bit"
+for moment in 0.4 1.5 2.7; do   # early, mid-epoch, near the end of an epoch
+  rm -rf "$out/int"
+  bin/vae train $vargs --out "$out/int" >"$out/int.txt" 2>&1 &
+  pid=$!
+  sleep $moment
+  kill -INT $pid
+  wait $pid
+  status=$?
+  [ $status -eq 130 ] || [ $status -eq 0 ] || fail "an interrupted run exited with $status: $(cat "$out/int.txt")"
+  [ $status -eq 0 ] || grep -q "interrupted at" "$out/int.txt" || fail "no interruption message: $(cat "$out/int.txt")"
+  bin/vae train $vargs --out "$out/int" --resume >/dev/null 2>&1 || fail "--resume after Ctrl-C failed"
+  cmp -s "$out/straight/last.ckpt" "$out/int/last.ckpt" ||
+    fail "Ctrl-C at ${moment}s + --resume differs from an uninterrupted run: $(grep interrupted "$out/int.txt")"
+  echo "Ctrl-C at ${moment}s: $(grep -o "interrupted at [^:]*" "$out/int.txt" || echo "the run had finished"); resumed to the same parameters, bit for bit"
+done
 echo "fault tests passed"
