@@ -2,6 +2,7 @@
 #   make          builds the compiler as bin/aec and the runtime library
 #   make test     installs what is missing, builds everything with -Werror, runs the suite
 #   make demo     installs what is missing, trains specs/conv_ae.ae on Fashion-MNIST
+#   make demo-landcover   the small U-Net on synthetic GeoTIFF land-cover tiles
 CC      ?= cc
 CFLAGS  ?= -O2 -g -fopenmp
 WARN     = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter
@@ -71,19 +72,24 @@ build/test_runtime: $(TEST_RUNTIME_SRC) build/libaert.a
 # ---- fuzzing (libFuzzer, clang, ASan + UBSan) -----------------------------------
 FUZZ_CC     = clang
 FUZZ_FLAGS  = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_RT_SRC = runtime/io.c runtime/data_idx.c runtime/ckpt.c runtime/optim.c runtime/init.c
+# the runtime without its command line (data_idx.c reaches the tile reader, and it the rest)
+FUZZ_RT_SRC = $(filter-out runtime/cli.c,$(RUNTIME_SRC))
+FUZZ_RT_LIBS = -lopenblas -ltiff -lpng -lz -lpthread -lm
 FUZZ_SECONDS ?= 15
-FUZZERS = build/fuzz/fuzz_spec build/fuzz/fuzz_idx build/fuzz/fuzz_ckpt
+FUZZERS = build/fuzz/fuzz_spec build/fuzz/fuzz_idx build/fuzz/fuzz_ckpt build/fuzz/fuzz_tiff
 
 build/fuzz/fuzz_spec: tests/fuzz/fuzz_spec.c build/parser.c build/lexer.c $(COMPILER_SRC) compiler/aec.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(CPPFLAGS) -o $@ $< build/parser.c build/lexer.c $(filter-out compiler/main.c,$(COMPILER_SRC)) -lm
 build/fuzz/fuzz_idx: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.h)
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_IDX $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) -lz -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_IDX $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) $(FUZZ_RT_LIBS)
 build/fuzz/fuzz_ckpt: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.h)
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_CKPT $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) -lz -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_CKPT $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) $(FUZZ_RT_LIBS)
+build/fuzz/fuzz_tiff: tests/fuzz/fuzz_file.c runtime/io.c runtime/tiff.c $(wildcard runtime/*.h)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_TIFF $(CPPFLAGS) -o $@ $< runtime/io.c runtime/tiff.c -ltiff -lm
 
 # Runs every harness over its seed corpus, then fuzzes each for FUZZ_SECONDS (or exactly
 # FUZZ_RUNS executions from a fixed seed, as make test does, so that CI repeats it).
@@ -111,6 +117,7 @@ test: deps-test
 	tests/torch/run.sh
 	tests/train/run.sh
 	tests/family/run.sh
+	tests/landcover/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_RUNS=40000
@@ -126,7 +133,19 @@ demo: deps-demo
 	bin/conv_ae eval --out runs/conv_ae
 	@echo "demo: reconstructions in runs/conv_ae/reconstructions.png, log in runs/conv_ae/train.csv"
 
+# Land cover: writes synthetic GeoTIFF tiles (data/synthetic), trains the small U-Net on
+# them for a few minutes, reports per-class IoU, predicts whole test tiles as GeoTIFF + PNG.
+LANDCOVER_EPOCHS ?= 10
+demo-landcover: deps-demo
+	$(MAKE) all
+	bin/aec summary specs/unet_landcover_small.ae
+	bin/aec build specs/unet_landcover_small.ae
+	bin/unet_landcover_small train --epochs $(LANDCOVER_EPOCHS) --out runs/unet_landcover_small
+	bin/unet_landcover_small eval --out runs/unet_landcover_small
+	bin/unet_landcover_small predict --out runs/unet_landcover_small
+	@echo "demo-landcover: predicted tiles in runs/unet_landcover_small/predictions/ (GeoTIFF + PNG)"
+
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo generated trainers fuzz bench
+.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz bench

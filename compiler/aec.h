@@ -215,6 +215,7 @@ typedef struct {
 
 typedef struct {
   char *source;              /* idx, geotiff, synthetic_landcover, image_pairs */
+  ae_loc source_loc;
   ae_vec source_args;        /* ae_expr* kwargs as written, checked in sema */
   char *dir, *train, *train_labels, *test, *test_labels, *label_layer;
   ae_vec layers;             /* char* */

@@ -338,6 +338,12 @@ static void emit_losses(emitter *e) {
       for (int j = 0; j < t->n_weights; j++) OUT("%s%.9g", j ? ", " : "", t->class_weights[j]);
       OUT("};\n");
     }
+    if (t->kind == LOSS_SOFTMAX_XENT && t->auto_weights) {
+      OUT("/* weights = auto: set by the trainer from the class frequencies (aert_model.set_class_weights) */\n");
+      OUT("static aert_real class_weights_%d[%d] = {", i, m->n_classes);
+      for (int j = 0; j < m->n_classes; j++) OUT("%s1", j ? ", " : "");
+      OUT("};\n");
+    }
   }
   OUT("static aert_real compute_loss(const run *r, aert_losses *out, int backward) {\n  aert_real total = 0, t;\n");
   for (int i = 0; i < m->losses.len; i++) {
@@ -353,7 +359,8 @@ static void emit_losses(emitter *e) {
     case LOSS_SOFTMAX_XENT: {
       int c = m->n_classes;
       OUT("  t = aert_loss_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, (r->A + %ld));\n", a, b, da, n / c, c,
-          t->n_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight, e->p->rowtmp.off);
+          t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight,
+          e->p->rowtmp.off);
       break;
     }
     case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
@@ -489,6 +496,12 @@ static void emit_descriptor(emitter *e, const char *hash) {
                     : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER" : "AERT_DATA_IDX";
   const ae_node *in = m->input, *t = m->target;
   OUT("\n#ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */\n");
+  int auto_w = -1;
+  for (int i = 0; i < m->losses.len; i++)
+    if (((ae_loss_term *)m->losses.items[i])->auto_weights) auto_w = i;
+  if (auto_w >= 0)
+    OUT("static void model_set_class_weights(const float *w) {\n  for (int c = 0; c < %d; c++) class_weights_%d[c] = w[c];\n}\n\n",
+        m->n_classes, auto_w);
   OUT("const aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
   emit_cstr(e, m->src->path);
   OUT(",\n  .spec_hash = \"%s\",\n  .batch = %d,\n  .in_rank = %d, .in_shape = {", hash, e->p->batch, in->shape.rank);
@@ -521,8 +534,16 @@ static void emit_descriptor(emitter *e, const char *hash) {
   OUT(",\n           .test_images = "); emit_cstr(e, d->test);
   OUT(", .test_labels = "); emit_cstr(e, d->test_labels);
   OUT(",\n           .validation = %.9g, .scale = %.9g, .offset = %.9g, .shift = %.9g, .rotate = %.9g, .zoom = %.9g,"
-      " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d},\n",
-      d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile);
+      " .flip_h = %d, .flip_v = %d, .patch = %d, .patches_per_tile = %d,\n           .standardize = %d, .tiles = %d, .tile_size = %d",
+      d->validation, d->scale, d->offset, d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v, d->patch, d->patches_per_tile,
+      d->standardize, d->tiles, d->tile_size);
+  if (d->layers.len) {
+    OUT(",\n           .n_layers = %d, .layers = {", d->layers.len);
+    for (int i = 0; i < d->layers.len; i++) { OUT("%s", i ? ", " : ""); emit_cstr(e, d->layers.items[i]); }
+    OUT("}");
+  }
+  if (d->label_layer) { OUT(", .label_layer = "); emit_cstr(e, d->label_layer); }
+  OUT("},\n");
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
   for (int i = 0; i < m->nodes.len; i++) {
     const ae_node *n = m->nodes.items[i];
@@ -530,6 +551,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
   }
   if (e->has_decode) OUT("  .decode = model_decode,\n");
+  if (auto_w >= 0) OUT("  .set_class_weights = model_set_class_weights,\n");
   OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }

@@ -370,9 +370,8 @@ static bool check_same_shape(sema *s, const ae_expr *call, ae_node *a, ae_node *
 static bool check_class_weights(sema *s, ae_loss_term *t, ae_value *w) {
   if (!w) return true;
   if (w->kind == V_WORD && strcmp(w->str, "auto") == 0) {
-    ae_error(s->d, w->loc, "weights=auto (from class frequencies) is not implemented yet");
-    ae_hint(s->d, "give one weight per class, e.g. weights = [%s]", s->m->n_classes == 6 ? "1, 1, 1, 2, 1, 2" : "1, 2");
-    return false;
+    t->auto_weights = true;   /* the trainer sets them from the training labels' class frequencies */
+    return true;
   }
   if (w->kind == V_WORD && strcmp(w->str, "none") == 0) return true;
   if (w->kind != V_LIST || w->items.len != s->m->n_classes) {
@@ -904,6 +903,7 @@ static void set_source(sema *s, ae_value *v) {
   ae_value *a[11];
   if (!want_call(s, v, "the data source", kinds, 4) || !config_args(s, v, names, 11, a)) return;
   dt->source = (char *)v->call->str;
+  dt->source_loc = v->loc;
   opt_str(s, a[0], "dir", &dt->dir);
   opt_str(s, a[1], "train", &dt->train);
   opt_str(s, a[2], "train_labels", &dt->train_labels);
@@ -911,6 +911,7 @@ static void set_source(sema *s, ae_value *v) {
   opt_str(s, a[4], "test_labels", &dt->test_labels);
   if (a[5]) {
     if (a[5]->kind != V_LIST || a[5]->items.len == 0) ae_error(s->d, a[5]->loc, "layers must be a list of layer names such as [\"naip-new\", \"landsat-leaf-on\"]");
+    else if (a[5]->items.len > 16) ae_error(s->d, a[5]->loc, "%d layers: at most 16 files can be stacked into the input", a[5]->items.len);
     else for (int i = 0; i < a[5]->items.len; i++) {
       char *name = NULL;
       if (opt_str(s, a[5]->items.items[i], "a layer name", &name)) ae_vec_push(s->a, &dt->layers, name);
@@ -1189,6 +1190,35 @@ static void check_stmt(sema *s, ae_stmt *st) {
   }
 }
 
+/* GeoTIFF and synthetic land cover give patches of the input's size with a class map. */
+static void check_tile_source(sema *s) {
+  ae_model *m = s->m;
+  ae_data *d = &m->data;
+  bool synth = !strcmp(d->source, "synthetic_landcover");
+  if (strcmp(d->source, "geotiff") && !synth) return;
+  const ae_shape *in = m->input ? &m->input->shape : NULL;
+  if (!in || in->rank != 3 || m->target_kind != TARGET_CLASSES || !m->target || m->target->shape.rank < 2 ||
+      m->target->shape.d[0] != in->d[0] || m->target->shape.d[1] != in->d[1]) {
+    ae_error(s->d, d->source_loc, "%s gives a class per pixel: the model needs an image input [H, W, bands] and a target classes[H, W] of the same size", d->source);
+    return;
+  }
+  if (in->d[0] != in->d[1]) ae_error(s->d, d->source_loc, "%s reads square patches, but the input is %dx%d", d->source, in->d[0], in->d[1]);
+  if (d->patch && d->patch != in->d[0]) {
+    ae_error(s->d, d->source_loc, "the patch is %d pixels but the input is %dx%d", d->patch, in->d[0], in->d[1]);
+    ae_hint(s->d, "patch = %d, or leave it out: it defaults to the input's size", in->d[0]);
+  }
+  d->patch = in->d[0];
+  if (!d->patches_per_tile) d->patches_per_tile = 50;
+  if (synth) {
+    if (!d->layers.len) ae_vec_push(s->a, &d->layers, "naip-new");
+    if (!d->label_layer) d->label_layer = "lc";
+    if (!d->tiles) d->tiles = 12;
+    if (!d->tile_size) d->tile_size = 512;
+    if (d->tile_size < d->patch) ae_error(s->d, d->source_loc, "tiles of %d pixels are smaller than the %d-pixel patch", d->tile_size, d->patch);
+    if (!d->dir) d->dir = "data/synthetic";
+  }
+}
+
 static void check_complete(sema *s) {
   ae_model *m = s->m;
   for (int i = 0; i < m->losses.len && !m->output; i++) {
@@ -1203,6 +1233,7 @@ static void check_complete(sema *s) {
   if (!m->data.source) m->data.source = m->target_kind == TARGET_IMAGE ? "image_pairs" : "idx";
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
+  check_tile_source(s);
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)

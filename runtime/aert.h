@@ -72,6 +72,9 @@ typedef struct {
   float shift, rotate, zoom;     /* augmentation ranges: pixels, degrees, fraction */
   int flip_h, flip_v;
   int patch, patches_per_tile;   /* geotiff / synthetic */
+  /* ---- added for land cover; zero in older generated code ---- */
+  int standardize;               /* 1: per-band (x - mean) / std, statistics from the data */
+  int tiles, tile_size;          /* synthetic_landcover: training tiles written, their size */
 } aert_data;
 
 /* Loss terms of one forward pass (reconstruction, kl, sparsity...), logged apart. */
@@ -132,6 +135,10 @@ typedef struct aert_model {
    * latent, runs every layer downstream of the latent, and leaves the output where
    * output(arena) points. NULL when the model has no latent the output comes from. */
   void (*decode)(const float *params, float *arena, const float *latent);
+
+  /* softmax_xent(..., weights = auto): sets the n_classes class weights, which the trainer
+   * computes from the class frequencies of the training labels. NULL otherwise. */
+  void (*set_class_weights)(const float *w);
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

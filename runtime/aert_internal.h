@@ -44,6 +44,9 @@ typedef struct {
   float *y;              /* n*target_size, NULL when the target is the input */
   int *label;            /* raw label per example, NULL when the data has none */
   int owner;             /* 1: frees its arrays; 0: a view into another dataset */
+  struct aert_tiles *tiles;  /* streamed GeoTIFF patches (x, y, label NULL), or NULL */
+  int t0, t1;            /* tiles: this view's tiles */
+  int grid;              /* tiles: 1 a fixed grid of patches, 0 random patches per epoch */
 } aert_dataset;
 
 #define AERT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
@@ -54,8 +57,30 @@ int aert_data_load(const aert_model *m, const char *dir, int train, long limit, 
 void aert_data_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
 void aert_data_free(aert_dataset *ds);
 void aert_shuffle(long *order, long n, uint64_t seed, long epoch);
+/* Fills a batch from examples order[start...] (padding a partial batch with its last
+ * example); returns the real examples, or -1 when the data could not be read (message
+ * printed). draw: the epoch's random patch positions for streamed tiles (0: fixed). */
 int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
                     float *x, float *y);
+int aert_batch_fill_drawn(const aert_model *m, const aert_dataset *ds, const long *order,
+                          long start, uint64_t draw, float *x, float *y);
+
+/* ---- data_geo.c: land-cover patches streamed from GeoTIFF tiles ---------------------- */
+#define AERT_MAX_LAYERS 16
+typedef struct aert_tiles aert_tiles;
+typedef struct aert_train_state aert_train_state;
+void aert_tiles_configure(int threads, int skip_bad);   /* --data-threads, --bad-tiles */
+int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
+void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
+int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
+                    uint64_t draw, float *x, float *y);
+void aert_tiles_free(aert_tiles *t);
+void aert_tiles_rate(aert_tiles *t, long *patches, double *seconds);   /* since the last call */
+void aert_tiles_get_norm(const aert_tiles *t, aert_train_state *st);
+void aert_tiles_class_counts(const aert_tiles *t, double *counts);   /* sampled labels */
+int aert_tiles_set_norm(aert_tiles *t, const aert_train_state *st, const char *from);
+struct aert_options;
+int aert_predict_tiles(const aert_model *m, const struct aert_options *o);
 
 /* ---- augment.c: augmentation on the fly, the background batch loader --------------- */
 typedef struct {
@@ -77,7 +102,7 @@ typedef struct {
   const long *order;
   long first, nb, epoch;   /* batches first..nb-1 of epoch */
   uint64_t seed;
-  int augment, running, sync, stop, full[2];
+  int augment, running, sync, stop, full[2], failed[2];
   float *x[2], *y[2], *tmp;
   double waited;         /* seconds the trainer waited for data this epoch */
   pthread_t thread;
@@ -88,7 +113,7 @@ typedef struct {
 int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds);
 int aert_loader_start(aert_loader *l, const long *order, long first, long nb, uint64_t seed,
                       long epoch);
-void aert_loader_take(aert_loader *l, long b, float **x, float **y);
+int aert_loader_take(aert_loader *l, long b, float **x, float **y);   /* -1: unreadable data */
 void aert_loader_release(aert_loader *l, long b);
 void aert_loader_stop(aert_loader *l);
 void aert_loader_free(aert_loader *l);
@@ -113,12 +138,17 @@ const char *aert_optim_state_name(aert_opt_kind kind, int which); /* "adam_m", .
 int aert_init_params(const aert_model *m, float *params, uint64_t seed);
 
 /* ---- ckpt.c: checkpoints --------------------------------------------------------- */
-typedef struct {
+#define AERT_MAX_BANDS 64
+struct aert_train_state {
   uint64_t seed, step;   /* run seed; optimizer steps done */
   int epoch, epochs;     /* epochs completed; epochs the run was asked for */
   float best_val;        /* lowest validation loss so far */
   int since_best;        /* epochs since best_val improved (early stopping) */
-} aert_train_state;
+  int norm_bands;        /* > 0: per-band statistics of `standardize` (tensors data/mean, data/std) */
+  float norm_mean[AERT_MAX_BANDS], norm_std[AERT_MAX_BANDS];
+  int n_class_weights;   /* > 0: the weights of `weights = auto` (tensor data/class_weights) */
+  float class_weights[AERT_MAX_CLASSES];
+};
 
 typedef struct {
   char *name;
@@ -170,7 +200,8 @@ double aert_mse(const aert_metrics *mt);
 double aert_psnr(double mse);
 double aert_accuracy(const aert_metrics *mt);
 double aert_iou(const aert_metrics *mt, int c);
-double aert_mean_iou(const aert_metrics *mt);
+double aert_mean_iou(const aert_metrics *mt);   /* over classes in the truth or the predictions */
+void aert_print_confusion(const aert_metrics *mt, const char *const *names);
 
 /* Latent statistics over a set (sparse models): a value counts as near zero when
  * |z| < AERT_NEAR_ZERO (absolute, not relative to the maximum). */
@@ -197,6 +228,12 @@ int aert_png_grid(const char *path, int rows, int cols, const float *const *tile
 /* A 2-d scatter plot (n points xy[2i], xy[2i+1]) coloured by label 0..9 (others grey),
  * scaled to fill the plot, with a legend of the ten colours. */
 int aert_png_scatter(const char *path, const float *xy, const int *label, long n);
+/* Land-cover panels side by side (each optional: an RGB image, the labels, the prediction;
+ * maps hold class indices, -1 no data), scaled to at most 512 pixels, over a legend of the
+ * class colours and names. */
+int aert_png_landcover(const char *path, const unsigned char *rgb, const signed char *truth,
+                       const signed char *pred, int w, int h, int n_classes,
+                       const char *const *names);
 
 /* ---- embed.c: 2-d maps of latents --------------------------------------------------- */
 /* Top-2 principal components (LAPACK dsyev on the covariance): out n x 2; var the variance
@@ -216,6 +253,9 @@ typedef struct {
   long total, images;
   double t0, last_draw;
   double data_wait;      /* seconds waited for batches, shown at the end of the epoch */
+  long patches;          /* streamed tiles: patches read this epoch, and the seconds it took */
+  double read_seconds;
+  double val_acc, val_miou;   /* class targets: validation accuracy and mean IoU (NaN: none) */
 } aert_progress;
 
 double aert_now(void);
@@ -230,11 +270,12 @@ typedef struct {
 
 int aert_csv_open(aert_csv *c, const char *out_dir, const aert_model *m, int append);
 int aert_csv_row(aert_csv *c, const aert_model *m, int epoch, uint64_t step, float lr,
-                 double train_loss, const double *terms, double val_loss, double seconds);
+                 double train_loss, const double *terms, double val_loss, double val_acc,
+                 double val_miou, double seconds);
 int aert_csv_close(aert_csv *c);
 
 /* ---- cli.c / train.c / evaluate.c: the trainer ---------------------------------- */
-typedef struct {
+typedef struct aert_options {
   const char *cmd;
   const char *data_dir, *out, *ckpt;
   int epochs;            /* 0: the model's */
@@ -248,6 +289,9 @@ typedef struct {
   int steps;             /* interpolate: decoded points on the line (default 10) */
   const char *method;    /* latent: "pca" (default) or "tsne" */
   long points;           /* latent: test images embedded (0: pca all, tsne 1000) */
+  int data_threads;      /* tiles read side by side (default 2) */
+  int skip_bad;          /* --bad-tiles skip: leave unreadable tiles out instead of stopping */
+  int overlap;           /* predict over tiles: pixels shared by neighbouring windows */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */
@@ -269,6 +313,7 @@ typedef struct {
 
 uint64_t aert_step_seed(uint64_t seed, uint64_t step);
 int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o);
+int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from);
 void aert_session_close(aert_session *s);
 void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c);
 int aert_workspace_init(aert_workspace *w, const aert_model *m);
@@ -292,5 +337,82 @@ int aert_decode_all(aert_workspace *w, const float *z, long n, float *out);  /* 
 int aert_sample(const aert_model *m, const aert_options *o);
 int aert_interpolate(const aert_model *m, const aert_options *o);
 int aert_latent_map(const aert_model *m, const aert_options *o);   /* embed.c */
+
+/* ---- tiff.c: GeoTIFF rasters through libtiff (reading any layout, writing tiles) ---- */
+/* Georeferencing as GeoTIFF stores it, carried verbatim from an input to a prediction. */
+typedef struct {
+  int has_tiepoint, has_scale;
+  double tiepoint[6];          /* ModelTiepointTag (33922): I, J, K, X, Y, Z */
+  double scale[3];             /* ModelPixelScaleTag (33550) */
+  int n_keys;                  /* GeoKeyDirectoryTag (34735), uint16 values */
+  uint16_t *keys;
+  int n_doubles;               /* GeoDoubleParamsTag (34736) */
+  double *doubles;
+  char *ascii;                 /* GeoAsciiParamsTag (34737), NULL when absent */
+} aert_georef;
+
+void aert_georef_free(aert_georef *g);
+
+/* Sample types a raster holds (the value is what a caller asks a writer for, too). */
+typedef enum { AERT_PIX_U8, AERT_PIX_U16, AERT_PIX_I16, AERT_PIX_U32, AERT_PIX_I32,
+               AERT_PIX_F32, AERT_PIX_F64 } aert_pixel;
+
+/* An open raster: a window of any of its bands is read as floats, decoding only the
+ * strips or tiles that the window touches (the last one decoded is kept per plane). */
+typedef struct {
+  char *path;
+  void *tif;                   /* TIFF * */
+  int width, height, bands;
+  aert_pixel type;
+  int planar;                  /* 1: one plane per band (PLANARCONFIG_SEPARATE) */
+  int tiled, chunk_w, chunk_h; /* tile size, or width x rows per strip */
+  long chunk_bytes;
+  unsigned char *chunk;        /* decoded strip or tile */
+  long chunk_id;               /* which one chunk holds, -1 none */
+  aert_georef geo;
+} aert_raster;
+
+/* Opens and checks path (a TIFF whose sample type and layout this reader supports);
+ * on failure prints "aec: 'path': why" and returns -1 with nothing left open. */
+int aert_raster_open(aert_raster *r, const char *path);
+/* The same over a TIFF held in memory (data must outlive r); name is used in messages. */
+int aert_raster_open_mem(aert_raster *r, const char *name, const void *data, size_t size);
+/* Reads bands band0..band0+nbands-1 of the window x0, y0, w, h (inside the image) as
+ * floats into dst, an HWC image of w x h pixels and dst_c channels, starting at channel
+ * dst_off. A strip or tile that cannot be decoded (truncated, corrupt) prints the file
+ * and the strip/tile and returns -1. */
+int aert_raster_read(aert_raster *r, int x0, int y0, int w, int h, int band0, int nbands,
+                     float *dst, int dst_c, int dst_off);
+void aert_raster_close(aert_raster *r);
+
+/* How a written TIFF is laid out (zero fields: strips of 16 rows, chunky, deflate). */
+typedef struct {
+  int tile;                    /* > 0: tiles of tile x tile (a multiple of 16) */
+  int rows_per_strip;          /* strips: rows per strip, default 16 */
+  int planar;                  /* 1: separate planes */
+  int compression;             /* a libtiff COMPRESSION_* value, 0: deflate */
+  int bigtiff;                 /* 1: BigTIFF */
+} aert_tiff_layout;
+
+/* Writes an HWC image (bands per pixel, interleaved, of type) as a TIFF with the given
+ * georeferencing (NULL: none) and layout (NULL: the default), to path.tmp and then renamed
+ * over path, so a failure never leaves a partial file at path. */
+int aert_tiff_write(const char *path, int width, int height, int bands, aert_pixel type,
+                    const void *hwc, const aert_georef *geo, const aert_tiff_layout *layout);
+
+/* ---- synth.c: synthetic land-cover scenes written as Chesapeake-style GeoTIFF tiles ---- */
+/* Land-cover labels of the Chesapeake release: 1 water, 2 tree canopy, 3 low vegetation,
+ * 4 barren, 5 impervious (buildings), 6 impervious road; 15 no data. */
+enum { AERT_LC_WATER = 1, AERT_LC_TREE, AERT_LC_LOWVEG, AERT_LC_BARREN, AERT_LC_IMPERVIOUS,
+       AERT_LC_ROAD, AERT_LC_NODATA = 15 };
+
+/* One scene of size x size pixels drawn from seed: labels (size*size bytes), the NAIP-like
+ * image (R, G, B, NIR uint8, HWC) and the Landsat-like one (9 float32 reflectance bands,
+ * HWC, at the same resolution). Class-dependent band values with texture and noise. */
+void aert_synth_scene(uint64_t seed, int size, unsigned char *labels, unsigned char *naip,
+                      float *landsat);
+/* Writes the train/ and test/ folders of a synthetic_landcover source under dir: the spec's
+ * tile count and size, layers naip-new, landsat-leaf-on and lc, georeferenced in UTM 18N. */
+int aert_synth_write_split(const aert_model *m, const char *dir);
 
 #endif

@@ -69,7 +69,10 @@ static void augment_batch(const aert_model *m, const long *order, long start, lo
                           uint64_t seed, float *x, float *y, float *tmp) {
   int h, w, c;
   aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
-  int th = m->target_rank == 3 ? m->target_shape[0] : 0, tw = m->target_rank == 3 ? m->target_shape[1] : 0;
+  /* an image target is [H, W, C]; a class map is [H, W] (one class per pixel) */
+  int map2 = m->target_kind == AERT_TARGET_CLASSES && m->target_rank == 2;
+  int th = m->target_rank == 3 || map2 ? m->target_shape[0] : 0;
+  int tw = m->target_rank == 3 || map2 ? m->target_shape[1] : 0, tc = map2 ? 1 : m->target_shape[2];
   int same = y && th == h && tw == w && m->target_kind != AERT_TARGET_INPUT;
   int map = m->target_kind == AERT_TARGET_CLASSES;
   for (int b = 0; b < m->batch; b++) {
@@ -81,7 +84,7 @@ static void augment_batch(const aert_model *m, const long *order, long start, lo
     if (same) {
       float *yb = y + (long)b * m->target_size;
       memcpy(tmp, yb, sizeof(float) * m->target_size);
-      aert_augment_image(&t, tmp, yb, th, tw, m->target_shape[2], map ? -1.0f : m->data.offset, map);
+      aert_augment_image(&t, tmp, yb, th, tw, tc, map ? -1.0f : m->data.offset, map);
     }
   }
 }
@@ -99,13 +102,17 @@ static void *produce(void *arg) {
     pthread_mutex_unlock(&l->mu);
     if (stop)
       break;
-    aert_batch_fill(m, l->ds, l->order, b * m->batch, l->x[s], l->y[s]);
-    if (l->augment)
+    /* random patches of streamed tiles are drawn anew each epoch */
+    uint64_t draw = aert_hash64(l->seed ^ aert_hash64(0x7061746368ULL + (uint64_t)l->epoch)) | 1;
+    l->failed[s] = aert_batch_fill_drawn(m, l->ds, l->order, b * m->batch, draw, l->x[s], l->y[s]) < 0;
+    if (l->augment && !l->failed[s])
       augment_batch(m, l->order, b * m->batch, l->epoch, l->seed, l->x[s], l->y[s], l->tmp);
     pthread_mutex_lock(&l->mu);
     l->full[s] = 1;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    if (l->failed[s])
+      break;   /* the trainer stops at this batch */
   }
   return NULL;
 }
@@ -149,7 +156,7 @@ int aert_loader_start(aert_loader *l, const long *order, long first, long nb, ui
 }
 
 /* Waits for batch b (counting the time waited); its slot stays ours until release. */
-void aert_loader_take(aert_loader *l, long b, float **x, float **y) {
+int aert_loader_take(aert_loader *l, long b, float **x, float **y) {
   int s = (int)(b & 1);
   double t0 = aert_now();
   pthread_mutex_lock(&l->mu);
@@ -159,6 +166,7 @@ void aert_loader_take(aert_loader *l, long b, float **x, float **y) {
   l->waited += aert_now() - t0;
   *x = l->x[s];
   *y = l->y[s];
+  return l->failed[s] ? -1 : 0;
 }
 
 void aert_loader_release(aert_loader *l, long b) {

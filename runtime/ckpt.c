@@ -77,7 +77,9 @@ static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *s
   put_u32(b, (uint32_t)st->since_best);
   put_u32(b, o ? (uint32_t)o->kind : (uint32_t)m->optim.kind);
   put_u64(b, o ? (uint64_t)o->step : 0);
-  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o))));
+  int norm = st->norm_bands > 0 && st->norm_bands <= AERT_MAX_BANDS;
+  int cw = st->n_class_weights > 0 && st->n_class_weights <= AERT_MAX_CLASSES;
+  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw));
   for (int k = 0; k < m->n_params; k++)
     put_tensor(b, m->params[k].name, &m->params[k], params + m->params[k].offset);
   for (int s = 0; s < n_states(o); s++) {
@@ -88,6 +90,38 @@ static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *s
       put_tensor(b, name, p, (s == 0 ? o->m : o->v) + p->offset);
     }
   }
+  if (norm) {
+    aert_param band = {.rank = 1, .shape = {st->norm_bands}, .size = st->norm_bands};
+    put_tensor(b, "data/mean", &band, st->norm_mean);
+    put_tensor(b, "data/std", &band, st->norm_std);
+  }
+  if (cw) {
+    aert_param classes = {.rank = 1, .shape = {st->n_class_weights}, .size = st->n_class_weights};
+    put_tensor(b, "data/class_weights", &classes, st->class_weights);
+  }
+}
+
+/* The per-band statistics of `standardize`, when the checkpoint has them. */
+static int get_norm(aert_ckpt *ck) {
+  const aert_tensor *cw = aert_ckpt_find(ck, "data/class_weights");
+  if (cw && (cw->rank != 1 || cw->size < 1 || cw->size > AERT_MAX_CLASSES ||
+             aert_ckpt_get(ck, "data/class_weights", 1, cw->shape, ck->st.class_weights) != 0))
+    return -1;
+  ck->st.n_class_weights = cw ? (int)cw->size : 0;
+  const aert_tensor *mean = aert_ckpt_find(ck, "data/mean"), *sd = aert_ckpt_find(ck, "data/std");
+  if (!mean && !sd)
+    return 0;
+  if (!mean || !sd || mean->rank != 1 || sd->rank != 1 || mean->size != sd->size ||
+      mean->size < 1 || mean->size > AERT_MAX_BANDS)
+    return -1;
+  ck->st.norm_bands = (int)mean->size;
+  if (aert_ckpt_get(ck, "data/mean", 1, mean->shape, ck->st.norm_mean) != 0 ||
+      aert_ckpt_get(ck, "data/std", 1, sd->shape, ck->st.norm_std) != 0)
+    return -1;
+  for (int c = 0; c < ck->st.norm_bands; c++)
+    if (!(ck->st.norm_std[c] > 0))
+      return -1;
+  return 0;
 }
 
 int aert_ckpt_save(const char *path, const aert_model *m, const aert_train_state *st,
@@ -228,7 +262,7 @@ int aert_ckpt_load(const char *path, aert_ckpt *ck) {
     return -1;
   }
   cur_t c = {ck->buf + HEADER_BYTES, ck->buf + HEADER_BYTES + n, 0};
-  if (parse_payload(ck, &c) != 0) {
+  if (parse_payload(ck, &c) != 0 || get_norm(ck) != 0) {
     aert_error("checkpoint '%s' is damaged: its tensor table does not parse", path);
     aert_ckpt_free(ck);
     return -1;

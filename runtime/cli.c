@@ -17,27 +17,31 @@ typedef struct {
   const char *name, *arg;  /* arg NULL: a switch */
   int cmds;
   const char *help;
+  int tiles;               /* 1: only for models that read GeoTIFF tiles */
 } option_t;
 
 static const option_t options[] = {
-    {"--data", "DIR", ANY, "data folder (default: the model's, else " AERT_DEFAULT_DATA_DIR ")"},
-    {"--out", "DIR", ANY, "output folder (default runs/<model>)"},
-    {"--ckpt", "FILE", USE, "checkpoint to use (default OUT/best.ckpt)"},
-    {"--epochs", "N", TRAIN, "epochs to train (default: the spec's)"},
-    {"--lr", "X", TRAIN, "base learning rate (default: the spec's)"},
-    {"--seed", "S", TRAIN | SAMPLE | LATENT, "random seed: initialisation, shuffling, noise; draws (default 1)"},
-    {"--limit", "N", TRAIN, "use only the first N training examples"},
-    {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt"},
-    {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss"},
-    {"--n", "N", SAMPLE, "images to draw (default 64)"},
-    {"--from", "I", INTERP, "test image at the start of the line (default 0)"},
-    {"--to", "J", INTERP, "test image at the end of the line (default 1)"},
-    {"--steps", "K", INTERP, "decoded points on the line, ends included (default 10)"},
-    {"--method", "M", LATENT, "pca (default) or tsne"},
-    {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne)"},
-    {"--threads", "T", ANY, "threads for every kernel (default: all cores)"},
-    {"--quiet", NULL, ANY, "no progress output"},
-    {"--help", NULL, ANY, "this help"},
+    {"--data", "DIR", ANY, "data folder (default: the model's, else " AERT_DEFAULT_DATA_DIR ")", 0},
+    {"--out", "DIR", ANY, "output folder (default runs/<model>)", 0},
+    {"--ckpt", "FILE", USE, "checkpoint to use (default OUT/best.ckpt)", 0},
+    {"--epochs", "N", TRAIN, "epochs to train (default: the spec's)", 0},
+    {"--lr", "X", TRAIN, "base learning rate (default: the spec's)", 0},
+    {"--seed", "S", TRAIN | SAMPLE | LATENT, "random seed: initialisation, shuffling, noise; draws (default 1)", 0},
+    {"--limit", "N", TRAIN, "use only the first N training examples", 0},
+    {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt", 0},
+    {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
+    {"--n", "N", SAMPLE, "images to draw (default 64)", 0},
+    {"--from", "I", INTERP, "test image at the start of the line (default 0)", 0},
+    {"--to", "J", INTERP, "test image at the end of the line (default 1)", 0},
+    {"--steps", "K", INTERP, "decoded points on the line, ends included (default 10)", 0},
+    {"--method", "M", LATENT, "pca (default) or tsne", 0},
+    {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne)", 0},
+    {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
+    {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
+    {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
+    {"--overlap", "PX", PREDICT, "pixels shared by neighbouring windows (default patch/4)", 1},
+    {"--quiet", NULL, ANY, "no progress output", 0},
+    {"--help", NULL, ANY, "this help", 0},
 };
 #define N_OPTIONS (int)(sizeof options / sizeof options[0])
 
@@ -56,20 +60,30 @@ static const struct {
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
+static int reads_tiles(const aert_model *m) {
+  return m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER;
+}
+
+static const char *command_help(const aert_model *m, int i) {
+  if (commands[i].bit == PREDICT && reads_tiles(m))
+    return "every whole test tile: OUT/predictions/<tile>_pred.tif (georeferenced) and .png";
+  return commands[i].help;
+}
+
 static void usage(const aert_model *m, const char *prog, int cmd) {
   if (!cmd) {
     printf("usage: %s <command> [options]\nmodel %s (%s)\n\ncommands:\n", prog, m->name,
            m->spec_file ? m->spec_file : "no spec file");
     for (int i = 0; i < N_COMMANDS; i++)
-      printf("  %-12s %s\n", commands[i].name, commands[i].help);
+      printf("  %-12s %s\n", commands[i].name, command_help(m, i));
     printf("\n'%s <command> --help' lists the options of a command.\n", prog);
     return;
   }
   for (int i = 0; i < N_COMMANDS; i++)
     if (commands[i].bit == cmd)
-      printf("usage: %s %s [options]\n%s\n\noptions:\n", prog, commands[i].name, commands[i].help);
+      printf("usage: %s %s [options]\n%s\n\noptions:\n", prog, commands[i].name, command_help(m, i));
   for (int i = 0; i < N_OPTIONS; i++)
-    if (options[i].cmds & cmd)
+    if ((options[i].cmds & cmd) && (!options[i].tiles || reads_tiles(m)))
       printf("  %-10s %-5s %s\n", options[i].name, options[i].arg ? options[i].arg : "",
              options[i].help);
 }
@@ -93,6 +107,11 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--ckpt")) o->ckpt = val;
   else if (!strcmp(flag, "--resume")) o->resume = 1;
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
+  else if (!strcmp(flag, "--bad-tiles")) {
+    if (strcmp(val, "skip") && strcmp(val, "stop"))
+      return aert_error("--bad-tiles expects skip or stop, got '%s'", val), -1;
+    o->skip_bad = !strcmp(val, "skip");
+  }
   else if (!strcmp(flag, "--method")) {
     o->method = val;
     if (strcmp(val, "pca") && strcmp(val, "tsne"))
@@ -104,7 +123,8 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
     if (!*val || *end || !(o->lr > 0))
       return aert_error("--lr expects a positive number, got '%s'", val), -1;
   } else {
-    int zero_ok = !strcmp(flag, "--seed") || !strcmp(flag, "--from") || !strcmp(flag, "--to");
+    int zero_ok = !strcmp(flag, "--seed") || !strcmp(flag, "--from") || !strcmp(flag, "--to") ||
+                  !strcmp(flag, "--overlap");
     rc = parse_count(flag, val, !strcmp(flag, "--steps") ? 2 : zero_ok ? 0 : 1, &n);
     if (!strcmp(flag, "--epochs")) o->epochs = (int)n;
     else if (!strcmp(flag, "--seed")) o->seed = (uint64_t)n;
@@ -116,6 +136,8 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
     else if (!strcmp(flag, "--to")) o->to = n;
     else if (!strcmp(flag, "--steps")) o->steps = (int)n;
     else if (!strcmp(flag, "--points")) o->points = n;
+    else if (!strcmp(flag, "--data-threads")) o->data_threads = (int)(n < 64 ? n : 64);
+    else if (!strcmp(flag, "--overlap")) o->overlap = (int)(n < 1 << 20 ? n : 1 << 20);
   }
   return rc;
 }
@@ -142,6 +164,9 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
     if (!op)
       return aert_error("unknown option '%s' for '%s'; see '%s %s --help'", argv[i], o->cmd, prog,
                         o->cmd), -1;
+    if (op->tiles && !reads_tiles(m))
+      return aert_error("option '%s' is for models that read GeoTIFF tiles; model '%s' does not",
+                        flag, m->name), -1;
     if (!strcmp(flag, "--help"))
       return usage(m, prog, *cmd), 1;
     if (op->arg && !eq && i + 1 >= argc)
@@ -162,7 +187,8 @@ void aert_prefer_passive_threads(char **argv) {
 }
 
 int aert_main(const aert_model *m, int argc, char **argv) {
-  aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .method = "pca"};
+  aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .method = "pca",
+                    .overlap = -1};
   char out[512];
   int cmd, rc = parse(m, argc, argv, &o, &cmd);
   if (rc != 0)
@@ -174,6 +200,7 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   /* OpenMP spreads every kernel over the threads; OpenBLAS runs inside them, alone. */
   openblas_set_num_threads(1);
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  aert_tiles_configure(o.data_threads, o.skip_bad);
   switch (cmd) {
   case TRAIN: rc = aert_train(m, &o); break;
   case EVAL: rc = aert_eval(m, &o); break;

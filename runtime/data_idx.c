@@ -186,9 +186,8 @@ static int load_second(const aert_model *m, const char *path, const char *images
 
 int aert_data_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
   memset(ds, 0, sizeof *ds);
-  if (m->data.kind != AERT_DATA_IDX && m->data.kind != AERT_DATA_IMAGE_PAIRS)
-    return aert_error("model '%s': this runtime reads IDX data only (GeoTIFF and synthetic "
-                      "data are not implemented yet)", m->name), -1;
+  if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
+    return aert_tiles_load(m, dir, train, limit, ds);
   char *ipath = data_file(m, dir, train, 0), *lpath = data_file(m, dir, train, 1);
   aert_idx idx;
   int rc = -1;
@@ -216,6 +215,8 @@ out:
 
 void aert_data_split(aert_dataset *all, double validation, aert_dataset *train,
                      aert_dataset *val) {
+  if (all->tiles)
+    return aert_tiles_split(all, validation, train, val);
   long nval = (long)(all->n * validation);
   *train = *all;
   *val = *all;
@@ -229,6 +230,7 @@ void aert_data_split(aert_dataset *all, double validation, aert_dataset *train,
 
 void aert_data_free(aert_dataset *ds) {
   if (ds->owner) {
+    aert_tiles_free(ds->tiles);
     free(ds->x);
     free(ds->y);
     free(ds->label);
@@ -252,6 +254,13 @@ void aert_shuffle(long *order, long n, uint64_t seed, long epoch) {
 
 int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
                     float *x, float *y) {
+  return aert_batch_fill_drawn(m, ds, order, start, 0, x, y);
+}
+
+int aert_batch_fill_drawn(const aert_model *m, const aert_dataset *ds, const long *order,
+                          long start, uint64_t draw, float *x, float *y) {
+  if (ds->tiles)
+    return aert_tiles_fill(m, ds, order, start, draw, x, y);
   long real = ds->n - start < m->batch ? ds->n - start : m->batch;
   for (long b = 0; b < m->batch; b++) {
     long k = start + (b < real ? b : real - 1);

@@ -75,6 +75,8 @@ int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, a
   for (long start = 0; start < ds->n; start += m->batch) {
     aert_losses l = {0};
     int real = aert_batch_fill(m, ds, NULL, start, w->x, w->y);
+    if (real < 0)
+      return -1;
     l.total = m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, &l);
     add_outputs(w, mt, real);
     if (fn)
@@ -97,14 +99,30 @@ int aert_session_open(aert_session *s, const aert_model *m, const aert_options *
   int rc = aert_ckpt_check_model(&ck, m);
   if (rc == 0)
     rc = aert_ckpt_restore(&ck, m, s->w.params, NULL);
+  aert_train_state st = ck.st;   /* the band statistics of `standardize` */
   aert_ckpt_free(&ck);
   if (rc == 0)
     rc = aert_metrics_init(&s->mt, m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0);
   if (rc == 0)
     rc = aert_data_load(m, aert_data_dir(m, o->data_dir), 0, 0, &s->test);
+  if (rc == 0 && s->test.tiles)
+    rc = aert_tiles_set_norm(s->test.tiles, &st, s->ckpt);
+  if (rc == 0)
+    rc = aert_set_class_weights(m, &st, s->ckpt);
   if (rc == 0)
     rc = aert_mkdir_p(o->out);
   return rc;
+}
+
+/* weights = auto: the weights the run trained with, from its checkpoint. */
+int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from) {
+  if (!m->set_class_weights)
+    return 0;
+  if (st->n_class_weights != m->n_classes)
+    return aert_error("checkpoint '%s' holds no class weights for the %d classes of model '%s' "
+                      "(weights = auto)", from, m->n_classes, m->name), -1;
+  m->set_class_weights(st->class_weights);
+  return 0;
 }
 
 void aert_session_close(aert_session *s) {
@@ -221,6 +239,7 @@ static void print_eval(const aert_model *m, const aert_session *s) {
       for (int c = 0; c < m->n_classes; c++)
         printf("  IoU %-10s %.4f\n", m->class_names[c] ? m->class_names[c] : "?", aert_iou(mt, c));
       printf("mean IoU       %.4f\n", aert_mean_iou(mt));
+      aert_print_confusion(mt, m->class_names);
     }
   }
 }
@@ -332,6 +351,8 @@ int aert_encode(const aert_model *m, const aert_options *o) {
 }
 
 int aert_predict(const aert_model *m, const aert_options *o) {
+  if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
+    return aert_predict_tiles(m, o);
   aert_session s;
   gather_t g = {m->output, m->out_size, NULL};
   char *npy = aert_join(o->out, "predictions.npy");

@@ -82,10 +82,55 @@ static const unsigned char palette[11][3] = {
     {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
     {160, 160, 160}};
 
-/* 3x5 digits, one row of 3 bits per byte, top row first. */
-static const unsigned char digits[10][5] = {
-    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1},
-    {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}};
+/* A 5x7 font (one row of 5 bits per byte, top row first) for legends; letters are drawn
+ * as capitals, and a character outside it is a blank. */
+static const char font_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789-._():%/";
+static const unsigned char font[][7] = {
+    {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}, /* a */
+    {0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e}, /* b */
+    {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}, /* c */
+    {0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e}, /* d */
+    {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}, /* e */
+    {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}, /* f */
+    {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}, /* g */
+    {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}, /* h */
+    {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}, /* i */
+    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c}, /* j */
+    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}, /* k */
+    {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}, /* l */
+    {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}, /* m */
+    {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}, /* n */
+    {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}, /* o */
+    {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}, /* p */
+    {0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d}, /* q */
+    {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}, /* r */
+    {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}, /* s */
+    {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* t */
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}, /* u */
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}, /* v */
+    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}, /* w */
+    {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}, /* x */
+    {0x11, 0x11, 0x11, 0x0a, 0x04, 0x04, 0x04}, /* y */
+    {0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f}, /* z */
+    {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}, /* 0 */
+    {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}, /* 1 */
+    {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}, /* 2 */
+    {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}, /* 3 */
+    {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}, /* 4 */
+    {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}, /* 5 */
+    {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}, /* 6 */
+    {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
+    {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}, /* 8 */
+    {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}, /* 9 */
+    {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}, /* . */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1f}, /* _ */
+    {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}, /* ( */
+    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}, /* ) */
+    {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}, /* : */
+    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}, /* % */
+    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}, /* / */
+};
 
 static void fill_rect(unsigned char *img, int W, int H, int x0, int y0, int w, int h,
                       const unsigned char *rgb) {
@@ -96,12 +141,21 @@ static void fill_rect(unsigned char *img, int W, int H, int x0, int y0, int w, i
           img[((size_t)y * W + x) * 3 + k] = rgb[k];
 }
 
-static void draw_digit(unsigned char *img, int W, int H, int x0, int y0, int d, int scale) {
-  static const unsigned char black[3] = {0, 0, 0};
-  for (int r = 0; r < 5; r++)
-    for (int c = 0; c < 3; c++)
-      if (digits[d][r] >> (2 - c) & 1)
-        fill_rect(img, W, H, x0 + c * scale, y0 + r * scale, scale, scale, black);
+/* Text in the 5x7 font, each dot scale x scale pixels; returns the x after the text. */
+static int draw_text(unsigned char *img, int W, int H, int x0, int y0, const char *text, int scale,
+                     const unsigned char *rgb) {
+  for (const char *p = text; *p; p++, x0 += 6 * scale) {
+    char ch = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+    const char *at = ch ? strchr(font_chars, ch) : NULL;
+    if (!at)
+      continue;
+    const unsigned char *g = font[at - font_chars];
+    for (int r = 0; r < 7; r++)
+      for (int c = 0; c < 5; c++)
+        if (g[r] >> (4 - c) & 1)
+          fill_rect(img, W, H, x0 + c * scale, y0 + r * scale, scale, scale, rgb);
+  }
+  return x0;
 }
 
 int aert_png_scatter(const char *path, const float *xy, const int *label, long n) {
@@ -132,7 +186,62 @@ int aert_png_scatter(const char *path, const float *xy, const int *label, long n
   for (int c = 0; c < 10; c++) {
     int y = MARGIN + 10 + c * 24, x = MARGIN + PLOT + 14;
     fill_rect(img, W, H, x, y, 14, 14, palette[c]);
-    draw_digit(img, W, H, x + 22, y - 1, c, 3);
+    char digit[2] = {(char)('0' + c), 0};
+    static const unsigned char black[3] = {0, 0, 0};
+    draw_text(img, W, H, x + 22, y, digit, 2, black);
+  }
+  int rc = write_atomic(path, img, W, H, 3);
+  free(img);
+  return rc;
+}
+
+/* ---- land-cover maps ----------------------------------------------------------------- */
+/* Colours by class index in the Chesapeake order (water, tree canopy, low vegetation,
+ * barren, impervious, road), then tab10; no data (-1) is black. */
+static const unsigned char lc_colours[6][3] = {
+    {0, 90, 200}, {20, 110, 30}, {150, 215, 110}, {175, 135, 90}, {220, 40, 40}, {95, 95, 95}};
+
+static const unsigned char *class_colour(int c) {
+  static const unsigned char none[3] = {0, 0, 0};
+  return c < 0 ? none : c < 6 ? lc_colours[c] : palette[(c - 6) % 10];
+}
+
+int aert_png_landcover(const char *path, const unsigned char *rgb, const signed char *truth,
+                       const signed char *pred, int w, int h, int n_classes,
+                       const char *const *names) {
+  static const unsigned char black[3] = {0, 0, 0};
+  const char *titles[3] = {"image", "labels", "prediction"};
+  int have[3] = {rgb != NULL, truth != NULL, pred != NULL}, panels = have[0] + have[1] + have[2];
+  int f = (w > h ? w : h) / 512 + 1, pw = w / f, ph = h / f, gap = 12, top = 24, per_row = 4;
+  int W = panels * pw + (panels + 1) * gap, rows = (n_classes + 1 + per_row - 1) / per_row;
+  if (W < per_row * 130 + gap) W = per_row * 130 + gap;
+  int H = top + ph + gap + rows * 20 + gap;
+  unsigned char *img = aert_alloc((size_t)W * H * 3, path);
+  if (!img)
+    return -1;
+  memset(img, 255, (size_t)W * H * 3);
+  int x0 = gap;
+  for (int p = 0; p < 3; p++) {
+    if (!have[p])
+      continue;
+    draw_text(img, W, H, x0, 8, titles[p], 1, black);
+    for (int y = 0; y < ph; y++)
+      for (int x = 0; x < pw; x++) {
+        long i = (long)y * f * w + (long)x * f;
+        unsigned char *o = img + ((size_t)(top + y) * W + x0 + x) * 3;
+        if (p == 0)
+          memcpy(o, rgb + i * 3, 3);
+        else
+          memcpy(o, class_colour((p == 1 ? truth : pred)[i]), 3);
+      }
+    x0 += pw + gap;
+  }
+  for (int c = -1; c < n_classes; c++) {   /* the legend: no data first */
+    int k = c + 1, x = gap + (k % per_row) * 130, y = top + ph + gap + (k / per_row) * 20;
+    static const unsigned char frame[3] = {160, 160, 160};
+    fill_rect(img, W, H, x, y, 14, 14, frame);
+    fill_rect(img, W, H, x + 1, y + 1, 12, 12, class_colour(c));
+    draw_text(img, W, H, x + 20, y + 4, c < 0 ? "no data" : names[c] ? names[c] : "?", 1, black);
   }
   int rc = write_atomic(path, img, W, H, 3);
   free(img);

@@ -13,11 +13,11 @@
 
 void aert_error(const char *fmt, ...) {
   va_list ap;
+  char line[2048];   /* one write, so that lines of several data threads do not interleave */
   va_start(ap, fmt);
-  fputs("aec: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  fprintf(stderr, "aec: %s\n", line);
 }
 
 void *aert_alloc(size_t n, const char *what) {

@@ -77,6 +77,21 @@ double aert_iou(const aert_metrics *mt, int c) {
   return uni ? (double)inter / uni : NAN;
 }
 
+/* Rows are the true classes, columns the predicted ones, in pixels (or examples). */
+void aert_print_confusion(const aert_metrics *mt, const char *const *names) {
+  int nc = mt->n_classes;
+  printf("confusion      (rows: truth, columns: prediction)\n%12s", "");
+  for (int c = 0; c < nc; c++)
+    printf(" %10.10s", names[c] ? names[c] : "?");
+  printf("\n");
+  for (int r = 0; r < nc; r++) {
+    printf("  %-10.10s", names[r] ? names[r] : "?");
+    for (int c = 0; c < nc; c++)
+      printf(" %10ld", mt->confusion[r * nc + c]);
+    printf("\n");
+  }
+}
+
 double aert_mean_iou(const aert_metrics *mt) {
   double sum = 0;
   int n = 0;

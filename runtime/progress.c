@@ -21,6 +21,9 @@ void aert_progress_begin(aert_progress *p, int epoch, int epochs, long total, in
   p->epochs = epochs;
   p->total = total;
   p->images = 0;
+  p->patches = 0;
+  p->read_seconds = p->data_wait = 0;
+  p->val_acc = p->val_miou = NAN;
   p->t0 = p->last_draw = aert_now();
 }
 
@@ -46,9 +49,17 @@ void aert_progress_end(aert_progress *p, double train_loss, double val_loss, flo
   if (p->quiet)
     return;
   double el = aert_now() - p->t0;
-  printf("%sepoch %d/%d  train loss %.5f  val loss %.5f  lr %.3g  %.1fs  %.0f img/s  "
-         "data wait %.2fs\n", p->tty ? "\r\033[K" : "", p->epoch + 1, p->epochs, train_loss,
-         val_loss, lr, el, el > 0 ? p->images / el : 0.0, p->data_wait);
+  printf("%sepoch %d/%d  train loss %.5f  val loss %.5f", p->tty ? "\r\033[K" : "", p->epoch + 1,
+         p->epochs, train_loss, val_loss);
+  if (!isnan(p->val_acc))
+    printf("  val acc %.4f", p->val_acc);
+  if (!isnan(p->val_miou))
+    printf("  mIoU %.4f", p->val_miou);
+  printf("  lr %.3g  %.1fs  %.0f img/s  data wait %.2fs", lr, el, el > 0 ? p->images / el : 0.0,
+         p->data_wait);
+  if (p->patches)   /* patches/s of the data threads while reading, not of the whole epoch */
+    printf(" (read %ld patches, %.0f/s)", p->patches, p->read_seconds > 0 ? p->patches / p->read_seconds : 0.0);
+  printf("\n");
   fflush(stdout);
 }
 
@@ -67,7 +78,10 @@ int aert_csv_open(aert_csv *c, const char *out_dir, const aert_model *m, int app
   fprintf(c->f, "epoch,step,lr,train_loss");
   for (int i = 0; i < m->n_loss_terms; i++)
     fprintf(c->f, ",%s", m->loss_term_names[i] ? m->loss_term_names[i] : "term");
-  fprintf(c->f, ",val_loss,seconds\n");
+  fprintf(c->f, ",val_loss");
+  if (m->target_kind == AERT_TARGET_CLASSES)
+    fprintf(c->f, m->target_rank ? ",val_pixel_accuracy,val_mean_iou" : ",val_accuracy");
+  fprintf(c->f, ",seconds\n");
   if (fflush(c->f) != 0) {
     aert_error("cannot write '%s': %m", c->path);
     return -1;
@@ -76,11 +90,15 @@ int aert_csv_open(aert_csv *c, const char *out_dir, const aert_model *m, int app
 }
 
 int aert_csv_row(aert_csv *c, const aert_model *m, int epoch, uint64_t step, float lr,
-                 double train_loss, const double *terms, double val_loss, double seconds) {
+                 double train_loss, const double *terms, double val_loss, double val_acc,
+                 double val_miou, double seconds) {
   fprintf(c->f, "%d,%llu,%.9g,%.9g", epoch, (unsigned long long)step, lr, train_loss);
   for (int i = 0; i < m->n_loss_terms; i++)
     fprintf(c->f, ",%.9g", terms[i]);
-  fprintf(c->f, ",%.9g,%.3f\n", val_loss, seconds);
+  fprintf(c->f, ",%.9g", val_loss);
+  if (m->target_kind == AERT_TARGET_CLASSES)
+    fprintf(c->f, m->target_rank ? ",%.6f,%.6f" : ",%.6f", val_acc, val_miou);
+  fprintf(c->f, ",%.3f\n", seconds);
   if (ferror(c->f) || fflush(c->f) != 0)
     return aert_error("cannot write '%s': %m", c->path), -1;
   return 0;

@@ -31,6 +31,7 @@ typedef struct {
   char *out, *last, *best;
   double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
   double val_loss;                           /* NaN without a validation set */
+  double val_acc, val_miou;                  /* class targets, NaN otherwise */
 } trainer;
 
 uint64_t aert_step_seed(uint64_t seed, uint64_t step) {
@@ -97,7 +98,14 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     aert_losses l = {0};
     uint64_t seed = aert_step_seed(t->st.seed, t->st.step);
     float *x, *yb;
-    aert_loader_take(&t->loader, b, &x, &yb);
+    if (aert_loader_take(&t->loader, b, &x, &yb) != 0) {
+      char kept[600] = "no checkpoint was written";
+      if (t->st.epoch > 0)
+        snprintf(kept, sizeof kept, "'%s' keeps epoch %d", t->last, t->st.epoch);
+      aert_error("training stopped at step %llu (epoch %d, batch %ld): the data above could not "
+                 "be read; %s", (unsigned long long)t->st.step + 1, epoch + 1, b + 1, kept);
+      return aert_loader_stop(&t->loader), -1;
+    }
     const float *y = yb ? yb : x;
     l.total = m->forward(t->w.params, t->w.arena, x, y, 1, seed, &l);
     if (check_finite(t, &l, 0, (int)b) != 0)
@@ -123,27 +131,90 @@ static int train_epoch(trainer *t, int epoch, float lr) {
   }
   aert_loader_stop(&t->loader);
   pr.data_wait = t->loader.waited;
+  if (t->all.tiles)
+    aert_tiles_rate(t->all.tiles, &pr.patches, &pr.read_seconds);
   t->loss /= nb - first;
   for (int i = 0; i < m->n_loss_terms; i++)
     t->terms[i] /= nb - first;
-  t->val_loss = NAN;
+  t->val_loss = t->val_acc = t->val_miou = NAN;
   if (t->val.n > 0) {
     aert_metrics mt;
-    if (aert_metrics_init(&mt, 0) != 0 || aert_eval_set(&t->w, &t->val, &mt, NULL, NULL) != 0)
-      return -1;
+    int classes = m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0;
+    if (aert_metrics_init(&mt, classes) != 0 || aert_eval_set(&t->w, &t->val, &mt, NULL, NULL) != 0)
+      return aert_metrics_free(&mt), -1;
     t->val_loss = mt.loss / mt.examples;
+    if (classes)
+      t->val_acc = aert_accuracy(&mt);
+    if (classes && m->target_rank)
+      t->val_miou = aert_mean_iou(&mt);
+    pr.val_acc = t->val_acc, pr.val_miou = t->val_miou;
     aert_metrics_free(&mt);
+    if (t->all.tiles) {   /* the validation reads are not the trainer's */
+      long n;
+      double sec;
+      aert_tiles_rate(t->all.tiles, &n, &sec);
+    }
   }
   aert_progress_end(&pr, t->loss, t->val_loss, lr);
   return 0;
+}
+
+/* weights = auto: softened median frequency balancing over the training labels: w_c is the
+ * square root of (the median class frequency / the frequency of c), at most 10; a class
+ * never seen gets 1. The square root keeps rare classes from swamping the gradient. */
+static void auto_class_weights(trainer *t) {
+  const aert_model *m = t->m;
+  int nc = m->n_classes;
+  double count[AERT_MAX_CLASSES] = {0}, freq[AERT_MAX_CLASSES], total = 0;
+  if (t->all.tiles)
+    aert_tiles_class_counts(t->all.tiles, count);
+  else
+    for (long i = 0; t->train.y && i < t->train.n * m->target_size; i++)
+      if (t->train.y[i] >= 0 && t->train.y[i] < nc)
+        count[(int)t->train.y[i]]++;
+  int seen = 0;
+  for (int c = 0; c < nc; c++)
+    total += count[c];
+  for (int c = 0; c < nc; c++)
+    if (count[c] > 0)
+      freq[seen++] = count[c] / total;
+  for (int i = 1; i < seen; i++)   /* insertion sort for the median */
+    for (int j = i; j > 0 && freq[j] < freq[j - 1]; j--) {
+      double x = freq[j];
+      freq[j] = freq[j - 1], freq[j - 1] = x;
+    }
+  double median = seen ? (seen % 2 ? freq[seen / 2] : (freq[seen / 2 - 1] + freq[seen / 2]) / 2) : 1;
+  t->st.n_class_weights = nc;
+  for (int c = 0; c < nc; c++) {
+    double w = count[c] > 0 ? sqrt(median / (count[c] / total)) : 1;
+    t->st.class_weights[c] = (float)(w < 10 ? w : 10);
+  }
+}
+
+static void show_class_weights(const trainer *t) {
+  const aert_model *m = t->m;
+  if (t->o->quiet)
+    return;
+  printf("class weights (auto, from the class frequencies):");
+  for (int c = 0; c < m->n_classes; c++)
+    printf(" %s %.3g", m->class_names[c] ? m->class_names[c] : "?", t->st.class_weights[c]);
+  printf("\n");
 }
 
 static int start_state(trainer *t) {
   const aert_options *o = t->o;
   t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
                              .best_val = INFINITY};
-  if (!o->resume)
+  if (!o->resume) {
+    if (t->all.tiles)   /* the band statistics travel in every checkpoint */
+      aert_tiles_get_norm(t->all.tiles, &t->st);
+    if (t->m->set_class_weights) {   /* and so do automatic class weights */
+      auto_class_weights(t);
+      show_class_weights(t);
+      t->m->set_class_weights(t->st.class_weights);
+    }
     return aert_init_params(t->m, t->w.params, o->seed);
+  }
   aert_ckpt ck;
   if (aert_ckpt_load(t->last, &ck) != 0)
     return -1;
@@ -154,6 +225,10 @@ static int start_state(trainer *t) {
     t->st = ck.st;
     if (o->epochs)
       t->st.epochs = o->epochs;
+    if (t->all.tiles)
+      rc = aert_tiles_set_norm(t->all.tiles, &t->st, t->last);
+    if (rc == 0)
+      rc = aert_set_class_weights(t->m, &t->st, t->last);
   }
   aert_ckpt_free(&ck);
   return rc;
@@ -193,6 +268,7 @@ static int run_epochs(trainer *t) {
     rc = save_epoch(t, t->val.n > 0 ? t->val_loss : t->loss);
     if (rc == 0)
       rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, lr, t->loss, t->terms, t->val_loss,
+                        t->val_acc, t->val_miou,
                         aert_now() - t0);
     if (rc == 0 && interrupted) {
       printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,

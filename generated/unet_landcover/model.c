@@ -1251,10 +1251,12 @@ static void conv_logits_backward(const run *r) {
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
+/* weights = auto: set by the trainer from the class frequencies (aert_model.set_class_weights) */
+static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover.ae:22: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 123731968), r->T, backward ? (r->A + 90177536) : NULL, 524288, 6, NULL, 0, 8, 1, (r->A + 144441344));
+  t = aert_loss_softmax_xent((r->A + 123731968), r->T, backward ? (r->A + 90177536) : NULL, 524288, 6, class_weights_0, 0, 8, 1, (r->A + 144441344));
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -1347,10 +1349,14 @@ static const aert_real *model_output(const aert_real *A) { return A + 123731968;
 static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL; }
 
 #ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */
+static void model_set_class_weights(const float *w) {
+  for (int c = 0; c < 6; c++) class_weights_0[c] = w[c];
+}
+
 const aert_model aec_model = {
   .name = "unet_landcover",
   .spec_file = "specs/unet_landcover.ae",
-  .spec_hash = "984fc32d6e51ec7e",
+  .spec_hash = "a280324e66f9033f",
   .batch = 8,
   .in_rank = 3, .in_shape = {256, 256, 24}, .in_size = 1572864,
   .target_kind = AERT_TARGET_CLASSES,
@@ -1365,8 +1371,11 @@ const aert_model aec_model = {
   .epochs = 50,
   .data = {.kind = AERT_DATA_GEOTIFF, .dir = "data/chesapeake", .train_images = NULL, .train_labels = NULL,
            .test_images = NULL, .test_labels = NULL,
-           .validation = 0.05, .scale = 0, .offset = 0, .shift = 0, .rotate = 90, .zoom = 0, .flip_h = 1, .flip_v = 1, .patch = 256, .patches_per_tile = 50},
+           .validation = 0.05, .scale = 0, .offset = 0, .shift = 0, .rotate = 90, .zoom = 0, .flip_h = 1, .flip_v = 1, .patch = 256, .patches_per_tile = 50,
+           .standardize = 1, .tiles = 0, .tile_size = 0,
+           .n_layers = 4, .layers = {"naip-new", "naip-old", "landsat-leaf-on:1-8", "landsat-leaf-off:1-8"}, .label_layer = "lc"},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .set_class_weights = model_set_class_weights,
 };
 
 #ifndef AEC_NO_MAIN

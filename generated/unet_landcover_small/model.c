@@ -703,10 +703,12 @@ static void conv_logits_backward(const run *r) {
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
+/* weights = auto: set by the trainer from the class frequencies (aert_model.set_class_weights) */
+static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 4915200), r->T, backward ? (r->A + 3866624) : NULL, 65536, 6, NULL, 0, 16, 1, (r->A + 6815744));
+  t = aert_loss_softmax_xent((r->A + 4915200), r->T, backward ? (r->A + 3866624) : NULL, 65536, 6, class_weights_0, 0, 16, 1, (r->A + 6815744));
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -769,10 +771,14 @@ static const aert_real *model_output(const aert_real *A) { return A + 4915200; }
 static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL; }
 
 #ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */
+static void model_set_class_weights(const float *w) {
+  for (int c = 0; c < 6; c++) class_weights_0[c] = w[c];
+}
+
 const aert_model aec_model = {
   .name = "unet_landcover_small",
   .spec_file = "specs/unet_landcover_small.ae",
-  .spec_hash = "22a4135a31aabebf",
+  .spec_hash = "f6601f04f432fa8a",
   .batch = 16,
   .in_rank = 3, .in_shape = {64, 64, 4}, .in_size = 16384,
   .target_kind = AERT_TARGET_CLASSES,
@@ -787,8 +793,11 @@ const aert_model aec_model = {
   .epochs = 10,
   .data = {.kind = AERT_DATA_SYNTHETIC_LANDCOVER, .dir = "data/synthetic", .train_images = NULL, .train_labels = NULL,
            .test_images = NULL, .test_labels = NULL,
-           .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 90, .zoom = 0, .flip_h = 1, .flip_v = 1, .patch = 64, .patches_per_tile = 64},
+           .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 90, .zoom = 0, .flip_h = 1, .flip_v = 1, .patch = 64, .patches_per_tile = 64,
+           .standardize = 0, .tiles = 12, .tile_size = 512,
+           .n_layers = 1, .layers = {"naip-new"}, .label_layer = "lc"},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .set_class_weights = model_set_class_weights,
 };
 
 #ifndef AEC_NO_MAIN

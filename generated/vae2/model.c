@@ -245,7 +245,8 @@ const aert_model aec_model = {
   .epochs = 20,
   .data = {.kind = AERT_DATA_IDX, .dir = NULL, .train_images = NULL, .train_labels = NULL,
            .test_images = NULL, .test_labels = NULL,
-           .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0},
+           .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0,
+           .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .decode = model_decode,
 };

@@ -3,14 +3,15 @@
 # With RUNS set instead (make test does), each harness makes exactly RUNS executions from
 # a fixed seed: the same inputs every time, so a passing commit passes in CI too.
 # Corpora: the spec harness starts from every example, broken and gradient-check spec;
-# the IDX harness from tests/fuzz/seeds/idx; the checkpoint harness from a checkpoint
+# the IDX harness from tests/fuzz/seeds/idx, the TIFF harness from tests/fuzz/seeds/tiff
+# (small GeoTIFFs of our writer and of GDAL, one per layout); the checkpoint harness from a checkpoint
 # written by a tiny trainer. New inputs found go to build/fuzz/corpus-*; a crash stops
 # with the input saved as build/fuzz/crash-* and fails.
 set -eu
 cd "$(dirname "$0")/../.."
 seconds=${1:-15}
 fz=build/fuzz
-mkdir -p "$fz/corpus-spec" "$fz/corpus-idx" "$fz/corpus-ckpt" "$fz/seeds-ckpt"
+mkdir -p "$fz/corpus-spec" "$fz/corpus-idx" "$fz/corpus-ckpt" "$fz/corpus-tiff" "$fz/seeds-ckpt"
 
 # a real checkpoint to start the checkpoint harness from
 if [ ! -s "$fz/seeds-ckpt/last.ckpt" ]; then
@@ -33,4 +34,5 @@ run() {   # name, max_len, corpus dirs...
 run spec 16384 "$fz/corpus-spec" specs tests/specs/broken tests/specs/grad
 run idx 4096 "$fz/corpus-idx" tests/fuzz/seeds/idx
 run ckpt 65536 "$fz/corpus-ckpt" "$fz/seeds-ckpt"
+run tiff 16384 "$fz/corpus-tiff" tests/fuzz/seeds/tiff
 echo "fuzzing: no crash, leak, hang or undefined behaviour found"

@@ -1,0 +1,816 @@
+/* data_geo.c - land-cover patches streamed from GeoTIFF tiles, never all in memory: a split
+ * folder holds tiles as files <tile>_<layer>.tif, stacked band by band into the input in the
+ * spec's order, with a label layer remapped to class indices. Training draws patches_per_tile
+ * random patches per tile anew each epoch; validation and test cover their tiles with a fixed
+ * grid. Patches of a batch are read by several threads at once, each with its own open files. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "aert_internal.h"
+
+/* One entry of the spec's layers: "landsat-leaf-on:1-8" is bands 1..8 of that file. */
+typedef struct {
+  char name[128];
+  int band0, nbands;   /* nbands 0: every band of the file */
+} geo_layer;
+
+/* The files of the tile a reader has open (one reader per data thread). */
+typedef struct {
+  int tile;            /* -1: none */
+  aert_raster r[AERT_MAX_LAYERS + 1];   /* the layers, then the labels */
+  float *labels;       /* patch x patch scratch */
+} geo_reader;
+
+struct aert_tiles {
+  const aert_model *m;
+  char *dir;
+  int n_layers;
+  geo_layer layer[AERT_MAX_LAYERS];
+  int n, *w, *h, *bad;
+  char **tile;
+  int threads, skip_bad;
+  long skipped;
+  geo_reader *reader;
+  float mean[AERT_MAX_BANDS], inv_std[AERT_MAX_BANDS];
+  int standardize;
+  double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
+  long patches;        /* read so far, and the seconds spent (for patches/s) */
+  double seconds;
+  pthread_mutex_t mu;
+};
+
+static struct { int threads, skip_bad; } config = {2, 0};
+
+void aert_tiles_configure(int threads, int skip_bad) {
+  if (threads > 0)
+    config.threads = threads;
+  config.skip_bad = skip_bad;
+}
+
+static int parse_layer(const char *spec, geo_layer *l) {
+  const char *colon = strchr(spec, ':');
+  size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+  memset(l, 0, sizeof *l);
+  if (n == 0 || n >= sizeof l->name)
+    return aert_error("layer '%s': expected a name such as \"naip-new\" or \"landsat-leaf-on:1-8\"", spec), -1;
+  memcpy(l->name, spec, n);
+  if (!colon)
+    return 0;
+  int a, b, used = 0;
+  if (sscanf(colon + 1, "%d-%d%n", &a, &b, &used) == 2 && !colon[1 + used] && a >= 1 && b >= a) {
+    l->band0 = a - 1, l->nbands = b - a + 1;
+    return 0;
+  }
+  if (sscanf(colon + 1, "%d%n", &a, &used) == 1 && !colon[1 + used] && a >= 1) {
+    l->band0 = a - 1, l->nbands = 1;
+    return 0;
+  }
+  return aert_error("layer '%s': the bands after ':' must be N or N-M (1-based, N <= M)", spec), -1;
+}
+
+static char *tile_path(const aert_tiles *t, int tile, const char *layer) {
+  size_t n = strlen(t->dir) + strlen(t->tile[tile]) + strlen(layer) + 8;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s/%s_%s.tif", t->dir, t->tile[tile], layer);
+  return p;
+}
+
+static const char *label_layer(const aert_model *m) {
+  return m->data.label_layer ? m->data.label_layer : "lc";
+}
+
+/* ---- finding and checking the tiles -------------------------------------------------- */
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Tile names: the files <name>_<labels>.tif in dir, sorted. */
+static int list_tiles(aert_tiles *t, const char *labels) {
+  DIR *d = opendir(t->dir);
+  if (!d)
+    return aert_error("cannot read the tile folder '%s': %s", t->dir, strerror(errno)), -1;
+  char suffix[160];
+  snprintf(suffix, sizeof suffix, "_%s.tif", labels);
+  size_t sl = strlen(suffix);
+  int cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t n = strlen(e->d_name);
+    if (n <= sl || strcmp(e->d_name + n - sl, suffix))
+      continue;
+    if (t->n == cap) {
+      cap = cap ? 2 * cap : 64;
+      char **grown = realloc(t->tile, sizeof(char *) * cap);
+      if (!grown)
+        return closedir(d), aert_error("out of memory listing '%s'", t->dir), -1;
+      t->tile = grown;
+    }
+    t->tile[t->n] = strndup(e->d_name, n - sl);
+    if (!t->tile[t->n++])
+      return closedir(d), aert_error("out of memory listing '%s'", t->dir), -1;
+  }
+  closedir(d);
+  if (t->n == 0)
+    return aert_error("no tiles in '%s': expected files named <tile>_%s.tif (and <tile>_<layer>.tif "
+                      "for each input layer)", t->dir, labels), -1;
+  qsort(t->tile, (size_t)t->n, sizeof(char *), cmp_str);
+  return 0;
+}
+
+/* Opens every file of one tile and checks sizes and bands; returns the bands stacked. */
+static int check_tile(aert_tiles *t, int k, int *bands) {
+  const aert_model *m = t->m;
+  aert_raster lab, r;
+  char *path = tile_path(t, k, label_layer(m));
+  int rc = path ? aert_raster_open(&lab, path) : -1;
+  free(path);
+  if (rc != 0)
+    return -1;
+  t->w[k] = lab.width, t->h[k] = lab.height;
+  if (lab.bands != 1 || lab.type == AERT_PIX_F32 || lab.type == AERT_PIX_F64)
+    rc = (aert_error("'%s': a label layer needs one band of whole numbers, not %d band(s) of %s",
+                    lab.path, lab.bands, lab.type >= AERT_PIX_F32 ? "floats" : "integers"), -1);
+  else if (lab.width < m->data.patch || lab.height < m->data.patch)
+    rc = (aert_error("'%s' is %dx%d, smaller than the %d-pixel patch", lab.path, lab.width,
+                    lab.height, m->data.patch), -1);
+  aert_raster_close(&lab);
+  *bands = 0;
+  for (int i = 0; rc == 0 && i < t->n_layers; i++) {
+    geo_layer *l = &t->layer[i];
+    path = tile_path(t, k, l->name);
+    if (!path || aert_raster_open(&r, path) != 0) {
+      free(path);
+      return -1;
+    }
+    free(path);
+    if (r.width != t->w[k] || r.height != t->h[k])
+      rc = (aert_error("'%s' is %dx%d but its tile's labels are %dx%d: the layers of a tile must "
+                      "share one pixel grid", r.path, r.width, r.height, t->w[k], t->h[k]), -1);
+    else if (l->band0 + (l->nbands ? l->nbands : 1) > r.bands)
+      rc = (aert_error("'%s' has %d band(s); the layer '%s:%d-%d' asks for bands up to %d", r.path,
+                      r.bands, l->name, l->band0 + 1, l->band0 + l->nbands, l->band0 + l->nbands), -1);
+    *bands += l->nbands ? l->nbands : r.bands;
+    aert_raster_close(&r);
+  }
+  return rc;
+}
+
+/* Checks every tile; a bad one stops the load, or is dropped with --bad-tiles skip. */
+static int check_tiles(aert_tiles *t) {
+  int want = t->m->in_shape[2], kept = 0;
+  for (int k = 0; k < t->n; k++) {
+    int bands = 0, rc = check_tile(t, k, &bands);
+    if (rc == 0 && bands != want) {
+      char list[512] = "";
+      for (int i = 0; i < t->n_layers; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", t->layer[i].name);
+      aert_error("tile '%s' in '%s': the layers %s give %d bands per pixel, but model '%s' takes "
+                 "%d", t->tile[k], t->dir, list, bands, t->m->name, want);
+      return -1;   /* the spec and the data disagree: skipping cannot help */
+    }
+    if (rc != 0 && !t->skip_bad)
+      return aert_error("tile '%s' is unusable (--bad-tiles skip would leave it out)", t->tile[k]), -1;
+    if (rc != 0) {
+      printf("skipping tile '%s' in '%s'\n", t->tile[k], t->dir);
+      free(t->tile[k]);
+      t->skipped++;
+      continue;
+    }
+    t->tile[kept] = t->tile[k], t->w[kept] = t->w[k], t->h[kept] = t->h[k];
+    kept++;
+  }
+  t->n = kept;
+  if (kept == 0)
+    return aert_error("no usable tiles left in '%s'", t->dir), -1;
+  return 0;
+}
+
+void aert_tiles_free(aert_tiles *t) {
+  if (!t)
+    return;
+  for (int i = 0; t->reader && i < t->threads; i++) {
+    for (int j = 0; j <= t->n_layers; j++)
+      if (t->reader[i].tile >= 0)
+        aert_raster_close(&t->reader[i].r[j]);
+    free(t->reader[i].labels);
+  }
+  if (t->skipped)
+    printf("skipped %ld bad tile(s) in '%s'\n", t->skipped, t->dir);
+  for (int i = 0; i < t->n; i++)
+    free(t->tile[i]);
+  free(t->tile);
+  free(t->w);
+  free(t->h);
+  free(t->bad);
+  free(t->reader);
+  free(t->dir);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+static aert_tiles *tiles_open(const aert_model *m, const char *dir) {
+  aert_tiles *t = aert_alloc(sizeof *t, "tiles");
+  if (!t)
+    return NULL;
+  pthread_mutex_init(&t->mu, NULL);
+  t->m = m;
+  t->threads = config.threads;
+  t->skip_bad = config.skip_bad;
+  t->dir = strdup(dir);
+  const aert_data *d = &m->data;
+  t->n_layers = d->n_layers ? d->n_layers : 1;
+  int rc = t->dir ? 0 : -1;
+  for (int i = 0; rc == 0 && i < t->n_layers; i++)
+    rc = parse_layer(d->n_layers ? d->layers[i] : "naip-new", &t->layer[i]);
+  if (rc == 0)
+    rc = list_tiles(t, label_layer(m));
+  if (rc == 0) {
+    t->w = aert_alloc(sizeof(int) * t->n, "tiles");
+    t->h = aert_alloc(sizeof(int) * t->n, "tiles");
+    t->bad = aert_alloc(sizeof(int) * t->n, "tiles");
+    t->reader = aert_alloc(sizeof(geo_reader) * t->threads, "tile readers");
+    rc = t->w && t->h && t->bad && t->reader ? check_tiles(t) : -1;
+  }
+  for (int i = 0; rc == 0 && i < t->threads; i++) {
+    t->reader[i].tile = -1;
+    t->reader[i].labels = aert_alloc(sizeof(float) * d->patch * d->patch, "label patch");
+    rc = t->reader[i].labels ? 0 : -1;
+  }
+  if (rc != 0) {
+    aert_tiles_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* ---- patches ------------------------------------------------------------------------- */
+/* Grid patches of a tile: ceil(w/p) x ceil(h/p), the last row and column flush with the edge. */
+static long grid_count(const aert_tiles *t, int k, int p) {
+  return (long)((t->w[k] + p - 1) / p) * ((t->h[k] + p - 1) / p);
+}
+
+static void grid_origin(const aert_tiles *t, int k, int p, long j, int *x0, int *y0) {
+  int gx = (t->w[k] + p - 1) / p;
+  *x0 = (int)(j % gx) * p, *y0 = (int)(j / gx) * p;
+  if (*x0 > t->w[k] - p) *x0 = t->w[k] - p;
+  if (*y0 > t->h[k] - p) *y0 = t->h[k] - p;
+}
+
+/* Where item i of a view lies: its tile and the patch's top-left corner. Training items
+ * draw their corner from (draw, tile, index); grid items walk the tiles' grids. */
+static void locate(const aert_dataset *ds, long i, uint64_t draw, int *tile, int *x0, int *y0) {
+  const aert_tiles *t = ds->tiles;
+  int p = t->m->data.patch;
+  if (!ds->grid) {
+    int ppt = t->m->data.patches_per_tile;
+    int k = ds->t0 + (int)(i / ppt);
+    uint64_t s = aert_hash64(draw ^ aert_hash64(((uint64_t)k << 32) ^ (uint64_t)(i % ppt)));
+    *tile = k;
+    *x0 = (int)(aert_uniform(s, 0) * (t->w[k] - p + 1));
+    *y0 = (int)(aert_uniform(s, 1) * (t->h[k] - p + 1));
+    return;
+  }
+  for (int k = ds->t0; k < ds->t1; k++) {
+    long c = grid_count(t, k, p);
+    if (i < c) {
+      *tile = k;
+      grid_origin(t, k, p, i, x0, y0);
+      return;
+    }
+    i -= c;
+  }
+  *tile = ds->t1 - 1, *x0 = *y0 = 0;   /* not reached for i < n */
+}
+
+static long view_count(const aert_tiles *t, int t0, int t1, int grid) {
+  long n = 0;
+  for (int k = t0; k < t1; k++)
+    n += grid ? grid_count(t, k, t->m->data.patch) : t->m->data.patches_per_tile;
+  return n;
+}
+
+static int reader_open(aert_tiles *t, geo_reader *r, int tile) {
+  if (r->tile == tile)
+    return 0;
+  for (int j = 0; r->tile >= 0 && j <= t->n_layers; j++)
+    aert_raster_close(&r->r[j]);
+  r->tile = -1;
+  for (int j = 0; j <= t->n_layers; j++) {
+    char *path = tile_path(t, tile, j < t->n_layers ? t->layer[j].name : label_layer(t->m));
+    int rc = path ? aert_raster_open(&r->r[j], path) : -1;
+    free(path);
+    if (rc != 0) {
+      while (j-- > 0)
+        aert_raster_close(&r->r[j]);
+      return -1;
+    }
+  }
+  r->tile = tile;
+  return 0;
+}
+
+static float class_of(const aert_model *m, float label) {
+  int v = (int)label;
+  if (v == m->ignore_label || (float)v != label)
+    return -1.0f;
+  for (int c = 0; c < m->n_classes; c++)
+    if (m->class_ids[c] == v)
+      return (float)c;
+  return -1.0f;   /* a label the spec does not name counts as no data */
+}
+
+/* Reads one patch: raw band values into x (HWC), class indices into y (may be NULL). */
+static int read_patch(aert_tiles *t, geo_reader *r, int tile, int x0, int y0, float *x, float *y) {
+  const aert_model *m = t->m;
+  int p = m->data.patch, C = m->in_shape[2], off = 0;
+  if (reader_open(t, r, tile) != 0)
+    return -1;
+  for (int j = 0; j < t->n_layers; j++) {
+    int nb = t->layer[j].nbands ? t->layer[j].nbands : r->r[j].bands;
+    if (aert_raster_read(&r->r[j], x0, y0, p, p, t->layer[j].band0, nb, x, C, off) != 0)
+      return -1;
+    off += nb;
+  }
+  if (!y)
+    return 0;
+  if (aert_raster_read(&r->r[t->n_layers], x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0)
+    return -1;
+  for (long i = 0; i < (long)p * p; i++)
+    y[i] = class_of(m, r->labels[i]);
+  return 0;
+}
+
+static void normalise(const aert_tiles *t, float *x) {
+  const aert_model *m = t->m;
+  int C = m->in_shape[2];
+  long n = (long)m->data.patch * m->data.patch;
+  if (t->standardize) {
+    for (long i = 0; i < n; i++)
+      for (int c = 0; c < C; c++)
+        x[i * C + c] = (x[i * C + c] - t->mean[c]) * t->inv_std[c];
+    return;
+  }
+  float scale = m->data.scale, offset = m->data.offset;
+  for (long i = 0; i < n * C; i++)
+    x[i] = x[i] * scale + offset;
+}
+
+/* One example; a tile that fails to read is reported and, with --bad-tiles skip, replaced
+ * from then on by the next good tile (same corner, clamped), so the batch stays full. */
+static int fetch(const aert_dataset *ds, geo_reader *r, long i, uint64_t draw, float *x, float *y) {
+  aert_tiles *t = ds->tiles;
+  int tile, x0, y0, p = t->m->data.patch;
+  locate(ds, i, draw, &tile, &x0, &y0);
+  for (int tries = 0; tries < t->n; tries++) {
+    int k = ds->t0 + (tile - ds->t0 + tries) % (ds->t1 - ds->t0);
+    if (t->bad[k])
+      continue;
+    int xx = x0 < t->w[k] - p ? x0 : t->w[k] - p, yy = y0 < t->h[k] - p ? y0 : t->h[k] - p;
+    if (read_patch(t, r, k, xx, yy, x, y) == 0) {
+      normalise(t, x);
+      return 0;
+    }
+    if (!t->skip_bad)
+      return -1;
+    pthread_mutex_lock(&t->mu);
+    if (!t->bad[k]) {
+      t->bad[k] = 1;
+      t->skipped++;
+      aert_error("leaving tile '%s' out from here on (--bad-tiles skip)", t->tile[k]);
+    }
+    pthread_mutex_unlock(&t->mu);
+  }
+  return aert_error("every tile in '%s' failed to read", t->dir), -1;
+}
+
+typedef struct {
+  const aert_model *m;
+  const aert_dataset *ds;
+  const long *order;
+  long start, real;
+  uint64_t draw;
+  float *x, *y;
+  int k, step, rc;
+} fill_job;
+
+static void *fill_worker(void *arg) {
+  fill_job *j = arg;
+  const aert_model *m = j->m;
+  geo_reader *r = &j->ds->tiles->reader[j->k];
+  for (long b = j->k; b < m->batch && j->rc == 0; b += j->step) {
+    long k = j->start + (b < j->real ? b : j->real - 1);
+    long i = j->order ? j->order[k] : k;
+    j->rc = fetch(j->ds, r, i, j->draw, j->x + b * m->in_size, j->y ? j->y + b * m->target_size : NULL);
+  }
+  return NULL;
+}
+
+/* A batch of patches, read by the data threads side by side (each with its own files). */
+int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
+                    uint64_t draw, float *x, float *y) {
+  aert_tiles *t = ds->tiles;
+  long real = ds->n - start < m->batch ? ds->n - start : m->batch;
+  int n = t->threads < m->batch ? t->threads : m->batch;
+  fill_job job[64];
+  pthread_t th[64];
+  double t0 = aert_now();
+  if (n > 64)
+    n = 64;
+  for (int k = 0; k < n; k++) {
+    job[k] = (fill_job){m, ds, order, start, real, draw, x, y, k, n, 0};
+    if (k > 0 && pthread_create(&th[k], NULL, fill_worker, &job[k]) != 0)
+      job[k].rc = 1;   /* no thread: run it here below */
+  }
+  fill_worker(&job[0]);
+  int rc = 0;
+  for (int k = 1; k < n; k++) {
+    if (job[k].rc == 1)
+      job[k].rc = 0, fill_worker(&job[k]);
+    else
+      pthread_join(th[k], NULL);
+  }
+  for (int k = 0; k < n; k++)
+    rc |= job[k].rc;
+  pthread_mutex_lock(&t->mu);
+  t->patches += m->batch;
+  t->seconds += aert_now() - t0;
+  pthread_mutex_unlock(&t->mu);
+  return rc ? -1 : (int)real;
+}
+
+void aert_tiles_rate(aert_tiles *t, long *patches, double *seconds) {
+  pthread_mutex_lock(&t->mu);
+  *patches = t->patches, *seconds = t->seconds;
+  t->patches = 0, t->seconds = 0;
+  pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- normalisation statistics ------------------------------------------------------- */
+/* A sample of the training tiles (4 random patches from each of up to 16 tiles spread over
+ * the set): the class frequencies of `weights = auto`, the labels the spec does not name,
+ * and for `standardize` each band's mean and standard deviation over labelled pixels. */
+static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
+  const aert_model *m = t->m;
+  int C = m->in_shape[2], p = m->data.patch;
+  long np = (long)p * p, unknown = 0, counted = 0;
+  double sum[AERT_MAX_BANDS] = {0}, sq[AERT_MAX_BANDS] = {0};
+  float *x = aert_alloc(sizeof(float) * np * C, "statistics patch");
+  if (!x)
+    return -1;
+  int tiles = ds->t1 - ds->t0, use = tiles < 16 ? tiles : 16;
+  for (int u = 0; u < use; u++) {
+    int k = ds->t0 + (int)((long)u * tiles / use);
+    for (int j = 0; j < 4; j++) {
+      uint64_t s = aert_hash64(0x7374617473ULL ^ ((uint64_t)k << 8) ^ (uint64_t)j);
+      int x0 = (int)(aert_uniform(s, 0) * (t->w[k] - p + 1)), y0 = (int)(aert_uniform(s, 1) * (t->h[k] - p + 1));
+      if (read_patch(t, &t->reader[0], k, x0, y0, x, NULL) != 0 ||
+          aert_raster_read(&t->reader[0].r[t->n_layers], x0, y0, p, p, 0, 1, t->reader[0].labels, 1, 0) != 0) {
+        free(x);
+        return -1;
+      }
+      for (long i = 0; i < np; i++) {
+        float lab = t->reader[0].labels[i];
+        if ((int)lab == m->ignore_label)
+          continue;
+        int cls = (int)class_of(m, lab);
+        if (cls < 0)
+          unknown++;
+        else
+          t->class_count[cls]++;
+        counted++;
+        for (int c = 0; c < C; c++)
+          sum[c] += x[i * C + c], sq[c] += (double)x[i * C + c] * x[i * C + c];
+      }
+    }
+  }
+  free(x);
+  if (counted == 0)
+    return aert_error("no labelled pixels in the patches sampled from '%s' for the band statistics", t->dir), -1;
+  for (int c = 0; c < C && t->standardize; c++) {
+    double mean = sum[c] / counted, var = sq[c] / counted - mean * mean;
+    double sd = var > 0 ? sqrt(var) : 0;
+    if (sd < 1e-6) {
+      printf("note: band %d is constant (%g) in the sampled patches; it is only centred\n", c + 1, mean);
+      sd = 1;
+    }
+    t->mean[c] = (float)mean;
+    t->inv_std[c] = (float)(1 / sd);
+  }
+  if (unknown)
+    printf("note: %.2f%% of the sampled labelled pixels carry values the spec does not name; they "
+           "count as no data\n", 100.0 * unknown / counted);
+  return 0;
+}
+
+/* The statistics that a checkpoint carries (st->norm_*), or that a new run computed. */
+void aert_tiles_get_norm(const aert_tiles *t, aert_train_state *st) {
+  int C = t->m->in_shape[2];
+  st->norm_bands = t->standardize ? C : 0;
+  for (int c = 0; c < st->norm_bands; c++)
+    st->norm_mean[c] = t->mean[c], st->norm_std[c] = 1 / t->inv_std[c];
+}
+
+void aert_tiles_class_counts(const aert_tiles *t, double *counts) {
+  memcpy(counts, t->class_count, sizeof(double) * t->m->n_classes);
+}
+
+int aert_tiles_set_norm(aert_tiles *t, const aert_train_state *st, const char *from) {
+  int C = t->m->in_shape[2];
+  if (!t->standardize)
+    return 0;
+  if (st->norm_bands != C)
+    return aert_error("'%s' holds band statistics for %d bands, model '%s' standardizes %d", from,
+                      st->norm_bands, t->m->name, C), -1;
+  for (int c = 0; c < C; c++)
+    t->mean[c] = st->norm_mean[c], t->inv_std[c] = 1 / st->norm_std[c];
+  return 0;
+}
+
+/* ---- the dataset ---------------------------------------------------------------------- */
+static int is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* train: the whole training folder (split by aert_data_split); else the test folder. */
+int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+  const char *sub = train ? (m->data.train_images ? m->data.train_images : "train")
+                          : (m->data.test_images ? m->data.test_images : "test");
+  char *path = aert_join(dir, sub);
+  if (!path)
+    return aert_error("out of memory"), -1;
+  int rc = 0;
+  if (m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER && !is_dir(path))
+    rc = aert_synth_write_split(m, dir);
+  if (rc == 0 && !is_dir(path))
+    rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
+                    "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
+  memset(ds, 0, sizeof *ds);
+  aert_tiles *t = rc == 0 ? tiles_open(m, path) : NULL;
+  free(path);
+  if (!t)
+    return -1;
+  t->standardize = m->data.standardize;
+  *ds = (aert_dataset){.in_size = m->in_size, .target_size = m->target_size, .owner = 1,
+                       .tiles = t, .t0 = 0, .t1 = t->n, .grid = !train};
+  ds->n = view_count(t, 0, t->n, ds->grid);
+  if (limit > 0 && limit < ds->n)
+    ds->n = limit;
+  if (train && sample_stats(t, ds) != 0) {
+    aert_data_free(ds);
+    return -1;
+  }
+  return 0;
+}
+
+/* Validation takes whole tiles, the last ones by name, read on the grid: patches of one
+ * tile never land on both sides. */
+void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val) {
+  aert_tiles *t = all->tiles;
+  int nv = validation > 0 && t->n > 1 ? (int)ceil(validation * t->n) : 0;
+  if (nv >= t->n)
+    nv = t->n - 1;
+  *train = *all;
+  *val = *all;
+  train->owner = val->owner = 0;
+  train->t1 = t->n - nv, train->grid = 0;
+  val->t0 = t->n - nv, val->grid = 1;
+  long limit = all->n;
+  train->n = view_count(t, train->t0, train->t1, 0);
+  val->n = view_count(t, val->t0, val->t1, 1);
+  if (limit < train->n)
+    train->n = limit;
+}
+
+/* ---- predict over whole tiles --------------------------------------------------------- */
+typedef struct {
+  aert_session *s;
+  aert_tiles *t;
+  int k, W, H, p, nc, ov;
+  float *acc, *wsum;           /* p rows of the tile from row base: class scores, weights */
+  int base;
+  unsigned char *out, *nodata; /* the tile's class map (label values), its no-data mask */
+  float *truth;                /* p rows of labels */
+  long correct, counted;
+} tile_pred;
+
+/* A window pixel's weight rises over the overlap from its nearest window edge, so windows
+ * blend into each other instead of meeting at a seam. */
+static float ramp(int d, int ov) {
+  return d >= ov ? 1.0f : (d + 1.0f) / (ov + 1.0f);
+}
+
+/* Window positions along one axis: every stride, the last flush with the edge. */
+static int positions(int size, int p, int stride, int *pos, int cap) {
+  int n = 0;
+  for (int v = 0; n < cap; v += stride) {
+    pos[n++] = v < size - p ? v : size - p;
+    if (v >= size - p)
+      break;
+  }
+  return n;
+}
+
+/* Runs the model over windows (x positions xs[0..n-1], row y) and adds their softmax
+ * probabilities, weighted, into the accumulator. */
+static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
+  aert_session *s = tp->s;
+  const aert_model *m = s->w.m;
+  geo_reader *r = &tp->t->reader[0];
+  int p = tp->p, C = m->in_shape[2], nc = tp->nc;
+  for (int b = 0; b < m->batch; b++) {
+    float *x = s->w.x + (long)b * m->in_size;
+    if (b >= n) {
+      memcpy(x, s->w.x, sizeof(float) * m->in_size);
+      continue;
+    }
+    if (read_patch(tp->t, r, tp->k, xs[b], y, x, NULL) != 0)
+      return -1;
+    for (int i = 0; i < p * p; i++) {
+      int zero = 1;
+      for (int c = 0; c < C && zero; c++)
+        zero = x[(long)i * C + c] == 0;
+      if (zero)   /* no data: every band 0, as NAIP marks it */
+        tp->nodata[(long)(y + i / p) * tp->W + xs[b] + i % p] = 1;
+    }
+    normalise(tp->t, x);
+  }
+  for (int b = 0; b < m->batch; b++)   /* the target is not used: no loss is read */
+    memset(s->w.y + (long)b * m->target_size, 0, sizeof(float) * m->target_size);
+  m->forward(s->w.params, s->w.arena, s->w.x, s->w.y, 0, 0, NULL);
+  const float *out = m->output(s->w.arena);
+  for (int b = 0; b < n; b++)
+    for (int i = 0; i < p * p; i++) {
+      const float *z = out + ((long)b * p * p + i) * nc;
+      int wy = i / p, wx = i % p;
+      int d = wy < wx ? wy : wx;
+      d = d < p - 1 - wy ? d : p - 1 - wy;
+      d = d < p - 1 - wx ? d : p - 1 - wx;
+      float wt = ramp(d, tp->ov), mx = z[0], sum = 0;
+      for (int c = 1; c < nc; c++)
+        mx = z[c] > mx ? z[c] : mx;
+      for (int c = 0; c < nc; c++)
+        sum += expf(z[c] - mx);
+      long o = ((long)(y - tp->base + wy) * tp->W + xs[b] + wx);
+      for (int c = 0; c < nc; c++)
+        tp->acc[o * nc + c] += wt * expf(z[c] - mx) / sum;
+      tp->wsum[o] += wt;
+    }
+  return 0;
+}
+
+/* Rows base..end-1 are final: their classes go to the map, and beside the tile's labels
+ * into the confusion matrix; the accumulator moves down to row end. */
+static int emit_rows(tile_pred *tp, int end) {
+  const aert_model *m = tp->s->w.m;
+  aert_metrics *mt = &tp->s->mt;
+  int rows = end - tp->base, W = tp->W, nc = tp->nc;
+  if (rows <= 0)
+    return 0;
+  geo_reader *r = &tp->t->reader[0];
+  if (aert_raster_read(&r->r[tp->t->n_layers], 0, tp->base, W, rows, 0, 1, tp->truth, 1, 0) != 0)
+    return -1;
+  for (long i = 0; i < (long)rows * W; i++) {
+    long at = (long)tp->base * W + i;
+    int best = 0;
+    for (int c = 1; c < nc; c++)
+      if (tp->acc[i * nc + c] > tp->acc[i * nc + best])
+        best = c;
+    int truth = (int)class_of(m, tp->truth[i]);
+    tp->out[at] = tp->nodata[at] ? (unsigned char)(m->ignore_label >= 0 ? m->ignore_label : 0)
+                                  : (unsigned char)m->class_ids[best];
+    if (truth >= 0 && !tp->nodata[at]) {
+      mt->confusion[truth * nc + best]++;
+      mt->correct += truth == best;
+      mt->counted++;
+      tp->correct += truth == best;
+      tp->counted++;
+    }
+  }
+  long keep = (long)(tp->p - rows) * W;
+  memmove(tp->acc, tp->acc + (long)rows * W * nc, sizeof(float) * keep * nc);
+  memset(tp->acc + keep * nc, 0, sizeof(float) * ((long)rows * W * nc));
+  memmove(tp->wsum, tp->wsum + (long)rows * W, sizeof(float) * keep);
+  memset(tp->wsum + keep, 0, sizeof(float) * ((long)rows * W));
+  tp->base = end;
+  return 0;
+}
+
+/* The picture: the first layer's first three bands (bytes as they are, other types
+ * stretched by their largest sampled value), the labels and the prediction, every f-th
+ * pixel, read in blocks of rows so that each strip or tile is decoded about once. */
+static int tile_png(tile_pred *tp, const char *path) {
+  enum { BLOCK = 64 };
+  const aert_model *m = tp->s->w.m;
+  geo_reader *r = &tp->t->reader[0];
+  int W = tp->W, H = tp->H, f = (W > H ? W : H) / 512 + 1, pw = W / f, ph = H / f;
+  int nb = r->r[0].bands >= 3 ? 3 : 0;
+  float *img = nb ? aert_alloc(sizeof(float) * pw * ph * 3, path) : NULL;
+  unsigned char *rgb = nb ? aert_alloc((size_t)pw * ph * 3, path) : NULL;
+  signed char *truth = aert_alloc((size_t)pw * ph, path), *pred = aert_alloc((size_t)pw * ph, path);
+  float *rows = aert_alloc(sizeof(float) * W * BLOCK * 4, path), hi = 0;
+  int rc = truth && pred && rows && (!nb || (img && rgb)) ? 0 : -1;
+  for (int y0 = 0; rc == 0 && y0 < ph * f; y0 += BLOCK) {
+    int n = ph * f - y0 < BLOCK ? ph * f - y0 : BLOCK;
+    rc = aert_raster_read(&r->r[tp->t->n_layers], 0, y0, W, n, 0, 1, rows, 4, 3);
+    if (rc == 0 && nb)
+      rc = aert_raster_read(&r->r[0], 0, y0, W, n, 0, 3, rows, 4, 0);
+    for (int y = y0 + (f - y0 % f) % f; rc == 0 && y < y0 + n; y += f)
+      for (int x = 0; x < pw; x++) {
+        const float *v = rows + ((long)(y - y0) * W + (long)x * f) * 4;
+        long o = (long)(y / f) * pw + x, i = (long)y * W + (long)x * f;
+        for (int c = 0; c < nb; c++) {
+          img[o * 3 + c] = v[c];
+          hi = v[c] > hi ? v[c] : hi;
+        }
+        truth[o] = (signed char)class_of(m, v[3]);
+        pred[o] = (signed char)(tp->nodata[i] ? -1 : class_of(m, tp->out[i]));
+      }
+  }
+  if (r->r[0].type == AERT_PIX_U8 || hi <= 0)
+    hi = 255;
+  for (long i = 0; rc == 0 && i < (long)pw * ph * nb; i++) {
+    float u = img[i] / hi;
+    rgb[i] = (unsigned char)(u < 0 ? 0 : u > 1 ? 255 : u * 255 + 0.5f);
+  }
+  if (rc == 0)
+    rc = aert_png_landcover(path, rgb, truth, pred, pw, ph, m->n_classes, m->class_names);
+  free(img);
+  free(rgb);
+  free(truth);
+  free(pred);
+  free(rows);
+  return rc;
+}
+
+static int predict_tile(tile_pred *tp, const char *dir) {
+  aert_tiles *t = tp->t;
+  int p = tp->p, stride = p - tp->ov, xs[4096], ys[4096];
+  int nx = positions(tp->W, p, stride, xs, 4096), ny = positions(tp->H, p, stride, ys, 4096);
+  int B = tp->s->w.m->batch, rc = reader_open(t, &t->reader[0], tp->k);
+  long px = (long)tp->W * tp->H;
+  tp->acc = aert_alloc(sizeof(float) * p * tp->W * tp->nc, "prediction");
+  tp->wsum = aert_alloc(sizeof(float) * p * tp->W, "prediction");
+  tp->truth = aert_alloc(sizeof(float) * p * tp->W, "prediction");
+  tp->out = aert_alloc((size_t)px, "prediction");
+  tp->nodata = aert_alloc((size_t)px, "prediction");
+  if (!tp->acc || !tp->wsum || !tp->truth || !tp->out || !tp->nodata)
+    rc = -1;
+  tp->base = 0;
+  for (int j = 0; rc == 0 && j < ny; j++) {
+    rc = emit_rows(tp, ys[j]);
+    for (int i = 0; rc == 0 && i < nx; i += B)
+      rc = run_windows(tp, xs + i, nx - i < B ? nx - i : B, ys[j]);
+  }
+  if (rc == 0)
+    rc = emit_rows(tp, tp->H);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s_pred.tif", dir, t->tile[tp->k]);
+  if (rc == 0)
+    rc = aert_tiff_write(path, tp->W, tp->H, 1, AERT_PIX_U8, tp->out, &t->reader[0].r[0].geo, NULL);
+  snprintf(path, sizeof path, "%s/%s_pred.png", dir, t->tile[tp->k]);
+  if (rc == 0)
+    rc = tile_png(tp, path);
+  if (rc == 0)
+    printf("%-24s %dx%d, %d windows: pixel accuracy %.4f -> %s/%s_pred.tif, .png\n", t->tile[tp->k],
+           tp->W, tp->H, nx * ny, tp->counted ? (double)tp->correct / tp->counted : NAN, dir, t->tile[tp->k]);
+  free(tp->acc);
+  free(tp->wsum);
+  free(tp->truth);
+  free(tp->out);
+  free(tp->nodata);
+  return rc;
+}
+
+/* `predict` for land cover: every test tile in overlapping windows, blended, written as a
+ * class-map GeoTIFF with the input's georeferencing and a PNG; accuracy and IoU over all. */
+int aert_predict_tiles(const aert_model *m, const aert_options *o) {
+  aert_session s;
+  int rc = aert_session_open(&s, m, o);
+  aert_tiles *t = rc == 0 ? s.test.tiles : NULL;
+  int p = m->data.patch, ov = o->overlap >= 0 ? o->overlap : p / 4;
+  if (rc == 0 && ov >= p)
+    rc = (aert_error("--overlap %d must be smaller than the %d-pixel patch", ov, p), -1);
+  char *dir = rc == 0 ? aert_join(o->out, "predictions") : NULL;
+  if (rc == 0 && (!dir || aert_mkdir_p(dir) != 0))
+    rc = -1;
+  for (int k = 0; rc == 0 && k < t->n; k++) {
+    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes, .ov = ov};
+    rc = predict_tile(&tp, dir);
+  }
+  if (rc == 0) {
+    printf("whole tiles    %d, windows of %d with %d pixels overlap (checkpoint %s)\n", t->n, p, ov, s.ckpt);
+    printf("pixel accuracy %.4f\n", aert_accuracy(&s.mt));
+    for (int c = 0; c < m->n_classes; c++)
+      printf("  IoU %-10s %.4f\n", m->class_names[c] ? m->class_names[c] : "?", aert_iou(&s.mt, c));
+    printf("mean IoU       %.4f\n", aert_mean_iou(&s.mt));
+    aert_print_confusion(&s.mt, m->class_names);
+  }
+  free(dir);
+  aert_session_close(&s);
+  return rc;
+}
