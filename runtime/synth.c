@@ -666,32 +666,73 @@ void aert_synth_scene(uint64_t seed, int size, unsigned char *labels, unsigned c
 static const uint16_t utm18n_keys[] = {1, 1, 0, 4,  1024, 0, 1, 1,  1025, 0, 1, 1,
                                        3072, 0, 1, 26918,  3076, 0, 1, 9001};
 
+static const char *const synth_layers[] = {"naip-new", "naip-old", "landsat-leaf-on", "landsat-leaf-off"};
+
 static int synth_layer_ok(const char *layer) {
   const char *colon = strchr(layer, ':');
   size_t n = colon ? (size_t)(colon - layer) : strlen(layer);
-  return (n == 8 && !strncmp(layer, "naip-new", 8)) || (n == 15 && !strncmp(layer, "landsat-leaf-on", 15));
+  for (int i = 0; i < 4; i++)
+    if (n == strlen(synth_layers[i]) && !strncmp(layer, synth_layers[i], n))
+      return 1;
+  return 0;
 }
 
-/* Tile k of a split: its three files, georeferenced side by side along a row of tiles. */
-static int write_tile(const char *dir, const char *split, int k, int size, uint64_t seed,
+/* The older NAIP flight: the same ground under other light (a gain and offset per band)
+ * with its own noise. */
+static void older_flight(uint64_t seed, long px, unsigned char *naip) {
+  float gain[4], off[4];
+  for (int c = 0; c < 4; c++)
+    gain[c] = 0.8f + 0.3f * aert_uniform(seed, (uint64_t)c), off[c] = 20 * aert_uniform(seed, 4 + (uint64_t)c) - 10;
+  for (long i = 0; i < px; i++)
+    for (int c = 0; c < 4; c++) {
+      if (!naip[i * 4] && !naip[i * 4 + 1] && !naip[i * 4 + 2] && !naip[i * 4 + 3])
+        break;   /* no data stays 0 */
+      float v = naip[i * 4 + c] * gain[c] + off[c] + 8 * (aert_uniform(seed, 8 + (uint64_t)(i * 4 + c)) - 0.5f);
+      naip[i * 4 + c] = (unsigned char)(v < 1 ? 1 : v > 255 ? 255 : v + 0.5f);
+    }
+}
+
+/* Landsat without leaves: canopy loses most of its near-infrared and shows soil. */
+static void leaf_off(long px, const unsigned char *lab, float *ls) {
+  for (long i = 0; i < px; i++) {
+    float *b = ls + i * 9;
+    if (lab[i] == AERT_LC_TREE)
+      b[4] *= 0.55f, b[1] += 0.02f, b[2] += 0.02f, b[3] += 0.03f;
+    else if (lab[i] == AERT_LC_LOWVEG)
+      b[4] *= 0.8f, b[3] += 0.02f;
+  }
+}
+
+/* Tile k of a split: its five files, georeferenced side by side along a row of tiles, in
+ * several layouts (tiled, strips, planar; deflate and LZW). */
+static int write_tile(const char *dir, int split, int k, int size, uint64_t seed,
                       unsigned char *lab, unsigned char *naip, float *ls) {
   char path[4400];
-  int rc = 0;
+  long px = (long)size * size;
   aert_synth_scene(seed, size, lab, naip, ls);
   aert_georef g = {.has_tiepoint = 1, .has_scale = 1, .n_keys = (int)(sizeof utm18n_keys / 2),
                    .keys = (uint16_t *)utm18n_keys};
-  g.tiepoint[3] = 400000.0 + (double)k * size;        /* easting of the top-left corner */
-  g.tiepoint[4] = (split[1] == 'r' ? 4300000.0 : 4200000.0);   /* northing: train vs test */
+  g.tiepoint[3] = 400000.0 + (double)k * size;              /* easting of the top-left corner */
+  g.tiepoint[4] = 4300000.0 - 100000.0 * split;             /* northing: one row per split */
   g.scale[0] = g.scale[1] = 1.0;
-  aert_tiff_layout tiled = {.tile = 128}, planar = {.planar = 1, .rows_per_strip = 32};
+  aert_tiff_layout tiled = {.tile = 128}, planar = {.planar = 1, .rows_per_strip = 32},
+                   lzw = {.compression = 5 /* COMPRESSION_LZW */, .rows_per_strip = 64};
   snprintf(path, sizeof path, "%s/synth_%03d_naip-new.tif", dir, k);
-  rc = aert_tiff_write(path, size, size, 4, AERT_PIX_U8, naip, &g, &tiled);
+  int rc = aert_tiff_write(path, size, size, 4, AERT_PIX_U8, naip, &g, &tiled);
   snprintf(path, sizeof path, "%s/synth_%03d_landsat-leaf-on.tif", dir, k);
   if (rc == 0)
     rc = aert_tiff_write(path, size, size, 9, AERT_PIX_F32, ls, &g, &planar);
   snprintf(path, sizeof path, "%s/synth_%03d_lc.tif", dir, k);
   if (rc == 0)
     rc = aert_tiff_write(path, size, size, 1, AERT_PIX_U8, lab, &g, NULL);
+  older_flight(aert_hash64(seed ^ 0x6f6c64ULL), px, naip);
+  leaf_off(px, lab, ls);
+  snprintf(path, sizeof path, "%s/synth_%03d_naip-old.tif", dir, k);
+  if (rc == 0)
+    rc = aert_tiff_write(path, size, size, 4, AERT_PIX_U8, naip, &g, &lzw);
+  snprintf(path, sizeof path, "%s/synth_%03d_landsat-leaf-off.tif", dir, k);
+  if (rc == 0)
+    rc = aert_tiff_write(path, size, size, 9, AERT_PIX_F32, ls, &g, &planar);
   return rc;
 }
 
@@ -702,8 +743,9 @@ int aert_synth_write_split(const aert_model *m, const char *dir) {
   int size = d->tile_size ? d->tile_size : 512, tiles = d->tiles ? d->tiles : 12;
   for (int i = 0; i < d->n_layers; i++)
     if (!synth_layer_ok(d->layers[i]))
-      return aert_error("synthetic_landcover writes the layers naip-new (4 bands: R, G, B, NIR) and "
-                        "landsat-leaf-on (9 bands); the spec asks for '%s'", d->layers[i]), -1;
+      return aert_error("synthetic_landcover writes the layers naip-new and naip-old (4 bands: R, G, "
+                        "B, NIR), landsat-leaf-on and landsat-leaf-off (9 bands); the spec asks for "
+                        "'%s'", d->layers[i]), -1;
   if (d->label_layer && strcmp(d->label_layer, "lc"))
     return aert_error("synthetic_landcover writes its labels as layer \"lc\", not \"%s\"", d->label_layer), -1;
   long px = (long)size * size;
@@ -723,7 +765,7 @@ int aert_synth_write_split(const aert_model *m, const char *dir) {
     fflush(stdout);
     rc = aert_mkdir_p(tmp);
     for (int k = 0; k < n && rc == 0; k++)
-      rc = write_tile(tmp, split, k, size, aert_hash64(0x73796e7468ULL + (uint64_t)s * 1000003 + (uint64_t)k), lab, naip, ls);
+      rc = write_tile(tmp, s, k, size, aert_hash64(0x73796e7468ULL + (uint64_t)s * 1000003 + (uint64_t)k), lab, naip, ls);
     if (rc == 0 && rename(tmp, final) != 0)
       rc = (aert_error("cannot rename '%s' to '%s': %s", tmp, final, strerror(errno)), -1);
   }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Land cover end to end with bin/unet_landcover_small: synthetic GeoTIFF tiles written by the
-# trainer, training with per-epoch validation IoU, the mean IoU reached on held-out tiles,
+# trainer, training with per-epoch validation IoU, the full-size 24-band U-Net with
+# standardized bands on the same tiles, the mean IoU reached on held-out tiles,
 # whole-tile prediction whose GeoTIFF carries the input's georeferencing (gdalinfo), the
 # same test tiles rewritten by GDAL in other layouts giving identical metrics, and the
 # messages for truncated and missing tiles.
@@ -22,6 +23,14 @@ head -1 "$T/run/train.csv" | grep -q "val_pixel_accuracy,val_mean_iou" || fail "
 ls "$T/synth/train/synth_000_naip-new.tif" "$T/synth/train/synth_000_landsat-leaf-on.tif" \
    "$T/synth/train/synth_000_lc.tif" > /dev/null || fail "tile files"
 gdalinfo "$T/synth/train/synth_000_naip-new.tif" | grep -q 'ID\["EPSG",26918\]' || fail "synthetic tiles are not in UTM 18N"
+
+# ---- the full-size U-Net (24 bands from 4 files, standardize) reads the same tiles
+"$PWD/bin/unet_landcover" train --data "$T/synth" --out "$T/big" --epochs 1 --limit 16 > "$T/big.log" 2>&1 \
+  || { cat "$T/big.log"; fail "unet_landcover train"; }
+"$PWD/bin/unet_landcover" eval --data "$T/synth" --out "$T/big" > "$T/bigeval.log" 2>&1 \
+  || { cat "$T/bigeval.log"; fail "unet_landcover eval with the checkpoint's band statistics"; }
+has "$T/bigeval.log" "test examples  12" "unet_landcover: 3 test tiles of 2x2 patches"
+grep -q -a "data/mean" "$T/big/best.ckpt" || fail "the checkpoint lacks the band statistics"
 
 # ---- the test tiles: mean IoU over a grid of patches
 "$bin" eval --data "$T/synth" --out "$T/run" > "$T/eval.log" 2>&1 || { cat "$T/eval.log"; fail "eval"; }
