@@ -40,6 +40,7 @@ struct aert_tiles {
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
   pthread_mutex_t mu;
+  pthread_mutex_t fill_mu;   /* one batch at a time: the readers belong to the batch being filled */
 };
 
 static struct { int threads, skip_bad; } config = {2, 0};
@@ -209,6 +210,7 @@ void aert_tiles_free(aert_tiles *t) {
   free(t->reader);
   free(t->dir);
   pthread_mutex_destroy(&t->mu);
+  pthread_mutex_destroy(&t->fill_mu);
   free(t);
 }
 
@@ -217,6 +219,7 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir) {
   if (!t)
     return NULL;
   pthread_mutex_init(&t->mu, NULL);
+  pthread_mutex_init(&t->fill_mu, NULL);
   t->m = m;
   t->threads = config.threads;
   t->skip_bad = config.skip_bad;
@@ -420,6 +423,7 @@ int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *ord
   double t0 = aert_now();
   if (n > 64)
     n = 64;
+  pthread_mutex_lock(&t->fill_mu);
   for (int k = 0; k < n; k++) {
     job[k] = (fill_job){m, ds, order, start, real, draw, x, y, k, n, 0};
     if (k > 0 && pthread_create(&th[k], NULL, fill_worker, &job[k]) != 0)
@@ -435,6 +439,7 @@ int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *ord
   }
   for (int k = 0; k < n; k++)
     rc |= job[k].rc;
+  pthread_mutex_unlock(&t->fill_mu);
   pthread_mutex_lock(&t->mu);
   t->patches += m->batch;
   t->seconds += aert_now() - t0;

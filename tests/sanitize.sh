@@ -1,7 +1,8 @@
 #!/bin/sh
 # The test suites again, built with AddressSanitizer and UndefinedBehaviorSanitizer:
-# the compiler and runtime Criterion suites, and a generated trainer (conv_ae and vae)
-# training, resuming, evaluating and encoding. Any sanitizer report fails the run.
+# the compiler and runtime Criterion suites, and generated trainers (conv_ae and vae
+# training, resuming, evaluating and encoding; the small U-Net on synthetic GeoTIFF tiles).
+# Any sanitizer report fails the run.
 set -eu
 cd "$(dirname "$0")/.."
 san=build/san
@@ -30,7 +31,7 @@ for suite in test_compiler test_runtime; do
   tail -n 1 "$san/$suite.log"
 done
 
-for model in conv_ae vae; do
+for model in conv_ae vae unet_landcover_small; do
   $CC $FLAGS -Iruntime -Igenerated/$model -o "$san/$model" generated/$model/model.c $runtime $libs
 done
 out="$san/runs"
@@ -40,6 +41,9 @@ rm -rf "$out"
 "$san/vae" train --epochs 1 --limit 3000 --out "$out/vae" --quiet
 "$san/vae" train --epochs 2 --limit 3000 --out "$out/vae" --resume --quiet
 "$san/vae" encode --out "$out/vae" >/dev/null
+# land cover: synthetic tiles written, read by 2 data threads, predicted whole
+"$san/unet_landcover_small" train --epochs 1 --limit 64 --data "$out/tiles" --out "$out/lc" --quiet > /dev/null
+"$san/unet_landcover_small" predict --data "$out/tiles" --out "$out/lc" > /dev/null
 "$san/aec" summary specs/unet_landcover.ae >/dev/null
 "$san/aec" build --no-compile --out "$san/gen" specs/unet_landcover.ae >/dev/null
 echo "sanitize: suites, trainers and compiler clean under ASan and UBSan"

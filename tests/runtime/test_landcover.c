@@ -294,3 +294,35 @@ Test(landcover, no_gradient_at_no_data_pixels) {
   for (int i = 0; i < ROWS * C; i++)
     cr_assert_eq(dl[i], 0.0f);
 }
+
+/* A folder of ready-made patches is a folder of tiles the size of the patch. */
+Test(landcover, folder_of_patches) {
+  aert_model m = geo_model();
+  m.data.layers[0] = "image";
+  m.data.n_layers = 1;
+  m.data.label_layer = "label";
+  char *d = tmp_dir(), *test = path_in(d, "test"), path[512];
+  cr_assert_eq(aert_mkdir_p(test), 0);
+  float img[P * P * 4];
+  unsigned char lab[P * P];
+  for (int k = 0; k < 3; k++) {
+    for (int i = 0; i < P * P * 4; i++)
+      img[i] = (float)(k * 1000 + i);
+    for (int i = 0; i < P * P; i++)
+      lab[i] = (unsigned char)(1 + (i + k) % 6);
+    snprintf(path, sizeof path, "%s/p%04d_image.tif", test, k);
+    cr_assert_eq(aert_tiff_write(path, P, P, 4, AERT_PIX_F32, img, NULL, NULL), 0);
+    snprintf(path, sizeof path, "%s/p%04d_label.tif", test, k);
+    cr_assert_eq(aert_tiff_write(path, P, P, 1, AERT_PIX_U8, lab, NULL, NULL), 0);
+  }
+  aert_dataset ds;
+  cr_assert_eq(aert_data_load(&m, d, 0, 0, &ds), 0);
+  cr_assert_eq(ds.n, 3, "one patch per file");
+  float x[4 * P * P * 4], y[4 * P * P];
+  cr_assert_eq(aert_batch_fill(&m, &ds, NULL, 0, x, y), 3);
+  for (int k = 0; k < 3; k++) {
+    cr_assert_eq(x[k * P * P * 4 + 5], (float)(k * 1000 + 5));
+    cr_assert_eq(y[k * P * P + 2], (float)((2 + k) % 6));
+  }
+  aert_data_free(&ds);
+}

@@ -159,7 +159,8 @@ static int train_mode(int steps) {
   save_losses("losses", l, steps);
   save("P_end", P, 1, AEC_PARAM_FLOATS);
   /* A checkpoint for ckpt_npy.py's round trip. */
-  aert_train_state st = {seed, (uint64_t)steps, 1, 10, l[steps - 1].total, 0};
+  aert_train_state st = {.seed = seed, .step = (uint64_t)steps, .epoch = 1, .epochs = 10,
+                         .best_val = l[steps - 1].total};
   char path[512];
   snprintf(path, sizeof path, "%s/end.ckpt", dir);
   int rc = aert_ckpt_save(path, &aec_model, &st, P, &o);
