@@ -472,10 +472,18 @@ static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
     for (int j = 0; j < 4; j++) {
       uint64_t s = aert_hash64(0x7374617473ULL ^ ((uint64_t)k << 8) ^ (uint64_t)j);
       int x0 = (int)(aert_uniform(s, 0) * (t->w[k] - p + 1)), y0 = (int)(aert_uniform(s, 1) * (t->h[k] - p + 1));
+      if (t->bad[k])
+        break;
       if (read_patch(t, &t->reader[0], k, x0, y0, x, NULL) != 0 ||
           aert_raster_read(&t->reader[0].r[t->n_layers], x0, y0, p, p, 0, 1, t->reader[0].labels, 1, 0) != 0) {
-        free(x);
-        return -1;
+        if (!t->skip_bad) {
+          free(x);
+          return -1;
+        }
+        t->bad[k] = 1;   /* --bad-tiles skip: left out from the start */
+        t->skipped++;
+        aert_error("leaving tile '%s' out (--bad-tiles skip)", t->tile[k]);
+        break;
       }
       for (long i = 0; i < np; i++) {
         float lab = t->reader[0].labels[i];

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <tiffio.h>
 #include <unistd.h>
 #include "aert_internal.h"
@@ -415,13 +416,18 @@ static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
     uint16_t comp = COMPRESSION_NONE;
     TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &comp);
     const TIFFCodec *codec = TIFFFindCODEC(comp);
-    if (got < 0)
+    struct stat sb;
+    uint64_t at = TIFFGetStrileOffset(tif, (uint32_t)id), len = TIFFGetStrileByteCount(tif, (uint32_t)id);
+    if (got < 0 && TIFFFileno(tif) >= 0 && fstat(TIFFFileno(tif), &sb) == 0 && at + len > (uint64_t)sb.st_size)
+      snprintf(why, sizeof why, "the file ends at byte %lld, its data lies at bytes %llu-%llu",
+               (long long)sb.st_size, (unsigned long long)at, (unsigned long long)(at + len));
+    else if (got < 0)
       snprintf(why, sizeof why, "libtiff's %s decoder gives no reason", codec ? codec->name : "");
     else
       snprintf(why, sizeof why, "%ld of %ld bytes decoded", (long)got, need);
     aert_error("'%s' is truncated or corrupt: %s %ld of %ld cannot be decoded (%s)", r->path,
                r->tiled ? "tile" : "strip", id, slots * across * down,
-               tiff_msg[0] ? tiff_msg : why);
+               tiff_msg[0] && !strstr(why, "file ends") ? tiff_msg : why);
     return NULL;
   }
   ids[slot] = r->chunk_id = id;

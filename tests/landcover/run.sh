@@ -90,4 +90,18 @@ if "$bin" eval --data "$T/bad" --out "$T/run" --overlap 3 > "$T/flag.log" 2>&1; 
 has "$T/flag.log" "unknown option '--overlap' for 'eval'" "a predict-only flag given to eval"
 if "$bin" predict --data "$T/synth" --out "$T/run" --overlap 64 > "$T/ov.log" 2>&1; then fail "--overlap 64 accepted"; fi
 has "$T/ov.log" "--overlap 64 must be smaller than the 64-pixel patch" "an overlap as large as the patch"
+# a tile whose data ends early (GDAL writes the directory first: it opens, then fails to decode)
+mkdir -p "$T/trunc/train" "$T/trunc/test"
+cp "$T"/synth/test/synth_000_* "$T/trunc/test/"
+for k in 000 001 002; do
+  cp "$T/synth/train/synth_${k}_lc.tif" "$T/trunc/train/"
+  gdal_translate -q -co TILED=YES "$T/synth/train/synth_${k}_naip-new.tif" "$T/trunc/train/synth_${k}_naip-new.tif"
+done
+head -c 300000 "$T/trunc/train/synth_001_naip-new.tif" > "$T/cut.tif" && mv "$T/cut.tif" "$T/trunc/train/synth_001_naip-new.tif"
+if "$bin" train --data "$T/trunc" --out "$T/trunc/run" --epochs 1 > "$T/trunc.log" 2>&1; then fail "training on a cut tile went on"; fi
+has "$T/trunc.log" "synth_001_naip-new.tif' is truncated or corrupt: tile 1 of 4 cannot be decoded (the file ends at byte 300000" \
+  "the cut tile's message"
+"$bin" train --data "$T/trunc" --out "$T/trunc/run2" --epochs 1 --bad-tiles skip > "$T/trunc2.log" 2>&1 \
+  || { cat "$T/trunc2.log"; fail "--bad-tiles skip in training"; }
+has "$T/trunc2.log" "skipped 1 bad tile(s) in '$T/trunc/train'" "the skipped count after training"
 echo "landcover: ok (mean IoU $miou on patches, $whole on whole tiles)"
