@@ -65,6 +65,14 @@ int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *ord
 int aert_batch_fill_drawn(const aert_model *m, const aert_dataset *ds, const long *order,
                           long start, uint64_t draw, float *x, float *y);
 
+/* ---- data_png.c: image pairs from two folders of PNG images ----------------------- */
+/* 1 when either path names a folder: the pair is read as PNG folders, not IDX files. */
+int aert_png_pairs(const char *inputs, const char *targets);
+/* Every *.png of inputs, sorted by name, with the file of the same name in targets (the
+ * first `limit` pairs when limit > 0), converted to the model's input and target shapes. */
+int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *targets, long limit,
+                        aert_dataset *ds);
+
 /* ---- data_geo.c: land-cover patches streamed from GeoTIFF tiles ---------------------- */
 #define AERT_MAX_LAYERS 16
 typedef struct aert_tiles aert_tiles;
@@ -239,7 +247,8 @@ int aert_png_landcover(const char *path, const unsigned char *rgb, const signed 
 /* Top-2 principal components (LAPACK dsyev on the covariance): out n x 2; var the variance
  * along each, total the total variance. */
 int aert_pca(const float *x, long n, long d, float *out, double var[2], double *total);
-/* Exact t-SNE (perplexity, iterations, initial layout from seed): out n x 2. */
+/* t-SNE, exact up to 1000 points and Barnes-Hut above (at most 10,000): perplexity,
+ * iterations, initial layout from seed; out n x 2. */
 int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int iters,
               uint64_t seed);
 

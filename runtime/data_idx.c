@@ -191,6 +191,10 @@ int aert_data_load(const aert_model *m, const char *dir, int train, long limit, 
   char *ipath = data_file(m, dir, train, 0), *lpath = data_file(m, dir, train, 1);
   aert_idx idx;
   int rc = -1;
+  if (ipath && lpath && m->data.kind == AERT_DATA_IMAGE_PAIRS && aert_png_pairs(ipath, lpath)) {
+    rc = aert_png_pairs_load(m, ipath, lpath, limit, ds);
+    goto out;
+  }
   if (!ipath || !lpath || aert_idx_read(ipath, &idx) != 0)
     goto out;
   if (check_images(ipath, &idx, m->in_rank, m->in_shape, m->in_size, "inputs") == 0) {

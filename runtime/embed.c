@@ -1,15 +1,21 @@
 /* embed.c - 2-d maps of the test latents for the `latent` command: PCA (top-2 eigenvectors
- * of the covariance through LAPACK's dsyev in OpenBLAS) and exact t-SNE (van der Maaten
- * 2008: perplexity-calibrated affinities, early exaggeration, momentum and gains), written
- * as latent_2d.csv and a scatter plot coloured by class. */
+ * of the covariance through LAPACK's dsyev in OpenBLAS) and t-SNE, exact (van der Maaten
+ * 2008) for small n, Barnes-Hut above (van der Maaten 2014: affinities over the nearest
+ * neighbours, repulsion through a quadtree), written as latent_2d.csv and a scatter plot
+ * coloured by class. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
 
-#define TSNE_MAX 5000    /* exact t-SNE keeps n x n doubles twice */
-#define TSNE_DEFAULT 1000
+#define TSNE_MAX 10000    /* the `latent` cap: neighbours are found by brute force */
+#define TSNE_DEFAULT 1000 /* points mapped when --points is not given */
+#define TSNE_EXACT 1000   /* up to this many points exact t-SNE (n x n P), Barnes-Hut above */
+#define TSNE_THETA 0.5    /* Barnes-Hut: a cell is taken whole below side / distance theta */
+#define TSNE_EARLY 100    /* iterations of early exaggeration (12) */
+#define TSNE_SWITCH 250   /* iterations at momentum 0.5, then 0.8 */
+#define TSNE_ITERS 1000
 
 void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
             double *w, double *work, const int *lwork, int *info);
@@ -69,24 +75,62 @@ int aert_pca(const float *x, long n, long d, float *out, double var[2], double *
   return rc;
 }
 
-/* Row i of the conditional affinities: a Gaussian whose precision beta is bisected until
- * the row's entropy is log(perplexity). */
-static void affinity_row(const double *d2, long n, long i, double perplexity, double *p) {
-  double beta = 1, lo = 0, hi = INFINITY, target = log(perplexity);
+/* ---- t-SNE --------------------------------------------------------------------------- */
+/* Both methods share the perplexity calibration and the optimiser; they differ in P (dense
+ * over all pairs, or sparse over the 3 * perplexity nearest neighbours) and in how the
+ * repulsion sum_j q_ij^2 (y_i - y_j) and Z = sum_ij q_ij are formed (all pairs, or a
+ * quadtree). Every per-point sum runs in a fixed order and Z is summed serially from
+ * per-point parts, so a layout depends on the seed, not on the number of threads. */
+
+/* Squared distance of two rows, in four lanes that the compiler may vectorise without
+ * changing the order of the sums. */
+static double sqdist(const float *a, const float *b, long d) {
+  float s[4] = {0, 0, 0, 0};
+  long k = 0;
+  for (; k + 4 <= d; k += 4)
+    for (int u = 0; u < 4; u++) {
+      float t = a[k + u] - b[k + u];
+      s[u] += t * t;
+    }
+  for (; k < d; k++) {
+    float t = a[k] - b[k];
+    s[0] += t * t;
+  }
+  return ((double)s[0] + s[1]) + ((double)s[2] + s[3]);
+}
+
+/* The mean squared distance over all n^2 pairs (twice the total variance): distances are
+ * divided by it, so that the bisection of beta starts near its answer. */
+static double distance_scale(const float *x, long n, long d) {
+  double total = 0;
+  for (long k = 0; k < d; k++) {
+    double mean = 0;
+    for (long i = 0; i < n; i++)
+      mean += x[i * d + k];
+    mean /= n;
+    for (long i = 0; i < n; i++)
+      total += (x[i * d + k] - mean) * (x[i * d + k] - mean);
+  }
+  return total > 0 ? 2 * total / n : 1;
+}
+
+/* One row of conditional affinities, in place: squared distances to m candidates in (skip:
+ * the point itself, or -1), a Gaussian out whose precision beta is bisected until its
+ * entropy, log S + beta E[d], is log(perplexity). */
+static void affinity_row(double *row, long m, long skip, double perplexity) {
+  double beta = 1, lo = 0, hi = INFINITY, target = log(perplexity), dmin = INFINITY, sum = 0;
+  for (long j = 0; j < m; j++)
+    if (j != skip && row[j] < dmin)
+      dmin = row[j];
   for (int it = 0; it < 64; it++) {
-    double sum = 0, h = 0, dmin = INFINITY;
-    for (long j = 0; j < n; j++)
-      if (j != i && d2[j] < dmin)
-        dmin = d2[j];
-    for (long j = 0; j < n; j++) {
-      p[j] = j == i ? 0 : exp(-beta * (d2[j] - dmin));
-      sum += p[j];
-    }
-    for (long j = 0; j < n; j++) {
-      p[j] /= sum;
-      if (p[j] > 1e-300)
-        h -= p[j] * log(p[j]);
-    }
+    double dot = 0;
+    sum = 0;
+    for (long j = 0; j < m; j++)
+      if (j != skip) {
+        double e = exp(-beta * (row[j] - dmin));
+        sum += e, dot += e * (row[j] - dmin);
+      }
+    double h = log(sum) + beta * dot / sum;
     if (fabs(h - target) < 1e-5)
       break;
     if (h > target) {
@@ -97,35 +141,21 @@ static void affinity_row(const double *d2, long n, long i, double perplexity, do
       beta = (beta + lo) / 2;
     }
   }
+  sum = 0;
+  for (long j = 0; j < m; j++)
+    sum += row[j] = j == skip ? 0 : exp(-beta * (row[j] - dmin));
+  for (long j = 0; j < m; j++)
+    row[j] /= sum;
 }
 
-/* P: symmetric joint affinities from the pairwise squared distances (scaled to mean 1). */
-static void joint_affinities(const float *x, long n, long d, double perplexity, double *P) {
-  double mean = 0;
-#pragma omp parallel for reduction(+ : mean) schedule(static)
-  for (long i = 0; i < n; i++)
-    for (long j = 0; j < n; j++) {
-      double s = 0;
-      for (long k = 0; k < d; k++) {
-        double t = (double)x[i * d + k] - x[j * d + k];
-        s += t * t;
-      }
-      P[i * n + j] = s;
-      mean += s;
-    }
-  mean /= (double)n * n;
-#pragma omp parallel
-  {
-    double *row = malloc(sizeof(double) * n);
-#pragma omp for schedule(dynamic, 16)
-    for (long i = 0; i < n; i++) {
-      if (!row)
-        continue;
-      for (long j = 0; j < n; j++)
-        row[j] = P[i * n + j] / (mean > 0 ? mean : 1);
-      affinity_row(row, n, i, perplexity, P + i * n);
-    }
-    free(row);
+/* Exact: P over all pairs, n x n, symmetrised (p_j|i + p_i|j) / 2n. */
+static void dense_affinities(const float *x, long n, long d, double perplexity, double *P) {
+  double scale = distance_scale(x, n, d);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (long i = 0; i < n; i++) {
+    for (long j = 0; j < n; j++)
+      P[i * n + j] = sqdist(x + i * d, x + j * d, d) / scale;
+    affinity_row(P + i * n, n, i, perplexity);
   }
   for (long i = 0; i < n; i++)
     for (long j = i + 1; j < n; j++) {
@@ -134,49 +164,285 @@ static void joint_affinities(const float *x, long n, long d, double perplexity, 
     }
 }
 
-int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int iters,
-              uint64_t seed) {
-  if (perplexity > (n - 1) / 3.0)
-    perplexity = (n - 1) / 3.0 > 1 ? (n - 1) / 3.0 : 1;
-  double *P = aert_alloc(sizeof(double) * n * n, "t-SNE affinities");
-  double *Q = aert_alloc(sizeof(double) * n * n, "t-SNE kernel");
-  double *Y = aert_alloc(sizeof(double) * n * 2, "t-SNE layout");
-  double *dY = aert_alloc(sizeof(double) * n * 2, "t-SNE gradient");
-  double *vel = aert_alloc(sizeof(double) * n * 2, "t-SNE velocity");
-  double *gain = aert_alloc(sizeof(double) * n * 2, "t-SNE gains");
-  if (!P || !Q || !Y || !dY || !vel || !gain) {
-    free(P), free(Q), free(Y), free(dY), free(vel), free(gain);
+/* The k nearest neighbours of every point by brute force, O(n^2 d): nbr and d2 (squared
+ * distances) n x k, each row a max-heap on the distance. */
+static void nearest(const float *x, long n, long d, int k, int *nbr, double *d2) {
+#pragma omp parallel for schedule(dynamic, 16)
+  for (long i = 0; i < n; i++) {
+    int *hj = nbr + i * k, len = 0;
+    double *hd = d2 + i * k;
+    for (long j = 0; j < n; j++) {
+      double s = j == i ? INFINITY : sqdist(x + i * d, x + j * d, d);
+      int c;
+      if (len < k) {   /* sift up from the end */
+        for (c = len++; c > 0 && hd[(c - 1) / 2] < s; c = (c - 1) / 2)
+          hd[c] = hd[(c - 1) / 2], hj[c] = hj[(c - 1) / 2];
+      } else if (s < hd[0]) {   /* replace the farthest, sift down */
+        for (c = 0; 2 * c + 1 < k;) {
+          int l = 2 * c + 1, big = l + 1 < k && hd[l + 1] > hd[l] ? l + 1 : l;
+          if (hd[big] <= s)
+            break;
+          hd[c] = hd[big], hj[c] = hj[big], c = big;
+        }
+      } else
+        continue;
+      hd[c] = s, hj[c] = (int)j;
+    }
+  }
+}
+
+typedef struct {
+  int j;      /* column */
+  double p;
+} pentry;
+
+static int by_column(const void *a, const void *b) {
+  int x = ((const pentry *)a)->j, y = ((const pentry *)b)->j;
+  return (x > y) - (x < y);
+}
+
+/* Barnes-Hut: conditional affinities over the k = 3 * perplexity nearest neighbours,
+ * symmetrised over the union of both neighbour lists into CSR: row i is e[row[i]] ..
+ * e[row[i + 1] - 1], columns ascending. */
+static int sparse_affinities(const float *x, long n, long d, double perplexity, long **rowp,
+                             pentry **ep) {
+  int k = (int)fmin(3 * perplexity, n - 1);
+  k = k > 1 ? k : 1;
+  int *nbr = aert_alloc(sizeof(int) * n * k, "t-SNE neighbours");
+  double *d2 = aert_alloc(sizeof(double) * n * k, "t-SNE neighbour distances");
+  long *row = aert_alloc(sizeof(long) * (n + 1), "t-SNE affinity rows");
+  long *fill = aert_alloc(sizeof(long) * n, "t-SNE affinity rows");
+  pentry *e = aert_alloc(sizeof(pentry) * 2 * n * k, "t-SNE affinities");
+  if (!nbr || !d2 || !row || !fill || !e) {
+    free(nbr), free(d2), free(row), free(fill), free(e);
     return -1;
   }
-  joint_affinities(x, n, d, perplexity, P);
+  nearest(x, n, d, k, nbr, d2);
+  double scale = distance_scale(x, n, d);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) {
+    for (int a = 0; a < k; a++)
+      d2[i * k + a] /= scale;
+    affinity_row(d2 + i * k, k, -1, perplexity);
+  }
+  /* p_j|i goes to row i, column j and to row j, column i */
+  for (long a = 0; a < n * k; a++)
+    row[a / k + 1]++, row[nbr[a] + 1]++;
+  for (long i = 0; i < n; i++)
+    row[i + 1] += row[i];
+  memcpy(fill, row, sizeof(long) * n);
+  for (long a = 0; a < n * k; a++) {
+    double p = d2[a] / (2.0 * n);
+    e[fill[a / k]++] = (pentry){nbr[a], p};
+    e[fill[nbr[a]]++] = (pentry){(int)(a / k), p};
+  }
+#pragma omp parallel for schedule(dynamic, 64)
+  for (long i = 0; i < n; i++)
+    qsort(e + row[i], row[i + 1] - row[i], sizeof(pentry), by_column);
+  /* a pair that are neighbours both ways appears twice in a row: add the two */
+  long m = 0;
+  for (long i = 0; i < n; i++) {
+    long a = row[i];
+    row[i] = m;
+    for (; a < row[i + 1]; a++)
+      if (m > row[i] && e[m - 1].j == e[a].j)
+        e[m - 1].p += e[a].p;
+      else
+        e[m++] = e[a];
+  }
+  row[n] = m;
+  free(nbr), free(d2), free(fill);
+  *rowp = row, *ep = e;
+  return 0;
+}
+
+/* The quadtree: a node is a square cell (centre cx, cy, half its side); mx, my the sum and
+ * then the centre of mass of its count points. A leaf (child < 0) holds one point, or
+ * several that coincide (or lie deeper than QT_DEPTH); the 4 children of a node are
+ * consecutive, in the order of quadrant(). */
+#define QT_DEPTH 48
+
+typedef struct {
+  double cx, cy, half, mx, my;
+  int count, child, point;
+} qnode;
+
+typedef struct {
+  qnode *node;
+  long len, cap;
+} qtree;
+
+static int quadrant(const qnode *c, double x, double y) {
+  return (x >= c->cx) + 2 * (y >= c->cy);
+}
+
+/* Room for count more nodes: the index of the first, or -1 when memory runs out. */
+static long qtree_grow(qtree *t, int count) {
+  if (t->len + count > t->cap) {
+    long cap = 2 * t->cap + 1024;
+    qnode *p = realloc(t->node, sizeof(qnode) * cap);
+    if (!p)
+      return aert_error("out of memory for the t-SNE quadtree (%ld nodes)", cap), -1;
+    t->node = p, t->cap = cap;
+  }
+  return (t->len += count) - count;
+}
+
+static int qtree_insert(qtree *t, const double *Y, int p) {
+  double x = Y[2 * p], y = Y[2 * p + 1];
+  long k = 0;
+  for (int depth = 0;; depth++) {
+    qnode *nd = t->node + k;
+    if (nd->child < 0 && nd->count > 0 && depth < QT_DEPTH &&
+        (Y[2 * nd->point] != x || Y[2 * nd->point + 1] != y)) {
+      /* a leaf meets a second place: its points move one level down */
+      long c = qtree_grow(t, 4);
+      if (c < 0)
+        return -1;
+      nd = t->node + k;
+      for (int q = 0; q < 4; q++) {
+        double h = nd->half / 2;
+        t->node[c + q] = (qnode){nd->cx + (q & 1 ? h : -h), nd->cy + (q & 2 ? h : -h), h,
+                                 0, 0, 0, -1, -1};
+      }
+      qnode *to = t->node + c + quadrant(nd, Y[2 * nd->point], Y[2 * nd->point + 1]);
+      to->mx = nd->mx, to->my = nd->my, to->count = nd->count, to->point = nd->point;
+      nd->child = (int)c;
+    }
+    nd->mx += x, nd->my += y, nd->count++;
+    if (nd->child < 0) {
+      if (nd->count == 1)
+        nd->point = p;
+      return 0;
+    }
+    k = nd->child + quadrant(nd, x, y);
+  }
+}
+
+/* The tree of the layout Y, points inserted in index order. */
+static int qtree_build(qtree *t, const double *Y, long n) {
+  double lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+  for (long i = 0; i < n * 2; i++)
+    lo[i & 1] = fmin(lo[i & 1], Y[i]), hi[i & 1] = fmax(hi[i & 1], Y[i]);
+  t->len = 0;
+  if (qtree_grow(t, 1) < 0)
+    return -1;
+  t->node[0] = (qnode){(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
+                       fmax(hi[0] - lo[0], hi[1] - lo[1]) / 2, 0, 0, 0, -1, -1};
+  for (long i = 0; i < n; i++)
+    if (qtree_insert(t, Y, (int)i) != 0)
+      return -1;
+  for (long k = 0; k < t->len; k++)
+    if (t->node[k].count > 0)
+      t->node[k].mx /= t->node[k].count, t->node[k].my /= t->node[k].count;
+  return 0;
+}
+
+/* Repulsion on point i from cell k: f[0..1] += sum q^2 (y_i - y_j), f[2] += sum q, a cell
+ * taken whole when its side over its distance is below theta (theta2 = theta^2). */
+static void qtree_repel(const qnode *node, long k, const double *Y, long i, double theta2,
+                        double f[3]) {
+  const qnode *nd = node + k;
+  double y0 = Y[2 * i], y1 = Y[2 * i + 1], a = y0 - nd->mx, b = y1 - nd->my;
+  double d2 = a * a + b * b, m = nd->count;
+  if (nd->child < 0) {   /* the points of a leaf coincide: i may be one of them */
+    if (Y[2 * nd->point] == y0 && Y[2 * nd->point + 1] == y1)
+      m -= 1;
+  } else if (4 * nd->half * nd->half >= theta2 * d2) {
+    for (int c = 0; c < 4; c++)
+      if (node[nd->child + c].count > 0)
+        qtree_repel(node, nd->child + c, Y, i, theta2, f);
+    return;
+  }
+  double q = 1 / (1 + d2);
+  f[0] += m * q * q * a, f[1] += m * q * q * b, f[2] += m * q;
+}
+
+/* The forces on every point, exact: attraction exag * sum_j p_ij q_ij (y_i - y_j) into
+ * attr, repulsion into rep, point i's part of Z into z[i]. */
+static void exact_forces(const double *P, const double *Y, long n, double exag, double *attr,
+                         double *rep, double *z) {
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) {
+    double f[5] = {0, 0, 0, 0, 0};
+    for (long j = 0; j < n; j++) {
+      double a = Y[2 * i] - Y[2 * j], b = Y[2 * i + 1] - Y[2 * j + 1];
+      double q = j == i ? 0 : 1 / (1 + a * a + b * b), pq = exag * P[i * n + j] * q;
+      f[0] += pq * a, f[1] += pq * b, f[2] += q * q * a, f[3] += q * q * b, f[4] += q;
+    }
+    attr[2 * i] = f[0], attr[2 * i + 1] = f[1], rep[2 * i] = f[2], rep[2 * i + 1] = f[3];
+    z[i] = f[4];
+  }
+}
+
+/* The same by Barnes-Hut: attraction over the sparse P, repulsion through the tree. */
+static void bh_forces(const long *row, const pentry *e, const qtree *t, const double *Y,
+                      long n, double exag, double *attr, double *rep, double *z) {
+#pragma omp parallel for schedule(dynamic, 64)
+  for (long i = 0; i < n; i++) {
+    double g0 = 0, g1 = 0, f[3] = {0, 0, 0};
+    for (long a = row[i]; a < row[i + 1]; a++) {
+      long j = e[a].j;
+      double u = Y[2 * i] - Y[2 * j], v = Y[2 * i + 1] - Y[2 * j + 1];
+      double pq = exag * e[a].p / (1 + u * u + v * v);
+      g0 += pq * u, g1 += pq * v;
+    }
+    qtree_repel(t->node, 0, Y, i, TSNE_THETA * TSNE_THETA, f);
+    attr[2 * i] = g0, attr[2 * i + 1] = g1, rep[2 * i] = f[0], rep[2 * i + 1] = f[1];
+    z[i] = f[2];
+  }
+}
+
+/* Gradient descent as in van der Maaten's bhtsne, with tsne.m's schedule: the gradient
+ * without its factor 4, gains +0.2 / x0.8 (at least 0.01), early exaggeration 12 for
+ * TSNE_EARLY iterations, momentum 0.5 for TSNE_SWITCH, then 0.8; learning rate
+ * max(200, n / 12) (Kobak and Berens 2019, FIt-SNE's 'auto'). The layout starts at
+ * N(0, 1e-4^2) from the seed. */
+int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int iters,
+              uint64_t seed) {
+  if (n < 2) {
+    memset(out, 0, sizeof(float) * 2 * (n > 0 ? n : 0));
+    return 0;
+  }
+  if (perplexity > (n - 1) / 3.0)
+    perplexity = (n - 1) / 3.0 > 1 ? (n - 1) / 3.0 : 1;
+  int exact = n <= TSNE_EXACT, rc = 0;
+  double *P = NULL, *buf = aert_alloc(sizeof(double) * n * 11, "t-SNE state");
+  long *row = NULL;
+  pentry *e = NULL;
+  qtree t = {NULL, 0, 0};
+  if (exact)
+    rc = (P = aert_alloc(sizeof(double) * n * n, "t-SNE affinities")) ? 0 : -1;
+  else
+    rc = sparse_affinities(x, n, d, perplexity, &row, &e);
+  if (!buf || rc != 0) {
+    free(buf), free(P);
+    return -1;
+  }
+  if (exact)
+    dense_affinities(x, n, d, perplexity, P);
+  double *Y = buf, *attr = buf + 2 * n, *rep = buf + 4 * n, *vel = buf + 6 * n;
+  double *gain = buf + 8 * n, *z = buf + 10 * n, lr = fmax(200, n / 12.0);
   uint64_t s = aert_hash64(seed ^ 0x74736e65ULL);
   for (long i = 0; i < n * 2; i++)
     Y[i] = 1e-4 * aert_normal(s, (uint64_t)i), gain[i] = 1;
   for (int it = 0; it < iters; it++) {
-    double exag = it < 100 ? 12 : 1, mom = it < 250 ? 0.5 : 0.8, Z = 0;
-#pragma omp parallel for reduction(+ : Z) schedule(static)
+    double exag = it < TSNE_EARLY ? 12 : 1, mom = it < TSNE_SWITCH ? 0.5 : 0.8, Z = 0;
+    if (exact)
+      exact_forces(P, Y, n, exag, attr, rep, z);
+    else if ((rc = qtree_build(&t, Y, n)) != 0)
+      break;
+    else
+      bh_forces(row, e, &t, Y, n, exag, attr, rep, z);
     for (long i = 0; i < n; i++)
-      for (long j = 0; j < n; j++) {
-        double a = Y[i * 2] - Y[j * 2], b = Y[i * 2 + 1] - Y[j * 2 + 1];
-        Q[i * n + j] = i == j ? 0 : 1 / (1 + a * a + b * b);
-        Z += Q[i * n + j];
-      }
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-      double g0 = 0, g1 = 0;
-      for (long j = 0; j < n; j++) {
-        double q = Q[i * n + j], f = (exag * P[i * n + j] - q / Z) * q;
-        g0 += f * (Y[i * 2] - Y[j * 2]);
-        g1 += f * (Y[i * 2 + 1] - Y[j * 2 + 1]);
-      }
-      dY[i * 2] = 4 * g0, dY[i * 2 + 1] = 4 * g1;
-    }
+      Z += z[i];
     double mean[2] = {0, 0};
     for (long i = 0; i < n * 2; i++) {
-      gain[i] = (dY[i] > 0) != (vel[i] > 0) ? gain[i] + 0.2 : gain[i] * 0.8;
+      double g = attr[i] - rep[i] / Z;
+      gain[i] = (g > 0) != (vel[i] > 0) ? gain[i] + 0.2 : gain[i] * 0.8;
       if (gain[i] < 0.01)
         gain[i] = 0.01;
-      vel[i] = mom * vel[i] - 200.0 * gain[i] * dY[i];
+      vel[i] = mom * vel[i] - lr * gain[i] * g;
       Y[i] += vel[i];
       mean[i & 1] += Y[i];
     }
@@ -185,8 +451,8 @@ int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int
   }
   for (long i = 0; i < n * 2; i++)
     out[i] = (float)Y[i];
-  free(P), free(Q), free(Y), free(dY), free(vel), free(gain);
-  return 0;
+  free(P), free(row), free(e), free(t.node), free(buf);
+  return rc;
 }
 
 /* ---- the `latent` command --------------------------------------------------------- */
@@ -230,7 +496,7 @@ int aert_latent_map(const aert_model *m, const aert_options *o) {
     if (n > s.test.n)
       n = s.test.n;
     if (tsne && n > TSNE_MAX)
-      rc = (aert_error("--points %ld: exact t-SNE is limited to %d points", n, TSNE_MAX), -1);
+      rc = (aert_error("--points %ld: t-SNE is limited to %d points", n, TSNE_MAX), -1);
     s.test.n = n;   /* the first n test images */
   }
   if (rc == 0) {
@@ -240,10 +506,10 @@ int aert_latent_map(const aert_model *m, const aert_options *o) {
   }
   double t0 = aert_now();
   if (rc == 0 && tsne) {
-    rc = aert_tsne(l.z, n, l.width, xy, 30.0, 500, o->seed);
+    rc = aert_tsne(l.z, n, l.width, xy, 30.0, TSNE_ITERS, o->seed);
     if (rc == 0 && !o->quiet)
-      printf("t-SNE of %ld latents (%ld-d), perplexity 30, 500 iterations: %.1f s\n", n, l.width,
-             aert_now() - t0);
+      printf("%s t-SNE of %ld latents (%ld-d), perplexity 30, %d iterations: %.1f s\n",
+             n <= TSNE_EXACT ? "exact" : "Barnes-Hut", n, l.width, TSNE_ITERS, aert_now() - t0);
   } else if (rc == 0) {
     double var[2], total;
     rc = aert_pca(l.z, n, l.width, xy, var, &total);

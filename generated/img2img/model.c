@@ -50,7 +50,7 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 117984, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv e1.1  (specs/img2img.ae:8:30)
+/* ---- conv e1.1  (specs/img2img.ae:9:30)
  * in: x 28x28x1
  * out:  28x28x16, relu fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward about twice the FLOPs */
@@ -91,7 +91,7 @@ static void conv_e1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e1.2  (specs/img2img.ae:8:58)
+/* ---- conv e1.2  (specs/img2img.ae:9:58)
  * in: relu 28x28x16
  * out: e1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward about twice the FLOPs */
@@ -154,7 +154,7 @@ static void conv_e1_2_backward(const run *r) {
   }
 }
 
-/* ---- maxpool  (specs/img2img.ae:11:20)
+/* ---- maxpool  (specs/img2img.ae:12:20)
  * in: e1 28x28x16
  * out:  14x14x16, batch 128
  * forward 0 FLOP, 8.03 MB moved per batch; backward about twice the FLOPs */
@@ -166,7 +166,7 @@ static void maxpool_2_backward(const run *r) {
   aert_pool_backward((r->A + 4816896), (r->A + 2408448), (r->A + 3211264), (r->A + 14651392), 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
-/* ---- conv e2.1  (specs/img2img.ae:8:30)
+/* ---- conv e2.1  (specs/img2img.ae:9:30)
  * in: maxpool 14x14x16
  * out:  14x14x32, relu fused, batch 128
  * forward 231.21 MFLOP, 4.84 MB moved per batch; backward about twice the FLOPs */
@@ -229,7 +229,7 @@ static void conv_e2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e2.2  (specs/img2img.ae:8:58)
+/* ---- conv e2.2  (specs/img2img.ae:9:58)
  * in: relu 14x14x32
  * out: e2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward about twice the FLOPs */
@@ -292,7 +292,7 @@ static void conv_e2_2_backward(const run *r) {
   }
 }
 
-/* ---- maxpool  (specs/img2img.ae:12:19)
+/* ---- maxpool  (specs/img2img.ae:13:19)
  * in: e2 14x14x32
  * out:  7x7x32, batch 128
  * forward 0 FLOP, 4.01 MB moved per batch; backward about twice the FLOPs */
@@ -304,7 +304,7 @@ static void maxpool_5_backward(const run *r) {
   aert_pool_backward((r->A + 2408448), (r->A + 2007040), (r->A + 12242944), (r->A + 15855616), 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
-/* ---- conv m.1  (specs/img2img.ae:8:30)
+/* ---- conv m.1  (specs/img2img.ae:9:30)
  * in: maxpool 7x7x32
  * out:  7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 2.48 MB moved per batch; backward about twice the FLOPs */
@@ -367,7 +367,7 @@ static void conv_m_1_backward(const run *r) {
   }
 }
 
-/* ---- conv m.2  (specs/img2img.ae:8:58)
+/* ---- conv m.2  (specs/img2img.ae:9:58)
  * in: relu 7x7x64
  * out: m 7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 3.36 MB moved per batch; backward about twice the FLOPs */
@@ -430,7 +430,7 @@ static void conv_m_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.1  (specs/img2img.ae:8:30)
+/* ---- conv d2.1  (specs/img2img.ae:9:30)
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 1.39 GFLOP, 8.14 MB moved per batch; backward about twice the FLOPs */
@@ -495,7 +495,7 @@ static void conv_d2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.2  (specs/img2img.ae:8:58)
+/* ---- conv d2.2  (specs/img2img.ae:9:58)
  * in: relu 14x14x32
  * out: d2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward about twice the FLOPs */
@@ -558,7 +558,7 @@ static void conv_d2_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.1  (specs/img2img.ae:8:30)
+/* ---- conv d1.1  (specs/img2img.ae:9:30)
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
  * forward 1.39 GFLOP, 16.08 MB moved per batch; backward about twice the FLOPs */
@@ -623,7 +623,7 @@ static void conv_d1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.2  (specs/img2img.ae:8:58)
+/* ---- conv d1.2  (specs/img2img.ae:9:58)
  * in: relu 28x28x16
  * out: d1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward about twice the FLOPs */
@@ -686,7 +686,7 @@ static void conv_d1_2_backward(const run *r) {
   }
 }
 
-/* ---- conv y  (specs/img2img.ae:15:7)
+/* ---- conv y  (specs/img2img.ae:16:7)
  * in: d1 28x28x16
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 3.21 MFLOP, 6.82 MB moved per batch; backward about twice the FLOPs */
@@ -705,7 +705,7 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
-  /* specs/img2img.ae:17: 1 * mse */
+  /* specs/img2img.ae:18: 1 * mse */
   t = aert_loss_mse((r->A + 16056320), r->T, backward ? (r->A + 6422528) : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
@@ -772,7 +772,7 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 const aert_model aec_model = {
   .name = "img2img",
   .spec_file = "specs/img2img.ae",
-  .spec_hash = "da065a3988fff873",
+  .spec_hash = "48b7879c02f47520",
   .batch = 128,
   .in_rank = 3, .in_shape = {28, 28, 1}, .in_size = 784,
   .target_kind = AERT_TARGET_IMAGE,

@@ -2,8 +2,8 @@
 # tests/family/run.sh - the autoencoder family end to end on Fashion-MNIST subsets, through
 # the real generated trainers (bin/<model>, built by `make trainers`): denoising PSNRs,
 # sparse latent statistics, VAE samples and interpolation, latent maps (PCA, t-SNE), the
-# transfer classifier's accuracy and growth's frozen weights (stages 1 -> 2 -> 3). About 2
-# minutes on 2 cores.
+# transfer classifier's accuracy, growth's frozen weights (stages 1 -> 2 -> 3) and image-to-image
+# from PNG folders (img2img_png.sh). About 2 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=$(mktemp -d /tmp/aec_family_XXXXXX)
@@ -120,4 +120,6 @@ echo "family: growth: stage 2: $r"
 r=$(python3 $OUT/same.py $OUT/g2.ckpt $OUT/g3/last.ckpt h. z.) || fail "growth: stage 3's frozen layers differ from stage 2's"
 echo "family: growth: stage 3: $r"
 python3 $OUT/same.py $OUT/g1.ckpt $OUT/g3/last.ckpt h. > /dev/null || fail "growth: stage 3's h differs from stage 1's"
+# Image-to-image on two folders of PNG images, against the same pairs as IDX files.
+tests/family/img2img_png.sh || fail "img2img on PNG folders"
 echo "family: all passed"
