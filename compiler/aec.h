@@ -329,6 +329,12 @@ typedef struct {
  * at channel offset ch_off of the (possibly concatenated) input it sees. */
 typedef struct { ae_node *node; int factor, ch_off; } ae_view;
 
+/* Direct stride-1 convolutions (aert_conv_s1 in runtime/aert_kernels.h) take output
+ * channels in whole vectors: a multiple of 16 floats serves AVX-512, AVX2 and doubles;
+ * their register tiles read up to 24 pixels past the last image. */
+#define AE_SLIDE_LANES 16
+#define AE_SLIDE_SLACK 24
+
 typedef enum {
   K_CONV, K_CONV_T, K_DENSE, K_POOL, K_UPSAMPLE, K_CONCAT, K_ADD, K_ACT, K_SOFTMAX,
   K_DROPOUT, K_NOISE, K_SAMPLE, K_BATCHNORM
@@ -348,6 +354,9 @@ typedef struct {
   ae_buffer stats;           /* batch norm: mean and 1/std of the batch */
   int chunk;                 /* conv: images per GEMM */
   long col_floats;           /* conv: im2col buffer for one chunk */
+  bool slide;                /* conv: direct stride-1 kernels on a padded copy (aert_conv_s1) */
+  long pad_floats;           /* slide: the padded input */
+  long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
 } ae_kernel;
 
 typedef struct {

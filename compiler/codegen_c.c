@@ -140,7 +140,123 @@ static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, co
   OUT("    aert_gemm(%d, %d, %ld, %ld, %ld, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* ---- padded copies for the direct stride-1 convolutions --------------------------- */
+/* One source of a padded copy: a tensor of c channels at h x w (upsampled by factor to
+ * the window's size) stacked at channel off. */
+typedef struct { const char *t; int c, off, factor; } pad_src;
+
+/* fn(xp, t0, ...): the h x w x tc stack of the sources, zero-padded to hp x wp with pt
+ * rows above and pl columns left, for every image; then zeroed slack. */
+static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
+                        int hp, int wp) {
+  int B = e->p->batch;
+  OUT("static void %s(aert_real *restrict xp", fn);
+  for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
+  OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
+      "    for (int ph = 0; ph < %d; ph++) {\n      aert_real *o = xp + ((long)n * %d + ph) * %ld;\n      int th = ph - %d;\n",
+      B, hp, hp, (long)wp * tc, pt);
+  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %ld * sizeof(aert_real)); continue; }\n", h, (long)wp * tc);
+  if (pl) OUT("      memset(o, 0, %ld * sizeof(aert_real));\n", (long)pl * tc);
+  if (wp - pl - w) OUT("      memset(o + %ld, 0, %ld * sizeof(aert_real));\n", (long)(pl + w) * tc, (long)(wp - pl - w) * tc);
+  if (ns == 1 && src[0].factor == 1)
+    OUT("      memcpy(o + %ld, t0 + ((long)n * %d + th) * %ld, %ld * sizeof(aert_real));\n", (long)pl * tc, h, (long)w * tc,
+        (long)w * tc);
+  else {
+    OUT("      for (int tw = 0; tw < %d; tw++) {\n        aert_real *c = o + (long)(%d + tw) * %d;\n", w, pl, tc);
+    for (int i = 0; i < ns; i++) {
+      int f = src[i].factor;
+      OUT("        memcpy(c + %d, t%d + (((long)n * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", src[i].off,
+          i, h / f, f, w / f, f, src[i].c, src[i].c);
+    }
+    OUT("      }\n");
+  }
+  OUT("    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * hp * wp * tc, (long)AE_SLIDE_SLACK * tc);
+}
+
+/* fn(dxs, d0, ...): the gradient of the h x w x tc stack handed back to its sources (the
+ * sum over each upsampled block); one thread per image, so the order is fixed. */
+static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc) {
+  OUT("static void %s(const aert_real *restrict dxs", fn);
+  for (int i = 0; i < ns; i++) OUT(", aert_real *restrict d%d", i);
+  OUT(") {\n#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n    for (int th = 0; th < %d; th++)\n"
+      "      for (int tw = 0; tw < %d; tw++) {\n        const aert_real *g = dxs + (((long)n * %d + th) * %d + tw) * %d;\n",
+      e->p->batch, h, w, h, w, tc);
+  for (int i = 0; i < ns; i++) {
+    if (!src[i].t) continue;
+    int f = src[i].factor;
+    OUT("        for (int ch = 0; ch < %d; ch++) d%d[(((long)n * %d + th / %d) * %d + tw / %d) * %d + ch] += g[%d + ch];\n",
+        src[i].c, i, h / f, f, w / f, f, src[i].c, src[i].off);
+  }
+  OUT("      }\n}\n\n");
+}
+
+/* A stride-1 conv run direct (aert_conv_s1): forward on a padded copy of its input
+ * stack, the weight gradient from the same copy, dx as the convolution of padded dy with
+ * the flipped weights (by im2col when the input channels are not whole vectors). */
+static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_program *p = e->p;
+  const ae_node *n = k->node;
+  window w = conv_window(k);
+  int B = p->batch, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len;
+  int hp = w.rows_h + kk - 1, wp = w.rows_w + kk - 1, hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
+  pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
+  const char *srcs = "", *dsrcs = "";
+  bool any_dx = false, plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
+  for (int i = 0; i < ns; i++) {
+    const ae_view *v = k->src.items[i];
+    src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, v->factor};
+    dsrc[i] = src[i];
+    dsrc[i].t = strcmp(grad(e, v->node), "NULL") ? grad(e, v->node) : NULL;
+    srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
+    dsrcs = ae_sprintf(e->a, "%s, %s", dsrcs, grad(e, v->node));
+    any_dx = any_dx || dsrc[i].t;
+  }
+  bool dx_direct = tc % AE_SLIDE_LANES == 0;
+  const char *pad = ae_sprintf(e->a, "pad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
+  const char *unstack = ae_sprintf(e->a, "unstack_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
+  emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hp, wp);
+  if (any_dx && dx_direct) {
+    pad_src dy = {"dy", cout, 0, 1};
+    emit_pad_fn(e, dpad, &dy, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, hp2, wp2);
+    if (!plain) emit_unstack_fn(e, unstack, dsrc, ns, w.th, w.tw, tc);
+  }
+  if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
+  const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
+  const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
+  OUT("static void %s_forward(const run *r) {\n  %s(%s%s);\n", name, pad, col, srcs);
+  OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s, %d, %s, %d, 0);\n", col, B, hp, wp, tc, wv, kk, y, cout);
+  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * elems(k->out) / cout, cout,
+      act_enum(k->act), k->act ? k->act->alpha : 0);
+  if (!has_backward(p, k)) return;
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * elems(k->out), act_enum(k->act),
+      k->act ? k->act->alpha : 0);
+  if (!k->w->frozen) {
+    OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * elems(k->out) / cout, cout);
+    OUT("  %s(%s%s);\n  aert_conv_s1_dw(%s, %d, %d, %d, %d, %s, %d, %s, %d);\n", pad, col, srcs, col, B, hp, wp, tc, dy, kk,
+        pgrad(e, k->w), cout);
+  }
+  if (any_dx && dx_direct) {
+    long wf = (long)B * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
+    OUT("  %s(%s, %s);\n  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", dpad, dcol, dy, wv, dcol, wf, kk, tc, cout);
+    if (plain)
+      OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s + %ld, %d, %s, %d, 1);\n", dcol, B, hp2, wp2, cout, dcol, wf, kk,
+          dsrc[0].t, tc);
+    else
+      OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s + %ld, %d, %s + %ld, %d, 0);\n  %s(%s + %ld%s);\n", dcol, B, hp2, wp2, cout,
+          dcol, wf, kk, dcol, dxs, tc, unstack, dcol, dxs, dsrcs);
+  } else if (any_dx) {
+    long rows = (long)k->chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->chunk);
+    emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, elems(k->out)), cout, wv, cout, 0,
+               dcol, ktot);
+    OUT("    %s(%s, n0%s);\n  }\n", scatter, dcol, dsrcs);
+  }
+  OUT("}\n");
+}
+
 static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
+  if (k->slide) { emit_slide(e, k, name); return; }
   const ae_program *p = e->p;
   window w = conv_window(k);
   const ae_node *n = k->node;

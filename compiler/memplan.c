@@ -54,14 +54,25 @@ static void live_ranges(ae_program *p) {
   ae_node *keep[2] = { p->m->output ? p->root[p->m->output->id] : NULL, p->m->latent ? p->root[p->m->latent->id] : NULL };
   for (int j = 0; j < 2; j++)
     if (in_arena(keep[j])) { touch(&p->val[keep[j]->id], 0); touch(&p->val[keep[j]->id], end); }
-  long col = 0;
+  long col = 0, dcol = 0;
   for (int i = 0; i < K; i++) {
     ae_kernel *k = p->kernels.items[i];
-    if (k->col_floats > col) col = k->col_floats;
+    if (!k->slide) {
+      col = k->col_floats > col ? k->col_floats : col;
+      dcol = k->col_floats > dcol ? k->col_floats : dcol;
+      continue;
+    }
+    /* a slide conv whose input channels are not whole vectors carries dx back by im2col */
+    bool dx = false;
+    for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
+    const ae_node *x = k->node->in.items[0];
+    if (dx && x->shape.d[2] % AE_SLIDE_LANES) dcol = k->col_floats > dcol ? k->col_floats : dcol;
+    else if (dx) dcol = k->dpad_floats > dcol ? k->dpad_floats : dcol;
+    col = k->pad_floats > col ? k->pad_floats : col;
   }
   int classes = p->m->n_classes;
   p->col = (ae_buffer){0, col, 0, end, col > 0};
-  p->dcol = (ae_buffer){0, col, 0, end, col > 0};
+  p->dcol = (ae_buffer){0, dcol, 0, end, dcol > 0};
   p->rowtmp = (ae_buffer){0, classes, 0, end, classes > 0};
 }
 

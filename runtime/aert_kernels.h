@@ -48,6 +48,186 @@ static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_rea
   }
 }
 
+/* ---- direct convolution, stride 1 --------------------------------------------------
+ * y[n, oh, ow, :] (+)= sum over taps (kh, kw) and ci of xp[n, oh + kh, ow + kw, ci] *
+ * w[kh, kw, ci, :], where xp is the input already padded (hp x wp pixels per image, ho =
+ * hp - k + 1, wo = wp - k + 1). With the padding in place, output pixel q = oh * wp + ow
+ * reads input pixels q + kh * wp + kw: one linear index runs along each image, so a tile
+ * of consecutive q shares every address offset, whatever row it crosses. A tile keeps
+ * mr pixels x nv vectors of output channels in registers, broadcasts one input value per
+ * pixel and loads each weight vector once per tile: no im2col copy and no packing, the
+ * weights [k, k, ci, co] are already the panel a GEMM kernel would pack. Pixels of the
+ * tile past the row (ow >= wo) land in padding columns and are not stored; reads run at
+ * most mr - 1 pixels past an image, so xp needs that much slack after its last image.
+ * Each output is summed by one thread in a fixed order: bitwise reproducible.
+ * Vectors are GCC vector extensions, as wide as the target's registers (AVX-512, AVX, else
+ * 128 bits): the build chooses (-march=native for trainers). */
+#if defined(__AVX512F__)
+#define AERT_VEC_BYTES 64
+#define AERT_TILE_ACC 24   /* accumulators kept in the 32 registers */
+#elif defined(__AVX__)
+#define AERT_VEC_BYTES 32
+#define AERT_TILE_ACC 12   /* of 16 */
+#else
+#define AERT_VEC_BYTES 16  /* SSE2 or any other target: GCC lowers the vector operations */
+#define AERT_TILE_ACC 12
+#endif
+#define AERT_LANES ((int)(AERT_VEC_BYTES / sizeof(aert_real)))
+typedef aert_real aert_vec __attribute__((vector_size(AERT_VEC_BYTES)));
+
+static inline aert_vec aert_vload(const aert_real *p) {
+  aert_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline __attribute__((always_inline)) void aert_conv_tile(const aert_real *restrict x, const aert_real *restrict w,
+                                                                 aert_real *restrict y, int q, int mr, int nv, int k,
+                                                                 int wp, int cin, int cout, int ho, int wo, int acc) {
+  aert_vec c[AERT_TILE_ACC] = {0};
+  for (int kh = 0; kh < k; kh++)
+    for (int kw = 0; kw < k; kw++) {
+      const aert_real *xt = x + ((long)q + kh * wp + kw) * cin, *wt = w + (long)(kh * k + kw) * cin * cout;
+      for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {
+        aert_vec b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) b[v] = aert_vload(wt + v * AERT_LANES);
+#pragma GCC unroll 24
+        for (int j = 0; j < mr; j++) {
+          aert_real a = xt[(long)j * cin];
+#pragma GCC unroll 4
+          for (int v = 0; v < nv; v++) c[j * nv + v] += a * b[v];
+        }
+      }
+    }
+#pragma GCC unroll 24
+  for (int j = 0; j < mr; j++) {
+    int oh = (q + j) / wp, ow = (q + j) - oh * wp;
+    if (ow >= wo || oh >= ho) continue;
+    aert_real *o = y + ((long)oh * wo + ow) * cout;
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+      aert_vec r = c[j * nv + v];
+      if (acc) r += aert_vload(o + v * AERT_LANES);
+      memcpy(o + v * AERT_LANES, &r, sizeof r);
+    }
+  }
+}
+
+/* One tile shape per vector count: nv vectors of channels, AERT_TILE_ACC / nv pixels. */
+#define AERT_CONV_TILES(NV)                                                                               \
+  static void aert_conv_tiles_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y, \
+                                   int q0, int q1, int k, int wp, int cin, int cout, int ho, int wo, int acc) {     \
+    for (int q = q0; q < q1; q += AERT_TILE_ACC / NV)                                                      \
+      aert_conv_tile(x, w, y, q, AERT_TILE_ACC / NV, NV, k, wp, cin, cout, ho, wo, acc);                  \
+  }
+AERT_CONV_TILES(1)
+AERT_CONV_TILES(2)
+AERT_CONV_TILES(3)
+AERT_CONV_TILES(4)
+
+/* cout must be a multiple of AERT_LANES; acc adds to y instead of overwriting it. */
+static inline void aert_conv_s1(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
+                                const aert_real *restrict w, int k, aert_real *restrict y, int cout, int acc) {
+  int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
+  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv;
+  int blocks = vecs / nv, span = (ho - 1) * wp + wo, tiles = (span + mr - 1) / mr;
+  long xs = (long)hp * wp * cin, ys = (long)ho * wo * cout;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int t = 0; t < tiles; t++) {
+      const aert_real *xn = xp + n * xs;
+      aert_real *yn = y + n * ys;
+      int q0 = t * mr;
+      for (int cb = 0; cb < blocks; cb++) {
+        const aert_real *wb = w + cb * nv * AERT_LANES;
+        aert_real *yb = yn + cb * nv * AERT_LANES;
+        switch (nv) {
+        case 4: aert_conv_tiles_4(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
+        case 3: aert_conv_tiles_3(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
+        case 2: aert_conv_tiles_2(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
+        default: aert_conv_tiles_1(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
+        }
+      }
+    }
+}
+
+/* The weight gradient of the same convolution: dw[kh, kw, ci, co] += sum over n, oh, ow of
+ * xp[n, oh + kh, ow + kw, ci] * dy[n, oh, ow, co]. A task owns one tap, mr input channels
+ * and nv vectors of output channels, and sums over every output pixel in order: the same
+ * tiles as the forward pass with the roles of pixels and channels exchanged. A last block
+ * of input channels past cin reads neighbouring values and is not stored. */
+static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict xp, const aert_real *restrict dy,
+                                                                    aert_real *restrict dw, int mr, int nv, int batch,
+                                                                    int hp, int wp, int cin, int ho, int wo, int cout,
+                                                                    int kh, int kw, int c0, int ci_left) {
+  aert_vec c[AERT_TILE_ACC] = {0};
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < ho; oh++) {
+      const aert_real *xr = xp + (((long)n * hp + oh + kh) * wp + kw) * cin + c0;
+      const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout;
+      for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
+        aert_vec d[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) d[v] = aert_vload(dr + v * AERT_LANES);
+#pragma GCC unroll 24
+        for (int j = 0; j < mr; j++) {
+          aert_real a = xr[j];
+#pragma GCC unroll 4
+          for (int v = 0; v < nv; v++) c[j * nv + v] += a * d[v];
+        }
+      }
+    }
+#pragma GCC unroll 24
+  for (int j = 0; j < mr && j < ci_left; j++)
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+      aert_vec r = c[j * nv + v] + aert_vload(dw + (long)j * cout + v * AERT_LANES);
+      memcpy(dw + (long)j * cout + v * AERT_LANES, &r, sizeof r);
+    }
+}
+
+#define AERT_CONV_DW_TILE(NV)                                                                                  \
+  static void aert_conv_dw_tile_##NV(const aert_real *restrict xp, const aert_real *restrict dy, aert_real *restrict dw, \
+                                     int batch, int hp, int wp, int cin, int ho, int wo, int cout, int kh, int kw,     \
+                                     int c0, int ci_left) {                                                      \
+    aert_conv_dw_tile(xp, dy, dw, AERT_TILE_ACC / NV, NV, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, ci_left); \
+  }
+AERT_CONV_DW_TILE(1)
+AERT_CONV_DW_TILE(2)
+AERT_CONV_DW_TILE(3)
+AERT_CONV_DW_TILE(4)
+
+static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
+                                   const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
+  int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
+  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv;
+  int blocks = vecs / nv, cblocks = (cin + mr - 1) / mr;
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+  for (int t = 0; t < k * k; t++)
+    for (int cb = 0; cb < cblocks; cb++)
+      for (int ob = 0; ob < blocks; ob++) {
+        int kh = t / k, kw = t % k, c0 = cb * mr, o0 = ob * nv * AERT_LANES;
+        aert_real *d = dw + ((long)t * cin + c0) * cout + o0;
+        const aert_real *g = dy + o0;
+        switch (nv) {
+        case 4: aert_conv_dw_tile_4(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
+        case 3: aert_conv_dw_tile_3(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
+        case 2: aert_conv_dw_tile_2(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
+        default: aert_conv_dw_tile_1(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
+        }
+      }
+}
+
+/* The weights of the convolution that carries dy back to dx: w[kh, kw, ci, co] becomes
+ * wf[k-1-kh, k-1-kw, co, ci]. */
+static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restrict wf, int k, int cin, int cout) {
+  for (int t = 0; t < k * k; t++)
+    for (int ci = 0; ci < cin; ci++)
+      for (int co = 0; co < cout; co++)
+        wf[((long)(k * k - 1 - t) * cout + co) * cin + ci] = w[((long)t * cin + ci) * cout + co];
+}
+
 typedef enum { AERT_ACT_LINEAR, AERT_ACT_RELU, AERT_ACT_LEAKY_RELU, AERT_ACT_ELU, AERT_ACT_SIGMOID,
                AERT_ACT_TANH } aert_act;
 
