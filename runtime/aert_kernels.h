@@ -153,18 +153,19 @@ static inline void aert_conv_s1(const aert_real *restrict xp, int batch, int hp,
 }
 
 /* The weight gradient of the same convolution: dw[kh, kw, ci, co] += sum over n, oh, ow of
- * xp[n, oh + kh, ow + kw, ci] * dy[n, oh, ow, co]. A task owns one tap, mr input channels
- * and nv vectors of output channels, and sums over every output pixel in order: the same
- * tiles as the forward pass with the roles of pixels and channels exchanged. A last block
- * of input channels past cin reads neighbouring values and is not stored. */
+ * xp[n, oh + kh, ow + kw, ci] * dy[n, oh, ow, co]. For one kh the k * cin rows (kw, ci) of
+ * dw read k * cin consecutive values of a padded input row, so a task owns one kh, mr
+ * consecutive rows of that group and nv vectors of output channels, and sums over every
+ * output pixel in order: the forward tiles with pixels and channels exchanged. Rows of a
+ * last block past the group read neighbouring values and are not stored. */
 static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict xp, const aert_real *restrict dy,
-                                                                    aert_real *restrict dw, int mr, int nv, int batch,
-                                                                    int hp, int wp, int cin, int ho, int wo, int cout,
-                                                                    int kh, int kw, int c0, int ci_left) {
+                                                                    aert_real *restrict dw, int ldw, int mr, int nv, int n0,
+                                                                    int n1, int hp, int wp, int cin, int ho, int wo, int cout,
+                                                                    int kh, int r0, int rows) {
   aert_vec c[AERT_TILE_ACC] = {0};
-  for (int n = 0; n < batch; n++)
+  for (int n = n0; n < n1; n++)
     for (int oh = 0; oh < ho; oh++) {
-      const aert_real *xr = xp + (((long)n * hp + oh + kh) * wp + kw) * cin + c0;
+      const aert_real *xr = xp + ((long)n * hp + oh + kh) * wp * cin + r0;
       const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout;
       for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
         aert_vec d[4];
@@ -179,44 +180,65 @@ static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_r
       }
     }
 #pragma GCC unroll 24
-  for (int j = 0; j < mr && j < ci_left; j++)
+  for (int j = 0; j < mr && j < rows; j++)
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
-      aert_vec r = c[j * nv + v] + aert_vload(dw + (long)j * cout + v * AERT_LANES);
-      memcpy(dw + (long)j * cout + v * AERT_LANES, &r, sizeof r);
+      aert_vec r = c[j * nv + v] + aert_vload(dw + (long)j * ldw + v * AERT_LANES);
+      memcpy(dw + (long)j * ldw + v * AERT_LANES, &r, sizeof r);
     }
 }
 
 #define AERT_CONV_DW_TILE(NV)                                                                                  \
   static void aert_conv_dw_tile_##NV(const aert_real *restrict xp, const aert_real *restrict dy, aert_real *restrict dw, \
-                                     int batch, int hp, int wp, int cin, int ho, int wo, int cout, int kh, int kw,     \
-                                     int c0, int ci_left) {                                                      \
-    aert_conv_dw_tile(xp, dy, dw, AERT_TILE_ACC / NV, NV, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, ci_left); \
+                                     int ldw, int n0, int n1, int hp, int wp, int cin, int ho, int wo, int cout, int kh, \
+                                     int r0, int rows) {                                                         \
+    aert_conv_dw_tile(xp, dy, dw, ldw, AERT_TILE_ACC / NV, NV, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); \
   }
 AERT_CONV_DW_TILE(1)
 AERT_CONV_DW_TILE(2)
 AERT_CONV_DW_TILE(3)
 AERT_CONV_DW_TILE(4)
 
+/* Fewer than AERT_DW_TASKS tasks split the images into slices summed apart and then added
+ * in slice order: the split depends on the shapes only, never on the thread count. */
+#define AERT_DW_TASKS 16
 static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
                                    const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
   int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
-  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv;
-  int blocks = vecs / nv, cblocks = (cin + mr - 1) / mr;
-#pragma omp parallel for collapse(3) schedule(dynamic, 1)
-  for (int t = 0; t < k * k; t++)
-    for (int cb = 0; cb < cblocks; cb++)
-      for (int ob = 0; ob < blocks; ob++) {
-        int kh = t / k, kw = t % k, c0 = cb * mr, o0 = ob * nv * AERT_LANES;
-        aert_real *d = dw + ((long)t * cin + c0) * cout + o0;
-        const aert_real *g = dy + o0;
-        switch (nv) {
-        case 4: aert_conv_dw_tile_4(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
-        case 3: aert_conv_dw_tile_3(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
-        case 2: aert_conv_dw_tile_2(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
-        default: aert_conv_dw_tile_1(xp, g, d, batch, hp, wp, cin, ho, wo, cout, kh, kw, c0, cin - c0); break;
-        }
+  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES;
+  int blocks = vecs / nv, group = k * cin, rblocks = (group + mr - 1) / mr, tasks = k * rblocks * blocks;
+  int slices = tasks >= AERT_DW_TASKS ? 1 : (AERT_DW_TASKS + tasks - 1) / tasks;
+  slices = slices > batch ? batch : slices;
+  aert_real part[slices > 1 ? tasks * slices * mr * lw : 1];
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < tasks * slices; i++) {
+    int task = i / slices, sl = i % slices, kh = task / (rblocks * blocks), rb = task / blocks % rblocks, ob = task % blocks;
+    int r0 = rb * mr, o0 = ob * lw, rows = group - r0, n0 = (int)((long)batch * sl / slices);
+    int n1 = (int)((long)batch * (sl + 1) / slices), ld = cout;
+    aert_real *d = dw + ((long)kh * group + r0) * cout + o0;
+    if (slices > 1) {
+      d = part + (long)i * mr * lw;
+      memset(d, 0, sizeof(aert_real) * mr * lw);
+      ld = lw, rows = mr;
+    }
+    const aert_real *g = dy + o0;
+    switch (nv) {
+    case 4: aert_conv_dw_tile_4(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+    case 3: aert_conv_dw_tile_3(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+    case 2: aert_conv_dw_tile_2(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+    default: aert_conv_dw_tile_1(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+    }
+  }
+  if (slices == 1) return;
+  for (int task = 0; task < tasks; task++) {
+    int kh = task / (rblocks * blocks), rb = task / blocks % rblocks, ob = task % blocks, r0 = rb * mr;
+    for (int j = 0; j < mr && r0 + j < group; j++)
+      for (int sl = 0; sl < slices; sl++) {
+        const aert_real *src = part + ((long)(task * slices + sl) * mr + j) * lw;
+        aert_real *d = dw + ((long)kh * group + r0 + j) * cout + ob * lw;
+        for (int c = 0; c < lw; c++) d[c] += src[c];
       }
+  }
 }
 
 /* The weights of the convolution that carries dy back to dx: w[kh, kw, ci, co] becomes
