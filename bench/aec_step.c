@@ -1,7 +1,8 @@
 /* aec_step.c - times training steps of one generated model: forward, backward and the
  * optimizer update on a fixed random batch, as the trainer runs them. Built by
  * bench/run.sh around a spec's generated model.c. Prints one JSON line: median ms per
- * step over the timed steps, images/s, achieved GFLOP/s and peak RSS. */
+ * step over the timed steps, images/s, achieved GFLOP/s and peak RSS; built with
+ * -DAERT_PROFILE, also one line per kernel: its ms and GFLOP/s forward and backward. */
 #include "model.c"
 #include "aert_internal.h"
 
@@ -49,6 +50,9 @@ int main(int argc, char **argv) {
     m->backward(P, G, A, X, target, (uint64_t)i);
     aert_optim_step(&opt, m, P, G, m->optim.lr);
     if (i >= warmup) ms[i - warmup] = now_ms() - t0;
+#ifdef AERT_PROFILE
+    if (i + 1 == warmup) memset(profile_ms, 0, sizeof profile_ms);
+#endif
   }
   qsort(ms, (size_t)steps, sizeof *ms, by_value);
   double med = ms[steps / 2];
@@ -57,5 +61,13 @@ int main(int argc, char **argv) {
   printf("{\"side\": \"aec\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, \"median_ms\": %.2f, "
          "\"images_per_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f}\n", m->name, m->batch, threads, steps, med,
          m->batch / med * 1e3, flops / med / 1e6, ru.ru_maxrss / 1024.0);
+#ifdef AERT_PROFILE   /* per kernel: mean ms per step and GFLOP/s, forward and backward */
+  for (int k = 0; k < (int)(sizeof profile_ms / sizeof profile_ms[0]); k++) {
+    double f = profile_ms[k][0] / steps, b = profile_ms[k][1] / steps;
+    printf("{\"side\": \"aec-kernel\", \"model\": \"%s\", \"kernel\": \"%s\", \"forward_ms\": %.3f, \"backward_ms\": %.3f, "
+           "\"forward_gflops\": %.1f, \"backward_gflops\": %.1f}\n", m->name, profile_names[k], f, b,
+           f > 0 ? profile_flops[k][0] / f / 1e6 : 0, b > 0 ? profile_flops[k][1] / b / 1e6 : 0);
+  }
+#endif
   return 0;
 }

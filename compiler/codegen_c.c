@@ -223,8 +223,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
   const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
+  bool narrow = cout % AE_SLIDE_LANES != 0;
+  long wt = (long)B * hp * wp * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
   OUT("static void %s_forward(const run *r) {\n  %s(%s%s);\n", name, pad, col, srcs);
-  OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s, %d, %s, %d, 0);\n", col, B, hp, wp, tc, wv, kk, y, cout);
+  if (narrow) OUT("  aert_conv_s1_narrow(%s, %d, %d, %d, %d, %s, %s + %ld, %d, %s, %d);\n", col, B, hp, wp, tc, wv, col, wt, kk, y, cout);
+  else OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s, %d, %s, %d, 0);\n", col, B, hp, wp, tc, wv, kk, y, cout);
   OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * elems(k->out) / cout, cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!has_backward(p, k)) return;
@@ -233,8 +236,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
     OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * elems(k->out) / cout, cout);
-    OUT("  %s(%s%s);\n  aert_conv_s1_dw(%s, %d, %d, %d, %d, %s, %d, %s, %d);\n", pad, col, srcs, col, B, hp, wp, tc, dy, kk,
-        pgrad(e, k->w), cout);
+    OUT("  %s(%s%s);\n  aert_conv_s1%s_dw(%s, %d, %d, %d, %d, %s, %d, %s, %d);\n", pad, col, srcs, narrow ? "_narrow" : "", col,
+        B, hp, wp, tc, dy, kk, pgrad(e, k->w), cout);
   }
   if (any_dx && dx_direct) {
     long wf = (long)B * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
@@ -569,12 +572,34 @@ static void emit_decode(emitter *e, const char **names) {
   free(down);
 }
 
+/* The backward FLOPs of a kernel: a weight gradient and a dx, each as many as the forward
+ * pass, for a layer with weights; as many as the forward pass for the rest. */
+static double backward_flops(emitter *e, const ae_kernel *k) {
+  if (!has_backward(e->p, k)) return 0;
+  double f = k->node->flops * e->p->batch;
+  if (!k->w || (k->kind != K_CONV && k->kind != K_CONV_T && k->kind != K_DENSE)) return f;
+  bool dx = false;
+  for (int i = 0; i < k->src.len; i++) dx = dx || strcmp(grad(e, ((ae_view *)k->src.items[i])->node), "NULL");
+  return f * ((k->w->frozen ? 0 : 1) + (dx ? 1 : 0));
+}
+
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
   int K = p->kernels.len;
+  OUT("\n/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the\n"
+      " * FLOPs of each kernel, forward and backward, and its name sit beside. */\n#ifdef AERT_PROFILE\n"
+      "static double profile_ms[%d][2];\nstatic const double profile_flops[%d][2] = {", K, K);
+  for (int i = 0; i < K; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    OUT("%s{%.0f, %.0f}", i ? ", " : "", k->node->flops * p->batch, backward_flops(e, k));
+  }
+  OUT("};\nstatic const char *const profile_names[%d] = {", K);
+  for (int i = 0; i < K; i++) OUT("%s\"%s\"", i ? ", " : "", names[i]);
+  OUT("};\n#define PROFILED(k, dir, call) \\\n  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)\n"
+      "#else\n#define PROFILED(k, dir, call) call\n#endif\n");
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
       "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");
-  for (int i = 0; i < K; i++) OUT("  %s_forward(&r);\n", names[i]);
+  for (int i = 0; i < K; i++) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", i, names[i]);
   OUT("  return compute_loss(&r, losses, 0);\n}\n\n");
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
@@ -583,7 +608,7 @@ static void emit_drivers(emitter *e, const char **names) {
   OUT("  compute_loss(&r, NULL, 1);\n");
   for (int i = K - 1; i >= 0; i--) {
     emit_zero_grads(e, backward_time(p, i));
-    if (has_backward(p, p->kernels.items[i])) OUT("  %s_backward(&r);\n", names[i]);
+    if (has_backward(p, p->kernels.items[i])) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", i, names[i]);
   }
   OUT("}\n\n");
   emit_decode(e, names);

@@ -159,26 +159,27 @@ static inline void aert_conv_s1(const aert_real *restrict xp, int batch, int hp,
  * output pixel in order: the forward tiles with pixels and channels exchanged. Rows of a
  * last block past the group read neighbouring values and are not stored. */
 static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict xp, const aert_real *restrict dy,
-                                                                    aert_real *restrict dw, int ldw, int mr, int nv, int n0,
-                                                                    int n1, int hp, int wp, int cin, int ho, int wo, int cout,
+                                                                    aert_real *restrict dw, int ldw, int mr, int nv, long a,
+                                                                    long b, int hp, int wp, int cin, int ho, int wo, int cout,
                                                                     int kh, int r0, int rows) {
   aert_vec c[AERT_TILE_ACC] = {0};
-  for (int n = n0; n < n1; n++)
-    for (int oh = 0; oh < ho; oh++) {
-      const aert_real *xr = xp + ((long)n * hp + oh + kh) * wp * cin + r0;
-      const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout;
-      for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
-        aert_vec d[4];
+  for (long rr = a; rr < b; rr++) {
+    long n = rr / ho;
+    int oh = (int)(rr - n * ho);
+    const aert_real *xr = xp + ((long)n * hp + oh + kh) * wp * cin + r0;
+    const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout;
+    for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
+      aert_vec d[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) d[v] = aert_vload(dr + v * AERT_LANES);
+      for (int v = 0; v < nv; v++) d[v] = aert_vload(dr + v * AERT_LANES);
 #pragma GCC unroll 24
-        for (int j = 0; j < mr; j++) {
-          aert_real a = xr[j];
+      for (int j = 0; j < mr; j++) {
+        aert_real a = xr[j];
 #pragma GCC unroll 4
-          for (int v = 0; v < nv; v++) c[j * nv + v] += a * d[v];
-        }
+        for (int v = 0; v < nv; v++) c[j * nv + v] += a * d[v];
       }
     }
+  }
 #pragma GCC unroll 24
   for (int j = 0; j < mr && j < rows; j++)
 #pragma GCC unroll 4
@@ -190,44 +191,55 @@ static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_r
 
 #define AERT_CONV_DW_TILE(NV)                                                                                  \
   static void aert_conv_dw_tile_##NV(const aert_real *restrict xp, const aert_real *restrict dy, aert_real *restrict dw, \
-                                     int ldw, int n0, int n1, int hp, int wp, int cin, int ho, int wo, int cout, int kh, \
+                                     int ldw, long a, long b, int hp, int wp, int cin, int ho, int wo, int cout, int kh, \
                                      int r0, int rows) {                                                         \
-    aert_conv_dw_tile(xp, dy, dw, ldw, AERT_TILE_ACC / NV, NV, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); \
+    aert_conv_dw_tile(xp, dy, dw, ldw, AERT_TILE_ACC / NV, NV, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows);   \
   }
 AERT_CONV_DW_TILE(1)
 AERT_CONV_DW_TILE(2)
 AERT_CONV_DW_TILE(3)
 AERT_CONV_DW_TILE(4)
 
-/* Fewer than AERT_DW_TASKS tasks split the images into slices summed apart and then added
- * in slice order: the split depends on the shapes only, never on the thread count. */
+/* A task sums over its output rows (n, oh) block by block, so that the rows of dy and of
+ * the input that every task of a thread reads stay in cache: AERT_DW_BLOCK floats of the
+ * two per block. Each task belongs to one thread and adds its blocks in order. Fewer than
+ * AERT_DW_TASKS tasks also split the rows into slices summed apart and then added in
+ * slice order. The result depends on the shapes only, never on the thread count. */
 #define AERT_DW_TASKS 16
+#define AERT_DW_BLOCK 16384
 static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
                                    const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
   int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
   int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES;
   int blocks = vecs / nv, group = k * cin, rblocks = (group + mr - 1) / mr, tasks = k * rblocks * blocks;
+  long rows_all = (long)batch * ho, per = AERT_DW_BLOCK / ((long)wo * (cin + cout));
+  per = per < 1 ? 1 : per;
   int slices = tasks >= AERT_DW_TASKS ? 1 : (AERT_DW_TASKS + tasks - 1) / tasks;
-  slices = slices > batch ? batch : slices;
-  aert_real part[slices > 1 ? tasks * slices * mr * lw : 1];
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < tasks * slices; i++) {
-    int task = i / slices, sl = i % slices, kh = task / (rblocks * blocks), rb = task / blocks % rblocks, ob = task % blocks;
-    int r0 = rb * mr, o0 = ob * lw, rows = group - r0, n0 = (int)((long)batch * sl / slices);
-    int n1 = (int)((long)batch * (sl + 1) / slices), ld = cout;
-    aert_real *d = dw + ((long)kh * group + r0) * cout + o0;
-    if (slices > 1) {
-      d = part + (long)i * mr * lw;
-      memset(d, 0, sizeof(aert_real) * mr * lw);
-      ld = lw, rows = mr;
-    }
-    const aert_real *g = dy + o0;
-    switch (nv) {
-    case 4: aert_conv_dw_tile_4(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-    case 3: aert_conv_dw_tile_3(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-    case 2: aert_conv_dw_tile_2(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-    default: aert_conv_dw_tile_1(xp, g, d, ld, n0, n1, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-    }
+  slices = slices > rows_all ? (int)rows_all : slices;
+  int units = tasks * slices;
+  aert_real part[slices > 1 ? units * mr * lw : 1];
+  if (slices > 1) memset(part, 0, sizeof part);
+#pragma omp parallel
+  {
+    int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (long blk = 0; blk < rows_all; blk += per)
+      for (int u = tid; u < units; u += nt) {
+        int task = u / slices, sl = u % slices, kh = task / (rblocks * blocks), rb = task / blocks % rblocks;
+        int ob = task % blocks, r0 = rb * mr, o0 = ob * lw, rows = group - r0, ld = cout;
+        long a = rows_all * sl / slices, b = rows_all * (sl + 1) / slices;
+        a = a > blk ? a : blk;
+        b = b < blk + per ? b : blk + per;
+        if (a >= b) continue;
+        aert_real *d = dw + ((long)kh * group + r0) * cout + o0;
+        if (slices > 1) d = part + (long)u * mr * lw, ld = lw, rows = mr;
+        const aert_real *g = dy + o0;
+        switch (nv) {
+        case 4: aert_conv_dw_tile_4(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+        case 3: aert_conv_dw_tile_3(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+        case 2: aert_conv_dw_tile_2(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+        default: aert_conv_dw_tile_1(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+        }
+      }
   }
   if (slices == 1) return;
   for (int task = 0; task < tasks; task++) {
@@ -238,6 +250,73 @@ static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int 
         aert_real *d = dw + ((long)kh * group + r0 + j) * cout + ob * lw;
         for (int c = 0; c < lw; c++) d[c] += src[c];
       }
+  }
+}
+
+/* Narrow outputs (cout below a vector, cin whole vectors), the last layer that draws an
+ * image: each output is a dot product along the input channels, k * k * cin / lanes
+ * vector multiply-adds per pixel, summed across lanes in a fixed order. The weights are
+ * first gathered to [co, kh, kw, ci] (wt, k * k * cin * cout values). */
+static inline aert_real aert_vsum(aert_vec v) {
+  aert_real s = 0;
+  for (int l = 0; l < AERT_LANES; l++) s += v[l];
+  return s;
+}
+
+static inline void aert_conv_s1_narrow(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
+                                       const aert_real *restrict w, aert_real *restrict wt, int k, aert_real *restrict y,
+                                       int cout) {
+  int ho = hp - k + 1, wo = wp - k + 1, cv = cin / AERT_LANES, taps = k * k;
+  for (int co = 0; co < cout; co++)
+    for (long i = 0; i < (long)taps * cin; i++) wt[co * (long)taps * cin + i] = w[i * cout + co];
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < ho; oh++)
+      for (int ow = 0; ow < wo; ow++) {
+        const aert_real *x0 = xp + (((long)n * hp + oh) * wp + ow) * cin;
+        aert_real *o = y + (((long)n * ho + oh) * wo + ow) * cout;
+        for (int co = 0; co < cout; co++) {
+          const aert_real *wc = wt + (long)co * taps * cin;
+          aert_vec acc = {0};
+          for (int kh = 0; kh < k; kh++)
+            for (int kw = 0; kw < k; kw++) {
+              const aert_real *xt = x0 + ((long)kh * wp + kw) * cin, *wk = wc + (long)(kh * k + kw) * cin;
+              for (int v = 0; v < cv; v++) acc += aert_vload(xt + v * AERT_LANES) * aert_vload(wk + v * AERT_LANES);
+            }
+          o[co] = aert_vsum(acc);
+        }
+      }
+}
+
+/* Its weight gradient: a task owns one tap, one output channel and up to four vectors of
+ * input channels, and sums over the pixels of its slice of images; slices are added in
+ * order afterwards (their count depends on the shapes only). */
+static inline void aert_conv_s1_narrow_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
+                                          const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
+  int ho = hp - k + 1, wo = wp - k + 1, cv = cin / AERT_LANES, vb = (cv + 3) / 4, tasks = k * k * cout * vb;
+  int slices = tasks >= AERT_DW_TASKS ? 1 : (AERT_DW_TASKS + tasks - 1) / tasks;
+  slices = slices > batch ? batch : slices;
+  aert_real part[tasks * slices * 4 * AERT_LANES];
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < tasks * slices; i++) {
+    int task = i / slices, sl = i % slices, t = task / (cout * vb), co = task / vb % cout, b = task % vb;
+    int kh = t / k, kw = t % k, v0 = b * 4, nvec = cv - v0 < 4 ? cv - v0 : 4;
+    int n0 = (int)((long)batch * sl / slices), n1 = (int)((long)batch * (sl + 1) / slices);
+    aert_vec acc[4] = {{0}};
+    for (int n = n0; n < n1; n++)
+      for (int oh = 0; oh < ho; oh++) {
+        const aert_real *xr = xp + (((long)n * hp + oh + kh) * wp + kw) * cin + v0 * AERT_LANES;
+        const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout + co;
+        for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout)
+          for (int v = 0; v < nvec; v++) acc[v] += dr[0] * aert_vload(xr + v * AERT_LANES);
+      }
+    memcpy(part + (long)i * 4 * AERT_LANES, acc, sizeof acc);
+  }
+  for (int i = 0; i < tasks * slices; i++) {
+    int task = i / slices, t = task / (cout * vb), co = task / vb % cout, b = task % vb;
+    for (int v = 0; v < 4 && b * 4 + v < cv; v++)
+      for (int l = 0; l < AERT_LANES; l++)
+        dw[((long)t * cin + (b * 4 + v) * AERT_LANES + l) * cout + co] += part[((long)i * 4 + v) * AERT_LANES + l];
   }
 }
 
@@ -276,31 +355,52 @@ static inline aert_real aert_act_grad(aert_act act, aert_real alpha, aert_real y
   }
 }
 
+/* Runs LOOP(A) with the activation A a constant, so that aert_act_apply and aert_act_grad
+ * fold to one expression and each loop vectorises. */
+#define AERT_ACT_DISPATCH(act, LOOP)                          \
+  switch (act) {                                              \
+  case AERT_ACT_RELU: LOOP(AERT_ACT_RELU); break;             \
+  case AERT_ACT_LEAKY_RELU: LOOP(AERT_ACT_LEAKY_RELU); break; \
+  case AERT_ACT_ELU: LOOP(AERT_ACT_ELU); break;               \
+  case AERT_ACT_SIGMOID: LOOP(AERT_ACT_SIGMOID); break;       \
+  case AERT_ACT_TANH: LOOP(AERT_ACT_TANH); break;             \
+  default: LOOP(AERT_ACT_LINEAR); break;                      \
+  }
+
 /* y[r][c] = act(y[r][c] + b[c]) over rows x cols (b may be NULL). */
 static inline void aert_bias_act(aert_real *restrict y, const aert_real *restrict b, long rows, int cols, aert_act act,
                                  aert_real alpha) {
-#pragma omp parallel for schedule(static)
-  for (long r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) y[r * cols + c] = aert_act_apply(act, alpha, y[r * cols + c] + (b ? b[c] : 0));
+#define AERT_BIAS_ACT(A)                                                                      \
+  _Pragma("omp parallel for schedule(static)") for (long r = 0; r < rows; r++)              \
+    for (int c = 0; c < cols; c++) y[r * cols + c] = aert_act_apply(A, alpha, y[r * cols + c] + (b ? b[c] : 0));
+  AERT_ACT_DISPATCH(act, AERT_BIAS_ACT)
+#undef AERT_BIAS_ACT
 }
 
 /* d = d * act'(y) in place: the gradient before the activation. */
 static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
                                              aert_real alpha) {
   if (act == AERT_ACT_LINEAR) return;
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < n; i++) d[i] *= aert_act_grad(act, alpha, y[i]);
+#define AERT_ACT_BWD(A) \
+  _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++) d[i] *= aert_act_grad(A, alpha, y[i]);
+  AERT_ACT_DISPATCH(act, AERT_ACT_BWD)
+#undef AERT_ACT_BWD
 }
 
 /* A standalone activation: y = act(x); dx += dy * act'(y). */
 static inline void aert_act_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_act act, aert_real alpha) {
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < n; i++) y[i] = aert_act_apply(act, alpha, x[i]);
+#define AERT_ACT_FWD(A) \
+  _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++) y[i] = aert_act_apply(A, alpha, x[i]);
+  AERT_ACT_DISPATCH(act, AERT_ACT_FWD)
+#undef AERT_ACT_FWD
 }
 static inline void aert_act_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y, long n,
                                      aert_act act, aert_real alpha) {
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < n; i++) dx[i] += dy[i] * aert_act_grad(act, alpha, y[i]);
+#define AERT_ACT_BWD(A)                                                           \
+  _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++)     \
+    dx[i] += dy[i] * aert_act_grad(A, alpha, y[i]);
+  AERT_ACT_DISPATCH(act, AERT_ACT_BWD)
+#undef AERT_ACT_BWD
 }
 
 /* db[c] += sum over rows of d[r][c], in row order (one pass over d, in blocks of 256

@@ -411,63 +411,48 @@ static void conv_d2_backward(const run *r) {
  * in: d2 28x28x32
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_y(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 112; row++) {
-    int n = n0 + row / 28, rh = row % 28;
-    {
-      for (int rw = 0; rw < 28; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 288;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 32) {
-            int tw = rw * 1 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
-          }
-        }
-      }
+static void pad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int ph = 0; ph < 30; ph++) {
+      aert_real *o = xp + ((long)n * 30 + ph) * 960;
+      int th = ph - 1;
+      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
+      memset(o, 0, 32 * sizeof(aert_real));
+      memset(o + 928, 0, 32 * sizeof(aert_real));
+      memcpy(o + 32, t0 + ((long)n * 28 + th) * 896, 896 * sizeof(aert_real));
     }
-  }
+  memset(xp + 3686400, 0, 768 * sizeof(aert_real));
 }
 
-static void scatter_conv_y(const aert_real *restrict col, int n0, aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int img = 0; img < 4; img++) {
-    int n = n0 + img;
-    for (int rh = 0; rh < 28; rh++) {
-      for (int rw = 0; rw < 28; rw++) {
-        const aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 288;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 32) {
-            int tw = rw * 1 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 32)[ch] += c[0 + ch];
-          }
-        }
-      }
+static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int ph = 0; ph < 30; ph++) {
+      aert_real *o = xp + ((long)n * 30 + ph) * 30;
+      int th = ph - 1;
+      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
+      memset(o, 0, 1 * sizeof(aert_real));
+      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memcpy(o + 1, t0 + ((long)n * 28 + th) * 28, 28 * sizeof(aert_real));
     }
-  }
+  memset(xp + 115200, 0, 24 * sizeof(aert_real));
 }
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 4) {
-    gather_conv_y((r->A + 10128896), n0, (r->A + 20714496));
-    aert_gemm(0, 0, 3136, 1, 288, (r->A + 10128896), 288, (r->P + 324256), 1, 0, (r->A + 33559552) + (long)n0 * 784, 1);
-  }
+  pad_conv_y((r->A + 10128896), (r->A + 20714496));
+  aert_conv_s1_narrow((r->A + 10128896), 128, 30, 30, 32, (r->P + 324256), (r->A + 10128896) + 3687168, 3, (r->A + 33559552), 1);
   aert_bias_act((r->A + 33559552), (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 30348288), (r->A + 33559552), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 324544), (r->A + 30348288), 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 4) {
-    gather_conv_y((r->A + 10128896), n0, (r->A + 20714496));
-    aert_gemm(1, 0, 288, 1, 3136, (r->A + 10128896), 288, (r->A + 30348288) + (long)n0 * 784, 1, 1, (r->G + 324256), 1);
-    aert_gemm(0, 1, 3136, 288, 1, (r->A + 30348288) + (long)n0 * 784, 1, (r->P + 324256), 1, 0, (r->A + 0), 288);
-    scatter_conv_y((r->A + 0), n0, (r->A + 23925760));
-  }
+  pad_conv_y((r->A + 10128896), (r->A + 20714496));
+  aert_conv_s1_narrow_dw((r->A + 10128896), 128, 30, 30, 32, (r->A + 30348288), 3, (r->G + 324256), 1);
+  dpad_conv_y((r->A + 0), (r->A + 30348288));
+  aert_conv_flip((r->P + 324256), (r->A + 0) + 115968, 3, 32, 1);
+  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 23925760), 32, 1);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -481,18 +466,30 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[9][2];
+static const double profile_flops[9][2] = {{57802752, 57802752}, {462422016, 924844032}, {924844032, 1849688064}, {462422016, 924844032}, {25690112, 51380224}, {25690112, 51380224}, {1849688064, 3699376128}, {3699376128, 7398752256}, {57802752, 115605504}};
+static const char *const profile_names[9] = {"conv_z_h_1", "conv_z_h_2", "conv_z_h2_1", "conv_z_h2_2", "dense_z", "dense_d", "conv_d1", "conv_d2", "conv_y"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_z_h_1_forward(&r);
-  conv_z_h_2_forward(&r);
-  conv_z_h2_1_forward(&r);
-  conv_z_h2_2_forward(&r);
-  dense_z_forward(&r);
-  dense_d_forward(&r);
-  conv_d1_forward(&r);
-  conv_d2_forward(&r);
-  conv_y_forward(&r);
+  PROFILED(0, 0, conv_z_h_1_forward(&r));
+  PROFILED(1, 0, conv_z_h_2_forward(&r));
+  PROFILED(2, 0, conv_z_h2_1_forward(&r));
+  PROFILED(3, 0, conv_z_h2_2_forward(&r));
+  PROFILED(4, 0, dense_z_forward(&r));
+  PROFILED(5, 0, dense_d_forward(&r));
+  PROFILED(6, 0, conv_d1_forward(&r));
+  PROFILED(7, 0, conv_d2_forward(&r));
+  PROFILED(8, 0, conv_y_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -503,22 +500,22 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 30348288, 0, sizeof(aert_real) * 100352);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 23925760, 0, sizeof(aert_real) * 3211264);  /* dd2 */
-  conv_y_backward(&r);
+  PROFILED(8, 1, conv_y_backward(&r));
   memset(r.A + 30348288, 0, sizeof(aert_real) * 1605632);  /* dd1 */
-  conv_d2_backward(&r);
+  PROFILED(7, 1, conv_d2_backward(&r));
   memset(r.A + 20714496, 0, sizeof(aert_real) * 401408);  /* d */
-  conv_d1_backward(&r);
+  PROFILED(6, 1, conv_d1_backward(&r));
   memset(r.A + 21115904, 0, sizeof(aert_real) * 4096);  /* dz */
-  dense_d_backward(&r);
+  PROFILED(5, 1, dense_d_backward(&r));
   memset(r.A + 22320128, 0, sizeof(aert_real) * 401408);  /* d */
-  dense_z_backward(&r);
+  PROFILED(4, 1, dense_z_backward(&r));
   memset(r.A + 20714496, 0, sizeof(aert_real) * 1605632);  /* d */
-  conv_z_h2_2_backward(&r);
+  PROFILED(3, 1, conv_z_h2_2_backward(&r));
   memset(r.A + 23925760, 0, sizeof(aert_real) * 802816);  /* d */
-  conv_z_h2_1_backward(&r);
+  PROFILED(2, 1, conv_z_h2_1_backward(&r));
   memset(r.A + 20714496, 0, sizeof(aert_real) * 3211264);  /* d */
-  conv_z_h_2_backward(&r);
-  conv_z_h_1_backward(&r);
+  PROFILED(1, 1, conv_z_h_2_backward(&r));
+  PROFILED(0, 1, conv_z_h_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */

@@ -383,63 +383,48 @@ static void conv_d2_backward(const run *r) {
  * in: d2 28x28x16
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_y(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 224; row++) {
-    int n = n0 + row / 28, rh = row % 28;
-    {
-      for (int rw = 0; rw < 28; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 144;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 16) {
-            int tw = rw * 1 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 16 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 16, 16 * sizeof(aert_real));
-          }
-        }
-      }
+static void pad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int ph = 0; ph < 30; ph++) {
+      aert_real *o = xp + ((long)n * 30 + ph) * 480;
+      int th = ph - 1;
+      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
+      memset(o, 0, 16 * sizeof(aert_real));
+      memset(o + 464, 0, 16 * sizeof(aert_real));
+      memcpy(o + 16, t0 + ((long)n * 28 + th) * 448, 448 * sizeof(aert_real));
     }
-  }
+  memset(xp + 1843200, 0, 384 * sizeof(aert_real));
 }
 
-static void scatter_conv_y(const aert_real *restrict col, int n0, aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int img = 0; img < 8; img++) {
-    int n = n0 + img;
-    for (int rh = 0; rh < 28; rh++) {
-      for (int rw = 0; rw < 28; rw++) {
-        const aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 144;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 16) {
-            int tw = rw * 1 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { continue; }
-            for (int ch = 0; ch < 16; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 16)[ch] += c[0 + ch];
-          }
-        }
-      }
+static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int ph = 0; ph < 30; ph++) {
+      aert_real *o = xp + ((long)n * 30 + ph) * 30;
+      int th = ph - 1;
+      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
+      memset(o, 0, 1 * sizeof(aert_real));
+      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memcpy(o + 1, t0 + ((long)n * 28 + th) * 28, 28 * sizeof(aert_real));
     }
-  }
+  memset(xp + 115200, 0, 24 * sizeof(aert_real));
 }
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 8) {
-    gather_conv_y((r->A + 5059840), n0, (r->A + 8747008));
-    aert_gemm(0, 0, 6272, 1, 144, (r->A + 5059840), 144, (r->P + 443440), 1, 0, (r->A + 15169536) + (long)n0 * 784, 1);
-  }
+  pad_conv_y((r->A + 5059840), (r->A + 8747008));
+  aert_conv_s1_narrow((r->A + 5059840), 128, 30, 30, 16, (r->P + 443440), (r->A + 5059840) + 1843584, 3, (r->A + 15169536), 1);
   aert_bias_act((r->A + 15169536), (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13563904), (r->A + 15169536), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 443584), (r->A + 13563904), 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 8) {
-    gather_conv_y((r->A + 5059840), n0, (r->A + 8747008));
-    aert_gemm(1, 0, 144, 1, 6272, (r->A + 5059840), 144, (r->A + 13563904) + (long)n0 * 784, 1, 1, (r->G + 443440), 1);
-    aert_gemm(0, 1, 6272, 144, 1, (r->A + 13563904) + (long)n0 * 784, 1, (r->P + 443440), 1, 0, (r->A + 0), 144);
-    scatter_conv_y((r->A + 0), n0, (r->A + 10352640));
-  }
+  pad_conv_y((r->A + 5059840), (r->A + 8747008));
+  aert_conv_s1_narrow_dw((r->A + 5059840), 128, 30, 30, 16, (r->A + 13563904), 3, (r->G + 443440), 1);
+  dpad_conv_y((r->A + 0), (r->A + 13563904));
+  aert_conv_flip((r->P + 443440), (r->A + 0) + 115584, 3, 16, 1);
+  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115584, 3, (r->A + 10352640), 16, 1);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -453,16 +438,28 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[7][2];
+static const double profile_flops[7][2] = {{14450688, 14450688}, {231211008, 462422016}, {51380224, 102760448}, {51380224, 102760448}, {924844032, 1849688064}, {924844032, 1849688064}, {28901376, 57802752}};
+static const char *const profile_names[7] = {"conv_e_1", "conv_e_2", "conv_z", "conv_transpose_d", "conv_d1", "conv_d2", "conv_y"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_e_1_forward(&r);
-  conv_e_2_forward(&r);
-  conv_z_forward(&r);
-  conv_transpose_d_forward(&r);
-  conv_d1_forward(&r);
-  conv_d2_forward(&r);
-  conv_y_forward(&r);
+  PROFILED(0, 0, conv_e_1_forward(&r));
+  PROFILED(1, 0, conv_e_2_forward(&r));
+  PROFILED(2, 0, conv_z_forward(&r));
+  PROFILED(3, 0, conv_transpose_d_forward(&r));
+  PROFILED(4, 0, conv_d1_forward(&r));
+  PROFILED(5, 0, conv_d2_forward(&r));
+  PROFILED(6, 0, conv_y_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -473,18 +470,18 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 13563904, 0, sizeof(aert_real) * 100352);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 10352640, 0, sizeof(aert_real) * 1605632);  /* dd2 */
-  conv_y_backward(&r);
+  PROFILED(6, 1, conv_y_backward(&r));
   memset(r.A + 13563904, 0, sizeof(aert_real) * 802816);  /* dd1 */
-  conv_d2_backward(&r);
+  PROFILED(5, 1, conv_d2_backward(&r));
   memset(r.A + 8747008, 0, sizeof(aert_real) * 401408);  /* dd */
-  conv_d1_backward(&r);
+  PROFILED(4, 1, conv_d1_backward(&r));
   memset(r.A + 9148416, 0, sizeof(aert_real) * 8192);  /* dz */
-  conv_transpose_d_backward(&r);
+  PROFILED(3, 1, conv_transpose_d_backward(&r));
   memset(r.A + 9549824, 0, sizeof(aert_real) * 401408);  /* de */
-  conv_z_backward(&r);
+  PROFILED(2, 1, conv_z_backward(&r));
   memset(r.A + 8747008, 0, sizeof(aert_real) * 802816);  /* d */
-  conv_e_2_backward(&r);
-  conv_e_1_backward(&r);
+  PROFILED(1, 1, conv_e_2_backward(&r));
+  PROFILED(0, 1, conv_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */

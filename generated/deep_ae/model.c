@@ -218,19 +218,31 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[10][2];
+static const double profile_flops[10][2] = {{205520896, 205520896}, {67108864, 134217728}, {16777216, 33554432}, {4194304, 8388608}, {524288, 1048576}, {524288, 1048576}, {4194304, 8388608}, {16777216, 33554432}, {67108864, 134217728}, {205520896, 411041792}};
+static const char *const profile_names[10] = {"dense_e_1", "dense_e_2", "dense_e_3", "dense_e_4", "dense_z", "dense_d_1", "dense_d_2", "dense_d_3", "dense_d_4", "dense_y"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  dense_e_1_forward(&r);
-  dense_e_2_forward(&r);
-  dense_e_3_forward(&r);
-  dense_e_4_forward(&r);
-  dense_z_forward(&r);
-  dense_d_1_forward(&r);
-  dense_d_2_forward(&r);
-  dense_d_3_forward(&r);
-  dense_d_4_forward(&r);
-  dense_y_forward(&r);
+  PROFILED(0, 0, dense_e_1_forward(&r));
+  PROFILED(1, 0, dense_e_2_forward(&r));
+  PROFILED(2, 0, dense_e_3_forward(&r));
+  PROFILED(3, 0, dense_e_4_forward(&r));
+  PROFILED(4, 0, dense_z_forward(&r));
+  PROFILED(5, 0, dense_d_1_forward(&r));
+  PROFILED(6, 0, dense_d_2_forward(&r));
+  PROFILED(7, 0, dense_d_3_forward(&r));
+  PROFILED(8, 0, dense_d_4_forward(&r));
+  PROFILED(9, 0, dense_y_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -241,24 +253,24 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 663552, 0, sizeof(aert_real) * 131072);  /* dd */
-  dense_y_backward(&r);
+  PROFILED(9, 1, dense_y_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
-  dense_d_4_backward(&r);
+  PROFILED(8, 1, dense_d_4_backward(&r));
   memset(r.A + 266240, 0, sizeof(aert_real) * 32768);  /* d */
-  dense_d_3_backward(&r);
+  PROFILED(7, 1, dense_d_3_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
-  dense_d_2_backward(&r);
+  PROFILED(6, 1, dense_d_2_backward(&r));
   memset(r.A + 217088, 0, sizeof(aert_real) * 4096);  /* dz */
-  dense_d_1_backward(&r);
+  PROFILED(5, 1, dense_d_1_backward(&r));
   memset(r.A + 233472, 0, sizeof(aert_real) * 16384);  /* de */
-  dense_z_backward(&r);
+  PROFILED(4, 1, dense_z_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 32768);  /* d */
-  dense_e_4_backward(&r);
+  PROFILED(3, 1, dense_e_4_backward(&r));
   memset(r.A + 331776, 0, sizeof(aert_real) * 65536);  /* d */
-  dense_e_3_backward(&r);
+  PROFILED(2, 1, dense_e_3_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 131072);  /* d */
-  dense_e_2_backward(&r);
-  dense_e_1_backward(&r);
+  PROFILED(1, 1, dense_e_2_backward(&r));
+  PROFILED(0, 1, dense_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */

@@ -74,11 +74,23 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[2][2];
+static const double profile_flops[2][2] = {{102760448, 102760448}, {102760448, 205520896}};
+static const char *const profile_names[2] = {"dense_h", "dense_y"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  dense_h_forward(&r);
-  dense_y_forward(&r);
+  PROFILED(0, 0, dense_h_forward(&r));
+  PROFILED(1, 0, dense_y_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -89,8 +101,8 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 466944, 0, sizeof(aert_real) * 65536);  /* dh */
-  dense_y_backward(&r);
-  dense_h_backward(&r);
+  PROFILED(1, 1, dense_y_backward(&r));
+  PROFILED(0, 1, dense_h_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */

@@ -596,22 +596,34 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[13][2];
+static const double profile_flops[13][2] = {{28901376, 28901376}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {3211264, 6422528}};
+static const char *const profile_names[13] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_m_1", "conv_m_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_y"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_e1_1_forward(&r);
-  conv_e1_2_forward(&r);
-  maxpool_2_forward(&r);
-  conv_e2_1_forward(&r);
-  conv_e2_2_forward(&r);
-  maxpool_5_forward(&r);
-  conv_m_1_forward(&r);
-  conv_m_2_forward(&r);
-  conv_d2_1_forward(&r);
-  conv_d2_2_forward(&r);
-  conv_d1_1_forward(&r);
-  conv_d1_2_forward(&r);
-  conv_y_forward(&r);
+  PROFILED(0, 0, conv_e1_1_forward(&r));
+  PROFILED(1, 0, conv_e1_2_forward(&r));
+  PROFILED(2, 0, maxpool_2_forward(&r));
+  PROFILED(3, 0, conv_e2_1_forward(&r));
+  PROFILED(4, 0, conv_e2_2_forward(&r));
+  PROFILED(5, 0, maxpool_5_forward(&r));
+  PROFILED(6, 0, conv_m_1_forward(&r));
+  PROFILED(7, 0, conv_m_2_forward(&r));
+  PROFILED(8, 0, conv_d2_1_forward(&r));
+  PROFILED(9, 0, conv_d2_2_forward(&r));
+  PROFILED(10, 0, conv_d1_1_forward(&r));
+  PROFILED(11, 0, conv_d1_2_forward(&r));
+  PROFILED(12, 0, conv_y_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -622,30 +634,30 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 18621440, 0, sizeof(aert_real) * 100352);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 20227072, 0, sizeof(aert_real) * 1605632);  /* dd1 */
-  conv_y_backward(&r);
+  PROFILED(12, 1, conv_y_backward(&r));
   memset(r.A + 18621440, 0, sizeof(aert_real) * 1605632);  /* d */
-  conv_d1_2_backward(&r);
+  PROFILED(11, 1, conv_d1_2_backward(&r));
   memset(r.A + 17015808, 0, sizeof(aert_real) * 1605632);  /* de1 */
   memset(r.A + 20227072, 0, sizeof(aert_real) * 802816);  /* dd2 */
-  conv_d1_1_backward(&r);
+  PROFILED(10, 1, conv_d1_1_backward(&r));
   memset(r.A + 13804544, 0, sizeof(aert_real) * 802816);  /* d */
-  conv_d2_2_backward(&r);
+  PROFILED(9, 1, conv_d2_2_backward(&r));
   memset(r.A + 14607360, 0, sizeof(aert_real) * 802816);  /* de2 */
   memset(r.A + 18621440, 0, sizeof(aert_real) * 401408);  /* dm */
-  conv_d2_1_backward(&r);
+  PROFILED(8, 1, conv_d2_1_backward(&r));
   memset(r.A + 13804544, 0, sizeof(aert_real) * 401408);  /* d */
-  conv_m_2_backward(&r);
+  PROFILED(7, 1, conv_m_2_backward(&r));
   memset(r.A + 14205952, 0, sizeof(aert_real) * 200704);  /* d */
-  conv_m_1_backward(&r);
-  maxpool_5_backward(&r);
+  PROFILED(6, 1, conv_m_1_backward(&r));
+  PROFILED(5, 1, maxpool_5_backward(&r));
   memset(r.A + 13804544, 0, sizeof(aert_real) * 802816);  /* d */
-  conv_e2_2_backward(&r);
+  PROFILED(4, 1, conv_e2_2_backward(&r));
   memset(r.A + 14607360, 0, sizeof(aert_real) * 401408);  /* d */
-  conv_e2_1_backward(&r);
-  maxpool_2_backward(&r);
+  PROFILED(3, 1, conv_e2_1_backward(&r));
+  PROFILED(2, 1, maxpool_2_backward(&r));
   memset(r.A + 13804544, 0, sizeof(aert_real) * 1605632);  /* d */
-  conv_e1_2_backward(&r);
-  conv_e1_1_backward(&r);
+  PROFILED(1, 1, conv_e1_2_backward(&r));
+  PROFILED(0, 1, conv_e1_1_backward(&r));
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 26448896; }

@@ -217,17 +217,29 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[8][2];
+static const double profile_flops[8][2] = {{57802752, 0}, {462422016, 0}, {924844032, 0}, {462422016, 0}, {25690112, 0}, {524288, 524288}, {0, 0}, {163840, 327680}};
+static const char *const profile_names[8] = {"conv_z_h_1", "conv_z_h_2", "conv_z_h2_1", "conv_z_h2_2", "dense_z", "dense_logits_1", "dropout_6", "dense_logits_2"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_z_h_1_forward(&r);
-  conv_z_h_2_forward(&r);
-  conv_z_h2_1_forward(&r);
-  conv_z_h2_2_forward(&r);
-  dense_z_forward(&r);
-  dense_logits_1_forward(&r);
-  dropout_6_forward(&r);
-  dense_logits_2_forward(&r);
+  PROFILED(0, 0, conv_z_h_1_forward(&r));
+  PROFILED(1, 0, conv_z_h_2_forward(&r));
+  PROFILED(2, 0, conv_z_h2_1_forward(&r));
+  PROFILED(3, 0, conv_z_h2_2_forward(&r));
+  PROFILED(4, 0, dense_z_forward(&r));
+  PROFILED(5, 0, dense_logits_1_forward(&r));
+  PROFILED(6, 0, dropout_6_forward(&r));
+  PROFILED(7, 0, dense_logits_2_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -238,10 +250,10 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 7982592, 0, sizeof(aert_real) * 1280);  /* dlogits.2 */
   compute_loss(&r, NULL, 1);
   memset(r.A + 7998976, 0, sizeof(aert_real) * 8192);  /* d */
-  dense_logits_2_backward(&r);
+  PROFILED(7, 1, dense_logits_2_backward(&r));
   memset(r.A + 7982592, 0, sizeof(aert_real) * 8192);  /* d */
-  dropout_6_backward(&r);
-  dense_logits_1_backward(&r);
+  PROFILED(6, 1, dropout_6_backward(&r));
+  PROFILED(5, 1, dense_logits_1_backward(&r));
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 8011264; }

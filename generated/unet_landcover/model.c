@@ -1054,32 +1054,44 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[23][2];
+static const double profile_flops[23][2] = {{3623878656, 3623878656}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {100663296, 201326592}};
+static const char *const profile_names[23] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_e3_1", "conv_e3_2", "maxpool_8", "conv_e4_1", "conv_e4_2", "maxpool_11", "conv_b_1", "conv_b_2", "conv_d4_1", "conv_d4_2", "conv_d3_1", "conv_d3_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_e1_1_forward(&r);
-  conv_e1_2_forward(&r);
-  maxpool_2_forward(&r);
-  conv_e2_1_forward(&r);
-  conv_e2_2_forward(&r);
-  maxpool_5_forward(&r);
-  conv_e3_1_forward(&r);
-  conv_e3_2_forward(&r);
-  maxpool_8_forward(&r);
-  conv_e4_1_forward(&r);
-  conv_e4_2_forward(&r);
-  maxpool_11_forward(&r);
-  conv_b_1_forward(&r);
-  conv_b_2_forward(&r);
-  conv_d4_1_forward(&r);
-  conv_d4_2_forward(&r);
-  conv_d3_1_forward(&r);
-  conv_d3_2_forward(&r);
-  conv_d2_1_forward(&r);
-  conv_d2_2_forward(&r);
-  conv_d1_1_forward(&r);
-  conv_d1_2_forward(&r);
-  conv_logits_forward(&r);
+  PROFILED(0, 0, conv_e1_1_forward(&r));
+  PROFILED(1, 0, conv_e1_2_forward(&r));
+  PROFILED(2, 0, maxpool_2_forward(&r));
+  PROFILED(3, 0, conv_e2_1_forward(&r));
+  PROFILED(4, 0, conv_e2_2_forward(&r));
+  PROFILED(5, 0, maxpool_5_forward(&r));
+  PROFILED(6, 0, conv_e3_1_forward(&r));
+  PROFILED(7, 0, conv_e3_2_forward(&r));
+  PROFILED(8, 0, maxpool_8_forward(&r));
+  PROFILED(9, 0, conv_e4_1_forward(&r));
+  PROFILED(10, 0, conv_e4_2_forward(&r));
+  PROFILED(11, 0, maxpool_11_forward(&r));
+  PROFILED(12, 0, conv_b_1_forward(&r));
+  PROFILED(13, 0, conv_b_2_forward(&r));
+  PROFILED(14, 0, conv_d4_1_forward(&r));
+  PROFILED(15, 0, conv_d4_2_forward(&r));
+  PROFILED(16, 0, conv_d3_1_forward(&r));
+  PROFILED(17, 0, conv_d3_2_forward(&r));
+  PROFILED(18, 0, conv_d2_1_forward(&r));
+  PROFILED(19, 0, conv_d2_2_forward(&r));
+  PROFILED(20, 0, conv_d1_1_forward(&r));
+  PROFILED(21, 0, conv_d1_2_forward(&r));
+  PROFILED(22, 0, conv_logits_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -1090,50 +1102,50 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 92810240, 0, sizeof(aert_real) * 3145728);  /* dlogits */
   compute_loss(&r, NULL, 1);
   memset(r.A + 101198848, 0, sizeof(aert_real) * 8388608);  /* dd1 */
-  conv_logits_backward(&r);
+  PROFILED(22, 1, conv_logits_backward(&r));
   memset(r.A + 92810240, 0, sizeof(aert_real) * 8388608);  /* d */
-  conv_d1_2_backward(&r);
+  PROFILED(21, 1, conv_d1_2_backward(&r));
   memset(r.A + 84421632, 0, sizeof(aert_real) * 8388608);  /* de1 */
   memset(r.A + 101198848, 0, sizeof(aert_real) * 4194304);  /* dd2 */
-  conv_d1_1_backward(&r);
+  PROFILED(20, 1, conv_d1_1_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 4194304);  /* d */
-  conv_d2_2_backward(&r);
+  PROFILED(19, 1, conv_d2_2_backward(&r));
   memset(r.A + 71838720, 0, sizeof(aert_real) * 4194304);  /* de2 */
   memset(r.A + 92810240, 0, sizeof(aert_real) * 2097152);  /* dd3 */
-  conv_d2_1_backward(&r);
+  PROFILED(18, 1, conv_d2_1_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 2097152);  /* d */
-  conv_d3_2_backward(&r);
+  PROFILED(17, 1, conv_d3_2_backward(&r));
   memset(r.A + 69741568, 0, sizeof(aert_real) * 2097152);  /* de3 */
   memset(r.A + 92810240, 0, sizeof(aert_real) * 1048576);  /* dd4 */
-  conv_d3_1_backward(&r);
+  PROFILED(16, 1, conv_d3_1_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 1048576);  /* d */
-  conv_d4_2_backward(&r);
+  PROFILED(15, 1, conv_d4_2_backward(&r));
   memset(r.A + 68692992, 0, sizeof(aert_real) * 1048576);  /* de4 */
   memset(r.A + 92810240, 0, sizeof(aert_real) * 524288);  /* db */
-  conv_d4_1_backward(&r);
+  PROFILED(14, 1, conv_d4_1_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 524288);  /* d */
-  conv_b_2_backward(&r);
+  PROFILED(13, 1, conv_b_2_backward(&r));
   memset(r.A + 68168704, 0, sizeof(aert_real) * 262144);  /* d */
-  conv_b_1_backward(&r);
-  maxpool_11_backward(&r);
+  PROFILED(12, 1, conv_b_1_backward(&r));
+  PROFILED(11, 1, maxpool_11_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 1048576);  /* d */
-  conv_e4_2_backward(&r);
+  PROFILED(10, 1, conv_e4_2_backward(&r));
   memset(r.A + 68692992, 0, sizeof(aert_real) * 524288);  /* d */
-  conv_e4_1_backward(&r);
-  maxpool_8_backward(&r);
+  PROFILED(9, 1, conv_e4_1_backward(&r));
+  PROFILED(8, 1, maxpool_8_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 2097152);  /* d */
-  conv_e3_2_backward(&r);
+  PROFILED(7, 1, conv_e3_2_backward(&r));
   memset(r.A + 69741568, 0, sizeof(aert_real) * 1048576);  /* d */
-  conv_e3_1_backward(&r);
-  maxpool_5_backward(&r);
+  PROFILED(6, 1, conv_e3_1_backward(&r));
+  PROFILED(5, 1, maxpool_5_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 4194304);  /* d */
-  conv_e2_2_backward(&r);
+  PROFILED(4, 1, conv_e2_2_backward(&r));
   memset(r.A + 71838720, 0, sizeof(aert_real) * 2097152);  /* d */
-  conv_e2_1_backward(&r);
-  maxpool_2_backward(&r);
+  PROFILED(3, 1, conv_e2_1_backward(&r));
+  PROFILED(2, 1, maxpool_2_backward(&r));
   memset(r.A + 67644416, 0, sizeof(aert_real) * 8388608);  /* d */
-  conv_e1_2_backward(&r);
-  conv_e1_1_backward(&r);
+  PROFILED(1, 1, conv_e1_2_backward(&r));
+  PROFILED(0, 1, conv_e1_1_backward(&r));
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 126364672; }

@@ -646,22 +646,34 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[13][2];
+static const double profile_flops[13][2] = {{37748736, 37748736}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {6291456, 12582912}};
+static const char *const profile_names[13] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_b_1", "conv_b_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  conv_e1_1_forward(&r);
-  conv_e1_2_forward(&r);
-  maxpool_2_forward(&r);
-  conv_e2_1_forward(&r);
-  conv_e2_2_forward(&r);
-  maxpool_5_forward(&r);
-  conv_b_1_forward(&r);
-  conv_b_2_forward(&r);
-  conv_d2_1_forward(&r);
-  conv_d2_2_forward(&r);
-  conv_d1_1_forward(&r);
-  conv_d1_2_forward(&r);
-  conv_logits_forward(&r);
+  PROFILED(0, 0, conv_e1_1_forward(&r));
+  PROFILED(1, 0, conv_e1_2_forward(&r));
+  PROFILED(2, 0, maxpool_2_forward(&r));
+  PROFILED(3, 0, conv_e2_1_forward(&r));
+  PROFILED(4, 0, conv_e2_2_forward(&r));
+  PROFILED(5, 0, maxpool_5_forward(&r));
+  PROFILED(6, 0, conv_b_1_forward(&r));
+  PROFILED(7, 0, conv_b_2_forward(&r));
+  PROFILED(8, 0, conv_d2_1_forward(&r));
+  PROFILED(9, 0, conv_d2_2_forward(&r));
+  PROFILED(10, 0, conv_d1_1_forward(&r));
+  PROFILED(11, 0, conv_d1_2_forward(&r));
+  PROFILED(12, 0, conv_logits_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -672,30 +684,30 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 4076544, 0, sizeof(aert_real) * 393216);  /* dlogits */
   compute_loss(&r, NULL, 1);
   memset(r.A + 4600832, 0, sizeof(aert_real) * 524288);  /* dd1 */
-  conv_logits_backward(&r);
+  PROFILED(12, 1, conv_logits_backward(&r));
   memset(r.A + 4076544, 0, sizeof(aert_real) * 524288);  /* d */
-  conv_d1_2_backward(&r);
+  PROFILED(11, 1, conv_d1_2_backward(&r));
   memset(r.A + 3552256, 0, sizeof(aert_real) * 524288);  /* de1 */
   memset(r.A + 4600832, 0, sizeof(aert_real) * 262144);  /* dd2 */
-  conv_d1_1_backward(&r);
+  PROFILED(10, 1, conv_d1_1_backward(&r));
   memset(r.A + 2503680, 0, sizeof(aert_real) * 262144);  /* d */
-  conv_d2_2_backward(&r);
+  PROFILED(9, 1, conv_d2_2_backward(&r));
   memset(r.A + 2765824, 0, sizeof(aert_real) * 262144);  /* de2 */
   memset(r.A + 4076544, 0, sizeof(aert_real) * 131072);  /* db */
-  conv_d2_1_backward(&r);
+  PROFILED(8, 1, conv_d2_1_backward(&r));
   memset(r.A + 2503680, 0, sizeof(aert_real) * 131072);  /* d */
-  conv_b_2_backward(&r);
+  PROFILED(7, 1, conv_b_2_backward(&r));
   memset(r.A + 2634752, 0, sizeof(aert_real) * 65536);  /* d */
-  conv_b_1_backward(&r);
-  maxpool_5_backward(&r);
+  PROFILED(6, 1, conv_b_1_backward(&r));
+  PROFILED(5, 1, maxpool_5_backward(&r));
   memset(r.A + 2503680, 0, sizeof(aert_real) * 262144);  /* d */
-  conv_e2_2_backward(&r);
+  PROFILED(4, 1, conv_e2_2_backward(&r));
   memset(r.A + 2765824, 0, sizeof(aert_real) * 131072);  /* d */
-  conv_e2_1_backward(&r);
-  maxpool_2_backward(&r);
+  PROFILED(3, 1, conv_e2_1_backward(&r));
+  PROFILED(2, 1, maxpool_2_backward(&r));
   memset(r.A + 2503680, 0, sizeof(aert_real) * 524288);  /* d */
-  conv_e1_2_backward(&r);
-  conv_e1_1_backward(&r);
+  PROFILED(1, 1, conv_e1_2_backward(&r));
+  PROFILED(0, 1, conv_e1_1_backward(&r));
 }
 
 static const aert_real *model_output(const aert_real *A) { return A + 5125120; }

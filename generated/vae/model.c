@@ -180,17 +180,29 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
+/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
+ * FLOPs of each kernel, forward and backward, and its name sit beside. */
+#ifdef AERT_PROFILE
+static double profile_ms[8][2];
+static const double profile_flops[8][2] = {{102760448, 102760448}, {16777216, 33554432}, {1048576, 2097152}, {1048576, 2097152}, {0, 0}, {1048576, 2097152}, {16777216, 33554432}, {102760448, 205520896}};
+static const char *const profile_names[8] = {"dense_h_1", "dense_h_2", "dense_mu", "dense_logvar", "sample_z", "dense_y_1", "dense_y_2", "dense_y_3"};
+#define PROFILED(k, dir, call) \
+  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
+#else
+#define PROFILED(k, dir, call) call
+#endif
+
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
   const run r = {P, NULL, A, X, T, seed, training};
-  dense_h_1_forward(&r);
-  dense_h_2_forward(&r);
-  dense_mu_forward(&r);
-  dense_logvar_forward(&r);
-  sample_z_forward(&r);
-  dense_y_1_forward(&r);
-  dense_y_2_forward(&r);
-  dense_y_3_forward(&r);
+  PROFILED(0, 0, dense_h_1_forward(&r));
+  PROFILED(1, 0, dense_h_2_forward(&r));
+  PROFILED(2, 0, dense_mu_forward(&r));
+  PROFILED(3, 0, dense_logvar_forward(&r));
+  PROFILED(4, 0, sample_z_forward(&r));
+  PROFILED(5, 0, dense_y_1_forward(&r));
+  PROFILED(6, 0, dense_y_2_forward(&r));
+  PROFILED(7, 0, dense_y_3_forward(&r));
   return compute_loss(&r, losses, 0);
 }
 
@@ -203,18 +215,18 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
   compute_loss(&r, NULL, 1);
   memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
-  dense_y_3_backward(&r);
+  PROFILED(7, 1, dense_y_3_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 32768);  /* d */
-  dense_y_2_backward(&r);
+  PROFILED(6, 1, dense_y_2_backward(&r));
   memset(r.A + 233472, 0, sizeof(aert_real) * 4096);  /* dz */
-  dense_y_1_backward(&r);
-  sample_z_backward(&r);
+  PROFILED(5, 1, dense_y_1_backward(&r));
+  PROFILED(4, 1, sample_z_backward(&r));
   memset(r.A + 266240, 0, sizeof(aert_real) * 32768);  /* dh */
-  dense_logvar_backward(&r);
-  dense_mu_backward(&r);
+  PROFILED(3, 1, dense_logvar_backward(&r));
+  PROFILED(2, 1, dense_mu_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
-  dense_h_2_backward(&r);
-  dense_h_1_backward(&r);
+  PROFILED(1, 1, dense_h_2_backward(&r));
+  PROFILED(0, 1, dense_h_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
