@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Turns bench/run.sh's JSON lines into bench/RESULTS.md: per model aec against
-PyTorch's faster layout, with the ratio PyTorch time / aec time."""
+PyTorch's faster layout, with the ratio PyTorch time / aec time; per kernel of the
+convolutional models, ms and GFLOP/s beside OpenBLAS's SGEMM rate; then bench/history.md
+(earlier measurements and the profiles behind each change), verbatim."""
 import json, platform, subprocess, sys, time
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -23,11 +25,32 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
           f"{t['median_ms'] / a['median_ms']:.2f} | {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
           f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
 
-gemms = [r for r in rows if r["side"] == "sgemm"]
-if gemms:
-    print("\nThe ceiling: OpenBLAS's own SGEMM rate (its threads, best of several runs) at the forward")
-    print("GEMM shape of each convolution (rows of an im2col chunk x output channels x window length).\n")
-    print("| model | kernel | M x N x K | OpenBLAS GFLOP/s |")
-    print("|---|---|---|---|")
-    for r in gemms:
-        print(f"| {r['model']} | {r['kernel']} | {r['m']} x {r['n']} x {r['k']} | {r['gflops']:.1f} |")
+gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}
+kernels = [r for r in rows if r["side"] == "aec-kernel"]
+if kernels:
+    print("\nPer kernel (aec_step built with -DAERT_PROFILE): mean ms per step and GFLOP/s, forward and")
+    print("backward (weight gradient plus dx where the layer has them). For each convolution, the")
+    print("ceiling: OpenBLAS's own SGEMM rate (its threads, best of several runs) at the forward GEMM")
+    print("shape of an im2col formulation (rows of an im2col chunk x output channels x window length),")
+    print("and aec's rate as a share of it.\n")
+    print("| model | kernel | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | GEMM M x N x K | OpenBLAS GFLOP/s | fwd / OpenBLAS | bwd / OpenBLAS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in kernels:
+        if r["model"] not in ("conv_ae", "unet_landcover"):
+            continue
+        g = gemms.get((r["model"], r["kernel"]))
+        fg = f"{r['forward_gflops']:.1f}" if r["forward_gflops"] > 0 else "-"
+        bg = f"{r['backward_gflops']:.1f}" if r["backward_gflops"] > 0 else "-"
+        line = f"| {r['model']} | {r['kernel']} | {r['forward_ms']:.2f} | {fg} | {r['backward_ms']:.2f} | {bg} | "
+        if g and g["gflops"] > 0:
+            line += (f"{g['m']} x {g['n']} x {g['k']} | {g['gflops']:.1f} | {100 * r['forward_gflops'] / g['gflops']:.0f}% | "
+                     f"{100 * r['backward_gflops'] / g['gflops']:.0f}% |")
+        else:
+            line += "| | | |"
+        print(line)
+
+history = sys.argv[0].rsplit("/", 1)[0] + "/history.md"
+try:
+    print("\n" + open(history).read().rstrip())
+except OSError:
+    pass

@@ -13,7 +13,7 @@ for spec in dense_ae:256 conv_ae:128 vae:256 unet_landcover:4; do
   model=${spec%%:*}; batch=${spec##*:}
   bin/aec build --no-compile --batch "$batch" --out "$out/$model" "specs/$model.ae" >/dev/null
   flops=$(bin/aec summary --json --batch "$batch" "specs/$model.ae" | sed -n 's/.*"flops_train_step": \([0-9.e+]*\).*/\1/p')
-  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/$model" \
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAERT_PROFILE -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/$model" \
     -o "$out/$model/aec_step" bench/aec_step.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
   OMP_WAIT_POLICY=PASSIVE "$out/$model/aec_step" "$STEPS" "$THREADS" "$flops" | tee -a "$out/results.jsonl"
   for layout in nchw channels_last; do

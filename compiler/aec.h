@@ -329,9 +329,10 @@ typedef struct {
  * at channel offset ch_off of the (possibly concatenated) input it sees. */
 typedef struct { ae_node *node; int factor, ch_off; } ae_view;
 
-/* Direct stride-1 convolutions (aert_conv_s1 in runtime/aert_kernels.h) take output
- * channels in whole vectors: a multiple of 16 floats serves AVX-512, AVX2 and doubles;
- * their register tiles read up to 24 pixels past the last image. */
+/* Direct convolutions (aert_conv_fwd in runtime/aert_kernels.h) take output channels in
+ * whole vectors, or fewer than a vector over whole vectors of input channels: a multiple
+ * of 16 floats serves AVX-512, AVX2 and doubles; their register tiles read up to 24 pixels
+ * past the last image. */
 #define AE_SLIDE_LANES 16
 #define AE_SLIDE_SLACK 24
 
@@ -354,7 +355,7 @@ typedef struct {
   ae_buffer stats;           /* batch norm: mean and 1/std of the batch */
   int chunk;                 /* conv: images per GEMM */
   long col_floats;           /* conv: im2col buffer for one chunk */
-  bool slide;                /* conv: direct stride-1 kernels on a padded copy (aert_conv_s1) */
+  bool slide;                /* conv: direct kernels on a padded copy (aert_conv_fwd) */
   long pad_floats;           /* slide: the padded input */
   long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
 } ae_kernel;

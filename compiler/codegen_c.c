@@ -147,6 +147,33 @@ typedef struct { const char *t; int c, off, factor; } pad_src;
 
 /* fn(xp, t0, ...): the h x w x tc stack of the sources, zero-padded to hp x wp with pt
  * rows above and pl columns left, for every image; then zeroed slack. */
+/* One value copy of each source at (th, tw) into the stacked pixel c. */
+static void emit_stack_copy(emitter *e, const pad_src *src, int ns, int h, int w, const char *indent) {
+  for (int i = 0; i < ns; i++) {
+    int f = src[i].factor;
+    OUT("%smemcpy(c + %d, t%d + (((long)n * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", indent, src[i].off,
+        i, h / f, f, w / f, f, src[i].c, src[i].c);
+  }
+}
+
+/* For stride s > 1: the s x s phases of the padded stack, each hp x wp pixels (phase (a, b)
+ * holds padded rows a, a + s, ... and columns b, b + s, ...), for every image. */
+static void emit_phase_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
+                          int s, int hp, int wp) {
+  int B = e->p->batch;
+  OUT("static void %s(aert_real *restrict xp", fn);
+  for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
+  OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
+      "    for (int pr = 0; pr < %d; pr++) {\n      int phase = pr / %d, th = pr %% %d * %d + phase / %d - %d;\n"
+      "      aert_real *o = xp + ((long)n * %d + pr) * %ld;\n", B, s * s * hp, hp, hp, s, s, pt, s * s * hp, (long)wp * tc);
+  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %ld * sizeof(aert_real)); continue; }\n", h, (long)wp * tc);
+  OUT("      for (int j = 0; j < %d; j++) {\n        int tw = j * %d + phase %% %d - %d;\n        aert_real *c = o + (long)j * %d;\n"
+      "        if (tw < 0 || tw >= %d) { memset(c, 0, %d * sizeof(aert_real)); continue; }\n", wp, s, s, pl, tc, w, tc);
+  emit_stack_copy(e, src, ns, h, w, "        ");
+  OUT("      }\n    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * s * s * hp * wp * tc,
+      (long)AE_SLIDE_SLACK * tc);
+}
+
 static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
                         int hp, int wp) {
   int B = e->p->batch;
@@ -163,11 +190,7 @@ static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, 
         (long)w * tc);
   else {
     OUT("      for (int tw = 0; tw < %d; tw++) {\n        aert_real *c = o + (long)(%d + tw) * %d;\n", w, pl, tc);
-    for (int i = 0; i < ns; i++) {
-      int f = src[i].factor;
-      OUT("        memcpy(c + %d, t%d + (((long)n * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", src[i].off,
-          i, h / f, f, w / f, f, src[i].c, src[i].c);
-    }
+    emit_stack_copy(e, src, ns, h, w, "        ");
     OUT("      }\n");
   }
   OUT("    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * hp * wp * tc, (long)AE_SLIDE_SLACK * tc);
@@ -190,15 +213,17 @@ static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int 
   OUT("      }\n}\n\n");
 }
 
-/* A stride-1 conv run direct (aert_conv_s1): forward on a padded copy of its input
- * stack, the weight gradient from the same copy, dx as the convolution of padded dy with
- * the flipped weights (by im2col when the input channels are not whole vectors). */
+/* A conv run direct (aert_conv_fwd): forward on a padded copy of its input stack (split
+ * into phases for stride > 1), the weight gradient from the same copy, dx as the stride-1
+ * convolution of padded dy with the flipped weights (by im2col for a stride above 1 or
+ * when the input channels are not whole vectors). */
 static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node;
   window w = conv_window(k);
-  int B = p->batch, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len;
-  int hp = w.rows_h + kk - 1, wp = w.rows_w + kk - 1, hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
+  int B = p->batch, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len, s = w.s;
+  int hg = ((w.rows_h - 1) * s + kk + s - 1) / s, wg = ((w.rows_w - 1) * s + kk + s - 1) / s;
+  int hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
   pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
   const char *srcs = "", *dsrcs = "";
   bool any_dx = false, plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
@@ -211,10 +236,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     dsrcs = ae_sprintf(e->a, "%s, %s", dsrcs, grad(e, v->node));
     any_dx = any_dx || dsrc[i].t;
   }
-  bool dx_direct = tc % AE_SLIDE_LANES == 0;
+  bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
   const char *pad = ae_sprintf(e->a, "pad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
   const char *unstack = ae_sprintf(e->a, "unstack_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
-  emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hp, wp);
+  if (s == 1) emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hg, wg);
+  else emit_phase_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg);
   if (any_dx && dx_direct) {
     pad_src dy = {"dy", cout, 0, 1};
     emit_pad_fn(e, dpad, &dy, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, hp2, wp2);
@@ -223,11 +249,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
   const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
-  bool narrow = cout % AE_SLIDE_LANES != 0;
-  long wt = (long)B * hp * wp * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
+  const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
+  long wt = (long)B * s * s * hg * wg * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
   OUT("static void %s_forward(const run *r) {\n  %s(%s%s);\n", name, pad, col, srcs);
-  if (narrow) OUT("  aert_conv_s1_narrow(%s, %d, %d, %d, %d, %s, %s + %ld, %d, %s, %d);\n", col, B, hp, wp, tc, wv, col, wt, kk, y, cout);
-  else OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s, %d, %s, %d, 0);\n", col, B, hp, wp, tc, wv, kk, y, cout);
+  if (narrow) OUT("  aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s, %s);\n", col, geom, wv, col, wt, kk, y, out);
+  else OUT("  aert_conv_fwd(%s, %s, %s, %d, %s, %s, 0);\n", col, geom, wv, kk, y, out);
   OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * elems(k->out) / cout, cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!has_backward(p, k)) return;
@@ -236,18 +262,18 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
     OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * elems(k->out) / cout, cout);
-    OUT("  %s(%s%s);\n  aert_conv_s1%s_dw(%s, %d, %d, %d, %d, %s, %d, %s, %d);\n", pad, col, srcs, narrow ? "_narrow" : "", col,
-        B, hp, wp, tc, dy, kk, pgrad(e, k->w), cout);
+    OUT("  %s(%s%s);\n  aert_conv_dw%s(%s, %s, %s, %d, %s, %s);\n", pad, col, srcs, narrow ? "_narrow" : "", col, geom, dy, kk,
+        pgrad(e, k->w), out);
   }
   if (any_dx && dx_direct) {
     long wf = (long)B * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
+    const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", B, hp2, wp2, cout);
     OUT("  %s(%s, %s);\n  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", dpad, dcol, dy, wv, dcol, wf, kk, tc, cout);
     if (plain)
-      OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s + %ld, %d, %s, %d, 1);\n", dcol, B, hp2, wp2, cout, dcol, wf, kk,
-          dsrc[0].t, tc);
+      OUT("  aert_conv_fwd(%s, %s, %s + %ld, %d, %s, %d, %d, %d, 1);\n", dcol, dgeom, dcol, wf, kk, dsrc[0].t, w.th, w.tw, tc);
     else
-      OUT("  aert_conv_s1(%s, %d, %d, %d, %d, %s + %ld, %d, %s + %ld, %d, 0);\n  %s(%s + %ld%s);\n", dcol, B, hp2, wp2, cout,
-          dcol, wf, kk, dcol, dxs, tc, unstack, dcol, dxs, dsrcs);
+      OUT("  aert_conv_fwd(%s, %s, %s + %ld, %d, %s + %ld, %d, %d, %d, 0);\n  %s(%s + %ld%s);\n", dcol, dgeom, dcol, wf, kk, dcol,
+          dxs, w.th, w.tw, tc, unstack, dcol, dxs, dsrcs);
   } else if (any_dx) {
     long rows = (long)k->chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
     OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->chunk);

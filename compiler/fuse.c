@@ -88,15 +88,17 @@ static void size_chunk(ae_program *p, ae_kernel *k) {
   k->col_floats = rows * cols * chunk;
   bool direct = k->kind == K_CONV && n->k == 1 && n->stride == 1 && k->src.len == 1 && ((ae_view *)k->src.items[0])->factor == 1;
   if (direct) k->col_floats = 0;
-  /* A stride-1 window with whole vectors of output channels, or fewer output channels than
-   * a vector over whole vectors of input channels (narrow), runs direct on a padded copy of
-   * its input; the slack lets the last register tile read past the last image. */
+  /* A window with whole vectors of output channels, or fewer output channels than a vector
+   * over whole vectors of input channels (narrow), runs direct on a padded copy of its input
+   * (split into phases for a stride above 1); the slack lets the last register tile read
+   * past the last image. */
   bool narrow = n->units < AE_SLIDE_LANES && x->shape.d[2] % AE_SLIDE_LANES == 0;
-  k->slide = k->kind == K_CONV && !direct && n->stride == 1 && (n->units % AE_SLIDE_LANES == 0 || narrow);
+  k->slide = k->kind == K_CONV && !direct && (n->units % AE_SLIDE_LANES == 0 || narrow);
   if (k->slide) {
-    int kk = n->k, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
+    int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
     long slack = (long)AE_SLIDE_SLACK * (tc > co ? tc : co);
-    k->pad_floats = (long)p->batch * (n->shape.d[0] + kk - 1) * (n->shape.d[1] + kk - 1) * tc + slack;
+    long hg = ((n->shape.d[0] - 1) * s + kk + s - 1) / s, wg = ((n->shape.d[1] - 1) * s + kk + s - 1) / s;
+    k->pad_floats = (long)p->batch * s * s * hg * wg * tc + slack;
     if (narrow) k->pad_floats += (long)kk * kk * tc * co;   /* the weights gathered by output channel */
     k->dpad_floats = (long)p->batch * (hi + kk - 1) * (wi + kk - 1) * co + slack + (long)kk * kk * tc * co;
     if (k->src.len > 1 || ((ae_view *)k->src.items[0])->factor > 1) k->dpad_floats += (long)p->batch * hi * wi * tc;

@@ -62,11 +62,12 @@ static void live_ranges(ae_program *p) {
       dcol = k->col_floats > dcol ? k->col_floats : dcol;
       continue;
     }
-    /* a slide conv whose input channels are not whole vectors carries dx back by im2col */
+    /* a slide conv with a stride, or whose input channels are not whole vectors, carries dx
+     * back by im2col */
     bool dx = false;
     for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
     const ae_node *x = k->node->in.items[0];
-    if (dx && x->shape.d[2] % AE_SLIDE_LANES) dcol = k->col_floats > dcol ? k->col_floats : dcol;
+    if (dx && (x->shape.d[2] % AE_SLIDE_LANES || k->node->stride > 1)) dcol = k->col_floats > dcol ? k->col_floats : dcol;
     else if (dx) dcol = k->dpad_floats > dcol ? k->dpad_floats : dcol;
     col = k->pad_floats > col ? k->pad_floats : col;
   }

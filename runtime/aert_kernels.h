@@ -48,18 +48,20 @@ static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_rea
   }
 }
 
-/* ---- direct convolution, stride 1 --------------------------------------------------
- * y[n, oh, ow, :] (+)= sum over taps (kh, kw) and ci of xp[n, oh + kh, ow + kw, ci] *
- * w[kh, kw, ci, :], where xp is the input already padded (hp x wp pixels per image, ho =
- * hp - k + 1, wo = wp - k + 1). With the padding in place, output pixel q = oh * wp + ow
- * reads input pixels q + kh * wp + kw: one linear index runs along each image, so a tile
- * of consecutive q shares every address offset, whatever row it crosses. A tile keeps
- * mr pixels x nv vectors of output channels in registers, broadcasts one input value per
+/* ---- direct convolutions -------------------------------------------------------------
+ * y[n, oh, ow, :] (+)= sum over taps (kh, kw) and ci of x[n, oh*s + kh, ow*s + kw, ci] *
+ * w[kh, kw, ci, :], where x is the input already padded. For stride s > 1 the padded
+ * input is also split into its s x s phases (rows and columns of one remainder modulo s),
+ * each hg x wg pixels, so that every tap reads one phase at stride 1; for s = 1 there is
+ * one phase, the padded image. Within a phase, output pixel q = oh * wg + ow reads pixel
+ * q + (kh / s) * wg + kw / s: one linear index runs along each image, so a tile of
+ * consecutive q shares every address offset, whatever row it crosses. A tile keeps mr
+ * pixels x nv vectors of output channels in registers, broadcasts one input value per
  * pixel and loads each weight vector once per tile: no im2col copy and no packing, the
- * weights [k, k, ci, co] are already the panel a GEMM kernel would pack. Pixels of the
- * tile past the row (ow >= wo) land in padding columns and are not stored; reads run at
- * most mr - 1 pixels past an image, so xp needs that much slack after its last image.
- * Each output is summed by one thread in a fixed order: bitwise reproducible.
+ * weights [k, k, ci, co] are already the panel a GEMM kernel would pack. Tile pixels past a
+ * row (ow >= wo) land in padding and are not stored; reads run at most mr - 1 pixels past
+ * an image, so x needs that much slack after its last image. Each output is summed by one
+ * thread in a fixed order: bitwise reproducible, whatever the thread count.
  * Vectors are GCC vector extensions, as wide as the target's registers (AVX-512, AVX, else
  * 128 bits): the build chooses (-march=native for trainers). */
 #if defined(__AVX512F__)
@@ -81,28 +83,41 @@ static inline aert_vec aert_vload(const aert_real *p) {
   return v;
 }
 
-static inline __attribute__((always_inline)) void aert_conv_tile(const aert_real *restrict x, const aert_real *restrict w,
-                                                                 aert_real *restrict y, int q, int mr, int nv, int k,
-                                                                 int wp, int cin, int cout, int ho, int wo, int acc) {
-  aert_vec c[AERT_TILE_ACC] = {0};
+/* The offset, in values, of what tap (kh, kw) reads from a pixel of the phase grid. */
+static inline void aert_conv_taps(long *xoff, int k, int s, int hg, int wg, int cin) {
   for (int kh = 0; kh < k; kh++)
-    for (int kw = 0; kw < k; kw++) {
-      const aert_real *xt = x + ((long)q + kh * wp + kw) * cin, *wt = w + (long)(kh * k + kw) * cin * cout;
-      for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {
-        aert_vec b[4];
+    for (int kw = 0; kw < k; kw++)
+      xoff[kh * k + kw] = (((long)((kh % s) * s + kw % s) * hg + kh / s) * wg + kw / s) * cin;
+}
+
+/* Vectors of output channels per tile: whole vectors, at most four. */
+static inline int aert_conv_nv(int cout) {
+  int vecs = cout / AERT_LANES;
+  return vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1;
+}
+
+static inline __attribute__((always_inline)) void aert_conv_tile(const aert_real *restrict x, const aert_real *restrict w,
+                                                                 aert_real *restrict y, const long *restrict xoff, int q,
+                                                                 int mr, int nv, int taps, int wg, int cin, int cout,
+                                                                 int ho, int wo, int acc) {
+  aert_vec c[AERT_TILE_ACC] = {0};
+  for (int t = 0; t < taps; t++) {
+    const aert_real *xt = x + (long)q * cin + xoff[t], *wt = w + (long)t * cin * cout;
+    for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {
+      aert_vec b[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) b[v] = aert_vload(wt + v * AERT_LANES);
+      for (int v = 0; v < nv; v++) b[v] = aert_vload(wt + v * AERT_LANES);
 #pragma GCC unroll 24
-        for (int j = 0; j < mr; j++) {
-          aert_real a = xt[(long)j * cin];
+      for (int j = 0; j < mr; j++) {
+        aert_real a = xt[(long)j * cin];
 #pragma GCC unroll 4
-          for (int v = 0; v < nv; v++) c[j * nv + v] += a * b[v];
-        }
+        for (int v = 0; v < nv; v++) c[j * nv + v] += a * b[v];
       }
     }
+  }
 #pragma GCC unroll 24
   for (int j = 0; j < mr; j++) {
-    int oh = (q + j) / wp, ow = (q + j) - oh * wp;
+    int oh = (q + j) / wg, ow = (q + j) - oh * wg;
     if (ow >= wo || oh >= ho) continue;
     aert_real *o = y + ((long)oh * wo + ow) * cout;
 #pragma GCC unroll 4
@@ -114,69 +129,74 @@ static inline __attribute__((always_inline)) void aert_conv_tile(const aert_real
   }
 }
 
-/* One tile shape per vector count: nv vectors of channels, AERT_TILE_ACC / nv pixels. */
-#define AERT_CONV_TILES(NV)                                                                               \
-  static void aert_conv_tiles_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y, \
-                                   int q0, int q1, int k, int wp, int cin, int cout, int ho, int wo, int acc) {     \
-    for (int q = q0; q < q1; q += AERT_TILE_ACC / NV)                                                      \
-      aert_conv_tile(x, w, y, q, AERT_TILE_ACC / NV, NV, k, wp, cin, cout, ho, wo, acc);                  \
+/* One function per vector count: nv vectors of channels, AERT_TILE_ACC / nv pixels. */
+#define AERT_CONV_TILE(NV)                                                                                     \
+  static void aert_conv_tile_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,   \
+                                  const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho,    \
+                                  int wo, int acc) {                                                          \
+    aert_conv_tile(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, acc);              \
   }
-AERT_CONV_TILES(1)
-AERT_CONV_TILES(2)
-AERT_CONV_TILES(3)
-AERT_CONV_TILES(4)
+AERT_CONV_TILE(1)
+AERT_CONV_TILE(2)
+AERT_CONV_TILE(3)
+AERT_CONV_TILE(4)
 
-/* cout must be a multiple of AERT_LANES; acc adds to y instead of overwriting it. */
-static inline void aert_conv_s1(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
-                                const aert_real *restrict w, int k, aert_real *restrict y, int cout, int acc) {
-  int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
-  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv;
-  int blocks = vecs / nv, span = (ho - 1) * wp + wo, tiles = (span + mr - 1) / mr;
-  long xs = (long)hp * wp * cin, ys = (long)ho * wo * cout;
+/* x: per image s * s phases of hg x wg pixels (plus slack after the last image); y: ho x wo
+ * pixels of cout channels, a multiple of AERT_LANES; acc adds to y instead of overwriting. */
+static inline void aert_conv_fwd(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
+                                 const aert_real *restrict w, int k, aert_real *restrict y, int ho, int wo, int cout,
+                                 int acc) {
+  int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / AERT_LANES / nv, taps = k * k;
+  int span = (ho - 1) * wg + wo, tiles = (span + mr - 1) / mr;
+  long xs = (long)s * s * hg * wg * cin, ys = (long)ho * wo * cout, xoff[taps];
+  aert_conv_taps(xoff, k, s, hg, wg, cin);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
-    for (int t = 0; t < tiles; t++) {
-      const aert_real *xn = xp + n * xs;
-      aert_real *yn = y + n * ys;
-      int q0 = t * mr;
+    for (int t = 0; t < tiles; t++)
       for (int cb = 0; cb < blocks; cb++) {
-        const aert_real *wb = w + cb * nv * AERT_LANES;
-        aert_real *yb = yn + cb * nv * AERT_LANES;
+        const aert_real *xn = x + n * xs, *wb = w + cb * nv * AERT_LANES;
+        aert_real *yb = y + n * ys + cb * nv * AERT_LANES;
         switch (nv) {
-        case 4: aert_conv_tiles_4(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
-        case 3: aert_conv_tiles_3(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
-        case 2: aert_conv_tiles_2(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
-        default: aert_conv_tiles_1(xn, wb, yb, q0, q0 + 1, k, wp, cin, cout, ho, wo, acc); break;
+        case 4: aert_conv_tile_4(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
+        case 3: aert_conv_tile_3(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
+        case 2: aert_conv_tile_2(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
+        default: aert_conv_tile_1(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
         }
       }
-    }
 }
 
-/* The weight gradient of the same convolution: dw[kh, kw, ci, co] += sum over n, oh, ow of
- * xp[n, oh + kh, ow + kw, ci] * dy[n, oh, ow, co]. For one kh the k * cin rows (kw, ci) of
- * dw read k * cin consecutive values of a padded input row, so a task owns one kh, mr
- * consecutive rows of that group and nv vectors of output channels, and sums over every
- * output pixel in order: the forward tiles with pixels and channels exchanged. Rows of a
- * last block past the group read neighbouring values and are not stored. */
-static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict xp, const aert_real *restrict dy,
+/* The weight gradient: dw[kh, kw, ci, co] += sum over n, oh, ow of x[n, oh*s + kh, ow*s + kw,
+ * ci] * dy[n, oh, ow, co]. The rows of dw fall in groups that read consecutive values of a
+ * phase row: for s = 1 the k * cin rows (kw, ci) of one kh, else the cin rows of one tap.
+ * A task owns mr consecutive rows of a group and nv vectors of output channels: the
+ * forward tiles with pixels and channels exchanged. It sums over the output rows (n, oh)
+ * block by block, so that the rows of dy and of x that every task of a thread reads stay
+ * in cache (AERT_DW_BLOCK values of the two per block); each task belongs to one thread
+ * and adds its blocks in order. Rows of a last block past the group read neighbouring
+ * values and are not stored. Fewer than AERT_DW_TASKS tasks also split the output rows
+ * into slices summed apart and then added in slice order. The result depends on the
+ * shapes only, never on the thread count. */
+#define AERT_DW_TASKS 16
+#define AERT_DW_BLOCK 16384
+static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict x, const aert_real *restrict dy,
                                                                     aert_real *restrict dw, int ldw, int mr, int nv, long a,
-                                                                    long b, int hp, int wp, int cin, int ho, int wo, int cout,
-                                                                    int kh, int r0, int rows) {
+                                                                    long b, long xs, long xoff, int wg, int cin, int ho,
+                                                                    int wo, int cout, int rows) {
   aert_vec c[AERT_TILE_ACC] = {0};
   for (long rr = a; rr < b; rr++) {
     long n = rr / ho;
     int oh = (int)(rr - n * ho);
-    const aert_real *xr = xp + ((long)n * hp + oh + kh) * wp * cin + r0;
-    const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout;
+    const aert_real *xr = x + n * xs + xoff + (long)oh * wg * cin;
+    const aert_real *dr = dy + rr * wo * cout;
     for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
       aert_vec d[4];
 #pragma GCC unroll 4
       for (int v = 0; v < nv; v++) d[v] = aert_vload(dr + v * AERT_LANES);
 #pragma GCC unroll 24
       for (int j = 0; j < mr; j++) {
-        aert_real a = xr[j];
+        aert_real e = xr[j];
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) c[j * nv + v] += a * d[v];
+        for (int v = 0; v < nv; v++) c[j * nv + v] += e * d[v];
       }
     }
   }
@@ -190,33 +210,33 @@ static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_r
 }
 
 #define AERT_CONV_DW_TILE(NV)                                                                                  \
-  static void aert_conv_dw_tile_##NV(const aert_real *restrict xp, const aert_real *restrict dy, aert_real *restrict dw, \
-                                     int ldw, long a, long b, int hp, int wp, int cin, int ho, int wo, int cout, int kh, \
-                                     int r0, int rows) {                                                         \
-    aert_conv_dw_tile(xp, dy, dw, ldw, AERT_TILE_ACC / NV, NV, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows);   \
+  static void aert_conv_dw_tile_##NV(const aert_real *restrict x, const aert_real *restrict dy, aert_real *restrict dw, \
+                                     int ldw, long a, long b, long xs, long xoff, int wg, int cin, int ho, int wo,   \
+                                     int cout, int rows) {                                                       \
+    aert_conv_dw_tile(x, dy, dw, ldw, AERT_TILE_ACC / NV, NV, a, b, xs, xoff, wg, cin, ho, wo, cout, rows);     \
   }
 AERT_CONV_DW_TILE(1)
 AERT_CONV_DW_TILE(2)
 AERT_CONV_DW_TILE(3)
 AERT_CONV_DW_TILE(4)
 
-/* A task sums over its output rows (n, oh) block by block, so that the rows of dy and of
- * the input that every task of a thread reads stay in cache: AERT_DW_BLOCK floats of the
- * two per block. Each task belongs to one thread and adds its blocks in order. Fewer than
- * AERT_DW_TASKS tasks also split the rows into slices summed apart and then added in
- * slice order. The result depends on the shapes only, never on the thread count. */
-#define AERT_DW_TASKS 16
-#define AERT_DW_BLOCK 16384
-static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
-                                   const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
-  int ho = hp - k + 1, wo = wp - k + 1, vecs = cout / AERT_LANES;
-  int nv = vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1, mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES;
-  int blocks = vecs / nv, group = k * cin, rblocks = (group + mr - 1) / mr, tasks = k * rblocks * blocks;
-  long rows_all = (long)batch * ho, per = AERT_DW_BLOCK / ((long)wo * (cin + cout));
-  per = per < 1 ? 1 : per;
+/* The images of a batch, or the output rows of a few tasks, split into `slices` parts:
+ * the count depends on the shapes only. */
+static inline int aert_conv_slices(int tasks, long rows) {
   int slices = tasks >= AERT_DW_TASKS ? 1 : (AERT_DW_TASKS + tasks - 1) / tasks;
-  slices = slices > rows_all ? (int)rows_all : slices;
-  int units = tasks * slices;
+  return slices > rows ? (int)rows : slices;
+}
+
+static inline void aert_conv_dw(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
+                                const aert_real *restrict dy, int k, aert_real *restrict dw, int ho, int wo, int cout) {
+  int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES, blocks = cout / lw;
+  int groups = s == 1 ? k : k * k, group = s == 1 ? k * cin : cin, rblocks = (group + mr - 1) / mr;
+  int tasks = groups * rblocks * blocks;
+  long rows_all = (long)batch * ho, per = AERT_DW_BLOCK / ((long)wo * (cin + cout)), xs = (long)s * s * hg * wg * cin;
+  long xoff[k * k];
+  aert_conv_taps(xoff, k, s, hg, wg, cin);
+  per = per < 1 ? 1 : per;
+  int slices = aert_conv_slices(tasks, rows_all), units = tasks * slices;
   aert_real part[slices > 1 ? units * mr * lw : 1];
   if (slices > 1) memset(part, 0, sizeof part);
 #pragma omp parallel
@@ -224,30 +244,30 @@ static inline void aert_conv_s1_dw(const aert_real *restrict xp, int batch, int 
     int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     for (long blk = 0; blk < rows_all; blk += per)
       for (int u = tid; u < units; u += nt) {
-        int task = u / slices, sl = u % slices, kh = task / (rblocks * blocks), rb = task / blocks % rblocks;
-        int ob = task % blocks, r0 = rb * mr, o0 = ob * lw, rows = group - r0, ld = cout;
-        long a = rows_all * sl / slices, b = rows_all * (sl + 1) / slices;
+        int task = u / slices, sl = u % slices, g = task / (rblocks * blocks), rb = task / blocks % rblocks;
+        int ob = task % blocks, r0 = rb * mr, rows = group - r0, ld = cout;
+        long a = rows_all * sl / slices, b = rows_all * (sl + 1) / slices, xo = xoff[s == 1 ? g * k : g] + r0;
         a = a > blk ? a : blk;
         b = b < blk + per ? b : blk + per;
         if (a >= b) continue;
-        aert_real *d = dw + ((long)kh * group + r0) * cout + o0;
+        aert_real *d = dw + ((long)g * group + r0) * cout + ob * lw;
         if (slices > 1) d = part + (long)u * mr * lw, ld = lw, rows = mr;
-        const aert_real *g = dy + o0;
+        const aert_real *e = dy + ob * lw;
         switch (nv) {
-        case 4: aert_conv_dw_tile_4(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-        case 3: aert_conv_dw_tile_3(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-        case 2: aert_conv_dw_tile_2(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
-        default: aert_conv_dw_tile_1(xp, g, d, ld, a, b, hp, wp, cin, ho, wo, cout, kh, r0, rows); break;
+        case 4: aert_conv_dw_tile_4(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
+        case 3: aert_conv_dw_tile_3(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
+        case 2: aert_conv_dw_tile_2(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
+        default: aert_conv_dw_tile_1(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
         }
       }
   }
   if (slices == 1) return;
   for (int task = 0; task < tasks; task++) {
-    int kh = task / (rblocks * blocks), rb = task / blocks % rblocks, ob = task % blocks, r0 = rb * mr;
+    int g = task / (rblocks * blocks), rb = task / blocks % rblocks, ob = task % blocks, r0 = rb * mr;
     for (int j = 0; j < mr && r0 + j < group; j++)
       for (int sl = 0; sl < slices; sl++) {
         const aert_real *src = part + ((long)(task * slices + sl) * mr + j) * lw;
-        aert_real *d = dw + ((long)kh * group + r0 + j) * cout + ob * lw;
+        aert_real *d = dw + ((long)g * group + r0 + j) * cout + ob * lw;
         for (int c = 0; c < lw; c++) d[c] += src[c];
       }
   }
@@ -263,65 +283,67 @@ static inline aert_real aert_vsum(aert_vec v) {
   return s;
 }
 
-static inline void aert_conv_s1_narrow(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
-                                       const aert_real *restrict w, aert_real *restrict wt, int k, aert_real *restrict y,
-                                       int cout) {
-  int ho = hp - k + 1, wo = wp - k + 1, cv = cin / AERT_LANES, taps = k * k;
+static inline void aert_conv_fwd_narrow(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
+                                        const aert_real *restrict w, aert_real *restrict wt, int k, aert_real *restrict y,
+                                        int ho, int wo, int cout) {
+  int cv = cin / AERT_LANES, taps = k * k;
+  long xs = (long)s * s * hg * wg * cin, xoff[taps];
+  aert_conv_taps(xoff, k, s, hg, wg, cin);
   for (int co = 0; co < cout; co++)
     for (long i = 0; i < (long)taps * cin; i++) wt[co * (long)taps * cin + i] = w[i * cout + co];
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
     for (int oh = 0; oh < ho; oh++)
       for (int ow = 0; ow < wo; ow++) {
-        const aert_real *x0 = xp + (((long)n * hp + oh) * wp + ow) * cin;
+        const aert_real *x0 = x + n * xs + ((long)oh * wg + ow) * cin;
         aert_real *o = y + (((long)n * ho + oh) * wo + ow) * cout;
         for (int co = 0; co < cout; co++) {
           const aert_real *wc = wt + (long)co * taps * cin;
           aert_vec acc = {0};
-          for (int kh = 0; kh < k; kh++)
-            for (int kw = 0; kw < k; kw++) {
-              const aert_real *xt = x0 + ((long)kh * wp + kw) * cin, *wk = wc + (long)(kh * k + kw) * cin;
-              for (int v = 0; v < cv; v++) acc += aert_vload(xt + v * AERT_LANES) * aert_vload(wk + v * AERT_LANES);
-            }
+          for (int t = 0; t < taps; t++)
+            for (int v = 0; v < cv; v++)
+              acc += aert_vload(x0 + xoff[t] + v * AERT_LANES) * aert_vload(wc + (long)t * cin + v * AERT_LANES);
           o[co] = aert_vsum(acc);
         }
       }
 }
 
 /* Its weight gradient: a task owns one tap, one output channel and up to four vectors of
- * input channels, and sums over the pixels of its slice of images; slices are added in
- * order afterwards (their count depends on the shapes only). */
-static inline void aert_conv_s1_narrow_dw(const aert_real *restrict xp, int batch, int hp, int wp, int cin,
-                                          const aert_real *restrict dy, int k, aert_real *restrict dw, int cout) {
-  int ho = hp - k + 1, wo = wp - k + 1, cv = cin / AERT_LANES, vb = (cv + 3) / 4, tasks = k * k * cout * vb;
-  int slices = tasks >= AERT_DW_TASKS ? 1 : (AERT_DW_TASKS + tasks - 1) / tasks;
-  slices = slices > batch ? batch : slices;
+ * input channels, and sums over the output rows of its slice; slices are added in order
+ * afterwards. */
+static inline void aert_conv_dw_narrow(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
+                                       const aert_real *restrict dy, int k, aert_real *restrict dw, int ho, int wo,
+                                       int cout) {
+  int cv = cin / AERT_LANES, vb = (cv + 3) / 4, taps = k * k, tasks = taps * cout * vb;
+  long rows_all = (long)batch * ho, xs = (long)s * s * hg * wg * cin, xoff[taps];
+  aert_conv_taps(xoff, k, s, hg, wg, cin);
+  int slices = aert_conv_slices(tasks, rows_all);
   aert_real part[tasks * slices * 4 * AERT_LANES];
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < tasks * slices; i++) {
-    int task = i / slices, sl = i % slices, t = task / (cout * vb), co = task / vb % cout, b = task % vb;
-    int kh = t / k, kw = t % k, v0 = b * 4, nvec = cv - v0 < 4 ? cv - v0 : 4;
-    int n0 = (int)((long)batch * sl / slices), n1 = (int)((long)batch * (sl + 1) / slices);
+    int task = i / slices, sl = i % slices, t = task / (cout * vb), co = task / vb % cout, v0 = task % vb * 4;
+    int nvec = cv - v0 < 4 ? cv - v0 : 4;
     aert_vec acc[4] = {{0}};
-    for (int n = n0; n < n1; n++)
-      for (int oh = 0; oh < ho; oh++) {
-        const aert_real *xr = xp + (((long)n * hp + oh + kh) * wp + kw) * cin + v0 * AERT_LANES;
-        const aert_real *dr = dy + ((long)n * ho + oh) * wo * cout + co;
-        for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout)
-          for (int v = 0; v < nvec; v++) acc[v] += dr[0] * aert_vload(xr + v * AERT_LANES);
-      }
+    for (long rr = rows_all * sl / slices; rr < rows_all * (sl + 1) / slices; rr++) {
+      long n = rr / ho;
+      int oh = (int)(rr - n * ho);
+      const aert_real *xr = x + n * xs + xoff[t] + (long)oh * wg * cin + v0 * AERT_LANES;
+      const aert_real *dr = dy + rr * wo * cout + co;
+      for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout)
+        for (int v = 0; v < nvec; v++) acc[v] += dr[0] * aert_vload(xr + v * AERT_LANES);
+    }
     memcpy(part + (long)i * 4 * AERT_LANES, acc, sizeof acc);
   }
   for (int i = 0; i < tasks * slices; i++) {
-    int task = i / slices, t = task / (cout * vb), co = task / vb % cout, b = task % vb;
-    for (int v = 0; v < 4 && b * 4 + v < cv; v++)
+    int task = i / slices, t = task / (cout * vb), co = task / vb % cout, v0 = task % vb * 4;
+    for (int v = 0; v < 4 && v0 + v < cv; v++)
       for (int l = 0; l < AERT_LANES; l++)
-        dw[((long)t * cin + (b * 4 + v) * AERT_LANES + l) * cout + co] += part[((long)i * 4 + v) * AERT_LANES + l];
+        dw[((long)t * cin + (v0 + v) * AERT_LANES + l) * cout + co] += part[((long)i * 4 + v) * AERT_LANES + l];
   }
 }
 
-/* The weights of the convolution that carries dy back to dx: w[kh, kw, ci, co] becomes
- * wf[k-1-kh, k-1-kw, co, ci]. */
+/* The weights of the convolution that carries dy back to dx (stride 1): w[kh, kw, ci, co]
+ * becomes wf[k-1-kh, k-1-kw, co, ci]. */
 static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restrict wf, int k, int cin, int cout) {
   for (int t = 0; t < k * k; t++)
     for (int ci = 0; ci < cin; ci++)

@@ -66,7 +66,7 @@ static void pad_conv_z_h_1(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_z_h_1_forward(const run *r) {
   pad_conv_z_h_1((r->A + 10128896), r->X);
-  aert_conv_s1((r->A + 10128896), 128, 30, 30, 1, (r->P + 0), 3, (r->A + 17503232), 32, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 17503232), 28, 28, 32, 0);
   aert_bias_act((r->A + 17503232), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
@@ -74,31 +74,28 @@ static void conv_z_h_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 20714496), (r->A + 17503232), 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), (r->A + 20714496), 100352, 32);
   pad_conv_z_h_1((r->A + 10128896), r->X);
-  aert_conv_s1_dw((r->A + 10128896), 128, 30, 30, 1, (r->A + 20714496), 3, (r->G + 0), 32);
+  aert_conv_dw((r->A + 10128896), 128, 1, 30, 30, 1, (r->A + 20714496), 3, (r->G + 0), 28, 28, 32);
 }
 
 /* ---- conv z.h.2  (specs/conv_ae.ae:8:51)
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_z_h_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 224; row++) {
-    int n = n0 + row / 14, rh = row % 14;
-    {
-      for (int rw = 0; rw < 14; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 196 + rh * 14 + rw) * 288;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 32) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_z_h_2(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 60; pr++) {
+      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 60 + pr) * 480;
+      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 15; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 32;
+        if (tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 28 + th / 1) * 28 + tw / 1) * 32, 32 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 3686400, 0, 768 * sizeof(aert_real));
 }
 
 static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
@@ -122,19 +119,17 @@ static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real 
 }
 
 static void conv_z_h_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 16) {
-    gather_conv_z_h_2((r->A + 10128896), n0, (r->A + 17503232));
-    aert_gemm(0, 0, 3136, 32, 288, (r->A + 10128896), 288, (r->P + 320), 32, 0, (r->A + 31953920) + (long)n0 * 6272, 32);
-  }
+  pad_conv_z_h_2((r->A + 10128896), (r->A + 17503232));
+  aert_conv_fwd((r->A + 10128896), 128, 2, 15, 15, 32, (r->P + 320), 3, (r->A + 31953920), 14, 14, 32, 0);
   aert_bias_act((r->A + 31953920), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 23925760), (r->A + 31953920), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 9536), (r->A + 23925760), 25088, 32);
+  pad_conv_z_h_2((r->A + 10128896), (r->A + 17503232));
+  aert_conv_dw((r->A + 10128896), 128, 2, 15, 15, 32, (r->A + 23925760), 3, (r->G + 320), 14, 14, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    gather_conv_z_h_2((r->A + 10128896), n0, (r->A + 17503232));
-    aert_gemm(1, 0, 288, 32, 3136, (r->A + 10128896), 288, (r->A + 23925760) + (long)n0 * 6272, 32, 1, (r->G + 320), 32);
     aert_gemm(0, 1, 3136, 288, 32, (r->A + 23925760) + (long)n0 * 6272, 32, (r->P + 320), 32, 0, (r->A + 0), 288);
     scatter_conv_z_h_2((r->A + 0), n0, (r->A + 20714496));
   }
@@ -174,7 +169,7 @@ static void dpad_conv_z_h2_1(aert_real *restrict xp, const aert_real *restrict t
 
 static void conv_z_h2_1_forward(const run *r) {
   pad_conv_z_h2_1((r->A + 10128896), (r->A + 31953920));
-  aert_conv_s1((r->A + 10128896), 128, 16, 16, 32, (r->P + 9568), 3, (r->A + 27137024), 64, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 16, 16, 32, (r->P + 9568), 3, (r->A + 27137024), 14, 14, 64, 0);
   aert_bias_act((r->A + 27137024), (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
 
@@ -182,34 +177,31 @@ static void conv_z_h2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 20714496), (r->A + 27137024), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 28000), (r->A + 20714496), 25088, 64);
   pad_conv_z_h2_1((r->A + 10128896), (r->A + 31953920));
-  aert_conv_s1_dw((r->A + 10128896), 128, 16, 16, 32, (r->A + 20714496), 3, (r->G + 9568), 64);
+  aert_conv_dw((r->A + 10128896), 128, 1, 16, 16, 32, (r->A + 20714496), 3, (r->G + 9568), 14, 14, 64);
   dpad_conv_z_h2_1((r->A + 0), (r->A + 20714496));
   aert_conv_flip((r->P + 9568), (r->A + 0) + 2098688, 3, 32, 64);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 23925760), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 23925760), 14, 14, 32, 1);
 }
 
 /* ---- conv z.h2.2  (specs/conv_ae.ae:8:51)
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_z_h2_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 224; row++) {
-    int n = n0 + row / 7, rh = row % 7;
-    {
-      for (int rw = 0; rw < 7; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 49 + rh * 7 + rw) * 576;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 64) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_z_h2_2(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 32; pr++) {
+      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 32 + pr) * 512;
+      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 8; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 64;
+        if (tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 14 + th / 1) * 14 + tw / 1) * 64, 64 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 2097152, 0, 1536 * sizeof(aert_real));
 }
 
 static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
@@ -233,19 +225,17 @@ static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real
 }
 
 static void conv_z_h2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
-    gather_conv_z_h2_2((r->A + 10128896), n0, (r->A + 27137024));
-    aert_gemm(0, 0, 1568, 64, 576, (r->A + 10128896), 576, (r->P + 28064), 64, 0, (r->A + 32756736) + (long)n0 * 3136, 64);
-  }
+  pad_conv_z_h2_2((r->A + 10128896), (r->A + 27137024));
+  aert_conv_fwd((r->A + 10128896), 128, 2, 8, 8, 64, (r->P + 28064), 3, (r->A + 32756736), 7, 7, 64, 0);
   aert_bias_act((r->A + 32756736), (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 22320128), (r->A + 32756736), 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 64928), (r->A + 22320128), 6272, 64);
+  pad_conv_z_h2_2((r->A + 10128896), (r->A + 27137024));
+  aert_conv_dw((r->A + 10128896), 128, 2, 8, 8, 64, (r->A + 22320128), 3, (r->G + 28064), 7, 7, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    gather_conv_z_h2_2((r->A + 10128896), n0, (r->A + 27137024));
-    aert_gemm(1, 0, 576, 64, 1568, (r->A + 10128896), 576, (r->A + 22320128) + (long)n0 * 3136, 64, 1, (r->G + 28064), 64);
     aert_gemm(0, 1, 1568, 576, 64, (r->A + 22320128) + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, (r->A + 0), 576);
     scatter_conv_z_h2_2((r->A + 0), n0, (r->A + 20714496));
   }
@@ -330,7 +320,7 @@ static void unstack_conv_d1(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d1_forward(const run *r) {
   pad_conv_d1((r->A + 10128896), (r->A + 33158144));
-  aert_conv_s1((r->A + 10128896), 128, 16, 16, 64, (r->P + 268864), 3, (r->A + 28742656), 64, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 16, 16, 64, (r->P + 268864), 3, (r->A + 28742656), 14, 14, 64, 0);
   aert_bias_act((r->A + 28742656), (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
 }
 
@@ -338,10 +328,10 @@ static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 30348288), (r->A + 28742656), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 305728), (r->A + 30348288), 25088, 64);
   pad_conv_d1((r->A + 10128896), (r->A + 33158144));
-  aert_conv_s1_dw((r->A + 10128896), 128, 16, 16, 64, (r->A + 30348288), 3, (r->G + 268864), 64);
+  aert_conv_dw((r->A + 10128896), 128, 1, 16, 16, 64, (r->A + 30348288), 3, (r->G + 268864), 14, 14, 64);
   dpad_conv_d1((r->A + 0), (r->A + 30348288));
   aert_conv_flip((r->P + 268864), (r->A + 0) + 2098688, 3, 64, 64);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 0) + 2135552, 64, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 0) + 2135552, 14, 14, 64, 0);
   unstack_conv_d1((r->A + 0) + 2135552, (r->A + 20714496));
 }
 
@@ -392,7 +382,7 @@ static void unstack_conv_d2(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d2_forward(const run *r) {
   pad_conv_d2((r->A + 10128896), (r->A + 28742656));
-  aert_conv_s1((r->A + 10128896), 128, 30, 30, 64, (r->P + 305792), 3, (r->A + 20714496), 32, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 30, 30, 64, (r->P + 305792), 3, (r->A + 20714496), 28, 28, 32, 0);
   aert_bias_act((r->A + 20714496), (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
 }
 
@@ -400,10 +390,10 @@ static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 23925760), (r->A + 20714496), 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 324224), (r->A + 23925760), 100352, 32);
   pad_conv_d2((r->A + 10128896), (r->A + 28742656));
-  aert_conv_s1_dw((r->A + 10128896), 128, 30, 30, 64, (r->A + 23925760), 3, (r->G + 305792), 32);
+  aert_conv_dw((r->A + 10128896), 128, 1, 30, 30, 64, (r->A + 23925760), 3, (r->G + 305792), 28, 28, 32);
   dpad_conv_d2((r->A + 0), (r->A + 23925760));
   aert_conv_flip((r->P + 305792), (r->A + 0) + 3687936, 3, 64, 32);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 32, (r->A + 0) + 3687936, 3, (r->A + 0) + 3706368, 64, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 32, (r->A + 0) + 3687936, 3, (r->A + 0) + 3706368, 28, 28, 64, 0);
   unstack_conv_d2((r->A + 0) + 3706368, (r->A + 30348288));
 }
 
@@ -441,7 +431,7 @@ static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_y_forward(const run *r) {
   pad_conv_y((r->A + 10128896), (r->A + 20714496));
-  aert_conv_s1_narrow((r->A + 10128896), 128, 30, 30, 32, (r->P + 324256), (r->A + 10128896) + 3687168, 3, (r->A + 33559552), 1);
+  aert_conv_fwd_narrow((r->A + 10128896), 128, 1, 30, 30, 32, (r->P + 324256), (r->A + 10128896) + 3687168, 3, (r->A + 33559552), 28, 28, 1);
   aert_bias_act((r->A + 33559552), (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
@@ -449,10 +439,10 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 30348288), (r->A + 33559552), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 324544), (r->A + 30348288), 100352, 1);
   pad_conv_y((r->A + 10128896), (r->A + 20714496));
-  aert_conv_s1_narrow_dw((r->A + 10128896), 128, 30, 30, 32, (r->A + 30348288), 3, (r->G + 324256), 1);
+  aert_conv_dw_narrow((r->A + 10128896), 128, 1, 30, 30, 32, (r->A + 30348288), 3, (r->G + 324256), 28, 28, 1);
   dpad_conv_y((r->A + 0), (r->A + 30348288));
   aert_conv_flip((r->P + 324256), (r->A + 0) + 115968, 3, 32, 1);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 23925760), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 23925760), 28, 28, 32, 1);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -46,65 +46,55 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
  * forward 14.45 MFLOP, 3.61 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_e_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 1792; row++) {
-    int n = n0 + row / 14, rh = row % 14;
-    {
-      for (int rw = 0; rw < 14; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 196 + rh * 14 + rw) * 9;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 1) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 1, 1 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_e_1(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 60; pr++) {
+      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 60 + pr) * 15;
+      if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 15; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 1;
+        if (tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 115200, 0, 24 * sizeof(aert_real));
 }
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    gather_conv_e_1((r->A + 5059840), n0, r->X);
-    aert_gemm(0, 0, 25088, 32, 9, (r->A + 5059840), 9, (r->P + 0), 32, 0, (r->A + 11958272) + (long)n0 * 6272, 32);
-  }
+  pad_conv_e_1((r->A + 5059840), r->X);
+  aert_conv_fwd((r->A + 5059840), 128, 2, 15, 15, 1, (r->P + 0), 3, (r->A + 11958272), 14, 14, 32, 0);
   aert_bias_act((r->A + 11958272), (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 8747008), (r->A + 11958272), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), (r->A + 8747008), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    gather_conv_e_1((r->A + 5059840), n0, r->X);
-    aert_gemm(1, 0, 9, 32, 25088, (r->A + 5059840), 9, (r->A + 8747008) + (long)n0 * 6272, 32, 1, (r->G + 0), 32);
-  }
+  pad_conv_e_1((r->A + 5059840), r->X);
+  aert_conv_dw((r->A + 5059840), 128, 2, 15, 15, 1, (r->A + 8747008), 3, (r->G + 0), 14, 14, 32);
 }
 
 /* ---- conv e.2  (specs/conv_ae_1x1.ae:7:45)
  * in: relu 14x14x32
  * out: e 7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 4.89 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_e_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 448; row++) {
-    int n = n0 + row / 7, rh = row % 7;
-    {
-      for (int rw = 0; rw < 7; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 49 + rh * 7 + rw) * 288;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 32) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_e_2(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 32; pr++) {
+      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 32 + pr) * 256;
+      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 8; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 32;
+        if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
 static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
@@ -128,19 +118,17 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 }
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
-    gather_conv_e_2((r->A + 5059840), n0, (r->A + 11958272));
-    aert_gemm(0, 0, 3136, 64, 288, (r->A + 5059840), 288, (r->P + 320), 64, 0, (r->A + 14366720) + (long)n0 * 3136, 64);
-  }
+  pad_conv_e_2((r->A + 5059840), (r->A + 11958272));
+  aert_conv_fwd((r->A + 5059840), 128, 2, 8, 8, 32, (r->P + 320), 3, (r->A + 14366720), 7, 7, 64, 0);
   aert_bias_act((r->A + 14366720), (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 9549824), (r->A + 14366720), 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18752), (r->A + 9549824), 6272, 64);
+  pad_conv_e_2((r->A + 5059840), (r->A + 11958272));
+  aert_conv_dw((r->A + 5059840), 128, 2, 8, 8, 32, (r->A + 9549824), 3, (r->G + 320), 7, 7, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    gather_conv_e_2((r->A + 5059840), n0, (r->A + 11958272));
-    aert_gemm(1, 0, 288, 64, 3136, (r->A + 5059840), 288, (r->A + 9549824) + (long)n0 * 3136, 64, 1, (r->G + 320), 64);
     aert_gemm(0, 1, 3136, 288, 64, (r->A + 9549824) + (long)n0 * 3136, 64, (r->P + 320), 64, 0, (r->A + 0), 288);
     scatter_conv_e_2((r->A + 0), n0, (r->A + 8747008));
   }
@@ -178,7 +166,7 @@ static void dpad_conv_z(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_z_forward(const run *r) {
   pad_conv_z((r->A + 5059840), (r->A + 14366720));
-  aert_conv_s1((r->A + 5059840), 128, 7, 7, 64, (r->P + 18816), 7, (r->A + 15269888), 64, 0);
+  aert_conv_fwd((r->A + 5059840), 128, 1, 7, 7, 64, (r->P + 18816), 7, (r->A + 15269888), 1, 1, 64, 0);
   aert_bias_act((r->A + 15269888), (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
 }
 
@@ -186,10 +174,10 @@ static void conv_z_backward(const run *r) {
   aert_act_backward_inplace((r->A + 9148416), (r->A + 15269888), 8192, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + 219520), (r->A + 9148416), 128, 64);
   pad_conv_z((r->A + 5059840), (r->A + 14366720));
-  aert_conv_s1_dw((r->A + 5059840), 128, 7, 7, 64, (r->A + 9148416), 7, (r->G + 18816), 64);
+  aert_conv_dw((r->A + 5059840), 128, 1, 7, 7, 64, (r->A + 9148416), 7, (r->G + 18816), 1, 1, 64);
   dpad_conv_z((r->A + 0), (r->A + 9148416));
   aert_conv_flip((r->P + 18816), (r->A + 0) + 1385984, 7, 64, 64);
-  aert_conv_s1((r->A + 0), 128, 13, 13, 64, (r->A + 0) + 1385984, 7, (r->A + 9549824), 64, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 13, 13, 64, (r->A + 0) + 1385984, 7, (r->A + 9549824), 7, 7, 64, 1);
 }
 
 /* ---- conv_transpose d  (specs/conv_ae_1x1.ae:9:7)
@@ -302,7 +290,7 @@ static void unstack_conv_d1(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d1_forward(const run *r) {
   pad_conv_d1((r->A + 5059840), (r->A + 14768128));
-  aert_conv_s1((r->A + 5059840), 128, 16, 16, 64, (r->P + 420352), 3, (r->A + 12761088), 32, 0);
+  aert_conv_fwd((r->A + 5059840), 128, 1, 16, 16, 64, (r->P + 420352), 3, (r->A + 12761088), 14, 14, 32, 0);
   aert_bias_act((r->A + 12761088), (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -310,10 +298,10 @@ static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13563904), (r->A + 12761088), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 438784), (r->A + 13563904), 25088, 32);
   pad_conv_d1((r->A + 5059840), (r->A + 14768128));
-  aert_conv_s1_dw((r->A + 5059840), 128, 16, 16, 64, (r->A + 13563904), 3, (r->G + 420352), 32);
+  aert_conv_dw((r->A + 5059840), 128, 1, 16, 16, 64, (r->A + 13563904), 3, (r->G + 420352), 14, 14, 32);
   dpad_conv_d1((r->A + 0), (r->A + 13563904));
   aert_conv_flip((r->P + 420352), (r->A + 0) + 1050112, 3, 64, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1050112, 3, (r->A + 0) + 1068544, 64, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1050112, 3, (r->A + 0) + 1068544, 14, 14, 64, 0);
   unstack_conv_d1((r->A + 0) + 1068544, (r->A + 8747008));
 }
 
@@ -364,7 +352,7 @@ static void unstack_conv_d2(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d2_forward(const run *r) {
   pad_conv_d2((r->A + 5059840), (r->A + 12761088));
-  aert_conv_s1((r->A + 5059840), 128, 30, 30, 32, (r->P + 438816), 3, (r->A + 8747008), 16, 0);
+  aert_conv_fwd((r->A + 5059840), 128, 1, 30, 30, 32, (r->P + 438816), 3, (r->A + 8747008), 28, 28, 16, 0);
   aert_bias_act((r->A + 8747008), (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
 }
 
@@ -372,10 +360,10 @@ static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 10352640), (r->A + 8747008), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 443424), (r->A + 10352640), 100352, 16);
   pad_conv_d2((r->A + 5059840), (r->A + 12761088));
-  aert_conv_s1_dw((r->A + 5059840), 128, 30, 30, 32, (r->A + 10352640), 3, (r->G + 438816), 16);
+  aert_conv_dw((r->A + 5059840), 128, 1, 30, 30, 32, (r->A + 10352640), 3, (r->G + 438816), 28, 28, 16);
   dpad_conv_d2((r->A + 0), (r->A + 10352640));
   aert_conv_flip((r->P + 438816), (r->A + 0) + 1843968, 3, 32, 16);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 16, (r->A + 0) + 1843968, 3, (r->A + 0) + 1848576, 32, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 16, (r->A + 0) + 1843968, 3, (r->A + 0) + 1848576, 28, 28, 32, 0);
   unstack_conv_d2((r->A + 0) + 1848576, (r->A + 13563904));
 }
 
@@ -413,7 +401,7 @@ static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_y_forward(const run *r) {
   pad_conv_y((r->A + 5059840), (r->A + 8747008));
-  aert_conv_s1_narrow((r->A + 5059840), 128, 30, 30, 16, (r->P + 443440), (r->A + 5059840) + 1843584, 3, (r->A + 15169536), 1);
+  aert_conv_fwd_narrow((r->A + 5059840), 128, 1, 30, 30, 16, (r->P + 443440), (r->A + 5059840) + 1843584, 3, (r->A + 15169536), 28, 28, 1);
   aert_bias_act((r->A + 15169536), (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
@@ -421,10 +409,10 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13563904), (r->A + 15169536), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 443584), (r->A + 13563904), 100352, 1);
   pad_conv_y((r->A + 5059840), (r->A + 8747008));
-  aert_conv_s1_narrow_dw((r->A + 5059840), 128, 30, 30, 16, (r->A + 13563904), 3, (r->G + 443440), 1);
+  aert_conv_dw_narrow((r->A + 5059840), 128, 1, 30, 30, 16, (r->A + 13563904), 3, (r->G + 443440), 28, 28, 1);
   dpad_conv_y((r->A + 0), (r->A + 13563904));
   aert_conv_flip((r->P + 443440), (r->A + 0) + 115584, 3, 16, 1);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115584, 3, (r->A + 10352640), 16, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 1, (r->A + 0) + 115584, 3, (r->A + 10352640), 28, 28, 16, 1);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -48,65 +48,55 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
  * forward 14.45 MFLOP, 3.61 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_e_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 1792; row++) {
-    int n = n0 + row / 14, rh = row % 14;
-    {
-      for (int rw = 0; rw < 14; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 196 + rh * 14 + rw) * 9;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 1) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 1, 1 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_e_1(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 60; pr++) {
+      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 60 + pr) * 15;
+      if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 15; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 1;
+        if (tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 115200, 0, 24 * sizeof(aert_real));
 }
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    gather_conv_e_1((r->A + 10128896), n0, r->X);
-    aert_gemm(0, 0, 25088, 32, 9, (r->A + 10128896), 9, (r->P + 0), 32, 0, (r->A + 27137024) + (long)n0 * 6272, 32);
-  }
+  pad_conv_e_1((r->A + 10128896), r->X);
+  aert_conv_fwd((r->A + 10128896), 128, 2, 15, 15, 1, (r->P + 0), 3, (r->A + 27137024), 14, 14, 32, 0);
   aert_bias_act((r->A + 27137024), (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 17503232), (r->A + 27137024), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), (r->A + 17503232), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    gather_conv_e_1((r->A + 10128896), n0, r->X);
-    aert_gemm(1, 0, 9, 32, 25088, (r->A + 10128896), 9, (r->A + 17503232) + (long)n0 * 6272, 32, 1, (r->G + 0), 32);
-  }
+  pad_conv_e_1((r->A + 10128896), r->X);
+  aert_conv_dw((r->A + 10128896), 128, 2, 15, 15, 1, (r->A + 17503232), 3, (r->G + 0), 14, 14, 32);
 }
 
 /* ---- conv e.2  (specs/conv_vae.ae:7:45)
  * in: relu 14x14x32
  * out:  7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 4.89 MB moved per batch; backward about twice the FLOPs */
-static void gather_conv_e_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for schedule(static)
-  for (int row = 0; row < 448; row++) {
-    int n = n0 + row / 7, rh = row % 7;
-    {
-      for (int rw = 0; rw < 7; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 49 + rh * 7 + rw) * 288;
-        for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 2 - 1 + kh;
-          for (int kw = 0; kw < 3; kw++, c += 32) {
-            int tw = rw * 2 - 1 + kw;
-            if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-          }
-        }
+static void pad_conv_e_2(aert_real *restrict xp, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 128; n++)
+    for (int pr = 0; pr < 32; pr++) {
+      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
+      aert_real *o = xp + ((long)n * 32 + pr) * 256;
+      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
+      for (int j = 0; j < 8; j++) {
+        int tw = j * 2 + phase % 2 - 1;
+        aert_real *c = o + (long)j * 32;
+        if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
+        memcpy(c + 0, t0 + (((long)n * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
       }
     }
-  }
+  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
 static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
@@ -130,19 +120,17 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 }
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
-    gather_conv_e_2((r->A + 10128896), n0, (r->A + 27137024));
-    aert_gemm(0, 0, 3136, 64, 288, (r->A + 10128896), 288, (r->P + 320), 64, 0, (r->A + 27939840) + (long)n0 * 3136, 64);
-  }
+  pad_conv_e_2((r->A + 10128896), (r->A + 27137024));
+  aert_conv_fwd((r->A + 10128896), 128, 2, 8, 8, 32, (r->P + 320), 3, (r->A + 27939840), 7, 7, 64, 0);
   aert_bias_act((r->A + 27939840), (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 18306048), (r->A + 27939840), 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18752), (r->A + 18306048), 6272, 64);
+  pad_conv_e_2((r->A + 10128896), (r->A + 27137024));
+  aert_conv_dw((r->A + 10128896), 128, 2, 8, 8, 32, (r->A + 18306048), 3, (r->G + 320), 7, 7, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    gather_conv_e_2((r->A + 10128896), n0, (r->A + 27137024));
-    aert_gemm(1, 0, 288, 64, 3136, (r->A + 10128896), 288, (r->A + 18306048) + (long)n0 * 3136, 64, 1, (r->G + 320), 64);
     aert_gemm(0, 1, 3136, 288, 64, (r->A + 18306048) + (long)n0 * 3136, 64, (r->P + 320), 64, 0, (r->A + 0), 288);
     scatter_conv_e_2((r->A + 0), n0, (r->A + 17503232));
   }
@@ -255,7 +243,7 @@ static void unstack_conv_d1(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d1_forward(const run *r) {
   pad_conv_d1((r->A + 10128896), (r->A + 28341248));
-  aert_conv_s1((r->A + 10128896), 128, 16, 16, 64, (r->P + 172512), 3, (r->A + 23925760), 64, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 16, 16, 64, (r->P + 172512), 3, (r->A + 23925760), 14, 14, 64, 0);
   aert_bias_act((r->A + 23925760), (r->P + 209376), 25088, 64, AERT_ACT_RELU, 0);
 }
 
@@ -263,10 +251,10 @@ static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 25531392), (r->A + 23925760), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 209376), (r->A + 25531392), 25088, 64);
   pad_conv_d1((r->A + 10128896), (r->A + 28341248));
-  aert_conv_s1_dw((r->A + 10128896), 128, 16, 16, 64, (r->A + 25531392), 3, (r->G + 172512), 64);
+  aert_conv_dw((r->A + 10128896), 128, 1, 16, 16, 64, (r->A + 25531392), 3, (r->G + 172512), 14, 14, 64);
   dpad_conv_d1((r->A + 0), (r->A + 25531392));
   aert_conv_flip((r->P + 172512), (r->A + 0) + 2098688, 3, 64, 64);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 0) + 2135552, 64, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 64, (r->A + 0) + 2098688, 3, (r->A + 0) + 2135552, 14, 14, 64, 0);
   unstack_conv_d1((r->A + 0) + 2135552, (r->A + 17503232));
 }
 
@@ -317,7 +305,7 @@ static void unstack_conv_d2(const aert_real *restrict dxs, aert_real *restrict d
 
 static void conv_d2_forward(const run *r) {
   pad_conv_d2((r->A + 10128896), (r->A + 23925760));
-  aert_conv_s1((r->A + 10128896), 128, 30, 30, 64, (r->P + 209440), 3, (r->A + 17503232), 32, 0);
+  aert_conv_fwd((r->A + 10128896), 128, 1, 30, 30, 64, (r->P + 209440), 3, (r->A + 17503232), 28, 28, 32, 0);
   aert_bias_act((r->A + 17503232), (r->P + 227872), 100352, 32, AERT_ACT_RELU, 0);
 }
 
@@ -325,10 +313,10 @@ static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 20714496), (r->A + 17503232), 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 227872), (r->A + 20714496), 100352, 32);
   pad_conv_d2((r->A + 10128896), (r->A + 23925760));
-  aert_conv_s1_dw((r->A + 10128896), 128, 30, 30, 64, (r->A + 20714496), 3, (r->G + 209440), 32);
+  aert_conv_dw((r->A + 10128896), 128, 1, 30, 30, 64, (r->A + 20714496), 3, (r->G + 209440), 28, 28, 32);
   dpad_conv_d2((r->A + 0), (r->A + 20714496));
   aert_conv_flip((r->P + 209440), (r->A + 0) + 3687936, 3, 64, 32);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 32, (r->A + 0) + 3687936, 3, (r->A + 0) + 3706368, 64, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 32, (r->A + 0) + 3687936, 3, (r->A + 0) + 3706368, 28, 28, 64, 0);
   unstack_conv_d2((r->A + 0) + 3706368, (r->A + 25531392));
 }
 
@@ -366,7 +354,7 @@ static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_y_forward(const run *r) {
   pad_conv_y((r->A + 10128896), (r->A + 17503232));
-  aert_conv_s1_narrow((r->A + 10128896), 128, 30, 30, 32, (r->P + 227904), (r->A + 10128896) + 3687168, 3, (r->A + 28742656), 1);
+  aert_conv_fwd_narrow((r->A + 10128896), 128, 1, 30, 30, 32, (r->P + 227904), (r->A + 10128896) + 3687168, 3, (r->A + 28742656), 28, 28, 1);
   aert_bias_act((r->A + 28742656), (r->P + 228192), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
@@ -374,10 +362,10 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 25531392), (r->A + 28742656), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 228192), (r->A + 25531392), 100352, 1);
   pad_conv_y((r->A + 10128896), (r->A + 17503232));
-  aert_conv_s1_narrow_dw((r->A + 10128896), 128, 30, 30, 32, (r->A + 25531392), 3, (r->G + 227904), 1);
+  aert_conv_dw_narrow((r->A + 10128896), 128, 1, 30, 30, 32, (r->A + 25531392), 3, (r->G + 227904), 28, 28, 1);
   dpad_conv_y((r->A + 0), (r->A + 25531392));
   aert_conv_flip((r->P + 227904), (r->A + 0) + 115968, 3, 32, 1);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 20714496), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 20714496), 28, 28, 32, 1);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */

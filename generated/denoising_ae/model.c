@@ -66,7 +66,7 @@ static void pad_conv_e_1(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_e_1_forward(const run *r) {
   pad_conv_e_1((r->A + 6907648), (r->A + 23640864));
-  aert_conv_s1((r->A + 6907648), 128, 30, 30, 1, (r->P + 0), 3, (r->A + 10595104), 32, 0);
+  aert_conv_fwd((r->A + 6907648), 128, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 10595104), 28, 28, 32, 0);
   aert_bias_act((r->A + 10595104), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
@@ -74,7 +74,7 @@ static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13806368), (r->A + 10595104), 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), (r->A + 13806368), 100352, 32);
   pad_conv_e_1((r->A + 6907648), (r->A + 23640864));
-  aert_conv_s1_dw((r->A + 6907648), 128, 30, 30, 1, (r->A + 13806368), 3, (r->G + 0), 32);
+  aert_conv_dw((r->A + 6907648), 128, 1, 30, 30, 1, (r->A + 13806368), 3, (r->G + 0), 28, 28, 32);
 }
 
 /* ---- maxpool  (specs/denoising_ae.ae:8:39)
@@ -123,7 +123,7 @@ static void dpad_conv_e_2(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_e_2_forward(const run *r) {
   pad_conv_e_2((r->A + 6907648), (r->A + 20228896));
-  aert_conv_s1((r->A + 6907648), 128, 16, 16, 32, (r->P + 320), 3, (r->A + 21031712), 32, 0);
+  aert_conv_fwd((r->A + 6907648), 128, 1, 16, 16, 32, (r->P + 320), 3, (r->A + 21031712), 14, 14, 32, 0);
   aert_bias_act((r->A + 21031712), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -131,10 +131,10 @@ static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13806368), (r->A + 21031712), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 9536), (r->A + 13806368), 25088, 32);
   pad_conv_e_2((r->A + 6907648), (r->A + 20228896));
-  aert_conv_s1_dw((r->A + 6907648), 128, 16, 16, 32, (r->A + 13806368), 3, (r->G + 320), 32);
+  aert_conv_dw((r->A + 6907648), 128, 1, 16, 16, 32, (r->A + 13806368), 3, (r->G + 320), 14, 14, 32);
   dpad_conv_e_2((r->A + 0), (r->A + 13806368));
   aert_conv_flip((r->P + 320), (r->A + 0) + 1049344, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 17017632), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 17017632), 14, 14, 32, 1);
 }
 
 /* ---- maxpool e  (specs/denoising_ae.ae:8:78)
@@ -196,7 +196,7 @@ static void unstack_conv_d_1(const aert_real *restrict dxs, aert_real *restrict 
 
 static void conv_d_1_forward(const run *r) {
   pad_conv_d_1((r->A + 6907648), (r->A + 23440160));
-  aert_conv_s1((r->A + 6907648), 128, 16, 16, 32, (r->P + 9568), 3, (r->A + 21834528), 32, 0);
+  aert_conv_fwd((r->A + 6907648), 128, 1, 16, 16, 32, (r->P + 9568), 3, (r->A + 21834528), 14, 14, 32, 0);
   aert_bias_act((r->A + 21834528), (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -204,10 +204,10 @@ static void conv_d_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 22637344), (r->A + 21834528), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18784), (r->A + 22637344), 25088, 32);
   pad_conv_d_1((r->A + 6907648), (r->A + 23440160));
-  aert_conv_s1_dw((r->A + 6907648), 128, 16, 16, 32, (r->A + 22637344), 3, (r->G + 9568), 32);
+  aert_conv_dw((r->A + 6907648), 128, 1, 16, 16, 32, (r->A + 22637344), 3, (r->G + 9568), 14, 14, 32);
   dpad_conv_d_1((r->A + 0), (r->A + 22637344));
   aert_conv_flip((r->P + 9568), (r->A + 0) + 1049344, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 0) + 1058560, 32, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 0) + 1058560, 14, 14, 32, 0);
   unstack_conv_d_1((r->A + 0) + 1058560, (r->A + 14609184));
 }
 
@@ -258,7 +258,7 @@ static void unstack_conv_d_2(const aert_real *restrict dxs, aert_real *restrict 
 
 static void conv_d_2_forward(const run *r) {
   pad_conv_d_2((r->A + 6907648), (r->A + 21834528));
-  aert_conv_s1((r->A + 6907648), 128, 30, 30, 32, (r->P + 18816), 3, (r->A + 13806368), 32, 0);
+  aert_conv_fwd((r->A + 6907648), 128, 1, 30, 30, 32, (r->P + 18816), 3, (r->A + 13806368), 28, 28, 32, 0);
   aert_bias_act((r->A + 13806368), (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
 }
 
@@ -266,10 +266,10 @@ static void conv_d_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 17017632), (r->A + 13806368), 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 28032), (r->A + 17017632), 100352, 32);
   pad_conv_d_2((r->A + 6907648), (r->A + 21834528));
-  aert_conv_s1_dw((r->A + 6907648), 128, 30, 30, 32, (r->A + 17017632), 3, (r->G + 18816), 32);
+  aert_conv_dw((r->A + 6907648), 128, 1, 30, 30, 32, (r->A + 17017632), 3, (r->G + 18816), 28, 28, 32);
   dpad_conv_d_2((r->A + 0), (r->A + 17017632));
   aert_conv_flip((r->P + 18816), (r->A + 0) + 3687168, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 32, (r->A + 0) + 3687168, 3, (r->A + 0) + 3696384, 32, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 32, (r->A + 0) + 3687168, 3, (r->A + 0) + 3696384, 28, 28, 32, 0);
   unstack_conv_d_2((r->A + 0) + 3696384, (r->A + 22637344));
 }
 
@@ -307,7 +307,7 @@ static void dpad_conv_y(aert_real *restrict xp, const aert_real *restrict t0) {
 
 static void conv_y_forward(const run *r) {
   pad_conv_y((r->A + 6907648), (r->A + 13806368));
-  aert_conv_s1_narrow((r->A + 6907648), 128, 30, 30, 32, (r->P + 28064), (r->A + 6907648) + 3687168, 3, (r->A + 23741216), 1);
+  aert_conv_fwd_narrow((r->A + 6907648), 128, 1, 30, 30, 32, (r->P + 28064), (r->A + 6907648) + 3687168, 3, (r->A + 23741216), 28, 28, 1);
   aert_bias_act((r->A + 23741216), (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
@@ -315,10 +315,10 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace((r->A + 22637344), (r->A + 23741216), 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 28352), (r->A + 22637344), 100352, 1);
   pad_conv_y((r->A + 6907648), (r->A + 13806368));
-  aert_conv_s1_narrow_dw((r->A + 6907648), 128, 30, 30, 32, (r->A + 22637344), 3, (r->G + 28064), 1);
+  aert_conv_dw_narrow((r->A + 6907648), 128, 1, 30, 30, 32, (r->A + 22637344), 3, (r->G + 28064), 28, 28, 1);
   dpad_conv_y((r->A + 0), (r->A + 22637344));
   aert_conv_flip((r->P + 28064), (r->A + 0) + 115968, 3, 32, 1);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 17017632), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 1, (r->A + 0) + 115968, 3, (r->A + 17017632), 28, 28, 32, 1);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -70,7 +70,7 @@ static void pad_conv_e1_1(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_e1_1_forward(const run *r) {
   pad_conv_e1_1((r->A + 6668160), r->X);
-  aert_conv_s1((r->A + 6668160), 128, 30, 30, 1, (r->P + 0), 3, (r->A + 12198912), 16, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 12198912), 28, 28, 16, 0);
   aert_bias_act((r->A + 12198912), (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
 }
 
@@ -78,7 +78,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13804544), (r->A + 12198912), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 144), (r->A + 13804544), 100352, 16);
   pad_conv_e1_1((r->A + 6668160), r->X);
-  aert_conv_s1_dw((r->A + 6668160), 128, 30, 30, 1, (r->A + 13804544), 3, (r->G + 0), 16);
+  aert_conv_dw((r->A + 6668160), 128, 1, 30, 30, 1, (r->A + 13804544), 3, (r->G + 0), 28, 28, 16);
 }
 
 /* ---- conv e1.2  (specs/img2img.ae:9:58)
@@ -115,7 +115,7 @@ static void dpad_conv_e1_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e1_2_forward(const run *r) {
   pad_conv_e1_2((r->A + 6668160), (r->A + 12198912));
-  aert_conv_s1((r->A + 6668160), 128, 30, 30, 16, (r->P + 160), 3, (r->A + 15410176), 16, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 30, 30, 16, (r->P + 160), 3, (r->A + 15410176), 28, 28, 16, 0);
   aert_bias_act((r->A + 15410176), (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
 }
 
@@ -123,10 +123,10 @@ static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 17015808), (r->A + 15410176), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 2464), (r->A + 17015808), 100352, 16);
   pad_conv_e1_2((r->A + 6668160), (r->A + 12198912));
-  aert_conv_s1_dw((r->A + 6668160), 128, 30, 30, 16, (r->A + 17015808), 3, (r->G + 160), 16);
+  aert_conv_dw((r->A + 6668160), 128, 1, 30, 30, 16, (r->A + 17015808), 3, (r->G + 160), 28, 28, 16);
   dpad_conv_e1_2((r->A + 0), (r->A + 17015808));
   aert_conv_flip((r->P + 160), (r->A + 0) + 1843584, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 16, (r->A + 0) + 1843584, 3, (r->A + 13804544), 16, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 16, (r->A + 0) + 1843584, 3, (r->A + 13804544), 28, 28, 16, 1);
 }
 
 /* ---- maxpool  (specs/img2img.ae:12:20)
@@ -175,7 +175,7 @@ static void dpad_conv_e2_1(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e2_1_forward(const run *r) {
   pad_conv_e2_1((r->A + 6668160), (r->A + 25043968));
-  aert_conv_s1((r->A + 6668160), 128, 16, 16, 16, (r->P + 2480), 3, (r->A + 21832704), 32, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 16, 16, 16, (r->P + 2480), 3, (r->A + 21832704), 14, 14, 32, 0);
   aert_bias_act((r->A + 21832704), (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -183,10 +183,10 @@ static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13804544), (r->A + 21832704), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 7088), (r->A + 13804544), 25088, 32);
   pad_conv_e2_1((r->A + 6668160), (r->A + 25043968));
-  aert_conv_s1_dw((r->A + 6668160), 128, 16, 16, 16, (r->A + 13804544), 3, (r->G + 2480), 32);
+  aert_conv_dw((r->A + 6668160), 128, 1, 16, 16, 16, (r->A + 13804544), 3, (r->G + 2480), 14, 14, 32);
   dpad_conv_e2_1((r->A + 0), (r->A + 13804544));
   aert_conv_flip((r->P + 2480), (r->A + 0) + 1049344, 3, 16, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 14607360), 16, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 14607360), 14, 14, 16, 1);
 }
 
 /* ---- conv e2.2  (specs/img2img.ae:9:58)
@@ -223,7 +223,7 @@ static void dpad_conv_e2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e2_2_forward(const run *r) {
   pad_conv_e2_2((r->A + 6668160), (r->A + 21832704));
-  aert_conv_s1((r->A + 6668160), 128, 16, 16, 32, (r->P + 7120), 3, (r->A + 22635520), 32, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 16, 16, 32, (r->P + 7120), 3, (r->A + 22635520), 14, 14, 32, 0);
   aert_bias_act((r->A + 22635520), (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -231,10 +231,10 @@ static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 14607360), (r->A + 22635520), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 16336), (r->A + 14607360), 25088, 32);
   pad_conv_e2_2((r->A + 6668160), (r->A + 21832704));
-  aert_conv_s1_dw((r->A + 6668160), 128, 16, 16, 32, (r->A + 14607360), 3, (r->G + 7120), 32);
+  aert_conv_dw((r->A + 6668160), 128, 1, 16, 16, 32, (r->A + 14607360), 3, (r->G + 7120), 14, 14, 32);
   dpad_conv_e2_2((r->A + 0), (r->A + 14607360));
   aert_conv_flip((r->P + 7120), (r->A + 0) + 1049344, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 13804544), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 13804544), 14, 14, 32, 1);
 }
 
 /* ---- maxpool  (specs/img2img.ae:13:19)
@@ -283,7 +283,7 @@ static void dpad_conv_m_1(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_m_1_forward(const run *r) {
   pad_conv_m_1((r->A + 6668160), (r->A + 26248192));
-  aert_conv_s1((r->A + 6668160), 128, 9, 9, 32, (r->P + 16368), 3, (r->A + 25445376), 64, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 9, 9, 32, (r->P + 16368), 3, (r->A + 25445376), 7, 7, 64, 0);
   aert_bias_act((r->A + 25445376), (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
 }
 
@@ -291,10 +291,10 @@ static void conv_m_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13804544), (r->A + 25445376), 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 34800), (r->A + 13804544), 6272, 64);
   pad_conv_m_1((r->A + 6668160), (r->A + 26248192));
-  aert_conv_s1_dw((r->A + 6668160), 128, 9, 9, 32, (r->A + 13804544), 3, (r->G + 16368), 64);
+  aert_conv_dw((r->A + 6668160), 128, 1, 9, 9, 32, (r->A + 13804544), 3, (r->G + 16368), 7, 7, 64);
   dpad_conv_m_1((r->A + 0), (r->A + 13804544));
   aert_conv_flip((r->P + 16368), (r->A + 0) + 665088, 3, 32, 64);
-  aert_conv_s1((r->A + 0), 128, 9, 9, 64, (r->A + 0) + 665088, 3, (r->A + 14205952), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 9, 9, 64, (r->A + 0) + 665088, 3, (r->A + 14205952), 7, 7, 32, 1);
 }
 
 /* ---- conv m.2  (specs/img2img.ae:9:58)
@@ -331,7 +331,7 @@ static void dpad_conv_m_2(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_m_2_forward(const run *r) {
   pad_conv_m_2((r->A + 6668160), (r->A + 25445376));
-  aert_conv_s1((r->A + 6668160), 128, 9, 9, 64, (r->P + 34864), 3, (r->A + 25846784), 64, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 9, 9, 64, (r->P + 34864), 3, (r->A + 25846784), 7, 7, 64, 0);
   aert_bias_act((r->A + 25846784), (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
 }
 
@@ -339,10 +339,10 @@ static void conv_m_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 18621440), (r->A + 25846784), 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 71728), (r->A + 18621440), 6272, 64);
   pad_conv_m_2((r->A + 6668160), (r->A + 25445376));
-  aert_conv_s1_dw((r->A + 6668160), 128, 9, 9, 64, (r->A + 18621440), 3, (r->G + 34864), 64);
+  aert_conv_dw((r->A + 6668160), 128, 1, 9, 9, 64, (r->A + 18621440), 3, (r->G + 34864), 7, 7, 64);
   dpad_conv_m_2((r->A + 0), (r->A + 18621440));
   aert_conv_flip((r->P + 34864), (r->A + 0) + 665088, 3, 64, 64);
-  aert_conv_s1((r->A + 0), 128, 9, 9, 64, (r->A + 0) + 665088, 3, (r->A + 13804544), 64, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 9, 9, 64, (r->A + 0) + 665088, 3, (r->A + 13804544), 7, 7, 64, 1);
 }
 
 /* ---- conv d2.1  (specs/img2img.ae:9:30)
@@ -394,7 +394,7 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d2_1_forward(const run *r) {
   pad_conv_d2_1((r->A + 6668160), (r->A + 25846784), (r->A + 22635520));
-  aert_conv_s1((r->A + 6668160), 128, 16, 16, 96, (r->P + 71792), 3, (r->A + 23438336), 32, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 16, 16, 96, (r->P + 71792), 3, (r->A + 23438336), 14, 14, 32, 0);
   aert_bias_act((r->A + 23438336), (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -402,10 +402,10 @@ static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 13804544), (r->A + 23438336), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 99440), (r->A + 13804544), 25088, 32);
   pad_conv_d2_1((r->A + 6668160), (r->A + 25846784), (r->A + 22635520));
-  aert_conv_s1_dw((r->A + 6668160), 128, 16, 16, 96, (r->A + 13804544), 3, (r->G + 71792), 32);
+  aert_conv_dw((r->A + 6668160), 128, 1, 16, 16, 96, (r->A + 13804544), 3, (r->G + 71792), 14, 14, 32);
   dpad_conv_d2_1((r->A + 0), (r->A + 13804544));
   aert_conv_flip((r->P + 71792), (r->A + 0) + 1050880, 3, 96, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1050880, 3, (r->A + 0) + 1078528, 96, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1050880, 3, (r->A + 0) + 1078528, 14, 14, 96, 0);
   unstack_conv_d2_1((r->A + 0) + 1078528, (r->A + 18621440), (r->A + 14607360));
 }
 
@@ -443,7 +443,7 @@ static void dpad_conv_d2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d2_2_forward(const run *r) {
   pad_conv_d2_2((r->A + 6668160), (r->A + 23438336));
-  aert_conv_s1((r->A + 6668160), 128, 16, 16, 32, (r->P + 99472), 3, (r->A + 24241152), 32, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 16, 16, 32, (r->P + 99472), 3, (r->A + 24241152), 14, 14, 32, 0);
   aert_bias_act((r->A + 24241152), (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
 }
 
@@ -451,10 +451,10 @@ static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 20227072), (r->A + 24241152), 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 108688), (r->A + 20227072), 25088, 32);
   pad_conv_d2_2((r->A + 6668160), (r->A + 23438336));
-  aert_conv_s1_dw((r->A + 6668160), 128, 16, 16, 32, (r->A + 20227072), 3, (r->G + 99472), 32);
+  aert_conv_dw((r->A + 6668160), 128, 1, 16, 16, 32, (r->A + 20227072), 3, (r->G + 99472), 14, 14, 32);
   dpad_conv_d2_2((r->A + 0), (r->A + 20227072));
   aert_conv_flip((r->P + 99472), (r->A + 0) + 1049344, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 128, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 13804544), 32, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 16, 16, 32, (r->A + 0) + 1049344, 3, (r->A + 13804544), 14, 14, 32, 1);
 }
 
 /* ---- conv d1.1  (specs/img2img.ae:9:30)
@@ -506,7 +506,7 @@ static void unstack_conv_d1_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d1_1_forward(const run *r) {
   pad_conv_d1_1((r->A + 6668160), (r->A + 24241152), (r->A + 15410176));
-  aert_conv_s1((r->A + 6668160), 128, 30, 30, 48, (r->P + 108720), 3, (r->A + 13804544), 16, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 30, 30, 48, (r->P + 108720), 3, (r->A + 13804544), 28, 28, 16, 0);
   aert_bias_act((r->A + 13804544), (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
 }
 
@@ -514,10 +514,10 @@ static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 18621440), (r->A + 13804544), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 115632), (r->A + 18621440), 100352, 16);
   pad_conv_d1_1((r->A + 6668160), (r->A + 24241152), (r->A + 15410176));
-  aert_conv_s1_dw((r->A + 6668160), 128, 30, 30, 48, (r->A + 18621440), 3, (r->G + 108720), 16);
+  aert_conv_dw((r->A + 6668160), 128, 1, 30, 30, 48, (r->A + 18621440), 3, (r->G + 108720), 28, 28, 16);
   dpad_conv_d1_1((r->A + 0), (r->A + 18621440));
   aert_conv_flip((r->P + 108720), (r->A + 0) + 1844352, 3, 48, 16);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 16, (r->A + 0) + 1844352, 3, (r->A + 0) + 1851264, 48, 0);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 16, (r->A + 0) + 1844352, 3, (r->A + 0) + 1851264, 28, 28, 48, 0);
   unstack_conv_d1_1((r->A + 0) + 1851264, (r->A + 20227072), (r->A + 17015808));
 }
 
@@ -555,7 +555,7 @@ static void dpad_conv_d1_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d1_2_forward(const run *r) {
   pad_conv_d1_2((r->A + 6668160), (r->A + 13804544));
-  aert_conv_s1((r->A + 6668160), 128, 30, 30, 16, (r->P + 115648), 3, (r->A + 17015808), 16, 0);
+  aert_conv_fwd((r->A + 6668160), 128, 1, 30, 30, 16, (r->P + 115648), 3, (r->A + 17015808), 28, 28, 16, 0);
   aert_bias_act((r->A + 17015808), (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
 }
 
@@ -563,10 +563,10 @@ static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 20227072), (r->A + 17015808), 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 117952), (r->A + 20227072), 100352, 16);
   pad_conv_d1_2((r->A + 6668160), (r->A + 13804544));
-  aert_conv_s1_dw((r->A + 6668160), 128, 30, 30, 16, (r->A + 20227072), 3, (r->G + 115648), 16);
+  aert_conv_dw((r->A + 6668160), 128, 1, 30, 30, 16, (r->A + 20227072), 3, (r->G + 115648), 28, 28, 16);
   dpad_conv_d1_2((r->A + 0), (r->A + 20227072));
   aert_conv_flip((r->P + 115648), (r->A + 0) + 1843584, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 128, 30, 30, 16, (r->A + 0) + 1843584, 3, (r->A + 18621440), 16, 1);
+  aert_conv_fwd((r->A + 0), 128, 1, 30, 30, 16, (r->A + 0) + 1843584, 3, (r->A + 18621440), 28, 28, 16, 1);
 }
 
 /* ---- conv y  (specs/img2img.ae:16:7)

@@ -86,7 +86,7 @@ static void pad_conv_e1_1(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_e1_1_forward(const run *r) {
   pad_conv_e1_1((r->A + 33694080), r->X);
-  aert_conv_s1((r->A + 33694080), 8, 258, 258, 24, (r->P + 0), 3, (r->A + 59255808), 16, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 258, 258, 24, (r->P + 0), 3, (r->A + 59255808), 256, 256, 16, 0);
   aert_bias_act((r->A + 59255808), (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
 }
 
@@ -94,7 +94,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 59255808), 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 3456), (r->A + 67644416), 524288, 16);
   pad_conv_e1_1((r->A + 33694080), r->X);
-  aert_conv_s1_dw((r->A + 33694080), 8, 258, 258, 24, (r->A + 67644416), 3, (r->G + 0), 16);
+  aert_conv_dw((r->A + 33694080), 8, 1, 258, 258, 24, (r->A + 67644416), 3, (r->G + 0), 256, 256, 16);
 }
 
 /* ---- conv e1.2  (specs/unet_landcover.ae:8:58)
@@ -131,7 +131,7 @@ static void dpad_conv_e1_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e1_2_forward(const run *r) {
   pad_conv_e1_2((r->A + 33694080), (r->A + 59255808));
-  aert_conv_s1((r->A + 33694080), 8, 258, 258, 16, (r->P + 3472), 3, (r->A + 76033024), 16, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 258, 258, 16, (r->P + 3472), 3, (r->A + 76033024), 256, 256, 16, 0);
   aert_bias_act((r->A + 76033024), (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
 }
 
@@ -139,10 +139,10 @@ static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 84421632), (r->A + 76033024), 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 5776), (r->A + 84421632), 524288, 16);
   pad_conv_e1_2((r->A + 33694080), (r->A + 59255808));
-  aert_conv_s1_dw((r->A + 33694080), 8, 258, 258, 16, (r->A + 84421632), 3, (r->G + 3472), 16);
+  aert_conv_dw((r->A + 33694080), 8, 1, 258, 258, 16, (r->A + 84421632), 3, (r->G + 3472), 256, 256, 16);
   dpad_conv_e1_2((r->A + 0), (r->A + 84421632));
   aert_conv_flip((r->P + 3472), (r->A + 0) + 8520576, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 8, 258, 258, 16, (r->A + 0) + 8520576, 3, (r->A + 67644416), 16, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 258, 258, 16, (r->A + 0) + 8520576, 3, (r->A + 67644416), 256, 256, 16, 1);
 }
 
 /* ---- maxpool  (specs/unet_landcover.ae:12:20)
@@ -191,7 +191,7 @@ static void dpad_conv_e2_1(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e2_1_forward(const run *r) {
   pad_conv_e2_1((r->A + 33694080), (r->A + 129510400));
-  aert_conv_s1((r->A + 33694080), 8, 130, 130, 16, (r->P + 5792), 3, (r->A + 109587456), 32, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 130, 130, 16, (r->P + 5792), 3, (r->A + 109587456), 128, 128, 32, 0);
   aert_bias_act((r->A + 109587456), (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
 }
 
@@ -199,10 +199,10 @@ static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 109587456), 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 10400), (r->A + 67644416), 131072, 32);
   pad_conv_e2_1((r->A + 33694080), (r->A + 129510400));
-  aert_conv_s1_dw((r->A + 33694080), 8, 130, 130, 16, (r->A + 67644416), 3, (r->G + 5792), 32);
+  aert_conv_dw((r->A + 33694080), 8, 1, 130, 130, 16, (r->A + 67644416), 3, (r->G + 5792), 128, 128, 32);
   dpad_conv_e2_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 5792), (r->A + 0) + 4327168, 3, 16, 32);
-  aert_conv_s1((r->A + 0), 8, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 71838720), 16, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 71838720), 128, 128, 16, 1);
 }
 
 /* ---- conv e2.2  (specs/unet_landcover.ae:8:58)
@@ -239,7 +239,7 @@ static void dpad_conv_e2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e2_2_forward(const run *r) {
   pad_conv_e2_2((r->A + 33694080), (r->A + 109587456));
-  aert_conv_s1((r->A + 33694080), 8, 130, 130, 32, (r->P + 10432), 3, (r->A + 113781760), 32, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 130, 130, 32, (r->P + 10432), 3, (r->A + 113781760), 128, 128, 32, 0);
   aert_bias_act((r->A + 113781760), (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
 }
 
@@ -247,10 +247,10 @@ static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 71838720), (r->A + 113781760), 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 19648), (r->A + 71838720), 131072, 32);
   pad_conv_e2_2((r->A + 33694080), (r->A + 109587456));
-  aert_conv_s1_dw((r->A + 33694080), 8, 130, 130, 32, (r->A + 71838720), 3, (r->G + 10432), 32);
+  aert_conv_dw((r->A + 33694080), 8, 1, 130, 130, 32, (r->A + 71838720), 3, (r->G + 10432), 128, 128, 32);
   dpad_conv_e2_2((r->A + 0), (r->A + 71838720));
   aert_conv_flip((r->P + 10432), (r->A + 0) + 4327168, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 8, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 67644416), 32, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 67644416), 128, 128, 32, 1);
 }
 
 /* ---- maxpool  (specs/unet_landcover.ae:13:20)
@@ -299,7 +299,7 @@ static void dpad_conv_e3_1(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e3_1_forward(const run *r) {
   pad_conv_e3_1((r->A + 33694080), (r->A + 139996160));
-  aert_conv_s1((r->A + 33694080), 8, 66, 66, 32, (r->P + 19680), 3, (r->A + 131607552), 64, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 66, 66, 32, (r->P + 19680), 3, (r->A + 131607552), 64, 64, 64, 0);
   aert_bias_act((r->A + 131607552), (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
 }
 
@@ -307,10 +307,10 @@ static void conv_e3_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 131607552), 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 38112), (r->A + 67644416), 32768, 64);
   pad_conv_e3_1((r->A + 33694080), (r->A + 139996160));
-  aert_conv_s1_dw((r->A + 33694080), 8, 66, 66, 32, (r->A + 67644416), 3, (r->G + 19680), 64);
+  aert_conv_dw((r->A + 33694080), 8, 1, 66, 66, 32, (r->A + 67644416), 3, (r->G + 19680), 64, 64, 64);
   dpad_conv_e3_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 19680), (r->A + 0) + 2231808, 3, 32, 64);
-  aert_conv_s1((r->A + 0), 8, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 69741568), 32, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 69741568), 64, 64, 32, 1);
 }
 
 /* ---- conv e3.2  (specs/unet_landcover.ae:8:58)
@@ -347,7 +347,7 @@ static void dpad_conv_e3_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e3_2_forward(const run *r) {
   pad_conv_e3_2((r->A + 33694080), (r->A + 131607552));
-  aert_conv_s1((r->A + 33694080), 8, 66, 66, 64, (r->P + 38176), 3, (r->A + 133704704), 64, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 66, 66, 64, (r->P + 38176), 3, (r->A + 133704704), 64, 64, 64, 0);
   aert_bias_act((r->A + 133704704), (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
 }
 
@@ -355,10 +355,10 @@ static void conv_e3_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 69741568), (r->A + 133704704), 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 75040), (r->A + 69741568), 32768, 64);
   pad_conv_e3_2((r->A + 33694080), (r->A + 131607552));
-  aert_conv_s1_dw((r->A + 33694080), 8, 66, 66, 64, (r->A + 69741568), 3, (r->G + 38176), 64);
+  aert_conv_dw((r->A + 33694080), 8, 1, 66, 66, 64, (r->A + 69741568), 3, (r->G + 38176), 64, 64, 64);
   dpad_conv_e3_2((r->A + 0), (r->A + 69741568));
   aert_conv_flip((r->P + 38176), (r->A + 0) + 2231808, 3, 64, 64);
-  aert_conv_s1((r->A + 0), 8, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 67644416), 64, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 67644416), 64, 64, 64, 1);
 }
 
 /* ---- maxpool  (specs/unet_landcover.ae:14:20)
@@ -407,7 +407,7 @@ static void dpad_conv_e4_1(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e4_1_forward(const run *r) {
   pad_conv_e4_1((r->A + 33694080), (r->A + 145239040));
-  aert_conv_s1((r->A + 33694080), 8, 34, 34, 64, (r->P + 75104), 3, (r->A + 141044736), 128, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 34, 34, 64, (r->P + 75104), 3, (r->A + 141044736), 32, 32, 128, 0);
   aert_bias_act((r->A + 141044736), (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
 }
 
@@ -415,10 +415,10 @@ static void conv_e4_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 141044736), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 148832), (r->A + 67644416), 8192, 128);
   pad_conv_e4_1((r->A + 33694080), (r->A + 145239040));
-  aert_conv_s1_dw((r->A + 33694080), 8, 34, 34, 64, (r->A + 67644416), 3, (r->G + 75104), 128);
+  aert_conv_dw((r->A + 33694080), 8, 1, 34, 34, 64, (r->A + 67644416), 3, (r->G + 75104), 32, 32, 128);
   dpad_conv_e4_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 75104), (r->A + 0) + 1186816, 3, 64, 128);
-  aert_conv_s1((r->A + 0), 8, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 68692992), 64, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 68692992), 32, 32, 64, 1);
 }
 
 /* ---- conv e4.2  (specs/unet_landcover.ae:8:58)
@@ -455,7 +455,7 @@ static void dpad_conv_e4_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e4_2_forward(const run *r) {
   pad_conv_e4_2((r->A + 33694080), (r->A + 141044736));
-  aert_conv_s1((r->A + 33694080), 8, 34, 34, 128, (r->P + 148960), 3, (r->A + 142093312), 128, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 34, 34, 128, (r->P + 148960), 3, (r->A + 142093312), 32, 32, 128, 0);
   aert_bias_act((r->A + 142093312), (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
 }
 
@@ -463,10 +463,10 @@ static void conv_e4_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 68692992), (r->A + 142093312), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 296416), (r->A + 68692992), 8192, 128);
   pad_conv_e4_2((r->A + 33694080), (r->A + 141044736));
-  aert_conv_s1_dw((r->A + 33694080), 8, 34, 34, 128, (r->A + 68692992), 3, (r->G + 148960), 128);
+  aert_conv_dw((r->A + 33694080), 8, 1, 34, 34, 128, (r->A + 68692992), 3, (r->G + 148960), 32, 32, 128);
   dpad_conv_e4_2((r->A + 0), (r->A + 68692992));
   aert_conv_flip((r->P + 148960), (r->A + 0) + 1186816, 3, 128, 128);
-  aert_conv_s1((r->A + 0), 8, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 67644416), 128, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 67644416), 32, 32, 128, 1);
 }
 
 /* ---- maxpool  (specs/unet_landcover.ae:15:19)
@@ -515,7 +515,7 @@ static void dpad_conv_b_1(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_b_1_forward(const run *r) {
   pad_conv_b_1((r->A + 33694080), (r->A + 146811904));
-  aert_conv_s1((r->A + 33694080), 8, 18, 18, 128, (r->P + 296544), 3, (r->A + 145763328), 256, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 18, 18, 128, (r->P + 296544), 3, (r->A + 145763328), 16, 16, 256, 0);
   aert_bias_act((r->A + 145763328), (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
 }
 
@@ -523,10 +523,10 @@ static void conv_b_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 145763328), 524288, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 591456), (r->A + 67644416), 2048, 256);
   pad_conv_b_1((r->A + 33694080), (r->A + 146811904));
-  aert_conv_s1_dw((r->A + 33694080), 8, 18, 18, 128, (r->A + 67644416), 3, (r->G + 296544), 256);
+  aert_conv_dw((r->A + 33694080), 8, 1, 18, 18, 128, (r->A + 67644416), 3, (r->G + 296544), 16, 16, 256);
   dpad_conv_b_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 296544), (r->A + 0) + 669696, 3, 128, 256);
-  aert_conv_s1((r->A + 0), 8, 18, 18, 256, (r->A + 0) + 669696, 3, (r->A + 68168704), 128, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 18, 18, 256, (r->A + 0) + 669696, 3, (r->A + 68168704), 16, 16, 128, 1);
 }
 
 /* ---- conv b.2  (specs/unet_landcover.ae:8:58)
@@ -563,7 +563,7 @@ static void dpad_conv_b_2(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_b_2_forward(const run *r) {
   pad_conv_b_2((r->A + 33694080), (r->A + 145763328));
-  aert_conv_s1((r->A + 33694080), 8, 18, 18, 256, (r->P + 591712), 3, (r->A + 146287616), 256, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 18, 18, 256, (r->P + 591712), 3, (r->A + 146287616), 16, 16, 256, 0);
   aert_bias_act((r->A + 146287616), (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
 }
 
@@ -571,10 +571,10 @@ static void conv_b_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 92810240), (r->A + 146287616), 524288, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1181536), (r->A + 92810240), 2048, 256);
   pad_conv_b_2((r->A + 33694080), (r->A + 145763328));
-  aert_conv_s1_dw((r->A + 33694080), 8, 18, 18, 256, (r->A + 92810240), 3, (r->G + 591712), 256);
+  aert_conv_dw((r->A + 33694080), 8, 1, 18, 18, 256, (r->A + 92810240), 3, (r->G + 591712), 16, 16, 256);
   dpad_conv_b_2((r->A + 0), (r->A + 92810240));
   aert_conv_flip((r->P + 591712), (r->A + 0) + 669696, 3, 256, 256);
-  aert_conv_s1((r->A + 0), 8, 18, 18, 256, (r->A + 0) + 669696, 3, (r->A + 67644416), 256, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 18, 18, 256, (r->A + 0) + 669696, 3, (r->A + 67644416), 16, 16, 256, 1);
 }
 
 /* ---- conv d4.1  (specs/unet_landcover.ae:8:30)
@@ -626,7 +626,7 @@ static void unstack_conv_d4_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d4_1_forward(const run *r) {
   pad_conv_d4_1((r->A + 33694080), (r->A + 146287616), (r->A + 142093312));
-  aert_conv_s1((r->A + 33694080), 8, 34, 34, 384, (r->P + 1181792), 3, (r->A + 143141888), 128, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 34, 34, 384, (r->P + 1181792), 3, (r->A + 143141888), 32, 32, 128, 0);
   aert_bias_act((r->A + 143141888), (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
 }
 
@@ -634,10 +634,10 @@ static void conv_d4_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 143141888), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1624160), (r->A + 67644416), 8192, 128);
   pad_conv_d4_1((r->A + 33694080), (r->A + 146287616), (r->A + 142093312));
-  aert_conv_s1_dw((r->A + 33694080), 8, 34, 34, 384, (r->A + 67644416), 3, (r->G + 1181792), 128);
+  aert_conv_dw((r->A + 33694080), 8, 1, 34, 34, 384, (r->A + 67644416), 3, (r->G + 1181792), 32, 32, 128);
   dpad_conv_d4_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 1181792), (r->A + 0) + 1192960, 3, 384, 128);
-  aert_conv_s1((r->A + 0), 8, 34, 34, 128, (r->A + 0) + 1192960, 3, (r->A + 0) + 1635328, 384, 0);
+  aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 128, (r->A + 0) + 1192960, 3, (r->A + 0) + 1635328, 32, 32, 384, 0);
   unstack_conv_d4_1((r->A + 0) + 1635328, (r->A + 92810240), (r->A + 68692992));
 }
 
@@ -675,7 +675,7 @@ static void dpad_conv_d4_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d4_2_forward(const run *r) {
   pad_conv_d4_2((r->A + 33694080), (r->A + 143141888));
-  aert_conv_s1((r->A + 33694080), 8, 34, 34, 128, (r->P + 1624288), 3, (r->A + 144190464), 128, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 34, 34, 128, (r->P + 1624288), 3, (r->A + 144190464), 32, 32, 128, 0);
   aert_bias_act((r->A + 144190464), (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
 }
 
@@ -683,10 +683,10 @@ static void conv_d4_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 92810240), (r->A + 144190464), 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1771744), (r->A + 92810240), 8192, 128);
   pad_conv_d4_2((r->A + 33694080), (r->A + 143141888));
-  aert_conv_s1_dw((r->A + 33694080), 8, 34, 34, 128, (r->A + 92810240), 3, (r->G + 1624288), 128);
+  aert_conv_dw((r->A + 33694080), 8, 1, 34, 34, 128, (r->A + 92810240), 3, (r->G + 1624288), 32, 32, 128);
   dpad_conv_d4_2((r->A + 0), (r->A + 92810240));
   aert_conv_flip((r->P + 1624288), (r->A + 0) + 1186816, 3, 128, 128);
-  aert_conv_s1((r->A + 0), 8, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 67644416), 128, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 128, (r->A + 0) + 1186816, 3, (r->A + 67644416), 32, 32, 128, 1);
 }
 
 /* ---- conv d3.1  (specs/unet_landcover.ae:8:30)
@@ -738,7 +738,7 @@ static void unstack_conv_d3_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d3_1_forward(const run *r) {
   pad_conv_d3_1((r->A + 33694080), (r->A + 144190464), (r->A + 133704704));
-  aert_conv_s1((r->A + 33694080), 8, 66, 66, 192, (r->P + 1771872), 3, (r->A + 135801856), 64, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 66, 66, 192, (r->P + 1771872), 3, (r->A + 135801856), 64, 64, 64, 0);
   aert_bias_act((r->A + 135801856), (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
 }
 
@@ -746,10 +746,10 @@ static void conv_d3_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 135801856), 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1882464), (r->A + 67644416), 32768, 64);
   pad_conv_d3_1((r->A + 33694080), (r->A + 144190464), (r->A + 133704704));
-  aert_conv_s1_dw((r->A + 33694080), 8, 66, 66, 192, (r->A + 67644416), 3, (r->G + 1771872), 64);
+  aert_conv_dw((r->A + 33694080), 8, 1, 66, 66, 192, (r->A + 67644416), 3, (r->G + 1771872), 64, 64, 64);
   dpad_conv_d3_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 1771872), (r->A + 0) + 2234880, 3, 192, 64);
-  aert_conv_s1((r->A + 0), 8, 66, 66, 64, (r->A + 0) + 2234880, 3, (r->A + 0) + 2345472, 192, 0);
+  aert_conv_fwd((r->A + 0), 8, 1, 66, 66, 64, (r->A + 0) + 2234880, 3, (r->A + 0) + 2345472, 64, 64, 192, 0);
   unstack_conv_d3_1((r->A + 0) + 2345472, (r->A + 92810240), (r->A + 69741568));
 }
 
@@ -787,7 +787,7 @@ static void dpad_conv_d3_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d3_2_forward(const run *r) {
   pad_conv_d3_2((r->A + 33694080), (r->A + 135801856));
-  aert_conv_s1((r->A + 33694080), 8, 66, 66, 64, (r->P + 1882528), 3, (r->A + 137899008), 64, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 66, 66, 64, (r->P + 1882528), 3, (r->A + 137899008), 64, 64, 64, 0);
   aert_bias_act((r->A + 137899008), (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
 }
 
@@ -795,10 +795,10 @@ static void conv_d3_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 92810240), (r->A + 137899008), 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1919392), (r->A + 92810240), 32768, 64);
   pad_conv_d3_2((r->A + 33694080), (r->A + 135801856));
-  aert_conv_s1_dw((r->A + 33694080), 8, 66, 66, 64, (r->A + 92810240), 3, (r->G + 1882528), 64);
+  aert_conv_dw((r->A + 33694080), 8, 1, 66, 66, 64, (r->A + 92810240), 3, (r->G + 1882528), 64, 64, 64);
   dpad_conv_d3_2((r->A + 0), (r->A + 92810240));
   aert_conv_flip((r->P + 1882528), (r->A + 0) + 2231808, 3, 64, 64);
-  aert_conv_s1((r->A + 0), 8, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 67644416), 64, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 66, 66, 64, (r->A + 0) + 2231808, 3, (r->A + 67644416), 64, 64, 64, 1);
 }
 
 /* ---- conv d2.1  (specs/unet_landcover.ae:8:30)
@@ -850,7 +850,7 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d2_1_forward(const run *r) {
   pad_conv_d2_1((r->A + 33694080), (r->A + 137899008), (r->A + 113781760));
-  aert_conv_s1((r->A + 33694080), 8, 130, 130, 96, (r->P + 1919456), 3, (r->A + 117976064), 32, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 130, 130, 96, (r->P + 1919456), 3, (r->A + 117976064), 128, 128, 32, 0);
   aert_bias_act((r->A + 117976064), (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
 }
 
@@ -858,10 +858,10 @@ static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 67644416), (r->A + 117976064), 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1947104), (r->A + 67644416), 131072, 32);
   pad_conv_d2_1((r->A + 33694080), (r->A + 137899008), (r->A + 113781760));
-  aert_conv_s1_dw((r->A + 33694080), 8, 130, 130, 96, (r->A + 67644416), 3, (r->G + 1919456), 32);
+  aert_conv_dw((r->A + 33694080), 8, 1, 130, 130, 96, (r->A + 67644416), 3, (r->G + 1919456), 128, 128, 32);
   dpad_conv_d2_1((r->A + 0), (r->A + 67644416));
   aert_conv_flip((r->P + 1919456), (r->A + 0) + 4328704, 3, 96, 32);
-  aert_conv_s1((r->A + 0), 8, 130, 130, 32, (r->A + 0) + 4328704, 3, (r->A + 0) + 4356352, 96, 0);
+  aert_conv_fwd((r->A + 0), 8, 1, 130, 130, 32, (r->A + 0) + 4328704, 3, (r->A + 0) + 4356352, 128, 128, 96, 0);
   unstack_conv_d2_1((r->A + 0) + 4356352, (r->A + 92810240), (r->A + 71838720));
 }
 
@@ -899,7 +899,7 @@ static void dpad_conv_d2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d2_2_forward(const run *r) {
   pad_conv_d2_2((r->A + 33694080), (r->A + 117976064));
-  aert_conv_s1((r->A + 33694080), 8, 130, 130, 32, (r->P + 1947136), 3, (r->A + 122170368), 32, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 130, 130, 32, (r->P + 1947136), 3, (r->A + 122170368), 128, 128, 32, 0);
   aert_bias_act((r->A + 122170368), (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
 }
 
@@ -907,10 +907,10 @@ static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 101198848), (r->A + 122170368), 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1956352), (r->A + 101198848), 131072, 32);
   pad_conv_d2_2((r->A + 33694080), (r->A + 117976064));
-  aert_conv_s1_dw((r->A + 33694080), 8, 130, 130, 32, (r->A + 101198848), 3, (r->G + 1947136), 32);
+  aert_conv_dw((r->A + 33694080), 8, 1, 130, 130, 32, (r->A + 101198848), 3, (r->G + 1947136), 128, 128, 32);
   dpad_conv_d2_2((r->A + 0), (r->A + 101198848));
   aert_conv_flip((r->P + 1947136), (r->A + 0) + 4327168, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 8, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 67644416), 32, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 130, 130, 32, (r->A + 0) + 4327168, 3, (r->A + 67644416), 128, 128, 32, 1);
 }
 
 /* ---- conv d1.1  (specs/unet_landcover.ae:8:30)
@@ -962,7 +962,7 @@ static void unstack_conv_d1_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d1_1_forward(const run *r) {
   pad_conv_d1_1((r->A + 33694080), (r->A + 122170368), (r->A + 76033024));
-  aert_conv_s1((r->A + 33694080), 8, 258, 258, 48, (r->P + 1956384), 3, (r->A + 67644416), 16, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 258, 258, 48, (r->P + 1956384), 3, (r->A + 67644416), 256, 256, 16, 0);
   aert_bias_act((r->A + 67644416), (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
 }
 
@@ -970,10 +970,10 @@ static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 92810240), (r->A + 67644416), 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1963296), (r->A + 92810240), 524288, 16);
   pad_conv_d1_1((r->A + 33694080), (r->A + 122170368), (r->A + 76033024));
-  aert_conv_s1_dw((r->A + 33694080), 8, 258, 258, 48, (r->A + 92810240), 3, (r->G + 1956384), 16);
+  aert_conv_dw((r->A + 33694080), 8, 1, 258, 258, 48, (r->A + 92810240), 3, (r->G + 1956384), 256, 256, 16);
   dpad_conv_d1_1((r->A + 0), (r->A + 92810240));
   aert_conv_flip((r->P + 1956384), (r->A + 0) + 8521344, 3, 48, 16);
-  aert_conv_s1((r->A + 0), 8, 258, 258, 16, (r->A + 0) + 8521344, 3, (r->A + 0) + 8528256, 48, 0);
+  aert_conv_fwd((r->A + 0), 8, 1, 258, 258, 16, (r->A + 0) + 8521344, 3, (r->A + 0) + 8528256, 256, 256, 48, 0);
   unstack_conv_d1_1((r->A + 0) + 8528256, (r->A + 101198848), (r->A + 84421632));
 }
 
@@ -1011,7 +1011,7 @@ static void dpad_conv_d1_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d1_2_forward(const run *r) {
   pad_conv_d1_2((r->A + 33694080), (r->A + 67644416));
-  aert_conv_s1((r->A + 33694080), 8, 258, 258, 16, (r->P + 1963312), 3, (r->A + 84421632), 16, 0);
+  aert_conv_fwd((r->A + 33694080), 8, 1, 258, 258, 16, (r->P + 1963312), 3, (r->A + 84421632), 256, 256, 16, 0);
   aert_bias_act((r->A + 84421632), (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
 }
 
@@ -1019,10 +1019,10 @@ static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 101198848), (r->A + 84421632), 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1965616), (r->A + 101198848), 524288, 16);
   pad_conv_d1_2((r->A + 33694080), (r->A + 67644416));
-  aert_conv_s1_dw((r->A + 33694080), 8, 258, 258, 16, (r->A + 101198848), 3, (r->G + 1963312), 16);
+  aert_conv_dw((r->A + 33694080), 8, 1, 258, 258, 16, (r->A + 101198848), 3, (r->G + 1963312), 256, 256, 16);
   dpad_conv_d1_2((r->A + 0), (r->A + 101198848));
   aert_conv_flip((r->P + 1963312), (r->A + 0) + 8520576, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 8, 258, 258, 16, (r->A + 0) + 8520576, 3, (r->A + 92810240), 16, 1);
+  aert_conv_fwd((r->A + 0), 8, 1, 258, 258, 16, (r->A + 0) + 8520576, 3, (r->A + 92810240), 256, 256, 16, 1);
 }
 
 /* ---- conv logits  (specs/unet_landcover.ae:20:12)

@@ -206,7 +206,7 @@ static void scatter_conv_e2_1(const aert_real *restrict col, int n0, aert_real *
 
 static void conv_e2_1_forward(const run *r) {
   pad_conv_e2_1((r->A + 1090432), (r->A + 6566912));
-  aert_conv_s1((r->A + 1090432), 16, 34, 34, 8, (r->P + 896), 3, (r->A + 5518336), 16, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 34, 34, 8, (r->P + 896), 3, (r->A + 5518336), 32, 32, 16, 0);
   aert_bias_act((r->A + 5518336), (r->P + 2048), 16384, 16, AERT_ACT_RELU, 0);
 }
 
@@ -214,7 +214,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 2503680), (r->A + 5518336), 262144, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 2048), (r->A + 2503680), 16384, 16);
   pad_conv_e2_1((r->A + 1090432), (r->A + 6566912));
-  aert_conv_s1_dw((r->A + 1090432), 16, 34, 34, 8, (r->A + 2503680), 3, (r->G + 896), 16);
+  aert_conv_dw((r->A + 1090432), 16, 1, 34, 34, 8, (r->A + 2503680), 3, (r->G + 896), 32, 32, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
     aert_gemm(0, 1, 8192, 72, 16, (r->A + 2503680) + (long)n0 * 16384, 16, (r->P + 896), 16, 0, (r->A + 0), 72);
     scatter_conv_e2_1((r->A + 0), n0, (r->A + 2765824));
@@ -255,7 +255,7 @@ static void dpad_conv_e2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_e2_2_forward(const run *r) {
   pad_conv_e2_2((r->A + 1090432), (r->A + 5518336));
-  aert_conv_s1((r->A + 1090432), 16, 34, 34, 16, (r->P + 2064), 3, (r->A + 5780480), 16, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 34, 34, 16, (r->P + 2064), 3, (r->A + 5780480), 32, 32, 16, 0);
   aert_bias_act((r->A + 5780480), (r->P + 4368), 16384, 16, AERT_ACT_RELU, 0);
 }
 
@@ -263,10 +263,10 @@ static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 2765824), (r->A + 5780480), 262144, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 4368), (r->A + 2765824), 16384, 16);
   pad_conv_e2_2((r->A + 1090432), (r->A + 5518336));
-  aert_conv_s1_dw((r->A + 1090432), 16, 34, 34, 16, (r->A + 2765824), 3, (r->G + 2064), 16);
+  aert_conv_dw((r->A + 1090432), 16, 1, 34, 34, 16, (r->A + 2765824), 3, (r->G + 2064), 32, 32, 16);
   dpad_conv_e2_2((r->A + 0), (r->A + 2765824));
   aert_conv_flip((r->P + 2064), (r->A + 0) + 296320, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 16, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 2503680), 16, 1);
+  aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 2503680), 32, 32, 16, 1);
 }
 
 /* ---- maxpool  (specs/unet_landcover_small.ae:13:19)
@@ -315,7 +315,7 @@ static void dpad_conv_b_1(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_b_1_forward(const run *r) {
   pad_conv_b_1((r->A + 1090432), (r->A + 6960128));
-  aert_conv_s1((r->A + 1090432), 16, 18, 18, 16, (r->P + 4384), 3, (r->A + 6697984), 32, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 18, 18, 16, (r->P + 4384), 3, (r->A + 6697984), 16, 16, 32, 0);
   aert_bias_act((r->A + 6697984), (r->P + 8992), 4096, 32, AERT_ACT_RELU, 0);
 }
 
@@ -323,10 +323,10 @@ static void conv_b_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 2503680), (r->A + 6697984), 131072, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 8992), (r->A + 2503680), 4096, 32);
   pad_conv_b_1((r->A + 1090432), (r->A + 6960128));
-  aert_conv_s1_dw((r->A + 1090432), 16, 18, 18, 16, (r->A + 2503680), 3, (r->G + 4384), 32);
+  aert_conv_dw((r->A + 1090432), 16, 1, 18, 18, 16, (r->A + 2503680), 3, (r->G + 4384), 16, 16, 32);
   dpad_conv_b_1((r->A + 0), (r->A + 2503680));
   aert_conv_flip((r->P + 4384), (r->A + 0) + 166656, 3, 16, 32);
-  aert_conv_s1((r->A + 0), 16, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 2634752), 16, 1);
+  aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 2634752), 16, 16, 16, 1);
 }
 
 /* ---- conv b.2  (specs/unet_landcover_small.ae:8:58)
@@ -363,7 +363,7 @@ static void dpad_conv_b_2(aert_real *restrict xp, const aert_real *restrict t0) 
 
 static void conv_b_2_forward(const run *r) {
   pad_conv_b_2((r->A + 1090432), (r->A + 6697984));
-  aert_conv_s1((r->A + 1090432), 16, 18, 18, 32, (r->P + 9024), 3, (r->A + 6829056), 32, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 18, 18, 32, (r->P + 9024), 3, (r->A + 6829056), 16, 16, 32, 0);
   aert_bias_act((r->A + 6829056), (r->P + 18240), 4096, 32, AERT_ACT_RELU, 0);
 }
 
@@ -371,10 +371,10 @@ static void conv_b_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 4076544), (r->A + 6829056), 131072, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18240), (r->A + 4076544), 4096, 32);
   pad_conv_b_2((r->A + 1090432), (r->A + 6697984));
-  aert_conv_s1_dw((r->A + 1090432), 16, 18, 18, 32, (r->A + 4076544), 3, (r->G + 9024), 32);
+  aert_conv_dw((r->A + 1090432), 16, 1, 18, 18, 32, (r->A + 4076544), 3, (r->G + 9024), 16, 16, 32);
   dpad_conv_b_2((r->A + 0), (r->A + 4076544));
   aert_conv_flip((r->P + 9024), (r->A + 0) + 166656, 3, 32, 32);
-  aert_conv_s1((r->A + 0), 16, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 2503680), 32, 1);
+  aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 2503680), 16, 16, 32, 1);
 }
 
 /* ---- conv d2.1  (specs/unet_landcover_small.ae:8:30)
@@ -426,7 +426,7 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, aert_real *restrict
 
 static void conv_d2_1_forward(const run *r) {
   pad_conv_d2_1((r->A + 1090432), (r->A + 6829056), (r->A + 5780480));
-  aert_conv_s1((r->A + 1090432), 16, 34, 34, 48, (r->P + 18272), 3, (r->A + 6042624), 16, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 34, 34, 48, (r->P + 18272), 3, (r->A + 6042624), 32, 32, 16, 0);
   aert_bias_act((r->A + 6042624), (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
 }
 
@@ -434,10 +434,10 @@ static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace((r->A + 2503680), (r->A + 6042624), 262144, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 25184), (r->A + 2503680), 16384, 16);
   pad_conv_d2_1((r->A + 1090432), (r->A + 6829056), (r->A + 5780480));
-  aert_conv_s1_dw((r->A + 1090432), 16, 34, 34, 48, (r->A + 2503680), 3, (r->G + 18272), 16);
+  aert_conv_dw((r->A + 1090432), 16, 1, 34, 34, 48, (r->A + 2503680), 3, (r->G + 18272), 32, 32, 16);
   dpad_conv_d2_1((r->A + 0), (r->A + 2503680));
   aert_conv_flip((r->P + 18272), (r->A + 0) + 297088, 3, 48, 16);
-  aert_conv_s1((r->A + 0), 16, 34, 34, 16, (r->A + 0) + 297088, 3, (r->A + 0) + 304000, 48, 0);
+  aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->A + 0) + 297088, 3, (r->A + 0) + 304000, 32, 32, 48, 0);
   unstack_conv_d2_1((r->A + 0) + 304000, (r->A + 4076544), (r->A + 2765824));
 }
 
@@ -475,7 +475,7 @@ static void dpad_conv_d2_2(aert_real *restrict xp, const aert_real *restrict t0)
 
 static void conv_d2_2_forward(const run *r) {
   pad_conv_d2_2((r->A + 1090432), (r->A + 6042624));
-  aert_conv_s1((r->A + 1090432), 16, 34, 34, 16, (r->P + 25200), 3, (r->A + 6304768), 16, 0);
+  aert_conv_fwd((r->A + 1090432), 16, 1, 34, 34, 16, (r->P + 25200), 3, (r->A + 6304768), 32, 32, 16, 0);
   aert_bias_act((r->A + 6304768), (r->P + 27504), 16384, 16, AERT_ACT_RELU, 0);
 }
 
@@ -483,10 +483,10 @@ static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace((r->A + 4600832), (r->A + 6304768), 262144, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 27504), (r->A + 4600832), 16384, 16);
   pad_conv_d2_2((r->A + 1090432), (r->A + 6042624));
-  aert_conv_s1_dw((r->A + 1090432), 16, 34, 34, 16, (r->A + 4600832), 3, (r->G + 25200), 16);
+  aert_conv_dw((r->A + 1090432), 16, 1, 34, 34, 16, (r->A + 4600832), 3, (r->G + 25200), 32, 32, 16);
   dpad_conv_d2_2((r->A + 0), (r->A + 4600832));
   aert_conv_flip((r->P + 25200), (r->A + 0) + 296320, 3, 16, 16);
-  aert_conv_s1((r->A + 0), 16, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 2503680), 16, 1);
+  aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 2503680), 32, 32, 16, 1);
 }
 
 /* ---- conv d1.1  (specs/unet_landcover_small.ae:8:30)
