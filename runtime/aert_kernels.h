@@ -1,5 +1,5 @@
-/* aert_kernels.h - the small loops that generated kernels call with compile-time
- * constant sizes: bias + activation epilogues and their derivatives, pooling,
+/* aert_kernels.h - the loops that generated kernels call with compile-time constant
+ * sizes: direct convolutions, bias + activation epilogues and their derivatives, pooling,
  * upsampling, concat, noise, dropout, sampling, batch norm, softmax and the losses.
  * Everything is static inline so that the C compiler specialises each call site.
  * Gradients are accumulated (+=) into buffers the caller zeroed; reductions run in
@@ -24,8 +24,9 @@ typedef float aert_real;
 #endif
 
 /* C = op(A) op(B) + beta C, row-major. OpenBLAS runs single-threaded inside; OpenMP
- * threads take disjoint blocks of C's rows (or columns, when C is wide), so each value
- * is computed by the same operations whatever the thread count: bitwise reproducible. */
+ * threads take disjoint blocks of C's rows (or columns, when C is wide): bitwise
+ * reproducible for a thread count (OpenBLAS rounds the edge of a block differently, so
+ * another thread count moves the last bits). */
 static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
                              int ldb, aert_real beta, aert_real *c, int ldc) {
   enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans, tB = tb ? CblasTrans : CblasNoTrans;

@@ -2,7 +2,8 @@
 # End-to-end checks of generated trainers on real Fashion-MNIST:
 #  - the dense and the conv autoencoder bring the validation loss below a stated bound
 #    within a few hundred steps;
-#  - resuming from a checkpoint equals uninterrupted training, bit for bit;
+#  - resuming from a checkpoint equals uninterrupted training, bit for bit, and two conv
+#    runs of one seed agree bit for bit;
 #  - a checkpoint of another model and a truncated checkpoint are refused, by name;
 #  - a diverging run stops at the first non-finite loss and keeps the last good checkpoint.
 set -eu
@@ -37,6 +38,11 @@ bin/vae train --epochs 1 --limit 5120 --seed 3 --out "$out/resumed" --quiet
 bin/vae train --epochs 2 --limit 5120 --seed 3 --out "$out/resumed" --resume --quiet
 cmp "$out/straight/last.ckpt" "$out/resumed/last.ckpt" || fail "resumed vae training differs from uninterrupted training"
 echo "vae: 1 epoch + resume = 2 epochs, bit for bit"
+# the direct convolutions (every stride, narrow outputs, weight gradients in slices) too
+bin/conv_ae train --epochs 1 --limit 2560 --seed 5 --out "$out/conv_a" --quiet
+bin/conv_ae train --epochs 1 --limit 2560 --seed 5 --out "$out/conv_b" --quiet
+cmp "$out/conv_a/last.ckpt" "$out/conv_b/last.ckpt" || fail "two conv_ae runs of the same seed differ"
+echo "conv_ae: two runs of the same seed, bit for bit"
 
 # 4. refusals: another model's checkpoint, a truncated checkpoint
 if bin/conv_ae eval --ckpt "$out/dense/last.ckpt" --out "$out/conv" >"$out/wrong.txt" 2>&1; then fail "conv_ae accepted dense_ae's checkpoint"; fi
