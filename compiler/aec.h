@@ -356,8 +356,11 @@ typedef struct {
   int chunk;                 /* conv: images per GEMM */
   long col_floats;           /* conv: im2col buffer for one chunk */
   bool slide;                /* conv: direct kernels on a padded copy (aert_conv_fwd) */
+  int pchunk;                /* slide: images per padded copy */
   long pad_floats;           /* slide: the padded input */
   long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
+  ae_buffer scratch[2];      /* conv: its working buffers (padded copy, columns), forward and
+                              * backward, each alive only while that kernel runs */
 } ae_kernel;
 
 typedef struct {
@@ -372,7 +375,7 @@ typedef struct {
   ae_kernel **producer;      /* per node: the kernel that writes it */
   bool *needs_grad;          /* per node: the loss gradient flows into its value */
   ae_buffer *val, *grad;     /* per root node */
-  ae_buffer col, dcol, rowtmp;
+  ae_buffer rowtmp;
   long arena_floats;
 } ae_program;
 

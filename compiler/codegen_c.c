@@ -151,17 +151,16 @@ typedef struct { const char *t; int c, off, factor; } pad_src;
 static void emit_stack_copy(emitter *e, const pad_src *src, int ns, int h, int w, const char *indent) {
   for (int i = 0; i < ns; i++) {
     int f = src[i].factor;
-    OUT("%smemcpy(c + %d, t%d + (((long)n * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", indent, src[i].off,
+    OUT("%smemcpy(c + %d, t%d + (((long)(n0 + n) * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", indent, src[i].off,
         i, h / f, f, w / f, f, src[i].c, src[i].c);
   }
 }
 
 /* For stride s > 1: the s x s phases of the padded stack, each hp x wp pixels (phase (a, b)
- * holds padded rows a, a + s, ... and columns b, b + s, ...), for every image. */
+ * holds padded rows a, a + s, ... and columns b, b + s, ...), for the B images from n0. */
 static void emit_phase_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
-                          int s, int hp, int wp) {
-  int B = e->p->batch;
-  OUT("static void %s(aert_real *restrict xp", fn);
+                          int s, int hp, int wp, int B) {
+  OUT("static void %s(aert_real *restrict xp, int n0", fn);
   for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
   OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
       "    for (int pr = 0; pr < %d; pr++) {\n      int phase = pr / %d, th = pr %% %d * %d + phase / %d - %d;\n"
@@ -175,9 +174,8 @@ static void emit_phase_fn(emitter *e, const char *fn, const pad_src *src, int ns
 }
 
 static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
-                        int hp, int wp) {
-  int B = e->p->batch;
-  OUT("static void %s(aert_real *restrict xp", fn);
+                        int hp, int wp, int B) {
+  OUT("static void %s(aert_real *restrict xp, int n0", fn);
   for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
   OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
       "    for (int ph = 0; ph < %d; ph++) {\n      aert_real *o = xp + ((long)n * %d + ph) * %ld;\n      int th = ph - %d;\n",
@@ -186,7 +184,7 @@ static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, 
   if (pl) OUT("      memset(o, 0, %ld * sizeof(aert_real));\n", (long)pl * tc);
   if (wp - pl - w) OUT("      memset(o + %ld, 0, %ld * sizeof(aert_real));\n", (long)(pl + w) * tc, (long)(wp - pl - w) * tc);
   if (ns == 1 && src[0].factor == 1)
-    OUT("      memcpy(o + %ld, t0 + ((long)n * %d + th) * %ld, %ld * sizeof(aert_real));\n", (long)pl * tc, h, (long)w * tc,
+    OUT("      memcpy(o + %ld, t0 + ((long)(n0 + n) * %d + th) * %ld, %ld * sizeof(aert_real));\n", (long)pl * tc, h, (long)w * tc,
         (long)w * tc);
   else {
     OUT("      for (int tw = 0; tw < %d; tw++) {\n        aert_real *c = o + (long)(%d + tw) * %d;\n", w, pl, tc);
@@ -196,34 +194,36 @@ static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, 
   OUT("    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * hp * wp * tc, (long)AE_SLIDE_SLACK * tc);
 }
 
-/* fn(dxs, d0, ...): the gradient of the h x w x tc stack handed back to its sources (the
- * sum over each upsampled block); one thread per image, so the order is fixed. */
-static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc) {
-  OUT("static void %s(const aert_real *restrict dxs", fn);
+/* fn(dxs, n0, d0, ...): the gradient of the h x w x tc stack of B images from n0 handed
+ * back to its sources (the sum over each upsampled block); one thread per image, so the
+ * order is fixed. */
+static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int B) {
+  OUT("static void %s(const aert_real *restrict dxs, int n0", fn);
   for (int i = 0; i < ns; i++) OUT(", aert_real *restrict d%d", i);
   OUT(") {\n#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n    for (int th = 0; th < %d; th++)\n"
       "      for (int tw = 0; tw < %d; tw++) {\n        const aert_real *g = dxs + (((long)n * %d + th) * %d + tw) * %d;\n",
-      e->p->batch, h, w, h, w, tc);
+      B, h, w, h, w, tc);
   for (int i = 0; i < ns; i++) {
     if (!src[i].t) continue;
     int f = src[i].factor;
-    OUT("        for (int ch = 0; ch < %d; ch++) d%d[(((long)n * %d + th / %d) * %d + tw / %d) * %d + ch] += g[%d + ch];\n",
+    OUT("        for (int ch = 0; ch < %d; ch++) d%d[(((long)(n0 + n) * %d + th / %d) * %d + tw / %d) * %d + ch] += g[%d + ch];\n",
         src[i].c, i, h / f, f, w / f, f, src[i].c, src[i].off);
   }
   OUT("      }\n}\n\n");
 }
 
-/* A conv run direct (aert_conv_fwd): forward on a padded copy of its input stack (split
- * into phases for stride > 1), the weight gradient from the same copy, dx as the stride-1
- * convolution of padded dy with the flipped weights (by im2col for a stride above 1 or
- * when the input channels are not whole vectors). */
+/* A conv run direct (aert_conv_fwd), C images at a time (k->pchunk): forward on a padded
+ * copy of their input stack (split into phases for stride > 1), the weight gradient from
+ * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
+ * im2col for a stride above 1 or when the input channels are not whole vectors). */
 static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node;
   window w = conv_window(k);
-  int B = p->batch, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len, s = w.s;
+  int B = p->batch, C = k->pchunk, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len, s = w.s;
   int hg = ((w.rows_h - 1) * s + kk + s - 1) / s, wg = ((w.rows_w - 1) * s + kk + s - 1) / s;
   int hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
+  long xs = (long)w.th * w.tw * tc, ys = elems(k->out);
   pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
   const char *srcs = "", *dsrcs = "";
   bool any_dx = false, plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
@@ -239,47 +239,52 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
   const char *pad = ae_sprintf(e->a, "pad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
   const char *unstack = ae_sprintf(e->a, "unstack_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
-  if (s == 1) emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hg, wg);
-  else emit_phase_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg);
+  if (s == 1) emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hg, wg, C);
+  else emit_phase_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg, C);
   if (any_dx && dx_direct) {
     pad_src dy = {"dy", cout, 0, 1};
-    emit_pad_fn(e, dpad, &dy, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, hp2, wp2);
-    if (!plain) emit_unstack_fn(e, unstack, dsrc, ns, w.th, w.tw, tc);
+    emit_pad_fn(e, dpad, &dy, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, hp2, wp2, C);
+    if (!plain) emit_unstack_fn(e, unstack, dsrc, ns, w.th, w.tw, tc, C);
   }
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
-  const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
+  /* the scratch: forward the padded copy; backward the padded copy, then (reusing it)
+   * padded dy, the flipped weights and the stack's dx, or the columns */
+  const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off), *bcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
-  const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
-  long wt = (long)B * s * s * hg * wg * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
-  OUT("static void %s_forward(const run *r) {\n  %s(%s%s);\n", name, pad, col, srcs);
-  if (narrow) OUT("  aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s, %s);\n", col, geom, wv, col, wt, kk, y, out);
-  else OUT("  aert_conv_fwd(%s, %s, %s, %d, %s, %s, 0);\n", col, geom, wv, kk, y, out);
-  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * elems(k->out) / cout, cout,
+  const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", C, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
+  long wt = (long)C * s * s * hg * wg * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
+  OUT("static void %s_forward(const run *r) {\n  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n", name, B, C, pad, col, srcs);
+  if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %s);\n", col, geom, wv, col, wt, kk, y, ys, out);
+  else OUT("    aert_conv_fwd(%s, %s, %s, %d, %s + (long)n0 * %ld, %s, 0);\n", col, geom, wv, kk, y, ys, out);
+  OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!has_backward(p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * elems(k->out), act_enum(k->act),
+  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act),
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
-    OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * elems(k->out) / cout, cout);
-    OUT("  %s(%s%s);\n  aert_conv_dw%s(%s, %s, %s, %d, %s, %s);\n", pad, col, srcs, narrow ? "_narrow" : "", col, geom, dy, kk,
-        pgrad(e, k->w), out);
+    OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * ys / cout, cout);
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %d, %s, %s);\n  }\n",
+        B, C, pad, bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
   }
   if (any_dx && dx_direct) {
-    long wf = (long)B * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
-    const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", B, hp2, wp2, cout);
-    OUT("  %s(%s, %s);\n  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", dpad, dcol, dy, wv, dcol, wf, kk, tc, cout);
+    long wf = (long)C * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
+    const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", C, hp2, wp2, cout);
+    OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0, %s);\n", B, C, dpad, bcol, dy);
     if (plain)
-      OUT("  aert_conv_fwd(%s, %s, %s + %ld, %d, %s, %d, %d, %d, 1);\n", dcol, dgeom, dcol, wf, kk, dsrc[0].t, w.th, w.tw, tc);
+      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %d, %d, %d, 1);\n", bcol, dgeom, bcol, wf, kk, dsrc[0].t, xs,
+          w.th, w.tw, tc);
     else
-      OUT("  aert_conv_fwd(%s, %s, %s + %ld, %d, %s + %ld, %d, %d, %d, 0);\n  %s(%s + %ld%s);\n", dcol, dgeom, dcol, wf, kk, dcol,
-          dxs, w.th, w.tw, tc, unstack, dcol, dxs, dsrcs);
+      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %d, %s + %ld, %d, %d, %d, 0);\n    %s(%s + %ld, n0%s);\n", bcol, dgeom, bcol, wf, kk,
+          bcol, dxs, w.th, w.tw, tc, unstack, bcol, dxs, dsrcs);
+    OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
     OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->chunk);
-    emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, elems(k->out)), cout, wv, cout, 0,
-               dcol, ktot);
-    OUT("    %s(%s, n0%s);\n  }\n", scatter, dcol, dsrcs);
+    emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys), cout, wv, cout, 0,
+               bcol, ktot);
+    OUT("    %s(%s, n0%s);\n  }\n", scatter, bcol, dsrcs);
   }
   OUT("}\n");
 }
@@ -292,7 +297,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   int B = p->batch, chunk = k->chunk, cout = n->units;
   long rows = (long)chunk * w.rows_h * w.rows_w, ktot = (long)w.k * w.k * w.tc;
   bool conv = k->kind == K_CONV, direct = conv_direct(k);
-  const char *col = ae_sprintf(e->a, "(r->A + %ld)", p->col.off), *dcol = ae_sprintf(e->a, "(r->A + %ld)", p->dcol.off);
+  const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off);
   int ns = conv ? k->src.len : 1;
   const char *srcs = "", *dsrcs = "";
   bool any_dx = false;
@@ -327,7 +332,9 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   if (!has_backward(p, k)) return;
   OUT("\n");
-  /* backward */
+  /* backward: the columns of the weight gradient, then those that carry dx back */
+  col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
+  const char *dcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off + k->col_floats);
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
   bool dw = !k->w->frozen;

@@ -72,7 +72,15 @@ static void dump_mem(FILE *out, const ae_program *p) {
       fprintf(out, "%-24s %12ld %12ld %6d %6d\n", name, p->grad[i].off, p->grad[i].size, p->grad[i].first, p->grad[i].last);
     }
   }
-  if (p->col.used) fprintf(out, "%-24s %12ld %12ld\n%-24s %12ld %12ld\n", "im2col", p->col.off, p->col.size, "col2im", p->dcol.off, p->dcol.size);
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    for (int j = 0; j < 2; j++) {
+      if (!k->scratch[j].used) continue;
+      char name[80];
+      snprintf(name, sizeof name, "%s scratch %s", node_label(k->node), j ? "bwd" : "fwd");
+      fprintf(out, "%-24s %12ld %12ld %6d %6d\n", name, k->scratch[j].off, k->scratch[j].size, k->scratch[j].first, k->scratch[j].last);
+    }
+  }
 }
 
 bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage) {

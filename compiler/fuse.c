@@ -98,10 +98,16 @@ static void size_chunk(ae_program *p, ae_kernel *k) {
     int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
     long slack = (long)AE_SLIDE_SLACK * (tc > co ? tc : co);
     long hg = ((n->shape.d[0] - 1) * s + kk + s - 1) / s, wg = ((n->shape.d[1] - 1) * s + kk + s - 1) / s;
-    k->pad_floats = (long)p->batch * s * s * hg * wg * tc + slack;
+    long fwd = (long)s * s * hg * wg * tc, bwd = (long)(hi + kk - 1) * (wi + kk - 1) * co;
+    bool stack = k->src.len > 1 || ((ae_view *)k->src.items[0])->factor > 1;
+    if (stack) bwd += (long)hi * wi * tc;
+    /* images per padded copy: the most that keep it near 4 MiB, as for im2col */
+    k->pchunk = 1;
+    for (int c = 1; c <= p->batch; c++)
+      if (p->batch % c == 0 && c * (fwd > bwd ? fwd : bwd) <= (1L << 20)) k->pchunk = c;
+    k->pad_floats = k->pchunk * fwd + slack;
     if (narrow) k->pad_floats += (long)kk * kk * tc * co;   /* the weights gathered by output channel */
-    k->dpad_floats = (long)p->batch * (hi + kk - 1) * (wi + kk - 1) * co + slack + (long)kk * kk * tc * co;
-    if (k->src.len > 1 || ((ae_view *)k->src.items[0])->factor > 1) k->dpad_floats += (long)p->batch * hi * wi * tc;
+    k->dpad_floats = k->pchunk * bwd + slack + (long)kk * kk * tc * co;
   }
 }
 

@@ -18,6 +18,24 @@ static void touch(ae_buffer *b, int t) {
 
 static bool in_arena(const ae_node *n) { return n && n->op != OP_INPUT && n->op != OP_TARGET; }
 
+/* A conv's working buffers live only while it runs: forward, the padded copy of its input
+ * (direct) or the columns of one chunk (im2col); backward, the padded copy again for the
+ * weight gradient, then in the same place what carries dx back: padded dy with the flipped
+ * weights (direct, stride 1, whole vectors of input channels) or the columns; im2col
+ * convs hold the columns of the weight gradient and those of dx side by side. */
+static void conv_scratch(ae_program *p, ae_kernel *k, int fwd, int bwd) {
+  bool dx = false;
+  for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
+  long f = k->slide ? k->pad_floats : k->col_floats, b = k->slide ? k->pad_floats : 2 * k->col_floats;
+  if (k->slide && dx) {   /* after the weight gradient, in the same place */
+    const ae_node *x = k->node->in.items[0];
+    long d = x->shape.d[2] % AE_SLIDE_LANES || k->node->stride > 1 ? k->col_floats : k->dpad_floats;
+    b = d > b ? d : b;
+  }
+  if (f > 0) { k->scratch[0].size = f; touch(&k->scratch[0], fwd); }
+  if (b > 0 && p->needs_grad[p->root[k->out->id]->id]) { k->scratch[1].size = b; touch(&k->scratch[1], bwd); }
+}
+
 /* Marks when each value and gradient is written and read. */
 static void live_ranges(ae_program *p) {
   int K = p->kernels.len, end = 2 * K + 1;
@@ -36,6 +54,7 @@ static void live_ranges(ae_program *p) {
       touch(&p->val[s->id], bwd);
       if (p->needs_grad[s->id]) touch(&p->grad[s->id], bwd);
     }
+    if (k->kind == K_CONV || k->kind == K_CONV_T) conv_scratch(p, k, fwd, bwd);
     if (k->kind == K_BATCHNORM) {
       k->stats.size = 2L * o->shape.d[o->shape.rank - 1];
       touch(&k->stats, fwd);
@@ -54,26 +73,7 @@ static void live_ranges(ae_program *p) {
   ae_node *keep[2] = { p->m->output ? p->root[p->m->output->id] : NULL, p->m->latent ? p->root[p->m->latent->id] : NULL };
   for (int j = 0; j < 2; j++)
     if (in_arena(keep[j])) { touch(&p->val[keep[j]->id], 0); touch(&p->val[keep[j]->id], end); }
-  long col = 0, dcol = 0;
-  for (int i = 0; i < K; i++) {
-    ae_kernel *k = p->kernels.items[i];
-    if (!k->slide) {
-      col = k->col_floats > col ? k->col_floats : col;
-      dcol = k->col_floats > dcol ? k->col_floats : dcol;
-      continue;
-    }
-    /* a slide conv with a stride, or whose input channels are not whole vectors, carries dx
-     * back by im2col */
-    bool dx = false;
-    for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
-    const ae_node *x = k->node->in.items[0];
-    if (dx && (x->shape.d[2] % AE_SLIDE_LANES || k->node->stride > 1)) dcol = k->col_floats > dcol ? k->col_floats : dcol;
-    else if (dx) dcol = k->dpad_floats > dcol ? k->dpad_floats : dcol;
-    col = k->pad_floats > col ? k->pad_floats : col;
-  }
   int classes = p->m->n_classes;
-  p->col = (ae_buffer){0, col, 0, end, col > 0};
-  p->dcol = (ae_buffer){0, dcol, 0, end, dcol > 0};
   p->rowtmp = (ae_buffer){0, classes, 0, end, classes > 0};
 }
 
@@ -83,17 +83,19 @@ static int by_size(const void *a, const void *b) {
 }
 
 static void assign_offsets(ae_program *p) {
-  int cap = 2 * p->n_nodes + p->kernels.len + 3, n = 0;
+  int cap = 2 * p->n_nodes + 3 * p->kernels.len + 1, n = 0;
   ae_buffer **all = calloc((size_t)cap, sizeof *all), **placed = calloc((size_t)cap, sizeof *placed);
   if (!all || !placed) { fputs("aec: out of memory\n", stderr); abort(); }
   for (int i = 0; i < p->n_nodes; i++) {
     if (p->val[i].used) all[n++] = &p->val[i];
     if (p->grad[i].used) all[n++] = &p->grad[i];
   }
-  for (int i = 0; i < p->kernels.len; i++)
-    if (((ae_kernel *)p->kernels.items[i])->stats.used) all[n++] = &((ae_kernel *)p->kernels.items[i])->stats;
-  ae_buffer *extra[3] = { &p->col, &p->dcol, &p->rowtmp };
-  for (int i = 0; i < 3; i++) if (extra[i]->used) all[n++] = extra[i];
+  for (int i = 0; i < p->kernels.len; i++) {
+    ae_kernel *k = p->kernels.items[i];
+    ae_buffer *own[3] = { &k->stats, &k->scratch[0], &k->scratch[1] };
+    for (int j = 0; j < 3; j++) if (own[j]->used) all[n++] = own[j];
+  }
+  if (p->rowtmp.used) all[n++] = &p->rowtmp;
   qsort(all, (size_t)n, sizeof *all, by_size);
   int n_placed = 0;
   p->arena_floats = 0;

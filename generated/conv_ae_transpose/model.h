@@ -9,7 +9,7 @@
 #define CONV_AE_TRANSPOSE_OUT_SIZE 784
 #define CONV_AE_TRANSPOSE_LATENT_SIZE 32
 #define CONV_AE_TRANSPOSE_PARAM_FLOATS 278384L
-#define CONV_AE_TRANSPOSE_ARENA_FLOATS 15934496L
+#define CONV_AE_TRANSPOSE_ARENA_FLOATS 13150208L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

@@ -92,8 +92,11 @@ Test(specs, memory_plan_never_shares_live_buffers) {
     int n = 0;
     const ae_buffer *all[4096];
     for (int j = 0; j < p->n_nodes; j++) { all[n++] = &p->val[j]; all[n++] = &p->grad[j]; }
-    for (int j = 0; j < p->kernels.len; j++) all[n++] = &((ae_kernel *)p->kernels.items[j])->stats;
-    all[n++] = &p->col; all[n++] = &p->dcol; all[n++] = &p->rowtmp;
+    for (int j = 0; j < p->kernels.len; j++) {
+      ae_kernel *k = p->kernels.items[j];
+      all[n++] = &k->stats; all[n++] = &k->scratch[0]; all[n++] = &k->scratch[1];
+    }
+    all[n++] = &p->rowtmp;
     for (int x = 0; x < n; x++)
       for (int y = x + 1; y < n; y++) expect_disjoint(torch_counts[i].name, all[x], all[y]);
     for (int x = 0; x < n; x++)
