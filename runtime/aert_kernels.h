@@ -460,10 +460,12 @@ static inline void aert_pool_forward(const aert_real *restrict x, aert_real *res
   }
 }
 
-/* Max pooling routes the gradient to the first maximum of each window. */
+/* Max pooling routes the gradient to the first maximum of each window. Windows that do not
+ * overlap (stride >= size) write disjoint pixels: their rows run in parallel. */
 static inline void aert_pool_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict x,
                                       const aert_real *restrict y, int n, int hi, int wi, int c, int k, int s, int ho,
                                       int wo, int is_max) {
+#pragma omp parallel for schedule(static) if (s >= k)
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
     for (int ow = 0; ow < wo; ow++)
