@@ -12,11 +12,13 @@ print("# Benchmark results\n")
 print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}; {subprocess.getoutput('nproc')} cores; "
       f"{threads} threads on both sides; command `make bench` (bench/run.sh).\n")
 print("Median of the timed training steps (forward, loss, backward, Adam) after 3 warm-up steps;")
-print("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.\n")
+print("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.")
+rounds = max(sum(1 for r in rows if r["side"] == "aec" and r["model"] == m) for m in {r["model"] for r in rows})
+print(f"{rounds} rounds, aec and PyTorch alternating; each side's fastest round.\n")
 print("| model | batch | aec ms/step | PyTorch ms/step (layout) | PyTorch / aec | aec img/s | aec GFLOP/s | aec peak RSS MiB | PyTorch peak RSS MiB |")
 print("|---|---|---|---|---|---|---|---|---|")
 for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
-    a = [r for r in rows if r["model"] == model and r["side"] == "aec"]
+    a = sorted((r for r in rows if r["model"] == model and r["side"] == "aec"), key=lambda r: r["median_ms"])
     t = sorted((r for r in rows if r["model"] == model and r["side"] == "torch"), key=lambda r: r["median_ms"])
     if not a or not t:
         continue
@@ -26,7 +28,7 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
           f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
 
 gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}
-kernels = [r for r in rows if r["side"] == "aec-kernel"]
+kernels = list({(r["model"], r["kernel"]): r for r in rows if r["side"] == "aec-kernel"}.values())
 if kernels:
     print("\nPer kernel (aec_step built with -DAERT_PROFILE): mean ms per step and GFLOP/s, forward and")
     print("backward (weight gradient plus dx where the layer has them). For each convolution, the")
