@@ -178,10 +178,10 @@ struct ae_node {
   int k, stride;             /* conv, conv_transpose, pools */
   bool pad_same;
   int factor;                /* upsample */
-  float alpha;               /* leaky_relu, elu */
-  float rate;                /* dropout */
-  float stddev, lo, hi;      /* gaussian_noise */
-  float momentum, eps;       /* batchnorm */
+  double alpha;              /* leaky_relu, elu */
+  double rate;               /* dropout */
+  double stddev, lo, hi;     /* gaussian_noise */
+  double momentum, eps;      /* batchnorm */
   /* parameters */
   long n_params;
   bool frozen;

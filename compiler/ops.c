@@ -301,14 +301,14 @@ static bool get_int(ae_layer_ctx *c, ae_value *v, const char *what, long lo, lon
   return ae_value_int(c->diag, v, what, lo, hi, out);
 }
 
-static bool get_num(ae_layer_ctx *c, ae_value *v, const char *what, double lo, double hi, double deflt, float *out) {
+static bool get_num(ae_layer_ctx *c, ae_value *v, const char *what, double lo, double hi, double deflt, double *out) {
   double x = deflt;
   if (v && !ae_value_num(c->diag, v, what, &x)) return false;
   if (!(x >= lo && x <= hi)) {
     ae_error(c->diag, v->loc, "%s must be from %g to %g, not %g", what, lo, hi, x);
     return false;
   }
-  *out = (float)x;
+  *out = x;
   return true;
 }
 

@@ -43,7 +43,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch; backward about twice the FLOPs */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, (r->A + 13968416), 100352, 0.300000012, 0, 1, r->training, aert_hash64(r->seed + 0));
+  aert_noise_forward(r->X, (r->A + 13968416), 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
 }
 
 /* ---- conv e.1  (specs/denoising_ae.ae:8:7)
@@ -429,7 +429,7 @@ const aert_model aec_model = {
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 0, .rotate = 0, .zoom = 0, .flip_h = 0, .flip_v = 0, .patch = 0, .patches_per_tile = 0,
            .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
-  .input_noise_stddev = 0.300000012, .input_noise_lo = 0, .input_noise_hi = 1,
+  .input_noise_stddev = 0.3, .input_noise_lo = 0, .input_noise_hi = 1,
 };
 
 #ifndef AEC_NO_MAIN

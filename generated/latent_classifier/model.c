@@ -181,11 +181,11 @@ static void dense_logits_1_backward(const run *r) {
  * out:  64, batch 128
  * forward 0 FLOP, 65.54 KB moved per batch; backward about twice the FLOPs */
 static void dropout_6_forward(const run *r) {
-  aert_dropout_forward((r->A + 4816896), (r->A + 4833280), 8192, 0.200000003, r->training, aert_hash64(r->seed + 6));
+  aert_dropout_forward((r->A + 4816896), (r->A + 4833280), 8192, 0.2, r->training, aert_hash64(r->seed + 6));
 }
 
 static void dropout_6_backward(const run *r) {
-  aert_dropout_backward((r->A + 4825088), (r->A + 4841472), 8192, 0.200000003, aert_hash64(r->seed + 6));
+  aert_dropout_backward((r->A + 4825088), (r->A + 4841472), 8192, 0.2, aert_hash64(r->seed + 6));
 }
 
 /* ---- dense logits.2  (specs/latent_classifier.ae:12:52)
