@@ -33,10 +33,13 @@ static const char *val(emitter *e, const ae_node *n) {
   if (root->op == OP_TARGET) return "r->T";
   return ae_sprintf(e->a, "(r->A + %ld)", e->p->val[root->id].off);
 }
-static const char *grad(emitter *e, const ae_node *n) {
+static bool has_grad(emitter *e, const ae_node *n) {
   const ae_node *root = e->p->root[n->id];
-  if (!e->p->needs_grad[root->id] || !e->p->grad[root->id].used) return "NULL";
-  return ae_sprintf(e->a, "(r->A + %ld)", e->p->grad[root->id].off);
+  return e->p->needs_grad[root->id] && e->p->grad[root->id].used;
+}
+static const char *grad(emitter *e, const ae_node *n) {
+  if (!has_grad(e, n)) return "NULL";
+  return ae_sprintf(e->a, "(r->A + %ld)", e->p->grad[e->p->root[n->id]->id].off);
 }
 static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "(r->P + %ld)", t->offset); }
 static const char *pgrad(emitter *e, const ae_tensor *t) {
@@ -102,13 +105,28 @@ static window conv_window(const ae_kernel *k) {
   return (window){x->shape.d[0], x->shape.d[1], n->shape.d[0], n->shape.d[1], n->shape.d[2], n->k, n->stride, pad};
 }
 
+/* A conv's col2im scatter writes only the sources that take a gradient: the input, or a
+ * value computed from it by layers without parameters, takes none (its pointer is NULL). */
+static bool skips_source(emitter *e, const ae_kernel *k, int i, bool scatter) {
+  return scatter && k->kind == K_CONV && !has_grad(e, ((ae_view *)k->src.items[i])->node);
+}
+
+/* ", g0, g1": the gradients of a conv's sources that take one, in source order. */
+static const char *source_grads(emitter *e, const ae_kernel *k) {
+  const char *list = "";
+  for (int i = 0; i < k->src.len; i++)
+    if (!skips_source(e, k, i, true)) list = ae_sprintf(e->a, "%s, %s", list, grad(e, ((ae_view *)k->src.items[i])->node));
+  return list;
+}
+
 static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, bool scatter) {
   window w = conv_window(k);
   int chunk = k->chunk;
   long row_len = (long)w.k * w.k * w.tc;
   OUT("static void %s(%saert_real *restrict col, int n0", name, scatter ? "const " : "");
   int ns = k->kind == K_CONV ? k->src.len : 1;
-  for (int i = 0; i < ns; i++) OUT(", %saert_real *restrict t%d", scatter ? "" : "const ", i);
+  for (int i = 0; i < ns; i++)
+    if (!skips_source(e, k, i, scatter)) OUT(", %saert_real *restrict t%d", scatter ? "" : "const ", i);
   OUT(") {\n");
   if (scatter) OUT("#pragma omp parallel for schedule(static)\n  for (int img = 0; img < %d; img++) {\n    int n = n0 + img;\n"
                    "    for (int rh = 0; rh < %d; rh++) {\n", chunk, w.rows_h);
@@ -122,6 +140,7 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
   OUT("            if (th < 0 || th >= %d || tw < 0 || tw >= %d) {%s continue; }\n", w.th, w.tw,
       scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %d * sizeof(aert_real));", w.tc));
   for (int i = 0; i < ns; i++) {
+    if (skips_source(e, k, i, scatter)) continue;
     const ae_view *v = k->kind == K_CONV ? k->src.items[i] : NULL;
     int f = v ? v->factor : 1, off = v ? v->ch_off : 0, c = v ? channels(v->node) : w.tc;
     int sh = w.th / f, sw = w.tw / f;
@@ -199,7 +218,8 @@ static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, 
  * order is fixed. */
 static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int B) {
   OUT("static void %s(const aert_real *restrict dxs, int n0", fn);
-  for (int i = 0; i < ns; i++) OUT(", aert_real *restrict d%d", i);
+  for (int i = 0; i < ns; i++)
+    if (src[i].t) OUT(", aert_real *restrict d%d", i);
   OUT(") {\n#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n    for (int th = 0; th < %d; th++)\n"
       "      for (int tw = 0; tw < %d; tw++) {\n        const aert_real *g = dxs + (((long)n * %d + th) * %d + tw) * %d;\n",
       B, h, w, h, w, tc);
@@ -225,15 +245,14 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   int hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
   long xs = (long)w.th * w.tw * tc, ys = elems(k->out);
   pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
-  const char *srcs = "", *dsrcs = "";
+  const char *srcs = "", *dsrcs = source_grads(e, k);
   bool any_dx = false, plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
   for (int i = 0; i < ns; i++) {
     const ae_view *v = k->src.items[i];
     src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, v->factor};
     dsrc[i] = src[i];
-    dsrc[i].t = strcmp(grad(e, v->node), "NULL") ? grad(e, v->node) : NULL;
+    dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
     srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
-    dsrcs = ae_sprintf(e->a, "%s, %s", dsrcs, grad(e, v->node));
     any_dx = any_dx || dsrc[i].t;
   }
   bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
@@ -299,13 +318,12 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   bool conv = k->kind == K_CONV, direct = conv_direct(k);
   const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off);
   int ns = conv ? k->src.len : 1;
-  const char *srcs = "", *dsrcs = "";
+  const char *srcs = "", *dsrcs = conv ? source_grads(e, k) : "";
   bool any_dx = false;
   for (int i = 0; i < ns; i++) {
     const ae_node *s = ((ae_view *)k->src.items[i])->node;
     srcs = ae_sprintf(e->a, "%s, %s", srcs, val(e, s));
-    dsrcs = ae_sprintf(e->a, "%s, %s", dsrcs, grad(e, s));
-    any_dx = any_dx || strcmp(grad(e, s), "NULL") != 0;
+    any_dx = any_dx || has_grad(e, s);
   }
   const char *gather = ae_sprintf(e->a, "gather_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
   if (!direct) emit_window_fn(e, k, gather, false);
@@ -379,7 +397,7 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  aert_bias_grad(%s, %s, %d, %d);\n", pgrad(e, k->b), dy, B, out);
     emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
   }
-  if (strcmp(dx, "NULL")) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
+  if (has_grad(e, x)) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
   OUT("}\n");
 }
 
@@ -399,30 +417,30 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
     const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2],
                                   n->k, n->stride, n->shape.d[0], n->shape.d[1], ismax);
     snprintf(fwd, sizeof fwd, "aert_pool_forward(%s, %s, %s);", xv, y, dims);
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_pool_backward(%s, %s, %s, %s, %s);", dx, dy, xv, y, dims);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_pool_backward(%s, %s, %s, %s, %s);", dx, dy, xv, y, dims);
     break;
   }
   case K_UPSAMPLE: {
     const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2], n->factor);
     snprintf(fwd, sizeof fwd, "aert_upsample_forward(%s, %s, %s);", xv, y, dims);
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_upsample_backward(%s, %s, %s);", dx, dy, dims);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_upsample_backward(%s, %s, %s);", dx, dy, dims);
     break;
   }
   case K_ACT:
     snprintf(fwd, sizeof fwd, "aert_act_forward(%s, %s, %ld, %s, %.9g);", xv, y, N, act_enum(n), n->alpha);
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_act_backward(%s, %s, %s, %ld, %s, %.9g);", dx, dy, y, N, act_enum(n), n->alpha);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_act_backward(%s, %s, %s, %ld, %s, %.9g);", dx, dy, y, N, act_enum(n), n->alpha);
     break;
   case K_SOFTMAX:
     snprintf(fwd, sizeof fwd, "aert_softmax_forward(%s, %s, %ld, %d);", xv, y, N / channels(o), channels(o));
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_softmax_backward(%s, %s, %s, %ld, %d);", dx, dy, y, N / channels(o), channels(o));
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_softmax_backward(%s, %s, %s, %ld, %d);", dx, dy, y, N / channels(o), channels(o));
     break;
   case K_DROPOUT:
     snprintf(fwd, sizeof fwd, "aert_dropout_forward(%s, %s, %ld, %.9g, r->training, %s);", xv, y, N, n->rate, seed);
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_dropout_backward(%s, %s, %ld, %.9g, %s);", dx, dy, N, n->rate, seed);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_dropout_backward(%s, %s, %ld, %.9g, %s);", dx, dy, N, n->rate, seed);
     break;
   case K_NOISE:
     snprintf(fwd, sizeof fwd, "aert_noise_forward(%s, %s, %ld, %.9g, %.9g, %.9g, r->training, %s);", xv, y, N, n->stddev, n->lo, n->hi, seed);
-    if (strcmp(dx, "NULL")) snprintf(bwd, sizeof bwd, "aert_noise_backward(%s, %s, %s, %ld, %.9g, %.9g);", dx, dy, y, N, n->lo, n->hi);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_noise_backward(%s, %s, %s, %ld, %.9g, %.9g);", dx, dy, y, N, n->lo, n->hi);
     break;
   case K_SAMPLE: {
     const ae_node *lv = ((ae_view *)k->src.items[1])->node;
@@ -467,8 +485,8 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
+    if (!has_grad(e, v->node)) continue;
     const char *dx = grad(e, v->node);
-    if (!strcmp(dx, "NULL")) continue;
     if (k->kind == K_CONCAT) OUT("  aert_concat_backward(%s, %s, %ld, %d, %d, %d);\n", dx, grad(e, o), pix,
                                 channels(v->node), v->ch_off, channels(o));
     else OUT("  aert_accumulate(%s, %s, %ld);\n", dx, grad(e, o), (long)B * elems(o));
@@ -612,7 +630,7 @@ static double backward_flops(emitter *e, const ae_kernel *k) {
   double f = k->node->flops * e->p->batch;
   if (!k->w || (k->kind != K_CONV && k->kind != K_CONV_T && k->kind != K_DENSE)) return f;
   bool dx = false;
-  for (int i = 0; i < k->src.len; i++) dx = dx || strcmp(grad(e, ((ae_view *)k->src.items[i])->node), "NULL");
+  for (int i = 0; i < k->src.len; i++) dx = dx || has_grad(e, ((ae_view *)k->src.items[i])->node);
   return f * ((k->w->frozen ? 0 : 1) + (dx ? 1 : 0));
 }
 
