@@ -122,6 +122,7 @@ test: deps-test
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh
+	tests/report/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1

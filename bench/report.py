@@ -30,7 +30,7 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
 gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}
 kernels = list({(r["model"], r["kernel"]): r for r in rows if r["side"] == "aec-kernel"}.values())
 if kernels:
-    print("\nPer kernel (aec_step built with -DAERT_PROFILE): mean ms per step and GFLOP/s, forward and")
+    print("\nPer kernel (aec_step's profiled steps): mean ms per step and GFLOP/s, forward and")
     print("backward (weight gradient plus dx where the layer has them). For each convolution, the")
     print("ceiling: OpenBLAS's own SGEMM rate (its threads, best of several runs) at the forward GEMM")
     print("shape of an im2col formulation (rows of an im2col chunk x output channels x window length),")

@@ -165,11 +165,15 @@ long ae_shape_elems(ae_shape s);
 /* "28x28x1" into buf (at least 48 bytes). */
 const char *ae_shape_str(ae_shape s, char *buf);
 
+typedef struct { ae_loc loc; const char *block; } ae_call_site;   /* a block's expansion */
+
 typedef struct ae_node ae_node;
 struct ae_node {
   int id;
   ae_op op;
   ae_loc loc;                /* the call in the spec that made it */
+  const ae_call_site *via;   /* the block calls that expanded into it, outermost first */
+  int n_via;
   char *name;                /* parameter layers: "e1.1"; others: binding name or NULL */
   ae_vec in;                 /* ae_node* */
   ae_shape shape;            /* per example */
@@ -307,6 +311,12 @@ typedef struct {
 } ae_totals;
 
 ae_totals ae_model_totals(const ae_model *m);
+/* Numbers as the summary prints them, into buf (at least 64 bytes): "452.98M", "32.0 MiB",
+ * "3,472"; and a layer as "conv 3x3 /2". */
+const char *ae_fmt_si(double x, char *buf);
+const char *ae_fmt_bytes(double x, char *buf);
+const char *ae_fmt_grouped(long x, char *buf);
+const char *ae_op_desc(const ae_node *n, char *buf);
 void ae_print_summary(FILE *out, const ae_model *m);
 void ae_print_summary_json(FILE *out, const ae_model *m);
 
@@ -393,12 +403,93 @@ void ae_autodiff(ae_program *p);
 /* ===== memplan.c ===== */
 void ae_plan_memory(ae_program *p);
 
+/* Every buffer of the plan with a unique, stable name ("conv_e1_1.out", ".dout",
+ * ".scratch_fwd", ".scratch_bwd", ".stats", "loss.rows") and a label for people ("e1",
+ * "de1"), in placement-independent order: per kernel, then the loss's rows. */
+typedef enum { BUF_VALUE, BUF_GRAD, BUF_SCRATCH, BUF_STATS } ae_buffer_kind;
+typedef struct { const char *name, *label; ae_buffer_kind kind; const ae_buffer *b; const ae_kernel *k; } ae_named_buffer;
+const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n);
+/* What runs at step t of the plan (0 .. 2K + 1): "forward conv_e1_1", "loss", "backward
+ * conv_e1_1", and last the time after the step, when the output and latent are kept. */
+const char *ae_step_name(ae_arena *a, const ae_program *p, int t);
+
+/* ===== cost.c: FLOPs and bytes of a kernel, for the generated code and the report ===== */
+typedef struct { double flops[2], bytes[2]; } ae_cost;   /* [0] forward, [1] backward; per batch */
+bool ae_value_has_grad(const ae_program *p, const ae_node *n);
+bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k);
+ae_cost ae_kernel_cost(const ae_program *p, const ae_kernel *k);
+
+/* ===== json.c: reads the JSON files the report is given (profiles, manifests) ===== */
+typedef enum { JSON_NULL, JSON_BOOL, JSON_NUM, JSON_STR, JSON_ARR, JSON_OBJ } ae_json_kind;
+typedef struct ae_json {
+  ae_json_kind kind;
+  ae_loc loc;
+  bool b;
+  double num;
+  const char *str;
+  ae_vec items;              /* ARR: its values; OBJ: the values, keys[i] naming items[i] */
+  ae_vec keys;               /* OBJ: char* */
+} ae_json;
+/* Parses a whole file; reports the first syntax error at its place and returns NULL. */
+ae_json *ae_json_parse(ae_arena *a, ae_diag *d, const ae_source *src);
+const ae_json *ae_json_get(const ae_json *obj, const char *key);   /* NULL: absent, or obj no object */
+double ae_json_num(const ae_json *obj, const char *key, double deflt);
+const char *ae_json_str(const ae_json *obj, const char *key);
+
 /* ===== dump.c: every stage printable ===== */
 bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage);
+
+/* ===== report.c (+ report_mem.c, report_time.c, report_diff.c): `aec report` ===== */
+typedef struct {
+  const char *target;        /* "cpu" */
+  const char *profile_path;  /* a trainer's or the bench's profile JSON, or NULL */
+  const char *diff_path;     /* an earlier build's manifest.json, or NULL */
+  const char *out_dir;
+} ae_report_opts;
+/* Writes out_dir/index.html, one self-contained page; false after reporting why. */
+bool ae_report(ae_arena *a, ae_diag *d, const ae_program *p, const char *spec_hash, const ae_report_opts *o);
+
+/* What the parts of the page share. Per kernel arrays have K + 1 entries: the last is
+ * the loss, which the generated code and the profile time like a kernel. */
+typedef struct {
+  ae_arena *a;
+  FILE *o;
+  const ae_program *p;
+  const char *hash;          /* of the spec text */
+  int K;
+  const char **kname;        /* "conv_e1_1" ... "loss" */
+  ae_cost *cost;
+  /* report_time.c: the profile */
+  bool has_profile;
+  const char *profile_path, *profile_warning, *cpu, *profile_source;
+  double (*ms)[2];           /* ms per step, forward and backward; negative: not in the profile */
+  double step_ms, optim_ms, peak_gflops, bandwidth_gbs;
+  int profile_steps, threads;
+  /* report_diff.c: the earlier manifest */
+  const char *diff_path;
+  const ae_json *old;        /* NULL without --diff */
+  char *kmark;               /* per kernel: 0 unchanged, 'n' new, 'c' changed */
+} ae_report_ctx;
+
+void ae_html(FILE *o, const char *s);                      /* s with & < > " escaped */
+bool ae_report_read_json(ae_arena *a, ae_diag *d, const char *path, const ae_json **out);
+bool ae_report_load_profile(ae_report_ctx *r, ae_diag *d, const char *path);
+bool ae_report_load_diff(ae_report_ctx *r, ae_diag *d, const char *path);
+void ae_report_memory(ae_report_ctx *r);                   /* section 3 */
+void ae_report_time(ae_report_ctx *r);                     /* section 4 */
+void ae_report_changes(ae_report_ctx *r);                  /* section 5 */
+/* One kernel's measured time and the diff's mark, as rows of its facts table. */
+void ae_report_kernel_time(ae_report_ctx *r, int k);
+void ae_report_kernel_change(ae_report_ctx *r, int k);
+/* A buffer against the earlier manifest: 0 unchanged (or no --diff), 'n' new, 'c' resized. */
+char ae_report_buffer_mark(ae_report_ctx *r, const char *name, long floats);
 
 /* ===== codegen_c.c ===== */
 /* Writes model.c, model.h, manifest.json and model.mk into dir; false on an I/O error. */
 bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *spec_text_hash);
+/* model.c as text; kernel_at (K + 1 entries, or NULL) receives where each kernel's comment
+ * starts and, last, where the loss starts. NULL when memory runs out. */
+char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *spec_text_hash, long *kernel_at);
 uint64_t ae_hash_text(const char *text, size_t len);
 
 #endif

@@ -13,6 +13,7 @@ typedef struct {
   const ae_program *p;
   FILE *o;
   bool has_decode;           /* model_decode was emitted */
+  long *kernel_at;           /* where each kernel's text starts in model.c, or NULL */
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -33,10 +34,7 @@ static const char *val(emitter *e, const ae_node *n) {
   if (root->op == OP_TARGET) return "r->T";
   return ae_sprintf(e->a, "(r->A + %ld)", e->p->val[root->id].off);
 }
-static bool has_grad(emitter *e, const ae_node *n) {
-  const ae_node *root = e->p->root[n->id];
-  return e->p->needs_grad[root->id] && e->p->grad[root->id].used;
-}
+static bool has_grad(emitter *e, const ae_node *n) { return ae_value_has_grad(e->p, n); }
 static const char *grad(emitter *e, const ae_node *n) {
   if (!has_grad(e, n)) return "NULL";
   return ae_sprintf(e->a, "(r->A + %ld)", e->p->grad[e->p->root[n->id]->id].off);
@@ -45,10 +43,6 @@ static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a
 static const char *pgrad(emitter *e, const ae_tensor *t) {
   return t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
 }
-
-/* A kernel has a backward pass when the loss gradient reaches its output: not the
- * layers of a frozen imported block, nor anything before them. */
-static bool has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }
 
 static const char *act_enum(const ae_node *act) {
   if (!act) return "AERT_ACT_LINEAR";
@@ -80,16 +74,19 @@ static void emit_provenance(emitter *e, const ae_kernel *k) {
              ae_shape_str(v->node->shape, sh));
     if (v->factor > 1) { l = strlen(in); snprintf(in + l, sizeof in - l, " upsampled x%d", v->factor); }
   }
-  double bytes = 4.0 * e->p->batch * elems(k->out);
-  for (int i = 0; i < k->src.len; i++) bytes += 4.0 * e->p->batch * elems(((ae_view *)k->src.items[i])->node);
-  if (k->w) bytes += 4.0 * (k->w->size + (k->b ? k->b->size : 0));
-  human(n->flops * e->p->batch, fl);
-  human(bytes, by);
+  ae_cost c = ae_kernel_cost(e->p, k);
+  char bfl[32], bby[32];
+  human(c.flops[0], fl);
+  human(c.bytes[0], by);
+  human(c.flops[1], bfl);
+  human(c.bytes[1], bby);
   OUT("\n/* ---- %s%s%s  (%s:%d:%d)\n", ae_op_name(n->op), n->name ? " " : "", n->name ? n->name : "",
       n->loc.src->path, n->loc.line, n->loc.col);
   OUT(" * in: %s\n * out: %s %s", in, k->out->name ? k->out->name : "", ae_shape_str(k->out->shape, sh));
   if (k->act) OUT(", %s fused", ae_op_name(k->act->op));
-  OUT(", batch %d\n * forward %sFLOP, %sB moved per batch; backward about twice the FLOPs */\n", e->p->batch, fl, by);
+  OUT(", batch %d\n * forward %sFLOP, %sB moved per batch", e->p->batch, fl, by);
+  if (ae_kernel_has_backward(e->p, k)) OUT("; backward %sFLOP, %sB", bfl, bby);
+  OUT(" */\n");
 }
 
 /* ---- sliding windows: the im2col gather and the col2im scatter ---------------------- */
@@ -277,7 +274,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   else OUT("    aert_conv_fwd(%s, %s, %s, %d, %s + (long)n0 * %ld, %s, 0);\n", col, geom, wv, kk, y, ys, out);
   OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
-  if (!has_backward(p, k)) return;
+  if (!ae_kernel_has_backward(p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act),
       k->act ? k->act->alpha : 0);
@@ -348,7 +345,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   }
   OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
-  if (!has_backward(p, k)) return;
+  if (!ae_kernel_has_backward(p, k)) return;
   OUT("\n");
   /* backward: the columns of the weight gradient, then those that carry dx back */
   col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
@@ -390,7 +387,7 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   OUT("static void %s_forward(const run *r) {\n", name);
   emit_sgemm(e, false, false, B, out, in, val(e, x), in, pval(e, k->w), out, 0, y, out);
   OUT("  aert_bias_act(%s, %s, %d, %d, %s, %.9g);\n}\n", y, pval(e, k->b), B, out, act_enum(k->act), k->act ? k->act->alpha : 0);
-  if (!has_backward(e->p, k)) return;
+  if (!ae_kernel_has_backward(e->p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
@@ -463,7 +460,7 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   default: break;
   }
   OUT("static void %s_forward(const run *r) {\n  %s\n}\n", name, fwd);
-  if (has_backward(e->p, k))
+  if (ae_kernel_has_backward(e->p, k))
     OUT("\nstatic void %s_backward(const run *r) {\n  %s\n}\n", name, bwd[0] ? bwd : "(void)r;  /* no gradient flows into its input */");
 }
 
@@ -481,7 +478,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     else OUT("  aert_accumulate(%s, %s, %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
   }
   OUT("}\n");
-  if (!has_backward(e->p, k)) return;
+  if (!ae_kernel_has_backward(e->p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
@@ -614,52 +611,40 @@ static void emit_decode(emitter *e, const char **names) {
   e->has_decode = true;
   const ae_node *lat = p->root[p->m->latent->id];
   OUT("/* The decoder alone: a batch of latents in, the output where model_output points. */\n");
-  OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n"
-      "  const run r = {P, NULL, A, NULL, NULL, 0, 0};\n  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n",
-      p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
+  bool any = false;
+  for (int i = 0; i < p->kernels.len; i++) any = any || down[i];
+  OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n");
+  if (any) OUT("  const run r = {P, NULL, A, NULL, NULL, 0, 0};\n");
+  else OUT("  (void)P;  /* the output is the latent itself (or a view of it): no layer runs */\n");
+  OUT("  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n", p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
   for (int i = 0; i < p->kernels.len; i++)
     if (down[i]) OUT("  %s_forward(&r);\n", names[i]);
   OUT("}\n\n");
   free(down);
 }
 
-/* The backward FLOPs of a kernel: a weight gradient and a dx, each as many as the forward
- * pass, for a layer with weights; as many as the forward pass for the rest. */
-static double backward_flops(emitter *e, const ae_kernel *k) {
-  if (!has_backward(e->p, k)) return 0;
-  double f = k->node->flops * e->p->batch;
-  if (!k->w || (k->kind != K_CONV && k->kind != K_CONV_T && k->kind != K_DENSE)) return f;
-  bool dx = false;
-  for (int i = 0; i < k->src.len; i++) dx = dx || has_grad(e, ((ae_view *)k->src.items[i])->node);
-  return f * ((k->w->frozen ? 0 : 1) + (dx ? 1 : 0));
-}
-
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
   int K = p->kernels.len;
-  OUT("\n/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the\n"
-      " * FLOPs of each kernel, forward and backward, and its name sit beside. */\n#ifdef AERT_PROFILE\n"
-      "static double profile_ms[%d][2];\nstatic const double profile_flops[%d][2] = {", K, K);
-  for (int i = 0; i < K; i++) {
-    const ae_kernel *k = p->kernels.items[i];
-    OUT("%s{%.0f, %.0f}", i ? ", " : "", k->node->flops * p->batch, backward_flops(e, k));
-  }
-  OUT("};\nstatic const char *const profile_names[%d] = {", K);
-  for (int i = 0; i < K; i++) OUT("%s\"%s\"", i ? ", " : "", names[i]);
-  OUT("};\n#define PROFILED(k, dir, call) \\\n  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)\n"
-      "#else\n#define PROFILED(k, dir, call) call\n#endif\n");
+  OUT("\n/* Per-kernel timing (`train --profile`, bench/): while the runtime sets profiling, each\n"
+      " * call adds its milliseconds to profile_ms, forward and backward; entry %d is the loss.\n"
+      " * Off, it costs one predictable branch per kernel call. */\n"
+      "static int profiling;\nstatic double profile_ms[%d][2];\n"
+      "#define PROFILED(k, dir, call) \\\n"
+      "  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)\n",
+      K, K + 1);
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
       "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");
   for (int i = 0; i < K; i++) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", i, names[i]);
-  OUT("  return compute_loss(&r, losses, 0);\n}\n\n");
+  OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
       "  const run r = {P, G, A, X, T, seed, 1};\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
   emit_zero_grads(e, K);
-  OUT("  compute_loss(&r, NULL, 1);\n");
+  OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
   for (int i = K - 1; i >= 0; i--) {
     emit_zero_grads(e, backward_time(p, i));
-    if (has_backward(p, p->kernels.items[i])) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", i, names[i]);
+    if (ae_kernel_has_backward(p, p->kernels.items[i])) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", i, names[i]);
   }
   OUT("}\n\n");
   emit_decode(e, names);
@@ -694,6 +679,15 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (auto_w >= 0)
     OUT("static void model_set_class_weights(const float *w) {\n  for (int c = 0; c < %d; c++) class_weights_%d[c] = w[c];\n}\n\n",
         m->n_classes, auto_w);
+  int K = e->p->kernels.len;
+  OUT("static const char *const timed_names[%d] = {", K + 1);
+  for (int i = 0; i < K; i++) OUT("\"%s\", ", ae_kernel_name(e->a, e->p->kernels.items[i]));
+  OUT("\"loss\"};\nstatic const double timed_flops[%d][2] = {", K + 1);
+  for (int i = 0; i < K; i++) {
+    ae_cost c = ae_kernel_cost(e->p, e->p->kernels.items[i]);
+    OUT("{%.0f, %.0f}, ", c.flops[0], c.flops[1]);
+  }
+  OUT("{0, 0}};\n\n");
   OUT("const aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
   emit_cstr(e, m->src->path);
   OUT(",\n  .spec_hash = \"%s\",\n  .batch = %d,\n  .in_rank = %d, .in_shape = {", hash, e->p->batch, in->shape.rank);
@@ -743,6 +737,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
   }
   if (e->has_decode) OUT("  .decode = model_decode,\n");
+  OUT("  .n_timed = %d, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,\n", K + 1);
   if (auto_w >= 0) OUT("  .set_class_weights = model_set_class_weights,\n");
   OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
@@ -770,6 +765,7 @@ static void emit_model_c(emitter *e, const char *hash) {
   for (int i = 0; i < p->kernels.len; i++) {
     const ae_kernel *k = p->kernels.items[i];
     names[i] = ae_kernel_name(e->a, k);
+    if (e->kernel_at) e->kernel_at[i] = ftell(e->o);
     emit_provenance(e, k);
     switch (k->kind) {
     case K_CONV: case K_CONV_T: emit_conv(e, k, names[i]); break;
@@ -778,6 +774,7 @@ static void emit_model_c(emitter *e, const char *hash) {
     default: emit_simple(e, k, names[i]);
     }
   }
+  if (e->kernel_at) e->kernel_at[p->kernels.len] = ftell(e->o);
   emit_losses(e);
   emit_drivers(e, names);
   emit_descriptor(e, hash);
@@ -812,8 +809,11 @@ static void emit_manifest(emitter *e, const char *hash) {
   OUT("  ],\n  \"kernels\": [\n");
   for (int i = 0; i < p->kernels.len; i++) {
     const ae_kernel *k = p->kernels.items[i];
-    OUT("    {\"name\": \"%s\", \"line\": %d, \"flops_per_example\": %.0f", ae_kernel_name(e->a, k), k->node->loc.line,
-        k->node->flops);
+    ae_cost c = ae_kernel_cost(p, k);
+    char sh[48];
+    OUT("    {\"name\": \"%s\", \"line\": %d, \"out\": \"%s\", \"flops_per_example\": %.0f, \"flops\": [%.0f, %.0f], \"bytes\": [%.0f, %.0f]",
+        ae_kernel_name(e->a, k), k->node->loc.line, ae_shape_str(k->out->shape, sh), k->node->flops, c.flops[0], c.flops[1],
+        c.bytes[0], c.bytes[1]);
     if (k->kind == K_CONV) {   /* the forward GEMM: rows of the chunk, output channels, window length */
       window w = conv_window(k);
       long rows = (conv_direct(k) ? p->batch : k->chunk) * (long)w.rows_h * w.rows_w;
@@ -821,6 +821,12 @@ static void emit_manifest(emitter *e, const char *hash) {
     }
     OUT("}%s\n", i + 1 < p->kernels.len ? "," : "");
   }
+  int nb;
+  const ae_named_buffer *bufs = ae_plan_buffers(e->a, p, &nb);
+  OUT("  ],\n  \"buffers\": [\n");
+  for (int i = 0; i < nb; i++)
+    OUT("    {\"name\": \"%s\", \"offset\": %ld, \"floats\": %ld, \"first\": %d, \"last\": %d}%s\n", bufs[i].name, bufs[i].b->off,
+        bufs[i].b->size, bufs[i].b->first, bufs[i].b->last, i + 1 < nb ? "," : "");
   OUT("  ]\n}\n");
 }
 
@@ -836,6 +842,19 @@ static void emit_model_h(emitter *e) {
   OUT("/* The model's descriptor: tables, sizes and entry points for the runtime. */\nextern const aert_model aec_model;\n\n#endif\n");
 }
 
+char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  emitter em = {a, p, f, false, kernel_at};
+  emit_model_c(&em, hash);
+  if (fclose(f) != 0) { free(buf); return NULL; }
+  char *text = ae_strndup(a, buf, len);
+  free(buf);
+  return text;
+}
+
 bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create '%s': %s\n", dir, strerror(errno)); return false; }
   const char *files[] = {"model.c", "model.h", "manifest.json", "model.mk"};
@@ -843,7 +862,7 @@ bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *ha
     char *path;
     FILE *f = open_out(dir, files[i], &path);
     if (!f) { free(path); return false; }
-    emitter em = {a, p, f, false}, *e = &em;
+    emitter em = {a, p, f, false, NULL}, *e = &em;
     if (i == 0) emit_model_c(e, hash);
     else if (i == 1) emit_model_h(e);
     else if (i == 2) emit_manifest(e, hash);

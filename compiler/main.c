@@ -1,4 +1,4 @@
-/* main.c - the aec command line: check, summary, dump, build.
+/* main.c - the aec command line: check, summary, dump, build, report.
  * Exit status 0 on success, 1 when a spec has errors or a build fails, 2 on a usage error. */
 #include "aec.h"
 
@@ -17,9 +17,12 @@ static const char usage[] =
   "       aec build [--batch N] [--out DIR] [--no-compile] FILE\n"
   "                                              generate DIR (default generated/<model>) and\n"
   "                                              build the trainer bin/<model>\n"
+  "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
+  "                                              write DIR/index.html (default runs/<model>/report): the\n"
+  "                                              spec, its kernels, memory and time on one page\n"
   "       aec --help | --version\n";
 
-typedef struct { bool json, no_compile; const char *stage, *out, *path; int batch; } options;
+typedef struct { bool json, no_compile; const char *stage, *out, *path, *target, *profile, *diff; int batch; } options;
 
 static int parse_options(const char *cmd, int argc, char **argv, options *o) {
   for (int i = 0; i < argc; i++) {
@@ -29,6 +32,9 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--no-compile")) o->no_compile = true;
     else if (!strcmp(a, "--stage") && has_value) o->stage = argv[++i];
     else if (!strcmp(a, "--out") && has_value) o->out = argv[++i];
+    else if (!strcmp(a, "--target") && has_value && !strcmp(cmd, "report")) o->target = argv[++i];
+    else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
+    else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
     else if (!strcmp(a, "--batch") && has_value) {
       char *end;
       long b = strtol(argv[++i], &end, 10);
@@ -82,10 +88,24 @@ static int compile_trainer(const char *dir, const char *name) {
   return 0;
 }
 
+static const char *spec_hash(ae_arena *a, const ae_model *m) {
+  return ae_sprintf(a, "%016llx", (unsigned long long)ae_hash_text(m->src->text, m->src->len));
+}
+
+static int write_report(ae_arena *a, ae_diag *d, ae_program *p, const options *o) {
+  ae_report_opts ro = {"cpu", o->profile, o->diff, o->out ? o->out : ae_sprintf(a, "runs/%s/report", p->m->name)};
+  return ae_report(a, d, p, spec_hash(a, p->m), &ro) ? 0 : 1;
+}
+
 static int cmd_backend(const char *cmd, int argc, char **argv) {
   options o = {0};
   int rc = parse_options(cmd, argc, argv, &o);
   if (rc) return rc;
+  if (o.target && !strcmp(o.target, "cuda")) {
+    fprintf(stderr, "aec report: the CUDA target is not built yet; only --target cpu can be reported\n");
+    return 2;
+  }
+  if (o.target && strcmp(o.target, "cpu")) { fprintf(stderr, "aec report: unknown target '%s' (cpu or cuda)\n", o.target); return 2; }
   if (!strcmp(cmd, "dump") && !o.stage) { fprintf(stderr, "aec dump: --stage ir|grad|fused|mem is needed\n"); return 2; }
   ae_arena *a = ae_arena_new();
   ae_diag d = { .out = stderr };
@@ -98,14 +118,13 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     else ae_print_summary(stdout, m);
   } else {
     ae_program *p = ae_lower(a, m, o.batch ? o.batch : m->batch);
-    if (!strcmp(cmd, "dump")) {
+    if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
+    else if (!strcmp(cmd, "dump")) {
       if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused or mem)\n", o.stage); rc = 2; }
     } else {
       const char *dir = o.out ? o.out : ae_sprintf(a, "generated/%s", m->name);
       if (!o.out && mkdir("generated", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'generated': %s\n", strerror(errno)); rc = 1; }
-      char hash[32];
-      snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ae_hash_text(m->src->text, m->src->len));
-      if (!rc && !ae_emit_c(a, p, dir, hash)) rc = 1;
+      if (!rc && !ae_emit_c(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
       if (!rc && !o.no_compile) rc = compile_trainer(dir, m->name);
     }
@@ -123,7 +142,8 @@ int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "aec check: which spec?\n%s", usage); return 2; }
     return cmd_check(argc - 2, argv + 2);
   }
-  if (!strcmp(cmd, "summary") || !strcmp(cmd, "dump") || !strcmp(cmd, "build")) return cmd_backend(cmd, argc - 2, argv + 2);
+  if (!strcmp(cmd, "summary") || !strcmp(cmd, "dump") || !strcmp(cmd, "build") || !strcmp(cmd, "report"))
+    return cmd_backend(cmd, argc - 2, argv + 2);
   fprintf(stderr, "aec: unknown command '%s'\n%s", cmd, usage);
   return 2;
 }

@@ -123,3 +123,35 @@ void ae_plan_memory(ae_program *p) {
   live_ranges(p);
   assign_offsets(p);
 }
+
+static const char *buffer_label(const ae_kernel *k, const char *kname) {
+  return k->out->name ? k->out->name : kname;
+}
+
+const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n) {
+  ae_named_buffer *out = ae_alloc(a, sizeof *out * (size_t)(5 * p->kernels.len + 1));
+  int m = 0;
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    const char *kn = ae_kernel_name(a, k), *label = buffer_label(k, kn);
+    const ae_buffer *val = &p->val[k->out->id], *grad = &p->grad[k->out->id];
+    if (val->used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.out", kn), label, BUF_VALUE, val, k};
+    if (grad->used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.dout", kn), ae_sprintf(a, "d%s", label), BUF_GRAD, grad, k};
+    for (int j = 0; j < 2; j++)
+      if (k->scratch[j].used)
+        out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.scratch_%s", kn, j ? "bwd" : "fwd"), ae_sprintf(a, "%s scratch %s", kn, j ? "bwd" : "fwd"),
+                                     BUF_SCRATCH, &k->scratch[j], k};
+    if (k->stats.used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.stats", kn), ae_sprintf(a, "%s stats", kn), BUF_STATS, &k->stats, k};
+  }
+  if (p->rowtmp.used) out[m++] = (ae_named_buffer){"loss.rows", "loss rows", BUF_STATS, &p->rowtmp, NULL};
+  *n = m;
+  return out;
+}
+
+const char *ae_step_name(ae_arena *a, const ae_program *p, int t) {
+  int K = p->kernels.len;
+  if (t == K) return "loss";
+  if (t > 2 * K) return "after the step: the output and latent kept for the runtime";
+  const ae_kernel *k = p->kernels.items[t < K ? t : 2 * K - t];
+  return ae_sprintf(a, "%s %s", t < K ? "forward" : "backward", ae_kernel_name(a, k));
+}

@@ -47,6 +47,7 @@ typedef struct {
   const char *import_prefix;
   /* the blocks being expanded, outermost first, to name a loop of calls */
   const block_def *calls[AE_MAX_NESTING + 1];
+  ae_call_site sites[AE_MAX_NESTING + 1];   /* where each of them was called */
   int n_calls;
   /* the last sample(mu, logvar) refused for its shapes, so kl_normal does not repeat it */
   const ae_node *bad_mu, *bad_logvar;
@@ -206,6 +207,12 @@ static ae_value *call_layer(sema *s, const ae_expr *call) {
     }
   }
   ae_node *node = ae_make_layer(&c, call, args, kw, n);
+  if (node && s->n_calls) {   /* the block calls that expanded into this layer */
+    ae_call_site *via = ae_alloc(s->a, sizeof *via * (size_t)s->n_calls);
+    memcpy(via, s->sites, sizeof *via * (size_t)s->n_calls);
+    node->via = via;
+    node->n_via = s->n_calls;
+  }
   if (!node && strcmp(call->str, "sample") == 0 && n == 2 && args[0]->kind == V_TENSOR && args[1]->kind == V_TENSOR) {
     s->bad_mu = args[0]->node;
     s->bad_logvar = args[1]->node;
@@ -314,6 +321,7 @@ static ae_value *call_block(sema *s, block_def *b, const ae_expr *call) {
     inst->block = b->name;
     inst->prefix = prefix;
     ae_vec_push(s->a, &s->m->instances, inst);
+    s->sites[s->n_calls] = (ae_call_site){call->loc, b->name};
     s->calls[s->n_calls++] = b;
     int before = s->d->errors;
     result = run_block_body(s, b, prefix);

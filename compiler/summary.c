@@ -38,7 +38,7 @@ ae_totals ae_model_totals(const ae_model *m) {
   return t;
 }
 
-static const char *si(double x, char *buf) {
+const char *ae_fmt_si(double x, char *buf) {
   static const char *const unit[] = {"", "K", "M", "G", "T", "P"};
   int u = 0;
   while (x >= 1000 && u < 5) { x /= 1000; u++; }
@@ -46,7 +46,7 @@ static const char *si(double x, char *buf) {
   return buf;
 }
 
-static const char *bytes(double x, char *buf) {
+const char *ae_fmt_bytes(double x, char *buf) {
   static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
   while (x >= 1024 && u < 4) { x /= 1024; u++; }
@@ -54,7 +54,7 @@ static const char *bytes(double x, char *buf) {
   return buf;
 }
 
-static const char *grouped(long x, char *buf) {
+const char *ae_fmt_grouped(long x, char *buf) {
   char digits[32];
   int n = sprintf(digits, "%ld", x), k = 0;
   for (int i = 0; i < n; i++) {
@@ -65,7 +65,7 @@ static const char *grouped(long x, char *buf) {
   return buf;
 }
 
-static const char *op_desc(const ae_node *n, char *buf) {
+const char *ae_op_desc(const ae_node *n, char *buf) {
   char *start = buf;
   const char *op = ae_op_name(n->op);
   switch (n->op) {
@@ -113,22 +113,22 @@ void ae_print_summary(FILE *out, const ae_model *m) {
     char name[40];
     snprintf(name, sizeof name, "%s%s", n->name ? n->name : "", n->frozen ? " (frozen)" : "");
     char line[64];
-    fprintf(out, "%*s  %-16s %-18s %-12s %11s %10s %11s\n", width, line_of(m, n, line), name, op_desc(n, a),
-            ae_shape_str(n->shape, b), n->n_params ? grouped(n->n_params, c) : "-",
-            n->flops > 0 ? si(n->flops, d) : "-", bytes(4.0 * (double)ae_shape_elems(n->shape) * m->batch, e));
+    fprintf(out, "%*s  %-16s %-18s %-12s %11s %10s %11s\n", width, line_of(m, n, line), name, ae_op_desc(n, a),
+            ae_shape_str(n->shape, b), n->n_params ? ae_fmt_grouped(n->n_params, c) : "-",
+            n->flops > 0 ? ae_fmt_si(n->flops, d) : "-", ae_fmt_bytes(4.0 * (double)ae_shape_elems(n->shape) * m->batch, e));
   }
   ae_totals t = ae_model_totals(m);
   fputc('\n', out);
-  fprintf(out, "parameters        %s trainable, %s frozen\n", grouped(t.params_trainable, a), grouped(t.params_frozen, b));
-  fprintf(out, "forward           %s FLOPs per example (2 per multiply-add of dense and conv layers)\n", si(t.flops_forward, a));
-  fprintf(out, "training step     %s FLOPs at batch %d (forward and backward)\n", si(t.flops_train_step, a), m->batch);
+  fprintf(out, "parameters        %s trainable, %s frozen\n", ae_fmt_grouped(t.params_trainable, a), ae_fmt_grouped(t.params_frozen, b));
+  fprintf(out, "forward           %s FLOPs per example (2 per multiply-add of dense and conv layers)\n", ae_fmt_si(t.flops_forward, a));
+  fprintf(out, "training step     %s FLOPs at batch %d (forward and backward)\n", ae_fmt_si(t.flops_train_step, a), m->batch);
   fprintf(out, "memory            parameters %s, gradients %s, %s state %s, activations %s\n",
-          bytes(t.bytes_params, a), bytes(t.bytes_grads, b), m->opt.kind, bytes(t.bytes_optimizer, c),
-          bytes(t.bytes_activations, d));
+          ae_fmt_bytes(t.bytes_params, a), ae_fmt_bytes(t.bytes_grads, b), m->opt.kind, ae_fmt_bytes(t.bytes_optimizer, c),
+          ae_fmt_bytes(t.bytes_activations, d));
   ae_arena *tmp = ae_arena_new();   /* what the generated trainer really allocates */
   ae_program *p = ae_lower(tmp, (ae_model *)m, m->batch);
   fprintf(out, "arena             %s for activations, their gradients and scratch after fusion and reuse\n",
-          bytes(4.0 * (double)p->arena_floats, a));
+          ae_fmt_bytes(4.0 * (double)p->arena_floats, a));
   ae_arena_free(tmp);
   fprintf(out, "loss              ");
   for (int i = 0; i < m->losses.len; i++) {
@@ -172,7 +172,7 @@ void ae_print_summary_json(FILE *out, const ae_model *m) {
     fprintf(out, "%s    {\"line\": %d, \"name\": ", first ? "" : ",\n", n->loc.line);
     json_str(out, n->name);
     fprintf(out, ", \"op\": \"%s\", \"layer\": ", ae_op_name(n->op));
-    json_str(out, op_desc(n, a));
+    json_str(out, ae_op_desc(n, a));
     fprintf(out, ", \"shape\": ");
     json_shape(out, n->shape);
     fprintf(out, ", \"params\": %ld, \"frozen\": %s, \"flops\": %.0f, \"activation_bytes\": %.0f}",
@@ -180,10 +180,13 @@ void ae_print_summary_json(FILE *out, const ae_model *m) {
     first = false;
   }
   ae_totals t = ae_model_totals(m);
+  ae_arena *tmp = ae_arena_new();   /* what the generated trainer really allocates */
+  double arena = 4.0 * (double)ae_lower(tmp, (ae_model *)m, m->batch)->arena_floats;
+  ae_arena_free(tmp);
   fprintf(out, "\n  ],\n  \"totals\": {\"params_trainable\": %ld, \"params_frozen\": %ld, \"flops_forward_per_example\": %.0f,"
           " \"flops_train_step\": %.0f, \"bytes_params\": %.0f, \"bytes_grads\": %.0f, \"bytes_optimizer\": %.0f,"
-          " \"bytes_activations\": %.0f},\n", t.params_trainable, t.params_frozen, t.flops_forward, t.flops_train_step,
-          t.bytes_params, t.bytes_grads, t.bytes_optimizer, t.bytes_activations);
+          " \"bytes_activations\": %.0f, \"bytes_arena\": %.0f},\n", t.params_trainable, t.params_frozen, t.flops_forward,
+          t.flops_train_step, t.bytes_params, t.bytes_grads, t.bytes_optimizer, t.bytes_activations, arena);
   fprintf(out, "  \"losses\": [");
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *l = m->losses.items[i];

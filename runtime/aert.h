@@ -139,6 +139,15 @@ typedef struct aert_model {
   /* softmax_xent(..., weights = auto): sets the n_classes class weights, which the trainer
    * computes from the class frequencies of the training labels. NULL otherwise. */
   void (*set_class_weights)(const float *w);
+
+  /* ---- per-kernel timing (train --profile, the bench); zero in older generated code ---- */
+  /* n_timed entries: the fused kernels in forward order, then the loss. While *profiling is
+   * set, forward and backward add each kernel's milliseconds to profile_ms[k][0] and [1]. */
+  int n_timed;
+  const char *const *timed_names;
+  const double (*timed_flops)[2];   /* per batch, forward and backward */
+  double (*profile_ms)[2];
+  int *profiling;
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

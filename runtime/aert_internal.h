@@ -29,6 +29,25 @@ int aert_atomic_commit(aert_atomic *a);
 void aert_atomic_abort(aert_atomic *a);
 int aert_write_file_atomic(const char *path, const void *buf, size_t n);
 
+/* ---- profile.c: per-kernel timing of training steps, the machine's roofline -------- */
+typedef struct {
+  const aert_model *m;
+  const char *path, *source;   /* source: "train" or "bench" */
+  long steps;
+  double t0, t1;               /* this step's start and its optimizer's start, ms */
+  double step_ms, optim_ms;    /* totals over the steps */
+  double first_step_ms, first_optim_ms, *first;   /* the first step, kept apart */
+} aert_profile;
+/* Checks that the model carries timing tables and that path's folder is writable. */
+int aert_profile_begin(aert_profile *p, const aert_model *m, const char *path, const char *source);  /* path NULL: not written */
+/* Around one step: kernels are timed from step_begin to optim_begin. NULL p: no-ops. */
+void aert_profile_step_begin(aert_profile *p);
+void aert_profile_optim_begin(aert_profile *p);
+void aert_profile_step_end(aert_profile *p);
+/* Probes peak FLOP/s and memory bandwidth, writes the JSON atomically. */
+int aert_profile_write(aert_profile *p);
+void aert_profile_free(aert_profile *p);
+
 /* ---- data_idx.c: datasets, shuffling, batches ----------------------------------- */
 typedef struct {
   int ndim;
@@ -301,6 +320,7 @@ typedef struct aert_options {
   int data_threads;      /* tiles read side by side (default 2) */
   int skip_bad;          /* --bad-tiles skip: leave unreadable tiles out instead of stopping */
   int overlap;           /* predict over tiles: pixels shared by neighbouring windows */
+  const char *profile;   /* train: per-kernel timing written here as JSON, or NULL */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */

@@ -30,6 +30,7 @@ static const option_t options[] = {
     {"--limit", "N", TRAIN, "use only the first N training examples", 0},
     {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt", 0},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
+    {"--profile", "FILE", TRAIN, "time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)", 0},
     {"--n", "N", SAMPLE, "images to draw (default 64)", 0},
     {"--from", "I", INTERP, "test image at the start of the line (default 0)", 0},
     {"--to", "J", INTERP, "test image at the end of the line (default 1)", 0},
@@ -105,6 +106,7 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   if (!strcmp(flag, "--data")) o->data_dir = val;
   else if (!strcmp(flag, "--out")) o->out = val;
   else if (!strcmp(flag, "--ckpt")) o->ckpt = val;
+  else if (!strcmp(flag, "--profile")) o->profile = val;
   else if (!strcmp(flag, "--resume")) o->resume = 1;
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
   else if (!strcmp(flag, "--bad-tiles")) {

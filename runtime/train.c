@@ -28,6 +28,7 @@ typedef struct {
   aert_loader loader;    /* batches made (and augmented) on a background thread */
   aert_dataset all, train, val;
   aert_train_state st;
+  aert_profile profile, *prof;   /* prof: &profile with --profile, else NULL */
   char *out, *last, *best;
   double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
   double val_loss;                           /* NaN without a validation set */
@@ -107,6 +108,7 @@ static int train_epoch(trainer *t, int epoch, float lr) {
       return aert_loader_stop(&t->loader), -1;
     }
     const float *y = yb ? yb : x;
+    aert_profile_step_begin(t->prof);
     l.total = m->forward(t->w.params, t->w.arena, x, y, 1, seed, &l);
     if (check_finite(t, &l, 0, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
@@ -114,7 +116,9 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     aert_loader_release(&t->loader, b);
     if (check_finite(t, &l, 1, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
+    aert_profile_optim_begin(t->prof);
     aert_optim_step(&t->opt, m, t->w.params, t->grads, lr);
+    aert_profile_step_end(t->prof);
     t->st.step++;
     t->loss += l.total;
     for (int i = 0; i < m->n_loss_terms; i++)
@@ -315,9 +319,20 @@ int aert_train(const aert_model *m, const aert_options *o) {
   t.best = aert_join(o->out, "best.ckpt");
   interrupted = 0;
   void (*previous)(int) = signal(SIGINT, on_interrupt);
-  int rc = t.out && t.last && t.best ? setup(&t) : -1;
+  int rc = t.out && t.last && t.best ? 0 : -1;
+  if (rc == 0 && o->profile) {
+    rc = aert_profile_begin(&t.profile, m, o->profile, "train");
+    t.prof = &t.profile;
+  }
+  if (rc == 0)
+    rc = setup(&t);
   if (rc == 0)
     rc = run_epochs(&t);
+  if (rc >= 0 && t.prof && aert_profile_write(t.prof) != 0)
+    rc = -1;
+  else if (rc >= 0 && t.prof && !o->quiet)
+    printf("profile of %ld steps: %s\n", t.profile.steps, o->profile);
+  aert_profile_free(t.prof);
   signal(SIGINT, previous);
   aert_loader_free(&t.loader);
   aert_data_free(&t.all);

@@ -51,7 +51,7 @@ static const aert_param params[] = {
 /* ---- dense e.1  (specs/deep_ae.ae:7:21)
  * in: x 784
  * out:  512, relu fused, batch 256
- * forward 205.52 MFLOP, 2.93 MB moved per batch; backward about twice the FLOPs */
+ * forward 205.52 MFLOP, 2.93 MB moved per batch; backward 205.52 MFLOP, 5.07 MB */
 static void dense_e_1_forward(const run *r) {
     aert_gemm(0, 0, 256, 512, 784, r->X, 784, (r->P + 0), 512, 0, (r->A + 401408), 512);
   aert_bias_act((r->A + 401408), (r->P + 401408), 256, 512, AERT_ACT_RELU, 0);
@@ -66,7 +66,7 @@ static void dense_e_1_backward(const run *r) {
 /* ---- dense e.2  (specs/deep_ae.ae:7:21)
  * in: relu 512
  * out:  256, relu fused, batch 256
- * forward 67.11 MFLOP, 1.31 MB moved per batch; backward about twice the FLOPs */
+ * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.62 MB */
 static void dense_e_2_forward(const run *r) {
     aert_gemm(0, 0, 256, 256, 512, (r->A + 401408), 512, (r->P + 401920), 256, 0, (r->A + 794624), 256);
   aert_bias_act((r->A + 794624), (r->P + 532992), 256, 256, AERT_ACT_RELU, 0);
@@ -82,7 +82,7 @@ static void dense_e_2_backward(const run *r) {
 /* ---- dense e.3  (specs/deep_ae.ae:7:21)
  * in: relu 256
  * out:  128, relu fused, batch 256
- * forward 16.78 MFLOP, 524.80 KB moved per batch; backward about twice the FLOPs */
+ * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_e_3_forward(const run *r) {
     aert_gemm(0, 0, 256, 128, 256, (r->A + 794624), 256, (r->P + 533248), 128, 0, (r->A + 925696), 128);
   aert_bias_act((r->A + 925696), (r->P + 566016), 256, 128, AERT_ACT_RELU, 0);
@@ -98,7 +98,7 @@ static void dense_e_3_backward(const run *r) {
 /* ---- dense e.4  (specs/deep_ae.ae:7:21)
  * in: relu 128
  * out: e 64, relu fused, batch 256
- * forward 4.19 MFLOP, 229.63 KB moved per batch; backward about twice the FLOPs */
+ * forward 4.19 MFLOP, 229.63 KB moved per batch; backward 8.39 MFLOP, 459.26 KB */
 static void dense_e_4_forward(const run *r) {
     aert_gemm(0, 0, 256, 64, 128, (r->A + 925696), 128, (r->P + 566144), 64, 0, (r->A + 991232), 64);
   aert_bias_act((r->A + 991232), (r->P + 574336), 256, 64, AERT_ACT_RELU, 0);
@@ -114,7 +114,7 @@ static void dense_e_4_backward(const run *r) {
 /* ---- dense z  (specs/deep_ae.ae:10:14)
  * in: e 64
  * out: z 16, batch 256
- * forward 524.29 KFLOP, 86.08 KB moved per batch; backward about twice the FLOPs */
+ * forward 524.29 KFLOP, 86.08 KB moved per batch; backward 1.05 MFLOP, 172.16 KB */
 static void dense_z_forward(const run *r) {
     aert_gemm(0, 0, 256, 16, 64, (r->A + 991232), 64, (r->P + 574400), 16, 0, (r->A + 1024000), 16);
   aert_bias_act((r->A + 1024000), (r->P + 575424), 256, 16, AERT_ACT_LINEAR, 0);
@@ -130,7 +130,7 @@ static void dense_z_backward(const run *r) {
 /* ---- dense d.1  (specs/deep_ae.ae:7:21)
  * in: z 16
  * out:  64, relu fused, batch 256
- * forward 524.29 KFLOP, 86.27 KB moved per batch; backward about twice the FLOPs */
+ * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_d_1_forward(const run *r) {
     aert_gemm(0, 0, 256, 64, 16, (r->A + 1024000), 16, (r->P + 575440), 64, 0, (r->A + 1007616), 64);
   aert_bias_act((r->A + 1007616), (r->P + 576464), 256, 64, AERT_ACT_RELU, 0);
@@ -146,7 +146,7 @@ static void dense_d_1_backward(const run *r) {
 /* ---- dense d.2  (specs/deep_ae.ae:7:21)
  * in: relu 64
  * out:  128, relu fused, batch 256
- * forward 4.19 MFLOP, 229.89 KB moved per batch; backward about twice the FLOPs */
+ * forward 4.19 MFLOP, 229.89 KB moved per batch; backward 8.39 MFLOP, 459.78 KB */
 static void dense_d_2_forward(const run *r) {
     aert_gemm(0, 0, 256, 128, 64, (r->A + 1007616), 64, (r->P + 576528), 128, 0, (r->A + 958464), 128);
   aert_bias_act((r->A + 958464), (r->P + 584720), 256, 128, AERT_ACT_RELU, 0);
@@ -162,7 +162,7 @@ static void dense_d_2_backward(const run *r) {
 /* ---- dense d.3  (specs/deep_ae.ae:7:21)
  * in: relu 128
  * out:  256, relu fused, batch 256
- * forward 16.78 MFLOP, 525.31 KB moved per batch; backward about twice the FLOPs */
+ * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_d_3_forward(const run *r) {
     aert_gemm(0, 0, 256, 256, 128, (r->A + 958464), 128, (r->P + 584848), 256, 0, (r->A + 860160), 256);
   aert_bias_act((r->A + 860160), (r->P + 617616), 256, 256, AERT_ACT_RELU, 0);
@@ -178,7 +178,7 @@ static void dense_d_3_backward(const run *r) {
 /* ---- dense d.4  (specs/deep_ae.ae:7:21)
  * in: relu 256
  * out: d 512, relu fused, batch 256
- * forward 67.11 MFLOP, 1.31 MB moved per batch; backward about twice the FLOPs */
+ * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.63 MB */
 static void dense_d_4_forward(const run *r) {
     aert_gemm(0, 0, 256, 512, 256, (r->A + 860160), 256, (r->P + 617872), 512, 0, (r->A + 532480), 512);
   aert_bias_act((r->A + 532480), (r->P + 748944), 256, 512, AERT_ACT_RELU, 0);
@@ -194,7 +194,7 @@ static void dense_d_4_backward(const run *r) {
 /* ---- dense y  (specs/deep_ae.ae:12:7)
  * in: d 512
  * out: y 784, sigmoid fused, batch 256
- * forward 205.52 MFLOP, 2.94 MB moved per batch; backward about twice the FLOPs */
+ * forward 205.52 MFLOP, 2.94 MB moved per batch; backward 411.04 MFLOP, 5.87 MB */
 static void dense_y_forward(const run *r) {
     aert_gemm(0, 0, 256, 784, 512, (r->A + 532480), 512, (r->P + 749456), 784, 0, (r->A + 0), 784);
   aert_bias_act((r->A + 0), (r->P + 1150864), 256, 784, AERT_ACT_SIGMOID, 0);
@@ -218,17 +218,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
-/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
- * FLOPs of each kernel, forward and backward, and its name sit beside. */
-#ifdef AERT_PROFILE
-static double profile_ms[10][2];
-static const double profile_flops[10][2] = {{205520896, 205520896}, {67108864, 134217728}, {16777216, 33554432}, {4194304, 8388608}, {524288, 1048576}, {524288, 1048576}, {4194304, 8388608}, {16777216, 33554432}, {67108864, 134217728}, {205520896, 411041792}};
-static const char *const profile_names[10] = {"dense_e_1", "dense_e_2", "dense_e_3", "dense_e_4", "dense_z", "dense_d_1", "dense_d_2", "dense_d_3", "dense_d_4", "dense_y"};
+/* Per-kernel timing (`train --profile`, bench/): while the runtime sets profiling, each
+ * call adds its milliseconds to profile_ms, forward and backward; entry 10 is the loss.
+ * Off, it costs one predictable branch per kernel call. */
+static int profiling;
+static double profile_ms[11][2];
 #define PROFILED(k, dir, call) \
-  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
-#else
-#define PROFILED(k, dir, call) call
-#endif
+  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
@@ -243,7 +239,9 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   PROFILED(7, 0, dense_d_3_forward(&r));
   PROFILED(8, 0, dense_d_4_forward(&r));
   PROFILED(9, 0, dense_y_forward(&r));
-  return compute_loss(&r, losses, 0);
+  aert_real loss;
+  PROFILED(10, 0, loss = compute_loss(&r, losses, 0));
+  return loss;
 }
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
@@ -251,7 +249,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   const run r = {P, G, A, X, T, seed, 1};
   memset(G, 0, sizeof(aert_real) * 1151648);
   memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
-  compute_loss(&r, NULL, 1);
+  PROFILED(10, 1, compute_loss(&r, NULL, 1));
   memset(r.A + 663552, 0, sizeof(aert_real) * 131072);  /* dd */
   PROFILED(9, 1, dense_y_backward(&r));
   memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
@@ -288,6 +286,9 @@ static const aert_real *model_output(const aert_real *A) { return A + 0; }
 static const aert_real *model_latent(const aert_real *A) { return A + 1024000; }
 
 #ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */
+static const char *const timed_names[11] = {"dense_e_1", "dense_e_2", "dense_e_3", "dense_e_4", "dense_z", "dense_d_1", "dense_d_2", "dense_d_3", "dense_d_4", "dense_y", "loss"};
+static const double timed_flops[11][2] = {{205520896, 205520896}, {67108864, 134217728}, {16777216, 33554432}, {4194304, 8388608}, {524288, 1048576}, {524288, 1048576}, {4194304, 8388608}, {16777216, 33554432}, {67108864, 134217728}, {205520896, 411041792}, {0, 0}};
+
 const aert_model aec_model = {
   .name = "deep_ae",
   .spec_file = "specs/deep_ae.ae",
@@ -307,6 +308,7 @@ const aert_model aec_model = {
            .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .decode = model_decode,
+  .n_timed = 11, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
 };
 
 #ifndef AEC_NO_MAIN

@@ -53,7 +53,7 @@ static const aert_param params[] = {
 /* ---- conv e1.1  (specs/img2img.ae:9:30)
  * in: x 28x28x1
  * out:  28x28x16, relu fused, batch 128
- * forward 28.90 MFLOP, 6.82 MB moved per batch; backward about twice the FLOPs */
+ * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 28.90 MFLOP, 13.25 MB */
 static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 64; n++)
@@ -88,7 +88,7 @@ static void conv_e1_1_backward(const run *r) {
 /* ---- conv e1.2  (specs/img2img.ae:9:58)
  * in: relu 28x28x16
  * out: e1 28x28x16, relu fused, batch 128
- * forward 462.42 MFLOP, 12.85 MB moved per batch; backward about twice the FLOPs */
+ * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */
 static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 64; n++)
@@ -142,7 +142,7 @@ static void conv_e1_2_backward(const run *r) {
 /* ---- maxpool  (specs/img2img.ae:12:20)
  * in: e1 28x28x16
  * out:  14x14x16, batch 128
- * forward 0 FLOP, 8.03 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 8.03 MB moved per batch; backward 0 FLOP, 16.06 MB */
 static void maxpool_2_forward(const run *r) {
   aert_pool_forward((r->A + 3211264), (r->A + 13769344), 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
@@ -154,7 +154,7 @@ static void maxpool_2_backward(const run *r) {
 /* ---- conv e2.1  (specs/img2img.ae:9:30)
  * in: maxpool 14x14x16
  * out:  14x14x32, relu fused, batch 128
- * forward 231.21 MFLOP, 4.84 MB moved per batch; backward about twice the FLOPs */
+ * forward 231.21 MFLOP, 4.84 MB moved per batch; backward 462.42 MFLOP, 9.67 MB */
 static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 128; n++)
@@ -208,7 +208,7 @@ static void conv_e2_1_backward(const run *r) {
 /* ---- conv e2.2  (specs/img2img.ae:9:58)
  * in: relu 14x14x32
  * out: e2 14x14x32, relu fused, batch 128
- * forward 462.42 MFLOP, 6.46 MB moved per batch; backward about twice the FLOPs */
+ * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
 static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 128; n++)
@@ -262,7 +262,7 @@ static void conv_e2_2_backward(const run *r) {
 /* ---- maxpool  (specs/img2img.ae:13:19)
  * in: e2 14x14x32
  * out:  7x7x32, batch 128
- * forward 0 FLOP, 4.01 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 4.01 MB moved per batch; backward 0 FLOP, 8.03 MB */
 static void maxpool_5_forward(const run *r) {
   aert_pool_forward((r->A + 11360896), (r->A + 14973568), 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
@@ -274,7 +274,7 @@ static void maxpool_5_backward(const run *r) {
 /* ---- conv m.1  (specs/img2img.ae:9:30)
  * in: maxpool 7x7x32
  * out:  7x7x64, relu fused, batch 128
- * forward 231.21 MFLOP, 2.48 MB moved per batch; backward about twice the FLOPs */
+ * forward 231.21 MFLOP, 2.48 MB moved per batch; backward 462.42 MFLOP, 4.96 MB */
 static void pad_conv_m_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 128; n++)
@@ -328,7 +328,7 @@ static void conv_m_1_backward(const run *r) {
 /* ---- conv m.2  (specs/img2img.ae:9:58)
  * in: relu 7x7x64
  * out: m 7x7x64, relu fused, batch 128
- * forward 462.42 MFLOP, 3.36 MB moved per batch; backward about twice the FLOPs */
+ * forward 462.42 MFLOP, 3.36 MB moved per batch; backward 924.84 MFLOP, 6.72 MB */
 static void pad_conv_m_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 128; n++)
@@ -382,7 +382,7 @@ static void conv_m_2_backward(const run *r) {
 /* ---- conv d2.1  (specs/img2img.ae:9:30)
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
- * forward 1.39 GFLOP, 8.14 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.39 GFLOP, 8.14 MB moved per batch; backward 2.77 GFLOP, 16.28 MB */
 static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 32; n++)
@@ -452,7 +452,7 @@ static void conv_d2_1_backward(const run *r) {
 /* ---- conv d2.2  (specs/img2img.ae:9:58)
  * in: relu 14x14x32
  * out: d2 14x14x32, relu fused, batch 128
- * forward 462.42 MFLOP, 6.46 MB moved per batch; backward about twice the FLOPs */
+ * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
 static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 128; n++)
@@ -506,7 +506,7 @@ static void conv_d2_2_backward(const run *r) {
 /* ---- conv d1.1  (specs/img2img.ae:9:30)
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
- * forward 1.39 GFLOP, 16.08 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.39 GFLOP, 16.08 MB moved per batch; backward 2.77 GFLOP, 32.17 MB */
 static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -576,7 +576,7 @@ static void conv_d1_1_backward(const run *r) {
 /* ---- conv d1.2  (specs/img2img.ae:9:58)
  * in: relu 28x28x16
  * out: d1 28x28x16, relu fused, batch 128
- * forward 462.42 MFLOP, 12.85 MB moved per batch; backward about twice the FLOPs */
+ * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */
 static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 64; n++)
@@ -630,7 +630,7 @@ static void conv_d1_2_backward(const run *r) {
 /* ---- conv y  (specs/img2img.ae:16:7)
  * in: d1 28x28x16
  * out: y 28x28x1, sigmoid fused, batch 128
- * forward 3.21 MFLOP, 6.82 MB moved per batch; backward about twice the FLOPs */
+ * forward 3.21 MFLOP, 6.82 MB moved per batch; backward 6.42 MFLOP, 13.65 MB */
 static void conv_y_forward(const run *r) {
     aert_gemm(0, 0, 100352, 1, 16, (r->A + 4816896), 16, (r->P + 117968), 1, 0, (r->A + 15174272), 1);
   aert_bias_act((r->A + 15174272), (r->P + 117984), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -654,17 +654,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
-/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
- * FLOPs of each kernel, forward and backward, and its name sit beside. */
-#ifdef AERT_PROFILE
-static double profile_ms[13][2];
-static const double profile_flops[13][2] = {{28901376, 28901376}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {3211264, 6422528}};
-static const char *const profile_names[13] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_m_1", "conv_m_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_y"};
+/* Per-kernel timing (`train --profile`, bench/): while the runtime sets profiling, each
+ * call adds its milliseconds to profile_ms, forward and backward; entry 13 is the loss.
+ * Off, it costs one predictable branch per kernel call. */
+static int profiling;
+static double profile_ms[14][2];
 #define PROFILED(k, dir, call) \
-  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
-#else
-#define PROFILED(k, dir, call) call
-#endif
+  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
@@ -682,7 +678,9 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   PROFILED(10, 0, conv_d1_1_forward(&r));
   PROFILED(11, 0, conv_d1_2_forward(&r));
   PROFILED(12, 0, conv_y_forward(&r));
-  return compute_loss(&r, losses, 0);
+  aert_real loss;
+  PROFILED(13, 0, loss = compute_loss(&r, losses, 0));
+  return loss;
 }
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
@@ -690,7 +688,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   const run r = {P, G, A, X, T, seed, 1};
   memset(G, 0, sizeof(aert_real) * 118000);
   memset(r.A + 6422528, 0, sizeof(aert_real) * 100352);  /* dy */
-  compute_loss(&r, NULL, 1);
+  PROFILED(13, 1, compute_loss(&r, NULL, 1));
   memset(r.A + 8028160, 0, sizeof(aert_real) * 1605632);  /* dd1 */
   PROFILED(12, 1, conv_y_backward(&r));
   memset(r.A + 6422528, 0, sizeof(aert_real) * 1605632);  /* d */
@@ -722,6 +720,9 @@ static const aert_real *model_output(const aert_real *A) { return A + 15174272; 
 static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL; }
 
 #ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */
+static const char *const timed_names[14] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_m_1", "conv_m_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_y", "loss"};
+static const double timed_flops[14][2] = {{28901376, 28901376}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {3211264, 6422528}, {0, 0}};
+
 const aert_model aec_model = {
   .name = "img2img",
   .spec_file = "specs/img2img.ae",
@@ -741,6 +742,7 @@ const aert_model aec_model = {
            .validation = 0.1, .scale = 0.00392156863, .offset = 0, .shift = 2, .rotate = 0, .zoom = 0, .flip_h = 1, .flip_v = 0, .patch = 0, .patches_per_tile = 0,
            .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .n_timed = 14, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
 };
 
 #ifndef AEC_NO_MAIN

@@ -69,7 +69,7 @@ static const aert_param params[] = {
 /* ---- conv e1.1  (specs/unet_landcover.ae:8:30)
  * in: x 256x256x24
  * out:  256x256x16, relu fused, batch 8
- * forward 3.62 GFLOP, 83.90 MB moved per batch; backward about twice the FLOPs */
+ * forward 3.62 GFLOP, 83.90 MB moved per batch; backward 3.62 GFLOP, 117.47 MB */
 static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -104,7 +104,7 @@ static void conv_e1_1_backward(const run *r) {
 /* ---- conv e1.2  (specs/unet_landcover.ae:8:58)
  * in: relu 256x256x16
  * out: e1 256x256x16, relu fused, batch 8
- * forward 2.42 GFLOP, 67.12 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
 static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -158,7 +158,7 @@ static void conv_e1_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover.ae:12:20)
  * in: e1 256x256x16
  * out:  128x128x16, batch 8
- * forward 0 FLOP, 41.94 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 41.94 MB moved per batch; backward 0 FLOP, 83.89 MB */
 static void maxpool_2_forward(const run *r) {
   aert_pool_forward((r->A + 16777216), (r->A + 74448896), 8, 256, 256, 16, 2, 2, 128, 128, 1);
 }
@@ -170,7 +170,7 @@ static void maxpool_2_backward(const run *r) {
 /* ---- conv e2.1  (specs/unet_landcover.ae:8:30)
  * in: maxpool 128x128x16
  * out:  128x128x32, relu fused, batch 8
- * forward 1.21 GFLOP, 25.18 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.21 GFLOP, 25.18 MB moved per batch; backward 2.42 GFLOP, 50.37 MB */
 static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -224,7 +224,7 @@ static void conv_e2_1_backward(const run *r) {
 /* ---- conv e2.2  (specs/unet_landcover.ae:8:58)
  * in: relu 128x128x32
  * out: e2 128x128x32, relu fused, batch 8
- * forward 2.42 GFLOP, 33.59 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
 static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -278,7 +278,7 @@ static void conv_e2_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover.ae:13:20)
  * in: e2 128x128x32
  * out:  64x64x32, batch 8
- * forward 0 FLOP, 20.97 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 20.97 MB moved per batch; backward 0 FLOP, 41.94 MB */
 static void maxpool_5_forward(const run *r) {
   aert_pool_forward((r->A + 54525952), (r->A + 84934656), 8, 128, 128, 32, 2, 2, 64, 64, 1);
 }
@@ -290,7 +290,7 @@ static void maxpool_5_backward(const run *r) {
 /* ---- conv e3.1  (specs/unet_landcover.ae:8:30)
  * in: maxpool 64x64x32
  * out:  64x64x64, relu fused, batch 8
- * forward 1.21 GFLOP, 12.66 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.21 GFLOP, 12.66 MB moved per batch; backward 2.42 GFLOP, 25.31 MB */
 static void pad_conv_e3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 2; n++)
@@ -344,7 +344,7 @@ static void conv_e3_1_backward(const run *r) {
 /* ---- conv e3.2  (specs/unet_landcover.ae:8:58)
  * in: relu 64x64x64
  * out: e3 64x64x64, relu fused, batch 8
- * forward 2.42 GFLOP, 16.92 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
 static void pad_conv_e3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 2; n++)
@@ -398,7 +398,7 @@ static void conv_e3_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover.ae:14:20)
  * in: e3 64x64x64
  * out:  32x32x64, batch 8
- * forward 0 FLOP, 10.49 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 10.49 MB moved per batch; backward 0 FLOP, 20.97 MB */
 static void maxpool_8_forward(const run *r) {
   aert_pool_forward((r->A + 78643200), (r->A + 90177536), 8, 64, 64, 64, 2, 2, 32, 32, 1);
 }
@@ -410,7 +410,7 @@ static void maxpool_8_backward(const run *r) {
 /* ---- conv e4.1  (specs/unet_landcover.ae:8:30)
  * in: maxpool 32x32x64
  * out:  32x32x128, relu fused, batch 8
- * forward 1.21 GFLOP, 6.59 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.21 GFLOP, 6.59 MB moved per batch; backward 2.42 GFLOP, 13.17 MB */
 static void pad_conv_e4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 4; n++)
@@ -464,7 +464,7 @@ static void conv_e4_1_backward(const run *r) {
 /* ---- conv e4.2  (specs/unet_landcover.ae:8:58)
  * in: relu 32x32x128
  * out: e4 32x32x128, relu fused, batch 8
- * forward 2.42 GFLOP, 8.98 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
 static void pad_conv_e4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 4; n++)
@@ -518,7 +518,7 @@ static void conv_e4_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover.ae:15:19)
  * in: e4 32x32x128
  * out:  16x16x128, batch 8
- * forward 0 FLOP, 5.24 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 5.24 MB moved per batch; backward 0 FLOP, 10.49 MB */
 static void maxpool_11_forward(const run *r) {
   aert_pool_forward((r->A + 87031808), (r->A + 91750400), 8, 32, 32, 128, 2, 2, 16, 16, 1);
 }
@@ -530,7 +530,7 @@ static void maxpool_11_backward(const run *r) {
 /* ---- conv b.1  (specs/unet_landcover.ae:8:30)
  * in: maxpool 16x16x128
  * out:  16x16x256, relu fused, batch 8
- * forward 1.21 GFLOP, 4.33 MB moved per batch; backward about twice the FLOPs */
+ * forward 1.21 GFLOP, 4.33 MB moved per batch; backward 2.42 GFLOP, 8.65 MB */
 static void pad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 8; n++)
@@ -584,7 +584,7 @@ static void conv_b_1_backward(const run *r) {
 /* ---- conv b.2  (specs/unet_landcover.ae:8:58)
  * in: relu 16x16x256
  * out: b 16x16x256, relu fused, batch 8
- * forward 2.42 GFLOP, 6.55 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 6.55 MB moved per batch; backward 4.83 GFLOP, 13.11 MB */
 static void pad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 8; n++)
@@ -638,7 +638,7 @@ static void conv_b_2_backward(const run *r) {
 /* ---- conv d4.1  (specs/unet_landcover.ae:8:30)
  * in: b 16x16x256 upsampled x2 ++ e4 32x32x128
  * out:  32x32x128, relu fused, batch 8
- * forward 7.25 GFLOP, 12.26 MB moved per batch; backward about twice the FLOPs */
+ * forward 7.25 GFLOP, 12.26 MB moved per batch; backward 14.50 GFLOP, 24.51 MB */
 static void pad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -708,7 +708,7 @@ static void conv_d4_1_backward(const run *r) {
 /* ---- conv d4.2  (specs/unet_landcover.ae:8:58)
  * in: relu 32x32x128
  * out: d4 32x32x128, relu fused, batch 8
- * forward 2.42 GFLOP, 8.98 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
 static void pad_conv_d4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 4; n++)
@@ -762,7 +762,7 @@ static void conv_d4_2_backward(const run *r) {
 /* ---- conv d3.1  (specs/unet_landcover.ae:8:30)
  * in: d4 32x32x128 upsampled x2 ++ e3 64x64x64
  * out:  64x64x64, relu fused, batch 8
- * forward 7.25 GFLOP, 21.41 MB moved per batch; backward about twice the FLOPs */
+ * forward 7.25 GFLOP, 21.41 MB moved per batch; backward 14.50 GFLOP, 42.83 MB */
 static void pad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -832,7 +832,7 @@ static void conv_d3_1_backward(const run *r) {
 /* ---- conv d3.2  (specs/unet_landcover.ae:8:58)
  * in: relu 64x64x64
  * out: d3 64x64x64, relu fused, batch 8
- * forward 2.42 GFLOP, 16.92 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
 static void pad_conv_d3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 2; n++)
@@ -886,7 +886,7 @@ static void conv_d3_2_backward(const run *r) {
 /* ---- conv d2.1  (specs/unet_landcover.ae:8:30)
  * in: d3 64x64x64 upsampled x2 ++ e2 128x128x32
  * out:  128x128x32, relu fused, batch 8
- * forward 7.25 GFLOP, 42.05 MB moved per batch; backward about twice the FLOPs */
+ * forward 7.25 GFLOP, 42.05 MB moved per batch; backward 14.50 GFLOP, 84.11 MB */
 static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -956,7 +956,7 @@ static void conv_d2_1_backward(const run *r) {
 /* ---- conv d2.2  (specs/unet_landcover.ae:8:58)
  * in: relu 128x128x32
  * out: d2 128x128x32, relu fused, batch 8
- * forward 2.42 GFLOP, 33.59 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
 static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -1010,7 +1010,7 @@ static void conv_d2_2_backward(const run *r) {
 /* ---- conv d1.1  (specs/unet_landcover.ae:8:30)
  * in: d2 128x128x32 upsampled x2 ++ e1 256x256x16
  * out:  256x256x16, relu fused, batch 8
- * forward 7.25 GFLOP, 83.91 MB moved per batch; backward about twice the FLOPs */
+ * forward 7.25 GFLOP, 83.91 MB moved per batch; backward 14.50 GFLOP, 167.83 MB */
 static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -1080,7 +1080,7 @@ static void conv_d1_1_backward(const run *r) {
 /* ---- conv d1.2  (specs/unet_landcover.ae:8:58)
  * in: relu 256x256x16
  * out: d1 256x256x16, relu fused, batch 8
- * forward 2.42 GFLOP, 67.12 MB moved per batch; backward about twice the FLOPs */
+ * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
 static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 1; n++)
@@ -1134,7 +1134,7 @@ static void conv_d1_2_backward(const run *r) {
 /* ---- conv logits  (specs/unet_landcover.ae:20:12)
  * in: d1 256x256x16
  * out: logits 256x256x6, batch 8
- * forward 100.66 MFLOP, 46.14 MB moved per batch; backward about twice the FLOPs */
+ * forward 100.66 MFLOP, 46.14 MB moved per batch; backward 201.33 MFLOP, 92.28 MB */
 static void conv_logits_forward(const run *r) {
     aert_gemm(0, 0, 524288, 6, 16, (r->A + 25165824), 16, (r->P + 1965632), 6, 0, (r->A + 71303168), 6);
   aert_bias_act((r->A + 71303168), (r->P + 1965728), 524288, 6, AERT_ACT_LINEAR, 0);
@@ -1160,17 +1160,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
-/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
- * FLOPs of each kernel, forward and backward, and its name sit beside. */
-#ifdef AERT_PROFILE
-static double profile_ms[23][2];
-static const double profile_flops[23][2] = {{3623878656, 3623878656}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {100663296, 201326592}};
-static const char *const profile_names[23] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_e3_1", "conv_e3_2", "maxpool_8", "conv_e4_1", "conv_e4_2", "maxpool_11", "conv_b_1", "conv_b_2", "conv_d4_1", "conv_d4_2", "conv_d3_1", "conv_d3_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits"};
+/* Per-kernel timing (`train --profile`, bench/): while the runtime sets profiling, each
+ * call adds its milliseconds to profile_ms, forward and backward; entry 23 is the loss.
+ * Off, it costs one predictable branch per kernel call. */
+static int profiling;
+static double profile_ms[24][2];
 #define PROFILED(k, dir, call) \
-  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
-#else
-#define PROFILED(k, dir, call) call
-#endif
+  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
@@ -1198,7 +1194,9 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   PROFILED(20, 0, conv_d1_1_forward(&r));
   PROFILED(21, 0, conv_d1_2_forward(&r));
   PROFILED(22, 0, conv_logits_forward(&r));
-  return compute_loss(&r, losses, 0);
+  aert_real loss;
+  PROFILED(23, 0, loss = compute_loss(&r, losses, 0));
+  return loss;
 }
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
@@ -1206,7 +1204,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   const run r = {P, G, A, X, T, seed, 1};
   memset(G, 0, sizeof(aert_real) * 1965744);
   memset(r.A + 33554432, 0, sizeof(aert_real) * 3145728);  /* dlogits */
-  compute_loss(&r, NULL, 1);
+  PROFILED(23, 1, compute_loss(&r, NULL, 1));
   memset(r.A + 41943040, 0, sizeof(aert_real) * 8388608);  /* dd1 */
   PROFILED(22, 1, conv_logits_backward(&r));
   memset(r.A + 33554432, 0, sizeof(aert_real) * 8388608);  /* d */
@@ -1262,6 +1260,9 @@ static void model_set_class_weights(const float *w) {
   for (int c = 0; c < 6; c++) class_weights_0[c] = w[c];
 }
 
+static const char *const timed_names[24] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_e3_1", "conv_e3_2", "maxpool_8", "conv_e4_1", "conv_e4_2", "maxpool_11", "conv_b_1", "conv_b_2", "conv_d4_1", "conv_d4_2", "conv_d3_1", "conv_d3_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits", "loss"};
+static const double timed_flops[24][2] = {{3623878656, 3623878656}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {0, 0}, {1207959552, 2415919104}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {7247757312, 14495514624}, {2415919104, 4831838208}, {100663296, 201326592}, {0, 0}};
+
 const aert_model aec_model = {
   .name = "unet_landcover",
   .spec_file = "specs/unet_landcover.ae",
@@ -1284,6 +1285,7 @@ const aert_model aec_model = {
            .standardize = 1, .tiles = 0, .tile_size = 0,
            .n_layers = 4, .layers = {"naip-new", "naip-old", "landsat-leaf-on:1-8", "landsat-leaf-off:1-8"}, .label_layer = "lc"},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .n_timed = 24, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .set_class_weights = model_set_class_weights,
 };
 

@@ -53,7 +53,7 @@ static const aert_param params[] = {
 /* ---- conv e1.1  (specs/unet_landcover_small.ae:8:30)
  * in: x 64x64x4
  * out:  64x64x8, relu fused, batch 16
- * forward 37.75 MFLOP, 3.15 MB moved per batch; backward about twice the FLOPs */
+ * forward 37.75 MFLOP, 3.15 MB moved per batch; backward 37.75 MFLOP, 5.25 MB */
 static void gather_conv_e1_1(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int row = 0; row < 256; row++) {
@@ -94,7 +94,7 @@ static void conv_e1_1_backward(const run *r) {
 /* ---- conv e1.2  (specs/unet_landcover_small.ae:8:58)
  * in: relu 64x64x8
  * out: e1 64x64x8, relu fused, batch 16
- * forward 75.50 MFLOP, 4.20 MB moved per batch; backward about twice the FLOPs */
+ * forward 75.50 MFLOP, 4.20 MB moved per batch; backward 150.99 MFLOP, 8.39 MB */
 static void gather_conv_e1_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int row = 0; row < 128; row++) {
@@ -157,7 +157,7 @@ static void conv_e1_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover_small.ae:12:20)
  * in: e1 64x64x8
  * out:  32x32x8, batch 16
- * forward 0 FLOP, 2.62 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 2.62 MB moved per batch; backward 0 FLOP, 5.24 MB */
 static void maxpool_2_forward(const run *r) {
   aert_pool_forward((r->A + 2293760), (r->A + 6094848), 16, 64, 64, 8, 2, 2, 32, 32, 1);
 }
@@ -169,7 +169,7 @@ static void maxpool_2_backward(const run *r) {
 /* ---- conv e2.1  (specs/unet_landcover_small.ae:8:30)
  * in: maxpool 32x32x8
  * out:  32x32x16, relu fused, batch 16
- * forward 37.75 MFLOP, 1.58 MB moved per batch; backward about twice the FLOPs */
+ * forward 37.75 MFLOP, 1.58 MB moved per batch; backward 75.50 MFLOP, 3.16 MB */
 static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -228,7 +228,7 @@ static void conv_e2_1_backward(const run *r) {
 /* ---- conv e2.2  (specs/unet_landcover_small.ae:8:58)
  * in: relu 32x32x16
  * out: e2 32x32x16, relu fused, batch 16
- * forward 75.50 MFLOP, 2.11 MB moved per batch; backward about twice the FLOPs */
+ * forward 75.50 MFLOP, 2.11 MB moved per batch; backward 150.99 MFLOP, 4.21 MB */
 static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -282,7 +282,7 @@ static void conv_e2_2_backward(const run *r) {
 /* ---- maxpool  (specs/unet_landcover_small.ae:13:19)
  * in: e2 32x32x16
  * out:  16x16x16, batch 16
- * forward 0 FLOP, 1.31 MB moved per batch; backward about twice the FLOPs */
+ * forward 0 FLOP, 1.31 MB moved per batch; backward 0 FLOP, 2.62 MB */
 static void maxpool_5_forward(const run *r) {
   aert_pool_forward((r->A + 5046272), (r->A + 6488064), 16, 32, 32, 16, 2, 2, 16, 16, 1);
 }
@@ -294,7 +294,7 @@ static void maxpool_5_backward(const run *r) {
 /* ---- conv b.1  (specs/unet_landcover_small.ae:8:30)
  * in: maxpool 16x16x16
  * out:  16x16x32, relu fused, batch 16
- * forward 37.75 MFLOP, 804.99 KB moved per batch; backward about twice the FLOPs */
+ * forward 37.75 MFLOP, 804.99 KB moved per batch; backward 75.50 MFLOP, 1.61 MB */
 static void pad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -348,7 +348,7 @@ static void conv_b_1_backward(const run *r) {
 /* ---- conv b.2  (specs/unet_landcover_small.ae:8:58)
  * in: relu 16x16x32
  * out: b 16x16x32, relu fused, batch 16
- * forward 75.50 MFLOP, 1.09 MB moved per batch; backward about twice the FLOPs */
+ * forward 75.50 MFLOP, 1.09 MB moved per batch; backward 150.99 MFLOP, 2.17 MB */
 static void pad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -402,7 +402,7 @@ static void conv_b_2_backward(const run *r) {
 /* ---- conv d2.1  (specs/unet_landcover_small.ae:8:30)
  * in: b 16x16x32 upsampled x2 ++ e2 32x32x16
  * out:  32x32x16, relu fused, batch 16
- * forward 226.49 MFLOP, 2.65 MB moved per batch; backward about twice the FLOPs */
+ * forward 226.49 MFLOP, 2.65 MB moved per batch; backward 452.98 MFLOP, 5.30 MB */
 static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 8; n++)
@@ -472,7 +472,7 @@ static void conv_d2_1_backward(const run *r) {
 /* ---- conv d2.2  (specs/unet_landcover_small.ae:8:58)
  * in: relu 32x32x16
  * out: d2 32x32x16, relu fused, batch 16
- * forward 75.50 MFLOP, 2.11 MB moved per batch; backward about twice the FLOPs */
+ * forward 75.50 MFLOP, 2.11 MB moved per batch; backward 150.99 MFLOP, 4.21 MB */
 static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
@@ -526,7 +526,7 @@ static void conv_d2_2_backward(const run *r) {
 /* ---- conv d1.1  (specs/unet_landcover_small.ae:8:30)
  * in: d2 32x32x16 upsampled x2 ++ e1 64x64x8
  * out:  64x64x8, relu fused, batch 16
- * forward 226.49 MFLOP, 5.25 MB moved per batch; backward about twice the FLOPs */
+ * forward 226.49 MFLOP, 5.25 MB moved per batch; backward 452.98 MFLOP, 10.50 MB */
 static void gather_conv_d1_1(aert_real *restrict col, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
 #pragma omp parallel for schedule(static)
   for (int row = 0; row < 64; row++) {
@@ -591,7 +591,7 @@ static void conv_d1_1_backward(const run *r) {
 /* ---- conv d1.2  (specs/unet_landcover_small.ae:8:58)
  * in: relu 64x64x8
  * out: d1 64x64x8, relu fused, batch 16
- * forward 75.50 MFLOP, 4.20 MB moved per batch; backward about twice the FLOPs */
+ * forward 75.50 MFLOP, 4.20 MB moved per batch; backward 150.99 MFLOP, 8.39 MB */
 static void gather_conv_d1_2(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int row = 0; row < 128; row++) {
@@ -654,7 +654,7 @@ static void conv_d1_2_backward(const run *r) {
 /* ---- conv logits  (specs/unet_landcover_small.ae:16:12)
  * in: d1 64x64x8
  * out: logits 64x64x6, batch 16
- * forward 6.29 MFLOP, 3.67 MB moved per batch; backward about twice the FLOPs */
+ * forward 6.29 MFLOP, 3.67 MB moved per batch; backward 12.58 MFLOP, 7.34 MB */
 static void conv_logits_forward(const run *r) {
     aert_gemm(0, 0, 65536, 6, 8, (r->A + 1179648), 8, (r->P + 29856), 6, 0, (r->A + 4390912), 6);
   aert_bias_act((r->A + 4390912), (r->P + 29904), 65536, 6, AERT_ACT_LINEAR, 0);
@@ -680,17 +680,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   return total;
 }
 
-/* With -DAERT_PROFILE (bench/), each kernel call adds its time to profile_ms; the
- * FLOPs of each kernel, forward and backward, and its name sit beside. */
-#ifdef AERT_PROFILE
-static double profile_ms[13][2];
-static const double profile_flops[13][2] = {{37748736, 37748736}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {6291456, 12582912}};
-static const char *const profile_names[13] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_b_1", "conv_b_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits"};
+/* Per-kernel timing (`train --profile`, bench/): while the runtime sets profiling, each
+ * call adds its milliseconds to profile_ms, forward and backward; entry 13 is the loss.
+ * Off, it costs one predictable branch per kernel call. */
+static int profiling;
+static double profile_ms[14][2];
 #define PROFILED(k, dir, call) \
-  do { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
-#else
-#define PROFILED(k, dir, call) call
-#endif
+  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
@@ -708,7 +704,9 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   PROFILED(10, 0, conv_d1_1_forward(&r));
   PROFILED(11, 0, conv_d1_2_forward(&r));
   PROFILED(12, 0, conv_logits_forward(&r));
-  return compute_loss(&r, losses, 0);
+  aert_real loss;
+  PROFILED(13, 0, loss = compute_loss(&r, losses, 0));
+  return loss;
 }
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
@@ -716,7 +714,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   const run r = {P, G, A, X, T, seed, 1};
   memset(G, 0, sizeof(aert_real) * 29920);
   memset(r.A + 0, 0, sizeof(aert_real) * 393216);  /* dlogits */
-  compute_loss(&r, NULL, 1);
+  PROFILED(13, 1, compute_loss(&r, NULL, 1));
   memset(r.A + 2818048, 0, sizeof(aert_real) * 524288);  /* dd1 */
   PROFILED(12, 1, conv_logits_backward(&r));
   memset(r.A + 3866624, 0, sizeof(aert_real) * 524288);  /* d */
@@ -752,6 +750,9 @@ static void model_set_class_weights(const float *w) {
   for (int c = 0; c < 6; c++) class_weights_0[c] = w[c];
 }
 
+static const char *const timed_names[14] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_b_1", "conv_b_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits", "loss"};
+static const double timed_flops[14][2] = {{37748736, 37748736}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {6291456, 12582912}, {0, 0}};
+
 const aert_model aec_model = {
   .name = "unet_landcover_small",
   .spec_file = "specs/unet_landcover_small.ae",
@@ -774,6 +775,7 @@ const aert_model aec_model = {
            .standardize = 0, .tiles = 12, .tile_size = 512,
            .n_layers = 1, .layers = {"naip-new"}, .label_layer = "lc"},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
+  .n_timed = 14, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .set_class_weights = model_set_class_weights,
 };
 

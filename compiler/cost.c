@@ -1,0 +1,43 @@
+/* cost.c - what a fused kernel costs: its FLOPs and the bytes it moves, forward and
+ * backward, per batch. One place for these facts, read by the comments and tables of the
+ * generated code (codegen_c.c), the manifest and the audit report (report.c). */
+#include "aec.h"
+
+bool ae_value_has_grad(const ae_program *p, const ae_node *n) {
+  const ae_node *root = p->root[n->id];
+  return p->needs_grad[root->id] && p->grad[root->id].used;
+}
+
+/* A kernel has a backward pass when the loss gradient reaches its output: not the
+ * layers of a frozen imported block, nor anything before them. */
+bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }
+
+/* The backward FLOPs of a kernel: a weight gradient and a dx, each as many as the forward
+ * pass, for a layer with weights; as many as the forward pass for the rest. */
+static double backward_flops(const ae_program *p, const ae_kernel *k) {
+  if (!ae_kernel_has_backward(p, k)) return 0;
+  double f = k->node->flops * p->batch;
+  if (!k->w || (k->kind != K_CONV && k->kind != K_CONV_T && k->kind != K_DENSE)) return f;
+  bool dx = false;
+  for (int i = 0; i < k->src.len; i++) dx = dx || ae_value_has_grad(p, ((ae_view *)k->src.items[i])->node);
+  return f * ((k->w->frozen ? 0 : 1) + (dx ? 1 : 0));
+}
+
+/* Bytes are the least traffic: every tensor a pass reads or writes, once. Forward reads
+ * the sources (before any folded upsample) and the parameters and writes the output;
+ * backward reads dy, the output and the sources, writes the sources' gradients that
+ * exist, reads the weights and writes their gradients unless they are frozen. */
+ae_cost ae_kernel_cost(const ae_program *p, const ae_kernel *k) {
+  ae_cost c = {{k->node->flops * p->batch, backward_flops(p, k)}, {0, 0}};
+  double out = 4.0 * p->batch * (double)ae_shape_elems(k->out->shape), in = 0, din = 0;
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_node *s = ((ae_view *)k->src.items[i])->node;
+    double b = 4.0 * p->batch * (double)ae_shape_elems(s->shape);
+    in += b;
+    if (ae_value_has_grad(p, s)) din += b;
+  }
+  double w = k->w ? 4.0 * (double)(k->w->size + (k->b ? k->b->size : 0)) : 0;
+  c.bytes[0] = out + in + w;
+  if (ae_kernel_has_backward(p, k)) c.bytes[1] = 2 * out + in + din + w * (k->w && !k->w->frozen ? 2 : 1);
+  return c;
+}
