@@ -481,6 +481,9 @@ void ae_report_changes(ae_report_ctx *r);                  /* section 5 */
 /* One kernel's measured time and the diff's mark, as rows of its facts table. */
 void ae_report_kernel_time(ae_report_ctx *r, int k);
 void ae_report_kernel_change(ae_report_ctx *r, int k);
+/* The launch of a kernel as its target's manifest records it (grid, block, registers,
+ * shared memory: a GPU target's), as rows of its facts table; nothing when absent. */
+void ae_report_launch_rows(FILE *o, const ae_json *kernel_record);
 /* A buffer against the earlier manifest: 0 unchanged (or no --diff), 'n' new, 'c' resized. */
 char ae_report_buffer_mark(ae_report_ctx *r, const char *name, long floats);
 
@@ -490,6 +493,7 @@ bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *sp
 /* model.c as text; kernel_at (K + 1 entries, or NULL) receives where each kernel's comment
  * starts and, last, where the loss starts. NULL when memory runs out. */
 char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *spec_text_hash, long *kernel_at);
+char *ae_emit_manifest_text(ae_arena *a, const ae_program *p, const char *spec_text_hash);
 uint64_t ae_hash_text(const char *text, size_t len);
 
 #endif

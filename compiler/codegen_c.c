@@ -842,18 +842,25 @@ static void emit_model_h(emitter *e) {
   OUT("/* The model's descriptor: tables, sizes and entry points for the runtime. */\nextern const aert_model aec_model;\n\n#endif\n");
 }
 
-char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at) {
+/* One generated file as text, through the same emitter that writes it. */
+static char *emit_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at, void (*emit)(emitter *, const char *)) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   if (!f) return NULL;
   emitter em = {a, p, f, false, kernel_at};
-  emit_model_c(&em, hash);
+  emit(&em, hash);
   if (fclose(f) != 0) { free(buf); return NULL; }
   char *text = ae_strndup(a, buf, len);
   free(buf);
   return text;
 }
+
+char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at) {
+  return emit_text(a, p, hash, kernel_at, emit_model_c);
+}
+
+char *ae_emit_manifest_text(ae_arena *a, const ae_program *p, const char *hash) { return emit_text(a, p, hash, NULL, emit_manifest); }
 
 bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
   if (mkdir(dir, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create '%s': %s\n", dir, strerror(errno)); return false; }

@@ -36,6 +36,7 @@ typedef struct {
   ae_report_ctx *r;
   ae_vec *node_kernels;      /* per node: int kernel index + 1 (as pointers) */
   ae_vec sources;            /* const ae_source*: the spec, then the files it imports */
+  const ae_json *manifest;   /* the manifest this build writes, read back */
 } page;
 
 static void add_node_kernel(page *g, const ae_node *n, int k) {
@@ -75,6 +76,25 @@ static void map_nodes(page *g) {
     source_index(g, n->loc.src);
     for (int j = 0; j < n->n_via; j++) source_index(g, n->via[j].loc.src);
   }
+}
+
+/* "conv 3x3 with its bias and the relu after it, reading a folded upsample and concat". */
+static const char *kernel_desc(page *g, int k) {
+  ae_report_ctx *r = g->r;
+  const ae_kernel *kk = r->p->kernels.items[k];
+  char d[64];
+  const char *s = ae_sprintf(r->a, "%s", ae_op_desc(kk->node, d));
+  if (kk->b && kk->kind != K_BATCHNORM) s = ae_sprintf(r->a, "%s with its bias", s);
+  if (kk->act) s = ae_sprintf(r->a, "%s%s the %s after it", s, kk->b ? " and" : " with", ae_op_name(kk->act->op));
+  bool up = false, cat = false;
+  for (int i = 0; i < r->p->n_nodes; i++) {
+    const ae_node *n = r->p->m->nodes.items[i];
+    ae_vec *v = &g->node_kernels[i];
+    for (int j = 0; j < v->len; j++)
+      if ((intptr_t)v->items[j] == k + 1 && n != kk->node && n != kk->act) { up = up || n->op == OP_UPSAMPLE; cat = cat || n->op == OP_CONCAT; }
+  }
+  if (up || cat) s = ae_sprintf(r->a, "%s, reading %s%s%s folded into its input copy", s, up ? "an upsample" : "", up && cat ? " and " : "", cat ? "a concat" : "");
+  return s;
 }
 
 static void line_link(page *g, const ae_loc *loc) {
@@ -179,8 +199,10 @@ static void emit_source(page *g, int s) {
       int k = (int)(intptr_t)v->items[i] - 1;
       if (k == r->K) OUT("<a class=\"kc\" href=\"#loss\">loss</a> ");
       else {
-        OUT("<a class=\"kc%s\" href=\"#k%d\" title=\"", r->kmark && r->kmark[k] ? " changed" : "", k);
+        OUT("<a class=\"kc%s\" href=\"#k%d\" title=\"kernel %d, ", r->kmark && r->kmark[k] ? " changed" : "", k, k);
         ae_html(r->o, r->kname[k]);
+        OUT(": ");
+        ae_html(r->o, kernel_desc(g, k));
         OUT("\">k%d</a> ", k);
       }
     }
@@ -333,6 +355,20 @@ static void source_row(page *g, const ae_kernel *k) {
   OUT("</td></tr>\n");
 }
 
+void ae_report_launch_rows(FILE *o, const ae_json *k) {
+  static const char *const keys[] = {"grid", "block", "registers", "shared_bytes"};
+  static const char *const names[] = {"grid", "block", "registers per thread", "shared memory, bytes"};
+  for (int i = 0; i < 4; i++) {
+    const ae_json *v = ae_json_get(k, keys[i]);
+    if (!v || (v->kind != JSON_NUM && v->kind != JSON_ARR)) continue;
+    fprintf(o, "<tr><th scope=\"row\">%s</th><td>", names[i]);
+    if (v->kind == JSON_NUM) fprintf(o, "%.0f", v->num);
+    for (int j = 0; v->kind == JSON_ARR && j < v->items.len; j++)
+      fprintf(o, "%s%.0f", j ? " &#215; " : "", ((const ae_json *)v->items.items[j])->num);
+    fprintf(o, "</td></tr>\n");
+  }
+}
+
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   if (k->kind == K_CONV && k->slide)
     return ae_sprintf(r->a, "direct register-tiled convolution on a zero-padded copy of %d image%s at a time%s", k->pchunk,
@@ -370,7 +406,9 @@ static void kernel_section(page *g, const char *text, const long *at, int k) {
   OUT("<section class=\"kernel%s\" id=\"k%d\" data-kernel=\"%s\" aria-labelledby=\"h-k%d\">\n<h3 id=\"h-k%d\">Kernel %d: <code>%s</code>",
       r->kmark && r->kmark[k] ? " changed" : "", k, r->kname[k], k, k, k, r->kname[k]);
   if (r->kmark && r->kmark[k]) OUT(" <span class=\"badge\">%s</span>", r->kmark[k] == 'n' ? "new" : "changed");
-  OUT("</h3>\n");
+  OUT("</h3>\n<p>");
+  ae_html(r->o, kernel_desc(g, k));
+  OUT("; %s. From:</p>\n", ae_kernel_has_backward(r->p, kk) ? "forward and backward" : "forward only, as no gradient reaches it");
   provenance(g, k);
   OUT("<table class=\"facts\"><caption class=\"sr\">facts of kernel %d</caption><tbody>\n", k);
   source_row(g, kk);
@@ -387,6 +425,10 @@ static void kernel_section(page *g, const char *text, const long *at, int k) {
     facts_row(r, "scratch", "forward %s, backward %s, each alive only while it runs", ae_fmt_bytes(4.0 * kk->scratch[0].size, f),
               ae_fmt_bytes(4.0 * kk->scratch[1].size, w));
   }
+  const ae_json *record = NULL, *list = ae_json_get(g->manifest, "kernels");
+  for (int i = 0; list && i < list->items.len; i++)
+    if (!strcmp(ae_json_str(list->items.items[i], "name") ? ae_json_str(list->items.items[i], "name") : "", r->kname[k])) record = list->items.items[i];
+  ae_report_launch_rows(r->o, record);
   ae_report_kernel_time(r, k);
   ae_report_kernel_change(r, k);
   OUT("</tbody></table>\n");
@@ -565,6 +607,12 @@ bool ae_report(ae_arena *a, ae_diag *d, const ae_program *p, const char *hash, c
   r->o = fopen(tmp, "w");
   if (!r->o) { fprintf(stderr, "aec report: cannot write '%s': %s\n", path, strerror(errno)); return false; }
   page g = {.r = r};
+  const char *manifest = ae_emit_manifest_text(a, p, hash);
+  if (manifest) {   /* the facts a target records per kernel (a GPU target's launch) */
+    ae_source *src = ae_alloc(a, sizeof *src);
+    *src = (ae_source){"manifest.json", (char *)manifest, strlen(manifest)};
+    g.manifest = ae_json_parse(a, d, src);
+  }
   map_nodes(&g);
   emit_page(&g, hash, o);
   bool ok = !ferror(r->o);

@@ -138,3 +138,33 @@ Test(report, model_c_text_marks_where_each_kernel_starts) {
   cr_expect(strstr(text + at[K], "compute_loss") != NULL);
   ae_arena_free(a);
 }
+
+/* A GPU target's manifest records each kernel's launch; the page shows it as rows. */
+Test(report, launch_facts_of_a_manifest_become_rows) {
+  ae_arena *a = ae_arena_new();
+  char *err = NULL, *html = NULL;
+  size_t len;
+  const ae_json *k = parse_text(a, "{\"name\": \"conv_e1_1\", \"grid\": [64, 8, 1], \"block\": [256, 1, 1], "
+                                   "\"registers\": 40, \"shared_bytes\": 16384}", &err);
+  cr_assert_not_null(k, "%s", err);
+  FILE *f = open_memstream(&html, &len);
+  ae_report_launch_rows(f, k);
+  ae_report_launch_rows(f, NULL);
+  fclose(f);
+  cr_expect(strstr(html, "<th scope=\"row\">grid</th><td>64 &#215; 8 &#215; 1</td>") != NULL, "%s", html);
+  cr_expect(strstr(html, "<th scope=\"row\">block</th><td>256 &#215; 1 &#215; 1</td>") != NULL, "%s", html);
+  cr_expect(strstr(html, "registers per thread</th><td>40<") != NULL, "%s", html);
+  cr_expect(strstr(html, "shared memory, bytes</th><td>16384<") != NULL, "%s", html);
+  free(html);
+  html = NULL;
+  ae_program *p = lower(a, "specs/conv_ae.ae");
+  const ae_json *m = parse_text(a, ae_emit_manifest_text(a, p, "0123456789abcdef"), &err);
+  cr_assert_not_null(m, "the manifest does not parse: %s", err);
+  f = open_memstream(&html, &len);
+  ae_report_launch_rows(f, ((const ae_json *)ae_json_get(m, "kernels"))->items.items[0]);
+  fclose(f);
+  cr_expect_eq(len, 0, "the CPU target records no launch, yet: %s", html);
+  free(html);
+  free(err);
+  ae_arena_free(a);
+}

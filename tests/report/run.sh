@@ -93,6 +93,13 @@ $check diff "$out/old/index.html" old || fail "--diff of a manifest without buff
 browse shot "file://$PWD/$out/unet_landcover/index.html" --hide-scrollbars --window-size=1280,2000 --screenshot="$PWD/$out/unet_landcover.png"
 size=$(stat -c %s "$out/unet_landcover.png" 2>/dev/null || echo 0)
 [ "$size" -gt 100000 ] || fail "the screenshot of the U-Net's page is $size bytes: blank or missing"
+# printed, the folded code opens: the page prints longer than it does with its script removed
+sed 's|<script>.*</script>||' "$out/unet_landcover_small/index.html" > "$out/noscript.html"
+browse pdf "file://$PWD/$out/unet_landcover_small/index.html" --no-pdf-header-footer --print-to-pdf="$PWD/$out/page.pdf"
+browse pdf0 "file://$PWD/$out/noscript.html" --no-pdf-header-footer --print-to-pdf="$PWD/$out/noscript.pdf"
+pages() { python3 -c "import re,sys; print(len(re.findall(rb'/Type\s*/Page[^s]', open(sys.argv[1], 'rb').read())))" "$1" 2>/dev/null || echo 0; }
+printed=$(pages "$out/page.pdf") folded=$(pages "$out/noscript.pdf")
+[ "$printed" -gt "$folded" ] && [ "$folded" -gt 0 ] || fail "printed, the page has $printed pages, folded $folded: the code does not open for print"
 if [ -s "$out/proxy.log" ]; then fail "requests left the pages:"; cat "$out/proxy.log" >&2; fi
 
 # ---- errors name the file and the problem ---------------------------------------------
