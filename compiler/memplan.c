@@ -124,8 +124,9 @@ void ae_plan_memory(ae_program *p) {
   assign_offsets(p);
 }
 
+/* A value is called by its name in the spec, else by the layer that writes it. */
 static const char *buffer_label(const ae_kernel *k, const char *kname) {
-  return k->out->name ? k->out->name : kname;
+  return k->out->name ? k->out->name : k->node->name ? k->node->name : kname;
 }
 
 const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n) {

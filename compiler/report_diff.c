@@ -97,7 +97,7 @@ static void total_row(ae_report_ctx *r, const char *what, double old, double now
       bytes ? ae_fmt_bytes(now, b) : ae_fmt_si(now, b), now >= old ? "+" : "&#8722;", bytes ? ae_fmt_bytes(fabs(now - old), c) : ae_fmt_si(fabs(now - old), c));
 }
 
-static void totals(ae_report_ctx *r, int nb) {
+static void totals(ae_report_ctx *r) {
   const ae_json *o = r->old;
   double fl = 0, old_fl = 0;
   bool old_has = true;
@@ -121,7 +121,6 @@ static void totals(ae_report_ctx *r, int nb) {
   ae_plan_buffers(r->a, r->p, &n);
   total_row(r, "buffers", bufs && bufs->kind == JSON_ARR ? bufs->items.len : -1, n, false);
   OUT("</tbody></table>\n");
-  (void)nb;
 }
 
 static void kernel_changes(ae_report_ctx *r) {
@@ -221,7 +220,7 @@ void ae_report_changes(ae_report_ctx *r) {
   OUT("</code> (model <code>");
   ae_html(r->o, ae_json_str(r->old, "model") ? ae_json_str(r->old, "model") : "?");
   OUT("</code>); new and changed kernels and buffers are also marked in the sections above.</p>\n");
-  totals(r, 0);
+  totals(r);
   kernel_changes(r);
   buffer_changes(r);
   param_changes(r);

@@ -152,9 +152,20 @@ Test(cli, help_exits_0, .init = cr_redirect_stdout) {
       "  --limit    N     use only the first N training examples\n"
       "  --resume         continue exactly from OUT/last.ckpt\n"
       "  --patience N     stop after N epochs without a lower validation loss\n"
+      "  --profile  FILE  time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)\n"
       "  --threads  T     threads for every kernel (default: all cores)\n"
       "  --quiet          no progress output\n"
       "  --help           this help\n");
+}
+
+/* A model generated before kernel timing existed has no tables: --profile says so first. */
+Test(cli, profile_needs_a_model_with_timing_tables) {
+  char *d = tmp_dir(), args[600];
+  int rc;
+  snprintf(args, sizeof args, "train --out %s --profile %s/p.json", d, d);
+  char *err = main_stderr(&toy_model, args, &rc);
+  cr_assert_eq(rc, 1);
+  cr_assert(strstr(err, "model 'toy' was generated without kernel timing; rebuild it with this aec"), "%s", err);
 }
 
 Test(cli, missing_checkpoint_names_file) {
