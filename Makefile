@@ -96,6 +96,16 @@ build/fuzz/fuzz_tiff: tests/fuzz/fuzz_file.c runtime/io.c runtime/tiff.c $(wildc
 fuzz: $(FUZZERS) bin/aec
 	RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+# Differential testing with generated specs (tests/specgen/specgen.py): random valid specs,
+# each checked, built with -Werror, compared with the reference interpreter and finite
+# differences, trained three steps; mutants of them refused with a located error or run.
+# By default fresh seeds for FUZZ_SPECS_MINUTES; make test runs a fixed set and the specs
+# kept in tests/specs/found/. Failures are minimised into tests/specs/found/.
+FUZZ_SPECS_MINUTES ?= 10
+SPECGEN ?= --minutes $(FUZZ_SPECS_MINUTES)
+fuzz-specs: all
+	python3 tests/specgen/specgen.py $(SPECGEN)
+
 # Speed and memory beside PyTorch (not part of make test): writes bench/RESULTS.md.
 bench: all
 	sh scripts/install-deps.sh torch
@@ -114,6 +124,8 @@ test: deps-test
 	$(MAKE) trainers
 	tests/gradcheck/run.sh
 	tests/reference/run.sh
+	$(MAKE) fuzz-specs SPECGEN=--found
+	$(MAKE) fuzz-specs SPECGEN="--seed 1 --count 200 --mutants 100"
 	tests/torch/run.sh
 	tests/train/run.sh
 	tests/family/run.sh
@@ -149,4 +161,4 @@ demo-landcover: deps-demo
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz bench
+.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz fuzz-specs bench

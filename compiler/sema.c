@@ -1227,14 +1227,33 @@ static void check_tile_source(sema *s) {
   }
 }
 
+/* The input or target that n only renames (linear, flatten and reshape are views), or NULL:
+ * such a value has no buffer of its own for the trainer to read back. */
+static const ae_node *data_view(const ae_node *n) {
+  while (n->op == OP_LINEAR || n->op == OP_FLATTEN || n->op == OP_RESHAPE) n = n->in.items[0];
+  return n->op == OP_INPUT || n->op == OP_TARGET ? n : NULL;
+}
+
 static void check_complete(sema *s) {
   ae_model *m = s->m;
+  ae_loss_term *first = NULL;
   for (int i = 0; i < m->losses.len && !m->output; i++) {
     ae_loss_term *t = m->losses.items[i];
-    if (t->kind == LOSS_MSE || t->kind == LOSS_BCE || t->kind == LOSS_SOFTMAX_XENT) m->output = t->a;
+    if (t->kind == LOSS_MSE || t->kind == LOSS_BCE || t->kind == LOSS_SOFTMAX_XENT) m->output = t->a, first = t;
   }
   if (m->losses.len && !m->output)
     ae_error(s->d, ((ae_loss_term *)m->losses.items[0])->loc, "the loss has no reconstruction or prediction term (mse, bce or softmax_xent)");
+  const ae_node *view;
+  if (m->output && (view = data_view(m->output))) {
+    ae_error(s->d, first->loc, "the model's output, the first argument of this %s, is the %s '%s' itself: no layer computes it",
+             ae_loss_name(first->kind), view->op == OP_INPUT ? "input" : "target", view->name ? view->name : "x");
+    ae_hint(s->d, "the output is the first argument of the first mse, bce or softmax_xent term; put the decoder's result there");
+  }
+  if (m->latent && (view = data_view(m->latent))) {
+    ae_error(s->d, m->latent->loc, "the latent '%s' is the %s itself: no layer computes it", m->latent_name,
+             view->op == OP_INPUT ? "input" : "target");
+    ae_hint(s->d, "mark the encoder's result as the latent: latent z = dense(...)");
+  }
   if (!m->epochs) m->epochs = 10;
   if (!m->opt.kind) { m->opt.kind = "adam"; m->opt.lr = 1e-3; m->opt.beta1 = 0.9; m->opt.beta2 = 0.999;
                       m->opt.eps = 1e-8; m->opt.schedule = "constant"; }

@@ -12,7 +12,7 @@
 
 static const struct { const char *name; long trainable, frozen; } torch_counts[] = {
   {"conv_ae", 324545, 0}, {"conv_ae_1x1", 443585, 0}, {"conv_ae_transpose", 278369, 0},
-  {"conv_vae", 228193, 0}, {"deep_ae", 1151648, 0}, {"denoising_ae", 28353, 0},
+  {"conv_vae", 228193, 0}, {"deep_ae", 1151648, 0}, {"denoising_ae", 28353, 0}, {"denoising_skip", 11575, 0},
   {"dense_ae", 439728, 0}, {"grow_stage1", 402448, 0}, {"grow_stage2", 236704, 200960},
   {"grow_stage3", 219768, 218448}, {"img2img", 117985, 0}, {"latent_classifier", 2762, 165376},
   {"sparse_kl_ae", 468368, 0}, {"sparse_l1_ae", 468368, 0}, {"sparse_none_ae", 468368, 0},

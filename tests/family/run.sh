@@ -12,7 +12,7 @@ export OMP_WAIT_POLICY=PASSIVE
 fail() { echo "family: FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/.*$1 *\([0-9.-]*\).*/\1/p" "$2" | head -1; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
-for m in denoising_ae sparse_l1_ae sparse_none_ae vae2 conv_ae latent_classifier grow_stage1 grow_stage2 \
+for m in denoising_ae denoising_skip sparse_l1_ae sparse_none_ae vae2 conv_ae latent_classifier grow_stage1 grow_stage2 \
          grow_stage3; do
   [ -x bin/$m ] || fail "bin/$m is missing (make trainers)"
 done
@@ -26,6 +26,16 @@ recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dn.txt)
 gt "$recon" "$noisy" || fail "denoising: reconstruction PSNR $recon <= noisy $noisy"
 [ -s $OUT/dn/denoising.png ] || fail "no denoising.png"
 echo "family: denoising PSNR noisy $noisy dB, reconstructed $recon dB"
+
+# The same with the noisy input concatenated into the decoder's convolutions (a skip from the
+# input, which takes no gradient): it trains, and it denoises.
+bin/denoising_skip train --quiet --epochs 1 --limit 9000 --out $OUT/dns
+bin/denoising_skip eval --quiet --out $OUT/dns > $OUT/dns.txt
+noisy=$(sed -n 's/.*noisy input PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dns.txt)
+recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dns.txt)
+[ -n "$noisy" ] && [ -n "$recon" ] || fail "denoising_skip eval printed no denoising line"
+gt "$recon" "$noisy" || fail "denoising_skip: reconstruction PSNR $recon <= noisy $noisy"
+echo "family: denoising_skip PSNR noisy $noisy dB, reconstructed $recon dB"
 
 # Sparse: eval reports the latent's statistics; after the same short run, the L1 penalty
 # leaves more of the latent near zero than the same network without it (sparse_none_ae).

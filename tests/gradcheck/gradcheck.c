@@ -10,6 +10,7 @@
 
 #define SAMPLES_PER_TENSOR 8
 #define TOLERANCE 1e-6
+#define STEP 1e-5   /* relative to the entry (at least 1): rounding noise eps |loss| / STEP, truncation STEP^2 */
 
 static double urand(uint64_t *s) {
   *s = aert_hash64(*s);
@@ -35,9 +36,13 @@ int main(void) {
   static aert_real X[AEC_BATCH * AEC_IN_SIZE], T[AEC_BATCH * (AEC_TARGET_SIZE ? AEC_TARGET_SIZE : 1)];
   uint64_t s = 42, seed = 7;
   fill(P, X, T, &s);
-  model_forward(P, A, X, T, 1, seed, NULL);
+  double loss = model_forward(P, A, X, T, 1, seed, NULL);
   model_backward(P, G, A, X, T, seed);
-  int checked = 0, bad = 0;
+  /* the central difference carries the loss's rounding error over h: about 1e-14 |loss| / h
+   * for a loss summed over thousands of values through batch norms and softmaxes (seen in
+   * generated specs), so the floor of the comparison grows with the loss */
+  double floor = 1e-2 * fmax(1, fabs(loss));
+  int checked = 0, bad = 0, kinks = 0;
   for (int i = 0; i < (int)(sizeof params / sizeof params[0]); i++) {
     const aert_param *q = &params[i];
     for (int k = 0; k < SAMPLES_PER_TENSOR && k < q->size; k++) {
@@ -46,18 +51,23 @@ int main(void) {
         if (G[j] != 0) { printf("  %s[%ld]: frozen, but its gradient is %g\n", q->name, j - q->offset, G[j]); bad++; }
         continue;
       }
-      double keep = P[j], h = 1e-6 * (fabs(keep) > 1 ? fabs(keep) : 1);
+      double keep = P[j], h = STEP * (fabs(keep) > 1 ? fabs(keep) : 1);
       P[j] = keep + h;
       double up = model_forward(P, A, X, T, 1, seed, NULL);
       P[j] = keep - h;
       double down = model_forward(P, A, X, T, 1, seed, NULL);
       P[j] = keep;
       double num = (up - down) / (2 * h), ana = G[j];
-      double err = fabs(num - ana) / fmax(fabs(num) + fabs(ana), 1e-3);
+      double err = fabs(num - ana) / fmax(fabs(num) + fabs(ana), floor);
+      /* a kink (relu, l1, max-pool, a clip) within h of this point: the one-sided
+       * differences then disagree by as much as the error, which says nothing of the
+       * backward pass; a wrong gradient of a smooth loss leaves them equal */
+      if (err > TOLERANCE && fabs((up - loss) / h - (loss - down) / h) >= fabs(num - ana)) { kinks++; continue; }
       checked++;
       if (err > TOLERANCE) { printf("  %s[%ld]: numeric %.10g, backward %.10g (relative error %.2g)\n", q->name, j - q->offset, num, ana, err); bad++; }
     }
   }
-  printf("%s: %d gradient entries checked, %d wrong\n", AEC_MODEL_NAME, checked, bad);
+  printf("%s: %d gradient entries checked, %d wrong", AEC_MODEL_NAME, checked, bad);
+  printf(kinks ? " (%d at a kink of the loss, not compared)\n" : "\n", kinks);
   return bad ? 1 : 0;
 }

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Generates every spec in tests/specs/grad/, compiles its model.c in double around
-# gradcheck.c and runs the finite-difference check. Fails if any gradient is wrong.
+# Generates each spec given (default: every spec in tests/specs/grad/), compiles its model.c
+# in double around gradcheck.c and runs the finite-difference check. Fails if any gradient
+# is wrong. AEC_CHECK_OUT names the build folder (default build/gradcheck).
 set -eu
 cd "$(dirname "$0")/../.."
-out=build/gradcheck
+out=${AEC_CHECK_OUT:-build/gradcheck}
 mkdir -p "$out"
+[ $# -gt 0 ] || set -- tests/specs/grad/*.ae
 status=0
-for spec in ${1:-tests/specs/grad}/*.ae; do
+for spec in "$@"; do
   name=$(basename "$spec" .ae)
   bin/aec build --no-compile --out "$out/$name" "$spec" >/dev/null
   ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \

@@ -1,13 +1,15 @@
 #!/bin/sh
-# Compares the generated forward pass of every gradient-check spec and of the small
-# example specs with the plain reference interpreter in reference.c, in double.
+# Compares the generated forward pass of each spec given (default: every gradient-check
+# spec and the small example specs) with the plain reference interpreter in reference.c,
+# in double. AEC_CHECK_OUT names the build folder (default build/reference).
 set -eu
 cd "$(dirname "$0")/../.."
-out=build/reference
+out=${AEC_CHECK_OUT:-build/reference}
 mkdir -p "$out"
+[ $# -gt 0 ] || set -- tests/specs/grad/*.ae specs/dense_ae.ae specs/vae.ae specs/conv_ae.ae specs/conv_ae_1x1.ae \
+    specs/conv_ae_transpose.ae specs/denoising_ae.ae specs/denoising_skip.ae specs/img2img.ae specs/unet_landcover_small.ae
 status=0
-for spec in tests/specs/grad/*.ae specs/dense_ae.ae specs/vae.ae specs/conv_ae.ae specs/conv_ae_1x1.ae \
-    specs/conv_ae_transpose.ae specs/denoising_ae.ae specs/img2img.ae specs/unet_landcover_small.ae; do
+for spec in "$@"; do
   name=$(basename "$spec" .ae)
   bin/aec build --no-compile --batch 2 --out "$out/$name" "$spec" >/dev/null
   ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
