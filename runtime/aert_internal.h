@@ -37,6 +37,7 @@ typedef struct {
   double t0, t1;               /* this step's start and its optimizer's start, ms */
   double step_ms, optim_ms;    /* totals over the steps */
   double first_step_ms, first_optim_ms, *first;   /* the first step, kept apart */
+  double peak_gflops, bandwidth_gbs;               /* probed when the profile began */
 } aert_profile;
 /* Checks that the model carries timing tables and that path's folder is writable. */
 int aert_profile_begin(aert_profile *p, const aert_model *m, const char *path, const char *source);  /* path NULL: not written */
@@ -44,7 +45,8 @@ int aert_profile_begin(aert_profile *p, const aert_model *m, const char *path, c
 void aert_profile_step_begin(aert_profile *p);
 void aert_profile_optim_begin(aert_profile *p);
 void aert_profile_step_end(aert_profile *p);
-/* Probes peak FLOP/s and memory bandwidth, writes the JSON atomically. */
+/* Probes peak FLOP/s and memory bandwidth again (keeping the better of the two probes),
+ * writes the JSON atomically. */
 int aert_profile_write(aert_profile *p);
 void aert_profile_free(aert_profile *p);
 

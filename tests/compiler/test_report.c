@@ -156,7 +156,8 @@ Test(report, launch_facts_of_a_manifest_become_rows) {
   cr_expect(strstr(html, "registers per thread</th><td>40<") != NULL, "%s", html);
   cr_expect(strstr(html, "shared memory, bytes</th><td>16384<") != NULL, "%s", html);
   free(html);
-  html = NULL;
+  free(err);
+  html = err = NULL;
   ae_program *p = lower(a, "specs/conv_ae.ae");
   const ae_json *m = parse_text(a, ae_emit_manifest_text(a, p, "0123456789abcdef"), &err);
   cr_assert_not_null(m, "the manifest does not parse: %s", err);
