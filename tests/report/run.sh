@@ -69,12 +69,15 @@ bin/aec report --profile "$out/conv_ae.profile.json" --out "$out/conv_ae.prof" s
 browse conv_ae.prof "file://$PWD/$out/conv_ae.prof/index.html" --dump-dom
 $check page "$out/conv_ae.prof.dom" "$out/conv_ae.prof/index.html" "$out/conv_ae/gen/manifest.json" "$out/conv_ae/summary.json" \
   "$out/conv_ae.profile.json" || fail "the page of conv_ae with its profile"
-${CC:-cc} -O2 -fopenmp -std=gnu11 -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/dense_ae/gen" -o "$out/aec_step" \
-  bench/aec_step.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
-OMP_WAIT_POLICY=PASSIVE "$out/aec_step" 2 2 0 "$out/dense_ae.profile.json" > /dev/null || fail "the bench's aec_step with a profile"
-grep -q '"source": "bench"' "$out/dense_ae.profile.json" || fail "the bench's profile does not say where it comes from"
-bin/aec report --profile "$out/dense_ae.profile.json" --out "$out/dense_ae.prof" specs/dense_ae.ae > /dev/null ||
-  fail "report --profile of the bench's profile"
+if ${CC:-cc} -O2 -fopenmp -std=gnu11 -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/dense_ae/gen" -o "$out/aec_step" \
+     bench/aec_step.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm; then
+  OMP_WAIT_POLICY=PASSIVE "$out/aec_step" 2 2 0 "$out/dense_ae.profile.json" > /dev/null || fail "the bench's aec_step with a profile"
+  grep -q '"source": "bench"' "$out/dense_ae.profile.json" || fail "the bench's profile does not say where it comes from"
+  bin/aec report --profile "$out/dense_ae.profile.json" --out "$out/dense_ae.prof" specs/dense_ae.ae > /dev/null ||
+    fail "report --profile of the bench's profile"
+else
+  fail "bench/aec_step.c does not compile"
+fi
 
 # ---- --diff: a spec change, no change, a manifest from before buffers were listed ------
 sed 's/double_conv(x, 8)/double_conv(x, 16)/' specs/unet_landcover_small.ae > "$out/unet_landcover_small.ae"
