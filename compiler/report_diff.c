@@ -70,22 +70,40 @@ char ae_report_buffer_mark(ae_report_ctx *r, const char *name, long floats) {
   return differs(ae_json_num(b, "floats", -1), (double)floats) ? 'c' : 0;
 }
 
+/* How kernel k differs from its namesake in the earlier manifest: "output 64x64x8 -> 64x64x16,
+ * FLOPs 113.25M -> 452.98M, bytes 6.03M -> 12.06M" (forward + backward). */
+static void change_text(ae_report_ctx *r, int k, const ae_json *old) {
+  const ae_kernel *kk = r->p->kernels.items[k];
+  double fl[2], by[2];
+  char a[64], b[64], sh[48];
+  old_pair(old, "flops", fl);
+  old_pair(old, "bytes", by);
+  const char *out = ae_json_str(old, "out"), *sep = "";
+  if (out && strcmp(out, ae_shape_str(kk->out->shape, sh))) {
+    OUT("output ");
+    ae_html(r->o, out);
+    OUT(" &#8594; %s", sh);
+    sep = ", ";
+  }
+  double f = r->cost[k].flops[0] + r->cost[k].flops[1], bb = r->cost[k].bytes[0] + r->cost[k].bytes[1];
+  if (fl[0] >= 0 && differs(fl[0] + fl[1], f)) { OUT("%sFLOPs %s &#8594; %s", sep, ae_fmt_si(fl[0] + fl[1], a), ae_fmt_si(f, b)); sep = ", "; }
+  else if (fl[0] < 0 && differs(ae_json_num(old, "flops_per_example", -1), kk->node->flops)) {
+    OUT("%sFLOPs per example %s &#8594; %s", sep, ae_fmt_si(ae_json_num(old, "flops_per_example", 0), a), ae_fmt_si(kk->node->flops, b));
+    sep = ", ";
+  }
+  if (by[0] >= 0 && differs(by[0] + by[1], bb)) { OUT("%sbytes %s &#8594; %s", sep, ae_fmt_si(by[0] + by[1], a), ae_fmt_si(bb, b)); sep = ", "; }
+  if (!*sep) OUT("its forward and backward split of FLOPs or bytes");
+}
+
 void ae_report_kernel_change(ae_report_ctx *r, int k) {
   if (!r->old || k >= r->K || !r->kmark[k]) return;
   OUT("<tr class=\"changed\"><th scope=\"row\">since ");
   ae_html(r->o, r->diff_path);
   OUT("</th><td>");
   const ae_json *old = find_named(ae_json_get(r->old, "kernels"), r->kname[k]);
-  if (!old) { OUT("new kernel</td></tr>\n"); return; }
-  double fl[2], by[2];
-  char a[64], b[64];
-  old_pair(old, "flops", fl);
-  old_pair(old, "bytes", by);
-  const char *out = ae_json_str(old, "out");
-  if (out) { OUT("output was "); ae_html(r->o, out); OUT("; "); }
-  if (fl[0] >= 0) OUT("FLOPs were %s + %s, bytes %s + %s", ae_fmt_si(fl[0], a), ae_fmt_si(fl[1], b), ae_fmt_si(by[0], a), ae_fmt_si(by[1], b));
-  else OUT("FLOPs per example were %s", ae_fmt_si(ae_json_num(old, "flops_per_example", 0), a));
-  OUT("</td></tr>\n");
+  if (old) change_text(r, k, old);
+  else OUT("new kernel");
+  OUT(" (forward + backward)</td></tr>\n");
 }
 
 static void total_row(ae_report_ctx *r, const char *what, double old, double now, bool bytes) {
@@ -125,12 +143,14 @@ static void totals(ae_report_ctx *r) {
 
 static void kernel_changes(ae_report_ctx *r) {
   const ae_json *ks = ae_json_get(r->old, "kernels");
-  OUT("<h3>Kernels</h3>\n<ul>\n");
+  OUT("<h3>Kernels</h3>\n<p>FLOPs and bytes per batch, forward and backward together.</p>\n<ul>\n");
   int shown = 0;
   for (int k = 0; k < r->K; k++) {
     if (!r->kmark[k]) continue;
-    OUT("<li class=\"%s\"><a href=\"#k%d\"><code>%s</code></a>: %s</li>\n", r->kmark[k] == 'n' ? "added" : "changed", k, r->kname[k],
-        r->kmark[k] == 'n' ? "new" : "changed (its section says how)");
+    OUT("<li class=\"%s\"><a href=\"#k%d\"><code>%s</code></a>: ", r->kmark[k] == 'n' ? "added" : "changed", k, r->kname[k]);
+    if (r->kmark[k] == 'n') OUT("new");
+    else change_text(r, k, find_named(ks, r->kname[k]));
+    OUT("</li>\n");
     shown++;
   }
   for (int i = 0; i < ks->items.len; i++) {
