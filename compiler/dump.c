@@ -1,6 +1,7 @@
 /* dump.c - prints each back-end stage as plain text (`aec dump --stage ...`):
  * ir (nodes with shapes), grad (which values get gradients, backward order),
- * fused (kernels with their inputs as read), mem (the arena layout). */
+ * fused (kernels with their inputs as read), mem (the arena layout, buffers named as in
+ * manifest.json and the report). */
 #include "aec.h"
 
 #include <string.h>
@@ -59,35 +60,22 @@ static void dump_fused(FILE *out, ae_arena *a, const ae_program *p) {
   }
 }
 
-static void dump_mem(FILE *out, const ae_program *p) {
+/* The plan's buffers, kernel by kernel, under the names the manifest and the report use. */
+static void dump_mem(FILE *out, ae_arena *a, const ae_program *p) {
   fprintf(out, "arena: %ld floats (%.1f MiB) at batch %d; parameters: %ld floats\n", p->arena_floats,
           p->arena_floats * 4.0 / 1048576, p->batch, p->param_floats);
-  fprintf(out, "%-24s %12s %12s %6s %6s\n", "buffer", "offset", "floats", "from", "to");
-  for (int i = 0; i < p->n_nodes; i++) {
-    const ae_node *n = p->m->nodes.items[i];
-    if (p->val[i].used) fprintf(out, "%-24s %12ld %12ld %6d %6d\n", node_label(n), p->val[i].off, p->val[i].size, p->val[i].first, p->val[i].last);
-    if (p->grad[i].used) {
-      char name[80];
-      snprintf(name, sizeof name, "d%s", node_label(n));
-      fprintf(out, "%-24s %12ld %12ld %6d %6d\n", name, p->grad[i].off, p->grad[i].size, p->grad[i].first, p->grad[i].last);
-    }
-  }
-  for (int i = 0; i < p->kernels.len; i++) {
-    const ae_kernel *k = p->kernels.items[i];
-    for (int j = 0; j < 2; j++) {
-      if (!k->scratch[j].used) continue;
-      char name[80];
-      snprintf(name, sizeof name, "%s scratch %s", node_label(k->node), j ? "bwd" : "fwd");
-      fprintf(out, "%-24s %12ld %12ld %6d %6d\n", name, k->scratch[j].off, k->scratch[j].size, k->scratch[j].first, k->scratch[j].last);
-    }
-  }
+  fprintf(out, "%-28s %-24s %12s %12s %6s %6s\n", "buffer", "what", "offset", "floats", "from", "to");
+  int n;
+  const ae_named_buffer *b = ae_plan_buffers(a, p, &n);
+  for (int i = 0; i < n; i++)
+    fprintf(out, "%-28s %-24s %12ld %12ld %6d %6d\n", b[i].name, b[i].label, b[i].b->off, b[i].b->size, b[i].b->first, b[i].b->last);
 }
 
 bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage) {
   if (!strcmp(stage, "ir")) dump_ir(out, p);
   else if (!strcmp(stage, "grad")) dump_grad(out, a, p);
   else if (!strcmp(stage, "fused")) dump_fused(out, a, p);
-  else if (!strcmp(stage, "mem")) dump_mem(out, p);
+  else if (!strcmp(stage, "mem")) dump_mem(out, a, p);
   else return false;
   return true;
 }
