@@ -123,17 +123,28 @@ static void roof_lines(ae_report_ctx *r, double x0, double x1, double y0, double
       lx(a, x0, x1) + 8, ly(r->bandwidth_gbs * a, y0, y1) - 6, r->bandwidth_gbs);
 }
 
+/* Each pass a mark linked to its kernel; a number beside it unless another number is
+ * already there (the tooltip and the table still name it). */
 static void points(ae_report_ctx *r, double x0, double x1, double y0, double y1) {
+  double *lab = ae_alloc(r->a, sizeof(double) * 4 * (size_t)(r->K + 1));
+  int placed = 0;
   for (int k = 0; k < r->K; k++)
     for (int d = 0; d < 2; d++) {
       double g = gflops(r, k, d), ai = intensity(r, k, d);
       if (g <= 0 || ai <= 0) continue;
-      double x = lx(ai, x0, x1), y = ly(g, y0, y1);
+      double x = lx(ai, x0, x1), y = ly(g, y0, y1), tx = x + 6, ty = y + (d ? 10 : -3);
       OUT("<a href=\"#k%d\"><title>k%d %s %s: %.1f GFLOP/s at %.2f FLOP/B, %.3f ms</title>", k, k, r->kname[k], d ? "backward" : "forward", g, ai,
           r->ms[k][d]);
       if (d) OUT("<path class=\"bwd\" d=\"M%.1f %.1f l5 8 h-10 z\"/>", x, y - 5);
       else OUT("<circle class=\"fwd\" cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\"/>", x, y);
-      OUT("<text x=\"%.1f\" y=\"%.1f\" fill=\"#57606a\">%d</text></a>\n", x + 6, y + (d ? 10 : -3), k);
+      bool clear = true;
+      for (int i = 0; i < placed && clear; i++) clear = fabs(lab[2 * i] - tx) > 16 || fabs(lab[2 * i + 1] - ty) > 10;
+      if (clear) {
+        OUT("<text x=\"%.1f\" y=\"%.1f\" fill=\"#57606a\">%d</text>", tx, ty, k);
+        lab[2 * placed] = tx;
+        lab[2 * placed++ + 1] = ty;
+      }
+      OUT("</a>\n");
     }
 }
 
@@ -157,7 +168,7 @@ static void roofline(ae_report_ctx *r) {
   roof_lines(r, x0, x1, y0, y1);
   points(r, x0, x1, y0, y1);
   OUT("</svg>\n<figcaption><span class=\"key fwdk\"></span>forward <span class=\"key bwdk\"></span>backward; numbers are kernel "
-      "numbers and link to the kernel. Kernels without FLOPs (pooling, copies, the loss) are in the table only.</figcaption>\n</figure>\n");
+      "numbers (one where several crowd; hover a mark) and link to the kernel. Kernels without FLOPs (pooling, copies, the loss) are in the table only.</figcaption>\n</figure>\n");
 }
 
 static void time_table(ae_report_ctx *r) {
