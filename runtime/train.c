@@ -330,8 +330,11 @@ int aert_train(const aert_model *m, const aert_options *o) {
     rc = run_epochs(&t);
   if (rc >= 0 && t.prof && aert_profile_write(t.prof) != 0)
     rc = -1;
-  else if (rc >= 0 && t.prof && !o->quiet)
-    printf("profile of %ld steps: %s\n", t.profile.steps, o->profile);
+  else if (rc >= 0 && t.prof && !o->quiet) {
+    long n = t.profile.steps > 1 ? t.profile.steps - 1 : 1;
+    printf("profile: %s (%ld timed step%s%s)\n", o->profile, n, n == 1 ? "" : "s",
+           t.profile.steps > 1 ? " after a warm-up step" : "");
+  }
   aert_profile_free(t.prof);
   signal(SIGINT, previous);
   aert_loader_free(&t.loader);
