@@ -135,6 +135,7 @@ test: deps-test
 	$(MAKE) fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh
 	tests/report/run.sh
+	tests/export/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1

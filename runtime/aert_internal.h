@@ -177,6 +177,9 @@ struct aert_train_state {
   float norm_mean[AERT_MAX_BANDS], norm_std[AERT_MAX_BANDS];
   int n_class_weights;   /* > 0: the weights of `weights = auto` (tensor data/class_weights) */
   float class_weights[AERT_MAX_CLASSES];
+  int has_optim;         /* 1: the spec's optimizer and schedule and the base learning rate */
+  aert_optim optim;      /* the run trains with (tensor train/optim; older checkpoints lack it) */
+  float base_lr;
 };
 
 typedef struct {
@@ -206,6 +209,9 @@ int aert_ckpt_check_model(const aert_ckpt *ck, const aert_model *m);
 const aert_tensor *aert_ckpt_find(const aert_ckpt *ck, const char *name);
 int aert_ckpt_get(const aert_ckpt *ck, const char *name, int rank, const int *shape, float *dst);
 int aert_ckpt_restore(const aert_ckpt *ck, const aert_model *m, float *params, aert_optimizer *o);
+/* What differs between the optimizer and schedule a checkpoint's run used and `now`
+ * ("optimizer adam -> sgd, lr 0.001 -> 0.01"), written into s; 0 when nothing does. */
+int aert_optim_changes(const aert_optim *was, const aert_optim *now, char *s, size_t n);
 void aert_ckpt_free(aert_ckpt *ck);
 
 /* ---- metrics.c: loss sums, MSE, PSNR, accuracy, IoU ----------------------------- */
@@ -275,6 +281,41 @@ int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int
 
 /* ---- npy.c: numpy arrays ----------------------------------------------------------- */
 int aert_npy_write(const char *path, const float *data, long rows, long cols);
+int aert_npy_write_shaped(const char *path, const float *data, int rank, const long *shape);
+/* The header of a float32 array of this shape (at most 8 dimensions); returns its length. */
+#define AERT_NPY_HEADER_MAX 256
+size_t aert_npy_header(unsigned char head[AERT_NPY_HEADER_MAX], int rank, const long *shape);
+
+/* ---- tensors.c, safetensors.c, npz.c: named float32 tensors in files other tools read ---- */
+#define AERT_FILE_MAX_RANK 8
+typedef struct {
+  char *name;
+  int rank;
+  long shape[AERT_FILE_MAX_RANK];
+  long size;
+  float *data;           /* owned */
+} aert_named;
+
+typedef struct {
+  int n, cap;
+  aert_named *t;
+  char *layout;          /* the writer's "aec" or "torch" (safetensors metadata), or NULL */
+} aert_tensor_set;
+
+/* Adds a copy of data under name; -1 when out of memory (message printed). */
+int aert_tensor_set_add(aert_tensor_set *s, const char *name, int rank, const long *shape,
+                        const float *data);
+const aert_named *aert_tensor_set_find(const aert_tensor_set *s, const char *name);
+void aert_tensor_set_free(aert_tensor_set *s);
+/* Writers: atomic; model and layout go into the file's metadata where it has some. */
+int aert_safetensors_write(const char *path, const aert_tensor_set *s, const char *model);
+int aert_npz_write(const char *path, const aert_tensor_set *s);
+/* Readers: every tensor must be float32 in C order; anything else, a truncated or foreign
+ * file, is refused naming the file (and the tensor). */
+int aert_safetensors_read(const char *path, const unsigned char *b, size_t n, aert_tensor_set *s);
+int aert_npz_read(const char *path, const unsigned char *b, size_t n, aert_tensor_set *s);
+/* One .npy held in memory (what = "'x.npy' in 'f.npz'" for messages). */
+int aert_npy_parse(const char *what, const unsigned char *b, size_t n, aert_named *t);
 
 /* ---- progress.c: progress bar and CSV log --------------------------------------- */
 typedef struct {
@@ -323,6 +364,12 @@ typedef struct aert_options {
   int skip_bad;          /* --bad-tiles skip: leave unreadable tiles out instead of stopping */
   int overlap;           /* predict over tiles: pixels shared by neighbouring windows */
   const char *profile;   /* train: per-kernel timing written here as JSON, or NULL */
+  int force;             /* train --resume: continue although the optimizer settings changed */
+  const char *init;      /* train: parameters from this checkpoint instead of the seed's draws */
+  const char *format;    /* export: safetensors, npz or onnx */
+  const char *layout;    /* export: aec (default) or torch */
+  const char *dest;      /* init, export, import (--file): the file written */
+  const char *input;     /* predict, encode: a file or folder of new data */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */
@@ -368,6 +415,9 @@ int aert_decode_all(aert_workspace *w, const float *z, long n, float *out);  /* 
 int aert_sample(const aert_model *m, const aert_options *o);
 int aert_interpolate(const aert_model *m, const aert_options *o);
 int aert_latent_map(const aert_model *m, const aert_options *o);   /* embed.c */
+int aert_init_command(const aert_model *m, const aert_options *o);  /* export.c */
+int aert_export(const aert_model *m, const aert_options *o);
+int aert_import(const aert_model *m, const aert_options *o);
 
 /* ---- tiff.c: GeoTIFF rasters through libtiff (reading any layout, writing tiles) ---- */
 /* Georeferencing as GeoTIFF stores it, carried verbatim from an input to a prediction. */

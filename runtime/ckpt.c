@@ -61,6 +61,61 @@ static void put_tensor(buf_t *b, const char *name, const aert_param *p, const fl
     put_f32(b, data[i]);
 }
 
+/* The optimizer settings of a run as one row of floats (tensor train/optim). */
+#define OPTIM_VALUES 12
+static void optim_to_row(const aert_optim *o, float base_lr, float *v) {
+  float row[OPTIM_VALUES] = {(float)o->kind, o->lr, o->momentum, o->beta1, o->beta2, o->eps,
+                             o->weight_decay, (float)o->schedule, o->sched_gamma,
+                             (float)o->sched_step, o->sched_min_lr, base_lr};
+  memcpy(v, row, sizeof row);
+}
+
+static void optim_from_row(const float *v, aert_optim *o, float *base_lr) {
+  *o = (aert_optim){.kind = (aert_opt_kind)v[0], .lr = v[1], .momentum = v[2], .beta1 = v[3],
+                    .beta2 = v[4], .eps = v[5], .weight_decay = v[6],
+                    .schedule = (aert_sched_kind)v[7], .sched_gamma = v[8],
+                    .sched_step = (int)v[9], .sched_min_lr = v[10]};
+  *base_lr = v[11];
+}
+
+static const char *optim_kind_name(aert_opt_kind k) {
+  return k == AERT_OPT_SGD ? "sgd" : k == AERT_OPT_ADAM ? "adam" : k == AERT_OPT_ADAMW ? "adamw" : "?";
+}
+
+static const char *sched_name(aert_sched_kind k) {
+  static const char *const names[] = {"constant", "step", "cosine", "exponential"};
+  return (unsigned)k < 4 ? names[k] : "?";
+}
+
+static void add_change(char *s, size_t n, int *count, const char *what, double was, double now) {
+  size_t k = strlen(s);
+  if (was != now && k < n && ++*count)
+    snprintf(s + k, n - k, "%s%s %g -> %g", k ? ", " : "", what, was, now);
+}
+
+int aert_optim_changes(const aert_optim *was, const aert_optim *now, char *s, size_t n) {
+  int count = 0;
+  s[0] = '\0';
+  if (was->kind != now->kind)
+    count++, snprintf(s, n, "optimizer %s -> %s", optim_kind_name(was->kind), optim_kind_name(now->kind));
+  add_change(s, n, &count, "lr", was->lr, now->lr);
+  add_change(s, n, &count, "momentum", was->momentum, now->momentum);
+  add_change(s, n, &count, "beta1", was->beta1, now->beta1);
+  add_change(s, n, &count, "beta2", was->beta2, now->beta2);
+  add_change(s, n, &count, "eps", was->eps, now->eps);
+  add_change(s, n, &count, "weight_decay", was->weight_decay, now->weight_decay);
+  if (was->schedule != now->schedule) {
+    size_t k = strlen(s);
+    count++;
+    snprintf(s + k, n - k, "%sschedule %s -> %s", k ? ", " : "", sched_name(was->schedule),
+             sched_name(now->schedule));
+  }
+  add_change(s, n, &count, "schedule gamma", was->sched_gamma, now->sched_gamma);
+  add_change(s, n, &count, "schedule step", was->sched_step, now->sched_step);
+  add_change(s, n, &count, "schedule min_lr", was->sched_min_lr, now->sched_min_lr);
+  return count;
+}
+
 static int n_states(const aert_optimizer *o) {
   return !o ? 0 : o->kind == AERT_OPT_SGD ? 1 : 2;
 }
@@ -79,7 +134,7 @@ static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *s
   put_u64(b, o ? (uint64_t)o->step : 0);
   int norm = st->norm_bands > 0 && st->norm_bands <= AERT_MAX_BANDS;
   int cw = st->n_class_weights > 0 && st->n_class_weights <= AERT_MAX_CLASSES;
-  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw));
+  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw + st->has_optim));
   for (int k = 0; k < m->n_params; k++)
     put_tensor(b, m->params[k].name, &m->params[k], params + m->params[k].offset);
   for (int s = 0; s < n_states(o); s++) {
@@ -99,15 +154,31 @@ static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *s
     aert_param classes = {.rank = 1, .shape = {st->n_class_weights}, .size = st->n_class_weights};
     put_tensor(b, "data/class_weights", &classes, st->class_weights);
   }
+  if (st->has_optim) {
+    float v[OPTIM_VALUES];
+    aert_param row = {.rank = 1, .shape = {OPTIM_VALUES}, .size = OPTIM_VALUES};
+    optim_to_row(&st->optim, st->base_lr, v);
+    put_tensor(b, "train/optim", &row, v);
+  }
 }
 
-/* The per-band statistics of `standardize`, when the checkpoint has them. */
+/* What a run carries besides its tensors, when the checkpoint has it: the class weights of
+ * `weights = auto`, the optimizer settings, the per-band statistics of `standardize`. */
 static int get_norm(aert_ckpt *ck) {
   const aert_tensor *cw = aert_ckpt_find(ck, "data/class_weights");
   if (cw && (cw->rank != 1 || cw->size < 1 || cw->size > AERT_MAX_CLASSES ||
              aert_ckpt_get(ck, "data/class_weights", 1, cw->shape, ck->st.class_weights) != 0))
     return -1;
   ck->st.n_class_weights = cw ? (int)cw->size : 0;
+  const aert_tensor *opt = aert_ckpt_find(ck, "train/optim");
+  if (opt) {
+    float v[OPTIM_VALUES];
+    if (opt->rank != 1 || opt->size != OPTIM_VALUES ||
+        aert_ckpt_get(ck, "train/optim", 1, opt->shape, v) != 0)
+      return -1;
+    optim_from_row(v, &ck->st.optim, &ck->st.base_lr);
+    ck->st.has_optim = 1;
+  }
   const aert_tensor *mean = aert_ckpt_find(ck, "data/mean"), *sd = aert_ckpt_find(ck, "data/std");
   if (!mean && !sd)
     return 0;
@@ -270,12 +341,74 @@ int aert_ckpt_load(const char *path, aert_ckpt *ck) {
   return 0;
 }
 
+static void shape_str(char *s, size_t n, int rank, const int *shape) {
+  size_t k = (size_t)snprintf(s, n, "[");
+  for (int i = 0; i < rank && k < n; i++)
+    k += (size_t)snprintf(s + k, n - k, i ? ",%d" : "%d", shape[i]);
+  if (k < n)
+    snprintf(s + k, n - k, "]");
+}
+
+/* A parameter tensor of a checkpoint: a name without '/' (optimizer state is
+ * "<param>/adam_m", run data "data/mean", "train/optim"). */
+static int is_param_name(const char *name) {
+  return !strchr(name, '/');
+}
+
+static int same_shape(const aert_tensor *t, const aert_param *p) {
+  int same = t->rank == p->rank;
+  for (int i = 0; same && i < p->rank; i++)
+    same = t->shape[i] == p->shape[i];
+  return same;
+}
+
+static int model_has(const aert_model *m, const char *name) {
+  for (int k = 0; k < m->n_params; k++)
+    if (!strcmp(m->params[k].name, name))
+      return 1;
+  return 0;
+}
+
+/* Appends "what name shape" to the list of differences, which stays short. */
+static void add_difference(char *s, size_t n, int *count, const char *what, const char *name,
+                           int rank, const int *shape) {
+  char sh[64];
+  size_t k = strlen(s);
+  shape_str(sh, sizeof sh, rank, shape);
+  if (++*count <= 6 && k < n)
+    snprintf(s + k, n - k, "%s%s '%s' %s", *count > 1 ? "; " : "", what, name, sh);
+  else if (*count == 7 && k < n)
+    snprintf(s + k, n - k, "; ...");
+}
+
+/* A checkpoint fits a build whose parameter names and shapes are those it holds, whatever
+ * else of the spec changed (comments, epochs, learning rate, the data section). */
 int aert_ckpt_check_model(const aert_ckpt *ck, const aert_model *m) {
-  const char *hash = m->spec_hash ? m->spec_hash : "";
-  if (!strcmp(ck->model, m->name) && !strcmp(ck->spec_hash, hash))
+  char diff[1024] = "";
+  int count = 0;
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    const aert_tensor *t = aert_ckpt_find(ck, p->name);
+    if (!t) {
+      add_difference(diff, sizeof diff, &count, "missing", p->name, p->rank, p->shape);
+    } else if (!same_shape(t, p)) {
+      char want[64];
+      shape_str(want, sizeof want, p->rank, p->shape);
+      add_difference(diff, sizeof diff, &count, "shape of", p->name, t->rank, t->shape);
+      size_t n = strlen(diff);
+      if (count <= 6)
+        snprintf(diff + n, sizeof diff - n, " (the model has %s)", want);
+    }
+  }
+  for (int i = 0; i < ck->n; i++)
+    if (is_param_name(ck->t[i].name) && !model_has(m, ck->t[i].name))
+      add_difference(diff, sizeof diff, &count, "extra", ck->t[i].name, ck->t[i].rank,
+                     ck->t[i].shape);
+  if (count == 0)
     return 0;
-  aert_error("checkpoint '%s' is from model '%s' (spec hash %s), not from '%s' (spec hash %s)",
-             ck->path, ck->model, ck->spec_hash, m->name, hash);
+  aert_error("checkpoint '%s' (model '%s') does not fit model '%s': %d tensor%s differ%s: %s",
+             ck->path, ck->model, m->name, count, count == 1 ? "" : "s", count == 1 ? "s" : "",
+             diff);
   return -1;
 }
 
@@ -284,14 +417,6 @@ const aert_tensor *aert_ckpt_find(const aert_ckpt *ck, const char *name) {
     if (!strcmp(ck->t[i].name, name))
       return &ck->t[i];
   return NULL;
-}
-
-static void shape_str(char *s, size_t n, int rank, const int *shape) {
-  size_t k = (size_t)snprintf(s, n, "[");
-  for (int i = 0; i < rank && k < n; i++)
-    k += (size_t)snprintf(s + k, n - k, i ? ",%d" : "%d", shape[i]);
-  if (k < n)
-    snprintf(s + k, n - k, "]");
 }
 
 int aert_ckpt_get(const aert_ckpt *ck, const char *name, int rank, const int *shape, float *dst) {

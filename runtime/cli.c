@@ -1,5 +1,5 @@
-/* cli.c - the trainer's command line: `MODEL train|eval|encode|predict|sample|interpolate|latent
- * [options]`, parsed
+/* cli.c - the trainer's command line: `MODEL train|eval|encode|predict|sample|interpolate|latent|
+ * init|export|import [options]`, parsed
  * strictly (an unknown command or flag is a usage error, exit status 2), then dispatched.
  * Returns the process exit status: 0 done, 1 failed (message printed), 2 usage error. */
 #include <cblas.h>
@@ -11,7 +11,7 @@
 #include "aert_internal.h"
 
 enum { TRAIN = 1, EVAL = 2, ENCODE = 4, PREDICT = 8, SAMPLE = 16, INTERP = 32, LATENT = 64,
-       ANY = 127, USE = ANY & ~TRAIN };
+       INIT = 128, EXPORT = 256, IMPORT = 512, ANY = 1023, USE = ANY & ~(TRAIN | INIT | IMPORT) };
 
 typedef struct {
   const char *name, *arg;  /* arg NULL: a switch */
@@ -26,9 +26,14 @@ static const option_t options[] = {
     {"--ckpt", "FILE", USE, "checkpoint to use (default OUT/best.ckpt)", 0},
     {"--epochs", "N", TRAIN, "epochs to train (default: the spec's)", 0},
     {"--lr", "X", TRAIN, "base learning rate (default: the spec's)", 0},
-    {"--seed", "S", TRAIN | SAMPLE | LATENT, "random seed: initialisation, shuffling, noise; draws (default 1)", 0},
+    {"--seed", "S", TRAIN | SAMPLE | LATENT | INIT, "random seed: initialisation, shuffling, noise; draws (default 1)", 0},
     {"--limit", "N", TRAIN, "use only the first N training examples", 0},
     {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt", 0},
+    {"--force", NULL, TRAIN, "--resume although the optimizer or schedule changed", 0},
+    {"--init", "FILE", TRAIN, "start from the parameters of checkpoint FILE (from init or import)", 0},
+    {"--format", "F", EXPORT, "safetensors (default) or npz", 0},
+    {"--layout", "L", EXPORT | IMPORT, "aec (default) or torch: PyTorch's names and weight layouts", 0},
+    {"--file", "FILE", INIT | EXPORT | IMPORT, "file written (default under OUT)", 0},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
     {"--profile", "FILE", TRAIN, "time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)", 0},
     {"--n", "N", SAMPLE, "images to draw (default 64)", 0},
@@ -58,6 +63,9 @@ static const struct {
     {"sample", SAMPLE, "decode N(0,1) latent draws: OUT/samples.png (and OUT/latent_grid.png for a 2-d latent)"},
     {"interpolate", INTERP, "decode the line between two test images' latents: OUT/interpolation.png"},
     {"latent", LATENT, "2-d map of the test latents (PCA or t-SNE): OUT/latent_2d.csv, OUT/latent_2d.png"},
+    {"init", INIT, "the initialised parameters (step 0) of --seed: OUT/init.ckpt"},
+    {"export", EXPORT, "a checkpoint's parameters as safetensors or npz: OUT/<model>[.torch].<format>"},
+    {"import", IMPORT, "FILE (safetensors, npz) to a checkpoint: OUT/imported.ckpt; then train --init it"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -108,6 +116,19 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--ckpt")) o->ckpt = val;
   else if (!strcmp(flag, "--profile")) o->profile = val;
   else if (!strcmp(flag, "--resume")) o->resume = 1;
+  else if (!strcmp(flag, "--force")) o->force = 1;
+  else if (!strcmp(flag, "--init")) o->init = val;
+  else if (!strcmp(flag, "--file")) o->dest = val;
+  else if (!strcmp(flag, "--format")) {
+    o->format = val;
+    if (strcmp(val, "safetensors") && strcmp(val, "npz"))
+      return aert_error("--format expects safetensors or npz, got '%s'", val), -1;
+  }
+  else if (!strcmp(flag, "--layout")) {
+    o->layout = val;
+    if (strcmp(val, "aec") && strcmp(val, "torch"))
+      return aert_error("--layout expects aec or torch, got '%s'", val), -1;
+  }
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
   else if (!strcmp(flag, "--bad-tiles")) {
     if (strcmp(val, "skip") && strcmp(val, "stop"))
@@ -157,6 +178,10 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
     return aert_error("unknown command '%s'; see '%s --help'", argv[1], prog), -1;
   for (int i = 2; i < argc; i++) {
     char flag[64];
+    if (*cmd == IMPORT && argv[i][0] != '-' && !o->input) {   /* import FILE */
+      o->input = argv[i];
+      continue;
+    }
     const char *eq = strchr(argv[i], '='), *val = NULL;
     snprintf(flag, sizeof flag, "%.*s", eq ? (int)(eq - argv[i]) : (int)strlen(argv[i]), argv[i]);
     const option_t *op = NULL;
@@ -179,6 +204,9 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
     if (set_option(o, flag, val) != 0)
       return -1;
   }
+  if (*cmd == IMPORT && !o->input)
+    return aert_error("import needs the file to import: '%s import FILE'; see '%s import --help'",
+                      prog, prog), -1;
   return 0;
 }
 
@@ -210,6 +238,9 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   case SAMPLE: rc = aert_sample(m, &o); break;
   case INTERP: rc = aert_interpolate(m, &o); break;
   case LATENT: rc = aert_latent_map(m, &o); break;
+  case INIT: rc = aert_init_command(m, &o); break;
+  case EXPORT: rc = aert_export(m, &o); break;
+  case IMPORT: rc = aert_import(m, &o); break;
   default: rc = aert_predict(m, &o); break;
   }
   return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 130 : 1;   /* 130: stopped by Ctrl-C, checkpoint written */

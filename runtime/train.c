@@ -205,28 +205,59 @@ static void show_class_weights(const trainer *t) {
   printf("\n");
 }
 
-static int start_state(trainer *t) {
+/* Parameters from --init FILE (a checkpoint that `init` or `import` wrote) instead of the
+ * seed's draws; the optimizer starts afresh. */
+static int load_init(trainer *t, const char *path) {
+  aert_ckpt ck;
+  if (aert_ckpt_load(path, &ck) != 0)
+    return -1;
+  int rc = aert_ckpt_check_model(&ck, t->m);
+  if (rc == 0)
+    rc = aert_ckpt_restore(&ck, t->m, t->w.params, NULL);
+  aert_ckpt_free(&ck);
+  return rc;
+}
+
+/* Resuming with another optimizer or schedule than the checkpoint's run: refused unless
+ * --force, which then continues with the new settings (and fresh optimizer state when the
+ * kind of optimizer changed). Returns 1 when the optimizer state is to be kept. */
+static int check_resume_optim(trainer *t, const aert_ckpt *ck) {
+  char what[512];
+  if (!ck->st.has_optim || !aert_optim_changes(&ck->st.optim, &t->m->optim, what, sizeof what))
+    return ck->opt_kind == t->opt.kind ? 1 : -1;
+  if (!t->o->force)
+    return aert_error("checkpoint '%s' was trained with other optimizer settings than model '%s' "
+                      "has now (%s); --force resumes with the new ones", ck->path, t->m->name,
+                      what), -2;
+  if (!t->o->quiet)
+    printf("resuming with changed optimizer settings (--force): %s%s\n", what,
+           ck->opt_kind != t->opt.kind ? "; the optimizer state starts afresh" : "");
+  return ck->opt_kind == t->opt.kind ? 1 : 0;
+}
+
+static int resume_state(trainer *t) {
   const aert_options *o = t->o;
-  t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
-                             .best_val = INFINITY};
-  if (!o->resume) {
-    if (t->all.tiles)   /* the band statistics travel in every checkpoint */
-      aert_tiles_get_norm(t->all.tiles, &t->st);
-    if (t->m->set_class_weights) {   /* and so do automatic class weights */
-      auto_class_weights(t);
-      show_class_weights(t);
-      t->m->set_class_weights(t->st.class_weights);
-    }
-    return aert_init_params(t->m, t->w.params, o->seed);
-  }
   aert_ckpt ck;
   if (aert_ckpt_load(t->last, &ck) != 0)
     return -1;
   int rc = aert_ckpt_check_model(&ck, t->m);
+  int keep = rc == 0 ? check_resume_optim(t, &ck) : 0;
+  if (keep == -1)
+    rc = (aert_error("checkpoint '%s' holds the state of another optimizer", ck.path), -1);
+  else if (keep == -2)
+    rc = -1;
   if (rc == 0)
-    rc = aert_ckpt_restore(&ck, t->m, t->w.params, &t->opt);
+    rc = aert_ckpt_restore(&ck, t->m, t->w.params, keep ? &t->opt : NULL);
   if (rc == 0) {
+    char what[512];
+    int changed = ck.st.has_optim && aert_optim_changes(&ck.st.optim, &t->m->optim, what, sizeof what);
     t->st = ck.st;
+    if (!ck.st.has_optim || changed)
+      t->st.base_lr = t->m->optim.lr;
+    t->st.has_optim = 1;
+    t->st.optim = t->m->optim;
+    if (o->lr > 0)
+      t->st.base_lr = o->lr;
     if (o->epochs)
       t->st.epochs = o->epochs;
     if (t->all.tiles)
@@ -236,6 +267,25 @@ static int start_state(trainer *t) {
   }
   aert_ckpt_free(&ck);
   return rc;
+}
+
+static int start_state(trainer *t) {
+  const aert_options *o = t->o;
+  t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
+                             .best_val = INFINITY, .has_optim = 1, .optim = t->m->optim,
+                             .base_lr = o->lr > 0 ? o->lr : t->m->optim.lr};
+  if (o->resume)
+    return resume_state(t);
+  if (t->all.tiles)   /* the band statistics travel in every checkpoint */
+    aert_tiles_get_norm(t->all.tiles, &t->st);
+  if (t->m->set_class_weights) {   /* and so do automatic class weights */
+    auto_class_weights(t);
+    show_class_weights(t);
+    t->m->set_class_weights(t->st.class_weights);
+  }
+  if (aert_init_params(t->m, t->w.params, o->seed) != 0)
+    return -1;
+  return o->init ? load_init(t, o->init) : 0;
 }
 
 static int save_epoch(trainer *t, double val) {
@@ -254,7 +304,7 @@ static int save_epoch(trainer *t, double val) {
 static int run_epochs(trainer *t) {
   const aert_model *m = t->m;
   aert_csv csv;
-  float base_lr = t->o->lr > 0 ? t->o->lr : m->optim.lr;
+  float base_lr = t->st.base_lr;
   if (aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
     return -1;
   int rc = 0;

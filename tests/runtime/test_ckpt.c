@@ -1,5 +1,6 @@
 /* test_ckpt.c - checkpoint round trip, and the files it must refuse: truncated, corrupted,
- * bad magic, another model's; init_from loading and its errors. */
+ * bad magic, one of other tensors; resuming with a changed optimizer; init_from loading and
+ * its errors. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,26 +93,73 @@ Test(ckpt, bad_magic_refused) {
 }
 
 static aert_ckpt other;
-static int check_other(void *ctx) { return aert_ckpt_check_model(&other, &toy_other_model); }
+static const aert_model *check_against;
+static int check_other(void *ctx) { return aert_ckpt_check_model(&other, check_against); }
 
-Test(ckpt, other_model_refused_naming_its_model) {
+/* The toy model with enc.b renamed and dec.w of another shape: what an edited spec that
+ * changed layers builds. */
+static aert_param changed_params[4];
+static aert_model changed_model;
+static void make_changed_model(void) {
+  changed_model = toy_model;
+  changed_model.name = "toy_changed";
+  memcpy(changed_params, toy_model.params, sizeof changed_params);
+  changed_params[1].name = "enc.bias";
+  changed_params[2].shape[1] = 10;
+  changed_model.params = changed_params;
+}
+
+Test(ckpt, same_tensors_fit_whatever_the_spec_hash) {
+  cr_assert_eq(aert_ckpt_load(ck_path, &other), 0);
+  cr_assert_eq(aert_ckpt_check_model(&other, &toy_other_model), 0);
+  aert_ckpt_free(&other);
+}
+
+Test(ckpt, other_tensors_refused_naming_each) {
+  make_changed_model();
+  check_against = &changed_model;
   cr_assert_eq(aert_ckpt_load(ck_path, &other), 0);
   int rc;
   char *err = run_capturing_stderr(check_other, NULL, &rc);
   cr_assert_eq(rc, -1);
-  cr_assert(strstr(err, ck_path) && strstr(err, "from model 'toy' (spec hash 00000000deadbeef)"),
-            "%s", err);
+  cr_assert(strstr(err, ck_path) && strstr(err, "(model 'toy') does not fit model 'toy_changed'") &&
+            strstr(err, "missing 'enc.bias' [32]") &&
+            strstr(err, "shape of 'dec.w' [32,784] (the model has [32,10])") &&
+            strstr(err, "extra 'enc.b' [32]"), "%s", err);
   aert_ckpt_free(&other);
 }
 
-Test(ckpt, resume_refuses_other_models_checkpoint) {
+Test(ckpt, resume_refuses_checkpoint_of_other_tensors) {
   int rc;
   char args[600];
+  make_changed_model();
   rename(ck_path, path_in(dir, "last.ckpt"));
   snprintf(args, sizeof args, "train --quiet --resume --limit 100 --out %s", dir);
-  char *err = main_stderr(&toy_other_model, args, &rc);
+  char *err = main_stderr(&changed_model, args, &rc);
   cr_assert_eq(rc, 1);
-  cr_assert(strstr(err, "last.ckpt' is from model 'toy'"), "%s", err);
+  cr_assert(strstr(err, "last.ckpt' (model 'toy') does not fit"), "%s", err);
+}
+
+Test(ckpt, resume_with_changed_optimizer_needs_force) {
+  int rc;
+  char args[600];
+  snprintf(args, sizeof args, "train --quiet --epochs 1 --limit 100 --out %s", dir);
+  cr_assert_eq(run_main(&toy_model, args), 0);
+  aert_model sgd = toy_model;
+  sgd.optim.kind = AERT_OPT_SGD;
+  sgd.optim.lr = 0.01f;
+  snprintf(args, sizeof args, "train --quiet --resume --epochs 2 --limit 100 --out %s", dir);
+  char *err = main_stderr(&sgd, args, &rc);
+  cr_assert_eq(rc, 1);
+  cr_assert(strstr(err, "other optimizer settings") && strstr(err, "optimizer adam -> sgd") &&
+            strstr(err, "lr 0.003 -> 0.01") && strstr(err, "--force"), "%s", err);
+  snprintf(args, sizeof args, "train --quiet --resume --force --epochs 2 --limit 100 --out %s", dir);
+  cr_assert_eq(run_main(&sgd, args), 0);
+  aert_ckpt ck;
+  cr_assert_eq(aert_ckpt_load(path_in(dir, "last.ckpt"), &ck), 0);
+  cr_assert(ck.st.epoch == 2 && ck.opt_kind == AERT_OPT_SGD && ck.st.has_optim &&
+            ck.st.optim.kind == AERT_OPT_SGD && ck.st.base_lr == 0.01f);
+  aert_ckpt_free(&ck);
 }
 
 Test(ckpt, failed_save_keeps_old_file) {

@@ -11,11 +11,20 @@ import torch.nn.functional as F
 
 
 class Net:
-    """The parameters of one twin plus what a forward records (batch-norm statistics)."""
+    """The parameters of one twin plus what a forward records (batch-norm statistics).
+    layout="torch": p holds PyTorch's names and layouts (`bin/MODEL export --layout torch`:
+    NAME.weight [out, in] / [out, in, k, k] / [in, out, k, k], NAME.bias, running_mean ...),
+    used as they are."""
 
-    def __init__(self, p, batch, rng):
-        self.p, self.B, self.rng = p, batch, rng
+    def __init__(self, p, batch, rng, layout="aec"):
+        self.p, self.B, self.rng, self.torch = p, batch, rng, layout == "torch"
         self.running = {}  # batch-norm running statistics after the forward, by aec name
+
+    def weight(self, name, to_torch):
+        return self.p[name + ".weight"] if self.torch else to_torch(self.p[name + ".w"])
+
+    def bias(self, name):
+        return self.p[name + (".bias" if self.torch else ".b")]
 
     # ---- layouts: aec rows (NHWC) <-> torch NCHW, aec weights -> torch weights
     def img(self, rows, h, w, c):
@@ -25,22 +34,23 @@ class Net:
         return x.permute(0, 2, 3, 1).reshape(self.B, -1) if x.dim() == 4 else x
 
     def conv(self, name, x, stride=1, same=True):
-        w = self.p[name + ".w"].permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
+        w = self.weight(name, lambda w: w.permute(3, 2, 0, 1).contiguous())  # HWIO -> OIHW
         k = w.shape[2]
-        return F.conv2d(x, w, self.p[name + ".b"], stride, (k - 1) // 2 if same else 0)
+        return F.conv2d(x, w, self.bias(name), stride, (k - 1) // 2 if same else 0)
 
     def conv_t(self, name, x, stride=2, same=True):
-        w = self.p[name + ".w"].permute(0, 3, 1, 2).contiguous()  # [in, k, k, out] -> [in, out, k, k]
+        w = self.weight(name, lambda w: w.permute(0, 3, 1, 2).contiguous())  # [in, k, k, out] -> [in, out, k, k]
         k = w.shape[2]
         pad, extra = ((k - 1) // 2, stride - 1) if same else (0, 0)
-        return F.conv_transpose2d(x, w, self.p[name + ".b"], stride, pad, extra)
+        return F.conv_transpose2d(x, w, self.bias(name), stride, pad, extra)
 
     def dense(self, name, x):
-        return F.linear(x, self.p[name + ".w"].t(), self.p[name + ".b"])  # [in, out] -> [out, in]
+        return F.linear(x, self.weight(name, lambda w: w.t()), self.bias(name))  # [in, out] -> [out, in]
 
     def bn(self, name, x, momentum=0.1, eps=1e-5):
-        rm, rv = self.p[name + ".mean"].detach().clone(), self.p[name + ".var"].detach().clone()
-        y = F.batch_norm(x, rm, rv, self.p[name + ".gamma"], self.p[name + ".beta"], True, momentum, eps)
+        names = (".running_mean", ".running_var", ".weight", ".bias") if self.torch else (".mean", ".var", ".gamma", ".beta")
+        rm, rv = self.p[name + names[0]].detach().clone(), self.p[name + names[1]].detach().clone()
+        y = F.batch_norm(x, rm, rv, self.p[name + names[2]], self.p[name + names[3]], True, momentum, eps)
         self.running[name + ".mean"], self.running[name + ".var"] = rm, rv
         return y
 
@@ -166,6 +176,16 @@ def conv_ae(n, x, t):
     return y, z, terms, terms[0]
 
 
+def conv_ae_transpose(n, x, t):
+    e = F.relu(n.conv("e.2", F.relu(n.conv("e.1", n.img(x, 28, 28, 1), 2)), 2))
+    z = n.dense("z", n.rows(e))
+    d = n.img(F.relu(n.dense("d", z)), 7, 7, 64)
+    d2 = F.relu(n.conv_t("d2", F.relu(n.conv_t("d1", d))))
+    y = n.rows(torch.sigmoid(n.conv("y", d2)))
+    terms = [n.bce(y, x)]
+    return y, z, terms, terms[0]
+
+
 def vae(n, x, t):
     h = F.relu(n.dense("h.2", F.relu(n.dense("h.1", x))))
     mu, lv = n.dense("mu", h), n.dense("logvar", h)
@@ -188,6 +208,8 @@ def unet_landcover_small(n, x, t):
 
 TWINS = {f.__name__: f for f in (t_conv, t_misc, t_unet, t_class, t_vae,
                                  dense_ae, conv_ae, vae, unet_landcover_small)}
+# Twins that only the export test runs (tests/export/check.py), on exported weights.
+EXPORT_TWINS = dict(TWINS, conv_ae_transpose=conv_ae_transpose)
 # The optimizer of each example spec, as torch builds it.
 MODEL_OPTIM = {"dense_ae": ("adam", 1e-3), "conv_ae": ("adam", 1e-3), "vae": ("adam", 1e-3),
                "unet_landcover_small": ("adam", 2e-3)}

@@ -1,0 +1,123 @@
+#!/bin/sh
+# Trained models outside the trainer (docs/runtime.md, "Using a trained model elsewhere"):
+#  1. init, export in both layouts and formats, the PyTorch twins on the torch-layout export
+#     against aec's predict (check.py), import of weights changed in PyTorch and aec's
+#     outputs on them, export -> import -> export byte for byte;
+#  2. train --init from init.ckpt is the plain run, bit for bit;
+#  3. checkpoints follow their tensors: an edited spec (comment, epochs, lr) still loads
+#     them, resuming with a changed optimizer needs --force, other tensors are named;
+#  4. bad files: truncated, foreign, float64, mis-shaped, missing and extra tensors;
+#  5. the PyTorch example of docs/runtime.md.
+# Needs Debian's python3-torch and python3-numpy; run after `make all trainers`.
+set -eu
+cd "$(dirname "$0")/../.."
+out=build/export
+py=${PYTHON:-/usr/bin/python3}
+rm -rf "$out"
+mkdir -p "$out"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+t0=$(date +%s)
+
+# 1. export, the twins, import
+models="dense_ae conv_ae conv_ae_transpose vae"
+for m in $models; do
+  d="$out/$m"
+  bin/$m init --seed 3 --out "$d" --quiet
+  for layout in aec torch; do
+    for format in safetensors npz; do
+      bin/$m export --ckpt "$d/init.ckpt" --layout $layout --format $format --out "$d" --quiet
+    done
+  done
+  bin/$m predict --ckpt "$d/init.ckpt" --out "$d" --quiet
+done
+$py tests/export/check.py "$out" $models || fail "exports do not match PyTorch"
+for m in $models; do
+  d="$out/$m"
+  bin/$m import "$d/from_torch.npz" --file "$d/from_torch.ckpt" --quiet
+  bin/$m predict --ckpt "$d/from_torch.ckpt" --out "$d/imported" --quiet
+  $py tests/export/check.py compare "$m" "$d/imported/predictions.npy" "$d/from_torch_out.npy" ||
+    fail "$m: aec's outputs on imported PyTorch weights differ from PyTorch's"
+  for f in $m.safetensors $m.torch.safetensors $m.npz $m.torch.npz; do
+    bin/$m import "$d/$f" --file "$d/back.ckpt" --quiet
+    bin/$m export --ckpt "$d/back.ckpt" --format npz --file "$d/back.npz" --quiet
+    cmp -s "$d/back.npz" "$d/$m.npz" || fail "$m: export -> import -> export of $f is not the same file"
+  done
+done
+echo "export -> import -> export: the same bytes from all four files of each model"
+
+# 2. train --init init.ckpt is the plain run of the same seed
+bin/dense_ae train --epochs 1 --limit 1280 --seed 3 --out "$out/plain" --quiet
+bin/dense_ae train --epochs 1 --limit 1280 --seed 3 --init "$out/dense_ae/init.ckpt" --out "$out/from_init" --quiet
+cmp -s "$out/plain/last.ckpt" "$out/from_init/last.ckpt" || fail "train --init init.ckpt differs from the plain run"
+echo "train --init init.ckpt: bit for bit the plain run"
+bin/dense_ae train --epochs 1 --limit 1280 --init "$out/dense_ae/from_torch.ckpt" --out "$out/torch_run" --quiet ||
+  fail "training from imported PyTorch weights failed"
+
+# 3. an edited spec: a comment and the epochs change nothing; the learning rate needs --force
+edited() {  # name sed-script: a changed copy of dense_ae, built to $out/name/dense_ae
+  mkdir -p "$out/$1"
+  sed -e "$2" specs/dense_ae.ae > "$out/$1/dense_ae.ae"
+  bin/aec build --no-compile --out "$out/$1/src" "$out/$1/dense_ae.ae" >/dev/null
+  ${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$out/$1/src" -o "$out/$1/dense_ae" "$out/$1/src/model.c" \
+    build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+}
+edited comment 's/^  epochs .*/  epochs 3  # an edited copy/'
+edited lr 's/lr = 1e-3/lr = 5e-4/'
+edited wider 's/dense(z, 64)/dense(z, 65)/'
+"$out/comment/dense_ae" eval --ckpt "$out/plain/last.ckpt" --out "$out/comment" >"$out/comment/eval.txt" 2>&1 ||
+  fail "a spec with a new comment and epochs refuses the checkpoint: $(cat "$out/comment/eval.txt")"
+cp -r "$out/plain" "$out/resume"
+if "$out/lr/dense_ae" train --resume --epochs 2 --limit 1280 --out "$out/resume" --quiet 2>"$out/lr/err.txt"; then
+  fail "resuming with another learning rate did not ask for --force"
+fi
+grep -q "lr 0.001 -> 0.0005" "$out/lr/err.txt" && grep -q -- "--force" "$out/lr/err.txt" ||
+  fail "the refused resume does not say what changed: $(cat "$out/lr/err.txt")"
+"$out/lr/dense_ae" train --resume --force --epochs 2 --limit 1280 --out "$out/resume" >"$out/lr/force.txt" ||
+  fail "--resume --force failed"
+grep -q "changed optimizer settings (--force): lr 0.001 -> 0.0005" "$out/lr/force.txt" || fail "--force does not say what changed"
+if "$out/wider/dense_ae" eval --ckpt "$out/plain/last.ckpt" --out "$out/wider" 2>"$out/wider/err.txt"; then
+  fail "a checkpoint of other shapes was accepted"
+fi
+grep -q "shape of 'y.1.w' \[32,64\] (the model has \[32,65\])" "$out/wider/err.txt" ||
+  fail "the shape mismatch is not named: $(cat "$out/wider/err.txt")"
+echo "checkpoints: an edited comment and epochs load; a new lr needs --force; $(sed 's/^aec: //' "$out/wider/err.txt" | cut -c1-150)..."
+
+# 4. bad files, each refused with the file named, and nothing written
+d="$out/dense_ae"
+refuse() {  # file what-the-message-says
+  rm -f "$d/bad.ckpt"
+  if bin/dense_ae import "$1" --file "$d/bad.ckpt" --quiet 2>"$d/err.txt"; then fail "import accepted $1"; fi
+  grep -q "$2" "$d/err.txt" || fail "importing $1: expected '$2', got: $(cat "$d/err.txt")"
+  grep -q "$1" "$d/err.txt" || fail "importing $1: the message does not name the file: $(cat "$d/err.txt")"
+  [ ! -e "$d/bad.ckpt" ] || fail "a refused import wrote $d/bad.ckpt"
+  echo "  refused: $(head -n 1 "$d/err.txt" | cut -c1-160)"
+}
+head -c 3000 "$d/dense_ae.safetensors" > "$d/truncated.safetensors"
+refuse "$d/truncated.safetensors" "truncated"
+head -c 100000 "$d/dense_ae.npz" > "$d/truncated.npz"
+refuse "$d/truncated.npz" "truncated"
+refuse specs/dense_ae.ae "not a safetensors file"
+$py - "$d" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+w = dict(np.load(d + "/dense_ae.npz"))
+np.savez(d + "/f64.npz", **{k: v.astype(np.float64) for k, v in w.items()})
+np.savez(d + "/shape.npz", **{k: (v[:-1] if k == "z.3.w" else v) for k, v in w.items()})
+np.savez(d + "/missing.npz", **{k: v for k, v in w.items() if k != "y.1.b"})
+np.savez(d + "/extra.npz", extra_layer=np.zeros(3, np.float32), **w)
+np.savez_compressed(d + "/compressed.npz", **w)
+PY
+refuse "$d/f64.npz" "holds <f8 values; aec reads float32"
+refuse "$d/shape.npz" "'z.3.w' is \[63,32\], the model needs \[64,32\]"
+refuse "$d/missing.npz" "missing 'y.1.b' \[64\]"
+refuse "$d/extra.npz" "extra 'extra_layer' \[3\]"
+bin/dense_ae import "$d/compressed.npz" --file "$d/compressed.ckpt" --quiet || fail "np.savez_compressed's file was refused"
+bin/dense_ae export --ckpt "$d/compressed.ckpt" --format npz --file "$d/compressed_back.npz" --quiet
+cmp -s "$d/compressed_back.npz" "$d/dense_ae.npz" || fail "a compressed npz did not import to the same weights"
+# 5. the PyTorch example of docs/runtime.md, on conv_ae's exports of part 1
+sed -n '/<!-- example: pytorch/,/<!-- end of example/p' docs/runtime.md | sed -e '1d' -e '$d' -e 's/^    //' \
+  -e "s|runs/conv_ae|$out/conv_ae|g" > "$out/doc_example.py"
+$py "$out/doc_example.py" || fail "the PyTorch example of docs/runtime.md failed"
+bin/conv_ae import "$out/conv_ae/tuned.npz" --out "$out/conv_ae" --quiet || fail "the example's tuned.npz does not import"
+echo "docs/runtime.md's PyTorch example runs"
+echo "export tests passed in $(( $(date +%s) - t0 )) s"
