@@ -94,6 +94,12 @@ int aert_png_pairs(const char *inputs, const char *targets);
 int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *targets, long limit,
                         aert_dataset *ds);
 
+/* One PNG, an h x w image, into dst as c channels on the model's scale (what: "input" or
+ * "target", for messages); the *.png files of a folder, sorted (malloc'd names). */
+int aert_png_read(const aert_model *m, const char *path, int h, int w, int c, const char *what,
+                  float *dst);
+int aert_png_list(const char *dir, char ***names, long *n);
+
 /* ---- data_geo.c: land-cover patches streamed from GeoTIFF tiles ---------------------- */
 #define AERT_MAX_LAYERS 16
 typedef struct aert_tiles aert_tiles;
@@ -259,6 +265,8 @@ long aert_latent_dead(const aert_latent_stats *ls);           /* units near zero
 /* ---- images.c: PNG grids --------------------------------------------------------- */
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
                   int c);
+/* Bytes of a w x h image, ch 1 (grey) or 3 (RGB), as they are. */
+int aert_png_write(const char *path, const unsigned char *img, int w, int h, int ch);
 
 /* A 2-d scatter plot (n points xy[2i], xy[2i+1]) coloured by label 0..9 (others grey),
  * scaled to fill the plot, with a legend of the ten colours. */
@@ -369,7 +377,7 @@ typedef struct aert_options {
   const char *format;    /* export: safetensors, npz or onnx */
   const char *layout;    /* export: aec (default) or torch */
   const char *dest;      /* init, export, import (--file): the file written */
-  const char *input;     /* predict, encode: a file or folder of new data */
+  const char *input;     /* predict, encode --input: new data; import: the FILE to import */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */
@@ -418,6 +426,8 @@ int aert_latent_map(const aert_model *m, const aert_options *o);   /* embed.c */
 int aert_init_command(const aert_model *m, const aert_options *o);  /* export.c */
 int aert_export(const aert_model *m, const aert_options *o);
 int aert_import(const aert_model *m, const aert_options *o);
+/* predict --input, encode --input (predict_input.c): the model on new data. */
+int aert_predict_input(const aert_model *m, const aert_options *o, int latent);
 
 /* ---- tiff.c: GeoTIFF rasters through libtiff (reading any layout, writing tiles) ---- */
 /* Georeferencing as GeoTIFF stores it, carried verbatim from an input to a prediction. */

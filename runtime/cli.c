@@ -45,6 +45,7 @@ static const option_t options[] = {
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
     {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
+    {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: a PNG file or folder, an IDX file, a .npy array", 0},
     {"--overlap", "PX", PREDICT, "pixels shared by neighbouring windows (default patch/4)", 1},
     {"--quiet", NULL, ANY, "no progress output", 0},
     {"--help", NULL, ANY, "this help", 0},
@@ -118,6 +119,7 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--resume")) o->resume = 1;
   else if (!strcmp(flag, "--force")) o->force = 1;
   else if (!strcmp(flag, "--init")) o->init = val;
+  else if (!strcmp(flag, "--input")) o->input = val;
   else if (!strcmp(flag, "--file")) o->dest = val;
   else if (!strcmp(flag, "--format")) {
     o->format = val;

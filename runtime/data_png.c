@@ -175,8 +175,9 @@ static int read_png(const aert_model *m, const char *path, int h, int w, int c,
   png_read_info(png, info);
   png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
   if (pw != (png_uint_32)w || ph != (png_uint_32)h) {
-    aert_error("'%s' is %u x %u pixels (width x height) but the model's %s is %d x %d", path,
-               (unsigned)pw, (unsigned)ph, what, w, h);
+    aert_error("'%s' is %u x %u pixels (width x height) but the model's %s is %d x %d: resize "
+               "it (ImageMagick: convert IN -resize %dx%d! OUT) or cut it into %d x %d tiles", path,
+               (unsigned)pw, (unsigned)ph, what, w, h, w, h, w, h);
     goto out;
   }
   int type = png_get_color_type(png, info);
@@ -213,6 +214,19 @@ out:
   free(s.rows);
   free(buf);
   return rc;
+}
+
+int aert_png_read(const aert_model *m, const char *path, int h, int w, int c, const char *what,
+                  float *dst) {
+  return read_png(m, path, h, w, c, what, dst);
+}
+
+int aert_png_list(const char *dir, char ***names, long *n) {
+  listing l;
+  if (list_pngs(dir, &l) != 0)
+    return listing_free(&l), -1;
+  *names = l.name, *n = l.n;
+  return 0;
 }
 
 /* ---- the data set ------------------------------------------------------------------- */

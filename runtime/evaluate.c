@@ -333,6 +333,8 @@ static int write_latent_csv(const char *path, const aert_dataset *ds, const floa
 int aert_encode(const aert_model *m, const aert_options *o) {
   if (m->latent_size <= 0 || !m->latent)
     return aert_error("model '%s' has no latent to encode", m->name), -1;
+  if (o->input)
+    return aert_predict_input(m, o, 1);
   aert_session s;
   gather_t g = {m->latent, m->latent_size, NULL};
   char *npy = aert_join(o->out, "latent.npy"), *csv = aert_join(o->out, "latent.csv");
@@ -351,6 +353,8 @@ int aert_encode(const aert_model *m, const aert_options *o) {
 }
 
 int aert_predict(const aert_model *m, const aert_options *o) {
+  if (o->input)
+    return aert_predict_input(m, o, 0);
   if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
     return aert_predict_tiles(m, o);
   aert_session s;

@@ -53,6 +53,10 @@ static int write_atomic(const char *path, const unsigned char *img, int W, int H
   return rc;
 }
 
+int aert_png_write(const char *path, const unsigned char *img, int w, int h, int ch) {
+  return write_atomic(path, img, w, h, ch);
+}
+
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
                   int c) {
   int ch = c >= 3 ? 3 : 1;

@@ -88,8 +88,9 @@ def twin_output(model, weights, x):
     p = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in weights.items()}
     zeros = lambda op, k, n: torch.zeros(n)  # noqa: E731  eval: no noise, z = mu
     net = twins.Net(p, x.shape[0], zeros, layout="torch")
+    t = torch.zeros(x.shape[0], 64 * 64) if model.startswith("unet") else None  # labels: unused here
     with torch.no_grad():
-        out, _, _, _ = twins.EXPORT_TWINS[model](net, torch.from_numpy(x.astype(np.float64)), None)
+        out, _, _, _ = twins.EXPORT_TWINS[model](net, torch.from_numpy(x.astype(np.float64)), t)
     return out.numpy()
 
 

@@ -7,7 +7,9 @@
 #  3. checkpoints follow their tensors: an edited spec (comment, epochs, lr) still loads
 #     them, resuming with a changed optimizer needs --force, other tensors are named;
 #  4. bad files: truncated, foreign, float64, mis-shaped, missing and extra tensors;
-#  5. the PyTorch example of docs/runtime.md.
+#  5. the PyTorch example of docs/runtime.md;
+#  6. predict --input and encode --input on PNG folders, .npy arrays and IDX files against the
+#     twins, every buildable example spec, and inputs that are refused.
 # Needs Debian's python3-torch and python3-numpy; run after `make all trainers`.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -120,4 +122,54 @@ sed -n '/<!-- example: pytorch/,/<!-- end of example/p' docs/runtime.md | sed -e
 $py "$out/doc_example.py" || fail "the PyTorch example of docs/runtime.md failed"
 bin/conv_ae import "$out/conv_ae/tuned.npz" --out "$out/conv_ae" --quiet || fail "the example's tuned.npz does not import"
 echo "docs/runtime.md's PyTorch example runs"
+# 6. predict --input and encode --input: PNG files and folders, IDX, .npy; no labels
+in="$out/inputs"
+$py tests/export/inputs.py write "$in"
+for m in dense_ae conv_ae; do
+  bin/$m predict --ckpt "$out/$m/init.ckpt" --input "$in/png" --out "$out/$m/png" --quiet
+  $py tests/export/inputs.py check $m "$in" "$out/$m/png" || fail "$m: predict --input differs from PyTorch"
+  bin/$m predict --ckpt "$out/$m/init.ckpt" --input "$in/ten.npy" --out "$out/$m/npy" --quiet
+  cmp -s "$out/$m/png/predictions.npy" "$out/$m/npy/predictions.npy" || fail "$m: the .npy input does not give the PNG input's outputs"
+done
+d="$out/unet_landcover_small"
+bin/unet_landcover_small init --out "$d" --quiet
+bin/unet_landcover_small export --ckpt "$d/init.ckpt" --layout torch --format npz --out "$d" --quiet
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$in/rgba" --out "$d/png" --quiet
+$py tests/export/inputs.py check unet_landcover_small "$in" "$d/png" || fail "unet_landcover_small: predict --input differs from PyTorch"
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$in/rgba.npy" --out "$d/npy" --quiet
+cmp -s "$d/png/predictions.npy" "$d/npy/predictions.npy" || fail "unet_landcover_small: the .npy input does not give the PNG input's outputs"
+bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+  --out "$out/conv_ae/idx" --quiet
+$py -c "
+import numpy as np, sys
+a, b = np.load('$out/conv_ae/idx/predictions.npy'), np.load('$out/conv_ae/png/predictions.npy')
+sys.exit(0 if a.shape == (10000, 28, 28, 1) and np.array_equal(a[:10], b) else 1)" ||
+  fail "conv_ae: predict --input of the IDX file does not give the PNG images' outputs"
+[ -s "$out/conv_ae/idx/predictions-idx-ubyte" ] || fail "conv_ae: no IDX file of the predicted images"
+bin/conv_ae encode --ckpt "$out/conv_ae/init.ckpt" --input "$in/png" --out "$out/conv_ae/enc" --quiet
+[ -s "$out/conv_ae/enc/latent.npy" ] && [ -s "$out/conv_ae/enc/latents/img09.npy" ] || fail "encode --input wrote no latents"
+# every example spec with a decoder or a head whose checkpoint can be made here (those that
+# import weights from runs/ of another spec cannot)
+for m in conv_ae_1x1 conv_vae deep_ae denoising_ae denoising_skip grow_stage1 img2img sparse_kl_ae \
+         sparse_l1_ae sparse_none_ae vae2; do
+  bin/$m init --out "$out/all/$m" --quiet
+  bin/$m predict --ckpt "$out/all/$m/init.ckpt" --input "$in/png" --out "$out/all/$m" --quiet ||
+    fail "$m: predict --input failed"
+  ls "$out/all/$m/predictions/img00."* >/dev/null || fail "$m: no output per input"
+done
+echo "predict --input: PNG folders, .npy and IDX give PyTorch's outputs; every buildable example spec predicts PNG inputs"
+pfail() {  # command what-the-message-says
+  if "$@" --quiet 2>"$in/err.txt"; then fail "accepted: $*"; fi
+}
+pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/small.png" --out "$in/o"
+grep -q "small.png' is 27 x 28 pixels (width x height) but the model's input is 28 x 28: resize it" "$in/err.txt" ||
+  fail "a small image: $(cat "$in/err.txt")"
+pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/empty" --out "$in/o"
+grep -q "no PNG images (\*.png) in the folder '$in/empty'" "$in/err.txt" || fail "an empty folder: $(cat "$in/err.txt")"
+pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/notes/readme.txt" --out "$in/o"
+grep -q "is not a PNG image, an IDX file or a .npy array" "$in/err.txt" || fail "a text file: $(cat "$in/err.txt")"
+pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/rgba.npy" --out "$in/o"
+grep -q "rgba.npy' has 16384 values per row" "$in/err.txt" || fail "an array of another shape: $(cat "$in/err.txt")"
+[ ! -e "$in/o/predictions.npy" ] || fail "a refused predict --input wrote predictions"
+echo "predict --input refuses, naming the file: $(cut -c1-150 "$in/err.txt")"
 echo "export tests passed in $(( $(date +%s) - t0 )) s"
