@@ -631,7 +631,7 @@ static void emit_drivers(emitter *e, const char **names) {
       " * Off, it costs one predictable branch per kernel call. */\n"
       "static int profiling;\nstatic double profile_ms[%d][2];\n"
       "#define PROFILED(k, dir, call) \\\n"
-      "  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)\n",
+      "  do { double t0_ = profiling ? omp_get_wtime() : 0; call; if (profiling) profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)\n",
       K, K + 1);
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
       "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");

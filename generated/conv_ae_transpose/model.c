@@ -371,7 +371,7 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
 static int profiling;
 static double profile_ms[8][2];
 #define PROFILED(k, dir, call) \
-  do { if (!profiling) { call; } else { double t0_ = omp_get_wtime(); call; profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } } while (0)
+  do { double t0_ = profiling ? omp_get_wtime() : 0; call; if (profiling) profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {

@@ -31,13 +31,45 @@ static void fill(aert_real *p, aert_real *x, aert_real *t, uint64_t *s) {
     t[i] = AEC_N_CLASSES ? (urand(s) < 0.1 ? -1 : (int)(urand(s) * AEC_N_CLASSES)) : 0.05 + 0.9 * urand(s);
 }
 
-int main(void) {
+#ifndef AERT_DOUBLE
+/* The trainer's own build (float, the trainer's compiler flags) on the same parameters and
+ * batch: its gradients must be the double build's, tensor by tensor (relative L2 error,
+ * 1e-2; floats move it by 1e-6 to 1e-4). This catches what the optimiser of the real build
+ * does to the generated code, which the double check at -O1 never sees. */
+int main(int argc, char **argv) {
+  static aert_real P[AEC_PARAM_FLOATS], G[AEC_PARAM_FLOATS], A[AEC_ARENA_FLOATS];
+  static aert_real X[AEC_BATCH * AEC_IN_SIZE], T[AEC_BATCH * (AEC_TARGET_SIZE ? AEC_TARGET_SIZE : 1)];
+  static double want[AEC_PARAM_FLOATS];
+  uint64_t s = 42, seed = 7;
+  FILE *f = argc == 2 ? fopen(argv[1], "rb") : NULL;
+  if (!f || fread(want, sizeof want, 1, f) != 1) { fprintf(stderr, "gradcheck: cannot read the double gradients\n"); return 2; }
+  fclose(f);
+  fill(P, X, T, &s);
+  model_forward(P, A, X, T, 1, seed, NULL);
+  model_backward(P, G, A, X, T, seed);
+  double all = 0;
+  for (long j = 0; j < AEC_PARAM_FLOATS; j++) all += want[j] * want[j];
+  int bad = 0, n = (int)(sizeof params / sizeof params[0]);
+  for (int i = 0; i < n; i++) {
+    const aert_param *q = &params[i];
+    double d2 = 0, w2 = 0;
+    for (long j = q->offset; j < q->offset + q->size; j++) d2 += (G[j] - want[j]) * (G[j] - want[j]), w2 += want[j] * want[j];
+    double rel = sqrt(d2) / fmax(sqrt(w2), 1e-3 * sqrt(all) + 1e-30);
+    if (rel > 1e-2) { printf("  %s: the float build's gradient is %.2g away from the double build's\n", q->name, rel); bad++; }
+  }
+  printf("%s: float build's gradients %s\n", AEC_MODEL_NAME, bad ? "DIFFER" : "agree with the double build's");
+  return bad ? 1 : 0;
+}
+#else
+int main(int argc, char **argv) {
   static aert_real P[AEC_PARAM_FLOATS], G[AEC_PARAM_FLOATS], A[AEC_ARENA_FLOATS];
   static aert_real X[AEC_BATCH * AEC_IN_SIZE], T[AEC_BATCH * (AEC_TARGET_SIZE ? AEC_TARGET_SIZE : 1)];
   uint64_t s = 42, seed = 7;
   fill(P, X, T, &s);
   double loss = model_forward(P, A, X, T, 1, seed, NULL);
   model_backward(P, G, A, X, T, seed);
+  FILE *f = argc == 2 ? fopen(argv[1], "wb") : NULL;   /* for the float build's comparison */
+  if (argc == 2 && (!f || fwrite(G, sizeof G, 1, f) != 1 || fclose(f) != 0)) { perror(argv[1]); return 2; }
   /* the central difference carries the loss's rounding error over h: about 1e-14 |loss| / h
    * for a loss summed over thousands of values through batch norms and softmaxes (seen in
    * generated specs), so the floor of the comparison grows with the loss */
@@ -71,3 +103,4 @@ int main(void) {
   printf(kinks ? " (%d at a kink of the loss, not compared)\n" : "\n", kinks);
   return bad ? 1 : 0;
 }
+#endif

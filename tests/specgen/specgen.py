@@ -312,7 +312,7 @@ def random_layer(rng, g, pool):
     elif kind == "pool":
         n = pool_layer(rng, g, t)
     elif kind == "upsample":
-        n = g.add("upsample", [t], factor=rng.choice([2, 2, 3]))
+        n = g.add("upsample", [t], factor=rng.choice([2, 2, 3]), **({"mode": "nearest"} if rng.random() < 0.3 else {}))
     elif kind == "concat":
         n = concat_layer(rng, g, pool, t)
     elif kind == "add":
