@@ -17,25 +17,21 @@ for m in denoising_ae denoising_skip sparse_l1_ae sparse_none_ae vae2 conv_ae la
   [ -x bin/$m ] || fail "bin/$m is missing (make trainers)"
 done
 
-# Denoising: the reconstruction of a noisy image is closer to the clean one than the noise.
-bin/denoising_ae train --quiet --epochs 1 --limit 9000 --out $OUT/dn
-bin/denoising_ae eval --quiet --out $OUT/dn > $OUT/dn.txt
-noisy=$(sed -n 's/.*noisy input PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dn.txt)
-recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dn.txt)
-[ -n "$noisy" ] && [ -n "$recon" ] || fail "denoising_ae eval printed no denoising line"
-gt "$recon" "$noisy" || fail "denoising: reconstruction PSNR $recon <= noisy $noisy"
-[ -s $OUT/dn/denoising.png ] || fail "no denoising.png"
-echo "family: denoising PSNR noisy $noisy dB, reconstructed $recon dB"
-
-# The same with the noisy input concatenated into the decoder's convolutions (a skip from the
-# input, which takes no gradient): it trains, and it denoises.
-bin/denoising_skip train --quiet --epochs 1 --limit 9000 --out $OUT/dns
-bin/denoising_skip eval --quiet --out $OUT/dns > $OUT/dns.txt
-noisy=$(sed -n 's/.*noisy input PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dns.txt)
-recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $OUT/dns.txt)
-[ -n "$noisy" ] && [ -n "$recon" ] || fail "denoising_skip eval printed no denoising line"
-gt "$recon" "$noisy" || fail "denoising_skip: reconstruction PSNR $recon <= noisy $noisy"
-echo "family: denoising_skip PSNR noisy $noisy dB, reconstructed $recon dB"
+# Denoising: the reconstruction of a noisy image is closer to the clean one than the noise;
+# also with the noisy input concatenated into the decoder's convolutions (denoising_skip: a
+# skip from the input, which takes no gradient).
+denoises() {   # model, output folder
+  bin/$1 train --quiet --epochs 1 --limit 9000 --out $2
+  bin/$1 eval --quiet --out $2 > $2.txt
+  noisy=$(sed -n 's/.*noisy input PSNR \([0-9.]*\) dB.*/\1/p' $2.txt)
+  recon=$(sed -n 's/.*reconstruction PSNR \([0-9.]*\) dB.*/\1/p' $2.txt)
+  [ -n "$noisy" ] && [ -n "$recon" ] || fail "$1 eval printed no denoising line"
+  gt "$recon" "$noisy" || fail "$1: reconstruction PSNR $recon <= noisy $noisy"
+  [ -s $2/denoising.png ] || fail "$1 wrote no denoising.png"
+  echo "family: $1 PSNR noisy $noisy dB, reconstructed $recon dB"
+}
+denoises denoising_ae $OUT/dn
+denoises denoising_skip $OUT/dns
 
 # Sparse: eval reports the latent's statistics; after the same short run, the L1 penalty
 # leaves more of the latent near zero than the same network without it (sparse_none_ae).
