@@ -662,6 +662,33 @@ static void emit_cstr(emitter *e, const char *s) {
   fputc('"', e->o);
 }
 
+/* The inference graph for exporters (aert_layer in runtime/aert.h): one row per node. */
+static void emit_layers(emitter *e) {
+  static const char *const ops[OP__COUNT] = {
+      [OP_INPUT] = "INPUT", [OP_TARGET] = "TARGET", [OP_DENSE] = "DENSE", [OP_CONV] = "CONV",
+      [OP_CONV_T] = "CONV_T", [OP_MAXPOOL] = "MAXPOOL", [OP_AVGPOOL] = "AVGPOOL",
+      [OP_UPSAMPLE] = "UPSAMPLE", [OP_FLATTEN] = "FLATTEN", [OP_RESHAPE] = "RESHAPE",
+      [OP_CONCAT] = "CONCAT", [OP_ADD] = "ADD", [OP_DROPOUT] = "IDENTITY", [OP_BATCHNORM] = "BATCHNORM",
+      [OP_NOISE] = "IDENTITY", [OP_SAMPLE] = "SAMPLE", [OP_RELU] = "RELU", [OP_LEAKY_RELU] = "LEAKY_RELU",
+      [OP_ELU] = "ELU", [OP_SIGMOID] = "SIGMOID", [OP_TANH] = "TANH", [OP_SOFTMAX] = "SOFTMAX",
+      [OP_LINEAR] = "IDENTITY"};
+  const ae_model *m = e->p->m;
+  OUT("/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */\n"
+      "static const aert_layer graph[%d] = {\n", m->nodes.len);
+  for (int i = 0; i < m->nodes.len; i++) {
+    const ae_node *n = m->nodes.items[i];
+    OUT("  {AERT_L_%s, ", ops[n->op]);
+    emit_cstr(e, n->n_params ? n->name : NULL);
+    OUT(", %d, {", n->in.len < 8 ? n->in.len : 8);
+    for (int j = 0; j < n->in.len && j < 8; j++) OUT("%s%d", j ? ", " : "", ((ae_node *)n->in.items[j])->id);
+    OUT("}, %d, {", n->shape.rank);
+    for (int j = 0; j < n->shape.rank; j++) OUT("%s%d", j ? ", " : "", n->shape.d[j]);
+    OUT("}, %d, %d, %d, %.9g},\n", n->op == OP_UPSAMPLE ? n->factor : n->k, n->stride, n->pad_same,
+        n->op == OP_BATCHNORM ? n->eps : n->alpha);
+  }
+  OUT("};\n\n");
+}
+
 static void emit_descriptor(emitter *e, const char *hash) {
   const ae_model *m = e->p->m;
   const ae_data *d = &m->data;
@@ -688,6 +715,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
     OUT("{%.0f, %.0f}, ", c.flops[0], c.flops[1]);
   }
   OUT("{0, 0}};\n\n");
+  emit_layers(e);
   OUT("const aert_model aec_model = {\n  .name = \"%s\",\n  .spec_file = ", m->name);
   emit_cstr(e, m->src->path);
   OUT(",\n  .spec_hash = \"%s\",\n  .batch = %d,\n  .in_rank = %d, .in_shape = {", hash, e->p->batch, in->shape.rank);
@@ -739,6 +767,8 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (e->has_decode) OUT("  .decode = model_decode,\n");
   OUT("  .n_timed = %d, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,\n", K + 1);
   if (auto_w >= 0) OUT("  .set_class_weights = model_set_class_weights,\n");
+  OUT("  .n_graph = %d, .graph = graph, .output_layer = %d, .latent_layer = %d,\n", m->nodes.len, m->output->id,
+      m->latent ? m->latent->id : -1);
   OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }

@@ -77,6 +77,25 @@ typedef struct {
   int tiles, tile_size;          /* synthetic_landcover: training tiles written, their size */
 } aert_data;
 
+/* The inference graph, one entry per spec layer in forward order, for exporters (ONNX):
+ * training-only layers (noise, dropout) are identities and `sample` passes its mean. */
+typedef enum {
+  AERT_L_INPUT, AERT_L_TARGET, AERT_L_DENSE, AERT_L_CONV, AERT_L_CONV_T, AERT_L_MAXPOOL,
+  AERT_L_AVGPOOL, AERT_L_UPSAMPLE, AERT_L_FLATTEN, AERT_L_RESHAPE, AERT_L_CONCAT, AERT_L_ADD,
+  AERT_L_IDENTITY, AERT_L_BATCHNORM, AERT_L_SAMPLE, AERT_L_RELU, AERT_L_LEAKY_RELU, AERT_L_ELU,
+  AERT_L_SIGMOID, AERT_L_TANH, AERT_L_SOFTMAX
+} aert_layer_op;
+
+#define AERT_MAX_LAYER_INPUTS 8
+typedef struct {
+  aert_layer_op op;
+  const char *param;       /* its parameters are param.w, param.b (batchnorm: .gamma ...), or NULL */
+  int n_in, in[AERT_MAX_LAYER_INPUTS];   /* earlier layers, by index */
+  int rank, shape[3];      /* per example: [n] or HWC */
+  int k, stride, same;     /* conv, conv_transpose (same: padding=same), pools; upsample factor in k */
+  float alpha;             /* leaky_relu, elu; batchnorm's eps */
+} aert_layer;
+
 /* Loss terms of one forward pass (reconstruction, kl, sparsity...), logged apart. */
 typedef struct {
   float total;
@@ -148,6 +167,11 @@ typedef struct aert_model {
   const double (*timed_flops)[2];   /* per batch, forward and backward */
   double (*profile_ms)[2];
   int *profiling;
+
+  /* ---- the inference graph (export --format onnx); zero in older generated code ---- */
+  int n_graph;
+  const aert_layer *graph;
+  int output_layer, latent_layer;   /* indices into graph; latent -1 when none */
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

@@ -325,6 +325,12 @@ int aert_npz_read(const char *path, const unsigned char *b, size_t n, aert_tenso
 /* One .npy held in memory (what = "'x.npy' in 'f.npz'" for messages). */
 int aert_npy_parse(const char *what, const unsigned char *b, size_t n, aert_named *t);
 
+/* ---- onnx.c: the inference graph as an ONNX model ------------------------------------ */
+/* weights: the parameters in PyTorch's names and layouts (export.c); st: the run's band
+ * statistics for `standardize`; nchw: the layout of the input and outputs (else NHWC). */
+int aert_onnx_write(const char *path, const aert_model *m, const aert_tensor_set *weights,
+                    const aert_train_state *st, int nchw);
+
 /* ---- progress.c: progress bar and CSV log --------------------------------------- */
 typedef struct {
   int tty, quiet;

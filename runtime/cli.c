@@ -31,8 +31,8 @@ static const option_t options[] = {
     {"--resume", NULL, TRAIN, "continue exactly from OUT/last.ckpt", 0},
     {"--force", NULL, TRAIN, "--resume although the optimizer or schedule changed", 0},
     {"--init", "FILE", TRAIN, "start from the parameters of checkpoint FILE (from init or import)", 0},
-    {"--format", "F", EXPORT, "safetensors (default) or npz", 0},
-    {"--layout", "L", EXPORT | IMPORT, "aec (default) or torch: PyTorch's names and weight layouts", 0},
+    {"--format", "F", EXPORT, "safetensors (default), npz or onnx", 0},
+    {"--layout", "L", EXPORT | IMPORT, "aec (default) or torch: PyTorch's names and weight layouts; onnx: nchw (default) or nhwc", 0},
     {"--file", "FILE", INIT | EXPORT | IMPORT, "file written (default under OUT)", 0},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
     {"--profile", "FILE", TRAIN, "time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)", 0},
@@ -65,7 +65,7 @@ static const struct {
     {"interpolate", INTERP, "decode the line between two test images' latents: OUT/interpolation.png"},
     {"latent", LATENT, "2-d map of the test latents (PCA or t-SNE): OUT/latent_2d.csv, OUT/latent_2d.png"},
     {"init", INIT, "the initialised parameters (step 0) of --seed: OUT/init.ckpt"},
-    {"export", EXPORT, "a checkpoint's parameters as safetensors or npz: OUT/<model>[.torch].<format>"},
+    {"export", EXPORT, "a checkpoint's parameters as safetensors or npz, or the model as ONNX: OUT/<model>[.torch].<format>"},
     {"import", IMPORT, "FILE (safetensors, npz) to a checkpoint: OUT/imported.ckpt; then train --init it"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -123,13 +123,14 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--file")) o->dest = val;
   else if (!strcmp(flag, "--format")) {
     o->format = val;
-    if (strcmp(val, "safetensors") && strcmp(val, "npz"))
-      return aert_error("--format expects safetensors or npz, got '%s'", val), -1;
+    if (strcmp(val, "safetensors") && strcmp(val, "npz") && strcmp(val, "onnx"))
+      return aert_error("--format expects safetensors, npz or onnx, got '%s'", val), -1;
   }
   else if (!strcmp(flag, "--layout")) {
     o->layout = val;
-    if (strcmp(val, "aec") && strcmp(val, "torch"))
-      return aert_error("--layout expects aec or torch, got '%s'", val), -1;
+    if (strcmp(val, "aec") && strcmp(val, "torch") && strcmp(val, "nchw") && strcmp(val, "nhwc"))
+      return aert_error("--layout expects aec or torch (weights), nchw or nhwc (onnx), got '%s'",
+                        val), -1;
   }
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
   else if (!strcmp(flag, "--bad-tiles")) {

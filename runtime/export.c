@@ -200,29 +200,52 @@ int aert_init_command(const aert_model *m, const aert_options *o) {
   return rc;
 }
 
+/* The --layout that goes with the --format: aec or torch for weights, nchw or nhwc for onnx. */
+static int check_layout(const char *format, const char *layout) {
+  int onnx = !strcmp(format, "onnx");
+  if (!layout || (onnx ? strcmp(layout, "aec") && strcmp(layout, "torch")
+                       : strcmp(layout, "nchw") && strcmp(layout, "nhwc")))
+    return 0;
+  return aert_error("--layout %s is for %s; --format %s takes %s", layout,
+                    onnx ? "weight files (safetensors, npz)" : "onnx", format,
+                    onnx ? "nchw (default) or nhwc" : "aec (default) or torch"), -1;
+}
+
 int aert_export(const aert_model *m, const aert_options *o) {
-  int torch = o->layout && !strcmp(o->layout, "torch");
   const char *format = o->format ? o->format : "safetensors";
+  int onnx = !strcmp(format, "onnx"), nchw = !o->layout || strcmp(o->layout, "nhwc");
+  int torch = onnx || (o->layout && !strcmp(o->layout, "torch"));
+  if (check_layout(format, o->layout) != 0)
+    return -1;
   char file[300];
-  snprintf(file, sizeof file, "%s%s.%s", m->name, torch ? ".torch" : "", format);
+  snprintf(file, sizeof file, "%s%s.%s", m->name, onnx ? (nchw ? "" : ".nhwc") : torch ? ".torch" : "", format);
   char *ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt"), *path = NULL;
   float *params = alloc_params(m);
   aert_tensor_set s = {0};
   aert_ckpt ck;
+  aert_train_state st = {0};
   int rc = ckpt && params ? aert_ckpt_load(ckpt, &ck) : -1;
   if (rc == 0) {
     rc = aert_ckpt_check_model(&ck, m);
     if (rc == 0)
       rc = aert_ckpt_restore(&ck, m, params, NULL);
+    st = ck.st;
     aert_ckpt_free(&ck);
   }
+  if (rc == 0 && onnx && m->data.standardize && st.norm_bands != m->in_shape[m->in_rank - 1])
+    rc = (aert_error("checkpoint '%s' holds no band statistics for the standardized input of "
+                     "model '%s' (a checkpoint of a training run has them)", ckpt, m->name), -1);
   if (rc == 0)
     rc = params_to_set(m, params, torch, &s);
   if (rc == 0 && !(path = out_path(o, file)))
     rc = -1;
   if (rc == 0)
-    rc = !strcmp(format, "npz") ? aert_npz_write(path, &s) : aert_safetensors_write(path, &s, m->name);
-  if (rc == 0 && !o->quiet)
+    rc = onnx ? aert_onnx_write(path, m, &s, &st, nchw)
+         : !strcmp(format, "npz") ? aert_npz_write(path, &s) : aert_safetensors_write(path, &s, m->name);
+  if (rc == 0 && !o->quiet && onnx)
+    printf("wrote %s: the inference graph of '%s' with the weights of '%s', %s input \"input\"\n", path,
+           m->name, ckpt, nchw ? "NCHW" : "NHWC");
+  else if (rc == 0 && !o->quiet)
     printf("wrote %s: %d tensors of '%s' in %s layout\n", path, s.n, ckpt, torch ? "PyTorch's" : "aec's");
   aert_tensor_set_free(&s);
   free(params);

@@ -723,6 +723,40 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 static const char *const timed_names[14] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_m_1", "conv_m_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_y", "loss"};
 static const double timed_flops[14][2] = {{28901376, 28901376}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {0, 0}, {231211008, 462422016}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {1387266048, 2774532096}, {462422016, 924844032}, {3211264, 6422528}, {0, 0}};
 
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+static const aert_layer graph[30] = {
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_TARGET, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_CONV, "e1.1", 1, {0}, 3, {28, 28, 16}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 16}, 0, 0, 0, 0},
+  {AERT_L_CONV, "e1.2", 1, {3}, 3, {28, 28, 16}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {4}, 3, {28, 28, 16}, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {5}, 3, {14, 14, 16}, 2, 2, 0, 0},
+  {AERT_L_CONV, "e2.1", 1, {6}, 3, {14, 14, 32}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {7}, 3, {14, 14, 32}, 0, 0, 0, 0},
+  {AERT_L_CONV, "e2.2", 1, {8}, 3, {14, 14, 32}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 3, {14, 14, 32}, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {10}, 3, {7, 7, 32}, 2, 2, 0, 0},
+  {AERT_L_CONV, "m.1", 1, {11}, 3, {7, 7, 64}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 3, {7, 7, 64}, 0, 0, 0, 0},
+  {AERT_L_CONV, "m.2", 1, {13}, 3, {7, 7, 64}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {14}, 3, {7, 7, 64}, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {15}, 3, {14, 14, 64}, 2, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 2, {16, 10}, 3, {14, 14, 96}, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2.1", 1, {17}, 3, {14, 14, 32}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {18}, 3, {14, 14, 32}, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2.2", 1, {19}, 3, {14, 14, 32}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {20}, 3, {14, 14, 32}, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {21}, 3, {28, 28, 32}, 2, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 2, {22, 5}, 3, {28, 28, 48}, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1.1", 1, {23}, 3, {28, 28, 16}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {24}, 3, {28, 28, 16}, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1.2", 1, {25}, 3, {28, 28, 16}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {26}, 3, {28, 28, 16}, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {27}, 3, {28, 28, 1}, 1, 1, 1, 0},
+  {AERT_L_SIGMOID, NULL, 1, {28}, 3, {28, 28, 1}, 0, 0, 0, 0},
+};
+
 const aert_model aec_model = {
   .name = "img2img",
   .spec_file = "specs/img2img.ae",
@@ -743,6 +777,7 @@ const aert_model aec_model = {
            .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .n_timed = 14, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
+  .n_graph = 30, .graph = graph, .output_layer = 29, .latent_layer = -1,
 };
 
 #ifndef AEC_NO_MAIN

@@ -259,6 +259,26 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 static const char *const timed_names[9] = {"conv_z_h_1", "conv_z_h_2", "conv_z_h2_1", "conv_z_h2_2", "dense_z", "dense_logits_1", "dropout_6", "dense_logits_2", "loss"};
 static const double timed_flops[9][2] = {{57802752, 0}, {462422016, 0}, {924844032, 0}, {462422016, 0}, {25690112, 0}, {524288, 524288}, {0, 0}, {163840, 327680}, {0, 0}};
 
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+static const aert_layer graph[16] = {
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_TARGET, NULL, 0, {}, 0, {}, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.1", 1, {0}, 3, {28, 28, 32}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 32}, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.2", 1, {3}, 3, {14, 14, 32}, 3, 2, 1, 0},
+  {AERT_L_RELU, NULL, 1, {4}, 3, {14, 14, 32}, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.1", 1, {5}, 3, {14, 14, 64}, 3, 1, 1, 0},
+  {AERT_L_RELU, NULL, 1, {6}, 3, {14, 14, 64}, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.2", 1, {7}, 3, {7, 7, 64}, 3, 2, 1, 0},
+  {AERT_L_RELU, NULL, 1, {8}, 3, {7, 7, 64}, 0, 0, 0, 0},
+  {AERT_L_FLATTEN, NULL, 1, {9}, 1, {3136}, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {10}, 1, {32}, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logits.1", 1, {11}, 1, {64}, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 1, {64}, 0, 0, 0, 0},
+  {AERT_L_IDENTITY, NULL, 1, {13}, 1, {64}, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logits.2", 1, {14}, 1, {10}, 0, 0, 0, 0},
+};
+
 const aert_model aec_model = {
   .name = "latent_classifier",
   .spec_file = "specs/latent_classifier.ae",
@@ -281,6 +301,7 @@ const aert_model aec_model = {
            .standardize = 0, .tiles = 0, .tile_size = 0},
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .n_timed = 9, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
+  .n_graph = 16, .graph = graph, .output_layer = 15, .latent_layer = -1,
 };
 
 #ifndef AEC_NO_MAIN

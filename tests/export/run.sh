@@ -9,8 +9,11 @@
 #  4. bad files: truncated, foreign, float64, mis-shaped, missing and extra tensors;
 #  5. the PyTorch example of docs/runtime.md;
 #  6. predict --input and encode --input on PNG folders, .npy arrays and IDX files against the
-#     twins, every buildable example spec, and inputs that are refused.
-# Needs Debian's python3-torch and python3-numpy; run after `make all trainers`.
+#     twins, every buildable example spec, and inputs that are refused;
+#  7. ONNX exports of every buildable example spec: onnx.checker, strict shape inference,
+#     ONNX Runtime against predict and encode (onnxruntime from PyPI in build/venv).
+# Needs Debian's python3-torch, python3-numpy, python3-onnx and python3-venv, and PyPI for
+# onnxruntime (scripts/test-venv.sh); run after `make all trainers`.
 set -eu
 cd "$(dirname "$0")/../.."
 out=build/export
@@ -172,4 +175,31 @@ pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/rgba.npy"
 grep -q "rgba.npy' has 16384 values per row" "$in/err.txt" || fail "an array of another shape: $(cat "$in/err.txt")"
 [ ! -e "$in/o/predictions.npy" ] || fail "a refused predict --input wrote predictions"
 echo "predict --input refuses, naming the file: $(cut -c1-150 "$in/err.txt")"
+# 7. ONNX: every example spec whose checkpoint can be made here, checked by onnx.checker and
+# strict shape inference and run by ONNX Runtime (PyPI, in build/venv) against predict/encode
+vpy=$(scripts/test-venv.sh) || fail "no Python with onnxruntime (scripts/test-venv.sh failed above)"
+onnx_models="dense_ae conv_ae conv_ae_transpose vae unet_landcover_small conv_ae_1x1 conv_vae deep_ae denoising_ae
+             denoising_skip grow_stage1 img2img sparse_kl_ae sparse_l1_ae sparse_none_ae vae2"
+for m in $onnx_models; do
+  d="$out/$m"
+  [ -f "$d/init.ckpt" ] || bin/$m init --out "$d" --quiet
+  bin/$m export --format onnx --ckpt "$d/init.ckpt" --out "$d" --quiet
+  x="$in/ten.npy"; [ $m = unet_landcover_small ] && x="$in/rgba.npy"
+  bin/$m predict --ckpt "$d/init.ckpt" --input "$x" --out "$d/onnx_in" --quiet
+  if grep -q "latent_layer = [0-9]" "generated/$m/model.c"; then
+    bin/$m encode --ckpt "$d/init.ckpt" --input "$x" --out "$d/onnx_in" --quiet 2>/dev/null || true
+  fi
+done
+bin/conv_ae export --format onnx --layout nhwc --ckpt "$out/conv_ae/init.ckpt" --out "$out/conv_ae" --quiet
+$vpy tests/export/onnx_check.py "$out" $onnx_models || fail "ONNX exports do not match aec"
+if bin/conv_ae export --format onnx --layout torch --ckpt "$out/conv_ae/init.ckpt" --out "$in/o" 2>"$in/err.txt"; then
+  fail "--format onnx accepted --layout torch"
+fi
+grep -q "takes nchw (default) or nhwc" "$in/err.txt" || fail "onnx with --layout torch: $(cat "$in/err.txt")"
+# the ONNX Runtime example of docs/runtime.md
+cp "$in/ten.npy" "$out/conv_ae/ten.npy"
+bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$out/conv_ae/ten.npy" --out "$out/conv_ae/ten" --quiet
+sed -n '/<!-- example: onnxruntime/,/<!-- end of example/p' docs/runtime.md | sed -e '1d' -e '$d' -e 's/^    //' \
+  -e "s|runs/conv_ae|$out/conv_ae|g" > "$out/doc_onnx.py"
+$vpy "$out/doc_onnx.py" || fail "the ONNX Runtime example of docs/runtime.md failed"
 echo "export tests passed in $(( $(date +%s) - t0 )) s"

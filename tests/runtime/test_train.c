@@ -142,7 +142,7 @@ Test(cli, help_exits_0, .init = cr_redirect_stdout) {
       "  interpolate  decode the line between two test images' latents: OUT/interpolation.png\n"
       "  latent       2-d map of the test latents (PCA or t-SNE): OUT/latent_2d.csv, OUT/latent_2d.png\n"
       "  init         the initialised parameters (step 0) of --seed: OUT/init.ckpt\n"
-      "  export       a checkpoint's parameters as safetensors or npz: OUT/<model>[.torch].<format>\n"
+      "  export       a checkpoint's parameters as safetensors or npz, or the model as ONNX: OUT/<model>[.torch].<format>\n"
       "  import       FILE (safetensors, npz) to a checkpoint: OUT/imported.ckpt; then train --init it\n\n"
       "'toy <command> --help' lists the options of a command.\n"
       "usage: toy train [options]\n"
