@@ -163,6 +163,7 @@ class Spec:
         self.blocks = []            # chains rendered as blocks: dict(name, nodes, form, inner, fparam)
         self.imports = []           # (block, file, weights, mode)
         self.numbers = {}           # value -> name of a number binding
+        self.tiles = False          # the data: synthetic GeoTIFF tiles, not IDX files
 
 
 def pick(rng, pool, pred=lambda n: True, recent=0.7):
@@ -394,6 +395,9 @@ def gen_target(rng, spec, x):
     elif kind in ("classes", "classmap"):
         k = rng.choice([2, 3, 5])
         labels = sorted(rng.sample(range(0, 20), k))
+        if kind == "classmap" and x.shape[0] == x.shape[1] >= 8 and rng.random() < 0.5:
+            spec.tiles = True     # synthetic land-cover tiles: labels 1-6, 15 no data
+            labels = sorted(rng.sample(range(1, 7), min(k, 6)))
         ignore = rng.choice([None, 255, 15]) if 15 not in labels else rng.choice([None, 255])
         shape = x.shape[:2] if kind == "classmap" else ()
         spec.target = ("classes", shape, labels, ignore)
@@ -460,7 +464,20 @@ def gen_optimizer(rng):
     return f"{kind}({', '.join(args)})"
 
 
+# The synthetic tile layers and their bands, to stack into an input of c channels.
+def tile_layers(rng, c):
+    if c == 4 and rng.random() < 0.5:
+        return ["naip-new"] if rng.random() < 0.5 else []       # [] is the default, naip-new
+    if c <= 4:
+        return [f"naip-old:1-{c}" if c > 1 else "naip-old:2-2"]
+    return ["naip-new", f"landsat-leaf-off:1-{c - 4}"]
+
+
 def gen_data(rng, spec, x):
+    if spec.tiles:
+        return {"source": "synthetic_landcover", "layers": tile_layers(rng, x.shape[2]),
+                "augment": rng.sample(["flip(both)", "rotate(90)", "flip(vertical)"], rng.choice([0, 1, 2])),
+                "normalize": rng.choice(["", "standardize"]), "patch": x.shape[0] if rng.random() < 0.5 else None}
     d = {"source": "image_pairs" if spec.target and spec.target[0] == "image" else "idx"}
     aug = []
     if image(x) and rng.random() < 0.4:
@@ -762,6 +779,12 @@ class Renderer:
     def data(self):
         d = self.s.data
         names = 'train = "train-x.idx", train_labels = "train-y.idx", test = "test-x.idx", test_labels = "test-y.idx"'
+        if d["source"] == "synthetic_landcover":   # four tiles: one for validation, three give three steps
+            names = f"tiles = 4, tile_size = 16, patches_per_tile = {self.s.batch}"
+            if d["layers"]:
+                names += ", layers = [" + ", ".join(f'"{v}"' for v in d["layers"]) + "]"
+            if d["patch"]:
+                names += f", patch = {d['patch']}"
         out = ["  data {", f"    source {d['source']}({names})"]
         if d.get("augment"):
             out.append(f"    augment {', '.join(d['augment'])}")
@@ -1175,6 +1198,7 @@ def coverage(spec):
         ops.add(f"target {spec.target[0]}{' map' if spec.target[0] == 'classes' and spec.target[1] else ''}"
                 f"{' ignore' if spec.target[0] == 'classes' and spec.target[3] is not None else ''}")
     ops.update(f"augment {a.split('(')[0]}" for a in spec.data.get("augment", []))
+    ops.add("source " + spec.data["source"])
     if spec.data.get("normalize"):
         ops.add("normalize " + spec.data["normalize"].split("(")[0])
     return {"pairs": sorted(pairs), "skips": sorted(skips), "features": sorted(ops)}
