@@ -36,6 +36,7 @@ struct aert_tiles {
   geo_reader *reader;
   float mean[AERT_MAX_BANDS], inv_std[AERT_MAX_BANDS];
   int standardize;
+  int unlabeled;       /* 1: new data for predict --input: tiles named by their first layer, no labels */
   double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
@@ -122,22 +123,42 @@ static int list_tiles(aert_tiles *t, const char *labels) {
   return 0;
 }
 
+/* Keeps the one tile named only. */
+static int keep_only(aert_tiles *t, const char *only) {
+  int kept = 0;
+  for (int k = 0; k < t->n; k++) {
+    if (!kept && !strcmp(t->tile[k], only))
+      t->tile[kept++] = t->tile[k];
+    else
+      free(t->tile[k]);
+  }
+  t->n = kept;
+  if (!kept)
+    return aert_error("no tile '%s' in '%s'", only, t->dir), -1;
+  return 0;
+}
+
 /* Opens every file of one tile and checks sizes and bands; returns the bands stacked. */
 static int check_tile(aert_tiles *t, int k, int *bands) {
   const aert_model *m = t->m;
   aert_raster lab, r;
-  char *path = tile_path(t, k, label_layer(m));
+  char *path = tile_path(t, k, t->unlabeled ? t->layer[0].name : label_layer(m));
   int rc = path ? aert_raster_open(&lab, path) : -1;
   free(path);
   if (rc != 0)
     return -1;
   t->w[k] = lab.width, t->h[k] = lab.height;
-  if (lab.bands != 1 || lab.type == AERT_PIX_F32 || lab.type == AERT_PIX_F64)
+  if (t->unlabeled)   /* the first layer sets the grid */
+    ;
+  else if (lab.bands != 1 || lab.type == AERT_PIX_F32 || lab.type == AERT_PIX_F64)
     rc = (aert_error("'%s': a label layer needs one band of whole numbers, not %d band(s) of %s",
                     lab.path, lab.bands, lab.type >= AERT_PIX_F32 ? "floats" : "integers"), -1);
   else if (lab.width < m->data.patch || lab.height < m->data.patch)
     rc = (aert_error("'%s' is %dx%d, smaller than the %d-pixel patch", lab.path, lab.width,
                     lab.height, m->data.patch), -1);
+  if (t->unlabeled && (lab.width < m->data.patch || lab.height < m->data.patch))
+    rc = (aert_error("'%s' is %dx%d, smaller than the model's %d x %d window: pad it to at least "
+                     "that size", lab.path, lab.width, lab.height, m->data.patch, m->data.patch), -1);
   aert_raster_close(&lab);
   *bands = 0;
   for (int i = 0; rc == 0 && i < t->n_layers; i++) {
@@ -214,7 +235,9 @@ void aert_tiles_free(aert_tiles *t) {
   free(t);
 }
 
-static aert_tiles *tiles_open(const aert_model *m, const char *dir) {
+/* The tiles of dir; unlabeled: named by the first layer's files, without label files; only:
+ * just that tile, or NULL for all. */
+static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabeled, const char *only) {
   aert_tiles *t = aert_alloc(sizeof *t, "tiles");
   if (!t)
     return NULL;
@@ -229,8 +252,11 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir) {
   int rc = t->dir ? 0 : -1;
   for (int i = 0; rc == 0 && i < t->n_layers; i++)
     rc = parse_layer(d->n_layers ? d->layers[i] : "naip-new", &t->layer[i]);
+  t->unlabeled = unlabeled;
   if (rc == 0)
-    rc = list_tiles(t, label_layer(m));
+    rc = list_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
+  if (rc == 0 && only)
+    rc = keep_only(t, only);
   if (rc == 0) {
     t->w = aert_alloc(sizeof(int) * t->n, "tiles");
     t->h = aert_alloc(sizeof(int) * t->n, "tiles");
@@ -302,7 +328,7 @@ static int reader_open(aert_tiles *t, geo_reader *r, int tile) {
   for (int j = 0; r->tile >= 0 && j <= t->n_layers; j++)
     aert_raster_close(&r->r[j]);
   r->tile = -1;
-  for (int j = 0; j <= t->n_layers; j++) {
+  for (int j = 0; j < t->n_layers + !t->unlabeled; j++) {
     char *path = tile_path(t, tile, j < t->n_layers ? t->layer[j].name : label_layer(t->m));
     int rc = path ? aert_raster_open(&r->r[j], path) : -1;
     free(path);
@@ -563,7 +589,7 @@ int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit,
     rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
                     "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
   memset(ds, 0, sizeof *ds);
-  aert_tiles *t = rc == 0 ? tiles_open(m, path) : NULL;
+  aert_tiles *t = rc == 0 ? tiles_open(m, path, 0, NULL) : NULL;
   free(path);
   if (!t)
     return -1;
@@ -609,6 +635,7 @@ typedef struct {
   unsigned char *out, *nodata; /* the tile's class map (label values), its no-data mask */
   float *truth;                /* p rows of labels */
   long correct, counted;
+  int quiet;
 } tile_pred;
 
 /* A window pixel's weight rises over the overlap from its nearest window edge, so windows
@@ -685,7 +712,10 @@ static int emit_rows(tile_pred *tp, int end) {
   if (rows <= 0)
     return 0;
   geo_reader *r = &tp->t->reader[0];
-  if (aert_raster_read(&r->r[tp->t->n_layers], 0, tp->base, W, rows, 0, 1, tp->truth, 1, 0) != 0)
+  if (tp->t->unlabeled)
+    for (long i = 0; i < (long)rows * W; i++)
+      tp->truth[i] = (float)(m->ignore_label >= 0 ? m->ignore_label : -1);
+  else if (aert_raster_read(&r->r[tp->t->n_layers], 0, tp->base, W, rows, 0, 1, tp->truth, 1, 0) != 0)
     return -1;
   for (long i = 0; i < (long)rows * W; i++) {
     long at = (long)tp->base * W + i;
@@ -729,7 +759,10 @@ static int tile_png(tile_pred *tp, const char *path) {
   int rc = truth && pred && rows && (!nb || (img && rgb)) ? 0 : -1;
   for (int y0 = 0; rc == 0 && y0 < ph * f; y0 += BLOCK) {
     int n = ph * f - y0 < BLOCK ? ph * f - y0 : BLOCK;
-    rc = aert_raster_read(&r->r[tp->t->n_layers], 0, y0, W, n, 0, 1, rows, 4, 3);
+    for (long i = 0; tp->t->unlabeled && i < (long)W * n; i++)
+      rows[i * 4 + 3] = -1;
+    if (!tp->t->unlabeled)
+      rc = aert_raster_read(&r->r[tp->t->n_layers], 0, y0, W, n, 0, 1, rows, 4, 3);
     if (rc == 0 && nb)
       rc = aert_raster_read(&r->r[0], 0, y0, W, n, 0, 3, rows, 4, 0);
     for (int y = y0 + (f - y0 % f) % f; rc == 0 && y < y0 + n; y += f)
@@ -751,7 +784,8 @@ static int tile_png(tile_pred *tp, const char *path) {
     rgb[i] = (unsigned char)(u < 0 ? 0 : u > 1 ? 255 : u * 255 + 0.5f);
   }
   if (rc == 0)
-    rc = aert_png_landcover(path, rgb, truth, pred, pw, ph, m->n_classes, m->class_names);
+    rc = aert_png_landcover(path, rgb, tp->t->unlabeled ? NULL : truth, pred, pw, ph, m->n_classes,
+                            m->class_names);
   free(img);
   free(rgb);
   free(truth);
@@ -788,7 +822,10 @@ static int predict_tile(tile_pred *tp, const char *dir) {
   snprintf(path, sizeof path, "%s/%s_pred.png", dir, t->tile[tp->k]);
   if (rc == 0)
     rc = tile_png(tp, path);
-  if (rc == 0)
+  if (rc == 0 && t->unlabeled && !tp->quiet)
+    printf("%-24s %dx%d, %d windows -> %s/%s_pred.tif, .png\n", t->tile[tp->k], tp->W, tp->H,
+           nx * ny, dir, t->tile[tp->k]);
+  else if (rc == 0 && !t->unlabeled)
     printf("%-24s %dx%d, %d windows: pixel accuracy %.4f -> %s/%s_pred.tif, .png\n", t->tile[tp->k],
            tp->W, tp->H, nx * ny, tp->counted ? (double)tp->correct / tp->counted : NAN, dir, t->tile[tp->k]);
   free(tp->acc);
@@ -826,4 +863,60 @@ int aert_predict_tiles(const aert_model *m, const aert_options *o) {
   free(dir);
   aert_session_close(&s);
   return rc;
+}
+
+/* `predict --input` of GeoTIFF tiles without labels: a folder of tiles (<tile>_<layer>.tif,
+ * named by the first layer's files) or one file of a tile; class maps as above. */
+int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const char *dir,
+                             const char *only) {
+  aert_session s;
+  aert_ckpt ck;
+  memset(&s, 0, sizeof s);
+  s.ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
+  int rc = s.ckpt && aert_workspace_init(&s.w, m) == 0 ? aert_ckpt_load(s.ckpt, &ck) : -1;
+  aert_train_state st = {0};
+  if (rc == 0) {
+    rc = aert_ckpt_check_model(&ck, m);
+    if (rc == 0)
+      rc = aert_ckpt_restore(&ck, m, s.w.params, NULL);
+    st = ck.st;
+    aert_ckpt_free(&ck);
+  }
+  if (rc == 0)
+    rc = aert_metrics_init(&s.mt, m->n_classes);
+  aert_tiles *t = rc == 0 ? tiles_open(m, dir, 1, only) : NULL;
+  if (rc == 0 && !t)
+    rc = -1;
+  if (rc == 0) {
+    t->standardize = m->data.standardize;
+    rc = aert_tiles_set_norm(t, &st, s.ckpt);
+  }
+  int p = m->data.patch, ov = o->overlap >= 0 ? o->overlap : p / 4;
+  if (rc == 0 && ov >= p)
+    rc = (aert_error("--overlap %d must be smaller than the %d-pixel patch", ov, p), -1);
+  char *out = rc == 0 ? aert_join(o->out, "predictions") : NULL;
+  if (rc == 0 && (!out || aert_mkdir_p(out) != 0))
+    rc = -1;
+  for (int k = 0; rc == 0 && k < t->n; k++) {
+    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes,
+                    .ov = ov, .quiet = o->quiet};
+    rc = predict_tile(&tp, out);
+  }
+  if (rc == 0 && !o->quiet)
+    printf("predicted %d tile(s) of '%s' in windows of %d with %d pixels overlap (checkpoint %s)\n",
+           t->n, dir, p, ov, s.ckpt);
+  free(out);
+  aert_tiles_free(t);
+  aert_workspace_free(&s.w);
+  aert_metrics_free(&s.mt);
+  free(s.ckpt);
+  return rc;
+}
+
+void aert_tiles_first_layer(const aert_model *m, char *name, size_t n) {
+  geo_layer l;
+  if (parse_layer(m->data.n_layers ? m->data.layers[0] : "naip-new", &l) == 0)
+    snprintf(name, n, "%s", l.name);
+  else
+    snprintf(name, n, "naip-new");
 }

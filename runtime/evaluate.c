@@ -118,6 +118,15 @@ int aert_session_open(aert_session *s, const aert_model *m, const aert_options *
 int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from) {
   if (!m->set_class_weights)
     return 0;
+  if (st->n_class_weights == 0 && st->step == 0 && st->epoch == 0) {   /* from init or import */
+    float ones[AERT_MAX_CLASSES];
+    for (int c = 0; c < m->n_classes; c++)
+      ones[c] = 1.0f;
+    printf("note: '%s' is a step-0 checkpoint without class weights (weights = auto): the loss "
+           "weighs every class 1\n", from);
+    m->set_class_weights(ones);
+    return 0;
+  }
   if (st->n_class_weights != m->n_classes)
     return aert_error("checkpoint '%s' holds no class weights for the %d classes of model '%s' "
                       "(weights = auto)", from, m->n_classes, m->name), -1;

@@ -264,6 +264,9 @@ static int read_tensor_file(const char *path, aert_tensor_set *s) {
   if (n >= 8 && !memcmp(b, AERT_CKPT_MAGIC, 8))
     rc = (aert_error("'%s' is an aec checkpoint already: use it as it is (train --init, "
                      "eval --ckpt)", path), -1);
+  else if (strlen(path) > 5 && !strcmp(path + strlen(path) - 5, ".onnx"))
+    rc = (aert_error("'%s' is an ONNX model: import reads weights from safetensors and npz files "
+                     "(export them from the framework that trained them)", path), -1);
   else if (n >= 4 && !memcmp(b, "PK\x03\x04", 4))
     rc = aert_npz_read(path, b, n, s);
   else

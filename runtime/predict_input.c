@@ -1,9 +1,12 @@
 /* predict_input.c - `predict --input PATH` and `encode --input PATH`: a trained model on new
  * data, no labels needed: a PNG file or a folder of them, an IDX file, a .npy array of raw
- * values (the data's own scale, normalised as the spec says). One output per input in the
- * input's form, and all of them stacked in one .npy of the output's shape. */
+ * values (the data's own scale, normalised as the spec says), GeoTIFF tiles for models that
+ * read them (data_geo.c). One output per input in the input's form, and for all but tiles
+ * all of them stacked in one .npy of the output's shape. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include "aert_internal.h"
 
@@ -14,6 +17,7 @@ typedef struct {
   long n;
   float *x;        /* n * in_size, normalised */
   char **names;    /* FROM_PNG: each file's name without .png */
+  const aert_train_state *st;   /* the checkpoint's band statistics (standardize) */
 } inputs_t;
 
 static void inputs_free(inputs_t *in) {
@@ -24,7 +28,15 @@ static void inputs_free(inputs_t *in) {
   memset(in, 0, sizeof *in);
 }
 
-static void normalise(const aert_model *m, float *x, long n) {
+/* As the trainer does: x * scale + offset, or (x - mean) / std per band (standardize, the
+ * checkpoint's statistics). */
+static void normalise(const aert_model *m, const aert_train_state *st, float *x, long n) {
+  if (m->data.standardize) {
+    int C = m->in_shape[m->in_rank - 1];
+    for (long i = 0; i < n; i++)
+      x[i] = (x[i] - st->norm_mean[i % C]) * (1 / st->norm_std[i % C]);
+    return;
+  }
   float scale = m->data.scale, offset = m->data.offset;
   if (scale == 0.0f && offset == 0.0f)
     scale = 1.0f / 255.0f;
@@ -33,6 +45,15 @@ static void normalise(const aert_model *m, float *x, long n) {
 }
 
 /* ---- reading the inputs ----------------------------------------------------------------- */
+static int has_png_signature(const char *path) {
+  unsigned char b[8] = {0};
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(b, 1, 8, f) : 0;
+  if (f)
+    fclose(f);
+  return n == 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8);
+}
+
 static int read_pngs(const aert_model *m, const char *path, int folder, inputs_t *in) {
   int h, w, c;
   aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
@@ -77,7 +98,7 @@ static int read_idx(const aert_model *m, const char *path, inputs_t *in) {
     in->x[i] = idx.data[i];
   free(idx.data);
   if (rc == 0)
-    normalise(m, in->x, in->n * m->in_size);
+    normalise(m, in->st, in->x, in->n * m->in_size);
   return rc;
 }
 
@@ -105,15 +126,20 @@ static int read_npy(const aert_model *m, const char *path, const unsigned char *
   in->form = FROM_NPY;
   in->n = one ? 1 : t.shape[0];
   in->x = t.data;
-  normalise(m, in->x, in->n * m->in_size);
+  normalise(m, in->st, in->x, in->n * m->in_size);
   return 0;
 }
 
-static int read_inputs(const aert_model *m, const char *path, inputs_t *in) {
+static int read_inputs(const aert_model *m, const char *path, const aert_train_state *norm,
+                       inputs_t *in) {
   struct stat st;
   memset(in, 0, sizeof *in);
+  in->st = norm;
   if (stat(path, &st) != 0)
     return aert_error("cannot read '%s': no such file or folder", path), -1;
+  if (m->data.standardize && (S_ISDIR(st.st_mode) || has_png_signature(path)))
+    return aert_error("'%s': model '%s' standardizes its bands from raw values; give it GeoTIFF "
+                      "tiles, an IDX file or a .npy array of raw values", path, m->name), -1;
   if (S_ISDIR(st.st_mode))
     return read_pngs(m, path, 1, in);
   unsigned char *b;
@@ -128,8 +154,8 @@ static int read_inputs(const aert_model *m, const char *path, inputs_t *in) {
   else if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && !b[0] && !b[1] && b[2] == 8))
     rc = read_idx(m, path, in);
   else if (n >= 4 && (!memcmp(b, "II*", 3) || !memcmp(b, "MM\0*", 4)))
-    rc = (aert_error("'%s' is a TIFF: --input reads PNG, IDX and .npy files (GeoTIFF tiles are "
-                     "not supported by --input yet; put them in a test folder)", path), -1);
+    rc = (aert_error("'%s' is a TIFF: model '%s' reads PNG, IDX and .npy files (GeoTIFF tiles "
+                     "are for models whose data is GeoTIFF)", path, m->name), -1);
   else
     rc = (aert_error("'%s' is not a PNG image, an IDX file or a .npy array", path), -1);
   free(b);
@@ -289,8 +315,9 @@ static int write_outputs(const aert_model *m, const aert_options *o, const input
   return rc;
 }
 
-/* The checkpoint's parameters (and class weights) into a workspace. */
-static int load_model(aert_workspace *w, const aert_model *m, const aert_options *o) {
+/* The checkpoint's parameters (and class weights) into a workspace, its run data into st. */
+static int load_model(aert_workspace *w, const aert_model *m, const aert_options *o,
+                      aert_train_state *st) {
   char *path = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
   aert_ckpt ck;
   int rc = path && aert_workspace_init(w, m) == 0 ? aert_ckpt_load(path, &ck) : -1;
@@ -300,22 +327,70 @@ static int load_model(aert_workspace *w, const aert_model *m, const aert_options
       rc = aert_ckpt_restore(&ck, m, w->params, NULL);
     if (rc == 0 && m->set_class_weights && ck.st.n_class_weights == m->n_classes)
       m->set_class_weights(ck.st.class_weights);
-    if (rc == 0 && m->data.standardize)
-      rc = (aert_error("model '%s' standardizes GeoTIFF bands: --input reads PNG, IDX and .npy "
-                       "only; predict whole tiles from a test folder", m->name), -1);
+    *st = ck.st;
+    if (rc == 0 && m->data.standardize && st->norm_bands != m->in_shape[m->in_rank - 1])
+      rc = (aert_error("checkpoint '%s' holds no band statistics for the standardized input of "
+                       "model '%s' (a checkpoint of a training run has them)", path, m->name), -1);
     aert_ckpt_free(&ck);
   }
   free(path);
   return rc;
 }
 
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n > k && !strcasecmp(s + n - k, suffix);
+}
+
+static int folder_has_tiffs(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int found = 0;
+  while (d && !found && (e = readdir(d)))
+    found = e->d_name[0] != '.' && (has_suffix(e->d_name, ".tif") || has_suffix(e->d_name, ".tiff"));
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* GeoTIFF tiles for a model that reads them: a folder of tiles, or one file <tile>_<layer>.tif
+ * of a tile whose other layers lie beside it. Returns 1 when path is not GeoTIFF. */
+static int predict_tiles(const aert_model *m, const aert_options *o, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return 1;
+  if (S_ISDIR(st.st_mode))
+    return folder_has_tiffs(path) ? aert_predict_tiles_input(m, o, path, NULL) : 1;
+  if (!has_suffix(path, ".tif") && !has_suffix(path, ".tiff"))
+    return 1;
+  char layer[160], suffix[170];
+  aert_tiles_first_layer(m, layer, sizeof layer);
+  snprintf(suffix, sizeof suffix, "_%s.tif", layer);
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  if (!has_suffix(base, suffix))
+    return aert_error("'%s': a tile's files are named <tile>_<layer>.tif; give the file of its "
+                      "first layer, <tile>%s, with the others beside it", path, suffix), -1;
+  char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+  char *tile = strndup(base, strlen(base) - strlen(suffix));
+  int rc = dir && tile ? aert_predict_tiles_input(m, o, dir, tile) : -1;
+  free(dir);
+  free(tile);
+  return rc;
+}
+
 int aert_predict_input(const aert_model *m, const aert_options *o, int latent) {
+  if (!latent && (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)) {
+    int rc = predict_tiles(m, o, o->input);
+    if (rc != 1)
+      return rc;
+  }
   aert_workspace w = {0};
   inputs_t in = {0};
   float *y = NULL;
-  int rc = load_model(&w, m, o);
+  aert_train_state st = {0};
+  int rc = load_model(&w, m, o, &st);
   if (rc == 0)
-    rc = read_inputs(m, o->input, &in);
+    rc = read_inputs(m, o->input, &st, &in);
   long width = latent ? m->latent_size : m->out_size;
   if (rc == 0 && !(y = aert_alloc(sizeof(float) * in.n * width, "outputs")))
     rc = -1;

@@ -102,6 +102,8 @@ refuse "$d/truncated.safetensors" "truncated"
 head -c 100000 "$d/dense_ae.npz" > "$d/truncated.npz"
 refuse "$d/truncated.npz" "truncated"
 refuse specs/dense_ae.ae "not a safetensors file"
+printf 'not really onnx' > "$d/model.onnx"
+refuse "$d/model.onnx" "is an ONNX model: import reads weights from safetensors and npz"
 $py - "$d" <<'PY'
 import sys, numpy as np
 d = sys.argv[1]
@@ -175,22 +177,63 @@ pfail bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$in/rgba.npy"
 grep -q "rgba.npy' has 16384 values per row" "$in/err.txt" || fail "an array of another shape: $(cat "$in/err.txt")"
 [ ! -e "$in/o/predictions.npy" ] || fail "a refused predict --input wrote predictions"
 echo "predict --input refuses, naming the file: $(cut -c1-150 "$in/err.txt")"
-# 7. ONNX: every example spec whose checkpoint can be made here, checked by onnx.checker and
-# strict shape inference and run by ONNX Runtime (PyPI, in build/venv) against predict/encode
+# GeoTIFF tiles without labels: the class maps of the labelled test split, byte for byte
+g="$out/geo"
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --data "$g/synth" --out "$g/labelled" --quiet >/dev/null
+mkdir -p "$g/new" && cp "$g"/synth/test/*_naip-new.tif "$g/new/"
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/new" --out "$g/folder" --quiet
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/new/synth_001_naip-new.tif" --out "$g/file" --quiet
+for f in "$g"/labelled/predictions/*_pred.tif; do
+  cmp -s "$f" "$g/folder/predictions/$(basename "$f")" || fail "GeoTIFF --input: $(basename "$f") differs from the labelled predict"
+done
+cmp -s "$g/labelled/predictions/synth_001_pred.tif" "$g/file/predictions/synth_001_pred.tif" || fail "GeoTIFF --input of one file"
+[ -s "$g/folder/predictions/synth_000_pred.png" ] || fail "GeoTIFF --input wrote no picture"
+cp "$g/new/synth_000_naip-new.tif" "$g/tile.tif"
+pfail bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/tile.tif" --out "$in/o"
+grep -q "tile.tif': a tile's files are named <tile>_<layer>.tif" "$in/err.txt" || fail "a badly named tile: $(cat "$in/err.txt")"
+echo "predict --input of GeoTIFF tiles without labels (a folder, one file): the labelled class maps, byte for byte"
+
+# 7. ONNX: every example spec, checked by onnx.checker and strict shape inference and run by
+# ONNX Runtime (PyPI, in build/venv) against predict/encode
 vpy=$(scripts/test-venv.sh) || fail "no Python with onnxruntime (scripts/test-venv.sh failed above)"
 onnx_models="dense_ae conv_ae conv_ae_transpose vae unet_landcover_small conv_ae_1x1 conv_vae deep_ae denoising_ae
              denoising_skip grow_stage1 img2img sparse_kl_ae sparse_l1_ae sparse_none_ae vae2"
+# the specs that import weights from other specs' runs find them under runs/ of the folder they
+# run in: step-0 checkpoints of those specs, made in $out/cwd
+root=$(pwd)
+mkdir -p "$out/cwd/specs"
+for pair in conv_ae:conv_ae grow_stage1:grow_stage1 grow_stage2:grow_stage2; do
+  m=${pair%%:*}
+  mkdir -p "$out/cwd/runs/$m"
+  (cd "$out/cwd" && "$root/bin/$m" init --file "runs/$m/best.ckpt" --quiet)
+done
+for m in latent_classifier grow_stage2 grow_stage3; do
+  (cd "$out/cwd" && "$root/bin/$m" init --out "$root/$out/$m" --quiet)
+done
+# unet_landcover standardizes its 24 bands: a checkpoint of one training step carries the statistics
+bin/unet_landcover train --epochs 1 --limit 8 --data "$g/synth" --out "$out/unet_landcover" --quiet >/dev/null
+cp "$out/unet_landcover/last.ckpt" "$out/unet_landcover/init.ckpt"
+$py tests/torch/ckpt_npy.py export "$out/unet_landcover/init.ckpt" "$out/unet_landcover/npy" >/dev/null
+$py -c "
+import numpy as np  # raw values as the tiles have them: each band's mean + std * N(0, 1)
+d = '$out/unet_landcover/npy'
+mean, std = np.load(d + '/mean/data.npy'), np.load(d + '/std/data.npy')
+np.save('$in/bands24.npy', (mean + std * np.random.default_rng(3).standard_normal((2, 256, 256, 24))).astype(np.float32))"
+onnx_models="$onnx_models latent_classifier grow_stage2 grow_stage3 unet_landcover"
 for m in $onnx_models; do
   d="$out/$m"
   [ -f "$d/init.ckpt" ] || bin/$m init --out "$d" --quiet
-  bin/$m export --format onnx --ckpt "$d/init.ckpt" --out "$d" --quiet
-  x="$in/ten.npy"; [ $m = unet_landcover_small ] && x="$in/rgba.npy"
-  bin/$m predict --ckpt "$d/init.ckpt" --input "$x" --out "$d/onnx_in" --quiet
+  ck="$d/init.ckpt"   # where part 1 imported weights changed in PyTorch (biases not zero), those
+  [ -f "$d/from_torch.ckpt" ] && ck="$d/from_torch.ckpt"
+  bin/$m export --format onnx --ckpt "$ck" --out "$d" --quiet
+  x="$in/ten.npy"; [ $m = unet_landcover_small ] && x="$in/rgba.npy"; [ $m = unet_landcover ] && x="$in/bands24.npy"
+  bin/$m predict --ckpt "$ck" --input "$x" --out "$d/onnx_in" --quiet
+  cp "$x" "$d/onnx_in/input.npy"
   if grep -q "latent_layer = [0-9]" "generated/$m/model.c"; then
-    bin/$m encode --ckpt "$d/init.ckpt" --input "$x" --out "$d/onnx_in" --quiet 2>/dev/null || true
+    bin/$m encode --ckpt "$ck" --input "$x" --out "$d/onnx_in" --quiet 2>/dev/null || true
   fi
 done
-bin/conv_ae export --format onnx --layout nhwc --ckpt "$out/conv_ae/init.ckpt" --out "$out/conv_ae" --quiet
+bin/conv_ae export --format onnx --layout nhwc --ckpt "$out/conv_ae/from_torch.ckpt" --out "$out/conv_ae" --quiet
 $vpy tests/export/onnx_check.py "$out" $onnx_models || fail "ONNX exports do not match aec"
 if bin/conv_ae export --format onnx --layout torch --ckpt "$out/conv_ae/init.ckpt" --out "$in/o" 2>"$in/err.txt"; then
   fail "--format onnx accepted --layout torch"
@@ -198,7 +241,7 @@ fi
 grep -q "takes nchw (default) or nhwc" "$in/err.txt" || fail "onnx with --layout torch: $(cat "$in/err.txt")"
 # the ONNX Runtime example of docs/runtime.md
 cp "$in/ten.npy" "$out/conv_ae/ten.npy"
-bin/conv_ae predict --ckpt "$out/conv_ae/init.ckpt" --input "$out/conv_ae/ten.npy" --out "$out/conv_ae/ten" --quiet
+bin/conv_ae predict --ckpt "$out/conv_ae/from_torch.ckpt" --input "$out/conv_ae/ten.npy" --out "$out/conv_ae/ten" --quiet
 sed -n '/<!-- example: onnxruntime/,/<!-- end of example/p' docs/runtime.md | sed -e '1d' -e '$d' -e 's/^    //' \
   -e "s|runs/conv_ae|$out/conv_ae|g" > "$out/doc_onnx.py"
 $vpy "$out/doc_onnx.py" || fail "the ONNX Runtime example of docs/runtime.md failed"
