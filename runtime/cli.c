@@ -45,7 +45,7 @@ static const option_t options[] = {
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
     {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
-    {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: a PNG file or folder, an IDX file, a .npy array", 0},
+    {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: PNG file or folder, IDX file, .npy array, GeoTIFF tiles", 0},
     {"--overlap", "PX", PREDICT, "pixels shared by neighbouring windows (default patch/4)", 1},
     {"--quiet", NULL, ANY, "no progress output", 0},
     {"--help", NULL, ANY, "this help", 0},
