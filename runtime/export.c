@@ -6,12 +6,21 @@
 #include "aert_internal.h"
 
 /* ---- PyTorch's layout -------------------------------------------------------------- */
-/* Which layer a weight belongs to, read off its shape and fans (ir.c sets them):
- * dense [in, out]; conv [k, k, in, out], fans k*k*in and k*k*out; conv_transpose
- * [in, k, k, out], fans k*k*out and k*k*in. */
+/* Which layer a weight belongs to: from the model's graph table (the layer whose
+ * parameters the weight is), else, for code generated before the table, from its shape and
+ * fans (ir.c): dense [in, out]; conv [k, k, in, out], fans k*k*in and k*k*out;
+ * conv_transpose [in, k, k, out], fans k*k*out and k*k*in. */
 typedef enum { PLAIN, DENSE, CONV, CONV_T, AMBIGUOUS } weight_kind;
 
-static weight_kind kind_of(const aert_param *p) {
+static weight_kind kind_of(const aert_model *m, const aert_param *p) {
+  size_t n = strlen(p->name);
+  if (p->rank < 2 || n < 3 || strcmp(p->name + n - 2, ".w"))
+    return PLAIN;
+  for (int i = 0; i < m->n_graph; i++) {
+    const aert_layer *L = &m->graph[i];
+    if (L->param && strlen(L->param) == n - 2 && !strncmp(L->param, p->name, n - 2))
+      return L->op == AERT_L_DENSE ? DENSE : L->op == AERT_L_CONV ? CONV : L->op == AERT_L_CONV_T ? CONV_T : PLAIN;
+  }
   if (p->rank == 2)
     return DENSE;
   if (p->rank != 4)
@@ -69,11 +78,13 @@ static void permute(const float *src, float *dst, int rank, const int *shape, co
 }
 
 /* The name and shape a parameter has in the file's layout. */
-static int file_form(const aert_param *p, int torch, char *name, size_t n, long *shape) {
-  weight_kind k = torch ? kind_of(p) : PLAIN;
+static int file_form(const aert_model *m, const aert_param *p, int torch, char *name, size_t n,
+                     long *shape) {
+  weight_kind k = torch ? kind_of(m, p) : PLAIN;
   if (k == AMBIGUOUS)
     return aert_error("cannot tell whether '%s' (%dx%dx%dx%d) is a conv or a conv_transpose "
-                      "weight; export it with --layout aec", p->name, p->shape[0], p->shape[1],
+                      "weight (the model was generated without its graph table: rebuild it with "
+                      "this aec, or export with --layout aec)", p->name, p->shape[0], p->shape[1],
                       p->shape[2], p->shape[3]), -1;
   if (torch)
     torch_name(p->name, name, n);
@@ -91,11 +102,11 @@ static int params_to_set(const aert_model *m, const float *params, int torch, ae
     const aert_param *p = &m->params[i];
     char name[300];
     long shape[AERT_FILE_MAX_RANK];
-    if (file_form(p, torch, name, sizeof name, shape) != 0 ||
+    if (file_form(m, p, torch, name, sizeof name, shape) != 0 ||
         aert_tensor_set_add(s, name, p->rank, shape, NULL) != 0)
       return -1;
     permute(params + p->offset, s->t[s->n - 1].data, p->rank, p->shape,
-            torch_perm(torch ? kind_of(p) : PLAIN), 1);
+            torch_perm(torch ? kind_of(m, p) : PLAIN), 1);
   }
   return 0;
 }
@@ -127,7 +138,7 @@ static int is_used(const aert_model *m, int torch, const char *name) {
   if (torch && strlen(name) > 20 && !strcmp(name + strlen(name) - 20, ".num_batches_tracked"))
     return 1;   /* PyTorch's batch-norm counter: aec has no use for it */
   for (int i = 0; i < m->n_params; i++)
-    if (file_form(&m->params[i], torch, fn, sizeof fn, shape) == 0 && !strcmp(fn, name))
+    if (file_form(m, &m->params[i], torch, fn, sizeof fn, shape) == 0 && !strcmp(fn, name))
       return 1;
   return 0;
 }
@@ -140,7 +151,7 @@ static int set_to_params(const char *path, const aert_model *m, const aert_tenso
     const aert_param *p = &m->params[i];
     char name[300];
     long shape[AERT_FILE_MAX_RANK];
-    if (file_form(p, torch, name, sizeof name, shape) != 0)
+    if (file_form(m, p, torch, name, sizeof name, shape) != 0)
       return -1;
     const aert_named *t = aert_tensor_set_find(s, name);
     shape_text(a, sizeof a, p->rank, shape);
@@ -156,7 +167,7 @@ static int set_to_params(const char *path, const aert_model *m, const aert_tenso
       note(diff, sizeof diff, &count, "'%s' is %s, the model needs %s", name, b, a);
       continue;
     }
-    permute(t->data, params + p->offset, p->rank, p->shape, torch_perm(torch ? kind_of(p) : PLAIN), 0);
+    permute(t->data, params + p->offset, p->rank, p->shape, torch_perm(torch ? kind_of(m, p) : PLAIN), 0);
   }
   for (int i = 0; i < s->n; i++)
     if (!is_used(m, torch, s->t[i].name)) {
