@@ -759,10 +759,12 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (d->label_layer) { OUT(", .label_layer = "); emit_cstr(e, d->label_layer); }
   OUT("},\n");
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
-  for (int i = 0; i < m->nodes.len; i++) {
+  for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input */
     const ae_node *n = m->nodes.items[i];
-    if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT)
+    if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
+      break;
+    }
   }
   if (e->has_decode) OUT("  .decode = model_decode,\n");
   OUT("  .n_timed = %d, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,\n", K + 1);
