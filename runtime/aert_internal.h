@@ -427,6 +427,8 @@ typedef struct {
 int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d);
 
 int aert_train(const aert_model *m, const aert_options *o);
+/* The signal (SIGINT, SIGTERM) that stopped the last aert_train, 0 if none did. */
+int aert_train_stopped_by(void);
 int aert_eval(const aert_model *m, const aert_options *o);
 int aert_encode(const aert_model *m, const aert_options *o);
 int aert_predict(const aert_model *m, const aert_options *o);

@@ -3,6 +3,7 @@
  * strictly (an unknown command or flag is a usage error, exit status 2), then dispatched.
  * Returns the process exit status: 0 done, 1 failed (message printed), 2 usage error. */
 #include <cblas.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -230,6 +231,9 @@ int aert_main(const aert_model *m, int argc, char **argv) {
     snprintf(out, sizeof out, "runs/%s", m->name);
     o.out = out;
   }
+  /* Past a file-size limit a write fails with EFBIG, and the ordinary "cannot write" error
+   * removes the temporary file, as for a full disk, instead of the process dying. */
+  signal(SIGXFSZ, SIG_IGN);
   /* OpenMP spreads every kernel over the threads; OpenBLAS runs inside them, alone. */
   openblas_set_num_threads(1);
   if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -246,5 +250,6 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   case IMPORT: rc = aert_import(m, &o); break;
   default: rc = aert_predict(m, &o); break;
   }
-  return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 130 : 1;   /* 130: stopped by Ctrl-C, checkpoint written */
+  /* 128 + the signal: stopped by Ctrl-C (130) or SIGTERM (143) after writing last.ckpt */
+  return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 128 + aert_train_stopped_by() : 1;
 }

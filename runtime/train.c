@@ -3,19 +3,59 @@
  * optimizer step), validation loss, best.ckpt and last.ckpt each epoch, the CSV log, early
  * stopping. Resume is exact because the shuffle depends on (seed, epoch) and the per-step
  * noise seed on (seed, global step). */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include "aert_internal.h"
 
-/* Set by the first Ctrl-C: training stops after the current step and writes last.ckpt,
- * from which --resume continues mid-epoch, exactly. A second Ctrl-C kills at once. */
+/* The signal that asked training to stop, 0 while none did: Ctrl-C (SIGINT) or SIGTERM,
+ * which Slurm and systemd send. Training stops after the current step and writes
+ * last.ckpt, from which --resume continues mid-epoch, exactly. A second one kills at once. */
 static volatile sig_atomic_t interrupted;
 
 static void on_interrupt(int sig) {
-  interrupted = 1;
+  interrupted = sig;
   signal(sig, SIG_DFL);
+}
+
+int aert_train_stopped_by(void) { return interrupted; }
+
+/* One trainer per output folder: a second one would interleave checkpoints and logs. The
+ * lock is an flock on OUT/.lock (released by the kernel when the holder dies, so a killed
+ * run leaves no stale lock) holding the holder's PID for the message. */
+static int lock_out(const char *out, int *fd) {
+  char *path = aert_join(out, ".lock");
+  if (!path)
+    return -1;
+  *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (*fd < 0) {
+    aert_error("cannot open the lock file '%s': %s", path, strerror(errno));
+    free(path);
+    return -1;
+  }
+  if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "";
+    ssize_t n = pread(*fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 0] = 0;
+    pid[strcspn(pid, "\n")] = 0;
+    aert_error("another trainer (PID %s) is writing to '%s' (it holds '%s'); wait for it, or give another --out",
+               pid[0] ? pid : "unknown", out, path);
+    close(*fd);
+    *fd = -1;
+    free(path);
+    return -1;
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  ssize_t wrote = ftruncate(*fd, 0) == 0 ? pwrite(*fd, pid, (size_t)len, 0) : -1;
+  (void)wrote;   /* the PID only serves a second trainer's message: a failed write loses nothing */
+  free(path);
+  return 0;
 }
 
 typedef struct {
@@ -30,6 +70,7 @@ typedef struct {
   aert_train_state st;
   aert_profile profile, *prof;   /* prof: &profile with --profile, else NULL */
   char *out, *last, *best;
+  int lock;                                  /* OUT/.lock, held while training (-1: none) */
   double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
   double val_loss;                           /* NaN without a validation set */
   double val_acc, val_miou;                  /* class targets, NaN otherwise */
@@ -344,7 +385,7 @@ static int run_epochs(trainer *t) {
 static int setup(trainer *t) {
   const aert_model *m = t->m;
   const char *dir = aert_data_dir(m, t->o->data_dir);
-  if (aert_mkdir_p(t->out) != 0 || aert_workspace_init(&t->w, m) != 0 ||
+  if (aert_mkdir_p(t->out) != 0 || lock_out(t->out, &t->lock) != 0 || aert_workspace_init(&t->w, m) != 0 ||
       aert_optim_init(&t->opt, m) != 0)
     return -1;
   t->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
@@ -364,11 +405,11 @@ static int setup(trainer *t) {
 }
 
 int aert_train(const aert_model *m, const aert_options *o) {
-  trainer t = {.m = m, .o = o, .out = strdup(o->out)};
+  trainer t = {.m = m, .o = o, .out = strdup(o->out), .lock = -1};
   t.last = aert_join(o->out, "last.ckpt");
   t.best = aert_join(o->out, "best.ckpt");
   interrupted = 0;
-  void (*previous)(int) = signal(SIGINT, on_interrupt);
+  void (*previous)(int) = signal(SIGINT, on_interrupt), (*previous_term)(int) = signal(SIGTERM, on_interrupt);
   int rc = t.out && t.last && t.best ? 0 : -1;
   if (rc == 0 && o->profile) {
     rc = aert_profile_begin(&t.profile, m, o->profile, "train");
@@ -387,6 +428,9 @@ int aert_train(const aert_model *m, const aert_options *o) {
   }
   aert_profile_free(t.prof);
   signal(SIGINT, previous);
+  signal(SIGTERM, previous_term);
+  if (t.lock >= 0)
+    close(t.lock);
   aert_loader_free(&t.loader);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);

@@ -2,8 +2,9 @@
 # Fault tests of a generated trainer (dense_ae on a Fashion-MNIST subset):
 #  1. kill -9 at random moments while training writes a checkpoint every epoch, many
 #     times: the last complete checkpoint always loads and --resume continues;
-#  2. a file-size limit (a full disk) while writing a checkpoint: a clear error naming
-#     the file, a failing exit status, and the previous checkpoint intact;
+#  2. a file-size limit (a full disk; the trainer itself ignores SIGXFSZ) while writing a
+#     checkpoint: a clear error naming the file, a failing exit status (not death by the
+#     signal), no temporary file left, and the previous checkpoint intact;
 #  3. an output folder that cannot be written, and data files that are missing or
 #     unreadable: clear errors naming the path.
 set -u
@@ -40,8 +41,10 @@ echo "kill -9: $kills kills while training; every last.ckpt loaded; resumed from
 # 2. full disk: checkpoints of dense_ae are 5 MiB; allow files of 4 MiB at most
 $trainer train --epochs 1 $args --out "$out/full" >/dev/null 2>&1 || fail "a plain run failed"
 cp "$out/full/last.ckpt" "$out/good.ckpt"
-( trap '' XFSZ; ulimit -f 4096; exec $trainer train --epochs 2 $args --out "$out/full" --resume ) >"$out/full.txt" 2>&1 &&
-  fail "training reported success although its checkpoint could not be written"
+( ulimit -f 4096; exec $trainer train --epochs 2 $args --out "$out/full" --resume ) >"$out/full.txt" 2>&1
+status=$?
+[ $status -eq 1 ] || fail "past the file-size limit training exited with $status, not 1: $(cat "$out/full.txt")"
+! ls "$out/full/" | grep -q "tmp" || fail "a temporary file was left: $(ls "$out/full")"
 grep -q "\.ckpt" "$out/full.txt" || fail "the full-disk error does not name the checkpoint: $(cat "$out/full.txt")"
 cmp -s "$out/good.ckpt" "$out/full/last.ckpt" || fail "the previous checkpoint was damaged by the failed write"
 echo "full disk: $(grep -m1 "aec:" "$out/full.txt")"
@@ -93,4 +96,29 @@ for moment in 0.4 1.5 2.7; do   # early, mid-epoch, near the end of an epoch
     fail "Ctrl-C at ${moment}s + --resume differs from an uninterrupted run: $(grep interrupted "$out/int.txt")"
   echo "Ctrl-C at ${moment}s: $(grep -o "interrupted at [^:]*" "$out/int.txt" || echo "the run had finished"); resumed to the same parameters, bit for bit"
 done
+# 5. SIGTERM (Slurm's preemption, systemd's stop) as Ctrl-C: the step finishes, last.ckpt is
+#    written, the exit status is 143, and --resume continues to the same parameters
+rm -rf "$out/term"
+bin/vae train $vargs --out "$out/term" >"$out/term.txt" 2>&1 &
+pid=$!
+sleep 1.5
+kill -TERM $pid
+wait $pid
+status=$?
+[ $status -eq 143 ] || fail "a run stopped by SIGTERM exited with $status, not 143: $(cat "$out/term.txt")"
+grep -q "interrupted at" "$out/term.txt" || fail "no interruption message after SIGTERM: $(cat "$out/term.txt")"
+bin/vae train $vargs --out "$out/term" --resume >/dev/null 2>&1 || fail "--resume after SIGTERM failed"
+cmp -s "$out/straight/last.ckpt" "$out/term/last.ckpt" || fail "SIGTERM + --resume differs from an uninterrupted run"
+echo "SIGTERM: $(grep -o "interrupted at [^:]*" "$out/term.txt"), exit 143; resumed to the same parameters, bit for bit"
+
+# 6. two trainers on one output folder: the second refuses at once, naming the first's PID
+rm -rf "$out/lock"
+bin/vae train $vargs --out "$out/lock" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do [ -s "$out/lock/.lock" ] && break; sleep 0.05; done
+bin/vae train $vargs --out "$out/lock" >"$out/lock.txt" 2>&1 && fail "a second trainer ran on the same output folder"
+grep -q "PID $pid" "$out/lock.txt" || fail "the second trainer's refusal does not name the first's PID $pid: $(cat "$out/lock.txt")"
+kill -INT $pid; wait $pid
+bin/vae train --epochs 1 --limit 2000 --quiet --out "$out/lock" >/dev/null 2>&1 || fail "the lock outlived its trainer"
+echo "one output folder, two trainers: $(grep -m1 "aec:" "$out/lock.txt")"
 echo "fault tests passed"
