@@ -182,7 +182,7 @@ static real loss_term(const ae_program *p, const ae_loss_term *t, real **v, cons
       s -= w * (a[r * C + k] - m - log(z));
       wsum += w;
     }
-    return s / (t->reduce_sum ? B : wsum);
+    return t->reduce_sum ? s / B : wsum > 0 ? s / wsum : 0;   /* every label ignored: nothing to learn, 0 */
   }
   case LOSS_L1: for (long i = 0; i < n; i++) s += fabs(a[i]); return s / B;
   case LOSS_KL_SPARSITY: {
