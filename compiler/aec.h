@@ -471,8 +471,8 @@ typedef struct {
   char *kmark;               /* per kernel: 0 unchanged, 'n' new, 'c' changed */
 } ae_report_ctx;
 
-void ae_html(FILE *o, const char *s);                      /* s with & < > " escaped */
-bool ae_report_read_json(ae_arena *a, ae_diag *d, const char *path, const ae_json **out);
+void ae_html(FILE *o, const char *s);                      /* html.c: s with & < > " escaped */
+bool ae_report_read_json(ae_arena *a, ae_diag *d, const char *path, const ae_json **out);   /* json.c */
 bool ae_report_load_profile(ae_report_ctx *r, ae_diag *d, const char *path);
 bool ae_report_load_diff(ae_report_ctx *r, ae_diag *d, const char *path);
 void ae_report_memory(ae_report_ctx *r);                   /* section 3 */

@@ -169,3 +169,11 @@ const char *ae_json_str(const ae_json *obj, const char *key) {
   const ae_json *v = ae_json_get(obj, key);
   return v && v->kind == JSON_STR ? v->str : NULL;
 }
+
+/* The JSON file at path (a profile, a manifest), parsed into a; errors go to d, naming it. */
+bool ae_report_read_json(ae_arena *a, ae_diag *d, const char *path, const ae_json **out) {
+  ae_source *src = ae_alloc(a, sizeof *src);
+  if (!ae_source_read(a, d, path, src, NULL)) return false;
+  *out = ae_json_parse(a, d, src);
+  return *out != NULL;
+}

@@ -11,25 +11,6 @@
 
 #define OUT(...) fprintf(r->o, __VA_ARGS__)
 
-void ae_html(FILE *o, const char *s) {
-  for (; s && *s; s++) {
-    switch (*s) {
-    case '&': fputs("&amp;", o); break;
-    case '<': fputs("&lt;", o); break;
-    case '>': fputs("&gt;", o); break;
-    case '"': fputs("&quot;", o); break;
-    default: fputc(*s, o);
-    }
-  }
-}
-
-bool ae_report_read_json(ae_arena *a, ae_diag *d, const char *path, const ae_json **out) {
-  ae_source *src = ae_alloc(a, sizeof *src);
-  if (!ae_source_read(a, d, path, src, NULL)) return false;
-  *out = ae_json_parse(a, d, src);
-  return *out != NULL;
-}
-
 /* ---- where each node went: the kernels that compute it ------------------------------ */
 
 typedef struct {
