@@ -426,6 +426,15 @@ typedef struct {
 } aert_denoise;
 int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d);
 
+/* A growable byte buffer (checkpoints, ONNX files): appends after a failed allocation are
+ * dropped and set failed, so a writer checks once at the end (io.c). */
+typedef struct {
+  unsigned char *p;
+  size_t n, cap;
+  int failed;
+} aert_buf;
+void aert_buf_put(aert_buf *b, const void *src, size_t n);
+
 int aert_train(const aert_model *m, const aert_options *o);
 /* The signal (SIGINT, SIGTERM) that stopped the last aert_train, 0 if none did. */
 int aert_train_stopped_by(void);

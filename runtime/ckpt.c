@@ -8,51 +8,26 @@
 
 #define HEADER_BYTES 24 /* magic 8, version 4, crc 4, payload length 8 */
 
-typedef struct {
-  unsigned char *p;
-  size_t n, cap;
-  int failed;
-} buf_t;
-
-static void put(buf_t *b, const void *src, size_t n) {
-  if (b->failed)
-    return;
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 1 << 16;
-    while (cap < b->n + n)
-      cap *= 2;
-    unsigned char *q = realloc(b->p, cap);
-    if (!q) {
-      b->failed = 1;
-      return;
-    }
-    b->p = q;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, src, n);
-  b->n += n;
-}
-
-static void put_u32(buf_t *b, uint32_t v) {
+static void put_u32(aert_buf *b, uint32_t v) {
   unsigned char s[4] = {v & 255, v >> 8 & 255, v >> 16 & 255, v >> 24 & 255};
-  put(b, s, 4);
+  aert_buf_put(b, s, 4);
 }
-static void put_u64(buf_t *b, uint64_t v) {
+static void put_u64(aert_buf *b, uint64_t v) {
   put_u32(b, (uint32_t)v);
   put_u32(b, (uint32_t)(v >> 32));
 }
-static void put_f32(buf_t *b, float f) {
+static void put_f32(aert_buf *b, float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
   put_u32(b, u);
 }
-static void put_str(buf_t *b, const char *s) {
+static void put_str(aert_buf *b, const char *s) {
   s = s ? s : "";
   put_u32(b, (uint32_t)strlen(s));
-  put(b, s, strlen(s));
+  aert_buf_put(b, s, strlen(s));
 }
 
-static void put_tensor(buf_t *b, const char *name, const aert_param *p, const float *data) {
+static void put_tensor(aert_buf *b, const char *name, const aert_param *p, const float *data) {
   put_str(b, name);
   put_u32(b, (uint32_t)p->rank);
   for (int i = 0; i < p->rank; i++)
@@ -120,7 +95,7 @@ static int n_states(const aert_optimizer *o) {
   return !o ? 0 : o->kind == AERT_OPT_SGD ? 1 : 2;
 }
 
-static void put_payload(buf_t *b, const aert_model *m, const aert_train_state *st,
+static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state *st,
                         const float *params, const aert_optimizer *o) {
   put_str(b, m->name);
   put_str(b, m->spec_hash);
@@ -197,8 +172,8 @@ static int get_norm(aert_ckpt *ck) {
 
 int aert_ckpt_save(const char *path, const aert_model *m, const aert_train_state *st,
                    const float *params, const aert_optimizer *o) {
-  buf_t b = {0};
-  put(&b, AERT_CKPT_MAGIC, 8);
+  aert_buf b = {0};
+  aert_buf_put(&b, AERT_CKPT_MAGIC, 8);
   put_u32(&b, AERT_CKPT_VERSION);
   put_u32(&b, 0);
   put_u64(&b, 0);
@@ -209,7 +184,7 @@ int aert_ckpt_save(const char *path, const aert_model *m, const aert_train_state
   }
   size_t len = b.n - HEADER_BYTES;
   uint32_t crc = (uint32_t)crc32_z(0L, b.p + HEADER_BYTES, len);
-  buf_t h = {.p = b.p + 12, .cap = 12};
+  aert_buf h = {.p = b.p + 12, .cap = 12};
   put_u32(&h, crc);
   put_u64(&h, len);
   int rc = aert_write_file_atomic(path, b.p, b.n);

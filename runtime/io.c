@@ -191,3 +191,22 @@ int aert_write_file_atomic(const char *path, const void *buf, size_t n) {
   }
   return aert_atomic_commit(&a);
 }
+
+void aert_buf_put(aert_buf *b, const void *src, size_t n) {
+  if (b->failed)
+    return;
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + n)
+      cap *= 2;
+    unsigned char *q = realloc(b->p, cap);
+    if (!q) {
+      b->failed = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}

@@ -7,62 +7,38 @@
 #include "aert_internal.h"
 
 /* ---- protobuf: varints, length-delimited fields, nested messages as buffers ---------- */
-typedef struct {
-  unsigned char *p;
-  size_t n, cap;
-  int failed;
-} pb_t;
-
-static void pb_raw(pb_t *b, const void *src, size_t n) {
-  if (b->failed)
-    return;
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n)
-      cap *= 2;
-    unsigned char *q = realloc(b->p, cap);
-    if (!q) {
-      b->failed = 1;
-      return;
-    }
-    b->p = q, b->cap = cap;
-  }
-  memcpy(b->p + b->n, src, n);
-  b->n += n;
-}
-
-static void pb_varint(pb_t *b, uint64_t v) {
+static void pb_varint(aert_buf *b, uint64_t v) {
   unsigned char s[10];
   int n = 0;
   do {
     s[n++] = (unsigned char)((v & 127) | (v > 127 ? 128 : 0));
     v >>= 7;
   } while (v);
-  pb_raw(b, s, (size_t)n);
+  aert_buf_put(b, s, (size_t)n);
 }
 
-static void pb_int(pb_t *b, int field, int64_t v) {
+static void pb_int(aert_buf *b, int field, int64_t v) {
   pb_varint(b, (uint64_t)field << 3);
   pb_varint(b, (uint64_t)v);
 }
 
-static void pb_bytes(pb_t *b, int field, const void *data, size_t n) {
+static void pb_bytes(aert_buf *b, int field, const void *data, size_t n) {
   pb_varint(b, (uint64_t)field << 3 | 2);
   pb_varint(b, n);
-  pb_raw(b, data, n);
+  aert_buf_put(b, data, n);
 }
 
-static void pb_str(pb_t *b, int field, const char *s) {
+static void pb_str(aert_buf *b, int field, const char *s) {
   pb_bytes(b, field, s, strlen(s));
 }
 
-static void pb_float(pb_t *b, int field, float f) {
+static void pb_float(aert_buf *b, int field, float f) {
   pb_varint(b, (uint64_t)field << 3 | 5);
-  pb_raw(b, &f, 4);
+  aert_buf_put(b, &f, 4);
 }
 
 /* Appends child as field of b and frees it. */
-static void pb_msg(pb_t *b, int field, pb_t *child) {
+static void pb_msg(aert_buf *b, int field, aert_buf *child) {
   if (child->failed)
     b->failed = 1;
   pb_bytes(b, field, child->p, child->n);
@@ -75,7 +51,7 @@ enum { T_FLOAT = 1, T_INT64 = 7 };                 /* TensorProto.DataType */
 enum { A_FLOAT = 1, A_INT = 2, A_STRING = 3, A_INTS = 7 };   /* AttributeProto.AttributeType */
 
 typedef struct {
-  pb_t graph;
+  aert_buf graph;
   int count;       /* values made so far, for fresh names */
   int nodes;       /* nodes made so far, for their names */
   int nchw_io;     /* 1: the input and outputs are NCHW, 0: NHWC */
@@ -93,7 +69,7 @@ typedef struct {
 
 static void node(onnx_t *g, const char *op, const char *const *in, int n_in, const char *out,
                  const attr_t *attrs, int n_attrs) {
-  pb_t n = {0};
+  aert_buf n = {0};
   for (int i = 0; i < n_in; i++)
     pb_str(&n, 1, in[i]);
   pb_str(&n, 2, out);
@@ -102,7 +78,7 @@ static void node(onnx_t *g, const char *op, const char *const *in, int n_in, con
   pb_str(&n, 3, name);
   pb_str(&n, 4, op);
   for (int i = 0; i < n_attrs; i++) {
-    pb_t a = {0};
+    aert_buf a = {0};
     pb_str(&a, 1, attrs[i].name);
     pb_int(&a, 20, attrs[i].type);
     if (attrs[i].type == A_FLOAT)
@@ -120,7 +96,7 @@ static void node(onnx_t *g, const char *op, const char *const *in, int n_in, con
 
 static void tensor(onnx_t *g, const char *name, int type, int rank, const long *dims,
                    const void *data, size_t bytes) {
-  pb_t t = {0};
+  aert_buf t = {0};
   for (int i = 0; i < rank; i++)
     pb_int(&t, 1, dims[i]);
   pb_int(&t, 2, type);
@@ -147,7 +123,7 @@ static void const_floats(onnx_t *g, const char *name, int rank, const long *dims
 
 /* value_info of a graph input or output: float, [N, dims...] with N symbolic. */
 static void value_info(onnx_t *g, int field, const char *name, int rank, const long *dims) {
-  pb_t vi = {0}, type = {0}, tt = {0}, shape = {0}, d = {0};
+  aert_buf vi = {0}, type = {0}, tt = {0}, shape = {0}, d = {0};
   pb_str(&d, 2, "N");
   pb_msg(&shape, 1, &d);
   for (int i = 0; i < rank; i++) {
@@ -393,7 +369,7 @@ int aert_onnx_write(const char *path, const aert_model *m, const aert_tensor_set
     if (m->latent_layer >= 0 && m->latent_layer != m->output_layer && m->graph[m->latent_layer].op != AERT_L_INPUT)
       emit_output(&g, m, m->latent_layer, "latent");
   }
-  pb_t model = {0}, opset = {0};
+  aert_buf model = {0}, opset = {0};
   pb_int(&model, 1, 8);                  /* ir_version */
   pb_str(&model, 2, "aec");              /* producer_name */
   pb_str(&opset, 1, "");
