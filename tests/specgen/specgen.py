@@ -18,7 +18,6 @@ error: never a crash.
   specgen.py --found                                         re-run tests/specs/found/*.ae
 """
 import argparse
-import json
 import math
 import os
 import random
@@ -350,8 +349,6 @@ def random_layer(rng, g, pool):
             g.losses.append((rng.choice([1, 0.5, 0.1]), "kl_normal", [mu, lv], {}))
     if n is not None:
         pool.append(n)
-        for i in n.ins:      # a tensor that fed a layer stays available (skips) but less likely
-            pass
     return n
 
 
@@ -936,7 +933,6 @@ def check_case(specs, folder, allow_divergence=False):
 def minimise(specs, folder, stage):
     """Drops layers, loss terms, blocks and settings, and shrinks sizes, while the same
     stage still fails. Returns the smallest failing child spec found."""
-    import copy
     best = specs[-1]
     attempts = 0
 
@@ -984,7 +980,7 @@ def shrink_candidates(spec):
     import copy
     g = spec.g
     # 1. without blocks, numbers, augmentation, schedules: the plain form first
-    if spec.blocks or spec.numbers or spec.data.get("augment") or "schedule" in spec.optimizer or spec.imports and False:
+    if spec.blocks or spec.numbers or spec.data.get("augment") or "schedule" in spec.optimizer:
         c = copy.deepcopy(spec)
         c.blocks, c.numbers, c.data["augment"] = [], {}, []
         c.optimizer = re.sub(r",?\s*schedule = [a-z]+(\([^)]*\))?", "", c.optimizer)
@@ -993,7 +989,6 @@ def shrink_candidates(spec):
     for i in range(1, len(g.losses)):
         c = copy.deepcopy(spec)
         del c.g.losses[i]
-        c.blocks = [b for b in c.blocks if True]
         yield from valid(c)
     # 3. one layer bypassed: its users read its first input instead
     for n in reversed(g.nodes):
