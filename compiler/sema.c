@@ -73,6 +73,7 @@ static const char *const value_words[] = {
 #define COUNT(arr) ((int)(sizeof arr / sizeof arr[0]))
 
 static int find_name(const char *name, const char *const *list, int n) {
+  if (!name) return -1;   /* a statement without a name (return) is in no list */
   for (int i = 0; i < n; i++) if (strcmp(list[i], name) == 0) return i;
   return -1;
 }
@@ -972,7 +973,7 @@ static void data_setting(sema *s, ae_stmt *st) {
   int which = find_name(st->name, known, COUNT(known));
   if (st->kind != ST_SETTING || which < 0) {
     ae_error(s->d, st->kind == ST_SETTING ? st->name_loc : st->loc, "'%s' does not belong in the data section",
-             st->name ? st->name : "this");
+             st->kind == ST_RETURN ? "return" : st->name);
     const char *near = st->kind == ST_SETTING ? ae_closest(st->name, known, COUNT(known)) : NULL;
     if (near) ae_hint(s->d, "did you mean '%s'?", near);
     else ae_hint(s->d, "the data section holds source, augment, normalize and validation");
