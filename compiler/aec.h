@@ -351,6 +351,23 @@ typedef enum {
   K_DROPOUT, K_NOISE, K_SAMPLE, K_BATCHNORM
 } ae_kernel_kind;
 
+/* How the CPU target runs a conv (sched_cpu.c), decided once and read by the memory
+ * planner, the emitter, dump and the report. */
+typedef enum {
+  CONV_GEMM_1X1,             /* 1x1, stride 1, one plain source: one GEMM on the input */
+  CONV_SLIDE,                /* direct register-tiled kernels on a padded copy (aert_conv_fwd) */
+  CONV_IM2COL,               /* im2col + GEMM, chunk images at a time */
+} ae_conv_algo;
+typedef struct {
+  ae_conv_algo algo;
+  int chunk;                 /* images per GEMM */
+  long col_floats;           /* the im2col buffer for one chunk; 0 for a 1x1 GEMM */
+  int pchunk;                /* slide: images per padded copy */
+  long pad_floats;           /* slide: the padded input */
+  long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
+  long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
+} ae_conv_sched;
+
 /* A live range in the arena: offset and size in floats, first and last step used. */
 typedef struct { long off, size; int first, last; bool used; } ae_buffer;
 
@@ -363,12 +380,7 @@ typedef struct {
   ae_vec src;                /* ae_view*: its inputs as it reads them */
   ae_tensor *w, *b, *rmean, *rvar;
   ae_buffer stats;           /* batch norm: mean and 1/std of the batch */
-  int chunk;                 /* conv: images per GEMM */
-  long col_floats;           /* conv: im2col buffer for one chunk */
-  bool slide;                /* conv: direct kernels on a padded copy (aert_conv_fwd) */
-  int pchunk;                /* slide: images per padded copy */
-  long pad_floats;           /* slide: the padded input */
-  long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
+  ae_conv_sched conv;        /* conv: how the target runs it (sched_cpu.c) */
   ae_buffer scratch[2];      /* conv: its working buffers (padded copy, columns), forward and
                               * backward, each alive only while that kernel runs */
 } ae_kernel;
@@ -399,6 +411,9 @@ const char *ae_kernel_name(ae_arena *a, const ae_kernel *k);  /* "conv_e1_1" */
 
 /* ===== autodiff.c ===== */
 void ae_autodiff(ae_program *p);
+
+/* ===== sched_cpu.c: the CPU target's choices (conv algorithm, chunks, scratch) ===== */
+void ae_schedule_cpu(ae_program *p);
 
 /* ===== memplan.c ===== */
 void ae_plan_memory(ae_program *p);

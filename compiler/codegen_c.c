@@ -118,7 +118,7 @@ static const char *source_grads(emitter *e, const ae_kernel *k) {
 
 static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, bool scatter) {
   window w = conv_window(k);
-  int chunk = k->chunk;
+  int chunk = k->conv.chunk;
   long row_len = (long)w.k * w.k * w.tc;
   OUT("static void %s(%saert_real *restrict col, int n0", name, scatter ? "const " : "");
   int ns = k->kind == K_CONV ? k->src.len : 1;
@@ -149,7 +149,7 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
   OUT("          }\n        }\n      }\n    }\n  }\n}\n\n");
 }
 
-static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->col_floats == 0; }
+static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->conv.algo == CONV_GEMM_1X1; }
 
 static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, const char *a, long lda, const char *b,
                        long ldb, float beta, const char *c, long ldc) {
@@ -229,7 +229,7 @@ static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int 
   OUT("      }\n}\n\n");
 }
 
-/* A conv run direct (aert_conv_fwd), C images at a time (k->pchunk): forward on a padded
+/* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
  * copy of their input stack (split into phases for stride > 1), the weight gradient from
  * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
  * im2col for a stride above 1 or when the input channels are not whole vectors). */
@@ -237,7 +237,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node;
   window w = conv_window(k);
-  int B = p->batch, C = k->pchunk, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len, s = w.s;
+  int B = p->batch, C = k->conv.pchunk, cout = n->units, kk = w.k, tc = w.tc, ns = k->src.len, s = w.s;
   int hg = ((w.rows_h - 1) * s + kk + s - 1) / s, wg = ((w.rows_w - 1) * s + kk + s - 1) / s;
   int hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
   long xs = (long)w.th * w.tw * tc, ys = elems(k->out);
@@ -296,8 +296,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
           bcol, dxs, w.th, w.tw, tc, unstack, bcol, dxs, dsrcs);
     OUT("  }\n");
   } else if (any_dx) {
-    long rows = (long)k->chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->chunk);
+    long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
+    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->conv.chunk);
     emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys), cout, wv, cout, 0,
                bcol, ktot);
     OUT("    %s(%s, n0%s);\n  }\n", scatter, bcol, dsrcs);
@@ -306,11 +306,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
 }
 
 static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
-  if (k->slide) { emit_slide(e, k, name); return; }
+  if (k->conv.algo == CONV_SLIDE) { emit_slide(e, k, name); return; }
   const ae_program *p = e->p;
   window w = conv_window(k);
   const ae_node *n = k->node;
-  int B = p->batch, chunk = k->chunk, cout = n->units;
+  int B = p->batch, chunk = k->conv.chunk, cout = n->units;
   long rows = (long)chunk * w.rows_h * w.rows_w, ktot = (long)w.k * w.k * w.tc;
   bool conv = k->kind == K_CONV, direct = conv_direct(k);
   const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off);
@@ -349,7 +349,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   OUT("\n");
   /* backward: the columns of the weight gradient, then those that carry dx back */
   col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
-  const char *dcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off + k->col_floats);
+  const char *dcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off + k->conv.col_floats);
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
   bool dw = !k->w->frozen;
@@ -848,7 +848,7 @@ static void emit_manifest(emitter *e, const char *hash) {
         c.bytes[0], c.bytes[1]);
     if (k->kind == K_CONV) {   /* the forward GEMM: rows of the chunk, output channels, window length */
       window w = conv_window(k);
-      long rows = (conv_direct(k) ? p->batch : k->chunk) * (long)w.rows_h * w.rows_w;
+      long rows = (conv_direct(k) ? p->batch : k->conv.chunk) * (long)w.rows_h * w.rows_w;
       OUT(", \"gemm\": [%ld, %d, %d]", rows, k->node->units, w.k * w.k * w.tc);
     }
     OUT("}%s\n", i + 1 < p->kernels.len ? "," : "");

@@ -74,43 +74,6 @@ static ae_tensor *param_of(const ae_program *p, const ae_node *n, const char *ro
   return NULL;
 }
 
-/* Images per GEMM for a conv: the most that keep its im2col buffer near 4 MiB, which
- * measured faster than larger chunks (the packed panels stay in cache). */
-static void size_chunk(ae_program *p, ae_kernel *k) {
-  const ae_node *n = k->node;
-  const ae_node *x = n->in.items[0];
-  long rows = k->kind == K_CONV ? (long)n->shape.d[0] * n->shape.d[1] : (long)x->shape.d[0] * x->shape.d[1];
-  long cols = k->kind == K_CONV ? (long)n->k * n->k * x->shape.d[2] : (long)n->k * n->k * n->units;
-  int chunk = 1;
-  for (int c = 1; c <= p->batch; c++)
-    if (p->batch % c == 0 && rows * cols * c <= (1L << 20)) chunk = c;
-  k->chunk = chunk;
-  k->col_floats = rows * cols * chunk;
-  bool direct = k->kind == K_CONV && n->k == 1 && n->stride == 1 && k->src.len == 1 && ((ae_view *)k->src.items[0])->factor == 1;
-  if (direct) k->col_floats = 0;
-  /* A window with whole vectors of output channels, or fewer output channels than a vector
-   * over whole vectors of input channels (narrow), runs direct on a padded copy of its input
-   * (split into phases for a stride above 1); the slack lets the last register tile read
-   * past the last image. */
-  bool narrow = n->units < AE_SLIDE_LANES && x->shape.d[2] % AE_SLIDE_LANES == 0;
-  k->slide = k->kind == K_CONV && !direct && (n->units % AE_SLIDE_LANES == 0 || narrow);
-  if (k->slide) {
-    int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
-    long slack = (long)AE_SLIDE_SLACK * (tc > co ? tc : co);
-    long hg = ((n->shape.d[0] - 1) * s + kk + s - 1) / s, wg = ((n->shape.d[1] - 1) * s + kk + s - 1) / s;
-    long fwd = (long)s * s * hg * wg * tc, bwd = (long)(hi + kk - 1) * (wi + kk - 1) * co;
-    bool stack = k->src.len > 1 || ((ae_view *)k->src.items[0])->factor > 1;
-    if (stack) bwd += (long)hi * wi * tc;
-    /* images per padded copy: the most that keep it near 4 MiB, as for im2col */
-    k->pchunk = 1;
-    for (int c = 1; c <= p->batch; c++)
-      if (p->batch % c == 0 && c * (fwd > bwd ? fwd : bwd) <= (1L << 20)) k->pchunk = c;
-    k->pad_floats = k->pchunk * fwd + slack;
-    if (narrow) k->pad_floats += (long)kk * kk * tc * co;   /* the weights gathered by output channel */
-    k->dpad_floats = k->pchunk * bwd + slack + (long)kk * kk * tc * co;
-  }
-}
-
 void ae_fuse(ae_arena *a, ae_program *p) {
   ae_model *m = p->m;
   bool *fold = ae_alloc(a, sizeof(bool) * (size_t)p->n_nodes);
@@ -149,7 +112,6 @@ void ae_fuse(ae_arena *a, ae_program *p) {
       k->rmean = param_of(p, n, "mean");
       k->rvar = param_of(p, n, "var");
     }
-    if (k->kind == K_CONV || k->kind == K_CONV_T) size_chunk(p, k);
     p->root[n->id] = n;
     p->producer[n->id] = k;
     ae_vec_push(a, &p->kernels, k);

@@ -103,6 +103,7 @@ ae_program *ae_lower(ae_arena *a, ae_model *m, int batch) {
   ae_lower_params(a, p);
   ae_fuse(a, p);
   ae_autodiff(p);
+  ae_schedule_cpu(p);
   ae_plan_memory(p);
   return p;
 }

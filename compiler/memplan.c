@@ -18,22 +18,10 @@ static void touch(ae_buffer *b, int t) {
 
 static bool in_arena(const ae_node *n) { return n && n->op != OP_INPUT && n->op != OP_TARGET; }
 
-/* A conv's working buffers live only while it runs: forward, the padded copy of its input
- * (direct) or the columns of one chunk (im2col); backward, the padded copy again for the
- * weight gradient, then in the same place what carries dx back: padded dy with the flipped
- * weights (direct, stride 1, whole vectors of input channels) or the columns; im2col
- * convs hold the columns of the weight gradient and those of dx side by side. */
-static void conv_scratch(ae_program *p, ae_kernel *k, int fwd, int bwd) {
-  bool dx = false;
-  for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
-  long f = k->slide ? k->pad_floats : k->col_floats, b = k->slide ? k->pad_floats : 2 * k->col_floats;
-  if (k->slide && dx) {   /* after the weight gradient, in the same place */
-    const ae_node *x = k->node->in.items[0];
-    long d = x->shape.d[2] % AE_SLIDE_LANES || k->node->stride > 1 ? k->col_floats : k->dpad_floats;
-    b = d > b ? d : b;
-  }
-  if (f > 0) { k->scratch[0].size = f; touch(&k->scratch[0], fwd); }
-  if (b > 0 && p->needs_grad[p->root[k->out->id]->id]) { k->scratch[1].size = b; touch(&k->scratch[1], bwd); }
+/* A conv's working buffers, as the target's schedule sized them, live only while it runs. */
+static void conv_scratch(ae_kernel *k, int fwd, int bwd) {
+  for (int j = 0; j < 2; j++)
+    if (k->conv.scratch_floats[j] > 0) { k->scratch[j].size = k->conv.scratch_floats[j]; touch(&k->scratch[j], j ? bwd : fwd); }
 }
 
 /* Marks when each value and gradient is written and read. */
@@ -54,7 +42,7 @@ static void live_ranges(ae_program *p) {
       touch(&p->val[s->id], bwd);
       if (p->needs_grad[s->id]) touch(&p->grad[s->id], bwd);
     }
-    if (k->kind == K_CONV || k->kind == K_CONV_T) conv_scratch(p, k, fwd, bwd);
+    if (k->kind == K_CONV || k->kind == K_CONV_T) conv_scratch(k, fwd, bwd);
     if (k->kind == K_BATCHNORM) {
       k->stats.size = 2L * o->shape.d[o->shape.rank - 1];
       touch(&k->stats, fwd);

@@ -351,12 +351,12 @@ void ae_report_launch_rows(FILE *o, const ae_json *k) {
 }
 
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
-  if (k->kind == K_CONV && k->slide)
-    return ae_sprintf(r->a, "direct register-tiled convolution on a zero-padded copy of %d image%s at a time%s", k->pchunk,
-                      k->pchunk == 1 ? "" : "s", k->node->units % AE_SLIDE_LANES ? " (narrow: dot products along the channels)" : "");
-  if ((k->kind == K_CONV || k->kind == K_CONV_T) && k->col_floats == 0) return "one GEMM straight on its input (1x1)";
+  if (k->kind == K_CONV && k->conv.algo == CONV_SLIDE)
+    return ae_sprintf(r->a, "direct register-tiled convolution on a zero-padded copy of %d image%s at a time%s", k->conv.pchunk,
+                      k->conv.pchunk == 1 ? "" : "s", k->node->units % AE_SLIDE_LANES ? " (narrow: dot products along the channels)" : "");
+  if ((k->kind == K_CONV || k->kind == K_CONV_T) && k->conv.algo == CONV_GEMM_1X1) return "one GEMM straight on its input (1x1)";
   if (k->kind == K_CONV || k->kind == K_CONV_T)
-    return ae_sprintf(r->a, "im2col + GEMM, %d image%s per GEMM", k->chunk, k->chunk == 1 ? "" : "s");
+    return ae_sprintf(r->a, "im2col + GEMM, %d image%s per GEMM", k->conv.chunk, k->conv.chunk == 1 ? "" : "s");
   if (k->kind == K_DENSE) return "one GEMM (OpenBLAS, single-threaded inside OpenMP blocks)";
   return "a loop over the batch split among the OpenMP threads";
 }
