@@ -403,11 +403,13 @@ typedef struct {
 
 ae_program *ae_lower(ae_arena *a, ae_model *m, int batch);   /* runs every stage below */
 void ae_lower_params(ae_arena *a, ae_program *p);
+
+/* ===== names.c ===== */
 const char *ae_c_name(ae_arena *a, const char *name);         /* "e1.1.w" -> "e1_1_w" */
+const char *ae_kernel_name(ae_arena *a, const ae_kernel *k);  /* "conv_e1_1" */
 
 /* ===== fuse.c ===== */
 void ae_fuse(ae_arena *a, ae_program *p);
-const char *ae_kernel_name(ae_arena *a, const ae_kernel *k);  /* "conv_e1_1" */
 
 /* ===== autodiff.c ===== */
 void ae_autodiff(ae_program *p);

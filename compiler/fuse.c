@@ -117,10 +117,3 @@ void ae_fuse(ae_arena *a, ae_program *p) {
     ae_vec_push(a, &p->kernels, k);
   }
 }
-
-const char *ae_kernel_name(ae_arena *a, const ae_kernel *k) {
-  const ae_node *n = k->node;
-  const char *op = ae_op_name(n->op);
-  if (n->name) return ae_sprintf(a, "%s_%s", op, ae_c_name(a, n->name));
-  return ae_sprintf(a, "%s_%d", op, k->id);
-}

@@ -3,15 +3,6 @@
  * use counts, then fusion, autodiff and the memory plan in that order. */
 #include "aec.h"
 
-#include <string.h>
-
-const char *ae_c_name(ae_arena *a, const char *name) {
-  char *s = ae_strdup(a, name);
-  for (char *p = s; *p; p++)
-    if (*p == '.' || *p == '-') *p = '_';
-  return s;
-}
-
 /* He initialisation when a relu-like activation follows, Glorot otherwise. */
 static ae_init weight_init(const ae_program *p, const ae_node *n) {
   for (int i = 0; i < p->m->nodes.len; i++) {
