@@ -421,10 +421,17 @@ void ae_schedule_cpu(ae_program *p);
 void ae_plan_memory(ae_program *p);
 
 /* Every buffer of the plan with a unique, stable name ("conv_e1_1.out", ".dout",
- * ".scratch_fwd", ".scratch_bwd", ".stats", "loss.rows") and a label for people ("e1",
- * "de1"), in placement-independent order: per kernel, then the loss's rows. */
+ * ".scratch_fwd", ".scratch_bwd", ".stats", "loss.rows"), a label for people ("e1",
+ * "de1") and the C identifier model.c gives it ("e1", "d_e1"), in placement-independent
+ * order: per kernel, then the loss's rows. */
 typedef enum { BUF_VALUE, BUF_GRAD, BUF_SCRATCH, BUF_STATS } ae_buffer_kind;
-typedef struct { const char *name, *label; ae_buffer_kind kind; const ae_buffer *b; const ae_kernel *k; } ae_named_buffer;
+typedef struct {
+  const char *name, *label;
+  const char *ident;         /* its C name in model.c: "e1", "d_e1", "conv_e1_1_scratch", unique */
+  ae_buffer_kind kind;
+  const ae_buffer *b;
+  const ae_kernel *k;
+} ae_named_buffer;
 const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n);
 /* What runs at step t of the plan (0 .. 2K + 1): "forward conv_e1_1", "loss", "backward
  * conv_e1_1", and last the time after the step, when the output and latent are kept. */

@@ -14,6 +14,8 @@ typedef struct {
   FILE *o;
   bool has_decode;           /* model_decode was emitted */
   long *kernel_at;           /* where each kernel's text starts in model.c, or NULL */
+  const ae_named_buffer *bufs; /* the arena's buffers and their C names (the layout table) */
+  int n_bufs;
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -27,17 +29,26 @@ uint64_t ae_hash_text(const char *text, size_t len) {
 static long elems(const ae_node *n) { return ae_shape_elems(n->shape); }
 static int channels(const ae_node *n) { return n->shape.rank ? n->shape.d[n->shape.rank - 1] : 1; }
 
+/* A buffer's C name (the run's pointer to it, r->e1 in a kernel). */
+static const char *buf_name(emitter *e, const ae_buffer *b) {
+  for (int i = 0; i < e->n_bufs; i++)
+    if (e->bufs[i].b == b) return e->bufs[i].ident;
+  fprintf(stderr, "aec: internal error: a buffer at offset %ld is not in the plan\n", b->off);
+  abort();
+}
+static const char *buf(emitter *e, const ae_buffer *b) { return ae_sprintf(e->a, "r->%s", buf_name(e, b)); }
+
 /* C expressions for a node's value and gradient inside a kernel (r is the run). */
 static const char *val(emitter *e, const ae_node *n) {
   const ae_node *root = e->p->root[n->id];
   if (root->op == OP_INPUT) return "r->X";
   if (root->op == OP_TARGET) return "r->T";
-  return ae_sprintf(e->a, "(r->A + %ld)", e->p->val[root->id].off);
+  return buf(e, &e->p->val[root->id]);
 }
 static bool has_grad(emitter *e, const ae_node *n) { return ae_value_has_grad(e->p, n); }
 static const char *grad(emitter *e, const ae_node *n) {
   if (!has_grad(e, n)) return "NULL";
-  return ae_sprintf(e->a, "(r->A + %ld)", e->p->grad[e->p->root[n->id]->id].off);
+  return buf(e, &e->p->grad[e->p->root[n->id]->id]);
 }
 static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "(r->P + %ld)", t->offset); }
 static const char *pgrad(emitter *e, const ae_tensor *t) {
@@ -89,6 +100,23 @@ static void emit_provenance(emitter *e, const ae_kernel *k) {
   OUT(" */\n");
 }
 
+/* Pieces of C that leave out what does nothing: no "x / 1", "p + 0", "1 * sizeof" or
+ * loops of one iteration in the generated code. */
+static const char *div_by(emitter *e, const char *x, int f) { return f == 1 ? x : ae_sprintf(e->a, "%s / %d", x, f); }
+static const char *plus(emitter *e, const char *x, long off) { return off ? ae_sprintf(e->a, "%s + %ld", x, off) : x; }
+static const char *times(emitter *e, const char *x, long f) { return f == 1 ? x : ae_sprintf(e->a, "%s * %ld", x, f); }
+static const char *floats(emitter *e, long n) { return n == 1 ? "sizeof(aert_real)" : ae_sprintf(e->a, "%ld * sizeof(aert_real)", n); }
+/* "v * s - pad" without the parts that are 1 or 0 */
+static const char *affine(emitter *e, const char *v, int s, int pad) {
+  const char *x = times(e, v, s);
+  return pad ? ae_sprintf(e->a, "%s - %d", x, pad) : x;
+}
+/* Opens "for (int v = 0; v < n; v++[, more]) {", or "{ const int v = 0;" when n is 1. */
+static void open_loop(emitter *e, const char *indent, const char *v, long n, const char *more) {
+  if (n == 1) OUT("%s{\n%s  const int %s = 0;\n", indent, indent, v);
+  else OUT("%sfor (int %s = 0; %s < %ld; %s++%s) {\n", indent, v, v, n, v, more ? more : "");
+}
+
 /* ---- sliding windows: the im2col gather and the col2im scatter ---------------------- */
 /* For a conv, rows are output pixels and the tensor is its (folded) input; for a
  * transposed conv, rows are input pixels and the tensor is its output. The same
@@ -125,26 +153,31 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
   for (int i = 0; i < ns; i++)
     if (!skips_source(e, k, i, scatter)) OUT(", %saert_real *restrict t%d", scatter ? "" : "const ", i);
   OUT(") {\n");
-  if (scatter) OUT("#pragma omp parallel for schedule(static)\n  for (int img = 0; img < %d; img++) {\n    int n = n0 + img;\n"
-                   "    for (int rh = 0; rh < %d; rh++) {\n", chunk, w.rows_h);
-  else OUT("#pragma omp parallel for schedule(static)\n  for (int row = 0; row < %d; row++) {\n    int n = n0 + row / %d, rh = row %% %d;\n"
-           "    {\n", chunk * w.rows_h, w.rows_h, w.rows_h);
-  OUT("      for (int rw = 0; rw < %d; rw++) {\n", w.rows_w);
-  OUT("        %saert_real *c = col + ((long)(n - n0) * %d + rh * %d + rw) * %ld;\n", scatter ? "const " : "",
-      w.rows_h * w.rows_w, w.rows_w, row_len);
-  OUT("        for (int kh = 0; kh < %d; kh++) {\n          int th = rh * %d - %d + kh;\n", w.k, w.s, w.pad);
-  OUT("          for (int kw = 0; kw < %d; kw++, c += %d) {\n            int tw = rw * %d - %d + kw;\n", w.k, w.tc, w.s, w.pad);
+  if (scatter) {
+    if (chunk == 1) OUT("  {\n    int n = n0;\n");   /* one image: one thread, as for more */
+    else OUT("#pragma omp parallel for schedule(static)\n  for (int img = 0; img < %d; img++) {\n    int n = n0 + img;\n", chunk);
+    open_loop(e, "    ", "rh", w.rows_h, NULL);
+  } else
+    OUT("#pragma omp parallel for schedule(static)\n  for (int row = 0; row < %d; row++) {\n    int n = n0 + %s, rh = %s;\n"
+        "    {\n", chunk * w.rows_h, div_by(e, "row", w.rows_h), w.rows_h == 1 ? "0" : ae_sprintf(e->a, "row %% %d", w.rows_h));
+  open_loop(e, "      ", "rw", w.rows_w, NULL);
+  OUT("        %saert_real *c = col + ((long)(n - n0) * %d + %s + rw) * %ld;\n", scatter ? "const " : "",
+      w.rows_h * w.rows_w, times(e, "rh", w.rows_w), row_len);
+  open_loop(e, "        ", "kh", w.k, NULL);
+  OUT("          int th = %s + kh;\n", affine(e, "rh", w.s, w.pad));
+  open_loop(e, "          ", "kw", w.k, ae_sprintf(e->a, ", c += %d", w.tc));
+  OUT("            int tw = %s + kw;\n", affine(e, "rw", w.s, w.pad));
   OUT("            if (th < 0 || th >= %d || tw < 0 || tw >= %d) {%s continue; }\n", w.th, w.tw,
-      scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %d * sizeof(aert_real));", w.tc));
+      scatter ? "" : ae_sprintf(e->a, " memset(c, 0, %s);", floats(e, w.tc)));
   for (int i = 0; i < ns; i++) {
     if (skips_source(e, k, i, scatter)) continue;
     const ae_view *v = k->kind == K_CONV ? k->src.items[i] : NULL;
     int f = v ? v->factor : 1, off = v ? v->ch_off : 0, c = v ? channels(v->node) : w.tc;
     int sh = w.th / f, sw = w.tw / f;
-    const char *ih = f > 1 ? ae_sprintf(e->a, "th / %d", f) : "th", *iw = f > 1 ? ae_sprintf(e->a, "tw / %d", f) : "tw";
-    const char *at = ae_sprintf(e->a, "t%d + (((long)n * %d + %s) * %d + %s) * %d", i, sh, ih, sw, iw, c);
-    if (scatter) OUT("            for (int ch = 0; ch < %d; ch++) (%s)[ch] += c[%d + ch];\n", c, at, off);
-    else OUT("            memcpy(c + %d, %s, %d * sizeof(aert_real));\n", off, at, c);
+    const char *at = ae_sprintf(e->a, "t%d + %s", i, times(e, ae_sprintf(e->a, "(((long)n * %d + %s) * %d + %s)", sh,
+                                                                     div_by(e, "th", f), sw, div_by(e, "tw", f)), c));
+    if (scatter) OUT("            for (int ch = 0; ch < %d; ch++) (%s)[ch] += c[%s];\n", c, at, plus(e, "ch", off));
+    else OUT("            memcpy(%s, %s, %s);\n", plus(e, "c", off), at, floats(e, c));
   }
   OUT("          }\n        }\n      }\n    }\n  }\n}\n\n");
 }
@@ -156,7 +189,21 @@ static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, co
   OUT("    aert_gemm(%d, %d, %ld, %ld, %ld, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* The loop over a batch of B images, C at a time (n0 the first of each); a block with
+ * n0 = 0 when one pass takes them all. */
+static const char *chunk_loop(emitter *e, int B, int C) {
+  if (C == B) return "  {\n    const int n0 = 0;\n";
+  if (C == 1) return ae_sprintf(e->a, "  for (int n0 = 0; n0 < %d; n0++) {\n", B);
+  return ae_sprintf(e->a, "  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, C);
+}
+
 /* ---- padded copies for the direct stride-1 convolutions --------------------------- */
+/* The loop over the B images of a padded copy, split with its rows over the threads. */
+static void open_images(emitter *e, int B) {
+  if (B == 1) OUT("  const int n = 0;\n#pragma omp parallel for schedule(static)\n");
+  else OUT("#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n", B);
+}
+
 /* One source of a padded copy: a tensor of c channels at h x w (upsampled by factor to
  * the window's size) stacked at channel off. */
 typedef struct { const char *t; int c, off, factor; } pad_src;
@@ -167,8 +214,9 @@ typedef struct { const char *t; int c, off, factor; } pad_src;
 static void emit_stack_copy(emitter *e, const pad_src *src, int ns, int h, int w, const char *indent) {
   for (int i = 0; i < ns; i++) {
     int f = src[i].factor;
-    OUT("%smemcpy(c + %d, t%d + (((long)(n0 + n) * %d + th / %d) * %d + tw / %d) * %d, %d * sizeof(aert_real));\n", indent, src[i].off,
-        i, h / f, f, w / f, f, src[i].c, src[i].c);
+    const char *at = times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f,
+                                         div_by(e, "tw", f)), src[i].c);
+    OUT("%smemcpy(%s, t%d + %s, %s);\n", indent, plus(e, "c", src[i].off), i, at, floats(e, src[i].c));
   }
 }
 
@@ -178,12 +226,13 @@ static void emit_phase_fn(emitter *e, const char *fn, const pad_src *src, int ns
                           int s, int hp, int wp, int B) {
   OUT("static void %s(aert_real *restrict xp, int n0", fn);
   for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
-  OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
-      "    for (int pr = 0; pr < %d; pr++) {\n      int phase = pr / %d, th = pr %% %d * %d + phase / %d - %d;\n"
-      "      aert_real *o = xp + ((long)n * %d + pr) * %ld;\n", B, s * s * hp, hp, hp, s, s, pt, s * s * hp, (long)wp * tc);
-  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %ld * sizeof(aert_real)); continue; }\n", h, (long)wp * tc);
-  OUT("      for (int j = 0; j < %d; j++) {\n        int tw = j * %d + phase %% %d - %d;\n        aert_real *c = o + (long)j * %d;\n"
-      "        if (tw < 0 || tw >= %d) { memset(c, 0, %d * sizeof(aert_real)); continue; }\n", wp, s, s, pl, tc, w, tc);
+  OUT(") {\n");
+  open_images(e, B);
+  OUT("    for (int pr = 0; pr < %d; pr++) {\n      int phase = pr / %d, th = pr %% %d * %d + phase / %d - %d;\n"
+      "      aert_real *o = xp + (%s + pr) * %ld;\n", s * s * hp, hp, hp, s, s, pt, times(e, "(long)n", s * s * hp), (long)wp * tc);
+  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %s); continue; }\n", h, floats(e, (long)wp * tc));
+  OUT("      for (int j = 0; j < %d; j++) {\n        int tw = j * %d + phase %% %d - %d;\n        aert_real *c = o + %s;\n"
+      "        if (tw < 0 || tw >= %d) { memset(c, 0, %s); continue; }\n", wp, s, s, pl, times(e, "(long)j", tc), w, floats(e, tc));
   emit_stack_copy(e, src, ns, h, w, "        ");
   OUT("      }\n    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * s * s * hp * wp * tc,
       (long)AE_SLIDE_SLACK * tc);
@@ -193,12 +242,13 @@ static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, 
                         int hp, int wp, int B) {
   OUT("static void %s(aert_real *restrict xp, int n0", fn);
   for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
-  OUT(") {\n#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n"
-      "    for (int ph = 0; ph < %d; ph++) {\n      aert_real *o = xp + ((long)n * %d + ph) * %ld;\n      int th = ph - %d;\n",
-      B, hp, hp, (long)wp * tc, pt);
-  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %ld * sizeof(aert_real)); continue; }\n", h, (long)wp * tc);
-  if (pl) OUT("      memset(o, 0, %ld * sizeof(aert_real));\n", (long)pl * tc);
-  if (wp - pl - w) OUT("      memset(o + %ld, 0, %ld * sizeof(aert_real));\n", (long)(pl + w) * tc, (long)(wp - pl - w) * tc);
+  OUT(") {\n");
+  open_images(e, B);
+  OUT("    for (int ph = 0; ph < %d; ph++) {\n      aert_real *o = xp + (%s + ph) * %ld;\n      int th = %s;\n", hp,
+      times(e, "(long)n", hp), (long)wp * tc, affine(e, "ph", 1, pt));
+  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %s); continue; }\n", h, floats(e, (long)wp * tc));
+  if (pl) OUT("      memset(o, 0, %s);\n", floats(e, (long)pl * tc));
+  if (wp - pl - w) OUT("      memset(o + %ld, 0, %s);\n", (long)(pl + w) * tc, floats(e, (long)(wp - pl - w) * tc));
   if (ns == 1 && src[0].factor == 1)
     OUT("      memcpy(o + %ld, t0 + ((long)(n0 + n) * %d + th) * %ld, %ld * sizeof(aert_real));\n", (long)pl * tc, h, (long)w * tc,
         (long)w * tc);
@@ -217,14 +267,17 @@ static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int 
   OUT("static void %s(const aert_real *restrict dxs, int n0", fn);
   for (int i = 0; i < ns; i++)
     if (src[i].t) OUT(", aert_real *restrict d%d", i);
-  OUT(") {\n#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n    for (int th = 0; th < %d; th++)\n"
-      "      for (int tw = 0; tw < %d; tw++) {\n        const aert_real *g = dxs + (((long)n * %d + th) * %d + tw) * %d;\n",
-      B, h, w, h, w, tc);
+  OUT(") {\n");
+  if (B == 1) OUT("  const int n = 0;   /* one image: one thread, as for more */\n");
+  else OUT("#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n", B);
+  OUT("    for (int th = 0; th < %d; th++)\n      for (int tw = 0; tw < %d; tw++) {\n"
+      "        const aert_real *g = dxs + %s;\n", h, w, times(e, ae_sprintf(e->a, "((%s + th) * %d + tw)", times(e, "(long)n", h), w), tc));
   for (int i = 0; i < ns; i++) {
     if (!src[i].t) continue;
     int f = src[i].factor;
-    OUT("        for (int ch = 0; ch < %d; ch++) d%d[(((long)(n0 + n) * %d + th / %d) * %d + tw / %d) * %d + ch] += g[%d + ch];\n",
-        src[i].c, i, h / f, f, w / f, f, src[i].c, src[i].off);
+    const char *at = times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f,
+                                         div_by(e, "tw", f)), src[i].c);
+    OUT("        for (int ch = 0; ch < %d; ch++) d%d[%s + ch] += g[%s];\n", src[i].c, i, at, plus(e, "ch", src[i].off));
   }
   OUT("      }\n}\n\n");
 }
@@ -265,11 +318,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
   /* the scratch: forward the padded copy; backward the padded copy, then (reusing it)
    * padded dy, the flipped weights and the stack's dx, or the columns */
-  const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off), *bcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
+  const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL, *bcol = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", C, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
   long wt = (long)C * s * s * hg * wg * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
-  OUT("static void %s_forward(const run *r) {\n  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n", name, B, C, pad, col, srcs);
+  OUT("static void %s_forward(const run *r) {\n%s    %s(%s, n0%s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %s);\n", col, geom, wv, col, wt, kk, y, ys, out);
   else OUT("    aert_conv_fwd(%s, %s, %s, %d, %s + (long)n0 * %ld, %s, 0);\n", col, geom, wv, kk, y, ys, out);
   OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
@@ -280,14 +333,14 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
     OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * ys / cout, cout);
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %d, %s, %s);\n  }\n",
-        B, C, pad, bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
+    OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %d, %s, %s);\n  }\n", chunk_loop(e, B, C), pad,
+        bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
   }
   if (any_dx && dx_direct) {
     long wf = (long)C * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
     const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", C, hp2, wp2, cout);
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0, %s);\n", B, C, dpad, bcol, dy);
+    OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, C), dpad, bcol, dy);
     if (plain)
       OUT("    aert_conv_fwd(%s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %d, %d, %d, 1);\n", bcol, dgeom, bcol, wf, kk, dsrc[0].t, xs,
           w.th, w.tw, tc);
@@ -297,7 +350,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, k->conv.chunk);
+    OUT("%s", chunk_loop(e, B, k->conv.chunk));
     emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys), cout, wv, cout, 0,
                bcol, ktot);
     OUT("    %s(%s, n0%s);\n  }\n", scatter, bcol, dsrcs);
@@ -313,7 +366,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   int B = p->batch, chunk = k->conv.chunk, cout = n->units;
   long rows = (long)chunk * w.rows_h * w.rows_w, ktot = (long)w.k * w.k * w.tc;
   bool conv = k->kind == K_CONV, direct = conv_direct(k);
-  const char *col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[0].off);
+  const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL;
   int ns = conv ? k->src.len : 1;
   const char *srcs = "", *dsrcs = conv ? source_grads(e, k) : "";
   bool any_dx = false;
@@ -333,13 +386,13 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   if (direct) {
     emit_sgemm(e, false, false, (long)B * w.rows_h * w.rows_w, cout, w.tc, x0, w.tc, pval(e, k->w), cout, 0, y, cout);
   } else if (conv) {
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0%s);\n", B, chunk, gather, col, srcs);
+    OUT("%s    %s(%s, n0%s);\n", chunk_loop(e, B, chunk), gather, col, srcs);
     emit_sgemm(e, false, false, rows, cout, ktot, col, ktot, pval(e, k->w), cout, 0, ae_sprintf(e->a, "%s + (long)n0 * %ld", y, ys), cout);
     OUT("  }\n");
   } else {
     int cin = channels(n->in.items[0]);
     OUT("  memset(%s, 0, sizeof(aert_real) * %ld);\n", y, (long)B * ys);
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, chunk);
+    OUT("%s", chunk_loop(e, B, chunk));
     emit_sgemm(e, false, false, rows, ktot, cin, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, pval(e, k->w), ktot, 0, col, ktot);
     OUT("    %s(%s, n0, %s);\n  }\n", scatter, col, y);
   }
@@ -348,8 +401,8 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   if (!ae_kernel_has_backward(p, k)) return;
   OUT("\n");
   /* backward: the columns of the weight gradient, then those that carry dx back */
-  col = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off);
-  const char *dcol = ae_sprintf(e->a, "(r->A + %ld)", k->scratch[1].off + k->conv.col_floats);
+  col = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
+  const char *dcol = col ? ae_sprintf(e->a, "(%s + %ld)", col, k->conv.col_floats) : NULL;
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
   bool dw = !k->w->frozen;
@@ -359,7 +412,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     if (dw) emit_sgemm(e, true, false, w.tc, cout, m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
     if (any_dx) emit_sgemm(e, false, true, m, w.tc, cout, dy, cout, pval(e, k->w), cout, 1, dx0, w.tc);
   } else if (conv) {
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, chunk);
+    OUT("%s", chunk_loop(e, B, chunk));
     const char *dyn = ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys);
     if (dw) {
       OUT("    %s(%s, n0%s);\n", gather, col, srcs);
@@ -372,7 +425,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  }\n");
   } else {
     int cin = channels(n->in.items[0]);
-    OUT("  for (int n0 = 0; n0 < %d; n0 += %d) {\n    %s(%s, n0, %s);\n", B, chunk, gather, dcol, dy);
+    OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, chunk), gather, dcol, dy);
     if (dw) emit_sgemm(e, true, false, cin, ktot, rows, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, dcol, ktot, 1, pgrad(e, k->w), ktot);
     if (any_dx) emit_sgemm(e, false, true, rows, cin, ktot, dcol, ktot, pval(e, k->w), ktot, 1, ae_sprintf(e->a, "%s + (long)n0 * %ld", dx0, xs), cin);
     OUT("  }\n");
@@ -447,7 +500,7 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   }
   case K_BATCHNORM: {
     int c = channels(o);
-    const char *stats = ae_sprintf(e->a, "(r->A + %ld)", k->stats.off);
+    const char *stats = buf(e, &k->stats);
     const char *use_batch = k->w->frozen ? "0" : "r->training";
     snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (aert_real *)%s, (aert_real *)%s, %s, %ld, %d, %.9g, %.9g, %s);\n"
              "  aert_bias_act(%s, NULL, %ld, %d, %s, %.9g);", xv, y, pval(e, k->w), pval(e, k->b), pval(e, k->rmean),
@@ -525,9 +578,9 @@ static void emit_losses(emitter *e) {
     case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
     case LOSS_SOFTMAX_XENT: {
       int c = m->n_classes;
-      OUT("  t = aert_loss_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, (r->A + %ld));\n", a, b, da, n / c, c,
+      OUT("  t = aert_loss_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, %s);\n", a, b, da, n / c, c,
           t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight,
-          e->p->rowtmp.off);
+          buf(e, &e->p->rowtmp));
       break;
     }
     case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
@@ -572,8 +625,7 @@ static void emit_zero_grads(emitter *e, int t) {
   for (int i = 0; i < e->p->n_nodes; i++) {
     const ae_buffer *g = &e->p->grad[i];
     if (g->used && g->first == t)
-      OUT("  memset(r.A + %ld, 0, sizeof(aert_real) * %ld);  /* d%s */\n", g->off, g->size,
-          ((ae_node *)e->p->m->nodes.items[i])->name ? ((ae_node *)e->p->m->nodes.items[i])->name : "");
+      OUT("  memset(r.%s, 0, sizeof(aert_real) * %ld);\n", buf_name(e, g), g->size);
   }
 }
 
@@ -614,7 +666,7 @@ static void emit_decode(emitter *e, const char **names) {
   bool any = false;
   for (int i = 0; i < p->kernels.len; i++) any = any || down[i];
   OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n");
-  if (any) OUT("  const run r = {P, NULL, A, NULL, NULL, 0, 0};\n");
+  if (any) OUT("  const run r = place(P, NULL, A, NULL, NULL, 0, 0);\n");
   else OUT("  (void)P;  /* the output is the latent itself (or a view of it): no layer runs */\n");
   OUT("  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n", p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
   for (int i = 0; i < p->kernels.len; i++)
@@ -634,12 +686,12 @@ static void emit_drivers(emitter *e, const char **names) {
       "  do { double t0_ = profiling ? omp_get_wtime() : 0; call; if (profiling) profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)\n",
       K, K + 1);
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
-      "                           uint64_t seed, aert_losses *losses) {\n  const run r = {P, NULL, A, X, T, seed, training};\n");
+      "                           uint64_t seed, aert_losses *losses) {\n  const run r = place(P, NULL, A, X, T, seed, training);\n");
   for (int i = 0; i < K; i++) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", i, names[i]);
   OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
-      "  const run r = {P, G, A, X, T, seed, 1};\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
+      "  const run r = place(P, G, A, X, T, seed, 1);\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
   emit_zero_grads(e, K);
   OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
   for (int i = K - 1; i >= 0; i--) {
@@ -775,8 +827,54 @@ static void emit_descriptor(emitter *e, const char *hash) {
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }
 
+static int by_offset(const void *x, const void *y) {
+  const ae_named_buffer *a = x, *b = y;
+  if (a->b->off != b->b->off) return a->b->off < b->b->off ? -1 : 1;
+  return (a->b->first > b->b->first) - (a->b->first < b->b->first);
+}
+
+/* The run a kernel sees: the parameters, the arena and a pointer per buffer of the arena
+ * under its spec name; place() is the layout table, one row per buffer in offset order. */
+static void emit_run(emitter *e) {
+  const ae_program *p = e->p;
+  int K = p->kernels.len, width = 8;
+  ae_named_buffer *rows = ae_alloc(e->a, sizeof *rows * (size_t)(e->n_bufs + 1));
+  memcpy(rows, e->bufs, sizeof *rows * (size_t)e->n_bufs);
+  qsort(rows, (size_t)e->n_bufs, sizeof *rows, by_offset);
+  for (int i = 0; i < e->n_bufs; i++)
+    if ((int)strlen(rows[i].ident) > width) width = (int)strlen(rows[i].ident);
+  OUT("\n/* ---- the arena: %ld floats (%.1f MiB) of activations, their gradients (d_) and scratch.\n"
+      " * Each buffer lives over a range of steps: 0-%d the forward kernels, %d the loss, %d-%d the\n"
+      " * backward kernels in reverse, %d after the step (the output and latent the runtime reads);\n"
+      " * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */\n",
+      p->arena_floats, p->arena_floats * 4.0 / 1048576, K - 1, K, K + 1, 2 * K, 2 * K + 1);
+  OUT("typedef struct {\n  const aert_real *P;  /* parameters */\n  aert_real *G;        /* parameter gradients */\n"
+      "  aert_real *A;        /* the arena; the buffers below point into it */\n  const aert_real *X, *T;\n"
+      "  uint64_t seed;\n  int training;\n");
+  for (int i = 0, col = 0; i < e->n_bufs; i++) {
+    int len = (int)strlen(e->bufs[i].ident) + 3;
+    if (col == 0) col = OUT("  aert_real");
+    else if (col + len > 100) { OUT(";\n"); col = OUT("  aert_real"); }
+    else col += OUT(",");
+    col += OUT(" *%s", e->bufs[i].ident);
+    if (i + 1 == e->n_bufs) OUT(";\n");
+  }
+  OUT("} run;\n\nstatic run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,\n"
+      "                 uint64_t seed, int training) {\n  return (run){\n    P, G, A, X, T, seed, training,\n");
+  OUT("    /* %-*s    offset        floats   steps   what */\n", width, "buffer");
+  for (int i = 0; i < e->n_bufs; i++) {
+    const ae_named_buffer *b = &rows[i];
+    char sh[48] = "";
+    if (b->kind == BUF_VALUE || b->kind == BUF_GRAD) ae_shape_str(b->k->out->shape, sh);
+    OUT("    .%-*s = A + %-11s /* %10ld  %3d-%-3d  %s%s%s */\n", width, b->ident, ae_sprintf(e->a, "%ld,", b->b->off),
+        b->b->size, b->b->first, b->b->last, b->label, sh[0] ? " " : "", sh);
+  }
+  OUT("  };\n}\n");
+}
+
 static void emit_model_c(emitter *e, const char *hash) {
   const ae_program *p = e->p;
+  e->bufs = ae_plan_buffers(e->a, p, &e->n_bufs);
   const ae_model *m = p->m;
   OUT("/* model.c - generated by aec from %s; do not edit, change the spec instead.\n", m->src->path);
   OUT(" * Model %s at batch %d: %d kernels, %ld parameter floats, an arena of %ld floats (%.1f MiB).\n",
@@ -785,9 +883,7 @@ static void emit_model_c(emitter *e, const char *hash) {
       " * dense [in, out]. Forward and backward of each kernel sit side by side; backward\n"
       " * functions accumulate (+=) into gradients. `aec dump --stage mem` prints the arena. */\n");
   OUT("#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
-  OUT("typedef struct {\n  const aert_real *P;  /* parameters */\n  aert_real *G;        /* parameter gradients */\n"
-      "  aert_real *A;        /* the arena: activations, their gradients, scratch */\n  const aert_real *X, *T;\n"
-      "  uint64_t seed;\n  int training;\n} run;\n");
+  emit_run(e);
   const ae_node *t = m->target;
   OUT("\n#define AEC_BATCH %d\n#define AEC_IN_SIZE %ld\n#define AEC_TARGET_SIZE %ld\n#define AEC_N_CLASSES %d\n"
       "#define AEC_PARAM_FLOATS %ldL\n#define AEC_ARENA_FLOATS %ldL\n", p->batch, elems(m->input), t ? elems(t) : 0L,
@@ -880,7 +976,7 @@ static char *emit_text(ae_arena *a, const ae_program *p, const char *hash, long 
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   if (!f) return NULL;
-  emitter em = {a, p, f, false, kernel_at};
+  emitter em = {a, p, f, false, kernel_at, NULL, 0};
   emit(&em, hash);
   if (fclose(f) != 0) { free(buf); return NULL; }
   char *text = ae_strndup(a, buf, len);
@@ -901,7 +997,7 @@ bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *ha
     char *path;
     FILE *f = open_out(dir, files[i], &path);
     if (!f) { free(path); return false; }
-    emitter em = {a, p, f, false, NULL}, *e = &em;
+    emitter em = {a, p, f, false, NULL, NULL, 0}, *e = &em;
     if (i == 0) emit_model_c(e, hash);
     else if (i == 1) emit_model_h(e);
     else if (i == 2) emit_manifest(e, hash);

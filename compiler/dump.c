@@ -60,15 +60,16 @@ static void dump_fused(FILE *out, ae_arena *a, const ae_program *p) {
   }
 }
 
-/* The plan's buffers, kernel by kernel, under the names the manifest and the report use. */
+/* The plan's buffers, kernel by kernel: the name model.c gives each (r->e1) and the one the
+ * manifest and the report use. */
 static void dump_mem(FILE *out, ae_arena *a, const ae_program *p) {
   fprintf(out, "arena: %ld floats (%.1f MiB) at batch %d; parameters: %ld floats\n", p->arena_floats,
           p->arena_floats * 4.0 / 1048576, p->batch, p->param_floats);
-  fprintf(out, "%-28s %-24s %12s %12s %6s %6s\n", "buffer", "what", "offset", "floats", "from", "to");
+  fprintf(out, "%-24s %-28s %12s %12s %6s %6s\n", "buffer (model.c)", "plan name", "offset", "floats", "from", "to");
   int n;
   const ae_named_buffer *b = ae_plan_buffers(a, p, &n);
   for (int i = 0; i < n; i++)
-    fprintf(out, "%-28s %-24s %12ld %12ld %6d %6d\n", b[i].name, b[i].label, b[i].b->off, b[i].b->size, b[i].b->first, b[i].b->last);
+    fprintf(out, "%-24s %-28s %12ld %12ld %6d %6d\n", b[i].ident, b[i].name, b[i].b->off, b[i].b->size, b[i].b->first, b[i].b->last);
 }
 
 bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage) {

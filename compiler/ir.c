@@ -1,6 +1,6 @@
 /* ir.c - lowers a checked model into the program the back end works on: the
  * parameter table (one list from which codegen emits the struct, sizes and init),
- * use counts, then fusion, autodiff and the memory plan in that order. */
+ * use counts, then fusion, autodiff, the target's schedule and the memory plan. */
 #include "aec.h"
 
 /* He initialisation when a relu-like activation follows, Glorot otherwise. */

@@ -5,6 +5,7 @@
 #include "aec.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define ALIGN_FLOATS 16
 
@@ -117,6 +118,28 @@ static const char *buffer_label(const ae_kernel *k, const char *kname) {
   return k->out->name ? k->out->name : k->node->name ? k->node->name : kname;
 }
 
+/* Names model.c cannot give a buffer: C's keywords and the fields of its run struct. */
+static bool reserved(const char *id) {
+  static const char *const words[] = {
+    "P", "G", "A", "X", "T", "seed", "training", "auto", "break", "case", "char", "const", "continue", "default",
+    "do", "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union",
+    "unsigned", "void", "volatile", "while",
+  };
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (strcmp(words[i], id) == 0) return true;
+  return false;
+}
+
+/* A C identifier from a label, unique among the first m buffers: the kernel's number is
+ * appended when the spec's name is taken or reserved. */
+static const char *identifier(ae_arena *a, const ae_named_buffer *out, int m, const char *label, int kernel) {
+  const char *id = ae_c_name(a, label);
+  bool taken = reserved(id);
+  for (int i = 0; i < m && !taken; i++) taken = strcmp(out[i].ident, id) == 0;
+  return taken ? ae_sprintf(a, "%s_k%d", id, kernel) : id;
+}
+
 const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n) {
   ae_named_buffer *out = ae_alloc(a, sizeof *out * (size_t)(5 * p->kernels.len + 1));
   int m = 0;
@@ -124,15 +147,32 @@ const ae_named_buffer *ae_plan_buffers(ae_arena *a, const ae_program *p, int *n)
     const ae_kernel *k = p->kernels.items[i];
     const char *kn = ae_kernel_name(a, k), *label = buffer_label(k, kn);
     const ae_buffer *val = &p->val[k->out->id], *grad = &p->grad[k->out->id];
-    if (val->used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.out", kn), label, BUF_VALUE, val, k};
-    if (grad->used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.dout", kn), ae_sprintf(a, "d%s", label), BUF_GRAD, grad, k};
+    if (val->used) {
+      out[m] = (ae_named_buffer){ae_sprintf(a, "%s.out", kn), label, identifier(a, out, m, label, k->id), BUF_VALUE, val, k};
+      m++;
+    }
+    if (grad->used) {
+      const char *id = identifier(a, out, m, ae_sprintf(a, "d_%s", label), k->id);
+      out[m] = (ae_named_buffer){ae_sprintf(a, "%s.dout", kn), ae_sprintf(a, "d%s", label), id, BUF_GRAD, grad, k};
+      m++;
+    }
     for (int j = 0; j < 2; j++)
-      if (k->scratch[j].used)
-        out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.scratch_%s", kn, j ? "bwd" : "fwd"), ae_sprintf(a, "%s scratch %s", kn, j ? "bwd" : "fwd"),
-                                     BUF_SCRATCH, &k->scratch[j], k};
-    if (k->stats.used) out[m++] = (ae_named_buffer){ae_sprintf(a, "%s.stats", kn), ae_sprintf(a, "%s stats", kn), BUF_STATS, &k->stats, k};
+      if (k->scratch[j].used) {
+        const char *id = identifier(a, out, m, ae_sprintf(a, "%s_%s", kn, j ? "dscratch" : "scratch"), k->id);
+        out[m] = (ae_named_buffer){ae_sprintf(a, "%s.scratch_%s", kn, j ? "bwd" : "fwd"),
+                                   ae_sprintf(a, "%s scratch %s", kn, j ? "bwd" : "fwd"), id, BUF_SCRATCH, &k->scratch[j], k};
+        m++;
+      }
+    if (k->stats.used) {
+      const char *id = identifier(a, out, m, ae_sprintf(a, "%s_stats", kn), k->id);
+      out[m] = (ae_named_buffer){ae_sprintf(a, "%s.stats", kn), ae_sprintf(a, "%s stats", kn), id, BUF_STATS, &k->stats, k};
+      m++;
+    }
   }
-  if (p->rowtmp.used) out[m++] = (ae_named_buffer){"loss.rows", "loss rows", BUF_STATS, &p->rowtmp, NULL};
+  if (p->rowtmp.used) {
+    out[m] = (ae_named_buffer){"loss.rows", "loss rows", identifier(a, out, m, "loss_rows", p->kernels.len), BUF_STATS, &p->rowtmp, NULL};
+    m++;
+  }
   *n = m;
   return out;
 }

@@ -8,14 +8,64 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 16812544 floats (64.1 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
+ * backward kernels in reverse, 19 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *z_h_1, *d_z_h_1, *conv_z_h_1_scratch, *conv_z_h_1_dscratch, *z_h_2, *d_z_h_2;
+  aert_real *conv_z_h_2_scratch, *conv_z_h_2_dscratch, *z_h2_1, *d_z_h2_1, *conv_z_h2_1_scratch;
+  aert_real *conv_z_h2_1_dscratch, *z_h2_2, *d_z_h2_2, *conv_z_h2_2_scratch, *conv_z_h2_2_dscratch;
+  aert_real *z, *d_z, *d, *d_d, *d1, *d_d1, *conv_d1_scratch, *conv_d1_dscratch, *d2, *d_d2;
+  aert_real *conv_d2_scratch, *conv_d2_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                  offset        floats   steps   what */
+    .z_h_1                = A + 0,          /*    3211264    0-18   z.h.1 28x28x32 */
+    .conv_z_h_1_scratch   = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
+    .conv_z_h_2_scratch   = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
+    .conv_z_h2_1_scratch  = A + 3211264,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
+    .conv_z_h2_2_scratch  = A + 3211264,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
+    .conv_d1_scratch      = A + 3211264,    /*     525824    6-6    conv_d1 scratch fwd */
+    .d2                   = A + 3211264,    /*    3211264    7-11   d2 28x28x32 */
+    .conv_d1_dscratch     = A + 3211264,    /*     964096   12-12   conv_d1 scratch bwd */
+    .d_z                  = A + 3211264,    /*       4096   13-14   dz 32 */
+    .d_z_h2_1             = A + 3211264,    /*    1605632   15-16   dz.h2.1 14x14x64 */
+    .d_z_h_1              = A + 3211264,    /*    3211264   17-18   dz.h.1 28x28x32 */
+    .d_d                  = A + 4175360,    /*     401408   12-13   dd 3136 */
+    .conv_z_h2_2_dscratch = A + 4816896,    /*    1050112   15-15   conv_z_h2_2 scratch bwd */
+    .conv_z_h2_1_dscratch = A + 4816896,    /*    1068544   16-16   conv_z_h2_1 scratch bwd */
+    .d_z_h2_2             = A + 5867008,    /*     401408   14-15   dz.h2.2 7x7x64 */
+    .conv_d2_scratch      = A + 6422528,    /*     462336    7-7    conv_d2 scratch fwd */
+    .conv_y_scratch       = A + 6422528,    /*     922656    8-8    conv_y scratch fwd */
+    .d_d2                 = A + 6422528,    /*    3211264   10-11   dd2 28x28x32 */
+    .conv_z_h_2_dscratch  = A + 6422528,    /*     922368   17-17   conv_z_h_2 scratch bwd */
+    .conv_z_h_1_dscratch  = A + 6422528,    /*      29568   18-18   conv_z_h_1 scratch bwd */
+    .d_z_h_2              = A + 7344896,    /*     802816   16-17   dz.h.2 14x14x32 */
+    .z_h2_1               = A + 9633792,    /*    1605632    2-16   z.h2.1 14x14x64 */
+    .d1                   = A + 11239424,   /*    1605632    6-12   d1 14x14x64 */
+    .conv_y_dscratch      = A + 12845056,   /*     922656   10-10   conv_y scratch bwd */
+    .d_d1                 = A + 12845056,   /*    1605632   11-12   dd1 14x14x64 */
+    .d_y                  = A + 13767712,   /*     100352    9-10   dy 28x28x1 */
+    .z_h_2                = A + 14450688,   /*     802816    1-17   z.h.2 14x14x32 */
+    .conv_d2_dscratch     = A + 15253504,   /*     651776   11-11   conv_d2 scratch bwd */
+    .z_h2_2               = A + 15905280,   /*     401408    3-15   z.h2.2 7x7x64 */
+    .d                    = A + 16306688,   /*     401408    5-13   d 3136 */
+    .y                    = A + 16708096,   /*     100352    0-19   y 28x28x1 */
+    .z                    = A + 16808448,   /*       4096    0-19   z 32 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -57,8 +107,8 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -66,18 +116,18 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1((r->A + 3211264), n0, r->X);
-    aert_conv_fwd((r->A + 3211264), 32, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 0) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_z_h_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->z_h_1 + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 0), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 3211264), 100352, 32);
+  aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_z_h_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1((r->A + 6422528), n0, r->X);
-    aert_conv_dw((r->A + 6422528), 32, 1, 30, 30, 1, (r->A + 3211264) + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
+    pad_conv_z_h_1(r->conv_z_h_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_z_h_1_dscratch, 32, 1, 30, 30, 1, r->d_z_h_1 + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
   }
 }
 
@@ -96,7 +146,7 @@ static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *rest
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 32;
         if (tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 921600, 0, 768 * sizeof(aert_real));
@@ -114,7 +164,7 @@ static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real 
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 32)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 32)[ch] += c[ch];
           }
         }
       }
@@ -124,22 +174,22 @@ static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real 
 
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2((r->A + 3211264), n0, (r->A + 0));
-    aert_conv_fwd((r->A + 3211264), 32, 2, 15, 15, 32, (r->P + 320), 3, (r->A + 14450688) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
+    aert_conv_fwd(r->conv_z_h_2_scratch, 32, 2, 15, 15, 32, (r->P + 320), 3, r->z_h_2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 14450688), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 7344896), (r->A + 14450688), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), (r->A + 7344896), 25088, 32);
+  aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 9536), r->d_z_h_2, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2((r->A + 6422528), n0, (r->A + 0));
-    aert_conv_dw((r->A + 6422528), 32, 2, 15, 15, 32, (r->A + 7344896) + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
+    pad_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->z_h_1);
+    aert_conv_dw(r->conv_z_h_2_dscratch, 32, 2, 15, 15, 32, r->d_z_h_2 + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
   }
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    aert_gemm(0, 1, 3136, 288, 32, (r->A + 7344896) + (long)n0 * 6272, 32, (r->P + 320), 32, 0, (r->A + 6422528), 288);
-    scatter_conv_z_h_2((r->A + 6422528), n0, (r->A + 3211264));
+    aert_gemm(0, 1, 3136, 288, 32, r->d_z_h_2 + (long)n0 * 6272, 32, (r->P + 320), 32, 0, r->conv_z_h_2_dscratch, 288);
+    scatter_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->d_z_h_1);
   }
 }
 
@@ -177,23 +227,23 @@ static void dpad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *re
 
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1((r->A + 3211264), n0, (r->A + 14450688));
-    aert_conv_fwd((r->A + 3211264), 64, 1, 16, 16, 32, (r->P + 9568), 3, (r->A + 9633792) + (long)n0 * 12544, 14, 14, 64, 0);
+    pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
+    aert_conv_fwd(r->conv_z_h2_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->z_h2_1 + (long)n0 * 12544, 14, 14, 64, 0);
   }
-  aert_bias_act((r->A + 9633792), (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 9633792), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28000), (r->A + 3211264), 25088, 64);
+  aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 28000), r->d_z_h2_1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1((r->A + 4816896), n0, (r->A + 14450688));
-    aert_conv_dw((r->A + 4816896), 64, 1, 16, 16, 32, (r->A + 3211264) + (long)n0 * 12544, 3, (r->G + 9568), 14, 14, 64);
+    pad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->z_h_2);
+    aert_conv_dw(r->conv_z_h2_1_dscratch, 64, 1, 16, 16, 32, r->d_z_h2_1 + (long)n0 * 12544, 3, (r->G + 9568), 14, 14, 64);
   }
-  aert_conv_flip((r->P + 9568), (r->A + 4816896) + 1050112, 3, 32, 64);
+  aert_conv_flip((r->P + 9568), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_z_h2_1((r->A + 4816896), n0, (r->A + 3211264));
-    aert_conv_fwd((r->A + 4816896), 64, 1, 16, 16, 64, (r->A + 4816896) + 1050112, 3, (r->A + 7344896) + (long)n0 * 6272, 14, 14, 32, 1);
+    dpad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->d_z_h2_1);
+    aert_conv_fwd(r->conv_z_h2_1_dscratch, 64, 1, 16, 16, 64, r->conv_z_h2_1_dscratch + 1050112, 3, r->d_z_h_2 + (long)n0 * 6272, 14, 14, 32, 1);
   }
 }
 
@@ -212,7 +262,7 @@ static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *res
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 64;
         if (tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
@@ -230,7 +280,7 @@ static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real
           for (int kw = 0; kw < 3; kw++, c += 64) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { continue; }
-            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 64)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 64)[ch] += c[ch];
           }
         }
       }
@@ -240,22 +290,22 @@ static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real
 
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2((r->A + 3211264), n0, (r->A + 9633792));
-    aert_conv_fwd((r->A + 3211264), 64, 2, 8, 8, 64, (r->P + 28064), 3, (r->A + 15905280) + (long)n0 * 3136, 7, 7, 64, 0);
+    pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
+    aert_conv_fwd(r->conv_z_h2_2_scratch, 64, 2, 8, 8, 64, (r->P + 28064), 3, r->z_h2_2 + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 15905280), (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 5867008), (r->A + 15905280), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 64928), (r->A + 5867008), 6272, 64);
+  aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 64928), r->d_z_h2_2, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2((r->A + 4816896), n0, (r->A + 9633792));
-    aert_conv_dw((r->A + 4816896), 64, 2, 8, 8, 64, (r->A + 5867008) + (long)n0 * 3136, 3, (r->G + 28064), 7, 7, 64);
+    pad_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->z_h2_1);
+    aert_conv_dw(r->conv_z_h2_2_dscratch, 64, 2, 8, 8, 64, r->d_z_h2_2 + (long)n0 * 3136, 3, (r->G + 28064), 7, 7, 64);
   }
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    aert_gemm(0, 1, 1568, 576, 64, (r->A + 5867008) + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, (r->A + 4816896), 576);
-    scatter_conv_z_h2_2((r->A + 4816896), n0, (r->A + 3211264));
+    aert_gemm(0, 1, 1568, 576, 64, r->d_z_h2_2 + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, r->conv_z_h2_2_dscratch, 576);
+    scatter_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->d_z_h2_1);
   }
 }
 
@@ -264,15 +314,15 @@ static void conv_z_h2_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, (r->A + 15905280), 3136, (r->P + 64992), 32, 0, (r->A + 16808448), 32);
-  aert_bias_act((r->A + 16808448), (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 16808448), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 165344), (r->A + 3211264), 128, 32);
-    aert_gemm(1, 0, 3136, 32, 128, (r->A + 15905280), 3136, (r->A + 3211264), 32, 1, (r->G + 64992), 32);
-    aert_gemm(0, 1, 128, 3136, 32, (r->A + 3211264), 32, (r->P + 64992), 32, 1, (r->A + 5867008), 3136);
+  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 165344), r->d_z, 128, 32);
+    aert_gemm(1, 0, 3136, 32, 128, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + 64992), 32);
+    aert_gemm(0, 1, 128, 3136, 32, r->d_z, 32, (r->P + 64992), 32, 1, r->d_z_h2_2, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae.ae:16:7)
@@ -280,15 +330,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 32, (r->A + 16808448), 32, (r->P + 165376), 3136, 0, (r->A + 16306688), 3136);
-  aert_bias_act((r->A + 16306688), (r->P + 265728), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 3136, 32, r->z, 32, (r->P + 165376), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 265728), 128, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4175360), (r->A + 16306688), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 265728), (r->A + 4175360), 128, 3136);
-    aert_gemm(1, 0, 32, 3136, 128, (r->A + 16808448), 32, (r->A + 4175360), 3136, 1, (r->G + 165376), 3136);
-    aert_gemm(0, 1, 128, 32, 3136, (r->A + 4175360), 3136, (r->P + 165376), 3136, 1, (r->A + 3211264), 32);
+  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 265728), r->d_d, 128, 3136);
+    aert_gemm(1, 0, 32, 3136, 128, r->z, 32, r->d_d, 3136, 1, (r->G + 165376), 3136);
+    aert_gemm(0, 1, 128, 32, 3136, r->d_d, 3136, (r->P + 165376), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv d1  (specs/conv_ae.ae:17:26)
@@ -306,7 +356,7 @@ static void pad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 960, 0, 64 * sizeof(aert_real));
       for (int tw = 0; tw < 14; tw++) {
         aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 1536 * sizeof(aert_real));
@@ -332,30 +382,30 @@ static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 14; th++)
       for (int tw = 0; tw < 14; tw++) {
         const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
       }
 }
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 3211264), n0, (r->A + 16306688));
-    aert_conv_fwd((r->A + 3211264), 32, 1, 16, 16, 64, (r->P + 268864), 3, (r->A + 11239424) + (long)n0 * 12544, 14, 14, 64, 0);
+    pad_conv_d1(r->conv_d1_scratch, n0, r->d);
+    aert_conv_fwd(r->conv_d1_scratch, 32, 1, 16, 16, 64, (r->P + 268864), 3, r->d1 + (long)n0 * 12544, 14, 14, 64, 0);
   }
-  aert_bias_act((r->A + 11239424), (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 12845056), (r->A + 11239424), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 305728), (r->A + 12845056), 25088, 64);
+  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 305728), r->d_d1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 3211264), n0, (r->A + 16306688));
-    aert_conv_dw((r->A + 3211264), 32, 1, 16, 16, 64, (r->A + 12845056) + (long)n0 * 12544, 3, (r->G + 268864), 14, 14, 64);
+    pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
+    aert_conv_dw(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->d_d1 + (long)n0 * 12544, 3, (r->G + 268864), 14, 14, 64);
   }
-  aert_conv_flip((r->P + 268864), (r->A + 3211264) + 525824, 3, 64, 64);
+  aert_conv_flip((r->P + 268864), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d1((r->A + 3211264), n0, (r->A + 12845056));
-    aert_conv_fwd((r->A + 3211264), 32, 1, 16, 16, 64, (r->A + 3211264) + 525824, 3, (r->A + 3211264) + 562688, 14, 14, 64, 0);
-    unstack_conv_d1((r->A + 3211264) + 562688, n0, (r->A + 4175360));
+    dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
+    aert_conv_fwd(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->conv_d1_dscratch + 525824, 3, r->conv_d1_dscratch + 562688, 14, 14, 64, 0);
+    unstack_conv_d1(r->conv_d1_dscratch + 562688, n0, r->d_d);
   }
 }
 
@@ -374,7 +424,7 @@ static void pad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 1856, 0, 64 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 460800, 0, 1536 * sizeof(aert_real));
@@ -400,30 +450,30 @@ static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64 + ch] += g[ch];
       }
 }
 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2((r->A + 6422528), n0, (r->A + 11239424));
-    aert_conv_fwd((r->A + 6422528), 8, 1, 30, 30, 64, (r->P + 305792), 3, (r->A + 3211264) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
+    aert_conv_fwd(r->conv_d2_scratch, 8, 1, 30, 30, 64, (r->P + 305792), 3, r->d2 + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 3211264), (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 3211264), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 324224), (r->A + 6422528), 100352, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 324224), r->d_d2, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2((r->A + 15253504), n0, (r->A + 11239424));
-    aert_conv_dw((r->A + 15253504), 8, 1, 30, 30, 64, (r->A + 6422528) + (long)n0 * 25088, 3, (r->G + 305792), 28, 28, 32);
+    pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
+    aert_conv_dw(r->conv_d2_dscratch, 8, 1, 30, 30, 64, r->d_d2 + (long)n0 * 25088, 3, (r->G + 305792), 28, 28, 32);
   }
-  aert_conv_flip((r->P + 305792), (r->A + 15253504) + 231936, 3, 64, 32);
+  aert_conv_flip((r->P + 305792), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    dpad_conv_d2((r->A + 15253504), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 15253504), 8, 1, 30, 30, 32, (r->A + 15253504) + 231936, 3, (r->A + 15253504) + 250368, 28, 28, 64, 0);
-    unstack_conv_d2((r->A + 15253504) + 250368, n0, (r->A + 12845056));
+    dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_dscratch, 8, 1, 30, 30, 32, r->conv_d2_dscratch + 231936, 3, r->conv_d2_dscratch + 250368, 28, 28, 64, 0);
+    unstack_conv_d2(r->conv_d2_dscratch + 250368, n0, r->d_d1);
   }
 }
 
@@ -452,8 +502,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -461,23 +511,23 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 6422528), n0, (r->A + 3211264));
-    aert_conv_fwd_narrow((r->A + 6422528), 32, 1, 30, 30, 32, (r->P + 324256), (r->A + 6422528) + 922368, 3, (r->A + 16708096) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 324256), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 16708096), (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 13767712), (r->A + 16708096), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 324544), (r->A + 13767712), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 324544), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 12845056), n0, (r->A + 3211264));
-    aert_conv_dw_narrow((r->A + 12845056), 32, 1, 30, 30, 32, (r->A + 13767712) + (long)n0 * 784, 3, (r->G + 324256), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 324256), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 324256), (r->A + 12845056) + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + 324256), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y((r->A + 12845056), n0, (r->A + 13767712));
-    aert_conv_fwd((r->A + 12845056), 32, 1, 30, 30, 1, (r->A + 12845056) + 29568, 3, (r->A + 6422528) + (long)n0 * 25088, 28, 28, 32, 1);
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d2 + (long)n0 * 25088, 28, 28, 32, 1);
   }
 }
 
@@ -485,7 +535,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_ae.ae:21: 1 * bce */
-  t = aert_loss_bce((r->A + 16708096), r->X, backward ? (r->A + 13767712) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -502,7 +552,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_z_h_1_forward(&r));
   PROFILED(1, 0, conv_z_h_2_forward(&r));
   PROFILED(2, 0, conv_z_h2_1_forward(&r));
@@ -519,32 +569,32 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 324560);
-  memset(r.A + 13767712, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 3211264);  /* dd2 */
+  memset(r.d_d2, 0, sizeof(aert_real) * 3211264);
   PROFILED(8, 1, conv_y_backward(&r));
-  memset(r.A + 12845056, 0, sizeof(aert_real) * 1605632);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(7, 1, conv_d2_backward(&r));
-  memset(r.A + 4175360, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(6, 1, conv_d1_backward(&r));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 4096);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 4096);
   PROFILED(5, 1, dense_d_backward(&r));
-  memset(r.A + 5867008, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_z_h2_2, 0, sizeof(aert_real) * 401408);
   PROFILED(4, 1, dense_z_backward(&r));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 1605632);  /* d */
+  memset(r.d_z_h2_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(3, 1, conv_z_h2_2_backward(&r));
-  memset(r.A + 7344896, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_z_h_2, 0, sizeof(aert_real) * 802816);
   PROFILED(2, 1, conv_z_h2_1_backward(&r));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 3211264);  /* d */
+  memset(r.d_z_h_1, 0, sizeof(aert_real) * 3211264);
   PROFILED(1, 1, conv_z_h_2_backward(&r));
   PROFILED(0, 1, conv_z_h_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 16808448, Z, sizeof(aert_real) * 4096);
   dense_d_forward(&r);
   conv_d1_forward(&r);

@@ -8,14 +8,60 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 7287568 floats (27.8 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-6 the forward kernels, 7 the loss, 8-14 the
+ * backward kernels in reverse, 15 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *e, *d_e, *conv_e_2_scratch;
+  aert_real *conv_e_2_dscratch, *z, *d_z, *conv_z_scratch, *conv_z_dscratch, *d, *d_d;
+  aert_real *conv_transpose_d_scratch, *conv_transpose_d_dscratch, *d1, *d_d1, *conv_d1_scratch;
+  aert_real *conv_d1_dscratch, *d2, *d_d2, *conv_d2_scratch, *conv_d2_dscratch, *y, *d_y;
+  aert_real *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                       offset        floats   steps   what */
+    .conv_e_1_scratch          = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
+    .conv_e_2_scratch          = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
+    .conv_z_scratch            = A + 0,          /*     202240    2-2    conv_z scratch fwd */
+    .conv_transpose_d_scratch  = A + 0,          /*     401408    3-3    conv_transpose_d scratch fwd */
+    .conv_d1_scratch           = A + 0,          /*     525824    4-4    conv_d1 scratch fwd */
+    .d2                        = A + 0,          /*    1605632    5-9    d2 28x28x16 */
+    .conv_d1_dscratch          = A + 0,          /*     683520   10-10   conv_d1 scratch bwd */
+    .conv_transpose_d_dscratch = A + 0,          /*     802816   11-11   conv_transpose_d scratch bwd */
+    .conv_z_dscratch           = A + 0,          /*     894464   12-12   conv_z scratch bwd */
+    .conv_e_2_dscratch         = A + 0,          /*     903168   13-13   conv_e_2 scratch bwd */
+    .conv_e_1_dscratch         = A + 0,          /*      29568   14-14   conv_e_1 scratch bwd */
+    .d_d                       = A + 802816,     /*     401408   10-11   dd 7x7x64 */
+    .d_e_1                     = A + 903168,     /*     802816   13-14   de.1 14x14x32 */
+    .d_z                       = A + 1204224,    /*       8192   11-12   dz 1x1x64 */
+    .conv_d2_scratch           = A + 1605632,    /*     461568    5-5    conv_d2 scratch fwd */
+    .conv_y_scratch            = A + 1605632,    /*     922128    6-6    conv_y scratch fwd */
+    .d_d2                      = A + 1605632,    /*    1605632    8-9    dd2 28x28x16 */
+    .d_e                       = A + 1705984,    /*     401408   12-13   de 7x7x64 */
+    .conv_y_dscratch           = A + 3211264,    /*     922128    8-8    conv_y scratch bwd */
+    .d_d1                      = A + 3211264,    /*     802816    9-10   dd1 14x14x32 */
+    .e_1                       = A + 4133392,    /*     802816    0-14   e.1 14x14x32 */
+    .d1                        = A + 4936208,    /*     802816    4-10   d1 14x14x32 */
+    .d_y                       = A + 5739024,    /*     100352    7-8    dy 28x28x1 */
+    .conv_d2_dscratch          = A + 5739024,    /*     637184    9-9    conv_d2 scratch bwd */
+    .e                         = A + 6376208,    /*     401408    1-13   e 7x7x64 */
+    .d                         = A + 6777616,    /*     401408    3-11   d 7x7x64 */
+    .y                         = A + 7179024,    /*     100352    0-15   y 28x28x1 */
+    .z                         = A + 7279376,    /*       8192    0-15   z 1x1x64 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -55,9 +101,9 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
       if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
       for (int j = 0; j < 15; j++) {
         int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 1;
-        if (tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
+        aert_real *c = o + (long)j;
+        if (tw < 0 || tw >= 28) { memset(c, 0, sizeof(aert_real)); continue; }
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
       }
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -65,18 +111,18 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_fwd((r->A + 0), 32, 2, 15, 15, 1, (r->P + 0), 3, (r->A + 4133392) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_e_1_scratch, 32, 2, 15, 15, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 4133392), (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 903168), (r->A + 4133392), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 903168), 25088, 32);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_dw((r->A + 0), 32, 2, 15, 15, 1, (r->A + 903168) + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
+    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_e_1_dscratch, 32, 2, 15, 15, 1, r->d_e_1 + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
   }
 }
 
@@ -95,7 +141,7 @@ static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restri
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 32;
         if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 768 * sizeof(aert_real));
@@ -113,7 +159,7 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[ch];
           }
         }
       }
@@ -123,22 +169,22 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 4133392));
-    aert_conv_fwd((r->A + 0), 64, 2, 8, 8, 32, (r->P + 320), 3, (r->A + 6376208) + (long)n0 * 3136, 7, 7, 64, 0);
+    pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
+    aert_conv_fwd(r->conv_e_2_scratch, 64, 2, 8, 8, 32, (r->P + 320), 3, r->e + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 6376208), (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1705984), (r->A + 6376208), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), (r->A + 1705984), 6272, 64);
+  aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 4133392));
-    aert_conv_dw((r->A + 0), 64, 2, 8, 8, 32, (r->A + 1705984) + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
+    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
+    aert_conv_dw(r->conv_e_2_dscratch, 64, 2, 8, 8, 32, r->d_e + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, (r->A + 1705984) + (long)n0 * 3136, 64, (r->P + 320), 64, 0, (r->A + 0), 288);
-    scatter_conv_e_2((r->A + 0), n0, (r->A + 903168));
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
 
@@ -151,7 +197,7 @@ static void pad_conv_z(aert_real *restrict xp, int n0, const aert_real *restrict
   for (int n = 0; n < 64; n++)
     for (int ph = 0; ph < 7; ph++) {
       aert_real *o = xp + ((long)n * 7 + ph) * 448;
-      int th = ph - 0;
+      int th = ph;
       if (th < 0 || th >= 7) { memset(o, 0, 448 * sizeof(aert_real)); continue; }
       memcpy(o + 0, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
     }
@@ -174,23 +220,23 @@ static void dpad_conv_z(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_z_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z((r->A + 0), n0, (r->A + 6376208));
-    aert_conv_fwd((r->A + 0), 64, 1, 7, 7, 64, (r->P + 18816), 7, (r->A + 7279376) + (long)n0 * 64, 1, 1, 64, 0);
+    pad_conv_z(r->conv_z_scratch, n0, r->e);
+    aert_conv_fwd(r->conv_z_scratch, 64, 1, 7, 7, 64, (r->P + 18816), 7, r->z + (long)n0 * 64, 1, 1, 64, 0);
   }
-  aert_bias_act((r->A + 7279376), (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
+  aert_bias_act(r->z, (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_z_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1204224), (r->A + 7279376), 8192, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219520), (r->A + 1204224), 128, 64);
+  aert_act_backward_inplace(r->d_z, r->z, 8192, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 219520), r->d_z, 128, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z((r->A + 0), n0, (r->A + 6376208));
-    aert_conv_dw((r->A + 0), 64, 1, 7, 7, 64, (r->A + 1204224) + (long)n0 * 64, 7, (r->G + 18816), 1, 1, 64);
+    pad_conv_z(r->conv_z_dscratch, n0, r->e);
+    aert_conv_dw(r->conv_z_dscratch, 64, 1, 7, 7, 64, r->d_z + (long)n0 * 64, 7, (r->G + 18816), 1, 1, 64);
   }
-  aert_conv_flip((r->P + 18816), (r->A + 0) + 693760, 7, 64, 64);
+  aert_conv_flip((r->P + 18816), r->conv_z_dscratch + 693760, 7, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_z((r->A + 0), n0, (r->A + 1204224));
-    aert_conv_fwd((r->A + 0), 64, 1, 13, 13, 64, (r->A + 0) + 693760, 7, (r->A + 1705984) + (long)n0 * 3136, 7, 7, 64, 1);
+    dpad_conv_z(r->conv_z_dscratch, n0, r->d_z);
+    aert_conv_fwd(r->conv_z_dscratch, 64, 1, 13, 13, 64, r->conv_z_dscratch + 693760, 7, r->d_e + (long)n0 * 3136, 7, 7, 64, 1);
   }
 }
 
@@ -201,16 +247,17 @@ static void conv_z_backward(const run *r) {
 static void gather_conv_transpose_d(aert_real *restrict col, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int row = 0; row < 128; row++) {
-    int n = n0 + row / 1, rh = row % 1;
+    int n = n0 + row, rh = 0;
     {
-      for (int rw = 0; rw < 1; rw++) {
-        aert_real *c = col + ((long)(n - n0) * 1 + rh * 1 + rw) * 3136;
+      {
+        const int rw = 0;
+        aert_real *c = col + ((long)(n - n0) * 1 + rh + rw) * 3136;
         for (int kh = 0; kh < 7; kh++) {
-          int th = rh * 1 - 0 + kh;
+          int th = rh + kh;
           for (int kw = 0; kw < 7; kw++, c += 64) {
-            int tw = rw * 1 - 0 + kw;
+            int tw = rw + kw;
             if (th < 0 || th >= 7 || tw < 0 || tw >= 7) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 7 + th) * 7 + tw) * 64, 64 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 7 + th) * 7 + tw) * 64, 64 * sizeof(aert_real));
           }
         }
       }
@@ -222,15 +269,17 @@ static void scatter_conv_transpose_d(const aert_real *restrict col, int n0, aert
 #pragma omp parallel for schedule(static)
   for (int img = 0; img < 128; img++) {
     int n = n0 + img;
-    for (int rh = 0; rh < 1; rh++) {
-      for (int rw = 0; rw < 1; rw++) {
-        const aert_real *c = col + ((long)(n - n0) * 1 + rh * 1 + rw) * 3136;
+    {
+      const int rh = 0;
+      {
+        const int rw = 0;
+        const aert_real *c = col + ((long)(n - n0) * 1 + rh + rw) * 3136;
         for (int kh = 0; kh < 7; kh++) {
-          int th = rh * 1 - 0 + kh;
+          int th = rh + kh;
           for (int kw = 0; kw < 7; kw++, c += 64) {
-            int tw = rw * 1 - 0 + kw;
+            int tw = rw + kw;
             if (th < 0 || th >= 7 || tw < 0 || tw >= 7) { continue; }
-            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 7 + th) * 7 + tw) * 64)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 7 + th) * 7 + tw) * 64)[ch] += c[ch];
           }
         }
       }
@@ -239,21 +288,23 @@ static void scatter_conv_transpose_d(const aert_real *restrict col, int n0, aert
 }
 
 static void conv_transpose_d_forward(const run *r) {
-  memset((r->A + 6777616), 0, sizeof(aert_real) * 401408);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    aert_gemm(0, 0, 128, 3136, 64, (r->A + 7279376) + (long)n0 * 64, 64, (r->P + 219584), 3136, 0, (r->A + 0), 3136);
-    scatter_conv_transpose_d((r->A + 0), n0, (r->A + 6777616));
+  memset(r->d, 0, sizeof(aert_real) * 401408);
+  {
+    const int n0 = 0;
+    aert_gemm(0, 0, 128, 3136, 64, r->z + (long)n0 * 64, 64, (r->P + 219584), 3136, 0, r->conv_transpose_d_scratch, 3136);
+    scatter_conv_transpose_d(r->conv_transpose_d_scratch, n0, r->d);
   }
-  aert_bias_act((r->A + 6777616), (r->P + 420288), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + 420288), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 802816), (r->A + 6777616), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 420288), (r->A + 802816), 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    gather_conv_transpose_d((r->A + 401408), n0, (r->A + 802816));
-    aert_gemm(1, 0, 64, 3136, 128, (r->A + 7279376) + (long)n0 * 64, 64, (r->A + 401408), 3136, 1, (r->G + 219584), 3136);
-    aert_gemm(0, 1, 128, 64, 3136, (r->A + 401408), 3136, (r->P + 219584), 3136, 1, (r->A + 1204224) + (long)n0 * 64, 64);
+  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 420288), r->d_d, 6272, 64);
+  {
+    const int n0 = 0;
+    gather_conv_transpose_d((r->conv_transpose_d_dscratch + 401408), n0, r->d_d);
+    aert_gemm(1, 0, 64, 3136, 128, r->z + (long)n0 * 64, 64, (r->conv_transpose_d_dscratch + 401408), 3136, 1, (r->G + 219584), 3136);
+    aert_gemm(0, 1, 128, 64, 3136, (r->conv_transpose_d_dscratch + 401408), 3136, (r->P + 219584), 3136, 1, r->d_z + (long)n0 * 64, 64);
   }
 }
 
@@ -272,7 +323,7 @@ static void pad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 960, 0, 64 * sizeof(aert_real));
       for (int tw = 0; tw < 14; tw++) {
         aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 1536 * sizeof(aert_real));
@@ -298,30 +349,30 @@ static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 14; th++)
       for (int tw = 0; tw < 14; tw++) {
         const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
       }
 }
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 0), n0, (r->A + 6777616));
-    aert_conv_fwd((r->A + 0), 32, 1, 16, 16, 64, (r->P + 420352), 3, (r->A + 4936208) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_d1(r->conv_d1_scratch, n0, r->d);
+    aert_conv_fwd(r->conv_d1_scratch, 32, 1, 16, 16, 64, (r->P + 420352), 3, r->d1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 4936208), (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 4936208), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 438784), (r->A + 3211264), 25088, 32);
+  aert_act_backward_inplace(r->d_d1, r->d1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 438784), r->d_d1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 0), n0, (r->A + 6777616));
-    aert_conv_dw((r->A + 0), 32, 1, 16, 16, 64, (r->A + 3211264) + (long)n0 * 6272, 3, (r->G + 420352), 14, 14, 32);
+    pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
+    aert_conv_dw(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->d_d1 + (long)n0 * 6272, 3, (r->G + 420352), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 420352), (r->A + 0) + 263680, 3, 64, 32);
+  aert_conv_flip((r->P + 420352), r->conv_d1_dscratch + 263680, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d1((r->A + 0), n0, (r->A + 3211264));
-    aert_conv_fwd((r->A + 0), 32, 1, 16, 16, 32, (r->A + 0) + 263680, 3, (r->A + 0) + 282112, 14, 14, 64, 0);
-    unstack_conv_d1((r->A + 0) + 282112, n0, (r->A + 802816));
+    dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
+    aert_conv_fwd(r->conv_d1_dscratch, 32, 1, 16, 16, 32, r->conv_d1_dscratch + 263680, 3, r->conv_d1_dscratch + 282112, 14, 14, 64, 0);
+    unstack_conv_d1(r->conv_d1_dscratch + 282112, n0, r->d_d);
   }
 }
 
@@ -340,7 +391,7 @@ static void pad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 928, 0, 32 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 460800, 0, 768 * sizeof(aert_real));
@@ -366,30 +417,30 @@ static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
       }
 }
 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d2((r->A + 1605632), n0, (r->A + 4936208));
-    aert_conv_fwd((r->A + 1605632), 16, 1, 30, 30, 32, (r->P + 438816), 3, (r->A + 0) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
+    aert_conv_fwd(r->conv_d2_scratch, 16, 1, 30, 30, 32, (r->P + 438816), 3, r->d2 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1605632), (r->A + 0), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 443424), (r->A + 1605632), 100352, 16);
+  aert_act_backward_inplace(r->d_d2, r->d2, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 443424), r->d_d2, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d2((r->A + 5739024), n0, (r->A + 4936208));
-    aert_conv_dw((r->A + 5739024), 16, 1, 30, 30, 32, (r->A + 1605632) + (long)n0 * 12544, 3, (r->G + 438816), 28, 28, 16);
+    pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
+    aert_conv_dw(r->conv_d2_dscratch, 16, 1, 30, 30, 32, r->d_d2 + (long)n0 * 12544, 3, (r->G + 438816), 28, 28, 16);
   }
-  aert_conv_flip((r->P + 438816), (r->A + 5739024) + 231168, 3, 32, 16);
+  aert_conv_flip((r->P + 438816), r->conv_d2_dscratch + 231168, 3, 32, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d2((r->A + 5739024), n0, (r->A + 1605632));
-    aert_conv_fwd((r->A + 5739024), 16, 1, 30, 30, 16, (r->A + 5739024) + 231168, 3, (r->A + 5739024) + 235776, 28, 28, 32, 0);
-    unstack_conv_d2((r->A + 5739024) + 235776, n0, (r->A + 3211264));
+    dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_dscratch, 16, 1, 30, 30, 16, r->conv_d2_dscratch + 231168, 3, r->conv_d2_dscratch + 235776, 28, 28, 32, 0);
+    unstack_conv_d2(r->conv_d2_dscratch + 235776, n0, r->d_d1);
   }
 }
 
@@ -418,8 +469,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
@@ -427,23 +478,23 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y((r->A + 1605632), n0, (r->A + 0));
-    aert_conv_fwd_narrow((r->A + 1605632), 64, 1, 30, 30, 16, (r->P + 443440), (r->A + 1605632) + 921984, 3, (r->A + 7179024) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 64, 1, 30, 30, 16, (r->P + 443440), r->conv_y_scratch + 921984, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 7179024), (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 5739024), (r->A + 7179024), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 443584), (r->A + 5739024), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 443584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y((r->A + 3211264), n0, (r->A + 0));
-    aert_conv_dw_narrow((r->A + 3211264), 64, 1, 30, 30, 16, (r->A + 5739024) + (long)n0 * 784, 3, (r->G + 443440), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 64, 1, 30, 30, 16, r->d_y + (long)n0 * 784, 3, (r->G + 443440), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 443440), (r->A + 3211264) + 57984, 3, 16, 1);
+  aert_conv_flip((r->P + 443440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_y((r->A + 3211264), n0, (r->A + 5739024));
-    aert_conv_fwd((r->A + 3211264), 64, 1, 30, 30, 1, (r->A + 3211264) + 57984, 3, (r->A + 1605632) + (long)n0 * 12544, 28, 28, 16, 1);
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 64, 1, 30, 30, 1, r->conv_y_dscratch + 57984, 3, r->d_d2 + (long)n0 * 12544, 28, 28, 16, 1);
   }
 }
 
@@ -451,7 +502,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_ae_1x1.ae:14: 1 * bce */
-  t = aert_loss_bce((r->A + 7179024), r->X, backward ? (r->A + 5739024) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -468,7 +519,7 @@ static double profile_ms[8][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e_1_forward(&r));
   PROFILED(1, 0, conv_e_2_forward(&r));
   PROFILED(2, 0, conv_z_forward(&r));
@@ -483,28 +534,28 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 443600);
-  memset(r.A + 5739024, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(7, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 1605632, 0, sizeof(aert_real) * 1605632);  /* dd2 */
+  memset(r.d_d2, 0, sizeof(aert_real) * 1605632);
   PROFILED(6, 1, conv_y_backward(&r));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 802816);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 802816);
   PROFILED(5, 1, conv_d2_backward(&r));
-  memset(r.A + 802816, 0, sizeof(aert_real) * 401408);  /* dd */
+  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(4, 1, conv_d1_backward(&r));
-  memset(r.A + 1204224, 0, sizeof(aert_real) * 8192);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 8192);
   PROFILED(3, 1, conv_transpose_d_backward(&r));
-  memset(r.A + 1705984, 0, sizeof(aert_real) * 401408);  /* de */
+  memset(r.d_e, 0, sizeof(aert_real) * 401408);
   PROFILED(2, 1, conv_z_backward(&r));
-  memset(r.A + 903168, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_e_1, 0, sizeof(aert_real) * 802816);
   PROFILED(1, 1, conv_e_2_backward(&r));
   PROFILED(0, 1, conv_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 7279376, Z, sizeof(aert_real) * 8192);
   conv_transpose_d_forward(&r);
   conv_d1_forward(&r);

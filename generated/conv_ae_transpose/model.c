@@ -8,14 +8,55 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 13150208 floats (50.2 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-6 the forward kernels, 7 the loss, 8-14 the
+ * backward kernels in reverse, 15 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *e, *d_e, *conv_e_2_scratch;
+  aert_real *conv_e_2_dscratch, *z, *d_z, *d, *d_d, *d1, *d_d1, *conv_transpose_d1_scratch;
+  aert_real *conv_transpose_d1_dscratch, *d2, *d_d2, *conv_transpose_d2_scratch;
+  aert_real *conv_transpose_d2_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                        offset        floats   steps   what */
+    .conv_e_1_scratch           = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
+    .conv_e_2_scratch           = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
+    .conv_transpose_d1_scratch  = A + 0,          /*     903168    4-4    conv_transpose_d1 scratch fwd */
+    .d2                         = A + 0,          /*    3211264    5-9    d2 28x28x32 */
+    .conv_transpose_d1_dscratch = A + 0,          /*    1806336   10-10   conv_transpose_d1 scratch bwd */
+    .d_z                        = A + 0,          /*       4096   11-12   dz 32 */
+    .conv_e_2_dscratch          = A + 0,          /*     903168   13-13   conv_e_2 scratch bwd */
+    .conv_e_1_dscratch          = A + 0,          /*      29568   14-14   conv_e_1 scratch bwd */
+    .d_e_1                      = A + 903168,     /*     802816   13-14   de.1 14x14x32 */
+    .d_e                        = A + 1705984,    /*     401408   12-13   de 7x7x64 */
+    .d_d                        = A + 1806336,    /*     401408   10-11   dd 3136 */
+    .conv_transpose_d2_scratch  = A + 3211264,    /*     903168    5-5    conv_transpose_d2 scratch fwd */
+    .conv_y_scratch             = A + 3211264,    /*     922656    6-6    conv_y scratch fwd */
+    .d_d2                       = A + 3211264,    /*    3211264    8-9    dd2 28x28x32 */
+    .conv_y_dscratch            = A + 6422528,    /*     922656    8-8    conv_y scratch bwd */
+    .conv_transpose_d2_dscratch = A + 6422528,    /*    1806336    9-9    conv_transpose_d2 scratch bwd */
+    .d_y                        = A + 7345184,    /*     100352    7-8    dy 28x28x1 */
+    .d1                         = A + 8228864,    /*    1605632    4-10   d1 14x14x64 */
+    .d_d1                       = A + 9834496,    /*    1605632    9-10   dd1 14x14x64 */
+    .e_1                        = A + 11440128,   /*     802816    0-14   e.1 14x14x32 */
+    .e                          = A + 12242944,   /*     401408    1-13   e 7x7x64 */
+    .d                          = A + 12644352,   /*     401408    3-11   d 3136 */
+    .y                          = A + 13045760,   /*     100352    0-15   y 28x28x1 */
+    .z                          = A + 13146112,   /*       4096    0-15   z 32 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -55,9 +96,9 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
       if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
       for (int j = 0; j < 15; j++) {
         int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 1;
-        if (tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
+        aert_real *c = o + (long)j;
+        if (tw < 0 || tw >= 28) { memset(c, 0, sizeof(aert_real)); continue; }
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
       }
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -65,18 +106,18 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_fwd((r->A + 0), 32, 2, 15, 15, 1, (r->P + 0), 3, (r->A + 11440128) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_e_1_scratch, 32, 2, 15, 15, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 11440128), (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 903168), (r->A + 11440128), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 903168), 25088, 32);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_dw((r->A + 0), 32, 2, 15, 15, 1, (r->A + 903168) + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
+    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_e_1_dscratch, 32, 2, 15, 15, 1, r->d_e_1 + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
   }
 }
 
@@ -95,7 +136,7 @@ static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restri
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 32;
         if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 768 * sizeof(aert_real));
@@ -113,7 +154,7 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[ch];
           }
         }
       }
@@ -123,22 +164,22 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 11440128));
-    aert_conv_fwd((r->A + 0), 64, 2, 8, 8, 32, (r->P + 320), 3, (r->A + 12242944) + (long)n0 * 3136, 7, 7, 64, 0);
+    pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
+    aert_conv_fwd(r->conv_e_2_scratch, 64, 2, 8, 8, 32, (r->P + 320), 3, r->e + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 12242944), (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1705984), (r->A + 12242944), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), (r->A + 1705984), 6272, 64);
+  aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 11440128));
-    aert_conv_dw((r->A + 0), 64, 2, 8, 8, 32, (r->A + 1705984) + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
+    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
+    aert_conv_dw(r->conv_e_2_dscratch, 64, 2, 8, 8, 32, r->d_e + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, (r->A + 1705984) + (long)n0 * 3136, 64, (r->P + 320), 64, 0, (r->A + 0), 288);
-    scatter_conv_e_2((r->A + 0), n0, (r->A + 903168));
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
 
@@ -147,15 +188,15 @@ static void conv_e_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, (r->A + 12242944), 3136, (r->P + 18816), 32, 0, (r->A + 13146112), 32);
-  aert_bias_act((r->A + 13146112), (r->P + 119168), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 32, 3136, r->e, 3136, (r->P + 18816), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 119168), 128, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 0), (r->A + 13146112), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119168), (r->A + 0), 128, 32);
-    aert_gemm(1, 0, 3136, 32, 128, (r->A + 12242944), 3136, (r->A + 0), 32, 1, (r->G + 18816), 32);
-    aert_gemm(0, 1, 128, 3136, 32, (r->A + 0), 32, (r->P + 18816), 32, 1, (r->A + 1705984), 3136);
+  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 119168), r->d_z, 128, 32);
+    aert_gemm(1, 0, 3136, 32, 128, r->e, 3136, r->d_z, 32, 1, (r->G + 18816), 32);
+    aert_gemm(0, 1, 128, 3136, 32, r->d_z, 32, (r->P + 18816), 32, 1, r->d_e, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae_transpose.ae:9:7)
@@ -163,15 +204,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 32, (r->A + 13146112), 32, (r->P + 119200), 3136, 0, (r->A + 12644352), 3136);
-  aert_bias_act((r->A + 12644352), (r->P + 219552), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 3136, 32, r->z, 32, (r->P + 119200), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 219552), 128, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1806336), (r->A + 12644352), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 219552), (r->A + 1806336), 128, 3136);
-    aert_gemm(1, 0, 32, 3136, 128, (r->A + 13146112), 32, (r->A + 1806336), 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, 128, 32, 3136, (r->A + 1806336), 3136, (r->P + 119200), 3136, 1, (r->A + 0), 32);
+  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 219552), r->d_d, 128, 3136);
+    aert_gemm(1, 0, 32, 3136, 128, r->z, 32, r->d_d, 3136, 1, (r->G + 119200), 3136);
+    aert_gemm(0, 1, 128, 32, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv_transpose d1  (specs/conv_ae_transpose.ae:10:8)
@@ -190,7 +231,7 @@ static void gather_conv_transpose_d1(aert_real *restrict col, int n0, const aert
           for (int kw = 0; kw < 3; kw++, c += 64) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
           }
         }
       }
@@ -210,7 +251,7 @@ static void scatter_conv_transpose_d1(const aert_real *restrict col, int n0, aer
           for (int kw = 0; kw < 3; kw++, c += 64) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { continue; }
-            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 64)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 64; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 64)[ch] += c[ch];
           }
         }
       }
@@ -219,21 +260,21 @@ static void scatter_conv_transpose_d1(const aert_real *restrict col, int n0, aer
 }
 
 static void conv_transpose_d1_forward(const run *r) {
-  memset((r->A + 8228864), 0, sizeof(aert_real) * 1605632);
+  memset(r->d1, 0, sizeof(aert_real) * 1605632);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    aert_gemm(0, 0, 1568, 576, 64, (r->A + 12644352) + (long)n0 * 3136, 64, (r->P + 222688), 576, 0, (r->A + 0), 576);
-    scatter_conv_transpose_d1((r->A + 0), n0, (r->A + 8228864));
+    aert_gemm(0, 0, 1568, 576, 64, r->d + (long)n0 * 3136, 64, (r->P + 222688), 576, 0, r->conv_transpose_d1_scratch, 576);
+    scatter_conv_transpose_d1(r->conv_transpose_d1_scratch, n0, r->d1);
   }
-  aert_bias_act((r->A + 8228864), (r->P + 259552), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 259552), 25088, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 9834496), (r->A + 8228864), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 259552), (r->A + 9834496), 25088, 64);
+  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 259552), r->d_d1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    gather_conv_transpose_d1((r->A + 903168), n0, (r->A + 9834496));
-    aert_gemm(1, 0, 64, 576, 1568, (r->A + 12644352) + (long)n0 * 3136, 64, (r->A + 903168), 576, 1, (r->G + 222688), 576);
-    aert_gemm(0, 1, 1568, 64, 576, (r->A + 903168), 576, (r->P + 222688), 576, 1, (r->A + 1806336) + (long)n0 * 3136, 64);
+    gather_conv_transpose_d1((r->conv_transpose_d1_dscratch + 903168), n0, r->d_d1);
+    aert_gemm(1, 0, 64, 576, 1568, r->d + (long)n0 * 3136, 64, (r->conv_transpose_d1_dscratch + 903168), 576, 1, (r->G + 222688), 576);
+    aert_gemm(0, 1, 1568, 64, 576, (r->conv_transpose_d1_dscratch + 903168), 576, (r->P + 222688), 576, 1, r->d_d + (long)n0 * 3136, 64);
   }
 }
 
@@ -253,7 +294,7 @@ static void gather_conv_transpose_d2(aert_real *restrict col, int n0, const aert
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
           }
         }
       }
@@ -273,7 +314,7 @@ static void scatter_conv_transpose_d2(const aert_real *restrict col, int n0, aer
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 32)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 28 + th) * 28 + tw) * 32)[ch] += c[ch];
           }
         }
       }
@@ -282,21 +323,21 @@ static void scatter_conv_transpose_d2(const aert_real *restrict col, int n0, aer
 }
 
 static void conv_transpose_d2_forward(const run *r) {
-  memset((r->A + 0), 0, sizeof(aert_real) * 3211264);
+  memset(r->d2, 0, sizeof(aert_real) * 3211264);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    aert_gemm(0, 0, 3136, 288, 64, (r->A + 8228864) + (long)n0 * 12544, 64, (r->P + 259616), 288, 0, (r->A + 3211264), 288);
-    scatter_conv_transpose_d2((r->A + 3211264), n0, (r->A + 0));
+    aert_gemm(0, 0, 3136, 288, 64, r->d1 + (long)n0 * 12544, 64, (r->P + 259616), 288, 0, r->conv_transpose_d2_scratch, 288);
+    scatter_conv_transpose_d2(r->conv_transpose_d2_scratch, n0, r->d2);
   }
-  aert_bias_act((r->A + 0), (r->P + 278048), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 278048), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 0), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 278048), (r->A + 3211264), 100352, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 278048), r->d_d2, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    gather_conv_transpose_d2((r->A + 7325696), n0, (r->A + 3211264));
-    aert_gemm(1, 0, 64, 288, 3136, (r->A + 8228864) + (long)n0 * 12544, 64, (r->A + 7325696), 288, 1, (r->G + 259616), 288);
-    aert_gemm(0, 1, 3136, 64, 288, (r->A + 7325696), 288, (r->P + 259616), 288, 1, (r->A + 9834496) + (long)n0 * 12544, 64);
+    gather_conv_transpose_d2((r->conv_transpose_d2_dscratch + 903168), n0, r->d_d2);
+    aert_gemm(1, 0, 64, 288, 3136, r->d1 + (long)n0 * 12544, 64, (r->conv_transpose_d2_dscratch + 903168), 288, 1, (r->G + 259616), 288);
+    aert_gemm(0, 1, 3136, 64, 288, (r->conv_transpose_d2_dscratch + 903168), 288, (r->P + 259616), 288, 1, r->d_d1 + (long)n0 * 12544, 64);
   }
 }
 
@@ -325,8 +366,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -334,23 +375,23 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 3211264), n0, (r->A + 0));
-    aert_conv_fwd_narrow((r->A + 3211264), 32, 1, 30, 30, 32, (r->P + 278080), (r->A + 3211264) + 922368, 3, (r->A + 13045760) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 278080), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 13045760), (r->P + 278368), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 278368), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 7345184), (r->A + 13045760), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 278368), (r->A + 7345184), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 278368), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 6422528), n0, (r->A + 0));
-    aert_conv_dw_narrow((r->A + 6422528), 32, 1, 30, 30, 32, (r->A + 7345184) + (long)n0 * 784, 3, (r->G + 278080), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 278080), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 278080), (r->A + 6422528) + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + 278080), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y((r->A + 6422528), n0, (r->A + 7345184));
-    aert_conv_fwd((r->A + 6422528), 32, 1, 30, 30, 1, (r->A + 6422528) + 29568, 3, (r->A + 3211264) + (long)n0 * 25088, 28, 28, 32, 1);
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d2 + (long)n0 * 25088, 28, 28, 32, 1);
   }
 }
 
@@ -358,7 +399,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_ae_transpose.ae:14: 1 * bce */
-  t = aert_loss_bce((r->A + 13045760), r->X, backward ? (r->A + 7345184) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -375,7 +416,7 @@ static double profile_ms[8][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e_1_forward(&r));
   PROFILED(1, 0, conv_e_2_forward(&r));
   PROFILED(2, 0, dense_z_forward(&r));
@@ -390,28 +431,28 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 278384);
-  memset(r.A + 7345184, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(7, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 3211264);  /* dd2 */
+  memset(r.d_d2, 0, sizeof(aert_real) * 3211264);
   PROFILED(6, 1, conv_y_backward(&r));
-  memset(r.A + 9834496, 0, sizeof(aert_real) * 1605632);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(5, 1, conv_transpose_d2_backward(&r));
-  memset(r.A + 1806336, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(4, 1, conv_transpose_d1_backward(&r));
-  memset(r.A + 0, 0, sizeof(aert_real) * 4096);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 4096);
   PROFILED(3, 1, dense_d_backward(&r));
-  memset(r.A + 1705984, 0, sizeof(aert_real) * 401408);  /* de */
+  memset(r.d_e, 0, sizeof(aert_real) * 401408);
   PROFILED(2, 1, dense_z_backward(&r));
-  memset(r.A + 903168, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_e_1, 0, sizeof(aert_real) * 802816);
   PROFILED(1, 1, conv_e_2_backward(&r));
   PROFILED(0, 1, conv_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 13146112, Z, sizeof(aert_real) * 4096);
   dense_d_forward(&r);
   conv_transpose_d1_forward(&r);

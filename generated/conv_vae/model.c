@@ -8,14 +8,59 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 12001792 floats (45.8 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
+ * backward kernels in reverse, 19 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *e_2, *d_e_2, *conv_e_2_scratch;
+  aert_real *conv_e_2_dscratch, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *d, *d_d, *d1, *d_d1;
+  aert_real *conv_d1_scratch, *conv_d1_dscratch, *d2, *d_d2, *conv_d2_scratch, *conv_d2_dscratch, *y;
+  aert_real *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer               offset        floats   steps   what */
+    .conv_e_1_scratch  = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
+    .conv_e_2_scratch  = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
+    .conv_d1_scratch   = A + 0,          /*     525824    6-6    conv_d1 scratch fwd */
+    .d2                = A + 0,          /*    3211264    7-11   d2 28x28x32 */
+    .conv_d1_dscratch  = A + 0,          /*     964096   12-12   conv_d1 scratch bwd */
+    .d_z               = A + 0,          /*       2048   13-14   dz 16 */
+    .conv_e_2_dscratch = A + 0,          /*     903168   17-17   conv_e_2 scratch bwd */
+    .conv_e_1_dscratch = A + 0,          /*      29568   18-18   conv_e_1 scratch bwd */
+    .d_e_1             = A + 903168,     /*     802816   17-18   de.1 14x14x32 */
+    .d_d               = A + 964096,     /*     401408   12-13   dd 3136 */
+    .d_e_2             = A + 1705984,    /*     401408   15-17   de.2 7x7x64 */
+    .conv_d2_scratch   = A + 3211264,    /*     462336    7-7    conv_d2 scratch fwd */
+    .conv_y_scratch    = A + 3211264,    /*     922656    8-8    conv_y scratch fwd */
+    .d_d2              = A + 3211264,    /*    3211264   10-11   dd2 28x28x32 */
+    .d1                = A + 6422528,    /*    1605632    6-12   d1 14x14x64 */
+    .conv_y_dscratch   = A + 8028160,    /*     922656   10-10   conv_y scratch bwd */
+    .d_d1              = A + 8028160,    /*    1605632   11-12   dd1 14x14x64 */
+    .d_y               = A + 8950816,    /*     100352    9-10   dy 28x28x1 */
+    .e_1               = A + 9633792,    /*     802816    0-18   e.1 14x14x32 */
+    .conv_d2_dscratch  = A + 10436608,   /*     651776   11-11   conv_d2 scratch bwd */
+    .e_2               = A + 11088384,   /*     401408    1-17   e.2 7x7x64 */
+    .d                 = A + 11489792,   /*     401408    5-13   d 3136 */
+    .y                 = A + 11891200,   /*     100352    0-19   y 28x28x1 */
+    .mu                = A + 11991552,   /*       2048    2-16   mu 16 */
+    .d_mu              = A + 11993600,   /*       2048    9-16   dmu 16 */
+    .logvar            = A + 11995648,   /*       2048    3-15   logvar 16 */
+    .d_logvar          = A + 11997696,   /*       2048    9-15   dlogvar 16 */
+    .z                 = A + 11999744,   /*       2048    0-19   z 16 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -57,9 +102,9 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
       if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
       for (int j = 0; j < 15; j++) {
         int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 1;
-        if (tw < 0 || tw >= 28) { memset(c, 0, 1 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
+        aert_real *c = o + (long)j;
+        if (tw < 0 || tw >= 28) { memset(c, 0, sizeof(aert_real)); continue; }
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
       }
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -67,18 +112,18 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_fwd((r->A + 0), 32, 2, 15, 15, 1, (r->P + 0), 3, (r->A + 9633792) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_e_1_scratch, 32, 2, 15, 15, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 9633792), (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 903168), (r->A + 9633792), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 903168), 25088, 32);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 0), n0, r->X);
-    aert_conv_dw((r->A + 0), 32, 2, 15, 15, 1, (r->A + 903168) + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
+    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_e_1_dscratch, 32, 2, 15, 15, 1, r->d_e_1 + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
   }
 }
 
@@ -97,7 +142,7 @@ static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restri
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 32;
         if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 768 * sizeof(aert_real));
@@ -115,7 +160,7 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
           for (int kw = 0; kw < 3; kw++, c += 32) {
             int tw = rw * 2 - 1 + kw;
             if (th < 0 || th >= 14 || tw < 0 || tw >= 14) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th) * 14 + tw) * 32)[ch] += c[ch];
           }
         }
       }
@@ -125,22 +170,22 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 9633792));
-    aert_conv_fwd((r->A + 0), 64, 2, 8, 8, 32, (r->P + 320), 3, (r->A + 11088384) + (long)n0 * 3136, 7, 7, 64, 0);
+    pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
+    aert_conv_fwd(r->conv_e_2_scratch, 64, 2, 8, 8, 32, (r->P + 320), 3, r->e_2 + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 11088384), (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1705984), (r->A + 11088384), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), (r->A + 1705984), 6272, 64);
+  aert_act_backward_inplace(r->d_e_2, r->e_2, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e_2, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2((r->A + 0), n0, (r->A + 9633792));
-    aert_conv_dw((r->A + 0), 64, 2, 8, 8, 32, (r->A + 1705984) + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
+    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
+    aert_conv_dw(r->conv_e_2_dscratch, 64, 2, 8, 8, 32, r->d_e_2 + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, (r->A + 1705984) + (long)n0 * 3136, 64, (r->P + 320), 64, 0, (r->A + 0), 288);
-    scatter_conv_e_2((r->A + 0), n0, (r->A + 903168));
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e_2 + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
 
@@ -149,15 +194,15 @@ static void conv_e_2_backward(const run *r) {
  * out: mu 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 128, 16, 3136, (r->A + 11088384), 3136, (r->P + 18816), 16, 0, (r->A + 11991552), 16);
-  aert_bias_act((r->A + 11991552), (r->P + 68992), 128, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 16, 3136, r->e_2, 3136, (r->P + 18816), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + 68992), 128, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 11993600), (r->A + 11991552), 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 68992), (r->A + 11993600), 128, 16);
-    aert_gemm(1, 0, 3136, 16, 128, (r->A + 11088384), 3136, (r->A + 11993600), 16, 1, (r->G + 18816), 16);
-    aert_gemm(0, 1, 128, 3136, 16, (r->A + 11993600), 16, (r->P + 18816), 16, 1, (r->A + 1705984), 3136);
+  aert_act_backward_inplace(r->d_mu, r->mu, 2048, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 68992), r->d_mu, 128, 16);
+    aert_gemm(1, 0, 3136, 16, 128, r->e_2, 3136, r->d_mu, 16, 1, (r->G + 18816), 16);
+    aert_gemm(0, 1, 128, 3136, 16, r->d_mu, 16, (r->P + 18816), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- dense logvar  (specs/conv_vae.ae:9:12)
@@ -165,15 +210,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 128, 16, 3136, (r->A + 11088384), 3136, (r->P + 69008), 16, 0, (r->A + 11995648), 16);
-  aert_bias_act((r->A + 11995648), (r->P + 119184), 128, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 16, 3136, r->e_2, 3136, (r->P + 69008), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + 119184), 128, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 11997696), (r->A + 11995648), 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119184), (r->A + 11997696), 128, 16);
-    aert_gemm(1, 0, 3136, 16, 128, (r->A + 11088384), 3136, (r->A + 11997696), 16, 1, (r->G + 69008), 16);
-    aert_gemm(0, 1, 128, 3136, 16, (r->A + 11997696), 16, (r->P + 69008), 16, 1, (r->A + 1705984), 3136);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, 2048, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 119184), r->d_logvar, 128, 16);
+    aert_gemm(1, 0, 3136, 16, 128, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + 69008), 16);
+    aert_gemm(0, 1, 128, 3136, 16, r->d_logvar, 16, (r->P + 69008), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- sample z  (specs/conv_vae.ae:10:14)
@@ -181,11 +226,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 128
  * forward 0 FLOP, 24.58 KB moved per batch; backward 0 FLOP, 49.15 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward((r->A + 11991552), (r->A + 11995648), (r->A + 11999744), 2048, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward(r->mu, r->logvar, r->z, 2048, r->training, aert_hash64(r->seed + 4));
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward((r->A + 11993600), (r->A + 11997696), (r->A + 0), (r->A + 11995648), 2048, aert_hash64(r->seed + 4));
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 2048, aert_hash64(r->seed + 4));
 }
 
 /* ---- dense d  (specs/conv_vae.ae:11:7)
@@ -193,15 +238,15 @@ static void sample_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 12.85 MFLOP, 1.83 MB moved per batch; backward 25.69 MFLOP, 3.65 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 16, (r->A + 11999744), 16, (r->P + 119200), 3136, 0, (r->A + 11489792), 3136);
-  aert_bias_act((r->A + 11489792), (r->P + 169376), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 3136, 16, r->z, 16, (r->P + 119200), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 169376), 128, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 964096), (r->A + 11489792), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 169376), (r->A + 964096), 128, 3136);
-    aert_gemm(1, 0, 16, 3136, 128, (r->A + 11999744), 16, (r->A + 964096), 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, 128, 16, 3136, (r->A + 964096), 3136, (r->P + 119200), 3136, 1, (r->A + 0), 16);
+  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 169376), r->d_d, 128, 3136);
+    aert_gemm(1, 0, 16, 3136, 128, r->z, 16, r->d_d, 3136, 1, (r->G + 119200), 3136);
+    aert_gemm(0, 1, 128, 16, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 16);
 }
 
 /* ---- conv d1  (specs/conv_vae.ae:12:26)
@@ -219,7 +264,7 @@ static void pad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 960, 0, 64 * sizeof(aert_real));
       for (int tw = 0; tw < 14; tw++) {
         aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 1536 * sizeof(aert_real));
@@ -245,30 +290,30 @@ static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 14; th++)
       for (int tw = 0; tw < 14; tw++) {
         const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
       }
 }
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 0), n0, (r->A + 11489792));
-    aert_conv_fwd((r->A + 0), 32, 1, 16, 16, 64, (r->P + 172512), 3, (r->A + 6422528) + (long)n0 * 12544, 14, 14, 64, 0);
+    pad_conv_d1(r->conv_d1_scratch, n0, r->d);
+    aert_conv_fwd(r->conv_d1_scratch, 32, 1, 16, 16, 64, (r->P + 172512), 3, r->d1 + (long)n0 * 12544, 14, 14, 64, 0);
   }
-  aert_bias_act((r->A + 6422528), (r->P + 209376), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 209376), 25088, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8028160), (r->A + 6422528), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 209376), (r->A + 8028160), 25088, 64);
+  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 209376), r->d_d1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1((r->A + 0), n0, (r->A + 11489792));
-    aert_conv_dw((r->A + 0), 32, 1, 16, 16, 64, (r->A + 8028160) + (long)n0 * 12544, 3, (r->G + 172512), 14, 14, 64);
+    pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
+    aert_conv_dw(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->d_d1 + (long)n0 * 12544, 3, (r->G + 172512), 14, 14, 64);
   }
-  aert_conv_flip((r->P + 172512), (r->A + 0) + 525824, 3, 64, 64);
+  aert_conv_flip((r->P + 172512), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d1((r->A + 0), n0, (r->A + 8028160));
-    aert_conv_fwd((r->A + 0), 32, 1, 16, 16, 64, (r->A + 0) + 525824, 3, (r->A + 0) + 562688, 14, 14, 64, 0);
-    unstack_conv_d1((r->A + 0) + 562688, n0, (r->A + 964096));
+    dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
+    aert_conv_fwd(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->conv_d1_dscratch + 525824, 3, r->conv_d1_dscratch + 562688, 14, 14, 64, 0);
+    unstack_conv_d1(r->conv_d1_dscratch + 562688, n0, r->d_d);
   }
 }
 
@@ -287,7 +332,7 @@ static void pad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restric
       memset(o + 1856, 0, 64 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 460800, 0, 1536 * sizeof(aert_real));
@@ -313,30 +358,30 @@ static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *re
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64 + ch] += g[ch];
       }
 }
 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2((r->A + 3211264), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 3211264), 8, 1, 30, 30, 64, (r->P + 209440), 3, (r->A + 0) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
+    aert_conv_fwd(r->conv_d2_scratch, 8, 1, 30, 30, 64, (r->P + 209440), 3, r->d2 + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 227872), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 227872), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 0), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 227872), (r->A + 3211264), 100352, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 227872), r->d_d2, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2((r->A + 10436608), n0, (r->A + 6422528));
-    aert_conv_dw((r->A + 10436608), 8, 1, 30, 30, 64, (r->A + 3211264) + (long)n0 * 25088, 3, (r->G + 209440), 28, 28, 32);
+    pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
+    aert_conv_dw(r->conv_d2_dscratch, 8, 1, 30, 30, 64, r->d_d2 + (long)n0 * 25088, 3, (r->G + 209440), 28, 28, 32);
   }
-  aert_conv_flip((r->P + 209440), (r->A + 10436608) + 231936, 3, 64, 32);
+  aert_conv_flip((r->P + 209440), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    dpad_conv_d2((r->A + 10436608), n0, (r->A + 3211264));
-    aert_conv_fwd((r->A + 10436608), 8, 1, 30, 30, 32, (r->A + 10436608) + 231936, 3, (r->A + 10436608) + 250368, 28, 28, 64, 0);
-    unstack_conv_d2((r->A + 10436608) + 250368, n0, (r->A + 8028160));
+    dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_dscratch, 8, 1, 30, 30, 32, r->conv_d2_dscratch + 231936, 3, r->conv_d2_dscratch + 250368, 28, 28, 64, 0);
+    unstack_conv_d2(r->conv_d2_dscratch + 250368, n0, r->d_d1);
   }
 }
 
@@ -365,8 +410,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -374,23 +419,23 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 3211264), n0, (r->A + 0));
-    aert_conv_fwd_narrow((r->A + 3211264), 32, 1, 30, 30, 32, (r->P + 227904), (r->A + 3211264) + 922368, 3, (r->A + 11891200) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 227904), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 11891200), (r->P + 228192), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 228192), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8950816), (r->A + 11891200), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 228192), (r->A + 8950816), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 228192), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 8028160), n0, (r->A + 0));
-    aert_conv_dw_narrow((r->A + 8028160), 32, 1, 30, 30, 32, (r->A + 8950816) + (long)n0 * 784, 3, (r->G + 227904), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 227904), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 227904), (r->A + 8028160) + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + 227904), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y((r->A + 8028160), n0, (r->A + 8950816));
-    aert_conv_fwd((r->A + 8028160), 32, 1, 30, 30, 1, (r->A + 8028160) + 29568, 3, (r->A + 3211264) + (long)n0 * 25088, 28, 28, 32, 1);
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d2 + (long)n0 * 25088, 28, 28, 32, 1);
   }
 }
 
@@ -398,11 +443,11 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/conv_vae.ae:16: 1 * bce */
-  t = aert_loss_bce((r->A + 11891200), r->X, backward ? (r->A + 8950816) : NULL, 100352, 128.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/conv_vae.ae:16: 1 * kl_normal */
-  t = aert_loss_kl_normal((r->A + 11991552), (r->A + 11995648), backward ? (r->A + 11993600) : NULL, backward ? (r->A + 11997696) : NULL, 2048, 128, 1);
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 2048, 128, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -419,7 +464,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e_1_forward(&r));
   PROFILED(1, 0, conv_e_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -436,32 +481,32 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 228208);
-  memset(r.A + 11993600, 0, sizeof(aert_real) * 2048);  /* dmu */
-  memset(r.A + 11997696, 0, sizeof(aert_real) * 2048);  /* dlogvar */
-  memset(r.A + 8950816, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_mu, 0, sizeof(aert_real) * 2048);
+  memset(r.d_logvar, 0, sizeof(aert_real) * 2048);
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 3211264);  /* dd2 */
+  memset(r.d_d2, 0, sizeof(aert_real) * 3211264);
   PROFILED(8, 1, conv_y_backward(&r));
-  memset(r.A + 8028160, 0, sizeof(aert_real) * 1605632);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(7, 1, conv_d2_backward(&r));
-  memset(r.A + 964096, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(6, 1, conv_d1_backward(&r));
-  memset(r.A + 0, 0, sizeof(aert_real) * 2048);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 2048);
   PROFILED(5, 1, dense_d_backward(&r));
   PROFILED(4, 1, sample_z_backward(&r));
-  memset(r.A + 1705984, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_e_2, 0, sizeof(aert_real) * 401408);
   PROFILED(3, 1, dense_logvar_backward(&r));
   PROFILED(2, 1, dense_mu_backward(&r));
-  memset(r.A + 903168, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_e_1, 0, sizeof(aert_real) * 802816);
   PROFILED(1, 1, conv_e_2_backward(&r));
   PROFILED(0, 1, conv_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 11999744, Z, sizeof(aert_real) * 2048);
   dense_d_forward(&r);
   conv_d1_forward(&r);

@@ -8,14 +8,49 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 1028096 floats (3.9 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-9 the forward kernels, 10 the loss, 11-20 the
+ * backward kernels in reverse, 21 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e_1, *d_e_1, *e_2, *d_e_2, *e_3, *d_e_3, *e, *d_e, *z, *d_z, *d_1, *d_d_1, *d_2, *d_d_2;
+  aert_real *d_3, *d_d_3, *d, *d_d, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-21   y 784 */
+    .d_y      = A + 200704,     /*     200704   10-11   dy 784 */
+    .d_d_3    = A + 200704,     /*      65536   12-13   dd.3 256 */
+    .d_d_1    = A + 200704,     /*      16384   14-15   dd.1 64 */
+    .d_e_3    = A + 200704,     /*      32768   17-18   de.3 128 */
+    .d_e_1    = A + 200704,     /*     131072   19-20   de.1 512 */
+    .d_z      = A + 217088,     /*       4096   15-16   dz 16 */
+    .d_e      = A + 233472,     /*      16384   16-17   de 64 */
+    .d_d_2    = A + 266240,     /*      32768   13-14   dd.2 128 */
+    .d_e_2    = A + 331776,     /*      65536   18-19   de.2 256 */
+    .e_1      = A + 401408,     /*     131072    0-20   e.1 512 */
+    .d        = A + 532480,     /*     131072    8-12   d 512 */
+    .d_d      = A + 663552,     /*     131072   11-12   dd 512 */
+    .e_2      = A + 794624,     /*      65536    1-19   e.2 256 */
+    .d_3      = A + 860160,     /*      65536    7-13   d.3 256 */
+    .e_3      = A + 925696,     /*      32768    2-18   e.3 128 */
+    .d_2      = A + 958464,     /*      32768    6-14   d.2 128 */
+    .e        = A + 991232,     /*      16384    3-17   e 64 */
+    .d_1      = A + 1007616,    /*      16384    5-15   d.1 64 */
+    .z        = A + 1024000,    /*       4096    0-21   z 16 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -53,14 +88,14 @@ static const aert_param params[] = {
  * out:  512, relu fused, batch 256
  * forward 205.52 MFLOP, 2.93 MB moved per batch; backward 205.52 MFLOP, 5.07 MB */
 static void dense_e_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 512, 784, r->X, 784, (r->P + 0), 512, 0, (r->A + 401408), 512);
-  aert_bias_act((r->A + 401408), (r->P + 401408), 256, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->e_1, 512);
+  aert_bias_act(r->e_1, (r->P + 401408), 256, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 401408), 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 401408), (r->A + 200704), 256, 512);
-    aert_gemm(1, 0, 784, 512, 256, r->X, 784, (r->A + 200704), 512, 1, (r->G + 0), 512);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, 131072, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 401408), r->d_e_1, 256, 512);
+    aert_gemm(1, 0, 784, 512, 256, r->X, 784, r->d_e_1, 512, 1, (r->G + 0), 512);
 }
 
 /* ---- dense e.2  (specs/deep_ae.ae:7:21)
@@ -68,15 +103,15 @@ static void dense_e_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.62 MB */
 static void dense_e_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 512, (r->A + 401408), 512, (r->P + 401920), 256, 0, (r->A + 794624), 256);
-  aert_bias_act((r->A + 794624), (r->P + 532992), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 512, r->e_1, 512, (r->P + 401920), 256, 0, r->e_2, 256);
+  aert_bias_act(r->e_2, (r->P + 532992), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 331776), (r->A + 794624), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 532992), (r->A + 331776), 256, 256);
-    aert_gemm(1, 0, 512, 256, 256, (r->A + 401408), 512, (r->A + 331776), 256, 1, (r->G + 401920), 256);
-    aert_gemm(0, 1, 256, 512, 256, (r->A + 331776), 256, (r->P + 401920), 256, 1, (r->A + 200704), 512);
+  aert_act_backward_inplace(r->d_e_2, r->e_2, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 532992), r->d_e_2, 256, 256);
+    aert_gemm(1, 0, 512, 256, 256, r->e_1, 512, r->d_e_2, 256, 1, (r->G + 401920), 256);
+    aert_gemm(0, 1, 256, 512, 256, r->d_e_2, 256, (r->P + 401920), 256, 1, r->d_e_1, 512);
 }
 
 /* ---- dense e.3  (specs/deep_ae.ae:7:21)
@@ -84,15 +119,15 @@ static void dense_e_2_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_e_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, (r->A + 794624), 256, (r->P + 533248), 128, 0, (r->A + 925696), 128);
-  aert_bias_act((r->A + 925696), (r->P + 566016), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 128, 256, r->e_2, 256, (r->P + 533248), 128, 0, r->e_3, 128);
+  aert_bias_act(r->e_3, (r->P + 566016), 256, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 925696), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 566016), (r->A + 200704), 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, (r->A + 794624), 256, (r->A + 200704), 128, 1, (r->G + 533248), 128);
-    aert_gemm(0, 1, 256, 256, 128, (r->A + 200704), 128, (r->P + 533248), 128, 1, (r->A + 331776), 256);
+  aert_act_backward_inplace(r->d_e_3, r->e_3, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 566016), r->d_e_3, 256, 128);
+    aert_gemm(1, 0, 256, 128, 256, r->e_2, 256, r->d_e_3, 128, 1, (r->G + 533248), 128);
+    aert_gemm(0, 1, 256, 256, 128, r->d_e_3, 128, (r->P + 533248), 128, 1, r->d_e_2, 256);
 }
 
 /* ---- dense e.4  (specs/deep_ae.ae:7:21)
@@ -100,15 +135,15 @@ static void dense_e_3_backward(const run *r) {
  * out: e 64, relu fused, batch 256
  * forward 4.19 MFLOP, 229.63 KB moved per batch; backward 8.39 MFLOP, 459.26 KB */
 static void dense_e_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 128, (r->A + 925696), 128, (r->P + 566144), 64, 0, (r->A + 991232), 64);
-  aert_bias_act((r->A + 991232), (r->P + 574336), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 128, r->e_3, 128, (r->P + 566144), 64, 0, r->e, 64);
+  aert_bias_act(r->e, (r->P + 574336), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_4_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 233472), (r->A + 991232), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 574336), (r->A + 233472), 256, 64);
-    aert_gemm(1, 0, 128, 64, 256, (r->A + 925696), 128, (r->A + 233472), 64, 1, (r->G + 566144), 64);
-    aert_gemm(0, 1, 256, 128, 64, (r->A + 233472), 64, (r->P + 566144), 64, 1, (r->A + 200704), 128);
+  aert_act_backward_inplace(r->d_e, r->e, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 574336), r->d_e, 256, 64);
+    aert_gemm(1, 0, 128, 64, 256, r->e_3, 128, r->d_e, 64, 1, (r->G + 566144), 64);
+    aert_gemm(0, 1, 256, 128, 64, r->d_e, 64, (r->P + 566144), 64, 1, r->d_e_3, 128);
 }
 
 /* ---- dense z  (specs/deep_ae.ae:10:14)
@@ -116,15 +151,15 @@ static void dense_e_4_backward(const run *r) {
  * out: z 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch; backward 1.05 MFLOP, 172.16 KB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 64, (r->A + 991232), 64, (r->P + 574400), 16, 0, (r->A + 1024000), 16);
-  aert_bias_act((r->A + 1024000), (r->P + 575424), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 16, 64, r->e, 64, (r->P + 574400), 16, 0, r->z, 16);
+  aert_bias_act(r->z, (r->P + 575424), 256, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 217088), (r->A + 1024000), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 575424), (r->A + 217088), 256, 16);
-    aert_gemm(1, 0, 64, 16, 256, (r->A + 991232), 64, (r->A + 217088), 16, 1, (r->G + 574400), 16);
-    aert_gemm(0, 1, 256, 64, 16, (r->A + 217088), 16, (r->P + 574400), 16, 1, (r->A + 233472), 64);
+  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 575424), r->d_z, 256, 16);
+    aert_gemm(1, 0, 64, 16, 256, r->e, 64, r->d_z, 16, 1, (r->G + 574400), 16);
+    aert_gemm(0, 1, 256, 64, 16, r->d_z, 16, (r->P + 574400), 16, 1, r->d_e, 64);
 }
 
 /* ---- dense d.1  (specs/deep_ae.ae:7:21)
@@ -132,15 +167,15 @@ static void dense_z_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_d_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 16, (r->A + 1024000), 16, (r->P + 575440), 64, 0, (r->A + 1007616), 64);
-  aert_bias_act((r->A + 1007616), (r->P + 576464), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 16, r->z, 16, (r->P + 575440), 64, 0, r->d_1, 64);
+  aert_bias_act(r->d_1, (r->P + 576464), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 1007616), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 576464), (r->A + 200704), 256, 64);
-    aert_gemm(1, 0, 16, 64, 256, (r->A + 1024000), 16, (r->A + 200704), 64, 1, (r->G + 575440), 64);
-    aert_gemm(0, 1, 256, 16, 64, (r->A + 200704), 64, (r->P + 575440), 64, 1, (r->A + 217088), 16);
+  aert_act_backward_inplace(r->d_d_1, r->d_1, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 576464), r->d_d_1, 256, 64);
+    aert_gemm(1, 0, 16, 64, 256, r->z, 16, r->d_d_1, 64, 1, (r->G + 575440), 64);
+    aert_gemm(0, 1, 256, 16, 64, r->d_d_1, 64, (r->P + 575440), 64, 1, r->d_z, 16);
 }
 
 /* ---- dense d.2  (specs/deep_ae.ae:7:21)
@@ -148,15 +183,15 @@ static void dense_d_1_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 4.19 MFLOP, 229.89 KB moved per batch; backward 8.39 MFLOP, 459.78 KB */
 static void dense_d_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 64, (r->A + 1007616), 64, (r->P + 576528), 128, 0, (r->A + 958464), 128);
-  aert_bias_act((r->A + 958464), (r->P + 584720), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 128, 64, r->d_1, 64, (r->P + 576528), 128, 0, r->d_2, 128);
+  aert_bias_act(r->d_2, (r->P + 584720), 256, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 266240), (r->A + 958464), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 584720), (r->A + 266240), 256, 128);
-    aert_gemm(1, 0, 64, 128, 256, (r->A + 1007616), 64, (r->A + 266240), 128, 1, (r->G + 576528), 128);
-    aert_gemm(0, 1, 256, 64, 128, (r->A + 266240), 128, (r->P + 576528), 128, 1, (r->A + 200704), 64);
+  aert_act_backward_inplace(r->d_d_2, r->d_2, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 584720), r->d_d_2, 256, 128);
+    aert_gemm(1, 0, 64, 128, 256, r->d_1, 64, r->d_d_2, 128, 1, (r->G + 576528), 128);
+    aert_gemm(0, 1, 256, 64, 128, r->d_d_2, 128, (r->P + 576528), 128, 1, r->d_d_1, 64);
 }
 
 /* ---- dense d.3  (specs/deep_ae.ae:7:21)
@@ -164,15 +199,15 @@ static void dense_d_2_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_d_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, (r->A + 958464), 128, (r->P + 584848), 256, 0, (r->A + 860160), 256);
-  aert_bias_act((r->A + 860160), (r->P + 617616), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 128, r->d_2, 128, (r->P + 584848), 256, 0, r->d_3, 256);
+  aert_bias_act(r->d_3, (r->P + 617616), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 860160), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 617616), (r->A + 200704), 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, (r->A + 958464), 128, (r->A + 200704), 256, 1, (r->G + 584848), 256);
-    aert_gemm(0, 1, 256, 128, 256, (r->A + 200704), 256, (r->P + 584848), 256, 1, (r->A + 266240), 128);
+  aert_act_backward_inplace(r->d_d_3, r->d_3, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 617616), r->d_d_3, 256, 256);
+    aert_gemm(1, 0, 128, 256, 256, r->d_2, 128, r->d_d_3, 256, 1, (r->G + 584848), 256);
+    aert_gemm(0, 1, 256, 128, 256, r->d_d_3, 256, (r->P + 584848), 256, 1, r->d_d_2, 128);
 }
 
 /* ---- dense d.4  (specs/deep_ae.ae:7:21)
@@ -180,15 +215,15 @@ static void dense_d_3_backward(const run *r) {
  * out: d 512, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.63 MB */
 static void dense_d_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 512, 256, (r->A + 860160), 256, (r->P + 617872), 512, 0, (r->A + 532480), 512);
-  aert_bias_act((r->A + 532480), (r->P + 748944), 256, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 512, 256, r->d_3, 256, (r->P + 617872), 512, 0, r->d, 512);
+  aert_bias_act(r->d, (r->P + 748944), 256, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_4_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 663552), (r->A + 532480), 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 748944), (r->A + 663552), 256, 512);
-    aert_gemm(1, 0, 256, 512, 256, (r->A + 860160), 256, (r->A + 663552), 512, 1, (r->G + 617872), 512);
-    aert_gemm(0, 1, 256, 256, 512, (r->A + 663552), 512, (r->P + 617872), 512, 1, (r->A + 200704), 256);
+  aert_act_backward_inplace(r->d_d, r->d, 131072, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 748944), r->d_d, 256, 512);
+    aert_gemm(1, 0, 256, 512, 256, r->d_3, 256, r->d_d, 512, 1, (r->G + 617872), 512);
+    aert_gemm(0, 1, 256, 256, 512, r->d_d, 512, (r->P + 617872), 512, 1, r->d_d_3, 256);
 }
 
 /* ---- dense y  (specs/deep_ae.ae:12:7)
@@ -196,22 +231,22 @@ static void dense_d_4_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 205.52 MFLOP, 2.94 MB moved per batch; backward 411.04 MFLOP, 5.87 MB */
 static void dense_y_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 512, (r->A + 532480), 512, (r->P + 749456), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 1150864), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 512, r->d, 512, (r->P + 749456), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 1150864), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 1150864), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 512, 784, 256, (r->A + 532480), 512, (r->A + 200704), 784, 1, (r->G + 749456), 784);
-    aert_gemm(0, 1, 256, 512, 784, (r->A + 200704), 784, (r->P + 749456), 784, 1, (r->A + 663552), 512);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 1150864), r->d_y, 256, 784);
+    aert_gemm(1, 0, 512, 784, 256, r->d, 512, r->d_y, 784, 1, (r->G + 749456), 784);
+    aert_gemm(0, 1, 256, 512, 784, r->d_y, 784, (r->P + 749456), 784, 1, r->d_d, 512);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/deep_ae.ae:14: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -228,7 +263,7 @@ static double profile_ms[11][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_e_1_forward(&r));
   PROFILED(1, 0, dense_e_2_forward(&r));
   PROFILED(2, 0, dense_e_3_forward(&r));
@@ -246,34 +281,34 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 1151648);
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(10, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 663552, 0, sizeof(aert_real) * 131072);  /* dd */
+  memset(r.d_d, 0, sizeof(aert_real) * 131072);
   PROFILED(9, 1, dense_y_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_d_3, 0, sizeof(aert_real) * 65536);
   PROFILED(8, 1, dense_d_4_backward(&r));
-  memset(r.A + 266240, 0, sizeof(aert_real) * 32768);  /* d */
+  memset(r.d_d_2, 0, sizeof(aert_real) * 32768);
   PROFILED(7, 1, dense_d_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_d_1, 0, sizeof(aert_real) * 16384);
   PROFILED(6, 1, dense_d_2_backward(&r));
-  memset(r.A + 217088, 0, sizeof(aert_real) * 4096);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 4096);
   PROFILED(5, 1, dense_d_1_backward(&r));
-  memset(r.A + 233472, 0, sizeof(aert_real) * 16384);  /* de */
+  memset(r.d_e, 0, sizeof(aert_real) * 16384);
   PROFILED(4, 1, dense_z_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 32768);  /* d */
+  memset(r.d_e_3, 0, sizeof(aert_real) * 32768);
   PROFILED(3, 1, dense_e_4_backward(&r));
-  memset(r.A + 331776, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_e_2, 0, sizeof(aert_real) * 65536);
   PROFILED(2, 1, dense_e_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 131072);  /* d */
+  memset(r.d_e_1, 0, sizeof(aert_real) * 131072);
   PROFILED(1, 1, dense_e_2_backward(&r));
   PROFILED(0, 1, dense_e_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 1024000, Z, sizeof(aert_real) * 4096);
   dense_d_1_forward(&r);
   dense_d_2_forward(&r);

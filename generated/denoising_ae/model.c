@@ -8,14 +8,56 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 14169120 floats (54.1 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
+ * backward kernels in reverse, 17 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *noisy, *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *maxpool_2, *d_maxpool_2;
+  aert_real *e_2, *d_e_2, *conv_e_2_scratch, *conv_e_2_dscratch, *e, *d_e, *d_1, *d_d_1;
+  aert_real *conv_d_1_scratch, *conv_d_1_dscratch, *d, *d_d, *conv_d_2_scratch, *conv_d_2_dscratch;
+  aert_real *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer               offset        floats   steps   what */
+    .e_1               = A + 0,          /*    3211264    1-15   e.1 28x28x32 */
+    .conv_e_1_scratch  = A + 3211264,    /*      29568    1-1    conv_e_1 scratch fwd */
+    .conv_e_2_scratch  = A + 3211264,    /*    1049344    3-3    conv_e_2 scratch fwd */
+    .conv_d_1_scratch  = A + 3211264,    /*     525056    5-5    conv_d_1 scratch fwd */
+    .d                 = A + 3211264,    /*    3211264    6-10   d 28x28x32 */
+    .conv_d_1_dscratch = A + 3211264,    /*     935680   11-11   conv_d_1 scratch bwd */
+    .conv_e_2_dscratch = A + 3211264,    /*    1058560   13-13   conv_e_2 scratch bwd */
+    .d_e_1             = A + 3211264,    /*    3211264   14-15   de.1 28x28x32 */
+    .d_e_2             = A + 4269824,    /*     802816   12-13   de.2 14x14x32 */
+    .d_e               = A + 5072640,    /*     200704   11-12   de 7x7x32 */
+    .conv_d_2_scratch  = A + 6422528,    /*     461568    6-6    conv_d_2 scratch fwd */
+    .conv_y_scratch    = A + 6422528,    /*     922656    7-7    conv_y scratch fwd */
+    .d_d               = A + 6422528,    /*    3211264    9-10   dd 28x28x32 */
+    .d_maxpool_2       = A + 6422528,    /*     802816   13-14   dmaxpool_2 14x14x32 */
+    .conv_e_1_dscratch = A + 6422528,    /*      29568   15-15   conv_e_1 scratch bwd */
+    .conv_y_dscratch   = A + 9633792,    /*     922656    9-9    conv_y scratch bwd */
+    .conv_d_2_dscratch = A + 9633792,    /*     872192   10-10   conv_d_2 scratch bwd */
+    .maxpool_2         = A + 10556448,   /*     802816    2-14   maxpool_2 14x14x32 */
+    .e_2               = A + 11359264,   /*     802816    3-13   e.2 14x14x32 */
+    .d_1               = A + 12162080,   /*     802816    5-11   d.1 14x14x32 */
+    .d_y               = A + 12964896,   /*     100352    8-9    dy 28x28x1 */
+    .d_d_1             = A + 12964896,   /*     802816   10-11   dd.1 14x14x32 */
+    .e                 = A + 13767712,   /*     200704    4-12   e 7x7x32 */
+    .noisy             = A + 13968416,   /*     100352    0-16   noisy 28x28x1 */
+    .y                 = A + 14068768,   /*     100352    0-17   y 28x28x1 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -43,7 +85,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, (r->A + 13968416), 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
+  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
 }
 
 /* ---- conv e.1  (specs/denoising_ae.ae:8:7)
@@ -57,8 +99,8 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -66,18 +108,18 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 3211264), n0, (r->A + 13968416));
-    aert_conv_fwd((r->A + 3211264), 32, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 0) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_e_1(r->conv_e_1_scratch, n0, r->noisy);
+    aert_conv_fwd(r->conv_e_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3211264), (r->A + 0), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 3211264), 100352, 32);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1((r->A + 6422528), n0, (r->A + 13968416));
-    aert_conv_dw((r->A + 6422528), 32, 1, 30, 30, 1, (r->A + 3211264) + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
+    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->noisy);
+    aert_conv_dw(r->conv_e_1_dscratch, 32, 1, 30, 30, 1, r->d_e_1 + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
   }
 }
 
@@ -86,11 +128,11 @@ static void conv_e_1_backward(const run *r) {
  * out:  14x14x32, batch 128
  * forward 0 FLOP, 16.06 MB moved per batch; backward 0 FLOP, 32.11 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward((r->A + 0), (r->A + 10556448), 128, 28, 28, 32, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e_1, r->maxpool_2, 128, 28, 28, 32, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward((r->A + 3211264), (r->A + 6422528), (r->A + 0), (r->A + 10556448), 128, 28, 28, 32, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e_1, r->d_maxpool_2, r->e_1, r->maxpool_2, 128, 28, 28, 32, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e.2  (specs/denoising_ae.ae:8:53)
@@ -126,24 +168,27 @@ static void dpad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e_2((r->A + 3211264), n0, (r->A + 10556448));
-    aert_conv_fwd((r->A + 3211264), 128, 1, 16, 16, 32, (r->P + 320), 3, (r->A + 11359264) + (long)n0 * 6272, 14, 14, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e_2(r->conv_e_2_scratch, n0, r->maxpool_2);
+    aert_conv_fwd(r->conv_e_2_scratch, 128, 1, 16, 16, 32, (r->P + 320), 3, r->e_2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 11359264), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4269824), (r->A + 11359264), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), (r->A + 4269824), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e_2((r->A + 3211264), n0, (r->A + 10556448));
-    aert_conv_dw((r->A + 3211264), 128, 1, 16, 16, 32, (r->A + 4269824) + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
+  aert_act_backward_inplace(r->d_e_2, r->e_2, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 9536), r->d_e_2, 25088, 32);
+  {
+    const int n0 = 0;
+    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->maxpool_2);
+    aert_conv_dw(r->conv_e_2_dscratch, 128, 1, 16, 16, 32, r->d_e_2 + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 320), (r->A + 3211264) + 1049344, 3, 32, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_e_2((r->A + 3211264), n0, (r->A + 4269824));
-    aert_conv_fwd((r->A + 3211264), 128, 1, 16, 16, 32, (r->A + 3211264) + 1049344, 3, (r->A + 6422528) + (long)n0 * 6272, 14, 14, 32, 1);
+  aert_conv_flip((r->P + 320), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_2);
+    aert_conv_fwd(r->conv_e_2_dscratch, 128, 1, 16, 16, 32, r->conv_e_2_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 6272, 14, 14, 32, 1);
   }
 }
 
@@ -152,11 +197,11 @@ static void conv_e_2_backward(const run *r) {
  * out: e 7x7x32, batch 128
  * forward 0 FLOP, 4.01 MB moved per batch; backward 0 FLOP, 8.03 MB */
 static void maxpool_e_forward(const run *r) {
-  aert_pool_forward((r->A + 11359264), (r->A + 13767712), 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_forward(r->e_2, r->e, 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 static void maxpool_e_backward(const run *r) {
-  aert_pool_backward((r->A + 4269824), (r->A + 5072640), (r->A + 11359264), (r->A + 13767712), 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_backward(r->d_e_2, r->d_e, r->e_2, r->e, 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 /* ---- conv d.1  (specs/denoising_ae.ae:9:25)
@@ -174,7 +219,7 @@ static void pad_conv_d_1(aert_real *restrict xp, int n0, const aert_real *restri
       memset(o + 480, 0, 32 * sizeof(aert_real));
       for (int tw = 0; tw < 14; tw++) {
         aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 524288, 0, 768 * sizeof(aert_real));
@@ -200,30 +245,30 @@ static void unstack_conv_d_1(const aert_real *restrict dxs, int n0, aert_real *r
     for (int th = 0; th < 14; th++)
       for (int tw = 0; tw < 14; tw++) {
         const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32 + ch] += g[ch];
       }
 }
 
 static void conv_d_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d_1((r->A + 3211264), n0, (r->A + 13767712));
-    aert_conv_fwd((r->A + 3211264), 64, 1, 16, 16, 32, (r->P + 9568), 3, (r->A + 12162080) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_d_1(r->conv_d_1_scratch, n0, r->e);
+    aert_conv_fwd(r->conv_d_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->d_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 12162080), (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d_1, (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 12964896), (r->A + 12162080), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18784), (r->A + 12964896), 25088, 32);
+  aert_act_backward_inplace(r->d_d_1, r->d_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18784), r->d_d_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d_1((r->A + 3211264), n0, (r->A + 13767712));
-    aert_conv_dw((r->A + 3211264), 64, 1, 16, 16, 32, (r->A + 12964896) + (long)n0 * 6272, 3, (r->G + 9568), 14, 14, 32);
+    pad_conv_d_1(r->conv_d_1_dscratch, n0, r->e);
+    aert_conv_dw(r->conv_d_1_dscratch, 64, 1, 16, 16, 32, r->d_d_1 + (long)n0 * 6272, 3, (r->G + 9568), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 9568), (r->A + 3211264) + 525056, 3, 32, 32);
+  aert_conv_flip((r->P + 9568), r->conv_d_1_dscratch + 525056, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_d_1((r->A + 3211264), n0, (r->A + 12964896));
-    aert_conv_fwd((r->A + 3211264), 64, 1, 16, 16, 32, (r->A + 3211264) + 525056, 3, (r->A + 3211264) + 534272, 14, 14, 32, 0);
-    unstack_conv_d_1((r->A + 3211264) + 534272, n0, (r->A + 5072640));
+    dpad_conv_d_1(r->conv_d_1_dscratch, n0, r->d_d_1);
+    aert_conv_fwd(r->conv_d_1_dscratch, 64, 1, 16, 16, 32, r->conv_d_1_dscratch + 525056, 3, r->conv_d_1_dscratch + 534272, 14, 14, 32, 0);
+    unstack_conv_d_1(r->conv_d_1_dscratch + 534272, n0, r->d_e);
   }
 }
 
@@ -242,7 +287,7 @@ static void pad_conv_d_2(aert_real *restrict xp, int n0, const aert_real *restri
       memset(o + 928, 0, 32 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 460800, 0, 768 * sizeof(aert_real));
@@ -268,30 +313,30 @@ static void unstack_conv_d_2(const aert_real *restrict dxs, int n0, aert_real *r
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
       }
 }
 
 static void conv_d_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d_2((r->A + 6422528), n0, (r->A + 12162080));
-    aert_conv_fwd((r->A + 6422528), 16, 1, 30, 30, 32, (r->P + 18816), 3, (r->A + 3211264) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_d_2(r->conv_d_2_scratch, n0, r->d_1);
+    aert_conv_fwd(r->conv_d_2_scratch, 16, 1, 30, 30, 32, (r->P + 18816), 3, r->d + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 3211264), (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 3211264), 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28032), (r->A + 6422528), 100352, 32);
+  aert_act_backward_inplace(r->d_d, r->d, 3211264, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 28032), r->d_d, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d_2((r->A + 9633792), n0, (r->A + 12162080));
-    aert_conv_dw((r->A + 9633792), 16, 1, 30, 30, 32, (r->A + 6422528) + (long)n0 * 25088, 3, (r->G + 18816), 28, 28, 32);
+    pad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_1);
+    aert_conv_dw(r->conv_d_2_dscratch, 16, 1, 30, 30, 32, r->d_d + (long)n0 * 25088, 3, (r->G + 18816), 28, 28, 32);
   }
-  aert_conv_flip((r->P + 18816), (r->A + 9633792) + 461568, 3, 32, 32);
+  aert_conv_flip((r->P + 18816), r->conv_d_2_dscratch + 461568, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d_2((r->A + 9633792), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 9633792), 16, 1, 30, 30, 32, (r->A + 9633792) + 461568, 3, (r->A + 9633792) + 470784, 28, 28, 32, 0);
-    unstack_conv_d_2((r->A + 9633792) + 470784, n0, (r->A + 12964896));
+    dpad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_d);
+    aert_conv_fwd(r->conv_d_2_dscratch, 16, 1, 30, 30, 32, r->conv_d_2_dscratch + 461568, 3, r->conv_d_2_dscratch + 470784, 28, 28, 32, 0);
+    unstack_conv_d_2(r->conv_d_2_dscratch + 470784, n0, r->d_d_1);
   }
 }
 
@@ -320,8 +365,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -329,23 +374,23 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 6422528), n0, (r->A + 3211264));
-    aert_conv_fwd_narrow((r->A + 6422528), 32, 1, 30, 30, 32, (r->P + 28064), (r->A + 6422528) + 922368, 3, (r->A + 14068768) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 28064), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 14068768), (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 12964896), (r->A + 14068768), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 28352), (r->A + 12964896), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 28352), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y((r->A + 9633792), n0, (r->A + 3211264));
-    aert_conv_dw_narrow((r->A + 9633792), 32, 1, 30, 30, 32, (r->A + 12964896) + (long)n0 * 784, 3, (r->G + 28064), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 28064), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 28064), (r->A + 9633792) + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + 28064), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y((r->A + 9633792), n0, (r->A + 12964896));
-    aert_conv_fwd((r->A + 9633792), 32, 1, 30, 30, 1, (r->A + 9633792) + 29568, 3, (r->A + 6422528) + (long)n0 * 25088, 28, 28, 32, 1);
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d + (long)n0 * 25088, 28, 28, 32, 1);
   }
 }
 
@@ -353,7 +398,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/denoising_ae.ae:12: 1 * bce */
-  t = aert_loss_bce((r->A + 14068768), r->X, backward ? (r->A + 12964896) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -370,7 +415,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, gaussian_noise_noisy_forward(&r));
   PROFILED(1, 0, conv_e_1_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -386,21 +431,21 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 28368);
-  memset(r.A + 12964896, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 3211264);  /* dd */
+  memset(r.d_d, 0, sizeof(aert_real) * 3211264);
   PROFILED(7, 1, conv_y_backward(&r));
-  memset(r.A + 12964896, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_d_1, 0, sizeof(aert_real) * 802816);
   PROFILED(6, 1, conv_d_2_backward(&r));
-  memset(r.A + 5072640, 0, sizeof(aert_real) * 200704);  /* de */
+  memset(r.d_e, 0, sizeof(aert_real) * 200704);
   PROFILED(5, 1, conv_d_1_backward(&r));
-  memset(r.A + 4269824, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_e_2, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, maxpool_e_backward(&r));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 802816);
   PROFILED(3, 1, conv_e_2_backward(&r));
-  memset(r.A + 3211264, 0, sizeof(aert_real) * 3211264);  /* d */
+  memset(r.d_e_1, 0, sizeof(aert_real) * 3211264);
   PROFILED(2, 1, maxpool_2_backward(&r));
   PROFILED(1, 1, conv_e_1_backward(&r));
 }

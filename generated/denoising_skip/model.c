@@ -8,14 +8,49 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 9812544 floats (37.4 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-5 the forward kernels, 6 the loss, 7-12 the
+ * backward kernels in reverse, 13 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *noisy, *e1, *d_e1, *conv_e1_scratch, *conv_e1_dscratch, *maxpool_2, *d_maxpool_2, *e2;
+  aert_real *d_e2, *conv_e2_scratch, *conv_e2_dscratch, *d1, *d_d1, *conv_d1_scratch;
+  aert_real *conv_d1_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer              offset        floats   steps   what */
+    .e1               = A + 0,          /*    1605632    1-11   e1 28x28x16 */
+    .conv_e1_scratch  = A + 1605632,    /*      57984    1-1    conv_e1 scratch fwd */
+    .conv_e2_scratch  = A + 1605632,    /*     525056    3-3    conv_e2 scratch fwd */
+    .conv_d1_scratch  = A + 1605632,    /*     691488    4-4    conv_d1 scratch fwd */
+    .conv_y_scratch   = A + 1605632,    /*     922128    5-5    conv_y scratch fwd */
+    .conv_y_dscratch  = A + 1605632,    /*     922128    7-7    conv_y scratch bwd */
+    .d_e1             = A + 1605632,    /*    1605632    8-11   de1 28x28x16 */
+    .d_y              = A + 2527760,    /*     100352    6-7    dy 28x28x1 */
+    .d1               = A + 3211264,    /*    1505280    4-8    d1 28x28x15 */
+    .conv_e2_dscratch = A + 3211264,    /*    1053952    9-9    conv_e2 scratch bwd */
+    .conv_e1_dscratch = A + 3211264,    /*      57984   11-11   conv_e1 scratch bwd */
+    .d_maxpool_2      = A + 4265216,    /*     401408    9-10   dmaxpool_2 14x14x16 */
+    .d_d1             = A + 4716544,    /*    1505280    7-8    dd1 28x28x15 */
+    .conv_d1_dscratch = A + 6221824,    /*    1382976    8-8    conv_d1 scratch bwd */
+    .e2               = A + 7604800,    /*     802816    3-9    e2 14x14x32 */
+    .d_e2             = A + 8407616,    /*     802816    8-9    de2 14x14x32 */
+    .maxpool_2        = A + 9210432,    /*     401408    2-10   maxpool_2 14x14x16 */
+    .noisy            = A + 9611840,    /*     100352    0-12   noisy 28x28x1 */
+    .y                = A + 9712192,    /*     100352    0-13   y 28x28x1 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -41,7 +76,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, (r->A + 9611840), 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
+  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
 }
 
 /* ---- conv e1  (specs/denoising_skip.ae:11:8)
@@ -55,8 +90,8 @@ static void pad_conv_e1(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
@@ -64,18 +99,18 @@ static void pad_conv_e1(aert_real *restrict xp, int n0, const aert_real *restric
 
 static void conv_e1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1((r->A + 1605632), n0, (r->A + 9611840));
-    aert_conv_fwd((r->A + 1605632), 64, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 0) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_e1(r->conv_e1_scratch, n0, r->noisy);
+    aert_conv_fwd(r->conv_e1_scratch, 64, 1, 30, 30, 1, (r->P + 0), 3, r->e1 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1605632), (r->A + 0), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), (r->A + 1605632), 100352, 16);
+  aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 144), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1((r->A + 3211264), n0, (r->A + 9611840));
-    aert_conv_dw((r->A + 3211264), 64, 1, 30, 30, 1, (r->A + 1605632) + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
+    pad_conv_e1(r->conv_e1_dscratch, n0, r->noisy);
+    aert_conv_dw(r->conv_e1_dscratch, 64, 1, 30, 30, 1, r->d_e1 + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
   }
 }
 
@@ -84,11 +119,11 @@ static void conv_e1_backward(const run *r) {
  * out:  14x14x16, batch 128
  * forward 0 FLOP, 8.03 MB moved per batch; backward 0 FLOP, 16.06 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward((r->A + 0), (r->A + 9210432), 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward((r->A + 1605632), (r->A + 4265216), (r->A + 0), (r->A + 9210432), 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e2  (specs/denoising_skip.ae:12:26)
@@ -124,24 +159,27 @@ static void dpad_conv_e2(aert_real *restrict xp, int n0, const aert_real *restri
 }
 
 static void conv_e2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2((r->A + 1605632), n0, (r->A + 9210432));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 16, (r->P + 160), 3, (r->A + 7604800) + (long)n0 * 6272, 14, 14, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e2(r->conv_e2_scratch, n0, r->maxpool_2);
+    aert_conv_fwd(r->conv_e2_scratch, 128, 1, 16, 16, 16, (r->P + 160), 3, r->e2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 7604800), (r->P + 4768), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 4768), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8407616), (r->A + 7604800), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4768), (r->A + 8407616), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2((r->A + 3211264), n0, (r->A + 9210432));
-    aert_conv_dw((r->A + 3211264), 128, 1, 16, 16, 16, (r->A + 8407616) + (long)n0 * 6272, 3, (r->G + 160), 14, 14, 32);
+  aert_act_backward_inplace(r->d_e2, r->e2, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 4768), r->d_e2, 25088, 32);
+  {
+    const int n0 = 0;
+    pad_conv_e2(r->conv_e2_dscratch, n0, r->maxpool_2);
+    aert_conv_dw(r->conv_e2_dscratch, 128, 1, 16, 16, 16, r->d_e2 + (long)n0 * 6272, 3, (r->G + 160), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 160), (r->A + 3211264) + 1049344, 3, 16, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_e2((r->A + 3211264), n0, (r->A + 8407616));
-    aert_conv_fwd((r->A + 3211264), 128, 1, 16, 16, 32, (r->A + 3211264) + 1049344, 3, (r->A + 4265216) + (long)n0 * 3136, 14, 14, 16, 1);
+  aert_conv_flip((r->P + 160), r->conv_e2_dscratch + 1049344, 3, 16, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_e2(r->conv_e2_dscratch, n0, r->d_e2);
+    aert_conv_fwd(r->conv_e2_dscratch, 128, 1, 16, 16, 32, r->conv_e2_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 3136, 14, 14, 16, 1);
   }
 }
 
@@ -157,13 +195,13 @@ static void gather_conv_d1(aert_real *restrict col, int n0, const aert_real *res
       for (int rw = 0; rw < 28; rw++) {
         aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 441;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 49) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { memset(c, 0, 49 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
             memcpy(c + 32, t1 + (((long)n * 28 + th) * 28 + tw) * 16, 16 * sizeof(aert_real));
-            memcpy(c + 48, t2 + (((long)n * 28 + th) * 28 + tw) * 1, 1 * sizeof(aert_real));
+            memcpy(c + 48, t2 + (((long)n * 28 + th) * 28 + tw), sizeof(aert_real));
           }
         }
       }
@@ -179,12 +217,12 @@ static void scatter_conv_d1(const aert_real *restrict col, int n0, aert_real *re
       for (int rw = 0; rw < 28; rw++) {
         const aert_real *c = col + ((long)(n - n0) * 784 + rh * 28 + rw) * 441;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 49) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 28 || tw < 0 || tw >= 28) { continue; }
-            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th / 2) * 14 + tw / 2) * 32)[ch] += c[0 + ch];
-            for (int ch = 0; ch < 16; ch++) (t1 + (((long)n * 28 + th) * 28 + tw) * 16)[ch] += c[32 + ch];
+            for (int ch = 0; ch < 32; ch++) (t0 + (((long)n * 14 + th / 2) * 14 + tw / 2) * 32)[ch] += c[ch];
+            for (int ch = 0; ch < 16; ch++) (t1 + (((long)n * 28 + th) * 28 + tw) * 16)[ch] += c[ch + 32];
           }
         }
       }
@@ -194,20 +232,20 @@ static void scatter_conv_d1(const aert_real *restrict col, int n0, aert_real *re
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 2) {
-    gather_conv_d1((r->A + 1605632), n0, (r->A + 7604800), (r->A + 0), (r->A + 9611840));
-    aert_gemm(0, 0, 1568, 15, 441, (r->A + 1605632), 441, (r->P + 4800), 15, 0, (r->A + 3211264) + (long)n0 * 11760, 15);
+    gather_conv_d1(r->conv_d1_scratch, n0, r->e2, r->e1, r->noisy);
+    aert_gemm(0, 0, 1568, 15, 441, r->conv_d1_scratch, 441, (r->P + 4800), 15, 0, r->d1 + (long)n0 * 11760, 15);
   }
-  aert_bias_act((r->A + 3211264), (r->P + 11424), 100352, 15, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 11424), 100352, 15, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4716544), (r->A + 3211264), 1505280, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 11424), (r->A + 4716544), 100352, 15);
+  aert_act_backward_inplace(r->d_d1, r->d1, 1505280, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 11424), r->d_d1, 100352, 15);
   for (int n0 = 0; n0 < 128; n0 += 2) {
-    gather_conv_d1((r->A + 6221824), n0, (r->A + 7604800), (r->A + 0), (r->A + 9611840));
-    aert_gemm(1, 0, 441, 15, 1568, (r->A + 6221824), 441, (r->A + 4716544) + (long)n0 * 11760, 15, 1, (r->G + 4800), 15);
-    aert_gemm(0, 1, 1568, 441, 15, (r->A + 4716544) + (long)n0 * 11760, 15, (r->P + 4800), 15, 0, (r->A + 6913312), 441);
-    scatter_conv_d1((r->A + 6913312), n0, (r->A + 8407616), (r->A + 1605632));
+    gather_conv_d1(r->conv_d1_dscratch, n0, r->e2, r->e1, r->noisy);
+    aert_gemm(1, 0, 441, 15, 1568, r->conv_d1_dscratch, 441, r->d_d1 + (long)n0 * 11760, 15, 1, (r->G + 4800), 15);
+    aert_gemm(0, 1, 1568, 441, 15, r->d_d1 + (long)n0 * 11760, 15, (r->P + 4800), 15, 0, (r->conv_d1_dscratch + 691488), 441);
+    scatter_conv_d1((r->conv_d1_dscratch + 691488), n0, r->d_e2, r->d_e1);
   }
 }
 
@@ -226,8 +264,8 @@ static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict
       memset(o + 464, 0, 16 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 16;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 15, 15 * sizeof(aert_real));
-        memcpy(c + 15, t1 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 1, 1 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 15, 15 * sizeof(aert_real));
+        memcpy(c + 15, t1 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
       }
     }
   memset(xp + 921600, 0, 384 * sizeof(aert_real));
@@ -240,8 +278,8 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
@@ -253,30 +291,30 @@ static void unstack_conv_y(const aert_real *restrict dxs, int n0, aert_real *res
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 16;
-        for (int ch = 0; ch < 15; ch++) d0[(((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 15 + ch] += g[0 + ch];
+        for (int ch = 0; ch < 15; ch++) d0[(((long)(n0 + n) * 28 + th) * 28 + tw) * 15 + ch] += g[ch];
       }
 }
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y((r->A + 1605632), n0, (r->A + 3211264), (r->A + 9611840));
-    aert_conv_fwd_narrow((r->A + 1605632), 64, 1, 30, 30, 16, (r->P + 11440), (r->A + 1605632) + 921984, 3, (r->A + 9712192) + (long)n0 * 784, 28, 28, 1);
+    pad_conv_y(r->conv_y_scratch, n0, r->d1, r->noisy);
+    aert_conv_fwd_narrow(r->conv_y_scratch, 64, 1, 30, 30, 16, (r->P + 11440), r->conv_y_scratch + 921984, 3, r->y + (long)n0 * 784, 28, 28, 1);
   }
-  aert_bias_act((r->A + 9712192), (r->P + 11584), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 11584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 2527760), (r->A + 9712192), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 11584), (r->A + 2527760), 100352, 1);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 11584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y((r->A + 1605632), n0, (r->A + 3211264), (r->A + 9611840));
-    aert_conv_dw_narrow((r->A + 1605632), 64, 1, 30, 30, 16, (r->A + 2527760) + (long)n0 * 784, 3, (r->G + 11440), 28, 28, 1);
+    pad_conv_y(r->conv_y_dscratch, n0, r->d1, r->noisy);
+    aert_conv_dw_narrow(r->conv_y_dscratch, 64, 1, 30, 30, 16, r->d_y + (long)n0 * 784, 3, (r->G + 11440), 28, 28, 1);
   }
-  aert_conv_flip((r->P + 11440), (r->A + 1605632) + 57984, 3, 16, 1);
+  aert_conv_flip((r->P + 11440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_y((r->A + 1605632), n0, (r->A + 2527760));
-    aert_conv_fwd((r->A + 1605632), 64, 1, 30, 30, 1, (r->A + 1605632) + 57984, 3, (r->A + 1605632) + 58128, 28, 28, 16, 0);
-    unstack_conv_y((r->A + 1605632) + 58128, n0, (r->A + 4716544));
+    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_conv_fwd(r->conv_y_dscratch, 64, 1, 30, 30, 1, r->conv_y_dscratch + 57984, 3, r->conv_y_dscratch + 58128, 28, 28, 16, 0);
+    unstack_conv_y(r->conv_y_dscratch + 58128, n0, r->d_d1);
   }
 }
 
@@ -284,7 +322,7 @@ static void conv_y_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/denoising_skip.ae:16: 1 * bce */
-  t = aert_loss_bce((r->A + 9712192), r->X, backward ? (r->A + 2527760) : NULL, 100352, 100352.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -301,7 +339,7 @@ static double profile_ms[7][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, gaussian_noise_noisy_forward(&r));
   PROFILED(1, 0, conv_e1_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -315,16 +353,16 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 11600);
-  memset(r.A + 2527760, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(6, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 4716544, 0, sizeof(aert_real) * 1505280);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 1505280);
   PROFILED(5, 1, conv_y_backward(&r));
-  memset(r.A + 1605632, 0, sizeof(aert_real) * 1605632);  /* de1 */
-  memset(r.A + 8407616, 0, sizeof(aert_real) * 802816);  /* de2 */
+  memset(r.d_e1, 0, sizeof(aert_real) * 1605632);
+  memset(r.d_e2, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, conv_d1_backward(&r));
-  memset(r.A + 4265216, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 401408);
   PROFILED(3, 1, conv_e2_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
   PROFILED(1, 1, conv_e1_backward(&r));

@@ -8,14 +8,40 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 638976 floats (2.4 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-5 the forward kernels, 6 the loss, 7-12 the
+ * backward kernels in reverse, 13 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *z_1, *d_z_1, *z_2, *d_z_2, *z_3, *d_z_3, *y_1, *d_y_1, *y_2, *d_y_2, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-13   y 784 */
+    .d_y      = A + 200704,     /*     200704    6-7    dy 784 */
+    .d_y_1    = A + 200704,     /*      16384    8-9    dy.1 64 */
+    .d_z_1    = A + 200704,     /*      65536   11-12   dz.1 256 */
+    .d_z_3    = A + 217088,     /*       8192    9-10   dz.3 32 */
+    .d_z_2    = A + 266240,     /*      16384   10-11   dz.2 64 */
+    .z_1      = A + 401408,     /*      65536    0-12   z.1 256 */
+    .y_2      = A + 466944,     /*      65536    4-8    y.2 256 */
+    .d_y_2    = A + 532480,     /*      65536    7-8    dy.2 256 */
+    .z_2      = A + 598016,     /*      16384    1-11   z.2 64 */
+    .y_1      = A + 614400,     /*      16384    3-9    y.1 64 */
+    .z_3      = A + 630784,     /*       8192    0-13   z.3 32 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -45,14 +71,14 @@ static const aert_param params[] = {
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->z_1, 256);
+  aert_bias_act(r->z_1, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 401408), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), (r->A + 200704), 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, (r->A + 200704), 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_z_1, r->z_1, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_z_1, 256, 256);
+    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_z_1, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense z.2  (specs/dense_ae.ae:7:49)
@@ -60,15 +86,15 @@ static void dense_z_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 16.78 MFLOP, 786.94 KB */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 256, (r->A + 401408), 256, (r->P + 200960), 64, 0, (r->A + 598016), 64);
-  aert_bias_act((r->A + 598016), (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 256, r->z_1, 256, (r->P + 200960), 64, 0, r->z_2, 64);
+  aert_bias_act(r->z_2, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 266240), (r->A + 598016), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 217344), (r->A + 266240), 256, 64);
-    aert_gemm(1, 0, 256, 64, 256, (r->A + 401408), 256, (r->A + 266240), 64, 1, (r->G + 200960), 64);
-    aert_gemm(0, 1, 256, 256, 64, (r->A + 266240), 64, (r->P + 200960), 64, 1, (r->A + 200704), 256);
+  aert_act_backward_inplace(r->d_z_2, r->z_2, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 217344), r->d_z_2, 256, 64);
+    aert_gemm(1, 0, 256, 64, 256, r->z_1, 256, r->d_z_2, 64, 1, (r->G + 200960), 64);
+    aert_gemm(0, 1, 256, 256, 64, r->d_z_2, 64, (r->P + 200960), 64, 1, r->d_z_1, 256);
 }
 
 /* ---- dense z.3  (specs/dense_ae.ae:7:70)
@@ -76,15 +102,15 @@ static void dense_z_2_backward(const run *r) {
  * out: z.3 32, batch 256
  * forward 1.05 MFLOP, 106.62 KB moved per batch; backward 2.10 MFLOP, 213.25 KB */
 static void dense_z_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 32, 64, (r->A + 598016), 64, (r->P + 217408), 32, 0, (r->A + 630784), 32);
-  aert_bias_act((r->A + 630784), (r->P + 219456), 256, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 32, 64, r->z_2, 64, (r->P + 217408), 32, 0, r->z_3, 32);
+  aert_bias_act(r->z_3, (r->P + 219456), 256, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 217088), (r->A + 630784), 8192, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219456), (r->A + 217088), 256, 32);
-    aert_gemm(1, 0, 64, 32, 256, (r->A + 598016), 64, (r->A + 217088), 32, 1, (r->G + 217408), 32);
-    aert_gemm(0, 1, 256, 64, 32, (r->A + 217088), 32, (r->P + 217408), 32, 1, (r->A + 266240), 64);
+  aert_act_backward_inplace(r->d_z_3, r->z_3, 8192, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 219456), r->d_z_3, 256, 32);
+    aert_gemm(1, 0, 64, 32, 256, r->z_2, 64, r->d_z_3, 32, 1, (r->G + 217408), 32);
+    aert_gemm(0, 1, 256, 64, 32, r->d_z_3, 32, (r->P + 217408), 32, 1, r->d_z_2, 64);
 }
 
 /* ---- dense y.1  (specs/dense_ae.ae:10:7)
@@ -92,15 +118,15 @@ static void dense_z_3_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 1.05 MFLOP, 106.75 KB moved per batch; backward 2.10 MFLOP, 213.50 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 32, (r->A + 630784), 32, (r->P + 219488), 64, 0, (r->A + 614400), 64);
-  aert_bias_act((r->A + 614400), (r->P + 221536), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 32, r->z_3, 32, (r->P + 219488), 64, 0, r->y_1, 64);
+  aert_bias_act(r->y_1, (r->P + 221536), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 614400), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 221536), (r->A + 200704), 256, 64);
-    aert_gemm(1, 0, 32, 64, 256, (r->A + 630784), 32, (r->A + 200704), 64, 1, (r->G + 219488), 64);
-    aert_gemm(0, 1, 256, 32, 64, (r->A + 200704), 64, (r->P + 219488), 64, 1, (r->A + 217088), 32);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 221536), r->d_y_1, 256, 64);
+    aert_gemm(1, 0, 32, 64, 256, r->z_3, 32, r->d_y_1, 64, 1, (r->G + 219488), 64);
+    aert_gemm(0, 1, 256, 32, 64, r->d_y_1, 64, (r->P + 219488), 64, 1, r->d_z_3, 32);
 }
 
 /* ---- dense y.2  (specs/dense_ae.ae:10:31)
@@ -108,15 +134,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 64, (r->A + 614400), 64, (r->P + 221600), 256, 0, (r->A + 466944), 256);
-  aert_bias_act((r->A + 466944), (r->P + 237984), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 64, r->y_1, 64, (r->P + 221600), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + 237984), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 532480), (r->A + 466944), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 237984), (r->A + 532480), 256, 256);
-    aert_gemm(1, 0, 64, 256, 256, (r->A + 614400), 64, (r->A + 532480), 256, 1, (r->G + 221600), 256);
-    aert_gemm(0, 1, 256, 64, 256, (r->A + 532480), 256, (r->P + 221600), 256, 1, (r->A + 200704), 64);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 237984), r->d_y_2, 256, 256);
+    aert_gemm(1, 0, 64, 256, 256, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 221600), 256);
+    aert_gemm(0, 1, 256, 64, 256, r->d_y_2, 256, (r->P + 221600), 256, 1, r->d_y_1, 64);
 }
 
 /* ---- dense y.3  (specs/dense_ae.ae:10:53)
@@ -124,22 +150,22 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 466944), 256, (r->P + 238240), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 438944), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->y_2, 256, (r->P + 238240), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 438944), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 438944), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 466944), 256, (r->A + 200704), 784, 1, (r->G + 238240), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 238240), 784, 1, (r->A + 532480), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 438944), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->y_2, 256, r->d_y, 784, 1, (r->G + 238240), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 238240), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/dense_ae.ae:12: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -156,7 +182,7 @@ static double profile_ms[7][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_z_1_forward(&r));
   PROFILED(1, 0, dense_z_2_forward(&r));
   PROFILED(2, 0, dense_z_3_forward(&r));
@@ -170,26 +196,26 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 439728);
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(6, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_2, 0, sizeof(aert_real) * 65536);
   PROFILED(5, 1, dense_y_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 16384);
   PROFILED(4, 1, dense_y_2_backward(&r));
-  memset(r.A + 217088, 0, sizeof(aert_real) * 8192);  /* dz.3 */
+  memset(r.d_z_3, 0, sizeof(aert_real) * 8192);
   PROFILED(3, 1, dense_y_1_backward(&r));
-  memset(r.A + 266240, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_z_2, 0, sizeof(aert_real) * 16384);
   PROFILED(2, 1, dense_z_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_z_1, 0, sizeof(aert_real) * 65536);
   PROFILED(1, 1, dense_z_2_backward(&r));
   PROFILED(0, 1, dense_z_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 630784, Z, sizeof(aert_real) * 8192);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);

@@ -8,14 +8,32 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 532480 floats (2.0 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-1 the forward kernels, 2 the loss, 3-4 the
+ * backward kernels in reverse, 5 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h, *d_h, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-5    y 784 */
+    .d_y      = A + 200704,     /*     200704    2-3    dy 784 */
+    .h        = A + 401408,     /*      65536    0-5    h 256 */
+    .d_h      = A + 466944,     /*      65536    3-4    dh 256 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -37,14 +55,14 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 466944), (r->A + 401408), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), (r->A + 466944), 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, (r->A + 466944), 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h, r->h, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h, 256, 256);
+    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense y  (specs/grow_stage1.ae:10:7)
@@ -52,22 +70,22 @@ static void dense_h_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 401408), 256, (r->P + 200960), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 401664), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->h, 256, (r->P + 200960), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 401664), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 401664), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 401408), 256, (r->A + 200704), 784, 1, (r->G + 200960), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 200960), 784, 1, (r->A + 466944), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 401664), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->h, 256, r->d_y, 784, 1, (r->G + 200960), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 200960), 784, 1, r->d_h, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/grow_stage1.ae:12: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -84,7 +102,7 @@ static double profile_ms[3][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_y_forward(&r));
   aert_real loss;
@@ -94,18 +112,18 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 402448);
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(2, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 466944, 0, sizeof(aert_real) * 65536);  /* dh */
+  memset(r.d_h, 0, sizeof(aert_real) * 65536);
   PROFILED(1, 1, dense_y_backward(&r));
   PROFILED(0, 1, dense_h_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 401408, Z, sizeof(aert_real) * 65536);
   dense_y_forward(&r);
 }

@@ -8,14 +8,39 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 634880 floats (2.4 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-5 the forward kernels, 6 the loss, 7-12 the
+ * backward kernels in reverse, 13 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h, *z_1, *d_z_1, *z_2, *d_z_2, *y_1, *d_y_1, *y_2, *d_y_2, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-13   y 784 */
+    .d_y      = A + 200704,     /*     200704    6-7    dy 784 */
+    .d_y_1    = A + 200704,     /*      16384    8-9    dy.1 64 */
+    .d_z_1    = A + 200704,     /*      16384   10-11   dz.1 64 */
+    .d_z_2    = A + 217088,     /*       4096    9-10   dz.2 16 */
+    .h        = A + 401408,     /*      65536    0-12   h 256 */
+    .y_2      = A + 466944,     /*      65536    4-8    y.2 256 */
+    .d_y_2    = A + 532480,     /*      65536    7-8    dy.2 256 */
+    .z_1      = A + 598016,     /*      16384    1-11   z.1 64 */
+    .y_1      = A + 614400,     /*      16384    3-9    y.1 64 */
+    .z_2      = A + 630784,     /*       4096    0-13   z.2 16 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -45,8 +70,8 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.1  (specs/grow_stage2.ae:10:24)
@@ -54,14 +79,14 @@ static void dense_h_forward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 8.39 MFLOP, 524.80 KB */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 256, (r->A + 401408), 256, (r->P + 200960), 64, 0, (r->A + 598016), 64);
-  aert_bias_act((r->A + 598016), (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
+  aert_bias_act(r->z_1, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 598016), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 217344), (r->A + 200704), 256, 64);
-    aert_gemm(1, 0, 256, 64, 256, (r->A + 401408), 256, (r->A + 200704), 64, 1, (r->G + 200960), 64);
+  aert_act_backward_inplace(r->d_z_1, r->z_1, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 217344), r->d_z_1, 256, 64);
+    aert_gemm(1, 0, 256, 64, 256, r->h, 256, r->d_z_1, 64, 1, (r->G + 200960), 64);
 }
 
 /* ---- dense z.2  (specs/grow_stage2.ae:10:49)
@@ -69,15 +94,15 @@ static void dense_z_1_backward(const run *r) {
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch; backward 1.05 MFLOP, 172.16 KB */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 64, (r->A + 598016), 64, (r->P + 217408), 16, 0, (r->A + 630784), 16);
-  aert_bias_act((r->A + 630784), (r->P + 218432), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
+  aert_bias_act(r->z_2, (r->P + 218432), 256, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 217088), (r->A + 630784), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 218432), (r->A + 217088), 256, 16);
-    aert_gemm(1, 0, 64, 16, 256, (r->A + 598016), 64, (r->A + 217088), 16, 1, (r->G + 217408), 16);
-    aert_gemm(0, 1, 256, 64, 16, (r->A + 217088), 16, (r->P + 217408), 16, 1, (r->A + 200704), 64);
+  aert_act_backward_inplace(r->d_z_2, r->z_2, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 218432), r->d_z_2, 256, 16);
+    aert_gemm(1, 0, 64, 16, 256, r->z_1, 64, r->d_z_2, 16, 1, (r->G + 217408), 16);
+    aert_gemm(0, 1, 256, 64, 16, r->d_z_2, 16, (r->P + 217408), 16, 1, r->d_z_1, 64);
 }
 
 /* ---- dense y.1  (specs/grow_stage2.ae:14:7)
@@ -85,15 +110,15 @@ static void dense_z_2_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 16, (r->A + 630784), 16, (r->P + 218448), 64, 0, (r->A + 614400), 64);
-  aert_bias_act((r->A + 614400), (r->P + 219472), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 16, r->z_2, 16, (r->P + 218448), 64, 0, r->y_1, 64);
+  aert_bias_act(r->y_1, (r->P + 219472), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 614400), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 219472), (r->A + 200704), 256, 64);
-    aert_gemm(1, 0, 16, 64, 256, (r->A + 630784), 16, (r->A + 200704), 64, 1, (r->G + 218448), 64);
-    aert_gemm(0, 1, 256, 16, 64, (r->A + 200704), 64, (r->P + 218448), 64, 1, (r->A + 217088), 16);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 219472), r->d_y_1, 256, 64);
+    aert_gemm(1, 0, 16, 64, 256, r->z_2, 16, r->d_y_1, 64, 1, (r->G + 218448), 64);
+    aert_gemm(0, 1, 256, 16, 64, r->d_y_1, 64, (r->P + 218448), 64, 1, r->d_z_2, 16);
 }
 
 /* ---- dense y.2  (specs/grow_stage2.ae:14:31)
@@ -101,15 +126,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 64, (r->A + 614400), 64, (r->P + 219536), 256, 0, (r->A + 466944), 256);
-  aert_bias_act((r->A + 466944), (r->P + 235920), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 64, r->y_1, 64, (r->P + 219536), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + 235920), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 532480), (r->A + 466944), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 235920), (r->A + 532480), 256, 256);
-    aert_gemm(1, 0, 64, 256, 256, (r->A + 614400), 64, (r->A + 532480), 256, 1, (r->G + 219536), 256);
-    aert_gemm(0, 1, 256, 64, 256, (r->A + 532480), 256, (r->P + 219536), 256, 1, (r->A + 200704), 64);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 235920), r->d_y_2, 256, 256);
+    aert_gemm(1, 0, 64, 256, 256, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 219536), 256);
+    aert_gemm(0, 1, 256, 64, 256, r->d_y_2, 256, (r->P + 219536), 256, 1, r->d_y_1, 64);
 }
 
 /* ---- dense y.3  (specs/grow_stage2.ae:14:53)
@@ -117,22 +142,22 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 466944), 256, (r->P + 236176), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 436880), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->y_2, 256, (r->P + 236176), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 436880), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 436880), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 466944), 256, (r->A + 200704), 784, 1, (r->G + 236176), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 236176), 784, 1, (r->A + 532480), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 436880), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->y_2, 256, r->d_y, 784, 1, (r->G + 236176), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 236176), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/grow_stage2.ae:16: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -149,7 +174,7 @@ static double profile_ms[7][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_z_1_forward(&r));
   PROFILED(2, 0, dense_z_2_forward(&r));
@@ -163,24 +188,24 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 437664);
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(6, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_2, 0, sizeof(aert_real) * 65536);
   PROFILED(5, 1, dense_y_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 16384);
   PROFILED(4, 1, dense_y_2_backward(&r));
-  memset(r.A + 217088, 0, sizeof(aert_real) * 4096);  /* dz.2 */
+  memset(r.d_z_2, 0, sizeof(aert_real) * 4096);
   PROFILED(3, 1, dense_y_1_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_z_1, 0, sizeof(aert_real) * 16384);
   PROFILED(2, 1, dense_z_2_backward(&r));
   PROFILED(1, 1, dense_z_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 630784, Z, sizeof(aert_real) * 4096);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);

@@ -8,14 +8,44 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 645120 floats (2.5 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
+ * backward kernels in reverse, 19 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h, *z_1, *z_2, *c_1, *d_c_1, *c_2, *d_c_2, *y_1, *d_y_1, *y_2, *d_y_2, *y_3, *d_y_3, *y;
+  aert_real *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-19   y 784 */
+    .d_y      = A + 200704,     /*     200704    9-10   dy 784 */
+    .d_y_2    = A + 200704,     /*      16384   11-12   dy.2 64 */
+    .d_c_1    = A + 200704,     /*       4096   14-15   dc.1 16 */
+    .d_c_2    = A + 204800,     /*       2048   13-14   dc.2 8 */
+    .d_y_1    = A + 217088,     /*       4096   12-13   dy.1 16 */
+    .h        = A + 401408,     /*      65536    0-18   h 256 */
+    .y_3      = A + 466944,     /*      65536    7-11   y.3 256 */
+    .d_y_3    = A + 532480,     /*      65536   10-11   dy.3 256 */
+    .z_1      = A + 598016,     /*      16384    1-17   z.1 64 */
+    .y_2      = A + 614400,     /*      16384    6-12   y.2 64 */
+    .z_2      = A + 630784,     /*       4096    2-16   z.2 16 */
+    .c_1      = A + 634880,     /*       4096    3-15   c.1 16 */
+    .y_1      = A + 638976,     /*       4096    5-13   y.1 16 */
+    .c_2      = A + 643072,     /*       2048    0-19   c.2 8 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -51,8 +81,8 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.1  (specs/grow_stage2.ae:10:24)
@@ -60,8 +90,8 @@ static void dense_h_forward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 256, (r->A + 401408), 256, (r->P + 200960), 64, 0, (r->A + 598016), 64);
-  aert_bias_act((r->A + 598016), (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
+  aert_bias_act(r->z_1, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.2  (specs/grow_stage2.ae:10:49)
@@ -69,8 +99,8 @@ static void dense_z_1_forward(const run *r) {
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 64, (r->A + 598016), 64, (r->P + 217408), 16, 0, (r->A + 630784), 16);
-  aert_bias_act((r->A + 630784), (r->P + 218432), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
+  aert_bias_act(r->z_2, (r->P + 218432), 256, 16, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense c.1  (specs/grow_stage3.ae:13:14)
@@ -78,14 +108,14 @@ static void dense_z_2_forward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 131.07 KFLOP, 33.86 KB moved per batch; backward 131.07 KFLOP, 51.33 KB */
 static void dense_c_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 16, (r->A + 630784), 16, (r->P + 218448), 16, 0, (r->A + 634880), 16);
-  aert_bias_act((r->A + 634880), (r->P + 218704), 256, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 16, 16, r->z_2, 16, (r->P + 218448), 16, 0, r->c_1, 16);
+  aert_bias_act(r->c_1, (r->P + 218704), 256, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_c_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 634880), 4096, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218704), (r->A + 200704), 256, 16);
-    aert_gemm(1, 0, 16, 16, 256, (r->A + 630784), 16, (r->A + 200704), 16, 1, (r->G + 218448), 16);
+  aert_act_backward_inplace(r->d_c_1, r->c_1, 4096, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 218704), r->d_c_1, 256, 16);
+    aert_gemm(1, 0, 16, 16, 256, r->z_2, 16, r->d_c_1, 16, 1, (r->G + 218448), 16);
 }
 
 /* ---- dense c.2  (specs/grow_stage3.ae:13:38)
@@ -93,15 +123,15 @@ static void dense_c_1_backward(const run *r) {
  * out: c.2 8, batch 256
  * forward 65.54 KFLOP, 25.12 KB moved per batch; backward 131.07 KFLOP, 50.24 KB */
 static void dense_c_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 8, 16, (r->A + 634880), 16, (r->P + 218720), 8, 0, (r->A + 643072), 8);
-  aert_bias_act((r->A + 643072), (r->P + 218848), 256, 8, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 8, 16, r->c_1, 16, (r->P + 218720), 8, 0, r->c_2, 8);
+  aert_bias_act(r->c_2, (r->P + 218848), 256, 8, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_c_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 204800), (r->A + 643072), 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 218848), (r->A + 204800), 256, 8);
-    aert_gemm(1, 0, 16, 8, 256, (r->A + 634880), 16, (r->A + 204800), 8, 1, (r->G + 218720), 8);
-    aert_gemm(0, 1, 256, 16, 8, (r->A + 204800), 8, (r->P + 218720), 8, 1, (r->A + 200704), 16);
+  aert_act_backward_inplace(r->d_c_2, r->c_2, 2048, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 218848), r->d_c_2, 256, 8);
+    aert_gemm(1, 0, 16, 8, 256, r->c_1, 16, r->d_c_2, 8, 1, (r->G + 218720), 8);
+    aert_gemm(0, 1, 256, 16, 8, r->d_c_2, 8, (r->P + 218720), 8, 1, r->d_c_1, 16);
 }
 
 /* ---- dense y.1  (specs/grow_stage3.ae:14:7)
@@ -109,15 +139,15 @@ static void dense_c_2_backward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 65.54 KFLOP, 25.15 KB moved per batch; backward 131.07 KFLOP, 50.30 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 8, (r->A + 643072), 8, (r->P + 218864), 16, 0, (r->A + 638976), 16);
-  aert_bias_act((r->A + 638976), (r->P + 218992), 256, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 16, 8, r->c_2, 8, (r->P + 218864), 16, 0, r->y_1, 16);
+  aert_bias_act(r->y_1, (r->P + 218992), 256, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 217088), (r->A + 638976), 4096, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218992), (r->A + 217088), 256, 16);
-    aert_gemm(1, 0, 8, 16, 256, (r->A + 643072), 8, (r->A + 217088), 16, 1, (r->G + 218864), 16);
-    aert_gemm(0, 1, 256, 8, 16, (r->A + 217088), 16, (r->P + 218864), 16, 1, (r->A + 204800), 8);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 4096, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 218992), r->d_y_1, 256, 16);
+    aert_gemm(1, 0, 8, 16, 256, r->c_2, 8, r->d_y_1, 16, 1, (r->G + 218864), 16);
+    aert_gemm(0, 1, 256, 8, 16, r->d_y_1, 16, (r->P + 218864), 16, 1, r->d_c_2, 8);
 }
 
 /* ---- dense y.2  (specs/grow_stage3.ae:14:31)
@@ -125,15 +155,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 16, (r->A + 638976), 16, (r->P + 219008), 64, 0, (r->A + 614400), 64);
-  aert_bias_act((r->A + 614400), (r->P + 220032), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 64, 16, r->y_1, 16, (r->P + 219008), 64, 0, r->y_2, 64);
+  aert_bias_act(r->y_2, (r->P + 220032), 256, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 614400), 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 220032), (r->A + 200704), 256, 64);
-    aert_gemm(1, 0, 16, 64, 256, (r->A + 638976), 16, (r->A + 200704), 64, 1, (r->G + 219008), 64);
-    aert_gemm(0, 1, 256, 16, 64, (r->A + 200704), 64, (r->P + 219008), 64, 1, (r->A + 217088), 16);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, 16384, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 220032), r->d_y_2, 256, 64);
+    aert_gemm(1, 0, 16, 64, 256, r->y_1, 16, r->d_y_2, 64, 1, (r->G + 219008), 64);
+    aert_gemm(0, 1, 256, 16, 64, r->d_y_2, 64, (r->P + 219008), 64, 1, r->d_y_1, 16);
 }
 
 /* ---- dense y.3  (specs/grow_stage3.ae:14:52)
@@ -141,15 +171,15 @@ static void dense_y_2_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 64, (r->A + 614400), 64, (r->P + 220096), 256, 0, (r->A + 466944), 256);
-  aert_bias_act((r->A + 466944), (r->P + 236480), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 64, r->y_2, 64, (r->P + 220096), 256, 0, r->y_3, 256);
+  aert_bias_act(r->y_3, (r->P + 236480), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 532480), (r->A + 466944), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 236480), (r->A + 532480), 256, 256);
-    aert_gemm(1, 0, 64, 256, 256, (r->A + 614400), 64, (r->A + 532480), 256, 1, (r->G + 220096), 256);
-    aert_gemm(0, 1, 256, 64, 256, (r->A + 532480), 256, (r->P + 220096), 256, 1, (r->A + 200704), 64);
+  aert_act_backward_inplace(r->d_y_3, r->y_3, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 236480), r->d_y_3, 256, 256);
+    aert_gemm(1, 0, 64, 256, 256, r->y_2, 64, r->d_y_3, 256, 1, (r->G + 220096), 256);
+    aert_gemm(0, 1, 256, 64, 256, r->d_y_3, 256, (r->P + 220096), 256, 1, r->d_y_2, 64);
 }
 
 /* ---- dense y.4  (specs/grow_stage3.ae:14:74)
@@ -157,22 +187,22 @@ static void dense_y_3_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 466944), 256, (r->P + 236736), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 437440), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->y_3, 256, (r->P + 236736), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 437440), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_4_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 437440), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 466944), 256, (r->A + 200704), 784, 1, (r->G + 236736), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 236736), 784, 1, (r->A + 532480), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 437440), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->y_3, 256, r->d_y, 784, 1, (r->G + 236736), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 236736), 784, 1, r->d_y_3, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/grow_stage3.ae:16: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -189,7 +219,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_z_1_forward(&r));
   PROFILED(2, 0, dense_z_2_forward(&r));
@@ -206,26 +236,26 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 438224);
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_3, 0, sizeof(aert_real) * 65536);
   PROFILED(8, 1, dense_y_4_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 16384);  /* d */
+  memset(r.d_y_2, 0, sizeof(aert_real) * 16384);
   PROFILED(7, 1, dense_y_3_backward(&r));
-  memset(r.A + 217088, 0, sizeof(aert_real) * 4096);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 4096);
   PROFILED(6, 1, dense_y_2_backward(&r));
-  memset(r.A + 204800, 0, sizeof(aert_real) * 2048);  /* dc.2 */
+  memset(r.d_c_2, 0, sizeof(aert_real) * 2048);
   PROFILED(5, 1, dense_y_1_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 4096);  /* d */
+  memset(r.d_c_1, 0, sizeof(aert_real) * 4096);
   PROFILED(4, 1, dense_c_2_backward(&r));
   PROFILED(3, 1, dense_c_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 643072, Z, sizeof(aert_real) * 2048);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);

@@ -8,14 +8,81 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 15274624 floats (58.3 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-12 the forward kernels, 13 the loss, 14-26 the
+ * backward kernels in reverse, 27 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e1_1, *d_e1_1, *conv_e1_1_scratch, *conv_e1_1_dscratch, *e1, *d_e1, *conv_e1_2_scratch;
+  aert_real *conv_e1_2_dscratch, *maxpool_2, *d_maxpool_2, *e2_1, *d_e2_1, *conv_e2_1_scratch;
+  aert_real *conv_e2_1_dscratch, *e2, *d_e2, *conv_e2_2_scratch, *conv_e2_2_dscratch, *maxpool_5;
+  aert_real *d_maxpool_5, *m_1, *d_m_1, *conv_m_1_scratch, *conv_m_1_dscratch, *m, *d_m;
+  aert_real *conv_m_2_scratch, *conv_m_2_dscratch, *d2_1, *d_d2_1, *conv_d2_1_scratch;
+  aert_real *conv_d2_1_dscratch, *d2, *d_d2, *conv_d2_2_scratch, *conv_d2_2_dscratch, *d1_1, *d_d1_1;
+  aert_real *conv_d1_1_scratch, *conv_d1_1_dscratch, *d1, *d_d1, *conv_d1_2_scratch;
+  aert_real *conv_d1_2_dscratch, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                offset        floats   steps   what */
+    .e1_1               = A + 0,          /*    1605632    0-26   e1.1 28x28x16 */
+    .conv_e1_1_scratch  = A + 1605632,    /*      57984    0-0    conv_e1_1 scratch fwd */
+    .conv_e1_2_scratch  = A + 1605632,    /*     921984    1-1    conv_e1_2 scratch fwd */
+    .conv_e2_1_scratch  = A + 1605632,    /*     525056    3-3    conv_e2_1 scratch fwd */
+    .conv_e2_2_scratch  = A + 1605632,    /*    1049344    4-4    conv_e2_2 scratch fwd */
+    .conv_m_1_scratch   = A + 1605632,    /*     333312    6-6    conv_m_1 scratch fwd */
+    .conv_m_2_scratch   = A + 1605632,    /*     665088    7-7    conv_m_2 scratch fwd */
+    .conv_d2_1_scratch  = A + 1605632,    /*     788736    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_2_scratch  = A + 1605632,    /*    1049344    9-9    conv_d2_2 scratch fwd */
+    .d1_1               = A + 1605632,    /*    1605632   10-16   d1.1 28x28x16 */
+    .conv_d2_2_dscratch = A + 1605632,    /*    1058560   17-17   conv_d2_2 scratch bwd */
+    .conv_d2_1_dscratch = A + 1605632,    /*     894208   18-18   conv_d2_1 scratch bwd */
+    .conv_m_2_dscratch  = A + 1605632,    /*     701952   19-19   conv_m_2 scratch bwd */
+    .conv_m_1_dscratch  = A + 1605632,    /*     683520   20-20   conv_m_1 scratch bwd */
+    .conv_e2_2_dscratch = A + 1605632,    /*    1058560   22-22   conv_e2_2 scratch bwd */
+    .conv_e2_1_dscratch = A + 1605632,    /*    1053952   23-23   conv_e2_1 scratch bwd */
+    .d_e1_1             = A + 1605632,    /*    1605632   25-26   de1.1 28x28x16 */
+    .d_m_1              = A + 2307584,    /*     401408   19-20   dm.1 7x7x64 */
+    .d_maxpool_2        = A + 2659584,    /*     401408   23-24   dmaxpool_2 14x14x16 */
+    .d_m                = A + 2708992,    /*     401408   18-19   dm 7x7x64 */
+    .d_maxpool_5        = A + 2708992,    /*     200704   20-21   dmaxpool_5 7x7x32 */
+    .e1                 = A + 3211264,    /*    1605632    1-25   e1 28x28x16 */
+    .conv_e1_1_dscratch = A + 3211264,    /*      57984   26-26   conv_e1_1 scratch bwd */
+    .conv_d1_1_scratch  = A + 4816896,    /*     692352   10-10   conv_d1_1 scratch fwd */
+    .d1                 = A + 4816896,    /*    1605632   11-15   d1 28x28x16 */
+    .d_e1               = A + 4816896,    /*    1605632   16-25   de1 28x28x16 */
+    .conv_d1_2_scratch  = A + 6422528,    /*     921984   11-11   conv_d1_2 scratch fwd */
+    .d_y                = A + 6422528,    /*     100352   13-14   dy 28x28x1 */
+    .d_d1_1             = A + 6422528,    /*    1605632   15-16   dd1.1 28x28x16 */
+    .d_d2_1             = A + 6422528,    /*     802816   17-18   dd2.1 14x14x32 */
+    .d_e2_1             = A + 6422528,    /*     802816   22-23   de2.1 14x14x32 */
+    .conv_e1_2_dscratch = A + 6422528,    /*     924288   25-25   conv_e1_2 scratch bwd */
+    .d_e2               = A + 7225344,    /*     802816   18-22   de2 14x14x32 */
+    .d_d1               = A + 8028160,    /*    1605632   14-15   dd1 28x28x16 */
+    .conv_d1_1_dscratch = A + 8028160,    /*     840576   16-16   conv_d1_1 scratch bwd */
+    .d_d2               = A + 8868736,    /*     802816   16-17   dd2 14x14x32 */
+    .conv_d1_2_dscratch = A + 9633792,    /*     924288   15-15   conv_d1_2 scratch bwd */
+    .e2_1               = A + 10558080,   /*     802816    3-23   e2.1 14x14x32 */
+    .e2                 = A + 11360896,   /*     802816    4-22   e2 14x14x32 */
+    .d2_1               = A + 12163712,   /*     802816    8-18   d2.1 14x14x32 */
+    .d2                 = A + 12966528,   /*     802816    9-17   d2 14x14x32 */
+    .maxpool_2          = A + 13769344,   /*     401408    2-24   maxpool_2 14x14x16 */
+    .m_1                = A + 14170752,   /*     401408    6-20   m.1 7x7x64 */
+    .m                  = A + 14572160,   /*     401408    7-19   m 7x7x64 */
+    .maxpool_5          = A + 14973568,   /*     200704    5-21   maxpool_5 7x7x32 */
+    .y                  = A + 15174272,   /*     100352    0-27   y 28x28x1 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -61,8 +128,8 @@ static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restr
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
@@ -70,18 +137,18 @@ static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restr
 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_1((r->A + 1605632), n0, r->X);
-    aert_conv_fwd((r->A + 1605632), 64, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 0) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_e1_1_scratch, 64, 1, 30, 30, 1, (r->P + 0), 3, r->e1_1 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1605632), (r->A + 0), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), (r->A + 1605632), 100352, 16);
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 144), r->d_e1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_1((r->A + 3211264), n0, r->X);
-    aert_conv_dw((r->A + 3211264), 64, 1, 30, 30, 1, (r->A + 1605632) + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
+    pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_e1_1_dscratch, 64, 1, 30, 30, 1, r->d_e1_1 + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
   }
 }
 
@@ -119,23 +186,23 @@ static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_2((r->A + 1605632), n0, (r->A + 0));
-    aert_conv_fwd((r->A + 1605632), 64, 1, 30, 30, 16, (r->P + 160), 3, (r->A + 3211264) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
+    aert_conv_fwd(r->conv_e1_2_scratch, 64, 1, 30, 30, 16, (r->P + 160), 3, r->e1 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 3211264), (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4816896), (r->A + 3211264), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2464), (r->A + 4816896), 100352, 16);
+  aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 2464), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_2((r->A + 6422528), n0, (r->A + 0));
-    aert_conv_dw((r->A + 6422528), 64, 1, 30, 30, 16, (r->A + 4816896) + (long)n0 * 12544, 3, (r->G + 160), 28, 28, 16);
+    pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
+    aert_conv_dw(r->conv_e1_2_dscratch, 64, 1, 30, 30, 16, r->d_e1 + (long)n0 * 12544, 3, (r->G + 160), 28, 28, 16);
   }
-  aert_conv_flip((r->P + 160), (r->A + 6422528) + 921984, 3, 16, 16);
+  aert_conv_flip((r->P + 160), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_e1_2((r->A + 6422528), n0, (r->A + 4816896));
-    aert_conv_fwd((r->A + 6422528), 64, 1, 30, 30, 16, (r->A + 6422528) + 921984, 3, (r->A + 1605632) + (long)n0 * 12544, 28, 28, 16, 1);
+    dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
+    aert_conv_fwd(r->conv_e1_2_dscratch, 64, 1, 30, 30, 16, r->conv_e1_2_dscratch + 921984, 3, r->d_e1_1 + (long)n0 * 12544, 28, 28, 16, 1);
   }
 }
 
@@ -144,11 +211,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  14x14x16, batch 128
  * forward 0 FLOP, 8.03 MB moved per batch; backward 0 FLOP, 16.06 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward((r->A + 3211264), (r->A + 13769344), 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward((r->A + 4816896), (r->A + 2659584), (r->A + 3211264), (r->A + 13769344), 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e2.1  (specs/img2img.ae:9:30)
@@ -184,24 +251,27 @@ static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2_1((r->A + 1605632), n0, (r->A + 13769344));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 16, (r->P + 2480), 3, (r->A + 10558080) + (long)n0 * 6272, 14, 14, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
+    aert_conv_fwd(r->conv_e2_1_scratch, 128, 1, 16, 16, 16, (r->P + 2480), 3, r->e2_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 10558080), (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 10558080), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 7088), (r->A + 6422528), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2_1((r->A + 1605632), n0, (r->A + 13769344));
-    aert_conv_dw((r->A + 1605632), 128, 1, 16, 16, 16, (r->A + 6422528) + (long)n0 * 6272, 3, (r->G + 2480), 14, 14, 32);
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 7088), r->d_e2_1, 25088, 32);
+  {
+    const int n0 = 0;
+    pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
+    aert_conv_dw(r->conv_e2_1_dscratch, 128, 1, 16, 16, 16, r->d_e2_1 + (long)n0 * 6272, 3, (r->G + 2480), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 2480), (r->A + 1605632) + 1049344, 3, 16, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_e2_1((r->A + 1605632), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 32, (r->A + 1605632) + 1049344, 3, (r->A + 2659584) + (long)n0 * 3136, 14, 14, 16, 1);
+  aert_conv_flip((r->P + 2480), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
+    aert_conv_fwd(r->conv_e2_1_dscratch, 128, 1, 16, 16, 32, r->conv_e2_1_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 3136, 14, 14, 16, 1);
   }
 }
 
@@ -238,24 +308,27 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2_2((r->A + 1605632), n0, (r->A + 10558080));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 32, (r->P + 7120), 3, (r->A + 11360896) + (long)n0 * 6272, 14, 14, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
+    aert_conv_fwd(r->conv_e2_2_scratch, 128, 1, 16, 16, 32, (r->P + 7120), 3, r->e2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 11360896), (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 7225344), (r->A + 11360896), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 16336), (r->A + 7225344), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_e2_2((r->A + 1605632), n0, (r->A + 10558080));
-    aert_conv_dw((r->A + 1605632), 128, 1, 16, 16, 32, (r->A + 7225344) + (long)n0 * 6272, 3, (r->G + 7120), 14, 14, 32);
+  aert_act_backward_inplace(r->d_e2, r->e2, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 16336), r->d_e2, 25088, 32);
+  {
+    const int n0 = 0;
+    pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
+    aert_conv_dw(r->conv_e2_2_dscratch, 128, 1, 16, 16, 32, r->d_e2 + (long)n0 * 6272, 3, (r->G + 7120), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 7120), (r->A + 1605632) + 1049344, 3, 32, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_e2_2((r->A + 1605632), n0, (r->A + 7225344));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 32, (r->A + 1605632) + 1049344, 3, (r->A + 6422528) + (long)n0 * 6272, 14, 14, 32, 1);
+  aert_conv_flip((r->P + 7120), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
+    aert_conv_fwd(r->conv_e2_2_dscratch, 128, 1, 16, 16, 32, r->conv_e2_2_dscratch + 1049344, 3, r->d_e2_1 + (long)n0 * 6272, 14, 14, 32, 1);
   }
 }
 
@@ -264,11 +337,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  7x7x32, batch 128
  * forward 0 FLOP, 4.01 MB moved per batch; backward 0 FLOP, 8.03 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward((r->A + 11360896), (r->A + 14973568), 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward((r->A + 7225344), (r->A + 2708992), (r->A + 11360896), (r->A + 14973568), 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 /* ---- conv m.1  (specs/img2img.ae:9:30)
@@ -304,24 +377,27 @@ static void dpad_conv_m_1(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_m_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_m_1((r->A + 1605632), n0, (r->A + 14973568));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 9, 9, 32, (r->P + 16368), 3, (r->A + 14170752) + (long)n0 * 3136, 7, 7, 64, 0);
+  {
+    const int n0 = 0;
+    pad_conv_m_1(r->conv_m_1_scratch, n0, r->maxpool_5);
+    aert_conv_fwd(r->conv_m_1_scratch, 128, 1, 9, 9, 32, (r->P + 16368), 3, r->m_1 + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 14170752), (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m_1, (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 2307584), (r->A + 14170752), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 34800), (r->A + 2307584), 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_m_1((r->A + 1605632), n0, (r->A + 14973568));
-    aert_conv_dw((r->A + 1605632), 128, 1, 9, 9, 32, (r->A + 2307584) + (long)n0 * 3136, 3, (r->G + 16368), 7, 7, 64);
+  aert_act_backward_inplace(r->d_m_1, r->m_1, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 34800), r->d_m_1, 6272, 64);
+  {
+    const int n0 = 0;
+    pad_conv_m_1(r->conv_m_1_dscratch, n0, r->maxpool_5);
+    aert_conv_dw(r->conv_m_1_dscratch, 128, 1, 9, 9, 32, r->d_m_1 + (long)n0 * 3136, 3, (r->G + 16368), 7, 7, 64);
   }
-  aert_conv_flip((r->P + 16368), (r->A + 1605632) + 665088, 3, 32, 64);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_m_1((r->A + 1605632), n0, (r->A + 2307584));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 9, 9, 64, (r->A + 1605632) + 665088, 3, (r->A + 2708992) + (long)n0 * 1568, 7, 7, 32, 1);
+  aert_conv_flip((r->P + 16368), r->conv_m_1_dscratch + 665088, 3, 32, 64);
+  {
+    const int n0 = 0;
+    dpad_conv_m_1(r->conv_m_1_dscratch, n0, r->d_m_1);
+    aert_conv_fwd(r->conv_m_1_dscratch, 128, 1, 9, 9, 64, r->conv_m_1_dscratch + 665088, 3, r->d_maxpool_5 + (long)n0 * 1568, 7, 7, 32, 1);
   }
 }
 
@@ -358,24 +434,27 @@ static void dpad_conv_m_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_m_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_m_2((r->A + 1605632), n0, (r->A + 14170752));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 9, 9, 64, (r->P + 34864), 3, (r->A + 14572160) + (long)n0 * 3136, 7, 7, 64, 0);
+  {
+    const int n0 = 0;
+    pad_conv_m_2(r->conv_m_2_scratch, n0, r->m_1);
+    aert_conv_fwd(r->conv_m_2_scratch, 128, 1, 9, 9, 64, (r->P + 34864), 3, r->m + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 14572160), (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m, (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 2708992), (r->A + 14572160), 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 71728), (r->A + 2708992), 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_m_2((r->A + 1605632), n0, (r->A + 14170752));
-    aert_conv_dw((r->A + 1605632), 128, 1, 9, 9, 64, (r->A + 2708992) + (long)n0 * 3136, 3, (r->G + 34864), 7, 7, 64);
+  aert_act_backward_inplace(r->d_m, r->m, 401408, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 71728), r->d_m, 6272, 64);
+  {
+    const int n0 = 0;
+    pad_conv_m_2(r->conv_m_2_dscratch, n0, r->m_1);
+    aert_conv_dw(r->conv_m_2_dscratch, 128, 1, 9, 9, 64, r->d_m + (long)n0 * 3136, 3, (r->G + 34864), 7, 7, 64);
   }
-  aert_conv_flip((r->P + 34864), (r->A + 1605632) + 665088, 3, 64, 64);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_m_2((r->A + 1605632), n0, (r->A + 2708992));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 9, 9, 64, (r->A + 1605632) + 665088, 3, (r->A + 2307584) + (long)n0 * 3136, 7, 7, 64, 1);
+  aert_conv_flip((r->P + 34864), r->conv_m_2_dscratch + 665088, 3, 64, 64);
+  {
+    const int n0 = 0;
+    dpad_conv_m_2(r->conv_m_2_dscratch, n0, r->d_m);
+    aert_conv_fwd(r->conv_m_2_dscratch, 128, 1, 9, 9, 64, r->conv_m_2_dscratch + 665088, 3, r->d_m_1 + (long)n0 * 3136, 7, 7, 64, 1);
   }
 }
 
@@ -394,8 +473,8 @@ static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 1440, 0, 96 * sizeof(aert_real));
       for (int tw = 0; tw < 14; tw++) {
         aert_real *c = o + (long)(1 + tw) * 96;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
-        memcpy(c + 64, t1 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c + 64, t1 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 786432, 0, 2304 * sizeof(aert_real));
@@ -421,31 +500,31 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *
     for (int th = 0; th < 14; th++)
       for (int tw = 0; tw < 14; tw++) {
         const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 96;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 32 + ch] += g[64 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
+        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 14 + th) * 14 + tw) * 32 + ch] += g[ch + 64];
       }
 }
 
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1((r->A + 1605632), n0, (r->A + 14572160), (r->A + 11360896));
-    aert_conv_fwd((r->A + 1605632), 32, 1, 16, 16, 96, (r->P + 71792), 3, (r->A + 12163712) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->m, r->e2);
+    aert_conv_fwd(r->conv_d2_1_scratch, 32, 1, 16, 16, 96, (r->P + 71792), 3, r->d2_1 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 12163712), (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 12163712), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 99440), (r->A + 6422528), 25088, 32);
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 99440), r->d_d2_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1((r->A + 1605632), n0, (r->A + 14572160), (r->A + 11360896));
-    aert_conv_dw((r->A + 1605632), 32, 1, 16, 16, 96, (r->A + 6422528) + (long)n0 * 6272, 3, (r->G + 71792), 14, 14, 32);
+    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->m, r->e2);
+    aert_conv_dw(r->conv_d2_1_dscratch, 32, 1, 16, 16, 96, r->d_d2_1 + (long)n0 * 6272, 3, (r->G + 71792), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 71792), (r->A + 1605632) + 264448, 3, 96, 32);
+  aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d2_1((r->A + 1605632), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 1605632), 32, 1, 16, 16, 32, (r->A + 1605632) + 264448, 3, (r->A + 1605632) + 292096, 14, 14, 96, 0);
-    unstack_conv_d2_1((r->A + 1605632) + 292096, n0, (r->A + 2708992), (r->A + 7225344));
+    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
+    aert_conv_fwd(r->conv_d2_1_dscratch, 32, 1, 16, 16, 32, r->conv_d2_1_dscratch + 264448, 3, r->conv_d2_1_dscratch + 292096, 14, 14, 96, 0);
+    unstack_conv_d2_1(r->conv_d2_1_dscratch + 292096, n0, r->d_m, r->d_e2);
   }
 }
 
@@ -482,24 +561,27 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_d2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_d2_2((r->A + 1605632), n0, (r->A + 12163712));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 32, (r->P + 99472), 3, (r->A + 12966528) + (long)n0 * 6272, 14, 14, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
+    aert_conv_fwd(r->conv_d2_2_scratch, 128, 1, 16, 16, 32, (r->P + 99472), 3, r->d2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 12966528), (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8868736), (r->A + 12966528), 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 108688), (r->A + 8868736), 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    pad_conv_d2_2((r->A + 1605632), n0, (r->A + 12163712));
-    aert_conv_dw((r->A + 1605632), 128, 1, 16, 16, 32, (r->A + 8868736) + (long)n0 * 6272, 3, (r->G + 99472), 14, 14, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, 802816, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 108688), r->d_d2, 25088, 32);
+  {
+    const int n0 = 0;
+    pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
+    aert_conv_dw(r->conv_d2_2_dscratch, 128, 1, 16, 16, 32, r->d_d2 + (long)n0 * 6272, 3, (r->G + 99472), 14, 14, 32);
   }
-  aert_conv_flip((r->P + 99472), (r->A + 1605632) + 1049344, 3, 32, 32);
-  for (int n0 = 0; n0 < 128; n0 += 128) {
-    dpad_conv_d2_2((r->A + 1605632), n0, (r->A + 8868736));
-    aert_conv_fwd((r->A + 1605632), 128, 1, 16, 16, 32, (r->A + 1605632) + 1049344, 3, (r->A + 6422528) + (long)n0 * 6272, 14, 14, 32, 1);
+  aert_conv_flip((r->P + 99472), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_2_dscratch, 128, 1, 16, 16, 32, r->conv_d2_2_dscratch + 1049344, 3, r->d_d2_1 + (long)n0 * 6272, 14, 14, 32, 1);
   }
 }
 
@@ -518,8 +600,8 @@ static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 1392, 0, 48 * sizeof(aert_real));
       for (int tw = 0; tw < 28; tw++) {
         aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 16, 16 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c + 32, t1 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 16, 16 * sizeof(aert_real));
       }
     }
   memset(xp + 691200, 0, 1152 * sizeof(aert_real));
@@ -545,31 +627,31 @@ static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *
     for (int th = 0; th < 28; th++)
       for (int tw = 0; tw < 28; tw++) {
         const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 16 + ch] += g[32 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
+        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 28 + th) * 28 + tw) * 16 + ch] += g[ch + 32];
       }
 }
 
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1((r->A + 4816896), n0, (r->A + 12966528), (r->A + 3211264));
-    aert_conv_fwd((r->A + 4816896), 16, 1, 30, 30, 48, (r->P + 108720), 3, (r->A + 1605632) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
+    aert_conv_fwd(r->conv_d1_1_scratch, 16, 1, 30, 30, 48, (r->P + 108720), 3, r->d1_1 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 1605632), (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 1605632), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 115632), (r->A + 6422528), 100352, 16);
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 115632), r->d_d1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1((r->A + 8028160), n0, (r->A + 12966528), (r->A + 3211264));
-    aert_conv_dw((r->A + 8028160), 16, 1, 30, 30, 48, (r->A + 6422528) + (long)n0 * 12544, 3, (r->G + 108720), 28, 28, 16);
+    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
+    aert_conv_dw(r->conv_d1_1_dscratch, 16, 1, 30, 30, 48, r->d_d1_1 + (long)n0 * 12544, 3, (r->G + 108720), 28, 28, 16);
   }
-  aert_conv_flip((r->P + 108720), (r->A + 8028160) + 231552, 3, 48, 16);
+  aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d1_1((r->A + 8028160), n0, (r->A + 6422528));
-    aert_conv_fwd((r->A + 8028160), 16, 1, 30, 30, 16, (r->A + 8028160) + 231552, 3, (r->A + 8028160) + 238464, 28, 28, 48, 0);
-    unstack_conv_d1_1((r->A + 8028160) + 238464, n0, (r->A + 8868736), (r->A + 4816896));
+    dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
+    aert_conv_fwd(r->conv_d1_1_dscratch, 16, 1, 30, 30, 16, r->conv_d1_1_dscratch + 231552, 3, r->conv_d1_1_dscratch + 238464, 28, 28, 48, 0);
+    unstack_conv_d1_1(r->conv_d1_1_dscratch + 238464, n0, r->d_d2, r->d_e1);
   }
 }
 
@@ -607,23 +689,23 @@ static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d1_2((r->A + 6422528), n0, (r->A + 1605632));
-    aert_conv_fwd((r->A + 6422528), 64, 1, 30, 30, 16, (r->P + 115648), 3, (r->A + 4816896) + (long)n0 * 12544, 28, 28, 16, 0);
+    pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
+    aert_conv_fwd(r->conv_d1_2_scratch, 64, 1, 30, 30, 16, (r->P + 115648), 3, r->d1 + (long)n0 * 12544, 28, 28, 16, 0);
   }
-  aert_bias_act((r->A + 4816896), (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8028160), (r->A + 4816896), 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 117952), (r->A + 8028160), 100352, 16);
+  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 117952), r->d_d1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d1_2((r->A + 9633792), n0, (r->A + 1605632));
-    aert_conv_dw((r->A + 9633792), 64, 1, 30, 30, 16, (r->A + 8028160) + (long)n0 * 12544, 3, (r->G + 115648), 28, 28, 16);
+    pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
+    aert_conv_dw(r->conv_d1_2_dscratch, 64, 1, 30, 30, 16, r->d_d1 + (long)n0 * 12544, 3, (r->G + 115648), 28, 28, 16);
   }
-  aert_conv_flip((r->P + 115648), (r->A + 9633792) + 921984, 3, 16, 16);
+  aert_conv_flip((r->P + 115648), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_d1_2((r->A + 9633792), n0, (r->A + 8028160));
-    aert_conv_fwd((r->A + 9633792), 64, 1, 30, 30, 16, (r->A + 9633792) + 921984, 3, (r->A + 6422528) + (long)n0 * 12544, 28, 28, 16, 1);
+    dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
+    aert_conv_fwd(r->conv_d1_2_dscratch, 64, 1, 30, 30, 16, r->conv_d1_2_dscratch + 921984, 3, r->d_d1_1 + (long)n0 * 12544, 28, 28, 16, 1);
   }
 }
 
@@ -632,22 +714,22 @@ static void conv_d1_2_backward(const run *r) {
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 3.21 MFLOP, 6.82 MB moved per batch; backward 6.42 MFLOP, 13.65 MB */
 static void conv_y_forward(const run *r) {
-    aert_gemm(0, 0, 100352, 1, 16, (r->A + 4816896), 16, (r->P + 117968), 1, 0, (r->A + 15174272), 1);
-  aert_bias_act((r->A + 15174272), (r->P + 117984), 100352, 1, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 100352, 1, 16, r->d1, 16, (r->P + 117968), 1, 0, r->y, 1);
+  aert_bias_act(r->y, (r->P + 117984), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 6422528), (r->A + 15174272), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 117984), (r->A + 6422528), 100352, 1);
-    aert_gemm(1, 0, 16, 1, 100352, (r->A + 4816896), 16, (r->A + 6422528), 1, 1, (r->G + 117968), 1);
-    aert_gemm(0, 1, 100352, 16, 1, (r->A + 6422528), 1, (r->P + 117968), 1, 1, (r->A + 8028160), 16);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 117984), r->d_y, 100352, 1);
+    aert_gemm(1, 0, 16, 1, 100352, r->d1, 16, r->d_y, 1, 1, (r->G + 117968), 1);
+    aert_gemm(0, 1, 100352, 16, 1, r->d_y, 1, (r->P + 117968), 1, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/img2img.ae:18: 1 * mse */
-  t = aert_loss_mse((r->A + 15174272), r->T, backward ? (r->A + 6422528) : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
+  t = aert_loss_mse(r->y, r->T, backward ? r->d_y : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -664,7 +746,7 @@ static double profile_ms[14][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -685,33 +767,33 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 118000);
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 8028160, 0, sizeof(aert_real) * 1605632);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(12, 1, conv_y_backward(&r));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 1605632);  /* d */
+  memset(r.d_d1_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(11, 1, conv_d1_2_backward(&r));
-  memset(r.A + 4816896, 0, sizeof(aert_real) * 1605632);  /* de1 */
-  memset(r.A + 8868736, 0, sizeof(aert_real) * 802816);  /* dd2 */
+  memset(r.d_e1, 0, sizeof(aert_real) * 1605632);
+  memset(r.d_d2, 0, sizeof(aert_real) * 802816);
   PROFILED(10, 1, conv_d1_1_backward(&r));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_d2_1, 0, sizeof(aert_real) * 802816);
   PROFILED(9, 1, conv_d2_2_backward(&r));
-  memset(r.A + 7225344, 0, sizeof(aert_real) * 802816);  /* de2 */
-  memset(r.A + 2708992, 0, sizeof(aert_real) * 401408);  /* dm */
+  memset(r.d_e2, 0, sizeof(aert_real) * 802816);
+  memset(r.d_m, 0, sizeof(aert_real) * 401408);
   PROFILED(8, 1, conv_d2_1_backward(&r));
-  memset(r.A + 2307584, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_m_1, 0, sizeof(aert_real) * 401408);
   PROFILED(7, 1, conv_m_2_backward(&r));
-  memset(r.A + 2708992, 0, sizeof(aert_real) * 200704);  /* d */
+  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 200704);
   PROFILED(6, 1, conv_m_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.A + 6422528, 0, sizeof(aert_real) * 802816);  /* d */
+  memset(r.d_e2_1, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.A + 2659584, 0, sizeof(aert_real) * 401408);  /* d */
+  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 401408);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.A + 1605632, 0, sizeof(aert_real) * 1605632);  /* d */
+  memset(r.d_e1_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

@@ -8,14 +8,46 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 7072528 floats (27.0 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
+ * backward kernels in reverse, 17 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *z_h_1, *conv_z_h_1_scratch, *z_h_2, *conv_z_h_2_scratch, *z_h2_1, *conv_z_h2_1_scratch;
+  aert_real *z_h2_2, *conv_z_h2_2_scratch, *z, *logits_1, *d_logits_1, *dropout_6, *d_dropout_6;
+  aert_real *logits_2, *d_logits_2, *loss_rows;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                 offset        floats   steps   what */
+    .z_h_1               = A + 0,          /*    3211264    0-16   z.h.1 28x28x32 */
+    .conv_z_h_1_scratch  = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
+    .conv_z_h_2_scratch  = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
+    .z_h2_1              = A + 3211264,    /*    1605632    2-14   z.h2.1 14x14x64 */
+    .conv_z_h2_1_scratch = A + 4816896,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
+    .conv_z_h2_2_scratch = A + 4816896,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
+    .logits_1            = A + 4816896,    /*       8192    5-11   logits.1 64 */
+    .d_logits_2          = A + 4825088,    /*       1280    8-9    dlogits.2 10 */
+    .d_logits_1          = A + 4825088,    /*       8192   10-11   dlogits.1 64 */
+    .dropout_6           = A + 4833280,    /*       8192    6-10   dropout_6 64 */
+    .d_dropout_6         = A + 4841472,    /*       8192    9-10   ddropout_6 64 */
+    .z                   = A + 4849664,    /*       4096    4-12   z 32 */
+    .z_h_2               = A + 5867008,    /*     802816    1-15   z.h.2 14x14x32 */
+    .z_h2_2              = A + 6669824,    /*     401408    3-13   z.h2.2 7x7x64 */
+    .logits_2            = A + 7071232,    /*       1280    0-17   logits.2 10 */
+    .loss_rows           = A + 7072512,    /*         10    0-17   loss rows */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -53,8 +85,8 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
       aert_real *o = xp + ((long)n * 30 + ph) * 30;
       int th = ph - 1;
       if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, 1 * sizeof(aert_real));
-      memset(o + 29, 0, 1 * sizeof(aert_real));
+      memset(o, 0, sizeof(aert_real));
+      memset(o + 29, 0, sizeof(aert_real));
       memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
     }
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
@@ -62,10 +94,10 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1((r->A + 3211264), n0, r->X);
-    aert_conv_fwd((r->A + 3211264), 32, 1, 30, 30, 1, (r->P + 0), 3, (r->A + 0) + (long)n0 * 25088, 28, 28, 32, 0);
+    pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_z_h_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->z_h_1 + (long)n0 * 25088, 28, 28, 32, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h.2  (specs/conv_ae.ae:8:51)
@@ -83,7 +115,7 @@ static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *rest
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 32;
         if (tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 28 + th / 1) * 28 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 921600, 0, 768 * sizeof(aert_real));
@@ -91,10 +123,10 @@ static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2((r->A + 3211264), n0, (r->A + 0));
-    aert_conv_fwd((r->A + 3211264), 32, 2, 15, 15, 32, (r->P + 320), 3, (r->A + 5867008) + (long)n0 * 6272, 14, 14, 32, 0);
+    pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
+    aert_conv_fwd(r->conv_z_h_2_scratch, 32, 2, 15, 15, 32, (r->P + 320), 3, r->z_h_2 + (long)n0 * 6272, 14, 14, 32, 0);
   }
-  aert_bias_act((r->A + 5867008), (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.1  (specs/conv_ae.ae:8:23)
@@ -117,10 +149,10 @@ static void pad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *res
 
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1((r->A + 4816896), n0, (r->A + 5867008));
-    aert_conv_fwd((r->A + 4816896), 64, 1, 16, 16, 32, (r->P + 9568), 3, (r->A + 3211264) + (long)n0 * 12544, 14, 14, 64, 0);
+    pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
+    aert_conv_fwd(r->conv_z_h2_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->z_h2_1 + (long)n0 * 12544, 14, 14, 64, 0);
   }
-  aert_bias_act((r->A + 3211264), (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.2  (specs/conv_ae.ae:8:51)
@@ -138,7 +170,7 @@ static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *res
         int tw = j * 2 + phase % 2 - 1;
         aert_real *c = o + (long)j * 64;
         if (tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 14 + th / 1) * 14 + tw / 1) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
@@ -146,10 +178,10 @@ static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *res
 
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2((r->A + 4816896), n0, (r->A + 3211264));
-    aert_conv_fwd((r->A + 4816896), 64, 2, 8, 8, 64, (r->P + 28064), 3, (r->A + 6669824) + (long)n0 * 3136, 7, 7, 64, 0);
+    pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
+    aert_conv_fwd(r->conv_z_h2_2_scratch, 64, 2, 8, 8, 64, (r->P + 28064), 3, r->z_h2_2 + (long)n0 * 3136, 7, 7, 64, 0);
   }
-  aert_bias_act((r->A + 6669824), (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z  (specs/conv_ae.ae:12:12)
@@ -157,8 +189,8 @@ static void conv_z_h2_2_forward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, (r->A + 6669824), 3136, (r->P + 64992), 32, 0, (r->A + 4849664), 32);
-  aert_bias_act((r->A + 4849664), (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense logits.1  (specs/latent_classifier.ae:12:12)
@@ -166,14 +198,14 @@ static void dense_z_forward(const run *r) {
  * out:  64, relu fused, batch 128
  * forward 524.29 KFLOP, 57.60 KB moved per batch; backward 524.29 KFLOP, 98.82 KB */
 static void dense_logits_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 64, 32, (r->A + 4849664), 32, (r->P + 165376), 64, 0, (r->A + 4816896), 64);
-  aert_bias_act((r->A + 4816896), (r->P + 167424), 128, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 64, 32, r->z, 32, (r->P + 165376), 64, 0, r->logits_1, 64);
+  aert_bias_act(r->logits_1, (r->P + 167424), 128, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_logits_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4825088), (r->A + 4816896), 8192, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 167424), (r->A + 4825088), 128, 64);
-    aert_gemm(1, 0, 32, 64, 128, (r->A + 4849664), 32, (r->A + 4825088), 64, 1, (r->G + 165376), 64);
+  aert_act_backward_inplace(r->d_logits_1, r->logits_1, 8192, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 167424), r->d_logits_1, 128, 64);
+    aert_gemm(1, 0, 32, 64, 128, r->z, 32, r->d_logits_1, 64, 1, (r->G + 165376), 64);
 }
 
 /* ---- dropout  (specs/latent_classifier.ae:12:36)
@@ -181,11 +213,11 @@ static void dense_logits_1_backward(const run *r) {
  * out:  64, batch 128
  * forward 0 FLOP, 65.54 KB moved per batch; backward 0 FLOP, 131.07 KB */
 static void dropout_6_forward(const run *r) {
-  aert_dropout_forward((r->A + 4816896), (r->A + 4833280), 8192, 0.2, r->training, aert_hash64(r->seed + 6));
+  aert_dropout_forward(r->logits_1, r->dropout_6, 8192, 0.2, r->training, aert_hash64(r->seed + 6));
 }
 
 static void dropout_6_backward(const run *r) {
-  aert_dropout_backward((r->A + 4825088), (r->A + 4841472), 8192, 0.2, aert_hash64(r->seed + 6));
+  aert_dropout_backward(r->d_logits_1, r->d_dropout_6, 8192, 0.2, aert_hash64(r->seed + 6));
 }
 
 /* ---- dense logits.2  (specs/latent_classifier.ae:12:52)
@@ -193,22 +225,22 @@ static void dropout_6_backward(const run *r) {
  * out: logits.2 10, batch 128
  * forward 163.84 KFLOP, 40.49 KB moved per batch; backward 327.68 KFLOP, 80.98 KB */
 static void dense_logits_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 10, 64, (r->A + 4833280), 64, (r->P + 167488), 10, 0, (r->A + 7071232), 10);
-  aert_bias_act((r->A + 7071232), (r->P + 168128), 128, 10, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 10, 64, r->dropout_6, 64, (r->P + 167488), 10, 0, r->logits_2, 10);
+  aert_bias_act(r->logits_2, (r->P + 168128), 128, 10, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logits_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 4825088), (r->A + 7071232), 1280, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 168128), (r->A + 4825088), 128, 10);
-    aert_gemm(1, 0, 64, 10, 128, (r->A + 4833280), 64, (r->A + 4825088), 10, 1, (r->G + 167488), 10);
-    aert_gemm(0, 1, 128, 64, 10, (r->A + 4825088), 10, (r->P + 167488), 10, 1, (r->A + 4841472), 64);
+  aert_act_backward_inplace(r->d_logits_2, r->logits_2, 1280, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 168128), r->d_logits_2, 128, 10);
+    aert_gemm(1, 0, 64, 10, 128, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + 167488), 10);
+    aert_gemm(0, 1, 128, 64, 10, r->d_logits_2, 10, (r->P + 167488), 10, 1, r->d_dropout_6, 64);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/latent_classifier.ae:14: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 7071232), r->T, backward ? (r->A + 4825088) : NULL, 128, 10, NULL, 0, 128, 1, (r->A + 7072512));
+  t = aert_loss_softmax_xent(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 128, 1, r->loss_rows);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -225,7 +257,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_z_h_1_forward(&r));
   PROFILED(1, 0, conv_z_h_2_forward(&r));
   PROFILED(2, 0, conv_z_h2_1_forward(&r));
@@ -241,13 +273,13 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 168144);
-  memset(r.A + 4825088, 0, sizeof(aert_real) * 1280);  /* dlogits.2 */
+  memset(r.d_logits_2, 0, sizeof(aert_real) * 1280);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 4841472, 0, sizeof(aert_real) * 8192);  /* d */
+  memset(r.d_dropout_6, 0, sizeof(aert_real) * 8192);
   PROFILED(7, 1, dense_logits_2_backward(&r));
-  memset(r.A + 4825088, 0, sizeof(aert_real) * 8192);  /* d */
+  memset(r.d_logits_1, 0, sizeof(aert_real) * 8192);
   PROFILED(6, 1, dropout_6_backward(&r));
   PROFILED(5, 1, dense_logits_1_backward(&r));
 }

@@ -8,14 +8,36 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 663552 floats (2.5 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-3 the forward kernels, 4 the loss, 5-8 the
+ * backward kernels in reverse, 9 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h, *d_h, *z, *d_z, *y_1, *d_y_1, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-9    y 784 */
+    .d_y      = A + 200704,     /*     200704    4-5    dy 784 */
+    .d_h      = A + 200704,     /*      65536    7-8    dh 256 */
+    .h        = A + 401408,     /*      65536    0-8    h 256 */
+    .y_1      = A + 466944,     /*      65536    2-6    y.1 256 */
+    .d_y_1    = A + 532480,     /*      65536    5-6    dy.1 256 */
+    .z        = A + 598016,     /*      32768    0-9    z 128 */
+    .d_z      = A + 630784,     /*      32768    4-7    dz 128 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -41,14 +63,14 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 401408), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), (r->A + 200704), 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, (r->A + 200704), 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h, r->h, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h, 256, 256);
+    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense z  (specs/sparse_l1_ae.ae:8:14)
@@ -56,15 +78,15 @@ static void dense_h_backward(const run *r) {
  * out: z 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, (r->A + 401408), 256, (r->P + 200960), 128, 0, (r->A + 598016), 128);
-  aert_bias_act((r->A + 598016), (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 128, 256, r->h, 256, (r->P + 200960), 128, 0, r->z, 128);
+  aert_bias_act(r->z, (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 630784), (r->A + 598016), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), (r->A + 630784), 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, (r->A + 401408), 256, (r->A + 630784), 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, 256, 256, 128, (r->A + 630784), 128, (r->P + 200960), 128, 1, (r->A + 200704), 256);
+  aert_act_backward_inplace(r->d_z, r->z, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 233728), r->d_z, 256, 128);
+    aert_gemm(1, 0, 256, 128, 256, r->h, 256, r->d_z, 128, 1, (r->G + 200960), 128);
+    aert_gemm(0, 1, 256, 256, 128, r->d_z, 128, (r->P + 200960), 128, 1, r->d_h, 256);
 }
 
 /* ---- dense y.1  (specs/sparse_l1_ae.ae:9:7)
@@ -72,15 +94,15 @@ static void dense_z_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, (r->A + 598016), 128, (r->P + 233856), 256, 0, (r->A + 466944), 256);
-  aert_bias_act((r->A + 466944), (r->P + 266624), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 128, r->z, 128, (r->P + 233856), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + 266624), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 532480), (r->A + 466944), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 266624), (r->A + 532480), 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, (r->A + 598016), 128, (r->A + 532480), 256, 1, (r->G + 233856), 256);
-    aert_gemm(0, 1, 256, 128, 256, (r->A + 532480), 256, (r->P + 233856), 256, 1, (r->A + 630784), 128);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 266624), r->d_y_1, 256, 256);
+    aert_gemm(1, 0, 128, 256, 256, r->z, 128, r->d_y_1, 256, 1, (r->G + 233856), 256);
+    aert_gemm(0, 1, 256, 128, 256, r->d_y_1, 256, (r->P + 233856), 256, 1, r->d_z, 128);
 }
 
 /* ---- dense y.2  (specs/sparse_l1_ae.ae:9:32)
@@ -88,26 +110,26 @@ static void dense_y_1_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 466944), 256, (r->P + 266880), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 467584), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->y_1, 256, (r->P + 266880), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 467584), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 467584), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 466944), 256, (r->A + 200704), 784, 1, (r->G + 266880), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 266880), 784, 1, (r->A + 532480), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 467584), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->y_1, 256, r->d_y, 784, 1, (r->G + 266880), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 266880), 784, 1, r->d_y_1, 256);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/sparse_l1_ae.ae:11: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/sparse_l1_ae.ae:11: 0.0001 * l1 */
-  t = aert_loss_l1((r->A + 598016), backward ? (r->A + 630784) : NULL, 32768, 256, 0.0001);
+  t = aert_loss_l1(r->z, backward ? r->d_z : NULL, 32768, 256, 0.0001);
   if (out) out->term[1] = t;
   total += 0.0001 * t;
   if (out) out->total = total;
@@ -124,7 +146,7 @@ static double profile_ms[5][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_z_forward(&r));
   PROFILED(2, 0, dense_y_1_forward(&r));
@@ -136,22 +158,22 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 468368);
-  memset(r.A + 630784, 0, sizeof(aert_real) * 32768);  /* dz */
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_z, 0, sizeof(aert_real) * 32768);
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(4, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 65536);
   PROFILED(3, 1, dense_y_2_backward(&r));
   PROFILED(2, 1, dense_y_1_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* dh */
+  memset(r.d_h, 0, sizeof(aert_real) * 65536);
   PROFILED(1, 1, dense_z_backward(&r));
   PROFILED(0, 1, dense_h_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 598016, Z, sizeof(aert_real) * 32768);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);

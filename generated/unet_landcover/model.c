@@ -8,14 +8,124 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 92012560 floats (351.0 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-22 the forward kernels, 23 the loss, 24-46 the
+ * backward kernels in reverse, 47 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e1_1, *d_e1_1, *conv_e1_1_scratch, *conv_e1_1_dscratch, *e1, *d_e1, *conv_e1_2_scratch;
+  aert_real *conv_e1_2_dscratch, *maxpool_2, *d_maxpool_2, *e2_1, *d_e2_1, *conv_e2_1_scratch;
+  aert_real *conv_e2_1_dscratch, *e2, *d_e2, *conv_e2_2_scratch, *conv_e2_2_dscratch, *maxpool_5;
+  aert_real *d_maxpool_5, *e3_1, *d_e3_1, *conv_e3_1_scratch, *conv_e3_1_dscratch, *e3, *d_e3;
+  aert_real *conv_e3_2_scratch, *conv_e3_2_dscratch, *maxpool_8, *d_maxpool_8, *e4_1, *d_e4_1;
+  aert_real *conv_e4_1_scratch, *conv_e4_1_dscratch, *e4, *d_e4, *conv_e4_2_scratch;
+  aert_real *conv_e4_2_dscratch, *maxpool_11, *d_maxpool_11, *b_1, *d_b_1, *conv_b_1_scratch;
+  aert_real *conv_b_1_dscratch, *b, *d_b, *conv_b_2_scratch, *conv_b_2_dscratch, *d4_1, *d_d4_1;
+  aert_real *conv_d4_1_scratch, *conv_d4_1_dscratch, *d4, *d_d4, *conv_d4_2_scratch;
+  aert_real *conv_d4_2_dscratch, *d3_1, *d_d3_1, *conv_d3_1_scratch, *conv_d3_1_dscratch, *d3, *d_d3;
+  aert_real *conv_d3_2_scratch, *conv_d3_2_dscratch, *d2_1, *d_d2_1, *conv_d2_1_scratch;
+  aert_real *conv_d2_1_dscratch, *d2, *d_d2, *conv_d2_2_scratch, *conv_d2_2_dscratch, *d1_1, *d_d1_1;
+  aert_real *conv_d1_1_scratch, *conv_d1_1_dscratch, *d1, *d_d1, *conv_d1_2_scratch;
+  aert_real *conv_d1_2_dscratch, *logits, *d_logits, *loss_rows;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                offset        floats   steps   what */
+    .e1_1               = A + 0,          /*    8388608    0-46   e1.1 256x256x16 */
+    .conv_e1_1_scratch  = A + 8388608,    /*    1598112    0-0    conv_e1_1 scratch fwd */
+    .conv_e1_2_scratch  = A + 8388608,    /*    1065408    1-1    conv_e1_2 scratch fwd */
+    .conv_e2_1_scratch  = A + 8388608,    /*     271168    3-3    conv_e2_1 scratch fwd */
+    .conv_e2_2_scratch  = A + 8388608,    /*     541568    4-4    conv_e2_2 scratch fwd */
+    .conv_e3_1_scratch  = A + 8388608,    /*     280320    6-6    conv_e3_1 scratch fwd */
+    .conv_e3_2_scratch  = A + 8388608,    /*     559104    7-7    conv_e3_2 scratch fwd */
+    .conv_e4_1_scratch  = A + 8388608,    /*     299008    9-9    conv_e4_1 scratch fwd */
+    .conv_e4_2_scratch  = A + 8388608,    /*     594944   10-10   conv_e4_2 scratch fwd */
+    .conv_b_1_scratch   = A + 8388608,    /*     337920   12-12   conv_b_1 scratch fwd */
+    .conv_b_2_scratch   = A + 8388608,    /*     669696   13-13   conv_b_2 scratch fwd */
+    .conv_d4_1_scratch  = A + 8388608,    /*     453120   14-14   conv_d4_1 scratch fwd */
+    .conv_d4_2_scratch  = A + 8388608,    /*     594944   15-15   conv_d4_2 scratch fwd */
+    .conv_d3_1_scratch  = A + 8388608,    /*     840960   16-16   conv_d3_1 scratch fwd */
+    .conv_d3_2_scratch  = A + 8388608,    /*     559104   17-17   conv_d3_2 scratch fwd */
+    .conv_d2_1_scratch  = A + 8388608,    /*    1624704   18-18   conv_d2_1 scratch fwd */
+    .conv_d2_2_scratch  = A + 8388608,    /*     541568   19-19   conv_d2_2 scratch fwd */
+    .d1_1               = A + 8388608,    /*    8388608   20-26   d1.1 256x256x16 */
+    .d_d2_1             = A + 8388608,    /*    4194304   27-28   dd2.1 128x128x32 */
+    .d_d3_1             = A + 8388608,    /*    2097152   29-30   dd3.1 64x64x64 */
+    .d_d4_1             = A + 8388608,    /*    1048576   31-32   dd4.1 32x32x128 */
+    .conv_b_2_dscratch  = A + 8388608,    /*    1259520   33-33   conv_b_2 scratch bwd */
+    .conv_b_1_dscratch  = A + 8388608,    /*     964608   34-34   conv_b_1 scratch bwd */
+    .d_e4_1             = A + 8388608,    /*    1048576   36-37   de4.1 32x32x128 */
+    .d_e3_1             = A + 8388608,    /*    2097152   39-40   de3.1 64x64x64 */
+    .d_e2_1             = A + 8388608,    /*    4194304   42-43   de2.1 128x128x32 */
+    .d_e1_1             = A + 8388608,    /*    8388608   45-46   de1.1 256x256x16 */
+    .d_maxpool_11       = A + 9353216,    /*     262144   34-35   dmaxpool_11 16x16x128 */
+    .conv_d4_2_dscratch = A + 9437184,    /*     742400   31-31   conv_d4_2 scratch bwd */
+    .conv_d4_1_dscratch = A + 9437184,    /*     992768   32-32   conv_d4_1 scratch bwd */
+    .conv_e4_2_dscratch = A + 9437184,    /*     742400   36-36   conv_e4_2 scratch bwd */
+    .conv_e4_1_dscratch = A + 9437184,    /*     668672   37-37   conv_e4_1 scratch bwd */
+    .d_b_1              = A + 9648128,    /*     524288   33-34   db.1 16x16x256 */
+    .conv_d3_2_dscratch = A + 10485760,   /*     595968   29-29   conv_d3_2 scratch bwd */
+    .d_e3               = A + 10485760,   /*    2097152   30-39   de3 64x64x64 */
+    .d_maxpool_5        = A + 10485760,   /*    1048576   40-41   dmaxpool_5 64x64x32 */
+    .conv_e3_1_dscratch = A + 11534336,   /*     577536   40-40   conv_e3_1 scratch bwd */
+    .conv_d2_2_dscratch = A + 12582912,   /*     550784   27-27   conv_d2_2 scratch bwd */
+    .d_e2               = A + 12582912,   /*    4194304   28-42   de2 128x128x32 */
+    .d_maxpool_2        = A + 12582912,   /*    2097152   43-44   dmaxpool_2 128x128x16 */
+    .conv_e2_1_dscratch = A + 14680064,   /*     546176   43-43   conv_e2_1 scratch bwd */
+    .e1                 = A + 16777216,   /*    8388608    1-45   e1 256x256x16 */
+    .conv_e1_1_dscratch = A + 16777216,   /*    1598112   46-46   conv_e1_1 scratch bwd */
+    .conv_d1_1_scratch  = A + 25165824,   /*    3196224   20-20   conv_d1_1 scratch fwd */
+    .d1                 = A + 25165824,   /*    8388608   21-25   d1 256x256x16 */
+    .d_e1               = A + 25165824,   /*    8388608   26-45   de1 256x256x16 */
+    .conv_d1_2_scratch  = A + 33554432,   /*    1065408   21-21   conv_d1_2 scratch fwd */
+    .d_logits           = A + 33554432,   /*    3145728   23-24   dlogits 256x256x6 */
+    .d_d1_1             = A + 33554432,   /*    8388608   25-26   dd1.1 256x256x16 */
+    .conv_d2_1_dscratch = A + 33554432,   /*    2143616   28-28   conv_d2_1 scratch bwd */
+    .conv_d3_1_dscratch = A + 33554432,   /*    1180416   30-30   conv_d3_1 scratch bwd */
+    .d_e4               = A + 33554432,   /*    1048576   32-36   de4 32x32x128 */
+    .d_maxpool_8        = A + 33554432,   /*     524288   37-38   dmaxpool_8 32x32x64 */
+    .conv_e3_2_dscratch = A + 33554432,   /*     595968   39-39   conv_e3_2 scratch bwd */
+    .conv_e2_2_dscratch = A + 33554432,   /*     550784   42-42   conv_e2_2 scratch bwd */
+    .conv_e1_2_dscratch = A + 33554432,   /*    1067712   45-45   conv_e1_2 scratch bwd */
+    .d_b                = A + 34603008,   /*     524288   32-33   db 16x16x256 */
+    .d_d4               = A + 34734848,   /*    1048576   30-31   dd4 32x32x128 */
+    .d_d3               = A + 35698048,   /*    2097152   28-29   dd3 64x64x64 */
+    .d_d1               = A + 41943040,   /*    8388608   24-25   dd1 256x256x16 */
+    .conv_d1_1_dscratch = A + 41943040,   /*    4218816   26-26   conv_d1_1 scratch bwd */
+    .e2_1               = A + 50331648,   /*    4194304    3-43   e2.1 128x128x32 */
+    .e2                 = A + 54525952,   /*    4194304    4-42   e2 128x128x32 */
+    .d2_1               = A + 58720256,   /*    4194304   18-28   d2.1 128x128x32 */
+    .d2                 = A + 62914560,   /*    4194304   19-27   d2 128x128x32 */
+    .conv_d1_2_dscratch = A + 67108864,   /*    1067712   25-25   conv_d1_2 scratch bwd */
+    .d_d2               = A + 67108864,   /*    4194304   26-27   dd2 128x128x32 */
+    .logits             = A + 71303168,   /*    3145728    0-47   logits 256x256x6 */
+    .maxpool_2          = A + 74448896,   /*    2097152    2-44   maxpool_2 128x128x16 */
+    .e3_1               = A + 76546048,   /*    2097152    6-40   e3.1 64x64x64 */
+    .e3                 = A + 78643200,   /*    2097152    7-39   e3 64x64x64 */
+    .d3_1               = A + 80740352,   /*    2097152   16-30   d3.1 64x64x64 */
+    .d3                 = A + 82837504,   /*    2097152   17-29   d3 64x64x64 */
+    .maxpool_5          = A + 84934656,   /*    1048576    5-41   maxpool_5 64x64x32 */
+    .e4_1               = A + 85983232,   /*    1048576    9-37   e4.1 32x32x128 */
+    .e4                 = A + 87031808,   /*    1048576   10-36   e4 32x32x128 */
+    .d4_1               = A + 88080384,   /*    1048576   14-32   d4.1 32x32x128 */
+    .d4                 = A + 89128960,   /*    1048576   15-31   d4 32x32x128 */
+    .maxpool_8          = A + 90177536,   /*     524288    8-38   maxpool_8 32x32x64 */
+    .b_1                = A + 90701824,   /*     524288   12-34   b.1 16x16x256 */
+    .b                  = A + 91226112,   /*     524288   13-33   b 16x16x256 */
+    .maxpool_11         = A + 91750400,   /*     262144   11-35   maxpool_11 16x16x128 */
+    .loss_rows          = A + 92012544,   /*          6    0-47   loss rows */
+  };
+}
 
 #define AEC_BATCH 8
 #define AEC_IN_SIZE 1572864
@@ -71,8 +181,8 @@ static const aert_param params[] = {
  * out:  256x256x16, relu fused, batch 8
  * forward 3.62 GFLOP, 83.90 MB moved per batch; backward 3.62 GFLOP, 117.47 MB */
 static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 6192;
       int th = ph - 1;
@@ -85,19 +195,19 @@ static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_e1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e1_1((r->A + 8388608), n0, r->X);
-    aert_conv_fwd((r->A + 8388608), 1, 1, 258, 258, 24, (r->P + 0), 3, (r->A + 0) + (long)n0 * 1048576, 256, 256, 16, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
+    aert_conv_fwd(r->conv_e1_1_scratch, 1, 1, 258, 258, 24, (r->P + 0), 3, r->e1_1 + (long)n0 * 1048576, 256, 256, 16, 0);
   }
-  aert_bias_act((r->A + 0), (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 0), 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 3456), (r->A + 8388608), 524288, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e1_1((r->A + 16777216), n0, r->X);
-    aert_conv_dw((r->A + 16777216), 1, 1, 258, 258, 24, (r->A + 8388608) + (long)n0 * 1048576, 3, (r->G + 0), 256, 256, 16);
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 8388608, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 3456), r->d_e1_1, 524288, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
+    aert_conv_dw(r->conv_e1_1_dscratch, 1, 1, 258, 258, 24, r->d_e1_1 + (long)n0 * 1048576, 3, (r->G + 0), 256, 256, 16);
   }
 }
 
@@ -106,8 +216,8 @@ static void conv_e1_1_backward(const run *r) {
  * out: e1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
 static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 4128;
       int th = ph - 1;
@@ -120,8 +230,8 @@ static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 4128;
       int th = ph - 1;
@@ -134,24 +244,24 @@ static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e1_2((r->A + 8388608), n0, (r->A + 0));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 258, 258, 16, (r->P + 3472), 3, (r->A + 16777216) + (long)n0 * 1048576, 256, 256, 16, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
+    aert_conv_fwd(r->conv_e1_2_scratch, 1, 1, 258, 258, 16, (r->P + 3472), 3, r->e1 + (long)n0 * 1048576, 256, 256, 16, 0);
   }
-  aert_bias_act((r->A + 16777216), (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 25165824), (r->A + 16777216), 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 5776), (r->A + 25165824), 524288, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e1_2((r->A + 33554432), n0, (r->A + 0));
-    aert_conv_dw((r->A + 33554432), 1, 1, 258, 258, 16, (r->A + 25165824) + (long)n0 * 1048576, 3, (r->G + 3472), 256, 256, 16);
+  aert_act_backward_inplace(r->d_e1, r->e1, 8388608, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 5776), r->d_e1, 524288, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
+    aert_conv_dw(r->conv_e1_2_dscratch, 1, 1, 258, 258, 16, r->d_e1 + (long)n0 * 1048576, 3, (r->G + 3472), 256, 256, 16);
   }
-  aert_conv_flip((r->P + 3472), (r->A + 33554432) + 1065408, 3, 16, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_e1_2((r->A + 33554432), n0, (r->A + 25165824));
-    aert_conv_fwd((r->A + 33554432), 1, 1, 258, 258, 16, (r->A + 33554432) + 1065408, 3, (r->A + 8388608) + (long)n0 * 1048576, 256, 256, 16, 1);
+  aert_conv_flip((r->P + 3472), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
+    aert_conv_fwd(r->conv_e1_2_dscratch, 1, 1, 258, 258, 16, r->conv_e1_2_dscratch + 1065408, 3, r->d_e1_1 + (long)n0 * 1048576, 256, 256, 16, 1);
   }
 }
 
@@ -160,11 +270,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  128x128x16, batch 8
  * forward 0 FLOP, 41.94 MB moved per batch; backward 0 FLOP, 83.89 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward((r->A + 16777216), (r->A + 74448896), 8, 256, 256, 16, 2, 2, 128, 128, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, 8, 256, 256, 16, 2, 2, 128, 128, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward((r->A + 25165824), (r->A + 12582912), (r->A + 16777216), (r->A + 74448896), 8, 256, 256, 16, 2, 2, 128, 128, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 8, 256, 256, 16, 2, 2, 128, 128, 1);
 }
 
 /* ---- conv e2.1  (specs/unet_landcover.ae:8:30)
@@ -172,8 +282,8 @@ static void maxpool_2_backward(const run *r) {
  * out:  128x128x32, relu fused, batch 8
  * forward 1.21 GFLOP, 25.18 MB moved per batch; backward 2.42 GFLOP, 50.37 MB */
 static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 2080;
       int th = ph - 1;
@@ -186,8 +296,8 @@ static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -200,24 +310,24 @@ static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e2_1((r->A + 8388608), n0, (r->A + 74448896));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 130, 130, 16, (r->P + 5792), 3, (r->A + 50331648) + (long)n0 * 524288, 128, 128, 32, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
+    aert_conv_fwd(r->conv_e2_1_scratch, 1, 1, 130, 130, 16, (r->P + 5792), 3, r->e2_1 + (long)n0 * 524288, 128, 128, 32, 0);
   }
-  aert_bias_act((r->A + 50331648), (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 50331648), 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 10400), (r->A + 8388608), 131072, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e2_1((r->A + 14680064), n0, (r->A + 74448896));
-    aert_conv_dw((r->A + 14680064), 1, 1, 130, 130, 16, (r->A + 8388608) + (long)n0 * 524288, 3, (r->G + 5792), 128, 128, 32);
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 4194304, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 10400), r->d_e2_1, 131072, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
+    aert_conv_dw(r->conv_e2_1_dscratch, 1, 1, 130, 130, 16, r->d_e2_1 + (long)n0 * 524288, 3, (r->G + 5792), 128, 128, 32);
   }
-  aert_conv_flip((r->P + 5792), (r->A + 14680064) + 541568, 3, 16, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_e2_1((r->A + 14680064), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 14680064), 1, 1, 130, 130, 32, (r->A + 14680064) + 541568, 3, (r->A + 12582912) + (long)n0 * 262144, 128, 128, 16, 1);
+  aert_conv_flip((r->P + 5792), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
+    aert_conv_fwd(r->conv_e2_1_dscratch, 1, 1, 130, 130, 32, r->conv_e2_1_dscratch + 541568, 3, r->d_maxpool_2 + (long)n0 * 262144, 128, 128, 16, 1);
   }
 }
 
@@ -226,8 +336,8 @@ static void conv_e2_1_backward(const run *r) {
  * out: e2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
 static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -240,8 +350,8 @@ static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -254,24 +364,24 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e2_2((r->A + 8388608), n0, (r->A + 50331648));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 130, 130, 32, (r->P + 10432), 3, (r->A + 54525952) + (long)n0 * 524288, 128, 128, 32, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
+    aert_conv_fwd(r->conv_e2_2_scratch, 1, 1, 130, 130, 32, (r->P + 10432), 3, r->e2 + (long)n0 * 524288, 128, 128, 32, 0);
   }
-  aert_bias_act((r->A + 54525952), (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 12582912), (r->A + 54525952), 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 19648), (r->A + 12582912), 131072, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_e2_2((r->A + 33554432), n0, (r->A + 50331648));
-    aert_conv_dw((r->A + 33554432), 1, 1, 130, 130, 32, (r->A + 12582912) + (long)n0 * 524288, 3, (r->G + 10432), 128, 128, 32);
+  aert_act_backward_inplace(r->d_e2, r->e2, 4194304, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 19648), r->d_e2, 131072, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
+    aert_conv_dw(r->conv_e2_2_dscratch, 1, 1, 130, 130, 32, r->d_e2 + (long)n0 * 524288, 3, (r->G + 10432), 128, 128, 32);
   }
-  aert_conv_flip((r->P + 10432), (r->A + 33554432) + 541568, 3, 32, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_e2_2((r->A + 33554432), n0, (r->A + 12582912));
-    aert_conv_fwd((r->A + 33554432), 1, 1, 130, 130, 32, (r->A + 33554432) + 541568, 3, (r->A + 8388608) + (long)n0 * 524288, 128, 128, 32, 1);
+  aert_conv_flip((r->P + 10432), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
+    aert_conv_fwd(r->conv_e2_2_dscratch, 1, 1, 130, 130, 32, r->conv_e2_2_dscratch + 541568, 3, r->d_e2_1 + (long)n0 * 524288, 128, 128, 32, 1);
   }
 }
 
@@ -280,11 +390,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  64x64x32, batch 8
  * forward 0 FLOP, 20.97 MB moved per batch; backward 0 FLOP, 41.94 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward((r->A + 54525952), (r->A + 84934656), 8, 128, 128, 32, 2, 2, 64, 64, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, 8, 128, 128, 32, 2, 2, 64, 64, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward((r->A + 12582912), (r->A + 10485760), (r->A + 54525952), (r->A + 84934656), 8, 128, 128, 32, 2, 2, 64, 64, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 8, 128, 128, 32, 2, 2, 64, 64, 1);
 }
 
 /* ---- conv e3.1  (specs/unet_landcover.ae:8:30)
@@ -321,23 +431,23 @@ static void dpad_conv_e3_1(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_e3_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_1((r->A + 8388608), n0, (r->A + 84934656));
-    aert_conv_fwd((r->A + 8388608), 2, 1, 66, 66, 32, (r->P + 19680), 3, (r->A + 76546048) + (long)n0 * 262144, 64, 64, 64, 0);
+    pad_conv_e3_1(r->conv_e3_1_scratch, n0, r->maxpool_5);
+    aert_conv_fwd(r->conv_e3_1_scratch, 2, 1, 66, 66, 32, (r->P + 19680), 3, r->e3_1 + (long)n0 * 262144, 64, 64, 64, 0);
   }
-  aert_bias_act((r->A + 76546048), (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3_1, (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 76546048), 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 38112), (r->A + 8388608), 32768, 64);
+  aert_act_backward_inplace(r->d_e3_1, r->e3_1, 2097152, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 38112), r->d_e3_1, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_1((r->A + 11534336), n0, (r->A + 84934656));
-    aert_conv_dw((r->A + 11534336), 2, 1, 66, 66, 32, (r->A + 8388608) + (long)n0 * 262144, 3, (r->G + 19680), 64, 64, 64);
+    pad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->maxpool_5);
+    aert_conv_dw(r->conv_e3_1_dscratch, 2, 1, 66, 66, 32, r->d_e3_1 + (long)n0 * 262144, 3, (r->G + 19680), 64, 64, 64);
   }
-  aert_conv_flip((r->P + 19680), (r->A + 11534336) + 559104, 3, 32, 64);
+  aert_conv_flip((r->P + 19680), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_e3_1((r->A + 11534336), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 11534336), 2, 1, 66, 66, 64, (r->A + 11534336) + 559104, 3, (r->A + 10485760) + (long)n0 * 131072, 64, 64, 32, 1);
+    dpad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->d_e3_1);
+    aert_conv_fwd(r->conv_e3_1_dscratch, 2, 1, 66, 66, 64, r->conv_e3_1_dscratch + 559104, 3, r->d_maxpool_5 + (long)n0 * 131072, 64, 64, 32, 1);
   }
 }
 
@@ -375,23 +485,23 @@ static void dpad_conv_e3_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_e3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_2((r->A + 8388608), n0, (r->A + 76546048));
-    aert_conv_fwd((r->A + 8388608), 2, 1, 66, 66, 64, (r->P + 38176), 3, (r->A + 78643200) + (long)n0 * 262144, 64, 64, 64, 0);
+    pad_conv_e3_2(r->conv_e3_2_scratch, n0, r->e3_1);
+    aert_conv_fwd(r->conv_e3_2_scratch, 2, 1, 66, 66, 64, (r->P + 38176), 3, r->e3 + (long)n0 * 262144, 64, 64, 64, 0);
   }
-  aert_bias_act((r->A + 78643200), (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3, (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 10485760), (r->A + 78643200), 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 75040), (r->A + 10485760), 32768, 64);
+  aert_act_backward_inplace(r->d_e3, r->e3, 2097152, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 75040), r->d_e3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_2((r->A + 33554432), n0, (r->A + 76546048));
-    aert_conv_dw((r->A + 33554432), 2, 1, 66, 66, 64, (r->A + 10485760) + (long)n0 * 262144, 3, (r->G + 38176), 64, 64, 64);
+    pad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->e3_1);
+    aert_conv_dw(r->conv_e3_2_dscratch, 2, 1, 66, 66, 64, r->d_e3 + (long)n0 * 262144, 3, (r->G + 38176), 64, 64, 64);
   }
-  aert_conv_flip((r->P + 38176), (r->A + 33554432) + 559104, 3, 64, 64);
+  aert_conv_flip((r->P + 38176), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_e3_2((r->A + 33554432), n0, (r->A + 10485760));
-    aert_conv_fwd((r->A + 33554432), 2, 1, 66, 66, 64, (r->A + 33554432) + 559104, 3, (r->A + 8388608) + (long)n0 * 262144, 64, 64, 64, 1);
+    dpad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->d_e3);
+    aert_conv_fwd(r->conv_e3_2_dscratch, 2, 1, 66, 66, 64, r->conv_e3_2_dscratch + 559104, 3, r->d_e3_1 + (long)n0 * 262144, 64, 64, 64, 1);
   }
 }
 
@@ -400,11 +510,11 @@ static void conv_e3_2_backward(const run *r) {
  * out:  32x32x64, batch 8
  * forward 0 FLOP, 10.49 MB moved per batch; backward 0 FLOP, 20.97 MB */
 static void maxpool_8_forward(const run *r) {
-  aert_pool_forward((r->A + 78643200), (r->A + 90177536), 8, 64, 64, 64, 2, 2, 32, 32, 1);
+  aert_pool_forward(r->e3, r->maxpool_8, 8, 64, 64, 64, 2, 2, 32, 32, 1);
 }
 
 static void maxpool_8_backward(const run *r) {
-  aert_pool_backward((r->A + 10485760), (r->A + 33554432), (r->A + 78643200), (r->A + 90177536), 8, 64, 64, 64, 2, 2, 32, 32, 1);
+  aert_pool_backward(r->d_e3, r->d_maxpool_8, r->e3, r->maxpool_8, 8, 64, 64, 64, 2, 2, 32, 32, 1);
 }
 
 /* ---- conv e4.1  (specs/unet_landcover.ae:8:30)
@@ -441,23 +551,23 @@ static void dpad_conv_e4_1(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_e4_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_1((r->A + 8388608), n0, (r->A + 90177536));
-    aert_conv_fwd((r->A + 8388608), 4, 1, 34, 34, 64, (r->P + 75104), 3, (r->A + 85983232) + (long)n0 * 131072, 32, 32, 128, 0);
+    pad_conv_e4_1(r->conv_e4_1_scratch, n0, r->maxpool_8);
+    aert_conv_fwd(r->conv_e4_1_scratch, 4, 1, 34, 34, 64, (r->P + 75104), 3, r->e4_1 + (long)n0 * 131072, 32, 32, 128, 0);
   }
-  aert_bias_act((r->A + 85983232), (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4_1, (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 85983232), 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 148832), (r->A + 8388608), 8192, 128);
+  aert_act_backward_inplace(r->d_e4_1, r->e4_1, 1048576, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 148832), r->d_e4_1, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_1((r->A + 9437184), n0, (r->A + 90177536));
-    aert_conv_dw((r->A + 9437184), 4, 1, 34, 34, 64, (r->A + 8388608) + (long)n0 * 131072, 3, (r->G + 75104), 32, 32, 128);
+    pad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->maxpool_8);
+    aert_conv_dw(r->conv_e4_1_dscratch, 4, 1, 34, 34, 64, r->d_e4_1 + (long)n0 * 131072, 3, (r->G + 75104), 32, 32, 128);
   }
-  aert_conv_flip((r->P + 75104), (r->A + 9437184) + 594944, 3, 64, 128);
+  aert_conv_flip((r->P + 75104), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_e4_1((r->A + 9437184), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 9437184), 4, 1, 34, 34, 128, (r->A + 9437184) + 594944, 3, (r->A + 33554432) + (long)n0 * 65536, 32, 32, 64, 1);
+    dpad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->d_e4_1);
+    aert_conv_fwd(r->conv_e4_1_dscratch, 4, 1, 34, 34, 128, r->conv_e4_1_dscratch + 594944, 3, r->d_maxpool_8 + (long)n0 * 65536, 32, 32, 64, 1);
   }
 }
 
@@ -495,23 +605,23 @@ static void dpad_conv_e4_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_e4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_2((r->A + 8388608), n0, (r->A + 85983232));
-    aert_conv_fwd((r->A + 8388608), 4, 1, 34, 34, 128, (r->P + 148960), 3, (r->A + 87031808) + (long)n0 * 131072, 32, 32, 128, 0);
+    pad_conv_e4_2(r->conv_e4_2_scratch, n0, r->e4_1);
+    aert_conv_fwd(r->conv_e4_2_scratch, 4, 1, 34, 34, 128, (r->P + 148960), 3, r->e4 + (long)n0 * 131072, 32, 32, 128, 0);
   }
-  aert_bias_act((r->A + 87031808), (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4, (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 33554432), (r->A + 87031808), 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 296416), (r->A + 33554432), 8192, 128);
+  aert_act_backward_inplace(r->d_e4, r->e4, 1048576, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 296416), r->d_e4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_2((r->A + 9437184), n0, (r->A + 85983232));
-    aert_conv_dw((r->A + 9437184), 4, 1, 34, 34, 128, (r->A + 33554432) + (long)n0 * 131072, 3, (r->G + 148960), 32, 32, 128);
+    pad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->e4_1);
+    aert_conv_dw(r->conv_e4_2_dscratch, 4, 1, 34, 34, 128, r->d_e4 + (long)n0 * 131072, 3, (r->G + 148960), 32, 32, 128);
   }
-  aert_conv_flip((r->P + 148960), (r->A + 9437184) + 594944, 3, 128, 128);
+  aert_conv_flip((r->P + 148960), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_e4_2((r->A + 9437184), n0, (r->A + 33554432));
-    aert_conv_fwd((r->A + 9437184), 4, 1, 34, 34, 128, (r->A + 9437184) + 594944, 3, (r->A + 8388608) + (long)n0 * 131072, 32, 32, 128, 1);
+    dpad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->d_e4);
+    aert_conv_fwd(r->conv_e4_2_dscratch, 4, 1, 34, 34, 128, r->conv_e4_2_dscratch + 594944, 3, r->d_e4_1 + (long)n0 * 131072, 32, 32, 128, 1);
   }
 }
 
@@ -520,11 +630,11 @@ static void conv_e4_2_backward(const run *r) {
  * out:  16x16x128, batch 8
  * forward 0 FLOP, 5.24 MB moved per batch; backward 0 FLOP, 10.49 MB */
 static void maxpool_11_forward(const run *r) {
-  aert_pool_forward((r->A + 87031808), (r->A + 91750400), 8, 32, 32, 128, 2, 2, 16, 16, 1);
+  aert_pool_forward(r->e4, r->maxpool_11, 8, 32, 32, 128, 2, 2, 16, 16, 1);
 }
 
 static void maxpool_11_backward(const run *r) {
-  aert_pool_backward((r->A + 33554432), (r->A + 9353216), (r->A + 87031808), (r->A + 91750400), 8, 32, 32, 128, 2, 2, 16, 16, 1);
+  aert_pool_backward(r->d_e4, r->d_maxpool_11, r->e4, r->maxpool_11, 8, 32, 32, 128, 2, 2, 16, 16, 1);
 }
 
 /* ---- conv b.1  (specs/unet_landcover.ae:8:30)
@@ -560,24 +670,27 @@ static void dpad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_b_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    pad_conv_b_1((r->A + 8388608), n0, (r->A + 91750400));
-    aert_conv_fwd((r->A + 8388608), 8, 1, 18, 18, 128, (r->P + 296544), 3, (r->A + 90701824) + (long)n0 * 65536, 16, 16, 256, 0);
+  {
+    const int n0 = 0;
+    pad_conv_b_1(r->conv_b_1_scratch, n0, r->maxpool_11);
+    aert_conv_fwd(r->conv_b_1_scratch, 8, 1, 18, 18, 128, (r->P + 296544), 3, r->b_1 + (long)n0 * 65536, 16, 16, 256, 0);
   }
-  aert_bias_act((r->A + 90701824), (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 9648128), (r->A + 90701824), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 591456), (r->A + 9648128), 2048, 256);
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    pad_conv_b_1((r->A + 8388608), n0, (r->A + 91750400));
-    aert_conv_dw((r->A + 8388608), 8, 1, 18, 18, 128, (r->A + 9648128) + (long)n0 * 65536, 3, (r->G + 296544), 16, 16, 256);
+  aert_act_backward_inplace(r->d_b_1, r->b_1, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 591456), r->d_b_1, 2048, 256);
+  {
+    const int n0 = 0;
+    pad_conv_b_1(r->conv_b_1_dscratch, n0, r->maxpool_11);
+    aert_conv_dw(r->conv_b_1_dscratch, 8, 1, 18, 18, 128, r->d_b_1 + (long)n0 * 65536, 3, (r->G + 296544), 16, 16, 256);
   }
-  aert_conv_flip((r->P + 296544), (r->A + 8388608) + 669696, 3, 128, 256);
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    dpad_conv_b_1((r->A + 8388608), n0, (r->A + 9648128));
-    aert_conv_fwd((r->A + 8388608), 8, 1, 18, 18, 256, (r->A + 8388608) + 669696, 3, (r->A + 9353216) + (long)n0 * 32768, 16, 16, 128, 1);
+  aert_conv_flip((r->P + 296544), r->conv_b_1_dscratch + 669696, 3, 128, 256);
+  {
+    const int n0 = 0;
+    dpad_conv_b_1(r->conv_b_1_dscratch, n0, r->d_b_1);
+    aert_conv_fwd(r->conv_b_1_dscratch, 8, 1, 18, 18, 256, r->conv_b_1_dscratch + 669696, 3, r->d_maxpool_11 + (long)n0 * 32768, 16, 16, 128, 1);
   }
 }
 
@@ -614,24 +727,27 @@ static void dpad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_b_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    pad_conv_b_2((r->A + 8388608), n0, (r->A + 90701824));
-    aert_conv_fwd((r->A + 8388608), 8, 1, 18, 18, 256, (r->P + 591712), 3, (r->A + 91226112) + (long)n0 * 65536, 16, 16, 256, 0);
+  {
+    const int n0 = 0;
+    pad_conv_b_2(r->conv_b_2_scratch, n0, r->b_1);
+    aert_conv_fwd(r->conv_b_2_scratch, 8, 1, 18, 18, 256, (r->P + 591712), 3, r->b + (long)n0 * 65536, 16, 16, 256, 0);
   }
-  aert_bias_act((r->A + 91226112), (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 34603008), (r->A + 91226112), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1181536), (r->A + 34603008), 2048, 256);
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    pad_conv_b_2((r->A + 8388608), n0, (r->A + 90701824));
-    aert_conv_dw((r->A + 8388608), 8, 1, 18, 18, 256, (r->A + 34603008) + (long)n0 * 65536, 3, (r->G + 591712), 16, 16, 256);
+  aert_act_backward_inplace(r->d_b, r->b, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1181536), r->d_b, 2048, 256);
+  {
+    const int n0 = 0;
+    pad_conv_b_2(r->conv_b_2_dscratch, n0, r->b_1);
+    aert_conv_dw(r->conv_b_2_dscratch, 8, 1, 18, 18, 256, r->d_b + (long)n0 * 65536, 3, (r->G + 591712), 16, 16, 256);
   }
-  aert_conv_flip((r->P + 591712), (r->A + 8388608) + 669696, 3, 256, 256);
-  for (int n0 = 0; n0 < 8; n0 += 8) {
-    dpad_conv_b_2((r->A + 8388608), n0, (r->A + 34603008));
-    aert_conv_fwd((r->A + 8388608), 8, 1, 18, 18, 256, (r->A + 8388608) + 669696, 3, (r->A + 9648128) + (long)n0 * 65536, 16, 16, 256, 1);
+  aert_conv_flip((r->P + 591712), r->conv_b_2_dscratch + 669696, 3, 256, 256);
+  {
+    const int n0 = 0;
+    dpad_conv_b_2(r->conv_b_2_dscratch, n0, r->d_b);
+    aert_conv_fwd(r->conv_b_2_dscratch, 8, 1, 18, 18, 256, r->conv_b_2_dscratch + 669696, 3, r->d_b_1 + (long)n0 * 65536, 16, 16, 256, 1);
   }
 }
 
@@ -640,8 +756,8 @@ static void conv_b_2_backward(const run *r) {
  * out:  32x32x128, relu fused, batch 8
  * forward 7.25 GFLOP, 12.26 MB moved per batch; backward 14.50 GFLOP, 24.51 MB */
 static void pad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 34; ph++) {
       aert_real *o = xp + ((long)n * 34 + ph) * 13056;
       int th = ph - 1;
@@ -650,16 +766,16 @@ static void pad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 12672, 0, 384 * sizeof(aert_real));
       for (int tw = 0; tw < 32; tw++) {
         aert_real *c = o + (long)(1 + tw) * 384;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256, 256 * sizeof(aert_real));
-        memcpy(c + 256, t1 + (((long)(n0 + n) * 32 + th / 1) * 32 + tw / 1) * 128, 128 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256, 256 * sizeof(aert_real));
+        memcpy(c + 256, t1 + (((long)(n0 + n) * 32 + th) * 32 + tw) * 128, 128 * sizeof(aert_real));
       }
     }
   memset(xp + 443904, 0, 9216 * sizeof(aert_real));
 }
 
 static void dpad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 34; ph++) {
       aert_real *o = xp + ((long)n * 34 + ph) * 4352;
       int th = ph - 1;
@@ -672,36 +788,35 @@ static void dpad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void unstack_conv_d4_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;   /* one image: one thread, as for more */
     for (int th = 0; th < 32; th++)
       for (int tw = 0; tw < 32; tw++) {
         const aert_real *g = dxs + (((long)n * 32 + th) * 32 + tw) * 384;
-        for (int ch = 0; ch < 256; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 128; ch++) d1[(((long)(n0 + n) * 32 + th / 1) * 32 + tw / 1) * 128 + ch] += g[256 + ch];
+        for (int ch = 0; ch < 256; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256 + ch] += g[ch];
+        for (int ch = 0; ch < 128; ch++) d1[(((long)(n0 + n) * 32 + th) * 32 + tw) * 128 + ch] += g[ch + 256];
       }
 }
 
 static void conv_d4_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d4_1((r->A + 8388608), n0, (r->A + 91226112), (r->A + 87031808));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 34, 34, 384, (r->P + 1181792), 3, (r->A + 88080384) + (long)n0 * 131072, 32, 32, 128, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d4_1(r->conv_d4_1_scratch, n0, r->b, r->e4);
+    aert_conv_fwd(r->conv_d4_1_scratch, 1, 1, 34, 34, 384, (r->P + 1181792), 3, r->d4_1 + (long)n0 * 131072, 32, 32, 128, 0);
   }
-  aert_bias_act((r->A + 88080384), (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4_1, (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 88080384), 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1624160), (r->A + 8388608), 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d4_1((r->A + 9437184), n0, (r->A + 91226112), (r->A + 87031808));
-    aert_conv_dw((r->A + 9437184), 1, 1, 34, 34, 384, (r->A + 8388608) + (long)n0 * 131072, 3, (r->G + 1181792), 32, 32, 128);
+  aert_act_backward_inplace(r->d_d4_1, r->d4_1, 1048576, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1624160), r->d_d4_1, 8192, 128);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->b, r->e4);
+    aert_conv_dw(r->conv_d4_1_dscratch, 1, 1, 34, 34, 384, r->d_d4_1 + (long)n0 * 131072, 3, (r->G + 1181792), 32, 32, 128);
   }
-  aert_conv_flip((r->P + 1181792), (r->A + 9437184) + 157184, 3, 384, 128);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d4_1((r->A + 9437184), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 9437184), 1, 1, 34, 34, 128, (r->A + 9437184) + 157184, 3, (r->A + 9437184) + 599552, 32, 32, 384, 0);
-    unstack_conv_d4_1((r->A + 9437184) + 599552, n0, (r->A + 34603008), (r->A + 33554432));
+  aert_conv_flip((r->P + 1181792), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->d_d4_1);
+    aert_conv_fwd(r->conv_d4_1_dscratch, 1, 1, 34, 34, 128, r->conv_d4_1_dscratch + 157184, 3, r->conv_d4_1_dscratch + 599552, 32, 32, 384, 0);
+    unstack_conv_d4_1(r->conv_d4_1_dscratch + 599552, n0, r->d_b, r->d_e4);
   }
 }
 
@@ -739,23 +854,23 @@ static void dpad_conv_d4_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_d4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_d4_2((r->A + 8388608), n0, (r->A + 88080384));
-    aert_conv_fwd((r->A + 8388608), 4, 1, 34, 34, 128, (r->P + 1624288), 3, (r->A + 89128960) + (long)n0 * 131072, 32, 32, 128, 0);
+    pad_conv_d4_2(r->conv_d4_2_scratch, n0, r->d4_1);
+    aert_conv_fwd(r->conv_d4_2_scratch, 4, 1, 34, 34, 128, (r->P + 1624288), 3, r->d4 + (long)n0 * 131072, 32, 32, 128, 0);
   }
-  aert_bias_act((r->A + 89128960), (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4, (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 34734848), (r->A + 89128960), 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1771744), (r->A + 34734848), 8192, 128);
+  aert_act_backward_inplace(r->d_d4, r->d4, 1048576, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1771744), r->d_d4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_d4_2((r->A + 9437184), n0, (r->A + 88080384));
-    aert_conv_dw((r->A + 9437184), 4, 1, 34, 34, 128, (r->A + 34734848) + (long)n0 * 131072, 3, (r->G + 1624288), 32, 32, 128);
+    pad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d4_1);
+    aert_conv_dw(r->conv_d4_2_dscratch, 4, 1, 34, 34, 128, r->d_d4 + (long)n0 * 131072, 3, (r->G + 1624288), 32, 32, 128);
   }
-  aert_conv_flip((r->P + 1624288), (r->A + 9437184) + 594944, 3, 128, 128);
+  aert_conv_flip((r->P + 1624288), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_d4_2((r->A + 9437184), n0, (r->A + 34734848));
-    aert_conv_fwd((r->A + 9437184), 4, 1, 34, 34, 128, (r->A + 9437184) + 594944, 3, (r->A + 8388608) + (long)n0 * 131072, 32, 32, 128, 1);
+    dpad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d_d4);
+    aert_conv_fwd(r->conv_d4_2_dscratch, 4, 1, 34, 34, 128, r->conv_d4_2_dscratch + 594944, 3, r->d_d4_1 + (long)n0 * 131072, 32, 32, 128, 1);
   }
 }
 
@@ -764,8 +879,8 @@ static void conv_d4_2_backward(const run *r) {
  * out:  64x64x64, relu fused, batch 8
  * forward 7.25 GFLOP, 21.41 MB moved per batch; backward 14.50 GFLOP, 42.83 MB */
 static void pad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 66; ph++) {
       aert_real *o = xp + ((long)n * 66 + ph) * 12672;
       int th = ph - 1;
@@ -774,16 +889,16 @@ static void pad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 12480, 0, 192 * sizeof(aert_real));
       for (int tw = 0; tw < 64; tw++) {
         aert_real *c = o + (long)(1 + tw) * 192;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128, 128 * sizeof(aert_real));
-        memcpy(c + 128, t1 + (((long)(n0 + n) * 64 + th / 1) * 64 + tw / 1) * 64, 64 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128, 128 * sizeof(aert_real));
+        memcpy(c + 128, t1 + (((long)(n0 + n) * 64 + th) * 64 + tw) * 64, 64 * sizeof(aert_real));
       }
     }
   memset(xp + 836352, 0, 4608 * sizeof(aert_real));
 }
 
 static void dpad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 66; ph++) {
       aert_real *o = xp + ((long)n * 66 + ph) * 4224;
       int th = ph - 1;
@@ -796,36 +911,35 @@ static void dpad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void unstack_conv_d3_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;   /* one image: one thread, as for more */
     for (int th = 0; th < 64; th++)
       for (int tw = 0; tw < 64; tw++) {
         const aert_real *g = dxs + (((long)n * 64 + th) * 64 + tw) * 192;
-        for (int ch = 0; ch < 128; ch++) d0[(((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 64; ch++) d1[(((long)(n0 + n) * 64 + th / 1) * 64 + tw / 1) * 64 + ch] += g[128 + ch];
+        for (int ch = 0; ch < 128; ch++) d0[(((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128 + ch] += g[ch];
+        for (int ch = 0; ch < 64; ch++) d1[(((long)(n0 + n) * 64 + th) * 64 + tw) * 64 + ch] += g[ch + 128];
       }
 }
 
 static void conv_d3_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d3_1((r->A + 8388608), n0, (r->A + 89128960), (r->A + 78643200));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 66, 66, 192, (r->P + 1771872), 3, (r->A + 80740352) + (long)n0 * 262144, 64, 64, 64, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d3_1(r->conv_d3_1_scratch, n0, r->d4, r->e3);
+    aert_conv_fwd(r->conv_d3_1_scratch, 1, 1, 66, 66, 192, (r->P + 1771872), 3, r->d3_1 + (long)n0 * 262144, 64, 64, 64, 0);
   }
-  aert_bias_act((r->A + 80740352), (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3_1, (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 80740352), 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1882464), (r->A + 8388608), 32768, 64);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d3_1((r->A + 33554432), n0, (r->A + 89128960), (r->A + 78643200));
-    aert_conv_dw((r->A + 33554432), 1, 1, 66, 66, 192, (r->A + 8388608) + (long)n0 * 262144, 3, (r->G + 1771872), 64, 64, 64);
+  aert_act_backward_inplace(r->d_d3_1, r->d3_1, 2097152, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1882464), r->d_d3_1, 32768, 64);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d4, r->e3);
+    aert_conv_dw(r->conv_d3_1_dscratch, 1, 1, 66, 66, 192, r->d_d3_1 + (long)n0 * 262144, 3, (r->G + 1771872), 64, 64, 64);
   }
-  aert_conv_flip((r->P + 1771872), (r->A + 33554432) + 283392, 3, 192, 64);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d3_1((r->A + 33554432), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 33554432), 1, 1, 66, 66, 64, (r->A + 33554432) + 283392, 3, (r->A + 33554432) + 393984, 64, 64, 192, 0);
-    unstack_conv_d3_1((r->A + 33554432) + 393984, n0, (r->A + 34734848), (r->A + 10485760));
+  aert_conv_flip((r->P + 1771872), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d_d3_1);
+    aert_conv_fwd(r->conv_d3_1_dscratch, 1, 1, 66, 66, 64, r->conv_d3_1_dscratch + 283392, 3, r->conv_d3_1_dscratch + 393984, 64, 64, 192, 0);
+    unstack_conv_d3_1(r->conv_d3_1_dscratch + 393984, n0, r->d_d4, r->d_e3);
   }
 }
 
@@ -863,23 +977,23 @@ static void dpad_conv_d3_2(aert_real *restrict xp, int n0, const aert_real *rest
 
 static void conv_d3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_d3_2((r->A + 8388608), n0, (r->A + 80740352));
-    aert_conv_fwd((r->A + 8388608), 2, 1, 66, 66, 64, (r->P + 1882528), 3, (r->A + 82837504) + (long)n0 * 262144, 64, 64, 64, 0);
+    pad_conv_d3_2(r->conv_d3_2_scratch, n0, r->d3_1);
+    aert_conv_fwd(r->conv_d3_2_scratch, 2, 1, 66, 66, 64, (r->P + 1882528), 3, r->d3 + (long)n0 * 262144, 64, 64, 64, 0);
   }
-  aert_bias_act((r->A + 82837504), (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3, (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 35698048), (r->A + 82837504), 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1919392), (r->A + 35698048), 32768, 64);
+  aert_act_backward_inplace(r->d_d3, r->d3, 2097152, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1919392), r->d_d3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_d3_2((r->A + 10485760), n0, (r->A + 80740352));
-    aert_conv_dw((r->A + 10485760), 2, 1, 66, 66, 64, (r->A + 35698048) + (long)n0 * 262144, 3, (r->G + 1882528), 64, 64, 64);
+    pad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d3_1);
+    aert_conv_dw(r->conv_d3_2_dscratch, 2, 1, 66, 66, 64, r->d_d3 + (long)n0 * 262144, 3, (r->G + 1882528), 64, 64, 64);
   }
-  aert_conv_flip((r->P + 1882528), (r->A + 10485760) + 559104, 3, 64, 64);
+  aert_conv_flip((r->P + 1882528), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_d3_2((r->A + 10485760), n0, (r->A + 35698048));
-    aert_conv_fwd((r->A + 10485760), 2, 1, 66, 66, 64, (r->A + 10485760) + 559104, 3, (r->A + 8388608) + (long)n0 * 262144, 64, 64, 64, 1);
+    dpad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d_d3);
+    aert_conv_fwd(r->conv_d3_2_dscratch, 2, 1, 66, 66, 64, r->conv_d3_2_dscratch + 559104, 3, r->d_d3_1 + (long)n0 * 262144, 64, 64, 64, 1);
   }
 }
 
@@ -888,8 +1002,8 @@ static void conv_d3_2_backward(const run *r) {
  * out:  128x128x32, relu fused, batch 8
  * forward 7.25 GFLOP, 42.05 MB moved per batch; backward 14.50 GFLOP, 84.11 MB */
 static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 12480;
       int th = ph - 1;
@@ -898,16 +1012,16 @@ static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 12384, 0, 96 * sizeof(aert_real));
       for (int tw = 0; tw < 128; tw++) {
         aert_real *c = o + (long)(1 + tw) * 96;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64, 64 * sizeof(aert_real));
-        memcpy(c + 64, t1 + (((long)(n0 + n) * 128 + th / 1) * 128 + tw / 1) * 32, 32 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64, 64 * sizeof(aert_real));
+        memcpy(c + 64, t1 + (((long)(n0 + n) * 128 + th) * 128 + tw) * 32, 32 * sizeof(aert_real));
       }
     }
   memset(xp + 1622400, 0, 2304 * sizeof(aert_real));
 }
 
 static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -920,36 +1034,35 @@ static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;   /* one image: one thread, as for more */
     for (int th = 0; th < 128; th++)
       for (int tw = 0; tw < 128; tw++) {
         const aert_real *g = dxs + (((long)n * 128 + th) * 128 + tw) * 96;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 128 + th / 1) * 128 + tw / 1) * 32 + ch] += g[64 + ch];
+        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64 + ch] += g[ch];
+        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 128 + th) * 128 + tw) * 32 + ch] += g[ch + 64];
       }
 }
 
 static void conv_d2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d2_1((r->A + 8388608), n0, (r->A + 82837504), (r->A + 54525952));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 130, 130, 96, (r->P + 1919456), 3, (r->A + 58720256) + (long)n0 * 524288, 128, 128, 32, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->d3, r->e2);
+    aert_conv_fwd(r->conv_d2_1_scratch, 1, 1, 130, 130, 96, (r->P + 1919456), 3, r->d2_1 + (long)n0 * 524288, 128, 128, 32, 0);
   }
-  aert_bias_act((r->A + 58720256), (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 8388608), (r->A + 58720256), 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1947104), (r->A + 8388608), 131072, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d2_1((r->A + 33554432), n0, (r->A + 82837504), (r->A + 54525952));
-    aert_conv_dw((r->A + 33554432), 1, 1, 130, 130, 96, (r->A + 8388608) + (long)n0 * 524288, 3, (r->G + 1919456), 128, 128, 32);
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 4194304, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1947104), r->d_d2_1, 131072, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d3, r->e2);
+    aert_conv_dw(r->conv_d2_1_dscratch, 1, 1, 130, 130, 96, r->d_d2_1 + (long)n0 * 524288, 3, (r->G + 1919456), 128, 128, 32);
   }
-  aert_conv_flip((r->P + 1919456), (r->A + 33554432) + 543104, 3, 96, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d2_1((r->A + 33554432), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 33554432), 1, 1, 130, 130, 32, (r->A + 33554432) + 543104, 3, (r->A + 33554432) + 570752, 128, 128, 96, 0);
-    unstack_conv_d2_1((r->A + 33554432) + 570752, n0, (r->A + 35698048), (r->A + 12582912));
+  aert_conv_flip((r->P + 1919456), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
+    aert_conv_fwd(r->conv_d2_1_dscratch, 1, 1, 130, 130, 32, r->conv_d2_1_dscratch + 543104, 3, r->conv_d2_1_dscratch + 570752, 128, 128, 96, 0);
+    unstack_conv_d2_1(r->conv_d2_1_dscratch + 570752, n0, r->d_d3, r->d_e2);
   }
 }
 
@@ -958,8 +1071,8 @@ static void conv_d2_1_backward(const run *r) {
  * out: d2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
 static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -972,8 +1085,8 @@ static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 130; ph++) {
       aert_real *o = xp + ((long)n * 130 + ph) * 4160;
       int th = ph - 1;
@@ -986,24 +1099,24 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_d2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d2_2((r->A + 8388608), n0, (r->A + 58720256));
-    aert_conv_fwd((r->A + 8388608), 1, 1, 130, 130, 32, (r->P + 1947136), 3, (r->A + 62914560) + (long)n0 * 524288, 128, 128, 32, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
+    aert_conv_fwd(r->conv_d2_2_scratch, 1, 1, 130, 130, 32, (r->P + 1947136), 3, r->d2 + (long)n0 * 524288, 128, 128, 32, 0);
   }
-  aert_bias_act((r->A + 62914560), (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 67108864), (r->A + 62914560), 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1956352), (r->A + 67108864), 131072, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d2_2((r->A + 12582912), n0, (r->A + 58720256));
-    aert_conv_dw((r->A + 12582912), 1, 1, 130, 130, 32, (r->A + 67108864) + (long)n0 * 524288, 3, (r->G + 1947136), 128, 128, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, 4194304, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1956352), r->d_d2, 131072, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
+    aert_conv_dw(r->conv_d2_2_dscratch, 1, 1, 130, 130, 32, r->d_d2 + (long)n0 * 524288, 3, (r->G + 1947136), 128, 128, 32);
   }
-  aert_conv_flip((r->P + 1947136), (r->A + 12582912) + 541568, 3, 32, 32);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d2_2((r->A + 12582912), n0, (r->A + 67108864));
-    aert_conv_fwd((r->A + 12582912), 1, 1, 130, 130, 32, (r->A + 12582912) + 541568, 3, (r->A + 8388608) + (long)n0 * 524288, 128, 128, 32, 1);
+  aert_conv_flip((r->P + 1947136), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_2_dscratch, 1, 1, 130, 130, 32, r->conv_d2_2_dscratch + 541568, 3, r->d_d2_1 + (long)n0 * 524288, 128, 128, 32, 1);
   }
 }
 
@@ -1012,8 +1125,8 @@ static void conv_d2_2_backward(const run *r) {
  * out:  256x256x16, relu fused, batch 8
  * forward 7.25 GFLOP, 83.91 MB moved per batch; backward 14.50 GFLOP, 167.83 MB */
 static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 12384;
       int th = ph - 1;
@@ -1022,16 +1135,16 @@ static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 12336, 0, 48 * sizeof(aert_real));
       for (int tw = 0; tw < 256; tw++) {
         aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 256 + th / 1) * 256 + tw / 1) * 16, 16 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c + 32, t1 + (((long)(n0 + n) * 256 + th) * 256 + tw) * 16, 16 * sizeof(aert_real));
       }
     }
   memset(xp + 3195072, 0, 1152 * sizeof(aert_real));
 }
 
 static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 4128;
       int th = ph - 1;
@@ -1044,36 +1157,35 @@ static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;   /* one image: one thread, as for more */
     for (int th = 0; th < 256; th++)
       for (int tw = 0; tw < 256; tw++) {
         const aert_real *g = dxs + (((long)n * 256 + th) * 256 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 256 + th / 1) * 256 + tw / 1) * 16 + ch] += g[32 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32 + ch] += g[ch];
+        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 256 + th) * 256 + tw) * 16 + ch] += g[ch + 32];
       }
 }
 
 static void conv_d1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d1_1((r->A + 25165824), n0, (r->A + 62914560), (r->A + 16777216));
-    aert_conv_fwd((r->A + 25165824), 1, 1, 258, 258, 48, (r->P + 1956384), 3, (r->A + 8388608) + (long)n0 * 1048576, 256, 256, 16, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
+    aert_conv_fwd(r->conv_d1_1_scratch, 1, 1, 258, 258, 48, (r->P + 1956384), 3, r->d1_1 + (long)n0 * 1048576, 256, 256, 16, 0);
   }
-  aert_bias_act((r->A + 8388608), (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 33554432), (r->A + 8388608), 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1963296), (r->A + 33554432), 524288, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d1_1((r->A + 41943040), n0, (r->A + 62914560), (r->A + 16777216));
-    aert_conv_dw((r->A + 41943040), 1, 1, 258, 258, 48, (r->A + 33554432) + (long)n0 * 1048576, 3, (r->G + 1956384), 256, 256, 16);
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 8388608, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1963296), r->d_d1_1, 524288, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
+    aert_conv_dw(r->conv_d1_1_dscratch, 1, 1, 258, 258, 48, r->d_d1_1 + (long)n0 * 1048576, 3, (r->G + 1956384), 256, 256, 16);
   }
-  aert_conv_flip((r->P + 1956384), (r->A + 41943040) + 1066176, 3, 48, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d1_1((r->A + 41943040), n0, (r->A + 33554432));
-    aert_conv_fwd((r->A + 41943040), 1, 1, 258, 258, 16, (r->A + 41943040) + 1066176, 3, (r->A + 41943040) + 1073088, 256, 256, 48, 0);
-    unstack_conv_d1_1((r->A + 41943040) + 1073088, n0, (r->A + 67108864), (r->A + 25165824));
+  aert_conv_flip((r->P + 1956384), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
+    aert_conv_fwd(r->conv_d1_1_dscratch, 1, 1, 258, 258, 16, r->conv_d1_1_dscratch + 1066176, 3, r->conv_d1_1_dscratch + 1073088, 256, 256, 48, 0);
+    unstack_conv_d1_1(r->conv_d1_1_dscratch + 1073088, n0, r->d_d2, r->d_e1);
   }
 }
 
@@ -1082,8 +1194,8 @@ static void conv_d1_1_backward(const run *r) {
  * out: d1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
 static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 4128;
       int th = ph - 1;
@@ -1096,8 +1208,8 @@ static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 1; n++)
+  const int n = 0;
+#pragma omp parallel for schedule(static)
     for (int ph = 0; ph < 258; ph++) {
       aert_real *o = xp + ((long)n * 258 + ph) * 4128;
       int th = ph - 1;
@@ -1110,24 +1222,24 @@ static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_d1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d1_2((r->A + 33554432), n0, (r->A + 8388608));
-    aert_conv_fwd((r->A + 33554432), 1, 1, 258, 258, 16, (r->P + 1963312), 3, (r->A + 25165824) + (long)n0 * 1048576, 256, 256, 16, 0);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
+    aert_conv_fwd(r->conv_d1_2_scratch, 1, 1, 258, 258, 16, (r->P + 1963312), 3, r->d1 + (long)n0 * 1048576, 256, 256, 16, 0);
   }
-  aert_bias_act((r->A + 25165824), (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 41943040), (r->A + 25165824), 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1965616), (r->A + 41943040), 524288, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    pad_conv_d1_2((r->A + 67108864), n0, (r->A + 8388608));
-    aert_conv_dw((r->A + 67108864), 1, 1, 258, 258, 16, (r->A + 41943040) + (long)n0 * 1048576, 3, (r->G + 1963312), 256, 256, 16);
+  aert_act_backward_inplace(r->d_d1, r->d1, 8388608, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1965616), r->d_d1, 524288, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
+    aert_conv_dw(r->conv_d1_2_dscratch, 1, 1, 258, 258, 16, r->d_d1 + (long)n0 * 1048576, 3, (r->G + 1963312), 256, 256, 16);
   }
-  aert_conv_flip((r->P + 1963312), (r->A + 67108864) + 1065408, 3, 16, 16);
-  for (int n0 = 0; n0 < 8; n0 += 1) {
-    dpad_conv_d1_2((r->A + 67108864), n0, (r->A + 41943040));
-    aert_conv_fwd((r->A + 67108864), 1, 1, 258, 258, 16, (r->A + 67108864) + 1065408, 3, (r->A + 33554432) + (long)n0 * 1048576, 256, 256, 16, 1);
+  aert_conv_flip((r->P + 1963312), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
+  for (int n0 = 0; n0 < 8; n0++) {
+    dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
+    aert_conv_fwd(r->conv_d1_2_dscratch, 1, 1, 258, 258, 16, r->conv_d1_2_dscratch + 1065408, 3, r->d_d1_1 + (long)n0 * 1048576, 256, 256, 16, 1);
   }
 }
 
@@ -1136,15 +1248,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 256x256x6, batch 8
  * forward 100.66 MFLOP, 46.14 MB moved per batch; backward 201.33 MFLOP, 92.28 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, 524288, 6, 16, (r->A + 25165824), 16, (r->P + 1965632), 6, 0, (r->A + 71303168), 6);
-  aert_bias_act((r->A + 71303168), (r->P + 1965728), 524288, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 524288, 6, 16, r->d1, 16, (r->P + 1965632), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + 1965728), 524288, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 33554432), (r->A + 71303168), 3145728, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 1965728), (r->A + 33554432), 524288, 6);
-    aert_gemm(1, 0, 16, 6, 524288, (r->A + 25165824), 16, (r->A + 33554432), 6, 1, (r->G + 1965632), 6);
-    aert_gemm(0, 1, 524288, 16, 6, (r->A + 33554432), 6, (r->P + 1965632), 6, 1, (r->A + 41943040), 16);
+  aert_act_backward_inplace(r->d_logits, r->logits, 3145728, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 1965728), r->d_logits, 524288, 6);
+    aert_gemm(1, 0, 16, 6, 524288, r->d1, 16, r->d_logits, 6, 1, (r->G + 1965632), 6);
+    aert_gemm(0, 1, 524288, 16, 6, r->d_logits, 6, (r->P + 1965632), 6, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -1153,7 +1265,7 @@ static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover.ae:22: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 71303168), r->T, backward ? (r->A + 33554432) : NULL, 524288, 6, class_weights_0, 0, 8, 1, (r->A + 92012544));
+  t = aert_loss_softmax_xent(r->logits, r->T, backward ? r->d_logits : NULL, 524288, 6, class_weights_0, 0, 8, 1, r->loss_rows);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -1170,7 +1282,7 @@ static double profile_ms[24][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -1201,53 +1313,53 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 1965744);
-  memset(r.A + 33554432, 0, sizeof(aert_real) * 3145728);  /* dlogits */
+  memset(r.d_logits, 0, sizeof(aert_real) * 3145728);
   PROFILED(23, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 41943040, 0, sizeof(aert_real) * 8388608);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 8388608);
   PROFILED(22, 1, conv_logits_backward(&r));
-  memset(r.A + 33554432, 0, sizeof(aert_real) * 8388608);  /* d */
+  memset(r.d_d1_1, 0, sizeof(aert_real) * 8388608);
   PROFILED(21, 1, conv_d1_2_backward(&r));
-  memset(r.A + 25165824, 0, sizeof(aert_real) * 8388608);  /* de1 */
-  memset(r.A + 67108864, 0, sizeof(aert_real) * 4194304);  /* dd2 */
+  memset(r.d_e1, 0, sizeof(aert_real) * 8388608);
+  memset(r.d_d2, 0, sizeof(aert_real) * 4194304);
   PROFILED(20, 1, conv_d1_1_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 4194304);  /* d */
+  memset(r.d_d2_1, 0, sizeof(aert_real) * 4194304);
   PROFILED(19, 1, conv_d2_2_backward(&r));
-  memset(r.A + 12582912, 0, sizeof(aert_real) * 4194304);  /* de2 */
-  memset(r.A + 35698048, 0, sizeof(aert_real) * 2097152);  /* dd3 */
+  memset(r.d_e2, 0, sizeof(aert_real) * 4194304);
+  memset(r.d_d3, 0, sizeof(aert_real) * 2097152);
   PROFILED(18, 1, conv_d2_1_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 2097152);  /* d */
+  memset(r.d_d3_1, 0, sizeof(aert_real) * 2097152);
   PROFILED(17, 1, conv_d3_2_backward(&r));
-  memset(r.A + 10485760, 0, sizeof(aert_real) * 2097152);  /* de3 */
-  memset(r.A + 34734848, 0, sizeof(aert_real) * 1048576);  /* dd4 */
+  memset(r.d_e3, 0, sizeof(aert_real) * 2097152);
+  memset(r.d_d4, 0, sizeof(aert_real) * 1048576);
   PROFILED(16, 1, conv_d3_1_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 1048576);  /* d */
+  memset(r.d_d4_1, 0, sizeof(aert_real) * 1048576);
   PROFILED(15, 1, conv_d4_2_backward(&r));
-  memset(r.A + 33554432, 0, sizeof(aert_real) * 1048576);  /* de4 */
-  memset(r.A + 34603008, 0, sizeof(aert_real) * 524288);  /* db */
+  memset(r.d_e4, 0, sizeof(aert_real) * 1048576);
+  memset(r.d_b, 0, sizeof(aert_real) * 524288);
   PROFILED(14, 1, conv_d4_1_backward(&r));
-  memset(r.A + 9648128, 0, sizeof(aert_real) * 524288);  /* d */
+  memset(r.d_b_1, 0, sizeof(aert_real) * 524288);
   PROFILED(13, 1, conv_b_2_backward(&r));
-  memset(r.A + 9353216, 0, sizeof(aert_real) * 262144);  /* d */
+  memset(r.d_maxpool_11, 0, sizeof(aert_real) * 262144);
   PROFILED(12, 1, conv_b_1_backward(&r));
   PROFILED(11, 1, maxpool_11_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 1048576);  /* d */
+  memset(r.d_e4_1, 0, sizeof(aert_real) * 1048576);
   PROFILED(10, 1, conv_e4_2_backward(&r));
-  memset(r.A + 33554432, 0, sizeof(aert_real) * 524288);  /* d */
+  memset(r.d_maxpool_8, 0, sizeof(aert_real) * 524288);
   PROFILED(9, 1, conv_e4_1_backward(&r));
   PROFILED(8, 1, maxpool_8_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 2097152);  /* d */
+  memset(r.d_e3_1, 0, sizeof(aert_real) * 2097152);
   PROFILED(7, 1, conv_e3_2_backward(&r));
-  memset(r.A + 10485760, 0, sizeof(aert_real) * 1048576);  /* d */
+  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 1048576);
   PROFILED(6, 1, conv_e3_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 4194304);  /* d */
+  memset(r.d_e2_1, 0, sizeof(aert_real) * 4194304);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.A + 12582912, 0, sizeof(aert_real) * 2097152);  /* d */
+  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 2097152);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.A + 8388608, 0, sizeof(aert_real) * 8388608);  /* d */
+  memset(r.d_e1_1, 0, sizeof(aert_real) * 8388608);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

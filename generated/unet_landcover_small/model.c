@@ -8,14 +8,82 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 6553616 floats (25.0 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-12 the forward kernels, 13 the loss, 14-26 the
+ * backward kernels in reverse, 27 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *e1_1, *d_e1_1, *conv_e1_1_scratch, *conv_e1_1_dscratch, *e1, *d_e1, *conv_e1_2_scratch;
+  aert_real *conv_e1_2_dscratch, *maxpool_2, *d_maxpool_2, *e2_1, *d_e2_1, *conv_e2_1_scratch;
+  aert_real *conv_e2_1_dscratch, *e2, *d_e2, *conv_e2_2_scratch, *conv_e2_2_dscratch, *maxpool_5;
+  aert_real *d_maxpool_5, *b_1, *d_b_1, *conv_b_1_scratch, *conv_b_1_dscratch, *b, *d_b;
+  aert_real *conv_b_2_scratch, *conv_b_2_dscratch, *d2_1, *d_d2_1, *conv_d2_1_scratch;
+  aert_real *conv_d2_1_dscratch, *d2, *d_d2, *conv_d2_2_scratch, *conv_d2_2_dscratch, *d1_1, *d_d1_1;
+  aert_real *conv_d1_1_scratch, *conv_d1_1_dscratch, *d1, *d_d1, *conv_d1_2_scratch;
+  aert_real *conv_d1_2_dscratch, *logits, *d_logits, *loss_rows;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer                offset        floats   steps   what */
+    .conv_e1_1_scratch  = A + 0,          /*     589824    0-0    conv_e1_1 scratch fwd */
+    .conv_e1_2_scratch  = A + 0,          /*     589824    1-1    conv_e1_2 scratch fwd */
+    .conv_e2_1_scratch  = A + 0,          /*     148352    3-3    conv_e2_1 scratch fwd */
+    .conv_e2_2_scratch  = A + 0,          /*     296320    4-4    conv_e2_2 scratch fwd */
+    .conv_b_1_scratch   = A + 0,          /*      83712    6-6    conv_b_1 scratch fwd */
+    .conv_b_2_scratch   = A + 0,          /*     166656    7-7    conv_b_2 scratch fwd */
+    .conv_d2_1_scratch  = A + 0,          /*     445056    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_2_scratch  = A + 0,          /*     296320    9-9    conv_d2_2 scratch fwd */
+    .conv_d1_1_scratch  = A + 0,          /*     884736   10-10   conv_d1_1 scratch fwd */
+    .conv_d1_2_scratch  = A + 0,          /*     589824   11-11   conv_d1_2 scratch fwd */
+    .d_logits           = A + 0,          /*     393216   13-14   dlogits 64x64x6 */
+    .conv_d1_2_dscratch = A + 0,          /*    1179648   15-15   conv_d1_2 scratch bwd */
+    .conv_d1_1_dscratch = A + 0,          /*    1769472   16-16   conv_d1_1 scratch bwd */
+    .conv_d2_2_dscratch = A + 0,          /*     298624   17-17   conv_d2_2 scratch bwd */
+    .conv_d2_1_dscratch = A + 0,          /*     549248   18-18   conv_d2_1 scratch bwd */
+    .conv_b_2_dscratch  = A + 0,          /*     175872   19-19   conv_b_2 scratch bwd */
+    .conv_b_1_dscratch  = A + 0,          /*     171264   20-20   conv_b_1 scratch bwd */
+    .conv_e2_2_dscratch = A + 0,          /*     298624   22-22   conv_e2_2 scratch bwd */
+    .conv_e2_1_dscratch = A + 0,          /*     589824   23-23   conv_e2_1 scratch bwd */
+    .conv_e1_2_dscratch = A + 0,          /*    1179648   25-25   conv_e1_2 scratch bwd */
+    .conv_e1_1_dscratch = A + 0,          /*    1179648   26-26   conv_e1_1 scratch bwd */
+    .d_b_1              = A + 175872,     /*     131072   19-20   db.1 16x16x32 */
+    .d_maxpool_5        = A + 306944,     /*      65536   20-21   dmaxpool_5 16x16x16 */
+    .d_d2_1             = A + 549248,     /*     262144   17-18   dd2.1 32x32x16 */
+    .d_e2_1             = A + 589824,     /*     262144   22-23   de2.1 32x32x16 */
+    .d_e2               = A + 851968,     /*     262144   18-22   de2 32x32x16 */
+    .d_maxpool_2        = A + 851968,     /*     131072   23-24   dmaxpool_2 32x32x8 */
+    .d_b                = A + 1114112,    /*     131072   18-19   db 16x16x32 */
+    .d1                 = A + 1179648,    /*     524288   11-15   d1 64x64x8 */
+    .d_e1_1             = A + 1179648,    /*     524288   25-26   de1.1 64x64x8 */
+    .e1_1               = A + 1769472,    /*     524288    0-26   e1.1 64x64x8 */
+    .e1                 = A + 2293760,    /*     524288    1-25   e1 64x64x8 */
+    .d_d1               = A + 2818048,    /*     524288   14-15   dd1 64x64x8 */
+    .d_e1               = A + 2818048,    /*     524288   16-25   de1 64x64x8 */
+    .d1_1               = A + 3342336,    /*     524288   10-16   d1.1 64x64x8 */
+    .d_d1_1             = A + 3866624,    /*     524288   15-16   dd1.1 64x64x8 */
+    .logits             = A + 4390912,    /*     393216    0-27   logits 64x64x6 */
+    .e2_1               = A + 4784128,    /*     262144    3-23   e2.1 32x32x16 */
+    .e2                 = A + 5046272,    /*     262144    4-22   e2 32x32x16 */
+    .d2_1               = A + 5308416,    /*     262144    8-18   d2.1 32x32x16 */
+    .d2                 = A + 5570560,    /*     262144    9-17   d2 32x32x16 */
+    .d_d2               = A + 5832704,    /*     262144   16-17   dd2 32x32x16 */
+    .maxpool_2          = A + 6094848,    /*     131072    2-24   maxpool_2 32x32x8 */
+    .b_1                = A + 6225920,    /*     131072    6-20   b.1 16x16x32 */
+    .b                  = A + 6356992,    /*     131072    7-19   b 16x16x32 */
+    .maxpool_5          = A + 6488064,    /*      65536    5-21   maxpool_5 16x16x16 */
+    .loss_rows          = A + 6553600,    /*          6    0-27   loss rows */
+  };
+}
 
 #define AEC_BATCH 16
 #define AEC_IN_SIZE 16384
@@ -62,11 +130,11 @@ static void gather_conv_e1_1(aert_real *restrict col, int n0, const aert_real *r
       for (int rw = 0; rw < 64; rw++) {
         aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 36;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 4) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { memset(c, 0, 4 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 64 + th) * 64 + tw) * 4, 4 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 64 + th) * 64 + tw) * 4, 4 * sizeof(aert_real));
           }
         }
       }
@@ -76,18 +144,18 @@ static void gather_conv_e1_1(aert_real *restrict col, int n0, const aert_real *r
 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 16; n0 += 4) {
-    gather_conv_e1_1((r->A + 0), n0, r->X);
-    aert_gemm(0, 0, 16384, 8, 36, (r->A + 0), 36, (r->P + 0), 8, 0, (r->A + 1769472) + (long)n0 * 32768, 8);
+    gather_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
+    aert_gemm(0, 0, 16384, 8, 36, r->conv_e1_1_scratch, 36, (r->P + 0), 8, 0, r->e1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act((r->A + 1769472), (r->P + 288), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 288), 65536, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1179648), (r->A + 1769472), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), (r->A + 1179648), 65536, 8);
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e1_1, 65536, 8);
   for (int n0 = 0; n0 < 16; n0 += 4) {
-    gather_conv_e1_1((r->A + 0), n0, r->X);
-    aert_gemm(1, 0, 36, 8, 16384, (r->A + 0), 36, (r->A + 1179648) + (long)n0 * 32768, 8, 1, (r->G + 0), 8);
+    gather_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
+    aert_gemm(1, 0, 36, 8, 16384, r->conv_e1_1_dscratch, 36, r->d_e1_1 + (long)n0 * 32768, 8, 1, (r->G + 0), 8);
   }
 }
 
@@ -103,11 +171,11 @@ static void gather_conv_e1_2(aert_real *restrict col, int n0, const aert_real *r
       for (int rw = 0; rw < 64; rw++) {
         aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 72;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 8) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { memset(c, 0, 8 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 64 + th) * 64 + tw) * 8, 8 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 64 + th) * 64 + tw) * 8, 8 * sizeof(aert_real));
           }
         }
       }
@@ -123,11 +191,11 @@ static void scatter_conv_e1_2(const aert_real *restrict col, int n0, aert_real *
       for (int rw = 0; rw < 64; rw++) {
         const aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 72;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 8) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { continue; }
-            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[ch];
           }
         }
       }
@@ -137,20 +205,20 @@ static void scatter_conv_e1_2(const aert_real *restrict col, int n0, aert_real *
 
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 16; n0 += 2) {
-    gather_conv_e1_2((r->A + 0), n0, (r->A + 1769472));
-    aert_gemm(0, 0, 8192, 8, 72, (r->A + 0), 72, (r->P + 304), 8, 0, (r->A + 2293760) + (long)n0 * 32768, 8);
+    gather_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
+    aert_gemm(0, 0, 8192, 8, 72, r->conv_e1_2_scratch, 72, (r->P + 304), 8, 0, r->e1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act((r->A + 2293760), (r->P + 880), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 880), 65536, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 2818048), (r->A + 2293760), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 880), (r->A + 2818048), 65536, 8);
+  aert_act_backward_inplace(r->d_e1, r->e1, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 880), r->d_e1, 65536, 8);
   for (int n0 = 0; n0 < 16; n0 += 2) {
-    gather_conv_e1_2((r->A + 0), n0, (r->A + 1769472));
-    aert_gemm(1, 0, 72, 8, 8192, (r->A + 0), 72, (r->A + 2818048) + (long)n0 * 32768, 8, 1, (r->G + 304), 8);
-    aert_gemm(0, 1, 8192, 72, 8, (r->A + 2818048) + (long)n0 * 32768, 8, (r->P + 304), 8, 0, (r->A + 589824), 72);
-    scatter_conv_e1_2((r->A + 589824), n0, (r->A + 1179648));
+    gather_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
+    aert_gemm(1, 0, 72, 8, 8192, r->conv_e1_2_dscratch, 72, r->d_e1 + (long)n0 * 32768, 8, 1, (r->G + 304), 8);
+    aert_gemm(0, 1, 8192, 72, 8, r->d_e1 + (long)n0 * 32768, 8, (r->P + 304), 8, 0, (r->conv_e1_2_dscratch + 589824), 72);
+    scatter_conv_e1_2((r->conv_e1_2_dscratch + 589824), n0, r->d_e1_1);
   }
 }
 
@@ -159,11 +227,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  32x32x8, batch 16
  * forward 0 FLOP, 2.62 MB moved per batch; backward 0 FLOP, 5.24 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward((r->A + 2293760), (r->A + 6094848), 16, 64, 64, 8, 2, 2, 32, 32, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, 16, 64, 64, 8, 2, 2, 32, 32, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward((r->A + 2818048), (r->A + 851968), (r->A + 2293760), (r->A + 6094848), 16, 64, 64, 8, 2, 2, 32, 32, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 16, 64, 64, 8, 2, 2, 32, 32, 1);
 }
 
 /* ---- conv e2.1  (specs/unet_landcover_small.ae:8:30)
@@ -192,11 +260,11 @@ static void scatter_conv_e2_1(const aert_real *restrict col, int n0, aert_real *
       for (int rw = 0; rw < 32; rw++) {
         const aert_real *c = col + ((long)(n - n0) * 1024 + rh * 32 + rw) * 72;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 8) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 32 || tw < 0 || tw >= 32) { continue; }
-            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 32 + th) * 32 + tw) * 8)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 32 + th) * 32 + tw) * 8)[ch] += c[ch];
           }
         }
       }
@@ -205,23 +273,25 @@ static void scatter_conv_e2_1(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_e2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_e2_1((r->A + 0), n0, (r->A + 6094848));
-    aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 8, (r->P + 896), 3, (r->A + 4784128) + (long)n0 * 16384, 32, 32, 16, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
+    aert_conv_fwd(r->conv_e2_1_scratch, 16, 1, 34, 34, 8, (r->P + 896), 3, r->e2_1 + (long)n0 * 16384, 32, 32, 16, 0);
   }
-  aert_bias_act((r->A + 4784128), (r->P + 2048), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 2048), 16384, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 589824), (r->A + 4784128), 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2048), (r->A + 589824), 16384, 16);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_e2_1((r->A + 0), n0, (r->A + 6094848));
-    aert_conv_dw((r->A + 0), 16, 1, 34, 34, 8, (r->A + 589824) + (long)n0 * 16384, 3, (r->G + 896), 32, 32, 16);
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 262144, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 2048), r->d_e2_1, 16384, 16);
+  {
+    const int n0 = 0;
+    pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
+    aert_conv_dw(r->conv_e2_1_dscratch, 16, 1, 34, 34, 8, r->d_e2_1 + (long)n0 * 16384, 3, (r->G + 896), 32, 32, 16);
   }
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    aert_gemm(0, 1, 8192, 72, 16, (r->A + 589824) + (long)n0 * 16384, 16, (r->P + 896), 16, 0, (r->A + 0), 72);
-    scatter_conv_e2_1((r->A + 0), n0, (r->A + 851968));
+    aert_gemm(0, 1, 8192, 72, 16, r->d_e2_1 + (long)n0 * 16384, 16, (r->P + 896), 16, 0, r->conv_e2_1_dscratch, 72);
+    scatter_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_maxpool_2);
   }
 }
 
@@ -258,24 +328,27 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_e2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_e2_2((r->A + 0), n0, (r->A + 4784128));
-    aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->P + 2064), 3, (r->A + 5046272) + (long)n0 * 16384, 32, 32, 16, 0);
+  {
+    const int n0 = 0;
+    pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
+    aert_conv_fwd(r->conv_e2_2_scratch, 16, 1, 34, 34, 16, (r->P + 2064), 3, r->e2 + (long)n0 * 16384, 32, 32, 16, 0);
   }
-  aert_bias_act((r->A + 5046272), (r->P + 4368), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 4368), 16384, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 851968), (r->A + 5046272), 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4368), (r->A + 851968), 16384, 16);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_e2_2((r->A + 0), n0, (r->A + 4784128));
-    aert_conv_dw((r->A + 0), 16, 1, 34, 34, 16, (r->A + 851968) + (long)n0 * 16384, 3, (r->G + 2064), 32, 32, 16);
+  aert_act_backward_inplace(r->d_e2, r->e2, 262144, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 4368), r->d_e2, 16384, 16);
+  {
+    const int n0 = 0;
+    pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
+    aert_conv_dw(r->conv_e2_2_dscratch, 16, 1, 34, 34, 16, r->d_e2 + (long)n0 * 16384, 3, (r->G + 2064), 32, 32, 16);
   }
-  aert_conv_flip((r->P + 2064), (r->A + 0) + 296320, 3, 16, 16);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    dpad_conv_e2_2((r->A + 0), n0, (r->A + 851968));
-    aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 589824) + (long)n0 * 16384, 32, 32, 16, 1);
+  aert_conv_flip((r->P + 2064), r->conv_e2_2_dscratch + 296320, 3, 16, 16);
+  {
+    const int n0 = 0;
+    dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
+    aert_conv_fwd(r->conv_e2_2_dscratch, 16, 1, 34, 34, 16, r->conv_e2_2_dscratch + 296320, 3, r->d_e2_1 + (long)n0 * 16384, 32, 32, 16, 1);
   }
 }
 
@@ -284,11 +357,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  16x16x16, batch 16
  * forward 0 FLOP, 1.31 MB moved per batch; backward 0 FLOP, 2.62 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward((r->A + 5046272), (r->A + 6488064), 16, 32, 32, 16, 2, 2, 16, 16, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, 16, 32, 32, 16, 2, 2, 16, 16, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward((r->A + 851968), (r->A + 306944), (r->A + 5046272), (r->A + 6488064), 16, 32, 32, 16, 2, 2, 16, 16, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 16, 32, 32, 16, 2, 2, 16, 16, 1);
 }
 
 /* ---- conv b.1  (specs/unet_landcover_small.ae:8:30)
@@ -324,24 +397,27 @@ static void dpad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_b_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_b_1((r->A + 0), n0, (r->A + 6488064));
-    aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 16, (r->P + 4384), 3, (r->A + 6225920) + (long)n0 * 8192, 16, 16, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_b_1(r->conv_b_1_scratch, n0, r->maxpool_5);
+    aert_conv_fwd(r->conv_b_1_scratch, 16, 1, 18, 18, 16, (r->P + 4384), 3, r->b_1 + (long)n0 * 8192, 16, 16, 32, 0);
   }
-  aert_bias_act((r->A + 6225920), (r->P + 8992), 4096, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + 8992), 4096, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 175872), (r->A + 6225920), 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 8992), (r->A + 175872), 4096, 32);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_b_1((r->A + 0), n0, (r->A + 6488064));
-    aert_conv_dw((r->A + 0), 16, 1, 18, 18, 16, (r->A + 175872) + (long)n0 * 8192, 3, (r->G + 4384), 16, 16, 32);
+  aert_act_backward_inplace(r->d_b_1, r->b_1, 131072, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 8992), r->d_b_1, 4096, 32);
+  {
+    const int n0 = 0;
+    pad_conv_b_1(r->conv_b_1_dscratch, n0, r->maxpool_5);
+    aert_conv_dw(r->conv_b_1_dscratch, 16, 1, 18, 18, 16, r->d_b_1 + (long)n0 * 8192, 3, (r->G + 4384), 16, 16, 32);
   }
-  aert_conv_flip((r->P + 4384), (r->A + 0) + 166656, 3, 16, 32);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    dpad_conv_b_1((r->A + 0), n0, (r->A + 175872));
-    aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 306944) + (long)n0 * 4096, 16, 16, 16, 1);
+  aert_conv_flip((r->P + 4384), r->conv_b_1_dscratch + 166656, 3, 16, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_b_1(r->conv_b_1_dscratch, n0, r->d_b_1);
+    aert_conv_fwd(r->conv_b_1_dscratch, 16, 1, 18, 18, 32, r->conv_b_1_dscratch + 166656, 3, r->d_maxpool_5 + (long)n0 * 4096, 16, 16, 16, 1);
   }
 }
 
@@ -378,24 +454,27 @@ static void dpad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restr
 }
 
 static void conv_b_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_b_2((r->A + 0), n0, (r->A + 6225920));
-    aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 32, (r->P + 9024), 3, (r->A + 6356992) + (long)n0 * 8192, 16, 16, 32, 0);
+  {
+    const int n0 = 0;
+    pad_conv_b_2(r->conv_b_2_scratch, n0, r->b_1);
+    aert_conv_fwd(r->conv_b_2_scratch, 16, 1, 18, 18, 32, (r->P + 9024), 3, r->b + (long)n0 * 8192, 16, 16, 32, 0);
   }
-  aert_bias_act((r->A + 6356992), (r->P + 18240), 4096, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + 18240), 4096, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 1114112), (r->A + 6356992), 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18240), (r->A + 1114112), 4096, 32);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_b_2((r->A + 0), n0, (r->A + 6225920));
-    aert_conv_dw((r->A + 0), 16, 1, 18, 18, 32, (r->A + 1114112) + (long)n0 * 8192, 3, (r->G + 9024), 16, 16, 32);
+  aert_act_backward_inplace(r->d_b, r->b, 131072, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18240), r->d_b, 4096, 32);
+  {
+    const int n0 = 0;
+    pad_conv_b_2(r->conv_b_2_dscratch, n0, r->b_1);
+    aert_conv_dw(r->conv_b_2_dscratch, 16, 1, 18, 18, 32, r->d_b + (long)n0 * 8192, 3, (r->G + 9024), 16, 16, 32);
   }
-  aert_conv_flip((r->P + 9024), (r->A + 0) + 166656, 3, 32, 32);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    dpad_conv_b_2((r->A + 0), n0, (r->A + 1114112));
-    aert_conv_fwd((r->A + 0), 16, 1, 18, 18, 32, (r->A + 0) + 166656, 3, (r->A + 175872) + (long)n0 * 8192, 16, 16, 32, 1);
+  aert_conv_flip((r->P + 9024), r->conv_b_2_dscratch + 166656, 3, 32, 32);
+  {
+    const int n0 = 0;
+    dpad_conv_b_2(r->conv_b_2_dscratch, n0, r->d_b);
+    aert_conv_fwd(r->conv_b_2_dscratch, 16, 1, 18, 18, 32, r->conv_b_2_dscratch + 166656, 3, r->d_b_1 + (long)n0 * 8192, 16, 16, 32, 1);
   }
 }
 
@@ -414,8 +493,8 @@ static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restr
       memset(o + 1584, 0, 48 * sizeof(aert_real));
       for (int tw = 0; tw < 32; tw++) {
         aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c + 0, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 32 + th / 1) * 32 + tw / 1) * 16, 16 * sizeof(aert_real));
+        memcpy(c, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32, 32 * sizeof(aert_real));
+        memcpy(c + 32, t1 + (((long)(n0 + n) * 32 + th) * 32 + tw) * 16, 16 * sizeof(aert_real));
       }
     }
   memset(xp + 443904, 0, 1152 * sizeof(aert_real));
@@ -441,31 +520,31 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *
     for (int th = 0; th < 32; th++)
       for (int tw = 0; tw < 32; tw++) {
         const aert_real *g = dxs + (((long)n * 32 + th) * 32 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32 + ch] += g[0 + ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 32 + th / 1) * 32 + tw / 1) * 16 + ch] += g[32 + ch];
+        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32 + ch] += g[ch];
+        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 32 + th) * 32 + tw) * 16 + ch] += g[ch + 32];
       }
 }
 
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    pad_conv_d2_1((r->A + 0), n0, (r->A + 6356992), (r->A + 5046272));
-    aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 48, (r->P + 18272), 3, (r->A + 5308416) + (long)n0 * 16384, 32, 32, 16, 0);
+    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->b, r->e2);
+    aert_conv_fwd(r->conv_d2_1_scratch, 8, 1, 34, 34, 48, (r->P + 18272), 3, r->d2_1 + (long)n0 * 16384, 32, 32, 16, 0);
   }
-  aert_bias_act((r->A + 5308416), (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 549248), (r->A + 5308416), 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 25184), (r->A + 549248), 16384, 16);
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 262144, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 25184), r->d_d2_1, 16384, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    pad_conv_d2_1((r->A + 0), n0, (r->A + 6356992), (r->A + 5046272));
-    aert_conv_dw((r->A + 0), 8, 1, 34, 34, 48, (r->A + 549248) + (long)n0 * 16384, 3, (r->G + 18272), 32, 32, 16);
+    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->b, r->e2);
+    aert_conv_dw(r->conv_d2_1_dscratch, 8, 1, 34, 34, 48, r->d_d2_1 + (long)n0 * 16384, 3, (r->G + 18272), 32, 32, 16);
   }
-  aert_conv_flip((r->P + 18272), (r->A + 0) + 149120, 3, 48, 16);
+  aert_conv_flip((r->P + 18272), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    dpad_conv_d2_1((r->A + 0), n0, (r->A + 549248));
-    aert_conv_fwd((r->A + 0), 8, 1, 34, 34, 16, (r->A + 0) + 149120, 3, (r->A + 0) + 156032, 32, 32, 48, 0);
-    unstack_conv_d2_1((r->A + 0) + 156032, n0, (r->A + 1114112), (r->A + 851968));
+    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
+    aert_conv_fwd(r->conv_d2_1_dscratch, 8, 1, 34, 34, 16, r->conv_d2_1_dscratch + 149120, 3, r->conv_d2_1_dscratch + 156032, 32, 32, 48, 0);
+    unstack_conv_d2_1(r->conv_d2_1_dscratch + 156032, n0, r->d_b, r->d_e2);
   }
 }
 
@@ -502,24 +581,27 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
 }
 
 static void conv_d2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_d2_2((r->A + 0), n0, (r->A + 5308416));
-    aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->P + 25200), 3, (r->A + 5570560) + (long)n0 * 16384, 32, 32, 16, 0);
+  {
+    const int n0 = 0;
+    pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
+    aert_conv_fwd(r->conv_d2_2_scratch, 16, 1, 34, 34, 16, (r->P + 25200), 3, r->d2 + (long)n0 * 16384, 32, 32, 16, 0);
   }
-  aert_bias_act((r->A + 5570560), (r->P + 27504), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 27504), 16384, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 5832704), (r->A + 5570560), 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 27504), (r->A + 5832704), 16384, 16);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    pad_conv_d2_2((r->A + 0), n0, (r->A + 5308416));
-    aert_conv_dw((r->A + 0), 16, 1, 34, 34, 16, (r->A + 5832704) + (long)n0 * 16384, 3, (r->G + 25200), 32, 32, 16);
+  aert_act_backward_inplace(r->d_d2, r->d2, 262144, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 27504), r->d_d2, 16384, 16);
+  {
+    const int n0 = 0;
+    pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
+    aert_conv_dw(r->conv_d2_2_dscratch, 16, 1, 34, 34, 16, r->d_d2 + (long)n0 * 16384, 3, (r->G + 25200), 32, 32, 16);
   }
-  aert_conv_flip((r->P + 25200), (r->A + 0) + 296320, 3, 16, 16);
-  for (int n0 = 0; n0 < 16; n0 += 16) {
-    dpad_conv_d2_2((r->A + 0), n0, (r->A + 5832704));
-    aert_conv_fwd((r->A + 0), 16, 1, 34, 34, 16, (r->A + 0) + 296320, 3, (r->A + 549248) + (long)n0 * 16384, 32, 32, 16, 1);
+  aert_conv_flip((r->P + 25200), r->conv_d2_2_dscratch + 296320, 3, 16, 16);
+  {
+    const int n0 = 0;
+    dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
+    aert_conv_fwd(r->conv_d2_2_dscratch, 16, 1, 34, 34, 16, r->conv_d2_2_dscratch + 296320, 3, r->d_d2_1 + (long)n0 * 16384, 32, 32, 16, 1);
   }
 }
 
@@ -535,11 +617,11 @@ static void gather_conv_d1_1(aert_real *restrict col, int n0, const aert_real *r
       for (int rw = 0; rw < 64; rw++) {
         aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 216;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 24) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { memset(c, 0, 24 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 32 + th / 2) * 32 + tw / 2) * 16, 16 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 32 + th / 2) * 32 + tw / 2) * 16, 16 * sizeof(aert_real));
             memcpy(c + 16, t1 + (((long)n * 64 + th) * 64 + tw) * 8, 8 * sizeof(aert_real));
           }
         }
@@ -549,19 +631,18 @@ static void gather_conv_d1_1(aert_real *restrict col, int n0, const aert_real *r
 }
 
 static void scatter_conv_d1_1(const aert_real *restrict col, int n0, aert_real *restrict t0, aert_real *restrict t1) {
-#pragma omp parallel for schedule(static)
-  for (int img = 0; img < 1; img++) {
-    int n = n0 + img;
+  {
+    int n = n0;
     for (int rh = 0; rh < 64; rh++) {
       for (int rw = 0; rw < 64; rw++) {
         const aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 216;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 24) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { continue; }
-            for (int ch = 0; ch < 16; ch++) (t0 + (((long)n * 32 + th / 2) * 32 + tw / 2) * 16)[ch] += c[0 + ch];
-            for (int ch = 0; ch < 8; ch++) (t1 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[16 + ch];
+            for (int ch = 0; ch < 16; ch++) (t0 + (((long)n * 32 + th / 2) * 32 + tw / 2) * 16)[ch] += c[ch];
+            for (int ch = 0; ch < 8; ch++) (t1 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[ch + 16];
           }
         }
       }
@@ -570,21 +651,21 @@ static void scatter_conv_d1_1(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_d1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 1) {
-    gather_conv_d1_1((r->A + 0), n0, (r->A + 5570560), (r->A + 2293760));
-    aert_gemm(0, 0, 4096, 8, 216, (r->A + 0), 216, (r->P + 27520), 8, 0, (r->A + 3342336) + (long)n0 * 32768, 8);
+  for (int n0 = 0; n0 < 16; n0++) {
+    gather_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
+    aert_gemm(0, 0, 4096, 8, 216, r->conv_d1_1_scratch, 216, (r->P + 27520), 8, 0, r->d1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act((r->A + 3342336), (r->P + 29248), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 29248), 65536, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 3866624), (r->A + 3342336), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29248), (r->A + 3866624), 65536, 8);
-  for (int n0 = 0; n0 < 16; n0 += 1) {
-    gather_conv_d1_1((r->A + 0), n0, (r->A + 5570560), (r->A + 2293760));
-    aert_gemm(1, 0, 216, 8, 4096, (r->A + 0), 216, (r->A + 3866624) + (long)n0 * 32768, 8, 1, (r->G + 27520), 8);
-    aert_gemm(0, 1, 4096, 216, 8, (r->A + 3866624) + (long)n0 * 32768, 8, (r->P + 27520), 8, 0, (r->A + 884736), 216);
-    scatter_conv_d1_1((r->A + 884736), n0, (r->A + 5832704), (r->A + 2818048));
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 29248), r->d_d1_1, 65536, 8);
+  for (int n0 = 0; n0 < 16; n0++) {
+    gather_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
+    aert_gemm(1, 0, 216, 8, 4096, r->conv_d1_1_dscratch, 216, r->d_d1_1 + (long)n0 * 32768, 8, 1, (r->G + 27520), 8);
+    aert_gemm(0, 1, 4096, 216, 8, r->d_d1_1 + (long)n0 * 32768, 8, (r->P + 27520), 8, 0, (r->conv_d1_1_dscratch + 884736), 216);
+    scatter_conv_d1_1((r->conv_d1_1_dscratch + 884736), n0, r->d_d2, r->d_e1);
   }
 }
 
@@ -600,11 +681,11 @@ static void gather_conv_d1_2(aert_real *restrict col, int n0, const aert_real *r
       for (int rw = 0; rw < 64; rw++) {
         aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 72;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 8) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { memset(c, 0, 8 * sizeof(aert_real)); continue; }
-            memcpy(c + 0, t0 + (((long)n * 64 + th) * 64 + tw) * 8, 8 * sizeof(aert_real));
+            memcpy(c, t0 + (((long)n * 64 + th) * 64 + tw) * 8, 8 * sizeof(aert_real));
           }
         }
       }
@@ -620,11 +701,11 @@ static void scatter_conv_d1_2(const aert_real *restrict col, int n0, aert_real *
       for (int rw = 0; rw < 64; rw++) {
         const aert_real *c = col + ((long)(n - n0) * 4096 + rh * 64 + rw) * 72;
         for (int kh = 0; kh < 3; kh++) {
-          int th = rh * 1 - 1 + kh;
+          int th = rh - 1 + kh;
           for (int kw = 0; kw < 3; kw++, c += 8) {
-            int tw = rw * 1 - 1 + kw;
+            int tw = rw - 1 + kw;
             if (th < 0 || th >= 64 || tw < 0 || tw >= 64) { continue; }
-            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[0 + ch];
+            for (int ch = 0; ch < 8; ch++) (t0 + (((long)n * 64 + th) * 64 + tw) * 8)[ch] += c[ch];
           }
         }
       }
@@ -634,20 +715,20 @@ static void scatter_conv_d1_2(const aert_real *restrict col, int n0, aert_real *
 
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 16; n0 += 2) {
-    gather_conv_d1_2((r->A + 0), n0, (r->A + 3342336));
-    aert_gemm(0, 0, 8192, 8, 72, (r->A + 0), 72, (r->P + 29264), 8, 0, (r->A + 1179648) + (long)n0 * 32768, 8);
+    gather_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
+    aert_gemm(0, 0, 8192, 8, 72, r->conv_d1_2_scratch, 72, (r->P + 29264), 8, 0, r->d1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act((r->A + 1179648), (r->P + 29840), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 29840), 65536, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 2818048), (r->A + 1179648), 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29840), (r->A + 2818048), 65536, 8);
+  aert_act_backward_inplace(r->d_d1, r->d1, 524288, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 29840), r->d_d1, 65536, 8);
   for (int n0 = 0; n0 < 16; n0 += 2) {
-    gather_conv_d1_2((r->A + 0), n0, (r->A + 3342336));
-    aert_gemm(1, 0, 72, 8, 8192, (r->A + 0), 72, (r->A + 2818048) + (long)n0 * 32768, 8, 1, (r->G + 29264), 8);
-    aert_gemm(0, 1, 8192, 72, 8, (r->A + 2818048) + (long)n0 * 32768, 8, (r->P + 29264), 8, 0, (r->A + 589824), 72);
-    scatter_conv_d1_2((r->A + 589824), n0, (r->A + 3866624));
+    gather_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
+    aert_gemm(1, 0, 72, 8, 8192, r->conv_d1_2_dscratch, 72, r->d_d1 + (long)n0 * 32768, 8, 1, (r->G + 29264), 8);
+    aert_gemm(0, 1, 8192, 72, 8, r->d_d1 + (long)n0 * 32768, 8, (r->P + 29264), 8, 0, (r->conv_d1_2_dscratch + 589824), 72);
+    scatter_conv_d1_2((r->conv_d1_2_dscratch + 589824), n0, r->d_d1_1);
   }
 }
 
@@ -656,15 +737,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 64x64x6, batch 16
  * forward 6.29 MFLOP, 3.67 MB moved per batch; backward 12.58 MFLOP, 7.34 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, 65536, 6, 8, (r->A + 1179648), 8, (r->P + 29856), 6, 0, (r->A + 4390912), 6);
-  aert_bias_act((r->A + 4390912), (r->P + 29904), 65536, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 65536, 6, 8, r->d1, 8, (r->P + 29856), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + 29904), 65536, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 0), (r->A + 4390912), 393216, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 29904), (r->A + 0), 65536, 6);
-    aert_gemm(1, 0, 8, 6, 65536, (r->A + 1179648), 8, (r->A + 0), 6, 1, (r->G + 29856), 6);
-    aert_gemm(0, 1, 65536, 8, 6, (r->A + 0), 6, (r->P + 29856), 6, 1, (r->A + 2818048), 8);
+  aert_act_backward_inplace(r->d_logits, r->logits, 393216, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 29904), r->d_logits, 65536, 6);
+    aert_gemm(1, 0, 8, 6, 65536, r->d1, 8, r->d_logits, 6, 1, (r->G + 29856), 6);
+    aert_gemm(0, 1, 65536, 8, 6, r->d_logits, 6, (r->P + 29856), 6, 1, r->d_d1, 8);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -673,7 +754,7 @@ static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 4390912), r->T, backward ? (r->A + 0) : NULL, 65536, 6, class_weights_0, 0, 16, 1, (r->A + 6553600));
+  t = aert_loss_softmax_xent(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 16, 1, r->loss_rows);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -690,7 +771,7 @@ static double profile_ms[14][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -711,33 +792,33 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 29920);
-  memset(r.A + 0, 0, sizeof(aert_real) * 393216);  /* dlogits */
+  memset(r.d_logits, 0, sizeof(aert_real) * 393216);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 2818048, 0, sizeof(aert_real) * 524288);  /* dd1 */
+  memset(r.d_d1, 0, sizeof(aert_real) * 524288);
   PROFILED(12, 1, conv_logits_backward(&r));
-  memset(r.A + 3866624, 0, sizeof(aert_real) * 524288);  /* d */
+  memset(r.d_d1_1, 0, sizeof(aert_real) * 524288);
   PROFILED(11, 1, conv_d1_2_backward(&r));
-  memset(r.A + 2818048, 0, sizeof(aert_real) * 524288);  /* de1 */
-  memset(r.A + 5832704, 0, sizeof(aert_real) * 262144);  /* dd2 */
+  memset(r.d_e1, 0, sizeof(aert_real) * 524288);
+  memset(r.d_d2, 0, sizeof(aert_real) * 262144);
   PROFILED(10, 1, conv_d1_1_backward(&r));
-  memset(r.A + 549248, 0, sizeof(aert_real) * 262144);  /* d */
+  memset(r.d_d2_1, 0, sizeof(aert_real) * 262144);
   PROFILED(9, 1, conv_d2_2_backward(&r));
-  memset(r.A + 851968, 0, sizeof(aert_real) * 262144);  /* de2 */
-  memset(r.A + 1114112, 0, sizeof(aert_real) * 131072);  /* db */
+  memset(r.d_e2, 0, sizeof(aert_real) * 262144);
+  memset(r.d_b, 0, sizeof(aert_real) * 131072);
   PROFILED(8, 1, conv_d2_1_backward(&r));
-  memset(r.A + 175872, 0, sizeof(aert_real) * 131072);  /* d */
+  memset(r.d_b_1, 0, sizeof(aert_real) * 131072);
   PROFILED(7, 1, conv_b_2_backward(&r));
-  memset(r.A + 306944, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 65536);
   PROFILED(6, 1, conv_b_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.A + 589824, 0, sizeof(aert_real) * 262144);  /* d */
+  memset(r.d_e2_1, 0, sizeof(aert_real) * 262144);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.A + 851968, 0, sizeof(aert_real) * 131072);  /* d */
+  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 131072);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.A + 1179648, 0, sizeof(aert_real) * 524288);  /* d */
+  memset(r.d_e1_1, 0, sizeof(aert_real) * 524288);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

@@ -8,14 +8,45 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 684032 floats (2.6 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
+ * backward kernels in reverse, 17 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h_1, *d_h_1, *h, *d_h, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *y_1, *d_y_1, *y_2;
+  aert_real *d_y_2, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     200704    0-17   y 784 */
+    .d_y      = A + 200704,     /*     200704    8-9    dy 784 */
+    .d_y_1    = A + 200704,     /*      32768   10-11   dy.1 128 */
+    .d_h_1    = A + 200704,     /*      65536   15-16   dh.1 256 */
+    .d_z      = A + 233472,     /*       4096   11-12   dz 16 */
+    .d_h      = A + 266240,     /*      32768   13-15   dh 128 */
+    .h_1      = A + 401408,     /*      65536    0-16   h.1 256 */
+    .y_2      = A + 466944,     /*      65536    6-10   y.2 256 */
+    .d_y_2    = A + 532480,     /*      65536    9-10   dy.2 256 */
+    .h        = A + 598016,     /*      32768    1-15   h 128 */
+    .y_1      = A + 630784,     /*      32768    5-11   y.1 128 */
+    .mu       = A + 663552,     /*       4096    2-14   mu 16 */
+    .d_mu     = A + 667648,     /*       4096    8-14   dmu 16 */
+    .logvar   = A + 671744,     /*       4096    3-13   logvar 16 */
+    .d_logvar = A + 675840,     /*       4096    8-13   dlogvar 16 */
+    .z        = A + 679936,     /*       4096    0-17   z 16 */
+  };
+}
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -47,14 +78,14 @@ static const aert_param params[] = {
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, (r->A + 401408), 256);
-  aert_bias_act((r->A + 401408), (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h_1, 256);
+  aert_bias_act(r->h_1, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 401408), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), (r->A + 200704), 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, (r->A + 200704), 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h_1, r->h_1, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h_1, 256, 256);
+    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h_1, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense h.2  (specs/vae.ae:8:32)
@@ -62,15 +93,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, (r->A + 401408), 256, (r->P + 200960), 128, 0, (r->A + 598016), 128);
-  aert_bias_act((r->A + 598016), (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 128, 256, r->h_1, 256, (r->P + 200960), 128, 0, r->h, 128);
+  aert_bias_act(r->h, (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 266240), (r->A + 598016), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), (r->A + 266240), 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, (r->A + 401408), 256, (r->A + 266240), 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, 256, 256, 128, (r->A + 266240), 128, (r->P + 200960), 128, 1, (r->A + 200704), 256);
+  aert_act_backward_inplace(r->d_h, r->h, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 233728), r->d_h, 256, 128);
+    aert_gemm(1, 0, 256, 128, 256, r->h_1, 256, r->d_h, 128, 1, (r->G + 200960), 128);
+    aert_gemm(0, 1, 256, 256, 128, r->d_h, 128, (r->P + 200960), 128, 1, r->d_h_1, 256);
 }
 
 /* ---- dense mu  (specs/vae.ae:9:8)
@@ -78,15 +109,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 128, (r->A + 598016), 128, (r->P + 233856), 16, 0, (r->A + 663552), 16);
-  aert_bias_act((r->A + 663552), (r->P + 235904), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 16, 128, r->h, 128, (r->P + 233856), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + 235904), 256, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 667648), (r->A + 663552), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 235904), (r->A + 667648), 256, 16);
-    aert_gemm(1, 0, 128, 16, 256, (r->A + 598016), 128, (r->A + 667648), 16, 1, (r->G + 233856), 16);
-    aert_gemm(0, 1, 256, 128, 16, (r->A + 667648), 16, (r->P + 233856), 16, 1, (r->A + 266240), 128);
+  aert_act_backward_inplace(r->d_mu, r->mu, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 235904), r->d_mu, 256, 16);
+    aert_gemm(1, 0, 128, 16, 256, r->h, 128, r->d_mu, 16, 1, (r->G + 233856), 16);
+    aert_gemm(0, 1, 256, 128, 16, r->d_mu, 16, (r->P + 233856), 16, 1, r->d_h, 128);
 }
 
 /* ---- dense logvar  (specs/vae.ae:10:12)
@@ -94,15 +125,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 128, (r->A + 598016), 128, (r->P + 235920), 16, 0, (r->A + 671744), 16);
-  aert_bias_act((r->A + 671744), (r->P + 237968), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 256, 16, 128, r->h, 128, (r->P + 235920), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + 237968), 256, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 675840), (r->A + 671744), 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 237968), (r->A + 675840), 256, 16);
-    aert_gemm(1, 0, 128, 16, 256, (r->A + 598016), 128, (r->A + 675840), 16, 1, (r->G + 235920), 16);
-    aert_gemm(0, 1, 256, 128, 16, (r->A + 675840), 16, (r->P + 235920), 16, 1, (r->A + 266240), 128);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, 4096, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 237968), r->d_logvar, 256, 16);
+    aert_gemm(1, 0, 128, 16, 256, r->h, 128, r->d_logvar, 16, 1, (r->G + 235920), 16);
+    aert_gemm(0, 1, 256, 128, 16, r->d_logvar, 16, (r->P + 235920), 16, 1, r->d_h, 128);
 }
 
 /* ---- sample z  (specs/vae.ae:11:14)
@@ -110,11 +141,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 256
  * forward 0 FLOP, 49.15 KB moved per batch; backward 0 FLOP, 98.30 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward((r->A + 663552), (r->A + 671744), (r->A + 679936), 4096, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward(r->mu, r->logvar, r->z, 4096, r->training, aert_hash64(r->seed + 4));
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward((r->A + 667648), (r->A + 675840), (r->A + 233472), (r->A + 671744), 4096, aert_hash64(r->seed + 4));
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 4096, aert_hash64(r->seed + 4));
 }
 
 /* ---- dense y.1  (specs/vae.ae:12:7)
@@ -122,15 +153,15 @@ static void sample_z_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 1.05 MFLOP, 156.16 KB moved per batch; backward 2.10 MFLOP, 312.32 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 16, (r->A + 679936), 16, (r->P + 237984), 128, 0, (r->A + 630784), 128);
-  aert_bias_act((r->A + 630784), (r->P + 240032), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 128, 16, r->z, 16, (r->P + 237984), 128, 0, r->y_1, 128);
+  aert_bias_act(r->y_1, (r->P + 240032), 256, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 630784), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 240032), (r->A + 200704), 256, 128);
-    aert_gemm(1, 0, 16, 128, 256, (r->A + 679936), 16, (r->A + 200704), 128, 1, (r->G + 237984), 128);
-    aert_gemm(0, 1, 256, 16, 128, (r->A + 200704), 128, (r->P + 237984), 128, 1, (r->A + 233472), 16);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 240032), r->d_y_1, 256, 128);
+    aert_gemm(1, 0, 16, 128, 256, r->z, 16, r->d_y_1, 128, 1, (r->G + 237984), 128);
+    aert_gemm(0, 1, 256, 16, 128, r->d_y_1, 128, (r->P + 237984), 128, 1, r->d_z, 16);
 }
 
 /* ---- dense y.2  (specs/vae.ae:12:32)
@@ -138,15 +169,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, (r->A + 630784), 128, (r->P + 240160), 256, 0, (r->A + 466944), 256);
-  aert_bias_act((r->A + 466944), (r->P + 272928), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 256, 256, 128, r->y_1, 128, (r->P + 240160), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + 272928), 256, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 532480), (r->A + 466944), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 272928), (r->A + 532480), 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, (r->A + 630784), 128, (r->A + 532480), 256, 1, (r->G + 240160), 256);
-    aert_gemm(0, 1, 256, 128, 256, (r->A + 532480), 256, (r->P + 240160), 256, 1, (r->A + 200704), 128);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 272928), r->d_y_2, 256, 256);
+    aert_gemm(1, 0, 128, 256, 256, r->y_1, 128, r->d_y_2, 256, 1, (r->G + 240160), 256);
+    aert_gemm(0, 1, 256, 128, 256, r->d_y_2, 256, (r->P + 240160), 256, 1, r->d_y_1, 128);
 }
 
 /* ---- dense y.3  (specs/vae.ae:12:54)
@@ -154,26 +185,26 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, (r->A + 466944), 256, (r->P + 273184), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 473888), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 256, 784, 256, r->y_2, 256, (r->P + 273184), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 473888), 256, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 200704), (r->A + 0), 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 473888), (r->A + 200704), 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, (r->A + 466944), 256, (r->A + 200704), 784, 1, (r->G + 273184), 784);
-    aert_gemm(0, 1, 256, 256, 784, (r->A + 200704), 784, (r->P + 273184), 784, 1, (r->A + 532480), 256);
+  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 473888), r->d_y, 256, 784);
+    aert_gemm(1, 0, 256, 784, 256, r->y_2, 256, r->d_y, 784, 1, (r->G + 273184), 784);
+    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 273184), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/vae.ae:14: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 256.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 256.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae.ae:14: 1 * kl_normal */
-  t = aert_loss_kl_normal((r->A + 663552), (r->A + 671744), backward ? (r->A + 667648) : NULL, backward ? (r->A + 675840) : NULL, 4096, 256, 1);
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 4096, 256, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -190,7 +221,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_1_forward(&r));
   PROFILED(1, 0, dense_h_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -206,30 +237,30 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 474672);
-  memset(r.A + 667648, 0, sizeof(aert_real) * 4096);  /* dmu */
-  memset(r.A + 675840, 0, sizeof(aert_real) * 4096);  /* dlogvar */
-  memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
+  memset(r.d_mu, 0, sizeof(aert_real) * 4096);
+  memset(r.d_logvar, 0, sizeof(aert_real) * 4096);
+  memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 532480, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_2, 0, sizeof(aert_real) * 65536);
   PROFILED(7, 1, dense_y_3_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 32768);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 32768);
   PROFILED(6, 1, dense_y_2_backward(&r));
-  memset(r.A + 233472, 0, sizeof(aert_real) * 4096);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 4096);
   PROFILED(5, 1, dense_y_1_backward(&r));
   PROFILED(4, 1, sample_z_backward(&r));
-  memset(r.A + 266240, 0, sizeof(aert_real) * 32768);  /* dh */
+  memset(r.d_h, 0, sizeof(aert_real) * 32768);
   PROFILED(3, 1, dense_logvar_backward(&r));
   PROFILED(2, 1, dense_mu_backward(&r));
-  memset(r.A + 200704, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_h_1, 0, sizeof(aert_real) * 65536);
   PROFILED(1, 1, dense_h_2_backward(&r));
   PROFILED(0, 1, dense_h_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 679936, Z, sizeof(aert_real) * 4096);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);

@@ -8,14 +8,45 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+
+/* ---- the arena: 464128 floats (1.8 MiB) of activations, their gradients (d_) and scratch.
+ * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
+ * backward kernels in reverse, 17 after the step (the output and latent the runtime reads);
+ * buffers whose lives do not overlap share memory. `aec dump --stage mem` prints the same. */
 typedef struct {
   const aert_real *P;  /* parameters */
   aert_real *G;        /* parameter gradients */
-  aert_real *A;        /* the arena: activations, their gradients, scratch */
+  aert_real *A;        /* the arena; the buffers below point into it */
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  aert_real *h_1, *d_h_1, *h, *d_h, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *y_1, *d_y_1, *y_2;
+  aert_real *d_y_2, *y, *d_y;
 } run;
+
+static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
+                 uint64_t seed, int training) {
+  return (run){
+    P, G, A, X, T, seed, training,
+    /* buffer      offset        floats   steps   what */
+    .y        = A + 0,          /*     100352    0-17   y 784 */
+    .d_y      = A + 100352,     /*     100352    8-9    dy 784 */
+    .d_y_1    = A + 100352,     /*      32768   10-11   dy.1 256 */
+    .d_h_1    = A + 100352,     /*      65536   15-16   dh.1 512 */
+    .d_z      = A + 133120,     /*        256   11-12   dz 2 */
+    .d_h      = A + 165888,     /*      32768   13-15   dh 256 */
+    .h_1      = A + 200704,     /*      65536    0-16   h.1 512 */
+    .y_2      = A + 266240,     /*      65536    6-10   y.2 512 */
+    .d_y_2    = A + 331776,     /*      65536    9-10   dy.2 512 */
+    .h        = A + 397312,     /*      32768    1-15   h 256 */
+    .y_1      = A + 430080,     /*      32768    5-11   y.1 256 */
+    .mu       = A + 462848,     /*        256    2-14   mu 2 */
+    .d_mu     = A + 463104,     /*        256    8-14   dmu 2 */
+    .logvar   = A + 463360,     /*        256    3-13   logvar 2 */
+    .d_logvar = A + 463616,     /*        256    8-13   dlogvar 2 */
+    .z        = A + 463872,     /*        256    0-17   z 2 */
+  };
+}
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -47,14 +78,14 @@ static const aert_param params[] = {
  * out:  512, relu fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 102.76 MFLOP, 4.14 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 512, 784, r->X, 784, (r->P + 0), 512, 0, (r->A + 200704), 512);
-  aert_bias_act((r->A + 200704), (r->P + 401408), 128, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->h_1, 512);
+  aert_bias_act(r->h_1, (r->P + 401408), 128, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 100352), (r->A + 200704), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 401408), (r->A + 100352), 128, 512);
-    aert_gemm(1, 0, 784, 512, 128, r->X, 784, (r->A + 100352), 512, 1, (r->G + 0), 512);
+  aert_act_backward_inplace(r->d_h_1, r->h_1, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 401408), r->d_h_1, 128, 512);
+    aert_gemm(1, 0, 784, 512, 128, r->X, 784, r->d_h_1, 512, 1, (r->G + 0), 512);
 }
 
 /* ---- dense h.2  (specs/vae2.ae:7:32)
@@ -62,15 +93,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 256, relu fused, batch 128
  * forward 33.55 MFLOP, 918.53 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 256, 512, (r->A + 200704), 512, (r->P + 401920), 256, 0, (r->A + 397312), 256);
-  aert_bias_act((r->A + 397312), (r->P + 532992), 128, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 256, 512, r->h_1, 512, (r->P + 401920), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 532992), 128, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 165888), (r->A + 397312), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 532992), (r->A + 165888), 128, 256);
-    aert_gemm(1, 0, 512, 256, 128, (r->A + 200704), 512, (r->A + 165888), 256, 1, (r->G + 401920), 256);
-    aert_gemm(0, 1, 128, 512, 256, (r->A + 165888), 256, (r->P + 401920), 256, 1, (r->A + 100352), 512);
+  aert_act_backward_inplace(r->d_h, r->h, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 532992), r->d_h, 128, 256);
+    aert_gemm(1, 0, 512, 256, 128, r->h_1, 512, r->d_h, 256, 1, (r->G + 401920), 256);
+    aert_gemm(0, 1, 128, 512, 256, r->d_h, 256, (r->P + 401920), 256, 1, r->d_h_1, 512);
 }
 
 /* ---- dense mu  (specs/vae2.ae:8:8)
@@ -78,15 +109,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 128, 2, 256, (r->A + 397312), 256, (r->P + 533248), 2, 0, (r->A + 462848), 2);
-  aert_bias_act((r->A + 462848), (r->P + 533760), 128, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 2, 256, r->h, 256, (r->P + 533248), 2, 0, r->mu, 2);
+  aert_bias_act(r->mu, (r->P + 533760), 128, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 463104), (r->A + 462848), 256, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 533760), (r->A + 463104), 128, 2);
-    aert_gemm(1, 0, 256, 2, 128, (r->A + 397312), 256, (r->A + 463104), 2, 1, (r->G + 533248), 2);
-    aert_gemm(0, 1, 128, 256, 2, (r->A + 463104), 2, (r->P + 533248), 2, 1, (r->A + 165888), 256);
+  aert_act_backward_inplace(r->d_mu, r->mu, 256, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 533760), r->d_mu, 128, 2);
+    aert_gemm(1, 0, 256, 2, 128, r->h, 256, r->d_mu, 2, 1, (r->G + 533248), 2);
+    aert_gemm(0, 1, 128, 256, 2, r->d_mu, 2, (r->P + 533248), 2, 1, r->d_h, 256);
 }
 
 /* ---- dense logvar  (specs/vae2.ae:9:12)
@@ -94,15 +125,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 128, 2, 256, (r->A + 397312), 256, (r->P + 533776), 2, 0, (r->A + 463360), 2);
-  aert_bias_act((r->A + 463360), (r->P + 534288), 128, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, 128, 2, 256, r->h, 256, (r->P + 533776), 2, 0, r->logvar, 2);
+  aert_bias_act(r->logvar, (r->P + 534288), 128, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 463616), (r->A + 463360), 256, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 534288), (r->A + 463616), 128, 2);
-    aert_gemm(1, 0, 256, 2, 128, (r->A + 397312), 256, (r->A + 463616), 2, 1, (r->G + 533776), 2);
-    aert_gemm(0, 1, 128, 256, 2, (r->A + 463616), 2, (r->P + 533776), 2, 1, (r->A + 165888), 256);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, 256, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 534288), r->d_logvar, 128, 2);
+    aert_gemm(1, 0, 256, 2, 128, r->h, 256, r->d_logvar, 2, 1, (r->G + 533776), 2);
+    aert_gemm(0, 1, 128, 256, 2, r->d_logvar, 2, (r->P + 533776), 2, 1, r->d_h, 256);
 }
 
 /* ---- sample z  (specs/vae2.ae:10:14)
@@ -110,11 +141,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 2, batch 128
  * forward 0 FLOP, 3.07 KB moved per batch; backward 0 FLOP, 6.14 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward((r->A + 462848), (r->A + 463360), (r->A + 463872), 256, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward(r->mu, r->logvar, r->z, 256, r->training, aert_hash64(r->seed + 4));
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward((r->A + 463104), (r->A + 463616), (r->A + 133120), (r->A + 463360), 256, aert_hash64(r->seed + 4));
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 256, aert_hash64(r->seed + 4));
 }
 
 /* ---- dense y.1  (specs/vae2.ae:11:7)
@@ -122,15 +153,15 @@ static void sample_z_backward(const run *r) {
  * out:  256, relu fused, batch 128
  * forward 131.07 KFLOP, 135.17 KB moved per batch; backward 262.14 KFLOP, 270.34 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 256, 2, (r->A + 463872), 2, (r->P + 534304), 256, 0, (r->A + 430080), 256);
-  aert_bias_act((r->A + 430080), (r->P + 534816), 128, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 256, 2, r->z, 2, (r->P + 534304), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + 534816), 128, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 100352), (r->A + 430080), 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 534816), (r->A + 100352), 128, 256);
-    aert_gemm(1, 0, 2, 256, 128, (r->A + 463872), 2, (r->A + 100352), 256, 1, (r->G + 534304), 256);
-    aert_gemm(0, 1, 128, 2, 256, (r->A + 100352), 256, (r->P + 534304), 256, 1, (r->A + 133120), 2);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, 32768, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 534816), r->d_y_1, 128, 256);
+    aert_gemm(1, 0, 2, 256, 128, r->z, 2, r->d_y_1, 256, 1, (r->G + 534304), 256);
+    aert_gemm(0, 1, 128, 2, 256, r->d_y_1, 256, (r->P + 534304), 256, 1, r->d_z, 2);
 }
 
 /* ---- dense y.2  (specs/vae2.ae:11:32)
@@ -138,15 +169,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  512, relu fused, batch 128
  * forward 33.55 MFLOP, 919.55 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 512, 256, (r->A + 430080), 256, (r->P + 535072), 512, 0, (r->A + 266240), 512);
-  aert_bias_act((r->A + 266240), (r->P + 666144), 128, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, 128, 512, 256, r->y_1, 256, (r->P + 535072), 512, 0, r->y_2, 512);
+  aert_bias_act(r->y_2, (r->P + 666144), 128, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 331776), (r->A + 266240), 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 666144), (r->A + 331776), 128, 512);
-    aert_gemm(1, 0, 256, 512, 128, (r->A + 430080), 256, (r->A + 331776), 512, 1, (r->G + 535072), 512);
-    aert_gemm(0, 1, 128, 256, 512, (r->A + 331776), 512, (r->P + 535072), 512, 1, (r->A + 100352), 256);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 666144), r->d_y_2, 128, 512);
+    aert_gemm(1, 0, 256, 512, 128, r->y_1, 256, r->d_y_2, 512, 1, (r->G + 535072), 512);
+    aert_gemm(0, 1, 128, 256, 512, r->d_y_2, 512, (r->P + 535072), 512, 1, r->d_y_1, 256);
 }
 
 /* ---- dense y.3  (specs/vae2.ae:11:54)
@@ -154,26 +185,26 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 205.52 MFLOP, 4.54 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 128, 784, 512, (r->A + 266240), 512, (r->P + 666656), 784, 0, (r->A + 0), 784);
-  aert_bias_act((r->A + 0), (r->P + 1068064), 128, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, 128, 784, 512, r->y_2, 512, (r->P + 666656), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 1068064), 128, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace((r->A + 100352), (r->A + 0), 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 1068064), (r->A + 100352), 128, 784);
-    aert_gemm(1, 0, 512, 784, 128, (r->A + 266240), 512, (r->A + 100352), 784, 1, (r->G + 666656), 784);
-    aert_gemm(0, 1, 128, 512, 784, (r->A + 100352), 784, (r->P + 666656), 784, 1, (r->A + 331776), 512);
+  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 1068064), r->d_y, 128, 784);
+    aert_gemm(1, 0, 512, 784, 128, r->y_2, 512, r->d_y, 784, 1, (r->G + 666656), 784);
+    aert_gemm(0, 1, 128, 512, 784, r->d_y, 784, (r->P + 666656), 784, 1, r->d_y_2, 512);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/vae2.ae:13: 1 * bce */
-  t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 100352) : NULL, 100352, 128.0, 1);
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae2.ae:13: 1 * kl_normal */
-  t = aert_loss_kl_normal((r->A + 462848), (r->A + 463360), backward ? (r->A + 463104) : NULL, backward ? (r->A + 463616) : NULL, 256, 128, 1);
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 256, 128, 1);
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -190,7 +221,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = place(P, NULL, A, X, T, seed, training);
   PROFILED(0, 0, dense_h_1_forward(&r));
   PROFILED(1, 0, dense_h_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -206,30 +237,30 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = place(P, G, A, X, T, seed, 1);
   memset(G, 0, sizeof(aert_real) * 1068848);
-  memset(r.A + 463104, 0, sizeof(aert_real) * 256);  /* dmu */
-  memset(r.A + 463616, 0, sizeof(aert_real) * 256);  /* dlogvar */
-  memset(r.A + 100352, 0, sizeof(aert_real) * 100352);  /* dy */
+  memset(r.d_mu, 0, sizeof(aert_real) * 256);
+  memset(r.d_logvar, 0, sizeof(aert_real) * 256);
+  memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
-  memset(r.A + 331776, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_y_2, 0, sizeof(aert_real) * 65536);
   PROFILED(7, 1, dense_y_3_backward(&r));
-  memset(r.A + 100352, 0, sizeof(aert_real) * 32768);  /* d */
+  memset(r.d_y_1, 0, sizeof(aert_real) * 32768);
   PROFILED(6, 1, dense_y_2_backward(&r));
-  memset(r.A + 133120, 0, sizeof(aert_real) * 256);  /* dz */
+  memset(r.d_z, 0, sizeof(aert_real) * 256);
   PROFILED(5, 1, dense_y_1_backward(&r));
   PROFILED(4, 1, sample_z_backward(&r));
-  memset(r.A + 165888, 0, sizeof(aert_real) * 32768);  /* dh */
+  memset(r.d_h, 0, sizeof(aert_real) * 32768);
   PROFILED(3, 1, dense_logvar_backward(&r));
   PROFILED(2, 1, dense_mu_backward(&r));
-  memset(r.A + 100352, 0, sizeof(aert_real) * 65536);  /* d */
+  memset(r.d_h_1, 0, sizeof(aert_real) * 65536);
   PROFILED(1, 1, dense_h_2_backward(&r));
   PROFILED(0, 1, dense_h_1_backward(&r));
 }
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
   memcpy(A + 463872, Z, sizeof(aert_real) * 256);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
