@@ -363,8 +363,11 @@ typedef struct {
   int chunk;                 /* images per GEMM */
   long col_floats;           /* the im2col buffer for one chunk; 0 for a 1x1 GEMM */
   int pchunk;                /* slide: images per padded copy */
-  long pad_floats;           /* slide: the padded input */
+  long pad_floats;           /* slide: the padded input (then, narrow, the gathered weights) */
   long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
+  long weights_at;           /* slide, narrow: where the gathered weights start in the scratch */
+  long flip_at;              /* slide: where the flipped weights start behind padded dy */
+  long dstack_at;            /* slide: where dx of the stacked views starts behind them */
   long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
 } ae_conv_sched;
 

@@ -321,7 +321,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL, *bcol = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", C, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
-  long wt = (long)C * s * s * hg * wg * tc + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout);
+  long wt = k->conv.weights_at;
   OUT("static void %s_forward(const run *r) {\n%s    %s(%s, n0%s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %s);\n", col, geom, wv, col, wt, kk, y, ys, out);
   else OUT("    aert_conv_fwd(%s, %s, %s, %d, %s + (long)n0 * %ld, %s, 0);\n", col, geom, wv, kk, y, ys, out);
@@ -337,7 +337,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
         bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
   }
   if (any_dx && dx_direct) {
-    long wf = (long)C * hp2 * wp2 * cout + (long)AE_SLIDE_SLACK * (tc > cout ? tc : cout), dxs = wf + (long)kk * kk * tc * cout;
+    long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
     const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", C, hp2, wp2, cout);
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
     OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, C), dpad, bcol, dy);

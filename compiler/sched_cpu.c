@@ -38,12 +38,16 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
     long slack = (long)AE_SLIDE_SLACK * (tc > co ? tc : co);
     long hg = ((n->shape.d[0] - 1) * s + kk + s - 1) / s, wg = ((n->shape.d[1] - 1) * s + kk + s - 1) / s;
-    long fwd = (long)s * s * hg * wg * tc, bwd = (long)(hi + kk - 1) * (wi + kk - 1) * co;
-    if (k->src.len > 1 || v0->factor > 1) bwd += (long)hi * wi * tc;   /* dx of the stacked views */
-    c->pchunk = images_per_chunk(p->batch, fwd > bwd ? fwd : bwd);
-    c->pad_floats = c->pchunk * fwd + slack;
-    if (narrow) c->pad_floats += (long)kk * kk * tc * co;   /* the weights gathered by output channel */
-    c->dpad_floats = c->pchunk * bwd + slack + (long)kk * kk * tc * co;
+    long fwd = (long)s * s * hg * wg * tc, dpad = (long)(hi + kk - 1) * (wi + kk - 1) * co, weights = (long)kk * kk * tc * co;
+    long dstack = k->src.len > 1 || v0->factor > 1 ? (long)hi * wi * tc : 0;   /* dx of the stacked views */
+    c->pchunk = images_per_chunk(p->batch, fwd > dpad + dstack ? fwd : dpad + dstack);
+    /* forward: [padded input | slack | narrow: the weights gathered by output channel]
+     * backward: [padded dy | slack | flipped weights | dx of the stack] */
+    c->weights_at = c->pchunk * fwd + slack;
+    c->pad_floats = c->weights_at + (narrow ? weights : 0);
+    c->flip_at = c->pchunk * dpad + slack;
+    c->dstack_at = c->flip_at + weights;
+    c->dpad_floats = c->dstack_at + c->pchunk * dstack;
   }
   /* The working buffers, each alive only while the conv runs: forward, the padded copy
    * (direct) or the columns of one chunk (im2col); backward, the padded copy again for the
