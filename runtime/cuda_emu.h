@@ -1,0 +1,611 @@
+/* cuda_emu.h - runs CUDA kernels on the CPU, so that the CUDA target's model.cu is proven
+ * without a GPU (aert_cuda.h includes it when a .cu file is compiled as host C++).
+ *
+ * A launch runs its blocks over OpenMP threads; the threads of a block run as fibers
+ * (ucontext) on one OS thread, each until it reaches a barrier or ends, then the next.
+ * __shared__ variables are static thread_local: one copy per OS thread, which runs one
+ * block at a time, so one copy per block. Between two barriers the fibers run in the
+ * order set by AECU_ORDER (forward, reverse or random with AECU_SEED), so a barrier left
+ * out changes the result. Warp operations (__syncwarp, __shfl_*_sync, __ballot_sync,
+ * __any_sync, __all_sync) are barriers of the warp's lanes whose results the scheduler
+ * computes once every lane of the mask has arrived.
+ *
+ * Checked, each reported with the kernel, block and thread, then the process stops
+ * (exit status 3): a __syncthreads that only part of a block reaches, a warp operation
+ * whose lanes exited or wait elsewhere (deadlock), launch dimensions and dynamic shared
+ * memory over the device's limits, a host pointer passed to a kernel, a cudaMemcpy whose
+ * pointers do not match its direction. Device memory comes from cudaMalloc filled with
+ * 0xFF bytes (NaN as floats), so a read of memory never written shows. Streams run in
+ * order on the host; a stream under capture records launches and copies into a graph
+ * that cudaGraphLaunch replays. Build with -fopenmp and -std=c++20; under ASan the fiber
+ * switches are announced to the sanitizer. */
+#ifndef AEC_CUDA_EMU_H
+#define AEC_CUDA_EMU_H
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdarg>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define AECU_ASAN 1
+#endif
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+#define __shared__ static thread_local
+#define __constant__
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+static constexpr int warpSize = 32;
+
+typedef enum {
+  cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101, cudaErrorStreamCaptureUnsupported = 900,
+} cudaError_t;
+typedef enum {
+  cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+} cudaMemcpyKind;
+typedef enum { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 } cudaStreamCaptureMode;
+typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
+#define cudaStreamNonBlocking 0x01
+
+namespace aecu {
+
+/* ---- the device's limits (an H100/H200, compute capability 9.0) ------------------- */
+constexpr unsigned max_threads = 1024, max_block_z = 64, max_grid_yz = 65535;
+constexpr size_t default_dynamic_shared = 48 * 1024, max_dynamic_shared = 227 * 1024;
+
+[[noreturn]] inline void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+inline void fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::fputs("cuda-emu: ", stderr);
+  std::vfprintf(stderr, fmt, ap);
+  std::fputc('\n', stderr);
+  va_end(ap);
+  std::fflush(stderr);
+  std::_Exit(3);
+}
+
+/* ---- device memory: every allocation registered ------------------------------------- */
+struct registry {
+  std::mutex mu;
+  std::map<uintptr_t, size_t> device;   /* start -> bytes */
+  std::map<const void *, size_t> dynamic_shared;   /* kernel -> opted-in bytes */
+  cudaError_t last = cudaSuccess;
+};
+inline registry &reg() { static registry r; return r; }
+
+inline bool on_device(const void *p) {
+  registry &r = reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.device.upper_bound((uintptr_t)p);
+  if (it == r.device.begin()) return false;
+  --it;
+  return (uintptr_t)p < it->first + std::max<size_t>(it->second, 1);
+}
+
+/* ---- fibers and the block scheduler --------------------------------------------------- */
+enum class wait_kind { running, block_barrier, warp_op, done };
+enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot };
+
+struct fiber {
+  ucontext_t ctx;
+  uint3 thread;
+  int linear;
+  wait_kind wait = wait_kind::running;
+  warp_op op = warp_op::sync;
+  unsigned mask = 0;
+  int arg = 0, width = 32;
+  uint64_t value = 0, result = 0;
+  const char *file = "";   /* where it waits, for a deadlock report */
+  int line = 0;
+  char *stack = nullptr;
+  void *fake_stack = nullptr;
+};
+
+struct block {
+  const char *kernel;
+  uint3 index;
+  dim3 grid, dim;
+  std::vector<fiber> fibers;
+  fiber *cur = nullptr;
+  ucontext_t sched;
+  const std::function<void()> *body = nullptr;
+  std::vector<unsigned char> dynamic;   /* dynamic shared memory */
+  void *sched_fake = nullptr;
+  const void *sched_bottom = nullptr;
+  size_t sched_size = 0;
+};
+
+inline thread_local block *here = nullptr;
+inline size_t stack_bytes() {
+  static size_t b = [] { const char *s = std::getenv("AECU_STACK_KB"); return (size_t)(s ? std::atoi(s) : 256) * 1024; }();
+  return b;
+}
+
+inline void asan_start(void **save, const void *bottom, size_t size) {
+#ifdef AECU_ASAN
+  __sanitizer_start_switch_fiber(save, bottom, size);
+#else
+  (void)save, (void)bottom, (void)size;
+#endif
+}
+inline void asan_finish(void *save, const void **bottom, size_t *size) {
+#ifdef AECU_ASAN
+  __sanitizer_finish_switch_fiber(save, bottom, size);
+#else
+  (void)save, (void)bottom, (void)size;
+#endif
+}
+
+inline void fiber_main() {
+  block *b = here;
+  asan_finish(nullptr, &b->sched_bottom, &b->sched_size);
+  (*b->body)();
+  b->cur->wait = wait_kind::done;
+  asan_start(nullptr, b->sched_bottom, b->sched_size);   /* this fiber ends: back to uc_link */
+}
+
+/* From a fiber: wait at a barrier until the scheduler lets it go on. */
+inline void yield(wait_kind w, const char *file, int line) {
+  block *b = here;
+  fiber *f = b->cur;
+  f->wait = w;
+  f->file = file;
+  f->line = line;
+  asan_start(&f->fake_stack, b->sched_bottom, b->sched_size);
+  swapcontext(&f->ctx, &b->sched);
+  asan_finish(f->fake_stack, &b->sched_bottom, &b->sched_size);
+}
+
+enum class order { forward, reverse, random };
+struct settings {
+  order ord = order::forward;
+  uint64_t seed = 1;
+  settings() {
+    const char *o = std::getenv("AECU_ORDER"), *s = std::getenv("AECU_SEED");
+    if (o && !std::strcmp(o, "reverse")) ord = order::reverse;
+    else if (o && !std::strcmp(o, "random")) ord = order::random;
+    else if (o && std::strcmp(o, "forward")) fail("AECU_ORDER is '%s'; it takes forward, reverse or random", o);
+    if (s) seed = std::strtoull(s, nullptr, 10);
+  }
+};
+inline settings &config() { static settings s; return s; }
+
+inline const char *wait_name(const fiber &f) {
+  switch (f.wait) {
+  case wait_kind::running: return "running";
+  case wait_kind::block_barrier: return "at __syncthreads";
+  case wait_kind::warp_op: return "at a warp operation";
+  default: return "exited";
+  }
+}
+
+[[noreturn]] inline void block_fail(const block &b, const fiber &f, const char *what) {
+  fail("kernel %s, block (%u,%u,%u), thread (%u,%u,%u) %s at %s:%d: %s", b.kernel, b.index.x, b.index.y, b.index.z,
+       f.thread.x, f.thread.y, f.thread.z, wait_name(f), f.file, f.line, what);
+}
+
+/* Releases every warp operation whose lanes have all arrived; true when one was. */
+inline bool release_warps(block &b) {
+  bool progress = false;
+  int n = (int)b.fibers.size();
+  for (int w0 = 0; w0 < n; w0 += 32) {
+    fiber *lead = nullptr;
+    for (int l = w0; l < std::min(n, w0 + 32) && !lead; l++)
+      if (b.fibers[l].wait == wait_kind::warp_op) lead = &b.fibers[l];
+    if (!lead) continue;
+    unsigned mask = lead->mask;
+    bool ready = true;
+    for (int l = 0; l < 32 && w0 + l < n; l++) {
+      if (!(mask >> l & 1u)) continue;
+      fiber &f = b.fibers[w0 + l];
+      if (f.wait == wait_kind::done) block_fail(b, *lead, "a lane of its mask has exited");
+      if (f.wait != wait_kind::warp_op) { ready = false; continue; }
+      if (f.mask != mask || f.op != lead->op) block_fail(b, f, "the lanes of one mask wait at different warp operations");
+    }
+    if (!ready) continue;
+    uint64_t ballot = 0;
+    for (int l = 0; l < 32 && w0 + l < n; l++)
+      if ((mask >> l & 1u) && b.fibers[w0 + l].value) ballot |= 1ull << l;
+    for (int l = 0; l < 32 && w0 + l < n; l++) {
+      if (!(mask >> l & 1u)) continue;
+      fiber &f = b.fibers[w0 + l];
+      int seg = l / f.width * f.width, src = l;
+      switch (f.op) {
+      case warp_op::shfl_idx: src = seg + ((f.arg % f.width) + f.width) % f.width; break;
+      case warp_op::shfl_up: src = l - seg >= f.arg ? l - f.arg : l; break;
+      case warp_op::shfl_down: src = l - seg + f.arg < f.width ? l + f.arg : l; break;
+      case warp_op::shfl_xor: src = (l ^ f.arg) / f.width == l / f.width ? l ^ f.arg : l; break;
+      default: break;
+      }
+      if (f.op == warp_op::ballot) f.result = ballot;
+      else if (f.op != warp_op::sync) {
+        if (!(mask >> src & 1u) || w0 + src >= n) block_fail(b, f, "a shuffle reads a lane outside its mask");
+        f.result = b.fibers[w0 + src].value;
+      }
+      f.wait = wait_kind::running;
+    }
+    progress = true;
+  }
+  return progress;
+}
+
+inline void run_block(block &b, std::mt19937_64 &rng) {
+  int n = (int)b.fibers.size();
+  size_t sb = stack_bytes();
+  /* The stacks of each OS thread stay for its next block; a global list keeps them
+   * reachable (they live as long as the process). */
+  static std::mutex mu;
+  static std::vector<std::vector<char *> *> every;
+  static thread_local std::vector<char *> *stacks = nullptr;
+  if (!stacks) {
+    std::lock_guard<std::mutex> lock(mu);
+    every.push_back(stacks = new std::vector<char *>);
+  }
+  while ((int)stacks->size() < n) stacks->push_back(static_cast<char *>(std::malloc(sb)));
+  for (int i = 0; i < n; i++) {
+    fiber &f = b.fibers[i];
+    f.stack = (*stacks)[i];
+    if (!f.stack) fail("kernel %s: no memory for the stacks of %d threads", b.kernel, n);
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = sb;
+    f.ctx.uc_link = &b.sched;
+    makecontext(&f.ctx, fiber_main, 0);
+  }
+  std::vector<int> run;
+  for (;;) {
+    run.clear();
+    for (int i = 0; i < n; i++)
+      if (b.fibers[i].wait == wait_kind::running) run.push_back(i);
+    if (config().ord == order::reverse) std::reverse(run.begin(), run.end());
+    if (config().ord == order::random) std::shuffle(run.begin(), run.end(), rng);
+    for (int i : run) {
+      b.cur = &b.fibers[i];
+      asan_start(&b.sched_fake, b.cur->stack, sb);
+      swapcontext(&b.sched, &b.cur->ctx);
+      asan_finish(b.sched_fake, nullptr, nullptr);
+    }
+    if (release_warps(b)) continue;
+    int done = 0, at_block = 0;
+    const fiber *warp_waiter = nullptr, *exited = nullptr, *barrier = nullptr;
+    for (const fiber &f : b.fibers) {
+      if (f.wait == wait_kind::done) { done++; exited = &f; }
+      else if (f.wait == wait_kind::block_barrier) { at_block++; barrier = &f; }
+      else if (f.wait == wait_kind::warp_op) warp_waiter = &f;
+    }
+    if (done == n) return;
+    if (warp_waiter) block_fail(b, *warp_waiter, "deadlock: lanes of its mask wait at __syncthreads or never arrive");
+    if (done > 0) {
+      char what[160];
+      std::snprintf(what, sizeof what, "__syncthreads reached by %d of the block's %d threads; thread (%u,%u,%u) has exited", at_block,
+                    n, exited->thread.x, exited->thread.y, exited->thread.z);
+      block_fail(b, *barrier, what);
+    }
+    for (fiber &f : b.fibers) f.wait = wait_kind::running;   /* every thread is at the barrier */
+  }
+}
+
+/* ---- streams, events, graphs ---------------------------------------------------------- */
+struct graph { std::vector<std::function<void()>> steps; };
+struct stream {
+  graph *capture = nullptr;
+};
+inline stream &default_stream() { static stream s; return s; }
+
+/* Runs an operation now, or records it when its stream is being captured. */
+inline void submit(stream *s, std::function<void()> op) {
+  stream &st = s ? *s : default_stream();
+  if (st.capture) st.capture->steps.push_back(std::move(op));
+  else op();
+}
+
+inline void *dynamic_shared() {
+  if (!here) fail("dynamic shared memory used outside a kernel");
+  return here->dynamic.data();
+}
+
+/* Every pointer argument must point into device memory. */
+template <typename T> void check_arg(const char *kernel, const char *file, int line, int i, const T &a) {
+  if constexpr (std::is_pointer_v<std::decay_t<T>>) {
+    const void *p = a;
+    if (p && !on_device(p))
+      fail("%s:%d: kernel %s: argument %d (%p) is a host pointer; a kernel reads only memory from cudaMalloc", file, line, kernel, i, p);
+  }
+}
+
+inline void check_launch(const char *kernel, const void *fn, const char *file, int line, dim3 grid, dim3 blk, size_t shared) {
+  unsigned long threads = (unsigned long)blk.x * blk.y * blk.z;
+  if (threads == 0 || threads > max_threads || blk.x > max_threads || blk.y > max_threads || blk.z > max_block_z)
+    fail("%s:%d: kernel %s: a block of %ux%ux%u threads (at most %u in all, z at most %u)", file, line, kernel, blk.x, blk.y, blk.z,
+         max_threads, max_block_z);
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > max_grid_yz || grid.z > max_grid_yz)
+    fail("%s:%d: kernel %s: a grid of %ux%ux%u blocks (y and z at most %u)", file, line, kernel, grid.x, grid.y, grid.z, max_grid_yz);
+  size_t limit = default_dynamic_shared;
+  {
+    registry &r = reg();
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto it = r.dynamic_shared.find(fn);
+    if (it != r.dynamic_shared.end()) limit = it->second;
+  }
+  if (shared > limit)
+    fail("%s:%d: kernel %s: %zu bytes of dynamic shared memory, over the %zu allowed%s", file, line, kernel, shared, limit,
+         limit == default_dynamic_shared ? " without cudaFuncSetAttribute(MaxDynamicSharedMemorySize)" : "");
+}
+
+template <typename... P, typename... A>
+void launch(const char *kernel, const char *file, int line, void (*fn)(P...), dim3 grid, dim3 blk, size_t shared, stream *s,
+            A &&...args) {
+  static_assert(sizeof...(P) == sizeof...(A), "a kernel launched with the wrong number of arguments");
+  check_launch(kernel, (const void *)fn, file, line, grid, blk, shared);
+  int i = 0;
+  (check_arg(kernel, file, line, i++, args), ...);
+  std::tuple<std::decay_t<P>...> bound(std::forward<A>(args)...);
+  submit(s, [=] {
+    long blocks = (long)grid.x * grid.y * grid.z;
+    uint64_t seed = config().seed;
+#pragma omp parallel for schedule(dynamic)
+    for (long bi = 0; bi < blocks; bi++) {
+      block b;
+      b.kernel = kernel;
+      b.grid = grid;
+      b.dim = blk;
+      b.index = {(unsigned)(bi % grid.x), (unsigned)(bi / grid.x % grid.y), (unsigned)(bi / ((long)grid.x * grid.y))};
+      b.dynamic.assign(shared ? shared : 1, 0xFF);
+      int n = (int)(blk.x * blk.y * blk.z);
+      b.fibers.resize((size_t)n);
+      for (int t = 0; t < n; t++) {
+        b.fibers[t].thread = {(unsigned)(t % blk.x), (unsigned)(t / blk.x % blk.y), (unsigned)(t / (blk.x * blk.y))};
+        b.fibers[t].linear = t;
+      }
+      std::function<void()> body = [&] { std::apply(fn, bound); };
+      b.body = &body;
+      std::mt19937_64 rng(seed * 1000003u + (uint64_t)bi);
+      block *outer = here;
+      here = &b;
+      run_block(b, rng);
+      here = outer;
+    }
+  });
+}
+
+/* ---- what a kernel sees ---------------------------------------------------------------- */
+inline block &cur_block() {
+  if (!here) fail("a kernel built-in (threadIdx, __syncthreads, ...) used outside a kernel");
+  return *here;
+}
+inline unsigned lane() { return (unsigned)cur_block().cur->linear % 32u; }
+
+inline uint64_t warp(warp_op op, unsigned mask, uint64_t value, int arg, int width, const char *file, int line) {
+  fiber *f = cur_block().cur;
+  if (!(mask >> lane() & 1u)) block_fail(*here, *f, "a warp operation whose mask leaves out the calling lane");
+  if (width <= 0 || width > 32 || (width & (width - 1))) block_fail(*here, *f, "a shuffle width that is not a power of 2 up to 32");
+  f->op = op;
+  f->mask = mask;
+  f->value = value;
+  f->arg = arg;
+  f->width = width;
+  yield(wait_kind::warp_op, file, line);
+  return f->result;
+}
+
+template <typename T> uint64_t bits(T v) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "a shuffled value of at most 8 bytes");
+  uint64_t u = 0;
+  std::memcpy(&u, &v, sizeof v);
+  return u;
+}
+template <typename T> T from_bits(uint64_t u) {
+  T v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+}  // namespace aecu
+
+#define threadIdx (aecu::cur_block().cur->thread)
+#define blockIdx (aecu::cur_block().index)
+#define blockDim (aecu::cur_block().dim)
+#define gridDim (aecu::cur_block().grid)
+
+#define __syncthreads() aecu::yield(aecu::wait_kind::block_barrier, __FILE__, __LINE__)
+#define __syncwarp(...) aecu::warp(aecu::warp_op::sync, aecu_mask_or_all(__VA_ARGS__), 0, 0, 32, __FILE__, __LINE__)
+inline unsigned aecu_mask_or_all(unsigned m = 0xffffffffu) { return m; }
+#define __shfl_sync(m, v, src, ...) aecu_shfl(aecu::warp_op::shfl_idx, m, v, src, __FILE__, __LINE__, ##__VA_ARGS__)
+#define __shfl_up_sync(m, v, d, ...) aecu_shfl(aecu::warp_op::shfl_up, m, v, d, __FILE__, __LINE__, ##__VA_ARGS__)
+#define __shfl_down_sync(m, v, d, ...) aecu_shfl(aecu::warp_op::shfl_down, m, v, d, __FILE__, __LINE__, ##__VA_ARGS__)
+#define __shfl_xor_sync(m, v, x, ...) aecu_shfl(aecu::warp_op::shfl_xor, m, v, x, __FILE__, __LINE__, ##__VA_ARGS__)
+#define __ballot_sync(m, p) ((unsigned)aecu::warp(aecu::warp_op::ballot, m, (p) != 0, 0, 32, __FILE__, __LINE__))
+#define __any_sync(m, p) (__ballot_sync(m, p) != 0u)
+#define __all_sync(m, p) (__ballot_sync(m, p) == (unsigned)(m))
+
+template <typename T>
+T aecu_shfl(aecu::warp_op op, unsigned mask, T v, int arg, const char *file, int line, int width = 32) {
+  return aecu::from_bits<T>(aecu::warp(op, mask, aecu::bits(v), arg, width, file, line));
+}
+
+inline unsigned __activemask() {
+  aecu::block &b = aecu::cur_block();
+  unsigned m = 0, w0 = (unsigned)b.cur->linear / 32u * 32u;
+  for (unsigned l = 0; l < 32 && w0 + l < b.fibers.size(); l++)
+    if (b.fibers[w0 + l].wait != aecu::wait_kind::done) m |= 1u << l;
+  return m;
+}
+
+/* Atomics: blocks run on several OS threads at once. */
+template <typename T> T atomicAdd(T *p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
+template <typename T> T atomicExch(T *p, T v) { return std::atomic_ref<T>(*p).exchange(v); }
+template <typename T> T atomicCAS(T *p, T expected, T desired) {
+  std::atomic_ref<T>(*p).compare_exchange_strong(expected, desired);
+  return expected;
+}
+template <typename T> T atomicMax(T *p, T v) {
+  std::atomic_ref<T> a(*p);
+  T old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {}
+  return old;
+}
+template <typename T> T atomicMin(T *p, T v) {
+  std::atomic_ref<T> a(*p);
+  T old = a.load();
+  while (v < old && !a.compare_exchange_weak(old, v)) {}
+  return old;
+}
+
+template <typename T> inline T __ldg(const T *p) { return *p; }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline int __float_as_int(float f) { return aecu::from_bits<int>(aecu::bits(f)); }
+inline float __int_as_float(int i) { return aecu::from_bits<float>(aecu::bits(i)); }
+
+/* ---- the runtime API subset the trainers use --------------------------------------------- */
+typedef aecu::stream *cudaStream_t;
+typedef struct aecu_event { std::chrono::steady_clock::time_point t; } *cudaEvent_t;
+typedef aecu::graph *cudaGraph_t;
+typedef aecu::graph *cudaGraphExec_t;
+
+inline cudaError_t aecu_set(cudaError_t e) {
+  if (e != cudaSuccess) aecu::reg().last = e;
+  return e;
+}
+inline const char *cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+  case cudaSuccess: return "no error";
+  case cudaErrorInvalidValue: return "invalid argument";
+  case cudaErrorMemoryAllocation: return "out of memory";
+  case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+  case cudaErrorInvalidDevice: return "invalid device ordinal";
+  default: return "unknown error";
+  }
+}
+inline cudaError_t cudaGetLastError() { cudaError_t e = aecu::reg().last; aecu::reg().last = cudaSuccess; return e; }
+inline cudaError_t cudaPeekAtLastError() { return aecu::reg().last; }
+inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int d) { return aecu_set(d == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+inline cudaError_t cudaMalloc(void **p, size_t bytes) {
+  void *m = nullptr;   /* exactly the size asked, so that ASan sees a read past its end */
+  if (posix_memalign(&m, 256, bytes ? bytes : 1)) return aecu_set(cudaErrorMemoryAllocation);
+  std::memset(m, 0xFF, bytes);   /* never-written memory reads as NaN */
+  aecu::registry &r = aecu::reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.device[(uintptr_t)m] = bytes;
+  *p = m;
+  return cudaSuccess;
+}
+template <typename T> cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc(reinterpret_cast<void **>(p), bytes); }
+inline cudaError_t cudaFree(void *p) {
+  if (!p) return cudaSuccess;
+  aecu::registry &r = aecu::reg();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (!r.device.erase((uintptr_t)p)) aecu::fail("cudaFree(%p): not a pointer cudaMalloc returned", p);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = std::malloc(bytes ? bytes : 1); return *p ? cudaSuccess : aecu_set(cudaErrorMemoryAllocation); }
+template <typename T> cudaError_t cudaMallocHost(T **p, size_t bytes) { return cudaMallocHost(reinterpret_cast<void **>(p), bytes); }
+inline cudaError_t cudaFreeHost(void *p) { std::free(p); return cudaSuccess; }
+
+inline void aecu_check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+  static const char *const names[] = {"HostToHost", "HostToDevice", "DeviceToHost", "DeviceToDevice", "Default"};
+  bool dd = aecu::on_device(dst), sd = aecu::on_device(src);
+  bool ok = kind == cudaMemcpyDefault || (kind == cudaMemcpyHostToHost && !dd && !sd) ||
+            (kind == cudaMemcpyHostToDevice && dd && !sd) || (kind == cudaMemcpyDeviceToHost && !dd && sd) ||
+            (kind == cudaMemcpyDeviceToDevice && dd && sd);
+  if (!ok)
+    aecu::fail("cudaMemcpy%s of %zu bytes from %s memory to %s memory", names[kind], n, sd ? "device" : "host", dd ? "device" : "host");
+  if (n && (dd && !aecu::on_device(static_cast<char *>(dst) + n - 1)))
+    aecu::fail("cudaMemcpy of %zu bytes runs past the end of its device allocation", n);
+}
+inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s = nullptr) {
+  aecu_check_copy(dst, src, n, kind);
+  aecu::submit(s, [=] { std::memmove(dst, src, n); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) { return cudaMemcpyAsync(dst, src, n, kind, nullptr); }
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = nullptr) {
+  if (!aecu::on_device(p)) aecu::fail("cudaMemset of %zu bytes on host memory", n);
+  aecu::submit(s, [=] { std::memset(p, v, n); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemset(void *p, int v, size_t n) { return cudaMemsetAsync(p, v, n, nullptr); }
+
+inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new aecu::stream; return cudaSuccess; }
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  if (!s) return aecu_set(cudaErrorStreamCaptureUnsupported);   /* as CUDA: not the legacy default stream */
+  s->capture = new aecu::graph;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+  if (!s || !s->capture) return aecu_set(cudaErrorInvalidValue);
+  *g = s->capture;
+  s->capture = nullptr;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long = 0) { *e = new aecu::graph(*g); return cudaSuccess; }
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+  for (auto &step : e->steps) aecu::submit(s, step);
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+
+inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new aecu_event; return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
+  aecu::submit(s, [=] { e->t = std::chrono::steady_clock::now(); });
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}
+
+template <typename... P> cudaError_t cudaFuncSetAttribute(void (*fn)(P...), cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || (size_t)value > aecu::max_dynamic_shared)
+    return aecu_set(cudaErrorInvalidValue);
+  aecu::registry &r = aecu::reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.dynamic_shared[(const void *)fn] = (size_t)value;
+  return cudaSuccess;
+}
+
+#endif
