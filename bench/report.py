@@ -1,58 +1,95 @@
 #!/usr/bin/python3
-"""Turns bench/run.sh's JSON lines into bench/RESULTS.md: per model aec against
-PyTorch's faster layout, with the ratio PyTorch time / aec time; per kernel of the
-convolutional models, ms and GFLOP/s beside OpenBLAS's SGEMM rate; then bench/history.md
-(earlier measurements and the profiles behind each change), verbatim."""
-import json, platform, subprocess, sys, time
+"""Turns bench/run.sh's JSON lines into this machine's section of bench/RESULTS.md: per
+model aec (native, and the AVX2 path where the machine has AVX-512) against PyTorch's
+faster layout, with the ratio PyTorch time / aec time; per kernel of the convolutional
+models, ms and GFLOP/s beside OpenBLAS's SGEMM rate and the machine's measured FMA peak.
+The sections of other machines are kept; bench/history.md follows them, verbatim.
+Usage: report.py RESULTS.jsonl THREADS RESULTS.md"""
+import json, re, subprocess, sys, time
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-threads = sys.argv[2]
+threads, path = sys.argv[2], sys.argv[3]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print("# Benchmark results\n")
-print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}; {subprocess.getoutput('nproc')} cores; "
-      f"{threads} threads on both sides; command `make bench` (bench/run.sh).\n")
-print("Median of the timed training steps (forward, loss, backward, Adam) after 3 warm-up steps;")
-print("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.")
-rounds = max(sum(1 for r in rows if r["side"] == "aec" and r["model"] == m) for m in {r["model"] for r in rows})
-print(f"{rounds} rounds, aec and PyTorch alternating; each side's fastest round.\n")
-print("| model | batch | aec ms/step | PyTorch ms/step (layout) | PyTorch / aec | aec img/s | aec GFLOP/s | aec peak RSS MiB | PyTorch peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|")
+peaks = {r["isa"]: r["gflops"] for r in rows if r["side"] == "peak"}
+native_isa = next((r["isa"] for r in rows if r["side"] == "peak"), "?")
+isa_name = {"avx512": "AVX-512", "avx2": "AVX2", "sse": "SSE"}.get(native_isa, native_isa)
+has_avx2_path = any(r.get("isa") == "avx2" for r in rows if r["side"] == "aec")
+out = []
+p = out.append
+
+p(f"## {cpu}, {isa_name}, {subprocess.getoutput('nproc')} cores\n")
+p(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `lscpu`: {cpu}; {threads} threads on both sides; "
+  f"command `make bench` (bench/run.sh).\n")
+p("Median of the timed training steps (forward, loss, backward, Adam) after 3 warm-up steps;")
+p("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.")
+rounds = max((sum(1 for r in rows if r["side"] == "aec" and r["model"] == m and r.get("isa", "native") == "native")
+              for m in {r["model"] for r in rows if r["side"] == "aec"}), default=0)
+p(f"{rounds} rounds, aec and PyTorch alternating; each side's fastest round. Measured FMA peak "
+  f"({threads} threads, bench/fma_peak.c): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + ".\n")
+avx2_cols = " aec AVX2 ms/step | PyTorch / aec AVX2 |" if has_avx2_path else ""
+p(f"| model | batch | aec ms/step |{avx2_cols} PyTorch ms/step (layout) | PyTorch / aec | aec img/s | aec GFLOP/s | aec peak RSS MiB | PyTorch peak RSS MiB |")
+p("|---|---|---|" + ("---|---|" if has_avx2_path else "") + "---|---|---|---|---|---|")
+
+
+def best(model, side, isa=None):
+    c = [r for r in rows if r.get("model") == model and r["side"] == side and (isa is None or r.get("isa", "native") == isa)]
+    return min(c, key=lambda r: r["median_ms"]) if c else None
+
+
 for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
-    a = sorted((r for r in rows if r["model"] == model and r["side"] == "aec"), key=lambda r: r["median_ms"])
-    t = sorted((r for r in rows if r["model"] == model and r["side"] == "torch"), key=lambda r: r["median_ms"])
+    a, t, a2 = best(model, "aec", "native"), best(model, "torch"), best(model, "aec", "avx2")
     if not a or not t:
         continue
-    a, t = a[0], t[0]
-    print(f"| {model} | {a['batch']} | {a['median_ms']:.1f} | {t['median_ms']:.1f} ({t['layout']}) | "
-          f"{t['median_ms'] / a['median_ms']:.2f} | {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
-          f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
+    extra = f" {a2['median_ms']:.1f} | {t['median_ms'] / a2['median_ms']:.2f} |" if has_avx2_path and a2 else (" | |" if has_avx2_path else "")
+    p(f"| {model} | {a['batch']} | {a['median_ms']:.1f} |{extra} {t['median_ms']:.1f} ({t['layout']}) | "
+      f"{t['median_ms'] / a['median_ms']:.2f} | {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
+      f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
 
 gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}
-kernels = list({(r["model"], r["kernel"]): r for r in rows if r["side"] == "aec-kernel"}.values())
+kernels = list({(r["model"], r["kernel"]): r for r in rows if r["side"] == "aec-kernel" and r.get("isa", "native") == "native"}.values())
+peak = peaks.get(native_isa, 0)
 if kernels:
-    print("\nPer kernel (aec_step's profiled steps): mean ms per step and GFLOP/s, forward and")
-    print("backward (weight gradient plus dx where the layer has them). For each convolution, the")
-    print("ceiling: OpenBLAS's own SGEMM rate (its threads, best of several runs) at the forward GEMM")
-    print("shape of an im2col formulation (rows of an im2col chunk x output channels x window length),")
-    print("and aec's rate as a share of it.\n")
-    print("| model | kernel | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | GEMM M x N x K | OpenBLAS GFLOP/s | fwd / OpenBLAS | bwd / OpenBLAS |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    p("\nPer kernel (native build, aec_step's profiled steps): mean ms per step and GFLOP/s, forward")
+    p("and backward (weight gradient plus dx where the layer has them); the share of the measured")
+    p("FMA peak; for each convolution OpenBLAS's own SGEMM rate (its threads, best of several runs)")
+    p("at the forward GEMM shape of an im2col formulation, and aec's rate as a share of it.\n")
+    p("| model | kernel | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | fwd % peak | bwd % peak | GEMM M x N x K | OpenBLAS GFLOP/s | fwd / OpenBLAS | bwd / OpenBLAS |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in kernels:
         if r["model"] not in ("conv_ae", "unet_landcover"):
             continue
         g = gemms.get((r["model"], r["kernel"]))
         fg = f"{r['forward_gflops']:.1f}" if r["forward_gflops"] > 0 else "-"
         bg = f"{r['backward_gflops']:.1f}" if r["backward_gflops"] > 0 else "-"
-        line = f"| {r['model']} | {r['kernel']} | {r['forward_ms']:.2f} | {fg} | {r['backward_ms']:.2f} | {bg} | "
+        fp = f"{100 * r['forward_gflops'] / peak:.0f}%" if peak and r["forward_gflops"] > 0 else "-"
+        bp = f"{100 * r['backward_gflops'] / peak:.0f}%" if peak and r["backward_gflops"] > 0 else "-"
+        line = f"| {r['model']} | {r['kernel']} | {r['forward_ms']:.2f} | {fg} | {r['backward_ms']:.2f} | {bg} | {fp} | {bp} | "
         if g and g["gflops"] > 0:
             line += (f"{g['m']} x {g['n']} x {g['k']} | {g['gflops']:.1f} | {100 * r['forward_gflops'] / g['gflops']:.0f}% | "
                      f"{100 * r['backward_gflops'] / g['gflops']:.0f}% |")
         else:
             line += "| | | |"
-        print(line)
+        p(line)
+section = "\n".join(out) + "\n"
 
+# the file: a heading, one section per machine (this one replaced or added), then the history
+head = ("# Benchmark results\n\nOne section per machine (`lscpu`'s model name and the vector ISA the build used): "
+        "`make bench` rewrites the section of the machine it runs on and keeps the others. A speed claim "
+        "holds only for the machines listed here.\n\n")
+try:
+    old = open(path).read()
+except OSError:
+    old = ""
+old = old.split("\n## History", 1)[0]
+sections = [s for s in re.split(r"(?m)^(?=## )", old) if s.startswith("## ")]
+title = section.split("\n", 1)[0]
+sections = [s if s.split("\n", 1)[0] != title else section for s in sections]
+if not any(s.split("\n", 1)[0] == title for s in sections):
+    sections.append(section)
 history = sys.argv[0].rsplit("/", 1)[0] + "/history.md"
 try:
-    print("\n" + open(history).read().rstrip())
+    tail = "\n" + open(history).read().rstrip() + "\n"
 except OSError:
-    pass
+    tail = ""
+open(path, "w").write(head + "\n".join(s.rstrip() + "\n" for s in sections) + tail)
+print(section)

@@ -2,7 +2,9 @@
 # make bench: the four pinned example specs, one process each, aec and PyTorch side by
 # side at the same batch and thread count, in alternating rounds; PyTorch in its faster
 # layout. Writes build/bench/<model>/profile.json (for `aec report --profile`) and
-# bench/RESULTS.md (machine, date, command, per-model numbers and ratios) and prints it.
+# bench/RESULTS.md (its section for this machine: CPU, date, command, per-model numbers and
+# ratios, per kernel GFLOP/s and share of the measured FMA peak) and prints it. On a machine
+# with AVX-512 the AVX2 path (-march=x86-64-v3) is built and timed beside the native one.
 set -eu
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -11,16 +13,32 @@ ROUNDS=${ROUNDS:-2}
 out=build/bench
 mkdir -p "$out"
 : > "$out/results.jsonl"
+# the machine's FMA peak, natively and for the AVX2 path
+${CC:-cc} -O2 -march=native -fopenmp -o "$out/fma_peak_native" bench/fma_peak.c
+${CC:-cc} -O2 -march=x86-64-v3 -fopenmp -o "$out/fma_peak_avx2" bench/fma_peak.c
+peak=$("$out/fma_peak_native" "$THREADS")
+echo "$peak" | tee -a "$out/results.jsonl"
+isas=native
+case $peak in *'"isa": "avx512"'*) isas="native avx2"; "$out/fma_peak_avx2" "$THREADS" | tee -a "$out/results.jsonl" ;; esac
 for spec in dense_ae:256 conv_ae:128 vae:256 unet_landcover:4; do
   model=${spec%%:*}; batch=${spec##*:}
   bin/aec build --no-compile --batch "$batch" --out "$out/$model" "specs/$model.ae" >/dev/null
   flops=$(bin/aec summary --json --batch "$batch" "specs/$model.ae" | sed -n 's/.*"flops_train_step": \([0-9.e+]*\).*/\1/p')
-  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/$model" \
-    -o "$out/$model/aec_step" bench/aec_step.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+  # the native build, and on a machine with AVX-512 the AVX2 path too (x86-64-v3: the
+  # kernels' 8-float tiles, as on AMD Zen 2/3 or Intel without AVX-512)
+  for isa in $isas; do
+    march=native; [ "$isa" = avx2 ] && march=x86-64-v3
+    ${CC:-cc} -O3 -march=$march -fopenmp -std=gnu11 -DAEC_NO_MAIN -Wno-unused-function -Iruntime -I"$out/$model" \
+      -o "$out/$model/aec_step_$isa" bench/aec_step.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+  done
   # ROUNDS rounds, the two sides alternating, so that a slow spell of a shared machine
   # hits both; the report keeps each side's fastest round
   for round in $(seq "$ROUNDS"); do
-    OMP_WAIT_POLICY=PASSIVE "$out/$model/aec_step" "$STEPS" "$THREADS" "$flops" "$out/$model/profile.json" | tee -a "$out/results.jsonl"
+    for isa in $isas; do
+      prof=; [ "$isa" = native ] && prof="$out/$model/profile.json"
+      OMP_WAIT_POLICY=PASSIVE "$out/$model/aec_step_$isa" "$STEPS" "$THREADS" "$flops" $prof |
+        sed "s/^{\"side\": \"aec\(-kernel\)*\"/&, \"isa\": \"$isa\"/" | tee -a "$out/results.jsonl"
+    done
     for layout in nchw channels_last; do
       [ "$layout" = channels_last ] && [ "$model" != conv_ae ] && [ "$model" != unet_landcover ] && continue
       OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_step.py --model "$model" --batch "$batch" \
@@ -39,5 +57,4 @@ for k in json.load(open('$out/$model/manifest.json'))['kernels']:
     echo "{\"side\": \"sgemm\", \"model\": \"$model\", \"kernel\": \"$name\", \"m\": $m, \"n\": $n, \"k\": $k, \"gflops\": $g}" | tee -a "$out/results.jsonl"
   done
 done
-/usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" > bench/RESULTS.md
-cat bench/RESULTS.md
+/usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" bench/RESULTS.md
