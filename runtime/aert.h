@@ -94,6 +94,7 @@ typedef struct {
   int rank, shape[3];      /* per example: [n] or HWC */
   int k, stride, same;     /* conv, conv_transpose (same: padding=same), pools; upsample factor in k */
   float alpha;             /* leaky_relu, elu; batchnorm's eps */
+  int bilinear;            /* upsample mode=bilinear (PyTorch's align_corners=False); 0: nearest */
 } aert_layer;
 
 /* Loss terms of one forward pass (reconstruction, kl, sparsity...), logged apart. */
