@@ -711,7 +711,8 @@ static void emit_descriptor(emitter *e, const char *hash) {
   const char *sched = !strcmp(m->opt.schedule, "step") ? "AERT_SCHED_STEP" : !strcmp(m->opt.schedule, "cosine") ? "AERT_SCHED_COSINE"
                       : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL" : "AERT_SCHED_CONSTANT";
   const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
-                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER" : "AERT_DATA_IDX";
+                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER"
+                    : !strcmp(d->source, "images") ? "AERT_DATA_IMAGES" : "AERT_DATA_IDX";
   const ae_node *in = m->input, *t = m->target;
   OUT("\n#ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */\n");
   int auto_w = -1;   /* the first term with weights = auto; the trainer's weights go to every such term */
@@ -777,9 +778,10 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (d->label_layer) { OUT(", .label_layer = "); emit_cstr(e, d->label_layer); }
   OUT("},\n");
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
-  for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input */
-    const ae_node *n = m->nodes.items[i];
-    if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT) {
+  for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input or a view of it */
+    const ae_node *n = m->nodes.items[i], *x = n->in.len ? n->in.items[0] : NULL;
+    while (x && (x->op == OP_FLATTEN || x->op == OP_RESHAPE || x->op == OP_LINEAR)) x = x->in.items[0];
+    if (n->op == OP_NOISE && x->op == OP_INPUT) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
       break;
     }

@@ -389,7 +389,9 @@ static bool infer_upsample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_
   if (a[2] && !known) {
     char desc[96];
     ae_error(c->diag, a[2]->loc, "upsample mode must be nearest or bilinear, not %s", ae_value_desc(a[2], desc, sizeof desc));
-    ae_hint(c->diag, "for a learned upsampling use conv_transpose(x, filters, k=3, stride=2)");
+    if (a[2]->kind == V_STR && (strcmp(a[2]->str, "nearest") == 0 || strcmp(a[2]->str, "bilinear") == 0))
+      ae_hint(c->diag, "the mode is a word, not a string: mode = %s", a[2]->str);
+    else ae_hint(c->diag, "for a learned upsampling use conv_transpose(x, filters, k=3, stride=2)");
     return false;
   }
   n->bilinear = known && strcmp(a[2]->str, "bilinear") == 0;
@@ -437,15 +439,15 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
     for (int j = 0; ok && n->op == OP_ADD && j < x->shape.rank; j++) ok = x->shape.d[j] == first->shape.d[j];
     if (!ok) {
       if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3)) {
-        const ae_node *odd = x->shape.rank != first->shape.rank && x->shape.rank != 1 ? x : first;
+        const ae_node *flat = x->shape.rank != 3 ? x : first, *image = flat == x ? first : x;
         ae_error(c->diag, args[i]->loc, "concat joins images along their channels or vectors end to end, but got %s and %s",
                  ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
-        if (odd->shape.rank == 3)
-          ae_hint(c->diag, "flatten the image first: concat(flatten(%s), ...)", odd->name ? odd->name : "x");
-        else
-          ae_hint(c->diag, "%s%s%s is not an image or a vector; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
-                  odd->name ? "'" : "", odd->name ? odd->name : "this value", odd->name ? "'" : "",
-                  odd->name ? odd->name : "v", ae_shape_elems(odd->shape));
+        ae_hint(c->diag, "%s%s%s is not an image; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
+                flat->name ? "'" : "", flat->name ? flat->name : "the vector", flat->name ? "'" : "",
+                flat->name ? flat->name : "v", ae_shape_elems(flat->shape));
+        if (flat->shape.rank == 1 && image->shape.rank == 3)
+          ae_hint(c->diag, "or join two vectors: concat(flatten(%s), %s)", image->name ? image->name : "x",
+                  flat->name ? flat->name : "v");
         return false;
       }
       ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",

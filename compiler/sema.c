@@ -60,7 +60,7 @@ static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_dep
 
 static const char *const config_calls[] = {
   "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential",
-  "idx", "geotiff", "synthetic_landcover", "image_pairs",
+  "idx", "geotiff", "synthetic_landcover", "image_pairs", "images",
   "shift", "rotate", "zoom", "flip", "scale", "standardize",
 };
 static const char *const loss_calls[] = {
@@ -926,12 +926,12 @@ static bool opt_int(sema *s, ae_value *v, const char *what, long lo, long hi, in
 }
 
 static void set_source(sema *s, ae_value *v) {
-  static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
+  static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const names[] = {"dir", "train", "train_labels", "test", "test_labels", "layers", "labels",
                                       "patch", "patches_per_tile", "tiles", "tile_size"};
   ae_data *dt = &s->m->data;
   ae_value *a[11];
-  if (!want_call(s, v, "the data source", kinds, 4) || !config_args(s, v, names, 11, a)) return;
+  if (!want_call(s, v, "the data source", kinds, COUNT(kinds)) || !config_args(s, v, names, 11, a)) return;
   dt->source = (char *)v->call->str;
   dt->source_loc = v->loc;
   opt_str(s, a[0], "dir", &dt->dir);
@@ -1000,7 +1000,7 @@ static void data_setting(sema *s, ae_stmt *st) {
     else ae_hint(s->d, "the data section holds source, augment, normalize and validation");
     return;
   }
-  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
+  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const augments[] = {"shift", "rotate", "zoom", "flip"};
   static const char *const normalizers[] = {"scale", "standardize"};
   if (which != 1 && !first_time(s, st, &s->seen_data[which])) return;
@@ -1249,6 +1249,23 @@ static void check_tile_source(sema *s) {
   }
 }
 
+/* images: one folder of PNG images that the model learns to reproduce, so the input is the
+ * target and there is no other; the images fill an image input or a flat one of s*s values. */
+static void check_images_source(sema *s) {
+  ae_model *m = s->m;
+  ae_data *d = &m->data;
+  if (strcmp(d->source, "images") || !m->input) return;
+  if (m->target_kind != TARGET_NONE) {
+    ae_error(s->d, d->source_loc, "images reads one folder of images, each its own target, but this model declares the target '%s'",
+             m->target && m->target->name ? m->target->name : "?");
+    ae_hint(s->d, "compare the output with the input (loss mse(y, x)), or read inputs and targets from two folders: "
+                  "source image_pairs(train = \"in\", train_labels = \"out\")");
+    return;
+  }
+  if (d->train_labels || d->test_labels)
+    ae_error(s->d, d->source_loc, "images has no target files: the input is the target; drop train_labels and test_labels");
+}
+
 /* The input or target that n only renames (linear, flatten and reshape are views), or NULL:
  * such a value has no buffer of its own for the trainer to read back. */
 static const ae_node *data_view(const ae_node *n) {
@@ -1284,6 +1301,7 @@ static void check_complete(sema *s) {
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   check_tile_source(s);
+  check_images_source(s);
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)

@@ -57,7 +57,8 @@ typedef enum {
   AERT_DATA_IDX,          /* IDX files (Fashion-MNIST layout), .gz or raw */
   AERT_DATA_IMAGE_PAIRS,  /* input and target IDX files, or two folders of images */
   AERT_DATA_GEOTIFF,      /* GeoTIFF tiles, <tile>_<layer>.tif */
-  AERT_DATA_SYNTHETIC_LANDCOVER
+  AERT_DATA_SYNTHETIC_LANDCOVER,
+  AERT_DATA_IMAGES        /* one folder of PNG images, each its own target */
 } aert_data_kind;
 
 typedef struct {
