@@ -189,6 +189,14 @@ static void eval_node(const ae_program *p, const ae_node *n, real **v, const rea
   }
 }
 
+/* log softmax(row)[c] of a row of C logits */
+static real log_softmax_at(const real *row, int C, int c) {
+  real m = row[0], z = 0;
+  for (int j = 1; j < C; j++) m = fmax(m, row[j]);
+  for (int j = 0; j < C; j++) z += exp(row[j] - m);
+  return row[c] - m - log(z);
+}
+
 /* dice and jaccard as segmentation_models_pytorch defines them (see docs/language.md):
  * per class over the whole batch, skipping ignored pixels; absent classes add 0. */
 static real overlap_loss(const ae_program *p, const ae_loss_term *t, const real *a, const real *b, long n) {
@@ -199,10 +207,7 @@ static real overlap_loss(const ae_program *p, const ae_loss_term *t, const real 
     for (long r = 0; r < n / C; r++) {
       int k = (int)b[r];
       if (k < 0) continue;
-      real m = a[r * C], z = 0;
-      for (int j = 1; j < C; j++) m = fmax(m, a[r * C + j]);
-      for (int j = 0; j < C; j++) z += exp(a[r * C + j] - m);
-      real prob = exp(a[r * C + c] - m) / z;
+      real prob = exp(log_softmax_at(a + r * C, C, c));
       inter += prob * (k == c);
       card += prob + (k == c);
       present += k == c;
@@ -231,10 +236,7 @@ static real loss_term(const ae_program *p, const ae_loss_term *t, real **v, cons
     for (long r = 0; r < n / C; r++) {
       int k = (int)b[r];
       if (k < 0) continue;
-      real m = a[r * C], z = 0;
-      for (int c = 1; c < C; c++) m = fmax(m, a[r * C + c]);
-      for (int c = 0; c < C; c++) z += exp(a[r * C + c] - m);
-      real w = t->n_weights ? t->class_weights[k] : 1, logp = a[r * C + k] - m - log(z);
+      real w = t->n_weights ? t->class_weights[k] : 1, logp = log_softmax_at(a + r * C, C, k);
       s -= w * pow(1 - exp(logp), gamma) * logp;
       wsum += w;
     }
