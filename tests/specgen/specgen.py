@@ -248,7 +248,7 @@ def resize_free(rng, g, src, hw):
     if (h, w) == hw:
         return src
     if hw[0] % h == 0 and hw[1] % w == 0 and hw[0] // h == hw[1] // w and hw[0] // h <= 4:
-        return g.add("upsample", [src], factor=hw[0] // h)
+        return g.add("upsample", [src], factor=hw[0] // h, **({"mode": "bilinear"} if rng.random() < 0.3 else {}))
     if h % hw[0] == 0 and w % hw[1] == 0 and h // hw[0] == w // hw[1]:
         return g.add(rng.choice(["maxpool", "avgpool"]), [src], size=h // hw[0])
     return None
@@ -319,7 +319,7 @@ def random_layer(rng, g, pool):
                             "noise", "flatten", "softmax"], [8, 2, 3, 2, 4, 2, 3, 1, 1, 1, 1, 1])[0]
     else:
         kind = rng.choices(["dense", "act", "bn", "dropout", "noise", "reshape", "add", "sample", "softmax", "vconcat"],
-                           [8, 3, 1, 1, 1, 2, 1, 2, 1, 2])[0]
+                           [8, 3, 1, 1, 1, 2, 1, 2, 1, 4])[0]
     n = None
     if kind == "conv":
         n = conv_layer(rng, g, t)
