@@ -129,6 +129,7 @@ test: deps-test
 	tests/torch/run.sh
 	tests/train/run.sh
 	tests/family/run.sh
+	tests/family/images_folder.sh
 	tests/landcover/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh

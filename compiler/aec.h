@@ -156,6 +156,7 @@ typedef enum {
 
 typedef enum {
   LOSS_MSE, LOSS_BCE, LOSS_SOFTMAX_XENT, LOSS_L1, LOSS_KL_SPARSITY, LOSS_KL_NORMAL, LOSS_L2,
+  LOSS_DICE, LOSS_JACCARD, LOSS_FOCAL,   /* segmentation losses on logits and a class target */
   LOSS__COUNT
 } ae_loss_kind;
 
@@ -182,6 +183,8 @@ struct ae_node {
   int k, stride;             /* conv, conv_transpose, pools */
   bool pad_same;
   int factor;                /* upsample */
+  bool bilinear;             /* upsample mode=bilinear (else nearest) */
+  bool no_bias;              /* dense, conv, conv_transpose with bias=false */
   double alpha;              /* leaky_relu, elu */
   double rate;               /* dropout */
   double stddev, lo, hi;     /* gaussian_noise */
@@ -202,9 +205,11 @@ typedef struct {
   ae_node *a, *b;            /* operands (b NULL for l1, kl_sparsity, l2) */
   bool reduce_sum;           /* sum over elements per example, mean over batch */
   double rho;                /* kl_sparsity */
-  int n_weights;             /* softmax_xent class weights (0: none) */
+  double smooth;             /* dice, jaccard */
+  double gamma;              /* focal */
+  int n_weights;             /* class weights of the class losses (0: none) */
   double *class_weights;
-  bool auto_weights;         /* softmax_xent weights=auto */
+  bool auto_weights;         /* weights=auto */
 } ae_loss_term;
 
 typedef enum { TARGET_NONE, TARGET_IMAGE, TARGET_CLASSES } ae_target_kind;
@@ -287,6 +292,8 @@ typedef struct {
 const char *ae_op_name(ae_op op);
 bool ae_op_is_activation(ae_op op);
 bool ae_op_has_params(ae_op op);
+/* softmax_xent, dice, jaccard, focal: logits against the declared class target. */
+bool ae_loss_on_classes(ae_loss_kind k);
 bool ae_is_layer_name(const char *name);
 const char *ae_loss_name(ae_loss_kind k);
 /* Builds the node for layer `call` with evaluated arguments (positional then keyword:

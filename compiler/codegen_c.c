@@ -50,9 +50,15 @@ static const char *grad(emitter *e, const ae_node *n) {
   if (!has_grad(e, n)) return "NULL";
   return buf(e, &e->p->grad[e->p->root[n->id]->id]);
 }
-static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "(r->P + %ld)", t->offset); }
+/* A parameter and its gradient; NULL for a bias that bias=false left out. */
+static const char *pval(emitter *e, const ae_tensor *t) { return t ? ae_sprintf(e->a, "(r->P + %ld)", t->offset) : "NULL"; }
 static const char *pgrad(emitter *e, const ae_tensor *t) {
-  return t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
+  return !t || t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
+}
+
+/* The bias gradient of a conv or dense kernel, when it has a bias. */
+static void emit_bias_grad(emitter *e, const ae_kernel *k, const char *dy, long rows, int cols) {
+  if (k->b) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, rows, cols);
 }
 
 static const char *act_enum(const ae_node *act) {
@@ -332,7 +338,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act),
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
-    OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * ys / cout, cout);
+    emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
     OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %d, %s, %s);\n  }\n", chunk_loop(e, B, C), pad,
         bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
   }
@@ -406,7 +412,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
   bool dw = !k->w->frozen;
-  if (dw) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, (long)B * ys / cout, cout);
+  if (dw) emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
   if (direct) {
     long m = (long)B * w.rows_h * w.rows_w;
     if (dw) emit_sgemm(e, true, false, w.tc, cout, m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
@@ -444,7 +450,7 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
-    OUT("  aert_bias_grad(%s, %s, %d, %d);\n", pgrad(e, k->b), dy, B, out);
+    emit_bias_grad(e, k, dy, B, out);
     emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
   }
   if (has_grad(e, x)) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
@@ -472,8 +478,9 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   }
   case K_UPSAMPLE: {
     const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2], n->factor);
-    snprintf(fwd, sizeof fwd, "aert_upsample_forward(%s, %s, %s);", xv, y, dims);
-    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_upsample_backward(%s, %s, %s);", dx, dy, dims);
+    const char *mode = n->bilinear ? "_bilinear" : "";
+    snprintf(fwd, sizeof fwd, "aert_upsample%s_forward(%s, %s, %s);", mode, xv, y, dims);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_upsample%s_backward(%s, %s, %s);", mode, dx, dy, dims);
     break;
   }
   case K_ACT:
@@ -553,12 +560,12 @@ static void emit_losses(emitter *e) {
       m->losses.len, m->losses.len == 1 ? "" : "s");
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *t = m->losses.items[i];
-    if (t->kind == LOSS_SOFTMAX_XENT && t->n_weights) {
+    if (ae_loss_on_classes(t->kind) && t->n_weights) {
       OUT("static const aert_real class_weights_%d[%d] = {", i, t->n_weights);
       for (int j = 0; j < t->n_weights; j++) OUT("%s%.9g", j ? ", " : "", t->class_weights[j]);
       OUT("};\n");
     }
-    if (t->kind == LOSS_SOFTMAX_XENT && t->auto_weights) {
+    if (ae_loss_on_classes(t->kind) && t->auto_weights) {
       OUT("/* weights = auto: set by the trainer from the class frequencies (aert_model.set_class_weights) */\n");
       OUT("static aert_real class_weights_%d[%d] = {", i, m->n_classes);
       for (int j = 0; j < m->n_classes; j++) OUT("%s1", j ? ", " : "");
@@ -576,11 +583,18 @@ static void emit_losses(emitter *e) {
     switch (t->kind) {
     case LOSS_MSE: OUT("  t = aert_loss_mse(%s, %s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
     case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
-    case LOSS_SOFTMAX_XENT: {
+    case LOSS_SOFTMAX_XENT: case LOSS_FOCAL: {
       int c = m->n_classes;
-      OUT("  t = aert_loss_softmax_xent(%s, %s, %s, %ld, %d, %s, %d, %d, %.9g, %s);\n", a, b, da, n / c, c,
-          t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->reduce_sum, B, t->weight,
-          buf(e, &e->p->rowtmp));
+      OUT("  t = aert_loss_focal(%s, %s, %s, %ld, %d, %s, %.9g, %d, %d, %.9g, %s);\n", a, b, da, n / c, c,
+          t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL",
+          t->kind == LOSS_FOCAL ? t->gamma : 0.0, t->reduce_sum, B, t->weight, buf(e, &e->p->rowtmp));
+      break;
+    }
+    case LOSS_DICE: case LOSS_JACCARD: {
+      int c = m->n_classes;
+      OUT("  t = aert_loss_overlap(%s, %s, %s, %ld, %d, %s, %d, %.9g, %.9g, %s);\n", a, b, da, n / c, c,
+          t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->kind == LOSS_JACCARD,
+          t->smooth, t->weight, buf(e, &e->p->rowtmp));
       break;
     }
     case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
@@ -725,7 +739,7 @@ static void emit_layers(emitter *e) {
       [OP_ELU] = "ELU", [OP_SIGMOID] = "SIGMOID", [OP_TANH] = "TANH", [OP_SOFTMAX] = "SOFTMAX",
       [OP_LINEAR] = "IDENTITY"};
   const ae_model *m = e->p->m;
-  OUT("/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */\n"
+  OUT("/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */\n"
       "static const aert_layer graph[%d] = {\n", m->nodes.len);
   for (int i = 0; i < m->nodes.len; i++) {
     const ae_node *n = m->nodes.items[i];
@@ -735,8 +749,8 @@ static void emit_layers(emitter *e) {
     for (int j = 0; j < n->in.len && j < 8; j++) OUT("%s%d", j ? ", " : "", ((ae_node *)n->in.items[j])->id);
     OUT("}, %d, {", n->shape.rank);
     for (int j = 0; j < n->shape.rank; j++) OUT("%s%d", j ? ", " : "", n->shape.d[j]);
-    OUT("}, %d, %d, %d, %.9g},\n", n->op == OP_UPSAMPLE ? n->factor : n->k, n->stride, n->pad_same,
-        n->op == OP_BATCHNORM ? n->eps : n->alpha);
+    OUT("}, %d, %d, %d, %.9g, %d},\n", n->op == OP_UPSAMPLE ? n->factor : n->k, n->stride, n->pad_same,
+        n->op == OP_BATCHNORM ? n->eps : n->alpha, n->bilinear);
   }
   OUT("};\n\n");
 }
@@ -749,15 +763,20 @@ static void emit_descriptor(emitter *e, const char *hash) {
   const char *sched = !strcmp(m->opt.schedule, "step") ? "AERT_SCHED_STEP" : !strcmp(m->opt.schedule, "cosine") ? "AERT_SCHED_COSINE"
                       : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL" : "AERT_SCHED_CONSTANT";
   const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
-                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER" : "AERT_DATA_IDX";
+                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER"
+                    : !strcmp(d->source, "images") ? "AERT_DATA_IMAGES" : "AERT_DATA_IDX";
   const ae_node *in = m->input, *t = m->target;
   OUT("\n#ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */\n");
-  int auto_w = -1;
-  for (int i = 0; i < m->losses.len; i++)
+  int auto_w = -1;   /* the first term with weights = auto; the trainer's weights go to every such term */
+  for (int i = m->losses.len - 1; i >= 0; i--)
     if (((ae_loss_term *)m->losses.items[i])->auto_weights) auto_w = i;
-  if (auto_w >= 0)
-    OUT("static void model_set_class_weights(const float *w) {\n  for (int c = 0; c < %d; c++) class_weights_%d[c] = w[c];\n}\n\n",
-        m->n_classes, auto_w);
+  if (auto_w >= 0) {
+    OUT("static void model_set_class_weights(const float *w) {\n");
+    for (int i = auto_w; i < m->losses.len; i++)
+      if (((ae_loss_term *)m->losses.items[i])->auto_weights)
+        OUT("  for (int c = 0; c < %d; c++) class_weights_%d[c] = w[c];\n", m->n_classes, i);
+    OUT("}\n\n");
+  }
   int K = e->p->kernels.len;
   OUT("static const char *const timed_names[%d] = {", K + 1);
   for (int i = 0; i < K; i++) OUT("\"%s\", ", ae_kernel_name(e->a, e->p->kernels.items[i]));
@@ -811,9 +830,10 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (d->label_layer) { OUT(", .label_layer = "); emit_cstr(e, d->label_layer); }
   OUT("},\n");
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
-  for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input */
-    const ae_node *n = m->nodes.items[i];
-    if (n->op == OP_NOISE && ((ae_node *)n->in.items[0])->op == OP_INPUT) {
+  for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input or a view of it */
+    const ae_node *n = m->nodes.items[i], *x = n->in.len ? n->in.items[0] : NULL;
+    while (x && (x->op == OP_FLATTEN || x->op == OP_RESHAPE || x->op == OP_LINEAR)) x = x->in.items[0];
+    if (n->op == OP_NOISE && x->op == OP_INPUT) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
       break;
     }

@@ -33,7 +33,7 @@ static void dump_grad(FILE *out, ae_arena *a, const ae_program *p) {
   for (int i = p->kernels.len - 1; i >= 0; i--) {
     const ae_kernel *k = p->kernels.items[i];
     fprintf(out, "  %s_backward: d%s ->", ae_kernel_name(a, k), node_label(k->out));
-    if (k->w && !k->w->frozen) fprintf(out, " d%s d%s", k->w->name, k->b->name);
+    if (k->w && !k->w->frozen) fprintf(out, " d%s%s%s", k->w->name, k->b ? " d" : "", k->b ? k->b->name : "");
     for (int j = 0; j < k->src.len; j++) {
       const ae_view *v = k->src.items[j];
       if (p->needs_grad[v->node->id]) fprintf(out, " d%s", node_label(v->node));

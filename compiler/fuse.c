@@ -10,12 +10,13 @@ static bool has_epilogue(const ae_kernel *k) {
   return k && !k->act && (k->kind == K_CONV || k->kind == K_CONV_T || k->kind == K_DENSE || k->kind == K_BATCHNORM);
 }
 
-/* An upsample or concat folds away when every use of it is a conv, or another fold. */
+/* An upsample or concat folds away when every use of it is a conv, or another fold. A
+ * bilinear upsample does not: a window index cannot interpolate. */
 static void find_folds(const ae_program *p, bool *fold) {
   ae_model *m = p->m;
   for (int i = m->nodes.len - 1; i >= 0; i--) {
     ae_node *n = m->nodes.items[i];
-    if (n->op != OP_UPSAMPLE && n->op != OP_CONCAT) continue;
+    if ((n->op != OP_UPSAMPLE && n->op != OP_CONCAT) || n->bilinear) continue;
     int conv_uses = 0;
     for (int j = i + 1; j < m->nodes.len; j++) {
       ae_node *c = m->nodes.items[j];

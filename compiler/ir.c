@@ -60,7 +60,7 @@ void ae_lower_params(ae_arena *a, ae_program *p) {
     default: continue;
     }
     w->is_weight = true;
-    add_param(a, p, n, "b", 1, &cout, INIT_ZEROS, false);
+    if (!n->no_bias) add_param(a, p, n, "b", 1, &cout, INIT_ZEROS, false);
   }
 }
 

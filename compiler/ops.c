@@ -17,9 +17,9 @@ typedef struct {
 } layer_sig;
 
 static const layer_sig layers[] = {
-  {"dense", OP_DENSE, {"x", "units"}, 2, false},
-  {"conv", OP_CONV, {"x", "filters", "k", "stride", "padding"}, 2, false},
-  {"conv_transpose", OP_CONV_T, {"x", "filters", "k", "stride", "padding"}, 2, false},
+  {"dense", OP_DENSE, {"x", "units", "bias"}, 2, false},
+  {"conv", OP_CONV, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false},
+  {"conv_transpose", OP_CONV_T, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false},
   {"maxpool", OP_MAXPOOL, {"x", "size", "stride"}, 1, false},
   {"avgpool", OP_AVGPOOL, {"x", "size", "stride"}, 1, false},
   {"upsample", OP_UPSAMPLE, {"x", "factor", "mode"}, 1, false},
@@ -48,11 +48,14 @@ static const char *const op_names[OP__COUNT] = {
 };
 
 static const char *const loss_names[LOSS__COUNT] = {
-  "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
+  "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2", "dice", "jaccard", "focal",
 };
 
 const char *ae_op_name(ae_op op) { return op_names[op]; }
 const char *ae_loss_name(ae_loss_kind k) { return loss_names[k]; }
+bool ae_loss_on_classes(ae_loss_kind k) {
+  return k == LOSS_SOFTMAX_XENT || k == LOSS_DICE || k == LOSS_JACCARD || k == LOSS_FOCAL;
+}
 bool ae_op_is_activation(ae_op op) { return op >= OP_RELU && op <= OP_LINEAR; }
 bool ae_op_has_params(ae_op op) {
   return op == OP_DENSE || op == OP_CONV || op == OP_CONV_T || op == OP_BATCHNORM;
@@ -312,6 +315,20 @@ static bool get_num(ae_layer_ctx *c, ae_value *v, const char *what, double lo, d
   return true;
 }
 
+/* bias=true|false on dense, conv and conv_transpose: a bias before a batch norm is dead
+ * weight, since the norm subtracts it again. */
+static bool get_bias(ae_layer_ctx *c, ae_value *v, ae_node *n) {
+  if (!v) return true;
+  if (v->kind == V_WORD && (strcmp(v->str, "true") == 0 || strcmp(v->str, "false") == 0)) {
+    n->no_bias = strcmp(v->str, "false") == 0;
+    if (n->no_bias) n->n_params -= n->units;
+    return true;
+  }
+  char desc[96];
+  ae_error(c->diag, v->loc, "bias must be true or false, not %s", ae_value_desc(v, desc, sizeof desc));
+  return false;
+}
+
 static bool get_padding(ae_layer_ctx *c, ae_value *v, bool *same) {
   *same = true;
   if (!v) return true;
@@ -349,7 +366,7 @@ static bool infer_conv(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node
   n->n_params = (long)n->k * n->k * cin * n->units + n->units;
   double positions = n->op == OP_CONV ? (double)h * w : (double)x->shape.d[0] * x->shape.d[1];
   n->flops = 2.0 * positions * n->k * n->k * cin * n->units;
-  return true;
+  return get_bias(c, a[5], n);
 }
 
 static bool infer_pool(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
@@ -368,12 +385,16 @@ static bool infer_pool(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node
 static bool infer_upsample(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
   if (!need_rank(c, call, x, 3) || !get_int(c, a[1], "the upsampling factor", 1, 64, 2, &n->factor))
     return false;
-  if (a[2] && !(a[2]->kind == V_WORD && strcmp(a[2]->str, "nearest") == 0)) {
+  bool known = a[2] && a[2]->kind == V_WORD && (strcmp(a[2]->str, "nearest") == 0 || strcmp(a[2]->str, "bilinear") == 0);
+  if (a[2] && !known) {
     char desc[96];
-    ae_error(c->diag, a[2]->loc, "upsample mode must be nearest, not %s", ae_value_desc(a[2], desc, sizeof desc));
-    ae_hint(c->diag, "for a learned upsampling use conv_transpose(x, filters, k=3, stride=2)");
+    ae_error(c->diag, a[2]->loc, "upsample mode must be nearest or bilinear, not %s", ae_value_desc(a[2], desc, sizeof desc));
+    if (a[2]->kind == V_STR && (strcmp(a[2]->str, "nearest") == 0 || strcmp(a[2]->str, "bilinear") == 0))
+      ae_hint(c->diag, "the mode is a word, not a string: mode = %s", a[2]->str);
+    else ae_hint(c->diag, "for a learned upsampling use conv_transpose(x, filters, k=3, stride=2)");
     return false;
   }
+  n->bilinear = known && strcmp(a[2]->str, "bilinear") == 0;
   long h = (long)x->shape.d[0] * n->factor, w = (long)x->shape.d[1] * n->factor;
   if (h > AE_MAX_DIM || w > AE_MAX_DIM) {
     ae_error(c->diag, call->loc, "upsampling makes an image of %ldx%ld, larger than aec allows", h, w);
@@ -412,17 +433,21 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
   n->shape = first->shape;
   for (int i = 1; i < n->in.len; i++) {
     ae_node *x = n->in.items[i];
+    bool vectors = x->shape.rank == 1 && first->shape.rank == 1;   /* concat joins two vectors end to end */
     bool ok = n->op == OP_ADD ? ae_shape_elems(x->shape) == ae_shape_elems(first->shape) && x->shape.rank == first->shape.rank
-                              : same_spatial(x->shape, first->shape) && x->shape.rank == 3;
+                              : vectors || (same_spatial(x->shape, first->shape) && x->shape.rank == 3);
     for (int j = 0; ok && n->op == OP_ADD && j < x->shape.rank; j++) ok = x->shape.d[j] == first->shape.d[j];
     if (!ok) {
       if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3)) {
-        const ae_node *flat = x->shape.rank != 3 ? x : first;
-        ae_error(c->diag, args[i]->loc, "concat joins images along their channels, but got %s and %s",
+        const ae_node *flat = x->shape.rank != 3 ? x : first, *image = flat == x ? first : x;
+        ae_error(c->diag, args[i]->loc, "concat joins images along their channels or vectors end to end, but got %s and %s",
                  ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
         ae_hint(c->diag, "%s%s%s is not an image; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
                 flat->name ? "'" : "", flat->name ? flat->name : "the vector", flat->name ? "'" : "",
                 flat->name ? flat->name : "v", ae_shape_elems(flat->shape));
+        if (flat->shape.rank == 1 && image->shape.rank == 3)
+          ae_hint(c->diag, "or join two vectors: concat(flatten(%s), %s)", image->name ? image->name : "x",
+                  flat->name ? flat->name : "v");
         return false;
       }
       ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",
@@ -432,7 +457,7 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
       ae_explain_size(c->diag, x, x->name ? x->name : "this input");
       return false;
     }
-    if (n->op == OP_CONCAT) n->shape.d[2] += x->shape.d[2];
+    if (n->op == OP_CONCAT) n->shape.d[n->shape.rank - 1] += x->shape.d[x->shape.rank - 1];
   }
   return true;
 }
@@ -475,7 +500,7 @@ static bool infer_shape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_val
     n->shape = (ae_shape){1, {n->units}};
     n->n_params = (long)x->shape.d[0] * n->units + n->units;
     n->flops = 2.0 * x->shape.d[0] * n->units;
-    return true;
+    return get_bias(c, a[2], n);
   case OP_CONV: case OP_CONV_T: return infer_conv(c, call, n, x, a);
   case OP_MAXPOOL: case OP_AVGPOOL: return infer_pool(c, call, n, x, a);
   case OP_UPSAMPLE: return infer_upsample(c, call, n, x, a);

@@ -60,15 +60,15 @@ static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_dep
 
 static const char *const config_calls[] = {
   "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential",
-  "idx", "geotiff", "synthetic_landcover", "image_pairs",
+  "idx", "geotiff", "synthetic_landcover", "image_pairs", "images",
   "shift", "rotate", "zoom", "flip", "scale", "standardize",
 };
 static const char *const loss_calls[] = {
-  "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
+  "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2", "dice", "jaccard", "focal",
 };
 /* Bare words that are values, not names: padding=same, reduce=sum, flip(both) ... */
 static const char *const value_words[] = {
-  "same", "valid", "nearest", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
+  "same", "valid", "nearest", "bilinear", "true", "false", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
 };
 #define COUNT(arr) ((int)(sizeof arr / sizeof arr[0]))
 
@@ -134,8 +134,8 @@ static const char *suggest(sema *s, const char *word) {
     "dense", "conv", "conv_transpose", "maxpool", "avgpool", "upsample", "flatten", "reshape", "concat",
     "add", "dropout", "batchnorm", "gaussian_noise", "sample", "relu", "leaky_relu", "elu", "sigmoid",
     "tanh", "softmax", "linear", "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
-    "sgd", "adam", "adamw", "cosine", "idx", "geotiff", "synthetic_landcover", "image_pairs",
-    "same", "valid", "nearest", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
+    "dice", "jaccard", "focal", "sgd", "adam", "adamw", "cosine", "idx", "geotiff", "synthetic_landcover", "image_pairs",
+    "same", "valid", "nearest", "bilinear", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
   };
   return ae_closest(word, builtins, COUNT(builtins));
 }
@@ -398,8 +398,9 @@ static bool check_class_weights(sema *s, ae_loss_term *t, ae_value *w) {
 
 static bool check_xent(sema *s, const ae_expr *call, ae_loss_term *t) {
   char s1[48], s2[48];
+  const char *name = ae_loss_name(t->kind);
   if (t->b->op != OP_TARGET || s->m->target_kind != TARGET_CLASSES) {
-    ae_error(s->d, call->loc, "softmax_xent needs a class target as its second argument");
+    ae_error(s->d, call->loc, "%s needs a class target as its second argument", name);
     ae_hint(s->d, "declare one: target t: classes[H, W] { 1 water, 2 tree } ignore 15");
     return false;
   }
@@ -407,7 +408,7 @@ static bool check_xent(sema *s, const ae_expr *call, ae_loss_term *t) {
   bool ok = ls.rank == ts.rank + 1;
   for (int i = 0; ok && i < ts.rank; i++) ok = ls.d[i] == ts.d[i];
   if (!ok) {
-    ae_error(s->d, call->loc, "softmax_xent needs logits of %s x classes for the target %s, but they are %s",
+    ae_error(s->d, call->loc, "%s needs logits of %s x classes for the target %s, but they are %s", name,
              ae_shape_str(ts, s1), ae_shape_str(ts, s1), ae_shape_str(ls, s2));
     ae_explain_size(s->d, t->a, "the logits");
     return false;
@@ -419,31 +420,48 @@ static bool check_xent(sema *s, const ae_expr *call, ae_loss_term *t) {
     return false;
   }
   if (produced_by(t->a, OP_SOFTMAX)) {
-    ae_error(s->d, call->loc, "softmax_xent applies the softmax itself; pass the logits, not softmax(...)");
+    ae_error(s->d, call->loc, "%s applies the softmax itself; pass the logits, not softmax(...)", name);
     ae_hint(s->d, "drop the softmax at line %d", t->a->loc.line);
     return false;
   }
   return true;
 }
 
+/* dice and jaccard: smooth from 0 to 1e6 (default 0, as smp); focal: gamma from 0 to 10
+ * (default 2, as Lin et al.). */
+static bool check_class_loss_args(sema *s, ae_loss_term *t, ae_value *v) {
+  bool focal = t->kind == LOSS_FOCAL;
+  double *out = focal ? &t->gamma : &t->smooth, hi = focal ? 10 : 1e6;
+  *out = focal ? 2 : 0;
+  if (!v) return true;
+  if (!ae_value_num(s->d, v, focal ? "gamma" : "smooth", out)) return false;
+  if (*out < 0 || *out > hi) {
+    ae_error(s->d, v->loc, "%s must be from 0 to %g, not %g", focal ? "gamma" : "smooth", hi, *out);
+    return false;
+  }
+  return true;
+}
+
 static ae_value *call_loss(sema *s, const ae_expr *call) {
-  static const char *const names[LOSS__COUNT][4] = {
+  static const char *const names[LOSS__COUNT][5] = {
     {"prediction", "target", "reduce"}, {"prediction", "target", "reduce"},
     {"logits", "target", "weights", "reduce"}, {"x"}, {"x", "rho"}, {"mu", "logvar"}, {NULL},
+    {"logits", "target", "weights", "smooth"}, {"logits", "target", "weights", "smooth"},
+    {"logits", "target", "weights", "gamma", "reduce"},
   };
   ae_loss_kind kind = (ae_loss_kind)find_name(call->str, loss_calls, COUNT(loss_calls));
-  ae_value *args[8], *a[4] = {0};   /* ae_bind_args fills only this loss's slots */
+  ae_value *args[8], *a[5] = {0};   /* ae_bind_args fills only this loss's slots */
   const char *kw[8];
   int n = eval_args(s, call, args, kw, 8);
   int n_names = 0;
-  while (n_names < 4 && names[kind][n_names]) n_names++;
+  while (n_names < 5 && names[kind][n_names]) n_names++;
   if (n < 0 || !ae_bind_args(s->d, call, (const char *const *)names[kind], n_names, args, kw, n, a)) return NULL;
   ae_loss_term *t = ae_alloc(s->a, sizeof *t);
   t->kind = kind;
   t->loc = call->loc;
   t->weight = 1;
   bool ok = true;
-  if (kind == LOSS_MSE || kind == LOSS_BCE || kind == LOSS_SOFTMAX_XENT || kind == LOSS_KL_NORMAL) {
+  if (kind == LOSS_MSE || kind == LOSS_BCE || ae_loss_on_classes(kind) || kind == LOSS_KL_NORMAL) {
     ok = tensor_arg(s, call, a[0], kind == LOSS_KL_NORMAL ? "mu" : "a tensor") &
          tensor_arg(s, call, a[1], kind == LOSS_KL_NORMAL ? "logvar" : "a target tensor");
   } else if (kind != LOSS_L2) {
@@ -452,8 +470,8 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
   if (!ok) return NULL;
   t->a = a[0] ? a[0]->node : NULL;
   t->b = a[1] && kind != LOSS_KL_SPARSITY ? a[1]->node : NULL;
-  int reduce_slot = kind == LOSS_SOFTMAX_XENT ? 3 : 2;
-  if ((kind == LOSS_MSE || kind == LOSS_BCE || kind == LOSS_SOFTMAX_XENT) && a[reduce_slot]) {
+  int reduce_slot = kind == LOSS_SOFTMAX_XENT ? 3 : kind == LOSS_FOCAL ? 4 : 2;
+  if ((kind == LOSS_MSE || kind == LOSS_BCE || kind == LOSS_SOFTMAX_XENT || kind == LOSS_FOCAL) && a[reduce_slot]) {
     ae_value *r = a[reduce_slot];
     if (r->kind != V_WORD || (strcmp(r->str, "mean") && strcmp(r->str, "sum"))) {
       ae_error(s->d, r->loc, "reduce must be mean or sum");
@@ -477,6 +495,9 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
     }
     break;
   case LOSS_SOFTMAX_XENT: ok = check_xent(s, call, t) && check_class_weights(s, t, a[2]); break;
+  case LOSS_DICE: case LOSS_JACCARD: case LOSS_FOCAL:
+    ok = check_xent(s, call, t) && check_class_weights(s, t, a[2]) && check_class_loss_args(s, t, a[3]);
+    break;
   case LOSS_KL_SPARSITY:
     t->rho = 0.05;
     if (a[1] && (!ae_value_num(s->d, a[1], "rho", &t->rho) || t->rho <= 0 || t->rho >= 1)) {
@@ -905,12 +926,12 @@ static bool opt_int(sema *s, ae_value *v, const char *what, long lo, long hi, in
 }
 
 static void set_source(sema *s, ae_value *v) {
-  static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
+  static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const names[] = {"dir", "train", "train_labels", "test", "test_labels", "layers", "labels",
                                       "patch", "patches_per_tile", "tiles", "tile_size"};
   ae_data *dt = &s->m->data;
   ae_value *a[11];
-  if (!want_call(s, v, "the data source", kinds, 4) || !config_args(s, v, names, 11, a)) return;
+  if (!want_call(s, v, "the data source", kinds, COUNT(kinds)) || !config_args(s, v, names, 11, a)) return;
   dt->source = (char *)v->call->str;
   dt->source_loc = v->loc;
   opt_str(s, a[0], "dir", &dt->dir);
@@ -979,7 +1000,7 @@ static void data_setting(sema *s, ae_stmt *st) {
     else ae_hint(s->d, "the data section holds source, augment, normalize and validation");
     return;
   }
-  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs"};
+  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const augments[] = {"shift", "rotate", "zoom", "flip"};
   static const char *const normalizers[] = {"scale", "standardize"};
   if (which != 1 && !first_time(s, st, &s->seen_data[which])) return;
@@ -1228,6 +1249,23 @@ static void check_tile_source(sema *s) {
   }
 }
 
+/* images: one folder of PNG images that the model learns to reproduce, so the input is the
+ * target and there is no other; the images fill an image input or a flat one of s*s values. */
+static void check_images_source(sema *s) {
+  ae_model *m = s->m;
+  ae_data *d = &m->data;
+  if (strcmp(d->source, "images") || !m->input) return;
+  if (m->target_kind != TARGET_NONE) {
+    ae_error(s->d, d->source_loc, "images reads one folder of images, each its own target, but this model declares the target '%s'",
+             m->target && m->target->name ? m->target->name : "?");
+    ae_hint(s->d, "compare the output with the input (loss mse(y, x)), or read inputs and targets from two folders: "
+                  "source image_pairs(train = \"in\", train_labels = \"out\")");
+    return;
+  }
+  if (d->train_labels || d->test_labels)
+    ae_error(s->d, d->source_loc, "images has no target files: the input is the target; drop train_labels and test_labels");
+}
+
 /* The input or target that n only renames (linear, flatten and reshape are views), or NULL:
  * such a value has no buffer of its own for the trainer to read back. */
 static const ae_node *data_view(const ae_node *n) {
@@ -1240,15 +1278,16 @@ static void check_complete(sema *s) {
   ae_loss_term *first = NULL;
   for (int i = 0; i < m->losses.len && !m->output; i++) {
     ae_loss_term *t = m->losses.items[i];
-    if (t->kind == LOSS_MSE || t->kind == LOSS_BCE || t->kind == LOSS_SOFTMAX_XENT) m->output = t->a, first = t;
+    if (t->kind == LOSS_MSE || t->kind == LOSS_BCE || ae_loss_on_classes(t->kind)) m->output = t->a, first = t;
   }
   if (m->losses.len && !m->output)
-    ae_error(s->d, ((ae_loss_term *)m->losses.items[0])->loc, "the loss has no reconstruction or prediction term (mse, bce or softmax_xent)");
+    ae_error(s->d, ((ae_loss_term *)m->losses.items[0])->loc,
+             "the loss has no reconstruction or prediction term (mse, bce, softmax_xent, dice, jaccard or focal)");
   const ae_node *view;
   if (m->output && (view = data_view(m->output))) {
     ae_error(s->d, first->loc, "the model's output, the first argument of this %s, is the %s '%s' itself: no layer computes it",
              ae_loss_name(first->kind), view->op == OP_INPUT ? "input" : "target", view->name ? view->name : "x");
-    ae_hint(s->d, "the output is the first argument of the first mse, bce or softmax_xent term; put the decoder's result there");
+    ae_hint(s->d, "the output is the first argument of the first mse, bce or class loss term; put the decoder's result there");
   }
   if (m->latent && (view = data_view(m->latent))) {
     ae_error(s->d, m->latent->loc, "the latent '%s' is the %s itself: no layer computes it", m->latent_name,
@@ -1262,6 +1301,7 @@ static void check_complete(sema *s) {
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   check_tile_source(s);
+  check_images_source(s);
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)

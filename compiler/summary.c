@@ -75,7 +75,7 @@ const char *ae_op_desc(const ae_node *n, char *buf) {
     if (!n->pad_same) strcpy(buf, " valid");
     return start;
   case OP_MAXPOOL: case OP_AVGPOOL: sprintf(buf, "%s %d", op, n->k); break;
-  case OP_UPSAMPLE: sprintf(buf, "upsample x%d", n->factor); break;
+  case OP_UPSAMPLE: sprintf(buf, "upsample x%d%s", n->factor, n->bilinear ? " bilinear" : ""); break;
   case OP_LEAKY_RELU: sprintf(buf, "leaky_relu %g", n->alpha); break;
   case OP_DROPOUT: sprintf(buf, "dropout %g", n->rate); break;
   case OP_NOISE: sprintf(buf, "noise %g", n->stddev); break;

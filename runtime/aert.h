@@ -57,7 +57,8 @@ typedef enum {
   AERT_DATA_IDX,          /* IDX files (Fashion-MNIST layout), .gz or raw */
   AERT_DATA_IMAGE_PAIRS,  /* input and target IDX files, or two folders of images */
   AERT_DATA_GEOTIFF,      /* GeoTIFF tiles, <tile>_<layer>.tif */
-  AERT_DATA_SYNTHETIC_LANDCOVER
+  AERT_DATA_SYNTHETIC_LANDCOVER,
+  AERT_DATA_IMAGES        /* one folder of PNG images, each its own target */
 } aert_data_kind;
 
 typedef struct {
@@ -94,6 +95,7 @@ typedef struct {
   int rank, shape[3];      /* per example: [n] or HWC */
   int k, stride, same;     /* conv, conv_transpose (same: padding=same), pools; upsample factor in k */
   float alpha;             /* leaky_relu, elu; batchnorm's eps */
+  int bilinear;            /* upsample mode=bilinear (PyTorch's align_corners=False); 0: nearest */
 } aert_layer;
 
 /* Loss terms of one forward pass (reconstruction, kl, sparsity...), logged apart. */

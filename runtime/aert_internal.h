@@ -93,6 +93,9 @@ int aert_png_pairs(const char *inputs, const char *targets);
  * first `limit` pairs when limit > 0), converted to the model's input and target shapes. */
 int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *targets, long limit,
                         aert_dataset *ds);
+/* source images: the PNG images of one folder as inputs, each its own target (train: dir or
+ * dir/train; test: dir/test, or the last validation fraction of the training images). */
+int aert_png_images_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 
 /* One PNG, an h x w image, into dst as c channels on the model's scale (what: "input" or
  * "target", for messages); the *.png files of a folder, sorted (malloc'd names). */

@@ -500,6 +500,59 @@ static inline void aert_upsample_backward(aert_real *restrict dx, const aert_rea
   }
 }
 
+/* Bilinear upsampling by f with PyTorch's align_corners=False: output pixel o reads the
+ * source coordinate (o + 0.5) / f - 0.5, clamped at 0, between its two neighbours (the
+ * second clamped at the edge). aert_bilinear_tap gives the lower neighbour, whether
+ * there is an upper one, and the upper one's weight. */
+static inline int aert_bilinear_tap(int o, int f, int in, int *step, aert_real *frac) {
+  aert_real src = ((aert_real)o + (aert_real)0.5) / (aert_real)f - (aert_real)0.5;
+  if (src < 0) src = 0;
+  int i0 = (int)src;
+  *step = i0 < in - 1;
+  *frac = src - (aert_real)i0;
+  return i0;
+}
+static inline void aert_upsample_bilinear_forward(const aert_real *restrict x, aert_real *restrict y, int n, int hi, int wi,
+                                                  int c, int f) {
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < (long)n * hi * f; i++) {
+    int b = (int)(i / (hi * f)), oh = (int)(i % (hi * f)), sh, sw;
+    aert_real lh, lw;
+    int h0 = aert_bilinear_tap(oh, f, hi, &sh, &lh);
+    const aert_real *r0 = x + ((long)b * hi + h0) * wi * c, *r1 = r0 + (long)sh * wi * c;
+    for (int ow = 0; ow < wi * f; ow++) {
+      int w0 = aert_bilinear_tap(ow, f, wi, &sw, &lw);
+      const aert_real *a = r0 + (long)w0 * c, *bb = r1 + (long)w0 * c;
+      aert_real *o = y + (i * wi * f + ow) * c;
+      for (int ch = 0; ch < c; ch++)
+        o[ch] = (1 - lh) * ((1 - lw) * a[ch] + lw * a[sw * c + ch]) + lh * ((1 - lw) * bb[ch] + lw * bb[sw * c + ch]);
+    }
+  }
+}
+/* One thread per image: the four taps of neighbouring outputs overlap within an image. */
+static inline void aert_upsample_bilinear_backward(aert_real *restrict dx, const aert_real *restrict dy, int n, int hi, int wi,
+                                                   int c, int f) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < n; b++)
+    for (int oh = 0; oh < hi * f; oh++) {
+      int sh, sw;
+      aert_real lh, lw;
+      int h0 = aert_bilinear_tap(oh, f, hi, &sh, &lh);
+      aert_real *r0 = dx + ((long)b * hi + h0) * wi * c, *r1 = r0 + (long)sh * wi * c;
+      for (int ow = 0; ow < wi * f; ow++) {
+        int w0 = aert_bilinear_tap(ow, f, wi, &sw, &lw);
+        const aert_real *g = dy + (((long)b * hi * f + oh) * wi * f + ow) * c;
+        aert_real *a = r0 + (long)w0 * c, *bb = r1 + (long)w0 * c;
+        for (int ch = 0; ch < c; ch++) {
+          a[ch] += (1 - lh) * (1 - lw) * g[ch];
+          a[sw * c + ch] += (1 - lh) * lw * g[ch];
+          bb[ch] += lh * (1 - lw) * g[ch];
+          bb[sw * c + ch] += lh * lw * g[ch];
+        }
+      }
+    }
+}
+
 /* One input of a concatenation: its channels go to [off, off + c) of y's ctot. */
 static inline void aert_concat_forward(const aert_real *restrict x, aert_real *restrict y, long pixels, int c, int off,
                                        int ctot) {
@@ -662,13 +715,15 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
   return (aert_real)(s / denom);
 }
 
-/* Softmax cross-entropy per row against class indices t (negative: ignored), with
- * optional class weights: sum(w_t * -log p_t) / sum(w_t), PyTorch's weighted mean.
- * With per_example_sum the divisor is the batch instead. Forward (dl NULL) returns the
- * value; backward only adds the gradient and returns 0. */
-static inline aert_real aert_loss_softmax_xent(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
-                                      long rows, int c, const aert_real *restrict cw, int per_example_sum, int batch,
-                                      aert_real weight, aert_real *restrict p) {
+/* Focal loss (Lin et al. 2017) of softmax(logits) per row against class indices t
+ * (negative or >= c: skipped), with optional class weights: sum(w_t * -(1 - p_t)^gamma *
+ * log p_t) / sum(w_t), or divided by the batch with per_example_sum. gamma = 0 is softmax
+ * cross-entropy, PyTorch's weighted mean of cross_entropy(weight, ignore_index); softmax_xent
+ * is this loss at gamma 0. Forward (dl NULL) returns the value; backward only adds the
+ * gradient and returns 0. */
+static inline aert_real aert_loss_focal(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
+                                        long rows, int c, const aert_real *restrict cw, double gamma, int per_example_sum,
+                                        int batch, aert_real weight, aert_real *restrict p) {
   double s = 0, wsum = 0;
   for (long r = 0; r < rows; r++) {   /* the backward pass needs only the weight sum */
     int k = (int)t[r];
@@ -677,7 +732,8 @@ static inline aert_real aert_loss_softmax_xent(const aert_real *restrict logits,
     wsum += w;
     if (dl) continue;
     aert_softmax_row(logits + r * c, p, c);
-    s -= w * log(p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30);
+    double pt = p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30;
+    s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
   }
   double denom = per_example_sum ? batch : wsum;
   if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
@@ -685,8 +741,58 @@ static inline aert_real aert_loss_softmax_xent(const aert_real *restrict logits,
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     aert_softmax_row(logits + r * c, p, c);
-    aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom);
+    /* dL/dz_i = -f * (p_i - [i = k]) with f = dL/dp_t * p_t = gamma (1-p_t)^(gamma-1) p_t log p_t - (1-p_t)^gamma */
+    double f = -1;
+    if (gamma > 0) {
+      double pt = p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30, q = 1 - pt;
+      f = q > 0 ? gamma * pow(q, gamma - 1) * pt * log(pt) - pow(q, gamma) : 0;
+    }
+    aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom * -f);
     for (int i = 0; i < c; i++) dl[r * c + i] += g * (p[i] - (i == k));
+  }
+  return 0;
+}
+
+/* Dice, or with jaccard the Jaccard (IoU) loss, of softmax(logits) against class indices t,
+ * over the whole batch as segmentation_models_pytorch computes them: for each class i, over
+ * the rows not skipped, I = sum p_i [t = i] and S = sum p_i + [t = i]; the score is
+ * (2I + smooth) / max(S + smooth, 1e-7), or (I + smooth) / max(S - I + smooth, 1e-7); the
+ * loss is sum_i w_i present_i (1 - score_i) / sum_i w_i, where present_i says that class i
+ * occurs in t (smp zeroes the loss of absent classes). At most 64 classes. */
+static inline aert_real aert_loss_overlap(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
+                                          long rows, int c, const aert_real *restrict cw, int jaccard, double smooth,
+                                          aert_real weight, aert_real *restrict p) {
+  double inter[64] = {0}, card[64] = {0}, count[64] = {0}, dnum[64], dden[64], wsum = 0, loss = 0;
+  for (long r = 0; r < rows; r++) {
+    int k = (int)t[r];
+    if (k < 0 || k >= c) continue;
+    aert_softmax_row(logits + r * c, p, c);
+    for (int i = 0; i < c; i++) card[i] += p[i];
+    inter[k] += p[k];
+    count[k] += 1;
+  }
+  for (int i = 0; i < c; i++) wsum += cw ? cw[i] : 1.0;
+  if (wsum <= 0) return 0;
+  for (int i = 0; i < c; i++) {   /* score = num / den; dnum, dden: dL/dnum and dL/dden */
+    double s = card[i] + count[i], num = (jaccard ? 1 : 2) * inter[i] + smooth;
+    double den = (jaccard ? s - inter[i] : s) + smooth, d = den > 1e-7 ? den : 1e-7;
+    double a = (cw ? cw[i] : 1.0) * (count[i] > 0) / wsum;
+    loss += a * (1 - num / d);
+    dnum[i] = -a / d;
+    dden[i] = den > 1e-7 ? a * num / (d * d) : 0;
+  }
+  if (!dl) return (aert_real)loss;
+  for (long r = 0; r < rows; r++) {
+    int k = (int)t[r];
+    if (k < 0 || k >= c) continue;
+    aert_softmax_row(logits + r * c, p, c);
+    double g[64], dot = 0;   /* dL/dp_i of this row, then through the softmax */
+    for (int i = 0; i < c; i++) {
+      int y = i == k;
+      g[i] = dnum[i] * (jaccard ? y : 2 * y) + dden[i] * (jaccard ? 1 - y : 1);
+      dot += g[i] * p[i];
+    }
+    for (int i = 0; i < c; i++) dl[r * c + i] += weight * (aert_real)(p[i] * (g[i] - dot));
   }
   return 0;
 }

@@ -188,6 +188,8 @@ int aert_data_load(const aert_model *m, const char *dir, int train, long limit, 
   memset(ds, 0, sizeof *ds);
   if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
     return aert_tiles_load(m, dir, train, limit, ds);
+  if (m->data.kind == AERT_DATA_IMAGES)
+    return aert_png_images_load(m, dir, train, limit, ds);
   char *ipath = data_file(m, dir, train, 0), *lpath = data_file(m, dir, train, 1);
   aert_idx idx;
   int rc = -1;

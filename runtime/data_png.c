@@ -230,12 +230,13 @@ int aert_png_list(const char *dir, char ***names, long *n) {
 }
 
 /* ---- the data set ------------------------------------------------------------------- */
-static int read_all(const aert_model *m, const char *dir, const listing *l, long n, int rank,
+/* The n images of l from the first-th on. */
+static int read_all(const aert_model *m, const char *dir, const listing *l, long first, long n, int rank,
                     const int *shape, long size, const char *what, float *dst) {
   int h, w, c;
   aert_image_hwc(rank, shape, size, &h, &w, &c);
   for (long i = 0; i < n; i++) {
-    char *path = aert_join(dir, l->name[i]);
+    char *path = aert_join(dir, l->name[first + i]);
     int rc = path ? read_png(m, path, h, w, c, what, dst + i * size) : -1;
     free(path);
     if (rc != 0)
@@ -270,14 +271,54 @@ int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *tar
   ds->n = limit > 0 && limit < in.n ? limit : in.n;
   ds->x = aert_alloc(sizeof(float) * ds->n * ds->in_size, inputs);
   ds->y = ds->x ? aert_alloc(sizeof(float) * ds->n * ds->target_size, targets) : NULL;
-  if (ds->y && read_all(m, inputs, &in, ds->n, m->in_rank, m->in_shape, m->in_size, "input",
+  if (ds->y && read_all(m, inputs, &in, 0, ds->n, m->in_rank, m->in_shape, m->in_size, "input",
                         ds->x) == 0)
-    rc = read_all(m, targets, &tg, ds->n, m->target_rank, m->target_shape, m->target_size,
+    rc = read_all(m, targets, &tg, 0, ds->n, m->target_rank, m->target_shape, m->target_size,
                   "target", ds->y);
 out:
   if (rc != 0)
     aert_data_free(ds);
   listing_free(&in);
   listing_free(&tg);
+  return rc;
+}
+
+/* ---- one folder of images, each its own target ---------------------------------------- */
+/* Training: every *.png of DIR/train, or of DIR itself when the spec names no train folder.
+ * Test: those of DIR/test, or without a test folder the images training held out for
+ * validation, the last `validation` fraction by name (Keras's validation_split of one
+ * folder). */
+int aert_png_images_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+  memset(ds, 0, sizeof *ds);
+  const char *sub = train ? m->data.train_images : m->data.test_images;
+  char *folder = sub ? aert_join(dir, sub) : strdup(dir);
+  if (!folder)
+    return aert_error("out of memory reading the image folder '%s'", dir), -1;
+  listing l;
+  int rc = -1;
+  if (list_pngs(folder, &l) != 0)
+    goto out;
+  long first = 0, n = l.n;
+  if (!train && !sub) {
+    n = (long)(l.n * m->data.validation);
+    first = l.n - n;
+    if (n == 0) {
+      aert_error("'%s' gives no test images: the spec names no test folder (test = \"...\") and validation "
+                 "%g holds out none of its %ld images", folder, m->data.validation, l.n);
+      goto out;
+    }
+  }
+  ds->owner = 1;
+  ds->in_size = m->in_size;
+  ds->target_size = m->target_size;
+  ds->n = limit > 0 && limit < n ? limit : n;
+  ds->x = aert_alloc(sizeof(float) * ds->n * ds->in_size, folder);
+  if (ds->x)
+    rc = read_all(m, folder, &l, first, ds->n, m->in_rank, m->in_shape, m->in_size, "input", ds->x);
+out:
+  if (rc != 0)
+    aert_data_free(ds);
+  listing_free(&l);
+  free(folder);
   return rc;
 }

@@ -196,8 +196,9 @@ static int write_rows(const aert_model *m, const aert_options *o, const char *na
 }
 
 /* Denoising: the test images with the model's input noise (seed fixed), passed through the
- * model; PSNR of the noisy images and of their reconstructions against the clean ones, and
- * SHOWN examples kept as noisy / reconstructed / clean rows. */
+ * model; PSNR of the noisy images against the clean ones and of the outputs against the
+ * targets (the clean images themselves, or an image target such as image pairs give), and
+ * SHOWN examples kept as noisy / output / target rows. */
 int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d) {
   const aert_model *m = w->m;
   long n = (long)m->batch * m->in_size;
@@ -213,10 +214,10 @@ int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d
       noisy[i] = v < m->input_noise_lo ? m->input_noise_lo : v > m->input_noise_hi ? m->input_noise_hi : v;
     }
     m->forward(w->params, w->arena, noisy, w->y ? w->y : noisy, 0, 0, NULL);
-    const float *out = m->output(w->arena);
+    const float *out = m->output(w->arena), *want = m->target_kind == AERT_TARGET_IMAGE ? w->y : w->x;
     long values = real * m->in_size;
     for (long i = 0; i < values; i++) {
-      double a = (double)noisy[i] - w->x[i], b = (double)out[i] - w->x[i];
+      double a = (double)noisy[i] - w->x[i], b = (double)out[i] - want[i];
       d->noisy_sq += a * a;
       d->recon_sq += b * b;
     }
@@ -225,7 +226,7 @@ int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d
       size_t one = sizeof(float) * m->in_size;
       memcpy(d->rows + d->shown * m->in_size, noisy + (long)b * m->in_size, one);
       memcpy(d->rows + (SHOWN + d->shown) * m->in_size, out + (long)b * m->out_size, one);
-      memcpy(d->rows + (2 * SHOWN + d->shown) * m->in_size, w->x + (long)b * m->in_size, one);
+      memcpy(d->rows + (2 * SHOWN + d->shown) * m->in_size, want + (long)b * m->in_size, one);
     }
   }
   free(noisy);
@@ -265,7 +266,9 @@ int aert_eval(const aert_model *m, const aert_options *o) {
   int images = m->target_kind != AERT_TARGET_CLASSES &&
                m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size) &&
                m->target_size <= m->in_size;
-  int denoise = images && m->target_kind == AERT_TARGET_INPUT && m->input_noise_stddev > 0;
+  /* any source: the input is its own target, or an image target of the input's size */
+  int denoise = images && m->input_noise_stddev > 0 &&
+                (m->target_kind == AERT_TARGET_INPUT || m->target_size == m->in_size);
   aert_latent_stats ls = {0};
   aert_denoise dn = {0};
   shown_t sh = {.m = m};

@@ -190,6 +190,15 @@ static void param_names(const aert_layer *L, const char *a, const char *b, char 
   snprintf(wb, 300, "%s.%s", L->param, b);
 }
 
+/* Whether the model has the parameter "layer.role" (bias=false leaves out layer.b). */
+static int has_param(const aert_model *m, const char *layer, const char *role) {
+  size_t n = strlen(layer);
+  for (int i = 0; i < m->n_params; i++)
+    if (!strncmp(m->params[i].name, layer, n) && m->params[i].name[n] == '.' && !strcmp(m->params[i].name + n + 1, role))
+      return 1;
+  return 0;
+}
+
 static int emit_layer(onnx_t *g, const aert_model *m, int i, const char *input) {
   const aert_layer *L = &m->graph[i];
   char out[32], in0[32], w[300], b[300];
@@ -205,7 +214,7 @@ static int emit_layer(onnx_t *g, const aert_model *m, int i, const char *input) 
     param_names(L, "weight", "bias", w, b);
     const char *ins[3] = {x, w, b};
     at[0] = (attr_t){.name = "transB", .type = A_INT, .i = 1};
-    node(g, "Gemm", ins, 3, out, at, 1);
+    node(g, "Gemm", ins, 2 + has_param(m, L->param, "b"), out, at, 1);
     break;
   }
   case AERT_L_CONV: case AERT_L_CONV_T: {
@@ -215,7 +224,8 @@ static int emit_layer(onnx_t *g, const aert_model *m, int i, const char *input) 
     at[1] = ints_attr("strides", 2, L->stride, L->stride);
     at[2] = ints_attr("pads", 4, p, p);
     at[3] = ints_attr("output_padding", 2, L->same ? L->stride - 1 : 0, L->same ? L->stride - 1 : 0);
-    node(g, L->op == AERT_L_CONV ? "Conv" : "ConvTranspose", ins, 3, out, at, L->op == AERT_L_CONV ? 3 : 4);
+    node(g, L->op == AERT_L_CONV ? "Conv" : "ConvTranspose", ins, 2 + has_param(m, L->param, "b"), out, at,
+         L->op == AERT_L_CONV ? 3 : 4);
     break;
   }
   case AERT_L_MAXPOOL: case AERT_L_AVGPOOL:
@@ -229,10 +239,10 @@ static int emit_layer(onnx_t *g, const aert_model *m, int i, const char *input) 
     long four[1] = {4};
     const_floats(g, fresh(g, sc), 1, four, scales, 4);
     const char *ins[3] = {x, "", sc};
-    at[0] = (attr_t){.name = "mode", .type = A_STRING, .s = "nearest"};
-    at[1] = (attr_t){.name = "coordinate_transformation_mode", .type = A_STRING, .s = "asymmetric"};
+    at[0] = (attr_t){.name = "mode", .type = A_STRING, .s = L->bilinear ? "linear" : "nearest"};
+    at[1] = (attr_t){.name = "coordinate_transformation_mode", .type = A_STRING, .s = L->bilinear ? "half_pixel" : "asymmetric"};
     at[2] = (attr_t){.name = "nearest_mode", .type = A_STRING, .s = "floor"};
-    node(g, "Resize", ins, 3, out, at, 3);
+    node(g, "Resize", ins, 3, out, at, L->bilinear ? 2 : 3);
     break;
   }
   case AERT_L_FLATTEN: case AERT_L_RESHAPE: emit_view(g, L, &m->graph[L->in[0]], x, out); break;

@@ -609,30 +609,30 @@ static const aert_real *model_latent(const aert_real *A) { return A + 16808448; 
 static const char *const timed_names[10] = {"conv_z_h_1", "conv_z_h_2", "conv_z_h2_1", "conv_z_h2_2", "dense_z", "dense_d", "conv_d1", "conv_d2", "conv_y", "loss"};
 static const double timed_flops[10][2] = {{57802752, 57802752}, {462422016, 924844032}, {924844032, 1849688064}, {462422016, 924844032}, {25690112, 51380224}, {25690112, 51380224}, {1849688064, 3699376128}, {3699376128, 7398752256}, {57802752, 115605504}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[22] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h.1", 1, {0}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h.2", 1, {2}, 3, {14, 14, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h2.1", 1, {4}, 3, {14, 14, 64}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h2.2", 1, {6}, 3, {7, 7, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {7}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_FLATTEN, NULL, 1, {8}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z", 1, {9}, 1, {32}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d", 1, {10}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {11}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RESHAPE, NULL, 1, {12}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {13}, 3, {14, 14, 64}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d1", 1, {14}, 3, {14, 14, 64}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {15}, 3, {14, 14, 64}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {16}, 3, {28, 28, 64}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d2", 1, {17}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {18}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {19}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {20}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.1", 1, {0}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.2", 1, {2}, 3, {14, 14, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.1", 1, {4}, 3, {14, 14, 64}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.2", 1, {6}, 3, {7, 7, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {7}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_FLATTEN, NULL, 1, {8}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {9}, 1, {32}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d", 1, {10}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {11}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RESHAPE, NULL, 1, {12}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {13}, 3, {14, 14, 64}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1", 1, {14}, 3, {14, 14, 64}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {15}, 3, {14, 14, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {16}, 3, {28, 28, 64}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2", 1, {17}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {18}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {19}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {20}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

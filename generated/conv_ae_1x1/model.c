@@ -570,24 +570,24 @@ static const aert_real *model_latent(const aert_real *A) { return A + 7279376; }
 static const char *const timed_names[8] = {"conv_e_1", "conv_e_2", "conv_z", "conv_transpose_d", "conv_d1", "conv_d2", "conv_y", "loss"};
 static const double timed_flops[8][2] = {{14450688, 14450688}, {231211008, 462422016}, {51380224, 102760448}, {51380224, 102760448}, {924844032, 1849688064}, {924844032, 1849688064}, {28901376, 57802752}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[16] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z", 1, {4}, 3, {1, 1, 64}, 7, 1, 0, 0},
-  {AERT_L_CONV_T, "d", 1, {5}, 3, {7, 7, 64}, 7, 1, 0, 0},
-  {AERT_L_RELU, NULL, 1, {6}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {7}, 3, {14, 14, 64}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d1", 1, {8}, 3, {14, 14, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {9}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {10}, 3, {28, 28, 32}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d2", 1, {11}, 3, {28, 28, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 16}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z", 1, {4}, 3, {1, 1, 64}, 7, 1, 0, 0, 0},
+  {AERT_L_CONV_T, "d", 1, {5}, 3, {7, 7, 64}, 7, 1, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {6}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {7}, 3, {14, 14, 64}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1", 1, {8}, 3, {14, 14, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {10}, 3, {28, 28, 32}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2", 1, {11}, 3, {28, 28, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -467,24 +467,24 @@ static const aert_real *model_latent(const aert_real *A) { return A + 13146112; 
 static const char *const timed_names[8] = {"conv_e_1", "conv_e_2", "dense_z", "dense_d", "conv_transpose_d1", "conv_transpose_d2", "conv_y", "loss"};
 static const double timed_flops[8][2] = {{14450688, 14450688}, {231211008, 462422016}, {25690112, 51380224}, {25690112, 51380224}, {462422016, 924844032}, {924844032, 1849688064}, {57802752, 115605504}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[16] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_FLATTEN, NULL, 1, {4}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z", 1, {5}, 1, {32}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d", 1, {6}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {7}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RESHAPE, NULL, 1, {8}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV_T, "d1", 1, {9}, 3, {14, 14, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {10}, 3, {14, 14, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV_T, "d2", 1, {11}, 3, {28, 28, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_FLATTEN, NULL, 1, {4}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {5}, 1, {32}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d", 1, {6}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {7}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RESHAPE, NULL, 1, {8}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV_T, "d1", 1, {9}, 3, {14, 14, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {10}, 3, {14, 14, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV_T, "d2", 1, {11}, 3, {28, 28, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

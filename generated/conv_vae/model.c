@@ -521,28 +521,28 @@ static const aert_real *model_latent(const aert_real *A) { return A + 11999744; 
 static const char *const timed_names[10] = {"conv_e_1", "conv_e_2", "dense_mu", "dense_logvar", "sample_z", "dense_d", "conv_d1", "conv_d2", "conv_y", "loss"};
 static const double timed_flops[10][2] = {{14450688, 14450688}, {231211008, 462422016}, {12845056, 25690112}, {12845056, 25690112}, {0, 0}, {12845056, 25690112}, {1849688064, 3699376128}, {3699376128, 7398752256}, {57802752, 115605504}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[20] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_FLATTEN, NULL, 1, {4}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "mu", 1, {5}, 1, {16}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "logvar", 1, {5}, 1, {16}, 0, 0, 0, 0},
-  {AERT_L_SAMPLE, NULL, 2, {6, 7}, 1, {16}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d", 1, {8}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {9}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_RESHAPE, NULL, 1, {10}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {11}, 3, {14, 14, 64}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d1", 1, {12}, 3, {14, 14, 64}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {13}, 3, {14, 14, 64}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {14}, 3, {28, 28, 64}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d2", 1, {15}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {16}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {17}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {18}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.1", 1, {0}, 3, {14, 14, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.2", 1, {2}, 3, {7, 7, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_FLATTEN, NULL, 1, {4}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "mu", 1, {5}, 1, {16}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logvar", 1, {5}, 1, {16}, 0, 0, 0, 0, 0},
+  {AERT_L_SAMPLE, NULL, 2, {6, 7}, 1, {16}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d", 1, {8}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_RESHAPE, NULL, 1, {10}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {11}, 3, {14, 14, 64}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1", 1, {12}, 3, {14, 14, 64}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {13}, 3, {14, 14, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {14}, 3, {28, 28, 64}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2", 1, {15}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {16}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {17}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {18}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -324,28 +324,28 @@ static const aert_real *model_latent(const aert_real *A) { return A + 1024000; }
 static const char *const timed_names[11] = {"dense_e_1", "dense_e_2", "dense_e_3", "dense_e_4", "dense_z", "dense_d_1", "dense_d_2", "dense_d_3", "dense_d_4", "dense_y", "loss"};
 static const double timed_flops[11][2] = {{205520896, 205520896}, {67108864, 134217728}, {16777216, 33554432}, {4194304, 8388608}, {524288, 1048576}, {524288, 1048576}, {4194304, 8388608}, {16777216, 33554432}, {67108864, 134217728}, {205520896, 411041792}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[20] = {
-  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "e.1", 1, {0}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "e.2", 1, {2}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "e.3", 1, {4}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {5}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "e.4", 1, {6}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {7}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z", 1, {8}, 1, {16}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d.1", 1, {9}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {10}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d.2", 1, {11}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d.3", 1, {13}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {14}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "d.4", 1, {15}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {16}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y", 1, {17}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_SIGMOID, NULL, 1, {18}, 1, {784}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "e.1", 1, {0}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "e.2", 1, {2}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "e.3", 1, {4}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {5}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "e.4", 1, {6}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {7}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {8}, 1, {16}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d.1", 1, {9}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {10}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d.2", 1, {11}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d.3", 1, {13}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {14}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "d.4", 1, {15}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {16}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y", 1, {17}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {18}, 1, {784}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -457,24 +457,24 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 static const char *const timed_names[9] = {"gaussian_noise_noisy", "conv_e_1", "maxpool_2", "conv_e_2", "maxpool_e", "conv_d_1", "conv_d_2", "conv_y", "loss"};
 static const double timed_flops[9][2] = {{0, 0}, {57802752, 57802752}, {0, 0}, {462422016, 924844032}, {0, 0}, {462422016, 924844032}, {1849688064, 3699376128}, {57802752, 115605504}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[16] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_IDENTITY, NULL, 1, {0}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e.1", 1, {1}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_MAXPOOL, NULL, 1, {3}, 3, {14, 14, 32}, 2, 2, 0, 0},
-  {AERT_L_CONV, "e.2", 1, {4}, 3, {14, 14, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_MAXPOOL, NULL, 1, {6}, 3, {7, 7, 32}, 2, 2, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {7}, 3, {14, 14, 32}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d.1", 1, {8}, 3, {14, 14, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {9}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {10}, 3, {28, 28, 32}, 2, 0, 0, 0},
-  {AERT_L_CONV, "d.2", 1, {11}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_IDENTITY, NULL, 1, {0}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e.1", 1, {1}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {3}, 3, {14, 14, 32}, 2, 2, 0, 0, 0},
+  {AERT_L_CONV, "e.2", 1, {4}, 3, {14, 14, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {6}, 3, {7, 7, 32}, 2, 2, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {7}, 3, {14, 14, 32}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d.1", 1, {8}, 3, {14, 14, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {10}, 3, {28, 28, 32}, 2, 0, 0, 0, 0},
+  {AERT_L_CONV, "d.2", 1, {11}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {13}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {14}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -375,22 +375,22 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 static const char *const timed_names[7] = {"gaussian_noise_noisy", "conv_e1", "maxpool_2", "conv_e2", "conv_d1", "conv_y", "loss"};
 static const double timed_flops[7][2] = {{0, 0}, {28901376, 28901376}, {0, 0}, {231211008, 462422016}, {1327656960, 2655313920}, {28901376, 57802752}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[14] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_IDENTITY, NULL, 1, {0}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e1", 1, {1}, 3, {28, 28, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 16}, 0, 0, 0, 0},
-  {AERT_L_MAXPOOL, NULL, 1, {3}, 3, {14, 14, 16}, 2, 2, 0, 0},
-  {AERT_L_CONV, "e2", 1, {4}, 3, {14, 14, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {6}, 3, {28, 28, 32}, 2, 0, 0, 0},
-  {AERT_L_CONCAT, NULL, 3, {7, 3, 1}, 3, {28, 28, 49}, 0, 0, 0, 0},
-  {AERT_L_CONV, "d1", 1, {8}, 3, {28, 28, 15}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {9}, 3, {28, 28, 15}, 0, 0, 0, 0},
-  {AERT_L_CONCAT, NULL, 2, {10, 1}, 3, {28, 28, 16}, 0, 0, 0, 0},
-  {AERT_L_CONV, "y", 1, {11}, 3, {28, 28, 1}, 3, 1, 1, 0},
-  {AERT_L_SIGMOID, NULL, 1, {12}, 3, {28, 28, 1}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_IDENTITY, NULL, 1, {0}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e1", 1, {1}, 3, {28, 28, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {3}, 3, {14, 14, 16}, 2, 2, 0, 0, 0},
+  {AERT_L_CONV, "e2", 1, {4}, 3, {14, 14, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {5}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {6}, 3, {28, 28, 32}, 2, 0, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 3, {7, 3, 1}, 3, {28, 28, 49}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1", 1, {8}, 3, {28, 28, 15}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 3, {28, 28, 15}, 0, 0, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 2, {10, 1}, 3, {28, 28, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "y", 1, {11}, 3, {28, 28, 1}, 3, 1, 1, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {12}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -135,13 +135,13 @@ static const aert_real *model_latent(const aert_real *A) { return A + 401408; }
 static const char *const timed_names[3] = {"dense_h", "dense_y", "loss"};
 static const double timed_flops[3][2] = {{102760448, 102760448}, {102760448, 205520896}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[5] = {
-  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y", 1, {2}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_SIGMOID, NULL, 1, {3}, 1, {784}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y", 1, {2}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {3}, 1, {784}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

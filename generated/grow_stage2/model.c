@@ -219,20 +219,20 @@ static const aert_real *model_latent(const aert_real *A) { return A + 630784; }
 static const char *const timed_names[7] = {"dense_h", "dense_z_1", "dense_z_2", "dense_y_1", "dense_y_2", "dense_y_3", "loss"};
 static const double timed_flops[7][2] = {{102760448, 0}, {8388608, 8388608}, {524288, 1048576}, {524288, 1048576}, {8388608, 16777216}, {102760448, 205520896}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[12] = {
-  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z.1", 1, {2}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z.2", 1, {4}, 1, {16}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.1", 1, {5}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {6}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.2", 1, {7}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {8}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.3", 1, {9}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_SIGMOID, NULL, 1, {10}, 1, {784}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z.1", 1, {2}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z.2", 1, {4}, 1, {16}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.1", 1, {5}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {6}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.2", 1, {7}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {8}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.3", 1, {9}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {10}, 1, {784}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -240,7 +240,7 @@ static void dense_logits_2_backward(const run *r) {
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/latent_classifier.ae:14: 1 * softmax_xent */
-  t = aert_loss_softmax_xent(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 128, 1, r->loss_rows);
+  t = aert_loss_focal(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 0, 128, 1, r->loss_rows);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -291,24 +291,24 @@ static const aert_real *model_latent(const aert_real *A) { (void)A; return NULL;
 static const char *const timed_names[9] = {"conv_z_h_1", "conv_z_h_2", "conv_z_h2_1", "conv_z_h2_2", "dense_z", "dense_logits_1", "dropout_6", "dense_logits_2", "loss"};
 static const double timed_flops[9][2] = {{57802752, 0}, {462422016, 0}, {924844032, 0}, {462422016, 0}, {25690112, 0}, {524288, 524288}, {0, 0}, {163840, 327680}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[16] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0},
-  {AERT_L_TARGET, NULL, 0, {}, 0, {}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h.1", 1, {0}, 3, {28, 28, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h.2", 1, {3}, 3, {14, 14, 32}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {4}, 3, {14, 14, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h2.1", 1, {5}, 3, {14, 14, 64}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {6}, 3, {14, 14, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV, "z.h2.2", 1, {7}, 3, {7, 7, 64}, 3, 2, 1, 0},
-  {AERT_L_RELU, NULL, 1, {8}, 3, {7, 7, 64}, 0, 0, 0, 0},
-  {AERT_L_FLATTEN, NULL, 1, {9}, 1, {3136}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z", 1, {10}, 1, {32}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "logits.1", 1, {11}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_IDENTITY, NULL, 1, {13}, 1, {64}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "logits.2", 1, {14}, 1, {10}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {28, 28, 1}, 0, 0, 0, 0, 0},
+  {AERT_L_TARGET, NULL, 0, {}, 0, {}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.1", 1, {0}, 3, {28, 28, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {28, 28, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h.2", 1, {3}, 3, {14, 14, 32}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {4}, 3, {14, 14, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.1", 1, {5}, 3, {14, 14, 64}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {6}, 3, {14, 14, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "z.h2.2", 1, {7}, 3, {7, 7, 64}, 3, 2, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {8}, 3, {7, 7, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_FLATTEN, NULL, 1, {9}, 1, {3136}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {10}, 1, {32}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logits.1", 1, {11}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_IDENTITY, NULL, 1, {13}, 1, {64}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logits.2", 1, {14}, 1, {10}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

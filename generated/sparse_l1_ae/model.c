@@ -186,17 +186,17 @@ static const aert_real *model_latent(const aert_real *A) { return A + 598016; }
 static const char *const timed_names[5] = {"dense_h", "dense_z", "dense_y_1", "dense_y_2", "loss"};
 static const double timed_flops[5][2] = {{102760448, 102760448}, {16777216, 33554432}, {16777216, 33554432}, {102760448, 205520896}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[9] = {
-  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "z", 1, {2}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 1, {128}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.1", 1, {4}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {5}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.2", 1, {6}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_SIGMOID, NULL, 1, {7}, 1, {784}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "h", 1, {0}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "z", 1, {2}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 1, {128}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.1", 1, {4}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {5}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.2", 1, {6}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {7}, 1, {784}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

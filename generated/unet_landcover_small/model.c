@@ -754,7 +754,7 @@ static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_loss_softmax_xent(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 16, 1, r->loss_rows);
+  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 0, 16, 1, r->loss_rows);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -834,37 +834,37 @@ static void model_set_class_weights(const float *w) {
 static const char *const timed_names[14] = {"conv_e1_1", "conv_e1_2", "maxpool_2", "conv_e2_1", "conv_e2_2", "maxpool_5", "conv_b_1", "conv_b_2", "conv_d2_1", "conv_d2_2", "conv_d1_1", "conv_d1_2", "conv_logits", "loss"};
 static const double timed_flops[14][2] = {{37748736, 37748736}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {0, 0}, {37748736, 75497472}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {226492416, 452984832}, {75497472, 150994944}, {6291456, 12582912}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[29] = {
-  {AERT_L_INPUT, NULL, 0, {}, 3, {64, 64, 4}, 0, 0, 0, 0},
-  {AERT_L_TARGET, NULL, 0, {}, 2, {64, 64}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e1.1", 1, {0}, 3, {64, 64, 8}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {2}, 3, {64, 64, 8}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e1.2", 1, {3}, 3, {64, 64, 8}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {4}, 3, {64, 64, 8}, 0, 0, 0, 0},
-  {AERT_L_MAXPOOL, NULL, 1, {5}, 3, {32, 32, 8}, 2, 2, 0, 0},
-  {AERT_L_CONV, "e2.1", 1, {6}, 3, {32, 32, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {7}, 3, {32, 32, 16}, 0, 0, 0, 0},
-  {AERT_L_CONV, "e2.2", 1, {8}, 3, {32, 32, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {9}, 3, {32, 32, 16}, 0, 0, 0, 0},
-  {AERT_L_MAXPOOL, NULL, 1, {10}, 3, {16, 16, 16}, 2, 2, 0, 0},
-  {AERT_L_CONV, "b.1", 1, {11}, 3, {16, 16, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {12}, 3, {16, 16, 32}, 0, 0, 0, 0},
-  {AERT_L_CONV, "b.2", 1, {13}, 3, {16, 16, 32}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {14}, 3, {16, 16, 32}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {15}, 3, {32, 32, 32}, 2, 0, 0, 0},
-  {AERT_L_CONCAT, NULL, 2, {16, 10}, 3, {32, 32, 48}, 0, 0, 0, 0},
-  {AERT_L_CONV, "d2.1", 1, {17}, 3, {32, 32, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {18}, 3, {32, 32, 16}, 0, 0, 0, 0},
-  {AERT_L_CONV, "d2.2", 1, {19}, 3, {32, 32, 16}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {20}, 3, {32, 32, 16}, 0, 0, 0, 0},
-  {AERT_L_UPSAMPLE, NULL, 1, {21}, 3, {64, 64, 16}, 2, 0, 0, 0},
-  {AERT_L_CONCAT, NULL, 2, {22, 5}, 3, {64, 64, 24}, 0, 0, 0, 0},
-  {AERT_L_CONV, "d1.1", 1, {23}, 3, {64, 64, 8}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {24}, 3, {64, 64, 8}, 0, 0, 0, 0},
-  {AERT_L_CONV, "d1.2", 1, {25}, 3, {64, 64, 8}, 3, 1, 1, 0},
-  {AERT_L_RELU, NULL, 1, {26}, 3, {64, 64, 8}, 0, 0, 0, 0},
-  {AERT_L_CONV, "logits", 1, {27}, 3, {64, 64, 6}, 1, 1, 1, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 3, {64, 64, 4}, 0, 0, 0, 0, 0},
+  {AERT_L_TARGET, NULL, 0, {}, 2, {64, 64}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e1.1", 1, {0}, 3, {64, 64, 8}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {2}, 3, {64, 64, 8}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e1.2", 1, {3}, 3, {64, 64, 8}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {4}, 3, {64, 64, 8}, 0, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {5}, 3, {32, 32, 8}, 2, 2, 0, 0, 0},
+  {AERT_L_CONV, "e2.1", 1, {6}, 3, {32, 32, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {7}, 3, {32, 32, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "e2.2", 1, {8}, 3, {32, 32, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {9}, 3, {32, 32, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_MAXPOOL, NULL, 1, {10}, 3, {16, 16, 16}, 2, 2, 0, 0, 0},
+  {AERT_L_CONV, "b.1", 1, {11}, 3, {16, 16, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {12}, 3, {16, 16, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "b.2", 1, {13}, 3, {16, 16, 32}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {14}, 3, {16, 16, 32}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {15}, 3, {32, 32, 32}, 2, 0, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 2, {16, 10}, 3, {32, 32, 48}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2.1", 1, {17}, 3, {32, 32, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {18}, 3, {32, 32, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "d2.2", 1, {19}, 3, {32, 32, 16}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {20}, 3, {32, 32, 16}, 0, 0, 0, 0, 0},
+  {AERT_L_UPSAMPLE, NULL, 1, {21}, 3, {64, 64, 16}, 2, 0, 0, 0, 0},
+  {AERT_L_CONCAT, NULL, 2, {22, 5}, 3, {64, 64, 24}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1.1", 1, {23}, 3, {64, 64, 8}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {24}, 3, {64, 64, 8}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "d1.2", 1, {25}, 3, {64, 64, 8}, 3, 1, 1, 0, 0},
+  {AERT_L_RELU, NULL, 1, {26}, 3, {64, 64, 8}, 0, 0, 0, 0, 0},
+  {AERT_L_CONV, "logits", 1, {27}, 3, {64, 64, 6}, 1, 1, 1, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -274,22 +274,22 @@ static const aert_real *model_latent(const aert_real *A) { return A + 463872; }
 static const char *const timed_names[9] = {"dense_h_1", "dense_h_2", "dense_mu", "dense_logvar", "sample_z", "dense_y_1", "dense_y_2", "dense_y_3", "loss"};
 static const double timed_flops[9][2] = {{102760448, 102760448}, {33554432, 67108864}, {131072, 262144}, {131072, 262144}, {0, 0}, {131072, 262144}, {33554432, 67108864}, {102760448, 205520896}, {0, 0}};
 
-/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha */
+/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */
 static const aert_layer graph[14] = {
-  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "h.1", 1, {0}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {1}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "h.2", 1, {2}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {3}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "mu", 1, {4}, 1, {2}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "logvar", 1, {4}, 1, {2}, 0, 0, 0, 0},
-  {AERT_L_SAMPLE, NULL, 2, {5, 6}, 1, {2}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.1", 1, {7}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {8}, 1, {256}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.2", 1, {9}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_RELU, NULL, 1, {10}, 1, {512}, 0, 0, 0, 0},
-  {AERT_L_DENSE, "y.3", 1, {11}, 1, {784}, 0, 0, 0, 0},
-  {AERT_L_SIGMOID, NULL, 1, {12}, 1, {784}, 0, 0, 0, 0},
+  {AERT_L_INPUT, NULL, 0, {}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "h.1", 1, {0}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {1}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "h.2", 1, {2}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {3}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "mu", 1, {4}, 1, {2}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "logvar", 1, {4}, 1, {2}, 0, 0, 0, 0, 0},
+  {AERT_L_SAMPLE, NULL, 2, {5, 6}, 1, {2}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.1", 1, {7}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {8}, 1, {256}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.2", 1, {9}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_RELU, NULL, 1, {10}, 1, {512}, 0, 0, 0, 0, 0},
+  {AERT_L_DENSE, "y.3", 1, {11}, 1, {784}, 0, 0, 0, 0, 0},
+  {AERT_L_SIGMOID, NULL, 1, {12}, 1, {784}, 0, 0, 0, 0, 0},
 };
 
 const aert_model aec_model = {

@@ -173,3 +173,45 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
   rmdir(dir);
   ae_arena_free(a);
 }
+
+static int count_of(const char *text, const char *what) {
+  int n = 0;
+  for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) n++;
+  return n;
+}
+
+/* bias=false, bilinear upsampling, a concat of vectors and the segmentation losses of the
+ * PyTorch cross-check's t_lang: no bias tensors or bias gradients where bias=false, both
+ * bilinear upsamplings computed as kernels of their own (never folded into a conv), the
+ * vector concat a kernel of [9], and the class losses on their two kernels. */
+Test(codegen, language_gaps_lower_as_documented) {
+  ae_arena *a = ae_arena_new();
+  ae_diag d = { .out = stderr };
+  ae_model *m = ae_load_spec(a, &d, "tests/torch/specs/t_lang.ae");
+  cr_assert_not_null(m);
+  ae_program *p = ae_lower(a, m, 4);
+  const char *absent[] = {"e.1.b", "w.b", "a.b"}, *present[] = {"e.1.w", "w.w", "a.w", "u.b", "b.b", "c.b", "logits.b"};
+  for (int i = 0; i < p->params.len; i++)
+    for (int j = 0; j < 3; j++) cr_expect_neq(strcmp(((ae_tensor *)p->params.items[i])->name, absent[j]), 0, "%s exists", absent[j]);
+  for (int j = 0; j < 7; j++) {
+    bool found = false;
+    for (int i = 0; i < p->params.len; i++) found = found || !strcmp(((ae_tensor *)p->params.items[i])->name, present[j]);
+    cr_expect(found, "no %s", present[j]);
+  }
+  int upsamples = 0, vector_concats = 0;
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    upsamples += k->kind == K_UPSAMPLE && k->node->bilinear;
+    vector_concats += k->kind == K_CONCAT && k->out->shape.rank == 1 && k->out->shape.d[0] == 9;
+    for (int j = 0; j < k->src.len; j++) cr_expect_eq(((ae_view *)k->src.items[j])->factor, 1, "a bilinear upsample was folded");
+  }
+  cr_expect_eq(upsamples, 2);
+  cr_expect_eq(vector_concats, 1);
+  char *c = ae_emit_model_c_text(a, p, "0123456789abcdef", NULL);
+  cr_assert_not_null(c);
+  cr_expect_eq(count_of(c, "aert_upsample_bilinear_forward("), 2);
+  cr_expect_eq(count_of(c, "aert_bias_grad("), 4, "bias gradients for u, b, c and logits only");
+  cr_expect_eq(count_of(c, "aert_loss_focal("), 1);
+  cr_expect_eq(count_of(c, "aert_loss_overlap("), 2, "dice and jaccard");
+  ae_arena_free(a);
+}

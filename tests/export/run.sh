@@ -234,7 +234,21 @@ for m in $onnx_models; do
   fi
 done
 bin/conv_ae export --format onnx --layout nhwc --ckpt "$out/conv_ae/from_torch.ckpt" --out "$out/conv_ae" --quiet
-$vpy tests/export/onnx_check.py "$out" $onnx_models || fail "ONNX exports do not match aec"
+# bias=false (Gemm, Conv and ConvTranspose without a bias input), bilinear Resize, a concat of
+# vectors: the PyTorch cross-check's t_lang, built here
+lang_onnx() {
+  mkdir -p "$out/t_lang"
+  bin/aec build --no-compile --out "$out/t_lang/src" tests/torch/specs/t_lang.ae >/dev/null
+  ${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$out/t_lang/src" -o "$out/t_lang/t_lang" "$out/t_lang/src/model.c" \
+    build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+  "$out/t_lang/t_lang" init --seed 5 --out "$out/t_lang" --quiet
+  $py -c "import numpy as np; np.save('$out/t_lang/x.npy', np.random.default_rng(5).integers(0, 256, (3, 6, 6, 2)).astype(np.float32))"
+  "$out/t_lang/t_lang" export --format onnx --ckpt "$out/t_lang/init.ckpt" --out "$out/t_lang" --quiet
+  "$out/t_lang/t_lang" predict --ckpt "$out/t_lang/init.ckpt" --input "$out/t_lang/x.npy" --out "$out/t_lang/onnx_in" --quiet
+  cp "$out/t_lang/x.npy" "$out/t_lang/onnx_in/input.npy"
+}
+lang_onnx
+$vpy tests/export/onnx_check.py "$out" $onnx_models t_lang || fail "ONNX exports do not match aec"
 if bin/conv_ae export --format onnx --layout torch --ckpt "$out/conv_ae/init.ckpt" --out "$in/o" 2>"$in/err.txt"; then
   fail "--format onnx accepted --layout torch"
 fi

@@ -23,6 +23,21 @@ static const ae_tensor *param(const ae_program *p, const ae_node *n, const char 
   exit(2);
 }
 
+/* A layer's bias, or zeros for bias=false. */
+static const real *bias_of(const ae_program *p, const ae_node *n, const real *P) {
+  static const real zeros[65536];
+  return n->no_bias ? zeros : P + param(p, n, "b")->offset;
+}
+
+/* PyTorch's bilinear interpolation (align_corners=False), written from its definition:
+ * output o reads source (o + 1/2) / f - 1/2, at least 0, between floor and floor + 1. */
+static void bilinear_source(int o, int f, int in, int *i0, int *i1, real *frac) {
+  real src = fmax((o + 0.5) / f - 0.5, 0);
+  *i0 = (int)floor(src);
+  *i1 = *i0 + 1 < in ? *i0 + 1 : in - 1;
+  *frac = src - *i0;
+}
+
 static real act(ae_op op, real alpha, real v) {
   switch (op) {
   case OP_RELU: return v > 0 ? v : 0;
@@ -103,7 +118,7 @@ static void eval_node(const ae_program *p, const ae_node *n, real **v, const rea
   switch (n->op) {
   case OP_DENSE: {
     long ni = ae_shape_elems(in0->shape);
-    const real *w = P + param(p, n, "w")->offset, *bias = P + param(p, n, "b")->offset;
+    const real *w = P + param(p, n, "w")->offset, *bias = bias_of(p, n, P);
     for (int b = 0; b < B; b++)
       for (long o = 0; o < N; o++) {
         real s = bias[o];
@@ -112,12 +127,26 @@ static void eval_node(const ae_program *p, const ae_node *n, real **v, const rea
       }
     break;
   }
-  case OP_CONV: conv(n, x, P + param(p, n, "w")->offset, P + param(p, n, "b")->offset, y, B); break;
-  case OP_CONV_T: conv_transpose(n, x, P + param(p, n, "w")->offset, P + param(p, n, "b")->offset, y, B); break;
+  case OP_CONV: conv(n, x, P + param(p, n, "w")->offset, bias_of(p, n, P), y, B); break;
+  case OP_CONV_T: conv_transpose(n, x, P + param(p, n, "w")->offset, bias_of(p, n, P), y, B); break;
   case OP_MAXPOOL: case OP_AVGPOOL: pool(n, x, y, B); break;
   case OP_UPSAMPLE: {
     int H = in0->shape.d[0], W = in0->shape.d[1], f = n->factor;
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B && n->bilinear; b++)
+      for (int h = 0; h < H * f; h++)
+        for (int w = 0; w < W * f; w++) {
+          int h0, h1, w0, w1;
+          real lh, lw;
+          bilinear_source(h, f, H, &h0, &h1, &lh);
+          bilinear_source(w, f, W, &w0, &w1, &lw);
+          for (int c = 0; c < C; c++) {
+#define X(hh, ww) x[((b * H + (hh)) * W + (ww)) * C + c]
+            y[((b * H * f + h) * W * f + w) * C + c] =
+                (1 - lh) * ((1 - lw) * X(h0, w0) + lw * X(h0, w1)) + lh * ((1 - lw) * X(h1, w0) + lw * X(h1, w1));
+#undef X
+          }
+        }
+    for (int b = 0; b < B && !n->bilinear; b++)
       for (int h = 0; h < H * f; h++)
         for (int w = 0; w < W * f; w++)
           for (int c = 0; c < C; c++) y[((b * H * f + h) * W * f + w) * C + c] = x[((b * H + h / f) * W + w / f) * C + c];
@@ -128,7 +157,7 @@ static void eval_node(const ae_program *p, const ae_node *n, real **v, const rea
     for (long px = 0, off = 0; px < pixels; px++, off = 0)
       for (int j = 0; j < n->in.len; j++) {
         const ae_node *s = n->in.items[j];
-        int cs = s->shape.d[2];
+        int cs = s->shape.d[s->shape.rank - 1];
         for (int c = 0; c < cs; c++) y[px * C + off + c] = v[s->id][px * cs + c];
         off += cs;
       }
@@ -160,6 +189,38 @@ static void eval_node(const ae_program *p, const ae_node *n, real **v, const rea
   }
 }
 
+/* log softmax(row)[c] of a row of C logits */
+static real log_softmax_at(const real *row, int C, int c) {
+  real m = row[0], z = 0;
+  for (int j = 1; j < C; j++) m = fmax(m, row[j]);
+  for (int j = 0; j < C; j++) z += exp(row[j] - m);
+  return row[c] - m - log(z);
+}
+
+/* dice and jaccard as segmentation_models_pytorch defines them (see docs/language.md):
+ * per class over the whole batch, skipping ignored pixels; absent classes add 0. */
+static real overlap_loss(const ae_program *p, const ae_loss_term *t, const real *a, const real *b, long n) {
+  int C = p->m->n_classes;
+  real loss = 0, wsum = 0;
+  for (int c = 0; c < C; c++) {
+    real inter = 0, card = 0, present = 0;
+    for (long r = 0; r < n / C; r++) {
+      int k = (int)b[r];
+      if (k < 0) continue;
+      real prob = exp(log_softmax_at(a + r * C, C, c));
+      inter += prob * (k == c);
+      card += prob + (k == c);
+      present += k == c;
+    }
+    real w = t->n_weights ? t->class_weights[c] : 1;
+    real score = t->kind == LOSS_DICE ? (2 * inter + t->smooth) / fmax(card + t->smooth, 1e-7)
+                                      : (inter + t->smooth) / fmax(card - inter + t->smooth, 1e-7);
+    loss += present > 0 ? w * (1 - score) : 0;
+    wsum += w;
+  }
+  return wsum > 0 ? loss / wsum : 0;
+}
+
 static real loss_term(const ae_program *p, const ae_loss_term *t, real **v, const real *P, int B) {
   long n = t->a ? ae_shape_elems(t->a->shape) * B : 0;
   const real *a = t->a ? v[t->a->id] : NULL, *b = t->b ? v[t->b->id] : NULL;
@@ -169,21 +230,19 @@ static real loss_term(const ae_program *p, const ae_loss_term *t, real **v, cons
   case LOSS_BCE:
     for (long i = 0; i < n; i++) s -= b[i] * fmax(log(a[i]), -100) + (1 - b[i]) * fmax(log(1 - a[i]), -100);
     return s / denom;
-  case LOSS_SOFTMAX_XENT: {
+  case LOSS_SOFTMAX_XENT: case LOSS_FOCAL: {   /* focal: w (1 - p)^gamma (-log p); softmax_xent: gamma 0 */
     int C = p->m->n_classes;
-    real wsum = 0;
+    real wsum = 0, gamma = t->kind == LOSS_FOCAL ? t->gamma : 0;
     for (long r = 0; r < n / C; r++) {
       int k = (int)b[r];
       if (k < 0) continue;
-      real m = a[r * C], z = 0;
-      for (int c = 1; c < C; c++) m = fmax(m, a[r * C + c]);
-      for (int c = 0; c < C; c++) z += exp(a[r * C + c] - m);
-      real w = t->n_weights ? t->class_weights[k] : 1;
-      s -= w * (a[r * C + k] - m - log(z));
+      real w = t->n_weights ? t->class_weights[k] : 1, logp = log_softmax_at(a + r * C, C, k);
+      s -= w * pow(1 - exp(logp), gamma) * logp;
       wsum += w;
     }
     return t->reduce_sum ? s / B : wsum > 0 ? s / wsum : 0;   /* every label ignored: nothing to learn, 0 */
   }
+  case LOSS_DICE: case LOSS_JACCARD: return overlap_loss(p, t, a, b, n);
   case LOSS_L1: for (long i = 0; i < n; i++) s += fabs(a[i]); return s / B;
   case LOSS_KL_SPARSITY: {
     long U = n / B;

@@ -275,7 +275,7 @@ Test(landcover, no_gradient_at_no_data_pixels) {
     labelled += t[r] >= 0;
   }
   memset(dl, 0, sizeof dl);
-  aert_loss_softmax_xent(logits, t, dl, ROWS, C, NULL, 0, 1, 1, p);
+  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p);
   for (int r = 0; r < ROWS; r++) {
     aert_softmax_row(logits + r * C, p, C);
     for (int c = 0; c < C; c++) {
@@ -288,9 +288,9 @@ Test(landcover, no_gradient_at_no_data_pixels) {
   for (int r = 0; r < ROWS; r++)
     t[r] = -1;
   memset(dl, 0, sizeof dl);
-  cr_assert_eq(aert_loss_softmax_xent(logits, t, NULL, ROWS, C, NULL, 0, 1, 1, p), 0.0f,
+  cr_assert_eq(aert_loss_focal(logits, t, NULL, ROWS, C, NULL, 0, 0, 1, 1, p), 0.0f,
                "a batch of no data has loss 0, not NaN");
-  aert_loss_softmax_xent(logits, t, dl, ROWS, C, NULL, 0, 1, 1, p);
+  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p);
   for (int i = 0; i < ROWS * C; i++)
     cr_assert_eq(dl[i], 0.0f);
 }

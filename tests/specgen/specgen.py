@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -37,8 +38,8 @@ STEP_TIMEOUT = 120
 
 # ---- the language's layers: positional argument order and defaults (docs/language.md) ----
 ARGS = {
-    "dense": ["units"], "conv": ["filters", "k", "stride", "padding"],
-    "conv_transpose": ["filters", "k", "stride", "padding"], "maxpool": ["size", "stride"],
+    "dense": ["units", "bias"], "conv": ["filters", "k", "stride", "padding", "bias"],
+    "conv_transpose": ["filters", "k", "stride", "padding", "bias"], "maxpool": ["size", "stride"],
     "avgpool": ["size", "stride"], "upsample": ["factor", "mode"], "flatten": [],
     "reshape": ["shape"], "dropout": ["rate"], "batchnorm": ["momentum", "eps"],
     "gaussian_noise": ["stddev", "min", "max"], "leaky_relu": ["alpha"], "elu": ["alpha"],
@@ -46,8 +47,9 @@ ARGS = {
     "concat": [], "add": [], "sample": [],
 }
 DEFAULTS = {
-    "conv": {"k": 3, "stride": 1, "padding": "same"},
-    "conv_transpose": {"k": 3, "stride": 2, "padding": "same"},
+    "dense": {"bias": "true"},
+    "conv": {"k": 3, "stride": 1, "padding": "same", "bias": "true"},
+    "conv_transpose": {"k": 3, "stride": 2, "padding": "same", "bias": "true"},
     "upsample": {"factor": 2, "mode": "nearest"},
     "batchnorm": {"momentum": 0.1, "eps": 1e-5},
     "gaussian_noise": {"min": 0, "max": 1},
@@ -55,6 +57,7 @@ DEFAULTS = {
 }
 ACTIVATIONS = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "linear"]
 PARAMETERISED = {"dense", "conv", "conv_transpose", "batchnorm", "import"}
+CLASS_LOSSES = ("softmax_xent", "focal", "dice", "jaccard")   # logits against the class target
 MAX_SIDE, MAX_CH, MAX_VEC = 32, 40, 8192
 
 
@@ -105,6 +108,8 @@ def infer(op, shapes, a):
     if op == "reshape":
         return tuple(a["shape"]) if prod(a["shape"]) == prod(x) else None
     if op == "concat":
+        if all(len(s) == 1 for s in shapes):   # vectors, end to end
+            return (sum(s[0] for s in shapes),)
         if any(len(s) != 3 or s[:2] != x[:2] for s in shapes):
             return None
         return (x[0], x[1], sum(s[2] for s in shapes))
@@ -198,13 +203,19 @@ def add_act(rng, g, n, choices=None):
     return g.add(act, [n], **a)
 
 
+def no_bias(rng):
+    """bias=false on some dense, conv and conv_transpose layers, now and then said explicitly true."""
+    r = rng.random()
+    return {"bias": "false"} if r < 0.2 else {"bias": "true"} if r < 0.25 else {}
+
+
 def conv_layer(rng, g, t):
     for _ in range(8):
         f = rng.choice([1, 2, 3, 4, 5, 8, 12, 15, 16, 17, 24])
         k = rng.choice([1, 3, 3, 5, 2])
         s = rng.choice([1, 1, 1, 2])
         pad = rng.choice(["same", "same", "valid"])
-        n = g.add("conv", [t], filters=f, k=k, stride=s, padding=pad)
+        n = g.add("conv", [t], filters=f, k=k, stride=s, padding=pad, **no_bias(rng))
         if n:
             return n
     return None
@@ -213,7 +224,7 @@ def conv_layer(rng, g, t):
 def conv_t_layer(rng, g, t):
     for _ in range(6):
         n = g.add("conv_transpose", [t], filters=rng.choice([1, 2, 4, 8, 16]), k=rng.choice([1, 2, 3, 4]),
-                  stride=rng.choice([1, 2]), padding=rng.choice(["same", "valid"]))
+                  stride=rng.choice([1, 2]), padding=rng.choice(["same", "valid"]), **no_bias(rng))
         if n:
             return n
     return None
@@ -237,7 +248,7 @@ def resize_free(rng, g, src, hw):
     if (h, w) == hw:
         return src
     if hw[0] % h == 0 and hw[1] % w == 0 and hw[0] // h == hw[1] // w and hw[0] // h <= 4:
-        return g.add("upsample", [src], factor=hw[0] // h)
+        return g.add("upsample", [src], factor=hw[0] // h, **({"mode": "bilinear"} if rng.random() < 0.3 else {}))
     if h % hw[0] == 0 and w % hw[1] == 0 and h // hw[0] == w // hw[1]:
         return g.add(rng.choice(["maxpool", "avgpool"]), [src], size=h // hw[0])
     return None
@@ -255,6 +266,15 @@ def concat_layer(rng, g, pool, t):
             others.append(src)
     if not others:
         others = [t] if rng.random() < 0.3 else []
+    if not others:
+        return None
+    parts = [t] + rng.sample(others, min(len(others), rng.choice([1, 1, 2])))
+    rng.shuffle(parts)
+    return g.add("concat", parts)
+
+
+def vector_concat(rng, g, pool, t):
+    others = [n for n in pool if len(n.shape) == 1 and n is not t and n.op != "target"]
     if not others:
         return None
     parts = [t] + rng.sample(others, min(len(others), rng.choice([1, 1, 2])))
@@ -298,8 +318,8 @@ def random_layer(rng, g, pool):
         kind = rng.choices(["conv", "conv_t", "pool", "upsample", "concat", "add", "act", "bn", "dropout",
                             "noise", "flatten", "softmax"], [8, 2, 3, 2, 4, 2, 3, 1, 1, 1, 1, 1])[0]
     else:
-        kind = rng.choices(["dense", "act", "bn", "dropout", "noise", "reshape", "add", "sample", "softmax"],
-                           [8, 3, 1, 1, 1, 2, 1, 2, 1])[0]
+        kind = rng.choices(["dense", "act", "bn", "dropout", "noise", "reshape", "add", "sample", "softmax", "vconcat"],
+                           [8, 3, 1, 1, 1, 2, 1, 2, 1, 4])[0]
     n = None
     if kind == "conv":
         n = conv_layer(rng, g, t)
@@ -312,9 +332,13 @@ def random_layer(rng, g, pool):
     elif kind == "pool":
         n = pool_layer(rng, g, t)
     elif kind == "upsample":
-        n = g.add("upsample", [t], factor=rng.choice([2, 2, 3]), **({"mode": "nearest"} if rng.random() < 0.3 else {}))
+        r = rng.random()
+        n = g.add("upsample", [t], factor=rng.choice([2, 2, 3]),
+                  **({"mode": "nearest"} if r < 0.2 else {"mode": "bilinear"} if r < 0.5 else {}))
     elif kind == "concat":
         n = concat_layer(rng, g, pool, t)
+    elif kind == "vconcat":
+        n = vector_concat(rng, g, pool, t)
     elif kind == "add":
         n = add_layer(rng, g, pool, t)
     elif kind == "act":
@@ -336,7 +360,7 @@ def random_layer(rng, g, pool):
     elif kind == "flatten":
         n = g.add("flatten", [t])
     elif kind == "dense":
-        n = g.add("dense", [t], units=rng.choice([1, 2, 4, 7, 8, 16, 32]))
+        n = g.add("dense", [t], units=rng.choice([1, 2, 4, 7, 8, 16, 32]), **no_bias(rng))
         if n and rng.random() < 0.6:
             n = add_act(rng, g, n)
     elif kind == "reshape":
@@ -410,13 +434,18 @@ def gen_losses(rng, spec, x, tgt, pool):
     if spec.target and spec.target[0] == "classes":
         k = len(spec.target[2])
         out = head(rng, g, trunk, tuple(spec.target[1]) + (k,), None)
-        a = dict(reduce)
+        kind = rng.choice(["softmax_xent", "softmax_xent", "softmax_xent", "focal", "dice", "jaccard"])
+        a = dict(reduce) if kind in ("softmax_xent", "focal") else {}
         w = rng.random()
         if w < 0.2:
             a["weights"] = [rng.choice([0.5, 1, 2]) for _ in range(k)]
         elif w < 0.3:
             a["weights"] = "auto"
-        g.losses.insert(0, (1, "softmax_xent", [out, tgt], a))
+        if kind == "focal" and rng.random() < 0.5:
+            a["gamma"] = rng.choice([0, 0.5, 1, 3])
+        if kind in ("dice", "jaccard") and rng.random() < 0.5:
+            a["smooth"] = rng.choice([0.5, 1])
+        g.losses.insert(0, (1, kind, [out, tgt], a))
     else:
         ref = tgt if tgt else x
         kind = rng.choice(["mse", "bce"])
@@ -476,6 +505,8 @@ def gen_data(rng, spec, x):
                 "augment": rng.sample(["flip(both)", "rotate(90)", "flip(vertical)"], rng.choice([0, 1, 2])),
                 "normalize": rng.choice(["", "standardize"]), "patch": x.shape[0] if rng.random() < 0.5 else None}
     d = {"source": "image_pairs" if spec.target and spec.target[0] == "image" else "idx"}
+    if not spec.target and image(x) and x.shape[2] in (1, 3) and rng.random() < 0.3:
+        d["source"] = "images"   # a folder of PNG images, each its own target
     aug = []
     if image(x) and rng.random() < 0.4:
         choices = ["shift(1)", "rotate(10)", "zoom(0.1)", "flip(horizontal)", "flip(vertical)", "flip(both)", "flip"]
@@ -782,6 +813,8 @@ class Renderer:
                 names += ", layers = [" + ", ".join(f'"{v}"' for v in d["layers"]) + "]"
             if d["patch"]:
                 names += f", patch = {d['patch']}"
+        if d["source"] == "images":
+            names = 'train = "train-x", test = "test-x"'
         out = ["  data {", f"    source {d['source']}({names})"]
         if d.get("augment"):
             out.append(f"    augment {', '.join(d['augment'])}")
@@ -831,7 +864,7 @@ def descriptor(model_c):
             "in_size": int(one("in_size")), "target": one("target_kind"),
             "target_rank": int(one("target_rank") or 0), "target_shape": ints("target_shape"),
             "target_size": int(one("target_size") or 0), "classes": ints("class_ids"),
-            "ignore": int(one("ignore_label") or -1)}
+            "ignore": int(one("ignore_label") or -1), "source": one("kind")}
 
 
 def write_idx(path, dims, values):
@@ -841,8 +874,26 @@ def write_idx(path, dims, values):
         f.write(bytes(values))
 
 
+def write_png(path, h, w, c, values):
+    """An 8-bit grey (c 1) or RGB (c 3) PNG on zlib alone."""
+    def chunk(t, data):
+        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data))
+    row = w * c
+    raw = b"".join(b"\0" + bytes(values[y * row:(y + 1) * row]) for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def write_data(d, folder, n, rng):
     ins = d["in_shape"][:d["in_rank"]]
+    if d["source"] == "AERT_DATA_IMAGES":   # folders train-x/ and test-x/ of PNG images
+        for split in ("train", "test"):
+            os.makedirs(os.path.join(folder, f"{split}-x"), exist_ok=True)
+            for i in range(n):
+                write_png(os.path.join(folder, f"{split}-x", f"{i:04d}.png"), ins[0], ins[1], ins[2],
+                          [rng.randrange(256) for _ in range(d["in_size"])])
+        return
     for split in ("train", "test"):
         write_idx(os.path.join(folder, f"{split}-x.idx"), [n] + ins,
                   [rng.randrange(256) for _ in range(n * d["in_size"])])
@@ -971,7 +1022,7 @@ def rebuild(spec):
     for _, kind, args, _ in spec.g.losses:
         if kind in ("mse", "bce", "kl_normal") and args[0].shape != args[1].shape:
             return None
-        if kind == "softmax_xent" and tuple(args[0].shape) != tuple(spec.target[1]) + (len(spec.target[2]),):
+        if kind in CLASS_LOSSES and tuple(args[0].shape) != tuple(spec.target[1]) + (len(spec.target[2]),):
             return None
     return spec
 
@@ -1187,7 +1238,7 @@ def coverage(spec):
     for w, kind, args, a in spec.g.losses:
         ops.add(f"loss {kind}" + (f" {a.get('reduce')}" if a.get("reduce") else "") + (" weighted" if w != 1 else ""))
         if "weights" in a:
-            ops.add("softmax_xent weights=" + ("auto" if a["weights"] == "auto" else "list"))
+            ops.add(f"{kind} weights=" + ("auto" if a["weights"] == "auto" else "list"))
     ops.add("optimizer " + spec.optimizer.split("(")[0])
     m = re.search(r"schedule = ([a-z]+)", spec.optimizer)
     ops.add("schedule " + (m.group(1) if m else "none"))

@@ -23,8 +23,8 @@ class Net:
     def weight(self, name, to_torch):
         return self.p[name + ".weight"] if self.torch else to_torch(self.p[name + ".w"])
 
-    def bias(self, name):
-        return self.p[name + (".bias" if self.torch else ".b")]
+    def bias(self, name):  # None for bias=false
+        return self.p.get(name + (".bias" if self.torch else ".b"))
 
     # ---- layouts: aec rows (NHWC) <-> torch NCHW, aec weights -> torch weights
     def img(self, rows, h, w, c):
@@ -54,7 +54,9 @@ class Net:
         self.running[name + ".mean"], self.running[name + ".var"] = rm, rv
         return y
 
-    def up(self, x, f=2):
+    def up(self, x, f=2, mode="nearest"):
+        if mode == "bilinear":
+            return F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)
         return F.interpolate(x, scale_factor=f, mode="nearest")
 
     def dc(self, name, x):  # double_conv of the U-Nets
@@ -86,6 +88,32 @@ class Net:
         if reduce == "mean":
             return F.cross_entropy(logits, t, weight=w, ignore_index=-1)
         return F.cross_entropy(logits, t, weight=w, ignore_index=-1, reduction="sum") / self.B
+
+    def focal(self, logits, t, weights=None, gamma=2.0, reduce="mean"):
+        """Lin et al.'s focal loss on the softmax: w_t (1 - p_t)^gamma (-log p_t), the
+        weighted mean over the pixels that are not ignored (or summed, per example)."""
+        t = t.reshape((self.B,) + tuple(logits.shape[2:])).long()
+        valid = t >= 0
+        logp = F.log_softmax(logits, 1).gather(1, t.clamp(min=0).unsqueeze(1)).squeeze(1)[valid]
+        w = torch.ones(logits.shape[1], dtype=logits.dtype) if weights is None else torch.tensor(weights, dtype=logits.dtype)
+        wt = w[t[valid]]
+        s = -(wt * (1 - logp.exp()) ** gamma * logp).sum()
+        return s / wt.sum() if reduce == "mean" else s / self.B
+
+    def overlap(self, logits, t, jaccard, weights=None, smooth=0.0):
+        """segmentation_models_pytorch's DiceLoss / JaccardLoss (multiclass, from logits,
+        ignore_index), with class weights in the mean over classes."""
+        C = logits.shape[1]
+        t = t.reshape(self.B, -1).long()
+        p = torch.softmax(logits.reshape(self.B, C, -1), 1)
+        valid = (t >= 0).unsqueeze(1).to(p.dtype)
+        y = F.one_hot(t.clamp(min=0), C).permute(0, 2, 1).to(p.dtype) * valid
+        p = p * valid
+        inter, card = (p * y).sum((0, 2)), (p + y).sum((0, 2))
+        den = card - inter if jaccard else card
+        score = ((1 if jaccard else 2) * inter + smooth) / (den + smooth).clamp_min(1e-7)
+        w = torch.ones(C, dtype=p.dtype) if weights is None else torch.tensor(weights, dtype=p.dtype)
+        return (w * (1 - score) * (y.sum((0, 2)) > 0).to(p.dtype)).sum() / w.sum()
 
     def l1(self, x):
         return x.abs().sum() / self.B
@@ -148,6 +176,21 @@ def t_class(n, x, t):
     return logits, None, terms, terms[0]
 
 
+def t_lang(n, x, t):
+    e = F.relu(n.bn("e.2", n.conv("e.1", n.img(x, 6, 6, 2))))
+    s = F.max_pool2d(e, 2)
+    u = F.relu(n.conv("u", n.up(s, 2, "bilinear")))
+    w = n.conv_t("w", s, 2)
+    a = torch.tanh(n.dense("a", n.rows(s)))
+    b = F.relu(n.dense("b", n.rows(w)))
+    c = n.img(n.dense("c", torch.cat([a, b], 1)), 6, 6, 1)
+    v = n.up(F.max_pool2d(e, 3), 3, "bilinear")
+    logits = n.conv("logits", torch.cat([u, w, c, v], 1))
+    terms = [n.focal(logits, t, [1, 2, 0.5]), n.overlap(logits, t, False, smooth=1),
+             n.overlap(logits, t, True, [2, 1, 1])]
+    return n.rows(logits), None, terms, terms[0] + 0.5 * terms[1] + terms[2]
+
+
 def t_vae(n, x, t):
     h = F.relu(n.dense("h", x))
     mu, lv = n.dense("mu", h), n.dense("logvar", h)
@@ -206,7 +249,7 @@ def unet_landcover_small(n, x, t):
     return n.rows(logits), None, terms, terms[0]
 
 
-TWINS = {f.__name__: f for f in (t_conv, t_misc, t_unet, t_class, t_vae,
+TWINS = {f.__name__: f for f in (t_conv, t_misc, t_unet, t_class, t_lang, t_vae,
                                  dense_ae, conv_ae, vae, unet_landcover_small)}
 # Twins that only the export test runs (tests/export/check.py), on exported weights.
 EXPORT_TWINS = dict(TWINS, conv_ae_transpose=conv_ae_transpose)
