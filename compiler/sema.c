@@ -929,8 +929,8 @@ static void steering_setting(sema *s, ae_stmt *st, int which) {
     if (a[1]) ae_value_int(s->d, a[1], "the warm-up epochs", 0, 1000000, &o->warmup_epochs);
     break;
   case 1:
-    if (opt_num(s, a[0], "the largest gradient norm", 0, 1e30, &o->clip) && o->clip <= 0)
-      ae_error(s->d, a[0]->loc, "the largest gradient norm must be above 0");
+    if (a[0] && ae_value_num(s->d, a[0], "the largest gradient norm", &o->clip) && !(o->clip > 0 && o->clip <= 1e30))
+      ae_error(s->d, a[0]->loc, "clip takes the largest global gradient norm, a number above 0, not %g", o->clip);
     break;
   case 2: ae_value_int(s->d, a[0], "the batches per optimizer step", 1, 65536, &o->accumulate); break;
   default:
@@ -1347,6 +1347,7 @@ static void check_pairs_source(sema *s) {
 
 static void check_complete(sema *s) {
   ae_model *m = s->m;
+  int errors = s->d->errors;
   ae_loss_term *first = NULL;
   for (int i = 0; i < m->losses.len && !m->output; i++) {
     ae_loss_term *t = m->losses.items[i];
@@ -1373,7 +1374,7 @@ static void check_complete(sema *s) {
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   check_tile_source(s);
   check_pairs_source(s);
-  check_losses_reach_parameters(s);
+  if (s->d->errors == errors) check_losses_reach_parameters(s);   /* an output or latent that is the input says it better */
   if (!m->opt.accumulate) m->opt.accumulate = 1;
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&

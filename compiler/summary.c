@@ -103,7 +103,7 @@ static void print_steering(FILE *out, const ae_model *m) {
   if (!strcmp(o->schedule, "plateau"))
     fprintf(out, "plateau           lr x %g after %d epochs without a lower validation loss\n", o->factor, o->patience);
   if (o->warmup_steps || o->warmup_epochs)
-    fprintf(out, "warmup            %d steps + %d epochs, linear from lr/warmup to lr\n", o->warmup_steps, o->warmup_epochs);
+    fprintf(out, "warmup            %d steps + %d epochs, the rate rising linearly to lr %g\n", o->warmup_steps, o->warmup_epochs, o->lr);
   if (o->accumulate > 1)
     fprintf(out, "accumulate        %d batches per optimizer step: effective batch %d\n", o->accumulate, m->batch * o->accumulate);
   if (o->clip > 0) fprintf(out, "clip              gradients to a global L2 norm of at most %g\n", o->clip);
