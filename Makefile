@@ -131,6 +131,7 @@ test: deps-test
 	tests/family/run.sh
 	tests/landcover/run.sh
 	tests/faults/run.sh
+	tests/steer/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh

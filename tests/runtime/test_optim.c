@@ -58,9 +58,9 @@ Test(optim, frozen_parameters_never_move) {
   aert_optim_free(&o);
 }
 
-/* torch.optim.SGD(nesterov=True)'s rule, d = g + wd*p; buf = mu*buf + d; p -= lr*(d + mu*buf),
- * evaluated in float32 op by op (torch is not needed to state it). */
-Test(optim, sgd_nesterov_matches_pytorch_rule) {
+/* torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True):
+ * d = g + wd*p; buf = mu*buf + d; p -= lr*(d + mu*buf). */
+Test(optim, sgd_nesterov_matches_pytorch) {
   aert_optim h = {.kind = AERT_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = 1};
   two_steps(h, (float[]){0.480049998f, -0.960099995f, 1.93920004f},
             (float[]){0.480132908f, -1.0172658f, 1.86209559f});
