@@ -46,7 +46,7 @@ static void optim_to_row(const aert_optim *o, float base_lr, float *v) {
                              (float)o->sched_step, o->sched_min_lr, base_lr,
                              (float)o->nesterov, o->plateau_factor, (float)o->plateau_patience,
                              (float)o->warmup_steps, (float)o->warmup_epochs, o->clip_norm,
-                             (float)o->accumulate};
+                             (float)(o->accumulate > 1 ? o->accumulate : 1)};
   memcpy(v, row, sizeof row);
 }
 
@@ -105,33 +105,31 @@ static void add_change(char *s, size_t n, int *count, const char *what, double w
     snprintf(s + k, n - k, "%s%s %g -> %g", k ? ", " : "", what, was, now);
 }
 
+/* What each value of the train/optim row is called in a message; NULL: said otherwise
+ * (the kinds) or not a setting (the base learning rate). */
+static const char *const row_names[OPTIM_VALUES] = {
+  NULL, "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", NULL, "schedule gamma", "schedule step",
+  "schedule min_lr", NULL, "nesterov", "plateau factor", "plateau patience", "warmup steps", "warmup epochs",
+  "clip", "accumulate"};
+
 int aert_optim_changes(const aert_optim *was, const aert_optim *now, char *s, size_t n) {
+  float a[OPTIM_VALUES], b[OPTIM_VALUES];
   int count = 0;
+  optim_to_row(was, 0, a);
+  optim_to_row(now, 0, b);
   s[0] = '\0';
   if (was->kind != now->kind)
     count++, snprintf(s, n, "optimizer %s -> %s", optim_kind_name(was->kind), optim_kind_name(now->kind));
-  add_change(s, n, &count, "lr", was->lr, now->lr);
-  add_change(s, n, &count, "momentum", was->momentum, now->momentum);
-  add_change(s, n, &count, "beta1", was->beta1, now->beta1);
-  add_change(s, n, &count, "beta2", was->beta2, now->beta2);
-  add_change(s, n, &count, "eps", was->eps, now->eps);
-  add_change(s, n, &count, "weight_decay", was->weight_decay, now->weight_decay);
-  if (was->schedule != now->schedule) {
-    size_t k = strlen(s);
-    count++;
-    snprintf(s + k, n - k, "%sschedule %s -> %s", k ? ", " : "", sched_name(was->schedule),
-             sched_name(now->schedule));
+  for (int i = 0; i < OPTIM_VALUES; i++) {
+    if (row_names[i])
+      add_change(s, n, &count, row_names[i], a[i], b[i]);
+    if (i == 7 && was->schedule != now->schedule) {
+      size_t k = strlen(s);
+      count++;
+      snprintf(s + k, n - k, "%sschedule %s -> %s", k ? ", " : "", sched_name(was->schedule),
+               sched_name(now->schedule));
+    }
   }
-  add_change(s, n, &count, "schedule gamma", was->sched_gamma, now->sched_gamma);
-  add_change(s, n, &count, "schedule step", was->sched_step, now->sched_step);
-  add_change(s, n, &count, "schedule min_lr", was->sched_min_lr, now->sched_min_lr);
-  add_change(s, n, &count, "nesterov", was->nesterov, now->nesterov);
-  add_change(s, n, &count, "plateau factor", was->plateau_factor, now->plateau_factor);
-  add_change(s, n, &count, "plateau patience", was->plateau_patience, now->plateau_patience);
-  add_change(s, n, &count, "warmup steps", was->warmup_steps, now->warmup_steps);
-  add_change(s, n, &count, "warmup epochs", was->warmup_epochs, now->warmup_epochs);
-  add_change(s, n, &count, "clip", was->clip_norm, now->clip_norm);
-  add_change(s, n, &count, "accumulate", was->accumulate > 1 ? was->accumulate : 1, now->accumulate > 1 ? now->accumulate : 1);
   return count;
 }
 

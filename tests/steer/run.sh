@@ -15,7 +15,13 @@ mkdir -p "$out"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 export OMP_NUM_THREADS=1
 
-# model NAME LINES...: a tiny dense autoencoder with these lines added, built to $out/NAME/tiny
+# build NAME: the trainer $out/NAME/tiny of the spec $out/NAME/tiny.ae
+build() {
+  bin/aec build --no-compile --out "$out/$1/src" "$out/$1/tiny.ae" >/dev/null
+  ${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$out/$1/src" -o "$out/$1/tiny" "$out/$1/src/model.c" \
+    build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+}
+# model NAME LINES...: a tiny dense autoencoder with these lines added, built
 model() {
   name=$1
   shift
@@ -26,9 +32,7 @@ model() {
     for line in "$@"; do printf '  %s\n' "$line"; done
     printf '}\n'
   } > "$out/$name/tiny.ae"
-  bin/aec build --no-compile --out "$out/$name/src" "$out/$name/tiny.ae" >/dev/null
-  ${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$out/$name/src" -o "$out/$name/tiny" "$out/$name/src/model.c" \
-    build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+  build "$name"
 }
 # column COL DIR: the column of train.csv, one value per epoch
 column() { awk -F, -v c="$1" 'NR > 1 { print $c }' "$2/train.csv"; }
@@ -63,11 +67,9 @@ echo "--resume --epochs 3 after 1 epoch: rates $b as in a 3-epoch run"
 
 # 4. accumulate 2 at batch 32 = batch 64: the same examples, the mean of the same gradients
 model acc2 "epochs 2" "optimizer sgd(lr = 0.5)" "accumulate 2"
-sed 's/batch 32/batch 64/; /accumulate/d' "$out/acc2/tiny.ae" > "$out/acc2/big.ae"
-mkdir -p "$out/big" && mv "$out/acc2/big.ae" "$out/big/tiny.ae"
-bin/aec build --no-compile --out "$out/big/src" "$out/big/tiny.ae" >/dev/null
-${CC:-cc} -O2 -fopenmp -std=gnu11 -Iruntime -I"$out/big/src" -o "$out/big/tiny" "$out/big/src/model.c" \
-  build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm
+mkdir -p "$out/big"
+sed 's/batch 32/batch 64/; /accumulate/d' "$out/acc2/tiny.ae" > "$out/big/tiny.ae"
+build big
 bin/aec check "$out/acc2/tiny.ae" | grep -q "effective batch 64 = batch 32 x accumulate 2" ||
   fail "aec check does not show the effective batch: $(bin/aec check "$out/acc2/tiny.ae")"
 "$out/acc2/tiny" train --limit 1280 --seed 2 --out "$out/acc2/run" > "$out/acc2/banner.txt"
@@ -78,6 +80,14 @@ va=$(column 6 "$out/acc2/run" | tail -n 1)
 vb=$(column 6 "$out/big/run" | tail -n 1)
 near "$va" "$vb" 1e-4 || fail "accumulate 2 x batch 32 reaches val loss $va, batch 64 $vb"
 echo "accumulate 2 x batch 32: val loss $va; batch 64: $vb"
+# resuming with other steering settings asks for --force and says what changed
+model sgd "epochs 1" "optimizer sgd(lr = 0.5, momentum = 0.9)"
+if "$out/sgd/tiny" train $args --epochs 3 --resume --out "$out/acc2/run" 2>"$out/acc2/changed.txt"; then
+  fail "resuming without accumulate 2 did not ask for --force"
+fi
+grep -q "accumulate 2 -> 1" "$out/acc2/changed.txt" && grep -q -- "--force" "$out/acc2/changed.txt" ||
+  fail "the refused resume does not say what changed: $(cat "$out/acc2/changed.txt")"
+echo "resume with accumulate 2 -> 1: $(grep -o "([^)]*accumulate[^)]*)" "$out/acc2/changed.txt")"
 
 # 5. Ctrl-C with accumulate 4 stops after a whole optimizer step; --resume is exact
 model acc4 "epochs 3" "optimizer adam(lr = 0.003, schedule = cosine)" "accumulate 4"
@@ -104,7 +114,6 @@ for moment in 0.7 2.2; do
 done
 
 # 6. clip: a tiny global norm holds plain SGD back; Nesterov trains, and not as plain momentum does
-model sgd "epochs 1" "optimizer sgd(lr = 0.5, momentum = 0.9)"
 model clip "epochs 1" "optimizer sgd(lr = 0.5, momentum = 0.9)" "clip 0.001"
 model nesterov "epochs 1" "optimizer sgd(lr = 0.5, momentum = 0.9, nesterov = true)"
 for m in sgd clip nesterov; do "$out/$m/tiny" train $args --out "$out/$m/run"; done
