@@ -132,6 +132,7 @@ test: deps-test
 	tests/family/images_folder.sh
 	tests/landcover/run.sh
 	tests/faults/run.sh
+	tests/steer/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh

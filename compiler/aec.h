@@ -217,9 +217,18 @@ typedef enum { TARGET_NONE, TARGET_IMAGE, TARGET_CLASSES } ae_target_kind;
 typedef struct {
   char *kind;                /* sgd, adam, adamw */
   double lr, momentum, beta1, beta2, eps, weight_decay;
-  char *schedule;            /* constant, step, cosine, exponential */
+  char *schedule;            /* constant, step, cosine, exponential, plateau */
   double gamma, min_lr;
   int every;
+  bool nesterov;             /* sgd */
+  double factor;             /* plateau */
+  int patience;              /* plateau */
+  /* the model's steering settings: warmup, clip, accumulate, stop */
+  int warmup_steps, warmup_epochs;
+  double clip;               /* global gradient norm; 0: no clipping */
+  int accumulate;            /* batches per optimizer step, 1 by default */
+  int stop_patience;         /* early stopping; 0: off */
+  double stop_min_delta;
 } ae_optimizer;
 
 typedef struct {

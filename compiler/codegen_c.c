@@ -755,13 +755,26 @@ static void emit_layers(emitter *e) {
   OUT("};\n\n");
 }
 
+/* The settings that steer a run (Nesterov, plateau, warmup, clip, accumulate, stop), named
+ * and only when given, so that a spec without them generates the same descriptor as before. */
+static void emit_steering(emitter *e, const ae_optimizer *o) {
+  if (o->nesterov) OUT(",\n             .nesterov = 1");
+  if (!strcmp(o->schedule, "plateau")) OUT(",\n             .plateau_factor = %.9g, .plateau_patience = %d", o->factor, o->patience);
+  if (o->warmup_steps || o->warmup_epochs)
+    OUT(",\n             .warmup_steps = %d, .warmup_epochs = %d", o->warmup_steps, o->warmup_epochs);
+  if (o->clip > 0) OUT(",\n             .clip_norm = %.9g", o->clip);
+  if (o->accumulate > 1) OUT(",\n             .accumulate = %d", o->accumulate);
+  if (o->stop_patience) OUT(",\n             .stop_patience = %d, .stop_min_delta = %.9g", o->stop_patience, o->stop_min_delta);
+}
+
 static void emit_descriptor(emitter *e, const char *hash) {
   const ae_model *m = e->p->m;
   const ae_data *d = &m->data;
   static const char *const targets[] = {"AERT_TARGET_INPUT", "AERT_TARGET_IMAGE", "AERT_TARGET_CLASSES"};
   const char *opt = !strcmp(m->opt.kind, "sgd") ? "AERT_OPT_SGD" : !strcmp(m->opt.kind, "adam") ? "AERT_OPT_ADAM" : "AERT_OPT_ADAMW";
   const char *sched = !strcmp(m->opt.schedule, "step") ? "AERT_SCHED_STEP" : !strcmp(m->opt.schedule, "cosine") ? "AERT_SCHED_COSINE"
-                      : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL" : "AERT_SCHED_CONSTANT";
+                      : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL"
+                      : !strcmp(m->opt.schedule, "plateau") ? "AERT_SCHED_PLATEAU" : "AERT_SCHED_CONSTANT";
   const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
                     : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER"
                     : !strcmp(d->source, "images") ? "AERT_DATA_IMAGES" : "AERT_DATA_IDX";
@@ -810,8 +823,10 @@ static void emit_descriptor(emitter *e, const char *hash) {
   for (int i = 0; i < m->losses.len; i++) OUT("%s\"%s\"", i ? ", " : "", ae_loss_name(((ae_loss_term *)m->losses.items[i])->kind));
   OUT("},\n  .n_params = %d, .params = params, .param_floats = %ld, .arena_floats = %ld,\n", e->p->params.len,
       e->p->param_floats, e->p->arena_floats);
-  OUT("  .optim = {%s, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %s, %.9g, %d, %.9g},\n  .epochs = %d,\n", opt, m->opt.lr, m->opt.momentum,
-      m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.weight_decay, sched, m->opt.gamma, m->opt.every, m->opt.min_lr, m->epochs);
+  OUT("  .optim = {%s, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %s, %.9g, %d, %.9g", opt, m->opt.lr, m->opt.momentum,
+      m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.weight_decay, sched, m->opt.gamma, m->opt.every, m->opt.min_lr);
+  emit_steering(e, &m->opt);
+  OUT("},\n  .epochs = %d,\n", m->epochs);
   OUT("  .data = {.kind = %s, .dir = ", src);
   emit_cstr(e, d->dir);
   OUT(", .train_images = "); emit_cstr(e, d->train);

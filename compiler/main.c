@@ -56,7 +56,10 @@ static int cmd_check(int argc, char **argv) {
     ae_arena *a = ae_arena_new();
     ae_diag d = { .out = stderr };
     ae_model *m = ae_load_spec(a, &d, argv[i]);
-    if (m) printf("%s: ok (model %s)\n", argv[i], m->name);
+    if (m && m->opt.accumulate > 1)   /* what a batch means changes: say so where the spec is checked */
+      printf("%s: ok (model %s, effective batch %d = batch %d x accumulate %d)\n", argv[i], m->name,
+             m->batch * m->opt.accumulate, m->batch, m->opt.accumulate);
+    else if (m) printf("%s: ok (model %s)\n", argv[i], m->name);
     else failed = 1;
     ae_arena_free(a);
   }

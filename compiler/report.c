@@ -89,7 +89,8 @@ static void line_link(page *g, const ae_loc *loc) {
 /* ---- 1. the spec ------------------------------------------------------------------- */
 
 static const char *const spec_words[] = {"model", "block", "input", "target", "batch", "epochs", "latent", "loss",
-                                         "optimizer", "data", "return", "import", "from", "frozen", "trainable", "ignore"};
+                                         "optimizer", "data", "return", "import", "from", "frozen", "trainable", "ignore",
+                                         "warmup", "clip", "accumulate", "stop"};
 
 static bool is_ident(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
 

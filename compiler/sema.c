@@ -52,14 +52,14 @@ typedef struct {
   /* the last sample(mu, logvar) refused for its shapes, so kl_normal does not repeat it */
   const ae_node *bad_mu, *bad_logvar;
   bool too_deep;             /* this statement's nesting was reported */
-  ae_stmt *seen_model[4], *seen_data[4];   /* the settings given so far, to refuse repeats */
+  ae_stmt *seen_model[8], *seen_data[4];   /* the settings given so far, to refuse repeats */
 } sema;
 
 static ae_value *eval(sema *s, const ae_expr *e);
 static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_depth, const import_chain *up);
 
 static const char *const config_calls[] = {
-  "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential",
+  "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential", "plateau",
   "idx", "geotiff", "synthetic_landcover", "image_pairs", "images",
   "shift", "rotate", "zoom", "flip", "scale", "standardize",
 };
@@ -442,6 +442,17 @@ static bool check_class_loss_args(sema *s, ae_loss_term *t, ae_value *v) {
   return true;
 }
 
+/* bce(y, y), kl_normal(mu, mu): a loss comparing a tensor with itself measures nothing the
+ * user meant, yet trains without complaint. */
+static void loss_with_itself(sema *s, const ae_expr *call, const ae_loss_term *t) {
+  const char *name = t->a->name ? t->a->name : "this value";
+  ae_error(s->d, call->loc, "%s compares '%s' with itself", call->str, name);
+  if (t->kind == LOSS_KL_NORMAL)
+    ae_hint(s->d, "kl_normal takes the encoder's mean and its log-variance, two tensors: kl_normal(mu, logvar)");
+  else
+    ae_hint(s->d, "the second argument is what '%s' should match: the input or the target", name);
+}
+
 static ae_value *call_loss(sema *s, const ae_expr *call) {
   static const char *const names[LOSS__COUNT][5] = {
     {"prediction", "target", "reduce"}, {"prediction", "target", "reduce"},
@@ -470,6 +481,7 @@ static ae_value *call_loss(sema *s, const ae_expr *call) {
   if (!ok) return NULL;
   t->a = a[0] ? a[0]->node : NULL;
   t->b = a[1] && kind != LOSS_KL_SPARSITY ? a[1]->node : NULL;
+  if (t->a && t->a == t->b) return loss_with_itself(s, call, t), NULL;
   int reduce_slot = kind == LOSS_SOFTMAX_XENT ? 3 : kind == LOSS_FOCAL ? 4 : 2;
   if ((kind == LOSS_MSE || kind == LOSS_BCE || kind == LOSS_SOFTMAX_XENT || kind == LOSS_FOCAL) && a[reduce_slot]) {
     ae_value *r = a[reduce_slot];
@@ -788,13 +800,23 @@ static bool want_call(sema *s, ae_value *v, const char *what, const char *const 
   return false;
 }
 
+/* plateau(factor, patience): PyTorch's ReduceLROnPlateau, whose defaults these are. */
+static void set_plateau(sema *s, ae_value *factor, ae_value *patience) {
+  ae_optimizer *o = &s->m->opt;
+  o->factor = 0.1;
+  o->patience = 10;
+  if (opt_num(s, factor, "factor", 0, 1, &o->factor) && (o->factor <= 0 || o->factor >= 1))
+    ae_error(s->d, factor->loc, "factor must lie strictly between 0 and 1: the learning rate is multiplied by it");
+  if (patience) ae_value_int(s->d, patience, "patience (epochs without progress)", 0, 1000000, &o->patience);
+}
+
 static void set_schedule(sema *s, ae_value *v) {
-  static const char *const kinds[] = {"constant", "step", "cosine", "exponential"};
-  static const char *const names[4][2] = {{NULL}, {"every", "gamma"}, {"min_lr"}, {"gamma"}};
-  static const int n_names[4] = {0, 2, 1, 1};
+  static const char *const kinds[] = {"constant", "step", "cosine", "exponential", "plateau"};
+  static const char *const names[5][2] = {{NULL}, {"every", "gamma"}, {"min_lr"}, {"gamma"}, {"factor", "patience"}};
+  static const int n_names[5] = {0, 2, 1, 1, 2};
   ae_optimizer *o = &s->m->opt;
   ae_value *a[2] = {0};
-  if (!want_call(s, v, "the schedule", kinds, 4)) return;
+  if (!want_call(s, v, "the schedule", kinds, 5)) return;
   int k = 0;
   while (strcmp(kinds[k], v->call->str) != 0) k++;
   if (!config_args(s, v, names[k], n_names[k], a)) return;
@@ -804,14 +826,33 @@ static void set_schedule(sema *s, ae_value *v) {
   if (k == 1 && a[0]) ae_value_int(s->d, a[0], "every (epochs between steps)", 1, 1000000, &o->every);
   if (k == 1 || k == 3) opt_num(s, a[k == 1 ? 1 : 0], "gamma", 0, 1, &o->gamma);
   if (k == 2) opt_num(s, a[0], "min_lr", 0, 10, &o->min_lr);
+  if (k == 4) set_plateau(s, a[0], a[1]);
+}
+
+static bool opt_bool(sema *s, ae_value *v, const char *what, bool *out) {
+  char desc[96];
+  if (v->kind == V_WORD && (!strcmp(v->str, "true") || !strcmp(v->str, "false"))) {
+    *out = !strcmp(v->str, "true");
+    return true;
+  }
+  ae_error(s->d, v->loc, "%s is true or false, not %s", what, ae_value_desc(v, desc, sizeof desc));
+  return false;
+}
+
+/* sgd(nesterov = true): PyTorch's Nesterov form, which needs a momentum to look ahead with. */
+static void set_nesterov(sema *s, ae_value *v, bool sgd) {
+  ae_optimizer *o = &s->m->opt;
+  if (!opt_bool(s, v, "nesterov", &o->nesterov)) return;
+  if (!sgd) ae_error(s->d, v->loc, "nesterov is an sgd setting; %s has its own momentum (beta1)", o->kind);
+  else if (o->nesterov && o->momentum == 0) ae_error(s->d, v->loc, "Nesterov momentum needs a momentum above 0");
 }
 
 static void set_optimizer(sema *s, ae_stmt *st, ae_value *v) {
   static const char *const kinds[] = {"sgd", "adam", "adamw"};
-  static const char *const names[] = {"lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "schedule"};
+  static const char *const names[] = {"lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "schedule", "nesterov"};
   ae_optimizer *o = &s->m->opt;
-  ae_value *a[7];
-  if (!want_call(s, v, "optimizer", kinds, 3) || !config_args(s, v, names, 7, a)) return;
+  ae_value *a[8];
+  if (!want_call(s, v, "optimizer", kinds, 3) || !config_args(s, v, names, 8, a)) return;
   o->kind = (char *)v->call->str;
   bool sgd = strcmp(o->kind, "sgd") == 0;
   o->lr = sgd ? 0.01 : 1e-3; o->momentum = sgd ? 0.9 : 0; o->beta1 = 0.9; o->beta2 = 0.999; o->eps = 1e-8;
@@ -826,6 +867,7 @@ static void set_optimizer(sema *s, ae_stmt *st, ae_value *v) {
   opt_num(s, a[5], "weight_decay", 0, 10, &o->weight_decay);
   o->schedule = "constant";
   if (a[6]) set_schedule(s, a[6]);
+  if (a[7]) set_nesterov(s, a[7], sgd);
 }
 
 static bool one_value(sema *s, ae_stmt *st) {
@@ -863,7 +905,7 @@ static bool known_choice(sema *s, const ae_expr *e, const char *what, const char
 }
 
 static const char *const optimizers[] = {"sgd", "adam", "adamw"};
-static const char *const schedules[] = {"constant", "step", "cosine", "exponential"};
+static const char *const schedules[] = {"constant", "step", "cosine", "exponential", "plateau"};
 
 static bool known_optimizer(sema *s, const ae_expr *e) {
   if (!known_choice(s, e, "optimizer", optimizers, COUNT(optimizers))) return false;
@@ -884,8 +926,42 @@ static bool first_time(sema *s, ae_stmt *st, ae_stmt **slot) {
   return false;
 }
 
+/* warmup, clip, accumulate and stop: settings whose values are arguments as in a call,
+ * `stop patience = 5, min_delta = 1e-3`, `warmup epochs = 1`, `clip 1.0`, `accumulate 4`. */
+static void steering_setting(sema *s, ae_stmt *st, int which) {
+  static const char *const names[4][2] = {{"steps", "epochs"}, {"norm"}, {"batches"}, {"patience", "min_delta"}};
+  static const int n_names[4] = {2, 1, 1, 2};
+  static const char *const examples[4] = {"warmup 500, or warmup epochs = 1", "clip 1.0", "accumulate 4",
+                                          "stop patience = 5"};
+  ae_optimizer *o = &s->m->opt;
+  ae_expr *call = ae_call_new(s->a, st->loc, st->name, st->values);
+  ae_value *args[8], *a[2];
+  const char *kw[8];
+  int n = eval_args(s, call, args, kw, 8);
+  if (n < 0 || !ae_bind_args(s->d, call, names[which], n_names[which], args, kw, n, a)) return;
+  if (!a[0] && !a[1]) {
+    ae_error(s->d, st->loc, "'%s' needs a value, e.g. %s", st->name, examples[which]);
+    return;
+  }
+  switch (which) {
+  case 0:
+    if (a[0]) ae_value_int(s->d, a[0], "the warm-up steps", 0, 1000000000, &o->warmup_steps);
+    if (a[1]) ae_value_int(s->d, a[1], "the warm-up epochs", 0, 1000000, &o->warmup_epochs);
+    break;
+  case 1:
+    if (a[0] && ae_value_num(s->d, a[0], "the largest gradient norm", &o->clip) && !(o->clip > 0 && o->clip <= 1e30))
+      ae_error(s->d, a[0]->loc, "clip takes the largest global gradient norm, a number above 0, not %g", o->clip);
+    break;
+  case 2: ae_value_int(s->d, a[0], "the batches per optimizer step", 1, 65536, &o->accumulate); break;
+  default:
+    if (!a[0]) ae_error(s->d, st->loc, "stop needs a patience: stop patience = 5 stops after 5 epochs without progress");
+    else ae_value_int(s->d, a[0], "patience (epochs without progress)", 1, 1000000, &o->stop_patience);
+    opt_num(s, a[1], "min_delta", 0, 1e30, &o->stop_min_delta);
+  }
+}
+
 static void model_setting(sema *s, ae_stmt *st) {
-  static const char *const known[] = {"batch", "epochs", "loss", "optimizer"};
+  static const char *const known[] = {"batch", "epochs", "loss", "optimizer", "warmup", "clip", "accumulate", "stop"};
   int which = find_name(st->name, known, COUNT(known));
   if (which < 0) {
     ae_error(s->d, st->name_loc, "unknown setting '%s'", st->name);
@@ -895,10 +971,14 @@ static void model_setting(sema *s, ae_stmt *st) {
                                      ((ae_expr *)st->values.items[0])->kind == EX_NAME)) {
       ae_hint(s->d, "is '=' missing? a value is named with '%s = ...'", st->name);
       bind_failed(s, st->name, st->name_loc);
-    } else ae_hint(s->d, "a model's settings are batch, epochs, loss and optimizer");
+    } else ae_hint(s->d, "a model's settings are batch, epochs, loss, optimizer, warmup, clip, accumulate and stop");
     return;
   }
   if (which != 2 && !first_time(s, st, &s->seen_model[which])) return;
+  if (which >= 4) {
+    steering_setting(s, st, which - 4);
+    return;
+  }
   if (!one_value(s, st)) return;
   if (which == 3 && !known_optimizer(s, st->values.items[0])) return;
   ae_value *v = eval(s, st->values.items[0]);
@@ -1273,8 +1353,38 @@ static const ae_node *data_view(const ae_node *n) {
   return n->op == OP_INPUT || n->op == OP_TARGET ? n : NULL;
 }
 
+/* A loss term that no trainable parameter reaches cannot be lowered by training: its
+ * gradient is zero everywhere, and the run would silently ignore it. */
+static void check_losses_reach_parameters(sema *s) {
+  ae_model *m = s->m;
+  bool *trains = ae_alloc(s->a, sizeof(bool) * (size_t)(m->nodes.len + 1));
+  for (int i = 0; i < m->nodes.len; i++) {   /* nodes are in topological order */
+    const ae_node *n = m->nodes.items[i];
+    trains[n->id] = n->n_params > 0 && !n->frozen;
+    for (int j = 0; j < n->in.len && !trains[n->id]; j++) trains[n->id] = trains[((ae_node *)n->in.items[j])->id];
+  }
+  for (int i = 0; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
+    if ((!t->a && !t->b) || (t->a && trains[t->a->id]) || (t->b && trains[t->b->id])) continue;
+    ae_error(s->d, t->loc, "the loss term %s reaches no trainable parameter: training cannot lower it",
+             ae_loss_name(t->kind));
+    ae_hint(s->d, "its arguments come only from the input, the target or frozen layers; apply it to a layer that trains, or remove it");
+  }
+}
+
+/* image_pairs reads an input image and a target image for each example; without an image
+ * target the trainer would fail on the first batch. */
+static void check_pairs_source(sema *s) {
+  ae_model *m = s->m;
+  if (strcmp(m->data.source, "image_pairs") != 0 || m->target_kind == TARGET_IMAGE) return;
+  ae_error(s->d, m->data.source_loc, "image_pairs gives each input an image target, but the model declares %s",
+           m->target_kind == TARGET_CLASSES ? "a class target" : "no target");
+  ae_hint(s->d, "declare one, e.g. target t: f32[28, 28, 1], and compare with it in the loss; an autoencoder of its input reads idx");
+}
+
 static void check_complete(sema *s) {
   ae_model *m = s->m;
+  int errors = s->d->errors;
   ae_loss_term *first = NULL;
   for (int i = 0; i < m->losses.len && !m->output; i++) {
     ae_loss_term *t = m->losses.items[i];
@@ -1302,6 +1412,9 @@ static void check_complete(sema *s) {
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   check_tile_source(s);
   check_images_source(s);
+  check_pairs_source(s);
+  if (s->d->errors == errors) check_losses_reach_parameters(s);   /* an output or latent that is the input says it better */
+  if (!m->opt.accumulate) m->opt.accumulate = 1;
   for (binding *b = s->env; b && s->import_depth == 0; b = b->next)
     if (!b->used && !b->quiet && b->v && b->v->kind == V_TENSOR && !b->v->node->is_latent &&
         b->v->node != m->output && b->v->node->op != OP_INPUT)

@@ -97,6 +97,21 @@ static const char *line_of(const ae_model *m, const ae_node *n, char *buf) {
   return buf;
 }
 
+/* The settings that steer a run, one line each, only those the spec gives. */
+static void print_steering(FILE *out, const ae_model *m) {
+  const ae_optimizer *o = &m->opt;
+  if (!strcmp(o->schedule, "plateau"))
+    fprintf(out, "plateau           lr x %g after %d epochs without a lower validation loss\n", o->factor, o->patience);
+  if (o->warmup_steps || o->warmup_epochs)
+    fprintf(out, "warmup            %d steps + %d epochs, the rate rising linearly to lr %g\n", o->warmup_steps, o->warmup_epochs, o->lr);
+  if (o->accumulate > 1)
+    fprintf(out, "accumulate        %d batches per optimizer step: effective batch %d\n", o->accumulate, m->batch * o->accumulate);
+  if (o->clip > 0) fprintf(out, "clip              gradients to a global L2 norm of at most %g\n", o->clip);
+  if (o->stop_patience)
+    fprintf(out, "stop              after %d epochs without the validation loss falling by more than %g\n", o->stop_patience,
+            o->stop_min_delta);
+}
+
 void ae_print_summary(FILE *out, const ae_model *m) {
   char a[64], b[64], c[64], d[64], e[64];
   fprintf(out, "model %s (%s), batch %d\n\n", m->name, m->src->path, m->batch);
@@ -137,7 +152,9 @@ void ae_print_summary(FILE *out, const ae_model *m) {
             l->a ? operand_name(l->a) : "", l->b ? ", " : "", l->b ? operand_name(l->b) : "",
             l->reduce_sum ? " summed" : "");
   }
-  fprintf(out, "\noptimizer         %s lr %g, schedule %s, %d epochs\n", m->opt.kind, m->opt.lr, m->opt.schedule, m->epochs);
+  fprintf(out, "\noptimizer         %s lr %g%s, schedule %s, %d epochs\n", m->opt.kind, m->opt.lr,
+          m->opt.nesterov ? " nesterov" : "", m->opt.schedule, m->epochs);
+  print_steering(out, m);
   if (m->latent) fprintf(out, "latent            %s %s\n", m->latent_name, ae_shape_str(m->latent->shape, a));
 }
 
@@ -193,7 +210,8 @@ void ae_print_summary_json(FILE *out, const ae_model *m) {
     fprintf(out, "%s{\"kind\": \"%s\", \"weight\": %g, \"reduce\": \"%s\"}", i ? ", " : "", ae_loss_name(l->kind),
             l->weight, l->reduce_sum ? "sum" : "mean");
   }
-  fprintf(out, "],\n  \"optimizer\": {\"kind\": \"%s\", \"lr\": %g, \"schedule\": \"%s\"},\n", m->opt.kind, m->opt.lr, m->opt.schedule);
+  fprintf(out, "],\n  \"optimizer\": {\"kind\": \"%s\", \"lr\": %g, \"schedule\": \"%s\", \"effective_batch\": %d},\n", m->opt.kind,
+          m->opt.lr, m->opt.schedule, m->batch * m->opt.accumulate);
   fprintf(out, "  \"latent\": ");
   if (m->latent) { json_str(out, m->latent_name); fprintf(out, ", \"latent_shape\": "); json_shape(out, m->latent->shape); }
   else fprintf(out, "null");

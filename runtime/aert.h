@@ -42,7 +42,9 @@ typedef enum {
 } aert_target_kind;
 
 typedef enum { AERT_OPT_SGD, AERT_OPT_ADAM, AERT_OPT_ADAMW } aert_opt_kind;
-typedef enum { AERT_SCHED_CONSTANT, AERT_SCHED_STEP, AERT_SCHED_COSINE, AERT_SCHED_EXPONENTIAL } aert_sched_kind;
+typedef enum {
+  AERT_SCHED_CONSTANT, AERT_SCHED_STEP, AERT_SCHED_COSINE, AERT_SCHED_EXPONENTIAL, AERT_SCHED_PLATEAU
+} aert_sched_kind;
 
 typedef struct {
   aert_opt_kind kind;
@@ -51,6 +53,15 @@ typedef struct {
   float sched_gamma;   /* step / exponential decay factor */
   int sched_step;      /* epochs between steps (step schedule) */
   float sched_min_lr;  /* cosine floor */
+  /* ---- steering a run; zero (off) in older generated code ---- */
+  int nesterov;           /* sgd: Nesterov momentum */
+  float plateau_factor;   /* plateau: lr *= factor after plateau_patience epochs without progress */
+  int plateau_patience;
+  int warmup_steps, warmup_epochs;   /* linear warm-up; the two add */
+  float clip_norm;        /* > 0: the gradient's global L2 norm is clipped to this */
+  int accumulate;         /* batches per optimizer step (0 or 1: every batch) */
+  int stop_patience;      /* > 0: early stopping after this many epochs without progress */
+  float stop_min_delta;   /* progress: a monitored loss lower than the best by more than this */
 } aert_optim;
 
 typedef enum {

@@ -174,7 +174,25 @@ int aert_optim_init(aert_optimizer *o, const aert_model *m);
 void aert_optim_free(aert_optimizer *o);
 void aert_optim_step(aert_optimizer *o, const aert_model *m, float *params, const float *grads,
                      float lr);
-float aert_sched_lr(const aert_optim *o, float base_lr, int epoch, int epochs);
+/* Where a run is, in optimizer steps (from 0 over the whole run): the schedules' clock. */
+typedef struct {
+  long step;        /* optimizer steps done before this one */
+  long per_epoch;   /* optimizer steps in an epoch: its batches / accumulate, rounded up */
+  int epochs;       /* of the run (cosine) */
+} aert_clock;
+/* The learning rate of the step at c: linear warm-up from base_lr/W to base_lr over the W
+ * warm-up steps, then the schedule over the rest of the run; plateau_cuts times the
+ * plateau factor. */
+float aert_lr_at(const aert_optim *o, float base_lr, aert_clock c, int plateau_cuts);
+long aert_warmup_steps(const aert_optim *o, long per_epoch);
+/* Gradient accumulation over the trainable parameters: sum = g (first) or sum += g, then
+ * the mean over the group's batches. */
+void aert_grad_accumulate(const aert_model *m, float *sum, const float *g, int first);
+void aert_grad_mean(const aert_model *m, float *sum, int batches);
+/* Scales g to a global L2 norm of at most max_norm; returns the norm before. */
+double aert_clip_grad_norm(const aert_model *m, float *g, float max_norm);
+/* After an epoch with this monitored loss: early stopping's and plateau's counters. */
+void aert_watch_epoch(const aert_optim *o, aert_train_state *st, double loss);
 const char *aert_optim_state_name(aert_opt_kind kind, int which); /* "adam_m", ... or NULL */
 
 /* ---- init.c: parameter initialisation ------------------------------------------- */
@@ -186,7 +204,7 @@ struct aert_train_state {
   uint64_t seed, step;   /* run seed; optimizer steps done */
   int epoch, epochs;     /* epochs completed; epochs the run was asked for */
   float best_val;        /* lowest validation loss so far */
-  int since_best;        /* epochs since best_val improved (early stopping) */
+  int since_best;        /* epochs without progress (early stopping; see stop_best) */
   int norm_bands;        /* > 0: per-band statistics of `standardize` (tensors data/mean, data/std) */
   float norm_mean[AERT_MAX_BANDS], norm_std[AERT_MAX_BANDS];
   int n_class_weights;   /* > 0: the weights of `weights = auto` (tensor data/class_weights) */
@@ -194,6 +212,11 @@ struct aert_train_state {
   int has_optim;         /* 1: the spec's optimizer and schedule and the base learning rate */
   aert_optim optim;      /* the run trains with (tensor train/optim; older checkpoints lack it) */
   float base_lr;
+  /* the epoch-end watch (tensor train/watch; older checkpoints lack it) */
+  float stop_best;       /* early stopping's best: lowered only by more than min_delta */
+  float plateau_best;    /* plateau's best loss */
+  int plateau_bad;       /* epochs since plateau_best fell */
+  int plateau_cuts;      /* times the plateau factor has cut the learning rate */
 };
 
 typedef struct {

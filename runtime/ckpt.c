@@ -36,12 +36,17 @@ static void put_tensor(aert_buf *b, const char *name, const aert_param *p, const
     put_f32(b, data[i]);
 }
 
-/* The optimizer settings of a run as one row of floats (tensor train/optim). */
-#define OPTIM_VALUES 12
+/* The optimizer settings of a run as one row of floats (tensor train/optim). Checkpoints
+ * written before the steering settings hold the first OPTIM_VALUES_V1. */
+#define OPTIM_VALUES 19
+#define OPTIM_VALUES_V1 12
 static void optim_to_row(const aert_optim *o, float base_lr, float *v) {
   float row[OPTIM_VALUES] = {(float)o->kind, o->lr, o->momentum, o->beta1, o->beta2, o->eps,
                              o->weight_decay, (float)o->schedule, o->sched_gamma,
-                             (float)o->sched_step, o->sched_min_lr, base_lr};
+                             (float)o->sched_step, o->sched_min_lr, base_lr,
+                             (float)o->nesterov, o->plateau_factor, (float)o->plateau_patience,
+                             (float)o->warmup_steps, (float)o->warmup_epochs, o->clip_norm,
+                             (float)(o->accumulate > 1 ? o->accumulate : 1)};
   memcpy(v, row, sizeof row);
 }
 
@@ -53,13 +58,45 @@ static void optim_from_row(const float *v, aert_optim *o, float *base_lr) {
   *base_lr = v[11];
 }
 
+/* The settings after the first twelve (zero in an older row: off). */
+static void steering_from_row(const float *v, aert_optim *o) {
+  o->nesterov = (int)v[12];
+  o->plateau_factor = v[13];
+  o->plateau_patience = (int)v[14];
+  o->warmup_steps = (int)v[15];
+  o->warmup_epochs = (int)v[16];
+  o->clip_norm = v[17];
+  o->accumulate = (int)v[18];
+}
+
+/* The epoch-end watch of early stopping and plateau (tensor train/watch). */
+#define WATCH_VALUES 4
+static void watch_to_row(const aert_train_state *st, float *v) {
+  float row[WATCH_VALUES] = {st->stop_best, st->plateau_best, (float)st->plateau_bad, (float)st->plateau_cuts};
+  memcpy(v, row, sizeof row);
+}
+
+static int get_watch(aert_ckpt *ck) {
+  const aert_tensor *w = aert_ckpt_find(ck, "train/watch");
+  float v[WATCH_VALUES];
+  if (!w) {   /* an older checkpoint: both watches start from the best loss it kept */
+    ck->st.stop_best = ck->st.plateau_best = ck->st.best_val;
+    return 0;
+  }
+  if (w->rank != 1 || w->size != WATCH_VALUES || aert_ckpt_get(ck, "train/watch", 1, w->shape, v) != 0)
+    return -1;
+  ck->st.stop_best = v[0], ck->st.plateau_best = v[1];
+  ck->st.plateau_bad = (int)v[2], ck->st.plateau_cuts = (int)v[3];
+  return 0;
+}
+
 static const char *optim_kind_name(aert_opt_kind k) {
   return k == AERT_OPT_SGD ? "sgd" : k == AERT_OPT_ADAM ? "adam" : k == AERT_OPT_ADAMW ? "adamw" : "?";
 }
 
 static const char *sched_name(aert_sched_kind k) {
-  static const char *const names[] = {"constant", "step", "cosine", "exponential"};
-  return (unsigned)k < 4 ? names[k] : "?";
+  static const char *const names[] = {"constant", "step", "cosine", "exponential", "plateau"};
+  return (unsigned)k < 5 ? names[k] : "?";
 }
 
 static void add_change(char *s, size_t n, int *count, const char *what, double was, double now) {
@@ -68,26 +105,31 @@ static void add_change(char *s, size_t n, int *count, const char *what, double w
     snprintf(s + k, n - k, "%s%s %g -> %g", k ? ", " : "", what, was, now);
 }
 
+/* What each value of the train/optim row is called in a message; NULL: said otherwise
+ * (the kinds) or not a setting (the base learning rate). */
+static const char *const row_names[OPTIM_VALUES] = {
+  NULL, "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", NULL, "schedule gamma", "schedule step",
+  "schedule min_lr", NULL, "nesterov", "plateau factor", "plateau patience", "warmup steps", "warmup epochs",
+  "clip", "accumulate"};
+
 int aert_optim_changes(const aert_optim *was, const aert_optim *now, char *s, size_t n) {
+  float a[OPTIM_VALUES], b[OPTIM_VALUES];
   int count = 0;
+  optim_to_row(was, 0, a);
+  optim_to_row(now, 0, b);
   s[0] = '\0';
   if (was->kind != now->kind)
     count++, snprintf(s, n, "optimizer %s -> %s", optim_kind_name(was->kind), optim_kind_name(now->kind));
-  add_change(s, n, &count, "lr", was->lr, now->lr);
-  add_change(s, n, &count, "momentum", was->momentum, now->momentum);
-  add_change(s, n, &count, "beta1", was->beta1, now->beta1);
-  add_change(s, n, &count, "beta2", was->beta2, now->beta2);
-  add_change(s, n, &count, "eps", was->eps, now->eps);
-  add_change(s, n, &count, "weight_decay", was->weight_decay, now->weight_decay);
-  if (was->schedule != now->schedule) {
-    size_t k = strlen(s);
-    count++;
-    snprintf(s + k, n - k, "%sschedule %s -> %s", k ? ", " : "", sched_name(was->schedule),
-             sched_name(now->schedule));
+  for (int i = 0; i < OPTIM_VALUES; i++) {
+    if (row_names[i])
+      add_change(s, n, &count, row_names[i], a[i], b[i]);
+    if (i == 7 && was->schedule != now->schedule) {
+      size_t k = strlen(s);
+      count++;
+      snprintf(s + k, n - k, "%sschedule %s -> %s", k ? ", " : "", sched_name(was->schedule),
+               sched_name(now->schedule));
+    }
   }
-  add_change(s, n, &count, "schedule gamma", was->sched_gamma, now->sched_gamma);
-  add_change(s, n, &count, "schedule step", was->sched_step, now->sched_step);
-  add_change(s, n, &count, "schedule min_lr", was->sched_min_lr, now->sched_min_lr);
   return count;
 }
 
@@ -109,7 +151,7 @@ static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state
   put_u64(b, o ? (uint64_t)o->step : 0);
   int norm = st->norm_bands > 0 && st->norm_bands <= AERT_MAX_BANDS;
   int cw = st->n_class_weights > 0 && st->n_class_weights <= AERT_MAX_CLASSES;
-  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw + st->has_optim));
+  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw + 2 * st->has_optim));
   for (int k = 0; k < m->n_params; k++)
     put_tensor(b, m->params[k].name, &m->params[k], params + m->params[k].offset);
   for (int s = 0; s < n_states(o); s++) {
@@ -134,6 +176,10 @@ static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state
     aert_param row = {.rank = 1, .shape = {OPTIM_VALUES}, .size = OPTIM_VALUES};
     optim_to_row(&st->optim, st->base_lr, v);
     put_tensor(b, "train/optim", &row, v);
+    float w[WATCH_VALUES];
+    aert_param watch = {.rank = 1, .shape = {WATCH_VALUES}, .size = WATCH_VALUES};
+    watch_to_row(st, w);
+    put_tensor(b, "train/watch", &watch, w);
   }
 }
 
@@ -148,12 +194,16 @@ static int get_norm(aert_ckpt *ck) {
   const aert_tensor *opt = aert_ckpt_find(ck, "train/optim");
   if (opt) {
     float v[OPTIM_VALUES];
-    if (opt->rank != 1 || opt->size != OPTIM_VALUES ||
+    if (opt->rank != 1 || (opt->size != OPTIM_VALUES && opt->size != OPTIM_VALUES_V1) ||
         aert_ckpt_get(ck, "train/optim", 1, opt->shape, v) != 0)
       return -1;
     optim_from_row(v, &ck->st.optim, &ck->st.base_lr);
+    if (opt->size == OPTIM_VALUES)
+      steering_from_row(v, &ck->st.optim);
     ck->st.has_optim = 1;
   }
+  if (get_watch(ck) != 0)
+    return -1;
   const aert_tensor *mean = aert_ckpt_find(ck, "data/mean"), *sd = aert_ckpt_find(ck, "data/std");
   if (!mean && !sd)
     return 0;

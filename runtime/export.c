@@ -183,7 +183,8 @@ static int set_to_params(const char *path, const aert_model *m, const aert_tenso
 /* ---- the commands -------------------------------------------------------------------- */
 static aert_train_state step0_state(const aert_model *m, uint64_t seed) {
   return (aert_train_state){.seed = seed, .epochs = m->epochs, .best_val = 1.0f / 0.0f,
-                            .has_optim = 1, .optim = m->optim, .base_lr = m->optim.lr};
+                            .has_optim = 1, .optim = m->optim, .base_lr = m->optim.lr,
+                            .stop_best = 1.0f / 0.0f, .plateau_best = 1.0f / 0.0f};
 }
 
 static char *out_path(const aert_options *o, const char *name) {

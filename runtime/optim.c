@@ -1,6 +1,8 @@
-/* optim.c - SGD with momentum, Adam and AdamW with PyTorch's exact update rules, and the
- * per-epoch learning-rate schedules. Frozen parameters are skipped; the moment buffers
- * and the step count are saved in checkpoints (ckpt.c). */
+/* optim.c - SGD with momentum (plain or Nesterov), Adam and AdamW with PyTorch's exact
+ * update rules; the learning-rate schedules, computed per optimizer step, with warm-up and
+ * plateau; gradient accumulation and clipping by global norm; the epoch-end watch that
+ * early stopping and plateau share. Frozen parameters are skipped; the moment buffers and
+ * the step count are saved in checkpoints (ckpt.c). */
 #include <math.h>
 #include <stdlib.h>
 #include "aert_internal.h"
@@ -30,11 +32,21 @@ const char *aert_optim_state_name(aert_opt_kind kind, int which) {
   return which == 0 ? "adam_m" : which == 1 ? "adam_v" : NULL;
 }
 
-/* torch.optim.SGD, dampening 0, no Nesterov: buf = mu*buf + g; p -= lr*buf. The settings
- * are copied to locals and the arrays are restrict so that the loops vectorise. */
+/* torch.optim.SGD, dampening 0: buf = mu*buf + g; p -= lr*buf, or with Nesterov
+ * p -= lr*(g + mu*buf). The settings are copied to locals and the arrays are restrict so
+ * that the loops vectorise. */
 static void sgd(const aert_optim *h, float *restrict p, const float *restrict g, float *restrict buf, long n,
                 float lr) {
   const float wd = h->weight_decay, mu = h->momentum;
+  if (mu != 0.0f && h->nesterov) {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (long i = 0; i < n; i++) {
+      float gi = g[i] + wd * p[i];
+      float b = buf[i] = mu * buf[i] + gi;
+      p[i] -= lr * (gi + mu * b);
+    }
+    return;
+  }
   if (mu != 0.0f) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
     for (long i = 0; i < n; i++) {
@@ -81,20 +93,101 @@ void aert_optim_step(aert_optimizer *o, const aert_model *m, float *params, cons
   }
 }
 
-/* epoch counts from 0; epochs is the length of the whole run (cosine). */
-float aert_sched_lr(const aert_optim *o, float base_lr, int epoch, int epochs) {
+long aert_warmup_steps(const aert_optim *o, long per_epoch) {
+  return o->warmup_steps + (long)o->warmup_epochs * per_epoch;
+}
+
+/* The schedule s optimizer steps after the warm-up. Step holds its value for whole epochs;
+ * exponential and cosine move every step (exponential by gamma per epoch). */
+static float schedule_lr(const aert_optim *o, float base_lr, long s, aert_clock c) {
+  long total = c.epochs * c.per_epoch - aert_warmup_steps(o, c.per_epoch);
   switch (o->schedule) {
   case AERT_SCHED_STEP:
-    return base_lr * powf(o->sched_gamma, (float)(epoch / (o->sched_step > 0 ? o->sched_step : 1)));
+    return base_lr * powf(o->sched_gamma, (float)(s / c.per_epoch / (o->sched_step > 0 ? o->sched_step : 1)));
   case AERT_SCHED_EXPONENTIAL:
-    return base_lr * powf(o->sched_gamma, (float)epoch);
+    return base_lr * powf(o->sched_gamma, (float)((double)s / c.per_epoch));
   case AERT_SCHED_COSINE:
-    if (epochs <= 0)
+    if (total <= 0)
       return base_lr;
     return o->sched_min_lr +
-           (base_lr - o->sched_min_lr) * 0.5f * (1.0f + cosf((float)M_PI * epoch / epochs));
+           (base_lr - o->sched_min_lr) * 0.5f * (1.0f + cosf((float)(M_PI * (s < total ? (double)s / total : 1.0))));
   case AERT_SCHED_CONSTANT:
+  case AERT_SCHED_PLATEAU:
     break;
   }
   return base_lr;
+}
+
+float aert_lr_at(const aert_optim *o, float base_lr, aert_clock c, int plateau_cuts) {
+  if (c.per_epoch < 1)
+    c.per_epoch = 1;
+  long warm = aert_warmup_steps(o, c.per_epoch);
+  float lr = c.step < warm ? schedule_lr(o, base_lr, 0, c) * (float)((double)(c.step + 1) / warm)
+                           : schedule_lr(o, base_lr, c.step - warm, c);
+  if (o->schedule == AERT_SCHED_PLATEAU && plateau_cuts > 0)
+    lr *= powf(o->plateau_factor, (float)plateau_cuts);
+  return lr;
+}
+
+/* Only trainable parameters: a frozen one's gradient is never used. */
+static double grad_sq_norm(const aert_model *m, const float *g) {
+  double sum = 0;
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    for (long i = 0; !p->frozen && i < p->size; i++)
+      sum += (double)g[p->offset + i] * g[p->offset + i];
+  }
+  return sum;
+}
+
+static void grad_scale(const aert_model *m, float *g, float f) {
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    for (long i = 0; !p->frozen && i < p->size; i++)
+      g[p->offset + i] *= f;
+  }
+}
+
+void aert_grad_accumulate(const aert_model *m, float *sum, const float *g, int first) {
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    float *restrict s = sum + p->offset;
+    const float *restrict gi = g + p->offset;
+    for (long i = 0; !p->frozen && i < p->size; i++)
+      s[i] = first ? gi[i] : s[i] + gi[i];
+  }
+}
+
+void aert_grad_mean(const aert_model *m, float *sum, int batches) {
+  if (batches > 1)
+    grad_scale(m, sum, 1.0f / (float)batches);
+}
+
+/* torch.nn.utils.clip_grad_norm_: the coefficient max/(norm + 1e-6), applied when below 1. */
+double aert_clip_grad_norm(const aert_model *m, float *g, float max_norm) {
+  double norm = sqrt(grad_sq_norm(m, g)), coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0)
+    grad_scale(m, g, (float)coef);
+  return norm;
+}
+
+/* Progress for early stopping is a loss below its best by more than min_delta (Keras's
+ * EarlyStopping); for plateau, below its best times 1 - 1e-4 (PyTorch's ReduceLROnPlateau,
+ * relative threshold), and more than `patience` epochs without it cut the rate once. */
+void aert_watch_epoch(const aert_optim *o, aert_train_state *st, double loss) {
+  if (loss < (double)st->stop_best - o->stop_min_delta) {
+    st->stop_best = (float)loss;
+    st->since_best = 0;
+  } else {
+    st->since_best++;
+  }
+  if (o->schedule != AERT_SCHED_PLATEAU)
+    return;
+  if (loss < (double)st->plateau_best * (1.0 - 1e-4)) {
+    st->plateau_best = (float)loss;
+    st->plateau_bad = 0;
+  } else if (++st->plateau_bad > o->plateau_patience) {
+    st->plateau_cuts++;
+    st->plateau_bad = 0;
+  }
 }

@@ -1,7 +1,7 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
  * (made and augmented one ahead on the loader thread; forward, finiteness check, backward,
- * optimizer step), validation loss, best.ckpt and last.ckpt each epoch, the CSV log, early
- * stopping. Resume is exact because the shuffle depends on (seed, epoch) and the per-step
+ * optimizer step with the schedule's rate, after accumulation and clipping), validation
+ * loss, best.ckpt and last.ckpt each epoch, the CSV log, plateau and early stopping. Resume is exact because the shuffle depends on (seed, epoch) and the per-step
  * noise seed on (seed, global step). */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +63,9 @@ typedef struct {
   const aert_options *o;
   aert_workspace w;
   float *grads;
+  float *grad_sum;       /* accumulate > 1: the sum of the group's gradients */
+  int group;             /* batches in grad_sum */
+  float lr;              /* of the last optimizer step */
   long *order;
   aert_optimizer opt;
   aert_loader loader;    /* batches made (and augmented) on a background thread */
@@ -120,15 +123,53 @@ static int check_finite(const trainer *t, const aert_losses *l, int after_backwa
   return -1;
 }
 
+static long steps_per_epoch(const aert_model *m, long nb) {
+  long k = m->optim.accumulate > 1 ? m->optim.accumulate : 1;
+  return (nb + k - 1) / k;
+}
+
+/* The learning rate of the optimizer step that batch b of the epoch belongs to. */
+static float lr_at_batch(const trainer *t, int epoch, long b, long nb) {
+  const aert_optim *o = &t->m->optim;
+  long k = o->accumulate > 1 ? o->accumulate : 1, per_epoch = steps_per_epoch(t->m, nb);
+  aert_clock c = {.step = epoch * per_epoch + b / k, .per_epoch = per_epoch, .epochs = t->st.epochs};
+  return aert_lr_at(o, t->st.base_lr, c, t->st.plateau_cuts);
+}
+
+/* Batch b's gradient into the optimizer. With accumulate k the batches of each group of k
+ * (counted from the epoch's start; its last group may be shorter) are summed, and their
+ * mean makes one step. Then clipping to the global norm, and the step at the schedule's
+ * rate. Returns 1 when it stepped: only then may an interrupted run stop. */
+static int optimizer_step(trainer *t, int epoch, long b, long nb) {
+  const aert_model *m = t->m;
+  long k = m->optim.accumulate > 1 ? m->optim.accumulate : 1;
+  float *g = t->grads;
+  if (k > 1) {
+    aert_grad_accumulate(m, t->grad_sum, t->grads, t->group++ == 0);
+    if ((b + 1) % k != 0 && b + 1 < nb)
+      return 0;
+    aert_grad_mean(m, t->grad_sum, t->group);
+    g = t->grad_sum;
+    t->group = 0;
+  }
+  if (m->optim.clip_norm > 0)
+    aert_clip_grad_norm(m, g, m->optim.clip_norm);
+  t->lr = lr_at_batch(t, epoch, b, nb);
+  aert_optim_step(&t->opt, m, t->w.params, g, t->lr);
+  return 1;
+}
+
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
-static int train_epoch(trainer *t, int epoch, float lr) {
+static int train_epoch(trainer *t, int epoch) {
   const aert_model *m = t->m;
   long nb = t->train.n / m->batch;
   long first = (long)t->st.step - (long)epoch * nb;
   if (first < 0 || first >= nb)
     first = 0;
+  t->lr = lr_at_batch(t, epoch, first, nb);
+  t->group = 0;
   aert_progress pr;
   aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
@@ -158,14 +199,14 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     if (check_finite(t, &l, 1, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_profile_optim_begin(t->prof);
-    aert_optim_step(&t->opt, m, t->w.params, t->grads, lr);
+    int stepped = optimizer_step(t, epoch, b, nb);
     aert_profile_step_end(t->prof);
     t->st.step++;
     t->loss += l.total;
     for (int i = 0; i < m->n_loss_terms; i++)
       t->terms[i] += l.term[i];
     aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), m->batch);
-    if (interrupted && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
+    if (interrupted && stepped && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
       aert_loader_stop(&t->loader);
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
@@ -200,7 +241,7 @@ static int train_epoch(trainer *t, int epoch, float lr) {
       aert_tiles_rate(t->all.tiles, &n, &sec);
     }
   }
-  aert_progress_end(&pr, t->loss, t->val_loss, lr);
+  aert_progress_end(&pr, t->loss, t->val_loss, t->lr);
   return 0;
 }
 
@@ -314,7 +355,8 @@ static int start_state(trainer *t) {
   const aert_options *o = t->o;
   t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
                              .best_val = INFINITY, .has_optim = 1, .optim = t->m->optim,
-                             .base_lr = o->lr > 0 ? o->lr : t->m->optim.lr};
+                             .base_lr = o->lr > 0 ? o->lr : t->m->optim.lr, .stop_best = INFINITY,
+                             .plateau_best = INFINITY};
   if (o->resume)
     return resume_state(t);
   if (t->all.tiles)   /* the band statistics travel in every checkpoint */
@@ -331,12 +373,9 @@ static int start_state(trainer *t) {
 
 static int save_epoch(trainer *t, double val) {
   int improved = val < t->st.best_val;
-  if (improved) {
+  if (improved)
     t->st.best_val = (float)val;
-    t->st.since_best = 0;
-  } else {
-    t->st.since_best++;
-  }
+  aert_watch_epoch(&t->m->optim, &t->st, val);
   if (improved && aert_ckpt_save(t->best, t->m, &t->st, t->w.params, &t->opt) != 0)
     return -1;
   return aert_ckpt_save(t->last, t->m, &t->st, t->w.params, &t->opt);
@@ -345,7 +384,7 @@ static int save_epoch(trainer *t, double val) {
 static int run_epochs(trainer *t) {
   const aert_model *m = t->m;
   aert_csv csv;
-  float base_lr = t->st.base_lr;
+  int patience = t->o->patience > 0 ? t->o->patience : m->optim.stop_patience;
   if (aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
     return -1;
   int rc = 0;
@@ -354,15 +393,14 @@ static int run_epochs(trainer *t) {
            t->st.epoch, t->st.epochs);
   while (rc == 0 && t->st.epoch < t->st.epochs) {
     double t0 = aert_now();
-    float lr = aert_sched_lr(&m->optim, base_lr, t->st.epoch, t->st.epochs);
-    rc = train_epoch(t, t->st.epoch, lr);
+    rc = train_epoch(t, t->st.epoch);
     if (rc)
       break;   /* an error, or an interruption that wrote last.ckpt */
     t->st.epoch++;
     /* best.ckpt and early stopping follow the validation loss, the training loss without one */
     rc = save_epoch(t, t->val.n > 0 ? t->val_loss : t->loss);
     if (rc == 0)
-      rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, lr, t->loss, t->terms, t->val_loss,
+      rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, t->lr, t->loss, t->terms, t->val_loss,
                         t->val_acc, t->val_miou,
                         aert_now() - t0);
     if (rc == 0 && interrupted) {
@@ -371,7 +409,7 @@ static int run_epochs(trainer *t) {
       rc = 1;
       break;
     }
-    if (rc == 0 && t->o->patience > 0 && t->st.since_best >= t->o->patience) {
+    if (rc == 0 && patience > 0 && t->st.since_best >= patience) {
       if (!t->o->quiet)
         printf("early stopping: no improvement for %d epochs\n", t->st.since_best);
       break;
@@ -382,6 +420,28 @@ static int run_epochs(trainer *t) {
   return rc;
 }
 
+/* The settings that steer the run, when the spec gives any: what a reader of the log needs
+ * to make sense of its learning rates and step counts. */
+static void show_steering(const trainer *t) {
+  const aert_model *m = t->m;
+  const aert_optim *o = &m->optim;
+  int patience = t->o->patience > 0 ? t->o->patience : o->stop_patience;
+  if (t->o->quiet || !(o->accumulate > 1 || o->clip_norm > 0 || o->warmup_steps || o->warmup_epochs ||
+                       o->schedule == AERT_SCHED_PLATEAU || o->stop_patience))
+    return;
+  printf("steering: effective batch %d (batch %d x accumulate %d)", m->batch * (o->accumulate > 1 ? o->accumulate : 1),
+         m->batch, o->accumulate > 1 ? o->accumulate : 1);
+  if (o->warmup_steps || o->warmup_epochs)
+    printf(", warm-up %d steps + %d epochs", o->warmup_steps, o->warmup_epochs);
+  if (o->clip_norm > 0)
+    printf(", clip norm %g", o->clip_norm);
+  if (o->schedule == AERT_SCHED_PLATEAU)
+    printf(", plateau x%g after %d epochs", o->plateau_factor, o->plateau_patience);
+  if (patience > 0)
+    printf(", stop after %d epochs without progress (min_delta %g)", patience, o->stop_min_delta);
+  printf("\n");
+}
+
 static int setup(trainer *t) {
   const aert_model *m = t->m;
   const char *dir = aert_data_dir(m, t->o->data_dir);
@@ -389,6 +449,8 @@ static int setup(trainer *t) {
       aert_optim_init(&t->opt, m) != 0)
     return -1;
   t->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
+  if (m->optim.accumulate > 1 && !(t->grad_sum = aert_alloc(sizeof(float) * m->param_floats, "gradient sums")))
+    return -1;
   if (!t->grads || aert_data_load(m, dir, 1, t->o->limit, &t->all) != 0)
     return -1;
   aert_data_split(&t->all, m->data.validation, &t->train, &t->val);
@@ -401,6 +463,7 @@ static int setup(trainer *t) {
   if (t->loader.augment && !t->o->quiet)
     printf("augmenting on the fly: shift %g px, rotate %g deg, zoom %g, flip%s%s\n", m->data.shift,
            m->data.rotate, m->data.zoom, m->data.flip_h ? " h" : "", m->data.flip_v ? " v" : "");
+  show_steering(t);
   return start_state(t);
 }
 
@@ -436,6 +499,7 @@ int aert_train(const aert_model *m, const aert_options *o) {
   aert_workspace_free(&t.w);
   aert_optim_free(&t.opt);
   free(t.grads);
+  free(t.grad_sum);
   free(t.order);
   free(t.out);
   free(t.last);

@@ -58,19 +58,86 @@ Test(optim, frozen_parameters_never_move) {
   aert_optim_free(&o);
 }
 
-Test(optim, schedules) {
+/* torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True):
+ * d = g + wd*p; buf = mu*buf + d; p -= lr*(d + mu*buf). */
+Test(optim, sgd_nesterov_matches_pytorch) {
+  aert_optim h = {.kind = AERT_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = 1};
+  two_steps(h, (float[]){0.480049998f, -0.960099995f, 1.93920004f},
+            (float[]){0.480132908f, -1.0172658f, 1.86209559f});
+}
+
+static float lr_at(const aert_optim *o, long step, long per_epoch, int epochs) {
+  return aert_lr_at(o, 0.1f, (aert_clock){.step = step, .per_epoch = per_epoch, .epochs = epochs}, 0);
+}
+
+/* At the first step of each epoch the per-step schedules give the per-epoch formulas. */
+Test(optim, schedules_per_step) {
   aert_optim c = {.schedule = AERT_SCHED_CONSTANT};
   aert_optim s = {.schedule = AERT_SCHED_STEP, .sched_gamma = 0.5f, .sched_step = 3};
   aert_optim e = {.schedule = AERT_SCHED_EXPONENTIAL, .sched_gamma = 0.9f};
   aert_optim k = {.schedule = AERT_SCHED_COSINE, .sched_min_lr = 0.001f};
-  cr_assert_float_eq(aert_sched_lr(&c, 0.1f, 7, 10), 0.1f, 1e-9);
-  cr_assert_float_eq(aert_sched_lr(&s, 0.1f, 2, 10), 0.1f, 1e-9);
-  cr_assert_float_eq(aert_sched_lr(&s, 0.1f, 3, 10), 0.05f, 1e-9);
-  cr_assert_float_eq(aert_sched_lr(&s, 0.1f, 6, 10), 0.025f, 1e-9);
-  cr_assert_float_eq(aert_sched_lr(&e, 0.1f, 2, 10), 0.081f, 1e-7);
-  cr_assert_float_eq(aert_sched_lr(&k, 0.1f, 0, 10), 0.1f, 1e-7);
-  cr_assert_float_eq(aert_sched_lr(&k, 0.1f, 5, 10), 0.0505f, 1e-7);
-  cr_assert_float_eq(aert_sched_lr(&k, 0.1f, 10, 10), 0.001f, 1e-7);
+  cr_assert_eq(lr_at(&c, 70, 10, 10), 0.1f);
+  cr_assert_float_eq(lr_at(&s, 29, 10, 10), 0.1f, 1e-9, "step holds for whole epochs");
+  cr_assert_float_eq(lr_at(&s, 30, 10, 10), 0.05f, 1e-9);
+  cr_assert_float_eq(lr_at(&s, 60, 10, 10), 0.025f, 1e-9);
+  cr_assert_float_eq(lr_at(&e, 20, 10, 10), 0.081f, 1e-7);
+  cr_assert_float_eq(lr_at(&e, 5, 10, 10), 0.1f * powf(0.9f, 0.5f), 1e-7, "exponential moves within an epoch");
+  cr_assert_float_eq(lr_at(&k, 0, 10, 10), 0.1f, 1e-7);
+  cr_assert_float_eq(lr_at(&k, 50, 10, 10), 0.0505f, 1e-7);
+  cr_assert_float_eq(lr_at(&k, 100, 10, 10), 0.001f, 1e-7);
+  float prev = 1;   /* cosine over a one-epoch run of 8 steps falls at every step */
+  for (long i = 0; i < 8; i++) {
+    float lr = lr_at(&k, i, 8, 1);
+    cr_assert_lt(lr, prev, "step %ld: %g", i, lr);
+    prev = lr;
+  }
+}
+
+/* Warm-up: lr*(i+1)/W for steps i < W, then the schedule from its start over the rest. */
+Test(optim, warmup_then_cosine) {
+  aert_optim k = {.schedule = AERT_SCHED_COSINE, .warmup_steps = 4, .warmup_epochs = 1};   /* W = 4 + 10 */
+  cr_assert_float_eq(lr_at(&k, 0, 10, 3), 0.1f / 14, 1e-9);
+  cr_assert_float_eq(lr_at(&k, 6, 10, 3), 0.1f * 7 / 14, 1e-8);
+  cr_assert_float_eq(lr_at(&k, 13, 10, 3), 0.1f, 1e-8);
+  cr_assert_float_eq(lr_at(&k, 14, 10, 3), 0.1f, 1e-8, "the cosine starts after the warm-up");
+  cr_assert_float_eq(lr_at(&k, 22, 10, 3), 0.05f, 1e-7, "halfway through the 16 steps left");
+}
+
+/* plateau: PyTorch's ReduceLROnPlateau (threshold 1e-4 relative); early stopping: Keras's
+ * EarlyStopping with min_delta. */
+Test(optim, plateau_and_stop_watch) {
+  aert_optim o = {.schedule = AERT_SCHED_PLATEAU, .plateau_factor = 0.5f, .plateau_patience = 1,
+                  .stop_min_delta = 0.1f};
+  aert_train_state st = {.stop_best = INFINITY, .plateau_best = INFINITY};
+  const double losses[] = {1.0, 0.95, 0.95, 0.95, 0.5};
+  const int cuts[] = {0, 0, 0, 1, 1}, since[] = {0, 1, 2, 3, 0};
+  for (int i = 0; i < 5; i++) {
+    aert_watch_epoch(&o, &st, losses[i]);
+    cr_assert_eq(st.plateau_cuts, cuts[i], "epoch %d: %d cuts", i + 1, st.plateau_cuts);
+    cr_assert_eq(st.since_best, since[i], "epoch %d: %d epochs without progress", i + 1, st.since_best);
+  }
+  cr_assert_float_eq(aert_lr_at(&o, 0.1f, (aert_clock){.step = 7, .per_epoch = 2, .epochs = 5}, st.plateau_cuts),
+                     0.05f, 1e-9);
+}
+
+/* clip_grad_norm_ over the trainable parameters only; accumulation's mean. */
+Test(optim, clip_and_accumulate) {
+  aert_param ps[2] = {{"a", 1, {2}, 2, 0, AERT_INIT_ZEROS, 1, 1, 0, NULL, NULL},
+                      {"f", 1, {2}, 2, 2, AERT_INIT_ZEROS, 1, 1, 1, NULL, NULL}};
+  aert_model m = {.n_params = 2, .params = ps, .param_floats = 4};
+  float g[4] = {3, 4, 100, 100}, sum[4] = {0};
+  cr_assert_float_eq(aert_clip_grad_norm(&m, g, 1.0f), 5.0, 1e-9, "the frozen 'f' is not counted");
+  cr_assert_float_eq(g[0], 3 / (5 + 1e-6), 1e-6);
+  cr_assert_float_eq(g[1], 4 / (5 + 1e-6), 1e-6);
+  cr_assert(g[2] == 100 && g[3] == 100, "a frozen gradient is left alone");
+  float small[4] = {0.3f, 0.4f, 0, 0};
+  aert_clip_grad_norm(&m, small, 1.0f);
+  cr_assert(small[0] == 0.3f && small[1] == 0.4f, "a norm below the limit is not touched");
+  float g1[4] = {1, 2, 0, 0}, g2[4] = {3, 6, 0, 0};
+  aert_grad_accumulate(&m, sum, g1, 1);
+  aert_grad_accumulate(&m, sum, g2, 0);
+  aert_grad_mean(&m, sum, 2);
+  cr_assert(sum[0] == 2 && sum[1] == 4, "mean of the group: %g %g", sum[0], sum[1]);
 }
 
 Test(optim, init_is_seeded_and_scaled) {

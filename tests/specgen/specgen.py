@@ -164,6 +164,7 @@ class Spec:
         self.name, self.g = name, Graph()
         self.target = None          # None, ("image", shape), ("classes", shape, labels, ignore)
         self.in_type, self.batch, self.optimizer, self.data = "f32", 2, "", {}
+        self.steering = []          # lines: warmup, clip, accumulate, stop
         self.blocks = []            # chains rendered as blocks: dict(name, nodes, form, inner, fparam)
         self.imports = []           # (block, file, weights, mode)
         self.numbers = {}           # value -> name of a number binding
@@ -184,6 +185,15 @@ def image(n):
 
 def param_free_from_input(n):
     return n.op == "input" or (n.op not in PARAMETERISED and n.ins and all(param_free_from_input(i) for i in n.ins))
+
+
+def trains(n, frozen_import, memo=None):
+    """n depends on a trainable parameter: aec refuses a loss term that reaches none."""
+    memo = {} if memo is None else memo
+    if n.id not in memo:
+        own = n.op in PARAMETERISED and not (n.op == "import" and frozen_import)
+        memo[n.id] = own or any(trains(i, frozen_import, memo) for i in n.ins)
+    return memo[n.id]
 
 
 def data_view(n):
@@ -453,11 +463,12 @@ def gen_losses(rng, spec, x, tgt, pool):
         out = head(rng, g, trunk, ref.shape, final)
         g.losses.insert(0, (1, kind, [out, ref], reduce))
     used = g.uses()
-    for n in g.nodes:   # every value reaches the loss: a dangling one gets an l1 term
-        if used[n.id] == 0 and n.op not in ("input", "target") and n is not out:
+    frozen = any(mode == "frozen" for _, _, _, mode in spec.imports)
+    for n in g.nodes:   # every value that trains reaches the loss: a dangling one gets an l1 term
+        if used[n.id] == 0 and n.op not in ("input", "target") and n is not out and trains(n, frozen):
             g.losses.append((rng.choice([0.01, 0.1, -0.01]), "l1", [n], {}))
     if rng.random() < 0.25:
-        sig = [n for n in g.nodes if n.op == "sigmoid" and len(n.shape) == 1]
+        sig = [n for n in g.nodes if n.op == "sigmoid" and len(n.shape) == 1 and trains(n, frozen)]
         if sig:
             g.losses.append((rng.choice([0.1, 0.5]), "kl_sparsity", [rng.choice(sig)],
                              {"rho": rng.choice([0.05, 0.2])} if rng.random() < 0.5 else {}))
@@ -473,8 +484,11 @@ def gen_optimizer(rng):
             return "sgd"
         lr = rng.choice([0.01, 0.005])
         args = [str(lr)] if rng.random() < 0.5 else [f"lr = {lr}"]
-        if rng.random() < 0.5:
-            args.append(f"momentum = {rng.choice([0, 0.5, 0.9])}")
+        momentum = rng.choice([None, 0, 0.5, 0.9])
+        if momentum is not None:
+            args.append(f"momentum = {momentum}")
+        if momentum != 0 and rng.random() < 0.3:
+            args.append(f"nesterov = {rng.choice(['true', 'true', 'false'])}")
     else:
         args = [f"lr = {rng.choice(['1e-3', '2e-3', '0.0005'])}"]
         if rng.random() < 0.3:
@@ -484,10 +498,25 @@ def gen_optimizer(rng):
     if rng.random() < 0.3:
         args.append(f"weight_decay = {rng.choice([0, 0.01, 0.1])}")
     sched = rng.choice(["", "constant", "step(every = 1, gamma = 0.5)", "step(2, 0.9)", "exponential(0.9)",
-                        "exponential(gamma = 0.95)", "cosine", "cosine(min_lr = 1e-5)", "cosine(1e-6)"])
+                        "exponential(gamma = 0.95)", "cosine", "cosine(min_lr = 1e-5)", "cosine(1e-6)",
+                        "plateau", "plateau(0.5, 1)", "plateau(factor = 0.2, patience = 0)"])
     if sched:
         args.append(f"schedule = {sched}")
     return f"{kind}({', '.join(args)})"
+
+
+def gen_steering(rng):
+    """The settings that steer a run: warm-up, clipping, accumulation, early stopping."""
+    lines = []
+    if rng.random() < 0.15:
+        lines.append(rng.choice(["warmup 2", "warmup epochs = 1", "warmup steps = 1, epochs = 1"]))
+    if rng.random() < 0.15:
+        lines.append(rng.choice(["clip 1.0", "clip norm = 0.01"]))
+    if rng.random() < 0.15:
+        lines.append(rng.choice(["accumulate 2", "accumulate 3", "accumulate batches = 2"]))
+    if rng.random() < 0.1:
+        lines.append(rng.choice(["stop patience = 2", "stop 1, 0.01"]))
+    return lines
 
 
 # The synthetic tile layers and their bands, to stack into an input of c channels.
@@ -610,6 +639,7 @@ def generate(seed, name=None, parent=None):
     else:
         choose_blocks(rng, spec, fixed)
     spec.optimizer = gen_optimizer(rng) if rng.random() < 0.9 else ""   # "" is adam's default
+    spec.steering = gen_steering(rng)
     spec.data = gen_data(rng, spec, x)
     if rng.random() < 0.3:
         convs = [n.a["filters"] for n in g.nodes if n.op == "conv"]
@@ -789,6 +819,7 @@ class Renderer:
         out.append("  loss " + self.loss(env))
         if s.optimizer:
             out.append(f"  optimizer {s.optimizer}")
+        out += ["  " + line for line in s.steering]
         out += self.data()
         out.append("}")
         return "\n".join(out) + "\n"
@@ -1030,10 +1061,10 @@ def rebuild(spec):
 def shrink_candidates(spec):
     import copy
     g = spec.g
-    # 1. without blocks, numbers, augmentation, schedules: the plain form first
-    if spec.blocks or spec.numbers or spec.data.get("augment") or "schedule" in spec.optimizer:
+    # 1. without blocks, numbers, augmentation, schedules, steering: the plain form first
+    if spec.blocks or spec.numbers or spec.data.get("augment") or "schedule" in spec.optimizer or spec.steering:
         c = copy.deepcopy(spec)
-        c.blocks, c.numbers, c.data["augment"] = [], {}, []
+        c.blocks, c.numbers, c.data["augment"], c.steering = [], {}, [], []
         c.optimizer = re.sub(r",?\s*schedule = [a-z]+(\([^)]*\))?", "", c.optimizer)
         yield c
     # 2. one loss term less (never the first)

@@ -5,7 +5,7 @@ the PyTorch twins of tests/torch/twins.py:
   op specs (tests/torch/specs/*.ae): outputs, latent, every loss term and the total, every
   parameter gradient and the batch-norm running statistics, with the twin in float64 on the
   same weights, inputs and random draws; then the parameters after one and two steps of
-  torch.optim.SGD (momentum), Adam and AdamW in float32, fed aec's own gradients;
+  torch.optim.SGD (momentum, plain and Nesterov), Adam and AdamW in float32, fed aec's own gradients;
   example specs: ten Adam steps from the same initial weights on the same batches, the
   losses step by step.
 
@@ -203,6 +203,7 @@ def check_ops(d, name):
 
     # The optimizers in float32 from the parameters after the forward, fed aec's gradients.
     make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
+            "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True),
             "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.01),
             "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1)}
     for opt, build in make.items():

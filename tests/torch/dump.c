@@ -2,7 +2,7 @@
  * tests/torch/run.sh in float around one generated model.c; writes to DIR:
  *   op mode:    meta.txt, P0 (parameters before), X, T, out, latent, losses (total, terms),
  *               Pfwd (after the forward: batch-norm running statistics), G (gradients),
- *               P_<opt>_1, P_<opt>_2 (after one and two steps of sgd, adam, adamw with G)
+ *               P_<opt>_1, P_<opt>_2 (after one and two steps of sgd, sgd_nesterov, adam, adamw with G)
  *   train mode: meta.txt, P0 (the runtime's initialisation), X_k, T_k, losses: STEPS steps of
  *               the spec's optimizer on random batches, seeds aert_step_seed(1, k); P_end and
  *               end.ckpt (a checkpoint of the end state) after the last step.
@@ -91,9 +91,10 @@ static void save_losses(const char *name, const aert_losses *l, int rows) {
 }
 
 /* One or two optimizer steps with the same gradients, from the parameters after the forward. */
-static void optimizer_steps(const char *tag, aert_opt_kind kind, float lr, float momentum, float wd) {
+static void optimizer_steps(const char *tag, aert_opt_kind kind, float lr, float momentum, float wd, int nesterov) {
   aert_model m = aec_model;
   m.optim.kind = kind;
+  m.optim.nesterov = nesterov;
   m.optim.lr = lr;
   m.optim.momentum = momentum;
   m.optim.beta1 = 0.9f;
@@ -128,9 +129,10 @@ static int op_mode(void) {
   save("Pfwd", P, 1, AEC_PARAM_FLOATS);
   model_backward(P, G, A, X, T, seed);
   save("G", G, 1, AEC_PARAM_FLOATS);
-  optimizer_steps("sgd", AERT_OPT_SGD, 0.05f, 0.9f, 0.01f);
-  optimizer_steps("adam", AERT_OPT_ADAM, 0.01f, 0, 0.01f);
-  optimizer_steps("adamw", AERT_OPT_ADAMW, 0.01f, 0, 0.1f);
+  optimizer_steps("sgd", AERT_OPT_SGD, 0.05f, 0.9f, 0.01f, 0);
+  optimizer_steps("sgd_nesterov", AERT_OPT_SGD, 0.05f, 0.9f, 0.01f, 1);
+  optimizer_steps("adam", AERT_OPT_ADAM, 0.01f, 0, 0.01f, 0);
+  optimizer_steps("adamw", AERT_OPT_ADAMW, 0.01f, 0, 0.1f, 0);
   return 0;
 }
 
