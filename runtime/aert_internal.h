@@ -116,9 +116,11 @@ void aert_tiles_class_counts(const aert_tiles *t, double *counts);   /* sampled 
 int aert_tiles_set_norm(aert_tiles *t, const aert_train_state *st, const char *from);
 struct aert_options;
 int aert_predict_tiles(const aert_model *m, const struct aert_options *o);
-/* predict --input of tiles without labels: those of dir (only: just that tile, or NULL). */
+/* predict --input of tiles without labels: those of dir (only: just that tile, or NULL), or
+ * scene, one file holding every input band (a whole scene of any size), when not NULL. */
 int aert_predict_tiles_input(const aert_model *m, const struct aert_options *o, const char *dir,
-                             const char *only);
+                             const char *only,
+                             const char *scene);
 /* The first layer's file name ("naip-new" of "naip-new:1-3"), which names unlabelled tiles. */
 void aert_tiles_first_layer(const aert_model *m, char *name, size_t n);
 

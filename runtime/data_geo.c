@@ -38,6 +38,7 @@ struct aert_tiles {
   float mean[AERT_MAX_BANDS], inv_std[AERT_MAX_BANDS];
   int standardize;
   int unlabeled;       /* 1: new data for predict --input: tiles named by their first layer, no labels */
+  char *scene;         /* predict --input of one file holding every input band: its path */
   double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
@@ -75,6 +76,8 @@ static int parse_layer(const char *spec, geo_layer *l) {
 }
 
 static char *tile_path(const aert_tiles *t, int tile, const char *layer) {
+  if (t->scene)
+    return strdup(t->scene);
   size_t n = strlen(t->dir) + strlen(t->tile[tile]) + strlen(layer) + 8;
   char *p = malloc(n);
   if (p)
@@ -187,6 +190,11 @@ static int check_tiles(aert_tiles *t) {
   int want = t->m->in_shape[2], kept = 0;
   for (int k = 0; k < t->n; k++) {
     int bands = 0, rc = check_tile(t, k, &bands);
+    if (rc == 0 && bands != want && t->scene)
+      return aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input "
+                        "holds the model's input bands in the order of its layers (or name it "
+                        "<tile>_<first layer>.tif with the other layers beside it)", t->scene,
+                        bands, t->m->name, want), -1;
     if (rc == 0 && bands != want) {
       char list[512] = "";
       for (int i = 0; i < t->n_layers; i++)
@@ -232,14 +240,31 @@ void aert_tiles_free(aert_tiles *t) {
   free(t->bad);
   free(t->reader);
   free(t->dir);
+  free(t->scene);
   pthread_mutex_destroy(&t->mu);
   pthread_mutex_destroy(&t->fill_mu);
   free(t);
 }
 
+/* One file whose bands are the whole input (a scene of any size), as a tile named by the
+ * file without its extension. */
+static int scene_tile(aert_tiles *t, const char *path) {
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  const char *dot = strrchr(base, '.');
+  t->n_layers = 1;
+  memset(&t->layer[0], 0, sizeof t->layer[0]);
+  t->scene = strdup(path);
+  t->tile = malloc(sizeof(char *));
+  if (!t->scene || !t->tile || !(t->tile[0] = strndup(base, dot ? (size_t)(dot - base) : strlen(base))))
+    return aert_error("out of memory"), -1;
+  t->n = 1;
+  return 0;
+}
+
 /* The tiles of dir; unlabeled: named by the first layer's files, without label files; only:
- * just that tile, or NULL for all. */
-static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabeled, const char *only) {
+ * just that tile, or NULL for all; scene: instead, that one file of every band. */
+static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabeled, const char *only,
+                              const char *scene) {
   aert_tiles *t = aert_alloc(sizeof *t, "tiles");
   if (!t)
     return NULL;
@@ -255,7 +280,9 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   for (int i = 0; rc == 0 && i < t->n_layers; i++)
     rc = parse_layer(d->n_layers ? d->layers[i] : "naip-new", &t->layer[i]);
   t->unlabeled = unlabeled;
-  if (rc == 0)
+  if (rc == 0 && scene)
+    rc = scene_tile(t, scene);
+  else if (rc == 0)
     rc = list_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
   if (rc == 0 && only)
     rc = keep_only(t, only);
@@ -628,7 +655,7 @@ int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit,
     rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
                     "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
   memset(ds, 0, sizeof *ds);
-  aert_tiles *t = rc == 0 ? tiles_open(m, path, 0, NULL) : NULL;
+  aert_tiles *t = rc == 0 ? tiles_open(m, path, 0, NULL, NULL) : NULL;
   free(path);
   if (!t)
     return -1;
@@ -1072,7 +1099,7 @@ int aert_predict_tiles(const aert_model *m, const aert_options *o) {
 /* `predict --input` of GeoTIFF tiles without labels: a folder of tiles (<tile>_<layer>.tif,
  * named by the first layer's files) or one file of a tile; class maps as above. */
 int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const char *dir,
-                             const char *only) {
+                             const char *only, const char *scene) {
   aert_session s;
   aert_ckpt ck;
   memset(&s, 0, sizeof s);
@@ -1088,7 +1115,7 @@ int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const c
   }
   if (rc == 0)
     rc = aert_metrics_init(&s.mt, m->n_classes);
-  aert_tiles *t = rc == 0 ? tiles_open(m, dir, 1, only) : NULL;
+  aert_tiles *t = rc == 0 ? tiles_open(m, dir, 1, only, scene) : NULL;
   if (rc == 0 && !t)
     rc = -1;
   if (rc == 0) {
