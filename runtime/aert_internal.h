@@ -471,6 +471,9 @@ typedef struct {
 } aert_georef;
 
 void aert_georef_free(aert_georef *g);
+/* 0 when a and b place pixels alike (the same CRS, origin and pixel size); else 1, and what
+ * differs, with both values, in why. */
+int aert_georef_compare(const aert_georef *a, const aert_georef *b, char *why, size_t n);
 
 /* Sample types a raster holds (the value is what a caller asks a writer for, too). */
 typedef enum { AERT_PIX_U8, AERT_PIX_U16, AERT_PIX_I16, AERT_PIX_U32, AERT_PIX_I32,

@@ -142,7 +142,8 @@ static int keep_only(aert_tiles *t, const char *only) {
   return 0;
 }
 
-/* Opens every file of one tile and checks sizes and bands; returns the bands stacked. */
+/* Opens every file of one tile and checks sizes, pixel grids (CRS, origin, pixel size) and
+ * bands; returns the bands stacked. */
 static int check_tile(aert_tiles *t, int k, int *bands) {
   const aert_model *m = t->m;
   aert_raster lab, r;
@@ -163,25 +164,29 @@ static int check_tile(aert_tiles *t, int k, int *bands) {
   if (t->unlabeled && (lab.width < m->data.patch || lab.height < m->data.patch))
     rc = (aert_error("'%s' is %dx%d, smaller than the model's %d x %d window: pad it to at least "
                      "that size", lab.path, lab.width, lab.height, m->data.patch, m->data.patch), -1);
-  aert_raster_close(&lab);
   *bands = 0;
   for (int i = 0; rc == 0 && i < t->n_layers; i++) {
     geo_layer *l = &t->layer[i];
     path = tile_path(t, k, l->name);
     if (!path || aert_raster_open(&r, path) != 0) {
       free(path);
-      return -1;
+      rc = -1;
+      break;
     }
     free(path);
+    char why[256];
     if (r.width != t->w[k] || r.height != t->h[k])
       rc = (aert_error("'%s' is %dx%d but its tile's labels are %dx%d: the layers of a tile must "
                       "share one pixel grid", r.path, r.width, r.height, t->w[k], t->h[k]), -1);
+    else if (aert_georef_compare(&lab.geo, &r.geo, why, sizeof why) != 0)
+      rc = (aert_error("'%s' and '%s' do not lie on one pixel grid: %s", lab.path, r.path, why), -1);
     else if (l->band0 + (l->nbands ? l->nbands : 1) > r.bands)
       rc = (aert_error("'%s' has %d band(s); the layer '%s:%d-%d' asks for bands up to %d", r.path,
                       r.bands, l->name, l->band0 + 1, l->band0 + l->nbands, l->band0 + l->nbands), -1);
     *bands += l->nbands ? l->nbands : r.bands;
     aert_raster_close(&r);
   }
+  aert_raster_close(&lab);
   return rc;
 }
 

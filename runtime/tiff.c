@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,69 @@ static int write_georef(TIFF *tif, const aert_georef *g) {
          (g->n_doubles <= 0 || !g->doubles ||
           TIFFSetField(tif, GEO_DOUBLES, g->n_doubles, g->doubles)) &&
          (!g->ascii || TIFFSetField(tif, GEO_ASCII, g->ascii));
+}
+
+/* The EPSG code of a's CRS (projected, else geographic), 0 when it has none or its own. */
+static int epsg_code(const aert_georef *g) {
+  int code = 0;
+  for (int i = 4; g->keys && i + 3 < g->n_keys; i += 4)
+    if ((g->keys[i] == 3072 || (g->keys[i] == 2048 && !code)) && g->keys[i + 1] == 0 &&
+        g->keys[i + 3] > 0 && g->keys[i + 3] < 32767)
+      code = g->keys[i + 3];
+  return code;
+}
+
+static void describe_crs(const aert_georef *g, char *s, size_t n) {
+  int code = epsg_code(g);
+  if (code)
+    snprintf(s, n, "EPSG:%d", code);
+  else
+    snprintf(s, n, g->n_keys ? "a CRS of its own (no EPSG code)" : "no CRS");
+}
+
+static int same_crs(const aert_georef *a, const aert_georef *b) {
+  if (epsg_code(a) || epsg_code(b))
+    return epsg_code(a) == epsg_code(b);
+  return a->n_keys == b->n_keys && a->n_doubles == b->n_doubles &&
+         (!a->n_keys || !memcmp(a->keys, b->keys, sizeof(uint16_t) * a->n_keys)) &&
+         (!a->n_doubles || !memcmp(a->doubles, b->doubles, sizeof(double) * a->n_doubles));
+}
+
+/* Origin x, y and pixel width, height as GDAL prints them (height negative for north up). */
+static void geotransform(const aert_georef *g, double t[4]) {
+  t[0] = g->tiepoint[3] - g->tiepoint[0] * g->scale[0];
+  t[1] = g->tiepoint[4] + g->tiepoint[1] * g->scale[1];
+  t[2] = g->scale[0], t[3] = -g->scale[1];
+}
+
+static int near(double a, double b) {
+  return fabs(a - b) <= 1e-9 * (fabs(a) > fabs(b) ? fabs(a) : fabs(b)) + 1e-12;
+}
+
+int aert_georef_compare(const aert_georef *a, const aert_georef *b, char *why, size_t n) {
+  char ca[64], cb[64];
+  if (!same_crs(a, b)) {
+    describe_crs(a, ca, sizeof ca), describe_crs(b, cb, sizeof cb);
+    snprintf(why, n, "the CRS is %s in one and %s in the other", ca, cb);
+    return 1;
+  }
+  int ga = a->has_tiepoint && a->has_scale, gb = b->has_tiepoint && b->has_scale;
+  double ta[4] = {0}, tb[4] = {0};
+  if (ga)
+    geotransform(a, ta);
+  if (gb)
+    geotransform(b, tb);
+  if (ga != gb || (ga && !(near(ta[0], tb[0]) && near(ta[1], tb[1]) && near(ta[2], tb[2]) &&
+                           near(ta[3], tb[3])))) {
+    snprintf(why, n, "the origin and pixel size are %s in one and %s in the other",
+             ga ? "" : "missing", gb ? "" : "missing");
+    if (ga && gb)
+      snprintf(why, n, "the origin and pixel size are (%.6f, %.6f) %g x %g in one and "
+               "(%.6f, %.6f) %g x %g in the other", ta[0], ta[1], ta[2], ta[3], tb[0], tb[1],
+               tb[2], tb[3]);
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- opening: what the file holds, and whether this reader takes it ------------------ */
