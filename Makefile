@@ -130,6 +130,7 @@ test: deps-test
 	tests/train/run.sh
 	tests/family/run.sh
 	tests/landcover/run.sh
+	tests/gis/run.sh
 	tests/faults/run.sh
 	scripts/check-specs-valgrind.sh
 	$(MAKE) fuzz FUZZ_RUNS=40000

@@ -396,15 +396,19 @@ static float label_class(const aert_model *m, const aert_raster *lab, float labe
 }
 
 /* Marks in r->nodata the pixels of a layer just read (nb bands at channel off of x) that
- * its NoData value or its mask calls no data. */
+ * its mask calls no data, or whose every band holds its NoData value (as rasterio's dataset
+ * mask: a pixel is valid where any band is). */
 static int mark_nodata(geo_reader *r, aert_raster *layer, int x0, int y0, int p, const float *x,
                        int C, int off, int nb) {
-  for (long i = 0; layer->has_nodata && i < (long)p * p; i++)
-    for (int b = 0; b < nb; b++) {
+  float nd = (float)layer->nodata;
+  for (long i = 0; layer->has_nodata && i < (long)p * p; i++) {
+    int all = 1;
+    for (int b = 0; b < nb && all; b++) {
       float v = x[i * C + off + b];
-      if (isnan(layer->nodata) ? isnan(v) : (double)v == (double)(float)layer->nodata)
-        r->nodata[i] = 1;
+      all = isnan(nd) ? isnan(v) : v == nd;
     }
+    r->nodata[i] |= all;
+  }
   if (!layer->mask)
     return 0;
   if (aert_raster_read(layer->mask, x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0)
