@@ -4,7 +4,8 @@
 # table and class names; the NoData tag and internal masks of the inputs honoured per layer
 # (predictions 15 exactly there, metrics without them); paletted label files read as their
 # indices and their NoData value ignored; a tile whose files disagree on CRS or origin refused
-# naming both; each tile's own UTM zone carried to its output; one multi-band scene file.
+# naming both; each tile's own UTM zone carried to its output; one multi-band scene file; the
+# Chesapeake release's folder and layer names through a spec that names them.
 set -eu
 cd "$(dirname "$0")/../.."
 bin=$PWD/bin/unet_landcover_small
@@ -127,4 +128,43 @@ assert (a == b).all(), 'the scene and its tile predict differently'" || fail "sc
 if "$bin" predict --input "$T/plain/test/synth_000_lc.tif" --ckpt "$T/run/best.ckpt" --out "$T/sc" > "$T/sc1.log" 2>&1; then
   fail "a one-band scene for a 4-band model was accepted"; fi
 has "$T/sc1.log" "synth_000_lc.tif' has 1 band(s), model 'unet_landcover_small' takes 4" "the scene band-count message"
+
+# ---- 7. the release's folder names and layers, through a spec that names them
+R=$T/release
+mkdir -p "$R/de_1m_2013_extended-debuffered-train_tiles" "$R/de_1m_2013_extended-debuffered-test_tiles"
+for split in train test; do
+  for f in "$T/synth/$split"/synth_00[01]_lc.tif; do
+    k=$(basename "$f" _lc.tif | sed 's/synth_//')
+    d=$R/de_1m_2013_extended-debuffered-${split}_tiles/m_38075${k}_ne_18_1
+    cp "$f" "${d}_lc.tif"
+    cp "$T/synth/$split/synth_${k}_naip-new.tif" "${d}_naip-new.tif"
+    gdal_translate -q -b 4 "$T/synth/$split/synth_${k}_naip-new.tif" "${d}_buildings.tif"
+    gdal_translate -q -ot Float32 "$f" "${d}_nlcd.tif"
+  done
+done
+cat > "$T/release.ae" <<'SPEC'
+model gis_release {
+  input x: f32[64, 64, 6]
+  target t: classes[64, 64] { 1 water, 2 tree, 3 lowveg, 4 barren, 5 impervious, 6 road } ignore 15
+  batch 4
+  logits = conv(x, 8, k=3) |> relu |> conv(6, k=1)
+  loss softmax_xent(logits, t)
+  optimizer adam(lr = 1e-3)
+  data {
+    source geotiff(dir = "unused", labels = "lc", patch = 64, patches_per_tile = 4,
+                   train = "de_1m_2013_extended-debuffered-train_tiles",
+                   test = "de_1m_2013_extended-debuffered-test_tiles",
+                   layers = ["naip-new", "nlcd", "buildings"])
+    normalize scale(1 / 255)
+    validation 0
+  }
+}
+SPEC
+bin/aec build --out "$T/gen" "$T/release.ae" > "$T/build.log" 2>&1 || { cat "$T/build.log"; fail "building the release spec"; }
+bin/gis_release train --data "$R" --out "$T/rel" --epochs 1 > "$T/rel.log" 2>&1 || { cat "$T/rel.log"; fail "train on the release layout"; }
+bin/gis_release predict --data "$R" --out "$T/rel" > "$T/relp.log" 2>&1 || { cat "$T/relp.log"; fail "predict on the release layout"; }
+has "$T/relp.log" "m_38075001_ne_18_1 .* 512x512" "the release's tile names"
+cog "$T/rel/predictions/m_38075001_ne_18_1_pred.tif"
+rm -f bin/gis_release
+echo "gis: the release's folders and layers (naip-new, nlcd, buildings, lc) through a spec that names them"
 echo "gis: ok"
