@@ -160,7 +160,11 @@ demo-landcover: deps-demo
 	bin/unet_landcover_small predict --out runs/unet_landcover_small
 	@echo "demo-landcover: predicted tiles in runs/unet_landcover_small/predictions/ (GeoTIFF + PNG)"
 
+# predict on a synthetic 20,000 x 20,000 NAIP scene: peak memory and time (minutes; not in `test`).
+big-scene: all
+	bench/big_scene.sh
+
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz fuzz-specs bench
+.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench

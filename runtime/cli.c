@@ -78,7 +78,7 @@ static int reads_tiles(const aert_model *m) {
 
 static const char *command_help(const aert_model *m, int i) {
   if (commands[i].bit == PREDICT && reads_tiles(m))
-    return "every whole test tile: OUT/predictions/<tile>_pred.tif (georeferenced) and .png";
+    return "every whole test tile: OUT/predictions/<tile>_pred.tif (a cloud-optimised GeoTIFF) and .png";
   return commands[i].help;
 }
 
