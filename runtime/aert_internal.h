@@ -520,6 +520,7 @@ typedef struct {
   int planar;                  /* 1: separate planes */
   int compression;             /* a libtiff COMPRESSION_* value, 0: deflate */
   int bigtiff;                 /* 1: BigTIFF */
+  const char *nodata;          /* the GDAL_NODATA tag's text (42113), or NULL */
 } aert_tiff_layout;
 
 /* Writes an HWC image (bands per pixel, interleaved, of type) as a TIFF with the given

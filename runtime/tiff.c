@@ -68,6 +68,7 @@ static const TIFFFieldInfo geo_fields[] = {
   {GEO_KEYS, -1, -1, TIFF_SHORT, FIELD_CUSTOM, 1, 1, "GeoKeyDirectoryTag"},
   {GEO_DOUBLES, -1, -1, TIFF_DOUBLE, FIELD_CUSTOM, 1, 1, "GeoDoubleParamsTag"},
   {GEO_ASCII, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "GeoAsciiParamsTag"},
+  {TIFFTAG_GDAL_NODATA, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "GDALNoDataTag"},
 };
 
 static TIFFExtendProc parent_extender;
@@ -760,7 +761,8 @@ int aert_tiff_write(const char *path, int width, int height, int bands, aert_pix
   if (o)
     TIFFOpenOptionsFree(o);
   int ok = tif && set_layout(tif, width, height, bands, type, &l, rps, comp) &&
-           (!geo || write_georef(tif, geo));
+           (!geo || write_georef(tif, geo)) &&
+           (!l.nodata || TIFFSetField(tif, TIFFTAG_GDAL_NODATA, l.nodata));
   if (ok && write_chunks(tif, hwc, width, height, bands, pixel_bytes[type], &l, rps) != 0)
     ok = 0;
   if (ok && !TIFFFlush(tif))
