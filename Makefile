@@ -131,6 +131,7 @@ test: deps-test
 	tests/family/run.sh
 	tests/family/images_folder.sh
 	tests/landcover/run.sh
+	tests/gis/run.sh
 	tests/faults/run.sh
 	tests/steer/run.sh
 	scripts/check-specs-valgrind.sh
@@ -162,7 +163,11 @@ demo-landcover: deps-demo
 	bin/unet_landcover_small predict --out runs/unet_landcover_small
 	@echo "demo-landcover: predicted tiles in runs/unet_landcover_small/predictions/ (GeoTIFF + PNG)"
 
+# predict on a synthetic 20,000 x 20,000 NAIP scene: peak memory and time (minutes; not in `test`).
+big-scene: all
+	bench/big_scene.sh
+
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz fuzz-specs bench
+.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench

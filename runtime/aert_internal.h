@@ -119,9 +119,11 @@ void aert_tiles_class_counts(const aert_tiles *t, double *counts);   /* sampled 
 int aert_tiles_set_norm(aert_tiles *t, const aert_train_state *st, const char *from);
 struct aert_options;
 int aert_predict_tiles(const aert_model *m, const struct aert_options *o);
-/* predict --input of tiles without labels: those of dir (only: just that tile, or NULL). */
+/* predict --input of tiles without labels: those of dir (only: just that tile, or NULL), or
+ * scene, one file holding every input band (a whole scene of any size), when not NULL. */
 int aert_predict_tiles_input(const aert_model *m, const struct aert_options *o, const char *dir,
-                             const char *only);
+                             const char *only,
+                             const char *scene);
 /* The first layer's file name ("naip-new" of "naip-new:1-3"), which names unlabelled tiles. */
 void aert_tiles_first_layer(const aert_model *m, char *name, size_t n);
 
@@ -305,6 +307,8 @@ int aert_png_scatter(const char *path, const float *xy, const int *label, long n
 /* Land-cover panels side by side (each optional: an RGB image, the labels, the prediction;
  * maps hold class indices, -1 no data), scaled to at most 512 pixels, over a legend of the
  * class colours and names. */
+/* The colour of class index c (Chesapeake order, then tab10); -1, no data, is black. */
+const unsigned char *aert_class_colour(int c);
 int aert_png_landcover(const char *path, const unsigned char *rgb, const signed char *truth,
                        const signed char *pred, int w, int h, int n_classes,
                        const char *const *names);
@@ -408,6 +412,8 @@ typedef struct aert_options {
   int data_threads;      /* tiles read side by side (default 2) */
   int skip_bad;          /* --bad-tiles skip: leave unreadable tiles out instead of stopping */
   int overlap;           /* predict over tiles: pixels shared by neighbouring windows */
+  int probabilities;     /* predict over tiles: 0 none, else a probability band per class as
+                            AERT_PIX_U8 + 1 or AERT_PIX_F32 + 1 */
   const char *profile;   /* train: per-kernel timing written here as JSON, or NULL */
   int force;             /* train --resume: continue although the optimizer settings changed */
   const char *init;      /* train: parameters from this checkpoint instead of the seed's draws */
@@ -491,6 +497,9 @@ typedef struct {
 } aert_georef;
 
 void aert_georef_free(aert_georef *g);
+/* 0 when a and b place pixels alike (the same CRS, origin and pixel size); else 1, and what
+ * differs, with both values, in why. */
+int aert_georef_compare(const aert_georef *a, const aert_georef *b, char *why, size_t n);
 
 /* Sample types a raster holds (the value is what a caller asks a writer for, too). */
 typedef enum { AERT_PIX_U8, AERT_PIX_U16, AERT_PIX_I16, AERT_PIX_U32, AERT_PIX_I32,
@@ -498,7 +507,7 @@ typedef enum { AERT_PIX_U8, AERT_PIX_U16, AERT_PIX_I16, AERT_PIX_U32, AERT_PIX_I
 
 /* An open raster: a window of any of its bands is read as floats, decoding only the
  * strips or tiles that the window touches (the last one decoded is kept per plane). */
-typedef struct {
+typedef struct aert_raster {
   char *path;
   void *tif;                   /* TIFF * */
   int width, height, bands;
@@ -509,6 +518,12 @@ typedef struct {
   unsigned char *chunk;        /* decoded strip or tile */
   long chunk_id;               /* which one chunk holds, -1 none */
   aert_georef geo;
+  int has_nodata;              /* the GDAL_NODATA tag (42113): a band value meaning no data */
+  double nodata;               /* may be NaN */
+  int paletted;                /* colour-mapped: read as the palette indices */
+  int packed_row;              /* 1-bit samples: bytes per packed row (widened on decoding) */
+  int is_mask;                 /* this raster is another's mask: 0 no data, else valid */
+  struct aert_raster *mask;    /* GDAL's internal per-dataset mask, or NULL */
 } aert_raster;
 
 /* Opens and checks path (a TIFF whose sample type and layout this reader supports);
@@ -531,6 +546,7 @@ typedef struct {
   int planar;                  /* 1: separate planes */
   int compression;             /* a libtiff COMPRESSION_* value, 0: deflate */
   int bigtiff;                 /* 1: BigTIFF */
+  const char *nodata;          /* the GDAL_NODATA tag's text (42113), or NULL */
 } aert_tiff_layout;
 
 /* Writes an HWC image (bands per pixel, interleaved, of type) as a TIFF with the given
@@ -538,6 +554,28 @@ typedef struct {
  * over path, so a failure never leaves a partial file at path. */
 int aert_tiff_write(const char *path, int width, int height, int bands, aert_pixel type,
                     const void *hwc, const aert_georef *geo, const aert_tiff_layout *layout);
+
+/* ---- cog.c: Cloud-Optimised GeoTIFF written row by row in bounded memory ---------------- */
+typedef struct {
+  int width, height, bands;
+  aert_pixel type;             /* AERT_PIX_U8 or AERT_PIX_F32 */
+  const aert_georef *geo;      /* NULL: none */
+  const char *nodata;          /* the GDAL_NODATA tag's text (42113), NULL: none */
+  int nodata_value;            /* categorical: the value that text names */
+  const uint16_t *colormap;    /* 3 x 256 (red, green, blue) for a one-band palette, or NULL */
+  const char *metadata;        /* the GDAL_METADATA tag's XML (42112), or NULL */
+  int categorical;             /* 1: one band of classes, overviews by the most frequent value;
+                                  0: overviews by the mean */
+} aert_cog_info;
+typedef struct aert_cog aert_cog;
+/* Starts path (written as path.tmp, renamed by aert_cog_close); info's pointers must live
+ * until the close. */
+aert_cog *aert_cog_open(const char *path, const aert_cog_info *info);
+/* The next n rows, width x bands interleaved each. */
+int aert_cog_rows(aert_cog *c, const void *rows, int n);
+/* Writes the file (every row must have come) and frees c, whatever happens. */
+int aert_cog_close(aert_cog *c);
+void aert_cog_abort(aert_cog *c);
 
 /* ---- synth.c: synthetic land-cover scenes written as Chesapeake-style GeoTIFF tiles ---- */
 /* Land-cover labels of the Chesapeake release: 1 water, 2 tree canopy, 3 low vegetation,

@@ -48,6 +48,7 @@ static const option_t options[] = {
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
     {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: PNG file or folder, IDX file, .npy array, GeoTIFF tiles", 0},
     {"--overlap", "PX", PREDICT, "pixels shared by neighbouring windows (default patch/4)", 1},
+    {"--probabilities", "T", PREDICT, "GeoTIFF tiles: also <tile>_prob.tif, a band per class of uint8 or float32", 1},
     {"--quiet", NULL, ANY, "no progress output", 0},
     {"--help", NULL, ANY, "this help", 0},
 };
@@ -77,7 +78,7 @@ static int reads_tiles(const aert_model *m) {
 
 static const char *command_help(const aert_model *m, int i) {
   if (commands[i].bit == PREDICT && reads_tiles(m))
-    return "every whole test tile: OUT/predictions/<tile>_pred.tif (georeferenced) and .png";
+    return "every whole test tile: OUT/predictions/<tile>_pred.tif (a cloud-optimised GeoTIFF) and .png";
   return commands[i].help;
 }
 
@@ -134,6 +135,11 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
                         val), -1;
   }
   else if (!strcmp(flag, "--quiet")) o->quiet = 1;
+  else if (!strcmp(flag, "--probabilities")) {
+    if (strcmp(val, "uint8") && strcmp(val, "float32"))
+      return aert_error("--probabilities expects uint8 or float32, got '%s'", val), -1;
+    o->probabilities = 1 + (!strcmp(val, "uint8") ? AERT_PIX_U8 : AERT_PIX_F32);
+  }
   else if (!strcmp(flag, "--bad-tiles")) {
     if (strcmp(val, "skip") && strcmp(val, "stop"))
       return aert_error("--bad-tiles expects skip or stop, got '%s'", val), -1;

@@ -22,6 +22,7 @@ typedef struct {
   int tile;            /* -1: none */
   aert_raster r[AERT_MAX_LAYERS + 1];   /* the layers, then the labels */
   float *labels;       /* patch x patch scratch */
+  unsigned char *nodata;   /* patch x patch: 1 where a layer's NoData value or mask says so */
 } geo_reader;
 
 struct aert_tiles {
@@ -37,6 +38,7 @@ struct aert_tiles {
   float mean[AERT_MAX_BANDS], inv_std[AERT_MAX_BANDS];
   int standardize;
   int unlabeled;       /* 1: new data for predict --input: tiles named by their first layer, no labels */
+  char *scene;         /* predict --input of one file holding every input band: its path */
   double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
@@ -74,6 +76,8 @@ static int parse_layer(const char *spec, geo_layer *l) {
 }
 
 static char *tile_path(const aert_tiles *t, int tile, const char *layer) {
+  if (t->scene)
+    return strdup(t->scene);
   size_t n = strlen(t->dir) + strlen(t->tile[tile]) + strlen(layer) + 8;
   char *p = malloc(n);
   if (p)
@@ -138,7 +142,8 @@ static int keep_only(aert_tiles *t, const char *only) {
   return 0;
 }
 
-/* Opens every file of one tile and checks sizes and bands; returns the bands stacked. */
+/* Opens every file of one tile and checks sizes, pixel grids (CRS, origin, pixel size) and
+ * bands; returns the bands stacked. */
 static int check_tile(aert_tiles *t, int k, int *bands) {
   const aert_model *m = t->m;
   aert_raster lab, r;
@@ -159,25 +164,29 @@ static int check_tile(aert_tiles *t, int k, int *bands) {
   if (t->unlabeled && (lab.width < m->data.patch || lab.height < m->data.patch))
     rc = (aert_error("'%s' is %dx%d, smaller than the model's %d x %d window: pad it to at least "
                      "that size", lab.path, lab.width, lab.height, m->data.patch, m->data.patch), -1);
-  aert_raster_close(&lab);
   *bands = 0;
   for (int i = 0; rc == 0 && i < t->n_layers; i++) {
     geo_layer *l = &t->layer[i];
     path = tile_path(t, k, l->name);
     if (!path || aert_raster_open(&r, path) != 0) {
       free(path);
-      return -1;
+      rc = -1;
+      break;
     }
     free(path);
+    char why[256];
     if (r.width != t->w[k] || r.height != t->h[k])
       rc = (aert_error("'%s' is %dx%d but its tile's labels are %dx%d: the layers of a tile must "
                       "share one pixel grid", r.path, r.width, r.height, t->w[k], t->h[k]), -1);
+    else if (aert_georef_compare(&lab.geo, &r.geo, why, sizeof why) != 0)
+      rc = (aert_error("'%s' and '%s' do not lie on one pixel grid: %s", lab.path, r.path, why), -1);
     else if (l->band0 + (l->nbands ? l->nbands : 1) > r.bands)
       rc = (aert_error("'%s' has %d band(s); the layer '%s:%d-%d' asks for bands up to %d", r.path,
                       r.bands, l->name, l->band0 + 1, l->band0 + l->nbands, l->band0 + l->nbands), -1);
     *bands += l->nbands ? l->nbands : r.bands;
     aert_raster_close(&r);
   }
+  aert_raster_close(&lab);
   return rc;
 }
 
@@ -186,6 +195,11 @@ static int check_tiles(aert_tiles *t) {
   int want = t->m->in_shape[2], kept = 0;
   for (int k = 0; k < t->n; k++) {
     int bands = 0, rc = check_tile(t, k, &bands);
+    if (rc == 0 && bands != want && t->scene)
+      return aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input "
+                        "holds the model's input bands in the order of its layers (or name it "
+                        "<tile>_<first layer>.tif with the other layers beside it)", t->scene,
+                        bands, t->m->name, want), -1;
     if (rc == 0 && bands != want) {
       char list[512] = "";
       for (int i = 0; i < t->n_layers; i++)
@@ -219,6 +233,7 @@ void aert_tiles_free(aert_tiles *t) {
       if (t->reader[i].tile >= 0)
         aert_raster_close(&t->reader[i].r[j]);
     free(t->reader[i].labels);
+    free(t->reader[i].nodata);
   }
   if (t->skipped)
     printf("skipped %ld bad tile(s) in '%s'\n", t->skipped, t->dir);
@@ -230,14 +245,31 @@ void aert_tiles_free(aert_tiles *t) {
   free(t->bad);
   free(t->reader);
   free(t->dir);
+  free(t->scene);
   pthread_mutex_destroy(&t->mu);
   pthread_mutex_destroy(&t->fill_mu);
   free(t);
 }
 
+/* One file whose bands are the whole input (a scene of any size), as a tile named by the
+ * file without its extension. */
+static int scene_tile(aert_tiles *t, const char *path) {
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  const char *dot = strrchr(base, '.');
+  t->n_layers = 1;
+  memset(&t->layer[0], 0, sizeof t->layer[0]);
+  t->scene = strdup(path);
+  t->tile = malloc(sizeof(char *));
+  if (!t->scene || !t->tile || !(t->tile[0] = strndup(base, dot ? (size_t)(dot - base) : strlen(base))))
+    return aert_error("out of memory"), -1;
+  t->n = 1;
+  return 0;
+}
+
 /* The tiles of dir; unlabeled: named by the first layer's files, without label files; only:
- * just that tile, or NULL for all. */
-static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabeled, const char *only) {
+ * just that tile, or NULL for all; scene: instead, that one file of every band. */
+static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabeled, const char *only,
+                              const char *scene) {
   aert_tiles *t = aert_alloc(sizeof *t, "tiles");
   if (!t)
     return NULL;
@@ -253,7 +285,9 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   for (int i = 0; rc == 0 && i < t->n_layers; i++)
     rc = parse_layer(d->n_layers ? d->layers[i] : "naip-new", &t->layer[i]);
   t->unlabeled = unlabeled;
-  if (rc == 0)
+  if (rc == 0 && scene)
+    rc = scene_tile(t, scene);
+  else if (rc == 0)
     rc = list_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
   if (rc == 0 && only)
     rc = keep_only(t, only);
@@ -267,7 +301,8 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   for (int i = 0; rc == 0 && i < t->threads; i++) {
     t->reader[i].tile = -1;
     t->reader[i].labels = aert_alloc(sizeof(float) * d->patch * d->patch, "label patch");
-    rc = t->reader[i].labels ? 0 : -1;
+    t->reader[i].nodata = aert_alloc((size_t)d->patch * d->patch, "no-data patch");
+    rc = t->reader[i].labels && t->reader[i].nodata ? 0 : -1;
   }
   if (rc != 0) {
     aert_tiles_free(t);
@@ -352,24 +387,62 @@ static float class_of(const aert_model *m, float label) {
   return -1.0f;   /* a label the spec does not name counts as no data */
 }
 
-/* Reads one patch: raw band values into x (HWC), class indices into y (may be NULL). */
+/* A label value as a class index; -1 for the ignored label, the label file's NoData value and
+ * values the spec does not name. */
+static float label_class(const aert_model *m, const aert_raster *lab, float label) {
+  if (lab->has_nodata && (double)label == lab->nodata)
+    return -1.0f;
+  return class_of(m, label);
+}
+
+/* Marks in r->nodata the pixels of a layer just read (nb bands at channel off of x) that
+ * its mask calls no data, or whose every band holds its NoData value (as rasterio's dataset
+ * mask: a pixel is valid where any band is). */
+static int mark_nodata(geo_reader *r, aert_raster *layer, int x0, int y0, int p, const float *x,
+                       int C, int off, int nb) {
+  float nd = (float)layer->nodata;
+  for (long i = 0; layer->has_nodata && i < (long)p * p; i++) {
+    int all = 1;
+    for (int b = 0; b < nb && all; b++) {
+      float v = x[i * C + off + b];
+      all = isnan(nd) ? isnan(v) : v == nd;
+    }
+    r->nodata[i] |= all;
+  }
+  if (!layer->mask)
+    return 0;
+  if (aert_raster_read(layer->mask, x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0)
+    return -1;
+  for (long i = 0; i < (long)p * p; i++)
+    r->nodata[i] |= r->labels[i] == 0;
+  return 0;
+}
+
+/* Reads one patch: raw band values into x (HWC), class indices into y (may be NULL; -1
+ * where any layer has no data); r->nodata flags the pixels without data. */
 static int read_patch(aert_tiles *t, geo_reader *r, int tile, int x0, int y0, float *x, float *y) {
   const aert_model *m = t->m;
   int p = m->data.patch, C = m->in_shape[2], off = 0;
   if (reader_open(t, r, tile) != 0)
     return -1;
+  memset(r->nodata, 0, (size_t)p * p);
   for (int j = 0; j < t->n_layers; j++) {
     int nb = t->layer[j].nbands ? t->layer[j].nbands : r->r[j].bands;
-    if (aert_raster_read(&r->r[j], x0, y0, p, p, t->layer[j].band0, nb, x, C, off) != 0)
+    if (aert_raster_read(&r->r[j], x0, y0, p, p, t->layer[j].band0, nb, x, C, off) != 0 ||
+        mark_nodata(r, &r->r[j], x0, y0, p, x, C, off, nb) != 0)
       return -1;
     off += nb;
   }
+  for (long i = 0; i < (long)p * p; i++)   /* no data reads as 0, whatever the file held */
+    for (int c = 0; r->nodata[i] && c < C; c++)
+      x[i * C + c] = 0;
   if (!y)
     return 0;
-  if (aert_raster_read(&r->r[t->n_layers], x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0)
+  aert_raster *lab = &r->r[t->n_layers];
+  if (aert_raster_read(lab, x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0)
     return -1;
   for (long i = 0; i < (long)p * p; i++)
-    y[i] = class_of(m, r->labels[i]);
+    y[i] = r->nodata[i] ? -1.0f : label_class(m, lab, r->labels[i]);
   return 0;
 }
 
@@ -513,7 +586,9 @@ static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
       }
       for (long i = 0; i < np; i++) {
         float lab = t->reader[0].labels[i];
-        if ((int)lab == m->ignore_label)
+        const aert_raster *lr = &t->reader[0].r[t->n_layers];
+        if ((int)lab == m->ignore_label || t->reader[0].nodata[i] ||
+            (lr->has_nodata && (double)lab == lr->nodata))
           continue;
         int cls = (int)class_of(m, lab);
         if (cls < 0)
@@ -589,7 +664,7 @@ int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit,
     rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
                     "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
   memset(ds, 0, sizeof *ds);
-  aert_tiles *t = rc == 0 ? tiles_open(m, path, 0, NULL) : NULL;
+  aert_tiles *t = rc == 0 ? tiles_open(m, path, 0, NULL, NULL) : NULL;
   free(path);
   if (!t)
     return -1;
@@ -626,14 +701,22 @@ void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train,
 }
 
 /* ---- predict over whole tiles --------------------------------------------------------- */
+/* A tile is predicted in rows of windows; only p rows of the tile are held at once (scores,
+ * weights, no-data flags), and finished rows go straight to the output files. */
 typedef struct {
   aert_session *s;
   aert_tiles *t;
   int k, W, H, p, nc, ov;
+  int probs;                   /* 0, or a probability file of AERT_PIX_* + 1 */
   float *acc, *wsum;           /* p rows of the tile from row base: class scores, weights */
+  unsigned char *nodata;       /* p rows from base: 1 where a layer says no data */
   int base;
-  unsigned char *out, *nodata; /* the tile's class map (label values), its no-data mask */
+  unsigned char *out;          /* p rows of the class map (label values) */
+  unsigned char *prob;         /* p rows of probabilities (bytes or floats) */
   float *truth;                /* p rows of labels */
+  signed char *preview;        /* every f-th pixel's class index (-1 no data), pw x ph */
+  int f, pw, ph;
+  aert_cog *map, *prob_cog;
   long correct, counted;
   int quiet;
 } tile_pred;
@@ -644,15 +727,18 @@ static float ramp(int d, int ov) {
   return d >= ov ? 1.0f : (d + 1.0f) / (ov + 1.0f);
 }
 
-/* Window positions along one axis: every stride, the last flush with the edge. */
-static int positions(int size, int p, int stride, int *pos, int cap) {
-  int n = 0;
-  for (int v = 0; n < cap; v += stride) {
-    pos[n++] = v < size - p ? v : size - p;
+/* Window positions along one axis: every stride, the last flush with the edge; NULL when
+ * out of memory. */
+static int *positions(int size, int p, int stride, int *n) {
+  int cap = (size - p) / stride + 2;
+  int *pos = aert_alloc(sizeof(int) * cap, "window positions");
+  *n = 0;
+  for (int v = 0; pos && *n < cap; v += stride) {
+    pos[(*n)++] = v < size - p ? v : size - p;
     if (v >= size - p)
       break;
   }
-  return n;
+  return pos;
 }
 
 /* Runs the model over windows (x positions xs[0..n-1], row y) and adds their softmax
@@ -661,7 +747,7 @@ static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
   aert_session *s = tp->s;
   const aert_model *m = s->w.m;
   geo_reader *r = &tp->t->reader[0];
-  int p = tp->p, C = m->in_shape[2], nc = tp->nc;
+  int p = tp->p, nc = tp->nc;
   for (int b = 0; b < m->batch; b++) {
     float *x = s->w.x + (long)b * m->in_size;
     if (b >= n) {
@@ -670,13 +756,8 @@ static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
     }
     if (read_patch(tp->t, r, tp->k, xs[b], y, x, NULL) != 0)
       return -1;
-    for (int i = 0; i < p * p; i++) {
-      int zero = 1;
-      for (int c = 0; c < C && zero; c++)
-        zero = x[(long)i * C + c] == 0;
-      if (zero)   /* no data: every band 0, as NAIP marks it */
-        tp->nodata[(long)(y + i / p) * tp->W + xs[b] + i % p] = 1;
-    }
+    for (int i = 0; i < p * p; i++)
+      tp->nodata[(long)(y - tp->base + i / p) * tp->W + xs[b] + i % p] |= r->nodata[i];
     normalise(tp->t, x);
   }
   for (int b = 0; b < m->batch; b++)   /* the target is not used: no loss is read */
@@ -703,6 +784,23 @@ static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
   return 0;
 }
 
+static int nodata_label(const aert_model *m) {
+  return m->ignore_label >= 0 ? m->ignore_label : 0;
+}
+
+/* Pixel i of the rows being emitted: its blended probabilities into the probability rows
+ * (254 = 1 as bytes, 255 no data; NaN no data as floats). */
+static void emit_probabilities(tile_pred *tp, long i, int nodata) {
+  float wsum = tp->wsum[i] > 0 ? tp->wsum[i] : 1;
+  for (int c = 0; c < tp->nc; c++) {
+    float v = tp->acc[i * tp->nc + c] / wsum;
+    if (tp->probs == AERT_PIX_F32 + 1)
+      ((float *)tp->prob)[i * tp->nc + c] = nodata ? NAN : v;
+    else
+      tp->prob[i * tp->nc + c] = (unsigned char)(nodata ? 255 : (int)(v * 254 + 0.5f));
+  }
+}
+
 /* Rows base..end-1 are final: their classes go to the map, and beside the tile's labels
  * into the confusion matrix; the accumulator moves down to row end. */
 static int emit_rows(tile_pred *tp, int end) {
@@ -714,19 +812,21 @@ static int emit_rows(tile_pred *tp, int end) {
   geo_reader *r = &tp->t->reader[0];
   if (tp->t->unlabeled)
     for (long i = 0; i < (long)rows * W; i++)
-      tp->truth[i] = (float)(m->ignore_label >= 0 ? m->ignore_label : -1);
+      tp->truth[i] = -1;
   else if (aert_raster_read(&r->r[tp->t->n_layers], 0, tp->base, W, rows, 0, 1, tp->truth, 1, 0) != 0)
     return -1;
   for (long i = 0; i < (long)rows * W; i++) {
-    long at = (long)tp->base * W + i;
-    int best = 0;
+    int best = 0, y = tp->base + (int)(i / W), x = (int)(i % W), nodata = tp->nodata[i];
     for (int c = 1; c < nc; c++)
       if (tp->acc[i * nc + c] > tp->acc[i * nc + best])
         best = c;
-    int truth = (int)class_of(m, tp->truth[i]);
-    tp->out[at] = tp->nodata[at] ? (unsigned char)(m->ignore_label >= 0 ? m->ignore_label : 0)
-                                  : (unsigned char)m->class_ids[best];
-    if (truth >= 0 && !tp->nodata[at]) {
+    int truth = tp->t->unlabeled ? -1 : (int)label_class(m, &r->r[tp->t->n_layers], tp->truth[i]);
+    tp->out[i] = (unsigned char)(nodata ? nodata_label(m) : m->class_ids[best]);
+    if (tp->probs)
+      emit_probabilities(tp, i, nodata);
+    if (y % tp->f == 0 && y / tp->f < tp->ph && x % tp->f == 0 && x / tp->f < tp->pw)
+      tp->preview[(long)(y / tp->f) * tp->pw + x / tp->f] = (signed char)(nodata ? -1 : best);
+    if (truth >= 0 && !nodata) {
       mt->confusion[truth * nc + best]++;
       mt->correct += truth == best;
       mt->counted++;
@@ -734,11 +834,16 @@ static int emit_rows(tile_pred *tp, int end) {
       tp->counted++;
     }
   }
+  if (aert_cog_rows(tp->map, tp->out, rows) != 0 ||
+      (tp->prob_cog && aert_cog_rows(tp->prob_cog, tp->prob, rows) != 0))
+    return -1;
   long keep = (long)(tp->p - rows) * W;
   memmove(tp->acc, tp->acc + (long)rows * W * nc, sizeof(float) * keep * nc);
   memset(tp->acc + keep * nc, 0, sizeof(float) * ((long)rows * W * nc));
   memmove(tp->wsum, tp->wsum + (long)rows * W, sizeof(float) * keep);
   memset(tp->wsum + keep, 0, sizeof(float) * ((long)rows * W));
+  memmove(tp->nodata, tp->nodata + (long)rows * W, (size_t)keep);
+  memset(tp->nodata + keep, 0, (size_t)rows * W);
   tp->base = end;
   return 0;
 }
@@ -750,13 +855,13 @@ static int tile_png(tile_pred *tp, const char *path) {
   enum { BLOCK = 64 };
   const aert_model *m = tp->s->w.m;
   geo_reader *r = &tp->t->reader[0];
-  int W = tp->W, H = tp->H, f = (W > H ? W : H) / 512 + 1, pw = W / f, ph = H / f;
+  int W = tp->W, f = tp->f, pw = tp->pw, ph = tp->ph;
   int nb = r->r[0].bands >= 3 ? 3 : 0;
   float *img = nb ? aert_alloc(sizeof(float) * pw * ph * 3, path) : NULL;
   unsigned char *rgb = nb ? aert_alloc((size_t)pw * ph * 3, path) : NULL;
-  signed char *truth = aert_alloc((size_t)pw * ph, path), *pred = aert_alloc((size_t)pw * ph, path);
+  signed char *truth = aert_alloc((size_t)pw * ph, path);
   float *rows = aert_alloc(sizeof(float) * W * BLOCK * 4, path), hi = 0;
-  int rc = truth && pred && rows && (!nb || (img && rgb)) ? 0 : -1;
+  int rc = truth && rows && (!nb || (img && rgb)) ? 0 : -1;
   for (int y0 = 0; rc == 0 && y0 < ph * f; y0 += BLOCK) {
     int n = ph * f - y0 < BLOCK ? ph * f - y0 : BLOCK;
     for (long i = 0; tp->t->unlabeled && i < (long)W * n; i++)
@@ -768,13 +873,12 @@ static int tile_png(tile_pred *tp, const char *path) {
     for (int y = y0 + (f - y0 % f) % f; rc == 0 && y < y0 + n; y += f)
       for (int x = 0; x < pw; x++) {
         const float *v = rows + ((long)(y - y0) * W + (long)x * f) * 4;
-        long o = (long)(y / f) * pw + x, i = (long)y * W + (long)x * f;
+        long o = (long)(y / f) * pw + x;
         for (int c = 0; c < nb; c++) {
           img[o * 3 + c] = v[c];
           hi = v[c] > hi ? v[c] : hi;
         }
-        truth[o] = (signed char)class_of(m, v[3]);
-        pred[o] = (signed char)(tp->nodata[i] ? -1 : class_of(m, tp->out[i]));
+        truth[o] = (signed char)(tp->t->unlabeled ? -1 : label_class(m, &r->r[tp->t->n_layers], v[3]));
       }
   }
   if (r->r[0].type == AERT_PIX_U8 || hi <= 0)
@@ -784,41 +888,172 @@ static int tile_png(tile_pred *tp, const char *path) {
     rgb[i] = (unsigned char)(u < 0 ? 0 : u > 1 ? 255 : u * 255 + 0.5f);
   }
   if (rc == 0)
-    rc = aert_png_landcover(path, rgb, tp->t->unlabeled ? NULL : truth, pred, pw, ph, m->n_classes,
-                            m->class_names);
+    rc = aert_png_landcover(path, rgb, tp->t->unlabeled ? NULL : truth, tp->preview, pw, ph,
+                            m->n_classes, m->class_names);
   free(img);
   free(rgb);
   free(truth);
-  free(pred);
   free(rows);
   return rc;
 }
 
-static int predict_tile(tile_pred *tp, const char *dir) {
-  aert_tiles *t = tp->t;
-  int p = tp->p, stride = p - tp->ov, xs[4096], ys[4096];
-  int nx = positions(tp->W, p, stride, xs, 4096), ny = positions(tp->H, p, stride, ys, 4096);
-  int B = tp->s->w.m->batch, rc = reader_open(t, &t->reader[0], tp->k);
-  long px = (long)tp->W * tp->H;
-  tp->acc = aert_alloc(sizeof(float) * p * tp->W * tp->nc, "prediction");
-  tp->wsum = aert_alloc(sizeof(float) * p * tp->W, "prediction");
-  tp->truth = aert_alloc(sizeof(float) * p * tp->W, "prediction");
-  tp->out = aert_alloc((size_t)px, "prediction");
-  tp->nodata = aert_alloc((size_t)px, "prediction");
-  if (!tp->acc || !tp->wsum || !tp->truth || !tp->out || !tp->nodata)
-    rc = -1;
+/* ---- the files a prediction writes: a paletted class map, probabilities ------------------ */
+/* What a GIS shows: colours by label value (the class colours, black for no data) and the
+ * class names, per band. */
+typedef struct {
+  uint16_t colormap[3 * 256];
+  char nodata[16];
+  char metadata[4096];
+} map_style;
+
+static void xml_text(char *dst, size_t n, const char *s) {
+  size_t k = strlen(dst);
+  for (; *s && k + 7 < n; s++) {
+    const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;" : NULL;
+    if (e)
+      k += (size_t)snprintf(dst + k, n - k, "%s", e);
+    else
+      dst[k++] = *s, dst[k] = '\0';
+  }
+}
+
+/* GDAL_METADATA items: band descriptions (class names, or "class map"), and for bytes of
+ * probability its scale. */
+static void band_metadata(const aert_model *m, int probs, char *md, size_t n) {
+  snprintf(md, n, "<GDALMetadata>\n");
+  for (int b = 0; b < (probs ? m->n_classes : 1); b++) {
+    snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"DESCRIPTION\" sample=\"%d\" "
+             "role=\"description\">", b);
+    if (!probs)
+      xml_text(md, n, "land cover classes");
+    else
+      xml_text(md, n, m->class_names[b] ? m->class_names[b] : "class");
+    snprintf(md + strlen(md), n - strlen(md), "</Item>\n");
+    if (probs == AERT_PIX_U8 + 1)
+      snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"SCALE\" sample=\"%d\" "
+               "role=\"scale\">%.9g</Item>\n", b, 1.0 / 254);
+  }
+  for (int c = 0; !probs && c < m->n_classes; c++) {
+    snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"CLASS_%d\">", m->class_ids[c]);
+    xml_text(md, n, m->class_names[c] ? m->class_names[c] : "?");
+    snprintf(md + strlen(md), n - strlen(md), "</Item>\n");
+  }
+  snprintf(md + strlen(md), n - strlen(md), "</GDALMetadata>");
+}
+
+static void map_style_init(const aert_model *m, map_style *st) {
+  memset(st, 0, sizeof *st);
+  for (int c = 0; c < m->n_classes; c++) {
+    int v = m->class_ids[c];
+    const unsigned char *rgb = aert_class_colour(c);
+    for (int k = 0; v >= 0 && v < 256 && k < 3; k++)
+      st->colormap[k * 256 + v] = (uint16_t)(rgb[k] * 257);
+  }
+  snprintf(st->nodata, sizeof st->nodata, "%d", nodata_label(m));
+  band_metadata(m, 0, st->metadata, sizeof st->metadata);
+}
+
+/* The class names as GDAL reads them from path.aux.xml: one per value up to the largest. */
+static int write_category_names(const aert_model *m, const char *tif) {
+  char *path = malloc(strlen(tif) + 9);
+  if (!path)
+    return aert_error("out of memory"), -1;
+  sprintf(path, "%s.aux.xml", tif);
+  int top = nodata_label(m);
+  for (int c = 0; c < m->n_classes; c++)
+    top = m->class_ids[c] > top ? m->class_ids[c] : top;
+  aert_atomic a;
+  int rc = aert_atomic_open(&a, path);
+  free(path);
+  if (rc != 0)
+    return -1;
+  fprintf(a.f, "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n");
+  for (int v = 0; v <= top && v < 256; v++) {
+    char name[512] = "";
+    for (int c = 0; c < m->n_classes; c++)
+      if (m->class_ids[c] == v)
+        xml_text(name, sizeof name, m->class_names[c] ? m->class_names[c] : "?");
+    if (v == nodata_label(m) && !name[0])
+      snprintf(name, sizeof name, "no data");
+    fprintf(a.f, "      <Category>%s</Category>\n", name);
+  }
+  fprintf(a.f, "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n");
+  if (ferror(a.f)) {
+    aert_error("cannot write '%s'", a.tmp);
+    aert_atomic_abort(&a);
+    return -1;
+  }
+  return aert_atomic_commit(&a);
+}
+
+/* Opens the class map (and the probabilities) of tile k in dir. */
+static int open_outputs(tile_pred *tp, const char *dir, const map_style *st, char *prob_md) {
+  const aert_model *m = tp->s->w.m;
+  const aert_georef *geo = &tp->t->reader[0].r[0].geo;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s_pred.tif", dir, tp->t->tile[tp->k]);
+  aert_cog_info map = {.width = tp->W, .height = tp->H, .bands = 1, .type = AERT_PIX_U8,
+                       .geo = geo, .nodata = st->nodata, .nodata_value = nodata_label(m),
+                       .colormap = st->colormap, .metadata = st->metadata, .categorical = 1};
+  if (!(tp->map = aert_cog_open(path, &map)))
+    return -1;
+  if (!tp->probs)
+    return 0;
+  snprintf(path, sizeof path, "%s/%s_prob.tif", dir, tp->t->tile[tp->k]);
+  band_metadata(m, tp->probs, prob_md, 8192);
+  aert_cog_info prob = {.width = tp->W, .height = tp->H, .bands = tp->nc, .type = tp->probs - 1,
+                        .geo = geo, .nodata = tp->probs == AERT_PIX_U8 + 1 ? "255" : "nan",
+                        .metadata = prob_md};
+  return (tp->prob_cog = aert_cog_open(path, &prob)) ? 0 : -1;
+}
+
+static int predict_rows(tile_pred *tp, const int *xs, int nx, const int *ys, int ny) {
+  int B = tp->s->w.m->batch, rc = 0;
   tp->base = 0;
   for (int j = 0; rc == 0 && j < ny; j++) {
     rc = emit_rows(tp, ys[j]);
     for (int i = 0; rc == 0 && i < nx; i += B)
       rc = run_windows(tp, xs + i, nx - i < B ? nx - i : B, ys[j]);
   }
+  return rc == 0 ? emit_rows(tp, tp->H) : -1;
+}
+
+static int predict_tile(tile_pred *tp, const char *dir) {
+  aert_tiles *t = tp->t;
+  int p = tp->p, stride = p - tp->ov, nx, ny;
+  int *xs = positions(tp->W, p, stride, &nx), *ys = positions(tp->H, p, stride, &ny);
+  int rc = xs && ys ? reader_open(t, &t->reader[0], tp->k) : -1;
+  size_t bytes = tp->probs == AERT_PIX_F32 + 1 ? sizeof(float) : 1;
+  map_style st;
+  char prob_md[8192];
+  map_style_init(tp->s->w.m, &st);
+  tp->f = (tp->W > tp->H ? tp->W : tp->H) / 512 + 1, tp->pw = tp->W / tp->f, tp->ph = tp->H / tp->f;
+  tp->acc = aert_alloc(sizeof(float) * p * tp->W * tp->nc, "prediction");
+  tp->wsum = aert_alloc(sizeof(float) * p * tp->W, "prediction");
+  tp->truth = aert_alloc(sizeof(float) * p * tp->W, "prediction");
+  tp->nodata = aert_alloc((size_t)p * tp->W, "prediction");
+  tp->out = aert_alloc((size_t)p * tp->W, "prediction");
+  tp->prob = tp->probs ? aert_alloc(bytes * p * tp->W * tp->nc, "probabilities") : NULL;
+  tp->preview = aert_alloc((size_t)tp->pw * tp->ph, "prediction");
+  if (!tp->acc || !tp->wsum || !tp->truth || !tp->nodata || !tp->out || !tp->preview ||
+      (tp->probs && !tp->prob))
+    rc = -1;
   if (rc == 0)
-    rc = emit_rows(tp, tp->H);
-  char path[4096];
+    rc = open_outputs(tp, dir, &st, prob_md);
+  if (rc == 0)
+    rc = predict_rows(tp, xs, nx, ys, ny);
+  if (rc == 0) {
+    rc = aert_cog_close(tp->map);
+    if (tp->prob_cog && aert_cog_close(tp->prob_cog) != 0)
+      rc = -1;
+  } else {
+    aert_cog_abort(tp->map);
+    aert_cog_abort(tp->prob_cog);
+  }
+  char path[4200];
   snprintf(path, sizeof path, "%s/%s_pred.tif", dir, t->tile[tp->k]);
   if (rc == 0)
-    rc = aert_tiff_write(path, tp->W, tp->H, 1, AERT_PIX_U8, tp->out, &t->reader[0].r[0].geo, NULL);
+    rc = write_category_names(tp->s->w.m, path);
   snprintf(path, sizeof path, "%s/%s_pred.png", dir, t->tile[tp->k]);
   if (rc == 0)
     rc = tile_png(tp, path);
@@ -828,11 +1063,15 @@ static int predict_tile(tile_pred *tp, const char *dir) {
   else if (rc == 0 && !t->unlabeled)
     printf("%-24s %dx%d, %d windows: pixel accuracy %.4f -> %s/%s_pred.tif, .png\n", t->tile[tp->k],
            tp->W, tp->H, nx * ny, tp->counted ? (double)tp->correct / tp->counted : NAN, dir, t->tile[tp->k]);
+  free(xs);
+  free(ys);
   free(tp->acc);
   free(tp->wsum);
   free(tp->truth);
-  free(tp->out);
   free(tp->nodata);
+  free(tp->out);
+  free(tp->prob);
+  free(tp->preview);
   return rc;
 }
 
@@ -849,7 +1088,8 @@ int aert_predict_tiles(const aert_model *m, const aert_options *o) {
   if (rc == 0 && (!dir || aert_mkdir_p(dir) != 0))
     rc = -1;
   for (int k = 0; rc == 0 && k < t->n; k++) {
-    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes, .ov = ov};
+    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes, .ov = ov,
+                    .probs = o->probabilities};
     rc = predict_tile(&tp, dir);
   }
   if (rc == 0) {
@@ -868,7 +1108,7 @@ int aert_predict_tiles(const aert_model *m, const aert_options *o) {
 /* `predict --input` of GeoTIFF tiles without labels: a folder of tiles (<tile>_<layer>.tif,
  * named by the first layer's files) or one file of a tile; class maps as above. */
 int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const char *dir,
-                             const char *only) {
+                             const char *only, const char *scene) {
   aert_session s;
   aert_ckpt ck;
   memset(&s, 0, sizeof s);
@@ -884,7 +1124,7 @@ int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const c
   }
   if (rc == 0)
     rc = aert_metrics_init(&s.mt, m->n_classes);
-  aert_tiles *t = rc == 0 ? tiles_open(m, dir, 1, only) : NULL;
+  aert_tiles *t = rc == 0 ? tiles_open(m, dir, 1, only, scene) : NULL;
   if (rc == 0 && !t)
     rc = -1;
   if (rc == 0) {
@@ -899,7 +1139,7 @@ int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const c
     rc = -1;
   for (int k = 0; rc == 0 && k < t->n; k++) {
     tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes,
-                    .ov = ov, .quiet = o->quiet};
+                    .ov = ov, .quiet = o->quiet, .probs = o->probabilities};
     rc = predict_tile(&tp, out);
   }
   if (rc == 0 && !o->quiet)

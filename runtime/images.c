@@ -205,7 +205,7 @@ int aert_png_scatter(const char *path, const float *xy, const int *label, long n
 static const unsigned char lc_colours[6][3] = {
     {0, 90, 200}, {20, 110, 30}, {150, 215, 110}, {175, 135, 90}, {220, 40, 40}, {95, 95, 95}};
 
-static const unsigned char *class_colour(int c) {
+const unsigned char *aert_class_colour(int c) {
   static const unsigned char none[3] = {0, 0, 0};
   return c < 0 ? none : c < 6 ? lc_colours[c] : palette[(c - 6) % 10];
 }
@@ -236,7 +236,7 @@ int aert_png_landcover(const char *path, const unsigned char *rgb, const signed 
         if (p == 0)
           memcpy(o, rgb + i * 3, 3);
         else
-          memcpy(o, class_colour((p == 1 ? truth : pred)[i]), 3);
+          memcpy(o, aert_class_colour((p == 1 ? truth : pred)[i]), 3);
       }
     x0 += pw + gap;
   }
@@ -244,7 +244,7 @@ int aert_png_landcover(const char *path, const unsigned char *rgb, const signed 
     int k = c + 1, x = gap + (k % per_row) * 130, y = top + ph + gap + (k / per_row) * 20;
     static const unsigned char frame[3] = {160, 160, 160};
     fill_rect(img, W, H, x, y, 14, 14, frame);
-    fill_rect(img, W, H, x + 1, y + 1, 12, 12, class_colour(c));
+    fill_rect(img, W, H, x + 1, y + 1, 12, 12, aert_class_colour(c));
     draw_text(img, W, H, x + 20, y + 4, c < 0 ? "no data" : names[c] ? names[c] : "?", 1, black);
   }
   int rc = write_atomic(path, img, W, H, 3);

@@ -353,26 +353,29 @@ static int folder_has_tiffs(const char *dir) {
   return found;
 }
 
-/* GeoTIFF tiles for a model that reads them: a folder of tiles, or one file <tile>_<layer>.tif
- * of a tile whose other layers lie beside it. Returns 1 when path is not GeoTIFF. */
+/* GeoTIFF tiles for a model that reads them: a folder of tiles, one file <tile>_<layer>.tif
+ * of a tile whose other layers lie beside it, or one file of every input band (a scene).
+ * Returns 1 when path is not GeoTIFF. */
 static int predict_tiles(const aert_model *m, const aert_options *o, const char *path) {
   struct stat st;
   if (stat(path, &st) != 0)
     return 1;
   if (S_ISDIR(st.st_mode))
-    return folder_has_tiffs(path) ? aert_predict_tiles_input(m, o, path, NULL) : 1;
+    return folder_has_tiffs(path) ? aert_predict_tiles_input(m, o, path, NULL, NULL) : 1;
   if (!has_suffix(path, ".tif") && !has_suffix(path, ".tiff"))
     return 1;
   char layer[160], suffix[170];
   aert_tiles_first_layer(m, layer, sizeof layer);
   snprintf(suffix, sizeof suffix, "_%s.tif", layer);
   const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-  if (!has_suffix(base, suffix))
-    return aert_error("'%s': a tile's files are named <tile>_<layer>.tif; give the file of its "
-                      "first layer, <tile>%s, with the others beside it", path, suffix), -1;
   char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+  if (!has_suffix(base, suffix)) {   /* one file of every band: a scene */
+    int rc = dir ? aert_predict_tiles_input(m, o, dir, NULL, path) : -1;
+    free(dir);
+    return rc;
+  }
   char *tile = strndup(base, strlen(base) - strlen(suffix));
-  int rc = dir && tile ? aert_predict_tiles_input(m, o, dir, tile) : -1;
+  int rc = dir && tile ? aert_predict_tiles_input(m, o, dir, tile, NULL) : -1;
   free(dir);
   free(tile);
   return rc;

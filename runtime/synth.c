@@ -715,8 +715,10 @@ static int write_tile(const char *dir, int split, int k, int size, uint64_t seed
   g.tiepoint[3] = 400000.0 + (double)k * size;              /* easting of the top-left corner */
   g.tiepoint[4] = 4300000.0 - 100000.0 * split;             /* northing: one row per split */
   g.scale[0] = g.scale[1] = 1.0;
-  aert_tiff_layout tiled = {.tile = 128}, planar = {.planar = 1, .rows_per_strip = 32},
-                   lzw = {.compression = 5 /* COMPRESSION_LZW */, .rows_per_strip = 64};
+  /* the images say where they have no data (0 in every band), as GDAL-made tiles do */
+  aert_tiff_layout tiled = {.tile = 128, .nodata = "0"},
+                   planar = {.planar = 1, .rows_per_strip = 32, .nodata = "0"},
+                   lzw = {.compression = 5 /* COMPRESSION_LZW */, .rows_per_strip = 64, .nodata = "0"};
   snprintf(path, sizeof path, "%s/synth_%03d_naip-new.tif", dir, k);
   int rc = aert_tiff_write(path, size, size, 4, AERT_PIX_U8, naip, &g, &tiled);
   snprintf(path, sizeof path, "%s/synth_%03d_landsat-leaf-on.tif", dir, k);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ static const TIFFFieldInfo geo_fields[] = {
   {GEO_KEYS, -1, -1, TIFF_SHORT, FIELD_CUSTOM, 1, 1, "GeoKeyDirectoryTag"},
   {GEO_DOUBLES, -1, -1, TIFF_DOUBLE, FIELD_CUSTOM, 1, 1, "GeoDoubleParamsTag"},
   {GEO_ASCII, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "GeoAsciiParamsTag"},
+  {TIFFTAG_GDAL_NODATA, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "GDALNoDataTag"},
 };
 
 static TIFFExtendProc parent_extender;
@@ -159,6 +161,33 @@ static int read_georef(TIFF *tif, aert_georef *g, const char *path) {
   return 0;
 }
 
+/* The GDAL_NODATA tag (42113): text such as "15", "-9999" or "nan", known to libtiff or not. */
+static void read_nodata(TIFF *tif, aert_raster *r) {
+  const TIFFField *f = TIFFFindField(tif, TIFFTAG_GDAL_NODATA, TIFF_ANY);
+  char *s = NULL, text[64];
+  uint32_t n = 0;
+  if (!f || TIFFFieldDataType(f) != TIFF_ASCII)
+    return;
+  if (!TIFFFieldPassCount(f))
+    TIFFGetField(tif, TIFFTAG_GDAL_NODATA, &s), n = s ? (uint32_t)strlen(s) : 0;
+  else if (TIFFFieldReadCount(f) == TIFF_VARIABLE2)
+    TIFFGetField(tif, TIFFTAG_GDAL_NODATA, &n, &s);
+  else {
+    uint16_t c = 0;
+    TIFFGetField(tif, TIFFTAG_GDAL_NODATA, &c, &s);
+    n = c;
+  }
+  if (!s || n == 0)
+    return;
+  snprintf(text, sizeof text, "%.*s", (int)(n < sizeof text ? n : sizeof text - 1), s);
+  char *end;
+  double v = strtod(text, &end);
+  while (*end == ' ' || *end == '\n')
+    end++;
+  if (end != text && !*end)
+    r->has_nodata = 1, r->nodata = v;
+}
+
 static int write_georef(TIFF *tif, const aert_georef *g) {
   if (g->n_keys > 65535 || g->n_doubles > 65535) {
     snprintf(tiff_msg, sizeof tiff_msg, "%d GeoKeys and %d GeoDoubles are more than a TIFF "
@@ -171,6 +200,69 @@ static int write_georef(TIFF *tif, const aert_georef *g) {
          (g->n_doubles <= 0 || !g->doubles ||
           TIFFSetField(tif, GEO_DOUBLES, g->n_doubles, g->doubles)) &&
          (!g->ascii || TIFFSetField(tif, GEO_ASCII, g->ascii));
+}
+
+/* The EPSG code of a's CRS (projected, else geographic), 0 when it has none or its own. */
+static int epsg_code(const aert_georef *g) {
+  int code = 0;
+  for (int i = 4; g->keys && i + 3 < g->n_keys; i += 4)
+    if ((g->keys[i] == 3072 || (g->keys[i] == 2048 && !code)) && g->keys[i + 1] == 0 &&
+        g->keys[i + 3] > 0 && g->keys[i + 3] < 32767)
+      code = g->keys[i + 3];
+  return code;
+}
+
+static void describe_crs(const aert_georef *g, char *s, size_t n) {
+  int code = epsg_code(g);
+  if (code)
+    snprintf(s, n, "EPSG:%d", code);
+  else
+    snprintf(s, n, g->n_keys ? "a CRS of its own (no EPSG code)" : "no CRS");
+}
+
+static int same_crs(const aert_georef *a, const aert_georef *b) {
+  if (epsg_code(a) || epsg_code(b))
+    return epsg_code(a) == epsg_code(b);
+  return a->n_keys == b->n_keys && a->n_doubles == b->n_doubles &&
+         (!a->n_keys || !memcmp(a->keys, b->keys, sizeof(uint16_t) * a->n_keys)) &&
+         (!a->n_doubles || !memcmp(a->doubles, b->doubles, sizeof(double) * a->n_doubles));
+}
+
+/* Origin x, y and pixel width, height as GDAL prints them (height negative for north up). */
+static void geotransform(const aert_georef *g, double t[4]) {
+  t[0] = g->tiepoint[3] - g->tiepoint[0] * g->scale[0];
+  t[1] = g->tiepoint[4] + g->tiepoint[1] * g->scale[1];
+  t[2] = g->scale[0], t[3] = -g->scale[1];
+}
+
+static int near(double a, double b) {
+  return fabs(a - b) <= 1e-9 * (fabs(a) > fabs(b) ? fabs(a) : fabs(b)) + 1e-12;
+}
+
+int aert_georef_compare(const aert_georef *a, const aert_georef *b, char *why, size_t n) {
+  char ca[64], cb[64];
+  if (!same_crs(a, b)) {
+    describe_crs(a, ca, sizeof ca), describe_crs(b, cb, sizeof cb);
+    snprintf(why, n, "the CRS is %s in one and %s in the other", ca, cb);
+    return 1;
+  }
+  int ga = a->has_tiepoint && a->has_scale, gb = b->has_tiepoint && b->has_scale;
+  double ta[4] = {0}, tb[4] = {0};
+  if (ga)
+    geotransform(a, ta);
+  if (gb)
+    geotransform(b, tb);
+  if (ga != gb || (ga && !(near(ta[0], tb[0]) && near(ta[1], tb[1]) && near(ta[2], tb[2]) &&
+                           near(ta[3], tb[3])))) {
+    snprintf(why, n, "the origin and pixel size are %s in one and %s in the other",
+             ga ? "" : "missing", gb ? "" : "missing");
+    if (ga && gb)
+      snprintf(why, n, "the origin and pixel size are (%.6f, %.6f) %g x %g in one and "
+               "(%.6f, %.6f) %g x %g in the other", ta[0], ta[1], ta[2], ta[3], tb[0], tb[1],
+               tb[2], tb[3]);
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- opening: what the file holds, and whether this reader takes it ------------------ */
@@ -217,10 +309,17 @@ static int describe(aert_raster *r, TIFF *tif, const char *path) {
   if (w == 0 || h == 0 || w > INT_MAX || h > INT_MAX || spp == 0 || depth != 1)
     return aert_error("'%s': an image of %u x %u pixels, %u bands and depth %u is not supported",
                       path, w, h, spp, depth), -1;
-  if (bits == 1 || photo == PHOTOMETRIC_PALETTE)
-    return aert_error("'%s': %s images are not supported (bands of 8 to 64-bit numbers are)", path,
-                      bits == 1 ? "1-bit (bilevel)" : "palette (colour-mapped)"), -1;
-  if (pixel_type(format, bits, &r->type) != 0)
+  if (bits == 1 && !(r->is_mask && spp == 1))
+    return aert_error("'%s': 1-bit (bilevel) images are not supported (bands of 8 to 64-bit "
+                      "numbers are, and 1-bit masks)", path), -1;
+  if (photo == PHOTOMETRIC_PALETTE && spp != 1)
+    return aert_error("'%s': a palette image of %u bands is not supported (one band of indices "
+                      "is)", path, spp), -1;
+  r->paletted = photo == PHOTOMETRIC_PALETTE;   /* read as the indices themselves */
+  r->packed_row = bits == 1 ? 1 : 0;           /* set to bytes per row below */
+  if (bits == 1)
+    r->type = AERT_PIX_U8;   /* a mask: each bit widened to a byte, 0 or 1 */
+  else if (pixel_type(format, bits, &r->type) != 0)
     return aert_error("'%s': %u-bit %s samples are not supported (8-bit unsigned, 16 or 32-bit "
                       "integer and 32 or 64-bit float are)", path, bits, format_name(format)), -1;
   if (photo == PHOTOMETRIC_LOGL || photo == PHOTOMETRIC_LOGLUV)
@@ -259,6 +358,8 @@ static int describe(aert_raster *r, TIFF *tif, const char *path) {
                       (double)pixels * per_pixel * slots / (1 << 20)), -1;
   uint64_t bytes = pixels * per_pixel;
   r->chunk_bytes = (long)bytes;
+  if (r->packed_row)
+    r->packed_row = (int)((tw + 7) / 8), bytes = (uint64_t)r->packed_row * th;
   uint64_t theirs = r->tiled ? TIFFTileSize64(tif) : TIFFStripSize64(tif);
   uint64_t across = r->tiled ? ((uint64_t)w + tw - 1) / tw : 1, down = ((uint64_t)h + th - 1) / th;
   uint64_t count = r->tiled ? TIFFNumberOfTiles(tif) : TIFFNumberOfStrips(tif);
@@ -267,10 +368,14 @@ static int describe(aert_raster *r, TIFF *tif, const char *path) {
                       "%llu bytes, expected %llu of %llu", path, (unsigned long long)count,
                       r->tiled ? "tiles" : "strips", (unsigned long long)theirs,
                       (unsigned long long)(across * down * slots), (unsigned long long)bytes), -1;
+  read_nodata(tif, r);
   return read_georef(tif, &r->geo, path);
 }
 
 static int finish_open(aert_raster *r, TIFF *tif, const char *path) {
+  int is_mask = r->is_mask;
+  memset(r, 0, sizeof *r);
+  r->is_mask = is_mask;
   r->tif = tif;
   r->chunk_id = -1;
   if (!(r->path = strdup(path)))
@@ -280,25 +385,6 @@ static int finish_open(aert_raster *r, TIFF *tif, const char *path) {
     return -1;
   }
   return 0;
-}
-
-int aert_raster_open(aert_raster *r, const char *path) {
-  memset(r, 0, sizeof *r);
-  r->chunk_id = -1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return aert_error("cannot read '%s': %s", path, strerror(errno)), -1;
-  TIFFOpenOptions *o = open_options();
-  TIFF *tif = o ? TIFFFdOpenExt(fd, path, "r", o) : NULL;
-  if (o)
-    TIFFOpenOptionsFree(o);
-  if (!tif) {
-    close(fd);
-    if (o)
-      aert_error("'%s' is not a TIFF file libtiff can read: %s", path, reason());
-    return -1;
-  }
-  return finish_open(r, tif, path);
 }
 
 /* A TIFF held in memory (the fuzzer's input): libtiff maps it as if it were a file. */
@@ -344,26 +430,87 @@ static int mem_map(thandle_t h, void **base, toff_t *size) {
 
 static void mem_unmap(thandle_t h, void *base, toff_t size) {}
 
-/* Opens the TIFF in data[0..size), which must outlive the raster; name is for messages. */
-int aert_raster_open_mem(aert_raster *r, const char *name, const void *data, size_t size) {
-  memset(r, 0, sizeof *r);
-  r->chunk_id = -1;
-  mem_file *m = aert_alloc(sizeof *m, name);
-  TIFFOpenOptions *o = m ? open_options() : NULL;
-  if (!o)
-    return free(m), -1;
-  m->data = data, m->size = size;
-  TIFF *tif = TIFFClientOpenExt(name, "r", m, mem_read, mem_write, mem_seek, mem_close, mem_size,
-                                mem_map, mem_unmap, o);
-  TIFFOpenOptionsFree(o);
+/* A handle on the file at path, or on the TIFF in data[0..size) when data is not NULL
+ * (libtiff reads it as if it were a file); NULL after saying why. */
+static TIFF *open_tiff(const char *path, const void *data, size_t size) {
+  mem_file *m = data ? aert_alloc(sizeof *m, path) : NULL;
+  int fd = data ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+  if (data ? !m : fd < 0)
+    return data ? NULL : (aert_error("cannot read '%s': %s", path, strerror(errno)), NULL);
+  TIFFOpenOptions *o = open_options();
+  TIFF *tif = NULL;
+  if (o && m) {
+    m->data = data, m->size = size;
+    tif = TIFFClientOpenExt(path, "r", m, mem_read, mem_write, mem_seek, mem_close, mem_size,
+                            mem_map, mem_unmap, o);
+  } else if (o)
+    tif = TIFFFdOpenExt(fd, path, "r", o);
+  if (o)
+    TIFFOpenOptionsFree(o);
   if (!tif) {
     free(m);
-    return aert_error("'%s' is not a TIFF file libtiff can read: %s", name, reason()), -1;
+    if (fd >= 0)
+      close(fd);
+    if (o)
+      aert_error("'%s' is not a TIFF file libtiff can read: %s", path, reason());
   }
-  return finish_open(r, tif, name);
+  return tif;
+}
+
+/* GDAL keeps a dataset's mask as a later directory of the same size marked as a mask
+ * (NewSubfileType 4): opened on a second handle as r->mask, or none. */
+static int open_mask(aert_raster *r, const char *path, const void *data, size_t size) {
+  TIFF *tif = open_tiff(path, data, size);
+  if (!tif)
+    return -1;
+  for (int dir = 1; dir < 64 && TIFFReadDirectory(tif); dir++) {
+    uint32_t type = 0, w = 0, h = 0;
+    TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &type);
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    if (type != FILETYPE_MASK || (int)w != r->width || (int)h != r->height)
+      continue;
+    if (!(r->mask = aert_alloc(sizeof *r->mask, path)))
+      break;
+    r->mask->is_mask = 1;
+    if (finish_open(r->mask, tif, path) != 0) {
+      free(r->mask);
+      r->mask = NULL;
+      return aert_error("'%s': its mask (directory %d) cannot be read", path, dir), -1;
+    }
+    return 0;
+  }
+  TIFFClose(tif);
+  return 0;
+}
+
+static int open_raster(aert_raster *r, const char *path, const void *data, size_t size) {
+  memset(r, 0, sizeof *r);
+  r->chunk_id = -1;
+  TIFF *tif = open_tiff(path, data, size);
+  if (!tif || finish_open(r, tif, path) != 0)
+    return -1;
+  if (open_mask(r, path, data, size) != 0) {
+    aert_raster_close(r);
+    return -1;
+  }
+  return 0;
+}
+
+int aert_raster_open(aert_raster *r, const char *path) {
+  return open_raster(r, path, NULL, 0);
+}
+
+/* Opens the TIFF in data[0..size), which must outlive the raster; name is for messages. */
+int aert_raster_open_mem(aert_raster *r, const char *name, const void *data, size_t size) {
+  return open_raster(r, name, data, size);
 }
 
 void aert_raster_close(aert_raster *r) {
+  if (r->mask) {
+    aert_raster_close(r->mask);
+    free(r->mask);
+  }
   if (r->tif)
     TIFFClose(r->tif);
   free(r->path);
@@ -393,6 +540,14 @@ static int alloc_slots(aert_raster *r) {
   return 0;
 }
 
+/* 1-bit rows (bytes_per_row apart, first pixel in the high bit) widened in place to one
+ * byte per pixel, w apart: from the last pixel back, no byte is written before it is read. */
+static void widen_bits(unsigned char *buf, int w, int bytes_per_row, int rows) {
+  for (long y = rows - 1; y >= 0; y--)
+    for (long x = w - 1; x >= 0; x--)
+      buf[y * w + x] = (buf[y * bytes_per_row + x / 8] >> (7 - x % 8)) & 1;
+}
+
 /* The decoded strip or tile at chunk column cx, row cy of plane p (0 when chunky). */
 static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
   TIFF *tif = r->tif;
@@ -408,7 +563,8 @@ static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
   tiff_msg[0] = '\0';
   long rows = r->height - (long)cy * r->chunk_h < r->chunk_h ? r->height - (long)cy * r->chunk_h
                                                                : r->chunk_h;
-  long need = r->tiled ? r->chunk_bytes : r->chunk_bytes / r->chunk_h * rows;
+  long row_bytes = r->packed_row ? r->packed_row : r->chunk_bytes / r->chunk_h;
+  long need = row_bytes * (r->tiled ? r->chunk_h : rows);
   tmsize_t got = r->tiled ? TIFFReadEncodedTile(tif, (uint32_t)id, buf, r->chunk_bytes)
                           : TIFFReadEncodedStrip(tif, (uint32_t)id, buf, r->chunk_bytes);
   if (got < need) {
@@ -430,6 +586,8 @@ static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
                tiff_msg[0] && !strstr(why, "file ends") ? tiff_msg : why);
     return NULL;
   }
+  if (r->packed_row)
+    widen_bits(buf, r->chunk_w, r->packed_row, r->tiled ? r->chunk_h : (int)rows);
   ids[slot] = r->chunk_id = id;
   return buf;
 }
@@ -603,7 +761,8 @@ int aert_tiff_write(const char *path, int width, int height, int bands, aert_pix
   if (o)
     TIFFOpenOptionsFree(o);
   int ok = tif && set_layout(tif, width, height, bands, type, &l, rps, comp) &&
-           (!geo || write_georef(tif, geo));
+           (!geo || write_georef(tif, geo)) &&
+           (!l.nodata || TIFFSetField(tif, TIFFTAG_GDAL_NODATA, l.nodata));
   if (ok && write_chunks(tif, hwc, width, height, bands, pixel_bytes[type], &l, rps) != 0)
     ok = 0;
   if (ok && !TIFFFlush(tif))

@@ -188,10 +188,13 @@ for f in "$g"/labelled/predictions/*_pred.tif; do
 done
 cmp -s "$g/labelled/predictions/synth_001_pred.tif" "$g/file/predictions/synth_001_pred.tif" || fail "GeoTIFF --input of one file"
 [ -s "$g/folder/predictions/synth_000_pred.png" ] || fail "GeoTIFF --input wrote no picture"
-cp "$g/new/synth_000_naip-new.tif" "$g/tile.tif"
-pfail bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/tile.tif" --out "$in/o"
-grep -q "tile.tif': a tile's files are named <tile>_<layer>.tif" "$in/err.txt" || fail "a badly named tile: $(cat "$in/err.txt")"
-echo "predict --input of GeoTIFF tiles without labels (a folder, one file): the labelled class maps, byte for byte"
+cp "$g/new/synth_000_naip-new.tif" "$g/tile.tif"   # one file of every input band: a scene
+bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/tile.tif" --out "$g/scene" --quiet
+cmp -s "$g/labelled/predictions/synth_000_pred.tif" "$g/scene/predictions/tile_pred.tif" || fail "GeoTIFF --input of a scene file"
+cp "$g/synth/test/synth_000_lc.tif" "$g/one_band.tif"
+pfail bin/unet_landcover_small predict --ckpt "$d/init.ckpt" --input "$g/one_band.tif" --out "$in/o"
+grep -q "one_band.tif' has 1 band(s), model 'unet_landcover_small' takes 4" "$in/err.txt" || fail "a scene of too few bands: $(cat "$in/err.txt")"
+echo "predict --input of GeoTIFF tiles without labels (a folder, one file, a scene): the labelled class maps, byte for byte"
 
 # 7. ONNX: every example spec, checked by onnx.checker and strict shape inference and run by
 # ONNX Runtime (PyPI, in build/venv) against predict/encode

@@ -40,6 +40,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   aert_raster r;
   if (aert_raster_open_mem(&r, "fuzz.tif", data, size) == 0) {
     read_windows(&r);
+    if (r.mask)   /* GDAL's internal mask: 1-bit rows widened, read like the image */
+      read_windows(r.mask);
     aert_raster_close(&r);
   }
 #else

@@ -526,9 +526,11 @@ Test(tiff, unsupported_sample_kinds_are_refused) {
   write_raw_tiff(path, 1, PHOTOMETRIC_MINISBLACK, SAMPLEFORMAT_UINT);
   char *err = open_error(path);
   cr_assert(strstr(err, "1-bit"), "%s", err);
-  write_raw_tiff(path, 8, PHOTOMETRIC_PALETTE, SAMPLEFORMAT_UINT);
-  err = open_error(path);
-  cr_assert(strstr(err, "palette"), "%s", err);
+  write_raw_tiff(path, 8, PHOTOMETRIC_PALETTE, SAMPLEFORMAT_UINT);   /* read as indices */
+  aert_raster r;
+  cr_assert_eq(aert_raster_open(&r, path), 0);
+  cr_assert(r.paletted && r.type == AERT_PIX_U8 && r.bands == 1);
+  aert_raster_close(&r);
   write_raw_tiff(path, 4, PHOTOMETRIC_MINISBLACK, SAMPLEFORMAT_UINT);
   err = open_error(path);
   cr_assert(strstr(err, "4-bit unsigned samples are not supported"), "%s", err);
@@ -659,4 +661,77 @@ Test(tiff, failed_writes_leave_the_old_file) {
   check_windows(&r, AERT_PIX_F32, img, 0, "kept");
   aert_raster_close(&r);
   free(img), free(path), free(tmp);
+}
+
+/* ---- cloud-optimised GeoTIFFs (cog.c) -------------------------------------------------- */
+
+/* A class map of w x h written row block by row block reads back exactly, with its NoData
+ * value, palette and georeferencing; edge tiles and odd sizes included. */
+static void cog_round_trip(int w, int h, int step) {
+  char *dir = tmp_dir(), *path = path_in(dir, "map.tif");
+  unsigned char *img = malloc((size_t)w * h);
+  cr_assert(img);
+  for (long i = 0; i < (long)w * h; i++)
+    img[i] = (unsigned char)(i % 7 == 3 ? 15 : 1 + (i * 2654435761u >> 7) % 6);
+  static uint16_t map[3 * 256];
+  map[1] = 65535;
+  aert_georef geo = {.has_tiepoint = 1, .has_scale = 1, .tiepoint = {0, 0, 0, 500000, 4100000, 0},
+                     .scale = {2, 2, 0}};
+  aert_cog_info in = {.width = w, .height = h, .bands = 1, .type = AERT_PIX_U8, .geo = &geo,
+                      .nodata = "15", .nodata_value = 15, .colormap = map, .categorical = 1};
+  aert_cog *c = aert_cog_open(path, &in);
+  cr_assert(c);
+  for (int y = 0; y < h; y += step)
+    cr_assert_eq(aert_cog_rows(c, img + (size_t)y * w, h - y < step ? h - y : step), 0);
+  cr_assert_eq(aert_cog_close(c), 0);
+  aert_raster r;
+  cr_assert_eq(aert_raster_open(&r, path), 0);
+  cr_assert(r.width == w && r.height == h && r.tiled && r.chunk_w == 256 && r.paletted);
+  cr_assert(r.has_nodata && r.nodata == 15);
+  cr_assert(r.geo.tiepoint[3] == 500000 && r.geo.scale[0] == 2);
+  float *px = malloc(sizeof(float) * w * h);
+  cr_assert(px);
+  cr_assert_eq(aert_raster_read(&r, 0, 0, w, h, 0, 1, px, 1, 0), 0);
+  for (long i = 0; i < (long)w * h; i++)
+    cr_assert_eq(px[i], img[i], "pixel %ld of %dx%d", i, w, h);
+  aert_raster_close(&r);
+  free(px), free(img), free(path);
+}
+
+Test(cog, class_map_round_trip) {
+  cog_round_trip(600, 300, 48);
+  cog_round_trip(256, 256, 256);
+  cog_round_trip(17, 1000, 5);
+}
+
+Test(cog, rows_must_add_up) {
+  char *dir = tmp_dir(), *path = path_in(dir, "short.tif");
+  aert_cog_info in = {.width = 40, .height = 30, .bands = 2, .type = AERT_PIX_F32};
+  float rows[2 * 40 * 30] = {0};
+  aert_cog *c = aert_cog_open(path, &in);
+  cr_assert(c);
+  cr_assert_eq(aert_cog_rows(c, rows, 29), 0);
+  cr_assert_neq(aert_cog_close(c), 0, "a short image was written");
+  cr_assert_neq(access(path, F_OK), 0, "a short image left a file");
+  c = aert_cog_open(path, &in);
+  cr_assert_neq(aert_cog_rows(c, rows, 31), 0, "more rows than the image has");
+  aert_cog_abort(c);
+  free(path);
+}
+
+Test(cog, georef_compare_names_both_values) {
+  uint16_t k18[] = {1, 1, 0, 1, 3072, 0, 1, 26918}, k17[] = {1, 1, 0, 1, 3072, 0, 1, 26917};
+  aert_georef a = {.has_tiepoint = 1, .has_scale = 1, .tiepoint = {0, 0, 0, 400000, 4200000, 0},
+                   .scale = {1, 1, 0}, .n_keys = 8, .keys = k18};
+  aert_georef b = a;
+  char why[256];
+  cr_assert_eq(aert_georef_compare(&a, &b, why, sizeof why), 0);
+  b.keys = k17;
+  cr_assert_eq(aert_georef_compare(&a, &b, why, sizeof why), 1);
+  cr_assert(strstr(why, "EPSG:26918") && strstr(why, "EPSG:26917"), "%s", why);
+  b.keys = k18, b.tiepoint[3] = 400001;
+  cr_assert_eq(aert_georef_compare(&a, &b, why, sizeof why), 1);
+  cr_assert(strstr(why, "400000.000000") && strstr(why, "400001.000000"), "%s", why);
+  b.tiepoint[3] = 400000, b.has_scale = 0;
+  cr_assert_eq(aert_georef_compare(&a, &b, why, sizeof why), 1);
 }
