@@ -523,7 +523,10 @@ static void scatter_style(const aert_model *m, const aert_options *o, long n, ae
   static const char *const axes[][2] = {{"z1", "z2"}, {"component 1", "component 2"},
                                         {"tsne 1", "tsne 2"}, {"isomap 1", "isomap 2"}};
   int a = !strcmp(method, "raw") ? 0 : !strcmp(method, "pca") ? 1 : !strcmp(method, "tsne") ? 2 : 3;
-  snprintf(title, len, "%s: %s of %ld test latents", m->name, a == 0 ? "latent" : method, n);
+  if (a == 0)
+    snprintf(title, len, "%s: %ld test latents as they are", m->name, n);
+  else
+    snprintf(title, len, "%s: %s of %ld test latents", m->name, method, n);
   *sc = (aert_scatter){.title = title, .xlabel = axes[a][0], .ylabel = axes[a][1]};
   if (a == 0 && aert_is_generative(m)) {
     double span = AERT_LATENT_GRID_SPAN * AERT_LATENT_GRID / (AERT_LATENT_GRID - 1);

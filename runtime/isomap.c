@@ -84,13 +84,15 @@ static int by_size_down(const void *a, const void *b) {
 static void report_pieces(long n, int k, long count, long *size) {
   char list[256] = "";
   qsort(size, (size_t)count, sizeof(long), by_size_down);
-  for (long c = 0; c < count && c < 8; c++) {
+  long shown = count < 8 ? count : 8;
+  for (long c = 0; c < shown; c++) {   /* "600, 300 and 100"; past 8, "..., 2, ..." */
     size_t at = strlen(list);
-    snprintf(list + at, sizeof list - at, "%s%ld", c ? ", " : "", size[c]);
+    const char *sep = c == 0 ? "" : c == count - 1 ? " and " : ", ";
+    snprintf(list + at, sizeof list - at, "%s%ld", sep, size[c]);
   }
   aert_error("isomap: the %d-nearest-neighbour graph of the %ld points is not connected: %ld "
-             "components of %s%s points; no geodesic joins them: raise --neighbors (or map "
-             "with pca or tsne)", k, n, count, list, count > 8 ? ", ..." : "");
+             "components, of %s%s points; no geodesic joins them: raise --neighbors (or map "
+             "with pca or tsne)", k, n, count, list, count > shown ? ", ..." : "");
 }
 
 /* Dijkstra from src with a binary heap of (distance, point); dist is row src of D. */
