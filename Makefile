@@ -136,6 +136,7 @@ test: deps-test
 	tests/sanitize.sh
 	tests/report/run.sh
 	tests/export/run.sh
+	tests/watch/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1
