@@ -489,6 +489,8 @@ typedef struct {
   int failed;
 } aert_buf;
 void aert_buf_put(aert_buf *b, const void *src, size_t n);
+void aert_pb_varint(aert_buf *b, uint64_t v);   /* protobuf: a varint */
+void aert_pb_bytes(aert_buf *b, int field, const void *data, size_t n);   /* a length-delimited field */
 
 /* ---- curves.c: OUT/curves.png ---------------------------------------------------------- */
 /* Draws the run's curves (loss, learning rate, validation metrics per epoch) from its

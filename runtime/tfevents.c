@@ -34,31 +34,14 @@ static void put_le(aert_buf *b, uint64_t v, int bytes) {
   aert_buf_put(b, s, (size_t)bytes);
 }
 
-static void put_varint(aert_buf *b, uint64_t v) {
-  unsigned char s[10];
-  int n = 0;
-  do {
-    s[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  aert_buf_put(b, s, (size_t)n);
-}
-
-/* A length-delimited field (wire type 2). */
-static void put_bytes(aert_buf *b, int field, const void *p, size_t n) {
-  put_varint(b, (uint64_t)field << 3 | 2);
-  put_varint(b, n);
-  aert_buf_put(b, p, n);
-}
-
 /* The Event's head: wall_time (field 1, fixed64) and step (field 2, varint). */
 static void put_event_head(aert_buf *b, double wall, uint64_t step) {
   uint64_t bits;
   memcpy(&bits, &wall, 8);
-  put_varint(b, 1 << 3 | 1);
+  aert_pb_varint(b, 1 << 3 | 1);
   put_le(b, bits, 8);
-  put_varint(b, 2 << 3 | 0);
-  put_varint(b, step);
+  aert_pb_varint(b, 2 << 3 | 0);
+  aert_pb_varint(b, step);
 }
 
 static double wall_time(void) {
@@ -98,7 +81,7 @@ int aert_tfevents_open(aert_tfevents *tb, const char *dir) {
     return aert_tfevents_close(tb), -1;
   aert_buf e = {0};
   put_event_head(&e, wall_time(), 0);
-  put_bytes(&e, 3, "brain.Event:2", 13);
+  aert_pb_bytes(&e, 3, "brain.Event:2", 13);
   int rc = e.failed ? -1 : write_record(tb, &e);
   free(e.p);
   return rc;
@@ -114,13 +97,13 @@ int aert_tfevents_scalars(aert_tfevents *tb, uint64_t step, int n, const char *c
     uint32_t bits;
     memcpy(&bits, &f, 4);
     value.n = 0;
-    put_bytes(&value, 1, tags[i], strlen(tags[i]));
-    put_varint(&value, 2 << 3 | 5);
+    aert_pb_bytes(&value, 1, tags[i], strlen(tags[i]));
+    aert_pb_varint(&value, 2 << 3 | 5);
     put_le(&value, bits, 4);
-    put_bytes(&summary, 1, value.p, value.n);
+    aert_pb_bytes(&summary, 1, value.p, value.n);
   }
   put_event_head(&e, wall_time(), step);
-  put_bytes(&e, 5, summary.p, summary.n);
+  aert_pb_bytes(&e, 5, summary.p, summary.n);
   int rc = summary.failed || value.failed || e.failed
                ? (aert_error("out of memory for a TensorBoard event"), -1)
                : write_record(tb, &e);
