@@ -140,6 +140,7 @@ test: deps-test
 	tests/report/run.sh
 	tests/export/run.sh
 	tests/cuda/run.sh
+	tests/watch/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1

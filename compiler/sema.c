@@ -1005,6 +1005,28 @@ static bool opt_int(sema *s, ae_value *v, const char *what, long lo, long hi, in
   return !v || ae_value_int(s->d, v, what, lo, hi, out);
 }
 
+static const char *resolve_path(sema *s, const char *from, const char *path);
+
+/* A path without "." segments and with "dir/.." pairs removed: "specs/../data" is "data". */
+static const char *normalize_path(sema *s, const char *path) {
+  char *out = ae_strdup(s->a, path), *seg[256];
+  int n = 0, absolute = path[0] == '/';
+  for (char *save = NULL, *p = strtok_r(out, "/", &save); p && n < 256; p = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(p, ".")) continue;
+    if (!strcmp(p, "..") && n > 0 && strcmp(seg[n - 1], "..")) n--;
+    else if (!(strcmp(p, "..") == 0 && absolute && n == 0)) seg[n++] = p;
+  }
+  char *r = ae_strdup(s->a, absolute ? "/" : "");
+  for (int i = 0; i < n; i++) r = ae_sprintf(s->a, "%s%s%s", r, i ? "/" : "", seg[i]);
+  return r[0] ? r : ".";
+}
+
+/* A data folder is relative to the spec's folder, like an import; the model keeps it
+ * relative to the folder aec ran in, which the trainer finds as the parent of its bin/. */
+static const char *data_dir_path(sema *s, const char *dir) {
+  return dir[0] == '/' ? dir : normalize_path(s, resolve_path(s, s->file->src->path, dir));
+}
+
 static void set_source(sema *s, ae_value *v) {
   static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const names[] = {"dir", "train", "train_labels", "test", "test_labels", "layers", "labels",
@@ -1014,7 +1036,7 @@ static void set_source(sema *s, ae_value *v) {
   if (!want_call(s, v, "the data source", kinds, COUNT(kinds)) || !config_args(s, v, names, 11, a)) return;
   dt->source = (char *)v->call->str;
   dt->source_loc = v->loc;
-  opt_str(s, a[0], "dir", &dt->dir);
+  if (opt_str(s, a[0], "dir", &dt->dir) && dt->dir) dt->dir = (char *)data_dir_path(s, dt->dir);
   opt_str(s, a[1], "train", &dt->train);
   opt_str(s, a[2], "train_labels", &dt->train_labels);
   opt_str(s, a[3], "test", &dt->test);

@@ -202,6 +202,7 @@ int aert_init_params(const aert_model *m, float *params, uint64_t seed);
 
 /* ---- ckpt.c: checkpoints --------------------------------------------------------- */
 #define AERT_MAX_BANDS 64
+#define AERT_EPOCH_SUMS (1 + AERT_MAX_LOSS_TERMS)
 struct aert_train_state {
   uint64_t seed, step;   /* run seed; optimizer steps done */
   int epoch, epochs;     /* epochs completed; epochs the run was asked for */
@@ -219,6 +220,8 @@ struct aert_train_state {
   float plateau_best;    /* plateau's best loss */
   int plateau_bad;       /* epochs since plateau_best fell */
   int plateau_cuts;      /* times the plateau factor has cut the learning rate */
+  int n_epoch_sums;      /* > 0 mid-epoch: the sums of the training loss and of each loss term */
+  double epoch_sums[AERT_EPOCH_SUMS];   /* over the epoch's steps so far (train/epoch_sums) */
 };
 
 typedef struct {
@@ -295,15 +298,51 @@ double aert_latent_mean_abs(const aert_latent_stats *ls);
 double aert_latent_near_zero(const aert_latent_stats *ls);    /* fraction of all values */
 long aert_latent_dead(const aert_latent_stats *ls);           /* units near zero everywhere */
 
-/* ---- images.c: PNG grids --------------------------------------------------------- */
+/* ---- plot.c: drawing on an RGB canvas -------------------------------------------- */
+typedef struct {
+  unsigned char *px;   /* w x h x 3 bytes, white when made */
+  int w, h;
+} aert_canvas;
+extern const unsigned char aert_black[3];
+int aert_canvas_new(aert_canvas *c, int w, int h, const char *what);
+int aert_canvas_write(aert_canvas *c, const char *path);   /* a PNG; frees the pixels */
+void aert_fill_rect(aert_canvas *c, int x, int y, int w, int h, const unsigned char *rgb);
+void aert_draw_line(aert_canvas *c, int x0, int y0, int x1, int y1, int width,
+                    const unsigned char *rgb);
+int aert_draw_text(aert_canvas *c, int x, int y, const char *text, int scale,
+                   const unsigned char *rgb);   /* 5x7 font, 7 * scale pixels high */
+int aert_text_width(const char *text, int scale);
+/* A plot area at (x, y), w x h pixels, showing [lo[0], hi[0]] x [lo[1], hi[1]]. */
+typedef struct {
+  int x, y, w, h;
+  double lo[2], hi[2];
+} aert_axes;
+void aert_axis_range(double *lo, double *hi);   /* pads a data range by 5% */
+int aert_axes_x(const aert_axes *a, double v);
+int aert_axes_y(const aert_axes *a, double v);
+void aert_axes_draw(aert_canvas *c, const aert_axes *a, const char *title, const char *xlabel,
+                    int integer_x);
+
+/* ---- images.c: PNG grids, scatter plots, land-cover maps ----------------------------- */
+/* rows x cols tiles (NULL: black), each scaled up by aert_grid_scale, with row_labels[r]
+ * before row r (row_labels NULL: no labels). */
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
-                  int c);
+                  int c, const char *const *row_labels);
+int aert_grid_scale(int h, int w);   /* whole-pixel factor that makes a tile readable */
 /* Bytes of a w x h image, ch 1 (grey) or 3 (RGB), as they are. */
 int aert_png_write(const char *path, const unsigned char *img, int w, int h, int ch);
+const unsigned char *aert_series_colour(int i);   /* tab10 */
 
-/* A 2-d scatter plot (n points xy[2i], xy[2i+1]) coloured by label 0..9 (others grey),
- * scaled to fill the plot, with a legend of the ten colours. */
-int aert_png_scatter(const char *path, const float *xy, const int *label, long n);
+/* A 2-d scatter plot (n points xy[2i], xy[2i+1]) with axes: coloured by label 0..9 (others
+ * grey) with a legend of the classes present when label is non-NULL and some label is >= 0,
+ * one colour otherwise. The range fits the data unless fixed; points outside it are left out. */
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  int fixed;
+  double lo[2], hi[2];
+} aert_scatter;
+int aert_png_scatter(const char *path, const float *xy, const int *label, long n,
+                     const aert_scatter *sc);
 /* Land-cover panels side by side (each optional: an RGB image, the labels, the prediction;
  * maps hold class indices, -1 no data), scaled to at most 512 pixels, over a legend of the
  * class colours and names. */
@@ -317,6 +356,20 @@ int aert_png_landcover(const char *path, const unsigned char *rgb, const signed 
 /* Top-2 principal components (LAPACK dsyev on the covariance): out n x 2; var the variance
  * along each, total the total variance. */
 int aert_pca(const float *x, long n, long d, float *out, double var[2], double *total);
+/* The k nearest neighbours of each of n points (n x d) by brute force: nbr and d2 (squared
+ * distances) n x k, each row a max-heap on the distance. */
+void aert_nearest(const float *x, long n, long d, int k, int *nbr, double *d2);
+
+/* ---- isomap.c: Isomap ---------------------------------------------------------------- */
+/* 2-d Isomap of n points (n x d) over the k-nearest-neighbour graph: out n x 2, ev the two
+ * MDS eigenvalues. A graph in pieces is an error naming the size of each. */
+int aert_isomap(const float *x, long n, long d, int k, float *out, double ev[2]);
+
+/* ---- generate.c: decoding ------------------------------------------------------------ */
+/* sample's latent_grid.png: AERT_LATENT_GRID^2 latents evenly over +-AERT_LATENT_GRID_SPAN. */
+#define AERT_LATENT_GRID 15
+#define AERT_LATENT_GRID_SPAN 2.5
+int aert_is_generative(const aert_model *m);   /* its latent is drawn: sample(mu, logvar) */
 /* t-SNE, exact up to 1000 points and Barnes-Hut above (at most 10,000): perplexity,
  * iterations, initial layout from seed; out n x 2. */
 int aert_tsne(const float *x, long n, long d, float *out, double perplexity, int iters,
@@ -407,7 +460,9 @@ typedef struct aert_options {
   int samples;           /* sample: images drawn (default 64) */
   long from, to;         /* interpolate: test image indices */
   int steps;             /* interpolate: decoded points on the line (default 10) */
-  const char *method;    /* latent: "pca" (default) or "tsne" */
+  const char *method;    /* latent: "pca", "tsne" or "isomap"; NULL: raw for a 2-d latent, else pca */
+  int neighbors;         /* latent --method isomap: k of the neighbour graph (default 10) */
+  const char *tensorboard;   /* train: event files for TensorBoard written here, or NULL */
   long points;           /* latent: test images embedded (0: pca all, tsne 1000) */
   int data_threads;      /* tiles read side by side (default 2) */
   int skip_bad;          /* --bad-tiles skip: leave unreadable tiles out instead of stopping */
@@ -466,6 +521,25 @@ typedef struct {
   int failed;
 } aert_buf;
 void aert_buf_put(aert_buf *b, const void *src, size_t n);
+void aert_pb_varint(aert_buf *b, uint64_t v);   /* protobuf: a varint */
+void aert_pb_bytes(aert_buf *b, int field, const void *data, size_t n);   /* a length-delimited field */
+
+/* ---- curves.c: OUT/curves.png ---------------------------------------------------------- */
+/* Draws the run's curves (loss, learning rate, validation metrics per epoch) from its
+ * train.csv; nothing while the log has no rows. */
+int aert_curves_write(const char *csv_path, const char *png_path);
+
+/* ---- tfevents.c: TensorBoard event files ----------------------------------------------- */
+typedef struct {
+  FILE *f;
+  char *path;
+} aert_tfevents;
+uint32_t aert_crc32c(const unsigned char *p, size_t n);
+int aert_tfevents_open(aert_tfevents *tb, const char *dir);   /* a new file in dir */
+/* One event at step holding the n values (NaN ones left out) as scalars named by tags. */
+int aert_tfevents_scalars(aert_tfevents *tb, uint64_t step, int n, const char *const *tags,
+                          const double *values);
+int aert_tfevents_close(aert_tfevents *tb);
 
 int aert_train(const aert_model *m, const aert_options *o);
 /* The signal (SIGINT, SIGTERM) that stopped the last aert_train, 0 if none did. */

@@ -137,6 +137,20 @@ static int n_states(const aert_optimizer *o) {
   return !o ? 0 : o->kind == AERT_OPT_SGD ? 1 : 2;
 }
 
+/* Mid-epoch, the sums of the epoch's losses so far (tensor train/epoch_sums), so that the
+ * resumed epoch's logged means cover all its steps. Each double travels as two floats, its
+ * float value and the rest, keeping about 48 bits of it. */
+static void put_epoch_sums(aert_buf *b, const aert_train_state *st) {
+  float v[2 * AERT_EPOCH_SUMS];
+  int n = st->n_epoch_sums;
+  for (int i = 0; i < n; i++) {
+    v[2 * i] = (float)st->epoch_sums[i];
+    v[2 * i + 1] = (float)(st->epoch_sums[i] - v[2 * i]);
+  }
+  aert_param row = {.rank = 1, .shape = {2 * n}, .size = 2 * n};
+  put_tensor(b, "train/epoch_sums", &row, v);
+}
+
 static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state *st,
                         const float *params, const aert_optimizer *o) {
   put_str(b, m->name);
@@ -151,7 +165,8 @@ static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state
   put_u64(b, o ? (uint64_t)o->step : 0);
   int norm = st->norm_bands > 0 && st->norm_bands <= AERT_MAX_BANDS;
   int cw = st->n_class_weights > 0 && st->n_class_weights <= AERT_MAX_CLASSES;
-  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw + 2 * st->has_optim));
+  int sums = st->n_epoch_sums > 0 && st->n_epoch_sums <= AERT_EPOCH_SUMS;
+  put_u32(b, (uint32_t)(m->n_params * (1 + n_states(o)) + 2 * norm + cw + 2 * st->has_optim + sums));
   for (int k = 0; k < m->n_params; k++)
     put_tensor(b, m->params[k].name, &m->params[k], params + m->params[k].offset);
   for (int s = 0; s < n_states(o); s++) {
@@ -181,6 +196,23 @@ static void put_payload(aert_buf *b, const aert_model *m, const aert_train_state
     watch_to_row(st, w);
     put_tensor(b, "train/watch", &watch, w);
   }
+  if (sums)
+    put_epoch_sums(b, st);
+}
+
+static int get_epoch_sums(aert_ckpt *ck) {
+  const aert_tensor *t = aert_ckpt_find(ck, "train/epoch_sums");
+  float v[2 * AERT_EPOCH_SUMS];
+  ck->st.n_epoch_sums = 0;
+  if (!t)
+    return 0;
+  if (t->rank != 1 || t->size < 2 || t->size > 2 * AERT_EPOCH_SUMS || t->size % 2 ||
+      aert_ckpt_get(ck, "train/epoch_sums", 1, t->shape, v) != 0)
+    return -1;
+  ck->st.n_epoch_sums = (int)t->size / 2;
+  for (int i = 0; i < ck->st.n_epoch_sums; i++)
+    ck->st.epoch_sums[i] = (double)v[2 * i] + v[2 * i + 1];
+  return 0;
 }
 
 /* What a run carries besides its tensors, when the checkpoint has it: the class weights of
@@ -202,7 +234,7 @@ static int get_norm(aert_ckpt *ck) {
       steering_from_row(v, &ck->st.optim);
     ck->st.has_optim = 1;
   }
-  if (get_watch(ck) != 0)
+  if (get_watch(ck) != 0 || get_epoch_sums(ck) != 0)
     return -1;
   const aert_tensor *mean = aert_ckpt_find(ck, "data/mean"), *sd = aert_ckpt_find(ck, "data/std");
   if (!mean && !sd)

@@ -36,13 +36,15 @@ static const option_t options[] = {
     {"--layout", "L", EXPORT | IMPORT, "aec (default) or torch: PyTorch's names and weight layouts; onnx: nchw (default) or nhwc", 0},
     {"--file", "FILE", INIT | EXPORT | IMPORT, "file written (default under OUT)", 0},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
+    {"--tensorboard", "DIR", TRAIN, "also log every epoch's scalars as TensorBoard event files in DIR", 0},
     {"--profile", "FILE", TRAIN, "time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)", 0},
     {"--n", "N", SAMPLE, "images to draw (default 64)", 0},
     {"--from", "I", INTERP, "test image at the start of the line (default 0)", 0},
     {"--to", "J", INTERP, "test image at the end of the line (default 1)", 0},
     {"--steps", "K", INTERP, "decoded points on the line, ends included (default 10)", 0},
-    {"--method", "M", LATENT, "pca (default) or tsne", 0},
-    {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne)", 0},
+    {"--method", "M", LATENT, "pca, tsne or isomap (default: pca; a 2-d latent is plotted as it is)", 0},
+    {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne and isomap)", 0},
+    {"--neighbors", "K", LATENT, "isomap: nearest neighbours joined in its graph (default 10)", 0},
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
     {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
@@ -59,13 +61,13 @@ static const struct {
   int bit;
   const char *help;
 } commands[] = {
-    {"train", TRAIN, "train the model; writes OUT/best.ckpt, OUT/last.ckpt, OUT/train.csv"},
+    {"train", TRAIN, "train the model; writes OUT/best.ckpt, OUT/last.ckpt, OUT/train.csv, OUT/curves.png"},
     {"eval", EVAL, "test-set loss and metrics; writes OUT/reconstructions.png for image outputs"},
     {"encode", ENCODE, "latent of every test image: OUT/latent.npy and OUT/latent.csv"},
     {"predict", PREDICT, "model output for every test image: OUT/predictions.npy"},
     {"sample", SAMPLE, "decode N(0,1) latent draws: OUT/samples.png (and OUT/latent_grid.png for a 2-d latent)"},
     {"interpolate", INTERP, "decode the line between two test images' latents: OUT/interpolation.png"},
-    {"latent", LATENT, "2-d map of the test latents (PCA or t-SNE): OUT/latent_2d.csv, OUT/latent_2d.png"},
+    {"latent", LATENT, "2-d map of the test latents (PCA, t-SNE or Isomap): OUT/latent_2d.csv, OUT/latent_2d.png"},
     {"init", INIT, "the initialised parameters (step 0) of --seed: OUT/init.ckpt"},
     {"export", EXPORT, "a checkpoint's parameters as safetensors or npz, or the model as ONNX: OUT/<model>[.torch].<format>"},
     {"import", IMPORT, "FILE (safetensors, npz) to a checkpoint: OUT/imported.ckpt; then train --init it"},
@@ -118,6 +120,7 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   else if (!strcmp(flag, "--out")) o->out = val;
   else if (!strcmp(flag, "--ckpt")) o->ckpt = val;
   else if (!strcmp(flag, "--profile")) o->profile = val;
+  else if (!strcmp(flag, "--tensorboard")) o->tensorboard = val;
   else if (!strcmp(flag, "--resume")) o->resume = 1;
   else if (!strcmp(flag, "--force")) o->force = 1;
   else if (!strcmp(flag, "--init")) o->init = val;
@@ -147,8 +150,8 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
   }
   else if (!strcmp(flag, "--method")) {
     o->method = val;
-    if (strcmp(val, "pca") && strcmp(val, "tsne"))
-      return aert_error("--method expects pca or tsne, got '%s'", val), -1;
+    if (strcmp(val, "pca") && strcmp(val, "tsne") && strcmp(val, "isomap"))
+      return aert_error("--method expects pca, tsne or isomap, got '%s'", val), -1;
   }
   else if (!strcmp(flag, "--lr")) {
     char *end;
@@ -169,6 +172,7 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
     else if (!strcmp(flag, "--to")) o->to = n;
     else if (!strcmp(flag, "--steps")) o->steps = (int)n;
     else if (!strcmp(flag, "--points")) o->points = n;
+    else if (!strcmp(flag, "--neighbors")) o->neighbors = (int)(n < 1000 ? n : 1000);
     else if (!strcmp(flag, "--data-threads")) o->data_threads = (int)(n < 64 ? n : 64);
     else if (!strcmp(flag, "--overlap")) o->overlap = (int)(n < 1 << 20 ? n : 1 << 20);
   }
@@ -227,7 +231,7 @@ void aert_prefer_passive_threads(char **argv) {
 }
 
 int aert_main(const aert_model *m, int argc, char **argv) {
-  aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .method = "pca",
+  aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .neighbors = 10,
                     .overlap = -1};
   char out[512];
   int cmd, rc = parse(m, argc, argv, &o, &cmd);

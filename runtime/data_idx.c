@@ -2,8 +2,11 @@
  * the model's shapes; a deterministic per-epoch shuffle, the held-out validation split and
  * fixed-size batches (a partial batch is padded with copies of its last example). */
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "aert_internal.h"
 
@@ -96,10 +99,19 @@ int aert_idx_read(const char *path, aert_idx *idx) {
   return 0;
 }
 
+/* The spec's data folder, relative to the folder aec built in, is found from the trainer's
+ * own place: aec build writes bin/<model> there, so it is the parent of the program's folder.
+ * Then the trainer means the same data wherever it is started. --data is taken as given. */
 const char *aert_data_dir(const aert_model *m, const char *override) {
-  if (override)
-    return override;
-  return m->data.dir ? m->data.dir : AERT_DEFAULT_DATA_DIR;
+  static char resolved[PATH_MAX + 64];
+  const char *dir = m->data.dir ? m->data.dir : AERT_DEFAULT_DATA_DIR;
+  char exe[PATH_MAX];
+  ssize_t n = override || dir[0] == '/' ? -1 : readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (override || n <= 0)
+    return override ? override : dir;
+  exe[n] = 0;
+  snprintf(resolved, sizeof resolved, "%s/%s", dirname(dirname(exe)), dir);
+  return resolved;
 }
 
 /* The images must match a per-example shape: HWC when rank 3, or just the element count. */

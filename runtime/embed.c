@@ -1,8 +1,8 @@
 /* embed.c - 2-d maps of the test latents for the `latent` command: PCA (top-2 eigenvectors
  * of the covariance through LAPACK's dsyev in OpenBLAS) and t-SNE, exact (van der Maaten
  * 2008) for small n, Barnes-Hut above (van der Maaten 2014: affinities over the nearest
- * neighbours, repulsion through a quadtree), written as latent_2d.csv and a scatter plot
- * coloured by class. */
+ * neighbours, repulsion through a quadtree) or Isomap (isomap.c); a 2-d latent as it is.
+ * Written as latent_2d.csv and a scatter plot, coloured by class when there are labels. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 #define TSNE_EARLY 100    /* iterations of early exaggeration (12) */
 #define TSNE_SWITCH 250   /* iterations at momentum 0.5, then 0.8 */
 #define TSNE_ITERS 1000
+#define ISOMAP_MAX 4000   /* isomap holds n x n geodesic distances in doubles: 128 MB */
 
 void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
             double *w, double *work, const int *lwork, int *info);
@@ -166,7 +167,7 @@ static void dense_affinities(const float *x, long n, long d, double perplexity, 
 
 /* The k nearest neighbours of every point by brute force, O(n^2 d): nbr and d2 (squared
  * distances) n x k, each row a max-heap on the distance. */
-static void nearest(const float *x, long n, long d, int k, int *nbr, double *d2) {
+void aert_nearest(const float *x, long n, long d, int k, int *nbr, double *d2) {
 #pragma omp parallel for schedule(dynamic, 16)
   for (long i = 0; i < n; i++) {
     int *hj = nbr + i * k, len = 0;
@@ -217,7 +218,7 @@ static int sparse_affinities(const float *x, long n, long d, double perplexity, 
     free(nbr), free(d2), free(row), free(fill), free(e);
     return -1;
   }
-  nearest(x, n, d, k, nbr, d2);
+  aert_nearest(x, n, d, k, nbr, d2);
   double scale = distance_scale(x, n, d);
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) {
@@ -481,10 +482,63 @@ static int write_csv(const char *path, const float *xy, const int *label, long n
   return aert_atomic_commit(&a);
 }
 
+/* Maps n latents (n x d) to xy by the method asked for; a 2-d latent without --method is
+ * plotted as it is. Says what it did unless quiet. */
+static int map_latents(const aert_model *m, const aert_options *o, const float *z, long n,
+                       float *xy) {
+  long d = m->latent_size;
+  const char *method = o->method ? o->method : d == 2 ? "raw" : "pca";
+  double t0 = aert_now();
+  int rc = 0;
+  if (!strcmp(method, "raw")) {
+    memcpy(xy, z, sizeof(float) * n * 2);
+    if (!o->quiet)
+      printf("the latent is 2-d: %ld latents plotted as they are (--method for a map)\n", n);
+  } else if (!strcmp(method, "tsne")) {
+    rc = aert_tsne(z, n, d, xy, 30.0, TSNE_ITERS, o->seed);
+    if (rc == 0 && !o->quiet)
+      printf("%s t-SNE of %ld latents (%ld-d), perplexity 30, %d iterations: %.1f s\n",
+             n <= TSNE_EXACT ? "exact" : "Barnes-Hut", n, d, TSNE_ITERS, aert_now() - t0);
+  } else if (!strcmp(method, "isomap")) {
+    double ev[2];
+    rc = aert_isomap(z, n, d, o->neighbors, xy, ev);
+    if (rc == 0 && !o->quiet)
+      printf("isomap of %ld latents (%ld-d), %d nearest neighbours: eigenvalues %.4g and %.4g, "
+             "%.1f s\n", n, d, o->neighbors, ev[0], ev[1], aert_now() - t0);
+  } else {
+    double var[2], total;
+    rc = aert_pca(z, n, d, xy, var, &total);
+    if (rc == 0 && !o->quiet)
+      printf("PCA of %ld latents (%ld-d): the two components explain %.1f%% and %.1f%% of the "
+             "variance\n", n, d, 100 * var[0] / total, 100 * var[1] / total);
+  }
+  return rc;
+}
+
+/* The plot's title and axes; a raw 2-d latent of a generative model spans the decoded
+ * plane of `sample` (latent_grid.png) exactly, so the two pictures line up. */
+static void scatter_style(const aert_model *m, const aert_options *o, long n, aert_scatter *sc,
+                          char *title, size_t len) {
+  const char *method = o->method ? o->method : m->latent_size == 2 ? "raw" : "pca";
+  static const char *const axes[][2] = {{"z1", "z2"}, {"component 1", "component 2"},
+                                        {"tsne 1", "tsne 2"}, {"isomap 1", "isomap 2"}};
+  int a = !strcmp(method, "raw") ? 0 : !strcmp(method, "pca") ? 1 : !strcmp(method, "tsne") ? 2 : 3;
+  if (a == 0)
+    snprintf(title, len, "%s: %ld test latents as they are", m->name, n);
+  else
+    snprintf(title, len, "%s: %s of %ld test latents", m->name, method, n);
+  *sc = (aert_scatter){.title = title, .xlabel = axes[a][0], .ylabel = axes[a][1]};
+  if (a == 0 && aert_is_generative(m)) {
+    double span = AERT_LATENT_GRID_SPAN * AERT_LATENT_GRID / (AERT_LATENT_GRID - 1);
+    sc->fixed = 1;
+    sc->lo[0] = sc->lo[1] = -span, sc->hi[0] = sc->hi[1] = span;
+  }
+}
+
 int aert_latent_map(const aert_model *m, const aert_options *o) {
   if (m->latent_size <= 0 || !m->latent)
     return aert_error("model '%s' has no latent to map", m->name), -1;
-  int tsne = o->method && !strcmp(o->method, "tsne");
+  int tsne = o->method && !strcmp(o->method, "tsne"), isomap = o->method && !strcmp(o->method, "isomap");
   aert_session s;
   latents_t l = {NULL, m->latent_size};
   float *xy = NULL;
@@ -492,11 +546,12 @@ int aert_latent_map(const aert_model *m, const aert_options *o) {
   int rc = csv && png ? aert_session_open(&s, m, o) : -1;
   long n = 0;
   if (rc == 0) {
-    n = o->points > 0 ? o->points : tsne ? TSNE_DEFAULT : s.test.n;
+    n = o->points > 0 ? o->points : tsne || isomap ? TSNE_DEFAULT : s.test.n;
     if (n > s.test.n)
       n = s.test.n;
-    if (tsne && n > TSNE_MAX)
-      rc = (aert_error("--points %ld: t-SNE is limited to %d points", n, TSNE_MAX), -1);
+    int cap = tsne ? TSNE_MAX : ISOMAP_MAX;
+    if ((tsne || isomap) && n > cap)
+      rc = (aert_error("--points %ld: %s is limited to %d points", n, o->method, cap), -1);
     s.test.n = n;   /* the first n test images */
   }
   if (rc == 0) {
@@ -504,23 +559,16 @@ int aert_latent_map(const aert_model *m, const aert_options *o) {
     xy = aert_alloc(sizeof(float) * n * 2, "2-d map");
     rc = l.z && xy ? aert_eval_set(&s.w, &s.test, &s.mt, keep_latents, &l) : -1;
   }
-  double t0 = aert_now();
-  if (rc == 0 && tsne) {
-    rc = aert_tsne(l.z, n, l.width, xy, 30.0, TSNE_ITERS, o->seed);
-    if (rc == 0 && !o->quiet)
-      printf("%s t-SNE of %ld latents (%ld-d), perplexity 30, %d iterations: %.1f s\n",
-             n <= TSNE_EXACT ? "exact" : "Barnes-Hut", n, l.width, TSNE_ITERS, aert_now() - t0);
-  } else if (rc == 0) {
-    double var[2], total;
-    rc = aert_pca(l.z, n, l.width, xy, var, &total);
-    if (rc == 0 && !o->quiet)
-      printf("PCA of %ld latents (%ld-d): the two components explain %.1f%% and %.1f%% of the "
-             "variance\n", n, l.width, 100 * var[0] / total, 100 * var[1] / total);
-  }
+  if (rc == 0)
+    rc = map_latents(m, o, l.z, n, xy);
   if (rc == 0)
     rc = write_csv(csv, xy, s.test.label, n);
-  if (rc == 0)
-    rc = aert_png_scatter(png, xy, s.test.label, n);
+  if (rc == 0) {
+    aert_scatter sc;
+    char title[160];
+    scatter_style(m, o, n, &sc, title, sizeof title);
+    rc = aert_png_scatter(png, xy, s.test.label, n, &sc);
+  }
   if (rc == 0 && !o->quiet)
     printf("wrote %s and %s\n", csv, png);
   free(l.z);

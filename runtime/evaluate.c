@@ -180,7 +180,7 @@ static void keep_shown(void *ctx, const aert_workspace *w, long start, int real)
 }
 
 static int write_rows(const aert_model *m, const aert_options *o, const char *name,
-                      const float *rows, int n_rows, long shown) {
+                      const float *rows, int n_rows, long shown, const char *const *labels) {
   int h, w, c;
   const float *tiles[3 * SHOWN] = {0};
   aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
@@ -188,7 +188,7 @@ static int write_rows(const aert_model *m, const aert_options *o, const char *na
     for (long k = 0; k < shown; k++)
       tiles[r * SHOWN + k] = rows + (r * SHOWN + k) * m->in_size;
   char *path = aert_join(o->out, name);
-  int rc = path ? aert_png_grid(path, n_rows, SHOWN, tiles, h, w, c) : -1;
+  int rc = path ? aert_png_grid(path, n_rows, SHOWN, tiles, h, w, c, labels) : -1;
   if (rc == 0 && !o->quiet)
     printf("wrote %s\n", path);
   free(path);
@@ -285,9 +285,11 @@ int aert_eval(const aert_model *m, const aert_options *o) {
     print_eval(m, &s);
     if (sh.ls)
       print_latent_stats(&ls);
-    if (images)
+    if (images) {
+      static const char *const labels[3] = {"input", "output", "target"};
       rc = write_rows(m, o, "reconstructions.png", sh.rows, m->target_kind == AERT_TARGET_IMAGE ? 3 : 2,
-                      sh.shown);
+                      sh.shown, labels);
+    }
   }
   if (rc == 0 && denoise) {
     dn.rows = sh.rows;   /* reused: the reconstructions are written */
@@ -296,7 +298,8 @@ int aert_eval(const aert_model *m, const aert_options *o) {
       printf("denoising      noise stddev %g: noisy input PSNR %.2f dB, reconstruction PSNR %.2f dB\n",
              m->input_noise_stddev, aert_psnr(dn.noisy_sq / dn.values),
              aert_psnr(dn.recon_sq / dn.values));
-      rc = write_rows(m, o, "denoising.png", dn.rows, 3, dn.shown);
+      static const char *const labels[3] = {"noisy", "output", "clean"};
+      rc = write_rows(m, o, "denoising.png", dn.rows, 3, dn.shown, labels);
     }
   }
   free(sh.rows);

@@ -1,13 +1,14 @@
 /* generate.c - the decoder on its own: `sample` decodes N(0,1) latent draws into a grid
  * (and, for a 2-d latent, the decoded latent plane), `interpolate` decodes the straight line
- * between the latents of two test images. Both need the model's decode entry point. */
+ * between the latents of two test images. Both need the model's decode entry point; sample
+ * also needs a generative model, one whose latent is drawn (`sample(mu, logvar)`). */
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
 
 #define COLS 8        /* samples.png columns */
-#define GRID 15       /* latent_grid.png: GRID x GRID points */
-#define GRID_SPAN 2.5 /* ... evenly spaced over [-GRID_SPAN, GRID_SPAN] on each axis */
+#define GRID AERT_LATENT_GRID         /* latent_grid.png: GRID x GRID points */
+#define GRID_SPAN AERT_LATENT_GRID_SPAN /* ... evenly over [-GRID_SPAN, GRID_SPAN] on each axis */
 
 static int need_decode(const aert_model *m) {
   if (m->latent_size > 0 && m->latent && m->decode)
@@ -15,6 +16,24 @@ static int need_decode(const aert_model *m) {
   aert_error("model '%s' has no %s; sample and interpolate need a latent the output is decoded "
              "from", m->name, m->latent_size > 0 ? "decode entry point (regenerate it with this aec)"
                                                  : "latent");
+  return -1;
+}
+
+int aert_is_generative(const aert_model *m) {
+  for (int i = 0; i < m->n_graph; i++)
+    if (m->graph[i].op == AERT_L_SAMPLE)
+      return 1;
+  return 0;
+}
+
+/* N(0,1) draws decode to something meaningful only when training pulled the latents toward
+ * that prior: a plain autoencoder's latents lie anywhere. */
+static int need_generative(const aert_model *m) {
+  if (aert_is_generative(m))
+    return 0;
+  aert_error("model '%s' is not generative: its latent is not drawn from a distribution "
+             "(no sample(mu, logvar) layer trained with kl_normal), so decoded N(0,1) draws "
+             "would not look like data; interpolate and latent work with any latent", m->name);
   return -1;
 }
 
@@ -55,7 +74,7 @@ static int write_grid(const aert_model *m, const aert_options *o, const char *na
     out_hwc(m, &h, &w, &c);
     for (long i = 0; i < n && i < (long)rows * cols; i++)
       tiles[i] = imgs + i * m->out_size;
-    rc = aert_png_grid(path, rows, cols, tiles, h, w, c);
+    rc = aert_png_grid(path, rows, cols, tiles, h, w, c, NULL);
     if (rc == 0 && !o->quiet)
       printf("wrote %s\n", path);
   }
@@ -84,7 +103,7 @@ static int latent_grid(const aert_model *m, const aert_options *o, aert_workspac
 }
 
 int aert_sample(const aert_model *m, const aert_options *o) {
-  if (need_decode(m) != 0)
+  if (need_decode(m) != 0 || need_generative(m) != 0)
     return -1;
   aert_session s;
   long n = o->samples, k = m->latent_size;

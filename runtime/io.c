@@ -210,3 +210,21 @@ void aert_buf_put(aert_buf *b, const void *src, size_t n) {
   memcpy(b->p + b->n, src, n);
   b->n += n;
 }
+
+/* Protobuf's wire format, for the ONNX and TensorBoard writers: a base-128 varint, and a
+ * length-delimited field (wire type 2). */
+void aert_pb_varint(aert_buf *b, uint64_t v) {
+  unsigned char s[10];
+  int n = 0;
+  do {
+    s[n++] = (unsigned char)((v & 127) | (v > 127 ? 128 : 0));
+    v >>= 7;
+  } while (v);
+  aert_buf_put(b, s, (size_t)n);
+}
+
+void aert_pb_bytes(aert_buf *b, int field, const void *data, size_t n) {
+  aert_pb_varint(b, (uint64_t)field << 3 | 2);
+  aert_pb_varint(b, n);
+  aert_buf_put(b, data, n);
+}

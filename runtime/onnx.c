@@ -7,33 +7,17 @@
 #include "aert_internal.h"
 
 /* ---- protobuf: varints, length-delimited fields, nested messages as buffers ---------- */
-static void pb_varint(aert_buf *b, uint64_t v) {
-  unsigned char s[10];
-  int n = 0;
-  do {
-    s[n++] = (unsigned char)((v & 127) | (v > 127 ? 128 : 0));
-    v >>= 7;
-  } while (v);
-  aert_buf_put(b, s, (size_t)n);
-}
-
 static void pb_int(aert_buf *b, int field, int64_t v) {
-  pb_varint(b, (uint64_t)field << 3);
-  pb_varint(b, (uint64_t)v);
-}
-
-static void pb_bytes(aert_buf *b, int field, const void *data, size_t n) {
-  pb_varint(b, (uint64_t)field << 3 | 2);
-  pb_varint(b, n);
-  aert_buf_put(b, data, n);
+  aert_pb_varint(b, (uint64_t)field << 3);
+  aert_pb_varint(b, (uint64_t)v);
 }
 
 static void pb_str(aert_buf *b, int field, const char *s) {
-  pb_bytes(b, field, s, strlen(s));
+  aert_pb_bytes(b, field, s, strlen(s));
 }
 
 static void pb_float(aert_buf *b, int field, float f) {
-  pb_varint(b, (uint64_t)field << 3 | 5);
+  aert_pb_varint(b, (uint64_t)field << 3 | 5);
   aert_buf_put(b, &f, 4);
 }
 
@@ -41,7 +25,7 @@ static void pb_float(aert_buf *b, int field, float f) {
 static void pb_msg(aert_buf *b, int field, aert_buf *child) {
   if (child->failed)
     b->failed = 1;
-  pb_bytes(b, field, child->p, child->n);
+  aert_pb_bytes(b, field, child->p, child->n);
   free(child->p);
   memset(child, 0, sizeof *child);
 }
@@ -101,7 +85,7 @@ static void tensor(onnx_t *g, const char *name, int type, int rank, const long *
     pb_int(&t, 1, dims[i]);
   pb_int(&t, 2, type);
   pb_str(&t, 8, name);
-  pb_bytes(&t, 9, data, bytes);   /* raw_data, little-endian */
+  aert_pb_bytes(&t, 9, data, bytes);   /* raw_data, little-endian */
   pb_msg(&g->graph, 5, &t);
 }
 

@@ -73,6 +73,7 @@ typedef struct {
   aert_train_state st;
   aert_profile profile, *prof;   /* prof: &profile with --profile, else NULL */
   char *out, *last, *best;
+  aert_tfevents tb;                          /* --tensorboard: its event file (f NULL: none) */
   int lock;                                  /* OUT/.lock, held while training (-1: none) */
   double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
   double val_loss;                           /* NaN without a validation set */
@@ -159,6 +160,25 @@ static int optimizer_step(trainer *t, int epoch, long b, long nb) {
   return 1;
 }
 
+/* The loss sums of the epoch so far go into the checkpoint written mid-epoch and come back
+ * from it, so that the epoch's logged means cover the steps before the interruption too.
+ * Returns the batch the means count from: 0, or first for a checkpoint without the sums. */
+static long restore_epoch_sums(trainer *t, long first) {
+  t->loss = 0;
+  memset(t->terms, 0, sizeof t->terms);
+  int have = first > 0 && t->st.n_epoch_sums == 1 + t->m->n_loss_terms;
+  for (int i = 0; have && i < t->st.n_epoch_sums; i++)
+    *(i ? &t->terms[i - 1] : &t->loss) = t->st.epoch_sums[i];
+  t->st.n_epoch_sums = 0;   /* the checkpoints at the end of the epoch carry none */
+  return have ? 0 : first;
+}
+
+static void keep_epoch_sums(trainer *t) {
+  t->st.n_epoch_sums = 1 + t->m->n_loss_terms;
+  for (int i = 0; i < t->st.n_epoch_sums; i++)
+    t->st.epoch_sums[i] = i ? t->terms[i - 1] : t->loss;
+}
+
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
@@ -173,8 +193,7 @@ static int train_epoch(trainer *t, int epoch) {
   aert_progress pr;
   aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
-  t->loss = 0;
-  memset(t->terms, 0, sizeof t->terms);
+  long counted = restore_epoch_sums(t, first);   /* the means count batches counted.. */
   if (aert_loader_start(&t->loader, t->order, first, nb, t->st.seed, epoch) != 0)
     return -1;
   for (long b = first; b < nb; b++) {
@@ -205,9 +224,10 @@ static int train_epoch(trainer *t, int epoch) {
     t->loss += l.total;
     for (int i = 0; i < m->n_loss_terms; i++)
       t->terms[i] += l.term[i];
-    aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), m->batch);
+    aert_progress_step(&pr, b + 1, t->loss / (b + 1 - counted), m->batch);
     if (interrupted && stepped && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
       aert_loader_stop(&t->loader);
+      keep_epoch_sums(t);
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
@@ -219,9 +239,9 @@ static int train_epoch(trainer *t, int epoch) {
   pr.data_wait = t->loader.waited;
   if (t->all.tiles)
     aert_tiles_rate(t->all.tiles, &pr.patches, &pr.read_seconds);
-  t->loss /= nb - first;
+  t->loss /= nb - counted;
   for (int i = 0; i < m->n_loss_terms; i++)
-    t->terms[i] /= nb - first;
+    t->terms[i] /= nb - counted;
   t->val_loss = t->val_acc = t->val_miou = NAN;
   if (t->val.n > 0) {
     aert_metrics mt;
@@ -381,6 +401,29 @@ static int save_epoch(trainer *t, double val) {
   return aert_ckpt_save(t->last, t->m, &t->st, t->w.params, &t->opt);
 }
 
+/* What a person watches: OUT/curves.png redrawn from the log, and with --tensorboard the
+ * epoch's scalars in the event file, at the epoch's number as its step. */
+static int watch_epoch(trainer *t, const char *csv_path, float lr) {
+  const aert_model *m = t->m;
+  char *png = aert_join(t->out, "curves.png");
+  int rc = png ? aert_curves_write(csv_path, png) : -1;
+  free(png);
+  if (rc != 0 || !t->tb.f)
+    return rc;
+  int rank = m->target_rank;
+  const char *tags[5 + AERT_MAX_LOSS_TERMS] = {"train/loss", "val/loss", "lr",
+                                                rank ? "val/pixel_accuracy" : "val/accuracy",
+                                                "val/mean_iou"};
+  double v[5 + AERT_MAX_LOSS_TERMS] = {t->loss, t->val_loss, lr, t->val_acc, t->val_miou};
+  char names[AERT_MAX_LOSS_TERMS][80];
+  int n = 5;
+  for (int i = 0; m->n_loss_terms > 1 && i < m->n_loss_terms; i++, n++) {
+    snprintf(names[i], sizeof names[i], "train/%s", m->loss_term_names[i] ? m->loss_term_names[i] : "term");
+    tags[n] = names[i], v[n] = t->terms[i];
+  }
+  return aert_tfevents_scalars(&t->tb, (uint64_t)t->st.epoch, n, tags, v);
+}
+
 static int run_epochs(trainer *t) {
   const aert_model *m = t->m;
   aert_csv csv;
@@ -403,6 +446,8 @@ static int run_epochs(trainer *t) {
       rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, t->lr, t->loss, t->terms, t->val_loss,
                         t->val_acc, t->val_miou,
                         aert_now() - t0);
+    if (rc == 0)
+      rc = watch_epoch(t, csv.path, t->lr);
     if (rc == 0 && interrupted) {
       printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,
              t->last);
@@ -457,6 +502,8 @@ static int setup(trainer *t) {
   if (t->train.n < m->batch)
     return aert_error("only %ld training examples in '%s', fewer than one batch of %d", t->train.n,
                       dir, m->batch), -1;
+  if (t->o->tensorboard && aert_tfevents_open(&t->tb, t->o->tensorboard) != 0)
+    return -1;
   t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
   if (!t->order || aert_loader_init(&t->loader, m, &t->train) != 0)
     return -1;
@@ -494,6 +541,8 @@ int aert_train(const aert_model *m, const aert_options *o) {
   signal(SIGTERM, previous_term);
   if (t.lock >= 0)
     close(t.lock);
+  if (aert_tfevents_close(&t.tb) != 0 && rc == 0)
+    rc = -1;
   aert_loader_free(&t.loader);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);

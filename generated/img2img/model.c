@@ -842,7 +842,7 @@ static const aert_layer graph[30] = {
 const aert_model aec_model = {
   .name = "img2img",
   .spec_file = "specs/img2img.ae",
-  .spec_hash = "48b7879c02f47520",
+  .spec_hash = "6958be84afcfb71b",
   .batch = 128,
   .in_rank = 3, .in_shape = {28, 28, 1}, .in_size = 784,
   .target_kind = AERT_TARGET_IMAGE,

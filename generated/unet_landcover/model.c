@@ -1433,7 +1433,7 @@ static const aert_layer graph[51] = {
 const aert_model aec_model = {
   .name = "unet_landcover",
   .spec_file = "specs/unet_landcover.ae",
-  .spec_hash = "a280324e66f9033f",
+  .spec_hash = "980c1f6cbacc62bc",
   .batch = 8,
   .in_rank = 3, .in_shape = {256, 256, 24}, .in_size = 1572864,
   .target_kind = AERT_TARGET_CLASSES,

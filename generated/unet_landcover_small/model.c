@@ -870,7 +870,7 @@ static const aert_layer graph[29] = {
 const aert_model aec_model = {
   .name = "unet_landcover_small",
   .spec_file = "specs/unet_landcover_small.ae",
-  .spec_hash = "f6601f04f432fa8a",
+  .spec_hash = "ef2a8a532305edad",
   .batch = 16,
   .in_rank = 3, .in_shape = {64, 64, 4}, .in_size = 16384,
   .target_kind = AERT_TARGET_CLASSES,

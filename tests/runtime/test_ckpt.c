@@ -2,6 +2,7 @@
  * bad magic, one of other tensors; resuming with a changed optimizer; init_from loading and
  * its errors. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -71,6 +72,24 @@ Test(ckpt, round_trip_restores_everything) {
   cr_assert(!memcmp(p2, params, bytes) && !memcmp(o2.m, opt.m, bytes) &&
             !memcmp(o2.v, opt.v, bytes) && o2.step == 1234);
   cr_assert_eq(aert_ckpt_check_model(&ck, &toy_model), 0);
+  aert_ckpt_free(&ck);
+}
+
+/* Mid-epoch, the loss sums so far travel as float pairs that keep about 48 bits. */
+Test(ckpt, epoch_sums_round_trip) {
+  char *p = path_in(dir, "mid.ckpt");
+  aert_train_state st = {.seed = 1, .step = 7, .epochs = 2, .n_epoch_sums = 2,
+                         .epoch_sums = {1234.5678901234, 0.000123456789012}};
+  cr_assert_eq(aert_ckpt_save(p, &toy_model, &st, params, &opt), 0);
+  aert_ckpt ck;
+  cr_assert_eq(aert_ckpt_load(p, &ck), 0);
+  cr_assert_eq(ck.st.n_epoch_sums, 2);
+  for (int i = 0; i < 2; i++)
+    cr_assert(fabs(ck.st.epoch_sums[i] - st.epoch_sums[i]) <= 1e-13 * fabs(st.epoch_sums[i]),
+              "%.17g != %.17g", ck.st.epoch_sums[i], st.epoch_sums[i]);
+  aert_ckpt_free(&ck);
+  cr_assert_eq(aert_ckpt_load(ck_path, &ck), 0);
+  cr_assert_eq(ck.st.n_epoch_sums, 0, "a checkpoint at the end of an epoch has none");
   aert_ckpt_free(&ck);
 }
 

@@ -43,7 +43,7 @@ Test(family, eval_scores_denoising_and_writes_three_rows, .init = cr_redirect_st
   char *p = path_in(d, "denoising.png");
   int w, h;
   png_size(p, &w, &h);
-  cr_assert(w == 8 * 29 - 1 && h == 3 * 29 - 1, "%dx%d", w, h);
+  cr_assert(w == aert_text_width("output", 2) + 16 + 8 * 87 - 3 && h == 3 * 87 - 3, "%dx%d", w, h);
 }
 
 Test(family, denoise_psnr_of_the_noise_itself) {
@@ -101,21 +101,70 @@ Test(family, sample_and_interpolate_pngs, .init = cr_redirect_stdout) {
   int w, h;
   cr_assert_eq(runf("sample --quiet --n 20 --out %s", d), 0);
   png_size(path_in(d, "samples.png"), &w, &h);
-  cr_assert(w == 8 * 29 - 1 && h == 3 * 29 - 1, "samples %dx%d", w, h);
+  cr_assert(w == 8 * 87 - 3 && h == 3 * 87 - 3, "samples %dx%d", w, h);
   cr_assert(access(path_in(d, "latent_grid.png"), F_OK) != 0, "no grid for a 32-d latent");
   cr_assert_eq(runf("interpolate --quiet --from 3 --to 7 --steps 5 --out %s", d), 0);
   png_size(path_in(d, "interpolation.png"), &w, &h);
-  cr_assert(w == 7 * 29 - 1 && h == 28, "interpolation %dx%d", w, h);
+  cr_assert(w == 7 * 87 - 3 && h == 84, "interpolation %dx%d", w, h);
   cr_assert_eq(runf("interpolate --quiet --from 3 --to 10000 --out %s", d), 1);
 }
 
-Test(family, decode_needed) {
+/* What `sample` says refusing model m (exit status 1, nothing written). */
+static char *sample_refusal(const aert_model *m) {
   int rc;
   char *d = tmp_dir(), args[300];
   snprintf(args, sizeof args, "sample --out %s", d);
-  char *err = main_stderr(&toy_model, args, &rc);
+  char *err = main_stderr(m, args, &rc);
   cr_assert_eq(rc, 1);
+  cr_assert(access(path_in(d, "samples.png"), F_OK) != 0);
+  return err;
+}
+
+Test(family, decode_needed) {
+  char *err = sample_refusal(&toy_model);
   cr_assert(strstr(err, "no decode entry point"), "%s", err);
+}
+
+Test(family, sample_refuses_a_model_that_is_not_generative) {
+  char *err = sample_refusal(&toy_plain_ae_model);
+  cr_assert(strstr(err, "model 'toy' is not generative") && strstr(err, "sample(mu, logvar)"), "%s", err);
+}
+
+/* A swiss roll (a 2-d sheet rolled up in 3-d): Isomap unrolls it, its first axis follows
+ * the angle along the roll, which PCA cannot. The numpy reference comparison is in
+ * tests/watch/isomap_check.py. */
+Test(family, isomap_unrolls_a_swiss_roll) {
+  enum { N = 600 };
+  float x[N * 3], out[N * 2];
+  double t[N], ev[2];
+  for (int i = 0; i < N; i++) {
+    t[i] = 1.5 * M_PI * (1 + 2 * aert_uniform(11, (uint64_t)i));
+    x[i * 3] = (float)(t[i] * cos(t[i])), x[i * 3 + 2] = (float)(t[i] * sin(t[i]));
+    x[i * 3 + 1] = 20 * aert_uniform(12, (uint64_t)i);
+  }
+  cr_assert_eq(aert_isomap(x, N, 3, 10, out, ev), 0);
+  double st = 0, su = 0, stt = 0, suu = 0, stu = 0;
+  for (int i = 0; i < N; i++)
+    st += t[i], su += out[i * 2], stt += t[i] * t[i], suu += (double)out[i * 2] * out[i * 2],
+        stu += t[i] * out[i * 2];
+  double r = (stu - st * su / N) / sqrt((stt - st * st / N) * (suu - su * su / N));
+  cr_assert(fabs(r) > 0.99, "correlation of the first axis with the angle: %.4f", r);
+  cr_assert(ev[0] >= ev[1] && ev[1] > 0, "eigenvalues %g %g", ev[0], ev[1]);
+}
+
+Test(family, isomap_names_the_pieces_of_a_disconnected_graph) {
+  enum { N = 30 };
+  float x[N * 2];
+  for (int i = 0; i < N; i++)   /* 20 points near 0, 10 near 1000 */
+    x[i * 2] = (i < 20 ? 0 : 1000) + aert_uniform(3, (uint64_t)i), x[i * 2 + 1] = aert_uniform(4, (uint64_t)i);
+  float out[N * 2];
+  double ev[2];
+  cr_redirect_stderr();
+  cr_assert_eq(aert_isomap(x, N, 2, 5, out, ev), -1);
+  fflush(stderr);
+  cr_assert_stderr_eq_str("aec: isomap: the 5-nearest-neighbour graph of the 30 points is not "
+                          "connected: 2 components, of 20 and 10 points; no geodesic joins them: "
+                          "raise --neighbors (or map with pca or tsne)\n");
 }
 
 Test(family, pca_finds_the_long_axis) {
@@ -155,7 +204,7 @@ Test(family, latent_command_writes_csv_and_scatter, .init = cr_redirect_stdout) 
   int w, h;
   cr_assert_eq(runf("latent --quiet --method pca --points 500 --out %s", d), 0);
   png_size(path_in(d, "latent_2d.png"), &w, &h);
-  cr_assert(w == 690 && h == 620, "%dx%d", w, h);
+  cr_assert(w == 80 + 600 + 20 + 90 && h == 50 + 600 + 50, "%dx%d: axes and a legend", w, h);
   FILE *f = fopen(path_in(d, "latent_2d.csv"), "r");
   char line[200];
   int lines = 0;
@@ -165,6 +214,7 @@ Test(family, latent_command_writes_csv_and_scatter, .init = cr_redirect_stdout) 
   fclose(f);
   cr_assert_eq(lines, 501);
   cr_assert_eq(runf("latent --quiet --method tsne --points 200 --out %s", d), 0);
+  cr_assert_eq(runf("latent --quiet --method isomap --points 300 --out %s", d), 0);
   cr_assert_eq(runf("latent --quiet --method umap --out %s", d), 2);
 }
 

@@ -51,31 +51,75 @@ static void read_png(const char *path, int *w, int *h, int *ch, int x, int y, in
   fclose(f);
 }
 
+/* 28 x 28 tiles are scaled up 3 times (nearest neighbour) with a 3-pixel white gap. */
 Test(images, grid_dimensions_gap_and_clipping) {
   char *d = tmp_dir(), *p = path_in(d, "g.png");
   float a[28 * 28], b[28 * 28];
   for (int i = 0; i < 28 * 28; i++)
     a[i] = 2.0f, b[i] = -1.0f;
+  a[0] = 0.0f;   /* one dark pixel: a 3 x 3 block */
   const float *tiles[6] = {a, b, a, b, a, NULL};
-  cr_assert_eq(aert_png_grid(p, 2, 3, tiles, 28, 28, 1), 0);
+  cr_assert_eq(aert_grid_scale(28, 28), 3);
+  cr_assert_eq(aert_png_grid(p, 2, 3, tiles, 28, 28, 1, NULL), 0);
   int w, h, ch, v;
-  read_png(p, &w, &h, &ch, 0, 0, &v);
-  cr_assert(w == 3 * 29 - 1 && h == 2 * 29 - 1 && ch == 1, "%dx%dx%d", w, h, ch);
+  read_png(p, &w, &h, &ch, 3, 0, &v);
+  cr_assert(w == 3 * 87 - 3 && h == 2 * 87 - 3 && ch == 3, "%dx%dx%d", w, h, ch);
   cr_assert_eq(v, 255, "2.0 clipped to 1");
-  read_png(p, &w, &h, &ch, 29, 0, &v);
+  read_png(p, &w, &h, &ch, 2, 2, &v);
+  cr_assert_eq(v, 0, "pixel (0,0) covers 3 x 3");
+  read_png(p, &w, &h, &ch, 87, 0, &v);
   cr_assert_eq(v, 0, "-1 clipped to 0");
-  read_png(p, &w, &h, &ch, 28, 5, &v);
-  cr_assert_eq(v, 255, "1-px white gap");
+  read_png(p, &w, &h, &ch, 85, 5, &v);
+  cr_assert_eq(v, 255, "white gap");
+}
+
+Test(images, grid_row_labels_before_the_rows) {
+  char *d = tmp_dir(), *p = path_in(d, "l.png");
+  float a[28 * 28] = {0};
+  const float *tiles[2] = {a, a};
+  const char *const labels[2] = {"input", "output"};
+  cr_assert_eq(aert_png_grid(p, 2, 1, tiles, 28, 28, 1, labels), 0);
+  int w, h, ch, v, dark = 0;
+  read_png(p, &w, &h, &ch, 0, 0, &v);
+  int left = aert_text_width("output", 2) + 16;
+  cr_assert(w == left + 84 && h == 2 * 87 - 3, "%dx%d", w, h);
+  for (int x = 8; x < left - 8; x++)   /* the label's strokes cross the row's middle third */
+    for (int y = 36; y < 48; y++) {
+      read_png(p, &w, &h, &ch, x, y, &v);
+      dark += v < 128;
+    }
+  cr_assert(dark > 20, "%d dark label pixels", dark);
+}
+
+Test(images, scatter_without_labels_has_no_legend) {
+  char *d = tmp_dir(), *p = path_in(d, "s.png");
+  float xy[6] = {0, 0, 1, 1, 2, 0.5f};
+  int none[3] = {-1, -1, -1}, some[3] = {-1, 3, 3}, w, h, ch, v;
+  aert_scatter sc = {.title = "t", .xlabel = "x", .ylabel = "y"};
+  cr_assert_eq(aert_png_scatter(p, xy, NULL, 3, &sc), 0);
+  read_png(p, &w, &h, &ch, 0, 0, &v);
+  cr_assert(w == 700 && h == 700, "no legend column: %dx%d", w, h);
+  cr_assert_eq(aert_png_scatter(p, xy, none, 3, &sc), 0);
+  read_png(p, &w, &h, &ch, 0, 0, &v);
+  cr_assert(w == 700, "labels all -1 are no labels: %d", w);
+  cr_assert_eq(aert_png_scatter(p, xy, some, 3, &sc), 0);
+  read_png(p, &w, &h, &ch, 0, 0, &v);
+  cr_assert(w == 790, "a legend: %d", w);
+}
+
+/* The check value of CRC-32C (iSCSI, Castagnoli) for "123456789". */
+Test(tfevents, crc32c_check_value) {
+  cr_assert_eq(aert_crc32c((const unsigned char *)"123456789", 9), 0xe3069283u);
 }
 
 Test(images, rgb_from_first_three_channels) {
   char *d = tmp_dir(), *p = path_in(d, "rgb.png");
   float t[4 * 4 * 5] = {0};
   const float *tiles[1] = {t};
-  cr_assert_eq(aert_png_grid(p, 1, 1, tiles, 4, 4, 5), 0);
+  cr_assert_eq(aert_png_grid(p, 1, 1, tiles, 4, 4, 5, NULL), 0);
   int w, h, ch, v;
   read_png(p, &w, &h, &ch, 0, 0, &v);
-  cr_assert(w == 4 && h == 4 && ch == 3);
+  cr_assert(w == 84 && h == 84 && ch == 3, "%dx%dx%d", w, h, ch);
 }
 
 Test(npy, header_is_numpy_v1) {

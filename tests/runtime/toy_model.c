@@ -133,8 +133,12 @@ const aert_model toy_inf_grad_model = {
     TOY_FIELDS("toy", "00000000deadbeef", toy_forward, inf_backward)};
 
 /* The toy as a denoising model with a decoder entry point, as generated code fills the
- * fields added at the end of aert_model. */
+ * fields added at the end of aert_model; its one-layer graph holds a sampling layer, which
+ * makes it generative for `sample` (its latent is not really drawn: sample only asks). */
+static const aert_layer toy_sampling_graph[1] = {{.op = AERT_L_SAMPLE}};
 const aert_model toy_family_model = {
     TOY_FIELDS("toy", "00000000deadbeef", toy_forward, toy_backward),
     .input_noise_stddev = 0.3f, .input_noise_lo = 0.0f, .input_noise_hi = 1.0f,
-    .decode = toy_decode};
+    .decode = toy_decode, .n_graph = 1, .graph = toy_sampling_graph};
+const aert_model toy_plain_ae_model = {
+    TOY_FIELDS("toy", "00000000deadbeef", toy_forward, toy_backward), .decode = toy_decode};

@@ -12,6 +12,7 @@ extern const aert_model toy_other_model;   /* same tensors, another name and spe
 extern const aert_model toy_nan_loss_model;  /* total loss NaN on the 8th training step */
 extern const aert_model toy_inf_grad_model;  /* gradient of dec.b infinite on the 2nd step */
 extern const aert_model toy_family_model;  /* input noise 0.3 clipped to [0,1], and decode */
+extern const aert_model toy_plain_ae_model;   /* decode, but no sampling layer: not generative */
 
 /* Helpers shared by the tests (helpers.c). */
 char *tmp_dir(void);                                   /* fresh folder under /tmp */
