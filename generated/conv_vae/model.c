@@ -15,7 +15,11 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;   /* the global index of example 0 (shard.first) */
 } run;
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -181,11 +185,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 128
  * forward 0 FLOP, 24.58 KB moved per batch; backward 0 FLOP, 49.15 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward((r->A + 11991552), (r->A + 11995648), (r->A + 11999744), 2048, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward((r->A + 11991552), (r->A + 11995648), (r->A + 11999744), 2048, r->training, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward((r->A + 11993600), (r->A + 11997696), (r->A + 0), (r->A + 11995648), 2048, aert_hash64(r->seed + 4));
+  aert_sample_backward((r->A + 11993600), (r->A + 11997696), (r->A + 0), (r->A + 11995648), 2048, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 /* ---- dense d  (specs/conv_vae.ae:11:7)
@@ -397,12 +401,15 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/conv_vae.ae:16: 1 * bce */
   t = aert_loss_bce((r->A + 11891200), r->X, backward ? (r->A + 8950816) : NULL, 100352, 128.0, 1);
+  denom[0] = 128.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/conv_vae.ae:16: 1 * kl_normal */
   t = aert_loss_kl_normal((r->A + 11991552), (r->A + 11995648), backward ? (r->A + 11993600) : NULL, backward ? (r->A + 11997696) : NULL, 2048, 128, 1);
+  denom[1] = 128.0;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -419,7 +426,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = {P, NULL, A, X, T, seed, training, shard.first};
   PROFILED(0, 0, conv_e_1_forward(&r));
   PROFILED(1, 0, conv_e_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -436,7 +443,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = {P, G, A, X, T, seed, 1, shard.first};
   memset(G, 0, sizeof(aert_real) * 228208);
   memset(r.A + 11993600, 0, sizeof(aert_real) * 2048);  /* dmu */
   memset(r.A + 11997696, 0, sizeof(aert_real) * 2048);  /* dlogvar */
@@ -461,7 +468,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = {P, NULL, A, NULL, NULL, 0, 0, 0};
   memcpy(A + 11999744, Z, sizeof(aert_real) * 2048);
   dense_d_forward(&r);
   conv_d1_forward(&r);
@@ -521,6 +528,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 10, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 20, .graph = graph, .output_layer = 19, .latent_layer = 8,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1, 1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -15,7 +15,11 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;   /* the global index of example 0 (shard.first) */
 } run;
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
 
 #define AEC_BATCH 128
 #define AEC_IN_SIZE 784
@@ -43,7 +47,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, (r->A + 13968416), 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
+  aert_noise_forward(r->X, (r->A + 13968416), 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
 }
 
 /* ---- conv e.1  (specs/denoising_ae.ae:8:7)
@@ -352,8 +356,10 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/denoising_ae.ae:12: 1 * bce */
   t = aert_loss_bce((r->A + 14068768), r->X, backward ? (r->A + 12964896) : NULL, 100352, 100352.0, 1);
+  denom[0] = 100352.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -370,7 +376,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = {P, NULL, A, X, T, seed, training, shard.first};
   PROFILED(0, 0, gaussian_noise_noisy_forward(&r));
   PROFILED(1, 0, conv_e_1_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -386,7 +392,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = {P, G, A, X, T, seed, 1, shard.first};
   memset(G, 0, sizeof(aert_real) * 28368);
   memset(r.A + 12964896, 0, sizeof(aert_real) * 100352);  /* dy */
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
@@ -453,6 +459,7 @@ const aert_model aec_model = {
   .input_noise_stddev = 0.3, .input_noise_lo = 0, .input_noise_hi = 1,
   .n_timed = 9, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 16, .graph = graph, .output_layer = 15, .latent_layer = -1,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

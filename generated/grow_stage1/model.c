@@ -15,7 +15,11 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;   /* the global index of example 0 (shard.first) */
 } run;
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -66,8 +70,10 @@ static void dense_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/grow_stage1.ae:12: 1 * bce */
   t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 200704.0, 1);
+  denom[0] = 200704.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -84,7 +90,7 @@ static double profile_ms[3][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = {P, NULL, A, X, T, seed, training, shard.first};
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_y_forward(&r));
   aert_real loss;
@@ -94,7 +100,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = {P, G, A, X, T, seed, 1, shard.first};
   memset(G, 0, sizeof(aert_real) * 402448);
   memset(r.A + 200704, 0, sizeof(aert_real) * 200704);  /* dy */
   PROFILED(2, 1, compute_loss(&r, NULL, 1));
@@ -105,7 +111,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = {P, NULL, A, NULL, NULL, 0, 0, 0};
   memcpy(A + 401408, Z, sizeof(aert_real) * 65536);
   dense_y_forward(&r);
 }
@@ -147,6 +153,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 3, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 5, .graph = graph, .output_layer = 4, .latent_layer = 2,
+  .spec_batch = 256, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

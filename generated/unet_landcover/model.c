@@ -15,7 +15,11 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;   /* the global index of example 0 (shard.first) */
 } run;
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
 
 #define AEC_BATCH 8
 #define AEC_IN_SIZE 1572864
@@ -1152,8 +1156,9 @@ static void conv_logits_backward(const run *r) {
 static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/unet_landcover.ae:22: 1 * softmax_xent */
-  t = aert_loss_softmax_xent((r->A + 71303168), r->T, backward ? (r->A + 33554432) : NULL, 524288, 6, class_weights_0, 0, 8, 1, (r->A + 92012544));
+  t = aert_loss_softmax_xent((r->A + 71303168), r->T, backward ? (r->A + 33554432) : NULL, 524288, 6, class_weights_0, 0, 8, 1, (r->A + 92012544), &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -1170,7 +1175,7 @@ static double profile_ms[24][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = {P, NULL, A, X, T, seed, training, shard.first};
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -1201,7 +1206,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = {P, G, A, X, T, seed, 1, shard.first};
   memset(G, 0, sizeof(aert_real) * 1965744);
   memset(r.A + 33554432, 0, sizeof(aert_real) * 3145728);  /* dlogits */
   PROFILED(23, 1, compute_loss(&r, NULL, 1));
@@ -1343,6 +1348,7 @@ const aert_model aec_model = {
   .n_timed = 24, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .set_class_weights = model_set_class_weights,
   .n_graph = 51, .graph = graph, .output_layer = 50, .latent_layer = -1,
+  .spec_batch = 8, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -15,7 +15,11 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;   /* the global index of example 0 (shard.first) */
 } run;
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
 
 #define AEC_BATCH 256
 #define AEC_IN_SIZE 784
@@ -110,11 +114,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 256
  * forward 0 FLOP, 49.15 KB moved per batch; backward 0 FLOP, 98.30 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward((r->A + 663552), (r->A + 671744), (r->A + 679936), 4096, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward((r->A + 663552), (r->A + 671744), (r->A + 679936), 4096, r->training, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward((r->A + 667648), (r->A + 675840), (r->A + 233472), (r->A + 671744), 4096, aert_hash64(r->seed + 4));
+  aert_sample_backward((r->A + 667648), (r->A + 675840), (r->A + 233472), (r->A + 671744), 4096, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 /* ---- dense y.1  (specs/vae.ae:12:7)
@@ -168,12 +172,15 @@ static void dense_y_3_backward(const run *r) {
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/vae.ae:14: 1 * bce */
   t = aert_loss_bce((r->A + 0), r->X, backward ? (r->A + 200704) : NULL, 200704, 256.0, 1);
+  denom[0] = 256.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae.ae:14: 1 * kl_normal */
   t = aert_loss_kl_normal((r->A + 663552), (r->A + 671744), backward ? (r->A + 667648) : NULL, backward ? (r->A + 675840) : NULL, 4096, 256, 1);
+  denom[1] = 256.0;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -190,7 +197,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = {P, NULL, A, X, T, seed, training};
+  const run r = {P, NULL, A, X, T, seed, training, shard.first};
   PROFILED(0, 0, dense_h_1_forward(&r));
   PROFILED(1, 0, dense_h_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -206,7 +213,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = {P, G, A, X, T, seed, 1};
+  const run r = {P, G, A, X, T, seed, 1, shard.first};
   memset(G, 0, sizeof(aert_real) * 474672);
   memset(r.A + 667648, 0, sizeof(aert_real) * 4096);  /* dmu */
   memset(r.A + 675840, 0, sizeof(aert_real) * 4096);  /* dlogvar */
@@ -229,7 +236,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = {P, NULL, A, NULL, NULL, 0, 0};
+  const run r = {P, NULL, A, NULL, NULL, 0, 0, 0};
   memcpy(A + 679936, Z, sizeof(aert_real) * 4096);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
@@ -282,6 +289,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 9, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 14, .graph = graph, .output_layer = 13, .latent_layer = 7,
+  .spec_batch = 256, .ranks = 1, .shard = &shard, .loss_term_weight = {1, 1},
 };
 
 #ifndef AEC_NO_MAIN
