@@ -147,6 +147,8 @@ test: deps-test
 	tests/sanitize.sh
 	tests/report/run.sh
 	tests/export/run.sh
+	tests/mpi/run.sh
+	tests/slurm/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1

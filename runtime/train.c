@@ -242,10 +242,12 @@ static int train_epoch(trainer *t, int epoch, float lr) {
     aert_progress_step(&pr, b + 1, t->loss / (b + 1 - first), (int)t->global_batch);
     if (stop_requested(t) && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
       aert_loader_stop(&t->loader);
-      if (t->rank > 0)
-        return 1;
+      if (t->rank > 0)   /* the others leave once rank 0 has written (a launcher may end the
+                            job when the first rank exits with 128 + the signal) */
+        return aert_dist_barrier(), 1;
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
+      aert_dist_barrier();
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
              (unsigned long long)t->st.step, epoch + 1, b + 1, nb, t->last);
       return 1;
