@@ -122,6 +122,10 @@ bench: all
 	sh scripts/install-deps.sh torch
 	bench/run.sh
 
+# What data-parallel training adds to a step, and a model of its scaling: bench/MPI.md.
+bench-mpi: mpi
+	bench/mpi.sh
+
 deps-test:
 	@scripts/install-deps.sh test
 deps-demo:
@@ -175,4 +179,4 @@ demo-landcover: deps-demo
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz fuzz-specs bench mpi
+.PHONY: all test clean deps-test deps-demo demo demo-landcover generated trainers fuzz fuzz-specs bench mpi bench-mpi
