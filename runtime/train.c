@@ -247,9 +247,10 @@ static int train_epoch(trainer *t, int epoch, float lr) {
         return aert_dist_barrier(), 1;
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
-      aert_dist_barrier();
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
              (unsigned long long)t->st.step, epoch + 1, b + 1, nb, t->last);
+      fflush(stdout);
+      aert_dist_barrier();
       return 1;
     }
   }
@@ -477,6 +478,8 @@ static int run_epochs(trainer *t) {
       if (writer)
         printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,
                t->last);
+      fflush(stdout);
+      aert_dist_barrier();   /* rank 0 has written: now the others may leave */
       rc = 1;
       break;
     }

@@ -83,12 +83,12 @@ start_long() {
 start_long term
 kill -TERM "$(rank_pid $job 1)"
 wait $job && fail "a run stopped by SIGTERM exited 0"
-grep -q "interrupted at step .*: wrote '$T/term/last.ckpt'" "$T/term.log" || { cat "$T/term.log"; fail "SIGTERM to rank 1 did not make rank 0 write last.ckpt"; }
+grep -Eq "interrupted at (step|the end of epoch) .*: wrote '$T/term/last.ckpt'" "$T/term.log" || { cat "$T/term.log"; fail "SIGTERM to rank 1 did not make rank 0 write last.ckpt"; }
 epoch=$(tail -n 1 "$T/term/train.csv" | cut -d, -f1)
 $mpirun -np 4 "$seg4" train $args --resume --epochs $((epoch + 1)) --out "$T/term" > "$T/term2.log" 2>&1 ||
   { cat "$T/term2.log"; fail "resume on 4 ranks after SIGTERM"; }
 [ "$(tail -n 1 "$T/term/train.csv" | cut -d, -f1)" = $((epoch + 1)) ] || fail "the resumed run did not finish epoch $((epoch + 1))"
-echo "mpi: SIGTERM to rank 1: $(grep -o 'interrupted at step [0-9]* ([^)]*)' "$T/term.log"); resumed on 4 ranks"
+echo "mpi: SIGTERM to rank 1: $(grep -Eo 'interrupted at (step [0-9]* \([^)]*\)|the end of epoch [0-9]*)' "$T/term.log"); resumed on 4 ranks"
 
 # kill -9 of rank 1 mid-epoch: the job ends within seconds, naming the rank
 start_long kill

@@ -55,11 +55,11 @@ for i in $(seq 1 100); do [ -f "$T/batch/last.ckpt" ] && break; sleep 0.1; done
 sleep 0.3
 scancel --signal=TERM "$job"
 cluster_wait "[ -z \"\$(squeue -h -j $job 2>/dev/null)\" ]" 100 || fail "job $job still runs 10 s after SIGTERM"
-grep -q "interrupted at step .*: wrote '$T/batch/last.ckpt'" "$T/job-$job.log" ||
+grep -Eq "interrupted at (step|the end of epoch) .*: wrote '$T/batch/last.ckpt'" "$T/job-$job.log" ||
   { cat "$T/job-$job.log"; fail "SIGTERM did not make rank 0 write last.ckpt"; }
 epoch=$(tail -n 1 "$T/batch/train.csv" | cut -d, -f1)
 job2=$(EPOCHS=$((epoch + 1)) sbatch --parsable --wait "$T/job.sh") || { cat "$T"/job-*.log; fail "the resubmitted job failed"; }
 [ "$(tail -n 1 "$T/batch/train.csv" | cut -d, -f1)" = $((epoch + 1)) ] || fail "the resubmitted job did not finish epoch $((epoch + 1))"
-echo "slurm: sbatch job $job preempted ($(grep -o 'interrupted at step [0-9]* ([^)]*)' "$T/job-$job.log")), job $job2 resumed to epoch $((epoch + 1))"
+echo "slurm: sbatch job $job preempted ($(grep -Eo 'interrupted at (step [0-9]* \([^)]*\)|the end of epoch [0-9]*)' "$T/job-$job.log")), job $job2 resumed to epoch $((epoch + 1))"
 cd "$root"
 echo "slurm: ok"
