@@ -564,7 +564,7 @@ int aert_train(const aert_model *m, const aert_options *o) {
   interrupted = 0;
   void (*previous)(int) = signal(SIGINT, on_interrupt), (*previous_term)(int) = signal(SIGTERM, on_interrupt);
   int rc = t.out && t.last && t.best ? 0 : -1;
-  if (rc == 0 && o->profile) {
+  if (rc == 0 && o->profile && aert_dist_rank() == 0) {   /* one profile, rank 0's */
     rc = aert_profile_begin(&t.profile, m, o->profile, "train");
     t.prof = &t.profile;
   }
