@@ -60,6 +60,8 @@ CONF
   cluster_wait "[ -S '$C/munge/socket' ]" 50 || { echo "munged did not start: $(cat "$C/munge/log")" >&2; return 1; }
   slurmctld -D -i -f "$C/slurm.conf" < /dev/null > "$C/slurmctld.out" 2>&1 &
   slurmctld_pid=$!
+  # slurmd and sinfo wait a second before they retry a controller that does not listen yet
+  cluster_wait "ss -ltn | grep -q ':$port '" 100 || { echo "slurmctld does not listen: $(cat "$C/slurmctld.log")" >&2; return 1; }
   slurmd -D -N localhost -f "$C/slurm.conf" < /dev/null > "$C/slurmd.out" 2>&1 &
   slurmd_pid=$!
   cluster_wait "sinfo -h -N -o %T | grep -qx idle" 100 ||
