@@ -510,8 +510,8 @@ static int join_ranks(trainer *t) {
   if (t->rank == 0 && !t->o->quiet) {
     printf("data parallel: %d ranks x batch %d = global batch %ld", t->ranks, m->batch, t->global_batch);
     if (t->global_batch != m->spec_batch)
-      printf(" (the spec's is %d: built for %d ranks; the learning rate stays the spec's unless --lr)",
-             m->spec_batch, m->ranks);
+      printf(" (the spec's is %d: built for %d rank%s; the learning rate stays the spec's unless --lr)",
+             m->spec_batch, m->ranks, m->ranks == 1 ? "" : "s");
     printf("\n");
   }
   return 0;
