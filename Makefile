@@ -48,6 +48,17 @@ build/libaert.a: $(RUNTIME_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# The runtime for `aec build --mpi`: the same objects, but dist.c compiled by mpicc with
+# AERT_MPI (Debian's libopenmpi-dev). The normal build needs no MPI.
+MPICC ?= mpicc
+mpi: all build/libaert_mpi.a
+build/mpi/dist.o: runtime/dist.c $(wildcard runtime/*.h)
+	@mkdir -p build/mpi
+	$(MPICC) $(CFLAGS) $(WARN) $(CPPFLAGS) -DAERT_MPI -c -o $@ $<
+build/libaert_mpi.a: $(filter-out build/runtime/dist.o,$(RUNTIME_OBJ)) build/mpi/dist.o
+	rm -f $@
+	ar rcs $@ $^
+
 # ---- generated models: generated/<model>/ is committed; bin/<model> is built from it
 MODEL_CFLAGS = -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror
 SPECS = $(wildcard specs/*.ae)
@@ -111,6 +122,10 @@ bench: all
 	sh scripts/install-deps.sh torch
 	bench/run.sh
 
+# What data-parallel training adds to a step, and a model of its scaling: bench/MPI.md.
+bench-mpi: mpi
+	bench/mpi.sh
+
 deps-test:
 	@scripts/install-deps.sh test
 deps-demo:
@@ -141,6 +156,8 @@ test: deps-test
 	tests/export/run.sh
 	tests/cuda/run.sh
 	tests/watch/run.sh
+	tests/mpi/run.sh
+	tests/slurm/run.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1
@@ -171,4 +188,4 @@ big-scene: all
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench
+.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi

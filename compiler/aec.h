@@ -406,7 +406,9 @@ typedef struct {
 
 typedef struct {
   ae_model *m;
-  int batch;
+  int batch;                 /* per process */
+  int ranks;                 /* data-parallel ranks it is built for (aec build --ranks): the
+                              * global batch is batch * ranks; 1 otherwise */
   ae_vec params;             /* ae_tensor* */
   long param_floats;
   ae_vec kernels;            /* ae_kernel*, in forward order */

@@ -464,7 +464,7 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
   const char *y = val(e, o), *dy = grad(e, o), *xv = val(e, x), *dx = grad(e, x);
   long N = (long)B * elems(o);
-  const char *seed = ae_sprintf(e->a, "aert_hash64(r->seed + %d)", k->id);
+  const char *seed = ae_sprintf(e->a, "aert_hash64(r->seed + %d), r->first * %ldu", k->id, elems(o));
   char fwd[512], bwd[1024] = "";
   const ae_node *in = n->in.items[0];
   switch (k->kind) {
@@ -573,6 +573,7 @@ static void emit_losses(emitter *e) {
     }
   }
   OUT("static aert_real compute_loss(const run *r, aert_losses *out, int backward) {\n  aert_real total = 0, t;\n");
+  OUT("  double *denom = out ? shard.denom : (double[%d]){0};   /* each term's normaliser on this rank */\n", m->losses.len ? m->losses.len : 1);
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *t = m->losses.items[i];
     long n = t->a ? (long)B * elems(t->a) : 0;
@@ -585,9 +586,9 @@ static void emit_losses(emitter *e) {
     case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
     case LOSS_SOFTMAX_XENT: case LOSS_FOCAL: {
       int c = m->n_classes;
-      OUT("  t = aert_loss_focal(%s, %s, %s, %ld, %d, %s, %.9g, %d, %d, %.9g, %s);\n", a, b, da, n / c, c,
-          t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL",
-          t->kind == LOSS_FOCAL ? t->gamma : 0.0, t->reduce_sum, B, t->weight, buf(e, &e->p->rowtmp));
+      OUT("  t = aert_loss_focal(%s, %s, %s, %ld, %d, %s, %.9g, %d, %d, %.9g, %s, &denom[%d], shard.global_denom[%d]);\n", a, b,
+          da, n / c, c, t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL",
+          t->kind == LOSS_FOCAL ? t->gamma : 0.0, t->reduce_sum, B, t->weight, buf(e, &e->p->rowtmp), i, i);
       break;
     }
     case LOSS_DICE: case LOSS_JACCARD: {
@@ -610,6 +611,8 @@ static void emit_losses(emitter *e) {
       break;
     default: break;
     }
+    if (t->kind != LOSS_SOFTMAX_XENT && t->kind != LOSS_FOCAL)   /* a normaliser fixed by the shapes (L2: the same on every rank) */
+      OUT("  denom[%d] = %.1f;\n", i, t->kind == LOSS_MSE || t->kind == LOSS_BCE ? denom : t->kind == LOSS_L2 ? 1.0 : (double)B);
     OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
   }
   OUT("  if (out) out->total = total;\n  return total;\n}\n");
@@ -680,7 +683,7 @@ static void emit_decode(emitter *e, const char **names) {
   bool any = false;
   for (int i = 0; i < p->kernels.len; i++) any = any || down[i];
   OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n");
-  if (any) OUT("  const run r = place(P, NULL, A, NULL, NULL, 0, 0);\n");
+  if (any) OUT("  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);\n");
   else OUT("  (void)P;  /* the output is the latent itself (or a view of it): no layer runs */\n");
   OUT("  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n", p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
   for (int i = 0; i < p->kernels.len; i++)
@@ -700,12 +703,12 @@ static void emit_drivers(emitter *e, const char **names) {
       "  do { double t0_ = profiling ? omp_get_wtime() : 0; call; if (profiling) profile_ms[k][dir] += 1e3 * (omp_get_wtime() - t0_); } while (0)\n",
       K, K + 1);
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
-      "                           uint64_t seed, aert_losses *losses) {\n  const run r = place(P, NULL, A, X, T, seed, training);\n");
+      "                           uint64_t seed, aert_losses *losses) {\n  const run r = place(P, NULL, A, X, T, seed, training, shard.first);\n");
   for (int i = 0; i < K; i++) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", i, names[i]);
   OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
-      "  const run r = place(P, G, A, X, T, seed, 1);\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
+      "  const run r = place(P, G, A, X, T, seed, 1, shard.first);\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
   emit_zero_grads(e, K);
   OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
   for (int i = K - 1; i >= 0; i--) {
@@ -858,6 +861,9 @@ static void emit_descriptor(emitter *e, const char *hash) {
   if (auto_w >= 0) OUT("  .set_class_weights = model_set_class_weights,\n");
   OUT("  .n_graph = %d, .graph = graph, .output_layer = %d, .latent_layer = %d,\n", m->nodes.len, m->output->id,
       m->latent ? m->latent->id : -1);
+  OUT("  .spec_batch = %d, .ranks = %d, .shard = &shard, .loss_term_weight = {", e->p->batch * e->p->ranks, e->p->ranks);
+  for (int i = 0; i < m->losses.len; i++) OUT("%s%.9g", i ? ", " : "", ((ae_loss_term *)m->losses.items[i])->weight);
+  OUT("},\n");
   OUT("};\n");
   OUT("\n#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  aert_prefer_passive_threads(argv);\n  return aert_main(&aec_model, argc, argv);\n}\n#endif\n#endif\n");
 }
@@ -885,7 +891,7 @@ static void emit_run(emitter *e) {
       p->arena_floats, p->arena_floats * 4.0 / 1048576, K - 1, K, K + 1, 2 * K, 2 * K + 1);
   OUT("typedef struct {\n  const aert_real *P;  /* parameters */\n  aert_real *G;        /* parameter gradients */\n"
       "  aert_real *A;        /* the arena; the buffers below point into it */\n  const aert_real *X, *T;\n"
-      "  uint64_t seed;\n  int training;\n");
+      "  uint64_t seed;\n  int training;\n  uint64_t first;      /* the global index of example 0 (shard.first) */\n");
   for (int i = 0, col = 0; i < e->n_bufs; i++) {
     int len = (int)strlen(e->bufs[i].ident) + 3;
     if (col == 0) col = OUT("  aert_real");
@@ -894,8 +900,10 @@ static void emit_run(emitter *e) {
     col += OUT(" *%s", e->bufs[i].ident);
     if (i + 1 == e->n_bufs) OUT(";\n");
   }
-  OUT("} run;\n\nstatic run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,\n"
-      "                 uint64_t seed, int training) {\n  return (run){\n    P, G, A, X, T, seed, training,\n");
+  OUT("} run;\n\n/* Data-parallel training: the rank's place in the global batch and its loss normalisers\n"
+      " * (aert.h); all zero in one process. */\nstatic aert_shard shard;\n");
+  OUT("\nstatic run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,\n"
+      "                 uint64_t seed, int training, uint64_t first) {\n  return (run){\n    P, G, A, X, T, seed, training, first,\n");
   OUT("    /* %-*s    offset        floats   steps   what */\n", width, "buffer");
   for (int i = 0; i < e->n_bufs; i++) {
     const ae_named_buffer *b = &rows[i];

@@ -83,6 +83,7 @@ ae_program *ae_lower(ae_arena *a, ae_model *m, int batch) {
   ae_program *p = ae_alloc(a, sizeof *p);
   p->m = m;
   p->batch = batch;
+  p->ranks = 1;
   p->n_nodes = m->nodes.len;
   p->uses = ae_alloc(a, sizeof(int) * (size_t)p->n_nodes);
   p->root = ae_alloc(a, sizeof(ae_node *) * (size_t)p->n_nodes);

@@ -14,15 +14,25 @@ static const char usage[] =
   "usage: aec check FILE...                      check specs and report every error\n"
   "       aec summary [--json] [--batch N] FILE  layers, shapes, parameters, FLOPs and memory\n"
   "       aec dump --stage ir|grad|fused|mem FILE   print a stage of the back end\n"
-  "       aec build [--batch N] [--out DIR] [--no-compile] FILE\n"
+  "       aec build [--batch N] [--out DIR] [--no-compile] [--mpi [--ranks N]] FILE\n"
   "                                              generate DIR (default generated/<model>) and\n"
-  "                                              build the trainer bin/<model>\n"
+  "                                              build the trainer bin/<model>; --mpi: with mpicc,\n"
+  "                                              for data-parallel training over MPI ranks, each\n"
+  "                                              with batch / N (--ranks N) of the global batch\n"
   "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"
   "                                              spec, its kernels, memory and time on one page\n"
   "       aec --help | --version\n";
 
-typedef struct { bool json, no_compile; const char *stage, *out, *path, *target, *profile, *diff; int batch; } options;
+typedef struct { bool json, no_compile, mpi; const char *stage, *out, *path, *target, *profile, *diff; int batch, ranks; } options;
+
+/* A whole number from 1 to 65536 for --batch or --ranks; 0 (message printed) otherwise. */
+static int parse_count(const char *cmd, const char *flag, const char *s) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*end || !*s || v < 1 || v > 65536) { fprintf(stderr, "aec %s: %s needs a whole number from 1 to 65536, not '%s'\n", cmd, flag, s); return 0; }
+  return (int)v;
+}
 
 static int parse_options(const char *cmd, int argc, char **argv, options *o) {
   for (int i = 0; i < argc; i++) {
@@ -35,11 +45,11 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--target") && has_value && !strcmp(cmd, "report")) o->target = argv[++i];
     else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
     else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
-    else if (!strcmp(a, "--batch") && has_value) {
-      char *end;
-      long b = strtol(argv[++i], &end, 10);
-      if (*end || b < 1 || b > 65536) { fprintf(stderr, "aec %s: --batch needs a whole number from 1 to 65536, not '%s'\n", cmd, argv[i]); return 2; }
-      o->batch = (int)b;
+    else if (!strcmp(a, "--mpi") && !strcmp(cmd, "build")) o->mpi = true;
+    else if ((!strcmp(a, "--batch") || (!strcmp(a, "--ranks") && !strcmp(cmd, "build"))) && has_value) {
+      int v = parse_count(cmd, a, argv[++i]);
+      if (!v) return 2;
+      *(a[2] == 'b' ? &o->batch : &o->ranks) = v;
     } else if (a[0] == '-') {
       fprintf(stderr, "aec %s: unknown option '%s'%s\n%s", cmd, a, has_value ? "" : " (or its value is missing)", usage);
       return 2;
@@ -47,6 +57,7 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else o->path = a;
   }
   if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
+  if (o->ranks && !o->mpi) { fprintf(stderr, "aec %s: --ranks is for data-parallel trainers: give --mpi too\n", cmd); return 2; }
   return 0;
 }
 
@@ -75,14 +86,22 @@ static char *aec_root(void) {
   return dirname(dirname(buf));
 }
 
-static int compile_trainer(const char *dir, const char *name) {
+/* The trainer links build/libaert.a, or with --mpi build/libaert_mpi.a (`make mpi`: the same
+ * runtime with the MPI side of dist.c) through mpicc. */
+static int compile_trainer(const char *dir, const char *name, bool mpi) {
   const char *root = aec_root();
   if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
-  const char *cc = getenv("CC") ? getenv("CC") : "cc";
-  char cmd[4 * PATH_MAX];
+  const char *cc = mpi ? (getenv("MPICC") ? getenv("MPICC") : "mpicc") : getenv("CC") ? getenv("CC") : "cc";
+  const char *lib = mpi ? "libaert_mpi.a" : "libaert.a";
+  char cmd[4 * PATH_MAX], lib_path[PATH_MAX];
+  snprintf(lib_path, sizeof lib_path, "%s/build/%s", root, lib);
+  if (mpi && access(lib_path, R_OK) != 0) {
+    fprintf(stderr, "aec: '%s' is missing: 'make mpi' builds the runtime for MPI (it needs mpicc, Debian's libopenmpi-dev)\n", lib_path);
+    return 1;
+  }
   snprintf(cmd, sizeof cmd, "%s -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -I'%s/runtime' -I'%s'"
-           " -o 'bin/%s' '%s/model.c' '%s/build/libaert.a' -lopenblas -ltiff -lpng -lz -lpthread -lm",
-           cc, root, dir, name, dir, root);
+           " -o 'bin/%s' '%s/model.c' '%s' -lopenblas -ltiff -lpng -lz -lpthread -lm",
+           cc, root, dir, name, dir, lib_path);
   printf("%s\n", cmd);
   fflush(stdout);
   int rc = system(cmd);
@@ -120,7 +139,14 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     if (o.json) ae_print_summary_json(stdout, m);
     else ae_print_summary(stdout, m);
   } else {
-    ae_program *p = ae_lower(a, m, o.batch ? o.batch : m->batch);
+    int ranks = o.ranks ? o.ranks : 1, global = o.batch ? o.batch : m->batch;
+    if (global % ranks) {
+      fprintf(stderr, "aec %s: the batch %d does not split into %d ranks; give --batch a multiple of %d\n", cmd, global, ranks, ranks);
+      ae_arena_free(a);
+      return 2;
+    }
+    ae_program *p = ae_lower(a, m, global / ranks);
+    p->ranks = ranks;
     if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
     else if (!strcmp(cmd, "dump")) {
       if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused or mem)\n", o.stage); rc = 2; }
@@ -129,7 +155,8 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
       if (!o.out && mkdir("generated", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'generated': %s\n", strerror(errno)); rc = 1; }
       if (!rc && !ae_emit_c(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
-      if (!rc && !o.no_compile) rc = compile_trainer(dir, m->name);
+      if (!rc && o.mpi && ranks > 1) printf("each of %d ranks takes %d of the global batch of %d\n", ranks, global / ranks, global);
+      if (!rc && !o.no_compile) rc = compile_trainer(dir, m->name, o.mpi);
     }
   }
   ae_arena_free(a);

@@ -115,6 +115,19 @@ typedef struct {
   float term[AERT_MAX_LOSS_TERMS];
 } aert_losses;
 
+/* Data-parallel training (aec build --mpi, runtime/dist.h): what lets a rank's forward and
+ * backward act as its slice of the global batch. All zero in one process, where the
+ * generated code then computes exactly what it did before this existed. */
+typedef struct {
+  uint64_t first;                    /* this rank's first example in the global batch: noise and
+                                        dropout are drawn by global index, not local position */
+  double denom[AERT_MAX_LOSS_TERMS]; /* forward writes each term's normaliser on this rank (the
+                                        class-weight sum of softmax_xent, the element count...) */
+  double global_denom[AERT_MAX_LOSS_TERMS];   /* > 0: backward divides by it instead: the
+                                        global normaliser / ranks, so that averaging the ranks'
+                                        gradients gives the global batch's */
+} aert_shard;
+
 typedef struct aert_model {
   const char *name;
   const char *spec_file;
@@ -185,6 +198,12 @@ typedef struct aert_model {
   int n_graph;
   const aert_layer *graph;
   int output_layer, latent_layer;   /* indices into graph; latent -1 when none */
+
+  /* ---- data-parallel training (aec build --mpi); zero in older generated code ---- */
+  int spec_batch;                /* the global batch: the spec's (batch = spec_batch / ranks) */
+  int ranks;                     /* the rank count it was compiled for (--ranks), 1 otherwise */
+  float loss_term_weight[AERT_MAX_LOSS_TERMS];   /* total = sum of weight * term */
+  aert_shard *shard;
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

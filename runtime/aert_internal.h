@@ -146,6 +146,8 @@ typedef struct {
   const aert_dataset *ds;
   const long *order;
   long first, nb, epoch;   /* batches first..nb-1 of epoch */
+  long stride, offset;     /* batch b starts at order[b * stride + offset]: batch, 0 in one
+                              process; the global batch and this rank's slice with ranks */
   uint64_t seed;
   int augment, running, sync, stop, full[2], failed[2];
   float *x[2], *y[2], *tmp;
@@ -270,6 +272,7 @@ typedef struct {
 int aert_metrics_init(aert_metrics *mt, int n_classes);
 void aert_metrics_free(aert_metrics *mt);
 void aert_metrics_add_loss(aert_metrics *mt, const aert_losses *l, long count);
+int aert_metrics_sum_ranks(aert_metrics *mt);   /* the sums of every data-parallel rank */
 void aert_metrics_add_images(aert_metrics *mt, const float *out, const float *target, long n);
 void aert_metrics_add_classes(aert_metrics *mt, const float *scores, const float *target,
                               long items);
@@ -476,6 +479,7 @@ typedef struct aert_options {
   const char *layout;    /* export: aec (default) or torch */
   const char *dest;      /* init, export, import (--file): the file written */
   const char *input;     /* predict, encode --input: new data; import: the FILE to import */
+  int step_timeout;      /* train: seconds a step may take before the watchdog ends the job (0: none) */
 } aert_options;
 
 /* The buffers one forward pass needs; params and arena are 64-byte aligned. */
@@ -504,6 +508,9 @@ int aert_workspace_init(aert_workspace *w, const aert_model *m);
 void aert_workspace_free(aert_workspace *w);
 int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                   void *ctx);
+/* Batches first, first + every, ... of the set only (a data-parallel rank's share). */
+int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
+                   void *ctx, long first, long every);
 /* Denoising scores (evaluate.c): squared errors of the noisy inputs and of the model's
  * outputs against the clean images; rows (3 x 8 examples) kept when non-NULL. */
 typedef struct {

@@ -570,10 +570,12 @@ static inline void aert_accumulate(aert_real *restrict dx, const aert_real *rest
 
 /* ---- training-only randomness: noise, dropout, sampling ------------------------- */
 
+/* base: the global index of element 0 (a data-parallel rank's slice of the global batch), so
+ * that noise, dropout and samples are drawn by global index, as in one process. */
 static inline void aert_noise_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_real stddev, aert_real lo,
-                                      aert_real hi, int training, uint64_t seed) {
+                                      aert_real hi, int training, uint64_t seed, uint64_t base) {
   for (long i = 0; i < n; i++) {
-    aert_real v = training ? x[i] + stddev * aert_normal(seed, (uint64_t)i) : x[i];
+    aert_real v = training ? x[i] + stddev * aert_normal(seed, base + (uint64_t)i) : x[i];
     y[i] = training ? (v < lo ? lo : v > hi ? hi : v) : v;
   }
 }
@@ -584,26 +586,26 @@ static inline void aert_noise_backward(aert_real *restrict dx, const aert_real *
 }
 
 static inline void aert_dropout_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_real rate, int training,
-                                        uint64_t seed) {
+                                        uint64_t seed, uint64_t base) {
   aert_real keep = 1 / (1 - rate);
-  for (long i = 0; i < n; i++) y[i] = !training ? x[i] : aert_uniform(seed, (uint64_t)i) >= rate ? x[i] * keep : 0;
+  for (long i = 0; i < n; i++) y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= rate ? x[i] * keep : 0;
 }
 static inline void aert_dropout_backward(aert_real *restrict dx, const aert_real *restrict dy, long n, aert_real rate,
-                                         uint64_t seed) {
+                                         uint64_t seed, uint64_t base) {
   aert_real keep = 1 / (1 - rate);
-  for (long i = 0; i < n; i++) dx[i] += aert_uniform(seed, (uint64_t)i) >= rate ? dy[i] * keep : 0;
+  for (long i = 0; i < n; i++) dx[i] += aert_uniform(seed, base + (uint64_t)i) >= rate ? dy[i] * keep : 0;
 }
 
 /* z = mu + exp(logvar / 2) * eps in training, z = mu otherwise. */
 static inline void aert_sample_forward(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict z, long n,
-                                       int training, uint64_t seed) {
-  for (long i = 0; i < n; i++) z[i] = training ? mu[i] + exp((aert_real)0.5 * lv[i]) * aert_normal(seed, (uint64_t)i) : mu[i];
+                                       int training, uint64_t seed, uint64_t base) {
+  for (long i = 0; i < n; i++) z[i] = training ? mu[i] + exp((aert_real)0.5 * lv[i]) * aert_normal(seed, base + (uint64_t)i) : mu[i];
 }
 static inline void aert_sample_backward(aert_real *restrict dmu, aert_real *restrict dlv, const aert_real *restrict dz,
-                                        const aert_real *restrict lv, long n, uint64_t seed) {
+                                        const aert_real *restrict lv, long n, uint64_t seed, uint64_t base) {
   for (long i = 0; i < n; i++) {
     if (dmu) dmu[i] += dz[i];
-    if (dlv) dlv[i] += dz[i] * (aert_real)0.5 * exp((aert_real)0.5 * lv[i]) * aert_normal(seed, (uint64_t)i);
+    if (dlv) dlv[i] += dz[i] * (aert_real)0.5 * exp((aert_real)0.5 * lv[i]) * aert_normal(seed, base + (uint64_t)i);
   }
 }
 
@@ -720,10 +722,12 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
  * log p_t) / sum(w_t), or divided by the batch with per_example_sum. gamma = 0 is softmax
  * cross-entropy, PyTorch's weighted mean of cross_entropy(weight, ignore_index); softmax_xent
  * is this loss at gamma 0. Forward (dl NULL) returns the value; backward only adds the
- * gradient and returns 0. */
+ * gradient and returns 0. *used gets this batch's divisor; global > 0 replaces it in
+ * backward (data-parallel ranks divide by the global one / ranks). */
 static inline aert_real aert_loss_focal(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
                                         long rows, int c, const aert_real *restrict cw, double gamma, int per_example_sum,
-                                        int batch, aert_real weight, aert_real *restrict p) {
+                                        int batch, aert_real weight, aert_real *restrict p, double *used,
+                                        double global) {
   double s = 0, wsum = 0;
   for (long r = 0; r < rows; r++) {   /* the backward pass needs only the weight sum */
     int k = (int)t[r];
@@ -736,6 +740,8 @@ static inline aert_real aert_loss_focal(const aert_real *restrict logits, const 
     s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
   }
   double denom = per_example_sum ? batch : wsum;
+  *used = denom;
+  if (global > 0 && dl) denom = global;   /* a rank of a data-parallel run: the global normaliser */
   if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
   for (long r = 0; r < rows; r++) {
     int k = (int)t[r];

@@ -104,9 +104,10 @@ static void *produce(void *arg) {
       break;
     /* random patches of streamed tiles are drawn anew each epoch */
     uint64_t draw = aert_hash64(l->seed ^ aert_hash64(0x7061746368ULL + (uint64_t)l->epoch)) | 1;
-    l->failed[s] = aert_batch_fill_drawn(m, l->ds, l->order, b * m->batch, draw, l->x[s], l->y[s]) < 0;
+    long start = b * l->stride + l->offset;
+    l->failed[s] = aert_batch_fill_drawn(m, l->ds, l->order, start, draw, l->x[s], l->y[s]) < 0;
     if (l->augment && !l->failed[s])
-      augment_batch(m, l->order, b * m->batch, l->epoch, l->seed, l->x[s], l->y[s], l->tmp);
+      augment_batch(m, l->order, start, l->epoch, l->seed, l->x[s], l->y[s], l->tmp);
     pthread_mutex_lock(&l->mu);
     l->full[s] = 1;
     pthread_cond_broadcast(&l->cv);
@@ -122,6 +123,7 @@ int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds
   l->m = m;
   l->ds = ds;
   l->augment = aert_augment_active(&m->data);
+  l->stride = m->batch;
   long tsize = m->target_kind != AERT_TARGET_INPUT ? m->target_size : 0;
   long big = m->in_size > tsize ? m->in_size : tsize;
   for (int s = 0; s < 2; s++) {

@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "aert_internal.h"
+#include "dist.h"
 
 enum { TRAIN = 1, EVAL = 2, ENCODE = 4, PREDICT = 8, SAMPLE = 16, INTERP = 32, LATENT = 64,
        INIT = 128, EXPORT = 256, IMPORT = 512, ANY = 1023, USE = ANY & ~(TRAIN | INIT | IMPORT) };
@@ -37,6 +38,7 @@ static const option_t options[] = {
     {"--file", "FILE", INIT | EXPORT | IMPORT, "file written (default under OUT)", 0},
     {"--patience", "N", TRAIN, "stop after N epochs without a lower validation loss", 0},
     {"--tensorboard", "DIR", TRAIN, "also log every epoch's scalars as TensorBoard event files in DIR", 0},
+    {"--step-timeout", "SEC", TRAIN, "end the job when a step takes longer (a hung rank; default 900 with ranks, none alone)", 0},
     {"--profile", "FILE", TRAIN, "time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)", 0},
     {"--n", "N", SAMPLE, "images to draw (default 64)", 0},
     {"--from", "I", INTERP, "test image at the start of the line (default 0)", 0},
@@ -166,6 +168,7 @@ static int set_option(aert_options *o, const char *flag, const char *val) {
     else if (!strcmp(flag, "--seed")) o->seed = (uint64_t)n;
     else if (!strcmp(flag, "--limit")) o->limit = n;
     else if (!strcmp(flag, "--patience")) o->patience = (int)n;
+    else if (!strcmp(flag, "--step-timeout")) o->step_timeout = (int)(n < 1 << 30 ? n : 1 << 30);
     else if (!strcmp(flag, "--threads")) o->threads = (int)n;
     else if (!strcmp(flag, "--n")) o->samples = (int)n;
     else if (!strcmp(flag, "--from")) o->from = n;
@@ -230,13 +233,19 @@ void aert_prefer_passive_threads(char **argv) {
   execv("/proc/self/exe", argv);   /* only returns on failure: then run as we are */
 }
 
-int aert_main(const aert_model *m, int argc, char **argv) {
+static int run_command(const aert_model *m, int argc, char **argv, int rank) {
   aert_options o = {.seed = 1, .samples = 64, .from = 0, .to = 1, .steps = 10, .neighbors = 10,
                     .overlap = -1};
   char out[512];
   int cmd, rc = parse(m, argc, argv, &o, &cmd);
   if (rc != 0)
     return rc > 0 ? 0 : 2;
+  if (rank > 0 && cmd != TRAIN)
+    return 0;
+  if (rank > 0)
+    o.quiet = 1;
+  if (aert_dist_size() > 1 && !o.step_timeout)
+    o.step_timeout = 900;
   if (!o.out) {
     snprintf(out, sizeof out, "runs/%s", m->name);
     o.out = out;
@@ -262,4 +271,14 @@ int aert_main(const aert_model *m, int argc, char **argv) {
   }
   /* 128 + the signal: stopped by Ctrl-C (130) or SIGTERM (143) after writing last.ckpt */
   return rc == 0 ? 0 : rc == 1 && cmd == TRAIN ? 128 + aert_train_stopped_by() : 1;
+}
+
+/* Under a launcher (mpirun, srun --mpi=pmix) the trainer is one of several ranks: `train`
+ * runs on all of them, rank 0 alone printing and writing; the other commands run on rank 0. */
+int aert_main(const aert_model *m, int argc, char **argv) {
+  if (aert_dist_init(&argc, &argv) != 0)
+    return 1;
+  int rank = aert_dist_rank(), rc = run_command(m, argc, argv, rank);
+  aert_dist_finish(rc == 1);
+  return rc;
 }

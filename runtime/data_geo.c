@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "aert_internal.h"
+#include "dist.h"
 
 /* One entry of the spec's layers: "landsat-leaf-on:1-8" is bands 1..8 of that file. */
 typedef struct {
@@ -674,7 +675,8 @@ int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit,
   ds->n = view_count(t, 0, t->n, ds->grid);
   if (limit > 0 && limit < ds->n)
     ds->n = limit;
-  if (train && sample_stats(t, ds) != 0) {
+  /* data-parallel ranks other than 0 get the band statistics and class weights from rank 0 */
+  if (train && aert_dist_rank() == 0 && sample_stats(t, ds) != 0) {
     aert_data_free(ds);
     return -1;
   }

@@ -71,8 +71,13 @@ static void real_losses(aert_workspace *w, const aert_losses *padded, int real,
 
 int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                   void *ctx) {
+  return aert_eval_part(w, ds, mt, fn, ctx, 0, 1);
+}
+
+int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
+                   void *ctx, long first, long every) {
   const aert_model *m = w->m;
-  for (long start = 0; start < ds->n; start += m->batch) {
+  for (long start = first * m->batch; start < ds->n; start += every * m->batch) {
     aert_losses l = {0};
     int real = aert_batch_fill(m, ds, NULL, start, w->x, w->y);
     if (real < 0)

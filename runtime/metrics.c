@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
+#include "dist.h"
 
 int aert_metrics_init(aert_metrics *mt, int n_classes) {
   memset(mt, 0, sizeof *mt);
@@ -27,6 +28,28 @@ void aert_metrics_add_loss(aert_metrics *mt, const aert_losses *l, long count) {
   mt->loss += (double)l->total * count;
   for (int i = 0; i < AERT_MAX_LOSS_TERMS; i++)
     mt->term[i] += (double)l->term[i] * count;
+}
+
+/* Every sum as a double (counts below 2^53 are exact), added up over the ranks. */
+int aert_metrics_sum_ranks(aert_metrics *mt) {
+  int nc = mt->confusion ? mt->n_classes : 0, n = 6 + AERT_MAX_LOSS_TERMS + nc * nc;
+  double *v = aert_alloc(sizeof(double) * (size_t)n, "metric sums");
+  if (!v)
+    return -1;
+  double head[6] = {(double)mt->examples, mt->loss, mt->sq_err, (double)mt->values, (double)mt->correct,
+                    (double)mt->counted};
+  memcpy(v, head, sizeof head);
+  memcpy(v + 6, mt->term, sizeof mt->term);
+  for (int i = 0; i < nc * nc; i++)
+    v[6 + AERT_MAX_LOSS_TERMS + i] = (double)mt->confusion[i];
+  aert_dist_sum_doubles(v, n);
+  mt->examples = (long)v[0], mt->loss = v[1], mt->sq_err = v[2], mt->values = (long)v[3];
+  mt->correct = (long)v[4], mt->counted = (long)v[5];
+  memcpy(mt->term, v + 6, sizeof mt->term);
+  for (int i = 0; i < nc * nc; i++)
+    mt->confusion[i] = (long)v[6 + AERT_MAX_LOSS_TERMS + i];
+  free(v);
+  return 0;
 }
 
 void aert_metrics_add_images(aert_metrics *mt, const float *out, const float *target, long n) {

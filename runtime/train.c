@@ -1,8 +1,10 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
  * (made and augmented one ahead on the loader thread; forward, finiteness check, backward,
  * optimizer step with the schedule's rate, after accumulation and clipping), validation
- * loss, best.ckpt and last.ckpt each epoch, the CSV log, plateau and early stopping. Resume is exact because the shuffle depends on (seed, epoch) and the per-step
- * noise seed on (seed, global step). */
+ * loss, best.ckpt and last.ckpt each epoch, the CSV log, plateau and early stopping. Resume
+ * is exact because the shuffle depends on (seed, epoch) and the per-step noise seed on
+ * (seed, global step). Data-parallel (dist.h): each of N ranks takes its slice of every
+ * global batch, the ranks sum their gradients and loss terms, and rank 0 writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 #include "aert_internal.h"
+#include "dist.h"
 
 /* The signal that asked training to stop, 0 while none did: Ctrl-C (SIGINT) or SIGTERM,
  * which Slurm and systemd send. Training stops after the current step and writes
@@ -78,6 +81,9 @@ typedef struct {
   double loss, terms[AERT_MAX_LOSS_TERMS];   /* training means over the epoch */
   double val_loss;                           /* NaN without a validation set */
   double val_acc, val_miou;                  /* class targets, NaN otherwise */
+  int rank, ranks;                           /* this process among the data-parallel ranks */
+  long global_batch;                         /* batch * ranks: the examples of one step */
+  int stop_seen;                             /* ranks > 1: a signal reached some rank by this step */
 } trainer;
 
 uint64_t aert_step_seed(uint64_t seed, uint64_t step) {
@@ -179,12 +185,77 @@ static void keep_epoch_sums(trainer *t) {
     t->st.epoch_sums[i] = i ? t->terms[i - 1] : t->loss;
 }
 
+/* ---- data parallel: what the ranks add up ------------------------------------------ */
+
+/* Whether a signal reached any rank (a collective: every rank calls it at the same point).
+ * A rank that saw none stops too, as if it had got SIGTERM. In one process: the flag. */
+static int agree_stop(const trainer *t, int local) {
+  if (t->ranks == 1)
+    return local;
+  double any = local;
+  aert_dist_sum_doubles(&any, 1);
+  if (any > 0 && !interrupted)
+    interrupted = SIGTERM;
+  return any > 0;
+}
+
+/* The global batch's loss terms from the ranks' (each weighted by its normaliser, so that a
+ * softmax_xent whose ignored pixels and class weights differ between ranks is the global
+ * weighted mean), the global normalisers backward divides by, and whether a signal reached
+ * any rank: one small all-reduce per step. */
+static void sum_losses(trainer *t, aert_losses *l) {
+  const aert_model *m = t->m;
+  aert_shard *sh = m->shard;
+  int n = m->n_loss_terms;
+  double v[2 * AERT_MAX_LOSS_TERMS + 1];
+  for (int i = 0; i < n; i++)
+    v[2 * i] = (double)l->term[i] * sh->denom[i], v[2 * i + 1] = sh->denom[i];
+  v[2 * n] = interrupted != 0;
+  aert_dist_sum_doubles(v, 2 * n + 1);
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    l->term[i] = v[2 * i + 1] > 0 ? (float)(v[2 * i] / v[2 * i + 1]) : 0;
+    sh->global_denom[i] = v[2 * i + 1] / t->ranks;
+    total += m->loss_term_weight[i] * (double)l->term[i];
+  }
+  l->total = (float)total;
+  t->stop_seen = v[2 * n] > 0;
+  if (t->stop_seen && !interrupted)
+    interrupted = SIGTERM;
+}
+
+/* Every rank's gradient is that of its slice's loss over the global normaliser / ranks:
+ * their mean is the global batch's gradient. One all-reduce of the gradient arena. */
+static void average_gradients(trainer *t) {
+  long n = t->m->param_floats;
+  aert_dist_sum_floats(t->grads, n);
+  float inv = 1.0f / (float)t->ranks;
+  for (long i = 0; i < n; i++)
+    t->grads[i] *= inv;
+}
+
+/* Whether to stop after this step: the flag as the ranks summed it at this step, so that
+ * every rank stops after the same one; in one process the flag itself. */
+static int stop_requested(const trainer *t) {
+  return t->ranks > 1 ? t->stop_seen : interrupted != 0;
+}
+
+/* The validation metrics: with ranks, rank r scores batches r, r + N, ... of the set and
+ * the sums (loss, terms, confusion matrix) are added up, so every rank has all of them. */
+static int validate(trainer *t, aert_metrics *mt) {
+  if (aert_eval_part(&t->w, &t->val, mt, NULL, NULL, t->rank, t->ranks) != 0)
+    return -1;
+  if (t->ranks > 1)
+    return aert_metrics_sum_ranks(mt);
+  return 0;
+}
+
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
 static int train_epoch(trainer *t, int epoch) {
   const aert_model *m = t->m;
-  long nb = t->train.n / m->batch;
+  long nb = t->train.n / t->global_batch;
   long first = (long)t->st.step - (long)epoch * nb;
   if (first < 0 || first >= nb)
     first = 0;
@@ -211,27 +282,37 @@ static int train_epoch(trainer *t, int epoch) {
     const float *y = yb ? yb : x;
     aert_profile_step_begin(t->prof);
     l.total = m->forward(t->w.params, t->w.arena, x, y, 1, seed, &l);
+    if (t->ranks > 1)
+      sum_losses(t, &l);
     if (check_finite(t, &l, 0, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     m->backward(t->w.params, t->grads, t->w.arena, x, y, seed);
     aert_loader_release(&t->loader, b);
+    if (t->ranks > 1)
+      average_gradients(t);
     if (check_finite(t, &l, 1, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_profile_optim_begin(t->prof);
     int stepped = optimizer_step(t, epoch, b, nb);
     aert_profile_step_end(t->prof);
     t->st.step++;
+    aert_dist_progress(t->st.step);
     t->loss += l.total;
     for (int i = 0; i < m->n_loss_terms; i++)
       t->terms[i] += l.term[i];
-    aert_progress_step(&pr, b + 1, t->loss / (b + 1 - counted), m->batch);
-    if (interrupted && stepped && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
+    aert_progress_step(&pr, b + 1, t->loss / (b + 1 - counted), (int)t->global_batch);
+    if (stop_requested(t) && stepped && b + 1 < nb) {   /* at the last batch the epoch ends normally first */
       aert_loader_stop(&t->loader);
+      if (t->rank > 0)   /* the others leave once rank 0 has written (a launcher may end the
+                            job when the first rank exits with 128 + the signal) */
+        return aert_dist_barrier(), 1;
       keep_epoch_sums(t);
       if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
         return -1;
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
              (unsigned long long)t->st.step, epoch + 1, b + 1, nb, t->last);
+      fflush(stdout);
+      aert_dist_barrier();
       return 1;
     }
   }
@@ -246,7 +327,7 @@ static int train_epoch(trainer *t, int epoch) {
   if (t->val.n > 0) {
     aert_metrics mt;
     int classes = m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0;
-    if (aert_metrics_init(&mt, classes) != 0 || aert_eval_set(&t->w, &t->val, &mt, NULL, NULL) != 0)
+    if (aert_metrics_init(&mt, classes) != 0 || validate(t, &mt) != 0)
       return aert_metrics_free(&mt), -1;
     t->val_loss = mt.loss / mt.examples;
     if (classes)
@@ -371,7 +452,7 @@ static int resume_state(trainer *t) {
   return rc;
 }
 
-static int start_state(trainer *t) {
+static int begin_state(trainer *t) {
   const aert_options *o = t->o;
   t->st = (aert_train_state){.seed = o->seed, .epochs = o->epochs ? o->epochs : t->m->epochs,
                              .best_val = INFINITY, .has_optim = 1, .optim = t->m->optim,
@@ -391,11 +472,38 @@ static int start_state(trainer *t) {
   return o->init ? load_init(t, o->init) : 0;
 }
 
+/* Rank 0 reads the checkpoint (or draws the parameters, or counts the classes) and sends
+ * the state, the parameters and the optimizer's moments to the others. */
+static int share_state(trainer *t) {
+  const aert_model *m = t->m;
+  aert_dist_broadcast(&t->st, sizeof t->st);
+  aert_dist_broadcast(t->w.params, (long)sizeof(float) * m->param_floats);
+  aert_dist_broadcast(t->opt.m, (long)sizeof(float) * t->opt.n);
+  if (t->opt.v)
+    aert_dist_broadcast(t->opt.v, (long)sizeof(float) * t->opt.n);
+  aert_dist_broadcast(&t->opt.step, sizeof t->opt.step);
+  if (t->rank == 0)
+    return 0;
+  if (t->all.tiles && aert_tiles_set_norm(t->all.tiles, &t->st, "rank 0's state") != 0)
+    return -1;
+  if (m->set_class_weights && t->st.n_class_weights == m->n_classes)
+    m->set_class_weights(t->st.class_weights);
+  return 0;
+}
+
+static int start_state(trainer *t) {
+  if (t->rank == 0 && begin_state(t) != 0)
+    return -1;   /* the others wait for the broadcast until the error ends the job */
+  return t->ranks > 1 ? share_state(t) : 0;
+}
+
 static int save_epoch(trainer *t, double val) {
   int improved = val < t->st.best_val;
   if (improved)
     t->st.best_val = (float)val;
   aert_watch_epoch(&t->m->optim, &t->st, val);
+  if (t->rank > 0)
+    return 0;   /* rank 0 writes */
   if (improved && aert_ckpt_save(t->best, t->m, &t->st, t->w.params, &t->opt) != 0)
     return -1;
   return aert_ckpt_save(t->last, t->m, &t->st, t->w.params, &t->opt);
@@ -428,7 +536,8 @@ static int run_epochs(trainer *t) {
   const aert_model *m = t->m;
   aert_csv csv;
   int patience = t->o->patience > 0 ? t->o->patience : m->optim.stop_patience;
-  if (aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
+  int writer = t->rank == 0;
+  if (writer && aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
     return -1;
   int rc = 0;
   if (t->st.epoch >= t->st.epochs && !t->o->quiet)
@@ -442,15 +551,19 @@ static int run_epochs(trainer *t) {
     t->st.epoch++;
     /* best.ckpt and early stopping follow the validation loss, the training loss without one */
     rc = save_epoch(t, t->val.n > 0 ? t->val_loss : t->loss);
-    if (rc == 0)
+    aert_dist_progress(t->st.step);   /* validation and checkpoints are no hang */
+    if (rc == 0 && writer)
       rc = aert_csv_row(&csv, m, t->st.epoch, t->st.step, t->lr, t->loss, t->terms, t->val_loss,
                         t->val_acc, t->val_miou,
                         aert_now() - t0);
-    if (rc == 0)
+    if (rc == 0 && writer)
       rc = watch_epoch(t, csv.path, t->lr);
-    if (rc == 0 && interrupted) {
-      printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,
-             t->last);
+    if (rc == 0 && agree_stop(t, interrupted != 0)) {
+      if (writer)
+        printf("\ninterrupted at the end of epoch %d: wrote '%s'; --resume continues from there\n", t->st.epoch,
+               t->last);
+      fflush(stdout);
+      aert_dist_barrier();   /* rank 0 has written: now the others may leave */
       rc = 1;
       break;
     }
@@ -460,7 +573,7 @@ static int run_epochs(trainer *t) {
       break;
     }
   }
-  if (aert_csv_close(&csv) != 0)
+  if (writer && aert_csv_close(&csv) != 0)
     rc = -1;
   return rc;
 }
@@ -471,11 +584,11 @@ static void show_steering(const trainer *t) {
   const aert_model *m = t->m;
   const aert_optim *o = &m->optim;
   int patience = t->o->patience > 0 ? t->o->patience : o->stop_patience;
-  if (t->o->quiet || !(o->accumulate > 1 || o->clip_norm > 0 || o->warmup_steps || o->warmup_epochs ||
+  if (t->o->quiet || t->rank > 0 || !(o->accumulate > 1 || o->clip_norm > 0 || o->warmup_steps || o->warmup_epochs ||
                        o->schedule == AERT_SCHED_PLATEAU || o->stop_patience))
     return;
-  printf("steering: effective batch %d (batch %d x accumulate %d)", m->batch * (o->accumulate > 1 ? o->accumulate : 1),
-         m->batch, o->accumulate > 1 ? o->accumulate : 1);
+  printf("steering: effective batch %ld (batch %ld x accumulate %d)", t->global_batch * (o->accumulate > 1 ? o->accumulate : 1),
+         t->global_batch, o->accumulate > 1 ? o->accumulate : 1);
   if (o->warmup_steps || o->warmup_epochs)
     printf(", warm-up %d steps + %d epochs", o->warmup_steps, o->warmup_epochs);
   if (o->clip_norm > 0)
@@ -487,26 +600,67 @@ static void show_steering(const trainer *t) {
   printf("\n");
 }
 
+/* With ranks: this rank's place in each global batch, and what the run's global batch is
+ * when it is not the spec's (another rank count than the build's --ranks). */
+static int join_ranks(trainer *t) {
+  const aert_model *m = t->m;
+  t->rank = aert_dist_rank();
+  t->ranks = aert_dist_size();
+  t->global_batch = (long)m->batch * t->ranks;
+  if (t->ranks == 1)
+    return 0;
+  if (!m->shard)
+    return aert_error("model '%s' was generated by an aec without data-parallel training: "
+                      "rebuild it with 'aec build --mpi'", m->name), -1;
+  m->shard->first = (uint64_t)t->rank * (uint64_t)m->batch;
+  if (t->rank == 0 && !t->o->quiet) {
+    printf("data parallel: %d ranks x batch %d = global batch %ld", t->ranks, m->batch, t->global_batch);
+    if (t->global_batch != m->spec_batch)
+      printf(" (the spec's is %d: built for %d rank%s; the learning rate stays the spec's unless --lr)",
+             m->spec_batch, m->ranks, m->ranks == 1 ? "" : "s");
+    printf("\n");
+  }
+  return 0;
+}
+
+/* The data: rank 0 first (it may write synthetic tiles, which the others then read). */
+static int load_data(trainer *t, const char *dir) {
+  if (t->rank > 0)
+    aert_dist_barrier();
+  int rc = aert_data_load(t->m, dir, 1, t->o->limit, &t->all);
+  if (rc == 0 && t->rank == 0)
+    aert_dist_barrier();
+  return rc;
+}
+
 static int setup(trainer *t) {
   const aert_model *m = t->m;
   const char *dir = aert_data_dir(m, t->o->data_dir);
-  if (aert_mkdir_p(t->out) != 0 || lock_out(t->out, &t->lock) != 0 || aert_workspace_init(&t->w, m) != 0 ||
-      aert_optim_init(&t->opt, m) != 0)
+  if (join_ranks(t) != 0)
+    return -1;
+  if (t->rank == 0 && (aert_mkdir_p(t->out) != 0 || lock_out(t->out, &t->lock) != 0))
+    return -1;
+  if (aert_workspace_init(&t->w, m) != 0 || aert_optim_init(&t->opt, m) != 0)
     return -1;
   t->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
   if (m->optim.accumulate > 1 && !(t->grad_sum = aert_alloc(sizeof(float) * m->param_floats, "gradient sums")))
     return -1;
-  if (!t->grads || aert_data_load(m, dir, 1, t->o->limit, &t->all) != 0)
+  if (!t->grads || load_data(t, dir) != 0)
     return -1;
   aert_data_split(&t->all, m->data.validation, &t->train, &t->val);
-  if (t->train.n < m->batch)
+  if (t->train.n < t->global_batch && t->ranks == 1)
     return aert_error("only %ld training examples in '%s', fewer than one batch of %d", t->train.n,
                       dir, m->batch), -1;
-  if (t->o->tensorboard && aert_tfevents_open(&t->tb, t->o->tensorboard) != 0)
+  if (t->train.n < t->global_batch)
+    return aert_error("only %ld training examples in '%s', fewer than one global batch of %ld "
+                      "(%d ranks x %d)", t->train.n, dir, t->global_batch, t->ranks, m->batch), -1;
+  if (t->rank == 0 && t->o->tensorboard && aert_tfevents_open(&t->tb, t->o->tensorboard) != 0)
     return -1;
   t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
   if (!t->order || aert_loader_init(&t->loader, m, &t->train) != 0)
     return -1;
+  t->loader.stride = t->global_batch;   /* rank r takes slice r of each global batch */
+  t->loader.offset = (long)t->rank * m->batch;
   if (t->loader.augment && !t->o->quiet)
     printf("augmenting on the fly: shift %g px, rotate %g deg, zoom %g, flip%s%s\n", m->data.shift,
            m->data.rotate, m->data.zoom, m->data.flip_h ? " h" : "", m->data.flip_v ? " v" : "");
@@ -521,14 +675,17 @@ int aert_train(const aert_model *m, const aert_options *o) {
   interrupted = 0;
   void (*previous)(int) = signal(SIGINT, on_interrupt), (*previous_term)(int) = signal(SIGTERM, on_interrupt);
   int rc = t.out && t.last && t.best ? 0 : -1;
-  if (rc == 0 && o->profile) {
+  if (rc == 0 && o->profile && aert_dist_rank() == 0) {   /* one profile, rank 0's */
     rc = aert_profile_begin(&t.profile, m, o->profile, "train");
     t.prof = &t.profile;
   }
   if (rc == 0)
     rc = setup(&t);
+  if (rc == 0 && o->step_timeout > 0)
+    rc = aert_dist_watchdog_start(o->step_timeout);
   if (rc == 0)
     rc = run_epochs(&t);
+  aert_dist_watchdog_stop();
   if (rc >= 0 && t.prof && aert_profile_write(t.prof) != 0)
     rc = -1;
   else if (rc >= 0 && t.prof && !o->quiet) {

@@ -20,6 +20,7 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *z_h_1, *d_z_h_1, *conv_z_h_1_scratch, *conv_z_h_1_dscratch, *z_h_2, *d_z_h_2;
   aert_real *conv_z_h_2_scratch, *conv_z_h_2_dscratch, *z_h2_1, *d_z_h2_1, *conv_z_h2_1_scratch;
   aert_real *conv_z_h2_1_dscratch, *z_h2_2, *d_z_h2_2, *conv_z_h2_2_scratch, *conv_z_h2_2_dscratch;
@@ -27,10 +28,14 @@ typedef struct {
   aert_real *conv_d2_scratch, *conv_d2_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer                  offset        floats   steps   what */
     .z_h_1                = A + 0,          /*    3211264    0-18   z.h.1 28x28x32 */
     .conv_z_h_1_scratch   = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
@@ -534,8 +539,10 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/conv_ae.ae:21: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
+  denom[0] = 100352.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -552,7 +559,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, conv_z_h_1_forward(&r));
   PROFILED(1, 0, conv_z_h_2_forward(&r));
   PROFILED(2, 0, conv_z_h2_1_forward(&r));
@@ -569,7 +576,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 324560);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
@@ -594,7 +601,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
   memcpy(A + 16808448, Z, sizeof(aert_real) * 4096);
   dense_d_forward(&r);
   conv_d1_forward(&r);
@@ -656,6 +663,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 10, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 22, .graph = graph, .output_layer = 21, .latent_layer = 10,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -20,16 +20,21 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *e_2, *d_e_2, *conv_e_2_scratch;
   aert_real *conv_e_2_dscratch, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *d, *d_d, *d1, *d_d1;
   aert_real *conv_d1_scratch, *conv_d1_dscratch, *d2, *d_d2, *conv_d2_scratch, *conv_d2_dscratch, *y;
   aert_real *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer               offset        floats   steps   what */
     .conv_e_1_scratch  = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
     .conv_e_2_scratch  = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
@@ -226,11 +231,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 128
  * forward 0 FLOP, 24.58 KB moved per batch; backward 0 FLOP, 49.15 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward(r->mu, r->logvar, r->z, 2048, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward(r->mu, r->logvar, r->z, 2048, r->training, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 2048, aert_hash64(r->seed + 4));
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 2048, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 /* ---- dense d  (specs/conv_vae.ae:11:7)
@@ -442,12 +447,15 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/conv_vae.ae:16: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
+  denom[0] = 128.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/conv_vae.ae:16: 1 * kl_normal */
   t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 2048, 128, 1);
+  denom[1] = 128.0;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -464,7 +472,7 @@ static double profile_ms[10][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, conv_e_1_forward(&r));
   PROFILED(1, 0, conv_e_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -481,7 +489,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 228208);
   memset(r.d_mu, 0, sizeof(aert_real) * 2048);
   memset(r.d_logvar, 0, sizeof(aert_real) * 2048);
@@ -506,7 +514,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
   memcpy(A + 11999744, Z, sizeof(aert_real) * 2048);
   dense_d_forward(&r);
   conv_d1_forward(&r);
@@ -566,6 +574,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 10, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 20, .graph = graph, .output_layer = 19, .latent_layer = 8,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1, 1},
 };
 
 #ifndef AEC_NO_MAIN

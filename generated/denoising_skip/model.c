@@ -20,15 +20,20 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *noisy, *e1, *d_e1, *conv_e1_scratch, *conv_e1_dscratch, *maxpool_2, *d_maxpool_2, *e2;
   aert_real *d_e2, *conv_e2_scratch, *conv_e2_dscratch, *d1, *d_d1, *conv_d1_scratch;
   aert_real *conv_d1_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer              offset        floats   steps   what */
     .e1               = A + 0,          /*    1605632    1-11   e1 28x28x16 */
     .conv_e1_scratch  = A + 1605632,    /*      57984    1-1    conv_e1 scratch fwd */
@@ -76,7 +81,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0));
+  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
 }
 
 /* ---- conv e1  (specs/denoising_skip.ae:11:8)
@@ -321,8 +326,10 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/denoising_skip.ae:16: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
+  denom[0] = 100352.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -339,7 +346,7 @@ static double profile_ms[7][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, gaussian_noise_noisy_forward(&r));
   PROFILED(1, 0, conv_e1_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -353,7 +360,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 11600);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(6, 1, compute_loss(&r, NULL, 1));
@@ -414,6 +421,7 @@ const aert_model aec_model = {
   .input_noise_stddev = 0.3, .input_noise_lo = 0, .input_noise_hi = 1,
   .n_timed = 7, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 14, .graph = graph, .output_layer = 13, .latent_layer = -1,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -20,13 +20,18 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *z_1, *d_z_1, *z_2, *d_z_2, *z_3, *d_z_3, *y_1, *d_y_1, *y_2, *d_y_2, *y, *d_y;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer      offset        floats   steps   what */
     .y        = A + 0,          /*     200704    0-13   y 784 */
     .d_y      = A + 200704,     /*     200704    6-7    dy 784 */
@@ -164,8 +169,10 @@ static void dense_y_3_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/dense_ae.ae:12: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
+  denom[0] = 200704.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -182,7 +189,7 @@ static double profile_ms[7][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, dense_z_1_forward(&r));
   PROFILED(1, 0, dense_z_2_forward(&r));
   PROFILED(2, 0, dense_z_3_forward(&r));
@@ -196,7 +203,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 439728);
   memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(6, 1, compute_loss(&r, NULL, 1));
@@ -215,7 +222,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
   memcpy(A + 630784, Z, sizeof(aert_real) * 8192);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
@@ -266,6 +273,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 7, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 12, .graph = graph, .output_layer = 11, .latent_layer = 5,
+  .spec_batch = 256, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

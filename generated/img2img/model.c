@@ -20,6 +20,7 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *e1_1, *d_e1_1, *conv_e1_1_scratch, *conv_e1_1_dscratch, *e1, *d_e1, *conv_e1_2_scratch;
   aert_real *conv_e1_2_dscratch, *maxpool_2, *d_maxpool_2, *e2_1, *d_e2_1, *conv_e2_1_scratch;
   aert_real *conv_e2_1_dscratch, *e2, *d_e2, *conv_e2_2_scratch, *conv_e2_2_dscratch, *maxpool_5;
@@ -30,10 +31,14 @@ typedef struct {
   aert_real *conv_d1_2_dscratch, *y, *d_y;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer                offset        floats   steps   what */
     .e1_1               = A + 0,          /*    1605632    0-26   e1.1 28x28x16 */
     .conv_e1_1_scratch  = A + 1605632,    /*      57984    0-0    conv_e1_1 scratch fwd */
@@ -728,8 +733,10 @@ static void conv_y_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/img2img.ae:18: 1 * mse */
   t = aert_loss_mse(r->y, r->T, backward ? r->d_y : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
+  denom[0] = 100352.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -746,7 +753,7 @@ static double profile_ms[14][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -767,7 +774,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 118000);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
@@ -860,6 +867,7 @@ const aert_model aec_model = {
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .n_timed = 14, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 30, .graph = graph, .output_layer = 29, .latent_layer = -1,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -20,15 +20,20 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *z_h_1, *conv_z_h_1_scratch, *z_h_2, *conv_z_h_2_scratch, *z_h2_1, *conv_z_h2_1_scratch;
   aert_real *z_h2_2, *conv_z_h2_2_scratch, *z, *logits_1, *d_logits_1, *dropout_6, *d_dropout_6;
   aert_real *logits_2, *d_logits_2, *loss_rows;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer                 offset        floats   steps   what */
     .z_h_1               = A + 0,          /*    3211264    0-16   z.h.1 28x28x32 */
     .conv_z_h_1_scratch  = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
@@ -213,11 +218,11 @@ static void dense_logits_1_backward(const run *r) {
  * out:  64, batch 128
  * forward 0 FLOP, 65.54 KB moved per batch; backward 0 FLOP, 131.07 KB */
 static void dropout_6_forward(const run *r) {
-  aert_dropout_forward(r->logits_1, r->dropout_6, 8192, 0.2, r->training, aert_hash64(r->seed + 6));
+  aert_dropout_forward(r->logits_1, r->dropout_6, 8192, 0.2, r->training, aert_hash64(r->seed + 6), r->first * 64u);
 }
 
 static void dropout_6_backward(const run *r) {
-  aert_dropout_backward(r->d_logits_1, r->d_dropout_6, 8192, 0.2, aert_hash64(r->seed + 6));
+  aert_dropout_backward(r->d_logits_1, r->d_dropout_6, 8192, 0.2, aert_hash64(r->seed + 6), r->first * 64u);
 }
 
 /* ---- dense logits.2  (specs/latent_classifier.ae:12:52)
@@ -239,8 +244,9 @@ static void dense_logits_2_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/latent_classifier.ae:14: 1 * softmax_xent */
-  t = aert_loss_focal(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 0, 128, 1, r->loss_rows);
+  t = aert_loss_focal(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 0, 128, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -257,7 +263,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, conv_z_h_1_forward(&r));
   PROFILED(1, 0, conv_z_h_2_forward(&r));
   PROFILED(2, 0, conv_z_h2_1_forward(&r));
@@ -273,7 +279,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 168144);
   memset(r.d_logits_2, 0, sizeof(aert_real) * 1280);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
@@ -334,6 +340,7 @@ const aert_model aec_model = {
   .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,
   .n_timed = 9, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 16, .graph = graph, .output_layer = 15, .latent_layer = -1,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

@@ -20,13 +20,18 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *h, *d_h, *z, *d_z, *y_1, *d_y_1, *y, *d_y;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer      offset        floats   steps   what */
     .y        = A + 0,          /*     200704    0-9    y 784 */
     .d_y      = A + 200704,     /*     200704    4-5    dy 784 */
@@ -124,8 +129,10 @@ static void dense_y_2_backward(const run *r) {
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/sparse_none_ae.ae:11: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
+  denom[0] = 200704.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -142,7 +149,7 @@ static double profile_ms[5][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, dense_h_forward(&r));
   PROFILED(1, 0, dense_z_forward(&r));
   PROFILED(2, 0, dense_y_1_forward(&r));
@@ -154,7 +161,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 468368);
   memset(r.d_y, 0, sizeof(aert_real) * 200704);
   PROFILED(4, 1, compute_loss(&r, NULL, 1));
@@ -169,7 +176,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
   memcpy(A + 598016, Z, sizeof(aert_real) * 32768);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
@@ -216,6 +223,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 5, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 9, .graph = graph, .output_layer = 8, .latent_layer = 4,
+  .spec_batch = 256, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

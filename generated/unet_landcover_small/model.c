@@ -20,6 +20,7 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *e1_1, *d_e1_1, *conv_e1_1_scratch, *conv_e1_1_dscratch, *e1, *d_e1, *conv_e1_2_scratch;
   aert_real *conv_e1_2_dscratch, *maxpool_2, *d_maxpool_2, *e2_1, *d_e2_1, *conv_e2_1_scratch;
   aert_real *conv_e2_1_dscratch, *e2, *d_e2, *conv_e2_2_scratch, *conv_e2_2_dscratch, *maxpool_5;
@@ -30,10 +31,14 @@ typedef struct {
   aert_real *conv_d1_2_dscratch, *logits, *d_logits, *loss_rows;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer                offset        floats   steps   what */
     .conv_e1_1_scratch  = A + 0,          /*     589824    0-0    conv_e1_1 scratch fwd */
     .conv_e1_2_scratch  = A + 0,          /*     589824    1-1    conv_e1_2 scratch fwd */
@@ -753,8 +758,9 @@ static void conv_logits_backward(const run *r) {
 static aert_real class_weights_0[6] = {1, 1, 1, 1, 1, 1};
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 0, 16, 1, r->loss_rows);
+  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 0, 16, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -771,7 +777,7 @@ static double profile_ms[14][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, conv_e1_1_forward(&r));
   PROFILED(1, 0, conv_e1_2_forward(&r));
   PROFILED(2, 0, maxpool_2_forward(&r));
@@ -792,7 +798,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 29920);
   memset(r.d_logits, 0, sizeof(aert_real) * 393216);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
@@ -892,6 +898,7 @@ const aert_model aec_model = {
   .n_timed = 14, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .set_class_weights = model_set_class_weights,
   .n_graph = 29, .graph = graph, .output_layer = 28, .latent_layer = -1,
+  .spec_batch = 16, .ranks = 1, .shard = &shard, .loss_term_weight = {1},
 };
 
 #ifndef AEC_NO_MAIN

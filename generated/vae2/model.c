@@ -20,14 +20,19 @@ typedef struct {
   const aert_real *X, *T;
   uint64_t seed;
   int training;
+  uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *h_1, *d_h_1, *h, *d_h, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *y_1, *d_y_1, *y_2;
   aert_real *d_y_2, *y, *d_y;
 } run;
 
+/* Data-parallel training: the rank's place in the global batch and its loss normalisers
+ * (aert.h); all zero in one process. */
+static aert_shard shard;
+
 static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T,
-                 uint64_t seed, int training) {
+                 uint64_t seed, int training, uint64_t first) {
   return (run){
-    P, G, A, X, T, seed, training,
+    P, G, A, X, T, seed, training, first,
     /* buffer      offset        floats   steps   what */
     .y        = A + 0,          /*     100352    0-17   y 784 */
     .d_y      = A + 100352,     /*     100352    8-9    dy 784 */
@@ -141,11 +146,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 2, batch 128
  * forward 0 FLOP, 3.07 KB moved per batch; backward 0 FLOP, 6.14 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward(r->mu, r->logvar, r->z, 256, r->training, aert_hash64(r->seed + 4));
+  aert_sample_forward(r->mu, r->logvar, r->z, 256, r->training, aert_hash64(r->seed + 4), r->first * 2u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 256, aert_hash64(r->seed + 4));
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 256, aert_hash64(r->seed + 4), r->first * 2u);
 }
 
 /* ---- dense y.1  (specs/vae2.ae:11:7)
@@ -199,12 +204,15 @@ static void dense_y_3_backward(const run *r) {
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
 static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
+  double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/vae2.ae:13: 1 * bce */
   t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
+  denom[0] = 128.0;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae2.ae:13: 1 * kl_normal */
   t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 256, 128, 1);
+  denom[1] = 128.0;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -221,7 +229,7 @@ static double profile_ms[9][2];
 
 static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,
                            uint64_t seed, aert_losses *losses) {
-  const run r = place(P, NULL, A, X, T, seed, training);
+  const run r = place(P, NULL, A, X, T, seed, training, shard.first);
   PROFILED(0, 0, dense_h_1_forward(&r));
   PROFILED(1, 0, dense_h_2_forward(&r));
   PROFILED(2, 0, dense_mu_forward(&r));
@@ -237,7 +245,7 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
 
 /* Gradients accumulate (+=) into buffers zeroed just before their first use. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
-  const run r = place(P, G, A, X, T, seed, 1);
+  const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 1068848);
   memset(r.d_mu, 0, sizeof(aert_real) * 256);
   memset(r.d_logvar, 0, sizeof(aert_real) * 256);
@@ -260,7 +268,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
-  const run r = place(P, NULL, A, NULL, NULL, 0, 0);
+  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
   memcpy(A + 463872, Z, sizeof(aert_real) * 256);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
@@ -313,6 +321,7 @@ const aert_model aec_model = {
   .decode = model_decode,
   .n_timed = 9, .timed_names = timed_names, .timed_flops = timed_flops, .profile_ms = profile_ms, .profiling = &profiling,
   .n_graph = 14, .graph = graph, .output_layer = 13, .latent_layer = 7,
+  .spec_batch = 128, .ranks = 1, .shard = &shard, .loss_term_weight = {1, 1},
 };
 
 #ifndef AEC_NO_MAIN

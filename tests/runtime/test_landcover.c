@@ -266,6 +266,7 @@ Test(landcover, band_statistics_travel_in_the_checkpoint) {
 Test(landcover, no_gradient_at_no_data_pixels) {
   enum { ROWS = 64, C = 6 };
   float logits[ROWS * C], t[ROWS], dl[ROWS * C], p[C];
+  double used = 0;
   uint64_t s = 3;
   for (int i = 0; i < ROWS * C; i++)
     logits[i] = 4 * aert_uniform(s, (uint64_t)i) - 2;
@@ -275,7 +276,7 @@ Test(landcover, no_gradient_at_no_data_pixels) {
     labelled += t[r] >= 0;
   }
   memset(dl, 0, sizeof dl);
-  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p);
+  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p, &used, 0);
   for (int r = 0; r < ROWS; r++) {
     aert_softmax_row(logits + r * C, p, C);
     for (int c = 0; c < C; c++) {
@@ -285,12 +286,18 @@ Test(landcover, no_gradient_at_no_data_pixels) {
         cr_assert_float_eq(dl[r * C + c], (p[c] - (c == (int)t[r])) / labelled, 1e-7);
     }
   }
+  cr_assert_eq(used, labelled, "the divisor reported is the labelled pixel count, not %g", used);
+  /* a data-parallel rank divides by the global normaliser / ranks instead of its own */
+  float dl_global[ROWS * C] = {0};
+  aert_loss_softmax_xent(logits, t, dl_global, ROWS, C, NULL, 0, 1, 1, p, &used, 4.0 * labelled);
+  for (int i = 0; i < ROWS * C; i++)
+    cr_assert_float_eq(dl_global[i], dl[i] / 4, 1e-8);
   for (int r = 0; r < ROWS; r++)
     t[r] = -1;
   memset(dl, 0, sizeof dl);
-  cr_assert_eq(aert_loss_focal(logits, t, NULL, ROWS, C, NULL, 0, 0, 1, 1, p), 0.0f,
+  cr_assert_eq(aert_loss_focal(logits, t, NULL, ROWS, C, NULL, 0, 0, 1, 1, p, &used, 0), 0.0f,
                "a batch of no data has loss 0, not NaN");
-  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p);
+  aert_loss_focal(logits, t, dl, ROWS, C, NULL, 0, 0, 1, 1, p, &used, 0);
   for (int i = 0; i < ROWS * C; i++)
     cr_assert_eq(dl[i], 0.0f);
 }

@@ -158,6 +158,7 @@ Test(cli, help_exits_0, .init = cr_redirect_stdout) {
       "  --init     FILE  start from the parameters of checkpoint FILE (from init or import)\n"
       "  --patience N     stop after N epochs without a lower validation loss\n"
       "  --tensorboard DIR   also log every epoch's scalars as TensorBoard event files in DIR\n"
+      "  --step-timeout SEC   end the job when a step takes longer (a hung rank; default 900 with ranks, none alone)\n"
       "  --profile  FILE  time every kernel; write ms and GFLOP/s per kernel to FILE (JSON)\n"
       "  --threads  T     threads for every kernel (default: all cores)\n"
       "  --quiet          no progress output\n"
