@@ -289,7 +289,7 @@ Test(landcover, no_gradient_at_no_data_pixels) {
   cr_assert_eq(used, labelled, "the divisor reported is the labelled pixel count, not %g", used);
   /* a data-parallel rank divides by the global normaliser / ranks instead of its own */
   float dl_global[ROWS * C] = {0};
-  aert_loss_softmax_xent(logits, t, dl_global, ROWS, C, NULL, 0, 1, 1, p, &used, 4.0 * labelled);
+  aert_loss_focal(logits, t, dl_global, ROWS, C, NULL, 0, 0, 1, 1, p, &used, 4.0 * labelled);
   for (int i = 0; i < ROWS * C; i++)
     cr_assert_float_eq(dl_global[i], dl[i] / 4, 1e-8);
   for (int r = 0; r < ROWS; r++)
