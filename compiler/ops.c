@@ -439,15 +439,19 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
     for (int j = 0; ok && n->op == OP_ADD && j < x->shape.rank; j++) ok = x->shape.d[j] == first->shape.d[j];
     if (!ok) {
       if (n->op == OP_CONCAT && (x->shape.rank != 3 || first->shape.rank != 3)) {
-        const ae_node *flat = x->shape.rank != 3 ? x : first, *image = flat == x ? first : x;
+        const ae_node *flat = x->shape.rank != 3 ? x : first, *other = flat == x ? first : x;
+        if (other->shape.rank != 3 && flat->shape.rank == 1) flat = other, other = flat == x ? first : x;   /* the map */
+        const char *what = flat->shape.rank == 1 ? "the vector" : "the map", *name = flat->name ? flat->name : "v";
         ae_error(c->diag, args[i]->loc, "concat joins images along their channels or vectors end to end, but got %s and %s",
                  ae_shape_str(first->shape, a), ae_shape_str(x->shape, b));
-        ae_hint(c->diag, "%s%s%s is not an image; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
-                flat->name ? "'" : "", flat->name ? flat->name : "the vector", flat->name ? "'" : "",
-                flat->name ? flat->name : "v", ae_shape_elems(flat->shape));
-        if (flat->shape.rank == 1 && image->shape.rank == 3)
-          ae_hint(c->diag, "or join two vectors: concat(flatten(%s), %s)", image->name ? image->name : "x",
-                  flat->name ? flat->name : "v");
+        if (other->shape.rank == 3)
+          ae_hint(c->diag, "%s%s%s is not an image; reshape it first, e.g. reshape(%s, [h, w, c]) with h*w*c = %ld",
+                  flat->name ? "'" : "", flat->name ? flat->name : what, flat->name ? "'" : "", name, ae_shape_elems(flat->shape));
+        else
+          ae_hint(c->diag, "%s%s%s is not a vector; flatten it first: flatten(%s)", flat->name ? "'" : "",
+                  flat->name ? flat->name : what, flat->name ? "'" : "", flat->name ? flat->name : "...");
+        if (flat->shape.rank == 1 && other->shape.rank == 3)
+          ae_hint(c->diag, "or join two vectors: concat(flatten(%s), %s)", other->name ? other->name : "x", name);
         return false;
       }
       ae_error(c->diag, args[i]->loc, "%s needs %s, but its inputs are %s and %s",
