@@ -81,6 +81,21 @@ static void human(double x, char *buf) {
 }
 
 /* The comment above each kernel: its spec line, shapes, FLOPs and bytes. */
+/* Where a layer comes from: its call, through the block calls that expanded into it,
+ * outermost first; the file is named once, then again only where it changes:
+ * "specs/unet_landcover.ae:22 up() -> :9 double_conv() -> :8:12 conv". */
+static const char *call_chain(emitter *e, const ae_node *n) {
+  const char *chain = "", *file = NULL;
+  for (int j = 0; j <= n->n_via; j++) {
+    const ae_loc *l = j < n->n_via ? &n->via[j].loc : &n->loc;
+    const char *path = l->src->path, *at = file && !strcmp(file, path) ? "" : path;
+    chain = j < n->n_via ? ae_sprintf(e->a, "%s%s:%d %s() -> ", chain, at, l->line, n->via[j].block)
+                         : ae_sprintf(e->a, "%s%s:%d:%d %s", chain, at, l->line, l->col, ae_op_name(n->op));
+    file = path;
+  }
+  return n->n_via ? chain : ae_sprintf(e->a, "%s:%d:%d", n->loc.src->path, n->loc.line, n->loc.col);
+}
+
 static void emit_provenance(emitter *e, const ae_kernel *k) {
   const ae_node *n = k->node;
   char in[256] = "", sh[48], fl[32], by[32];
@@ -97,8 +112,7 @@ static void emit_provenance(emitter *e, const ae_kernel *k) {
   human(c.bytes[0], by);
   human(c.flops[1], bfl);
   human(c.bytes[1], bby);
-  OUT("\n/* ---- %s%s%s  (%s:%d:%d)\n", ae_op_name(n->op), n->name ? " " : "", n->name ? n->name : "",
-      n->loc.src->path, n->loc.line, n->loc.col);
+  OUT("\n/* ---- %s%s%s  (%s)\n", ae_op_name(n->op), n->name ? " " : "", n->name ? n->name : "", call_chain(e, n));
   OUT(" * in: %s\n * out: %s %s", in, k->out->name ? k->out->name : "", ae_shape_str(k->out->shape, sh));
   if (k->act) OUT(", %s fused", ae_op_name(k->act->op));
   OUT(", batch %d\n * forward %sFLOP, %sB moved per batch", e->p->batch, fl, by);

@@ -101,7 +101,7 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 324544, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv z.h.1  (specs/conv_ae.ae:8:23)
+/* ---- conv z.h.1  (specs/conv_ae.ae:15 encoder() -> :10 down() -> :8:23 conv)
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 57.80 MFLOP, 26.09 MB */
@@ -136,7 +136,7 @@ static void conv_z_h_1_backward(const run *r) {
   }
 }
 
-/* ---- conv z.h.2  (specs/conv_ae.ae:8:51)
+/* ---- conv z.h.2  (specs/conv_ae.ae:15 encoder() -> :10 down() -> :8:51 conv)
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch; backward 924.84 MFLOP, 32.19 MB */
@@ -198,7 +198,7 @@ static void conv_z_h_2_backward(const run *r) {
   }
 }
 
-/* ---- conv z.h2.1  (specs/conv_ae.ae:8:23)
+/* ---- conv z.h2.1  (specs/conv_ae.ae:15 encoder() -> :11 down() -> :8:23 conv)
  * in: relu 14x14x32
  * out:  14x14x64, relu fused, batch 128
  * forward 924.84 MFLOP, 9.71 MB moved per batch; backward 1.85 GFLOP, 19.42 MB */
@@ -252,7 +252,7 @@ static void conv_z_h2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv z.h2.2  (specs/conv_ae.ae:8:51)
+/* ---- conv z.h2.2  (specs/conv_ae.ae:15 encoder() -> :11 down() -> :8:51 conv)
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch; backward 924.84 MFLOP, 16.35 MB */
@@ -314,7 +314,7 @@ static void conv_z_h2_2_backward(const run *r) {
   }
 }
 
-/* ---- dense z  (specs/conv_ae.ae:12:12)
+/* ---- dense z  (specs/conv_ae.ae:15 encoder() -> :12:12 dense)
  * in: flatten 3136
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */

@@ -88,7 +88,7 @@ static const aert_param params[] = {
   {"y.b", 1, {784}, 784, 1150864, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- dense e.1  (specs/deep_ae.ae:7:21)
+/* ---- dense e.1  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
  * in: x 784
  * out:  512, relu fused, batch 256
  * forward 205.52 MFLOP, 2.93 MB moved per batch; backward 205.52 MFLOP, 5.07 MB */
@@ -103,7 +103,7 @@ static void dense_e_1_backward(const run *r) {
     aert_gemm(1, 0, 784, 512, 256, r->X, 784, r->d_e_1, 512, 1, (r->G + 0), 512);
 }
 
-/* ---- dense e.2  (specs/deep_ae.ae:7:21)
+/* ---- dense e.2  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
  * in: relu 512
  * out:  256, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.62 MB */
@@ -119,7 +119,7 @@ static void dense_e_2_backward(const run *r) {
     aert_gemm(0, 1, 256, 512, 256, r->d_e_2, 256, (r->P + 401920), 256, 1, r->d_e_1, 512);
 }
 
-/* ---- dense e.3  (specs/deep_ae.ae:7:21)
+/* ---- dense e.3  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
  * in: relu 256
  * out:  128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
@@ -135,7 +135,7 @@ static void dense_e_3_backward(const run *r) {
     aert_gemm(0, 1, 256, 256, 128, r->d_e_3, 128, (r->P + 533248), 128, 1, r->d_e_2, 256);
 }
 
-/* ---- dense e.4  (specs/deep_ae.ae:7:21)
+/* ---- dense e.4  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
  * in: relu 128
  * out: e 64, relu fused, batch 256
  * forward 4.19 MFLOP, 229.63 KB moved per batch; backward 8.39 MFLOP, 459.26 KB */
@@ -167,7 +167,7 @@ static void dense_z_backward(const run *r) {
     aert_gemm(0, 1, 256, 64, 16, r->d_z, 16, (r->P + 574400), 16, 1, r->d_e, 64);
 }
 
-/* ---- dense d.1  (specs/deep_ae.ae:7:21)
+/* ---- dense d.1  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
  * in: z 16
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
@@ -183,7 +183,7 @@ static void dense_d_1_backward(const run *r) {
     aert_gemm(0, 1, 256, 16, 64, r->d_d_1, 64, (r->P + 575440), 64, 1, r->d_z, 16);
 }
 
-/* ---- dense d.2  (specs/deep_ae.ae:7:21)
+/* ---- dense d.2  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
  * in: relu 64
  * out:  128, relu fused, batch 256
  * forward 4.19 MFLOP, 229.89 KB moved per batch; backward 8.39 MFLOP, 459.78 KB */
@@ -199,7 +199,7 @@ static void dense_d_2_backward(const run *r) {
     aert_gemm(0, 1, 256, 64, 128, r->d_d_2, 128, (r->P + 576528), 128, 1, r->d_d_1, 64);
 }
 
-/* ---- dense d.3  (specs/deep_ae.ae:7:21)
+/* ---- dense d.3  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
  * in: relu 128
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
@@ -215,7 +215,7 @@ static void dense_d_3_backward(const run *r) {
     aert_gemm(0, 1, 256, 128, 256, r->d_d_3, 256, (r->P + 584848), 256, 1, r->d_d_2, 128);
 }
 
-/* ---- dense d.4  (specs/deep_ae.ae:7:21)
+/* ---- dense d.4  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
  * in: relu 256
  * out: d 512, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.63 MB */

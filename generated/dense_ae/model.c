@@ -71,7 +71,7 @@ static const aert_param params[] = {
   {"y.3.b", 1, {784}, 784, 438944, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- dense z.1  (specs/dense_ae.ae:7:23)
+/* ---- dense z.1  (specs/dense_ae.ae:9 encoder() -> :7:23 dense)
  * in: x 784
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
@@ -86,7 +86,7 @@ static void dense_z_1_backward(const run *r) {
     aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_z_1, 256, 1, (r->G + 0), 256);
 }
 
-/* ---- dense z.2  (specs/dense_ae.ae:7:49)
+/* ---- dense z.2  (specs/dense_ae.ae:9 encoder() -> :7:49 dense)
  * in: relu 256
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 16.78 MFLOP, 786.94 KB */
@@ -102,7 +102,7 @@ static void dense_z_2_backward(const run *r) {
     aert_gemm(0, 1, 256, 256, 64, r->d_z_2, 64, (r->P + 200960), 64, 1, r->d_z_1, 256);
 }
 
-/* ---- dense z.3  (specs/dense_ae.ae:7:70)
+/* ---- dense z.3  (specs/dense_ae.ae:9 encoder() -> :7:70 dense)
  * in: relu 64
  * out: z.3 32, batch 256
  * forward 1.05 MFLOP, 106.62 KB moved per batch; backward 2.10 MFLOP, 213.25 KB */

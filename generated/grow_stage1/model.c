@@ -55,7 +55,7 @@ static const aert_param params[] = {
   {"y.b", 1, {784}, 784, 401664, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- dense h  (specs/grow_stage1.ae:7:23)
+/* ---- dense h  (specs/grow_stage1.ae:9 encoder() -> :7:23 dense)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */

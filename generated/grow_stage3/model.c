@@ -81,7 +81,7 @@ static const aert_param params[] = {
   {"y.4.b", 1, {784}, 784, 437440, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- dense h  (specs/grow_stage1.ae:7:23)
+/* ---- dense h  (specs/grow_stage3.ae:11 encoder() -> specs/grow_stage1.ae:7:23 dense)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
@@ -90,7 +90,7 @@ static void dense_h_forward(const run *r) {
   aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
 }
 
-/* ---- dense z.1  (specs/grow_stage2.ae:10:24)
+/* ---- dense z.1  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:24 dense)
  * in: h 256
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch */
@@ -99,7 +99,7 @@ static void dense_z_1_forward(const run *r) {
   aert_bias_act(r->z_1, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
 }
 
-/* ---- dense z.2  (specs/grow_stage2.ae:10:49)
+/* ---- dense z.2  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:49 dense)
  * in: relu 64
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch */

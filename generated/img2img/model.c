@@ -122,7 +122,7 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 117984, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv e1.1  (specs/img2img.ae:9:30)
+/* ---- conv e1.1  (specs/img2img.ae:11 double_conv() -> :9:30 conv)
  * in: x 28x28x1
  * out:  28x28x16, relu fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 28.90 MFLOP, 13.25 MB */
@@ -157,7 +157,7 @@ static void conv_e1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e1.2  (specs/img2img.ae:9:58)
+/* ---- conv e1.2  (specs/img2img.ae:11 double_conv() -> :9:58 conv)
  * in: relu 28x28x16
  * out: e1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */
@@ -223,7 +223,7 @@ static void maxpool_2_backward(const run *r) {
   aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
-/* ---- conv e2.1  (specs/img2img.ae:9:30)
+/* ---- conv e2.1  (specs/img2img.ae:12 double_conv() -> :9:30 conv)
  * in: maxpool 14x14x16
  * out:  14x14x32, relu fused, batch 128
  * forward 231.21 MFLOP, 4.84 MB moved per batch; backward 462.42 MFLOP, 9.67 MB */
@@ -280,7 +280,7 @@ static void conv_e2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e2.2  (specs/img2img.ae:9:58)
+/* ---- conv e2.2  (specs/img2img.ae:12 double_conv() -> :9:58 conv)
  * in: relu 14x14x32
  * out: e2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
@@ -349,7 +349,7 @@ static void maxpool_5_backward(const run *r) {
   aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 128, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
-/* ---- conv m.1  (specs/img2img.ae:9:30)
+/* ---- conv m.1  (specs/img2img.ae:13 double_conv() -> :9:30 conv)
  * in: maxpool 7x7x32
  * out:  7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 2.48 MB moved per batch; backward 462.42 MFLOP, 4.96 MB */
@@ -406,7 +406,7 @@ static void conv_m_1_backward(const run *r) {
   }
 }
 
-/* ---- conv m.2  (specs/img2img.ae:9:58)
+/* ---- conv m.2  (specs/img2img.ae:13 double_conv() -> :9:58 conv)
  * in: relu 7x7x64
  * out: m 7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 3.36 MB moved per batch; backward 924.84 MFLOP, 6.72 MB */
@@ -463,7 +463,7 @@ static void conv_m_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.1  (specs/img2img.ae:9:30)
+/* ---- conv d2.1  (specs/img2img.ae:14 double_conv() -> :9:30 conv)
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 1.39 GFLOP, 8.14 MB moved per batch; backward 2.77 GFLOP, 16.28 MB */
@@ -533,7 +533,7 @@ static void conv_d2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.2  (specs/img2img.ae:9:58)
+/* ---- conv d2.2  (specs/img2img.ae:14 double_conv() -> :9:58 conv)
  * in: relu 14x14x32
  * out: d2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
@@ -590,7 +590,7 @@ static void conv_d2_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.1  (specs/img2img.ae:9:30)
+/* ---- conv d1.1  (specs/img2img.ae:15 double_conv() -> :9:30 conv)
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
  * forward 1.39 GFLOP, 16.08 MB moved per batch; backward 2.77 GFLOP, 32.17 MB */
@@ -660,7 +660,7 @@ static void conv_d1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.2  (specs/img2img.ae:9:58)
+/* ---- conv d1.2  (specs/img2img.ae:15 double_conv() -> :9:58 conv)
  * in: relu 28x28x16
  * out: d1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */

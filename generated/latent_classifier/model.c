@@ -79,7 +79,7 @@ static const aert_param params[] = {
   {"logits.2.b", 1, {10}, 10, 168128, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv z.h.1  (specs/conv_ae.ae:8:23)
+/* ---- conv z.h.1  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:10 down() -> :8:23 conv)
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch */
@@ -105,7 +105,7 @@ static void conv_z_h_1_forward(const run *r) {
   aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
 
-/* ---- conv z.h.2  (specs/conv_ae.ae:8:51)
+/* ---- conv z.h.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:10 down() -> :8:51 conv)
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch */
@@ -134,7 +134,7 @@ static void conv_z_h_2_forward(const run *r) {
   aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
 
-/* ---- conv z.h2.1  (specs/conv_ae.ae:8:23)
+/* ---- conv z.h2.1  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:23 conv)
  * in: relu 14x14x32
  * out:  14x14x64, relu fused, batch 128
  * forward 924.84 MFLOP, 9.71 MB moved per batch */
@@ -160,7 +160,7 @@ static void conv_z_h2_1_forward(const run *r) {
   aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
 
-/* ---- conv z.h2.2  (specs/conv_ae.ae:8:51)
+/* ---- conv z.h2.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:51 conv)
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch */
@@ -189,7 +189,7 @@ static void conv_z_h2_2_forward(const run *r) {
   aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
 
-/* ---- dense z  (specs/conv_ae.ae:12:12)
+/* ---- dense z  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:12:12 dense)
  * in: flatten 3136
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch */

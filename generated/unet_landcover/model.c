@@ -181,7 +181,7 @@ static const aert_param params[] = {
   {"logits.b", 1, {6}, 6, 1965728, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv e1.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv e1.1  (specs/unet_landcover.ae:11 double_conv() -> :8:30 conv)
  * in: x 256x256x24
  * out:  256x256x16, relu fused, batch 8
  * forward 3.62 GFLOP, 83.90 MB moved per batch; backward 3.62 GFLOP, 117.47 MB */
@@ -216,7 +216,7 @@ static void conv_e1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e1.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv e1.2  (specs/unet_landcover.ae:11 double_conv() -> :8:58 conv)
  * in: relu 256x256x16
  * out: e1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
@@ -282,7 +282,7 @@ static void maxpool_2_backward(const run *r) {
   aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 8, 256, 256, 16, 2, 2, 128, 128, 1);
 }
 
-/* ---- conv e2.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv e2.1  (specs/unet_landcover.ae:12 double_conv() -> :8:30 conv)
  * in: maxpool 128x128x16
  * out:  128x128x32, relu fused, batch 8
  * forward 1.21 GFLOP, 25.18 MB moved per batch; backward 2.42 GFLOP, 50.37 MB */
@@ -336,7 +336,7 @@ static void conv_e2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e2.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv e2.2  (specs/unet_landcover.ae:12 double_conv() -> :8:58 conv)
  * in: relu 128x128x32
  * out: e2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
@@ -402,7 +402,7 @@ static void maxpool_5_backward(const run *r) {
   aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 8, 128, 128, 32, 2, 2, 64, 64, 1);
 }
 
-/* ---- conv e3.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv e3.1  (specs/unet_landcover.ae:13 double_conv() -> :8:30 conv)
  * in: maxpool 64x64x32
  * out:  64x64x64, relu fused, batch 8
  * forward 1.21 GFLOP, 12.66 MB moved per batch; backward 2.42 GFLOP, 25.31 MB */
@@ -456,7 +456,7 @@ static void conv_e3_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e3.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv e3.2  (specs/unet_landcover.ae:13 double_conv() -> :8:58 conv)
  * in: relu 64x64x64
  * out: e3 64x64x64, relu fused, batch 8
  * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
@@ -522,7 +522,7 @@ static void maxpool_8_backward(const run *r) {
   aert_pool_backward(r->d_e3, r->d_maxpool_8, r->e3, r->maxpool_8, 8, 64, 64, 64, 2, 2, 32, 32, 1);
 }
 
-/* ---- conv e4.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv e4.1  (specs/unet_landcover.ae:14 double_conv() -> :8:30 conv)
  * in: maxpool 32x32x64
  * out:  32x32x128, relu fused, batch 8
  * forward 1.21 GFLOP, 6.59 MB moved per batch; backward 2.42 GFLOP, 13.17 MB */
@@ -576,7 +576,7 @@ static void conv_e4_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e4.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv e4.2  (specs/unet_landcover.ae:14 double_conv() -> :8:58 conv)
  * in: relu 32x32x128
  * out: e4 32x32x128, relu fused, batch 8
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
@@ -642,7 +642,7 @@ static void maxpool_11_backward(const run *r) {
   aert_pool_backward(r->d_e4, r->d_maxpool_11, r->e4, r->maxpool_11, 8, 32, 32, 128, 2, 2, 16, 16, 1);
 }
 
-/* ---- conv b.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv b.1  (specs/unet_landcover.ae:15 double_conv() -> :8:30 conv)
  * in: maxpool 16x16x128
  * out:  16x16x256, relu fused, batch 8
  * forward 1.21 GFLOP, 4.33 MB moved per batch; backward 2.42 GFLOP, 8.65 MB */
@@ -699,7 +699,7 @@ static void conv_b_1_backward(const run *r) {
   }
 }
 
-/* ---- conv b.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv b.2  (specs/unet_landcover.ae:15 double_conv() -> :8:58 conv)
  * in: relu 16x16x256
  * out: b 16x16x256, relu fused, batch 8
  * forward 2.42 GFLOP, 6.55 MB moved per batch; backward 4.83 GFLOP, 13.11 MB */
@@ -756,7 +756,7 @@ static void conv_b_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d4.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv d4.1  (specs/unet_landcover.ae:16 up() -> :9 double_conv() -> :8:30 conv)
  * in: b 16x16x256 upsampled x2 ++ e4 32x32x128
  * out:  32x32x128, relu fused, batch 8
  * forward 7.25 GFLOP, 12.26 MB moved per batch; backward 14.50 GFLOP, 24.51 MB */
@@ -825,7 +825,7 @@ static void conv_d4_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d4.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv d4.2  (specs/unet_landcover.ae:16 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 32x32x128
  * out: d4 32x32x128, relu fused, batch 8
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
@@ -879,7 +879,7 @@ static void conv_d4_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d3.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv d3.1  (specs/unet_landcover.ae:17 up() -> :9 double_conv() -> :8:30 conv)
  * in: d4 32x32x128 upsampled x2 ++ e3 64x64x64
  * out:  64x64x64, relu fused, batch 8
  * forward 7.25 GFLOP, 21.41 MB moved per batch; backward 14.50 GFLOP, 42.83 MB */
@@ -948,7 +948,7 @@ static void conv_d3_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d3.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv d3.2  (specs/unet_landcover.ae:17 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 64x64x64
  * out: d3 64x64x64, relu fused, batch 8
  * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
@@ -1002,7 +1002,7 @@ static void conv_d3_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv d2.1  (specs/unet_landcover.ae:18 up() -> :9 double_conv() -> :8:30 conv)
  * in: d3 64x64x64 upsampled x2 ++ e2 128x128x32
  * out:  128x128x32, relu fused, batch 8
  * forward 7.25 GFLOP, 42.05 MB moved per batch; backward 14.50 GFLOP, 84.11 MB */
@@ -1071,7 +1071,7 @@ static void conv_d2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv d2.2  (specs/unet_landcover.ae:18 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 128x128x32
  * out: d2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
@@ -1125,7 +1125,7 @@ static void conv_d2_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.1  (specs/unet_landcover.ae:8:30)
+/* ---- conv d1.1  (specs/unet_landcover.ae:19 up() -> :9 double_conv() -> :8:30 conv)
  * in: d2 128x128x32 upsampled x2 ++ e1 256x256x16
  * out:  256x256x16, relu fused, batch 8
  * forward 7.25 GFLOP, 83.91 MB moved per batch; backward 14.50 GFLOP, 167.83 MB */
@@ -1194,7 +1194,7 @@ static void conv_d1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.2  (specs/unet_landcover.ae:8:58)
+/* ---- conv d1.2  (specs/unet_landcover.ae:19 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 256x256x16
  * out: d1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */

@@ -123,7 +123,7 @@ static const aert_param params[] = {
   {"logits.b", 1, {6}, 6, 29904, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
-/* ---- conv e1.1  (specs/unet_landcover_small.ae:8:30)
+/* ---- conv e1.1  (specs/unet_landcover_small.ae:11 double_conv() -> :8:30 conv)
  * in: x 64x64x4
  * out:  64x64x8, relu fused, batch 16
  * forward 37.75 MFLOP, 3.15 MB moved per batch; backward 37.75 MFLOP, 5.25 MB */
@@ -164,7 +164,7 @@ static void conv_e1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e1.2  (specs/unet_landcover_small.ae:8:58)
+/* ---- conv e1.2  (specs/unet_landcover_small.ae:11 double_conv() -> :8:58 conv)
  * in: relu 64x64x8
  * out: e1 64x64x8, relu fused, batch 16
  * forward 75.50 MFLOP, 4.20 MB moved per batch; backward 150.99 MFLOP, 8.39 MB */
@@ -239,7 +239,7 @@ static void maxpool_2_backward(const run *r) {
   aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 16, 64, 64, 8, 2, 2, 32, 32, 1);
 }
 
-/* ---- conv e2.1  (specs/unet_landcover_small.ae:8:30)
+/* ---- conv e2.1  (specs/unet_landcover_small.ae:12 double_conv() -> :8:30 conv)
  * in: maxpool 32x32x8
  * out:  32x32x16, relu fused, batch 16
  * forward 37.75 MFLOP, 1.58 MB moved per batch; backward 75.50 MFLOP, 3.16 MB */
@@ -300,7 +300,7 @@ static void conv_e2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv e2.2  (specs/unet_landcover_small.ae:8:58)
+/* ---- conv e2.2  (specs/unet_landcover_small.ae:12 double_conv() -> :8:58 conv)
  * in: relu 32x32x16
  * out: e2 32x32x16, relu fused, batch 16
  * forward 75.50 MFLOP, 2.11 MB moved per batch; backward 150.99 MFLOP, 4.21 MB */
@@ -369,7 +369,7 @@ static void maxpool_5_backward(const run *r) {
   aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 16, 32, 32, 16, 2, 2, 16, 16, 1);
 }
 
-/* ---- conv b.1  (specs/unet_landcover_small.ae:8:30)
+/* ---- conv b.1  (specs/unet_landcover_small.ae:13 double_conv() -> :8:30 conv)
  * in: maxpool 16x16x16
  * out:  16x16x32, relu fused, batch 16
  * forward 37.75 MFLOP, 804.99 KB moved per batch; backward 75.50 MFLOP, 1.61 MB */
@@ -426,7 +426,7 @@ static void conv_b_1_backward(const run *r) {
   }
 }
 
-/* ---- conv b.2  (specs/unet_landcover_small.ae:8:58)
+/* ---- conv b.2  (specs/unet_landcover_small.ae:13 double_conv() -> :8:58 conv)
  * in: relu 16x16x32
  * out: b 16x16x32, relu fused, batch 16
  * forward 75.50 MFLOP, 1.09 MB moved per batch; backward 150.99 MFLOP, 2.17 MB */
@@ -483,7 +483,7 @@ static void conv_b_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.1  (specs/unet_landcover_small.ae:8:30)
+/* ---- conv d2.1  (specs/unet_landcover_small.ae:14 up() -> :9 double_conv() -> :8:30 conv)
  * in: b 16x16x32 upsampled x2 ++ e2 32x32x16
  * out:  32x32x16, relu fused, batch 16
  * forward 226.49 MFLOP, 2.65 MB moved per batch; backward 452.98 MFLOP, 5.30 MB */
@@ -553,7 +553,7 @@ static void conv_d2_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d2.2  (specs/unet_landcover_small.ae:8:58)
+/* ---- conv d2.2  (specs/unet_landcover_small.ae:14 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 32x32x16
  * out: d2 32x32x16, relu fused, batch 16
  * forward 75.50 MFLOP, 2.11 MB moved per batch; backward 150.99 MFLOP, 4.21 MB */
@@ -610,7 +610,7 @@ static void conv_d2_2_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.1  (specs/unet_landcover_small.ae:8:30)
+/* ---- conv d1.1  (specs/unet_landcover_small.ae:15 up() -> :9 double_conv() -> :8:30 conv)
  * in: d2 32x32x16 upsampled x2 ++ e1 64x64x8
  * out:  64x64x8, relu fused, batch 16
  * forward 226.49 MFLOP, 5.25 MB moved per batch; backward 452.98 MFLOP, 10.50 MB */
@@ -674,7 +674,7 @@ static void conv_d1_1_backward(const run *r) {
   }
 }
 
-/* ---- conv d1.2  (specs/unet_landcover_small.ae:8:58)
+/* ---- conv d1.2  (specs/unet_landcover_small.ae:15 up() -> :9 double_conv() -> :8:58 conv)
  * in: relu 64x64x8
  * out: d1 64x64x8, relu fused, batch 16
  * forward 75.50 MFLOP, 4.20 MB moved per batch; backward 150.99 MFLOP, 8.39 MB */
