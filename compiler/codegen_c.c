@@ -340,11 +340,19 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
    * padded dy, the flipped weights and the stack's dx, or the columns */
   const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL, *bcol = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
-  const char *geom = ae_sprintf(e->a, "%d, %d, %d, %d, %d", C, s, hg, wg, tc), *out = ae_sprintf(e->a, "%d, %d, %d", w.rows_h, w.rows_w, cout);
+  /* the geometry the kernels read by name: forward and weight gradient; dx (stride 1, whole
+   * vectors of input channels) as a conv of padded dy with the flipped weights */
+  const char *geom = ae_sprintf(e->a, "&geo_%s", name), *dgeom = ae_sprintf(e->a, "&dgeo_%s", name);
+  OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = %d, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
+      ".cout = %d};\n", name, C, s, hg, wg, tc, kk, w.rows_h, w.rows_w, cout);
+  if (any_dx && dx_direct && ae_kernel_has_backward(p, k))
+    OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, hp2, wp2, cout, kk, w.th, w.tw, tc);
+  OUT("\n");
   long wt = k->conv.weights_at;
   OUT("static void %s_forward(const run *r) {\n%s    %s(%s, n0%s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
-  if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %s);\n", col, geom, wv, col, wt, kk, y, ys, out);
-  else OUT("    aert_conv_fwd(%s, %s, %s, %d, %s + (long)n0 * %ld, %s, 0);\n", col, geom, wv, kk, y, ys, out);
+  if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
+  else OUT("    aert_conv_fwd(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", geom, col, wv, y, ys);
   OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
@@ -353,20 +361,18 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   if (!k->w->frozen) {
     emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
-    OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %d, %s, %s);\n  }\n", chunk_loop(e, B, C), pad,
-        bcol, srcs, narrow ? "_narrow" : "", bcol, geom, dy, ys, kk, pgrad(e, k->w), out);
+    OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
+        bcol, srcs, narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
   }
   if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
-    const char *dgeom = ae_sprintf(e->a, "%d, 1, %d, %d, %d", C, hp2, wp2, cout);
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
     OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, C), dpad, bcol, dy);
     if (plain)
-      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %d, %s + (long)n0 * %ld, %d, %d, %d, 1);\n", bcol, dgeom, bcol, wf, kk, dsrc[0].t, xs,
-          w.th, w.tw, tc);
+      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %s + (long)n0 * %ld, 1);\n", dgeom, bcol, bcol, wf, dsrc[0].t, xs);
     else
-      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %d, %s + %ld, %d, %d, %d, 0);\n    %s(%s + %ld, n0%s);\n", bcol, dgeom, bcol, wf, kk,
-          bcol, dxs, w.th, w.tw, tc, unstack, bcol, dxs, dsrcs);
+      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %s + %ld, 0);\n    %s(%s + %ld, n0%s);\n", dgeom, bcol, bcol, wf, bcol, dxs, unstack,
+          bcol, dxs, dsrcs);
     OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;

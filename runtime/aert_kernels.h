@@ -142,11 +142,17 @@ AERT_CONV_TILE(2)
 AERT_CONV_TILE(3)
 AERT_CONV_TILE(4)
 
+/* The geometry of a direct convolution (one static const struct per conv in the generated
+ * code, so that its calls read by name): batch images at a time, stride s, each image's
+ * padded input as s * s phases of hg x wg pixels of cin channels, a k x k window, and the
+ * output ho x wo pixels of cout channels. */
+typedef struct { int batch, s, hg, wg, cin, k, ho, wo, cout; } aert_conv_geom;
+
 /* x: per image s * s phases of hg x wg pixels (plus slack after the last image); y: ho x wo
  * pixels of cout channels, a multiple of AERT_LANES; acc adds to y instead of overwriting. */
-static inline void aert_conv_fwd(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
-                                 const aert_real *restrict w, int k, aert_real *restrict y, int ho, int wo, int cout,
-                                 int acc) {
+static inline void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
+                                 aert_real *restrict y, int acc) {
+  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / AERT_LANES / nv, taps = k * k;
   int span = (ho - 1) * wg + wo, tiles = (span + mr - 1) / mr;
   long xs = (long)s * s * hg * wg * cin, ys = (long)ho * wo * cout, xoff[taps];
@@ -228,8 +234,9 @@ static inline int aert_conv_slices(int tasks, long rows) {
   return slices > rows ? (int)rows : slices;
 }
 
-static inline void aert_conv_dw(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
-                                const aert_real *restrict dy, int k, aert_real *restrict dw, int ho, int wo, int cout) {
+static inline void aert_conv_dw(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
+                                aert_real *restrict dw) {
+  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES, blocks = cout / lw;
   int groups = s == 1 ? k : k * k, group = s == 1 ? k * cin : cin, rblocks = (group + mr - 1) / mr;
   int tasks = groups * rblocks * blocks;
@@ -284,9 +291,9 @@ static inline aert_real aert_vsum(aert_vec v) {
   return s;
 }
 
-static inline void aert_conv_fwd_narrow(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
-                                        const aert_real *restrict w, aert_real *restrict wt, int k, aert_real *restrict y,
-                                        int ho, int wo, int cout) {
+static inline void aert_conv_fwd_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
+                                        aert_real *restrict wt, aert_real *restrict y) {
+  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int cv = cin / AERT_LANES, taps = k * k;
   long xs = (long)s * s * hg * wg * cin, xoff[taps];
   aert_conv_taps(xoff, k, s, hg, wg, cin);
@@ -312,9 +319,9 @@ static inline void aert_conv_fwd_narrow(const aert_real *restrict x, int batch, 
 /* Its weight gradient: a task owns one tap, one output channel and up to four vectors of
  * input channels, and sums over the output rows of its slice; slices are added in order
  * afterwards. */
-static inline void aert_conv_dw_narrow(const aert_real *restrict x, int batch, int s, int hg, int wg, int cin,
-                                       const aert_real *restrict dy, int k, aert_real *restrict dw, int ho, int wo,
-                                       int cout) {
+static inline void aert_conv_dw_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
+                                       aert_real *restrict dw) {
+  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int cv = cin / AERT_LANES, vb = (cv + 3) / 4, taps = k * k, tasks = taps * cout * vb;
   long rows_all = (long)batch * ho, xs = (long)s * s * hg * wg * cin, xoff[taps];
   aert_conv_taps(xoff, k, s, hg, wg, cin);

@@ -119,10 +119,12 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_z_h_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->z_h_1 + (long)n0 * 25088, 28, 28, 32, 0);
+    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
@@ -132,7 +134,7 @@ static void conv_z_h_1_backward(const run *r) {
   aert_bias_grad((r->G + 288), r->d_z_h_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_1(r->conv_z_h_1_dscratch, n0, r->X);
-    aert_conv_dw(r->conv_z_h_1_dscratch, 32, 1, 30, 30, 1, r->d_z_h_1 + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
+    aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + 0));
   }
 }
 
@@ -177,10 +179,12 @@ static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real 
   }
 }
 
+static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
-    aert_conv_fwd(r->conv_z_h_2_scratch, 32, 2, 15, 15, 32, (r->P + 320), 3, r->z_h_2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -190,7 +194,7 @@ static void conv_z_h_2_backward(const run *r) {
   aert_bias_grad((r->G + 9536), r->d_z_h_2, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->z_h_1);
-    aert_conv_dw(r->conv_z_h_2_dscratch, 32, 2, 15, 15, 32, r->d_z_h_2 + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
+    aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 16) {
     aert_gemm(0, 1, 3136, 288, 32, r->d_z_h_2 + (long)n0 * 6272, 32, (r->P + 320), 32, 0, r->conv_z_h_2_dscratch, 288);
@@ -230,10 +234,13 @@ static void dpad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *re
   memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
+static const aert_conv_geom dgeo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
-    aert_conv_fwd(r->conv_z_h2_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->z_h2_1 + (long)n0 * 12544, 14, 14, 64, 0);
+    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
@@ -243,12 +250,12 @@ static void conv_z_h2_1_backward(const run *r) {
   aert_bias_grad((r->G + 28000), r->d_z_h2_1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->z_h_2);
-    aert_conv_dw(r->conv_z_h2_1_dscratch, 64, 1, 16, 16, 32, r->d_z_h2_1 + (long)n0 * 12544, 3, (r->G + 9568), 14, 14, 64);
+    aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->d_z_h2_1);
-    aert_conv_fwd(r->conv_z_h2_1_dscratch, 64, 1, 16, 16, 64, r->conv_z_h2_1_dscratch + 1050112, 3, r->d_z_h_2 + (long)n0 * 6272, 14, 14, 32, 1);
+    aert_conv_fwd(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1050112, r->d_z_h_2 + (long)n0 * 6272, 1);
   }
 }
 
@@ -293,10 +300,12 @@ static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real
   }
 }
 
+static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
-    aert_conv_fwd(r->conv_z_h2_2_scratch, 64, 2, 8, 8, 64, (r->P + 28064), 3, r->z_h2_2 + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }
@@ -306,7 +315,7 @@ static void conv_z_h2_2_backward(const run *r) {
   aert_bias_grad((r->G + 64928), r->d_z_h2_2, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->z_h2_1);
-    aert_conv_dw(r->conv_z_h2_2_dscratch, 64, 2, 8, 8, 64, r->d_z_h2_2 + (long)n0 * 3136, 3, (r->G + 28064), 7, 7, 64);
+    aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + 28064));
   }
   for (int n0 = 0; n0 < 128; n0 += 32) {
     aert_gemm(0, 1, 1568, 576, 64, r->d_z_h2_2 + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, r->conv_z_h2_2_dscratch, 576);
@@ -391,10 +400,13 @@ static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *re
       }
 }
 
+static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
+static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
+
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d1(r->conv_d1_scratch, n0, r->d);
-    aert_conv_fwd(r->conv_d1_scratch, 32, 1, 16, 16, 64, (r->P + 268864), 3, r->d1 + (long)n0 * 12544, 14, 14, 64, 0);
+    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 268864), r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
 }
@@ -404,12 +416,12 @@ static void conv_d1_backward(const run *r) {
   aert_bias_grad((r->G + 305728), r->d_d1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
-    aert_conv_dw(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->d_d1 + (long)n0 * 12544, 3, (r->G + 268864), 14, 14, 64);
+    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 268864));
   }
   aert_conv_flip((r->P + 268864), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
-    aert_conv_fwd(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->conv_d1_dscratch + 525824, 3, r->conv_d1_dscratch + 562688, 14, 14, 64, 0);
+    aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
     unstack_conv_d1(r->conv_d1_dscratch + 562688, n0, r->d_d);
   }
 }
@@ -459,10 +471,13 @@ static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *re
       }
 }
 
+static const aert_conv_geom geo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 64, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 64};
+
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 8) {
     pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
-    aert_conv_fwd(r->conv_d2_scratch, 8, 1, 30, 30, 64, (r->P + 305792), 3, r->d2 + (long)n0 * 25088, 28, 28, 32, 0);
+    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 305792), r->d2 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->d2, (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
 }
@@ -472,12 +487,12 @@ static void conv_d2_backward(const run *r) {
   aert_bias_grad((r->G + 324224), r->d_d2, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
     pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
-    aert_conv_dw(r->conv_d2_dscratch, 8, 1, 30, 30, 64, r->d_d2 + (long)n0 * 25088, 3, (r->G + 305792), 28, 28, 32);
+    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 305792));
   }
   aert_conv_flip((r->P + 305792), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
     dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
-    aert_conv_fwd(r->conv_d2_dscratch, 8, 1, 30, 30, 32, r->conv_d2_dscratch + 231936, 3, r->conv_d2_dscratch + 250368, 28, 28, 64, 0);
+    aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
     unstack_conv_d2(r->conv_d2_dscratch + 250368, n0, r->d_d1);
   }
 }
@@ -514,10 +529,13 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
+static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_scratch, n0, r->d2);
-    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 324256), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 324256), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -527,12 +545,12 @@ static void conv_y_backward(const run *r) {
   aert_bias_grad((r->G + 324544), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_dscratch, n0, r->d2);
-    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 324256), 28, 28, 1);
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 324256));
   }
   aert_conv_flip((r->P + 324256), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
-    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d2 + (long)n0 * 25088, 28, 28, 32, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
 }
 

@@ -114,10 +114,12 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_e_1_scratch, 32, 2, 15, 15, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -127,7 +129,7 @@ static void conv_e_1_backward(const run *r) {
   aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
-    aert_conv_dw(r->conv_e_1_dscratch, 32, 2, 15, 15, 1, r->d_e_1 + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
 }
 
@@ -172,10 +174,12 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
   }
 }
 
+static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
-    aert_conv_fwd(r->conv_e_2_scratch, 64, 2, 8, 8, 32, (r->P + 320), 3, r->e + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
@@ -185,7 +189,7 @@ static void conv_e_2_backward(const run *r) {
   aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
-    aert_conv_dw(r->conv_e_2_dscratch, 64, 2, 8, 8, 32, r->d_e + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
     aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
@@ -223,10 +227,13 @@ static void dpad_conv_z(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 692224, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z = {.batch = 64, .s = 1, .hg = 7, .wg = 7, .cin = 64, .k = 7, .ho = 1, .wo = 1, .cout = 64};
+static const aert_conv_geom dgeo_conv_z = {.batch = 64, .s = 1, .hg = 13, .wg = 13, .cin = 64, .k = 7, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_z_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z(r->conv_z_scratch, n0, r->e);
-    aert_conv_fwd(r->conv_z_scratch, 64, 1, 7, 7, 64, (r->P + 18816), 7, r->z + (long)n0 * 64, 1, 1, 64, 0);
+    aert_conv_fwd(&geo_conv_z, r->conv_z_scratch, (r->P + 18816), r->z + (long)n0 * 64, 0);
   }
   aert_bias_act(r->z, (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
 }
@@ -236,12 +243,12 @@ static void conv_z_backward(const run *r) {
   aert_bias_grad((r->G + 219520), r->d_z, 128, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z(r->conv_z_dscratch, n0, r->e);
-    aert_conv_dw(r->conv_z_dscratch, 64, 1, 7, 7, 64, r->d_z + (long)n0 * 64, 7, (r->G + 18816), 1, 1, 64);
+    aert_conv_dw(&geo_conv_z, r->conv_z_dscratch, r->d_z + (long)n0 * 64, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_z_dscratch + 693760, 7, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_z(r->conv_z_dscratch, n0, r->d_z);
-    aert_conv_fwd(r->conv_z_dscratch, 64, 1, 13, 13, 64, r->conv_z_dscratch + 693760, 7, r->d_e + (long)n0 * 3136, 7, 7, 64, 1);
+    aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 1);
   }
 }
 
@@ -358,10 +365,13 @@ static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *re
       }
 }
 
+static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
+
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d1(r->conv_d1_scratch, n0, r->d);
-    aert_conv_fwd(r->conv_d1_scratch, 32, 1, 16, 16, 64, (r->P + 420352), 3, r->d1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 420352), r->d1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d1, (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -371,12 +381,12 @@ static void conv_d1_backward(const run *r) {
   aert_bias_grad((r->G + 438784), r->d_d1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
-    aert_conv_dw(r->conv_d1_dscratch, 32, 1, 16, 16, 64, r->d_d1 + (long)n0 * 6272, 3, (r->G + 420352), 14, 14, 32);
+    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 6272, (r->G + 420352));
   }
   aert_conv_flip((r->P + 420352), r->conv_d1_dscratch + 263680, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
-    aert_conv_fwd(r->conv_d1_dscratch, 32, 1, 16, 16, 32, r->conv_d1_dscratch + 263680, 3, r->conv_d1_dscratch + 282112, 14, 14, 64, 0);
+    aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 263680, r->conv_d1_dscratch + 282112, 0);
     unstack_conv_d1(r->conv_d1_dscratch + 282112, n0, r->d_d);
   }
 }
@@ -426,10 +436,13 @@ static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *re
       }
 }
 
+static const aert_conv_geom geo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom dgeo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
-    aert_conv_fwd(r->conv_d2_scratch, 16, 1, 30, 30, 32, (r->P + 438816), 3, r->d2 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 438816), r->d2 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d2, (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -439,12 +452,12 @@ static void conv_d2_backward(const run *r) {
   aert_bias_grad((r->G + 443424), r->d_d2, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
-    aert_conv_dw(r->conv_d2_dscratch, 16, 1, 30, 30, 32, r->d_d2 + (long)n0 * 12544, 3, (r->G + 438816), 28, 28, 16);
+    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 12544, (r->G + 438816));
   }
   aert_conv_flip((r->P + 438816), r->conv_d2_dscratch + 231168, 3, 32, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
-    aert_conv_fwd(r->conv_d2_dscratch, 16, 1, 30, 30, 16, r->conv_d2_dscratch + 231168, 3, r->conv_d2_dscratch + 235776, 28, 28, 32, 0);
+    aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231168, r->conv_d2_dscratch + 235776, 0);
     unstack_conv_d2(r->conv_d2_dscratch + 235776, n0, r->d_d1);
   }
 }
@@ -481,10 +494,13 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 1};
+static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_y(r->conv_y_scratch, n0, r->d2);
-    aert_conv_fwd_narrow(r->conv_y_scratch, 64, 1, 30, 30, 16, (r->P + 443440), r->conv_y_scratch + 921984, 3, r->y + (long)n0 * 784, 28, 28, 1);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 443440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -494,12 +510,12 @@ static void conv_y_backward(const run *r) {
   aert_bias_grad((r->G + 443584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_y(r->conv_y_dscratch, n0, r->d2);
-    aert_conv_dw_narrow(r->conv_y_dscratch, 64, 1, 30, 30, 16, r->d_y + (long)n0 * 784, 3, (r->G + 443440), 28, 28, 1);
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 443440));
   }
   aert_conv_flip((r->P + 443440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
-    aert_conv_fwd(r->conv_y_dscratch, 64, 1, 30, 30, 1, r->conv_y_dscratch + 57984, 3, r->d_d2 + (long)n0 * 12544, 28, 28, 16, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 1);
   }
 }
 

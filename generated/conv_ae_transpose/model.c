@@ -109,10 +109,12 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_e_1_scratch, 32, 2, 15, 15, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -122,7 +124,7 @@ static void conv_e_1_backward(const run *r) {
   aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
-    aert_conv_dw(r->conv_e_1_dscratch, 32, 2, 15, 15, 1, r->d_e_1 + (long)n0 * 6272, 3, (r->G + 0), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
 }
 
@@ -167,10 +169,12 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
   }
 }
 
+static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
-    aert_conv_fwd(r->conv_e_2_scratch, 64, 2, 8, 8, 32, (r->P + 320), 3, r->e + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
 }
@@ -180,7 +184,7 @@ static void conv_e_2_backward(const run *r) {
   aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
-    aert_conv_dw(r->conv_e_2_dscratch, 64, 2, 8, 8, 32, r->d_e + (long)n0 * 3136, 3, (r->G + 320), 7, 7, 64);
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
     aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
@@ -378,10 +382,13 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
+static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_scratch, n0, r->d2);
-    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 278080), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 278080), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 278368), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -391,12 +398,12 @@ static void conv_y_backward(const run *r) {
   aert_bias_grad((r->G + 278368), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_dscratch, n0, r->d2);
-    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 278080), 28, 28, 1);
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 278080));
   }
   aert_conv_flip((r->P + 278080), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
-    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d2 + (long)n0 * 25088, 28, 28, 32, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
 }
 

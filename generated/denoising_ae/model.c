@@ -111,10 +111,12 @@ static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restri
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_scratch, n0, r->noisy);
-    aert_conv_fwd(r->conv_e_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->e_1 + (long)n0 * 25088, 28, 28, 32, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
@@ -124,7 +126,7 @@ static void conv_e_1_backward(const run *r) {
   aert_bias_grad((r->G + 288), r->d_e_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_e_1(r->conv_e_1_dscratch, n0, r->noisy);
-    aert_conv_dw(r->conv_e_1_dscratch, 32, 1, 30, 30, 1, r->d_e_1 + (long)n0 * 25088, 3, (r->G + 0), 28, 28, 32);
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + 0));
   }
 }
 
@@ -172,11 +174,14 @@ static void dpad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_e_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e_2(r->conv_e_2_scratch, n0, r->maxpool_2);
-    aert_conv_fwd(r->conv_e_2_scratch, 128, 1, 16, 16, 32, (r->P + 320), 3, r->e_2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -187,13 +192,13 @@ static void conv_e_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e_2(r->conv_e_2_dscratch, n0, r->maxpool_2);
-    aert_conv_dw(r->conv_e_2_dscratch, 128, 1, 16, 16, 32, r->d_e_2 + (long)n0 * 6272, 3, (r->G + 320), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 6272, (r->G + 320));
   }
   aert_conv_flip((r->P + 320), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     dpad_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_2);
-    aert_conv_fwd(r->conv_e_2_dscratch, 128, 1, 16, 16, 32, r->conv_e_2_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 6272, 14, 14, 32, 1);
+    aert_conv_fwd(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 6272, 1);
   }
 }
 
@@ -254,10 +259,13 @@ static void unstack_conv_d_1(const aert_real *restrict dxs, int n0, aert_real *r
       }
 }
 
+static const aert_conv_geom geo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_d_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d_1(r->conv_d_1_scratch, n0, r->e);
-    aert_conv_fwd(r->conv_d_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->d_1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, (r->P + 9568), r->d_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d_1, (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -267,12 +275,12 @@ static void conv_d_1_backward(const run *r) {
   aert_bias_grad((r->G + 18784), r->d_d_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d_1(r->conv_d_1_dscratch, n0, r->e);
-    aert_conv_dw(r->conv_d_1_dscratch, 64, 1, 16, 16, 32, r->d_d_1 + (long)n0 * 6272, 3, (r->G + 9568), 14, 14, 32);
+    aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->d_d_1 + (long)n0 * 6272, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_d_1_dscratch + 525056, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_d_1(r->conv_d_1_dscratch, n0, r->d_d_1);
-    aert_conv_fwd(r->conv_d_1_dscratch, 64, 1, 16, 16, 32, r->conv_d_1_dscratch + 525056, 3, r->conv_d_1_dscratch + 534272, 14, 14, 32, 0);
+    aert_conv_fwd(&dgeo_conv_d_1, r->conv_d_1_dscratch, r->conv_d_1_dscratch + 525056, r->conv_d_1_dscratch + 534272, 0);
     unstack_conv_d_1(r->conv_d_1_dscratch + 534272, n0, r->d_e);
   }
 }
@@ -322,10 +330,13 @@ static void unstack_conv_d_2(const aert_real *restrict dxs, int n0, aert_real *r
       }
 }
 
+static const aert_conv_geom geo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+static const aert_conv_geom dgeo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_d_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d_2(r->conv_d_2_scratch, n0, r->d_1);
-    aert_conv_fwd(r->conv_d_2_scratch, 16, 1, 30, 30, 32, (r->P + 18816), 3, r->d + (long)n0 * 25088, 28, 28, 32, 0);
+    aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, (r->P + 18816), r->d + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->d, (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
 }
@@ -335,12 +346,12 @@ static void conv_d_2_backward(const run *r) {
   aert_bias_grad((r->G + 28032), r->d_d, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_1);
-    aert_conv_dw(r->conv_d_2_dscratch, 16, 1, 30, 30, 32, r->d_d + (long)n0 * 25088, 3, (r->G + 18816), 28, 28, 32);
+    aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->d_d + (long)n0 * 25088, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_d_2_dscratch + 461568, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     dpad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_d);
-    aert_conv_fwd(r->conv_d_2_dscratch, 16, 1, 30, 30, 32, r->conv_d_2_dscratch + 461568, 3, r->conv_d_2_dscratch + 470784, 28, 28, 32, 0);
+    aert_conv_fwd(&dgeo_conv_d_2, r->conv_d_2_dscratch, r->conv_d_2_dscratch + 461568, r->conv_d_2_dscratch + 470784, 0);
     unstack_conv_d_2(r->conv_d_2_dscratch + 470784, n0, r->d_d_1);
   }
 }
@@ -377,10 +388,13 @@ static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
+static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_scratch, n0, r->d);
-    aert_conv_fwd_narrow(r->conv_y_scratch, 32, 1, 30, 30, 32, (r->P + 28064), r->conv_y_scratch + 922368, 3, r->y + (long)n0 * 784, 28, 28, 1);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 28064), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -390,12 +404,12 @@ static void conv_y_backward(const run *r) {
   aert_bias_grad((r->G + 28352), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_y(r->conv_y_dscratch, n0, r->d);
-    aert_conv_dw_narrow(r->conv_y_dscratch, 32, 1, 30, 30, 32, r->d_y + (long)n0 * 784, 3, (r->G + 28064), 28, 28, 1);
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 28064));
   }
   aert_conv_flip((r->P + 28064), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
-    aert_conv_fwd(r->conv_y_dscratch, 32, 1, 30, 30, 1, r->conv_y_dscratch + 29568, 3, r->d_d + (long)n0 * 25088, 28, 28, 32, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 1);
   }
 }
 

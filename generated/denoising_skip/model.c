@@ -102,10 +102,12 @@ static void pad_conv_e1(aert_real *restrict xp, int n0, const aert_real *restric
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_e1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1(r->conv_e1_scratch, n0, r->noisy);
-    aert_conv_fwd(r->conv_e1_scratch, 64, 1, 30, 30, 1, (r->P + 0), 3, r->e1 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + 0), r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -115,7 +117,7 @@ static void conv_e1_backward(const run *r) {
   aert_bias_grad((r->G + 144), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1(r->conv_e1_dscratch, n0, r->noisy);
-    aert_conv_dw(r->conv_e1_dscratch, 64, 1, 30, 30, 1, r->d_e1 + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
+    aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 0));
   }
 }
 
@@ -163,11 +165,14 @@ static void dpad_conv_e2(aert_real *restrict xp, int n0, const aert_real *restri
   memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 16, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
+
 static void conv_e2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2(r->conv_e2_scratch, n0, r->maxpool_2);
-    aert_conv_fwd(r->conv_e2_scratch, 128, 1, 16, 16, 16, (r->P + 160), 3, r->e2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + 160), r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + 4768), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -178,13 +183,13 @@ static void conv_e2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2(r->conv_e2_dscratch, n0, r->maxpool_2);
-    aert_conv_dw(r->conv_e2_dscratch, 128, 1, 16, 16, 16, r->d_e2 + (long)n0 * 6272, 3, (r->G + 160), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 160));
   }
   aert_conv_flip((r->P + 160), r->conv_e2_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
     dpad_conv_e2(r->conv_e2_dscratch, n0, r->d_e2);
-    aert_conv_fwd(r->conv_e2_dscratch, 128, 1, 16, 16, 32, r->conv_e2_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 3136, 14, 14, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e2, r->conv_e2_dscratch, r->conv_e2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 
@@ -300,10 +305,13 @@ static void unstack_conv_y(const aert_real *restrict dxs, int n0, aert_real *res
       }
 }
 
+static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 1};
+static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_y(r->conv_y_scratch, n0, r->d1, r->noisy);
-    aert_conv_fwd_narrow(r->conv_y_scratch, 64, 1, 30, 30, 16, (r->P + 11440), r->conv_y_scratch + 921984, 3, r->y + (long)n0 * 784, 28, 28, 1);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 11440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 11584), 100352, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -313,12 +321,12 @@ static void conv_y_backward(const run *r) {
   aert_bias_grad((r->G + 11584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_y(r->conv_y_dscratch, n0, r->d1, r->noisy);
-    aert_conv_dw_narrow(r->conv_y_dscratch, 64, 1, 30, 30, 16, r->d_y + (long)n0 * 784, 3, (r->G + 11440), 28, 28, 1);
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 11440));
   }
   aert_conv_flip((r->P + 11440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
-    aert_conv_fwd(r->conv_y_dscratch, 64, 1, 30, 30, 1, r->conv_y_dscratch + 57984, 3, r->conv_y_dscratch + 58128, 28, 28, 16, 0);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->conv_y_dscratch + 58128, 0);
     unstack_conv_y(r->conv_y_dscratch + 58128, n0, r->d_d1);
   }
 }

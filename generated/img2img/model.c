@@ -140,10 +140,12 @@ static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 57600, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e1_1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_e1_1_scratch, 64, 1, 30, 30, 1, (r->P + 0), 3, r->e1_1 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1_1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -153,7 +155,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_bias_grad((r->G + 144), r->d_e1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
-    aert_conv_dw(r->conv_e1_1_dscratch, 64, 1, 30, 30, 1, r->d_e1_1 + (long)n0 * 12544, 3, (r->G + 0), 28, 28, 16);
+    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + 0));
   }
 }
 
@@ -189,10 +191,13 @@ static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 921600, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
-    aert_conv_fwd(r->conv_e1_2_scratch, 64, 1, 30, 30, 16, (r->P + 160), 3, r->e1 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 160), r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -202,12 +207,12 @@ static void conv_e1_2_backward(const run *r) {
   aert_bias_grad((r->G + 2464), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
-    aert_conv_dw(r->conv_e1_2_dscratch, 64, 1, 30, 30, 16, r->d_e1 + (long)n0 * 12544, 3, (r->G + 160), 28, 28, 16);
+    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 160));
   }
   aert_conv_flip((r->P + 160), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
-    aert_conv_fwd(r->conv_e1_2_dscratch, 64, 1, 30, 30, 16, r->conv_e1_2_dscratch + 921984, 3, r->d_e1_1 + (long)n0 * 12544, 28, 28, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->d_e1_1 + (long)n0 * 12544, 1);
   }
 }
 
@@ -255,11 +260,14 @@ static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 16, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
+
 static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
-    aert_conv_fwd(r->conv_e2_1_scratch, 128, 1, 16, 16, 16, (r->P + 2480), 3, r->e2_1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 2480), r->e2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2_1, (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -270,13 +278,13 @@ static void conv_e2_1_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
-    aert_conv_dw(r->conv_e2_1_dscratch, 128, 1, 16, 16, 16, r->d_e2_1 + (long)n0 * 6272, 3, (r->G + 2480), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 6272, (r->G + 2480));
   }
   aert_conv_flip((r->P + 2480), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
     dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
-    aert_conv_fwd(r->conv_e2_1_dscratch, 128, 1, 16, 16, 32, r->conv_e2_1_dscratch + 1049344, 3, r->d_maxpool_2 + (long)n0 * 3136, 14, 14, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 
@@ -312,11 +320,14 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
-    aert_conv_fwd(r->conv_e2_2_scratch, 128, 1, 16, 16, 32, (r->P + 7120), 3, r->e2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 7120), r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -327,13 +338,13 @@ static void conv_e2_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
-    aert_conv_dw(r->conv_e2_2_dscratch, 128, 1, 16, 16, 32, r->d_e2 + (long)n0 * 6272, 3, (r->G + 7120), 14, 14, 32);
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 7120));
   }
   aert_conv_flip((r->P + 7120), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
-    aert_conv_fwd(r->conv_e2_2_dscratch, 128, 1, 16, 16, 32, r->conv_e2_2_dscratch + 1049344, 3, r->d_e2_1 + (long)n0 * 6272, 14, 14, 32, 1);
+    aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 1049344, r->d_e2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -381,11 +392,14 @@ static void dpad_conv_m_1(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 663552, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_m_1 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+static const aert_conv_geom dgeo_conv_m_1 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 32};
+
 static void conv_m_1_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_m_1(r->conv_m_1_scratch, n0, r->maxpool_5);
-    aert_conv_fwd(r->conv_m_1_scratch, 128, 1, 9, 9, 32, (r->P + 16368), 3, r->m_1 + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + 16368), r->m_1 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->m_1, (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
 }
@@ -396,13 +410,13 @@ static void conv_m_1_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_m_1(r->conv_m_1_dscratch, n0, r->maxpool_5);
-    aert_conv_dw(r->conv_m_1_dscratch, 128, 1, 9, 9, 32, r->d_m_1 + (long)n0 * 3136, 3, (r->G + 16368), 7, 7, 64);
+    aert_conv_dw(&geo_conv_m_1, r->conv_m_1_dscratch, r->d_m_1 + (long)n0 * 3136, (r->G + 16368));
   }
   aert_conv_flip((r->P + 16368), r->conv_m_1_dscratch + 665088, 3, 32, 64);
   {
     const int n0 = 0;
     dpad_conv_m_1(r->conv_m_1_dscratch, n0, r->d_m_1);
-    aert_conv_fwd(r->conv_m_1_dscratch, 128, 1, 9, 9, 64, r->conv_m_1_dscratch + 665088, 3, r->d_maxpool_5 + (long)n0 * 1568, 7, 7, 32, 1);
+    aert_conv_fwd(&dgeo_conv_m_1, r->conv_m_1_dscratch, r->conv_m_1_dscratch + 665088, r->d_maxpool_5 + (long)n0 * 1568, 1);
   }
 }
 
@@ -438,11 +452,14 @@ static void dpad_conv_m_2(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 663552, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_m_2 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+static const aert_conv_geom dgeo_conv_m_2 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_m_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_m_2(r->conv_m_2_scratch, n0, r->m_1);
-    aert_conv_fwd(r->conv_m_2_scratch, 128, 1, 9, 9, 64, (r->P + 34864), 3, r->m + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + 34864), r->m + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->m, (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
 }
@@ -453,13 +470,13 @@ static void conv_m_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_m_2(r->conv_m_2_dscratch, n0, r->m_1);
-    aert_conv_dw(r->conv_m_2_dscratch, 128, 1, 9, 9, 64, r->d_m + (long)n0 * 3136, 3, (r->G + 34864), 7, 7, 64);
+    aert_conv_dw(&geo_conv_m_2, r->conv_m_2_dscratch, r->d_m + (long)n0 * 3136, (r->G + 34864));
   }
   aert_conv_flip((r->P + 34864), r->conv_m_2_dscratch + 665088, 3, 64, 64);
   {
     const int n0 = 0;
     dpad_conv_m_2(r->conv_m_2_dscratch, n0, r->d_m);
-    aert_conv_fwd(r->conv_m_2_dscratch, 128, 1, 9, 9, 64, r->conv_m_2_dscratch + 665088, 3, r->d_m_1 + (long)n0 * 3136, 7, 7, 64, 1);
+    aert_conv_fwd(&dgeo_conv_m_2, r->conv_m_2_dscratch, r->conv_m_2_dscratch + 665088, r->d_m_1 + (long)n0 * 3136, 1);
   }
 }
 
@@ -510,10 +527,13 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 96, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 96};
+
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->m, r->e2);
-    aert_conv_fwd(r->conv_d2_1_scratch, 32, 1, 16, 16, 96, (r->P + 71792), 3, r->d2_1 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 71792), r->d2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2_1, (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -523,12 +543,12 @@ static void conv_d2_1_backward(const run *r) {
   aert_bias_grad((r->G + 99440), r->d_d2_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->m, r->e2);
-    aert_conv_dw(r->conv_d2_1_dscratch, 32, 1, 16, 16, 96, r->d_d2_1 + (long)n0 * 6272, 3, (r->G + 71792), 14, 14, 32);
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + 71792));
   }
   aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
     dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
-    aert_conv_fwd(r->conv_d2_1_dscratch, 32, 1, 16, 16, 32, r->conv_d2_1_dscratch + 264448, 3, r->conv_d2_1_dscratch + 292096, 14, 14, 96, 0);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
     unstack_conv_d2_1(r->conv_d2_1_dscratch + 292096, n0, r->d_m, r->d_e2);
   }
 }
@@ -565,11 +585,14 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 1048576, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
-    aert_conv_fwd(r->conv_d2_2_scratch, 128, 1, 16, 16, 32, (r->P + 99472), 3, r->d2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 99472), r->d2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2, (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -580,13 +603,13 @@ static void conv_d2_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
-    aert_conv_dw(r->conv_d2_2_dscratch, 128, 1, 16, 16, 32, r->d_d2 + (long)n0 * 6272, 3, (r->G + 99472), 14, 14, 32);
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 6272, (r->G + 99472));
   }
   aert_conv_flip((r->P + 99472), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
-    aert_conv_fwd(r->conv_d2_2_dscratch, 128, 1, 16, 16, 32, r->conv_d2_2_dscratch + 1049344, 3, r->d_d2_1 + (long)n0 * 6272, 14, 14, 32, 1);
+    aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 1049344, r->d_d2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -637,10 +660,13 @@ static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 48, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 48};
+
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
-    aert_conv_fwd(r->conv_d1_1_scratch, 16, 1, 30, 30, 48, (r->P + 108720), 3, r->d1_1 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 108720), r->d1_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1_1, (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -650,12 +676,12 @@ static void conv_d1_1_backward(const run *r) {
   aert_bias_grad((r->G + 115632), r->d_d1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
-    aert_conv_dw(r->conv_d1_1_dscratch, 16, 1, 30, 30, 48, r->d_d1_1 + (long)n0 * 12544, 3, (r->G + 108720), 28, 28, 16);
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + 108720));
   }
   aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
     dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
-    aert_conv_fwd(r->conv_d1_1_dscratch, 16, 1, 30, 30, 16, r->conv_d1_1_dscratch + 231552, 3, r->conv_d1_1_dscratch + 238464, 28, 28, 48, 0);
+    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
     unstack_conv_d1_1(r->conv_d1_1_dscratch + 238464, n0, r->d_d2, r->d_e1);
   }
 }
@@ -692,10 +718,13 @@ static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 921600, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
-    aert_conv_fwd(r->conv_d1_2_scratch, 64, 1, 30, 30, 16, (r->P + 115648), 3, r->d1 + (long)n0 * 12544, 28, 28, 16, 0);
+    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 115648), r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -705,12 +734,12 @@ static void conv_d1_2_backward(const run *r) {
   aert_bias_grad((r->G + 117952), r->d_d1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
-    aert_conv_dw(r->conv_d1_2_dscratch, 64, 1, 30, 30, 16, r->d_d1 + (long)n0 * 12544, 3, (r->G + 115648), 28, 28, 16);
+    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 115648));
   }
   aert_conv_flip((r->P + 115648), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
     dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
-    aert_conv_fwd(r->conv_d1_2_dscratch, 64, 1, 30, 30, 16, r->conv_d1_2_dscratch + 921984, 3, r->d_d1_1 + (long)n0 * 12544, 28, 28, 16, 1);
+    aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->d_d1_1 + (long)n0 * 12544, 1);
   }
 }
 

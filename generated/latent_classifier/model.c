@@ -97,10 +97,12 @@ static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 28800, 0, 24 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
+
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_z_h_1_scratch, 32, 1, 30, 30, 1, (r->P + 0), 3, r->z_h_1 + (long)n0 * 25088, 28, 28, 32, 0);
+    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
 }
@@ -126,10 +128,12 @@ static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 921600, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
-    aert_conv_fwd(r->conv_z_h_2_scratch, 32, 2, 15, 15, 32, (r->P + 320), 3, r->z_h_2 + (long)n0 * 6272, 14, 14, 32, 0);
+    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -152,10 +156,12 @@ static void pad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *res
   memset(xp + 524288, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
+
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
-    aert_conv_fwd(r->conv_z_h2_1_scratch, 64, 1, 16, 16, 32, (r->P + 9568), 3, r->z_h2_1 + (long)n0 * 12544, 14, 14, 64, 0);
+    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
 }
@@ -181,10 +187,12 @@ static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *res
   memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
-    aert_conv_fwd(r->conv_z_h2_2_scratch, 64, 2, 8, 8, 64, (r->P + 28064), 3, r->z_h2_2 + (long)n0 * 3136, 7, 7, 64, 0);
+    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
 }

@@ -199,10 +199,12 @@ static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 1597536, 0, 576 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 24, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
-    aert_conv_fwd(r->conv_e1_1_scratch, 1, 1, 258, 258, 24, (r->P + 0), 3, r->e1_1 + (long)n0 * 1048576, 256, 256, 16, 0);
+    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1_1, (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
 }
@@ -212,7 +214,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_bias_grad((r->G + 3456), r->d_e1_1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
-    aert_conv_dw(r->conv_e1_1_dscratch, 1, 1, 258, 258, 24, r->d_e1_1 + (long)n0 * 1048576, 3, (r->G + 0), 256, 256, 16);
+    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + 0));
   }
 }
 
@@ -248,10 +250,13 @@ static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 1065024, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
-    aert_conv_fwd(r->conv_e1_2_scratch, 1, 1, 258, 258, 16, (r->P + 3472), 3, r->e1 + (long)n0 * 1048576, 256, 256, 16, 0);
+    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 3472), r->e1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1, (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
 }
@@ -261,12 +266,12 @@ static void conv_e1_2_backward(const run *r) {
   aert_bias_grad((r->G + 5776), r->d_e1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
-    aert_conv_dw(r->conv_e1_2_dscratch, 1, 1, 258, 258, 16, r->d_e1 + (long)n0 * 1048576, 3, (r->G + 3472), 256, 256, 16);
+    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + 3472));
   }
   aert_conv_flip((r->P + 3472), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
-    aert_conv_fwd(r->conv_e1_2_dscratch, 1, 1, 258, 258, 16, r->conv_e1_2_dscratch + 1065408, 3, r->d_e1_1 + (long)n0 * 1048576, 256, 256, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->d_e1_1 + (long)n0 * 1048576, 1);
   }
 }
 
@@ -314,10 +319,13 @@ static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 540800, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 16, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 16};
+
 static void conv_e2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
-    aert_conv_fwd(r->conv_e2_1_scratch, 1, 1, 130, 130, 16, (r->P + 5792), 3, r->e2_1 + (long)n0 * 524288, 128, 128, 32, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 5792), r->e2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2_1, (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
 }
@@ -327,12 +335,12 @@ static void conv_e2_1_backward(const run *r) {
   aert_bias_grad((r->G + 10400), r->d_e2_1, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
-    aert_conv_dw(r->conv_e2_1_dscratch, 1, 1, 130, 130, 16, r->d_e2_1 + (long)n0 * 524288, 3, (r->G + 5792), 128, 128, 32);
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + 5792));
   }
   aert_conv_flip((r->P + 5792), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
-    aert_conv_fwd(r->conv_e2_1_dscratch, 1, 1, 130, 130, 32, r->conv_e2_1_dscratch + 541568, 3, r->d_maxpool_2 + (long)n0 * 262144, 128, 128, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->d_maxpool_2 + (long)n0 * 262144, 1);
   }
 }
 
@@ -368,10 +376,13 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 540800, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+
 static void conv_e2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
-    aert_conv_fwd(r->conv_e2_2_scratch, 1, 1, 130, 130, 32, (r->P + 10432), 3, r->e2 + (long)n0 * 524288, 128, 128, 32, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 10432), r->e2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2, (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
 }
@@ -381,12 +392,12 @@ static void conv_e2_2_backward(const run *r) {
   aert_bias_grad((r->G + 19648), r->d_e2, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
-    aert_conv_dw(r->conv_e2_2_dscratch, 1, 1, 130, 130, 32, r->d_e2 + (long)n0 * 524288, 3, (r->G + 10432), 128, 128, 32);
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + 10432));
   }
   aert_conv_flip((r->P + 10432), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
-    aert_conv_fwd(r->conv_e2_2_dscratch, 1, 1, 130, 130, 32, r->conv_e2_2_dscratch + 541568, 3, r->d_e2_1 + (long)n0 * 524288, 128, 128, 32, 1);
+    aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->d_e2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -434,10 +445,13 @@ static void dpad_conv_e3_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 557568, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 32, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 32};
+
 static void conv_e3_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_e3_1(r->conv_e3_1_scratch, n0, r->maxpool_5);
-    aert_conv_fwd(r->conv_e3_1_scratch, 2, 1, 66, 66, 32, (r->P + 19680), 3, r->e3_1 + (long)n0 * 262144, 64, 64, 64, 0);
+    aert_conv_fwd(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + 19680), r->e3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3_1, (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
 }
@@ -447,12 +461,12 @@ static void conv_e3_1_backward(const run *r) {
   aert_bias_grad((r->G + 38112), r->d_e3_1, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->maxpool_5);
-    aert_conv_dw(r->conv_e3_1_dscratch, 2, 1, 66, 66, 32, r->d_e3_1 + (long)n0 * 262144, 3, (r->G + 19680), 64, 64, 64);
+    aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + 19680));
   }
   aert_conv_flip((r->P + 19680), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     dpad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->d_e3_1);
-    aert_conv_fwd(r->conv_e3_1_dscratch, 2, 1, 66, 66, 64, r->conv_e3_1_dscratch + 559104, 3, r->d_maxpool_5 + (long)n0 * 131072, 64, 64, 32, 1);
+    aert_conv_fwd(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->d_maxpool_5 + (long)n0 * 131072, 1);
   }
 }
 
@@ -488,10 +502,13 @@ static void dpad_conv_e3_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 557568, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+
 static void conv_e3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_e3_2(r->conv_e3_2_scratch, n0, r->e3_1);
-    aert_conv_fwd(r->conv_e3_2_scratch, 2, 1, 66, 66, 64, (r->P + 38176), 3, r->e3 + (long)n0 * 262144, 64, 64, 64, 0);
+    aert_conv_fwd(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + 38176), r->e3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3, (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
 }
@@ -501,12 +518,12 @@ static void conv_e3_2_backward(const run *r) {
   aert_bias_grad((r->G + 75040), r->d_e3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->e3_1);
-    aert_conv_dw(r->conv_e3_2_dscratch, 2, 1, 66, 66, 64, r->d_e3 + (long)n0 * 262144, 3, (r->G + 38176), 64, 64, 64);
+    aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + 38176));
   }
   aert_conv_flip((r->P + 38176), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     dpad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->d_e3);
-    aert_conv_fwd(r->conv_e3_2_dscratch, 2, 1, 66, 66, 64, r->conv_e3_2_dscratch + 559104, 3, r->d_e3_1 + (long)n0 * 262144, 64, 64, 64, 1);
+    aert_conv_fwd(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->d_e3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -554,10 +571,13 @@ static void dpad_conv_e4_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 591872, 0, 3072 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 64, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 64};
+
 static void conv_e4_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_e4_1(r->conv_e4_1_scratch, n0, r->maxpool_8);
-    aert_conv_fwd(r->conv_e4_1_scratch, 4, 1, 34, 34, 64, (r->P + 75104), 3, r->e4_1 + (long)n0 * 131072, 32, 32, 128, 0);
+    aert_conv_fwd(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + 75104), r->e4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4_1, (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -567,12 +587,12 @@ static void conv_e4_1_backward(const run *r) {
   aert_bias_grad((r->G + 148832), r->d_e4_1, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->maxpool_8);
-    aert_conv_dw(r->conv_e4_1_dscratch, 4, 1, 34, 34, 64, r->d_e4_1 + (long)n0 * 131072, 3, (r->G + 75104), 32, 32, 128);
+    aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + 75104));
   }
   aert_conv_flip((r->P + 75104), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     dpad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->d_e4_1);
-    aert_conv_fwd(r->conv_e4_1_dscratch, 4, 1, 34, 34, 128, r->conv_e4_1_dscratch + 594944, 3, r->d_maxpool_8 + (long)n0 * 65536, 32, 32, 64, 1);
+    aert_conv_fwd(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->d_maxpool_8 + (long)n0 * 65536, 1);
   }
 }
 
@@ -608,10 +628,13 @@ static void dpad_conv_e4_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 591872, 0, 3072 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+
 static void conv_e4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_e4_2(r->conv_e4_2_scratch, n0, r->e4_1);
-    aert_conv_fwd(r->conv_e4_2_scratch, 4, 1, 34, 34, 128, (r->P + 148960), 3, r->e4 + (long)n0 * 131072, 32, 32, 128, 0);
+    aert_conv_fwd(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + 148960), r->e4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4, (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -621,12 +644,12 @@ static void conv_e4_2_backward(const run *r) {
   aert_bias_grad((r->G + 296416), r->d_e4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->e4_1);
-    aert_conv_dw(r->conv_e4_2_dscratch, 4, 1, 34, 34, 128, r->d_e4 + (long)n0 * 131072, 3, (r->G + 148960), 32, 32, 128);
+    aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + 148960));
   }
   aert_conv_flip((r->P + 148960), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     dpad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->d_e4);
-    aert_conv_fwd(r->conv_e4_2_dscratch, 4, 1, 34, 34, 128, r->conv_e4_2_dscratch + 594944, 3, r->d_e4_1 + (long)n0 * 131072, 32, 32, 128, 1);
+    aert_conv_fwd(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->d_e4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -674,11 +697,14 @@ static void dpad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 663552, 0, 6144 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 128, .k = 3, .ho = 16, .wo = 16, .cout = 256};
+static const aert_conv_geom dgeo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 128};
+
 static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_1(r->conv_b_1_scratch, n0, r->maxpool_11);
-    aert_conv_fwd(r->conv_b_1_scratch, 8, 1, 18, 18, 128, (r->P + 296544), 3, r->b_1 + (long)n0 * 65536, 16, 16, 256, 0);
+    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 296544), r->b_1 + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b_1, (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
 }
@@ -689,13 +715,13 @@ static void conv_b_1_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_1(r->conv_b_1_dscratch, n0, r->maxpool_11);
-    aert_conv_dw(r->conv_b_1_dscratch, 8, 1, 18, 18, 128, r->d_b_1 + (long)n0 * 65536, 3, (r->G + 296544), 16, 16, 256);
+    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, (r->G + 296544));
   }
   aert_conv_flip((r->P + 296544), r->conv_b_1_dscratch + 669696, 3, 128, 256);
   {
     const int n0 = 0;
     dpad_conv_b_1(r->conv_b_1_dscratch, n0, r->d_b_1);
-    aert_conv_fwd(r->conv_b_1_dscratch, 8, 1, 18, 18, 256, r->conv_b_1_dscratch + 669696, 3, r->d_maxpool_11 + (long)n0 * 32768, 16, 16, 128, 1);
+    aert_conv_fwd(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 669696, r->d_maxpool_11 + (long)n0 * 32768, 1);
   }
 }
 
@@ -731,11 +757,14 @@ static void dpad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 663552, 0, 6144 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 256};
+static const aert_conv_geom dgeo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 256};
+
 static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_2(r->conv_b_2_scratch, n0, r->b_1);
-    aert_conv_fwd(r->conv_b_2_scratch, 8, 1, 18, 18, 256, (r->P + 591712), 3, r->b + (long)n0 * 65536, 16, 16, 256, 0);
+    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 591712), r->b + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b, (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
 }
@@ -746,13 +775,13 @@ static void conv_b_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_2(r->conv_b_2_dscratch, n0, r->b_1);
-    aert_conv_dw(r->conv_b_2_dscratch, 8, 1, 18, 18, 256, r->d_b + (long)n0 * 65536, 3, (r->G + 591712), 16, 16, 256);
+    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, (r->G + 591712));
   }
   aert_conv_flip((r->P + 591712), r->conv_b_2_dscratch + 669696, 3, 256, 256);
   {
     const int n0 = 0;
     dpad_conv_b_2(r->conv_b_2_dscratch, n0, r->d_b);
-    aert_conv_fwd(r->conv_b_2_dscratch, 8, 1, 18, 18, 256, r->conv_b_2_dscratch + 669696, 3, r->d_b_1 + (long)n0 * 65536, 16, 16, 256, 1);
+    aert_conv_fwd(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 669696, r->d_b_1 + (long)n0 * 65536, 1);
   }
 }
 
@@ -802,10 +831,13 @@ static void unstack_conv_d4_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg = 34, .cin = 384, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+static const aert_conv_geom dgeo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 384};
+
 static void conv_d4_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d4_1(r->conv_d4_1_scratch, n0, r->b, r->e4);
-    aert_conv_fwd(r->conv_d4_1_scratch, 1, 1, 34, 34, 384, (r->P + 1181792), 3, r->d4_1 + (long)n0 * 131072, 32, 32, 128, 0);
+    aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, (r->P + 1181792), r->d4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4_1, (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -815,12 +847,12 @@ static void conv_d4_1_backward(const run *r) {
   aert_bias_grad((r->G + 1624160), r->d_d4_1, 8192, 128);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->b, r->e4);
-    aert_conv_dw(r->conv_d4_1_dscratch, 1, 1, 34, 34, 384, r->d_d4_1 + (long)n0 * 131072, 3, (r->G + 1181792), 32, 32, 128);
+    aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->d_d4_1 + (long)n0 * 131072, (r->G + 1181792));
   }
   aert_conv_flip((r->P + 1181792), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->d_d4_1);
-    aert_conv_fwd(r->conv_d4_1_dscratch, 1, 1, 34, 34, 128, r->conv_d4_1_dscratch + 157184, 3, r->conv_d4_1_dscratch + 599552, 32, 32, 384, 0);
+    aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 157184, r->conv_d4_1_dscratch + 599552, 0);
     unstack_conv_d4_1(r->conv_d4_1_dscratch + 599552, n0, r->d_b, r->d_e4);
   }
 }
@@ -857,10 +889,13 @@ static void dpad_conv_d4_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 591872, 0, 3072 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
+
 static void conv_d4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_d4_2(r->conv_d4_2_scratch, n0, r->d4_1);
-    aert_conv_fwd(r->conv_d4_2_scratch, 4, 1, 34, 34, 128, (r->P + 1624288), 3, r->d4 + (long)n0 * 131072, 32, 32, 128, 0);
+    aert_conv_fwd(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + 1624288), r->d4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4, (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
 }
@@ -870,12 +905,12 @@ static void conv_d4_2_backward(const run *r) {
   aert_bias_grad((r->G + 1771744), r->d_d4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     pad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d4_1);
-    aert_conv_dw(r->conv_d4_2_dscratch, 4, 1, 34, 34, 128, r->d_d4 + (long)n0 * 131072, 3, (r->G + 1624288), 32, 32, 128);
+    aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + 1624288));
   }
   aert_conv_flip((r->P + 1624288), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
     dpad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d_d4);
-    aert_conv_fwd(r->conv_d4_2_dscratch, 4, 1, 34, 34, 128, r->conv_d4_2_dscratch + 594944, 3, r->d_d4_1 + (long)n0 * 131072, 32, 32, 128, 1);
+    aert_conv_fwd(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->d_d4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -925,10 +960,13 @@ static void unstack_conv_d3_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg = 66, .cin = 192, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+static const aert_conv_geom dgeo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 192};
+
 static void conv_d3_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d3_1(r->conv_d3_1_scratch, n0, r->d4, r->e3);
-    aert_conv_fwd(r->conv_d3_1_scratch, 1, 1, 66, 66, 192, (r->P + 1771872), 3, r->d3_1 + (long)n0 * 262144, 64, 64, 64, 0);
+    aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, (r->P + 1771872), r->d3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3_1, (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
 }
@@ -938,12 +976,12 @@ static void conv_d3_1_backward(const run *r) {
   aert_bias_grad((r->G + 1882464), r->d_d3_1, 32768, 64);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d4, r->e3);
-    aert_conv_dw(r->conv_d3_1_dscratch, 1, 1, 66, 66, 192, r->d_d3_1 + (long)n0 * 262144, 3, (r->G + 1771872), 64, 64, 64);
+    aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->d_d3_1 + (long)n0 * 262144, (r->G + 1771872));
   }
   aert_conv_flip((r->P + 1771872), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d_d3_1);
-    aert_conv_fwd(r->conv_d3_1_dscratch, 1, 1, 66, 66, 64, r->conv_d3_1_dscratch + 283392, 3, r->conv_d3_1_dscratch + 393984, 64, 64, 192, 0);
+    aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 283392, r->conv_d3_1_dscratch + 393984, 0);
     unstack_conv_d3_1(r->conv_d3_1_dscratch + 393984, n0, r->d_d4, r->d_e3);
   }
 }
@@ -980,10 +1018,13 @@ static void dpad_conv_d3_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 557568, 0, 1536 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
+
 static void conv_d3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_d3_2(r->conv_d3_2_scratch, n0, r->d3_1);
-    aert_conv_fwd(r->conv_d3_2_scratch, 2, 1, 66, 66, 64, (r->P + 1882528), 3, r->d3 + (long)n0 * 262144, 64, 64, 64, 0);
+    aert_conv_fwd(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + 1882528), r->d3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3, (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
 }
@@ -993,12 +1034,12 @@ static void conv_d3_2_backward(const run *r) {
   aert_bias_grad((r->G + 1919392), r->d_d3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     pad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d3_1);
-    aert_conv_dw(r->conv_d3_2_dscratch, 2, 1, 66, 66, 64, r->d_d3 + (long)n0 * 262144, 3, (r->G + 1882528), 64, 64, 64);
+    aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + 1882528));
   }
   aert_conv_flip((r->P + 1882528), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
     dpad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d_d3);
-    aert_conv_fwd(r->conv_d3_2_dscratch, 2, 1, 66, 66, 64, r->conv_d3_2_dscratch + 559104, 3, r->d_d3_1 + (long)n0 * 262144, 64, 64, 64, 1);
+    aert_conv_fwd(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->d_d3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -1048,10 +1089,13 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 96, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 96};
+
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->d3, r->e2);
-    aert_conv_fwd(r->conv_d2_1_scratch, 1, 1, 130, 130, 96, (r->P + 1919456), 3, r->d2_1 + (long)n0 * 524288, 128, 128, 32, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 1919456), r->d2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2_1, (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
 }
@@ -1061,12 +1105,12 @@ static void conv_d2_1_backward(const run *r) {
   aert_bias_grad((r->G + 1947104), r->d_d2_1, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d3, r->e2);
-    aert_conv_dw(r->conv_d2_1_dscratch, 1, 1, 130, 130, 96, r->d_d2_1 + (long)n0 * 524288, 3, (r->G + 1919456), 128, 128, 32);
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 524288, (r->G + 1919456));
   }
   aert_conv_flip((r->P + 1919456), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
-    aert_conv_fwd(r->conv_d2_1_dscratch, 1, 1, 130, 130, 32, r->conv_d2_1_dscratch + 543104, 3, r->conv_d2_1_dscratch + 570752, 128, 128, 96, 0);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 543104, r->conv_d2_1_dscratch + 570752, 0);
     unstack_conv_d2_1(r->conv_d2_1_dscratch + 570752, n0, r->d_d3, r->d_e2);
   }
 }
@@ -1103,10 +1147,13 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 540800, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
+
 static void conv_d2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
-    aert_conv_fwd(r->conv_d2_2_scratch, 1, 1, 130, 130, 32, (r->P + 1947136), 3, r->d2 + (long)n0 * 524288, 128, 128, 32, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 1947136), r->d2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2, (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
 }
@@ -1116,12 +1163,12 @@ static void conv_d2_2_backward(const run *r) {
   aert_bias_grad((r->G + 1956352), r->d_d2, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
-    aert_conv_dw(r->conv_d2_2_dscratch, 1, 1, 130, 130, 32, r->d_d2 + (long)n0 * 524288, 3, (r->G + 1947136), 128, 128, 32);
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + 1947136));
   }
   aert_conv_flip((r->P + 1947136), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
-    aert_conv_fwd(r->conv_d2_2_dscratch, 1, 1, 130, 130, 32, r->conv_d2_2_dscratch + 541568, 3, r->d_d2_1 + (long)n0 * 524288, 128, 128, 32, 1);
+    aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->d_d2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -1171,10 +1218,13 @@ static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 48, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 48};
+
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
-    aert_conv_fwd(r->conv_d1_1_scratch, 1, 1, 258, 258, 48, (r->P + 1956384), 3, r->d1_1 + (long)n0 * 1048576, 256, 256, 16, 0);
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 1956384), r->d1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1_1, (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
 }
@@ -1184,12 +1234,12 @@ static void conv_d1_1_backward(const run *r) {
   aert_bias_grad((r->G + 1963296), r->d_d1_1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
-    aert_conv_dw(r->conv_d1_1_dscratch, 1, 1, 258, 258, 48, r->d_d1_1 + (long)n0 * 1048576, 3, (r->G + 1956384), 256, 256, 16);
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 1048576, (r->G + 1956384));
   }
   aert_conv_flip((r->P + 1956384), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
-    aert_conv_fwd(r->conv_d1_1_dscratch, 1, 1, 258, 258, 16, r->conv_d1_1_dscratch + 1066176, 3, r->conv_d1_1_dscratch + 1073088, 256, 256, 48, 0);
+    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 1066176, r->conv_d1_1_dscratch + 1073088, 0);
     unstack_conv_d1_1(r->conv_d1_1_dscratch + 1073088, n0, r->d_d2, r->d_e1);
   }
 }
@@ -1226,10 +1276,13 @@ static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 1065024, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
+
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
-    aert_conv_fwd(r->conv_d1_2_scratch, 1, 1, 258, 258, 16, (r->P + 1963312), 3, r->d1 + (long)n0 * 1048576, 256, 256, 16, 0);
+    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 1963312), r->d1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1, (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
 }
@@ -1239,12 +1292,12 @@ static void conv_d1_2_backward(const run *r) {
   aert_bias_grad((r->G + 1965616), r->d_d1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
-    aert_conv_dw(r->conv_d1_2_dscratch, 1, 1, 258, 258, 16, r->d_d1 + (long)n0 * 1048576, 3, (r->G + 1963312), 256, 256, 16);
+    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + 1963312));
   }
   aert_conv_flip((r->P + 1963312), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < 8; n0++) {
     dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
-    aert_conv_fwd(r->conv_d1_2_dscratch, 1, 1, 258, 258, 16, r->conv_d1_2_dscratch + 1065408, 3, r->d_d1_1 + (long)n0 * 1048576, 256, 256, 16, 1);
+    aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->d_d1_1 + (long)n0 * 1048576, 1);
   }
 }
 

@@ -277,11 +277,13 @@ static void scatter_conv_e2_1(const aert_real *restrict col, int n0, aert_real *
   }
 }
 
+static const aert_conv_geom geo_conv_e2_1 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 8, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+
 static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
-    aert_conv_fwd(r->conv_e2_1_scratch, 16, 1, 34, 34, 8, (r->P + 896), 3, r->e2_1 + (long)n0 * 16384, 32, 32, 16, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 896), r->e2_1 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->e2_1, (r->P + 2048), 16384, 16, AERT_ACT_RELU, 0);
 }
@@ -292,7 +294,7 @@ static void conv_e2_1_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
-    aert_conv_dw(r->conv_e2_1_dscratch, 16, 1, 34, 34, 8, r->d_e2_1 + (long)n0 * 16384, 3, (r->G + 896), 32, 32, 16);
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 16384, (r->G + 896));
   }
   for (int n0 = 0; n0 < 16; n0 += 8) {
     aert_gemm(0, 1, 8192, 72, 16, r->d_e2_1 + (long)n0 * 16384, 16, (r->P + 896), 16, 0, r->conv_e2_1_dscratch, 72);
@@ -332,11 +334,14 @@ static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 295936, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_e2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+
 static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
-    aert_conv_fwd(r->conv_e2_2_scratch, 16, 1, 34, 34, 16, (r->P + 2064), 3, r->e2 + (long)n0 * 16384, 32, 32, 16, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 2064), r->e2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->e2, (r->P + 4368), 16384, 16, AERT_ACT_RELU, 0);
 }
@@ -347,13 +352,13 @@ static void conv_e2_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
-    aert_conv_dw(r->conv_e2_2_dscratch, 16, 1, 34, 34, 16, r->d_e2 + (long)n0 * 16384, 3, (r->G + 2064), 32, 32, 16);
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 16384, (r->G + 2064));
   }
   aert_conv_flip((r->P + 2064), r->conv_e2_2_dscratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
     dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
-    aert_conv_fwd(r->conv_e2_2_dscratch, 16, 1, 34, 34, 16, r->conv_e2_2_dscratch + 296320, 3, r->d_e2_1 + (long)n0 * 16384, 32, 32, 16, 1);
+    aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 296320, r->d_e2_1 + (long)n0 * 16384, 1);
   }
 }
 
@@ -401,11 +406,14 @@ static void dpad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 165888, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_b_1 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 16, .k = 3, .ho = 16, .wo = 16, .cout = 32};
+static const aert_conv_geom dgeo_conv_b_1 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 3, .ho = 16, .wo = 16, .cout = 16};
+
 static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_1(r->conv_b_1_scratch, n0, r->maxpool_5);
-    aert_conv_fwd(r->conv_b_1_scratch, 16, 1, 18, 18, 16, (r->P + 4384), 3, r->b_1 + (long)n0 * 8192, 16, 16, 32, 0);
+    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 4384), r->b_1 + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b_1, (r->P + 8992), 4096, 32, AERT_ACT_RELU, 0);
 }
@@ -416,13 +424,13 @@ static void conv_b_1_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_1(r->conv_b_1_dscratch, n0, r->maxpool_5);
-    aert_conv_dw(r->conv_b_1_dscratch, 16, 1, 18, 18, 16, r->d_b_1 + (long)n0 * 8192, 3, (r->G + 4384), 16, 16, 32);
+    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 8192, (r->G + 4384));
   }
   aert_conv_flip((r->P + 4384), r->conv_b_1_dscratch + 166656, 3, 16, 32);
   {
     const int n0 = 0;
     dpad_conv_b_1(r->conv_b_1_dscratch, n0, r->d_b_1);
-    aert_conv_fwd(r->conv_b_1_dscratch, 16, 1, 18, 18, 32, r->conv_b_1_dscratch + 166656, 3, r->d_maxpool_5 + (long)n0 * 4096, 16, 16, 16, 1);
+    aert_conv_fwd(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 166656, r->d_maxpool_5 + (long)n0 * 4096, 1);
   }
 }
 
@@ -458,11 +466,14 @@ static void dpad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restr
   memset(xp + 165888, 0, 768 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_b_2 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 3, .ho = 16, .wo = 16, .cout = 32};
+static const aert_conv_geom dgeo_conv_b_2 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 3, .ho = 16, .wo = 16, .cout = 32};
+
 static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_2(r->conv_b_2_scratch, n0, r->b_1);
-    aert_conv_fwd(r->conv_b_2_scratch, 16, 1, 18, 18, 32, (r->P + 9024), 3, r->b + (long)n0 * 8192, 16, 16, 32, 0);
+    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 9024), r->b + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b, (r->P + 18240), 4096, 32, AERT_ACT_RELU, 0);
 }
@@ -473,13 +484,13 @@ static void conv_b_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_b_2(r->conv_b_2_dscratch, n0, r->b_1);
-    aert_conv_dw(r->conv_b_2_dscratch, 16, 1, 18, 18, 32, r->d_b + (long)n0 * 8192, 3, (r->G + 9024), 16, 16, 32);
+    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 8192, (r->G + 9024));
   }
   aert_conv_flip((r->P + 9024), r->conv_b_2_dscratch + 166656, 3, 32, 32);
   {
     const int n0 = 0;
     dpad_conv_b_2(r->conv_b_2_dscratch, n0, r->d_b);
-    aert_conv_fwd(r->conv_b_2_dscratch, 16, 1, 18, 18, 32, r->conv_b_2_dscratch + 166656, 3, r->d_b_1 + (long)n0 * 8192, 16, 16, 32, 1);
+    aert_conv_fwd(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 166656, r->d_b_1 + (long)n0 * 8192, 1);
   }
 }
 
@@ -530,10 +541,13 @@ static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *
       }
 }
 
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 48, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 48};
+
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 16; n0 += 8) {
     pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->b, r->e2);
-    aert_conv_fwd(r->conv_d2_1_scratch, 8, 1, 34, 34, 48, (r->P + 18272), 3, r->d2_1 + (long)n0 * 16384, 32, 32, 16, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 18272), r->d2_1 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->d2_1, (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
 }
@@ -543,12 +557,12 @@ static void conv_d2_1_backward(const run *r) {
   aert_bias_grad((r->G + 25184), r->d_d2_1, 16384, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
     pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->b, r->e2);
-    aert_conv_dw(r->conv_d2_1_dscratch, 8, 1, 34, 34, 48, r->d_d2_1 + (long)n0 * 16384, 3, (r->G + 18272), 32, 32, 16);
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + 18272));
   }
   aert_conv_flip((r->P + 18272), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
     dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
-    aert_conv_fwd(r->conv_d2_1_dscratch, 8, 1, 34, 34, 16, r->conv_d2_1_dscratch + 149120, 3, r->conv_d2_1_dscratch + 156032, 32, 32, 48, 0);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 149120, r->conv_d2_1_dscratch + 156032, 0);
     unstack_conv_d2_1(r->conv_d2_1_dscratch + 156032, n0, r->d_b, r->d_e2);
   }
 }
@@ -585,11 +599,14 @@ static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 295936, 0, 384 * sizeof(aert_real));
 }
 
+static const aert_conv_geom geo_conv_d2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+
 static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
-    aert_conv_fwd(r->conv_d2_2_scratch, 16, 1, 34, 34, 16, (r->P + 25200), 3, r->d2 + (long)n0 * 16384, 32, 32, 16, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 25200), r->d2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->d2, (r->P + 27504), 16384, 16, AERT_ACT_RELU, 0);
 }
@@ -600,13 +617,13 @@ static void conv_d2_2_backward(const run *r) {
   {
     const int n0 = 0;
     pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
-    aert_conv_dw(r->conv_d2_2_dscratch, 16, 1, 34, 34, 16, r->d_d2 + (long)n0 * 16384, 3, (r->G + 25200), 32, 32, 16);
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 16384, (r->G + 25200));
   }
   aert_conv_flip((r->P + 25200), r->conv_d2_2_dscratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
     dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
-    aert_conv_fwd(r->conv_d2_2_dscratch, 16, 1, 34, 34, 16, r->conv_d2_2_dscratch + 296320, 3, r->d_d2_1 + (long)n0 * 16384, 32, 32, 16, 1);
+    aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 296320, r->d_d2_1 + (long)n0 * 16384, 1);
   }
 }
 
