@@ -551,6 +551,21 @@ int aert_cog_rows(aert_cog *c, const void *rows, int n);
 int aert_cog_close(aert_cog *c);
 void aert_cog_abort(aert_cog *c);
 
+/* ---- class_map.c: a predicted class map's colours, NoData, names for GIS tools ---------- */
+typedef struct {
+  uint16_t colormap[3 * 256];  /* red, green, blue by label value: the class colours */
+  char nodata[16];             /* the NoData text: the ignored label (15), else 0 */
+  char metadata[4096];         /* GDAL_METADATA: the band's description and class names */
+} aert_map_style;
+/* The label value written where there is no data: the spec's ignore label, else 0. */
+int aert_nodata_label(const aert_model *m);
+void aert_map_style_init(const aert_model *m, aert_map_style *st);
+/* GDAL_METADATA XML into md: for probs 0 the class map's, else one band per class (probs
+ * AERT_PIX_U8 + 1 adds the scale 1/254 of probability bytes). */
+void aert_band_metadata(const aert_model *m, int probs, char *md, size_t n);
+/* tif.aux.xml with the category name of every label value up to the largest. */
+int aert_write_category_names(const aert_model *m, const char *tif);
+
 /* ---- synth.c: synthetic land-cover scenes written as Chesapeake-style GeoTIFF tiles ---- */
 /* Land-cover labels of the Chesapeake release: 1 water, 2 tree canopy, 3 low vegetation,
  * 4 barren, 5 impervious (buildings), 6 impervious road; 15 no data. */
