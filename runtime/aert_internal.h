@@ -540,6 +540,7 @@ typedef struct {
   const char *metadata;        /* the GDAL_METADATA tag's XML (42112), or NULL */
   int categorical;             /* 1: one band of classes, overviews by the most frequent value;
                                   0: overviews by the mean */
+  int bigtiff;                 /* 1: BigTIFF whatever the size (else only beyond ~4 GiB) */
 } aert_cog_info;
 typedef struct aert_cog aert_cog;
 /* Starts path (written as path.tmp, renamed by aert_cog_close); info's pointers must live
