@@ -39,6 +39,7 @@ struct aert_tiles {
   int standardize;
   int unlabeled;       /* 1: new data for predict --input: tiles named by their first layer, no labels */
   char *scene;         /* predict --input of one file holding every input band: its path */
+  int scenes;          /* predict --input of a folder of such files: <dir>/<tile>.tif */
   double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
@@ -80,7 +81,9 @@ static char *tile_path(const aert_tiles *t, int tile, const char *layer) {
     return strdup(t->scene);
   size_t n = strlen(t->dir) + strlen(t->tile[tile]) + strlen(layer) + 8;
   char *p = malloc(n);
-  if (p)
+  if (p && t->scenes)
+    snprintf(p, n, "%s/%s.tif", t->dir, t->tile[tile]);
+  else if (p)
     snprintf(p, n, "%s/%s_%s.tif", t->dir, t->tile[tile], layer);
   return p;
 }
@@ -94,13 +97,12 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Tile names: the files <name>_<labels>.tif in dir, sorted. */
-static int list_tiles(aert_tiles *t, const char *labels) {
+/* Tile names: the files <name><suffix> in dir (suffix "_lc.tif" for tiles, ".tif" for a
+ * folder of scenes), sorted; none is no error here. */
+static int list_tiles(aert_tiles *t, const char *suffix) {
   DIR *d = opendir(t->dir);
   if (!d)
     return aert_error("cannot read the tile folder '%s': %s", t->dir, strerror(errno)), -1;
-  char suffix[160];
-  snprintf(suffix, sizeof suffix, "_%s.tif", labels);
   size_t sl = strlen(suffix);
   int cap = 0;
   struct dirent *e;
@@ -120,11 +122,26 @@ static int list_tiles(aert_tiles *t, const char *labels) {
       return closedir(d), aert_error("out of memory listing '%s'", t->dir), -1;
   }
   closedir(d);
-  if (t->n == 0)
-    return aert_error("no tiles in '%s': expected files named <tile>_%s.tif (and <tile>_<layer>.tif "
-                      "for each input layer)", t->dir, labels), -1;
   qsort(t->tile, (size_t)t->n, sizeof(char *), cmp_str);
   return 0;
+}
+
+/* The tiles named by <tile>_<labels>.tif; for unlabelled data without such files, every
+ * .tif of the folder as a scene of all the input's bands. */
+static int find_tiles(aert_tiles *t, const char *labels) {
+  char suffix[160];
+  snprintf(suffix, sizeof suffix, "_%s.tif", labels);
+  int rc = list_tiles(t, suffix);
+  if (rc == 0 && t->n == 0 && t->unlabeled) {
+    t->scenes = 1, t->n_layers = 1;
+    memset(&t->layer[0], 0, sizeof t->layer[0]);
+    rc = list_tiles(t, ".tif");
+  }
+  if (rc == 0 && t->n == 0)
+    return aert_error("no tiles in '%s': expected files named <tile>_%s.tif (and <tile>_<layer>.tif "
+                      "for each input layer)%s", t->dir, labels,
+                      t->unlabeled ? ", or .tif files of every input band" : ""), -1;
+  return rc;
 }
 
 /* Keeps the one tile named only. */
@@ -195,11 +212,15 @@ static int check_tiles(aert_tiles *t) {
   int want = t->m->in_shape[2], kept = 0;
   for (int k = 0; k < t->n; k++) {
     int bands = 0, rc = check_tile(t, k, &bands);
-    if (rc == 0 && bands != want && t->scene)
-      return aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input "
-                        "holds the model's input bands in the order of its layers (or name it "
-                        "<tile>_<first layer>.tif with the other layers beside it)", t->scene,
-                        bands, t->m->name, want), -1;
+    if (rc == 0 && bands != want && (t->scene || t->scenes)) {
+      char *path = tile_path(t, k, "");
+      aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input holds the "
+                 "model's input bands in the order of its layers (or name it <tile>_<first "
+                 "layer>.tif with the other layers beside it)", path ? path : t->tile[k], bands,
+                 t->m->name, want);
+      free(path);
+      return -1;
+    }
     if (rc == 0 && bands != want) {
       char list[512] = "";
       for (int i = 0; i < t->n_layers; i++)
@@ -288,7 +309,7 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   if (rc == 0 && scene)
     rc = scene_tile(t, scene);
   else if (rc == 0)
-    rc = list_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
+    rc = find_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
   if (rc == 0 && only)
     rc = keep_only(t, only);
   if (rc == 0) {
