@@ -647,6 +647,7 @@ typedef struct {
   const char *metadata;        /* the GDAL_METADATA tag's XML (42112), or NULL */
   int categorical;             /* 1: one band of classes, overviews by the most frequent value;
                                   0: overviews by the mean */
+  int bigtiff;                 /* 1: BigTIFF whatever the size (else only beyond ~4 GiB) */
 } aert_cog_info;
 typedef struct aert_cog aert_cog;
 /* Starts path (written as path.tmp, renamed by aert_cog_close); info's pointers must live
@@ -657,6 +658,21 @@ int aert_cog_rows(aert_cog *c, const void *rows, int n);
 /* Writes the file (every row must have come) and frees c, whatever happens. */
 int aert_cog_close(aert_cog *c);
 void aert_cog_abort(aert_cog *c);
+
+/* ---- class_map.c: a predicted class map's colours, NoData, names for GIS tools ---------- */
+typedef struct {
+  uint16_t colormap[3 * 256];  /* red, green, blue by label value: the class colours */
+  char nodata[16];             /* the NoData text: the ignored label (15), else 0 */
+  char metadata[4096];         /* GDAL_METADATA: the band's description and class names */
+} aert_map_style;
+/* The label value written where there is no data: the spec's ignore label, else 0. */
+int aert_nodata_label(const aert_model *m);
+void aert_map_style_init(const aert_model *m, aert_map_style *st);
+/* GDAL_METADATA XML into md: for probs 0 the class map's, else one band per class (probs
+ * AERT_PIX_U8 + 1 adds the scale 1/254 of probability bytes). */
+void aert_band_metadata(const aert_model *m, int probs, char *md, size_t n);
+/* tif.aux.xml with the category name of every label value up to the largest. */
+int aert_write_category_names(const aert_model *m, const char *tif);
 
 /* ---- synth.c: synthetic land-cover scenes written as Chesapeake-style GeoTIFF tiles ---- */
 /* Land-cover labels of the Chesapeake release: 1 water, 2 tree canopy, 3 low vegetation,

@@ -393,7 +393,7 @@ int aert_cog_close(aert_cog *c) {
     return rc;
   }
   out_buf o = {0};
-  o.big = c->scratch_end > 0xF0000000u;   /* classic TIFF offsets stop at 4 GiB */
+  o.big = c->info.bigtiff || c->scratch_end > 0xF0000000u;   /* classic offsets stop at 4 GiB */
   int rc = lay_out(c, &o, 0);
   if (rc == 0)
     rc = lay_out(c, &o, o.n);

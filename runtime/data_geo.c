@@ -40,6 +40,7 @@ struct aert_tiles {
   int standardize;
   int unlabeled;       /* 1: new data for predict --input: tiles named by their first layer, no labels */
   char *scene;         /* predict --input of one file holding every input band: its path */
+  int scenes;          /* predict --input of a folder of such files: <dir>/<tile>.tif */
   double class_count[AERT_MAX_CLASSES];   /* labelled pixels per class in the sample */
   long patches;        /* read so far, and the seconds spent (for patches/s) */
   double seconds;
@@ -81,7 +82,9 @@ static char *tile_path(const aert_tiles *t, int tile, const char *layer) {
     return strdup(t->scene);
   size_t n = strlen(t->dir) + strlen(t->tile[tile]) + strlen(layer) + 8;
   char *p = malloc(n);
-  if (p)
+  if (p && t->scenes)
+    snprintf(p, n, "%s/%s.tif", t->dir, t->tile[tile]);
+  else if (p)
     snprintf(p, n, "%s/%s_%s.tif", t->dir, t->tile[tile], layer);
   return p;
 }
@@ -95,13 +98,12 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Tile names: the files <name>_<labels>.tif in dir, sorted. */
-static int list_tiles(aert_tiles *t, const char *labels) {
+/* Tile names: the files <name><suffix> in dir (suffix "_lc.tif" for tiles, ".tif" for a
+ * folder of scenes), sorted; none is no error here. */
+static int list_tiles(aert_tiles *t, const char *suffix) {
   DIR *d = opendir(t->dir);
   if (!d)
     return aert_error("cannot read the tile folder '%s': %s", t->dir, strerror(errno)), -1;
-  char suffix[160];
-  snprintf(suffix, sizeof suffix, "_%s.tif", labels);
   size_t sl = strlen(suffix);
   int cap = 0;
   struct dirent *e;
@@ -121,11 +123,26 @@ static int list_tiles(aert_tiles *t, const char *labels) {
       return closedir(d), aert_error("out of memory listing '%s'", t->dir), -1;
   }
   closedir(d);
-  if (t->n == 0)
-    return aert_error("no tiles in '%s': expected files named <tile>_%s.tif (and <tile>_<layer>.tif "
-                      "for each input layer)", t->dir, labels), -1;
   qsort(t->tile, (size_t)t->n, sizeof(char *), cmp_str);
   return 0;
+}
+
+/* The tiles named by <tile>_<labels>.tif; for unlabelled data without such files, every
+ * .tif of the folder as a scene of all the input's bands. */
+static int find_tiles(aert_tiles *t, const char *labels) {
+  char suffix[160];
+  snprintf(suffix, sizeof suffix, "_%s.tif", labels);
+  int rc = list_tiles(t, suffix);
+  if (rc == 0 && t->n == 0 && t->unlabeled) {
+    t->scenes = 1, t->n_layers = 1;
+    memset(&t->layer[0], 0, sizeof t->layer[0]);
+    rc = list_tiles(t, ".tif");
+  }
+  if (rc == 0 && t->n == 0)
+    return aert_error("no tiles in '%s': expected files named <tile>_%s.tif (and <tile>_<layer>.tif "
+                      "for each input layer)%s", t->dir, labels,
+                      t->unlabeled ? ", or .tif files of every input band" : ""), -1;
+  return rc;
 }
 
 /* Keeps the one tile named only. */
@@ -196,11 +213,15 @@ static int check_tiles(aert_tiles *t) {
   int want = t->m->in_shape[2], kept = 0;
   for (int k = 0; k < t->n; k++) {
     int bands = 0, rc = check_tile(t, k, &bands);
-    if (rc == 0 && bands != want && t->scene)
-      return aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input "
-                        "holds the model's input bands in the order of its layers (or name it "
-                        "<tile>_<first layer>.tif with the other layers beside it)", t->scene,
-                        bands, t->m->name, want), -1;
+    if (rc == 0 && bands != want && (t->scene || t->scenes)) {
+      char *path = tile_path(t, k, "");
+      aert_error("'%s' has %d band(s), model '%s' takes %d: one file given to --input holds the "
+                 "model's input bands in the order of its layers (or name it <tile>_<first "
+                 "layer>.tif with the other layers beside it)", path ? path : t->tile[k], bands,
+                 t->m->name, want);
+      free(path);
+      return -1;
+    }
     if (rc == 0 && bands != want) {
       char list[512] = "";
       for (int i = 0; i < t->n_layers; i++)
@@ -289,7 +310,7 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   if (rc == 0 && scene)
     rc = scene_tile(t, scene);
   else if (rc == 0)
-    rc = list_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
+    rc = find_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
   if (rc == 0 && only)
     rc = keep_only(t, only);
   if (rc == 0) {
@@ -786,10 +807,6 @@ static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
   return 0;
 }
 
-static int nodata_label(const aert_model *m) {
-  return m->ignore_label >= 0 ? m->ignore_label : 0;
-}
-
 /* Pixel i of the rows being emitted: its blended probabilities into the probability rows
  * (254 = 1 as bytes, 255 no data; NaN no data as floats). */
 static void emit_probabilities(tile_pred *tp, long i, int nodata) {
@@ -823,7 +840,7 @@ static int emit_rows(tile_pred *tp, int end) {
       if (tp->acc[i * nc + c] > tp->acc[i * nc + best])
         best = c;
     int truth = tp->t->unlabeled ? -1 : (int)label_class(m, &r->r[tp->t->n_layers], tp->truth[i]);
-    tp->out[i] = (unsigned char)(nodata ? nodata_label(m) : m->class_ids[best]);
+    tp->out[i] = (unsigned char)(nodata ? aert_nodata_label(m) : m->class_ids[best]);
     if (tp->probs)
       emit_probabilities(tp, i, nodata);
     if (y % tp->f == 0 && y / tp->f < tp->ph && x % tp->f == 0 && x / tp->f < tp->pw)
@@ -900,109 +917,21 @@ static int tile_png(tile_pred *tp, const char *path) {
 }
 
 /* ---- the files a prediction writes: a paletted class map, probabilities ------------------ */
-/* What a GIS shows: colours by label value (the class colours, black for no data) and the
- * class names, per band. */
-typedef struct {
-  uint16_t colormap[3 * 256];
-  char nodata[16];
-  char metadata[4096];
-} map_style;
-
-static void xml_text(char *dst, size_t n, const char *s) {
-  size_t k = strlen(dst);
-  for (; *s && k + 7 < n; s++) {
-    const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;" : NULL;
-    if (e)
-      k += (size_t)snprintf(dst + k, n - k, "%s", e);
-    else
-      dst[k++] = *s, dst[k] = '\0';
-  }
-}
-
-/* GDAL_METADATA items: band descriptions (class names, or "class map"), and for bytes of
- * probability its scale. */
-static void band_metadata(const aert_model *m, int probs, char *md, size_t n) {
-  snprintf(md, n, "<GDALMetadata>\n");
-  for (int b = 0; b < (probs ? m->n_classes : 1); b++) {
-    snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"DESCRIPTION\" sample=\"%d\" "
-             "role=\"description\">", b);
-    if (!probs)
-      xml_text(md, n, "land cover classes");
-    else
-      xml_text(md, n, m->class_names[b] ? m->class_names[b] : "class");
-    snprintf(md + strlen(md), n - strlen(md), "</Item>\n");
-    if (probs == AERT_PIX_U8 + 1)
-      snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"SCALE\" sample=\"%d\" "
-               "role=\"scale\">%.9g</Item>\n", b, 1.0 / 254);
-  }
-  for (int c = 0; !probs && c < m->n_classes; c++) {
-    snprintf(md + strlen(md), n - strlen(md), "  <Item name=\"CLASS_%d\">", m->class_ids[c]);
-    xml_text(md, n, m->class_names[c] ? m->class_names[c] : "?");
-    snprintf(md + strlen(md), n - strlen(md), "</Item>\n");
-  }
-  snprintf(md + strlen(md), n - strlen(md), "</GDALMetadata>");
-}
-
-static void map_style_init(const aert_model *m, map_style *st) {
-  memset(st, 0, sizeof *st);
-  for (int c = 0; c < m->n_classes; c++) {
-    int v = m->class_ids[c];
-    const unsigned char *rgb = aert_class_colour(c);
-    for (int k = 0; v >= 0 && v < 256 && k < 3; k++)
-      st->colormap[k * 256 + v] = (uint16_t)(rgb[k] * 257);
-  }
-  snprintf(st->nodata, sizeof st->nodata, "%d", nodata_label(m));
-  band_metadata(m, 0, st->metadata, sizeof st->metadata);
-}
-
-/* The class names as GDAL reads them from path.aux.xml: one per value up to the largest. */
-static int write_category_names(const aert_model *m, const char *tif) {
-  char *path = malloc(strlen(tif) + 9);
-  if (!path)
-    return aert_error("out of memory"), -1;
-  sprintf(path, "%s.aux.xml", tif);
-  int top = nodata_label(m);
-  for (int c = 0; c < m->n_classes; c++)
-    top = m->class_ids[c] > top ? m->class_ids[c] : top;
-  aert_atomic a;
-  int rc = aert_atomic_open(&a, path);
-  free(path);
-  if (rc != 0)
-    return -1;
-  fprintf(a.f, "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n");
-  for (int v = 0; v <= top && v < 256; v++) {
-    char name[512] = "";
-    for (int c = 0; c < m->n_classes; c++)
-      if (m->class_ids[c] == v)
-        xml_text(name, sizeof name, m->class_names[c] ? m->class_names[c] : "?");
-    if (v == nodata_label(m) && !name[0])
-      snprintf(name, sizeof name, "no data");
-    fprintf(a.f, "      <Category>%s</Category>\n", name);
-  }
-  fprintf(a.f, "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n");
-  if (ferror(a.f)) {
-    aert_error("cannot write '%s'", a.tmp);
-    aert_atomic_abort(&a);
-    return -1;
-  }
-  return aert_atomic_commit(&a);
-}
-
 /* Opens the class map (and the probabilities) of tile k in dir. */
-static int open_outputs(tile_pred *tp, const char *dir, const map_style *st, char *prob_md) {
+static int open_outputs(tile_pred *tp, const char *dir, const aert_map_style *st, char *prob_md) {
   const aert_model *m = tp->s->w.m;
   const aert_georef *geo = &tp->t->reader[0].r[0].geo;
   char path[4200];
   snprintf(path, sizeof path, "%s/%s_pred.tif", dir, tp->t->tile[tp->k]);
   aert_cog_info map = {.width = tp->W, .height = tp->H, .bands = 1, .type = AERT_PIX_U8,
-                       .geo = geo, .nodata = st->nodata, .nodata_value = nodata_label(m),
+                       .geo = geo, .nodata = st->nodata, .nodata_value = aert_nodata_label(m),
                        .colormap = st->colormap, .metadata = st->metadata, .categorical = 1};
   if (!(tp->map = aert_cog_open(path, &map)))
     return -1;
   if (!tp->probs)
     return 0;
   snprintf(path, sizeof path, "%s/%s_prob.tif", dir, tp->t->tile[tp->k]);
-  band_metadata(m, tp->probs, prob_md, 8192);
+  aert_band_metadata(m, tp->probs, prob_md, 8192);
   aert_cog_info prob = {.width = tp->W, .height = tp->H, .bands = tp->nc, .type = tp->probs - 1,
                         .geo = geo, .nodata = tp->probs == AERT_PIX_U8 + 1 ? "255" : "nan",
                         .metadata = prob_md};
@@ -1026,9 +955,9 @@ static int predict_tile(tile_pred *tp, const char *dir) {
   int *xs = positions(tp->W, p, stride, &nx), *ys = positions(tp->H, p, stride, &ny);
   int rc = xs && ys ? reader_open(t, &t->reader[0], tp->k) : -1;
   size_t bytes = tp->probs == AERT_PIX_F32 + 1 ? sizeof(float) : 1;
-  map_style st;
+  aert_map_style st;
   char prob_md[8192];
-  map_style_init(tp->s->w.m, &st);
+  aert_map_style_init(tp->s->w.m, &st);
   tp->f = (tp->W > tp->H ? tp->W : tp->H) / 512 + 1, tp->pw = tp->W / tp->f, tp->ph = tp->H / tp->f;
   tp->acc = aert_alloc(sizeof(float) * p * tp->W * tp->nc, "prediction");
   tp->wsum = aert_alloc(sizeof(float) * p * tp->W, "prediction");
@@ -1055,7 +984,7 @@ static int predict_tile(tile_pred *tp, const char *dir) {
   char path[4200];
   snprintf(path, sizeof path, "%s/%s_pred.tif", dir, t->tile[tp->k]);
   if (rc == 0)
-    rc = write_category_names(tp->s->w.m, path);
+    rc = aert_write_category_names(tp->s->w.m, path);
   snprintf(path, sizeof path, "%s/%s_pred.png", dir, t->tile[tp->k]);
   if (rc == 0)
     rc = tile_png(tp, path);

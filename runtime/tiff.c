@@ -460,6 +460,8 @@ static TIFF *open_tiff(const char *path, const void *data, size_t size) {
 /* GDAL keeps a dataset's mask as a later directory of the same size marked as a mask
  * (NewSubfileType 4): opened on a second handle as r->mask, or none. */
 static int open_mask(aert_raster *r, const char *path, const void *data, size_t size) {
+  if (TIFFNumberOfDirectories(r->tif) < 2)   /* one image, no mask: no second handle */
+    return 0;
   TIFF *tif = open_tiff(path, data, size);
   if (!tif)
     return -1;

@@ -4,8 +4,8 @@
 # table and class names; the NoData tag and internal masks of the inputs honoured per layer
 # (predictions 15 exactly there, metrics without them); paletted label files read as their
 # indices and their NoData value ignored; a tile whose files disagree on CRS or origin refused
-# naming both; each tile's own UTM zone carried to its output; one multi-band scene file; the
-# Chesapeake release's folder and layer names through a spec that names them.
+# naming both; each tile's own UTM zone carried to its output; one multi-band scene file and a
+# folder of them; the Chesapeake release's folder and layer names through a spec that names them.
 set -eu
 cd "$(dirname "$0")/../.."
 bin=$PWD/bin/unet_landcover_small
@@ -125,6 +125,13 @@ from osgeo import gdal
 a = gdal.Open('$T/sc/predictions/scene_pred.tif').ReadAsArray()
 b = gdal.Open('$P/synth_000_pred.tif').ReadAsArray()
 assert (a == b).all(), 'the scene and its tile predict differently'" || fail "scene vs tile"
+mkdir -p "$T/scenes"   # a folder of scenes: every .tif, of any size
+cp "$T/scene.tif" "$T/scenes/a.tif"
+gdal_translate -q -srcwin 0 0 300 200 "$T/scene.tif" "$T/scenes/b.tif"
+"$bin" predict --input "$T/scenes" --ckpt "$T/run/best.ckpt" --out "$T/scs" > "$T/scs.log" 2>&1 \
+  || { cat "$T/scs.log"; fail "predict --input of a folder of scenes"; }
+cmp -s "$T/scs/predictions/a_pred.tif" "$T/sc/predictions/scene_pred.tif" || fail "a scene in a folder predicts differently"
+has "$T/scs.log" "b  *300x200, 24 windows" "the second scene of the folder"
 if "$bin" predict --input "$T/plain/test/synth_000_lc.tif" --ckpt "$T/run/best.ckpt" --out "$T/sc" > "$T/sc1.log" 2>&1; then
   fail "a one-band scene for a 4-band model was accepted"; fi
 has "$T/sc1.log" "synth_000_lc.tif' has 1 band(s), model 'unet_landcover_small' takes 4" "the scene band-count message"
