@@ -130,17 +130,16 @@ static int check_finite(const trainer *t, const aert_losses *l, int after_backwa
   return -1;
 }
 
-static long steps_per_epoch(const aert_model *m, long nb) {
-  long k = m->optim.accumulate > 1 ? m->optim.accumulate : 1;
-  return (nb + k - 1) / k;
+/* accumulate K: K batches per optimizer step (0, in older generated code, means 1) */
+static int batches_per_step(const aert_model *m) {
+  return m->optim.accumulate > 1 ? m->optim.accumulate : 1;
 }
 
 /* The learning rate of the optimizer step that batch b of the epoch belongs to. */
 static float lr_at_batch(const trainer *t, int epoch, long b, long nb) {
-  const aert_optim *o = &t->m->optim;
-  long k = o->accumulate > 1 ? o->accumulate : 1, per_epoch = steps_per_epoch(t->m, nb);
+  long k = batches_per_step(t->m), per_epoch = (nb + k - 1) / k;
   aert_clock c = {.step = epoch * per_epoch + b / k, .per_epoch = per_epoch, .epochs = t->st.epochs};
-  return aert_lr_at(o, t->st.base_lr, c, t->st.plateau_cuts);
+  return aert_lr_at(&t->m->optim, t->st.base_lr, c, t->st.plateau_cuts);
 }
 
 /* Batch b's gradient into the optimizer. With accumulate k the batches of each group of k
@@ -149,7 +148,7 @@ static float lr_at_batch(const trainer *t, int epoch, long b, long nb) {
  * rate. Returns 1 when it stepped: only then may an interrupted run stop. */
 static int optimizer_step(trainer *t, int epoch, long b, long nb) {
   const aert_model *m = t->m;
-  long k = m->optim.accumulate > 1 ? m->optim.accumulate : 1;
+  long k = batches_per_step(m);
   float *g = t->grads;
   if (k > 1) {
     aert_grad_accumulate(m, t->grad_sum, t->grads, t->group++ == 0);
@@ -497,6 +496,11 @@ static int start_state(trainer *t) {
   return t->ranks > 1 ? share_state(t) : 0;
 }
 
+/* Early stopping's patience: --patience, else the spec's `stop patience`; 0: never. */
+static int stop_patience(const trainer *t) {
+  return t->o->patience > 0 ? t->o->patience : t->m->optim.stop_patience;
+}
+
 static int save_epoch(trainer *t, double val) {
   int improved = val < t->st.best_val;
   if (improved)
@@ -535,7 +539,7 @@ static int watch_epoch(trainer *t, const char *csv_path, float lr) {
 static int run_epochs(trainer *t) {
   const aert_model *m = t->m;
   aert_csv csv;
-  int patience = t->o->patience > 0 ? t->o->patience : m->optim.stop_patience;
+  int patience = stop_patience(t);
   int writer = t->rank == 0;
   if (writer && aert_csv_open(&csv, t->out, m, t->o->resume) != 0)
     return -1;
@@ -583,12 +587,12 @@ static int run_epochs(trainer *t) {
 static void show_steering(const trainer *t) {
   const aert_model *m = t->m;
   const aert_optim *o = &m->optim;
-  int patience = t->o->patience > 0 ? t->o->patience : o->stop_patience;
+  int patience = stop_patience(t);
   if (t->o->quiet || t->rank > 0 || !(o->accumulate > 1 || o->clip_norm > 0 || o->warmup_steps || o->warmup_epochs ||
                        o->schedule == AERT_SCHED_PLATEAU || o->stop_patience))
     return;
-  printf("steering: effective batch %ld (batch %ld x accumulate %d)", t->global_batch * (o->accumulate > 1 ? o->accumulate : 1),
-         t->global_batch, o->accumulate > 1 ? o->accumulate : 1);
+  int k = batches_per_step(m);
+  printf("steering: effective batch %ld (batch %ld x accumulate %d)", t->global_batch * k, t->global_batch, k);
   if (o->warmup_steps || o->warmup_epochs)
     printf(", warm-up %d steps + %d epochs", o->warmup_steps, o->warmup_epochs);
   if (o->clip_norm > 0)
