@@ -214,10 +214,27 @@ typedef struct {
 
 typedef enum { TARGET_NONE, TARGET_IMAGE, TARGET_CLASSES } ae_target_kind;
 
+/* ===== settings.c: the named settings, one table each (names and runtime enums) ===== */
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT__COUNT } ae_opt_kind;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_EXPONENTIAL, SCHED_PLATEAU, SCHED__COUNT } ae_sched_kind;
+typedef enum {
+  SOURCE_IDX, SOURCE_GEOTIFF, SOURCE_SYNTHETIC_LANDCOVER, SOURCE_IMAGE_PAIRS, SOURCE_IMAGES, SOURCE__COUNT
+} ae_source_kind;
+#define AE_MAX_SETTING_NAMES 8
 typedef struct {
-  char *kind;                /* sgd, adam, adamw */
+  const char *what;                                 /* "optimizer": for messages */
+  int n;
+  const char *names[AE_MAX_SETTING_NAMES];          /* as the spec writes them, in enum order */
+  const char *c_enums[AE_MAX_SETTING_NAMES];        /* the runtime's constant for each */
+} ae_setting_table;
+extern const ae_setting_table ae_optimizers, ae_schedules, ae_sources;
+int ae_setting_find(const ae_setting_table *t, const char *word);   /* its enum, or -1 */
+
+typedef struct {
+  bool given;                /* the spec names an optimizer (else adam at 1e-3) */
+  ae_opt_kind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
-  char *schedule;            /* constant, step, cosine, exponential, plateau */
+  ae_sched_kind schedule;
   double gamma, min_lr;
   int every;
   bool nesterov;             /* sgd */
@@ -232,7 +249,8 @@ typedef struct {
 } ae_optimizer;
 
 typedef struct {
-  char *source;              /* idx, geotiff, synthetic_landcover, image_pairs */
+  bool source_given;         /* the data section names a source */
+  ae_source_kind source;
   ae_loc source_loc;
   ae_vec source_args;        /* ae_expr* kwargs as written, checked in sema */
   char *dir, *train, *train_labels, *test, *test_labels, *label_layer;
@@ -304,6 +322,7 @@ bool ae_op_has_params(ae_op op);
 /* softmax_xent, dice, jaccard, focal: logits against the declared class target. */
 bool ae_loss_on_classes(ae_loss_kind k);
 bool ae_is_layer_name(const char *name);
+int ae_layer_names(const char **out, int cap);   /* every built-in layer's name; the count */
 const char *ae_loss_name(ae_loss_kind k);
 /* Builds the node for layer `call` with evaluated arguments (positional then keyword:
  * kw[i] names args[i] or is NULL). NULL after reporting an error. */

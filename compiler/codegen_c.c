@@ -782,7 +782,7 @@ static void emit_layers(emitter *e) {
  * and only when given, so that a spec without them generates the same descriptor as before. */
 static void emit_steering(emitter *e, const ae_optimizer *o) {
   if (o->nesterov) OUT(",\n             .nesterov = 1");
-  if (!strcmp(o->schedule, "plateau")) OUT(",\n             .plateau_factor = %.9g, .plateau_patience = %d", o->factor, o->patience);
+  if (o->schedule == SCHED_PLATEAU) OUT(",\n             .plateau_factor = %.9g, .plateau_patience = %d", o->factor, o->patience);
   if (o->warmup_steps || o->warmup_epochs)
     OUT(",\n             .warmup_steps = %d, .warmup_epochs = %d", o->warmup_steps, o->warmup_epochs);
   if (o->clip > 0) OUT(",\n             .clip_norm = %.9g", o->clip);
@@ -794,13 +794,8 @@ static void emit_descriptor(emitter *e, const char *hash) {
   const ae_model *m = e->p->m;
   const ae_data *d = &m->data;
   static const char *const targets[] = {"AERT_TARGET_INPUT", "AERT_TARGET_IMAGE", "AERT_TARGET_CLASSES"};
-  const char *opt = !strcmp(m->opt.kind, "sgd") ? "AERT_OPT_SGD" : !strcmp(m->opt.kind, "adam") ? "AERT_OPT_ADAM" : "AERT_OPT_ADAMW";
-  const char *sched = !strcmp(m->opt.schedule, "step") ? "AERT_SCHED_STEP" : !strcmp(m->opt.schedule, "cosine") ? "AERT_SCHED_COSINE"
-                      : !strcmp(m->opt.schedule, "exponential") ? "AERT_SCHED_EXPONENTIAL"
-                      : !strcmp(m->opt.schedule, "plateau") ? "AERT_SCHED_PLATEAU" : "AERT_SCHED_CONSTANT";
-  const char *src = !strcmp(d->source, "image_pairs") ? "AERT_DATA_IMAGE_PAIRS" : !strcmp(d->source, "geotiff") ? "AERT_DATA_GEOTIFF"
-                    : !strcmp(d->source, "synthetic_landcover") ? "AERT_DATA_SYNTHETIC_LANDCOVER"
-                    : !strcmp(d->source, "images") ? "AERT_DATA_IMAGES" : "AERT_DATA_IDX";
+  const char *opt = ae_optimizers.c_enums[m->opt.kind], *sched = ae_schedules.c_enums[m->opt.schedule];
+  const char *src = ae_sources.c_enums[d->source];
   const ae_node *in = m->input, *t = m->target;
   OUT("\n#ifndef AERT_DOUBLE  /* a gradient check compiles this file in double, without the descriptor */\n");
   int auto_w = -1;   /* the first term with weights = auto; the trainer's weights go to every such term */

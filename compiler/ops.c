@@ -69,6 +69,12 @@ static const layer_sig *find_layer(const char *name) {
 
 bool ae_is_layer_name(const char *name) { return find_layer(name) != NULL; }
 
+int ae_layer_names(const char **out, int cap) {
+  int n = 0;
+  for (int i = 0; i < N_LAYERS && n < cap; i++) out[n++] = layers[i].name;
+  return n;
+}
+
 long ae_shape_elems(ae_shape s) {
   long n = 1;
   for (int i = 0; i < s.rank; i++) n *= s.d[i];

@@ -526,7 +526,7 @@ static void emit_summary(ae_report_ctx *r, double arena_bytes) {
   OUT("<tr><th scope=\"row\">training step</th><td><span data-total=\"flops_train_step\" data-value=\"%.0f\">%s</span> FLOPs at batch %d "
       "(forward and backward)</td></tr>\n", t.flops_train_step, ae_fmt_si(t.flops_train_step, a), m->batch);
   static const char *const names[] = {"bytes_params", "bytes_grads", "bytes_optimizer", "bytes_activations", "bytes_arena"};
-  const char *labels[] = {"memory: parameters", "gradients", ae_sprintf(r->a, "%s state", m->opt.kind), "activations, if all were kept",
+  const char *labels[] = {"memory: parameters", "gradients", ae_sprintf(r->a, "%s state", ae_optimizers.names[m->opt.kind]), "activations, if all were kept",
                           "arena after fusion and reuse"};
   double v[] = {t.bytes_params, t.bytes_grads, t.bytes_optimizer, t.bytes_activations, arena_bytes};
   for (int i = 0; i < 5; i++)

@@ -126,7 +126,7 @@ static void other_memory(ae_report_ctx *r) {
   ae_totals t = ae_model_totals(r->p->m);
   double arena = 4.0 * (double)r->p->arena_floats;
   double part[] = {arena, t.bytes_params, t.bytes_grads, t.bytes_optimizer}, total = 0;
-  const char *name[] = {"arena", "parameters", "gradients", ae_sprintf(r->a, "%s state", r->p->m->opt.kind)};
+  const char *name[] = {"arena", "parameters", "gradients", ae_sprintf(r->a, "%s state", ae_optimizers.names[r->p->m->opt.kind])};
   static const char *const fill[] = {"#4878d0", "#6acc64", "#ee854a", "#956cb4"};
   for (int i = 0; i < 4; i++) total += part[i];
   char a[64];

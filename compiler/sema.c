@@ -58,11 +58,10 @@ typedef struct {
 static ae_value *eval(sema *s, const ae_expr *e);
 static ae_model *check_model(ae_arena *a, ae_diag *d, ae_file *f, int import_depth, const import_chain *up);
 
-static const char *const config_calls[] = {
-  "sgd", "adam", "adamw", "constant", "step", "cosine", "exponential", "plateau",
-  "idx", "geotiff", "synthetic_landcover", "image_pairs", "images",
-  "shift", "rotate", "zoom", "flip", "scale", "standardize",
-};
+/* The calls of the settings beside optimizers, schedules and sources (settings.c). */
+static const char *const augment_calls[] = {"shift", "rotate", "zoom", "flip"};
+static const char *const normalize_calls[] = {"scale", "standardize"};
+static const ae_setting_table *const setting_tables[] = {&ae_optimizers, &ae_schedules, &ae_sources};
 static const char *const loss_calls[] = {
   "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2", "dice", "jaccard", "focal",
 };
@@ -76,6 +75,13 @@ static int find_name(const char *name, const char *const *list, int n) {
   if (!name) return -1;   /* a statement without a name (return) is in no list */
   for (int i = 0; i < n; i++) if (strcmp(list[i], name) == 0) return i;
   return -1;
+}
+
+/* An optimizer, schedule, source, augmentation or normalisation: a call that configures. */
+static bool is_config_call(const char *name) {
+  for (int i = 0; i < COUNT(setting_tables); i++)
+    if (ae_setting_find(setting_tables[i], name) >= 0) return true;
+  return find_name(name, augment_calls, COUNT(augment_calls)) >= 0 || find_name(name, normalize_calls, COUNT(normalize_calls)) >= 0;
 }
 
 static ae_value *value_new(sema *s, ae_value_kind kind, ae_loc loc) {
@@ -130,14 +136,15 @@ static const char *suggest(sema *s, const char *word) {
   for (int i = 0; s->scope && i < s->scope->len && n < 240; i++) cands[n++] = ((block_def *)s->scope->items[i])->name;
   const char *near = ae_closest(word, cands, n);
   if (near) return near;
-  static const char *const builtins[] = {
-    "dense", "conv", "conv_transpose", "maxpool", "avgpool", "upsample", "flatten", "reshape", "concat",
-    "add", "dropout", "batchnorm", "gaussian_noise", "sample", "relu", "leaky_relu", "elu", "sigmoid",
-    "tanh", "softmax", "linear", "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2",
-    "dice", "jaccard", "focal", "sgd", "adam", "adamw", "cosine", "idx", "geotiff", "synthetic_landcover", "image_pairs",
-    "same", "valid", "nearest", "bilinear", "mean", "sum", "auto", "none", "horizontal", "vertical", "both",
-  };
-  return ae_closest(word, builtins, COUNT(builtins));
+  /* every built-in word, from the tables that define them, so that none is left out */
+  n = ae_layer_names(cands, 64);
+  for (int i = 0; i < COUNT(loss_calls); i++) cands[n++] = loss_calls[i];
+  for (int t = 0; t < COUNT(setting_tables); t++)
+    for (int i = 0; i < setting_tables[t]->n; i++) cands[n++] = setting_tables[t]->names[i];
+  for (int i = 0; i < COUNT(augment_calls); i++) cands[n++] = augment_calls[i];
+  for (int i = 0; i < COUNT(normalize_calls); i++) cands[n++] = normalize_calls[i];
+  for (int i = 0; i < COUNT(value_words); i++) cands[n++] = value_words[i];
+  return ae_closest(word, cands, n);
 }
 
 /* ---- naming: "e1" for a binding's only parameter layer, "e1.2" for its second ---- */
@@ -539,7 +546,7 @@ static ae_value *eval_call(sema *s, const ae_expr *e) {
   if (b) return call_block(s, b, e);
   if (ae_is_layer_name(e->str)) return call_layer(s, e);
   if (find_name(e->str, loss_calls, COUNT(loss_calls)) >= 0) return call_loss(s, e);
-  if (find_name(e->str, config_calls, COUNT(config_calls)) >= 0) {
+  if (is_config_call(e->str)) {
     ae_value *v = value_new(s, V_CALL, e->loc);
     v->call = e;
     return v;
@@ -632,7 +639,7 @@ static ae_value *eval(sema *s, const ae_expr *e) {
     binding *b = lookup(s, e->str);
     if (b && !b->v) break;   /* its definition failed and was reported */
     if (b) { b->used = true; v = ae_alloc(s->a, sizeof *v); *v = *b->v; v->loc = e->loc; break; }
-    if (find_name(e->str, value_words, COUNT(value_words)) < 0 && find_name(e->str, config_calls, COUNT(config_calls)) < 0 &&
+    if (find_name(e->str, value_words, COUNT(value_words)) < 0 && !is_config_call(e->str) &&
         !find_block(s->scope, e->str)) {
       report_undefined(s, e);
       break;
@@ -811,22 +818,23 @@ static void set_plateau(sema *s, ae_value *factor, ae_value *patience) {
 }
 
 static void set_schedule(sema *s, ae_value *v) {
-  static const char *const kinds[] = {"constant", "step", "cosine", "exponential", "plateau"};
-  static const char *const names[5][2] = {{NULL}, {"every", "gamma"}, {"min_lr"}, {"gamma"}, {"factor", "patience"}};
-  static const int n_names[5] = {0, 2, 1, 1, 2};
+  static const char *const names[SCHED__COUNT][2] = {
+    [SCHED_STEP] = {"every", "gamma"}, [SCHED_COSINE] = {"min_lr"}, [SCHED_EXPONENTIAL] = {"gamma"},
+    [SCHED_PLATEAU] = {"factor", "patience"},
+  };
+  static const int n_names[SCHED__COUNT] = {[SCHED_STEP] = 2, [SCHED_COSINE] = 1, [SCHED_EXPONENTIAL] = 1, [SCHED_PLATEAU] = 2};
   ae_optimizer *o = &s->m->opt;
   ae_value *a[2] = {0};
-  if (!want_call(s, v, "the schedule", kinds, 5)) return;
-  int k = 0;
-  while (strcmp(kinds[k], v->call->str) != 0) k++;
+  if (!want_call(s, v, "the schedule", ae_schedules.names, ae_schedules.n)) return;
+  int k = ae_setting_find(&ae_schedules, v->call->str);
   if (!config_args(s, v, names[k], n_names[k], a)) return;
-  o->schedule = v->call->str;
+  o->schedule = (ae_sched_kind)k;
   o->every = 10;
-  o->gamma = k == 1 ? 0.1 : 0.95;
-  if (k == 1 && a[0]) ae_value_int(s->d, a[0], "every (epochs between steps)", 1, 1000000, &o->every);
-  if (k == 1 || k == 3) opt_num(s, a[k == 1 ? 1 : 0], "gamma", 0, 1, &o->gamma);
-  if (k == 2) opt_num(s, a[0], "min_lr", 0, 10, &o->min_lr);
-  if (k == 4) set_plateau(s, a[0], a[1]);
+  o->gamma = k == SCHED_STEP ? 0.1 : 0.95;
+  if (k == SCHED_STEP && a[0]) ae_value_int(s->d, a[0], "every (epochs between steps)", 1, 1000000, &o->every);
+  if (k == SCHED_STEP || k == SCHED_EXPONENTIAL) opt_num(s, a[k == SCHED_STEP ? 1 : 0], "gamma", 0, 1, &o->gamma);
+  if (k == SCHED_COSINE) opt_num(s, a[0], "min_lr", 0, 10, &o->min_lr);
+  if (k == SCHED_PLATEAU) set_plateau(s, a[0], a[1]);
 }
 
 static bool opt_bool(sema *s, ae_value *v, const char *what, bool *out) {
@@ -843,29 +851,29 @@ static bool opt_bool(sema *s, ae_value *v, const char *what, bool *out) {
 static void set_nesterov(sema *s, ae_value *v, bool sgd) {
   ae_optimizer *o = &s->m->opt;
   if (!opt_bool(s, v, "nesterov", &o->nesterov)) return;
-  if (!sgd) ae_error(s->d, v->loc, "nesterov is an sgd setting; %s has its own momentum (beta1)", o->kind);
+  if (!sgd) ae_error(s->d, v->loc, "nesterov is an sgd setting; %s has its own momentum (beta1)", ae_optimizers.names[o->kind]);
   else if (o->nesterov && o->momentum == 0) ae_error(s->d, v->loc, "Nesterov momentum needs a momentum above 0");
 }
 
 static void set_optimizer(sema *s, ae_stmt *st, ae_value *v) {
-  static const char *const kinds[] = {"sgd", "adam", "adamw"};
   static const char *const names[] = {"lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "schedule", "nesterov"};
   ae_optimizer *o = &s->m->opt;
   ae_value *a[8];
-  if (!want_call(s, v, "optimizer", kinds, 3) || !config_args(s, v, names, 8, a)) return;
-  o->kind = (char *)v->call->str;
-  bool sgd = strcmp(o->kind, "sgd") == 0;
+  if (!want_call(s, v, "optimizer", ae_optimizers.names, ae_optimizers.n) || !config_args(s, v, names, 8, a)) return;
+  o->given = true;
+  o->kind = (ae_opt_kind)ae_setting_find(&ae_optimizers, v->call->str);
+  bool sgd = o->kind == OPT_SGD;
   o->lr = sgd ? 0.01 : 1e-3; o->momentum = sgd ? 0.9 : 0; o->beta1 = 0.9; o->beta2 = 0.999; o->eps = 1e-8;
-  o->weight_decay = strcmp(o->kind, "adamw") == 0 ? 0.01 : 0;
+  o->weight_decay = o->kind == OPT_ADAMW ? 0.01 : 0;
   opt_num(s, a[0], "lr", 1e-12, 10, &o->lr);
-  if (a[1] && !sgd) ae_error(s->d, a[1]->loc, "momentum is an sgd setting; %s uses beta1 and beta2", o->kind);
+  if (a[1] && !sgd) ae_error(s->d, a[1]->loc, "momentum is an sgd setting; %s uses beta1 and beta2", ae_optimizers.names[o->kind]);
   opt_num(s, a[1], "momentum", 0, 0.9999, &o->momentum);
   if ((a[2] || a[3] || a[4]) && sgd) ae_error(s->d, v->loc, "beta1, beta2 and eps are adam settings, not sgd's");
   opt_num(s, a[2], "beta1", 0, 0.9999999, &o->beta1);
   opt_num(s, a[3], "beta2", 0, 0.9999999, &o->beta2);
   opt_num(s, a[4], "eps", 1e-30, 1, &o->eps);
   opt_num(s, a[5], "weight_decay", 0, 10, &o->weight_decay);
-  o->schedule = "constant";
+  o->schedule = SCHED_CONSTANT;
   if (a[6]) set_schedule(s, a[6]);
   if (a[7]) set_nesterov(s, a[7], sgd);
 }
@@ -904,15 +912,12 @@ static bool known_choice(sema *s, const ae_expr *e, const char *what, const char
   return false;
 }
 
-static const char *const optimizers[] = {"sgd", "adam", "adamw"};
-static const char *const schedules[] = {"constant", "step", "cosine", "exponential", "plateau"};
-
 static bool known_optimizer(sema *s, const ae_expr *e) {
-  if (!known_choice(s, e, "optimizer", optimizers, COUNT(optimizers))) return false;
+  if (!known_choice(s, e, "optimizer", ae_optimizers.names, ae_optimizers.n)) return false;
   for (int i = 0; e->kind == EX_CALL && i < e->args.len; i++) {
     const ae_expr *arg = e->args.items[i];
     if (arg->kind == EX_KWARG && strcmp(arg->str, "schedule") == 0 &&
-        !known_choice(s, arg->lhs, "schedule", schedules, COUNT(schedules)))
+        !known_choice(s, arg->lhs, "schedule", ae_schedules.names, ae_schedules.n))
       return false;
   }
   return true;
@@ -1028,13 +1033,13 @@ static const char *data_dir_path(sema *s, const char *dir) {
 }
 
 static void set_source(sema *s, ae_value *v) {
-  static const char *const kinds[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
   static const char *const names[] = {"dir", "train", "train_labels", "test", "test_labels", "layers", "labels",
                                       "patch", "patches_per_tile", "tiles", "tile_size"};
   ae_data *dt = &s->m->data;
   ae_value *a[11];
-  if (!want_call(s, v, "the data source", kinds, COUNT(kinds)) || !config_args(s, v, names, 11, a)) return;
-  dt->source = (char *)v->call->str;
+  if (!want_call(s, v, "the data source", ae_sources.names, ae_sources.n) || !config_args(s, v, names, 11, a)) return;
+  dt->source_given = true;
+  dt->source = (ae_source_kind)ae_setting_find(&ae_sources, v->call->str);
   dt->source_loc = v->loc;
   if (opt_str(s, a[0], "dir", &dt->dir) && dt->dir) dt->dir = (char *)data_dir_path(s, dt->dir);
   opt_str(s, a[1], "train", &dt->train);
@@ -1054,7 +1059,7 @@ static void set_source(sema *s, ae_value *v) {
   opt_int(s, a[8], "patches per tile", 1, 1000000, &dt->patches_per_tile);
   opt_int(s, a[9], "the number of tiles", 1, 100000, &dt->tiles);
   opt_int(s, a[10], "the tile size", 16, 65536, &dt->tile_size);
-  bool geo = strcmp(dt->source, "geotiff") == 0;
+  bool geo = dt->source == SOURCE_GEOTIFF;
   if (geo && !dt->layers.len) ae_error(s->d, v->loc, "geotiff needs layers=[...]: the layers stacked into the input channels");
   if (geo && !dt->label_layer) ae_error(s->d, v->loc, "geotiff needs labels=\"...\": the layer that holds the class labels");
 }
@@ -1102,16 +1107,13 @@ static void data_setting(sema *s, ae_stmt *st) {
     else ae_hint(s->d, "the data section holds source, augment, normalize and validation");
     return;
   }
-  static const char *const sources[] = {"idx", "geotiff", "synthetic_landcover", "image_pairs", "images"};
-  static const char *const augments[] = {"shift", "rotate", "zoom", "flip"};
-  static const char *const normalizers[] = {"scale", "standardize"};
   if (which != 1 && !first_time(s, st, &s->seen_data[which])) return;
   if (which != 1 && !one_value(s, st)) return;
   for (int i = 0; i < st->values.len; i++) {
     const ae_expr *e = st->values.items[i];
-    if ((which == 0 && !known_choice(s, e, "data source", sources, COUNT(sources))) ||
-        (which == 1 && !known_choice(s, e, "augmentation", augments, COUNT(augments))) ||
-        (which == 2 && !known_choice(s, e, "normalisation", normalizers, COUNT(normalizers))))
+    if ((which == 0 && !known_choice(s, e, "data source", ae_sources.names, ae_sources.n)) ||
+        (which == 1 && !known_choice(s, e, "augmentation", augment_calls, COUNT(augment_calls))) ||
+        (which == 2 && !known_choice(s, e, "normalisation", normalize_calls, COUNT(normalize_calls))))
       continue;
     ae_value *v = eval(s, e);
     if (!v) continue;
@@ -1326,15 +1328,16 @@ static void check_stmt(sema *s, ae_stmt *st) {
 static void check_tile_source(sema *s) {
   ae_model *m = s->m;
   ae_data *d = &m->data;
-  bool synth = !strcmp(d->source, "synthetic_landcover");
-  if (strcmp(d->source, "geotiff") && !synth) return;
+  bool synth = d->source == SOURCE_SYNTHETIC_LANDCOVER;
+  if (d->source != SOURCE_GEOTIFF && !synth) return;
+  const char *source = ae_sources.names[d->source];
   const ae_shape *in = m->input ? &m->input->shape : NULL;
   if (!in || in->rank != 3 || m->target_kind != TARGET_CLASSES || !m->target || m->target->shape.rank < 2 ||
       m->target->shape.d[0] != in->d[0] || m->target->shape.d[1] != in->d[1]) {
-    ae_error(s->d, d->source_loc, "%s gives a class per pixel: the model needs an image input [H, W, bands] and a target classes[H, W] of the same size", d->source);
+    ae_error(s->d, d->source_loc, "%s gives a class per pixel: the model needs an image input [H, W, bands] and a target classes[H, W] of the same size", source);
     return;
   }
-  if (in->d[0] != in->d[1]) ae_error(s->d, d->source_loc, "%s reads square patches, but the input is %dx%d", d->source, in->d[0], in->d[1]);
+  if (in->d[0] != in->d[1]) ae_error(s->d, d->source_loc, "%s reads square patches, but the input is %dx%d", source, in->d[0], in->d[1]);
   if (d->patch && d->patch != in->d[0]) {
     ae_error(s->d, d->source_loc, "the patch is %d pixels but the input is %dx%d", d->patch, in->d[0], in->d[1]);
     ae_hint(s->d, "patch = %d, or leave it out: it defaults to the input's size", in->d[0]);
@@ -1356,7 +1359,7 @@ static void check_tile_source(sema *s) {
 static void check_images_source(sema *s) {
   ae_model *m = s->m;
   ae_data *d = &m->data;
-  if (strcmp(d->source, "images") || !m->input) return;
+  if (d->source != SOURCE_IMAGES || !m->input) return;
   if (m->target_kind != TARGET_NONE) {
     ae_error(s->d, d->source_loc, "images reads one folder of images, each its own target, but this model declares the target '%s'",
              m->target && m->target->name ? m->target->name : "?");
@@ -1398,7 +1401,7 @@ static void check_losses_reach_parameters(sema *s) {
  * target the trainer would fail on the first batch. */
 static void check_pairs_source(sema *s) {
   ae_model *m = s->m;
-  if (strcmp(m->data.source, "image_pairs") != 0 || m->target_kind == TARGET_IMAGE) return;
+  if (m->data.source != SOURCE_IMAGE_PAIRS || m->target_kind == TARGET_IMAGE) return;
   ae_error(s->d, m->data.source_loc, "image_pairs gives each input an image target, but the model declares %s",
            m->target_kind == TARGET_CLASSES ? "a class target" : "no target");
   ae_hint(s->d, "declare one, e.g. target t: f32[28, 28, 1], and compare with it in the loss; an autoencoder of its input reads idx");
@@ -1427,9 +1430,9 @@ static void check_complete(sema *s) {
     ae_hint(s->d, "mark the encoder's result as the latent: latent z = dense(...)");
   }
   if (!m->epochs) m->epochs = 10;
-  if (!m->opt.kind) { m->opt.kind = "adam"; m->opt.lr = 1e-3; m->opt.beta1 = 0.9; m->opt.beta2 = 0.999;
-                      m->opt.eps = 1e-8; m->opt.schedule = "constant"; }
-  if (!m->data.source) m->data.source = m->target_kind == TARGET_IMAGE ? "image_pairs" : "idx";
+  if (!m->opt.given) { m->opt.kind = OPT_ADAM; m->opt.lr = 1e-3; m->opt.beta1 = 0.9; m->opt.beta2 = 0.999;
+                       m->opt.eps = 1e-8; m->opt.schedule = SCHED_CONSTANT; }
+  if (!m->data.source_given) m->data.source = m->target_kind == TARGET_IMAGE ? SOURCE_IMAGE_PAIRS : SOURCE_IDX;
   if (m->data.scale == 0 && !m->data.standardize) m->data.scale = 1.0 / 255.0;
   if (m->data.validation < 0) m->data.validation = 0.1;   /* not given: hold out 10% of the training set */
   check_tile_source(s);

@@ -33,7 +33,7 @@ ae_totals ae_model_totals(const ae_model *m) {
   t.flops_train_step *= m->batch;
   t.bytes_params = 4.0 * (double)(t.params_trainable + t.params_frozen);
   t.bytes_grads = 4.0 * (double)t.params_trainable;
-  int states = strcmp(m->opt.kind, "sgd") == 0 ? (m->opt.momentum > 0 ? 1 : 0) : 2;
+  int states = m->opt.kind == OPT_SGD ? (m->opt.momentum > 0 ? 1 : 0) : 2;
   t.bytes_optimizer = 4.0 * (double)t.params_trainable * states;
   return t;
 }
@@ -100,7 +100,7 @@ static const char *line_of(const ae_model *m, const ae_node *n, char *buf) {
 /* The settings that steer a run, one line each, only those the spec gives. */
 static void print_steering(FILE *out, const ae_model *m) {
   const ae_optimizer *o = &m->opt;
-  if (!strcmp(o->schedule, "plateau"))
+  if (o->schedule == SCHED_PLATEAU)
     fprintf(out, "plateau           lr x %g after %d epochs without a lower validation loss\n", o->factor, o->patience);
   if (o->warmup_steps || o->warmup_epochs)
     fprintf(out, "warmup            %d steps + %d epochs, the rate rising linearly to lr %g\n", o->warmup_steps, o->warmup_epochs, o->lr);
@@ -138,7 +138,7 @@ void ae_print_summary(FILE *out, const ae_model *m) {
   fprintf(out, "forward           %s FLOPs per example (2 per multiply-add of dense and conv layers)\n", ae_fmt_si(t.flops_forward, a));
   fprintf(out, "training step     %s FLOPs at batch %d (forward and backward)\n", ae_fmt_si(t.flops_train_step, a), m->batch);
   fprintf(out, "memory            parameters %s, gradients %s, %s state %s, activations %s\n",
-          ae_fmt_bytes(t.bytes_params, a), ae_fmt_bytes(t.bytes_grads, b), m->opt.kind, ae_fmt_bytes(t.bytes_optimizer, c),
+          ae_fmt_bytes(t.bytes_params, a), ae_fmt_bytes(t.bytes_grads, b), ae_optimizers.names[m->opt.kind], ae_fmt_bytes(t.bytes_optimizer, c),
           ae_fmt_bytes(t.bytes_activations, d));
   ae_arena *tmp = ae_arena_new();   /* what the generated trainer really allocates */
   ae_program *p = ae_lower(tmp, (ae_model *)m, m->batch);
@@ -152,8 +152,8 @@ void ae_print_summary(FILE *out, const ae_model *m) {
             l->a ? operand_name(l->a) : "", l->b ? ", " : "", l->b ? operand_name(l->b) : "",
             l->reduce_sum ? " summed" : "");
   }
-  fprintf(out, "\noptimizer         %s lr %g%s, schedule %s, %d epochs\n", m->opt.kind, m->opt.lr,
-          m->opt.nesterov ? " nesterov" : "", m->opt.schedule, m->epochs);
+  fprintf(out, "\noptimizer         %s lr %g%s, schedule %s, %d epochs\n", ae_optimizers.names[m->opt.kind], m->opt.lr,
+          m->opt.nesterov ? " nesterov" : "", ae_schedules.names[m->opt.schedule], m->epochs);
   print_steering(out, m);
   if (m->latent) fprintf(out, "latent            %s %s\n", m->latent_name, ae_shape_str(m->latent->shape, a));
 }
@@ -210,8 +210,8 @@ void ae_print_summary_json(FILE *out, const ae_model *m) {
     fprintf(out, "%s{\"kind\": \"%s\", \"weight\": %g, \"reduce\": \"%s\"}", i ? ", " : "", ae_loss_name(l->kind),
             l->weight, l->reduce_sum ? "sum" : "mean");
   }
-  fprintf(out, "],\n  \"optimizer\": {\"kind\": \"%s\", \"lr\": %g, \"schedule\": \"%s\", \"effective_batch\": %d},\n", m->opt.kind,
-          m->opt.lr, m->opt.schedule, m->batch * m->opt.accumulate);
+  fprintf(out, "],\n  \"optimizer\": {\"kind\": \"%s\", \"lr\": %g, \"schedule\": \"%s\", \"effective_batch\": %d},\n",
+          ae_optimizers.names[m->opt.kind], m->opt.lr, ae_schedules.names[m->opt.schedule], m->batch * m->opt.accumulate);
   fprintf(out, "  \"latent\": ");
   if (m->latent) { json_str(out, m->latent_name); fprintf(out, ", \"latent_shape\": "); json_shape(out, m->latent->shape); }
   else fprintf(out, "null");
