@@ -424,6 +424,9 @@ int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, a
 /* Batches first, first + every, ... of the set only (a data-parallel rank's share). */
 int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                    void *ctx, long first, long every);
+/* The metrics of a set on data-parallel ranks: rank r scores batches r, r + N, ... and the
+ * sums are added up (every rank must call it); alone, the whole set. */
+int aert_eval_shared(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt);
 /* Denoising scores (evaluate.c): squared errors of the noisy inputs and of the model's
  * outputs against the clean images; rows (3 x 8 examples) kept when non-NULL. */
 typedef struct {

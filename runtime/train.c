@@ -180,16 +180,6 @@ static int stop_requested(const trainer *t) {
   return t->ranks > 1 ? t->stop_seen : interrupted != 0;
 }
 
-/* The validation metrics: with ranks, rank r scores batches r, r + N, ... of the set and
- * the sums (loss, terms, confusion matrix) are added up, so every rank has all of them. */
-static int validate(trainer *t, aert_metrics *mt) {
-  if (aert_eval_part(&t->w, &t->val, mt, NULL, NULL, t->rank, t->ranks) != 0)
-    return -1;
-  if (t->ranks > 1)
-    return aert_metrics_sum_ranks(mt);
-  return 0;
-}
-
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
@@ -265,7 +255,7 @@ static int train_epoch(trainer *t, int epoch, float lr) {
   if (t->val.n > 0) {
     aert_metrics mt;
     int classes = m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0;
-    if (aert_metrics_init(&mt, classes) != 0 || validate(t, &mt) != 0)
+    if (aert_metrics_init(&mt, classes) != 0 || aert_eval_shared(&t->w, &t->val, &mt) != 0)
       return aert_metrics_free(&mt), -1;
     t->val_loss = mt.loss / mt.examples;
     if (classes)
