@@ -105,6 +105,9 @@ int aert_png_list(const char *dir, char ***names, long *n);
 typedef struct aert_tiles aert_tiles;
 typedef struct aert_train_state aert_train_state;
 void aert_tiles_configure(int threads, int skip_bad);   /* --data-threads, --bad-tiles */
+/* 1: the ranks of a data-parallel run open tiles together (collectively): rank 0 writes
+ * synthetic tiles, lists and checks them, and sends the list to the others. */
+void aert_tiles_share(int on);
 int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
 int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,

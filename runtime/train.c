@@ -507,13 +507,12 @@ static int join_ranks(trainer *t) {
   return 0;
 }
 
-/* The data: rank 0 first (it may write synthetic tiles, which the others then read). */
+/* The data, on every rank together: GeoTIFF tiles are written (when synthetic), listed and
+ * checked by rank 0, which sends the list to the others. */
 static int load_data(trainer *t, const char *dir) {
-  if (t->rank > 0)
-    aert_dist_barrier();
+  aert_tiles_share(1);
   int rc = aert_data_load(t->m, dir, 1, t->o->limit, &t->all);
-  if (rc == 0 && t->rank == 0)
-    aert_dist_barrier();
+  aert_tiles_share(0);
   return rc;
 }
 

@@ -38,7 +38,9 @@ params() { "$seg1" export --out "$1" --ckpt "$1/last.ckpt" --file "$1/p.safetens
 # ---- 1. equivalence
 "$seg1" train $args --out "$T/o1" > "$T/o1.log" 2>&1 || { cat "$T/o1.log"; fail "one process"; }
 $mpirun -np 2 "$seg2" train $args --out "$T/o2" > "$T/o2.log" 2>&1 || { cat "$T/o2.log"; fail "2 ranks"; }
-$mpirun -np 4 "$seg4" train $args --out "$T/o4" > "$T/o4.log" 2>&1 || { cat "$T/o4.log"; fail "4 ranks"; }
+# (4 ranks on a fresh folder: rank 0 writes the synthetic tiles and sends their list)
+$mpirun -np 4 "$seg4" train $args --data "$T/data4" --out "$T/o4" > "$T/o4.log" 2>&1 || { cat "$T/o4.log"; fail "4 ranks"; }
+[ "$(grep -c "writing 4 synthetic" "$T/o4.log")" = 1 ] || fail "not one rank wrote the synthetic tiles: $(cat "$T/o4.log")"
 for n in 2 4; do
   $compare losses "$T/o1/train.csv" "$T/o$n/train.csv" 1e-6 || fail "losses of $n ranks"
   params "$T/o$n"
