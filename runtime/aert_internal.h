@@ -108,6 +108,9 @@ int aert_png_list(const char *dir, char ***names, long *n);
 typedef struct aert_tiles aert_tiles;
 typedef struct aert_train_state aert_train_state;
 void aert_tiles_configure(int threads, int skip_bad);   /* --data-threads, --bad-tiles */
+/* 1: the ranks of a data-parallel run open tiles together (collectively): rank 0 writes
+ * synthetic tiles, lists and checks them, and sends the list to the others. */
+void aert_tiles_share(int on);
 int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
 int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
@@ -511,6 +514,9 @@ int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, a
 /* Batches first, first + every, ... of the set only (a data-parallel rank's share). */
 int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                    void *ctx, long first, long every);
+/* The metrics of a set on data-parallel ranks: rank r scores batches r, r + N, ... and the
+ * sums are added up (every rank must call it); alone, the whole set. */
+int aert_eval_shared(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt);
 /* Denoising scores (evaluate.c): squared errors of the noisy inputs and of the model's
  * outputs against the clean images; rows (3 x 8 examples) kept when non-NULL. */
 typedef struct {

@@ -240,7 +240,7 @@ static int run_command(const aert_model *m, int argc, char **argv, int rank) {
   int cmd, rc = parse(m, argc, argv, &o, &cmd);
   if (rc != 0)
     return rc > 0 ? 0 : 2;
-  if (rank > 0 && cmd != TRAIN)
+  if (rank > 0 && cmd != TRAIN && cmd != EVAL)   /* eval may split its test set (evaluate.c) */
     return 0;
   if (rank > 0)
     o.quiet = 1;
@@ -274,7 +274,8 @@ static int run_command(const aert_model *m, int argc, char **argv, int rank) {
 }
 
 /* Under a launcher (mpirun, srun --mpi=pmix) the trainer is one of several ranks: `train`
- * runs on all of them, rank 0 alone printing and writing; the other commands run on rank 0. */
+ * (and `eval` of a class-map model) runs on all of them, rank 0 alone printing and writing;
+ * the other commands run on rank 0. */
 int aert_main(const aert_model *m, int argc, char **argv) {
   if (aert_dist_init(&argc, &argv) != 0)
     return 1;

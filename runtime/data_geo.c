@@ -48,13 +48,15 @@ struct aert_tiles {
   pthread_mutex_t fill_mu;   /* one batch at a time: the readers belong to the batch being filled */
 };
 
-static struct { int threads, skip_bad; } config = {2, 0};
+static struct { int threads, skip_bad, shared; } config = {2, 0, 0};
 
 void aert_tiles_configure(int threads, int skip_bad) {
   if (threads > 0)
     config.threads = threads;
   config.skip_bad = skip_bad;
 }
+
+void aert_tiles_share(int on) { config.shared = on; }
 
 static int parse_layer(const char *spec, geo_layer *l) {
   const char *colon = strchr(spec, ':');
@@ -247,6 +249,48 @@ static int check_tiles(aert_tiles *t) {
   return 0;
 }
 
+static int alloc_sizes(aert_tiles *t) {
+  t->w = aert_alloc(sizeof(int) * t->n, "tiles");
+  t->h = aert_alloc(sizeof(int) * t->n, "tiles");
+  t->bad = aert_alloc(sizeof(int) * t->n, "tiles");
+  return t->w && t->h && t->bad ? 0 : -1;
+}
+
+/* Data-parallel ranks (aert_tiles_share): rank 0 has listed and checked the tiles and sends
+ * their names and sizes; the others take them instead of reading every header again. */
+static int share_tile_list(aert_tiles *t, int follower) {
+  const long head = 2 * (long)sizeof(int);   /* per tile: width, height, then the name */
+  long bytes = 0, at = 0;
+  for (int k = 0; !follower && k < t->n; k++)
+    bytes += head + (long)strlen(t->tile[k]) + 1;
+  aert_dist_broadcast(&t->n, sizeof t->n);
+  aert_dist_broadcast(&bytes, sizeof bytes);
+  char *buf = aert_alloc((size_t)bytes, "tile list");
+  if (!buf)
+    return -1;
+  for (int k = 0; !follower && k < t->n; k++) {
+    memcpy(buf + at, &t->w[k], sizeof(int));
+    memcpy(buf + at + sizeof(int), &t->h[k], sizeof(int));
+    strcpy(buf + at + head, t->tile[k]);
+    at += head + (long)strlen(t->tile[k]) + 1;
+  }
+  aert_dist_broadcast(buf, bytes);
+  int rc = 0;
+  if (follower) {
+    t->tile = aert_alloc(sizeof(char *) * (size_t)(t->n ? t->n : 1), "tile list");
+    rc = t->tile && alloc_sizes(t) == 0 ? 0 : -1;
+    for (int k = 0; rc == 0 && k < t->n; k++) {
+      memcpy(&t->w[k], buf + at, sizeof(int));
+      memcpy(&t->h[k], buf + at + sizeof(int), sizeof(int));
+      t->tile[k] = strdup(buf + at + head);
+      rc = t->tile[k] ? 0 : (aert_error("out of memory for the tile list"), -1);
+      at += head + (long)strlen(buf + at + head) + 1;
+    }
+  }
+  free(buf);
+  return rc;
+}
+
 void aert_tiles_free(aert_tiles *t) {
   if (!t)
     return;
@@ -307,19 +351,20 @@ static aert_tiles *tiles_open(const aert_model *m, const char *dir, int unlabele
   for (int i = 0; rc == 0 && i < t->n_layers; i++)
     rc = parse_layer(d->n_layers ? d->layers[i] : "naip-new", &t->layer[i]);
   t->unlabeled = unlabeled;
+  int shared = config.shared && aert_dist_size() > 1 && !scene, follower = shared && aert_dist_rank() > 0;
   if (rc == 0 && scene)
     rc = scene_tile(t, scene);
-  else if (rc == 0)
+  else if (rc == 0 && !follower)
     rc = find_tiles(t, unlabeled ? t->layer[0].name : label_layer(m));
   if (rc == 0 && only)
     rc = keep_only(t, only);
-  if (rc == 0) {
-    t->w = aert_alloc(sizeof(int) * t->n, "tiles");
-    t->h = aert_alloc(sizeof(int) * t->n, "tiles");
-    t->bad = aert_alloc(sizeof(int) * t->n, "tiles");
-    t->reader = aert_alloc(sizeof(geo_reader) * t->threads, "tile readers");
-    rc = t->w && t->h && t->bad && t->reader ? check_tiles(t) : -1;
-  }
+  if (rc == 0 && !follower)
+    rc = alloc_sizes(t) == 0 ? check_tiles(t) : -1;
+  if (rc == 0 && shared)
+    rc = share_tile_list(t, follower);
+  t->reader = rc == 0 ? aert_alloc(sizeof(geo_reader) * t->threads, "tile readers") : NULL;
+  if (rc == 0 && !t->reader)
+    rc = -1;
   for (int i = 0; rc == 0 && i < t->threads; i++) {
     t->reader[i].tile = -1;
     t->reader[i].labels = aert_alloc(sizeof(float) * d->patch * d->patch, "label patch");
@@ -679,10 +724,10 @@ int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit,
   char *path = aert_join(dir, sub);
   if (!path)
     return aert_error("out of memory"), -1;
-  int rc = 0;
-  if (m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER && !is_dir(path))
+  int rc = 0, follower = config.shared && aert_dist_rank() > 0;   /* rank 0 writes and checks */
+  if (!follower && m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER && !is_dir(path))
     rc = aert_synth_write_split(m, dir);
-  if (rc == 0 && !is_dir(path))
+  if (rc == 0 && !follower && !is_dir(path))
     rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
                     "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
   memset(ds, 0, sizeof *ds);

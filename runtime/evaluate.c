@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
+#include "dist.h"
 
 #define SHOWN 8 /* examples in reconstructions.png */
 
@@ -92,6 +93,13 @@ int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, 
       real_losses(w, &l, real, mt);
   }
   return 0;
+}
+
+int aert_eval_shared(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt) {
+  int ranks = aert_dist_size();
+  if (aert_eval_part(w, ds, mt, NULL, NULL, aert_dist_rank(), ranks) != 0)
+    return -1;
+  return ranks > 1 ? aert_metrics_sum_ranks(mt) : 0;
 }
 
 /* ---- loading the checkpoint and the test set ------------------------------------- */
@@ -266,6 +274,19 @@ static void print_latent_stats(const aert_latent_stats *ls) {
          100.0 * aert_latent_near_zero(ls), aert_latent_dead(ls));
 }
 
+/* eval of a class-map model on data-parallel ranks: each scores its share of the test
+ * grid; rank 0 prints the sums. */
+static int eval_split(const aert_model *m, const aert_options *o) {
+  aert_session s;
+  int rc = aert_session_open(&s, m, o);
+  if (rc == 0)
+    rc = aert_eval_shared(&s.w, &s.test, &s.mt);
+  if (rc == 0 && aert_dist_rank() == 0)
+    print_eval(m, &s);
+  aert_session_close(&s);
+  return rc;
+}
+
 int aert_eval(const aert_model *m, const aert_options *o) {
   aert_session s;
   int images = m->target_kind != AERT_TARGET_CLASSES &&
@@ -274,6 +295,13 @@ int aert_eval(const aert_model *m, const aert_options *o) {
   /* any source: the input is its own target, or an image target of the input's size */
   int denoise = images && m->input_noise_stddev > 0 &&
                 (m->target_kind == AERT_TARGET_INPUT || m->target_size == m->in_size);
+  /* data-parallel ranks split the test grid of a model scored by sums alone (class maps:
+   * loss, accuracy, IoU, the confusion matrix); pictures and latent statistics: rank 0 */
+  int split = aert_dist_size() > 1 && !images && !(m->latent && m->latent_size > 0);
+  if (aert_dist_rank() > 0 && !split)
+    return 0;
+  if (split)
+    return eval_split(m, o);
   aert_latent_stats ls = {0};
   aert_denoise dn = {0};
   shown_t sh = {.m = m};

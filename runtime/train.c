@@ -239,16 +239,6 @@ static int stop_requested(const trainer *t) {
   return t->ranks > 1 ? t->stop_seen : interrupted != 0;
 }
 
-/* The validation metrics: with ranks, rank r scores batches r, r + N, ... of the set and
- * the sums (loss, terms, confusion matrix) are added up, so every rank has all of them. */
-static int validate(trainer *t, aert_metrics *mt) {
-  if (aert_eval_part(&t->w, &t->val, mt, NULL, NULL, t->rank, t->ranks) != 0)
-    return -1;
-  if (t->ranks > 1)
-    return aert_metrics_sum_ranks(mt);
-  return 0;
-}
-
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
@@ -326,7 +316,7 @@ static int train_epoch(trainer *t, int epoch) {
   if (t->val.n > 0) {
     aert_metrics mt;
     int classes = m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0;
-    if (aert_metrics_init(&mt, classes) != 0 || validate(t, &mt) != 0)
+    if (aert_metrics_init(&mt, classes) != 0 || aert_eval_shared(&t->w, &t->val, &mt) != 0)
       return aert_metrics_free(&mt), -1;
     t->val_loss = mt.loss / mt.examples;
     if (classes)
@@ -627,13 +617,12 @@ static int join_ranks(trainer *t) {
   return 0;
 }
 
-/* The data: rank 0 first (it may write synthetic tiles, which the others then read). */
+/* The data, on every rank together: GeoTIFF tiles are written (when synthetic), listed and
+ * checked by rank 0, which sends the list to the others. */
 static int load_data(trainer *t, const char *dir) {
-  if (t->rank > 0)
-    aert_dist_barrier();
+  aert_tiles_share(1);
   int rc = aert_data_load(t->m, dir, 1, t->o->limit, &t->all);
-  if (rc == 0 && t->rank == 0)
-    aert_dist_barrier();
+  aert_tiles_share(0);
   return rc;
 }
 

@@ -4,6 +4,7 @@
 # three times: alone (batch 8), and with `aec build --mpi --ranks 2` and `--ranks 4`.
 #  1. equivalence: 1 rank of 8, 2 ranks of 4 and 4 ranks of 2 give the same training losses
 #     (1e-6 relative, 18 steps), validation accuracy and IoU, and parameters (1e-5, SGD);
+#     eval on 2 ranks splits the test grid: the metrics of one process;
 #  2. resume with another N: 2 ranks write epoch 1, 4 ranks continue: the same epoch 2;
 #     a rank count that changes the global batch says so;
 #  3. faults: SIGTERM to one rank (all stop after the same step, rank 0 writes last.ckpt,
@@ -37,7 +38,9 @@ params() { "$seg1" export --out "$1" --ckpt "$1/last.ckpt" --file "$1/p.safetens
 # ---- 1. equivalence
 "$seg1" train $args --out "$T/o1" > "$T/o1.log" 2>&1 || { cat "$T/o1.log"; fail "one process"; }
 $mpirun -np 2 "$seg2" train $args --out "$T/o2" > "$T/o2.log" 2>&1 || { cat "$T/o2.log"; fail "2 ranks"; }
-$mpirun -np 4 "$seg4" train $args --out "$T/o4" > "$T/o4.log" 2>&1 || { cat "$T/o4.log"; fail "4 ranks"; }
+# (4 ranks on a fresh folder: rank 0 writes the synthetic tiles and sends their list)
+$mpirun -np 4 "$seg4" train $args --data "$T/data4" --out "$T/o4" > "$T/o4.log" 2>&1 || { cat "$T/o4.log"; fail "4 ranks"; }
+[ "$(grep -c "writing 4 synthetic" "$T/o4.log")" = 1 ] || fail "not one rank wrote the synthetic tiles: $(cat "$T/o4.log")"
 for n in 2 4; do
   $compare losses "$T/o1/train.csv" "$T/o$n/train.csv" 1e-6 || fail "losses of $n ranks"
   params "$T/o$n"
@@ -47,6 +50,16 @@ for n in 2 4; do
   $compare params "$T/o1/p.safetensors" "$T/o$n/p.safetensors" 1e-5 || fail "parameters of $n ranks"
 done
 echo "mpi: 1, 2 and 4 ranks: the same losses, accuracy, IoU and parameters"
+
+# eval of a class-map model: 2 ranks split the test grid and add up the confusion matrix
+# (the test loss, a mean of per-batch means added in another order, may differ in the last digits)
+"$seg2" eval --data "$T/data" --out "$T/o2" > "$T/eval1.log" 2>&1 || { cat "$T/eval1.log"; fail "eval alone"; }
+$mpirun -np 2 "$seg2" eval --data "$T/data" --out "$T/o2" > "$T/eval2.log" 2>&1 || { cat "$T/eval2.log"; fail "eval on 2 ranks"; }
+grep -q "mean IoU" "$T/eval2.log" || fail "eval on 2 ranks printed no mean IoU: $(cat "$T/eval2.log")"
+grep -Ev "test loss|softmax_xent" "$T/eval1.log" > "$T/eval1.txt"
+grep -Ev "test loss|softmax_xent" "$T/eval2.log" > "$T/eval2.txt"
+cmp -s "$T/eval1.txt" "$T/eval2.txt" || { diff "$T/eval1.txt" "$T/eval2.txt"; fail "eval on 2 ranks differs from eval alone"; }
+echo "mpi: eval on 2 ranks: the accuracy, IoU and confusion matrix of one process"
 
 # ---- 2. resume with another N (the same global batch), and a changed global batch
 $mpirun -np 2 "$seg2" train $args --epochs 1 --out "$T/o5" > "$T/o5.log" 2>&1 || { cat "$T/o5.log"; fail "epoch 1 on 2 ranks"; }
