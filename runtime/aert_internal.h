@@ -331,9 +331,12 @@ void aert_axes_draw(aert_canvas *c, const aert_axes *a, const char *title, const
 
 /* ---- images.c: PNG grids, scatter plots, land-cover maps ----------------------------- */
 /* rows x cols tiles (NULL: black), each scaled up by aert_grid_scale, with row_labels[r]
- * before row r (row_labels NULL: no labels). */
+ * before row r (row_labels NULL: no labels); span > 0 adds axes z1, z2 over [-span, span]
+ * (a decoded latent plane). */
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
-                  int c, const char *const *row_labels);
+                  int c, const char *const *row_labels, double span);
+/* The half-width of the square the latent plane covers: its points and half a step beyond. */
+#define AERT_LATENT_PLANE_SPAN (AERT_LATENT_GRID_SPAN * AERT_LATENT_GRID / (AERT_LATENT_GRID - 1))
 int aert_grid_scale(int h, int w);   /* whole-pixel factor that makes a tile readable */
 /* Bytes of a w x h image, ch 1 (grey) or 3 (RGB), as they are. */
 int aert_png_write(const char *path, const unsigned char *img, int w, int h, int ch);

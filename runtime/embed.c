@@ -529,7 +529,7 @@ static void scatter_style(const aert_model *m, const aert_options *o, long n, ae
     snprintf(title, len, "%s: %s of %ld test latents", m->name, method, n);
   *sc = (aert_scatter){.title = title, .xlabel = axes[a][0], .ylabel = axes[a][1]};
   if (a == 0 && aert_is_generative(m)) {
-    double span = AERT_LATENT_GRID_SPAN * AERT_LATENT_GRID / (AERT_LATENT_GRID - 1);
+    double span = AERT_LATENT_PLANE_SPAN;
     sc->fixed = 1;
     sc->lo[0] = sc->lo[1] = -span, sc->hi[0] = sc->hi[1] = span;
   }

@@ -201,7 +201,7 @@ static int write_rows(const aert_model *m, const aert_options *o, const char *na
     for (long k = 0; k < shown; k++)
       tiles[r * SHOWN + k] = rows + (r * SHOWN + k) * m->in_size;
   char *path = aert_join(o->out, name);
-  int rc = path ? aert_png_grid(path, n_rows, SHOWN, tiles, h, w, c, labels) : -1;
+  int rc = path ? aert_png_grid(path, n_rows, SHOWN, tiles, h, w, c, labels, 0) : -1;
   if (rc == 0 && !o->quiet)
     printf("wrote %s\n", path);
   free(path);

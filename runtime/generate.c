@@ -63,9 +63,10 @@ static void out_hwc(const aert_model *m, int *h, int *w, int *c) {
     aert_image_hwc(m->target_rank, m->target_shape, m->out_size, h, w, c);
 }
 
-/* A rows x cols grid of consecutive outputs (NULL past n). */
+/* A rows x cols grid of consecutive outputs (NULL past n), with axes over [-span, span] when
+ * span > 0. */
 static int write_grid(const aert_model *m, const aert_options *o, const char *name,
-                      const float *imgs, long n, int rows, int cols) {
+                      const float *imgs, long n, int rows, int cols, double span) {
   int h, w, c;
   const float **tiles = aert_alloc(sizeof(float *) * rows * cols, "tiles");
   char *path = aert_join(o->out, name);
@@ -74,7 +75,7 @@ static int write_grid(const aert_model *m, const aert_options *o, const char *na
     out_hwc(m, &h, &w, &c);
     for (long i = 0; i < n && i < (long)rows * cols; i++)
       tiles[i] = imgs + i * m->out_size;
-    rc = aert_png_grid(path, rows, cols, tiles, h, w, c, NULL);
+    rc = aert_png_grid(path, rows, cols, tiles, h, w, c, NULL, span);
     if (rc == 0 && !o->quiet)
       printf("wrote %s\n", path);
   }
@@ -83,7 +84,8 @@ static int write_grid(const aert_model *m, const aert_options *o, const char *na
   return rc;
 }
 
-/* The decoded plane of a 2-d latent: z1 left to right, z2 bottom to top. */
+/* The decoded plane of a 2-d latent: z1 left to right, z2 bottom to top, on the axes that
+ * `latent` plots a generative model's 2-d latent on. */
 static int latent_grid(const aert_model *m, const aert_options *o, aert_workspace *w) {
   float *z = aert_alloc(sizeof(float) * GRID * GRID * 2, "latent grid");
   float *out = aert_alloc(sizeof(float) * GRID * GRID * m->out_size, "decoded grid");
@@ -96,7 +98,7 @@ static int latent_grid(const aert_model *m, const aert_options *o, aert_workspac
   if (rc == 0)
     rc = aert_decode_all(w, z, GRID * GRID, out);
   if (rc == 0)
-    rc = write_grid(m, o, "latent_grid.png", out, GRID * GRID, GRID, GRID);
+    rc = write_grid(m, o, "latent_grid.png", out, GRID * GRID, GRID, GRID, AERT_LATENT_PLANE_SPAN);
   free(z);
   free(out);
   return rc;
@@ -120,7 +122,7 @@ int aert_sample(const aert_model *m, const aert_options *o) {
   if (rc == 0)
     rc = aert_decode_all(&s.w, z, n, out);
   if (rc == 0)
-    rc = write_grid(m, o, "samples.png", out, n, (int)((n + COLS - 1) / COLS), n < COLS ? (int)n : COLS);
+    rc = write_grid(m, o, "samples.png", out, n, (int)((n + COLS - 1) / COLS), n < COLS ? (int)n : COLS, 0);
   if (rc == 0 && k == 2)
     rc = latent_grid(m, o, &s.w);
   free(z);
@@ -172,7 +174,7 @@ int aert_interpolate(const aert_model *m, const aert_options *o) {
     memcpy(out + (K + 1) * m->out_size, s.test.x + o->to * m->in_size, sizeof(float) * m->in_size);
   }
   if (rc == 0)
-    rc = write_grid(m, o, "interpolation.png", out, K + 2, 1, (int)K + 2);
+    rc = write_grid(m, o, "interpolation.png", out, K + 2, 1, (int)K + 2, 0);
   free(z);
   free(out);
   aert_session_close(&s);

@@ -64,19 +64,32 @@ int aert_grid_scale(int h, int w) {
   return side >= TILE_MIN ? 1 : (TILE_MIN + side - 1) / side;
 }
 
+/* Room around a grid with axes: tick values at the left and below, the axes' names. */
+#define AXES_LEFT 60
+#define AXES_TOP 24
+#define AXES_BOTTOM 40
+
 int aert_png_grid(const char *path, int rows, int cols, const float *const *tiles, int h, int w,
-                  int c, const char *const *row_labels) {
+                  int c, const char *const *row_labels, double span) {
   int scale = aert_grid_scale(h, w), gap = scale > 2 ? scale : 2, left = 0, label_scale = 2;
   for (int r = 0; row_labels && r < rows; r++) {
     int tw = aert_text_width(row_labels[r] ? row_labels[r] : "", label_scale);
     left = tw + 16 > left ? tw + 16 : left;
   }
-  int th = h * scale, tw = w * scale;
+  int th = h * scale, tw = w * scale, top = span > 0 ? AXES_TOP : 0;
+  int gw = cols * (tw + gap) - gap, gh = rows * (th + gap) - gap;
+  left = span > 0 ? AXES_LEFT : left;
   aert_canvas cv;
-  if (aert_canvas_new(&cv, left + cols * (tw + gap) - gap, rows * (th + gap) - gap, path) != 0)
+  if (aert_canvas_new(&cv, left + gw + (span > 0 ? 20 : 0), top + gh + (span > 0 ? AXES_BOTTOM : 0),
+                      path) != 0)
     return -1;
+  if (span > 0) {   /* the latent plane: the tiles' centres at their latent values */
+    aert_axes ax = {.x = left, .y = top, .w = gw, .h = gh, .lo = {-span, -span}, .hi = {span, span}};
+    aert_axes_draw(&cv, &ax, NULL, "z1", 0);
+    aert_draw_text(&cv, 8, 8, "z2", 1, aert_black);
+  }
   for (int r = 0; r < rows; r++) {
-    int y0 = r * (th + gap);
+    int y0 = top + r * (th + gap);
     if (row_labels && row_labels[r])
       aert_draw_text(&cv, 8, y0 + (th - 7 * label_scale) / 2, row_labels[r], label_scale,
                      aert_black);

@@ -172,16 +172,18 @@ static long restore_epoch_sums(trainer *t, long first) {
   t->loss = 0;
   memset(t->terms, 0, sizeof t->terms);
   int have = first > 0 && t->st.n_epoch_sums == 1 + t->m->n_loss_terms;
-  for (int i = 0; have && i < t->st.n_epoch_sums; i++)
-    *(i ? &t->terms[i - 1] : &t->loss) = t->st.epoch_sums[i];
+  if (have) {
+    t->loss = t->st.epoch_sums[0];
+    memcpy(t->terms, t->st.epoch_sums + 1, sizeof(double) * t->m->n_loss_terms);
+  }
   t->st.n_epoch_sums = 0;   /* the checkpoints at the end of the epoch carry none */
   return have ? 0 : first;
 }
 
 static void keep_epoch_sums(trainer *t) {
   t->st.n_epoch_sums = 1 + t->m->n_loss_terms;
-  for (int i = 0; i < t->st.n_epoch_sums; i++)
-    t->st.epoch_sums[i] = i ? t->terms[i - 1] : t->loss;
+  t->st.epoch_sums[0] = t->loss;
+  memcpy(t->st.epoch_sums + 1, t->terms, sizeof(double) * t->m->n_loss_terms);
 }
 
 /* ---- data parallel: what the ranks add up ------------------------------------------ */
@@ -253,7 +255,7 @@ static int train_epoch(trainer *t, int epoch) {
   aert_progress pr;
   aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
-  long counted = restore_epoch_sums(t, first);   /* the means count batches counted.. */
+  long counted = restore_epoch_sums(t, first);   /* the epoch's means count from this batch */
   if (aert_loader_start(&t->loader, t->order, first, nb, t->st.seed, epoch) != 0)
     return -1;
   for (long b = first; b < nb; b++) {

@@ -60,7 +60,7 @@ Test(images, grid_dimensions_gap_and_clipping) {
   a[0] = 0.0f;   /* one dark pixel: a 3 x 3 block */
   const float *tiles[6] = {a, b, a, b, a, NULL};
   cr_assert_eq(aert_grid_scale(28, 28), 3);
-  cr_assert_eq(aert_png_grid(p, 2, 3, tiles, 28, 28, 1, NULL), 0);
+  cr_assert_eq(aert_png_grid(p, 2, 3, tiles, 28, 28, 1, NULL, 0), 0);
   int w, h, ch, v;
   read_png(p, &w, &h, &ch, 3, 0, &v);
   cr_assert(w == 3 * 87 - 3 && h == 2 * 87 - 3 && ch == 3, "%dx%dx%d", w, h, ch);
@@ -78,7 +78,7 @@ Test(images, grid_row_labels_before_the_rows) {
   float a[28 * 28] = {0};
   const float *tiles[2] = {a, a};
   const char *const labels[2] = {"input", "output"};
-  cr_assert_eq(aert_png_grid(p, 2, 1, tiles, 28, 28, 1, labels), 0);
+  cr_assert_eq(aert_png_grid(p, 2, 1, tiles, 28, 28, 1, labels, 0), 0);
   int w, h, ch, v, dark = 0;
   read_png(p, &w, &h, &ch, 0, 0, &v);
   int left = aert_text_width("output", 2) + 16;
@@ -116,7 +116,7 @@ Test(images, rgb_from_first_three_channels) {
   char *d = tmp_dir(), *p = path_in(d, "rgb.png");
   float t[4 * 4 * 5] = {0};
   const float *tiles[1] = {t};
-  cr_assert_eq(aert_png_grid(p, 1, 1, tiles, 4, 4, 5, NULL), 0);
+  cr_assert_eq(aert_png_grid(p, 1, 1, tiles, 4, 4, 5, NULL, 0), 0);
   int w, h, ch, v;
   read_png(p, &w, &h, &ch, 0, 0, &v);
   cr_assert(w == 84 && h == 84 && ch == 3, "%dx%dx%d", w, h, ch);
