@@ -316,7 +316,37 @@ typedef struct {
   const char *init_from, *init_name;
 } ae_layer_ctx;
 
+/* The kernel an op becomes when it is neither fused into another nor a view. */
+typedef enum {
+  K_CONV, K_CONV_T, K_DENSE, K_POOL, K_UPSAMPLE, K_CONCAT, K_ADD, K_ACT, K_SOFTMAX,
+  K_DROPOUT, K_NOISE, K_SAMPLE, K_BATCHNORM
+} ae_kernel_kind;
+
+/* The op registry (ops.c): one row per op, with everything the stages need to know of
+ * it, so that no stage switches on the op itself. */
+enum {
+  AE_OP_ACTIVATION = 1 << 0,   /* elementwise activation (relu ... linear) */
+  AE_OP_FUSES_ACT = 1 << 1,    /* an activation after it joins its kernel's epilogue */
+  AE_OP_VIEW = 1 << 2,         /* a view of its input's buffer: no code (flatten, reshape, linear) */
+  AE_OP_FOLDABLE = 1 << 3,     /* folded into a conv's reads when only convs use it (nearest upsample, concat) */
+};
+typedef enum { WEIGHTS_NONE, WEIGHTS_DENSE, WEIGHTS_CONV, WEIGHTS_CONV_T, WEIGHTS_BATCHNORM } ae_weights;
+typedef struct {
+  const char *name;            /* as a spec calls it */
+  bool callable;               /* false for input and target, which are declared */
+  const char *args[6];         /* argument names in positional order */
+  int required;                /* how many of them must be given */
+  bool variadic;               /* concat, add: any number of tensors */
+  unsigned traits;             /* AE_OP_* */
+  ae_kernel_kind kernel;
+  ae_weights weights;          /* its trainable tensors' layout (ir.c); NONE: no parameters */
+  const char *act_enum;        /* an activation: the runtime's AERT_ACT_* as an epilogue */
+  const char *graph_op;        /* its op in the inference graph the exporters read (aert_layer) */
+} ae_op_info;
+const ae_op_info *ae_op_info_of(ae_op op);
+
 const char *ae_op_name(ae_op op);
+const char *ae_op_desc(const ae_node *n, char *buf);   /* "conv 3x3 /2": a layer in a table */
 bool ae_op_is_activation(ae_op op);
 bool ae_op_has_params(ae_op op);
 /* softmax_xent, dice, jaccard, focal: logits against the declared class target. */
@@ -347,11 +377,10 @@ typedef struct {
 
 ae_totals ae_model_totals(const ae_model *m);
 /* Numbers as the summary prints them, into buf (at least 64 bytes): "452.98M", "32.0 MiB",
- * "3,472"; and a layer as "conv 3x3 /2". */
+ * "3,472". */
 const char *ae_fmt_si(double x, char *buf);
 const char *ae_fmt_bytes(double x, char *buf);
 const char *ae_fmt_grouped(long x, char *buf);
-const char *ae_op_desc(const ae_node *n, char *buf);
 void ae_print_summary(FILE *out, const ae_model *m);
 void ae_print_summary_json(FILE *out, const ae_model *m);
 
@@ -380,11 +409,6 @@ typedef struct { ae_node *node; int factor, ch_off; } ae_view;
  * past the last image. */
 #define AE_SLIDE_LANES 16
 #define AE_SLIDE_SLACK 24
-
-typedef enum {
-  K_CONV, K_CONV_T, K_DENSE, K_POOL, K_UPSAMPLE, K_CONCAT, K_ADD, K_ACT, K_SOFTMAX,
-  K_DROPOUT, K_NOISE, K_SAMPLE, K_BATCHNORM
-} ae_kernel_kind;
 
 /* How the CPU target runs a conv (sched_cpu.c), decided once and read by the memory
  * planner, the emitter, dump and the report. */

@@ -62,15 +62,8 @@ static void emit_bias_grad(emitter *e, const ae_kernel *k, const char *dy, long 
 }
 
 static const char *act_enum(const ae_node *act) {
-  if (!act) return "AERT_ACT_LINEAR";
-  switch (act->op) {
-  case OP_RELU: return "AERT_ACT_RELU";
-  case OP_LEAKY_RELU: return "AERT_ACT_LEAKY_RELU";
-  case OP_ELU: return "AERT_ACT_ELU";
-  case OP_SIGMOID: return "AERT_ACT_SIGMOID";
-  case OP_TANH: return "AERT_ACT_TANH";
-  default: return "AERT_ACT_LINEAR";
-  }
+  const char *e = act ? ae_op_info_of(act->op)->act_enum : NULL;
+  return e ? e : "AERT_ACT_LINEAR";
 }
 
 static void human(double x, char *buf) {
@@ -753,20 +746,12 @@ static void emit_cstr(emitter *e, const char *s) {
 
 /* The inference graph for exporters (aert_layer in runtime/aert.h): one row per node. */
 static void emit_layers(emitter *e) {
-  static const char *const ops[OP__COUNT] = {
-      [OP_INPUT] = "INPUT", [OP_TARGET] = "TARGET", [OP_DENSE] = "DENSE", [OP_CONV] = "CONV",
-      [OP_CONV_T] = "CONV_T", [OP_MAXPOOL] = "MAXPOOL", [OP_AVGPOOL] = "AVGPOOL",
-      [OP_UPSAMPLE] = "UPSAMPLE", [OP_FLATTEN] = "FLATTEN", [OP_RESHAPE] = "RESHAPE",
-      [OP_CONCAT] = "CONCAT", [OP_ADD] = "ADD", [OP_DROPOUT] = "IDENTITY", [OP_BATCHNORM] = "BATCHNORM",
-      [OP_NOISE] = "IDENTITY", [OP_SAMPLE] = "SAMPLE", [OP_RELU] = "RELU", [OP_LEAKY_RELU] = "LEAKY_RELU",
-      [OP_ELU] = "ELU", [OP_SIGMOID] = "SIGMOID", [OP_TANH] = "TANH", [OP_SOFTMAX] = "SOFTMAX",
-      [OP_LINEAR] = "IDENTITY"};
   const ae_model *m = e->p->m;
   OUT("/* the inference graph: op, parameters, inputs, shape, k, stride, same, alpha, bilinear */\n"
       "static const aert_layer graph[%d] = {\n", m->nodes.len);
   for (int i = 0; i < m->nodes.len; i++) {
     const ae_node *n = m->nodes.items[i];
-    OUT("  {AERT_L_%s, ", ops[n->op]);
+    OUT("  {AERT_L_%s, ", ae_op_info_of(n->op)->graph_op);
     emit_cstr(e, n->n_params ? n->name : NULL);
     OUT(", %d, {", n->in.len < 8 ? n->in.len : 8);
     for (int j = 0; j < n->in.len && j < 8; j++) OUT("%s%d", j ? ", " : "", ((ae_node *)n->in.items[j])->id);
@@ -865,7 +850,7 @@ static void emit_descriptor(emitter *e, const char *hash) {
   OUT("  .forward = model_forward, .backward = model_backward, .output = model_output, .latent = model_latent,\n");
   for (int i = 0; i < m->nodes.len; i++) {   /* the denoising report's noise: the first on the input or a view of it */
     const ae_node *n = m->nodes.items[i], *x = n->in.len ? n->in.items[0] : NULL;
-    while (x && (x->op == OP_FLATTEN || x->op == OP_RESHAPE || x->op == OP_LINEAR)) x = x->in.items[0];
+    while (x && (ae_op_info_of(x->op)->traits & AE_OP_VIEW)) x = x->in.items[0];
     if (n->op == OP_NOISE && x->op == OP_INPUT) {
       OUT("  .input_noise_stddev = %.9g, .input_noise_lo = %.9g, .input_noise_hi = %.9g,\n", n->stddev, n->lo, n->hi);
       break;

@@ -6,9 +6,7 @@
 
 #include <string.h>
 
-static bool has_epilogue(const ae_kernel *k) {
-  return k && !k->act && (k->kind == K_CONV || k->kind == K_CONV_T || k->kind == K_DENSE || k->kind == K_BATCHNORM);
-}
+static bool has_epilogue(const ae_kernel *k) { return k && !k->act && (ae_op_info_of(k->node->op)->traits & AE_OP_FUSES_ACT); }
 
 /* An upsample or concat folds away when every use of it is a conv, or another fold. A
  * bilinear upsample does not: a window index cannot interpolate. */
@@ -16,7 +14,7 @@ static void find_folds(const ae_program *p, bool *fold) {
   ae_model *m = p->m;
   for (int i = m->nodes.len - 1; i >= 0; i--) {
     ae_node *n = m->nodes.items[i];
-    if ((n->op != OP_UPSAMPLE && n->op != OP_CONCAT) || n->bilinear) continue;
+    if (!(ae_op_info_of(n->op)->traits & AE_OP_FOLDABLE) || n->bilinear) continue;
     int conv_uses = 0;
     for (int j = i + 1; j < m->nodes.len; j++) {
       ae_node *c = m->nodes.items[j];
@@ -48,24 +46,6 @@ static void add_views(ae_arena *a, const ae_program *p, const bool *fold, ae_vec
   ae_vec_push(a, out, v);
 }
 
-static ae_kernel_kind kernel_kind(ae_op op) {
-  switch (op) {
-  case OP_CONV: return K_CONV;
-  case OP_CONV_T: return K_CONV_T;
-  case OP_DENSE: return K_DENSE;
-  case OP_MAXPOOL: case OP_AVGPOOL: return K_POOL;
-  case OP_UPSAMPLE: return K_UPSAMPLE;
-  case OP_CONCAT: return K_CONCAT;
-  case OP_ADD: return K_ADD;
-  case OP_SOFTMAX: return K_SOFTMAX;
-  case OP_DROPOUT: return K_DROPOUT;
-  case OP_NOISE: return K_NOISE;
-  case OP_SAMPLE: return K_SAMPLE;
-  case OP_BATCHNORM: return K_BATCHNORM;
-  default: return K_ACT;
-  }
-}
-
 static ae_tensor *param_of(const ae_program *p, const ae_node *n, const char *role) {
   size_t len = strlen(n->name);
   for (int i = 0; i < p->params.len; i++) {
@@ -84,7 +64,7 @@ void ae_fuse(ae_arena *a, ae_program *p) {
     ae_node *x = n->in.len ? n->in.items[0] : NULL;
     if (n->op == OP_INPUT || n->op == OP_TARGET) { p->root[n->id] = n; continue; }
     if (fold[n->id]) continue;
-    if (n->op == OP_FLATTEN || n->op == OP_RESHAPE || n->op == OP_LINEAR) { p->root[n->id] = p->root[x->id]; continue; }
+    if (ae_op_info_of(n->op)->traits & AE_OP_VIEW) { p->root[n->id] = p->root[x->id]; continue; }
     ae_kernel *pk = p->producer[x->id];
     if (ae_op_is_activation(n->op) && n->op != OP_SOFTMAX && p->uses[x->id] == 1 && p->root[x->id] == x &&
         has_epilogue(pk)) {
@@ -98,7 +78,7 @@ void ae_fuse(ae_arena *a, ae_program *p) {
     }
     ae_kernel *k = ae_alloc(a, sizeof *k);
     k->id = p->kernels.len;
-    k->kind = kernel_kind(n->op);
+    k->kind = ae_op_info_of(n->op)->kernel;
     k->node = k->out = n;
     if (k->kind == K_CONV) add_views(a, p, fold, &k->src, x, 1, 0);
     else
@@ -108,8 +88,9 @@ void ae_fuse(ae_arena *a, ae_program *p) {
         if (k->kind == K_CONCAT) off += in->shape.d[in->shape.rank - 1];
       }
     if (ae_op_has_params(n->op)) {
-      k->w = param_of(p, n, n->op == OP_BATCHNORM ? "gamma" : "w");
-      k->b = param_of(p, n, n->op == OP_BATCHNORM ? "beta" : "b");
+      bool bn = ae_op_info_of(n->op)->weights == WEIGHTS_BATCHNORM;
+      k->w = param_of(p, n, bn ? "gamma" : "w");
+      k->b = param_of(p, n, bn ? "beta" : "b");
       k->rmean = param_of(p, n, "mean");
       k->rvar = param_of(p, n, "var");
     }

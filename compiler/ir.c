@@ -36,20 +36,20 @@ void ae_lower_params(ae_arena *a, ae_program *p) {
     const ae_node *x = n->in.len ? n->in.items[0] : NULL;
     int cin = x ? x->shape.d[x->shape.rank - 1] : 0, cout = n->units, k = n->k;
     ae_tensor *w = NULL;
-    switch (n->op) {
-    case OP_DENSE:
+    switch (ae_op_info_of(n->op)->weights) {   /* the layout of its trainable tensors */
+    case WEIGHTS_DENSE:
       w = add_param(a, p, n, "w", 2, (int[]){cin, cout}, weight_init(p, n), false);
       w->fan_in = cin; w->fan_out = cout;
       break;
-    case OP_CONV:
+    case WEIGHTS_CONV:
       w = add_param(a, p, n, "w", 4, (int[]){k, k, cin, cout}, weight_init(p, n), false);
       w->fan_in = k * k * cin; w->fan_out = k * k * cout;
       break;
-    case OP_CONV_T:
+    case WEIGHTS_CONV_T:
       w = add_param(a, p, n, "w", 4, (int[]){cin, k, k, cout}, weight_init(p, n), false);
       w->fan_in = k * k * cout; w->fan_out = k * k * cin;
       break;
-    case OP_BATCHNORM: {
+    case WEIGHTS_BATCHNORM: {
       int c = n->shape.d[n->shape.rank - 1];
       add_param(a, p, n, "gamma", 1, &c, INIT_ONES, false);
       add_param(a, p, n, "beta", 1, &c, INIT_ZEROS, false);
@@ -57,7 +57,7 @@ void ae_lower_params(ae_arena *a, ae_program *p) {
       add_param(a, p, n, "var", 1, &c, INIT_ONES, true);
       continue;
     }
-    default: continue;
+    case WEIGHTS_NONE: continue;
     }
     w->is_weight = true;
     if (!n->no_bias) add_param(a, p, n, "b", 1, &cout, INIT_ZEROS, false);

@@ -8,70 +8,90 @@
 
 #define AE_MAX_LAYER_PARAMS (1L << 30)   /* 4 GiB of weights in one layer */
 
-typedef struct {
-  const char *name;
-  ae_op op;
-  const char *args[6];       /* argument names in positional order */
-  int required;              /* how many of them must be given */
-  bool variadic;             /* concat, add: any number of tensors */
-} layer_sig;
+#define ACT(name, e, graph) {name, true, {"x"}, 1, false, AE_OP_ACTIVATION, K_ACT, WEIGHTS_NONE, e, graph}
+#define TENSOR_OP(kernel, graph) 0, kernel, WEIGHTS_NONE, NULL, graph
 
-static const layer_sig layers[] = {
-  {"dense", OP_DENSE, {"x", "units", "bias"}, 2, false},
-  {"conv", OP_CONV, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false},
-  {"conv_transpose", OP_CONV_T, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false},
-  {"maxpool", OP_MAXPOOL, {"x", "size", "stride"}, 1, false},
-  {"avgpool", OP_AVGPOOL, {"x", "size", "stride"}, 1, false},
-  {"upsample", OP_UPSAMPLE, {"x", "factor", "mode"}, 1, false},
-  {"flatten", OP_FLATTEN, {"x"}, 1, false},
-  {"reshape", OP_RESHAPE, {"x", "shape"}, 2, false},
-  {"concat", OP_CONCAT, {0}, 2, true},
-  {"add", OP_ADD, {0}, 2, true},
-  {"dropout", OP_DROPOUT, {"x", "rate"}, 2, false},
-  {"batchnorm", OP_BATCHNORM, {"x", "momentum", "eps"}, 1, false},
-  {"gaussian_noise", OP_NOISE, {"x", "stddev", "min", "max"}, 2, false},
-  {"sample", OP_SAMPLE, {"mu", "logvar"}, 2, false},
-  {"relu", OP_RELU, {"x"}, 1, false},
-  {"leaky_relu", OP_LEAKY_RELU, {"x", "alpha"}, 1, false},
-  {"elu", OP_ELU, {"x", "alpha"}, 1, false},
-  {"sigmoid", OP_SIGMOID, {"x"}, 1, false},
-  {"tanh", OP_TANH, {"x"}, 1, false},
-  {"softmax", OP_SOFTMAX, {"x"}, 1, false},
-  {"linear", OP_LINEAR, {"x"}, 1, false},
-};
-#define N_LAYERS ((int)(sizeof layers / sizeof layers[0]))
-
-static const char *const op_names[OP__COUNT] = {
-  "input", "target", "dense", "conv", "conv_transpose", "maxpool", "avgpool", "upsample",
-  "flatten", "reshape", "concat", "add", "dropout", "batchnorm", "gaussian_noise", "sample",
-  "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "linear",
+static const ae_op_info ops[OP__COUNT] = {
+  [OP_INPUT] = {"input", false, {0}, 0, false, 0, K_ACT, WEIGHTS_NONE, NULL, "INPUT"},
+  [OP_TARGET] = {"target", false, {0}, 0, false, 0, K_ACT, WEIGHTS_NONE, NULL, "TARGET"},
+  [OP_DENSE] = {"dense", true, {"x", "units", "bias"}, 2, false, AE_OP_FUSES_ACT, K_DENSE, WEIGHTS_DENSE, NULL, "DENSE"},
+  [OP_CONV] = {"conv", true, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false, AE_OP_FUSES_ACT, K_CONV,
+               WEIGHTS_CONV, NULL, "CONV"},
+  [OP_CONV_T] = {"conv_transpose", true, {"x", "filters", "k", "stride", "padding", "bias"}, 2, false, AE_OP_FUSES_ACT,
+                 K_CONV_T, WEIGHTS_CONV_T, NULL, "CONV_T"},
+  [OP_MAXPOOL] = {"maxpool", true, {"x", "size", "stride"}, 1, false, TENSOR_OP(K_POOL, "MAXPOOL")},
+  [OP_AVGPOOL] = {"avgpool", true, {"x", "size", "stride"}, 1, false, TENSOR_OP(K_POOL, "AVGPOOL")},
+  [OP_UPSAMPLE] = {"upsample", true, {"x", "factor", "mode"}, 1, false, AE_OP_FOLDABLE, K_UPSAMPLE, WEIGHTS_NONE, NULL,
+                   "UPSAMPLE"},
+  [OP_FLATTEN] = {"flatten", true, {"x"}, 1, false, AE_OP_VIEW, K_ACT, WEIGHTS_NONE, NULL, "FLATTEN"},
+  [OP_RESHAPE] = {"reshape", true, {"x", "shape"}, 2, false, AE_OP_VIEW, K_ACT, WEIGHTS_NONE, NULL, "RESHAPE"},
+  [OP_CONCAT] = {"concat", true, {0}, 2, true, AE_OP_FOLDABLE, K_CONCAT, WEIGHTS_NONE, NULL, "CONCAT"},
+  [OP_ADD] = {"add", true, {0}, 2, true, TENSOR_OP(K_ADD, "ADD")},
+  [OP_DROPOUT] = {"dropout", true, {"x", "rate"}, 2, false, TENSOR_OP(K_DROPOUT, "IDENTITY")},
+  [OP_BATCHNORM] = {"batchnorm", true, {"x", "momentum", "eps"}, 1, false, AE_OP_FUSES_ACT, K_BATCHNORM,
+                    WEIGHTS_BATCHNORM, NULL, "BATCHNORM"},
+  [OP_NOISE] = {"gaussian_noise", true, {"x", "stddev", "min", "max"}, 2, false, TENSOR_OP(K_NOISE, "IDENTITY")},
+  [OP_SAMPLE] = {"sample", true, {"mu", "logvar"}, 2, false, TENSOR_OP(K_SAMPLE, "SAMPLE")},
+  [OP_RELU] = ACT("relu", "AERT_ACT_RELU", "RELU"),
+  [OP_LEAKY_RELU] = {"leaky_relu", true, {"x", "alpha"}, 1, false, AE_OP_ACTIVATION, K_ACT, WEIGHTS_NONE,
+                     "AERT_ACT_LEAKY_RELU", "LEAKY_RELU"},
+  [OP_ELU] = {"elu", true, {"x", "alpha"}, 1, false, AE_OP_ACTIVATION, K_ACT, WEIGHTS_NONE, "AERT_ACT_ELU", "ELU"},
+  [OP_SIGMOID] = ACT("sigmoid", "AERT_ACT_SIGMOID", "SIGMOID"),
+  [OP_TANH] = ACT("tanh", "AERT_ACT_TANH", "TANH"),
+  /* softmax normalises a whole row: an activation, but never an epilogue */
+  [OP_SOFTMAX] = {"softmax", true, {"x"}, 1, false, AE_OP_ACTIVATION, K_SOFTMAX, WEIGHTS_NONE, NULL, "SOFTMAX"},
+  [OP_LINEAR] = {"linear", true, {"x"}, 1, false, AE_OP_ACTIVATION | AE_OP_VIEW, K_ACT, WEIGHTS_NONE, "AERT_ACT_LINEAR",
+                 "IDENTITY"},
 };
 
 static const char *const loss_names[LOSS__COUNT] = {
   "mse", "bce", "softmax_xent", "l1", "kl_sparsity", "kl_normal", "l2", "dice", "jaccard", "focal",
 };
 
-const char *ae_op_name(ae_op op) { return op_names[op]; }
+const ae_op_info *ae_op_info_of(ae_op op) { return &ops[op]; }
+const char *ae_op_name(ae_op op) { return ops[op].name; }
 const char *ae_loss_name(ae_loss_kind k) { return loss_names[k]; }
 bool ae_loss_on_classes(ae_loss_kind k) {
   return k == LOSS_SOFTMAX_XENT || k == LOSS_DICE || k == LOSS_JACCARD || k == LOSS_FOCAL;
 }
-bool ae_op_is_activation(ae_op op) { return op >= OP_RELU && op <= OP_LINEAR; }
-bool ae_op_has_params(ae_op op) {
-  return op == OP_DENSE || op == OP_CONV || op == OP_CONV_T || op == OP_BATCHNORM;
-}
+bool ae_op_is_activation(ae_op op) { return ops[op].traits & AE_OP_ACTIVATION; }
+bool ae_op_has_params(ae_op op) { return ops[op].weights != WEIGHTS_NONE; }
 
-static const layer_sig *find_layer(const char *name) {
-  for (int i = 0; i < N_LAYERS; i++)
-    if (strcmp(layers[i].name, name) == 0) return &layers[i];
+static const ae_op_info *find_layer(const char *name, ae_op *op) {
+  for (int i = 0; i < OP__COUNT; i++)
+    if (ops[i].callable && strcmp(ops[i].name, name) == 0) { *op = (ae_op)i; return &ops[i]; }
   return NULL;
 }
 
-bool ae_is_layer_name(const char *name) { return find_layer(name) != NULL; }
+/* A layer as one short phrase for tables: "conv 3x3 /2", "upsample x2 bilinear". */
+const char *ae_op_desc(const ae_node *n, char *buf) {
+  char *start = buf;
+  const char *op = ae_op_name(n->op);
+  switch (n->op) {
+  case OP_CONV: case OP_CONV_T:
+    buf += sprintf(buf, "%s %dx%d", op, n->k, n->k);
+    if (n->stride > 1) buf += sprintf(buf, " /%d", n->stride);
+    if (!n->pad_same) strcpy(buf, " valid");
+    return start;
+  case OP_MAXPOOL: case OP_AVGPOOL: sprintf(buf, "%s %d", op, n->k); break;
+  case OP_UPSAMPLE: sprintf(buf, "upsample x%d%s", n->factor, n->bilinear ? " bilinear" : ""); break;
+  case OP_LEAKY_RELU: sprintf(buf, "leaky_relu %g", n->alpha); break;
+  case OP_DROPOUT: sprintf(buf, "dropout %g", n->rate); break;
+  case OP_NOISE: sprintf(buf, "noise %g", n->stddev); break;
+  default: strcpy(buf, op);
+  }
+  return buf;
+}
+
+bool ae_is_layer_name(const char *name) {
+  ae_op op;
+  return find_layer(name, &op) != NULL;
+}
 
 int ae_layer_names(const char **out, int cap) {
   int n = 0;
-  for (int i = 0; i < N_LAYERS && n < cap; i++) out[n++] = layers[i].name;
+  for (int i = 0; i < OP__COUNT && n < cap; i++)
+    if (ops[i].callable) out[n++] = ops[i].name;
   return n;
 }
 
@@ -227,9 +247,9 @@ void ae_explain_size(ae_diag *d, const ae_node *n, const char *what) {
   for (int i = 0; i < k; i++) {
     const ae_node *p = changes[i];
     if (i == 0) ae_hint(d, "%s is %s: %s at line %d%s makes %s into %s", what, ae_shape_str(n->shape, whole),
-                        op_names[p->op], p->loc.line, layer_args_desc(p, extra),
+                        ae_op_name(p->op), p->loc.line, layer_args_desc(p, extra),
                         ae_shape_str(((ae_node *)p->in.items[0])->shape, a), ae_shape_str(p->shape, b));
-    else ae_hint(d, "before that, %s at line %d%s makes %s into %s", op_names[p->op], p->loc.line,
+    else ae_hint(d, "before that, %s at line %d%s makes %s into %s", ae_op_name(p->op), p->loc.line,
                  layer_args_desc(p, extra), ae_shape_str(((ae_node *)p->in.items[0])->shape, a),
                  ae_shape_str(p->shape, b));
     valid_conv = valid_conv || ((p->op == OP_CONV || p->op == OP_CONV_T) && !p->pad_same && p->k > 1);
@@ -523,7 +543,8 @@ static bool infer_shape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_val
 }
 
 ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, const char **kw, int n_args) {
-  const layer_sig *sig = find_layer(call->str);
+  ae_op op;
+  const ae_op_info *sig = find_layer(call->str, &op);
   ae_value *a[6] = {0};
   char desc[96];
   if (sig->variadic) {
@@ -545,9 +566,9 @@ ae_node *ae_make_layer(ae_layer_ctx *c, const ae_expr *call, ae_value **args, co
       }
   }
   ae_node *n = ae_alloc(c->arena, sizeof *n);
-  n->op = sig->op;
+  n->op = op;
   n->loc = call->loc;
-  int n_inputs = sig->variadic ? n_args : sig->op == OP_SAMPLE ? 2 : 1;
+  int n_inputs = sig->variadic ? n_args : op == OP_SAMPLE ? 2 : 1;
   for (int i = 0; i < n_inputs; i++) {
     ae_value *v = sig->variadic ? args[i] : a[i];
     if (v->kind != V_TENSOR) {

@@ -30,7 +30,7 @@ static void add_node_kernel(page *g, const ae_node *n, int k) {
 /* An upsample or concat folded into a conv's input copy belongs to that conv. */
 static void add_folded(page *g, const ae_node *n, int k) {
   const ae_program *p = g->r->p;
-  if (p->root[n->id] || (n->op != OP_UPSAMPLE && n->op != OP_CONCAT)) return;
+  if (p->root[n->id] || !(ae_op_info_of(n->op)->traits & AE_OP_FOLDABLE)) return;
   add_node_kernel(g, n, k);
   for (int i = 0; i < n->in.len; i++) add_folded(g, n->in.items[i], k);
 }
@@ -151,7 +151,7 @@ static const char *line_note(page *g, int s, int line) {
     if (n->loc.line != line || source_index(g, n->loc.src) != s) continue;
     if (n->op == OP_INPUT) return "the input: read from the batch, not the arena";
     if (n->op == OP_TARGET) return "the target: read from the batch";
-    if (n->op == OP_FLATTEN || n->op == OP_RESHAPE || n->op == OP_LINEAR) return "a view of its input's buffer: no code";
+    if (ae_op_info_of(n->op)->traits & AE_OP_VIEW) return "a view of its input's buffer: no code";
   }
   return NULL;
 }

@@ -65,25 +65,6 @@ const char *ae_fmt_grouped(long x, char *buf) {
   return buf;
 }
 
-const char *ae_op_desc(const ae_node *n, char *buf) {
-  char *start = buf;
-  const char *op = ae_op_name(n->op);
-  switch (n->op) {
-  case OP_CONV: case OP_CONV_T:
-    buf += sprintf(buf, "%s %dx%d", op, n->k, n->k);
-    if (n->stride > 1) buf += sprintf(buf, " /%d", n->stride);
-    if (!n->pad_same) strcpy(buf, " valid");
-    return start;
-  case OP_MAXPOOL: case OP_AVGPOOL: sprintf(buf, "%s %d", op, n->k); break;
-  case OP_UPSAMPLE: sprintf(buf, "upsample x%d%s", n->factor, n->bilinear ? " bilinear" : ""); break;
-  case OP_LEAKY_RELU: sprintf(buf, "leaky_relu %g", n->alpha); break;
-  case OP_DROPOUT: sprintf(buf, "dropout %g", n->rate); break;
-  case OP_NOISE: sprintf(buf, "noise %g", n->stddev); break;
-  default: strcpy(buf, op);
-  }
-  return buf;
-}
-
 /* How a loss names its operand: the value's name, else the op that made it. */
 static const char *operand_name(const ae_node *n) { return n->name ? n->name : ae_op_name(n->op); }
 
