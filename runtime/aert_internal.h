@@ -367,6 +367,7 @@ int aert_png_landcover(const char *path, const unsigned char *rgb, const signed 
 int aert_pca(const float *x, long n, long d, float *out, double var[2], double *total);
 /* The k nearest neighbours of each of n points (n x d) by brute force: nbr and d2 (squared
  * distances) n x k, each row a max-heap on the distance. */
+double aert_sqdist(const float *a, const float *b, long d);   /* squared distance, summed in 4 lanes */
 void aert_nearest(const float *x, long n, long d, int k, int *nbr, double *d2);
 
 /* ---- isomap.c: Isomap ---------------------------------------------------------------- */

@@ -13,6 +13,14 @@
 #include <sys/stat.h>
 #include "aert_internal.h"
 
+/* A half-loaded set given back: what this source allocated (aert_data_free's job for a
+ * loaded one, which lives above the sources). */
+static void drop(aert_dataset *ds) {
+  free(ds->x);
+  free(ds->y);
+  memset(ds, 0, sizeof *ds);
+}
+
 static int is_folder(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -277,7 +285,7 @@ int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *tar
                   "target", ds->y);
 out:
   if (rc != 0)
-    aert_data_free(ds);
+    drop(ds);
   listing_free(&in);
   listing_free(&tg);
   return rc;
@@ -317,7 +325,7 @@ int aert_png_images_load(const aert_model *m, const char *dir, int train, long l
     rc = read_all(m, folder, &l, first, ds->n, m->in_rank, m->in_shape, m->in_size, "input", ds->x);
 out:
   if (rc != 0)
-    aert_data_free(ds);
+    drop(ds);
   listing_free(&l);
   free(folder);
   return rc;

@@ -1,9 +1,9 @@
 /* images.c - PNG files through libpng: grids of image tiles (h x w x c floats, clipped to
  * [0,1], grey when c < 3, else RGB from the first three channels) scaled up by whole pixels
  * to a readable size with a label before each row; scatter plots of 2-d points with axes,
- * coloured by class when the data has labels; land-cover maps. Written atomically. */
-#include <png.h>
-#include <setjmp.h>
+ * coloured by class when the data has labels; land-cover maps. Drawn with plot.c, which
+ * writes the files. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
@@ -27,36 +27,15 @@ static void draw_tile(aert_canvas *cv, int x0, int y0, const float *t, int h, in
     }
 }
 
-static int write_png(FILE *f, const char *path, const unsigned char *img, int W, int H, int ch) {
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png ? png_create_info_struct(png) : NULL;
-  if (!info || setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, info ? &info : NULL);
-    return aert_error("cannot write '%s': libpng failed", path), -1;
+/* Image size of a per-example shape: HWC, or a square when flat. */
+void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c) {
+  if (rank == 3) {
+    *h = shape[0], *w = shape[1], *c = shape[2];
+    return;
   }
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8,
-               ch == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (int y = 0; y < H; y++)
-    png_write_row(png, img + (size_t)y * W * ch);
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  return 0;
-}
-
-int aert_png_write(const char *path, const unsigned char *img, int W, int H, int ch) {
-  aert_atomic a;
-  int rc = aert_atomic_open(&a, path);
-  if (rc == 0) {
-    rc = write_png(a.f, a.tmp, img, W, H, ch);
-    if (rc == 0)
-      rc = aert_atomic_commit(&a);
-    else
-      aert_atomic_abort(&a);
-  }
-  return rc;
+  int side = (int)sqrt((double)size);
+  *h = *w = side * side == size ? side : 1;
+  *c = side * side == size ? 1 : (int)size;
 }
 
 int aert_grid_scale(int h, int w) {

@@ -1,12 +1,47 @@
 /* plot.c - drawing on an RGB canvas for the runtime's pictures: filled rectangles, lines,
  * text in a 5x7 bitmap font, and plot axes with "nice" tick values (1, 2 or 5 times a
- * power of ten) labelled in that font. images.c and curves.c draw with it. */
+ * power of ten) labelled in that font; and writing a picture as a PNG file through libpng,
+ * atomically. images.c and curves.c draw with it. */
 #include <math.h>
+#include <png.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
 
 const unsigned char aert_black[3] = {0, 0, 0};
+
+static int write_png(FILE *f, const char *path, const unsigned char *img, int W, int H, int ch) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  if (!info || setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, info ? &info : NULL);
+    return aert_error("cannot write '%s': libpng failed", path), -1;
+  }
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8,
+               ch == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < H; y++)
+    png_write_row(png, img + (size_t)y * W * ch);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  return 0;
+}
+
+int aert_png_write(const char *path, const unsigned char *img, int W, int H, int ch) {
+  aert_atomic a;
+  int rc = aert_atomic_open(&a, path);
+  if (rc == 0) {
+    rc = write_png(a.f, a.tmp, img, W, H, ch);
+    if (rc == 0)
+      rc = aert_atomic_commit(&a);
+    else
+      aert_atomic_abort(&a);
+  }
+  return rc;
+}
 
 int aert_canvas_new(aert_canvas *c, int w, int h, const char *what) {
   c->w = w, c->h = h;

@@ -1,0 +1,86 @@
+/* session.c - what every command that runs a model needs: its workspace (parameters,
+ * arena and one batch, 64-byte aligned) and, for eval, encode and predict, a session: the
+ * checkpoint's parameters, the test set and the metrics. */
+#include <stdlib.h>
+#include <string.h>
+#include "aert_internal.h"
+
+int aert_workspace_init(aert_workspace *w, const aert_model *m) {
+  memset(w, 0, sizeof *w);
+  w->m = m;
+  size_t pb = (sizeof(float) * m->param_floats + 63) / 64 * 64;
+  size_t ab = (sizeof(float) * m->arena_floats + 63) / 64 * 64;
+  w->params = aligned_alloc(64, pb ? pb : 64);
+  w->arena = aligned_alloc(64, ab ? ab : 64);
+  w->x = aert_alloc(sizeof(float) * m->batch * m->in_size, "input batch");
+  if (m->target_kind != AERT_TARGET_INPUT)
+    w->y = aert_alloc(sizeof(float) * m->batch * m->target_size, "target batch");
+  if (!w->params || !w->arena || !w->x || (m->target_kind != AERT_TARGET_INPUT && !w->y)) {
+    aert_error("out of memory for model '%s' (%ld parameters, %ld arena floats)", m->name,
+               m->param_floats, m->arena_floats);
+    aert_workspace_free(w);
+    return -1;
+  }
+  memset(w->params, 0, pb);
+  memset(w->arena, 0, ab);
+  return 0;
+}
+
+void aert_workspace_free(aert_workspace *w) {
+  free(w->params);
+  free(w->arena);
+  free(w->x);
+  free(w->y);
+  memset(w, 0, sizeof *w);
+}
+
+int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o) {
+  aert_ckpt ck;
+  memset(s, 0, sizeof *s);
+  s->ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
+  if (!s->ckpt || aert_workspace_init(&s->w, m) != 0 || aert_ckpt_load(s->ckpt, &ck) != 0)
+    return -1;
+  int rc = aert_ckpt_check_model(&ck, m);
+  if (rc == 0)
+    rc = aert_ckpt_restore(&ck, m, s->w.params, NULL);
+  aert_train_state st = ck.st;   /* the band statistics of `standardize` */
+  aert_ckpt_free(&ck);
+  if (rc == 0)
+    rc = aert_metrics_init(&s->mt, m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0);
+  if (rc == 0)
+    rc = aert_data_load(m, aert_data_dir(m, o->data_dir), 0, 0, &s->test);
+  if (rc == 0 && s->test.tiles)
+    rc = aert_tiles_set_norm(s->test.tiles, &st, s->ckpt);
+  if (rc == 0)
+    rc = aert_set_class_weights(m, &st, s->ckpt);
+  if (rc == 0)
+    rc = aert_mkdir_p(o->out);
+  return rc;
+}
+
+/* weights = auto: the weights the run trained with, from its checkpoint. */
+int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from) {
+  if (!m->set_class_weights)
+    return 0;
+  if (st->n_class_weights == 0 && st->step == 0 && st->epoch == 0) {   /* from init or import */
+    float ones[AERT_MAX_CLASSES];
+    for (int c = 0; c < m->n_classes; c++)
+      ones[c] = 1.0f;
+    printf("note: '%s' is a step-0 checkpoint without class weights (weights = auto): the loss "
+           "weighs every class 1\n", from);
+    m->set_class_weights(ones);
+    return 0;
+  }
+  if (st->n_class_weights != m->n_classes)
+    return aert_error("checkpoint '%s' holds no class weights for the %d classes of model '%s' "
+                      "(weights = auto)", from, m->n_classes, m->name), -1;
+  m->set_class_weights(st->class_weights);
+  return 0;
+}
+
+void aert_session_close(aert_session *s) {
+  aert_workspace_free(&s->w);
+  aert_data_free(&s->test);
+  aert_metrics_free(&s->mt);
+  free(s->ckpt);
+}
