@@ -56,7 +56,9 @@ def normal(seed, n):  # aert_normal: Box-Muller in float
 def kernel_seeds(model_c):
     """For each random op, the constant K of its kernel seed aert_hash64(seed + K), in order."""
     seeds = {"noise": [], "dropout": [], "sample": []}
-    for op, k in re.findall(r"aert_(noise|dropout|sample)_forward\(.*aert_hash64\(r->seed \+ (\d+)\)\);", model_c):
+    # aert_noise_forward(..., aert_hash64(r->seed + K), r->first * N): drawn by global example
+    # index, which starts at 0 in one process
+    for op, k in re.findall(r"aert_(noise|dropout|sample)_forward\(.*aert_hash64\(r->seed \+ (\d+)\), r->first", model_c):
         seeds[op].append(int(k))
     return seeds
 
