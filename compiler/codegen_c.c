@@ -221,14 +221,20 @@ static void open_images(emitter *e, int B) {
  * the window's size) stacked at channel off. */
 typedef struct { const char *t; int c, off, factor; } pad_src;
 
+/* The offset in a source of the stack pixel (th, tw) of image n0 + n: the source is the
+ * stack's h x w upsampled by its factor, so its pixel is (th / f, tw / f). */
+static const char *source_pixel(emitter *e, const pad_src *src, int h, int w) {
+  int f = src->factor;
+  return times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f, div_by(e, "tw", f)),
+               src->c);
+}
+
 /* fn(xp, t0, ...): the h x w x tc stack of the sources, zero-padded to hp x wp with pt
  * rows above and pl columns left, for every image; then zeroed slack. */
 /* One value copy of each source at (th, tw) into the stacked pixel c. */
 static void emit_stack_copy(emitter *e, const pad_src *src, int ns, int h, int w, const char *indent) {
   for (int i = 0; i < ns; i++) {
-    int f = src[i].factor;
-    const char *at = times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f,
-                                         div_by(e, "tw", f)), src[i].c);
+    const char *at = source_pixel(e, &src[i], h, w);
     OUT("%smemcpy(%s, t%d + %s, %s);\n", indent, plus(e, "c", src[i].off), i, at, floats(e, src[i].c));
   }
 }
@@ -287,9 +293,7 @@ static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int 
       "        const aert_real *g = dxs + %s;\n", h, w, times(e, ae_sprintf(e->a, "((%s + th) * %d + tw)", times(e, "(long)n", h), w), tc));
   for (int i = 0; i < ns; i++) {
     if (!src[i].t) continue;
-    int f = src[i].factor;
-    const char *at = times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f,
-                                         div_by(e, "tw", f)), src[i].c);
+    const char *at = source_pixel(e, &src[i], h, w);
     OUT("        for (int ch = 0; ch < %d; ch++) d%d[%s + ch] += g[%s];\n", src[i].c, i, at, plus(e, "ch", src[i].off));
   }
   OUT("      }\n}\n\n");

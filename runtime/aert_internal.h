@@ -508,6 +508,9 @@ typedef struct {
 
 uint64_t aert_step_seed(uint64_t seed, uint64_t step);
 int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o);
+/* Only the model of a session (workspace, checkpoint, metrics), no test set; st: the
+ * checkpoint's training state. aert_session_close frees it too. */
+int aert_session_model(aert_session *s, const aert_model *m, const aert_options *o, aert_train_state *st);
 int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from);
 void aert_session_close(aert_session *s);
 void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c);

@@ -292,32 +292,41 @@ static int predict_tile(tile_pred *tp, const char *dir) {
   return rc;
 }
 
+/* Every tile of t in overlapping windows of the patch size (--overlap, a quarter of it by
+ * default) into OUT/predictions; *ov gets the overlap. */
+static int predict_all(aert_session *s, aert_tiles *t, const aert_options *o, int *ov) {
+  const aert_model *m = s->w.m;
+  int p = m->data.patch;
+  *ov = o->overlap >= 0 ? o->overlap : p / 4;
+  if (*ov >= p)
+    return aert_error("--overlap %d must be smaller than the %d-pixel patch", *ov, p), -1;
+  char *dir = aert_join(o->out, "predictions");
+  int rc = dir && aert_mkdir_p(dir) == 0 ? 0 : -1;
+  for (int k = 0; rc == 0 && k < t->n; k++) {
+    tile_pred tp = {.s = s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes, .ov = *ov,
+                    .quiet = o->quiet, .probs = o->probabilities};
+    rc = predict_tile(&tp, dir);
+  }
+  free(dir);
+  return rc;
+}
+
 /* `predict` for land cover: every test tile in overlapping windows, blended, written as a
  * class-map GeoTIFF with the input's georeferencing and a PNG; accuracy and IoU over all. */
 int aert_predict_tiles(const aert_model *m, const aert_options *o) {
   aert_session s;
-  int rc = aert_session_open(&s, m, o);
-  aert_tiles *t = rc == 0 ? s.test.tiles : NULL;
-  int p = m->data.patch, ov = o->overlap >= 0 ? o->overlap : p / 4;
-  if (rc == 0 && ov >= p)
-    rc = (aert_error("--overlap %d must be smaller than the %d-pixel patch", ov, p), -1);
-  char *dir = rc == 0 ? aert_join(o->out, "predictions") : NULL;
-  if (rc == 0 && (!dir || aert_mkdir_p(dir) != 0))
-    rc = -1;
-  for (int k = 0; rc == 0 && k < t->n; k++) {
-    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes, .ov = ov,
-                    .probs = o->probabilities};
-    rc = predict_tile(&tp, dir);
-  }
+  int ov = 0, rc = aert_session_open(&s, m, o);
+  if (rc == 0)
+    rc = predict_all(&s, s.test.tiles, o, &ov);
   if (rc == 0) {
-    printf("whole tiles    %d, windows of %d with %d pixels overlap (checkpoint %s)\n", t->n, p, ov, s.ckpt);
+    printf("whole tiles    %d, windows of %d with %d pixels overlap (checkpoint %s)\n", s.test.tiles->n, m->data.patch,
+           ov, s.ckpt);
     printf("pixel accuracy %.4f\n", aert_accuracy(&s.mt));
     for (int c = 0; c < m->n_classes; c++)
       printf("  IoU %-10s %.4f\n", m->class_names[c] ? m->class_names[c] : "?", aert_iou(&s.mt, c));
     printf("mean IoU       %.4f\n", aert_mean_iou(&s.mt));
     aert_print_confusion(&s.mt, m->class_names);
   }
-  free(dir);
   aert_session_close(&s);
   return rc;
 }
@@ -327,20 +336,8 @@ int aert_predict_tiles(const aert_model *m, const aert_options *o) {
 int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const char *dir,
                              const char *only, const char *scene) {
   aert_session s;
-  aert_ckpt ck;
-  memset(&s, 0, sizeof s);
-  s.ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
-  int rc = s.ckpt && aert_workspace_init(&s.w, m) == 0 ? aert_ckpt_load(s.ckpt, &ck) : -1;
-  aert_train_state st = {0};
-  if (rc == 0) {
-    rc = aert_ckpt_check_model(&ck, m);
-    if (rc == 0)
-      rc = aert_ckpt_restore(&ck, m, s.w.params, NULL);
-    st = ck.st;
-    aert_ckpt_free(&ck);
-  }
-  if (rc == 0)
-    rc = aert_metrics_init(&s.mt, m->n_classes);
+  aert_train_state st;
+  int ov = 0, rc = aert_session_model(&s, m, o, &st);
   aert_tiles *t = rc == 0 ? aert_geo_tiles_open(m, dir, 1, only, scene) : NULL;
   if (rc == 0 && !t)
     rc = -1;
@@ -348,25 +345,13 @@ int aert_predict_tiles_input(const aert_model *m, const aert_options *o, const c
     t->standardize = m->data.standardize;
     rc = aert_tiles_set_norm(t, &st, s.ckpt);
   }
-  int p = m->data.patch, ov = o->overlap >= 0 ? o->overlap : p / 4;
-  if (rc == 0 && ov >= p)
-    rc = (aert_error("--overlap %d must be smaller than the %d-pixel patch", ov, p), -1);
-  char *out = rc == 0 ? aert_join(o->out, "predictions") : NULL;
-  if (rc == 0 && (!out || aert_mkdir_p(out) != 0))
-    rc = -1;
-  for (int k = 0; rc == 0 && k < t->n; k++) {
-    tile_pred tp = {.s = &s, .t = t, .k = k, .W = t->w[k], .H = t->h[k], .p = p, .nc = m->n_classes,
-                    .ov = ov, .quiet = o->quiet, .probs = o->probabilities};
-    rc = predict_tile(&tp, out);
-  }
+  if (rc == 0)
+    rc = predict_all(&s, t, o, &ov);
   if (rc == 0 && !o->quiet)
     printf("predicted %d tile(s) of '%s' in windows of %d with %d pixels overlap (checkpoint %s)\n",
-           t->n, dir, p, ov, s.ckpt);
-  free(out);
+           t->n, dir, m->data.patch, ov, s.ckpt);
   aert_tiles_free(t);
-  aert_workspace_free(&s.w);
-  aert_metrics_free(&s.mt);
-  free(s.ckpt);
+  aert_session_close(&s);
   return rc;
 }
 

@@ -34,19 +34,28 @@ void aert_workspace_free(aert_workspace *w) {
   memset(w, 0, sizeof *w);
 }
 
-int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o) {
+/* The model a command runs: the workspace with the checkpoint's parameters, and the metrics;
+ * st gets the checkpoint's training state (band statistics, class weights). */
+int aert_session_model(aert_session *s, const aert_model *m, const aert_options *o, aert_train_state *st) {
   aert_ckpt ck;
   memset(s, 0, sizeof *s);
+  memset(st, 0, sizeof *st);
   s->ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
   if (!s->ckpt || aert_workspace_init(&s->w, m) != 0 || aert_ckpt_load(s->ckpt, &ck) != 0)
     return -1;
   int rc = aert_ckpt_check_model(&ck, m);
   if (rc == 0)
     rc = aert_ckpt_restore(&ck, m, s->w.params, NULL);
-  aert_train_state st = ck.st;   /* the band statistics of `standardize` */
+  *st = ck.st;
   aert_ckpt_free(&ck);
   if (rc == 0)
     rc = aert_metrics_init(&s->mt, m->target_kind == AERT_TARGET_CLASSES ? m->n_classes : 0);
+  return rc;
+}
+
+int aert_session_open(aert_session *s, const aert_model *m, const aert_options *o) {
+  aert_train_state st;   /* the band statistics of `standardize`, the class weights */
+  int rc = aert_session_model(s, m, o, &st);
   if (rc == 0)
     rc = aert_data_load(m, aert_data_dir(m, o->data_dir), 0, 0, &s->test);
   if (rc == 0 && s->test.tiles)
