@@ -463,6 +463,7 @@ typedef struct {
   ae_buffer *val, *grad;     /* per root node */
   ae_buffer rowtmp;
   long arena_floats;
+  ae_vec steps;              /* ae_step*: the forward and backward program, in order (steps.c) */
 } ae_program;
 
 ae_program *ae_lower(ae_arena *a, ae_model *m, int batch);   /* runs every stage below */
@@ -477,6 +478,45 @@ void ae_fuse(ae_arena *a, ae_program *p);
 
 /* ===== autodiff.c ===== */
 void ae_autodiff(ae_program *p);
+
+/* ===== steps.c: the program as the list of steps every target walks ===== */
+/* Forward is one step per kernel and the loss. Backward zeroes the parameter gradients,
+ * seeds the loss's gradient and runs the kernels in reverse, each expanded as its op's
+ * registry row says: a layer with a weight matrix or kernel into its activation's
+ * derivative, bias gradient, weight gradient and input gradient, which the step leaves
+ * out when the weights are frozen or no gradient flows into its inputs; a batch norm into
+ * the derivative and the rest in one; any other kernel into one step. A gradient buffer
+ * is zeroed just before the first step that adds (+=) into it. The optimizer updates the
+ * parameters last. The memory plan takes every buffer's life from the steps' reads and
+ * writes; the emitters write the steps in this order. */
+typedef enum {
+  STEP_FORWARD,              /* a kernel's forward pass */
+  STEP_LOSS,                 /* the loss terms, each logged apart */
+  STEP_ZERO_PARAM_GRADS,     /* the whole gradient arena set to 0 */
+  STEP_LOSS_GRAD,            /* the loss's gradient added into its operands' */
+  STEP_ZERO,                 /* one gradient buffer set to 0 before its first += */
+  STEP_ACT_GRAD,             /* dy times the fused activation's derivative, in place */
+  STEP_BIAS_GRAD,            /* db += the sums of dy over pixels and images */
+  STEP_WEIGHT_GRAD,          /* dW += from the sources and dy */
+  STEP_INPUT_GRAD,           /* dx += of every source a gradient flows into */
+  STEP_BACKWARD,             /* the whole backward of a kernel (pool, softmax, batch norm...) */
+  STEP_OPTIMIZER,            /* the parameter update over the arenas (the runtime's on the CPU) */
+} ae_step_kind;
+
+typedef struct {
+  ae_step_kind kind;
+  int time;                  /* in the memory plan: forward kernel i at i, the loss at K,
+                              * backward kernel i at 2K - i, the optimizer at 2K + 1 */
+  const ae_kernel *k;        /* its kernel, or NULL */
+  ae_buffer *buf;            /* STEP_ZERO: the gradient buffer */
+  ae_vec reads, writes;      /* ae_buffer*: the arena buffers it reads and writes */
+} ae_step;
+
+void ae_build_steps(ae_arena *a, ae_program *p);
+const char *ae_step_kind_name(ae_step_kind kind);   /* "weight_grad" */
+/* The step of that kind of kernel k, or NULL when k has none (frozen weights: no
+ * weight gradient). */
+const ae_step *ae_kernel_step(const ae_program *p, const ae_kernel *k, ae_step_kind kind);
 
 /* ===== sched_cpu.c: the CPU target's choices (conv algorithm, chunks, scratch) ===== */
 void ae_schedule_cpu(ae_program *p);

@@ -56,9 +56,13 @@ static const char *pgrad(emitter *e, const ae_tensor *t) {
   return !t || t->frozen ? "NULL" : ae_sprintf(e->a, "(r->G + %ld)", t->offset);
 }
 
-/* The bias gradient of a conv or dense kernel, when it has a bias. */
+/* Whether the steps give kernel k a step of that kind (steps.c decides, from the
+ * registry, the frozen weights and where gradients flow). */
+static bool has_step(emitter *e, const ae_kernel *k, ae_step_kind kind) { return ae_kernel_step(e->p, k, kind) != NULL; }
+
+/* The bias gradient step of a conv or dense kernel. */
 static void emit_bias_grad(emitter *e, const ae_kernel *k, const char *dy, long rows, int cols) {
-  if (k->b) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, rows, cols);
+  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, rows, cols);
 }
 
 static const char *act_enum(const ae_node *act) {
@@ -313,14 +317,13 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   long xs = (long)w.th * w.tw * tc, ys = elems(k->out);
   pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
   const char *srcs = "", *dsrcs = source_grads(e, k);
-  bool any_dx = false, plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
+  bool any_dx = has_step(e, k, STEP_INPUT_GRAD), plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
   for (int i = 0; i < ns; i++) {
     const ae_view *v = k->src.items[i];
     src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, v->factor};
     dsrc[i] = src[i];
     dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
     srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
-    any_dx = any_dx || dsrc[i].t;
   }
   bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
   const char *pad = ae_sprintf(e->a, "pad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
@@ -342,7 +345,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const char *geom = ae_sprintf(e->a, "&geo_%s", name), *dgeom = ae_sprintf(e->a, "&dgeo_%s", name);
   OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = %d, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
       ".cout = %d};\n", name, C, s, hg, wg, tc, kk, w.rows_h, w.rows_w, cout);
-  if (any_dx && dx_direct && ae_kernel_has_backward(p, k))
+  if (any_dx && dx_direct)
     OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
         ".cout = %d};\n", name, C, hp2, wp2, cout, kk, w.th, w.tw, tc);
   OUT("\n");
@@ -356,8 +359,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act),
       k->act ? k->act->alpha : 0);
-  if (!k->w->frozen) {
-    emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  if (has_step(e, k, STEP_WEIGHT_GRAD)) {
     OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
         bcol, srcs, narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
   }
@@ -392,12 +395,8 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL;
   int ns = conv ? k->src.len : 1;
   const char *srcs = "", *dsrcs = conv ? source_grads(e, k) : "";
-  bool any_dx = false;
-  for (int i = 0; i < ns; i++) {
-    const ae_node *s = ((ae_view *)k->src.items[i])->node;
-    srcs = ae_sprintf(e->a, "%s, %s", srcs, val(e, s));
-    any_dx = any_dx || has_grad(e, s);
-  }
+  bool any_dx = has_step(e, k, STEP_INPUT_GRAD);
+  for (int i = 0; i < ns; i++) srcs = ae_sprintf(e->a, "%s, %s", srcs, val(e, ((ae_view *)k->src.items[i])->node));
   const char *gather = ae_sprintf(e->a, "gather_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
   if (!direct) emit_window_fn(e, k, gather, false);
   if (!direct && (!conv || any_dx)) emit_window_fn(e, k, scatter, true);
@@ -428,8 +427,8 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   const char *dcol = col ? ae_sprintf(e->a, "(%s + %ld)", col, k->conv.col_floats) : NULL;
   OUT("static void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
-  bool dw = !k->w->frozen;
-  if (dw) emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  bool dw = has_step(e, k, STEP_WEIGHT_GRAD);
+  emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
   if (direct) {
     long m = (long)B * w.rows_h * w.rows_w;
     if (dw) emit_sgemm(e, true, false, w.tc, cout, m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
@@ -466,11 +465,9 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   if (!ae_kernel_has_backward(e->p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
-  if (!k->w->frozen) {
-    emit_bias_grad(e, k, dy, B, out);
-    emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
-  }
-  if (has_grad(e, x)) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
+  emit_bias_grad(e, k, dy, B, out);
+  if (has_step(e, k, STEP_WEIGHT_GRAD)) emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
+  if (has_step(e, k, STEP_INPUT_GRAD)) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
   OUT("}\n");
 }
 
@@ -652,17 +649,6 @@ static void emit_params(emitter *e) {
   OUT("};\n");
 }
 
-static int backward_time(const ae_program *p, int kernel) { return 2 * p->kernels.len - kernel; }
-
-/* Zeroes the gradient buffers whose life starts at step t, just before their first +=. */
-static void emit_zero_grads(emitter *e, int t) {
-  for (int i = 0; i < e->p->n_nodes; i++) {
-    const ae_buffer *g = &e->p->grad[i];
-    if (g->used && g->first == t)
-      OUT("  memset(r.%s, 0, sizeof(aert_real) * %ld);\n", buf_name(e, g), g->size);
-  }
-}
-
 /* Marks in down[] the kernels that depend on the latent; false when the output also
  * depends on other values (a U-Net's skips): then the model has no decoder alone. */
 static bool downstream_of_latent(const ae_program *p, bool *down) {
@@ -721,16 +707,23 @@ static void emit_drivers(emitter *e, const char **names) {
       K, K + 1);
   OUT("\nstatic aert_real model_forward(const aert_real *P, aert_real *A, const aert_real *X, const aert_real *T, int training,\n"
       "                           uint64_t seed, aert_losses *losses) {\n  const run r = place(P, NULL, A, X, T, seed, training, shard.first);\n");
-  for (int i = 0; i < K; i++) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", i, names[i]);
-  OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
+  int i = 0;
+  for (; i < p->steps.len; i++) {   /* the forward steps, then the loss */
+    const ae_step *st = p->steps.items[i];
+    if (st->kind == STEP_FORWARD) OUT("  PROFILED(%d, 0, %s_forward(&r));\n", st->k->id, names[st->k->id]);
+    if (st->kind != STEP_LOSS) continue;
+    OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
+    break;
+  }
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
-      "  const run r = place(P, G, A, X, T, seed, 1, shard.first);\n  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
-  emit_zero_grads(e, K);
-  OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
-  for (int i = K - 1; i >= 0; i--) {
-    emit_zero_grads(e, backward_time(p, i));
-    if (ae_kernel_has_backward(p, p->kernels.items[i])) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", i, names[i]);
+      "  const run r = place(P, G, A, X, T, seed, 1, shard.first);\n");
+  for (i++; i < p->steps.len; i++) {   /* the backward steps: a kernel's run in its one function */
+    const ae_step *st = p->steps.items[i], *prev = p->steps.items[i - 1];
+    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
+    else if (st->kind == STEP_ZERO) OUT("  memset(r.%s, 0, sizeof(aert_real) * %ld);\n", buf_name(e, st->buf), st->buf->size);
+    else if (st->kind == STEP_LOSS_GRAD) OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
+    else if (st->k && st->k != prev->k) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", st->k->id, names[st->k->id]);
   }
   OUT("}\n\n");
   emit_decode(e, names);

@@ -12,15 +12,14 @@ bool ae_value_has_grad(const ae_program *p, const ae_node *n) {
  * layers of a frozen imported block, nor anything before them. */
 bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }
 
-/* The backward FLOPs of a kernel: a weight gradient and a dx, each as many as the forward
- * pass, for a layer with weights; as many as the forward pass for the rest. */
+/* The backward FLOPs of a kernel: its weight gradient and its input gradient steps each as
+ * many as the forward pass, for a layer with weights; as many as the forward pass for the
+ * rest. */
 static double backward_flops(const ae_program *p, const ae_kernel *k) {
   if (!ae_kernel_has_backward(p, k)) return 0;
   double f = k->node->flops * p->batch;
-  if (!k->w || (k->kind != K_CONV && k->kind != K_CONV_T && k->kind != K_DENSE)) return f;
-  bool dx = false;
-  for (int i = 0; i < k->src.len; i++) dx = dx || ae_value_has_grad(p, ((ae_view *)k->src.items[i])->node);
-  return f * ((k->w->frozen ? 0 : 1) + (dx ? 1 : 0));
+  if (ae_op_info_of(k->node->op)->weights == WEIGHTS_NONE || k->kind == K_BATCHNORM) return f;
+  return f * ((ae_kernel_step(p, k, STEP_WEIGHT_GRAD) ? 1 : 0) + (ae_kernel_step(p, k, STEP_INPUT_GRAD) ? 1 : 0));
 }
 
 /* Bytes are the least traffic: every tensor a pass reads or writes, once. Forward reads
@@ -38,6 +37,6 @@ ae_cost ae_kernel_cost(const ae_program *p, const ae_kernel *k) {
   }
   double w = k->w ? 4.0 * (double)(k->w->size + (k->b ? k->b->size : 0)) : 0;
   c.bytes[0] = out + in + w;
-  if (ae_kernel_has_backward(p, k)) c.bytes[1] = 2 * out + in + din + w * (k->w && !k->w->frozen ? 2 : 1);
+  if (ae_kernel_has_backward(p, k)) c.bytes[1] = 2 * out + in + din + w * (ae_kernel_step(p, k, STEP_WEIGHT_GRAD) ? 2 : 1);
   return c;
 }

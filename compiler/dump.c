@@ -1,6 +1,7 @@
 /* dump.c - prints each back-end stage as plain text (`aec dump --stage ...`):
  * ir (nodes with shapes), grad (which values get gradients, backward order),
- * fused (kernels with their inputs as read), mem (the arena layout, buffers named as in
+ * fused (kernels with their inputs as read), steps (the program every target walks, with
+ * the buffers each step reads and writes), mem (the arena layout, buffers named as in
  * manifest.json and the report). */
 #include "aec.h"
 
@@ -72,10 +73,31 @@ static void dump_mem(FILE *out, ae_arena *a, const ae_program *p) {
     fprintf(out, "%-24s %-28s %12ld %12ld %6d %6d\n", b[i].ident, b[i].name, b[i].b->off, b[i].b->size, b[i].b->first, b[i].b->last);
 }
 
+static void buffer_list(FILE *out, const ae_named_buffer *b, int n, const ae_vec *list) {
+  for (int i = 0; i < list->len; i++)
+    for (int j = 0; j < n; j++)
+      if (b[j].b == list->items[i]) fprintf(out, " %s", b[j].ident);
+}
+
+/* The steps in order, each with its plan time, its kernel and the buffers (by their names
+ * in model.c) it reads and writes; parameters and the batch are not in the arena. */
+static void dump_steps(FILE *out, ae_arena *a, const ae_program *p) {
+  int n;
+  const ae_named_buffer *b = ae_plan_buffers(a, p, &n);
+  for (int i = 0; i < p->steps.len; i++) {
+    const ae_step *st = p->steps.items[i];
+    fprintf(out, "%4d  t=%-3d %-16s %-22s", i, st->time, ae_step_kind_name(st->kind), st->k ? ae_kernel_name(a, st->k) : "");
+    if (st->reads.len) { fputs(" reads", out); buffer_list(out, b, n, &st->reads); }
+    if (st->writes.len) { fputs(" writes", out); buffer_list(out, b, n, &st->writes); }
+    fputc('\n', out);
+  }
+}
+
 bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage) {
   if (!strcmp(stage, "ir")) dump_ir(out, p);
   else if (!strcmp(stage, "grad")) dump_grad(out, a, p);
   else if (!strcmp(stage, "fused")) dump_fused(out, a, p);
+  else if (!strcmp(stage, "steps")) dump_steps(out, a, p);
   else if (!strcmp(stage, "mem")) dump_mem(out, a, p);
   else return false;
   return true;

@@ -1,6 +1,6 @@
 /* ir.c - lowers a checked model into the program the back end works on: the
  * parameter table (one list from which codegen emits the struct, sizes and init),
- * use counts, then fusion, autodiff, the target's schedule and the memory plan. */
+ * use counts, then fusion, autodiff, the target's schedule, the steps and the memory plan. */
 #include "aec.h"
 
 /* He initialisation when a relu-like activation follows, Glorot otherwise. */
@@ -96,6 +96,7 @@ ae_program *ae_lower(ae_arena *a, ae_model *m, int batch) {
   ae_fuse(a, p);
   ae_autodiff(p);
   ae_schedule_cpu(p);
+  ae_build_steps(a, p);
   ae_plan_memory(p);
   return p;
 }

@@ -13,7 +13,7 @@
 static const char usage[] =
   "usage: aec check FILE...                      check specs and report every error\n"
   "       aec summary [--json] [--batch N] FILE  layers, shapes, parameters, FLOPs and memory\n"
-  "       aec dump --stage ir|grad|fused|mem FILE   print a stage of the back end\n"
+  "       aec dump --stage ir|grad|fused|steps|mem FILE   print a stage of the back end\n"
   "       aec build [--batch N] [--out DIR] [--no-compile] [--mpi [--ranks N]] FILE\n"
   "                                              generate DIR (default generated/<model>) and\n"
   "                                              build the trainer bin/<model>; --mpi: with mpicc,\n"
@@ -128,7 +128,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     return 2;
   }
   if (o.target && strcmp(o.target, "cpu")) { fprintf(stderr, "aec report: unknown target '%s' (cpu or cuda)\n", o.target); return 2; }
-  if (!strcmp(cmd, "dump") && !o.stage) { fprintf(stderr, "aec dump: --stage ir|grad|fused|mem is needed\n"); return 2; }
+  if (!strcmp(cmd, "dump") && !o.stage) { fprintf(stderr, "aec dump: --stage ir|grad|fused|steps|mem is needed\n"); return 2; }
   ae_arena *a = ae_arena_new();
   ae_diag d = { .out = stderr };
   ae_model *m = ae_load_spec(a, &d, o.path);
@@ -149,7 +149,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     p->ranks = ranks;
     if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
     else if (!strcmp(cmd, "dump")) {
-      if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused or mem)\n", o.stage); rc = 2; }
+      if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused, steps or mem)\n", o.stage); rc = 2; }
     } else {
       const char *dir = o.out ? o.out : ae_sprintf(a, "generated/%s", m->name);
       if (!o.out && mkdir("generated", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'generated': %s\n", strerror(errno)); rc = 1; }

@@ -1,7 +1,8 @@
 /* memplan.c - one arena per model with fixed offsets. Time runs over the forward
- * kernels (0..K-1), the loss (K) and the backward kernels in reverse (K+1..2K);
- * each value and each gradient lives from its first write to its last read, and
- * buffers whose lives do not overlap share memory (largest first, lowest offset). */
+ * kernels (0..K-1), the loss (K) and the backward kernels in reverse (K+1..2K), as the
+ * steps of steps.c carry it; each value and each gradient lives from the first step that
+ * touches it to the last, and buffers whose lives do not overlap share memory (largest
+ * first, lowest offset). */
 #include "aec.h"
 
 #include <stdlib.h>
@@ -19,45 +20,22 @@ static void touch(ae_buffer *b, int t) {
 
 static bool in_arena(const ae_node *n) { return n && n->op != OP_INPUT && n->op != OP_TARGET; }
 
-/* A conv's working buffers, as the target's schedule sized them, live only while it runs. */
-static void conv_scratch(ae_kernel *k, int fwd, int bwd) {
-  for (int j = 0; j < 2; j++)
-    if (k->conv.scratch_floats[j] > 0) { k->scratch[j].size = k->conv.scratch_floats[j]; touch(&k->scratch[j], j ? bwd : fwd); }
-}
-
-/* Marks when each value and gradient is written and read. */
+/* Sizes every buffer, then marks when each is used: at the time of every step that reads
+ * or writes it (steps.c), and the output and latent over the whole step, since the
+ * runtime reads them after it. */
 static void live_ranges(ae_program *p) {
   int K = p->kernels.len, end = 2 * K + 1;
   for (int i = 0; i < K; i++) {
     ae_kernel *k = p->kernels.items[i];
-    int fwd = i, bwd = 2 * K - i;
     ae_node *o = k->out;
-    p->val[o->id].size = elems(p, o);
-    touch(&p->val[o->id], fwd);
-    touch(&p->val[o->id], bwd);
-    if (p->needs_grad[o->id]) { p->grad[o->id].size = elems(p, o); touch(&p->grad[o->id], bwd); }
-    for (int j = 0; j < k->src.len; j++) {
-      ae_node *s = p->root[((ae_view *)k->src.items[j])->node->id];
-      if (!in_arena(s)) continue;
-      touch(&p->val[s->id], fwd);
-      touch(&p->val[s->id], bwd);
-      if (p->needs_grad[s->id]) touch(&p->grad[s->id], bwd);
-    }
-    if (k->kind == K_CONV || k->kind == K_CONV_T) conv_scratch(k, fwd, bwd);
-    if (k->kind == K_BATCHNORM) {
-      k->stats.size = 2L * o->shape.d[o->shape.rank - 1];
-      touch(&k->stats, fwd);
-      touch(&k->stats, bwd);
-    }
+    p->val[o->id].size = p->grad[o->id].size = elems(p, o);
+    for (int j = 0; j < 2; j++) k->scratch[j].size = k->conv.scratch_floats[j];
+    if (k->kind == K_BATCHNORM) k->stats.size = 2L * o->shape.d[o->shape.rank - 1];
   }
-  for (int i = 0; i < p->m->losses.len; i++) {
-    ae_loss_term *t = p->m->losses.items[i];
-    ae_node *ops[2] = { t->a ? p->root[t->a->id] : NULL, t->b ? p->root[t->b->id] : NULL };
-    for (int j = 0; j < 2; j++) {
-      if (!in_arena(ops[j])) continue;
-      touch(&p->val[ops[j]->id], K);
-      if (p->needs_grad[ops[j]->id]) touch(&p->grad[ops[j]->id], K);
-    }
+  for (int i = 0; i < p->steps.len; i++) {
+    const ae_step *st = p->steps.items[i];
+    for (int j = 0; j < st->reads.len; j++) touch(st->reads.items[j], st->time);
+    for (int j = 0; j < st->writes.len; j++) touch(st->writes.items[j], st->time);
   }
   ae_node *keep[2] = { p->m->output ? p->root[p->m->output->id] : NULL, p->m->latent ? p->root[p->m->latent->id] : NULL };
   for (int j = 0; j < 2; j++)

@@ -59,7 +59,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_y               = A + 12964896,   /*     100352    8-9    dy 28x28x1 */
     .d_d_1             = A + 12964896,   /*     802816   10-11   dd.1 14x14x32 */
     .e                 = A + 13767712,   /*     200704    4-12   e 7x7x32 */
-    .noisy             = A + 13968416,   /*     100352    0-16   noisy 28x28x1 */
+    .noisy             = A + 13968416,   /*     100352    0-15   noisy 28x28x1 */
     .y                 = A + 14068768,   /*     100352    0-17   y 28x28x1 */
   };
 }

@@ -52,7 +52,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .e2               = A + 7604800,    /*     802816    3-9    e2 14x14x32 */
     .d_e2             = A + 8407616,    /*     802816    8-9    de2 14x14x32 */
     .maxpool_2        = A + 9210432,    /*     401408    2-10   maxpool_2 14x14x16 */
-    .noisy            = A + 9611840,    /*     100352    0-12   noisy 28x28x1 */
+    .noisy            = A + 9611840,    /*     100352    0-11   noisy 28x28x1 */
     .y                = A + 9712192,    /*     100352    0-13   y 28x28x1 */
   };
 }

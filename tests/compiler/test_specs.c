@@ -105,6 +105,59 @@ Test(specs, memory_plan_never_shares_live_buffers) {
   }
 }
 
+static bool step_touches(const ae_step *st, const ae_buffer *b) {
+  for (int i = 0; i < st->reads.len; i++) if (st->reads.items[i] == b) return true;
+  for (int i = 0; i < st->writes.len; i++) if (st->writes.items[i] == b) return true;
+  return false;
+}
+
+/* The step list: every buffer a step touches is alive at its time in the plan; every
+ * gradient buffer is zeroed once, before any other step touches it; a kernel's backward
+ * steps are consecutive; a frozen layer has no weight gradient and a trained one has. */
+Test(specs, steps_zero_each_gradient_first_and_skip_frozen_weights) {
+  for (int i = 0; i < N_SPECS; i++) {
+    const char *name = torch_counts[i].name;
+    ae_arena *a = ae_arena_new();
+    ae_program *p = ae_lower(a, load(a, name), 4);
+    bool ended[256] = {0};
+    cr_assert_lt(p->kernels.len, 256);
+    for (int s = 0; s < p->steps.len; s++) {
+      const ae_step *st = p->steps.items[s];
+      for (int j = 0; j < st->reads.len + st->writes.len; j++) {
+        const ae_buffer *b = j < st->reads.len ? st->reads.items[j] : st->writes.items[j - st->reads.len];
+        cr_expect(b->used && b->first <= st->time && st->time <= b->last, "%s: step %d (%s) uses a buffer dead at %d",
+                  name, s, ae_step_kind_name(st->kind), st->time);
+      }
+      const ae_step *prev = s ? p->steps.items[s - 1] : NULL;
+      if (prev && prev->k && prev->kind != STEP_FORWARD && prev->k != st->k) ended[prev->k->id] = true;
+      if (st->k && st->kind != STEP_FORWARD)
+        cr_expect(!ended[st->k->id], "%s: the backward steps of kernel %d are not together", name, st->k->id);
+    }
+    for (int n = 0; n < p->n_nodes; n++) {
+      const ae_buffer *g = &p->grad[n];
+      if (!g->used) continue;
+      int zeros = 0, first = -1;
+      for (int s = 0; s < p->steps.len; s++) {
+        const ae_step *st = p->steps.items[s];
+        if (!step_touches(st, g)) continue;
+        if (first < 0) first = s;
+        if (st->kind == STEP_ZERO) { zeros++; cr_expect_eq(s, first, "%s: a gradient is zeroed after its first use", name); }
+      }
+      cr_expect_eq(zeros, 1, "%s: a gradient buffer is zeroed %d times", name, zeros);
+    }
+    long trained = 0;
+    for (int k = 0; k < p->kernels.len; k++) {
+      const ae_kernel *kk = p->kernels.items[k];
+      if (!kk->w || kk->kind == K_BATCHNORM) continue;
+      bool dw = ae_kernel_step(p, kk, STEP_WEIGHT_GRAD) != NULL;
+      cr_expect_eq(dw, !kk->w->frozen, "%s: %s has%s a weight gradient step", name, kk->w->name, dw ? "" : " no");
+      if (dw) trained += kk->w->size;
+    }
+    cr_expect(trained > 0, "%s: no layer is trained", name);
+    ae_arena_free(a);
+  }
+}
+
 Test(specs, fusion_folds_upsample_and_concat_into_convs) {
   ae_arena *a = ae_arena_new();
   ae_program *p = ae_lower(a, load(a, "unet_landcover"), 8);
