@@ -214,93 +214,28 @@ static const char *chunk_loop(emitter *e, int B, int C) {
   return ae_sprintf(e->a, "  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, C);
 }
 
-/* ---- padded copies for the direct stride-1 convolutions --------------------------- */
-/* The loop over the B images of a padded copy, split with its rows over the threads. */
-static void open_images(emitter *e, int B) {
-  if (B == 1) OUT("  const int n = 0;\n#pragma omp parallel for schedule(static)\n");
-  else OUT("#pragma omp parallel for collapse(2) schedule(static)\n  for (int n = 0; n < %d; n++)\n", B);
-}
-
-/* One source of a padded copy: a tensor of c channels at h x w (upsampled by factor to
- * the window's size) stacked at channel off. */
+/* ---- padded copies for the direct convolutions ----------------------------------------- */
+/* One part of a conv's input stack: a tensor t of c channels at the stack's size divided
+ * by factor (a folded upsample), at channel off (a folded concat). */
 typedef struct { const char *t; int c, off, factor; } pad_src;
 
-/* The offset in a source of the stack pixel (th, tw) of image n0 + n: the source is the
- * stack's h x w upsampled by its factor, so its pixel is (th / f, tw / f). */
-static const char *source_pixel(emitter *e, const pad_src *src, int h, int w) {
-  int f = src->factor;
-  return times(e, ae_sprintf(e->a, "(((long)(n0 + n) * %d + %s) * %d + %s)", h / f, div_by(e, "th", f), w / f, div_by(e, "tw", f)),
-               src->c);
+/* The geometry of a padded copy (aert_pad_geom in runtime/aert_kernels.h): the stack of
+ * parts, h x w x tc, zero-padded to hp x wp (pt rows above, pl columns left) in s x s
+ * phases, B images per copy, then the slack the register tiles read past the last one. */
+static void emit_pad_geom(emitter *e, const char *g, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl, int s,
+                          int hp, int wp, int B) {
+  OUT("static const aert_stack_part %s_parts[%d] = {", g, ns);
+  for (int i = 0; i < ns; i++) OUT("%s{.c = %d, .off = %d, .factor = %d}", i ? ", " : "", src[i].c, src[i].off, src[i].factor);
+  OUT("};\nstatic const aert_pad_geom %s = {.batch = %d, .h = %d, .w = %d, .c = %d, .pt = %d, .pl = %d, .s = %d, .hp = %d, "
+      ".wp = %d, .slack = %ld, .parts = %d, .part = %s_parts};\n", g, B, h, w, tc, pt, pl, s, hp, wp, (long)AE_SLIDE_SLACK * tc,
+      ns, g);
 }
 
-/* fn(xp, t0, ...): the h x w x tc stack of the sources, zero-padded to hp x wp with pt
- * rows above and pl columns left, for every image; then zeroed slack. */
-/* One value copy of each source at (th, tw) into the stacked pixel c. */
-static void emit_stack_copy(emitter *e, const pad_src *src, int ns, int h, int w, const char *indent) {
-  for (int i = 0; i < ns; i++) {
-    const char *at = source_pixel(e, &src[i], h, w);
-    OUT("%smemcpy(%s, t%d + %s, %s);\n", indent, plus(e, "c", src[i].off), i, at, floats(e, src[i].c));
-  }
-}
-
-/* For stride s > 1: the s x s phases of the padded stack, each hp x wp pixels (phase (a, b)
- * holds padded rows a, a + s, ... and columns b, b + s, ...), for the B images from n0. */
-static void emit_phase_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
-                          int s, int hp, int wp, int B) {
-  OUT("static void %s(aert_real *restrict xp, int n0", fn);
-  for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
-  OUT(") {\n");
-  open_images(e, B);
-  OUT("    for (int pr = 0; pr < %d; pr++) {\n      int phase = pr / %d, th = pr %% %d * %d + phase / %d - %d;\n"
-      "      aert_real *o = xp + (%s + pr) * %ld;\n", s * s * hp, hp, hp, s, s, pt, times(e, "(long)n", s * s * hp), (long)wp * tc);
-  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %s); continue; }\n", h, floats(e, (long)wp * tc));
-  OUT("      for (int j = 0; j < %d; j++) {\n        int tw = j * %d + phase %% %d - %d;\n        aert_real *c = o + %s;\n"
-      "        if (tw < 0 || tw >= %d) { memset(c, 0, %s); continue; }\n", wp, s, s, pl, times(e, "(long)j", tc), w, floats(e, tc));
-  emit_stack_copy(e, src, ns, h, w, "        ");
-  OUT("      }\n    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * s * s * hp * wp * tc,
-      (long)AE_SLIDE_SLACK * tc);
-}
-
-static void emit_pad_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int pt, int pl,
-                        int hp, int wp, int B) {
-  OUT("static void %s(aert_real *restrict xp, int n0", fn);
-  for (int i = 0; i < ns; i++) OUT(", const aert_real *restrict t%d", i);
-  OUT(") {\n");
-  open_images(e, B);
-  OUT("    for (int ph = 0; ph < %d; ph++) {\n      aert_real *o = xp + (%s + ph) * %ld;\n      int th = %s;\n", hp,
-      times(e, "(long)n", hp), (long)wp * tc, affine(e, "ph", 1, pt));
-  OUT("      if (th < 0 || th >= %d) { memset(o, 0, %s); continue; }\n", h, floats(e, (long)wp * tc));
-  if (pl) OUT("      memset(o, 0, %s);\n", floats(e, (long)pl * tc));
-  if (wp - pl - w) OUT("      memset(o + %ld, 0, %s);\n", (long)(pl + w) * tc, floats(e, (long)(wp - pl - w) * tc));
-  if (ns == 1 && src[0].factor == 1)
-    OUT("      memcpy(o + %ld, t0 + ((long)(n0 + n) * %d + th) * %ld, %ld * sizeof(aert_real));\n", (long)pl * tc, h, (long)w * tc,
-        (long)w * tc);
-  else {
-    OUT("      for (int tw = 0; tw < %d; tw++) {\n        aert_real *c = o + (long)(%d + tw) * %d;\n", w, pl, tc);
-    emit_stack_copy(e, src, ns, h, w, "        ");
-    OUT("      }\n");
-  }
-  OUT("    }\n  memset(xp + %ld, 0, %ld * sizeof(aert_real));\n}\n\n", (long)B * hp * wp * tc, (long)AE_SLIDE_SLACK * tc);
-}
-
-/* fn(dxs, n0, d0, ...): the gradient of the h x w x tc stack of B images from n0 handed
- * back to its sources (the sum over each upsampled block); one thread per image, so the
- * order is fixed. */
-static void emit_unstack_fn(emitter *e, const char *fn, const pad_src *src, int ns, int h, int w, int tc, int B) {
-  OUT("static void %s(const aert_real *restrict dxs, int n0", fn);
-  for (int i = 0; i < ns; i++)
-    if (src[i].t) OUT(", aert_real *restrict d%d", i);
-  OUT(") {\n");
-  if (B == 1) OUT("  const int n = 0;   /* one image: one thread, as for more */\n");
-  else OUT("#pragma omp parallel for schedule(static)\n  for (int n = 0; n < %d; n++)\n", B);
-  OUT("    for (int th = 0; th < %d; th++)\n      for (int tw = 0; tw < %d; tw++) {\n"
-      "        const aert_real *g = dxs + %s;\n", h, w, times(e, ae_sprintf(e->a, "((%s + th) * %d + tw)", times(e, "(long)n", h), w), tc));
-  for (int i = 0; i < ns; i++) {
-    if (!src[i].t) continue;
-    const char *at = source_pixel(e, &src[i], h, w);
-    OUT("        for (int ch = 0; ch < %d; ch++) d%d[%s + ch] += g[%s];\n", src[i].c, i, at, plus(e, "ch", src[i].off));
-  }
-  OUT("      }\n}\n\n");
+/* "(const aert_real *const[]){r->d, r->e3}": the parts' tensors (or gradients) of a call. */
+static const char *part_list(emitter *e, const pad_src *src, int ns, bool grads) {
+  const char *list = "";
+  for (int i = 0; i < ns; i++) list = ae_sprintf(e->a, "%s%s%s", list, i ? ", " : "", src[i].t ? src[i].t : "NULL");
+  return ae_sprintf(e->a, "(%saert_real *const[]){%s}", grads ? "" : "const ", list);
 }
 
 /* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
@@ -316,30 +251,27 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   int hp2 = w.th + kk - 1, wp2 = w.tw + kk - 1;
   long xs = (long)w.th * w.tw * tc, ys = elems(k->out);
   pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
-  const char *srcs = "", *dsrcs = source_grads(e, k);
+  const char *dsrcs = source_grads(e, k);
   bool any_dx = has_step(e, k, STEP_INPUT_GRAD), plain = ns == 1 && ((ae_view *)k->src.items[0])->factor == 1;
   for (int i = 0; i < ns; i++) {
     const ae_view *v = k->src.items[i];
     src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, v->factor};
     dsrc[i] = src[i];
     dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
-    srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
   }
   bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
-  const char *pad = ae_sprintf(e->a, "pad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
-  const char *unstack = ae_sprintf(e->a, "unstack_%s", name), *scatter = ae_sprintf(e->a, "scatter_%s", name);
-  if (s == 1) emit_pad_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, hg, wg, C);
-  else emit_phase_fn(e, pad, src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg, C);
-  if (any_dx && dx_direct) {
-    pad_src dy = {"dy", cout, 0, 1};
-    emit_pad_fn(e, dpad, &dy, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, hp2, wp2, C);
-    if (!plain) emit_unstack_fn(e, unstack, dsrc, ns, w.th, w.tw, tc, C);
-  }
+  const char *scatter = ae_sprintf(e->a, "scatter_%s", name);
+  const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
+  pad_src dysrc = {dy, cout, 0, 1};
+  emit_pad_geom(e, ae_sprintf(e->a, "pgeo_%s", name), src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg, C);
+  if (any_dx && dx_direct)
+    emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, 1,
+                  hp2, wp2, C);
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
+  const char *pad = ae_sprintf(e->a, "aert_pad_stack(&pgeo_%s", name), *srcs = part_list(e, src, ns, false);
   /* the scratch: forward the padded copy; backward the padded copy, then (reusing it)
    * padded dy, the flipped weights and the stack's dx, or the columns */
   const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL, *bcol = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
-  const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   /* the geometry the kernels read by name: forward and weight gradient; dx (stride 1, whole
    * vectors of input channels) as a conv of padded dy with the flipped weights */
   const char *geom = ae_sprintf(e->a, "&geo_%s", name), *dgeom = ae_sprintf(e->a, "&dgeo_%s", name);
@@ -350,7 +282,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
         ".cout = %d};\n", name, C, hp2, wp2, cout, kk, w.th, w.tw, tc);
   OUT("\n");
   long wt = k->conv.weights_at;
-  OUT("static void %s_forward(const run *r) {\n%s    %s(%s, n0%s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
+  OUT("static void %s_forward(const run *r) {\n%s    %s, %s, n0, %s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
   else OUT("    aert_conv_fwd(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", geom, col, wv, y, ys);
   OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
@@ -361,18 +293,18 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
   if (has_step(e, k, STEP_WEIGHT_GRAD)) {
-    OUT("%s    %s(%s, n0%s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
+    OUT("%s    %s, %s, n0, %s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
         bcol, srcs, narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
   }
   if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
-    OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, C), dpad, bcol, dy);
+    OUT("%s    aert_pad_stack(&dpgeo_%s, %s, n0, %s);\n", chunk_loop(e, B, C), name, bcol, part_list(e, &dysrc, 1, false));
     if (plain)
       OUT("    aert_conv_fwd(%s, %s, %s + %ld, %s + (long)n0 * %ld, 1);\n", dgeom, bcol, bcol, wf, dsrc[0].t, xs);
     else
-      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %s + %ld, 0);\n    %s(%s + %ld, n0%s);\n", dgeom, bcol, bcol, wf, bcol, dxs, unstack,
-          bcol, dxs, dsrcs);
+      OUT("    aert_conv_fwd(%s, %s, %s + %ld, %s + %ld, 0);\n    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", dgeom, bcol, bcol,
+          wf, bcol, dxs, name, bcol, dxs, part_list(e, dsrc, ns, true));
     OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;

@@ -148,6 +148,84 @@ AERT_CONV_TILE(4)
  * output ho x wo pixels of cout channels. */
 typedef struct { int batch, s, hg, wg, cin, k, ho, wo, cout; } aert_conv_geom;
 
+/* The input stack of a direct convolution, copied zero-padded into its working buffer: the
+ * stack is h x w pixels of c channels per image, made of parts (a folded concat), each a
+ * tensor of part.c channels at h / factor x w / factor (a folded nearest upsample) placed
+ * at channel part.off. The copy holds batch images, each as s x s phases of hp x wp pixels
+ * (phase (a, b): padded rows a, a + s, ... and columns b, b + s, ...; for s = 1 the one
+ * padded image), pt rows and pl columns of zeros before the stack, then slack zeroed floats
+ * after the last image for the register tiles' reads. One static const struct per conv. */
+typedef struct { int c, off, factor; } aert_stack_part;
+typedef struct {
+  int batch, h, w, c, pt, pl, s, hp, wp;
+  long slack;
+  int parts;
+  const aert_stack_part *part;
+} aert_pad_geom;
+
+/* The offset in part p of the stack pixel (th, tw) of image n: the part's own pixel
+ * (th / f, tw / f) of its h / f x w / f. */
+static inline long aert_stack_at(const aert_pad_geom *g, const aert_stack_part *p, long n, int th, int tw) {
+  int f = p->factor;
+  return ((n * (g->h / f) + th / f) * (g->w / f) + tw / f) * p->c;
+}
+
+/* Copies the stack pixel (th, tw) of image n from the parts src[] into c. */
+static inline void aert_stack_pixel(const aert_pad_geom *g, aert_real *restrict c, const aert_real *const *src, long n, int th,
+                                    int tw) {
+  for (int i = 0; i < g->parts; i++) {
+    const aert_stack_part *p = &g->part[i];
+    memcpy(c + p->off, src[i] + aert_stack_at(g, p, n, th, tw), sizeof(aert_real) * p->c);
+  }
+}
+
+/* Writes the padded copy of the stacks of images n0 .. n0 + batch - 1 into xp. */
+static inline void aert_pad_stack(const aert_pad_geom *g, aert_real *restrict xp, int n0, const aert_real *const *src) {
+  int s = g->s, h = g->h, w = g->w, c = g->c, pt = g->pt, pl = g->pl, hp = g->hp, wp = g->wp, rows = s * s * hp;
+  int plain = g->parts == 1 && g->part[0].factor == 1;
+  long row = (long)wp * c;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < g->batch; n++)
+    for (int pr = 0; pr < rows; pr++) {
+      int phase = pr / hp, th = pr % hp * s + phase / s - pt;
+      aert_real *o = xp + ((long)n * rows + pr) * row;
+      if (th < 0 || th >= h) { memset(o, 0, sizeof(aert_real) * row); continue; }
+      if (s == 1) {   /* one phase: zero the margins, copy the row */
+        memset(o, 0, sizeof(aert_real) * pl * c);
+        memset(o + (long)(pl + w) * c, 0, sizeof(aert_real) * (wp - pl - w) * c);
+        if (plain) memcpy(o + (long)pl * c, src[0] + ((long)(n0 + n) * h + th) * w * c, sizeof(aert_real) * w * c);
+        else
+          for (int tw = 0; tw < w; tw++) aert_stack_pixel(g, o + (long)(pl + tw) * c, src, n0 + n, th, tw);
+        continue;
+      }
+      for (int j = 0; j < wp; j++) {
+        int tw = j * s + phase % s - pl;
+        if (tw < 0 || tw >= w) memset(o + (long)j * c, 0, sizeof(aert_real) * c);
+        else aert_stack_pixel(g, o + (long)j * c, src, n0 + n, th, tw);
+      }
+    }
+  memset(xp + (long)g->batch * rows * row, 0, sizeof(aert_real) * g->slack);
+}
+
+/* Adds the gradient of the stacks of images n0 .. (dxs: h x w x c per image, unpadded) into
+ * the parts' gradients dsrc[] (NULL: the part takes none): an upsampled part receives the
+ * sum over its block. One thread per image, so the order of the sums is fixed. */
+static inline void aert_unstack(const aert_pad_geom *g, const aert_real *restrict dxs, int n0, aert_real *const *dsrc) {
+  int h = g->h, w = g->w, c = g->c;
+#pragma omp parallel for schedule(static) if (g->batch > 1)
+  for (int n = 0; n < g->batch; n++)
+    for (int th = 0; th < h; th++)
+      for (int tw = 0; tw < w; tw++) {
+        const aert_real *d = dxs + (((long)n * h + th) * w + tw) * c;
+        for (int i = 0; i < g->parts; i++) {
+          const aert_stack_part *p = &g->part[i];
+          if (!dsrc[i]) continue;
+          aert_real *t = dsrc[i] + aert_stack_at(g, p, n0 + n, th, tw);
+          for (int ch = 0; ch < p->c; ch++) t[ch] += d[p->off + ch];
+        }
+      }
+}
+
 /* x: per image s * s phases of hg x wg pixels (plus slack after the last image); y: ho x wo
  * pixels of cout channels, a multiple of AERT_LANES; acc adds to y instead of overwriting. */
 static inline void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,

@@ -105,25 +105,13 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 57.80 MFLOP, 26.09 MB */
-static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h_1 = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = pgeo_conv_z_h_1_parts};
 static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
@@ -133,7 +121,7 @@ static void conv_z_h_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), r->d_z_h_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1(r->conv_z_h_1_dscratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + 0));
   }
 }
@@ -142,23 +130,8 @@ static void conv_z_h_1_backward(const run *r) {
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch; backward 924.84 MFLOP, 32.19 MB */
-static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int pr = 0; pr < 60; pr++) {
-      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 60 + pr) * 480;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 15; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 32;
-        if (tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 921600, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h_2 = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 768, .parts = 1, .part = pgeo_conv_z_h_2_parts};
 static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int img = 0; img < 16; img++) {
@@ -183,7 +156,7 @@ static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg
 
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
+    aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
@@ -193,7 +166,7 @@ static void conv_z_h_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 9536), r->d_z_h_2, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->z_h_1);
+    aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 16) {
@@ -206,40 +179,16 @@ static void conv_z_h_2_backward(const run *r) {
  * in: relu 14x14x32
  * out:  14x14x64, relu fused, batch 128
  * forward 924.84 MFLOP, 9.71 MB moved per batch; backward 1.85 GFLOP, 19.42 MB */
-static void pad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1024;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1024 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 960, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 14 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h2_1 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_z_h2_1_parts};
+static const aert_stack_part dpgeo_conv_z_h2_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_z_h2_1 = {.batch = 64, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 1536, .parts = 1, .part = dpgeo_conv_z_h2_1_parts};
 static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 static const aert_conv_geom dgeo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
+    aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
@@ -249,12 +198,12 @@ static void conv_z_h2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 28000), r->d_z_h2_1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->z_h_2);
+    aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_z_h2_1(r->conv_z_h2_1_dscratch, n0, r->d_z_h2_1);
+    aert_pad_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1});
     aert_conv_fwd(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1050112, r->d_z_h_2 + (long)n0 * 6272, 1);
   }
 }
@@ -263,23 +212,8 @@ static void conv_z_h2_1_backward(const run *r) {
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch; backward 924.84 MFLOP, 16.35 MB */
-static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int pr = 0; pr < 32; pr++) {
-      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 32 + pr) * 512;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 8; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 64;
-        if (tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h2_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h2_2 = {.batch = 64, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 1536, .parts = 1, .part = pgeo_conv_z_h2_2_parts};
 static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int img = 0; img < 32; img++) {
@@ -304,7 +238,7 @@ static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg
 
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
+    aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
@@ -314,7 +248,7 @@ static void conv_z_h2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 64928), r->d_z_h2_2, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->z_h2_1);
+    aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + 28064));
   }
   for (int n0 = 0; n0 < 128; n0 += 32) {
@@ -359,53 +293,16 @@ static void dense_d_backward(const run *r) {
  * in: d 7x7x64 upsampled x2
  * out: d1 14x14x64, relu fused, batch 128
  * forward 1.85 GFLOP, 8.18 MB moved per batch; backward 3.70 GFLOP, 16.35 MB */
-static void pad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1024;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1024 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 960, 0, 64 * sizeof(aert_real));
-      for (int tw = 0; tw < 14; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 524288, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1024;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1024 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 960, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 14 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 1536 * sizeof(aert_real));
-}
-
-static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int th = 0; th < 14; th++)
-      for (int tw = 0; tw < 14; tw++) {
-        const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d1_parts[1] = {{.c = 64, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d1 = {.batch = 32, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 1536, .parts = 1, .part = pgeo_conv_d1_parts};
+static const aert_stack_part dpgeo_conv_d1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1 = {.batch = 32, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 1536, .parts = 1, .part = dpgeo_conv_d1_parts};
 static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1(r->conv_d1_scratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 268864), r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
@@ -415,14 +312,14 @@ static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 305728), r->d_d1, 25088, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 268864));
   }
   aert_conv_flip((r->P + 268864), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
+    aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
-    unstack_conv_d1(r->conv_d1_dscratch + 562688, n0, r->d_d);
+    aert_unstack(&pgeo_conv_d1, r->conv_d1_dscratch + 562688, n0, (aert_real *const[]){r->d_d});
   }
 }
 
@@ -430,53 +327,16 @@ static void conv_d1_backward(const run *r) {
  * in: d1 14x14x64 upsampled x2
  * out: d2 28x28x32, relu fused, batch 128
  * forward 3.70 GFLOP, 19.34 MB moved per batch; backward 7.40 GFLOP, 38.68 MB */
-static void pad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 1920;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 1920 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 1856, 0, 64 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 460800, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 28 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 230400, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 64 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d2_parts[1] = {{.c = 64, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d2 = {.batch = 8, .h = 28, .w = 28, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 1536, .parts = 1, .part = pgeo_conv_d2_parts};
+static const aert_stack_part dpgeo_conv_d2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2 = {.batch = 8, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_parts};
 static const aert_conv_geom geo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 64, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 64};
 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
+    aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 305792), r->d2 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->d2, (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
@@ -486,14 +346,14 @@ static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 324224), r->d_d2, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
+    aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 305792));
   }
   aert_conv_flip((r->P + 305792), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 8) {
-    dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
+    aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
-    unstack_conv_d2(r->conv_d2_dscratch + 250368, n0, r->d_d1);
+    aert_unstack(&pgeo_conv_d2, r->conv_d2_dscratch + 250368, n0, (aert_real *const[]){r->d_d1});
   }
 }
 
@@ -501,40 +361,16 @@ static void conv_d2_backward(const run *r) {
  * in: d2 28x28x32
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 115.61 MFLOP, 26.50 MB */
-static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 28 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_y_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = pgeo_conv_y_parts};
+static const aert_stack_part dpgeo_conv_y_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = dpgeo_conv_y_parts};
 static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 324256), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -544,12 +380,12 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 324544), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 324256));
   }
   aert_conv_flip((r->P + 324256), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
 }

@@ -97,28 +97,13 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
  * forward 14.45 MFLOP, 3.61 MB moved per batch; backward 14.45 MFLOP, 6.83 MB */
-static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int pr = 0; pr < 60; pr++) {
-      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 60 + pr) * 15;
-      if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 15; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j;
-        if (tw < 0 || tw >= 28) { memset(c, 0, sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
-      }
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 24, .parts = 1, .part = pgeo_conv_e_1_parts};
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
@@ -128,7 +113,7 @@ static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
 }
@@ -137,23 +122,8 @@ static void conv_e_1_backward(const run *r) {
  * in: relu 14x14x32
  * out: e 7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 4.89 MB moved per batch; backward 462.42 MFLOP, 9.78 MB */
-static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int pr = 0; pr < 32; pr++) {
-      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 32 + pr) * 256;
-      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 8; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 32;
-        if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_2 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 768, .parts = 1, .part = pgeo_conv_e_2_parts};
 static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int img = 0; img < 64; img++) {
@@ -178,7 +148,7 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 
 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
@@ -188,7 +158,7 @@ static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
@@ -201,38 +171,16 @@ static void conv_e_2_backward(const run *r) {
  * in: e 7x7x64
  * out: z 1x1x64, batch 128
  * forward 51.38 MFLOP, 2.44 MB moved per batch; backward 102.76 MFLOP, 4.88 MB */
-static void pad_conv_z(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 7; ph++) {
-      aert_real *o = xp + ((long)n * 7 + ph) * 448;
-      int th = ph;
-      if (th < 0 || th >= 7) { memset(o, 0, 448 * sizeof(aert_real)); continue; }
-      memcpy(o + 0, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 200704, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_z(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 13; ph++) {
-      aert_real *o = xp + ((long)n * 13 + ph) * 832;
-      int th = ph - 6;
-      if (th < 0 || th >= 1) { memset(o, 0, 832 * sizeof(aert_real)); continue; }
-      memset(o, 0, 384 * sizeof(aert_real));
-      memset(o + 448, 0, 384 * sizeof(aert_real));
-      memcpy(o + 384, t0 + ((long)(n0 + n) * 1 + th) * 64, 64 * sizeof(aert_real));
-    }
-  memset(xp + 692224, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z = {.batch = 64, .h = 7, .w = 7, .c = 64, .pt = 0, .pl = 0, .s = 1, .hp = 7, .wp = 7, .slack = 1536, .parts = 1, .part = pgeo_conv_z_parts};
+static const aert_stack_part dpgeo_conv_z_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_z = {.batch = 64, .h = 1, .w = 1, .c = 64, .pt = 6, .pl = 6, .s = 1, .hp = 13, .wp = 13, .slack = 1536, .parts = 1, .part = dpgeo_conv_z_parts};
 static const aert_conv_geom geo_conv_z = {.batch = 64, .s = 1, .hg = 7, .wg = 7, .cin = 64, .k = 7, .ho = 1, .wo = 1, .cout = 64};
 static const aert_conv_geom dgeo_conv_z = {.batch = 64, .s = 1, .hg = 13, .wg = 13, .cin = 64, .k = 7, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z(r->conv_z_scratch, n0, r->e);
+    aert_pad_stack(&pgeo_conv_z, r->conv_z_scratch, n0, (const aert_real *const[]){r->e});
     aert_conv_fwd(&geo_conv_z, r->conv_z_scratch, (r->P + 18816), r->z + (long)n0 * 64, 0);
   }
   aert_bias_act(r->z, (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
@@ -242,12 +190,12 @@ static void conv_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, 8192, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + 219520), r->d_z, 128, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z(r->conv_z_dscratch, n0, r->e);
+    aert_pad_stack(&pgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->e});
     aert_conv_dw(&geo_conv_z, r->conv_z_dscratch, r->d_z + (long)n0 * 64, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_z_dscratch + 693760, 7, 64, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_z(r->conv_z_dscratch, n0, r->d_z);
+    aert_pad_stack(&dpgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->d_z});
     aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 1);
   }
 }
@@ -324,53 +272,16 @@ static void conv_transpose_d_backward(const run *r) {
  * in: d 7x7x64 upsampled x2
  * out: d1 14x14x32, relu fused, batch 128
  * forward 924.84 MFLOP, 4.89 MB moved per batch; backward 1.85 GFLOP, 9.78 MB */
-static void pad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1024;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1024 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 960, 0, 64 * sizeof(aert_real));
-      for (int tw = 0; tw < 14; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 64;
-        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 524288, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 262144, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d1(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int th = 0; th < 14; th++)
-      for (int tw = 0; tw < 14; tw++) {
-        const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 64;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d1_parts[1] = {{.c = 64, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d1 = {.batch = 32, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 1536, .parts = 1, .part = pgeo_conv_d1_parts};
+static const aert_stack_part dpgeo_conv_d1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_d1_parts};
 static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1(r->conv_d1_scratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 420352), r->d1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d1, (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
@@ -380,14 +291,14 @@ static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 438784), r->d_d1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d1(r->conv_d1_dscratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 6272, (r->G + 420352));
   }
   aert_conv_flip((r->P + 420352), r->conv_d1_dscratch + 263680, 3, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d1(r->conv_d1_dscratch, n0, r->d_d1);
+    aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 263680, r->conv_d1_dscratch + 282112, 0);
-    unstack_conv_d1(r->conv_d1_dscratch + 282112, n0, r->d_d);
+    aert_unstack(&pgeo_conv_d1, r->conv_d1_dscratch + 282112, n0, (aert_real *const[]){r->d_d});
   }
 }
 
@@ -395,53 +306,16 @@ static void conv_d1_backward(const run *r) {
  * in: d1 14x14x32 upsampled x2
  * out: d2 28x28x16, relu fused, batch 128
  * forward 924.84 MFLOP, 9.65 MB moved per batch; backward 1.85 GFLOP, 19.30 MB */
-static void pad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 460800, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 230400, 0, 384 * sizeof(aert_real));
-}
-
-static void unstack_conv_d2(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d2_parts[1] = {{.c = 32, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d2 = {.batch = 16, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = pgeo_conv_d2_parts};
+static const aert_stack_part dpgeo_conv_d2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2 = {.batch = 16, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpgeo_conv_d2_parts};
 static const aert_conv_geom geo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 static const aert_conv_geom dgeo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
+    aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 438816), r->d2 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d2, (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
@@ -451,14 +325,14 @@ static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 443424), r->d_d2, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d2(r->conv_d2_dscratch, n0, r->d1);
+    aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 12544, (r->G + 438816));
   }
   aert_conv_flip((r->P + 438816), r->conv_d2_dscratch + 231168, 3, 32, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d2(r->conv_d2_dscratch, n0, r->d_d2);
+    aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231168, r->conv_d2_dscratch + 235776, 0);
-    unstack_conv_d2(r->conv_d2_dscratch + 235776, n0, r->d_d1);
+    aert_unstack(&pgeo_conv_d2, r->conv_d2_dscratch + 235776, n0, (aert_real *const[]){r->d_d1});
   }
 }
 
@@ -466,40 +340,16 @@ static void conv_d2_backward(const run *r) {
  * in: d2 28x28x16
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 57.80 MFLOP, 13.65 MB */
-static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 57600, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_y_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_y = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = pgeo_conv_y_parts};
+static const aert_stack_part dpgeo_conv_y_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_y = {.batch = 64, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = dpgeo_conv_y_parts};
 static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 1};
 static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 443440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -509,12 +359,12 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 443584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 443440));
   }
   aert_conv_flip((r->P + 443440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 1);
   }
 }

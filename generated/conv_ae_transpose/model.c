@@ -92,28 +92,13 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
  * forward 14.45 MFLOP, 3.61 MB moved per batch; backward 14.45 MFLOP, 6.83 MB */
-static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int pr = 0; pr < 60; pr++) {
-      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 60 + pr) * 15;
-      if (th < 0 || th >= 28) { memset(o, 0, 15 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 15; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j;
-        if (tw < 0 || tw >= 28) { memset(c, 0, sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
-      }
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 24, .parts = 1, .part = pgeo_conv_e_1_parts};
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
@@ -123,7 +108,7 @@ static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
 }
@@ -132,23 +117,8 @@ static void conv_e_1_backward(const run *r) {
  * in: relu 14x14x32
  * out: e 7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 4.89 MB moved per batch; backward 462.42 MFLOP, 9.78 MB */
-static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int pr = 0; pr < 32; pr++) {
-      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 32 + pr) * 256;
-      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 8; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 32;
-        if (tw < 0 || tw >= 14) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_2 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 768, .parts = 1, .part = pgeo_conv_e_2_parts};
 static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *restrict t0) {
 #pragma omp parallel for schedule(static)
   for (int img = 0; img < 64; img++) {
@@ -173,7 +143,7 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 
 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2(r->conv_e_2_scratch, n0, r->e_1);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
@@ -183,7 +153,7 @@ static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->e_1);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
   for (int n0 = 0; n0 < 128; n0 += 64) {
@@ -354,40 +324,16 @@ static void conv_transpose_d2_backward(const run *r) {
  * in: d2 28x28x32
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 115.61 MFLOP, 26.50 MB */
-static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 28 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_y_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = pgeo_conv_y_parts};
+static const aert_stack_part dpgeo_conv_y_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = dpgeo_conv_y_parts};
 static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_scratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 278080), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 278368), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -397,12 +343,12 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 278368), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_dscratch, n0, r->d2);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 278080));
   }
   aert_conv_flip((r->P + 278080), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
 }

@@ -97,25 +97,13 @@ static void gaussian_noise_noisy_forward(const run *r) {
  * in: noisy 28x28x1
  * out:  28x28x32, relu fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 57.80 MFLOP, 26.09 MB */
-static void pad_conv_e_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = pgeo_conv_e_1_parts};
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_scratch, n0, r->noisy);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->e_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
@@ -125,7 +113,7 @@ static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 288), r->d_e_1, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_e_1(r->conv_e_1_dscratch, n0, r->noisy);
+    aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + 0));
   }
 }
@@ -146,41 +134,17 @@ static void maxpool_2_backward(const run *r) {
  * in: maxpool 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
-static void pad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_e_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_e_2_parts};
+static const aert_stack_part dpgeo_conv_e_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_e_2_parts};
 static const aert_conv_geom geo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_e_2(r->conv_e_2_scratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
@@ -191,13 +155,13 @@ static void conv_e_2_backward(const run *r) {
   aert_bias_grad((r->G + 9536), r->d_e_2, 25088, 32);
   {
     const int n0 = 0;
-    pad_conv_e_2(r->conv_e_2_dscratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 6272, (r->G + 320));
   }
   aert_conv_flip((r->P + 320), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    dpad_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_2);
+    aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2});
     aert_conv_fwd(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 6272, 1);
   }
 }
@@ -218,53 +182,16 @@ static void maxpool_e_backward(const run *r) {
  * in: e 7x7x32 upsampled x2
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 4.05 MB moved per batch; backward 924.84 MFLOP, 8.10 MB */
-static void pad_conv_d_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      for (int tw = 0; tw < 14; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_d_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int th = 0; th < 14; th++)
-      for (int tw = 0; tw < 14; tw++) {
-        const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 32 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d_1_parts[1] = {{.c = 32, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d_1 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_d_1_parts};
+static const aert_stack_part dpgeo_conv_d_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d_1 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_d_1_parts};
 static const aert_conv_geom geo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d_1(r->conv_d_1_scratch, n0, r->e);
+    aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_scratch, n0, (const aert_real *const[]){r->e});
     aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, (r->P + 9568), r->d_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d_1, (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
@@ -274,14 +201,14 @@ static void conv_d_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d_1, r->d_1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 18784), r->d_d_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d_1(r->conv_d_1_dscratch, n0, r->e);
+    aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->e});
     aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->d_d_1 + (long)n0 * 6272, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_d_1_dscratch + 525056, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_d_1(r->conv_d_1_dscratch, n0, r->d_d_1);
+    aert_pad_stack(&dpgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->d_d_1});
     aert_conv_fwd(&dgeo_conv_d_1, r->conv_d_1_dscratch, r->conv_d_1_dscratch + 525056, r->conv_d_1_dscratch + 534272, 0);
-    unstack_conv_d_1(r->conv_d_1_dscratch + 534272, n0, r->d_e);
+    aert_unstack(&pgeo_conv_d_1, r->conv_d_1_dscratch + 534272, n0, (aert_real *const[]){r->d_e});
   }
 }
 
@@ -289,53 +216,16 @@ static void conv_d_1_backward(const run *r) {
  * in: relu 14x14x32 upsampled x2
  * out: d 28x28x32, relu fused, batch 128
  * forward 1.85 GFLOP, 16.09 MB moved per batch; backward 3.70 GFLOP, 32.19 MB */
-static void pad_conv_d_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 32;
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 460800, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_d_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 28 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 460800, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d_2(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 32;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d_2_parts[1] = {{.c = 32, .off = 0, .factor = 2}};
+static const aert_pad_geom pgeo_conv_d_2 = {.batch = 16, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = pgeo_conv_d_2_parts};
+static const aert_stack_part dpgeo_conv_d_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d_2 = {.batch = 16, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = dpgeo_conv_d_2_parts};
 static const aert_conv_geom geo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 static const aert_conv_geom dgeo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_d_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d_2(r->conv_d_2_scratch, n0, r->d_1);
+    aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_scratch, n0, (const aert_real *const[]){r->d_1});
     aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, (r->P + 18816), r->d + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->d, (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
@@ -345,14 +235,14 @@ static void conv_d_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, 3211264, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 28032), r->d_d, 100352, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_1);
+    aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_1});
     aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->d_d + (long)n0 * 25088, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_d_2_dscratch + 461568, 3, 32, 32);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d_2(r->conv_d_2_dscratch, n0, r->d_d);
+    aert_pad_stack(&dpgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_d});
     aert_conv_fwd(&dgeo_conv_d_2, r->conv_d_2_dscratch, r->conv_d_2_dscratch + 461568, r->conv_d_2_dscratch + 470784, 0);
-    unstack_conv_d_2(r->conv_d_2_dscratch + 470784, n0, r->d_d_1);
+    aert_unstack(&pgeo_conv_d_2, r->conv_d_2_dscratch + 470784, n0, (aert_real *const[]){r->d_d_1});
   }
 }
 
@@ -360,40 +250,16 @@ static void conv_d_2_backward(const run *r) {
  * in: d 28x28x32
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch; backward 115.61 MFLOP, 26.50 MB */
-static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 960;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 960 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 928, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 28 + th) * 896, 896 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_y_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 768, .parts = 1, .part = pgeo_conv_y_parts};
+static const aert_stack_part dpgeo_conv_y_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_y = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = dpgeo_conv_y_parts};
 static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 1};
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_scratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 28064), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -403,12 +269,12 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 28352), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_y(r->conv_y_dscratch, n0, r->d);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 28064));
   }
   aert_conv_flip((r->P + 28064), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 1);
   }
 }

@@ -88,25 +88,13 @@ static void gaussian_noise_noisy_forward(const run *r) {
  * in: noisy 28x28x1
  * out: e1 28x28x16, relu fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 28.90 MFLOP, 13.25 MB */
-static void pad_conv_e1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 57600, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e1 = {.batch = 64, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = pgeo_conv_e1_parts};
 static const aert_conv_geom geo_conv_e1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1(r->conv_e1_scratch, n0, r->noisy);
+    aert_pad_stack(&pgeo_conv_e1, r->conv_e1_scratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + 0), r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
@@ -116,7 +104,7 @@ static void conv_e1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 144), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1(r->conv_e1_dscratch, n0, r->noisy);
+    aert_pad_stack(&pgeo_conv_e1, r->conv_e1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 0));
   }
 }
@@ -137,41 +125,17 @@ static void maxpool_2_backward(const run *r) {
  * in: maxpool 14x14x16
  * out: e2 14x14x32, relu fused, batch 128
  * forward 231.21 MFLOP, 4.84 MB moved per batch; backward 462.42 MFLOP, 9.67 MB */
-static void pad_conv_e2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 256;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 240, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 14 + th) * 224, 224 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_e2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e2 = {.batch = 128, .h = 14, .w = 14, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 384, .parts = 1, .part = pgeo_conv_e2_parts};
+static const aert_stack_part dpgeo_conv_e2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_e2_parts};
 static const aert_conv_geom geo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 16, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
 
 static void conv_e2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_e2(r->conv_e2_scratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + 160), r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + 4768), 25088, 32, AERT_ACT_RELU, 0);
@@ -182,13 +146,13 @@ static void conv_e2_backward(const run *r) {
   aert_bias_grad((r->G + 4768), r->d_e2, 25088, 32);
   {
     const int n0 = 0;
-    pad_conv_e2(r->conv_e2_dscratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 160));
   }
   aert_conv_flip((r->P + 160), r->conv_e2_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
-    dpad_conv_e2(r->conv_e2_dscratch, n0, r->d_e2);
+    aert_pad_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_fwd(&dgeo_conv_e2, r->conv_e2_dscratch, r->conv_e2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
@@ -263,54 +227,16 @@ static void conv_d1_backward(const run *r) {
  * in: d1 28x28x15 ++ noisy 28x28x1
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 57.80 MFLOP, 13.25 MB */
-static void pad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 16;
-        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 15, 15 * sizeof(aert_real));
-        memcpy(c + 15, t1 + (((long)(n0 + n) * 28 + th) * 28 + tw), sizeof(aert_real));
-      }
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_y(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 57600, 0, 24 * sizeof(aert_real));
-}
-
-static void unstack_conv_y(const aert_real *restrict dxs, int n0, aert_real *restrict d0) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 16;
-        for (int ch = 0; ch < 15; ch++) d0[(((long)(n0 + n) * 28 + th) * 28 + tw) * 15 + ch] += g[ch];
-      }
-}
-
+static const aert_stack_part pgeo_conv_y_parts[2] = {{.c = 15, .off = 0, .factor = 1}, {.c = 1, .off = 15, .factor = 1}};
+static const aert_pad_geom pgeo_conv_y = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 2, .part = pgeo_conv_y_parts};
+static const aert_stack_part dpgeo_conv_y_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_y = {.batch = 64, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = dpgeo_conv_y_parts};
 static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 1};
 static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y(r->conv_y_scratch, n0, r->d1, r->noisy);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d1, r->noisy});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 11440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + 11584), 100352, 1, AERT_ACT_SIGMOID, 0);
@@ -320,14 +246,14 @@ static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
   aert_bias_grad((r->G + 11584), r->d_y, 100352, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_y(r->conv_y_dscratch, n0, r->d1, r->noisy);
+    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d1, r->noisy});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 11440));
   }
   aert_conv_flip((r->P + 11440), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_y(r->conv_y_dscratch, n0, r->d_y);
+    aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->conv_y_dscratch + 58128, 0);
-    unstack_conv_y(r->conv_y_dscratch + 58128, n0, r->d_d1);
+    aert_unstack(&pgeo_conv_y, r->conv_y_dscratch + 58128, n0, (aert_real *const[]){r->d_d1, NULL});
   }
 }
 

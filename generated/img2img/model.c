@@ -126,25 +126,13 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  28x28x16, relu fused, batch 128
  * forward 28.90 MFLOP, 6.82 MB moved per batch; backward 28.90 MFLOP, 13.25 MB */
-static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 57600, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e1_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e1_1 = {.batch = 64, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = pgeo_conv_e1_1_parts};
 static const aert_conv_geom geo_conv_e1_1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1_1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
@@ -154,7 +142,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1_1, r->e1_1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 144), r->d_e1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + 0));
   }
 }
@@ -163,40 +151,16 @@ static void conv_e1_1_backward(const run *r) {
  * in: relu 28x28x16
  * out: e1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */
-static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e1_2 = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = pgeo_conv_e1_2_parts};
+static const aert_stack_part dpgeo_conv_e1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e1_2 = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpgeo_conv_e1_2_parts};
 static const aert_conv_geom geo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
+    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 160), r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
@@ -206,12 +170,12 @@ static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 2464), r->d_e1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
+    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 160));
   }
   aert_conv_flip((r->P + 160), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
+    aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->d_e1_1 + (long)n0 * 12544, 1);
   }
 }
@@ -232,41 +196,17 @@ static void maxpool_2_backward(const run *r) {
  * in: maxpool 14x14x16
  * out:  14x14x32, relu fused, batch 128
  * forward 231.21 MFLOP, 4.84 MB moved per batch; backward 462.42 MFLOP, 9.67 MB */
-static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 256;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 256 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 240, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 14 + th) * 224, 224 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e2_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e2_1 = {.batch = 128, .h = 14, .w = 14, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 384, .parts = 1, .part = pgeo_conv_e2_1_parts};
+static const aert_stack_part dpgeo_conv_e2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e2_1 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_e2_1_parts};
 static const aert_conv_geom geo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 16, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
 
 static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 2480), r->e2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2_1, (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
@@ -277,13 +217,13 @@ static void conv_e2_1_backward(const run *r) {
   aert_bias_grad((r->G + 7088), r->d_e2_1, 25088, 32);
   {
     const int n0 = 0;
-    pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 6272, (r->G + 2480));
   }
   aert_conv_flip((r->P + 2480), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
-    dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
+    aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
     aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
@@ -292,41 +232,17 @@ static void conv_e2_1_backward(const run *r) {
  * in: relu 14x14x32
  * out: e2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
-static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e2_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_e2_2_parts};
+static const aert_stack_part dpgeo_conv_e2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e2_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_e2_2_parts};
 static const aert_conv_geom geo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
+    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 7120), r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
@@ -337,13 +253,13 @@ static void conv_e2_2_backward(const run *r) {
   aert_bias_grad((r->G + 16336), r->d_e2, 25088, 32);
   {
     const int n0 = 0;
-    pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
+    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 7120));
   }
   aert_conv_flip((r->P + 7120), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
+    aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 1049344, r->d_e2_1 + (long)n0 * 6272, 1);
   }
 }
@@ -364,41 +280,17 @@ static void maxpool_5_backward(const run *r) {
  * in: maxpool 7x7x32
  * out:  7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 2.48 MB moved per batch; backward 462.42 MFLOP, 4.96 MB */
-static void pad_conv_m_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 9; ph++) {
-      aert_real *o = xp + ((long)n * 9 + ph) * 288;
-      int th = ph - 1;
-      if (th < 0 || th >= 7) { memset(o, 0, 288 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 256, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 7 + th) * 224, 224 * sizeof(aert_real));
-    }
-  memset(xp + 331776, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_m_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 9; ph++) {
-      aert_real *o = xp + ((long)n * 9 + ph) * 576;
-      int th = ph - 1;
-      if (th < 0 || th >= 7) { memset(o, 0, 576 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 512, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_m_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_m_1 = {.batch = 128, .h = 7, .w = 7, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 768, .parts = 1, .part = pgeo_conv_m_1_parts};
+static const aert_stack_part dpgeo_conv_m_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_m_1 = {.batch = 128, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_m_1_parts};
 static const aert_conv_geom geo_conv_m_1 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 static const aert_conv_geom dgeo_conv_m_1 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 32};
 
 static void conv_m_1_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_m_1(r->conv_m_1_scratch, n0, r->maxpool_5);
+    aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + 16368), r->m_1 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->m_1, (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
@@ -409,13 +301,13 @@ static void conv_m_1_backward(const run *r) {
   aert_bias_grad((r->G + 34800), r->d_m_1, 6272, 64);
   {
     const int n0 = 0;
-    pad_conv_m_1(r->conv_m_1_dscratch, n0, r->maxpool_5);
+    aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_dw(&geo_conv_m_1, r->conv_m_1_dscratch, r->d_m_1 + (long)n0 * 3136, (r->G + 16368));
   }
   aert_conv_flip((r->P + 16368), r->conv_m_1_dscratch + 665088, 3, 32, 64);
   {
     const int n0 = 0;
-    dpad_conv_m_1(r->conv_m_1_dscratch, n0, r->d_m_1);
+    aert_pad_stack(&dpgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->d_m_1});
     aert_conv_fwd(&dgeo_conv_m_1, r->conv_m_1_dscratch, r->conv_m_1_dscratch + 665088, r->d_maxpool_5 + (long)n0 * 1568, 1);
   }
 }
@@ -424,41 +316,17 @@ static void conv_m_1_backward(const run *r) {
  * in: relu 7x7x64
  * out: m 7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 3.36 MB moved per batch; backward 924.84 MFLOP, 6.72 MB */
-static void pad_conv_m_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 9; ph++) {
-      aert_real *o = xp + ((long)n * 9 + ph) * 576;
-      int th = ph - 1;
-      if (th < 0 || th >= 7) { memset(o, 0, 576 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 512, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_m_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 9; ph++) {
-      aert_real *o = xp + ((long)n * 9 + ph) * 576;
-      int th = ph - 1;
-      if (th < 0 || th >= 7) { memset(o, 0, 576 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 512, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_m_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_m_2 = {.batch = 128, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = pgeo_conv_m_2_parts};
+static const aert_stack_part dpgeo_conv_m_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_m_2 = {.batch = 128, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_m_2_parts};
 static const aert_conv_geom geo_conv_m_2 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 static const aert_conv_geom dgeo_conv_m_2 = {.batch = 128, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_m_2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_m_2(r->conv_m_2_scratch, n0, r->m_1);
+    aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_scratch, n0, (const aert_real *const[]){r->m_1});
     aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + 34864), r->m + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->m, (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
@@ -469,13 +337,13 @@ static void conv_m_2_backward(const run *r) {
   aert_bias_grad((r->G + 71728), r->d_m, 6272, 64);
   {
     const int n0 = 0;
-    pad_conv_m_2(r->conv_m_2_dscratch, n0, r->m_1);
+    aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->m_1});
     aert_conv_dw(&geo_conv_m_2, r->conv_m_2_dscratch, r->d_m + (long)n0 * 3136, (r->G + 34864));
   }
   aert_conv_flip((r->P + 34864), r->conv_m_2_dscratch + 665088, 3, 64, 64);
   {
     const int n0 = 0;
-    dpad_conv_m_2(r->conv_m_2_dscratch, n0, r->d_m);
+    aert_pad_stack(&dpgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->d_m});
     aert_conv_fwd(&dgeo_conv_m_2, r->conv_m_2_dscratch, r->conv_m_2_dscratch + 665088, r->d_m_1 + (long)n0 * 3136, 1);
   }
 }
@@ -484,55 +352,16 @@ static void conv_m_2_backward(const run *r) {
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 1.39 GFLOP, 8.14 MB moved per batch; backward 2.77 GFLOP, 16.28 MB */
-static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1536;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1536 * sizeof(aert_real)); continue; }
-      memset(o, 0, 96 * sizeof(aert_real));
-      memset(o + 1440, 0, 96 * sizeof(aert_real));
-      for (int tw = 0; tw < 14; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 96;
-        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
-        memcpy(c + 64, t1 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 786432, 0, 2304 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 262144, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int th = 0; th < 14; th++)
-      for (int tw = 0; tw < 14; tw++) {
-        const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 96;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
-        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 14 + th) * 14 + tw) * 32 + ch] += g[ch + 64];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d2_1_parts[2] = {{.c = 64, .off = 0, .factor = 2}, {.c = 32, .off = 64, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 96, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 2304, .parts = 2, .part = pgeo_conv_d2_1_parts};
+static const aert_stack_part dpgeo_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_1_parts};
 static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 96, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 96};
 
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->m, r->e2);
+    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m, r->e2});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 71792), r->d2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2_1, (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
@@ -542,14 +371,14 @@ static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 99440), r->d_d2_1, 25088, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->m, r->e2);
+    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m, r->e2});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + 71792));
   }
   aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
+    aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
-    unstack_conv_d2_1(r->conv_d2_1_dscratch + 292096, n0, r->d_m, r->d_e2);
+    aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 292096, n0, (aert_real *const[]){r->d_m, r->d_e2});
   }
 }
 
@@ -557,41 +386,17 @@ static void conv_d2_1_backward(const run *r) {
  * in: relu 14x14x32
  * out: d2 14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 6.46 MB moved per batch; backward 924.84 MFLOP, 12.92 MB */
-static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 128; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 1048576, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d2_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_d2_2_parts};
+static const aert_stack_part dpgeo_conv_d2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_2_parts};
 static const aert_conv_geom geo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
+    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 99472), r->d2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2, (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
@@ -602,13 +407,13 @@ static void conv_d2_2_backward(const run *r) {
   aert_bias_grad((r->G + 108688), r->d_d2, 25088, 32);
   {
     const int n0 = 0;
-    pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
+    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 6272, (r->G + 99472));
   }
   aert_conv_flip((r->P + 99472), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
+    aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 1049344, r->d_d2_1 + (long)n0 * 6272, 1);
   }
 }
@@ -617,55 +422,16 @@ static void conv_d2_2_backward(const run *r) {
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
  * forward 1.39 GFLOP, 16.08 MB moved per batch; backward 2.77 GFLOP, 32.17 MB */
-static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 1440;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 1440 * sizeof(aert_real)); continue; }
-      memset(o, 0, 48 * sizeof(aert_real));
-      memset(o + 1392, 0, 48 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 16, 16 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 691200, 0, 1152 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 230400, 0, 384 * sizeof(aert_real));
-}
-
-static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 28 + th) * 28 + tw) * 16 + ch] += g[ch + 32];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d1_1_parts[2] = {{.c = 32, .off = 0, .factor = 2}, {.c = 16, .off = 32, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 48, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 1152, .parts = 2, .part = pgeo_conv_d1_1_parts};
+static const aert_stack_part dpgeo_conv_d1_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpgeo_conv_d1_1_parts};
 static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 48, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 48};
 
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
+    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 108720), r->d1_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1_1, (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
@@ -675,14 +441,14 @@ static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 115632), r->d_d1_1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
+    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + 108720));
   }
   aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
+    aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
-    unstack_conv_d1_1(r->conv_d1_1_dscratch + 238464, n0, r->d_d2, r->d_e1);
+    aert_unstack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 238464, n0, (aert_real *const[]){r->d_d2, r->d_e1});
   }
 }
 
@@ -690,40 +456,16 @@ static void conv_d1_1_backward(const run *r) {
  * in: relu 28x28x16
  * out: d1 28x28x16, relu fused, batch 128
  * forward 462.42 MFLOP, 12.85 MB moved per batch; backward 924.84 MFLOP, 25.71 MB */
-static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 480;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 464, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 921600, 0, 384 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d1_2 = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = pgeo_conv_d1_2_parts};
+static const aert_stack_part dpgeo_conv_d1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1_2 = {.batch = 64, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpgeo_conv_d1_2_parts};
 static const aert_conv_geom geo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
+    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 115648), r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
@@ -733,12 +475,12 @@ static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 117952), r->d_d1, 100352, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
+    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 115648));
   }
   aert_conv_flip((r->P + 115648), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
+    aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->d_d1_1 + (long)n0 * 12544, 1);
   }
 }

@@ -83,25 +83,13 @@ static const aert_param params[] = {
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
  * forward 57.80 MFLOP, 13.25 MB moved per batch */
-static void pad_conv_z_h_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 30;
-      int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 30 * sizeof(aert_real)); continue; }
-      memset(o, 0, sizeof(aert_real));
-      memset(o + 29, 0, sizeof(aert_real));
-      memcpy(o + 1, t0 + ((long)(n0 + n) * 28 + th) * 28, 28 * sizeof(aert_real));
-    }
-  memset(xp + 28800, 0, 24 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h_1 = {.batch = 32, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 24, .parts = 1, .part = pgeo_conv_z_h_1_parts};
 static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_1(r->conv_z_h_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
   aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
@@ -111,28 +99,13 @@ static void conv_z_h_1_forward(const run *r) {
  * in: relu 28x28x32
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch */
-static void pad_conv_z_h_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int pr = 0; pr < 60; pr++) {
-      int phase = pr / 15, th = pr % 15 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 60 + pr) * 480;
-      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 15; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 32;
-        if (tw < 0 || tw >= 28) { memset(c, 0, 32 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 921600, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h_2 = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 768, .parts = 1, .part = pgeo_conv_z_h_2_parts};
 static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_z_h_2(r->conv_z_h_2_scratch, n0, r->z_h_1);
+    aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
@@ -142,25 +115,13 @@ static void conv_z_h_2_forward(const run *r) {
  * in: relu 14x14x32
  * out:  14x14x64, relu fused, batch 128
  * forward 924.84 MFLOP, 9.71 MB moved per batch */
-static void pad_conv_z_h2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 512;
-      int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 480, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
-    }
-  memset(xp + 524288, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h2_1 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = pgeo_conv_z_h2_1_parts};
 static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_1(r->conv_z_h2_1_scratch, n0, r->z_h_2);
+    aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
@@ -170,28 +131,13 @@ static void conv_z_h2_1_forward(const run *r) {
  * in: relu 14x14x64
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch */
-static void pad_conv_z_h2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 64; n++)
-    for (int pr = 0; pr < 32; pr++) {
-      int phase = pr / 8, th = pr % 8 * 2 + phase / 2 - 1;
-      aert_real *o = xp + ((long)n * 32 + pr) * 512;
-      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
-      for (int j = 0; j < 8; j++) {
-        int tw = j * 2 + phase % 2 - 1;
-        aert_real *c = o + (long)j * 64;
-        if (tw < 0 || tw >= 14) { memset(c, 0, 64 * sizeof(aert_real)); continue; }
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 1048576, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_z_h2_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_z_h2_2 = {.batch = 64, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 1536, .parts = 1, .part = pgeo_conv_z_h2_2_parts};
 static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
-    pad_conv_z_h2_2(r->conv_z_h2_2_scratch, n0, r->z_h2_1);
+    aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
   aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);

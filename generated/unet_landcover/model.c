@@ -185,25 +185,13 @@ static const aert_param params[] = {
  * in: x 256x256x24
  * out:  256x256x16, relu fused, batch 8
  * forward 3.62 GFLOP, 83.90 MB moved per batch; backward 3.62 GFLOP, 117.47 MB */
-static void pad_conv_e1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 6192;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 6192 * sizeof(aert_real)); continue; }
-      memset(o, 0, 24 * sizeof(aert_real));
-      memset(o + 6168, 0, 24 * sizeof(aert_real));
-      memcpy(o + 24, t0 + ((long)(n0 + n) * 256 + th) * 6144, 6144 * sizeof(aert_real));
-    }
-  memset(xp + 1597536, 0, 576 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e1_1_parts[1] = {{.c = 24, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e1_1 = {.batch = 1, .h = 256, .w = 256, .c = 24, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 576, .parts = 1, .part = pgeo_conv_e1_1_parts};
 static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 24, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1_1, (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
@@ -213,7 +201,7 @@ static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1_1, r->e1_1, 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 3456), r->d_e1_1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
+    aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + 0));
   }
 }
@@ -222,40 +210,16 @@ static void conv_e1_1_backward(const run *r) {
  * in: relu 256x256x16
  * out: e1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
-static void pad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 4128;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 4128 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 4112, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 256 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 1065024, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_e1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 4128;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 4128 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 4112, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 256 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 1065024, 0, 384 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e1_2 = {.batch = 1, .h = 256, .w = 256, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 384, .parts = 1, .part = pgeo_conv_e1_2_parts};
+static const aert_stack_part dpgeo_conv_e1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e1_2 = {.batch = 1, .h = 256, .w = 256, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 384, .parts = 1, .part = dpgeo_conv_e1_2_parts};
 static const aert_conv_geom geo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
+    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 3472), r->e1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1, (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
@@ -265,12 +229,12 @@ static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 5776), r->d_e1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
+    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + 3472));
   }
   aert_conv_flip((r->P + 3472), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_e1_2(r->conv_e1_2_dscratch, n0, r->d_e1);
+    aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->d_e1_1 + (long)n0 * 1048576, 1);
   }
 }
@@ -291,40 +255,16 @@ static void maxpool_2_backward(const run *r) {
  * in: maxpool 128x128x16
  * out:  128x128x32, relu fused, batch 8
  * forward 1.21 GFLOP, 25.18 MB moved per batch; backward 2.42 GFLOP, 50.37 MB */
-static void pad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 2080;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 2080 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 2064, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 128 + th) * 2048, 2048 * sizeof(aert_real));
-    }
-  memset(xp + 270400, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_e2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e2_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e2_1 = {.batch = 1, .h = 128, .w = 128, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 384, .parts = 1, .part = pgeo_conv_e2_1_parts};
+static const aert_stack_part dpgeo_conv_e2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e2_1 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = dpgeo_conv_e2_1_parts};
 static const aert_conv_geom geo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 16, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 16};
 
 static void conv_e2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e2_1(r->conv_e2_1_scratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 5792), r->e2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2_1, (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
@@ -334,12 +274,12 @@ static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2_1, r->e2_1, 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 10400), r->d_e2_1, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->maxpool_2);
+    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + 5792));
   }
   aert_conv_flip((r->P + 5792), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_e2_1);
+    aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
     aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->d_maxpool_2 + (long)n0 * 262144, 1);
   }
 }
@@ -348,40 +288,16 @@ static void conv_e2_1_backward(const run *r) {
  * in: relu 128x128x32
  * out: e2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
-static void pad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_e2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e2_2 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = pgeo_conv_e2_2_parts};
+static const aert_stack_part dpgeo_conv_e2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e2_2 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = dpgeo_conv_e2_2_parts};
 static const aert_conv_geom geo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_e2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e2_2(r->conv_e2_2_scratch, n0, r->e2_1);
+    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 10432), r->e2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2, (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
@@ -391,12 +307,12 @@ static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2, r->e2, 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 19648), r->d_e2, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->e2_1);
+    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + 10432));
   }
   aert_conv_flip((r->P + 10432), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_e2_2(r->conv_e2_2_dscratch, n0, r->d_e2);
+    aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->d_e2_1 + (long)n0 * 524288, 1);
   }
 }
@@ -417,40 +333,16 @@ static void maxpool_5_backward(const run *r) {
  * in: maxpool 64x64x32
  * out:  64x64x64, relu fused, batch 8
  * forward 1.21 GFLOP, 12.66 MB moved per batch; backward 2.42 GFLOP, 25.31 MB */
-static void pad_conv_e3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 2112;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 2112 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 2080, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 64 + th) * 2048, 2048 * sizeof(aert_real));
-    }
-  memset(xp + 278784, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_e3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 557568, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e3_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e3_1 = {.batch = 2, .h = 64, .w = 64, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 768, .parts = 1, .part = pgeo_conv_e3_1_parts};
+static const aert_stack_part dpgeo_conv_e3_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e3_1 = {.batch = 2, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = dpgeo_conv_e3_1_parts};
 static const aert_conv_geom geo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 32, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 32};
 
 static void conv_e3_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_1(r->conv_e3_1_scratch, n0, r->maxpool_5);
+    aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_fwd(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + 19680), r->e3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3_1, (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
@@ -460,12 +352,12 @@ static void conv_e3_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e3_1, r->e3_1, 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 38112), r->d_e3_1, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->maxpool_5);
+    aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + 19680));
   }
   aert_conv_flip((r->P + 19680), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_e3_1(r->conv_e3_1_dscratch, n0, r->d_e3_1);
+    aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
     aert_conv_fwd(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->d_maxpool_5 + (long)n0 * 131072, 1);
   }
 }
@@ -474,40 +366,16 @@ static void conv_e3_1_backward(const run *r) {
  * in: relu 64x64x64
  * out: e3 64x64x64, relu fused, batch 8
  * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
-static void pad_conv_e3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 557568, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_e3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 557568, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e3_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e3_2 = {.batch = 2, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = pgeo_conv_e3_2_parts};
+static const aert_stack_part dpgeo_conv_e3_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e3_2 = {.batch = 2, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = dpgeo_conv_e3_2_parts};
 static const aert_conv_geom geo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_e3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_2(r->conv_e3_2_scratch, n0, r->e3_1);
+    aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
     aert_conv_fwd(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + 38176), r->e3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3, (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
@@ -517,12 +385,12 @@ static void conv_e3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e3, r->e3, 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 75040), r->d_e3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->e3_1);
+    aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1});
     aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + 38176));
   }
   aert_conv_flip((r->P + 38176), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_e3_2(r->conv_e3_2_dscratch, n0, r->d_e3);
+    aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
     aert_conv_fwd(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->d_e3_1 + (long)n0 * 262144, 1);
   }
 }
@@ -543,40 +411,16 @@ static void maxpool_8_backward(const run *r) {
  * in: maxpool 32x32x64
  * out:  32x32x128, relu fused, batch 8
  * forward 1.21 GFLOP, 6.59 MB moved per batch; backward 2.42 GFLOP, 13.17 MB */
-static void pad_conv_e4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 2176;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 2176 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 2112, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 32 + th) * 2048, 2048 * sizeof(aert_real));
-    }
-  memset(xp + 295936, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_e4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 591872, 0, 3072 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e4_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e4_1 = {.batch = 4, .h = 32, .w = 32, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 1536, .parts = 1, .part = pgeo_conv_e4_1_parts};
+static const aert_stack_part dpgeo_conv_e4_1_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e4_1 = {.batch = 4, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = dpgeo_conv_e4_1_parts};
 static const aert_conv_geom geo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 64, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 64};
 
 static void conv_e4_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_1(r->conv_e4_1_scratch, n0, r->maxpool_8);
+    aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
     aert_conv_fwd(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + 75104), r->e4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4_1, (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
@@ -586,12 +430,12 @@ static void conv_e4_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4_1, r->e4_1, 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 148832), r->d_e4_1, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->maxpool_8);
+    aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8});
     aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + 75104));
   }
   aert_conv_flip((r->P + 75104), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_e4_1(r->conv_e4_1_dscratch, n0, r->d_e4_1);
+    aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
     aert_conv_fwd(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->d_maxpool_8 + (long)n0 * 65536, 1);
   }
 }
@@ -600,40 +444,16 @@ static void conv_e4_1_backward(const run *r) {
  * in: relu 32x32x128
  * out: e4 32x32x128, relu fused, batch 8
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
-static void pad_conv_e4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 591872, 0, 3072 * sizeof(aert_real));
-}
-
-static void dpad_conv_e4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 591872, 0, 3072 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_e4_2_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_e4_2 = {.batch = 4, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = pgeo_conv_e4_2_parts};
+static const aert_stack_part dpgeo_conv_e4_2_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_e4_2 = {.batch = 4, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = dpgeo_conv_e4_2_parts};
 static const aert_conv_geom geo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_e4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_2(r->conv_e4_2_scratch, n0, r->e4_1);
+    aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
     aert_conv_fwd(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + 148960), r->e4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4, (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
@@ -643,12 +463,12 @@ static void conv_e4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4, r->e4, 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 296416), r->d_e4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->e4_1);
+    aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1});
     aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + 148960));
   }
   aert_conv_flip((r->P + 148960), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_e4_2(r->conv_e4_2_dscratch, n0, r->d_e4);
+    aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
     aert_conv_fwd(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->d_e4_1 + (long)n0 * 131072, 1);
   }
 }
@@ -669,41 +489,17 @@ static void maxpool_11_backward(const run *r) {
  * in: maxpool 16x16x128
  * out:  16x16x256, relu fused, batch 8
  * forward 1.21 GFLOP, 4.33 MB moved per batch; backward 2.42 GFLOP, 8.65 MB */
-static void pad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 18; ph++) {
-      aert_real *o = xp + ((long)n * 18 + ph) * 2304;
-      int th = ph - 1;
-      if (th < 0 || th >= 16) { memset(o, 0, 2304 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 2176, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 16 + th) * 2048, 2048 * sizeof(aert_real));
-    }
-  memset(xp + 331776, 0, 3072 * sizeof(aert_real));
-}
-
-static void dpad_conv_b_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 18; ph++) {
-      aert_real *o = xp + ((long)n * 18 + ph) * 4608;
-      int th = ph - 1;
-      if (th < 0 || th >= 16) { memset(o, 0, 4608 * sizeof(aert_real)); continue; }
-      memset(o, 0, 256 * sizeof(aert_real));
-      memset(o + 4352, 0, 256 * sizeof(aert_real));
-      memcpy(o + 256, t0 + ((long)(n0 + n) * 16 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 6144 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_b_1_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_b_1 = {.batch = 8, .h = 16, .w = 16, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 18, .wp = 18, .slack = 3072, .parts = 1, .part = pgeo_conv_b_1_parts};
+static const aert_stack_part dpgeo_conv_b_1_parts[1] = {{.c = 256, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_b_1 = {.batch = 8, .h = 16, .w = 16, .c = 256, .pt = 1, .pl = 1, .s = 1, .hp = 18, .wp = 18, .slack = 6144, .parts = 1, .part = dpgeo_conv_b_1_parts};
 static const aert_conv_geom geo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 128, .k = 3, .ho = 16, .wo = 16, .cout = 256};
 static const aert_conv_geom dgeo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 128};
 
 static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_b_1(r->conv_b_1_scratch, n0, r->maxpool_11);
+    aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
     aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 296544), r->b_1 + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b_1, (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
@@ -714,13 +510,13 @@ static void conv_b_1_backward(const run *r) {
   aert_bias_grad((r->G + 591456), r->d_b_1, 2048, 256);
   {
     const int n0 = 0;
-    pad_conv_b_1(r->conv_b_1_dscratch, n0, r->maxpool_11);
+    aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11});
     aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, (r->G + 296544));
   }
   aert_conv_flip((r->P + 296544), r->conv_b_1_dscratch + 669696, 3, 128, 256);
   {
     const int n0 = 0;
-    dpad_conv_b_1(r->conv_b_1_dscratch, n0, r->d_b_1);
+    aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
     aert_conv_fwd(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 669696, r->d_maxpool_11 + (long)n0 * 32768, 1);
   }
 }
@@ -729,41 +525,17 @@ static void conv_b_1_backward(const run *r) {
  * in: relu 16x16x256
  * out: b 16x16x256, relu fused, batch 8
  * forward 2.42 GFLOP, 6.55 MB moved per batch; backward 4.83 GFLOP, 13.11 MB */
-static void pad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 18; ph++) {
-      aert_real *o = xp + ((long)n * 18 + ph) * 4608;
-      int th = ph - 1;
-      if (th < 0 || th >= 16) { memset(o, 0, 4608 * sizeof(aert_real)); continue; }
-      memset(o, 0, 256 * sizeof(aert_real));
-      memset(o + 4352, 0, 256 * sizeof(aert_real));
-      memcpy(o + 256, t0 + ((long)(n0 + n) * 16 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 6144 * sizeof(aert_real));
-}
-
-static void dpad_conv_b_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int ph = 0; ph < 18; ph++) {
-      aert_real *o = xp + ((long)n * 18 + ph) * 4608;
-      int th = ph - 1;
-      if (th < 0 || th >= 16) { memset(o, 0, 4608 * sizeof(aert_real)); continue; }
-      memset(o, 0, 256 * sizeof(aert_real));
-      memset(o + 4352, 0, 256 * sizeof(aert_real));
-      memcpy(o + 256, t0 + ((long)(n0 + n) * 16 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 663552, 0, 6144 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_b_2_parts[1] = {{.c = 256, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_b_2 = {.batch = 8, .h = 16, .w = 16, .c = 256, .pt = 1, .pl = 1, .s = 1, .hp = 18, .wp = 18, .slack = 6144, .parts = 1, .part = pgeo_conv_b_2_parts};
+static const aert_stack_part dpgeo_conv_b_2_parts[1] = {{.c = 256, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_b_2 = {.batch = 8, .h = 16, .w = 16, .c = 256, .pt = 1, .pl = 1, .s = 1, .hp = 18, .wp = 18, .slack = 6144, .parts = 1, .part = dpgeo_conv_b_2_parts};
 static const aert_conv_geom geo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 256};
 static const aert_conv_geom dgeo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 256};
 
 static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
-    pad_conv_b_2(r->conv_b_2_scratch, n0, r->b_1);
+    aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
     aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 591712), r->b + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b, (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
@@ -774,13 +546,13 @@ static void conv_b_2_backward(const run *r) {
   aert_bias_grad((r->G + 1181536), r->d_b, 2048, 256);
   {
     const int n0 = 0;
-    pad_conv_b_2(r->conv_b_2_dscratch, n0, r->b_1);
+    aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
     aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, (r->G + 591712));
   }
   aert_conv_flip((r->P + 591712), r->conv_b_2_dscratch + 669696, 3, 256, 256);
   {
     const int n0 = 0;
-    dpad_conv_b_2(r->conv_b_2_dscratch, n0, r->d_b);
+    aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
     aert_conv_fwd(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 669696, r->d_b_1 + (long)n0 * 65536, 1);
   }
 }
@@ -789,54 +561,16 @@ static void conv_b_2_backward(const run *r) {
  * in: b 16x16x256 upsampled x2 ++ e4 32x32x128
  * out:  32x32x128, relu fused, batch 8
  * forward 7.25 GFLOP, 12.26 MB moved per batch; backward 14.50 GFLOP, 24.51 MB */
-static void pad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 13056;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 13056 * sizeof(aert_real)); continue; }
-      memset(o, 0, 384 * sizeof(aert_real));
-      memset(o + 12672, 0, 384 * sizeof(aert_real));
-      for (int tw = 0; tw < 32; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 384;
-        memcpy(c, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256, 256 * sizeof(aert_real));
-        memcpy(c + 256, t1 + (((long)(n0 + n) * 32 + th) * 32 + tw) * 128, 128 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 443904, 0, 9216 * sizeof(aert_real));
-}
-
-static void dpad_conv_d4_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 147968, 0, 3072 * sizeof(aert_real));
-}
-
-static void unstack_conv_d4_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-  const int n = 0;   /* one image: one thread, as for more */
-    for (int th = 0; th < 32; th++)
-      for (int tw = 0; tw < 32; tw++) {
-        const aert_real *g = dxs + (((long)n * 32 + th) * 32 + tw) * 384;
-        for (int ch = 0; ch < 256; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 256 + ch] += g[ch];
-        for (int ch = 0; ch < 128; ch++) d1[(((long)(n0 + n) * 32 + th) * 32 + tw) * 128 + ch] += g[ch + 256];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d4_1_parts[2] = {{.c = 256, .off = 0, .factor = 2}, {.c = 128, .off = 256, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d4_1 = {.batch = 1, .h = 32, .w = 32, .c = 384, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 9216, .parts = 2, .part = pgeo_conv_d4_1_parts};
+static const aert_stack_part dpgeo_conv_d4_1_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d4_1 = {.batch = 1, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = dpgeo_conv_d4_1_parts};
 static const aert_conv_geom geo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg = 34, .cin = 384, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 static const aert_conv_geom dgeo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 384};
 
 static void conv_d4_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d4_1(r->conv_d4_1_scratch, n0, r->b, r->e4);
+    aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b, r->e4});
     aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, (r->P + 1181792), r->d4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4_1, (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
@@ -846,14 +580,14 @@ static void conv_d4_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d4_1, r->d4_1, 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1624160), r->d_d4_1, 8192, 128);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->b, r->e4);
+    aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b, r->e4});
     aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->d_d4_1 + (long)n0 * 131072, (r->G + 1181792));
   }
   aert_conv_flip((r->P + 1181792), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d4_1(r->conv_d4_1_dscratch, n0, r->d_d4_1);
+    aert_pad_stack(&dpgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->d_d4_1});
     aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 157184, r->conv_d4_1_dscratch + 599552, 0);
-    unstack_conv_d4_1(r->conv_d4_1_dscratch + 599552, n0, r->d_b, r->d_e4);
+    aert_unstack(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 599552, n0, (aert_real *const[]){r->d_b, r->d_e4});
   }
 }
 
@@ -861,40 +595,16 @@ static void conv_d4_1_backward(const run *r) {
  * in: relu 32x32x128
  * out: d4 32x32x128, relu fused, batch 8
  * forward 2.42 GFLOP, 8.98 MB moved per batch; backward 4.83 GFLOP, 17.96 MB */
-static void pad_conv_d4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 591872, 0, 3072 * sizeof(aert_real));
-}
-
-static void dpad_conv_d4_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 4; n++)
-    for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 4352;
-      int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 4352 * sizeof(aert_real)); continue; }
-      memset(o, 0, 128 * sizeof(aert_real));
-      memset(o + 4224, 0, 128 * sizeof(aert_real));
-      memcpy(o + 128, t0 + ((long)(n0 + n) * 32 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 591872, 0, 3072 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d4_2_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d4_2 = {.batch = 4, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = pgeo_conv_d4_2_parts};
+static const aert_stack_part dpgeo_conv_d4_2_parts[1] = {{.c = 128, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d4_2 = {.batch = 4, .h = 32, .w = 32, .c = 128, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 3072, .parts = 1, .part = dpgeo_conv_d4_2_parts};
 static const aert_conv_geom geo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_d4_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_d4_2(r->conv_d4_2_scratch, n0, r->d4_1);
+    aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
     aert_conv_fwd(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + 1624288), r->d4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4, (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
@@ -904,12 +614,12 @@ static void conv_d4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d4, r->d4, 1048576, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1771744), r->d_d4, 8192, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    pad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d4_1);
+    aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1});
     aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + 1624288));
   }
   aert_conv_flip((r->P + 1624288), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < 8; n0 += 4) {
-    dpad_conv_d4_2(r->conv_d4_2_dscratch, n0, r->d_d4);
+    aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
     aert_conv_fwd(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->d_d4_1 + (long)n0 * 131072, 1);
   }
 }
@@ -918,54 +628,16 @@ static void conv_d4_2_backward(const run *r) {
  * in: d4 32x32x128 upsampled x2 ++ e3 64x64x64
  * out:  64x64x64, relu fused, batch 8
  * forward 7.25 GFLOP, 21.41 MB moved per batch; backward 14.50 GFLOP, 42.83 MB */
-static void pad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 12672;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 12672 * sizeof(aert_real)); continue; }
-      memset(o, 0, 192 * sizeof(aert_real));
-      memset(o + 12480, 0, 192 * sizeof(aert_real));
-      for (int tw = 0; tw < 64; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 192;
-        memcpy(c, t0 + (((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128, 128 * sizeof(aert_real));
-        memcpy(c + 128, t1 + (((long)(n0 + n) * 64 + th) * 64 + tw) * 64, 64 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 836352, 0, 4608 * sizeof(aert_real));
-}
-
-static void dpad_conv_d3_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 278784, 0, 1536 * sizeof(aert_real));
-}
-
-static void unstack_conv_d3_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-  const int n = 0;   /* one image: one thread, as for more */
-    for (int th = 0; th < 64; th++)
-      for (int tw = 0; tw < 64; tw++) {
-        const aert_real *g = dxs + (((long)n * 64 + th) * 64 + tw) * 192;
-        for (int ch = 0; ch < 128; ch++) d0[(((long)(n0 + n) * 32 + th / 2) * 32 + tw / 2) * 128 + ch] += g[ch];
-        for (int ch = 0; ch < 64; ch++) d1[(((long)(n0 + n) * 64 + th) * 64 + tw) * 64 + ch] += g[ch + 128];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d3_1_parts[2] = {{.c = 128, .off = 0, .factor = 2}, {.c = 64, .off = 128, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d3_1 = {.batch = 1, .h = 64, .w = 64, .c = 192, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 4608, .parts = 2, .part = pgeo_conv_d3_1_parts};
+static const aert_stack_part dpgeo_conv_d3_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d3_1 = {.batch = 1, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = dpgeo_conv_d3_1_parts};
 static const aert_conv_geom geo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg = 66, .cin = 192, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 static const aert_conv_geom dgeo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 192};
 
 static void conv_d3_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d3_1(r->conv_d3_1_scratch, n0, r->d4, r->e3);
+    aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4, r->e3});
     aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, (r->P + 1771872), r->d3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3_1, (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
@@ -975,14 +647,14 @@ static void conv_d3_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d3_1, r->d3_1, 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1882464), r->d_d3_1, 32768, 64);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d4, r->e3);
+    aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4, r->e3});
     aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->d_d3_1 + (long)n0 * 262144, (r->G + 1771872));
   }
   aert_conv_flip((r->P + 1771872), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d3_1(r->conv_d3_1_dscratch, n0, r->d_d3_1);
+    aert_pad_stack(&dpgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d_d3_1});
     aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 283392, r->conv_d3_1_dscratch + 393984, 0);
-    unstack_conv_d3_1(r->conv_d3_1_dscratch + 393984, n0, r->d_d4, r->d_e3);
+    aert_unstack(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 393984, n0, (aert_real *const[]){r->d_d4, r->d_e3});
   }
 }
 
@@ -990,40 +662,16 @@ static void conv_d3_1_backward(const run *r) {
  * in: relu 64x64x64
  * out: d3 64x64x64, relu fused, batch 8
  * forward 2.42 GFLOP, 16.92 MB moved per batch; backward 4.83 GFLOP, 33.85 MB */
-static void pad_conv_d3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 557568, 0, 1536 * sizeof(aert_real));
-}
-
-static void dpad_conv_d3_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < 2; n++)
-    for (int ph = 0; ph < 66; ph++) {
-      aert_real *o = xp + ((long)n * 66 + ph) * 4224;
-      int th = ph - 1;
-      if (th < 0 || th >= 64) { memset(o, 0, 4224 * sizeof(aert_real)); continue; }
-      memset(o, 0, 64 * sizeof(aert_real));
-      memset(o + 4160, 0, 64 * sizeof(aert_real));
-      memcpy(o + 64, t0 + ((long)(n0 + n) * 64 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 557568, 0, 1536 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d3_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d3_2 = {.batch = 2, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = pgeo_conv_d3_2_parts};
+static const aert_stack_part dpgeo_conv_d3_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d3_2 = {.batch = 2, .h = 64, .w = 64, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 66, .wp = 66, .slack = 1536, .parts = 1, .part = dpgeo_conv_d3_2_parts};
 static const aert_conv_geom geo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_d3_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_d3_2(r->conv_d3_2_scratch, n0, r->d3_1);
+    aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
     aert_conv_fwd(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + 1882528), r->d3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3, (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
@@ -1033,12 +681,12 @@ static void conv_d3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d3, r->d3, 2097152, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1919392), r->d_d3, 32768, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    pad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d3_1);
+    aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1});
     aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + 1882528));
   }
   aert_conv_flip((r->P + 1882528), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < 8; n0 += 2) {
-    dpad_conv_d3_2(r->conv_d3_2_dscratch, n0, r->d_d3);
+    aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
     aert_conv_fwd(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->d_d3_1 + (long)n0 * 262144, 1);
   }
 }
@@ -1047,54 +695,16 @@ static void conv_d3_2_backward(const run *r) {
  * in: d3 64x64x64 upsampled x2 ++ e2 128x128x32
  * out:  128x128x32, relu fused, batch 8
  * forward 7.25 GFLOP, 42.05 MB moved per batch; backward 14.50 GFLOP, 84.11 MB */
-static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 12480;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 12480 * sizeof(aert_real)); continue; }
-      memset(o, 0, 96 * sizeof(aert_real));
-      memset(o + 12384, 0, 96 * sizeof(aert_real));
-      for (int tw = 0; tw < 128; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 96;
-        memcpy(c, t0 + (((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64, 64 * sizeof(aert_real));
-        memcpy(c + 64, t1 + (((long)(n0 + n) * 128 + th) * 128 + tw) * 32, 32 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 1622400, 0, 2304 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
-static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-  const int n = 0;   /* one image: one thread, as for more */
-    for (int th = 0; th < 128; th++)
-      for (int tw = 0; tw < 128; tw++) {
-        const aert_real *g = dxs + (((long)n * 128 + th) * 128 + tw) * 96;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 64 + th / 2) * 64 + tw / 2) * 64 + ch] += g[ch];
-        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 128 + th) * 128 + tw) * 32 + ch] += g[ch + 64];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d2_1_parts[2] = {{.c = 64, .off = 0, .factor = 2}, {.c = 32, .off = 64, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d2_1 = {.batch = 1, .h = 128, .w = 128, .c = 96, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 2304, .parts = 2, .part = pgeo_conv_d2_1_parts};
+static const aert_stack_part dpgeo_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2_1 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_1_parts};
 static const aert_conv_geom geo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 96, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 96};
 
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->d3, r->e2);
+    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3, r->e2});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 1919456), r->d2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2_1, (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
@@ -1104,14 +714,14 @@ static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1947104), r->d_d2_1, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d3, r->e2);
+    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3, r->e2});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 524288, (r->G + 1919456));
   }
   aert_conv_flip((r->P + 1919456), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
+    aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 543104, r->conv_d2_1_dscratch + 570752, 0);
-    unstack_conv_d2_1(r->conv_d2_1_dscratch + 570752, n0, r->d_d3, r->d_e2);
+    aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 570752, n0, (aert_real *const[]){r->d_d3, r->d_e2});
   }
 }
 
@@ -1119,40 +729,16 @@ static void conv_d2_1_backward(const run *r) {
  * in: relu 128x128x32
  * out: d2 128x128x32, relu fused, batch 8
  * forward 2.42 GFLOP, 33.59 MB moved per batch; backward 4.83 GFLOP, 67.18 MB */
-static void pad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
-static void dpad_conv_d2_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 130; ph++) {
-      aert_real *o = xp + ((long)n * 130 + ph) * 4160;
-      int th = ph - 1;
-      if (th < 0 || th >= 128) { memset(o, 0, 4160 * sizeof(aert_real)); continue; }
-      memset(o, 0, 32 * sizeof(aert_real));
-      memset(o + 4128, 0, 32 * sizeof(aert_real));
-      memcpy(o + 32, t0 + ((long)(n0 + n) * 128 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 540800, 0, 768 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d2_2 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = pgeo_conv_d2_2_parts};
+static const aert_stack_part dpgeo_conv_d2_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d2_2 = {.batch = 1, .h = 128, .w = 128, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 130, .wp = 130, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_2_parts};
 static const aert_conv_geom geo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_d2_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d2_2(r->conv_d2_2_scratch, n0, r->d2_1);
+    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 1947136), r->d2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2, (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
@@ -1162,12 +748,12 @@ static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, 4194304, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1956352), r->d_d2, 131072, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d2_1);
+    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + 1947136));
   }
   aert_conv_flip((r->P + 1947136), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d2_2(r->conv_d2_2_dscratch, n0, r->d_d2);
+    aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->d_d2_1 + (long)n0 * 524288, 1);
   }
 }
@@ -1176,54 +762,16 @@ static void conv_d2_2_backward(const run *r) {
  * in: d2 128x128x32 upsampled x2 ++ e1 256x256x16
  * out:  256x256x16, relu fused, batch 8
  * forward 7.25 GFLOP, 83.91 MB moved per batch; backward 14.50 GFLOP, 167.83 MB */
-static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 12384;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 12384 * sizeof(aert_real)); continue; }
-      memset(o, 0, 48 * sizeof(aert_real));
-      memset(o + 12336, 0, 48 * sizeof(aert_real));
-      for (int tw = 0; tw < 256; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c, t0 + (((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 256 + th) * 256 + tw) * 16, 16 * sizeof(aert_real));
-      }
-    }
-  memset(xp + 3195072, 0, 1152 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 4128;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 4128 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 4112, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 256 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 1065024, 0, 384 * sizeof(aert_real));
-}
-
-static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-  const int n = 0;   /* one image: one thread, as for more */
-    for (int th = 0; th < 256; th++)
-      for (int tw = 0; tw < 256; tw++) {
-        const aert_real *g = dxs + (((long)n * 256 + th) * 256 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 128 + th / 2) * 128 + tw / 2) * 32 + ch] += g[ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 256 + th) * 256 + tw) * 16 + ch] += g[ch + 32];
-      }
-}
-
+static const aert_stack_part pgeo_conv_d1_1_parts[2] = {{.c = 32, .off = 0, .factor = 2}, {.c = 16, .off = 32, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d1_1 = {.batch = 1, .h = 256, .w = 256, .c = 48, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 1152, .parts = 2, .part = pgeo_conv_d1_1_parts};
+static const aert_stack_part dpgeo_conv_d1_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1_1 = {.batch = 1, .h = 256, .w = 256, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 384, .parts = 1, .part = dpgeo_conv_d1_1_parts};
 static const aert_conv_geom geo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 48, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 48};
 
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
+    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 1956384), r->d1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1_1, (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
@@ -1233,14 +781,14 @@ static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1963296), r->d_d1_1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
+    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 1048576, (r->G + 1956384));
   }
   aert_conv_flip((r->P + 1956384), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
+    aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 1066176, r->conv_d1_1_dscratch + 1073088, 0);
-    unstack_conv_d1_1(r->conv_d1_1_dscratch + 1073088, n0, r->d_d2, r->d_e1);
+    aert_unstack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1073088, n0, (aert_real *const[]){r->d_d2, r->d_e1});
   }
 }
 
@@ -1248,40 +796,16 @@ static void conv_d1_1_backward(const run *r) {
  * in: relu 256x256x16
  * out: d1 256x256x16, relu fused, batch 8
  * forward 2.42 GFLOP, 67.12 MB moved per batch; backward 4.83 GFLOP, 134.24 MB */
-static void pad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 4128;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 4128 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 4112, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 256 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 1065024, 0, 384 * sizeof(aert_real));
-}
-
-static void dpad_conv_d1_2(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
-  const int n = 0;
-#pragma omp parallel for schedule(static)
-    for (int ph = 0; ph < 258; ph++) {
-      aert_real *o = xp + ((long)n * 258 + ph) * 4128;
-      int th = ph - 1;
-      if (th < 0 || th >= 256) { memset(o, 0, 4128 * sizeof(aert_real)); continue; }
-      memset(o, 0, 16 * sizeof(aert_real));
-      memset(o + 4112, 0, 16 * sizeof(aert_real));
-      memcpy(o + 16, t0 + ((long)(n0 + n) * 256 + th) * 4096, 4096 * sizeof(aert_real));
-    }
-  memset(xp + 1065024, 0, 384 * sizeof(aert_real));
-}
-
+static const aert_stack_part pgeo_conv_d1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom pgeo_conv_d1_2 = {.batch = 1, .h = 256, .w = 256, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 384, .parts = 1, .part = pgeo_conv_d1_2_parts};
+static const aert_stack_part dpgeo_conv_d1_2_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpgeo_conv_d1_2 = {.batch = 1, .h = 256, .w = 256, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 258, .wp = 258, .slack = 384, .parts = 1, .part = dpgeo_conv_d1_2_parts};
 static const aert_conv_geom geo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
+    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 1963312), r->d1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1, (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
@@ -1291,12 +815,12 @@ static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, 8388608, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 1965616), r->d_d1, 524288, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    pad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
+    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + 1963312));
   }
   aert_conv_flip((r->P + 1963312), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < 8; n0++) {
-    dpad_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d_d1);
+    aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->d_d1_1 + (long)n0 * 1048576, 1);
   }
 }
