@@ -9,10 +9,16 @@ WARN     = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter
 CPPFLAGS = -Icompiler -Ibuild -Iruntime
 LDLIBS   = -lm
 
-COMPILER_SRC = $(wildcard compiler/*.c)
+# compiler/: front/ (lexer, parser, AST, diagnostics), sema/, ops/ (the op registry), mid/
+# (the program, fusion, autodiff, the step list, the memory plan), target/<target>/ (each
+# target's schedule and emitter), tools/ (dump and the report); one header, compiler/aec.h.
+COMPILER_SRC = $(wildcard compiler/*.c compiler/*/*.c compiler/*/*/*.c)
 COMPILER_OBJ = build/parser.o build/lexer.o $(COMPILER_SRC:compiler/%.c=build/compiler/%.o)
 COMPILER_LIB_OBJ = $(filter-out build/compiler/main.o,$(COMPILER_OBJ))
-RUNTIME_SRC  = $(wildcard runtime/*.c)
+# runtime/: core/ (sessions, parameters, optimizers, checkpoints, the command line), data/
+# (the data sources), cmd/ (the commands), report/ (metrics, pictures, outputs), dist.c;
+# the headers stay in runtime/.
+RUNTIME_SRC  = $(wildcard runtime/*.c runtime/*/*.c)
 RUNTIME_OBJ  = $(RUNTIME_SRC:runtime/%.c=build/runtime/%.o)
 RUNTIME_LIBS = -lopenblas -ltiff -lpng -lz -lpthread -lm
 
@@ -22,11 +28,11 @@ bin/aec: $(COMPILER_OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/parser.c build/parser.h: compiler/parser.y
+build/parser.c build/parser.h &: compiler/front/parser.y
 	@mkdir -p build
 	bison -Wall -Werror --defines=build/parser.h -o build/parser.c $<
 
-build/lexer.c build/lexer.h: compiler/lexer.l build/parser.h
+build/lexer.c build/lexer.h &: compiler/front/lexer.l build/parser.h
 	@mkdir -p build
 	flex --header-file=build/lexer.h -o build/lexer.c $<
 
@@ -37,11 +43,11 @@ build/lexer.o: build/lexer.c build/parser.h compiler/aec.h
 	$(CC) $(CFLAGS) -std=gnu11 $(CPPFLAGS) -c -o $@ $<
 
 build/compiler/%.o: compiler/%.c compiler/aec.h build/parser.h build/lexer.h
-	@mkdir -p build/compiler
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -c -o $@ $<
 
 build/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
-	@mkdir -p build/runtime
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -c -o $@ $<
 
 build/libaert.a: $(RUNTIME_OBJ)
@@ -84,7 +90,7 @@ build/test_runtime: $(TEST_RUNTIME_SRC) build/libaert.a
 FUZZ_CC     = clang
 FUZZ_FLAGS  = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # the runtime without its command line (data_idx.c reaches the tile reader, and it the rest)
-FUZZ_RT_SRC = $(filter-out runtime/cli.c,$(RUNTIME_SRC))
+FUZZ_RT_SRC = $(filter-out runtime/core/cli.c,$(RUNTIME_SRC))
 FUZZ_RT_LIBS = -lopenblas -ltiff -lpng -lz -lpthread -lm
 FUZZ_SECONDS ?= 15
 FUZZERS = build/fuzz/fuzz_spec build/fuzz/fuzz_idx build/fuzz/fuzz_ckpt build/fuzz/fuzz_tiff
@@ -98,9 +104,9 @@ build/fuzz/fuzz_idx: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.
 build/fuzz/fuzz_ckpt: tests/fuzz/fuzz_file.c $(FUZZ_RT_SRC) $(wildcard runtime/*.h)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_CKPT $(CPPFLAGS) -o $@ $< $(FUZZ_RT_SRC) $(FUZZ_RT_LIBS)
-build/fuzz/fuzz_tiff: tests/fuzz/fuzz_file.c runtime/io.c runtime/tiff.c $(wildcard runtime/*.h)
+build/fuzz/fuzz_tiff: tests/fuzz/fuzz_file.c runtime/core/io.c runtime/data/tiff.c $(wildcard runtime/*.h)
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_TIFF $(CPPFLAGS) -o $@ $< runtime/io.c runtime/tiff.c -ltiff -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_TIFF $(CPPFLAGS) -o $@ $< runtime/core/io.c runtime/data/tiff.c -ltiff -lm
 
 # Runs every harness over its seed corpus, then fuzzes each for FUZZ_SECONDS (or exactly
 # FUZZ_RUNS executions from a fixed seed, as make test does, so that CI repeats it).

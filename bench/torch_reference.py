@@ -14,7 +14,7 @@ How it matches aec:
     uniform for every other weight (fans k*k*in / k*k*out for convs), zero biases.
   * Data: Fashion-MNIST IDX images scaled by 1/255. aec holds out the LAST fraction of
     the 60000 training images (before shuffling) as validation: 0.1 when the spec says
-    `validation 0.1` and also when it says nothing (compiler/sema.c defaults to 0.1),
+    `validation 0.1` and also when it says nothing (compiler/sema/sema.c defaults to 0.1),
     so the default here is 0.1 for all three models (--validation to change).
   * Each epoch: fresh random permutation, batches of the spec's size, last partial
     batch dropped; Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, constant lr.

@@ -12,8 +12,8 @@ FLAGS="-O1 -g -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
 export LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan-test-helpers.supp
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-compiler="build/parser.c build/lexer.c $(ls compiler/*.c | grep -v main.c)"
-runtime="$(ls runtime/*.c)"
+compiler="build/parser.c build/lexer.c $(find compiler -name '*.c' ! -path compiler/main.c | sort)"
+runtime="$(find runtime -name '*.c' | sort)"
 libs="-lopenblas -ltiff -lpng -lz -lpthread -lm"
 
 echo "sanitize: building the suites"

@@ -15,7 +15,7 @@ for spec in "$@"; do
   ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
     -Wno-unused-parameter -DAERT_DOUBLE -DAEC_NO_MAIN -Iruntime -Icompiler -Ibuild -I"$out/$name" \
     -o "$out/$name/reference" tests/reference/reference.c \
-    build/parser.o build/lexer.o $(ls build/compiler/*.o | grep -v main.o) build/libaert.a \
+    build/parser.o build/lexer.o $(find compiler -name '*.c' ! -path compiler/main.c | sed 's|^compiler/\(.*\)\.c$|build/compiler/\1.o|' | sort) build/libaert.a \
     -lopenblas -ltiff -lpng -lz -lpthread -lm
   "$out/$name/reference" "$spec" || status=1
 done

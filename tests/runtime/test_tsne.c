@@ -1,4 +1,4 @@
-/* test_tsne.c - t-SNE maps (runtime/embed.c): Gaussian clusters in 20-d come out apart in
+/* test_tsne.c - t-SNE maps (runtime/cmd/embed.c): Gaussian clusters in 20-d come out apart in
  * 2-d, by the exact method (up to 1000 points) and by Barnes-Hut (above); the layout
  * depends on the seed only, not on the number of threads. */
 #include <criterion/criterion.h>

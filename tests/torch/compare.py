@@ -27,7 +27,7 @@ TOL, FLOOR, ZERO_TOL = 1e-4, 1e-3, 1e-5
 VERBOSE = "-v" in sys.argv
 failures = []
 
-# ---- aec's counter-based random numbers (runtime/aert.h, runtime/init.c) in numpy
+# ---- aec's counter-based random numbers (runtime/aert.h, runtime/core/init.c) in numpy
 U64 = np.uint64
 
 

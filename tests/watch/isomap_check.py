@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Isomap in numpy, written from the paper (Tenenbaum, de Silva, Langford 2000), to check
-runtime/isomap.c: the k-nearest-neighbour graph (an edge where either point is among the
+runtime/report/isomap.c: the k-nearest-neighbour graph (an edge where either point is among the
 other's k nearest), geodesic distances by Floyd-Warshall over it, classical MDS by
 numpy.linalg.eigh. Usage: isomap_check.py DRIVER WORKDIR. Checks a swiss roll (the maps agree,
 and the first axis follows the angle along the roll) and a graph in two pieces (refused,

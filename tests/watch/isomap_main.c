@@ -1,4 +1,4 @@
-/* isomap_main.c - runs the runtime's Isomap (runtime/isomap.c) on n x d float32 points read
+/* isomap_main.c - runs the runtime's Isomap (runtime/report/isomap.c) on n x d float32 points read
  * from a raw file and writes the n x 2 map as raw float32, for isomap_check.py to compare
  * with its numpy reference. Usage: isomap_main IN N D K OUT. Exit 1 on an error. */
 #include <stdio.h>
