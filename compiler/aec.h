@@ -478,6 +478,10 @@ void ae_fuse(ae_arena *a, ae_program *p);
 
 /* ===== autodiff.c ===== */
 void ae_autodiff(ae_program *p);
+/* A value's gradient exists in the plan; a kernel has backward steps (a gradient reaches
+ * its output: not the layers of a frozen imported block, nor anything before them). */
+bool ae_value_has_grad(const ae_program *p, const ae_node *n);
+bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k);
 
 /* ===== steps.c: the program as the list of steps every target walks ===== */
 /* Forward is one step per kernel and the loss. Backward zeroes the parameter gradients,
@@ -543,8 +547,6 @@ const char *ae_step_name(ae_arena *a, const ae_program *p, int t);
 
 /* ===== cost.c: FLOPs and bytes of a kernel, for the generated code and the report ===== */
 typedef struct { double flops[2], bytes[2]; } ae_cost;   /* [0] forward, [1] backward; per batch */
-bool ae_value_has_grad(const ae_program *p, const ae_node *n);
-bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k);
 ae_cost ae_kernel_cost(const ae_program *p, const ae_kernel *k);
 
 /* ===== json.c: reads the JSON files the report is given (profiles, manifests) ===== */

@@ -1,6 +1,5 @@
-/* autodiff.c - which values the loss gradient flows into. The backward pass is the
- * kernels in reverse, each one's backward beside its forward in the generated code;
- * a value needs a gradient when a trainable parameter lies upstream of it. */
+/* autodiff.c - which values the loss gradient flows into: a value needs a gradient when a
+ * trainable parameter lies upstream of it. steps.c expands the backward pass from it. */
 #include "aec.h"
 
 void ae_autodiff(ae_program *p) {
@@ -12,3 +11,12 @@ void ae_autodiff(ae_program *p) {
     p->needs_grad[n->id] = g && n->op != OP_INPUT && n->op != OP_TARGET;
   }
 }
+
+bool ae_value_has_grad(const ae_program *p, const ae_node *n) {
+  const ae_node *root = p->root[n->id];
+  return p->needs_grad[root->id] && p->grad[root->id].used;
+}
+
+/* A kernel has a backward pass when the loss gradient reaches its output: not the
+ * layers of a frozen imported block, nor anything before them. */
+bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }

@@ -3,15 +3,6 @@
  * generated code (codegen_c.c), the manifest and the audit report (report.c). */
 #include "aec.h"
 
-bool ae_value_has_grad(const ae_program *p, const ae_node *n) {
-  const ae_node *root = p->root[n->id];
-  return p->needs_grad[root->id] && p->grad[root->id].used;
-}
-
-/* A kernel has a backward pass when the loss gradient reaches its output: not the
- * layers of a frozen imported block, nor anything before them. */
-bool ae_kernel_has_backward(const ae_program *p, const ae_kernel *k) { return p->needs_grad[p->root[k->out->id]->id]; }
-
 /* The backward FLOPs of a kernel: its weight gradient and its input gradient steps each as
  * many as the forward pass, for a layer with weights; as many as the forward pass for the
  * rest. */
