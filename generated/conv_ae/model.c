@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 324560L
+#define AEC_ARENA_FLOATS 16812544L
 
 /* ---- the arena: 16812544 floats (64.1 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
@@ -72,13 +80,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 324560L
-#define AEC_ARENA_FLOATS 16812544L
-
 /* ---- parameters: 18 tensors in one arena of 324560 floats */
 static const aert_param params[] = {
   {"z.h.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 0, NULL, NULL},
@@ -110,17 +111,17 @@ static const aert_pad_geom pgeo_conv_z_h_1 = {.batch = 32, .h = 28, .w = 28, .c 
 static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_z_h_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_z_h_1, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_z_h_1, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + 0));
   }
@@ -155,21 +156,21 @@ static void scatter_conv_z_h_2(const aert_real *restrict col, int n0, aert_real 
 static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), r->d_z_h_2, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 9536), r->d_z_h_2, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + 320));
   }
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_gemm(0, 1, 3136, 288, 32, r->d_z_h_2 + (long)n0 * 6272, 32, (r->P + 320), 32, 0, r->conv_z_h_2_dscratch, 288);
     scatter_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->d_z_h_1);
   }
@@ -187,22 +188,22 @@ static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .w
 static const aert_conv_geom dgeo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + 28000), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28000), r->d_z_h2_1, 25088, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 28000), r->d_z_h2_1, AEC_BATCH * 196L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1});
     aert_conv_fwd(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1050112, r->d_z_h_2 + (long)n0 * 6272, 1);
   }
@@ -237,21 +238,21 @@ static void scatter_conv_z_h2_2(const aert_real *restrict col, int n0, aert_real
 static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_h2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + 64928), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 64928), r->d_z_h2_2, 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 64928), r->d_z_h2_2, AEC_BATCH * 49L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + 28064));
   }
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_gemm(0, 1, 1568, 576, 64, r->d_z_h2_2 + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, r->conv_z_h2_2_dscratch, 576);
     scatter_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->d_z_h2_1);
   }
@@ -262,15 +263,15 @@ static void conv_z_h2_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 165344), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 165344), r->d_z, 128, 32);
-    aert_gemm(1, 0, 3136, 32, 128, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + 64992), 32);
-    aert_gemm(0, 1, 128, 3136, 32, r->d_z, 32, (r->P + 64992), 32, 1, r->d_z_h2_2, 3136);
+  aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 165344), r->d_z, AEC_BATCH, 32);
+    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + 64992), 32);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + 64992), 32, 1, r->d_z_h2_2, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae.ae:16:7)
@@ -278,15 +279,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 32, r->z, 32, (r->P + 165376), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 265728), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + 165376), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 265728), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 265728), r->d_d, 128, 3136);
-    aert_gemm(1, 0, 32, 3136, 128, r->z, 32, r->d_d, 3136, 1, (r->G + 165376), 3136);
-    aert_gemm(0, 1, 128, 32, 3136, r->d_d, 3136, (r->P + 165376), 3136, 1, r->d_z, 32);
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 265728), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + 165376), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + 165376), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv d1  (specs/conv_ae.ae:17:26)
@@ -301,22 +302,22 @@ static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 
 static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_d1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 268864), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 305728), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 305728), r->d_d1, 25088, 64);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 305728), r->d_d1, AEC_BATCH * 196L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 268864));
   }
   aert_conv_flip((r->P + 268864), r->conv_d1_dscratch + 525824, 3, 64, 64);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
     aert_unstack(&pgeo_conv_d1, r->conv_d1_dscratch + 562688, n0, (aert_real *const[]){r->d_d});
@@ -335,22 +336,22 @@ static const aert_conv_geom geo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 64};
 
 static void conv_d2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 305792), r->d2 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d2, (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 324224), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 324224), r->d_d2, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 324224), r->d_d2, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 305792));
   }
   aert_conv_flip((r->P + 305792), r->conv_d2_dscratch + 231936, 3, 64, 32);
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
     aert_unstack(&pgeo_conv_d2, r->conv_d2_dscratch + 250368, n0, (aert_real *const[]){r->d_d1});
@@ -369,22 +370,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 324256), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 324544), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 324544), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 324544), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 324544), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 324256));
   }
   aert_conv_flip((r->P + 324256), r->conv_y_dscratch + 29568, 3, 32, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
@@ -395,8 +396,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/conv_ae.ae:21: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -456,7 +457,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 16808448, Z, sizeof(aert_real) * 4096);
+  memcpy(A + 16808448, Z, sizeof(aert_real) * AEC_BATCH * 32L);
   dense_d_forward(&r);
   conv_d1_forward(&r);
   conv_d2_forward(&r);

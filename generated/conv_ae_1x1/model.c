@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 443600L
+#define AEC_ARENA_FLOATS 7287568L
 
 /* ---- the arena: 7287568 floats (27.8 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-6 the forward kernels, 7 the loss, 8-14 the
@@ -68,13 +76,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 443600L
-#define AEC_ARENA_FLOATS 7287568L
-
 /* ---- parameters: 14 tensors in one arena of 443600 floats */
 static const aert_param params[] = {
   {"e.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 0, NULL, NULL},
@@ -102,17 +103,17 @@ static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
@@ -147,21 +148,21 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e, AEC_BATCH * 49L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
@@ -179,22 +180,22 @@ static const aert_conv_geom geo_conv_z = {.batch = 64, .s = 1, .hg = 7, .wg = 7,
 static const aert_conv_geom dgeo_conv_z = {.batch = 64, .s = 1, .hg = 13, .wg = 13, .cin = 64, .k = 7, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z, r->conv_z_scratch, n0, (const aert_real *const[]){r->e});
     aert_conv_fwd(&geo_conv_z, r->conv_z_scratch, (r->P + 18816), r->z + (long)n0 * 64, 0);
   }
-  aert_bias_act(r->z, (r->P + 219520), 128, 64, AERT_ACT_LINEAR, 0);
+  aert_bias_act(r->z, (r->P + 219520), AEC_BATCH, 64, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_z_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z, r->z, 8192, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219520), r->d_z, 128, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 64L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 219520), r->d_z, AEC_BATCH, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->e});
     aert_conv_dw(&geo_conv_z, r->conv_z_dscratch, r->d_z + (long)n0 * 64, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_z_dscratch + 693760, 7, 64, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->d_z});
     aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 1);
   }
@@ -248,18 +249,18 @@ static void scatter_conv_transpose_d(const aert_real *restrict col, int n0, aert
 }
 
 static void conv_transpose_d_forward(const run *r) {
-  memset(r->d, 0, sizeof(aert_real) * 401408);
+  memset(r->d, 0, sizeof(aert_real) * AEC_BATCH * 3136L);
   {
     const int n0 = 0;
     aert_gemm(0, 0, 128, 3136, 64, r->z + (long)n0 * 64, 64, (r->P + 219584), 3136, 0, r->conv_transpose_d_scratch, 3136);
     scatter_conv_transpose_d(r->conv_transpose_d_scratch, n0, r->d);
   }
-  aert_bias_act(r->d, (r->P + 420288), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + 420288), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 420288), r->d_d, 6272, 64);
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 420288), r->d_d, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     gather_conv_transpose_d((r->conv_transpose_d_dscratch + 401408), n0, r->d_d);
@@ -280,22 +281,22 @@ static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 
 static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_d1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 420352), r->d1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d1, (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 438784), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 438784), r->d_d1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 438784), r->d_d1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 6272, (r->G + 420352));
   }
   aert_conv_flip((r->P + 420352), r->conv_d1_dscratch + 263680, 3, 64, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 263680, r->conv_d1_dscratch + 282112, 0);
     aert_unstack(&pgeo_conv_d1, r->conv_d1_dscratch + 282112, n0, (aert_real *const[]){r->d_d});
@@ -314,22 +315,22 @@ static const aert_conv_geom geo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 
 static const aert_conv_geom dgeo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_d2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 438816), r->d2 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d2, (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 443424), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 443424), r->d_d2, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 443424), r->d_d2, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 12544, (r->G + 438816));
   }
   aert_conv_flip((r->P + 438816), r->conv_d2_dscratch + 231168, 3, 32, 16);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231168, r->conv_d2_dscratch + 235776, 0);
     aert_unstack(&pgeo_conv_d2, r->conv_d2_dscratch + 235776, n0, (aert_real *const[]){r->d_d1});
@@ -348,22 +349,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 443440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 443584), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 443584), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 443584), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 443584), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 443440));
   }
   aert_conv_flip((r->P + 443440), r->conv_y_dscratch + 57984, 3, 16, 1);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 1);
   }
@@ -374,8 +375,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/conv_ae_1x1.ae:14: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -429,7 +430,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 7279376, Z, sizeof(aert_real) * 8192);
+  memcpy(A + 7279376, Z, sizeof(aert_real) * AEC_BATCH * 64L);
   conv_transpose_d_forward(&r);
   conv_d1_forward(&r);
   conv_d2_forward(&r);

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 278384L
+#define AEC_ARENA_FLOATS 13150208L
 
 /* ---- the arena: 13150208 floats (50.2 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-6 the forward kernels, 7 the loss, 8-14 the
@@ -63,13 +71,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 278384L
-#define AEC_ARENA_FLOATS 13150208L
-
 /* ---- parameters: 14 tensors in one arena of 278384 floats */
 static const aert_param params[] = {
   {"e.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 0, NULL, NULL},
@@ -97,17 +98,17 @@ static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
@@ -142,21 +143,21 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e, r->e, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e, 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e, AEC_BATCH * 49L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
   }
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
@@ -167,15 +168,15 @@ static void conv_e_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, r->e, 3136, (r->P + 18816), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 119168), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->e, 3136, (r->P + 18816), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 119168), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119168), r->d_z, 128, 32);
-    aert_gemm(1, 0, 3136, 32, 128, r->e, 3136, r->d_z, 32, 1, (r->G + 18816), 32);
-    aert_gemm(0, 1, 128, 3136, 32, r->d_z, 32, (r->P + 18816), 32, 1, r->d_e, 3136);
+  aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 119168), r->d_z, AEC_BATCH, 32);
+    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->e, 3136, r->d_z, 32, 1, (r->G + 18816), 32);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + 18816), 32, 1, r->d_e, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae_transpose.ae:9:7)
@@ -183,15 +184,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 32, r->z, 32, (r->P + 119200), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 219552), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + 119200), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 219552), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 219552), r->d_d, 128, 3136);
-    aert_gemm(1, 0, 32, 3136, 128, r->z, 32, r->d_d, 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, 128, 32, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 32);
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 219552), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + 119200), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv_transpose d1  (specs/conv_ae_transpose.ae:10:8)
@@ -239,18 +240,18 @@ static void scatter_conv_transpose_d1(const aert_real *restrict col, int n0, aer
 }
 
 static void conv_transpose_d1_forward(const run *r) {
-  memset(r->d1, 0, sizeof(aert_real) * 1605632);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  memset(r->d1, 0, sizeof(aert_real) * AEC_BATCH * 12544L);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_gemm(0, 0, 1568, 576, 64, r->d + (long)n0 * 3136, 64, (r->P + 222688), 576, 0, r->conv_transpose_d1_scratch, 576);
     scatter_conv_transpose_d1(r->conv_transpose_d1_scratch, n0, r->d1);
   }
-  aert_bias_act(r->d1, (r->P + 259552), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 259552), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 259552), r->d_d1, 25088, 64);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 259552), r->d_d1, AEC_BATCH * 196L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     gather_conv_transpose_d1((r->conv_transpose_d1_dscratch + 903168), n0, r->d_d1);
     aert_gemm(1, 0, 64, 576, 1568, r->d + (long)n0 * 3136, 64, (r->conv_transpose_d1_dscratch + 903168), 576, 1, (r->G + 222688), 576);
     aert_gemm(0, 1, 1568, 64, 576, (r->conv_transpose_d1_dscratch + 903168), 576, (r->P + 222688), 576, 1, r->d_d + (long)n0 * 3136, 64);
@@ -302,18 +303,18 @@ static void scatter_conv_transpose_d2(const aert_real *restrict col, int n0, aer
 }
 
 static void conv_transpose_d2_forward(const run *r) {
-  memset(r->d2, 0, sizeof(aert_real) * 3211264);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  memset(r->d2, 0, sizeof(aert_real) * AEC_BATCH * 25088L);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_gemm(0, 0, 3136, 288, 64, r->d1 + (long)n0 * 12544, 64, (r->P + 259616), 288, 0, r->conv_transpose_d2_scratch, 288);
     scatter_conv_transpose_d2(r->conv_transpose_d2_scratch, n0, r->d2);
   }
-  aert_bias_act(r->d2, (r->P + 278048), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 278048), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 278048), r->d_d2, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 278048), r->d_d2, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     gather_conv_transpose_d2((r->conv_transpose_d2_dscratch + 903168), n0, r->d_d2);
     aert_gemm(1, 0, 64, 288, 3136, r->d1 + (long)n0 * 12544, 64, (r->conv_transpose_d2_dscratch + 903168), 288, 1, (r->G + 259616), 288);
     aert_gemm(0, 1, 3136, 64, 288, (r->conv_transpose_d2_dscratch + 903168), 288, (r->P + 259616), 288, 1, r->d_d1 + (long)n0 * 12544, 64);
@@ -332,22 +333,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 278080), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 278368), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 278368), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 278368), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 278368), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 278080));
   }
   aert_conv_flip((r->P + 278080), r->conv_y_dscratch + 29568, 3, 32, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
@@ -358,8 +359,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/conv_ae_transpose.ae:14: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -413,7 +414,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 13146112, Z, sizeof(aert_real) * 4096);
+  memcpy(A + 13146112, Z, sizeof(aert_real) * AEC_BATCH * 32L);
   dense_d_forward(&r);
   conv_transpose_d1_forward(&r);
   conv_transpose_d2_forward(&r);

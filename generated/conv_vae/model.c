@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 228208L
+#define AEC_ARENA_FLOATS 12001792L
 
 /* ---- the arena: 12001792 floats (45.8 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
@@ -67,13 +75,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 228208L
-#define AEC_ARENA_FLOATS 12001792L
-
 /* ---- parameters: 16 tensors in one arena of 228208 floats */
 static const aert_param params[] = {
   {"e.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 0, NULL, NULL},
@@ -103,17 +104,17 @@ static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
   }
@@ -148,21 +149,21 @@ static void scatter_conv_e_2(const aert_real *restrict col, int n0, aert_real *r
 static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e_2, (r->P + 18752), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_2, r->e_2, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e_2, 6272, 64);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18752), r->d_e_2, AEC_BATCH * 49L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 3136, (r->G + 320));
   }
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_gemm(0, 1, 3136, 288, 64, r->d_e_2 + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
@@ -173,15 +174,15 @@ static void conv_e_2_backward(const run *r) {
  * out: mu 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 128, 16, 3136, r->e_2, 3136, (r->P + 18816), 16, 0, r->mu, 16);
-  aert_bias_act(r->mu, (r->P + 68992), 128, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + 18816), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + 68992), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace(r->d_mu, r->mu, 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 68992), r->d_mu, 128, 16);
-    aert_gemm(1, 0, 3136, 16, 128, r->e_2, 3136, r->d_mu, 16, 1, (r->G + 18816), 16);
-    aert_gemm(0, 1, 128, 3136, 16, r->d_mu, 16, (r->P + 18816), 16, 1, r->d_e_2, 3136);
+  aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 68992), r->d_mu, AEC_BATCH, 16);
+    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_mu, 16, 1, (r->G + 18816), 16);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_mu, 16, (r->P + 18816), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- dense logvar  (specs/conv_vae.ae:9:12)
@@ -189,15 +190,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 128, 16, 3136, r->e_2, 3136, (r->P + 69008), 16, 0, r->logvar, 16);
-  aert_bias_act(r->logvar, (r->P + 119184), 128, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + 69008), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + 119184), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logvar, r->logvar, 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119184), r->d_logvar, 128, 16);
-    aert_gemm(1, 0, 3136, 16, 128, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + 69008), 16);
-    aert_gemm(0, 1, 128, 3136, 16, r->d_logvar, 16, (r->P + 69008), 16, 1, r->d_e_2, 3136);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 119184), r->d_logvar, AEC_BATCH, 16);
+    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + 69008), 16);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_logvar, 16, (r->P + 69008), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- sample z  (specs/conv_vae.ae:10:14)
@@ -205,11 +206,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 128
  * forward 0 FLOP, 24.58 KB moved per batch; backward 0 FLOP, 49.15 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward(r->mu, r->logvar, r->z, 2048, r->training, aert_hash64(r->seed + 4), r->first * 16u);
+  aert_sample_forward(r->mu, r->logvar, r->z, AEC_BATCH * 16L, r->training, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 2048, aert_hash64(r->seed + 4), r->first * 16u);
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, AEC_BATCH * 16L, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 /* ---- dense d  (specs/conv_vae.ae:11:7)
@@ -217,15 +218,15 @@ static void sample_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 12.85 MFLOP, 1.83 MB moved per batch; backward 25.69 MFLOP, 3.65 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, 128, 3136, 16, r->z, 16, (r->P + 119200), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 169376), 128, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 16, r->z, 16, (r->P + 119200), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + 169376), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 169376), r->d_d, 128, 3136);
-    aert_gemm(1, 0, 16, 3136, 128, r->z, 16, r->d_d, 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, 128, 16, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 16);
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 169376), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 16, 3136, AEC_BATCH, r->z, 16, r->d_d, 3136, 1, (r->G + 119200), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 16, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 16);
 }
 
 /* ---- conv d1  (specs/conv_vae.ae:12:26)
@@ -240,22 +241,22 @@ static const aert_conv_geom geo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 
 static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_d1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 172512), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 209376), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 209376), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 209376), r->d_d1, 25088, 64);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 209376), r->d_d1, AEC_BATCH * 196L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 172512));
   }
   aert_conv_flip((r->P + 172512), r->conv_d1_dscratch + 525824, 3, 64, 64);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
     aert_unstack(&pgeo_conv_d1, r->conv_d1_dscratch + 562688, n0, (aert_real *const[]){r->d_d});
@@ -274,22 +275,22 @@ static const aert_conv_geom geo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 64};
 
 static void conv_d2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 209440), r->d2 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d2, (r->P + 227872), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 227872), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 227872), r->d_d2, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 227872), r->d_d2, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 209440));
   }
   aert_conv_flip((r->P + 209440), r->conv_d2_dscratch + 231936, 3, 64, 32);
-  for (int n0 = 0; n0 < 128; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
     aert_unstack(&pgeo_conv_d2, r->conv_d2_dscratch + 250368, n0, (aert_real *const[]){r->d_d1});
@@ -308,22 +309,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 227904), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 228192), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 228192), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 228192), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 228192), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 227904));
   }
   aert_conv_flip((r->P + 227904), r->conv_y_dscratch + 29568, 3, 32, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
   }
@@ -334,13 +335,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/conv_vae.ae:16: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
-  denom[0] = 128.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH, 1);
+  denom[0] = AEC_BATCH;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/conv_vae.ae:16: 1 * kl_normal */
-  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 2048, 128, 1);
-  denom[1] = 128.0;
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, AEC_BATCH * 16L, AEC_BATCH, 1);
+  denom[1] = AEC_BATCH;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -400,7 +401,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 11999744, Z, sizeof(aert_real) * 2048);
+  memcpy(A + 11999744, Z, sizeof(aert_real) * AEC_BATCH * 16L);
   dense_d_forward(&r);
   conv_d1_forward(&r);
   conv_d2_forward(&r);

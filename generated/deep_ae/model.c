@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 1151648L
+#define AEC_ARENA_FLOATS 1028096L
 
 /* ---- the arena: 1028096 floats (3.9 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-9 the forward kernels, 10 the loss, 11-20 the
@@ -57,13 +65,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 1151648L
-#define AEC_ARENA_FLOATS 1028096L
-
 /* ---- parameters: 20 tensors in one arena of 1151648 floats */
 static const aert_param params[] = {
   {"e.1.w", 2, {784, 512}, 401408, 0, AERT_INIT_HE_NORMAL, 784, 512, 0, NULL, NULL},
@@ -93,14 +94,14 @@ static const aert_param params[] = {
  * out:  512, relu fused, batch 256
  * forward 205.52 MFLOP, 2.93 MB moved per batch; backward 205.52 MFLOP, 5.07 MB */
 static void dense_e_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->e_1, 512);
-  aert_bias_act(r->e_1, (r->P + 401408), 256, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->e_1, 512);
+  aert_bias_act(r->e_1, (r->P + 401408), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 401408), r->d_e_1, 256, 512);
-    aert_gemm(1, 0, 784, 512, 256, r->X, 784, r->d_e_1, 512, 1, (r->G + 0), 512);
+  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 401408), r->d_e_1, AEC_BATCH, 512);
+    aert_gemm(1, 0, 784, 512, AEC_BATCH, r->X, 784, r->d_e_1, 512, 1, (r->G + 0), 512);
 }
 
 /* ---- dense e.2  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
@@ -108,15 +109,15 @@ static void dense_e_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.62 MB */
 static void dense_e_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 512, r->e_1, 512, (r->P + 401920), 256, 0, r->e_2, 256);
-  aert_bias_act(r->e_2, (r->P + 532992), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 512, r->e_1, 512, (r->P + 401920), 256, 0, r->e_2, 256);
+  aert_bias_act(r->e_2, (r->P + 532992), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_2, r->e_2, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 532992), r->d_e_2, 256, 256);
-    aert_gemm(1, 0, 512, 256, 256, r->e_1, 512, r->d_e_2, 256, 1, (r->G + 401920), 256);
-    aert_gemm(0, 1, 256, 512, 256, r->d_e_2, 256, (r->P + 401920), 256, 1, r->d_e_1, 512);
+  aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 532992), r->d_e_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 512, 256, AEC_BATCH, r->e_1, 512, r->d_e_2, 256, 1, (r->G + 401920), 256);
+    aert_gemm(0, 1, AEC_BATCH, 512, 256, r->d_e_2, 256, (r->P + 401920), 256, 1, r->d_e_1, 512);
 }
 
 /* ---- dense e.3  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
@@ -124,15 +125,15 @@ static void dense_e_2_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_e_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, r->e_2, 256, (r->P + 533248), 128, 0, r->e_3, 128);
-  aert_bias_act(r->e_3, (r->P + 566016), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->e_2, 256, (r->P + 533248), 128, 0, r->e_3, 128);
+  aert_bias_act(r->e_3, (r->P + 566016), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_3, r->e_3, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 566016), r->d_e_3, 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, r->e_2, 256, r->d_e_3, 128, 1, (r->G + 533248), 128);
-    aert_gemm(0, 1, 256, 256, 128, r->d_e_3, 128, (r->P + 533248), 128, 1, r->d_e_2, 256);
+  aert_act_backward_inplace(r->d_e_3, r->e_3, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 566016), r->d_e_3, AEC_BATCH, 128);
+    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->e_2, 256, r->d_e_3, 128, 1, (r->G + 533248), 128);
+    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_e_3, 128, (r->P + 533248), 128, 1, r->d_e_2, 256);
 }
 
 /* ---- dense e.4  (specs/deep_ae.ae:9 fc() -> :7:21 dense)
@@ -140,15 +141,15 @@ static void dense_e_3_backward(const run *r) {
  * out: e 64, relu fused, batch 256
  * forward 4.19 MFLOP, 229.63 KB moved per batch; backward 8.39 MFLOP, 459.26 KB */
 static void dense_e_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 128, r->e_3, 128, (r->P + 566144), 64, 0, r->e, 64);
-  aert_bias_act(r->e, (r->P + 574336), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 128, r->e_3, 128, (r->P + 566144), 64, 0, r->e, 64);
+  aert_bias_act(r->e, (r->P + 574336), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_e_4_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e, r->e, 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 574336), r->d_e, 256, 64);
-    aert_gemm(1, 0, 128, 64, 256, r->e_3, 128, r->d_e, 64, 1, (r->G + 566144), 64);
-    aert_gemm(0, 1, 256, 128, 64, r->d_e, 64, (r->P + 566144), 64, 1, r->d_e_3, 128);
+  aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 574336), r->d_e, AEC_BATCH, 64);
+    aert_gemm(1, 0, 128, 64, AEC_BATCH, r->e_3, 128, r->d_e, 64, 1, (r->G + 566144), 64);
+    aert_gemm(0, 1, AEC_BATCH, 128, 64, r->d_e, 64, (r->P + 566144), 64, 1, r->d_e_3, 128);
 }
 
 /* ---- dense z  (specs/deep_ae.ae:10:14)
@@ -156,15 +157,15 @@ static void dense_e_4_backward(const run *r) {
  * out: z 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch; backward 1.05 MFLOP, 172.16 KB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 64, r->e, 64, (r->P + 574400), 16, 0, r->z, 16);
-  aert_bias_act(r->z, (r->P + 575424), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->e, 64, (r->P + 574400), 16, 0, r->z, 16);
+  aert_bias_act(r->z, (r->P + 575424), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z, r->z, 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 575424), r->d_z, 256, 16);
-    aert_gemm(1, 0, 64, 16, 256, r->e, 64, r->d_z, 16, 1, (r->G + 574400), 16);
-    aert_gemm(0, 1, 256, 64, 16, r->d_z, 16, (r->P + 574400), 16, 1, r->d_e, 64);
+  aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 575424), r->d_z, AEC_BATCH, 16);
+    aert_gemm(1, 0, 64, 16, AEC_BATCH, r->e, 64, r->d_z, 16, 1, (r->G + 574400), 16);
+    aert_gemm(0, 1, AEC_BATCH, 64, 16, r->d_z, 16, (r->P + 574400), 16, 1, r->d_e, 64);
 }
 
 /* ---- dense d.1  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
@@ -172,15 +173,15 @@ static void dense_z_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_d_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 16, r->z, 16, (r->P + 575440), 64, 0, r->d_1, 64);
-  aert_bias_act(r->d_1, (r->P + 576464), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->z, 16, (r->P + 575440), 64, 0, r->d_1, 64);
+  aert_bias_act(r->d_1, (r->P + 576464), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d_1, r->d_1, 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 576464), r->d_d_1, 256, 64);
-    aert_gemm(1, 0, 16, 64, 256, r->z, 16, r->d_d_1, 64, 1, (r->G + 575440), 64);
-    aert_gemm(0, 1, 256, 16, 64, r->d_d_1, 64, (r->P + 575440), 64, 1, r->d_z, 16);
+  aert_act_backward_inplace(r->d_d_1, r->d_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 576464), r->d_d_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->z, 16, r->d_d_1, 64, 1, (r->G + 575440), 64);
+    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_d_1, 64, (r->P + 575440), 64, 1, r->d_z, 16);
 }
 
 /* ---- dense d.2  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
@@ -188,15 +189,15 @@ static void dense_d_1_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 4.19 MFLOP, 229.89 KB moved per batch; backward 8.39 MFLOP, 459.78 KB */
 static void dense_d_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 64, r->d_1, 64, (r->P + 576528), 128, 0, r->d_2, 128);
-  aert_bias_act(r->d_2, (r->P + 584720), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 64, r->d_1, 64, (r->P + 576528), 128, 0, r->d_2, 128);
+  aert_bias_act(r->d_2, (r->P + 584720), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d_2, r->d_2, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 584720), r->d_d_2, 256, 128);
-    aert_gemm(1, 0, 64, 128, 256, r->d_1, 64, r->d_d_2, 128, 1, (r->G + 576528), 128);
-    aert_gemm(0, 1, 256, 64, 128, r->d_d_2, 128, (r->P + 576528), 128, 1, r->d_d_1, 64);
+  aert_act_backward_inplace(r->d_d_2, r->d_2, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 584720), r->d_d_2, AEC_BATCH, 128);
+    aert_gemm(1, 0, 64, 128, AEC_BATCH, r->d_1, 64, r->d_d_2, 128, 1, (r->G + 576528), 128);
+    aert_gemm(0, 1, AEC_BATCH, 64, 128, r->d_d_2, 128, (r->P + 576528), 128, 1, r->d_d_1, 64);
 }
 
 /* ---- dense d.3  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
@@ -204,15 +205,15 @@ static void dense_d_2_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_d_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, r->d_2, 128, (r->P + 584848), 256, 0, r->d_3, 256);
-  aert_bias_act(r->d_3, (r->P + 617616), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->d_2, 128, (r->P + 584848), 256, 0, r->d_3, 256);
+  aert_bias_act(r->d_3, (r->P + 617616), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d_3, r->d_3, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 617616), r->d_d_3, 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, r->d_2, 128, r->d_d_3, 256, 1, (r->G + 584848), 256);
-    aert_gemm(0, 1, 256, 128, 256, r->d_d_3, 256, (r->P + 584848), 256, 1, r->d_d_2, 128);
+  aert_act_backward_inplace(r->d_d_3, r->d_3, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 617616), r->d_d_3, AEC_BATCH, 256);
+    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->d_2, 128, r->d_d_3, 256, 1, (r->G + 584848), 256);
+    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_d_3, 256, (r->P + 584848), 256, 1, r->d_d_2, 128);
 }
 
 /* ---- dense d.4  (specs/deep_ae.ae:11 fc() -> :7:21 dense)
@@ -220,15 +221,15 @@ static void dense_d_3_backward(const run *r) {
  * out: d 512, relu fused, batch 256
  * forward 67.11 MFLOP, 1.31 MB moved per batch; backward 134.22 MFLOP, 2.63 MB */
 static void dense_d_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 512, 256, r->d_3, 256, (r->P + 617872), 512, 0, r->d, 512);
-  aert_bias_act(r->d, (r->P + 748944), 256, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 256, r->d_3, 256, (r->P + 617872), 512, 0, r->d, 512);
+  aert_bias_act(r->d, (r->P + 748944), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_4_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 748944), r->d_d, 256, 512);
-    aert_gemm(1, 0, 256, 512, 256, r->d_3, 256, r->d_d, 512, 1, (r->G + 617872), 512);
-    aert_gemm(0, 1, 256, 256, 512, r->d_d, 512, (r->P + 617872), 512, 1, r->d_d_3, 256);
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 748944), r->d_d, AEC_BATCH, 512);
+    aert_gemm(1, 0, 256, 512, AEC_BATCH, r->d_3, 256, r->d_d, 512, 1, (r->G + 617872), 512);
+    aert_gemm(0, 1, AEC_BATCH, 256, 512, r->d_d, 512, (r->P + 617872), 512, 1, r->d_d_3, 256);
 }
 
 /* ---- dense y  (specs/deep_ae.ae:12:7)
@@ -236,15 +237,15 @@ static void dense_d_4_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 205.52 MFLOP, 2.94 MB moved per batch; backward 411.04 MFLOP, 5.87 MB */
 static void dense_y_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 512, r->d, 512, (r->P + 749456), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 1150864), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 512, r->d, 512, (r->P + 749456), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 1150864), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 1150864), r->d_y, 256, 784);
-    aert_gemm(1, 0, 512, 784, 256, r->d, 512, r->d_y, 784, 1, (r->G + 749456), 784);
-    aert_gemm(0, 1, 256, 512, 784, r->d_y, 784, (r->P + 749456), 784, 1, r->d_d, 512);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 1150864), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 512, 784, AEC_BATCH, r->d, 512, r->d_y, 784, 1, (r->G + 749456), 784);
+    aert_gemm(0, 1, AEC_BATCH, 512, 784, r->d_y, 784, (r->P + 749456), 784, 1, r->d_d, 512);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -252,8 +253,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/deep_ae.ae:14: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
-  denom[0] = 200704.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -316,7 +317,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 1024000, Z, sizeof(aert_real) * 4096);
+  memcpy(A + 1024000, Z, sizeof(aert_real) * AEC_BATCH * 16L);
   dense_d_1_forward(&r);
   dense_d_2_forward(&r);
   dense_d_3_forward(&r);

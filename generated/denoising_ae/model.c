@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 28368L
+#define AEC_ARENA_FLOATS 14169120L
 
 /* ---- the arena: 14169120 floats (54.1 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
@@ -64,13 +72,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 28368L
-#define AEC_ARENA_FLOATS 14169120L
-
 /* ---- parameters: 10 tensors in one arena of 28368 floats */
 static const aert_param params[] = {
   {"e.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 0, NULL, NULL},
@@ -90,7 +91,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
+  aert_noise_forward(r->X, r->noisy, AEC_BATCH * 784L, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
 }
 
 /* ---- conv e.1  (specs/denoising_ae.ae:8:7)
@@ -102,17 +103,17 @@ static const aert_pad_geom pgeo_conv_e_1 = {.batch = 32, .h = 28, .w = 28, .c = 
 static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + 0));
   }
@@ -123,11 +124,11 @@ static void conv_e_1_backward(const run *r) {
  * out:  14x14x32, batch 128
  * forward 0 FLOP, 16.06 MB moved per batch; backward 0 FLOP, 32.11 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward(r->e_1, r->maxpool_2, 128, 28, 28, 32, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e_1, r->maxpool_2, AEC_BATCH, 28, 28, 32, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward(r->d_e_1, r->d_maxpool_2, r->e_1, r->maxpool_2, 128, 28, 28, 32, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e_1, r->d_maxpool_2, r->e_1, r->maxpool_2, AEC_BATCH, 28, 28, 32, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e.2  (specs/denoising_ae.ae:8:53)
@@ -147,12 +148,12 @@ static void conv_e_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_2, r->e_2, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), r->d_e_2, 25088, 32);
+  aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 9536), r->d_e_2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -171,11 +172,11 @@ static void conv_e_2_backward(const run *r) {
  * out: e 7x7x32, batch 128
  * forward 0 FLOP, 4.01 MB moved per batch; backward 0 FLOP, 8.03 MB */
 static void maxpool_e_forward(const run *r) {
-  aert_pool_forward(r->e_2, r->e, 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_forward(r->e_2, r->e, AEC_BATCH, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 static void maxpool_e_backward(const run *r) {
-  aert_pool_backward(r->d_e_2, r->d_e, r->e_2, r->e, 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_backward(r->d_e_2, r->d_e, r->e_2, r->e, AEC_BATCH, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 /* ---- conv d.1  (specs/denoising_ae.ae:9:25)
@@ -190,22 +191,22 @@ static const aert_conv_geom geo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg =
 static const aert_conv_geom dgeo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_scratch, n0, (const aert_real *const[]){r->e});
     aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, (r->P + 9568), r->d_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d_1, (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d_1, (r->P + 18784), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d_1, r->d_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18784), r->d_d_1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_d_1, r->d_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18784), r->d_d_1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->e});
     aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->d_d_1 + (long)n0 * 6272, (r->G + 9568));
   }
   aert_conv_flip((r->P + 9568), r->conv_d_1_dscratch + 525056, 3, 32, 32);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->d_d_1});
     aert_conv_fwd(&dgeo_conv_d_1, r->conv_d_1_dscratch, r->conv_d_1_dscratch + 525056, r->conv_d_1_dscratch + 534272, 0);
     aert_unstack(&pgeo_conv_d_1, r->conv_d_1_dscratch + 534272, n0, (aert_real *const[]){r->d_e});
@@ -224,22 +225,22 @@ static const aert_conv_geom geo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg =
 static const aert_conv_geom dgeo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 32, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_d_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_scratch, n0, (const aert_real *const[]){r->d_1});
     aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, (r->P + 18816), r->d + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d, (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + 28032), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, 3211264, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28032), r->d_d, 100352, 32);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 28032), r->d_d, AEC_BATCH * 784L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_1});
     aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->d_d + (long)n0 * 25088, (r->G + 18816));
   }
   aert_conv_flip((r->P + 18816), r->conv_d_2_dscratch + 461568, 3, 32, 32);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_d});
     aert_conv_fwd(&dgeo_conv_d_2, r->conv_d_2_dscratch, r->conv_d_2_dscratch + 461568, r->conv_d_2_dscratch + 470784, 0);
     aert_unstack(&pgeo_conv_d_2, r->conv_d_2_dscratch + 470784, n0, (aert_real *const[]){r->d_d_1});
@@ -258,22 +259,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 28064), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 28352), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 28352), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 28352), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 28352), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 28064));
   }
   aert_conv_flip((r->P + 28064), r->conv_y_dscratch + 29568, 3, 32, 1);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 1);
   }
@@ -284,8 +285,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/denoising_ae.ae:12: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

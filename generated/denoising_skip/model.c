@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 11600L
+#define AEC_ARENA_FLOATS 9812544L
 
 /* ---- the arena: 9812544 floats (37.4 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-5 the forward kernels, 6 the loss, 7-12 the
@@ -57,13 +65,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 11600L
-#define AEC_ARENA_FLOATS 9812544L
-
 /* ---- parameters: 8 tensors in one arena of 11600 floats */
 static const aert_param params[] = {
   {"e1.w", 4, {3, 3, 1, 16}, 144, 0, AERT_INIT_HE_NORMAL, 9, 144, 0, NULL, NULL},
@@ -81,7 +82,7 @@ static const aert_param params[] = {
  * out: noisy 28x28x1, batch 128
  * forward 0 FLOP, 802.82 KB moved per batch */
 static void gaussian_noise_noisy_forward(const run *r) {
-  aert_noise_forward(r->X, r->noisy, 100352, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
+  aert_noise_forward(r->X, r->noisy, AEC_BATCH * 784L, 0.3, 0, 1, r->training, aert_hash64(r->seed + 0), r->first * 784u);
 }
 
 /* ---- conv e1  (specs/denoising_skip.ae:11:8)
@@ -93,17 +94,17 @@ static const aert_pad_geom pgeo_conv_e1 = {.batch = 64, .h = 28, .w = 28, .c = 1
 static const aert_conv_geom geo_conv_e1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_scratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + 0), r->e1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 144), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), r->d_e1, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 144), r->d_e1, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 0));
   }
@@ -114,11 +115,11 @@ static void conv_e1_backward(const run *r) {
  * out:  14x14x16, batch 128
  * forward 0 FLOP, 8.03 MB moved per batch; backward 0 FLOP, 16.06 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward(r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, AEC_BATCH, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, AEC_BATCH, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e2  (specs/denoising_skip.ae:12:26)
@@ -138,12 +139,12 @@ static void conv_e2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + 160), r->e2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2, (r->P + 4768), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 4768), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4768), r->d_e2, 25088, 32);
+  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 4768), r->d_e2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -205,17 +206,17 @@ static void scatter_conv_d1(const aert_real *restrict col, int n0, aert_real *re
 }
 
 static void conv_d1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1(r->conv_d1_scratch, n0, r->e2, r->e1, r->noisy);
     aert_gemm(0, 0, 1568, 15, 441, r->conv_d1_scratch, 441, (r->P + 4800), 15, 0, r->d1 + (long)n0 * 11760, 15);
   }
-  aert_bias_act(r->d1, (r->P + 11424), 100352, 15, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 11424), AEC_BATCH * 784L, 15, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 1505280, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 11424), r->d_d1, 100352, 15);
-  for (int n0 = 0; n0 < 128; n0 += 2) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 11760L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 11424), r->d_d1, AEC_BATCH * 784L, 15);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1(r->conv_d1_dscratch, n0, r->e2, r->e1, r->noisy);
     aert_gemm(1, 0, 441, 15, 1568, r->conv_d1_dscratch, 441, r->d_d1 + (long)n0 * 11760, 15, 1, (r->G + 4800), 15);
     aert_gemm(0, 1, 1568, 441, 15, r->d_d1 + (long)n0 * 11760, 15, (r->P + 4800), 15, 0, (r->conv_d1_dscratch + 691488), 441);
@@ -235,22 +236,22 @@ static const aert_conv_geom geo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 3
 static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_y_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d1, r->noisy});
     aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 11440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 11584), 100352, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + 11584), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 11584), r->d_y, 100352, 1);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 11584), r->d_y, AEC_BATCH * 784L, 1);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d1, r->noisy});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 11440));
   }
   aert_conv_flip((r->P + 11440), r->conv_y_dscratch + 57984, 3, 16, 1);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->conv_y_dscratch + 58128, 0);
     aert_unstack(&pgeo_conv_y, r->conv_y_dscratch + 58128, n0, (aert_real *const[]){r->d_d1, NULL});
@@ -262,8 +263,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/denoising_skip.ae:16: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 439728L
+#define AEC_ARENA_FLOATS 638976L
 
 /* ---- the arena: 638976 floats (2.4 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-5 the forward kernels, 6 the loss, 7-12 the
@@ -48,13 +56,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 439728L
-#define AEC_ARENA_FLOATS 638976L
-
 /* ---- parameters: 12 tensors in one arena of 439728 floats */
 static const aert_param params[] = {
   {"z.1.w", 2, {784, 256}, 200704, 0, AERT_INIT_HE_NORMAL, 784, 256, 0, NULL, NULL},
@@ -76,14 +77,14 @@ static const aert_param params[] = {
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->z_1, 256);
-  aert_bias_act(r->z_1, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->z_1, 256);
+  aert_bias_act(r->z_1, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_1, r->z_1, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_z_1, 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_z_1, 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_z_1, r->z_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_z_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_z_1, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense z.2  (specs/dense_ae.ae:9 encoder() -> :7:49 dense)
@@ -91,15 +92,15 @@ static void dense_z_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 16.78 MFLOP, 786.94 KB */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 256, r->z_1, 256, (r->P + 200960), 64, 0, r->z_2, 64);
-  aert_bias_act(r->z_2, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->z_1, 256, (r->P + 200960), 64, 0, r->z_2, 64);
+  aert_bias_act(r->z_2, (r->P + 217344), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_2, r->z_2, 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 217344), r->d_z_2, 256, 64);
-    aert_gemm(1, 0, 256, 64, 256, r->z_1, 256, r->d_z_2, 64, 1, (r->G + 200960), 64);
-    aert_gemm(0, 1, 256, 256, 64, r->d_z_2, 64, (r->P + 200960), 64, 1, r->d_z_1, 256);
+  aert_act_backward_inplace(r->d_z_2, r->z_2, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 217344), r->d_z_2, AEC_BATCH, 64);
+    aert_gemm(1, 0, 256, 64, AEC_BATCH, r->z_1, 256, r->d_z_2, 64, 1, (r->G + 200960), 64);
+    aert_gemm(0, 1, AEC_BATCH, 256, 64, r->d_z_2, 64, (r->P + 200960), 64, 1, r->d_z_1, 256);
 }
 
 /* ---- dense z.3  (specs/dense_ae.ae:9 encoder() -> :7:70 dense)
@@ -107,15 +108,15 @@ static void dense_z_2_backward(const run *r) {
  * out: z.3 32, batch 256
  * forward 1.05 MFLOP, 106.62 KB moved per batch; backward 2.10 MFLOP, 213.25 KB */
 static void dense_z_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 32, 64, r->z_2, 64, (r->P + 217408), 32, 0, r->z_3, 32);
-  aert_bias_act(r->z_3, (r->P + 219456), 256, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 64, r->z_2, 64, (r->P + 217408), 32, 0, r->z_3, 32);
+  aert_bias_act(r->z_3, (r->P + 219456), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_3, r->z_3, 8192, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219456), r->d_z_3, 256, 32);
-    aert_gemm(1, 0, 64, 32, 256, r->z_2, 64, r->d_z_3, 32, 1, (r->G + 217408), 32);
-    aert_gemm(0, 1, 256, 64, 32, r->d_z_3, 32, (r->P + 217408), 32, 1, r->d_z_2, 64);
+  aert_act_backward_inplace(r->d_z_3, r->z_3, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 219456), r->d_z_3, AEC_BATCH, 32);
+    aert_gemm(1, 0, 64, 32, AEC_BATCH, r->z_2, 64, r->d_z_3, 32, 1, (r->G + 217408), 32);
+    aert_gemm(0, 1, AEC_BATCH, 64, 32, r->d_z_3, 32, (r->P + 217408), 32, 1, r->d_z_2, 64);
 }
 
 /* ---- dense y.1  (specs/dense_ae.ae:10:7)
@@ -123,15 +124,15 @@ static void dense_z_3_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 1.05 MFLOP, 106.75 KB moved per batch; backward 2.10 MFLOP, 213.50 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 32, r->z_3, 32, (r->P + 219488), 64, 0, r->y_1, 64);
-  aert_bias_act(r->y_1, (r->P + 221536), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z_3, 32, (r->P + 219488), 64, 0, r->y_1, 64);
+  aert_bias_act(r->y_1, (r->P + 221536), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_1, r->y_1, 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 221536), r->d_y_1, 256, 64);
-    aert_gemm(1, 0, 32, 64, 256, r->z_3, 32, r->d_y_1, 64, 1, (r->G + 219488), 64);
-    aert_gemm(0, 1, 256, 32, 64, r->d_y_1, 64, (r->P + 219488), 64, 1, r->d_z_3, 32);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 221536), r->d_y_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z_3, 32, r->d_y_1, 64, 1, (r->G + 219488), 64);
+    aert_gemm(0, 1, AEC_BATCH, 32, 64, r->d_y_1, 64, (r->P + 219488), 64, 1, r->d_z_3, 32);
 }
 
 /* ---- dense y.2  (specs/dense_ae.ae:10:31)
@@ -139,15 +140,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 64, r->y_1, 64, (r->P + 221600), 256, 0, r->y_2, 256);
-  aert_bias_act(r->y_2, (r->P + 237984), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_1, 64, (r->P + 221600), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + 237984), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 237984), r->d_y_2, 256, 256);
-    aert_gemm(1, 0, 64, 256, 256, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 221600), 256);
-    aert_gemm(0, 1, 256, 64, 256, r->d_y_2, 256, (r->P + 221600), 256, 1, r->d_y_1, 64);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 237984), r->d_y_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 221600), 256);
+    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_2, 256, (r->P + 221600), 256, 1, r->d_y_1, 64);
 }
 
 /* ---- dense y.3  (specs/dense_ae.ae:10:53)
@@ -155,15 +156,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, r->y_2, 256, (r->P + 238240), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 438944), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + 238240), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 438944), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 438944), r->d_y, 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, r->y_2, 256, r->d_y, 784, 1, (r->G + 238240), 784);
-    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 238240), 784, 1, r->d_y_2, 256);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 438944), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + 238240), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 238240), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -171,8 +172,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/dense_ae.ae:12: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
-  denom[0] = 200704.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -223,7 +224,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 630784, Z, sizeof(aert_real) * 8192);
+  memcpy(A + 630784, Z, sizeof(aert_real) * AEC_BATCH * 32L);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
   dense_y_3_forward(&r);

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 402448L
+#define AEC_ARENA_FLOATS 532480L
 
 /* ---- the arena: 532480 floats (2.0 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-1 the forward kernels, 2 the loss, 3-4 the
@@ -40,13 +48,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 402448L
-#define AEC_ARENA_FLOATS 532480L
-
 /* ---- parameters: 4 tensors in one arena of 402448 floats */
 static const aert_param params[] = {
   {"h.w", 2, {784, 256}, 200704, 0, AERT_INIT_HE_NORMAL, 784, 256, 0, NULL, NULL},
@@ -60,14 +61,14 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h, r->h, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h, 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense y  (specs/grow_stage1.ae:10:7)
@@ -75,15 +76,15 @@ static void dense_h_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, r->h, 256, (r->P + 200960), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 401664), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->h, 256, (r->P + 200960), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 401664), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 401664), r->d_y, 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, r->h, 256, r->d_y, 784, 1, (r->G + 200960), 784);
-    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 200960), 784, 1, r->d_h, 256);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 401664), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->h, 256, r->d_y, 784, 1, (r->G + 200960), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 200960), 784, 1, r->d_h, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -91,8 +92,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/grow_stage1.ae:12: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
-  denom[0] = 200704.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -131,7 +132,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 401408, Z, sizeof(aert_real) * 65536);
+  memcpy(A + 401408, Z, sizeof(aert_real) * AEC_BATCH * 256L);
   dense_y_forward(&r);
 }
 

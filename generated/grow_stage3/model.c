@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 438224L
+#define AEC_ARENA_FLOATS 563200L
 
 /* ---- the arena: 563200 floats (2.1 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-8 the forward kernels, 9 the loss, 10-18 the
@@ -52,13 +60,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 438224L
-#define AEC_ARENA_FLOATS 563200L
-
 /* ---- parameters: 18 tensors in one arena of 438224 floats */
 static const aert_param params[] = {
   {"h.w", 2, {784, 256}, 200704, 0, AERT_INIT_HE_NORMAL, 784, 256, 1, "specs/../runs/grow_stage2/best.ckpt", "h.w"},
@@ -86,8 +87,8 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.1  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:24 dense)
@@ -95,8 +96,8 @@ static void dense_h_forward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
-  aert_bias_act(r->z_1, (r->P + 217344), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
+  aert_bias_act(r->z_1, (r->P + 217344), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.2  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:49 dense)
@@ -104,8 +105,8 @@ static void dense_z_1_forward(const run *r) {
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
-  aert_bias_act(r->z_2, (r->P + 218432), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
+  aert_bias_act(r->z_2, (r->P + 218432), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense c.1  (specs/grow_stage3.ae:13:14)
@@ -113,14 +114,14 @@ static void dense_z_2_forward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 131.07 KFLOP, 33.86 KB moved per batch; backward 131.07 KFLOP, 51.33 KB */
 static void dense_c_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 16, r->z_2, 16, (r->P + 218448), 16, 0, r->c_1, 16);
-  aert_bias_act(r->c_1, (r->P + 218704), 256, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 16, r->z_2, 16, (r->P + 218448), 16, 0, r->c_1, 16);
+  aert_bias_act(r->c_1, (r->P + 218704), AEC_BATCH, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_c_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_c_1, r->c_1, 4096, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218704), r->d_c_1, 256, 16);
-    aert_gemm(1, 0, 16, 16, 256, r->z_2, 16, r->d_c_1, 16, 1, (r->G + 218448), 16);
+  aert_act_backward_inplace(r->d_c_1, r->c_1, AEC_BATCH * 16L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 218704), r->d_c_1, AEC_BATCH, 16);
+    aert_gemm(1, 0, 16, 16, AEC_BATCH, r->z_2, 16, r->d_c_1, 16, 1, (r->G + 218448), 16);
 }
 
 /* ---- dense c.2  (specs/grow_stage3.ae:13:38)
@@ -128,15 +129,15 @@ static void dense_c_1_backward(const run *r) {
  * out: c.2 8, batch 256
  * forward 65.54 KFLOP, 25.12 KB moved per batch; backward 131.07 KFLOP, 50.24 KB */
 static void dense_c_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 8, 16, r->c_1, 16, (r->P + 218720), 8, 0, r->c_2, 8);
-  aert_bias_act(r->c_2, (r->P + 218848), 256, 8, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 8, 16, r->c_1, 16, (r->P + 218720), 8, 0, r->c_2, 8);
+  aert_bias_act(r->c_2, (r->P + 218848), AEC_BATCH, 8, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_c_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_c_2, r->c_2, 2048, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 218848), r->d_c_2, 256, 8);
-    aert_gemm(1, 0, 16, 8, 256, r->c_1, 16, r->d_c_2, 8, 1, (r->G + 218720), 8);
-    aert_gemm(0, 1, 256, 16, 8, r->d_c_2, 8, (r->P + 218720), 8, 1, r->d_c_1, 16);
+  aert_act_backward_inplace(r->d_c_2, r->c_2, AEC_BATCH * 8L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 218848), r->d_c_2, AEC_BATCH, 8);
+    aert_gemm(1, 0, 16, 8, AEC_BATCH, r->c_1, 16, r->d_c_2, 8, 1, (r->G + 218720), 8);
+    aert_gemm(0, 1, AEC_BATCH, 16, 8, r->d_c_2, 8, (r->P + 218720), 8, 1, r->d_c_1, 16);
 }
 
 /* ---- dense y.1  (specs/grow_stage3.ae:14:7)
@@ -144,15 +145,15 @@ static void dense_c_2_backward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 65.54 KFLOP, 25.15 KB moved per batch; backward 131.07 KFLOP, 50.30 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 8, r->c_2, 8, (r->P + 218864), 16, 0, r->y_1, 16);
-  aert_bias_act(r->y_1, (r->P + 218992), 256, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 8, r->c_2, 8, (r->P + 218864), 16, 0, r->y_1, 16);
+  aert_bias_act(r->y_1, (r->P + 218992), AEC_BATCH, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_1, r->y_1, 4096, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218992), r->d_y_1, 256, 16);
-    aert_gemm(1, 0, 8, 16, 256, r->c_2, 8, r->d_y_1, 16, 1, (r->G + 218864), 16);
-    aert_gemm(0, 1, 256, 8, 16, r->d_y_1, 16, (r->P + 218864), 16, 1, r->d_c_2, 8);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 16L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 218992), r->d_y_1, AEC_BATCH, 16);
+    aert_gemm(1, 0, 8, 16, AEC_BATCH, r->c_2, 8, r->d_y_1, 16, 1, (r->G + 218864), 16);
+    aert_gemm(0, 1, AEC_BATCH, 8, 16, r->d_y_1, 16, (r->P + 218864), 16, 1, r->d_c_2, 8);
 }
 
 /* ---- dense y.2  (specs/grow_stage3.ae:14:31)
@@ -160,15 +161,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 64, 16, r->y_1, 16, (r->P + 219008), 64, 0, r->y_2, 64);
-  aert_bias_act(r->y_2, (r->P + 220032), 256, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->y_1, 16, (r->P + 219008), 64, 0, r->y_2, 64);
+  aert_bias_act(r->y_2, (r->P + 220032), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_2, r->y_2, 16384, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 220032), r->d_y_2, 256, 64);
-    aert_gemm(1, 0, 16, 64, 256, r->y_1, 16, r->d_y_2, 64, 1, (r->G + 219008), 64);
-    aert_gemm(0, 1, 256, 16, 64, r->d_y_2, 64, (r->P + 219008), 64, 1, r->d_y_1, 16);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 220032), r->d_y_2, AEC_BATCH, 64);
+    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->y_1, 16, r->d_y_2, 64, 1, (r->G + 219008), 64);
+    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_y_2, 64, (r->P + 219008), 64, 1, r->d_y_1, 16);
 }
 
 /* ---- dense y.3  (specs/grow_stage3.ae:14:52)
@@ -176,15 +177,15 @@ static void dense_y_2_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 64, r->y_2, 64, (r->P + 220096), 256, 0, r->y_3, 256);
-  aert_bias_act(r->y_3, (r->P + 236480), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_2, 64, (r->P + 220096), 256, 0, r->y_3, 256);
+  aert_bias_act(r->y_3, (r->P + 236480), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_3, r->y_3, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 236480), r->d_y_3, 256, 256);
-    aert_gemm(1, 0, 64, 256, 256, r->y_2, 64, r->d_y_3, 256, 1, (r->G + 220096), 256);
-    aert_gemm(0, 1, 256, 64, 256, r->d_y_3, 256, (r->P + 220096), 256, 1, r->d_y_2, 64);
+  aert_act_backward_inplace(r->d_y_3, r->y_3, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 236480), r->d_y_3, AEC_BATCH, 256);
+    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_2, 64, r->d_y_3, 256, 1, (r->G + 220096), 256);
+    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_3, 256, (r->P + 220096), 256, 1, r->d_y_2, 64);
 }
 
 /* ---- dense y.4  (specs/grow_stage3.ae:14:74)
@@ -192,15 +193,15 @@ static void dense_y_3_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_4_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, r->y_3, 256, (r->P + 236736), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 437440), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_3, 256, (r->P + 236736), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 437440), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_4_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 437440), r->d_y, 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, r->y_3, 256, r->d_y, 784, 1, (r->G + 236736), 784);
-    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 236736), 784, 1, r->d_y_3, 256);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 437440), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_3, 256, r->d_y, 784, 1, (r->G + 236736), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 236736), 784, 1, r->d_y_3, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -208,8 +209,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/grow_stage3.ae:16: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
-  denom[0] = 200704.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -263,7 +264,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 561152, Z, sizeof(aert_real) * 2048);
+  memcpy(A + 561152, Z, sizeof(aert_real) * AEC_BATCH * 8L);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
   dense_y_3_forward(&r);

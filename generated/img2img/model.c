@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 784
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 118000L
+#define AEC_ARENA_FLOATS 15274624L
 
 /* ---- the arena: 15274624 floats (58.3 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-12 the forward kernels, 13 the loss, 14-26 the
@@ -89,13 +97,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 784
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 118000L
-#define AEC_ARENA_FLOATS 15274624L
-
 /* ---- parameters: 22 tensors in one arena of 118000 floats */
 static const aert_param params[] = {
   {"e1.1.w", 4, {3, 3, 1, 16}, 144, 0, AERT_INIT_HE_NORMAL, 9, 144, 0, NULL, NULL},
@@ -131,17 +132,17 @@ static const aert_pad_geom pgeo_conv_e1_1 = {.batch = 64, .h = 28, .w = 28, .c =
 static const aert_conv_geom geo_conv_e1_1 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1_1, (r->P + 144), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 144), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), r->d_e1_1, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 144), r->d_e1_1, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + 0));
   }
@@ -159,22 +160,22 @@ static const aert_conv_geom geo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 160), r->e1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1, (r->P + 2464), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 2464), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2464), r->d_e1, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 2464), r->d_e1, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 160));
   }
   aert_conv_flip((r->P + 160), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->d_e1_1 + (long)n0 * 12544, 1);
   }
@@ -185,11 +186,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  14x14x16, batch 128
  * forward 0 FLOP, 8.03 MB moved per batch; backward 0 FLOP, 16.06 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward(r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, AEC_BATCH, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 128, 28, 28, 16, 2, 2, 14, 14, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, AEC_BATCH, 28, 28, 16, 2, 2, 14, 14, 1);
 }
 
 /* ---- conv e2.1  (specs/img2img.ae:12 double_conv() -> :9:30 conv)
@@ -209,12 +210,12 @@ static void conv_e2_1_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 2480), r->e2_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 7088), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 7088), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 7088), r->d_e2_1, 25088, 32);
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 7088), r->d_e2_1, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -245,12 +246,12 @@ static void conv_e2_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 7120), r->e2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2, (r->P + 16336), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 16336), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 16336), r->d_e2, 25088, 32);
+  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 16336), r->d_e2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
@@ -269,11 +270,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  7x7x32, batch 128
  * forward 0 FLOP, 4.01 MB moved per batch; backward 0 FLOP, 8.03 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward(r->e2, r->maxpool_5, 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, AEC_BATCH, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 128, 14, 14, 32, 2, 2, 7, 7, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, AEC_BATCH, 14, 14, 32, 2, 2, 7, 7, 1);
 }
 
 /* ---- conv m.1  (specs/img2img.ae:13 double_conv() -> :9:30 conv)
@@ -293,12 +294,12 @@ static void conv_m_1_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + 16368), r->m_1 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->m_1, (r->P + 34800), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m_1, (r->P + 34800), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_m_1, r->m_1, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 34800), r->d_m_1, 6272, 64);
+  aert_act_backward_inplace(r->d_m_1, r->m_1, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 34800), r->d_m_1, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
@@ -329,12 +330,12 @@ static void conv_m_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_scratch, n0, (const aert_real *const[]){r->m_1});
     aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + 34864), r->m + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->m, (r->P + 71728), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m, (r->P + 71728), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_m, r->m, 401408, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 71728), r->d_m, 6272, 64);
+  aert_act_backward_inplace(r->d_m, r->m, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 71728), r->d_m, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->m_1});
@@ -360,22 +361,22 @@ static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg 
 static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 96};
 
 static void conv_d2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m, r->e2});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 71792), r->d2_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 99440), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 99440), r->d_d2_1, 25088, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 99440), r->d_d2_1, AEC_BATCH * 196L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m, r->e2});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + 71792));
   }
   aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
     aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 292096, n0, (aert_real *const[]){r->d_m, r->d_e2});
@@ -399,12 +400,12 @@ static void conv_d2_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 99472), r->d2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d2, (r->P + 108688), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 108688), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 802816, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 108688), r->d_d2, 25088, 32);
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 108688), r->d_d2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
@@ -430,22 +431,22 @@ static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg 
 static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 48};
 
 static void conv_d1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 108720), r->d1_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1_1, (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 115632), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 115632), r->d_d1_1, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 115632), r->d_d1_1, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + 108720));
   }
   aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
     aert_unstack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 238464, n0, (aert_real *const[]){r->d_d2, r->d_e1});
@@ -464,22 +465,22 @@ static const aert_conv_geom geo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 115648), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 117952), 100352, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 117952), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 1605632, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 117952), r->d_d1, 100352, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 117952), r->d_d1, AEC_BATCH * 784L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 115648));
   }
   aert_conv_flip((r->P + 115648), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->d_d1_1 + (long)n0 * 12544, 1);
   }
@@ -490,15 +491,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 3.21 MFLOP, 6.82 MB moved per batch; backward 6.42 MFLOP, 13.65 MB */
 static void conv_y_forward(const run *r) {
-    aert_gemm(0, 0, 100352, 1, 16, r->d1, 16, (r->P + 117968), 1, 0, r->y, 1);
-  aert_bias_act(r->y, (r->P + 117984), 100352, 1, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH * 784L, 1, 16, r->d1, 16, (r->P + 117968), 1, 0, r->y, 1);
+  aert_bias_act(r->y, (r->P + 117984), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 117984), r->d_y, 100352, 1);
-    aert_gemm(1, 0, 16, 1, 100352, r->d1, 16, r->d_y, 1, 1, (r->G + 117968), 1);
-    aert_gemm(0, 1, 100352, 16, 1, r->d_y, 1, (r->P + 117968), 1, 1, r->d_d1, 16);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 117984), r->d_y, AEC_BATCH * 784L, 1);
+    aert_gemm(1, 0, 16, 1, AEC_BATCH * 784L, r->d1, 16, r->d_y, 1, 1, (r->G + 117968), 1);
+    aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + 117968), 1, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -506,8 +507,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/img2img.ae:18: 1 * mse */
-  t = aert_loss_mse(r->y, r->T, backward ? r->d_y : NULL, backward ? NULL : NULL, 100352, 100352.0, 1);
-  denom[0] = 100352.0;
+  t = aert_loss_mse(r->y, r->T, backward ? r->d_y : NULL, backward ? NULL : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 1
+#define AEC_N_CLASSES 10
+#define AEC_PARAM_FLOATS 168144L
+#define AEC_ARENA_FLOATS 4937744L
 
 /* ---- the arena: 4937744 floats (18.8 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
@@ -54,13 +62,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 1
-#define AEC_N_CLASSES 10
-#define AEC_PARAM_FLOATS 168144L
-#define AEC_ARENA_FLOATS 4937744L
-
 /* ---- parameters: 14 tensors in one arena of 168144 floats */
 static const aert_param params[] = {
   {"z.h.1.w", 4, {3, 3, 1, 32}, 288, 0, AERT_INIT_HE_NORMAL, 9, 288, 1, "specs/../runs/conv_ae/best.ckpt", "z.h.1.w"},
@@ -88,11 +89,11 @@ static const aert_pad_geom pgeo_conv_z_h_1 = {.batch = 32, .h = 28, .w = 28, .c 
 static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg = 30, .cin = 1, .k = 3, .ho = 28, .wo = 28, .cout = 32};
 
 static void conv_z_h_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->z_h_1, (r->P + 288), 100352, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:10 down() -> :8:51 conv)
@@ -104,11 +105,11 @@ static const aert_pad_geom pgeo_conv_z_h_2 = {.batch = 32, .h = 28, .w = 28, .c 
 static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->z_h_2, (r->P + 9536), 25088, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.1  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:23 conv)
@@ -120,11 +121,11 @@ static const aert_pad_geom pgeo_conv_z_h2_1 = {.batch = 64, .h = 14, .w = 14, .c
 static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_z_h2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->z_h2_1, (r->P + 28000), 25088, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + 28000), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:51 conv)
@@ -136,11 +137,11 @@ static const aert_pad_geom pgeo_conv_z_h2_2 = {.batch = 64, .h = 14, .w = 14, .c
 static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_h2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 128; n0 += 64) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->z_h2_2, (r->P + 64928), 6272, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + 64928), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:12:12 dense)
@@ -148,8 +149,8 @@ static void conv_z_h2_2_forward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 128, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 165344), 128, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + 165344), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense logits.1  (specs/latent_classifier.ae:12:12)
@@ -157,14 +158,14 @@ static void dense_z_forward(const run *r) {
  * out:  64, relu fused, batch 128
  * forward 524.29 KFLOP, 57.60 KB moved per batch; backward 524.29 KFLOP, 98.82 KB */
 static void dense_logits_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 64, 32, r->z, 32, (r->P + 165376), 64, 0, r->logits_1, 64);
-  aert_bias_act(r->logits_1, (r->P + 167424), 128, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z, 32, (r->P + 165376), 64, 0, r->logits_1, 64);
+  aert_bias_act(r->logits_1, (r->P + 167424), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_logits_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits_1, r->logits_1, 8192, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 167424), r->d_logits_1, 128, 64);
-    aert_gemm(1, 0, 32, 64, 128, r->z, 32, r->d_logits_1, 64, 1, (r->G + 165376), 64);
+  aert_act_backward_inplace(r->d_logits_1, r->logits_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 167424), r->d_logits_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z, 32, r->d_logits_1, 64, 1, (r->G + 165376), 64);
 }
 
 /* ---- dropout  (specs/latent_classifier.ae:12:36)
@@ -172,11 +173,11 @@ static void dense_logits_1_backward(const run *r) {
  * out:  64, batch 128
  * forward 0 FLOP, 65.54 KB moved per batch; backward 0 FLOP, 131.07 KB */
 static void dropout_6_forward(const run *r) {
-  aert_dropout_forward(r->logits_1, r->dropout_6, 8192, 0.2, r->training, aert_hash64(r->seed + 6), r->first * 64u);
+  aert_dropout_forward(r->logits_1, r->dropout_6, AEC_BATCH * 64L, 0.2, r->training, aert_hash64(r->seed + 6), r->first * 64u);
 }
 
 static void dropout_6_backward(const run *r) {
-  aert_dropout_backward(r->d_logits_1, r->d_dropout_6, 8192, 0.2, aert_hash64(r->seed + 6), r->first * 64u);
+  aert_dropout_backward(r->d_logits_1, r->d_dropout_6, AEC_BATCH * 64L, 0.2, aert_hash64(r->seed + 6), r->first * 64u);
 }
 
 /* ---- dense logits.2  (specs/latent_classifier.ae:12:52)
@@ -184,15 +185,15 @@ static void dropout_6_backward(const run *r) {
  * out: logits.2 10, batch 128
  * forward 163.84 KFLOP, 40.49 KB moved per batch; backward 327.68 KFLOP, 80.98 KB */
 static void dense_logits_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 10, 64, r->dropout_6, 64, (r->P + 167488), 10, 0, r->logits_2, 10);
-  aert_bias_act(r->logits_2, (r->P + 168128), 128, 10, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 10, 64, r->dropout_6, 64, (r->P + 167488), 10, 0, r->logits_2, 10);
+  aert_bias_act(r->logits_2, (r->P + 168128), AEC_BATCH, 10, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logits_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits_2, r->logits_2, 1280, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 168128), r->d_logits_2, 128, 10);
-    aert_gemm(1, 0, 64, 10, 128, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + 167488), 10);
-    aert_gemm(0, 1, 128, 64, 10, r->d_logits_2, 10, (r->P + 167488), 10, 1, r->d_dropout_6, 64);
+  aert_act_backward_inplace(r->d_logits_2, r->logits_2, AEC_BATCH * 10L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 168128), r->d_logits_2, AEC_BATCH, 10);
+    aert_gemm(1, 0, 64, 10, AEC_BATCH, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + 167488), 10);
+    aert_gemm(0, 1, AEC_BATCH, 64, 10, r->d_logits_2, 10, (r->P + 167488), 10, 1, r->d_dropout_6, 64);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -200,7 +201,7 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/latent_classifier.ae:14: 1 * softmax_xent */
-  t = aert_loss_focal(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, 128, 10, NULL, 0, 0, 128, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
+  t = aert_loss_focal(r->logits_2, r->T, backward ? r->d_logits_2 : NULL, AEC_BATCH, 10, NULL, 0, 0, AEC_BATCH, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

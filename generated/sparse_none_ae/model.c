@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 468368L
+#define AEC_ARENA_FLOATS 630784L
 
 /* ---- the arena: 630784 floats (2.4 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-3 the forward kernels, 4 the loss, 5-8 the
@@ -44,13 +52,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 468368L
-#define AEC_ARENA_FLOATS 630784L
-
 /* ---- parameters: 8 tensors in one arena of 468368 floats */
 static const aert_param params[] = {
   {"h.w", 2, {784, 256}, 200704, 0, AERT_INIT_HE_NORMAL, 784, 256, 0, NULL, NULL},
@@ -68,14 +69,14 @@ static const aert_param params[] = {
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h, r->h, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h, 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense z  (specs/sparse_none_ae.ae:8:14)
@@ -83,15 +84,15 @@ static void dense_h_backward(const run *r) {
  * out: z 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, r->h, 256, (r->P + 200960), 128, 0, r->z, 128);
-  aert_bias_act(r->z, (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h, 256, (r->P + 200960), 128, 0, r->z, 128);
+  aert_bias_act(r->z, (r->P + 233728), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z, r->z, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), r->d_z, 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, r->h, 256, r->d_z, 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, 256, 256, 128, r->d_z, 128, (r->P + 200960), 128, 1, r->d_h, 256);
+  aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 233728), r->d_z, AEC_BATCH, 128);
+    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h, 256, r->d_z, 128, 1, (r->G + 200960), 128);
+    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_z, 128, (r->P + 200960), 128, 1, r->d_h, 256);
 }
 
 /* ---- dense y.1  (specs/sparse_none_ae.ae:9:7)
@@ -99,15 +100,15 @@ static void dense_z_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, r->z, 128, (r->P + 233856), 256, 0, r->y_1, 256);
-  aert_bias_act(r->y_1, (r->P + 266624), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->z, 128, (r->P + 233856), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + 266624), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_1, r->y_1, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 266624), r->d_y_1, 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, r->z, 128, r->d_y_1, 256, 1, (r->G + 233856), 256);
-    aert_gemm(0, 1, 256, 128, 256, r->d_y_1, 256, (r->P + 233856), 256, 1, r->d_z, 128);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 266624), r->d_y_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->z, 128, r->d_y_1, 256, 1, (r->G + 233856), 256);
+    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_1, 256, (r->P + 233856), 256, 1, r->d_z, 128);
 }
 
 /* ---- dense y.2  (specs/sparse_none_ae.ae:9:32)
@@ -115,15 +116,15 @@ static void dense_y_1_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, r->y_1, 256, (r->P + 266880), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 467584), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_1, 256, (r->P + 266880), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 467584), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 467584), r->d_y, 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, r->y_1, 256, r->d_y, 784, 1, (r->G + 266880), 784);
-    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 266880), 784, 1, r->d_y_1, 256);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 467584), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_1, 256, r->d_y, 784, 1, (r->G + 266880), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 266880), 784, 1, r->d_y_1, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -131,8 +132,8 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/sparse_none_ae.ae:11: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 200704.0, 1);
-  denom[0] = 200704.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH * 784L, 1);
+  denom[0] = AEC_BATCH * 784L;
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -177,7 +178,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 598016, Z, sizeof(aert_real) * 32768);
+  memcpy(A + 598016, Z, sizeof(aert_real) * AEC_BATCH * 128L);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
 }

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 8
+#define AEC_IN_SIZE 1572864
+#define AEC_TARGET_SIZE 65536
+#define AEC_N_CLASSES 6
+#define AEC_PARAM_FLOATS 1965744L
+#define AEC_ARENA_FLOATS 92012560L
 
 /* ---- the arena: 92012560 floats (351.0 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-22 the forward kernels, 23 the loss, 24-46 the
@@ -132,13 +140,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 8
-#define AEC_IN_SIZE 1572864
-#define AEC_TARGET_SIZE 65536
-#define AEC_N_CLASSES 6
-#define AEC_PARAM_FLOATS 1965744L
-#define AEC_ARENA_FLOATS 92012560L
-
 /* ---- parameters: 38 tensors in one arena of 1965744 floats */
 static const aert_param params[] = {
   {"e1.1.w", 4, {3, 3, 24, 16}, 3456, 0, AERT_INIT_HE_NORMAL, 216, 144, 0, NULL, NULL},
@@ -190,17 +191,17 @@ static const aert_pad_geom pgeo_conv_e1_1 = {.batch = 1, .h = 256, .w = 256, .c 
 static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 24, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->e1_1, (r->P + 3456), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 3456), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 3456), r->d_e1_1, 524288, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 3456), r->d_e1_1, AEC_BATCH * 65536L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + 0));
   }
@@ -218,22 +219,22 @@ static const aert_conv_geom geo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 3472), r->e1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->e1, (r->P + 5776), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 5776), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 5776), r->d_e1, 524288, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 5776), r->d_e1, AEC_BATCH * 65536L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + 3472));
   }
   aert_conv_flip((r->P + 3472), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->d_e1_1 + (long)n0 * 1048576, 1);
   }
@@ -244,11 +245,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  128x128x16, batch 8
  * forward 0 FLOP, 41.94 MB moved per batch; backward 0 FLOP, 83.89 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward(r->e1, r->maxpool_2, 8, 256, 256, 16, 2, 2, 128, 128, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, AEC_BATCH, 256, 256, 16, 2, 2, 128, 128, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 8, 256, 256, 16, 2, 2, 128, 128, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, AEC_BATCH, 256, 256, 16, 2, 2, 128, 128, 1);
 }
 
 /* ---- conv e2.1  (specs/unet_landcover.ae:12 double_conv() -> :8:30 conv)
@@ -263,22 +264,22 @@ static const aert_conv_geom geo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 16};
 
 static void conv_e2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 5792), r->e2_1 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 10400), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 10400), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 10400), r->d_e2_1, 131072, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 10400), r->d_e2_1, AEC_BATCH * 16384L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + 5792));
   }
   aert_conv_flip((r->P + 5792), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
     aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->d_maxpool_2 + (long)n0 * 262144, 1);
   }
@@ -296,22 +297,22 @@ static const aert_conv_geom geo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_e2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 10432), r->e2 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->e2, (r->P + 19648), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 19648), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 19648), r->d_e2, 131072, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 19648), r->d_e2, AEC_BATCH * 16384L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + 10432));
   }
   aert_conv_flip((r->P + 10432), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->d_e2_1 + (long)n0 * 524288, 1);
   }
@@ -322,11 +323,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  64x64x32, batch 8
  * forward 0 FLOP, 20.97 MB moved per batch; backward 0 FLOP, 41.94 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward(r->e2, r->maxpool_5, 8, 128, 128, 32, 2, 2, 64, 64, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, AEC_BATCH, 128, 128, 32, 2, 2, 64, 64, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 8, 128, 128, 32, 2, 2, 64, 64, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, AEC_BATCH, 128, 128, 32, 2, 2, 64, 64, 1);
 }
 
 /* ---- conv e3.1  (specs/unet_landcover.ae:13 double_conv() -> :8:30 conv)
@@ -341,22 +342,22 @@ static const aert_conv_geom geo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 32};
 
 static void conv_e3_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_fwd(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + 19680), r->e3_1 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->e3_1, (r->P + 38112), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3_1, (r->P + 38112), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e3_1, r->e3_1, 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 38112), r->d_e3_1, 32768, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  aert_act_backward_inplace(r->d_e3_1, r->e3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 38112), r->d_e3_1, AEC_BATCH * 4096L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + 19680));
   }
   aert_conv_flip((r->P + 19680), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
     aert_conv_fwd(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->d_maxpool_5 + (long)n0 * 131072, 1);
   }
@@ -374,22 +375,22 @@ static const aert_conv_geom geo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_e3_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
     aert_conv_fwd(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + 38176), r->e3 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->e3, (r->P + 75040), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3, (r->P + 75040), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e3, r->e3, 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 75040), r->d_e3, 32768, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  aert_act_backward_inplace(r->d_e3, r->e3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 75040), r->d_e3, AEC_BATCH * 4096L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1});
     aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + 38176));
   }
   aert_conv_flip((r->P + 38176), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
     aert_conv_fwd(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->d_e3_1 + (long)n0 * 262144, 1);
   }
@@ -400,11 +401,11 @@ static void conv_e3_2_backward(const run *r) {
  * out:  32x32x64, batch 8
  * forward 0 FLOP, 10.49 MB moved per batch; backward 0 FLOP, 20.97 MB */
 static void maxpool_8_forward(const run *r) {
-  aert_pool_forward(r->e3, r->maxpool_8, 8, 64, 64, 64, 2, 2, 32, 32, 1);
+  aert_pool_forward(r->e3, r->maxpool_8, AEC_BATCH, 64, 64, 64, 2, 2, 32, 32, 1);
 }
 
 static void maxpool_8_backward(const run *r) {
-  aert_pool_backward(r->d_e3, r->d_maxpool_8, r->e3, r->maxpool_8, 8, 64, 64, 64, 2, 2, 32, 32, 1);
+  aert_pool_backward(r->d_e3, r->d_maxpool_8, r->e3, r->maxpool_8, AEC_BATCH, 64, 64, 64, 2, 2, 32, 32, 1);
 }
 
 /* ---- conv e4.1  (specs/unet_landcover.ae:14 double_conv() -> :8:30 conv)
@@ -419,22 +420,22 @@ static const aert_conv_geom geo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 64};
 
 static void conv_e4_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
     aert_conv_fwd(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + 75104), r->e4_1 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->e4_1, (r->P + 148832), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4_1, (r->P + 148832), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e4_1, r->e4_1, 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 148832), r->d_e4_1, 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  aert_act_backward_inplace(r->d_e4_1, r->e4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 148832), r->d_e4_1, AEC_BATCH * 1024L, 128);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8});
     aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + 75104));
   }
   aert_conv_flip((r->P + 75104), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
     aert_conv_fwd(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->d_maxpool_8 + (long)n0 * 65536, 1);
   }
@@ -452,22 +453,22 @@ static const aert_conv_geom geo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_e4_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
     aert_conv_fwd(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + 148960), r->e4 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->e4, (r->P + 296416), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4, (r->P + 296416), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e4, r->e4, 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 296416), r->d_e4, 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  aert_act_backward_inplace(r->d_e4, r->e4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 296416), r->d_e4, AEC_BATCH * 1024L, 128);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1});
     aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + 148960));
   }
   aert_conv_flip((r->P + 148960), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
     aert_conv_fwd(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->d_e4_1 + (long)n0 * 131072, 1);
   }
@@ -478,11 +479,11 @@ static void conv_e4_2_backward(const run *r) {
  * out:  16x16x128, batch 8
  * forward 0 FLOP, 5.24 MB moved per batch; backward 0 FLOP, 10.49 MB */
 static void maxpool_11_forward(const run *r) {
-  aert_pool_forward(r->e4, r->maxpool_11, 8, 32, 32, 128, 2, 2, 16, 16, 1);
+  aert_pool_forward(r->e4, r->maxpool_11, AEC_BATCH, 32, 32, 128, 2, 2, 16, 16, 1);
 }
 
 static void maxpool_11_backward(const run *r) {
-  aert_pool_backward(r->d_e4, r->d_maxpool_11, r->e4, r->maxpool_11, 8, 32, 32, 128, 2, 2, 16, 16, 1);
+  aert_pool_backward(r->d_e4, r->d_maxpool_11, r->e4, r->maxpool_11, AEC_BATCH, 32, 32, 128, 2, 2, 16, 16, 1);
 }
 
 /* ---- conv b.1  (specs/unet_landcover.ae:15 double_conv() -> :8:30 conv)
@@ -502,12 +503,12 @@ static void conv_b_1_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
     aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 296544), r->b_1 + (long)n0 * 65536, 0);
   }
-  aert_bias_act(r->b_1, (r->P + 591456), 2048, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + 591456), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b_1, r->b_1, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 591456), r->d_b_1, 2048, 256);
+  aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 591456), r->d_b_1, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11});
@@ -538,12 +539,12 @@ static void conv_b_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
     aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 591712), r->b + (long)n0 * 65536, 0);
   }
-  aert_bias_act(r->b, (r->P + 1181536), 2048, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + 1181536), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b, r->b, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1181536), r->d_b, 2048, 256);
+  aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1181536), r->d_b, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
@@ -569,22 +570,22 @@ static const aert_conv_geom geo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 384};
 
 static void conv_d4_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b, r->e4});
     aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, (r->P + 1181792), r->d4_1 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->d4_1, (r->P + 1624160), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4_1, (r->P + 1624160), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d4_1, r->d4_1, 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1624160), r->d_d4_1, 8192, 128);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d4_1, r->d4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1624160), r->d_d4_1, AEC_BATCH * 1024L, 128);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b, r->e4});
     aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->d_d4_1 + (long)n0 * 131072, (r->G + 1181792));
   }
   aert_conv_flip((r->P + 1181792), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->d_d4_1});
     aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 157184, r->conv_d4_1_dscratch + 599552, 0);
     aert_unstack(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 599552, n0, (aert_real *const[]){r->d_b, r->d_e4});
@@ -603,22 +604,22 @@ static const aert_conv_geom geo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_d4_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
     aert_conv_fwd(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + 1624288), r->d4 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->d4, (r->P + 1771744), 8192, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4, (r->P + 1771744), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d4, r->d4, 1048576, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1771744), r->d_d4, 8192, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  aert_act_backward_inplace(r->d_d4, r->d4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1771744), r->d_d4, AEC_BATCH * 1024L, 128);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1});
     aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + 1624288));
   }
   aert_conv_flip((r->P + 1624288), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
-  for (int n0 = 0; n0 < 8; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
     aert_conv_fwd(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->d_d4_1 + (long)n0 * 131072, 1);
   }
@@ -636,22 +637,22 @@ static const aert_conv_geom geo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 192};
 
 static void conv_d3_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4, r->e3});
     aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, (r->P + 1771872), r->d3_1 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->d3_1, (r->P + 1882464), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3_1, (r->P + 1882464), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d3_1, r->d3_1, 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1882464), r->d_d3_1, 32768, 64);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d3_1, r->d3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1882464), r->d_d3_1, AEC_BATCH * 4096L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4, r->e3});
     aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->d_d3_1 + (long)n0 * 262144, (r->G + 1771872));
   }
   aert_conv_flip((r->P + 1771872), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d_d3_1});
     aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 283392, r->conv_d3_1_dscratch + 393984, 0);
     aert_unstack(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 393984, n0, (aert_real *const[]){r->d_d4, r->d_e3});
@@ -670,22 +671,22 @@ static const aert_conv_geom geo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_d3_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
     aert_conv_fwd(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + 1882528), r->d3 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->d3, (r->P + 1919392), 32768, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3, (r->P + 1919392), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d3, r->d3, 2097152, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1919392), r->d_d3, 32768, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  aert_act_backward_inplace(r->d_d3, r->d3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1919392), r->d_d3, AEC_BATCH * 4096L, 64);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1});
     aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + 1882528));
   }
   aert_conv_flip((r->P + 1882528), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
-  for (int n0 = 0; n0 < 8; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
     aert_conv_fwd(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->d_d3_1 + (long)n0 * 262144, 1);
   }
@@ -703,22 +704,22 @@ static const aert_conv_geom geo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 96};
 
 static void conv_d2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3, r->e2});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 1919456), r->d2_1 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 1947104), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 1947104), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1947104), r->d_d2_1, 131072, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1947104), r->d_d2_1, AEC_BATCH * 16384L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3, r->e2});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 524288, (r->G + 1919456));
   }
   aert_conv_flip((r->P + 1919456), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 543104, r->conv_d2_1_dscratch + 570752, 0);
     aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 570752, n0, (aert_real *const[]){r->d_d3, r->d_e2});
@@ -737,22 +738,22 @@ static const aert_conv_geom geo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_d2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 1947136), r->d2 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->d2, (r->P + 1956352), 131072, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 1956352), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 4194304, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1956352), r->d_d2, 131072, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1956352), r->d_d2, AEC_BATCH * 16384L, 32);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + 1947136));
   }
   aert_conv_flip((r->P + 1947136), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->d_d2_1 + (long)n0 * 524288, 1);
   }
@@ -770,22 +771,22 @@ static const aert_conv_geom geo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 48};
 
 static void conv_d1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 1956384), r->d1_1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->d1_1, (r->P + 1963296), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 1963296), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1963296), r->d_d1_1, 524288, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1963296), r->d_d1_1, AEC_BATCH * 65536L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 1048576, (r->G + 1956384));
   }
   aert_conv_flip((r->P + 1956384), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 1066176, r->conv_d1_1_dscratch + 1073088, 0);
     aert_unstack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1073088, n0, (aert_real *const[]){r->d_d2, r->d_e1});
@@ -804,22 +805,22 @@ static const aert_conv_geom geo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 1963312), r->d1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->d1, (r->P + 1965616), 524288, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 1965616), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 8388608, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1965616), r->d_d1, 524288, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 1965616), r->d_d1, AEC_BATCH * 65536L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + 1963312));
   }
   aert_conv_flip((r->P + 1963312), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
-  for (int n0 = 0; n0 < 8; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->d_d1_1 + (long)n0 * 1048576, 1);
   }
@@ -830,15 +831,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 256x256x6, batch 8
  * forward 100.66 MFLOP, 46.14 MB moved per batch; backward 201.33 MFLOP, 92.28 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, 524288, 6, 16, r->d1, 16, (r->P + 1965632), 6, 0, r->logits, 6);
-  aert_bias_act(r->logits, (r->P + 1965728), 524288, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH * 65536L, 6, 16, r->d1, 16, (r->P + 1965632), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + 1965728), AEC_BATCH * 65536L, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits, r->logits, 3145728, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 1965728), r->d_logits, 524288, 6);
-    aert_gemm(1, 0, 16, 6, 524288, r->d1, 16, r->d_logits, 6, 1, (r->G + 1965632), 6);
-    aert_gemm(0, 1, 524288, 16, 6, r->d_logits, 6, (r->P + 1965632), 6, 1, r->d_d1, 16);
+  aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 393216L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 1965728), r->d_logits, AEC_BATCH * 65536L, 6);
+    aert_gemm(1, 0, 16, 6, AEC_BATCH * 65536L, r->d1, 16, r->d_logits, 6, 1, (r->G + 1965632), 6);
+    aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + 1965632), 6, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -848,7 +849,7 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/unet_landcover.ae:22: 1 * softmax_xent */
-  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, 524288, 6, class_weights_0, 0, 0, 8, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
+  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, AEC_BATCH * 65536L, 6, class_weights_0, 0, 0, AEC_BATCH, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 16
+#define AEC_IN_SIZE 16384
+#define AEC_TARGET_SIZE 4096
+#define AEC_N_CLASSES 6
+#define AEC_PARAM_FLOATS 29920L
+#define AEC_ARENA_FLOATS 6553616L
 
 /* ---- the arena: 6553616 floats (25.0 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-12 the forward kernels, 13 the loss, 14-26 the
@@ -90,13 +98,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 16
-#define AEC_IN_SIZE 16384
-#define AEC_TARGET_SIZE 4096
-#define AEC_N_CLASSES 6
-#define AEC_PARAM_FLOATS 29920L
-#define AEC_ARENA_FLOATS 6553616L
-
 /* ---- parameters: 22 tensors in one arena of 29920 floats */
 static const aert_param params[] = {
   {"e1.1.w", 4, {3, 3, 4, 8}, 288, 0, AERT_INIT_HE_NORMAL, 36, 72, 0, NULL, NULL},
@@ -148,17 +149,17 @@ static void gather_conv_e1_1(aert_real *restrict col, int n0, const aert_real *r
 }
 
 static void conv_e1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 4) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     gather_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
     aert_gemm(0, 0, 16384, 8, 36, r->conv_e1_1_scratch, 36, (r->P + 0), 8, 0, r->e1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->e1_1, (r->P + 288), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + 288), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e1_1, 65536, 8);
-  for (int n0 = 0; n0 < 16; n0 += 4) {
+  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 288), r->d_e1_1, AEC_BATCH * 4096L, 8);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     gather_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
     aert_gemm(1, 0, 36, 8, 16384, r->conv_e1_1_dscratch, 36, r->d_e1_1 + (long)n0 * 32768, 8, 1, (r->G + 0), 8);
   }
@@ -209,17 +210,17 @@ static void scatter_conv_e1_2(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_e1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
     aert_gemm(0, 0, 8192, 8, 72, r->conv_e1_2_scratch, 72, (r->P + 304), 8, 0, r->e1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->e1, (r->P + 880), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + 880), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 880), r->d_e1, 65536, 8);
-  for (int n0 = 0; n0 < 16; n0 += 2) {
+  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 880), r->d_e1, AEC_BATCH * 4096L, 8);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
     aert_gemm(1, 0, 72, 8, 8192, r->conv_e1_2_dscratch, 72, r->d_e1 + (long)n0 * 32768, 8, 1, (r->G + 304), 8);
     aert_gemm(0, 1, 8192, 72, 8, r->d_e1 + (long)n0 * 32768, 8, (r->P + 304), 8, 0, (r->conv_e1_2_dscratch + 589824), 72);
@@ -232,11 +233,11 @@ static void conv_e1_2_backward(const run *r) {
  * out:  32x32x8, batch 16
  * forward 0 FLOP, 2.62 MB moved per batch; backward 0 FLOP, 5.24 MB */
 static void maxpool_2_forward(const run *r) {
-  aert_pool_forward(r->e1, r->maxpool_2, 16, 64, 64, 8, 2, 2, 32, 32, 1);
+  aert_pool_forward(r->e1, r->maxpool_2, AEC_BATCH, 64, 64, 8, 2, 2, 32, 32, 1);
 }
 
 static void maxpool_2_backward(const run *r) {
-  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, 16, 64, 64, 8, 2, 2, 32, 32, 1);
+  aert_pool_backward(r->d_e1, r->d_maxpool_2, r->e1, r->maxpool_2, AEC_BATCH, 64, 64, 8, 2, 2, 32, 32, 1);
 }
 
 /* ---- conv e2.1  (specs/unet_landcover_small.ae:12 double_conv() -> :8:30 conv)
@@ -273,18 +274,18 @@ static void conv_e2_1_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 896), r->e2_1 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 2048), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + 2048), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2048), r->d_e2_1, 16384, 16);
+  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 2048), r->d_e2_1, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 16384, (r->G + 896));
   }
-  for (int n0 = 0; n0 < 16; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_gemm(0, 1, 8192, 72, 16, r->d_e2_1 + (long)n0 * 16384, 16, (r->P + 896), 16, 0, r->conv_e2_1_dscratch, 72);
     scatter_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_maxpool_2);
   }
@@ -307,12 +308,12 @@ static void conv_e2_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 2064), r->e2 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->e2, (r->P + 4368), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + 4368), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4368), r->d_e2, 16384, 16);
+  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 4368), r->d_e2, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
@@ -331,11 +332,11 @@ static void conv_e2_2_backward(const run *r) {
  * out:  16x16x16, batch 16
  * forward 0 FLOP, 1.31 MB moved per batch; backward 0 FLOP, 2.62 MB */
 static void maxpool_5_forward(const run *r) {
-  aert_pool_forward(r->e2, r->maxpool_5, 16, 32, 32, 16, 2, 2, 16, 16, 1);
+  aert_pool_forward(r->e2, r->maxpool_5, AEC_BATCH, 32, 32, 16, 2, 2, 16, 16, 1);
 }
 
 static void maxpool_5_backward(const run *r) {
-  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, 16, 32, 32, 16, 2, 2, 16, 16, 1);
+  aert_pool_backward(r->d_e2, r->d_maxpool_5, r->e2, r->maxpool_5, AEC_BATCH, 32, 32, 16, 2, 2, 16, 16, 1);
 }
 
 /* ---- conv b.1  (specs/unet_landcover_small.ae:13 double_conv() -> :8:30 conv)
@@ -355,12 +356,12 @@ static void conv_b_1_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 4384), r->b_1 + (long)n0 * 8192, 0);
   }
-  aert_bias_act(r->b_1, (r->P + 8992), 4096, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + 8992), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b_1, r->b_1, 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 8992), r->d_b_1, 4096, 32);
+  aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 8992), r->d_b_1, AEC_BATCH * 256L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
@@ -391,12 +392,12 @@ static void conv_b_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
     aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 9024), r->b + (long)n0 * 8192, 0);
   }
-  aert_bias_act(r->b, (r->P + 18240), 4096, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + 18240), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b, r->b, 131072, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18240), r->d_b, 4096, 32);
+  aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 18240), r->d_b, AEC_BATCH * 256L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
@@ -422,22 +423,22 @@ static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 48};
 
 static void conv_d2_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b, r->e2});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 18272), r->d2_1 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + 25184), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 25184), r->d_d2_1, 16384, 16);
-  for (int n0 = 0; n0 < 16; n0 += 8) {
+  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 25184), r->d_d2_1, AEC_BATCH * 1024L, 16);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->b, r->e2});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + 18272));
   }
   aert_conv_flip((r->P + 18272), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
-  for (int n0 = 0; n0 < 16; n0 += 8) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 149120, r->conv_d2_1_dscratch + 156032, 0);
     aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 156032, n0, (aert_real *const[]){r->d_b, r->d_e2});
@@ -461,12 +462,12 @@ static void conv_d2_2_forward(const run *r) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 25200), r->d2 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->d2, (r->P + 27504), 16384, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + 27504), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, 262144, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 27504), r->d_d2, 16384, 16);
+  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 27504), r->d_d2, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
@@ -526,17 +527,17 @@ static void scatter_conv_d1_1(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_d1_1_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0++) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     gather_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
     aert_gemm(0, 0, 4096, 8, 216, r->conv_d1_1_scratch, 216, (r->P + 27520), 8, 0, r->d1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->d1_1, (r->P + 29248), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + 29248), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29248), r->d_d1_1, 65536, 8);
-  for (int n0 = 0; n0 < 16; n0++) {
+  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 29248), r->d_d1_1, AEC_BATCH * 4096L, 8);
+  for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     gather_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
     aert_gemm(1, 0, 216, 8, 4096, r->conv_d1_1_dscratch, 216, r->d_d1_1 + (long)n0 * 32768, 8, 1, (r->G + 27520), 8);
     aert_gemm(0, 1, 4096, 216, 8, r->d_d1_1 + (long)n0 * 32768, 8, (r->P + 27520), 8, 0, (r->conv_d1_1_dscratch + 884736), 216);
@@ -589,17 +590,17 @@ static void scatter_conv_d1_2(const aert_real *restrict col, int n0, aert_real *
 }
 
 static void conv_d1_2_forward(const run *r) {
-  for (int n0 = 0; n0 < 16; n0 += 2) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
     aert_gemm(0, 0, 8192, 8, 72, r->conv_d1_2_scratch, 72, (r->P + 29264), 8, 0, r->d1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->d1, (r->P + 29840), 65536, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + 29840), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, 524288, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29840), r->d_d1, 65536, 8);
-  for (int n0 = 0; n0 < 16; n0 += 2) {
+  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 29840), r->d_d1, AEC_BATCH * 4096L, 8);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
     aert_gemm(1, 0, 72, 8, 8192, r->conv_d1_2_dscratch, 72, r->d_d1 + (long)n0 * 32768, 8, 1, (r->G + 29264), 8);
     aert_gemm(0, 1, 8192, 72, 8, r->d_d1 + (long)n0 * 32768, 8, (r->P + 29264), 8, 0, (r->conv_d1_2_dscratch + 589824), 72);
@@ -612,15 +613,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 64x64x6, batch 16
  * forward 6.29 MFLOP, 3.67 MB moved per batch; backward 12.58 MFLOP, 7.34 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, 65536, 6, 8, r->d1, 8, (r->P + 29856), 6, 0, r->logits, 6);
-  aert_bias_act(r->logits, (r->P + 29904), 65536, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH * 4096L, 6, 8, r->d1, 8, (r->P + 29856), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + 29904), AEC_BATCH * 4096L, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits, r->logits, 393216, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 29904), r->d_logits, 65536, 6);
-    aert_gemm(1, 0, 8, 6, 65536, r->d1, 8, r->d_logits, 6, 1, (r->G + 29856), 6);
-    aert_gemm(0, 1, 65536, 8, 6, r->d_logits, 6, (r->P + 29856), 6, 1, r->d_d1, 8);
+  aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 24576L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 29904), r->d_logits, AEC_BATCH * 4096L, 6);
+    aert_gemm(1, 0, 8, 6, AEC_BATCH * 4096L, r->d1, 8, r->d_logits, 6, 1, (r->G + 29856), 6);
+    aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + 29856), 6, 1, r->d_d1, 8);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -630,7 +631,7 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[1]){0};   /* each term's normaliser on this rank */
   /* specs/unet_landcover_small.ae:18: 1 * softmax_xent */
-  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, 65536, 6, class_weights_0, 0, 0, 16, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
+  t = aert_loss_focal(r->logits, r->T, backward ? r->d_logits : NULL, AEC_BATCH * 4096L, 6, class_weights_0, 0, 0, AEC_BATCH, 1, r->loss_rows, &denom[0], shard.global_denom[0]);
   if (out) out->term[0] = t;
   total += 1 * t;
   if (out) out->total = total;

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 256
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 474672L
+#define AEC_ARENA_FLOATS 684032L
 
 /* ---- the arena: 684032 floats (2.6 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
@@ -53,13 +61,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 256
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 474672L
-#define AEC_ARENA_FLOATS 684032L
-
 /* ---- parameters: 14 tensors in one arena of 474672 floats */
 static const aert_param params[] = {
   {"h.1.w", 2, {784, 256}, 200704, 0, AERT_INIT_HE_NORMAL, 784, 256, 0, NULL, NULL},
@@ -83,14 +84,14 @@ static const aert_param params[] = {
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h_1, 256);
-  aert_bias_act(r->h_1, (r->P + 200704), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h_1, 256);
+  aert_bias_act(r->h_1, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h_1, r->h_1, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h_1, 256, 256);
-    aert_gemm(1, 0, 784, 256, 256, r->X, 784, r->d_h_1, 256, 1, (r->G + 0), 256);
+  aert_act_backward_inplace(r->d_h_1, r->h_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 200704), r->d_h_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h_1, 256, 1, (r->G + 0), 256);
 }
 
 /* ---- dense h.2  (specs/vae.ae:8:32)
@@ -98,15 +99,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 256, r->h_1, 256, (r->P + 200960), 128, 0, r->h, 128);
-  aert_bias_act(r->h, (r->P + 233728), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h_1, 256, (r->P + 200960), 128, 0, r->h, 128);
+  aert_bias_act(r->h, (r->P + 233728), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h, r->h, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), r->d_h, 256, 128);
-    aert_gemm(1, 0, 256, 128, 256, r->h_1, 256, r->d_h, 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, 256, 256, 128, r->d_h, 128, (r->P + 200960), 128, 1, r->d_h_1, 256);
+  aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 233728), r->d_h, AEC_BATCH, 128);
+    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h_1, 256, r->d_h, 128, 1, (r->G + 200960), 128);
+    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_h, 128, (r->P + 200960), 128, 1, r->d_h_1, 256);
 }
 
 /* ---- dense mu  (specs/vae.ae:9:8)
@@ -114,15 +115,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 128, r->h, 128, (r->P + 233856), 16, 0, r->mu, 16);
-  aert_bias_act(r->mu, (r->P + 235904), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + 233856), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + 235904), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace(r->d_mu, r->mu, 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 235904), r->d_mu, 256, 16);
-    aert_gemm(1, 0, 128, 16, 256, r->h, 128, r->d_mu, 16, 1, (r->G + 233856), 16);
-    aert_gemm(0, 1, 256, 128, 16, r->d_mu, 16, (r->P + 233856), 16, 1, r->d_h, 128);
+  aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 235904), r->d_mu, AEC_BATCH, 16);
+    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_mu, 16, 1, (r->G + 233856), 16);
+    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_mu, 16, (r->P + 233856), 16, 1, r->d_h, 128);
 }
 
 /* ---- dense logvar  (specs/vae.ae:10:12)
@@ -130,15 +131,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 256, 16, 128, r->h, 128, (r->P + 235920), 16, 0, r->logvar, 16);
-  aert_bias_act(r->logvar, (r->P + 237968), 256, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + 235920), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + 237968), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logvar, r->logvar, 4096, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 237968), r->d_logvar, 256, 16);
-    aert_gemm(1, 0, 128, 16, 256, r->h, 128, r->d_logvar, 16, 1, (r->G + 235920), 16);
-    aert_gemm(0, 1, 256, 128, 16, r->d_logvar, 16, (r->P + 235920), 16, 1, r->d_h, 128);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 237968), r->d_logvar, AEC_BATCH, 16);
+    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_logvar, 16, 1, (r->G + 235920), 16);
+    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_logvar, 16, (r->P + 235920), 16, 1, r->d_h, 128);
 }
 
 /* ---- sample z  (specs/vae.ae:11:14)
@@ -146,11 +147,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 16, batch 256
  * forward 0 FLOP, 49.15 KB moved per batch; backward 0 FLOP, 98.30 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward(r->mu, r->logvar, r->z, 4096, r->training, aert_hash64(r->seed + 4), r->first * 16u);
+  aert_sample_forward(r->mu, r->logvar, r->z, AEC_BATCH * 16L, r->training, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 4096, aert_hash64(r->seed + 4), r->first * 16u);
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, AEC_BATCH * 16L, aert_hash64(r->seed + 4), r->first * 16u);
 }
 
 /* ---- dense y.1  (specs/vae.ae:12:7)
@@ -158,15 +159,15 @@ static void sample_z_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 1.05 MFLOP, 156.16 KB moved per batch; backward 2.10 MFLOP, 312.32 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 256, 128, 16, r->z, 16, (r->P + 237984), 128, 0, r->y_1, 128);
-  aert_bias_act(r->y_1, (r->P + 240032), 256, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 16, r->z, 16, (r->P + 237984), 128, 0, r->y_1, 128);
+  aert_bias_act(r->y_1, (r->P + 240032), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_1, r->y_1, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 240032), r->d_y_1, 256, 128);
-    aert_gemm(1, 0, 16, 128, 256, r->z, 16, r->d_y_1, 128, 1, (r->G + 237984), 128);
-    aert_gemm(0, 1, 256, 16, 128, r->d_y_1, 128, (r->P + 237984), 128, 1, r->d_z, 16);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 240032), r->d_y_1, AEC_BATCH, 128);
+    aert_gemm(1, 0, 16, 128, AEC_BATCH, r->z, 16, r->d_y_1, 128, 1, (r->G + 237984), 128);
+    aert_gemm(0, 1, AEC_BATCH, 16, 128, r->d_y_1, 128, (r->P + 237984), 128, 1, r->d_z, 16);
 }
 
 /* ---- dense y.2  (specs/vae.ae:12:32)
@@ -174,15 +175,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 256, 256, 128, r->y_1, 128, (r->P + 240160), 256, 0, r->y_2, 256);
-  aert_bias_act(r->y_2, (r->P + 272928), 256, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->y_1, 128, (r->P + 240160), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + 272928), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 272928), r->d_y_2, 256, 256);
-    aert_gemm(1, 0, 128, 256, 256, r->y_1, 128, r->d_y_2, 256, 1, (r->G + 240160), 256);
-    aert_gemm(0, 1, 256, 128, 256, r->d_y_2, 256, (r->P + 240160), 256, 1, r->d_y_1, 128);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 272928), r->d_y_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->y_1, 128, r->d_y_2, 256, 1, (r->G + 240160), 256);
+    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_2, 256, (r->P + 240160), 256, 1, r->d_y_1, 128);
 }
 
 /* ---- dense y.3  (specs/vae.ae:12:54)
@@ -190,15 +191,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 256, 784, 256, r->y_2, 256, (r->P + 273184), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 473888), 256, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + 273184), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 473888), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 200704, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 473888), r->d_y, 256, 784);
-    aert_gemm(1, 0, 256, 784, 256, r->y_2, 256, r->d_y, 784, 1, (r->G + 273184), 784);
-    aert_gemm(0, 1, 256, 256, 784, r->d_y, 784, (r->P + 273184), 784, 1, r->d_y_2, 256);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 473888), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + 273184), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 273184), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
@@ -206,13 +207,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/vae.ae:14: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 200704, 256.0, 1);
-  denom[0] = 256.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH, 1);
+  denom[0] = AEC_BATCH;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae.ae:14: 1 * kl_normal */
-  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 4096, 256, 1);
-  denom[1] = 256.0;
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, AEC_BATCH * 16L, AEC_BATCH, 1);
+  denom[1] = AEC_BATCH;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -269,7 +270,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 679936, Z, sizeof(aert_real) * 4096);
+  memcpy(A + 679936, Z, sizeof(aert_real) * AEC_BATCH * 16L);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
   dense_y_3_forward(&r);

@@ -8,6 +8,14 @@
 #include "aert_kernels.h"
 #include "model.h"
 
+/* The sizes (model.h has them too): every size below that grows with the batch is written
+ * AEC_BATCH * n, n per image. */
+#define AEC_BATCH 128
+#define AEC_IN_SIZE 784
+#define AEC_TARGET_SIZE 0
+#define AEC_N_CLASSES 0
+#define AEC_PARAM_FLOATS 1068848L
+#define AEC_ARENA_FLOATS 464128L
 
 /* ---- the arena: 464128 floats (1.8 MiB) of activations, their gradients (d_) and scratch.
  * Each buffer lives over a range of steps: 0-7 the forward kernels, 8 the loss, 9-16 the
@@ -53,13 +61,6 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   };
 }
 
-#define AEC_BATCH 128
-#define AEC_IN_SIZE 784
-#define AEC_TARGET_SIZE 0
-#define AEC_N_CLASSES 0
-#define AEC_PARAM_FLOATS 1068848L
-#define AEC_ARENA_FLOATS 464128L
-
 /* ---- parameters: 14 tensors in one arena of 1068848 floats */
 static const aert_param params[] = {
   {"h.1.w", 2, {784, 512}, 401408, 0, AERT_INIT_HE_NORMAL, 784, 512, 0, NULL, NULL},
@@ -83,14 +84,14 @@ static const aert_param params[] = {
  * out:  512, relu fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 102.76 MFLOP, 4.14 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->h_1, 512);
-  aert_bias_act(r->h_1, (r->P + 401408), 128, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->h_1, 512);
+  aert_bias_act(r->h_1, (r->P + 401408), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h_1, r->h_1, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 401408), r->d_h_1, 128, 512);
-    aert_gemm(1, 0, 784, 512, 128, r->X, 784, r->d_h_1, 512, 1, (r->G + 0), 512);
+  aert_act_backward_inplace(r->d_h_1, r->h_1, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 401408), r->d_h_1, AEC_BATCH, 512);
+    aert_gemm(1, 0, 784, 512, AEC_BATCH, r->X, 784, r->d_h_1, 512, 1, (r->G + 0), 512);
 }
 
 /* ---- dense h.2  (specs/vae2.ae:7:32)
@@ -98,15 +99,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 256, relu fused, batch 128
  * forward 33.55 MFLOP, 918.53 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 256, 512, r->h_1, 512, (r->P + 401920), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 532992), 128, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 512, r->h_1, 512, (r->P + 401920), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + 532992), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_h, r->h, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 532992), r->d_h, 128, 256);
-    aert_gemm(1, 0, 512, 256, 128, r->h_1, 512, r->d_h, 256, 1, (r->G + 401920), 256);
-    aert_gemm(0, 1, 128, 512, 256, r->d_h, 256, (r->P + 401920), 256, 1, r->d_h_1, 512);
+  aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 532992), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 512, 256, AEC_BATCH, r->h_1, 512, r->d_h, 256, 1, (r->G + 401920), 256);
+    aert_gemm(0, 1, AEC_BATCH, 512, 256, r->d_h, 256, (r->P + 401920), 256, 1, r->d_h_1, 512);
 }
 
 /* ---- dense mu  (specs/vae2.ae:8:8)
@@ -114,15 +115,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, 128, 2, 256, r->h, 256, (r->P + 533248), 2, 0, r->mu, 2);
-  aert_bias_act(r->mu, (r->P + 533760), 128, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + 533248), 2, 0, r->mu, 2);
+  aert_bias_act(r->mu, (r->P + 533760), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
-  aert_act_backward_inplace(r->d_mu, r->mu, 256, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 533760), r->d_mu, 128, 2);
-    aert_gemm(1, 0, 256, 2, 128, r->h, 256, r->d_mu, 2, 1, (r->G + 533248), 2);
-    aert_gemm(0, 1, 128, 256, 2, r->d_mu, 2, (r->P + 533248), 2, 1, r->d_h, 256);
+  aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 2L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 533760), r->d_mu, AEC_BATCH, 2);
+    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_mu, 2, 1, (r->G + 533248), 2);
+    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_mu, 2, (r->P + 533248), 2, 1, r->d_h, 256);
 }
 
 /* ---- dense logvar  (specs/vae2.ae:9:12)
@@ -130,15 +131,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, 128, 2, 256, r->h, 256, (r->P + 533776), 2, 0, r->logvar, 2);
-  aert_bias_act(r->logvar, (r->P + 534288), 128, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + 533776), 2, 0, r->logvar, 2);
+  aert_bias_act(r->logvar, (r->P + 534288), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logvar, r->logvar, 256, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 534288), r->d_logvar, 128, 2);
-    aert_gemm(1, 0, 256, 2, 128, r->h, 256, r->d_logvar, 2, 1, (r->G + 533776), 2);
-    aert_gemm(0, 1, 128, 256, 2, r->d_logvar, 2, (r->P + 533776), 2, 1, r->d_h, 256);
+  aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 2L, AERT_ACT_LINEAR, 0);
+  aert_bias_grad((r->G + 534288), r->d_logvar, AEC_BATCH, 2);
+    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_logvar, 2, 1, (r->G + 533776), 2);
+    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_logvar, 2, (r->P + 533776), 2, 1, r->d_h, 256);
 }
 
 /* ---- sample z  (specs/vae2.ae:10:14)
@@ -146,11 +147,11 @@ static void dense_logvar_backward(const run *r) {
  * out: z 2, batch 128
  * forward 0 FLOP, 3.07 KB moved per batch; backward 0 FLOP, 6.14 KB */
 static void sample_z_forward(const run *r) {
-  aert_sample_forward(r->mu, r->logvar, r->z, 256, r->training, aert_hash64(r->seed + 4), r->first * 2u);
+  aert_sample_forward(r->mu, r->logvar, r->z, AEC_BATCH * 2L, r->training, aert_hash64(r->seed + 4), r->first * 2u);
 }
 
 static void sample_z_backward(const run *r) {
-  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, 256, aert_hash64(r->seed + 4), r->first * 2u);
+  aert_sample_backward(r->d_mu, r->d_logvar, r->d_z, r->logvar, AEC_BATCH * 2L, aert_hash64(r->seed + 4), r->first * 2u);
 }
 
 /* ---- dense y.1  (specs/vae2.ae:11:7)
@@ -158,15 +159,15 @@ static void sample_z_backward(const run *r) {
  * out:  256, relu fused, batch 128
  * forward 131.07 KFLOP, 135.17 KB moved per batch; backward 262.14 KFLOP, 270.34 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, 128, 256, 2, r->z, 2, (r->P + 534304), 256, 0, r->y_1, 256);
-  aert_bias_act(r->y_1, (r->P + 534816), 128, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 2, r->z, 2, (r->P + 534304), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + 534816), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_1, r->y_1, 32768, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 534816), r->d_y_1, 128, 256);
-    aert_gemm(1, 0, 2, 256, 128, r->z, 2, r->d_y_1, 256, 1, (r->G + 534304), 256);
-    aert_gemm(0, 1, 128, 2, 256, r->d_y_1, 256, (r->P + 534304), 256, 1, r->d_z, 2);
+  aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 534816), r->d_y_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 2, 256, AEC_BATCH, r->z, 2, r->d_y_1, 256, 1, (r->G + 534304), 256);
+    aert_gemm(0, 1, AEC_BATCH, 2, 256, r->d_y_1, 256, (r->P + 534304), 256, 1, r->d_z, 2);
 }
 
 /* ---- dense y.2  (specs/vae2.ae:11:32)
@@ -174,15 +175,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  512, relu fused, batch 128
  * forward 33.55 MFLOP, 919.55 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, 128, 512, 256, r->y_1, 256, (r->P + 535072), 512, 0, r->y_2, 512);
-  aert_bias_act(r->y_2, (r->P + 666144), 128, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 256, r->y_1, 256, (r->P + 535072), 512, 0, r->y_2, 512);
+  aert_bias_act(r->y_2, (r->P + 666144), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y_2, r->y_2, 65536, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 666144), r->d_y_2, 128, 512);
-    aert_gemm(1, 0, 256, 512, 128, r->y_1, 256, r->d_y_2, 512, 1, (r->G + 535072), 512);
-    aert_gemm(0, 1, 128, 256, 512, r->d_y_2, 512, (r->P + 535072), 512, 1, r->d_y_1, 256);
+  aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
+  aert_bias_grad((r->G + 666144), r->d_y_2, AEC_BATCH, 512);
+    aert_gemm(1, 0, 256, 512, AEC_BATCH, r->y_1, 256, r->d_y_2, 512, 1, (r->G + 535072), 512);
+    aert_gemm(0, 1, AEC_BATCH, 256, 512, r->d_y_2, 512, (r->P + 535072), 512, 1, r->d_y_1, 256);
 }
 
 /* ---- dense y.3  (specs/vae2.ae:11:54)
@@ -190,15 +191,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 205.52 MFLOP, 4.54 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, 128, 784, 512, r->y_2, 512, (r->P + 666656), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 1068064), 128, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 512, r->y_2, 512, (r->P + 666656), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + 1068064), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, 100352, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 1068064), r->d_y, 128, 784);
-    aert_gemm(1, 0, 512, 784, 128, r->y_2, 512, r->d_y, 784, 1, (r->G + 666656), 784);
-    aert_gemm(0, 1, 128, 512, 784, r->d_y, 784, (r->P + 666656), 784, 1, r->d_y_2, 512);
+  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
+  aert_bias_grad((r->G + 1068064), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 512, 784, AEC_BATCH, r->y_2, 512, r->d_y, 784, 1, (r->G + 666656), 784);
+    aert_gemm(0, 1, AEC_BATCH, 512, 784, r->d_y, 784, (r->P + 666656), 784, 1, r->d_y_2, 512);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
@@ -206,13 +207,13 @@ static aert_real compute_loss(const run *r, aert_losses *out, int backward) {
   aert_real total = 0, t;
   double *denom = out ? shard.denom : (double[2]){0};   /* each term's normaliser on this rank */
   /* specs/vae2.ae:13: 1 * bce */
-  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, 100352, 128.0, 1);
-  denom[0] = 128.0;
+  t = aert_loss_bce(r->y, r->X, backward ? r->d_y : NULL, AEC_BATCH * 784L, AEC_BATCH, 1);
+  denom[0] = AEC_BATCH;
   if (out) out->term[0] = t;
   total += 1 * t;
   /* specs/vae2.ae:13: 1 * kl_normal */
-  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, 256, 128, 1);
-  denom[1] = 128.0;
+  t = aert_loss_kl_normal(r->mu, r->logvar, backward ? r->d_mu : NULL, backward ? r->d_logvar : NULL, AEC_BATCH * 2L, AEC_BATCH, 1);
+  denom[1] = AEC_BATCH;
   if (out) out->term[1] = t;
   total += 1 * t;
   if (out) out->total = total;
@@ -269,7 +270,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
 /* The decoder alone: a batch of latents in, the output where model_output points. */
 static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {
   const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);
-  memcpy(A + 463872, Z, sizeof(aert_real) * 256);
+  memcpy(A + 463872, Z, sizeof(aert_real) * AEC_BATCH * 2L);
   dense_y_1_forward(&r);
   dense_y_2_forward(&r);
   dense_y_3_forward(&r);

@@ -61,8 +61,8 @@ static const char *pgrad(emitter *e, const ae_tensor *t) {
 static bool has_step(emitter *e, const ae_kernel *k, ae_step_kind kind) { return ae_kernel_step(e->p, k, kind) != NULL; }
 
 /* The bias gradient step of a conv or dense kernel. */
-static void emit_bias_grad(emitter *e, const ae_kernel *k, const char *dy, long rows, int cols) {
-  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  aert_bias_grad(%s, %s, %ld, %d);\n", pgrad(e, k->b), dy, rows, cols);
+static void emit_bias_grad(emitter *e, const ae_kernel *k, const char *dy, const char *rows, int cols) {
+  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  aert_bias_grad(%s, %s, %s, %d);\n", pgrad(e, k->b), dy, rows, cols);
 }
 
 static const char *act_enum(const ae_node *act) {
@@ -201,17 +201,23 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
 
 static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->conv.algo == CONV_GEMM_1X1; }
 
-static void emit_sgemm(emitter *e, bool ta, bool tb, long m, long n, long kk, const char *a, long lda, const char *b,
-                       long ldb, float beta, const char *c, long ldc) {
-  OUT("    aert_gemm(%d, %d, %ld, %ld, %ld, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
+/* A size over the whole batch as model.c writes it: "AEC_BATCH * 784L", n per image times the
+ * batch (model.h's constant); a size that does not grow with the batch is a number. */
+static const char *batch_of(emitter *e, long n) { return n == 1 ? "AEC_BATCH" : ae_sprintf(e->a, "AEC_BATCH * %ldL", n); }
+static const char *num(emitter *e, long n) { return ae_sprintf(e->a, "%ld", n); }
+
+/* C = A B (+= with beta 1): m, n and k as model.c writes them (batch_of or num). */
+static void emit_sgemm(emitter *e, bool ta, bool tb, const char *m, const char *n, const char *kk, const char *a, long lda,
+                       const char *b, long ldb, float beta, const char *c, long ldc) {
+  OUT("    aert_gemm(%d, %d, %s, %s, %s, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* The loop over a batch of B images, C at a time (n0 the first of each); a block with
  * n0 = 0 when one pass takes them all. */
 static const char *chunk_loop(emitter *e, int B, int C) {
   if (C == B) return "  {\n    const int n0 = 0;\n";
-  if (C == 1) return ae_sprintf(e->a, "  for (int n0 = 0; n0 < %d; n0++) {\n", B);
-  return ae_sprintf(e->a, "  for (int n0 = 0; n0 < %d; n0 += %d) {\n", B, C);
+  if (C == 1) return "  for (int n0 = 0; n0 < AEC_BATCH; n0++) {\n";
+  return ae_sprintf(e->a, "  for (int n0 = 0; n0 < AEC_BATCH; n0 += %d) {\n", C);
 }
 
 /* ---- padded copies for the direct convolutions ----------------------------------------- */
@@ -285,13 +291,13 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("static void %s_forward(const run *r) {\n%s    %s, %s, n0, %s);\n", name, chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
   else OUT("    aert_conv_fwd(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", geom, col, wv, y, ys);
-  OUT("  }\n  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout,
+  OUT("  }\n  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act),
+  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act),
       k->act ? k->act->alpha : 0);
-  emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
   if (has_step(e, k, STEP_WEIGHT_GRAD)) {
     OUT("%s    %s, %s, n0, %s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
         bcol, srcs, narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
@@ -309,8 +315,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
     OUT("%s", chunk_loop(e, B, k->conv.chunk));
-    emit_sgemm(e, false, true, rows, ktot, cout, ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys), cout, wv, cout, 0,
-               bcol, ktot);
+    emit_sgemm(e, false, true, num(e, rows), num(e, ktot), num(e, cout), ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys), cout,
+               wv, cout, 0, bcol, ktot);
     OUT("    %s(%s, n0%s);\n  }\n", scatter, bcol, dsrcs);
   }
   OUT("}\n");
@@ -338,19 +344,22 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   /* forward */
   OUT("static void %s_forward(const run *r) {\n", name);
   if (direct) {
-    emit_sgemm(e, false, false, (long)B * w.rows_h * w.rows_w, cout, w.tc, x0, w.tc, pval(e, k->w), cout, 0, y, cout);
+    emit_sgemm(e, false, false, batch_of(e, (long)w.rows_h * w.rows_w), num(e, cout), num(e, w.tc), x0, w.tc, pval(e, k->w),
+               cout, 0, y, cout);
   } else if (conv) {
     OUT("%s    %s(%s, n0%s);\n", chunk_loop(e, B, chunk), gather, col, srcs);
-    emit_sgemm(e, false, false, rows, cout, ktot, col, ktot, pval(e, k->w), cout, 0, ae_sprintf(e->a, "%s + (long)n0 * %ld", y, ys), cout);
+    emit_sgemm(e, false, false, num(e, rows), num(e, cout), num(e, ktot), col, ktot, pval(e, k->w), cout, 0,
+               ae_sprintf(e->a, "%s + (long)n0 * %ld", y, ys), cout);
     OUT("  }\n");
   } else {
     int cin = channels(n->in.items[0]);
-    OUT("  memset(%s, 0, sizeof(aert_real) * %ld);\n", y, (long)B * ys);
+    OUT("  memset(%s, 0, sizeof(aert_real) * %s);\n", y, batch_of(e, ys));
     OUT("%s", chunk_loop(e, B, chunk));
-    emit_sgemm(e, false, false, rows, ktot, cin, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, pval(e, k->w), ktot, 0, col, ktot);
+    emit_sgemm(e, false, false, num(e, rows), num(e, ktot), num(e, cin), ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin,
+               pval(e, k->w), ktot, 0, col, ktot);
     OUT("    %s(%s, n0, %s);\n  }\n", scatter, col, y);
   }
-  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
+  OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
   OUT("\n");
@@ -358,109 +367,114 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   col = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
   const char *dcol = col ? ae_sprintf(e->a, "(%s + %ld)", col, k->conv.col_floats) : NULL;
   OUT("static void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
+  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act), k->act ? k->act->alpha : 0);
   bool dw = has_step(e, k, STEP_WEIGHT_GRAD);
-  emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
   if (direct) {
-    long m = (long)B * w.rows_h * w.rows_w;
-    if (dw) emit_sgemm(e, true, false, w.tc, cout, m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
-    if (any_dx) emit_sgemm(e, false, true, m, w.tc, cout, dy, cout, pval(e, k->w), cout, 1, dx0, w.tc);
+    const char *m = batch_of(e, (long)w.rows_h * w.rows_w);
+    if (dw) emit_sgemm(e, true, false, num(e, w.tc), num(e, cout), m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
+    if (any_dx) emit_sgemm(e, false, true, m, num(e, w.tc), num(e, cout), dy, cout, pval(e, k->w), cout, 1, dx0, w.tc);
   } else if (conv) {
     OUT("%s", chunk_loop(e, B, chunk));
     const char *dyn = ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys);
     if (dw) {
       OUT("    %s(%s, n0%s);\n", gather, col, srcs);
-      emit_sgemm(e, true, false, ktot, cout, rows, col, ktot, dyn, cout, 1, pgrad(e, k->w), cout);
+      emit_sgemm(e, true, false, num(e, ktot), num(e, cout), num(e, rows), col, ktot, dyn, cout, 1, pgrad(e, k->w), cout);
     }
     if (any_dx) {
-      emit_sgemm(e, false, true, rows, ktot, cout, dyn, cout, pval(e, k->w), cout, 0, dcol, ktot);
+      emit_sgemm(e, false, true, num(e, rows), num(e, ktot), num(e, cout), dyn, cout, pval(e, k->w), cout, 0, dcol, ktot);
       OUT("    %s(%s, n0%s);\n", scatter, dcol, dsrcs);
     }
     OUT("  }\n");
   } else {
     int cin = channels(n->in.items[0]);
     OUT("%s    %s(%s, n0, %s);\n", chunk_loop(e, B, chunk), gather, dcol, dy);
-    if (dw) emit_sgemm(e, true, false, cin, ktot, rows, ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin, dcol, ktot, 1, pgrad(e, k->w), ktot);
-    if (any_dx) emit_sgemm(e, false, true, rows, cin, ktot, dcol, ktot, pval(e, k->w), ktot, 1, ae_sprintf(e->a, "%s + (long)n0 * %ld", dx0, xs), cin);
+    if (dw)
+      emit_sgemm(e, true, false, num(e, cin), num(e, ktot), num(e, rows), ae_sprintf(e->a, "%s + (long)n0 * %ld", x0, xs), cin,
+                 dcol, ktot, 1, pgrad(e, k->w), ktot);
+    if (any_dx)
+      emit_sgemm(e, false, true, num(e, rows), num(e, cin), num(e, ktot), dcol, ktot, pval(e, k->w), ktot, 1,
+                 ae_sprintf(e->a, "%s + (long)n0 * %ld", dx0, xs), cin);
     OUT("  }\n");
   }
   OUT("}\n");
 }
 
 static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
-  int B = e->p->batch, in = (int)elems(k->node->in.items[0]), out = k->node->units;
+  int in = (int)elems(k->node->in.items[0]), out = k->node->units;
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
   const char *y = val(e, k->out), *dy = grad(e, k->out), *dx = grad(e, x);
   OUT("static void %s_forward(const run *r) {\n", name);
-  emit_sgemm(e, false, false, B, out, in, val(e, x), in, pval(e, k->w), out, 0, y, out);
-  OUT("  aert_bias_act(%s, %s, %d, %d, %s, %.9g);\n}\n", y, pval(e, k->b), B, out, act_enum(k->act), k->act ? k->act->alpha : 0);
+  emit_sgemm(e, false, false, "AEC_BATCH", num(e, out), num(e, in), val(e, x), in, pval(e, k->w), out, 0, y, out);
+  OUT("  aert_bias_act(%s, %s, AEC_BATCH, %d, %s, %.9g);\n}\n", y, pval(e, k->b), out, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(e->p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * out, act_enum(k->act), k->act ? k->act->alpha : 0);
-  emit_bias_grad(e, k, dy, B, out);
-  if (has_step(e, k, STEP_WEIGHT_GRAD)) emit_sgemm(e, true, false, in, out, B, val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
-  if (has_step(e, k, STEP_INPUT_GRAD)) emit_sgemm(e, false, true, B, in, out, dy, out, pval(e, k->w), out, 1, dx, in);
+  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, out), act_enum(k->act), k->act ? k->act->alpha : 0);
+  emit_bias_grad(e, k, dy, "AEC_BATCH", out);
+  if (has_step(e, k, STEP_WEIGHT_GRAD))
+    emit_sgemm(e, true, false, num(e, in), num(e, out), "AEC_BATCH", val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
+  if (has_step(e, k, STEP_INPUT_GRAD))
+    emit_sgemm(e, false, true, "AEC_BATCH", num(e, in), num(e, out), dy, out, pval(e, k->w), out, 1, dx, in);
   OUT("}\n");
 }
 
 /* Kernels that call one helper forward and one backward. */
 static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
   const ae_node *n = k->node, *o = k->out;
-  int B = e->p->batch;
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
   const char *y = val(e, o), *dy = grad(e, o), *xv = val(e, x), *dx = grad(e, x);
-  long N = (long)B * elems(o);
+  const char *N = batch_of(e, elems(o)), *rows = batch_of(e, elems(o) / channels(o));
   const char *seed = ae_sprintf(e->a, "aert_hash64(r->seed + %d), r->first * %ldu", k->id, elems(o));
   char fwd[512], bwd[1024] = "";
   const ae_node *in = n->in.items[0];
   switch (k->kind) {
   case K_POOL: {
     int ismax = n->op == OP_MAXPOOL;
-    const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2],
+    const char *dims = ae_sprintf(e->a, "AEC_BATCH, %d, %d, %d, %d, %d, %d, %d, %d", in->shape.d[0], in->shape.d[1], in->shape.d[2],
                                   n->k, n->stride, n->shape.d[0], n->shape.d[1], ismax);
     snprintf(fwd, sizeof fwd, "aert_pool_forward(%s, %s, %s);", xv, y, dims);
     if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_pool_backward(%s, %s, %s, %s, %s);", dx, dy, xv, y, dims);
     break;
   }
   case K_UPSAMPLE: {
-    const char *dims = ae_sprintf(e->a, "%d, %d, %d, %d, %d", B, in->shape.d[0], in->shape.d[1], in->shape.d[2], n->factor);
+    const char *dims = ae_sprintf(e->a, "AEC_BATCH, %d, %d, %d, %d", in->shape.d[0], in->shape.d[1], in->shape.d[2], n->factor);
     const char *mode = n->bilinear ? "_bilinear" : "";
     snprintf(fwd, sizeof fwd, "aert_upsample%s_forward(%s, %s, %s);", mode, xv, y, dims);
     if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_upsample%s_backward(%s, %s, %s);", mode, dx, dy, dims);
     break;
   }
   case K_ACT:
-    snprintf(fwd, sizeof fwd, "aert_act_forward(%s, %s, %ld, %s, %.9g);", xv, y, N, act_enum(n), n->alpha);
-    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_act_backward(%s, %s, %s, %ld, %s, %.9g);", dx, dy, y, N, act_enum(n), n->alpha);
+    snprintf(fwd, sizeof fwd, "aert_act_forward(%s, %s, %s, %s, %.9g);", xv, y, N, act_enum(n), n->alpha);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_act_backward(%s, %s, %s, %s, %s, %.9g);", dx, dy, y, N, act_enum(n), n->alpha);
     break;
   case K_SOFTMAX:
-    snprintf(fwd, sizeof fwd, "aert_softmax_forward(%s, %s, %ld, %d);", xv, y, N / channels(o), channels(o));
-    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_softmax_backward(%s, %s, %s, %ld, %d);", dx, dy, y, N / channels(o), channels(o));
+    snprintf(fwd, sizeof fwd, "aert_softmax_forward(%s, %s, %s, %d);", xv, y, rows, channels(o));
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_softmax_backward(%s, %s, %s, %s, %d);", dx, dy, y, rows, channels(o));
     break;
   case K_DROPOUT:
-    snprintf(fwd, sizeof fwd, "aert_dropout_forward(%s, %s, %ld, %.9g, r->training, %s);", xv, y, N, n->rate, seed);
-    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_dropout_backward(%s, %s, %ld, %.9g, %s);", dx, dy, N, n->rate, seed);
+    snprintf(fwd, sizeof fwd, "aert_dropout_forward(%s, %s, %s, %.9g, r->training, %s);", xv, y, N, n->rate, seed);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_dropout_backward(%s, %s, %s, %.9g, %s);", dx, dy, N, n->rate, seed);
     break;
   case K_NOISE:
-    snprintf(fwd, sizeof fwd, "aert_noise_forward(%s, %s, %ld, %.9g, %.9g, %.9g, r->training, %s);", xv, y, N, n->stddev, n->lo, n->hi, seed);
-    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_noise_backward(%s, %s, %s, %ld, %.9g, %.9g);", dx, dy, y, N, n->lo, n->hi);
+    snprintf(fwd, sizeof fwd, "aert_noise_forward(%s, %s, %s, %.9g, %.9g, %.9g, r->training, %s);", xv, y, N, n->stddev, n->lo, n->hi, seed);
+    if (has_grad(e, x)) snprintf(bwd, sizeof bwd, "aert_noise_backward(%s, %s, %s, %s, %.9g, %.9g);", dx, dy, y, N, n->lo, n->hi);
     break;
   case K_SAMPLE: {
     const ae_node *lv = ((ae_view *)k->src.items[1])->node;
-    snprintf(fwd, sizeof fwd, "aert_sample_forward(%s, %s, %s, %ld, r->training, %s);", xv, val(e, lv), y, N, seed);
-    snprintf(bwd, sizeof bwd, "aert_sample_backward(%s, %s, %s, %s, %ld, %s);", dx, grad(e, lv), dy, val(e, lv), N, seed);
+    snprintf(fwd, sizeof fwd, "aert_sample_forward(%s, %s, %s, %s, r->training, %s);", xv, val(e, lv), y, N, seed);
+    snprintf(bwd, sizeof bwd, "aert_sample_backward(%s, %s, %s, %s, %s, %s);", dx, grad(e, lv), dy, val(e, lv), N, seed);
     break;
   }
   case K_BATCHNORM: {
     int c = channels(o);
     const char *stats = buf(e, &k->stats);
     const char *use_batch = k->w->frozen ? "0" : "r->training";
-    snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (aert_real *)%s, (aert_real *)%s, %s, %ld, %d, %.9g, %.9g, %s);\n"
-             "  aert_bias_act(%s, NULL, %ld, %d, %s, %.9g);", xv, y, pval(e, k->w), pval(e, k->b), pval(e, k->rmean),
-             pval(e, k->rvar), stats, N / c, c, n->momentum, n->eps, use_batch, y, N / c, c, act_enum(k->act), k->act ? k->act->alpha : 0);
-    snprintf(bwd, sizeof bwd, "aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n  aert_batchnorm_backward(%s, %s, %s, %s, %s, %s, %s, %ld, %d, %s);",
+    snprintf(fwd, sizeof fwd, "aert_batchnorm_forward(%s, %s, %s, %s, (aert_real *)%s, (aert_real *)%s, %s, %s, %d, %.9g, %.9g, %s);\n"
+             "  aert_bias_act(%s, NULL, %s, %d, %s, %.9g);", xv, y, pval(e, k->w), pval(e, k->b), pval(e, k->rmean),
+             pval(e, k->rvar), stats, rows, c, n->momentum, n->eps, use_batch, y, rows, c, act_enum(k->act), k->act ? k->act->alpha : 0);
+    snprintf(bwd, sizeof bwd, "aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n  aert_batchnorm_backward(%s, %s, %s, %s, %s, %s, %s, %s, %d, %s);",
              dy, y, N, act_enum(k->act), k->act ? k->act->alpha : 0, dx, pgrad(e, k->w), pgrad(e, k->b), dy, xv,
-             pval(e, k->w), stats, N / c, c, k->w->frozen ? "0" : "1");
+             pval(e, k->w), stats, rows, c, k->w->frozen ? "0" : "1");
     break;
   }
   default: break;
@@ -472,16 +486,15 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
 
 /* concat and add: one line per input. */
 static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
-  int B = e->p->batch;
   const ae_node *o = k->out;
-  long pix = (long)B * elems(o) / channels(o);
+  const char *pix = batch_of(e, elems(o) / channels(o)), *all = batch_of(e, elems(o));
   OUT("static void %s_forward(const run *r) {\n", name);
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
-    if (k->kind == K_CONCAT) OUT("  aert_concat_forward(%s, %s, %ld, %d, %d, %d);\n", val(e, v->node), val(e, o), pix,
+    if (k->kind == K_CONCAT) OUT("  aert_concat_forward(%s, %s, %s, %d, %d, %d);\n", val(e, v->node), val(e, o), pix,
                                 channels(v->node), v->ch_off, channels(o));
-    else if (i == 0) OUT("  memcpy(%s, %s, sizeof(aert_real) * %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
-    else OUT("  aert_accumulate(%s, %s, %ld);\n", val(e, o), val(e, v->node), (long)B * elems(o));
+    else if (i == 0) OUT("  memcpy(%s, %s, sizeof(aert_real) * %s);\n", val(e, o), val(e, v->node), all);
+    else OUT("  aert_accumulate(%s, %s, %s);\n", val(e, o), val(e, v->node), all);
   }
   OUT("}\n");
   if (!ae_kernel_has_backward(e->p, k)) return;
@@ -490,9 +503,9 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     const ae_view *v = k->src.items[i];
     if (!has_grad(e, v->node)) continue;
     const char *dx = grad(e, v->node);
-    if (k->kind == K_CONCAT) OUT("  aert_concat_backward(%s, %s, %ld, %d, %d, %d);\n", dx, grad(e, o), pix,
+    if (k->kind == K_CONCAT) OUT("  aert_concat_backward(%s, %s, %s, %d, %d, %d);\n", dx, grad(e, o), pix,
                                 channels(v->node), v->ch_off, channels(o));
-    else OUT("  aert_accumulate(%s, %s, %ld);\n", dx, grad(e, o), (long)B * elems(o));
+    else OUT("  aert_accumulate(%s, %s, %s);\n", dx, grad(e, o), all);
   }
   OUT("}\n");
 }
@@ -501,7 +514,6 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
 
 static void emit_losses(emitter *e) {
   const ae_model *m = e->p->m;
-  int B = e->p->batch;
   OUT("\n/* ---- the loss: %d term%s, each logged apart; with backward set it also seeds the gradients */\n",
       m->losses.len, m->losses.len == 1 ? "" : "s");
   for (int i = 0; i < m->losses.len; i++) {
@@ -522,31 +534,31 @@ static void emit_losses(emitter *e) {
   OUT("  double *denom = out ? shard.denom : (double[%d]){0};   /* each term's normaliser on this rank */\n", m->losses.len ? m->losses.len : 1);
   for (int i = 0; i < m->losses.len; i++) {
     const ae_loss_term *t = m->losses.items[i];
-    long n = t->a ? (long)B * elems(t->a) : 0;
-    double denom = t->reduce_sum ? B : (double)n;
+    long per = t->a ? elems(t->a) : 0;   /* values per example */
+    const char *n = batch_of(e, per), *denom = t->reduce_sum ? "AEC_BATCH" : n;
     const char *a = t->a ? val(e, t->a) : "", *da = t->a ? ae_sprintf(e->a, "backward ? %s : NULL", grad(e, t->a)) : "";
     const char *b = t->b ? val(e, t->b) : "", *db = t->b ? ae_sprintf(e->a, "backward ? %s : NULL", grad(e, t->b)) : "";
     OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
     switch (t->kind) {
-    case LOSS_MSE: OUT("  t = aert_loss_mse(%s, %s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
-    case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %ld, %.1f, %.9g);\n", a, b, da, n, denom, t->weight); break;
+    case LOSS_MSE: OUT("  t = aert_loss_mse(%s, %s, %s, %s, %s, %s, %.9g);\n", a, b, da, db, n, denom, t->weight); break;
+    case LOSS_BCE: OUT("  t = aert_loss_bce(%s, %s, %s, %s, %s, %.9g);\n", a, b, da, n, denom, t->weight); break;
     case LOSS_SOFTMAX_XENT: case LOSS_FOCAL: {
       int c = m->n_classes;
-      OUT("  t = aert_loss_focal(%s, %s, %s, %ld, %d, %s, %.9g, %d, %d, %.9g, %s, &denom[%d], shard.global_denom[%d]);\n", a, b,
-          da, n / c, c, t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL",
-          t->kind == LOSS_FOCAL ? t->gamma : 0.0, t->reduce_sum, B, t->weight, buf(e, &e->p->rowtmp), i, i);
+      OUT("  t = aert_loss_focal(%s, %s, %s, %s, %d, %s, %.9g, %d, AEC_BATCH, %.9g, %s, &denom[%d], shard.global_denom[%d]);\n", a, b,
+          da, batch_of(e, per / c), c, t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL",
+          t->kind == LOSS_FOCAL ? t->gamma : 0.0, t->reduce_sum, t->weight, buf(e, &e->p->rowtmp), i, i);
       break;
     }
     case LOSS_DICE: case LOSS_JACCARD: {
       int c = m->n_classes;
-      OUT("  t = aert_loss_overlap(%s, %s, %s, %ld, %d, %s, %d, %.9g, %.9g, %s);\n", a, b, da, n / c, c,
+      OUT("  t = aert_loss_overlap(%s, %s, %s, %s, %d, %s, %d, %.9g, %.9g, %s);\n", a, b, da, batch_of(e, per / c), c,
           t->n_weights || t->auto_weights ? ae_sprintf(e->a, "class_weights_%d", i) : "NULL", t->kind == LOSS_JACCARD,
           t->smooth, t->weight, buf(e, &e->p->rowtmp));
       break;
     }
-    case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %ld, %d, %.9g);\n", a, da, n, B, t->weight); break;
-    case LOSS_KL_SPARSITY: OUT("  t = aert_loss_kl_sparsity(%s, %s, %d, %ld, %.9g, %.9g);\n", a, da, B, elems(t->a), t->rho, t->weight); break;
-    case LOSS_KL_NORMAL: OUT("  t = aert_loss_kl_normal(%s, %s, %s, %s, %ld, %d, %.9g);\n", a, b, da, db, n, B, t->weight); break;
+    case LOSS_L1: OUT("  t = aert_loss_l1(%s, %s, %s, AEC_BATCH, %.9g);\n", a, da, n, t->weight); break;
+    case LOSS_KL_SPARSITY: OUT("  t = aert_loss_kl_sparsity(%s, %s, AEC_BATCH, %ld, %.9g, %.9g);\n", a, da, per, t->rho, t->weight); break;
+    case LOSS_KL_NORMAL: OUT("  t = aert_loss_kl_normal(%s, %s, %s, %s, %s, AEC_BATCH, %.9g);\n", a, b, da, db, n, t->weight); break;
     case LOSS_L2:
       OUT("  t = 0;\n");
       for (int j = 0; j < e->p->params.len; j++) {
@@ -558,7 +570,7 @@ static void emit_losses(emitter *e) {
     default: break;
     }
     if (t->kind != LOSS_SOFTMAX_XENT && t->kind != LOSS_FOCAL)   /* a normaliser fixed by the shapes (L2: the same on every rank) */
-      OUT("  denom[%d] = %.1f;\n", i, t->kind == LOSS_MSE || t->kind == LOSS_BCE ? denom : t->kind == LOSS_L2 ? 1.0 : (double)B);
+      OUT("  denom[%d] = %s;\n", i, t->kind == LOSS_MSE || t->kind == LOSS_BCE ? denom : t->kind == LOSS_L2 ? "1" : "AEC_BATCH");
     OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
   }
   OUT("  if (out) out->total = total;\n  return total;\n}\n");
@@ -620,7 +632,7 @@ static void emit_decode(emitter *e, const char **names) {
   OUT("static void model_decode(const aert_real *P, aert_real *A, const aert_real *Z) {\n");
   if (any) OUT("  const run r = place(P, NULL, A, NULL, NULL, 0, 0, 0);\n");
   else OUT("  (void)P;  /* the output is the latent itself (or a view of it): no layer runs */\n");
-  OUT("  memcpy(A + %ld, Z, sizeof(aert_real) * %ld);\n", p->val[lat->id].off, (long)p->batch * elems(p->m->latent));
+  OUT("  memcpy(A + %ld, Z, sizeof(aert_real) * %s);\n", p->val[lat->id].off, batch_of(e, elems(p->m->latent)));
   for (int i = 0; i < p->kernels.len; i++)
     if (down[i]) OUT("  %s_forward(&r);\n", names[i]);
   OUT("}\n\n");
@@ -855,11 +867,12 @@ static void emit_model_c(emitter *e, const char *hash) {
       " * dense [in, out]. Forward and backward of each kernel sit side by side; backward\n"
       " * functions accumulate (+=) into gradients. `aec dump --stage mem` prints the arena. */\n");
   OUT("#include <string.h>\n\n#include \"aert_kernels.h\"\n#include \"model.h\"\n\n");
-  emit_run(e);
   const ae_node *t = m->target;
-  OUT("\n#define AEC_BATCH %d\n#define AEC_IN_SIZE %ld\n#define AEC_TARGET_SIZE %ld\n#define AEC_N_CLASSES %d\n"
+  OUT("/* The sizes (model.h has them too): every size below that grows with the batch is written\n"
+      " * AEC_BATCH * n, n per image. */\n#define AEC_BATCH %d\n#define AEC_IN_SIZE %ld\n#define AEC_TARGET_SIZE %ld\n#define AEC_N_CLASSES %d\n"
       "#define AEC_PARAM_FLOATS %ldL\n#define AEC_ARENA_FLOATS %ldL\n", p->batch, elems(m->input), t ? elems(t) : 0L,
       m->n_classes, p->param_floats, p->arena_floats);
+  emit_run(e);
   emit_params(e);
   const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
   for (int i = 0; i < p->kernels.len; i++) {
