@@ -102,6 +102,28 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 324544, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  z_h_1_w = 0,
+  z_h_1_b = 288,
+  z_h_2_w = 320,
+  z_h_2_b = 9536,
+  z_h2_1_w = 9568,
+  z_h2_1_b = 28000,
+  z_h2_2_w = 28064,
+  z_h2_2_b = 64928,
+  z_w = 64992,
+  z_b = 165344,
+  d_w = 165376,
+  d_b = 265728,
+  d1_w = 268864,
+  d1_b = 305728,
+  d2_w = 305792,
+  d2_b = 324224,
+  y_w = 324256,
+  y_b = 324544,
+};
+
 /* ---- conv z.h.1  (specs/conv_ae.ae:15 encoder() -> :10 down() -> :8:23 conv)
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
@@ -113,17 +135,17 @@ static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + z_h_1_w), r->z_h_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->z_h_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + z_h_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_z_h_1, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + z_h_1_b), r->d_z_h_1, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + 0));
+    aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + z_h_1_w));
   }
 }
 
@@ -158,20 +180,20 @@ static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
-    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + z_h_2_w), r->z_h_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->z_h_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + z_h_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), r->d_z_h_2, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + z_h_2_b), r->d_z_h_2, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->z_h_1});
-    aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + 320));
+    aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + z_h_2_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_gemm(0, 1, 3136, 288, 32, r->d_z_h_2 + (long)n0 * 6272, 32, (r->P + 320), 32, 0, r->conv_z_h_2_dscratch, 288);
+    aert_gemm(0, 1, 3136, 288, 32, r->d_z_h_2 + (long)n0 * 6272, 32, (r->P + z_h_2_w), 32, 0, r->conv_z_h_2_dscratch, 288);
     scatter_conv_z_h_2(r->conv_z_h_2_dscratch, n0, r->d_z_h_1);
   }
 }
@@ -190,19 +212,19 @@ static const aert_conv_geom dgeo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + z_h2_1_w), r->z_h2_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->z_h2_1, (r->P + 28000), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28000), r->d_z_h2_1, AEC_BATCH * 196L, 64);
+  aert_bias_grad((r->G + z_h2_1_b), r->d_z_h2_1, AEC_BATCH * 196L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + 9568));
+    aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + z_h2_1_w));
   }
-  aert_conv_flip((r->P + 9568), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
+  aert_conv_flip((r->P + z_h2_1_w), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1});
     aert_conv_fwd(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1050112, r->d_z_h_2 + (long)n0 * 6272, 1);
@@ -240,20 +262,20 @@ static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
-    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + z_h2_2_w), r->z_h2_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->z_h2_2, (r->P + 64928), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + z_h2_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 64928), r->d_z_h2_2, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + z_h2_2_b), r->d_z_h2_2, AEC_BATCH * 49L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->z_h2_1});
-    aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + 28064));
+    aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + z_h2_2_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_gemm(0, 1, 1568, 576, 64, r->d_z_h2_2 + (long)n0 * 3136, 64, (r->P + 28064), 64, 0, r->conv_z_h2_2_dscratch, 576);
+    aert_gemm(0, 1, 1568, 576, 64, r->d_z_h2_2 + (long)n0 * 3136, 64, (r->P + z_h2_2_w), 64, 0, r->conv_z_h2_2_dscratch, 576);
     scatter_conv_z_h2_2(r->conv_z_h2_2_dscratch, n0, r->d_z_h2_1);
   }
 }
@@ -263,15 +285,15 @@ static void conv_z_h2_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 165344), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + z_w), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 165344), r->d_z, AEC_BATCH, 32);
-    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + 64992), 32);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + 64992), 32, 1, r->d_z_h2_2, 3136);
+  aert_bias_grad((r->G + z_b), r->d_z, AEC_BATCH, 32);
+    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + z_w), 32);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + z_w), 32, 1, r->d_z_h2_2, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae.ae:16:7)
@@ -279,15 +301,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + 165376), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 265728), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + d_w), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 265728), r->d_d, AEC_BATCH, 3136);
-    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + 165376), 3136);
-    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + 165376), 3136, 1, r->d_z, 32);
+  aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + d_w), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + d_w), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv d1  (specs/conv_ae.ae:17:26)
@@ -304,19 +326,19 @@ static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg =
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 268864), r->d1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + d1_w), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 305728), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 305728), r->d_d1, AEC_BATCH * 196L, 64);
+  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 268864));
+    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + d1_w));
   }
-  aert_conv_flip((r->P + 268864), r->conv_d1_dscratch + 525824, 3, 64, 64);
+  aert_conv_flip((r->P + d1_w), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
@@ -338,19 +360,19 @@ static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 305792), r->d2 + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + d2_w), r->d2 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d2, (r->P + 324224), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 324224), r->d_d2, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 305792));
+    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + d2_w));
   }
-  aert_conv_flip((r->P + 305792), r->conv_d2_dscratch + 231936, 3, 64, 32);
+  aert_conv_flip((r->P + d2_w), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
@@ -372,19 +394,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 324256), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 324544), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 324544), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 324256));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 324256), r->conv_y_dscratch + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);

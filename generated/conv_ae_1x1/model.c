@@ -94,6 +94,24 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 443584, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e_1_w = 0,
+  e_1_b = 288,
+  e_2_w = 320,
+  e_2_b = 18752,
+  z_w = 18816,
+  z_b = 219520,
+  d_w = 219584,
+  d_b = 420288,
+  d1_w = 420352,
+  d1_b = 438784,
+  d2_w = 438816,
+  d2_b = 443424,
+  y_w = 443440,
+  y_b = 443584,
+};
+
 /* ---- conv e.1  (specs/conv_ae_1x1.ae:7:7)
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
@@ -105,17 +123,17 @@ static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg =
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + e_1_w));
   }
 }
 
@@ -150,20 +168,20 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + e_2_b), r->d_e, AEC_BATCH * 49L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + e_2_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + e_2_w), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
@@ -182,19 +200,19 @@ static const aert_conv_geom dgeo_conv_z = {.batch = 64, .s = 1, .hg = 13, .wg = 
 static void conv_z_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z, r->conv_z_scratch, n0, (const aert_real *const[]){r->e});
-    aert_conv_fwd(&geo_conv_z, r->conv_z_scratch, (r->P + 18816), r->z + (long)n0 * 64, 0);
+    aert_conv_fwd(&geo_conv_z, r->conv_z_scratch, (r->P + z_w), r->z + (long)n0 * 64, 0);
   }
-  aert_bias_act(r->z, (r->P + 219520), AEC_BATCH, 64, AERT_ACT_LINEAR, 0);
+  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 64, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 64L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219520), r->d_z, AEC_BATCH, 64);
+  aert_bias_grad((r->G + z_b), r->d_z, AEC_BATCH, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->e});
-    aert_conv_dw(&geo_conv_z, r->conv_z_dscratch, r->d_z + (long)n0 * 64, (r->G + 18816));
+    aert_conv_dw(&geo_conv_z, r->conv_z_dscratch, r->d_z + (long)n0 * 64, (r->G + z_w));
   }
-  aert_conv_flip((r->P + 18816), r->conv_z_dscratch + 693760, 7, 64, 64);
+  aert_conv_flip((r->P + z_w), r->conv_z_dscratch + 693760, 7, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->d_z});
     aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 1);
@@ -252,20 +270,20 @@ static void conv_transpose_d_forward(const run *r) {
   memset(r->d, 0, sizeof(aert_real) * AEC_BATCH * 3136L);
   {
     const int n0 = 0;
-    aert_gemm(0, 0, 128, 3136, 64, r->z + (long)n0 * 64, 64, (r->P + 219584), 3136, 0, r->conv_transpose_d_scratch, 3136);
+    aert_gemm(0, 0, 128, 3136, 64, r->z + (long)n0 * 64, 64, (r->P + d_w), 3136, 0, r->conv_transpose_d_scratch, 3136);
     scatter_conv_transpose_d(r->conv_transpose_d_scratch, n0, r->d);
   }
-  aert_bias_act(r->d, (r->P + 420288), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 420288), r->d_d, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     gather_conv_transpose_d((r->conv_transpose_d_dscratch + 401408), n0, r->d_d);
-    aert_gemm(1, 0, 64, 3136, 128, r->z + (long)n0 * 64, 64, (r->conv_transpose_d_dscratch + 401408), 3136, 1, (r->G + 219584), 3136);
-    aert_gemm(0, 1, 128, 64, 3136, (r->conv_transpose_d_dscratch + 401408), 3136, (r->P + 219584), 3136, 1, r->d_z + (long)n0 * 64, 64);
+    aert_gemm(1, 0, 64, 3136, 128, r->z + (long)n0 * 64, 64, (r->conv_transpose_d_dscratch + 401408), 3136, 1, (r->G + d_w), 3136);
+    aert_gemm(0, 1, 128, 64, 3136, (r->conv_transpose_d_dscratch + 401408), 3136, (r->P + d_w), 3136, 1, r->d_z + (long)n0 * 64, 64);
   }
 }
 
@@ -283,19 +301,19 @@ static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg =
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 420352), r->d1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + d1_w), r->d1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d1, (r->P + 438784), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 438784), r->d_d1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 6272, (r->G + 420352));
+    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 6272, (r->G + d1_w));
   }
-  aert_conv_flip((r->P + 420352), r->conv_d1_dscratch + 263680, 3, 64, 32);
+  aert_conv_flip((r->P + d1_w), r->conv_d1_dscratch + 263680, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 263680, r->conv_d1_dscratch + 282112, 0);
@@ -317,19 +335,19 @@ static const aert_conv_geom dgeo_conv_d2 = {.batch = 16, .s = 1, .hg = 30, .wg =
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 438816), r->d2 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + d2_w), r->d2 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d2, (r->P + 443424), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 443424), r->d_d2, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 12544, (r->G + 438816));
+    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 12544, (r->G + d2_w));
   }
-  aert_conv_flip((r->P + 438816), r->conv_d2_dscratch + 231168, 3, 32, 16);
+  aert_conv_flip((r->P + d2_w), r->conv_d2_dscratch + 231168, 3, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231168, r->conv_d2_dscratch + 235776, 0);
@@ -351,19 +369,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 443440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 443584), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 443584), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 443440));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 443440), r->conv_y_dscratch + 57984, 3, 16, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 1);

@@ -89,6 +89,24 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 278368, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e_1_w = 0,
+  e_1_b = 288,
+  e_2_w = 320,
+  e_2_b = 18752,
+  z_w = 18816,
+  z_b = 119168,
+  d_w = 119200,
+  d_b = 219552,
+  d1_w = 222688,
+  d1_b = 259552,
+  d2_w = 259616,
+  d2_b = 278048,
+  y_w = 278080,
+  y_b = 278368,
+};
+
 /* ---- conv e.1  (specs/conv_ae_transpose.ae:7:7)
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
@@ -100,17 +118,17 @@ static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg =
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + e_1_w));
   }
 }
 
@@ -145,20 +163,20 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e, (r->P + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + e_2_b), r->d_e, AEC_BATCH * 49L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + 320));
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + e_2_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e + (long)n0 * 3136, 64, (r->P + e_2_w), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
@@ -168,15 +186,15 @@ static void conv_e_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->e, 3136, (r->P + 18816), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 119168), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->e, 3136, (r->P + z_w), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119168), r->d_z, AEC_BATCH, 32);
-    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->e, 3136, r->d_z, 32, 1, (r->G + 18816), 32);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + 18816), 32, 1, r->d_e, 3136);
+  aert_bias_grad((r->G + z_b), r->d_z, AEC_BATCH, 32);
+    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->e, 3136, r->d_z, 32, 1, (r->G + z_w), 32);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + z_w), 32, 1, r->d_e, 3136);
 }
 
 /* ---- dense d  (specs/conv_ae_transpose.ae:9:7)
@@ -184,15 +202,15 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + 119200), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 219552), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + d_w), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 219552), r->d_d, AEC_BATCH, 3136);
-    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 32);
+  aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + d_w), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + d_w), 3136, 1, r->d_z, 32);
 }
 
 /* ---- conv_transpose d1  (specs/conv_ae_transpose.ae:10:8)
@@ -242,19 +260,19 @@ static void scatter_conv_transpose_d1(const aert_real *restrict col, int n0, aer
 static void conv_transpose_d1_forward(const run *r) {
   memset(r->d1, 0, sizeof(aert_real) * AEC_BATCH * 12544L);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_gemm(0, 0, 1568, 576, 64, r->d + (long)n0 * 3136, 64, (r->P + 222688), 576, 0, r->conv_transpose_d1_scratch, 576);
+    aert_gemm(0, 0, 1568, 576, 64, r->d + (long)n0 * 3136, 64, (r->P + d1_w), 576, 0, r->conv_transpose_d1_scratch, 576);
     scatter_conv_transpose_d1(r->conv_transpose_d1_scratch, n0, r->d1);
   }
-  aert_bias_act(r->d1, (r->P + 259552), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 259552), r->d_d1, AEC_BATCH * 196L, 64);
+  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     gather_conv_transpose_d1((r->conv_transpose_d1_dscratch + 903168), n0, r->d_d1);
-    aert_gemm(1, 0, 64, 576, 1568, r->d + (long)n0 * 3136, 64, (r->conv_transpose_d1_dscratch + 903168), 576, 1, (r->G + 222688), 576);
-    aert_gemm(0, 1, 1568, 64, 576, (r->conv_transpose_d1_dscratch + 903168), 576, (r->P + 222688), 576, 1, r->d_d + (long)n0 * 3136, 64);
+    aert_gemm(1, 0, 64, 576, 1568, r->d + (long)n0 * 3136, 64, (r->conv_transpose_d1_dscratch + 903168), 576, 1, (r->G + d1_w), 576);
+    aert_gemm(0, 1, 1568, 64, 576, (r->conv_transpose_d1_dscratch + 903168), 576, (r->P + d1_w), 576, 1, r->d_d + (long)n0 * 3136, 64);
   }
 }
 
@@ -305,19 +323,19 @@ static void scatter_conv_transpose_d2(const aert_real *restrict col, int n0, aer
 static void conv_transpose_d2_forward(const run *r) {
   memset(r->d2, 0, sizeof(aert_real) * AEC_BATCH * 25088L);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_gemm(0, 0, 3136, 288, 64, r->d1 + (long)n0 * 12544, 64, (r->P + 259616), 288, 0, r->conv_transpose_d2_scratch, 288);
+    aert_gemm(0, 0, 3136, 288, 64, r->d1 + (long)n0 * 12544, 64, (r->P + d2_w), 288, 0, r->conv_transpose_d2_scratch, 288);
     scatter_conv_transpose_d2(r->conv_transpose_d2_scratch, n0, r->d2);
   }
-  aert_bias_act(r->d2, (r->P + 278048), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_transpose_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 278048), r->d_d2, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     gather_conv_transpose_d2((r->conv_transpose_d2_dscratch + 903168), n0, r->d_d2);
-    aert_gemm(1, 0, 64, 288, 3136, r->d1 + (long)n0 * 12544, 64, (r->conv_transpose_d2_dscratch + 903168), 288, 1, (r->G + 259616), 288);
-    aert_gemm(0, 1, 3136, 64, 288, (r->conv_transpose_d2_dscratch + 903168), 288, (r->P + 259616), 288, 1, r->d_d1 + (long)n0 * 12544, 64);
+    aert_gemm(1, 0, 64, 288, 3136, r->d1 + (long)n0 * 12544, 64, (r->conv_transpose_d2_dscratch + 903168), 288, 1, (r->G + d2_w), 288);
+    aert_gemm(0, 1, 3136, 64, 288, (r->conv_transpose_d2_dscratch + 903168), 288, (r->P + d2_w), 288, 1, r->d_d1 + (long)n0 * 12544, 64);
   }
 }
 
@@ -335,19 +353,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 278080), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 278368), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 278368), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 278080));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 278080), r->conv_y_dscratch + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);

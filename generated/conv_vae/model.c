@@ -95,6 +95,26 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 228192, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e_1_w = 0,
+  e_1_b = 288,
+  e_2_w = 320,
+  e_2_b = 18752,
+  mu_w = 18816,
+  mu_b = 68992,
+  logvar_w = 69008,
+  logvar_b = 119184,
+  d_w = 119200,
+  d_b = 169376,
+  d1_w = 172512,
+  d1_b = 209376,
+  d2_w = 209440,
+  d2_b = 227872,
+  y_w = 227904,
+  y_b = 228192,
+};
+
 /* ---- conv e.1  (specs/conv_vae.ae:7:7)
  * in: x 28x28x1
  * out:  14x14x32, relu fused, batch 128
@@ -106,17 +126,17 @@ static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 2, .hg = 15, .wg =
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + 0));
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + e_1_w));
   }
 }
 
@@ -151,20 +171,20 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 
 static void conv_e_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->e_2, (r->P + 18752), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18752), r->d_e_2, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + e_2_b), r->d_e_2, AEC_BATCH * 49L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 3136, (r->G + 320));
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 3136, (r->G + e_2_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_gemm(0, 1, 3136, 288, 64, r->d_e_2 + (long)n0 * 3136, 64, (r->P + 320), 64, 0, r->conv_e_2_dscratch, 288);
+    aert_gemm(0, 1, 3136, 288, 64, r->d_e_2 + (long)n0 * 3136, 64, (r->P + e_2_w), 64, 0, r->conv_e_2_dscratch, 288);
     scatter_conv_e_2(r->conv_e_2_dscratch, n0, r->d_e_1);
   }
 }
@@ -174,15 +194,15 @@ static void conv_e_2_backward(const run *r) {
  * out: mu 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + 18816), 16, 0, r->mu, 16);
-  aert_bias_act(r->mu, (r->P + 68992), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + mu_w), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + mu_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
   aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 68992), r->d_mu, AEC_BATCH, 16);
-    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_mu, 16, 1, (r->G + 18816), 16);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_mu, 16, (r->P + 18816), 16, 1, r->d_e_2, 3136);
+  aert_bias_grad((r->G + mu_b), r->d_mu, AEC_BATCH, 16);
+    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_mu, 16, 1, (r->G + mu_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_mu, 16, (r->P + mu_w), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- dense logvar  (specs/conv_vae.ae:9:12)
@@ -190,15 +210,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + 69008), 16, 0, r->logvar, 16);
-  aert_bias_act(r->logvar, (r->P + 119184), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + logvar_w), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + logvar_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
   aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 119184), r->d_logvar, AEC_BATCH, 16);
-    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + 69008), 16);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_logvar, 16, (r->P + 69008), 16, 1, r->d_e_2, 3136);
+  aert_bias_grad((r->G + logvar_b), r->d_logvar, AEC_BATCH, 16);
+    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + logvar_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_logvar, 16, (r->P + logvar_w), 16, 1, r->d_e_2, 3136);
 }
 
 /* ---- sample z  (specs/conv_vae.ae:10:14)
@@ -218,15 +238,15 @@ static void sample_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 12.85 MFLOP, 1.83 MB moved per batch; backward 25.69 MFLOP, 3.65 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 3136, 16, r->z, 16, (r->P + 119200), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + 169376), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 3136, 16, r->z, 16, (r->P + d_w), 3136, 0, r->d, 3136);
+  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 169376), r->d_d, AEC_BATCH, 3136);
-    aert_gemm(1, 0, 16, 3136, AEC_BATCH, r->z, 16, r->d_d, 3136, 1, (r->G + 119200), 3136);
-    aert_gemm(0, 1, AEC_BATCH, 16, 3136, r->d_d, 3136, (r->P + 119200), 3136, 1, r->d_z, 16);
+  aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH, 3136);
+    aert_gemm(1, 0, 16, 3136, AEC_BATCH, r->z, 16, r->d_d, 3136, 1, (r->G + d_w), 3136);
+    aert_gemm(0, 1, AEC_BATCH, 16, 3136, r->d_d, 3136, (r->P + d_w), 3136, 1, r->d_z, 16);
 }
 
 /* ---- conv d1  (specs/conv_vae.ae:12:26)
@@ -243,19 +263,19 @@ static const aert_conv_geom dgeo_conv_d1 = {.batch = 32, .s = 1, .hg = 16, .wg =
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + 172512), r->d1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, (r->P + d1_w), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 209376), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 209376), r->d_d1, AEC_BATCH * 196L, 64);
+  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 172512));
+    aert_conv_dw(&geo_conv_d1, r->conv_d1_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + d1_w));
   }
-  aert_conv_flip((r->P + 172512), r->conv_d1_dscratch + 525824, 3, 64, 64);
+  aert_conv_flip((r->P + d1_w), r->conv_d1_dscratch + 525824, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 525824, r->conv_d1_dscratch + 562688, 0);
@@ -277,19 +297,19 @@ static const aert_conv_geom dgeo_conv_d2 = {.batch = 8, .s = 1, .hg = 30, .wg = 
 static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + 209440), r->d2 + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, (r->P + d2_w), r->d2 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d2, (r->P + 227872), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 227872), r->d_d2, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + 209440));
+    aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->d_d2 + (long)n0 * 25088, (r->G + d2_w));
   }
-  aert_conv_flip((r->P + 209440), r->conv_d2_dscratch + 231936, 3, 64, 32);
+  aert_conv_flip((r->P + d2_w), r->conv_d2_dscratch + 231936, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 231936, r->conv_d2_dscratch + 250368, 0);
@@ -311,19 +331,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 227904), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 228192), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 228192), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 227904));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 227904), r->conv_y_dscratch + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);

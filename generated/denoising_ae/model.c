@@ -86,6 +86,20 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 28352, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e_1_w = 0,
+  e_1_b = 288,
+  e_2_w = 320,
+  e_2_b = 9536,
+  d_1_w = 9568,
+  d_1_b = 18784,
+  d_2_w = 18816,
+  d_2_b = 28032,
+  y_w = 28064,
+  y_b = 28352,
+};
+
 /* ---- gaussian_noise noisy  (specs/denoising_ae.ae:7:11)
  * in: x 28x28x1
  * out: noisy 28x28x1, batch 128
@@ -105,17 +119,17 @@ static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 1, .hg = 30, .wg =
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + 0), r->e_1 + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->e_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e_1, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + 0));
+    aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + e_1_w));
   }
 }
 
@@ -146,20 +160,20 @@ static void conv_e_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + 320), r->e_2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e_2, (r->P + e_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 9536), r->d_e_2, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e_2_b), r->d_e_2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 6272, (r->G + 320));
+    aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 6272, (r->G + e_2_w));
   }
-  aert_conv_flip((r->P + 320), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
+  aert_conv_flip((r->P + e_2_w), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2});
@@ -193,19 +207,19 @@ static const aert_conv_geom dgeo_conv_d_1 = {.batch = 64, .s = 1, .hg = 16, .wg 
 static void conv_d_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_scratch, n0, (const aert_real *const[]){r->e});
-    aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, (r->P + 9568), r->d_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, (r->P + d_1_w), r->d_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d_1, (r->P + 18784), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d_1, (r->P + d_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d_1, r->d_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18784), r->d_d_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + d_1_b), r->d_d_1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->e});
-    aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->d_d_1 + (long)n0 * 6272, (r->G + 9568));
+    aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->d_d_1 + (long)n0 * 6272, (r->G + d_1_w));
   }
-  aert_conv_flip((r->P + 9568), r->conv_d_1_dscratch + 525056, 3, 32, 32);
+  aert_conv_flip((r->P + d_1_w), r->conv_d_1_dscratch + 525056, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->d_d_1});
     aert_conv_fwd(&dgeo_conv_d_1, r->conv_d_1_dscratch, r->conv_d_1_dscratch + 525056, r->conv_d_1_dscratch + 534272, 0);
@@ -227,19 +241,19 @@ static const aert_conv_geom dgeo_conv_d_2 = {.batch = 16, .s = 1, .hg = 30, .wg 
 static void conv_d_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_scratch, n0, (const aert_real *const[]){r->d_1});
-    aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, (r->P + 18816), r->d + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, (r->P + d_2_w), r->d + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->d, (r->P + 28032), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d, (r->P + d_2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 28032), r->d_d, AEC_BATCH * 784L, 32);
+  aert_bias_grad((r->G + d_2_b), r->d_d, AEC_BATCH * 784L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_1});
-    aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->d_d + (long)n0 * 25088, (r->G + 18816));
+    aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->d_d + (long)n0 * 25088, (r->G + d_2_w));
   }
-  aert_conv_flip((r->P + 18816), r->conv_d_2_dscratch + 461568, 3, 32, 32);
+  aert_conv_flip((r->P + d_2_w), r->conv_d_2_dscratch + 461568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_d});
     aert_conv_fwd(&dgeo_conv_d_2, r->conv_d_2_dscratch, r->conv_d_2_dscratch + 461568, r->conv_d_2_dscratch + 470784, 0);
@@ -261,19 +275,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 28064), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 28352), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 28352), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 28064));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 28064), r->conv_y_dscratch + 29568, 3, 32, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 1);

@@ -77,6 +77,18 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 11584, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e1_w = 0,
+  e1_b = 144,
+  e2_w = 160,
+  e2_b = 4768,
+  d1_w = 4800,
+  d1_b = 11424,
+  y_w = 11440,
+  y_b = 11584,
+};
+
 /* ---- gaussian_noise noisy  (specs/denoising_skip.ae:10:11)
  * in: x 28x28x1
  * out: noisy 28x28x1, batch 128
@@ -96,17 +108,17 @@ static const aert_conv_geom geo_conv_e1 = {.batch = 64, .s = 1, .hg = 30, .wg = 
 static void conv_e1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_scratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + 0), r->e1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + e1_w), r->e1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1, (r->P + 144), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + e1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), r->d_e1, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + e1_b), r->d_e1, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_dscratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 0));
+    aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + e1_w));
   }
 }
 
@@ -137,20 +149,20 @@ static void conv_e2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + 160), r->e2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + e2_w), r->e2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2, (r->P + 4768), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + e2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4768), r->d_e2, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e2_b), r->d_e2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 160));
+    aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + e2_w));
   }
-  aert_conv_flip((r->P + 160), r->conv_e2_dscratch + 1049344, 3, 16, 32);
+  aert_conv_flip((r->P + e2_w), r->conv_e2_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2});
@@ -208,18 +220,18 @@ static void scatter_conv_d1(const aert_real *restrict col, int n0, aert_real *re
 static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1(r->conv_d1_scratch, n0, r->e2, r->e1, r->noisy);
-    aert_gemm(0, 0, 1568, 15, 441, r->conv_d1_scratch, 441, (r->P + 4800), 15, 0, r->d1 + (long)n0 * 11760, 15);
+    aert_gemm(0, 0, 1568, 15, 441, r->conv_d1_scratch, 441, (r->P + d1_w), 15, 0, r->d1 + (long)n0 * 11760, 15);
   }
-  aert_bias_act(r->d1, (r->P + 11424), AEC_BATCH * 784L, 15, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 784L, 15, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 11760L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 11424), r->d_d1, AEC_BATCH * 784L, 15);
+  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 784L, 15);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1(r->conv_d1_dscratch, n0, r->e2, r->e1, r->noisy);
-    aert_gemm(1, 0, 441, 15, 1568, r->conv_d1_dscratch, 441, r->d_d1 + (long)n0 * 11760, 15, 1, (r->G + 4800), 15);
-    aert_gemm(0, 1, 1568, 441, 15, r->d_d1 + (long)n0 * 11760, 15, (r->P + 4800), 15, 0, (r->conv_d1_dscratch + 691488), 441);
+    aert_gemm(1, 0, 441, 15, 1568, r->conv_d1_dscratch, 441, r->d_d1 + (long)n0 * 11760, 15, 1, (r->G + d1_w), 15);
+    aert_gemm(0, 1, 1568, 441, 15, r->d_d1 + (long)n0 * 11760, 15, (r->P + d1_w), 15, 0, (r->conv_d1_dscratch + 691488), 441);
     scatter_conv_d1((r->conv_d1_dscratch + 691488), n0, r->d_e2, r->d_e1);
   }
 }
@@ -238,19 +250,19 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 64, .s = 1, .hg = 30, .wg = 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d1, r->noisy});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + 11440), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 921984, r->y + (long)n0 * 784);
   }
-  aert_bias_act(r->y, (r->P + 11584), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 11584), r->d_y, AEC_BATCH * 784L, 1);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d1, r->noisy});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + 11440));
+    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
-  aert_conv_flip((r->P + 11440), r->conv_y_dscratch + 57984, 3, 16, 1);
+  aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
     aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->conv_y_dscratch + 58128, 0);

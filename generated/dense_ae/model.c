@@ -72,19 +72,35 @@ static const aert_param params[] = {
   {"y.3.b", 1, {784}, 784, 438944, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  z_1_w = 0,
+  z_1_b = 200704,
+  z_2_w = 200960,
+  z_2_b = 217344,
+  z_3_w = 217408,
+  z_3_b = 219456,
+  y_1_w = 219488,
+  y_1_b = 221536,
+  y_2_w = 221600,
+  y_2_b = 237984,
+  y_3_w = 238240,
+  y_3_b = 438944,
+};
+
 /* ---- dense z.1  (specs/dense_ae.ae:9 encoder() -> :7:23 dense)
  * in: x 784
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->z_1, 256);
-  aert_bias_act(r->z_1, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + z_1_w), 256, 0, r->z_1, 256);
+  aert_bias_act(r->z_1, (r->P + z_1_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_1, r->z_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_z_1, AEC_BATCH, 256);
-    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_z_1, 256, 1, (r->G + 0), 256);
+  aert_bias_grad((r->G + z_1_b), r->d_z_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_z_1, 256, 1, (r->G + z_1_w), 256);
 }
 
 /* ---- dense z.2  (specs/dense_ae.ae:9 encoder() -> :7:49 dense)
@@ -92,15 +108,15 @@ static void dense_z_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 16.78 MFLOP, 786.94 KB */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->z_1, 256, (r->P + 200960), 64, 0, r->z_2, 64);
-  aert_bias_act(r->z_2, (r->P + 217344), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->z_1, 256, (r->P + z_2_w), 64, 0, r->z_2, 64);
+  aert_bias_act(r->z_2, (r->P + z_2_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_2, r->z_2, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 217344), r->d_z_2, AEC_BATCH, 64);
-    aert_gemm(1, 0, 256, 64, AEC_BATCH, r->z_1, 256, r->d_z_2, 64, 1, (r->G + 200960), 64);
-    aert_gemm(0, 1, AEC_BATCH, 256, 64, r->d_z_2, 64, (r->P + 200960), 64, 1, r->d_z_1, 256);
+  aert_bias_grad((r->G + z_2_b), r->d_z_2, AEC_BATCH, 64);
+    aert_gemm(1, 0, 256, 64, AEC_BATCH, r->z_1, 256, r->d_z_2, 64, 1, (r->G + z_2_w), 64);
+    aert_gemm(0, 1, AEC_BATCH, 256, 64, r->d_z_2, 64, (r->P + z_2_w), 64, 1, r->d_z_1, 256);
 }
 
 /* ---- dense z.3  (specs/dense_ae.ae:9 encoder() -> :7:70 dense)
@@ -108,15 +124,15 @@ static void dense_z_2_backward(const run *r) {
  * out: z.3 32, batch 256
  * forward 1.05 MFLOP, 106.62 KB moved per batch; backward 2.10 MFLOP, 213.25 KB */
 static void dense_z_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 64, r->z_2, 64, (r->P + 217408), 32, 0, r->z_3, 32);
-  aert_bias_act(r->z_3, (r->P + 219456), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 64, r->z_2, 64, (r->P + z_3_w), 32, 0, r->z_3, 32);
+  aert_bias_act(r->z_3, (r->P + z_3_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_3, r->z_3, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 219456), r->d_z_3, AEC_BATCH, 32);
-    aert_gemm(1, 0, 64, 32, AEC_BATCH, r->z_2, 64, r->d_z_3, 32, 1, (r->G + 217408), 32);
-    aert_gemm(0, 1, AEC_BATCH, 64, 32, r->d_z_3, 32, (r->P + 217408), 32, 1, r->d_z_2, 64);
+  aert_bias_grad((r->G + z_3_b), r->d_z_3, AEC_BATCH, 32);
+    aert_gemm(1, 0, 64, 32, AEC_BATCH, r->z_2, 64, r->d_z_3, 32, 1, (r->G + z_3_w), 32);
+    aert_gemm(0, 1, AEC_BATCH, 64, 32, r->d_z_3, 32, (r->P + z_3_w), 32, 1, r->d_z_2, 64);
 }
 
 /* ---- dense y.1  (specs/dense_ae.ae:10:7)
@@ -124,15 +140,15 @@ static void dense_z_3_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 1.05 MFLOP, 106.75 KB moved per batch; backward 2.10 MFLOP, 213.50 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z_3, 32, (r->P + 219488), 64, 0, r->y_1, 64);
-  aert_bias_act(r->y_1, (r->P + 221536), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z_3, 32, (r->P + y_1_w), 64, 0, r->y_1, 64);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 221536), r->d_y_1, AEC_BATCH, 64);
-    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z_3, 32, r->d_y_1, 64, 1, (r->G + 219488), 64);
-    aert_gemm(0, 1, AEC_BATCH, 32, 64, r->d_y_1, 64, (r->P + 219488), 64, 1, r->d_z_3, 32);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z_3, 32, r->d_y_1, 64, 1, (r->G + y_1_w), 64);
+    aert_gemm(0, 1, AEC_BATCH, 32, 64, r->d_y_1, 64, (r->P + y_1_w), 64, 1, r->d_z_3, 32);
 }
 
 /* ---- dense y.2  (specs/dense_ae.ae:10:31)
@@ -140,15 +156,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_1, 64, (r->P + 221600), 256, 0, r->y_2, 256);
-  aert_bias_act(r->y_2, (r->P + 237984), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_1, 64, (r->P + y_2_w), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + y_2_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 237984), r->d_y_2, AEC_BATCH, 256);
-    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 221600), 256);
-    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_2, 256, (r->P + 221600), 256, 1, r->d_y_1, 64);
+  aert_bias_grad((r->G + y_2_b), r->d_y_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_1, 64, r->d_y_2, 256, 1, (r->G + y_2_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_2, 256, (r->P + y_2_w), 256, 1, r->d_y_1, 64);
 }
 
 /* ---- dense y.3  (specs/dense_ae.ae:10:53)
@@ -156,15 +172,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + 238240), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 438944), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + y_3_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_3_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 438944), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + 238240), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 238240), 784, 1, r->d_y_2, 256);
+  aert_bias_grad((r->G + y_3_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + y_3_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_3_w), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -56,19 +56,27 @@ static const aert_param params[] = {
   {"y.b", 1, {784}, 784, 401664, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_w = 0,
+  h_b = 200704,
+  y_w = 200960,
+  y_b = 401664,
+};
+
 /* ---- dense h  (specs/grow_stage1.ae:9 encoder() -> :7:23 dense)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + h_w), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + h_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
   aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h, AEC_BATCH, 256);
-    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
+  aert_bias_grad((r->G + h_b), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + h_w), 256);
 }
 
 /* ---- dense y  (specs/grow_stage1.ae:10:7)
@@ -76,15 +84,15 @@ static void dense_h_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->h, 256, (r->P + 200960), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 401664), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->h, 256, (r->P + y_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 401664), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->h, 256, r->d_y, 784, 1, (r->G + 200960), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 200960), 784, 1, r->d_h, 256);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->h, 256, r->d_y, 784, 1, (r->G + y_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_w), 784, 1, r->d_h, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

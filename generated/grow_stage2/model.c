@@ -71,13 +71,29 @@ static const aert_param params[] = {
   {"y.3.b", 1, {784}, 784, 436880, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_w = 0,
+  h_b = 200704,
+  z_1_w = 200960,
+  z_1_b = 217344,
+  z_2_w = 217408,
+  z_2_b = 218432,
+  y_1_w = 218448,
+  y_1_b = 219472,
+  y_2_w = 219536,
+  y_2_b = 235920,
+  y_3_w = 236176,
+  y_3_b = 436880,
+};
+
 /* ---- dense h  (specs/grow_stage2.ae:12 encoder() -> specs/grow_stage1.ae:7:23 dense)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + h_w), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + h_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.1  (specs/grow_stage2.ae:13 compress() -> :10:24 dense)
@@ -85,14 +101,14 @@ static void dense_h_forward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch; backward 8.39 MFLOP, 524.80 KB */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
-  aert_bias_act(r->z_1, (r->P + 217344), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->h, 256, (r->P + z_1_w), 64, 0, r->z_1, 64);
+  aert_bias_act(r->z_1, (r->P + z_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_1, r->z_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 217344), r->d_z_1, AEC_BATCH, 64);
-    aert_gemm(1, 0, 256, 64, AEC_BATCH, r->h, 256, r->d_z_1, 64, 1, (r->G + 200960), 64);
+  aert_bias_grad((r->G + z_1_b), r->d_z_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 256, 64, AEC_BATCH, r->h, 256, r->d_z_1, 64, 1, (r->G + z_1_w), 64);
 }
 
 /* ---- dense z.2  (specs/grow_stage2.ae:13 compress() -> :10:49 dense)
@@ -100,15 +116,15 @@ static void dense_z_1_backward(const run *r) {
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch; backward 1.05 MFLOP, 172.16 KB */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
-  aert_bias_act(r->z_2, (r->P + 218432), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->z_1, 64, (r->P + z_2_w), 16, 0, r->z_2, 16);
+  aert_bias_act(r->z_2, (r->P + z_2_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_z_2, r->z_2, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 218432), r->d_z_2, AEC_BATCH, 16);
-    aert_gemm(1, 0, 64, 16, AEC_BATCH, r->z_1, 64, r->d_z_2, 16, 1, (r->G + 217408), 16);
-    aert_gemm(0, 1, AEC_BATCH, 64, 16, r->d_z_2, 16, (r->P + 217408), 16, 1, r->d_z_1, 64);
+  aert_bias_grad((r->G + z_2_b), r->d_z_2, AEC_BATCH, 16);
+    aert_gemm(1, 0, 64, 16, AEC_BATCH, r->z_1, 64, r->d_z_2, 16, 1, (r->G + z_2_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 64, 16, r->d_z_2, 16, (r->P + z_2_w), 16, 1, r->d_z_1, 64);
 }
 
 /* ---- dense y.1  (specs/grow_stage2.ae:14:7)
@@ -116,15 +132,15 @@ static void dense_z_2_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->z_2, 16, (r->P + 218448), 64, 0, r->y_1, 64);
-  aert_bias_act(r->y_1, (r->P + 219472), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->z_2, 16, (r->P + y_1_w), 64, 0, r->y_1, 64);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 219472), r->d_y_1, AEC_BATCH, 64);
-    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->z_2, 16, r->d_y_1, 64, 1, (r->G + 218448), 64);
-    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_y_1, 64, (r->P + 218448), 64, 1, r->d_z_2, 16);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->z_2, 16, r->d_y_1, 64, 1, (r->G + y_1_w), 64);
+    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_y_1, 64, (r->P + y_1_w), 64, 1, r->d_z_2, 16);
 }
 
 /* ---- dense y.2  (specs/grow_stage2.ae:14:31)
@@ -132,15 +148,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_1, 64, (r->P + 219536), 256, 0, r->y_2, 256);
-  aert_bias_act(r->y_2, (r->P + 235920), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_1, 64, (r->P + y_2_w), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + y_2_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 235920), r->d_y_2, AEC_BATCH, 256);
-    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_1, 64, r->d_y_2, 256, 1, (r->G + 219536), 256);
-    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_2, 256, (r->P + 219536), 256, 1, r->d_y_1, 64);
+  aert_bias_grad((r->G + y_2_b), r->d_y_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_1, 64, r->d_y_2, 256, 1, (r->G + y_2_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_2, 256, (r->P + y_2_w), 256, 1, r->d_y_1, 64);
 }
 
 /* ---- dense y.3  (specs/grow_stage2.ae:14:53)
@@ -148,15 +164,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + 236176), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 436880), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + y_3_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_3_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 436880), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + 236176), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 236176), 784, 1, r->d_y_2, 256);
+  aert_bias_grad((r->G + y_3_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + y_3_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_3_w), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -82,13 +82,35 @@ static const aert_param params[] = {
   {"y.4.b", 1, {784}, 784, 437440, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_w = 0,
+  h_b = 200704,
+  z_1_w = 200960,
+  z_1_b = 217344,
+  z_2_w = 217408,
+  z_2_b = 218432,
+  c_1_w = 218448,
+  c_1_b = 218704,
+  c_2_w = 218720,
+  c_2_b = 218848,
+  y_1_w = 218864,
+  y_1_b = 218992,
+  y_2_w = 219008,
+  y_2_b = 220032,
+  y_3_w = 220096,
+  y_3_b = 236480,
+  y_4_w = 236736,
+  y_4_b = 437440,
+};
+
 /* ---- dense h  (specs/grow_stage3.ae:11 encoder() -> specs/grow_stage1.ae:7:23 dense)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + h_w), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + h_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.1  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:24 dense)
@@ -96,8 +118,8 @@ static void dense_h_forward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 8.39 MFLOP, 393.47 KB moved per batch */
 static void dense_z_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->h, 256, (r->P + 200960), 64, 0, r->z_1, 64);
-  aert_bias_act(r->z_1, (r->P + 217344), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 256, r->h, 256, (r->P + z_1_w), 64, 0, r->z_1, 64);
+  aert_bias_act(r->z_1, (r->P + z_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z.2  (specs/grow_stage3.ae:12 compress() -> specs/grow_stage2.ae:10:49 dense)
@@ -105,8 +127,8 @@ static void dense_z_1_forward(const run *r) {
  * out: z.2 16, batch 256
  * forward 524.29 KFLOP, 86.08 KB moved per batch */
 static void dense_z_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->z_1, 64, (r->P + 217408), 16, 0, r->z_2, 16);
-  aert_bias_act(r->z_2, (r->P + 218432), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 64, r->z_1, 64, (r->P + z_2_w), 16, 0, r->z_2, 16);
+  aert_bias_act(r->z_2, (r->P + z_2_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense c.1  (specs/grow_stage3.ae:13:14)
@@ -114,14 +136,14 @@ static void dense_z_2_forward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 131.07 KFLOP, 33.86 KB moved per batch; backward 131.07 KFLOP, 51.33 KB */
 static void dense_c_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 16, r->z_2, 16, (r->P + 218448), 16, 0, r->c_1, 16);
-  aert_bias_act(r->c_1, (r->P + 218704), AEC_BATCH, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 16, r->z_2, 16, (r->P + c_1_w), 16, 0, r->c_1, 16);
+  aert_bias_act(r->c_1, (r->P + c_1_b), AEC_BATCH, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_c_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_c_1, r->c_1, AEC_BATCH * 16L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218704), r->d_c_1, AEC_BATCH, 16);
-    aert_gemm(1, 0, 16, 16, AEC_BATCH, r->z_2, 16, r->d_c_1, 16, 1, (r->G + 218448), 16);
+  aert_bias_grad((r->G + c_1_b), r->d_c_1, AEC_BATCH, 16);
+    aert_gemm(1, 0, 16, 16, AEC_BATCH, r->z_2, 16, r->d_c_1, 16, 1, (r->G + c_1_w), 16);
 }
 
 /* ---- dense c.2  (specs/grow_stage3.ae:13:38)
@@ -129,15 +151,15 @@ static void dense_c_1_backward(const run *r) {
  * out: c.2 8, batch 256
  * forward 65.54 KFLOP, 25.12 KB moved per batch; backward 131.07 KFLOP, 50.24 KB */
 static void dense_c_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 8, 16, r->c_1, 16, (r->P + 218720), 8, 0, r->c_2, 8);
-  aert_bias_act(r->c_2, (r->P + 218848), AEC_BATCH, 8, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 8, 16, r->c_1, 16, (r->P + c_2_w), 8, 0, r->c_2, 8);
+  aert_bias_act(r->c_2, (r->P + c_2_b), AEC_BATCH, 8, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_c_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_c_2, r->c_2, AEC_BATCH * 8L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 218848), r->d_c_2, AEC_BATCH, 8);
-    aert_gemm(1, 0, 16, 8, AEC_BATCH, r->c_1, 16, r->d_c_2, 8, 1, (r->G + 218720), 8);
-    aert_gemm(0, 1, AEC_BATCH, 16, 8, r->d_c_2, 8, (r->P + 218720), 8, 1, r->d_c_1, 16);
+  aert_bias_grad((r->G + c_2_b), r->d_c_2, AEC_BATCH, 8);
+    aert_gemm(1, 0, 16, 8, AEC_BATCH, r->c_1, 16, r->d_c_2, 8, 1, (r->G + c_2_w), 8);
+    aert_gemm(0, 1, AEC_BATCH, 16, 8, r->d_c_2, 8, (r->P + c_2_w), 8, 1, r->d_c_1, 16);
 }
 
 /* ---- dense y.1  (specs/grow_stage3.ae:14:7)
@@ -145,15 +167,15 @@ static void dense_c_2_backward(const run *r) {
  * out:  16, relu fused, batch 256
  * forward 65.54 KFLOP, 25.15 KB moved per batch; backward 131.07 KFLOP, 50.30 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 8, r->c_2, 8, (r->P + 218864), 16, 0, r->y_1, 16);
-  aert_bias_act(r->y_1, (r->P + 218992), AEC_BATCH, 16, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 8, r->c_2, 8, (r->P + y_1_w), 16, 0, r->y_1, 16);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 16, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 16L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 218992), r->d_y_1, AEC_BATCH, 16);
-    aert_gemm(1, 0, 8, 16, AEC_BATCH, r->c_2, 8, r->d_y_1, 16, 1, (r->G + 218864), 16);
-    aert_gemm(0, 1, AEC_BATCH, 8, 16, r->d_y_1, 16, (r->P + 218864), 16, 1, r->d_c_2, 8);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 16);
+    aert_gemm(1, 0, 8, 16, AEC_BATCH, r->c_2, 8, r->d_y_1, 16, 1, (r->G + y_1_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 8, 16, r->d_y_1, 16, (r->P + y_1_w), 16, 1, r->d_c_2, 8);
 }
 
 /* ---- dense y.2  (specs/grow_stage3.ae:14:31)
@@ -161,15 +183,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  64, relu fused, batch 256
  * forward 524.29 KFLOP, 86.27 KB moved per batch; backward 1.05 MFLOP, 172.54 KB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->y_1, 16, (r->P + 219008), 64, 0, r->y_2, 64);
-  aert_bias_act(r->y_2, (r->P + 220032), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 16, r->y_1, 16, (r->P + y_2_w), 64, 0, r->y_2, 64);
+  aert_bias_act(r->y_2, (r->P + y_2_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 220032), r->d_y_2, AEC_BATCH, 64);
-    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->y_1, 16, r->d_y_2, 64, 1, (r->G + 219008), 64);
-    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_y_2, 64, (r->P + 219008), 64, 1, r->d_y_1, 16);
+  aert_bias_grad((r->G + y_2_b), r->d_y_2, AEC_BATCH, 64);
+    aert_gemm(1, 0, 16, 64, AEC_BATCH, r->y_1, 16, r->d_y_2, 64, 1, (r->G + y_2_w), 64);
+    aert_gemm(0, 1, AEC_BATCH, 16, 64, r->d_y_2, 64, (r->P + y_2_w), 64, 1, r->d_y_1, 16);
 }
 
 /* ---- dense y.3  (specs/grow_stage3.ae:14:52)
@@ -177,15 +199,15 @@ static void dense_y_2_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 8.39 MFLOP, 394.24 KB moved per batch; backward 16.78 MFLOP, 788.48 KB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_2, 64, (r->P + 220096), 256, 0, r->y_3, 256);
-  aert_bias_act(r->y_3, (r->P + 236480), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 64, r->y_2, 64, (r->P + y_3_w), 256, 0, r->y_3, 256);
+  aert_bias_act(r->y_3, (r->P + y_3_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_3, r->y_3, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 236480), r->d_y_3, AEC_BATCH, 256);
-    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_2, 64, r->d_y_3, 256, 1, (r->G + 220096), 256);
-    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_3, 256, (r->P + 220096), 256, 1, r->d_y_2, 64);
+  aert_bias_grad((r->G + y_3_b), r->d_y_3, AEC_BATCH, 256);
+    aert_gemm(1, 0, 64, 256, AEC_BATCH, r->y_2, 64, r->d_y_3, 256, 1, (r->G + y_3_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 64, 256, r->d_y_3, 256, (r->P + y_3_w), 256, 1, r->d_y_2, 64);
 }
 
 /* ---- dense y.4  (specs/grow_stage3.ae:14:74)
@@ -193,15 +215,15 @@ static void dense_y_3_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_4_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_3, 256, (r->P + 236736), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 437440), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_3, 256, (r->P + y_4_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_4_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_4_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 437440), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_3, 256, r->d_y, 784, 1, (r->G + 236736), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 236736), 784, 1, r->d_y_3, 256);
+  aert_bias_grad((r->G + y_4_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_3, 256, r->d_y, 784, 1, (r->G + y_4_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_4_w), 784, 1, r->d_y_3, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

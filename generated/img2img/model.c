@@ -123,6 +123,32 @@ static const aert_param params[] = {
   {"y.b", 1, {1}, 1, 117984, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e1_1_w = 0,
+  e1_1_b = 144,
+  e1_2_w = 160,
+  e1_2_b = 2464,
+  e2_1_w = 2480,
+  e2_1_b = 7088,
+  e2_2_w = 7120,
+  e2_2_b = 16336,
+  m_1_w = 16368,
+  m_1_b = 34800,
+  m_2_w = 34864,
+  m_2_b = 71728,
+  d2_1_w = 71792,
+  d2_1_b = 99440,
+  d2_2_w = 99472,
+  d2_2_b = 108688,
+  d1_1_w = 108720,
+  d1_1_b = 115632,
+  d1_2_w = 115648,
+  d1_2_b = 117952,
+  y_w = 117968,
+  y_b = 117984,
+};
+
 /* ---- conv e1.1  (specs/img2img.ae:11 double_conv() -> :9:30 conv)
  * in: x 28x28x1
  * out:  28x28x16, relu fused, batch 128
@@ -134,17 +160,17 @@ static const aert_conv_geom geo_conv_e1_1 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1_1, (r->P + 144), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 144), r->d_e1_1, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + 0));
+    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + e1_1_w));
   }
 }
 
@@ -162,19 +188,19 @@ static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 160), r->e1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->e1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->e1, (r->P + 2464), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2464), r->d_e1, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + 160));
+    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + e1_2_w));
   }
-  aert_conv_flip((r->P + 160), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
+  aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->d_e1_1 + (long)n0 * 12544, 1);
@@ -208,20 +234,20 @@ static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 2480), r->e2_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->e2_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 7088), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 7088), r->d_e2_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 6272, (r->G + 2480));
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 6272, (r->G + e2_1_w));
   }
-  aert_conv_flip((r->P + 2480), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
+  aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
@@ -244,20 +270,20 @@ static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 7120), r->e2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->e2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->e2, (r->P + 16336), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 16336), r->d_e2, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + 7120));
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + e2_2_w));
   }
-  aert_conv_flip((r->P + 7120), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
+  aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
@@ -292,20 +318,20 @@ static void conv_m_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + 16368), r->m_1 + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + m_1_w), r->m_1 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->m_1, (r->P + 34800), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m_1, (r->P + m_1_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_m_1, r->m_1, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 34800), r->d_m_1, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + m_1_b), r->d_m_1, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_dw(&geo_conv_m_1, r->conv_m_1_dscratch, r->d_m_1 + (long)n0 * 3136, (r->G + 16368));
+    aert_conv_dw(&geo_conv_m_1, r->conv_m_1_dscratch, r->d_m_1 + (long)n0 * 3136, (r->G + m_1_w));
   }
-  aert_conv_flip((r->P + 16368), r->conv_m_1_dscratch + 665088, 3, 32, 64);
+  aert_conv_flip((r->P + m_1_w), r->conv_m_1_dscratch + 665088, 3, 32, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->d_m_1});
@@ -328,20 +354,20 @@ static void conv_m_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_scratch, n0, (const aert_real *const[]){r->m_1});
-    aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + 34864), r->m + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + m_2_w), r->m + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->m, (r->P + 71728), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->m, (r->P + m_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_m, r->m, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 71728), r->d_m, AEC_BATCH * 49L, 64);
+  aert_bias_grad((r->G + m_2_b), r->d_m, AEC_BATCH * 49L, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->m_1});
-    aert_conv_dw(&geo_conv_m_2, r->conv_m_2_dscratch, r->d_m + (long)n0 * 3136, (r->G + 34864));
+    aert_conv_dw(&geo_conv_m_2, r->conv_m_2_dscratch, r->d_m + (long)n0 * 3136, (r->G + m_2_w));
   }
-  aert_conv_flip((r->P + 34864), r->conv_m_2_dscratch + 665088, 3, 64, 64);
+  aert_conv_flip((r->P + m_2_w), r->conv_m_2_dscratch + 665088, 3, 64, 64);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->d_m});
@@ -363,19 +389,19 @@ static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m, r->e2});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 71792), r->d2_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + d2_1_w), r->d2_1 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 99440), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 99440), r->d_d2_1, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 196L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m, r->e2});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + 71792));
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + d2_1_w));
   }
-  aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
+  aert_conv_flip((r->P + d2_1_w), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
@@ -398,20 +424,20 @@ static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 99472), r->d2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->d2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->d2, (r->P + 108688), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 108688), r->d_d2, AEC_BATCH * 196L, 32);
+  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 196L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 6272, (r->G + 99472));
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 6272, (r->G + d2_2_w));
   }
-  aert_conv_flip((r->P + 99472), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
+  aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
@@ -433,19 +459,19 @@ static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 108720), r->d1_1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + d1_1_w), r->d1_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1_1, (r->P + 115632), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 115632), r->d_d1_1, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + 108720));
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + d1_1_w));
   }
-  aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
+  aert_conv_flip((r->P + d1_1_w), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
@@ -467,19 +493,19 @@ static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 115648), r->d1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->d1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->d1, (r->P + 117952), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 117952), r->d_d1, AEC_BATCH * 784L, 16);
+  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 784L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + 115648));
+    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + d1_2_w));
   }
-  aert_conv_flip((r->P + 115648), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
+  aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->d_d1_1 + (long)n0 * 12544, 1);
@@ -491,15 +517,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: y 28x28x1, sigmoid fused, batch 128
  * forward 3.21 MFLOP, 6.82 MB moved per batch; backward 6.42 MFLOP, 13.65 MB */
 static void conv_y_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH * 784L, 1, 16, r->d1, 16, (r->P + 117968), 1, 0, r->y, 1);
-  aert_bias_act(r->y, (r->P + 117984), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH * 784L, 1, 16, r->d1, 16, (r->P + y_w), 1, 0, r->y, 1);
+  aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
 
 static void conv_y_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 117984), r->d_y, AEC_BATCH * 784L, 1);
-    aert_gemm(1, 0, 16, 1, AEC_BATCH * 784L, r->d1, 16, r->d_y, 1, 1, (r->G + 117968), 1);
-    aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + 117968), 1, 1, r->d_d1, 16);
+  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+    aert_gemm(1, 0, 16, 1, AEC_BATCH * 784L, r->d1, 16, r->d_y, 1, 1, (r->G + y_w), 1);
+    aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + y_w), 1, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

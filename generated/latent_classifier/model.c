@@ -80,6 +80,24 @@ static const aert_param params[] = {
   {"logits.2.b", 1, {10}, 10, 168128, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  z_h_1_w = 0,
+  z_h_1_b = 288,
+  z_h_2_w = 320,
+  z_h_2_b = 9536,
+  z_h2_1_w = 9568,
+  z_h2_1_b = 28000,
+  z_h2_2_w = 28064,
+  z_h2_2_b = 64928,
+  z_w = 64992,
+  z_b = 165344,
+  logits_1_w = 165376,
+  logits_1_b = 167424,
+  logits_2_w = 167488,
+  logits_2_b = 168128,
+};
+
 /* ---- conv z.h.1  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:10 down() -> :8:23 conv)
  * in: x 28x28x1
  * out:  28x28x32, relu fused, batch 128
@@ -91,9 +109,9 @@ static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + 0), r->z_h_1 + (long)n0 * 25088, 0);
+    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + z_h_1_w), r->z_h_1 + (long)n0 * 25088, 0);
   }
-  aert_bias_act(r->z_h_1, (r->P + 288), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_1, (r->P + z_h_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:10 down() -> :8:51 conv)
@@ -107,9 +125,9 @@ static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
-    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + 320), r->z_h_2 + (long)n0 * 6272, 0);
+    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + z_h_2_w), r->z_h_2 + (long)n0 * 6272, 0);
   }
-  aert_bias_act(r->z_h_2, (r->P + 9536), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h_2, (r->P + z_h_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.1  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:23 conv)
@@ -123,9 +141,9 @@ static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .w
 static void conv_z_h2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + 9568), r->z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + z_h2_1_w), r->z_h2_1 + (long)n0 * 12544, 0);
   }
-  aert_bias_act(r->z_h2_1, (r->P + 28000), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_1, (r->P + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- conv z.h2.2  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:11 down() -> :8:51 conv)
@@ -139,9 +157,9 @@ static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
-    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + 28064), r->z_h2_2 + (long)n0 * 3136, 0);
+    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + z_h2_2_w), r->z_h2_2 + (long)n0 * 3136, 0);
   }
-  aert_bias_act(r->z_h2_2, (r->P + 64928), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->z_h2_2, (r->P + z_h2_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 /* ---- dense z  (specs/latent_classifier.ae:11 encoder() -> specs/conv_ae.ae:12:12 dense)
@@ -149,8 +167,8 @@ static void conv_z_h2_2_forward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + 64992), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + 165344), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + z_w), 32, 0, r->z, 32);
+  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense logits.1  (specs/latent_classifier.ae:12:12)
@@ -158,14 +176,14 @@ static void dense_z_forward(const run *r) {
  * out:  64, relu fused, batch 128
  * forward 524.29 KFLOP, 57.60 KB moved per batch; backward 524.29 KFLOP, 98.82 KB */
 static void dense_logits_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z, 32, (r->P + 165376), 64, 0, r->logits_1, 64);
-  aert_bias_act(r->logits_1, (r->P + 167424), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z, 32, (r->P + logits_1_w), 64, 0, r->logits_1, 64);
+  aert_bias_act(r->logits_1, (r->P + logits_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_logits_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits_1, r->logits_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 167424), r->d_logits_1, AEC_BATCH, 64);
-    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z, 32, r->d_logits_1, 64, 1, (r->G + 165376), 64);
+  aert_bias_grad((r->G + logits_1_b), r->d_logits_1, AEC_BATCH, 64);
+    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z, 32, r->d_logits_1, 64, 1, (r->G + logits_1_w), 64);
 }
 
 /* ---- dropout  (specs/latent_classifier.ae:12:36)
@@ -185,15 +203,15 @@ static void dropout_6_backward(const run *r) {
  * out: logits.2 10, batch 128
  * forward 163.84 KFLOP, 40.49 KB moved per batch; backward 327.68 KFLOP, 80.98 KB */
 static void dense_logits_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 10, 64, r->dropout_6, 64, (r->P + 167488), 10, 0, r->logits_2, 10);
-  aert_bias_act(r->logits_2, (r->P + 168128), AEC_BATCH, 10, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 10, 64, r->dropout_6, 64, (r->P + logits_2_w), 10, 0, r->logits_2, 10);
+  aert_bias_act(r->logits_2, (r->P + logits_2_b), AEC_BATCH, 10, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logits_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits_2, r->logits_2, AEC_BATCH * 10L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 168128), r->d_logits_2, AEC_BATCH, 10);
-    aert_gemm(1, 0, 64, 10, AEC_BATCH, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + 167488), 10);
-    aert_gemm(0, 1, AEC_BATCH, 64, 10, r->d_logits_2, 10, (r->P + 167488), 10, 1, r->d_dropout_6, 64);
+  aert_bias_grad((r->G + logits_2_b), r->d_logits_2, AEC_BATCH, 10);
+    aert_gemm(1, 0, 64, 10, AEC_BATCH, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + logits_2_w), 10);
+    aert_gemm(0, 1, AEC_BATCH, 64, 10, r->d_logits_2, 10, (r->P + logits_2_w), 10, 1, r->d_dropout_6, 64);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

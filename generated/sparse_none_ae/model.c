@@ -64,19 +64,31 @@ static const aert_param params[] = {
   {"y.2.b", 1, {784}, 784, 467584, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_w = 0,
+  h_b = 200704,
+  z_w = 200960,
+  z_b = 233728,
+  y_1_w = 233856,
+  y_1_b = 266624,
+  y_2_w = 266880,
+  y_2_b = 467584,
+};
+
 /* ---- dense h  (specs/sparse_none_ae.ae:7:7)
  * in: x 784
  * out: h 256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + h_w), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + h_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_backward(const run *r) {
   aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h, AEC_BATCH, 256);
-    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + 0), 256);
+  aert_bias_grad((r->G + h_b), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h, 256, 1, (r->G + h_w), 256);
 }
 
 /* ---- dense z  (specs/sparse_none_ae.ae:8:14)
@@ -84,15 +96,15 @@ static void dense_h_backward(const run *r) {
  * out: z 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h, 256, (r->P + 200960), 128, 0, r->z, 128);
-  aert_bias_act(r->z, (r->P + 233728), AEC_BATCH, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h, 256, (r->P + z_w), 128, 0, r->z, 128);
+  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), r->d_z, AEC_BATCH, 128);
-    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h, 256, r->d_z, 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_z, 128, (r->P + 200960), 128, 1, r->d_h, 256);
+  aert_bias_grad((r->G + z_b), r->d_z, AEC_BATCH, 128);
+    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h, 256, r->d_z, 128, 1, (r->G + z_w), 128);
+    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_z, 128, (r->P + z_w), 128, 1, r->d_h, 256);
 }
 
 /* ---- dense y.1  (specs/sparse_none_ae.ae:9:7)
@@ -100,15 +112,15 @@ static void dense_z_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->z, 128, (r->P + 233856), 256, 0, r->y_1, 256);
-  aert_bias_act(r->y_1, (r->P + 266624), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->z, 128, (r->P + y_1_w), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 266624), r->d_y_1, AEC_BATCH, 256);
-    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->z, 128, r->d_y_1, 256, 1, (r->G + 233856), 256);
-    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_1, 256, (r->P + 233856), 256, 1, r->d_z, 128);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->z, 128, r->d_y_1, 256, 1, (r->G + y_1_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_1, 256, (r->P + y_1_w), 256, 1, r->d_z, 128);
 }
 
 /* ---- dense y.2  (specs/sparse_none_ae.ae:9:32)
@@ -116,15 +128,15 @@ static void dense_y_1_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_1, 256, (r->P + 266880), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 467584), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_1, 256, (r->P + y_2_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_2_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 467584), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_1, 256, r->d_y, 784, 1, (r->G + 266880), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 266880), 784, 1, r->d_y_1, 256);
+  aert_bias_grad((r->G + y_2_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_1, 256, r->d_y, 784, 1, (r->G + y_2_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_2_w), 784, 1, r->d_y_1, 256);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

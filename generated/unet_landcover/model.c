@@ -182,6 +182,48 @@ static const aert_param params[] = {
   {"logits.b", 1, {6}, 6, 1965728, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e1_1_w = 0,
+  e1_1_b = 3456,
+  e1_2_w = 3472,
+  e1_2_b = 5776,
+  e2_1_w = 5792,
+  e2_1_b = 10400,
+  e2_2_w = 10432,
+  e2_2_b = 19648,
+  e3_1_w = 19680,
+  e3_1_b = 38112,
+  e3_2_w = 38176,
+  e3_2_b = 75040,
+  e4_1_w = 75104,
+  e4_1_b = 148832,
+  e4_2_w = 148960,
+  e4_2_b = 296416,
+  b_1_w = 296544,
+  b_1_b = 591456,
+  b_2_w = 591712,
+  b_2_b = 1181536,
+  d4_1_w = 1181792,
+  d4_1_b = 1624160,
+  d4_2_w = 1624288,
+  d4_2_b = 1771744,
+  d3_1_w = 1771872,
+  d3_1_b = 1882464,
+  d3_2_w = 1882528,
+  d3_2_b = 1919392,
+  d2_1_w = 1919456,
+  d2_1_b = 1947104,
+  d2_2_w = 1947136,
+  d2_2_b = 1956352,
+  d1_1_w = 1956384,
+  d1_1_b = 1963296,
+  d1_2_w = 1963312,
+  d1_2_b = 1965616,
+  logits_w = 1965632,
+  logits_b = 1965728,
+};
+
 /* ---- conv e1.1  (specs/unet_landcover.ae:11 double_conv() -> :8:30 conv)
  * in: x 256x256x24
  * out:  256x256x16, relu fused, batch 8
@@ -193,17 +235,17 @@ static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + 0), r->e1_1 + (long)n0 * 1048576, 0);
+    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->e1_1, (r->P + 3456), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 3456), r->d_e1_1, AEC_BATCH * 65536L, 16);
+  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 65536L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + 0));
+    aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + e1_1_w));
   }
 }
 
@@ -221,19 +263,19 @@ static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + 3472), r->e1 + (long)n0 * 1048576, 0);
+    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->e1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->e1, (r->P + 5776), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 5776), r->d_e1, AEC_BATCH * 65536L, 16);
+  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 65536L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + 3472));
+    aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + e1_2_w));
   }
-  aert_conv_flip((r->P + 3472), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
+  aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->d_e1_1 + (long)n0 * 1048576, 1);
@@ -266,19 +308,19 @@ static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_e2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 5792), r->e2_1 + (long)n0 * 524288, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->e2_1 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 10400), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 10400), r->d_e2_1, AEC_BATCH * 16384L, 32);
+  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 16384L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + 5792));
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + e2_1_w));
   }
-  aert_conv_flip((r->P + 5792), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
+  aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
     aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->d_maxpool_2 + (long)n0 * 262144, 1);
@@ -299,19 +341,19 @@ static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_e2_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 10432), r->e2 + (long)n0 * 524288, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->e2 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->e2, (r->P + 19648), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 19648), r->d_e2, AEC_BATCH * 16384L, 32);
+  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 16384L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + 10432));
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + e2_2_w));
   }
-  aert_conv_flip((r->P + 10432), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
+  aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->d_e2_1 + (long)n0 * 524288, 1);
@@ -344,19 +386,19 @@ static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_e3_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_fwd(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + 19680), r->e3_1 + (long)n0 * 262144, 0);
+    aert_conv_fwd(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + e3_1_w), r->e3_1 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->e3_1, (r->P + 38112), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3_1, (r->P + e3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e3_1, r->e3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 38112), r->d_e3_1, AEC_BATCH * 4096L, 64);
+  aert_bias_grad((r->G + e3_1_b), r->d_e3_1, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + 19680));
+    aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + e3_1_w));
   }
-  aert_conv_flip((r->P + 19680), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
+  aert_conv_flip((r->P + e3_1_w), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
     aert_conv_fwd(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->d_maxpool_5 + (long)n0 * 131072, 1);
@@ -377,19 +419,19 @@ static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_e3_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_fwd(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + 38176), r->e3 + (long)n0 * 262144, 0);
+    aert_conv_fwd(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + e3_2_w), r->e3 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->e3, (r->P + 75040), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e3, (r->P + e3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e3, r->e3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 75040), r->d_e3, AEC_BATCH * 4096L, 64);
+  aert_bias_grad((r->G + e3_2_b), r->d_e3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + 38176));
+    aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + e3_2_w));
   }
-  aert_conv_flip((r->P + 38176), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
+  aert_conv_flip((r->P + e3_2_w), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
     aert_conv_fwd(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->d_e3_1 + (long)n0 * 262144, 1);
@@ -422,19 +464,19 @@ static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_e4_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_fwd(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + 75104), r->e4_1 + (long)n0 * 131072, 0);
+    aert_conv_fwd(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + e4_1_w), r->e4_1 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->e4_1, (r->P + 148832), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4_1, (r->P + e4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4_1, r->e4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 148832), r->d_e4_1, AEC_BATCH * 1024L, 128);
+  aert_bias_grad((r->G + e4_1_b), r->d_e4_1, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + 75104));
+    aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + e4_1_w));
   }
-  aert_conv_flip((r->P + 75104), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
+  aert_conv_flip((r->P + e4_1_w), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
     aert_conv_fwd(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->d_maxpool_8 + (long)n0 * 65536, 1);
@@ -455,19 +497,19 @@ static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_e4_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_fwd(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + 148960), r->e4 + (long)n0 * 131072, 0);
+    aert_conv_fwd(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + e4_2_w), r->e4 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->e4, (r->P + 296416), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e4, (r->P + e4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_e4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4, r->e4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 296416), r->d_e4, AEC_BATCH * 1024L, 128);
+  aert_bias_grad((r->G + e4_2_b), r->d_e4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + 148960));
+    aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + e4_2_w));
   }
-  aert_conv_flip((r->P + 148960), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
+  aert_conv_flip((r->P + e4_2_w), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
     aert_conv_fwd(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->d_e4_1 + (long)n0 * 131072, 1);
@@ -501,20 +543,20 @@ static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 296544), r->b_1 + (long)n0 * 65536, 0);
+    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->b_1 + (long)n0 * 65536, 0);
   }
-  aert_bias_act(r->b_1, (r->P + 591456), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 591456), r->d_b_1, AEC_BATCH * 256L, 256);
+  aert_bias_grad((r->G + b_1_b), r->d_b_1, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, (r->G + 296544));
+    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, (r->G + b_1_w));
   }
-  aert_conv_flip((r->P + 296544), r->conv_b_1_dscratch + 669696, 3, 128, 256);
+  aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 669696, 3, 128, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
@@ -537,20 +579,20 @@ static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 591712), r->b + (long)n0 * 65536, 0);
+    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->b + (long)n0 * 65536, 0);
   }
-  aert_bias_act(r->b, (r->P + 1181536), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1181536), r->d_b, AEC_BATCH * 256L, 256);
+  aert_bias_grad((r->G + b_2_b), r->d_b, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, (r->G + 591712));
+    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, (r->G + b_2_w));
   }
-  aert_conv_flip((r->P + 591712), r->conv_b_2_dscratch + 669696, 3, 256, 256);
+  aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 669696, 3, 256, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
@@ -572,19 +614,19 @@ static const aert_conv_geom dgeo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg 
 static void conv_d4_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b, r->e4});
-    aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, (r->P + 1181792), r->d4_1 + (long)n0 * 131072, 0);
+    aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, (r->P + d4_1_w), r->d4_1 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->d4_1, (r->P + 1624160), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4_1, (r->P + d4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d4_1, r->d4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1624160), r->d_d4_1, AEC_BATCH * 1024L, 128);
+  aert_bias_grad((r->G + d4_1_b), r->d_d4_1, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b, r->e4});
-    aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->d_d4_1 + (long)n0 * 131072, (r->G + 1181792));
+    aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->d_d4_1 + (long)n0 * 131072, (r->G + d4_1_w));
   }
-  aert_conv_flip((r->P + 1181792), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
+  aert_conv_flip((r->P + d4_1_w), r->conv_d4_1_dscratch + 157184, 3, 384, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->d_d4_1});
     aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 157184, r->conv_d4_1_dscratch + 599552, 0);
@@ -606,19 +648,19 @@ static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_d4_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_fwd(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + 1624288), r->d4 + (long)n0 * 131072, 0);
+    aert_conv_fwd(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + d4_2_w), r->d4 + (long)n0 * 131072, 0);
   }
-  aert_bias_act(r->d4, (r->P + 1771744), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d4, (r->P + d4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
 
 static void conv_d4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d4, r->d4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1771744), r->d_d4, AEC_BATCH * 1024L, 128);
+  aert_bias_grad((r->G + d4_2_b), r->d_d4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + 1624288));
+    aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + d4_2_w));
   }
-  aert_conv_flip((r->P + 1624288), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
+  aert_conv_flip((r->P + d4_2_w), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
     aert_conv_fwd(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->d_d4_1 + (long)n0 * 131072, 1);
@@ -639,19 +681,19 @@ static const aert_conv_geom dgeo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg 
 static void conv_d3_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4, r->e3});
-    aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, (r->P + 1771872), r->d3_1 + (long)n0 * 262144, 0);
+    aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, (r->P + d3_1_w), r->d3_1 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->d3_1, (r->P + 1882464), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3_1, (r->P + d3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d3_1, r->d3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1882464), r->d_d3_1, AEC_BATCH * 4096L, 64);
+  aert_bias_grad((r->G + d3_1_b), r->d_d3_1, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4, r->e3});
-    aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->d_d3_1 + (long)n0 * 262144, (r->G + 1771872));
+    aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->d_d3_1 + (long)n0 * 262144, (r->G + d3_1_w));
   }
-  aert_conv_flip((r->P + 1771872), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
+  aert_conv_flip((r->P + d3_1_w), r->conv_d3_1_dscratch + 283392, 3, 192, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d_d3_1});
     aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 283392, r->conv_d3_1_dscratch + 393984, 0);
@@ -673,19 +715,19 @@ static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_d3_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_fwd(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + 1882528), r->d3 + (long)n0 * 262144, 0);
+    aert_conv_fwd(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + d3_2_w), r->d3 + (long)n0 * 262144, 0);
   }
-  aert_bias_act(r->d3, (r->P + 1919392), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d3, (r->P + d3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_d3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d3, r->d3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1919392), r->d_d3, AEC_BATCH * 4096L, 64);
+  aert_bias_grad((r->G + d3_2_b), r->d_d3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + 1882528));
+    aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + d3_2_w));
   }
-  aert_conv_flip((r->P + 1882528), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
+  aert_conv_flip((r->P + d3_2_w), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
     aert_conv_fwd(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->d_d3_1 + (long)n0 * 262144, 1);
@@ -706,19 +748,19 @@ static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3, r->e2});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 1919456), r->d2_1 + (long)n0 * 524288, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + d2_1_w), r->d2_1 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 1947104), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1947104), r->d_d2_1, AEC_BATCH * 16384L, 32);
+  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 16384L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3, r->e2});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 524288, (r->G + 1919456));
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 524288, (r->G + d2_1_w));
   }
-  aert_conv_flip((r->P + 1919456), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
+  aert_conv_flip((r->P + d2_1_w), r->conv_d2_1_dscratch + 543104, 3, 96, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 543104, r->conv_d2_1_dscratch + 570752, 0);
@@ -740,19 +782,19 @@ static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_d2_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 1947136), r->d2 + (long)n0 * 524288, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->d2 + (long)n0 * 524288, 0);
   }
-  aert_bias_act(r->d2, (r->P + 1956352), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1956352), r->d_d2, AEC_BATCH * 16384L, 32);
+  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 16384L, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + 1947136));
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + d2_2_w));
   }
-  aert_conv_flip((r->P + 1947136), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
+  aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->d_d2_1 + (long)n0 * 524288, 1);
@@ -773,19 +815,19 @@ static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .wg
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 1956384), r->d1_1 + (long)n0 * 1048576, 0);
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + d1_1_w), r->d1_1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->d1_1, (r->P + 1963296), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1963296), r->d_d1_1, AEC_BATCH * 65536L, 16);
+  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 65536L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 1048576, (r->G + 1956384));
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 1048576, (r->G + d1_1_w));
   }
-  aert_conv_flip((r->P + 1956384), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
+  aert_conv_flip((r->P + d1_1_w), r->conv_d1_1_dscratch + 1066176, 3, 48, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
     aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 1066176, r->conv_d1_1_dscratch + 1073088, 0);
@@ -807,19 +849,19 @@ static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + 1963312), r->d1 + (long)n0 * 1048576, 0);
+    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->d1 + (long)n0 * 1048576, 0);
   }
-  aert_bias_act(r->d1, (r->P + 1965616), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 1965616), r->d_d1, AEC_BATCH * 65536L, 16);
+  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 65536L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + 1963312));
+    aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + d1_2_w));
   }
-  aert_conv_flip((r->P + 1963312), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
+  aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->d_d1_1 + (long)n0 * 1048576, 1);
@@ -831,15 +873,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 256x256x6, batch 8
  * forward 100.66 MFLOP, 46.14 MB moved per batch; backward 201.33 MFLOP, 92.28 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH * 65536L, 6, 16, r->d1, 16, (r->P + 1965632), 6, 0, r->logits, 6);
-  aert_bias_act(r->logits, (r->P + 1965728), AEC_BATCH * 65536L, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH * 65536L, 6, 16, r->d1, 16, (r->P + logits_w), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + logits_b), AEC_BATCH * 65536L, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 393216L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 1965728), r->d_logits, AEC_BATCH * 65536L, 6);
-    aert_gemm(1, 0, 16, 6, AEC_BATCH * 65536L, r->d1, 16, r->d_logits, 6, 1, (r->G + 1965632), 6);
-    aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + 1965632), 6, 1, r->d_d1, 16);
+  aert_bias_grad((r->G + logits_b), r->d_logits, AEC_BATCH * 65536L, 6);
+    aert_gemm(1, 0, 16, 6, AEC_BATCH * 65536L, r->d1, 16, r->d_logits, 6, 1, (r->G + logits_w), 6);
+    aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -124,6 +124,32 @@ static const aert_param params[] = {
   {"logits.b", 1, {6}, 6, 29904, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  e1_1_w = 0,
+  e1_1_b = 288,
+  e1_2_w = 304,
+  e1_2_b = 880,
+  e2_1_w = 896,
+  e2_1_b = 2048,
+  e2_2_w = 2064,
+  e2_2_b = 4368,
+  b_1_w = 4384,
+  b_1_b = 8992,
+  b_2_w = 9024,
+  b_2_b = 18240,
+  d2_1_w = 18272,
+  d2_1_b = 25184,
+  d2_2_w = 25200,
+  d2_2_b = 27504,
+  d1_1_w = 27520,
+  d1_1_b = 29248,
+  d1_2_w = 29264,
+  d1_2_b = 29840,
+  logits_w = 29856,
+  logits_b = 29904,
+};
+
 /* ---- conv e1.1  (specs/unet_landcover_small.ae:11 double_conv() -> :8:30 conv)
  * in: x 64x64x4
  * out:  64x64x8, relu fused, batch 16
@@ -151,17 +177,17 @@ static void gather_conv_e1_1(aert_real *restrict col, int n0, const aert_real *r
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     gather_conv_e1_1(r->conv_e1_1_scratch, n0, r->X);
-    aert_gemm(0, 0, 16384, 8, 36, r->conv_e1_1_scratch, 36, (r->P + 0), 8, 0, r->e1_1 + (long)n0 * 32768, 8);
+    aert_gemm(0, 0, 16384, 8, 36, r->conv_e1_1_scratch, 36, (r->P + e1_1_w), 8, 0, r->e1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->e1_1, (r->P + 288), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 288), r->d_e1_1, AEC_BATCH * 4096L, 8);
+  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 4096L, 8);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     gather_conv_e1_1(r->conv_e1_1_dscratch, n0, r->X);
-    aert_gemm(1, 0, 36, 8, 16384, r->conv_e1_1_dscratch, 36, r->d_e1_1 + (long)n0 * 32768, 8, 1, (r->G + 0), 8);
+    aert_gemm(1, 0, 36, 8, 16384, r->conv_e1_1_dscratch, 36, r->d_e1_1 + (long)n0 * 32768, 8, 1, (r->G + e1_1_w), 8);
   }
 }
 
@@ -212,18 +238,18 @@ static void scatter_conv_e1_2(const aert_real *restrict col, int n0, aert_real *
 static void conv_e1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_e1_2(r->conv_e1_2_scratch, n0, r->e1_1);
-    aert_gemm(0, 0, 8192, 8, 72, r->conv_e1_2_scratch, 72, (r->P + 304), 8, 0, r->e1 + (long)n0 * 32768, 8);
+    aert_gemm(0, 0, 8192, 8, 72, r->conv_e1_2_scratch, 72, (r->P + e1_2_w), 8, 0, r->e1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->e1, (r->P + 880), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 880), r->d_e1, AEC_BATCH * 4096L, 8);
+  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 4096L, 8);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_e1_2(r->conv_e1_2_dscratch, n0, r->e1_1);
-    aert_gemm(1, 0, 72, 8, 8192, r->conv_e1_2_dscratch, 72, r->d_e1 + (long)n0 * 32768, 8, 1, (r->G + 304), 8);
-    aert_gemm(0, 1, 8192, 72, 8, r->d_e1 + (long)n0 * 32768, 8, (r->P + 304), 8, 0, (r->conv_e1_2_dscratch + 589824), 72);
+    aert_gemm(1, 0, 72, 8, 8192, r->conv_e1_2_dscratch, 72, r->d_e1 + (long)n0 * 32768, 8, 1, (r->G + e1_2_w), 8);
+    aert_gemm(0, 1, 8192, 72, 8, r->d_e1 + (long)n0 * 32768, 8, (r->P + e1_2_w), 8, 0, (r->conv_e1_2_dscratch + 589824), 72);
     scatter_conv_e1_2((r->conv_e1_2_dscratch + 589824), n0, r->d_e1_1);
   }
 }
@@ -272,21 +298,21 @@ static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + 896), r->e2_1 + (long)n0 * 16384, 0);
+    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->e2_1 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->e2_1, (r->P + 2048), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 2048), r->d_e2_1, AEC_BATCH * 1024L, 16);
+  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 16384, (r->G + 896));
+    aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 16384, (r->G + e2_1_w));
   }
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
-    aert_gemm(0, 1, 8192, 72, 16, r->d_e2_1 + (long)n0 * 16384, 16, (r->P + 896), 16, 0, r->conv_e2_1_dscratch, 72);
+    aert_gemm(0, 1, 8192, 72, 16, r->d_e2_1 + (long)n0 * 16384, 16, (r->P + e2_1_w), 16, 0, r->conv_e2_1_dscratch, 72);
     scatter_conv_e2_1(r->conv_e2_1_dscratch, n0, r->d_maxpool_2);
   }
 }
@@ -306,20 +332,20 @@ static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + 2064), r->e2 + (long)n0 * 16384, 0);
+    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->e2 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->e2, (r->P + 4368), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 4368), r->d_e2, AEC_BATCH * 1024L, 16);
+  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 16384, (r->G + 2064));
+    aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 16384, (r->G + e2_2_w));
   }
-  aert_conv_flip((r->P + 2064), r->conv_e2_2_dscratch + 296320, 3, 16, 16);
+  aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
@@ -354,20 +380,20 @@ static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + 4384), r->b_1 + (long)n0 * 8192, 0);
+    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->b_1 + (long)n0 * 8192, 0);
   }
-  aert_bias_act(r->b_1, (r->P + 8992), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 8992), r->d_b_1, AEC_BATCH * 256L, 32);
+  aert_bias_grad((r->G + b_1_b), r->d_b_1, AEC_BATCH * 256L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 8192, (r->G + 4384));
+    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 8192, (r->G + b_1_w));
   }
-  aert_conv_flip((r->P + 4384), r->conv_b_1_dscratch + 166656, 3, 16, 32);
+  aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 166656, 3, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
@@ -390,20 +416,20 @@ static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + 9024), r->b + (long)n0 * 8192, 0);
+    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->b + (long)n0 * 8192, 0);
   }
-  aert_bias_act(r->b, (r->P + 18240), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
+  aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_b_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 18240), r->d_b, AEC_BATCH * 256L, 32);
+  aert_bias_grad((r->G + b_2_b), r->d_b, AEC_BATCH * 256L, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 8192, (r->G + 9024));
+    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 8192, (r->G + b_2_w));
   }
-  aert_conv_flip((r->P + 9024), r->conv_b_2_dscratch + 166656, 3, 32, 32);
+  aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 166656, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
@@ -425,19 +451,19 @@ static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg 
 static void conv_d2_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b, r->e2});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 18272), r->d2_1 + (long)n0 * 16384, 0);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + d2_1_w), r->d2_1 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->d2_1, (r->P + 25184), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 25184), r->d_d2_1, AEC_BATCH * 1024L, 16);
+  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 1024L, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->b, r->e2});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + 18272));
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + d2_1_w));
   }
-  aert_conv_flip((r->P + 18272), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
+  aert_conv_flip((r->P + d2_1_w), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
     aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 149120, r->conv_d2_1_dscratch + 156032, 0);
@@ -460,20 +486,20 @@ static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + 25200), r->d2 + (long)n0 * 16384, 0);
+    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->d2 + (long)n0 * 16384, 0);
   }
-  aert_bias_act(r->d2, (r->P + 27504), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_d2_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 27504), r->d_d2, AEC_BATCH * 1024L, 16);
+  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 1024L, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 16384, (r->G + 25200));
+    aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 16384, (r->G + d2_2_w));
   }
-  aert_conv_flip((r->P + 25200), r->conv_d2_2_dscratch + 296320, 3, 16, 16);
+  aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
@@ -529,18 +555,18 @@ static void scatter_conv_d1_1(const aert_real *restrict col, int n0, aert_real *
 static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     gather_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
-    aert_gemm(0, 0, 4096, 8, 216, r->conv_d1_1_scratch, 216, (r->P + 27520), 8, 0, r->d1_1 + (long)n0 * 32768, 8);
+    aert_gemm(0, 0, 4096, 8, 216, r->conv_d1_1_scratch, 216, (r->P + d1_1_w), 8, 0, r->d1_1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->d1_1, (r->P + 29248), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29248), r->d_d1_1, AEC_BATCH * 4096L, 8);
+  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 4096L, 8);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     gather_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
-    aert_gemm(1, 0, 216, 8, 4096, r->conv_d1_1_dscratch, 216, r->d_d1_1 + (long)n0 * 32768, 8, 1, (r->G + 27520), 8);
-    aert_gemm(0, 1, 4096, 216, 8, r->d_d1_1 + (long)n0 * 32768, 8, (r->P + 27520), 8, 0, (r->conv_d1_1_dscratch + 884736), 216);
+    aert_gemm(1, 0, 216, 8, 4096, r->conv_d1_1_dscratch, 216, r->d_d1_1 + (long)n0 * 32768, 8, 1, (r->G + d1_1_w), 8);
+    aert_gemm(0, 1, 4096, 216, 8, r->d_d1_1 + (long)n0 * 32768, 8, (r->P + d1_1_w), 8, 0, (r->conv_d1_1_dscratch + 884736), 216);
     scatter_conv_d1_1((r->conv_d1_1_dscratch + 884736), n0, r->d_d2, r->d_e1);
   }
 }
@@ -592,18 +618,18 @@ static void scatter_conv_d1_2(const aert_real *restrict col, int n0, aert_real *
 static void conv_d1_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1_2(r->conv_d1_2_scratch, n0, r->d1_1);
-    aert_gemm(0, 0, 8192, 8, 72, r->conv_d1_2_scratch, 72, (r->P + 29264), 8, 0, r->d1 + (long)n0 * 32768, 8);
+    aert_gemm(0, 0, 8192, 8, 72, r->conv_d1_2_scratch, 72, (r->P + d1_2_w), 8, 0, r->d1 + (long)n0 * 32768, 8);
   }
-  aert_bias_act(r->d1, (r->P + 29840), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
+  aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 29840), r->d_d1, AEC_BATCH * 4096L, 8);
+  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 4096L, 8);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1_2(r->conv_d1_2_dscratch, n0, r->d1_1);
-    aert_gemm(1, 0, 72, 8, 8192, r->conv_d1_2_dscratch, 72, r->d_d1 + (long)n0 * 32768, 8, 1, (r->G + 29264), 8);
-    aert_gemm(0, 1, 8192, 72, 8, r->d_d1 + (long)n0 * 32768, 8, (r->P + 29264), 8, 0, (r->conv_d1_2_dscratch + 589824), 72);
+    aert_gemm(1, 0, 72, 8, 8192, r->conv_d1_2_dscratch, 72, r->d_d1 + (long)n0 * 32768, 8, 1, (r->G + d1_2_w), 8);
+    aert_gemm(0, 1, 8192, 72, 8, r->d_d1 + (long)n0 * 32768, 8, (r->P + d1_2_w), 8, 0, (r->conv_d1_2_dscratch + 589824), 72);
     scatter_conv_d1_2((r->conv_d1_2_dscratch + 589824), n0, r->d_d1_1);
   }
 }
@@ -613,15 +639,15 @@ static void conv_d1_2_backward(const run *r) {
  * out: logits 64x64x6, batch 16
  * forward 6.29 MFLOP, 3.67 MB moved per batch; backward 12.58 MFLOP, 7.34 MB */
 static void conv_logits_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH * 4096L, 6, 8, r->d1, 8, (r->P + 29856), 6, 0, r->logits, 6);
-  aert_bias_act(r->logits, (r->P + 29904), AEC_BATCH * 4096L, 6, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH * 4096L, 6, 8, r->d1, 8, (r->P + logits_w), 6, 0, r->logits, 6);
+  aert_bias_act(r->logits, (r->P + logits_b), AEC_BATCH * 4096L, 6, AERT_ACT_LINEAR, 0);
 }
 
 static void conv_logits_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 24576L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 29904), r->d_logits, AEC_BATCH * 4096L, 6);
-    aert_gemm(1, 0, 8, 6, AEC_BATCH * 4096L, r->d1, 8, r->d_logits, 6, 1, (r->G + 29856), 6);
-    aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + 29856), 6, 1, r->d_d1, 8);
+  aert_bias_grad((r->G + logits_b), r->d_logits, AEC_BATCH * 4096L, 6);
+    aert_gemm(1, 0, 8, 6, AEC_BATCH * 4096L, r->d1, 8, r->d_logits, 6, 1, (r->G + logits_w), 6);
+    aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 8);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

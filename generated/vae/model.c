@@ -79,19 +79,37 @@ static const aert_param params[] = {
   {"y.3.b", 1, {784}, 784, 473888, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_1_w = 0,
+  h_1_b = 200704,
+  h_2_w = 200960,
+  h_2_b = 233728,
+  mu_w = 233856,
+  mu_b = 235904,
+  logvar_w = 235920,
+  logvar_b = 237968,
+  y_1_w = 237984,
+  y_1_b = 240032,
+  y_2_w = 240160,
+  y_2_b = 272928,
+  y_3_w = 273184,
+  y_3_b = 473888,
+};
+
 /* ---- dense h.1  (specs/vae.ae:8:7)
  * in: x 784
  * out:  256, relu fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 102.76 MFLOP, 2.93 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + 0), 256, 0, r->h_1, 256);
-  aert_bias_act(r->h_1, (r->P + 200704), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 784, r->X, 784, (r->P + h_1_w), 256, 0, r->h_1, 256);
+  aert_bias_act(r->h_1, (r->P + h_1_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_h_1, r->h_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 200704), r->d_h_1, AEC_BATCH, 256);
-    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h_1, 256, 1, (r->G + 0), 256);
+  aert_bias_grad((r->G + h_1_b), r->d_h_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 784, 256, AEC_BATCH, r->X, 784, r->d_h_1, 256, 1, (r->G + h_1_w), 256);
 }
 
 /* ---- dense h.2  (specs/vae.ae:8:32)
@@ -99,15 +117,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 128, relu fused, batch 256
  * forward 16.78 MFLOP, 524.80 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h_1, 256, (r->P + 200960), 128, 0, r->h, 128);
-  aert_bias_act(r->h, (r->P + 233728), AEC_BATCH, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 256, r->h_1, 256, (r->P + h_2_w), 128, 0, r->h, 128);
+  aert_bias_act(r->h, (r->P + h_2_b), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 233728), r->d_h, AEC_BATCH, 128);
-    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h_1, 256, r->d_h, 128, 1, (r->G + 200960), 128);
-    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_h, 128, (r->P + 200960), 128, 1, r->d_h_1, 256);
+  aert_bias_grad((r->G + h_2_b), r->d_h, AEC_BATCH, 128);
+    aert_gemm(1, 0, 256, 128, AEC_BATCH, r->h_1, 256, r->d_h, 128, 1, (r->G + h_2_w), 128);
+    aert_gemm(0, 1, AEC_BATCH, 256, 128, r->d_h, 128, (r->P + h_2_w), 128, 1, r->d_h_1, 256);
 }
 
 /* ---- dense mu  (specs/vae.ae:9:8)
@@ -115,15 +133,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + 233856), 16, 0, r->mu, 16);
-  aert_bias_act(r->mu, (r->P + 235904), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + mu_w), 16, 0, r->mu, 16);
+  aert_bias_act(r->mu, (r->P + mu_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
   aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 235904), r->d_mu, AEC_BATCH, 16);
-    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_mu, 16, 1, (r->G + 233856), 16);
-    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_mu, 16, (r->P + 233856), 16, 1, r->d_h, 128);
+  aert_bias_grad((r->G + mu_b), r->d_mu, AEC_BATCH, 16);
+    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_mu, 16, 1, (r->G + mu_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_mu, 16, (r->P + mu_w), 16, 1, r->d_h, 128);
 }
 
 /* ---- dense logvar  (specs/vae.ae:10:12)
@@ -131,15 +149,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 256
  * forward 1.05 MFLOP, 155.71 KB moved per batch; backward 2.10 MFLOP, 311.42 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + 235920), 16, 0, r->logvar, 16);
-  aert_bias_act(r->logvar, (r->P + 237968), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 16, 128, r->h, 128, (r->P + logvar_w), 16, 0, r->logvar, 16);
+  aert_bias_act(r->logvar, (r->P + logvar_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
   aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 237968), r->d_logvar, AEC_BATCH, 16);
-    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_logvar, 16, 1, (r->G + 235920), 16);
-    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_logvar, 16, (r->P + 235920), 16, 1, r->d_h, 128);
+  aert_bias_grad((r->G + logvar_b), r->d_logvar, AEC_BATCH, 16);
+    aert_gemm(1, 0, 128, 16, AEC_BATCH, r->h, 128, r->d_logvar, 16, 1, (r->G + logvar_w), 16);
+    aert_gemm(0, 1, AEC_BATCH, 128, 16, r->d_logvar, 16, (r->P + logvar_w), 16, 1, r->d_h, 128);
 }
 
 /* ---- sample z  (specs/vae.ae:11:14)
@@ -159,15 +177,15 @@ static void sample_z_backward(const run *r) {
  * out:  128, relu fused, batch 256
  * forward 1.05 MFLOP, 156.16 KB moved per batch; backward 2.10 MFLOP, 312.32 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 128, 16, r->z, 16, (r->P + 237984), 128, 0, r->y_1, 128);
-  aert_bias_act(r->y_1, (r->P + 240032), AEC_BATCH, 128, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 128, 16, r->z, 16, (r->P + y_1_w), 128, 0, r->y_1, 128);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 128, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 128L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 240032), r->d_y_1, AEC_BATCH, 128);
-    aert_gemm(1, 0, 16, 128, AEC_BATCH, r->z, 16, r->d_y_1, 128, 1, (r->G + 237984), 128);
-    aert_gemm(0, 1, AEC_BATCH, 16, 128, r->d_y_1, 128, (r->P + 237984), 128, 1, r->d_z, 16);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 128);
+    aert_gemm(1, 0, 16, 128, AEC_BATCH, r->z, 16, r->d_y_1, 128, 1, (r->G + y_1_w), 128);
+    aert_gemm(0, 1, AEC_BATCH, 16, 128, r->d_y_1, 128, (r->P + y_1_w), 128, 1, r->d_z, 16);
 }
 
 /* ---- dense y.2  (specs/vae.ae:12:32)
@@ -175,15 +193,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  256, relu fused, batch 256
  * forward 16.78 MFLOP, 525.31 KB moved per batch; backward 33.55 MFLOP, 1.05 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->y_1, 128, (r->P + 240160), 256, 0, r->y_2, 256);
-  aert_bias_act(r->y_2, (r->P + 272928), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 128, r->y_1, 128, (r->P + y_2_w), 256, 0, r->y_2, 256);
+  aert_bias_act(r->y_2, (r->P + y_2_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 272928), r->d_y_2, AEC_BATCH, 256);
-    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->y_1, 128, r->d_y_2, 256, 1, (r->G + 240160), 256);
-    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_2, 256, (r->P + 240160), 256, 1, r->d_y_1, 128);
+  aert_bias_grad((r->G + y_2_b), r->d_y_2, AEC_BATCH, 256);
+    aert_gemm(1, 0, 128, 256, AEC_BATCH, r->y_1, 128, r->d_y_2, 256, 1, (r->G + y_2_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 128, 256, r->d_y_2, 256, (r->P + y_2_w), 256, 1, r->d_y_1, 128);
 }
 
 /* ---- dense y.3  (specs/vae.ae:12:54)
@@ -191,15 +209,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 256
  * forward 102.76 MFLOP, 1.87 MB moved per batch; backward 205.52 MFLOP, 3.74 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + 273184), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 473888), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 256, r->y_2, 256, (r->P + y_3_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_3_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 473888), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + 273184), 784);
-    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + 273184), 784, 1, r->d_y_2, 256);
+  aert_bias_grad((r->G + y_3_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 256, 784, AEC_BATCH, r->y_2, 256, r->d_y, 784, 1, (r->G + y_3_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 256, 784, r->d_y, 784, (r->P + y_3_w), 784, 1, r->d_y_2, 256);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */

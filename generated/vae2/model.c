@@ -79,19 +79,37 @@ static const aert_param params[] = {
   {"y.3.b", 1, {784}, 784, 1068064, AERT_INIT_ZEROS, 0, 0, 0, NULL, NULL},
 };
 
+/* Each tensor's offset in the parameters P (and its gradient's in G), by its name. */
+enum {
+  h_1_w = 0,
+  h_1_b = 401408,
+  h_2_w = 401920,
+  h_2_b = 532992,
+  mu_w = 533248,
+  mu_b = 533760,
+  logvar_w = 533776,
+  logvar_b = 534288,
+  y_1_w = 534304,
+  y_1_b = 534816,
+  y_2_w = 535072,
+  y_2_b = 666144,
+  y_3_w = 666656,
+  y_3_b = 1068064,
+};
+
 /* ---- dense h.1  (specs/vae2.ae:7:7)
  * in: x 784
  * out:  512, relu fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 102.76 MFLOP, 4.14 MB */
 static void dense_h_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 512, 784, r->X, 784, (r->P + 0), 512, 0, r->h_1, 512);
-  aert_bias_act(r->h_1, (r->P + 401408), AEC_BATCH, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 784, r->X, 784, (r->P + h_1_w), 512, 0, r->h_1, 512);
+  aert_bias_act(r->h_1, (r->P + h_1_b), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_h_1, r->h_1, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 401408), r->d_h_1, AEC_BATCH, 512);
-    aert_gemm(1, 0, 784, 512, AEC_BATCH, r->X, 784, r->d_h_1, 512, 1, (r->G + 0), 512);
+  aert_bias_grad((r->G + h_1_b), r->d_h_1, AEC_BATCH, 512);
+    aert_gemm(1, 0, 784, 512, AEC_BATCH, r->X, 784, r->d_h_1, 512, 1, (r->G + h_1_w), 512);
 }
 
 /* ---- dense h.2  (specs/vae2.ae:7:32)
@@ -99,15 +117,15 @@ static void dense_h_1_backward(const run *r) {
  * out: h 256, relu fused, batch 128
  * forward 33.55 MFLOP, 918.53 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_h_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 512, r->h_1, 512, (r->P + 401920), 256, 0, r->h, 256);
-  aert_bias_act(r->h, (r->P + 532992), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 512, r->h_1, 512, (r->P + h_2_w), 256, 0, r->h, 256);
+  aert_bias_act(r->h, (r->P + h_2_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_h_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_h, r->h, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 532992), r->d_h, AEC_BATCH, 256);
-    aert_gemm(1, 0, 512, 256, AEC_BATCH, r->h_1, 512, r->d_h, 256, 1, (r->G + 401920), 256);
-    aert_gemm(0, 1, AEC_BATCH, 512, 256, r->d_h, 256, (r->P + 401920), 256, 1, r->d_h_1, 512);
+  aert_bias_grad((r->G + h_2_b), r->d_h, AEC_BATCH, 256);
+    aert_gemm(1, 0, 512, 256, AEC_BATCH, r->h_1, 512, r->d_h, 256, 1, (r->G + h_2_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 512, 256, r->d_h, 256, (r->P + h_2_w), 256, 1, r->d_h_1, 512);
 }
 
 /* ---- dense mu  (specs/vae2.ae:8:8)
@@ -115,15 +133,15 @@ static void dense_h_2_backward(const run *r) {
  * out: mu 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + 533248), 2, 0, r->mu, 2);
-  aert_bias_act(r->mu, (r->P + 533760), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + mu_w), 2, 0, r->mu, 2);
+  aert_bias_act(r->mu, (r->P + mu_b), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
   aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 2L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 533760), r->d_mu, AEC_BATCH, 2);
-    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_mu, 2, 1, (r->G + 533248), 2);
-    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_mu, 2, (r->P + 533248), 2, 1, r->d_h, 256);
+  aert_bias_grad((r->G + mu_b), r->d_mu, AEC_BATCH, 2);
+    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_mu, 2, 1, (r->G + mu_w), 2);
+    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_mu, 2, (r->P + mu_w), 2, 1, r->d_h, 256);
 }
 
 /* ---- dense logvar  (specs/vae2.ae:9:12)
@@ -131,15 +149,15 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 2, batch 128
  * forward 131.07 KFLOP, 134.15 KB moved per batch; backward 262.14 KFLOP, 268.30 KB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + 533776), 2, 0, r->logvar, 2);
-  aert_bias_act(r->logvar, (r->P + 534288), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
+    aert_gemm(0, 0, AEC_BATCH, 2, 256, r->h, 256, (r->P + logvar_w), 2, 0, r->logvar, 2);
+  aert_bias_act(r->logvar, (r->P + logvar_b), AEC_BATCH, 2, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
   aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 2L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + 534288), r->d_logvar, AEC_BATCH, 2);
-    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_logvar, 2, 1, (r->G + 533776), 2);
-    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_logvar, 2, (r->P + 533776), 2, 1, r->d_h, 256);
+  aert_bias_grad((r->G + logvar_b), r->d_logvar, AEC_BATCH, 2);
+    aert_gemm(1, 0, 256, 2, AEC_BATCH, r->h, 256, r->d_logvar, 2, 1, (r->G + logvar_w), 2);
+    aert_gemm(0, 1, AEC_BATCH, 256, 2, r->d_logvar, 2, (r->P + logvar_w), 2, 1, r->d_h, 256);
 }
 
 /* ---- sample z  (specs/vae2.ae:10:14)
@@ -159,15 +177,15 @@ static void sample_z_backward(const run *r) {
  * out:  256, relu fused, batch 128
  * forward 131.07 KFLOP, 135.17 KB moved per batch; backward 262.14 KFLOP, 270.34 KB */
 static void dense_y_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 256, 2, r->z, 2, (r->P + 534304), 256, 0, r->y_1, 256);
-  aert_bias_act(r->y_1, (r->P + 534816), AEC_BATCH, 256, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 256, 2, r->z, 2, (r->P + y_1_w), 256, 0, r->y_1, 256);
+  aert_bias_act(r->y_1, (r->P + y_1_b), AEC_BATCH, 256, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_1, r->y_1, AEC_BATCH * 256L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 534816), r->d_y_1, AEC_BATCH, 256);
-    aert_gemm(1, 0, 2, 256, AEC_BATCH, r->z, 2, r->d_y_1, 256, 1, (r->G + 534304), 256);
-    aert_gemm(0, 1, AEC_BATCH, 2, 256, r->d_y_1, 256, (r->P + 534304), 256, 1, r->d_z, 2);
+  aert_bias_grad((r->G + y_1_b), r->d_y_1, AEC_BATCH, 256);
+    aert_gemm(1, 0, 2, 256, AEC_BATCH, r->z, 2, r->d_y_1, 256, 1, (r->G + y_1_w), 256);
+    aert_gemm(0, 1, AEC_BATCH, 2, 256, r->d_y_1, 256, (r->P + y_1_w), 256, 1, r->d_z, 2);
 }
 
 /* ---- dense y.2  (specs/vae2.ae:11:32)
@@ -175,15 +193,15 @@ static void dense_y_1_backward(const run *r) {
  * out:  512, relu fused, batch 128
  * forward 33.55 MFLOP, 919.55 KB moved per batch; backward 67.11 MFLOP, 1.84 MB */
 static void dense_y_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 512, 256, r->y_1, 256, (r->P + 535072), 512, 0, r->y_2, 512);
-  aert_bias_act(r->y_2, (r->P + 666144), AEC_BATCH, 512, AERT_ACT_RELU, 0);
+    aert_gemm(0, 0, AEC_BATCH, 512, 256, r->y_1, 256, (r->P + y_2_w), 512, 0, r->y_2, 512);
+  aert_bias_act(r->y_2, (r->P + y_2_b), AEC_BATCH, 512, AERT_ACT_RELU, 0);
 }
 
 static void dense_y_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_y_2, r->y_2, AEC_BATCH * 512L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + 666144), r->d_y_2, AEC_BATCH, 512);
-    aert_gemm(1, 0, 256, 512, AEC_BATCH, r->y_1, 256, r->d_y_2, 512, 1, (r->G + 535072), 512);
-    aert_gemm(0, 1, AEC_BATCH, 256, 512, r->d_y_2, 512, (r->P + 535072), 512, 1, r->d_y_1, 256);
+  aert_bias_grad((r->G + y_2_b), r->d_y_2, AEC_BATCH, 512);
+    aert_gemm(1, 0, 256, 512, AEC_BATCH, r->y_1, 256, r->d_y_2, 512, 1, (r->G + y_2_w), 512);
+    aert_gemm(0, 1, AEC_BATCH, 256, 512, r->d_y_2, 512, (r->P + y_2_w), 512, 1, r->d_y_1, 256);
 }
 
 /* ---- dense y.3  (specs/vae2.ae:11:54)
@@ -191,15 +209,15 @@ static void dense_y_2_backward(const run *r) {
  * out: y 784, sigmoid fused, batch 128
  * forward 102.76 MFLOP, 2.27 MB moved per batch; backward 205.52 MFLOP, 4.54 MB */
 static void dense_y_3_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 784, 512, r->y_2, 512, (r->P + 666656), 784, 0, r->y, 784);
-  aert_bias_act(r->y, (r->P + 1068064), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
+    aert_gemm(0, 0, AEC_BATCH, 784, 512, r->y_2, 512, (r->P + y_3_w), 784, 0, r->y, 784);
+  aert_bias_act(r->y, (r->P + y_3_b), AEC_BATCH, 784, AERT_ACT_SIGMOID, 0);
 }
 
 static void dense_y_3_backward(const run *r) {
   aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + 1068064), r->d_y, AEC_BATCH, 784);
-    aert_gemm(1, 0, 512, 784, AEC_BATCH, r->y_2, 512, r->d_y, 784, 1, (r->G + 666656), 784);
-    aert_gemm(0, 1, AEC_BATCH, 512, 784, r->d_y, 784, (r->P + 666656), 784, 1, r->d_y_2, 512);
+  aert_bias_grad((r->G + y_3_b), r->d_y, AEC_BATCH, 784);
+    aert_gemm(1, 0, 512, 784, AEC_BATCH, r->y_2, 512, r->d_y, 784, 1, (r->G + y_3_w), 784);
+    aert_gemm(0, 1, AEC_BATCH, 512, 784, r->d_y, 784, (r->P + y_3_w), 784, 1, r->d_y_2, 512);
 }
 
 /* ---- the loss: 2 terms, each logged apart; with backward set it also seeds the gradients */
