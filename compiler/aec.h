@@ -331,6 +331,12 @@ enum {
   AE_OP_FOLDABLE = 1 << 3,     /* folded into a conv's reads when only convs use it (nearest upsample, concat) */
 };
 typedef enum { WEIGHTS_NONE, WEIGHTS_DENSE, WEIGHTS_CONV, WEIGHTS_CONV_T, WEIGHTS_BATCHNORM } ae_weights;
+/* How its kernel's backward expands into steps (steps.c). */
+typedef enum {
+  BACKWARD_WHOLE,              /* one step (pooling, upsample, softmax, dropout, ...) */
+  BACKWARD_LAYER,              /* the epilogue's derivative, then bias, weight and input gradients */
+  BACKWARD_NORM,               /* the epilogue's derivative, then the rest in one step */
+} ae_backward;
 typedef struct {
   const char *name;            /* as a spec calls it */
   bool callable;               /* false for input and target, which are declared */
@@ -342,6 +348,7 @@ typedef struct {
   ae_weights weights;          /* its trainable tensors' layout (ir.c); NONE: no parameters */
   const char *act_enum;        /* an activation: the runtime's AERT_ACT_* as an epilogue */
   const char *graph_op;        /* its op in the inference graph the exporters read (aert_layer) */
+  ae_backward backward;        /* its backward steps */
 } ae_op_info;
 const ae_op_info *ae_op_info_of(ae_op op);
 

@@ -9,7 +9,7 @@
 static double backward_flops(const ae_program *p, const ae_kernel *k) {
   if (!ae_kernel_has_backward(p, k)) return 0;
   double f = k->node->flops * p->batch;
-  if (ae_op_info_of(k->node->op)->weights == WEIGHTS_NONE || k->kind == K_BATCHNORM) return f;
+  if (ae_op_info_of(k->node->op)->backward != BACKWARD_LAYER) return f;
   return f * ((ae_kernel_step(p, k, STEP_WEIGHT_GRAD) ? 1 : 0) + (ae_kernel_step(p, k, STEP_INPUT_GRAD) ? 1 : 0));
 }
 

@@ -123,7 +123,7 @@ static void backward_steps(builder *s, ae_kernel *k) {
     uses(s, &st->reads, y);
     uses(s, &st->writes, dy);
   }
-  if (op->weights == WEIGHTS_NONE || op->weights == WEIGHTS_BATCHNORM) {
+  if (op->backward != BACKWARD_LAYER) {
     ae_step *st = add(s, STEP_BACKWARD, t, k);
     uses(s, &st->reads, dy);
     uses(s, &st->reads, y);
