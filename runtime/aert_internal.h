@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include "aert.h"
+#include "device.h"
 
 /* ---- io.c: checked I/O, atomic writes, folders ---------------------------------- */
 void aert_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -200,7 +201,7 @@ void aert_loader_stop(aert_loader *l);
 void aert_loader_free(aert_loader *l);
 
 /* ---- optim.c: SGD, Adam, AdamW, learning-rate schedules ------------------------- */
-typedef struct {
+typedef struct aert_optimizer {
   aert_opt_kind kind;
   long n;                /* floats in m and v (= param_floats) */
   float *m;              /* Adam first moment, or SGD momentum buffer */
@@ -520,13 +521,15 @@ typedef struct aert_options {
   int step_timeout;      /* train: seconds a step may take before the watchdog ends the job (0: none) */
 } aert_options;
 
-/* The buffers one forward pass needs; params and arena are 64-byte aligned. */
+/* What a command runs a model with: its device (parameters, arenas) and one batch on the
+ * host. */
 typedef struct {
   const aert_model *m;
-  float *params, *arena, *x, *y;   /* y: batch*target_size, NULL for AERT_TARGET_INPUT */
+  aert_device dev;
+  float *x, *y;          /* batch*in_size; batch*target_size, NULL for AERT_TARGET_INPUT */
 } aert_workspace;
 
-/* Called after each evaluation batch's forward pass, while the arena holds its outputs. */
+/* Called after each evaluation batch's forward pass, while the device holds its outputs. */
 typedef void (*aert_batch_fn)(void *ctx, const aert_workspace *w, long start, int real);
 
 /* A trained model and the test set, for the commands that use a checkpoint. */
@@ -545,8 +548,12 @@ int aert_session_model(aert_session *s, const aert_model *m, const aert_options 
 int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from);
 void aert_session_close(aert_session *s);
 void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c);
-int aert_workspace_init(aert_workspace *w, const aert_model *m);
+/* training: the device holds gradients and optimizer state too. */
+int aert_workspace_init(aert_workspace *w, const aert_model *m, int training);
 void aert_workspace_free(aert_workspace *w);
+/* The model on the workspace's batch as evaluation runs it (training 0: no noise, no
+ * dropout): the total loss, the terms in *losses when not NULL. */
+float aert_workspace_forward(aert_workspace *w, aert_losses *losses);
 int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                   void *ctx);
 /* Batches first, first + every, ... of the set only (a data-parallel rank's share). */
