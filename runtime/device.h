@@ -30,11 +30,21 @@
  * Every operation works on the model's fixed batch (aert_model.batch); the runtime pads
  * partial batches itself. The gradient arena has the parameter arena's layout, offsets
  * from the aert_param table. An operation that fails on the device stops the program with
- * a message naming it (as AEC_CHECK does); only open returns an error. */
+ * a message naming it (as AEC_CHECK does); only open returns an error.
+ * What stays the model's, not the device's: aert_model.set_class_weights (called on the
+ * host before the parameters are uploaded), the shard of a data-parallel run (forward
+ * writes its normalisers there, backward reads the global ones, in host memory), and the
+ * per-kernel timing tables of train --profile. d->opt is an aert_optimizer of
+ * aert_internal.h; a device allocates it with aert_optim_init, as device_cpu.c does. */
 #ifndef AERT_DEVICE_H
 #define AERT_DEVICE_H
 
+#include <string.h>
 #include "aert.h"
+
+#ifdef __cplusplus
+extern "C" {   /* a device written in C++ or CUDA links with the C runtime */
+#endif
 
 typedef struct aert_device aert_device;
 struct aert_optimizer;
@@ -87,12 +97,15 @@ extern const aert_device_ops aert_cpu_device;   /* device_cpu.c */
 static inline void aert_device_close(aert_device *d) {
   if (d->ops)
     d->ops->close(d);
-  *d = (aert_device){0};
+  memset(d, 0, sizeof *d);
 }
 
 /* The model's device (the CPU one unless the model brings its own), opened. */
 static inline int aert_device_open(aert_device *d, const aert_model *m, int training) {
-  *d = (aert_device){.m = m, .ops = m->device ? m->device : &aert_cpu_device, .training = training};
+  memset(d, 0, sizeof *d);
+  d->m = m;
+  d->ops = m->device ? m->device : &aert_cpu_device;
+  d->training = training;
   if (d->ops->open(d) == 0)
     return 0;
   aert_device_close(d);
@@ -115,5 +128,9 @@ static inline float *aert_device_grads(aert_device *d) { return d->ops->grads(d)
 static inline void aert_device_grads_changed(aert_device *d) { d->ops->grads_changed(d); }
 static inline void aert_device_accumulate(aert_device *d, int first) { d->ops->accumulate(d, first); }
 static inline void aert_device_step(aert_device *d, int batches, float lr) { d->ops->step(d, batches, lr); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
