@@ -34,8 +34,11 @@ const char *aert_data_dir(const aert_model *m, const char *override) {
 }
 
 int aert_data_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
-  const aert_source *source = sources[m->data.kind];
+  unsigned kind = m->data.kind;
+  const aert_source *source = kind < sizeof sources / sizeof *sources ? sources[kind] : NULL;
   memset(ds, 0, sizeof *ds);
+  if (!source)
+    return aert_error("model '%s' has data kind %u, which no data source reads", m->name, kind), -1;
   if (source->load(m, dir, train, limit, ds) != 0)
     return -1;
   ds->source = source;

@@ -35,7 +35,9 @@
  * host before the parameters are uploaded), the shard of a data-parallel run (forward
  * writes its normalisers there, backward reads the global ones, in host memory), and the
  * per-kernel timing tables of train --profile. d->opt is an aert_optimizer of
- * aert_internal.h; a device allocates it with aert_optim_init, as device_cpu.c does. */
+ * aert_internal.h; a device allocates it with aert_optim_init, as device_cpu.c does.
+ * tests/runtime/test_device.c has a small device with memory of its own (a mirror of the
+ * CPU device) and checks that the commands keep to this protocol. */
 #ifndef AERT_DEVICE_H
 #define AERT_DEVICE_H
 
