@@ -89,7 +89,7 @@ build/test_runtime: $(TEST_RUNTIME_SRC) build/libaert.a
 # ---- fuzzing (libFuzzer, clang, ASan + UBSan) -----------------------------------
 FUZZ_CC     = clang
 FUZZ_FLAGS  = -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-# the runtime without its command line (data_idx.c reaches the tile reader, and it the rest)
+# the runtime without its command line (data.c reaches every data source, and they the rest)
 FUZZ_RT_SRC = $(filter-out runtime/core/cli.c,$(RUNTIME_SRC))
 FUZZ_RT_LIBS = -lopenblas -ltiff -lpng -lz -lpthread -lm
 FUZZ_SECONDS ?= 15

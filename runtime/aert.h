@@ -128,6 +128,8 @@ typedef struct {
                                         gradients gives the global batch's */
 } aert_shard;
 
+struct aert_device_ops;   /* device.h */
+
 typedef struct aert_model {
   const char *name;
   const char *spec_file;
@@ -204,6 +206,11 @@ typedef struct aert_model {
   int ranks;                     /* the rank count it was compiled for (--ranks), 1 otherwise */
   float loss_term_weight[AERT_MAX_LOSS_TERMS];   /* total = sum of weight * term */
   aert_shard *shard;
+
+  /* ---- the device it runs on (runtime/device.h); zero in older generated code ---- */
+  /* NULL: the CPU device, which runs forward, backward, decode, output and latent above on
+   * host memory; a target with memory of its own (CUDA) brings its device here. */
+  const struct aert_device_ops *device;
 } aert_model;
 
 /* Counter-based random numbers: the same (seed, index) gives the same number on

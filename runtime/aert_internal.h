@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include "aert.h"
+#include "device.h"
 
 /* ---- io.c: checked I/O, atomic writes, folders ---------------------------------- */
 void aert_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -18,6 +19,7 @@ int aert_write(FILE *f, const void *buf, size_t n, const char *path);
 int aert_close(FILE *f, const char *path);
 int aert_read_file(const char *path, unsigned char **buf, size_t *n);
 int aert_mkdir_p(const char *path);
+int aert_is_folder(const char *path);   /* 1: path names a folder */
 
 /* A file written to path.tmp and renamed over path only once complete and synced. */
 typedef struct {
@@ -50,13 +52,8 @@ void aert_profile_step_end(aert_profile *p);
 int aert_profile_write(aert_profile *p);
 void aert_profile_free(aert_profile *p);
 
-/* ---- data_idx.c: datasets, shuffling, batches ----------------------------------- */
-typedef struct {
-  int ndim;
-  int dims[4];
-  long count, item;      /* dims[0], product of the other dims */
-  unsigned char *data;   /* count*item bytes */
-} aert_idx;
+/* ---- data.c: datasets from the data sources, shuffling, batches ------------------ */
+typedef struct aert_source aert_source;
 
 typedef struct {
   long n;                /* examples */
@@ -65,14 +62,35 @@ typedef struct {
   float *y;              /* n*target_size, NULL when the target is the input */
   int *label;            /* raw label per example, NULL when the data has none */
   int owner;             /* 1: frees its arrays; 0: a view into another dataset */
+  const aert_source *source;   /* the source that loaded it (NULL: made by hand, in memory) */
   struct aert_tiles *tiles;  /* streamed GeoTIFF patches (x, y, label NULL), or NULL */
   int t0, t1;            /* tiles: this view's tiles */
   int grid;              /* tiles: 1 a fixed grid of patches, 0 random patches per epoch */
 } aert_dataset;
 
+/* One kind of data (m->data.kind): a file of its own defines it, and one row of data.c's
+ * table names it. A source that holds the whole set in memory (x, y, label) leaves split,
+ * fill and free NULL: data.c then splits it by examples, copies its batches and frees its
+ * arrays. A source that streams its examples brings all three. */
+struct aert_source {
+  /* train: the whole training set (split by aert_data_split), else the test set; only the
+   * first limit examples when limit > 0. On failure ds holds nothing. */
+  int (*load)(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
+  /* The last validation part of the set as val, the rest as train: views of all. */
+  void (*split)(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
+  /* A batch from examples order[start...], as aert_batch_fill_drawn. */
+  int (*fill)(const aert_model *m, const aert_dataset *ds, const long *order, long start,
+              uint64_t draw, float *x, float *y);
+  void (*free)(aert_dataset *ds);   /* what the source holds besides x, y and label */
+};
+
+extern const aert_source aert_idx_source;        /* data_idx.c: IDX files, image pairs */
+extern const aert_source aert_png_source;        /* data_png.c: a folder of PNG images */
+extern const aert_source aert_geotiff_source;    /* data_geo.c: GeoTIFF tiles */
+extern const aert_source aert_synthetic_source;  /* data_synth.c: synthetic land-cover tiles */
+
 #define AERT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 
-int aert_idx_read(const char *path, aert_idx *idx);
 const char *aert_data_dir(const aert_model *m, const char *override);
 int aert_data_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 void aert_data_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
@@ -86,16 +104,23 @@ int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *ord
 int aert_batch_fill_drawn(const aert_model *m, const aert_dataset *ds, const long *order,
                           long start, uint64_t draw, float *x, float *y);
 
-/* ---- data_png.c: image pairs from two folders of PNG images ----------------------- */
+/* ---- data_idx.c: IDX files (Fashion-MNIST layout), gzip or raw ------------------------ */
+typedef struct {
+  int ndim;
+  int dims[4];
+  long count, item;      /* dims[0], product of the other dims */
+  unsigned char *data;   /* count*item bytes */
+} aert_idx;
+
+int aert_idx_read(const char *path, aert_idx *idx);
+
+/* ---- data_png.c: PNG images, one folder of them or image pairs from two folders -------- */
 /* 1 when either path names a folder: the pair is read as PNG folders, not IDX files. */
 int aert_png_pairs(const char *inputs, const char *targets);
 /* Every *.png of inputs, sorted by name, with the file of the same name in targets (the
  * first `limit` pairs when limit > 0), converted to the model's input and target shapes. */
 int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *targets, long limit,
                         aert_dataset *ds);
-/* source images: the PNG images of one folder as inputs, each its own target (train: dir or
- * dir/train; test: dir/test, or the last validation fraction of the training images). */
-int aert_png_images_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 
 /* One PNG, an h x w image, into dst as c channels on the model's scale (what: "input" or
  * "target", for messages); the *.png files of a folder, sorted (malloc'd names). */
@@ -111,10 +136,17 @@ void aert_tiles_configure(int threads, int skip_bad);   /* --data-threads, --bad
 /* 1: the ranks of a data-parallel run open tiles together (collectively): rank 0 writes
  * synthetic tiles, lists and checks them, and sends the list to the others. */
 void aert_tiles_share(int on);
+/* 0 on a data-parallel rank other than 0 while the ranks share tiles: rank 0 alone writes
+ * and checks the files. */
+int aert_tiles_leader(void);
+/* The folder of a split's tiles: dir/train or dir/test, unless the spec names others. */
+char *aert_tiles_folder(const aert_model *m, const char *dir, int train);
+/* The GeoTIFF source's operations, which the synthetic source shares. */
 int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds);
 void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train, aert_dataset *val);
 int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
                     uint64_t draw, float *x, float *y);
+void aert_tiles_close(aert_dataset *ds);   /* frees the set's tiles */
 void aert_tiles_free(aert_tiles *t);
 void aert_tiles_rate(aert_tiles *t, long *patches, double *seconds);   /* since the last call */
 void aert_tiles_get_norm(const aert_tiles *t, aert_train_state *st);
@@ -169,7 +201,7 @@ void aert_loader_stop(aert_loader *l);
 void aert_loader_free(aert_loader *l);
 
 /* ---- optim.c: SGD, Adam, AdamW, learning-rate schedules ------------------------- */
-typedef struct {
+typedef struct aert_optimizer {
   aert_opt_kind kind;
   long n;                /* floats in m and v (= param_floats) */
   float *m;              /* Adam first moment, or SGD momentum buffer */
@@ -489,13 +521,15 @@ typedef struct aert_options {
   int step_timeout;      /* train: seconds a step may take before the watchdog ends the job (0: none) */
 } aert_options;
 
-/* The buffers one forward pass needs; params and arena are 64-byte aligned. */
+/* What a command runs a model with: its device (parameters, arenas) and one batch on the
+ * host. */
 typedef struct {
   const aert_model *m;
-  float *params, *arena, *x, *y;   /* y: batch*target_size, NULL for AERT_TARGET_INPUT */
+  aert_device dev;
+  float *x, *y;          /* batch*in_size; batch*target_size, NULL for AERT_TARGET_INPUT */
 } aert_workspace;
 
-/* Called after each evaluation batch's forward pass, while the arena holds its outputs. */
+/* Called after each evaluation batch's forward pass, while the device holds its outputs. */
 typedef void (*aert_batch_fn)(void *ctx, const aert_workspace *w, long start, int real);
 
 /* A trained model and the test set, for the commands that use a checkpoint. */
@@ -514,8 +548,12 @@ int aert_session_model(aert_session *s, const aert_model *m, const aert_options 
 int aert_set_class_weights(const aert_model *m, const aert_train_state *st, const char *from);
 void aert_session_close(aert_session *s);
 void aert_image_hwc(int rank, const int *shape, long size, int *h, int *w, int *c);
-int aert_workspace_init(aert_workspace *w, const aert_model *m);
+/* training: the device holds gradients and optimizer state too. */
+int aert_workspace_init(aert_workspace *w, const aert_model *m, int training);
 void aert_workspace_free(aert_workspace *w);
+/* The model on the workspace's batch as evaluation runs it (training 0: no noise, no
+ * dropout): the total loss, the terms in *losses when not NULL. */
+float aert_workspace_forward(aert_workspace *w, aert_losses *losses);
 int aert_eval_set(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, aert_batch_fn fn,
                   void *ctx);
 /* Batches first, first + every, ... of the set only (a data-parallel rank's share). */

@@ -420,7 +420,7 @@ typedef struct {
 
 static void keep_latents(void *ctx, const aert_workspace *w, long start, int real) {
   latents_t *l = ctx;
-  memcpy(l->z + start * l->width, w->m->latent(w->arena), sizeof(float) * real * l->width);
+  memcpy(l->z + start * l->width, aert_device_latent(&w->dev), sizeof(float) * real * l->width);
 }
 
 static int write_csv(const char *path, const float *xy, const int *label, long n) {

@@ -12,7 +12,7 @@
 
 static void add_outputs(aert_workspace *w, aert_metrics *mt, int real) {
   const aert_model *m = w->m;
-  const float *out = m->output(w->arena);
+  const float *out = aert_device_output(&w->dev);
   if (m->target_kind == AERT_TARGET_CLASSES && m->out_size == m->target_size * m->n_classes)
     aert_metrics_add_classes(mt, out, w->y, real * m->target_size);
   else if (m->out_size == (m->target_kind == AERT_TARGET_INPUT ? m->in_size : m->target_size))
@@ -34,7 +34,7 @@ static void real_losses(aert_workspace *w, const aert_losses *padded, int real,
       memcpy(w->y + (long)b * m->target_size, w->y + (long)(real - 1) * m->target_size,
              sizeof(float) * m->target_size);
   }
-  copy.total = m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, &copy);
+  copy.total = aert_workspace_forward(w, &copy);
   mean.total = ((double)B * padded->total - (double)(B - real) * copy.total) / real;
   for (int i = 0; i < AERT_MAX_LOSS_TERMS; i++)
     mean.term[i] = ((double)B * padded->term[i] - (double)(B - real) * copy.term[i]) / real;
@@ -54,7 +54,7 @@ int aert_eval_part(aert_workspace *w, const aert_dataset *ds, aert_metrics *mt, 
     int real = aert_batch_fill(m, ds, NULL, start, w->x, w->y);
     if (real < 0)
       return -1;
-    l.total = m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, &l);
+    l.total = aert_workspace_forward(w, &l);
     add_outputs(w, mt, real);
     if (fn)
       fn(ctx, w, start, real);
@@ -85,10 +85,10 @@ static void keep_shown(void *ctx, const aert_workspace *w, long start, int real)
   shown_t *s = ctx;
   const aert_model *m = s->m;
   if (s->ls)
-    aert_latent_stats_add(s->ls, m->latent(w->arena), real);
+    aert_latent_stats_add(s->ls, aert_device_latent(&w->dev), real);
   if (!s->rows)
     return;
-  const float *out = m->output(w->arena);
+  const float *out = aert_device_output(&w->dev);
   for (int b = 0; b < real && s->shown < SHOWN; b++, s->shown++) {
     memcpy(s->rows + s->shown * m->in_size, w->x + (long)b * m->in_size,
            sizeof(float) * m->in_size);
@@ -134,8 +134,9 @@ int aert_denoise_eval(aert_workspace *w, const aert_dataset *ds, aert_denoise *d
       float v = w->x[i] + m->input_noise_stddev * aert_normal(seed, (uint64_t)i);
       noisy[i] = v < m->input_noise_lo ? m->input_noise_lo : v > m->input_noise_hi ? m->input_noise_hi : v;
     }
-    m->forward(w->params, w->arena, noisy, w->y ? w->y : noisy, 0, 0, NULL);
-    const float *out = m->output(w->arena), *want = m->target_kind == AERT_TARGET_IMAGE ? w->y : w->x;
+    aert_device_batch(&w->dev, noisy, w->y ? w->y : noisy);
+    aert_device_forward(&w->dev, 0, 0, NULL);
+    const float *out = aert_device_output(&w->dev), *want = m->target_kind == AERT_TARGET_IMAGE ? w->y : w->x;
     long values = real * m->in_size;
     for (long i = 0; i < values; i++) {
       double a = (double)noisy[i] - w->x[i], b = (double)out[i] - want[i];
@@ -251,14 +252,15 @@ int aert_eval(const aert_model *m, const aert_options *o) {
 
 /* ---- encode and predict -------------------------------------------------------------- */
 typedef struct {
-  const float *(*pick)(const float *arena);
+  int latent;    /* 1: the latents, 0: the outputs */
   long width;
   float *all;
 } gather_t;
 
 static void gather(void *ctx, const aert_workspace *w, long start, int real) {
   gather_t *g = ctx;
-  memcpy(g->all + start * g->width, g->pick(w->arena), sizeof(float) * real * g->width);
+  const float *v = g->latent ? aert_device_latent(&w->dev) : aert_device_output(&w->dev);
+  memcpy(g->all + start * g->width, v, sizeof(float) * real * g->width);
 }
 
 static int run_gather(const aert_model *m, const aert_options *o, aert_session *s, gather_t *g) {
@@ -292,7 +294,7 @@ int aert_encode(const aert_model *m, const aert_options *o) {
   if (o->input)
     return aert_predict_input(m, o, 1);
   aert_session s;
-  gather_t g = {m->latent, m->latent_size, NULL};
+  gather_t g = {1, m->latent_size, NULL};
   char *npy = aert_join(o->out, "latent.npy"), *csv = aert_join(o->out, "latent.csv");
   int rc = npy && csv ? run_gather(m, o, &s, &g) : -1;
   if (rc == 0)
@@ -314,7 +316,7 @@ int aert_predict(const aert_model *m, const aert_options *o) {
   if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
     return aert_predict_tiles(m, o);
   aert_session s;
-  gather_t g = {m->output, m->out_size, NULL};
+  gather_t g = {0, m->out_size, NULL};
   char *npy = aert_join(o->out, "predictions.npy");
   int rc = npy ? run_gather(m, o, &s, &g) : -1;
   if (rc == 0)

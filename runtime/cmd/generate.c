@@ -49,8 +49,8 @@ int aert_decode_all(aert_workspace *w, const float *z, long n, float *out) {
     long real = n - start < m->batch ? n - start : m->batch;
     for (long b = 0; b < m->batch; b++)
       memcpy(zb + b * k, z + (start + (b < real ? b : real - 1)) * k, sizeof(float) * k);
-    m->decode(w->params, w->arena, zb);
-    memcpy(out + start * m->out_size, m->output(w->arena), sizeof(float) * real * m->out_size);
+    aert_device_decode(&w->dev, zb);
+    memcpy(out + start * m->out_size, aert_device_output(&w->dev), sizeof(float) * real * m->out_size);
   }
   free(zb);
   return 0;
@@ -140,8 +140,8 @@ static int two_latents(aert_session *s, long i, long j, float *zi, float *zj) {
   for (long b = 0; s->w.y && b < m->batch; b++)
     memcpy(s->w.y + b * m->target_size, s->test.y + (b == 0 ? i : j) * m->target_size,
            sizeof(float) * m->target_size);
-  m->forward(s->w.params, s->w.arena, s->w.x, s->w.y ? s->w.y : s->w.x, 0, 0, NULL);
-  const float *z = m->latent(s->w.arena);
+  aert_workspace_forward(&s->w, NULL);
+  const float *z = aert_device_latent(&s->w.dev);
   memcpy(zi, z, sizeof(float) * m->latent_size);
   memcpy(zj, z + m->latent_size, sizeof(float) * m->latent_size);
   return 0;

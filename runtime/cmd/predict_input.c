@@ -175,8 +175,8 @@ static int run_model(aert_workspace *w, const inputs_t *in, int latent, float *o
              sizeof(float) * m->in_size);
     if (w->y)
       memset(w->y, 0, sizeof(float) * m->batch * m->target_size);
-    m->forward(w->params, w->arena, w->x, w->y ? w->y : w->x, 0, 0, NULL);
-    memcpy(out + start * width, latent ? m->latent(w->arena) : m->output(w->arena),
+    aert_workspace_forward(w, NULL);
+    memcpy(out + start * width, latent ? aert_device_latent(&w->dev) : aert_device_output(&w->dev),
            sizeof(float) * real * width);
   }
   return 0;
@@ -320,11 +320,13 @@ static int load_model(aert_workspace *w, const aert_model *m, const aert_options
                       aert_train_state *st) {
   char *path = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
   aert_ckpt ck;
-  int rc = path && aert_workspace_init(w, m) == 0 ? aert_ckpt_load(path, &ck) : -1;
+  int rc = path && aert_workspace_init(w, m, 0) == 0 ? aert_ckpt_load(path, &ck) : -1;
   if (rc == 0) {
     rc = aert_ckpt_check_model(&ck, m);
     if (rc == 0)
-      rc = aert_ckpt_restore(&ck, m, w->params, NULL);
+      rc = aert_ckpt_restore(&ck, m, w->dev.params, NULL);
+    if (rc == 0)
+      aert_device_upload(&w->dev);
     if (rc == 0 && m->set_class_weights && ck.st.n_class_weights == m->n_classes)
       m->set_class_weights(ck.st.class_weights);
     *st = ck.st;

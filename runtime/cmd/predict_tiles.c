@@ -71,8 +71,8 @@ static int run_windows(tile_pred *tp, const int *xs, int n, int y) {
   }
   for (int b = 0; b < m->batch; b++)   /* the target is not used: no loss is read */
     memset(s->w.y + (long)b * m->target_size, 0, sizeof(float) * m->target_size);
-  m->forward(s->w.params, s->w.arena, s->w.x, s->w.y, 0, 0, NULL);
-  const float *out = m->output(s->w.arena);
+  aert_workspace_forward(&s->w, NULL);
+  const float *out = aert_device_output(&s->w.dev);
   for (int b = 0; b < n; b++)
     for (int i = 0; i < p * p; i++) {
       const float *z = out + ((long)b * p * p + i) * nc;

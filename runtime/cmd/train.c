@@ -1,10 +1,11 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
- * (made and augmented one ahead on the loader thread; forward, finiteness check, backward,
- * optimizer step with the schedule's rate, after accumulation and clipping), validation
- * loss, best.ckpt and last.ckpt each epoch, the CSV log, plateau and early stopping. Resume
- * is exact because the shuffle depends on (seed, epoch) and the per-step noise seed on
- * (seed, global step). Data-parallel (dist.h): each of N ranks takes its slice of every
- * global batch, the ranks sum their gradients and loss terms, and rank 0 writes. */
+ * (made and augmented one ahead on the loader thread; on the model's device, device.h:
+ * forward, finiteness check, backward, optimizer step with the schedule's rate, after
+ * accumulation and clipping), validation loss, best.ckpt and last.ckpt each epoch, the CSV
+ * log, plateau and early stopping. Resume is exact because the shuffle depends on (seed,
+ * epoch) and the per-step noise seed on (seed, global step). Data-parallel (dist.h): each
+ * of N ranks takes its slice of every global batch, the ranks sum their gradients and loss
+ * terms, and rank 0 writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -64,13 +65,10 @@ static int lock_out(const char *out, int *fd) {
 typedef struct {
   const aert_model *m;
   const aert_options *o;
-  aert_workspace w;
-  float *grads;
-  float *grad_sum;       /* accumulate > 1: the sum of the group's gradients */
-  int group;             /* batches in grad_sum */
+  aert_workspace w;      /* its device holds parameters, gradients and optimizer state */
+  int group;             /* accumulate > 1: batches summed so far */
   float lr;              /* of the last optimizer step */
   long *order;
-  aert_optimizer opt;
   aert_loader loader;    /* batches made (and augmented) on a background thread */
   aert_dataset all, train, val;
   aert_train_state st;
@@ -101,8 +99,9 @@ static const char *nonfinite_word(float v) {
   return isnan(v) ? "nan" : "inf";
 }
 
-/* Names the first non-finite loss term (or total), then the first bad gradient. */
-static int check_finite(const trainer *t, const aert_losses *l, int after_backward, int batch) {
+/* Names the first non-finite loss term (or total), then the first bad gradient (grads: after
+ * backward, else NULL). */
+static int check_finite(const trainer *t, const aert_losses *l, const float *grads, int batch) {
   const aert_model *m = t->m;
   char what[256] = "";
   for (int i = 0; i < m->n_loss_terms && !what[0]; i++)
@@ -111,12 +110,12 @@ static int check_finite(const trainer *t, const aert_losses *l, int after_backwa
                nonfinite_word(l->term[i]));
   if (!what[0] && !isfinite(l->total))
     snprintf(what, sizeof what, "the total loss is %s", nonfinite_word(l->total));
-  for (int k = 0; after_backward && k < m->n_params && !what[0]; k++) {
+  for (int k = 0; grads && k < m->n_params && !what[0]; k++) {
     const aert_param *p = &m->params[k];
-    int i = first_nonfinite(t->grads + p->offset, p->size);
+    int i = first_nonfinite(grads + p->offset, p->size);
     if (i >= 0)
       snprintf(what, sizeof what, "the gradient of '%s' is %s at element %d", p->name,
-               nonfinite_word(t->grads[p->offset + i]), i);
+               nonfinite_word(grads[p->offset + i]), i);
   }
   if (!what[0])
     return 0;
@@ -144,25 +143,27 @@ static float lr_at_batch(const trainer *t, int epoch, long b, long nb) {
 
 /* Batch b's gradient into the optimizer. With accumulate k the batches of each group of k
  * (counted from the epoch's start; its last group may be shorter) are summed, and their
- * mean makes one step. Then clipping to the global norm, and the step at the schedule's
+ * mean makes one step; the device clips it to the global norm and steps at the schedule's
  * rate. Returns 1 when it stepped: only then may an interrupted run stop. */
 static int optimizer_step(trainer *t, int epoch, long b, long nb) {
-  const aert_model *m = t->m;
-  long k = batches_per_step(m);
-  float *g = t->grads;
+  long k = batches_per_step(t->m);
+  int batches = 0;   /* 0: the last batch's gradient alone */
   if (k > 1) {
-    aert_grad_accumulate(m, t->grad_sum, t->grads, t->group++ == 0);
+    aert_device_accumulate(&t->w.dev, t->group++ == 0);
     if ((b + 1) % k != 0 && b + 1 < nb)
       return 0;
-    aert_grad_mean(m, t->grad_sum, t->group);
-    g = t->grad_sum;
+    batches = t->group;
     t->group = 0;
   }
-  if (m->optim.clip_norm > 0)
-    aert_clip_grad_norm(m, g, m->optim.clip_norm);
   t->lr = lr_at_batch(t, epoch, b, nb);
-  aert_optim_step(&t->opt, m, t->w.params, g, t->lr);
+  aert_device_step(&t->w.dev, batches, t->lr);
   return 1;
+}
+
+/* A checkpoint of the run: the device's parameters and optimizer state, and t->st. */
+static int save_checkpoint(trainer *t, const char *path) {
+  aert_device_download(&t->w.dev);
+  return aert_ckpt_save(path, t->m, &t->st, t->w.dev.params, t->w.dev.opt);
 }
 
 /* The loss sums of the epoch so far go into the checkpoint written mid-epoch and come back
@@ -226,13 +227,15 @@ static void sum_losses(trainer *t, aert_losses *l) {
 }
 
 /* Every rank's gradient is that of its slice's loss over the global normaliser / ranks:
- * their mean is the global batch's gradient. One all-reduce of the gradient arena. */
-static void average_gradients(trainer *t) {
+ * their mean is the global batch's gradient. One all-reduce of the gradient arena, g (the
+ * device's, in host memory), which goes back to the device. */
+static void average_gradients(trainer *t, float *g) {
   long n = t->m->param_floats;
-  aert_dist_sum_floats(t->grads, n);
+  aert_dist_sum_floats(g, n);
   float inv = 1.0f / (float)t->ranks;
   for (long i = 0; i < n; i++)
-    t->grads[i] *= inv;
+    g[i] *= inv;
+  aert_device_grads_changed(&t->w.dev);
 }
 
 /* Whether to stop after this step: the flag as the ranks summed it at this step, so that
@@ -272,16 +275,18 @@ static int train_epoch(trainer *t, int epoch) {
     }
     const float *y = yb ? yb : x;
     aert_profile_step_begin(t->prof);
-    l.total = m->forward(t->w.params, t->w.arena, x, y, 1, seed, &l);
+    aert_device_batch(&t->w.dev, x, y);
+    l.total = aert_device_forward(&t->w.dev, 1, seed, &l);
     if (t->ranks > 1)
       sum_losses(t, &l);
-    if (check_finite(t, &l, 0, (int)b) != 0)
+    if (check_finite(t, &l, NULL, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
-    m->backward(t->w.params, t->grads, t->w.arena, x, y, seed);
+    aert_device_backward(&t->w.dev, seed);
     aert_loader_release(&t->loader, b);
+    float *grads = aert_device_grads(&t->w.dev);
     if (t->ranks > 1)
-      average_gradients(t);
-    if (check_finite(t, &l, 1, (int)b) != 0)
+      average_gradients(t, grads);
+    if (check_finite(t, &l, grads, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_profile_optim_begin(t->prof);
     int stepped = optimizer_step(t, epoch, b, nb);
@@ -298,7 +303,7 @@ static int train_epoch(trainer *t, int epoch) {
                             job when the first rank exits with 128 + the signal) */
         return aert_dist_barrier(), 1;
       keep_epoch_sums(t);
-      if (aert_ckpt_save(t->last, m, &t->st, t->w.params, &t->opt) != 0)
+      if (save_checkpoint(t, t->last) != 0)
         return -1;
       printf("\ninterrupted at step %llu (epoch %d, batch %ld of %ld): wrote '%s'; --resume continues from there\n",
              (unsigned long long)t->st.step, epoch + 1, b + 1, nb, t->last);
@@ -387,7 +392,7 @@ static int load_init(trainer *t, const char *path) {
     return -1;
   int rc = aert_ckpt_check_model(&ck, t->m);
   if (rc == 0)
-    rc = aert_ckpt_restore(&ck, t->m, t->w.params, NULL);
+    rc = aert_ckpt_restore(&ck, t->m, t->w.dev.params, NULL);
   aert_ckpt_free(&ck);
   return rc;
 }
@@ -397,16 +402,17 @@ static int load_init(trainer *t, const char *path) {
  * kind of optimizer changed). Returns 1 when the optimizer state is to be kept. */
 static int check_resume_optim(trainer *t, const aert_ckpt *ck) {
   char what[512];
+  aert_opt_kind kind = t->w.dev.opt->kind;
   if (!ck->st.has_optim || !aert_optim_changes(&ck->st.optim, &t->m->optim, what, sizeof what))
-    return ck->opt_kind == t->opt.kind ? 1 : -1;
+    return ck->opt_kind == kind ? 1 : -1;
   if (!t->o->force)
     return aert_error("checkpoint '%s' was trained with other optimizer settings than model '%s' "
                       "has now (%s); --force resumes with the new ones", ck->path, t->m->name,
                       what), -2;
   if (!t->o->quiet)
     printf("resuming with changed optimizer settings (--force): %s%s\n", what,
-           ck->opt_kind != t->opt.kind ? "; the optimizer state starts afresh" : "");
-  return ck->opt_kind == t->opt.kind ? 1 : 0;
+           ck->opt_kind != kind ? "; the optimizer state starts afresh" : "");
+  return ck->opt_kind == kind ? 1 : 0;
 }
 
 static int resume_state(trainer *t) {
@@ -421,7 +427,7 @@ static int resume_state(trainer *t) {
   else if (keep == -2)
     rc = -1;
   if (rc == 0)
-    rc = aert_ckpt_restore(&ck, t->m, t->w.params, keep ? &t->opt : NULL);
+    rc = aert_ckpt_restore(&ck, t->m, t->w.dev.params, keep ? t->w.dev.opt : NULL);
   if (rc == 0) {
     char what[512];
     int changed = ck.st.has_optim && aert_optim_changes(&ck.st.optim, &t->m->optim, what, sizeof what);
@@ -458,7 +464,7 @@ static int begin_state(trainer *t) {
     show_class_weights(t);
     t->m->set_class_weights(t->st.class_weights);
   }
-  if (aert_init_params(t->m, t->w.params, o->seed) != 0)
+  if (aert_init_params(t->m, t->w.dev.params, o->seed) != 0)
     return -1;
   return o->init ? load_init(t, o->init) : 0;
 }
@@ -467,12 +473,13 @@ static int begin_state(trainer *t) {
  * the state, the parameters and the optimizer's moments to the others. */
 static int share_state(trainer *t) {
   const aert_model *m = t->m;
+  aert_optimizer *opt = t->w.dev.opt;
   aert_dist_broadcast(&t->st, sizeof t->st);
-  aert_dist_broadcast(t->w.params, (long)sizeof(float) * m->param_floats);
-  aert_dist_broadcast(t->opt.m, (long)sizeof(float) * t->opt.n);
-  if (t->opt.v)
-    aert_dist_broadcast(t->opt.v, (long)sizeof(float) * t->opt.n);
-  aert_dist_broadcast(&t->opt.step, sizeof t->opt.step);
+  aert_dist_broadcast(t->w.dev.params, (long)sizeof(float) * m->param_floats);
+  aert_dist_broadcast(opt->m, (long)sizeof(float) * opt->n);
+  if (opt->v)
+    aert_dist_broadcast(opt->v, (long)sizeof(float) * opt->n);
+  aert_dist_broadcast(&opt->step, sizeof opt->step);
   if (t->rank == 0)
     return 0;
   if (t->all.tiles && aert_tiles_set_norm(t->all.tiles, &t->st, "rank 0's state") != 0)
@@ -482,10 +489,14 @@ static int share_state(trainer *t) {
   return 0;
 }
 
+/* The run's state on the host, then on the device. */
 static int start_state(trainer *t) {
   if (t->rank == 0 && begin_state(t) != 0)
     return -1;   /* the others wait for the broadcast until the error ends the job */
-  return t->ranks > 1 ? share_state(t) : 0;
+  if (t->ranks > 1 && share_state(t) != 0)
+    return -1;
+  aert_device_upload(&t->w.dev);
+  return 0;
 }
 
 /* Early stopping's patience: --patience, else the spec's `stop patience`; 0: never. */
@@ -500,9 +511,9 @@ static int save_epoch(trainer *t, double val) {
   aert_watch_epoch(&t->m->optim, &t->st, val);
   if (t->rank > 0)
     return 0;   /* rank 0 writes */
-  if (improved && aert_ckpt_save(t->best, t->m, &t->st, t->w.params, &t->opt) != 0)
+  if (improved && save_checkpoint(t, t->best) != 0)
     return -1;
-  return aert_ckpt_save(t->last, t->m, &t->st, t->w.params, &t->opt);
+  return save_checkpoint(t, t->last);
 }
 
 /* What a person watches: OUT/curves.png redrawn from the log, and with --tensorboard the
@@ -635,12 +646,7 @@ static int setup(trainer *t) {
     return -1;
   if (t->rank == 0 && (aert_mkdir_p(t->out) != 0 || lock_out(t->out, &t->lock) != 0))
     return -1;
-  if (aert_workspace_init(&t->w, m) != 0 || aert_optim_init(&t->opt, m) != 0)
-    return -1;
-  t->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
-  if (m->optim.accumulate > 1 && !(t->grad_sum = aert_alloc(sizeof(float) * m->param_floats, "gradient sums")))
-    return -1;
-  if (!t->grads || load_data(t, dir) != 0)
+  if (aert_workspace_init(&t->w, m, 1) != 0 || load_data(t, dir) != 0)
     return -1;
   aert_data_split(&t->all, m->data.validation, &t->train, &t->val);
   if (t->train.n < t->global_batch && t->ranks == 1)
@@ -698,9 +704,6 @@ int aert_train(const aert_model *m, const aert_options *o) {
   aert_loader_free(&t.loader);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);
-  aert_optim_free(&t.opt);
-  free(t.grads);
-  free(t.grad_sum);
   free(t.order);
   free(t.out);
   free(t.last);

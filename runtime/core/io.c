@@ -89,6 +89,11 @@ int aert_read_file(const char *path, unsigned char **buf, size_t *n) {
   return 0;
 }
 
+int aert_is_folder(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int aert_mkdir_p(const char *path) {
   char *p = strdup(path);
   if (!p)

@@ -1,37 +1,35 @@
-/* session.c - what every command that runs a model needs: its workspace (parameters,
- * arena and one batch, 64-byte aligned) and, for eval, encode and predict, a session: the
- * checkpoint's parameters, the test set and the metrics. */
+/* session.c - what every command that runs a model needs: its workspace (the device that
+ * holds its parameters and arena, and one batch on the host) and, for eval, encode and
+ * predict, a session: the checkpoint's parameters, the test set and the metrics. */
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
 
-int aert_workspace_init(aert_workspace *w, const aert_model *m) {
+int aert_workspace_init(aert_workspace *w, const aert_model *m, int training) {
   memset(w, 0, sizeof *w);
   w->m = m;
-  size_t pb = (sizeof(float) * m->param_floats + 63) / 64 * 64;
-  size_t ab = (sizeof(float) * m->arena_floats + 63) / 64 * 64;
-  w->params = aligned_alloc(64, pb ? pb : 64);
-  w->arena = aligned_alloc(64, ab ? ab : 64);
+  if (aert_device_open(&w->dev, m, training) != 0)
+    return -1;
   w->x = aert_alloc(sizeof(float) * m->batch * m->in_size, "input batch");
   if (m->target_kind != AERT_TARGET_INPUT)
     w->y = aert_alloc(sizeof(float) * m->batch * m->target_size, "target batch");
-  if (!w->params || !w->arena || !w->x || (m->target_kind != AERT_TARGET_INPUT && !w->y)) {
-    aert_error("out of memory for model '%s' (%ld parameters, %ld arena floats)", m->name,
-               m->param_floats, m->arena_floats);
+  if (!w->x || (m->target_kind != AERT_TARGET_INPUT && !w->y)) {
     aert_workspace_free(w);
     return -1;
   }
-  memset(w->params, 0, pb);
-  memset(w->arena, 0, ab);
   return 0;
 }
 
 void aert_workspace_free(aert_workspace *w) {
-  free(w->params);
-  free(w->arena);
+  aert_device_close(&w->dev);
   free(w->x);
   free(w->y);
   memset(w, 0, sizeof *w);
+}
+
+float aert_workspace_forward(aert_workspace *w, aert_losses *losses) {
+  aert_device_batch(&w->dev, w->x, w->y ? w->y : w->x);
+  return aert_device_forward(&w->dev, 0, 0, losses);
 }
 
 /* The model a command runs: the workspace with the checkpoint's parameters, and the metrics;
@@ -41,11 +39,13 @@ int aert_session_model(aert_session *s, const aert_model *m, const aert_options 
   memset(s, 0, sizeof *s);
   memset(st, 0, sizeof *st);
   s->ckpt = o->ckpt ? strdup(o->ckpt) : aert_join(o->out, "best.ckpt");
-  if (!s->ckpt || aert_workspace_init(&s->w, m) != 0 || aert_ckpt_load(s->ckpt, &ck) != 0)
+  if (!s->ckpt || aert_workspace_init(&s->w, m, 0) != 0 || aert_ckpt_load(s->ckpt, &ck) != 0)
     return -1;
   int rc = aert_ckpt_check_model(&ck, m);
   if (rc == 0)
-    rc = aert_ckpt_restore(&ck, m, s->w.params, NULL);
+    rc = aert_ckpt_restore(&ck, m, s->w.dev.params, NULL);
+  if (rc == 0)
+    aert_device_upload(&s->w.dev);
   *st = ck.st;
   aert_ckpt_free(&ck);
   if (rc == 0)

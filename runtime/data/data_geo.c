@@ -1,14 +1,14 @@
-/* data_geo.c - land-cover patches streamed from GeoTIFF tiles, never all in memory: a split
- * folder holds tiles as files <tile>_<layer>.tif, stacked band by band into the input in the
- * spec's order, with a label layer remapped to class indices. Training draws patches_per_tile
- * random patches per tile anew each epoch; validation and test cover their tiles with a fixed
- * grid. Patches of a batch are read by several threads at once, each with its own open files. */
+/* data_geo.c - the GeoTIFF source: land-cover patches streamed from tiles, never all in
+ * memory: a split folder holds tiles as files <tile>_<layer>.tif, stacked band by band into
+ * the input in the spec's order, with a label layer remapped to class indices. Training
+ * draws patches_per_tile random patches per tile anew each epoch; validation and test cover
+ * their tiles with a fixed grid. Patches of a batch are read by several threads at once,
+ * each with its own open files. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "aert_internal.h"
 #include "dist.h"
 
@@ -677,23 +677,27 @@ int aert_tiles_set_norm(aert_tiles *t, const aert_train_state *st, const char *f
   return 0;
 }
 
-/* ---- the dataset ---------------------------------------------------------------------- */
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+/* ---- the dataset -------------------------------------------------------------------- */
+int aert_tiles_leader(void) {
+  return !(config.shared && aert_dist_rank() > 0);
 }
 
-/* train: the whole training folder (split by aert_data_split); else the test folder. */
-int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+char *aert_tiles_folder(const aert_model *m, const char *dir, int train) {
   const char *sub = train ? (m->data.train_images ? m->data.train_images : "train")
                           : (m->data.test_images ? m->data.test_images : "test");
   char *path = aert_join(dir, sub);
   if (!path)
-    return aert_error("out of memory"), -1;
-  int rc = 0, follower = config.shared && aert_dist_rank() > 0;   /* rank 0 writes and checks */
-  if (!follower && m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER && !is_dir(path))
-    rc = aert_synth_write_split(m, dir);
-  if (rc == 0 && !follower && !is_dir(path))
+    aert_error("out of memory");
+  return path;
+}
+
+/* train: the whole training folder (split by aert_data_split); else the test folder. */
+int aert_tiles_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+  char *path = aert_tiles_folder(m, dir, train);
+  if (!path)
+    return -1;
+  int rc = 0;
+  if (aert_tiles_leader() && !aert_is_folder(path))   /* rank 0 checks */
     rc = (aert_error("no folder '%s': GeoTIFF data is a folder with train/ and test/ folders of "
                     "tiles <tile>_<layer>.tif (docs/runtime.md)", path), -1);
   memset(ds, 0, sizeof *ds);
@@ -734,6 +738,13 @@ void aert_tiles_split(aert_dataset *all, double validation, aert_dataset *train,
   if (limit < train->n)
     train->n = limit;
 }
+
+void aert_tiles_close(aert_dataset *ds) {
+  aert_tiles_free(ds->tiles);
+}
+
+const aert_source aert_geotiff_source = {.load = aert_tiles_load, .split = aert_tiles_split,
+                                         .fill = aert_tiles_fill, .free = aert_tiles_close};
 
 void aert_tiles_first_layer(const aert_model *m, char *name, size_t n) {
   geo_layer l;

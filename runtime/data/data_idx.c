@@ -1,12 +1,9 @@
-/* data_idx.c - datasets from IDX files (Fashion-MNIST layout, gzip or raw), checked against
- * the model's shapes; a deterministic per-epoch shuffle, the held-out validation split and
- * fixed-size batches (a partial batch is padded with copies of its last example). */
+/* data_idx.c - the IDX source: datasets from IDX files (Fashion-MNIST layout, gzip or raw),
+ * checked against the model's shapes, held in memory. Image pairs come from two IDX files,
+ * or from two folders of PNG images, which it hands to data_png.c. */
 #include <errno.h>
-#include <libgen.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 #include "aert_internal.h"
 
@@ -99,21 +96,6 @@ int aert_idx_read(const char *path, aert_idx *idx) {
   return 0;
 }
 
-/* The spec's data folder, relative to the folder aec built in, is found from the trainer's
- * own place: aec build writes bin/<model> there, so it is the parent of the program's folder.
- * Then the trainer means the same data wherever it is started. --data is taken as given. */
-const char *aert_data_dir(const aert_model *m, const char *override) {
-  static char resolved[PATH_MAX + 64];
-  const char *dir = m->data.dir ? m->data.dir : AERT_DEFAULT_DATA_DIR;
-  char exe[PATH_MAX];
-  ssize_t n = override || dir[0] == '/' ? -1 : readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (override || n <= 0)
-    return override ? override : dir;
-  exe[n] = 0;
-  snprintf(resolved, sizeof resolved, "%s/%s", dirname(dirname(exe)), dir);
-  return resolved;
-}
-
 /* The images must match a per-example shape: HWC when rank 3, or just the element count. */
 static int check_images(const char *path, const aert_idx *idx, int rank, const int *shape,
                         long size, const char *what) {
@@ -196,12 +178,15 @@ static int load_second(const aert_model *m, const char *path, const char *images
   return rc;
 }
 
-int aert_data_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+/* Frees what a failed load had allocated. */
+static void drop(aert_dataset *ds) {
+  free(ds->x);
+  free(ds->y);
+  free(ds->label);
   memset(ds, 0, sizeof *ds);
-  if (m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER)
-    return aert_tiles_load(m, dir, train, limit, ds);
-  if (m->data.kind == AERT_DATA_IMAGES)
-    return aert_png_images_load(m, dir, train, limit, ds);
+}
+
+static int load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
   char *ipath = data_file(m, dir, train, 0), *lpath = data_file(m, dir, train, 1);
   aert_idx idx;
   int rc = -1;
@@ -224,69 +209,11 @@ int aert_data_load(const aert_model *m, const char *dir, int train, long limit, 
   }
   free(idx.data);
   if (rc != 0)
-    aert_data_free(ds);
+    drop(ds);
 out:
   free(ipath);
   free(lpath);
   return rc;
 }
 
-void aert_data_split(aert_dataset *all, double validation, aert_dataset *train,
-                     aert_dataset *val) {
-  if (all->tiles)
-    return aert_tiles_split(all, validation, train, val);
-  long nval = (long)(all->n * validation);
-  *train = *all;
-  *val = *all;
-  train->owner = val->owner = 0;
-  train->n = all->n - nval;
-  val->n = nval;
-  val->x = all->x + train->n * all->in_size;
-  val->y = all->y ? all->y + train->n * all->target_size : NULL;
-  val->label = all->label ? all->label + train->n : NULL;
-}
-
-void aert_data_free(aert_dataset *ds) {
-  if (ds->owner) {
-    aert_tiles_free(ds->tiles);
-    free(ds->x);
-    free(ds->y);
-    free(ds->label);
-  }
-  memset(ds, 0, sizeof *ds);
-}
-
-/* Fisher-Yates from the identity, drawn from (seed, epoch): any epoch's order can be
- * rebuilt on resume without replaying earlier ones. */
-void aert_shuffle(long *order, long n, uint64_t seed, long epoch) {
-  uint64_t s = aert_hash64(seed ^ aert_hash64(0x5348554646ULL + (uint64_t)epoch));
-  for (long i = 0; i < n; i++)
-    order[i] = i;
-  for (long i = n - 1; i > 0; i--) {
-    long j = (long)(aert_hash64(s ^ aert_hash64((uint64_t)i)) % (uint64_t)(i + 1));
-    long t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-}
-
-int aert_batch_fill(const aert_model *m, const aert_dataset *ds, const long *order, long start,
-                    float *x, float *y) {
-  return aert_batch_fill_drawn(m, ds, order, start, 0, x, y);
-}
-
-int aert_batch_fill_drawn(const aert_model *m, const aert_dataset *ds, const long *order,
-                          long start, uint64_t draw, float *x, float *y) {
-  if (ds->tiles)
-    return aert_tiles_fill(m, ds, order, start, draw, x, y);
-  long real = ds->n - start < m->batch ? ds->n - start : m->batch;
-  for (long b = 0; b < m->batch; b++) {
-    long k = start + (b < real ? b : real - 1);
-    long i = order ? order[k] : k;
-    memcpy(x + b * ds->in_size, ds->x + i * ds->in_size, sizeof(float) * ds->in_size);
-    if (y && ds->y)
-      memcpy(y + b * ds->target_size, ds->y + i * ds->target_size,
-             sizeof(float) * ds->target_size);
-  }
-  return (int)real;
-}
+const aert_source aert_idx_source = {.load = load};

@@ -1,4 +1,5 @@
-/* data_png.c - image pairs from two folders of PNG images: every *.png of the input folder,
+/* data_png.c - the PNG source: one folder of PNG images, each its own target, and the image
+ * pairs of two folders that the IDX source hands over: every *.png of the input folder,
  * sorted by name, with the file of the same name in the target folder. Grey, grey+alpha,
  * RGB, RGBA and palette images of 1 to 16 bits become the model's channels (RGB to grey by
  * luminance, grey to RGB by copies, alpha dropped unless the model takes it); 16-bit samples
@@ -21,13 +22,8 @@ static void drop(aert_dataset *ds) {
   memset(ds, 0, sizeof *ds);
 }
 
-static int is_folder(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int aert_png_pairs(const char *inputs, const char *targets) {
-  return is_folder(inputs) || is_folder(targets);
+  return aert_is_folder(inputs) || aert_is_folder(targets);
 }
 
 /* ---- listing and pairing ------------------------------------------------------------ */
@@ -259,8 +255,8 @@ int aert_png_pairs_load(const aert_model *m, const char *inputs, const char *tar
   if (m->target_kind != AERT_TARGET_IMAGE)
     return aert_error("'%s': folders of PNG images need a model whose target is an image",
                       inputs), -1;
-  if (!is_folder(inputs) || !is_folder(targets)) {
-    const char *dir = is_folder(inputs) ? inputs : targets;
+  if (!aert_is_folder(inputs) || !aert_is_folder(targets)) {
+    const char *dir = aert_is_folder(inputs) ? inputs : targets;
     const char *other = dir == inputs ? targets : inputs;
     struct stat st;
     const char *why = stat(other, &st) != 0 ? strerror(errno) : "not a folder";
@@ -296,7 +292,7 @@ out:
  * Test: those of DIR/test, or without a test folder the images training held out for
  * validation, the last `validation` fraction by name (Keras's validation_split of one
  * folder). */
-int aert_png_images_load(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
+static int load_images(const aert_model *m, const char *dir, int train, long limit, aert_dataset *ds) {
   memset(ds, 0, sizeof *ds);
   const char *sub = train ? m->data.train_images : m->data.test_images;
   char *folder = sub ? aert_join(dir, sub) : strdup(dir);
@@ -330,3 +326,5 @@ out:
   free(folder);
   return rc;
 }
+
+const aert_source aert_png_source = {.load = load_images};

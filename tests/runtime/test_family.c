@@ -49,9 +49,10 @@ Test(family, eval_scores_denoising_and_writes_three_rows, .init = cr_redirect_st
 Test(family, denoise_psnr_of_the_noise_itself) {
   aert_workspace w;
   aert_dataset ds;
-  cr_assert_eq(aert_workspace_init(&w, &toy_family_model), 0);
+  cr_assert_eq(aert_workspace_init(&w, &toy_family_model, 0), 0);
   cr_assert_eq(aert_data_load(&toy_family_model, AERT_DEFAULT_DATA_DIR, 0, 256, &ds), 0);
-  cr_assert_eq(aert_init_params(&toy_family_model, w.params, 1), 0);
+  cr_assert_eq(aert_init_params(&toy_family_model, w.dev.params, 1), 0);
+  aert_device_upload(&w.dev);
   aert_denoise dn = {0};
   cr_assert_eq(aert_denoise_eval(&w, &ds, &dn), 0);
   cr_assert_eq(dn.values, 256L * 784);
@@ -79,16 +80,19 @@ Test(family, decode_of_the_latent_gives_the_output) {
   aert_workspace w;
   const aert_model *m = &toy_family_model;
   aert_dataset ds;
-  cr_assert_eq(aert_workspace_init(&w, m), 0);
-  cr_assert_eq(aert_init_params(m, w.params, 3), 0);
+  cr_assert_eq(aert_workspace_init(&w, m, 0), 0);
+  cr_assert_eq(aert_init_params(m, w.dev.params, 3), 0);
+  aert_device_upload(&w.dev);
   cr_assert_eq(aert_data_load(m, AERT_DEFAULT_DATA_DIR, 0, TOY_BATCH, &ds), 0);
   aert_batch_fill(m, &ds, NULL, 0, w.x, NULL);
-  m->forward(w.params, w.arena, w.x, w.x, 0, 0, NULL);
+  aert_device_batch(&w.dev, w.x, w.x);
+  aert_device_forward(&w.dev, 0, 0, NULL);
   float *z = malloc(sizeof(float) * TOY_BATCH * TOY_LATENT), *y = malloc(sizeof(float) * 784 * 5);
   float *want = malloc(sizeof(float) * 784 * 5);
-  memcpy(z, m->latent(w.arena), sizeof(float) * TOY_BATCH * TOY_LATENT);
-  memcpy(want, m->output(w.arena), sizeof(float) * 784 * 5);
-  memset(w.arena, 0, sizeof(float) * m->arena_floats);
+  memcpy(z, aert_device_latent(&w.dev), sizeof(float) * TOY_BATCH * TOY_LATENT);
+  memcpy(want, aert_device_output(&w.dev), sizeof(float) * 784 * 5);
+  memset(w.x, 0, sizeof(float) * TOY_BATCH * 784);   /* another output in the arena */
+  aert_device_forward(&w.dev, 0, 0, NULL);
   cr_assert_eq(aert_decode_all(&w, z, 5, y), 0);   /* a partial batch */
   cr_assert_eq(memcmp(y, want, sizeof(float) * 784 * 5), 0);
   free(z), free(y), free(want);

@@ -191,15 +191,18 @@ Test(train, eval_counts_only_real_examples_of_padded_batch) {
   aert_workspace w;
   aert_metrics mt;
   cr_assert_eq(aert_data_load(&toy_model, AERT_DEFAULT_DATA_DIR, 0, 40, &ds), 0);
-  cr_assert_eq(aert_workspace_init(&w, &toy_model), 0);
-  aert_init_params(&toy_model, w.params, 5);
+  cr_assert_eq(aert_workspace_init(&w, &toy_model, 0), 0);
+  aert_init_params(&toy_model, w.dev.params, 5);
+  aert_device_upload(&w.dev);
   aert_metrics_init(&mt, 0);
   aert_eval_set(&w, &ds, &mt, NULL, NULL);
   cr_assert_eq(mt.examples, 40);
-  float full = toy_model.forward(w.params, w.arena, ds.x, NULL, 0, 0, NULL);
+  aert_device_batch(&w.dev, ds.x, NULL);
+  float full = aert_device_forward(&w.dev, 0, 0, NULL);
   for (int b = 0; b < 32; b++)
     memcpy(w.x + b * 784, ds.x + (32 + b % 8) * 784, sizeof(float) * 784);
-  float tail = toy_model.forward(w.params, w.arena, w.x, NULL, 0, 0, NULL);
+  aert_device_batch(&w.dev, w.x, NULL);
+  float tail = aert_device_forward(&w.dev, 0, 0, NULL);
   cr_assert_float_eq(mt.loss / 40, (32.0 * full + 8.0 * tail) / 40, 1e-6, "%g", mt.loss / 40);
   aert_workspace_free(&w);
   aert_data_free(&ds);
