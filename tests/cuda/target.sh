@@ -1,0 +1,83 @@
+#!/bin/sh
+# The CUDA target (aec build --target cuda) without a GPU. For each example spec it
+# supports, at a small batch:
+#  (a) nvcc compiles its model.cu for sm_90 and sm_80 with -Xptxas -v, and no kernel
+#      spills registers, needs a local-memory stack frame or more than 48 KiB of shared memory;
+#  (b) the emulated trainer (--emulate: the same model.cu as host C++ under cuda_emu.h) and
+#      the CPU trainer train one seed for two epochs on Fashion-MNIST, and every loss of
+#      their train.csv (train loss, its terms, validation loss) agrees within 1e-5 relative,
+#      with the emulator's threads in forward and in reverse order;
+#  (c) an op the target does not have is refused with its spec line, and nothing is built.
+# Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
+set -eu
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+[ -x "$nvcc" ] || { echo "tests/cuda/target.sh: no nvcc at $nvcc (NVCC=path overrides)"; exit 1; }
+out=build/cuda-target
+rm -rf "$out"
+mkdir -p "$out"
+fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
+
+# spec:batch:examples (--limit; a tenth of them is the validation split)
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64 vae:8:64"}
+tol=1e-5
+
+# The largest relative difference between the losses of two train.csv files (columns 4 to
+# the one before the last: train_loss, the terms, val_loss).
+max_rel() {
+  paste -d, "$1" "$2" | awk -F, -v tol="$tol" 'NR > 1 {
+    n = NF / 2
+    for (c = 4; c < n; c++) {
+      a = $c; b = $(c + n); d = a - b; if (d < 0) d = -d
+      m = a < 0 ? -a : a; mb = b < 0 ? -b : b; if (mb > m) m = mb
+      r = m > 0 ? d / m : d
+      if (r > worst) worst = r
+    }
+  } END { printf "%.2e\n", worst + 0 }'
+}
+
+for c in $cases; do
+  name=${c%%:*}; rest=${c#*:}; batch=${rest%%:*}; limit=${rest#*:}
+  dir="$out/$name"
+  mkdir -p "$dir"
+  ( cd "$dir" && "$root/bin/aec" build --batch "$batch" --out cpu "$root/specs/$name.ae" >build-cpu.log 2>&1 ) ||
+    fail "$name: the CPU trainer did not build: $(tail -5 "$dir/build-cpu.log")"
+  ( cd "$dir" && "$root/bin/aec" build --target cuda --emulate --batch "$batch" --out cuda "$root/specs/$name.ae" >build-cuda.log 2>&1 ) ||
+    fail "$name: the emulated CUDA trainer did not build: $(tail -5 "$dir/build-cuda.log")"
+
+  for arch in sm_90 sm_80; do
+    "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -I"$dir/cuda" -c "$dir/cuda/model.cu" -o "$dir/model_$arch.o" \
+      >"$dir/ptxas_$arch.log" 2>&1 || fail "$name: nvcc -arch=$arch: $(tail -20 "$dir/ptxas_$arch.log")"
+    bad=$(grep -E "bytes stack frame|spill" "$dir/ptxas_$arch.log" | grep -vE "^ *0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" || true)
+    [ -z "$bad" ] || fail "$name: nvcc -arch=$arch: spills or a stack frame: $bad"
+    smem=$(grep -oE "[0-9]+ bytes smem" "$dir/ptxas_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
+    [ "$smem" -le 49152 ] || fail "$name: nvcc -arch=$arch: a kernel uses $smem bytes of shared memory, over 48 KiB"
+  done
+  kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
+  regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
+
+  train="train --epochs 2 --limit $limit --seed 3 --threads 1 --quiet"
+  "$dir/bin/$name" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$name: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
+  report="$name (batch $batch):"
+  for order in forward reverse; do
+    AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
+      fail "$name: the emulated trainer failed in $order order: $(tail -5 "$dir/$order.log")"
+    worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$order/train.csv")
+    awk -v w="$worst" -v t="$tol" 'BEGIN { exit !(w <= t) }' ||
+      fail "$name: losses differ by $worst relative in $order order (over $tol):
+$(cat "$dir/run-cpu/train.csv")
+$(cat "$dir/run-$order/train.csv")"
+    report="$report $order $worst,"
+  done
+  echo "$report max relative difference of the losses; $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
+done
+
+# (c) refusal: conv_transpose is not in the target yet
+if bin/aec build --target cuda --no-compile --out "$out/refused" specs/conv_ae_transpose.ae >"$out/refused.log" 2>&1; then
+  fail "conv_ae_transpose.ae was built for CUDA, but conv_transpose is not in the target"
+fi
+grep -q "specs/conv_ae_transpose.ae:10:8: error: conv_transpose is not in the CUDA target yet" "$out/refused.log" ||
+  fail "the refusal does not name the spec line: $(cat "$out/refused.log")"
+[ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
+echo "an op not in the CUDA target is refused at its spec line"
