@@ -752,8 +752,8 @@ static void emit_host_glue(emitter *e) {
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) with this file's forward and\n"
       " * backward: the runtime and its commands run the model unchanged. The decoder alone\n"
       " * (sample, interpolate) still runs model.c's kernels on the CPU. */\n");
-  OUT("int main(int argc, char **argv) {\n  static aert_model m;\n  m = aec_model;\n  m.forward = cuda_forward;\n  m.backward = cuda_backward;\n"
-      "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n");
+  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = aec_model;\n  m.forward = cuda_forward;\n"
+      "  m.backward = cuda_backward;\n  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
 
 static void emit_model_cu(emitter *e, const char *hash) {

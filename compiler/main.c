@@ -131,7 +131,7 @@ static int compile_cuda_trainer(const char *dir, const char *name, bool emulate)
   fflush(stdout);
   if (system(cmd) != 0) { fprintf(stderr, "aec: compiling model.c for the CUDA trainer of '%s' failed\n", name); return 1; }
   if (emulate)
-    snprintf(cmd, sizeof cmd, "%s -std=gnu++20 -O2 -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I'%s/runtime' -I'%s'"
+    snprintf(cmd, sizeof cmd, "%s -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I'%s/runtime' -I'%s'"
              " -o 'bin/%s-cuda-emu' -x c++ '%s/model.cu' -x none '%s/model_cpu.o' '%s/build/libaert.a' %s",
              cxx, root, dir, name, dir, dir, root, libs);
   else

@@ -54,7 +54,7 @@ __device__ __forceinline__ float aecd_normal(uint64_t seed, uint64_t i) {
 /* ---- the tiled GEMM ------------------------------------------------------------------
  * C = A B for M x N x K, A and B read through loaders a(i, k) and b(k, j), each output
  * handed to store(i, j, sum). A block of 256 threads owns a BM x BN tile of C; the
- * threads load BK-deep slices of A and B into shared memory (the first barrier waits for
+ * threads load 32-deep slices of A and B into shared memory (the first barrier waits for
  * the loads, the second for every thread to finish reading them), and thread (ty, tx)
  * sums rows ty + 16 i and columns tx + 16 j of the tile over k in ascending order. The
  * block's tile is (blockIdx.y, blockIdx.x); the launch is aecd_gemm_grid. */
@@ -62,7 +62,7 @@ template <int M, int N, int BM, int BN> constexpr dim3 aecd_gemm_grid() { return
 
 template <int M, int N, int K, int BM, int BN, class LoadA, class LoadB, class Store>
 __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
-  constexpr int BK = 16, TM = BM / 16, TN = BN / 16;
+  constexpr int BK = 32, TM = BM / 16, TN = BN / 16;
   static_assert(BM % 16 == 0 && BN % 16 == 0 && BM <= 64 && BN <= 64, "tiles of 16, 32 or 64");
   __shared__ float As[BK][BM], Bs[BK][BN];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;

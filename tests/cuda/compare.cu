@@ -1,0 +1,63 @@
+/* compare.cu - one training step of a model on the CPU target (model.c) and on the CUDA
+ * target (model.cu, its kernels under the emulator), from the same initial parameters and
+ * the same batch: the loss terms, the output and every parameter gradient must agree.
+ * Built by tests/cuda/target.sh against one generated folder:
+ *
+ *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none DIR/model_cpu.o build/libaert.a ...
+ *   compare TOL      prints the worst differences; exit status 1 when one is over TOL
+ *
+ * A difference is taken relative to the largest magnitude of its tensor (or of the loss),
+ * since sums in another order differ by rounding in proportion to the terms, not the result. */
+#define AEC_NO_MAIN
+#include "model.cu"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <vector>
+
+extern "C" int aert_init_params(const aert_model *m, float *params, uint64_t seed);
+
+static double worst_diff(const float *a, const float *b, long n) {
+  double big = 0, worst = 0;
+  for (long i = 0; i < n; i++) big = fmax(big, fabs(a[i]));
+  for (long i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+  return big > 0 ? worst / big : worst;
+}
+
+int main(int argc, char **argv) {
+  double tol = argc > 1 ? atof(argv[1]) : 1e-5;
+  const aert_model *m = &aec_model;
+  std::vector<float> P(m->param_floats), Gc(m->param_floats), Gd(m->param_floats), Ac(m->arena_floats), Ad(m->arena_floats);
+  if (aert_init_params(m, P.data(), 3) != 0) return 2;
+  std::vector<float> X(m->batch * m->in_size), T(m->batch * (m->target_size ? m->target_size : 1));
+  for (size_t i = 0; i < X.size(); i++) X[i] = aert_uniform(11, i);
+  for (size_t i = 0; i < T.size(); i++)
+    T[i] = m->n_classes ? (float)(aert_hash64(i) % (uint64_t)m->n_classes) : aert_uniform(13, i);
+  aert_losses lc, ld;
+  m->forward(P.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
+  m->backward(P.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
+  cuda_forward(P.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
+  cuda_backward(P.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
+  double worst = worst_diff(&lc.total, &ld.total, 1), w;
+  printf("loss %.9g / %.9g", lc.total, ld.total);
+  for (int t = 0; t < m->n_loss_terms; t++) worst = fmax(worst, worst_diff(&lc.term[t], &ld.term[t], 1));
+  w = worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size);
+  printf(", output %.1e", w);
+  worst = fmax(worst, w);
+  if (m->latent(Ac.data())) {
+    w = worst_diff(m->latent(Ac.data()), m->latent(Ad.data()), m->batch * m->latent_size);
+    printf(", latent %.1e", w);
+    worst = fmax(worst, w);
+  }
+  const char *at = "";
+  double gw = 0;
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    if (p->frozen) continue;
+    w = worst_diff(Gc.data() + p->offset, Gd.data() + p->offset, p->size);
+    if (w > gw) gw = w, at = p->name;
+  }
+  printf(", gradients %.1e (%s)\n", gw, at);
+  return fmax(worst, gw) <= tol ? 0 : 1;
+}
