@@ -450,7 +450,8 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
     int c = channels(v->node);
-    if (cat) OUT("    %sy[i] = x%d[p * %d + c - %d];\n", i + 1 < k->src.len ? ae_sprintf(e->a, "if (c < %d) ", v->ch_off + c) : "", i, c, v->ch_off);
+    const char *when = i + 1 < k->src.len ? ae_sprintf(e->a, "if (c < %d) ", v->ch_off + c) : "";
+    if (cat) OUT("    %s%sy[i] = x%d[p * %d + %s];\n", i ? "else " : "", when, i, c, v->ch_off ? ae_sprintf(e->a, "c - %d", v->ch_off) : "c");
     else OUT("    %s", i == 0 ? "float s = x0[i];\n" : ae_sprintf(e->a, "s += x%d[i];\n", i));
   }
   if (!cat) OUT("    y[i] = s;\n");
