@@ -710,6 +710,27 @@ static void emit_drivers(emitter *e, const char **names) {
   OUT("}\n");
 }
 
+/* ---- the optimizer: one kernel over the parameter arena ------------------------------
+ * Every value of the arena but the frozen tensors' (the padding between tensors has zero
+ * gradients and stays zero). The runtime still updates on the host; its device layer
+ * calls aec_cuda_optim_step once the parameters live on the device. */
+static void emit_optimizer(emitter *e) {
+  const ae_program *p = e->p;
+  long n = p->param_floats;
+  OUT("\n/* optim_step: %s over the %ld parameter floats (frozen tensors skipped), as runtime/optim.c;\n"
+      " * launch %ld blocks of 256 */\n", ae_optimizers.names[p->m->opt.kind], n, ew_blocks(n));
+  OUT(GLOBAL "optim_step(float *p, const float *g, float *m, float *v, aecd_optim o) {\n  AECD_FOR(i, %ldL) {\n", n);
+  for (int i = 0; i < p->params.len; i++) {
+    const ae_tensor *t = p->params.items[i];
+    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
+  }
+  OUT("    aecd_optim_update(o, p, g, m, v, i);\n  }\n}\n\n");
+  OUT("/* One optimizer step on device buffers: P, G and the state m (and v for Adam) of %ld floats;\n"
+      " * step counts from 1, as aert_optimizer's after its increment. */\n"
+      "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
+      "  AEC_LAUNCH(optim_step, dim3(%ld), AECD_THREADS, 0, 0, P, G, m, v, aecd_optim_of(h, step, lr));\n}\n", n, ew_blocks(n));
+}
+
 /* ---- the host glue --------------------------------------------------------------------
  * Host pointers in, as aert_model's forward and backward take them: the parameters and
  * the batch are copied to device buffers, the kernels run, and what the runtime reads is
@@ -791,6 +812,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
   for (int i = 0; i < m->losses.len; i++) emit_loss_kernels(e, i);
   emit_compute_loss(e);
   emit_drivers(e, names);
+  emit_optimizer(e);
   emit_host_glue(e);
 }
 

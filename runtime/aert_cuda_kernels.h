@@ -133,6 +133,53 @@ __device__ __forceinline__ void aecd_block_sum(F f, double *out) {
   if (threadIdx.x == 0) *out = part[0];
 }
 
+/* ---- the optimizers, as runtime/optim.c's sgd() and adam() ----------------------------
+ * The settings of one step, computed on the host exactly as optim.c computes them (bias
+ * corrections in double, the update in float); the update of one value on the device. */
+typedef struct {
+  int kind;                    /* aert_opt_kind */
+  int nesterov;
+  float lr, wd, mu;            /* SGD: learning rate, weight decay, momentum */
+  float step_size, bc2_sqrt, eps, one_b1, b2, one_b2, shrink;   /* Adam and AdamW */
+} aecd_optim;
+
+static inline aecd_optim aecd_optim_of(const aert_optim *h, long step, float lr) {
+  aecd_optim o = {};
+  o.kind = h->kind;
+  o.nesterov = h->nesterov;
+  o.lr = lr;
+  o.mu = h->momentum;
+  int decoupled = h->kind == AERT_OPT_ADAMW;
+  double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
+  o.step_size = (float)(lr / bc1), o.bc2_sqrt = (float)sqrt(bc2), o.eps = h->eps;
+  o.one_b1 = 1.0f - h->beta1, o.b2 = h->beta2, o.one_b2 = 1.0f - h->beta2;
+  o.wd = h->kind == AERT_OPT_SGD ? h->weight_decay : decoupled ? 0.0f : h->weight_decay;
+  o.shrink = decoupled ? 1.0f - lr * h->weight_decay : 1.0f;
+  return o;
+}
+
+/* One parameter p[i] with its gradient and state (m: SGD's momentum buffer or Adam's first
+ * moment; v: Adam's second moment). */
+__device__ __forceinline__ void aecd_optim_update(aecd_optim o, float *p, const float *g, float *m, float *v, long i) {
+  if (o.kind == AERT_OPT_SGD) {
+    float gi = g[i] + o.wd * p[i];
+    if (o.mu != 0.0f && o.nesterov) {
+      float b = m[i] = o.mu * m[i] + gi;
+      p[i] -= o.lr * (gi + o.mu * b);
+    } else if (o.mu != 0.0f) {
+      float d = m[i] = o.mu * m[i] + gi;
+      p[i] -= o.lr * d;
+    } else {
+      p[i] -= o.lr * gi;
+    }
+    return;
+  }
+  float pi = p[i] * o.shrink, gi = g[i] + o.wd * pi;
+  float mi = m[i] + (gi - m[i]) * o.one_b1, vi = v[i] * o.b2 + o.one_b2 * gi * gi;
+  m[i] = mi, v[i] = vi;
+  p[i] = pi - o.step_size * (mi / (sqrtf(vi) / o.bc2_sqrt + o.eps));
+}
+
 /* Blocks for a loop of n elements, `per` per thread: the grid of an elementwise kernel. */
 constexpr unsigned aecd_blocks(long n, int per) { return (unsigned)((n + (long)AECD_THREADS * per - 1) / ((long)AECD_THREADS * per)); }
 

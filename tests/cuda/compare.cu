@@ -1,6 +1,8 @@
 /* compare.cu - one training step of a model on the CPU target (model.c) and on the CUDA
  * target (model.cu, its kernels under the emulator), from the same initial parameters and
- * the same batch: the loss terms, the output and every parameter gradient must agree.
+ * the same batch: the loss terms, the output and every parameter gradient must agree; then
+ * two steps of each optimizer (SGD plain, with momentum and Nesterov, Adam, AdamW) from that
+ * gradient, the runtime's aert_optim_step against model.cu's optim_step kernel.
  * Built by tests/cuda/target.sh against one generated folder:
  *
  *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none DIR/model_cpu.o build/libaert.a ...
@@ -16,7 +18,9 @@
 
 #include <vector>
 
-extern "C" int aert_init_params(const aert_model *m, float *params, uint64_t seed);
+extern "C" {
+#include "aert_internal.h"
+}
 
 static double worst_diff(const float *a, const float *b, long n) {
   double big = 0, worst = 0;
@@ -27,6 +31,34 @@ static double worst_diff(const float *a, const float *b, long n) {
     worst = fmax(worst, d);
   }
   return big > 0 ? worst / big : worst;
+}
+
+/* Two steps of m's optimizer from P with gradient G, on the host and on the device: the
+ * largest difference of the parameters, relative to their largest magnitude. */
+static double optimizer_steps(const aert_model *m, const std::vector<float> &P, const std::vector<float> &G) {
+  long n = m->param_floats;
+  aert_optimizer o;
+  if (aert_optim_init(&o, m) != 0) return INFINITY;
+  for (long i = 0; i < n; i++) o.m[i] = 0, o.v ? o.v[i] = 0 : 0;
+  std::vector<float> host = P, dev(n);
+  float *dp, *dg, *dm, *dv = NULL;
+  AEC_CHECK(cudaMalloc(&dp, sizeof(float) * n));
+  AEC_CHECK(cudaMalloc(&dg, sizeof(float) * n));
+  AEC_CHECK(cudaMalloc(&dm, sizeof(float) * n));
+  AEC_CHECK(cudaMemcpy(dp, P.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+  AEC_CHECK(cudaMemcpy(dg, G.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+  AEC_CHECK(cudaMemset(dm, 0, sizeof(float) * n));
+  if (o.v) {
+    AEC_CHECK(cudaMalloc(&dv, sizeof(float) * n));
+    AEC_CHECK(cudaMemset(dv, 0, sizeof(float) * n));
+  }
+  for (long step = 1; step <= 2; step++) {
+    aert_optim_step(&o, m, host.data(), G.data(), m->optim.lr);
+    aec_cuda_optim_step(dp, dg, dm, dv, &m->optim, step, m->optim.lr);
+  }
+  AEC_CHECK(cudaMemcpy(dev.data(), dp, sizeof(float) * n, cudaMemcpyDeviceToHost));
+  aert_optim_free(&o);
+  return worst_diff(host.data(), dev.data(), n);
 }
 
 int main(int argc, char **argv) {
@@ -63,6 +95,17 @@ int main(int argc, char **argv) {
     w = worst_diff(Gc.data() + p->offset, Gd.data() + p->offset, p->size);
     if (w > gw) gw = w, at = p->name;
   }
-  printf(", gradients %.1e (%s)\n", gw, at);
-  return fmax(worst, gw) <= tol ? 0 : 1;
+  printf(", gradients %.1e (%s)", gw, at);
+  static const struct { const char *name; aert_opt_kind kind; float momentum, weight_decay; int nesterov; } opts[] = {
+      {"sgd", AERT_OPT_SGD, 0, 0, 0}, {"momentum", AERT_OPT_SGD, 0.9f, 1e-3f, 0}, {"nesterov", AERT_OPT_SGD, 0.9f, 0, 1},
+      {"adam", AERT_OPT_ADAM, 0, 1e-2f, 0}, {"adamw", AERT_OPT_ADAMW, 0, 0.05f, 0}};
+  double ow = 0;
+  for (const auto &o : opts) {
+    aert_model mo = *m;
+    mo.optim.kind = o.kind, mo.optim.momentum = o.momentum, mo.optim.weight_decay = o.weight_decay, mo.optim.nesterov = o.nesterov;
+    if (o.kind == AERT_OPT_SGD) mo.optim.lr = 0.01f;
+    ow = fmax(ow, optimizer_steps(&mo, P, Gc));
+  }
+  printf(", optimizer steps %.1e\n", ow);
+  return fmax(fmax(worst, gw), ow) <= tol ? 0 : 1;
 }
