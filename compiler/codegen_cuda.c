@@ -32,7 +32,6 @@ static const char *unsupported_kernel(const ae_kernel *k) {
   const ae_node *n = k->node;
   switch (k->kind) {
   case K_CONV_T: return "conv_transpose";
-  case K_BATCHNORM: return "batchnorm";
   case K_UPSAMPLE: return n->bilinear ? "upsample(mode=bilinear)" : NULL;
   case K_POOL: return n->stride < n->k ? (n->op == OP_MAXPOOL ? "maxpool with overlapping windows" : "avgpool with overlapping windows") : NULL;
   default: return NULL;
@@ -290,6 +289,58 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     if (has_grad(e, s))
       OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
   }
+  OUT("}\n");
+}
+
+/* ---- batch norm: a block per channel for the statistics, as aert_batchnorm_forward and
+ * aert_batchnorm_backward (sums in double, in a fixed order) ------------------------------ */
+static void emit_batchnorm(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *n = k->node, *x = ((ae_view *)k->src.items[0])->node;
+  int c = channels(k->out);
+  long N = (long)e->p->batch * elems(k->out), rows = N / c;
+  const char *A = act_enum(k->act), *al = flt(e, act_alpha(k->act)), *mom = flt(e, n->momentum), *eps = flt(e, n->eps);
+  OUT("/* %s_stats: the batch's mean and 1/std per channel (or the running ones), the running statistics\n"
+      " * updated; launch %d blocks of 256, one per channel */\n", name, c);
+  OUT(GLOBAL "%s_stats(" CF "x, float *rmean, float *rvar, " F "stats, int use_batch) {\n"
+      "  const int ch = blockIdx.x;\n  const float momentum = %s, eps = %s;\n  double mean = rmean[ch], var = rvar[ch];\n"
+      "  if (use_batch) {\n    double s = 0, ss = 0;\n    for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) s += x[r * %d + ch];\n"
+      "    mean = aecd_block_total(s) / %ld.0;\n    for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n"
+      "      double d = x[r * %d + ch] - mean;\n      ss += d * d;\n    }\n    var = aecd_block_total(ss) / %ld.0;\n"
+      "    if (threadIdx.x == 0) {\n      rmean[ch] = (float)((1 - momentum) * rmean[ch] + momentum * mean);\n"
+      "      rvar[ch] = (float)((1 - momentum) * rvar[ch] + momentum * var * %ld.0 / %ld.0);\n    }\n  }\n"
+      "  if (threadIdx.x == 0) {\n    stats[ch] = (float)mean;\n    stats[%d + ch] = (float)(1.0 / sqrt(var + eps));\n  }\n}\n",
+      name, mom, eps, rows, c, rows, rows, c, rows, rows, rows > 1 ? rows - 1 : 1, c);
+  OUT("/* %s_fwd: y = %s(gamma (x - mean) / std + beta); launch %ld blocks of 256 */\n", name, ae_op_name(k->act ? k->act->op : OP_LINEAR),
+      ew_blocks(N));
+  OUT(GLOBAL "%s_fwd(" CF "x, " CF "gamma, " CF "beta, " CF "stats, " F "y) {\n  AECD_FOR(i, %ldL) {\n    int ch = (int)(i %% %d);\n"
+      "    y[i] = aecd_act<%s>(gamma[ch] * (x[i] - stats[ch]) * stats[%d + ch] + beta[ch], %s);\n  }\n}\n", name, N, c, A, c, al);
+  bool bwd = ae_kernel_has_backward(e->p, k), dx = bwd && has_grad(e, x), dw = bwd && !k->w->frozen;
+  if (bwd && k->act && k->act->op != OP_LINEAR)
+    OUT("/* %s_dact: dy *= %s'(y) in place; launch %ld blocks of 256 */\n" GLOBAL "%s_dact(" F "dy, " CF "y) {\n"
+        "  AECD_FOR(i, %ldL) dy[i] *= aecd_act_grad<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(N), name, N, A, al);
+  if (dx || dw) {
+    OUT("/* %s_bwd: per channel the sums of dy and dy xhat, dgamma and dbeta, then dx; launch %d blocks of 256 */\n", name, c);
+    OUT(GLOBAL "%s_bwd(" CF "dy, " CF "x, " CF "gamma, " CF "stats, float *dx, float *dgamma, float *dbeta, int use_batch) {\n"
+        "  const int ch = blockIdx.x;\n  const float mean = stats[ch], inv = stats[%d + ch];\n  double sd = 0, sdx = 0;\n"
+        "  for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n    sd += dy[r * %d + ch];\n"
+        "    sdx += dy[r * %d + ch] * (x[r * %d + ch] - mean) * inv;\n  }\n  sd = aecd_block_total(sd);\n  sdx = aecd_block_total(sdx);\n"
+        "  if (dgamma && threadIdx.x == 0) {\n    dgamma[ch] += (float)sdx;\n    dbeta[ch] += (float)sd;\n  }\n  if (!dx) return;\n"
+        "  for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n    long i = r * %d + ch;\n    float xhat = (x[i] - mean) * inv;\n"
+        "    dx[i] += use_batch ? gamma[ch] * inv * (float)(dy[i] - sd / %ld.0 - xhat * sdx / %ld.0) : gamma[ch] * inv * dy[i];\n  }\n}\n",
+        name, c, rows, c, c, c, rows, c, rows, rows);
+  }
+  const char *y = val(e, k->out), *st = ae_sprintf(e->a, "r->%s", buf_name(e, &k->stats));
+  const char *use = k->w->frozen ? "0" : "r->training";
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, 0, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
+      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
+      pval(e, k->rvar), st, use, name, ew_blocks(N), val(e, x), pval(e, k->w), pval(e, k->b), st, y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(N), dy, y);
+  if (dx || dw)
+    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
+        dx ? grad(e, x) : "(float *)NULL", dw ? pgrad(e, k->w) : "(float *)NULL", dw ? pgrad(e, k->b) : "(float *)NULL", k->w->frozen ? 0 : 1);
   OUT("}\n");
 }
 
@@ -767,6 +818,13 @@ static void emit_host_glue(emitter *e) {
     OUT("  AEC_CHECK(cudaMemcpy(A + %ld, r.%s, sizeof(float) * %ld, cudaMemcpyDeviceToHost));   /* the %s */\n", b->off,
         buf_name(e, b), (long)p->batch * elems(keep[i]), i ? "latent" : "output");
   }
+  for (int i = 0; i < p->kernels.len; i++) {   /* batch norm's running statistics, which training updates in P as model.c does */
+    const ae_kernel *k = p->kernels.items[i];
+    if (k->kind != K_BATCHNORM || k->w->frozen) continue;
+    OUT("  if (training) {   /* the running statistics of %s */\n", ae_kernel_name(e->a, k));
+    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n", k->rmean->offset, k->rmean->offset, k->rmean->size);
+    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n  }\n", k->rvar->offset, k->rvar->offset, k->rvar->size);
+  }
   OUT("  return loss;\n}\n\n");
   OUT("static void cuda_backward(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed) {\n"
       "  run r = upload(P, A, X, T, 1, seed);\n  backward_kernels(&r);\n"
@@ -805,6 +863,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
     case K_CONV: emit_conv(e, k, names[i]); break;
     case K_DENSE: emit_dense(e, k, names[i]); break;
     case K_CONCAT: case K_ADD: emit_join(e, k, names[i]); break;
+    case K_BATCHNORM: emit_batchnorm(e, k, names[i]); break;
     default: emit_simple(e, k, names[i]);
     }
   }

@@ -180,6 +180,20 @@ __device__ __forceinline__ void aecd_optim_update(aecd_optim o, float *p, const 
   p[i] = pi - o.step_size * (mi / (sqrtf(vi) / o.bc2_sqrt + o.eps));
 }
 
+/* The sum of every thread's s over one block, handed to every thread: a fixed tree. */
+__device__ __forceinline__ double aecd_block_total(double s) {
+  __shared__ double part[AECD_THREADS];
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int h = AECD_THREADS / 2; h > 0; h /= 2) {
+    if ((int)threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
+    __syncthreads();
+  }
+  double total = part[0];
+  __syncthreads();   /* before the next call writes part */
+  return total;
+}
+
 /* Blocks for a loop of n elements, `per` per thread: the grid of an elementwise kernel. */
 constexpr unsigned aecd_blocks(long n, int per) { return (unsigned)((n + (long)AECD_THREADS * per - 1) / ((long)AECD_THREADS * per)); }
 

@@ -72,12 +72,16 @@ int main(int argc, char **argv) {
     T[i] = !m->n_classes ? aert_uniform(13, i) : i % 7 == 3 ? -1.0f   /* a skipped (ignored) label */
                                                 : (float)(aert_hash64(i) % (uint64_t)m->n_classes);
   aert_losses lc, ld;
-  m->forward(P.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
-  m->backward(P.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
-  cuda_forward(P.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
-  cuda_backward(P.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
+  std::vector<float> Pc = P, Pd = P;   /* training updates batch norm's running statistics in them */
+  m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
+  m->backward(Pc.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
+  cuda_forward(Pd.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
+  cuda_backward(Pd.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
   double worst = worst_diff(&lc.total, &ld.total, 1), w;
   printf("loss %.9g / %.9g", lc.total, ld.total);
+  w = worst_diff(Pc.data(), Pd.data(), m->param_floats);
+  if (w > 0) printf(", parameters after the forward pass %.1e", w);
+  worst = fmax(worst, w);
   for (int t = 0; t < m->n_loss_terms; t++) worst = fmax(worst, worst_diff(&lc.term[t], &ld.term[t], 1));
   w = worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size);
   printf(", output %.1e", w);
@@ -87,6 +91,12 @@ int main(int argc, char **argv) {
     printf(", latent %.1e", w);
     worst = fmax(worst, w);
   }
+  aert_losses ec, ed;   /* evaluation: no noise or dropout, batch norm's running statistics */
+  m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 0, 5, &ec);
+  cuda_forward(Pd.data(), Ad.data(), X.data(), T.data(), 0, 5, &ed);
+  w = fmax(worst_diff(&ec.total, &ed.total, 1), worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size));
+  printf(", evaluation %.1e", w);
+  worst = fmax(worst, w);
   const char *at = "all equal";
   double gw = 0;
   for (int k = 0; k < m->n_params; k++) {
