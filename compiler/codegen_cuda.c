@@ -206,12 +206,19 @@ static conv_geom conv_geom_of(const ae_kernel *k) {
                      n->pad_same ? (n->k - 1) / 2 : 0, n->units};
 }
 
+/* "o * s - pad": where the window of output o starts, without the parts that do nothing. */
+static const char *window_start(emitter *e, const char *o, int s, int pad) {
+  const char *x = s == 1 ? o : ae_sprintf(e->a, "%s * %d", o, s);
+  return pad ? ae_sprintf(e->a, "%s - %d", x, pad) : x;
+}
+
 /* NAME_in(sources, row, k): the stacked, padded input of the window, read in place. */
 static void emit_conv_input(emitter *e, const ae_kernel *k, const char *name, conv_geom g) {
   OUT("__device__ __forceinline__ float %s_in(", name);
   for (int i = 0; i < k->src.len; i++) OUT("%s" CF "s%d", i ? ", " : "", i);
   OUT(", int row, int k) {\n  int n = row / %d, q = row %% %d, tap = k / %d, c = k %% %d;\n", g.ho * g.wo, g.ho * g.wo, g.c, g.c);
-  OUT("  int ih = q / %d * %d - %d + tap / %d, iw = q %% %d * %d - %d + tap %% %d;\n", g.wo, g.s, g.pad, g.k, g.wo, g.s, g.pad, g.k);
+  OUT("  int ih = %s + tap / %d, iw = %s + tap %% %d;\n", window_start(e, ae_sprintf(e->a, "q / %d", g.wo), g.s, g.pad), g.k,
+      window_start(e, ae_sprintf(e->a, "q %% %d", g.wo), g.s, g.pad), g.k);
   OUT("  if (ih < 0 || ih >= %d || iw < 0 || iw >= %d) return 0.0f;\n", g.h, g.w);
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
@@ -231,14 +238,16 @@ static void emit_conv_dx(emitter *e, const ae_kernel *k, const char *name, conv_
   const ae_view *v = k->src.items[i];
   int f = v->factor, c = channels(v->node), sh = g.h / f, sw = g.w / f, win = g.k * g.k * g.cout;
   *gx = gemm_of((long)e->p->batch * sh * sw, c, (long)f * f * win);
-  gemm_comment(e, ae_sprintf(e->a, "%s_dx%d", name, i), ae_sprintf(e->a, "d%s += the window's dy w^T%s",
+  gemm_comment(e, ae_sprintf(e->a, "%s_dx%d", name, i), ae_sprintf(e->a, "the gradient of %s += the windows' dy w^T%s",
                                                                    v->node->name ? v->node->name : "x",
                                                                    f > 1 ? ae_sprintf(e->a, " over each %dx%d block", f, f) : ""), *gx);
   OUT(GLOBAL "%s_dx%d(" CF "dy, " CF "w, " F "dx) {\n  %s(\n    [=](int i, int k) {\n", name, i, gemm_call(e, *gx));
   OUT("      int n = i / %d, q = i %% %d, t = k %% %d, tap = t / %d, co = t %% %d;\n", sh * sw, sh * sw, win, g.cout, g.cout);
   if (f > 1) OUT("      int sub = k / %d;\n", win);
   const char *dh = f > 1 ? ae_sprintf(e->a, " + sub / %d", f) : "", *dw = f > 1 ? ae_sprintf(e->a, " + sub %% %d", f) : "";
-  OUT("      int th = q / %d * %d%s + %d - tap / %d, tw = q %% %d * %d%s + %d - tap %% %d;\n", sw, f, dh, g.pad, g.k, sw, f, dw, g.pad, g.k);
+  const char *pad = g.pad ? ae_sprintf(e->a, " + %d", g.pad) : "";
+  OUT("      int th = q / %d%s%s%s - tap / %d, tw = q %% %d%s%s%s - tap %% %d;\n", sw, f > 1 ? ae_sprintf(e->a, " * %d", f) : "", dh, pad, g.k,
+      sw, f > 1 ? ae_sprintf(e->a, " * %d", f) : "", dw, pad, g.k);
   if (g.s > 1) OUT("      if (th < 0 || tw < 0 || th %% %d || tw %% %d) return 0.0f;\n      th /= %d, tw /= %d;\n", g.s, g.s, g.s, g.s);
   else OUT("      if (th < 0 || tw < 0) return 0.0f;\n");
   OUT("      if (th >= %d || tw >= %d) return 0.0f;\n      return dy[(((long)n * %d + th) * %d + tw) * %d + co];\n    },\n", g.ho, g.wo,

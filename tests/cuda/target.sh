@@ -12,7 +12,9 @@
 #      Training runs few steps: Adam turns rounding-level differences of gradients that are
 #      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
 #      1e-4 after ten steps) although each step agrees;
-#  (c) an op the target does not have is refused with its spec line, and nothing is built.
+#  (c) an op the target does not have is refused with its spec line, and nothing is built;
+#  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
+#      answers --help here (training needs a GPU).
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -26,7 +28,7 @@ fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
-cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 img2img:4:0:0 ops:4:0:0"}
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 ops:4:0:0"}
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
@@ -109,3 +111,10 @@ grep -q "specs/conv_ae_transpose.ae:10:8: error: conv_transpose is not in the CU
   fail "the refusal does not name the spec line: $(cat "$out/refused.log")"
 [ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
 echo "an op not in the CUDA target is refused at its spec line"
+
+# (d) the real trainer links
+mkdir -p "$out/dense_ae"
+( cd "$out/dense_ae" && "$root/bin/aec" build --target cuda --batch 8 --out nvcc "$root/specs/dense_ae.ae" >build-nvcc.log 2>&1 ) ||
+  fail "nvcc did not build bin/dense_ae-cuda: $(tail -5 "$out/dense_ae/build-nvcc.log")"
+"$out/dense_ae/bin/dense_ae-cuda" --help | grep -q "model dense_ae" || fail "bin/dense_ae-cuda --help does not name its model"
+echo "nvcc builds and links bin/dense_ae-cuda"
