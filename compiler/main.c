@@ -124,22 +124,25 @@ static int compile_cuda_trainer(const char *dir, const char *name, bool emulate)
   const char *cc = getenv("CC") ? getenv("CC") : "cc", *cxx = getenv("CXX") ? getenv("CXX") : "g++";
   const char *nvcc = getenv("NVCC") ? getenv("NVCC") : "/usr/local/cuda/bin/nvcc";
   const char *libs = "-lopenblas -ltiff -lpng -lz -lpthread -lm";
-  char cmd[6 * PATH_MAX];
+  char cmd[6 * PATH_MAX], obj[64];   /* model.c's object lives beside the trainer, not in the generated folder */
+  snprintf(obj, sizeof obj, "bin/%.40s-cuda.o", name);
   snprintf(cmd, sizeof cmd, "%s -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -DAEC_NO_MAIN -I'%s/runtime' -I'%s'"
-           " -c -o '%s/model_cpu.o' '%s/model.c'", cc, root, dir, dir, dir);
+           " -c -o '%s' '%s/model.c'", cc, root, dir, obj, dir);
   printf("%s\n", cmd);
   fflush(stdout);
   if (system(cmd) != 0) { fprintf(stderr, "aec: compiling model.c for the CUDA trainer of '%s' failed\n", name); return 1; }
   if (emulate)
     snprintf(cmd, sizeof cmd, "%s -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I'%s/runtime' -I'%s'"
-             " -o 'bin/%s-cuda-emu' -x c++ '%s/model.cu' -x none '%s/model_cpu.o' '%s/build/libaert.a' %s",
-             cxx, root, dir, name, dir, dir, root, libs);
+             " -o 'bin/%s-cuda-emu' -x c++ '%s/model.cu' -x none '%s' '%s/build/libaert.a' %s",
+             cxx, root, dir, name, dir, obj, root, libs);
   else
-    snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s/model_cpu.o'"
-             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp", nvcc, root, dir, name, dir, dir, root, libs);
+    snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
+             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp", nvcc, root, dir, name, dir, obj, root, libs);
   printf("%s\n", cmd);
   fflush(stdout);
-  if (system(cmd) != 0) { fprintf(stderr, "aec: compiling model.cu for '%s' failed\n", name); return 1; }
+  int rc = system(cmd);
+  remove(obj);
+  if (rc != 0) { fprintf(stderr, "aec: compiling model.cu for '%s' failed\n", name); return 1; }
   printf("built bin/%s-cuda%s\n", name, emulate ? "-emu" : "");
   return 0;
 }

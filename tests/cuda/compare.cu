@@ -5,7 +5,8 @@
  * gradient, the runtime's aert_optim_step against model.cu's optim_step kernel.
  * Built by tests/cuda/target.sh against one generated folder:
  *
- *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none DIR/model_cpu.o build/libaert.a ...
+ *   cc -DAEC_NO_MAIN -c DIR/model.c -o model_cpu.o ...
+ *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none model_cpu.o build/libaert.a ...
  *   compare TOL      prints the worst differences; exit status 1 when one is over TOL
  *
  * A difference is taken relative to the largest magnitude of its tensor (or of the loss),

@@ -59,10 +59,12 @@ for c in $cases; do
     ( cd "$dir" && "$root/bin/aec" build --target cuda --emulate --batch "$batch" --out cuda "$spec" >build-cuda.log 2>&1 ) ||
       fail "$name: the emulated CUDA trainer did not build: $(tail -5 "$dir/build-cuda.log")"
   else
-    "$root/bin/aec" build --target cuda --no-compile --batch "$batch" --out "$dir/cuda" "$spec" >"$dir/build-cuda.log" 2>&1 &&
-      ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$dir/cuda" -c -o "$dir/cuda/model_cpu.o" "$dir/cuda/model.c" ||
-      fail "$name: model.cu or model.c did not build: $(tail -5 "$dir/build-cuda.log")"
+    "$root/bin/aec" build --target cuda --no-compile --batch "$batch" --out "$dir/cuda" "$spec" >"$dir/build-cuda.log" 2>&1 ||
+      fail "$name: model.cu was not generated: $(tail -5 "$dir/build-cuda.log")"
   fi
+  [ ! -e "$dir/cuda/model_cpu.o" ] && [ ! -e "$dir/bin/$name-cuda.o" ] || fail "$name: aec build left model.c's object behind"
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$dir/cuda" -c -o "$dir/model_cpu.o" "$dir/cuda/model.c" ||
+    fail "$name: model.c did not compile"
 
   for arch in sm_90 sm_80; do   # both at once
     "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -I"$dir/cuda" -c "$dir/cuda/model.cu" -o "$dir/model_$arch.o" \
@@ -79,7 +81,7 @@ for c in $cases; do
   kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
   regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
 
-  $cxx -I"$dir/cuda" -o "$dir/compare" -x c++ tests/cuda/compare.cu -x none "$dir/cuda/model_cpu.o" $libs ||
+  $cxx -I"$dir/cuda" -o "$dir/compare" -x c++ tests/cuda/compare.cu -x none "$dir/model_cpu.o" $libs ||
     fail "$name: tests/cuda/compare.cu did not build"
   train="train --epochs $epochs --limit $limit --seed 3 --threads 1 --quiet"
   if [ "$epochs" -gt 0 ]; then
