@@ -31,7 +31,7 @@ static int channels(const ae_node *n) { return n->shape.rank ? n->shape.d[n->sha
 static const char *unsupported_kernel(const ae_kernel *k) {
   const ae_node *n = k->node;
   switch (k->kind) {
-  case K_CONV_T: return "conv_transpose";
+  case K_CONV_T: return k->src.len != 1 || ((ae_view *)k->src.items[0])->factor != 1 ? "conv_transpose of a folded input" : NULL;
   case K_UPSAMPLE: return n->bilinear ? "upsample(mode=bilinear)" : NULL;
   case K_POOL: return n->stride < n->k ? (n->op == OP_MAXPOOL ? "maxpool with overlapping windows" : "avgpool with overlapping windows") : NULL;
   default: return NULL;
@@ -298,6 +298,59 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
     if (has_grad(e, s))
       OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
   }
+  OUT("}\n");
+}
+
+/* ---- transposed convolution, as a gather: output pixel (oh, ow) takes tap (kh, kw) of input
+ * pixel ((oh + pad - kh) / s, (ow + pad - kw) / s) where that divides; weights [cin, k, k, cout]. */
+static void emit_conv_t(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *n = k->node, *x = ((ae_view *)k->src.items[0])->node;
+  int B = e->p->batch, h = x->shape.d[0], w = x->shape.d[1], cin = x->shape.d[2];
+  int ho = n->shape.d[0], wo = n->shape.d[1], cout = n->units, kk = n->k, s = n->stride, pad = n->pad_same ? (kk - 1) / 2 : 0;
+  long rows = (long)B * ho * wo, win = (long)kk * kk * cin, dwin = (long)kk * kk * cout;
+  const char *padp = pad ? ae_sprintf(e->a, " + %d", pad) : "";
+  OUT("__device__ __forceinline__ float %s_in(" CF "x, int row, int k) {   /* k = (kh, kw, ci) */\n", name);
+  OUT("  int n = row / %d, q = row %% %d, tap = k / %d, c = k %% %d;\n", ho * wo, ho * wo, cin, cin);
+  OUT("  int th = q / %d%s - tap / %d, tw = q %% %d%s - tap %% %d;\n", wo, padp, kk, wo, padp, kk);
+  if (s > 1) OUT("  if (th < 0 || tw < 0 || th %% %d || tw %% %d) return 0.0f;\n  th /= %d, tw /= %d;\n", s, s, s, s);
+  else OUT("  if (th < 0 || tw < 0) return 0.0f;\n");
+  OUT("  if (th >= %d || tw >= %d) return 0.0f;\n  return x[(((long)n * %d + th) * %d + tw) * %d + c];\n}\n", h, w, h, w, cin);
+  const char *wat = ae_sprintf(e->a, "w[((long)(k %% %d) * %d + k / %d) * %d + j]", cin, kk * kk, cin, cout);
+  gemm_shape f = gemm_of(rows, cout, win), gw = gemm_of(win, cout, rows), gx = gemm_of((long)B * h * w, cin, dwin);
+  gemm_comment(e, ae_sprintf(e->a, "%s_fwd", name), ae_sprintf(e->a, "y = %s(conv_transpose %dx%d /%d + b), implicit",
+                                                                 ae_op_name(k->act ? k->act->op : OP_LINEAR), kk, kk, s), f);
+  OUT(GLOBAL "%s_fwd(" CF "x, " CF "w, " CF "b, " F "y) {\n", name);
+  OUT("  %s([=](int i, int k) { return %s_in(x, i, k); }, [=](int k, int j) { return %s; },\n    %s);\n}\n", gemm_call(e, f), name,
+      wat, epilogue(e, k, cout));
+  bool bwd = ae_kernel_has_backward(e->p, k), dw = bwd && !k->w->frozen, dx = bwd && has_grad(e, x);
+  if (bwd) emit_dact_db(e, k, name, rows, cout);
+  if (dw) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dw", name), "dw += the gathered inputs^T dy", gw);
+    OUT(GLOBAL "%s_dw(" CF "x, " CF "dy, " F "dw) {\n", name);
+    OUT("  %s([=](int i, int k) { return %s_in(x, k, i); }, [=](int k, int j) { return dy[(long)k * %d + j]; },\n"
+        "    [=](int i, int j, float s) { dw[((long)(i %% %d) * %d + i / %d) * %d + j] += s; });\n}\n", gemm_call(e, gw), name, cout, cin,
+        kk * kk, cin, cout);
+  }
+  if (dx) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dx", name), "dx += the window of dy w^T (a plain convolution)", gx);
+    OUT(GLOBAL "%s_dx(" CF "dy, " CF "w, " F "dx) {\n  %s(\n    [=](int i, int k) {\n", name, gemm_call(e, gx));
+    OUT("      int n = i / %d, q = i %% %d, tap = k / %d, co = k %% %d;\n", h * w, h * w, cout, cout);
+    OUT("      int oh = %s + tap / %d, ow = %s + tap %% %d;\n", window_start(e, ae_sprintf(e->a, "q / %d", w), s, pad), kk,
+        window_start(e, ae_sprintf(e->a, "q %% %d", w), s, pad), kk);
+    OUT("      if (oh < 0 || oh >= %d || ow < 0 || ow >= %d) return 0.0f;\n      return dy[(((long)n * %d + oh) * %d + ow) * %d + co];\n    },\n",
+        ho, wo, ho, wo, cout);
+    OUT("    [=](int k, int j) { return w[((long)j * %d + k / %d) * %d + k %% %d]; },\n", kk * kk, cout, cout, cout);
+    OUT("    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", cin);
+  }
+  const char *y = val(e, k->out);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  launch_dact_db(e, k, name, rows, cout, dy, y);
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
   OUT("}\n");
 }
 
@@ -870,6 +923,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
     ae_emit_provenance(e->o, e->a, p, k);
     switch (k->kind) {
     case K_CONV: emit_conv(e, k, names[i]); break;
+    case K_CONV_T: emit_conv_t(e, k, names[i]); break;
     case K_DENSE: emit_dense(e, k, names[i]); break;
     case K_CONCAT: case K_ADD: emit_join(e, k, names[i]); break;
     case K_BATCHNORM: emit_batchnorm(e, k, names[i]); break;
