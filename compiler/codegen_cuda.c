@@ -40,7 +40,7 @@ static const char *unsupported_kernel(const ae_kernel *k) {
 
 static bool loss_supported(const ae_loss_term *t) {
   switch (t->kind) {
-  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL: case LOSS_L1: case LOSS_L2: return true;
+  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL: case LOSS_KL_SPARSITY: case LOSS_L1: case LOSS_L2: return true;
   case LOSS_SOFTMAX_XENT: return !t->auto_weights;
   default: return false;
   }
@@ -671,6 +671,17 @@ static void emit_loss_kernels(emitter *e, int i) {
     OUT(GLOBAL "%s_bwd(" CF "mu, " CF "lv, float *dmu, float *dlv) {\n  AECD_FOR(i, %ldL) {\n    if (dmu) dmu[i] += %s * mu[i] / %d;\n"
         "    if (dlv) dlv[i] += %s * -0.5f * (1 - expf(lv[i])) / %d;\n  }\n}\n", ln, n, W, B, W, B);
     break;
+  case LOSS_KL_SPARSITY: {   /* per unit: its mean activation over the batch, in batch order */
+    long units = elems(t->a);
+    const char *mean = ae_sprintf(e->a, "double m = 0;\n    for (int b = 0; b < %d; b++) m += z[(long)b * %ld + j];\n    m /= %d;\n"
+                                        "    if (m < 1e-7) m = 1e-7;\n    if (m > 1 - 1e-7) m = 1 - 1e-7;\n    const float rho = %s;\n",
+                                  B, units, B, flt(e, t->rho));
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "z", units,
+                    ae_sprintf(e->a, "long j = i;\n    %s    return rho * log(rho / m) + (1 - rho) * log((1 - rho) / (1 - m));", mean));
+    OUT(GLOBAL "%s_bwd(" CF "z, " F "dz) {\n  AECD_FOR(i, %ldL) {\n    long j = i %% %ld;\n    %s"
+        "    dz[i] += (float)(%s * (-rho / m + (1 - rho) / (1 - m)) / %d);\n  }\n}\n", ln, n, units, mean, W, B);
+    break;
+  }
   case LOSS_L1:
     emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "z", n, "return (double)fabsf(z[i]);");
     OUT(GLOBAL "%s_bwd(" CF "z, " F "dz) {\n  AECD_FOR(i, %ldL) dz[i] += %s / %d * (float)((z[i] > 0) - (z[i] < 0));\n}\n", ln, n, W, B);
@@ -716,7 +727,7 @@ static void emit_compute_loss(emitter *e) {
             i, b, s0 + 1, i, ew_blocks(n / m->n_classes), a, b, da, s0 + 1, i);
       break;
     case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
-    case LOSS_L1: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
+    case LOSS_L1: case LOSS_KL_SPARSITY: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
     case LOSS_L2:
       for (int j = 0, s = 0; j < e->p->params.len; j++) {
         const ae_tensor *w = e->p->params.items[j];
@@ -739,7 +750,7 @@ static void emit_compute_loss(emitter *e) {
     case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
       OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
       break;
-    case LOSS_L1: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
+    case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
     case LOSS_L2:
       for (int j = 0, s = 0; j < e->p->params.len; j++) {
         const ae_tensor *w = e->p->params.items[j];
@@ -768,6 +779,7 @@ static void emit_compute_loss(emitter *e) {
           t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : ae_sprintf(e->a, "sums[%d]", s0 + 1), i, s0, i);
       break;
     case LOSS_KL_NORMAL: case LOSS_L1: OUT("  t = (float)(sums[%d] / %d);\n  denom[%d] = %d.0;\n", s0, B, i, B); break;
+    case LOSS_KL_SPARSITY: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
     case LOSS_L2:
       OUT("  t = 0;\n");
       for (int s = 0; s < slots_of(e->p, t); s++) OUT("  t += (float)sums[%d];\n", s0 + s);

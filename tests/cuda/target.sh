@@ -105,11 +105,11 @@ $(cat "$dir/run-$order/train.csv")"
   $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
 done
 
-# (c) refusal: the kl_sparsity loss is not in the target yet
-if bin/aec build --target cuda --no-compile --out "$out/refused" specs/sparse_kl_ae.ae >"$out/refused.log" 2>&1; then
-  fail "sparse_kl_ae.ae was built for CUDA, but kl_sparsity is not in the target"
+# (c) refusal: class weights from the data (weights = auto) are not in the target yet
+if bin/aec build --target cuda --no-compile --out "$out/refused" specs/unet_landcover_small.ae >"$out/refused.log" 2>&1; then
+  fail "unet_landcover_small.ae was built for CUDA, but weights = auto is not in the target"
 fi
-grep -q "specs/sparse_kl_ae.ae:11:26: error: the loss kl_sparsity is not in the CUDA target yet" "$out/refused.log" ||
+grep -q "specs/unet_landcover_small.ae:18:8: error: the loss softmax_xent with weights = auto is not in the CUDA target yet" "$out/refused.log" ||
   fail "the refusal does not name the spec line: $(cat "$out/refused.log")"
 [ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
 echo "a loss not in the CUDA target is refused at its spec line"
