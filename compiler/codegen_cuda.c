@@ -19,6 +19,8 @@ typedef struct {
   int n_bufs;
   int n_slots;               /* the loss's double sums on the device */
   int *slot;                 /* per loss term: its first sum */
+  int *cw_at;                /* per loss term: its class weights in r->cw, or -1 */
+  int n_cw;                  /* floats of class weights */
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -41,7 +43,7 @@ static const char *unsupported_kernel(const ae_kernel *k) {
 static bool loss_supported(const ae_loss_term *t) {
   switch (t->kind) {
   case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL: case LOSS_KL_SPARSITY: case LOSS_L1: case LOSS_L2: return true;
-  case LOSS_SOFTMAX_XENT: return !t->auto_weights;
+  case LOSS_SOFTMAX_XENT: return true;
   default: return false;
   }
 }
@@ -55,9 +57,7 @@ bool ae_cuda_supported(ae_diag *d, const ae_program *p) {
   }
   for (int i = 0; i < p->m->losses.len; i++) {
     const ae_loss_term *t = p->m->losses.items[i];
-    if (!loss_supported(t))
-      ae_error(d, t->loc, "the loss %s%s is not in the CUDA target yet", ae_loss_name(t->kind),
-               t->auto_weights ? " with weights = auto" : "");
+    if (!loss_supported(t)) ae_error(d, t->loc, "the loss %s is not in the CUDA target yet", ae_loss_name(t->kind));
   }
   if (p->ranks > 1) ae_error_noloc(d, p->m->src->path, "data-parallel training (--mpi) is not in the CUDA target yet");
   return d->errors == before;
@@ -645,24 +645,19 @@ static void emit_loss_kernels(emitter *e, int i) {
   case LOSS_SOFTMAX_XENT: {
     int c = e->p->m->n_classes;
     long rows = n / c;
-    const char *w = "1.0";
-    if (t->n_weights) {
-      OUT("__constant__ float class_weights_%d[%d] = {", i, t->n_weights);
-      for (int j = 0; j < t->n_weights; j++) OUT("%s%s", j ? ", " : "", flt(e, t->class_weights[j]));
-      OUT("};\n");
-      w = ae_sprintf(e->a, "(double)class_weights_%d[k]", i);
-    }
-    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "logits, " CF "t", rows,
+    bool weighted = e->cw_at[i] >= 0;
+    const char *w = weighted ? "(double)cw[k]" : "1.0", *cwp = weighted ? ", " CF "cw" : "";
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), ae_sprintf(e->a, CF "logits, " CF "t%s", cwp), rows,
                     ae_sprintf(e->a, "long r = i;\n    int k = (int)t[r];\n    if (k < 0 || k >= %d) return 0.0;\n    %s"
                                      "    float pk = (float)(expf(x[k] - mx) / sum);\n    double pt = pk > 1e-30f ? pk : 1e-30f;\n"
                                      "    return -(%s * log(pt));", c, softmax_head(e, c), w));
-    emit_sum_kernel(e, ae_sprintf(e->a, "%s_wsum", ln), CF "t", rows,
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_wsum", ln), ae_sprintf(e->a, CF "t%s", cwp), rows,
                     ae_sprintf(e->a, "int k = (int)t[i];\n    return k < 0 || k >= %d ? 0.0 : %s;", c, w));
-    OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t, " F "dl, const double *wsum, double global) {\n"
+    OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t%s, " F "dl, const double *wsum, double global) {\n"
         "  double denom = global > 0 ? global : %s;\n  if (denom <= 0) return;\n  AECD_FOR(r, %ldL) {\n"
         "    int k = (int)t[r];\n    if (k < 0 || k >= %d) continue;\n    %s    float g = (float)(%s * %s / denom);\n"
         "    for (int j = 0; j < %d; j++) dl[r * %d + j] += g * ((float)(expf(x[j] - mx) / sum) - (j == k));\n  }\n}\n",
-        ln, t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : "*wsum", rows, c, softmax_head(e, c), w, W, c, c);
+        ln, cwp, t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : "*wsum", rows, c, softmax_head(e, c), w, W, c, c);
     break;
   }
   case LOSS_KL_NORMAL:
@@ -720,12 +715,14 @@ static void emit_compute_loss(emitter *e) {
     switch (t->kind) {
     case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
     case LOSS_BCE: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
-    case LOSS_SOFTMAX_XENT:
+    case LOSS_SOFTMAX_XENT: {
+      const char *cw = e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
       if (strcmp(da, "(float *)NULL"))
-        OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n"
-            "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, %s, r->sums + %d, shard->global_denom[%d]);\n",
-            i, b, s0 + 1, i, ew_blocks(n / m->n_classes), a, b, da, s0 + 1, i);
+        OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
+            "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
+            i, b, cw, s0 + 1, i, ew_blocks(n / m->n_classes), a, b, cw, da, s0 + 1, i);
       break;
+    }
     case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
     case LOSS_L1: case LOSS_KL_SPARSITY: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
     case LOSS_L2:
@@ -746,7 +743,12 @@ static void emit_compute_loss(emitter *e) {
     const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
     long n = t->a ? (long)B * elems(t->a) : 0;
     switch (t->kind) {
-    case LOSS_SOFTMAX_XENT: OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, b, s0 + 1); /* fall through */
+    case LOSS_SOFTMAX_XENT: {
+      const char *cw = e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
+      OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, cw, s0 + 1);
+      OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, cw, s0);
+      break;
+    }
     case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
       OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
       break;
@@ -799,10 +801,10 @@ static void emit_run(emitter *e) {
       " * arena (laid out as model.c's; `aec dump --stage mem` prints it), the batch and the\n"
       " * loss's sums, and one pointer per buffer of the arena, named as in model.c. */\n");
   OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n  uint64_t seed;\n  int training;\n  uint64_t first;\n"
-      "  double *sums;\n");
+      "  double *sums;\n  const float *cw;   /* the class weights of the class losses */\n");
   for (int i = 0; i < e->n_bufs; i++) OUT("  float *%s;\n", e->bufs[i].ident);
   OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed, int training,\n"
-      "                 uint64_t first, double *sums) {\n  run r = {P, G, A, X, T, seed, training, first, sums");
+      "                 uint64_t first, double *sums, const float *cw) {\n  run r = {P, G, A, X, T, seed, training, first, sums, cw");
   for (int i = 0; i < e->n_bufs; i++) OUT(",\n             A + %ld", e->bufs[i].b->off);
   OUT("};\n  return r;\n}\n");
 }
@@ -866,14 +868,34 @@ static void emit_host_glue(emitter *e) {
   const ae_model *m = p->m;
   long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
   OUT("\n/* ==== host glue: host pointers in, device buffers, copies (to be replaced by the runtime's device layer) ==== */\n");
-  OUT("#define AEC_HOST_ARENAS 8\nstatic struct {\n  float *P, *G, *X, *T;\n  double *sums;\n"
+  const ae_model *mm = m;
+  if (e->n_cw) {
+    OUT("/* The class weights of the class losses, uploaded with every batch: constants, or for\n"
+        " * weights = auto what the trainer sets from the class frequencies. */\nstatic float class_weights[%d] = {", e->n_cw);
+    for (int i = 0, first = 1; i < mm->losses.len; i++) {
+      const ae_loss_term *t = mm->losses.items[i];
+      for (int j = 0; e->cw_at[i] >= 0 && j < mm->n_classes; j++, first = 0)
+        OUT("%s%s", first ? "" : ", ", t->auto_weights ? "1.0f" : flt(e, t->class_weights[j]));
+    }
+    OUT("};\n");
+  }
+  bool any_auto = false;
+  for (int i = 0; i < mm->losses.len; i++) any_auto = any_auto || ((ae_loss_term *)mm->losses.items[i])->auto_weights;
+  if (any_auto) {
+    OUT("static void cuda_set_class_weights(const float *w) {\n");
+    for (int i = 0; i < mm->losses.len; i++)
+      if (((ae_loss_term *)mm->losses.items[i])->auto_weights)
+        OUT("  memcpy(class_weights + %d, w, sizeof(float) * %d);\n", e->cw_at[i], mm->n_classes);
+    OUT("}\n");
+  }
+  OUT("\n#define AEC_HOST_ARENAS 8\nstatic struct {\n  float *P, *G, *X, *T, *cw;\n  double *sums;\n"
       "  const float *host[AEC_HOST_ARENAS];   /* a device arena per host arena the runtime passes */\n"
       "  float *arena[AEC_HOST_ARENAS];\n} dev;\n\n");
   OUT("template <class T> static T *device_alloc(long n) {\n  T *p;\n  AEC_CHECK(cudaMalloc(&p, sizeof(T) * (size_t)(n > 0 ? n : 1)));\n  return p;\n}\n\n");
   OUT("/* The device arena that mirrors host arena A (forward and backward of a step share one). */\n"
       "static float *device_arena(const float *A) {\n  if (!dev.P) {\n    dev.P = device_alloc<float>(%ldL);\n    dev.G = device_alloc<float>(%ldL);\n"
-      "    dev.X = device_alloc<float>(%ldL);\n    dev.T = device_alloc<float>(%ldL);\n    dev.sums = device_alloc<double>(%d);\n  }\n",
-      p->param_floats, p->param_floats, in, tg, e->n_slots);
+      "    dev.X = device_alloc<float>(%ldL);\n    dev.T = device_alloc<float>(%ldL);\n    dev.sums = device_alloc<double>(%d);\n"
+      "    dev.cw = device_alloc<float>(%d);\n  }\n", p->param_floats, p->param_floats, in, tg, e->n_slots, e->n_cw);
   OUT("  for (int i = 0; i < AEC_HOST_ARENAS; i++) {\n    if (dev.host[i] == A) return dev.arena[i];\n"
       "    if (!dev.host[i]) {\n      dev.host[i] = A;\n      return dev.arena[i] = device_alloc<float>(%ldL);\n    }\n  }\n"
       "  fprintf(stderr, \"model.cu: more than %%d arenas\\n\", AEC_HOST_ARENAS);\n  exit(1);\n}\n\n", p->arena_floats);
@@ -882,7 +904,8 @@ static void emit_host_glue(emitter *e) {
       "  AEC_CHECK(cudaMemcpy(dev.X, X, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", p->param_floats, in);
   if (tg) OUT("  AEC_CHECK(cudaMemcpy(dev.T, T, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", tg);
   else OUT("  (void)T;\n");
-  OUT("  return place(dev.P, dev.G, dA, dev.X, dev.T, seed, training, shard->first, dev.sums);\n}\n\n");
+  if (e->n_cw) OUT("  AEC_CHECK(cudaMemcpy(dev.cw, class_weights, sizeof class_weights, cudaMemcpyHostToDevice));\n");
+  OUT("  return place(dev.P, dev.G, dA, dev.X, dev.T, seed, training, shard->first, dev.sums, dev.cw);\n}\n\n");
   OUT("static float cuda_forward(const float *P, float *A, const float *X, const float *T, int training, uint64_t seed,\n"
       "                          aert_losses *losses) {\n  run r = upload(P, A, X, T, training, seed);\n  float loss = forward_kernels(&r, losses);\n");
   const ae_node *keep[2] = {p->root[m->output->id], m->latent ? p->root[m->latent->id] : NULL};
@@ -906,8 +929,10 @@ static void emit_host_glue(emitter *e) {
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) with this file's forward and\n"
       " * backward: the runtime and its commands run the model unchanged. The decoder alone\n"
       " * (sample, interpolate) still runs model.c's kernels on the CPU. */\n");
-  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = aec_model;\n  m.forward = cuda_forward;\n"
-      "  m.backward = cuda_backward;\n  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
+  OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.forward = cuda_forward;\n  m.backward = cuda_backward;\n%s"
+      "  return m;\n}\n\n", any_auto ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
+  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
+      "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
 
 static void emit_model_cu(emitter *e, const char *hash) {
@@ -915,9 +940,13 @@ static void emit_model_cu(emitter *e, const char *hash) {
   const ae_model *m = p->m;
   e->bufs = ae_plan_buffers(e->a, p, &e->n_bufs);
   e->slot = ae_alloc(e->a, sizeof(int) * (size_t)(m->losses.len + 1));
+  e->cw_at = ae_alloc(e->a, sizeof(int) * (size_t)(m->losses.len + 1));
   for (int i = 0; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
     e->slot[i] = e->n_slots;
-    e->n_slots += slots_of(p, m->losses.items[i]);
+    e->n_slots += slots_of(p, t);
+    e->cw_at[i] = t->kind == LOSS_SOFTMAX_XENT && (t->n_weights || t->auto_weights) ? e->n_cw : -1;
+    if (e->cw_at[i] >= 0) e->n_cw += m->n_classes;
   }
   OUT("/* model.cu - generated by aec from %s (spec hash %s); do not edit, change the spec instead.\n", m->src->path, hash);
   OUT(" * The CUDA target for model %s at batch %d: %d fused kernels, each a __global__ per step with\n"
@@ -954,7 +983,7 @@ bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char 
   char *path = ae_sprintf(a, "%s/model.cu", dir);
   FILE *f = fopen(path, "w");
   if (!f) { fprintf(stderr, "aec: cannot write '%s': %s\n", path, strerror(errno)); return false; }
-  emitter em = {a, p, f, NULL, 0, 0, NULL};
+  emitter em = {a, p, f, NULL, 0, 0, NULL, NULL, 0};
   emit_model_cu(&em, hash);
   bool ok = !ferror(f);
   ok = fclose(f) == 0 && ok;

@@ -11,6 +11,7 @@
 #include "aert_cuda.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "aert.h"
 

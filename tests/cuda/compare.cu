@@ -64,7 +64,13 @@ static double optimizer_steps(const aert_model *m, const std::vector<float> &P, 
 
 int main(int argc, char **argv) {
   double tol = argc > 1 ? atof(argv[1]) : 1e-5;
-  const aert_model *m = &aec_model;
+  const aert_model *m = &aec_model, cuda = cuda_descriptor();
+  if (m->set_class_weights) {   /* weights = auto: what a trainer would set, on both sides */
+    float w[AERT_MAX_CLASSES];
+    for (int c = 0; c < m->n_classes; c++) w[c] = 0.5f + 0.25f * (float)c;
+    m->set_class_weights(w);
+    cuda.set_class_weights(w);
+  }
   std::vector<float> P(m->param_floats), Gc(m->param_floats), Gd(m->param_floats), Ac(m->arena_floats), Ad(m->arena_floats);
   if (aert_init_params(m, P.data(), 3) != 0) return 2;
   std::vector<float> X(m->batch * m->in_size), T(m->batch * (m->target_size ? m->target_size : 1));
@@ -76,8 +82,8 @@ int main(int argc, char **argv) {
   std::vector<float> Pc = P, Pd = P;   /* training updates batch norm's running statistics in them */
   m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
   m->backward(Pc.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
-  cuda_forward(Pd.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
-  cuda_backward(Pd.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
+  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
+  cuda.backward(Pd.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
   double worst = worst_diff(&lc.total, &ld.total, 1), w;
   printf("loss %.9g / %.9g", lc.total, ld.total);
   w = worst_diff(Pc.data(), Pd.data(), m->param_floats);
@@ -94,7 +100,7 @@ int main(int argc, char **argv) {
   }
   aert_losses ec, ed;   /* evaluation: no noise or dropout, batch norm's running statistics */
   m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 0, 5, &ec);
-  cuda_forward(Pd.data(), Ad.data(), X.data(), T.data(), 0, 5, &ed);
+  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 0, 5, &ed);
   w = fmax(worst_diff(&ec.total, &ed.total, 1), worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size));
   printf(", evaluation %.1e", w);
   worst = fmax(worst, w);

@@ -12,7 +12,8 @@
 #      Training runs few steps: Adam turns rounding-level differences of gradients that are
 #      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
 #      1e-4 after ten steps) although each step agrees;
-#  (c) an op the target does not have is refused with its spec line, and nothing is built;
+#  (c) what the target does not have (tests/cuda/refused.ae) is refused at its spec line, and
+#      nothing is built;
 #  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
 #      answers --help here (training needs a GPU).
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
@@ -28,7 +29,7 @@ fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
-cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 ops:4:0:0"}
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0"}
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
@@ -105,14 +106,17 @@ $(cat "$dir/run-$order/train.csv")"
   $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
 done
 
-# (c) refusal: class weights from the data (weights = auto) are not in the target yet
-if bin/aec build --target cuda --no-compile --out "$out/refused" specs/unet_landcover_small.ae >"$out/refused.log" 2>&1; then
-  fail "unet_landcover_small.ae was built for CUDA, but weights = auto is not in the target"
+# (c) refusal: tests/cuda/refused.ae holds three things the target lacks; each is named at its line
+if bin/aec build --target cuda --no-compile --out "$out/refused" tests/cuda/refused.ae >"$out/refused.log" 2>&1; then
+  fail "tests/cuda/refused.ae was built for CUDA"
 fi
-grep -q "specs/unet_landcover_small.ae:18:8: error: the loss softmax_xent with weights = auto is not in the CUDA target yet" "$out/refused.log" ||
-  fail "the refusal does not name the spec line: $(cat "$out/refused.log")"
+for want in "9:7: error: maxpool with overlapping windows is not in the CUDA target yet" \
+            "9:36: error: upsample(mode=bilinear) is not in the CUDA target yet" \
+            "12:8: error: the loss dice is not in the CUDA target yet"; do
+  grep -q "tests/cuda/refused.ae:$want" "$out/refused.log" || fail "the refusal does not say '$want': $(cat "$out/refused.log")"
+done
 [ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
-echo "a loss not in the CUDA target is refused at its spec line"
+echo "what is not in the CUDA target is refused at its spec line"
 
 # (d) the real trainer links
 mkdir -p "$out/dense_ae"
