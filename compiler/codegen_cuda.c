@@ -627,7 +627,6 @@ static void emit_loss_kernels(emitter *e, int i) {
   int B = e->p->batch;
   long n = t->a ? (long)B * elems(t->a) : 0;
   const char *W = flt(e, t->weight), *ln = ae_sprintf(e->a, "loss%d", i);
-  bool da = t->a && has_grad(e, t->a), db = t->b && has_grad(e, t->b);
   OUT("\n/* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
   switch (t->kind) {
   case LOSS_MSE:
@@ -692,105 +691,108 @@ static void emit_loss_kernels(emitter *e, int i) {
     break;
   default: break;
   }
-  (void)da, (void)db;
 }
 
-/* The host half of the loss: compute_loss launches the sums (forward) or the gradients
- * (backward), as the C target's compute_loss calls its loss functions. */
+/* The host half of the loss, per term i: its gradient launches (backward), its sum
+ * launches (forward) and the division of its sums, as the C target's loss functions do. */
+static const char *weights_arg(emitter *e, int i) {
+  return e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
+}
+
+static void emit_loss_grad_launch(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  long n = t->a ? (long)e->p->batch * elems(t->a) : 0;
+  double denom = t->reduce_sum ? e->p->batch : (double)n;
+  int s0 = e->slot[i];
+  const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
+  bool has_da = t->a && has_grad(e, t->a);
+  const char *da = has_da ? grad(e, t->a) : "(float *)NULL", *db = t->b && has_grad(e, t->b) ? grad(e, t->b) : "(float *)NULL";
+  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0", i, ew_blocks(n));
+  switch (t->kind) {
+  case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
+  case LOSS_BCE: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
+  case LOSS_SOFTMAX_XENT:
+    if (has_da)
+      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
+          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
+          i, b, weights_arg(e, i), s0 + 1, i, ew_blocks(n / e->p->m->n_classes), a, b, weights_arg(e, i), da, s0 + 1, i);
+    break;
+  case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
+  case LOSS_L2:
+    for (int j = 0, s = 0; j < e->p->params.len; j++) {
+      const ae_tensor *w = e->p->params.items[j];
+      if (!w->is_weight || w->frozen) continue;
+      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
+      s++;
+    }
+    break;
+  default: break;
+  }
+}
+
+static void emit_loss_sum_launch(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int s0 = e->slot[i];
+  const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
+  switch (t->kind) {
+  case LOSS_SOFTMAX_XENT:
+    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
+    break;
+  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
+    break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
+  case LOSS_L2:
+    for (int j = 0, s = 0; j < e->p->params.len; j++) {
+      const ae_tensor *w = e->p->params.items[j];
+      if (!w->is_weight || w->frozen) continue;
+      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
+      s++;
+    }
+    break;
+  default: break;
+  }
+}
+
+/* t, the term's value, and its normaliser on this rank (shard.denom), from its sums. */
+static void emit_loss_term(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int B = e->p->batch, s0 = e->slot[i];
+  long n = t->a ? (long)B * elems(t->a) : 0;
+  double denom = t->reduce_sum ? B : (double)n;
+  OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
+  switch (t->kind) {
+  case LOSS_MSE: case LOSS_BCE: OUT("  t = (float)(sums[%d] / %.1f);\n  denom[%d] = %.1f;\n", s0, denom, i, denom); break;
+  case LOSS_SOFTMAX_XENT:
+    OUT("  denom[%d] = %s;\n  t = denom[%d] > 0 ? (float)(sums[%d] / denom[%d]) : 0;\n", i,
+        t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : ae_sprintf(e->a, "sums[%d]", s0 + 1), i, s0, i);
+    break;
+  case LOSS_KL_NORMAL: case LOSS_L1: OUT("  t = (float)(sums[%d] / %d);\n  denom[%d] = %d.0;\n", s0, B, i, B); break;
+  case LOSS_KL_SPARSITY: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
+  case LOSS_L2:
+    OUT("  t = 0;\n");
+    for (int s = 0; s < slots_of(e->p, t); s++) OUT("  t += (float)sums[%d];\n", s0 + s);
+    OUT("  denom[%d] = 1.0;\n", i);
+    break;
+  default: break;
+  }
+  OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
+}
+
 static void emit_compute_loss(emitter *e) {
   const ae_model *m = e->p->m;
-  int B = e->p->batch;
   OUT("\n/* The loss: forward, each term's sums copied back and divided as the C target does; backward,\n"
       " * the gradients of the operands seeded. */\n");
-  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n  (void)t;\n");
-  OUT("  if (backward) {\n");
-  for (int i = 0; i < m->losses.len; i++) {
-    const ae_loss_term *t = m->losses.items[i];
-    long n = t->a ? (long)B * elems(t->a) : 0;
-    double denom = t->reduce_sum ? B : (double)n;
-    int s0 = e->slot[i];
-    const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
-    const char *da = t->a && has_grad(e, t->a) ? grad(e, t->a) : "(float *)NULL", *db = t->b && has_grad(e, t->b) ? grad(e, t->b) : "(float *)NULL";
-    const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0", i, ew_blocks(n));
-    switch (t->kind) {
-    case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
-    case LOSS_BCE: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
-    case LOSS_SOFTMAX_XENT: {
-      const char *cw = e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
-      if (strcmp(da, "(float *)NULL"))
-        OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
-            "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
-            i, b, cw, s0 + 1, i, ew_blocks(n / m->n_classes), a, b, cw, da, s0 + 1, i);
-      break;
-    }
-    case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
-    case LOSS_L1: case LOSS_KL_SPARSITY: if (strcmp(da, "(float *)NULL")) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
-    case LOSS_L2:
-      for (int j = 0, s = 0; j < e->p->params.len; j++) {
-        const ae_tensor *w = e->p->params.items[j];
-        if (!w->is_weight || w->frozen) continue;
-        OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
-        s++;
-      }
-      break;
-    default: break;
-    }
-  }
+  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n  (void)t;\n  if (backward) {\n");
+  for (int i = 0; i < m->losses.len; i++) emit_loss_grad_launch(e, i);
   OUT("    return 0;\n  }\n");
-  for (int i = 0; i < m->losses.len; i++) {
-    const ae_loss_term *t = m->losses.items[i];
-    int s0 = e->slot[i];
-    const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
-    long n = t->a ? (long)B * elems(t->a) : 0;
-    switch (t->kind) {
-    case LOSS_SOFTMAX_XENT: {
-      const char *cw = e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
-      OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, cw, s0 + 1);
-      OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, cw, s0);
-      break;
-    }
-    case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
-      OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
-      break;
-    case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
-    case LOSS_L2:
-      for (int j = 0, s = 0; j < e->p->params.len; j++) {
-        const ae_tensor *w = e->p->params.items[j];
-        if (!w->is_weight || w->frozen) continue;
-        OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
-        s++;
-      }
-      break;
-    default: break;
-    }
-    (void)n;
-  }
+  for (int i = 0; i < m->losses.len; i++) emit_loss_sum_launch(e, i);
   OUT("  double sums[%d];\n  AEC_CHECK(cudaMemcpy(sums, r->sums, sizeof sums, cudaMemcpyDeviceToHost));\n", e->n_slots ? e->n_slots : 1);
   OUT("  double none[%d] = {0}, *denom = out ? shard->denom : none;   /* each term's normaliser on this rank */\n  (void)denom;\n",
       m->losses.len ? m->losses.len : 1);
-  for (int i = 0; i < m->losses.len; i++) {
-    const ae_loss_term *t = m->losses.items[i];
-    long n = t->a ? (long)B * elems(t->a) : 0;
-    double denom = t->reduce_sum ? B : (double)n;
-    int s0 = e->slot[i];
-    OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
-    switch (t->kind) {
-    case LOSS_MSE: case LOSS_BCE: OUT("  t = (float)(sums[%d] / %.1f);\n  denom[%d] = %.1f;\n", s0, denom, i, denom); break;
-    case LOSS_SOFTMAX_XENT:
-      OUT("  denom[%d] = %s;\n  t = denom[%d] > 0 ? (float)(sums[%d] / denom[%d]) : 0;\n", i,
-          t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : ae_sprintf(e->a, "sums[%d]", s0 + 1), i, s0, i);
-      break;
-    case LOSS_KL_NORMAL: case LOSS_L1: OUT("  t = (float)(sums[%d] / %d);\n  denom[%d] = %d.0;\n", s0, B, i, B); break;
-    case LOSS_KL_SPARSITY: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
-    case LOSS_L2:
-      OUT("  t = 0;\n");
-      for (int s = 0; s < slots_of(e->p, t); s++) OUT("  t += (float)sums[%d];\n", s0 + s);
-      OUT("  denom[%d] = 1.0;\n", i);
-      break;
-    default: break;
-    }
-    OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
-  }
+  for (int i = 0; i < m->losses.len; i++) emit_loss_term(e, i);
   OUT("  if (out) out->total = total;\n  return total;\n}\n");
 }
 
