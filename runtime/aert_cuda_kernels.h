@@ -58,8 +58,8 @@ __device__ __forceinline__ float aecd_normal(uint64_t seed, uint64_t i) {
  * threads load 32-deep slices of A and B into shared memory (the first barrier waits for
  * the loads, the second for every thread to finish reading them), and thread (ty, tx)
  * sums rows ty + 16 i and columns tx + 16 j of the tile over k in ascending order. The
- * block's tile is (blockIdx.y, blockIdx.x); the launch is aecd_gemm_grid. */
-template <int M, int N, int BM, int BN> constexpr dim3 aecd_gemm_grid() { return dim3((N + BN - 1) / BN, (M + BM - 1) / BM); }
+ * block's tile is (blockIdx.y, blockIdx.x): the compiler launches (N / BN) x (M / BM) blocks,
+ * rounded up. */
 
 template <int M, int N, int K, int BM, int BN, class LoadA, class LoadB, class Store>
 __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
@@ -194,9 +194,6 @@ __device__ __forceinline__ double aecd_block_total(double s) {
   __syncthreads();   /* before the next call writes part */
   return total;
 }
-
-/* Blocks for a loop of n elements, `per` per thread: the grid of an elementwise kernel. */
-constexpr unsigned aecd_blocks(long n, int per) { return (unsigned)((n + (long)AECD_THREADS * per - 1) / ((long)AECD_THREADS * per)); }
 
 /* The elementwise loop: every index below N, each by one thread, over the whole grid. */
 #define AECD_FOR(i, N) for (long i = blockIdx.x * (long)AECD_THREADS + threadIdx.x; i < (N); i += (long)gridDim.x * AECD_THREADS)
