@@ -62,7 +62,9 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else o->path = a;
   }
   if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
-  if (o->emulate && !(o->target && !strcmp(o->target, "cuda"))) { fprintf(stderr, "aec %s: --emulate is for --target cuda\n", cmd); return 2; }
+  bool cuda = o->target && !strcmp(o->target, "cuda");
+  if (o->emulate && !cuda) { fprintf(stderr, "aec %s: --emulate is for --target cuda\n", cmd); return 2; }
+  if (o->mpi && cuda) { fprintf(stderr, "aec %s: data-parallel training (--mpi) is not in the CUDA target yet\n", cmd); return 2; }
   if (o->ranks && !o->mpi) { fprintf(stderr, "aec %s: --ranks is for data-parallel trainers: give --mpi too\n", cmd); return 2; }
   return 0;
 }
