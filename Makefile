@@ -161,6 +161,7 @@ test: deps-test
 	tests/report/run.sh
 	tests/export/run.sh
 	tests/cuda/run.sh
+	tests/cuda/target.sh
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh

@@ -633,4 +633,17 @@ char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *spec_te
 char *ae_emit_manifest_text(ae_arena *a, const ae_program *p, const char *spec_text_hash);
 uint64_t ae_hash_text(const char *text, size_t len);
 
+/* ===== emit_common.c: what every target writes the same way ===== */
+/* The comment above a kernel: its op and name, the spec line through the block calls
+ * that expanded into it, its inputs and output shapes, FLOPs and bytes per batch. */
+void ae_emit_provenance(FILE *o, ae_arena *a, const ae_program *p, const ae_kernel *k);
+
+/* ===== codegen_cuda.c: the CUDA target ===== */
+/* Refuses, with an error at its spec line, every op and loss the CUDA target does not
+ * have yet; true when the whole program is supported. */
+bool ae_cuda_supported(ae_diag *d, const ae_program *p);
+/* Writes model.cu into dir (beside the C target's files, whose descriptor it reuses);
+ * false on an I/O error. */
+bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *spec_text_hash);
+
 #endif

@@ -19,12 +19,16 @@ static const char usage[] =
   "                                              build the trainer bin/<model>; --mpi: with mpicc,\n"
   "                                              for data-parallel training over MPI ranks, each\n"
   "                                              with batch / N (--ranks N) of the global batch\n"
+  "       aec build --target cuda [--emulate] [--batch N] [--out DIR] [--no-compile] FILE\n"
+  "                                              also write DIR/model.cu and build bin/<model>-cuda with\n"
+  "                                              nvcc (sm_90), or with --emulate bin/<model>-cuda-emu: the\n"
+  "                                              same kernels as host C++ under runtime/cuda_emu.h\n"
   "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"
   "                                              spec, its kernels, memory and time on one page\n"
   "       aec --help | --version\n";
 
-typedef struct { bool json, no_compile, mpi; const char *stage, *out, *path, *target, *profile, *diff; int batch, ranks; } options;
+typedef struct { bool json, no_compile, mpi, emulate; const char *stage, *out, *path, *target, *profile, *diff; int batch, ranks; } options;
 
 /* A whole number from 1 to 65536 for --batch or --ranks; 0 (message printed) otherwise. */
 static int parse_count(const char *cmd, const char *flag, const char *s) {
@@ -42,7 +46,8 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--no-compile")) o->no_compile = true;
     else if (!strcmp(a, "--stage") && has_value) o->stage = argv[++i];
     else if (!strcmp(a, "--out") && has_value) o->out = argv[++i];
-    else if (!strcmp(a, "--target") && has_value && !strcmp(cmd, "report")) o->target = argv[++i];
+    else if (!strcmp(a, "--target") && has_value && (!strcmp(cmd, "report") || !strcmp(cmd, "build"))) o->target = argv[++i];
+    else if (!strcmp(a, "--emulate") && !strcmp(cmd, "build")) o->emulate = true;
     else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
     else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
     else if (!strcmp(a, "--mpi") && !strcmp(cmd, "build")) o->mpi = true;
@@ -57,6 +62,9 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else o->path = a;
   }
   if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
+  bool cuda = o->target && !strcmp(o->target, "cuda");
+  if (o->emulate && !cuda) { fprintf(stderr, "aec %s: --emulate is for --target cuda\n", cmd); return 2; }
+  if (o->mpi && cuda) { fprintf(stderr, "aec %s: data-parallel training (--mpi) is not in the CUDA target yet\n", cmd); return 2; }
   if (o->ranks && !o->mpi) { fprintf(stderr, "aec %s: --ranks is for data-parallel trainers: give --mpi too\n", cmd); return 2; }
   return 0;
 }
@@ -110,6 +118,37 @@ static int compile_trainer(const char *dir, const char *name, bool mpi) {
   return 0;
 }
 
+/* The CUDA trainer: model.c without its main (the descriptor and the CPU decoder), then
+ * model.cu by nvcc for sm_90, or with --emulate as host C++ under runtime/cuda_emu.h. */
+static int compile_cuda_trainer(const char *dir, const char *name, bool emulate) {
+  const char *root = aec_root();
+  if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
+  const char *cc = getenv("CC") ? getenv("CC") : "cc", *cxx = getenv("CXX") ? getenv("CXX") : "g++";
+  const char *nvcc = getenv("NVCC") ? getenv("NVCC") : "/usr/local/cuda/bin/nvcc";
+  const char *libs = "-lopenblas -ltiff -lpng -lz -lpthread -lm";
+  char cmd[6 * PATH_MAX], obj[64];   /* model.c's object lives beside the trainer, not in the generated folder */
+  snprintf(obj, sizeof obj, "bin/%.40s-cuda.o", name);
+  snprintf(cmd, sizeof cmd, "%s -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -DAEC_NO_MAIN -I'%s/runtime' -I'%s'"
+           " -c -o '%s' '%s/model.c'", cc, root, dir, obj, dir);
+  printf("%s\n", cmd);
+  fflush(stdout);
+  if (system(cmd) != 0) { fprintf(stderr, "aec: compiling model.c for the CUDA trainer of '%s' failed\n", name); return 1; }
+  if (emulate)
+    snprintf(cmd, sizeof cmd, "%s -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I'%s/runtime' -I'%s'"
+             " -o 'bin/%s-cuda-emu' -x c++ '%s/model.cu' -x none '%s' '%s/build/libaert.a' %s",
+             cxx, root, dir, name, dir, obj, root, libs);
+  else
+    snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
+             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp", nvcc, root, dir, name, dir, obj, root, libs);
+  printf("%s\n", cmd);
+  fflush(stdout);
+  int rc = system(cmd);
+  remove(obj);
+  if (rc != 0) { fprintf(stderr, "aec: compiling model.cu for '%s' failed\n", name); return 1; }
+  printf("built bin/%s-cuda%s\n", name, emulate ? "-emu" : "");
+  return 0;
+}
+
 static const char *spec_hash(ae_arena *a, const ae_model *m) {
   return ae_sprintf(a, "%016llx", (unsigned long long)ae_hash_text(m->src->text, m->src->len));
 }
@@ -123,11 +162,12 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
   options o = {0};
   int rc = parse_options(cmd, argc, argv, &o);
   if (rc) return rc;
-  if (o.target && !strcmp(o.target, "cuda")) {
-    fprintf(stderr, "aec report: the CUDA target is not built yet; only --target cpu can be reported\n");
+  bool cuda = o.target && !strcmp(o.target, "cuda");
+  if (cuda && !strcmp(cmd, "report")) {
+    fprintf(stderr, "aec report: the CUDA target has no report yet; only --target cpu can be reported\n");
     return 2;
   }
-  if (o.target && strcmp(o.target, "cpu")) { fprintf(stderr, "aec report: unknown target '%s' (cpu or cuda)\n", o.target); return 2; }
+  if (o.target && strcmp(o.target, "cpu") && !cuda) { fprintf(stderr, "aec %s: unknown target '%s' (cpu or cuda)\n", cmd, o.target); return 2; }
   if (!strcmp(cmd, "dump") && !o.stage) { fprintf(stderr, "aec dump: --stage ir|grad|fused|steps|mem is needed\n"); return 2; }
   ae_arena *a = ae_arena_new();
   ae_diag d = { .out = stderr };
@@ -153,10 +193,12 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     } else {
       const char *dir = o.out ? o.out : ae_sprintf(a, "generated/%s", m->name);
       if (!o.out && mkdir("generated", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'generated': %s\n", strerror(errno)); rc = 1; }
+      if (cuda && !ae_cuda_supported(&d, p)) rc = 1;
       if (!rc && !ae_emit_c(a, p, dir, spec_hash(a, m))) rc = 1;
+      if (!rc && cuda && !ae_emit_cuda(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
       if (!rc && o.mpi && ranks > 1) printf("each of %d ranks takes %d of the global batch of %d\n", ranks, global / ranks, global);
-      if (!rc && !o.no_compile) rc = compile_trainer(dir, m->name, o.mpi);
+      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate) : compile_trainer(dir, m->name, o.mpi);
     }
   }
   ae_arena_free(a);

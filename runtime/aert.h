@@ -5,8 +5,13 @@
 #ifndef AERT_H
 #define AERT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus   /* a CUDA target's model.cu includes it */
+extern "C" {
+#endif
 
 #define AERT_MAX_RANK 4
 #define AERT_MAX_LOSS_TERMS 8
@@ -213,18 +218,33 @@ typedef struct aert_model {
   const struct aert_device_ops *device;
 } aert_model;
 
+/* The activations a kernel's epilogue applies (aert_kernels.h, aert_cuda_kernels.h). */
+typedef enum { AERT_ACT_LINEAR, AERT_ACT_RELU, AERT_ACT_LEAKY_RELU, AERT_ACT_ELU, AERT_ACT_SIGMOID,
+               AERT_ACT_TANH } aert_act;
+
+/* What follows is compiled for the GPU too, where the CUDA target draws the same numbers. */
+#ifdef __CUDACC__
+#define AERT_HD __host__ __device__
+#else
+#define AERT_HD
+#endif
+
 /* Counter-based random numbers: the same (seed, index) gives the same number on
  * every thread and every run, so noise and dropout are reproducible. */
-static inline uint64_t aert_hash64(uint64_t x) {
+static inline AERT_HD uint64_t aert_hash64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
-static inline float aert_uniform(uint64_t seed, uint64_t i) {
+static inline AERT_HD float aert_uniform(uint64_t seed, uint64_t i) {
   return (float)((aert_hash64(seed ^ aert_hash64(i)) >> 40) + 0.5) * (1.0f / 16777216.0f);
 }
+/* N(0, 1) from the two uniforms of index i (Box-Muller); aert_box_muller is its formula. */
 float aert_normal(uint64_t seed, uint64_t i);
+static inline float aert_box_muller(float u1, float u2) {
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+}
 
 /* The trainer's main: parses argv (train, eval, encode, predict, ...) and runs. */
 int aert_main(const aert_model *m, int argc, char **argv);
@@ -232,5 +252,9 @@ int aert_main(const aert_model *m, int argc, char **argv);
  * unless the user set a policy, because OpenMP threads that spin between kernels starve
  * on a machine whose cores are shared. */
 void aert_prefer_passive_threads(char **argv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -437,9 +437,6 @@ static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restri
         wf[((long)(k * k - 1 - t) * cout + co) * cin + ci] = w[((long)t * cin + ci) * cout + co];
 }
 
-typedef enum { AERT_ACT_LINEAR, AERT_ACT_RELU, AERT_ACT_LEAKY_RELU, AERT_ACT_ELU, AERT_ACT_SIGMOID,
-               AERT_ACT_TANH } aert_act;
-
 static inline aert_real aert_act_apply(aert_act act, aert_real alpha, aert_real v) {
   switch (act) {
   case AERT_ACT_RELU: return v > 0 ? v : 0;

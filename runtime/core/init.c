@@ -7,7 +7,7 @@
 
 float aert_normal(uint64_t seed, uint64_t i) {
   float u1 = aert_uniform(seed, 2 * i), u2 = aert_uniform(seed, 2 * i + 1);
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+  return aert_box_muller(u1, u2);
 }
 
 static uint64_t name_hash(const char *s) {

@@ -76,53 +76,6 @@ static const char *act_enum(const ae_node *act) {
   return e ? e : "AERT_ACT_LINEAR";
 }
 
-static void human(double x, char *buf) {
-  const char *unit[] = {"", "K", "M", "G", "T"};
-  int u = 0;
-  while (x >= 1000 && u < 4) { x /= 1000; u++; }
-  sprintf(buf, u ? "%.2f %s" : "%.0f %s", x, unit[u]);
-}
-
-/* The comment above each kernel: its spec line, shapes, FLOPs and bytes. */
-/* Where a layer comes from: its call, through the block calls that expanded into it,
- * outermost first; the file is named once, then again only where it changes:
- * "specs/unet_landcover.ae:22 up() -> :9 double_conv() -> :8:12 conv". */
-static const char *call_chain(emitter *e, const ae_node *n) {
-  const char *chain = "", *file = NULL;
-  for (int j = 0; j <= n->n_via; j++) {
-    const ae_loc *l = j < n->n_via ? &n->via[j].loc : &n->loc;
-    const char *path = l->src->path, *at = file && !strcmp(file, path) ? "" : path;
-    chain = j < n->n_via ? ae_sprintf(e->a, "%s%s:%d %s() -> ", chain, at, l->line, n->via[j].block)
-                         : ae_sprintf(e->a, "%s%s:%d:%d %s", chain, at, l->line, l->col, ae_op_name(n->op));
-    file = path;
-  }
-  return n->n_via ? chain : ae_sprintf(e->a, "%s:%d:%d", n->loc.src->path, n->loc.line, n->loc.col);
-}
-
-static void emit_provenance(emitter *e, const ae_kernel *k) {
-  const ae_node *n = k->node;
-  char in[256] = "", sh[48], fl[32], by[32];
-  for (int i = 0; i < k->src.len; i++) {
-    const ae_view *v = k->src.items[i];
-    size_t l = strlen(in);
-    snprintf(in + l, sizeof in - l, "%s%s %s", i ? " ++ " : "", v->node->name ? v->node->name : ae_op_name(v->node->op),
-             ae_shape_str(v->node->shape, sh));
-    if (v->factor > 1) { l = strlen(in); snprintf(in + l, sizeof in - l, " upsampled x%d", v->factor); }
-  }
-  ae_cost c = ae_kernel_cost(e->p, k);
-  char bfl[32], bby[32];
-  human(c.flops[0], fl);
-  human(c.bytes[0], by);
-  human(c.flops[1], bfl);
-  human(c.bytes[1], bby);
-  OUT("\n/* ---- %s%s%s  (%s)\n", ae_op_name(n->op), n->name ? " " : "", n->name ? n->name : "", call_chain(e, n));
-  OUT(" * in: %s\n * out: %s %s", in, k->out->name ? k->out->name : "", ae_shape_str(k->out->shape, sh));
-  if (k->act) OUT(", %s fused", ae_op_name(k->act->op));
-  OUT(", batch %d\n * forward %sFLOP, %sB moved per batch", e->p->batch, fl, by);
-  if (ae_kernel_has_backward(e->p, k)) OUT("; backward %sFLOP, %sB", bfl, bby);
-  OUT(" */\n");
-}
-
 /* Pieces of C that leave out what does nothing: no "x / 1", "p + 0", "1 * sizeof" or
  * loops of one iteration in the generated code. */
 static const char *div_by(emitter *e, const char *x, int f) { return f == 1 ? x : ae_sprintf(e->a, "%s / %d", x, f); }
@@ -904,7 +857,7 @@ static void emit_model_c(emitter *e, const char *hash) {
     const ae_kernel *k = p->kernels.items[i];
     names[i] = ae_kernel_name(e->a, k);
     if (e->kernel_at) e->kernel_at[i] = ftell(e->o);
-    emit_provenance(e, k);
+    ae_emit_provenance(e->o, e->a, e->p, k);
     switch (k->kind) {
     case K_CONV: case K_CONV_T: emit_conv(e, k, names[i]); break;
     case K_DENSE: emit_dense(e, k, names[i]); break;

@@ -1,0 +1,995 @@
+/* codegen_cuda.c - the CUDA target: writes generated/<model>/model.cu beside model.c. One
+ * __global__ per fused step (a kernel's forward; its backward as the activation's
+ * derivative, db, dW and a dX per source), every size a constant and the launch chosen
+ * here; the kernels call the device code of runtime/aert_cuda_kernels.h as model.c calls
+ * aert_kernels.h. The host side keeps the C target's aert_model descriptor (model.c,
+ * compiled with AEC_NO_MAIN) and swaps in its forward and backward. */
+#include "aec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  ae_arena *a;
+  const ae_program *p;
+  FILE *o;
+  const ae_named_buffer *bufs;
+  int n_bufs;
+  int n_slots;               /* the loss's double sums on the device */
+  int *slot;                 /* per loss term: its first sum */
+  int *cw_at;                /* per loss term: its class weights in r->cw, or -1 */
+  int n_cw;                  /* floats of class weights */
+} emitter;
+
+#define OUT(...) fprintf(e->o, __VA_ARGS__)
+
+static long elems(const ae_node *n) { return ae_shape_elems(n->shape); }
+static int channels(const ae_node *n) { return n->shape.rank ? n->shape.d[n->shape.rank - 1] : 1; }
+
+/* ---- what the target has: every other op and loss is refused by name and line ------- */
+
+static const char *unsupported_kernel(const ae_kernel *k) {
+  const ae_node *n = k->node;
+  switch (k->kind) {
+  case K_CONV_T: return k->src.len != 1 || ((ae_view *)k->src.items[0])->factor != 1 ? "conv_transpose of a folded input" : NULL;
+  case K_UPSAMPLE: return n->bilinear ? "upsample(mode=bilinear)" : NULL;
+  case K_POOL: return n->stride < n->k ? (n->op == OP_MAXPOOL ? "maxpool with overlapping windows" : "avgpool with overlapping windows") : NULL;
+  default: return NULL;
+  }
+}
+
+static bool loss_supported(const ae_loss_term *t) {
+  switch (t->kind) {
+  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL: case LOSS_KL_SPARSITY: case LOSS_L1: case LOSS_L2: return true;
+  case LOSS_SOFTMAX_XENT: return true;
+  default: return false;
+  }
+}
+
+bool ae_cuda_supported(ae_diag *d, const ae_program *p) {
+  int before = d->errors;
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    const char *what = unsupported_kernel(k);
+    if (what) ae_error(d, k->node->loc, "%s is not in the CUDA target yet", what);
+  }
+  for (int i = 0; i < p->m->losses.len; i++) {
+    const ae_loss_term *t = p->m->losses.items[i];
+    if (!loss_supported(t)) ae_error(d, t->loc, "the loss %s is not in the CUDA target yet", ae_loss_name(t->kind));
+  }
+  if (p->ranks > 1) ae_error_noloc(d, p->m->src->path, "data-parallel training (--mpi) is not in the CUDA target yet");
+  return d->errors == before;
+}
+
+/* ---- names and expressions ---------------------------------------------------------- */
+
+static const char *buf_name(emitter *e, const ae_buffer *b) {
+  for (int i = 0; i < e->n_bufs; i++)
+    if (e->bufs[i].b == b) return e->bufs[i].ident;
+  fprintf(stderr, "aec: internal error: a buffer at offset %ld is not in the plan\n", b->off);
+  abort();
+}
+/* A node's value and gradient as device pointers of the run r. */
+static const char *val(emitter *e, const ae_node *n) {
+  const ae_node *root = e->p->root[n->id];
+  if (root->op == OP_INPUT) return "r->X";
+  if (root->op == OP_TARGET) return "r->T";
+  return ae_sprintf(e->a, "r->%s", buf_name(e, &e->p->val[root->id]));
+}
+static bool has_grad(emitter *e, const ae_node *n) { return ae_value_has_grad(e->p, n); }
+/* Whether the steps (steps.c) give kernel k a step of that kind. */
+static bool has_step(emitter *e, const ae_kernel *k, ae_step_kind kind) { return ae_kernel_step(e->p, k, kind) != NULL; }
+static const char *grad(emitter *e, const ae_node *n) {
+  return ae_sprintf(e->a, "r->%s", buf_name(e, &e->p->grad[e->p->root[n->id]->id]));
+}
+static const char *pval(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "r->P + %ld", t->offset); }
+static const char *pgrad(emitter *e, const ae_tensor *t) { return ae_sprintf(e->a, "r->G + %ld", t->offset); }
+
+/* A float literal of C: 1.0f, 1e-05f, -INFINITY. */
+static const char *flt(emitter *e, double v) {
+  if (isinf(v)) return v < 0 ? "-INFINITY" : "INFINITY";
+  char b[48];
+  snprintf(b, sizeof b, "%.9g", v);
+  return ae_sprintf(e->a, "%s%sf", b, strpbrk(b, ".e") ? "" : ".0");
+}
+static const char *act_enum(const ae_node *act) {
+  const char *s = act ? ae_op_info_of(act->op)->act_enum : NULL;
+  return s ? s : "AERT_ACT_LINEAR";
+}
+static double act_alpha(const ae_node *act) { return act ? act->alpha : 0; }
+/* "x / f" and "x * f" without the parts that are 1. */
+static const char *div_by(emitter *e, const char *x, int f) { return f == 1 ? x : ae_sprintf(e->a, "%s / %d", x, f); }
+static int tile_for(long n) { return n >= 64 ? 64 : n >= 32 ? 32 : 16; }
+
+/* ---- the launches: each kernel's grid beside it ------------------------------------- */
+
+/* A GEMM kernel's launch: the comment above its __global__ and the launch line. */
+typedef struct { long m, n, k; int bm, bn; } gemm_shape;
+static gemm_shape gemm_of(long m, long n, long k) { return (gemm_shape){m, n, k, tile_for(m), tile_for(n)}; }
+static const char *gemm_grid(emitter *e, gemm_shape g) {
+  return ae_sprintf(e->a, "dim3(%ld, %ld)", (g.n + g.bn - 1) / g.bn, (g.m + g.bm - 1) / g.bm);
+}
+static void gemm_comment(emitter *e, const char *kname, const char *what, gemm_shape g) {
+  OUT("/* %s: %s, a %ld x %ld x %ld GEMM; launch %ld x %ld blocks of 256 threads, %d x %d tiles */\n", kname, what, g.m, g.n,
+      g.k, (g.n + g.bn - 1) / g.bn, (g.m + g.bm - 1) / g.bm, g.bm, g.bn);
+}
+static const char *gemm_call(emitter *e, gemm_shape g) {
+  return ae_sprintf(e->a, "aecd_gemm<%ld, %ld, %ld, %d, %d>", g.m, g.n, g.k, g.bm, g.bn);
+}
+/* An elementwise kernel over n values, 4 per thread. */
+static long ew_blocks(long n) { return (n + 1023) / 1024; }
+
+#define GLOBAL "__global__ void AECD_BOUNDS "
+#define CF "const float *__restrict__ "
+#define F "float *__restrict__ "
+
+/* The seed of a random kernel, as the C target draws it: (hash(seed + k), first * elems). */
+static const char *seed_args(emitter *e, const ae_kernel *k) {
+  return ae_sprintf(e->a, "aert_hash64(r->seed + %d), r->first * %ldu", k->id, elems(k->out));
+}
+
+/* ---- dense ----------------------------------------------------------------------------- */
+
+/* The backward steps every layer with weights shares: the activation's derivative in place
+ * and the bias gradient over rows x cols of dy. */
+static void emit_dact_db(emitter *e, const ae_kernel *k, const char *name, long rows, int cols) {
+  long n = rows * cols;
+  if (k->act && k->act->op != OP_LINEAR) {
+    OUT("/* %s_dact: dy *= %s'(y) in place; launch %ld blocks of 256 */\n", name, ae_op_name(k->act->op), ew_blocks(n));
+    OUT(GLOBAL "%s_dact(" F "dy, " CF "y) {\n  AECD_FOR(i, %ldL) dy[i] *= aecd_act_grad<%s>(y[i], %s);\n}\n", name, n, act_enum(k->act),
+        flt(e, act_alpha(k->act)));
+  }
+  if (has_step(e, k, STEP_BIAS_GRAD)) {
+    OUT("/* %s_db: db += the column sums of dy (%ld rows); launch %d blocks of 256 */\n", name, rows, (cols + 31) / 32);
+    OUT(GLOBAL "%s_db(" CF "dy, float *db) {\n  aecd_col_sum<%ldL, %d>([=](long r, int c) { return (double)dy[r * %d + c]; }, db);\n}\n",
+        name, rows, cols, cols);
+  }
+}
+
+static void launch_dact_db(emitter *e, const ae_kernel *k, const char *name, long rows, int cols, const char *dy, const char *y) {
+  if (k->act && k->act->op != OP_LINEAR)
+    OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(rows * cols), dy, y);
+  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  AEC_LAUNCH(%s_db, dim3(%d), AECD_THREADS, 0, 0, %s, %s);\n", name, (cols + 31) / 32, dy, pgrad(e, k->b));
+}
+
+/* The epilogue y = act(s + b) of a GEMM kernel writing rows of `cols` values. */
+static const char *epilogue(emitter *e, const ae_kernel *k, int cols) {
+  return ae_sprintf(e->a, "[=](int i, int j, float s) { y[(long)i * %d + j] = aecd_act<%s>(s%s, %s); }", cols, act_enum(k->act),
+                    k->b ? " + b[j]" : "", flt(e, act_alpha(k->act)));
+}
+
+static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
+  int B = e->p->batch, in = (int)elems(k->node->in.items[0]), out = k->node->units;
+  const ae_node *x = ((ae_view *)k->src.items[0])->node;
+  gemm_shape f = gemm_of(B, out, in);
+  gemm_comment(e, ae_sprintf(e->a, "%s_fwd", name), ae_sprintf(e->a, "y = %s(x w%s)", ae_op_name(k->act ? k->act->op : OP_LINEAR),
+                                                                 k->b ? " + b" : ""), f);
+  OUT(GLOBAL "%s_fwd(" CF "x, " CF "w, " CF "b, " F "y) {\n", name);
+  OUT("  %s([=](int i, int k) { return x[(long)i * %d + k]; }, [=](int k, int j) { return w[(long)k * %d + j]; },\n    %s);\n}\n",
+      gemm_call(e, f), in, out, epilogue(e, k, out));
+  bool bwd = ae_kernel_has_backward(e->p, k), dw = has_step(e, k, STEP_WEIGHT_GRAD), dx = has_step(e, k, STEP_INPUT_GRAD);
+  if (bwd) emit_dact_db(e, k, name, B, out);
+  gemm_shape gw = gemm_of(in, out, B), gx = gemm_of(B, in, out);
+  if (dw) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dw", name), "dw += x^T dy", gw);
+    OUT(GLOBAL "%s_dw(" CF "x, " CF "dy, " F "dw) {\n", name);
+    OUT("  %s([=](int i, int k) { return x[(long)k * %d + i]; }, [=](int k, int j) { return dy[(long)k * %d + j]; },\n"
+        "    [=](int i, int j, float s) { dw[(long)i * %d + j] += s; });\n}\n", gemm_call(e, gw), in, out, out);
+  }
+  if (dx) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dx", name), "dx += dy w^T", gx);
+    OUT(GLOBAL "%s_dx(" CF "dy, " CF "w, " F "dx) {\n", name);
+    OUT("  %s([=](int i, int k) { return dy[(long)i * %d + k]; }, [=](int k, int j) { return w[(long)j * %d + k]; },\n"
+        "    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", gemm_call(e, gx), out, out, in);
+  }
+  const char *y = val(e, k->out);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  launch_dact_db(e, k, name, B, out, dy, y);
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  OUT("}\n");
+}
+
+/* ---- convolution as implicit GEMM ---------------------------------------------------
+ * Rows are output pixels (n, oh, ow), columns output channels, the depth the window
+ * (kh, kw, ci) over the stacked input: the sources at their channel offsets, each read
+ * through its nearest upsample (pixel / factor), never copied. */
+typedef struct { int ho, wo, h, w, c, k, s, pad, cout; } conv_geom;
+
+static conv_geom conv_geom_of(const ae_kernel *k) {
+  const ae_node *n = k->node, *x = n->in.items[0];
+  return (conv_geom){n->shape.d[0], n->shape.d[1], x->shape.d[0], x->shape.d[1], x->shape.d[2], n->k, n->stride,
+                     n->pad_same ? (n->k - 1) / 2 : 0, n->units};
+}
+
+/* "o * s - pad": where the window of output o starts, without the parts that do nothing. */
+static const char *window_start(emitter *e, const char *o, int s, int pad) {
+  const char *x = s == 1 ? o : ae_sprintf(e->a, "%s * %d", o, s);
+  return pad ? ae_sprintf(e->a, "%s - %d", x, pad) : x;
+}
+
+/* NAME_in(sources, row, k): the stacked, padded input of the window, read in place. */
+static void emit_conv_input(emitter *e, const ae_kernel *k, const char *name, conv_geom g) {
+  OUT("__device__ __forceinline__ float %s_in(", name);
+  for (int i = 0; i < k->src.len; i++) OUT("%s" CF "s%d", i ? ", " : "", i);
+  OUT(", int row, int k) {\n  int n = row / %d, q = row %% %d, tap = k / %d, c = k %% %d;\n", g.ho * g.wo, g.ho * g.wo, g.c, g.c);
+  OUT("  int ih = %s + tap / %d, iw = %s + tap %% %d;\n", window_start(e, ae_sprintf(e->a, "q / %d", g.wo), g.s, g.pad), g.k,
+      window_start(e, ae_sprintf(e->a, "q %% %d", g.wo), g.s, g.pad), g.k);
+  OUT("  if (ih < 0 || ih >= %d || iw < 0 || iw >= %d) return 0.0f;\n", g.h, g.w);
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    int f = v->factor, c = channels(v->node);
+    bool last = i + 1 == k->src.len;
+    const char *ch = v->ch_off ? ae_sprintf(e->a, "c - %d", v->ch_off) : "c";
+    OUT("  %sreturn s%d[((long)n * %d + %s) * %ld + (long)%s * %d + %s];%s\n", last ? "" : ae_sprintf(e->a, "if (c < %d) ", v->ch_off + c),
+        i, g.h / f, div_by(e, "ih", f), (long)(g.w / f) * c, div_by(e, "iw", f), c, ch,
+        f > 1 ? ae_sprintf(e->a, "  /* %s upsampled x%d */", v->node->name ? v->node->name : "", f) : "");
+  }
+  OUT("}\n");
+}
+
+/* dX of source i: rows its pixels, columns its channels, the depth every stack pixel of its
+ * upsampled block and every tap and output channel that reads it. */
+static void emit_conv_dx(emitter *e, const ae_kernel *k, const char *name, conv_geom g, int i, gemm_shape *gx) {
+  const ae_view *v = k->src.items[i];
+  int f = v->factor, c = channels(v->node), sh = g.h / f, sw = g.w / f, win = g.k * g.k * g.cout;
+  *gx = gemm_of((long)e->p->batch * sh * sw, c, (long)f * f * win);
+  gemm_comment(e, ae_sprintf(e->a, "%s_dx%d", name, i), ae_sprintf(e->a, "the gradient of %s += the windows' dy w^T%s",
+                                                                   v->node->name ? v->node->name : "x",
+                                                                   f > 1 ? ae_sprintf(e->a, " over each %dx%d block", f, f) : ""), *gx);
+  OUT(GLOBAL "%s_dx%d(" CF "dy, " CF "w, " F "dx) {\n  %s(\n    [=](int i, int k) {\n", name, i, gemm_call(e, *gx));
+  OUT("      int n = i / %d, q = i %% %d, t = k %% %d, tap = t / %d, co = t %% %d;\n", sh * sw, sh * sw, win, g.cout, g.cout);
+  if (f > 1) OUT("      int sub = k / %d;\n", win);
+  const char *dh = f > 1 ? ae_sprintf(e->a, " + sub / %d", f) : "", *dw = f > 1 ? ae_sprintf(e->a, " + sub %% %d", f) : "";
+  const char *pad = g.pad ? ae_sprintf(e->a, " + %d", g.pad) : "";
+  OUT("      int th = q / %d%s%s%s - tap / %d, tw = q %% %d%s%s%s - tap %% %d;\n", sw, f > 1 ? ae_sprintf(e->a, " * %d", f) : "", dh, pad, g.k,
+      sw, f > 1 ? ae_sprintf(e->a, " * %d", f) : "", dw, pad, g.k);
+  if (g.s > 1) OUT("      if (th < 0 || tw < 0 || th %% %d || tw %% %d) return 0.0f;\n      th /= %d, tw /= %d;\n", g.s, g.s, g.s, g.s);
+  else OUT("      if (th < 0 || tw < 0) return 0.0f;\n");
+  OUT("      if (th >= %d || tw >= %d) return 0.0f;\n      return dy[(((long)n * %d + th) * %d + tw) * %d + co];\n    },\n", g.ho, g.wo,
+      g.ho, g.wo, g.cout);
+  OUT("    [=](int k, int j) { int t = k %% %d; return w[((long)(t / %d) * %d + %s) * %d + t %% %d]; },\n", win, g.cout, g.c,
+      v->ch_off ? ae_sprintf(e->a, "%d + j", v->ch_off) : "j", g.cout, g.cout);
+  OUT("    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", c);
+}
+
+static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
+  conv_geom g = conv_geom_of(k);
+  int B = e->p->batch, ns = k->src.len;
+  long rows = (long)B * g.ho * g.wo, win = (long)g.k * g.k * g.c;
+  emit_conv_input(e, k, name, g);
+  const char *sp = "", *sa = "", *srcs = "";
+  for (int i = 0; i < ns; i++) {
+    sp = ae_sprintf(e->a, "%s" CF "s%d, ", sp, i);
+    sa = ae_sprintf(e->a, "%ss%d, ", sa, i);
+    srcs = ae_sprintf(e->a, "%s%s, ", srcs, val(e, ((ae_view *)k->src.items[i])->node));
+  }
+  gemm_shape f = gemm_of(rows, g.cout, win), gw = gemm_of(win, g.cout, rows);
+  gemm_comment(e, ae_sprintf(e->a, "%s_fwd", name), ae_sprintf(e->a, "y = %s(conv %dx%d /%d + b), implicit", ae_op_name(k->act ? k->act->op : OP_LINEAR),
+                                                                 g.k, g.k, g.s), f);
+  OUT(GLOBAL "%s_fwd(%s" CF "w, " CF "b, " F "y) {\n", name, sp);
+  OUT("  %s([=](int i, int k) { return %s_in(%si, k); }, [=](int k, int j) { return w[(long)k * %d + j]; },\n    %s);\n}\n",
+      gemm_call(e, f), name, sa, g.cout, epilogue(e, k, g.cout));
+  bool bwd = ae_kernel_has_backward(e->p, k), dw = has_step(e, k, STEP_WEIGHT_GRAD);
+  if (bwd) emit_dact_db(e, k, name, rows, g.cout);
+  if (dw) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dw", name), "dw += the windows^T dy", gw);
+    OUT(GLOBAL "%s_dw(%s" CF "dy, " F "dw) {\n", name, sp);
+    OUT("  %s([=](int i, int k) { return %s_in(%sk, i); }, [=](int k, int j) { return dy[(long)k * %d + j]; },\n"
+        "    [=](int i, int j, float s) { dw[(long)i * %d + j] += s; });\n}\n", gemm_call(e, gw), name, sa, g.cout, g.cout);
+  }
+  gemm_shape *gx = ae_alloc(e->a, sizeof *gx * (size_t)ns);
+  for (int i = 0; bwd && i < ns; i++)
+    if (has_grad(e, ((ae_view *)k->src.items[i])->node)) emit_conv_dx(e, k, name, g, i, &gx[i]);
+  const char *y = val(e, k->out);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s%s, %s, %s);\n}\n", name, name,
+      gemm_grid(e, f), srcs, pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  launch_dact_db(e, k, name, rows, g.cout, dy, y);
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s%s, %s);\n", name, gemm_grid(e, gw), srcs, dy, pgrad(e, k->w));
+  for (int i = 0; i < ns; i++) {
+    const ae_node *s = ((ae_view *)k->src.items[i])->node;
+    if (has_grad(e, s))
+      OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
+  }
+  OUT("}\n");
+}
+
+/* ---- transposed convolution, as a gather: output pixel (oh, ow) takes tap (kh, kw) of input
+ * pixel ((oh + pad - kh) / s, (ow + pad - kw) / s) where that divides; weights [cin, k, k, cout]. */
+static void emit_conv_t(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *n = k->node, *x = ((ae_view *)k->src.items[0])->node;
+  int B = e->p->batch, h = x->shape.d[0], w = x->shape.d[1], cin = x->shape.d[2];
+  int ho = n->shape.d[0], wo = n->shape.d[1], cout = n->units, kk = n->k, s = n->stride, pad = n->pad_same ? (kk - 1) / 2 : 0;
+  long rows = (long)B * ho * wo, win = (long)kk * kk * cin, dwin = (long)kk * kk * cout;
+  const char *padp = pad ? ae_sprintf(e->a, " + %d", pad) : "";
+  OUT("__device__ __forceinline__ float %s_in(" CF "x, int row, int k) {   /* k = (kh, kw, ci) */\n", name);
+  OUT("  int n = row / %d, q = row %% %d, tap = k / %d, c = k %% %d;\n", ho * wo, ho * wo, cin, cin);
+  OUT("  int th = q / %d%s - tap / %d, tw = q %% %d%s - tap %% %d;\n", wo, padp, kk, wo, padp, kk);
+  if (s > 1) OUT("  if (th < 0 || tw < 0 || th %% %d || tw %% %d) return 0.0f;\n  th /= %d, tw /= %d;\n", s, s, s, s);
+  else OUT("  if (th < 0 || tw < 0) return 0.0f;\n");
+  OUT("  if (th >= %d || tw >= %d) return 0.0f;\n  return x[(((long)n * %d + th) * %d + tw) * %d + c];\n}\n", h, w, h, w, cin);
+  const char *wat = ae_sprintf(e->a, "w[((long)(k %% %d) * %d + k / %d) * %d + j]", cin, kk * kk, cin, cout);
+  gemm_shape f = gemm_of(rows, cout, win), gw = gemm_of(win, cout, rows), gx = gemm_of((long)B * h * w, cin, dwin);
+  gemm_comment(e, ae_sprintf(e->a, "%s_fwd", name), ae_sprintf(e->a, "y = %s(conv_transpose %dx%d /%d + b), implicit",
+                                                                 ae_op_name(k->act ? k->act->op : OP_LINEAR), kk, kk, s), f);
+  OUT(GLOBAL "%s_fwd(" CF "x, " CF "w, " CF "b, " F "y) {\n", name);
+  OUT("  %s([=](int i, int k) { return %s_in(x, i, k); }, [=](int k, int j) { return %s; },\n    %s);\n}\n", gemm_call(e, f), name,
+      wat, epilogue(e, k, cout));
+  bool bwd = ae_kernel_has_backward(e->p, k), dw = has_step(e, k, STEP_WEIGHT_GRAD), dx = has_step(e, k, STEP_INPUT_GRAD);
+  if (bwd) emit_dact_db(e, k, name, rows, cout);
+  if (dw) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dw", name), "dw += the gathered inputs^T dy", gw);
+    OUT(GLOBAL "%s_dw(" CF "x, " CF "dy, " F "dw) {\n", name);
+    OUT("  %s([=](int i, int k) { return %s_in(x, k, i); }, [=](int k, int j) { return dy[(long)k * %d + j]; },\n"
+        "    [=](int i, int j, float s) { dw[((long)(i %% %d) * %d + i / %d) * %d + j] += s; });\n}\n", gemm_call(e, gw), name, cout, cin,
+        kk * kk, cin, cout);
+  }
+  if (dx) {
+    gemm_comment(e, ae_sprintf(e->a, "%s_dx", name), "dx += the window of dy w^T (a plain convolution)", gx);
+    OUT(GLOBAL "%s_dx(" CF "dy, " CF "w, " F "dx) {\n  %s(\n    [=](int i, int k) {\n", name, gemm_call(e, gx));
+    OUT("      int n = i / %d, q = i %% %d, tap = k / %d, co = k %% %d;\n", h * w, h * w, cout, cout);
+    OUT("      int oh = %s + tap / %d, ow = %s + tap %% %d;\n", window_start(e, ae_sprintf(e->a, "q / %d", w), s, pad), kk,
+        window_start(e, ae_sprintf(e->a, "q %% %d", w), s, pad), kk);
+    OUT("      if (oh < 0 || oh >= %d || ow < 0 || ow >= %d) return 0.0f;\n      return dy[(((long)n * %d + oh) * %d + ow) * %d + co];\n    },\n",
+        ho, wo, ho, wo, cout);
+    OUT("    [=](int k, int j) { return w[((long)j * %d + k / %d) * %d + k %% %d]; },\n", kk * kk, cout, cout, cout);
+    OUT("    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", cin);
+  }
+  const char *y = val(e, k->out);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  launch_dact_db(e, k, name, rows, cout, dy, y);
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  OUT("}\n");
+}
+
+/* ---- batch norm: a block per channel for the statistics, as aert_batchnorm_forward and
+ * aert_batchnorm_backward (sums in double, in a fixed order) ------------------------------ */
+static void emit_batchnorm(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *n = k->node, *x = ((ae_view *)k->src.items[0])->node;
+  int c = channels(k->out);
+  long N = (long)e->p->batch * elems(k->out), rows = N / c;
+  const char *A = act_enum(k->act), *al = flt(e, act_alpha(k->act)), *mom = flt(e, n->momentum), *eps = flt(e, n->eps);
+  OUT("/* %s_stats: the batch's mean and 1/std per channel (or the running ones), the running statistics\n"
+      " * updated; launch %d blocks of 256, one per channel */\n", name, c);
+  OUT(GLOBAL "%s_stats(" CF "x, float *rmean, float *rvar, " F "stats, int use_batch) {\n"
+      "  const int ch = blockIdx.x;\n  const float momentum = %s, eps = %s;\n  double mean = rmean[ch], var = rvar[ch];\n"
+      "  if (use_batch) {\n    double s = 0, ss = 0;\n    for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) s += x[r * %d + ch];\n"
+      "    mean = aecd_block_total(s) / %ld.0;\n    for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n"
+      "      double d = x[r * %d + ch] - mean;\n      ss += d * d;\n    }\n    var = aecd_block_total(ss) / %ld.0;\n"
+      "    if (threadIdx.x == 0) {\n      rmean[ch] = (float)((1 - momentum) * rmean[ch] + momentum * mean);\n"
+      "      rvar[ch] = (float)((1 - momentum) * rvar[ch] + momentum * var * %ld.0 / %ld.0);\n    }\n  }\n"
+      "  if (threadIdx.x == 0) {\n    stats[ch] = (float)mean;\n    stats[%d + ch] = (float)(1.0 / sqrt(var + eps));\n  }\n}\n",
+      name, mom, eps, rows, c, rows, rows, c, rows, rows, rows > 1 ? rows - 1 : 1, c);
+  OUT("/* %s_fwd: y = %s(gamma (x - mean) / std + beta); launch %ld blocks of 256 */\n", name, ae_op_name(k->act ? k->act->op : OP_LINEAR),
+      ew_blocks(N));
+  OUT(GLOBAL "%s_fwd(" CF "x, " CF "gamma, " CF "beta, " CF "stats, " F "y) {\n  AECD_FOR(i, %ldL) {\n    int ch = (int)(i %% %d);\n"
+      "    y[i] = aecd_act<%s>(gamma[ch] * (x[i] - stats[ch]) * stats[%d + ch] + beta[ch], %s);\n  }\n}\n", name, N, c, A, c, al);
+  bool bwd = ae_kernel_has_backward(e->p, k), dx = bwd && has_grad(e, x), dw = bwd && !k->w->frozen;
+  if (bwd && k->act && k->act->op != OP_LINEAR)
+    OUT("/* %s_dact: dy *= %s'(y) in place; launch %ld blocks of 256 */\n" GLOBAL "%s_dact(" F "dy, " CF "y) {\n"
+        "  AECD_FOR(i, %ldL) dy[i] *= aecd_act_grad<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(N), name, N, A, al);
+  if (dx || dw) {
+    OUT("/* %s_bwd: per channel the sums of dy and dy xhat, dgamma and dbeta, then dx; launch %d blocks of 256 */\n", name, c);
+    OUT(GLOBAL "%s_bwd(" CF "dy, " CF "x, " CF "gamma, " CF "stats, float *dx, float *dgamma, float *dbeta, int use_batch) {\n"
+        "  const int ch = blockIdx.x;\n  const float mean = stats[ch], inv = stats[%d + ch];\n  double sd = 0, sdx = 0;\n"
+        "  for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n    sd += dy[r * %d + ch];\n"
+        "    sdx += dy[r * %d + ch] * (x[r * %d + ch] - mean) * inv;\n  }\n  sd = aecd_block_total(sd);\n  sdx = aecd_block_total(sdx);\n"
+        "  if (dgamma && threadIdx.x == 0) {\n    dgamma[ch] += (float)sdx;\n    dbeta[ch] += (float)sd;\n  }\n  if (!dx) return;\n"
+        "  for (long r = threadIdx.x; r < %ldL; r += AECD_THREADS) {\n    long i = r * %d + ch;\n    float xhat = (x[i] - mean) * inv;\n"
+        "    dx[i] += use_batch ? gamma[ch] * inv * (float)(dy[i] - sd / %ld.0 - xhat * sdx / %ld.0) : gamma[ch] * inv * dy[i];\n  }\n}\n",
+        name, c, rows, c, c, c, rows, c, rows, rows);
+  }
+  const char *y = val(e, k->out), *st = ae_sprintf(e->a, "r->%s", buf_name(e, &k->stats));
+  const char *use = k->w->frozen ? "0" : "r->training";
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, 0, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
+      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
+      pval(e, k->rvar), st, use, name, ew_blocks(N), val(e, x), pval(e, k->w), pval(e, k->b), st, y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(N), dy, y);
+  if (dx || dw)
+    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
+        dx ? grad(e, x) : "(float *)NULL", dw ? pgrad(e, k->w) : "(float *)NULL", dw ? pgrad(e, k->b) : "(float *)NULL", k->w->frozen ? 0 : 1);
+  OUT("}\n");
+}
+
+/* ---- elementwise and small kernels ---------------------------------------------------
+ * One emitter for the rest: a forward body over N values (or rows) and, when a gradient
+ * flows into the input, a backward body; each a grid-stride loop, 4 values per thread. */
+typedef struct {
+  const char *params, *args;           /* the forward kernel's parameters and its launch's arguments */
+  const char *body;                    /* inside AECD_FOR(i, N) */
+  const char *bparams, *bargs, *bbody; /* backward; NULL: no backward kernel */
+  long n, bn;                          /* loop lengths */
+  const char *what;
+} simple_kernel;
+
+static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
+  const ae_node *n = k->node, *o = k->out, *in = n->in.items[0];
+  const ae_node *x = ((ae_view *)k->src.items[0])->node;
+  int B = e->p->batch;
+  long N = (long)B * elems(o);
+  const char *y = val(e, o), *xv = val(e, x);
+  bool dx = has_grad(e, x);
+  const char *dyv = ae_kernel_has_backward(e->p, k) ? grad(e, o) : NULL, *dxv = dx ? grad(e, x) : NULL;
+  simple_kernel s = {.n = N, .bn = N};
+  switch (k->kind) {
+  case K_ACT: {
+    const char *A = act_enum(n), *al = flt(e, n->alpha);
+    s.what = ae_sprintf(e->a, "y = %s(x)", ae_op_name(n->op));
+    s.params = CF "x, " F "y";
+    s.args = ae_sprintf(e->a, "%s, %s", xv, y);
+    s.body = ae_sprintf(e->a, "y[i] = aecd_act<%s>(x[i], %s);", A, al);
+    s.bparams = CF "dy, " CF "y, " F "dx";
+    s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, y, dxv);
+    s.bbody = ae_sprintf(e->a, "dx[i] += dy[i] * aecd_act_grad<%s>(y[i], %s);", A, al);
+    break;
+  }
+  case K_SAMPLE: {
+    const ae_node *lv = ((ae_view *)k->src.items[1])->node;
+    bool dmu = has_grad(e, x), dlv = has_grad(e, lv);
+    s.what = "z = mu + exp(logvar / 2) eps in training, mu otherwise";
+    s.params = CF "mu, " CF "lv, " F "z, int training, uint64_t seed, uint64_t base";
+    s.args = ae_sprintf(e->a, "%s, %s, %s, r->training, %s", xv, val(e, lv), y, seed_args(e, k));
+    s.body = "z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i) : mu[i];";
+    if (dmu || dlv) {
+      s.bparams = CF "dz, " CF "lv, float *dmu, float *dlv, uint64_t seed, uint64_t base";
+      s.bargs = ae_sprintf(e->a, "%s, %s, %s, %s, %s", dyv, val(e, lv), dmu ? grad(e, x) : "(float *)NULL",
+                           dlv ? grad(e, lv) : "(float *)NULL", seed_args(e, k));
+      s.bbody = ae_sprintf(e->a, "%s%s", dmu ? "dmu[i] += dz[i];" : "",
+                           dlv ? "\n    dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i);" : "");
+    }
+    dx = dmu || dlv;
+    break;
+  }
+  case K_NOISE: {
+    const char *lo = flt(e, n->lo), *hi = flt(e, n->hi);
+    s.what = ae_sprintf(e->a, "y = x + N(0, %g) in training, clipped", n->stddev);
+    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
+    s.body = ae_sprintf(e->a, "float v = training ? x[i] + %s * aecd_normal(seed, base + (uint64_t)i) : x[i];\n"
+                              "    y[i] = training ? (v < %s ? %s : v > %s ? %s : v) : v;", flt(e, n->stddev), lo, lo, hi, hi);
+    s.bparams = CF "dy, " CF "y, " F "dx";
+    s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, y, dxv);
+    s.bbody = ae_sprintf(e->a, "dx[i] += y[i] > %s && y[i] < %s ? dy[i] : 0.0f;", lo, hi);
+    break;
+  }
+  case K_DROPOUT: {
+    const char *rate = flt(e, n->rate), *keep = ae_sprintf(e->a, "(1 / (1 - %s))", rate);
+    s.what = ae_sprintf(e->a, "dropout %g in training", n->rate);
+    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
+    s.body = ae_sprintf(e->a, "y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= %s ? x[i] * %s : 0.0f;", rate, keep);
+    s.bparams = CF "dy, " F "dx, uint64_t seed, uint64_t base";
+    s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, dxv, seed_args(e, k));
+    s.bbody = ae_sprintf(e->a, "dx[i] += aert_uniform(seed, base + (uint64_t)i) >= %s ? dy[i] * %s : 0.0f;", rate, keep);
+    break;
+  }
+  case K_UPSAMPLE: {   /* nearest: forward per output value; backward per input value, its block summed in row order */
+    int f = n->factor, h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2];
+    s.what = ae_sprintf(e->a, "nearest upsample x%d", f);
+    s.params = CF "x, " F "y";
+    s.args = ae_sprintf(e->a, "%s, %s", xv, y);
+    s.body = ae_sprintf(e->a, "long p = i / %d, ch = i %% %d, ow = p %% %d, oh = p / %d %% %d, b = p / %d;\n"
+                              "    y[i] = x[((b * %d + oh / %d) * %d + ow / %d) * %d + ch];",
+                        c, c, w * f, w * f, h * f, w * f * h * f, h, f, w, f, c);
+    s.bn = (long)B * elems(in);
+    s.bparams = CF "dy, " F "dx";
+    s.bargs = ae_sprintf(e->a, "%s, %s", dyv, dxv);
+    s.bbody = ae_sprintf(e->a, "long p = i / %d, ch = i %% %d, iw = p %% %d, ih = p / %d %% %d, b = p / %d;\n"
+                               "    float acc = dx[i];\n    for (int u = 0; u < %d; u++)\n      for (int v = 0; v < %d; v++)\n"
+                               "        acc += dy[((b * %d + ih * %d + u) * %d + iw * %d + v) * %d + ch];\n    dx[i] = acc;",
+                         c, c, w, w, h, w * h, f, f, h * f, f, w * f, f, c);
+    break;
+  }
+  case K_POOL: {   /* windows that do not overlap (refused otherwise): each input value in one window */
+    int h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2], ho = n->shape.d[0], wo = n->shape.d[1], kk = n->k, st = n->stride;
+    bool mx = n->op == OP_MAXPOOL;
+    const char *at = ae_sprintf(e->a, "((b * %d + oh * %d + kh) * %d + ow * %d + kw) * %d + ch", h, st, w, st, c);
+    const char *head = ae_sprintf(e->a, "long p = i / %d, ch = i %% %d, ow = p %% %d, oh = p / %d %% %d, b = p / %d;\n", c, c, wo, wo, ho, wo * ho);
+    s.what = ae_sprintf(e->a, "%s %dx%d /%d", ae_op_name(n->op), kk, kk, st);
+    s.params = CF "x, " F "y";
+    s.args = ae_sprintf(e->a, "%s, %s", xv, y);
+    s.body = ae_sprintf(e->a, "%s    float acc = %s;\n    for (int kh = 0; kh < %d; kh++)\n      for (int kw = 0; kw < %d; kw++) {\n"
+                              "        float v = x[%s];\n        acc = %s;\n      }\n    y[i] = %s;", head, mx ? "-INFINITY" : "0.0f", kk, kk,
+                        at, mx ? "v > acc ? v : acc" : "acc + v", mx ? "acc" : ae_sprintf(e->a, "acc / (float)%d", kk * kk));
+    s.bparams = CF "dy, " CF "x, " CF "y, " F "dx";
+    s.bargs = ae_sprintf(e->a, "%s, %s, %s, %s", dyv, xv, y, dxv);
+    s.bbody = mx ? ae_sprintf(e->a, "%s    int done = 0;\n    for (int kh = 0; kh < %d && !done; kh++)\n      for (int kw = 0; kw < %d && !done; kw++)\n"
+                                    "        if (x[%s] == y[i]) { dx[%s] += dy[i]; done = 1; }", head, kk, kk, at, at)
+                 : ae_sprintf(e->a, "%s    for (int kh = 0; kh < %d; kh++)\n      for (int kw = 0; kw < %d; kw++) dx[%s] += dy[i] / (float)%d;", head,
+                              kk, kk, at, kk * kk);
+    break;
+  }
+  case K_SOFTMAX: {   /* a thread per row, as aert_softmax_row */
+    int c = channels(o);
+    s.n = s.bn = N / c;
+    s.what = "softmax over the last axis, a row per thread";
+    s.params = CF "x, " F "y";
+    s.args = ae_sprintf(e->a, "%s, %s", xv, y);
+    s.body = ae_sprintf(e->a, "const float *xr = x + i * %d;\n    float mx = xr[0];\n    for (int j = 1; j < %d; j++) mx = xr[j] > mx ? xr[j] : mx;\n"
+                              "    double sum = 0;\n    for (int j = 0; j < %d; j++) sum += expf(xr[j] - mx);\n"
+                              "    for (int j = 0; j < %d; j++) y[i * %d + j] = (float)(expf(xr[j] - mx) / sum);", c, c, c, c, c);
+    s.bparams = CF "dy, " CF "y, " F "dx";
+    s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, y, dxv);
+    s.bbody = ae_sprintf(e->a, "double dot = 0;\n    for (int j = 0; j < %d; j++) dot += dy[i * %d + j] * y[i * %d + j];\n"
+                               "    for (int j = 0; j < %d; j++) dx[i * %d + j] += y[i * %d + j] * (float)(dy[i * %d + j] - dot);",
+                         c, c, c, c, c, c, c);
+    break;
+  }
+  default: break;
+  }
+  if (!dx || !dyv) s.bbody = NULL;
+  return s;
+}
+
+static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
+  simple_kernel s = simple_of(e, k);
+  OUT("/* %s_fwd: %s; launch %ld blocks of 256 */\n", name, s.what, ew_blocks(s.n));
+  OUT(GLOBAL "%s_fwd(%s) {\n  AECD_FOR(i, %ldL) {\n    %s\n  }\n}\n", name, s.params, s.n, s.body);
+  if (s.bbody) {
+    OUT("/* %s_bwd: its gradient; launch %ld blocks of 256 */\n", name, ew_blocks(s.bn));
+    OUT(GLOBAL "%s_bwd(%s) {\n  AECD_FOR(i, %ldL) {\n    %s\n  }\n}\n", name, s.bparams, s.bn, s.bbody);
+  }
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.n), s.args);
+  if (!ae_kernel_has_backward(e->p, k)) return;
+  if (s.bbody) OUT("\nstatic void %s_backward(const run *r) {\n  AEC_LAUNCH(%s_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.bn), s.bargs);
+  else OUT("\nstatic void %s_backward(const run *r) { (void)r; }  /* no gradient flows into its input */\n", name);
+}
+
+/* concat and add: forward one kernel over the output; backward one per source. */
+static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_node *o = k->out;
+  long N = (long)e->p->batch * elems(o);
+  int ct = channels(o);
+  bool cat = k->kind == K_CONCAT;
+  OUT("/* %s_fwd: %s of %d sources; launch %ld blocks of 256 */\n" GLOBAL "%s_fwd(", name, cat ? "concat" : "add", k->src.len, ew_blocks(N), name);
+  for (int i = 0; i < k->src.len; i++) OUT(CF "x%d, ", i);
+  OUT(F "y) {\n  AECD_FOR(i, %ldL) {\n", N);
+  if (cat) OUT("    long p = i / %d;\n    int c = (int)(i %% %d);\n", ct, ct);
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    int c = channels(v->node);
+    const char *when = i + 1 < k->src.len ? ae_sprintf(e->a, "if (c < %d) ", v->ch_off + c) : "";
+    if (cat) OUT("    %s%sy[i] = x%d[p * %d + %s];\n", i ? "else " : "", when, i, c, v->ch_off ? ae_sprintf(e->a, "c - %d", v->ch_off) : "c");
+    else OUT("    %s", i == 0 ? "float s = x0[i];\n" : ae_sprintf(e->a, "s += x%d[i];\n", i));
+  }
+  if (!cat) OUT("    y[i] = s;\n");
+  OUT("  }\n}\n");
+  bool bwd = ae_kernel_has_backward(e->p, k);
+  for (int i = 0; bwd && i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    if (!has_grad(e, v->node)) continue;
+    long n = (long)e->p->batch * elems(v->node);
+    int c = channels(v->node);
+    OUT("/* %s_bwd%d: the gradient of source %d; launch %ld blocks of 256 */\n" GLOBAL "%s_bwd%d(" CF "dy, " F "dx) {\n", name, i, i,
+        ew_blocks(n), name, i);
+    if (cat) OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i / %d * %d + %d + i %% %d];\n}\n", n, c, ct, v->ch_off, c);
+    else OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i];\n}\n", n);
+  }
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, ", name, name, ew_blocks(N));
+  for (int i = 0; i < k->src.len; i++) OUT("%s, ", val(e, ((ae_view *)k->src.items[i])->node));
+  OUT("%s);\n}\n", val(e, o));
+  if (!bwd) return;
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    if (has_grad(e, v->node))
+      OUT("  AEC_LAUNCH(%s_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, i, ew_blocks((long)e->p->batch * elems(v->node)),
+          grad(e, o), grad(e, v->node));
+  }
+  OUT("}\n");
+}
+
+/* ---- the losses ------------------------------------------------------------------------
+ * Forward: each term's sums (in double, one block each, a fixed tree) into r->sums, copied
+ * back once; the host divides them as the C target's loss functions do. Backward: one
+ * elementwise kernel per term seeds the gradients of its operands. */
+
+static int slots_of(const ae_program *p, const ae_loss_term *t) {
+  if (t->kind == LOSS_SOFTMAX_XENT) return 2;   /* the loss and the weight sum */
+  if (t->kind != LOSS_L2) return 1;
+  int n = 0;
+  for (int j = 0; j < p->params.len; j++) {
+    const ae_tensor *w = p->params.items[j];
+    n += w->is_weight && !w->frozen;
+  }
+  return n;
+}
+
+/* One block sum kernel: NAME over n values of the expression f(i). */
+static void emit_sum_kernel(emitter *e, const char *name, const char *params, long n, const char *f) {
+  OUT("/* %s: a block sum of %ld values; launch 1 block of 256 */\n" GLOBAL "%s(%s, double *out) {\n"
+      "  aecd_block_sum<%ldL>([=](long i) -> double { %s }, out);\n}\n", name, n, name, params, n, f);
+}
+
+/* The softmax of logits row r, recomputed as aert_softmax_row does: mx and sum. */
+static const char *softmax_head(emitter *e, int c) {
+  return ae_sprintf(e->a, "const float *x = logits + r * %d;\n    float mx = x[0];\n    for (int j = 1; j < %d; j++) mx = x[j] > mx ? x[j] : mx;\n"
+                          "    double sum = 0;\n    for (int j = 0; j < %d; j++) sum += expf(x[j] - mx);\n", c, c, c);
+}
+
+static void emit_loss_kernels(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int B = e->p->batch;
+  long n = t->a ? (long)B * elems(t->a) : 0;
+  const char *W = flt(e, t->weight), *ln = ae_sprintf(e->a, "loss%d", i);
+  OUT("\n/* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
+  switch (t->kind) {
+  case LOSS_MSE:
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "a, " CF "b", n, "double d = (double)a[i] - b[i]; return d * d;");
+    OUT(GLOBAL "%s_bwd(" CF "a, " CF "b, float *da, float *db, float g) {\n  AECD_FOR(i, %ldL) {\n"
+        "    if (da) da[i] += g * (a[i] - b[i]);\n    if (db) db[i] -= g * (a[i] - b[i]);\n  }\n}\n", ln, n);
+    break;
+  case LOSS_BCE:
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "p, " CF "t", n,
+                    "float lp = p[i] > 0 ? logf(p[i]) : -100.0f, lq = p[i] < 1 ? logf(1 - p[i]) : -100.0f;\n"
+                    "    return -(t[i] * (double)(lp < -100 ? -100.0f : lp) + (1 - t[i]) * (double)(lq < -100 ? -100.0f : lq));");
+    OUT(GLOBAL "%s_bwd(" CF "p, " CF "t, " F "dp, float g) {\n  AECD_FOR(i, %ldL) {\n    float q = p[i] * (1 - p[i]);\n"
+        "    dp[i] += g * (p[i] - t[i]) / (q > 1e-12f ? q : 1e-12f);\n  }\n}\n", ln, n);
+    break;
+  case LOSS_SOFTMAX_XENT: {
+    int c = e->p->m->n_classes;
+    long rows = n / c;
+    bool weighted = e->cw_at[i] >= 0;
+    const char *w = weighted ? "(double)cw[k]" : "1.0", *cwp = weighted ? ", " CF "cw" : "";
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), ae_sprintf(e->a, CF "logits, " CF "t%s", cwp), rows,
+                    ae_sprintf(e->a, "long r = i;\n    int k = (int)t[r];\n    if (k < 0 || k >= %d) return 0.0;\n    %s"
+                                     "    float pk = (float)(expf(x[k] - mx) / sum);\n    double pt = pk > 1e-30f ? pk : 1e-30f;\n"
+                                     "    return -(%s * log(pt));", c, softmax_head(e, c), w));
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_wsum", ln), ae_sprintf(e->a, CF "t%s", cwp), rows,
+                    ae_sprintf(e->a, "int k = (int)t[i];\n    return k < 0 || k >= %d ? 0.0 : %s;", c, w));
+    OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t%s, " F "dl, const double *wsum, double global) {\n"
+        "  double denom = global > 0 ? global : %s;\n  if (denom <= 0) return;\n  AECD_FOR(r, %ldL) {\n"
+        "    int k = (int)t[r];\n    if (k < 0 || k >= %d) continue;\n    %s    float g = (float)(%s * %s / denom);\n"
+        "    for (int j = 0; j < %d; j++) dl[r * %d + j] += g * ((float)(expf(x[j] - mx) / sum) - (j == k));\n  }\n}\n",
+        ln, cwp, t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : "*wsum", rows, c, softmax_head(e, c), w, W, c, c);
+    break;
+  }
+  case LOSS_KL_NORMAL:
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "mu, " CF "lv", n,
+                    "return -0.5 * (1.0 + lv[i] - (double)mu[i] * mu[i] - expf(lv[i]));");
+    OUT(GLOBAL "%s_bwd(" CF "mu, " CF "lv, float *dmu, float *dlv) {\n  AECD_FOR(i, %ldL) {\n    if (dmu) dmu[i] += %s * mu[i] / %d;\n"
+        "    if (dlv) dlv[i] += %s * -0.5f * (1 - expf(lv[i])) / %d;\n  }\n}\n", ln, n, W, B, W, B);
+    break;
+  case LOSS_KL_SPARSITY: {   /* per unit: its mean activation over the batch, in batch order */
+    long units = elems(t->a);
+    const char *mean = ae_sprintf(e->a, "double m = 0;\n    for (int b = 0; b < %d; b++) m += z[(long)b * %ld + j];\n    m /= %d;\n"
+                                        "    if (m < 1e-7) m = 1e-7;\n    if (m > 1 - 1e-7) m = 1 - 1e-7;\n    const float rho = %s;\n",
+                                  B, units, B, flt(e, t->rho));
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "z", units,
+                    ae_sprintf(e->a, "long j = i;\n    %s    return rho * log(rho / m) + (1 - rho) * log((1 - rho) / (1 - m));", mean));
+    OUT(GLOBAL "%s_bwd(" CF "z, " F "dz) {\n  AECD_FOR(i, %ldL) {\n    long j = i %% %ld;\n    %s"
+        "    dz[i] += (float)(%s * (-rho / m + (1 - rho) / (1 - m)) / %d);\n  }\n}\n", ln, n, units, mean, W, B);
+    break;
+  }
+  case LOSS_L1:
+    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "z", n, "return (double)fabsf(z[i]);");
+    OUT(GLOBAL "%s_bwd(" CF "z, " F "dz) {\n  AECD_FOR(i, %ldL) dz[i] += %s / %d * (float)((z[i] > 0) - (z[i] < 0));\n}\n", ln, n, W, B);
+    break;
+  case LOSS_L2:
+    for (int j = 0, s = 0; j < e->p->params.len; j++) {
+      const ae_tensor *w = e->p->params.items[j];
+      if (!w->is_weight || w->frozen) continue;
+      emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum%d", ln, s), CF "w", w->size, "return (double)w[i] * w[i];");
+      OUT(GLOBAL "%s_bwd%d(" CF "w, " F "dw) {\n  AECD_FOR(i, %ldL) dw[i] += 2 * %s * w[i];\n}\n", ln, s, w->size, W);
+      s++;
+    }
+    break;
+  default: break;
+  }
+}
+
+/* The host half of the loss, per term i: its gradient launches (backward), its sum
+ * launches (forward) and the division of its sums, as the C target's loss functions do. */
+static const char *weights_arg(emitter *e, int i) {
+  return e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
+}
+
+static void emit_loss_grad_launch(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  long n = t->a ? (long)e->p->batch * elems(t->a) : 0;
+  double denom = t->reduce_sum ? e->p->batch : (double)n;
+  int s0 = e->slot[i];
+  const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
+  bool has_da = t->a && has_grad(e, t->a);
+  const char *da = has_da ? grad(e, t->a) : "(float *)NULL", *db = t->b && has_grad(e, t->b) ? grad(e, t->b) : "(float *)NULL";
+  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0", i, ew_blocks(n));
+  switch (t->kind) {
+  case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
+  case LOSS_BCE: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
+  case LOSS_SOFTMAX_XENT:
+    if (has_da)
+      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
+          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
+          i, b, weights_arg(e, i), s0 + 1, i, ew_blocks(n / e->p->m->n_classes), a, b, weights_arg(e, i), da, s0 + 1, i);
+    break;
+  case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s);\n", g, a, da); break;
+  case LOSS_L2:
+    for (int j = 0, s = 0; j < e->p->params.len; j++) {
+      const ae_tensor *w = e->p->params.items[j];
+      if (!w->is_weight || w->frozen) continue;
+      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
+      s++;
+    }
+    break;
+  default: break;
+  }
+}
+
+static void emit_loss_sum_launch(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int s0 = e->slot[i];
+  const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
+  switch (t->kind) {
+  case LOSS_SOFTMAX_XENT:
+    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
+    break;
+  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
+    break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
+  case LOSS_L2:
+    for (int j = 0, s = 0; j < e->p->params.len; j++) {
+      const ae_tensor *w = e->p->params.items[j];
+      if (!w->is_weight || w->frozen) continue;
+      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
+      s++;
+    }
+    break;
+  default: break;
+  }
+}
+
+/* t, the term's value, and its normaliser on this rank (shard.denom), from its sums. */
+static void emit_loss_term(emitter *e, int i) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int B = e->p->batch, s0 = e->slot[i];
+  long n = t->a ? (long)B * elems(t->a) : 0;
+  double denom = t->reduce_sum ? B : (double)n;
+  OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
+  switch (t->kind) {
+  case LOSS_MSE: case LOSS_BCE: OUT("  t = (float)(sums[%d] / %.1f);\n  denom[%d] = %.1f;\n", s0, denom, i, denom); break;
+  case LOSS_SOFTMAX_XENT:
+    OUT("  denom[%d] = %s;\n  t = denom[%d] > 0 ? (float)(sums[%d] / denom[%d]) : 0;\n", i,
+        t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : ae_sprintf(e->a, "sums[%d]", s0 + 1), i, s0, i);
+    break;
+  case LOSS_KL_NORMAL: case LOSS_L1: OUT("  t = (float)(sums[%d] / %d);\n  denom[%d] = %d.0;\n", s0, B, i, B); break;
+  case LOSS_KL_SPARSITY: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
+  case LOSS_L2:
+    OUT("  t = 0;\n");
+    for (int s = 0; s < slots_of(e->p, t); s++) OUT("  t += (float)sums[%d];\n", s0 + s);
+    OUT("  denom[%d] = 1.0;\n", i);
+    break;
+  default: break;
+  }
+  OUT("  if (out) out->term[%d] = t;\n  total += %.9g * t;\n", i, t->weight);
+}
+
+static void emit_compute_loss(emitter *e) {
+  const ae_model *m = e->p->m;
+  OUT("\n/* The loss: forward, each term's sums copied back and divided as the C target does; backward,\n"
+      " * the gradients of the operands seeded. */\n");
+  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n  (void)t;\n  if (backward) {\n");
+  for (int i = 0; i < m->losses.len; i++) emit_loss_grad_launch(e, i);
+  OUT("    return 0;\n  }\n");
+  for (int i = 0; i < m->losses.len; i++) emit_loss_sum_launch(e, i);
+  OUT("  double sums[%d];\n  AEC_CHECK(cudaMemcpy(sums, r->sums, sizeof sums, cudaMemcpyDeviceToHost));\n", e->n_slots ? e->n_slots : 1);
+  OUT("  double none[%d] = {0}, *denom = out ? shard->denom : none;   /* each term's normaliser on this rank */\n  (void)denom;\n",
+      m->losses.len ? m->losses.len : 1);
+  for (int i = 0; i < m->losses.len; i++) emit_loss_term(e, i);
+  OUT("  if (out) out->total = total;\n  return total;\n}\n");
+}
+
+/* ---- the run: device pointers named as model.c names its buffers -------------------- */
+
+static void emit_run(emitter *e) {
+  OUT("\n/* The run a kernel launch sees: device pointers to the parameters, their gradients, the\n"
+      " * arena (laid out as model.c's; `aec dump --stage mem` prints it), the batch and the\n"
+      " * loss's sums, and one pointer per buffer of the arena, named as in model.c. */\n");
+  OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n  uint64_t seed;\n  int training;\n  uint64_t first;\n"
+      "  double *sums;\n  const float *cw;   /* the class weights of the class losses */\n");
+  for (int i = 0; i < e->n_bufs; i++) OUT("  float *%s;\n", e->bufs[i].ident);
+  OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed, int training,\n"
+      "                 uint64_t first, double *sums, const float *cw) {\n  run r = {P, G, A, X, T, seed, training, first, sums, cw");
+  for (int i = 0; i < e->n_bufs; i++) OUT(",\n             A + %ld", e->bufs[i].b->off);
+  OUT("};\n  return r;\n}\n");
+}
+
+/* ---- the drivers -------------------------------------------------------------------- */
+
+/* The forward and backward launches, walking the steps: a kernel's backward steps are its
+ * one function, a zero step a memset, the loss's gradient compute_loss. */
+static void emit_drivers(emitter *e, const char **names) {
+  const ae_program *p = e->p;
+  OUT("\n/* ---- the drivers: every launch of a step, on the default stream; only device pointers */\n");
+  OUT("static float forward_kernels(const run *r, aert_losses *losses) {\n");
+  int i = 0;
+  for (; i < p->steps.len; i++) {
+    const ae_step *st = p->steps.items[i];
+    if (st->kind == STEP_FORWARD) OUT("  %s_forward(r);\n", names[st->k->id]);
+    if (st->kind == STEP_LOSS) break;
+  }
+  OUT("  return compute_loss(r, losses, 0);\n}\n\n");
+  OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
+  OUT("static void backward_kernels(const run *r) {\n");
+  for (i++; i < p->steps.len; i++) {
+    const ae_step *st = p->steps.items[i], *prev = p->steps.items[i - 1];
+    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  AEC_CHECK(cudaMemsetAsync(r->G, 0, sizeof(float) * %ld, 0));\n", p->param_floats);
+    else if (st->kind == STEP_ZERO) OUT("  AEC_CHECK(cudaMemsetAsync(r->%s, 0, sizeof(float) * %ld, 0));\n", buf_name(e, st->buf), st->buf->size);
+    else if (st->kind == STEP_LOSS_GRAD) OUT("  compute_loss(r, NULL, 1);\n");
+    else if (st->k && st->k != prev->k) OUT("  %s_backward(r);\n", names[st->k->id]);
+  }
+  OUT("}\n");
+}
+
+/* ---- the optimizer: one kernel over the parameter arena ------------------------------
+ * Every value of the arena but the frozen tensors' (the padding between tensors has zero
+ * gradients and stays zero). The runtime still updates on the host; its device layer
+ * calls aec_cuda_optim_step once the parameters live on the device. */
+static void emit_optimizer(emitter *e) {
+  const ae_program *p = e->p;
+  long n = p->param_floats;
+  OUT("\n/* optim_step: %s over the %ld parameter floats (frozen tensors skipped), as runtime/optim.c;\n"
+      " * launch %ld blocks of 256 */\n", ae_optimizers.names[p->m->opt.kind], n, ew_blocks(n));
+  OUT(GLOBAL "optim_step(float *p, const float *g, float *m, float *v, aecd_optim o) {\n  AECD_FOR(i, %ldL) {\n", n);
+  for (int i = 0; i < p->params.len; i++) {
+    const ae_tensor *t = p->params.items[i];
+    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
+  }
+  OUT("    aecd_optim_update(o, p, g, m, v, i);\n  }\n}\n\n");
+  OUT("/* One optimizer step on device buffers: P, G and the state m (and v for Adam) of %ld floats;\n"
+      " * step counts from 1, as aert_optimizer's after its increment. */\n"
+      "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
+      "  AEC_LAUNCH(optim_step, dim3(%ld), AECD_THREADS, 0, 0, P, G, m, v, aecd_optim_of(h, step, lr));\n}\n", n, ew_blocks(n));
+}
+
+/* ---- the host glue --------------------------------------------------------------------
+ * Host pointers in, as aert_model's forward and backward take them: the parameters and
+ * the batch are copied to device buffers, the kernels run, and what the runtime reads is
+ * copied back (the output and latent into the host arena at their offsets, the loss, the
+ * gradients). This part alone knows of host memory: the runtime's device layer replaces it. */
+static void emit_host_glue(emitter *e) {
+  const ae_program *p = e->p;
+  const ae_model *m = p->m;
+  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
+  OUT("\n/* ==== host glue: host pointers in, device buffers, copies (to be replaced by the runtime's device layer) ==== */\n");
+  const ae_model *mm = m;
+  if (e->n_cw) {
+    OUT("/* The class weights of the class losses, uploaded with every batch: constants, or for\n"
+        " * weights = auto what the trainer sets from the class frequencies. */\nstatic float class_weights[%d] = {", e->n_cw);
+    for (int i = 0, first = 1; i < mm->losses.len; i++) {
+      const ae_loss_term *t = mm->losses.items[i];
+      for (int j = 0; e->cw_at[i] >= 0 && j < mm->n_classes; j++, first = 0)
+        OUT("%s%s", first ? "" : ", ", t->auto_weights ? "1.0f" : flt(e, t->class_weights[j]));
+    }
+    OUT("};\n");
+  }
+  bool any_auto = false;
+  for (int i = 0; i < mm->losses.len; i++) any_auto = any_auto || ((ae_loss_term *)mm->losses.items[i])->auto_weights;
+  if (any_auto) {
+    OUT("static void cuda_set_class_weights(const float *w) {\n");
+    for (int i = 0; i < mm->losses.len; i++)
+      if (((ae_loss_term *)mm->losses.items[i])->auto_weights)
+        OUT("  memcpy(class_weights + %d, w, sizeof(float) * %d);\n", e->cw_at[i], mm->n_classes);
+    OUT("}\n");
+  }
+  OUT("\n#define AEC_HOST_ARENAS 8\nstatic struct {\n  float *P, *G, *X, *T, *cw;\n  double *sums;\n"
+      "  const float *host[AEC_HOST_ARENAS];   /* a device arena per host arena the runtime passes */\n"
+      "  float *arena[AEC_HOST_ARENAS];\n} dev;\n\n");
+  OUT("template <class T> static T *device_alloc(long n) {\n  T *p;\n  AEC_CHECK(cudaMalloc(&p, sizeof(T) * (size_t)(n > 0 ? n : 1)));\n  return p;\n}\n\n");
+  OUT("/* The device arena that mirrors host arena A (forward and backward of a step share one). */\n"
+      "static float *device_arena(const float *A) {\n  if (!dev.P) {\n    dev.P = device_alloc<float>(%ldL);\n    dev.G = device_alloc<float>(%ldL);\n"
+      "    dev.X = device_alloc<float>(%ldL);\n    dev.T = device_alloc<float>(%ldL);\n    dev.sums = device_alloc<double>(%d);\n"
+      "    dev.cw = device_alloc<float>(%d);\n  }\n", p->param_floats, p->param_floats, in, tg, e->n_slots, e->n_cw);
+  OUT("  for (int i = 0; i < AEC_HOST_ARENAS; i++) {\n    if (dev.host[i] == A) return dev.arena[i];\n"
+      "    if (!dev.host[i]) {\n      dev.host[i] = A;\n      return dev.arena[i] = device_alloc<float>(%ldL);\n    }\n  }\n"
+      "  fprintf(stderr, \"model.cu: more than %%d arenas\\n\", AEC_HOST_ARENAS);\n  exit(1);\n}\n\n", p->arena_floats);
+  OUT("static run upload(const float *P, float *A, const float *X, const float *T, int training, uint64_t seed) {\n"
+      "  float *dA = device_arena(A);\n  AEC_CHECK(cudaMemcpy(dev.P, P, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n"
+      "  AEC_CHECK(cudaMemcpy(dev.X, X, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", p->param_floats, in);
+  if (tg) OUT("  AEC_CHECK(cudaMemcpy(dev.T, T, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", tg);
+  else OUT("  (void)T;\n");
+  if (e->n_cw) OUT("  AEC_CHECK(cudaMemcpy(dev.cw, class_weights, sizeof class_weights, cudaMemcpyHostToDevice));\n");
+  OUT("  return place(dev.P, dev.G, dA, dev.X, dev.T, seed, training, shard->first, dev.sums, dev.cw);\n}\n\n");
+  OUT("static float cuda_forward(const float *P, float *A, const float *X, const float *T, int training, uint64_t seed,\n"
+      "                          aert_losses *losses) {\n  run r = upload(P, A, X, T, training, seed);\n  float loss = forward_kernels(&r, losses);\n");
+  const ae_node *keep[2] = {p->root[m->output->id], m->latent ? p->root[m->latent->id] : NULL};
+  for (int i = 0; i < 2; i++) {
+    if (!keep[i] || keep[i]->op == OP_INPUT || (i == 1 && keep[1] == keep[0])) continue;
+    const ae_buffer *b = &p->val[keep[i]->id];
+    OUT("  AEC_CHECK(cudaMemcpy(A + %ld, r.%s, sizeof(float) * %ld, cudaMemcpyDeviceToHost));   /* the %s */\n", b->off,
+        buf_name(e, b), (long)p->batch * elems(keep[i]), i ? "latent" : "output");
+  }
+  for (int i = 0; i < p->kernels.len; i++) {   /* batch norm's running statistics, which training updates in P as model.c does */
+    const ae_kernel *k = p->kernels.items[i];
+    if (k->kind != K_BATCHNORM || k->w->frozen) continue;
+    OUT("  if (training) {   /* the running statistics of %s */\n", ae_kernel_name(e->a, k));
+    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n", k->rmean->offset, k->rmean->offset, k->rmean->size);
+    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n  }\n", k->rvar->offset, k->rvar->offset, k->rvar->size);
+  }
+  OUT("  return loss;\n}\n\n");
+  OUT("static void cuda_backward(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed) {\n"
+      "  run r = upload(P, A, X, T, 1, seed);\n  backward_kernels(&r);\n"
+      "  AEC_CHECK(cudaMemcpy(G, r.G, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n}\n\n", p->param_floats);
+  OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) with this file's forward and\n"
+      " * backward: the runtime and its commands run the model unchanged. The decoder alone\n"
+      " * (sample, interpolate) still runs model.c's kernels on the CPU. */\n");
+  OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.forward = cuda_forward;\n  m.backward = cuda_backward;\n%s"
+      "  return m;\n}\n\n", any_auto ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
+  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
+      "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
+}
+
+static void emit_model_cu(emitter *e, const char *hash) {
+  const ae_program *p = e->p;
+  const ae_model *m = p->m;
+  e->bufs = ae_plan_buffers(e->a, p, &e->n_bufs);
+  e->slot = ae_alloc(e->a, sizeof(int) * (size_t)(m->losses.len + 1));
+  e->cw_at = ae_alloc(e->a, sizeof(int) * (size_t)(m->losses.len + 1));
+  for (int i = 0; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
+    e->slot[i] = e->n_slots;
+    e->n_slots += slots_of(p, t);
+    e->cw_at[i] = t->kind == LOSS_SOFTMAX_XENT && (t->n_weights || t->auto_weights) ? e->n_cw : -1;
+    if (e->cw_at[i] >= 0) e->n_cw += m->n_classes;
+  }
+  OUT("/* model.cu - generated by aec from %s (spec hash %s); do not edit, change the spec instead.\n", m->src->path, hash);
+  OUT(" * The CUDA target for model %s at batch %d: %d fused kernels, each a __global__ per step with\n"
+      " * its launch beside it; NHWC tensors and the parameter and arena layouts of model.c. Built by\n"
+      " * nvcc (bin/%s-cuda) or as host C++ under runtime/cuda_emu.h (aec build --target cuda --emulate).\n"
+      " * Backward kernels accumulate (+=) into gradients; every sum has one thread and a fixed order. */\n",
+      m->name, p->batch, p->kernels.len, m->name);
+  OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n}\n\n");
+  OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
+  emit_run(e);
+  const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
+  for (int i = 0; i < p->kernels.len; i++) {
+    const ae_kernel *k = p->kernels.items[i];
+    names[i] = ae_kernel_name(e->a, k);
+    ae_emit_provenance(e->o, e->a, p, k);
+    switch (k->kind) {
+    case K_CONV: emit_conv(e, k, names[i]); break;
+    case K_CONV_T: emit_conv_t(e, k, names[i]); break;
+    case K_DENSE: emit_dense(e, k, names[i]); break;
+    case K_CONCAT: case K_ADD: emit_join(e, k, names[i]); break;
+    case K_BATCHNORM: emit_batchnorm(e, k, names[i]); break;
+    default: emit_simple(e, k, names[i]);
+    }
+  }
+  OUT("\n/* ---- the loss: %d term%s */\n", m->losses.len, m->losses.len == 1 ? "" : "s");
+  for (int i = 0; i < m->losses.len; i++) emit_loss_kernels(e, i);
+  emit_compute_loss(e);
+  emit_drivers(e, names);
+  emit_optimizer(e);
+  emit_host_glue(e);
+}
+
+bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
+  char *path = ae_sprintf(a, "%s/model.cu", dir);
+  FILE *f = fopen(path, "w");
+  if (!f) { fprintf(stderr, "aec: cannot write '%s': %s\n", path, strerror(errno)); return false; }
+  emitter em = {a, p, f, NULL, 0, 0, NULL, NULL, 0};
+  emit_model_cu(&em, hash);
+  bool ok = !ferror(f);
+  ok = fclose(f) == 0 && ok;
+  if (!ok) fprintf(stderr, "aec: error writing '%s'\n", path);
+  return ok;
+}

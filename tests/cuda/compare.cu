@@ -1,0 +1,128 @@
+/* compare.cu - one training step of a model on the CPU target (model.c) and on the CUDA
+ * target (model.cu, its kernels under the emulator), from the same initial parameters and
+ * the same batch: the loss terms, the output and every parameter gradient must agree; then
+ * two steps of each optimizer (SGD plain, with momentum and Nesterov, Adam, AdamW) from that
+ * gradient, the runtime's aert_optim_step against model.cu's optim_step kernel.
+ * Built by tests/cuda/target.sh against one generated folder:
+ *
+ *   cc -DAEC_NO_MAIN -c DIR/model.c -o model_cpu.o ...
+ *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none model_cpu.o build/libaert.a ...
+ *   compare TOL      prints the worst differences; exit status 1 when one is over TOL
+ *
+ * A difference is taken relative to the largest magnitude of its tensor (or of the loss),
+ * since sums in another order differ by rounding in proportion to the terms, not the result. */
+#define AEC_NO_MAIN
+#include "model.cu"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <vector>
+
+extern "C" {
+#include "aert_internal.h"
+}
+
+static double worst_diff(const float *a, const float *b, long n) {
+  double big = 0, worst = 0;
+  for (long i = 0; i < n; i++) big = fmax(big, fabs(a[i]));
+  for (long i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d != d) return INFINITY;   /* a NaN on either side */
+    worst = fmax(worst, d);
+  }
+  return big > 0 ? worst / big : worst;
+}
+
+/* Two steps of m's optimizer from P with gradient G, on the host and on the device: the
+ * largest difference of the parameters, relative to their largest magnitude. */
+static double optimizer_steps(const aert_model *m, const std::vector<float> &P, const std::vector<float> &G) {
+  long n = m->param_floats;
+  aert_optimizer o;
+  if (aert_optim_init(&o, m) != 0) return INFINITY;
+  for (long i = 0; i < n; i++) o.m[i] = 0, o.v ? o.v[i] = 0 : 0;
+  std::vector<float> host = P, dev(n);
+  float *dp, *dg, *dm, *dv = NULL;
+  AEC_CHECK(cudaMalloc(&dp, sizeof(float) * n));
+  AEC_CHECK(cudaMalloc(&dg, sizeof(float) * n));
+  AEC_CHECK(cudaMalloc(&dm, sizeof(float) * n));
+  AEC_CHECK(cudaMemcpy(dp, P.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+  AEC_CHECK(cudaMemcpy(dg, G.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+  AEC_CHECK(cudaMemset(dm, 0, sizeof(float) * n));
+  if (o.v) {
+    AEC_CHECK(cudaMalloc(&dv, sizeof(float) * n));
+    AEC_CHECK(cudaMemset(dv, 0, sizeof(float) * n));
+  }
+  for (long step = 1; step <= 2; step++) {
+    aert_optim_step(&o, m, host.data(), G.data(), m->optim.lr);
+    aec_cuda_optim_step(dp, dg, dm, dv, &m->optim, step, m->optim.lr);
+  }
+  AEC_CHECK(cudaMemcpy(dev.data(), dp, sizeof(float) * n, cudaMemcpyDeviceToHost));
+  aert_optim_free(&o);
+  return worst_diff(host.data(), dev.data(), n);
+}
+
+int main(int argc, char **argv) {
+  double tol = argc > 1 ? atof(argv[1]) : 1e-5;
+  const aert_model *m = &aec_model, cuda = cuda_descriptor();
+  if (m->set_class_weights) {   /* weights = auto: what a trainer would set, on both sides */
+    float w[AERT_MAX_CLASSES];
+    for (int c = 0; c < m->n_classes; c++) w[c] = 0.5f + 0.25f * (float)c;
+    m->set_class_weights(w);
+    cuda.set_class_weights(w);
+  }
+  std::vector<float> P(m->param_floats), Gc(m->param_floats), Gd(m->param_floats), Ac(m->arena_floats), Ad(m->arena_floats);
+  if (aert_init_params(m, P.data(), 3) != 0) return 2;
+  std::vector<float> X(m->batch * m->in_size), T(m->batch * (m->target_size ? m->target_size : 1));
+  for (size_t i = 0; i < X.size(); i++) X[i] = aert_uniform(11, i);
+  for (size_t i = 0; i < T.size(); i++)
+    T[i] = !m->n_classes ? aert_uniform(13, i) : i % 7 == 3 ? -1.0f   /* a skipped (ignored) label */
+                                                : (float)(aert_hash64(i) % (uint64_t)m->n_classes);
+  aert_losses lc, ld;
+  std::vector<float> Pc = P, Pd = P;   /* training updates batch norm's running statistics in them */
+  m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
+  m->backward(Pc.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
+  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
+  cuda.backward(Pd.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
+  double worst = worst_diff(&lc.total, &ld.total, 1), w;
+  printf("loss %.9g / %.9g", lc.total, ld.total);
+  w = worst_diff(Pc.data(), Pd.data(), m->param_floats);
+  if (w > 0) printf(", parameters after the forward pass %.1e", w);
+  worst = fmax(worst, w);
+  for (int t = 0; t < m->n_loss_terms; t++) worst = fmax(worst, worst_diff(&lc.term[t], &ld.term[t], 1));
+  w = worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size);
+  printf(", output %.1e", w);
+  worst = fmax(worst, w);
+  if (m->latent(Ac.data())) {
+    w = worst_diff(m->latent(Ac.data()), m->latent(Ad.data()), m->batch * m->latent_size);
+    printf(", latent %.1e", w);
+    worst = fmax(worst, w);
+  }
+  aert_losses ec, ed;   /* evaluation: no noise or dropout, batch norm's running statistics */
+  m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 0, 5, &ec);
+  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 0, 5, &ed);
+  w = fmax(worst_diff(&ec.total, &ed.total, 1), worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size));
+  printf(", evaluation %.1e", w);
+  worst = fmax(worst, w);
+  const char *at = "all equal";
+  double gw = 0;
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    if (p->frozen) continue;
+    w = worst_diff(Gc.data() + p->offset, Gd.data() + p->offset, p->size);
+    if (w > gw) gw = w, at = p->name;
+  }
+  printf(", gradients %.1e (%s)", gw, at);
+  static const struct { const char *name; aert_opt_kind kind; float momentum, weight_decay; int nesterov; } opts[] = {
+      {"sgd", AERT_OPT_SGD, 0, 0, 0}, {"momentum", AERT_OPT_SGD, 0.9f, 1e-3f, 0}, {"nesterov", AERT_OPT_SGD, 0.9f, 0, 1},
+      {"adam", AERT_OPT_ADAM, 0, 1e-2f, 0}, {"adamw", AERT_OPT_ADAMW, 0, 0.05f, 0}};
+  double ow = 0;
+  for (const auto &o : opts) {
+    aert_model mo = *m;
+    mo.optim.kind = o.kind, mo.optim.momentum = o.momentum, mo.optim.weight_decay = o.weight_decay, mo.optim.nesterov = o.nesterov;
+    if (o.kind == AERT_OPT_SGD) mo.optim.lr = 0.01f;
+    ow = fmax(ow, optimizer_steps(&mo, P, Gc));
+  }
+  printf(", optimizer steps %.1e\n", ow);
+  return fmax(fmax(worst, gw), ow) <= tol ? 0 : 1;
+}

@@ -1,0 +1,126 @@
+#!/bin/sh
+# The CUDA target (aec build --target cuda) without a GPU. For each example spec it
+# supports, at a small batch:
+#  (a) nvcc compiles its model.cu for sm_90 and sm_80 with -Xptxas -v, and no kernel
+#      spills registers, needs a local-memory stack frame or more than 48 KiB of shared memory;
+#  (b) with the emulator's threads in forward and in reverse order: one training step of
+#      the CUDA kernels under the emulator (tests/cuda/compare.cu) gives the CPU target's loss
+#      terms, output, latent and parameter gradients within 1e-5 (relative to each tensor's
+#      largest value); and the emulated trainer (--emulate: the same model.cu as host C++
+#      under cuda_emu.h) and the CPU trainer train one seed on Fashion-MNIST with every loss
+#      of their train.csv (train loss, its terms, validation loss) within 1e-5 relative.
+#      Training runs few steps: Adam turns rounding-level differences of gradients that are
+#      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
+#      1e-4 after ten steps) although each step agrees;
+#  (c) what the target does not have (tests/cuda/refused.ae) is refused at its spec line, and
+#      nothing is built;
+#  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
+#      answers --help here (training needs a GPU).
+# Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
+set -eu
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+[ -x "$nvcc" ] || { echo "tests/cuda/target.sh: no nvcc at $nvcc (NVCC=path overrides)"; exit 1; }
+out=build/cuda-target
+rm -rf "$out"
+mkdir -p "$out"
+fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
+
+# spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
+# epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0"}
+cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
+libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
+tol=1e-5
+
+# The largest relative difference between the losses of two train.csv files (columns 4 to
+# the one before the last: train_loss, the terms, val_loss).
+max_rel() {
+  paste -d, "$1" "$2" | awk -F, -v tol="$tol" 'NR > 1 {
+    n = NF / 2
+    for (c = 4; c < n; c++) {
+      a = $c; b = $(c + n); d = a - b; if (d < 0) d = -d
+      m = a < 0 ? -a : a; mb = b < 0 ? -b : b; if (mb > m) m = mb
+      r = m > 0 ? d / m : d
+      if (r > worst) worst = r
+    }
+  } END { printf "%.2e\n", worst + 0 }'
+}
+
+for c in $cases; do
+  name=${c%%:*}; rest=${c#*:}; batch=${rest%%:*}; rest=${rest#*:}; limit=${rest%%:*}; epochs=${rest#*:}
+  dir="$out/$name"
+  spec="$root/specs/$name.ae"
+  [ -f "$spec" ] || spec="$root/tests/cuda/$name.ae"
+  mkdir -p "$dir"
+  if [ "$epochs" -gt 0 ]; then
+    ( cd "$dir" && "$root/bin/aec" build --batch "$batch" --out cpu "$spec" >build-cpu.log 2>&1 ) ||
+      fail "$name: the CPU trainer did not build: $(tail -5 "$dir/build-cpu.log")"
+    ( cd "$dir" && "$root/bin/aec" build --target cuda --emulate --batch "$batch" --out cuda "$spec" >build-cuda.log 2>&1 ) ||
+      fail "$name: the emulated CUDA trainer did not build: $(tail -5 "$dir/build-cuda.log")"
+  else
+    "$root/bin/aec" build --target cuda --no-compile --batch "$batch" --out "$dir/cuda" "$spec" >"$dir/build-cuda.log" 2>&1 ||
+      fail "$name: model.cu was not generated: $(tail -5 "$dir/build-cuda.log")"
+  fi
+  [ ! -e "$dir/cuda/model_cpu.o" ] && [ ! -e "$dir/bin/$name-cuda.o" ] || fail "$name: aec build left model.c's object behind"
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$dir/cuda" -c -o "$dir/model_cpu.o" "$dir/cuda/model.c" ||
+    fail "$name: model.c did not compile"
+
+  for arch in sm_90 sm_80; do   # both at once
+    "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -I"$dir/cuda" -c "$dir/cuda/model.cu" -o "$dir/model_$arch.o" \
+      >"$dir/ptxas_$arch.log" 2>&1 &
+  done
+  wait
+  for arch in sm_90 sm_80; do
+    [ -s "$dir/model_$arch.o" ] || fail "$name: nvcc -arch=$arch: $(tail -20 "$dir/ptxas_$arch.log")"
+    bad=$(grep -E "bytes stack frame|spill" "$dir/ptxas_$arch.log" | grep -vE "^ *0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" || true)
+    [ -z "$bad" ] || fail "$name: nvcc -arch=$arch: spills or a stack frame: $bad"
+    smem=$(grep -oE "[0-9]+ bytes smem" "$dir/ptxas_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
+    [ "$smem" -le 49152 ] || fail "$name: nvcc -arch=$arch: a kernel uses $smem bytes of shared memory, over 48 KiB"
+  done
+  kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
+  regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
+
+  $cxx -I"$dir/cuda" -o "$dir/compare" -x c++ tests/cuda/compare.cu -x none "$dir/model_cpu.o" $libs ||
+    fail "$name: tests/cuda/compare.cu did not build"
+  train="train --epochs $epochs --limit $limit --seed 3 --threads 1 --quiet"
+  if [ "$epochs" -gt 0 ]; then
+    "$dir/bin/$name" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$name: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
+  fi
+  report="$name (batch $batch):"
+  for order in forward reverse; do
+    step=$(AECU_ORDER=$order OMP_NUM_THREADS=1 "$dir/compare" $tol) || fail "$name: one step differs in $order order: $step"
+    report="$report step ($order): $step;"
+    [ "$epochs" -gt 0 ] || continue
+    AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
+      fail "$name: the emulated trainer failed in $order order: $(tail -5 "$dir/$order.log")"
+    worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$order/train.csv")
+    awk -v w="$worst" -v t="$tol" 'BEGIN { exit !(w <= t) }' ||
+      fail "$name: losses differ by $worst relative in $order order (over $tol):
+$(cat "$dir/run-cpu/train.csv")
+$(cat "$dir/run-$order/train.csv")"
+    report="$report training ($order): losses within $worst;"
+  done
+  echo "$report
+  $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
+done
+
+# (c) refusal: tests/cuda/refused.ae holds three things the target lacks; each is named at its line
+if bin/aec build --target cuda --no-compile --out "$out/refused" tests/cuda/refused.ae >"$out/refused.log" 2>&1; then
+  fail "tests/cuda/refused.ae was built for CUDA"
+fi
+for want in "9:7: error: maxpool with overlapping windows is not in the CUDA target yet" \
+            "9:36: error: upsample(mode=bilinear) is not in the CUDA target yet" \
+            "12:8: error: the loss dice is not in the CUDA target yet"; do
+  grep -q "tests/cuda/refused.ae:$want" "$out/refused.log" || fail "the refusal does not say '$want': $(cat "$out/refused.log")"
+done
+[ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
+echo "what is not in the CUDA target is refused at its spec line"
+
+# (d) the real trainer links
+mkdir -p "$out/dense_ae"
+( cd "$out/dense_ae" && "$root/bin/aec" build --target cuda --batch 8 --out nvcc "$root/specs/dense_ae.ae" >build-nvcc.log 2>&1 ) ||
+  fail "nvcc did not build bin/dense_ae-cuda: $(tail -5 "$out/dense_ae/build-nvcc.log")"
+"$out/dense_ae/bin/dense_ae-cuda" --help | grep -q "model dense_ae" || fail "bin/dense_ae-cuda --help does not name its model"
+echo "nvcc builds and links bin/dense_ae-cuda"
