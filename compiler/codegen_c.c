@@ -381,7 +381,74 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("}\n");
 }
 
+/* A 3x3 conv of 2x upsampled views run as the four phases of the small image
+ * (k->conv.algo CONV_UP2, aert_up2_* in runtime/aert_kernels.h), C images at a time:
+ * forward, the padded small stack through the phase weights into z, scattered to y; the
+ * weight gradient from the same copy and dy by phase (s), folded back onto the 3x3 taps;
+ * dx of the small stack as the 2x2 conv of s with the flipped phase weights. */
+static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_program *p = e->p;
+  const ae_node *n = k->node, *x = n->in.items[0];
+  const ae_conv_sched *c = &k->conv;
+  int B = p->batch, C = c->pchunk, cout = n->units, co4 = 4 * cout, ns = k->src.len;
+  int h = x->shape.d[0] / 2, w = x->shape.d[1] / 2, tc = x->shape.d[2];
+  long xs = (long)h * w * tc, ys = elems(k->out);
+  pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
+  const char *srcs = "", *dsrcs = source_grads(e, k);
+  bool any_dx = false;
+  for (int i = 0; i < ns; i++) {   /* the views read at the small size: factor 1 */
+    const ae_view *v = k->src.items[i];
+    src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, 1};
+    dsrc[i] = src[i];
+    dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
+    srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
+    any_dx = any_dx || dsrc[i].t;
+  }
+  const char *pad = ae_sprintf(e->a, "pad_%s", name), *unstack = ae_sprintf(e->a, "unstack_%s", name);
+  emit_pad_fn(e, pad, src, ns, h, w, tc, 1, 1, h + 2, w + 2, C);
+  bool bwd = ae_kernel_has_backward(p, k);
+  if (bwd && any_dx && ns > 1) emit_unstack_fn(e, unstack, dsrc, ns, h, w, tc, C);
+  OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
+      ".cout = %d};\n", name, C, h + 2, w + 2, tc, h + 1, w + 1, co4);
+  if (bwd && any_dx)
+    OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, h + 1, w + 1, co4, h, w, tc);
+  OUT("\n");
+  const char *col = buf(e, &k->scratch[0]), *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
+  OUT("static void %s_forward(const run *r) {\n  aert_up2_weights(%s, %s + %ld, %d, %d);\n", name, wv, col, c->weights_at, tc, cout);
+  OUT("%s    %s(%s, n0%s);\n", chunk_loop(e, B, C), pad, col, srcs);
+  OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
+  OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout);
+  OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
+      k->act ? k->act->alpha : 0);
+  if (!bwd) return;
+  bool dw = !k->w->frozen;
+  const char *bcol = buf(e, &k->scratch[1]);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
+  if (dw) emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
+  if (any_dx)   /* the phase weights, built where their gradient goes next, then flipped */
+    OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n  aert_conv_flip(%s + %ld, %s + %ld, 2, %d, %d);\n", wv, bcol, c->dw2_at, tc,
+        cout, bcol, c->dw2_at, bcol, c->flip_at, tc, co4);
+  if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * tc * co4);
+  OUT("%s    aert_up2_shuffle(%s + (long)n0 * %ld, %s + %ld, %d, %d, %d, %d, %ld);\n", chunk_loop(e, B, C), dy, ys, bcol, c->s_at, C,
+      h, w, cout, (long)AE_SLIDE_SLACK * co4);
+  if (dw)
+    OUT("    %s(%s, n0%s);\n    aert_conv_dw(&geo_%s, %s, %s + %ld, %s + %ld);\n", pad, bcol, srcs, name, bcol, bcol, c->s_at, bcol,
+        c->dw2_at);
+  if (any_dx && ns == 1)
+    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->s_at, bcol, c->flip_at,
+        dsrc[0].t, xs);
+  else if (any_dx)
+    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    %s(%s + %ld, n0%s);\n", name, bcol, c->s_at, bcol,
+        c->flip_at, bcol, c->dstack_at, unstack, bcol, c->dstack_at, dsrcs);
+  OUT("  }\n");
+  if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, pgrad(e, k->w), tc, cout);
+  OUT("}\n");
+}
+
 static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
+  if (k->conv.algo == CONV_UP2) { emit_up2(e, k, name); return; }
   if (k->conv.algo == CONV_SLIDE) { emit_slide(e, k, name); return; }
   const ae_program *p = e->p;
   window w = conv_window(k);

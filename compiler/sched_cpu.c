@@ -3,6 +3,8 @@
  * places what it asks for, and the C emitter, the report and dump read the same answer.
  *
  *   1x1, stride 1, one plain source   one GEMM straight on the input (no scratch)
+ *   3x3, stride 1, every view a 2x    the four phases of the large image as one 2x2
+ *   nearest upsample                  conv of the small image (aert_conv_fwd), "up2"
  *   whole vectors of output channels  direct register-tiled kernels on a padded copy
  *   (or narrow: see below)            of a few images (aert_conv_fwd), "slide"
  *   anything else                     im2col + GEMM over a few images at a time        */
@@ -15,6 +17,42 @@ static int images_per_chunk(int batch, long per_image) {
   for (int c = 1; c <= batch; c++)
     if (batch % c == 0 && per_image * c <= (1L << 20)) chunk = c;
   return chunk;
+}
+
+/* A 3x3 'same' window at stride 1 whose every view is a 2x nearest upsample (conv_ae's
+ * decoder) runs as phases of the small image; a concat of an upsample with a plain skip
+ * (the U-Net's up path) does not. The phases' 4 * cout outputs and the input channels
+ * (dx) must be whole vectors. */
+static bool up2_fits(const ae_kernel *k) {
+  const ae_node *n = k->node, *x = n->in.items[0];
+  if (k->kind != K_CONV || n->k != 3 || n->stride != 1 || !n->pad_same) return false;
+  for (int j = 0; j < k->src.len; j++)
+    if (((ae_view *)k->src.items[j])->factor != 2) return false;
+  return 4 * n->units % AE_SLIDE_LANES == 0 && x->shape.d[2] % AE_SLIDE_LANES == 0;
+}
+
+/* The scratch of the phases, for images of h x w small pixels (the views' size):
+ * forward [padded input | slack | phase weights | phase outputs z];
+ * backward [padded input | slack | dy by phase s | slack | flipped phase weights |
+ * the phases' weight gradient | dx of the stack]. */
+static void schedule_up2(const ae_program *p, ae_kernel *k) {
+  ae_conv_sched *c = &k->conv;
+  const ae_node *n = k->node, *x = n->in.items[0];
+  long h = x->shape.d[0] / 2, w = x->shape.d[1] / 2, tc = x->shape.d[2], co4 = 4L * n->units;
+  long xpad = (h + 2) * (w + 2) * tc, z = (h + 1) * (w + 1) * co4, weights = 4 * tc * co4;
+  long dstack = k->src.len > 1 ? h * w * tc : 0;
+  c->algo = CONV_UP2;
+  c->pchunk = images_per_chunk(p->batch, xpad + z + dstack);
+  c->weights_at = c->pchunk * xpad + AE_SLIDE_SLACK * tc;
+  c->z_at = c->weights_at + weights;
+  c->pad_floats = c->z_at + c->pchunk * z;
+  c->s_at = c->weights_at;
+  c->flip_at = c->s_at + c->pchunk * z + AE_SLIDE_SLACK * co4;
+  c->dw2_at = c->flip_at + weights;
+  c->dstack_at = c->dw2_at + weights;
+  c->dpad_floats = c->dstack_at + c->pchunk * dstack;
+  c->scratch_floats[0] = c->pad_floats;
+  c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
 }
 
 static void schedule_conv(const ae_program *p, ae_kernel *k) {
@@ -69,5 +107,6 @@ void ae_schedule_cpu(ae_program *p) {
   for (int i = 0; i < p->kernels.len; i++) {
     ae_kernel *k = p->kernels.items[i];
     if (k->kind == K_CONV || k->kind == K_CONV_T) schedule_conv(p, k);
+    if (up2_fits(k)) schedule_up2(p, k);
   }
 }
