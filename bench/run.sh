@@ -3,7 +3,8 @@
 # side at the same batch and thread count, in alternating rounds; PyTorch in its faster
 # layout. Writes build/bench/<model>/profile.json (for `aec report --profile`) and
 # bench/RESULTS.md (its section for this machine: CPU, date, command, per-model numbers and
-# ratios, per kernel GFLOP/s and share of the measured FMA peak) and prints it. On a machine
+# ratios, per kernel GFLOP/s and share of the measured FMA peak, and per epoch the whole
+# trainer against a plain PyTorch loop: bench/epoch.sh) and prints it. On a machine
 # with AVX-512 the AVX2 path (-march=x86-64-v3) is built and timed beside the native one.
 set -eu
 cd "$(dirname "$0")/.."
@@ -57,4 +58,6 @@ for k in json.load(open('$out/$model/manifest.json'))['kernels']:
     echo "{\"side\": \"sgemm\", \"model\": \"$model\", \"kernel\": \"$name\", \"m\": $m, \"n\": $n, \"k\": $k, \"gflops\": $g}" | tee -a "$out/results.jsonl"
   done
 done
+# one epoch of the whole trainer against a plain PyTorch loop, for conv_ae and the small U-Net
+THREADS=$THREADS ROUNDS=$ROUNDS bench/epoch.sh
 /usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" bench/RESULTS.md
