@@ -431,6 +431,10 @@ typedef struct {
   long z_at;                 /* up2, forward: the phases' output behind the phase weights */
   long s_at;                 /* up2, backward: dy by phase behind the padded input */
   long dw2_at;               /* up2, backward: the phases' weight gradient behind their flipped weights */
+  long mix_at;               /* up2 beside plain views: where their part starts in both buffers: */
+  long xp_at, wp_at;         /* the plain views padded, their weights (the upsampled ones' at mix_at) */
+  long dyp_at, wfp_at;       /* backward: dy padded, the plain weights flipped */
+  long dwp_at, dsp_at;       /* backward: the plain weights' gradient, dx of the plain stack */
   long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
 } ae_conv_sched;
 

@@ -381,69 +381,146 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("}\n");
 }
 
+/* The views of an up2 conv with one upsampling factor (2: read at the small size, 1: the
+ * plain views beside them), as sources of their own stack: channel offsets within it,
+ * factor 1; *tc gets its channels, *grads the gradients that exist (", g0, ..."). */
+typedef struct { pad_src *src, *dsrc; const ae_view **view; int n, tc; bool any_dx; const char *vals, *grads; } up2_part;
+
+static up2_part up2_views(emitter *e, const ae_kernel *k, int factor) {
+  up2_part u = {ae_alloc(e->a, sizeof(pad_src) * (size_t)k->src.len), ae_alloc(e->a, sizeof(pad_src) * (size_t)k->src.len),
+                ae_alloc(e->a, sizeof(ae_view *) * (size_t)k->src.len), 0, 0, false, "", ""};
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    if (v->factor != factor) continue;
+    u.view[u.n] = v;
+    u.src[u.n] = (pad_src){val(e, v->node), channels(v->node), u.tc, 1};
+    u.dsrc[u.n] = u.src[u.n];
+    u.dsrc[u.n].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
+    u.vals = ae_sprintf(e->a, "%s, %s", u.vals, u.src[u.n].t);
+    if (u.dsrc[u.n].t) u.grads = ae_sprintf(e->a, "%s, %s", u.grads, u.dsrc[u.n].t);
+    u.any_dx = u.any_dx || u.dsrc[u.n].t;
+    u.tc += u.src[u.n].c;
+    u.n++;
+  }
+  return u;
+}
+
+/* The rows of a part's views between the conv's weights (tc input channels) and the part's
+ * own (to_part: gathered from w; else added back into w). */
+static void emit_up2_rows(emitter *e, const up2_part *u, const char *w, int tc, const char *wpart, int cout, bool to_part) {
+  for (int i = 0; i < u->n; i++)
+    if (to_part) OUT("  aert_conv_rows(%s, %d, %d, %s, %d, %d, %d, 9, %d, 0);\n", w, tc, u->view[i]->ch_off, wpart, u->tc, u->src[i].off,
+                     u->src[i].c, cout);
+    else OUT("  aert_conv_rows(%s, %d, %d, %s, %d, %d, %d, 9, %d, 1);\n", wpart, u->tc, u->src[i].off, w, tc, u->view[i]->ch_off,
+             u->src[i].c, cout);
+}
+
 /* A 3x3 conv of 2x upsampled views run as the four phases of the small image
  * (k->conv.algo CONV_UP2, aert_up2_* in runtime/aert_kernels.h), C images at a time:
  * forward, the padded small stack through the phase weights into z, scattered to y; the
  * weight gradient from the same copy and dy by phase (s), folded back onto the 3x3 taps;
- * dx of the small stack as the 2x2 conv of s with the flipped phase weights. */
+ * dx of the small stack as the 2x2 conv of s with the flipped phase weights. Plain views
+ * beside them (a U-Net's skip) run direct at full size with their rows of the weights:
+ * forward first (y), the phases added to it. */
 static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node, *x = n->in.items[0];
   const ae_conv_sched *c = &k->conv;
-  int B = p->batch, C = c->pchunk, cout = n->units, co4 = 4 * cout, ns = k->src.len;
-  int h = x->shape.d[0] / 2, w = x->shape.d[1] / 2, tc = x->shape.d[2];
-  long xs = (long)h * w * tc, ys = elems(k->out);
-  pad_src *src = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns), *dsrc = ae_alloc(e->a, sizeof(pad_src) * (size_t)ns);
-  const char *srcs = "", *dsrcs = source_grads(e, k);
-  bool any_dx = false;
-  for (int i = 0; i < ns; i++) {   /* the views read at the small size: factor 1 */
-    const ae_view *v = k->src.items[i];
-    src[i] = (pad_src){val(e, v->node), channels(v->node), v->ch_off, 1};
-    dsrc[i] = src[i];
-    dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
-    srcs = ae_sprintf(e->a, "%s, %s", srcs, src[i].t);
-    any_dx = any_dx || dsrc[i].t;
-  }
+  int B = p->batch, C = c->pchunk, cout = n->units, co4 = 4 * cout;
+  int H = x->shape.d[0], W = x->shape.d[1], h = H / 2, w = W / 2, tc = x->shape.d[2];
+  up2_part u = up2_views(e, k, 2), q = up2_views(e, k, 1);
+  int cu = u.tc, cp = q.tc;
+  long xs = (long)h * w * cu, ys = elems(k->out);
   const char *pad = ae_sprintf(e->a, "pad_%s", name), *unstack = ae_sprintf(e->a, "unstack_%s", name);
-  emit_pad_fn(e, pad, src, ns, h, w, tc, 1, 1, h + 2, w + 2, C);
+  const char *ppad = ae_sprintf(e->a, "ppad_%s", name), *dpad = ae_sprintf(e->a, "dpad_%s", name);
+  const char *punstack = ae_sprintf(e->a, "punstack_%s", name);
+  emit_pad_fn(e, pad, u.src, u.n, h, w, cu, 1, 1, h + 2, w + 2, C);
   bool bwd = ae_kernel_has_backward(p, k);
-  if (bwd && any_dx && ns > 1) emit_unstack_fn(e, unstack, dsrc, ns, h, w, tc, C);
+  if (bwd && u.any_dx && u.n > 1) emit_unstack_fn(e, unstack, u.dsrc, u.n, h, w, cu, C);
+  if (cp) {
+    pad_src dy = {"dy", cout, 0, 1};
+    emit_pad_fn(e, ppad, q.src, q.n, H, W, cp, 1, 1, H + 2, W + 2, C);
+    if (bwd && q.any_dx) emit_pad_fn(e, dpad, &dy, 1, H, W, cout, 1, 1, H + 2, W + 2, C);
+    if (bwd && q.any_dx && q.n > 1) emit_unstack_fn(e, punstack, q.dsrc, q.n, H, W, cp, C);
+  }
   OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
-      ".cout = %d};\n", name, C, h + 2, w + 2, tc, h + 1, w + 1, co4);
-  if (bwd && any_dx)
+      ".cout = %d};\n", name, C, h + 2, w + 2, cu, h + 1, w + 1, co4);
+  if (bwd && u.any_dx)
     OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
-        ".cout = %d};\n", name, C, h + 1, w + 1, co4, h, w, tc);
+        ".cout = %d};\n", name, C, h + 1, w + 1, co4, h, w, cu);
+  if (cp)
+    OUT("static const aert_conv_geom pgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 3, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, H + 2, W + 2, cp, H, W, cout);
+  if (cp && bwd && q.any_dx)
+    OUT("static const aert_conv_geom pdgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 3, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, H + 2, W + 2, cout, H, W, cp);
   OUT("\n");
   const char *col = buf(e, &k->scratch[0]), *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
-  OUT("static void %s_forward(const run *r) {\n  aert_up2_weights(%s, %s + %ld, %d, %d);\n", name, wv, col, c->weights_at, tc, cout);
-  OUT("%s    %s(%s, n0%s);\n", chunk_loop(e, B, C), pad, col, srcs);
+  /* the upsampled views' weights: the conv's own, or (beside plain views) their rows */
+  const char *wu = cp ? ae_sprintf(e->a, "%s + %ld", col, c->mix_at) : wv;
+  OUT("static void %s_forward(const run *r) {\n", name);
+  if (cp) {
+    emit_up2_rows(e, &u, wv, tc, wu, cout, true);
+    emit_up2_rows(e, &q, wv, tc, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), cout, true);
+  }
+  OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n", wu, col, c->weights_at, cu, cout);
+  OUT("%s", chunk_loop(e, B, C));
+  if (cp)
+    OUT("    %s(%s + %ld, n0%s);\n    aert_conv_fwd(&pgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 0);\n", ppad, col, c->xp_at,
+        q.vals, name, col, c->xp_at, col, c->wp_at, y, ys);
+  OUT("    %s(%s, n0%s);\n", pad, col, u.vals);
   OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
-  OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout);
+  OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
   OUT("  aert_bias_act(%s, %s, %ld, %d, %s, %.9g);\n}\n", y, pval(e, k->b), (long)B * ys / cout, cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
   if (!bwd) return;
   bool dw = !k->w->frozen;
   const char *bcol = buf(e, &k->scratch[1]);
+  const char *bwu = cp ? ae_sprintf(e->a, "%s + %ld", bcol, c->mix_at) : wv, *bwp = ae_sprintf(e->a, "%s + %ld", bcol, c->wp_at);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %ld, %s, %.9g);\n", dy, y, (long)B * ys, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (dw) emit_bias_grad(e, k, dy, (long)B * ys / cout, cout);
-  if (any_dx)   /* the phase weights, built where their gradient goes next, then flipped */
-    OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n  aert_conv_flip(%s + %ld, %s + %ld, 2, %d, %d);\n", wv, bcol, c->dw2_at, tc,
-        cout, bcol, c->dw2_at, bcol, c->flip_at, tc, co4);
-  if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * tc * co4);
+  if (cp && u.any_dx) emit_up2_rows(e, &u, wv, tc, bwu, cout, true);
+  if (cp && q.any_dx) {
+    emit_up2_rows(e, &q, wv, tc, bwp, cout, true);
+    OUT("  aert_conv_flip(%s, %s + %ld, 3, %d, %d);\n", bwp, bcol, c->wfp_at, cp, cout);
+  }
+  if (u.any_dx)   /* the phase weights, built where their gradient goes next, then flipped */
+    OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n  aert_conv_flip(%s + %ld, %s + %ld, 2, %d, %d);\n", bwu, bcol, c->dw2_at, cu,
+        cout, bcol, c->dw2_at, bcol, c->flip_at, cu, co4);
+  if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * cu * co4);
+  if (dw && cp)
+    OUT("  memset(%s, 0, %ld * sizeof(aert_real));\n  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bwu, 9L * cu * cout, bcol,
+        c->dwp_at, 9L * cp * cout);
   OUT("%s    aert_up2_shuffle(%s + (long)n0 * %ld, %s + %ld, %d, %d, %d, %d, %ld);\n", chunk_loop(e, B, C), dy, ys, bcol, c->s_at, C,
       h, w, cout, (long)AE_SLIDE_SLACK * co4);
   if (dw)
-    OUT("    %s(%s, n0%s);\n    aert_conv_dw(&geo_%s, %s, %s + %ld, %s + %ld);\n", pad, bcol, srcs, name, bcol, bcol, c->s_at, bcol,
+    OUT("    %s(%s, n0%s);\n    aert_conv_dw(&geo_%s, %s, %s + %ld, %s + %ld);\n", pad, bcol, u.vals, name, bcol, bcol, c->s_at, bcol,
         c->dw2_at);
-  if (any_dx && ns == 1)
+  if (u.any_dx && u.n == 1)
     OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->s_at, bcol, c->flip_at,
-        dsrc[0].t, xs);
-  else if (any_dx)
+        u.dsrc[0].t, xs);
+  else if (u.any_dx)
     OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    %s(%s + %ld, n0%s);\n", name, bcol, c->s_at, bcol,
-        c->flip_at, bcol, c->dstack_at, unstack, bcol, c->dstack_at, dsrcs);
+        c->flip_at, bcol, c->dstack_at, unstack, bcol, c->dstack_at, u.grads);
+  if (cp && dw)
+    OUT("    %s(%s + %ld, n0%s);\n    aert_conv_dw(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s + %ld);\n", ppad, bcol, c->xp_at,
+        q.vals, name, bcol, c->xp_at, dy, ys, bcol, c->dwp_at);
+  if (cp && q.any_dx) {
+    OUT("    %s(%s + %ld, n0, %s);\n", dpad, bcol, c->dyp_at, dy);
+    if (q.n == 1)
+      OUT("    aert_conv_fwd(&pdgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->dyp_at, bcol, c->wfp_at,
+          q.dsrc[0].t, (long)H * W * cp);
+    else
+      OUT("    aert_conv_fwd(&pdgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    %s(%s + %ld, n0%s);\n", name, bcol, c->dyp_at, bcol,
+          c->wfp_at, bcol, c->dsp_at, punstack, bcol, c->dsp_at, q.grads);
+  }
   OUT("  }\n");
-  if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, pgrad(e, k->w), tc, cout);
+  if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, cp ? bwu : pgrad(e, k->w), cu, cout);
+  if (dw && cp) {
+    emit_up2_rows(e, &u, pgrad(e, k->w), tc, bwu, cout, false);
+    emit_up2_rows(e, &q, pgrad(e, k->w), tc, ae_sprintf(e->a, "%s + %ld", bcol, c->dwp_at), cout, false);
+  }
   OUT("}\n");
 }
 

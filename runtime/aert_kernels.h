@@ -399,19 +399,37 @@ static inline void aert_up2_fold(const aert_real *restrict dw2, aert_real *restr
       }
 }
 
-/* y[n, 2a + py, 2b + px, co] = z[n, a + py, b + px, p * cout + co] for batch images of
- * h x w small pixels. */
-static inline void aert_up2_unshuffle(const aert_real *restrict z, aert_real *restrict y, int batch, int h, int w, int cout) {
+/* y[n, 2a + py, 2b + px, co] (+)= z[n, a + py, b + px, p * cout + co] for batch images of
+ * h x w small pixels; acc adds (to the plain views' part of a mixed stack). */
+static inline void aert_up2_unshuffle(const aert_real *restrict z, aert_real *restrict y, int batch, int h, int w, int cout,
+                                      int acc) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
     for (int oh = 0; oh < 2 * h; oh++) {
       int a = oh / 2, py = oh % 2;
       for (int ow = 0; ow < 2 * w; ow++) {
         int b = ow / 2, px = ow % 2;
-        memcpy(y + (((long)n * 2 * h + oh) * 2 * w + ow) * cout,
-               z + (((long)n * (h + 1) + a + py) * (w + 1) + b + px) * 4 * cout + (py * 2 + px) * cout, sizeof(aert_real) * cout);
+        aert_real *o = y + (((long)n * 2 * h + oh) * 2 * w + ow) * cout;
+        const aert_real *i = z + (((long)n * (h + 1) + a + py) * (w + 1) + b + px) * 4 * cout + (py * 2 + px) * cout;
+        if (acc)
+          for (int c = 0; c < cout; c++) o[c] += i[c];
+        else memcpy(o, i, sizeof(aert_real) * cout);
       }
     }
+}
+
+/* Rows [from, from + n) of every tap of a [taps, src_cin, cout] weight tensor copied (add:
+ * added) to rows [to, to + n) of a [taps, dst_cin, cout] one: a stack's weights split by
+ * the views that read it, and their gradients put back. */
+static inline void aert_conv_rows(const aert_real *restrict src, int src_cin, int from, aert_real *restrict dst, int dst_cin,
+                                  int to, int n, int taps, int cout, int add) {
+  for (int t = 0; t < taps; t++) {
+    const aert_real *a = src + ((long)t * src_cin + from) * cout;
+    aert_real *b = dst + ((long)t * dst_cin + to) * cout;
+    if (add)
+      for (long i = 0; i < (long)n * cout; i++) b[i] += a[i];
+    else memcpy(b, a, sizeof(aert_real) * n * cout);
+  }
 }
 
 /* Its transpose for dy: s[n, r, c, p * cout + co] = dy[n, 2(r - py) + py, 2(c - px) + px, co],

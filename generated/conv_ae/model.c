@@ -381,7 +381,7 @@ static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d1(r->conv_d1_scratch, n0, r->d);
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, r->conv_d1_scratch + 167424, r->conv_d1_scratch + 232960, 0);
-    aert_up2_unshuffle(r->conv_d1_scratch + 232960, r->d1 + (long)n0 * 12544, 32, 7, 7, 64);
+    aert_up2_unshuffle(r->conv_d1_scratch + 232960, r->d1 + (long)n0 * 12544, 32, 7, 7, 64, 0);
   }
   aert_bias_act(r->d1, (r->P + 305728), 25088, 64, AERT_ACT_RELU, 0);
 }
@@ -427,7 +427,7 @@ static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, r->conv_d2_scratch + 263680, r->conv_d2_scratch + 296448, 0);
-    aert_up2_unshuffle(r->conv_d2_scratch + 296448, r->d2 + (long)n0 * 25088, 16, 14, 14, 32);
+    aert_up2_unshuffle(r->conv_d2_scratch + 296448, r->d2 + (long)n0 * 25088, 16, 14, 14, 32, 0);
   }
   aert_bias_act(r->d2, (r->P + 324224), 100352, 32, AERT_ACT_RELU, 0);
 }

@@ -346,7 +346,7 @@ static void conv_d1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d1(r->conv_d1_scratch, n0, r->d);
     aert_conv_fwd(&geo_conv_d1, r->conv_d1_scratch, r->conv_d1_scratch + 333312, r->conv_d1_scratch + 366080, 0);
-    aert_up2_unshuffle(r->conv_d1_scratch + 366080, r->d1 + (long)n0 * 6272, 64, 7, 7, 32);
+    aert_up2_unshuffle(r->conv_d1_scratch + 366080, r->d1 + (long)n0 * 6272, 64, 7, 7, 32, 0);
   }
   aert_bias_act(r->d1, (r->P + 438784), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -392,7 +392,7 @@ static void conv_d2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 32) {
     pad_conv_d2(r->conv_d2_scratch, n0, r->d1);
     aert_conv_fwd(&geo_conv_d2, r->conv_d2_scratch, r->conv_d2_scratch + 262912, r->conv_d2_scratch + 271104, 0);
-    aert_up2_unshuffle(r->conv_d2_scratch + 271104, r->d2 + (long)n0 * 12544, 32, 14, 14, 16);
+    aert_up2_unshuffle(r->conv_d2_scratch + 271104, r->d2 + (long)n0 * 12544, 32, 14, 14, 16, 0);
   }
   aert_bias_act(r->d2, (r->P + 443424), 100352, 16, AERT_ACT_RELU, 0);
 }

@@ -240,7 +240,7 @@ static void conv_d_1_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 64) {
     pad_conv_d_1(r->conv_d_1_scratch, n0, r->e);
     aert_conv_fwd(&geo_conv_d_1, r->conv_d_1_scratch, r->conv_d_1_scratch + 166656, r->conv_d_1_scratch + 183040, 0);
-    aert_up2_unshuffle(r->conv_d_1_scratch + 183040, r->d_1 + (long)n0 * 6272, 64, 7, 7, 32);
+    aert_up2_unshuffle(r->conv_d_1_scratch + 183040, r->d_1 + (long)n0 * 6272, 64, 7, 7, 32, 0);
   }
   aert_bias_act(r->d_1, (r->P + 18784), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -286,7 +286,7 @@ static void conv_d_2_forward(const run *r) {
   for (int n0 = 0; n0 < 128; n0 += 16) {
     pad_conv_d_2(r->conv_d_2_scratch, n0, r->d_1);
     aert_conv_fwd(&geo_conv_d_2, r->conv_d_2_scratch, r->conv_d_2_scratch + 131840, r->conv_d_2_scratch + 148224, 0);
-    aert_up2_unshuffle(r->conv_d_2_scratch + 148224, r->d + (long)n0 * 25088, 16, 14, 14, 32);
+    aert_up2_unshuffle(r->conv_d_2_scratch + 148224, r->d + (long)n0 * 25088, 16, 14, 14, 32, 0);
   }
   aert_bias_act(r->d, (r->P + 28032), 100352, 32, AERT_ACT_RELU, 0);
 }

@@ -51,7 +51,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d2_2_scratch  = A + 1605632,    /*    1049344    9-9    conv_d2_2 scratch fwd */
     .d1_1               = A + 1605632,    /*    1605632   10-16   d1.1 28x28x16 */
     .conv_d2_2_dscratch = A + 1605632,    /*    1058560   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 1605632,    /*     894208   18-18   conv_d2_1 scratch bwd */
+    .conv_d2_1_dscratch = A + 1605632,    /*    1070080   18-18   conv_d2_1 scratch bwd */
     .conv_m_2_dscratch  = A + 1605632,    /*     701952   19-19   conv_m_2 scratch bwd */
     .conv_m_1_dscratch  = A + 1605632,    /*     683520   20-20   conv_m_1 scratch bwd */
     .conv_e2_2_dscratch = A + 1605632,    /*    1058560   22-22   conv_e2_2 scratch bwd */
@@ -63,7 +63,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_maxpool_5        = A + 2708992,    /*     200704   20-21   dmaxpool_5 7x7x32 */
     .e1                 = A + 3211264,    /*    1605632    1-25   e1 28x28x16 */
     .conv_e1_1_dscratch = A + 3211264,    /*      57984   26-26   conv_e1_1 scratch bwd */
-    .conv_d1_1_scratch  = A + 4816896,    /*     692352   10-10   conv_d1_1 scratch fwd */
+    .conv_d1_1_scratch  = A + 4816896,    /*     617856   10-10   conv_d1_1 scratch fwd */
     .d1                 = A + 4816896,    /*    1605632   11-15   d1 28x28x16 */
     .d_e1               = A + 4816896,    /*    1605632   16-25   de1 28x28x16 */
     .conv_d1_2_scratch  = A + 6422528,    /*     921984   11-11   conv_d1_2 scratch fwd */
@@ -74,8 +74,8 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_2_dscratch = A + 6422528,    /*     924288   25-25   conv_e1_2 scratch bwd */
     .d_e2               = A + 7225344,    /*     802816   18-22   de2 14x14x32 */
     .d_d1               = A + 8028160,    /*    1605632   14-15   dd1 28x28x16 */
-    .conv_d1_1_dscratch = A + 8028160,    /*     840576   16-16   conv_d1_1 scratch bwd */
-    .d_d2               = A + 8868736,    /*     802816   16-17   dd2 14x14x32 */
+    .conv_d1_1_dscratch = A + 8028160,    /*     853248   16-16   conv_d1_1 scratch bwd */
+    .d_d2               = A + 8881408,    /*     802816   16-17   dd2 14x14x32 */
     .conv_d1_2_dscratch = A + 9633792,    /*     924288   15-15   conv_d1_2 scratch bwd */
     .e2_1               = A + 10558080,   /*     802816    3-23   e2.1 14x14x32 */
     .e2                 = A + 11360896,   /*     802816    4-22   e2 14x14x32 */
@@ -484,22 +484,32 @@ static void conv_m_2_backward(const run *r) {
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 1.39 GFLOP, 8.14 MB moved per batch; backward 2.77 GFLOP, 16.28 MB */
-static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
+static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 32; n++)
+    for (int ph = 0; ph < 9; ph++) {
+      aert_real *o = xp + ((long)n * 9 + ph) * 576;
+      int th = ph - 1;
+      if (th < 0 || th >= 7) { memset(o, 0, 576 * sizeof(aert_real)); continue; }
+      memset(o, 0, 64 * sizeof(aert_real));
+      memset(o + 512, 0, 64 * sizeof(aert_real));
+      memcpy(o + 64, t0 + ((long)(n0 + n) * 7 + th) * 448, 448 * sizeof(aert_real));
+    }
+  memset(xp + 165888, 0, 1536 * sizeof(aert_real));
+}
+
+static void ppad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 32; n++)
     for (int ph = 0; ph < 16; ph++) {
-      aert_real *o = xp + ((long)n * 16 + ph) * 1536;
+      aert_real *o = xp + ((long)n * 16 + ph) * 512;
       int th = ph - 1;
-      if (th < 0 || th >= 14) { memset(o, 0, 1536 * sizeof(aert_real)); continue; }
-      memset(o, 0, 96 * sizeof(aert_real));
-      memset(o + 1440, 0, 96 * sizeof(aert_real));
-      for (int tw = 0; tw < 14; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 96;
-        memcpy(c, t0 + (((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64, 64 * sizeof(aert_real));
-        memcpy(c + 64, t1 + (((long)(n0 + n) * 14 + th) * 14 + tw) * 32, 32 * sizeof(aert_real));
-      }
+      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
+      memset(o, 0, 32 * sizeof(aert_real));
+      memset(o + 480, 0, 32 * sizeof(aert_real));
+      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
     }
-  memset(xp + 786432, 0, 2304 * sizeof(aert_real));
+  memset(xp + 262144, 0, 768 * sizeof(aert_real));
 }
 
 static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
@@ -516,24 +526,21 @@ static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 262144, 0, 768 * sizeof(aert_real));
 }
 
-static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 32; n++)
-    for (int th = 0; th < 14; th++)
-      for (int tw = 0; tw < 14; tw++) {
-        const aert_real *g = dxs + (((long)n * 14 + th) * 14 + tw) * 96;
-        for (int ch = 0; ch < 64; ch++) d0[(((long)(n0 + n) * 7 + th / 2) * 7 + tw / 2) * 64 + ch] += g[ch];
-        for (int ch = 0; ch < 32; ch++) d1[(((long)(n0 + n) * 14 + th) * 14 + tw) * 32 + ch] += g[ch + 64];
-      }
-}
-
-static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 96, .k = 3, .ho = 14, .wo = 14, .cout = 32};
-static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 96};
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 2, .ho = 8, .wo = 8, .cout = 128};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 8, .wg = 8, .cin = 128, .k = 2, .ho = 7, .wo = 7, .cout = 64};
+static const aert_conv_geom pgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d2_1_forward(const run *r) {
+  aert_conv_rows((r->P + 71792), 96, 0, r->conv_d2_1_scratch + 498176, 64, 0, 64, 9, 32, 0);
+  aert_conv_rows((r->P + 71792), 96, 64, r->conv_d2_1_scratch + 779520, 32, 0, 32, 9, 32, 0);
+  aert_up2_weights(r->conv_d2_1_scratch + 498176, r->conv_d2_1_scratch + 167424, 64, 32);
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->m, r->e2);
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 71792), r->d2_1 + (long)n0 * 6272, 0);
+    ppad_conv_d2_1(r->conv_d2_1_scratch + 516608, n0, r->e2);
+    aert_conv_fwd(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 779520, r->d2_1 + (long)n0 * 6272, 0);
+    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->m);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 200192, 0);
+    aert_up2_unshuffle(r->conv_d2_1_scratch + 200192, r->d2_1 + (long)n0 * 6272, 32, 7, 7, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + 99440), 25088, 32, AERT_ACT_RELU, 0);
 }
@@ -541,16 +548,27 @@ static void conv_d2_1_forward(const run *r) {
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, 802816, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 99440), r->d_d2_1, 25088, 32);
+  aert_conv_rows((r->P + 71792), 96, 0, r->conv_d2_1_dscratch + 498176, 64, 0, 64, 9, 32, 0);
+  aert_conv_rows((r->P + 71792), 96, 64, r->conv_d2_1_dscratch + 779520, 32, 0, 32, 9, 32, 0);
+  aert_conv_flip(r->conv_d2_1_dscratch + 779520, r->conv_d2_1_dscratch + 1051648, 3, 32, 32);
+  aert_up2_weights(r->conv_d2_1_dscratch + 498176, r->conv_d2_1_dscratch + 465408, 64, 32);
+  aert_conv_flip(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 432640, 2, 64, 128);
+  memset(r->conv_d2_1_dscratch + 465408, 0, 32768 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 498176, 0, 18432 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 1060864, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < 128; n0 += 32) {
-    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->m, r->e2);
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + 71792));
+    aert_up2_shuffle(r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 167424, 32, 7, 7, 32, 3072);
+    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->m);
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 465408);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->d_m + (long)n0 * 3136, 1);
+    ppad_conv_d2_1(r->conv_d2_1_dscratch + 516608, n0, r->e2);
+    aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
+    dpad_conv_d2_1(r->conv_d2_1_dscratch + 788736, n0, r->d_d2_1);
+    aert_conv_fwd(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 788736, r->conv_d2_1_dscratch + 1051648, r->d_e2 + (long)n0 * 6272, 1);
   }
-  aert_conv_flip((r->P + 71792), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
-  for (int n0 = 0; n0 < 128; n0 += 32) {
-    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
-    unstack_conv_d2_1(r->conv_d2_1_dscratch + 292096, n0, r->d_m, r->d_e2);
-  }
+  aert_up2_fold(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 498176, 64, 32);
+  aert_conv_rows(r->conv_d2_1_dscratch + 498176, 64, 0, (r->G + 71792), 96, 0, 64, 9, 32, 1);
+  aert_conv_rows(r->conv_d2_1_dscratch + 1060864, 32, 0, (r->G + 71792), 96, 64, 32, 9, 32, 1);
 }
 
 /* ---- conv d2.2  (specs/img2img.ae:14 double_conv() -> :9:58 conv)
@@ -617,22 +635,32 @@ static void conv_d2_2_backward(const run *r) {
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
  * forward 1.39 GFLOP, 16.08 MB moved per batch; backward 2.77 GFLOP, 32.17 MB */
-static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
+static void pad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 16; n++)
+    for (int ph = 0; ph < 16; ph++) {
+      aert_real *o = xp + ((long)n * 16 + ph) * 512;
+      int th = ph - 1;
+      if (th < 0 || th >= 14) { memset(o, 0, 512 * sizeof(aert_real)); continue; }
+      memset(o, 0, 32 * sizeof(aert_real));
+      memset(o + 480, 0, 32 * sizeof(aert_real));
+      memcpy(o + 32, t0 + ((long)(n0 + n) * 14 + th) * 448, 448 * sizeof(aert_real));
+    }
+  memset(xp + 131072, 0, 768 * sizeof(aert_real));
+}
+
+static void ppad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 16; n++)
     for (int ph = 0; ph < 30; ph++) {
-      aert_real *o = xp + ((long)n * 30 + ph) * 1440;
+      aert_real *o = xp + ((long)n * 30 + ph) * 480;
       int th = ph - 1;
-      if (th < 0 || th >= 28) { memset(o, 0, 1440 * sizeof(aert_real)); continue; }
-      memset(o, 0, 48 * sizeof(aert_real));
-      memset(o + 1392, 0, 48 * sizeof(aert_real));
-      for (int tw = 0; tw < 28; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c, t0 + (((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 28 + th) * 28 + tw) * 16, 16 * sizeof(aert_real));
-      }
+      if (th < 0 || th >= 28) { memset(o, 0, 480 * sizeof(aert_real)); continue; }
+      memset(o, 0, 16 * sizeof(aert_real));
+      memset(o + 464, 0, 16 * sizeof(aert_real));
+      memcpy(o + 16, t0 + ((long)(n0 + n) * 28 + th) * 448, 448 * sizeof(aert_real));
     }
-  memset(xp + 691200, 0, 1152 * sizeof(aert_real));
+  memset(xp + 230400, 0, 384 * sizeof(aert_real));
 }
 
 static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
@@ -649,24 +677,21 @@ static void dpad_conv_d1_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 230400, 0, 384 * sizeof(aert_real));
 }
 
-static void unstack_conv_d1_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 16; n++)
-    for (int th = 0; th < 28; th++)
-      for (int tw = 0; tw < 28; tw++) {
-        const aert_real *g = dxs + (((long)n * 28 + th) * 28 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 14 + th / 2) * 14 + tw / 2) * 32 + ch] += g[ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 28 + th) * 28 + tw) * 16 + ch] += g[ch + 32];
-      }
-}
-
-static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 48, .k = 3, .ho = 28, .wo = 28, .cout = 16};
-static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 48};
+static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 2, .ho = 15, .wo = 15, .cout = 64};
+static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 15, .wg = 15, .cin = 64, .k = 2, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom pgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom pdgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_d1_1_forward(const run *r) {
+  aert_conv_rows((r->P + 108720), 48, 0, r->conv_d1_1_scratch + 380160, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + 108720), 48, 32, r->conv_d1_1_scratch + 615552, 16, 0, 16, 9, 16, 0);
+  aert_up2_weights(r->conv_d1_1_scratch + 380160, r->conv_d1_1_scratch + 131840, 32, 16);
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2, r->e1);
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + 108720), r->d1_1 + (long)n0 * 12544, 0);
+    ppad_conv_d1_1(r->conv_d1_1_scratch + 384768, n0, r->e1);
+    aert_conv_fwd(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 615552, r->d1_1 + (long)n0 * 12544, 0);
+    pad_conv_d1_1(r->conv_d1_1_scratch, n0, r->d2);
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 140032, 0);
+    aert_up2_unshuffle(r->conv_d1_1_scratch + 140032, r->d1_1 + (long)n0 * 12544, 16, 14, 14, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + 115632), 100352, 16, AERT_ACT_RELU, 0);
 }
@@ -674,16 +699,27 @@ static void conv_d1_1_forward(const run *r) {
 static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, 1605632, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 115632), r->d_d1_1, 100352, 16);
+  aert_conv_rows((r->P + 108720), 48, 0, r->conv_d1_1_dscratch + 380160, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + 108720), 48, 32, r->conv_d1_1_dscratch + 615552, 16, 0, 16, 9, 16, 0);
+  aert_conv_flip(r->conv_d1_1_dscratch + 615552, r->conv_d1_1_dscratch + 848640, 3, 16, 16);
+  aert_up2_weights(r->conv_d1_1_dscratch + 380160, r->conv_d1_1_dscratch + 371968, 32, 16);
+  aert_conv_flip(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 363776, 2, 32, 64);
+  memset(r->conv_d1_1_dscratch + 371968, 0, 8192 * sizeof(aert_real));
+  memset(r->conv_d1_1_dscratch + 380160, 0, 4608 * sizeof(aert_real));
+  memset(r->conv_d1_1_dscratch + 850944, 0, 2304 * sizeof(aert_real));
   for (int n0 = 0; n0 < 128; n0 += 16) {
-    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2, r->e1);
-    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + 108720));
+    aert_up2_shuffle(r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 131840, 16, 14, 14, 16, 1536);
+    pad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d2);
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 371968);
+    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->d_d2 + (long)n0 * 6272, 1);
+    ppad_conv_d1_1(r->conv_d1_1_dscratch + 384768, n0, r->e1);
+    aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
+    dpad_conv_d1_1(r->conv_d1_1_dscratch + 617856, n0, r->d_d1_1);
+    aert_conv_fwd(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 617856, r->conv_d1_1_dscratch + 848640, r->d_e1 + (long)n0 * 12544, 1);
   }
-  aert_conv_flip((r->P + 108720), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
-  for (int n0 = 0; n0 < 128; n0 += 16) {
-    dpad_conv_d1_1(r->conv_d1_1_dscratch, n0, r->d_d1_1);
-    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
-    unstack_conv_d1_1(r->conv_d1_1_dscratch + 238464, n0, r->d_d2, r->d_e1);
-  }
+  aert_up2_fold(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 380160, 32, 16);
+  aert_conv_rows(r->conv_d1_1_dscratch + 380160, 32, 0, (r->G + 108720), 48, 0, 32, 9, 16, 1);
+  aert_conv_rows(r->conv_d1_1_dscratch + 850944, 16, 0, (r->G + 108720), 48, 32, 16, 9, 16, 1);
 }
 
 /* ---- conv d1.2  (specs/img2img.ae:15 double_conv() -> :9:58 conv)

@@ -46,7 +46,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e2_2_scratch  = A + 0,          /*     296320    4-4    conv_e2_2 scratch fwd */
     .conv_b_1_scratch   = A + 0,          /*      83712    6-6    conv_b_1 scratch fwd */
     .conv_b_2_scratch   = A + 0,          /*     166656    7-7    conv_b_2 scratch fwd */
-    .conv_d2_1_scratch  = A + 0,          /*     445056    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_1_scratch  = A + 0,          /*     404864    8-8    conv_d2_1 scratch fwd */
     .conv_d2_2_scratch  = A + 0,          /*     296320    9-9    conv_d2_2 scratch fwd */
     .conv_d1_1_scratch  = A + 0,          /*     884736   10-10   conv_d1_1 scratch fwd */
     .conv_d1_2_scratch  = A + 0,          /*     589824   11-11   conv_d1_2 scratch fwd */
@@ -54,7 +54,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d1_2_dscratch = A + 0,          /*    1179648   15-15   conv_d1_2 scratch bwd */
     .conv_d1_1_dscratch = A + 0,          /*    1769472   16-16   conv_d1_1 scratch bwd */
     .conv_d2_2_dscratch = A + 0,          /*     298624   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 0,          /*     549248   18-18   conv_d2_1 scratch bwd */
+    .conv_d2_1_dscratch = A + 0,          /*     557824   18-18   conv_d2_1 scratch bwd */
     .conv_b_2_dscratch  = A + 0,          /*     175872   19-19   conv_b_2 scratch bwd */
     .conv_b_1_dscratch  = A + 0,          /*     171264   20-20   conv_b_1 scratch bwd */
     .conv_e2_2_dscratch = A + 0,          /*     298624   22-22   conv_e2_2 scratch bwd */
@@ -63,7 +63,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_1_dscratch = A + 0,          /*    1179648   26-26   conv_e1_1 scratch bwd */
     .d_b_1              = A + 175872,     /*     131072   19-20   db.1 16x16x32 */
     .d_maxpool_5        = A + 306944,     /*      65536   20-21   dmaxpool_5 16x16x16 */
-    .d_d2_1             = A + 549248,     /*     262144   17-18   dd2.1 32x32x16 */
+    .d_d2_1             = A + 557824,     /*     262144   17-18   dd2.1 32x32x16 */
     .d_e2_1             = A + 589824,     /*     262144   22-23   de2.1 32x32x16 */
     .d_e2               = A + 851968,     /*     262144   18-22   de2 32x32x16 */
     .d_maxpool_2        = A + 851968,     /*     131072   23-24   dmaxpool_2 32x32x8 */
@@ -498,22 +498,32 @@ static void conv_b_2_backward(const run *r) {
  * in: b 16x16x32 upsampled x2 ++ e2 32x32x16
  * out:  32x32x16, relu fused, batch 16
  * forward 226.49 MFLOP, 2.65 MB moved per batch; backward 452.98 MFLOP, 5.30 MB */
-static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0, const aert_real *restrict t1) {
+static void pad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < 8; n++)
+    for (int ph = 0; ph < 18; ph++) {
+      aert_real *o = xp + ((long)n * 18 + ph) * 576;
+      int th = ph - 1;
+      if (th < 0 || th >= 16) { memset(o, 0, 576 * sizeof(aert_real)); continue; }
+      memset(o, 0, 32 * sizeof(aert_real));
+      memset(o + 544, 0, 32 * sizeof(aert_real));
+      memcpy(o + 32, t0 + ((long)(n0 + n) * 16 + th) * 512, 512 * sizeof(aert_real));
+    }
+  memset(xp + 82944, 0, 768 * sizeof(aert_real));
+}
+
+static void ppad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < 8; n++)
     for (int ph = 0; ph < 34; ph++) {
-      aert_real *o = xp + ((long)n * 34 + ph) * 1632;
+      aert_real *o = xp + ((long)n * 34 + ph) * 544;
       int th = ph - 1;
-      if (th < 0 || th >= 32) { memset(o, 0, 1632 * sizeof(aert_real)); continue; }
-      memset(o, 0, 48 * sizeof(aert_real));
-      memset(o + 1584, 0, 48 * sizeof(aert_real));
-      for (int tw = 0; tw < 32; tw++) {
-        aert_real *c = o + (long)(1 + tw) * 48;
-        memcpy(c, t0 + (((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32, 32 * sizeof(aert_real));
-        memcpy(c + 32, t1 + (((long)(n0 + n) * 32 + th) * 32 + tw) * 16, 16 * sizeof(aert_real));
-      }
+      if (th < 0 || th >= 32) { memset(o, 0, 544 * sizeof(aert_real)); continue; }
+      memset(o, 0, 16 * sizeof(aert_real));
+      memset(o + 528, 0, 16 * sizeof(aert_real));
+      memcpy(o + 16, t0 + ((long)(n0 + n) * 32 + th) * 512, 512 * sizeof(aert_real));
     }
-  memset(xp + 443904, 0, 1152 * sizeof(aert_real));
+  memset(xp + 147968, 0, 384 * sizeof(aert_real));
 }
 
 static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *restrict t0) {
@@ -530,24 +540,21 @@ static void dpad_conv_d2_1(aert_real *restrict xp, int n0, const aert_real *rest
   memset(xp + 147968, 0, 384 * sizeof(aert_real));
 }
 
-static void unstack_conv_d2_1(const aert_real *restrict dxs, int n0, aert_real *restrict d0, aert_real *restrict d1) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < 8; n++)
-    for (int th = 0; th < 32; th++)
-      for (int tw = 0; tw < 32; tw++) {
-        const aert_real *g = dxs + (((long)n * 32 + th) * 32 + tw) * 48;
-        for (int ch = 0; ch < 32; ch++) d0[(((long)(n0 + n) * 16 + th / 2) * 16 + tw / 2) * 32 + ch] += g[ch];
-        for (int ch = 0; ch < 16; ch++) d1[(((long)(n0 + n) * 32 + th) * 32 + tw) * 16 + ch] += g[ch + 32];
-      }
-}
-
-static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 48, .k = 3, .ho = 32, .wo = 32, .cout = 16};
-static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 48};
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 2, .ho = 17, .wo = 17, .cout = 64};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 17, .wg = 17, .cin = 64, .k = 2, .ho = 16, .wo = 16, .cout = 32};
+static const aert_conv_geom pgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
 
 static void conv_d2_1_forward(const run *r) {
+  aert_conv_rows((r->P + 18272), 48, 0, r->conv_d2_1_scratch + 249600, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + 18272), 48, 32, r->conv_d2_1_scratch + 402560, 16, 0, 16, 9, 16, 0);
+  aert_up2_weights(r->conv_d2_1_scratch + 249600, r->conv_d2_1_scratch + 83712, 32, 16);
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->b, r->e2);
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + 18272), r->d2_1 + (long)n0 * 16384, 0);
+    ppad_conv_d2_1(r->conv_d2_1_scratch + 254208, n0, r->e2);
+    aert_conv_fwd(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 254208, r->conv_d2_1_scratch + 402560, r->d2_1 + (long)n0 * 16384, 0);
+    pad_conv_d2_1(r->conv_d2_1_scratch, n0, r->b);
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 91904, 0);
+    aert_up2_unshuffle(r->conv_d2_1_scratch + 91904, r->d2_1 + (long)n0 * 16384, 8, 16, 16, 16, 1);
   }
   aert_bias_act(r->d2_1, (r->P + 25184), 16384, 16, AERT_ACT_RELU, 0);
 }
@@ -555,16 +562,27 @@ static void conv_d2_1_forward(const run *r) {
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, 262144, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + 25184), r->d_d2_1, 16384, 16);
+  aert_conv_rows((r->P + 18272), 48, 0, r->conv_d2_1_dscratch + 249600, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + 18272), 48, 32, r->conv_d2_1_dscratch + 402560, 16, 0, 16, 9, 16, 0);
+  aert_conv_flip(r->conv_d2_1_dscratch + 402560, r->conv_d2_1_dscratch + 553216, 3, 16, 16);
+  aert_up2_weights(r->conv_d2_1_dscratch + 249600, r->conv_d2_1_dscratch + 241408, 32, 16);
+  aert_conv_flip(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 233216, 2, 32, 64);
+  memset(r->conv_d2_1_dscratch + 241408, 0, 8192 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 249600, 0, 4608 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 555520, 0, 2304 * sizeof(aert_real));
   for (int n0 = 0; n0 < 16; n0 += 8) {
-    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->b, r->e2);
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + 18272));
+    aert_up2_shuffle(r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 83712, 8, 16, 16, 16, 1536);
+    pad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->b);
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 241408);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 233216, r->d_b + (long)n0 * 8192, 1);
+    ppad_conv_d2_1(r->conv_d2_1_dscratch + 254208, n0, r->e2);
+    aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 254208, r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 555520);
+    dpad_conv_d2_1(r->conv_d2_1_dscratch + 404864, n0, r->d_d2_1);
+    aert_conv_fwd(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 404864, r->conv_d2_1_dscratch + 553216, r->d_e2 + (long)n0 * 16384, 1);
   }
-  aert_conv_flip((r->P + 18272), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
-  for (int n0 = 0; n0 < 16; n0 += 8) {
-    dpad_conv_d2_1(r->conv_d2_1_dscratch, n0, r->d_d2_1);
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 149120, r->conv_d2_1_dscratch + 156032, 0);
-    unstack_conv_d2_1(r->conv_d2_1_dscratch + 156032, n0, r->d_b, r->d_e2);
-  }
+  aert_up2_fold(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 249600, 32, 16);
+  aert_conv_rows(r->conv_d2_1_dscratch + 249600, 32, 0, (r->G + 18272), 48, 0, 32, 9, 16, 1);
+  aert_conv_rows(r->conv_d2_1_dscratch + 555520, 16, 0, (r->G + 18272), 48, 32, 16, 9, 16, 1);
 }
 
 /* ---- conv d2.2  (specs/unet_landcover_small.ae:14 up() -> :9 double_conv() -> :8:58 conv)
