@@ -20,6 +20,10 @@ p = out.append
 p(f"## {cpu}, {isa_name}, {subprocess.getoutput('nproc')} cores\n")
 p(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `lscpu`: {cpu}; {threads} threads on both sides; "
   f"command `make bench` (bench/run.sh).\n")
+loads = {r["at"]: r["loadavg"] for r in rows if r["side"] == "load"}
+if loads:
+    p("Load average of the machine (1, 5, 15 minutes; 2 cores, shared): " +
+      ", ".join(f"{k} {v}" for k, v in loads.items()) + ".\n")
 p("Median of the timed training steps (forward, loss, backward, Adam) after 3 warm-up steps;")
 p("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.")
 rounds = max((sum(1 for r in rows if r["side"] == "aec" and r["model"] == m and r.get("isa", "native") == "native")

@@ -14,6 +14,8 @@ ROUNDS=${ROUNDS:-2}
 out=build/bench
 mkdir -p "$out"
 : > "$out/results.jsonl"
+# the shared machine's load as the run starts (its 1-, 5- and 15-minute averages), for the report
+echo "{\"side\": \"load\", \"at\": \"start\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$out/results.jsonl"
 # the machine's FMA peak, natively and for the AVX2 path
 ${CC:-cc} -O2 -march=native -fopenmp -o "$out/fma_peak_native" bench/fma_peak.c
 ${CC:-cc} -O2 -march=x86-64-v3 -fopenmp -o "$out/fma_peak_avx2" bench/fma_peak.c
@@ -60,4 +62,5 @@ for k in json.load(open('$out/$model/manifest.json'))['kernels']:
 done
 # one epoch of the whole trainer against a plain PyTorch loop, for conv_ae and the small U-Net
 THREADS=$THREADS ROUNDS=$ROUNDS bench/epoch.sh
+echo "{\"side\": \"load\", \"at\": \"end\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$out/results.jsonl"
 /usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" bench/RESULTS.md
