@@ -161,6 +161,8 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
   cr_expect(strstr(c, "for (int img = 0; img < 16; img++)") != NULL, "window loops have constant bounds");
   cr_expect(strstr(c, "aert_conv_fwd(") != NULL && strstr(c, "pad_conv_d1(") != NULL, "convs do not run direct");
   cr_expect(strstr(c, "aert_conv_fwd_narrow(") != NULL, "conv_y (one output channel) does not run direct");
+  cr_expect(strstr(c, "aert_up2_unshuffle(") != NULL && strstr(c, "aert_up2_fold(") != NULL,
+            "the convs of the upsampled decoder do not run as phases of the small image");
   cr_expect(strstr(c, "malloc") == NULL, "generated code allocates");
   cr_expect(strstr(c, "upsample_forward") == NULL, "an upsample was materialised");
   free(c);
