@@ -124,7 +124,7 @@ fuzz-specs: all
 	python3 tests/specgen/specgen.py $(SPECGEN)
 
 # Speed and memory beside PyTorch (not part of make test): writes bench/RESULTS.md.
-bench: all
+bench: all bin/conv_ae bin/unet_landcover_small
 	sh scripts/install-deps.sh torch
 	bench/run.sh
 

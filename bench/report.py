@@ -20,6 +20,10 @@ p = out.append
 p(f"## {cpu}, {isa_name}, {subprocess.getoutput('nproc')} cores\n")
 p(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `lscpu`: {cpu}; {threads} threads on both sides; "
   f"command `make bench` (bench/run.sh).\n")
+loads = {r["at"]: r["loadavg"] for r in rows if r["side"] == "load"}
+if loads:
+    p("Load average of the machine (1, 5, 15 minutes; 2 cores, shared): " +
+      ", ".join(f"{k} {v}" for k, v in loads.items()) + ".\n")
 p("Median of the timed training steps (forward, loss, backward, Adam) after 3 warm-up steps;")
 p("PyTorch: torch.set_num_threads, OPENBLAS_NUM_THREADS=1, the faster of NCHW and channels-last.")
 rounds = max((sum(1 for r in rows if r["side"] == "aec" and r["model"] == m and r.get("isa", "native") == "native")
@@ -70,6 +74,29 @@ if kernels:
         else:
             line += "| | | |"
         p(line)
+epochs = [r for r in rows if r["side"] == "epoch"]
+if epochs:
+    limits = sorted({r["limit"] for r in epochs if r["limit"]})
+    p("\nPer epoch, the whole trainer: `bin/<model> train --epochs 1` (data, augmentation, validation, best and")
+    p("last checkpoints; its train.csv `seconds`) against one epoch of a plain PyTorch loop on the same data and")
+    p("model (bench/torch_epoch.py: the same span, torch.save for the checkpoints), both in the same run")
+    p("(bench/epoch.sh), alternating; each side's fastest round, PyTorch in its faster layout. Process: the")
+    p("whole command from the outside (start-up, PyTorch's import, data loading). "
+      + (f"conv_ae's epoch is shortened to the first {', '.join(map(str, limits))} training images (`--limit`, "
+         "a tenth of them validation) on both sides; " if limits else "")
+      + "the U-Net's epoch is whole. Load: the machine's 1-minute load average as the fastest runs started.\n")
+    p("| model | epoch | aec s | PyTorch s (layout) | PyTorch / aec | aec process s | PyTorch process s | PyTorch / aec (process) | load aec, PyTorch |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    for model in ["conv_ae", "unet_landcover_small"]:
+        a = [r for r in epochs if r["model"] == model and r["trainer"] == "aec"]
+        t = [r for r in epochs if r["model"] == model and r["trainer"] == "torch"]
+        if not a or not t:
+            continue
+        a, t = min(a, key=lambda r: r["epoch_s"]), min(t, key=lambda r: r["epoch_s"])
+        tp = min(r["process_s"] for r in epochs if r["model"] == model and r["trainer"] == "torch")
+        ap = min(r["process_s"] for r in epochs if r["model"] == model and r["trainer"] == "aec")
+        p(f"| {model} | {t['examples']} examples, {a['steps']} steps | {a['epoch_s']:.1f} | {t['epoch_s']:.1f} ({t['layout']}) | "
+          f"{t['epoch_s'] / a['epoch_s']:.2f} | {ap:.1f} | {tp:.1f} | {tp / ap:.2f} | {a.get('load', '?')}, {t.get('load', '?')} |")
 section = "\n".join(out) + "\n"
 
 # the file: a heading, one section per machine (this one replaced or added), then the history

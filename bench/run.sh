@@ -3,7 +3,8 @@
 # side at the same batch and thread count, in alternating rounds; PyTorch in its faster
 # layout. Writes build/bench/<model>/profile.json (for `aec report --profile`) and
 # bench/RESULTS.md (its section for this machine: CPU, date, command, per-model numbers and
-# ratios, per kernel GFLOP/s and share of the measured FMA peak) and prints it. On a machine
+# ratios, per kernel GFLOP/s and share of the measured FMA peak, and per epoch the whole
+# trainer against a plain PyTorch loop: bench/epoch.sh) and prints it. On a machine
 # with AVX-512 the AVX2 path (-march=x86-64-v3) is built and timed beside the native one.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ ROUNDS=${ROUNDS:-2}
 out=build/bench
 mkdir -p "$out"
 : > "$out/results.jsonl"
+# the shared machine's load as the run starts (its 1-, 5- and 15-minute averages), for the report
+echo "{\"side\": \"load\", \"at\": \"start\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$out/results.jsonl"
 # the machine's FMA peak, natively and for the AVX2 path
 ${CC:-cc} -O2 -march=native -fopenmp -o "$out/fma_peak_native" bench/fma_peak.c
 ${CC:-cc} -O2 -march=x86-64-v3 -fopenmp -o "$out/fma_peak_avx2" bench/fma_peak.c
@@ -57,4 +60,7 @@ for k in json.load(open('$out/$model/manifest.json'))['kernels']:
     echo "{\"side\": \"sgemm\", \"model\": \"$model\", \"kernel\": \"$name\", \"m\": $m, \"n\": $n, \"k\": $k, \"gflops\": $g}" | tee -a "$out/results.jsonl"
   done
 done
+# one epoch of the whole trainer against a plain PyTorch loop, for conv_ae and the small U-Net
+THREADS=$THREADS ROUNDS=$ROUNDS bench/epoch.sh
+echo "{\"side\": \"load\", \"at\": \"end\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$out/results.jsonl"
 /usr/bin/python3 bench/report.py "$out/results.jsonl" "$THREADS" bench/RESULTS.md

@@ -423,6 +423,7 @@ typedef enum {
   CONV_GEMM_1X1,             /* 1x1, stride 1, one plain source: one GEMM on the input */
   CONV_SLIDE,                /* direct register-tiled kernels on a padded copy (aert_conv_fwd) */
   CONV_IM2COL,               /* im2col + GEMM, chunk images at a time */
+  CONV_UP2,                  /* 3x3 over 2x upsampled views: four 2x2 phases of the small image */
 } ae_conv_algo;
 typedef struct {
   ae_conv_algo algo;
@@ -431,9 +432,16 @@ typedef struct {
   int pchunk;                /* slide: images per padded copy */
   long pad_floats;           /* slide: the padded input (then, narrow, the gathered weights) */
   long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
-  long weights_at;           /* slide, narrow: where the gathered weights start in the scratch */
-  long flip_at;              /* slide: where the flipped weights start behind padded dy */
-  long dstack_at;            /* slide: where dx of the stacked views starts behind them */
+  long weights_at;           /* slide, narrow: the gathered weights; up2: the phase weights */
+  long flip_at;              /* slide: the flipped weights behind padded dy; up2: behind dy by phase */
+  long dstack_at;            /* slide, up2: where dx of the stacked views starts behind them */
+  long z_at;                 /* up2, forward: the phases' output behind the phase weights */
+  long s_at;                 /* up2, backward: dy by phase behind the padded input */
+  long dw2_at;               /* up2, backward: the phases' weight gradient behind their flipped weights */
+  long mix_at;               /* up2 beside plain views: where their part starts in both buffers: */
+  long xp_at, wp_at;         /* the plain views padded, their weights (the upsampled ones' at mix_at) */
+  long dyp_at, wfp_at;       /* backward: dy padded, the plain weights flipped */
+  long dwp_at, dsp_at;       /* backward: the plain weights' gradient, dx of the plain stack */
   long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
 } ae_conv_sched;
 

@@ -437,6 +437,96 @@ static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restri
         wf[((long)(k * k - 1 - t) * cout + co) * cin + ci] = w[((long)t * cin + ci) * cout + co];
 }
 
+/* ---- a 3x3 convolution of a 2x nearest-neighbour upsample, as phases ---------------
+ * Output pixel (2a + py, 2b + px) of conv3x3(upsample2(x)) ('same' padding, stride 1)
+ * reads only the small pixels a - 1 .. a + 1 of x: for each phase p = 2 py + px it is a 2x2
+ * convolution of x padded by 1, from padded row a + py and column b + px, whose taps are
+ * sums of the 3x3 taps (tap kh falls on phase tap th = (py + kh + 1) / 2 - py). The
+ * generated code runs the four phases as one 2x2 convolution with 4 * cout output channels
+ * (phase-major) on (h + 1) x (w + 1) positions r = a + py, c = b + px: z, and scatters
+ * z back to the large image; its gradient is the same positions read the other way (s).
+ * 2.25 times fewer multiply-adds than the 3x3 window over the upsampled image. */
+static inline int aert_up2_tap(int phase, int k) { return (phase + k + 1) / 2 - phase; }
+
+/* w2[th, tw, ci, p * cout + co] = the sum of the 3x3 taps w[kh, kw, ci, co] that phase p
+ * folds onto (th, tw). */
+static inline void aert_up2_weights(const aert_real *restrict w, aert_real *restrict w2, int cin, int cout) {
+  long n = (long)cin * cout;
+  memset(w2, 0, sizeof(aert_real) * 16 * n);
+  for (int p = 0; p < 4; p++)
+    for (int kh = 0; kh < 3; kh++)
+      for (int kw = 0; kw < 3; kw++) {
+        int t = aert_up2_tap(p / 2, kh) * 2 + aert_up2_tap(p % 2, kw);
+        for (long i = 0; i < n; i++) w2[((long)t * cin + i / cout) * 4 * cout + p * cout + i % cout] += w[(kh * 3 + kw) * n + i];
+      }
+}
+
+/* The weight gradient folded back: dw[kh, kw, ci, co] += dw2 of the phase tap it fell on,
+ * summed over the phases in order. */
+static inline void aert_up2_fold(const aert_real *restrict dw2, aert_real *restrict dw, int cin, int cout) {
+  long n = (long)cin * cout;
+  for (int kh = 0; kh < 3; kh++)
+    for (int kw = 0; kw < 3; kw++)
+      for (long i = 0; i < n; i++) {
+        aert_real s = 0;
+        for (int p = 0; p < 4; p++) {
+          int t = aert_up2_tap(p / 2, kh) * 2 + aert_up2_tap(p % 2, kw);
+          s += dw2[((long)t * cin + i / cout) * 4 * cout + p * cout + i % cout];
+        }
+        dw[(kh * 3 + kw) * n + i] += s;
+      }
+}
+
+/* y[n, 2a + py, 2b + px, co] (+)= z[n, a + py, b + px, p * cout + co] for batch images of
+ * h x w small pixels; acc adds (to the plain views' part of a mixed stack). */
+static inline void aert_up2_unshuffle(const aert_real *restrict z, aert_real *restrict y, int batch, int h, int w, int cout,
+                                      int acc) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < 2 * h; oh++) {
+      int a = oh / 2, py = oh % 2;
+      for (int ow = 0; ow < 2 * w; ow++) {
+        int b = ow / 2, px = ow % 2;
+        aert_real *o = y + (((long)n * 2 * h + oh) * 2 * w + ow) * cout;
+        const aert_real *i = z + (((long)n * (h + 1) + a + py) * (w + 1) + b + px) * 4 * cout + (py * 2 + px) * cout;
+        if (acc)
+          for (int c = 0; c < cout; c++) o[c] += i[c];
+        else memcpy(o, i, sizeof(aert_real) * cout);
+      }
+    }
+}
+
+/* Rows [from, from + n) of every tap of a [taps, src_cin, cout] weight tensor copied (add:
+ * added) to rows [to, to + n) of a [taps, dst_cin, cout] one: a stack's weights split by
+ * the views that read it, and their gradients put back. */
+static inline void aert_conv_rows(const aert_real *restrict src, int src_cin, int from, aert_real *restrict dst, int dst_cin,
+                                  int to, int n, int taps, int cout, int add) {
+  for (int t = 0; t < taps; t++) {
+    const aert_real *a = src + ((long)t * src_cin + from) * cout;
+    aert_real *b = dst + ((long)t * dst_cin + to) * cout;
+    if (add)
+      for (long i = 0; i < (long)n * cout; i++) b[i] += a[i];
+    else memcpy(b, a, sizeof(aert_real) * n * cout);
+  }
+}
+
+/* Its transpose for dy: s[n, r, c, p * cout + co] = dy[n, 2(r - py) + py, 2(c - px) + px, co],
+ * zero where r - py or c - px falls outside the small image; then slack zeroed values. */
+static inline void aert_up2_shuffle(const aert_real *restrict dy, aert_real *restrict s, int batch, int h, int w, int cout,
+                                    long slack) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int r = 0; r <= h; r++)
+      for (int c = 0; c <= w; c++)
+        for (int p = 0; p < 4; p++) {
+          int a = r - p / 2, b = c - p % 2;
+          aert_real *o = s + (((long)n * (h + 1) + r) * (w + 1) + c) * 4 * cout + p * cout;
+          if (a < 0 || a >= h || b < 0 || b >= w) memset(o, 0, sizeof(aert_real) * cout);
+          else memcpy(o, dy + (((long)n * 2 * h + 2 * a + p / 2) * 2 * w + 2 * b + p % 2) * cout, sizeof(aert_real) * cout);
+        }
+  memset(s + (long)batch * (h + 1) * (w + 1) * 4 * cout, 0, sizeof(aert_real) * slack);
+}
+
 static inline aert_real aert_act_apply(aert_act act, aert_real alpha, aert_real v) {
   switch (act) {
   case AERT_ACT_RELU: return v > 0 ? v : 0;

@@ -7,7 +7,7 @@ set -eu
 build_pkgs="make gcc flex bison libopenblas-dev libtiff-dev zlib1g-dev libpng-dev"
 test_pkgs="libcriterion-dev valgrind pkg-config clang g++ libclang-rt-14-dev python3 python3-torch python3-numpy python3-onnx python3-venv gdal-bin python3-gdal chromium openmpi-bin libopenmpi-dev slurm-wlm munge iproute2"
 data_pkgs="dataset-fashion-mnist"
-torch_pkgs="python3 python3-torch python3-numpy"
+torch_pkgs="python3 python3-torch python3-numpy python3-gdal"
 
 case "${1:-build}" in
   build) want="$build_pkgs" ;;

@@ -59,7 +59,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d2_2_scratch  = A + 1605632,    /*    1049344    9-9    conv_d2_2 scratch fwd */
     .d1_1               = A + 1605632,    /*    1605632   10-16   d1.1 28x28x16 */
     .conv_d2_2_dscratch = A + 1605632,    /*    1058560   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 1605632,    /*     894208   18-18   conv_d2_1 scratch bwd */
+    .conv_d2_1_dscratch = A + 1605632,    /*    1070080   18-18   conv_d2_1 scratch bwd */
     .conv_m_2_dscratch  = A + 1605632,    /*     701952   19-19   conv_m_2 scratch bwd */
     .conv_m_1_dscratch  = A + 1605632,    /*     683520   20-20   conv_m_1 scratch bwd */
     .conv_e2_2_dscratch = A + 1605632,    /*    1058560   22-22   conv_e2_2 scratch bwd */
@@ -71,7 +71,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_maxpool_5        = A + 2708992,    /*     200704   20-21   dmaxpool_5 7x7x32 */
     .e1                 = A + 3211264,    /*    1605632    1-25   e1 28x28x16 */
     .conv_e1_1_dscratch = A + 3211264,    /*      57984   26-26   conv_e1_1 scratch bwd */
-    .conv_d1_1_scratch  = A + 4816896,    /*     692352   10-10   conv_d1_1 scratch fwd */
+    .conv_d1_1_scratch  = A + 4816896,    /*     617856   10-10   conv_d1_1 scratch fwd */
     .d1                 = A + 4816896,    /*    1605632   11-15   d1 28x28x16 */
     .d_e1               = A + 4816896,    /*    1605632   16-25   de1 28x28x16 */
     .conv_d1_2_scratch  = A + 6422528,    /*     921984   11-11   conv_d1_2 scratch fwd */
@@ -82,8 +82,8 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_2_dscratch = A + 6422528,    /*     924288   25-25   conv_e1_2 scratch bwd */
     .d_e2               = A + 7225344,    /*     802816   18-22   de2 14x14x32 */
     .d_d1               = A + 8028160,    /*    1605632   14-15   dd1 28x28x16 */
-    .conv_d1_1_dscratch = A + 8028160,    /*     840576   16-16   conv_d1_1 scratch bwd */
-    .d_d2               = A + 8868736,    /*     802816   16-17   dd2 14x14x32 */
+    .conv_d1_1_dscratch = A + 8028160,    /*     853248   16-16   conv_d1_1 scratch bwd */
+    .d_d2               = A + 8881408,    /*     802816   16-17   dd2 14x14x32 */
     .conv_d1_2_dscratch = A + 9633792,    /*     924288   15-15   conv_d1_2 scratch bwd */
     .e2_1               = A + 10558080,   /*     802816    3-23   e2.1 14x14x32 */
     .e2                 = A + 11360896,   /*     802816    4-22   e2 14x14x32 */
@@ -379,17 +379,27 @@ static void conv_m_2_backward(const run *r) {
  * in: m 7x7x64 upsampled x2 ++ e2 14x14x32
  * out:  14x14x32, relu fused, batch 128
  * forward 1.39 GFLOP, 8.14 MB moved per batch; backward 2.77 GFLOP, 16.28 MB */
-static const aert_stack_part pgeo_conv_d2_1_parts[2] = {{.c = 64, .off = 0, .factor = 2}, {.c = 32, .off = 64, .factor = 1}};
-static const aert_pad_geom pgeo_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 96, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 2304, .parts = 2, .part = pgeo_conv_d2_1_parts};
-static const aert_stack_part dpgeo_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_d2_1_parts};
-static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 96, .k = 3, .ho = 14, .wo = 14, .cout = 32};
-static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 96};
+static const aert_stack_part upad_conv_d2_1_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
+static const aert_pad_geom upad_conv_d2_1 = {.batch = 32, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = upad_conv_d2_1_parts};
+static const aert_stack_part ppad_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom ppad_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = ppad_conv_d2_1_parts};
+static const aert_stack_part dpad_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom dpad_conv_d2_1 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpad_conv_d2_1_parts};
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 9, .wg = 9, .cin = 64, .k = 2, .ho = 8, .wo = 8, .cout = 128};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 8, .wg = 8, .cin = 128, .k = 2, .ho = 7, .wo = 7, .cout = 64};
+static const aert_conv_geom pgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d2_1_forward(const run *r) {
+  aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_scratch + 498176, 64, 0, 64, 9, 32, 0);
+  aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_scratch + 779520, 32, 0, 32, 9, 32, 0);
+  aert_up2_weights(r->conv_d2_1_scratch + 498176, r->conv_d2_1_scratch + 167424, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m, r->e2});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + d2_1_w), r->d2_1 + (long)n0 * 6272, 0);
+    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 516608, n0, (const aert_real *const[]){r->e2});
+    aert_conv_fwd(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 779520, r->d2_1 + (long)n0 * 6272, 0);
+    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m});
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 200192, 0);
+    aert_up2_unshuffle(r->conv_d2_1_scratch + 200192, r->d2_1 + (long)n0 * 6272, 32, 7, 7, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -397,16 +407,27 @@ static void conv_d2_1_forward(const run *r) {
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 196L, 32);
+  aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_dscratch + 498176, 64, 0, 64, 9, 32, 0);
+  aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_dscratch + 779520, 32, 0, 32, 9, 32, 0);
+  aert_conv_flip(r->conv_d2_1_dscratch + 779520, r->conv_d2_1_dscratch + 1051648, 3, 32, 32);
+  aert_up2_weights(r->conv_d2_1_dscratch + 498176, r->conv_d2_1_dscratch + 465408, 64, 32);
+  aert_conv_flip(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 432640, 2, 64, 128);
+  memset(r->conv_d2_1_dscratch + 465408, 0, 32768 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 498176, 0, 18432 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 1060864, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m, r->e2});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 6272, (r->G + d2_1_w));
+    aert_up2_shuffle(r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 167424, 32, 7, 7, 32, 3072);
+    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m});
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 465408);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->d_m + (long)n0 * 3136, 1);
+    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 516608, n0, (const aert_real *const[]){r->e2});
+    aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
+    aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1});
+    aert_conv_fwd(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 788736, r->conv_d2_1_dscratch + 1051648, r->d_e2 + (long)n0 * 6272, 1);
   }
-  aert_conv_flip((r->P + d2_1_w), r->conv_d2_1_dscratch + 264448, 3, 96, 32);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 264448, r->conv_d2_1_dscratch + 292096, 0);
-    aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 292096, n0, (aert_real *const[]){r->d_m, r->d_e2});
-  }
+  aert_up2_fold(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 498176, 64, 32);
+  aert_conv_rows(r->conv_d2_1_dscratch + 498176, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
+  aert_conv_rows(r->conv_d2_1_dscratch + 1060864, 32, 0, (r->G + d2_1_w), 96, 64, 32, 9, 32, 1);
 }
 
 /* ---- conv d2.2  (specs/img2img.ae:14 double_conv() -> :9:58 conv)
@@ -449,17 +470,27 @@ static void conv_d2_2_backward(const run *r) {
  * in: d2 14x14x32 upsampled x2 ++ e1 28x28x16
  * out:  28x28x16, relu fused, batch 128
  * forward 1.39 GFLOP, 16.08 MB moved per batch; backward 2.77 GFLOP, 32.17 MB */
-static const aert_stack_part pgeo_conv_d1_1_parts[2] = {{.c = 32, .off = 0, .factor = 2}, {.c = 16, .off = 32, .factor = 1}};
-static const aert_pad_geom pgeo_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 48, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 1152, .parts = 2, .part = pgeo_conv_d1_1_parts};
-static const aert_stack_part dpgeo_conv_d1_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpgeo_conv_d1_1_parts};
-static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 48, .k = 3, .ho = 28, .wo = 28, .cout = 16};
-static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 48};
+static const aert_stack_part upad_conv_d1_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom upad_conv_d1_1 = {.batch = 16, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = upad_conv_d1_1_parts};
+static const aert_stack_part ppad_conv_d1_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom ppad_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = ppad_conv_d1_1_parts};
+static const aert_stack_part dpad_conv_d1_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpad_conv_d1_1 = {.batch = 16, .h = 28, .w = 28, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 30, .wp = 30, .slack = 384, .parts = 1, .part = dpad_conv_d1_1_parts};
+static const aert_conv_geom geo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 2, .ho = 15, .wo = 15, .cout = 64};
+static const aert_conv_geom dgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 15, .wg = 15, .cin = 64, .k = 2, .ho = 14, .wo = 14, .cout = 32};
+static const aert_conv_geom pgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
+static const aert_conv_geom pdgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_d1_1_forward(const run *r) {
+  aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_scratch + 380160, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_scratch + 615552, 16, 0, 16, 9, 16, 0);
+  aert_up2_weights(r->conv_d1_1_scratch + 380160, r->conv_d1_1_scratch + 131840, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, (r->P + d1_1_w), r->d1_1 + (long)n0 * 12544, 0);
+    aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 384768, n0, (const aert_real *const[]){r->e1});
+    aert_conv_fwd(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 615552, r->d1_1 + (long)n0 * 12544, 0);
+    aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
+    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 140032, 0);
+    aert_up2_unshuffle(r->conv_d1_1_scratch + 140032, r->d1_1 + (long)n0 * 12544, 16, 14, 14, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
@@ -467,16 +498,27 @@ static void conv_d1_1_forward(const run *r) {
 static void conv_d1_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 784L, 16);
+  aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_dscratch + 380160, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_dscratch + 615552, 16, 0, 16, 9, 16, 0);
+  aert_conv_flip(r->conv_d1_1_dscratch + 615552, r->conv_d1_1_dscratch + 848640, 3, 16, 16);
+  aert_up2_weights(r->conv_d1_1_dscratch + 380160, r->conv_d1_1_dscratch + 371968, 32, 16);
+  aert_conv_flip(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 363776, 2, 32, 64);
+  memset(r->conv_d1_1_dscratch + 371968, 0, 8192 * sizeof(aert_real));
+  memset(r->conv_d1_1_dscratch + 380160, 0, 4608 * sizeof(aert_real));
+  memset(r->conv_d1_1_dscratch + 850944, 0, 2304 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2, r->e1});
-    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->d_d1_1 + (long)n0 * 12544, (r->G + d1_1_w));
+    aert_up2_shuffle(r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 131840, 16, 14, 14, 16, 1536);
+    aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
+    aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 371968);
+    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->d_d2 + (long)n0 * 6272, 1);
+    aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 384768, n0, (const aert_real *const[]){r->e1});
+    aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
+    aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1});
+    aert_conv_fwd(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 617856, r->conv_d1_1_dscratch + 848640, r->d_e1 + (long)n0 * 12544, 1);
   }
-  aert_conv_flip((r->P + d1_1_w), r->conv_d1_1_dscratch + 231552, 3, 48, 16);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&dpgeo_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 231552, r->conv_d1_1_dscratch + 238464, 0);
-    aert_unstack(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 238464, n0, (aert_real *const[]){r->d_d2, r->d_e1});
-  }
+  aert_up2_fold(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 380160, 32, 16);
+  aert_conv_rows(r->conv_d1_1_dscratch + 380160, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
+  aert_conv_rows(r->conv_d1_1_dscratch + 850944, 16, 0, (r->G + d1_1_w), 48, 32, 16, 9, 16, 1);
 }
 
 /* ---- conv d1.2  (specs/img2img.ae:15 double_conv() -> :9:58 conv)

@@ -54,7 +54,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e2_2_scratch  = A + 0,          /*     296320    4-4    conv_e2_2 scratch fwd */
     .conv_b_1_scratch   = A + 0,          /*      83712    6-6    conv_b_1 scratch fwd */
     .conv_b_2_scratch   = A + 0,          /*     166656    7-7    conv_b_2 scratch fwd */
-    .conv_d2_1_scratch  = A + 0,          /*     445056    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_1_scratch  = A + 0,          /*     404864    8-8    conv_d2_1 scratch fwd */
     .conv_d2_2_scratch  = A + 0,          /*     296320    9-9    conv_d2_2 scratch fwd */
     .conv_d1_1_scratch  = A + 0,          /*     884736   10-10   conv_d1_1 scratch fwd */
     .conv_d1_2_scratch  = A + 0,          /*     589824   11-11   conv_d1_2 scratch fwd */
@@ -62,7 +62,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d1_2_dscratch = A + 0,          /*    1179648   15-15   conv_d1_2 scratch bwd */
     .conv_d1_1_dscratch = A + 0,          /*    1769472   16-16   conv_d1_1 scratch bwd */
     .conv_d2_2_dscratch = A + 0,          /*     298624   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 0,          /*     549248   18-18   conv_d2_1 scratch bwd */
+    .conv_d2_1_dscratch = A + 0,          /*     557824   18-18   conv_d2_1 scratch bwd */
     .conv_b_2_dscratch  = A + 0,          /*     175872   19-19   conv_b_2 scratch bwd */
     .conv_b_1_dscratch  = A + 0,          /*     171264   20-20   conv_b_1 scratch bwd */
     .conv_e2_2_dscratch = A + 0,          /*     298624   22-22   conv_e2_2 scratch bwd */
@@ -71,7 +71,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_1_dscratch = A + 0,          /*    1179648   26-26   conv_e1_1 scratch bwd */
     .d_b_1              = A + 175872,     /*     131072   19-20   db.1 16x16x32 */
     .d_maxpool_5        = A + 306944,     /*      65536   20-21   dmaxpool_5 16x16x16 */
-    .d_d2_1             = A + 549248,     /*     262144   17-18   dd2.1 32x32x16 */
+    .d_d2_1             = A + 557824,     /*     262144   17-18   dd2.1 32x32x16 */
     .d_e2_1             = A + 589824,     /*     262144   22-23   de2.1 32x32x16 */
     .d_e2               = A + 851968,     /*     262144   18-22   de2 32x32x16 */
     .d_maxpool_2        = A + 851968,     /*     131072   23-24   dmaxpool_2 32x32x8 */
@@ -441,17 +441,27 @@ static void conv_b_2_backward(const run *r) {
  * in: b 16x16x32 upsampled x2 ++ e2 32x32x16
  * out:  32x32x16, relu fused, batch 16
  * forward 226.49 MFLOP, 2.65 MB moved per batch; backward 452.98 MFLOP, 5.30 MB */
-static const aert_stack_part pgeo_conv_d2_1_parts[2] = {{.c = 32, .off = 0, .factor = 2}, {.c = 16, .off = 32, .factor = 1}};
-static const aert_pad_geom pgeo_conv_d2_1 = {.batch = 8, .h = 32, .w = 32, .c = 48, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 1152, .parts = 2, .part = pgeo_conv_d2_1_parts};
-static const aert_stack_part dpgeo_conv_d2_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_d2_1 = {.batch = 8, .h = 32, .w = 32, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 384, .parts = 1, .part = dpgeo_conv_d2_1_parts};
-static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 48, .k = 3, .ho = 32, .wo = 32, .cout = 16};
-static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 48};
+static const aert_stack_part upad_conv_d2_1_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
+static const aert_pad_geom upad_conv_d2_1 = {.batch = 8, .h = 16, .w = 16, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 18, .wp = 18, .slack = 768, .parts = 1, .part = upad_conv_d2_1_parts};
+static const aert_stack_part ppad_conv_d2_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom ppad_conv_d2_1 = {.batch = 8, .h = 32, .w = 32, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 384, .parts = 1, .part = ppad_conv_d2_1_parts};
+static const aert_stack_part dpad_conv_d2_1_parts[1] = {{.c = 16, .off = 0, .factor = 1}};
+static const aert_pad_geom dpad_conv_d2_1 = {.batch = 8, .h = 32, .w = 32, .c = 16, .pt = 1, .pl = 1, .s = 1, .hp = 34, .wp = 34, .slack = 384, .parts = 1, .part = dpad_conv_d2_1_parts};
+static const aert_conv_geom geo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 2, .ho = 17, .wo = 17, .cout = 64};
+static const aert_conv_geom dgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 17, .wg = 17, .cin = 64, .k = 2, .ho = 16, .wo = 16, .cout = 32};
+static const aert_conv_geom pgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
+static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
 
 static void conv_d2_1_forward(const run *r) {
+  aert_conv_rows((r->P + d2_1_w), 48, 0, r->conv_d2_1_scratch + 249600, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + d2_1_w), 48, 32, r->conv_d2_1_scratch + 402560, 16, 0, 16, 9, 16, 0);
+  aert_up2_weights(r->conv_d2_1_scratch + 249600, r->conv_d2_1_scratch + 83712, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
-    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b, r->e2});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, (r->P + d2_1_w), r->d2_1 + (long)n0 * 16384, 0);
+    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 254208, n0, (const aert_real *const[]){r->e2});
+    aert_conv_fwd(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 254208, r->conv_d2_1_scratch + 402560, r->d2_1 + (long)n0 * 16384, 0);
+    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b});
+    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 91904, 0);
+    aert_up2_unshuffle(r->conv_d2_1_scratch + 91904, r->d2_1 + (long)n0 * 16384, 8, 16, 16, 16, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
@@ -459,16 +469,27 @@ static void conv_d2_1_forward(const run *r) {
 static void conv_d2_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 1024L, 16);
+  aert_conv_rows((r->P + d2_1_w), 48, 0, r->conv_d2_1_dscratch + 249600, 32, 0, 32, 9, 16, 0);
+  aert_conv_rows((r->P + d2_1_w), 48, 32, r->conv_d2_1_dscratch + 402560, 16, 0, 16, 9, 16, 0);
+  aert_conv_flip(r->conv_d2_1_dscratch + 402560, r->conv_d2_1_dscratch + 553216, 3, 16, 16);
+  aert_up2_weights(r->conv_d2_1_dscratch + 249600, r->conv_d2_1_dscratch + 241408, 32, 16);
+  aert_conv_flip(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 233216, 2, 32, 64);
+  memset(r->conv_d2_1_dscratch + 241408, 0, 8192 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 249600, 0, 4608 * sizeof(aert_real));
+  memset(r->conv_d2_1_dscratch + 555520, 0, 2304 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
-    aert_pad_stack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->b, r->e2});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->d_d2_1 + (long)n0 * 16384, (r->G + d2_1_w));
+    aert_up2_shuffle(r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 83712, 8, 16, 16, 16, 1536);
+    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->b});
+    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 241408);
+    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 233216, r->d_b + (long)n0 * 8192, 1);
+    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 254208, n0, (const aert_real *const[]){r->e2});
+    aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 254208, r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 555520);
+    aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1});
+    aert_conv_fwd(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 404864, r->conv_d2_1_dscratch + 553216, r->d_e2 + (long)n0 * 16384, 1);
   }
-  aert_conv_flip((r->P + d2_1_w), r->conv_d2_1_dscratch + 149120, 3, 48, 16);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
-    aert_pad_stack(&dpgeo_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 149120, r->conv_d2_1_dscratch + 156032, 0);
-    aert_unstack(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 156032, n0, (aert_real *const[]){r->d_b, r->d_e2});
-  }
+  aert_up2_fold(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 249600, 32, 16);
+  aert_conv_rows(r->conv_d2_1_dscratch + 249600, 32, 0, (r->G + d2_1_w), 48, 0, 32, 9, 16, 1);
+  aert_conv_rows(r->conv_d2_1_dscratch + 555520, 16, 0, (r->G + d2_1_w), 48, 32, 16, 9, 16, 1);
 }
 
 /* ---- conv d2.2  (specs/unet_landcover_small.ae:14 up() -> :9 double_conv() -> :8:58 conv)

@@ -208,12 +208,14 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
   cr_expect(strstr(c, "/* ---- conv d1  (specs/conv_ae.ae:17:") != NULL, "no provenance comment for conv d1");
   cr_expect(strstr(c, " * in: d 7x7x64 upsampled x2\n") != NULL, "conv d1 does not read the folded upsample");
   const char *fwd = strstr(c, "static void conv_d1_forward"), *bwd = strstr(c, "static void conv_d1_backward");
-  const char *next = strstr(c, "static const aert_stack_part pgeo_conv_d2_parts");
+  const char *next = strstr(c, "static const aert_stack_part upad_conv_d2_parts");
   cr_assert(fwd && bwd && next);
   cr_expect(fwd < bwd && bwd < next, "conv_d1's backward does not follow its forward");
   cr_expect(strstr(c, "for (int img = 0; img < 16; img++)") != NULL, "window loops have constant bounds");
-  cr_expect(strstr(c, "aert_conv_fwd(") != NULL && strstr(c, "aert_pad_stack(&pgeo_conv_d1,") != NULL, "convs do not run direct");
+  cr_expect(strstr(c, "aert_conv_fwd(") != NULL && strstr(c, "aert_pad_stack(&pgeo_conv_z_h_1,") != NULL, "convs do not run direct");
   cr_expect(strstr(c, "aert_conv_fwd_narrow(") != NULL, "conv_y (one output channel) does not run direct");
+  cr_expect(strstr(c, "aert_up2_unshuffle(") != NULL && strstr(c, "aert_up2_fold(") != NULL,
+            "the convs of the upsampled decoder do not run as phases of the small image");
   cr_expect(strstr(c, "malloc") == NULL, "generated code allocates");
   cr_expect(strstr(c, "upsample_forward") == NULL, "an upsample was materialised");
   free(c);

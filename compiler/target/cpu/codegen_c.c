@@ -281,7 +281,146 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("}\n");
 }
 
+/* The views of an up2 conv with one upsampling factor (2: read at the small size, 1: the
+ * plain views beside them), as sources of their own stack: channel offsets within it,
+ * factor 1; tc counts its channels, dsrc holds the gradients that exist (NULL: none). */
+typedef struct { pad_src *src, *dsrc; const ae_view **view; int n, tc; bool any_dx; } up2_part;
+
+static up2_part up2_views(emitter *e, const ae_kernel *k, int factor) {
+  up2_part u = {ae_alloc(e->a, sizeof(pad_src) * (size_t)k->src.len), ae_alloc(e->a, sizeof(pad_src) * (size_t)k->src.len),
+                ae_alloc(e->a, sizeof(ae_view *) * (size_t)k->src.len), 0, 0, false};
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *v = k->src.items[i];
+    if (v->factor != factor) continue;
+    u.view[u.n] = v;
+    u.src[u.n] = (pad_src){val(e, v->node), channels(v->node), u.tc, 1};
+    u.dsrc[u.n] = u.src[u.n];
+    u.dsrc[u.n].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
+    u.any_dx = u.any_dx || u.dsrc[u.n].t;
+    u.tc += u.src[u.n].c;
+    u.n++;
+  }
+  return u;
+}
+
+/* The rows of a part's views between the conv's weights (tc input channels) and the part's
+ * own (to_part: gathered from w; else added back into w). */
+static void emit_up2_rows(emitter *e, const up2_part *u, const char *w, int tc, const char *wpart, int cout, bool to_part) {
+  for (int i = 0; i < u->n; i++)
+    if (to_part) OUT("  aert_conv_rows(%s, %d, %d, %s, %d, %d, %d, 9, %d, 0);\n", w, tc, u->view[i]->ch_off, wpart, u->tc, u->src[i].off,
+                     u->src[i].c, cout);
+    else OUT("  aert_conv_rows(%s, %d, %d, %s, %d, %d, %d, 9, %d, 1);\n", wpart, u->tc, u->src[i].off, w, tc, u->view[i]->ch_off,
+             u->src[i].c, cout);
+}
+
+/* A 3x3 conv of 2x upsampled views run as the four phases of the small image
+ * (k->conv.algo CONV_UP2, aert_up2_* in runtime/aert_kernels.h), C images at a time:
+ * forward, the padded small stack through the phase weights into z, scattered to y; the
+ * weight gradient from the same copy and dy by phase (s), folded back onto the 3x3 taps;
+ * dx of the small stack as the 2x2 conv of s with the flipped phase weights. Plain views
+ * beside them (a U-Net's skip) run direct at full size with their rows of the weights:
+ * forward first (y), the phases added to it. */
+static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
+  const ae_program *p = e->p;
+  const ae_node *n = k->node, *x = n->in.items[0];
+  const ae_conv_sched *c = &k->conv;
+  int B = p->batch, C = c->pchunk, cout = n->units, co4 = 4 * cout;
+  int H = x->shape.d[0], W = x->shape.d[1], h = H / 2, w = W / 2, tc = x->shape.d[2];
+  up2_part u = up2_views(e, k, 2), q = up2_views(e, k, 1);
+  int cu = u.tc, cp = q.tc;
+  long xs = (long)h * w * cu, ys = elems(k->out);
+  /* the padded copies: the small stack of the upsampled views (upad_), the plain views'
+   * stack (ppad_) and dy (dpad_) at full size */
+  bool bwd = ae_kernel_has_backward(p, k);
+  const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
+  pad_src dysrc = {dy, cout, 0, 1};
+  emit_pad_geom(e, ae_sprintf(e->a, "upad_%s", name), u.src, u.n, h, w, cu, 1, 1, 1, h + 2, w + 2, C);
+  if (cp) emit_pad_geom(e, ae_sprintf(e->a, "ppad_%s", name), q.src, q.n, H, W, cp, 1, 1, 1, H + 2, W + 2, C);
+  if (cp && bwd && q.any_dx) emit_pad_geom(e, ae_sprintf(e->a, "dpad_%s", name), &dysrc, 1, H, W, cout, 1, 1, 1, H + 2, W + 2, C);
+  const char *uvals = part_list(e, u.src, u.n, false), *qvals = part_list(e, q.src, q.n, false);
+  OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
+      ".cout = %d};\n", name, C, h + 2, w + 2, cu, h + 1, w + 1, co4);
+  if (bwd && u.any_dx)
+    OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 2, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, h + 1, w + 1, co4, h, w, cu);
+  if (cp)
+    OUT("static const aert_conv_geom pgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 3, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, H + 2, W + 2, cp, H, W, cout);
+  if (cp && bwd && q.any_dx)
+    OUT("static const aert_conv_geom pdgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = 3, .ho = %d, .wo = %d, "
+        ".cout = %d};\n", name, C, H + 2, W + 2, cout, H, W, cp);
+  OUT("\n");
+  const char *col = buf(e, &k->scratch[0]);
+  /* the upsampled views' weights: the conv's own, or (beside plain views) their rows */
+  const char *wu = cp ? ae_sprintf(e->a, "%s + %ld", col, c->mix_at) : wv;
+  OUT("static void %s_forward(const run *r) {\n", name);
+  if (cp) {
+    emit_up2_rows(e, &u, wv, tc, wu, cout, true);
+    emit_up2_rows(e, &q, wv, tc, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), cout, true);
+  }
+  OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n", wu, col, c->weights_at, cu, cout);
+  OUT("%s", chunk_loop(e, B, C));
+  if (cp)
+    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    aert_conv_fwd(&pgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 0);\n",
+        name, col, c->xp_at, qvals, name, col, c->xp_at, col, c->wp_at, y, ys);
+  OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n", name, col, uvals);
+  OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
+  OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
+  OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act_enum(k->act),
+      k->act ? k->act->alpha : 0);
+  if (!bwd) return;
+  bool dw = has_step(e, k, STEP_WEIGHT_GRAD);
+  const char *bcol = buf(e, &k->scratch[1]);
+  const char *bwu = cp ? ae_sprintf(e->a, "%s + %ld", bcol, c->mix_at) : wv, *bwp = ae_sprintf(e->a, "%s + %ld", bcol, c->wp_at);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act), k->act ? k->act->alpha : 0);
+  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
+  if (cp && u.any_dx) emit_up2_rows(e, &u, wv, tc, bwu, cout, true);
+  if (cp && q.any_dx) {
+    emit_up2_rows(e, &q, wv, tc, bwp, cout, true);
+    OUT("  aert_conv_flip(%s, %s + %ld, 3, %d, %d);\n", bwp, bcol, c->wfp_at, cp, cout);
+  }
+  if (u.any_dx)   /* the phase weights, built where their gradient goes next, then flipped */
+    OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n  aert_conv_flip(%s + %ld, %s + %ld, 2, %d, %d);\n", bwu, bcol, c->dw2_at, cu,
+        cout, bcol, c->dw2_at, bcol, c->flip_at, cu, co4);
+  if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * cu * co4);
+  if (dw && cp)
+    OUT("  memset(%s, 0, %ld * sizeof(aert_real));\n  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bwu, 9L * cu * cout, bcol,
+        c->dwp_at, 9L * cp * cout);
+  OUT("%s    aert_up2_shuffle(%s + (long)n0 * %ld, %s + %ld, %d, %d, %d, %d, %ld);\n", chunk_loop(e, B, C), dy, ys, bcol, c->s_at, C,
+      h, w, cout, (long)AE_SLIDE_SLACK * co4);
+  if (dw)
+    OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n    aert_conv_dw(&geo_%s, %s, %s + %ld, %s + %ld);\n", name, bcol, uvals, name, bcol,
+        bcol, c->s_at, bcol, c->dw2_at);
+  if (u.any_dx && u.n == 1)
+    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->s_at, bcol, c->flip_at,
+        u.dsrc[0].t, xs);
+  else if (u.any_dx)
+    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", name, bcol,
+        c->s_at, bcol, c->flip_at, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
+  if (cp && dw)
+    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    aert_conv_dw(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s + %ld);\n", name,
+        bcol, c->xp_at, qvals, name, bcol, c->xp_at, dy, ys, bcol, c->dwp_at);
+  if (cp && q.any_dx) {
+    OUT("    aert_pad_stack(&dpad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dyp_at, part_list(e, &dysrc, 1, false));
+    if (q.n == 1)
+      OUT("    aert_conv_fwd(&pdgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->dyp_at, bcol, c->wfp_at,
+          q.dsrc[0].t, (long)H * W * cp);
+    else
+      OUT("    aert_conv_fwd(&pdgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", name, bcol,
+          c->dyp_at, bcol, c->wfp_at, bcol, c->dsp_at, name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
+  }
+  OUT("  }\n");
+  if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, cp ? bwu : pgrad(e, k->w), cu, cout);
+  if (dw && cp) {
+    emit_up2_rows(e, &u, pgrad(e, k->w), tc, bwu, cout, false);
+    emit_up2_rows(e, &q, pgrad(e, k->w), tc, ae_sprintf(e->a, "%s + %ld", bcol, c->dwp_at), cout, false);
+  }
+  OUT("}\n");
+}
+
 static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
+  if (k->conv.algo == CONV_UP2) { emit_up2(e, k, name); return; }
   if (k->conv.algo == CONV_SLIDE) { emit_slide(e, k, name); return; }
   const ae_program *p = e->p;
   window w = conv_window(k);

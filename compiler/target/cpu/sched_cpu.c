@@ -3,6 +3,8 @@
  * places what it asks for, and the C emitter, the report and dump read the same answer.
  *
  *   1x1, stride 1, one plain source   one GEMM straight on the input (no scratch)
+ *   3x3, stride 1, every view a 2x    the four phases of the large image as one 2x2
+ *   nearest upsample                  conv of the small image (aert_conv_fwd), "up2"
  *   whole vectors of output channels  direct register-tiled kernels on a padded copy
  *   (or narrow: see below)            of a few images (aert_conv_fwd), "slide"
  *   anything else                     im2col + GEMM over a few images at a time        */
@@ -15,6 +17,75 @@ static int images_per_chunk(int batch, long per_image) {
   for (int c = 1; c <= batch; c++)
     if (batch % c == 0 && per_image * c <= (1L << 20)) chunk = c;
   return chunk;
+}
+
+/* The channels a conv's views stack with the given upsampling factor, and how many views. */
+static long stacked(const ae_kernel *k, int factor, int *views) {
+  long c = 0;
+  *views = 0;
+  for (int j = 0; j < k->src.len; j++) {
+    const ae_view *v = k->src.items[j];
+    if (v->factor == factor) c += v->node->shape.d[v->node->shape.rank - 1], ++*views;
+  }
+  return c;
+}
+
+/* A 3x3 'same' window at stride 1 over 2x nearest upsamples (conv_ae's decoder) runs as the
+ * phases of the small image; beside them plain views (the U-Net's skips) run as a direct
+ * conv of their own at full size, their outputs added. The phases' 4 * cout outputs and
+ * both parts' input channels (dx) must be whole vectors, and cout too when there is a
+ * plain part. */
+static bool up2_fits(const ae_kernel *k) {
+  const ae_node *n = k->node;
+  if (k->kind != K_CONV || n->k != 3 || n->stride != 1 || !n->pad_same) return false;
+  int nu, np;
+  long cu = stacked(k, 2, &nu), cp = stacked(k, 1, &np);
+  if (nu + np != k->src.len || cu == 0) return false;
+  return 4 * n->units % AE_SLIDE_LANES == 0 && cu % AE_SLIDE_LANES == 0 && cp % AE_SLIDE_LANES == 0 &&
+         (cp == 0 || n->units % AE_SLIDE_LANES == 0);
+}
+
+/* The scratch of the phases, for images of h x w small pixels (the upsampled views' size):
+ * forward [padded input | slack | phase weights | phase outputs z];
+ * backward [padded input | slack | dy by phase s | slack | flipped phase weights |
+ * the phases' weight gradient | dx of the stack]. With plain views, both buffers go on at
+ * the same offset (mix_at): [upsampled views' weights (backward: their gradient) | plain
+ * views padded | slack | their weights], backward then [padded dy | slack | flipped plain
+ * weights | plain weight gradient | dx of the plain stack]. */
+static void schedule_up2(const ae_program *p, ae_kernel *k) {
+  ae_conv_sched *c = &k->conv;
+  const ae_node *n = k->node, *x = n->in.items[0];
+  int nu, np;
+  long H = x->shape.d[0], W = x->shape.d[1], h = H / 2, w = W / 2, co = n->units, co4 = 4 * co;
+  long cu = stacked(k, 2, &nu), cp = stacked(k, 1, &np);
+  long xpad = (h + 2) * (w + 2) * cu, z = (h + 1) * (w + 1) * co4, weights = 4 * cu * co4;
+  long dstack = nu > 1 ? h * w * cu : 0, xpp = (H + 2) * (W + 2) * cp, dyp = cp ? (H + 2) * (W + 2) * co : 0;
+  long dsp = np > 1 ? H * W * cp : 0;
+  c->algo = CONV_UP2;
+  c->col_floats = 0;
+  c->pchunk = images_per_chunk(p->batch, xpad + z + dstack + xpp + dyp + dsp);
+  long C = c->pchunk;
+  c->weights_at = C * xpad + AE_SLIDE_SLACK * cu;
+  c->z_at = c->weights_at + weights;
+  c->s_at = c->weights_at;
+  c->flip_at = c->s_at + C * z + AE_SLIDE_SLACK * co4;
+  c->dw2_at = c->flip_at + weights;
+  c->dstack_at = c->dw2_at + weights;
+  c->mix_at = c->dstack_at + C * dstack;
+  c->pad_floats = cp ? c->mix_at : c->z_at + C * z;
+  c->dpad_floats = c->mix_at;
+  if (cp) {
+    c->xp_at = c->mix_at + 9 * cu * co;
+    c->wp_at = c->xp_at + C * xpp + AE_SLIDE_SLACK * cp;
+    c->pad_floats = c->wp_at + 9 * cp * co;
+    c->dyp_at = c->pad_floats;
+    c->wfp_at = c->dyp_at + C * dyp + AE_SLIDE_SLACK * co;
+    c->dwp_at = c->wfp_at + 9 * cp * co;
+    c->dsp_at = c->dwp_at + 9 * cp * co;
+    c->dpad_floats = c->dsp_at + C * dsp;
+  }
+  c->scratch_floats[0] = c->pad_floats;
+  c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
 }
 
 static void schedule_conv(const ae_program *p, ae_kernel *k) {
@@ -69,5 +140,6 @@ void ae_schedule_cpu(ae_program *p) {
   for (int i = 0; i < p->kernels.len; i++) {
     ae_kernel *k = p->kernels.items[i];
     if (k->kind == K_CONV || k->kind == K_CONV_T) schedule_conv(p, k);
+    if (up2_fits(k)) schedule_up2(p, k);
   }
 }
