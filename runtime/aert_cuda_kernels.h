@@ -52,6 +52,19 @@ __device__ __forceinline__ float aecd_normal(uint64_t seed, uint64_t i) {
 #endif
 }
 
+/* ---- bilinear upsampling, as aert_bilinear_tap of aert_kernels.h in float ----------
+ * Output o of an upsample by f reads source (o + 0.5) / f - 0.5 (align_corners=False),
+ * clamped at 0: its lower neighbour (returned), whether there is an upper one, and the
+ * upper one's weight. */
+__device__ __forceinline__ int aecd_bilinear_tap(int o, int f, int in, int *step, float *frac) {
+  float src = ((float)o + 0.5f) / (float)f - 0.5f;
+  src = src < 0 ? 0.0f : src;
+  int lower = (int)src;
+  *step = lower < in - 1;
+  *frac = src - (float)lower;
+  return lower;
+}
+
 /* ---- the tiled GEMM ------------------------------------------------------------------
  * C = A B for M x N x K, A and B read through loaders a(i, k) and b(k, j), each output
  * handed to store(i, j, sum). A block of 256 threads owns a BM x BN tile of C; the

@@ -12,8 +12,8 @@
 #      Training runs few steps: Adam turns rounding-level differences of gradients that are
 #      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
 #      1e-4 after ten steps) although each step agrees;
-#  (c) what the target does not have (tests/cuda/refused.ae) is refused at its spec line, and
-#      nothing is built;
+#  (c) what the target does not have (--mpi; every op and loss of a spec is in) is refused, and
+#      nothing is written;
 #  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
 #      answers --help here (training needs a GPU).
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
@@ -29,24 +29,14 @@ fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
-cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0"}
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0 seg_ops:3:0:0"}
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
 
-# The largest relative difference between the losses of two train.csv files (columns 4 to
-# the one before the last: train_loss, the terms, val_loss).
-max_rel() {
-  paste -d, "$1" "$2" | awk -F, -v tol="$tol" 'NR > 1 {
-    n = NF / 2
-    for (c = 4; c < n; c++) {
-      a = $c; b = $(c + n); d = a - b; if (d < 0) d = -d
-      m = a < 0 ? -a : a; mb = b < 0 ? -b : b; if (mb > m) m = mb
-      r = m > 0 ? d / m : d
-      if (r > worst) worst = r
-    }
-  } END { printf "%.2e\n", worst + 0 }'
-}
+# The largest relative difference between the losses of two train.csv files
+# (tests/cuda/max_rel.awk; tests/gpu/run.sh uses it too).
+max_rel() { paste -d, "$1" "$2" | awk -F, -f tests/cuda/max_rel.awk; }
 
 for c in $cases; do
   name=${c%%:*}; rest=${c#*:}; batch=${rest%%:*}; rest=${rest#*:}; limit=${rest%%:*}; epochs=${rest#*:}
@@ -106,17 +96,15 @@ $(cat "$dir/run-$order/train.csv")"
   $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
 done
 
-# (c) refusal: tests/cuda/refused.ae holds three things the target lacks; each is named at its line
-if bin/aec build --target cuda --no-compile --out "$out/refused" tests/cuda/refused.ae >"$out/refused.log" 2>&1; then
-  fail "tests/cuda/refused.ae was built for CUDA"
+# (c) refusal: every op and loss of a spec is in the target now (tests/cuda/seg_ops.ae holds the
+# last ones added); what it still lacks is data-parallel training, refused before anything is written
+if bin/aec build --target cuda --mpi --no-compile --out "$out/refused" specs/dense_ae.ae >"$out/refused.log" 2>&1; then
+  fail "aec build --target cuda --mpi was not refused"
 fi
-for want in "9:7: error: maxpool with overlapping windows is not in the CUDA target yet" \
-            "9:36: error: upsample(mode=bilinear) is not in the CUDA target yet" \
-            "12:8: error: the loss dice is not in the CUDA target yet"; do
-  grep -q "tests/cuda/refused.ae:$want" "$out/refused.log" || fail "the refusal does not say '$want': $(cat "$out/refused.log")"
-done
-[ ! -e "$out/refused/model.cu" ] || fail "a refused spec still wrote model.cu"
-echo "what is not in the CUDA target is refused at its spec line"
+grep -q "data-parallel training (--mpi) is not in the CUDA target yet" "$out/refused.log" ||
+  fail "the refusal of --mpi does not name it: $(cat "$out/refused.log")"
+[ ! -e "$out/refused/model.cu" ] || fail "a refused build still wrote model.cu"
+echo "what is not in the CUDA target (--mpi) is refused, and nothing is written"
 
 # (d) the real trainer links
 mkdir -p "$out/dense_ae"

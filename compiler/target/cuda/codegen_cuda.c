@@ -28,23 +28,12 @@ typedef struct {
 static long elems(const ae_node *n) { return ae_shape_elems(n->shape); }
 static int channels(const ae_node *n) { return n->shape.rank ? n->shape.d[n->shape.rank - 1] : 1; }
 
-/* ---- what the target has: every other op and loss is refused by name and line ------- */
+/* ---- what the target has: every other op is refused by name and line (every loss is in) */
 
 static const char *unsupported_kernel(const ae_kernel *k) {
-  const ae_node *n = k->node;
   switch (k->kind) {
   case K_CONV_T: return k->src.len != 1 || ((ae_view *)k->src.items[0])->factor != 1 ? "conv_transpose of a folded input" : NULL;
-  case K_UPSAMPLE: return n->bilinear ? "upsample(mode=bilinear)" : NULL;
-  case K_POOL: return n->stride < n->k ? (n->op == OP_MAXPOOL ? "maxpool with overlapping windows" : "avgpool with overlapping windows") : NULL;
   default: return NULL;
-  }
-}
-
-static bool loss_supported(const ae_loss_term *t) {
-  switch (t->kind) {
-  case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL: case LOSS_KL_SPARSITY: case LOSS_L1: case LOSS_L2: return true;
-  case LOSS_SOFTMAX_XENT: return true;
-  default: return false;
   }
 }
 
@@ -54,10 +43,6 @@ bool ae_cuda_supported(ae_diag *d, const ae_program *p) {
     const ae_kernel *k = p->kernels.items[i];
     const char *what = unsupported_kernel(k);
     if (what) ae_error(d, k->node->loc, "%s is not in the CUDA target yet", what);
-  }
-  for (int i = 0; i < p->m->losses.len; i++) {
-    const ae_loss_term *t = p->m->losses.items[i];
-    if (!loss_supported(t)) ae_error(d, t->loc, "the loss %s is not in the CUDA target yet", ae_loss_name(t->kind));
   }
   if (p->ranks > 1) ae_error_noloc(d, p->m->src->path, "data-parallel training (--mpi) is not in the CUDA target yet");
   return d->errors == before;
@@ -419,6 +404,66 @@ typedef struct {
   const char *what;
 } simple_kernel;
 
+/* The input pixel (ih, iw) of value i of an h x w x c tensor, and its image b. */
+static const char *pixel_of(emitter *e, int h, int w, int c) {
+  return ae_sprintf(e->a, "long p = i / %d, ch = i %% %d, iw = p %% %d, ih = p / %d %% %d, b = p / %ld;\n", c, c, w, w, h, (long)h * w);
+}
+
+/* Overlapping pooling windows: the backward gathers, per input value, the outputs whose
+ * windows hold it in aert_pool_backward's order (rows, then columns); max pooling's
+ * gradient goes to the first maximum of each window. */
+static void pool_gather_of(emitter *e, const ae_kernel *k, simple_kernel *s) {
+  const ae_node *n = k->node, *in = n->in.items[0];
+  int h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2], ho = n->shape.d[0], wo = n->shape.d[1], kk = n->k, st = n->stride;
+  const char *o = ae_sprintf(e->a, "((b * %d + oh) * %d + ow) * %d + ch", ho, wo, c);
+  s->bn = (long)e->p->batch * elems(in);
+  s->bbody = ae_sprintf(e->a, "%s    float acc = dx[i];\n"
+                              "    for (long oh = ih >= %d ? (ih - %d) / %d : 0; oh <= ih / %d && oh < %d; oh++)\n"
+                              "      for (long ow = iw >= %d ? (iw - %d) / %d : 0; ow <= iw / %d && ow < %d; ow++) {\n%s      }\n    dx[i] = acc;",
+                        pixel_of(e, h, w, c), kk, kk - st, st, st, ho, kk, kk - st, st, st, wo,
+                        n->op == OP_MAXPOOL
+                            ? ae_sprintf(e->a, "        long first = -1;   /* the window's first maximum */\n"
+                                               "        for (int kh = 0; kh < %d && first < 0; kh++)\n"
+                                               "          for (int kw = 0; kw < %d && first < 0; kw++)\n"
+                                               "            if (x[((b * %d + oh * %d + kh) * %d + ow * %d + kw) * %d + ch] == y[%s]) first = (oh * %d + kh) * %d + ow * %d + kw;\n"
+                                               "        if (first == ih * %d + iw) acc += dy[%s];\n",
+                                         kk, kk, h, st, w, st, c, o, st, w, st, w, o)
+                            : ae_sprintf(e->a, "        acc += dy[%s] / (float)%d;\n", o, kk * kk));
+}
+
+/* Bilinear upsampling, as aert_upsample_bilinear_*: forward per output value from its four
+ * neighbours; backward per input value, gathering the outputs (rows, then columns, then the
+ * four taps in the CPU's order) whose taps reach it, a 3f x 3f neighbourhood. */
+static simple_kernel bilinear_of(emitter *e, const ae_kernel *k, simple_kernel s) {
+  const ae_node *n = k->node, *in = n->in.items[0];
+  int f = n->factor, h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2], ho = h * f, wo = w * f;
+  s.what = ae_sprintf(e->a, "bilinear upsample x%d", f);
+  s.params = CF "x, " F "y";
+  s.args = ae_sprintf(e->a, "%s, %s", val(e, ((ae_view *)k->src.items[0])->node), val(e, k->out));
+  s.body = ae_sprintf(e->a, "long p = i / %d, ch = i %% %d, ow = p %% %d, oh = p / %d %% %d, b = p / %ld;\n    int sh, sw;\n    float lh, lw;\n"
+                            "    int h0 = aecd_bilinear_tap((int)oh, %d, %d, &sh, &lh), w0 = aecd_bilinear_tap((int)ow, %d, %d, &sw, &lw);\n"
+                            "    const float *a = x + ((b * %d + h0) * %d + w0) * %d + ch, *bb = a + (long)sh * %d;\n"
+                            "    y[i] = (1 - lh) * ((1 - lw) * a[0] + lw * a[sw * %d]) + lh * ((1 - lw) * bb[0] + lw * bb[sw * %d]);",
+                      c, c, wo, wo, ho, (long)wo * ho, f, h, f, w, h, w, c, w * c, c, c);
+  s.bn = (long)e->p->batch * elems(in);
+  s.bbody = NULL;
+  if (!has_grad(e, ((ae_view *)k->src.items[0])->node) || !ae_kernel_has_backward(e->p, k)) return s;
+  s.bparams = CF "dy, " F "dx";
+  s.bargs = ae_sprintf(e->a, "%s, %s", grad(e, k->out), grad(e, ((ae_view *)k->src.items[0])->node));
+  s.bbody = ae_sprintf(e->a, "%s    float acc = dx[i];\n    for (int oh = ih > 0 ? (int)(ih - 1) * %d : 0; oh < (ih + 2) * %d && oh < %d; oh++) {\n"
+                             "      int sh, sw;\n      float lh, lw;\n      int h0 = aecd_bilinear_tap(oh, %d, %d, &sh, &lh);\n"
+                             "      if (h0 != ih && h0 + sh != ih) continue;\n"
+                             "      for (int ow = iw > 0 ? (int)(iw - 1) * %d : 0; ow < (iw + 2) * %d && ow < %d; ow++) {\n"
+                             "        int w0 = aecd_bilinear_tap(ow, %d, %d, &sw, &lw);\n        if (w0 != iw && w0 + sw != iw) continue;\n"
+                             "        float g = dy[((b * %d + oh) * %d + ow) * %d + ch];\n"
+                             "        if (h0 == ih && w0 == iw) acc += (1 - lh) * (1 - lw) * g;\n"
+                             "        if (h0 == ih && w0 + sw == iw) acc += (1 - lh) * lw * g;\n"
+                             "        if (h0 + sh == ih && w0 == iw) acc += lh * (1 - lw) * g;\n"
+                             "        if (h0 + sh == ih && w0 + sw == iw) acc += lh * lw * g;\n      }\n    }\n    dx[i] = acc;",
+                       pixel_of(e, h, w, c), f, f, ho, f, h, f, f, wo, f, w, ho, wo, c);
+  return s;
+}
+
 static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
   const ae_node *n = k->node, *o = k->out, *in = n->in.items[0];
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
@@ -481,6 +526,7 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
     break;
   }
   case K_UPSAMPLE: {   /* nearest: forward per output value; backward per input value, its block summed in row order */
+    if (n->bilinear) return bilinear_of(e, k, s);
     int f = n->factor, h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2];
     s.what = ae_sprintf(e->a, "nearest upsample x%d", f);
     s.params = CF "x, " F "y";
@@ -497,7 +543,7 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
                          c, c, w, w, h, w * h, f, f, h * f, f, w * f, f, c);
     break;
   }
-  case K_POOL: {   /* windows that do not overlap (refused otherwise): each input value in one window */
+  case K_POOL: {   /* windows that do not overlap: each input value in one window (else pool_gather_of) */
     int h = in->shape.d[0], w = in->shape.d[1], c = in->shape.d[2], ho = n->shape.d[0], wo = n->shape.d[1], kk = n->k, st = n->stride;
     bool mx = n->op == OP_MAXPOOL;
     const char *at = ae_sprintf(e->a, "((b * %d + oh * %d + kh) * %d + ow * %d + kw) * %d + ch", h, st, w, st, c);
@@ -514,6 +560,7 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
                                     "        if (x[%s] == y[i]) { dx[%s] += dy[i]; done = 1; }", head, kk, kk, at, at)
                  : ae_sprintf(e->a, "%s    for (int kh = 0; kh < %d; kh++)\n      for (int kw = 0; kw < %d; kw++) dx[%s] += dy[i] / (float)%d;", head,
                               kk, kk, at, kk * kk);
+    if (st < kk) pool_gather_of(e, k, &s);
     break;
   }
   case K_SOFTMAX: {   /* a thread per row, as aert_softmax_row */
@@ -601,8 +648,18 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
  * back once; the host divides them as the C target's loss functions do. Backward: one
  * elementwise kernel per term seeds the gradients of its operands. */
 
+/* Dice and jaccard sum per class over the rows in this many blocks: each block's partial
+ * sums (inter, card, count per class) land in r->sums, and one block adds them in block order. */
+static int overlap_blocks(const ae_program *p, const ae_loss_term *t) {
+  long rows = (long)p->batch * elems(t->a) / p->m->n_classes, nb = (rows + 255) / 256;   /* a row a thread */
+  return nb < 64 ? (int)nb : 64;
+}
+
+static bool overlap_loss(const ae_loss_term *t) { return t->kind == LOSS_DICE || t->kind == LOSS_JACCARD; }
+
 static int slots_of(const ae_program *p, const ae_loss_term *t) {
-  if (t->kind == LOSS_SOFTMAX_XENT) return 2;   /* the loss and the weight sum */
+  if (t->kind == LOSS_SOFTMAX_XENT || t->kind == LOSS_FOCAL) return 2;   /* the loss and the weight sum */
+  if (overlap_loss(t)) return 1 + 2 * p->m->n_classes + 3 * p->m->n_classes * overlap_blocks(p, t);   /* loss, dL/dnum, dL/dden, parts */
   if (t->kind != LOSS_L2) return 1;
   int n = 0;
   for (int j = 0; j < p->params.len; j++) {
@@ -624,6 +681,68 @@ static const char *softmax_head(emitter *e, int c) {
                           "    double sum = 0;\n    for (int j = 0; j < %d; j++) sum += expf(x[j] - mx);\n", c, c, c);
 }
 
+/* softmax_xent, and focal with gamma > 0, as aert_loss_focal: the loss and the weight sum
+ * by block sums; backward a row a thread, -f = dL/dp_t p_t scaling p - onehot. */
+static void emit_focal(emitter *e, int i, const char *ln) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int B = e->p->batch, c = e->p->m->n_classes;
+  long rows = (long)B * elems(t->a) / c;
+  double gamma = t->kind == LOSS_FOCAL ? t->gamma : 0;
+  bool weighted = e->cw_at[i] >= 0;
+  const char *w = weighted ? "(double)cw[k]" : "1.0", *cwp = weighted ? ", " CF "cw" : "";
+  const char *pt = "float pk = (float)(expf(x[k] - mx) / sum);\n    double pt = pk > 1e-30f ? pk : 1e-30f;\n";
+  const char *focus = gamma > 0 ? ae_sprintf(e->a, " * pow(1 - pt, %.17g)", gamma) : "";
+  emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), ae_sprintf(e->a, CF "logits, " CF "t%s", cwp), rows,
+                  ae_sprintf(e->a, "long r = i;\n    int k = (int)t[r];\n    if (k < 0 || k >= %d) return 0.0;\n    %s    %s"
+                                   "    return -(%s%s * log(pt));", c, softmax_head(e, c), pt, w, focus));
+  emit_sum_kernel(e, ae_sprintf(e->a, "%s_wsum", ln), ae_sprintf(e->a, CF "t%s", cwp), rows,
+                  ae_sprintf(e->a, "int k = (int)t[i];\n    return k < 0 || k >= %d ? 0.0 : %s;", c, w));
+  const char *f = gamma > 0 ? ae_sprintf(e->a, "%s    double q = 1 - pt, f = q > 0 ? %.17g * pow(q, %.17g) * pt * log(pt) - pow(q, %.17g) : 0;\n"
+                                               "    float g = (float)(%s * %s / denom * -f);\n", pt, gamma, gamma - 1, gamma, w, flt(e, t->weight))
+                            : ae_sprintf(e->a, "float g = (float)(%s * %s / denom);\n", w, flt(e, t->weight));
+  OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t%s, " F "dl, const double *wsum, double global) {\n"
+      "  double denom = global > 0 ? global : %s;\n  if (denom <= 0) return;\n  AECD_FOR(r, %ldL) {\n"
+      "    int k = (int)t[r];\n    if (k < 0 || k >= %d) continue;\n    %s    %s"
+      "    for (int j = 0; j < %d; j++) dl[r * %d + j] += g * ((float)(expf(x[j] - mx) / sum) - (j == k));\n  }\n}\n",
+      ln, cwp, t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : "*wsum", rows, c, softmax_head(e, c), f, c, c);
+}
+
+/* dice and jaccard, as aert_loss_overlap: NAME_part sums per class (inter = sum p_k over
+ * rows of class k, card = sum p_i, count) over a grid-stride share of the rows, a class at
+ * a time (the softmax recomputed per class: c^2 exponentials a row, no per-thread arrays);
+ * NAME_score adds the parts in block order and writes the loss, dL/dnum and dL/dden per
+ * class; NAME_bwd, a row a thread, takes dL/dp through the softmax. */
+static void emit_overlap(emitter *e, int i, const char *ln) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int c = e->p->m->n_classes, nb = overlap_blocks(e->p, t), jac = t->kind == LOSS_JACCARD;
+  long rows = (long)e->p->batch * elems(t->a) / c;
+  bool weighted = e->cw_at[i] >= 0;
+  const char *cwp = weighted ? ", " CF "cw" : "", *wi = weighted ? "(double)cw[i]" : "1.0";
+  OUT("/* %s_part: per class the partial inter, card and count of each block; launch %d blocks of 256 */\n", ln, nb);
+  OUT(GLOBAL "%s_part(" CF "logits, " CF "t, double *part) {\n  for (int i = 0; i < %d; i++) {\n    double in = 0, cd = 0, ct = 0;\n"
+      "    for (long r = blockIdx.x * (long)AECD_THREADS + threadIdx.x; r < %ldL; r += %dL * AECD_THREADS) {\n"
+      "      int k = (int)t[r];\n      if (k < 0 || k >= %d) continue;\n  %s"
+      "      double p = (float)(expf(x[i] - mx) / sum);\n      cd += p;\n      if (k == i) in += p, ct += 1;\n    }\n"
+      "    in = aecd_block_total(in), cd = aecd_block_total(cd), ct = aecd_block_total(ct);\n"
+      "    if (threadIdx.x == 0) part[(blockIdx.x * %d + i) * 3] = in, part[(blockIdx.x * %d + i) * 3 + 1] = cd, part[(blockIdx.x * %d + i) * 3 + 2] = ct;\n"
+      "  }\n}\n", ln, c, rows, nb, c, ae_sprintf(e->a, "    %s", softmax_head(e, c)), c, c, c);
+  OUT("/* %s_score: the loss and per class dL/dnum and dL/dden from the parts; launch 1 block */\n", ln);
+  OUT(GLOBAL "%s_score(const double *part%s, double *out) {\n  if (threadIdx.x) return;\n  double wsum = 0, loss = 0;\n"
+      "  for (int i = 0; i < %d; i++) wsum += %s;\n  for (int i = 0; i < %d; i++) {\n    double in = 0, cd = 0, ct = 0;\n"
+      "    for (int b = 0; b < %d; b++) in += part[(b * %d + i) * 3], cd += part[(b * %d + i) * 3 + 1], ct += part[(b * %d + i) * 3 + 2];\n"
+      "    double s = cd + ct, num = %d * in + %.17g, den = %s + %.17g, d = den > 1e-7 ? den : 1e-7;\n"
+      "    double a = wsum > 0 ? %s * (ct > 0) / wsum : 0;\n    loss += a * (1 - num / d);\n"
+      "    out[1 + i] = -a / d;\n    out[%d + i] = den > 1e-7 ? a * num / (d * d) : 0;\n  }\n  out[0] = loss;\n}\n",
+      ln, cwp, c, wi, c, nb, c, c, c, jac ? 1 : 2, t->smooth, jac ? "s - in" : "s", t->smooth, wi, 1 + c);
+  OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t, const double *dscore, " F "dl) {\n  AECD_FOR(r, %ldL) {\n"
+      "    int k = (int)t[r];\n    if (k < 0 || k >= %d) continue;\n    %s    double dot = 0;\n"
+      "    for (int i = 0; i < %d; i++) dot += (dscore[1 + i] * %s + dscore[%d + i] * %s) * (float)(expf(x[i] - mx) / sum);\n"
+      "    for (int i = 0; i < %d; i++) {\n      float p = (float)(expf(x[i] - mx) / sum);\n"
+      "      dl[r * %d + i] += %s * (float)(p * (dscore[1 + i] * %s + dscore[%d + i] * %s - dot));\n    }\n  }\n}\n",
+      ln, rows, c, softmax_head(e, c), c, jac ? "(i == k)" : "2 * (i == k)", 1 + c, jac ? "(i != k)" : "1", c, c, flt(e, t->weight),
+      jac ? "(i == k)" : "2 * (i == k)", 1 + c, jac ? "(i != k)" : "1");
+}
+
 static void emit_loss_kernels(emitter *e, int i) {
   const ae_loss_term *t = e->p->m->losses.items[i];
   int B = e->p->batch;
@@ -643,24 +762,8 @@ static void emit_loss_kernels(emitter *e, int i) {
     OUT(GLOBAL "%s_bwd(" CF "p, " CF "t, " F "dp, float g) {\n  AECD_FOR(i, %ldL) {\n    float q = p[i] * (1 - p[i]);\n"
         "    dp[i] += g * (p[i] - t[i]) / (q > 1e-12f ? q : 1e-12f);\n  }\n}\n", ln, n);
     break;
-  case LOSS_SOFTMAX_XENT: {
-    int c = e->p->m->n_classes;
-    long rows = n / c;
-    bool weighted = e->cw_at[i] >= 0;
-    const char *w = weighted ? "(double)cw[k]" : "1.0", *cwp = weighted ? ", " CF "cw" : "";
-    emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), ae_sprintf(e->a, CF "logits, " CF "t%s", cwp), rows,
-                    ae_sprintf(e->a, "long r = i;\n    int k = (int)t[r];\n    if (k < 0 || k >= %d) return 0.0;\n    %s"
-                                     "    float pk = (float)(expf(x[k] - mx) / sum);\n    double pt = pk > 1e-30f ? pk : 1e-30f;\n"
-                                     "    return -(%s * log(pt));", c, softmax_head(e, c), w));
-    emit_sum_kernel(e, ae_sprintf(e->a, "%s_wsum", ln), ae_sprintf(e->a, CF "t%s", cwp), rows,
-                    ae_sprintf(e->a, "int k = (int)t[i];\n    return k < 0 || k >= %d ? 0.0 : %s;", c, w));
-    OUT(GLOBAL "%s_bwd(" CF "logits, " CF "t%s, " F "dl, const double *wsum, double global) {\n"
-        "  double denom = global > 0 ? global : %s;\n  if (denom <= 0) return;\n  AECD_FOR(r, %ldL) {\n"
-        "    int k = (int)t[r];\n    if (k < 0 || k >= %d) continue;\n    %s    float g = (float)(%s * %s / denom);\n"
-        "    for (int j = 0; j < %d; j++) dl[r * %d + j] += g * ((float)(expf(x[j] - mx) / sum) - (j == k));\n  }\n}\n",
-        ln, cwp, t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : "*wsum", rows, c, softmax_head(e, c), w, W, c, c);
-    break;
-  }
+  case LOSS_SOFTMAX_XENT: case LOSS_FOCAL: emit_focal(e, i, ln); break;
+  case LOSS_DICE: case LOSS_JACCARD: emit_overlap(e, i, ln); break;
   case LOSS_KL_NORMAL:
     emit_sum_kernel(e, ae_sprintf(e->a, "%s_sum", ln), CF "mu, " CF "lv", n,
                     "return -0.5 * (1.0 + lv[i] - (double)mu[i] * mu[i] - expf(lv[i]));");
@@ -701,6 +804,15 @@ static const char *weights_arg(emitter *e, int i) {
   return e->cw_at[i] >= 0 ? ae_sprintf(e->a, ", r->cw + %d", e->cw_at[i]) : "";
 }
 
+/* Dice's and jaccard's parts and score into r->sums (both passes launch them). */
+static void emit_overlap_launches(emitter *e, int i, const char *indent) {
+  const ae_loss_term *t = e->p->m->losses.items[i];
+  int s0 = e->slot[i], c = e->p->m->n_classes, parts = s0 + 1 + 2 * c;
+  OUT("%sAEC_LAUNCH(loss%d_part, dim3(%d), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", indent, i, overlap_blocks(e->p, t), val(e, t->a),
+      val(e, t->b), parts);
+  OUT("%sAEC_LAUNCH(loss%d_score, dim3(1), AECD_THREADS, 0, 0, r->sums + %d%s, r->sums + %d);\n", indent, i, parts, weights_arg(e, i), s0);
+}
+
 static void emit_loss_grad_launch(emitter *e, int i) {
   const ae_loss_term *t = e->p->m->losses.items[i];
   long n = t->a ? (long)e->p->batch * elems(t->a) : 0;
@@ -713,7 +825,14 @@ static void emit_loss_grad_launch(emitter *e, int i) {
   switch (t->kind) {
   case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
   case LOSS_BCE: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
-  case LOSS_SOFTMAX_XENT:
+  case LOSS_DICE: case LOSS_JACCARD:
+    if (has_da) {
+      emit_overlap_launches(e, i, "    ");
+      OUT("    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, r->sums + %d, %s);\n", i, ew_blocks(n / e->p->m->n_classes), a, b,
+          s0, da);
+    }
+    break;
+  case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
     if (has_da)
       OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
           "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
@@ -738,7 +857,8 @@ static void emit_loss_sum_launch(emitter *e, int i) {
   int s0 = e->slot[i];
   const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
   switch (t->kind) {
-  case LOSS_SOFTMAX_XENT:
+  case LOSS_DICE: case LOSS_JACCARD: emit_overlap_launches(e, i, "  "); break;
+  case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
     OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
     OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
     break;
@@ -767,12 +887,12 @@ static void emit_loss_term(emitter *e, int i) {
   OUT("  /* %s:%d: %g * %s */\n", t->loc.src->path, t->loc.line, t->weight, ae_loss_name(t->kind));
   switch (t->kind) {
   case LOSS_MSE: case LOSS_BCE: OUT("  t = (float)(sums[%d] / %.1f);\n  denom[%d] = %.1f;\n", s0, denom, i, denom); break;
-  case LOSS_SOFTMAX_XENT:
+  case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
     OUT("  denom[%d] = %s;\n  t = denom[%d] > 0 ? (float)(sums[%d] / denom[%d]) : 0;\n", i,
         t->reduce_sum ? ae_sprintf(e->a, "%d.0", B) : ae_sprintf(e->a, "sums[%d]", s0 + 1), i, s0, i);
     break;
   case LOSS_KL_NORMAL: case LOSS_L1: OUT("  t = (float)(sums[%d] / %d);\n  denom[%d] = %d.0;\n", s0, B, i, B); break;
-  case LOSS_KL_SPARSITY: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
+  case LOSS_KL_SPARSITY: case LOSS_DICE: case LOSS_JACCARD: OUT("  t = (float)sums[%d];\n  denom[%d] = %d.0;\n", s0, i, B); break;
   case LOSS_L2:
     OUT("  t = 0;\n");
     for (int s = 0; s < slots_of(e->p, t); s++) OUT("  t += (float)sums[%d];\n", s0 + s);
@@ -804,6 +924,8 @@ static void emit_run(emitter *e) {
   OUT("\n/* The run a kernel launch sees: device pointers to the parameters, their gradients, the\n"
       " * arena (laid out as model.c's; `aec dump --stage mem` prints it), the batch and the\n"
       " * loss's sums, and one pointer per buffer of the arena, named as in model.c. */\n");
+  OUT("#define AEC_LOSS_SUMS %d       /* doubles of r->sums */\n#define AEC_CLASS_WEIGHTS %d   /* floats of r->cw */\n",
+      e->n_slots ? e->n_slots : 1, e->n_cw ? e->n_cw : 1);
   OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n  uint64_t seed;\n  int training;\n  uint64_t first;\n"
       "  double *sums;\n  const float *cw;   /* the class weights of the class losses */\n");
   for (int i = 0; i < e->n_bufs; i++) OUT("  float *%s;\n", e->bufs[i].ident);
@@ -948,7 +1070,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
     const ae_loss_term *t = m->losses.items[i];
     e->slot[i] = e->n_slots;
     e->n_slots += slots_of(p, t);
-    e->cw_at[i] = t->kind == LOSS_SOFTMAX_XENT && (t->n_weights || t->auto_weights) ? e->n_cw : -1;
+    e->cw_at[i] = ae_loss_on_classes(t->kind) && (t->n_weights || t->auto_weights) ? e->n_cw : -1;
     if (e->cw_at[i] >= 0) e->n_cw += m->n_classes;
   }
   OUT("/* model.cu - generated by aec from %s (spec hash %s); do not edit, change the spec instead.\n", m->src->path, hash);

@@ -1,0 +1,38 @@
+#!/usr/bin/python3
+"""Writes bench/GPU_RESULTS.md from tests/gpu/run.sh's JSON lines: per bench model the
+median training step of aec's CUDA kernels (bench/aec_cuda_step.cu) and of PyTorch eager
+fp32 and fast (bench/torch_gpu.py) on the same GPU, and the ratios (PyTorch's time / aec's:
+above 1, aec is faster).
+
+Usage: python3 bench/gpu_report.py RESULTS.jsonl GPU_NAME OUT.md
+"""
+import json, sys, time
+
+
+def main():
+    path, gpu, out = sys.argv[1:4]
+    rows = [json.loads(line) for line in open(path) if line.startswith("{")]
+    by = {(r["model"], r["side"]): r for r in rows}
+    torch_version = next((r["torch"] for r in rows if "torch" in r), "?")
+    lines = ["# aec's CUDA target against PyTorch on one GPU", "",
+             f"GPU: {gpu}; PyTorch {torch_version}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             "written by `tests/gpu/run.sh`.", "",
+             "Median ms of a training step (forward, loss, backward, Adam) over 20 steps on a fixed random batch, "
+             "at bench/run.sh's batches. aec: the kernels of model.cu on device buffers (the host glue's copies "
+             "not timed). PyTorch eager: fp32, NCHW. PyTorch fast: channels_last, cudnn.benchmark, bf16 autocast, "
+             "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster.", "",
+             "| model | batch | aec ms | eager ms | fast ms | eager / aec | fast / aec |",
+             "|---|---|---|---|---|---|---|"]
+    for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
+        a, e, f = (by.get((model, s)) for s in ("aec-cuda", "torch-eager", "torch-fast"))
+        if not a:
+            continue
+        cell = lambda r: f"{r['median_ms']:.3f}" if r else "-"
+        ratio = lambda r: f"{r['median_ms'] / a['median_ms']:.2f}" if r else "-"
+        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
+    open(out, "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+#!/bin/sh
+# tests/gpu/run.sh - the CUDA target's proof on a GPU (docs/cuda.md, "Proof on a GPU"), one
+# command on a machine with an NVIDIA GPU, nvcc and PyTorch 2.x with CUDA; under 8 minutes
+# on one H200:
+#  (1) nvcc (sm_90, ARCH overrides) builds the trainers of the four bench models at
+#      bench/run.sh's batches (aec build --target cuda) and bench/aec_cuda_step.cu for each;
+#  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
+#      training step of the GPU kernels against the CPU target for the specs of
+#      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
+#  (3) the GPU trainer and the CPU trainer train an epoch of ten or eleven steps from one
+#      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
+#      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
+#      train loss and terms, the validation loss after it) within STEPS_TOL (1e-3) relative
+#      (Adam turns rounding into learning-rate steps where gradients are nearly zero);
+#  (4) compute-sanitizer --tool memcheck (conv_ae, seg_ops, unet_landcover_small) and
+#      --tool racecheck (conv_ae, seg_ops) find nothing in one step;
+#  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu)
+#      against PyTorch eager fp32 and PyTorch fast (channels_last, cudnn.benchmark, bf16
+#      autocast, torch.compile: bench/torch_gpu.py), written to bench/GPU_RESULTS.md.
+# --build-only does (1) and (2)'s builds and nothing that needs a GPU: the check a machine
+# without one can make.
+set -eu
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+python=${PYTHON:-python3}
+arch=${ARCH:-sm_90}
+tol=${TOL:-1e-5}
+steps_tol=${STEPS_TOL:-1e-3}
+build_only=0
+[ "${1:-}" = --build-only ] && build_only=1
+out=build/gpu
+fail() { echo "tests/gpu/run.sh: $*"; exit 1; }
+[ -x "$nvcc" ] || fail "no nvcc at $nvcc (NVCC=path overrides)"
+rm -rf "$out"
+mkdir -p "$out/bench" "$out/step" "$out/train"
+make all >"$out/make.log" 2>&1 || fail "make all failed: $(tail -5 "$out/make.log")"
+gpu="no GPU (--build-only)"
+if [ $build_only = 0 ]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) || fail "nvidia-smi does not answer: no GPU?"
+fi
+echo "GPU: $gpu"
+libs="build/libaert.a -Xcompiler -fopenmp -lgomp -lopenblas -ltiff -lpng -lz -lpthread -lm"
+t0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - t0 )) s"; }
+
+# model.c as the descriptor (AEC_NO_MAIN), and PROGRAM.cu by nvcc around the folder DIR.
+# shellcheck disable=SC2086
+build_with() {   # DIR PROGRAM.cu OUTPUT
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$1" -c -o "$1/model_cpu.o" "$1/model.c" &&
+    "$nvcc" -std=c++17 -O3 -arch="$arch" -Iruntime -I"$1" -o "$3" "$2" "$1/model_cpu.o" $libs
+}
+
+# (1) the bench models' trainers and step timers, and (2) the one-step comparisons, all built at once
+bench="dense_ae:256 conv_ae:128 vae:256 unet_landcover:4"
+steps="dense_ae:8 vae:8 conv_ae:4 denoising_skip:4 conv_ae_transpose:4 unet_landcover_small:2 ops:4 seg_ops:3"
+for c in $bench; do
+  m=${c%%:*} b=${c#*:} dir="$out/bench/${c%%:*}"
+  mkdir -p "$dir"
+  ( cd "$dir" && NVCC=$nvcc "$root/bin/aec" build --target cuda --batch "$b" --out gen "$root/specs/$m.ae" >build.log 2>&1 &&
+      cd "$root" && build_with "$dir/gen" bench/aec_cuda_step.cu "$dir/aec_cuda_step" >>"$dir/build.log" 2>&1 ||
+      echo "$m: $(tail -5 "$root/$dir/build.log")" >"$root/$dir/failed" ) &
+done
+for c in $steps; do
+  m=${c%%:*} b=${c#*:} dir="$out/step/${c%%:*}"
+  spec="specs/$m.ae"
+  [ -f "$spec" ] || spec="tests/cuda/$m.ae"
+  mkdir -p "$dir"
+  ( bin/aec build --target cuda --no-compile --batch "$b" --out "$dir/gen" "$spec" >"$dir/build.log" 2>&1 &&
+      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 ||
+      echo "$m: $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
+done
+wait
+failed=$(cat "$out"/bench/*/failed "$out"/step/*/failed 2>/dev/null || true)
+[ -z "$failed" ] || fail "a build failed: $failed"
+echo "built by nvcc for $arch: the trainers of $bench, the comparison of $steps ($(elapsed))"
+[ $build_only = 0 ] || exit 0
+
+# (2) one step, the GPU against the CPU target
+for c in $steps; do
+  m=${c%%:*}
+  r=$("$out/step/$m/compare" "$tol") || fail "$m: one step differs on the GPU: $r"
+  echo "$m (batch ${c#*:}): $r"
+done
+echo "one step agrees within $tol ($(elapsed))"
+
+# (3) ten steps of the GPU trainer against the CPU trainer
+train_cases="unet_landcover_small:2"
+[ -d /usr/share/datasets/fashion-mnist ] && train_cases="$train_cases dense_ae:8 vae:8 conv_ae:4"
+for c in $train_cases; do
+  m=${c%%:*} b=${c#*:} dir="$out/train/${c%%:*}"
+  mkdir -p "$dir"
+  ( cd "$dir" && "$root/bin/aec" build --batch "$b" --out cpu "$root/specs/$m.ae" >build-cpu.log 2>&1 &&
+      NVCC=$nvcc "$root/bin/aec" build --target cuda --batch "$b" --out cuda "$root/specs/$m.ae" >build-cuda.log 2>&1 ) ||
+    fail "$m: the trainers did not build: $(tail -5 "$dir"/build-*.log)"
+  train="train --epochs 1 --limit $((11 * b)) --seed 3 --threads 1 --quiet"   # 11 steps, 10 where a tenth is held out
+  # shellcheck disable=SC2086
+  "$dir/bin/$m" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$m: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
+  # shellcheck disable=SC2086
+  "$dir/bin/$m-cuda" $train --out "$dir/run-gpu" >"$dir/gpu.log" 2>&1 || fail "$m: the GPU trainer failed: $(tail -5 "$dir/gpu.log")"
+  worst=$(paste -d, "$dir/run-cpu/train.csv" "$dir/run-gpu/train.csv" | awk -F, -f tests/cuda/max_rel.awk)
+  awk -v w="$worst" -v t="$steps_tol" 'BEGIN { exit !(w <= t) }' ||
+    fail "$m: the losses of ten steps differ by $worst relative (over $steps_tol)"
+  echo "$m (batch $b): $(tail -1 "$dir/run-gpu/train.csv" | cut -d, -f2) steps, losses within $worst relative"
+done
+echo "ten steps agree within $steps_tol ($(elapsed))"
+
+# (4) compute-sanitizer on one step (racecheck, much the slower, on the two smaller models)
+sanitizer=${SANITIZER:-$(command -v compute-sanitizer || echo "$(dirname "$nvcc")/compute-sanitizer")}
+[ -x "$sanitizer" ] || fail "no compute-sanitizer at $sanitizer (SANITIZER=path overrides)"
+for check in memcheck:"conv_ae seg_ops unet_landcover_small" racecheck:"conv_ae seg_ops"; do
+  tool=${check%%:*}
+  for m in ${check#*:}; do
+    "$sanitizer" --tool "$tool" --error-exitcode 1 "$out/step/$m/compare" "$tol" >"$out/step/$m/$tool.log" 2>&1 ||
+      fail "$m: compute-sanitizer --tool $tool: $(grep -m5 -iE "error|race|hazard" "$out/step/$m/$tool.log")"
+  done
+  echo "compute-sanitizer --tool $tool: no errors in one step of ${check#*:} ($(elapsed))"
+done
+
+# (5) the bench models against PyTorch on this GPU
+results="$out/results.jsonl"
+: >"$results"
+for c in $bench; do
+  m=${c%%:*} b=${c#*:}
+  "$out/bench/$m/aec_cuda_step" 20 | tee -a "$results"
+  "$python" bench/torch_gpu.py --model "$m" --batch "$b" --steps 20 | tee -a "$results"
+done
+"$python" bench/gpu_report.py "$results" "$gpu" bench/GPU_RESULTS.md
+echo "wrote bench/GPU_RESULTS.md ($(elapsed))"
