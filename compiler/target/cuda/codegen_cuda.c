@@ -145,6 +145,23 @@ static const char *epilogue(emitter *e, const ae_kernel *k, int cols) {
                     k->b ? " + b[j]" : "", flt(e, act_alpha(k->act)));
 }
 
+/* The drivers of a kernel that is one GEMM each way and reads one source x (dense,
+ * conv_transpose): forward launches NAME_fwd; backward the activation's derivative and bias
+ * gradient over rows x cols of dy, then NAME_dw and NAME_dx where the steps have them. */
+static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, gemm_shape gw,
+                              gemm_shape gx, long rows, int cols, bool bwd, bool dw, bool dx) {
+  const char *y = val(e, k->out);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (!bwd) return;
+  const char *dy = grad(e, k->out);
+  OUT("\nstatic void %s_backward(const run *r) {\n", name);
+  launch_dact_db(e, k, name, rows, cols, dy, y);
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  OUT("}\n");
+}
+
 static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   int B = e->p->batch, in = (int)elems(k->node->in.items[0]), out = k->node->units;
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
@@ -169,16 +186,7 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  %s([=](int i, int k) { return dy[(long)i * %d + k]; }, [=](int k, int j) { return w[(long)j * %d + k]; },\n"
         "    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", gemm_call(e, gx), out, out, in);
   }
-  const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
-      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
-  if (!bwd) return;
-  const char *dy = grad(e, k->out);
-  OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  launch_dact_db(e, k, name, B, out, dy, y);
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
-  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
-  OUT("}\n");
+  emit_gemm_drivers(e, k, name, x, f, gw, gx, B, out, bwd, dw, dx);
 }
 
 /* ---- convolution as implicit GEMM ---------------------------------------------------
@@ -329,16 +337,7 @@ static void emit_conv_t(emitter *e, const ae_kernel *k, const char *name) {
     OUT("    [=](int k, int j) { return w[((long)j * %d + k / %d) * %d + k %% %d]; },\n", kk * kk, cout, cout, cout);
     OUT("    [=](int i, int j, float s) { dx[(long)i * %d + j] += s; });\n}\n", cin);
   }
-  const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
-      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
-  if (!bwd) return;
-  const char *dy = grad(e, k->out);
-  OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  launch_dact_db(e, k, name, rows, cout, dy, y);
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
-  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
-  OUT("}\n");
+  emit_gemm_drivers(e, k, name, x, f, gw, gx, rows, cout, bwd, dw, dx);
 }
 
 /* ---- batch norm: a block per channel for the statistics, as aert_batchnorm_forward and
