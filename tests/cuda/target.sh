@@ -29,7 +29,7 @@ fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
-cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0"}
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 dense_clip:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0"}
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
@@ -102,6 +102,19 @@ $(cat "$dir/run-cpu/train.csv")
 $(cat "$dir/run-$order/train.csv")"
     report="$report training ($order): losses within $worst;"
   done
+  if [ "$epochs" -gt 1 ]; then   # one checkpoint format: the CPU trainer's resumes on the device, and back
+    report="$report resumed after epoch 1:"
+    for from in "$name" "$name-cuda-emu"; do
+      to=$name; [ "$from" != "$name" ] || to=$name-cuda-emu
+      "$dir/bin/$from" ${train%--epochs*}--epochs 1 ${train#*--epochs $epochs} --out "$dir/run-$from" >"$dir/resume.log" 2>&1 &&
+        "$dir/bin/$to" $train --resume --out "$dir/run-$from" >>"$dir/resume.log" 2>&1 ||
+        fail "$name: $from for one epoch, then $to with --resume, failed: $(tail -5 "$dir/resume.log")"
+      worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$from/train.csv")
+      awk -v w="$worst" -v t="$tol" 'BEGIN { exit !(w <= t) }' ||
+        fail "$name: $from for one epoch, then $to: losses differ by $worst relative from the uninterrupted run (over $tol)"
+      report="$report $from -> $to within $worst;"
+    done
+  fi
   echo "$report
   $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
 done
