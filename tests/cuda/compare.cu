@@ -16,12 +16,10 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <vector>
 
-extern "C" {
-#include "aert_internal.h"
-}
 
 static double worst_diff(const float *a, const float *b, long n) {
   double big = 0, worst = 0;
@@ -71,37 +69,46 @@ int main(int argc, char **argv) {
     m->set_class_weights(w);
     cuda.set_class_weights(w);
   }
-  std::vector<float> P(m->param_floats), Gc(m->param_floats), Gd(m->param_floats), Ac(m->arena_floats), Ad(m->arena_floats);
+  std::vector<float> P(m->param_floats), Gc(m->param_floats), Ac(m->arena_floats);
   if (aert_init_params(m, P.data(), 3) != 0) return 2;
   std::vector<float> X(m->batch * m->in_size), T(m->batch * (m->target_size ? m->target_size : 1));
   for (size_t i = 0; i < X.size(); i++) X[i] = aert_uniform(11, i);
   for (size_t i = 0; i < T.size(); i++)
     T[i] = !m->n_classes ? aert_uniform(13, i) : i % 7 == 3 ? -1.0f   /* a skipped (ignored) label */
                                                 : (float)(aert_hash64(i) % (uint64_t)m->n_classes);
+  aert_device dev;   /* model.cu's device, driven as the trainer drives it */
+  if (aert_device_open(&dev, &cuda, 1) != 0) return 2;
+  memcpy(dev.params, P.data(), sizeof(float) * m->param_floats);
+  aert_device_upload(&dev);
   aert_losses lc, ld;
-  std::vector<float> Pc = P, Pd = P;   /* training updates batch norm's running statistics in them */
+  std::vector<float> Pc = P;   /* training updates batch norm's running statistics in it */
   m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 1, 5, &lc);
   m->backward(Pc.data(), Gc.data(), Ac.data(), X.data(), T.data(), 5);
-  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 1, 5, &ld);
-  cuda.backward(Pd.data(), Gd.data(), Ad.data(), X.data(), T.data(), 5);
+  aert_device_batch(&dev, X.data(), T.data());
+  ld.total = aert_device_forward(&dev, 1, 5, &ld);
+  std::vector<float> out(aert_device_output(&dev), aert_device_output(&dev) + m->batch * m->out_size), lat;
+  if (aert_device_latent(&dev)) lat.assign(aert_device_latent(&dev), aert_device_latent(&dev) + m->batch * m->latent_size);
+  aert_device_backward(&dev, 5);
+  const float *Gd = aert_device_grads(&dev);
+  aert_device_download(&dev);
   double worst = worst_diff(&lc.total, &ld.total, 1), w;
   printf("loss %.9g / %.9g", lc.total, ld.total);
-  w = worst_diff(Pc.data(), Pd.data(), m->param_floats);
+  w = worst_diff(Pc.data(), dev.params, m->param_floats);
   if (w > 0) printf(", parameters after the forward pass %.1e", w);
   worst = fmax(worst, w);
   for (int t = 0; t < m->n_loss_terms; t++) worst = fmax(worst, worst_diff(&lc.term[t], &ld.term[t], 1));
-  w = worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size);
+  w = worst_diff(m->output(Ac.data()), out.data(), m->batch * m->out_size);
   printf(", output %.1e", w);
   worst = fmax(worst, w);
   if (m->latent(Ac.data())) {
-    w = worst_diff(m->latent(Ac.data()), m->latent(Ad.data()), m->batch * m->latent_size);
+    w = worst_diff(m->latent(Ac.data()), lat.data(), m->batch * m->latent_size);
     printf(", latent %.1e", w);
     worst = fmax(worst, w);
   }
   aert_losses ec, ed;   /* evaluation: no noise or dropout, batch norm's running statistics */
   m->forward(Pc.data(), Ac.data(), X.data(), T.data(), 0, 5, &ec);
-  cuda.forward(Pd.data(), Ad.data(), X.data(), T.data(), 0, 5, &ed);
-  w = fmax(worst_diff(&ec.total, &ed.total, 1), worst_diff(m->output(Ac.data()), m->output(Ad.data()), m->batch * m->out_size));
+  ed.total = aert_device_forward(&dev, 0, 5, &ed);
+  w = fmax(worst_diff(&ec.total, &ed.total, 1), worst_diff(m->output(Ac.data()), aert_device_output(&dev), m->batch * m->out_size));
   printf(", evaluation %.1e", w);
   worst = fmax(worst, w);
   const char *at = "all equal";
@@ -109,7 +116,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < m->n_params; k++) {
     const aert_param *p = &m->params[k];
     if (p->frozen) continue;
-    w = worst_diff(Gc.data() + p->offset, Gd.data() + p->offset, p->size);
+    w = worst_diff(Gc.data() + p->offset, Gd + p->offset, p->size);
     if (w > gw) gw = w, at = p->name;
   }
   printf(", gradients %.1e (%s)", gw, at);
@@ -124,5 +131,6 @@ int main(int argc, char **argv) {
     ow = fmax(ow, optimizer_steps(&mo, P, Gc));
   }
   printf(", optimizer steps %.1e\n", ow);
+  aert_device_close(&dev);
   return fmax(fmax(worst, gw), ow) <= tol ? 0 : 1;
 }

@@ -12,6 +12,9 @@
 #      Training runs few steps: Adam turns rounding-level differences of gradients that are
 #      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
 #      1e-4 after ten steps) although each step agrees;
+#  (b') for the cases trained two epochs, one checkpoint format: the CPU trainer trains one
+#      epoch and the emulated trainer (model.cu's device) resumes for the second, and the
+#      reverse; both agree with the uninterrupted CPU run within 1e-5 relative;
 #  (c) what the target does not have (--mpi; every op and loss of a spec is in) is refused, and
 #      nothing is written;
 #  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
@@ -29,7 +32,7 @@ fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
-cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0 seg_ops:3:0:0"}
+cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 dense_clip:8:64:2 conv_ae:4:24:1 denoising_skip:4:0:0 conv_ae_transpose:4:0:0 unet_landcover_small:2:0:0 ops:4:0:0 seg_ops:3:0:0"}
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
@@ -37,6 +40,8 @@ tol=1e-5
 # The largest relative difference between the losses of two train.csv files
 # (tests/cuda/max_rel.awk; tests/gpu/run.sh uses it too).
 max_rel() { paste -d, "$1" "$2" | awk -F, -f tests/cuda/max_rel.awk; }
+
+within() { awk -v w="$1" -v t="$tol" 'BEGIN { exit !(w <= t) }'; }
 
 for c in $cases; do
   name=${c%%:*}; rest=${c#*:}; batch=${rest%%:*}; rest=${rest#*:}; limit=${rest%%:*}; epochs=${rest#*:}
@@ -86,12 +91,25 @@ for c in $cases; do
     AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
       fail "$name: the emulated trainer failed in $order order: $(tail -5 "$dir/$order.log")"
     worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$order/train.csv")
-    awk -v w="$worst" -v t="$tol" 'BEGIN { exit !(w <= t) }' ||
+    within "$worst" ||
       fail "$name: losses differ by $worst relative in $order order (over $tol):
 $(cat "$dir/run-cpu/train.csv")
 $(cat "$dir/run-$order/train.csv")"
     report="$report training ($order): losses within $worst;"
   done
+  if [ "$epochs" -gt 1 ]; then   # one checkpoint format: the CPU trainer's resumes on the device, and back
+    report="$report resumed after epoch 1:"
+    for from in "$name" "$name-cuda-emu"; do
+      to=$name; [ "$from" != "$name" ] || to=$name-cuda-emu
+      "$dir/bin/$from" ${train%--epochs*}--epochs 1 ${train#*--epochs $epochs} --out "$dir/run-$from" >"$dir/resume.log" 2>&1 &&
+        "$dir/bin/$to" $train --resume --out "$dir/run-$from" >>"$dir/resume.log" 2>&1 ||
+        fail "$name: $from for one epoch, then $to with --resume, failed: $(tail -5 "$dir/resume.log")"
+      worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$from/train.csv")
+      within "$worst" ||
+        fail "$name: $from for one epoch, then $to: losses differ by $worst relative from the uninterrupted run (over $tol)"
+      report="$report $from -> $to within $worst;"
+    done
+  fi
   echo "$report
   $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
 done

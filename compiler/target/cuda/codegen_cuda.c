@@ -961,100 +961,200 @@ static void emit_drivers(emitter *e, const char **names) {
   OUT("}\n");
 }
 
-/* ---- the optimizer: one kernel over the parameter arena ------------------------------
+/* ---- the optimizer and the gradient sums: kernels over the parameter arena ----------
  * Every value of the arena but the frozen tensors' (the padding between tensors has zero
- * gradients and stays zero). The runtime still updates on the host; its device layer
- * calls aec_cuda_optim_step once the parameters live on the device. */
+ * gradients and stays zero), as runtime/optim.c loops over the trainable tensors. */
+static void emit_trainable_loop(emitter *e, const char *name, const char *params, const char *body) {
+  const ae_program *p = e->p;
+  OUT(GLOBAL "%s(%s) {\n  AECD_FOR(i, %ldL) {\n", name, params, p->param_floats);
+  for (int i = 0; i < p->params.len; i++) {
+    const ae_tensor *t = p->params.items[i];
+    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
+  }
+  OUT("    %s\n  }\n}\n\n", body);
+}
+
 static void emit_optimizer(emitter *e) {
   const ae_program *p = e->p;
   long n = p->param_floats;
   OUT("\n/* optim_step: %s over the %ld parameter floats (frozen tensors skipped), as runtime/optim.c;\n"
       " * launch %ld blocks of 256 */\n", ae_optimizers.names[p->m->opt.kind], n, ew_blocks(n));
-  OUT(GLOBAL "optim_step(float *p, const float *g, float *m, float *v, aecd_optim o) {\n  AECD_FOR(i, %ldL) {\n", n);
-  for (int i = 0; i < p->params.len; i++) {
-    const ae_tensor *t = p->params.items[i];
-    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
-  }
-  OUT("    aecd_optim_update(o, p, g, m, v, i);\n  }\n}\n\n");
+  emit_trainable_loop(e, "optim_step", "float *p, const float *g, float *m, float *v, aecd_optim o", "aecd_optim_update(o, p, g, m, v, i);");
+  OUT("/* grad_accumulate: aert_grad_accumulate, sets (first) or adds g into s; grad_scale: g *= f,\n"
+      " * as optim.c scales for the mean and the clipping; launch %ld blocks of 256 each */\n", ew_blocks(n));
+  emit_trainable_loop(e, "grad_accumulate", "float *s, const float *g, int first", "s[i] = first ? g[i] : s[i] + g[i];");
+  emit_trainable_loop(e, "grad_scale", "float *g, float f", "g[i] *= f;");
   OUT("/* One optimizer step on device buffers: P, G and the state m (and v for Adam) of %ld floats;\n"
       " * step counts from 1, as aert_optimizer's after its increment. */\n"
       "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
       "  AEC_LAUNCH(optim_step, dim3(%ld), AECD_THREADS, 0, 0, P, G, m, v, aecd_optim_of(h, step, lr));\n}\n", n, ew_blocks(n));
 }
 
-/* ---- the host glue --------------------------------------------------------------------
- * Host pointers in, as aert_model's forward and backward take them: the parameters and
- * the batch are copied to device buffers, the kernels run, and what the runtime reads is
- * copied back (the output and latent into the host arena at their offsets, the loss, the
- * gradients). This part alone knows of host memory: the runtime's device layer replaces it. */
-static void emit_host_glue(emitter *e) {
+/* ---- the host glue: the device (runtime/device.h) --------------------------------------
+ * Parameters, gradients, gradient sums, optimizer moments and the arena live in device
+ * memory for the whole run; the runtime sees them through host views that upload and
+ * download fill when it says so. A training step copies the batch in, the loss's sums and
+ * the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
+ * host, on a downloaded copy of the parameters. */
+static bool any_auto_weights(const ae_model *m) {
+  for (int i = 0; i < m->losses.len; i++)
+    if (((ae_loss_term *)m->losses.items[i])->auto_weights) return true;
+  return false;
+}
+
+static void emit_class_weights(emitter *e) {
+  const ae_model *m = e->p->m;
+  if (!e->n_cw) return;
+  OUT("/* The class weights of the class losses, uploaded with the parameters: constants, or for\n"
+      " * weights = auto what the trainer sets from the class frequencies. */\nstatic float class_weights[%d] = {", e->n_cw);
+  for (int i = 0, first = 1; i < m->losses.len; i++) {
+    const ae_loss_term *t = m->losses.items[i];
+    for (int j = 0; e->cw_at[i] >= 0 && j < m->n_classes; j++, first = 0)
+      OUT("%s%s", first ? "" : ", ", t->auto_weights ? "1.0f" : flt(e, t->class_weights[j]));
+  }
+  OUT("};\n");
+  if (!any_auto_weights(m)) return;
+  OUT("static void cuda_set_class_weights(const float *w) {\n");
+  for (int i = 0; i < m->losses.len; i++)
+    if (((ae_loss_term *)m->losses.items[i])->auto_weights)
+      OUT("  memcpy(class_weights + %d, w, sizeof(float) * %d);\n", e->cw_at[i], m->n_classes);
+  OUT("}\n");
+}
+
+/* The device's state and its open and close. */
+static void emit_device_memory(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
   long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
-  OUT("\n/* ==== host glue: host pointers in, device buffers, copies (to be replaced by the runtime's device layer) ==== */\n");
-  const ae_model *mm = m;
-  if (e->n_cw) {
-    OUT("/* The class weights of the class losses, uploaded with every batch: constants, or for\n"
-        " * weights = auto what the trainer sets from the class frequencies. */\nstatic float class_weights[%d] = {", e->n_cw);
-    for (int i = 0, first = 1; i < mm->losses.len; i++) {
-      const ae_loss_term *t = mm->losses.items[i];
-      for (int j = 0; e->cw_at[i] >= 0 && j < mm->n_classes; j++, first = 0)
-        OUT("%s%s", first ? "" : ", ", t->auto_weights ? "1.0f" : flt(e, t->class_weights[j]));
-    }
-    OUT("};\n");
+  OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums;\n"
+      "  aert_optimizer opt;       /* the host view of the optimizer state */\n"
+      "  float *grads, *out, *lat;   /* host copies of the gradients, the output and the latent */\n"
+      "  float *host_arena;        /* the decoder's, on the host (allocated by the first decode) */\n"
+      "  int grads_here, out_here, lat_here, decoded;   /* which host copies are current */\n} cuda_device;\n\n");
+  OUT("/* n zeroed floats of device memory in *p; -1 with a message when there is not enough. */\n"
+      "template <class T> static int device_zeros(T **p, long n, const char *what) {\n"
+      "  size_t bytes = sizeof(T) * (size_t)(n > 0 ? n : 1);\n"
+      "  if (cudaMalloc(p, bytes) != cudaSuccess) {\n    *p = NULL;\n"
+      "    aert_error(\"out of device memory for %%s (%%zu bytes)\", what, bytes);\n    return -1;\n  }\n"
+      "  AEC_CHECK(cudaMemset(*p, 0, bytes));\n  return 0;\n}\n\n");
+  OUT("static int cuda_open(aert_device *d) {\n  cuda_device *c = (cuda_device *)aert_alloc(sizeof *c, \"the CUDA device\");\n"
+      "  if (!(d->own = c)) return -1;\n  memset(c, 0, sizeof *c);\n"
+      "  d->params = (float *)aert_alloc(sizeof(float) * %ldL, \"the parameters' host view\");\n"
+      "  c->out = (float *)aert_alloc(sizeof(float) * %ldL, \"the output's host copy\");\n"
+      "  if (!d->params || !c->out || device_zeros(&c->P, %ldL, \"the parameters\") || device_zeros(&c->A, %ldL, \"the arena\") ||\n"
+      "      device_zeros(&c->X, %ldL, \"the inputs\") || device_zeros(&c->T, %ldL, \"the targets\") ||\n"
+      "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\"))\n    return -1;\n",
+      p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, in, tg, e->n_slots, e->n_cw);
+  if (m->latent)
+    OUT("  if (!(c->lat = (float *)aert_alloc(sizeof(float) * %ldL, \"the latent's host copy\"))) return -1;\n", (long)p->batch * elems(m->latent));
+  OUT("  if (!d->training) return 0;\n  if (aert_optim_init(&c->opt, d->m) != 0) return -1;\n  d->opt = &c->opt;\n"
+      "  c->grads = (float *)aert_alloc(sizeof(float) * %ldL, \"the gradients' host copy\");\n"
+      "  if (!c->grads || device_zeros(&c->G, %ldL, \"the gradients\") || device_zeros(&c->m, %ldL, \"the optimizer state\"))\n    return -1;\n"
+      "  if (c->opt.v && device_zeros(&c->v, %ldL, \"the optimizer state\")) return -1;\n"
+      "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n  return 0;\n}\n\n",
+      p->param_floats, p->param_floats, p->param_floats, p->param_floats, p->param_floats);
+  OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
+      "    float *dev[] = {c->P, c->G, c->A, c->X, c->T, c->cw, c->gsum, c->m, c->v};\n"
+      "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n"
+      "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
+      "  d->params = NULL;\n  d->opt = NULL;\n  d->own = NULL;\n}\n\n");
+}
+
+/* One cudaMemcpy of n floats, its direction named as CUDA names it. */
+static void emit_copy(emitter *e, const char *to, const char *from, const char *n, const char *dir) {
+  OUT("  AEC_CHECK(cudaMemcpy(%s, %s, sizeof(float) * %s, cudaMemcpy%s));\n", to, from, n, dir);
+}
+
+/* upload and download: the parameters and the optimizer's moments (its step count stays on
+ * the host); the class weights go up with the parameters. */
+static void emit_device_transfers(emitter *e) {
+  const ae_program *p = e->p;
+  const char *n = ae_sprintf(e->a, "%ldL", p->param_floats);
+  for (int up = 1; up >= 0; up--) {
+    const char *dir = up ? "HostToDevice" : "DeviceToHost";
+    OUT("static void cuda_%s(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", up ? "upload" : "download");
+    emit_copy(e, up ? "c->P" : "d->params", up ? "d->params" : "c->P", n, dir);
+    OUT("  if (d->training) {\n  ");
+    emit_copy(e, up ? "c->m" : "c->opt.m", up ? "c->opt.m" : "c->m", n, dir);
+    OUT("    if (c->opt.v)\n    ");
+    emit_copy(e, up ? "c->v" : "c->opt.v", up ? "c->opt.v" : "c->v", n, dir);
+    OUT("  }\n");
+    if (up && e->n_cw) OUT("  AEC_CHECK(cudaMemcpy(c->cw, class_weights, sizeof class_weights, cudaMemcpyHostToDevice));\n");
+    OUT("}\n\n");
   }
-  bool any_auto = false;
-  for (int i = 0; i < mm->losses.len; i++) any_auto = any_auto || ((ae_loss_term *)mm->losses.items[i])->auto_weights;
-  if (any_auto) {
-    OUT("static void cuda_set_class_weights(const float *w) {\n");
-    for (int i = 0; i < mm->losses.len; i++)
-      if (((ae_loss_term *)mm->losses.items[i])->auto_weights)
-        OUT("  memcpy(class_weights + %d, w, sizeof(float) * %d);\n", e->cw_at[i], mm->n_classes);
-    OUT("}\n");
-  }
-  OUT("\n#define AEC_HOST_ARENAS 8\nstatic struct {\n  float *P, *G, *X, *T, *cw;\n  double *sums;\n"
-      "  const float *host[AEC_HOST_ARENAS];   /* a device arena per host arena the runtime passes */\n"
-      "  float *arena[AEC_HOST_ARENAS];\n} dev;\n\n");
-  OUT("template <class T> static T *device_alloc(long n) {\n  T *p;\n  AEC_CHECK(cudaMalloc(&p, sizeof(T) * (size_t)(n > 0 ? n : 1)));\n  return p;\n}\n\n");
-  OUT("/* The device arena that mirrors host arena A (forward and backward of a step share one). */\n"
-      "static float *device_arena(const float *A) {\n  if (!dev.P) {\n    dev.P = device_alloc<float>(%ldL);\n    dev.G = device_alloc<float>(%ldL);\n"
-      "    dev.X = device_alloc<float>(%ldL);\n    dev.T = device_alloc<float>(%ldL);\n    dev.sums = device_alloc<double>(%d);\n"
-      "    dev.cw = device_alloc<float>(%d);\n  }\n", p->param_floats, p->param_floats, in, tg, e->n_slots, e->n_cw);
-  OUT("  for (int i = 0; i < AEC_HOST_ARENAS; i++) {\n    if (dev.host[i] == A) return dev.arena[i];\n"
-      "    if (!dev.host[i]) {\n      dev.host[i] = A;\n      return dev.arena[i] = device_alloc<float>(%ldL);\n    }\n  }\n"
-      "  fprintf(stderr, \"model.cu: more than %%d arenas\\n\", AEC_HOST_ARENAS);\n  exit(1);\n}\n\n", p->arena_floats);
-  OUT("static run upload(const float *P, float *A, const float *X, const float *T, int training, uint64_t seed) {\n"
-      "  float *dA = device_arena(A);\n  AEC_CHECK(cudaMemcpy(dev.P, P, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n"
-      "  AEC_CHECK(cudaMemcpy(dev.X, X, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", p->param_floats, in);
-  if (tg) OUT("  AEC_CHECK(cudaMemcpy(dev.T, T, sizeof(float) * %ldL, cudaMemcpyHostToDevice));\n", tg);
-  else OUT("  (void)T;\n");
-  if (e->n_cw) OUT("  AEC_CHECK(cudaMemcpy(dev.cw, class_weights, sizeof class_weights, cudaMemcpyHostToDevice));\n");
-  OUT("  return place(dev.P, dev.G, dA, dev.X, dev.T, seed, training, shard->first, dev.sums, dev.cw);\n}\n\n");
-  OUT("static float cuda_forward(const float *P, float *A, const float *X, const float *T, int training, uint64_t seed,\n"
-      "                          aert_losses *losses) {\n  run r = upload(P, A, X, T, training, seed);\n  float loss = forward_kernels(&r, losses);\n");
-  const ae_node *keep[2] = {p->root[m->output->id], m->latent ? p->root[m->latent->id] : NULL};
+}
+
+/* batch, forward, backward and decode, and the host copies of what they computed. */
+static void emit_device_passes(emitter *e) {
+  const ae_program *p = e->p;
+  const ae_model *m = p->m;
+  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
+  OUT("static void cuda_batch(aert_device *d, const float *x, const float *y) {\n  cuda_device *c = (cuda_device *)d->own;\n");
+  emit_copy(e, "c->X", "x", ae_sprintf(e->a, "%ldL", in), "HostToDevice");
+  if (tg) emit_copy(e, "c->T", "y", ae_sprintf(e->a, "%ldL", tg), "HostToDevice");
+  else OUT("  (void)y;\n");
+  OUT("}\n\nstatic run run_of(cuda_device *c, int training, uint64_t seed) {\n"
+      "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
+      "  return place(c->P, c->G, c->A, c->X, c->T, seed, training, shard->first, c->sums, c->cw);\n}\n\n");
+  OUT("static float cuda_forward(aert_device *d, int training, uint64_t seed, aert_losses *losses) {\n"
+      "  run r = run_of((cuda_device *)d->own, training, seed);\n  return forward_kernels(&r, losses);\n}\n\n");
+  OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  run r = run_of((cuda_device *)d->own, 1, seed);\n  backward_kernels(&r);\n}\n\n");
+  OUT("/* model.c's decoder on the host, on the parameters downloaded into the host view. */\n"
+      "static void cuda_decode(aert_device *d, const float *latent) {\n  cuda_device *c = (cuda_device *)d->own;\n"
+      "  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * %ldL, \"the decoder's host arena\"))) exit(1);\n"
+      "  AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n"
+      "  d->m->decode(d->params, c->host_arena, latent);\n  c->decoded = 1;\n}\n\n", p->arena_floats, p->param_floats);
+  const ae_node *keep[2] = {m->output, m->latent};
   for (int i = 0; i < 2; i++) {
-    if (!keep[i] || keep[i]->op == OP_INPUT || (i == 1 && keep[1] == keep[0])) continue;
-    const ae_buffer *b = &p->val[keep[i]->id];
-    OUT("  AEC_CHECK(cudaMemcpy(A + %ld, r.%s, sizeof(float) * %ld, cudaMemcpyDeviceToHost));   /* the %s */\n", b->off,
-        buf_name(e, b), (long)p->batch * elems(keep[i]), i ? "latent" : "output");
+    const char *what = i ? "latent" : "output", *host = i ? "lat" : "out";
+    OUT("static const float *cuda_%s(const aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", what);
+    if (!keep[i]) { OUT("  (void)c;\n  return NULL;\n}\n\n"); continue; }
+    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, c->X, c->T, 0, 0, 0, c->sums, c->cw);\n"
+        "    const run *r = &dr;   /* the buffer by its name */\n"
+        "    AEC_CHECK(cudaMemcpy(c->%s, %s, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n    c->%s_here = 1;\n  }\n  return c->%s;\n}\n\n",
+        what, host, host, val(e, keep[i]), (long)p->batch * elems(keep[i]), host, host);
   }
-  for (int i = 0; i < p->kernels.len; i++) {   /* batch norm's running statistics, which training updates in P as model.c does */
-    const ae_kernel *k = p->kernels.items[i];
-    if (k->kind != K_BATCHNORM || k->w->frozen) continue;
-    OUT("  if (training) {   /* the running statistics of %s */\n", ae_kernel_name(e->a, k));
-    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n", k->rmean->offset, k->rmean->offset, k->rmean->size);
-    OUT("    AEC_CHECK(cudaMemcpy((float *)P + %ld, r.P + %ld, sizeof(float) * %ld, cudaMemcpyDeviceToHost));\n  }\n", k->rvar->offset, k->rvar->offset, k->rvar->size);
-  }
-  OUT("  return loss;\n}\n\n");
-  OUT("static void cuda_backward(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed) {\n"
-      "  run r = upload(P, A, X, T, 1, seed);\n  backward_kernels(&r);\n"
-      "  AEC_CHECK(cudaMemcpy(G, r.G, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n}\n\n", p->param_floats);
-  OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) with this file's forward and\n"
-      " * backward: the runtime and its commands run the model unchanged. The decoder alone\n"
-      " * (sample, interpolate) still runs model.c's kernels on the CPU. */\n");
-  OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.forward = cuda_forward;\n  m.backward = cuda_backward;\n%s"
-      "  return m;\n}\n\n", any_auto ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
+}
+
+/* grads, accumulate and step: the gradient goes to the host once a step (the trainer checks
+ * it), and comes back only when the host changed it; the optimizer runs on the device. */
+static void emit_device_optimizer(emitter *e) {
+  const ae_program *p = e->p;
+  long n = p->param_floats, blocks = ew_blocks(n);
+  OUT("static float *cuda_grads(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  if (!c->grads_here)\n  ");
+  emit_copy(e, "c->grads", "c->G", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
+  OUT("  c->grads_here = 1;\n  return c->grads;\n}\n\n");
+  OUT("static void cuda_grads_changed(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n");
+  emit_copy(e, "c->G", "c->grads", ae_sprintf(e->a, "%ldL", n), "HostToDevice");
+  OUT("}\n\nstatic void cuda_accumulate(aert_device *d, int first) {\n  cuda_device *c = (cuda_device *)d->own;\n"
+      "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, 0, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
+  OUT("/* As device_cpu.c's step: the mean of the sums (scaled on the device), clipped by the norm\n"
+      " * optim.c computes on a host copy (the one grads made, or the mean, copied once more), then\n"
+      " * the fused optimizer kernel. */\n"
+      "static void cuda_step(aert_device *d, int batches, float lr) {\n  cuda_device *c = (cuda_device *)d->own;\n"
+      "  const aert_model *m = d->m;\n  float *g = c->G;\n  if (batches > 0) {\n    g = c->gsum;\n"
+      "    if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, 1.0f / (float)batches);\n    c->grads_here = 0;\n  }\n"
+      "  if (m->optim.clip_norm > 0) {\n    if (!c->grads_here)\n    ", blocks);
+  emit_copy(e, "c->grads", "g", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
+  OUT("    c->grads_here = 0;   /* clipping scales the host copy too */\n"
+      "    double coef = m->optim.clip_norm / (aert_clip_grad_norm(m, c->grads, m->optim.clip_norm) + 1e-6);\n"
+      "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, (float)coef);\n  }\n"
+      "  c->opt.step++;\n  aec_cuda_optim_step(c->P, g, c->m, c->v, &m->optim, c->opt.step, lr);\n}\n\n", blocks);
+}
+
+static void emit_host_glue(emitter *e) {
+  OUT("\n/* ==== host glue: the device (runtime/device.h) this model brings to the runtime ==== */\n");
+  emit_class_weights(e);
+  emit_device_memory(e);
+  emit_device_transfers(e);
+  emit_device_passes(e);
+  emit_device_optimizer(e);
+  OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
+      "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n};\n\n");
+  OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
+      " * runtime and its commands run the model unchanged. */\n");
+  OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
+      "  return m;\n}\n\n", any_auto_weights(e->p->m) ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
   OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
       "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
@@ -1078,7 +1178,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
       " * nvcc (bin/%s-cuda) or as host C++ under runtime/cuda_emu.h (aec build --target cuda --emulate).\n"
       " * Backward kernels accumulate (+=) into gradients; every sum has one thread and a fixed order. */\n",
       m->name, p->batch, p->kernels.len, m->name);
-  OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n}\n\n");
+  OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
   OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
   emit_run(e);
   const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
