@@ -17,6 +17,7 @@ FILE *aert_open(const char *path, const char *mode);
 int aert_read(FILE *f, void *buf, size_t n, const char *path);
 int aert_write(FILE *f, const void *buf, size_t n, const char *path);
 int aert_close(FILE *f, const char *path);
+/* A whole file in a fresh buffer of *n bytes, plus a NUL after them so text can be read as a string. */
 int aert_read_file(const char *path, unsigned char **buf, size_t *n);
 int aert_mkdir_p(const char *path);
 int aert_is_folder(const char *path);   /* 1: path names a folder */

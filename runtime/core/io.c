@@ -79,7 +79,7 @@ int aert_read_file(const char *path, unsigned char **buf, size_t *n) {
     return -1;
   }
   *n = (size_t)st.st_size;
-  *buf = aert_alloc(*n, path);
+  *buf = aert_alloc(*n + 1, path);   /* zero-filled: the text ends in a NUL past its n bytes */
   if (!*buf || aert_read(f, *buf, *n, path) != 0) {
     free(*buf);
     fclose(f);
