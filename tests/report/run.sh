@@ -128,7 +128,7 @@ expect 1 "no_such.json" bin/aec report --profile "$out/no_such.json" --out "$out
 : > "$out/a_file"
 expect 1 "$out/a_file/index.html" bin/aec report --out "$out/a_file" specs/conv_ae.ae
 expect 1 "/proc/aec-report" bin/aec report --out /proc/aec-report specs/conv_ae.ae
-expect 2 "CUDA target is not built yet" bin/aec report --target cuda specs/conv_ae.ae
+expect 2 "the CUDA target has no report yet" bin/aec report --target cuda specs/conv_ae.ae
 expect 2 "unknown target 'tpu'" bin/aec report --target tpu specs/conv_ae.ae
 expect 1 "$out/no_dir/p.json" bin/conv_ae train --epochs 1 --limit 128 --quiet --out "$out/e" --profile "$out/no_dir/p.json"
 
