@@ -462,11 +462,17 @@ typedef struct {
                               * backward, each alive only while that kernel runs */
 } ae_kernel;
 
+/* The number format of the CUDA target's GEMM operands: fp32, or tensor cores with tf32 or
+ * bf16 operands and fp32 sums (aec build --target cuda --precision). */
+typedef enum { AE_FP32, AE_TF32, AE_BF16 } ae_precision;
+extern const char *const ae_precision_names[3];   /* "fp32", "tf32", "bf16" */
+
 typedef struct {
   ae_model *m;
   int batch;                 /* per process */
   int ranks;                 /* data-parallel ranks it is built for (aec build --ranks): the
                               * global batch is batch * ranks; 1 otherwise */
+  ae_precision precision;    /* the CUDA target's GEMMs (aec build --precision); AE_FP32 otherwise */
   ae_vec params;             /* ae_tensor* */
   long param_floats;
   ae_vec kernels;            /* ae_kernel*, in forward order */

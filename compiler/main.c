@@ -19,16 +19,30 @@ static const char usage[] =
   "                                              build the trainer bin/<model>; --mpi: with mpicc,\n"
   "                                              for data-parallel training over MPI ranks, each\n"
   "                                              with batch / N (--ranks N) of the global batch\n"
-  "       aec build --target cuda [--emulate] [--batch N] [--out DIR] [--no-compile] FILE\n"
-  "                                              also write DIR/model.cu and build bin/<model>-cuda with\n"
+  "       aec build --target cuda [--emulate] [--precision fp32|tf32|bf16] [--batch N] [--out DIR]\n"
+  "                 [--no-compile] FILE          also write DIR/model.cu and build bin/<model>-cuda with\n"
   "                                              nvcc (sm_90), or with --emulate bin/<model>-cuda-emu: the\n"
-  "                                              same kernels as host C++ under runtime/cuda_emu.h\n"
+  "                                              same kernels as host C++ under runtime/cuda_emu.h;\n"
+  "                                              --precision: the GEMMs' operands (tf32, bf16: tensor\n"
+  "                                              cores, fp32 sums and weights; default fp32)\n"
   "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"
   "                                              spec, its kernels, memory and time on one page\n"
   "       aec --help | --version\n";
 
-typedef struct { bool json, no_compile, mpi, emulate; const char *stage, *out, *path, *target, *profile, *diff; int batch, ranks; } options;
+typedef struct {
+  bool json, no_compile, mpi, emulate;
+  const char *stage, *out, *path, *target, *profile, *diff, *precision;
+  int batch, ranks;
+} options;
+
+/* --precision's value as an ae_precision; -1 (message printed) when it is none of them. */
+static int parse_precision(const char *cmd, const char *s) {
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(s, ae_precision_names[i])) return i;
+  fprintf(stderr, "aec %s: --precision takes fp32, tf32 or bf16, not '%s'\n", cmd, s);
+  return -1;
+}
 
 /* A whole number from 1 to 65536 for --batch or --ranks; 0 (message printed) otherwise. */
 static int parse_count(const char *cmd, const char *flag, const char *s) {
@@ -48,6 +62,7 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--out") && has_value) o->out = argv[++i];
     else if (!strcmp(a, "--target") && has_value && (!strcmp(cmd, "report") || !strcmp(cmd, "build"))) o->target = argv[++i];
     else if (!strcmp(a, "--emulate") && !strcmp(cmd, "build")) o->emulate = true;
+    else if (!strcmp(a, "--precision") && has_value && !strcmp(cmd, "build")) o->precision = argv[++i];
     else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
     else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
     else if (!strcmp(a, "--mpi") && !strcmp(cmd, "build")) o->mpi = true;
@@ -64,6 +79,11 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
   if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
   bool cuda = o->target && !strcmp(o->target, "cuda");
   if (o->emulate && !cuda) { fprintf(stderr, "aec %s: --emulate is for --target cuda\n", cmd); return 2; }
+  if (o->precision && parse_precision(cmd, o->precision) < 0) return 2;
+  if (o->precision && !cuda && strcmp(o->precision, "fp32")) {
+    fprintf(stderr, "aec %s: --precision %s is for --target cuda; the CPU target computes in fp32 only\n", cmd, o->precision);
+    return 2;
+  }
   if (o->mpi && cuda) { fprintf(stderr, "aec %s: data-parallel training (--mpi) is not in the CUDA target yet\n", cmd); return 2; }
   if (o->ranks && !o->mpi) { fprintf(stderr, "aec %s: --ranks is for data-parallel trainers: give --mpi too\n", cmd); return 2; }
   return 0;
@@ -187,6 +207,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     }
     ae_program *p = ae_lower(a, m, global / ranks);
     p->ranks = ranks;
+    p->precision = o.precision ? (ae_precision)parse_precision(cmd, o.precision) : AE_FP32;
     if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
     else if (!strcmp(cmd, "dump")) {
       if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused, steps or mem)\n", o.stage); rc = 2; }

@@ -113,7 +113,7 @@ inline bool on_device(const void *p) {
 
 /* ---- fibers and the block scheduler --------------------------------------------------- */
 enum class wait_kind { running, block_barrier, warp_op, done };
-enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot };
+enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, wmma /* cuda_emu_wmma.h */ };
 
 struct fiber {
   ucontext_t ctx;

@@ -1,8 +1,11 @@
 /* emit_common.c - what every target's emitter writes the same way: the provenance comment
- * above each kernel (its spec line through the block calls, shapes, FLOPs and bytes). */
+ * above each kernel (its spec line through the block calls, shapes, FLOPs and bytes), and
+ * the names of the GEMM precisions. */
 #include "aec.h"
 
 #include <string.h>
+
+const char *const ae_precision_names[3] = {"fp32", "tf32", "bf16"};
 
 static void human(double x, char *buf) {
   const char *unit[] = {"", "K", "M", "G", "T"};

@@ -1159,6 +1159,22 @@ static void emit_host_glue(emitter *e) {
       "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
 
+/* The GEMMs' precision (aec build --precision), which aert_cuda_kernels.h reads: every
+ * GEMM of the model (dense, conv and conv_transpose, forward, dW and dX) goes through
+ * aecd_gemm, so none is left in fp32 under tf32 or bf16. */
+static void emit_precision(emitter *e) {
+  static const char *const what[] = {
+      "fp32: every GEMM on the SIMT cores in fp32",
+      "tf32: every GEMM (dense, conv and conv_transpose; forward, dW and dX) on tensor cores\n"
+      " * (wmma m16n16k8), operands rounded to tf32, sums in fp32",
+      "bf16: every GEMM (dense, conv and conv_transpose; forward, dW and dX) on tensor cores\n"
+      " * (wmma m16n16k16), operands rounded to bf16, sums in fp32; no GEMM is left in fp32",
+  };
+  static const char *const macro[] = {"AECD_FP32", "AECD_TF32", "AECD_BF16"};
+  OUT("/* precision %s.\n * Parameters, activations, gradients, their accumulation and the optimizer stay fp32. */\n"
+      "#define AECD_PRECISION %s\n", what[e->p->precision], macro[e->p->precision]);
+}
+
 static void emit_model_cu(emitter *e, const char *hash) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
@@ -1178,6 +1194,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
       " * nvcc (bin/%s-cuda) or as host C++ under runtime/cuda_emu.h (aec build --target cuda --emulate).\n"
       " * Backward kernels accumulate (+=) into gradients; every sum has one thread and a fixed order. */\n",
       m->name, p->batch, p->kernels.len, m->name);
+  emit_precision(e);
   OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
   OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
   emit_run(e);
