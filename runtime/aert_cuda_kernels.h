@@ -141,6 +141,13 @@ __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
  * (tf32) or 16 (bf16) with mma_sync, in fp32. After the last slice each warp
  * stores its fragments into shared memory (over the slices), and thread (ty, tx) hands rows
  * ty + 16 i and columns tx + 16 j to store, as the fp32 GEMM does. */
+/* A pragma for nvcc alone (g++ would warn of an unknown one). */
+#ifdef __CUDACC__
+#define AECD_PRAGMA(x) _Pragma(#x)
+#else
+#define AECD_PRAGMA(x)
+#endif
+
 #if AECD_PRECISION == AECD_TF32
 typedef float aecd_operand;
 typedef nvcuda::wmma::precision::tf32 aecd_mma_type;
@@ -172,6 +179,7 @@ __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
   for (int f = 0; f < PER_WARP; f++)
     if (warp + 8 * f < FRAGS) wmma::fill_fragment(acc[f], 0.0f);
   for (int k0 = 0; k0 < K; k0 += BK) {
+    AECD_PRAGMA(unroll 1)   /* unrolled (fully, or by 2 or 4), a conv's window loads spill under 64 registers */
     for (int e = tid; e < BM * BK; e += AECD_THREADS) {
       int r = e / BK, kk = e % BK;
       sh.in.a[r][kk] = aecd_to_operand(row0 + r < M && k0 + kk < K ? a(row0 + r, k0 + kk) : 0.0f);

@@ -29,6 +29,7 @@ out=build/cuda-target
 rm -rf "$out"
 mkdir -p "$out"
 fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
+. tests/cuda/ptxas.sh
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
@@ -69,11 +70,9 @@ for c in $cases; do
   wait
   for arch in sm_90 sm_80; do
     [ -s "$dir/model_$arch.o" ] || fail "$name: nvcc -arch=$arch: $(tail -20 "$dir/ptxas_$arch.log")"
-    bad=$(grep -E "bytes stack frame|spill" "$dir/ptxas_$arch.log" | grep -vE "^ *0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" || true)
-    [ -z "$bad" ] || fail "$name: nvcc -arch=$arch: spills or a stack frame: $bad"
-    smem=$(grep -oE "[0-9]+ bytes smem" "$dir/ptxas_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
-    [ "$smem" -le 49152 ] || fail "$name: nvcc -arch=$arch: a kernel uses $smem bytes of shared memory, over 48 KiB"
+    why=$(ptxas_check "$name: nvcc -arch=$arch" "$dir/ptxas_$arch.log") || fail "$why"
   done
+  smem=$(ptxas_check "$name" "$dir/ptxas_sm_90.log"; echo "$ptxas_smem")
   kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
   regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
 
