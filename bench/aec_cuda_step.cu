@@ -53,7 +53,8 @@ int main(int argc, char **argv) {
   }
   std::sort(ms.begin(), ms.end());
   double med = ms[ms.size() / 2];
-  printf("{\"side\": \"aec-cuda\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"images_per_s\": %.1f}\n",
-         m->name, m->batch, steps, med, m->batch / med * 1e3);
+  static const char *const side[] = {"aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16"};   /* by AECD_PRECISION */
+  printf("{\"side\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"images_per_s\": %.1f}\n",
+         side[AECD_PRECISION], m->name, m->batch, steps, med, m->batch / med * 1e3);
   return 0;
 }

@@ -3,10 +3,13 @@
 # command on a machine with an NVIDIA GPU, nvcc and PyTorch 2.x with CUDA; under 8 minutes
 # on one H200:
 #  (1) nvcc (sm_90, ARCH overrides) builds the trainers of the four bench models at
-#      bench/run.sh's batches (aec build --target cuda) and bench/aec_cuda_step.cu for each;
+#      bench/run.sh's batches (aec build --target cuda) and bench/aec_cuda_step.cu for each,
+#      in fp32 and with --precision tf32 and bf16 (tensor cores);
 #  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
 #      training step of the GPU kernels against the CPU target for the specs of
 #      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
+#      and the tf32 and bf16 builds of dense_ae and conv_ae within tests/cuda/precision.sh's
+#      tolerances (compare.cu --low), differing from the fp32 step by more than 1e-4;
 #  (3) the GPU trainer and the CPU trainer train an epoch of ten or eleven steps from one
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
@@ -14,8 +17,8 @@
 #      (Adam turns rounding into learning-rate steps where gradients are nearly zero);
 #  (4) compute-sanitizer --tool memcheck (conv_ae, seg_ops, unet_landcover_small) and
 #      --tool racecheck (conv_ae, seg_ops) find nothing in one step;
-#  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu)
-#      against PyTorch eager fp32 and PyTorch fast (channels_last, cudnn.benchmark, bf16
+#  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu;
+#      fp32, tf32 and bf16) against PyTorch eager fp32 and PyTorch fast (channels_last, cudnn.benchmark, bf16
 #      autocast, torch.compile: bench/torch_gpu.py), written to bench/GPU_RESULTS.md.
 # --build-only does (1) and (2)'s builds and nothing that needs a GPU: the check a machine
 # without one can make.
@@ -60,6 +63,20 @@ for c in $bench; do
   ( cd "$dir" && NVCC=$nvcc "$root/bin/aec" build --target cuda --batch "$b" --out gen "$root/specs/$m.ae" >build.log 2>&1 &&
       cd "$root" && build_with "$dir/gen" bench/aec_cuda_step.cu "$dir/aec_cuda_step" >>"$dir/build.log" 2>&1 ||
       echo "$m: $(tail -5 "$root/$dir/build.log")" >"$root/$dir/failed" ) &
+  for p in tf32 bf16; do   # the step timer alone
+    ( bin/aec build --target cuda --precision $p --no-compile --batch "$b" --out "$dir/gen-$p" "specs/$m.ae" >"$dir/build-$p.log" 2>&1 &&
+        build_with "$dir/gen-$p" bench/aec_cuda_step.cu "$dir/aec_cuda_step_$p" >>"$dir/build-$p.log" 2>&1 ||
+        echo "$m ($p): $(tail -5 "$dir/build-$p.log")" >"$dir/failed-$p" ) &
+  done
+done
+low="dense_ae:8:tf32 dense_ae:8:bf16 conv_ae:4:tf32 conv_ae:4:bf16"   # tests/cuda/precision.sh's
+for c in $low; do
+  m=${c%%:*} rest=${c#*:} p=${c##*:}
+  b=${rest%%:*} dir="$out/step/$m-$p"
+  mkdir -p "$dir"
+  ( bin/aec build --target cuda --precision $p --no-compile --batch "$b" --out "$dir/gen" "specs/$m.ae" >"$dir/build.log" 2>&1 &&
+      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 ||
+      echo "$m ($p): $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 for c in $steps; do
   m=${c%%:*} b=${c#*:} dir="$out/step/${c%%:*}"
@@ -71,7 +88,7 @@ for c in $steps; do
       echo "$m: $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 wait
-failed=$(cat "$out"/bench/*/failed "$out"/step/*/failed 2>/dev/null || true)
+failed=$(cat "$out"/bench/*/failed* "$out"/step/*/failed 2>/dev/null || true)
 [ -z "$failed" ] || fail "a build failed: $failed"
 echo "built by nvcc for $arch: the trainers of $bench, the comparison of $steps ($(elapsed))"
 [ $build_only = 0 ] || exit 0
@@ -83,6 +100,13 @@ for c in $steps; do
   echo "$m (batch ${c#*:}): $r"
 done
 echo "one step agrees within $tol ($(elapsed))"
+for c in $low; do   # 2 sqrt(u) of the format; over 1e-4 from fp32 (compare.cu --low)
+  m=${c%%:*} p=${c##*:}
+  ltol=$([ $p = tf32 ] && echo 0.044 || echo 0.125)
+  r=$("$out/step/$m-$p/compare" "$ltol" --low 1e-4) || fail "$m ($p): one step on the GPU is not within $ltol of fp32, or not over 1e-4 from it: $r"
+  echo "$m ($p): $r"
+done
+echo "tf32 and bf16 steps within 2 sqrt(u) of the CPU's fp32 step ($(elapsed))"
 
 # (3) ten steps of the GPU trainer against the CPU trainer
 train_cases="unet_landcover_small:2"
@@ -122,7 +146,7 @@ results="$out/results.jsonl"
 : >"$results"
 for c in $bench; do
   m=${c%%:*} b=${c#*:}
-  "$out/bench/$m/aec_cuda_step" 20 | tee -a "$results"
+  for t in aec_cuda_step aec_cuda_step_tf32 aec_cuda_step_bf16; do "$out/bench/$m/$t" 20 | tee -a "$results"; done
   "$python" bench/torch_gpu.py --model "$m" --batch "$b" --steps 20 | tee -a "$results"
 done
 "$python" bench/gpu_report.py "$results" "$gpu" bench/GPU_RESULTS.md
