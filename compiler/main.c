@@ -24,7 +24,9 @@ static const char usage[] =
   "                                              nvcc (sm_90), or with --emulate bin/<model>-cuda-emu: the\n"
   "                                              same kernels as host C++ under runtime/cuda_emu.h;\n"
   "                                              --precision: the GEMMs' operands (tf32, bf16: tensor\n"
-  "                                              cores, fp32 sums and weights; default fp32)\n"
+  "                                              cores, fp32 sums and weights; default fp32);\n"
+  "                                              --gemm cublaslt: dense layers' forward by cuBLASLt\n"
+  "                                              (nvcc builds; default kernels, model.cu's own)\n"
   "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"
   "                                              spec, its kernels, memory and time on one page\n"
@@ -32,7 +34,7 @@ static const char usage[] =
 
 typedef struct {
   bool json, no_compile, mpi, emulate;
-  const char *stage, *out, *path, *target, *profile, *diff, *precision;
+  const char *stage, *out, *path, *target, *profile, *diff, *precision, *gemm;
   int batch, ranks;
 } options;
 
@@ -41,6 +43,14 @@ static int parse_precision(const char *cmd, const char *s) {
   for (int i = 0; i < 3; i++)
     if (!strcmp(s, ae_precision_names[i])) return i;
   fprintf(stderr, "aec %s: --precision takes fp32, tf32 or bf16, not '%s'\n", cmd, s);
+  return -1;
+}
+
+/* --gemm's value as an ae_gemm_lib; -1 (message printed) when it is none of them. */
+static int parse_gemm(const char *cmd, const char *s) {
+  for (int i = 0; i < 2; i++)
+    if (!strcmp(s, ae_gemm_names[i])) return i;
+  fprintf(stderr, "aec %s: --gemm takes kernels or cublaslt, not '%s'\n", cmd, s);
   return -1;
 }
 
@@ -63,6 +73,7 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--target") && has_value && (!strcmp(cmd, "report") || !strcmp(cmd, "build"))) o->target = argv[++i];
     else if (!strcmp(a, "--emulate") && !strcmp(cmd, "build")) o->emulate = true;
     else if (!strcmp(a, "--precision") && has_value && !strcmp(cmd, "build")) o->precision = argv[++i];
+    else if (!strcmp(a, "--gemm") && has_value && !strcmp(cmd, "build")) o->gemm = argv[++i];
     else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
     else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
     else if (!strcmp(a, "--mpi") && !strcmp(cmd, "build")) o->mpi = true;
@@ -82,6 +93,11 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
   if (o->precision && parse_precision(cmd, o->precision) < 0) return 2;
   if (o->precision && !cuda && strcmp(o->precision, "fp32")) {
     fprintf(stderr, "aec %s: --precision %s is for --target cuda; the CPU target computes in fp32 only\n", cmd, o->precision);
+    return 2;
+  }
+  if (o->gemm && parse_gemm(cmd, o->gemm) < 0) return 2;
+  if (o->gemm && !cuda && strcmp(o->gemm, "kernels")) {
+    fprintf(stderr, "aec %s: --gemm %s is for --target cuda; the CPU target has its own GEMMs\n", cmd, o->gemm);
     return 2;
   }
   if (o->mpi && cuda) { fprintf(stderr, "aec %s: data-parallel training (--mpi) is not in the CUDA target yet\n", cmd); return 2; }
@@ -140,7 +156,7 @@ static int compile_trainer(const char *dir, const char *name, bool mpi) {
 
 /* The CUDA trainer: model.c without its main (the descriptor and the CPU decoder), then
  * model.cu by nvcc for sm_90, or with --emulate as host C++ under runtime/cuda_emu.h. */
-static int compile_cuda_trainer(const char *dir, const char *name, bool emulate) {
+static int compile_cuda_trainer(const char *dir, const char *name, bool emulate, bool cublaslt) {
   const char *root = aec_root();
   if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
   const char *cc = getenv("CC") ? getenv("CC") : "cc", *cxx = getenv("CXX") ? getenv("CXX") : "g++";
@@ -159,7 +175,7 @@ static int compile_cuda_trainer(const char *dir, const char *name, bool emulate)
              cxx, root, dir, name, dir, obj, root, libs);
   else
     snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
-             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp", nvcc, root, dir, name, dir, obj, root, libs);
+             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp%s", nvcc, root, dir, name, dir, obj, root, libs, cublaslt ? " -lcublasLt" : "");
   printf("%s\n", cmd);
   fflush(stdout);
   int rc = system(cmd);
@@ -208,6 +224,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
     ae_program *p = ae_lower(a, m, global / ranks);
     p->ranks = ranks;
     p->precision = o.precision ? (ae_precision)parse_precision(cmd, o.precision) : AE_FP32;
+    p->gemm = o.gemm ? (ae_gemm_lib)parse_gemm(cmd, o.gemm) : AE_GEMM_KERNELS;
     if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
     else if (!strcmp(cmd, "dump")) {
       if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused, steps or mem)\n", o.stage); rc = 2; }
@@ -219,7 +236,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
       if (!rc && cuda && !ae_emit_cuda(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
       if (!rc && o.mpi && ranks > 1) printf("each of %d ranks takes %d of the global batch of %d\n", ranks, global / ranks, global);
-      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate) : compile_trainer(dir, m->name, o.mpi);
+      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate, p->gemm == AE_GEMM_CUBLASLT) : compile_trainer(dir, m->name, o.mpi);
     }
   }
   ae_arena_free(a);

@@ -148,11 +148,41 @@ static const char *epilogue(emitter *e, const ae_kernel *k, int cols) {
 /* The drivers of a kernel that is one GEMM each way and reads one source x (dense,
  * conv_transpose): forward launches NAME_fwd; backward the activation's derivative and bias
  * gradient over rows x cols of dy, then NAME_dw and NAME_dx where the steps have them. */
+/* The cuBLASLt epilogue of a dense layer's activation and bias; the activation stays for a
+ * kernel of its own (*after) when no epilogue has it. */
+static const char *lt_epilogue(const ae_kernel *k, bool *after) {
+  bool relu = k->act && k->act->op == OP_RELU, linear = !k->act || k->act->op == OP_LINEAR;
+  *after = !relu && !linear;
+  if (relu) return k->b ? "CUBLASLT_EPILOGUE_RELU_BIAS" : "CUBLASLT_EPILOGUE_RELU";
+  return k->b ? "CUBLASLT_EPILOGUE_BIAS" : "CUBLASLT_EPILOGUE_DEFAULT";
+}
+
+/* A dense layer's forward by cuBLASLt under nvcc (AECD_LT), its plan beside it; its GEMM
+ * kernel under the emulator. */
+static void emit_dense_forward_lt(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f) {
+  bool after;
+  const char *epi = lt_epilogue(k, &after), *y = val(e, k->out);
+  long n = f.m * f.n;
+  OUT("\n#if AECD_LT\n/* %s_lt: cublasLtMatmul, %s; the out x batch x in GEMM w^T x^T */\n"
+      "static aecd_lt_plan %s_lt = {%ld, %ld, %ld, %s, \"%s\"};\n", name, epi, name, f.n, f.m, f.k, epi, name);
+  if (after)
+    OUT("/* %s_act: y = %s(y) in place, the activation no epilogue has; launch %ld blocks of 256 */\n"
+        GLOBAL "%s_act(" F "y) {\n  AECD_FOR(i, %ldL) y[i] = aecd_act<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(n), name, n,
+        act_enum(k->act), flt(e, act_alpha(k->act)));
+  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_dense(&%s_lt, %s, %s, %s, %s);\n", name, name, val(e, x),
+      pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (after) OUT("  AEC_LAUNCH(%s_act, dim3(%ld), AECD_THREADS, 0, 0, %s);\n", name, ew_blocks(n), y);
+  OUT("#else\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n#endif\n}\n", name, gemm_grid(e, f), val(e, x), pval(e, k->w),
+      k->b ? pval(e, k->b) : "(const float *)NULL", y);
+}
+
 static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, gemm_shape gw,
                               gemm_shape gx, long rows, int cols, bool bwd, bool dw, bool dx) {
   const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
-      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (k->kind == K_DENSE && e->p->gemm == AE_GEMM_CUBLASLT) emit_dense_forward_lt(e, k, name, x, f);
+  else
+    OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+        gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
@@ -1175,6 +1205,15 @@ static void emit_precision(emitter *e) {
       "#define AECD_PRECISION %s\n", what[e->p->precision], macro[e->p->precision]);
 }
 
+/* --gemm cublaslt: under nvcc the dense layers' forward calls cuBLASLt (AECD_LT 1); the
+ * emulator has no cuBLASLt and runs the GEMM kernel of the layer instead. */
+static void emit_gemm_library(emitter *e) {
+  if (e->p->gemm != AE_GEMM_CUBLASLT) return;
+  OUT("/* gemm cublaslt: the dense layers' forward by cublasLtMatmul with its epilogues under nvcc (link\n"
+      " * -lcublasLt); under the emulator each layer's GEMM kernel runs in its place. Backward: the kernels. */\n"
+      "#ifdef __CUDACC__\n#define AECD_LT 1\n#include \"aert_cublaslt.h\"\n#else\n#define AECD_LT 0\n#endif\n\n");
+}
+
 static void emit_model_cu(emitter *e, const char *hash) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
@@ -1196,6 +1235,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
       m->name, p->batch, p->kernels.len, m->name);
   emit_precision(e);
   OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
+  emit_gemm_library(e);
   OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
   emit_run(e);
   const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
