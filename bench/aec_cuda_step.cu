@@ -54,7 +54,12 @@ int main(int argc, char **argv) {
   std::sort(ms.begin(), ms.end());
   double med = ms[ms.size() / 2];
   static const char *const side[] = {"aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16"};   /* by AECD_PRECISION */
-  printf("{\"side\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"images_per_s\": %.1f}\n",
-         side[AECD_PRECISION], m->name, m->batch, steps, med, m->batch / med * 1e3);
+#if defined(AECD_LT) && AECD_LT
+  const char *lt = "-cublaslt";   /* --gemm cublaslt */
+#else
+  const char *lt = "";
+#endif
+  printf("{\"side\": \"%s%s\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"images_per_s\": %.1f}\n",
+         side[AECD_PRECISION], lt, m->name, m->batch, steps, med, m->batch / med * 1e3);
   return 0;
 }

@@ -22,16 +22,18 @@ def main():
              "at bench/run.sh's batches. aec: the kernels of model.cu on device buffers (the host glue's copies "
              "not timed). PyTorch eager: fp32, NCHW. PyTorch fast: channels_last, cudnn.benchmark, bf16 autocast, "
              "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster. aec tf32 and bf16: "
-             "the same model.cu built with --precision tf32 or bf16 (its GEMMs on tensor cores).", "",
-             "| model | batch | aec ms | aec tf32 ms | aec bf16 ms | eager ms | fast ms | eager / aec | fast / aec |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "the same model.cu built with --precision tf32 or bf16 (its GEMMs on tensor cores); aec cublaslt: "
+             "with --gemm cublaslt (dense layers' forward by cuBLASLt, fp32).", "",
+             "| model | batch | aec ms | aec tf32 ms | aec bf16 ms | aec cublaslt ms | eager ms | fast ms | eager / aec | fast / aec |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
-        a, t, b, e, f = (by.get((model, s)) for s in ("aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16", "torch-eager", "torch-fast"))
+        a, t, b, lt, e, f = (by.get((model, s)) for s in ("aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16", "aec-cuda-cublaslt",
+                                                          "torch-eager", "torch-fast"))
         if not a:
             continue
         cell = lambda r: f"{r['median_ms']:.3f}" if r else "-"
         ratio = lambda r: f"{r['median_ms'] / a['median_ms']:.2f}" if r else "-"
-        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {cell(t)} | {cell(b)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
+        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {cell(t)} | {cell(b)} | {cell(lt)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
