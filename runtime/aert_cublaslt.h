@@ -1,10 +1,8 @@
-/* aert_cublaslt.h - dense layers' forward GEMM through cuBLASLt (aec build --target cuda
- * --gemm cublaslt), for model.cu under nvcc only: under the emulator model.cu runs its own
- * GEMM kernel instead. y[B][out] = act(x[B][in] w[in][out] + b) is, column-major, the
- * out x B matrix w^T x^T: A = w (out x in, leading dimension out), B = x (in x B, leading
- * dimension in), D = y (out x B, leading dimension out), the bias added per row of D by
- * the epilogue (BIAS, RELU_BIAS, RELU or DEFAULT; other activations run after it in a kernel
- * of model.cu). Each layer's plan is made at its first call: the descriptors, and one
+/* aert_cublaslt.h - dense layers' GEMMs through cuBLASLt (aec build --target cuda --gemm
+ * cublaslt), for model.cu under nvcc only: under the emulator model.cu runs its own GEMM
+ * kernels instead. The forward y = act(x w + b) with the bias added by the epilogue (BIAS,
+ * RELU_BIAS, RELU or DEFAULT; other activations run after it in a kernel of model.cu); dW and
+ * dX accumulate (beta 1) into the gradients. Each step's plan is made at its first call: the descriptors, and one
  * algorithm from the heuristic with no workspace and no split-K reduction
  * (CUBLASLT_REDUCTION_SCHEME_NONE), checked on the algorithm chosen, so every call sums in
  * the same order: the results are deterministic. The compute type follows the precision:
@@ -25,10 +23,18 @@
     }                                                                                                  \
   } while (0)
 
+/* One GEMM of a dense layer in cuBLASLt's column-major terms: D (m x n, leading dimension m)
+ * = op(A) op(B) (+ D when beta is 1), A stored m x k (or k x m when transposed), B k x n
+ * (or n x k). The row-major tensors of model.c read column-major are their transposes:
+ *   forward  y^T  (out x B)  = w^T (out x in, as stored)   x^T (in x B, as stored), epilogue
+ *   dW       dW^T (out x in) += dy^T (out x B, as stored)   (x^T)^T: x^T stored in x B, transposed
+ *   dX       dx^T (in x B)  += (w^T)^T: w^T stored out x in, transposed   dy^T (out x B, as stored) */
 typedef struct {
-  int out, batch, in;          /* D is out x batch, the depth in */
+  int m, n, k;
+  cublasOperation_t ta, tb;
   cublasLtEpilogue_t epilogue;
-  const char *name;            /* the layer, for messages */
+  float beta;                  /* 0: D is written; 1: D += (the gradients) */
+  const char *name;            /* the step, for messages */
   int ready;
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, d;
@@ -51,15 +57,18 @@ static cublasComputeType_t aecd_lt_compute(void) {
 #endif
 }
 
-/* The descriptors and the one algorithm of a plan; stops with the layer's name when the
- * heuristic offers none without a reduction. */
+/* The descriptors and the one algorithm of a plan; stops with the step's name when the
+ * heuristic offers none without workspace and split-K reduction. */
 static void aecd_lt_prepare(aecd_lt_plan *p, const float *bias) {
   AECD_LT_CHECK(cublasLtMatmulDescCreate(&p->desc, aecd_lt_compute(), CUDA_R_32F));
+  AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &p->ta, sizeof p->ta));
+  AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &p->tb, sizeof p->tb));
   AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &p->epilogue, sizeof p->epilogue));
-  AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, p->out, p->in, p->out));
-  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, p->in, p->batch, p->in));
-  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, p->out, p->batch, p->out));
+  if (bias) AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  bool ta = p->ta == CUBLAS_OP_T, tb = p->tb == CUBLAS_OP_T;
+  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, ta ? p->k : p->m, ta ? p->m : p->k, ta ? p->k : p->m));
+  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, tb ? p->n : p->k, tb ? p->k : p->n, tb ? p->n : p->k));
+  AECD_LT_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, p->m, p->n, p->m));
   cublasLtMatmulPreference_t pref;
   AECD_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   size_t workspace = 0;
@@ -75,19 +84,19 @@ static void aecd_lt_prepare(aecd_lt_plan *p, const float *bias) {
   if (n > 0) AECD_LT_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&found.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof scheme, &got));
   if (n < 1 || scheme != CUBLASLT_REDUCTION_SCHEME_NONE || found.workspaceSize) {
     fprintf(stderr, "%s: cuBLASLt offers no algorithm without workspace and split-K reduction for %d x %d x %d; build without --gemm cublaslt\n",
-            p->name, p->out, p->batch, p->in);
+            p->name, p->m, p->n, p->k);
     exit(1);
   }
   p->algo = found.algo;
   p->ready = 1;
 }
 
-/* y = epilogue(w^T x^T + b) of one dense layer on the default stream. */
-static void aecd_lt_dense(aecd_lt_plan *p, const float *x, const float *w, const float *bias, float *y) {
+/* D = op(A) op(B) (+ D), with the plan's epilogue and bias, on the default stream. */
+static void aecd_lt_gemm(aecd_lt_plan *p, const float *a, const float *b, const float *bias, float *d) {
   if (!p->ready) aecd_lt_prepare(p, bias);
-  else AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));   /* a device opened again */
-  const float one = 1.0f, zero = 0.0f;
-  AECD_LT_CHECK(cublasLtMatmul(aecd_lt_handle(), p->desc, &one, w, p->a, x, p->b, &zero, y, p->d, y, p->d, &p->algo, NULL, 0, 0));
+  else if (bias) AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));   /* a device opened again */
+  const float one = 1.0f;
+  AECD_LT_CHECK(cublasLtMatmul(aecd_lt_handle(), p->desc, &one, a, p->a, b, p->b, &p->beta, d, p->d, d, p->d, &p->algo, NULL, 0, 0));
 }
 
 #endif

@@ -157,20 +157,26 @@ static const char *lt_epilogue(const ae_kernel *k, bool *after) {
   return k->b ? "CUBLASLT_EPILOGUE_BIAS" : "CUBLASLT_EPILOGUE_DEFAULT";
 }
 
-/* A dense layer's forward by cuBLASLt under nvcc (AECD_LT), its plan beside it; its GEMM
- * kernel under the emulator. */
-static void emit_dense_forward_lt(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f) {
+/* A dense layer's GEMMs by cuBLASLt under nvcc (AECD_LT): its plans (forward, and dW and dX
+ * where the steps have them; the layouts in runtime/aert_cublaslt.h) and the forward driver;
+ * its GEMM kernels under the emulator. */
+static void emit_dense_lt(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, bool dw, bool dx) {
   bool after;
   const char *epi = lt_epilogue(k, &after), *y = val(e, k->out);
   long n = f.m * f.n;
-  OUT("\n#if AECD_LT\n/* %s_lt: cublasLtMatmul, %s; the out x batch x in GEMM w^T x^T */\n"
-      "static aecd_lt_plan %s_lt = {%ld, %ld, %ld, %s, \"%s\"};\n", name, epi, name, f.n, f.m, f.k, epi, name);
+  OUT("\n#if AECD_LT\n/* %s_lt: cublasLtMatmul, %s, beside the GEMM kernels' steps */\n"
+      "static aecd_lt_plan %s_lt = {%ld, %ld, %ld, CUBLAS_OP_N, CUBLAS_OP_N, %s, 0.0f, \"%s forward\"};\n", name, epi, name, f.n, f.m, f.k,
+      epi, name);
+  if (dw) OUT("static aecd_lt_plan %s_lt_dw = {%ld, %ld, %ld, CUBLAS_OP_N, CUBLAS_OP_T, CUBLASLT_EPILOGUE_DEFAULT, 1.0f, \"%s dW\"};\n", name, f.n,
+              f.k, f.m, name);
+  if (dx) OUT("static aecd_lt_plan %s_lt_dx = {%ld, %ld, %ld, CUBLAS_OP_T, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, 1.0f, \"%s dX\"};\n", name, f.k,
+              f.m, f.n, name);
   if (after)
     OUT("/* %s_act: y = %s(y) in place, the activation no epilogue has; launch %ld blocks of 256 */\n"
         GLOBAL "%s_act(" F "y) {\n  AECD_FOR(i, %ldL) y[i] = aecd_act<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(n), name, n,
         act_enum(k->act), flt(e, act_alpha(k->act)));
-  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_dense(&%s_lt, %s, %s, %s, %s);\n", name, name, val(e, x),
-      pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_gemm(&%s_lt, %s, %s, %s, %s);\n", name, name, pval(e, k->w),
+      val(e, x), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (after) OUT("  AEC_LAUNCH(%s_act, dim3(%ld), AECD_THREADS, 0, 0, %s);\n", name, ew_blocks(n), y);
   OUT("#else\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n#endif\n}\n", name, gemm_grid(e, f), val(e, x), pval(e, k->w),
       k->b ? pval(e, k->b) : "(const float *)NULL", y);
@@ -179,7 +185,8 @@ static void emit_dense_forward_lt(emitter *e, const ae_kernel *k, const char *na
 static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, gemm_shape gw,
                               gemm_shape gx, long rows, int cols, bool bwd, bool dw, bool dx) {
   const char *y = val(e, k->out);
-  if (k->kind == K_DENSE && e->p->gemm == AE_GEMM_CUBLASLT) emit_dense_forward_lt(e, k, name, x, f);
+  bool lt = k->kind == K_DENSE && e->p->gemm == AE_GEMM_CUBLASLT;
+  if (lt) emit_dense_lt(e, k, name, x, f, bwd && dw, bwd && dx);
   else
     OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
         gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
@@ -187,8 +194,15 @@ static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, 
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   launch_dact_db(e, k, name, rows, cols, dy, y);
+  if (lt && (dw || dx)) {
+    OUT("#if AECD_LT\n");
+    if (dw) OUT("  aecd_lt_gemm(&%s_lt_dw, %s, %s, (const float *)NULL, %s);\n", name, dy, val(e, x), pgrad(e, k->w));
+    if (dx) OUT("  aecd_lt_gemm(&%s_lt_dx, %s, %s, (const float *)NULL, %s);\n", name, pval(e, k->w), dy, grad(e, x));
+    OUT("#else\n");
+  }
   if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
   if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  if (lt && (dw || dx)) OUT("#endif\n");
   OUT("}\n");
 }
 
@@ -1205,12 +1219,13 @@ static void emit_precision(emitter *e) {
       "#define AECD_PRECISION %s\n", what[e->p->precision], macro[e->p->precision]);
 }
 
-/* --gemm cublaslt: under nvcc the dense layers' forward calls cuBLASLt (AECD_LT 1); the
- * emulator has no cuBLASLt and runs the GEMM kernel of the layer instead. */
+/* --gemm cublaslt: under nvcc the dense layers' GEMMs call cuBLASLt (AECD_LT 1); the
+ * emulator has no cuBLASLt and runs the layers' GEMM kernels instead. */
 static void emit_gemm_library(emitter *e) {
   if (e->p->gemm != AE_GEMM_CUBLASLT) return;
-  OUT("/* gemm cublaslt: the dense layers' forward by cublasLtMatmul with its epilogues under nvcc (link\n"
-      " * -lcublasLt); under the emulator each layer's GEMM kernel runs in its place. Backward: the kernels. */\n"
+  OUT("/* gemm cublaslt: the dense layers' GEMMs (forward with its bias and ReLU epilogues, dW and dX)\n"
+      " * by cublasLtMatmul under nvcc (link -lcublasLt); under the emulator the GEMM kernels run in their\n"
+      " * place. The activation's derivative and the bias gradient stay kernels. */\n"
       "#ifdef __CUDACC__\n#define AECD_LT 1\n#include \"aert_cublaslt.h\"\n#else\n#define AECD_LT 0\n#endif\n\n");
 }
 
