@@ -23,7 +23,7 @@ def main():
              "not timed). PyTorch eager: fp32, NCHW. PyTorch fast: channels_last, cudnn.benchmark, bf16 autocast, "
              "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster. aec tf32 and bf16: "
              "the same model.cu built with --precision tf32 or bf16 (its GEMMs on tensor cores); aec cublaslt: "
-             "with --gemm cublaslt (dense layers' forward by cuBLASLt, fp32).", "",
+             "with --gemm cublaslt (dense layers' GEMMs by cuBLASLt, fp32).", "",
              "| model | batch | aec ms | aec tf32 ms | aec bf16 ms | aec cublaslt ms | eager ms | fast ms | eager / aec | fast / aec |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:

@@ -466,8 +466,8 @@ typedef struct {
  * bf16 operands and fp32 sums (aec build --target cuda --precision). */
 typedef enum { AE_FP32, AE_TF32, AE_BF16 } ae_precision;
 extern const char *const ae_precision_names[3];   /* "fp32", "tf32", "bf16" */
-/* Who runs the CUDA target's dense layers' forward GEMM: model.cu's own kernel, or cuBLASLt
- * with its epilogues (aec build --target cuda --gemm cublaslt; nvcc builds only). */
+/* Who runs the CUDA target's dense layers' GEMMs: model.cu's own kernels, or cuBLASLt with
+ * its epilogues (aec build --target cuda --gemm cublaslt; nvcc builds only). */
 typedef enum { AE_GEMM_KERNELS, AE_GEMM_CUBLASLT } ae_gemm_lib;
 extern const char *const ae_gemm_names[2];   /* "kernels", "cublaslt" */
 
@@ -477,7 +477,7 @@ typedef struct {
   int ranks;                 /* data-parallel ranks it is built for (aec build --ranks): the
                               * global batch is batch * ranks; 1 otherwise */
   ae_precision precision;    /* the CUDA target's GEMMs (aec build --precision); AE_FP32 otherwise */
-  ae_gemm_lib gemm;          /* the CUDA target's dense forward GEMM (aec build --gemm) */
+  ae_gemm_lib gemm;          /* who runs the CUDA target's dense GEMMs (aec build --gemm) */
   ae_vec params;             /* ae_tensor* */
   long param_floats;
   ae_vec kernels;            /* ae_kernel*, in forward order */

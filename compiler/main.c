@@ -25,7 +25,7 @@ static const char usage[] =
   "                                              same kernels as host C++ under runtime/cuda_emu.h;\n"
   "                                              --precision: the GEMMs' operands (tf32, bf16: tensor\n"
   "                                              cores, fp32 sums and weights; default fp32);\n"
-  "                                              --gemm cublaslt: dense layers' forward by cuBLASLt\n"
+  "                                              --gemm cublaslt: dense layers' GEMMs by cuBLASLt\n"
   "                                              (nvcc builds; default kernels, model.cu's own)\n"
   "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"

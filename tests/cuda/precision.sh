@@ -13,7 +13,7 @@
 #      input is within rounding of zero pass a gradient in one precision and not in the other,
 #      and their number grows with u), yet differing from it by more than 1e-4, ten times the
 #      fp32 tolerance (an fp32 build differs by under 1e-6), and the fp32 optimizer within 1e-5;
-#  (d) --gemm cublaslt (dense layers' forward by cuBLASLt under nvcc): the model.cu of
+#  (d) --gemm cublaslt (dense layers' GEMMs by cuBLASLt under nvcc): the model.cu of
 #      dense_ae and conv_ae compile for sm_90 and sm_80 as in (b), the objects call
 #      cublasLtMatmul, and aec build links bin/dense_ae-cuda with -lcublasLt (it answers
 #      --help here); under the emulator the GEMM kernels run, which target.sh's fp32 checks
