@@ -10,7 +10,7 @@
 #      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
 #      and the tf32 and bf16 builds of dense_ae and conv_ae within tests/cuda/precision.sh's
 #      tolerances (compare.cu --low), differing from the fp32 step by more than 1e-4; and the
-#      --gemm cublaslt builds (dense layers' forward by cuBLASLt) within TOL, as fp32;
+#      --gemm cublaslt builds (dense layers' GEMMs by cuBLASLt) within TOL, as fp32;
 #  (3) the GPU trainer and the CPU trainer train an epoch of ten or eleven steps from one
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
