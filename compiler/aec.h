@@ -597,7 +597,7 @@ bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage);
 
 /* ===== report.c (+ report_mem.c, report_time.c, report_diff.c): `aec report` ===== */
 typedef struct {
-  const char *target;        /* "cpu" */
+  const char *target;        /* "cpu" or "cuda": whose generated code the page shows */
   const char *profile_path;  /* a trainer's or the bench's profile JSON, or NULL */
   const char *diff_path;     /* an earlier build's manifest.json, or NULL */
   const char *out_dir;
@@ -612,6 +612,8 @@ typedef struct {
   FILE *o;
   const ae_program *p;
   const char *hash;          /* of the spec text */
+  bool cuda;                 /* the page shows model.cu (--target cuda), else model.c */
+  const char *code_file;     /* "model.c" or "model.cu" */
   int K;
   const char **kname;        /* "conv_e1_1" ... "loss" */
   ae_cost *cost;
@@ -664,5 +666,8 @@ bool ae_cuda_supported(ae_diag *d, const ae_program *p);
 /* Writes model.cu into dir (beside the C target's files, whose descriptor it reuses);
  * false on an I/O error. */
 bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *spec_text_hash);
+/* model.cu as text; kernel_at (K + 1 entries, or NULL) gets where each kernel's text starts,
+ * the loss's last. NULL when out of memory. */
+char *ae_emit_model_cu_text(ae_arena *a, const ae_program *p, const char *spec_text_hash, long *kernel_at);
 
 #endif

@@ -21,6 +21,7 @@ typedef struct {
   int *slot;                 /* per loss term: its first sum */
   int *cw_at;                /* per loss term: its class weights in r->cw, or -1 */
   int n_cw;                  /* floats of class weights */
+  long *kernel_at;           /* where each kernel's text starts in model.cu (the loss's last), or NULL */
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -1257,6 +1258,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
   for (int i = 0; i < p->kernels.len; i++) {
     const ae_kernel *k = p->kernels.items[i];
     names[i] = ae_kernel_name(e->a, k);
+    if (e->kernel_at) e->kernel_at[i] = ftell(e->o);
     ae_emit_provenance(e->o, e->a, p, k);
     switch (k->kind) {
     case K_CONV: emit_conv(e, k, names[i]); break;
@@ -1267,6 +1269,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
     default: emit_simple(e, k, names[i]);
     }
   }
+  if (e->kernel_at) e->kernel_at[p->kernels.len] = ftell(e->o);
   OUT("\n/* ---- the loss: %d term%s */\n", m->losses.len, m->losses.len == 1 ? "" : "s");
   for (int i = 0; i < m->losses.len; i++) emit_loss_kernels(e, i);
   emit_compute_loss(e);
@@ -1275,11 +1278,25 @@ static void emit_model_cu(emitter *e, const char *hash) {
   emit_host_glue(e);
 }
 
+/* model.cu as text, through the same emitter that writes it (for `aec report --target cuda`). */
+char *ae_emit_model_cu_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  emitter em = {.a = a, .p = p, .o = f, .kernel_at = kernel_at};
+  emit_model_cu(&em, hash);
+  if (fclose(f) != 0) { free(buf); return NULL; }
+  char *text = ae_strndup(a, buf, len);
+  free(buf);
+  return text;
+}
+
 bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
   char *path = ae_sprintf(a, "%s/model.cu", dir);
   FILE *f = fopen(path, "w");
   if (!f) { fprintf(stderr, "aec: cannot write '%s': %s\n", path, strerror(errno)); return false; }
-  emitter em = {a, p, f, NULL, 0, 0, NULL, NULL, 0};
+  emitter em = {.a = a, .p = p, .o = f};
   emit_model_cu(&em, hash);
   bool ok = !ferror(f);
   ok = fclose(f) == 0 && ok;
