@@ -60,6 +60,8 @@ typedef struct {
   long n;                /* examples */
   long in_size, target_size;
   float *x;              /* n*in_size, normalised */
+  unsigned char *bytes;  /* IDX inputs: the n*in_size bytes that x normalises (a device may
+                            keep them, device.h), else NULL */
   float *y;              /* n*target_size, NULL when the target is the input */
   int *label;            /* raw label per example, NULL when the data has none */
   int owner;             /* 1: frees its arrays; 0: a view into another dataset */
@@ -114,6 +116,13 @@ typedef struct {
 } aert_idx;
 
 int aert_idx_read(const char *path, aert_idx *idx);
+/* The scale and offset that take an IDX byte to the model's input: the spec's, else 1/255. */
+void aert_idx_norm(const aert_model *m, float *scale, float *offset);
+/* ds as a set that a device may keep (device.h), its augmentation drawn from seed: 1, or 0
+ * when its batches must be made on the host (not an IDX set of bytes, or a class map that
+ * augmentation would transform with its input). */
+int aert_device_set_of(const aert_model *m, const aert_dataset *ds, uint64_t seed,
+                       aert_device_set *set);
 
 /* ---- data_png.c: PNG images, one folder of them or image pairs from two folders -------- */
 /* 1 when either path names a folder: the pair is read as PNG folders, not IDX files. */
@@ -173,6 +182,62 @@ typedef struct {
 int aert_augment_active(const aert_data *d);
 void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
                        aert_transform *t);
+
+/* a * b and a + b, each rounded on its own: neither a compiler (-ffp-contract, -march with
+ * FMA) nor a GPU fuses them, so that the host's normalisation and augmentation and the
+ * device's (aert_cuda_data.h) give the same bits. */
+static inline AERT_HD float aert_mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  volatile float r = a * b;
+  return r;
+#endif
+}
+static inline AERT_HD float aert_add_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  volatile float r = a + b;
+  return r;
+#endif
+}
+
+/* One example's transform, drawn from (seed, epoch, example index): aert_augment_draw, on the
+ * host and on a device. */
+static inline AERT_HD void aert_augment_transform(const aert_data *d, uint64_t seed, long epoch,
+                                                  long index, aert_transform *t) {
+  uint64_t s = aert_hash64(seed ^ aert_hash64(0x617567ULL + (uint64_t)epoch * 0x100000001ULL) ^
+                           aert_hash64((uint64_t)index));
+  float u[6];
+  for (int i = 0; i < 6; i++)
+    u[i] = aert_uniform(s, (uint64_t)i);
+  t->dx = d->shift * (2 * u[0] - 1);
+  t->dy = d->shift * (2 * u[1] - 1);
+  t->angle = d->rotate * (2 * u[2] - 1) * (float)(M_PI / 180.0);
+  t->scale = aert_add_rn(1, aert_mul_rn(d->zoom, 2 * u[3] - 1));
+  t->flip_h = d->flip_h && u[4] < 0.5f;
+  t->flip_v = d->flip_v && u[5] < 0.5f;
+}
+
+/* Where output pixel (x, y) of an h x w image takes its value: the inverse map of t about
+ * the image centre (undo the shift, then the rotation and zoom, then the flips); cs and sn
+ * are cosf(t->angle) / t->scale and sinf(t->angle) / t->scale. */
+static inline AERT_HD void aert_augment_source(const aert_transform *t, float cs, float sn, int x,
+                                               int y, int h, int w, float *sx, float *sy) {
+  float cx = (w - 1) / 2.0f, cy = (h - 1) / 2.0f;
+  float ox = x - cx - t->dx, oy = y - cy - t->dy;
+  *sx = aert_add_rn(aert_add_rn(aert_mul_rn(cs, ox), aert_mul_rn(sn, oy)), cx);
+  *sy = aert_add_rn(aert_add_rn(aert_mul_rn(-sn, ox), aert_mul_rn(cs, oy)), cy);
+  if (t->flip_h) *sx = (w - 1) - *sx;
+  if (t->flip_v) *sy = (h - 1) - *sy;
+}
+
+/* The weight of bilinear tap j (0..3: x0,y0 / x0+1,y0 / x0,y0+1 / x0+1,y0+1) at fractions
+ * (fx, fy). */
+static inline AERT_HD float aert_bilinear_weight(int j, float fx, float fy) {
+  return aert_mul_rn((j & 1) ? fx : 1 - fx, (j >> 1) ? fy : 1 - fy);
+}
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest);
 
