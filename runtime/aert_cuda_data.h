@@ -8,9 +8,9 @@
  *     that read it have;
  *   - a kept set (IDX): the set's bytes are uploaded once, and each step sends only its
  *     example indices; aecd_gather gathers, normalises and augments on the device with the
- *     arithmetic of aert_internal.h that the host's loader uses, so the batch is the host's
- *     bit for bit (under the emulator; on a GPU cosf and sinf of an augmentation may move
- *     the last bit).
+ *     arithmetic of aert_internal.h that the host's loader uses (its own sine and cosine,
+ *     each product and sum rounded apart, which no compiler or GPU fuses), so the batch is
+ *     the host's bit for bit.
  * The feed counts what it sends, and prints it at close when AEC_CUDA_FEED is set (the
  * tests check that a kept set's steps send indices alone). */
 #ifndef AERT_CUDA_DATA_H
@@ -36,7 +36,8 @@ typedef struct {
   unsigned char *bytes;             /* n x in_size bytes */
   float *y;                         /* n x target_size floats, or NULL */
   aert_device_set set;              /* its description (host pointers: the runtime's) */
-  aert_data augment;                /* the ranges, when set.augment */
+  aert_ranges augment;              /* the spec's ranges, when set.augment */
+  float fill;                       /* augment.c's value outside the image: m->data.offset */
   int h, w, c;                      /* an input image's shape */
   /* what crossed to the device */
   unsigned long long kept_bytes, kept_batches, index_bytes, host_batches, host_bytes;
@@ -156,10 +157,9 @@ static inline int aecd_feed_keep(aecd_feed *f, const aert_model *m, const aert_d
   AEC_CHECK(cudaMemcpy(f->bytes, set->bytes, nb, cudaMemcpyHostToDevice));
   if (ny) AEC_CHECK(cudaMemcpy(f->y, set->y, ny, cudaMemcpyHostToDevice));
   f->set = *set;
-  memset(&f->augment, 0, sizeof f->augment);   /* the ranges alone: no host pointers */
-  f->augment.shift = m->data.shift, f->augment.rotate = m->data.rotate, f->augment.zoom = m->data.zoom;
-  f->augment.flip_h = m->data.flip_h, f->augment.flip_v = m->data.flip_v;
-  f->augment.offset = m->data.offset;   /* what augment.c fills outside the image with */
+  aert_ranges r = {m->data.shift, m->data.rotate, m->data.zoom, m->data.flip_h, m->data.flip_v};
+  f->augment = r;
+  f->fill = m->data.offset;
   aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &f->h, &f->w, &f->c);
   f->kept_bytes += nb + ny;
   return 0;
@@ -172,11 +172,13 @@ static __device__ __forceinline__ float aecd_norm(unsigned char v, float scale, 
 
 /* Value j (HWC) of example e's input, through its augmentation: augment.c's bilinear
  * resampling of the normalised image, the same taps in the same order. */
-static __device__ float aecd_augmented(const unsigned char *img, long j, const aert_data *a, uint64_t seed,
+static __device__ float aecd_augmented(const unsigned char *img, long j, aert_ranges a, float fill, uint64_t seed,
                                        long epoch, long e, int h, int w, int c, float scale, float offset) {
   aert_transform t;
   aert_augment_transform(a, seed, epoch, e, &t);
-  float cs = cosf(t.angle) / t.scale, sn = sinf(t.angle) / t.scale, sx, sy;
+  float cs, sn, sx, sy;
+  aert_sincos(t.angle, &sn, &cs);
+  cs /= t.scale, sn /= t.scale;
   int k = (int)(j % c), px = (int)(j / c % w), py = (int)(j / c / w);
   aert_augment_source(&t, cs, sn, px, py, h, w, &sx, &sy);
   int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
@@ -187,7 +189,7 @@ static __device__ float aecd_augmented(const unsigned char *img, long j, const a
     if (wt != 0)
       v = aert_add_rn(v, aert_mul_rn(wt, xx >= 0 && yy >= 0 && xx < w && yy < h
                                              ? aecd_norm(img[((long)yy * w + xx) * c + k], scale, offset)
-                                             : a->offset));
+                                             : fill));
   }
   return v;
 }
@@ -196,12 +198,12 @@ static __device__ float aecd_augmented(const unsigned char *img, long j, const a
  * the targets of their own, if any. One thread a value. */
 __global__ void AECD_BOUNDS aecd_gather(float *__restrict__ x, float *__restrict__ t, const unsigned char *__restrict__ bytes,
                                         const float *__restrict__ y, const int *__restrict__ index, long batch, long in,
-                                        long tsize, float scale, float offset, int augment, aert_data a, uint64_t seed,
+                                        long tsize, float scale, float offset, int augment, aert_ranges a, float fill, uint64_t seed,
                                         long epoch, int h, int w, int c) {
   AECD_FOR(i, batch * in) {
     long e = index[i / in], j = i % in;
     const unsigned char *img = bytes + e * in;
-    x[i] = augment ? aecd_augmented(img, j, &a, seed, epoch, e, h, w, c, scale, offset) : aecd_norm(img[j], scale, offset);
+    x[i] = augment ? aecd_augmented(img, j, a, fill, seed, epoch, e, h, w, c, scale, offset) : aecd_norm(img[j], scale, offset);
   }
   AECD_FOR(i, batch * tsize) t[i] = y[(long)index[i / tsize] * tsize + i % tsize];
 }
@@ -219,7 +221,7 @@ static inline void aecd_feed_kept(aecd_feed *f, const long *index, long epoch) {
   long tsize = set->y ? set->target_size : 0, n = f->batch * (f->in > tsize ? f->in : tsize);
   AEC_LAUNCH(aecd_gather, dim3((unsigned)((n + 1023) / 1024)), AECD_THREADS, 0, 0, f->x[s], f->t[s],
              (const unsigned char *)f->bytes, (const float *)f->y, (const int *)f->index[s], f->batch, f->in,
-             tsize, set->scale, set->offset, set->augment, f->augment, set->seed, epoch, f->h, f->w, f->c);
+             tsize, set->scale, set->offset, set->augment, f->augment, f->fill, set->seed, epoch, f->h, f->w, f->c);
   f->cur = s;
   f->kept_batches++;
   f->index_bytes += ni;

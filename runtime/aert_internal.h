@@ -203,26 +203,47 @@ static inline AERT_HD float aert_add_rn(float a, float b) {
 #endif
 }
 
+/* The ranges of the spec's augmentation (aert_data's), apart: what a device's kernel takes. */
+typedef struct {
+  float shift, rotate, zoom;
+  int flip_h, flip_v;
+} aert_ranges;
+
 /* One example's transform, drawn from (seed, epoch, example index): aert_augment_draw, on the
  * host and on a device. */
-static inline AERT_HD void aert_augment_transform(const aert_data *d, uint64_t seed, long epoch,
+static inline AERT_HD void aert_augment_transform(aert_ranges r, uint64_t seed, long epoch,
                                                   long index, aert_transform *t) {
   uint64_t s = aert_hash64(seed ^ aert_hash64(0x617567ULL + (uint64_t)epoch * 0x100000001ULL) ^
                            aert_hash64((uint64_t)index));
-  float u[6];
-  for (int i = 0; i < 6; i++)
-    u[i] = aert_uniform(s, (uint64_t)i);
-  t->dx = d->shift * (2 * u[0] - 1);
-  t->dy = d->shift * (2 * u[1] - 1);
-  t->angle = d->rotate * (2 * u[2] - 1) * (float)(M_PI / 180.0);
-  t->scale = aert_add_rn(1, aert_mul_rn(d->zoom, 2 * u[3] - 1));
-  t->flip_h = d->flip_h && u[4] < 0.5f;
-  t->flip_v = d->flip_v && u[5] < 0.5f;
+  t->dx = r.shift * (2 * aert_uniform(s, 0) - 1);
+  t->dy = r.shift * (2 * aert_uniform(s, 1) - 1);
+  t->angle = r.rotate * (2 * aert_uniform(s, 2) - 1) * (float)(M_PI / 180.0);
+  t->scale = aert_add_rn(1, aert_mul_rn(r.zoom, 2 * aert_uniform(s, 3) - 1));
+  t->flip_h = r.flip_h && aert_uniform(s, 4) < 0.5f;
+  t->flip_v = r.flip_v && aert_uniform(s, 5) < 0.5f;
+}
+
+/* sin and cos of an angle of at most a few turns, for augmentation: the angle less the
+ * nearest multiple of pi/2 (in two parts), then the even and odd polynomials of Cephes'
+ * sinf and cosf on [-pi/4, pi/4], every operation rounded on its own. The same bits on the
+ * host and on a device, where cosf and sinf differ and need a stack frame for huge angles. */
+static inline AERT_HD void aert_sincos(float a, float *s, float *c) {
+  float j = rintf(aert_mul_rn(a, 0.636619772f));   /* 2 / pi */
+  float x = aert_add_rn(aert_add_rn(a, -aert_mul_rn(j, 1.57079637f)), aert_mul_rn(j, 4.37113883e-8f));
+  float z = aert_mul_rn(x, x);
+  float sp = aert_add_rn(aert_mul_rn(aert_add_rn(aert_mul_rn(-1.9515295891e-4f, z), 8.3321608736e-3f), z), -1.6666654611e-1f);
+  float sv = aert_add_rn(aert_mul_rn(aert_mul_rn(sp, z), x), x);
+  float cp = aert_add_rn(aert_mul_rn(aert_add_rn(aert_mul_rn(2.443315711809948e-5f, z), -1.388731625493765e-3f), z),
+                         4.166664568298827e-2f);
+  float cv = aert_add_rn(aert_add_rn(aert_mul_rn(aert_mul_rn(cp, z), z), -aert_mul_rn(0.5f, z)), 1.0f);
+  int q = (int)j & 3;
+  *s = q == 0 ? sv : q == 1 ? cv : q == 2 ? -sv : -cv;
+  *c = q == 0 ? cv : q == 1 ? -sv : q == 2 ? -cv : sv;
 }
 
 /* Where output pixel (x, y) of an h x w image takes its value: the inverse map of t about
  * the image centre (undo the shift, then the rotation and zoom, then the flips); cs and sn
- * are cosf(t->angle) / t->scale and sinf(t->angle) / t->scale. */
+ * are the cosine and the sine of t->angle (aert_sincos) over t->scale. */
 static inline AERT_HD void aert_augment_source(const aert_transform *t, float cs, float sn, int x,
                                                int y, int h, int w, float *sx, float *sy) {
   float cx = (w - 1) / 2.0f, cy = (h - 1) / 2.0f;

@@ -16,14 +16,17 @@ int aert_augment_active(const aert_data *d) {
 /* The inverse map of one example's transform: source (sx, sy) of output pixel (x, y). */
 void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
                        aert_transform *t) {
-  aert_augment_transform(d, seed, epoch, index, t);
+  aert_ranges r = {d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v};
+  aert_augment_transform(r, seed, epoch, index, t);
 }
 
 /* Resamples one HWC image through t, about the image centre. nearest: class maps. The
  * arithmetic is aert_internal.h's, which a device's augmentation shares. */
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest) {
-  float cs = cosf(t->angle) / t->scale, sn = sinf(t->angle) / t->scale;
+  float cs, sn;
+  aert_sincos(t->angle, &sn, &cs);
+  cs /= t->scale, sn /= t->scale;
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
       float sx, sy;
