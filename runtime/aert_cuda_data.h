@@ -143,17 +143,27 @@ static inline void aecd_feed_host(aecd_feed *f, const float *x, const float *y) 
   f->host_bytes += nx + nt;
 }
 
-/* Uploads a set for aecd_feed_kept: once, the bytes (and the targets). -1 with a message
- * when it does not fit; the feed then holds no set. */
+/* Uploads a set for aecd_feed_kept: once, the bytes (and the targets). -1 with a note when
+ * it does not fit (the trainer then sends host batches); the feed then holds no set. */
 static inline int aecd_feed_keep(aecd_feed *f, const aert_model *m, const aert_device_set *set) {
   aecd_feed_drop_set(f);
-  if (set->in_size != f->in || set->n > 0x7fffffffL || (set->y && set->target_size != f->tg))
-    return aert_error("the CUDA device cannot keep a set of %ld examples of %ld values (its batches take %ld)",
-                      set->n, set->in_size, f->in), -1;
+  if (set->in_size != f->in || set->n > 0x7fffffffL || (set->y && set->target_size != f->tg)) {
+    fprintf(stderr, "note: the CUDA device does not keep a set of %ld examples of %ld values (its batches take %ld); "
+            "batches come from the host\n", set->n, set->in_size, f->in);
+    return -1;
+  }
   size_t nb = (size_t)set->n * set->in_size, ny = set->y ? sizeof(float) * set->n * set->target_size : 0;
-  if (aecd_feed_alloc((void **)&f->bytes, nb, "the kept training set") ||
-      (ny && aecd_feed_alloc((void **)&f->y, ny, "the kept training targets")))
+  void *bytes = NULL, *y = NULL;
+  if (cudaMalloc(&bytes, nb) != cudaSuccess)
+    bytes = NULL;
+  else if (ny && cudaMalloc(&y, ny) != cudaSuccess)
+    y = NULL;
+  f->bytes = (unsigned char *)bytes, f->y = (float *)y;
+  if (!bytes || (ny && !y)) {
+    cudaGetLastError();
+    fprintf(stderr, "note: the training set (%zu bytes) does not fit in device memory; batches come from the host\n", nb + ny);
     return aecd_feed_drop_set(f), -1;
+  }
   AEC_CHECK(cudaMemcpy(f->bytes, set->bytes, nb, cudaMemcpyHostToDevice));
   if (ny) AEC_CHECK(cudaMemcpy(f->y, set->y, ny, cudaMemcpyHostToDevice));
   f->set = *set;

@@ -1,5 +1,6 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
- * (made and augmented one ahead on the loader thread; on the model's device, device.h:
+ * (made and augmented one ahead on the loader thread, or, when the model's device keeps the
+ * IDX training set, made there from each batch's indices; on the model's device, device.h:
  * forward, finiteness check, backward, optimizer step with the schedule's rate, after
  * accumulation and clipping), validation loss, best.ckpt and last.ckpt each epoch, the CSV
  * log, plateau and early stopping. Resume is exact because the shuffle depends on (seed,
@@ -513,8 +514,11 @@ static int keep_on_device(trainer *t) {
   aert_device_set set;
   if (t->ranks == 1 && aert_device_set_of(t->m, &t->train, t->st.seed, &set))
     t->kept = aert_device_keep(&t->w.dev, &set);
-  if (!t->kept)
+  if (!t->kept) {   /* the loader makes the batches from the floats: the bytes are not needed */
+    free(t->all.bytes);
+    t->all.bytes = t->train.bytes = t->val.bytes = NULL;
     return 0;
+  }
   t->index = aert_alloc(sizeof(long) * t->m->batch, "batch indices");
   return t->index ? 0 : -1;
 }

@@ -993,8 +993,9 @@ static void emit_optimizer(emitter *e) {
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
  * Parameters, gradients, gradient sums, optimizer moments and the arena live in device
  * memory for the whole run; the runtime sees them through host views that upload and
- * download fill when it says so. A training step copies the batch in, the loss's sums and
- * the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
+ * download fill when it says so. A training step copies the batch in (or only its example
+ * indices, when the device keeps the IDX training set: runtime/aert_cuda_data.h, which also
+ * owns the batch buffers), the loss's sums and the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
  * host, on a downloaded copy of the parameters. */
 static bool any_auto_weights(const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++)
