@@ -39,8 +39,10 @@ typedef struct {
   aert_ranges augment;              /* the spec's ranges, when set.augment */
   float fill;                       /* augment.c's value outside the image: m->data.offset */
   int h, w, c;                      /* an input image's shape */
+  /* the data thread's batch slots, in pinned memory the feed gave it (aecd_feed_host_alloc) */
+  struct { const void *p; size_t n; } slots[8];
   /* what crossed to the device */
-  unsigned long long kept_bytes, kept_batches, index_bytes, host_batches, host_bytes;
+  unsigned long long kept_bytes, kept_batches, index_bytes, host_batches, host_bytes, direct_batches;
 } aecd_feed;
 
 /* n bytes of device memory in *p, zeroed; -1 with a message when there is not enough. */
@@ -88,8 +90,8 @@ static inline void aecd_feed_report(const aecd_feed *f) {
   if (!getenv("AEC_CUDA_FEED"))
     return;
   fprintf(stderr, "aec cuda feed: kept set %llu bytes once; %llu kept batches, %llu bytes of indices;"
-          " %llu host batches, %llu bytes through the pinned buffers\n", f->kept_bytes, f->kept_batches,
-          f->index_bytes, f->host_batches, f->host_bytes);
+          " %llu host batches, %llu bytes through the pinned buffers; %llu straight from the data thread's\n",
+          f->kept_bytes, f->kept_batches, f->index_bytes, f->host_batches, f->host_bytes, f->direct_batches);
 }
 
 static inline void aecd_feed_drop_set(aecd_feed *f) {
@@ -126,20 +128,56 @@ static inline int aecd_feed_next(aecd_feed *f) {
   return f->cur ^ 1;
 }
 
-/* A host batch (batch x in floats, and tg floats of targets) through the pinned buffers. */
+/* Pinned host memory for the data thread's batch slots (device.h's host_alloc): NULL when
+ * there is none, or no room left to remember it. */
+static inline void *aecd_feed_host_alloc(aecd_feed *f, size_t n) {
+  for (auto &slot : f->slots) {
+    if (slot.p) continue;
+    void *p = NULL;
+    if (cudaMallocHost(&p, n) != cudaSuccess) return cudaGetLastError(), nullptr;
+    slot.p = p, slot.n = n;
+    return p;
+  }
+  return NULL;
+}
+
+static inline void aecd_feed_host_free(aecd_feed *f, void *p) {
+  for (auto &slot : f->slots)
+    if (slot.p == p) slot.p = NULL, slot.n = 0;
+  AEC_CHECK(cudaFreeHost(p));
+}
+
+/* Whether n bytes at p lie in one of the data thread's pinned slots. */
+static inline int aecd_feed_pinned_slot(const aecd_feed *f, const void *p, size_t n) {
+  for (const auto &slot : f->slots)
+    if (slot.p && (const char *)p >= (const char *)slot.p && (const char *)p + n <= (const char *)slot.p + slot.n)
+      return 1;
+  return n == 0;
+}
+
+/* A host batch (batch x in floats, and tg floats of targets): copied from where it is when
+ * the data thread made it in pinned memory, else through the feed's pinned buffers. */
 static inline void aecd_feed_host(aecd_feed *f, const float *x, const float *y) {
   int s = aecd_feed_next(f);
   size_t nx = sizeof(float) * f->in * f->batch, nt = sizeof(float) * f->tg * f->batch;
-  AEC_CHECK(cudaEventSynchronize(f->copied[s]));   /* the pinned buffer's last copy is done */
-  memcpy(f->hx[s], x, nx);
-  if (nt) memcpy(f->ht[s], y, nt);
+  int direct = aecd_feed_pinned_slot(f, x, nx) && aecd_feed_pinned_slot(f, y, nt);
+  if (!direct) {
+    AEC_CHECK(cudaEventSynchronize(f->copied[s]));   /* the pinned buffer's last copy is done */
+    memcpy(f->hx[s], x, nx);
+    if (nt) memcpy(f->ht[s], y, nt);
+    x = f->hx[s], y = f->ht[s];
+  }
   AEC_CHECK(cudaStreamWaitEvent(f->copy, f->used[s], 0));   /* no step reads the device slot */
-  AEC_CHECK(cudaMemcpyAsync(f->x[s], f->hx[s], nx, cudaMemcpyHostToDevice, f->copy));
-  if (nt) AEC_CHECK(cudaMemcpyAsync(f->t[s], f->ht[s], nt, cudaMemcpyHostToDevice, f->copy));
+  AEC_CHECK(cudaMemcpyAsync(f->x[s], x, nx, cudaMemcpyHostToDevice, f->copy));
+  if (nt) AEC_CHECK(cudaMemcpyAsync(f->t[s], y, nt, cudaMemcpyHostToDevice, f->copy));
   AEC_CHECK(cudaEventRecord(f->copied[s], f->copy));
   AEC_CHECK(cudaStreamWaitEvent(0, f->copied[s], 0));   /* the next step computes on it */
+  /* the data thread refills its slot once backward has run, which may be before the copy
+   * would end by itself: wait for the copy alone (the compute stream's kernels run on) */
+  if (direct) AEC_CHECK(cudaEventSynchronize(f->copied[s]));
   f->cur = s;
   f->host_batches++;
+  f->direct_batches += direct;
   f->host_bytes += nx + nt;
 }
 

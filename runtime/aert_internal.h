@@ -273,6 +273,8 @@ typedef struct {
   uint64_t seed;
   int augment, running, sync, stop, full[2], failed[2];
   float *x[2], *y[2], *tmp;
+  aert_device *dev;      /* whose pinned memory holds x and y (pinned[s][0], [s][1]), or NULL */
+  int pinned[2][2];
   double waited;         /* seconds the trainer waited for data this epoch */
   pthread_t thread;
   pthread_mutex_t mu;
@@ -280,6 +282,8 @@ typedef struct {
 } aert_loader;
 
 int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds);
+/* The same, its two slots in dev's pinned host memory when it has some (device.h). */
+int aert_loader_init_on(aert_loader *l, const aert_model *m, const aert_dataset *ds, aert_device *dev);
 int aert_loader_start(aert_loader *l, const long *order, long first, long nb, uint64_t seed,
                       long epoch);
 int aert_loader_take(aert_loader *l, long b, float **x, float **y);   /* -1: unreadable data */

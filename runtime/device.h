@@ -41,6 +41,7 @@
 #ifndef AERT_DEVICE_H
 #define AERT_DEVICE_H
 
+#include <stdlib.h>
 #include <string.h>
 #include "aert.h"
 
@@ -105,6 +106,11 @@ typedef struct aert_device_ops {
    * and backward run on it. Only the indices cross to the device. */
   int (*keep)(aert_device *d, const aert_device_set *set);
   void (*batch_kept)(aert_device *d, const long *index, long epoch);
+  /* Optional, both or neither (NULL: malloc and free): n bytes of host memory that the
+   * device copies from fastest (pinned), for the data thread's batch slots, which `batch`
+   * then sends without a copy on the host; NULL when there is none. */
+  void *(*host_alloc)(aert_device *d, size_t n);
+  void (*host_free)(aert_device *d, void *p);
 } aert_device_ops;
 
 struct aert_device {
@@ -159,6 +165,19 @@ static inline int aert_device_keep(aert_device *d, const aert_device_set *set) {
 }
 static inline void aert_device_batch_kept(aert_device *d, const long *index, long epoch) {
   d->ops->batch_kept(d, index, epoch);
+}
+/* n bytes of host memory for batches: d's pinned memory when it has some (*pinned 1), else
+ * malloc's (d may be NULL); NULL when there is none. */
+static inline void *aert_device_host_alloc(aert_device *d, size_t n, int *pinned) {
+  void *p = d && d->ops->host_alloc && d->ops->host_free ? d->ops->host_alloc(d, n) : NULL;
+  *pinned = p != NULL;
+  return p ? p : malloc(n);
+}
+static inline void aert_device_host_free(aert_device *d, void *p, int pinned) {
+  if (pinned)
+    d->ops->host_free(d, p);
+  else
+    free(p);
 }
 
 #ifdef __cplusplus

@@ -692,7 +692,7 @@ static int setup(trainer *t) {
   if (t->rank == 0 && t->o->tensorboard && aert_tfevents_open(&t->tb, t->o->tensorboard) != 0)
     return -1;
   t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
-  if (!t->order || aert_loader_init(&t->loader, m, &t->train) != 0)
+  if (!t->order || aert_loader_init_on(&t->loader, m, &t->train, &t->w.dev) != 0)
     return -1;
   t->loader.stride = t->global_batch;   /* rank r takes slice r of each global batch */
   t->loader.offset = (long)t->rank * m->batch;

@@ -108,17 +108,30 @@ static void *produce(void *arg) {
   return NULL;
 }
 
+/* One slot's floats: the device's pinned memory when it has some, else malloc's. */
+static float *slot_alloc(aert_loader *l, long floats, int *pinned) {
+  float *p = aert_device_host_alloc(l->dev, sizeof(float) * floats, pinned);
+  if (!p)
+    aert_error("out of memory for the loader's batch (%ld bytes)", (long)sizeof(float) * floats);
+  return p;
+}
+
 int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds) {
+  return aert_loader_init_on(l, m, ds, NULL);
+}
+
+int aert_loader_init_on(aert_loader *l, const aert_model *m, const aert_dataset *ds, aert_device *dev) {
   memset(l, 0, sizeof *l);
   l->m = m;
   l->ds = ds;
+  l->dev = dev;
   l->augment = aert_augment_active(&m->data);
   l->stride = m->batch;
   long tsize = m->target_kind != AERT_TARGET_INPUT ? m->target_size : 0;
   long big = m->in_size > tsize ? m->in_size : tsize;
   for (int s = 0; s < 2; s++) {
-    l->x[s] = aert_alloc(sizeof(float) * m->batch * m->in_size, "loader batch");
-    l->y[s] = tsize ? aert_alloc(sizeof(float) * m->batch * tsize, "loader batch") : NULL;
+    l->x[s] = slot_alloc(l, m->batch * m->in_size, &l->pinned[s][0]);
+    l->y[s] = tsize ? slot_alloc(l, m->batch * tsize, &l->pinned[s][1]) : NULL;
     if (!l->x[s] || (tsize && !l->y[s]))
       return aert_loader_free(l), -1;
   }
@@ -183,8 +196,10 @@ void aert_loader_stop(aert_loader *l) {
 void aert_loader_free(aert_loader *l) {
   aert_loader_stop(l);
   for (int s = 0; s < 2; s++) {
-    free(l->x[s]);
-    free(l->y[s]);
+    if (l->x[s])
+      aert_device_host_free(l->dev, l->x[s], l->pinned[s][0]);
+    if (l->y[s])
+      aert_device_host_free(l->dev, l->y[s], l->pinned[s][1]);
   }
   free(l->tmp);
   if (l->sync) {

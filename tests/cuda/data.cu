@@ -44,10 +44,11 @@ int main(int argc, char **argv) {
     return fprintf(stderr, "data: model %s's training set is not one a device keeps\n", m.name), 1;
   aert_device d;
   aert_loader l;
-  if (aert_device_open(&d, &m, 1) != 0 || aert_loader_init(&l, &m, &train) != 0) return 1;
+  if (aert_device_open(&d, &m, 1) != 0 || aert_loader_init_on(&l, &m, &train, &d) != 0) return 1;
+  if (!l.pinned[0][0] || !l.pinned[1][0]) return fprintf(stderr, "data: the loader's slots are not the device's pinned memory\n"), 1;
   if (!aert_device_keep(&d, &set)) return fprintf(stderr, "data: the device did not keep the set\n"), 1;
   long tsize = m.target_kind != AERT_TARGET_INPUT ? m.target_size : 0, nb = train.n / m.batch;
-  std::vector<float> x((size_t)m.batch * m.in_size), t((size_t)m.batch * tsize);
+  std::vector<float> x((size_t)m.batch * m.in_size), t((size_t)m.batch * tsize), copy((size_t)m.batch * m.in_size);
   std::vector<long> order(train.n), index(m.batch);
   long batches = 0, bad = 0, sent_bad = 0;
   for (long epoch = 0; epoch < 2; epoch++) {
@@ -63,14 +64,18 @@ int main(int argc, char **argv) {
       if (wrong && !bad)
         fprintf(stderr, "data: epoch %ld batch %ld: %ld values differ from the host's\n", epoch + 1, b + 1, wrong);
       bad += wrong;
-      aert_device_batch(&d, hx, hy ? hy : hx);   /* the pinned buffers and the copy stream */
+      aert_device_batch(&d, hx, hy ? hy : hx);   /* straight from the loader's pinned slot */
       device_batch(&d, x, t);
       sent_bad += differing(hx, x.data(), (long)x.size()) + (tsize ? differing(hy, t.data(), (long)t.size()) : 0);
+      memcpy(copy.data(), hx, sizeof(float) * copy.size());
+      aert_device_batch(&d, copy.data(), copy.data());   /* through the device's own pinned buffers */
+      device_batch(&d, x, t);
+      sent_bad += differing(hx, x.data(), (long)x.size());
       aert_loader_release(&l, b);
     }
     aert_loader_stop(&l);
   }
-  printf("%ld batches of %d (%s): %ld values differ from the host's made on the device, %ld sent through the pinned buffers\n",
+  printf("%ld batches of %d (%s): %ld values of the batches made on the device differ from the host's, %ld of the batches sent from pinned memory\n",
          batches, m.batch, set.augment ? "augmented" : "not augmented", bad, sent_bad);
   aert_loader_free(&l);
   aert_device_close(&d);

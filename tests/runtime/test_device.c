@@ -172,6 +172,18 @@ static void counting_batch(aert_device *d, const float *x, const float *y) {
   mirror_batch(d, x, y);
 }
 
+static long host_allocs, host_frees;
+
+static void *counting_host_alloc(aert_device *d, size_t n) {
+  host_allocs++;
+  return malloc(n);
+}
+
+static void counting_host_free(aert_device *d, void *p) {
+  host_frees++;
+  free(p);
+}
+
 static aert_device_ops keeping_ops;
 
 static const aert_device_ops *keeping_device(void) {
@@ -179,6 +191,8 @@ static const aert_device_ops *keeping_device(void) {
   keeping_ops.batch = counting_batch;
   keeping_ops.keep = keeping_keep;
   keeping_ops.batch_kept = keeping_batch_kept;
+  keeping_ops.host_alloc = counting_host_alloc;
+  keeping_ops.host_free = counting_host_free;
   return &keeping_ops;
 }
 
@@ -255,5 +269,7 @@ Test(device, a_device_that_keeps_the_training_set_gets_the_loaders_examples, .ti
   cr_assert_eq(kept_batches, steps_run, "%ld batches from the kept set in %ld steps", kept_batches, steps_run);
   cr_assert(kept.augment && kept.y == NULL && kept.n == 288, "the kept set: %ld examples", kept.n);
   cr_assert_eq(host_batches, 2 * ((32 + toy_model.batch - 1) / toy_model.batch), "only validation from the host");
+  cr_assert(host_allocs == 4 && host_frees == 4, "the data thread's two slots in the device's host memory, each run: "
+            "%ld allocated, %ld freed", host_allocs, host_frees);
   assert_same_file(path_in(cpu, "last.ckpt"), path_in(mine, "last.ckpt"));
 }

@@ -1097,7 +1097,9 @@ static void emit_device_passes(emitter *e) {
       "static int cuda_keep(aert_device *d, const aert_device_set *set) {\n"
       "  return aecd_feed_keep(&((cuda_device *)d->own)->feed, d->m, set);\n}\n\n"
       "static void cuda_batch_kept(aert_device *d, const long *index, long epoch) {\n"
-      "  aecd_feed_kept(&((cuda_device *)d->own)->feed, index, epoch);\n}\n\n");
+      "  aecd_feed_kept(&((cuda_device *)d->own)->feed, index, epoch);\n}\n\n"
+      "static void *cuda_host_alloc(aert_device *d, size_t n) { return aecd_feed_host_alloc(&((cuda_device *)d->own)->feed, n); }\n\n"
+      "static void cuda_host_free(aert_device *d, void *p) { aecd_feed_host_free(&((cuda_device *)d->own)->feed, p); }\n\n");
   OUT("static run run_of(cuda_device *c, int training, uint64_t seed) {\n"
       "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
       "  return place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), seed, training, shard->first, c->sums, c->cw);\n}\n\n");
@@ -1156,7 +1158,7 @@ static void emit_host_glue(emitter *e) {
   emit_device_optimizer(e);
   OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
       "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n"
-      "  cuda_keep, cuda_batch_kept,\n};\n\n");
+      "  cuda_keep, cuda_batch_kept, cuda_host_alloc, cuda_host_free,\n};\n\n");
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
       " * runtime and its commands run the model unchanged. */\n");
   OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
