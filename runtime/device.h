@@ -100,7 +100,7 @@ typedef struct aert_device_ops {
   void (*step)(aert_device *d, int batches, float lr);
   /* Optional, both or neither (NULL: batches come from the host through `batch`). keep
    * copies the set into the device's memory once, for the device's life (a later keep
-   * replaces it): 0, or -1 with a message when it does not fit, and then the runtime keeps
+   * replaces it): 0, or -1 with a note when it does not fit, and then the runtime keeps
    * sending host batches. batch_kept makes the batch of examples index[0..batch-1] of the
    * kept set of epoch on the device, as the loader makes it on the host; the next forward
    * and backward run on it. Only the indices cross to the device. */
@@ -108,7 +108,8 @@ typedef struct aert_device_ops {
   void (*batch_kept)(aert_device *d, const long *index, long epoch);
   /* Optional, both or neither (NULL: malloc and free): n bytes of host memory that the
    * device copies from fastest (pinned), for the data thread's batch slots, which `batch`
-   * then sends without a copy on the host; NULL when there is none. */
+   * then sends without a copy on the host; NULL when there is none. The trainer hands a
+   * slot back to the data thread after backward: `batch` must have read it by then. */
   void *(*host_alloc)(aert_device *d, size_t n);
   void (*host_free)(aert_device *d, void *p);
 } aert_device_ops;
