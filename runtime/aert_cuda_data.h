@@ -28,6 +28,7 @@ typedef struct {
   float *x[2], *t[2];               /* the device's batch buffers; x[cur] is the current one */
   float *hx[2], *ht[2];             /* pinned host buffers of host batches */
   int *index[2], *hindex[2];        /* a kept set's batch indices, on the device and pinned */
+  cudaStream_t compute;             /* the stream the model's kernels run on (0: the default) */
   cudaStream_t copy;                /* host batches' copies */
   cudaEvent_t copied[2];            /* the last copy out of pinned slot s has finished */
   cudaEvent_t used[2];              /* the steps that read device slot s have finished */
@@ -66,7 +67,8 @@ static inline int aecd_feed_pinned(void **p, size_t n, const char *what) {
 }
 
 /* The buffers of a model's batch: batch examples of in floats of inputs and tg of targets
- * each (tg 0: the inputs are the targets). -1 with a message; aecd_feed_close frees what was made. */
+ * each (tg 0: the inputs are the targets). The model's kernels are taken to run on the
+ * default stream; a glue that runs them on a stream of its own sets f->compute to it. -1 with a message; aecd_feed_close frees what was made. */
 static inline int aecd_feed_open(aecd_feed *f, long batch, long in, long tg) {
   memset(f, 0, sizeof *f);
   f->batch = batch, f->in = in, f->tg = tg;
@@ -118,13 +120,16 @@ static inline void aecd_feed_close(aecd_feed *f) {
   memset(f, 0, sizeof *f);
 }
 
+/* The current batch: its device buffers, and which of the two they are (a step captured as
+ * a CUDA graph reads fixed pointers: one graph a slot). */
+static inline int aecd_feed_slot(const aecd_feed *f) { return f->cur; }
 static inline float *aecd_feed_x(const aecd_feed *f) { return f->x[f->cur]; }
 static inline float *aecd_feed_t(const aecd_feed *f) { return f->t[f->cur]; }
 
 /* The slot the next batch goes to. Everything queued on the compute stream so far may read
  * the current slot: its `used` event marks their end. */
 static inline int aecd_feed_next(aecd_feed *f) {
-  AEC_CHECK(cudaEventRecord(f->used[f->cur], 0));
+  AEC_CHECK(cudaEventRecord(f->used[f->cur], f->compute));
   return f->cur ^ 1;
 }
 
@@ -171,7 +176,7 @@ static inline void aecd_feed_host(aecd_feed *f, const float *x, const float *y) 
   AEC_CHECK(cudaMemcpyAsync(f->x[s], x, nx, cudaMemcpyHostToDevice, f->copy));
   if (nt) AEC_CHECK(cudaMemcpyAsync(f->t[s], y, nt, cudaMemcpyHostToDevice, f->copy));
   AEC_CHECK(cudaEventRecord(f->copied[s], f->copy));
-  AEC_CHECK(cudaStreamWaitEvent(0, f->copied[s], 0));   /* the next step computes on it */
+  AEC_CHECK(cudaStreamWaitEvent(f->compute, f->copied[s], 0));   /* the next step computes on it */
   /* the data thread refills its slot once backward has run, which may be before the copy
    * would end by itself: wait for the copy alone (the compute stream's kernels run on) */
   if (direct) AEC_CHECK(cudaEventSynchronize(f->copied[s]));
@@ -263,11 +268,11 @@ static inline void aecd_feed_kept(aecd_feed *f, const long *index, long epoch) {
   AEC_CHECK(cudaEventSynchronize(f->copied[s]));
   for (long b = 0; b < f->batch; b++)
     f->hindex[s][b] = (int)index[b];
-  AEC_CHECK(cudaMemcpyAsync(f->index[s], f->hindex[s], ni, cudaMemcpyHostToDevice, 0));
-  AEC_CHECK(cudaEventRecord(f->copied[s], 0));
+  AEC_CHECK(cudaMemcpyAsync(f->index[s], f->hindex[s], ni, cudaMemcpyHostToDevice, f->compute));
+  AEC_CHECK(cudaEventRecord(f->copied[s], f->compute));
   const aert_device_set *set = &f->set;
   long tsize = set->y ? set->target_size : 0, n = f->batch * (f->in > tsize ? f->in : tsize);
-  AEC_LAUNCH(aecd_gather, dim3((unsigned)((n + 1023) / 1024)), AECD_THREADS, 0, 0, f->x[s], f->t[s],
+  AEC_LAUNCH(aecd_gather, dim3((unsigned)((n + 1023) / 1024)), AECD_THREADS, 0, f->compute, f->x[s], f->t[s],
              (const unsigned char *)f->bytes, (const float *)f->y, (const int *)f->index[s], f->batch, f->in,
              tsize, set->scale, set->offset, set->augment, f->augment, f->fill, set->seed, epoch, f->h, f->w, f->c);
   f->cur = s;
