@@ -167,6 +167,7 @@ test: deps-test
 	tests/cuda/run.sh
 	tests/cuda/target.sh
 	tests/cuda/precision.sh
+	tests/cuda/data.sh
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh

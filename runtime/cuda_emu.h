@@ -98,6 +98,7 @@ struct registry {
   std::mutex mu;
   std::map<uintptr_t, size_t> device;   /* start -> bytes */
   std::map<const void *, size_t> dynamic_shared;   /* kernel -> opted-in bytes */
+  std::map<const void *, size_t> pinned;   /* cudaMallocHost's buffers -> bytes */
   cudaError_t last = cudaSuccess;
 };
 inline registry &reg() { static registry r; return r; }
@@ -536,9 +537,24 @@ inline cudaError_t cudaFree(void *p) {
   std::free(p);
   return cudaSuccess;
 }
-inline cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = std::malloc(bytes ? bytes : 1); return *p ? cudaSuccess : aecu_set(cudaErrorMemoryAllocation); }
+inline cudaError_t cudaMallocHost(void **p, size_t bytes) {
+  if (!(*p = std::malloc(bytes ? bytes : 1))) return aecu_set(cudaErrorMemoryAllocation);
+  aecu::registry &r = aecu::reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.pinned[*p] = bytes;
+  return cudaSuccess;
+}
 template <typename T> cudaError_t cudaMallocHost(T **p, size_t bytes) { return cudaMallocHost(reinterpret_cast<void **>(p), bytes); }
-inline cudaError_t cudaFreeHost(void *p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaFreeHost(void *p) {
+  if (!p) return cudaSuccess;
+  aecu::registry &r = aecu::reg();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (!r.pinned.erase(p)) aecu::fail("cudaFreeHost(%p): not a pointer cudaMallocHost returned", p);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
 
 inline void aecu_check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
   static const char *const names[] = {"HostToHost", "HostToDevice", "DeviceToHost", "DeviceToDevice", "Default"};
@@ -587,13 +603,29 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
 inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new aecu_event; return cudaSuccess; }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
+  if (!e) aecu::fail("cudaEventRecord on a null event (never created)");
   aecu::submit(s, [=] { e->t = std::chrono::steady_clock::now(); });
   return cudaSuccess;
 }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+/* Streams run in order on the host: an event recorded has happened, so waits return at once. */
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e) aecu::fail("cudaEventSynchronize on a null event (never created)");
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (!e) aecu::fail("cudaEventQuery on a null event (never created)");
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned flags = 0) {
+  if (!e) aecu::fail("cudaStreamWaitEvent on a null event (never created)");
+  return flags == 0 ? cudaSuccess : aecu_set(cudaErrorInvalidValue);
+}
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
   return cudaSuccess;

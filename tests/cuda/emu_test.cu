@@ -214,6 +214,8 @@ static int mistake(const char *which) {
   else if (!strcmp(which, "shared-too-big")) AEC_LAUNCH(block_sum, dim3(1), dim3(256), 64 * 1024, 0, d, d);
   else if (!strcmp(which, "warp-deadlock")) AEC_LAUNCH(warp_deadlock, dim3(1), dim3(32), 0, 0, d);
   else if (!strcmp(which, "out-of-bounds")) AEC_LAUNCH(read_past_end, dim3(1), dim3(96), 0, 0, d, d, 64);
+  else if (!strcmp(which, "free-host")) AEC_CHECK(cudaFreeHost(h));
+  else if (!strcmp(which, "null-event")) AEC_CHECK(cudaStreamWaitEvent(0, nullptr, 0));
   else { fprintf(stderr, "emu_test: unknown case '%s'\n", which); return 2; }
   AEC_CHECK(cudaDeviceSynchronize());
   AEC_CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));

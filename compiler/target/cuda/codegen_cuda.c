@@ -1038,8 +1038,9 @@ static void emit_optimizer(emitter *e) {
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
  * Parameters, gradients, gradient sums, optimizer moments and the arena live in device
  * memory for the whole run; the runtime sees them through host views that upload and
- * download fill when it says so. A training step copies the batch in, the loss's sums and
- * the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
+ * download fill when it says so. A training step copies the batch in (or only its example
+ * indices, when the device keeps the IDX training set: runtime/aert_cuda_data.h, which also
+ * owns the batch buffers), the loss's sums and the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
  * host, on a downloaded copy of the parameters. */
 static bool any_auto_weights(const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++)
@@ -1070,8 +1071,9 @@ static void emit_class_weights(emitter *e) {
 static void emit_device_memory(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
-  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
-  OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums;\n"
+  long in = elems(m->input), tg = m->target ? elems(m->target) : 0;
+  OUT("\ntypedef struct {\n  float *P, *G, *A, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums;\n"
+      "  aecd_feed feed;           /* the batches' buffers, and a kept set (aert_cuda_data.h) */\n"
       "  aert_optimizer opt;       /* the host view of the optimizer state */\n"
       "  float *grads, *out, *lat;   /* host copies of the gradients, the output and the latent */\n"
       "  float *host_arena;        /* the decoder's, on the host (allocated by the first decode) */\n"
@@ -1087,9 +1089,9 @@ static void emit_device_memory(emitter *e) {
       "  d->params = (float *)aert_alloc(sizeof(float) * %ldL, \"the parameters' host view\");\n"
       "  c->out = (float *)aert_alloc(sizeof(float) * %ldL, \"the output's host copy\");\n"
       "  if (!d->params || !c->out || device_zeros(&c->P, %ldL, \"the parameters\") || device_zeros(&c->A, %ldL, \"the arena\") ||\n"
-      "      device_zeros(&c->X, %ldL, \"the inputs\") || device_zeros(&c->T, %ldL, \"the targets\") ||\n"
+      "      aecd_feed_open(&c->feed, %d, %ldL, %ldL) ||\n"
       "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\"))\n    return -1;\n",
-      p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, in, tg, e->n_slots, e->n_cw);
+      p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, p->batch, in, tg, e->n_slots, e->n_cw);
   if (m->latent)
     OUT("  if (!(c->lat = (float *)aert_alloc(sizeof(float) * %ldL, \"the latent's host copy\"))) return -1;\n", (long)p->batch * elems(m->latent));
   OUT("  if (!d->training) return 0;\n  if (aert_optim_init(&c->opt, d->m) != 0) return -1;\n  d->opt = &c->opt;\n"
@@ -1099,8 +1101,8 @@ static void emit_device_memory(emitter *e) {
       "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n  return 0;\n}\n\n",
       p->param_floats, p->param_floats, p->param_floats, p->param_floats, p->param_floats);
   OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
-      "    float *dev[] = {c->P, c->G, c->A, c->X, c->T, c->cw, c->gsum, c->m, c->v};\n"
-      "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n"
+      "    float *dev[] = {c->P, c->G, c->A, c->cw, c->gsum, c->m, c->v};\n"
+      "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n    aecd_feed_close(&c->feed);\n"
       "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
       "  d->params = NULL;\n  d->opt = NULL;\n  d->own = NULL;\n}\n\n");
 }
@@ -1133,14 +1135,19 @@ static void emit_device_transfers(emitter *e) {
 static void emit_device_passes(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
-  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
-  OUT("static void cuda_batch(aert_device *d, const float *x, const float *y) {\n  cuda_device *c = (cuda_device *)d->own;\n");
-  emit_copy(e, "c->X", "x", ae_sprintf(e->a, "%ldL", in), "HostToDevice");
-  if (tg) emit_copy(e, "c->T", "y", ae_sprintf(e->a, "%ldL", tg), "HostToDevice");
-  else OUT("  (void)y;\n");
-  OUT("}\n\nstatic run run_of(cuda_device *c, int training, uint64_t seed) {\n"
+  OUT("/* The batch in: a host batch through the pinned buffers and the copy stream, or the\n"
+      " * indices of a batch of the kept set (aert_cuda_data.h). */\n"
+      "static void cuda_batch(aert_device *d, const float *x, const float *y) {\n"
+      "  aecd_feed_host(&((cuda_device *)d->own)->feed, x, y);\n}\n\n"
+      "static int cuda_keep(aert_device *d, const aert_device_set *set) {\n"
+      "  return aecd_feed_keep(&((cuda_device *)d->own)->feed, d->m, set);\n}\n\n"
+      "static void cuda_batch_kept(aert_device *d, const long *index, long epoch) {\n"
+      "  aecd_feed_kept(&((cuda_device *)d->own)->feed, index, epoch);\n}\n\n"
+      "static void *cuda_host_alloc(aert_device *d, size_t n) { return aecd_feed_host_alloc(&((cuda_device *)d->own)->feed, n); }\n\n"
+      "static void cuda_host_free(aert_device *d, void *p) { aecd_feed_host_free(&((cuda_device *)d->own)->feed, p); }\n\n");
+  OUT("static run run_of(cuda_device *c, int training, uint64_t seed) {\n"
       "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
-      "  return place(c->P, c->G, c->A, c->X, c->T, seed, training, shard->first, c->sums, c->cw);\n}\n\n");
+      "  return place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), seed, training, shard->first, c->sums, c->cw);\n}\n\n");
   OUT("static float cuda_forward(aert_device *d, int training, uint64_t seed, aert_losses *losses) {\n"
       "  run r = run_of((cuda_device *)d->own, training, seed);\n  return forward_kernels(&r, losses);\n}\n\n");
   OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  run r = run_of((cuda_device *)d->own, 1, seed);\n  backward_kernels(&r);\n}\n\n");
@@ -1154,7 +1161,7 @@ static void emit_device_passes(emitter *e) {
     const char *what = i ? "latent" : "output", *host = i ? "lat" : "out";
     OUT("static const float *cuda_%s(const aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", what);
     if (!keep[i]) { OUT("  (void)c;\n  return NULL;\n}\n\n"); continue; }
-    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, c->X, c->T, 0, 0, 0, c->sums, c->cw);\n"
+    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), 0, 0, 0, c->sums, c->cw);\n"
         "    const run *r = &dr;   /* the buffer by its name */\n"
         "    AEC_CHECK(cudaMemcpy(c->%s, %s, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n    c->%s_here = 1;\n  }\n  return c->%s;\n}\n\n",
         what, host, host, val(e, keep[i]), (long)p->batch * elems(keep[i]), host, host);
@@ -1195,7 +1202,8 @@ static void emit_host_glue(emitter *e) {
   emit_device_passes(e);
   emit_device_optimizer(e);
   OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
-      "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n};\n\n");
+      "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n"
+      "  cuda_keep, cuda_batch_kept, cuda_host_alloc, cuda_host_free,\n};\n\n");
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
       " * runtime and its commands run the model unchanged. */\n");
   OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
@@ -1250,7 +1258,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
       " * Backward kernels accumulate (+=) into gradients; every sum has one thread and a fixed order. */\n",
       m->name, p->batch, p->kernels.len, m->name);
   emit_precision(e);
-  OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
+  OUT("#include \"aert_cuda_kernels.h\"\n#include \"aert_cuda_data.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
   emit_gemm_library(e);
   OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
   emit_run(e);
