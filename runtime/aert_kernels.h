@@ -986,7 +986,6 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
 static inline void aert_loss_focal_block(const aert_real *restrict logits, const aert_real *restrict t, long r0, long r1,
                                          int c, const aert_real *restrict cw, double gamma, int forward, double *sum,
                                          double *wsum) {
-  aert_real p[AERT_MAX_CLASSES];
   double s = 0, ws = 0;
   for (long r = r0; r < r1; r++) {
     int k = (int)t[r];
@@ -994,8 +993,13 @@ static inline void aert_loss_focal_block(const aert_real *restrict logits, const
     double w = cw ? cw[k] : 1.0;
     ws += w;
     if (!forward) continue;
-    aert_softmax_row(logits + r * c, p, c);
-    double pt = p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30;
+    const aert_real *x = logits + r * c;   /* p_k as aert_softmax_row computes it, without the other p_i */
+    aert_real mx = x[0];
+    for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
+    double e = 0;
+    for (int i = 0; i < c; i++) e += (aert_real)exp(x[i] - mx);
+    aert_real pk = (aert_real)((aert_real)exp(x[k] - mx) / e);
+    double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
     s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
   }
   *sum = s, *wsum = ws;
