@@ -188,23 +188,25 @@ AERT_CONV_TILE_CIN(aert_conv_htile, 1, 32)
  * that are constants where model.c calls aert_conv_fwd with its static geometry: the
  * compiler keeps only the tiles a model uses. */
 static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_for(int half, int nv, int cin) {
-  if (half) switch (nv * 1000 + cin) {
-    case 1004: return aert_conv_htile_1_cin4;
-    case 1008: return aert_conv_htile_1_cin8;
-    case 1016: return aert_conv_htile_1_cin16;
-    case 1032: return aert_conv_htile_1_cin32;
-    default: return nv == 4 ? aert_conv_htile_4 : nv == 3 ? aert_conv_htile_3 : nv == 2 ? aert_conv_htile_2 : aert_conv_htile_1;
-    }
-  switch (nv * 1000 + cin) {
-  case 1008: return aert_conv_tile_1_cin8;
-  case 1016: return aert_conv_tile_1_cin16;
-  case 1024: return aert_conv_tile_1_cin24;
-  case 1032: return aert_conv_tile_1_cin32;
-  case 1064: return aert_conv_tile_1_cin64;
-  case 2016: return aert_conv_tile_2_cin16;
-  case 2032: return aert_conv_tile_2_cin32;
-  default: return nv == 4 ? aert_conv_tile_4 : nv == 3 ? aert_conv_tile_3 : nv == 2 ? aert_conv_tile_2 : aert_conv_tile_1;
+  if (half && nv == 1) {
+    if (cin == 4) return aert_conv_htile_1_cin4;
+    if (cin == 8) return aert_conv_htile_1_cin8;
+    if (cin == 16) return aert_conv_htile_1_cin16;
+    if (cin == 32) return aert_conv_htile_1_cin32;
   }
+  if (half) return nv == 4 ? aert_conv_htile_4 : nv == 3 ? aert_conv_htile_3 : nv == 2 ? aert_conv_htile_2 : aert_conv_htile_1;
+  if (nv == 1) {
+    if (cin == 8) return aert_conv_tile_1_cin8;
+    if (cin == 16) return aert_conv_tile_1_cin16;
+    if (cin == 24) return aert_conv_tile_1_cin24;
+    if (cin == 32) return aert_conv_tile_1_cin32;
+    if (cin == 64) return aert_conv_tile_1_cin64;
+  }
+  if (nv == 2) {
+    if (cin == 16) return aert_conv_tile_2_cin16;
+    if (cin == 32) return aert_conv_tile_2_cin32;
+  }
+  return nv == 4 ? aert_conv_tile_4 : nv == 3 ? aert_conv_tile_3 : nv == 2 ? aert_conv_tile_2 : aert_conv_tile_1;
 }
 
 /* The geometry of a direct convolution (one static const struct per conv in the generated
