@@ -963,48 +963,43 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
   return (aert_real)(s / denom);
 }
 
+/* p_k of softmax(x) as aert_softmax_row computes it (the same bits), without the other
+ * p_i: one division instead of c (the loss's forward needs only the target's). */
+static inline aert_real aert_softmax_at(const aert_real *restrict x, int k, int c) {
+  aert_real mx = x[0];
+  for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
+  double s = 0;
+  for (int i = 0; i < c; i++) s += (aert_real)exp(x[i] - mx);
+  return (aert_real)((aert_real)exp(x[k] - mx) / s);
+}
+
 /* Focal loss (Lin et al. 2017) of softmax(logits) per row against class indices t
  * (negative or >= c: skipped), with optional class weights: sum(w_t * -(1 - p_t)^gamma *
  * log p_t) / sum(w_t), or divided by the batch with per_example_sum. gamma = 0 is softmax
  * cross-entropy, PyTorch's weighted mean of cross_entropy(weight, ignore_index); softmax_xent
  * is this loss at gamma 0. Forward (dl NULL) returns the value; backward only adds the
  * gradient and returns 0. *used gets this batch's divisor; global > 0 replaces it in
- * backward (data-parallel ranks divide by the global one / ranks). The loss and the
- * weight sum run in parallel over fixed blocks of AERT_LOSS_BLOCK rows added in block
- * order, the gradient (each row on its own) over one range of rows per thread: the
- * result does not depend on the thread count. scratch is not needed (each row keeps its
- * probabilities on the stack; c <= AERT_MAX_CLASSES). Inside the parallel region c is no
- * longer a constant: one thread's backward takes 7.7 ms of CPU for 262144 x 6 where the
- * serial loop inlined with c = 6 took 5.9 (AMD EPYC); two threads still halve the wall time. */
-#define AERT_LOSS_BLOCK 4096
-static inline void aert_loss_focal_block(const aert_real *restrict logits, const aert_real *restrict t, long r0, long r1,
-                                         int c, const aert_real *restrict cw, double gamma, int forward, double *sum,
-                                         double *wsum) {
-  double s = 0, ws = 0;
-  for (long r = r0; r < r1; r++) {
+ * backward (data-parallel ranks divide by the global one / ranks). */
+static inline aert_real aert_loss_focal(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
+                                        long rows, int c, const aert_real *restrict cw, double gamma, int per_example_sum,
+                                        int batch, aert_real weight, aert_real *restrict p, double *used,
+                                        double global) {
+  double s = 0, wsum = 0;
+  for (long r = 0; r < rows; r++) {   /* the backward pass needs only the weight sum */
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     double w = cw ? cw[k] : 1.0;
-    ws += w;
-    if (!forward) continue;
-    const aert_real *x = logits + r * c;   /* p_k as aert_softmax_row computes it, without the other p_i */
-    aert_real mx = x[0];
-    for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
-    double e = 0;
-    for (int i = 0; i < c; i++) e += (aert_real)exp(x[i] - mx);
-    aert_real pk = (aert_real)((aert_real)exp(x[k] - mx) / e);
+    wsum += w;
+    if (dl) continue;
+    aert_real pk = aert_softmax_at(logits + r * c, k, c);
     double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
     s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
   }
-  *sum = s, *wsum = ws;
-}
-
-/* dl of rows [r0, r1) += w_t * weight / denom * dL/dlogits. */
-static inline void aert_loss_focal_grad(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
-                                        long r0, long r1, int c, const aert_real *restrict cw, double gamma, double weight,
-                                        double denom) {
-  aert_real p[AERT_MAX_CLASSES];
-  for (long r = r0; r < r1; r++) {
+  double denom = per_example_sum ? batch : wsum;
+  *used = denom;
+  if (global > 0 && dl) denom = global;   /* a rank of a data-parallel run: the global normaliser */
+  if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
+  for (long r = 0; r < rows; r++) {
     int k = (int)t[r];
     if (k < 0 || k >= c) continue;
     aert_softmax_row(logits + r * c, p, c);
@@ -1016,29 +1011,6 @@ static inline void aert_loss_focal_grad(const aert_real *restrict logits, const 
     }
     aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom * -f);
     for (int i = 0; i < c; i++) dl[r * c + i] += g * (p[i] - (i == k));
-  }
-}
-
-static inline aert_real aert_loss_focal(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
-                                        long rows, int c, const aert_real *restrict cw, double gamma, int per_example_sum,
-                                        int batch, aert_real weight, aert_real *restrict scratch, double *used,
-                                        double global) {
-  long blocks = (rows + AERT_LOSS_BLOCK - 1) / AERT_LOSS_BLOCK;
-  double sums[blocks], wsums[blocks], s = 0, wsum = 0;
-  (void)scratch;
-#pragma omp parallel for schedule(static)   /* the backward pass needs only the weight sum */
-  for (long b = 0; b < blocks; b++)
-    aert_loss_focal_block(logits, t, b * AERT_LOSS_BLOCK, b == blocks - 1 ? rows : (b + 1) * AERT_LOSS_BLOCK, c, cw, gamma,
-                          !dl, &sums[b], &wsums[b]);
-  for (long b = 0; b < blocks; b++) s += sums[b], wsum += wsums[b];
-  double denom = per_example_sum ? batch : wsum;
-  *used = denom;
-  if (global > 0 && dl) denom = global;   /* a rank of a data-parallel run: the global normaliser */
-  if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
-#pragma omp parallel   /* each row's gradient on its own: one range of rows per thread */
-  {
-    long nt = omp_get_num_threads(), id = omp_get_thread_num(), r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
-    aert_loss_focal_grad(logits, t, dl, r0, r1, c, cw, gamma, weight, denom);
   }
   return 0;
 }
