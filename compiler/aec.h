@@ -411,10 +411,12 @@ typedef struct {
 typedef struct { ae_node *node; int factor, ch_off; } ae_view;
 
 /* Direct convolutions (aert_conv_fwd in runtime/aert_kernels.h) take output channels in
- * whole vectors, or fewer than a vector over whole vectors of input channels: a multiple
- * of 16 floats serves AVX-512, AVX2 and doubles; their register tiles read up to 24 pixels
- * past the last image. */
+ * whole half vectors (AE_SLIDE_UNIT: 8 floats, a whole vector under AVX2, half of one
+ * under AVX-512), or fewer than a vector over whole vectors of input channels (narrow: a
+ * multiple of 16 floats serves AVX-512, AVX2 and doubles); their register tiles read up
+ * to 24 pixels past the last image. */
 #define AE_SLIDE_LANES 16
+#define AE_SLIDE_UNIT 8
 #define AE_SLIDE_SLACK 24
 
 /* How the CPU target runs a conv (sched_cpu.c), decided once and read by the memory

@@ -91,56 +91,123 @@ static inline void aert_conv_taps(long *xoff, int k, int s, int hg, int wg, int 
       xoff[kh * k + kw] = (((long)((kh % s) * s + kw % s) * hg + kh / s) * wg + kw / s) * cin;
 }
 
-/* Vectors of output channels per tile: whole vectors, at most four. */
+/* Output channels that are not whole vectors but whole half vectors (8 floats under
+ * AVX-512: the 8-channel layers of a small U-Net) run the same tiles on vectors half as
+ * wide: on machines that execute AVX-512 as two 256-bit halves (AMD Zen 4) at the same
+ * multiply-add rate. */
+#define AERT_HLANES (AERT_LANES / 2)
+typedef aert_real aert_hvec __attribute__((vector_size(AERT_VEC_BYTES / 2)));
+
+/* The lanes of the vectors a conv with cout output channels runs on (full or half). */
+static inline int aert_conv_lanes(int cout) { return cout % AERT_LANES == 0 ? AERT_LANES : AERT_HLANES; }
+
+/* Vectors of output channels per tile: whole vectors of `lanes`, at most four. */
 static inline int aert_conv_nv(int cout) {
-  int vecs = cout / AERT_LANES;
+  int vecs = cout / aert_conv_lanes(cout);
   return vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1;
 }
 
-static inline __attribute__((always_inline)) void aert_conv_tile(const aert_real *restrict x, const aert_real *restrict w,
-                                                                 aert_real *restrict y, const long *restrict xoff, int q,
-                                                                 int mr, int nv, int taps, int wg, int cin, int cout,
-                                                                 int ho, int wo, int acc) {
-  aert_vec c[AERT_TILE_ACC] = {0};
-  for (int t = 0; t < taps; t++) {
-    const aert_real *xt = x + (long)q * cin + xoff[t], *wt = w + (long)t * cin * cout;
-    for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {
-      aert_vec b[4];
-#pragma GCC unroll 4
-      for (int v = 0; v < nv; v++) b[v] = aert_vload(wt + v * AERT_LANES);
-#pragma GCC unroll 24
-      for (int j = 0; j < mr; j++) {
-        aert_real a = xt[(long)j * cin];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) c[j * nv + v] += a * b[v];
-      }
-    }
+/* The forward register tile on vectors of type VEC (LANES values): mr pixels from q on,
+ * nv vectors of output channels. */
+#define AERT_DEFINE_CONV_TILE(NAME, VEC, LANES)                                                                    \
+  static inline __attribute__((always_inline)) void NAME(const aert_real *restrict x, const aert_real *restrict w, \
+                                                         aert_real *restrict y, const long *restrict xoff, int q, \
+                                                         int mr, int nv, int taps, int wg, int cin, int cout,     \
+                                                         int ho, int wo, int acc) {                               \
+    VEC c[AERT_TILE_ACC] = {0};                                                                                    \
+    for (int t = 0; t < taps; t++) {                                                                               \
+      const aert_real *xt = x + (long)q * cin + xoff[t], *wt = w + (long)t * cin * cout;                           \
+      for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {                                                         \
+        VEC b[4];                                                                                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) memcpy(&b[v], wt + v * (LANES), sizeof(VEC));         \
+        _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                    \
+          aert_real a = xt[(long)j * cin];                                                                         \
+          _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) c[j * nv + v] += a * b[v];                          \
+        }                                                                                                          \
+      }                                                                                                            \
+    }                                                                                                              \
+    _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                        \
+      int oh = (q + j) / wg, ow = (q + j) - oh * wg;                                                               \
+      if (ow >= wo || oh >= ho) continue;                                                                          \
+      aert_real *o = y + ((long)oh * wo + ow) * cout;                                                              \
+      _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                       \
+        VEC r = c[j * nv + v], old;                                                                                \
+        if (acc) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                              \
+        memcpy(o + v * (LANES), &r, sizeof r);                                                                     \
+      }                                                                                                            \
+    }                                                                                                              \
   }
-#pragma GCC unroll 24
-  for (int j = 0; j < mr; j++) {
-    int oh = (q + j) / wg, ow = (q + j) - oh * wg;
-    if (ow >= wo || oh >= ho) continue;
-    aert_real *o = y + ((long)oh * wo + ow) * cout;
-#pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) {
-      aert_vec r = c[j * nv + v];
-      if (acc) r += aert_vload(o + v * AERT_LANES);
-      memcpy(o + v * AERT_LANES, &r, sizeof r);
-    }
-  }
-}
+AERT_DEFINE_CONV_TILE(aert_conv_tile, aert_vec, AERT_LANES)
+AERT_DEFINE_CONV_TILE(aert_conv_htile, aert_hvec, AERT_HLANES)
 
-/* One function per vector count: nv vectors of channels, AERT_TILE_ACC / nv pixels. */
-#define AERT_CONV_TILE(NV)                                                                                     \
-  static void aert_conv_tile_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,   \
-                                  const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho,    \
-                                  int wo, int acc) {                                                          \
-    aert_conv_tile(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, acc);              \
+/* One function per vector width and count: nv vectors of channels, AERT_TILE_ACC / nv
+ * pixels (chosen by aert_conv_tile_for below). */
+typedef void aert_conv_tile_fn(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,
+                               const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo, int acc);
+#define AERT_CONV_TILE(TILE, NV)                                                                                   \
+  static void TILE##_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,         \
+                          const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo,   \
+                          int acc) {                                                                               \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, acc);                              \
   }
-AERT_CONV_TILE(1)
-AERT_CONV_TILE(2)
-AERT_CONV_TILE(3)
-AERT_CONV_TILE(4)
+AERT_CONV_TILE(aert_conv_tile, 1)
+AERT_CONV_TILE(aert_conv_tile, 2)
+AERT_CONV_TILE(aert_conv_tile, 3)
+AERT_CONV_TILE(aert_conv_tile, 4)
+AERT_CONV_TILE(aert_conv_htile, 1)
+AERT_CONV_TILE(aert_conv_htile, 2)
+AERT_CONV_TILE(aert_conv_htile, 3)
+AERT_CONV_TILE(aert_conv_htile, 4)
+
+/* The same tiles with the pixel stride cin a constant, for the channel counts of narrow
+ * layers: the 24 (12) pixels a one- (two-) vector tile broadcasts from are then immediate
+ * offsets from one pointer, where a variable stride needs 24 index registers that GCC
+ * spills. Measured on AMD EPYC (AVX-512, one thread): one vector 16 -> 16 channels 78 ->
+ * 102 GFLOP/s, half vectors 8 -> 8 55 -> 90, two vectors 32 -> 32 100 -> 109; four
+ * vectors (6 pixels) gain nothing. The sums run in the same order: the same bits. */
+#define AERT_CONV_TILE_CIN(TILE, NV, CIN)                                                                          \
+  static void TILE##_##NV##_cin##CIN(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y, \
+                                     const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho,  \
+                                     int wo, int acc) {                                                            \
+    (void)cin;                                                                                                     \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, CIN, cout, ho, wo, acc);                              \
+  }
+AERT_CONV_TILE_CIN(aert_conv_tile, 1, 8)
+AERT_CONV_TILE_CIN(aert_conv_tile, 1, 16)
+AERT_CONV_TILE_CIN(aert_conv_tile, 1, 24)
+AERT_CONV_TILE_CIN(aert_conv_tile, 1, 32)
+AERT_CONV_TILE_CIN(aert_conv_tile, 1, 64)
+AERT_CONV_TILE_CIN(aert_conv_tile, 2, 16)
+AERT_CONV_TILE_CIN(aert_conv_tile, 2, 32)
+AERT_CONV_TILE_CIN(aert_conv_htile, 1, 4)
+AERT_CONV_TILE_CIN(aert_conv_htile, 1, 8)
+AERT_CONV_TILE_CIN(aert_conv_htile, 1, 16)
+AERT_CONV_TILE_CIN(aert_conv_htile, 1, 32)
+
+/* The tile for (half) vectors, nv of them, over cin input channels. A switch on values
+ * that are constants where model.c calls aert_conv_fwd with its static geometry: the
+ * compiler keeps only the tiles a model uses. */
+static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_for(int half, int nv, int cin) {
+  if (half && nv == 1) {
+    if (cin == 4) return aert_conv_htile_1_cin4;
+    if (cin == 8) return aert_conv_htile_1_cin8;
+    if (cin == 16) return aert_conv_htile_1_cin16;
+    if (cin == 32) return aert_conv_htile_1_cin32;
+  }
+  if (half) return nv == 4 ? aert_conv_htile_4 : nv == 3 ? aert_conv_htile_3 : nv == 2 ? aert_conv_htile_2 : aert_conv_htile_1;
+  if (nv == 1) {
+    if (cin == 8) return aert_conv_tile_1_cin8;
+    if (cin == 16) return aert_conv_tile_1_cin16;
+    if (cin == 24) return aert_conv_tile_1_cin24;
+    if (cin == 32) return aert_conv_tile_1_cin32;
+    if (cin == 64) return aert_conv_tile_1_cin64;
+  }
+  if (nv == 2) {
+    if (cin == 16) return aert_conv_tile_2_cin16;
+    if (cin == 32) return aert_conv_tile_2_cin32;
+  }
+  return nv == 4 ? aert_conv_tile_4 : nv == 3 ? aert_conv_tile_3 : nv == 2 ? aert_conv_tile_2 : aert_conv_tile_1;
+}
 
 /* The geometry of a direct convolution (one static const struct per conv in the generated
  * code, so that its calls read by name): batch images at a time, stride s, each image's
@@ -227,27 +294,21 @@ static inline void aert_unstack(const aert_pad_geom *g, const aert_real *restric
 }
 
 /* x: per image s * s phases of hg x wg pixels (plus slack after the last image); y: ho x wo
- * pixels of cout channels, a multiple of AERT_LANES; acc adds to y instead of overwriting. */
-static inline void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
+ * pixels of cout channels, a multiple of AERT_LANES or AERT_HLANES; acc adds to y instead
+ * of overwriting. */
+static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
                                  aert_real *restrict y, int acc) {
   int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
-  int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / AERT_LANES / nv, taps = k * k;
-  int span = (ho - 1) * wg + wo, tiles = (span + mr - 1) / mr;
+  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / lanes / nv;
+  int taps = k * k, span = (ho - 1) * wg + wo, tiles = (span + mr - 1) / mr;
   long xs = (long)s * s * hg * wg * cin, ys = (long)ho * wo * cout, xoff[taps];
+  aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
   aert_conv_taps(xoff, k, s, hg, wg, cin);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
     for (int t = 0; t < tiles; t++)
-      for (int cb = 0; cb < blocks; cb++) {
-        const aert_real *xn = x + n * xs, *wb = w + cb * nv * AERT_LANES;
-        aert_real *yb = y + n * ys + cb * nv * AERT_LANES;
-        switch (nv) {
-        case 4: aert_conv_tile_4(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
-        case 3: aert_conv_tile_3(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
-        case 2: aert_conv_tile_2(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
-        default: aert_conv_tile_1(xn, wb, yb, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc); break;
-        }
-      }
+      for (int cb = 0; cb < blocks; cb++)
+        tile(x + n * xs, w + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc);
 }
 
 /* The weight gradient: dw[kh, kw, ci, co] += sum over n, oh, ow of x[n, oh*s + kh, ow*s + kw,
@@ -263,47 +324,58 @@ static inline void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restr
  * shapes only, never on the thread count. */
 #define AERT_DW_TASKS 16
 #define AERT_DW_BLOCK 16384
-static inline __attribute__((always_inline)) void aert_conv_dw_tile(const aert_real *restrict x, const aert_real *restrict dy,
-                                                                    aert_real *restrict dw, int ldw, int mr, int nv, long a,
-                                                                    long b, long xs, long xoff, int wg, int cin, int ho,
-                                                                    int wo, int cout, int rows) {
-  aert_vec c[AERT_TILE_ACC] = {0};
-  for (long rr = a; rr < b; rr++) {
-    long n = rr / ho;
-    int oh = (int)(rr - n * ho);
-    const aert_real *xr = x + n * xs + xoff + (long)oh * wg * cin;
-    const aert_real *dr = dy + rr * wo * cout;
-    for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {
-      aert_vec d[4];
-#pragma GCC unroll 4
-      for (int v = 0; v < nv; v++) d[v] = aert_vload(dr + v * AERT_LANES);
-#pragma GCC unroll 24
-      for (int j = 0; j < mr; j++) {
-        aert_real e = xr[j];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) c[j * nv + v] += e * d[v];
-      }
-    }
+/* The weight-gradient tile on vectors of type VEC (LANES values): mr rows of dw from xoff
+ * on, nv vectors of output channels, summed over the output rows [a, b). */
+#define AERT_DEFINE_CONV_DW_TILE(NAME, VEC, LANES)                                                                   \
+  static inline __attribute__((always_inline)) void NAME(const aert_real *restrict x, const aert_real *restrict dy,  \
+                                                         aert_real *restrict dw, int ldw, int mr, int nv, long a,   \
+                                                         long b, long xs, long xoff, int wg, int cin, int ho,       \
+                                                         int wo, int cout, int rows) {                              \
+    VEC c[AERT_TILE_ACC] = {0};                                                                                      \
+    for (long rr = a; rr < b; rr++) {                                                                                \
+      long n = rr / ho;                                                                                              \
+      int oh = (int)(rr - n * ho);                                                                                   \
+      const aert_real *xr = x + n * xs + xoff + (long)oh * wg * cin;                                                 \
+      const aert_real *dr = dy + rr * wo * cout;                                                                     \
+      for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout) {                                                       \
+        VEC d[4];                                                                                                    \
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) memcpy(&d[v], dr + v * (LANES), sizeof(VEC));           \
+        _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                      \
+          aert_real e = xr[j];                                                                                       \
+          _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) c[j * nv + v] += e * d[v];                            \
+        }                                                                                                            \
+      }                                                                                                              \
+    }                                                                                                                \
+    _Pragma("GCC unroll 24") for (int j = 0; j < mr && j < rows; j++)                                               \
+      _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                         \
+        VEC r = c[j * nv + v], old;                                                                                  \
+        memcpy(&old, dw + (long)j * ldw + v * (LANES), sizeof old);                                                  \
+        r += old;                                                                                                    \
+        memcpy(dw + (long)j * ldw + v * (LANES), &r, sizeof r);                                                      \
+      }                                                                                                              \
   }
-#pragma GCC unroll 24
-  for (int j = 0; j < mr && j < rows; j++)
-#pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) {
-      aert_vec r = c[j * nv + v] + aert_vload(dw + (long)j * ldw + v * AERT_LANES);
-      memcpy(dw + (long)j * ldw + v * AERT_LANES, &r, sizeof r);
-    }
-}
+AERT_DEFINE_CONV_DW_TILE(aert_conv_dw_tile, aert_vec, AERT_LANES)
+AERT_DEFINE_CONV_DW_TILE(aert_conv_dw_htile, aert_hvec, AERT_HLANES)
 
-#define AERT_CONV_DW_TILE(NV)                                                                                  \
-  static void aert_conv_dw_tile_##NV(const aert_real *restrict x, const aert_real *restrict dy, aert_real *restrict dw, \
-                                     int ldw, long a, long b, long xs, long xoff, int wg, int cin, int ho, int wo,   \
-                                     int cout, int rows) {                                                       \
-    aert_conv_dw_tile(x, dy, dw, ldw, AERT_TILE_ACC / NV, NV, a, b, xs, xoff, wg, cin, ho, wo, cout, rows);     \
+typedef void aert_conv_dw_tile_fn(const aert_real *restrict x, const aert_real *restrict dy, aert_real *restrict dw, int ldw,
+                                  long a, long b, long xs, long xoff, int wg, int cin, int ho, int wo, int cout, int rows);
+#define AERT_CONV_DW_TILE(TILE, NV)                                                                                  \
+  static void TILE##_##NV(const aert_real *restrict x, const aert_real *restrict dy, aert_real *restrict dw, int ldw, \
+                          long a, long b, long xs, long xoff, int wg, int cin, int ho, int wo, int cout, int rows) {  \
+    TILE(x, dy, dw, ldw, AERT_TILE_ACC / NV, NV, a, b, xs, xoff, wg, cin, ho, wo, cout, rows);                         \
   }
-AERT_CONV_DW_TILE(1)
-AERT_CONV_DW_TILE(2)
-AERT_CONV_DW_TILE(3)
-AERT_CONV_DW_TILE(4)
+AERT_CONV_DW_TILE(aert_conv_dw_tile, 1)
+AERT_CONV_DW_TILE(aert_conv_dw_tile, 2)
+AERT_CONV_DW_TILE(aert_conv_dw_tile, 3)
+AERT_CONV_DW_TILE(aert_conv_dw_tile, 4)
+AERT_CONV_DW_TILE(aert_conv_dw_htile, 1)
+AERT_CONV_DW_TILE(aert_conv_dw_htile, 2)
+AERT_CONV_DW_TILE(aert_conv_dw_htile, 3)
+AERT_CONV_DW_TILE(aert_conv_dw_htile, 4)
+static inline __attribute__((always_inline)) aert_conv_dw_tile_fn *aert_conv_dw_tile_for(int half, int nv) {
+  if (half) return nv == 4 ? aert_conv_dw_htile_4 : nv == 3 ? aert_conv_dw_htile_3 : nv == 2 ? aert_conv_dw_htile_2 : aert_conv_dw_htile_1;
+  return nv == 4 ? aert_conv_dw_tile_4 : nv == 3 ? aert_conv_dw_tile_3 : nv == 2 ? aert_conv_dw_tile_2 : aert_conv_dw_tile_1;
+}
 
 /* The images of a batch, or the output rows of a few tasks, split into `slices` parts:
  * the count depends on the shapes only. */
@@ -312,10 +384,11 @@ static inline int aert_conv_slices(int tasks, long rows) {
   return slices > rows ? (int)rows : slices;
 }
 
-static inline void aert_conv_dw(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
+static inline __attribute__((always_inline)) void aert_conv_dw(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
                                 aert_real *restrict dw) {
   int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
-  int nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * AERT_LANES, blocks = cout / lw;
+  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * lanes, blocks = cout / lw;
+  aert_conv_dw_tile_fn *tile = aert_conv_dw_tile_for(lanes != AERT_LANES, nv);
   int groups = s == 1 ? k : k * k, group = s == 1 ? k * cin : cin, rblocks = (group + mr - 1) / mr;
   int tasks = groups * rblocks * blocks;
   long rows_all = (long)batch * ho, per = AERT_DW_BLOCK / ((long)wo * (cin + cout)), xs = (long)s * s * hg * wg * cin;
@@ -339,12 +412,7 @@ static inline void aert_conv_dw(const aert_conv_geom *g, const aert_real *restri
         aert_real *d = dw + ((long)g * group + r0) * cout + ob * lw;
         if (slices > 1) d = part + (long)u * mr * lw, ld = lw, rows = mr;
         const aert_real *e = dy + ob * lw;
-        switch (nv) {
-        case 4: aert_conv_dw_tile_4(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
-        case 3: aert_conv_dw_tile_3(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
-        case 2: aert_conv_dw_tile_2(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
-        default: aert_conv_dw_tile_1(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows); break;
-        }
+        tile(x, e, d, ld, a, b, xs, xo, wg, cin, ho, wo, cout, rows);
       }
   }
   if (slices == 1) return;
@@ -614,21 +682,27 @@ static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restr
 
 /* ---- pooling, upsampling, concat, add -------------------------------------------- */
 
+/* The forward runs along the channels innermost (contiguous: it vectorises), each
+ * window's taps in row order; rows of output pixels in parallel. */
 static inline void aert_pool_forward(const aert_real *restrict x, aert_real *restrict y, int n, int hi, int wi, int c,
                                      int k, int s, int ho, int wo, int is_max) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
-    for (int ow = 0; ow < wo; ow++)
-      for (int ch = 0; ch < c; ch++) {
-        aert_real acc = is_max ? -INFINITY : 0;
-        for (int kh = 0; kh < k; kh++)
-          for (int kw = 0; kw < k; kw++) {
-            aert_real v = x[(((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch];
-            acc = is_max ? (v > acc ? v : acc) : acc + v;
-          }
-        y[(((long)b * ho + oh) * wo + ow) * c + ch] = is_max ? acc : acc / (aert_real)(k * k);
-      }
+    for (int ow = 0; ow < wo; ow++) {
+      aert_real *restrict o = y + (i * wo + ow) * c;
+      for (int ch = 0; ch < c; ch++) o[ch] = is_max ? -INFINITY : 0;
+      for (int kh = 0; kh < k; kh++)
+        for (int kw = 0; kw < k; kw++) {
+          const aert_real *restrict v = x + (((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c;
+          if (is_max)
+            for (int ch = 0; ch < c; ch++) o[ch] = v[ch] > o[ch] ? v[ch] : o[ch];
+          else
+            for (int ch = 0; ch < c; ch++) o[ch] += v[ch];
+        }
+      if (!is_max)
+        for (int ch = 0; ch < c; ch++) o[ch] /= (aert_real)(k * k);
+    }
   }
 }
 
@@ -889,6 +963,16 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
   return (aert_real)(s / denom);
 }
 
+/* p_k of softmax(x) as aert_softmax_row computes it (the same bits), without the other
+ * p_i: one division instead of c (the loss's forward needs only the target's). */
+static inline aert_real aert_softmax_at(const aert_real *restrict x, int k, int c) {
+  aert_real mx = x[0];
+  for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
+  double s = 0;
+  for (int i = 0; i < c; i++) s += (aert_real)exp(x[i] - mx);
+  return (aert_real)((aert_real)exp(x[k] - mx) / s);
+}
+
 /* Focal loss (Lin et al. 2017) of softmax(logits) per row against class indices t
  * (negative or >= c: skipped), with optional class weights: sum(w_t * -(1 - p_t)^gamma *
  * log p_t) / sum(w_t), or divided by the batch with per_example_sum. gamma = 0 is softmax
@@ -907,8 +991,8 @@ static inline aert_real aert_loss_focal(const aert_real *restrict logits, const 
     double w = cw ? cw[k] : 1.0;
     wsum += w;
     if (dl) continue;
-    aert_softmax_row(logits + r * c, p, c);
-    double pt = p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30;
+    aert_real pk = aert_softmax_at(logits + r * c, k, c);
+    double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
     s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
   }
   double denom = per_example_sum ? batch : wsum;

@@ -354,7 +354,7 @@ void ae_report_launch_rows(FILE *o, const ae_json *k) {
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   if (k->kind == K_CONV && k->conv.algo == CONV_SLIDE)
     return ae_sprintf(r->a, "direct register-tiled convolution on a zero-padded copy of %d image%s at a time%s", k->conv.pchunk,
-                      k->conv.pchunk == 1 ? "" : "s", k->node->units % AE_SLIDE_LANES ? " (narrow: dot products along the channels)" : "");
+                      k->conv.pchunk == 1 ? "" : "s", k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "");
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)
     return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s, %d image%s at a time",
                       k->conv.mix_at < k->conv.pad_floats ? " (plain views direct beside it)" : "", k->conv.pchunk,

@@ -229,6 +229,31 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
   ae_arena_free(a);
 }
 
+/* 8-channel layers (half an AVX-512 vector) run direct, dx included, and the last up conv
+ * (16 upsampled + 8 skip channels) as phases: nothing but the 1x1 logits goes through a
+ * GEMM, and no im2col gather or col2im scatter is written. */
+Test(codegen, half_vector_convs_run_direct) {
+  ae_arena *a = ae_arena_new();
+  ae_program *p = ae_lower(a, load(a, "unet_landcover_small"), 16);
+  char dir[] = "/tmp/aec_codegen_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  cr_assert(ae_emit_c(a, p, dir, "0123456789abcdef"));
+  char path[512];
+  snprintf(path, sizeof path, "%s/model.c", dir);
+  char *c = slurp(path);
+  const char *gemm = strstr(c, "aert_gemm("), *logits = strstr(c, "static void conv_logits_forward");
+  cr_assert_not_null(logits);
+  cr_expect(gemm && gemm > logits, "a conv before conv_logits runs as a GEMM");
+  cr_expect(strstr(c, "static void gather_") == NULL && strstr(c, "static void scatter_") == NULL, "an im2col pass was written");
+  cr_expect(strstr(c, "aert_pad_stack(&upad_conv_d1_1,") != NULL, "conv_d1_1 does not run as phases");
+  cr_expect(strstr(c, "aert_conv_fwd(&dgeo_conv_e1_2,") != NULL, "conv_e1_2's dx (8 channels) does not run direct");
+  free(c);
+  const char *files[] = {"model.c", "model.h", "manifest.json", "model.mk"};
+  for (int i = 0; i < 4; i++) { snprintf(path, sizeof path, "%s/%s", dir, files[i]); remove(path); }
+  rmdir(dir);
+  ae_arena_free(a);
+}
+
 static int count_of(const char *text, const char *what) {
   int n = 0;
   for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) n++;

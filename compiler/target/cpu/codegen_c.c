@@ -206,7 +206,7 @@ static const char *part_list(emitter *e, const pad_src *src, int ns, bool grads)
 /* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
  * copy of their input stack (split into phases for stride > 1), the weight gradient from
  * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
- * im2col for a stride above 1 or when the input channels are not whole vectors). */
+ * im2col for a stride above 1 or when the input channels are not whole half vectors). */
 static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node;
@@ -224,7 +224,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     dsrc[i] = src[i];
     dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
   }
-  bool dx_direct = tc % AE_SLIDE_LANES == 0 && s == 1, narrow = cout % AE_SLIDE_LANES != 0;
+  bool dx_direct = tc % AE_SLIDE_UNIT == 0 && s == 1, narrow = cout % AE_SLIDE_UNIT != 0;
   const char *scatter = ae_sprintf(e->a, "scatter_%s", name);
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   pad_src dysrc = {dy, cout, 0, 1};

@@ -5,8 +5,8 @@
  *   1x1, stride 1, one plain source   one GEMM straight on the input (no scratch)
  *   3x3, stride 1, every view a 2x    the four phases of the large image as one 2x2
  *   nearest upsample                  conv of the small image (aert_conv_fwd), "up2"
- *   whole vectors of output channels  direct register-tiled kernels on a padded copy
- *   (or narrow: see below)            of a few images (aert_conv_fwd), "slide"
+ *   output channels in whole half     direct register-tiled kernels on a padded copy
+ *   vectors (or narrow: see below)    of a few images (aert_conv_fwd), "slide"
  *   anything else                     im2col + GEMM over a few images at a time        */
 #include "aec.h"
 
@@ -33,16 +33,16 @@ static long stacked(const ae_kernel *k, int factor, int *views) {
 /* A 3x3 'same' window at stride 1 over 2x nearest upsamples (conv_ae's decoder) runs as the
  * phases of the small image; beside them plain views (the U-Net's skips) run as a direct
  * conv of their own at full size, their outputs added. The phases' 4 * cout outputs and
- * both parts' input channels (dx) must be whole vectors, and cout too when there is a
- * plain part. */
+ * both parts' input channels (dx) must be whole half vectors (AE_SLIDE_UNIT), and cout too
+ * when there is a plain part. */
 static bool up2_fits(const ae_kernel *k) {
   const ae_node *n = k->node;
   if (k->kind != K_CONV || n->k != 3 || n->stride != 1 || !n->pad_same) return false;
   int nu, np;
   long cu = stacked(k, 2, &nu), cp = stacked(k, 1, &np);
   if (nu + np != k->src.len || cu == 0) return false;
-  return 4 * n->units % AE_SLIDE_LANES == 0 && cu % AE_SLIDE_LANES == 0 && cp % AE_SLIDE_LANES == 0 &&
-         (cp == 0 || n->units % AE_SLIDE_LANES == 0);
+  return 4 * n->units % AE_SLIDE_UNIT == 0 && cu % AE_SLIDE_UNIT == 0 && cp % AE_SLIDE_UNIT == 0 &&
+         (cp == 0 || n->units % AE_SLIDE_UNIT == 0);
 }
 
 /* The scratch of the phases, for images of h x w small pixels (the upsampled views' size):
@@ -98,12 +98,12 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
   c->col_floats = rows * cols * c->chunk;
   const ae_view *v0 = k->src.items[0];
   bool gemm_1x1 = conv && n->k == 1 && n->stride == 1 && k->src.len == 1 && v0->factor == 1;
-  /* A window with whole vectors of output channels, or fewer output channels than a vector
-   * over whole vectors of input channels (narrow), runs direct on a padded copy of its input
-   * (split into phases for a stride above 1); the slack lets the last register tile read
-   * past the last image. */
-  bool narrow = n->units < AE_SLIDE_LANES && x->shape.d[2] % AE_SLIDE_LANES == 0;
-  c->algo = gemm_1x1 ? CONV_GEMM_1X1 : conv && (n->units % AE_SLIDE_LANES == 0 || narrow) ? CONV_SLIDE : CONV_IM2COL;
+  /* A window with whole half vectors of output channels, or fewer output channels than a
+   * vector over whole vectors of input channels (narrow), runs direct on a padded copy of
+   * its input (split into phases for a stride above 1); the slack lets the last register
+   * tile read past the last image. */
+  bool narrow = n->units % AE_SLIDE_UNIT && n->units < AE_SLIDE_LANES && x->shape.d[2] % AE_SLIDE_LANES == 0;
+  c->algo = gemm_1x1 ? CONV_GEMM_1X1 : conv && (n->units % AE_SLIDE_UNIT == 0 || narrow) ? CONV_SLIDE : CONV_IM2COL;
   if (gemm_1x1) c->col_floats = 0;
   if (c->algo == CONV_SLIDE) {
     int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
@@ -129,7 +129,7 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
   for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
   long f = slide ? c->pad_floats : c->col_floats, b = slide ? c->pad_floats : 2 * c->col_floats;
   if (slide && dx) {
-    long d = x->shape.d[2] % AE_SLIDE_LANES || n->stride > 1 ? c->col_floats : c->dpad_floats;
+    long d = x->shape.d[2] % AE_SLIDE_UNIT || n->stride > 1 ? c->col_floats : c->dpad_floats;
     b = d > b ? d : b;
   }
   c->scratch_floats[0] = f;
