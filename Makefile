@@ -144,6 +144,7 @@ test: deps-test
 	tests/check-generated.sh
 	$(MAKE) trainers
 	tests/gradcheck/run.sh
+	tests/dense/run.sh
 	tests/reference/run.sh
 	$(MAKE) fuzz-specs SPECGEN=--found
 	$(MAKE) fuzz-specs SPECGEN="--seed 1 --count 200 --mutants 100"

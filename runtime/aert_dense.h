@@ -8,6 +8,9 @@
 #ifndef AERT_DENSE_H
 #define AERT_DENSE_H
 
+#include <stdio.h>
+#include <stdlib.h>
+
 /* ---- exp and the activations on whole vectors ----------------------------------------
  * exp(x) = 2^n exp(r), r = x - n ln 2 in [-ln2/2, ln2/2], exp(r) by a degree-6 Taylor
  * polynomial (relative error below 2e-7 in float); inputs clamped to the range where the
@@ -132,12 +135,13 @@ AERT_DENSE_TILE(2, 1)
 AERT_DENSE_TILE(4, 1)
 AERT_DENSE_TILE(6, 1)
 AERT_DENSE_TILE(3, 1)
+AERT_DENSE_TILE(1, 3)
+AERT_DENSE_TILE(4, 3)
 #if AERT_TILE_ACC >= 24
 AERT_DENSE_TILE(4, 4)
 AERT_DENSE_TILE(6, 4)
 AERT_DENSE_TILE(8, 2)
 AERT_DENSE_TILE(8, 3)
-AERT_DENSE_TILE(1, 3)
 AERT_DENSE_TILE(12, 2)
 AERT_DENSE_TILE(8, 1)
 AERT_DENSE_TILE(12, 1)
@@ -155,7 +159,7 @@ static const aert_dense_variant aert_dense_variants[] = {
 #if AERT_TILE_ACC >= 24
     AERT_DV(6, 4), AERT_DV(8, 3), AERT_DV(12, 2), AERT_DV(4, 4), AERT_DV(8, 2),
 #endif
-    AERT_DV(3, 4), AERT_DV(6, 2), AERT_DV(4, 2), AERT_DV(2, 4),
+    AERT_DV(4, 3), AERT_DV(6, 2), AERT_DV(3, 4), AERT_DV(4, 2), AERT_DV(2, 4),
 };
 #undef AERT_DV
 #define AERT_DENSE_VARIANTS ((int)(sizeof aert_dense_variants / sizeof aert_dense_variants[0]))
@@ -204,7 +208,96 @@ static inline void aert_dense_transpose(const aert_real *restrict w, aert_real *
 
 /* The variant of each kind of call (0: forward, 1: weight gradient, 2: input gradient) for this shape: the
  * autotune's choice (core/tune.c), the first variant when tuning is off. */
-static inline int aert_dense_pick(int kind, int m, int n, int k) { (void)kind, (void)m, (void)n, (void)k; return 0; }
+int aert_tune_enabled(const char *build);
+int aert_tune_find(const char *build, const char *op, int m, int n, int k, char variant[16]);
+void aert_tune_keep(const char *build, const char *op, int m, int n, int k, const char *variant, double ms);
+
+/* The build as the wisdom file names it: the vector ISA the trainer was compiled for and
+ * its float width. */
+#if defined(__AVX512F__)
+#define AERT_BUILD_ISA "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define AERT_BUILD_ISA "avx2"
+#elif defined(__AVX__)
+#define AERT_BUILD_ISA "avx"
+#else
+#define AERT_BUILD_ISA "sse2"
+#endif
+#ifdef AERT_DOUBLE
+#define AERT_BUILD AERT_BUILD_ISA " f64"
+#else
+#define AERT_BUILD AERT_BUILD_ISA " f32"
+#endif
+
+static const char *const aert_dense_ops[3] = {"dense_fwd", "dense_dw", "dense_dx"};
+
+/* The job of a call of kind 0 (forward), 1 (dw) or 2 (dx) as aert_dense_run sees it: c is
+ * m x n, summed over k; a and b hold what the call reads. */
+static inline aert_dense_job aert_dense_shape_job(int kind, int m, int n, int k, const aert_real *a, const aert_real *b,
+                                                  aert_real *c) {
+  aert_dense_job g = {a, b, NULL, c, k, 1, k, n, n, kind != 0, AERT_ACT_LINEAR, 0};
+  if (kind == 1) g.ar = 1, g.ap = m;   /* x^T: x is k rows of m */
+  return g;
+}
+
+/* Times every variant on a synthetic call of this shape (the best of a few runs each),
+ * checks that each computes the bits of the first, and returns the fastest's index. */
+static inline int aert_dense_tune(int kind, int m, int n, int k, double *best_ms) {
+  long na = (long)m * k, nb = (long)k * n, nc = (long)m * n;
+  aert_real *a = malloc(sizeof(aert_real) * na), *b = malloc(sizeof(aert_real) * nb);
+  aert_real *c = malloc(sizeof(aert_real) * nc), *ref = malloc(sizeof(aert_real) * nc);
+  int best = 0;
+  *best_ms = 0;
+  if (!a || !b || !c || !ref) goto done;
+  for (long i = 0; i < na; i++) a[i] = (aert_real)((i * 7919 % 1000) - 500) / 512;
+  for (long i = 0; i < nb; i++) b[i] = (aert_real)((i * 104729 % 1000) - 500) / 512;
+  aert_dense_job g = aert_dense_shape_job(kind, m, n, k, a, b, c);
+  double runs = 4 + 2e7 / ((double)m * n * k + 1);   /* small shapes: more runs, the same time */
+  for (int v = 0; v < AERT_DENSE_VARIANTS; v++) {
+    double ms = 1e30;
+    for (int r = 0; r < (runs > 50 ? 50 : (int)runs); r++) {
+      memset(c, 0, sizeof(aert_real) * nc);
+      double t0 = omp_get_wtime();
+      aert_dense_run(&g, m, n, v);
+      double t = (omp_get_wtime() - t0) * 1e3;
+      ms = t < ms ? t : ms;
+    }
+    if (v == 0) memcpy(ref, c, sizeof(aert_real) * nc);
+    else if (memcmp(ref, c, sizeof(aert_real) * nc) != 0) {
+      fprintf(stderr, "aec: dense variant %s computes other bits than %s for %s %d x %d x %d; not used\n",
+              aert_dense_variants[v].name, aert_dense_variants[0].name, aert_dense_ops[kind], m, n, k);
+      continue;
+    }
+    if (v == 0 || ms < *best_ms) best = v, *best_ms = ms;
+  }
+done:
+  free(a), free(b), free(c), free(ref);
+  return best;
+}
+
+/* The variant for this call: remembered per process, else the wisdom file's, else tuned
+ * now and written there; the first variant when tuning is off (AERT_WISDOM=off). */
+static inline int aert_dense_choose(int kind, int m, int n, int k) {
+  if (!aert_tune_enabled(AERT_BUILD)) return 0;
+  char name[16];
+  if (aert_tune_find(AERT_BUILD, aert_dense_ops[kind], m, n, k, name))
+    for (int v = 0; v < AERT_DENSE_VARIANTS; v++)
+      if (strcmp(name, aert_dense_variants[v].name) == 0) return v;
+  double ms;
+  int v = aert_dense_tune(kind, m, n, k, &ms);
+  aert_tune_keep(AERT_BUILD, aert_dense_ops[kind], m, n, k, aert_dense_variants[v].name, ms);
+  return v;
+}
+
+static inline int aert_dense_pick(int kind, int m, int n, int k) {
+  static struct { int kind, m, n, k, v; } seen[64];
+  static int nseen;
+  for (int i = 0; i < nseen; i++)
+    if (seen[i].kind == kind && seen[i].m == m && seen[i].n == n && seen[i].k == k) return seen[i].v;
+  int v = aert_dense_choose(kind, m, n, k);
+  if (nseen < 64) seen[nseen].kind = kind, seen[nseen].m = m, seen[nseen].n = n, seen[nseen].k = k, seen[nseen++].v = v;
+  return v;
+}
 
 /* y[rows, out] = act(x[rows, in] w[in, out] + b). */
 static inline void aert_dense_forward(const aert_real *x, const aert_real *w, const aert_real *b, aert_real *y, int rows,
