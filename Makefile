@@ -50,6 +50,9 @@ build/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -c -o $@ $<
 
+# sqrtf without errno: Adam's loop vectorises (its argument is never negative)
+build/runtime/core/optim.o: CFLAGS += -fno-math-errno
+
 build/libaert.a: $(RUNTIME_OBJ)
 	rm -f $@
 	ar rcs $@ $^
