@@ -88,6 +88,7 @@ typedef struct {
 static inline __attribute__((always_inline)) void aert_dense_tile(const aert_dense_job *g, int i0, int j0, int MR, int NV) {
   aert_vec acc[32] = {0};
   const aert_real *restrict a = g->a + i0 * g->ar, *restrict b = g->b + j0;
+#pragma GCC unroll 4
   for (int p = 0; p < g->k; p++, a += g->ap, b += g->ldb) {
     aert_vec bv[4];
 #pragma GCC unroll 4
@@ -126,25 +127,20 @@ typedef void (*aert_dense_tile_fn)(const aert_dense_job *, int, int);
  * narrower tiles each needs for the last rows and vectors. */
 AERT_DENSE_TILE(1, 1)
 AERT_DENSE_TILE(1, 2)
-AERT_DENSE_TILE(1, 4)
-AERT_DENSE_TILE(2, 4)
-AERT_DENSE_TILE(3, 4)
-AERT_DENSE_TILE(4, 2)
-AERT_DENSE_TILE(6, 2)
-AERT_DENSE_TILE(2, 1)
+AERT_DENSE_TILE(1, 3)
 AERT_DENSE_TILE(4, 1)
 AERT_DENSE_TILE(6, 1)
-AERT_DENSE_TILE(3, 1)
-AERT_DENSE_TILE(1, 3)
 AERT_DENSE_TILE(4, 3)
+AERT_DENSE_TILE(6, 2)
 #if AERT_TILE_ACC >= 24
+AERT_DENSE_TILE(1, 4)
+AERT_DENSE_TILE(8, 1)
+AERT_DENSE_TILE(12, 1)
 AERT_DENSE_TILE(4, 4)
 AERT_DENSE_TILE(6, 4)
 AERT_DENSE_TILE(8, 2)
 AERT_DENSE_TILE(8, 3)
 AERT_DENSE_TILE(12, 2)
-AERT_DENSE_TILE(8, 1)
-AERT_DENSE_TILE(12, 1)
 #endif
 
 typedef struct {
@@ -156,10 +152,10 @@ typedef struct {
 #define AERT_DV(MR, NV) \
   { #MR "x" #NV, MR, NV, aert_dense_tile_##MR##x##NV, aert_dense_tile_1x##NV, aert_dense_tile_##MR##x1, aert_dense_tile_1x1 }
 static const aert_dense_variant aert_dense_variants[] = {
-#if AERT_TILE_ACC >= 24
-    AERT_DV(6, 4), AERT_DV(8, 3), AERT_DV(12, 2), AERT_DV(4, 4), AERT_DV(8, 2),
+#if AERT_TILE_ACC >= 24   /* 32 registers */
+    AERT_DV(8, 3), AERT_DV(6, 4), AERT_DV(8, 2), AERT_DV(4, 4), AERT_DV(12, 2),
 #endif
-    AERT_DV(4, 3), AERT_DV(6, 2), AERT_DV(3, 4), AERT_DV(4, 2), AERT_DV(2, 4),
+    AERT_DV(6, 2), AERT_DV(4, 3),   /* 16 registers: 12 accumulators, the row's vectors, a broadcast */
 };
 #undef AERT_DV
 #define AERT_DENSE_VARIANTS ((int)(sizeof aert_dense_variants / sizeof aert_dense_variants[0]))
