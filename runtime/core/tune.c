@@ -113,18 +113,26 @@ static void load_wisdom(const char *build) {
   fclose(f);
 }
 
+/* Rewrites the file through a temporary of this process's own (ranks of a data-parallel
+ * run may tune side by side) renamed over it. A file that cannot be written costs one
+ * message, and the later shapes are not written either. */
 static void save_wisdom(void) {
-  aert_atomic a;
-  if (!W.path || aert_atomic_open(&a, W.path)) {
-    if (!W.warned) fprintf(stderr, "aec: the tuning is not kept (no writable wisdom file); set AERT_WISDOM to a path, or off\n");
-    W.warned = 1;
-    return;
+  if (W.warned) return;
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", W.path ? W.path : "", (long)getpid());
+  FILE *f = W.path ? fopen(tmp, "w") : NULL;
+  int ok = f != NULL;
+  if (f) {
+    fprintf(f, "%s\nmachine: %s\n", WISDOM_MAGIC, W.machine);
+    for (int i = 0; i < W.n; i++)
+      fprintf(f, "%s %d %d %d %s %.4f\n", W.e[i].op, W.e[i].m, W.e[i].n, W.e[i].k, W.e[i].variant, W.e[i].ms);
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok && rename(tmp, W.path) == 0;
+    if (!ok) remove(tmp);
   }
-  fprintf(a.f, "%s\nmachine: %s\n", WISDOM_MAGIC, W.machine);
-  for (int i = 0; i < W.n; i++)
-    fprintf(a.f, "%s %d %d %d %s %.4f\n", W.e[i].op, W.e[i].m, W.e[i].n, W.e[i].k, W.e[i].variant, W.e[i].ms);
-  if (aert_atomic_commit(&a) && !W.warned) {
-    fprintf(stderr, "aec: the tuning is not kept in '%s'\n", W.path);
+  if (!ok) {
+    fprintf(stderr, "aec: the tuning is not kept: cannot write '%s'; set AERT_WISDOM to a writable path, or to off\n",
+            W.path ? W.path : "(no path for the wisdom file)");
     W.warned = 1;
   }
 }
