@@ -3,7 +3,7 @@
  * activation applied to the tile before it is stored. Every output is summed by one thread
  * over k in order 0, 1, ..., so the tile shape, the blocking and the thread count never
  * change a bit: the variants differ in speed only, and the autotune (core/tune.c, its
- * wisdom file next to the trainer) picks one per layer shape for the machine.
+ * wisdom file next to the trainer; AERT_TUNE=1) picks one per layer shape for the machine.
  * Included by aert_kernels.h. */
 #ifndef AERT_DENSE_H
 #define AERT_DENSE_H
@@ -272,7 +272,7 @@ done:
 }
 
 /* The variant for this call: remembered per process, else the wisdom file's, else tuned
- * now and written there; the first variant when tuning is off (AERT_WISDOM=off). */
+ * now and written there; the first variant unless tuning was asked for (AERT_TUNE=1). */
 static inline int aert_dense_choose(int kind, int m, int n, int k) {
   if (!aert_tune_enabled(AERT_BUILD)) return 0;
   char name[16];

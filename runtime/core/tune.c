@@ -1,11 +1,12 @@
 /* tune.c - the autotune's memory, like FFTW's wisdom: for each kernel call shape, the
  * variant that ran fastest on this machine, kept in a small text file next to the trainer
- * (<trainer>.wisdom, or the file $AERT_WISDOM names; AERT_WISDOM=off tunes nothing and
- * every kernel takes its first variant). The file's second line names the CPU (its model
- * name, cpuid family and model) and the build (ISA, float width); a file written on
- * another CPU or for another build, or one that cannot be read, is set aside with one
- * message and the shapes are tuned again. The variants compute the same bits, so a choice
- * only ever changes the speed. */
+ * (<trainer>.wisdom, or the file $AERT_WISDOM names). Tuning is asked for with AERT_TUNE=1;
+ * without it (and with AERT_WISDOM=off) every kernel takes its first variant: on the host
+ * it was measured on, tuning gained nothing over that default (bench/history.md). The
+ * file's second line names the CPU (its model name, cpuid family and model) and the build
+ * (ISA, float width); a file written on another CPU or for another build, or one that
+ * cannot be read, is set aside with one message and the shapes are tuned again. The
+ * variants compute the same bits, so a choice only ever changes the speed. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,8 +99,8 @@ static int read_wisdom(FILE *f, char *reason, size_t size) {
 
 static void load_wisdom(const char *build) {
   W.loaded = 1;
-  const char *env = getenv("AERT_WISDOM");
-  W.off = env && strcmp(env, "off") == 0;
+  const char *env = getenv("AERT_WISDOM"), *tune = getenv("AERT_TUNE");
+  W.off = !tune || strcmp(tune, "1") != 0 || (env && strcmp(env, "off") == 0);
   if (W.off) return;
   machine_identity(W.machine, sizeof W.machine, build);
   W.path = wisdom_path();
@@ -131,7 +132,7 @@ static void save_wisdom(void) {
     if (!ok) remove(tmp);
   }
   if (!ok) {
-    fprintf(stderr, "aec: the tuning is not kept: cannot write '%s'; set AERT_WISDOM to a writable path, or to off\n",
+    fprintf(stderr, "aec: the tuning is not kept: cannot write '%s'; set AERT_WISDOM to a writable path\n",
             W.path ? W.path : "(no path for the wisdom file)");
     W.warned = 1;
   }
