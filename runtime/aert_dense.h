@@ -132,6 +132,7 @@ AERT_DENSE_TILE(4, 1)
 AERT_DENSE_TILE(6, 1)
 AERT_DENSE_TILE(4, 3)
 AERT_DENSE_TILE(6, 2)
+AERT_DENSE_TILE(4, 2)
 #if AERT_TILE_ACC >= 24
 AERT_DENSE_TILE(1, 4)
 AERT_DENSE_TILE(8, 1)
@@ -146,23 +147,29 @@ AERT_DENSE_TILE(12, 2)
 typedef struct {
   const char *name;
   int mr, nv;
-  aert_dense_tile_fn full, last_rows, last_vecs, corner;   /* MR x NV, 1 x NV, MR x 1, 1 x 1 */
+  /* MR x NV; 1 x NV, MR x 1, 1 x 1 and MR x 2 (NULL: none) for the tiles at the edges */
+  aert_dense_tile_fn full, last_rows, last_vecs, corner, last_two;
 } aert_dense_variant;
 
-#define AERT_DV(MR, NV) \
-  { #MR "x" #NV, MR, NV, aert_dense_tile_##MR##x##NV, aert_dense_tile_1x##NV, aert_dense_tile_##MR##x1, aert_dense_tile_1x1 }
+#define AERT_DV(MR, NV, TWO)                                                                                      \
+  { #MR "x" #NV, MR, NV, aert_dense_tile_##MR##x##NV, aert_dense_tile_1x##NV, aert_dense_tile_##MR##x1, aert_dense_tile_1x1, \
+    TWO }
 static const aert_dense_variant aert_dense_variants[] = {
 #if AERT_TILE_ACC >= 24   /* 32 registers */
-    AERT_DV(8, 3), AERT_DV(6, 4), AERT_DV(8, 2), AERT_DV(4, 4), AERT_DV(12, 2),
+    AERT_DV(8, 3, aert_dense_tile_8x2), AERT_DV(6, 4, aert_dense_tile_6x2), AERT_DV(8, 2, NULL),
+    AERT_DV(4, 4, aert_dense_tile_4x2), AERT_DV(12, 2, NULL),
 #endif
-    AERT_DV(6, 2), AERT_DV(4, 3),   /* 16 registers: 12 accumulators, the row's vectors, a broadcast */
+    /* 16 registers: 12 accumulators, the row's vectors, a broadcast */
+    AERT_DV(6, 2, NULL), AERT_DV(4, 3, aert_dense_tile_4x2),
 };
 #undef AERT_DV
 #define AERT_DENSE_VARIANTS ((int)(sizeof aert_dense_variants / sizeof aert_dense_variants[0]))
 
 /* A tile cut by the last rows or vectors: narrower tiles, the same sums. */
 static inline void aert_dense_edge(const aert_dense_job *g, const aert_dense_variant *t, int i0, int j0, int rows, int nv) {
-  for (int jv = 0; jv < nv && rows == t->mr; jv++) t->last_vecs(g, i0, j0 + jv * AERT_LANES);
+  for (int jv = 0; jv < nv && rows == t->mr; jv++)
+    if (nv - jv >= 2 && t->last_two) t->last_two(g, i0, j0 + jv++ * AERT_LANES);
+    else t->last_vecs(g, i0, j0 + jv * AERT_LANES);
   for (int i = i0; i < i0 + rows && rows < t->mr; i++)
     if (nv == t->nv) t->last_rows(g, i, j0);
     else
@@ -191,13 +198,21 @@ static inline void aert_dense_run(const aert_dense_job *g, int m, int n, int v) 
 }
 
 
-/* wt[out, in] = w[in, out]^T, in blocks of 16 x 16 so that both sides stay in cache. */
+/* wt[out, in] = w[in, out]^T by blocks of 8 x 8 read as rows into a local block and
+ * written as its columns; the edges value by value. */
 static inline void aert_dense_transpose(const aert_real *restrict w, aert_real *restrict wt, int in, int out) {
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int i0 = 0; i0 < in; i0 += 16)
-    for (int j0 = 0; j0 < out; j0 += 16)
-      for (int i = i0; i < i0 + 16 && i < in; i++)
-        for (int j = j0; j < j0 + 16 && j < out; j++) wt[(long)j * in + i] = w[(long)i * out + j];
+  for (int j0 = 0; j0 < out; j0 += 8)
+    for (int i0 = 0; i0 < in; i0 += 8) {
+      if (i0 + 8 <= in && j0 + 8 <= out) {
+        aert_real b[8][8];
+        for (int i = 0; i < 8; i++) memcpy(b[i], w + (long)(i0 + i) * out + j0, sizeof b[i]);
+        for (int j = 0; j < 8; j++)
+          for (int i = 0; i < 8; i++) wt[(long)(j0 + j) * in + i0 + i] = b[i][j];
+      } else
+        for (int j = j0; j < j0 + 8 && j < out; j++)
+          for (int i = i0; i < i0 + 8 && i < in; i++) wt[(long)j * in + i] = w[(long)i * out + j];
+    }
 }
 
 /* ---- the layer ------------------------------------------------------------------------ */
