@@ -286,10 +286,23 @@ done:
   return best;
 }
 
+/* Without tuning: the variant whose whole tiles cover most of the m x n outputs (the edge
+ * tiles are narrower and slower), the earlier in the list on a tie. */
+static inline int aert_dense_default(int m, int n) {
+  int vecs = n / AERT_LANES, best = 0;
+  long most = -1;
+  for (int v = 0; v < AERT_DENSE_VARIANTS; v++) {
+    const aert_dense_variant *t = &aert_dense_variants[v];
+    long whole = (long)(m / t->mr * t->mr) * (vecs / t->nv * t->nv);
+    if (whole > most) most = whole, best = v;
+  }
+  return best;
+}
+
 /* The variant for this call: remembered per process, else the wisdom file's, else tuned
- * now and written there; the first variant unless tuning was asked for (AERT_TUNE=1). */
+ * now and written there; without AERT_TUNE=1, aert_dense_default's. */
 static inline int aert_dense_choose(int kind, int m, int n, int k) {
-  if (!aert_tune_enabled(AERT_BUILD)) return 0;
+  if (!aert_tune_enabled(AERT_BUILD)) return aert_dense_default(m, n);
   char name[16];
   if (aert_tune_find(AERT_BUILD, aert_dense_ops[kind], m, n, k, name))
     for (int v = 0; v < AERT_DENSE_VARIANTS; v++)
