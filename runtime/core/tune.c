@@ -1,8 +1,8 @@
 /* tune.c - the autotune's memory, like FFTW's wisdom: for each kernel call shape, the
  * variant that ran fastest on this machine, kept in a small text file next to the trainer
  * (<trainer>.wisdom, or the file $AERT_WISDOM names). Tuning is asked for with AERT_TUNE=1;
- * without it (and with AERT_WISDOM=off) every kernel takes its first variant: on the host
- * it was measured on, tuning gained nothing over that default (bench/history.md). The
+ * without it (and with AERT_WISDOM=off) every kernel takes its default variant: on the host
+ * it was measured on, tuning gained nothing over the default choice (bench/history.md). The
  * file's second line names the CPU (its model name, cpuid family and model) and the build
  * (ISA, float width); a file written on another CPU or for another build, or one that
  * cannot be read, is set aside with one message and the shapes are tuned again. The
