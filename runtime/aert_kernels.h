@@ -842,13 +842,16 @@ static inline void aert_dropout_backward(aert_real *restrict dx, const aert_real
   for (long i = 0; i < n; i++) dx[i] += aert_uniform(seed, base + (uint64_t)i) >= rate ? dy[i] * keep : 0;
 }
 
-/* z = mu + exp(logvar / 2) * eps in training, z = mu otherwise. */
+/* z = mu + exp(logvar / 2) * eps in training, z = mu otherwise. Each eps is drawn by its
+ * index (a counter-based generator), so threads share the values in any split. */
 static inline void aert_sample_forward(const aert_real *restrict mu, const aert_real *restrict lv, aert_real *restrict z, long n,
                                        int training, uint64_t seed, uint64_t base) {
+#pragma omp parallel for schedule(static) if (n >= 2048)
   for (long i = 0; i < n; i++) z[i] = training ? mu[i] + exp((aert_real)0.5 * lv[i]) * aert_normal(seed, base + (uint64_t)i) : mu[i];
 }
 static inline void aert_sample_backward(aert_real *restrict dmu, aert_real *restrict dlv, const aert_real *restrict dz,
                                         const aert_real *restrict lv, long n, uint64_t seed, uint64_t base) {
+#pragma omp parallel for schedule(static) if (n >= 2048)
   for (long i = 0; i < n; i++) {
     if (dmu) dmu[i] += dz[i];
     if (dlv) dlv[i] += dz[i] * (aert_real)0.5 * exp((aert_real)0.5 * lv[i]) * aert_normal(seed, base + (uint64_t)i);
@@ -1101,5 +1104,7 @@ static inline aert_real aert_loss_l2(const aert_real *restrict w, aert_real *res
   for (long i = 0; dw && i < n; i++) dw[i] += 2 * weight * w[i];
   return (aert_real)s;
 }
+
+#include "aert_dense.h"
 
 #endif

@@ -32,8 +32,9 @@ typedef struct {
   aert_real *z_h_1, *d_z_h_1, *conv_z_h_1_scratch, *conv_z_h_1_dscratch, *z_h_2, *d_z_h_2;
   aert_real *conv_z_h_2_scratch, *conv_z_h_2_dscratch, *z_h2_1, *d_z_h2_1, *conv_z_h2_1_scratch;
   aert_real *conv_z_h2_1_dscratch, *z_h2_2, *d_z_h2_2, *conv_z_h2_2_scratch, *conv_z_h2_2_dscratch;
-  aert_real *z, *d_z, *d, *d_d, *d1, *d_d1, *conv_d1_scratch, *conv_d1_dscratch, *d2, *d_d2;
-  aert_real *conv_d2_scratch, *conv_d2_dscratch, *y, *d_y, *conv_y_scratch, *conv_y_dscratch;
+  aert_real *z, *d_z, *dense_z_dscratch, *d, *d_d, *dense_d_dscratch, *d1, *d_d1, *conv_d1_scratch;
+  aert_real *conv_d1_dscratch, *d2, *d_d2, *conv_d2_scratch, *conv_d2_dscratch, *y, *d_y;
+  aert_real *conv_y_scratch, *conv_y_dscratch;
 } run;
 
 /* Data-parallel training: the rank's place in the global batch and its loss normalisers
@@ -53,9 +54,11 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d1_scratch      = A + 3211264,    /*     757248    6-6    conv_d1 scratch fwd */
     .d2                   = A + 3211264,    /*    3211264    7-11   d2 28x28x32 */
     .conv_d1_dscratch     = A + 3211264,    /*     828928   12-12   conv_d1 scratch bwd */
-    .d_z                  = A + 3211264,    /*       4096   13-14   dz 32 */
+    .dense_d_dscratch     = A + 3211264,    /*     100352   13-13   dense_d scratch bwd */
+    .dense_z_dscratch     = A + 3211264,    /*     100352   14-14   dense_z scratch bwd */
     .d_z_h2_1             = A + 3211264,    /*    1605632   15-16   dz.h2.1 14x14x64 */
     .d_z_h_1              = A + 3211264,    /*    3211264   17-18   dz.h.1 28x28x32 */
+    .d_z                  = A + 3311616,    /*       4096   13-14   dz 32 */
     .d_d                  = A + 4040192,    /*     401408   12-13   dd 3136 */
     .conv_z_h2_2_dscratch = A + 4816896,    /*    1050112   15-15   conv_z_h2_2 scratch bwd */
     .conv_z_h2_1_dscratch = A + 4816896,    /*    1068544   16-16   conv_z_h2_1 scratch bwd */
@@ -285,15 +288,14 @@ static void conv_z_h2_2_backward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch; backward 51.38 MFLOP, 4.05 MB */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + z_w), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+  aert_dense_forward(r->z_h2_2, (r->P + z_w), (r->P + z_b), r->z, AEC_BATCH, 3136, 32, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_z_backward(const run *r) {
   aert_act_backward_inplace(r->d_z, r->z, AEC_BATCH * 32L, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + z_b), r->d_z, AEC_BATCH, 32);
-    aert_gemm(1, 0, 3136, 32, AEC_BATCH, r->z_h2_2, 3136, r->d_z, 32, 1, (r->G + z_w), 32);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 32, r->d_z, 32, (r->P + z_w), 32, 1, r->d_z_h2_2, 3136);
+  aert_dense_dw((r->G + z_w), r->z_h2_2, r->d_z, AEC_BATCH, 3136, 32);
+  aert_dense_dx(r->d_z_h2_2, r->d_z, (r->P + z_w), r->dense_z_dscratch, AEC_BATCH, 3136, 32);
 }
 
 /* ---- dense d  (specs/conv_ae.ae:16:7)
@@ -301,15 +303,14 @@ static void dense_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 25.69 MFLOP, 2.04 MB moved per batch; backward 51.38 MFLOP, 4.07 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 3136, 32, r->z, 32, (r->P + d_w), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
+  aert_dense_forward(r->z, (r->P + d_w), (r->P + d_b), r->d, AEC_BATCH, 32, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH, 3136);
-    aert_gemm(1, 0, 32, 3136, AEC_BATCH, r->z, 32, r->d_d, 3136, 1, (r->G + d_w), 3136);
-    aert_gemm(0, 1, AEC_BATCH, 32, 3136, r->d_d, 3136, (r->P + d_w), 3136, 1, r->d_z, 32);
+  aert_dense_dw((r->G + d_w), r->z, r->d_d, AEC_BATCH, 32, 3136);
+  aert_dense_dx(r->d_z, r->d_d, (r->P + d_w), r->dense_d_dscratch, AEC_BATCH, 32, 3136);
 }
 
 /* ---- conv d1  (specs/conv_ae.ae:17:26)

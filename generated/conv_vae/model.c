@@ -30,7 +30,8 @@ typedef struct {
   int training;
   uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *e_1, *d_e_1, *conv_e_1_scratch, *conv_e_1_dscratch, *e_2, *d_e_2, *conv_e_2_scratch;
-  aert_real *conv_e_2_dscratch, *mu, *d_mu, *logvar, *d_logvar, *z, *d_z, *d, *d_d, *d1, *d_d1;
+  aert_real *conv_e_2_dscratch, *mu, *d_mu, *dense_mu_dscratch, *logvar, *d_logvar;
+  aert_real *dense_logvar_dscratch, *z, *d_z, *d, *d_d, *dense_d_dscratch, *d1, *d_d1;
   aert_real *conv_d1_scratch, *conv_d1_dscratch, *d2, *d_d2, *conv_d2_scratch, *conv_d2_dscratch, *y;
   aert_real *d_y, *conv_y_scratch, *conv_y_dscratch;
 } run;
@@ -43,35 +44,38 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
                  uint64_t seed, int training, uint64_t first) {
   return (run){
     P, G, A, X, T, seed, training, first,
-    /* buffer               offset        floats   steps   what */
-    .conv_e_1_scratch  = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
-    .conv_e_2_scratch  = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
-    .conv_d1_scratch   = A + 0,          /*     757248    6-6    conv_d1 scratch fwd */
-    .d2                = A + 0,          /*    3211264    7-11   d2 28x28x32 */
-    .conv_d1_dscratch  = A + 0,          /*     828928   12-12   conv_d1 scratch bwd */
-    .d_z               = A + 0,          /*       2048   13-14   dz 16 */
-    .conv_e_2_dscratch = A + 0,          /*     903168   17-17   conv_e_2 scratch bwd */
-    .conv_e_1_dscratch = A + 0,          /*      29568   18-18   conv_e_1 scratch bwd */
-    .d_d               = A + 828928,     /*     401408   12-13   dd 3136 */
-    .d_e_1             = A + 903168,     /*     802816   17-18   de.1 14x14x32 */
-    .d_e_2             = A + 1705984,    /*     401408   15-17   de.2 7x7x64 */
-    .conv_d2_scratch   = A + 3211264,    /*     757248    7-7    conv_d2 scratch fwd */
-    .conv_y_scratch    = A + 3211264,    /*     922656    8-8    conv_y scratch fwd */
-    .d_d2              = A + 3211264,    /*    3211264   10-11   dd2 28x28x32 */
-    .d1                = A + 6422528,    /*    1605632    6-12   d1 14x14x64 */
-    .conv_y_dscratch   = A + 8028160,    /*     922656   10-10   conv_y scratch bwd */
-    .d_d1              = A + 8028160,    /*    1605632   11-12   dd1 14x14x64 */
-    .d_y               = A + 8950816,    /*     100352    9-10   dy 28x28x1 */
-    .e_1               = A + 9633792,    /*     802816    0-18   e.1 14x14x32 */
-    .conv_d2_dscratch  = A + 10436608,   /*     793088   11-11   conv_d2 scratch bwd */
-    .e_2               = A + 11229696,   /*     401408    1-17   e.2 7x7x64 */
-    .d                 = A + 11631104,   /*     401408    5-13   d 3136 */
-    .y                 = A + 12032512,   /*     100352    0-19   y 28x28x1 */
-    .mu                = A + 12132864,   /*       2048    2-16   mu 16 */
-    .d_mu              = A + 12134912,   /*       2048    9-16   dmu 16 */
-    .logvar            = A + 12136960,   /*       2048    3-15   logvar 16 */
-    .d_logvar          = A + 12139008,   /*       2048    9-15   dlogvar 16 */
-    .z                 = A + 12141056,   /*       2048    0-19   z 16 */
+    /* buffer                   offset        floats   steps   what */
+    .conv_e_1_scratch      = A + 0,          /*      29568    0-0    conv_e_1 scratch fwd */
+    .conv_e_2_scratch      = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
+    .conv_d1_scratch       = A + 0,          /*     757248    6-6    conv_d1 scratch fwd */
+    .d2                    = A + 0,          /*    3211264    7-11   d2 28x28x32 */
+    .conv_d1_dscratch      = A + 0,          /*     828928   12-12   conv_d1 scratch bwd */
+    .dense_d_dscratch      = A + 0,          /*      50176   13-13   dense_d scratch bwd */
+    .dense_logvar_dscratch = A + 0,          /*      50176   15-15   dense_logvar scratch bwd */
+    .dense_mu_dscratch     = A + 0,          /*      50176   16-16   dense_mu scratch bwd */
+    .conv_e_2_dscratch     = A + 0,          /*     903168   17-17   conv_e_2 scratch bwd */
+    .conv_e_1_dscratch     = A + 0,          /*      29568   18-18   conv_e_1 scratch bwd */
+    .d_z                   = A + 50176,      /*       2048   13-14   dz 16 */
+    .d_d                   = A + 828928,     /*     401408   12-13   dd 3136 */
+    .d_e_1                 = A + 903168,     /*     802816   17-18   de.1 14x14x32 */
+    .d_e_2                 = A + 1705984,    /*     401408   15-17   de.2 7x7x64 */
+    .conv_d2_scratch       = A + 3211264,    /*     757248    7-7    conv_d2 scratch fwd */
+    .conv_y_scratch        = A + 3211264,    /*     922656    8-8    conv_y scratch fwd */
+    .d_d2                  = A + 3211264,    /*    3211264   10-11   dd2 28x28x32 */
+    .d1                    = A + 6422528,    /*    1605632    6-12   d1 14x14x64 */
+    .conv_y_dscratch       = A + 8028160,    /*     922656   10-10   conv_y scratch bwd */
+    .d_d1                  = A + 8028160,    /*    1605632   11-12   dd1 14x14x64 */
+    .d_y                   = A + 8950816,    /*     100352    9-10   dy 28x28x1 */
+    .e_1                   = A + 9633792,    /*     802816    0-18   e.1 14x14x32 */
+    .conv_d2_dscratch      = A + 10436608,   /*     793088   11-11   conv_d2 scratch bwd */
+    .e_2                   = A + 11229696,   /*     401408    1-17   e.2 7x7x64 */
+    .d                     = A + 11631104,   /*     401408    5-13   d 3136 */
+    .y                     = A + 12032512,   /*     100352    0-19   y 28x28x1 */
+    .mu                    = A + 12132864,   /*       2048    2-16   mu 16 */
+    .d_mu                  = A + 12134912,   /*       2048    9-16   dmu 16 */
+    .logvar                = A + 12136960,   /*       2048    3-15   logvar 16 */
+    .d_logvar              = A + 12139008,   /*       2048    9-15   dlogvar 16 */
+    .z                     = A + 12141056,   /*       2048    0-19   z 16 */
   };
 }
 
@@ -194,15 +198,14 @@ static void conv_e_2_backward(const run *r) {
  * out: mu 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_mu_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + mu_w), 16, 0, r->mu, 16);
-  aert_bias_act(r->mu, (r->P + mu_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+  aert_dense_forward(r->e_2, (r->P + mu_w), (r->P + mu_b), r->mu, AEC_BATCH, 3136, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_mu_backward(const run *r) {
   aert_act_backward_inplace(r->d_mu, r->mu, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + mu_b), r->d_mu, AEC_BATCH, 16);
-    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_mu, 16, 1, (r->G + mu_w), 16);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_mu, 16, (r->P + mu_w), 16, 1, r->d_e_2, 3136);
+  aert_dense_dw((r->G + mu_w), r->e_2, r->d_mu, AEC_BATCH, 3136, 16);
+  aert_dense_dx(r->d_e_2, r->d_mu, (r->P + mu_w), r->dense_mu_dscratch, AEC_BATCH, 3136, 16);
 }
 
 /* ---- dense logvar  (specs/conv_vae.ae:9:12)
@@ -210,15 +213,14 @@ static void dense_mu_backward(const run *r) {
  * out: logvar 16, batch 128
  * forward 12.85 MFLOP, 1.81 MB moved per batch; backward 25.69 MFLOP, 3.63 MB */
 static void dense_logvar_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 16, 3136, r->e_2, 3136, (r->P + logvar_w), 16, 0, r->logvar, 16);
-  aert_bias_act(r->logvar, (r->P + logvar_b), AEC_BATCH, 16, AERT_ACT_LINEAR, 0);
+  aert_dense_forward(r->e_2, (r->P + logvar_w), (r->P + logvar_b), r->logvar, AEC_BATCH, 3136, 16, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logvar_backward(const run *r) {
   aert_act_backward_inplace(r->d_logvar, r->logvar, AEC_BATCH * 16L, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + logvar_b), r->d_logvar, AEC_BATCH, 16);
-    aert_gemm(1, 0, 3136, 16, AEC_BATCH, r->e_2, 3136, r->d_logvar, 16, 1, (r->G + logvar_w), 16);
-    aert_gemm(0, 1, AEC_BATCH, 3136, 16, r->d_logvar, 16, (r->P + logvar_w), 16, 1, r->d_e_2, 3136);
+  aert_dense_dw((r->G + logvar_w), r->e_2, r->d_logvar, AEC_BATCH, 3136, 16);
+  aert_dense_dx(r->d_e_2, r->d_logvar, (r->P + logvar_w), r->dense_logvar_dscratch, AEC_BATCH, 3136, 16);
 }
 
 /* ---- sample z  (specs/conv_vae.ae:10:14)
@@ -238,15 +240,14 @@ static void sample_z_backward(const run *r) {
  * out:  3136, relu fused, batch 128
  * forward 12.85 MFLOP, 1.83 MB moved per batch; backward 25.69 MFLOP, 3.65 MB */
 static void dense_d_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 3136, 16, r->z, 16, (r->P + d_w), 3136, 0, r->d, 3136);
-  aert_bias_act(r->d, (r->P + d_b), AEC_BATCH, 3136, AERT_ACT_RELU, 0);
+  aert_dense_forward(r->z, (r->P + d_w), (r->P + d_b), r->d, AEC_BATCH, 16, 3136, AERT_ACT_RELU, 0);
 }
 
 static void dense_d_backward(const run *r) {
   aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d_b), r->d_d, AEC_BATCH, 3136);
-    aert_gemm(1, 0, 16, 3136, AEC_BATCH, r->z, 16, r->d_d, 3136, 1, (r->G + d_w), 3136);
-    aert_gemm(0, 1, AEC_BATCH, 16, 3136, r->d_d, 3136, (r->P + d_w), 3136, 1, r->d_z, 16);
+  aert_dense_dw((r->G + d_w), r->z, r->d_d, AEC_BATCH, 16, 3136);
+  aert_dense_dx(r->d_z, r->d_d, (r->P + d_w), r->dense_d_dscratch, AEC_BATCH, 16, 3136);
 }
 
 /* ---- conv d1  (specs/conv_vae.ae:12:26)

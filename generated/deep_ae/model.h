@@ -9,7 +9,7 @@
 #define DEEP_AE_OUT_SIZE 784
 #define DEEP_AE_LATENT_SIZE 16
 #define DEEP_AE_PARAM_FLOATS 1151648L
-#define DEEP_AE_ARENA_FLOATS 1028096L
+#define DEEP_AE_ARENA_FLOATS 1429504L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

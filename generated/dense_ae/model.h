@@ -9,7 +9,7 @@
 #define DENSE_AE_OUT_SIZE 784
 #define DENSE_AE_LATENT_SIZE 32
 #define DENSE_AE_PARAM_FLOATS 439728L
-#define DENSE_AE_ARENA_FLOATS 638976L
+#define DENSE_AE_ARENA_FLOATS 839680L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

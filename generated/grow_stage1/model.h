@@ -9,7 +9,7 @@
 #define GROW_STAGE1_OUT_SIZE 784
 #define GROW_STAGE1_LATENT_SIZE 256
 #define GROW_STAGE1_PARAM_FLOATS 402448L
-#define GROW_STAGE1_ARENA_FLOATS 532480L
+#define GROW_STAGE1_ARENA_FLOATS 733184L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

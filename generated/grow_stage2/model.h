@@ -9,7 +9,7 @@
 #define GROW_STAGE2_OUT_SIZE 784
 #define GROW_STAGE2_LATENT_SIZE 16
 #define GROW_STAGE2_PARAM_FLOATS 437664L
-#define GROW_STAGE2_ARENA_FLOATS 634880L
+#define GROW_STAGE2_ARENA_FLOATS 835584L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

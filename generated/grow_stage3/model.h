@@ -9,7 +9,7 @@
 #define GROW_STAGE3_OUT_SIZE 784
 #define GROW_STAGE3_LATENT_SIZE 8
 #define GROW_STAGE3_PARAM_FLOATS 438224L
-#define GROW_STAGE3_ARENA_FLOATS 563200L
+#define GROW_STAGE3_ARENA_FLOATS 763904L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

@@ -31,7 +31,7 @@ typedef struct {
   uint64_t first;      /* the global index of example 0 (shard.first) */
   aert_real *z_h_1, *conv_z_h_1_scratch, *z_h_2, *conv_z_h_2_scratch, *z_h2_1, *conv_z_h2_1_scratch;
   aert_real *z_h2_2, *conv_z_h2_2_scratch, *z, *logits_1, *d_logits_1, *dropout_6, *d_dropout_6;
-  aert_real *logits_2, *d_logits_2, *loss_rows;
+  aert_real *logits_2, *d_logits_2, *dense_logits_2_dscratch, *loss_rows;
 } run;
 
 /* Data-parallel training: the rank's place in the global batch and its loss normalisers
@@ -42,23 +42,24 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
                  uint64_t seed, int training, uint64_t first) {
   return (run){
     P, G, A, X, T, seed, training, first,
-    /* buffer                 offset        floats   steps   what */
-    .z_h_1               = A + 0,          /*    3211264    0-1    z.h.1 28x28x32 */
-    .z_h2_1              = A + 0,          /*    1605632    2-3    z.h2.1 14x14x64 */
-    .logits_1            = A + 0,          /*       8192    5-11   logits.1 64 */
-    .d_logits_2          = A + 8192,       /*       1280    8-9    dlogits.2 10 */
-    .d_logits_1          = A + 8192,       /*       8192   10-11   dlogits.1 64 */
-    .dropout_6           = A + 16384,      /*       8192    6-10   dropout_6 64 */
-    .d_dropout_6         = A + 24576,      /*       8192    9-10   ddropout_6 64 */
-    .z                   = A + 32768,      /*       4096    4-11   z 32 */
-    .conv_z_h2_1_scratch = A + 1605632,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
-    .conv_z_h2_2_scratch = A + 1605632,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
-    .z_h2_2              = A + 2655744,    /*     401408    3-4    z.h2.2 7x7x64 */
-    .conv_z_h_1_scratch  = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
-    .conv_z_h_2_scratch  = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
-    .z_h_2               = A + 4133632,    /*     802816    1-2    z.h.2 14x14x32 */
-    .logits_2            = A + 4936448,    /*       1280    0-17   logits.2 10 */
-    .loss_rows           = A + 4937728,    /*         10    0-17   loss rows */
+    /* buffer                     offset        floats   steps   what */
+    .z_h_1                   = A + 0,          /*    3211264    0-1    z.h.1 28x28x32 */
+    .z_h2_1                  = A + 0,          /*    1605632    2-3    z.h2.1 14x14x64 */
+    .logits_1                = A + 0,          /*       8192    5-11   logits.1 64 */
+    .d_logits_2              = A + 8192,       /*       1280    8-9    dlogits.2 10 */
+    .d_logits_1              = A + 8192,       /*       8192   10-11   dlogits.1 64 */
+    .dense_logits_2_dscratch = A + 9472,       /*        640    9-9    dense_logits_2 scratch bwd */
+    .dropout_6               = A + 16384,      /*       8192    6-10   dropout_6 64 */
+    .d_dropout_6             = A + 24576,      /*       8192    9-10   ddropout_6 64 */
+    .z                       = A + 32768,      /*       4096    4-11   z 32 */
+    .conv_z_h2_1_scratch     = A + 1605632,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
+    .conv_z_h2_2_scratch     = A + 1605632,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
+    .z_h2_2                  = A + 2655744,    /*     401408    3-4    z.h2.2 7x7x64 */
+    .conv_z_h_1_scratch      = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
+    .conv_z_h_2_scratch      = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
+    .z_h_2                   = A + 4133632,    /*     802816    1-2    z.h.2 14x14x32 */
+    .logits_2                = A + 4936448,    /*       1280    0-17   logits.2 10 */
+    .loss_rows               = A + 4937728,    /*         10    0-17   loss rows */
   };
 }
 
@@ -167,8 +168,7 @@ static void conv_z_h2_2_forward(const run *r) {
  * out: z 32, batch 128
  * forward 25.69 MFLOP, 2.02 MB moved per batch */
 static void dense_z_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 32, 3136, r->z_h2_2, 3136, (r->P + z_w), 32, 0, r->z, 32);
-  aert_bias_act(r->z, (r->P + z_b), AEC_BATCH, 32, AERT_ACT_LINEAR, 0);
+  aert_dense_forward(r->z_h2_2, (r->P + z_w), (r->P + z_b), r->z, AEC_BATCH, 3136, 32, AERT_ACT_LINEAR, 0);
 }
 
 /* ---- dense logits.1  (specs/latent_classifier.ae:12:12)
@@ -176,14 +176,13 @@ static void dense_z_forward(const run *r) {
  * out:  64, relu fused, batch 128
  * forward 524.29 KFLOP, 57.60 KB moved per batch; backward 524.29 KFLOP, 98.82 KB */
 static void dense_logits_1_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 64, 32, r->z, 32, (r->P + logits_1_w), 64, 0, r->logits_1, 64);
-  aert_bias_act(r->logits_1, (r->P + logits_1_b), AEC_BATCH, 64, AERT_ACT_RELU, 0);
+  aert_dense_forward(r->z, (r->P + logits_1_w), (r->P + logits_1_b), r->logits_1, AEC_BATCH, 32, 64, AERT_ACT_RELU, 0);
 }
 
 static void dense_logits_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits_1, r->logits_1, AEC_BATCH * 64L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + logits_1_b), r->d_logits_1, AEC_BATCH, 64);
-    aert_gemm(1, 0, 32, 64, AEC_BATCH, r->z, 32, r->d_logits_1, 64, 1, (r->G + logits_1_w), 64);
+  aert_dense_dw((r->G + logits_1_w), r->z, r->d_logits_1, AEC_BATCH, 32, 64);
 }
 
 /* ---- dropout  (specs/latent_classifier.ae:12:36)
@@ -203,15 +202,14 @@ static void dropout_6_backward(const run *r) {
  * out: logits.2 10, batch 128
  * forward 163.84 KFLOP, 40.49 KB moved per batch; backward 327.68 KFLOP, 80.98 KB */
 static void dense_logits_2_forward(const run *r) {
-    aert_gemm(0, 0, AEC_BATCH, 10, 64, r->dropout_6, 64, (r->P + logits_2_w), 10, 0, r->logits_2, 10);
-  aert_bias_act(r->logits_2, (r->P + logits_2_b), AEC_BATCH, 10, AERT_ACT_LINEAR, 0);
+  aert_dense_forward(r->dropout_6, (r->P + logits_2_w), (r->P + logits_2_b), r->logits_2, AEC_BATCH, 64, 10, AERT_ACT_LINEAR, 0);
 }
 
 static void dense_logits_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_logits_2, r->logits_2, AEC_BATCH * 10L, AERT_ACT_LINEAR, 0);
   aert_bias_grad((r->G + logits_2_b), r->d_logits_2, AEC_BATCH, 10);
-    aert_gemm(1, 0, 64, 10, AEC_BATCH, r->dropout_6, 64, r->d_logits_2, 10, 1, (r->G + logits_2_w), 10);
-    aert_gemm(0, 1, AEC_BATCH, 64, 10, r->d_logits_2, 10, (r->P + logits_2_w), 10, 1, r->d_dropout_6, 64);
+  aert_dense_dw((r->G + logits_2_w), r->dropout_6, r->d_logits_2, AEC_BATCH, 64, 10);
+  aert_dense_dx(r->d_dropout_6, r->d_logits_2, (r->P + logits_2_w), r->dense_logits_2_dscratch, AEC_BATCH, 64, 10);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */

@@ -9,7 +9,7 @@
 #define SPARSE_NONE_AE_OUT_SIZE 784
 #define SPARSE_NONE_AE_LATENT_SIZE 128
 #define SPARSE_NONE_AE_PARAM_FLOATS 468368L
-#define SPARSE_NONE_AE_ARENA_FLOATS 630784L
+#define SPARSE_NONE_AE_ARENA_FLOATS 831488L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

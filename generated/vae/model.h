@@ -9,7 +9,7 @@
 #define VAE_OUT_SIZE 784
 #define VAE_LATENT_SIZE 16
 #define VAE_PARAM_FLOATS 474672L
-#define VAE_ARENA_FLOATS 684032L
+#define VAE_ARENA_FLOATS 884736L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

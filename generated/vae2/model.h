@@ -9,7 +9,7 @@
 #define VAE2_OUT_SIZE 784
 #define VAE2_LATENT_SIZE 2
 #define VAE2_PARAM_FLOATS 1068848L
-#define VAE2_ARENA_FLOATS 464128L
+#define VAE2_ARENA_FLOATS 865536L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

@@ -4,6 +4,7 @@
  * early stopping and plateau share. Frozen parameters are skipped; the moment buffers and
  * the step count are saved in checkpoints (ckpt.c). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include "aert_internal.h"
 
@@ -60,20 +61,47 @@ static void sgd(const aert_optim *h, float *restrict p, const float *restrict g,
     p[i] -= lr * (g[i] + wd * p[i]);
 }
 
-/* torch.optim.Adam / AdamW (single-tensor path): bias corrections in double, the
- * update in float; Adam's weight decay is L2 in the gradient, AdamW's is decoupled. */
-static void adam(const aert_optim *h, int decoupled, long step, float *restrict p, const float *restrict g,
-                 float *restrict m, float *restrict v, long n, float lr) {
-  double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
-  const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = h->eps;
-  const float one_b1 = 1.0f - h->beta1, b2 = h->beta2, one_b2 = 1.0f - h->beta2;
-  const float wd = decoupled ? 0.0f : h->weight_decay, shrink = decoupled ? 1.0f - lr * h->weight_decay : 1.0f;
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-  for (long i = 0; i < n; i++) {
+/* The library is built for any x86-64; the Adam update, a tenth of a dense model's step,
+ * is also compiled for AVX2 and AVX-512 and the loader picks the clone the CPU runs
+ * (target_clones). Without contraction into FMA every clone rounds each operation as the
+ * baseline build does: the same bits on any of them. The Makefile builds this file
+ * without errno for sqrtf, so that the loop vectorises. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AERT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("-ffp-contract=off")))
+#else
+#define AERT_CLONES
+#endif
+
+typedef struct {
+  float step_size, bc2_sqrt, eps, one_b1, b2, one_b2, wd, shrink;
+} adam_consts;
+
+/* Adam over [lo, hi) of one tensor. */
+AERT_CLONES static void adam_span(const adam_consts *c, float *restrict p, const float *restrict g, float *restrict m,
+                                  float *restrict v, long lo, long hi) {
+  const float step_size = c->step_size, bc2_sqrt = c->bc2_sqrt, eps = c->eps, one_b1 = c->one_b1, b2 = c->b2;
+  const float one_b2 = c->one_b2, wd = c->wd, shrink = c->shrink;
+#pragma omp simd
+  for (long i = lo; i < hi; i++) {
     float pi = p[i] * shrink, gi = g[i] + wd * pi;
     float mi = m[i] + (gi - m[i]) * one_b1, vi = v[i] * b2 + one_b2 * gi * gi;
     m[i] = mi, v[i] = vi;
     p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+  }
+}
+
+/* torch.optim.Adam / AdamW (single-tensor path): bias corrections in double, the
+ * update in float; Adam's weight decay is L2 in the gradient, AdamW's is decoupled.
+ * Threads take equal spans (elementwise: the same bits for any thread count). */
+static void adam(const aert_optim *h, int decoupled, long step, float *restrict p, const float *restrict g,
+                 float *restrict m, float *restrict v, long n, float lr) {
+  double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
+  adam_consts c = {(float)(lr / bc1), (float)sqrt(bc2), h->eps, 1.0f - h->beta1, h->beta2, 1.0f - h->beta2,
+                   decoupled ? 0.0f : h->weight_decay, decoupled ? 1.0f - lr * h->weight_decay : 1.0f};
+#pragma omp parallel if (n > 32768)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    adam_span(&c, p, g, m, v, n * t / nt, n * (t + 1) / nt);
   }
 }
 

@@ -503,16 +503,15 @@ static void emit_dense(emitter *e, const ae_kernel *k, const char *name) {
   const ae_node *x = ((ae_view *)k->src.items[0])->node;
   const char *y = val(e, k->out), *dy = grad(e, k->out), *dx = grad(e, x);
   OUT("static void %s_forward(const run *r) {\n", name);
-  emit_sgemm(e, false, false, "AEC_BATCH", num(e, out), num(e, in), val(e, x), in, pval(e, k->w), out, 0, y, out);
-  OUT("  aert_bias_act(%s, %s, AEC_BATCH, %d, %s, %.9g);\n}\n", y, pval(e, k->b), out, act_enum(k->act), k->act ? k->act->alpha : 0);
+  OUT("  aert_dense_forward(%s, %s, %s, %s, AEC_BATCH, %d, %d, %s, %.9g);\n}\n", val(e, x), pval(e, k->w), pval(e, k->b), y, in,
+      out, act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(e->p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, out), act_enum(k->act), k->act ? k->act->alpha : 0);
   emit_bias_grad(e, k, dy, "AEC_BATCH", out);
-  if (has_step(e, k, STEP_WEIGHT_GRAD))
-    emit_sgemm(e, true, false, num(e, in), num(e, out), "AEC_BATCH", val(e, x), in, dy, out, 1, pgrad(e, k->w), out);
-  if (has_step(e, k, STEP_INPUT_GRAD))
-    emit_sgemm(e, false, true, "AEC_BATCH", num(e, in), num(e, out), dy, out, pval(e, k->w), out, 1, dx, in);
+  if (has_step(e, k, STEP_WEIGHT_GRAD)) OUT("  aert_dense_dw(%s, %s, %s, AEC_BATCH, %d, %d);\n", pgrad(e, k->w), val(e, x), dy, in, out);
+  if (has_step(e, k, STEP_INPUT_GRAD))   /* through the weights transposed in the backward scratch */
+    OUT("  aert_dense_dx(%s, %s, %s, %s, AEC_BATCH, %d, %d);\n", dx, dy, pval(e, k->w), buf(e, &k->scratch[1]), in, out);
   OUT("}\n");
 }
 

@@ -136,10 +136,17 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
   c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? b : 0;
 }
 
+/* A dense layer that carries dx back transposes its weights into its backward scratch. */
+static void schedule_dense(const ae_program *p, ae_kernel *k) {
+  const ae_node *x = ((ae_view *)k->src.items[0])->node;
+  if (p->needs_grad[p->root[x->id]->id]) k->conv.scratch_floats[1] = ae_shape_elems(x->shape) * k->node->units;
+}
+
 void ae_schedule_cpu(ae_program *p) {
   for (int i = 0; i < p->kernels.len; i++) {
     ae_kernel *k = p->kernels.items[i];
     if (k->kind == K_CONV || k->kind == K_CONV_T) schedule_conv(p, k);
     if (up2_fits(k)) schedule_up2(p, k);
+    if (k->kind == K_DENSE) schedule_dense(p, k);
   }
 }
