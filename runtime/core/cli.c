@@ -48,6 +48,7 @@ static const option_t options[] = {
     {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne and isomap)", 0},
     {"--neighbors", "K", LATENT, "isomap: nearest neighbours joined in its graph (default 10)", 0},
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
+    {"--device", "N", ANY, "CUDA trainers (bin/MODEL-cuda, -cuda-emu): the GPU to run on (default 0)", 0},
     {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
     {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: PNG file or folder, IDX file, .npy array, GeoTIFF tiles", 0},
@@ -213,6 +214,9 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
                         flag, m->name), -1;
     if (!strcmp(flag, "--help"))
       return usage(m, prog, *cmd), 1;
+    if (!strcmp(flag, "--device"))   /* a CUDA trainer's main takes it before aert_main */
+      return aert_error("option '--device' is an option of the CUDA trainers (bin/%s-cuda, "
+                        "bin/%s-cuda-emu); '%s' runs on the CPU", m->name, m->name, prog), -1;
     if (op->arg && !eq && i + 1 >= argc)
       return aert_error("option '%s' needs a value (%s)", flag, op->arg), -1;
     if (!op->arg && eq)
