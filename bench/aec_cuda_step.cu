@@ -33,16 +33,17 @@ int main(int argc, char **argv) {
   for (long i = 0; i < nt; i++) T[i] = m->n_classes ? (float)(aert_hash64(i) % (uint64_t)m->n_classes) : aert_uniform(13, i);
   float *dP = filled(np, P), *dG = filled(np, zeros), *dm = filled(np, zeros), *dv = filled(np, zeros);
   float *dA = filled<float>(m->arena_floats, {}), *dX = filled(nx, X), *dT = filled(nt, T), *dcw = filled(AEC_CLASS_WEIGHTS, ones);
-  double *sums = filled<double>(AEC_LOSS_SUMS, {});
-  run r = place(dP, dG, dA, dX, dT, 5, 1, 0, sums, dcw);
+  double *sums = filled<double>(AEC_LOSS_SUMS, {}), *sums_host;
+  uint64_t *seed = filled<uint64_t>(1, {5});
+  AEC_CHECK(cudaMallocHost(&sums_host, sizeof(double) * AEC_LOSS_SUMS));
+  run r = place(dP, dG, dA, dX, dT, seed, 1, 0, sums, sums_host, dcw, 0);   /* the default stream */
   cudaEvent_t t0, t1;
   AEC_CHECK(cudaEventCreate(&t0));
   AEC_CHECK(cudaEventCreate(&t1));
   std::vector<float> ms;
   for (int i = 0; i < 3 + steps; i++) {
     AEC_CHECK(cudaEventRecord(t0, 0));
-    aert_losses losses;
-    forward_kernels(&r, &losses);
+    forward_kernels(&r);
     backward_kernels(&r);
     aec_cuda_optim_step(dP, dG, dm, dv, &m->optim, i + 1, m->optim.lr);
     AEC_CHECK(cudaEventRecord(t1, 0));

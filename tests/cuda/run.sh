@@ -45,7 +45,9 @@ expect memcpy-direction "cudaMemcpyDeviceToHost of 256 bytes from host memory to
 expect block-too-big "a block of 2048x1x1 threads"
 expect shared-too-big "65536 bytes of dynamic shared memory, over the 49152 allowed"
 expect warp-deadlock "deadlock"
-echo "emulator: partial barrier, host pointer, copy direction, launch limits and a warp deadlock reported"
+expect captured-pageable-copy "captured into a graph reads or writes pageable host memory"
+expect legacy-stream-in-capture "legacy default stream .* while a stream is captured"
+echo "emulator: partial barrier, host pointer, copy direction, launch limits, a warp deadlock and graph capture mistakes reported"
 
 for arch in sm_90 sm_80; do
   "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -c "$src" -o "$out/emu_test_$arch.o" >"$out/ptxas_$arch.log" 2>&1 ||

@@ -110,10 +110,14 @@ static long ew_blocks(long n) { return (n + 1023) / 1024; }
 #define CF "const float *__restrict__ "
 #define F "float *__restrict__ "
 
-/* The seed of a random kernel, as the C target draws it: (hash(seed + k), first * elems). */
+/* The seed of a random kernel, as the C target draws it: (hash(seed + k), first * elems).
+ * The step's seed is read on the device from the step block (r->seed), so that a captured
+ * graph draws each step's numbers; SEEDED opens a random kernel's body with its own seed. */
 static const char *seed_args(emitter *e, const ae_kernel *k) {
-  return ae_sprintf(e->a, "aert_hash64(r->seed + %d), r->first * %ldu", k->id, elems(k->out));
+  return ae_sprintf(e->a, "r->seed, %d, r->first * %ldu", k->id, elems(k->out));
 }
+#define SEED_PARAMS "const uint64_t *step_seed, int k, uint64_t base"
+#define SEEDED "uint64_t seed = aert_hash64(*step_seed + (uint64_t)k);\n    "
 
 /* ---- dense ----------------------------------------------------------------------------- */
 
@@ -135,8 +139,8 @@ static void emit_dact_db(emitter *e, const ae_kernel *k, const char *name, long 
 
 static void launch_dact_db(emitter *e, const ae_kernel *k, const char *name, long rows, int cols, const char *dy, const char *y) {
   if (k->act && k->act->op != OP_LINEAR)
-    OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(rows * cols), dy, y);
-  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  AEC_LAUNCH(%s_db, dim3(%d), AECD_THREADS, 0, 0, %s, %s);\n", name, (cols + 31) / 32, dy, pgrad(e, k->b));
+    OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, ew_blocks(rows * cols), dy, y);
+  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  AEC_LAUNCH(%s_db, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s);\n", name, (cols + 31) / 32, dy, pgrad(e, k->b));
 }
 
 /* The epilogue y = act(s + b) of a GEMM kernel writing rows of `cols` values. */
@@ -151,14 +155,14 @@ static const char *epilogue(emitter *e, const ae_kernel *k, int cols) {
 static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, gemm_shape gw,
                               gemm_shape gx, long rows, int cols, bool bwd, bool dw, bool dx) {
   const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n}\n", name, name,
       gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   launch_dact_db(e, k, name, rows, cols, dy, y);
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
-  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
   OUT("}\n");
 }
 
@@ -281,17 +285,17 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   for (int i = 0; bwd && i < ns; i++)
     if (has_grad(e, ((ae_view *)k->src.items[i])->node)) emit_conv_dx(e, k, name, g, i, &gx[i]);
   const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s%s, %s, %s);\n}\n", name, name,
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s%s, %s, %s);\n}\n", name, name,
       gemm_grid(e, f), srcs, pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   launch_dact_db(e, k, name, rows, g.cout, dy, y);
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s%s, %s);\n", name, gemm_grid(e, gw), srcs, dy, pgrad(e, k->w));
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, r->stream, %s%s, %s);\n", name, gemm_grid(e, gw), srcs, dy, pgrad(e, k->w));
   for (int i = 0; i < ns; i++) {
     const ae_node *s = ((ae_view *)k->src.items[i])->node;
     if (has_grad(e, s))
-      OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
+      OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
   }
   OUT("}\n");
 }
@@ -379,15 +383,15 @@ static void emit_batchnorm(emitter *e, const ae_kernel *k, const char *name) {
   }
   const char *y = val(e, k->out), *st = ae_sprintf(e->a, "r->%s", buf_name(e, &k->stats));
   const char *use = k->w->frozen ? "0" : "r->training";
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, 0, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
-      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, r->stream, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
+      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
       pval(e, k->rvar), st, use, name, ew_blocks(N), val(e, x), pval(e, k->w), pval(e, k->b), st, y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(N), dy, y);
+  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, ew_blocks(N), dy, y);
   if (dx || dw)
-    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
+    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
         dx ? grad(e, x) : "(float *)NULL", dw ? pgrad(e, k->w) : "(float *)NULL", dw ? pgrad(e, k->b) : "(float *)NULL", k->w->frozen ? 0 : 1);
   OUT("}\n");
 }
@@ -488,15 +492,15 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
     const ae_node *lv = ((ae_view *)k->src.items[1])->node;
     bool dmu = has_grad(e, x), dlv = has_grad(e, lv);
     s.what = "z = mu + exp(logvar / 2) eps in training, mu otherwise";
-    s.params = CF "mu, " CF "lv, " F "z, int training, uint64_t seed, uint64_t base";
+    s.params = CF "mu, " CF "lv, " F "z, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, %s, r->training, %s", xv, val(e, lv), y, seed_args(e, k));
-    s.body = "z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i) : mu[i];";
+    s.body = SEEDED "z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i) : mu[i];";
     if (dmu || dlv) {
-      s.bparams = CF "dz, " CF "lv, float *dmu, float *dlv, uint64_t seed, uint64_t base";
+      s.bparams = CF "dz, " CF "lv, float *dmu, float *dlv, " SEED_PARAMS;
       s.bargs = ae_sprintf(e->a, "%s, %s, %s, %s, %s", dyv, val(e, lv), dmu ? grad(e, x) : "(float *)NULL",
                            dlv ? grad(e, lv) : "(float *)NULL", seed_args(e, k));
       s.bbody = ae_sprintf(e->a, "%s%s", dmu ? "dmu[i] += dz[i];" : "",
-                           dlv ? "\n    dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i);" : "");
+                           dlv ? "\n    " SEEDED "dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i);" : "");
     }
     dx = dmu || dlv;
     break;
@@ -504,9 +508,9 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
   case K_NOISE: {
     const char *lo = flt(e, n->lo), *hi = flt(e, n->hi);
     s.what = ae_sprintf(e->a, "y = x + N(0, %g) in training, clipped", n->stddev);
-    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.params = CF "x, " F "y, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
-    s.body = ae_sprintf(e->a, "float v = training ? x[i] + %s * aecd_normal(seed, base + (uint64_t)i) : x[i];\n"
+    s.body = ae_sprintf(e->a, SEEDED "float v = training ? x[i] + %s * aecd_normal(seed, base + (uint64_t)i) : x[i];\n"
                               "    y[i] = training ? (v < %s ? %s : v > %s ? %s : v) : v;", flt(e, n->stddev), lo, lo, hi, hi);
     s.bparams = CF "dy, " CF "y, " F "dx";
     s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, y, dxv);
@@ -516,12 +520,12 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
   case K_DROPOUT: {
     const char *rate = flt(e, n->rate), *keep = ae_sprintf(e->a, "(1 / (1 - %s))", rate);
     s.what = ae_sprintf(e->a, "dropout %g in training", n->rate);
-    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.params = CF "x, " F "y, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
-    s.body = ae_sprintf(e->a, "y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= %s ? x[i] * %s : 0.0f;", rate, keep);
-    s.bparams = CF "dy, " F "dx, uint64_t seed, uint64_t base";
+    s.body = ae_sprintf(e->a, SEEDED "y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= %s ? x[i] * %s : 0.0f;", rate, keep);
+    s.bparams = CF "dy, " F "dx, " SEED_PARAMS;
     s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, dxv, seed_args(e, k));
-    s.bbody = ae_sprintf(e->a, "dx[i] += aert_uniform(seed, base + (uint64_t)i) >= %s ? dy[i] * %s : 0.0f;", rate, keep);
+    s.bbody = ae_sprintf(e->a, SEEDED "dx[i] += aert_uniform(seed, base + (uint64_t)i) >= %s ? dy[i] * %s : 0.0f;", rate, keep);
     break;
   }
   case K_UPSAMPLE: {   /* nearest: forward per output value; backward per input value, its block summed in row order */
@@ -592,9 +596,9 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
     OUT("/* %s_bwd: its gradient; launch %ld blocks of 256 */\n", name, ew_blocks(s.bn));
     OUT(GLOBAL "%s_bwd(%s) {\n  AECD_FOR(i, %ldL) {\n    %s\n  }\n}\n", name, s.bparams, s.bn, s.bbody);
   }
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.n), s.args);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n}\n", name, name, ew_blocks(s.n), s.args);
   if (!ae_kernel_has_backward(e->p, k)) return;
-  if (s.bbody) OUT("\nstatic void %s_backward(const run *r) {\n  AEC_LAUNCH(%s_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.bn), s.bargs);
+  if (s.bbody) OUT("\nstatic void %s_backward(const run *r) {\n  AEC_LAUNCH(%s_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n}\n", name, name, ew_blocks(s.bn), s.bargs);
   else OUT("\nstatic void %s_backward(const run *r) { (void)r; }  /* no gradient flows into its input */\n", name);
 }
 
@@ -628,7 +632,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     if (cat) OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i / %d * %d + %d + i %% %d];\n}\n", n, c, ct, v->ch_off, c);
     else OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i];\n}\n", n);
   }
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, ", name, name, ew_blocks(N));
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, ", name, name, ew_blocks(N));
   for (int i = 0; i < k->src.len; i++) OUT("%s, ", val(e, ((ae_view *)k->src.items[i])->node));
   OUT("%s);\n}\n", val(e, o));
   if (!bwd) return;
@@ -636,7 +640,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
     if (has_grad(e, v->node))
-      OUT("  AEC_LAUNCH(%s_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, i, ew_blocks((long)e->p->batch * elems(v->node)),
+      OUT("  AEC_LAUNCH(%s_bwd%d, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, i, ew_blocks((long)e->p->batch * elems(v->node)),
           grad(e, o), grad(e, v->node));
   }
   OUT("}\n");
@@ -807,9 +811,9 @@ static const char *weights_arg(emitter *e, int i) {
 static void emit_overlap_launches(emitter *e, int i, const char *indent) {
   const ae_loss_term *t = e->p->m->losses.items[i];
   int s0 = e->slot[i], c = e->p->m->n_classes, parts = s0 + 1 + 2 * c;
-  OUT("%sAEC_LAUNCH(loss%d_part, dim3(%d), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", indent, i, overlap_blocks(e->p, t), val(e, t->a),
+  OUT("%sAEC_LAUNCH(loss%d_part, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d);\n", indent, i, overlap_blocks(e->p, t), val(e, t->a),
       val(e, t->b), parts);
-  OUT("%sAEC_LAUNCH(loss%d_score, dim3(1), AECD_THREADS, 0, 0, r->sums + %d%s, r->sums + %d);\n", indent, i, parts, weights_arg(e, i), s0);
+  OUT("%sAEC_LAUNCH(loss%d_score, dim3(1), AECD_THREADS, 0, r->stream, r->sums + %d%s, r->sums + %d);\n", indent, i, parts, weights_arg(e, i), s0);
 }
 
 static void emit_loss_grad_launch(emitter *e, int i) {
@@ -820,21 +824,21 @@ static void emit_loss_grad_launch(emitter *e, int i) {
   const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
   bool has_da = t->a && has_grad(e, t->a);
   const char *da = has_da ? grad(e, t->a) : "(float *)NULL", *db = t->b && has_grad(e, t->b) ? grad(e, t->b) : "(float *)NULL";
-  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0", i, ew_blocks(n));
+  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream", i, ew_blocks(n));
   switch (t->kind) {
   case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
   case LOSS_BCE: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
   case LOSS_DICE: case LOSS_JACCARD:
     if (has_da) {
       emit_overlap_launches(e, i, "    ");
-      OUT("    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, r->sums + %d, %s);\n", i, ew_blocks(n / e->p->m->n_classes), a, b,
+      OUT("    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d, %s);\n", i, ew_blocks(n / e->p->m->n_classes), a, b,
           s0, da);
     }
     break;
   case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
     if (has_da)
-      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
-          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
+      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, r->stream, %s%s, r->sums + %d);\n"
+          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
           i, b, weights_arg(e, i), s0 + 1, i, ew_blocks(n / e->p->m->n_classes), a, b, weights_arg(e, i), da, s0 + 1, i);
     break;
   case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
@@ -843,7 +847,7 @@ static void emit_loss_grad_launch(emitter *e, int i) {
     for (int j = 0, s = 0; j < e->p->params.len; j++) {
       const ae_tensor *w = e->p->params.items[j];
       if (!w->is_weight || w->frozen) continue;
-      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
+      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
       s++;
     }
     break;
@@ -858,18 +862,18 @@ static void emit_loss_sum_launch(emitter *e, int i) {
   switch (t->kind) {
   case LOSS_DICE: case LOSS_JACCARD: emit_overlap_launches(e, i, "  "); break;
   case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
-    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
-    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
+    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, r->stream, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
     break;
   case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
-    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d);\n", i, a, b, s0);
     break;
-  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, r->sums + %d);\n", i, a, s0); break;
   case LOSS_L2:
     for (int j = 0, s = 0; j < e->p->params.len; j++) {
       const ae_tensor *w = e->p->params.items[j];
       if (!w->is_weight || w->frozen) continue;
-      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
+      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, r->stream, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
       s++;
     }
     break;
@@ -904,13 +908,15 @@ static void emit_loss_term(emitter *e, int i) {
 
 static void emit_compute_loss(emitter *e) {
   const ae_model *m = e->p->m;
-  OUT("\n/* The loss: forward, each term's sums copied back and divided as the C target does; backward,\n"
-      " * the gradients of the operands seeded. */\n");
-  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n  (void)t;\n  if (backward) {\n");
+  OUT("\n/* The loss: forward, each term's sums, copied (without waiting) into r->sums_host, pinned host\n"
+      " * memory; backward, the gradients of the operands seeded. */\n");
+  OUT("static void loss_kernels(const run *r, int backward) {\n  if (backward) {\n");
   for (int i = 0; i < m->losses.len; i++) emit_loss_grad_launch(e, i);
-  OUT("    return 0;\n  }\n");
+  OUT("    return;\n  }\n");
   for (int i = 0; i < m->losses.len; i++) emit_loss_sum_launch(e, i);
-  OUT("  double sums[%d];\n  AEC_CHECK(cudaMemcpy(sums, r->sums, sizeof sums, cudaMemcpyDeviceToHost));\n", e->n_slots ? e->n_slots : 1);
+  OUT("  AEC_CHECK(cudaMemcpyAsync(r->sums_host, r->sums, sizeof(double) * AEC_LOSS_SUMS, cudaMemcpyDeviceToHost, r->stream));\n}\n\n");
+  OUT("/* The loss from the sums the forward copied back (once its stream finished), divided as the C\n"
+      " * target does. */\nstatic float loss_of(const double *sums, aert_losses *out) {\n  float total = 0, t;\n  (void)t;\n  (void)sums;\n");
   OUT("  double none[%d] = {0}, *denom = out ? shard->denom : none;   /* each term's normaliser on this rank */\n  (void)denom;\n",
       m->losses.len ? m->losses.len : 1);
   for (int i = 0; i < m->losses.len; i++) emit_loss_term(e, i);
@@ -925,11 +931,14 @@ static void emit_run(emitter *e) {
       " * loss's sums, and one pointer per buffer of the arena, named as in model.c. */\n");
   OUT("#define AEC_LOSS_SUMS %d       /* doubles of r->sums */\n#define AEC_CLASS_WEIGHTS %d   /* floats of r->cw */\n",
       e->n_slots ? e->n_slots : 1, e->n_cw ? e->n_cw : 1);
-  OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n  uint64_t seed;\n  int training;\n  uint64_t first;\n"
-      "  double *sums;\n  const float *cw;   /* the class weights of the class losses */\n");
+  OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n"
+      "  const uint64_t *seed;   /* the step's seed, in device memory: a graph replays each step's */\n  int training;\n  uint64_t first;\n"
+      "  double *sums, *sums_host;   /* the loss's sums on the device, and their copy in pinned host memory */\n"
+      "  const float *cw;   /* the class weights of the class losses */\n  cudaStream_t stream;   /* every launch and copy of the drivers */\n");
   for (int i = 0; i < e->n_bufs; i++) OUT("  float *%s;\n", e->bufs[i].ident);
-  OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed, int training,\n"
-      "                 uint64_t first, double *sums, const float *cw) {\n  run r = {P, G, A, X, T, seed, training, first, sums, cw");
+  OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, const uint64_t *seed,\n"
+      "                 int training, uint64_t first, double *sums, double *sums_host, const float *cw, cudaStream_t stream) {\n"
+      "  run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream");
   for (int i = 0; i < e->n_bufs; i++) OUT(",\n             A + %ld", e->bufs[i].b->off);
   OUT("};\n  return r;\n}\n");
 }
@@ -937,25 +946,26 @@ static void emit_run(emitter *e) {
 /* ---- the drivers -------------------------------------------------------------------- */
 
 /* The forward and backward launches, walking the steps: a kernel's backward steps are its
- * one function, a zero step a memset, the loss's gradient compute_loss. */
+ * one function, a zero step a memset, the loss's gradient loss_kernels. */
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
-  OUT("\n/* ---- the drivers: every launch of a step, on the default stream; only device pointers */\n");
-  OUT("static float forward_kernels(const run *r, aert_losses *losses) {\n");
+  OUT("\n/* ---- the drivers: every launch of a step, on r->stream; only device pointers, so that a\n"
+      " * stream capture records them into a graph that replays every step */\n");
+  OUT("static void forward_kernels(const run *r) {\n");
   int i = 0;
   for (; i < p->steps.len; i++) {
     const ae_step *st = p->steps.items[i];
     if (st->kind == STEP_FORWARD) OUT("  %s_forward(r);\n", names[st->k->id]);
     if (st->kind == STEP_LOSS) break;
   }
-  OUT("  return compute_loss(r, losses, 0);\n}\n\n");
+  OUT("  loss_kernels(r, 0);\n}\n\n");
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void backward_kernels(const run *r) {\n");
   for (i++; i < p->steps.len; i++) {
     const ae_step *st = p->steps.items[i], *prev = p->steps.items[i - 1];
-    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  AEC_CHECK(cudaMemsetAsync(r->G, 0, sizeof(float) * %ld, 0));\n", p->param_floats);
-    else if (st->kind == STEP_ZERO) OUT("  AEC_CHECK(cudaMemsetAsync(r->%s, 0, sizeof(float) * %ld, 0));\n", buf_name(e, st->buf), st->buf->size);
-    else if (st->kind == STEP_LOSS_GRAD) OUT("  compute_loss(r, NULL, 1);\n");
+    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  AEC_CHECK(cudaMemsetAsync(r->G, 0, sizeof(float) * %ld, r->stream));\n", p->param_floats);
+    else if (st->kind == STEP_ZERO) OUT("  AEC_CHECK(cudaMemsetAsync(r->%s, 0, sizeof(float) * %ld, r->stream));\n", buf_name(e, st->buf), st->buf->size);
+    else if (st->kind == STEP_LOSS_GRAD) OUT("  loss_kernels(r, 1);\n");
     else if (st->k && st->k != prev->k) OUT("  %s_backward(r);\n", names[st->k->id]);
   }
   OUT("}\n");
@@ -974,12 +984,44 @@ static void emit_trainable_loop(emitter *e, const char *name, const char *params
   OUT("    %s\n  }\n}\n\n", body);
 }
 
+/* The finite check of the gradient arena on the device: each of up to 256 blocks finds the
+ * first offset of its grid-stride share that holds a NaN or an infinity (its threads' firsts
+ * reduced by a min, exact in any order), one block the first of the blocks' and its value:
+ * the trainer's message without copying the arena. */
+static int nonfinite_blocks(const ae_program *p) {
+  long b = ew_blocks(p->param_floats);
+  return (int)(b < 256 ? b : 256);
+}
+
+static void emit_nonfinite_check(emitter *e) {
+  const ae_program *p = e->p;
+  OUT("\n/* nonfinite_part, nonfinite_first: the first NaN or infinity of the %ld gradient floats (-1:\n"
+      " * none), into at[0] and the bits of its value into at[1]; launch %d blocks, then 1 */\n",
+      p->param_floats, nonfinite_blocks(p));
+  OUT("#define AEC_NONFINITE_BLOCKS %d\n#define AEC_NONE 0x7fffffffffffffffLL   /* no offset */\n", nonfinite_blocks(p));
+  OUT("__device__ __forceinline__ bool aec_nonfinite(float v) { return (__float_as_int(v) & 0x7f800000) == 0x7f800000; }\n");
+  OUT("__device__ __forceinline__ void aec_min_tree(long long *first) {\n"
+      "  for (int s = AECD_THREADS / 2; s > 0; s /= 2) {\n    __syncthreads();\n"
+      "    if ((int)threadIdx.x < s && first[threadIdx.x + s] < first[threadIdx.x]) first[threadIdx.x] = first[threadIdx.x + s];\n  }\n}\n");
+  OUT(GLOBAL "nonfinite_part(const float *g, long long *part) {\n  __shared__ long long first[AECD_THREADS];\n"
+      "  long long f = AEC_NONE;\n  AECD_FOR(i, %ldL) {\n    if (aec_nonfinite(g[i])) { f = i; break; }\n  }\n"
+      "  first[threadIdx.x] = f;\n  aec_min_tree(first);\n  if (threadIdx.x == 0) part[blockIdx.x] = first[0];\n}\n\n", p->param_floats);
+  OUT(GLOBAL "nonfinite_first(const float *g, const long long *part, long long *at) {\n  __shared__ long long first[AECD_THREADS];\n"
+      "  first[threadIdx.x] = (int)threadIdx.x < AEC_NONFINITE_BLOCKS ? part[threadIdx.x] : AEC_NONE;\n  aec_min_tree(first);\n"
+      "  if (threadIdx.x == 0) {\n    at[0] = first[0] == AEC_NONE ? -1 : first[0];\n"
+      "    at[1] = first[0] == AEC_NONE ? 0 : (long long)__float_as_int(g[first[0]]);\n  }\n}\n");
+}
+
 static void emit_optimizer(emitter *e) {
   const ae_program *p = e->p;
   long n = p->param_floats;
   OUT("\n/* optim_step: %s over the %ld parameter floats (frozen tensors skipped), as runtime/optim.c;\n"
       " * launch %ld blocks of 256 */\n", ae_optimizers.names[p->m->opt.kind], n, ew_blocks(n));
   emit_trainable_loop(e, "optim_step", "float *p, const float *g, float *m, float *v, aecd_optim o", "aecd_optim_update(o, p, g, m, v, i);");
+  OUT("/* optim_step_at: the same step with its settings read from device memory (the step block),\n"
+      " * so that a captured graph takes each step's learning rate and bias corrections */\n");
+  emit_trainable_loop(e, "optim_step_at", "float *p, const float *g, float *m, float *v, const aecd_optim *o",
+                      "aecd_optim_update(*o, p, g, m, v, i);");
   OUT("/* grad_accumulate: aert_grad_accumulate, sets (first) or adds g into s; grad_scale: g *= f,\n"
       " * as optim.c scales for the mean and the clipping; launch %ld blocks of 256 each */\n", ew_blocks(n));
   emit_trainable_loop(e, "grad_accumulate", "float *s, const float *g, int first", "s[i] = first ? g[i] : s[i] + g[i];");
@@ -988,6 +1030,7 @@ static void emit_optimizer(emitter *e) {
       " * step counts from 1, as aert_optimizer's after its increment. */\n"
       "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
       "  AEC_LAUNCH(optim_step, dim3(%ld), AECD_THREADS, 0, 0, P, G, m, v, aecd_optim_of(h, step, lr));\n}\n", n, ew_blocks(n));
+  emit_nonfinite_check(e);
 }
 
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
@@ -1026,7 +1069,21 @@ static void emit_device_memory(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
   long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
-  OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums;\n"
+  OUT("\n/* The step block: what changes from one step to the next (read by the kernels from device\n"
+      " * memory, so that a replayed graph computes what plain launches compute) and the few values\n"
+      " * the finite check copies back. One on the device, one in pinned host memory. */\n"
+      "typedef struct {\n  uint64_t seed;            /* the step's seed: dropout, noise, sampling */\n"
+      "  aecd_optim optim;         /* the optimizer step's learning rate, bias corrections, ... */\n"
+      "  long long nonfinite[2];   /* the check: the first bad offset of the gradients (-1: none), its value's bits */\n"
+      "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
+  OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
+      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPHS };\n");
+  OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
+      "  step_block *step, *step_host;   /* the step block on the device and in pinned host memory */\n"
+      "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer */\n"
+      "  cudaGraphExec_t graph[GRAPHS];   /* captured at a phase's first call, replayed after */\n"
+      "  int use_graphs;           /* 0 with AEC_CUDA_GRAPH=0: plain launches */\n"
+      "  int checked;              /* whether the check ran on the current gradients */\n"
       "  aert_optimizer opt;       /* the host view of the optimizer state */\n"
       "  float *grads, *out, *lat;   /* host copies of the gradients, the output and the latent */\n"
       "  float *host_arena;        /* the decoder's, on the host (allocated by the first decode) */\n"
@@ -1037,13 +1094,27 @@ static void emit_device_memory(emitter *e) {
       "  if (cudaMalloc(p, bytes) != cudaSuccess) {\n    *p = NULL;\n"
       "    aert_error(\"out of device memory for %%s (%%zu bytes)\", what, bytes);\n    return -1;\n  }\n"
       "  AEC_CHECK(cudaMemset(*p, 0, bytes));\n  return 0;\n}\n\n");
+  OUT("/* n zeroed values of pinned host memory (what a graph's copy reads or writes) in *p. */\n"
+      "template <class T> static int pinned_zeros(T **p, long n, const char *what) {\n"
+      "  size_t bytes = sizeof(T) * (size_t)(n > 0 ? n : 1);\n"
+      "  if (cudaMallocHost(p, bytes) != cudaSuccess) {\n    *p = NULL;\n"
+      "    aert_error(\"out of pinned host memory for %%s (%%zu bytes)\", what, bytes);\n    return -1;\n  }\n"
+      "  memset(*p, 0, bytes);\n  return 0;\n}\n\n");
+  OUT("/* Graphs unless AEC_CUDA_GRAPH=0 (plain launches, to debug); -1 for another value. */\n"
+      "static int graphs_wanted(void) {\n  const char *v = getenv(\"AEC_CUDA_GRAPH\");\n"
+      "  if (!v || !strcmp(v, \"1\")) return 1;\n  if (!strcmp(v, \"0\")) return 0;\n"
+      "  aert_error(\"AEC_CUDA_GRAPH must be 1 (replay each step's captured graph, the default) or 0 (plain launches), got '%%s'\", v);\n"
+      "  return -1;\n}\n\n");
   OUT("static int cuda_open(aert_device *d) {\n  cuda_device *c = (cuda_device *)aert_alloc(sizeof *c, \"the CUDA device\");\n"
       "  if (!(d->own = c)) return -1;\n  memset(c, 0, sizeof *c);\n"
       "  d->params = (float *)aert_alloc(sizeof(float) * %ldL, \"the parameters' host view\");\n"
       "  c->out = (float *)aert_alloc(sizeof(float) * %ldL, \"the output's host copy\");\n"
       "  if (!d->params || !c->out || device_zeros(&c->P, %ldL, \"the parameters\") || device_zeros(&c->A, %ldL, \"the arena\") ||\n"
       "      device_zeros(&c->X, %ldL, \"the inputs\") || device_zeros(&c->T, %ldL, \"the targets\") ||\n"
-      "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\"))\n    return -1;\n",
+      "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\") ||\n"
+      "      device_zeros(&c->step, 1, \"the step block\") || pinned_zeros(&c->step_host, 1, \"the step block\") ||\n"
+      "      pinned_zeros(&c->sums_host, AEC_LOSS_SUMS, \"the loss's sums\") || (c->use_graphs = graphs_wanted()) < 0)\n    return -1;\n"
+      "  AEC_CHECK(cudaStreamCreate(&c->stream));\n",
       p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, in, tg, e->n_slots, e->n_cw);
   if (m->latent)
     OUT("  if (!(c->lat = (float *)aert_alloc(sizeof(float) * %ldL, \"the latent's host copy\"))) return -1;\n", (long)p->batch * elems(m->latent));
@@ -1056,6 +1127,9 @@ static void emit_device_memory(emitter *e) {
   OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
       "    float *dev[] = {c->P, c->G, c->A, c->X, c->T, c->cw, c->gsum, c->m, c->v};\n"
       "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n"
+      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    for (cudaGraphExec_t g : c->graph) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
+      "    if (c->stream) AEC_CHECK(cudaStreamDestroy(c->stream));\n"
+      "    if (c->step_host) AEC_CHECK(cudaFreeHost(c->step_host));\n    if (c->sums_host) AEC_CHECK(cudaFreeHost(c->sums_host));\n"
       "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
       "  d->params = NULL;\n  d->opt = NULL;\n  d->own = NULL;\n}\n\n");
 }
@@ -1093,12 +1167,39 @@ static void emit_device_passes(emitter *e) {
   emit_copy(e, "c->X", "x", ae_sprintf(e->a, "%ldL", in), "HostToDevice");
   if (tg) emit_copy(e, "c->T", "y", ae_sprintf(e->a, "%ldL", tg), "HostToDevice");
   else OUT("  (void)y;\n");
-  OUT("}\n\nstatic run run_of(cuda_device *c, int training, uint64_t seed) {\n"
+  OUT("}\n\nstatic run run_of(cuda_device *c, int training) {\n"
       "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
-      "  return place(c->P, c->G, c->A, c->X, c->T, seed, training, shard->first, c->sums, c->cw);\n}\n\n");
+      "  return place(c->P, c->G, c->A, c->X, c->T, &c->step->seed, training, shard->first, c->sums, c->sums_host, c->cw, c->stream);\n}\n\n");
+  OUT("/* The launches of one phase of a step, on the compute stream: captured into a graph at the\n"
+      " * phase's first call and replayed after (all shapes are fixed), or launched as they are with\n"
+      " * AEC_CUDA_GRAPH=0. A phase starts by copying its per-step values from the pinned step block,\n"
+      " * so that a replay computes this step's. */\n"
+      "typedef void (*phase)(cuda_device *c, const run *r);\n\n"
+      "static void run_phase(cuda_device *c, int which, const run *r, phase launches) {\n"
+      "  if (!c->use_graphs) {\n    launches(c, r);\n    return;\n  }\n  if (!c->graph[which]) {\n    cudaGraph_t g;\n"
+      "    AEC_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));\n    launches(c, r);\n"
+      "    AEC_CHECK(cudaStreamEndCapture(c->stream, &g));\n    AEC_CHECK(cudaGraphInstantiate(&c->graph[which], g, 0));\n"
+      "    AEC_CHECK(cudaGraphDestroy(g));\n  }\n  AEC_CHECK(cudaGraphLaunch(c->graph[which], c->stream));\n}\n\n");
+  OUT("static void seed_in(cuda_device *c) {\n"
+      "  AEC_CHECK(cudaMemcpyAsync(&c->step->seed, &c->step_host->seed, sizeof(uint64_t), cudaMemcpyHostToDevice, c->stream));\n}\n\n"
+      "/* The finite check of the gradients, its answer copied back (a few bytes). */\n"
+      "static void check_kernels(cuda_device *c) {\n"
+      "  AEC_LAUNCH(nonfinite_part, dim3(AEC_NONFINITE_BLOCKS), AECD_THREADS, 0, c->stream, (const float *)c->G, c->step->part);\n"
+      "  AEC_LAUNCH(nonfinite_first, dim3(1), AECD_THREADS, 0, c->stream, (const float *)c->G, (const long long *)c->step->part,\n"
+      "             c->step->nonfinite);\n"
+      "  AEC_CHECK(cudaMemcpyAsync(c->step_host->nonfinite, c->step->nonfinite, sizeof c->step->nonfinite, cudaMemcpyDeviceToHost,\n"
+      "                            c->stream));\n}\n\n"
+      "static void forward_phase(cuda_device *c, const run *r) {\n  seed_in(c);\n  forward_kernels(r);\n}\n\n"
+      "static void backward_phase(cuda_device *c, const run *r) {\n  seed_in(c);\n  backward_kernels(r);\n  check_kernels(c);\n}\n\n");
+  OUT("/* The host writes the step block once the stream is done with the last step's: a graph's copy\n"
+      " * reads it when it runs. */\n"
+      "static void set_seed(cuda_device *c, uint64_t seed) {\n  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  c->step_host->seed = seed;\n}\n\n");
   OUT("static float cuda_forward(aert_device *d, int training, uint64_t seed, aert_losses *losses) {\n"
-      "  run r = run_of((cuda_device *)d->own, training, seed);\n  return forward_kernels(&r, losses);\n}\n\n");
-  OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  run r = run_of((cuda_device *)d->own, 1, seed);\n  backward_kernels(&r);\n}\n\n");
+      "  cuda_device *c = (cuda_device *)d->own;\n  run r = run_of(c, training);\n  set_seed(c, seed);\n"
+      "  run_phase(c, training ? GRAPH_TRAIN : GRAPH_EVAL, &r, forward_phase);\n"
+      "  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  return loss_of(c->sums_host, losses);\n}\n\n");
+  OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  cuda_device *c = (cuda_device *)d->own;\n  run r = run_of(c, 1);\n"
+      "  set_seed(c, seed);\n  run_phase(c, GRAPH_BACKWARD, &r, backward_phase);\n  c->checked = 1;\n}\n\n");
   OUT("/* model.c's decoder on the host, on the parameters downloaded into the host view. */\n"
       "static void cuda_decode(aert_device *d, const float *latent) {\n  cuda_device *c = (cuda_device *)d->own;\n"
       "  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * %ldL, \"the decoder's host arena\"))) exit(1);\n"
@@ -1109,37 +1210,68 @@ static void emit_device_passes(emitter *e) {
     const char *what = i ? "latent" : "output", *host = i ? "lat" : "out";
     OUT("static const float *cuda_%s(const aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", what);
     if (!keep[i]) { OUT("  (void)c;\n  return NULL;\n}\n\n"); continue; }
-    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, c->X, c->T, 0, 0, 0, c->sums, c->cw);\n"
+    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, c->X, c->T, NULL, 0, 0, c->sums, c->sums_host, c->cw, c->stream);\n"
         "    const run *r = &dr;   /* the buffer by its name */\n"
         "    AEC_CHECK(cudaMemcpy(c->%s, %s, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n    c->%s_here = 1;\n  }\n  return c->%s;\n}\n\n",
         what, host, host, val(e, keep[i]), (long)p->batch * elems(keep[i]), host, host);
   }
 }
 
-/* grads, accumulate and step: the gradient goes to the host once a step (the trainer checks
- * it), and comes back only when the host changed it; the optimizer runs on the device. */
+/* grads_nonfinite, grads, accumulate and step: the finite check's answer comes back (a few
+ * bytes) every step, the gradient arena only when the host asks for it (MPI, clipping); the
+ * optimizer runs on the device, its per-step settings in the step block. */
 static void emit_device_optimizer(emitter *e) {
   const ae_program *p = e->p;
   long n = p->param_floats, blocks = ew_blocks(n);
+  OUT("static long cuda_grads_nonfinite(aert_device *d, float *value) {\n  cuda_device *c = (cuda_device *)d->own;\n"
+      "  if (!c->checked) check_kernels(c);   /* the host changed the gradients */\n  c->checked = 1;\n"
+      "  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  long long at = c->step_host->nonfinite[0];\n"
+      "  int bits = (int)c->step_host->nonfinite[1];\n  if (at >= 0) memcpy(value, &bits, sizeof *value);\n  return (long)at;\n}\n\n");
   OUT("static float *cuda_grads(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  if (!c->grads_here)\n  ");
   emit_copy(e, "c->grads", "c->G", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
   OUT("  c->grads_here = 1;\n  return c->grads;\n}\n\n");
-  OUT("static void cuda_grads_changed(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n");
+  OUT("static void cuda_grads_changed(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  c->checked = 0;\n");
   emit_copy(e, "c->G", "c->grads", ae_sprintf(e->a, "%ldL", n), "HostToDevice");
   OUT("}\n\nstatic void cuda_accumulate(aert_device *d, int first) {\n  cuda_device *c = (cuda_device *)d->own;\n"
-      "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, 0, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
+      "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
+  OUT("/* The optimizer kernel on the gradient the step takes (the sums with accumulate > 1, whose\n"
+      " * mean and clipping scale them in place first), its settings copied into the step block. */\n"
+      "static void optimizer_phase(cuda_device *c, const run *r) {\n  (void)r;\n"
+      "  AEC_CHECK(cudaMemcpyAsync(&c->step->optim, &c->step_host->optim, sizeof(aecd_optim), cudaMemcpyHostToDevice, c->stream));\n"
+      "  const float *g = c->gsum ? c->gsum : c->G;\n"
+      "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n",
+      blocks);
   OUT("/* As device_cpu.c's step: the mean of the sums (scaled on the device), clipped by the norm\n"
-      " * optim.c computes on a host copy (the one grads made, or the mean, copied once more), then\n"
-      " * the fused optimizer kernel. */\n"
+      " * optim.c computes on a host copy (the gradient or the mean, copied once), then the fused\n"
+      " * optimizer kernel. */\n"
       "static void cuda_step(aert_device *d, int batches, float lr) {\n  cuda_device *c = (cuda_device *)d->own;\n"
       "  const aert_model *m = d->m;\n  float *g = c->G;\n  if (batches > 0) {\n    g = c->gsum;\n"
-      "    if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, 1.0f / (float)batches);\n    c->grads_here = 0;\n  }\n"
+      "    if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, g, 1.0f / (float)batches);\n    c->grads_here = 0;\n  }\n"
       "  if (m->optim.clip_norm > 0) {\n    if (!c->grads_here)\n    ", blocks);
   emit_copy(e, "c->grads", "g", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
   OUT("    c->grads_here = 0;   /* clipping scales the host copy too */\n"
       "    double coef = m->optim.clip_norm / (aert_clip_grad_norm(m, c->grads, m->optim.clip_norm) + 1e-6);\n"
-      "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, (float)coef);\n  }\n"
-      "  c->opt.step++;\n  aec_cuda_optim_step(c->P, g, c->m, c->v, &m->optim, c->opt.step, lr);\n}\n\n", blocks);
+      "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, g, (float)coef);\n  }\n"
+      "  c->opt.step++;\n  AEC_CHECK(cudaStreamSynchronize(c->stream));   /* the last step's graph has read the block */\n"
+      "  c->step_host->optim = aecd_optim_of(&m->optim, c->opt.step, lr);\n  run_phase(c, GRAPH_STEP, NULL, optimizer_phase);\n}\n\n", blocks);
+}
+
+/* --device N, the CUDA trainers' own option: the GPU of the run, set and taken out of argv
+ * before the runtime parses the rest (whose command line refuses --device: the CPU trainer). */
+static void emit_select_device(emitter *e) {
+  OUT("/* --device N or --device=N: cudaSetDevice(N), and the option out of argv; 0 or -1 with a message. */\n"
+      "static int select_device(int *argc, char **argv) {\n  for (int i = 1; i < *argc; i++) {\n"
+      "    int used = !strcmp(argv[i], \"--device\") ? 2 : !strncmp(argv[i], \"--device=\", 9) ? 1 : 0;\n"
+      "    if (!used) continue;\n    if (used == 2 && i + 1 >= *argc) {\n      aert_error(\"option '--device' needs a value (N)\");\n      return -1;\n    }\n"
+      "    const char *val = used == 2 ? argv[i + 1] : argv[i] + 9;\n    char *end;\n    long n = strtol(val, &end, 10);\n    int count = 0;\n"
+      "    cudaError_t err = cudaGetDeviceCount(&count);\n    if (err != cudaSuccess) {\n"
+      "      aert_error(\"--device %%s: no CUDA device can be used (%%s)\", val, cudaGetErrorString(err));\n      return -1;\n    }\n"
+      "    if (!*val || *end || n < 0 || n >= count) {\n"
+      "      aert_error(\"--device expects a CUDA device number from 0 to %%d (this machine has %%d device%%s), got '%%s'\", count - 1, count,\n"
+      "                 count == 1 ? \"\" : \"s\", val);\n      return -1;\n    }\n"
+      "    AEC_CHECK(cudaSetDevice((int)n));\n"
+      "    memmove(argv + i, argv + i + used, sizeof(char *) * (size_t)(*argc - i - used + 1));   /* and its NULL */\n"
+      "    *argc -= used;\n    i--;\n  }\n  return 0;\n}\n\n");
 }
 
 static void emit_host_glue(emitter *e) {
@@ -1150,13 +1282,16 @@ static void emit_host_glue(emitter *e) {
   emit_device_passes(e);
   emit_device_optimizer(e);
   OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
-      "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n};\n\n");
+      "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n"
+      "  cuda_grads_nonfinite,\n};\n\n");
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
       " * runtime and its commands run the model unchanged. */\n");
   OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
       "  return m;\n}\n\n", any_auto_weights(e->p->m) ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
-  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
-      "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
+  OUT("#ifndef AEC_NO_MAIN\n");
+  emit_select_device(e);
+  OUT("int main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
+      "  aert_prefer_passive_threads(argv);\n  if (select_device(&argc, argv) != 0)\n    return 2;\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
 
 static void emit_model_cu(emitter *e, const char *hash) {
