@@ -162,6 +162,7 @@ test: deps-test
 	tests/export/run.sh
 	tests/cuda/run.sh
 	tests/cuda/target.sh
+	tests/cuda/graph.sh
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh

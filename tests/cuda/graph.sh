@@ -62,7 +62,7 @@ emu="$dir/bin/graph_random-cuda-emu"
 code=0
 "$emu" $train --device 1 --out "$dir/dev1" >"$dir/dev1.log" 2>&1 || code=$?
 [ $code -eq 2 ] || fail "--device 1 on the emulator ended with status $code, not 2: $(cat "$dir/dev1.log")"
-grep -q "error: --device expects a CUDA device number from 0 to 0 (this machine has 1 device), got '1'" "$dir/dev1.log" ||
+grep -q "aec: --device expects a CUDA device number from 0 to 0 (this machine has 1 device), got '1'" "$dir/dev1.log" ||
   fail "--device 1 said: $(cat "$dir/dev1.log")"
 code=0
 AEC_CUDA_GRAPH=yes "$emu" $train --out "$dir/badenv" >"$dir/badenv.log" 2>&1 || code=$?
