@@ -1077,7 +1077,7 @@ static void emit_device_memory(emitter *e) {
       "  long long nonfinite[2];   /* the check: the first bad offset of the gradients (-1: none), its value's bits */\n"
       "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
   OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
-      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPHS };\n");
+      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPH_STEP_SUMS, GRAPHS };\n");
   OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
       "  step_block *step, *step_host;   /* the step block on the device and in pinned host memory */\n"
       "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer */\n"
@@ -1234,12 +1234,13 @@ static void emit_device_optimizer(emitter *e) {
   emit_copy(e, "c->G", "c->grads", ae_sprintf(e->a, "%ldL", n), "HostToDevice");
   OUT("}\n\nstatic void cuda_accumulate(aert_device *d, int first) {\n  cuda_device *c = (cuda_device *)d->own;\n"
       "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
-  OUT("/* The optimizer kernel on the gradient the step takes (the sums with accumulate > 1, whose\n"
-      " * mean and clipping scale them in place first), its settings copied into the step block. */\n"
-      "static void optimizer_phase(cuda_device *c, const run *r) {\n  (void)r;\n"
+  OUT("/* The optimizer kernel on gradient g, its settings copied into the step block first: on the\n"
+      " * last gradient, or on the sums of accumulate (their mean and clipping scaled them in place). */\n"
+      "static void optimizer_kernels(cuda_device *c, const float *g) {\n"
       "  AEC_CHECK(cudaMemcpyAsync(&c->step->optim, &c->step_host->optim, sizeof(aecd_optim), cudaMemcpyHostToDevice, c->stream));\n"
-      "  const float *g = c->gsum ? c->gsum : c->G;\n"
-      "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n",
+      "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n"
+      "static void step_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->G);\n}\n\n"
+      "static void step_sums_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->gsum);\n}\n\n",
       blocks);
   OUT("/* As device_cpu.c's step: the mean of the sums (scaled on the device), clipped by the norm\n"
       " * optim.c computes on a host copy (the gradient or the mean, copied once), then the fused\n"
@@ -1253,7 +1254,8 @@ static void emit_device_optimizer(emitter *e) {
       "    double coef = m->optim.clip_norm / (aert_clip_grad_norm(m, c->grads, m->optim.clip_norm) + 1e-6);\n"
       "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, g, (float)coef);\n  }\n"
       "  c->opt.step++;\n  AEC_CHECK(cudaStreamSynchronize(c->stream));   /* the last step's graph has read the block */\n"
-      "  c->step_host->optim = aecd_optim_of(&m->optim, c->opt.step, lr);\n  run_phase(c, GRAPH_STEP, NULL, optimizer_phase);\n}\n\n", blocks);
+      "  c->step_host->optim = aecd_optim_of(&m->optim, c->opt.step, lr);\n"
+      "  if (batches > 0) run_phase(c, GRAPH_STEP_SUMS, NULL, step_sums_phase);\n  else run_phase(c, GRAPH_STEP, NULL, step_phase);\n}\n\n", blocks);
 }
 
 /* --device N, the CUDA trainers' own option: the GPU of the run, set and taken out of argv
