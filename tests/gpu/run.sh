@@ -11,7 +11,9 @@
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
 #      train loss and terms, the validation loss after it) within STEPS_TOL (1e-3) relative
-#      (Adam turns rounding into learning-rate steps where gradients are nearly zero);
+#      (Adam turns rounding into learning-rate steps where gradients are nearly zero); the
+#      GPU trainer's replayed CUDA graphs and its plain launches (AEC_CUDA_GRAPH=0) give the
+#      same losses and last.ckpt bit for bit; --device 99 is refused with the device count;
 #  (4) compute-sanitizer --tool memcheck (conv_ae, seg_ops, unet_landcover_small) and
 #      --tool racecheck (conv_ae, seg_ops) find nothing in one step;
 #  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu)
@@ -98,10 +100,21 @@ for c in $train_cases; do
   "$dir/bin/$m" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$m: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
   # shellcheck disable=SC2086
   "$dir/bin/$m-cuda" $train --out "$dir/run-gpu" >"$dir/gpu.log" 2>&1 || fail "$m: the GPU trainer failed: $(tail -5 "$dir/gpu.log")"
+  # shellcheck disable=SC2086
+  AEC_CUDA_GRAPH=0 "$dir/bin/$m-cuda" $train --out "$dir/run-plain" >"$dir/plain.log" 2>&1 ||
+    fail "$m: the GPU trainer without graphs failed: $(tail -5 "$dir/plain.log")"
+  [ "$(sed 's/,[^,]*$//' "$dir/run-gpu/train.csv")" = "$(sed 's/,[^,]*$//' "$dir/run-plain/train.csv")" ] &&
+    cmp -s "$dir/run-gpu/last.ckpt" "$dir/run-plain/last.ckpt" ||
+    fail "$m: graph replays and plain launches (AEC_CUDA_GRAPH=0) differ on the GPU"
+  # shellcheck disable=SC2086
+  if "$dir/bin/$m-cuda" $train --device 99 --out "$dir/run-99" >"$dir/dev99.log" 2>&1 ||
+    ! grep -q "device number from 0 to .* (this machine has [0-9]* device" "$dir/dev99.log"; then
+    fail "$m: --device 99 was not refused with the device count: $(cat "$dir/dev99.log")"
+  fi
   worst=$(paste -d, "$dir/run-cpu/train.csv" "$dir/run-gpu/train.csv" | awk -F, -f tests/cuda/max_rel.awk)
   awk -v w="$worst" -v t="$steps_tol" 'BEGIN { exit !(w <= t) }' ||
     fail "$m: the losses of ten steps differ by $worst relative (over $steps_tol)"
-  echo "$m (batch $b): $(tail -1 "$dir/run-gpu/train.csv" | cut -d, -f2) steps, losses within $worst relative"
+  echo "$m (batch $b): $(tail -1 "$dir/run-gpu/train.csv" | cut -d, -f2) steps, losses within $worst relative; graphs = plain launches"
 done
 echo "ten steps agree within $steps_tol ($(elapsed))"
 
