@@ -20,16 +20,18 @@ def main():
              "Median ms of a training step (forward, loss, backward, Adam) over 20 steps on a fixed random batch, "
              "at bench/run.sh's batches. aec: the kernels of model.cu on device buffers (the host glue's copies "
              "not timed). PyTorch eager: fp32, NCHW. PyTorch fast: channels_last, cudnn.benchmark, bf16 autocast, "
-             "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster.", "",
-             "| model | batch | aec ms | eager ms | fast ms | eager / aec | fast / aec |",
-             "|---|---|---|---|---|---|---|"]
+             "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster. aec graph: the same "
+             "step captured once and replayed as a CUDA graph, as the trainer runs it.", "",
+             "| model | batch | aec ms | aec graph ms | eager ms | fast ms | eager / aec | fast / aec |",
+             "|---|---|---|---|---|---|---|---|"]
     for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
         a, e, f = (by.get((model, s)) for s in ("aec-cuda", "torch-eager", "torch-fast"))
         if not a:
             continue
         cell = lambda r: f"{r['median_ms']:.3f}" if r else "-"
         ratio = lambda r: f"{r['median_ms'] / a['median_ms']:.2f}" if r else "-"
-        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
+        graph = f"{a['graph_median_ms']:.3f}" if "graph_median_ms" in a else "-"
+        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {graph} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
