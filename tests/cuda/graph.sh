@@ -6,8 +6,9 @@
 #      Nesterov) train the same epoch with graphs (the default) and with AEC_CUDA_GRAPH=0:
 #      train.csv's losses and the checkpoints must be byte for byte equal, and only the first
 #      run may have replayed graphs (AECU_REPORT=1 counts them);
-#  (b) the finite check runs on the device: tests/cuda/finite.cu finds the first NaN or
-#      infinity of the gradient arena as the CPU device does, with and without graphs;
+#  (b) the finite check and the clipping run on the device: tests/cuda/on_device.cu finds the
+#      first NaN or infinity of the gradient arena as the CPU device does, with and without
+#      graphs, and the clipping kernels give optim.c's clipped gradient bit for bit;
 #  (c) --device: 0 is taken, 1 is refused with the number of devices (the emulator has one),
 #      and the CPU trainer refuses the option, naming the CUDA trainers; a wrong
 #      AEC_CUDA_GRAPH is refused by name.
@@ -45,17 +46,17 @@ $(cat "$dir/graph/train.csv" "$dir/plain/train.csv")"
   echo "$name: $replays graph replays give the plain launches' losses and checkpoints, bit for bit"
 done
 
-# (b) the finite check, on graph_random's device
+# (b) the finite check and the clipping, on graph_random's device
 dir="$out/graph_random"
 ${CC:-cc} -O2 -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$dir/cuda" -c -o "$dir/model_cpu.o" "$dir/cuda/model.c" ||
   fail "graph_random: model.c did not compile"
-${CXX:-g++} -std=gnu++20 -O2 -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime -I"$dir/cuda" -o "$dir/finite" \
-  -x c++ tests/cuda/finite.cu -x none "$dir/model_cpu.o" $libs || fail "tests/cuda/finite.cu did not build"
+${CXX:-g++} -std=gnu++20 -O2 -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime -I"$dir/cuda" -o "$dir/on_device" \
+  -x c++ tests/cuda/on_device.cu -x none "$dir/model_cpu.o" $libs || fail "tests/cuda/on_device.cu did not build"
 for g in 1 0; do
-  AEC_CUDA_GRAPH=$g "$dir/finite" >"$dir/finite-$g.log" 2>&1 ||
-    fail "the device's finite check (AEC_CUDA_GRAPH=$g) differs from the CPU's: $(cat "$dir/finite-$g.log")"
+  AEC_CUDA_GRAPH=$g "$dir/on_device" >"$dir/on_device-$g.log" 2>&1 ||
+    fail "the device's finite check or clipping (AEC_CUDA_GRAPH=$g) differs from the host's: $(cat "$dir/on_device-$g.log")"
 done
-echo "the finite check on the device finds the CPU device's first NaN or infinity, with and without graphs"
+echo "the finite check on the device finds the CPU device's first NaN or infinity, with and without graphs; the clipping kernels give optim.c's bits"
 
 # (c) --device and AEC_CUDA_GRAPH
 emu="$dir/bin/graph_random-cuda-emu"

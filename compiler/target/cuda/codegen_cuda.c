@@ -974,14 +974,38 @@ static void emit_drivers(emitter *e, const char **names) {
 /* ---- the optimizer and the gradient sums: kernels over the parameter arena ----------
  * Every value of the arena but the frozen tensors' (the padding between tensors has zero
  * gradients and stays zero), as runtime/optim.c loops over the trainable tensors. */
-static void emit_trainable_loop(emitter *e, const char *name, const char *params, const char *body) {
+static void emit_frozen_skips(emitter *e, const char *indent) {
   const ae_program *p = e->p;
-  OUT(GLOBAL "%s(%s) {\n  AECD_FOR(i, %ldL) {\n", name, params, p->param_floats);
   for (int i = 0; i < p->params.len; i++) {
     const ae_tensor *t = p->params.items[i];
-    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
+    if (t->frozen) OUT("%sif (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", indent, t->offset, t->offset + t->size, t->name);
   }
+}
+
+static void emit_trainable_loop(emitter *e, const char *name, const char *params, const char *body) {
+  OUT(GLOBAL "%s(%s) {\n  AECD_FOR(i, %ldL) {\n", name, params, e->p->param_floats);
+  emit_frozen_skips(e, "    ");
   OUT("    %s\n  }\n}\n\n", body);
+}
+
+/* The clipping on the device, bit for bit optim.c's aert_clip_grad_norm: grad_norm_part, a
+ * thread per chunk of AERT_NORM_CHUNK floats summing its trainable squares in order in double;
+ * grad_clip_scale, one thread adding the chunks' sums in order, then the norm and the scale
+ * (1 when the norm is within the limit); grad_scale_at multiplies by it. */
+static void emit_clip_kernels(emitter *e) {
+  long n = e->p->param_floats;
+  OUT("/* grad_norm_part: AEC_NORM_CHUNKS chunks, a thread each (launch AEC_NORM_CHUNKS / 256 blocks, rounded up);\n"
+      " * grad_clip_scale: 1 thread; grad_scale_at: %ld blocks of 256 */\n"
+      "#define AEC_NORM_CHUNKS ((%ldL + AERT_NORM_CHUNK - 1) / AERT_NORM_CHUNK)\n", ew_blocks(n), n);
+  OUT(GLOBAL "grad_norm_part(const float *g, double *part) {\n  AECD_FOR(c, AEC_NORM_CHUNKS) {\n"
+      "    double s = 0;\n    long end = (c + 1) * AERT_NORM_CHUNK < %ldL ? (c + 1) * AERT_NORM_CHUNK : %ldL;\n"
+      "    for (long i = c * AERT_NORM_CHUNK; i < end; i++) {\n", n, n);
+  emit_frozen_skips(e, "      ");
+  OUT("      s += (double)g[i] * g[i];\n    }\n    part[c] = s;\n  }\n}\n\n");
+  OUT(GLOBAL "grad_clip_scale(const double *part, float clip, float *scale) {\n  if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+      "  double sum = 0;\n  for (long c = 0; c < AEC_NORM_CHUNKS; c++) sum += part[c];\n"
+      "  double coef = clip / (sqrt(sum) + 1e-6);\n  *scale = coef < 1.0 ? (float)coef : 1.0f;\n}\n\n");
+  emit_trainable_loop(e, "grad_scale_at", "float *g, const float *f", "g[i] *= *f;");
 }
 
 /* The finite check of the gradient arena on the device: each of up to 256 blocks finds the
@@ -1026,6 +1050,7 @@ static void emit_optimizer(emitter *e) {
       " * as optim.c scales for the mean and the clipping; launch %ld blocks of 256 each */\n", ew_blocks(n));
   emit_trainable_loop(e, "grad_accumulate", "float *s, const float *g, int first", "s[i] = first ? g[i] : s[i] + g[i];");
   emit_trainable_loop(e, "grad_scale", "float *g, float f", "g[i] *= f;");
+  emit_clip_kernels(e);
   OUT("/* One optimizer step on device buffers: P, G and the state m (and v for Adam) of %ld floats;\n"
       " * step counts from 1, as aert_optimizer's after its increment. */\n"
       "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
@@ -1036,9 +1061,11 @@ static void emit_optimizer(emitter *e) {
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
  * Parameters, gradients, gradient sums, optimizer moments and the arena live in device
  * memory for the whole run; the runtime sees them through host views that upload and
- * download fill when it says so. A training step copies the batch in, the loss's sums and
- * the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
- * host, on a downloaded copy of the parameters. */
+ * download fill when it says so. A training step copies the batch in, and out only the
+ * loss's sums and the finite check's answer; its phases (forward, backward with the check,
+ * the optimizer with the clipping) are CUDA graphs replayed on one compute stream, their
+ * per-step values in the step block. The decoder alone (sample, interpolate) runs model.c's
+ * kernels on the host, on a downloaded copy of the parameters. */
 static bool any_auto_weights(const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++)
     if (((ae_loss_term *)m->losses.items[i])->auto_weights) return true;
@@ -1075,10 +1102,13 @@ static void emit_device_memory(emitter *e) {
       "typedef struct {\n  uint64_t seed;            /* the step's seed: dropout, noise, sampling */\n"
       "  aecd_optim optim;         /* the optimizer step's learning rate, bias corrections, ... */\n"
       "  long long nonfinite[2];   /* the check: the first bad offset of the gradients (-1: none), its value's bits */\n"
+      "  float clip_scale;         /* the clipping's factor of this step (1: within the limit) */\n"
       "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
   OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
       "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPH_STEP_SUMS, GRAPHS };\n");
   OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
+      "  double *norm_part;        /* with clip: the chunks' sums of squares of the gradient norm */\n"
+      "  float clip;               /* the clipping's limit, 0: none */\n"
       "  step_block *step, *step_host;   /* the step block on the device and in pinned host memory */\n"
       "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer */\n"
       "  cudaGraphExec_t graph[GRAPHS];   /* captured at a phase's first call, replayed after */\n"
@@ -1122,12 +1152,14 @@ static void emit_device_memory(emitter *e) {
       "  c->grads = (float *)aert_alloc(sizeof(float) * %ldL, \"the gradients' host copy\");\n"
       "  if (!c->grads || device_zeros(&c->G, %ldL, \"the gradients\") || device_zeros(&c->m, %ldL, \"the optimizer state\"))\n    return -1;\n"
       "  if (c->opt.v && device_zeros(&c->v, %ldL, \"the optimizer state\")) return -1;\n"
-      "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n  return 0;\n}\n\n",
+      "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n"
+      "  if ((c->clip = d->m->optim.clip_norm) > 0 && device_zeros(&c->norm_part, AEC_NORM_CHUNKS, \"the gradient norm's sums\")) return -1;\n"
+      "  return 0;\n}\n\n",
       p->param_floats, p->param_floats, p->param_floats, p->param_floats, p->param_floats);
   OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
       "    float *dev[] = {c->P, c->G, c->A, c->X, c->T, c->cw, c->gsum, c->m, c->v};\n"
       "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n"
-      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    for (cudaGraphExec_t g : c->graph) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
+      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    if (c->norm_part) AEC_CHECK(cudaFree(c->norm_part));\n    for (cudaGraphExec_t g : c->graph) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
       "    if (c->stream) AEC_CHECK(cudaStreamDestroy(c->stream));\n"
       "    if (c->step_host) AEC_CHECK(cudaFreeHost(c->step_host));\n    if (c->sums_host) AEC_CHECK(cudaFreeHost(c->sums_host));\n"
       "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
@@ -1218,7 +1250,7 @@ static void emit_device_passes(emitter *e) {
 }
 
 /* grads_nonfinite, grads, accumulate and step: the finite check's answer comes back (a few
- * bytes) every step, the gradient arena only when the host asks for it (MPI, clipping); the
+ * bytes) every step, the gradient arena only when the host asks for it (MPI); the
  * optimizer runs on the device, its per-step settings in the step block. */
 static void emit_device_optimizer(emitter *e) {
   const ae_program *p = e->p;
@@ -1234,27 +1266,27 @@ static void emit_device_optimizer(emitter *e) {
   emit_copy(e, "c->G", "c->grads", ae_sprintf(e->a, "%ldL", n), "HostToDevice");
   OUT("}\n\nstatic void cuda_accumulate(aert_device *d, int first) {\n  cuda_device *c = (cuda_device *)d->own;\n"
       "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
-  OUT("/* The optimizer kernel on gradient g, its settings copied into the step block first: on the\n"
-      " * last gradient, or on the sums of accumulate (their mean and clipping scaled them in place). */\n"
-      "static void optimizer_kernels(cuda_device *c, const float *g) {\n"
+  OUT("/* The optimizer kernels on gradient g (the last gradient, or the sums of accumulate, which\n"
+      " * grad_scale made their mean): the clipping to the global norm (with clip), all on the device,\n"
+      " * then the optimizer with its settings copied into the step block. */\n"
+      "static void optimizer_kernels(cuda_device *c, float *g) {\n"
+      "  if (c->clip > 0) {\n"
+      "    AEC_LAUNCH(grad_norm_part, dim3((AEC_NORM_CHUNKS + AECD_THREADS - 1) / AECD_THREADS), AECD_THREADS, 0, c->stream,\n"
+      "               (const float *)g, c->norm_part);\n"
+      "    AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, c->stream, (const double *)c->norm_part, c->clip, &c->step->clip_scale);\n"
+      "    AEC_LAUNCH(grad_scale_at, dim3(%ld), AECD_THREADS, 0, c->stream, g, (const float *)&c->step->clip_scale);\n  }\n"
       "  AEC_CHECK(cudaMemcpyAsync(&c->step->optim, &c->step_host->optim, sizeof(aecd_optim), cudaMemcpyHostToDevice, c->stream));\n"
       "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n"
       "static void step_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->G);\n}\n\n"
       "static void step_sums_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->gsum);\n}\n\n",
-      blocks);
-  OUT("/* As device_cpu.c's step: the mean of the sums (scaled on the device), clipped by the norm\n"
-      " * optim.c computes on a host copy (the gradient or the mean, copied once), then the fused\n"
-      " * optimizer kernel. */\n"
+      blocks, blocks);
+  OUT("/* As device_cpu.c's step, all on the device: the mean of the sums, then the clipping and the\n"
+      " * optimizer (one graph a run for each gradient it may step from). */\n"
       "static void cuda_step(aert_device *d, int batches, float lr) {\n  cuda_device *c = (cuda_device *)d->own;\n"
-      "  const aert_model *m = d->m;\n  float *g = c->G;\n  if (batches > 0) {\n    g = c->gsum;\n"
-      "    if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, g, 1.0f / (float)batches);\n    c->grads_here = 0;\n  }\n"
-      "  if (m->optim.clip_norm > 0) {\n    if (!c->grads_here)\n    ", blocks);
-  emit_copy(e, "c->grads", "g", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
-  OUT("    c->grads_here = 0;   /* clipping scales the host copy too */\n"
-      "    double coef = m->optim.clip_norm / (aert_clip_grad_norm(m, c->grads, m->optim.clip_norm) + 1e-6);\n"
-      "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, g, (float)coef);\n  }\n"
+      "  if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, 1.0f / (float)batches);\n"
+      "  c->grads_here = 0;   /* the host copy, if any, is not the scaled or clipped gradient */\n"
       "  c->opt.step++;\n  AEC_CHECK(cudaStreamSynchronize(c->stream));   /* the last step's graph has read the block */\n"
-      "  c->step_host->optim = aecd_optim_of(&m->optim, c->opt.step, lr);\n"
+      "  c->step_host->optim = aecd_optim_of(&d->m->optim, c->opt.step, lr);\n"
       "  if (batches > 0) run_phase(c, GRAPH_STEP_SUMS, NULL, step_sums_phase);\n  else run_phase(c, GRAPH_STEP, NULL, step_phase);\n}\n\n", blocks);
 }
 
