@@ -47,23 +47,27 @@ static void check_clipping(const char *what, const aert_model *m, float clip, fl
     for (long i = 0; i < m->params[k].size; i++)
       host[m->params[k].offset + i] = magnitude * (2 * aert_uniform(17, m->params[k].offset + i) - 1);
   float *g, *scale;
-  double *part;
+  double *part, *norm, dev_norm;
   AEC_CHECK(cudaMalloc(&g, sizeof(float) * n));
   AEC_CHECK(cudaMalloc(&scale, sizeof(float)));
   AEC_CHECK(cudaMalloc(&part, sizeof(double) * AEC_NORM_CHUNKS));
+  AEC_CHECK(cudaMalloc(&norm, sizeof(double)));
   AEC_CHECK(cudaMemcpy(g, host.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
   AEC_LAUNCH(grad_norm_part, dim3((AEC_NORM_CHUNKS + AECD_THREADS - 1) / AECD_THREADS), AECD_THREADS, 0, 0, (const float *)g, part);
-  AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, 0, (const double *)part, clip, scale);
+  AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, 0, (const double *)part, clip, scale, norm);
   AEC_LAUNCH(grad_scale_at, dim3((n + 1023) / 1024), AECD_THREADS, 0, 0, g, (const float *)scale);
   AEC_CHECK(cudaMemcpy(dev.data(), g, sizeof(float) * n, cudaMemcpyDeviceToHost));
-  double norm = aert_clip_grad_norm(m, host.data(), clip);
+  AEC_CHECK(cudaMemcpy(&dev_norm, norm, sizeof dev_norm, cudaMemcpyDeviceToHost));
+  double host_norm = aert_clip_grad_norm(m, host.data(), clip);
   long differ = 0;
   for (long i = 0; i < n; i++) differ += memcmp(&host[i], &dev[i], sizeof(float)) != 0;
-  printf("%s: norm %.9g, limit %g: %ld of %ld values differ from optim.c's\n", what, norm, clip, differ, n);
-  failures += differ != 0 || (norm > clip) != over;
+  printf("%s: norm %.17g (optim.c's %.17g), limit %g: %ld of %ld values differ from optim.c's\n", what, dev_norm, host_norm, clip,
+         differ, n);
+  failures += differ != 0 || memcmp(&dev_norm, &host_norm, sizeof dev_norm) != 0 || (host_norm > clip) != over;
   AEC_CHECK(cudaFree(g));
   AEC_CHECK(cudaFree(scale));
   AEC_CHECK(cudaFree(part));
+  AEC_CHECK(cudaFree(norm));
 }
 
 int main(void) {

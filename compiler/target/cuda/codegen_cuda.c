@@ -991,7 +991,7 @@ static void emit_trainable_loop(emitter *e, const char *name, const char *params
 /* The clipping on the device, bit for bit optim.c's aert_clip_grad_norm: grad_norm_part, a
  * thread per chunk of AERT_NORM_CHUNK floats summing its trainable squares in order in double;
  * grad_clip_scale, one thread adding the chunks' sums in order, then the norm and the scale
- * (1 when the norm is within the limit); grad_scale_at multiplies by it. */
+ * (1 when the norm is within the limit) and the norm; grad_scale_at multiplies by it. */
 static void emit_clip_kernels(emitter *e) {
   long n = e->p->param_floats;
   OUT("/* grad_norm_part: AEC_NORM_CHUNKS chunks, a thread each (launch AEC_NORM_CHUNKS / 256 blocks, rounded up);\n"
@@ -1002,9 +1002,9 @@ static void emit_clip_kernels(emitter *e) {
       "    for (long i = c * AERT_NORM_CHUNK; i < end; i++) {\n", n, n);
   emit_frozen_skips(e, "      ");
   OUT("      s += (double)g[i] * g[i];\n    }\n    part[c] = s;\n  }\n}\n\n");
-  OUT(GLOBAL "grad_clip_scale(const double *part, float clip, float *scale) {\n  if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+  OUT(GLOBAL "grad_clip_scale(const double *part, float clip, float *scale, double *norm) {\n  if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
       "  double sum = 0;\n  for (long c = 0; c < AEC_NORM_CHUNKS; c++) sum += part[c];\n"
-      "  double coef = clip / (sqrt(sum) + 1e-6);\n  *scale = coef < 1.0 ? (float)coef : 1.0f;\n}\n\n");
+      "  *norm = sqrt(sum);\n  double coef = clip / (*norm + 1e-6);\n  *scale = coef < 1.0 ? (float)coef : 1.0f;\n}\n\n");
   emit_trainable_loop(e, "grad_scale_at", "float *g, const float *f", "g[i] *= *f;");
 }
 
@@ -1102,6 +1102,7 @@ static void emit_device_memory(emitter *e) {
       "typedef struct {\n  uint64_t seed;            /* the step's seed: dropout, noise, sampling */\n"
       "  aecd_optim optim;         /* the optimizer step's learning rate, bias corrections, ... */\n"
       "  long long nonfinite[2];   /* the check: the first bad offset of the gradients (-1: none), its value's bits */\n"
+      "  double grad_norm;         /* the clipping's norm of this step */\n"
       "  float clip_scale;         /* the clipping's factor of this step (1: within the limit) */\n"
       "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
   OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
@@ -1273,7 +1274,8 @@ static void emit_device_optimizer(emitter *e) {
       "  if (c->clip > 0) {\n"
       "    AEC_LAUNCH(grad_norm_part, dim3((AEC_NORM_CHUNKS + AECD_THREADS - 1) / AECD_THREADS), AECD_THREADS, 0, c->stream,\n"
       "               (const float *)g, c->norm_part);\n"
-      "    AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, c->stream, (const double *)c->norm_part, c->clip, &c->step->clip_scale);\n"
+      "    AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, c->stream, (const double *)c->norm_part, c->clip, &c->step->clip_scale,\n"
+      "               &c->step->grad_norm);\n"
       "    AEC_LAUNCH(grad_scale_at, dim3(%ld), AECD_THREADS, 0, c->stream, g, (const float *)&c->step->clip_scale);\n  }\n"
       "  AEC_CHECK(cudaMemcpyAsync(&c->step->optim, &c->step_host->optim, sizeof(aecd_optim), cudaMemcpyHostToDevice, c->stream));\n"
       "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n"
