@@ -6,7 +6,7 @@
  *
  * The finite check (grads_nonfinite) finds the CPU device's first NaN or infinity of the
  * gradient arena: 1. after a clean step, none; 2. values written into the gradient arena
- * (grads, then grads_changed): the first of them, NaN or infinity; 3. a NaN parameter, so
+ * (grads, then grads_changed): the first of them, NaN or infinity; 3. NaN parameters, so
  * that backward itself makes the gradients non-finite. The clipping's kernels
  * (grad_norm_part, grad_clip_scale, grad_scale_at) scale a gradient to the bits of optim.c's
  * aert_clip_grad_norm: 4. over the limit; 5. within it. */
@@ -92,14 +92,14 @@ int main(void) {
   aert_device_grads_changed(&dev);
   expect("the NaN alone", &dev, late, NAN);
 
-  const aert_param *last = &m->params[m->n_params - 1];   /* the output layer's bias */
-  P[last->offset + last->size / 2] = NAN;
+  for (int k = m->n_params / 2; k < m->n_params; k++)   /* a NaN in each tensor of the second half */
+    P[m->params[k].offset + m->params[k].size / 2] = NAN;
   step(&dev, P, X);
   step(&cpu, P, X);
   float cv = 0;
   long want = aert_device_grads_nonfinite(&cpu, &cv);
-  if (want < 0) printf("the NaN parameter left the CPU's gradients finite\n"), failures++;
-  expect("a NaN parameter", &dev, want, cv);
+  if (want < 0) printf("the NaN parameters left the CPU's gradients finite\n"), failures++;
+  expect("NaN parameters", &dev, want, cv);
   aert_device_close(&dev);
   aert_device_close(&cpu);
   check_clipping("clipping over the limit", m, 0.5f, 1.0f, true);

@@ -7,6 +7,7 @@
 #  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
 #      training step of the GPU kernels against the CPU target for the specs of
 #      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
+#      tests/cuda/on_device.cu: the finite check and the clipping kernels give the host's bits;
 #  (3) the GPU trainer and the CPU trainer train an epoch of ten or eleven steps from one
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
@@ -69,7 +70,8 @@ for c in $steps; do
   [ -f "$spec" ] || spec="tests/cuda/$m.ae"
   mkdir -p "$dir"
   ( bin/aec build --target cuda --no-compile --batch "$b" --out "$dir/gen" "$spec" >"$dir/build.log" 2>&1 &&
-      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 ||
+      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 &&
+      build_with "$dir/gen" tests/cuda/on_device.cu "$dir/on_device" >>"$dir/build.log" 2>&1 ||
       echo "$m: $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 wait
@@ -83,7 +85,10 @@ for c in $steps; do
   m=${c%%:*}
   r=$("$out/step/$m/compare" "$tol") || fail "$m: one step differs on the GPU: $r"
   echo "$m (batch ${c#*:}): $r"
+  "$out/step/$m/on_device" >"$out/step/$m/on_device.log" 2>&1 ||
+    fail "$m: the finite check or the clipping on the GPU differs from the host's: $(cat "$out/step/$m/on_device.log")"
 done
+echo "the finite check and the clipping on the GPU give the host's answers, bit for bit"
 echo "one step agrees within $tol ($(elapsed))"
 
 # (3) ten steps of the GPU trainer against the CPU trainer
