@@ -65,6 +65,7 @@ code=0
 [ $code -eq 2 ] || fail "--device 1 on the emulator ended with status $code, not 2: $(cat "$dir/dev1.log")"
 grep -q "aec: --device expects a CUDA device number from 0 to 0 (this machine has 1 device), got '1'" "$dir/dev1.log" ||
   fail "--device 1 said: $(cat "$dir/dev1.log")"
+"$emu" train --help | grep -q -- "--device   N     the CUDA device to run on" || fail "the CUDA trainer's help does not list --device"
 code=0
 AEC_CUDA_GRAPH=yes "$emu" $train --out "$dir/badenv" >"$dir/badenv.log" 2>&1 || code=$?
 [ $code -ne 0 ] && grep -q "AEC_CUDA_GRAPH must be 1 .* or 0 .*, got 'yes'" "$dir/badenv.log" ||
@@ -75,4 +76,4 @@ code=0
 "$dir/bin/graph_random" $train --device 0 --out "$dir/cpu" >"$dir/cpu.log" 2>&1 || code=$?
 [ $code -eq 2 ] && grep -q "option '--device' is an option of the CUDA trainers (bin/graph_random-cuda, bin/graph_random-cuda-emu)" "$dir/cpu.log" ||
   fail "the CPU trainer's --device (status $code) said: $(cat "$dir/cpu.log")"
-echo "--device: 0 taken, 1 refused with the emulator's one device; the CPU trainer refuses it; AEC_CUDA_GRAPH=yes refused"
+echo "--device: listed by the CUDA trainer's help, 0 taken, 1 refused with the emulator's one device; the CPU trainer refuses it; AEC_CUDA_GRAPH=yes refused"
