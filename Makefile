@@ -128,6 +128,10 @@ bench: all bin/conv_ae bin/unet_landcover_small
 	sh scripts/install-deps.sh torch
 	bench/run.sh
 
+# PyTorch 2.x from PyPI in build/torch2 (about 7 GB): make bench then times it as a second column.
+torch2:
+	scripts/torch2-venv.sh
+
 # What data-parallel training adds to a step, and a model of its scaling: bench/MPI.md.
 bench-mpi: mpi
 	bench/mpi.sh
@@ -163,6 +167,8 @@ test: deps-test
 	tests/cuda/run.sh
 	tests/cuda/target.sh
 	tests/cuda/graph.sh
+	tests/cuda/precision.sh
+	tests/cuda/data.sh
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh
@@ -196,4 +202,4 @@ big-scene: all
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi
+.PHONY: torch2 all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi

@@ -91,7 +91,14 @@ int main(int argc, char **argv) {
   run r = place(dP, dG, dA, dX, dT, seed, 1, 0, sums, sums_host, dcw, stream);
   double med = median_step(&r, steps, false, dP, dG, dm, dv, o_dev, o_host);
   double graph = median_step(&r, steps, true, dP, dG, dm, dv, o_dev, o_host);
-  printf("{\"side\": \"aec-cuda\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"graph_median_ms\": %.3f, "
-         "\"images_per_s\": %.1f}\n", m->name, m->batch, steps, med, graph, m->batch / med * 1e3);
+  /* the plain launches ran first: under --gemm cublaslt they made the plans outside the capture */
+  static const char *const side[] = {"aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16"};   /* by AECD_PRECISION */
+#if defined(AECD_LT) && AECD_LT
+  const char *lt = "-cublaslt";   /* --gemm cublaslt */
+#else
+  const char *lt = "";
+#endif
+  printf("{\"side\": \"%s%s\", \"model\": \"%s\", \"batch\": %d, \"steps\": %d, \"median_ms\": %.3f, \"graph_median_ms\": %.3f, "
+         "\"images_per_s\": %.1f}\n", side[AECD_PRECISION], lt, m->name, m->batch, steps, med, graph, m->batch / med * 1e3);
   return 0;
 }

@@ -30,9 +30,14 @@ rounds = max((sum(1 for r in rows if r["side"] == "aec" and r["model"] == m and 
               for m in {r["model"] for r in rows if r["side"] == "aec"}), default=0)
 p(f"{rounds} rounds, aec and PyTorch alternating; each side's fastest round. Measured FMA peak "
   f"({threads} threads, bench/fma_peak.c): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + ".\n")
+torch2 = next((r["torch"].split("+")[0] for r in rows if r["side"] == "torch2"), None)
+if torch2:
+    p(f"Second column: PyTorch {torch2} from PyPI (build/torch2, `make torch2`), the best of eager NCHW, eager "
+      "channels-last and torch.compile (its compilation in the warm-up steps, not timed).\n")
 avx2_cols = " aec AVX2 ms/step | PyTorch / aec AVX2 |" if has_avx2_path else ""
-p(f"| model | batch | aec ms/step |{avx2_cols} PyTorch ms/step (layout) | PyTorch / aec | aec img/s | aec GFLOP/s | aec peak RSS MiB | PyTorch peak RSS MiB |")
-p("|---|---|---|" + ("---|---|" if has_avx2_path else "") + "---|---|---|---|---|---|")
+t2_cols = f" PyTorch {torch2} ms/step (setting) | PyTorch {torch2} / aec |" if torch2 else ""
+p(f"| model | batch | aec ms/step |{avx2_cols} PyTorch ms/step (layout) | PyTorch / aec |{t2_cols} aec img/s | aec GFLOP/s | aec peak RSS MiB | PyTorch peak RSS MiB |")
+p("|---|---|---|" + ("---|---|" if has_avx2_path else "") + ("---|---|" if torch2 else "") + "---|---|---|---|---|---|")
 
 
 def best(model, side, isa=None):
@@ -45,8 +50,12 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
     if not a or not t:
         continue
     extra = f" {a2['median_ms']:.1f} | {t['median_ms'] / a2['median_ms']:.2f} |" if has_avx2_path and a2 else (" | |" if has_avx2_path else "")
+    t2, t2_cells = best(model, "torch2"), " | |" if torch2 else ""
+    if t2:
+        setting = t2["layout"] + (", compiled" if t2.get("compiled") else "")
+        t2_cells = f" {t2['median_ms']:.1f} ({setting}) | {t2['median_ms'] / a['median_ms']:.2f} |"
     p(f"| {model} | {a['batch']} | {a['median_ms']:.1f} |{extra} {t['median_ms']:.1f} ({t['layout']}) | "
-      f"{t['median_ms'] / a['median_ms']:.2f} | {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
+      f"{t['median_ms'] / a['median_ms']:.2f} |{t2_cells} {a['images_per_s']:.0f} | {a['gflops']:.1f} | "
       f"{a['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
 
 gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}

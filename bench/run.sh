@@ -5,7 +5,8 @@
 # bench/RESULTS.md (its section for this machine: CPU, date, command, per-model numbers and
 # ratios, per kernel GFLOP/s and share of the measured FMA peak, and per epoch the whole
 # trainer against a plain PyTorch loop: bench/epoch.sh) and prints it. On a machine
-# with AVX-512 the AVX2 path (-march=x86-64-v3) is built and timed beside the native one.
+# with AVX-512 the AVX2 path (-march=x86-64-v3) is built and timed beside the native one;
+# with build/torch2 (`make torch2`) PyTorch 2.x, eager and compiled, is a second column.
 set -eu
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -16,6 +17,10 @@ mkdir -p "$out"
 : > "$out/results.jsonl"
 # the shared machine's load as the run starts (its 1-, 5- and 15-minute averages), for the report
 echo "{\"side\": \"load\", \"at\": \"start\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$out/results.jsonl"
+# PyTorch 2.x beside Debian's 1.13 when build/torch2 exists (scripts/torch2-venv.sh, `make torch2`):
+# eager in both layouts and torch.compile'd, its best setting the second column
+TORCH2=${TORCH2_PYTHON:-build/torch2/bin/python3}
+[ -x "$TORCH2" ] || TORCH2=
 # the machine's FMA peak, natively and for the AVX2 path
 ${CC:-cc} -O2 -march=native -fopenmp -o "$out/fma_peak_native" bench/fma_peak.c
 ${CC:-cc} -O2 -march=x86-64-v3 -fopenmp -o "$out/fma_peak_avx2" bench/fma_peak.c
@@ -46,6 +51,12 @@ for spec in dense_ae:256 conv_ae:128 vae:256 unet_landcover:4; do
       [ "$layout" = channels_last ] && [ "$model" != conv_ae ] && [ "$model" != unet_landcover ] && continue
       OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_step.py --model "$model" --batch "$batch" \
         --steps "$STEPS" --threads "$THREADS" --layout "$layout" | tee -a "$out/results.jsonl"
+      [ -n "$TORCH2" ] || continue
+      for compile in "" --compile; do
+        OPENBLAS_NUM_THREADS=1 "$TORCH2" bench/torch_step.py --model "$model" --batch "$batch" \
+          --steps "$STEPS" --threads "$THREADS" --layout "$layout" $compile 2>"$out/torch2.log" |
+          sed 's/^{"side": "torch"/{"side": "torch2"/' | tee -a "$out/results.jsonl"
+      done
     done
   done
 done

@@ -5,10 +5,12 @@ warm-up steps; prints one JSON line (median ms per step, images/s, peak RSS).
 
 PyTorch gets its best setting: torch.set_num_threads(THREADS), and run.sh starts it with
 OPENBLAS_NUM_THREADS=1 so OpenBLAS threads do not fight its OpenMP threads; --layout
-channels_last converts the conv models and their inputs to that memory format.
+channels_last converts the conv models and their inputs to that memory format; --compile
+(PyTorch 2.x: bench/run.sh runs it with build/torch2, scripts/torch2-venv.sh) runs the model
+through torch.compile, whose compilation happens in the warm-up steps and is not timed.
 
 Usage: /usr/bin/python3 bench/torch_step.py --model conv_ae|dense_ae|vae|unet_landcover
-           --batch N [--steps 20] [--threads 2] [--layout nchw|channels_last]
+           --batch N [--steps 20] [--threads 2] [--layout nchw|channels_last] [--compile]
 """
 import argparse, json, resource, statistics, sys, time
 import torch
@@ -52,7 +54,10 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layout", default="nchw", choices=["nchw", "channels_last"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch 2.x)")
     a = p.parse_args()
+    if a.compile and not hasattr(torch, "compile"):
+        sys.exit(f"torch_step.py: --compile needs PyTorch 2.x, this is {torch.__version__}")
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     model = {"conv_ae": ConvAE, "dense_ae": DenseAE, "vae": VAE, "unet_landcover": UNet}[a.model]()
@@ -61,14 +66,17 @@ def main():
         t = torch.randint(0, 6, (a.batch, 256, 256))
         if a.layout == "channels_last":
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        step_loss = lambda: F.cross_entropy(model(x), t, ignore_index=15)
+        net = torch.compile(model) if a.compile else model
+        step_loss = lambda: F.cross_entropy(net(x), t, ignore_index=15)
     else:
         x = torch.rand(a.batch, 784)
         if a.layout == "channels_last" and a.model == "conv_ae":
             model = model.to(memory_format=torch.channels_last)
 
+        net = torch.compile(model) if a.compile else model
+
         def step_loss():
-            y, extra = model(x)
+            y, extra = net(x)
             return losses(a.model, y, x, extra)[0]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
@@ -82,7 +90,7 @@ def main():
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"side": "torch", "model": a.model, "batch": a.batch, "threads": a.threads, "layout": a.layout,
-                      "steps": a.steps, "median_ms": round(med, 2), "images_per_s": round(a.batch / med * 1e3, 1),
+                      "compiled": a.compile, "steps": a.steps, "median_ms": round(med, 2), "images_per_s": round(a.batch / med * 1e3, 1),
                       "peak_rss_mb": round(rss, 1), "torch": torch.__version__}))
 
 

@@ -462,11 +462,22 @@ typedef struct {
                               * backward, each alive only while that kernel runs */
 } ae_kernel;
 
+/* The number format of the CUDA target's GEMM operands: fp32, or tensor cores with tf32 or
+ * bf16 operands and fp32 sums (aec build --target cuda --precision). */
+typedef enum { AE_FP32, AE_TF32, AE_BF16 } ae_precision;
+extern const char *const ae_precision_names[3];   /* "fp32", "tf32", "bf16" */
+/* Who runs the CUDA target's dense layers' GEMMs: model.cu's own kernels, or cuBLASLt with
+ * its epilogues (aec build --target cuda --gemm cublaslt; nvcc builds only). */
+typedef enum { AE_GEMM_KERNELS, AE_GEMM_CUBLASLT } ae_gemm_lib;
+extern const char *const ae_gemm_names[2];   /* "kernels", "cublaslt" */
+
 typedef struct {
   ae_model *m;
   int batch;                 /* per process */
   int ranks;                 /* data-parallel ranks it is built for (aec build --ranks): the
                               * global batch is batch * ranks; 1 otherwise */
+  ae_precision precision;    /* the CUDA target's GEMMs (aec build --precision); AE_FP32 otherwise */
+  ae_gemm_lib gemm;          /* who runs the CUDA target's dense GEMMs (aec build --gemm) */
   ae_vec params;             /* ae_tensor* */
   long param_floats;
   ae_vec kernels;            /* ae_kernel*, in forward order */
@@ -586,7 +597,7 @@ bool ae_dump(FILE *out, ae_arena *a, const ae_program *p, const char *stage);
 
 /* ===== report.c (+ report_mem.c, report_time.c, report_diff.c): `aec report` ===== */
 typedef struct {
-  const char *target;        /* "cpu" */
+  const char *target;        /* "cpu" or "cuda": whose generated code the page shows */
   const char *profile_path;  /* a trainer's or the bench's profile JSON, or NULL */
   const char *diff_path;     /* an earlier build's manifest.json, or NULL */
   const char *out_dir;
@@ -601,6 +612,8 @@ typedef struct {
   FILE *o;
   const ae_program *p;
   const char *hash;          /* of the spec text */
+  bool cuda;                 /* the page shows model.cu (--target cuda), else model.c */
+  const char *code_file;     /* "model.c" or "model.cu" */
   int K;
   const char **kname;        /* "conv_e1_1" ... "loss" */
   ae_cost *cost;
@@ -653,5 +666,8 @@ bool ae_cuda_supported(ae_diag *d, const ae_program *p);
 /* Writes model.cu into dir (beside the C target's files, whose descriptor it reuses);
  * false on an I/O error. */
 bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *spec_text_hash);
+/* model.cu as text; kernel_at (K + 1 entries, or NULL) gets where each kernel's text starts,
+ * the loss's last. NULL when out of memory. */
+char *ae_emit_model_cu_text(ae_arena *a, const ae_program *p, const char *spec_text_hash, long *kernel_at);
 
 #endif

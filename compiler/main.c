@@ -19,16 +19,40 @@ static const char usage[] =
   "                                              build the trainer bin/<model>; --mpi: with mpicc,\n"
   "                                              for data-parallel training over MPI ranks, each\n"
   "                                              with batch / N (--ranks N) of the global batch\n"
-  "       aec build --target cuda [--emulate] [--batch N] [--out DIR] [--no-compile] FILE\n"
-  "                                              also write DIR/model.cu and build bin/<model>-cuda with\n"
+  "       aec build --target cuda [--emulate] [--precision fp32|tf32|bf16] [--batch N] [--out DIR]\n"
+  "                 [--no-compile] FILE          also write DIR/model.cu and build bin/<model>-cuda with\n"
   "                                              nvcc (sm_90), or with --emulate bin/<model>-cuda-emu: the\n"
-  "                                              same kernels as host C++ under runtime/cuda_emu.h\n"
-  "       aec report [--target cpu] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
+  "                                              same kernels as host C++ under runtime/cuda_emu.h;\n"
+  "                                              --precision: the GEMMs' operands (tf32, bf16: tensor\n"
+  "                                              cores, fp32 sums and weights; default fp32);\n"
+  "                                              --gemm cublaslt: dense layers' GEMMs by cuBLASLt\n"
+  "                                              (nvcc builds; default kernels, model.cu's own)\n"
+  "       aec report [--target cpu|cuda] [--batch N] [--profile FILE] [--diff OLD_MANIFEST] [--out DIR] FILE\n"
   "                                              write DIR/index.html (default runs/<model>/report): the\n"
   "                                              spec, its kernels, memory and time on one page\n"
   "       aec --help | --version\n";
 
-typedef struct { bool json, no_compile, mpi, emulate; const char *stage, *out, *path, *target, *profile, *diff; int batch, ranks; } options;
+typedef struct {
+  bool json, no_compile, mpi, emulate;
+  const char *stage, *out, *path, *target, *profile, *diff, *precision, *gemm;
+  int batch, ranks;
+} options;
+
+/* --precision's value as an ae_precision; -1 (message printed) when it is none of them. */
+static int parse_precision(const char *cmd, const char *s) {
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(s, ae_precision_names[i])) return i;
+  fprintf(stderr, "aec %s: --precision takes fp32, tf32 or bf16, not '%s'\n", cmd, s);
+  return -1;
+}
+
+/* --gemm's value as an ae_gemm_lib; -1 (message printed) when it is none of them. */
+static int parse_gemm(const char *cmd, const char *s) {
+  for (int i = 0; i < 2; i++)
+    if (!strcmp(s, ae_gemm_names[i])) return i;
+  fprintf(stderr, "aec %s: --gemm takes kernels or cublaslt, not '%s'\n", cmd, s);
+  return -1;
+}
 
 /* A whole number from 1 to 65536 for --batch or --ranks; 0 (message printed) otherwise. */
 static int parse_count(const char *cmd, const char *flag, const char *s) {
@@ -48,6 +72,8 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
     else if (!strcmp(a, "--out") && has_value) o->out = argv[++i];
     else if (!strcmp(a, "--target") && has_value && (!strcmp(cmd, "report") || !strcmp(cmd, "build"))) o->target = argv[++i];
     else if (!strcmp(a, "--emulate") && !strcmp(cmd, "build")) o->emulate = true;
+    else if (!strcmp(a, "--precision") && has_value && !strcmp(cmd, "build")) o->precision = argv[++i];
+    else if (!strcmp(a, "--gemm") && has_value && !strcmp(cmd, "build")) o->gemm = argv[++i];
     else if (!strcmp(a, "--profile") && has_value && !strcmp(cmd, "report")) o->profile = argv[++i];
     else if (!strcmp(a, "--diff") && has_value && !strcmp(cmd, "report")) o->diff = argv[++i];
     else if (!strcmp(a, "--mpi") && !strcmp(cmd, "build")) o->mpi = true;
@@ -64,6 +90,16 @@ static int parse_options(const char *cmd, int argc, char **argv, options *o) {
   if (!o->path) { fprintf(stderr, "aec %s: which spec?\n%s", cmd, usage); return 2; }
   bool cuda = o->target && !strcmp(o->target, "cuda");
   if (o->emulate && !cuda) { fprintf(stderr, "aec %s: --emulate is for --target cuda\n", cmd); return 2; }
+  if (o->precision && parse_precision(cmd, o->precision) < 0) return 2;
+  if (o->precision && !cuda && strcmp(o->precision, "fp32")) {
+    fprintf(stderr, "aec %s: --precision %s is for --target cuda; the CPU target computes in fp32 only\n", cmd, o->precision);
+    return 2;
+  }
+  if (o->gemm && parse_gemm(cmd, o->gemm) < 0) return 2;
+  if (o->gemm && !cuda && strcmp(o->gemm, "kernels")) {
+    fprintf(stderr, "aec %s: --gemm %s is for --target cuda; the CPU target has its own GEMMs\n", cmd, o->gemm);
+    return 2;
+  }
   if (o->mpi && cuda) { fprintf(stderr, "aec %s: data-parallel training (--mpi) is not in the CUDA target yet\n", cmd); return 2; }
   if (o->ranks && !o->mpi) { fprintf(stderr, "aec %s: --ranks is for data-parallel trainers: give --mpi too\n", cmd); return 2; }
   return 0;
@@ -120,7 +156,7 @@ static int compile_trainer(const char *dir, const char *name, bool mpi) {
 
 /* The CUDA trainer: model.c without its main (the descriptor and the CPU decoder), then
  * model.cu by nvcc for sm_90, or with --emulate as host C++ under runtime/cuda_emu.h. */
-static int compile_cuda_trainer(const char *dir, const char *name, bool emulate) {
+static int compile_cuda_trainer(const char *dir, const char *name, bool emulate, bool cublaslt) {
   const char *root = aec_root();
   if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
   const char *cc = getenv("CC") ? getenv("CC") : "cc", *cxx = getenv("CXX") ? getenv("CXX") : "g++";
@@ -139,7 +175,7 @@ static int compile_cuda_trainer(const char *dir, const char *name, bool emulate)
              cxx, root, dir, name, dir, obj, root, libs);
   else
     snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
-             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp", nvcc, root, dir, name, dir, obj, root, libs);
+             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp%s", nvcc, root, dir, name, dir, obj, root, libs, cublaslt ? " -lcublasLt" : "");
   printf("%s\n", cmd);
   fflush(stdout);
   int rc = system(cmd);
@@ -154,7 +190,7 @@ static const char *spec_hash(ae_arena *a, const ae_model *m) {
 }
 
 static int write_report(ae_arena *a, ae_diag *d, ae_program *p, const options *o) {
-  ae_report_opts ro = {"cpu", o->profile, o->diff, o->out ? o->out : ae_sprintf(a, "runs/%s/report", p->m->name)};
+  ae_report_opts ro = {o->target && !strcmp(o->target, "cuda") ? "cuda" : "cpu", o->profile, o->diff, o->out ? o->out : ae_sprintf(a, "runs/%s/report", p->m->name)};
   return ae_report(a, d, p, spec_hash(a, p->m), &ro) ? 0 : 1;
 }
 
@@ -163,8 +199,8 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
   int rc = parse_options(cmd, argc, argv, &o);
   if (rc) return rc;
   bool cuda = o.target && !strcmp(o.target, "cuda");
-  if (cuda && !strcmp(cmd, "report")) {
-    fprintf(stderr, "aec report: the CUDA target has no report yet; only --target cpu can be reported\n");
+  if (cuda && !strcmp(cmd, "report") && o.profile) {
+    fprintf(stderr, "aec report: --profile times the CPU trainer's kernels; the CUDA target's page has no profile yet (drop --target cuda or --profile)\n");
     return 2;
   }
   if (o.target && strcmp(o.target, "cpu") && !cuda) { fprintf(stderr, "aec %s: unknown target '%s' (cpu or cuda)\n", cmd, o.target); return 2; }
@@ -185,9 +221,12 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
       ae_arena_free(a);
       return 2;
     }
+    if (!strcmp(cmd, "report")) m->batch = global;   /* the page's summary is at the batch its kernels run */
     ae_program *p = ae_lower(a, m, global / ranks);
     p->ranks = ranks;
-    if (!strcmp(cmd, "report")) rc = write_report(a, &d, p, &o);
+    p->precision = o.precision ? (ae_precision)parse_precision(cmd, o.precision) : AE_FP32;
+    p->gemm = o.gemm ? (ae_gemm_lib)parse_gemm(cmd, o.gemm) : AE_GEMM_KERNELS;
+    if (!strcmp(cmd, "report")) rc = cuda && !ae_cuda_supported(&d, p) ? 1 : write_report(a, &d, p, &o);
     else if (!strcmp(cmd, "dump")) {
       if (!ae_dump(stdout, a, p, o.stage)) { fprintf(stderr, "aec dump: unknown stage '%s' (ir, grad, fused, steps or mem)\n", o.stage); rc = 2; }
     } else {
@@ -198,7 +237,7 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
       if (!rc && cuda && !ae_emit_cuda(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
       if (!rc && o.mpi && ranks > 1) printf("each of %d ranks takes %d of the global batch of %d\n", ranks, global / ranks, global);
-      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate) : compile_trainer(dir, m->name, o.mpi);
+      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate, p->gemm == AE_GEMM_CUBLASLT) : compile_trainer(dir, m->name, o.mpi);
     }
   }
   ae_arena_free(a);

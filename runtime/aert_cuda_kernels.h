@@ -15,6 +15,26 @@
 
 #include "aert.h"
 
+/* ---- the precision of the GEMMs (aec build --target cuda --precision) -------------------
+ * model.cu defines AECD_PRECISION before it includes this file. fp32: the SIMT GEMM below.
+ * tf32 and bf16: tensor cores through nvcuda::wmma (tf32 m16n16k8, bf16 m16n16k16), the
+ * operands rounded as they are staged into shared memory, the sums in fp32; everything else
+ * (epilogues, parameters, gradients' accumulation, the optimizer) stays fp32. */
+#define AECD_FP32 0
+#define AECD_TF32 1
+#define AECD_BF16 2
+#ifndef AECD_PRECISION
+#define AECD_PRECISION AECD_FP32
+#endif
+#if AECD_PRECISION != AECD_FP32
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <mma.h>
+#else
+#include "cuda_emu_wmma.h"
+#endif
+#endif
+
 #define AECD_THREADS 256   /* threads of every block */
 /* Every kernel's bounds: 256 threads and at least 4 blocks per SM, so at most 64 registers.
  * With the thread count alone ptxas kept the GEMMs at 32 registers and spilled. */
@@ -74,6 +94,7 @@ __device__ __forceinline__ int aecd_bilinear_tap(int o, int f, int in, int *step
  * block's tile is (blockIdx.y, blockIdx.x): the compiler launches (N / BN) x (M / BM) blocks,
  * rounded up. */
 
+#if AECD_PRECISION == AECD_FP32
 template <int M, int N, int K, int BM, int BN, class LoadA, class LoadB, class Store>
 __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
   constexpr int BK = 32, TM = BM / 16, TN = BN / 16;
@@ -109,6 +130,91 @@ __device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
       if (r < M && c < N) store(r, c, acc[i][j]);
     }
 }
+#else
+/* The same GEMM on tensor cores: the same tiles, slices, barriers and epilogue ownership.
+ * The slices are staged in the operand type (tf32 rounded to nearest, ties away, as
+ * wmma::__float_to_tf32; bf16 to nearest even), A row-major BM x 32 and B row-major 32 x BN,
+ * each row padded by 32 bytes (fewer bank conflicts, fragment pointers stay 32-byte
+ * aligned). The tile has (BM / 16) (BN / 16) fragments of 16 x 16, numbered row by row;
+ * warp w owns fragments w and w + 8 where they exist (one column of fragments, since 8 is a
+ * multiple of BN / 16; a warp with none only stages) and adds each slice in k-steps of 8
+ * (tf32) or 16 (bf16) with mma_sync, in fp32. After the last slice each warp
+ * stores its fragments into shared memory (over the slices), and thread (ty, tx) hands rows
+ * ty + 16 i and columns tx + 16 j to store, as the fp32 GEMM does. */
+/* A pragma for nvcc alone (g++ would warn of an unknown one). */
+#ifdef __CUDACC__
+#define AECD_PRAGMA(x) _Pragma(#x)
+#else
+#define AECD_PRAGMA(x)
+#endif
+
+#if AECD_PRECISION == AECD_TF32
+typedef float aecd_operand;
+typedef nvcuda::wmma::precision::tf32 aecd_mma_type;
+constexpr int AECD_MMA_K = 8;
+__device__ __forceinline__ float aecd_to_operand(float v) { return nvcuda::wmma::__float_to_tf32(v); }
+#else
+typedef __nv_bfloat16 aecd_operand;
+typedef __nv_bfloat16 aecd_mma_type;
+constexpr int AECD_MMA_K = 16;
+__device__ __forceinline__ __nv_bfloat16 aecd_to_operand(float v) { return __float2bfloat16(v); }
+#endif
+
+template <int BM, int BN> union alignas(32) aecd_mma_tiles {
+  static constexpr int BK = 32, PAD = 32 / (int)sizeof(aecd_operand), APAD = BK + PAD, BPAD = BN + PAD, CPAD = BN + 8;
+  struct { aecd_operand a[BM][APAD], b[BK][BPAD]; } in;   /* the slices */
+  float c[BM][CPAD];                                      /* the sums, after the last slice */
+};
+
+template <int M, int N, int K, int BM, int BN, class LoadA, class LoadB, class Store>
+__device__ __forceinline__ void aecd_gemm(LoadA a, LoadB b, Store store) {
+  namespace wmma = nvcuda::wmma;
+  typedef aecd_mma_tiles<BM, BN> tiles;
+  constexpr int BK = tiles::BK, FK = AECD_MMA_K, FN = BN / 16, FRAGS = (BM / 16) * FN, PER_WARP = FRAGS > 8 ? 2 : 1;
+  static_assert(BM % 16 == 0 && BN % 16 == 0 && BM <= 64 && BN <= 64, "tiles of 16, 32 or 64");
+  __shared__ tiles sh;
+  const int tid = threadIdx.x, warp = tid / 32;
+  const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BN;
+  wmma::fragment<wmma::accumulator, 16, 16, FK, float> acc[PER_WARP];
+  for (int f = 0; f < PER_WARP; f++)
+    if (warp + 8 * f < FRAGS) wmma::fill_fragment(acc[f], 0.0f);
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    AECD_PRAGMA(unroll 1)   /* unrolled (fully, or by 2 or 4), a conv's window loads spill under 64 registers */
+    for (int e = tid; e < BM * BK; e += AECD_THREADS) {
+      int r = e / BK, kk = e % BK;
+      sh.in.a[r][kk] = aecd_to_operand(row0 + r < M && k0 + kk < K ? a(row0 + r, k0 + kk) : 0.0f);
+    }
+    for (int e = tid; e < BK * BN; e += AECD_THREADS) {
+      int kk = e / BN, c = e % BN;
+      sh.in.b[kk][c] = aecd_to_operand(col0 + c < N && k0 + kk < K ? b(k0 + kk, col0 + c) : 0.0f);
+    }
+    __syncthreads();
+    if (warp < FRAGS)   /* the whole warp alike */
+      for (int kk = 0; kk < BK; kk += FK) {
+        wmma::fragment<wmma::matrix_a, 16, 16, FK, aecd_mma_type, wmma::row_major> fa;
+        wmma::fragment<wmma::matrix_b, 16, 16, FK, aecd_mma_type, wmma::row_major> fb;
+        wmma::load_matrix_sync(fb, &sh.in.b[kk][warp % FN * 16], tiles::BPAD);   /* both fragments' column: 8 % FN == 0 */
+        for (int f = 0; f < PER_WARP; f++)
+          if (warp + 8 * f < FRAGS) {
+            wmma::load_matrix_sync(fa, &sh.in.a[(warp + 8 * f) / FN * 16][kk], tiles::APAD);
+            wmma::mma_sync(acc[f], fa, fb, acc[f]);
+          }
+      }
+    __syncthreads();
+  }
+  for (int f = 0; f < PER_WARP; f++) {
+    int frag = warp + 8 * f;
+    if (frag < FRAGS) wmma::store_matrix_sync(&sh.c[frag / FN * 16][frag % FN * 16], acc[f], tiles::CPAD, wmma::mem_row_major);
+  }
+  __syncthreads();
+  const int tx = tid % 16, ty = tid / 16;
+  for (int i = 0; i < BM / 16; i++)
+    for (int j = 0; j < BN / 16; j++) {
+      int r = row0 + ty + 16 * i, c = col0 + tx + 16 * j;
+      if (r < M && c < N) store(r, c, sh.c[ty + 16 * i][tx + 16 * j]);
+    }
+}
+#endif
 
 /* ---- column sums (bias gradients): db[c] += sum over rows of d[r][c] ------------------
  * A block takes 32 columns; its 8 groups of 32 threads sum the rows of one remainder

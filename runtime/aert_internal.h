@@ -60,6 +60,8 @@ typedef struct {
   long n;                /* examples */
   long in_size, target_size;
   float *x;              /* n*in_size, normalised */
+  unsigned char *bytes;  /* IDX inputs: the n*in_size bytes that x normalises (a device may
+                            keep them, device.h), else NULL */
   float *y;              /* n*target_size, NULL when the target is the input */
   int *label;            /* raw label per example, NULL when the data has none */
   int owner;             /* 1: frees its arrays; 0: a view into another dataset */
@@ -114,6 +116,13 @@ typedef struct {
 } aert_idx;
 
 int aert_idx_read(const char *path, aert_idx *idx);
+/* The scale and offset that take an IDX byte to the model's input: the spec's, else 1/255. */
+void aert_idx_norm(const aert_model *m, float *scale, float *offset);
+/* ds as a set that a device may keep (device.h), its augmentation drawn from seed: 1, or 0
+ * when its batches must be made on the host (not an IDX set of bytes, or a class map that
+ * augmentation would transform with its input). */
+int aert_device_set_of(const aert_model *m, const aert_dataset *ds, uint64_t seed,
+                       aert_device_set *set);
 
 /* ---- data_png.c: PNG images, one folder of them or image pairs from two folders -------- */
 /* 1 when either path names a folder: the pair is read as PNG folders, not IDX files. */
@@ -173,6 +182,83 @@ typedef struct {
 int aert_augment_active(const aert_data *d);
 void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
                        aert_transform *t);
+
+/* a * b and a + b, each rounded on its own: neither a compiler (-ffp-contract, -march with
+ * FMA) nor a GPU fuses them, so that the host's normalisation and augmentation and the
+ * device's (aert_cuda_data.h) give the same bits. */
+static inline AERT_HD float aert_mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  volatile float r = a * b;
+  return r;
+#endif
+}
+static inline AERT_HD float aert_add_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  volatile float r = a + b;
+  return r;
+#endif
+}
+
+/* The ranges of the spec's augmentation (aert_data's), apart: what a device's kernel takes. */
+typedef struct {
+  float shift, rotate, zoom;
+  int flip_h, flip_v;
+} aert_ranges;
+
+/* One example's transform, drawn from (seed, epoch, example index): aert_augment_draw, on the
+ * host and on a device. */
+static inline AERT_HD void aert_augment_transform(aert_ranges r, uint64_t seed, long epoch,
+                                                  long index, aert_transform *t) {
+  uint64_t s = aert_hash64(seed ^ aert_hash64(0x617567ULL + (uint64_t)epoch * 0x100000001ULL) ^
+                           aert_hash64((uint64_t)index));
+  t->dx = r.shift * (2 * aert_uniform(s, 0) - 1);
+  t->dy = r.shift * (2 * aert_uniform(s, 1) - 1);
+  t->angle = r.rotate * (2 * aert_uniform(s, 2) - 1) * (float)(M_PI / 180.0);
+  t->scale = aert_add_rn(1, aert_mul_rn(r.zoom, 2 * aert_uniform(s, 3) - 1));
+  t->flip_h = r.flip_h && aert_uniform(s, 4) < 0.5f;
+  t->flip_v = r.flip_v && aert_uniform(s, 5) < 0.5f;
+}
+
+/* sin and cos of an angle of at most a few turns, for augmentation: the angle less the
+ * nearest multiple of pi/2 (in two parts), then the even and odd polynomials of Cephes'
+ * sinf and cosf on [-pi/4, pi/4], every operation rounded on its own. The same bits on the
+ * host and on a device, where cosf and sinf differ and need a stack frame for huge angles. */
+static inline AERT_HD void aert_sincos(float a, float *s, float *c) {
+  float j = rintf(aert_mul_rn(a, 0.636619772f));   /* 2 / pi */
+  float x = aert_add_rn(aert_add_rn(a, -aert_mul_rn(j, 1.57079637f)), aert_mul_rn(j, 4.37113883e-8f));
+  float z = aert_mul_rn(x, x);
+  float sp = aert_add_rn(aert_mul_rn(aert_add_rn(aert_mul_rn(-1.9515295891e-4f, z), 8.3321608736e-3f), z), -1.6666654611e-1f);
+  float sv = aert_add_rn(aert_mul_rn(aert_mul_rn(sp, z), x), x);
+  float cp = aert_add_rn(aert_mul_rn(aert_add_rn(aert_mul_rn(2.443315711809948e-5f, z), -1.388731625493765e-3f), z),
+                         4.166664568298827e-2f);
+  float cv = aert_add_rn(aert_add_rn(aert_mul_rn(aert_mul_rn(cp, z), z), -aert_mul_rn(0.5f, z)), 1.0f);
+  int q = (int)j & 3;
+  *s = q == 0 ? sv : q == 1 ? cv : q == 2 ? -sv : -cv;
+  *c = q == 0 ? cv : q == 1 ? -sv : q == 2 ? -cv : sv;
+}
+
+/* Where output pixel (x, y) of an h x w image takes its value: the inverse map of t about
+ * the image centre (undo the shift, then the rotation and zoom, then the flips); cs and sn
+ * are the cosine and the sine of t->angle (aert_sincos) over t->scale. */
+static inline AERT_HD void aert_augment_source(const aert_transform *t, float cs, float sn, int x,
+                                               int y, int h, int w, float *sx, float *sy) {
+  float cx = (w - 1) / 2.0f, cy = (h - 1) / 2.0f;
+  float ox = x - cx - t->dx, oy = y - cy - t->dy;
+  *sx = aert_add_rn(aert_add_rn(aert_mul_rn(cs, ox), aert_mul_rn(sn, oy)), cx);
+  *sy = aert_add_rn(aert_add_rn(aert_mul_rn(-sn, ox), aert_mul_rn(cs, oy)), cy);
+  if (t->flip_h) *sx = (w - 1) - *sx;
+  if (t->flip_v) *sy = (h - 1) - *sy;
+}
+
+/* The weight of bilinear tap j (0..3: x0,y0 / x0+1,y0 / x0,y0+1 / x0+1,y0+1) at fractions
+ * (fx, fy). */
+static inline AERT_HD float aert_bilinear_weight(int j, float fx, float fy) {
+  return aert_mul_rn((j & 1) ? fx : 1 - fx, (j >> 1) ? fy : 1 - fy);
+}
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest);
 
@@ -187,6 +273,8 @@ typedef struct {
   uint64_t seed;
   int augment, running, sync, stop, full[2], failed[2];
   float *x[2], *y[2], *tmp;
+  aert_device *dev;      /* whose pinned memory holds x and y (pinned[s][0], [s][1]), or NULL */
+  int pinned[2][2];
   double waited;         /* seconds the trainer waited for data this epoch */
   pthread_t thread;
   pthread_mutex_t mu;
@@ -194,6 +282,8 @@ typedef struct {
 } aert_loader;
 
 int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds);
+/* The same, its two slots in dev's pinned host memory when it has some (device.h). */
+int aert_loader_init_on(aert_loader *l, const aert_model *m, const aert_dataset *ds, aert_device *dev);
 int aert_loader_start(aert_loader *l, const long *order, long first, long nb, uint64_t seed,
                       long epoch);
 int aert_loader_take(aert_loader *l, long b, float **x, float **y);   /* -1: unreadable data */

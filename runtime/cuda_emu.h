@@ -127,7 +127,7 @@ inline bool pinned(const void *p, size_t n) {
 
 /* ---- fibers and the block scheduler --------------------------------------------------- */
 enum class wait_kind { running, block_barrier, warp_op, done };
-enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot };
+enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, wmma /* cuda_emu_wmma.h */ };
 
 struct fiber {
   ucontext_t ctx;
@@ -660,17 +660,29 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
 inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new aecu_event; return cudaSuccess; }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
+  if (!e) aecu::fail("cudaEventRecord on a null event (never created)");
   aecu::submit(s, [=] { e->t = std::chrono::steady_clock::now(); });
   return cudaSuccess;
 }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-/* Streams run in order on the host, so the wait is already met; it is recorded in a
- * capture as CUDA records the dependency. */
+/* Streams run in order on the host: an event recorded has happened, so waits return at once. */
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (!e) aecu::fail("cudaEventSynchronize on a null event (never created)");
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (!e) aecu::fail("cudaEventQuery on a null event (never created)");
+  return cudaSuccess;
+}
+/* The wait is already met; it is recorded in a capture as CUDA records the dependency. */
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0) {
-  if (!e || flags) return aecu_set(cudaErrorInvalidValue);
+  if (!e) aecu::fail("cudaStreamWaitEvent on a null event (never created)");
+  if (flags) return aecu_set(cudaErrorInvalidValue);
   aecu::submit(s, [] {});
   return cudaSuccess;
 }

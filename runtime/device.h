@@ -23,7 +23,7 @@
  *     host memory, valid until the next forward or decode.
  * The order of the calls:
  *   open(training) -> params written on the host -> upload
- *   train, each step: batch -> forward(training 1) -> backward (-> grads -> grads_changed,
+ *   train, each step: batch (or batch_kept) -> forward(training 1) -> backward (-> grads -> grads_changed,
  *                     MPI) -> grads_nonfinite -> accumulate (accumulate > 1) -> step (once per accumulated group)
  *   evaluation, each batch: batch -> forward(training 0) -> output, latent
  *   sample, interpolate: decode(latent) -> output
@@ -43,6 +43,7 @@
 #ifndef AERT_DEVICE_H
 #define AERT_DEVICE_H
 
+#include <stdlib.h>
 #include <string.h>
 #include "aert.h"
 
@@ -52,6 +53,21 @@ extern "C" {   /* a device written in C++ or CUDA links with the C runtime */
 
 typedef struct aert_device aert_device;
 struct aert_optimizer;
+
+/* A training set that a device may keep in its own memory (an IDX set, see aert_device_set_of
+ * in aert_internal.h): n examples of in_size bytes as the file holds them, which the device
+ * normalises as aert_add_rn(aert_mul_rn(byte, scale), offset), the IDX source's arithmetic;
+ * with augment, each example transformed as augment.c does (m->data's ranges, drawn from
+ * (seed, epoch, example index)); targets of their own as n x target_size floats (class
+ * indices), or y NULL when the target is the input. */
+typedef struct aert_device_set {
+  const unsigned char *bytes;
+  const float *y;
+  long n, in_size, target_size;
+  float scale, offset;
+  int augment;
+  uint64_t seed;
+} aert_device_set;
 
 typedef struct aert_device_ops {
   /* Allocates d->m's arenas, zero-filled: parameters and activations, and with d->training
@@ -87,6 +103,20 @@ typedef struct aert_device_ops {
   /* The offset in the gradient arena of its first NaN or infinity after the last backward
    * (its value in *value), -1 when every gradient is finite. */
   long (*grads_nonfinite)(aert_device *d, float *value);
+  /* Optional, both or neither (NULL: batches come from the host through `batch`). keep
+   * copies the set into the device's memory once, for the device's life (a later keep
+   * replaces it): 0, or -1 with a note when it does not fit, and then the runtime keeps
+   * sending host batches. batch_kept makes the batch of examples index[0..batch-1] of the
+   * kept set of epoch on the device, as the loader makes it on the host; the next forward
+   * and backward run on it. Only the indices cross to the device. */
+  int (*keep)(aert_device *d, const aert_device_set *set);
+  void (*batch_kept)(aert_device *d, const long *index, long epoch);
+  /* Optional, both or neither (NULL: malloc and free): n bytes of host memory that the
+   * device copies from fastest (pinned), for the data thread's batch slots, which `batch`
+   * then sends without a copy on the host; NULL when there is none. The trainer hands a
+   * slot back to the data thread after backward: `batch` must have read it by then. */
+  void *(*host_alloc)(aert_device *d, size_t n);
+  void (*host_free)(aert_device *d, void *p);
 } aert_device_ops;
 
 struct aert_device {
@@ -137,6 +167,26 @@ static inline void aert_device_accumulate(aert_device *d, int first) { d->ops->a
 static inline void aert_device_step(aert_device *d, int batches, float lr) { d->ops->step(d, batches, lr); }
 static inline long aert_device_grads_nonfinite(aert_device *d, float *value) {
   return d->ops->grads_nonfinite(d, value);
+}
+/* 1 when d has taken set into its memory, 0 when it has no such memory or the set does not fit. */
+static inline int aert_device_keep(aert_device *d, const aert_device_set *set) {
+  return d->ops->keep && d->ops->batch_kept && d->ops->keep(d, set) == 0;
+}
+static inline void aert_device_batch_kept(aert_device *d, const long *index, long epoch) {
+  d->ops->batch_kept(d, index, epoch);
+}
+/* n bytes of host memory for batches: d's pinned memory when it has some (*pinned 1), else
+ * malloc's (d may be NULL); NULL when there is none. */
+static inline void *aert_device_host_alloc(aert_device *d, size_t n, int *pinned) {
+  void *p = d && d->ops->host_alloc && d->ops->host_free ? d->ops->host_alloc(d, n) : NULL;
+  *pinned = p != NULL;
+  return p ? p : malloc(n);
+}
+static inline void aert_device_host_free(aert_device *d, void *p, int pinned) {
+  if (pinned)
+    d->ops->host_free(d, p);
+  else
+    free(p);
 }
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The test suites again, built with AddressSanitizer and UndefinedBehaviorSanitizer:
 # the compiler and runtime Criterion suites, and generated trainers (conv_ae and vae
-# training, resuming, evaluating and encoding; the small U-Net on synthetic GeoTIFF tiles).
+# training, resuming, evaluating and encoding; the small U-Net on synthetic GeoTIFF tiles;
+# dense_ae's emulated CUDA trainer training, resuming and decoding).
 # Any sanitizer report fails the run.
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,9 +34,22 @@ done
 
 # The trainers at -O2: at -O1 the register tiles of the direct convolutions stay arrays on
 # the stack, every access checked, and conv_ae's eval alone took 4 minutes.
+# The runtime once, as a library the trainers (C and emulated CUDA) link.
+rm -rf "$san/rt" && mkdir -p "$san/rt"
+O2FLAGS=$(echo "$FLAGS" | sed 's/-O1/-O2/')
+for f in $runtime; do echo "$f"; done |
+  xargs -P 2 -I{} sh -c 'o=$1/rt/$(echo "$2" | tr / _).o; '"$CC $O2FLAGS"' -Iruntime -c -o "$o" "$2"' _ "$san" {}
+ar rcs "$san/libaert.a" "$san"/rt/*.o
 for model in conv_ae vae unet_landcover_small; do
-  $CC $(echo "$FLAGS" | sed 's/-O1/-O2/') -Iruntime -Igenerated/$model -o "$san/$model" generated/$model/model.c $runtime $libs
+  $CC $O2FLAGS -Iruntime -Igenerated/$model -o "$san/$model" generated/$model/model.c "$san/libaert.a" $libs
 done
+# One emulated CUDA trainer (runtime/cuda_emu.h): model.cu as host C++, its device and the
+# emulator's fibers under both sanitizers (the fiber switches are announced to ASan).
+"$san/aec" build --target cuda --no-compile --batch 8 --out "$san/dense_cu" specs/dense_ae.ae >/dev/null
+$CC $O2FLAGS -DAEC_NO_MAIN -Iruntime -I"$san/dense_cu" -c -o "$san/dense_cu/model_cpu.o" "$san/dense_cu/model.c"
+${CXX:-g++} -std=gnu++20 -O1 -g -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+  -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime -I"$san/dense_cu" -o "$san/dense_ae-cuda-emu" \
+  -x c++ "$san/dense_cu/model.cu" -x none "$san/dense_cu/model_cpu.o" "$san/libaert.a" $libs
 out="$san/runs"
 rm -rf "$out"
 "$san/conv_ae" train --epochs 1 --limit 1400 --out "$out/conv" --quiet
@@ -46,6 +60,10 @@ rm -rf "$out"
 # land cover: synthetic tiles written, read by 2 data threads, predicted whole
 "$san/unet_landcover_small" train --epochs 1 --limit 64 --data "$out/tiles" --out "$out/lc" --quiet > /dev/null
 "$san/unet_landcover_small" predict --data "$out/tiles" --out "$out/lc" > /dev/null
+# the emulated CUDA trainer: two short epochs in two runs (a checkpoint written and resumed), an interpolation decoded
+"$san/dense_ae-cuda-emu" train --epochs 1 --limit 64 --out "$out/cu" --quiet --threads 2
+"$san/dense_ae-cuda-emu" train --epochs 2 --limit 64 --out "$out/cu" --resume --quiet --threads 2
+"$san/dense_ae-cuda-emu" interpolate --out "$out/cu" >"$out/cu.log" 2>&1 || { cat "$out/cu.log"; exit 1; }
 "$san/aec" summary specs/unet_landcover.ae >/dev/null
 "$san/aec" build --no-compile --out "$san/gen" specs/unet_landcover.ae >/dev/null
-echo "sanitize: suites, trainers and compiler clean under ASan and UBSan"
+echo "sanitize: suites, trainers (the emulated CUDA one too) and compiler clean under ASan and UBSan"

@@ -1,8 +1,12 @@
 /* emit_common.c - what every target's emitter writes the same way: the provenance comment
- * above each kernel (its spec line through the block calls, shapes, FLOPs and bytes). */
+ * above each kernel (its spec line through the block calls, shapes, FLOPs and bytes), and
+ * the names of the GEMM precisions and libraries. */
 #include "aec.h"
 
 #include <string.h>
+
+const char *const ae_precision_names[3] = {"fp32", "tf32", "bf16"};
+const char *const ae_gemm_names[2] = {"kernels", "cublaslt"};
 
 static void human(double x, char *buf) {
   const char *unit[] = {"", "K", "M", "G", "T"};

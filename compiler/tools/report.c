@@ -270,7 +270,7 @@ static void code_block(ae_report_ctx *r, const char *text, long from, long to, c
   while (from < to && text[from] == '\n') from++;
   int lines = 0;
   for (long i = from; i < to; i++) lines += text[i] == '\n';
-  OUT("<details class=\"code\"><summary>%s: model.c lines %d&#8211;%d</summary>\n<pre><code>", what, line_at(text, from),
+  OUT("<details class=\"code\"><summary>%s: %s lines %d&#8211;%d</summary>\n<pre><code>", what, r->code_file, line_at(text, from),
       line_at(text, from) + lines - 1);
   code_html(r, text + from, (size_t)(to - from), line_at(text, from));
   OUT("</code></pre></details>\n");
@@ -366,6 +366,43 @@ static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   return "a loop over the batch split among the OpenMP threads";
 }
 
+/* The CUDA target's kernels of fused kernel k, read off model.cu's text: each __global__
+ * with the launch its comment gives ("conv_d1_fwd: 98 x 2 blocks of 256 threads"). */
+static const char *cuda_launches(ae_report_ctx *r, const char *text, long from, long to) {
+  static const char decl[] = "\n__global__ void AECD_BOUNDS ";
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return "";
+  int n = 0;
+  for (const char *at = strstr(text + from, decl); at && at < text + to; at = strstr(at + 1, decl)) {
+    const char *name = at + sizeof decl - 1, *paren = strchr(name, '(');
+    const char *line = at;   /* the comment line above the declaration: "NAME: what; launch ..." */
+    while (line > text + from && line[-1] != '\n') line--;
+    const char *launch = strstr(line, "launch "), *close = launch ? strstr(launch, " */") : NULL;
+    fprintf(f, "%s<code>%.*s</code>", n++ ? "; " : "", (int)(paren - name), name);
+    if (launch && close && close < at) fprintf(f, " (%.*s)", (int)(close - launch), launch);
+  }
+  fclose(f);
+  char *out = ae_strndup(r->a, buf ? buf : "", len);
+  free(buf);
+  return n ? out : "none (its work is done by another kernel)";
+}
+
+/* How the CUDA target runs a kernel: the shape of its code in model.cu. */
+static const char *cuda_schedule(const ae_kernel *k) {
+  switch (k->kind) {
+  case K_DENSE: return "a tiled shared-memory GEMM, bias and activation in its epilogue; backward: dact, db, dW and dX kernels";
+  case K_CONV:
+    return k->src.len > 1 || ((ae_view *)k->src.items[0])->factor > 1
+               ? "an implicit GEMM reading its folded sources (upsample, concat) in place, no copy; a dX kernel per source, no atomics"
+               : "an implicit GEMM over the windows, no im2col buffer; dW as windows^T dy, dX as a gather, no atomics";
+  case K_CONV_T: return "an implicit GEMM of the gather form; its dX a plain convolution of dy";
+  case K_BATCHNORM: return "a block per channel for the statistics and the backward sums, an elementwise normalisation";
+  default: return "a grid-stride elementwise kernel (4 values a thread); backward a gather, one thread per value";
+  }
+}
+
 /* "7.25 GFLOP": the summary's number with a space before its unit. */
 static const char *si_unit(ae_arena *a, double x, const char *unit) {
   char buf[64];
@@ -405,8 +442,12 @@ static void kernel_section(page *g, const char *text, const long *at, int k) {
               kk->w->frozen ? " (frozen)" : "");
   ae_cost *c = &r->cost[k];
   cost_rows(r, c, ae_kernel_has_backward(r->p, kk));
-  facts_row(r, "schedule (cpu)", "%s", schedule(r, kk));
-  if (kk->scratch[0].used || kk->scratch[1].used) {
+  if (r->cuda) {
+    facts_row(r, "schedule (cuda)", "%s", cuda_schedule(kk));
+    facts_row(r, "launches", "%s", cuda_launches(r, text, at[k], at[k + 1]));
+  } else
+    facts_row(r, "schedule (cpu)", "%s", schedule(r, kk));
+  if (!r->cuda && (kk->scratch[0].used || kk->scratch[1].used)) {
     char f[64], w[64];
     facts_row(r, "scratch", "forward %s, backward %s, each alive only while it runs", ae_fmt_bytes(4.0 * kk->scratch[0].size, f),
               ae_fmt_bytes(4.0 * kk->scratch[1].size, w));
@@ -453,27 +494,38 @@ static void emit_loss(page *g, const char *text, const long *at) {
   OUT("</ul>\n<table class=\"facts\"><caption class=\"sr\">facts of the loss</caption><tbody>\n");
   ae_report_kernel_time(r, r->K);
   OUT("</tbody></table>\n");
-  const char *drivers = strstr(text + at[r->K], "\n/* Per-kernel timing");
+  const char *drivers = strstr(text + at[r->K], r->cuda ? "\n/* ---- the drivers" : "\n/* Per-kernel timing");
   long end = drivers ? drivers - text : (long)strlen(text);
   code_block(r, text, at[r->K], end, "the loss, forward and backward");
-  const char *desc = strstr(text + end, "\n#ifndef AERT_DOUBLE");
+  const char *desc = strstr(text + end, r->cuda ? "\n/* optim_step" : "\n#ifndef AERT_DOUBLE");
+  long stop = desc ? desc - text : (long)strlen(text);
   OUT("</section>\n<section class=\"kernel\" id=\"drivers\" aria-labelledby=\"h-drivers\">\n<h3 id=\"h-drivers\">The drivers</h3>\n"
-      "<p><code>model_forward</code> runs the kernels in order, <code>model_backward</code> in reverse, zeroing each gradient "
-      "buffer just before its first use; each call links to its kernel.</p>\n");
-  code_block(r, text, end, desc ? desc - text : (long)strlen(text), "model_forward, model_backward");
+      "<p><code>%s</code> runs the kernels in order, <code>%s</code> in reverse, zeroing each gradient "
+      "buffer just before its first use; each call links to its kernel.</p>\n", r->cuda ? "forward_kernels" : "model_forward",
+      r->cuda ? "backward_kernels" : "model_backward");
+  code_block(r, text, end, stop, r->cuda ? "forward_kernels, backward_kernels" : "model_forward, model_backward");
+  if (r->cuda) {
+    const char *glue = strstr(text + stop, "\n/* ==== host glue");
+    OUT("</section>\n<section class=\"kernel\" id=\"optimizer\" aria-labelledby=\"h-optimizer\">\n<h3 id=\"h-optimizer\">The optimizer "
+        "and the host glue</h3>\n<p>One kernel updates the whole parameter arena; the host glue is the device the trainer "
+        "runs the model on (allocations, copies, the calls above).</p>\n");
+    code_block(r, text, stop, glue ? glue - text : (long)strlen(text), "optimizer, gradient sums and scaling");
+    if (glue) code_block(r, text, glue - text, (long)strlen(text), "host glue");
+  }
   OUT("</section>\n");
 }
 
 static void emit_code(page *g, const char *hash) {
   ae_report_ctx *r = g->r;
   long *at = ae_alloc(r->a, sizeof(long) * (size_t)(r->K + 1));
-  const char *text = ae_emit_model_c_text(r->a, r->p, hash, at);
+  const char *text = r->cuda ? ae_emit_model_cu_text(r->a, r->p, hash, at) : ae_emit_model_c_text(r->a, r->p, hash, at);
   OUT("<section id=\"code\" aria-labelledby=\"h-code\">\n<h2 id=\"h-code\">2. The generated code</h2>\n"
-      "<p>model.c as <code>aec build</code> writes it, kernel by kernel. FLOPs count 2 per multiply-add; bytes are the "
-      "least traffic (every tensor a pass reads or writes, once); intensity is their ratio.</p>\n"
+      "<p>%s as <code>aec build%s</code> writes it, kernel by kernel. FLOPs count 2 per multiply-add; bytes are the ", r->code_file,
+      r->cuda ? " --target cuda" : "");
+  OUT("least traffic (every tensor a pass reads or writes, once); intensity is their ratio.</p>\n"
       "<p class=\"noprint\"><button type=\"button\" id=\"expand\">Show all code</button></p>\n");
   kernel_index(g);
-  if (!text) { OUT("<p>model.c could not be generated in memory.</p>\n</section>\n"); return; }
+  if (!text) { OUT("<p>%s could not be generated in memory.</p>\n</section>\n", r->code_file); return; }
   for (int k = 0; k < r->K; k++) kernel_section(g, text, at, k);
   emit_loss(g, text, at);
   OUT("</section>\n");
@@ -577,7 +629,8 @@ static bool make_dir(const char *dir) {
 }
 
 bool ae_report(ae_arena *a, ae_diag *d, const ae_program *p, const char *hash, const ae_report_opts *o) {
-  ae_report_ctx rc = {.a = a, .p = p, .hash = hash, .K = p->kernels.len};
+  ae_report_ctx rc = {.a = a, .p = p, .hash = hash, .K = p->kernels.len, .cuda = !strcmp(o->target, "cuda")};
+  rc.code_file = rc.cuda ? "model.cu" : "model.c";
   ae_report_ctx *r = &rc;
   r->kname = ae_alloc(a, sizeof(char *) * (size_t)(r->K + 1));
   r->cost = ae_alloc(a, sizeof(ae_cost) * (size_t)(r->K + 1));

@@ -205,6 +205,12 @@ static void time_table(ae_report_ctx *r) {
 
 void ae_report_time(ae_report_ctx *r) {
   OUT("<section id=\"time\" aria-labelledby=\"h-time\">\n<h2 id=\"h-time\">4. Where the time goes</h2>\n");
+  if (!r->has_profile && r->cuda) {
+    OUT("<p>The CUDA trainer keeps no per-kernel profile yet: a GPU's times come from <code>tests/gpu/run.sh</code> "
+        "(bench/GPU_RESULTS.md, the step against PyTorch on the same GPU). The FLOPs and bytes above are the target's "
+        "work either way.</p>\n</section>\n");
+    return;
+  }
   if (!r->has_profile) {
     OUT("<p>No profile was given. Measure one with <code>bin/%s train --profile profile.json</code> (a few steps are enough: "
         "<code>--epochs 1 --limit N</code>) or <code>make bench</code> (build/bench/&lt;model&gt;/profile.json), then run "

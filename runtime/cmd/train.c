@@ -1,5 +1,6 @@
 /* train.c - the `train` command: initialise or resume, epochs of shuffled full batches
- * (made and augmented one ahead on the loader thread; on the model's device, device.h:
+ * (made and augmented one ahead on the loader thread, or, when the model's device keeps the
+ * IDX training set, made there from each batch's indices; on the model's device, device.h:
  * forward, finiteness check, backward, optimizer step with the schedule's rate, after
  * accumulation and clipping), validation loss, best.ckpt and last.ckpt each epoch, the CSV
  * log, plateau and early stopping. Resume is exact because the shuffle depends on (seed,
@@ -70,6 +71,8 @@ typedef struct {
   float lr;              /* of the last optimizer step */
   long *order;
   aert_loader loader;    /* batches made (and augmented) on a background thread */
+  int kept;              /* 1: the device keeps the training set and makes the batches */
+  long *index;           /* kept: the batch's example indices, all that goes to the device */
   aert_dataset all, train, val;
   aert_train_state st;
   aert_profile profile, *prof;   /* prof: &profile with --profile, else NULL */
@@ -247,6 +250,25 @@ static int stop_requested(const trainer *t) {
   return t->ranks > 1 ? t->stop_seen : interrupted != 0;
 }
 
+/* Batch b of the epoch onto the device: the loader's, made on the host, or, when the device
+ * keeps the training set, its example indices alone (the loader's: b * stride + offset of
+ * the epoch's order). The profile's step starts here, after the wait for the data. */
+static int next_batch(trainer *t, long epoch, long b) {
+  if (t->kept) {
+    for (long k = 0; k < t->m->batch; k++)
+      t->index[k] = t->order[b * t->loader.stride + t->loader.offset + k];
+    aert_profile_step_begin(t->prof);
+    aert_device_batch_kept(&t->w.dev, t->index, epoch);
+    return 0;
+  }
+  float *x, *y;
+  if (aert_loader_take(&t->loader, b, &x, &y) != 0)
+    return -1;
+  aert_profile_step_begin(t->prof);
+  aert_device_batch(&t->w.dev, x, y ? y : x);
+  return 0;
+}
+
 /* Returns 0 at the end of the epoch, 1 when interrupted (last.ckpt written), -1 on error.
  * A checkpoint written mid-epoch resumes at its batch: the shuffle depends only on
  * (seed, epoch) and the noise on the global step. */
@@ -262,13 +284,12 @@ static int train_epoch(trainer *t, int epoch) {
   aert_shuffle(t->order, t->train.n, t->st.seed, epoch);
   aert_progress_begin(&pr, epoch, t->st.epochs, nb, t->o->quiet);
   long counted = restore_epoch_sums(t, first);   /* the epoch's means count from this batch */
-  if (aert_loader_start(&t->loader, t->order, first, nb, t->st.seed, epoch) != 0)
+  if (!t->kept && aert_loader_start(&t->loader, t->order, first, nb, t->st.seed, epoch) != 0)
     return -1;
   for (long b = first; b < nb; b++) {
     aert_losses l = {0};
     uint64_t seed = aert_step_seed(t->st.seed, t->st.step);
-    float *x, *yb;
-    if (aert_loader_take(&t->loader, b, &x, &yb) != 0) {
+    if (next_batch(t, epoch, b) != 0) {
       char kept[600] = "no checkpoint was written";
       if (t->st.epoch > 0)
         snprintf(kept, sizeof kept, "'%s' keeps epoch %d", t->last, t->st.epoch);
@@ -276,16 +297,14 @@ static int train_epoch(trainer *t, int epoch) {
                  "be read; %s", (unsigned long long)t->st.step + 1, epoch + 1, b + 1, kept);
       return aert_loader_stop(&t->loader), -1;
     }
-    const float *y = yb ? yb : x;
-    aert_profile_step_begin(t->prof);
-    aert_device_batch(&t->w.dev, x, y);
     l.total = aert_device_forward(&t->w.dev, 1, seed, &l);
     if (t->ranks > 1)
       sum_losses(t, &l);
     if (check_finite(t, &l, 0, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_device_backward(&t->w.dev, seed);
-    aert_loader_release(&t->loader, b);
+    if (!t->kept)
+      aert_loader_release(&t->loader, b);
     if (t->ranks > 1)
       average_gradients(t, aert_device_grads(&t->w.dev));
     if (check_finite(t, &l, 1, (int)b) != 0)
@@ -491,6 +510,21 @@ static int share_state(trainer *t) {
   return 0;
 }
 
+/* The training set into the device's memory, when the device has memory of its own for
+ * one and the set is an IDX set (one process); the host keeps the validation part. */
+static int keep_on_device(trainer *t) {
+  aert_device_set set;
+  if (t->ranks == 1 && aert_device_set_of(t->m, &t->train, t->st.seed, &set))
+    t->kept = aert_device_keep(&t->w.dev, &set);
+  if (!t->kept) {   /* the loader makes the batches from the floats: the bytes are not needed */
+    free(t->all.bytes);
+    t->all.bytes = t->train.bytes = t->val.bytes = NULL;
+    return 0;
+  }
+  t->index = aert_alloc(sizeof(long) * t->m->batch, "batch indices");
+  return t->index ? 0 : -1;
+}
+
 /* The run's state on the host, then on the device. */
 static int start_state(trainer *t) {
   if (t->rank == 0 && begin_state(t) != 0)
@@ -498,7 +532,7 @@ static int start_state(trainer *t) {
   if (t->ranks > 1 && share_state(t) != 0)
     return -1;
   aert_device_upload(&t->w.dev);
-  return 0;
+  return keep_on_device(t);
 }
 
 /* Early stopping's patience: --patience, else the spec's `stop patience`; 0: never. */
@@ -660,7 +694,7 @@ static int setup(trainer *t) {
   if (t->rank == 0 && t->o->tensorboard && aert_tfevents_open(&t->tb, t->o->tensorboard) != 0)
     return -1;
   t->order = aert_alloc(sizeof(long) * t->train.n, "shuffle order");
-  if (!t->order || aert_loader_init(&t->loader, m, &t->train) != 0)
+  if (!t->order || aert_loader_init_on(&t->loader, m, &t->train, &t->w.dev) != 0)
     return -1;
   t->loader.stride = t->global_batch;   /* rank r takes slice r of each global batch */
   t->loader.offset = (long)t->rank * m->batch;
@@ -704,6 +738,7 @@ int aert_train(const aert_model *m, const aert_options *o) {
   if (aert_tfevents_close(&t.tb) != 0 && rc == 0)
     rc = -1;
   aert_loader_free(&t.loader);
+  free(t.index);
   aert_data_free(&t.all);
   aert_workspace_free(&t.w);
   free(t.order);

@@ -16,31 +16,21 @@ int aert_augment_active(const aert_data *d) {
 /* The inverse map of one example's transform: source (sx, sy) of output pixel (x, y). */
 void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
                        aert_transform *t) {
-  uint64_t s = aert_hash64(seed ^ aert_hash64(0x617567ULL + (uint64_t)epoch * 0x100000001ULL) ^
-                           aert_hash64((uint64_t)index));
-  float u[6];
-  for (int i = 0; i < 6; i++)
-    u[i] = aert_uniform(s, (uint64_t)i);
-  t->dx = d->shift * (2 * u[0] - 1);
-  t->dy = d->shift * (2 * u[1] - 1);
-  t->angle = d->rotate * (2 * u[2] - 1) * (float)(M_PI / 180.0);
-  t->scale = 1 + d->zoom * (2 * u[3] - 1);
-  t->flip_h = d->flip_h && u[4] < 0.5f;
-  t->flip_v = d->flip_v && u[5] < 0.5f;
+  aert_ranges r = {d->shift, d->rotate, d->zoom, d->flip_h, d->flip_v};
+  aert_augment_transform(r, seed, epoch, index, t);
 }
 
-/* Resamples one HWC image through t, about the image centre. nearest: class maps. */
+/* Resamples one HWC image through t, about the image centre. nearest: class maps. The
+ * arithmetic is aert_internal.h's, which a device's augmentation shares. */
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest) {
-  float cx = (w - 1) / 2.0f, cy = (h - 1) / 2.0f;
-  float cs = cosf(t->angle) / t->scale, sn = sinf(t->angle) / t->scale;
+  float cs, sn;
+  aert_sincos(t->angle, &sn, &cs);
+  cs /= t->scale, sn /= t->scale;
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
-      /* output -> undo shift -> undo rotation and zoom -> undo flips */
-      float ox = x - cx - t->dx, oy = y - cy - t->dy;
-      float sx = cs * ox + sn * oy + cx, sy = -sn * ox + cs * oy + cy;
-      if (t->flip_h) sx = (w - 1) - sx;
-      if (t->flip_v) sy = (h - 1) - sy;
+      float sx, sy;
+      aert_augment_source(t, cs, sn, x, y, h, w, &sx, &sy);
       float *o = dst + ((long)y * w + x) * c;
       if (nearest) {
         int ix = (int)lrintf(sx), iy = (int)lrintf(sy);
@@ -55,9 +45,9 @@ void aert_augment_image(const aert_transform *t, const float *src, float *dst, i
         float v = 0;
         for (int j = 0; j < 4; j++) {
           int xx = x0 + (j & 1), yy = y0 + (j >> 1);
-          float wt = ((j & 1) ? fx : 1 - fx) * ((j >> 1) ? fy : 1 - fy);
+          float wt = aert_bilinear_weight(j, fx, fy);
           if (wt != 0)
-            v += wt * (xx >= 0 && yy >= 0 && xx < w && yy < h ? src[((long)yy * w + xx) * c + k] : fill);
+            v = aert_add_rn(v, aert_mul_rn(wt, xx >= 0 && yy >= 0 && xx < w && yy < h ? src[((long)yy * w + xx) * c + k] : fill));
         }
         o[k] = v;
       }
@@ -118,17 +108,30 @@ static void *produce(void *arg) {
   return NULL;
 }
 
+/* One slot's floats: the device's pinned memory when it has some, else malloc's. */
+static float *slot_alloc(aert_loader *l, long floats, int *pinned) {
+  float *p = aert_device_host_alloc(l->dev, sizeof(float) * floats, pinned);
+  if (!p)
+    aert_error("out of memory for the loader's batch (%ld bytes)", (long)sizeof(float) * floats);
+  return p;
+}
+
 int aert_loader_init(aert_loader *l, const aert_model *m, const aert_dataset *ds) {
+  return aert_loader_init_on(l, m, ds, NULL);
+}
+
+int aert_loader_init_on(aert_loader *l, const aert_model *m, const aert_dataset *ds, aert_device *dev) {
   memset(l, 0, sizeof *l);
   l->m = m;
   l->ds = ds;
+  l->dev = dev;
   l->augment = aert_augment_active(&m->data);
   l->stride = m->batch;
   long tsize = m->target_kind != AERT_TARGET_INPUT ? m->target_size : 0;
   long big = m->in_size > tsize ? m->in_size : tsize;
   for (int s = 0; s < 2; s++) {
-    l->x[s] = aert_alloc(sizeof(float) * m->batch * m->in_size, "loader batch");
-    l->y[s] = tsize ? aert_alloc(sizeof(float) * m->batch * tsize, "loader batch") : NULL;
+    l->x[s] = slot_alloc(l, m->batch * m->in_size, &l->pinned[s][0]);
+    l->y[s] = tsize ? slot_alloc(l, m->batch * tsize, &l->pinned[s][1]) : NULL;
     if (!l->x[s] || (tsize && !l->y[s]))
       return aert_loader_free(l), -1;
   }
@@ -193,8 +196,10 @@ void aert_loader_stop(aert_loader *l) {
 void aert_loader_free(aert_loader *l) {
   aert_loader_stop(l);
   for (int s = 0; s < 2; s++) {
-    free(l->x[s]);
-    free(l->y[s]);
+    if (l->x[s])
+      aert_device_host_free(l->dev, l->x[s], l->pinned[s][0]);
+    if (l->y[s])
+      aert_device_host_free(l->dev, l->y[s], l->pinned[s][1]);
   }
   free(l->tmp);
   if (l->sync) {

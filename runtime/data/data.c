@@ -56,6 +56,7 @@ void aert_data_split(aert_dataset *all, double validation, aert_dataset *train,
   train->n = all->n - nval;
   val->n = nval;
   val->x = all->x + train->n * all->in_size;
+  val->bytes = all->bytes ? all->bytes + train->n * all->in_size : NULL;
   val->y = all->y ? all->y + train->n * all->target_size : NULL;
   val->label = all->label ? all->label + train->n : NULL;
 }
@@ -67,6 +68,7 @@ void aert_data_free(aert_dataset *ds) {
     free(ds->x);
     free(ds->y);
     free(ds->label);
+    free(ds->bytes);
   }
   memset(ds, 0, sizeof *ds);
 }

@@ -125,12 +125,19 @@ static float class_index(const aert_model *m, int label) {
   return -1.0f;
 }
 
+void aert_idx_norm(const aert_model *m, float *scale, float *offset) {
+  *scale = m->data.scale;
+  *offset = m->data.offset;
+  if (*scale == 0.0f && *offset == 0.0f)
+    *scale = 1.0f / 255.0f;
+}
+
+/* Rounded as a device rounds it (aert_mul_rn), so that a set normalised there is this one. */
 static void to_floats(const aert_model *m, const unsigned char *src, long n, float *dst) {
-  float scale = m->data.scale, offset = m->data.offset;
-  if (scale == 0.0f && offset == 0.0f)
-    scale = 1.0f / 255.0f;
+  float scale, offset;
+  aert_idx_norm(m, &scale, &offset);
   for (long i = 0; i < n; i++)
-    dst[i] = (float)src[i] * scale + offset;
+    dst[i] = aert_add_rn(aert_mul_rn((float)src[i], scale), offset);
 }
 
 static char *data_file(const aert_model *m, const char *dir, int train, int labels) {
@@ -183,6 +190,7 @@ static void drop(aert_dataset *ds) {
   free(ds->x);
   free(ds->y);
   free(ds->label);
+  free(ds->bytes);
   memset(ds, 0, sizeof *ds);
 }
 
@@ -207,6 +215,8 @@ static int load(const aert_model *m, const char *dir, int train, long limit, aer
       rc = load_second(m, lpath, ipath, ds->n, ds);
     }
   }
+  if (rc == 0 && m->data.kind == AERT_DATA_IDX)   /* the bytes stay, for a device to keep */
+    ds->bytes = idx.data, idx.data = NULL;
   free(idx.data);
   if (rc != 0)
     drop(ds);
@@ -214,6 +224,19 @@ out:
   free(ipath);
   free(lpath);
   return rc;
+}
+
+int aert_device_set_of(const aert_model *m, const aert_dataset *ds, uint64_t seed,
+                       aert_device_set *set) {
+  int augment = aert_augment_active(&m->data);
+  int map = m->target_kind == AERT_TARGET_CLASSES && m->target_rank >= 2;
+  if (!ds->bytes || ds->tiles || (augment && map) || m->target_kind == AERT_TARGET_IMAGE)
+    return 0;
+  *set = (aert_device_set){.bytes = ds->bytes, .y = m->target_kind == AERT_TARGET_INPUT ? NULL : ds->y,
+                           .n = ds->n, .in_size = ds->in_size, .target_size = ds->target_size,
+                           .augment = augment, .seed = seed};
+  aert_idx_norm(m, &set->scale, &set->offset);
+  return m->target_kind == AERT_TARGET_INPUT || set->y != NULL;
 }
 
 const aert_source aert_idx_source = {.load = load};

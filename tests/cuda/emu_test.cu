@@ -224,6 +224,8 @@ static int mistake(const char *which) {
     if (which[0] == 'c') AEC_CHECK(cudaMemcpyAsync(d, h, sizeof h, cudaMemcpyHostToDevice, s));
     else AEC_CHECK(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
   }
+  else if (!strcmp(which, "free-host")) AEC_CHECK(cudaFreeHost(h));
+  else if (!strcmp(which, "null-event")) AEC_CHECK(cudaStreamWaitEvent(0, nullptr, 0));
   else { fprintf(stderr, "emu_test: unknown case '%s'\n", which); return 2; }
   AEC_CHECK(cudaDeviceSynchronize());
   AEC_CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));

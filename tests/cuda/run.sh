@@ -47,7 +47,9 @@ expect shared-too-big "65536 bytes of dynamic shared memory, over the 49152 allo
 expect warp-deadlock "deadlock"
 expect captured-pageable-copy "captured into a graph reads or writes pageable host memory"
 expect legacy-stream-in-capture "legacy default stream .* while a stream is captured"
-echo "emulator: partial barrier, host pointer, copy direction, launch limits, a warp deadlock and graph capture mistakes reported"
+expect free-host "cudaFreeHost(.*): not a pointer cudaMallocHost returned"
+expect null-event "cudaStreamWaitEvent on a null event"
+echo "emulator: partial barrier, host pointer, copy direction, launch limits, a warp deadlock, graph capture mistakes, a stray cudaFreeHost and a null event reported"
 
 for arch in sm_90 sm_80; do
   "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -c "$src" -o "$out/emu_test_$arch.o" >"$out/ptxas_$arch.log" 2>&1 ||

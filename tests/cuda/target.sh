@@ -9,7 +9,8 @@
 #      largest value); and the emulated trainer (--emulate: the same model.cu as host C++
 #      under cuda_emu.h) and the CPU trainer train one seed on Fashion-MNIST with every loss
 #      of their train.csv (train loss, its terms, validation loss) within 1e-5 relative.
-#      Training runs few steps: Adam turns rounding-level differences of gradients that are
+#      Their training steps take their batches from the IDX set the device keeps (the
+#      device's counters, AEC_CUDA_FEED, say so). Training runs few steps: Adam turns rounding-level differences of gradients that are
 #      nearly zero into steps of the learning rate, so longer runs drift apart (conv_ae by
 #      1e-4 after ten steps) although each step agrees;
 #  (b') for the cases trained two epochs, one checkpoint format: the CPU trainer trains one
@@ -29,6 +30,7 @@ out=build/cuda-target
 rm -rf "$out"
 mkdir -p "$out"
 fail() { echo "tests/cuda/target.sh: $*"; exit 1; }
+. tests/cuda/ptxas.sh
 
 # spec:batch:examples:epochs (examples: --limit, a tenth of them the validation split; 0
 # epochs: the one-step comparison alone). A spec is specs/NAME.ae, else tests/cuda/NAME.ae.
@@ -69,11 +71,9 @@ for c in $cases; do
   wait
   for arch in sm_90 sm_80; do
     [ -s "$dir/model_$arch.o" ] || fail "$name: nvcc -arch=$arch: $(tail -20 "$dir/ptxas_$arch.log")"
-    bad=$(grep -E "bytes stack frame|spill" "$dir/ptxas_$arch.log" | grep -vE "^ *0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" || true)
-    [ -z "$bad" ] || fail "$name: nvcc -arch=$arch: spills or a stack frame: $bad"
-    smem=$(grep -oE "[0-9]+ bytes smem" "$dir/ptxas_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
-    [ "$smem" -le 49152 ] || fail "$name: nvcc -arch=$arch: a kernel uses $smem bytes of shared memory, over 48 KiB"
+    why=$(ptxas_check "$name: nvcc -arch=$arch" "$dir/ptxas_$arch.log") || fail "$why"
   done
+  smem=$(ptxas_check "$name" "$dir/ptxas_sm_90.log"; echo "$ptxas_smem")
   kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
   regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
 
@@ -88,8 +88,12 @@ for c in $cases; do
     step=$(AECU_ORDER=$order OMP_NUM_THREADS=1 "$dir/compare" $tol) || fail "$name: one step differs in $order order: $step"
     report="$report step ($order): $step;"
     [ "$epochs" -gt 0 ] || continue
-    AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
+    AEC_CUDA_FEED=1 AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
       fail "$name: the emulated trainer failed in $order order: $(tail -5 "$dir/$order.log")"
+    # every training step's batch made on the device from the kept IDX set (tests/cuda/data.sh)
+    steps=$(tail -1 "$dir/run-$order/train.csv" | cut -d, -f2)
+    grep -q "; $steps kept batches, $((steps * batch * 4)) bytes of indices;" "$dir/$order.log" ||
+      fail "$name: $steps training steps, but not each from the kept set: $(grep "aec cuda feed" "$dir/$order.log")"
     worst=$(max_rel "$dir/run-cpu/train.csv" "$dir/run-$order/train.csv")
     within "$worst" ||
       fail "$name: losses differ by $worst relative in $order order (over $tol):

@@ -3,11 +3,15 @@
 # command on a machine with an NVIDIA GPU, nvcc and PyTorch 2.x with CUDA; under 8 minutes
 # on one H200:
 #  (1) nvcc (sm_90, ARCH overrides) builds the trainers of the four bench models at
-#      bench/run.sh's batches (aec build --target cuda) and bench/aec_cuda_step.cu for each;
+#      bench/run.sh's batches (aec build --target cuda) and bench/aec_cuda_step.cu for each,
+#      in fp32, with --precision tf32 and bf16 (tensor cores) and with --gemm cublaslt;
 #  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
 #      training step of the GPU kernels against the CPU target for the specs of
 #      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
 #      tests/cuda/on_device.cu: the finite check and the clipping kernels give the host's bits;
+#      and the tf32 and bf16 builds of dense_ae and conv_ae within tests/cuda/precision.sh's
+#      tolerances (compare.cu --low), differing from the fp32 step by more than 1e-4; and the
+#      --gemm cublaslt builds (dense layers' GEMMs by cuBLASLt) within TOL, as fp32;
 #  (3) the GPU trainer and the CPU trainer train an epoch of ten or eleven steps from one
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
@@ -17,8 +21,8 @@
 #      same losses and last.ckpt bit for bit; --device 99 is refused with the device count;
 #  (4) compute-sanitizer --tool memcheck (conv_ae, seg_ops, unet_landcover_small) and
 #      --tool racecheck (conv_ae, seg_ops) find nothing in one step;
-#  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu)
-#      against PyTorch eager fp32 and PyTorch fast (channels_last, cudnn.benchmark, bf16
+#  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu;
+#      fp32, tf32, bf16 and cublaslt) against PyTorch eager fp32 and PyTorch fast (channels_last, cudnn.benchmark, bf16
 #      autocast, torch.compile: bench/torch_gpu.py), written to bench/GPU_RESULTS.md.
 # --build-only does (1) and (2)'s builds and nothing that needs a GPU: the check a machine
 # without one can make.
@@ -43,7 +47,7 @@ if [ $build_only = 0 ]; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) || fail "nvidia-smi does not answer: no GPU?"
 fi
 echo "GPU: $gpu"
-libs="build/libaert.a -Xcompiler -fopenmp -lgomp -lopenblas -ltiff -lpng -lz -lpthread -lm"
+libs="build/libaert.a -Xcompiler -fopenmp -lgomp -lopenblas -ltiff -lpng -lz -lpthread -lm -lcublasLt"   # cuBLASLt: --gemm cublaslt
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 )) s"; }
 
@@ -63,6 +67,24 @@ for c in $bench; do
   ( cd "$dir" && NVCC=$nvcc "$root/bin/aec" build --target cuda --batch "$b" --out gen "$root/specs/$m.ae" >build.log 2>&1 &&
       cd "$root" && build_with "$dir/gen" bench/aec_cuda_step.cu "$dir/aec_cuda_step" >>"$dir/build.log" 2>&1 ||
       echo "$m: $(tail -5 "$root/$dir/build.log")" >"$root/$dir/failed" ) &
+  for p in tf32 bf16 cublaslt; do   # the step timer alone
+    flag="--precision $p"; [ $p = cublaslt ] && flag="--gemm cublaslt"
+    # shellcheck disable=SC2086
+    ( bin/aec build --target cuda $flag --no-compile --batch "$b" --out "$dir/gen-$p" "specs/$m.ae" >"$dir/build-$p.log" 2>&1 &&
+        build_with "$dir/gen-$p" bench/aec_cuda_step.cu "$dir/aec_cuda_step_$p" >>"$dir/build-$p.log" 2>&1 ||
+        echo "$m ($p): $(tail -5 "$dir/build-$p.log")" >"$dir/failed-$p" ) &
+  done
+done
+low="dense_ae:8:tf32 dense_ae:8:bf16 conv_ae:4:tf32 conv_ae:4:bf16"   # tests/cuda/precision.sh's
+for c in $low dense_ae:8:cublaslt conv_ae:4:cublaslt; do
+  m=${c%%:*} rest=${c#*:} p=${c##*:}
+  b=${rest%%:*} dir="$out/step/$m-$p"
+  flag="--precision $p"; [ $p = cublaslt ] && flag="--gemm cublaslt"
+  mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  ( bin/aec build --target cuda $flag --no-compile --batch "$b" --out "$dir/gen" "specs/$m.ae" >"$dir/build.log" 2>&1 &&
+      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 ||
+      echo "$m ($p): $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 for c in $steps; do
   m=${c%%:*} b=${c#*:} dir="$out/step/${c%%:*}"
@@ -75,7 +97,7 @@ for c in $steps; do
       echo "$m: $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 wait
-failed=$(cat "$out"/bench/*/failed "$out"/step/*/failed 2>/dev/null || true)
+failed=$(cat "$out"/bench/*/failed* "$out"/step/*/failed 2>/dev/null || true)
 [ -z "$failed" ] || fail "a build failed: $failed"
 echo "built by nvcc for $arch: the trainers of $bench, the comparison of $steps ($(elapsed))"
 [ $build_only = 0 ] || exit 0
@@ -90,6 +112,18 @@ for c in $steps; do
 done
 echo "the finite check and the clipping on the GPU give the host's answers, bit for bit"
 echo "one step agrees within $tol ($(elapsed))"
+for c in $low; do   # 2 sqrt(u) of the format; over 1e-4 from fp32 (compare.cu --low)
+  m=${c%%:*} p=${c##*:}
+  ltol=$([ $p = tf32 ] && echo 0.044 || echo 0.125)
+  r=$("$out/step/$m-$p/compare" "$ltol" --low 1e-4) || fail "$m ($p): one step on the GPU is not within $ltol of fp32, or not over 1e-4 from it: $r"
+  echo "$m ($p): $r"
+done
+echo "tf32 and bf16 steps within 2 sqrt(u) of the CPU's fp32 step ($(elapsed))"
+for m in dense_ae conv_ae; do
+  r=$("$out/step/$m-cublaslt/compare" "$tol") || fail "$m (--gemm cublaslt): one step differs on the GPU: $r"
+  echo "$m (cublaslt): $r"
+done
+echo "--gemm cublaslt: one step agrees within $tol ($(elapsed))"
 
 # (3) ten steps of the GPU trainer against the CPU trainer
 train_cases="unet_landcover_small:2"
@@ -140,7 +174,7 @@ results="$out/results.jsonl"
 : >"$results"
 for c in $bench; do
   m=${c%%:*} b=${c#*:}
-  "$out/bench/$m/aec_cuda_step" 20 | tee -a "$results"
+  for t in aec_cuda_step aec_cuda_step_tf32 aec_cuda_step_bf16 aec_cuda_step_cublaslt; do "$out/bench/$m/$t" 20 | tee -a "$results"; done
   "$python" bench/torch_gpu.py --model "$m" --batch "$b" --steps 20 | tee -a "$results"
 done
 "$python" bench/gpu_report.py "$results" "$gpu" bench/GPU_RESULTS.md

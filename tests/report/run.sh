@@ -105,6 +105,23 @@ printed=$(pages "$out/page.pdf") folded=$(pages "$out/noscript.pdf")
 [ "$printed" -gt "$folded" ] && [ "$folded" -gt 0 ] || fail "printed, the page has $printed pages, folded $folded: the code does not open for print"
 if [ -s "$out/proxy.log" ]; then fail "requests left the pages:"; cat "$out/proxy.log" >&2; fi
 
+# ---- the CUDA target's page: model.cu kernel by kernel, each with its launches ----------
+bin/aec report --target cuda --batch 4 --out "$out/cuda" specs/unet_landcover_small.ae > /dev/null
+cu="$out/cuda/index.html"
+grep -q 'target cuda' "$cu" || fail "the CUDA page does not name its target"
+grep -q 'model.cu lines' "$cu" && ! grep -q 'model.c lines' "$cu" || fail "the CUDA page does not show model.cu"
+kernels=$(grep -c '<section class="kernel[^"]*" id="k[0-9]*"' "$cu")
+launched=$(grep -c '<th scope="row">launches</th><td><code>' "$cu")
+[ "$kernels" -gt 0 ] && [ "$launched" -eq "$kernels" ] || fail "the CUDA page lists launches for $launched of its $kernels kernels"
+grep -q 'AECD_BOUNDS <span class="fn">conv_d1_1_fwd</span>(' "$cu" && grep -q 'conv_d1_1_fwd</code> (launch [0-9]* x [0-9]* blocks of 256 threads' "$cu" ||
+  fail "the CUDA page lacks conv_d1_1_fwd's code or its launch"
+grep -q 'id="h-optimizer"' "$cu" && grep -q 'host glue: model.cu lines' "$cu" || fail "the CUDA page lacks the optimizer or the host glue"
+grep -q 'schedule (cpu)' "$cu" && fail "the CUDA page describes the CPU's schedule"
+bin/aec build --no-compile --batch 4 --out "$out/cuda/gen" specs/unet_landcover_small.ae > /dev/null
+bin/aec summary --json --batch 4 specs/unet_landcover_small.ae > "$out/cuda/summary.json"
+browse cuda "file://$PWD/$cu" --dump-dom
+$check page "$out/cuda.dom" "$cu" "$out/cuda/gen/manifest.json" "$out/cuda/summary.json" || fail "the CUDA page of unet_landcover_small"
+
 # ---- errors name the file and the problem ---------------------------------------------
 expect() {   # expect STATUS TEXT COMMAND...: exit status and a message containing TEXT
   want=$1 text=$2
@@ -128,7 +145,7 @@ expect 1 "no_such.json" bin/aec report --profile "$out/no_such.json" --out "$out
 : > "$out/a_file"
 expect 1 "$out/a_file/index.html" bin/aec report --out "$out/a_file" specs/conv_ae.ae
 expect 1 "/proc/aec-report" bin/aec report --out /proc/aec-report specs/conv_ae.ae
-expect 2 "the CUDA target has no report yet" bin/aec report --target cuda specs/conv_ae.ae
+expect 2 "the CUDA target's page has no profile yet" bin/aec report --target cuda --profile "$out/conv_ae.profile.json" --out "$out/e" specs/conv_ae.ae
 expect 2 "unknown target 'tpu'" bin/aec report --target tpu specs/conv_ae.ae
 expect 1 "$out/no_dir/p.json" bin/conv_ae train --epochs 1 --limit 128 --quiet --out "$out/e" --profile "$out/no_dir/p.json"
 

@@ -142,6 +142,68 @@ static const aert_device_ops mirror_ops = {
   .accumulate = mirror_accumulate, .step = mirror_step, .grads_nonfinite = mirror_grads_nonfinite,
 };
 
+/* A mirror that keeps the training set (keep, batch_kept): its batches are made from the
+ * set's bytes with the arithmetic a device's kernel uses (aert_internal.h), on the host, and
+ * must be the loader's, so that training is the CPU device's bit for bit. */
+static aert_device_set kept;
+static long kept_batches, host_batches;
+
+static int keeping_keep(aert_device *d, const aert_device_set *set) {
+  kept = *set;
+  return 0;
+}
+
+static void keeping_batch_kept(aert_device *d, const long *index, long epoch) {
+  const aert_model *m = d->m;
+  static float x[TOY_BATCH * 784], tmp[784];
+  int h, w, c;
+  aert_image_hwc(m->in_rank, m->in_shape, m->in_size, &h, &w, &c);
+  cr_assert(m->batch == TOY_BATCH && m->in_size == 784 && !kept.y);
+  for (long b = 0; b < m->batch; b++) {
+    const unsigned char *img = kept.bytes + index[b] * kept.in_size;
+    float *xb = x + b * m->in_size;
+    for (long j = 0; j < m->in_size; j++)
+      xb[j] = aert_add_rn(aert_mul_rn((float)img[j], kept.scale), kept.offset);
+    if (kept.augment) {
+      aert_transform t;
+      aert_augment_draw(&m->data, kept.seed, epoch, index[b], &t);
+      memcpy(tmp, xb, sizeof(float) * m->in_size);
+      aert_augment_image(&t, tmp, xb, h, w, c, m->data.offset, 0);
+    }
+  }
+  kept_batches++;
+  aert_device_batch(&((mirror *)d->own)->inner, x, x);
+}
+
+static void counting_batch(aert_device *d, const float *x, const float *y) {
+  host_batches++;
+  mirror_batch(d, x, y);
+}
+
+static long host_allocs, host_frees;
+
+static void *counting_host_alloc(aert_device *d, size_t n) {
+  host_allocs++;
+  return malloc(n);
+}
+
+static void counting_host_free(aert_device *d, void *p) {
+  host_frees++;
+  free(p);
+}
+
+static aert_device_ops keeping_ops;
+
+static const aert_device_ops *keeping_device(void) {
+  keeping_ops = mirror_ops;
+  keeping_ops.batch = counting_batch;
+  keeping_ops.keep = keeping_keep;
+  keeping_ops.batch_kept = keeping_batch_kept;
+  keeping_ops.host_alloc = counting_host_alloc;
+  keeping_ops.host_free = counting_host_free;
+  return &keeping_ops;
+}
+
 static int run(const aert_model *m, const char *fmt, const char *dir) {
   char args[600];
   snprintf(args, sizeof args, fmt, dir);
@@ -210,4 +272,29 @@ Test(device, a_nonfinite_gradient_is_found_on_the_device_and_named, .timeout = 6
   cr_assert(strstr(err, "step 2") && strstr(err, "the gradient of 'dec.b' is inf at element 5"),
             "%s", err);
   cr_assert_eq(grads_copied, 0, "the gradients stayed on the device");
+}
+
+/* A device that keeps the IDX training set gets each step's example indices (and the
+ * epoch) instead of host batches, from the epoch's shuffle as the loader takes them:
+ * training, augmented, and its resume are the CPU device's byte for byte; validation
+ * batches still come from the host. */
+Test(device, a_device_that_keeps_the_training_set_gets_the_loaders_examples, .timeout = 120) {
+  aert_model plain = toy_model, own = toy_model;
+  plain.data.shift = own.data.shift = 2, plain.data.rotate = own.data.rotate = 10;
+  plain.data.flip_h = own.data.flip_h = 1;
+  own.device = keeping_device();
+  char *cpu = tmp_dir(), *mine = tmp_dir();
+  const char *steps[] = {"train --quiet --limit 320 --epochs 1 --threads 1 --out %s",
+                         "train --quiet --limit 320 --epochs 2 --threads 1 --resume --out %s"};
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(run(&plain, steps[i], cpu), 0);
+    cr_assert_eq(run(&own, steps[i], mine), 0, "%s", steps[i]);
+  }
+  long steps_run = 2 * (288 / toy_model.batch);
+  cr_assert_eq(kept_batches, steps_run, "%ld batches from the kept set in %ld steps", kept_batches, steps_run);
+  cr_assert(kept.augment && kept.y == NULL && kept.n == 288, "the kept set: %ld examples", kept.n);
+  cr_assert_eq(host_batches, 2 * ((32 + toy_model.batch - 1) / toy_model.batch), "only validation from the host");
+  cr_assert(host_allocs == 4 && host_frees == 4, "the data thread's two slots in the device's host memory, each run: "
+            "%ld allocated, %ld freed", host_allocs, host_frees);
+  assert_same_file(path_in(cpu, "last.ckpt"), path_in(mine, "last.ckpt"));
 }

@@ -1029,6 +1029,7 @@ static bool close_out(FILE *f, char *path) {
 static void emit_manifest(emitter *e, const char *hash) {
   const ae_program *p = e->p;
   OUT("{\n  \"model\": \"%s\",\n  \"spec\": \"%s\",\n  \"spec_hash\": \"%s\",\n  \"batch\": %d,\n", p->m->name, p->m->src->path, hash, p->batch);
+  OUT("  \"precision\": \"%s\",\n  \"gemm_library\": \"%s\",\n", ae_precision_names[p->precision], ae_gemm_names[p->gemm]);   /* the CUDA target's GEMMs */
   OUT("  \"param_floats\": %ld,\n  \"arena_floats\": %ld,\n  \"params\": [\n", p->param_floats, p->arena_floats);
   for (int i = 0; i < p->params.len; i++) {
     const ae_tensor *t = p->params.items[i];

@@ -21,6 +21,7 @@ typedef struct {
   int *slot;                 /* per loss term: its first sum */
   int *cw_at;                /* per loss term: its class weights in r->cw, or -1 */
   int n_cw;                  /* floats of class weights */
+  long *kernel_at;           /* where each kernel's text starts in model.cu (the loss's last), or NULL */
 } emitter;
 
 #define OUT(...) fprintf(e->o, __VA_ARGS__)
@@ -152,17 +153,61 @@ static const char *epilogue(emitter *e, const ae_kernel *k, int cols) {
 /* The drivers of a kernel that is one GEMM each way and reads one source x (dense,
  * conv_transpose): forward launches NAME_fwd; backward the activation's derivative and bias
  * gradient over rows x cols of dy, then NAME_dw and NAME_dx where the steps have them. */
+/* The cuBLASLt epilogue of a dense layer's activation and bias; the activation stays for a
+ * kernel of its own (*after) when no epilogue has it. */
+static const char *lt_epilogue(const ae_kernel *k, bool *after) {
+  bool relu = k->act && k->act->op == OP_RELU, linear = !k->act || k->act->op == OP_LINEAR;
+  *after = !relu && !linear;
+  if (relu) return k->b ? "CUBLASLT_EPILOGUE_RELU_BIAS" : "CUBLASLT_EPILOGUE_RELU";
+  return k->b ? "CUBLASLT_EPILOGUE_BIAS" : "CUBLASLT_EPILOGUE_DEFAULT";
+}
+
+/* A dense layer's GEMMs by cuBLASLt under nvcc (AECD_LT): its plans (forward, and dW and dX
+ * where the steps have them; the layouts in runtime/aert_cublaslt.h) and the forward driver;
+ * its GEMM kernels under the emulator. */
+static void emit_dense_lt(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, bool dw, bool dx) {
+  bool after;
+  const char *epi = lt_epilogue(k, &after), *y = val(e, k->out);
+  long n = f.m * f.n;
+  OUT("\n#if AECD_LT\n/* %s_lt: cublasLtMatmul, %s, beside the GEMM kernels' steps */\n"
+      "static aecd_lt_plan %s_lt = {%ld, %ld, %ld, CUBLAS_OP_N, CUBLAS_OP_N, %s, 0.0f, \"%s forward\"};\n", name, epi, name, f.n, f.m, f.k,
+      epi, name);
+  if (dw) OUT("static aecd_lt_plan %s_lt_dw = {%ld, %ld, %ld, CUBLAS_OP_N, CUBLAS_OP_T, CUBLASLT_EPILOGUE_DEFAULT, 1.0f, \"%s dW\"};\n", name, f.n,
+              f.k, f.m, name);
+  if (dx) OUT("static aecd_lt_plan %s_lt_dx = {%ld, %ld, %ld, CUBLAS_OP_T, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, 1.0f, \"%s dX\"};\n", name, f.k,
+              f.m, f.n, name);
+  if (after)
+    OUT("/* %s_act: y = %s(y) in place, the activation no epilogue has; launch %ld blocks of 256 */\n"
+        GLOBAL "%s_act(" F "y) {\n  AECD_FOR(i, %ldL) y[i] = aecd_act<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(n), name, n,
+        act_enum(k->act), flt(e, act_alpha(k->act)));
+  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_gemm(&%s_lt, %s, %s, %s, %s, r->stream);\n", name, name, pval(e, k->w),
+      val(e, x), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  if (after) OUT("  AEC_LAUNCH(%s_act, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n", name, ew_blocks(n), y);
+  OUT("#else\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n#endif\n}\n", name, gemm_grid(e, f), val(e, x), pval(e, k->w),
+      k->b ? pval(e, k->b) : "(const float *)NULL", y);
+}
+
 static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, const ae_node *x, gemm_shape f, gemm_shape gw,
                               gemm_shape gx, long rows, int cols, bool bwd, bool dw, bool dx) {
   const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n}\n", name, name,
-      gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
+  bool lt = k->kind == K_DENSE && e->p->gemm == AE_GEMM_CUBLASLT;
+  if (lt) emit_dense_lt(e, k, name, x, f, bwd && dw, bwd && dx);
+  else
+    OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n}\n", name, name,
+        gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   launch_dact_db(e, k, name, rows, cols, dy, y);
+  if (lt && (dw || dx)) {
+    OUT("#if AECD_LT\n");
+    if (dw) OUT("  aecd_lt_gemm(&%s_lt_dw, %s, %s, (const float *)NULL, %s, r->stream);\n", name, dy, val(e, x), pgrad(e, k->w));
+    if (dx) OUT("  aecd_lt_gemm(&%s_lt_dx, %s, %s, (const float *)NULL, %s, r->stream);\n", name, pval(e, k->w), dy, grad(e, x));
+    OUT("#else\n");
+  }
   if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
   if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  if (lt && (dw || dx)) OUT("#endif\n");
   OUT("}\n");
 }
 
@@ -1061,11 +1106,14 @@ static void emit_optimizer(emitter *e) {
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
  * Parameters, gradients, gradient sums, optimizer moments and the arena live in device
  * memory for the whole run; the runtime sees them through host views that upload and
- * download fill when it says so. A training step copies the batch in, and out only the
- * loss's sums and the finite check's answer; its phases (forward, backward with the check,
- * the optimizer with the clipping) are CUDA graphs replayed on one compute stream, their
- * per-step values in the step block. The decoder alone (sample, interpolate) runs model.c's
- * kernels on the host, on a downloaded copy of the parameters. */
+ * download fill when it says so. A training step copies the batch in (or only its example
+ * indices, when the device keeps the IDX training set: runtime/aert_cuda_data.h, which also
+ * owns the batch buffers and the copy stream of host batches), and out only the loss's sums
+ * and the finite check's answer; its phases (forward, backward with the check, the optimizer
+ * with the clipping) are CUDA graphs replayed on one compute stream, their per-step values
+ * in the step block, one graph a batch buffer for the phases that read the batch. The decoder
+ * alone (sample, interpolate) runs model.c's kernels on the host, on a downloaded copy of the
+ * parameters. */
 static bool any_auto_weights(const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++)
     if (((ae_loss_term *)m->losses.items[i])->auto_weights) return true;
@@ -1095,7 +1143,7 @@ static void emit_class_weights(emitter *e) {
 static void emit_device_memory(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
-  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
+  long in = elems(m->input), tg = m->target ? elems(m->target) : 0;
   OUT("\n/* The step block: what changes from one step to the next (read by the kernels from device\n"
       " * memory, so that a replayed graph computes what plain launches compute) and the few values\n"
       " * the finite check copies back. One on the device, one in pinned host memory. */\n"
@@ -1106,14 +1154,17 @@ static void emit_device_memory(emitter *e) {
       "  float clip_scale;         /* the clipping's factor of this step (1: within the limit) */\n"
       "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
   OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
-      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPH_STEP_SUMS, GRAPHS };\n");
-  OUT("\ntypedef struct {\n  float *P, *G, *A, *X, *T, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
+      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPH_STEP_SUMS, GRAPHS };\n"
+      "/* The phases that read the batch (forward, backward) have one graph a batch buffer of the feed. */\n");
+  OUT("\ntypedef struct {\n  float *P, *G, *A, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
       "  double *norm_part;        /* with clip: the chunks' sums of squares of the gradient norm */\n"
       "  float clip;               /* the clipping's limit, 0: none */\n"
       "  step_block *step, *step_host;   /* the step block on the device and in pinned host memory */\n"
-      "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer */\n"
-      "  cudaGraphExec_t graph[GRAPHS];   /* captured at a phase's first call, replayed after */\n"
+      "  aecd_feed feed;           /* the batches' buffers, and a kept set (aert_cuda_data.h) */\n"
+      "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer (and the feed's gather) */\n"
+      "  cudaGraphExec_t graph[GRAPHS][2];   /* captured at a phase's first call on a batch buffer, replayed after */\n"
       "  int use_graphs;           /* 0 with AEC_CUDA_GRAPH=0: plain launches */\n"
+      "  unsigned char planned[GRAPHS];   /* --gemm cublaslt: the phase ran once plainly (its plans made) */\n"
       "  int checked;              /* whether the check ran on the current gradients */\n"
       "  aert_optimizer opt;       /* the host view of the optimizer state */\n"
       "  float *grads, *out, *lat;   /* host copies of the gradients, the output and the latent */\n"
@@ -1141,12 +1192,12 @@ static void emit_device_memory(emitter *e) {
       "  d->params = (float *)aert_alloc(sizeof(float) * %ldL, \"the parameters' host view\");\n"
       "  c->out = (float *)aert_alloc(sizeof(float) * %ldL, \"the output's host copy\");\n"
       "  if (!d->params || !c->out || device_zeros(&c->P, %ldL, \"the parameters\") || device_zeros(&c->A, %ldL, \"the arena\") ||\n"
-      "      device_zeros(&c->X, %ldL, \"the inputs\") || device_zeros(&c->T, %ldL, \"the targets\") ||\n"
+      "      aecd_feed_open(&c->feed, %d, %ldL, %ldL) ||\n"
       "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\") ||\n"
       "      device_zeros(&c->step, 1, \"the step block\") || pinned_zeros(&c->step_host, 1, \"the step block\") ||\n"
       "      pinned_zeros(&c->sums_host, AEC_LOSS_SUMS, \"the loss's sums\") || (c->use_graphs = graphs_wanted()) < 0)\n    return -1;\n"
-      "  AEC_CHECK(cudaStreamCreate(&c->stream));\n",
-      p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, in, tg, e->n_slots, e->n_cw);
+      "  AEC_CHECK(cudaStreamCreate(&c->stream));\n  c->feed.compute = c->stream;   /* the feed's waits and gathers on the compute stream */\n",
+      p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, p->batch, in, tg, e->n_slots, e->n_cw);
   if (m->latent)
     OUT("  if (!(c->lat = (float *)aert_alloc(sizeof(float) * %ldL, \"the latent's host copy\"))) return -1;\n", (long)p->batch * elems(m->latent));
   OUT("  if (!d->training) return 0;\n  if (aert_optim_init(&c->opt, d->m) != 0) return -1;\n  d->opt = &c->opt;\n"
@@ -1158,9 +1209,9 @@ static void emit_device_memory(emitter *e) {
       "  return 0;\n}\n\n",
       p->param_floats, p->param_floats, p->param_floats, p->param_floats, p->param_floats);
   OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
-      "    float *dev[] = {c->P, c->G, c->A, c->X, c->T, c->cw, c->gsum, c->m, c->v};\n"
-      "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n"
-      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    if (c->norm_part) AEC_CHECK(cudaFree(c->norm_part));\n    for (cudaGraphExec_t g : c->graph) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
+      "    float *dev[] = {c->P, c->G, c->A, c->cw, c->gsum, c->m, c->v};\n"
+      "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n    aecd_feed_close(&c->feed);\n"
+      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    if (c->norm_part) AEC_CHECK(cudaFree(c->norm_part));\n    for (auto &gs : c->graph) for (cudaGraphExec_t g : gs) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
       "    if (c->stream) AEC_CHECK(cudaStreamDestroy(c->stream));\n"
       "    if (c->step_host) AEC_CHECK(cudaFreeHost(c->step_host));\n    if (c->sums_host) AEC_CHECK(cudaFreeHost(c->sums_host));\n"
       "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
@@ -1195,24 +1246,38 @@ static void emit_device_transfers(emitter *e) {
 static void emit_device_passes(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
-  long in = (long)p->batch * elems(m->input), tg = m->target ? (long)p->batch * elems(m->target) : 0;
-  OUT("static void cuda_batch(aert_device *d, const float *x, const float *y) {\n  cuda_device *c = (cuda_device *)d->own;\n");
-  emit_copy(e, "c->X", "x", ae_sprintf(e->a, "%ldL", in), "HostToDevice");
-  if (tg) emit_copy(e, "c->T", "y", ae_sprintf(e->a, "%ldL", tg), "HostToDevice");
-  else OUT("  (void)y;\n");
-  OUT("}\n\nstatic run run_of(cuda_device *c, int training) {\n"
+  OUT("/* The batch in: a host batch through the pinned buffers and the copy stream, or the\n"
+      " * indices of a batch of the kept set (aert_cuda_data.h). */\n"
+      "static void cuda_batch(aert_device *d, const float *x, const float *y) {\n"
+      "  aecd_feed_host(&((cuda_device *)d->own)->feed, x, y);\n}\n\n"
+      "static int cuda_keep(aert_device *d, const aert_device_set *set) {\n"
+      "  return aecd_feed_keep(&((cuda_device *)d->own)->feed, d->m, set);\n}\n\n"
+      "static void cuda_batch_kept(aert_device *d, const long *index, long epoch) {\n"
+      "  aecd_feed_kept(&((cuda_device *)d->own)->feed, index, epoch);\n}\n\n"
+      "static void *cuda_host_alloc(aert_device *d, size_t n) { return aecd_feed_host_alloc(&((cuda_device *)d->own)->feed, n); }\n\n"
+      "static void cuda_host_free(aert_device *d, void *p) { aecd_feed_host_free(&((cuda_device *)d->own)->feed, p); }\n\n");
+  OUT("static run run_of(cuda_device *c, int training) {\n"
       "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
-      "  return place(c->P, c->G, c->A, c->X, c->T, &c->step->seed, training, shard->first, c->sums, c->sums_host, c->cw, c->stream);\n}\n\n");
+      "  return place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), &c->step->seed, training, shard->first, c->sums, c->sums_host, c->cw, c->stream);\n}\n\n");
+  bool lt = p->gemm == AE_GEMM_CUBLASLT;
   OUT("/* The launches of one phase of a step, on the compute stream: captured into a graph at the\n"
       " * phase's first call and replayed after (all shapes are fixed), or launched as they are with\n"
       " * AEC_CUDA_GRAPH=0. A phase starts by copying its per-step values from the pinned step block,\n"
-      " * so that a replay computes this step's. */\n"
+      " * so that a replay computes this step's. The batch alternates between the feed's two device\n"
+      " * buffers, and a graph reads fixed pointers: the phases that read the batch have one graph a\n"
+      " * buffer (aecd_feed_slot), the optimizer's one.%s */\n"
       "typedef void (*phase)(cuda_device *c, const run *r);\n\n"
       "static void run_phase(cuda_device *c, int which, const run *r, phase launches) {\n"
-      "  if (!c->use_graphs) {\n    launches(c, r);\n    return;\n  }\n  if (!c->graph[which]) {\n    cudaGraph_t g;\n"
+      "  if (!c->use_graphs) {\n    launches(c, r);\n    return;\n  }\n",
+      lt ? " Under cuBLASLt (AECD_LT) a phase's first call runs\n * plain launches, which make its cuBLASLt plans outside any capture; the second captures" : "");
+  if (lt)
+    OUT("#if AECD_LT\n  if (!c->planned[which]) {\n    c->planned[which] = 1;\n    launches(c, r);\n    return;\n  }\n#endif\n");
+  OUT("  int slot = which == GRAPH_STEP || which == GRAPH_STEP_SUMS ? 0 : aecd_feed_slot(&c->feed);\n"
+      "  cudaGraphExec_t *exec = &c->graph[which][slot];\n"
+      "  if (!*exec) {\n    cudaGraph_t g;\n"
       "    AEC_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));\n    launches(c, r);\n"
-      "    AEC_CHECK(cudaStreamEndCapture(c->stream, &g));\n    AEC_CHECK(cudaGraphInstantiate(&c->graph[which], g, 0));\n"
-      "    AEC_CHECK(cudaGraphDestroy(g));\n  }\n  AEC_CHECK(cudaGraphLaunch(c->graph[which], c->stream));\n}\n\n");
+      "    AEC_CHECK(cudaStreamEndCapture(c->stream, &g));\n    AEC_CHECK(cudaGraphInstantiate(exec, g, 0));\n"
+      "    AEC_CHECK(cudaGraphDestroy(g));\n  }\n  AEC_CHECK(cudaGraphLaunch(*exec, c->stream));\n}\n\n");
   OUT("static void seed_in(cuda_device *c) {\n"
       "  AEC_CHECK(cudaMemcpyAsync(&c->step->seed, &c->step_host->seed, sizeof(uint64_t), cudaMemcpyHostToDevice, c->stream));\n}\n\n"
       "/* The finite check of the gradients, its answer copied back (a few bytes). */\n"
@@ -1243,7 +1308,7 @@ static void emit_device_passes(emitter *e) {
     const char *what = i ? "latent" : "output", *host = i ? "lat" : "out";
     OUT("static const float *cuda_%s(const aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", what);
     if (!keep[i]) { OUT("  (void)c;\n  return NULL;\n}\n\n"); continue; }
-    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, c->X, c->T, NULL, 0, 0, c->sums, c->sums_host, c->cw, c->stream);\n"
+    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), NULL, 0, 0, c->sums, c->sums_host, c->cw, c->stream);\n"
         "    const run *r = &dr;   /* the buffer by its name */\n"
         "    AEC_CHECK(cudaMemcpy(c->%s, %s, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n    c->%s_here = 1;\n  }\n  return c->%s;\n}\n\n",
         what, host, host, val(e, keep[i]), (long)p->batch * elems(keep[i]), host, host);
@@ -1319,7 +1384,7 @@ static void emit_host_glue(emitter *e) {
   emit_device_optimizer(e);
   OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
       "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n"
-      "  cuda_grads_nonfinite,\n};\n\n");
+      "  cuda_grads_nonfinite, cuda_keep, cuda_batch_kept, cuda_host_alloc, cuda_host_free,\n};\n\n");
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
       " * runtime and its commands run the model unchanged. */\n");
   OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
@@ -1328,6 +1393,32 @@ static void emit_host_glue(emitter *e) {
   emit_select_device(e);
   OUT("int main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
       "  aert_prefer_passive_threads(argv);\n  if (select_device(&argc, argv) != 0)\n    return 2;\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
+}
+
+/* The GEMMs' precision (aec build --precision), which aert_cuda_kernels.h reads: every
+ * GEMM of the model (dense, conv and conv_transpose, forward, dW and dX) goes through
+ * aecd_gemm, so none is left in fp32 under tf32 or bf16. */
+static void emit_precision(emitter *e) {
+  static const char *const what[] = {
+      "fp32: every GEMM on the SIMT cores in fp32",
+      "tf32: every GEMM (dense, conv and conv_transpose; forward, dW and dX) on tensor cores\n"
+      " * (wmma m16n16k8), operands rounded to tf32, sums in fp32",
+      "bf16: every GEMM (dense, conv and conv_transpose; forward, dW and dX) on tensor cores\n"
+      " * (wmma m16n16k16), operands rounded to bf16, sums in fp32; no GEMM is left in fp32",
+  };
+  static const char *const macro[] = {"AECD_FP32", "AECD_TF32", "AECD_BF16"};
+  OUT("/* precision %s.\n * Parameters, activations, gradients, their accumulation and the optimizer stay fp32. */\n"
+      "#define AECD_PRECISION %s\n", what[e->p->precision], macro[e->p->precision]);
+}
+
+/* --gemm cublaslt: under nvcc the dense layers' GEMMs call cuBLASLt (AECD_LT 1); the
+ * emulator has no cuBLASLt and runs the layers' GEMM kernels instead. */
+static void emit_gemm_library(emitter *e) {
+  if (e->p->gemm != AE_GEMM_CUBLASLT) return;
+  OUT("/* gemm cublaslt: the dense layers' GEMMs (forward with its bias and ReLU epilogues, dW and dX)\n"
+      " * by cublasLtMatmul under nvcc (link -lcublasLt); under the emulator the GEMM kernels run in their\n"
+      " * place. The activation's derivative and the bias gradient stay kernels. */\n"
+      "#ifdef __CUDACC__\n#define AECD_LT 1\n#include \"aert_cublaslt.h\"\n#else\n#define AECD_LT 0\n#endif\n\n");
 }
 
 static void emit_model_cu(emitter *e, const char *hash) {
@@ -1349,13 +1440,16 @@ static void emit_model_cu(emitter *e, const char *hash) {
       " * nvcc (bin/%s-cuda) or as host C++ under runtime/cuda_emu.h (aec build --target cuda --emulate).\n"
       " * Backward kernels accumulate (+=) into gradients; every sum has one thread and a fixed order. */\n",
       m->name, p->batch, p->kernels.len, m->name);
-  OUT("#include \"aert_cuda_kernels.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
+  emit_precision(e);
+  OUT("#include \"aert_cuda_kernels.h\"\n#include \"aert_cuda_data.h\"\n\nextern \"C\" {\n#include \"model.h\"\n#include \"device.h\"\n#include \"aert_internal.h\"\n}\n\n");
+  emit_gemm_library(e);
   OUT("static aert_shard *const shard = aec_model.shard;   /* data-parallel place: all zero alone */\n");
   emit_run(e);
   const char **names = ae_alloc(e->a, sizeof(char *) * (size_t)(p->kernels.len + 1));
   for (int i = 0; i < p->kernels.len; i++) {
     const ae_kernel *k = p->kernels.items[i];
     names[i] = ae_kernel_name(e->a, k);
+    if (e->kernel_at) e->kernel_at[i] = ftell(e->o);
     ae_emit_provenance(e->o, e->a, p, k);
     switch (k->kind) {
     case K_CONV: emit_conv(e, k, names[i]); break;
@@ -1366,6 +1460,7 @@ static void emit_model_cu(emitter *e, const char *hash) {
     default: emit_simple(e, k, names[i]);
     }
   }
+  if (e->kernel_at) e->kernel_at[p->kernels.len] = ftell(e->o);
   OUT("\n/* ---- the loss: %d term%s */\n", m->losses.len, m->losses.len == 1 ? "" : "s");
   for (int i = 0; i < m->losses.len; i++) emit_loss_kernels(e, i);
   emit_compute_loss(e);
@@ -1374,11 +1469,25 @@ static void emit_model_cu(emitter *e, const char *hash) {
   emit_host_glue(e);
 }
 
+/* model.cu as text, through the same emitter that writes it (for `aec report --target cuda`). */
+char *ae_emit_model_cu_text(ae_arena *a, const ae_program *p, const char *hash, long *kernel_at) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  emitter em = {.a = a, .p = p, .o = f, .kernel_at = kernel_at};
+  emit_model_cu(&em, hash);
+  if (fclose(f) != 0) { free(buf); return NULL; }
+  char *text = ae_strndup(a, buf, len);
+  free(buf);
+  return text;
+}
+
 bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
   char *path = ae_sprintf(a, "%s/model.cu", dir);
   FILE *f = fopen(path, "w");
   if (!f) { fprintf(stderr, "aec: cannot write '%s': %s\n", path, strerror(errno)); return false; }
-  emitter em = {a, p, f, NULL, 0, 0, NULL, NULL, 0};
+  emitter em = {.a = a, .p = p, .o = f};
   emit_model_cu(&em, hash);
   bool ok = !ferror(f);
   ok = fclose(f) == 0 && ok;
