@@ -170,6 +170,7 @@ test: deps-test
 	tests/export/run.sh
 	tests/cuda/run.sh
 	tests/cuda/target.sh
+	tests/cuda/graph.sh
 	tests/cuda/precision.sh
 	tests/cuda/data.sh
 	tests/watch/run.sh

@@ -21,11 +21,12 @@ def main():
              "Median ms of a training step (forward, loss, backward, Adam) over 20 steps on a fixed random batch, "
              "at bench/run.sh's batches. aec: the kernels of model.cu on device buffers (the host glue's copies "
              "not timed). PyTorch eager: fp32, NCHW. PyTorch fast: channels_last, cudnn.benchmark, bf16 autocast, "
-             "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster. aec tf32 and bf16: "
+             "torch.compile. A ratio is PyTorch's ms / aec's ms: above 1, aec is faster. aec graph: the same "
+             "fp32 step captured once and replayed as a CUDA graph, as the trainer runs it. aec tf32 and bf16: "
              "the same model.cu built with --precision tf32 or bf16 (its GEMMs on tensor cores); aec cublaslt: "
              "with --gemm cublaslt (dense layers' GEMMs by cuBLASLt, fp32).", "",
-             "| model | batch | aec ms | aec tf32 ms | aec bf16 ms | aec cublaslt ms | eager ms | fast ms | eager / aec | fast / aec |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | batch | aec ms | aec graph ms | aec tf32 ms | aec bf16 ms | aec cublaslt ms | eager ms | fast ms | eager / aec | fast / aec |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
         a, t, b, lt, e, f = (by.get((model, s)) for s in ("aec-cuda", "aec-cuda-tf32", "aec-cuda-bf16", "aec-cuda-cublaslt",
                                                           "torch-eager", "torch-fast"))
@@ -33,7 +34,8 @@ def main():
             continue
         cell = lambda r: f"{r['median_ms']:.3f}" if r else "-"
         ratio = lambda r: f"{r['median_ms'] / a['median_ms']:.2f}" if r else "-"
-        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {cell(t)} | {cell(b)} | {cell(lt)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
+        graph = f"{a['graph_median_ms']:.3f}" if "graph_median_ms" in a else "-"
+        lines.append(f"| {model} | {a['batch']} | {cell(a)} | {graph} | {cell(t)} | {cell(b)} | {cell(lt)} | {cell(e)} | {cell(f)} | {ratio(e)} | {ratio(f)} |")
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -91,12 +91,14 @@ static void aecd_lt_prepare(aecd_lt_plan *p, const float *bias) {
   p->ready = 1;
 }
 
-/* D = op(A) op(B) (+ D), with the plan's epilogue and bias, on the default stream. */
-static void aecd_lt_gemm(aecd_lt_plan *p, const float *a, const float *b, const float *bias, float *d) {
+/* D = op(A) op(B) (+ D), with the plan's epilogue and bias, on stream s (model.cu's compute
+ * stream). The plan is made outside any graph capture: model.cu runs a phase's first call
+ * with plain launches under --gemm cublaslt and captures it from the second. */
+static void aecd_lt_gemm(aecd_lt_plan *p, const float *a, const float *b, const float *bias, float *d, cudaStream_t s) {
   if (!p->ready) aecd_lt_prepare(p, bias);
   else if (bias) AECD_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));   /* a device opened again */
   const float one = 1.0f;
-  AECD_LT_CHECK(cublasLtMatmul(aecd_lt_handle(), p->desc, &one, a, p->a, b, p->b, &p->beta, d, p->d, d, p->d, &p->algo, NULL, 0, 0));
+  AECD_LT_CHECK(cublasLtMatmul(aecd_lt_handle(), p->desc, &one, a, p->a, b, p->b, &p->beta, d, p->d, d, p->d, &p->algo, NULL, 0, s));
 }
 
 #endif

@@ -319,7 +319,11 @@ long aert_warmup_steps(const aert_optim *o, long per_epoch);
  * the mean over the group's batches. */
 void aert_grad_accumulate(const aert_model *m, float *sum, const float *g, int first);
 void aert_grad_mean(const aert_model *m, float *sum, int batches);
-/* Scales g to a global L2 norm of at most max_norm; returns the norm before. */
+/* Scales g to a global L2 norm of at most max_norm; returns the norm before. The squared
+ * norm is summed in double in a fixed order that a GPU can follow in parallel, bit for bit:
+ * each chunk of AERT_NORM_CHUNK arena floats in order, then the chunks' sums in order (the
+ * CUDA target's grad_norm_part and grad_clip_scale). */
+#define AERT_NORM_CHUNK 4096
 double aert_clip_grad_norm(const aert_model *m, float *g, float max_norm);
 /* After an epoch with this monitored loss: early stopping's and plateau's counters. */
 void aert_watch_epoch(const aert_optim *o, aert_train_state *st, double loss);

@@ -17,7 +17,8 @@
  * pointers do not match its direction. Device memory comes from cudaMalloc filled with
  * 0xFF bytes (NaN as floats), so a read of memory never written shows. Streams run in
  * order on the host; a stream under capture records launches and copies into a graph
- * that cudaGraphLaunch replays. Build with -fopenmp and -std=c++20; under ASan the fiber
+ * that cudaGraphLaunch replays (a captured copy must use pinned host memory, and nothing
+ * may run on the legacy default stream or synchronize the stream during a capture). Build with -fopenmp and -std=c++20; under ASan the fiber
  * switches are announced to the sanitizer. */
 #ifndef AEC_CUDA_EMU_H
 #define AEC_CUDA_EMU_H
@@ -65,7 +66,7 @@ static constexpr int warpSize = 32;
 
 typedef enum {
   cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
-  cudaErrorInvalidDevice = 101, cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorInvalidDevice = 101, cudaErrorIllegalState = 401, cudaErrorStreamCaptureUnsupported = 900,
 } cudaError_t;
 typedef enum {
   cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3,
@@ -98,7 +99,9 @@ struct registry {
   std::mutex mu;
   std::map<uintptr_t, size_t> device;   /* start -> bytes */
   std::map<const void *, size_t> dynamic_shared;   /* kernel -> opted-in bytes */
-  std::map<const void *, size_t> pinned;   /* cudaMallocHost's buffers -> bytes */
+  std::map<uintptr_t, size_t> pinned;   /* cudaMallocHost: start -> bytes */
+  int capturing = 0;                    /* streams under capture now */
+  long graph_launches = 0, graph_steps = 0;   /* replayed, for AECU_REPORT */
   cudaError_t last = cudaSuccess;
 };
 inline registry &reg() { static registry r; return r; }
@@ -110,6 +113,16 @@ inline bool on_device(const void *p) {
   if (it == r.device.begin()) return false;
   --it;
   return (uintptr_t)p < it->first + std::max<size_t>(it->second, 1);
+}
+
+/* Whether [p, p + n) lies in one allocation of cudaMallocHost (pinned host memory). */
+inline bool pinned(const void *p, size_t n) {
+  registry &r = reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.pinned.upper_bound((uintptr_t)p);
+  if (it == r.pinned.begin()) return false;
+  --it;
+  return (uintptr_t)p + n <= it->first + it->second;
 }
 
 /* ---- fibers and the block scheduler --------------------------------------------------- */
@@ -322,12 +335,17 @@ struct stream {
 };
 inline stream &default_stream() { static stream s; return s; }
 
-/* Runs an operation now, or records it when its stream is being captured. */
+/* Runs an operation now, or records it when its stream is being captured. Work on the
+ * legacy default stream while another stream is captured is an error, as in CUDA's global
+ * capture mode (it would invalidate the capture). */
 inline void submit(stream *s, std::function<void()> op) {
   stream &st = s ? *s : default_stream();
+  if (!s && reg().capturing)
+    fail("an operation on the legacy default stream (a cudaMemcpy, a launch on stream 0) while a stream is captured");
   if (st.capture) st.capture->steps.push_back(std::move(op));
   else op();
 }
+inline bool capturing(const stream *s) { return s && s->capture; }
 
 inline void *dynamic_shared() {
   if (!here) fail("dynamic shared memory used outside a kernel");
@@ -507,6 +525,8 @@ inline const char *cudaGetErrorString(cudaError_t e) {
   case cudaErrorMemoryAllocation: return "out of memory";
   case cudaErrorInvalidConfiguration: return "invalid configuration argument";
   case cudaErrorInvalidDevice: return "invalid device ordinal";
+  case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+  case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
   default: return "unknown error";
   }
 }
@@ -541,7 +561,7 @@ inline cudaError_t cudaMallocHost(void **p, size_t bytes) {
   if (!(*p = std::malloc(bytes ? bytes : 1))) return aecu_set(cudaErrorMemoryAllocation);
   aecu::registry &r = aecu::reg();
   std::lock_guard<std::mutex> lock(r.mu);
-  r.pinned[*p] = bytes;
+  r.pinned[(uintptr_t)*p] = bytes ? bytes : 1;
   return cudaSuccess;
 }
 template <typename T> cudaError_t cudaMallocHost(T **p, size_t bytes) { return cudaMallocHost(reinterpret_cast<void **>(p), bytes); }
@@ -550,7 +570,7 @@ inline cudaError_t cudaFreeHost(void *p) {
   aecu::registry &r = aecu::reg();
   {
     std::lock_guard<std::mutex> lock(r.mu);
-    if (!r.pinned.erase(p)) aecu::fail("cudaFreeHost(%p): not a pointer cudaMallocHost returned", p);
+    if (!r.pinned.erase((uintptr_t)p)) aecu::fail("cudaFreeHost(%p): not a pointer cudaMallocHost returned", p);
   }
   std::free(p);
   return cudaSuccess;
@@ -569,6 +589,12 @@ inline void aecu_check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind
 }
 inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s = nullptr) {
   aecu_check_copy(dst, src, n, kind);
+  /* A graph's copy node reads and writes its host memory when the graph runs: it must be
+   * pinned, as CUDA requires of a captured copy. */
+  const void *host = !aecu::on_device(dst) ? dst : !aecu::on_device(src) ? src : nullptr;
+  if (aecu::capturing(s) && host && !aecu::pinned(host, n))
+    aecu::fail("a cudaMemcpyAsync of %zu bytes captured into a graph reads or writes pageable host memory %p; "
+               "a graph's copy needs memory from cudaMallocHost", n, host);
   aecu::submit(s, [=] { std::memmove(dst, src, n); });
   return cudaSuccess;
 }
@@ -582,21 +608,52 @@ inline cudaError_t cudaMemset(void *p, int v, size_t n) { return cudaMemsetAsync
 
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new aecu::stream; return cudaSuccess; }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
-inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (aecu::capturing(s)) aecu::fail("cudaStreamDestroy of a stream under capture");
+  delete s;
+  return cudaSuccess;
+}
+/* Synchronizing a stream under capture is illegal in CUDA (the capture is invalidated). */
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (aecu::capturing(s)) aecu::fail("cudaStreamSynchronize of a stream under capture");
+  return cudaSuccess;
+}
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   if (!s) return aecu_set(cudaErrorStreamCaptureUnsupported);   /* as CUDA: not the legacy default stream */
+  if (s->capture) return aecu_set(cudaErrorIllegalState);
   s->capture = new aecu::graph;
+  aecu::reg().capturing++;
   return cudaSuccess;
 }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
-  if (!s || !s->capture) return aecu_set(cudaErrorInvalidValue);
+  if (!s || !s->capture) return aecu_set(cudaErrorIllegalState);
   *g = s->capture;
   s->capture = nullptr;
+  aecu::reg().capturing--;
   return cudaSuccess;
 }
-inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long = 0) { *e = new aecu::graph(*g); return cudaSuccess; }
+typedef enum { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1 } cudaStreamCaptureStatus;
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
+  *st = aecu::capturing(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long = 0) {
+  if (!g) return aecu_set(cudaErrorInvalidValue);
+  *e = new aecu::graph(*g);
+  return cudaSuccess;
+}
+inline void aecu_report_graphs() {
+  aecu::registry &r = aecu::reg();
+  std::fprintf(stderr, "cuda_emu: %ld graph launches, %ld operations replayed\n", r.graph_launches, r.graph_steps);
+}
+/* Replays the graph's operations in their captured order; AECU_REPORT=1 counts the replays
+ * and prints them at exit. */
 inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+  if (!e) return aecu_set(cudaErrorInvalidValue);
+  aecu::registry &r = aecu::reg();
+  if (r.graph_launches++ == 0 && std::getenv("AECU_REPORT") && std::atoi(std::getenv("AECU_REPORT")))
+    std::atexit(aecu_report_graphs);
+  r.graph_steps += (long)e->steps.size();
   for (auto &step : e->steps) aecu::submit(s, step);
   return cudaSuccess;
 }
@@ -622,9 +679,12 @@ inline cudaError_t cudaEventQuery(cudaEvent_t e) {
   if (!e) aecu::fail("cudaEventQuery on a null event (never created)");
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned flags = 0) {
+/* The wait is already met; it is recorded in a capture as CUDA records the dependency. */
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0) {
   if (!e) aecu::fail("cudaStreamWaitEvent on a null event (never created)");
-  return flags == 0 ? cudaSuccess : aecu_set(cudaErrorInvalidValue);
+  if (flags) return aecu_set(cudaErrorInvalidValue);
+  aecu::submit(s, [] {});
+  return cudaSuccess;
 }
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();

@@ -14,15 +14,17 @@
  *     step count, see aert_optimizer) are written on the host by initialisation, by a
  *     checkpoint or by rank 0's broadcast, then `upload` is called; before the host reads
  *     them (a checkpoint, the broadcast) `download` is called.
- *   - `grads`, called once after every backward, returns the gradient arena in host memory
- *     (the trainer checks that it is finite); when the host has changed it (the mean over
- *     data-parallel ranks, MPI), `grads_changed` is called.
+ *   - `grads_nonfinite`, called once after every backward, says where the gradient arena
+ *     first holds a NaN or an infinity (a device checks on itself and copies back a few
+ *     bytes: the arena stays where it is).
+ *   - `grads` returns the gradient arena in host memory, only where the host needs it (the
+ *     mean over data-parallel ranks, MPI); when the host has changed it, `grads_changed`.
  *   - `output` and `latent` return the last forward's (or decode's) output and latent in
  *     host memory, valid until the next forward or decode.
  * The order of the calls:
  *   open(training) -> params written on the host -> upload
- *   train, each step: batch (or batch_kept) -> forward(training 1) -> backward -> grads (-> grads_changed)
- *                     -> accumulate (accumulate > 1) -> step (once per accumulated group)
+ *   train, each step: batch (or batch_kept) -> forward(training 1) -> backward (-> grads -> grads_changed,
+ *                     MPI) -> grads_nonfinite -> accumulate (accumulate > 1) -> step (once per accumulated group)
  *   evaluation, each batch: batch -> forward(training 0) -> output, latent
  *   sample, interpolate: decode(latent) -> output
  *   checkpoint: download -> the host views are saved
@@ -98,6 +100,9 @@ typedef struct aert_device_ops {
    * that accumulate summed; clipped to m->optim.clip_norm first when that is > 0. SGD, Adam
    * and AdamW exactly as optim.c computes them (the CPU device calls it). */
   void (*step)(aert_device *d, int batches, float lr);
+  /* The offset in the gradient arena of its first NaN or infinity after the last backward
+   * (its value in *value), -1 when every gradient is finite. */
+  long (*grads_nonfinite)(aert_device *d, float *value);
   /* Optional, both or neither (NULL: batches come from the host through `batch`). keep
    * copies the set into the device's memory once, for the device's life (a later keep
    * replaces it): 0, or -1 with a note when it does not fit, and then the runtime keeps
@@ -160,6 +165,9 @@ static inline float *aert_device_grads(aert_device *d) { return d->ops->grads(d)
 static inline void aert_device_grads_changed(aert_device *d) { d->ops->grads_changed(d); }
 static inline void aert_device_accumulate(aert_device *d, int first) { d->ops->accumulate(d, first); }
 static inline void aert_device_step(aert_device *d, int batches, float lr) { d->ops->step(d, batches, lr); }
+static inline long aert_device_grads_nonfinite(aert_device *d, float *value) {
+  return d->ops->grads_nonfinite(d, value);
+}
 /* 1 when d has taken set into its memory, 0 when it has no such memory or the set does not fit. */
 static inline int aert_device_keep(aert_device *d, const aert_device_set *set) {
   return d->ops->keep && d->ops->batch_kept && d->ops->keep(d, set) == 0;

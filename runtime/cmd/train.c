@@ -91,20 +91,21 @@ uint64_t aert_step_seed(uint64_t seed, uint64_t step) {
   return aert_hash64(seed ^ aert_hash64(step ^ 0x7374657073656564ULL));
 }
 
-static int first_nonfinite(const float *v, long n) {
-  for (long i = 0; i < n; i++)
-    if (!isfinite(v[i]))
-      return (int)(i < 0x7fffffff ? i : 0x7fffffff);
-  return -1;
-}
-
 static const char *nonfinite_word(float v) {
   return isnan(v) ? "nan" : "inf";
 }
 
-/* Names the first non-finite loss term (or total), then the first bad gradient (grads: after
- * backward, else NULL). */
-static int check_finite(const trainer *t, const aert_losses *l, const float *grads, int batch) {
+/* The tensor of the gradient arena's offset at: its index in m->params, -1 in padding. */
+static int tensor_at(const aert_model *m, long at) {
+  for (int k = 0; k < m->n_params; k++)
+    if (at >= m->params[k].offset && at < m->params[k].offset + m->params[k].size)
+      return k;
+  return -1;
+}
+
+/* Names the first non-finite loss term (or total), then (grads: after backward) the first
+ * bad gradient, which the device finds where it keeps the gradients. */
+static int check_finite(trainer *t, const aert_losses *l, int grads, int batch) {
   const aert_model *m = t->m;
   char what[256] = "";
   for (int i = 0; i < m->n_loss_terms && !what[0]; i++)
@@ -113,13 +114,15 @@ static int check_finite(const trainer *t, const aert_losses *l, const float *gra
                nonfinite_word(l->term[i]));
   if (!what[0] && !isfinite(l->total))
     snprintf(what, sizeof what, "the total loss is %s", nonfinite_word(l->total));
-  for (int k = 0; grads && k < m->n_params && !what[0]; k++) {
-    const aert_param *p = &m->params[k];
-    int i = first_nonfinite(grads + p->offset, p->size);
-    if (i >= 0)
-      snprintf(what, sizeof what, "the gradient of '%s' is %s at element %d", p->name,
-               nonfinite_word(grads[p->offset + i]), i);
-  }
+  float v = 0;
+  long at = grads && !what[0] ? aert_device_grads_nonfinite(&t->w.dev, &v) : -1;
+  int k = at >= 0 ? tensor_at(m, at) : -1;
+  if (k >= 0)
+    snprintf(what, sizeof what, "the gradient of '%s' is %s at element %ld", m->params[k].name,
+             nonfinite_word(v), at - m->params[k].offset);
+  else if (at >= 0)
+    snprintf(what, sizeof what, "the gradient arena is %s at offset %ld, between tensors",
+             nonfinite_word(v), at);
   if (!what[0])
     return 0;
   if (!t->o->quiet)
@@ -297,15 +300,14 @@ static int train_epoch(trainer *t, int epoch) {
     l.total = aert_device_forward(&t->w.dev, 1, seed, &l);
     if (t->ranks > 1)
       sum_losses(t, &l);
-    if (check_finite(t, &l, NULL, (int)b) != 0)
+    if (check_finite(t, &l, 0, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_device_backward(&t->w.dev, seed);
     if (!t->kept)
       aert_loader_release(&t->loader, b);
-    float *grads = aert_device_grads(&t->w.dev);
     if (t->ranks > 1)
-      average_gradients(t, grads);
-    if (check_finite(t, &l, grads, (int)b) != 0)
+      average_gradients(t, aert_device_grads(&t->w.dev));
+    if (check_finite(t, &l, 1, (int)b) != 0)
       return aert_loader_stop(&t->loader), -1;
     aert_profile_optim_begin(t->prof);
     int stepped = optimizer_step(t, epoch, b, nb);

@@ -19,8 +19,10 @@ typedef struct {
   const char *name, *arg;  /* arg NULL: a switch */
   int cmds;
   const char *help;
-  int tiles;               /* 1: only for models that read GeoTIFF tiles */
+  int only;                /* ONLY_TILES, ONLY_DEVICE: for some models alone; 0: every model */
 } option_t;
+enum { ONLY_TILES = 1,     /* models that read GeoTIFF tiles */
+       ONLY_DEVICE = 2 };  /* models with a device of their own: the CUDA trainers */
 
 static const option_t options[] = {
     {"--data", "DIR", ANY, "data folder (default: the model's, else " AERT_DEFAULT_DATA_DIR ")", 0},
@@ -48,6 +50,7 @@ static const option_t options[] = {
     {"--points", "N", LATENT, "test images embedded (default: all for pca, 1000 for tsne and isomap)", 0},
     {"--neighbors", "K", LATENT, "isomap: nearest neighbours joined in its graph (default 10)", 0},
     {"--threads", "T", ANY, "threads for every kernel (default: all cores)", 0},
+    {"--device", "N", ANY, "the CUDA device to run on (default 0)", ONLY_DEVICE},
     {"--data-threads", "N", ANY, "patches read side by side (default 2)", 1},
     {"--bad-tiles", "MODE", ANY, "stop (default) at an unusable tile, or skip it", 1},
     {"--input", "PATH", PREDICT | ENCODE, "new data instead of the test set: PNG file or folder, IDX file, .npy array, GeoTIFF tiles", 0},
@@ -80,6 +83,11 @@ static int reads_tiles(const aert_model *m) {
   return m->data.kind == AERT_DATA_GEOTIFF || m->data.kind == AERT_DATA_SYNTHETIC_LANDCOVER;
 }
 
+/* Whether an option marked `only` is one of model m's. */
+static int option_applies(const aert_model *m, int only) {
+  return only == ONLY_TILES ? reads_tiles(m) : only == ONLY_DEVICE ? m->device != NULL : 1;
+}
+
 static const char *command_help(const aert_model *m, int i) {
   if (commands[i].bit == PREDICT && reads_tiles(m))
     return "every whole test tile: OUT/predictions/<tile>_pred.tif (a cloud-optimised GeoTIFF) and .png";
@@ -99,7 +107,7 @@ static void usage(const aert_model *m, const char *prog, int cmd) {
     if (commands[i].bit == cmd)
       printf("usage: %s %s [options]\n%s\n\noptions:\n", prog, commands[i].name, command_help(m, i));
   for (int i = 0; i < N_OPTIONS; i++)
-    if ((options[i].cmds & cmd) && (!options[i].tiles || reads_tiles(m)))
+    if ((options[i].cmds & cmd) && option_applies(m, options[i].only))
       printf("  %-10s %-5s %s\n", options[i].name, options[i].arg ? options[i].arg : "",
              options[i].help);
 }
@@ -208,7 +216,10 @@ static int parse(const aert_model *m, int argc, char **argv, aert_options *o, in
     if (!op)
       return aert_error("unknown option '%s' for '%s'; see '%s %s --help'", argv[i], o->cmd, prog,
                         o->cmd), -1;
-    if (op->tiles && !reads_tiles(m))
+    if (op->only == ONLY_DEVICE && !option_applies(m, op->only))   /* a CUDA trainer takes it before aert_main */
+      return aert_error("option '--device' is an option of the CUDA trainers (bin/%s-cuda, "
+                        "bin/%s-cuda-emu); '%s' runs on the CPU", m->name, m->name, prog), -1;
+    if (op->only && !option_applies(m, op->only))
       return aert_error("option '%s' is for models that read GeoTIFF tiles; model '%s' does not",
                         flag, m->name), -1;
     if (!strcmp(flag, "--help"))

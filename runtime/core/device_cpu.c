@@ -2,6 +2,7 @@
  * forward and backward run on them in place, and the optimizer (optim.c) steps the parameter
  * arena in place. Its host views are its arenas, so nothing is ever copied: upload,
  * download and grads_changed have nothing to do. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "aert_internal.h"
@@ -117,6 +118,14 @@ static void cpu_step(aert_device *d, int batches, float lr) {
   aert_optim_step(&c->opt, m, d->params, g, lr);
 }
 
+static long cpu_grads_nonfinite(aert_device *d, float *value) {
+  const cpu_device *c = d->own;
+  for (long i = 0; i < d->m->param_floats; i++)
+    if (!isfinite(c->grads[i]))
+      return *value = c->grads[i], i;
+  return -1;
+}
+
 const aert_device_ops aert_cpu_device = {
   .open = cpu_open,
   .close = cpu_close,
@@ -132,4 +141,5 @@ const aert_device_ops aert_cpu_device = {
   .grads_changed = cpu_in_place,
   .accumulate = cpu_accumulate,
   .step = cpu_step,
+  .grads_nonfinite = cpu_grads_nonfinite,
 };

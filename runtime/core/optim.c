@@ -158,14 +158,25 @@ float aert_lr_at(const aert_optim *o, float base_lr, aert_clock c, int plateau_c
 }
 
 /* Only trainable parameters: a frozen one's gradient is never used. */
+/* The trainable values' squares, summed per chunk of the arena in order, then the chunks' sums
+ * in order (tensors lie in the arena in table order; a chunk without a trainable value adds
+ * nothing, as its zero sum would not change the total). */
 static double grad_sq_norm(const aert_model *m, const float *g) {
-  double sum = 0;
+  double sum = 0, part = 0;
+  long chunk = 0;
   for (int k = 0; k < m->n_params; k++) {
     const aert_param *p = &m->params[k];
-    for (long i = 0; !p->frozen && i < p->size; i++)
-      sum += (double)g[p->offset + i] * g[p->offset + i];
+    for (long i = 0; !p->frozen && i < p->size; i++) {
+      long at = p->offset + i;
+      if (at / AERT_NORM_CHUNK != chunk) {
+        sum += part;
+        part = 0;
+        chunk = at / AERT_NORM_CHUNK;
+      }
+      part += (double)g[at] * g[at];
+    }
   }
-  return sum;
+  return sum + part;
 }
 
 static void grad_scale(const aert_model *m, float *g, float f) {

@@ -8,7 +8,9 @@
 #  (b) denoising_ae (the gaussian_noise op on the kept set's batches): the emulated trainer
 #      and the CPU trainer train two short epochs from one seed; every loss of train.csv
 #      within 1e-5 relative, and the device's own counters (AEC_CUDA_FEED) say that each
-#      training step sent only its batch's indices: no silent fall-back to host batches;
+#      training step sent only its batch's indices: no silent fall-back to host batches; and
+#      the same run replaying CUDA graphs (the default) and with AEC_CUDA_GRAPH=0 gives the
+#      same train.csv and last.ckpt bit for bit;
 #  (c) unet_landcover_small's network on a few small synthetic GeoTIFF tiles: host batches
 #      that the data thread makes in its two slots of the device's pinned memory, copied
 #      from there on the copy stream; train.csv as (b), and the counters say every training
@@ -71,6 +73,25 @@ kept=$(feed "$out/denoising_ae/emu.log" 1) index=$(feed "$out/denoising_ae/emu.l
 [ "$kept" = "$steps" ] && [ "$index" = $((steps * 4 * 4)) ] ||
   fail "denoising_ae: $steps training steps, but the device made $kept batches from its kept set with $index bytes of indices: $(grep "aec cuda feed" "$out/denoising_ae/emu.log")"
 echo "denoising_ae (batch 4): $steps steps, losses within $worst relative; each step sent its 16 bytes of indices alone"
+
+# (b') the kept set's batches under replayed CUDA graphs: the emulated run above replayed
+#      graphs (the default); the same run with plain launches (AEC_CUDA_GRAPH=0) must give
+#      its train.csv and last.ckpt bit for bit. The batch alternates between two device
+#      buffers, so a graph captured on one must not be replayed on the other's batch.
+dir=$out/denoising_ae
+AECU_REPORT=1 AEC_CUDA_FEED=1 "$dir/bin/denoising_ae-cuda-emu" train --epochs 2 --limit 16 --seed 3 --threads 1 --quiet \
+  --out "$dir/run-graph" >"$dir/graph.log" 2>&1 || fail "denoising_ae: the emulated trainer failed with graphs: $(tail -5 "$dir/graph.log")"
+AEC_CUDA_GRAPH=0 AEC_CUDA_FEED=1 "$dir/bin/denoising_ae-cuda-emu" train --epochs 2 --limit 16 --seed 3 --threads 1 --quiet \
+  --out "$dir/run-plain" >"$dir/plain.log" 2>&1 || fail "denoising_ae: the emulated trainer failed with AEC_CUDA_GRAPH=0: $(tail -5 "$dir/plain.log")"
+replays=$(sed -n 's/^cuda_emu: \([0-9]*\) graph launches.*/\1/p' "$dir/graph.log")
+[ "${replays:-0}" -gt 0 ] || fail "denoising_ae: the default run replayed no graph: $(tail -3 "$dir/graph.log")"
+[ "$(feed "$dir/graph.log" 1)" = "$steps" ] && [ "$(feed "$dir/plain.log" 1)" = "$steps" ] ||
+  fail "denoising_ae: not every training batch came from the kept set: $(grep "aec cuda feed" "$dir/graph.log" "$dir/plain.log")"
+[ "$(sed 's/,[^,]*$//' "$dir/run-graph/train.csv")" = "$(sed 's/,[^,]*$//' "$dir/run-plain/train.csv")" ] ||
+  fail "denoising_ae: the kept set's losses with graphs and with plain launches differ:
+$(cat "$dir/run-graph/train.csv" "$dir/run-plain/train.csv")"
+cmp -s "$dir/run-graph/last.ckpt" "$dir/run-plain/last.ckpt" || fail "denoising_ae: last.ckpt differs between graphs and plain launches"
+echo "denoising_ae on the kept set: $replays graph replays give the plain launches' losses and last.ckpt bit for bit"
 
 # (c) unet_landcover_small's network on 4 synthetic tiles of 128 px, 4 patches of 64 each
 spec=$out/unet_landcover_small.ae

@@ -174,19 +174,21 @@ static int check_ballot_and_histogram(void) {
   return wrong;
 }
 
-/* A graph captured once (a copy in, two launches) replays exactly, twice. */
+/* A graph captured once (a copy in from pinned memory, two launches) replays exactly, twice;
+ * the second replay copies what the host wrote since. */
 static int check_graph(void) {
   const int n = 300;
-  float h[n], got[n];
+  float *h, got[n];
+  AEC_CHECK(cudaMallocHost(&h, sizeof(float) * n));
   for (int i = 0; i < n; i++) h[i] = uniform();
   float *d;
-  AEC_CHECK(cudaMalloc(&d, sizeof h));
+  AEC_CHECK(cudaMalloc(&d, sizeof(float) * n));
   cudaStream_t s;
   AEC_CHECK(cudaStreamCreate(&s));
   cudaGraph_t g;
   cudaGraphExec_t exec;
   AEC_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  AEC_CHECK(cudaMemcpyAsync(d, h, sizeof h, cudaMemcpyHostToDevice, s));
+  AEC_CHECK(cudaMemcpyAsync(d, h, sizeof(float) * n, cudaMemcpyHostToDevice, s));
   AEC_LAUNCH(scale, dim3((n + 127) / 128), dim3(128), 0, s, d, 2.0f, n);
   AEC_LAUNCH(scale, dim3((n + 127) / 128), dim3(128), 0, s, d, 0.5f, n);
   AEC_CHECK(cudaStreamEndCapture(s, &g));
@@ -197,9 +199,10 @@ static int check_graph(void) {
     AEC_CHECK(cudaStreamSynchronize(s));
     AEC_CHECK(cudaMemcpy(got, d, sizeof got, cudaMemcpyDeviceToHost));
     for (int i = 0; i < n; i++) wrong += got[i] != h[i] * 2.0f * 0.5f;
+    for (int i = 0; i < n; i++) h[i] += 1.0f;
   }
   if (wrong) printf("graph: %d values differ after the replays\n", wrong);
-  cudaGraphExecDestroy(exec), cudaGraphDestroy(g), cudaStreamDestroy(s), cudaFree(d);
+  cudaGraphExecDestroy(exec), cudaGraphDestroy(g), cudaStreamDestroy(s), cudaFree(d), cudaFreeHost(h);
   return wrong;
 }
 
@@ -214,6 +217,13 @@ static int mistake(const char *which) {
   else if (!strcmp(which, "shared-too-big")) AEC_LAUNCH(block_sum, dim3(1), dim3(256), 64 * 1024, 0, d, d);
   else if (!strcmp(which, "warp-deadlock")) AEC_LAUNCH(warp_deadlock, dim3(1), dim3(32), 0, 0, d);
   else if (!strcmp(which, "out-of-bounds")) AEC_LAUNCH(read_past_end, dim3(1), dim3(96), 0, 0, d, d, 64);
+  else if (!strcmp(which, "captured-pageable-copy") || !strcmp(which, "legacy-stream-in-capture")) {
+    cudaStream_t s;
+    AEC_CHECK(cudaStreamCreate(&s));
+    AEC_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    if (which[0] == 'c') AEC_CHECK(cudaMemcpyAsync(d, h, sizeof h, cudaMemcpyHostToDevice, s));
+    else AEC_CHECK(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
+  }
   else if (!strcmp(which, "free-host")) AEC_CHECK(cudaFreeHost(h));
   else if (!strcmp(which, "null-event")) AEC_CHECK(cudaStreamWaitEvent(0, nullptr, 0));
   else { fprintf(stderr, "emu_test: unknown case '%s'\n", which); return 2; }

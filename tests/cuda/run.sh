@@ -45,9 +45,11 @@ expect memcpy-direction "cudaMemcpyDeviceToHost of 256 bytes from host memory to
 expect block-too-big "a block of 2048x1x1 threads"
 expect shared-too-big "65536 bytes of dynamic shared memory, over the 49152 allowed"
 expect warp-deadlock "deadlock"
+expect captured-pageable-copy "captured into a graph reads or writes pageable host memory"
+expect legacy-stream-in-capture "legacy default stream .* while a stream is captured"
 expect free-host "cudaFreeHost(.*): not a pointer cudaMallocHost returned"
 expect null-event "cudaStreamWaitEvent on a null event"
-echo "emulator: partial barrier, host pointer, copy direction, launch limits, a warp deadlock, a stray cudaFreeHost and a null event reported"
+echo "emulator: partial barrier, host pointer, copy direction, launch limits, a warp deadlock, graph capture mistakes, a stray cudaFreeHost and a null event reported"
 
 for arch in sm_90 sm_80; do
   "$nvcc" -std=c++17 -O3 -arch=$arch -Xptxas -v -Iruntime -c "$src" -o "$out/emu_test_$arch.o" >"$out/ptxas_$arch.log" 2>&1 ||

@@ -8,6 +8,7 @@
 #  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
 #      training step of the GPU kernels against the CPU target for the specs of
 #      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
+#      tests/cuda/on_device.cu: the finite check and the clipping kernels give the host's bits;
 #      and the tf32 and bf16 builds of dense_ae and conv_ae within tests/cuda/precision.sh's
 #      tolerances (compare.cu --low), differing from the fp32 step by more than 1e-4; and the
 #      --gemm cublaslt builds (dense layers' GEMMs by cuBLASLt) within TOL, as fp32;
@@ -15,7 +16,9 @@
 #      seed at a small batch (unet_landcover_small on its synthetic data; dense_ae, vae and
 #      conv_ae too when Fashion-MNIST is there): every loss of train.csv (the epoch's mean
 #      train loss and terms, the validation loss after it) within STEPS_TOL (1e-3) relative
-#      (Adam turns rounding into learning-rate steps where gradients are nearly zero);
+#      (Adam turns rounding into learning-rate steps where gradients are nearly zero); the
+#      GPU trainer's replayed CUDA graphs and its plain launches (AEC_CUDA_GRAPH=0) give the
+#      same losses and last.ckpt bit for bit; --device 99 is refused with the device count;
 #  (4) compute-sanitizer --tool memcheck (conv_ae, seg_ops, unet_landcover_small) and
 #      --tool racecheck (conv_ae, seg_ops) find nothing in one step;
 #  (5) a training step of the four bench models, aec's kernels (bench/aec_cuda_step.cu;
@@ -89,7 +92,8 @@ for c in $steps; do
   [ -f "$spec" ] || spec="tests/cuda/$m.ae"
   mkdir -p "$dir"
   ( bin/aec build --target cuda --no-compile --batch "$b" --out "$dir/gen" "$spec" >"$dir/build.log" 2>&1 &&
-      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 ||
+      build_with "$dir/gen" tests/cuda/compare.cu "$dir/compare" >>"$dir/build.log" 2>&1 &&
+      build_with "$dir/gen" tests/cuda/on_device.cu "$dir/on_device" >>"$dir/build.log" 2>&1 ||
       echo "$m: $(tail -5 "$dir/build.log")" >"$dir/failed" ) &
 done
 wait
@@ -103,7 +107,10 @@ for c in $steps; do
   m=${c%%:*}
   r=$("$out/step/$m/compare" "$tol") || fail "$m: one step differs on the GPU: $r"
   echo "$m (batch ${c#*:}): $r"
+  "$out/step/$m/on_device" >"$out/step/$m/on_device.log" 2>&1 ||
+    fail "$m: the finite check or the clipping on the GPU differs from the host's: $(cat "$out/step/$m/on_device.log")"
 done
+echo "the finite check and the clipping on the GPU give the host's answers, bit for bit"
 echo "one step agrees within $tol ($(elapsed))"
 for c in $low; do   # 2 sqrt(u) of the format; over 1e-4 from fp32 (compare.cu --low)
   m=${c%%:*} p=${c##*:}
@@ -132,10 +139,21 @@ for c in $train_cases; do
   "$dir/bin/$m" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$m: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
   # shellcheck disable=SC2086
   "$dir/bin/$m-cuda" $train --out "$dir/run-gpu" >"$dir/gpu.log" 2>&1 || fail "$m: the GPU trainer failed: $(tail -5 "$dir/gpu.log")"
+  # shellcheck disable=SC2086
+  AEC_CUDA_GRAPH=0 "$dir/bin/$m-cuda" $train --out "$dir/run-plain" >"$dir/plain.log" 2>&1 ||
+    fail "$m: the GPU trainer without graphs failed: $(tail -5 "$dir/plain.log")"
+  [ "$(sed 's/,[^,]*$//' "$dir/run-gpu/train.csv")" = "$(sed 's/,[^,]*$//' "$dir/run-plain/train.csv")" ] &&
+    cmp -s "$dir/run-gpu/last.ckpt" "$dir/run-plain/last.ckpt" ||
+    fail "$m: graph replays and plain launches (AEC_CUDA_GRAPH=0) differ on the GPU"
+  # shellcheck disable=SC2086
+  if "$dir/bin/$m-cuda" $train --device 99 --out "$dir/run-99" >"$dir/dev99.log" 2>&1 ||
+    ! grep -q "device number from 0 to .* (this machine has [0-9]* device" "$dir/dev99.log"; then
+    fail "$m: --device 99 was not refused with the device count: $(cat "$dir/dev99.log")"
+  fi
   worst=$(paste -d, "$dir/run-cpu/train.csv" "$dir/run-gpu/train.csv" | awk -F, -f tests/cuda/max_rel.awk)
   awk -v w="$worst" -v t="$steps_tol" 'BEGIN { exit !(w <= t) }' ||
     fail "$m: the losses of ten steps differ by $worst relative (over $steps_tol)"
-  echo "$m (batch $b): $(tail -1 "$dir/run-gpu/train.csv" | cut -d, -f2) steps, losses within $worst relative"
+  echo "$m (batch $b): $(tail -1 "$dir/run-gpu/train.csv" | cut -d, -f2) steps, losses within $worst relative; graphs = plain launches"
 done
 echo "ten steps agree within $steps_tol ($(elapsed))"
 

@@ -19,6 +19,8 @@ typedef struct {
 } mirror;
 
 static long forwards;      /* forward calls that reached the mirror */
+static long grads_copied;  /* grads calls: the whole gradient arena to the host */
+static long grads_checked; /* grads_nonfinite calls: the check where the gradients are */
 
 static void poison(float *p, long n) {
   for (long i = 0; p && i < n; i++)
@@ -109,6 +111,7 @@ static const float *mirror_latent(const aert_device *d) {
 
 static float *mirror_grads(aert_device *d) {
   mirror *mr = d->own;
+  grads_copied++;
   memcpy(mr->host_grads, aert_device_grads(&mr->inner), sizeof(float) * d->m->param_floats);
   return mr->host_grads;
 }
@@ -126,12 +129,17 @@ static void mirror_step(aert_device *d, int batches, float lr) {
   aert_device_step(&((mirror *)d->own)->inner, batches, lr);
 }
 
+static long mirror_grads_nonfinite(aert_device *d, float *value) {
+  grads_checked++;
+  return aert_device_grads_nonfinite(&((mirror *)d->own)->inner, value);
+}
+
 static const aert_device_ops mirror_ops = {
   .open = mirror_open, .close = mirror_close, .upload = mirror_upload,
   .download = mirror_download, .batch = mirror_batch, .forward = mirror_forward,
   .backward = mirror_backward, .decode = mirror_decode, .output = mirror_output,
   .latent = mirror_latent, .grads = mirror_grads, .grads_changed = mirror_grads_changed,
-  .accumulate = mirror_accumulate, .step = mirror_step,
+  .accumulate = mirror_accumulate, .step = mirror_step, .grads_nonfinite = mirror_grads_nonfinite,
 };
 
 /* A mirror that keeps the training set (keep, batch_kept): its batches are made from the
@@ -224,6 +232,8 @@ Test(device, a_model_with_its_own_device_trains_resumes_and_predicts_as_on_the_c
     cr_assert_eq(run(&mirrored, steps[i], own), 0, "%s", steps[i]);
   }
   cr_assert_gt(forwards, 0, "the commands ran the model through its device");
+  cr_assert_gt(grads_checked, 0, "the trainer checked the gradients on the device");
+  cr_assert_eq(grads_copied, 0, "one process never copies the gradient arena to the host");
   assert_same_file(path_in(cpu, "last.ckpt"), path_in(own, "last.ckpt"));
   assert_same_file(path_in(cpu, "latent.npy"), path_in(own, "latent.npy"));
   assert_same_file(path_in(cpu, "predictions.npy"), path_in(own, "predictions.npy"));
@@ -247,6 +257,21 @@ Test(device, the_decoder_and_the_pictures_come_from_the_models_device, .init = c
                          "interpolation.png", "latent_2d.csv"};
   for (int i = 0; i < 6; i++)
     assert_same_file(path_in(cpu, files[i]), path_in(own, files[i]));
+}
+
+/* The check runs where the gradients are, and the message still names the step, the tensor
+ * and the element. */
+Test(device, a_nonfinite_gradient_is_found_on_the_device_and_named, .timeout = 60) {
+  aert_model mirrored = toy_inf_grad_model;
+  mirrored.device = &mirror_ops;
+  char *d = tmp_dir(), args[600];
+  int rc;
+  snprintf(args, sizeof args, "train --quiet --limit 100 --epochs 1 --out %s", d);
+  char *err = main_stderr(&mirrored, args, &rc);
+  cr_assert_eq(rc, 1);
+  cr_assert(strstr(err, "step 2") && strstr(err, "the gradient of 'dec.b' is inf at element 5"),
+            "%s", err);
+  cr_assert_eq(grads_copied, 0, "the gradients stayed on the device");
 }
 
 /* A device that keeps the IDX training set gets each step's example indices (and the

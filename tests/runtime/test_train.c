@@ -175,6 +175,15 @@ Test(cli, profile_needs_a_model_with_timing_tables) {
   cr_assert(strstr(err, "model 'toy' was generated without kernel timing; rebuild it with this aec"), "%s", err);
 }
 
+/* --device is the CUDA trainers' (their main takes it); the CPU trainer says so. */
+Test(cli, device_is_refused_by_the_cpu_trainer) {
+  int rc;
+  char *err = main_stderr(&toy_model, "train --device 0", &rc);
+  cr_assert_eq(rc, 2);
+  cr_assert(strstr(err, "option '--device' is an option of the CUDA trainers (bin/toy-cuda, bin/toy-cuda-emu); "
+                        "'toy' runs on the CPU"), "%s", err);
+}
+
 Test(cli, missing_checkpoint_names_file) {
   char *d = tmp_dir(), args[600];
   int rc;

@@ -111,10 +111,14 @@ static long ew_blocks(long n) { return (n + 1023) / 1024; }
 #define CF "const float *__restrict__ "
 #define F "float *__restrict__ "
 
-/* The seed of a random kernel, as the C target draws it: (hash(seed + k), first * elems). */
+/* The seed of a random kernel, as the C target draws it: (hash(seed + k), first * elems).
+ * The step's seed is read on the device from the step block (r->seed), so that a captured
+ * graph draws each step's numbers; SEEDED opens a random kernel's body with its own seed. */
 static const char *seed_args(emitter *e, const ae_kernel *k) {
-  return ae_sprintf(e->a, "aert_hash64(r->seed + %d), r->first * %ldu", k->id, elems(k->out));
+  return ae_sprintf(e->a, "r->seed, %d, r->first * %ldu", k->id, elems(k->out));
 }
+#define SEED_PARAMS "const uint64_t *step_seed, int k, uint64_t base"
+#define SEEDED "uint64_t seed = aert_hash64(*step_seed + (uint64_t)k);\n    "
 
 /* ---- dense ----------------------------------------------------------------------------- */
 
@@ -136,8 +140,8 @@ static void emit_dact_db(emitter *e, const ae_kernel *k, const char *name, long 
 
 static void launch_dact_db(emitter *e, const ae_kernel *k, const char *name, long rows, int cols, const char *dy, const char *y) {
   if (k->act && k->act->op != OP_LINEAR)
-    OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(rows * cols), dy, y);
-  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  AEC_LAUNCH(%s_db, dim3(%d), AECD_THREADS, 0, 0, %s, %s);\n", name, (cols + 31) / 32, dy, pgrad(e, k->b));
+    OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, ew_blocks(rows * cols), dy, y);
+  if (has_step(e, k, STEP_BIAS_GRAD)) OUT("  AEC_LAUNCH(%s_db, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s);\n", name, (cols + 31) / 32, dy, pgrad(e, k->b));
 }
 
 /* The epilogue y = act(s + b) of a GEMM kernel writing rows of `cols` values. */
@@ -176,10 +180,10 @@ static void emit_dense_lt(emitter *e, const ae_kernel *k, const char *name, cons
     OUT("/* %s_act: y = %s(y) in place, the activation no epilogue has; launch %ld blocks of 256 */\n"
         GLOBAL "%s_act(" F "y) {\n  AECD_FOR(i, %ldL) y[i] = aecd_act<%s>(y[i], %s);\n}\n", name, ae_op_name(k->act->op), ew_blocks(n), name, n,
         act_enum(k->act), flt(e, act_alpha(k->act)));
-  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_gemm(&%s_lt, %s, %s, %s, %s);\n", name, name, pval(e, k->w),
+  OUT("#endif\n\nstatic void %s_forward(const run *r) {\n#if AECD_LT\n  aecd_lt_gemm(&%s_lt, %s, %s, %s, %s, r->stream);\n", name, name, pval(e, k->w),
       val(e, x), k->b ? pval(e, k->b) : "(const float *)NULL", y);
-  if (after) OUT("  AEC_LAUNCH(%s_act, dim3(%ld), AECD_THREADS, 0, 0, %s);\n", name, ew_blocks(n), y);
-  OUT("#else\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n#endif\n}\n", name, gemm_grid(e, f), val(e, x), pval(e, k->w),
+  if (after) OUT("  AEC_LAUNCH(%s_act, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n", name, ew_blocks(n), y);
+  OUT("#else\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n#endif\n}\n", name, gemm_grid(e, f), val(e, x), pval(e, k->w),
       k->b ? pval(e, k->b) : "(const float *)NULL", y);
 }
 
@@ -189,7 +193,7 @@ static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, 
   bool lt = k->kind == K_DENSE && e->p->gemm == AE_GEMM_CUBLASLT;
   if (lt) emit_dense_lt(e, k, name, x, f, bwd && dw, bwd && dx);
   else
-    OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s, %s, %s, %s);\n}\n", name, name,
+    OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s, %s, %s, %s);\n}\n", name, name,
         gemm_grid(e, f), val(e, x), pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
@@ -197,12 +201,12 @@ static void emit_gemm_drivers(emitter *e, const ae_kernel *k, const char *name, 
   launch_dact_db(e, k, name, rows, cols, dy, y);
   if (lt && (dw || dx)) {
     OUT("#if AECD_LT\n");
-    if (dw) OUT("  aecd_lt_gemm(&%s_lt_dw, %s, %s, (const float *)NULL, %s);\n", name, dy, val(e, x), pgrad(e, k->w));
-    if (dx) OUT("  aecd_lt_gemm(&%s_lt_dx, %s, %s, (const float *)NULL, %s);\n", name, pval(e, k->w), dy, grad(e, x));
+    if (dw) OUT("  aecd_lt_gemm(&%s_lt_dw, %s, %s, (const float *)NULL, %s, r->stream);\n", name, dy, val(e, x), pgrad(e, k->w));
+    if (dx) OUT("  aecd_lt_gemm(&%s_lt_dx, %s, %s, (const float *)NULL, %s, r->stream);\n", name, pval(e, k->w), dy, grad(e, x));
     OUT("#else\n");
   }
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
-  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gw), val(e, x), dy, pgrad(e, k->w));
+  if (dx) OUT("  AEC_LAUNCH(%s_dx, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, gemm_grid(e, gx), dy, pval(e, k->w), grad(e, x));
   if (lt && (dw || dx)) OUT("#endif\n");
   OUT("}\n");
 }
@@ -326,17 +330,17 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   for (int i = 0; bwd && i < ns; i++)
     if (has_grad(e, ((ae_view *)k->src.items[i])->node)) emit_conv_dx(e, k, name, g, i, &gx[i]);
   const char *y = val(e, k->out);
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, 0, %s%s, %s, %s);\n}\n", name, name,
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, %s, AECD_THREADS, 0, r->stream, %s%s, %s, %s);\n}\n", name, name,
       gemm_grid(e, f), srcs, pval(e, k->w), k->b ? pval(e, k->b) : "(const float *)NULL", y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   launch_dact_db(e, k, name, rows, g.cout, dy, y);
-  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, 0, %s%s, %s);\n", name, gemm_grid(e, gw), srcs, dy, pgrad(e, k->w));
+  if (dw) OUT("  AEC_LAUNCH(%s_dw, %s, AECD_THREADS, 0, r->stream, %s%s, %s);\n", name, gemm_grid(e, gw), srcs, dy, pgrad(e, k->w));
   for (int i = 0; i < ns; i++) {
     const ae_node *s = ((ae_view *)k->src.items[i])->node;
     if (has_grad(e, s))
-      OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, 0, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
+      OUT("  AEC_LAUNCH(%s_dx%d, %s, AECD_THREADS, 0, r->stream, %s, %s, %s);\n", name, i, gemm_grid(e, gx[i]), dy, pval(e, k->w), grad(e, s));
   }
   OUT("}\n");
 }
@@ -424,15 +428,15 @@ static void emit_batchnorm(emitter *e, const ae_kernel *k, const char *name) {
   }
   const char *y = val(e, k->out), *st = ae_sprintf(e->a, "r->%s", buf_name(e, &k->stats));
   const char *use = k->w->frozen ? "0" : "r->training";
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, 0, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
-      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_stats, dim3(%d), AECD_THREADS, 0, r->stream, %s, (float *)(%s), (float *)(%s), %s, %s);\n"
+      "  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s, %s, %s, %s);\n}\n", name, name, c, val(e, x), pval(e, k->rmean),
       pval(e, k->rvar), st, use, name, ew_blocks(N), val(e, x), pval(e, k->w), pval(e, k->b), st, y);
   if (!bwd) return;
   const char *dy = grad(e, k->out);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, ew_blocks(N), dy, y);
+  if (k->act && k->act->op != OP_LINEAR) OUT("  AEC_LAUNCH(%s_dact, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, ew_blocks(N), dy, y);
   if (dx || dw)
-    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, 0, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
+    OUT("  AEC_LAUNCH(%s_bwd, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s, %s, %s, %s, %s, %s, %d);\n", name, c, dy, val(e, x), pval(e, k->w), st,
         dx ? grad(e, x) : "(float *)NULL", dw ? pgrad(e, k->w) : "(float *)NULL", dw ? pgrad(e, k->b) : "(float *)NULL", k->w->frozen ? 0 : 1);
   OUT("}\n");
 }
@@ -533,15 +537,15 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
     const ae_node *lv = ((ae_view *)k->src.items[1])->node;
     bool dmu = has_grad(e, x), dlv = has_grad(e, lv);
     s.what = "z = mu + exp(logvar / 2) eps in training, mu otherwise";
-    s.params = CF "mu, " CF "lv, " F "z, int training, uint64_t seed, uint64_t base";
+    s.params = CF "mu, " CF "lv, " F "z, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, %s, r->training, %s", xv, val(e, lv), y, seed_args(e, k));
-    s.body = "z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i) : mu[i];";
+    s.body = SEEDED "z[i] = training ? mu[i] + expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i) : mu[i];";
     if (dmu || dlv) {
-      s.bparams = CF "dz, " CF "lv, float *dmu, float *dlv, uint64_t seed, uint64_t base";
+      s.bparams = CF "dz, " CF "lv, float *dmu, float *dlv, " SEED_PARAMS;
       s.bargs = ae_sprintf(e->a, "%s, %s, %s, %s, %s", dyv, val(e, lv), dmu ? grad(e, x) : "(float *)NULL",
                            dlv ? grad(e, lv) : "(float *)NULL", seed_args(e, k));
       s.bbody = ae_sprintf(e->a, "%s%s", dmu ? "dmu[i] += dz[i];" : "",
-                           dlv ? "\n    dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i);" : "");
+                           dlv ? "\n    " SEEDED "dlv[i] += dz[i] * 0.5f * expf(0.5f * lv[i]) * aecd_normal(seed, base + (uint64_t)i);" : "");
     }
     dx = dmu || dlv;
     break;
@@ -549,9 +553,9 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
   case K_NOISE: {
     const char *lo = flt(e, n->lo), *hi = flt(e, n->hi);
     s.what = ae_sprintf(e->a, "y = x + N(0, %g) in training, clipped", n->stddev);
-    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.params = CF "x, " F "y, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
-    s.body = ae_sprintf(e->a, "float v = training ? x[i] + %s * aecd_normal(seed, base + (uint64_t)i) : x[i];\n"
+    s.body = ae_sprintf(e->a, SEEDED "float v = training ? x[i] + %s * aecd_normal(seed, base + (uint64_t)i) : x[i];\n"
                               "    y[i] = training ? (v < %s ? %s : v > %s ? %s : v) : v;", flt(e, n->stddev), lo, lo, hi, hi);
     s.bparams = CF "dy, " CF "y, " F "dx";
     s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, y, dxv);
@@ -561,12 +565,12 @@ static simple_kernel simple_of(emitter *e, const ae_kernel *k) {
   case K_DROPOUT: {
     const char *rate = flt(e, n->rate), *keep = ae_sprintf(e->a, "(1 / (1 - %s))", rate);
     s.what = ae_sprintf(e->a, "dropout %g in training", n->rate);
-    s.params = CF "x, " F "y, int training, uint64_t seed, uint64_t base";
+    s.params = CF "x, " F "y, int training, " SEED_PARAMS;
     s.args = ae_sprintf(e->a, "%s, %s, r->training, %s", xv, y, seed_args(e, k));
-    s.body = ae_sprintf(e->a, "y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= %s ? x[i] * %s : 0.0f;", rate, keep);
-    s.bparams = CF "dy, " F "dx, uint64_t seed, uint64_t base";
+    s.body = ae_sprintf(e->a, SEEDED "y[i] = !training ? x[i] : aert_uniform(seed, base + (uint64_t)i) >= %s ? x[i] * %s : 0.0f;", rate, keep);
+    s.bparams = CF "dy, " F "dx, " SEED_PARAMS;
     s.bargs = ae_sprintf(e->a, "%s, %s, %s", dyv, dxv, seed_args(e, k));
-    s.bbody = ae_sprintf(e->a, "dx[i] += aert_uniform(seed, base + (uint64_t)i) >= %s ? dy[i] * %s : 0.0f;", rate, keep);
+    s.bbody = ae_sprintf(e->a, SEEDED "dx[i] += aert_uniform(seed, base + (uint64_t)i) >= %s ? dy[i] * %s : 0.0f;", rate, keep);
     break;
   }
   case K_UPSAMPLE: {   /* nearest: forward per output value; backward per input value, its block summed in row order */
@@ -637,9 +641,9 @@ static void emit_simple(emitter *e, const ae_kernel *k, const char *name) {
     OUT("/* %s_bwd: its gradient; launch %ld blocks of 256 */\n", name, ew_blocks(s.bn));
     OUT(GLOBAL "%s_bwd(%s) {\n  AECD_FOR(i, %ldL) {\n    %s\n  }\n}\n", name, s.bparams, s.bn, s.bbody);
   }
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.n), s.args);
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n}\n", name, name, ew_blocks(s.n), s.args);
   if (!ae_kernel_has_backward(e->p, k)) return;
-  if (s.bbody) OUT("\nstatic void %s_backward(const run *r) {\n  AEC_LAUNCH(%s_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s);\n}\n", name, name, ew_blocks(s.bn), s.bargs);
+  if (s.bbody) OUT("\nstatic void %s_backward(const run *r) {\n  AEC_LAUNCH(%s_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s);\n}\n", name, name, ew_blocks(s.bn), s.bargs);
   else OUT("\nstatic void %s_backward(const run *r) { (void)r; }  /* no gradient flows into its input */\n", name);
 }
 
@@ -673,7 +677,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
     if (cat) OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i / %d * %d + %d + i %% %d];\n}\n", n, c, ct, v->ch_off, c);
     else OUT("  AECD_FOR(i, %ldL) dx[i] += dy[i];\n}\n", n);
   }
-  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, 0, ", name, name, ew_blocks(N));
+  OUT("\nstatic void %s_forward(const run *r) {\n  AEC_LAUNCH(%s_fwd, dim3(%ld), AECD_THREADS, 0, r->stream, ", name, name, ew_blocks(N));
   for (int i = 0; i < k->src.len; i++) OUT("%s, ", val(e, ((ae_view *)k->src.items[i])->node));
   OUT("%s);\n}\n", val(e, o));
   if (!bwd) return;
@@ -681,7 +685,7 @@ static void emit_join(emitter *e, const ae_kernel *k, const char *name) {
   for (int i = 0; i < k->src.len; i++) {
     const ae_view *v = k->src.items[i];
     if (has_grad(e, v->node))
-      OUT("  AEC_LAUNCH(%s_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", name, i, ew_blocks((long)e->p->batch * elems(v->node)),
+      OUT("  AEC_LAUNCH(%s_bwd%d, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", name, i, ew_blocks((long)e->p->batch * elems(v->node)),
           grad(e, o), grad(e, v->node));
   }
   OUT("}\n");
@@ -852,9 +856,9 @@ static const char *weights_arg(emitter *e, int i) {
 static void emit_overlap_launches(emitter *e, int i, const char *indent) {
   const ae_loss_term *t = e->p->m->losses.items[i];
   int s0 = e->slot[i], c = e->p->m->n_classes, parts = s0 + 1 + 2 * c;
-  OUT("%sAEC_LAUNCH(loss%d_part, dim3(%d), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", indent, i, overlap_blocks(e->p, t), val(e, t->a),
+  OUT("%sAEC_LAUNCH(loss%d_part, dim3(%d), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d);\n", indent, i, overlap_blocks(e->p, t), val(e, t->a),
       val(e, t->b), parts);
-  OUT("%sAEC_LAUNCH(loss%d_score, dim3(1), AECD_THREADS, 0, 0, r->sums + %d%s, r->sums + %d);\n", indent, i, parts, weights_arg(e, i), s0);
+  OUT("%sAEC_LAUNCH(loss%d_score, dim3(1), AECD_THREADS, 0, r->stream, r->sums + %d%s, r->sums + %d);\n", indent, i, parts, weights_arg(e, i), s0);
 }
 
 static void emit_loss_grad_launch(emitter *e, int i) {
@@ -865,21 +869,21 @@ static void emit_loss_grad_launch(emitter *e, int i) {
   const char *a = t->a ? val(e, t->a) : "", *b = t->b ? val(e, t->b) : "";
   bool has_da = t->a && has_grad(e, t->a);
   const char *da = has_da ? grad(e, t->a) : "(float *)NULL", *db = t->b && has_grad(e, t->b) ? grad(e, t->b) : "(float *)NULL";
-  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0", i, ew_blocks(n));
+  const char *g = ae_sprintf(e->a, "loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream", i, ew_blocks(n));
   switch (t->kind) {
   case LOSS_MSE: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s, (float)(2.0 * %.9g / %.1f));\n", g, a, b, da, db, t->weight, denom); break;
   case LOSS_BCE: if (has_da) OUT("    AEC_LAUNCH(%s, %s, %s, %s, (float)(%.9g / %.1f));\n", g, a, b, da, t->weight, denom); break;
   case LOSS_DICE: case LOSS_JACCARD:
     if (has_da) {
       emit_overlap_launches(e, i, "    ");
-      OUT("    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s, r->sums + %d, %s);\n", i, ew_blocks(n / e->p->m->n_classes), a, b,
+      OUT("    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d, %s);\n", i, ew_blocks(n / e->p->m->n_classes), a, b,
           s0, da);
     }
     break;
   case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
     if (has_da)
-      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n"
-          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, 0, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
+      OUT("    AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, r->stream, %s%s, r->sums + %d);\n"
+          "    AEC_LAUNCH(loss%d_bwd, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s%s, %s, r->sums + %d, shard->global_denom[%d]);\n",
           i, b, weights_arg(e, i), s0 + 1, i, ew_blocks(n / e->p->m->n_classes), a, b, weights_arg(e, i), da, s0 + 1, i);
     break;
   case LOSS_KL_NORMAL: OUT("    AEC_LAUNCH(%s, %s, %s, %s, %s);\n", g, a, b, da, db); break;
@@ -888,7 +892,7 @@ static void emit_loss_grad_launch(emitter *e, int i) {
     for (int j = 0, s = 0; j < e->p->params.len; j++) {
       const ae_tensor *w = e->p->params.items[j];
       if (!w->is_weight || w->frozen) continue;
-      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, 0, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
+      OUT("    AEC_LAUNCH(loss%d_bwd%d, dim3(%ld), AECD_THREADS, 0, r->stream, %s, %s);\n", i, s, ew_blocks(w->size), pval(e, w), pgrad(e, w));
       s++;
     }
     break;
@@ -903,18 +907,18 @@ static void emit_loss_sum_launch(emitter *e, int i) {
   switch (t->kind) {
   case LOSS_DICE: case LOSS_JACCARD: emit_overlap_launches(e, i, "  "); break;
   case LOSS_SOFTMAX_XENT: case LOSS_FOCAL:
-    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, 0, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
-    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
+    OUT("  AEC_LAUNCH(loss%d_wsum, dim3(1), AECD_THREADS, 0, r->stream, %s%s, r->sums + %d);\n", i, b, weights_arg(e, i), s0 + 1);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, %s%s, r->sums + %d);\n", i, a, b, weights_arg(e, i), s0);
     break;
   case LOSS_MSE: case LOSS_BCE: case LOSS_KL_NORMAL:
-    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, %s, r->sums + %d);\n", i, a, b, s0);
+    OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, %s, r->sums + %d);\n", i, a, b, s0);
     break;
-  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, a, s0); break;
+  case LOSS_L1: case LOSS_KL_SPARSITY: OUT("  AEC_LAUNCH(loss%d_sum, dim3(1), AECD_THREADS, 0, r->stream, %s, r->sums + %d);\n", i, a, s0); break;
   case LOSS_L2:
     for (int j = 0, s = 0; j < e->p->params.len; j++) {
       const ae_tensor *w = e->p->params.items[j];
       if (!w->is_weight || w->frozen) continue;
-      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, 0, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
+      OUT("  AEC_LAUNCH(loss%d_sum%d, dim3(1), AECD_THREADS, 0, r->stream, %s, r->sums + %d);\n", i, s, pval(e, w), s0 + s);
       s++;
     }
     break;
@@ -949,13 +953,15 @@ static void emit_loss_term(emitter *e, int i) {
 
 static void emit_compute_loss(emitter *e) {
   const ae_model *m = e->p->m;
-  OUT("\n/* The loss: forward, each term's sums copied back and divided as the C target does; backward,\n"
-      " * the gradients of the operands seeded. */\n");
-  OUT("static float compute_loss(const run *r, aert_losses *out, int backward) {\n  float total = 0, t;\n  (void)t;\n  if (backward) {\n");
+  OUT("\n/* The loss: forward, each term's sums, copied (without waiting) into r->sums_host, pinned host\n"
+      " * memory; backward, the gradients of the operands seeded. */\n");
+  OUT("static void loss_kernels(const run *r, int backward) {\n  if (backward) {\n");
   for (int i = 0; i < m->losses.len; i++) emit_loss_grad_launch(e, i);
-  OUT("    return 0;\n  }\n");
+  OUT("    return;\n  }\n");
   for (int i = 0; i < m->losses.len; i++) emit_loss_sum_launch(e, i);
-  OUT("  double sums[%d];\n  AEC_CHECK(cudaMemcpy(sums, r->sums, sizeof sums, cudaMemcpyDeviceToHost));\n", e->n_slots ? e->n_slots : 1);
+  OUT("  AEC_CHECK(cudaMemcpyAsync(r->sums_host, r->sums, sizeof(double) * AEC_LOSS_SUMS, cudaMemcpyDeviceToHost, r->stream));\n}\n\n");
+  OUT("/* The loss from the sums the forward copied back (once its stream finished), divided as the C\n"
+      " * target does. */\nstatic float loss_of(const double *sums, aert_losses *out) {\n  float total = 0, t;\n  (void)t;\n  (void)sums;\n");
   OUT("  double none[%d] = {0}, *denom = out ? shard->denom : none;   /* each term's normaliser on this rank */\n  (void)denom;\n",
       m->losses.len ? m->losses.len : 1);
   for (int i = 0; i < m->losses.len; i++) emit_loss_term(e, i);
@@ -970,11 +976,14 @@ static void emit_run(emitter *e) {
       " * loss's sums, and one pointer per buffer of the arena, named as in model.c. */\n");
   OUT("#define AEC_LOSS_SUMS %d       /* doubles of r->sums */\n#define AEC_CLASS_WEIGHTS %d   /* floats of r->cw */\n",
       e->n_slots ? e->n_slots : 1, e->n_cw ? e->n_cw : 1);
-  OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n  uint64_t seed;\n  int training;\n  uint64_t first;\n"
-      "  double *sums;\n  const float *cw;   /* the class weights of the class losses */\n");
+  OUT("typedef struct {\n  const float *P;\n  float *G, *A;\n  const float *X, *T;\n"
+      "  const uint64_t *seed;   /* the step's seed, in device memory: a graph replays each step's */\n  int training;\n  uint64_t first;\n"
+      "  double *sums, *sums_host;   /* the loss's sums on the device, and their copy in pinned host memory */\n"
+      "  const float *cw;   /* the class weights of the class losses */\n  cudaStream_t stream;   /* every launch and copy of the drivers */\n");
   for (int i = 0; i < e->n_bufs; i++) OUT("  float *%s;\n", e->bufs[i].ident);
-  OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, uint64_t seed, int training,\n"
-      "                 uint64_t first, double *sums, const float *cw) {\n  run r = {P, G, A, X, T, seed, training, first, sums, cw");
+  OUT("} run;\n\nstatic run place(const float *P, float *G, float *A, const float *X, const float *T, const uint64_t *seed,\n"
+      "                 int training, uint64_t first, double *sums, double *sums_host, const float *cw, cudaStream_t stream) {\n"
+      "  run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream");
   for (int i = 0; i < e->n_bufs; i++) OUT(",\n             A + %ld", e->bufs[i].b->off);
   OUT("};\n  return r;\n}\n");
 }
@@ -982,25 +991,26 @@ static void emit_run(emitter *e) {
 /* ---- the drivers -------------------------------------------------------------------- */
 
 /* The forward and backward launches, walking the steps: a kernel's backward steps are its
- * one function, a zero step a memset, the loss's gradient compute_loss. */
+ * one function, a zero step a memset, the loss's gradient loss_kernels. */
 static void emit_drivers(emitter *e, const char **names) {
   const ae_program *p = e->p;
-  OUT("\n/* ---- the drivers: every launch of a step, on the default stream; only device pointers */\n");
-  OUT("static float forward_kernels(const run *r, aert_losses *losses) {\n");
+  OUT("\n/* ---- the drivers: every launch of a step, on r->stream; only device pointers, so that a\n"
+      " * stream capture records them into a graph that replays every step */\n");
+  OUT("static void forward_kernels(const run *r) {\n");
   int i = 0;
   for (; i < p->steps.len; i++) {
     const ae_step *st = p->steps.items[i];
     if (st->kind == STEP_FORWARD) OUT("  %s_forward(r);\n", names[st->k->id]);
     if (st->kind == STEP_LOSS) break;
   }
-  OUT("  return compute_loss(r, losses, 0);\n}\n\n");
+  OUT("  loss_kernels(r, 0);\n}\n\n");
   OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
   OUT("static void backward_kernels(const run *r) {\n");
   for (i++; i < p->steps.len; i++) {
     const ae_step *st = p->steps.items[i], *prev = p->steps.items[i - 1];
-    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  AEC_CHECK(cudaMemsetAsync(r->G, 0, sizeof(float) * %ld, 0));\n", p->param_floats);
-    else if (st->kind == STEP_ZERO) OUT("  AEC_CHECK(cudaMemsetAsync(r->%s, 0, sizeof(float) * %ld, 0));\n", buf_name(e, st->buf), st->buf->size);
-    else if (st->kind == STEP_LOSS_GRAD) OUT("  compute_loss(r, NULL, 1);\n");
+    if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  AEC_CHECK(cudaMemsetAsync(r->G, 0, sizeof(float) * %ld, r->stream));\n", p->param_floats);
+    else if (st->kind == STEP_ZERO) OUT("  AEC_CHECK(cudaMemsetAsync(r->%s, 0, sizeof(float) * %ld, r->stream));\n", buf_name(e, st->buf), st->buf->size);
+    else if (st->kind == STEP_LOSS_GRAD) OUT("  loss_kernels(r, 1);\n");
     else if (st->k && st->k != prev->k) OUT("  %s_backward(r);\n", names[st->k->id]);
   }
   OUT("}\n");
@@ -1009,14 +1019,66 @@ static void emit_drivers(emitter *e, const char **names) {
 /* ---- the optimizer and the gradient sums: kernels over the parameter arena ----------
  * Every value of the arena but the frozen tensors' (the padding between tensors has zero
  * gradients and stays zero), as runtime/optim.c loops over the trainable tensors. */
-static void emit_trainable_loop(emitter *e, const char *name, const char *params, const char *body) {
+static void emit_frozen_skips(emitter *e, const char *indent) {
   const ae_program *p = e->p;
-  OUT(GLOBAL "%s(%s) {\n  AECD_FOR(i, %ldL) {\n", name, params, p->param_floats);
   for (int i = 0; i < p->params.len; i++) {
     const ae_tensor *t = p->params.items[i];
-    if (t->frozen) OUT("    if (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", t->offset, t->offset + t->size, t->name);
+    if (t->frozen) OUT("%sif (i >= %ld && i < %ld) continue;   /* %s, frozen */\n", indent, t->offset, t->offset + t->size, t->name);
   }
+}
+
+static void emit_trainable_loop(emitter *e, const char *name, const char *params, const char *body) {
+  OUT(GLOBAL "%s(%s) {\n  AECD_FOR(i, %ldL) {\n", name, params, e->p->param_floats);
+  emit_frozen_skips(e, "    ");
   OUT("    %s\n  }\n}\n\n", body);
+}
+
+/* The clipping on the device, bit for bit optim.c's aert_clip_grad_norm: grad_norm_part, a
+ * thread per chunk of AERT_NORM_CHUNK floats summing its trainable squares in order in double;
+ * grad_clip_scale, one thread adding the chunks' sums in order, then the norm and the scale
+ * (1 when the norm is within the limit) and the norm; grad_scale_at multiplies by it. */
+static void emit_clip_kernels(emitter *e) {
+  long n = e->p->param_floats;
+  OUT("/* grad_norm_part: AEC_NORM_CHUNKS chunks, a thread each (launch AEC_NORM_CHUNKS / 256 blocks, rounded up);\n"
+      " * grad_clip_scale: 1 thread; grad_scale_at: %ld blocks of 256 */\n"
+      "#define AEC_NORM_CHUNKS ((%ldL + AERT_NORM_CHUNK - 1) / AERT_NORM_CHUNK)\n", ew_blocks(n), n);
+  OUT(GLOBAL "grad_norm_part(const float *g, double *part) {\n  AECD_FOR(c, AEC_NORM_CHUNKS) {\n"
+      "    double s = 0;\n    long end = (c + 1) * AERT_NORM_CHUNK < %ldL ? (c + 1) * AERT_NORM_CHUNK : %ldL;\n"
+      "    for (long i = c * AERT_NORM_CHUNK; i < end; i++) {\n", n, n);
+  emit_frozen_skips(e, "      ");
+  OUT("      s += (double)g[i] * g[i];\n    }\n    part[c] = s;\n  }\n}\n\n");
+  OUT(GLOBAL "grad_clip_scale(const double *part, float clip, float *scale, double *norm) {\n  if (blockIdx.x != 0 || threadIdx.x != 0) return;\n"
+      "  double sum = 0;\n  for (long c = 0; c < AEC_NORM_CHUNKS; c++) sum += part[c];\n"
+      "  *norm = sqrt(sum);\n  double coef = clip / (*norm + 1e-6);\n  *scale = coef < 1.0 ? (float)coef : 1.0f;\n}\n\n");
+  emit_trainable_loop(e, "grad_scale_at", "float *g, const float *f", "g[i] *= *f;");
+}
+
+/* The finite check of the gradient arena on the device: each of up to 256 blocks finds the
+ * first offset of its grid-stride share that holds a NaN or an infinity (its threads' firsts
+ * reduced by a min, exact in any order), one block the first of the blocks' and its value:
+ * the trainer's message without copying the arena. */
+static int nonfinite_blocks(const ae_program *p) {
+  long b = ew_blocks(p->param_floats);
+  return (int)(b < 256 ? b : 256);
+}
+
+static void emit_nonfinite_check(emitter *e) {
+  const ae_program *p = e->p;
+  OUT("\n/* nonfinite_part, nonfinite_first: the first NaN or infinity of the %ld gradient floats (-1:\n"
+      " * none), into at[0] and the bits of its value into at[1]; launch %d blocks, then 1 */\n",
+      p->param_floats, nonfinite_blocks(p));
+  OUT("#define AEC_NONFINITE_BLOCKS %d\n#define AEC_NONE 0x7fffffffffffffffLL   /* no offset */\n", nonfinite_blocks(p));
+  OUT("__device__ __forceinline__ bool aec_nonfinite(float v) { return (__float_as_int(v) & 0x7f800000) == 0x7f800000; }\n");
+  OUT("__device__ __forceinline__ void aec_min_tree(long long *first) {\n"
+      "  for (int s = AECD_THREADS / 2; s > 0; s /= 2) {\n    __syncthreads();\n"
+      "    if ((int)threadIdx.x < s && first[threadIdx.x + s] < first[threadIdx.x]) first[threadIdx.x] = first[threadIdx.x + s];\n  }\n}\n");
+  OUT(GLOBAL "nonfinite_part(const float *g, long long *part) {\n  __shared__ long long first[AECD_THREADS];\n"
+      "  long long f = AEC_NONE;\n  AECD_FOR(i, %ldL) {\n    if (aec_nonfinite(g[i])) { f = i; break; }\n  }\n"
+      "  first[threadIdx.x] = f;\n  aec_min_tree(first);\n  if (threadIdx.x == 0) part[blockIdx.x] = first[0];\n}\n\n", p->param_floats);
+  OUT(GLOBAL "nonfinite_first(const float *g, const long long *part, long long *at) {\n  __shared__ long long first[AECD_THREADS];\n"
+      "  first[threadIdx.x] = (int)threadIdx.x < AEC_NONFINITE_BLOCKS ? part[threadIdx.x] : AEC_NONE;\n  aec_min_tree(first);\n"
+      "  if (threadIdx.x == 0) {\n    at[0] = first[0] == AEC_NONE ? -1 : first[0];\n"
+      "    at[1] = first[0] == AEC_NONE ? 0 : (long long)__float_as_int(g[first[0]]);\n  }\n}\n");
 }
 
 static void emit_optimizer(emitter *e) {
@@ -1025,14 +1087,20 @@ static void emit_optimizer(emitter *e) {
   OUT("\n/* optim_step: %s over the %ld parameter floats (frozen tensors skipped), as runtime/optim.c;\n"
       " * launch %ld blocks of 256 */\n", ae_optimizers.names[p->m->opt.kind], n, ew_blocks(n));
   emit_trainable_loop(e, "optim_step", "float *p, const float *g, float *m, float *v, aecd_optim o", "aecd_optim_update(o, p, g, m, v, i);");
+  OUT("/* optim_step_at: the same step with its settings read from device memory (the step block),\n"
+      " * so that a captured graph takes each step's learning rate and bias corrections */\n");
+  emit_trainable_loop(e, "optim_step_at", "float *p, const float *g, float *m, float *v, const aecd_optim *o",
+                      "aecd_optim_update(*o, p, g, m, v, i);");
   OUT("/* grad_accumulate: aert_grad_accumulate, sets (first) or adds g into s; grad_scale: g *= f,\n"
       " * as optim.c scales for the mean and the clipping; launch %ld blocks of 256 each */\n", ew_blocks(n));
   emit_trainable_loop(e, "grad_accumulate", "float *s, const float *g, int first", "s[i] = first ? g[i] : s[i] + g[i];");
   emit_trainable_loop(e, "grad_scale", "float *g, float f", "g[i] *= f;");
+  emit_clip_kernels(e);
   OUT("/* One optimizer step on device buffers: P, G and the state m (and v for Adam) of %ld floats;\n"
       " * step counts from 1, as aert_optimizer's after its increment. */\n"
       "void aec_cuda_optim_step(float *P, const float *G, float *m, float *v, const aert_optim *h, long step, float lr) {\n"
       "  AEC_LAUNCH(optim_step, dim3(%ld), AECD_THREADS, 0, 0, P, G, m, v, aecd_optim_of(h, step, lr));\n}\n", n, ew_blocks(n));
+  emit_nonfinite_check(e);
 }
 
 /* ---- the host glue: the device (runtime/device.h) --------------------------------------
@@ -1040,8 +1108,12 @@ static void emit_optimizer(emitter *e) {
  * memory for the whole run; the runtime sees them through host views that upload and
  * download fill when it says so. A training step copies the batch in (or only its example
  * indices, when the device keeps the IDX training set: runtime/aert_cuda_data.h, which also
- * owns the batch buffers), the loss's sums and the gradients out. The decoder alone (sample, interpolate) runs model.c's kernels on the
- * host, on a downloaded copy of the parameters. */
+ * owns the batch buffers and the copy stream of host batches), and out only the loss's sums
+ * and the finite check's answer; its phases (forward, backward with the check, the optimizer
+ * with the clipping) are CUDA graphs replayed on one compute stream, their per-step values
+ * in the step block, one graph a batch buffer for the phases that read the batch. The decoder
+ * alone (sample, interpolate) runs model.c's kernels on the host, on a downloaded copy of the
+ * parameters. */
 static bool any_auto_weights(const ae_model *m) {
   for (int i = 0; i < m->losses.len; i++)
     if (((ae_loss_term *)m->losses.items[i])->auto_weights) return true;
@@ -1072,8 +1144,28 @@ static void emit_device_memory(emitter *e) {
   const ae_program *p = e->p;
   const ae_model *m = p->m;
   long in = elems(m->input), tg = m->target ? elems(m->target) : 0;
-  OUT("\ntypedef struct {\n  float *P, *G, *A, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums;\n"
+  OUT("\n/* The step block: what changes from one step to the next (read by the kernels from device\n"
+      " * memory, so that a replayed graph computes what plain launches compute) and the few values\n"
+      " * the finite check copies back. One on the device, one in pinned host memory. */\n"
+      "typedef struct {\n  uint64_t seed;            /* the step's seed: dropout, noise, sampling */\n"
+      "  aecd_optim optim;         /* the optimizer step's learning rate, bias corrections, ... */\n"
+      "  long long nonfinite[2];   /* the check: the first bad offset of the gradients (-1: none), its value's bits */\n"
+      "  double grad_norm;         /* the clipping's norm of this step */\n"
+      "  float clip_scale;         /* the clipping's factor of this step (1: within the limit) */\n"
+      "  long long part[AEC_NONFINITE_BLOCKS];   /* the check's first per block */\n} step_block;\n\n");
+  OUT("/* The graphs of a run: each phase of a step, captured on the compute stream at its first call. */\n"
+      "enum { GRAPH_TRAIN, GRAPH_EVAL, GRAPH_BACKWARD, GRAPH_STEP, GRAPH_STEP_SUMS, GRAPHS };\n"
+      "/* The phases that read the batch (forward, backward) have one graph a batch buffer of the feed. */\n");
+  OUT("\ntypedef struct {\n  float *P, *G, *A, *cw, *gsum, *m, *v;   /* device memory */\n  double *sums, *sums_host;   /* the loss's sums, and their pinned host copy */\n"
+      "  double *norm_part;        /* with clip: the chunks' sums of squares of the gradient norm */\n"
+      "  float clip;               /* the clipping's limit, 0: none */\n"
+      "  step_block *step, *step_host;   /* the step block on the device and in pinned host memory */\n"
       "  aecd_feed feed;           /* the batches' buffers, and a kept set (aert_cuda_data.h) */\n"
+      "  cudaStream_t stream;      /* the compute stream: forward, backward, check and optimizer (and the feed's gather) */\n"
+      "  cudaGraphExec_t graph[GRAPHS][2];   /* captured at a phase's first call on a batch buffer, replayed after */\n"
+      "  int use_graphs;           /* 0 with AEC_CUDA_GRAPH=0: plain launches */\n"
+      "  unsigned char planned[GRAPHS];   /* --gemm cublaslt: the phase ran once plainly (its plans made) */\n"
+      "  int checked;              /* whether the check ran on the current gradients */\n"
       "  aert_optimizer opt;       /* the host view of the optimizer state */\n"
       "  float *grads, *out, *lat;   /* host copies of the gradients, the output and the latent */\n"
       "  float *host_arena;        /* the decoder's, on the host (allocated by the first decode) */\n"
@@ -1084,13 +1176,27 @@ static void emit_device_memory(emitter *e) {
       "  if (cudaMalloc(p, bytes) != cudaSuccess) {\n    *p = NULL;\n"
       "    aert_error(\"out of device memory for %%s (%%zu bytes)\", what, bytes);\n    return -1;\n  }\n"
       "  AEC_CHECK(cudaMemset(*p, 0, bytes));\n  return 0;\n}\n\n");
+  OUT("/* n zeroed values of pinned host memory (what a graph's copy reads or writes) in *p. */\n"
+      "template <class T> static int pinned_zeros(T **p, long n, const char *what) {\n"
+      "  size_t bytes = sizeof(T) * (size_t)(n > 0 ? n : 1);\n"
+      "  if (cudaMallocHost(p, bytes) != cudaSuccess) {\n    *p = NULL;\n"
+      "    aert_error(\"out of pinned host memory for %%s (%%zu bytes)\", what, bytes);\n    return -1;\n  }\n"
+      "  memset(*p, 0, bytes);\n  return 0;\n}\n\n");
+  OUT("/* Graphs unless AEC_CUDA_GRAPH=0 (plain launches, to debug); -1 for another value. */\n"
+      "static int graphs_wanted(void) {\n  const char *v = getenv(\"AEC_CUDA_GRAPH\");\n"
+      "  if (!v || !strcmp(v, \"1\")) return 1;\n  if (!strcmp(v, \"0\")) return 0;\n"
+      "  aert_error(\"AEC_CUDA_GRAPH must be 1 (replay each step's captured graph, the default) or 0 (plain launches), got '%%s'\", v);\n"
+      "  return -1;\n}\n\n");
   OUT("static int cuda_open(aert_device *d) {\n  cuda_device *c = (cuda_device *)aert_alloc(sizeof *c, \"the CUDA device\");\n"
       "  if (!(d->own = c)) return -1;\n  memset(c, 0, sizeof *c);\n"
       "  d->params = (float *)aert_alloc(sizeof(float) * %ldL, \"the parameters' host view\");\n"
       "  c->out = (float *)aert_alloc(sizeof(float) * %ldL, \"the output's host copy\");\n"
       "  if (!d->params || !c->out || device_zeros(&c->P, %ldL, \"the parameters\") || device_zeros(&c->A, %ldL, \"the arena\") ||\n"
       "      aecd_feed_open(&c->feed, %d, %ldL, %ldL) ||\n"
-      "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\"))\n    return -1;\n",
+      "      device_zeros(&c->sums, %d, \"the loss's sums\") || device_zeros(&c->cw, %d, \"the class weights\") ||\n"
+      "      device_zeros(&c->step, 1, \"the step block\") || pinned_zeros(&c->step_host, 1, \"the step block\") ||\n"
+      "      pinned_zeros(&c->sums_host, AEC_LOSS_SUMS, \"the loss's sums\") || (c->use_graphs = graphs_wanted()) < 0)\n    return -1;\n"
+      "  AEC_CHECK(cudaStreamCreate(&c->stream));\n  c->feed.compute = c->stream;   /* the feed's waits and gathers on the compute stream */\n",
       p->param_floats, (long)p->batch * elems(m->output), p->param_floats, p->arena_floats, p->batch, in, tg, e->n_slots, e->n_cw);
   if (m->latent)
     OUT("  if (!(c->lat = (float *)aert_alloc(sizeof(float) * %ldL, \"the latent's host copy\"))) return -1;\n", (long)p->batch * elems(m->latent));
@@ -1098,11 +1204,16 @@ static void emit_device_memory(emitter *e) {
       "  c->grads = (float *)aert_alloc(sizeof(float) * %ldL, \"the gradients' host copy\");\n"
       "  if (!c->grads || device_zeros(&c->G, %ldL, \"the gradients\") || device_zeros(&c->m, %ldL, \"the optimizer state\"))\n    return -1;\n"
       "  if (c->opt.v && device_zeros(&c->v, %ldL, \"the optimizer state\")) return -1;\n"
-      "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n  return 0;\n}\n\n",
+      "  if (d->m->optim.accumulate > 1 && device_zeros(&c->gsum, %ldL, \"the gradient sums\")) return -1;\n"
+      "  if ((c->clip = d->m->optim.clip_norm) > 0 && device_zeros(&c->norm_part, AEC_NORM_CHUNKS, \"the gradient norm's sums\")) return -1;\n"
+      "  return 0;\n}\n\n",
       p->param_floats, p->param_floats, p->param_floats, p->param_floats, p->param_floats);
   OUT("static void cuda_close(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  free(d->params);\n  if (c) {\n"
       "    float *dev[] = {c->P, c->G, c->A, c->cw, c->gsum, c->m, c->v};\n"
       "    for (float *q : dev) if (q) AEC_CHECK(cudaFree(q));\n    if (c->sums) AEC_CHECK(cudaFree(c->sums));\n    aecd_feed_close(&c->feed);\n"
+      "    if (c->step) AEC_CHECK(cudaFree(c->step));\n    if (c->norm_part) AEC_CHECK(cudaFree(c->norm_part));\n    for (auto &gs : c->graph) for (cudaGraphExec_t g : gs) if (g) AEC_CHECK(cudaGraphExecDestroy(g));\n"
+      "    if (c->stream) AEC_CHECK(cudaStreamDestroy(c->stream));\n"
+      "    if (c->step_host) AEC_CHECK(cudaFreeHost(c->step_host));\n    if (c->sums_host) AEC_CHECK(cudaFreeHost(c->sums_host));\n"
       "    free(c->grads);\n    free(c->out);\n    free(c->lat);\n    free(c->host_arena);\n    aert_optim_free(&c->opt);\n    free(c);\n  }\n"
       "  d->params = NULL;\n  d->opt = NULL;\n  d->own = NULL;\n}\n\n");
 }
@@ -1145,12 +1256,48 @@ static void emit_device_passes(emitter *e) {
       "  aecd_feed_kept(&((cuda_device *)d->own)->feed, index, epoch);\n}\n\n"
       "static void *cuda_host_alloc(aert_device *d, size_t n) { return aecd_feed_host_alloc(&((cuda_device *)d->own)->feed, n); }\n\n"
       "static void cuda_host_free(aert_device *d, void *p) { aecd_feed_host_free(&((cuda_device *)d->own)->feed, p); }\n\n");
-  OUT("static run run_of(cuda_device *c, int training, uint64_t seed) {\n"
+  OUT("static run run_of(cuda_device *c, int training) {\n"
       "  c->grads_here = c->out_here = c->lat_here = c->decoded = 0;\n"
-      "  return place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), seed, training, shard->first, c->sums, c->cw);\n}\n\n");
+      "  return place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), &c->step->seed, training, shard->first, c->sums, c->sums_host, c->cw, c->stream);\n}\n\n");
+  bool lt = p->gemm == AE_GEMM_CUBLASLT;
+  OUT("/* The launches of one phase of a step, on the compute stream: captured into a graph at the\n"
+      " * phase's first call and replayed after (all shapes are fixed), or launched as they are with\n"
+      " * AEC_CUDA_GRAPH=0. A phase starts by copying its per-step values from the pinned step block,\n"
+      " * so that a replay computes this step's. The batch alternates between the feed's two device\n"
+      " * buffers, and a graph reads fixed pointers: the phases that read the batch have one graph a\n"
+      " * buffer (aecd_feed_slot), the optimizer's one.%s */\n"
+      "typedef void (*phase)(cuda_device *c, const run *r);\n\n"
+      "static void run_phase(cuda_device *c, int which, const run *r, phase launches) {\n"
+      "  if (!c->use_graphs) {\n    launches(c, r);\n    return;\n  }\n",
+      lt ? " Under cuBLASLt (AECD_LT) a phase's first call runs\n * plain launches, which make its cuBLASLt plans outside any capture; the second captures" : "");
+  if (lt)
+    OUT("#if AECD_LT\n  if (!c->planned[which]) {\n    c->planned[which] = 1;\n    launches(c, r);\n    return;\n  }\n#endif\n");
+  OUT("  int slot = which == GRAPH_STEP || which == GRAPH_STEP_SUMS ? 0 : aecd_feed_slot(&c->feed);\n"
+      "  cudaGraphExec_t *exec = &c->graph[which][slot];\n"
+      "  if (!*exec) {\n    cudaGraph_t g;\n"
+      "    AEC_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));\n    launches(c, r);\n"
+      "    AEC_CHECK(cudaStreamEndCapture(c->stream, &g));\n    AEC_CHECK(cudaGraphInstantiate(exec, g, 0));\n"
+      "    AEC_CHECK(cudaGraphDestroy(g));\n  }\n  AEC_CHECK(cudaGraphLaunch(*exec, c->stream));\n}\n\n");
+  OUT("static void seed_in(cuda_device *c) {\n"
+      "  AEC_CHECK(cudaMemcpyAsync(&c->step->seed, &c->step_host->seed, sizeof(uint64_t), cudaMemcpyHostToDevice, c->stream));\n}\n\n"
+      "/* The finite check of the gradients, its answer copied back (a few bytes). */\n"
+      "static void check_kernels(cuda_device *c) {\n"
+      "  AEC_LAUNCH(nonfinite_part, dim3(AEC_NONFINITE_BLOCKS), AECD_THREADS, 0, c->stream, (const float *)c->G, c->step->part);\n"
+      "  AEC_LAUNCH(nonfinite_first, dim3(1), AECD_THREADS, 0, c->stream, (const float *)c->G, (const long long *)c->step->part,\n"
+      "             c->step->nonfinite);\n"
+      "  AEC_CHECK(cudaMemcpyAsync(c->step_host->nonfinite, c->step->nonfinite, sizeof c->step->nonfinite, cudaMemcpyDeviceToHost,\n"
+      "                            c->stream));\n}\n\n"
+      "static void forward_phase(cuda_device *c, const run *r) {\n  seed_in(c);\n  forward_kernels(r);\n}\n\n"
+      "static void backward_phase(cuda_device *c, const run *r) {\n  seed_in(c);\n  backward_kernels(r);\n  check_kernels(c);\n}\n\n");
+  OUT("/* The host writes the step block once the stream is done with the last step's: a graph's copy\n"
+      " * reads it when it runs. */\n"
+      "static void set_seed(cuda_device *c, uint64_t seed) {\n  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  c->step_host->seed = seed;\n}\n\n");
   OUT("static float cuda_forward(aert_device *d, int training, uint64_t seed, aert_losses *losses) {\n"
-      "  run r = run_of((cuda_device *)d->own, training, seed);\n  return forward_kernels(&r, losses);\n}\n\n");
-  OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  run r = run_of((cuda_device *)d->own, 1, seed);\n  backward_kernels(&r);\n}\n\n");
+      "  cuda_device *c = (cuda_device *)d->own;\n  run r = run_of(c, training);\n  set_seed(c, seed);\n"
+      "  run_phase(c, training ? GRAPH_TRAIN : GRAPH_EVAL, &r, forward_phase);\n"
+      "  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  return loss_of(c->sums_host, losses);\n}\n\n");
+  OUT("static void cuda_backward(aert_device *d, uint64_t seed) {\n  cuda_device *c = (cuda_device *)d->own;\n  run r = run_of(c, 1);\n"
+      "  set_seed(c, seed);\n  run_phase(c, GRAPH_BACKWARD, &r, backward_phase);\n  c->checked = 1;\n}\n\n");
   OUT("/* model.c's decoder on the host, on the parameters downloaded into the host view. */\n"
       "static void cuda_decode(aert_device *d, const float *latent) {\n  cuda_device *c = (cuda_device *)d->own;\n"
       "  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * %ldL, \"the decoder's host arena\"))) exit(1);\n"
@@ -1161,37 +1308,71 @@ static void emit_device_passes(emitter *e) {
     const char *what = i ? "latent" : "output", *host = i ? "lat" : "out";
     OUT("static const float *cuda_%s(const aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n", what);
     if (!keep[i]) { OUT("  (void)c;\n  return NULL;\n}\n\n"); continue; }
-    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), 0, 0, 0, c->sums, c->cw);\n"
+    OUT("  if (c->decoded) return d->m->%s(c->host_arena);\n  if (!c->%s_here) {\n    run dr = place(c->P, c->G, c->A, aecd_feed_x(&c->feed), aecd_feed_t(&c->feed), NULL, 0, 0, c->sums, c->sums_host, c->cw, c->stream);\n"
         "    const run *r = &dr;   /* the buffer by its name */\n"
         "    AEC_CHECK(cudaMemcpy(c->%s, %s, sizeof(float) * %ldL, cudaMemcpyDeviceToHost));\n    c->%s_here = 1;\n  }\n  return c->%s;\n}\n\n",
         what, host, host, val(e, keep[i]), (long)p->batch * elems(keep[i]), host, host);
   }
 }
 
-/* grads, accumulate and step: the gradient goes to the host once a step (the trainer checks
- * it), and comes back only when the host changed it; the optimizer runs on the device. */
+/* grads_nonfinite, grads, accumulate and step: the finite check's answer comes back (a few
+ * bytes) every step, the gradient arena only when the host asks for it (MPI); the
+ * optimizer runs on the device, its per-step settings in the step block. */
 static void emit_device_optimizer(emitter *e) {
   const ae_program *p = e->p;
   long n = p->param_floats, blocks = ew_blocks(n);
+  OUT("static long cuda_grads_nonfinite(aert_device *d, float *value) {\n  cuda_device *c = (cuda_device *)d->own;\n"
+      "  if (!c->checked) check_kernels(c);   /* the host changed the gradients */\n  c->checked = 1;\n"
+      "  AEC_CHECK(cudaStreamSynchronize(c->stream));\n  long long at = c->step_host->nonfinite[0];\n"
+      "  int bits = (int)c->step_host->nonfinite[1];\n  if (at >= 0) memcpy(value, &bits, sizeof *value);\n  return (long)at;\n}\n\n");
   OUT("static float *cuda_grads(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  if (!c->grads_here)\n  ");
   emit_copy(e, "c->grads", "c->G", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
   OUT("  c->grads_here = 1;\n  return c->grads;\n}\n\n");
-  OUT("static void cuda_grads_changed(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n");
+  OUT("static void cuda_grads_changed(aert_device *d) {\n  cuda_device *c = (cuda_device *)d->own;\n  c->checked = 0;\n");
   emit_copy(e, "c->G", "c->grads", ae_sprintf(e->a, "%ldL", n), "HostToDevice");
   OUT("}\n\nstatic void cuda_accumulate(aert_device *d, int first) {\n  cuda_device *c = (cuda_device *)d->own;\n"
-      "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, 0, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
-  OUT("/* As device_cpu.c's step: the mean of the sums (scaled on the device), clipped by the norm\n"
-      " * optim.c computes on a host copy (the one grads made, or the mean, copied once more), then\n"
-      " * the fused optimizer kernel. */\n"
+      "  AEC_LAUNCH(grad_accumulate, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, (const float *)c->G, first);\n}\n\n", blocks);
+  OUT("/* The optimizer kernels on gradient g (the last gradient, or the sums of accumulate, which\n"
+      " * grad_scale made their mean): the clipping to the global norm (with clip), all on the device,\n"
+      " * then the optimizer with its settings copied into the step block. */\n"
+      "static void optimizer_kernels(cuda_device *c, float *g) {\n"
+      "  if (c->clip > 0) {\n"
+      "    AEC_LAUNCH(grad_norm_part, dim3((AEC_NORM_CHUNKS + AECD_THREADS - 1) / AECD_THREADS), AECD_THREADS, 0, c->stream,\n"
+      "               (const float *)g, c->norm_part);\n"
+      "    AEC_LAUNCH(grad_clip_scale, dim3(1), dim3(1), 0, c->stream, (const double *)c->norm_part, c->clip, &c->step->clip_scale,\n"
+      "               &c->step->grad_norm);\n"
+      "    AEC_LAUNCH(grad_scale_at, dim3(%ld), AECD_THREADS, 0, c->stream, g, (const float *)&c->step->clip_scale);\n  }\n"
+      "  AEC_CHECK(cudaMemcpyAsync(&c->step->optim, &c->step_host->optim, sizeof(aecd_optim), cudaMemcpyHostToDevice, c->stream));\n"
+      "  AEC_LAUNCH(optim_step_at, dim3(%ld), AECD_THREADS, 0, c->stream, c->P, g, c->m, c->v, (const aecd_optim *)&c->step->optim);\n}\n\n"
+      "static void step_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->G);\n}\n\n"
+      "static void step_sums_phase(cuda_device *c, const run *r) {\n  (void)r;\n  optimizer_kernels(c, c->gsum);\n}\n\n",
+      blocks, blocks);
+  OUT("/* As device_cpu.c's step, all on the device: the mean of the sums, then the clipping and the\n"
+      " * optimizer (one graph a run for each gradient it may step from). */\n"
       "static void cuda_step(aert_device *d, int batches, float lr) {\n  cuda_device *c = (cuda_device *)d->own;\n"
-      "  const aert_model *m = d->m;\n  float *g = c->G;\n  if (batches > 0) {\n    g = c->gsum;\n"
-      "    if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, 1.0f / (float)batches);\n    c->grads_here = 0;\n  }\n"
-      "  if (m->optim.clip_norm > 0) {\n    if (!c->grads_here)\n    ", blocks);
-  emit_copy(e, "c->grads", "g", ae_sprintf(e->a, "%ldL", n), "DeviceToHost");
-  OUT("    c->grads_here = 0;   /* clipping scales the host copy too */\n"
-      "    double coef = m->optim.clip_norm / (aert_clip_grad_norm(m, c->grads, m->optim.clip_norm) + 1e-6);\n"
-      "    if (coef < 1.0) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, 0, g, (float)coef);\n  }\n"
-      "  c->opt.step++;\n  aec_cuda_optim_step(c->P, g, c->m, c->v, &m->optim, c->opt.step, lr);\n}\n\n", blocks);
+      "  if (batches > 1) AEC_LAUNCH(grad_scale, dim3(%ld), AECD_THREADS, 0, c->stream, c->gsum, 1.0f / (float)batches);\n"
+      "  c->grads_here = 0;   /* the host copy, if any, is not the scaled or clipped gradient */\n"
+      "  c->opt.step++;\n  AEC_CHECK(cudaStreamSynchronize(c->stream));   /* the last step's graph has read the block */\n"
+      "  c->step_host->optim = aecd_optim_of(&d->m->optim, c->opt.step, lr);\n"
+      "  if (batches > 0) run_phase(c, GRAPH_STEP_SUMS, NULL, step_sums_phase);\n  else run_phase(c, GRAPH_STEP, NULL, step_phase);\n}\n\n", blocks);
+}
+
+/* --device N, the CUDA trainers' own option: the GPU of the run, set and taken out of argv
+ * before the runtime parses the rest (whose command line refuses --device: the CPU trainer). */
+static void emit_select_device(emitter *e) {
+  OUT("/* --device N or --device=N: cudaSetDevice(N), and the option out of argv; 0 or -1 with a message. */\n"
+      "static int select_device(int *argc, char **argv) {\n  for (int i = 1; i < *argc; i++) {\n"
+      "    int used = !strcmp(argv[i], \"--device\") ? 2 : !strncmp(argv[i], \"--device=\", 9) ? 1 : 0;\n"
+      "    if (!used) continue;\n    if (used == 2 && i + 1 >= *argc) {\n      aert_error(\"option '--device' needs a value (N)\");\n      return -1;\n    }\n"
+      "    const char *val = used == 2 ? argv[i + 1] : argv[i] + 9;\n    char *end;\n    long n = strtol(val, &end, 10);\n    int count = 0;\n"
+      "    cudaError_t err = cudaGetDeviceCount(&count);\n    if (err != cudaSuccess) {\n"
+      "      aert_error(\"--device %%s: no CUDA device can be used (%%s)\", val, cudaGetErrorString(err));\n      return -1;\n    }\n"
+      "    if (!*val || *end || n < 0 || n >= count) {\n"
+      "      aert_error(\"--device expects a CUDA device number from 0 to %%d (this machine has %%d device%%s), got '%%s'\", count - 1, count,\n"
+      "                 count == 1 ? \"\" : \"s\", val);\n      return -1;\n    }\n"
+      "    AEC_CHECK(cudaSetDevice((int)n));\n"
+      "    memmove(argv + i, argv + i + used, sizeof(char *) * (size_t)(*argc - i - used + 1));   /* and its NULL */\n"
+      "    *argc -= used;\n    i--;\n  }\n  return 0;\n}\n\n");
 }
 
 static void emit_host_glue(emitter *e) {
@@ -1203,13 +1384,15 @@ static void emit_host_glue(emitter *e) {
   emit_device_optimizer(e);
   OUT("static const aert_device_ops cuda_device_ops = {\n  cuda_open, cuda_close, cuda_upload, cuda_download, cuda_batch, cuda_forward,\n"
       "  cuda_backward, cuda_decode, cuda_output, cuda_latent, cuda_grads, cuda_grads_changed, cuda_accumulate, cuda_step,\n"
-      "  cuda_keep, cuda_batch_kept, cuda_host_alloc, cuda_host_free,\n};\n\n");
+      "  cuda_grads_nonfinite, cuda_keep, cuda_batch_kept, cuda_host_alloc, cuda_host_free,\n};\n\n");
   OUT("/* The C target's descriptor (model.c, built with AEC_NO_MAIN) on this file's device: the\n"
       " * runtime and its commands run the model unchanged. */\n");
   OUT("static aert_model cuda_descriptor(void) {\n  aert_model m = aec_model;\n  m.device = &cuda_device_ops;\n%s"
       "  return m;\n}\n\n", any_auto_weights(e->p->m) ? "  m.set_class_weights = cuda_set_class_weights;\n" : "");
-  OUT("#ifndef AEC_NO_MAIN\nint main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
-      "  aert_prefer_passive_threads(argv);\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
+  OUT("#ifndef AEC_NO_MAIN\n");
+  emit_select_device(e);
+  OUT("int main(int argc, char **argv) {\n  static aert_model m;\n  m = cuda_descriptor();\n"
+      "  aert_prefer_passive_threads(argv);\n  if (select_device(&argc, argv) != 0)\n    return 2;\n  return aert_main(&m, argc, argv);\n}\n#endif\n");
 }
 
 /* The GEMMs' precision (aec build --precision), which aert_cuda_kernels.h reads: every
