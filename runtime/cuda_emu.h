@@ -201,6 +201,7 @@ struct block {
   fiber *fibers = nullptr;   /* the OS thread's, reused from block to block */
   int n = 0;
   fiber *cur = nullptr;
+  bool in_fiber = false;   /* cur runs (not the scheduler) */
   context sched;
   const std::function<void()> *body = nullptr;
   unsigned char *dynamic = nullptr;   /* dynamic shared memory */
@@ -233,16 +234,27 @@ struct worker {
 
 inline worker *&current_worker() { static thread_local worker *w = nullptr; return w; }
 
-/* A fault in a guard page: the thread overflowed its stack. Named, then exit status 3. */
-inline void on_segv(int sig, siginfo_t *si, void *) {
+/* A fault in a guard page, or (on x86-64) with the stack pointer below the running fiber's
+ * stack, as a frame larger than the guard page leaves it: the thread overflowed its stack.
+ * Named, then exit status 3. */
+inline void on_segv(int sig, siginfo_t *si, void *uc) {
   worker *w = current_worker();
+  block *b = here;
   char *a = static_cast<char *>(si->si_addr);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  if (w && a >= w->map && a < w->map + w->map_bytes && (size_t)(a - w->map) % (page + stack_bytes()) < page) {
+  bool overflow = w && a >= w->map && a < w->map + w->map_bytes && (size_t)(a - w->map) % (page + stack_bytes()) < page;
+#if defined(__x86_64__) && defined(REG_RSP)
+  if (b && b->in_fiber) {
+    char *sp = reinterpret_cast<char *>(static_cast<ucontext_t *>(uc)->uc_mcontext.gregs[REG_RSP]);
+    overflow = overflow || sp < b->cur->stack;
+  }
+#else
+  (void)uc;
+#endif
+  if (overflow) {
     static const char msg[] = "cuda-emu: a kernel thread overflowed its stack (AECU_STACK_KB sets its size)\n";
     if (write(2, msg, sizeof msg - 1) < 0) {}
-    block *b = here;
-    if (b && b->cur) {
+    if (b && b->in_fiber) {
       char line[256];
       int k = std::snprintf(line, sizeof line, "cuda-emu: kernel %s, block (%u,%u,%u), thread (%u,%u,%u)\n", b->kernel, b->index.x,
                             b->index.y, b->index.z, b->cur->thread.x, b->cur->thread.y, b->cur->thread.z);
@@ -458,7 +470,9 @@ inline void run_round(block &b, std::vector<int> &run, std::mt19937_64 &rng) {
   for (int i : run) {
     b.cur = &b.fibers[i];
     asan_start(&b.sched_fake, b.cur->stack, sb);
+    b.in_fiber = true;
     switch_to(b.sched, b.cur->ctx);
+    b.in_fiber = false;
     asan_finish(b.sched_fake, nullptr, nullptr);
   }
 }
@@ -562,6 +576,7 @@ void launch(const char *kernel, const char *file, int line, void (*fn)(P...), di
       b.body = &body;
       w.dynamic.resize(std::max<size_t>(shared, 1));
       b.dynamic = w.dynamic.data();
+      std::mt19937_64 rng;
       for (int t = 0; t < n; t++) {
         b.fibers[t].thread = {(unsigned)(t % blk.x), (unsigned)(t / blk.x % blk.y), (unsigned)(t / (blk.x * blk.y))};
         b.fibers[t].linear = t;
@@ -571,7 +586,7 @@ void launch(const char *kernel, const char *file, int line, void (*fn)(P...), di
         b.index = {(unsigned)(bi % grid.x), (unsigned)(bi / grid.x % grid.y), (unsigned)(bi / ((long)grid.x * grid.y))};
         std::memset(b.dynamic, 0xFF, std::max<size_t>(shared, 1));   /* never-written shared memory reads as NaN */
         for (int t = 0; t < n; t++) b.fibers[t].wait = wait_kind::running;
-        std::mt19937_64 rng(seed * 1000003u + (uint64_t)bi);
+        if (config().ord == order::random) rng.seed(seed * 1000003u + (uint64_t)bi);   /* only then: seeding costs */
         here = &b;
         run_block(b, w.run, rng);
         here = nullptr;
