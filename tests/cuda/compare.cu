@@ -8,6 +8,14 @@
  *   cc -DAEC_NO_MAIN -c DIR/model.c -o model_cpu.o ...
  *   g++ -std=gnu++20 -fopenmp -Iruntime -IDIR -x c++ tests/cuda/compare.cu -x none model_cpu.o build/libaert.a ...
  *   compare TOL      prints the worst differences; exit status 1 when one is over TOL
+ *   compare TOL STEPS STEP_TOL
+ *                    then STEPS training steps on random batches, the CPU device
+ *                    (device_cpu.c) against model.cu's, each driven as the trainer drives
+ *                    it (accumulation and clipping included): with the spec's optimizer
+ *                    every step's loss within TOL and at the end every parameter tensor
+ *                    within STEP_TOL of its largest value (Adam magnifies rounding, see
+ *                    training_steps); the same steps with plain SGD, losses and parameters
+ *                    within TOL
  *
  * A difference is taken relative to the largest magnitude of its tensor (or of the loss),
  * since sums in another order differ by rounding in proportion to the terms, not the result. */
@@ -58,6 +66,65 @@ static double optimizer_steps(const aert_model *m, const std::vector<float> &P, 
   AEC_CHECK(cudaMemcpy(dev.data(), dp, sizeof(float) * n, cudaMemcpyDeviceToHost));
   aert_optim_free(&o);
   return worst_diff(host.data(), dev.data(), n);
+}
+
+/* The batch of training step `step`: uniform inputs, targets as main's. */
+static void random_batch(const aert_model *m, int step, std::vector<float> &X, std::vector<float> &T) {
+  for (size_t i = 0; i < X.size(); i++) X[i] = aert_uniform(101 + (uint64_t)step, i);
+  for (size_t i = 0; i < T.size(); i++)
+    T[i] = !m->n_classes ? aert_uniform(203 + (uint64_t)step, i) : (i + (size_t)step) % 7 == 3 ? -1.0f
+                                                                  : (float)(aert_hash64(i + 7919 * (size_t)step) % (uint64_t)m->n_classes);
+}
+
+/* STEPS training steps from P on the CPU device and on model.cu's, as the trainer drives a
+ * device, with optimizer o; the worst loss difference of a step and the worst parameter
+ * tensor at the end, each relative to the largest magnitude (of the loss, of the tensor).
+ * Adam's step is lr m / (sqrt(v) + eps): for a gradient that is nearly zero it is about lr
+ * whatever the gradient's size, so a rounding-level difference there moves the parameter
+ * by a visible fraction of lr; SGD's step is lr g, and its differences stay at rounding. */
+struct drift { double loss, params; };
+static drift training_steps(const aert_model *m, const aert_model *cuda_m, const aert_optim &o, const std::vector<float> &P,
+                            int steps) {
+  aert_model cpu = *m, cuda = *cuda_m;
+  cpu.device = NULL;
+  cpu.optim = cuda.optim = o;
+  aert_device dc, dd;
+  if (aert_device_open(&dc, &cpu, 1) != 0 || aert_device_open(&dd, &cuda, 1) != 0) return {INFINITY, INFINITY};
+  memcpy(dc.params, P.data(), sizeof(float) * m->param_floats);
+  memcpy(dd.params, P.data(), sizeof(float) * m->param_floats);
+  aert_device_upload(&dc);
+  aert_device_upload(&dd);
+  std::vector<float> X(m->batch * m->in_size), T(m->batch * (m->target_size ? m->target_size : 1));
+  int acc = o.accumulate > 1 ? o.accumulate : 1;
+  double lw = 0;
+  for (int step = 0; step < steps; step++) {
+    random_batch(m, step, X, T);
+    float l[2];
+    aert_device *d[2] = {&dc, &dd};
+    for (int k = 0; k < 2; k++) {
+      aert_device_batch(d[k], X.data(), T.data());
+      l[k] = aert_device_forward(d[k], 1, 17 + (uint64_t)step, NULL);
+      aert_device_backward(d[k], 17 + (uint64_t)step);
+      (void)aert_device_grads(d[k]);   /* the trainer's NaN check reads them */
+      if (acc > 1) aert_device_accumulate(d[k], step % acc == 0);
+      if ((step + 1) % acc == 0) aert_device_step(d[k], acc > 1 ? acc : 0, o.lr);
+    }
+    lw = fmax(lw, worst_diff(&l[0], &l[1], 1));
+  }
+  aert_device_download(&dc);
+  aert_device_download(&dd);
+  double pw = 0;
+  const char *at = "all equal";
+  for (int k = 0; k < m->n_params; k++) {
+    const aert_param *p = &m->params[k];
+    double w = worst_diff(dc.params + p->offset, dd.params + p->offset, p->size);
+    if (w > pw) pw = w, at = p->name;
+  }
+  printf("; %s: losses %.1e, parameters %.1e (%s)", o.kind == AERT_OPT_SGD ? "sgd" : o.kind == AERT_OPT_ADAM ? "adam" : "adamw", lw,
+         pw, at);
+  aert_device_close(&dc);
+  aert_device_close(&dd);
+  return {lw, pw};
 }
 
 int main(int argc, char **argv) {
@@ -132,5 +199,17 @@ int main(int argc, char **argv) {
   }
   printf(", optimizer steps %.1e\n", ow);
   aert_device_close(&dev);
-  return fmax(fmax(worst, gw), ow) <= tol ? 0 : 1;
+  bool ok = fmax(fmax(worst, gw), ow) <= tol;
+  if (argc > 3) {
+    int steps = atoi(argv[2]);
+    printf("%d training steps", steps);
+    drift own = training_steps(m, &cuda, m->optim, P, steps);
+    aert_optim sgd = m->optim;
+    sgd.kind = AERT_OPT_SGD, sgd.momentum = 0, sgd.nesterov = 0, sgd.weight_decay = 0, sgd.lr = 0.01f;
+    bool is_plain = m->optim.kind == AERT_OPT_SGD && m->optim.momentum == 0 && m->optim.weight_decay == 0;
+    drift plain = is_plain ? own : training_steps(m, &cuda, sgd, P, steps);
+    printf("\n");
+    ok = ok && own.loss <= tol && own.params <= atof(argv[3]) && plain.loss <= tol && plain.params <= tol;
+  }
+  return ok ? 0 : 1;
 }

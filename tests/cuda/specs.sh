@@ -1,0 +1,70 @@
+#!/bin/sh
+# Every example spec (specs/*.ae) on the emulator against the CPU target, at a small batch
+# (tests/cuda/compare.cu, model.cu as host C++ under runtime/cuda_emu.h):
+#  - one training step in each of the three thread orders (forward, reverse, random): the
+#    loss terms, the output, the latent, an evaluation forward, batch norm's running
+#    statistics and every parameter gradient within 1e-5 of the tensor's largest value,
+#    and two steps of each optimizer;
+#  - then STEPS training steps on random batches (default 10; the full 256x256 U-Net 2 at
+#    batch 1), the CPU device against model.cu's, driven as the trainer drives a device:
+#    every step's loss within 1e-5 and every parameter tensor at the end within STEP_TOL
+#    (default 1e-4) of its largest value. Adam turns rounding-level differences of
+#    gradients that are nearly zero into larger steps, so parameters drift apart faster
+#    than losses; the measured worst is printed for each spec.
+# grow_stage2, grow_stage3 and latent_classifier import a parent's checkpoint: the parents
+# (grow_stage1, grow_stage2, conv_ae) are first trained for a few steps on the CPU in a
+# scratch copy of specs/, whose ../runs/ the imports then read.
+#
+#   tests/cuda/specs.sh                      every spec (make test-cuda-full; ~10 minutes of CPU)
+#   CUDA_SPECS="vae2:8 img2img:4" tests/cuda/specs.sh   some, as spec:batch[:steps]
+set -eu
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+out=build/cuda-specs
+tree=$root/$out/tree
+rm -rf "$out"
+mkdir -p "$tree/specs" "$tree/runs" "$tree/gen"
+cp specs/*.ae "$tree/specs/"
+fail() { echo "tests/cuda/specs.sh: $*"; exit 1; }
+step_tol=${STEP_TOL:-1e-4}
+cases=${CUDA_SPECS:-"conv_ae:4 conv_ae_1x1:4 conv_ae_transpose:4 conv_vae:4 deep_ae:8 denoising_ae:4 denoising_skip:4 dense_ae:8
+  grow_stage1:8 grow_stage2:8 grow_stage3:8 img2img:4 latent_classifier:4 sparse_kl_ae:8 sparse_l1_ae:8 sparse_none_ae:8
+  unet_landcover:1:2 unet_landcover_small:2 vae:8 vae2:8"}
+cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
+libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
+
+# A parent's checkpoint, for the specs that import it: a few CPU steps on Fashion-MNIST.
+parent() {
+  [ -e "$tree/runs/$1/best.ckpt" ] && return 0
+  ( cd "$tree" && "$root/bin/aec" build --batch 8 --out "gen/$1" "specs/$1.ae" >"gen-$1.log" 2>&1 &&
+    "bin/$1" train --epochs 1 --limit 64 --seed 3 --threads 1 --quiet --out "runs/$1" >>"gen-$1.log" 2>&1 ) ||
+    fail "$1 (a parent) did not build or train: $(tail -5 "$tree/gen-$1.log")"
+}
+
+for c in $cases; do
+  name=${c%%:*}; rest=${c#*:}; batch=${rest%%:*}; steps=10
+  [ "$rest" = "$batch" ] || steps=${rest#*:}
+  case $name in
+    grow_stage2) parent grow_stage1 ;;
+    grow_stage3) parent grow_stage1; parent grow_stage2 ;;
+    latent_classifier) parent conv_ae ;;
+  esac
+  dir="$out/$name"
+  mkdir -p "$dir"
+  "$root/bin/aec" build --target cuda --no-compile --batch "$batch" --out "$dir/cuda" "$tree/specs/$name.ae" >"$dir/build.log" 2>&1 ||
+    fail "$name: model.cu was not generated: $(tail -5 "$dir/build.log")"
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -DAEC_NO_MAIN -Iruntime -I"$dir/cuda" -c -o "$dir/model_cpu.o" "$dir/cuda/model.c" ||
+    fail "$name: model.c did not compile"
+  $cxx -I"$dir/cuda" -o "$dir/compare" -x c++ tests/cuda/compare.cu -x none "$dir/model_cpu.o" $libs ||
+    fail "$name: tests/cuda/compare.cu did not build"
+  report="$name (batch $batch):"
+  for order in forward reverse random; do
+    more=""
+    [ "$order" != forward ] || more="$steps $step_tol"
+    got=$(AECU_ORDER=$order AECU_SEED=5 OMP_NUM_THREADS=1 "$dir/compare" 1e-5 $more) ||
+      fail "$name differs in $order order: $got"
+    report="$report
+  $order: $got"
+  done
+  echo "$report"
+done
