@@ -72,7 +72,7 @@ MODELS = $(SPECS:specs/%.ae=%)
 -include $(wildcard generated/*/model.mk)
 
 generated: bin/aec
-	@for s in $(SPECS); do bin/aec build --no-compile "$$s" || exit 1; done
+	@for s in $(SPECS); do bin/aec build --target cuda --no-compile "$$s" || exit 1; done
 
 trainers: all $(MODELS:%=bin/%)
 

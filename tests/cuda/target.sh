@@ -3,6 +3,8 @@
 # supports, at a small batch:
 #  (a) nvcc compiles its model.cu for sm_90 and sm_80 with -Xptxas -v, and no kernel
 #      spills registers, needs a local-memory stack frame or more than 48 KiB of shared memory;
+#      manifest.json's launch table names only kernels ptxas compiled, with ptxas's static
+#      shared memory, and says that registers were not measured (no nvcc in aec build);
 #  (b) with the emulator's threads in forward and in reverse order: one training step of
 #      the CUDA kernels under the emulator (tests/cuda/compare.cu) gives the CPU target's loss
 #      terms, output, latent and parameter gradients within 1e-5 (relative to each tensor's
@@ -18,7 +20,7 @@
 #  (c) what the target does not have (--mpi; every op and loss of a spec is in) is refused, and
 #      nothing is written;
 #  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
-#      answers --help here (training needs a GPU).
+#      answers --help here (training needs a GPU); its manifest.json has ptxas's registers.
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -74,6 +76,9 @@ for c in $cases; do
     smem=$(grep -oE "[0-9]+ bytes smem" "$dir/ptxas_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
     [ "$smem" -le 49152 ] || fail "$name: nvcc -arch=$arch: a kernel uses $smem bytes of shared memory, over 48 KiB"
   done
+  launches=$(awk -v REGS=0 -f tests/cuda/launch_check.awk "$dir/ptxas_sm_90.log" "$dir/cuda/manifest.json") ||
+    fail "$name: manifest.json's launch table disagrees with ptxas: $launches"
+  grep -q '"registers": "not measured: ' "$dir/cuda/manifest.json" || fail "$name: manifest.json does not say its registers were not measured"
   kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
   regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
 
@@ -111,7 +116,7 @@ $(cat "$dir/run-$order/train.csv")"
     done
   fi
   echo "$report
-  $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
+  $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90; manifest.json: $launches"
 done
 
 # (c) refusal: every op and loss of a spec is in the target now (tests/cuda/seg_ops.ae holds the
@@ -129,4 +134,13 @@ mkdir -p "$out/dense_ae"
 ( cd "$out/dense_ae" && "$root/bin/aec" build --target cuda --batch 8 --out nvcc "$root/specs/dense_ae.ae" >build-nvcc.log 2>&1 ) ||
   fail "nvcc did not build bin/dense_ae-cuda: $(tail -5 "$out/dense_ae/build-nvcc.log")"
 "$out/dense_ae/bin/dense_ae-cuda" --help | grep -q "model dense_ae" || fail "bin/dense_ae-cuda --help does not name its model"
-echo "nvcc builds and links bin/dense_ae-cuda"
+# its manifest has ptxas's registers (the one-step case above compiled the same model.cu)
+if [ -f "$out/dense_ae/ptxas_sm_90.log" ]; then
+  regs=$(awk -v REGS=1 -f tests/cuda/launch_check.awk "$out/dense_ae/ptxas_sm_90.log" "$out/dense_ae/nvcc/manifest.json") ||
+    fail "bin/dense_ae-cuda's manifest.json: $regs"
+else   # dense_ae was not among the cases: registers at least
+  regs="$(grep -c '"registers": [0-9]' "$out/dense_ae/nvcc/manifest.json") kernels with registers"
+  ! grep -q '"registers": null' "$out/dense_ae/nvcc/manifest.json" || fail "bin/dense_ae-cuda's manifest.json lacks registers"
+fi
+grep -q '"registers": "ptxas -v' "$out/dense_ae/nvcc/manifest.json" || fail "bin/dense_ae-cuda's manifest.json does not name ptxas"
+echo "nvcc builds and links bin/dense_ae-cuda; its manifest.json's registers and shared memory: $regs"
