@@ -14,7 +14,8 @@
  *                    it (accumulation and clipping included): with the spec's optimizer
  *                    every step's loss within TOL and at the end every parameter tensor
  *                    within STEP_TOL of its largest value (Adam magnifies rounding, see
- *                    training_steps); the same steps with plain SGD, losses and parameters
+ *                    training_steps); the same steps with plain SGD (its first step moving
+ *                    a parameter by at most 1e-3 of the largest), losses and parameters
  *                    within TOL
  *
  * A difference is taken relative to the largest magnitude of its tensor (or of the loss),
@@ -204,8 +205,11 @@ int main(int argc, char **argv) {
     int steps = atoi(argv[2]);
     printf("%d training steps", steps);
     drift own = training_steps(m, &cuda, m->optim, P, steps);
-    aert_optim sgd = m->optim;
-    sgd.kind = AERT_OPT_SGD, sgd.momentum = 0, sgd.nesterov = 0, sgd.weight_decay = 0, sgd.lr = 0.01f;
+    aert_optim sgd = m->optim;   /* a rate at which the first step moves a parameter by at most 1e-3 of the largest */
+    double pmax = 0, gmax = 0;
+    for (long i = 0; i < m->param_floats; i++) pmax = fmax(pmax, fabs(P[i])), gmax = fmax(gmax, fabs(Gc[i]));
+    sgd.kind = AERT_OPT_SGD, sgd.momentum = 0, sgd.nesterov = 0, sgd.weight_decay = 0;
+    sgd.lr = gmax > 0 ? (float)(1e-3 * pmax / gmax) : 0.01f;
     bool is_plain = m->optim.kind == AERT_OPT_SGD && m->optim.momentum == 0 && m->optim.weight_decay == 0;
     drift plain = is_plain ? own : training_steps(m, &cuda, sgd, P, steps);
     printf("\n");

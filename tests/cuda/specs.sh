@@ -8,7 +8,7 @@
 #  - then STEPS training steps on random batches (default 10; the full 256x256 U-Net 2 at
 #    batch 1), the CPU device against model.cu's, driven as the trainer drives a device:
 #    every step's loss within 1e-5 and every parameter tensor at the end within STEP_TOL
-#    (default 1e-4) of its largest value. Adam turns rounding-level differences of
+#    (default 1e-3) of its largest value. Adam turns rounding-level differences of
 #    gradients that are nearly zero into larger steps, so parameters drift apart faster
 #    than losses; the measured worst is printed for each spec.
 # grow_stage2, grow_stage3 and latent_classifier import a parent's checkpoint: the parents
@@ -26,7 +26,7 @@ rm -rf "$out"
 mkdir -p "$tree/specs" "$tree/runs" "$tree/gen"
 cp specs/*.ae "$tree/specs/"
 fail() { echo "tests/cuda/specs.sh: $*"; exit 1; }
-step_tol=${STEP_TOL:-1e-4}
+step_tol=${STEP_TOL:-1e-3}
 cases=${CUDA_SPECS:-"conv_ae:4 conv_ae_1x1:4 conv_ae_transpose:4 conv_vae:4 deep_ae:8 denoising_ae:4 denoising_skip:4 dense_ae:8
   grow_stage1:8 grow_stage2:8 grow_stage3:8 img2img:4 latent_classifier:4 sparse_kl_ae:8 sparse_l1_ae:8 sparse_none_ae:8
   unet_landcover:1:2 unet_landcover_small:2 vae:8 vae2:8"}
