@@ -162,9 +162,17 @@ test: deps-test
 	tests/export/run.sh
 	tests/cuda/run.sh
 	tests/cuda/target.sh
+	tests/cuda/specs.sh quick
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh
+
+# The CUDA target on the emulator for every example spec, the full U-Net too (tests/cuda/specs.sh;
+# make test runs `specs.sh quick`, the specs tests/cuda/target.sh does not take, without the U-Net).
+test-cuda-full: all
+	tests/cuda/run.sh
+	tests/cuda/target.sh
+	tests/cuda/specs.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1
@@ -195,4 +203,4 @@ big-scene: all
 clean:
 	rm -rf build bin
 
-.PHONY: all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi
+.PHONY: all test test-cuda-full clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi
