@@ -88,11 +88,16 @@ for c in $cases; do
     fail "$name: model.c did not compile"
   $cxx -I"$dir/cuda" -o "$dir/compare" -x c++ tests/cuda/compare.cu -x none "$dir/model_cpu.o" $libs ||
     fail "$name: tests/cuda/compare.cu did not build"
+  tol=1e-5 adam=$step_tol sgd=$sgd_tol
+  # The full U-Net: a first-layer weight's gradient sums 65,536 pixels of each image, and
+  # sums in another order differ by their length's rounding (measured 1.4e-5 of the largest
+  # gradient; two steps: Adam 8.3e-3, SGD 3.7e-4, losses 7e-7).
+  [ "$name" != unet_landcover ] || tol=5e-5 adam=5e-2 sgd=2e-3
   report="$name (batch $batch):"
   for order in forward reverse random; do
     more=""
-    [ "$order" != forward ] || more="$steps $step_tol $sgd_tol"
-    got=$(AECU_ORDER=$order AECU_SEED=5 OMP_NUM_THREADS=1 "$dir/compare" 1e-5 $more) ||
+    [ "$order" != forward ] || more="$steps $adam $sgd"
+    got=$(AECU_ORDER=$order AECU_SEED=5 OMP_NUM_THREADS=1 "$dir/compare" $tol $more) ||
       fail "$name differs in $order order: $got"
     report="$report
   $order: $got"
