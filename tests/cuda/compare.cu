@@ -122,8 +122,9 @@ static drift training_steps(const aert_model *m, const aert_model *cuda_m, const
     double w = worst_diff(dc.params + p->offset, dd.params + p->offset, p->size);
     if (w > pw) pw = w, at = p->name;
   }
-  printf("; %s: losses %.1e, parameters %.1e (%s)", o.kind == AERT_OPT_SGD ? "sgd" : o.kind == AERT_OPT_ADAM ? "adam" : "adamw", lw,
-         pw, at);
+  const char *kind = o.kind == AERT_OPT_ADAM ? "adam" : o.kind == AERT_OPT_ADAMW ? "adamw" : o.nesterov ? "sgd nesterov"
+                   : o.momentum > 0 ? "sgd momentum" : "sgd";
+  printf("; %s: losses %.1e, parameters %.1e (%s)", kind, lw, pw, at);
   aert_device_close(&dc);
   aert_device_close(&dd);
   return {lw, pw};
