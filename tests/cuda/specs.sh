@@ -26,7 +26,7 @@
 #
 #   tests/cuda/specs.sh          every spec, and the trainers (make test-cuda-full)
 #   tests/cuda/specs.sh quick    those tests/cuda/target.sh does not take, but the full U-Net
-#                                (make test: about 2 minutes of CPU)
+#                                (make test: 1.5 minutes of CPU)
 #   CUDA_SPECS="vae2:8 img2img:4" tests/cuda/specs.sh   some, as spec:batch[:steps]
 set -eu
 cd "$(dirname "$0")/../.."
