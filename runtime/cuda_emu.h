@@ -2,7 +2,8 @@
  * without a GPU (aert_cuda.h includes it when a .cu file is compiled as host C++).
  *
  * A launch runs its blocks over OpenMP threads; the threads of a block run as fibers
- * (ucontext) on one OS thread, each until it reaches a barrier or ends, then the next.
+ * (a switch of its own on x86-64, ucontext elsewhere) on one OS thread, each until it
+ * reaches a barrier or ends, then the next.
  * __shared__ variables are static thread_local: one copy per OS thread, which runs one
  * block at a time, so one copy per block. Between two barriers the fibers run in the
  * order set by AECU_ORDER (forward, reverse or random with AECU_SEED), so a barrier left
@@ -14,7 +15,7 @@
  * (exit status 3): a __syncthreads that only part of a block reaches, a warp operation
  * whose lanes exited or wait elsewhere (deadlock), launch dimensions and dynamic shared
  * memory over the device's limits, a host pointer passed to a kernel, a cudaMemcpy whose
- * pointers do not match its direction. Device memory comes from cudaMalloc filled with
+ * pointers do not match its direction, a thread that overflows its stack. Device memory comes from cudaMalloc filled with
  * 0xFF bytes (NaN as floats), so a read of memory never written shows. Streams run in
  * order on the host; a stream under capture records launches and copies into a graph
  * that cudaGraphLaunch replays. Build with -fopenmp and -std=c++20; under ASan the fiber
