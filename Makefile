@@ -75,7 +75,7 @@ MODELS = $(SPECS:specs/%.ae=%)
 -include $(wildcard generated/*/model.mk)
 
 generated: bin/aec
-	@for s in $(SPECS); do bin/aec build --no-compile "$$s" || exit 1; done
+	@for s in $(SPECS); do bin/aec build --target cuda --no-compile "$$s" || exit 1; done
 
 trainers: all $(MODELS:%=bin/%)
 
@@ -173,9 +173,17 @@ test: deps-test
 	tests/cuda/graph.sh
 	tests/cuda/precision.sh
 	tests/cuda/data.sh
+	tests/cuda/specs.sh quick
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh
+
+# The CUDA target on the emulator for every example spec, the full U-Net too (tests/cuda/specs.sh;
+# make test runs `specs.sh quick`, the specs tests/cuda/target.sh does not take, without the U-Net).
+test-cuda-full: all
+	tests/cuda/run.sh
+	tests/cuda/target.sh
+	tests/cuda/specs.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
 DEMO_EPOCHS ?= 1
@@ -206,4 +214,4 @@ big-scene: all
 clean:
 	rm -rf build bin
 
-.PHONY: torch2 all test clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi
+.PHONY: torch2 all test test-cuda-full clean deps-test deps-demo demo demo-landcover big-scene generated trainers fuzz fuzz-specs bench mpi bench-mpi

@@ -672,4 +672,11 @@ bool ae_emit_cuda(ae_arena *a, const ae_program *p, const char *dir, const char 
  * the loss's last. NULL when out of memory. */
 char *ae_emit_model_cu_text(ae_arena *a, const ae_program *p, const char *spec_text_hash, long *kernel_at);
 
+/* ===== launches.c: the CUDA target's launch table ===== */
+/* Adds to dir/manifest.json (replacing an earlier build's) a "cuda" section: each kernel
+ * model.cu launches, with its grid, block, static and dynamic shared memory and, from
+ * ptxas_log (nvcc -Xptxas -v), its registers; without a log, "registers" says why
+ * (unmeasured) and each kernel's is null. False on an I/O error. */
+bool ae_cuda_manifest(ae_arena *a, const char *dir, const char *ptxas_log, const char *unmeasured);
+
 #endif

@@ -154,9 +154,23 @@ static int compile_trainer(const char *dir, const char *name, bool mpi) {
   return 0;
 }
 
+/* Runs cmd, its output kept in *out (malloc'd); the exit status as system's. */
+static int run_captured(const char *cmd, char **out) {
+  size_t len = 0;
+  FILE *mem = open_memstream(out, &len), *p = popen(cmd, "r");
+  if (!mem || !p) { if (mem) fclose(mem); if (p) pclose(p); return -1; }
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) fwrite(chunk, 1, n, mem);
+  int rc = pclose(p);
+  fclose(mem);
+  return rc;
+}
+
 /* The CUDA trainer: model.c without its main (the descriptor and the CPU decoder), then
- * model.cu by nvcc for sm_90, or with --emulate as host C++ under runtime/cuda_emu.h. */
-static int compile_cuda_trainer(const char *dir, const char *name, bool emulate, bool cublaslt) {
+ * model.cu by nvcc for sm_90 (ptxas's registers per kernel go into manifest.json), or with
+ * --emulate as host C++ under runtime/cuda_emu.h. */
+static int compile_cuda_trainer(ae_arena *a, const char *dir, const char *name, bool emulate, bool cublaslt) {
   const char *root = aec_root();
   if (mkdir("bin", 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create 'bin': %s\n", strerror(errno)); return 1; }
   const char *cc = getenv("CC") ? getenv("CC") : "cc", *cxx = getenv("CXX") ? getenv("CXX") : "g++";
@@ -174,13 +188,22 @@ static int compile_cuda_trainer(const char *dir, const char *name, bool emulate,
              " -o 'bin/%s-cuda-emu' -x c++ '%s/model.cu' -x none '%s' '%s/build/libaert.a' %s",
              cxx, root, dir, name, dir, obj, root, libs);
   else
-    snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
-             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp%s", nvcc, root, dir, name, dir, obj, root, libs, cublaslt ? " -lcublasLt" : "");
+    snprintf(cmd, sizeof cmd, "%s -std=c++17 -O3 -arch=sm_90 -Xptxas -v -I'%s/runtime' -I'%s' -o 'bin/%s-cuda' '%s/model.cu' '%s'"
+             " '%s/build/libaert.a' -Xcompiler -fopenmp %s -lgomp%s 2>&1", nvcc, root, dir, name, dir, obj, root, libs, cublaslt ? " -lcublasLt" : "");
   printf("%s\n", cmd);
   fflush(stdout);
-  int rc = system(cmd);
+  char *log = NULL;
+  int rc = emulate ? system(cmd) : run_captured(cmd, &log);
   remove(obj);
-  if (rc != 0) { fprintf(stderr, "aec: compiling model.cu for '%s' failed\n", name); return 1; }
+  if (rc != 0) {
+    if (log) fputs(log, stderr);
+    free(log);
+    fprintf(stderr, "aec: compiling model.cu for '%s' failed\n", name);
+    return 1;
+  }
+  bool ok = ae_cuda_manifest(a, dir, log, "not measured: model.cu was compiled as host C++ (--emulate), not by nvcc");
+  free(log);
+  if (!ok) return 1;
   printf("built bin/%s-cuda%s\n", name, emulate ? "-emu" : "");
   return 0;
 }
@@ -235,9 +258,10 @@ static int cmd_backend(const char *cmd, int argc, char **argv) {
       if (cuda && !ae_cuda_supported(&d, p)) rc = 1;
       if (!rc && !ae_emit_c(a, p, dir, spec_hash(a, m))) rc = 1;
       if (!rc && cuda && !ae_emit_cuda(a, p, dir, spec_hash(a, m))) rc = 1;
+      if (!rc && cuda && !ae_cuda_manifest(a, dir, NULL, "not measured: model.cu was not compiled (--no-compile)")) rc = 1;
       if (!rc) printf("generated %s/\n", dir);
       if (!rc && o.mpi && ranks > 1) printf("each of %d ranks takes %d of the global batch of %d\n", ranks, global / ranks, global);
-      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(dir, m->name, o.emulate, p->gemm == AE_GEMM_CUBLASLT) : compile_trainer(dir, m->name, o.mpi);
+      if (!rc && !o.no_compile) rc = cuda ? compile_cuda_trainer(a, dir, m->name, o.emulate, p->gemm == AE_GEMM_CUBLASLT) : compile_trainer(dir, m->name, o.mpi);
     }
   }
   ae_arena_free(a);

@@ -2,7 +2,8 @@
  * without a GPU (aert_cuda.h includes it when a .cu file is compiled as host C++).
  *
  * A launch runs its blocks over OpenMP threads; the threads of a block run as fibers
- * (ucontext) on one OS thread, each until it reaches a barrier or ends, then the next.
+ * (a switch of its own on x86-64, ucontext elsewhere) on one OS thread, each until it
+ * reaches a barrier or ends, then the next.
  * __shared__ variables are static thread_local: one copy per OS thread, which runs one
  * block at a time, so one copy per block. Between two barriers the fibers run in the
  * order set by AECU_ORDER (forward, reverse or random with AECU_SEED), so a barrier left
@@ -14,7 +15,7 @@
  * (exit status 3): a __syncthreads that only part of a block reaches, a warp operation
  * whose lanes exited or wait elsewhere (deadlock), launch dimensions and dynamic shared
  * memory over the device's limits, a host pointer passed to a kernel, a cudaMemcpy whose
- * pointers do not match its direction. Device memory comes from cudaMalloc filled with
+ * pointers do not match its direction, a thread that overflows its stack. Device memory comes from cudaMalloc filled with
  * 0xFF bytes (NaN as floats), so a read of memory never written shows. Streams run in
  * order on the host; a stream under capture records launches and copies into a graph
  * that cudaGraphLaunch replays (a captured copy must use pinned host memory, and nothing
@@ -23,10 +24,14 @@
 #ifndef AEC_CUDA_EMU_H
 #define AEC_CUDA_EMU_H
 
+#include <signal.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdarg>
 #include <chrono>
 #include <cmath>
@@ -43,6 +48,7 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define AECU_ASAN 1
 #endif
@@ -126,11 +132,71 @@ inline bool pinned(const void *p, size_t n) {
 }
 
 /* ---- fibers and the block scheduler --------------------------------------------------- */
+/* ---- fibers: stacks with guard pages and a context switch of their own --------------------
+ * On x86-64 a switch pushes the six callee-saved registers on the old stack and pops them
+ * from the new one (aecu_switch below): no system call, where ucontext's swapcontext sets
+ * the signal mask on every switch. The SSE and x87 control words are not switched (saving
+ * them took most of a switch's time): every fiber of an OS thread shares its rounding
+ * mode, which no kernel changes. Elsewhere, or with -DAECU_UCONTEXT, ucontext. */
+#if defined(__x86_64__) && !defined(AECU_UCONTEXT)
+#define AECU_OWN_SWITCH 1
+/* aecu_switch(from, to): stores the current stack pointer in *from and resumes the
+ * context whose stack pointer is to. aecu_fiber_start is where a new fiber's first switch
+ * returns to: it calls the function in r13 (from the frame fiber_stack lays out), which
+ * never returns. Weak, so that every translation unit may carry the header. */
+asm(R"(
+  .pushsection .text.aecu_switch,"axG",@progbits,aecu_switch,comdat
+  .weak aecu_switch
+  .hidden aecu_switch
+  .type aecu_switch, @function
+aecu_switch:
+  .cfi_startproc
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .cfi_endproc
+  .size aecu_switch, .-aecu_switch
+  .weak aecu_fiber_start
+  .hidden aecu_fiber_start
+  .type aecu_fiber_start, @function
+aecu_fiber_start:
+  .cfi_startproc
+  .cfi_undefined rip
+  callq *%r13
+  ud2
+  .cfi_endproc
+  .size aecu_fiber_start, .-aecu_fiber_start
+  .popsection
+)");
+extern "C" void aecu_switch(void **from, void *to);
+extern "C" void aecu_fiber_start();
+#endif
+
 enum class wait_kind { running, block_barrier, warp_op, done };
 enum class warp_op { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, wmma /* cuda_emu_wmma.h */ };
 
+struct context {
+#ifdef AECU_OWN_SWITCH
+  void *sp = nullptr;
+#else
+  ucontext_t uc;
+#endif
+};
+
 struct fiber {
-  ucontext_t ctx;
+  context ctx;
   uint3 thread;
   int linear;
   wait_kind wait = wait_kind::running;
@@ -140,7 +206,7 @@ struct fiber {
   uint64_t value = 0, result = 0;
   const char *file = "";   /* where it waits, for a deadlock report */
   int line = 0;
-  char *stack = nullptr;
+  char *stack = nullptr;   /* its lowest address; the guard page lies below */
   void *fake_stack = nullptr;
 };
 
@@ -148,11 +214,13 @@ struct block {
   const char *kernel;
   uint3 index;
   dim3 grid, dim;
-  std::vector<fiber> fibers;
+  fiber *fibers = nullptr;   /* the OS thread's, reused from block to block */
+  int n = 0;
   fiber *cur = nullptr;
-  ucontext_t sched;
+  bool in_fiber = false;   /* cur runs (not the scheduler) */
+  context sched;
   const std::function<void()> *body = nullptr;
-  std::vector<unsigned char> dynamic;   /* dynamic shared memory */
+  unsigned char *dynamic = nullptr;   /* dynamic shared memory */
   void *sched_fake = nullptr;
   const void *sched_bottom = nullptr;
   size_t sched_size = 0;
@@ -160,8 +228,107 @@ struct block {
 
 inline thread_local block *here = nullptr;
 inline size_t stack_bytes() {
-  static size_t b = [] { const char *s = std::getenv("AECU_STACK_KB"); return (size_t)(s ? std::atoi(s) : 256) * 1024; }();
+  static size_t b = [] {
+    const char *s = std::getenv("AECU_STACK_KB");
+    size_t kb = s ? (size_t)std::atol(s) : 64, page = (size_t)sysconf(_SC_PAGESIZE);
+    return std::max((kb * 1024 + page - 1) / page * page, 4 * page);
+  }();
   return b;
+}
+
+/* What one OS thread keeps from block to block: the fibers, their stacks in one mapping
+ * (each above a PROT_NONE guard page, so an overflow faults instead of writing over the
+ * next stack) and the dynamic shared memory. */
+struct worker {
+  char *map = nullptr;
+  size_t map_bytes = 0;
+  int stacks = 0;
+  std::vector<fiber> fibers;
+  std::vector<unsigned char> dynamic;
+  std::vector<int> run;
+};
+
+inline worker *&current_worker() { static thread_local worker *w = nullptr; return w; }
+
+/* A fault in a guard page, or (on x86-64) with the stack pointer below the running fiber's
+ * stack, as a frame larger than the guard page leaves it: the thread overflowed its stack.
+ * Named, then exit status 3. */
+inline void on_segv(int sig, siginfo_t *si, void *uc) {
+  worker *w = current_worker();
+  block *b = here;
+  char *a = static_cast<char *>(si->si_addr);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  bool overflow = w && a >= w->map && a < w->map + w->map_bytes && (size_t)(a - w->map) % (page + stack_bytes()) < page;
+#if defined(__x86_64__) && defined(REG_RSP)
+  if (b && b->in_fiber) {
+    char *sp = reinterpret_cast<char *>(static_cast<ucontext_t *>(uc)->uc_mcontext.gregs[REG_RSP]);
+    overflow = overflow || sp < b->cur->stack;
+  }
+#else
+  (void)uc;
+#endif
+  if (overflow) {
+    static const char msg[] = "cuda-emu: a kernel thread overflowed its stack (AECU_STACK_KB sets its size)\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {}
+    if (b && b->in_fiber) {
+      char line[256];
+      int k = std::snprintf(line, sizeof line, "cuda-emu: kernel %s, block (%u,%u,%u), thread (%u,%u,%u)\n", b->kernel, b->index.x,
+                            b->index.y, b->index.z, b->cur->thread.x, b->cur->thread.y, b->cur->thread.z);
+      if (k > 0 && write(2, line, (size_t)std::min(k, (int)sizeof line - 1)) < 0) {}
+    }
+    _exit(3);
+  }
+  signal(sig, SIG_DFL);   /* not ours: fault again, as without the handler */
+}
+
+/* The handler, once, unless the program (or a sanitizer) has its own; and for each OS
+ * thread a stack of its own to run it on, since the faulting stack is full. */
+inline void watch_guard_pages() {
+  static std::once_flag once;
+  static bool ours = false;
+  std::call_once(once, [] {
+    struct sigaction old;
+    if (sigaction(SIGSEGV, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL) {
+      struct sigaction sa;
+      std::memset(&sa, 0, sizeof sa);
+      sa.sa_sigaction = on_segv;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+      sigemptyset(&sa.sa_mask);
+      ours = sigaction(SIGSEGV, &sa, nullptr) == 0;
+    }
+  });
+  if (!ours) return;
+  stack_t ss, old;
+  if (sigaltstack(nullptr, &old) == 0 && !(old.ss_flags & SS_DISABLE)) return;
+  ss.ss_size = 64 * 1024;
+  ss.ss_sp = std::malloc(ss.ss_size);   /* the thread's for as long as it lives */
+  ss.ss_flags = 0;
+  if (ss.ss_sp) sigaltstack(&ss, nullptr);
+}
+
+/* The OS thread's worker, with stacks for at least n fibers. */
+inline worker &worker_for(int n, const char *kernel) {
+  worker *&w = current_worker();
+  if (!w) {
+    w = new worker;   /* one per OS thread, kept for the process's life */
+    watch_guard_pages();
+  }
+  if (w->stacks < n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), slot = page + stack_bytes();
+    if (w->map) munmap(w->map, w->map_bytes);   /* no fiber lives between blocks */
+    w->map_bytes = slot * (size_t)n;
+    void *m = mmap(nullptr, w->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) fail("kernel %s: no memory for the stacks of %d threads", kernel, n);
+    w->map = static_cast<char *>(m);
+    for (int i = 0; i < n; i++)
+      if (mprotect(w->map + slot * (size_t)i, page, PROT_NONE))
+        fail("kernel %s: mprotect of a stack's guard page failed (%s): vm.max_map_count too low for %d threads on this many OS threads?",
+             kernel, std::strerror(errno), n);
+    w->stacks = n;
+    w->fibers.resize((size_t)n);
+    for (int i = 0; i < n; i++) w->fibers[(size_t)i].stack = w->map + slot * (size_t)i + page;
+  }
+  return *w;
 }
 
 inline void asan_start(void **save, const void *bottom, size_t size) {
@@ -179,12 +346,48 @@ inline void asan_finish(void *save, const void **bottom, size_t *size) {
 #endif
 }
 
+inline void switch_to(context &from, context &to) {
+#ifdef AECU_OWN_SWITCH
+  aecu_switch(&from.sp, to.sp);
+#else
+  swapcontext(&from.uc, &to.uc);
+#endif
+}
+
+/* A fiber runs the block's body once, then returns to the scheduler for good. */
 inline void fiber_main() {
   block *b = here;
   asan_finish(nullptr, &b->sched_bottom, &b->sched_size);
   (*b->body)();
   b->cur->wait = wait_kind::done;
-  asan_start(nullptr, b->sched_bottom, b->sched_size);   /* this fiber ends: back to uc_link */
+  asan_start(nullptr, b->sched_bottom, b->sched_size);   /* this fiber ends */
+  switch_to(b->cur->ctx, b->sched);
+  fail("a finished fiber was resumed");
+}
+
+/* Lays out f's stack so that the first switch to it starts fiber_main. Each stack's top
+ * is offset by a different multiple of 64 bytes: tops at one offset in their pages would
+ * share the few cache sets of that offset. */
+inline void fiber_stack(fiber &f, int i) {
+  size_t sb = stack_bytes();
+#ifdef AECU_ASAN
+  __asan_unpoison_memory_region(f.stack, sb);   /* frames of the last block, never unwound */
+#endif
+#ifdef AECU_OWN_SWITCH
+  uintptr_t top = ((uintptr_t)(f.stack + sb) - (uintptr_t)(i % 64) * 64) & ~(uintptr_t)15;
+  void **ret = reinterpret_cast<void **>(top - 8);   /* 16-aligned once popped, as a call needs */
+  ret[0] = reinterpret_cast<void *>(aecu_fiber_start);
+  for (int r = 1; r <= 6; r++) ret[-r] = nullptr;   /* rbp, rbx, r12, r13, r14, r15 */
+  ret[-4] = reinterpret_cast<void *>(fiber_main);    /* r13: what aecu_fiber_start calls */
+  f.ctx.sp = ret - 6;
+#else
+  (void)i;
+  getcontext(&f.ctx.uc);
+  f.ctx.uc.uc_stack.ss_sp = f.stack;
+  f.ctx.uc.uc_stack.ss_size = sb;
+  f.ctx.uc.uc_link = nullptr;
+  makecontext(&f.ctx.uc, fiber_main, 0);
+#endif
 }
 
 /* From a fiber: wait at a barrier until the scheduler lets it go on. */
@@ -195,7 +398,7 @@ inline void yield(wait_kind w, const char *file, int line) {
   f->file = file;
   f->line = line;
   asan_start(&f->fake_stack, b->sched_bottom, b->sched_size);
-  swapcontext(&f->ctx, &b->sched);
+  switch_to(f->ctx, b->sched);
   asan_finish(f->fake_stack, &b->sched_bottom, &b->sched_size);
 }
 
@@ -230,7 +433,7 @@ inline const char *wait_name(const fiber &f) {
 /* Releases every warp operation whose lanes have all arrived; true when one was. */
 inline bool release_warps(block &b) {
   bool progress = false;
-  int n = (int)b.fibers.size();
+  int n = b.n;
   for (int w0 = 0; w0 < n; w0 += 32) {
     fiber *lead = nullptr;
     for (int l = w0; l < std::min(n, w0 + 32) && !lead; l++)
@@ -272,46 +475,34 @@ inline bool release_warps(block &b) {
   return progress;
 }
 
-inline void run_block(block &b, std::mt19937_64 &rng) {
-  int n = (int)b.fibers.size();
+/* Runs the fibers that may run, in the configured order, each until it waits or ends. */
+inline void run_round(block &b, std::vector<int> &run, std::mt19937_64 &rng) {
   size_t sb = stack_bytes();
-  /* The stacks of each OS thread stay for its next block; a global list keeps them
-   * reachable (they live as long as the process). */
-  static std::mutex mu;
-  static std::vector<std::vector<char *> *> every;
-  static thread_local std::vector<char *> *stacks = nullptr;
-  if (!stacks) {
-    std::lock_guard<std::mutex> lock(mu);
-    every.push_back(stacks = new std::vector<char *>);
+  run.clear();
+  for (int i = 0; i < b.n; i++)
+    if (b.fibers[i].wait == wait_kind::running) run.push_back(i);
+  if (config().ord == order::reverse) std::reverse(run.begin(), run.end());
+  if (config().ord == order::random) std::shuffle(run.begin(), run.end(), rng);
+  for (int i : run) {
+    b.cur = &b.fibers[i];
+    asan_start(&b.sched_fake, b.cur->stack, sb);
+    b.in_fiber = true;
+    switch_to(b.sched, b.cur->ctx);
+    b.in_fiber = false;
+    asan_finish(b.sched_fake, nullptr, nullptr);
   }
-  while ((int)stacks->size() < n) stacks->push_back(static_cast<char *>(std::malloc(sb)));
-  for (int i = 0; i < n; i++) {
-    fiber &f = b.fibers[i];
-    f.stack = (*stacks)[i];
-    if (!f.stack) fail("kernel %s: no memory for the stacks of %d threads", b.kernel, n);
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = sb;
-    f.ctx.uc_link = &b.sched;
-    makecontext(&f.ctx, fiber_main, 0);
-  }
-  std::vector<int> run;
+}
+
+inline void run_block(block &b, std::vector<int> &run, std::mt19937_64 &rng) {
+  int n = b.n;
+  for (int i = 0; i < n; i++) fiber_stack(b.fibers[i], i);
   for (;;) {
-    run.clear();
-    for (int i = 0; i < n; i++)
-      if (b.fibers[i].wait == wait_kind::running) run.push_back(i);
-    if (config().ord == order::reverse) std::reverse(run.begin(), run.end());
-    if (config().ord == order::random) std::shuffle(run.begin(), run.end(), rng);
-    for (int i : run) {
-      b.cur = &b.fibers[i];
-      asan_start(&b.sched_fake, b.cur->stack, sb);
-      swapcontext(&b.sched, &b.cur->ctx);
-      asan_finish(b.sched_fake, nullptr, nullptr);
-    }
+    run_round(b, run, rng);
     if (release_warps(b)) continue;
     int done = 0, at_block = 0;
     const fiber *warp_waiter = nullptr, *exited = nullptr, *barrier = nullptr;
-    for (const fiber &f : b.fibers) {
+    for (int i = 0; i < n; i++) {
+      const fiber &f = b.fibers[i];
       if (f.wait == wait_kind::done) { done++; exited = &f; }
       else if (f.wait == wait_kind::block_barrier) { at_block++; barrier = &f; }
       else if (f.wait == wait_kind::warp_op) warp_waiter = &f;
@@ -324,7 +515,7 @@ inline void run_block(block &b, std::mt19937_64 &rng) {
                     n, exited->thread.x, exited->thread.y, exited->thread.z);
       block_fail(b, *barrier, what);
     }
-    for (fiber &f : b.fibers) f.wait = wait_kind::running;   /* every thread is at the barrier */
+    for (int i = 0; i < n; i++) b.fibers[i].wait = wait_kind::running;   /* every thread is at the barrier */
   }
 }
 
@@ -349,7 +540,7 @@ inline bool capturing(const stream *s) { return s && s->capture; }
 
 inline void *dynamic_shared() {
   if (!here) fail("dynamic shared memory used outside a kernel");
-  return here->dynamic.data();
+  return here->dynamic;
 }
 
 /* Every pointer argument must point into device memory. */
@@ -384,6 +575,7 @@ template <typename... P, typename... A>
 void launch(const char *kernel, const char *file, int line, void (*fn)(P...), dim3 grid, dim3 blk, size_t shared, stream *s,
             A &&...args) {
   static_assert(sizeof...(P) == sizeof...(A), "a kernel launched with the wrong number of arguments");
+  if (here) fail("%s:%d: kernel %s launched from inside kernel %s (dynamic parallelism is not emulated)", file, line, kernel, here->kernel);
   check_launch(kernel, (const void *)fn, file, line, grid, blk, shared);
   int i = 0;
   (check_arg(kernel, file, line, i++, args), ...);
@@ -391,27 +583,35 @@ void launch(const char *kernel, const char *file, int line, void (*fn)(P...), di
   submit(s, [=] {
     long blocks = (long)grid.x * grid.y * grid.z;
     uint64_t seed = config().seed;
-#pragma omp parallel for schedule(dynamic)
-    for (long bi = 0; bi < blocks; bi++) {
+    int n = (int)(blk.x * blk.y * blk.z);
+    const std::function<void()> body = [&] { std::apply(fn, bound); };
+#pragma omp parallel if (blocks > 1)
+    {
+      worker &w = worker_for(n, kernel);   /* this OS thread's fibers, stacks and shared memory */
       block b;
       b.kernel = kernel;
       b.grid = grid;
       b.dim = blk;
-      b.index = {(unsigned)(bi % grid.x), (unsigned)(bi / grid.x % grid.y), (unsigned)(bi / ((long)grid.x * grid.y))};
-      b.dynamic.assign(shared ? shared : 1, 0xFF);
-      int n = (int)(blk.x * blk.y * blk.z);
-      b.fibers.resize((size_t)n);
+      b.n = n;
+      b.fibers = w.fibers.data();
+      b.body = &body;
+      w.dynamic.resize(std::max<size_t>(shared, 1));
+      b.dynamic = w.dynamic.data();
+      std::mt19937_64 rng;
       for (int t = 0; t < n; t++) {
         b.fibers[t].thread = {(unsigned)(t % blk.x), (unsigned)(t / blk.x % blk.y), (unsigned)(t / (blk.x * blk.y))};
         b.fibers[t].linear = t;
       }
-      std::function<void()> body = [&] { std::apply(fn, bound); };
-      b.body = &body;
-      std::mt19937_64 rng(seed * 1000003u + (uint64_t)bi);
-      block *outer = here;
-      here = &b;
-      run_block(b, rng);
-      here = outer;
+#pragma omp for schedule(dynamic)
+      for (long bi = 0; bi < blocks; bi++) {
+        b.index = {(unsigned)(bi % grid.x), (unsigned)(bi / grid.x % grid.y), (unsigned)(bi / ((long)grid.x * grid.y))};
+        std::memset(b.dynamic, 0xFF, std::max<size_t>(shared, 1));   /* never-written shared memory reads as NaN */
+        for (int t = 0; t < n; t++) b.fibers[t].wait = wait_kind::running;
+        if (config().ord == order::random) rng.seed(seed * 1000003u + (uint64_t)bi);   /* only then: seeding costs */
+        here = &b;
+        run_block(b, w.run, rng);
+        here = nullptr;
+      }
     }
   });
 }
@@ -474,7 +674,7 @@ T aecu_shfl(aecu::warp_op op, unsigned mask, T v, int arg, const char *file, int
 inline unsigned __activemask() {
   aecu::block &b = aecu::cur_block();
   unsigned m = 0, w0 = (unsigned)b.cur->linear / 32u * 32u;
-  for (unsigned l = 0; l < 32 && w0 + l < b.fibers.size(); l++)
+  for (unsigned l = 0; l < 32 && (int)(w0 + l) < b.n; l++)
     if (b.fibers[w0 + l].wait != aecu::wait_kind::done) m |= 1u << l;
   return m;
 }

@@ -5,7 +5,7 @@
  *   emu_test             every good kernel against its C reference; prints "ok"
  *   emu_test CASE        one mistake, which the emulator must stop with (exit status 3):
  *                        partial-barrier, host-pointer, memcpy-direction, block-too-big,
- *                        shared-too-big, warp-deadlock, out-of-bounds (for ASan) */
+ *                        shared-too-big, warp-deadlock, stack-overflow, out-of-bounds (for ASan) */
 #include "aert_cuda.h"
 
 #include <math.h>
@@ -80,6 +80,16 @@ __global__ void read_past_end(const float *x, float *y, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   y[i % n] = x[i];   /* the launch has more threads than x has values */
 }
+
+#ifndef __CUDACC__
+/* A thread whose stack overflows (the emulator's, not a GPU's: nvcc would need a stack
+ * frame for it, which tests/cuda/run.sh forbids). */
+__global__ void deep_stack(float *x) {
+  volatile char big[1 << 20];   /* over the emulator's 64 KiB stacks */
+  big[threadIdx.x] = 1;
+  x[threadIdx.x] = big[threadIdx.x];
+}
+#endif
 
 /* ---- host side ------------------------------------------------------------------------- */
 static uint64_t rng = 88172645463325252ull;
@@ -216,6 +226,9 @@ static int mistake(const char *which) {
   else if (!strcmp(which, "block-too-big")) AEC_LAUNCH(scale, dim3(1), dim3(2048), 0, 0, d, 2.0f, 64);
   else if (!strcmp(which, "shared-too-big")) AEC_LAUNCH(block_sum, dim3(1), dim3(256), 64 * 1024, 0, d, d);
   else if (!strcmp(which, "warp-deadlock")) AEC_LAUNCH(warp_deadlock, dim3(1), dim3(32), 0, 0, d);
+#ifndef __CUDACC__
+  else if (!strcmp(which, "stack-overflow")) AEC_LAUNCH(deep_stack, dim3(1), dim3(32), 0, 0, d);
+#endif
   else if (!strcmp(which, "out-of-bounds")) AEC_LAUNCH(read_past_end, dim3(1), dim3(96), 0, 0, d, d, 64);
   else if (!strcmp(which, "captured-pageable-copy") || !strcmp(which, "legacy-stream-in-capture")) {
     cudaStream_t s;

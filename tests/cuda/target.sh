@@ -3,10 +3,15 @@
 # supports, at a small batch:
 #  (a) nvcc compiles its model.cu for sm_90 and sm_80 with -Xptxas -v, and no kernel
 #      spills registers, needs a local-memory stack frame or more than 48 KiB of shared memory;
-#  (b) with the emulator's threads in forward and in reverse order: one training step of
+#      manifest.json's launch table names only kernels ptxas compiled, with ptxas's static
+#      shared memory, and says that registers were not measured (no nvcc in aec build);
+#  (b) with the emulator's threads in forward, reverse and random order: one training step of
 #      the CUDA kernels under the emulator (tests/cuda/compare.cu) gives the CPU target's loss
 #      terms, output, latent and parameter gradients within 1e-5 (relative to each tensor's
-#      largest value); and the emulated trainer (--emulate: the same model.cu as host C++
+#      largest value); ten training steps on random batches (the CPU device against model.cu's)
+#      keep every loss within 1e-5 and every parameter tensor within 1e-2 with the spec's
+#      optimizer, 1e-4 with plain SGD; in forward and reverse order the emulated trainer
+#      (--emulate: the same model.cu as host C++
 #      under cuda_emu.h) and the CPU trainer train one seed on Fashion-MNIST with every loss
 #      of their train.csv (train loss, its terms, validation loss) within 1e-5 relative.
 #      Their training steps take their batches from the IDX set the device keeps (the
@@ -19,7 +24,7 @@
 #  (c) what the target does not have (--mpi; every op and loss of a spec is in) is refused, and
 #      nothing is written;
 #  (d) without --emulate, nvcc builds and links the real trainer (bin/dense_ae-cuda), which
-#      answers --help here (training needs a GPU).
+#      answers --help here (training needs a GPU); its manifest.json has ptxas's registers.
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -38,6 +43,9 @@ cases=${CUDA_TARGET_CASES:-"dense_ae:8:64:2 vae:8:64:2 dense_clip:8:64:2 conv_ae
 cxx="${CXX:-g++} -std=gnu++20 -O2 -march=native -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime"
 libs="build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm"
 tol=1e-5
+# parameters after ten steps, relative to each tensor's largest value: with the spec's
+# optimizer (Adam: measured up to 2.9e-3) and with plain SGD (up to 3.3e-5); tests/cuda/specs.sh
+step_tol=${STEP_TOL:-1e-2} sgd_tol=${SGD_TOL:-1e-4}
 
 # The largest relative difference between the losses of two train.csv files
 # (tests/cuda/max_rel.awk; tests/gpu/run.sh uses it too).
@@ -74,6 +82,9 @@ for c in $cases; do
     why=$(ptxas_check "$name: nvcc -arch=$arch" "$dir/ptxas_$arch.log") || fail "$why"
   done
   smem=$(ptxas_check "$name" "$dir/ptxas_sm_90.log"; echo "$ptxas_smem")
+  launches=$(awk -v REGS=0 -f tests/cuda/launch_check.awk "$dir/ptxas_sm_90.log" "$dir/cuda/manifest.json") ||
+    fail "$name: manifest.json's launch table disagrees with ptxas: $launches"
+  grep -q '"registers": "not measured: ' "$dir/cuda/manifest.json" || fail "$name: manifest.json does not say its registers were not measured"
   kernels=$(grep -c "Compiling entry" "$dir/ptxas_sm_90.log")
   regs=$(grep -oE "Used [0-9]+ registers" "$dir/ptxas_sm_90.log" | awk '$2 > m { m = $2 } END { print m + 0 }')
 
@@ -84,10 +95,11 @@ for c in $cases; do
     "$dir/bin/$name" $train --out "$dir/run-cpu" >"$dir/cpu.log" 2>&1 || fail "$name: the CPU trainer failed: $(tail -5 "$dir/cpu.log")"
   fi
   report="$name (batch $batch):"
-  for order in forward reverse; do
-    step=$(AECU_ORDER=$order OMP_NUM_THREADS=1 "$dir/compare" $tol) || fail "$name: one step differs in $order order: $step"
-    report="$report step ($order): $step;"
-    [ "$epochs" -gt 0 ] || continue
+  for order in forward reverse random; do
+    more=""; [ "$order" != forward ] || more="10 $step_tol $sgd_tol"   # ten steps once: every order gives the same bits
+    step=$(AECU_ORDER=$order AECU_SEED=5 OMP_NUM_THREADS=1 "$dir/compare" $tol $more) || fail "$name: one step differs in $order order: $step"
+    report="$report step ($order): $(echo "$step" | tr '\n' ' ');"
+    [ "$epochs" -gt 0 ] && [ "$order" != random ] || continue
     AEC_CUDA_FEED=1 AECU_ORDER=$order "$dir/bin/$name-cuda-emu" $train --out "$dir/run-$order" >"$dir/$order.log" 2>&1 ||
       fail "$name: the emulated trainer failed in $order order: $(tail -5 "$dir/$order.log")"
     # every training step's batch made on the device from the kept IDX set (tests/cuda/data.sh)
@@ -115,7 +127,7 @@ $(cat "$dir/run-$order/train.csv")"
     done
   fi
   echo "$report
-  $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90"
+  $kernels kernels, at most $regs registers and $smem bytes of shared memory on sm_90; manifest.json: $launches"
 done
 
 # (c) refusal: every op and loss of a spec is in the target now (tests/cuda/seg_ops.ae holds the
@@ -133,4 +145,13 @@ mkdir -p "$out/dense_ae"
 ( cd "$out/dense_ae" && "$root/bin/aec" build --target cuda --batch 8 --out nvcc "$root/specs/dense_ae.ae" >build-nvcc.log 2>&1 ) ||
   fail "nvcc did not build bin/dense_ae-cuda: $(tail -5 "$out/dense_ae/build-nvcc.log")"
 "$out/dense_ae/bin/dense_ae-cuda" --help | grep -q "model dense_ae" || fail "bin/dense_ae-cuda --help does not name its model"
-echo "nvcc builds and links bin/dense_ae-cuda"
+# its manifest has ptxas's registers (the one-step case above compiled the same model.cu)
+if [ -f "$out/dense_ae/ptxas_sm_90.log" ]; then
+  regs=$(awk -v REGS=1 -f tests/cuda/launch_check.awk "$out/dense_ae/ptxas_sm_90.log" "$out/dense_ae/nvcc/manifest.json") ||
+    fail "bin/dense_ae-cuda's manifest.json: $regs"
+else   # dense_ae was not among the cases: registers at least
+  regs="$(grep -c '"registers": [0-9]' "$out/dense_ae/nvcc/manifest.json") kernels with registers"
+  ! grep -q '"registers": null' "$out/dense_ae/nvcc/manifest.json" || fail "bin/dense_ae-cuda's manifest.json lacks registers"
+fi
+grep -q '"registers": "ptxas -v' "$out/dense_ae/nvcc/manifest.json" || fail "bin/dense_ae-cuda's manifest.json does not name ptxas"
+echo "nvcc builds and links bin/dense_ae-cuda; its manifest.json's registers and shared memory: $regs"
