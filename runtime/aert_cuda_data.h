@@ -19,9 +19,6 @@
 #include "aert_cuda_kernels.h"
 #include <stdlib.h>
 #include <string.h>
-extern "C" {
-#include "aert_internal.h"
-}
 
 typedef struct {
   long batch, in, tg;               /* examples; floats per batch of inputs and of targets */

@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "aert.h"
+extern "C" {
+#include "aert_internal.h"   /* aert_mul_rn, aert_add_rn: the optimizer as optim.c rounds it */
+}
 
 /* ---- the precision of the GEMMs (aec build --target cuda --precision) -------------------
  * model.cu defines AECD_PRECISION before it includes this file. fp32: the SIMT GEMM below.
@@ -279,25 +282,29 @@ static inline aecd_optim aecd_optim_of(const aert_optim *h, long step, float lr)
 }
 
 /* One parameter p[i] with its gradient and state (m: SGD's momentum buffer or Adam's first
- * moment; v: Adam's second moment). */
+ * moment; v: Adam's second moment). Each product and sum rounded on its own (aert_mul_rn,
+ * aert_add_rn), as optim.c's (built without contraction): nvcc fuses a * b + c into one FMA
+ * by default, and where Adam's second moment is tiny (its g * g underflows to a subnormal)
+ * the FMA's single rounding moved parameters by 1.5e-5 of their largest in two steps. */
 __device__ __forceinline__ void aecd_optim_update(aecd_optim o, float *p, const float *g, float *m, float *v, long i) {
   if (o.kind == AERT_OPT_SGD) {
-    float gi = g[i] + o.wd * p[i];
+    float gi = aert_add_rn(g[i], aert_mul_rn(o.wd, p[i]));
     if (o.mu != 0.0f && o.nesterov) {
-      float b = m[i] = o.mu * m[i] + gi;
-      p[i] -= o.lr * (gi + o.mu * b);
+      float b = m[i] = aert_add_rn(aert_mul_rn(o.mu, m[i]), gi);
+      p[i] -= aert_mul_rn(o.lr, aert_add_rn(gi, aert_mul_rn(o.mu, b)));
     } else if (o.mu != 0.0f) {
-      float d = m[i] = o.mu * m[i] + gi;
-      p[i] -= o.lr * d;
+      float d = m[i] = aert_add_rn(aert_mul_rn(o.mu, m[i]), gi);
+      p[i] -= aert_mul_rn(o.lr, d);
     } else {
-      p[i] -= o.lr * gi;
+      p[i] -= aert_mul_rn(o.lr, gi);
     }
     return;
   }
-  float pi = p[i] * o.shrink, gi = g[i] + o.wd * pi;
-  float mi = m[i] + (gi - m[i]) * o.one_b1, vi = v[i] * o.b2 + o.one_b2 * gi * gi;
+  float pi = aert_mul_rn(p[i], o.shrink), gi = aert_add_rn(g[i], aert_mul_rn(o.wd, pi));
+  float mi = aert_add_rn(m[i], aert_mul_rn(gi - m[i], o.one_b1));
+  float vi = aert_add_rn(aert_mul_rn(v[i], o.b2), aert_mul_rn(aert_mul_rn(o.one_b2, gi), gi));
   m[i] = mi, v[i] = vi;
-  p[i] = pi - o.step_size * (mi / (sqrtf(vi) / o.bc2_sqrt + o.eps));
+  p[i] = pi - aert_mul_rn(o.step_size, mi / aert_add_rn(sqrtf(vi) / o.bc2_sqrt, o.eps));
 }
 
 /* The sum of every thread's s over one block, handed to every thread: a fixed tree. */

@@ -96,7 +96,7 @@ enum class wmma_call : uint64_t { fill = 1, load, mma, store };
 inline void wmma_collective(wmma_call call, const char *file, int line) {
   block &b = cur_block();
   fiber *f = b.cur;
-  int w0 = f->linear / 32 * 32, n = (int)b.fibers.size();
+  int w0 = f->linear / 32 * 32, n = b.n;
   f->file = file, f->line = line;
   for (int l = w0; l < std::min(n, w0 + 32); l++) {
     const fiber &o = b.fibers[l];

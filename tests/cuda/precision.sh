@@ -5,7 +5,8 @@
 #      emulator's order, in forward and reverse thread order; the conversions' rounding; a
 #      wmma call that half a warp skips, and a load off 32 bytes, stop the emulator;
 #  (b) nvcc compiles wmma_test and the tf32 and bf16 model.cu of dense_ae and conv_ae for
-#      sm_90 and sm_80 with -Xptxas -v: no spill, no stack frame (tests/cuda/ptxas.sh), and
+#      sm_90 and sm_80 with -Xptxas -v: no spill, no stack frame (tests/cuda/ptxas.sh), the
+#      launch table of manifest.json (the tensor-core tiles' shared memory) as ptxas counts it, and
 #      the PTX holds wmma.mma instructions (the tensor-core path is the one compiled);
 #  (c) one training step under the emulator against the CPU target's fp32 step
 #      (tests/cuda/compare.cu --low): within 2 sqrt(u) of the format (u = 2^-11 for tf32's
@@ -75,6 +76,8 @@ for c in dense_ae:8:tf32,bf16 conv_ae:4:bf16; do
       [ -s "$dir/model_$arch.o" ] || fail "$name ($p): nvcc -arch=$arch: $(tail -20 "$dir/ptxas_$arch.log")"
       why=$(ptxas_check "$name ($p): nvcc -arch=$arch" "$dir/ptxas_$arch.log") || fail "$why"
     done
+    launches=$(awk -v REGS=0 -f tests/cuda/launch_check.awk "$dir/ptxas_sm_90.log" "$dir/manifest.json") ||
+      fail "$name ($p): manifest.json's launch table disagrees with ptxas: $launches"
     if [ $p = cublaslt ]; then
       nm -u "$dir/model_sm_90.o" | grep -q cublasLtMatmul || fail "$name (cublaslt): model.cu does not call cublasLtMatmul"
       report="$report cublaslt: nvcc clean, calls cublasLtMatmul;"

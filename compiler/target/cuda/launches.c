@@ -68,10 +68,48 @@ static const char *read_dim(const char *s, long d[3]) {
   return NULL;
 }
 
-/* The static shared memory of a kernel: the __shared__ arrays of the device functions of
- * runtime/aert_cuda_kernels.h its body calls (model.cu declares none of its own).
- * tests/cuda/target.sh checks each against ptxas's count. */
-static long static_shared_of(const char *body, size_t len) {
+/* The bytes of one __shared__ array that model.cu declares itself, "TYPE name[N]...;" with
+ * N a number or AECD_THREADS; 0 for a declaration it does not write. */
+static long own_shared(const char *decl) {
+  static const struct { const char *type; long size; } types[] = {
+      {"long long ", 8}, {"double ", 8}, {"float ", 4}, {"int ", 4}, {"unsigned ", 4}};
+  for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+    size_t n = strlen(types[i].type);
+    if (strncmp(decl, types[i].type, n)) continue;
+    const char *d = strchr(decl + n, '['), *semi = strchr(decl + n, ';');
+    if (!d || !semi || d > semi) return 0;
+    long bytes = types[i].size;
+    while (d && d < semi && *d == '[') {
+      d = skip_space(d + 1);
+      char *end;
+      long dim = !strncmp(d, "AECD_THREADS", 12) ? AECD_THREADS : strtol(d, &end, 10);
+      end = (char *)(!strncmp(d, "AECD_THREADS", 12) ? d + 12 : end);
+      bytes *= dim;
+      d = strchr(end, ']');
+      if (d) d++;
+    }
+    return bytes;
+  }
+  return 0;
+}
+
+/* The shared tiles of aecd_gemm<M, N, K, BM, BN> in model.cu's precision
+ * (runtime/aert_cuda_kernels.h): fp32 As[32][BM] and Bs[32][BN]; with tensor cores the
+ * union aecd_mma_tiles, the operand slices (rows padded by 32 bytes) or the fp32 sums (rows
+ * padded by 8 floats), whichever is larger, in 32-byte units. */
+static long gemm_shared(long bm, long bn, int precision) {
+  if (precision == 0) return 32 * (bm + bn) * (long)sizeof(float);
+  long op = precision == 1 ? 4 : 2, pad = 32 / op;
+  long in = op * (bm * (32 + pad) + 32 * (bn + pad)), sums = 4 * bm * (bn + 8);
+  long bytes = in > sums ? in : sums;
+  return (bytes + 31) / 32 * 32;
+}
+
+/* The static shared memory of a kernel: the __shared__ arrays it declares and those of the
+ * device functions of runtime/aert_cuda_kernels.h its body calls. precision: model.cu's
+ * AECD_PRECISION (0 fp32, 1 tf32, 2 bf16). tests/cuda/target.sh checks each against
+ * ptxas's count. */
+static long static_shared_of(const char *body, size_t len, int precision) {
   static const struct { const char *call; long bytes; } fixed[] = {
       {"aecd_col_sum<", 8 * 32 * sizeof(double)},           /* part[8][32] */
       {"aecd_block_sum<", AECD_THREADS * sizeof(double)},    /* part[AECD_THREADS] */
@@ -81,7 +119,8 @@ static long static_shared_of(const char *body, size_t len) {
   long bytes = 0;
   for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
     if (strstr(text, fixed[i].call)) bytes += fixed[i].bytes;
-  const char *g = strstr(text, "aecd_gemm<");   /* As[32][BM], Bs[32][BN]: the 4th and 5th arguments */
+  for (const char *d = strstr(text, "__shared__ "); d; d = strstr(d + 1, "__shared__ ")) bytes += own_shared(d + 11);
+  const char *g = strstr(text, "aecd_gemm<");   /* the 4th and 5th arguments: BM, BN */
   if (g) {
     long arg[5] = {0};
     const char *s = g + 10;
@@ -91,27 +130,27 @@ static long static_shared_of(const char *body, size_t len) {
       s = i < 4 ? strchr(end, ',') : NULL;
       if (s) s++;
     }
-    bytes += 32 * (arg[3] + arg[4]) * (long)sizeof(float);
+    bytes += gemm_shared(arg[3], arg[4], precision);
   }
   free(text);
   return bytes;
 }
 
 /* The body of kernel name in model.cu: from its definition to its closing brace. */
-static long kernel_static_shared(const char *cu, const char *name) {
+static long kernel_static_shared(const char *cu, const char *name, int precision) {
   size_t n = strlen(name);
   for (const char *s = strstr(cu, "__global__ "); s; s = strstr(s + 1, "__global__ ")) {
     const char *open = strchr(s, '(');
     if (!open || (size_t)(open - s) < n || strncmp(open - n, name, n) || (open[-n - 1] != ' ')) continue;
     const char *end = strstr(open, "\n}\n");
-    return static_shared_of(open, end ? (size_t)(end - open) : strlen(open));
+    return static_shared_of(open, end ? (size_t)(end - open) : strlen(open), precision);
   }
   return 0;
 }
 
 /* Every distinct launch (kernel, grid, block, dynamic shared memory) in model.cu's text. */
 static launch *read_launches(ae_arena *a, const char *cu, int *count) {
-  int cap = 64, n = 0;
+  int cap = 64, n = 0, precision = strstr(cu, "#define AECD_PRECISION AECD_TF32") ? 1 : strstr(cu, "#define AECD_PRECISION AECD_BF16") ? 2 : 0;
   launch *l = ae_alloc(a, sizeof *l * (size_t)cap);
   for (const char *s = strstr(cu, "AEC_LAUNCH("); s; s = strstr(s + 1, "AEC_LAUNCH(")) {
     if (s > cu && (s[-1] == '_' || (s[-1] >= 'A' && s[-1] <= 'Z'))) continue;   /* a longer name */
@@ -134,7 +173,7 @@ static launch *read_launches(ae_arena *a, const char *cu, int *count) {
       memcpy(more, l, sizeof *l * (size_t)n);
       l = more;
     }
-    x.static_shared = kernel_static_shared(cu, x.name);
+    x.static_shared = kernel_static_shared(cu, x.name, precision);
     l[n++] = x;
   }
   *count = n;
