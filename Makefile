@@ -170,6 +170,7 @@ test: deps-test
 	tests/export/run.sh
 	tests/cuda/run.sh
 	tests/cuda/target.sh
+	tests/cuda/nvcc_specs.sh
 	tests/cuda/graph.sh
 	tests/cuda/precision.sh
 	tests/cuda/data.sh
@@ -183,6 +184,7 @@ test: deps-test
 test-cuda-full: all
 	tests/cuda/run.sh
 	tests/cuda/target.sh
+	tests/cuda/nvcc_specs.sh
 	tests/cuda/specs.sh
 
 # Trains the convolutional autoencoder on Fashion-MNIST and writes its pictures.
