@@ -180,7 +180,7 @@ test: deps-test
 	tests/slurm/run.sh
 
 # The CUDA target on the emulator for every example spec, the full U-Net too (tests/cuda/specs.sh;
-# make test runs `specs.sh quick`, the specs tests/cuda/target.sh does not take, without the U-Net).
+# make test runs `specs.sh quick`, the specs tests/cuda/target.sh does not take, without the trainers).
 test-cuda-full: all
 	tests/cuda/run.sh
 	tests/cuda/target.sh
