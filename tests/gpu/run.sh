@@ -7,7 +7,9 @@
 #      in fp32, with --precision tf32 and bf16 (tensor cores) and with --gemm cublaslt;
 #  (2) tests/cuda/compare.cu, built by nvcc instead of against the emulator, runs one
 #      training step of the GPU kernels against the CPU target for the specs of
-#      tests/cuda/target.sh: everything within TOL (1e-5) of each tensor's largest value;
+#      tests/cuda/target.sh and every example spec that imports no checkpoint: everything
+#      within TOL (1e-5) of each tensor's largest value; then ten steps on random batches
+#      (the full U-Net two), losses within TOL and parameters as tests/cuda/specs.sh bounds them;
 #      tests/cuda/on_device.cu: the finite check and the clipping kernels give the host's bits;
 #      and the tf32 and bf16 builds of dense_ae and conv_ae within tests/cuda/precision.sh's
 #      tolerances (compare.cu --low), differing from the fp32 step by more than 1e-4; and the
@@ -60,7 +62,10 @@ build_with() {   # DIR PROGRAM.cu OUTPUT
 
 # (1) the bench models' trainers and step timers, and (2) the one-step comparisons, all built at once
 bench="dense_ae:256 conv_ae:128 vae:256 unet_landcover:4"
-steps="dense_ae:8 vae:8 conv_ae:4 denoising_skip:4 conv_ae_transpose:4 unet_landcover_small:2 ops:4 seg_ops:3"
+# target.sh's specs and the example specs that import no parent's checkpoint (tests/cuda/specs.sh's)
+steps="dense_ae:8 vae:8 conv_ae:4 denoising_skip:4 conv_ae_transpose:4 unet_landcover_small:2 ops:4 seg_ops:3
+  conv_ae_1x1:4 conv_vae:4 deep_ae:8 denoising_ae:4 grow_stage1:8 img2img:4 sparse_kl_ae:8 sparse_l1_ae:8 sparse_none_ae:8 vae2:8
+  unet_landcover:1"
 for c in $bench; do
   m=${c%%:*} b=${c#*:} dir="$out/bench/${c%%:*}"
   mkdir -p "$dir"
@@ -102,10 +107,13 @@ failed=$(cat "$out"/bench/*/failed* "$out"/step/*/failed 2>/dev/null || true)
 echo "built by nvcc for $arch: the trainers of $bench, the comparison of $steps ($(elapsed))"
 [ $build_only = 0 ] || exit 0
 
-# (2) one step, the GPU against the CPU target
+# (2) one step, then ten training steps on random batches (the spec's optimizer and SGD, as
+#     tests/cuda/specs.sh; the full U-Net two, within its wider bounds), the GPU against the CPU target
 for c in $steps; do
-  m=${c%%:*}
-  r=$("$out/step/$m/compare" "$tol") || fail "$m: one step differs on the GPU: $r"
+  m=${c%%:*} more="10 1e-2 1e-4" t=$tol
+  [ "$m" != unet_landcover ] || more="2 5e-2 2e-3" t=5e-5
+  # shellcheck disable=SC2086
+  r=$("$out/step/$m/compare" "$t" $more) || fail "$m: the GPU's steps differ from the CPU target's: $r"
   echo "$m (batch ${c#*:}): $r"
   "$out/step/$m/on_device" >"$out/step/$m/on_device.log" 2>&1 ||
     fail "$m: the finite check or the clipping on the GPU differs from the host's: $(cat "$out/step/$m/on_device.log")"
