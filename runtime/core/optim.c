@@ -4,8 +4,10 @@
  * early stopping and plateau share. Frozen parameters are skipped; the moment buffers and
  * the step count are saved in checkpoints (ckpt.c). */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "aert_internal.h"
 
 int aert_optim_init(aert_optimizer *o, const aert_model *m) {
@@ -100,7 +102,11 @@ static void adam(const aert_optim *h, int decoupled, long step, float *restrict 
                    decoupled ? 0.0f : h->weight_decay, decoupled ? 1.0f - lr * h->weight_decay : 1.0f};
 #pragma omp parallel if (n > 32768)
   {
+#ifdef _OPENMP
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else   /* the fuzz targets build the runtime without OpenMP */
+    int t = 0, nt = 1;
+#endif
     adam_span(&c, p, g, m, v, n * t / nt, n * (t + 1) / nt);
   }
 }
