@@ -144,12 +144,14 @@ deps-test:
 deps-demo:
 	@scripts/install-deps.sh demo
 
+# Two jobs where make builds (the sub-makes do not inherit a -j that CI does not give) and
+# the CUDA tests in two lanes (tests/lanes.sh): on two cores about 25 minutes.
 test: deps-test
-	$(MAKE) all build/test_compiler build/test_runtime
+	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
 	build/test_runtime --jobs 2
 	tests/check-generated.sh
-	$(MAKE) trainers
+	$(MAKE) -j2 trainers
 	tests/gradcheck/run.sh
 	tests/dense/run.sh
 	tests/reference/run.sh
@@ -164,17 +166,10 @@ test: deps-test
 	tests/faults/run.sh
 	tests/steer/run.sh
 	scripts/check-specs-valgrind.sh
-	$(MAKE) fuzz FUZZ_RUNS=40000
+	$(MAKE) -j2 fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh
-	tests/report/run.sh
-	tests/export/run.sh
-	tests/cuda/run.sh
-	tests/cuda/target.sh
-	tests/cuda/nvcc_specs.sh
-	tests/cuda/graph.sh
-	tests/cuda/precision.sh
-	tests/cuda/data.sh
-	tests/cuda/specs.sh quick
+	tests/lanes.sh "tests/report/run.sh; tests/export/run.sh; tests/cuda/run.sh; tests/cuda/target.sh; tests/cuda/graph.sh; tests/cuda/data.sh" \
+	  "tests/cuda/nvcc_specs.sh; tests/cuda/precision.sh; tests/cuda/specs.sh quick"
 	tests/watch/run.sh
 	tests/mpi/run.sh
 	tests/slurm/run.sh

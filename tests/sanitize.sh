@@ -22,15 +22,24 @@ $CC $FLAGS -Wno-unused-function -Icompiler -Ibuild -Iruntime -o "$san/test_compi
 $CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/test_runtime" tests/runtime/*.c $runtime -lcriterion $libs
 $CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/aec" compiler/main.c $compiler -lm
 # Criterion's workers report what they find on stderr without failing the suite: look.
-for suite in test_compiler test_runtime; do
-  "$san/$suite" --jobs 2 >"$san/$suite.log" 2>&1 || { tail -40 "$san/$suite.log"; exit 1; }
-  if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$san/$suite.log"; then
-    grep -E -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$san/$suite.log" | head -60
-    echo "sanitize: $suite has sanitizer reports" >&2
+# The device tests run on their own with one job: with two, Criterion's parent process
+# leaks 48 bytes of its own (a calloc inside libcriterion.so.3, no frame of ours), every
+# time; with one job nothing leaks, nor do the other suites with two.
+set -f   # the filters are Criterion's patterns, not the shell's
+part=0
+for run in "test_compiler --jobs 2" "test_runtime --jobs 2 --filter !(device/*)" "test_runtime --jobs 1 --filter device/*"; do
+  part=$((part + 1)) suite=${run%% *}
+  log=$san/$suite.$part.log
+  # shellcheck disable=SC2086
+  "$san/$suite" ${run#* } >"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+  if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
+    grep -E -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log" | head -60
+    echo "sanitize: $run has sanitizer reports" >&2
     exit 1
   fi
-  tail -n 1 "$san/$suite.log"
+  echo "$run: $(tail -n 1 "$log")"
 done
+set +f
 
 # The trainers at -O2: at -O1 the register tiles of the direct convolutions stay arrays on
 # the stack, every access checked, and conv_ae's eval alone took 4 minutes.
