@@ -79,13 +79,11 @@ static long own_shared(const char *decl) {
     const char *d = strchr(decl + n, '['), *semi = strchr(decl + n, ';');
     if (!d || !semi || d > semi) return 0;
     long bytes = types[i].size;
-    while (d && d < semi && *d == '[') {
+    while (d && d < semi && *d == '[') {   /* each dimension */
       d = skip_space(d + 1);
-      char *end;
-      long dim = !strncmp(d, "AECD_THREADS", 12) ? AECD_THREADS : strtol(d, &end, 10);
-      end = (char *)(!strncmp(d, "AECD_THREADS", 12) ? d + 12 : end);
-      bytes *= dim;
-      d = strchr(end, ']');
+      if (!strncmp(d, "AECD_THREADS", 12)) bytes *= AECD_THREADS;
+      else bytes *= strtol(d, NULL, 10);
+      d = strchr(d, ']');
       if (d) d++;
     }
     return bytes;
