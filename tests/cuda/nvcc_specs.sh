@@ -28,9 +28,8 @@ for name in $models; do
   wait
   for arch in sm_90 sm_80; do
     [ -s "$out/${name}_$arch.cubin" ] || fail "$name: nvcc -arch=$arch: $(tail -20 "$out/${name}_$arch.log")"
-    why=$(ptxas_check "$name: nvcc -arch=$arch" "$out/${name}_$arch.log") || fail "$why"
-    s=$(grep -oE "[0-9]+ bytes smem" "$out/${name}_$arch.log" | awk '$1 > m { m = $1 } END { print m + 0 }')
-    [ "$s" -le "$smem" ] || smem=$s
+    ptxas_check "$name: nvcc -arch=$arch" "$out/${name}_$arch.log" >"$out/why" || fail "$(cat "$out/why")"
+    [ "$ptxas_smem" -le "$smem" ] || smem=$ptxas_smem
   done
   launches=$(awk -v REGS=0 -f tests/cuda/launch_check.awk "$out/${name}_sm_90.log" "$dir/manifest.json") ||
     fail "$name: generated/$name/manifest.json's launch table disagrees with ptxas: $launches"
