@@ -189,6 +189,8 @@ void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index
 static inline AERT_HD float aert_mul_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
   return __fmul_rn(a, b);
+#elif defined(AERT_NO_CONTRACTION)   /* a file compiled without contraction */
+  return a * b;
 #else
   volatile float r = a * b;
   return r;
@@ -197,6 +199,8 @@ static inline AERT_HD float aert_mul_rn(float a, float b) {
 static inline AERT_HD float aert_add_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
   return __fadd_rn(a, b);
+#elif defined(AERT_NO_CONTRACTION)
+  return a + b;
 #else
   volatile float r = a + b;
   return r;
@@ -733,7 +737,9 @@ typedef enum { AERT_PIX_U8, AERT_PIX_U16, AERT_PIX_I16, AERT_PIX_U32, AERT_PIX_I
                AERT_PIX_F32, AERT_PIX_F64 } aert_pixel;
 
 /* An open raster: a window of any of its bands is read as floats, decoding only the
- * strips or tiles that the window touches (the last one decoded is kept per plane). */
+ * strips or tiles that the window touches. Decoded chunks are kept per plane, in as many
+ * slots as cache_bytes allows (at least one; chunk k of a plane in slot k % slots), so that
+ * windows drawn again and again from one tile decode each chunk once. */
 typedef struct aert_raster {
   char *path;
   void *tif;                   /* TIFF * */
@@ -742,8 +748,10 @@ typedef struct aert_raster {
   int planar;                  /* 1: one plane per band (PLANARCONFIG_SEPARATE) */
   int tiled, chunk_w, chunk_h; /* tile size, or width x rows per strip */
   long chunk_bytes;
-  unsigned char *chunk;        /* decoded strip or tile */
-  long chunk_id;               /* which one chunk holds, -1 none */
+  unsigned char *chunk;        /* decoded strips or tiles: slots per plane, then their ids */
+  long chunk_id;               /* the chunk decoded last, -1 none */
+  long cache_bytes;            /* what the kept chunks may take (0: one per plane) */
+  long slots;                  /* chunks kept per plane */
   aert_georef geo;
   int has_nodata;              /* the GDAL_NODATA tag (42113): a band value meaning no data */
   double nodata;               /* may be NaN */
@@ -765,6 +773,8 @@ int aert_raster_open_mem(aert_raster *r, const char *name, const void *data, siz
 int aert_raster_read(aert_raster *r, int x0, int y0, int w, int h, int band0, int nbands,
                      float *dst, int dst_c, int dst_off);
 void aert_raster_close(aert_raster *r);
+/* Lets r keep up to bytes of decoded chunks (at least one per plane); drops those it kept. */
+void aert_raster_set_cache(aert_raster *r, long bytes);
 
 /* How a written TIFF is laid out (zero fields: strips of 16 rows, chunky, deflate). */
 typedef struct {

@@ -13,10 +13,22 @@ typedef struct {
   int band0, nbands;   /* nbands 0: every band of the file */
 } geo_layer;
 
-/* The files of the tile a reader has open (one reader per data thread). */
+/* The files of one tile that a reader keeps open, with the chunks they decoded. */
 typedef struct {
   int tile;            /* -1: none */
+  unsigned long used;  /* the reader's clock when last opened */
   aert_raster r[AERT_MAX_LAYERS + 1];   /* the layers, then the labels */
+} geo_open;
+
+/* A data thread's files (one reader per data thread): the tiles it read last stay open, up
+ * to the tiles' open_max, so that patches drawn from them in any order neither reopen the
+ * files nor decode a chunk twice; r is the layers of the tile opened last. */
+#define AERT_OPEN_TILES 8
+typedef struct {
+  int tile;            /* the tile r belongs to, -1: none */
+  aert_raster *r;      /* its layers, then the labels */
+  geo_open open[AERT_OPEN_TILES];
+  unsigned long clock;
   float *labels;       /* patch x patch scratch */
   unsigned char *nodata;   /* patch x patch: 1 where a layer's NoData value or mask says so */
 } geo_reader;
@@ -29,6 +41,8 @@ struct aert_tiles {
   int n, *w, *h, *bad;
   char **tile;
   int threads, skip_bad;
+  int open_max;        /* tiles each reader keeps open (AERT_OPEN_TILES, fewer with many files) */
+  long cache_bytes;    /* decoded chunks each of their files keeps */
   long skipped;
   geo_reader *reader;
   float mean[AERT_MAX_BANDS], inv_std[AERT_MAX_BANDS];

@@ -4,6 +4,14 @@
  * from (seed, epoch, example index) and applied identically to the input and an image
  * target. Images are resampled bilinearly (nearest for class maps), outside is 0 after
  * normalisation's offset (the data's black) for images and the ignore class for maps. */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+/* Nothing in this file is contracted into FMAs: aert_mul_rn and aert_add_rn round each
+ * operation on its own without going through memory. */
+#define AERT_NO_CONTRACTION
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +32,9 @@ void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index
  * arithmetic is aert_internal.h's, which a device's augmentation shares. */
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest) {
-  float cs, sn;
+  float cs, sn, fills[c];
+  for (int k = 0; k < c; k++)
+    fills[k] = fill;
   aert_sincos(t->angle, &sn, &cs);
   cs /= t->scale, sn /= t->scale;
   for (int y = 0; y < h; y++)
@@ -39,16 +49,19 @@ void aert_augment_image(const aert_transform *t, const float *src, float *dst, i
           o[k] = in ? src[((long)iy * w + ix) * c + k] : fill;
         continue;
       }
-      int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
-      float fx = sx - x0, fy = sy - y0;
+      int x0 = (int)floorf(sx), y0 = (int)floorf(sy), n = 0;
+      float fx = sx - x0, fy = sy - y0, wt[4];
+      const float *tap[4];   /* the source pixels of nonzero weight, fills outside the image */
+      for (int j = 0; j < 4; j++) {
+        int xx = x0 + (j & 1), yy = y0 + (j >> 1);
+        float wj = aert_bilinear_weight(j, fx, fy);
+        if (wj != 0)
+          wt[n] = wj, tap[n++] = xx >= 0 && yy >= 0 && xx < w && yy < h ? src + ((long)yy * w + xx) * c : fills;
+      }
       for (int k = 0; k < c; k++) {
         float v = 0;
-        for (int j = 0; j < 4; j++) {
-          int xx = x0 + (j & 1), yy = y0 + (j >> 1);
-          float wt = aert_bilinear_weight(j, fx, fy);
-          if (wt != 0)
-            v = aert_add_rn(v, aert_mul_rn(wt, xx >= 0 && yy >= 0 && xx < w && yy < h ? src[((long)yy * w + xx) * c + k] : fill));
-        }
+        for (int j = 0; j < n; j++)
+          v = aert_add_rn(v, aert_mul_rn(wt[j], tap[j][k]));
         o[k] = v;
       }
     }

@@ -261,9 +261,9 @@ void aert_tiles_free(aert_tiles *t) {
   if (!t)
     return;
   for (int i = 0; t->reader && i < t->threads; i++) {
-    for (int j = 0; j <= t->n_layers; j++)
-      if (t->reader[i].tile >= 0)
-        aert_raster_close(&t->reader[i].r[j]);
+    for (int o = 0; o < AERT_OPEN_TILES; o++)
+      for (int j = 0; t->reader[i].open[o].tile >= 0 && j <= t->n_layers; j++)
+        aert_raster_close(&t->reader[i].open[o].r[j]);
     free(t->reader[i].labels);
     free(t->reader[i].nodata);
   }
@@ -331,8 +331,15 @@ aert_tiles *aert_geo_tiles_open(const aert_model *m, const char *dir, int unlabe
   t->reader = rc == 0 ? aert_alloc(sizeof(geo_reader) * t->threads, "tile readers") : NULL;
   if (rc == 0 && !t->reader)
     rc = -1;
+  /* open files: at most about 256 over all readers; decoded chunks: 32 MiB per reader */
+  int files = t->n_layers + !unlabeled;
+  t->open_max = 256 / (t->threads * files);
+  t->open_max = t->open_max < 1 ? 1 : t->open_max > AERT_OPEN_TILES ? AERT_OPEN_TILES : t->open_max;
+  t->cache_bytes = (32L << 20) / (t->open_max * files);
   for (int i = 0; rc == 0 && i < t->threads; i++) {
     t->reader[i].tile = -1;
+    for (int o = 0; o < AERT_OPEN_TILES; o++)
+      t->reader[i].open[o].tile = -1;
     t->reader[i].labels = aert_alloc(sizeof(float) * d->patch * d->patch, "label patch");
     t->reader[i].nodata = aert_alloc((size_t)d->patch * d->patch, "no-data patch");
     rc = t->reader[i].labels && t->reader[i].nodata ? 0 : -1;
@@ -391,22 +398,37 @@ static long view_count(const aert_tiles *t, int t0, int t1, int grid) {
 }
 
 int aert_geo_reader_open(aert_tiles *t, geo_reader *r, int tile) {
-  if (r->tile == tile)
-    return 0;
-  for (int j = 0; r->tile >= 0 && j <= t->n_layers; j++)
-    aert_raster_close(&r->r[j]);
-  r->tile = -1;
-  for (int j = 0; j < t->n_layers + !t->unlabeled; j++) {
-    char *path = tile_path(t, tile, j < t->n_layers ? t->layer[j].name : label_layer(t->m));
-    int rc = path ? aert_raster_open(&r->r[j], path) : -1;
-    free(path);
-    if (rc != 0) {
-      while (j-- > 0)
-        aert_raster_close(&r->r[j]);
-      return -1;
-    }
+  geo_open *o = NULL, *lru = &r->open[0];
+  r->clock++;
+  for (int i = 0; i < t->open_max; i++) {
+    if (r->open[i].tile == tile)
+      o = &r->open[i];
+    if (r->open[i].used < lru->used)
+      lru = &r->open[i];   /* an empty slot has never been used: 0 */
   }
+  if (!o) {   /* open its files in place of the tile used longest ago */
+    o = lru;
+    for (int j = 0; o->tile >= 0 && j <= t->n_layers; j++)
+      aert_raster_close(&o->r[j]);
+    o->tile = -1;
+    if (r->tile >= 0 && r->r == o->r)
+      r->tile = -1, r->r = NULL;
+    for (int j = 0; j < t->n_layers + !t->unlabeled; j++) {
+      char *path = tile_path(t, tile, j < t->n_layers ? t->layer[j].name : label_layer(t->m));
+      int rc = path ? aert_raster_open(&o->r[j], path) : -1;
+      free(path);
+      if (rc != 0) {
+        while (j-- > 0)
+          aert_raster_close(&o->r[j]);
+        return -1;
+      }
+      aert_raster_set_cache(&o->r[j], t->cache_bytes);
+    }
+    o->tile = tile;
+  }
+  o->used = r->clock;
   r->tile = tile;
+  r->r = o->r;
   return 0;
 }
 

@@ -524,15 +524,22 @@ void aert_raster_close(aert_raster *r) {
 
 /* ---- reading windows ------------------------------------------------------------ */
 
-/* r->chunk holds one slot of chunk_bytes per plane (one for chunky files), then the
- * strip/tile number each slot holds (-1: none). */
+/* r->chunk holds r->slots slots of chunk_bytes per plane (one plane for chunky files),
+ * then the strip/tile number each slot holds (-1: none). */
+static long chunks_per_plane(const aert_raster *r) {
+  return (((long)r->width + r->chunk_w - 1) / r->chunk_w) * (((long)r->height + r->chunk_h - 1) / r->chunk_h);
+}
+
 static long *slot_ids(aert_raster *r) {
-  long slots = r->planar ? r->bands : 1;
+  long slots = (r->planar ? r->bands : 1) * r->slots;
   return (long *)(r->chunk + (slots * r->chunk_bytes + 7) / 8 * 8);
 }
 
 static int alloc_slots(aert_raster *r) {
-  long slots = r->planar ? r->bands : 1;
+  long planes = r->planar ? r->bands : 1, per = chunks_per_plane(r);
+  r->slots = r->cache_bytes / (planes * r->chunk_bytes);
+  r->slots = r->slots < 1 ? 1 : r->slots > per ? per : r->slots;
+  long slots = planes * r->slots;
   if (!(r->chunk = aert_alloc((size_t)(slots * r->chunk_bytes + 7) / 8 * 8 +
                               sizeof(long) * (size_t)slots, r->path)))
     return -1;
@@ -540,6 +547,14 @@ static int alloc_slots(aert_raster *r) {
   for (long i = 0; i < slots; i++)
     ids[i] = -1;
   return 0;
+}
+
+void aert_raster_set_cache(aert_raster *r, long bytes) {
+  free(r->chunk);
+  r->chunk = NULL;
+  r->cache_bytes = bytes;
+  if (r->mask)
+    aert_raster_set_cache(r->mask, bytes);
 }
 
 /* 1-bit rows (bytes_per_row apart, first pixel in the high bit) widened in place to one
@@ -554,9 +569,9 @@ static void widen_bits(unsigned char *buf, int w, int bytes_per_row, int rows) {
 static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
   TIFF *tif = r->tif;
   long across = ((long)r->width + r->chunk_w - 1) / r->chunk_w;
-  long down = ((long)r->height + r->chunk_h - 1) / r->chunk_h;
-  long slots = r->planar ? r->bands : 1, slot = r->planar ? p : 0;
-  long id = slot * across * down + (long)cy * across + cx;
+  long k = (long)cy * across + cx;   /* the chunk's number within its plane */
+  long id = (r->planar ? p : 0) * chunks_per_plane(r) + k;
+  long slot = (r->planar ? p : 0) * r->slots + k % r->slots;
   unsigned char *buf = r->chunk + slot * r->chunk_bytes;
   long *ids = slot_ids(r);
   if (ids[slot] == id)
@@ -584,7 +599,7 @@ static const unsigned char *chunk_at(aert_raster *r, int cx, int cy, int p) {
     else
       snprintf(why, sizeof why, "%ld of %ld bytes decoded", (long)got, need);
     aert_error("'%s' is truncated or corrupt: %s %ld of %ld cannot be decoded (%s)", r->path,
-               r->tiled ? "tile" : "strip", id, slots * across * down,
+               r->tiled ? "tile" : "strip", id, (r->planar ? r->bands : 1) * chunks_per_plane(r),
                tiff_msg[0] && !strstr(why, "file ends") ? tiff_msg : why);
     return NULL;
   }

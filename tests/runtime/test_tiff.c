@@ -188,6 +188,42 @@ Test(tiff, kept_chunks_are_not_decoded_again) {
   free(img), free(path);
 }
 
+/* With room for every chunk, windows drawn anywhere in any order decode each chunk once;
+ * with room for two per plane, chunk k of a plane stays in slot k % 2. */
+Test(tiff, a_cache_decodes_each_chunk_once) {
+  char *dir = tmp_dir(), *path = path_in(dir, "cache_all.tif");
+  void *img = make_image(AERT_PIX_U8, 96, 64, 3, 5);
+  aert_tiff_layout l = {.tile = 32};
+  cr_assert_eq(aert_tiff_write(path, 96, 64, 3, AERT_PIX_U8, img, NULL, &l), 0);
+  aert_raster r;
+  cr_assert_eq(aert_raster_open(&r, path), 0);
+  aert_raster_set_cache(&r, 1L << 20);
+  float dst[40 * 40 * 3];
+  int at[][2] = {{0, 0}, {50, 20}, {10, 24}, {56, 0}, {30, 10}, {0, 24}};
+  for (int i = 0; i < 6; i++)
+    cr_assert_eq(aert_raster_read(&r, at[i][0], at[i][1], 40, 40, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.slots, 6, "the 3 x 2 tiles all kept");
+  r.chunk_id = -7;
+  for (int i = 5; i >= 0; i--)
+    cr_assert_eq(aert_raster_read(&r, at[i][0], at[i][1], 40, 40, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.chunk_id, -7, "every window again without decoding");
+  check_windows(&r, AERT_PIX_U8, img, 0, "a full cache");
+  aert_raster_set_cache(&r, 2 * 32 * 32 * 3);
+  cr_assert_eq(aert_raster_read(&r, 0, 0, 40, 10, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.slots, 2);
+  cr_assert_eq(r.chunk_id, 1, "tiles 0 and 1 decoded, into slots 0 and 1");
+  r.chunk_id = -7;
+  cr_assert_eq(aert_raster_read(&r, 3, 3, 20, 20, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.chunk_id, -7, "tile 0 still kept");
+  cr_assert_eq(aert_raster_read(&r, 70, 3, 20, 20, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.chunk_id, 2, "tile 2 replaces tile 0");
+  cr_assert_eq(aert_raster_read(&r, 40, 3, 20, 20, 0, 3, dst, 3, 0), 0);
+  cr_assert_eq(r.chunk_id, 2, "tile 1 still kept");
+  check_windows(&r, AERT_PIX_U8, img, 0, "a cache of two");
+  aert_raster_close(&r);
+  free(img), free(path);
+}
+
 /* ---- georeferencing -------------------------------------------------------------- */
 
 /* UTM zone 18N on NAD83 (EPSG:26918), 1 m pixels, origin 300000 E, 4300000 N. */
