@@ -250,7 +250,8 @@ static inline float aert_box_muller(float u1, float u2) {
 int aert_main(const aert_model *m, int argc, char **argv);
 /* Called first by a generated main: restarts the process once with OMP_WAIT_POLICY=PASSIVE
  * unless the user set a policy, because OpenMP threads that spin between kernels starve
- * on a machine whose cores are shared. */
+ * on a machine whose cores are shared; on a machine with nothing else running (and no
+ * GOMP_SPINCOUNT of the user's) with GOMP_SPINCOUNT=3000 too: a brief spin, then sleep. */
 void aert_prefer_passive_threads(char **argv);
 
 #ifdef __cplusplus

@@ -922,6 +922,8 @@ static inline void aert_softmax_backward(aert_real *restrict dx, const aert_real
   }
 }
 
+#include "aert_dense.h"
+
 /* ---- losses: each returns its value and, given d, adds weight * dL/da ---------- */
 /* denom: the number of values averaged over (mean) or the batch (sum per example). */
 
@@ -966,55 +968,95 @@ static inline aert_real aert_loss_bce(const aert_real *restrict p, const aert_re
   return (aert_real)(s / denom);
 }
 
-/* p_k of softmax(x) as aert_softmax_row computes it (the same bits), without the other
- * p_i: one division instead of c (the loss's forward needs only the target's). */
-static inline aert_real aert_softmax_at(const aert_real *restrict x, int k, int c) {
-  aert_real mx = x[0];
-  for (int i = 1; i < c; i++) mx = x[i] > mx ? x[i] : mx;
-  double s = 0;
-  for (int i = 0; i < c; i++) s += (aert_real)exp(x[i] - mx);
-  return (aert_real)((aert_real)exp(x[k] - mx) / s);
-}
-
 /* Focal loss (Lin et al. 2017) of softmax(logits) per row against class indices t
  * (negative or >= c: skipped), with optional class weights: sum(w_t * -(1 - p_t)^gamma *
  * log p_t) / sum(w_t), or divided by the batch with per_example_sum. gamma = 0 is softmax
  * cross-entropy, PyTorch's weighted mean of cross_entropy(weight, ignore_index); softmax_xent
  * is this loss at gamma 0. Forward (dl NULL) returns the value; backward only adds the
  * gradient and returns 0. *used gets this batch's divisor; global > 0 replaces it in
- * backward (data-parallel ranks divide by the global one / ranks). */
+ * backward (data-parallel ranks divide by the global one / ranks).
+ * Rows go AERT_LANES at a time, lane l holding row r0 + l (exp in vectors, aert_vexp), in
+ * blocks of AERT_LOSS_ROWS rows side by side; each block's sums in double are added in
+ * block order, so the value does not depend on the thread count. */
+#define AERT_LOSS_ROWS 4096
+
+/* Rows r0..r0+n-1 (n <= AERT_LANES): forward (dl NULL) adds their -w_t (1 - p_t)^gamma
+ * log p_t to *s; backward adds scale * w_t * -f * (p_i - [i = t]) to dl. Returns their
+ * weight sum. */
+static inline double aert_focal_rows(const aert_real *restrict logits, const aert_real *restrict t,
+                                     aert_real *restrict dl, long r0, int n, int c, const aert_real *restrict cw,
+                                     double gamma, double scale, double *s) {
+  aert_vec v[AERT_MAX_CLASSES], mx, sum = {0};
+  for (int i = 0; i < c; i++)
+    for (int l = 0; l < AERT_LANES; l++) v[i][l] = l < n ? logits[(r0 + l) * c + i] : 0;
+  mx = v[0];
+  for (int i = 1; i < c; i++) mx = aert_vsel(v[i] > mx, v[i], mx);
+  for (int i = 0; i < c; i++) {
+    v[i] = aert_vexp(v[i] - mx);
+    sum += v[i];
+  }
+  double wsum = 0;
+  for (int l = 0; l < n; l++) {
+    int k = (int)t[r0 + l];
+    if (k < 0 || k >= c) continue;
+    double w = cw ? cw[k] : 1.0;
+    wsum += w;
+    aert_real pk = v[k][l] / sum[l];
+    if (!dl) {
+      double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
+      *s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
+      continue;
+    }
+    /* dL/dz_i = -f * (p_i - [i = k]) with f = dL/dp_t * p_t = gamma (1-p_t)^(gamma-1) p_t log p_t - (1-p_t)^gamma */
+    double f = -1;
+    if (gamma > 0) {
+      double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30, q = 1 - pt;
+      f = q > 0 ? gamma * pow(q, gamma - 1) * pt * log(pt) - pow(q, gamma) : 0;
+    }
+    aert_real g = (aert_real)(w * scale * -f), inv = 1 / sum[l];
+    for (int i = 0; i < c; i++) dl[(r0 + l) * c + i] += g * (v[i][l] * inv - (i == k));
+  }
+  return wsum;
+}
+
+/* Block b's rows: their weight sum (and forward, their loss sum in *s). */
+static inline double aert_focal_block(const aert_real *restrict logits, const aert_real *restrict t,
+                                      aert_real *restrict dl, long rows, long b, int c, const aert_real *restrict cw,
+                                      double gamma, double scale, double *s) {
+  double wsum = 0;
+  *s = 0;
+  for (long r = b * AERT_LOSS_ROWS; r < rows && r < (b + 1) * AERT_LOSS_ROWS; r += AERT_LANES)
+    wsum += aert_focal_rows(logits, t, dl, r, rows - r < AERT_LANES ? (int)(rows - r) : AERT_LANES, c, cw, gamma,
+                            scale, s);
+  return wsum;
+}
+
 static inline aert_real aert_loss_focal(const aert_real *restrict logits, const aert_real *restrict t, aert_real *restrict dl,
                                         long rows, int c, const aert_real *restrict cw, double gamma, int per_example_sum,
                                         int batch, aert_real weight, aert_real *restrict p, double *used,
                                         double global) {
-  double s = 0, wsum = 0;
-  for (long r = 0; r < rows; r++) {   /* the backward pass needs only the weight sum */
-    int k = (int)t[r];
-    if (k < 0 || k >= c) continue;
-    double w = cw ? cw[k] : 1.0;
-    wsum += w;
-    if (dl) continue;
-    aert_real pk = aert_softmax_at(logits + r * c, k, c);
-    double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
-    s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
+  (void)p;
+  long blocks = (rows + AERT_LOSS_ROWS - 1) / AERT_LOSS_ROWS;
+  double sums[blocks > 0 ? blocks : 1], wsums[blocks > 0 ? blocks : 1], s = 0, wsum = 0;
+#pragma omp parallel for schedule(static)
+  for (long b = 0; b < blocks; b++) {
+    if (!dl) {
+      wsums[b] = aert_focal_block(logits, t, NULL, rows, b, c, cw, gamma, 0, &sums[b]);
+      continue;
+    }
+    wsums[b] = 0;   /* the backward pass needs the weight sum first */
+    for (long r = b * AERT_LOSS_ROWS; r < rows && r < (b + 1) * AERT_LOSS_ROWS; r++) {
+      int k = (int)t[r];
+      if (k >= 0 && k < c) wsums[b] += cw ? cw[k] : 1.0;
+    }
   }
+  for (long b = 0; b < blocks; b++) s += dl ? 0 : sums[b], wsum += wsums[b];
   double denom = per_example_sum ? batch : wsum;
   *used = denom;
   if (global > 0 && dl) denom = global;   /* a rank of a data-parallel run: the global normaliser */
   if (denom <= 0 || !dl) return denom > 0 ? (aert_real)(s / denom) : 0;
-  for (long r = 0; r < rows; r++) {
-    int k = (int)t[r];
-    if (k < 0 || k >= c) continue;
-    aert_softmax_row(logits + r * c, p, c);
-    /* dL/dz_i = -f * (p_i - [i = k]) with f = dL/dp_t * p_t = gamma (1-p_t)^(gamma-1) p_t log p_t - (1-p_t)^gamma */
-    double f = -1;
-    if (gamma > 0) {
-      double pt = p[k] > (aert_real)1e-30 ? p[k] : (aert_real)1e-30, q = 1 - pt;
-      f = q > 0 ? gamma * pow(q, gamma - 1) * pt * log(pt) - pow(q, gamma) : 0;
-    }
-    aert_real g = (aert_real)((cw ? cw[k] : 1.0) * weight / denom * -f);
-    for (int i = 0; i < c; i++) dl[r * c + i] += g * (p[i] - (i == k));
-  }
+#pragma omp parallel for schedule(static)
+  for (long b = 0; b < blocks; b++) aert_focal_block(logits, t, dl, rows, b, c, cw, gamma, weight / denom, &sums[b]);
   return 0;
 }
 
@@ -1105,6 +1147,5 @@ static inline aert_real aert_loss_l2(const aert_real *restrict w, aert_real *res
   return (aert_real)s;
 }
 
-#include "aert_dense.h"
 
 #endif
