@@ -707,24 +707,32 @@ static inline void aert_pool_forward(const aert_real *restrict x, aert_real *res
 }
 
 /* Max pooling routes the gradient to the first maximum of each window. Windows that do not
- * overlap (stride >= size) write disjoint pixels: their rows run in parallel. */
+ * overlap (stride >= size) write disjoint pixels: their rows run in parallel. The channels
+ * of a pixel go side by side (done: channels whose maximum was found). */
 static inline void aert_pool_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict x,
                                       const aert_real *restrict y, int n, int hi, int wi, int c, int k, int s, int ho,
                                       int wo, int is_max) {
 #pragma omp parallel for schedule(static) if (s >= k)
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
-    for (int ow = 0; ow < wo; ow++)
-      for (int ch = 0; ch < c; ch++) {
-        long o = (((long)b * ho + oh) * wo + ow) * c + ch;
-        int done = 0;
-        for (int kh = 0; kh < k && !done; kh++)
-          for (int kw = 0; kw < k && !done; kw++) {
-            long at = (((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch;
-            if (!is_max) dx[at] += dy[o] / (aert_real)(k * k);
-            else if (x[at] == y[o]) { dx[at] += dy[o]; done = 1; }
+    int done[c];
+    for (int ow = 0; ow < wo; ow++) {
+      const long o = (((long)b * ho + oh) * wo + ow) * c;
+      for (int ch = 0; ch < c; ch++) done[ch] = 0;
+      for (int kh = 0; kh < k; kh++)
+        for (int kw = 0; kw < k; kw++) {
+          const long at = (((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c;
+          if (!is_max) {
+            for (int ch = 0; ch < c; ch++) dx[at + ch] += dy[o + ch] / (aert_real)(k * k);
+            continue;
           }
-      }
+          for (int ch = 0; ch < c; ch++) {
+            int hit = !done[ch] & (x[at + ch] == y[o + ch]);
+            dx[at + ch] = hit ? dx[at + ch] + dy[o + ch] : dx[at + ch];
+            done[ch] |= hit;
+          }
+        }
+    }
   }
 }
 
