@@ -30,6 +30,7 @@ int main(int argc, char **argv) {
   double flops = argc > 3 ? atof(argv[3]) : 0;   /* training-step FLOPs from `aec summary --json` */
   const char *profile_path = argc > 4 ? argv[4] : NULL;
   if (steps < 1 || threads < 1) { fprintf(stderr, "usage: aec_step STEPS THREADS FLOPS_PER_STEP [PROFILE]\n"); return 2; }
+  aert_prefer_passive_threads(argv);   /* the threads' wait policy the trainers choose */
   openblas_set_num_threads(1);
   omp_set_num_threads(threads);
   const aert_model *m = &aec_model;

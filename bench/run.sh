@@ -44,7 +44,7 @@ for spec in dense_ae:256 conv_ae:128 vae:256 unet_landcover:4; do
   for round in $(seq "$ROUNDS"); do
     for isa in $isas; do
       prof=; [ "$isa" = native ] && prof="$out/$model/profile.json"
-      OMP_WAIT_POLICY=PASSIVE "$out/$model/aec_step_$isa" "$STEPS" "$THREADS" "$flops" $prof |
+      "$out/$model/aec_step_$isa" "$STEPS" "$THREADS" "$flops" $prof |
         sed "s/^{\"side\": \"aec\(-kernel\)*\"/&, \"isa\": \"$isa\"/" | tee -a "$out/results.jsonl"
     done
     for layout in nchw channels_last; do

@@ -257,22 +257,23 @@ static int own_running(void) {
   return n;
 }
 
-/* Tasks of other processes running now, averaged over 20 looks 1 ms apart (/proc/loadavg's
- * fourth field counts every running task); -1 when it cannot be read. */
-static double others_running(void) {
-  double sum = 0;
+/* Whether nothing else runs: at least 15 of 20 looks 1 ms apart at /proc/loadavg (its fourth
+ * field counts every running task) find no running task but this process's own, so that
+ * a program starting beside it (a pipe's other end) does not count, a busy one does. */
+static int machine_quiet(void) {
+  int quiet = 0;
   for (int i = 0; i < 20; i++) {
     FILE *f = fopen("/proc/loadavg", "r");
     int running = 0;
     if (!f || fscanf(f, "%*f %*f %*f %d", &running) != 1) {
       if (f) fclose(f);
-      return -1;
+      return 0;
     }
     fclose(f);
-    sum += running - own_running();
+    quiet += running - own_running() <= 0;
     usleep(1000);
   }
-  return sum / 20;
+  return quiet >= 15;
 }
 
 void aert_prefer_passive_threads(char **argv) {
@@ -283,8 +284,7 @@ void aert_prefer_passive_threads(char **argv) {
    * parallel loops cost more (dense_ae 6.2 -> 4.9 ms a step, unet_landcover_small 24.3 ->
    * 18.8 ms on a 2-core AMD EPYC). With other work running, spinning takes the cores it
    * needs (conv_ae 184 -> 211 ms beside one busy process), so threads sleep at once. */
-  double others = getenv("GOMP_SPINCOUNT") ? -1 : others_running();
-  if (others >= 0 && others < 0.5) setenv("GOMP_SPINCOUNT", "3000", 1);
+  if (!getenv("GOMP_SPINCOUNT") && machine_quiet()) setenv("GOMP_SPINCOUNT", "3000", 1);
   execv("/proc/self/exe", argv);   /* only returns on failure: then run as we are */
 }
 
