@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
 #include "aert.h"
@@ -22,32 +23,6 @@ typedef double aert_real;
 typedef float aert_real;
 #define AERT_GEMM cblas_sgemm
 #endif
-
-/* C = op(A) op(B) + beta C, row-major. OpenBLAS runs single-threaded inside; OpenMP
- * threads take disjoint blocks of C's rows (or columns, when C is wide): bitwise
- * reproducible for a thread count (OpenBLAS rounds the edge of a block differently, so
- * another thread count moves the last bits). */
-static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
-                             int ldb, aert_real beta, aert_real *c, int ldc) {
-  enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans, tB = tb ? CblasTrans : CblasNoTrans;
-  int threads = omp_get_max_threads();
-  if (threads == 1 || (double)m * n * k < 2e6) {
-    AERT_GEMM(CblasRowMajor, tA, tB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  int by_rows = m >= n;
-#pragma omp parallel num_threads(threads)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads(), len = by_rows ? m : n;
-    int lo = (int)((long)len * t / nt), hi = (int)((long)len * (t + 1) / nt);
-    if (hi > lo && by_rows)
-      AERT_GEMM(CblasRowMajor, tA, tB, hi - lo, n, k, 1, ta ? a + lo : a + (long)lo * lda, lda, b, ldb, beta,
-                c + (long)lo * ldc, ldc);
-    else if (hi > lo)
-      AERT_GEMM(CblasRowMajor, tA, tB, m, hi - lo, k, 1, a, lda, tb ? b + (long)lo * ldb : b + lo, ldb, beta, c + lo,
-                ldc);
-  }
-}
 
 /* ---- direct convolutions -------------------------------------------------------------
  * y[n, oh, ow, :] (+)= sum over taps (kh, kw) and ci of x[n, oh*s + kh, ow*s + kw, ci] *
@@ -105,6 +80,135 @@ static inline int aert_conv_lanes(int cout) { return cout % AERT_LANES == 0 ? AE
 static inline int aert_conv_nv(int cout) {
   int vecs = cout / aert_conv_lanes(cout);
   return vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1;
+}
+
+/* ---- thin products: a 1x1 convolution to or from a few channels --------------------
+ * OpenBLAS's kernels are a register wide in each dimension of C and waste most of it
+ * when one dimension is a few channels (the 6 classes of a segmentation head). These keep
+ * the dimension of whole (half) vectors in registers and broadcast the few: F, C = A B
+ * with C's n columns few (each row's n values in one vector, k multiply-adds); W, C = A^T B
+ * with A's m columns whole vectors and B's n columns few (the weight gradient: k rows of
+ * pixels, summed by blocks of AERT_THIN_ROWS and the blocks added in order); X, C = A B^T
+ * with C's n columns whole vectors and k few (the input gradient). Every value is summed
+ * in a fixed order: the thread count changes nothing. */
+#define AERT_THIN_ROWS 4096
+#define AERT_DEFINE_THIN(SUF, VEC, L)                                                                                  \
+  static inline void aert_thin_f##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
+                                      const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,    \
+                                      int ldc) {                                                                       \
+    VEC bv[k];                                                                                                         \
+    for (int q = 0; q < k; q++)                                                                                        \
+      for (int j = 0; j < (L); j++) bv[q][j] = j < n ? b[(long)q * ldb + j] : 0;                                     \
+    _Pragma("omp parallel for schedule(static)") for (long i0 = 0; i0 < m; i0 += 4) {                                 \
+      VEC acc[4] = {{0}};                                                                                              \
+      int rows = m - i0 < 4 ? (int)(m - i0) : 4;                                                                      \
+      for (int q = 0; q < k; q++)                                                                                      \
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r] += a[(i0 + (r < rows ? r : 0)) * lda + q] * bv[q]; \
+      for (int r = 0; r < rows; r++)                                                                                   \
+        for (int j = 0; j < n; j++) {                                                                                  \
+          aert_real *o = c + (i0 + r) * ldc + j;                                                                       \
+          *o = beta != 0 ? *o + acc[r][j] : acc[r][j];                                                                 \
+        }                                                                                                              \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  static inline void aert_thin_w##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
+                                      const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,    \
+                                      int ldc) {                                                                       \
+    int mv = m / (L);                                                                                                  \
+    long blocks = ((long)k + AERT_THIN_ROWS - 1) / AERT_THIN_ROWS;                                                     \
+    aert_real *part = (aert_real *)malloc(sizeof(aert_real) * (size_t)(blocks * n * m));                              \
+    _Pragma("omp parallel for schedule(static)") for (long bl = 0; bl < blocks; bl++) {                               \
+      VEC acc[8][4] = {{{0}}};                                                                                         \
+      for (long p = bl * AERT_THIN_ROWS; p < k && p < (bl + 1) * AERT_THIN_ROWS; p++) {                               \
+        VEC av[4];                                                                                                     \
+        for (int v = 0; v < mv; v++) memcpy(&av[v], a + p * lda + v * (L), sizeof(VEC));                              \
+        for (int j = 0; j < n; j++) {                                                                                  \
+          aert_real e = b[p * ldb + j];                                                                                \
+          for (int v = 0; v < mv; v++) acc[j][v] += e * av[v];                                                         \
+        }                                                                                                              \
+      }                                                                                                                \
+      for (int j = 0; j < n; j++)                                                                                      \
+        for (int v = 0; v < mv; v++) memcpy(part + (bl * n + j) * m + v * (L), &acc[j][v], sizeof(VEC));              \
+    }                                                                                                                  \
+    for (int i = 0; i < m; i++)                                                                                        \
+      for (int j = 0; j < n; j++) {                                                                                    \
+        aert_real sum = 0;                                                                                             \
+        for (long bl = 0; bl < blocks; bl++) sum += part[(bl * n + j) * m + i];                                       \
+        c[(long)i * ldc + j] = beta != 0 ? c[(long)i * ldc + j] + sum : sum;                                           \
+      }                                                                                                                \
+    free(part);                                                                                                        \
+  }                                                                                                                    \
+  static inline void aert_thin_x##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
+                                      const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,    \
+                                      int ldc) {                                                                       \
+    int nv = n / (L);                                                                                                  \
+    VEC bv[k][4];                                                                                                      \
+    for (int q = 0; q < k; q++)                                                                                        \
+      for (int v = 0; v < nv; v++)                                                                                     \
+        for (int l = 0; l < (L); l++) bv[q][v][l] = b[(long)(v * (L) + l) * ldb + q];                                 \
+    _Pragma("omp parallel for schedule(static)") for (long i = 0; i < m; i++) {                                       \
+      VEC acc[4] = {{0}};                                                                                              \
+      for (int q = 0; q < k; q++) {                                                                                    \
+        aert_real e = a[i * lda + q];                                                                                  \
+        for (int v = 0; v < nv; v++) acc[v] += e * bv[q][v];                                                           \
+      }                                                                                                                \
+      for (int v = 0; v < nv; v++) {                                                                                   \
+        VEC old = {0};                                                                                                 \
+        if (beta != 0) memcpy(&old, c + i * ldc + v * (L), sizeof(VEC));                                              \
+        old += acc[v];                                                                                                 \
+        memcpy(c + i * ldc + v * (L), &old, sizeof(VEC));                                                             \
+      }                                                                                                                \
+    }                                                                                                                  \
+  }
+AERT_DEFINE_THIN(, aert_vec, AERT_LANES)
+AERT_DEFINE_THIN(_h, aert_hvec, AERT_HLANES)
+
+/* Which thin product fits (1 F, 2 W, 3 X, 0 none), on full vectors or (*half) half ones. */
+static inline int aert_thin_kind(int ta, int tb, int m, int n, int k, int *half) {
+  if (!ta && !tb && n >= 2 && n <= AERT_LANES && k <= 256 && m >= 4 * AERT_LANES) {
+    *half = n <= AERT_HLANES;
+    return 1;
+  }
+  int kind = ta && !tb && k >= AERT_THIN_ROWS ? 2 : !ta && tb && m >= 4 * AERT_LANES ? 3 : 0;
+  int wide = kind == 2 ? m : n, few = kind == 2 ? n : k;
+  if (!kind || few > 8) return 0;
+  *half = wide % AERT_LANES != 0 || wide > 4 * AERT_LANES;
+  if (*half ? wide % AERT_HLANES != 0 || wide > 4 * AERT_HLANES : 0) return 0;
+  return kind;
+}
+
+/* C = op(A) op(B) + beta C, row-major. OpenBLAS runs single-threaded inside; OpenMP
+ * threads take disjoint blocks of C's rows (or columns, when C is wide): bitwise
+ * reproducible for a thread count (OpenBLAS rounds the edge of a block differently, so
+ * another thread count moves the last bits). */
+static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
+                             int ldb, aert_real beta, aert_real *c, int ldc) {
+  int half, thin = aert_thin_kind(ta, tb, m, n, k, &half);
+  if (thin) {
+    void (*f)(int, int, int, const aert_real *, int, const aert_real *, int, aert_real, aert_real *, int) =
+      thin == 1 ? (half ? aert_thin_f_h : aert_thin_f) : thin == 2 ? (half ? aert_thin_w_h : aert_thin_w)
+                                                         : (half ? aert_thin_x_h : aert_thin_x);
+    f(m, n, k, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans, tB = tb ? CblasTrans : CblasNoTrans;
+  int threads = omp_get_max_threads();
+  if (threads == 1 || (double)m * n * k < 2e6) {
+    AERT_GEMM(CblasRowMajor, tA, tB, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  int by_rows = m >= n;
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads(), len = by_rows ? m : n;
+    int lo = (int)((long)len * t / nt), hi = (int)((long)len * (t + 1) / nt);
+    if (hi > lo && by_rows)
+      AERT_GEMM(CblasRowMajor, tA, tB, hi - lo, n, k, 1, ta ? a + lo : a + (long)lo * lda, lda, b, ldb, beta,
+                c + (long)lo * ldc, ldc);
+    else if (hi > lo)
+      AERT_GEMM(CblasRowMajor, tA, tB, m, hi - lo, k, 1, a, lda, tb ? b + (long)lo * ldb : b + lo, ldb, beta, c + lo,
+                ldc);
+  }
 }
 
 /* The forward register tile on vectors of type VEC (LANES values): mr pixels from q on,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The dense kernels: every register-tile variant computes the same bits (native build, and
-# the AVX2 path where the CPU runs it), then the autotune's wisdom file: written on the
+# the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), then the autotune's wisdom file: written on the
 # first run with AERT_TUNE=1, read on the next, set aside with a message when garbled or
 # from another machine; nothing tuned or written without AERT_TUNE=1 or with
 # AERT_WISDOM=off; a message (no crash) when it cannot be written.
@@ -15,6 +15,9 @@ for isa in $isas; do
   ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
     -o "$out/variants_$isa" tests/dense/variants.c build/libaert.a -lopenblas -lpthread -lm
   AERT_WISDOM=off "$out/variants_$isa" check || status=1
+  ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
+    -o "$out/thin_$isa" tests/dense/thin.c build/libaert.a -lopenblas -lpthread -lm
+  "$out/thin_$isa" || status=1
 done
 v="$out/variants_native" w="$out/variants.wisdom"
 fail() { echo "FAIL wisdom: $1"; status=1; }
