@@ -1108,12 +1108,14 @@ static inline double aert_focal_rows(const aert_real *restrict logits, const aer
     sum += v[i];
   }
   double wsum = 0;
+  aert_vec g = {0}, inv = 1 / sum;
+  int kl[AERT_LANES];
   for (int l = 0; l < n; l++) {
-    int k = (int)t[r0 + l];
+    int k = kl[l] = (int)t[r0 + l];
     if (k < 0 || k >= c) continue;
     double w = cw ? cw[k] : 1.0;
     wsum += w;
-    aert_real pk = v[k][l] / sum[l];
+    aert_real pk = v[k][l] * inv[l];
     if (!dl) {
       double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30;
       *s -= w * (gamma > 0 ? pow(1 - pt, gamma) : 1.0) * log(pt);
@@ -1125,8 +1127,14 @@ static inline double aert_focal_rows(const aert_real *restrict logits, const aer
       double pt = pk > (aert_real)1e-30 ? pk : (aert_real)1e-30, q = 1 - pt;
       f = q > 0 ? gamma * pow(q, gamma - 1) * pt * log(pt) - pow(q, gamma) : 0;
     }
-    aert_real g = (aert_real)(w * scale * -f), inv = 1 / sum[l];
-    for (int i = 0; i < c; i++) dl[(r0 + l) * c + i] += g * (v[i][l] * inv - (i == k));
+    g[l] = (aert_real)(w * scale * -f);
+  }
+  for (int i = 0; dl && i < c; i++) {
+    aert_vec hot = {0};
+    for (int l = 0; l < n; l++) hot[l] = kl[l] == i;
+    aert_vec d = g * (v[i] * inv - hot);
+    for (int l = 0; l < n; l++)
+      if (kl[l] >= 0 && kl[l] < c) dl[(r0 + l) * c + i] += d[l];
   }
   return wsum;
 }
