@@ -68,8 +68,9 @@ int main(int argc, char **argv) {
   qsort(pms, (size_t)steps, sizeof *pms, by_value);
   double med = ms[steps / 2];
   printf("{\"side\": \"aec\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, \"median_ms\": %.2f, "
-         "\"median_ms_profiled\": %.2f, \"images_per_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f}\n", m->name, m->batch,
-         threads, steps, med, pms[steps / 2], m->batch / med * 1e3, flops / med / 1e6, ru.ru_maxrss / 1024.0);
+         "\"median_ms_profiled\": %.2f, \"images_per_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
+         "\"spin\": \"%s\"}\n", m->name, m->batch, threads, steps, med, pms[steps / 2], m->batch / med * 1e3, flops / med / 1e6,
+         ru.ru_maxrss / 1024.0, getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "passive");
   /* per kernel: mean ms per step and GFLOP/s, forward and backward, over the profiled steps */
   for (int k = 0; k < m->n_timed; k++) {
     double f = m->profile_ms[k][0] / steps, b = m->profile_ms[k][1] / steps;

@@ -21,6 +21,18 @@ typedef long long aert_vmask __attribute__((vector_size(AERT_VEC_BYTES)));
 #else
 typedef int aert_vmask __attribute__((vector_size(AERT_VEC_BYTES)));
 #endif
+/* One lane of a mask, and a mask loaded from memory. */
+#ifdef AERT_DOUBLE
+typedef long long aert_mask_lane;
+#else
+typedef int aert_mask_lane;
+#endif
+static inline aert_vmask aert_vload_mask(const aert_mask_lane *p) {
+  aert_vmask m;
+  memcpy(&m, p, sizeof m);
+  return m;
+}
+
 /* m ? a : b lane by lane, m from a vector comparison (all ones or all zeros). */
 static inline aert_vec aert_vsel(aert_vmask m, aert_vec a, aert_vec b) {
   aert_vmask ia, ib;

@@ -76,10 +76,18 @@ typedef aert_real aert_hvec __attribute__((vector_size(AERT_VEC_BYTES / 2)));
 /* The lanes of the vectors a conv with cout output channels runs on (full or half). */
 static inline int aert_conv_lanes(int cout) { return cout % AERT_LANES == 0 ? AERT_LANES : AERT_HLANES; }
 
-/* Vectors of output channels per tile: whole vectors of `lanes`, at most four. */
+/* Vectors of output channels per tile: whole vectors of `lanes`, at most four (AVX-512's
+ * 32 registers), or three (16 registers). */
 static inline int aert_conv_nv(int cout) {
   int vecs = cout / aert_conv_lanes(cout);
+#if defined(__AVX512F__)
   return vecs % 4 == 0 ? 4 : vecs % 3 == 0 ? 3 : vecs % 2 == 0 ? 2 : 1;
+#else
+  /* 16 registers: 12 accumulators, the tile's weight vectors and a broadcast fit only up to
+   * three vectors wide; four spilled (the AVX2 U-Net's 128- and 256-channel layers ran at
+   * 60-110 GFLOP/s, two wide at 100-170 on a 2-core AMD EPYC) */
+  return vecs % 2 == 0 ? 2 : vecs % 3 == 0 ? 3 : 1;
+#endif
 }
 
 /* ---- thin products: a 1x1 convolution to or from a few channels --------------------
@@ -784,6 +792,8 @@ static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restr
   }
 }
 
+#include "aert_dense.h"
+
 /* ---- pooling, upsampling, concat, add -------------------------------------------- */
 
 /* The forward runs along the channels innermost (contiguous: it vectorises), each
@@ -819,7 +829,7 @@ static inline void aert_pool_backward(aert_real *restrict dx, const aert_real *r
 #pragma omp parallel for schedule(static) if (s >= k)
   for (long i = 0; i < (long)n * ho; i++) {
     int b = (int)(i / ho), oh = (int)(i % ho);
-    int done[c];
+    aert_mask_lane done[c];   /* all ones where the channel's maximum was found */
     for (int ow = 0; ow < wo; ow++) {
       const long o = (((long)b * ho + oh) * wo + ow) * c;
       for (int ch = 0; ch < c; ch++) done[ch] = 0;
@@ -830,10 +840,19 @@ static inline void aert_pool_backward(aert_real *restrict dx, const aert_real *r
             for (int ch = 0; ch < c; ch++) dx[at + ch] += dy[o + ch] / (aert_real)(k * k);
             continue;
           }
-          for (int ch = 0; ch < c; ch++) {
+          int ch = 0;
+          for (; ch + AERT_LANES <= c; ch += AERT_LANES) {   /* whole vectors: masks */
+            aert_vec xv = aert_vload(x + at + ch), yv = aert_vload(y + o + ch), d = aert_vload(dx + at + ch);
+            aert_vmask hit = (xv == yv) & ~aert_vload_mask(done + ch);
+            d = aert_vsel(hit, d + aert_vload(dy + o + ch), d);
+            memcpy(dx + at + ch, &d, sizeof d);
+            aert_vmask was = aert_vload_mask(done + ch) | hit;
+            memcpy(done + ch, &was, sizeof was);
+          }
+          for (; ch < c; ch++) {
             int hit = !done[ch] & (x[at + ch] == y[o + ch]);
             dx[at + ch] = hit ? dx[at + ch] + dy[o + ch] : dx[at + ch];
-            done[ch] |= hit;
+            done[ch] |= hit ? -1 : 0;
           }
         }
     }
@@ -1033,8 +1052,6 @@ static inline void aert_softmax_backward(aert_real *restrict dx, const aert_real
     for (int i = 0; i < c; i++) dx[r * c + i] += y[r * c + i] * (aert_real)(dy[r * c + i] - dot);
   }
 }
-
-#include "aert_dense.h"
 
 /* ---- losses: each returns its value and, given d, adds weight * dL/da ---------- */
 /* denom: the number of values averaged over (mean) or the batch (sum per example). */
