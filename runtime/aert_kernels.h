@@ -805,6 +805,17 @@ static inline void aert_pool_forward(const aert_real *restrict x, aert_real *res
     int b = (int)(i / ho), oh = (int)(i % ho);
     for (int ow = 0; ow < wo; ow++) {
       aert_real *restrict o = y + (i * wo + ow) * c;
+      int ch = 0;
+      for (; is_max && ch + AERT_LANES <= c; ch += AERT_LANES) {   /* whole vectors in registers */
+        aert_vec m = (aert_vec){0} - INFINITY;   /* as the scalar loop: a NaN never wins */
+        for (int kh = 0; kh < k; kh++)
+          for (int kw = 0; kw < k; kw++) {
+            aert_vec v = aert_vload(x + (((long)b * hi + oh * s + kh) * wi + ow * s + kw) * c + ch);
+            m = aert_vsel(v > m, v, m);
+          }
+        memcpy(o + ch, &m, sizeof m);
+      }
+      if (ch == c) continue;
       for (int ch = 0; ch < c; ch++) o[ch] = is_max ? -INFINITY : 0;
       for (int kh = 0; kh < k; kh++)
         for (int kw = 0; kw < k; kw++) {
