@@ -5,7 +5,8 @@
 #  - resuming from a checkpoint equals uninterrupted training, bit for bit, and two conv
 #    runs of one seed agree bit for bit;
 #  - a checkpoint of another model and a truncated checkpoint are refused, by name;
-#  - a diverging run stops at the first non-finite loss and keeps the last good checkpoint.
+#  - a diverging run stops at the first non-finite loss and keeps the last good checkpoint;
+#  - the threads' wait policy: passive beside busy processes, the user's settings kept.
 set -eu
 cd "$(dirname "$0")/../.."
 out=build/train-test
@@ -61,4 +62,24 @@ fi
 grep -qi "step" "$out/nan.txt" || fail "the non-finite loss message names no step: $(cat "$out/nan.txt")"
 cmp "$out/good.ckpt" "$out/nan/last.ckpt" || fail "the last good checkpoint was overwritten by a diverging run"
 echo "a diverging run stops: $(grep -i "step" "$out/nan.txt" | head -n 1)"
+# 6. the wait policy a trainer restarts itself with (read from the running process): beside
+# two busy processes its threads sleep at once (no GOMP_SPINCOUNT); a user's GOMP_SPINCOUNT
+# or OMP_WAIT_POLICY is kept as it is. (A quiet machine adds GOMP_SPINCOUNT=3000: not
+# asserted, a test machine need not be quiet.)
+policy() {   # the trainer's OMP_WAIT_POLICY and GOMP_SPINCOUNT, as it runs
+  "$@" bin/dense_ae train --epochs 50 --limit 25600 --out "$out/policy" --quiet >/dev/null 2>&1 &
+  pid=$!
+  sleep 1
+  got=$(tr '\0' '\n' < /proc/$pid/environ | grep -E '^(OMP_WAIT_POLICY|GOMP_SPINCOUNT)=' | sort | tr '\n' ' ')
+  kill $pid 2>/dev/null; wait $pid 2>/dev/null || true
+  echo "$got"
+}
+sh -c 'while :; do :; done' & b1=$!
+sh -c 'while :; do :; done' & b2=$!
+busy=$(policy env)
+kill $b1 $b2
+[ "$busy" = "OMP_WAIT_POLICY=PASSIVE " ] || fail "beside two busy processes the trainer ran with '$busy', not passive alone"
+[ "$(policy env GOMP_SPINCOUNT=7)" = "GOMP_SPINCOUNT=7 OMP_WAIT_POLICY=PASSIVE " ] || fail "the user's GOMP_SPINCOUNT was not kept"
+[ "$(policy env OMP_WAIT_POLICY=active)" = "OMP_WAIT_POLICY=active " ] || fail "the user's OMP_WAIT_POLICY was not kept"
+echo "wait policy: passive beside busy processes; the user's GOMP_SPINCOUNT and OMP_WAIT_POLICY kept"
 echo "training checks passed"
