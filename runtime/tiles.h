@@ -23,7 +23,7 @@ typedef struct {
 /* A data thread's files (one reader per data thread): the tiles it read last stay open, up
  * to the tiles' open_max, so that patches drawn from them in any order neither reopen the
  * files nor decode a chunk twice; r is the layers of the tile opened last. */
-#define AERT_OPEN_TILES 8
+#define AERT_OPEN_TILES 16
 typedef struct {
   int tile;            /* the tile r belongs to, -1: none */
   aert_raster *r;      /* its layers, then the labels */
