@@ -28,35 +28,58 @@ void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index
   aert_augment_transform(r, seed, epoch, index, t);
 }
 
+/* Where each output pixel of row y takes its value: the top-left source pixel (ix, iy) and
+ * the four bilinear weights, or for nearest the rounded source pixel. One loop without
+ * branches between pixels, also compiled for AVX2 and AVX-512 (target_clones, as optim.c's
+ * Adam), so that it vectorises; without contraction every clone rounds each operation as
+ * the baseline build does: the same bits on any of them. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AERT_AUG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("-ffp-contract=off")))
+#else
+#define AERT_AUG_CLONES
+#endif
+AERT_AUG_CLONES static void source_row(const aert_transform *t, float cs, float sn, int y, int h, int w,
+                                       int nearest, int *restrict ix, int *restrict iy, float *restrict wt) {
+  for (int x = 0; x < w; x++) {
+    float sx, sy;
+    aert_augment_source(t, cs, sn, x, y, h, w, &sx, &sy);
+    if (nearest) {
+      ix[x] = (int)lrintf(sx), iy[x] = (int)lrintf(sy);
+      continue;
+    }
+    float fx0 = floorf(sx), fy0 = floorf(sy), fx = sx - fx0, fy = sy - fy0;
+    ix[x] = (int)fx0, iy[x] = (int)fy0;
+    for (int j = 0; j < 4; j++) wt[4 * x + j] = aert_bilinear_weight(j, fx, fy);
+  }
+}
+
 /* Resamples one HWC image through t, about the image centre. nearest: class maps. The
  * arithmetic is aert_internal.h's, which a device's augmentation shares. */
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest) {
-  float cs, sn, fills[c];
+  float cs, sn, fills[c], wts[4 * w];
+  int ix[w], iy[w];
   for (int k = 0; k < c; k++)
     fills[k] = fill;
   aert_sincos(t->angle, &sn, &cs);
   cs /= t->scale, sn /= t->scale;
-  for (int y = 0; y < h; y++)
+  for (int y = 0; y < h; y++) {
+    source_row(t, cs, sn, y, h, w, nearest, ix, iy, wts);
     for (int x = 0; x < w; x++) {
-      float sx, sy;
-      aert_augment_source(t, cs, sn, x, y, h, w, &sx, &sy);
       float *o = dst + ((long)y * w + x) * c;
       if (nearest) {
-        int ix = (int)lrintf(sx), iy = (int)lrintf(sy);
-        int in = ix >= 0 && iy >= 0 && ix < w && iy < h;
+        int in = ix[x] >= 0 && iy[x] >= 0 && ix[x] < w && iy[x] < h;
         for (int k = 0; k < c; k++)
-          o[k] = in ? src[((long)iy * w + ix) * c + k] : fill;
+          o[k] = in ? src[((long)iy[x] * w + ix[x]) * c + k] : fill;
         continue;
       }
-      int x0 = (int)floorf(sx), y0 = (int)floorf(sy), n = 0;
-      float fx = sx - x0, fy = sy - y0, wt[4];
+      int n = 0;
+      float wt[4];
       const float *tap[4];   /* the source pixels of nonzero weight, fills outside the image */
       for (int j = 0; j < 4; j++) {
-        int xx = x0 + (j & 1), yy = y0 + (j >> 1);
-        float wj = aert_bilinear_weight(j, fx, fy);
-        if (wj != 0)
-          wt[n] = wj, tap[n++] = xx >= 0 && yy >= 0 && xx < w && yy < h ? src + ((long)yy * w + xx) * c : fills;
+        int xx = ix[x] + (j & 1), yy = iy[x] + (j >> 1);
+        if (wts[4 * x + j] != 0)
+          wt[n] = wts[4 * x + j], tap[n++] = xx >= 0 && yy >= 0 && xx < w && yy < h ? src + ((long)yy * w + xx) * c : fills;
       }
       for (int k = 0; k < c; k++) {
         float v = 0;
@@ -65,6 +88,7 @@ void aert_augment_image(const aert_transform *t, const float *src, float *dst, i
         o[k] = v;
       }
     }
+  }
 }
 
 /* Augments the batch in place; order[start + b] is example b's index in the dataset. */
