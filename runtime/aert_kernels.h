@@ -59,6 +59,66 @@ static inline aert_vec aert_vload(const aert_real *p) {
   return v;
 }
 
+/* ---- masks, select and exp on whole vectors -------------------------------------------
+ * exp(x) = 2^n exp(r), r = x - n ln 2 in [-ln2/2, ln2/2], exp(r) by a degree-6 Taylor
+ * polynomial (relative error below 2e-7 in float); inputs clamped to the range where the
+ * float result is finite and normal. Double builds (the gradient check) take libm's exp
+ * lane by lane. */
+#ifdef AERT_DOUBLE
+typedef long long aert_vmask __attribute__((vector_size(AERT_VEC_BYTES)));
+#else
+typedef int aert_vmask __attribute__((vector_size(AERT_VEC_BYTES)));
+#endif
+/* One lane of a mask, and a mask loaded from memory. */
+#ifdef AERT_DOUBLE
+typedef long long aert_mask_lane;
+#else
+typedef int aert_mask_lane;
+#endif
+static inline aert_vmask aert_vload_mask(const aert_mask_lane *p) {
+  aert_vmask m;
+  memcpy(&m, p, sizeof m);
+  return m;
+}
+
+/* m ? a : b lane by lane, m from a vector comparison (all ones or all zeros). */
+static inline aert_vec aert_vsel(aert_vmask m, aert_vec a, aert_vec b) {
+  aert_vmask ia, ib;
+  memcpy(&ia, &a, sizeof a);
+  memcpy(&ib, &b, sizeof b);
+  ia = (ia & m) | (ib & ~m);
+  memcpy(&a, &ia, sizeof a);
+  return a;
+}
+
+#ifdef AERT_DOUBLE
+static inline aert_vec aert_vexp(aert_vec x) {
+  aert_vec r = {0};   /* every lane set below; gcc -O1 cannot see it through the inlined tile loop */
+  for (int l = 0; l < AERT_LANES; l++) r[l] = exp(x[l]);
+  return r;
+}
+#else
+static inline aert_vec aert_vexp(aert_vec x) {
+  const aert_vec zero = {0}, hi = zero + 88.0f, lo = zero - 87.0f;
+  x = aert_vsel(x > hi, hi, x);
+  x = aert_vsel(x < lo, lo, x);
+  aert_vec t = x * 1.44269504f + 12582912.0f;   /* round(x / ln 2) in the low mantissa bits */
+  aert_vec n = t - 12582912.0f;
+  aert_vec r = x - n * 0.693145752f - n * 1.42860677e-6f;   /* ln 2 split in two for accuracy */
+  aert_vec p = zero + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  aert_vmask e = (__builtin_convertvector(n, aert_vmask) + 127) << 23;
+  aert_vec scale;
+  memcpy(&scale, &e, sizeof scale);
+  return p * scale;
+}
+#endif
+
 /* The offset, in values, of what tap (kh, kw) reads from a pixel of the phase grid. */
 static inline void aert_conv_taps(long *xoff, int k, int s, int hg, int wg, int cin) {
   for (int kh = 0; kh < k; kh++)
@@ -792,8 +852,6 @@ static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restr
   }
 }
 
-#include "aert_dense.h"
-
 /* ---- pooling, upsampling, concat, add -------------------------------------------- */
 
 /* The forward runs along the channels innermost (contiguous: it vectorises), each
@@ -1295,5 +1353,7 @@ static inline aert_real aert_loss_l2(const aert_real *restrict w, aert_real *res
   return (aert_real)s;
 }
 
+
+#include "aert_dense.h"
 
 #endif
