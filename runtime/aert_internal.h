@@ -183,6 +183,15 @@ int aert_augment_active(const aert_data *d);
 void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index,
                        aert_transform *t);
 
+/* A function of the library (built for any x86-64) also compiled for AVX2 and AVX-512, the
+ * loader picking the clone the CPU runs; without FMA contraction, so that every clone
+ * rounds each operation as the baseline build does (optim.c's Adam, augment.c's rows). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AERT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("-ffp-contract=off")))
+#else
+#define AERT_CLONES
+#endif
+
 /* a * b and a + b, each rounded on its own: neither a compiler (-ffp-contract, -march with
  * FMA) nor a GPU fuses them, so that the host's normalisation and augmentation and the
  * device's (aert_cuda_data.h) give the same bits. */

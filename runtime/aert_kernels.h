@@ -184,8 +184,11 @@ static inline int aert_conv_nv(int cout) {
                                       int ldc) {                                                                       \
     int mv = m / (L);                                                                                                  \
     long blocks = ((long)k + AERT_THIN_ROWS - 1) / AERT_THIN_ROWS;                                                     \
-    aert_real *part = (aert_real *)malloc(sizeof(aert_real) * (size_t)(blocks * n * m));                              \
-    _Pragma("omp parallel for schedule(static)") for (long bl = 0; bl < blocks; bl++) {                               \
+    aert_real *part = (aert_real *)malloc(sizeof(aert_real) * (size_t)(blocks * n * m)), one[8 * 4 * (L)];            \
+    aert_real tot[8 * 4 * (L)] = {0};   /* the blocks' sums added in block order */                                   \
+    /* without memory for every block's sums, the blocks one after another: the same order */                         \
+    _Pragma("omp parallel for schedule(static) if (part)") for (long bl = 0; bl < blocks; bl++) {                     \
+      aert_real *mine = part ? part + bl * n * m : one;                                                                \
       VEC acc[8][4] = {{{0}}};                                                                                         \
       for (long p = bl * AERT_THIN_ROWS; p < k && p < (bl + 1) * AERT_THIN_ROWS; p++) {                               \
         VEC av[4];                                                                                                     \
@@ -196,14 +199,14 @@ static inline int aert_conv_nv(int cout) {
         }                                                                                                              \
       }                                                                                                                \
       for (int j = 0; j < n; j++)                                                                                      \
-        for (int v = 0; v < mv; v++) memcpy(part + (bl * n + j) * m + v * (L), &acc[j][v], sizeof(VEC));              \
+        for (int v = 0; v < mv; v++) memcpy(mine + j * m + v * (L), &acc[j][v], sizeof(VEC));                          \
+      for (int e = 0; !part && e < n * m; e++) tot[e] += mine[e];                                                     \
     }                                                                                                                  \
+    for (long bl = 0; part && bl < blocks; bl++)                                                                        \
+      for (int e = 0; e < n * m; e++) tot[e] += part[bl * n * m + e];                                                 \
     for (int i = 0; i < m; i++)                                                                                        \
-      for (int j = 0; j < n; j++) {                                                                                    \
-        aert_real sum = 0;                                                                                             \
-        for (long bl = 0; bl < blocks; bl++) sum += part[(bl * n + j) * m + i];                                       \
-        c[(long)i * ldc + j] = beta != 0 ? c[(long)i * ldc + j] + sum : sum;                                           \
-      }                                                                                                                \
+      for (int j = 0; j < n; j++)                                                                                      \
+        c[(long)i * ldc + j] = beta != 0 ? c[(long)i * ldc + j] + tot[j * m + i] : tot[j * m + i];                     \
     free(part);                                                                                                        \
   }                                                                                                                    \
   static inline void aert_thin_x##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
@@ -238,10 +241,11 @@ static inline int aert_thin_kind(int ta, int tb, int m, int n, int k, int *half)
     return 1;
   }
   int kind = ta && !tb && k >= AERT_THIN_ROWS ? 2 : !ta && tb && m >= 4 * AERT_LANES ? 3 : 0;
-  int wide = kind == 2 ? m : n, few = kind == 2 ? n : k;
+  int wide = kind == 2 ? m : n, few = kind == 2 ? n : k;   /* whole vectors, and a few */
   if (!kind || few > 8) return 0;
-  *half = wide % AERT_LANES != 0 || wide > 4 * AERT_LANES;
-  if (*half ? wide % AERT_HLANES != 0 || wide > 4 * AERT_HLANES : 0) return 0;
+  if (wide % AERT_LANES == 0 && wide <= 4 * AERT_LANES) *half = 0;
+  else if (wide % AERT_HLANES == 0 && wide <= 4 * AERT_HLANES) *half = 1;
+  else return 0;
   return kind;
 }
 

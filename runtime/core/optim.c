@@ -68,11 +68,6 @@ static void sgd(const aert_optim *h, float *restrict p, const float *restrict g,
  * (target_clones). Without contraction into FMA every clone rounds each operation as the
  * baseline build does: the same bits on any of them. The Makefile builds this file
  * without errno for sqrtf, so that the loop vectorises. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AERT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("-ffp-contract=off")))
-#else
-#define AERT_CLONES
-#endif
 
 typedef struct {
   float step_size, bc2_sqrt, eps, one_b1, b2, one_b2, wd, shrink;

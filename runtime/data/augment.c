@@ -30,15 +30,9 @@ void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index
 
 /* Where each output pixel of row y takes its value: the top-left source pixel (ix, iy) and
  * the four bilinear weights, or for nearest the rounded source pixel. One loop without
- * branches between pixels, also compiled for AVX2 and AVX-512 (target_clones, as optim.c's
- * Adam), so that it vectorises; without contraction every clone rounds each operation as
- * the baseline build does: the same bits on any of them. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AERT_AUG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("-ffp-contract=off")))
-#else
-#define AERT_AUG_CLONES
-#endif
-AERT_AUG_CLONES static void source_row(const aert_transform *t, float cs, float sn, int y, int h, int w,
+ * branches between pixels, also compiled for AVX2 and AVX-512 (AERT_CLONES), so that it
+ * vectorises: the same bits on any clone. */
+AERT_CLONES static void source_row(const aert_transform *t, float cs, float sn, int y, int h, int w,
                                        int nearest, int *restrict ix, int *restrict iy, float *restrict wt) {
   for (int x = 0; x < w; x++) {
     float sx, sy;
