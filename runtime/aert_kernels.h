@@ -1357,7 +1357,7 @@ static inline aert_real aert_loss_l2(const aert_real *restrict w, aert_real *res
   return (aert_real)s;
 }
 
-
+#include "aert_wino.h"
 #include "aert_dense.h"
 
 #endif

@@ -353,11 +353,17 @@ void ae_report_launch_rows(FILE *o, const ae_json *k) {
 
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   if (k->kind == K_CONV && k->conv.algo == CONV_SLIDE)
-    return ae_sprintf(r->a, "direct register-tiled convolution on a zero-padded copy of %d image%s at a time%s", k->conv.pchunk,
-                      k->conv.pchunk == 1 ? "" : "s", k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "");
+    return ae_sprintf(r->a, "%s on a zero-padded copy of %d image%s at a time%s%s",
+                      k->conv.wino ? "Winograd F(2x2, 3x3) (register-tiled products of the transformed blocks)"
+                                   : "direct register-tiled convolution",
+                      k->conv.pchunk, k->conv.pchunk == 1 ? "" : "s",
+                      k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "",
+                      k->conv.wino && !k->conv.dwino ? "; dx direct" : "");
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)
     return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s, %d image%s at a time",
-                      k->conv.mix_at < k->conv.pad_floats ? " (plain views direct beside it)" : "", k->conv.pchunk,
+                      k->conv.mix_at >= k->conv.pad_floats ? ""
+                      : k->conv.wino ? " (plain views beside it as Winograd F(2x2, 3x3))" : " (plain views direct beside it)",
+                      k->conv.pchunk,
                       k->conv.pchunk == 1 ? "" : "s");
   if ((k->kind == K_CONV || k->kind == K_CONV_T) && k->conv.algo == CONV_GEMM_1X1) return "one GEMM straight on its input (1x1)";
   if (k->kind == K_CONV || k->kind == K_CONV_T)

@@ -49,7 +49,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .z_h_1                = A + 0,          /*    3211264    0-18   z.h.1 28x28x32 */
     .conv_z_h_1_scratch   = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
     .conv_z_h_2_scratch   = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
-    .conv_z_h2_1_scratch  = A + 3211264,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
+    .conv_z_h2_1_scratch  = A + 3211264,    /*     558592    2-2    conv_z_h2_1 scratch fwd */
     .conv_z_h2_2_scratch  = A + 3211264,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
     .conv_d1_scratch      = A + 3211264,    /*     757248    6-6    conv_d1 scratch fwd */
     .d2                   = A + 3211264,    /*    3211264    7-11   d2 28x28x32 */
@@ -61,7 +61,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_z                  = A + 3311616,    /*       4096   13-14   dz 32 */
     .d_d                  = A + 4040192,    /*     401408   12-13   dd 3136 */
     .conv_z_h2_2_dscratch = A + 4816896,    /*    1050112   15-15   conv_z_h2_2 scratch bwd */
-    .conv_z_h2_1_dscratch = A + 4816896,    /*    1068544   16-16   conv_z_h2_1 scratch bwd */
+    .conv_z_h2_1_dscratch = A + 4816896,    /*    1101312   16-16   conv_z_h2_1 scratch bwd */
     .d_z_h2_2             = A + 5867008,    /*     401408   14-15   dz.h2.2 7x7x64 */
     .conv_d2_scratch      = A + 6422528,    /*     757248    7-7    conv_d2 scratch fwd */
     .conv_y_scratch       = A + 6422528,    /*     922656    8-8    conv_y scratch fwd */
@@ -213,9 +213,10 @@ static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .w
 static const aert_conv_geom dgeo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 64, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h2_1_forward(const run *r) {
+  aert_wino_weights((r->P + z_h2_1_w), r->conv_z_h2_1_scratch + 525824, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + z_h2_1_w), r->z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_wino(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, r->conv_z_h2_1_scratch + 525824, r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }
@@ -228,9 +229,10 @@ static void conv_z_h2_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + z_h2_1_w));
   }
   aert_conv_flip((r->P + z_h2_1_w), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
+  aert_wino_weights(r->conv_z_h2_1_dscratch + 1050112, r->conv_z_h2_1_dscratch + 1068544, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1});
-    aert_conv_fwd(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1050112, r->d_z_h_2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->conv_z_h2_1_dscratch + 1068544, r->d_z_h_2 + (long)n0 * 6272, 1);
   }
 }
 

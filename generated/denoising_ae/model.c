@@ -46,14 +46,14 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     /* buffer               offset        floats   steps   what */
     .e_1               = A + 0,          /*    3211264    1-15   e.1 28x28x32 */
     .conv_e_1_scratch  = A + 3211264,    /*      29568    1-1    conv_e_1 scratch fwd */
-    .conv_e_2_scratch  = A + 3211264,    /*    1049344    3-3    conv_e_2 scratch fwd */
+    .conv_e_2_scratch  = A + 3211264,    /*    1065728    3-3    conv_e_2 scratch fwd */
     .conv_d_1_scratch  = A + 3211264,    /*     707328    5-5    conv_d_1 scratch fwd */
     .d                 = A + 3211264,    /*    3211264    6-10   d 28x28x32 */
     .conv_d_1_dscratch = A + 3211264,    /*     726784   11-11   conv_d_1 scratch bwd */
-    .conv_e_2_dscratch = A + 3211264,    /*    1058560   13-13   conv_e_2 scratch bwd */
+    .conv_e_2_dscratch = A + 3211264,    /*    1074944   13-13   conv_e_2 scratch bwd */
     .d_e_1             = A + 3211264,    /*    3211264   14-15   de.1 28x28x32 */
     .d_e               = A + 3938048,    /*     200704   11-12   de 7x7x32 */
-    .d_e_2             = A + 4269824,    /*     802816   12-13   de.2 14x14x32 */
+    .d_e_2             = A + 4286208,    /*     802816   12-13   de.2 14x14x32 */
     .conv_d_2_scratch  = A + 6422528,    /*     609024    6-6    conv_d_2 scratch fwd */
     .conv_y_scratch    = A + 6422528,    /*     922656    7-7    conv_y scratch fwd */
     .d_d               = A + 6422528,    /*    3211264    9-10   dd 28x28x32 */
@@ -157,10 +157,11 @@ static const aert_conv_geom geo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg 
 static const aert_conv_geom dgeo_conv_e_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_2_forward(const run *r) {
+  aert_wino_weights((r->P + e_2_w), r->conv_e_2_scratch + 1049344, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e_2 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_e_2, r->conv_e_2_scratch, r->conv_e_2_scratch + 1049344, r->e_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_2, (r->P + e_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -174,10 +175,11 @@ static void conv_e_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e_2 + (long)n0 * 6272, (r->G + e_2_w));
   }
   aert_conv_flip((r->P + e_2_w), r->conv_e_2_dscratch + 1049344, 3, 32, 32);
+  aert_wino_weights(r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2});
-    aert_conv_fwd(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
   }
 }
 

@@ -70,7 +70,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 10556448,
              A + 6422528,
              A + 11359264,
-             A + 4269824,
+             A + 4286208,
              A + 3211264,
              A + 3211264,
              A + 13593376,

@@ -45,16 +45,16 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     /* buffer              offset        floats   steps   what */
     .e1               = A + 0,          /*    1605632    1-11   e1 28x28x16 */
     .conv_e1_scratch  = A + 1605632,    /*      57984    1-1    conv_e1 scratch fwd */
-    .conv_e2_scratch  = A + 1605632,    /*     525056    3-3    conv_e2 scratch fwd */
+    .conv_e2_scratch  = A + 1605632,    /*     533248    3-3    conv_e2 scratch fwd */
     .conv_d1_scratch  = A + 1605632,    /*     691488    4-4    conv_d1 scratch fwd */
     .conv_y_scratch   = A + 1605632,    /*     922128    5-5    conv_y scratch fwd */
     .conv_y_dscratch  = A + 1605632,    /*     922128    7-7    conv_y scratch bwd */
     .d_e1             = A + 1605632,    /*    1605632    8-11   de1 28x28x16 */
     .d_y              = A + 2527760,    /*     100352    6-7    dy 28x28x1 */
     .d1               = A + 3211264,    /*    1505280    4-8    d1 28x28x15 */
-    .conv_e2_dscratch = A + 3211264,    /*    1053952    9-9    conv_e2 scratch bwd */
+    .conv_e2_dscratch = A + 3211264,    /*    1062144    9-9    conv_e2 scratch bwd */
     .conv_e1_dscratch = A + 3211264,    /*      57984   11-11   conv_e1 scratch bwd */
-    .d_maxpool_2      = A + 4265216,    /*     401408    9-10   dmaxpool_2 14x14x16 */
+    .d_maxpool_2      = A + 4273408,    /*     401408    9-10   dmaxpool_2 14x14x16 */
     .d_d1             = A + 4716544,    /*    1505280    7-8    dd1 28x28x15 */
     .conv_d1_dscratch = A + 6221824,    /*    1382976    8-8    conv_d1 scratch bwd */
     .e2               = A + 7604800,    /*     802816    3-9    e2 14x14x32 */
@@ -146,10 +146,11 @@ static const aert_conv_geom geo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg =
 static const aert_conv_geom dgeo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
 
 static void conv_e2_forward(const run *r) {
+  aert_wino_weights((r->P + e2_w), r->conv_e2_scratch + 525056, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2, r->conv_e2_scratch, (r->P + e2_w), r->e2 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_e2, r->conv_e2_scratch, r->conv_e2_scratch + 525056, r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -163,10 +164,11 @@ static void conv_e2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + e2_w));
   }
   aert_conv_flip((r->P + e2_w), r->conv_e2_dscratch + 1049344, 3, 16, 32);
+  aert_wino_weights(r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, 32, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_fwd(&dgeo_conv_e2, r->conv_e2_dscratch, r->conv_e2_dscratch + 1049344, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino(&dgeo_conv_e2, r->conv_e2_dscratch, r->conv_e2_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 

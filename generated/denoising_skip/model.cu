@@ -62,7 +62,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 1605632,
              A + 3211264,
              A + 9210432,
-             A + 4265216,
+             A + 4273408,
              A + 7604800,
              A + 8407616,
              A + 1605632,

@@ -91,32 +91,32 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 4816896,
              A + 1605632,
              A + 6422528,
-             A + 13769344,
-             A + 2659584,
-             A + 10558080,
+             A + 13773440,
+             A + 2667776,
+             A + 10562176,
              A + 6422528,
              A + 1605632,
              A + 1605632,
-             A + 11360896,
+             A + 11364992,
              A + 7225344,
              A + 1605632,
              A + 1605632,
-             A + 14973568,
+             A + 14977664,
              A + 2708992,
-             A + 14170752,
+             A + 14174848,
              A + 2307584,
              A + 1605632,
              A + 1605632,
-             A + 14572160,
+             A + 14576256,
              A + 2708992,
              A + 1605632,
              A + 1605632,
-             A + 12163712,
+             A + 12167808,
              A + 6422528,
              A + 1605632,
              A + 1605632,
-             A + 12966528,
-             A + 8881408,
+             A + 12970624,
+             A + 8885504,
              A + 1605632,
              A + 1605632,
              A + 1605632,
@@ -127,7 +127,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 8028160,
              A + 6422528,
              A + 9633792,
-             A + 15174272,
+             A + 15178368,
              A + 6422528};
   return r;
 }
@@ -1070,7 +1070,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 118000L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 100352L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 118000L, "the parameters") || device_zeros(&c->A, 15274624L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 118000L, "the parameters") || device_zeros(&c->A, 15278720L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 784L) ||
       device_zeros(&c->sums, 1, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -1236,7 +1236,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 15274624L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 15278720L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 118000L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

@@ -9,7 +9,7 @@
 #define IMG2IMG_OUT_SIZE 784
 #define IMG2IMG_LATENT_SIZE 0
 #define IMG2IMG_PARAM_FLOATS 118000L
-#define IMG2IMG_ARENA_FLOATS 15274624L
+#define IMG2IMG_ARENA_FLOATS 15278720L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

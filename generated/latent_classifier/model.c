@@ -52,7 +52,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .dropout_6               = A + 16384,      /*       8192    6-10   dropout_6 64 */
     .d_dropout_6             = A + 24576,      /*       8192    9-10   ddropout_6 64 */
     .z                       = A + 32768,      /*       4096    4-11   z 32 */
-    .conv_z_h2_1_scratch     = A + 1605632,    /*     525824    2-2    conv_z_h2_1 scratch fwd */
+    .conv_z_h2_1_scratch     = A + 1605632,    /*     558592    2-2    conv_z_h2_1 scratch fwd */
     .conv_z_h2_2_scratch     = A + 1605632,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
     .z_h2_2                  = A + 2655744,    /*     401408    3-4    z.h2.2 7x7x64 */
     .conv_z_h_1_scratch      = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
@@ -140,9 +140,10 @@ static const aert_pad_geom pgeo_conv_z_h2_1 = {.batch = 64, .h = 14, .w = 14, .c
 static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 64};
 
 static void conv_z_h2_1_forward(const run *r) {
+  aert_wino_weights((r->P + z_h2_1_w), r->conv_z_h2_1_scratch + 525824, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_fwd(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + z_h2_1_w), r->z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_wino(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, r->conv_z_h2_1_scratch + 525824, r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }

@@ -138,7 +138,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 12582912,
              A + 8388608,
              A + 33554432,
-             A + 81808064,
+             A + 81812160,
              A + 10485760,
              A + 72351744,
              A + 8388608,
@@ -148,31 +148,31 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 33554432,
              A + 8388608,
              A + 10485760,
-             A + 87050944,
-             A + 10105856,
-             A + 82856640,
+             A + 87055040,
+             A + 10236928,
+             A + 82860736,
              A + 8388608,
              A + 8388608,
              A + 9437184,
-             A + 83905216,
-             A + 10725888,
+             A + 83909312,
+             A + 10988032,
              A + 8388608,
              A + 9437184,
-             A + 88623808,
-             A + 9353216,
-             A + 87575232,
-             A + 9648128,
+             A + 88627904,
+             A + 9877504,
+             A + 87579328,
+             A + 12036608,
              A + 8388608,
              A + 8388608,
-             A + 88099520,
-             A + 11774464,
+             A + 88103616,
+             A + 36700160,
              A + 8388608,
              A + 8388608,
-             A + 84953792,
+             A + 84957888,
              A + 35651584,
              A + 8388608,
              A + 8388608,
-             A + 86002368,
+             A + 86006464,
              A + 36700160,
              A + 8388608,
              A + 8388608,
@@ -202,7 +202,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 80740352,
              A + 67108864,
              A + 33554432,
-             A + 88885952};
+             A + 88890048};
   return r;
 }
 
@@ -1729,7 +1729,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 1965744L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 3145728L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 1965744L, "the parameters") || device_zeros(&c->A, 88885968L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 1965744L, "the parameters") || device_zeros(&c->A, 88890064L, "the arena") ||
       aecd_feed_open(&c->feed, 8, 1572864L, 65536L) ||
       device_zeros(&c->sums, 2, "the loss's sums") || device_zeros(&c->cw, 6, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -1896,7 +1896,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 88885968L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 88890064L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 1965744L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

@@ -9,7 +9,7 @@
 #define UNET_LANDCOVER_OUT_SIZE 393216
 #define UNET_LANDCOVER_LATENT_SIZE 0
 #define UNET_LANDCOVER_PARAM_FLOATS 1965744L
-#define UNET_LANDCOVER_ARENA_FLOATS 88885968L
+#define UNET_LANDCOVER_ARENA_FLOATS 88890064L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

@@ -51,30 +51,30 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_1_scratch  = A + 0,          /*     278976    0-0    conv_e1_1 scratch fwd */
     .conv_e1_2_scratch  = A + 0,          /*     557760    1-1    conv_e1_2 scratch fwd */
     .conv_e2_1_scratch  = A + 0,          /*     148352    3-3    conv_e2_1 scratch fwd */
-    .conv_e2_2_scratch  = A + 0,          /*     296320    4-4    conv_e2_2 scratch fwd */
-    .conv_b_1_scratch   = A + 0,          /*      83712    6-6    conv_b_1 scratch fwd */
-    .conv_b_2_scratch   = A + 0,          /*     166656    7-7    conv_b_2 scratch fwd */
-    .conv_d2_1_scratch  = A + 0,          /*     404864    8-8    conv_d2_1 scratch fwd */
-    .conv_d2_2_scratch  = A + 0,          /*     296320    9-9    conv_d2_2 scratch fwd */
+    .conv_e2_2_scratch  = A + 0,          /*     300416    4-4    conv_e2_2 scratch fwd */
+    .conv_b_1_scratch   = A + 0,          /*      91904    6-6    conv_b_1 scratch fwd */
+    .conv_b_2_scratch   = A + 0,          /*     183040    7-7    conv_b_2 scratch fwd */
+    .conv_d2_1_scratch  = A + 0,          /*     408960    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_2_scratch  = A + 0,          /*     300416    9-9    conv_d2_2 scratch fwd */
     .conv_d1_1_scratch  = A + 0,          /*     712704   10-10   conv_d1_1 scratch fwd */
     .conv_d1_2_scratch  = A + 0,          /*     557760   11-11   conv_d1_2 scratch fwd */
     .d_logits           = A + 0,          /*     393216   13-14   dlogits 64x64x6 */
     .conv_d1_2_dscratch = A + 0,          /*     558336   15-15   conv_d1_2 scratch bwd */
     .conv_d1_1_dscratch = A + 0,          /*     992832   16-16   conv_d1_1 scratch bwd */
-    .conv_d2_2_dscratch = A + 0,          /*     298624   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 0,          /*     557824   18-18   conv_d2_1 scratch bwd */
-    .conv_b_2_dscratch  = A + 0,          /*     175872   19-19   conv_b_2 scratch bwd */
-    .conv_b_1_dscratch  = A + 0,          /*     171264   20-20   conv_b_1 scratch bwd */
-    .conv_e2_2_dscratch = A + 0,          /*     298624   22-22   conv_e2_2 scratch bwd */
+    .conv_d2_2_dscratch = A + 0,          /*     302720   17-17   conv_d2_2 scratch bwd */
+    .conv_d2_1_dscratch = A + 0,          /*     561920   18-18   conv_d2_1 scratch bwd */
+    .conv_b_2_dscratch  = A + 0,          /*     192256   19-19   conv_b_2 scratch bwd */
+    .conv_b_1_dscratch  = A + 0,          /*     179456   20-20   conv_b_1 scratch bwd */
+    .conv_e2_2_dscratch = A + 0,          /*     302720   22-22   conv_e2_2 scratch bwd */
     .conv_e2_1_dscratch = A + 0,          /*     297472   23-23   conv_e2_1 scratch bwd */
     .conv_e1_2_dscratch = A + 0,          /*     558336   25-25   conv_e1_2 scratch bwd */
     .conv_e1_1_dscratch = A + 0,          /*     278976   26-26   conv_e1_1 scratch bwd */
-    .d_b_1              = A + 175872,     /*     131072   19-20   db.1 16x16x32 */
-    .d_e2_1             = A + 298624,     /*     262144   22-23   de2.1 32x32x16 */
-    .d_maxpool_5        = A + 306944,     /*      65536   20-21   dmaxpool_5 16x16x16 */
-    .d_e2               = A + 560768,     /*     262144   18-22   de2 32x32x16 */
-    .d_maxpool_2        = A + 560768,     /*     131072   23-24   dmaxpool_2 32x32x8 */
-    .d_b                = A + 822912,     /*     131072   18-19   db 16x16x32 */
+    .d_b_1              = A + 192256,     /*     131072   19-20   db.1 16x16x32 */
+    .d_e2_1             = A + 302720,     /*     262144   22-23   de2.1 32x32x16 */
+    .d_maxpool_5        = A + 323328,     /*      65536   20-21   dmaxpool_5 16x16x16 */
+    .d_e2               = A + 564864,     /*     262144   18-22   de2 32x32x16 */
+    .d_maxpool_2        = A + 564864,     /*     131072   23-24   dmaxpool_2 32x32x8 */
+    .d_b                = A + 827008,     /*     131072   18-19   db 16x16x32 */
     .e1_1               = A + 992832,     /*     524288    0-26   e1.1 64x64x8 */
     .d1_1               = A + 1517120,    /*     524288   10-16   d1.1 64x64x8 */
     .d_d2_1             = A + 1517120,    /*     262144   17-18   dd2.1 32x32x16 */
@@ -273,10 +273,11 @@ static const aert_conv_geom geo_conv_e2_2 = {.batch = 16, .s = 1, .hg = 34, .wg 
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
 
 static void conv_e2_2_forward(const run *r) {
+  aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 296320, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_fwd(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->e2 + (long)n0 * 16384, 0);
+    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, r->conv_e2_2_scratch + 296320, r->e2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
@@ -290,10 +291,11 @@ static void conv_e2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 16384, (r->G + e2_2_w));
   }
   aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 296320, 3, 16, 16);
+  aert_wino_weights(r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_fwd(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 296320, r->d_e2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 298624, r->d_e2_1 + (long)n0 * 16384, 1);
   }
 }
 
@@ -321,10 +323,11 @@ static const aert_conv_geom geo_conv_b_1 = {.batch = 16, .s = 1, .hg = 18, .wg =
 static const aert_conv_geom dgeo_conv_b_1 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 3, .ho = 16, .wo = 16, .cout = 16};
 
 static void conv_b_1_forward(const run *r) {
+  aert_wino_weights((r->P + b_1_w), r->conv_b_1_scratch + 83712, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_fwd(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->b_1 + (long)n0 * 8192, 0);
+    aert_conv_wino(&geo_conv_b_1, r->conv_b_1_scratch, r->conv_b_1_scratch + 83712, r->b_1 + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
@@ -338,10 +341,11 @@ static void conv_b_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 8192, (r->G + b_1_w));
   }
   aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 166656, 3, 16, 32);
+  aert_wino_weights(r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, 32, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
-    aert_conv_fwd(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 166656, r->d_maxpool_5 + (long)n0 * 4096, 1);
+    aert_conv_wino(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 171264, r->d_maxpool_5 + (long)n0 * 4096, 1);
   }
 }
 
@@ -357,10 +361,11 @@ static const aert_conv_geom geo_conv_b_2 = {.batch = 16, .s = 1, .hg = 18, .wg =
 static const aert_conv_geom dgeo_conv_b_2 = {.batch = 16, .s = 1, .hg = 18, .wg = 18, .cin = 32, .k = 3, .ho = 16, .wo = 16, .cout = 32};
 
 static void conv_b_2_forward(const run *r) {
+  aert_wino_weights((r->P + b_2_w), r->conv_b_2_scratch + 166656, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_fwd(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->b + (long)n0 * 8192, 0);
+    aert_conv_wino(&geo_conv_b_2, r->conv_b_2_scratch, r->conv_b_2_scratch + 166656, r->b + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
@@ -374,10 +379,11 @@ static void conv_b_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 8192, (r->G + b_2_w));
   }
   aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 166656, 3, 32, 32);
+  aert_wino_weights(r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
-    aert_conv_fwd(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 166656, r->d_b_1 + (long)n0 * 8192, 1);
+    aert_conv_wino(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 175872, r->d_b_1 + (long)n0 * 8192, 1);
   }
 }
 
@@ -399,10 +405,11 @@ static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 8, .s = 1, .hg = 34, .wg
 static void conv_d2_1_forward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 48, 0, r->conv_d2_1_scratch + 249600, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d2_1_w), 48, 32, r->conv_d2_1_scratch + 402560, 16, 0, 16, 9, 16, 0);
+  aert_wino_weights(r->conv_d2_1_scratch + 402560, r->conv_d2_1_scratch + 404864, 16, 16);
   aert_up2_weights(r->conv_d2_1_scratch + 249600, r->conv_d2_1_scratch + 83712, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 254208, n0, (const aert_real *const[]){r->e2});
-    aert_conv_fwd(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 254208, r->conv_d2_1_scratch + 402560, r->d2_1 + (long)n0 * 16384, 0);
+    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 254208, r->conv_d2_1_scratch + 404864, r->d2_1 + (long)n0 * 16384, 0);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 91904, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 91904, r->d2_1 + (long)n0 * 16384, 8, 16, 16, 16, 1);
@@ -416,6 +423,7 @@ static void conv_d2_1_backward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 48, 0, r->conv_d2_1_dscratch + 249600, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d2_1_w), 48, 32, r->conv_d2_1_dscratch + 402560, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 402560, r->conv_d2_1_dscratch + 553216, 3, 16, 16);
+  aert_wino_weights(r->conv_d2_1_dscratch + 553216, r->conv_d2_1_dscratch + 557824, 16, 16);
   aert_up2_weights(r->conv_d2_1_dscratch + 249600, r->conv_d2_1_dscratch + 241408, 32, 16);
   aert_conv_flip(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 233216, 2, 32, 64);
   memset(r->conv_d2_1_dscratch + 241408, 0, 8192 * sizeof(aert_real));
@@ -429,7 +437,7 @@ static void conv_d2_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 254208, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 254208, r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 555520);
     aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_fwd(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 404864, r->conv_d2_1_dscratch + 553216, r->d_e2 + (long)n0 * 16384, 1);
+    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 404864, r->conv_d2_1_dscratch + 557824, r->d_e2 + (long)n0 * 16384, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 249600, 32, 16);
   aert_conv_rows(r->conv_d2_1_dscratch + 249600, 32, 0, (r->G + d2_1_w), 48, 0, 32, 9, 16, 1);
@@ -448,10 +456,11 @@ static const aert_conv_geom geo_conv_d2_2 = {.batch = 16, .s = 1, .hg = 34, .wg 
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 16, .s = 1, .hg = 34, .wg = 34, .cin = 16, .k = 3, .ho = 32, .wo = 32, .cout = 16};
 
 static void conv_d2_2_forward(const run *r) {
+  aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 296320, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_fwd(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->d2 + (long)n0 * 16384, 0);
+    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, r->conv_d2_2_scratch + 296320, r->d2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
@@ -465,10 +474,11 @@ static void conv_d2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 16384, (r->G + d2_2_w));
   }
   aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 296320, 3, 16, 16);
+  aert_wino_weights(r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, 16, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_fwd(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 296320, r->d_d2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 298624, r->d_d2_1 + (long)n0 * 16384, 1);
   }
 }
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The dense kernels: every register-tile variant computes the same bits (native build, and
-# the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), then the autotune's wisdom file: written on the
+# the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), Winograd
+# F(2x2, 3x3) against a double-precision direct convolution, floats and doubles (wino.c), then the autotune's wisdom file: written on the
 # first run with AERT_TUNE=1, read on the next, set aside with a message when garbled or
 # from another machine; nothing tuned or written without AERT_TUNE=1 or with
 # AERT_WISDOM=off; a message (no crash) when it cannot be written.
@@ -18,6 +19,12 @@ for isa in $isas; do
   ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
     -o "$out/thin_$isa" tests/dense/thin.c build/libaert.a -lopenblas -lpthread -lm
   "$out/thin_$isa" || status=1
+  ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
+    -o "$out/wino_$isa" tests/dense/wino.c build/libaert.a -lopenblas -lpthread -lm
+  "$out/wino_$isa" || status=1
+  ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -DAERT_DOUBLE -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
+    -o "$out/wino_double_$isa" tests/dense/wino.c build/libaert.a -lopenblas -lpthread -lm
+  "$out/wino_double_$isa" || status=1
 done
 v="$out/variants_native" w="$out/variants.wisdom"
 fail() { echo "FAIL wisdom: $1"; status=1; }

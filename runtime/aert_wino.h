@@ -1,0 +1,143 @@
+/* aert_wino.h - 3x3 convolutions of stride 1 as Winograd F(2x2, 3x3): each 2x2 block of
+ * output pixels from a 4x4 block of input pixels with 16 multiply-adds per input and output
+ * channel where the direct convolution spends 36 (2.25x fewer). Included by aert_kernels.h.
+ *
+ * With d a 4x4 input block and g a 3x3 filter, the 2x2 output block is A^T [(G g G^T) .
+ * (B^T d B)] A (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * The 16 products of a block, summed over the input channels, are 16 small matrix products
+ * (blocks x cin) (cin x cout): the forward register tiles run them as 1x1 convolutions.
+ * The blocks of an image are taken a run at a time, so that a run's transformed input and
+ * products stay in the cache (AERT_WINO_BYTES, on the stack of the thread that owns the
+ * run). Every output value is computed by one thread in a fixed order: the same bits for
+ * any thread count. The bits differ from the direct convolution's (another summation). */
+#ifndef AERT_WINO_H
+#define AERT_WINO_H
+
+/* the bytes of one run's transformed input and products (16 x blocks x (cin + cout) values) */
+#define AERT_WINO_BYTES (256 * 1024)
+
+/* The transform G g G^T of the filters at i .. i + n (VEC: n values) of w into u. */
+#define AERT_WINO_WEIGHTS(VEC, w, u, plane, i)                                                                        \
+  do {                                                                                                               \
+    VEC g_[9], a_[4][3], h_ = {0};                                                                                   \
+    h_ += (aert_real)0.5;                                                                                            \
+    for (int t_ = 0; t_ < 9; t_++) memcpy(&g_[t_], (w) + t_ * (plane) + (i), sizeof(VEC));                           \
+    for (int c_ = 0; c_ < 3; c_++) {                                                                                 \
+      a_[0][c_] = g_[c_];                                                                                            \
+      a_[1][c_] = (g_[c_] + g_[3 + c_] + g_[6 + c_]) * h_;                                                           \
+      a_[2][c_] = (g_[c_] - g_[3 + c_] + g_[6 + c_]) * h_;                                                           \
+      a_[3][c_] = g_[6 + c_];                                                                                        \
+    }                                                                                                                \
+    for (int r_ = 0; r_ < 4; r_++) {                                                                                 \
+      VEC e_[4] = {a_[r_][0], (a_[r_][0] + a_[r_][1] + a_[r_][2]) * h_, (a_[r_][0] - a_[r_][1] + a_[r_][2]) * h_,    \
+                   a_[r_][2]};                                                                                       \
+      for (int c_ = 0; c_ < 4; c_++) memcpy((u) + (r_ * 4 + c_) * (plane) + (i), &e_[c_], sizeof(VEC));              \
+    }                                                                                                                \
+  } while (0)
+
+/* u[xi, ci, co] = (G g G^T)[xi] of the filter g = w[., ., ci, co] (w as kh, kw, ci, co): the
+ * 16 x cin x cout transformed weights. */
+static inline void aert_wino_weights(const aert_real *restrict w, aert_real *restrict u, int cin, int cout) {
+  long plane = (long)cin * cout, whole = plane / AERT_LANES * AERT_LANES;
+#pragma omp parallel for schedule(static) if (plane >= 4096)
+  for (long i = 0; i < whole; i += AERT_LANES) AERT_WINO_WEIGHTS(aert_vec, w, u, plane, i);
+  for (long i = whole; i < plane; i++) AERT_WINO_WEIGHTS(aert_real, w, u, plane, i);
+}
+
+/* B^T d B of the 4x4 input block at xp (pixels px values apart, rows ws) for n channels
+ * (VEC: a vector of n values, or one value) into v, the 16 positions vs values apart. */
+#define AERT_WINO_IN(VEC, xp, px, ws, v, vs)                                                                              \
+  do {                                                                                                               \
+    VEC d_[4][4], t_[4][4];                                                                                          \
+    for (int r_ = 0; r_ < 4; r_++)                                                                                   \
+      for (int c_ = 0; c_ < 4; c_++) memcpy(&d_[r_][c_], (xp) + r_ * (ws) + c_ * (px), sizeof(VEC));                 \
+    for (int c_ = 0; c_ < 4; c_++) {                                                                                 \
+      t_[0][c_] = d_[0][c_] - d_[2][c_];                                                                             \
+      t_[1][c_] = d_[1][c_] + d_[2][c_];                                                                             \
+      t_[2][c_] = d_[2][c_] - d_[1][c_];                                                                             \
+      t_[3][c_] = d_[1][c_] - d_[3][c_];                                                                             \
+    }                                                                                                                \
+    for (int r_ = 0; r_ < 4; r_++) {                                                                                 \
+      VEC e_[4] = {t_[r_][0] - t_[r_][2], t_[r_][1] + t_[r_][2], t_[r_][2] - t_[r_][1], t_[r_][1] - t_[r_][3]};      \
+      for (int c_ = 0; c_ < 4; c_++) memcpy((v) + (r_ * 4 + c_) * (vs), &e_[c_], sizeof(VEC));                      \
+    }                                                                                                                \
+  } while (0)
+
+/* A^T m A of the 16 products at m (ms values apart) for n channels into the 2x2 output
+ * block at o (pixels px values apart, rows os), added to what is there when acc. */
+#define AERT_WINO_OUT(VEC, m, ms, o, px, os, acc)                                                                              \
+  do {                                                                                                               \
+    VEC m_[16], s_[2][4];                                                                                            \
+    for (int i_ = 0; i_ < 16; i_++) memcpy(&m_[i_], (m) + i_ * (ms), sizeof(VEC));                                   \
+    for (int c_ = 0; c_ < 4; c_++) {                                                                                 \
+      s_[0][c_] = m_[c_] + m_[4 + c_] + m_[8 + c_];                                                                  \
+      s_[1][c_] = m_[4 + c_] - m_[8 + c_] - m_[12 + c_];                                                             \
+    }                                                                                                                \
+    for (int r_ = 0; r_ < 2; r_++) {                                                                                 \
+      VEC y_[2] = {s_[r_][0] + s_[r_][1] + s_[r_][2], s_[r_][1] - s_[r_][2] - s_[r_][3]};                            \
+      for (int c_ = 0; c_ < 2; c_++) {                                                                               \
+        aert_real *p_ = (o) + r_ * (os) + c_ * (px);                                                                  \
+        if (acc) {                                                                                                   \
+          VEC old_;                                                                                                  \
+          memcpy(&old_, p_, sizeof(VEC));                                                                            \
+          y_[c_] += old_;                                                                                            \
+        }                                                                                                            \
+        memcpy(p_, &y_[c_], sizeof(VEC));                                                                            \
+      }                                                                                                              \
+    }                                                                                                                \
+  } while (0)
+
+/* Blocks of output pixels a run holds: as many as AERT_WINO_BYTES allow, a multiple of the
+ * register tile's mr pixels, at least one tile. */
+static inline int aert_wino_run(int cin, int cout, int mr) {
+  int per = 16 * (cin + cout) * (int)sizeof(aert_real), run = AERT_WINO_BYTES / per / mr * mr;
+  return run < mr ? mr : run;
+}
+
+/* y (ho x wo x cout, ho and wo even) = the 3x3 convolution of stride 1 of x (hg x wg x cin
+ * per image, hg >= ho + 2, wg >= wo + 2: the padded input of aert_conv_fwd) with the
+ * transformed weights u (aert_wino_weights); acc adds to y. g->batch images. */
+static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                 const aert_real *restrict u, aert_real *restrict y, int acc) {
+  int batch = g->batch, hg = g->hg, wg = g->wg, cin = g->cin, ho = g->ho, wo = g->wo, cout = g->cout;
+  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, cblocks = cout / lanes / nv;
+  int bw = wo / 2, blocks = ho / 2 * bw, run = aert_wino_run(cin, cout, mr), runs = (blocks + run - 1) / run;
+  long xs = (long)hg * wg * cin, ys = (long)ho * wo * cout, plane = (long)cin * cout, zero = 0;
+  aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int r = 0; r < runs; r++) {
+      int b0 = r * run, nb = blocks - b0 < run ? blocks - b0 : run;
+      aert_real v[16 * run * cin], m[16 * run * cout];
+      long vs = (long)run * cin, ms = (long)run * cout;
+      for (int b = 0; b < run; b++) {   /* the input blocks, zeros past the last */
+        aert_real *vb = v + (long)b * cin;
+        if (b >= nb) {
+          for (int xi = 0; xi < 16; xi++) memset(vb + xi * vs, 0, sizeof(aert_real) * cin);
+          continue;
+        }
+        int bi = (b0 + b) / bw, bj = (b0 + b) % bw, c = 0;
+        const aert_real *xp = x + n * xs + ((long)2 * bi * wg + 2 * bj) * cin;
+        for (; c + AERT_LANES <= cin; c += AERT_LANES) AERT_WINO_IN(aert_vec, xp + c, cin, (long)wg * cin, vb + c, vs);
+        for (; c + AERT_HLANES <= cin; c += AERT_HLANES) AERT_WINO_IN(aert_hvec, xp + c, cin, (long)wg * cin, vb + c, vs);
+        for (; c < cin; c++) AERT_WINO_IN(aert_real, xp + c, cin, (long)wg * cin, vb + c, vs);
+      }
+      for (int xi = 0; xi < 16; xi++)   /* the 16 products: 1x1 convolutions of the run's blocks */
+        for (int t = 0; t < run; t += mr)
+          for (int cb = 0; cb < cblocks; cb++)
+            tile(v + xi * vs, u + xi * plane + cb * nv * lanes, m + xi * ms + cb * nv * lanes, &zero, t, 1, run, cin,
+                 cout, 1, nb, 0);
+      for (int b = 0; b < nb; b++) {
+        int bi = (b0 + b) / bw, bj = (b0 + b) % bw, c = 0;
+        aert_real *o = y + n * ys + ((long)2 * bi * wo + 2 * bj) * cout;
+        const aert_real *mb = m + (long)b * cout;
+        for (; c + AERT_LANES <= cout; c += AERT_LANES) AERT_WINO_OUT(aert_vec, mb + c, ms, o + c, cout, (long)wo * cout, acc);
+        for (; c + AERT_HLANES <= cout; c += AERT_HLANES)
+          AERT_WINO_OUT(aert_hvec, mb + c, ms, o + c, cout, (long)wo * cout, acc);
+      }
+    }
+}
+
+#endif
