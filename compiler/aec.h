@@ -444,8 +444,9 @@ typedef struct {
   long xp_at, wp_at;         /* the plain views padded, their weights (the upsampled ones' at mix_at) */
   long dyp_at, wfp_at;       /* backward: dy padded, the plain weights flipped */
   long dwp_at, dsp_at;       /* backward: the plain weights' gradient, dx of the plain stack */
-  bool wino, dwino;          /* slide, 3x3 stride 1, even sizes: forward (dx) as Winograd F(2x2, 3x3) */
+  bool wino, dwino, wdw;     /* slide, 3x3 stride 1, even sizes: forward (dx, dw) as Winograd F(2x2, 3x3) */
   long wino_at, dwino_at;    /* their transformed weights (16 x cin x cout), forward and backward */
+  long wdw_at;               /* backward: the weight gradient's 16 x cin x cout products */
   long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
 } ae_conv_sched;
 

@@ -358,11 +358,13 @@ static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
                                    : "direct register-tiled convolution",
                       k->conv.pchunk, k->conv.pchunk == 1 ? "" : "s",
                       k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "",
-                      k->conv.wino && !k->conv.dwino ? "; dx direct" : "");
+                      !k->conv.wino ? "" : k->conv.wdw ? (k->conv.dwino ? "; dx and dw too" : "; dw too, dx direct")
+                                         : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"));
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)
     return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s, %d image%s at a time",
                       k->conv.mix_at >= k->conv.pad_floats ? ""
-                      : k->conv.wino ? " (plain views beside it as Winograd F(2x2, 3x3))" : " (plain views direct beside it)",
+                      : k->conv.wdw ? " (plain views beside it as Winograd F(2x2, 3x3), dw too)"
+                      : k->conv.wino ? " (plain views beside it as Winograd F(2x2, 3x3), dw direct)" : " (plain views direct beside it)",
                       k->conv.pchunk,
                       k->conv.pchunk == 1 ? "" : "s");
   if ((k->kind == K_CONV || k->kind == K_CONV_T) && k->conv.algo == CONV_GEMM_1X1) return "one GEMM straight on its input (1x1)";

@@ -75,7 +75,7 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_d2_1             = A + 8388608,    /*    4194304   27-28   dd2.1 128x128x32 */
     .d_d3_1             = A + 8388608,    /*    2097152   29-30   dd3.1 64x64x64 */
     .conv_d4_2_dscratch = A + 8388608,    /*    1004544   31-31   conv_d4_2 scratch bwd */
-    .conv_d4_1_dscratch = A + 8388608,    /*    2599424   32-32   conv_d4_1 scratch bwd */
+    .conv_d4_1_dscratch = A + 8388608,    /*    2861568   32-32   conv_d4_1 scratch bwd */
     .conv_b_2_dscratch  = A + 8388608,    /*    2308096   33-33   conv_b_2 scratch bwd */
     .conv_b_1_dscratch  = A + 8388608,    /*    1488896   34-34   conv_b_1 scratch bwd */
     .d_e4_1             = A + 8388608,    /*    1048576   36-37   de4.1 32x32x128 */
@@ -87,12 +87,12 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_maxpool_11       = A + 9877504,    /*     262144   34-35   dmaxpool_11 16x16x128 */
     .d_maxpool_8        = A + 10236928,   /*     524288   37-38   dmaxpool_8 32x32x64 */
     .conv_d3_2_dscratch = A + 10485760,   /*     661504   29-29   conv_d3_2 scratch bwd */
-    .conv_d3_1_dscratch = A + 10485760,   /*    1508608   30-30   conv_d3_1 scratch bwd */
+    .conv_d3_1_dscratch = A + 10485760,   /*    1574144   30-30   conv_d3_1 scratch bwd */
     .conv_e3_2_dscratch = A + 10485760,   /*     661504   39-39   conv_e3_2 scratch bwd */
     .d_maxpool_5        = A + 10485760,   /*    1048576   40-41   dmaxpool_5 64x64x32 */
-    .d_e4               = A + 10988032,   /*    1048576   32-36   de4 32x32x128 */
+    .d_b_1              = A + 10696704,   /*     524288   33-34   db.1 16x16x256 */
+    .d_e4               = A + 11250176,   /*    1048576   32-36   de4 32x32x128 */
     .conv_e3_1_dscratch = A + 11534336,   /*     610304   40-40   conv_e3_1 scratch bwd */
-    .d_b_1              = A + 12036608,   /*     524288   33-34   db.1 16x16x256 */
     .conv_d2_2_dscratch = A + 12582912,   /*     567168   27-27   conv_d2_2 scratch bwd */
     .d_e2               = A + 12582912,   /*    4194304   28-42   de2 128x128x32 */
     .d_maxpool_2        = A + 12582912,   /*    2097152   43-44   dmaxpool_2 128x128x16 */
@@ -439,7 +439,7 @@ static void conv_e3_2_backward(const run *r) {
   aert_bias_grad((r->G + e3_2_b), r->d_e3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, (r->G + e3_2_w));
+    aert_conv_wino_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, r->conv_e3_2_dscratch + 559104, (r->G + e3_2_w));
   }
   aert_conv_flip((r->P + e3_2_w), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 64, 64);
@@ -486,7 +486,7 @@ static void conv_e4_1_backward(const run *r) {
   aert_bias_grad((r->G + e4_1_b), r->d_e4_1, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, (r->G + e4_1_w));
+    aert_conv_wino_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, r->conv_e4_1_dscratch + 299008, (r->G + e4_1_w));
   }
   aert_conv_flip((r->P + e4_1_w), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 128, 64);
@@ -521,7 +521,7 @@ static void conv_e4_2_backward(const run *r) {
   aert_bias_grad((r->G + e4_2_b), r->d_e4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, (r->G + e4_2_w));
+    aert_conv_wino_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, r->conv_e4_2_dscratch + 594944, (r->G + e4_2_w));
   }
   aert_conv_flip((r->P + e4_2_w), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 128, 128);
@@ -570,7 +570,7 @@ static void conv_b_1_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, (r->G + b_1_w));
+    aert_conv_wino_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, r->conv_b_1_dscratch + 337920, (r->G + b_1_w));
   }
   aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 669696, 3, 128, 256);
   aert_wino_weights(r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, 256, 128);
@@ -608,7 +608,7 @@ static void conv_b_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, (r->G + b_2_w));
+    aert_conv_wino_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, r->conv_b_2_dscratch + 669696, (r->G + b_2_w));
   }
   aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 669696, 3, 256, 256);
   aert_wino_weights(r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, 256, 256);
@@ -667,7 +667,7 @@ static void conv_d4_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 773632);
     aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->d_b + (long)n0 * 65536, 1);
     aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4});
-    aert_conv_dw(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 1592832, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2189824);
+    aert_conv_wino_dw(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 1592832, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
     aert_pad_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1});
     aert_conv_wino(&pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 1891328, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
   }
@@ -701,7 +701,7 @@ static void conv_d4_2_backward(const run *r) {
   aert_bias_grad((r->G + d4_2_b), r->d_d4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, (r->G + d4_2_w));
+    aert_conv_wino_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, r->conv_d4_2_dscratch + 594944, (r->G + d4_2_w));
   }
   aert_conv_flip((r->P + d4_2_w), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 128, 128);
@@ -759,7 +759,7 @@ static void conv_d3_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 567040);
     aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->d_d4 + (long)n0 * 131072, 1);
     aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3});
-    aert_conv_dw(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 771840, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1406208);
+    aert_conv_wino_dw(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 771840, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
     aert_pad_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1});
     aert_conv_wino(&pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1089024, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
   }
@@ -793,7 +793,7 @@ static void conv_d3_2_backward(const run *r) {
   aert_bias_grad((r->G + d3_2_b), r->d_d3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, (r->G + d3_2_w));
+    aert_conv_wino_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, r->conv_d3_2_dscratch + 559104, (r->G + d3_2_w));
   }
   aert_conv_flip((r->P + d3_2_w), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 64, 64);

@@ -3,7 +3,8 @@
  * output channels, input channels of any count: 24 bands, 4, a run's last blocks short),
  * images of several sizes (one block of runs, many runs, rows wider than the output),
  * batches of two, overwriting and adding (acc); and the same bits on 1, 2 and 3 threads.
- * Also the transformed weights of flipped filters carry dy back as the direct kernel does. */
+ * Also the transformed weights of flipped filters carry dy back as the direct kernel does,
+ * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. */
 #include "aert_kernels.h"
 #include <math.h>
 #include <stdio.h>
@@ -93,6 +94,39 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
     }
     free(dx0), free(dx1), free(dyp);
   }
+  /* dw: Winograd's weight gradient added to what dw holds, against the direct kernel's, and
+   * the same bits on 1-3 threads */
+  {
+    long wn = 9L * cin * cout;
+    aert_real *dy = malloc(sizeof(aert_real) * yn), *dw0 = malloc(sizeof(aert_real) * wn), *dw1 = malloc(sizeof(aert_real) * wn);
+    aert_real *dw2 = malloc(sizeof(aert_real) * wn), *m = malloc(sizeof(aert_real) * 16 * cin * cout);
+    fill(dy, yn, 5, 1), fill(dw0, wn, 6, 1);
+    memcpy(dw1, dw0, sizeof(aert_real) * wn);
+    omp_set_num_threads(2);
+    aert_conv_dw(&g, x, dy, dw0);
+    for (int threads = 1; threads <= 3; threads++) {
+      omp_set_num_threads(threads);
+      aert_real *out = threads == 1 ? dw1 : dw2;
+      if (threads > 1) fill(out, wn, 6, 1);
+      aert_conv_wino_dw(&g, x, dy, m, out);
+      if (threads > 1 && memcmp(dw1, dw2, sizeof(aert_real) * wn) != 0) {
+        printf("FAIL wino dw %dx%dx%d -> %d (batch %d): %d threads give other bits than one\n", ho, wo, cin, cout, batch, threads);
+        failures++;
+      }
+    }
+    double worst = 0, big = 0;
+    for (long i = 0; i < wn; i++) big = fmax(big, fabs(dw0[i]));
+    for (long i = 0; i < wn; i++) {
+      double err = fabs(dw0[i] - dw1[i]) / (1 + big);
+      if (!(err <= worst)) worst = err;
+    }
+    if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
+      printf("FAIL wino dw %dx%dx%d -> %d (batch %d): error %.3g of the largest value against the direct kernel\n", ho, wo, cin,
+             cout, batch, worst);
+      failures++;
+    }
+    free(dy), free(dw0), free(dw1), free(dw2), free(m);
+  }
   free(x), free(w), free(wf), free(u), free(y0), free(y1), free(ya), free(ref);
 }
 
@@ -104,7 +138,7 @@ int main(void) {
   check(1, 16, 16, 0, 128, 256); /* a deep layer: runs of a few blocks */
   check(1, 2, 2, 0, 8, 8);       /* one block */
   if (failures) return 1;
-  printf("wino: F(2x2, 3x3) matches the direct convolution (forward and dx, acc, batches, half vectors) with the same bits "
-         "on 1-3 threads\n");
+  printf("wino: F(2x2, 3x3) matches the direct convolution (forward, dx and dw, acc, batches, half vectors) with the same "
+         "bits on 1-3 threads\n");
   return 0;
 }

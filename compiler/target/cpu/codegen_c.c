@@ -262,8 +262,11 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
   if (has_step(e, k, STEP_WEIGHT_GRAD)) {
-    OUT("%s    %s, %s, n0, %s);\n    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", chunk_loop(e, B, C), pad,
-        bcol, srcs, narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
+    OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, bcol, srcs);
+    if (c->wdw)
+      OUT("    aert_conv_wino_dw(%s, %s, %s + (long)n0 * %ld, %s + %ld, %s);\n  }\n", geom, bcol, dy, ys, bcol, c->wdw_at,
+          pgrad(e, k->w));
+    else OUT("    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
   }
   if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
@@ -411,8 +414,9 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
     OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", name, bcol,
         c->s_at, bcol, c->flip_at, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
   if (cp && dw)
-    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    aert_conv_dw(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s + %ld);\n", name,
-        bcol, c->xp_at, qvals, name, bcol, c->xp_at, dy, ys, bcol, c->dwp_at);
+    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s%s + %ld);\n",
+        name, bcol, c->xp_at, qvals, c->wdw ? "aert_conv_wino_dw" : "aert_conv_dw", name, bcol, c->xp_at, dy, ys,
+        c->wdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->wdw_at) : "", bcol, c->dwp_at);
   if (cp && q.any_dx) {
     OUT("    aert_pad_stack(&dpad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dyp_at, part_list(e, &dysrc, 1, false));
     if (q.n == 1)

@@ -36,6 +36,11 @@ static long stacked(const ae_kernel *k, int factor, int *views) {
  * 16 -> 16 as fast, 16 -> 32 and up 1.2-2x faster than direct on a 2-core AMD EPYC). */
 #define AE_WINO_MIN_CHANNELS 16
 static bool wino_fits(long cin, long cout) { return cin >= AE_WINO_MIN_CHANNELS && cout >= AE_WINO_MIN_CHANNELS; }
+/* Its weight gradient (aert_conv_wino_dw) only from 64: its products sum over the blocks of a
+ * run both threads share, and below 64 channels the direct weight gradient (near peak)
+ * wins (32 -> 64 1.1x, 64 -> 64 1.3x, 64 -> 128 and up 1.5-1.7x on the same host). */
+#define AE_WINO_DW_MIN_CHANNELS 64
+static bool wino_dw_fits(long cin, long cout) { return cin >= AE_WINO_DW_MIN_CHANNELS && cout >= AE_WINO_DW_MIN_CHANNELS; }
 
 /* A 3x3 'same' window at stride 1 over 2x nearest upsamples (conv_ae's decoder) runs as the
  * phases of the small image; beside them plain views (the U-Net's skips) run as a direct
@@ -59,7 +64,7 @@ static bool up2_fits(const ae_kernel *k) {
  * the same offset (mix_at): [upsampled views' weights (backward: their gradient) | plain
  * views padded | slack | their weights | those Winograd-transformed], backward then [padded
  * dy | slack | flipped plain weights | plain weight gradient | dx of the plain stack |
- * the flipped weights transformed]. */
+ * the flipped weights transformed | Winograd's weight-gradient products]. */
 static void schedule_up2(const ae_program *p, ae_kernel *k) {
   ae_conv_sched *c = &k->conv;
   const ae_node *n = k->node, *x = n->in.items[0];
@@ -71,7 +76,7 @@ static void schedule_up2(const ae_program *p, ae_kernel *k) {
   long dsp = np > 1 ? H * W * cp : 0;
   c->algo = CONV_UP2;
   c->col_floats = 0;
-  c->wino = c->dwino = false;   /* the slide schedule's choice, not this one's */
+  c->wino = c->dwino = c->wdw = false;   /* the slide schedule's choice, not this one's */
   c->pchunk = images_per_chunk(p->batch, xpad + z + dstack + xpp + dyp + dsp);
   long C = c->pchunk;
   c->weights_at = C * xpad + AE_SLIDE_SLACK * cu;
@@ -95,10 +100,13 @@ static void schedule_up2(const ae_program *p, ae_kernel *k) {
     /* the plain views' 3x3 conv at full size (even) as Winograd F(2x2, 3x3): its
      * transformed weights, forward and flipped for dx, at the end of each buffer */
     c->wino = c->dwino = wino_fits(cp, co);
+    c->wdw = c->wino && wino_dw_fits(cp, co);
     c->wino_at = c->pad_floats;
     c->pad_floats += c->wino ? 16 * cp * co : 0;
     c->dwino_at = c->dpad_floats;
     c->dpad_floats += c->wino ? 16 * cp * co : 0;
+    c->wdw_at = c->dpad_floats;
+    c->dpad_floats += c->wdw ? 16 * cp * co : 0;
   }
   c->scratch_floats[0] = c->pad_floats;
   c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
@@ -138,10 +146,12 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     /* A 3x3 window at stride 1 with even output sizes (and 16 channels) runs as Winograd F(2x2, 3x3)
      * (aert_conv_wino: 16 multiply-adds per channel pair for 4 pixels, not 36) on the same
      * padded copy, its transformed weights behind it; dx likewise, by the flipped weights,
-     * when it runs direct and the input is even too. */
+     * when it runs direct and the input is even too; dw with 64 channels and more. */
     long twino = 16L * tc * co;
     c->wino = !narrow && kk == 3 && s == 1 && n->shape.d[0] % 2 == 0 && n->shape.d[1] % 2 == 0 && wino_fits(tc, co);
     c->dwino = c->wino && tc % AE_SLIDE_UNIT == 0 && hi % 2 == 0 && wi % 2 == 0;
+    c->wdw = c->wino && wino_dw_fits(tc, co);
+    c->wdw_at = c->weights_at;   /* free while the weight gradient runs: the forward's transformed weights */
     c->wino_at = c->wino ? c->pad_floats : 0;
     c->pad_floats += c->wino ? twino : 0;
     c->dwino_at = c->dwino ? c->dpad_floats : 0;
