@@ -16,6 +16,32 @@
 #ifndef AERT_WINO_H
 #define AERT_WINO_H
 
+/* Where it pays, by the vectors the trainer is built for (on a 2-core AMD EPYC, two threads,
+ * against the direct kernels): AVX-512 from 16 input and output channels (16 -> 16 1.2x,
+ * 32 -> 32 1.7x, 128 -> 128 2.1x; with 8 the transforms cost what the products save), its
+ * weight gradient from 64 (64 -> 64 1.3x, 128 -> 128 1.7x; 32 -> 64 1.1x); with 16 registers
+ * (AVX2 and below) from 32 (16 -> 16 0.8x, 32 -> 32 1.1-1.3x, 64 -> 64 1.4x) and the weight
+ * gradient from 128 (64 -> 128 0.9-1.0x, 128 -> 128 1.3x). Elsewhere aert_conv_wino and
+ * aert_conv_wino_dw run the direct kernels: the compiler emits them wherever some machine
+ * takes them (16 channels), the build picks. A -D of either minimum overrides it (the
+ * gradient check forces the Winograd kernels on any build). */
+#ifndef AERT_WINO_MIN
+#if defined(__AVX512F__)
+#define AERT_WINO_MIN 16
+#else
+#define AERT_WINO_MIN 32
+#endif
+#endif
+#ifndef AERT_WINO_DW_MIN
+#if defined(__AVX512F__)
+#define AERT_WINO_DW_MIN 64
+#else
+#define AERT_WINO_DW_MIN 128
+#endif
+#endif
+static inline int aert_wino_pays(int cin, int cout) { return cin >= AERT_WINO_MIN && cout >= AERT_WINO_MIN; }
+static inline int aert_wino_dw_pays(int cin, int cout) { return cin >= AERT_WINO_DW_MIN && cout >= AERT_WINO_DW_MIN; }
+
 /* the bytes of one run's transformed input and products (16 x blocks x (cin + cout) values) */
 #define AERT_WINO_BYTES (256 * 1024)
 /* the weight gradient's runs, shared by the threads (on the stack of the one that calls) */
@@ -41,8 +67,9 @@
   } while (0)
 
 /* u[xi, ci, co] = (G g G^T)[xi] of the filter g = w[., ., ci, co] (w as kh, kw, ci, co): the
- * 16 x cin x cout transformed weights. */
+ * 16 x cin x cout transformed weights (nothing where the direct kernel runs instead). */
 static inline void aert_wino_weights(const aert_real *restrict w, aert_real *restrict u, int cin, int cout) {
+  if (!aert_wino_pays(cin, cout)) return;
   long plane = (long)cin * cout, whole = plane / AERT_LANES * AERT_LANES;
 #pragma omp parallel for schedule(static) if (plane >= 4096)
   for (long i = 0; i < whole; i += AERT_LANES) AERT_WINO_WEIGHTS(aert_vec, w, u, plane, i);
@@ -101,10 +128,16 @@ static inline int aert_wino_run(long bytes, int cin, int cout, int mr) {
 
 /* y (ho x wo x cout, ho and wo even) = the 3x3 convolution of stride 1 of x (hg x wg x cin
  * per image, hg >= ho + 2, wg >= wo + 2: the padded input of aert_conv_fwd) with the
- * transformed weights u (aert_wino_weights); acc adds to y. g->batch images. */
+ * weights w, transformed in u (aert_wino_weights); acc adds to y. g->batch images. Where
+ * Winograd does not pay on this build, aert_conv_fwd with w. */
 static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv_geom *g, const aert_real *restrict x,
-                                                                 const aert_real *restrict u, aert_real *restrict y, int acc) {
+                                                                 const aert_real *restrict w, const aert_real *restrict u,
+                                                                 aert_real *restrict y, int acc) {
   int batch = g->batch, hg = g->hg, wg = g->wg, cin = g->cin, ho = g->ho, wo = g->wo, cout = g->cout;
+  if (!aert_wino_pays(cin, cout)) {
+    aert_conv_fwd(g, x, w, y, acc);
+    return;
+  }
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, cblocks = cout / lanes / nv;
   int bw = wo / 2, blocks = ho / 2 * bw, run = aert_wino_run(AERT_WINO_BYTES, cin, cout, mr), runs = (blocks + run - 1) / run;
   long xs = (long)hg * wg * cin, ys = (long)ho * wo * cout, plane = (long)cin * cout, zero = 0;
@@ -151,7 +184,8 @@ static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv
  * run's input and dy blocks, then share out the products (a task owns mr rows and nv vectors
  * of columns of one m[xi]: the weight-gradient register tiles, the blocks as pixels). Each
  * value of m sums the runs in order, each run's blocks in order: the same bits for any
- * thread count. m: 16 x cin x cout values of scratch. */
+ * thread count. m: 16 x cin x cout values of scratch. Where it does not pay on this build,
+ * aert_conv_dw. */
 #define AERT_WINO_DY(VEC, dp, px, ws, dv, ds)                                                                         \
   do {                                                                                                               \
     VEC e_[2][2], t_[4][2];                                                                                          \
@@ -196,6 +230,10 @@ static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_c
                                                                     const aert_real *restrict dy, aert_real *restrict m,
                                                                     aert_real *restrict dw) {
   int batch = g->batch, hg = g->hg, wg = g->wg, cin = g->cin, ho = g->ho, wo = g->wo, cout = g->cout;
+  if (!aert_wino_dw_pays(cin, cout)) {
+    aert_conv_dw(g, x, dy, dw);
+    return;
+  }
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * lanes;
   int rblocks = (cin + mr - 1) / mr, oblocks = cout / lw, tasks = 16 * rblocks * oblocks;
   int bw = wo / 2, per_image = ho / 2 * bw, run = aert_wino_run(AERT_WINO_DW_BYTES, cin, cout, 1);

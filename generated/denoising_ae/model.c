@@ -161,7 +161,7 @@ static void conv_e_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e_2, r->conv_e_2_scratch, r->conv_e_2_scratch + 1049344, r->e_2 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->conv_e_2_scratch + 1049344, r->e_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_2, (r->P + e_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -179,7 +179,7 @@ static void conv_e_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2});
-    aert_conv_wino(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
   }
 }
 

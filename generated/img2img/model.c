@@ -189,7 +189,7 @@ static void conv_e1_2_forward(const run *r) {
   aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 921984, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, r->conv_e1_2_scratch + 921984, r->e1 + (long)n0 * 12544, 0);
+    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 921984, r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
@@ -205,7 +205,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_wino_weights(r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
-    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
   }
 }
 
@@ -237,7 +237,7 @@ static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, r->conv_e2_1_scratch + 525056, r->e2_1 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->conv_e2_1_scratch + 525056, r->e2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -255,7 +255,7 @@ static void conv_e2_1_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
-    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 
@@ -275,7 +275,7 @@ static void conv_e2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, r->conv_e2_2_scratch + 1049344, r->e2 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -293,7 +293,7 @@ static void conv_e2_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -403,7 +403,7 @@ static void conv_d2_1_forward(const run *r) {
   aert_up2_weights(r->conv_d2_1_scratch + 498176, r->conv_d2_1_scratch + 167424, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 516608, n0, (const aert_real *const[]){r->e2});
-    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 788736, r->d2_1 + (long)n0 * 6272, 0);
+    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, r->d2_1 + (long)n0 * 6272, 0);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 200192, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 200192, r->d2_1 + (long)n0 * 6272, 32, 7, 7, 32, 1);
@@ -431,7 +431,7 @@ static void conv_d2_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 516608, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
     aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 788736, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 788736, r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 498176, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 498176, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -454,7 +454,7 @@ static void conv_d2_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, r->conv_d2_2_scratch + 1049344, r->d2 + (long)n0 * 6272, 0);
+    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, r->d2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -472,7 +472,7 @@ static void conv_d2_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -498,7 +498,7 @@ static void conv_d1_1_forward(const run *r) {
   aert_up2_weights(r->conv_d1_1_scratch + 380160, r->conv_d1_1_scratch + 131840, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 384768, n0, (const aert_real *const[]){r->e1});
-    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 617856, r->d1_1 + (long)n0 * 12544, 0);
+    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, r->d1_1 + (long)n0 * 12544, 0);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 140032, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 140032, r->d1_1 + (long)n0 * 12544, 16, 14, 14, 16, 1);
@@ -526,7 +526,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 384768, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
     aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 617856, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 1);
+    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 617856, r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 1);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 380160, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 380160, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -548,7 +548,7 @@ static void conv_d1_2_forward(const run *r) {
   aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 921984, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, r->conv_d1_2_scratch + 921984, r->d1 + (long)n0 * 12544, 0);
+    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 921984, r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
@@ -564,7 +564,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_wino_weights(r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
-    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);
   }
 }
 

@@ -236,7 +236,7 @@ static void conv_e1_1_forward(const run *r) {
   aert_wino_weights((r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, 24, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_wino(&geo_conv_e1_1, r->conv_e1_1_scratch, r->conv_e1_1_scratch + 1598112, r->e1_1 + (long)n0 * 1048576, 0);
+    aert_conv_wino(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, r->e1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -265,7 +265,7 @@ static void conv_e1_2_forward(const run *r) {
   aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, r->conv_e1_2_scratch + 1065408, r->e1 + (long)n0 * 1048576, 0);
+    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, r->e1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -281,7 +281,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_wino_weights(r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
-    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
   }
 }
 
@@ -312,7 +312,7 @@ static void conv_e2_1_forward(const run *r) {
   aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 271168, 16, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, r->conv_e2_1_scratch + 271168, r->e2_1 + (long)n0 * 524288, 0);
+    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->conv_e2_1_scratch + 271168, r->e2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -328,7 +328,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_wino_weights(r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
-    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
+    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
   }
 }
 
@@ -347,7 +347,7 @@ static void conv_e2_2_forward(const run *r) {
   aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 541568, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, r->conv_e2_2_scratch + 541568, r->e2 + (long)n0 * 524288, 0);
+    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 541568, r->e2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -363,7 +363,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -394,7 +394,7 @@ static void conv_e3_1_forward(const run *r) {
   aert_wino_weights((r->P + e3_1_w), r->conv_e3_1_scratch + 280320, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_wino(&geo_conv_e3_1, r->conv_e3_1_scratch, r->conv_e3_1_scratch + 280320, r->e3_1 + (long)n0 * 262144, 0);
+    aert_conv_wino(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + e3_1_w), r->conv_e3_1_scratch + 280320, r->e3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3_1, (r->P + e3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -410,7 +410,7 @@ static void conv_e3_1_backward(const run *r) {
   aert_wino_weights(r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
-    aert_conv_wino(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
+    aert_conv_wino(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
   }
 }
 
@@ -429,7 +429,7 @@ static void conv_e3_2_forward(const run *r) {
   aert_wino_weights((r->P + e3_2_w), r->conv_e3_2_scratch + 559104, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_wino(&geo_conv_e3_2, r->conv_e3_2_scratch, r->conv_e3_2_scratch + 559104, r->e3 + (long)n0 * 262144, 0);
+    aert_conv_wino(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + e3_2_w), r->conv_e3_2_scratch + 559104, r->e3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3, (r->P + e3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -445,7 +445,7 @@ static void conv_e3_2_backward(const run *r) {
   aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
-    aert_conv_wino(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -476,7 +476,7 @@ static void conv_e4_1_forward(const run *r) {
   aert_wino_weights((r->P + e4_1_w), r->conv_e4_1_scratch + 299008, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_wino(&geo_conv_e4_1, r->conv_e4_1_scratch, r->conv_e4_1_scratch + 299008, r->e4_1 + (long)n0 * 131072, 0);
+    aert_conv_wino(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + e4_1_w), r->conv_e4_1_scratch + 299008, r->e4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4_1, (r->P + e4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -492,7 +492,7 @@ static void conv_e4_1_backward(const run *r) {
   aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 128, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
-    aert_conv_wino(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
+    aert_conv_wino(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
   }
 }
 
@@ -511,7 +511,7 @@ static void conv_e4_2_forward(const run *r) {
   aert_wino_weights((r->P + e4_2_w), r->conv_e4_2_scratch + 594944, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_wino(&geo_conv_e4_2, r->conv_e4_2_scratch, r->conv_e4_2_scratch + 594944, r->e4 + (long)n0 * 131072, 0);
+    aert_conv_wino(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + e4_2_w), r->conv_e4_2_scratch + 594944, r->e4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4, (r->P + e4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -527,7 +527,7 @@ static void conv_e4_2_backward(const run *r) {
   aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
-    aert_conv_wino(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -559,7 +559,7 @@ static void conv_b_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_wino(&geo_conv_b_1, r->conv_b_1_scratch, r->conv_b_1_scratch + 337920, r->b_1 + (long)n0 * 65536, 0);
+    aert_conv_wino(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->conv_b_1_scratch + 337920, r->b_1 + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
@@ -577,7 +577,7 @@ static void conv_b_1_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
-    aert_conv_wino(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 1);
+    aert_conv_wino(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 1);
   }
 }
 
@@ -597,7 +597,7 @@ static void conv_b_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_wino(&geo_conv_b_2, r->conv_b_2_scratch, r->conv_b_2_scratch + 669696, r->b + (long)n0 * 65536, 0);
+    aert_conv_wino(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->conv_b_2_scratch + 669696, r->b + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
@@ -615,7 +615,7 @@ static void conv_b_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
-    aert_conv_wino(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 1);
+    aert_conv_wino(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 1);
   }
 }
 
@@ -641,7 +641,7 @@ static void conv_d4_1_forward(const run *r) {
   aert_up2_weights(r->conv_d4_1_scratch + 1297920, r->conv_d4_1_scratch + 89088, 256, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_scratch + 1592832, n0, (const aert_real *const[]){r->e4});
-    aert_conv_wino(&pgeo_conv_d4_1, r->conv_d4_1_scratch + 1592832, r->conv_d4_1_scratch + 1891328, r->d4_1 + (long)n0 * 131072, 0);
+    aert_conv_wino(&pgeo_conv_d4_1, r->conv_d4_1_scratch + 1592832, r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, r->d4_1 + (long)n0 * 131072, 0);
     aert_pad_stack(&upad_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b});
     aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 613376, 0);
     aert_up2_unshuffle(r->conv_d4_1_scratch + 613376, r->d4_1 + (long)n0 * 131072, 1, 16, 16, 128, 1);
@@ -669,7 +669,7 @@ static void conv_d4_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4});
     aert_conv_wino_dw(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 1592832, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
     aert_pad_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1});
-    aert_conv_wino(&pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 1891328, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
+    aert_conv_wino(&pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 1891328, r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
   }
   aert_up2_fold(r->conv_d4_1_dscratch + 773632, r->conv_d4_1_dscratch + 1297920, 256, 128);
   aert_conv_rows(r->conv_d4_1_dscratch + 1297920, 256, 0, (r->G + d4_1_w), 384, 0, 256, 9, 128, 1);
@@ -691,7 +691,7 @@ static void conv_d4_2_forward(const run *r) {
   aert_wino_weights((r->P + d4_2_w), r->conv_d4_2_scratch + 594944, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_wino(&geo_conv_d4_2, r->conv_d4_2_scratch, r->conv_d4_2_scratch + 594944, r->d4 + (long)n0 * 131072, 0);
+    aert_conv_wino(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + d4_2_w), r->conv_d4_2_scratch + 594944, r->d4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4, (r->P + d4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -707,7 +707,7 @@ static void conv_d4_2_backward(const run *r) {
   aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
-    aert_conv_wino(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -733,7 +733,7 @@ static void conv_d3_1_forward(const run *r) {
   aert_up2_weights(r->conv_d3_1_scratch + 698112, r->conv_d3_1_scratch + 151040, 128, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_scratch + 771840, n0, (const aert_real *const[]){r->e3});
-    aert_conv_wino(&pgeo_conv_d3_1, r->conv_d3_1_scratch + 771840, r->conv_d3_1_scratch + 1089024, r->d3_1 + (long)n0 * 262144, 0);
+    aert_conv_wino(&pgeo_conv_d3_1, r->conv_d3_1_scratch + 771840, r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, r->d3_1 + (long)n0 * 262144, 0);
     aert_pad_stack(&upad_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4});
     aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 282112, 0);
     aert_up2_unshuffle(r->conv_d3_1_scratch + 282112, r->d3_1 + (long)n0 * 262144, 1, 32, 32, 64, 1);
@@ -761,7 +761,7 @@ static void conv_d3_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3});
     aert_conv_wino_dw(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 771840, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
     aert_pad_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1});
-    aert_conv_wino(&pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1089024, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
+    aert_conv_wino(&pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1089024, r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
   }
   aert_up2_fold(r->conv_d3_1_dscratch + 567040, r->conv_d3_1_dscratch + 698112, 128, 64);
   aert_conv_rows(r->conv_d3_1_dscratch + 698112, 128, 0, (r->G + d3_1_w), 192, 0, 128, 9, 64, 1);
@@ -783,7 +783,7 @@ static void conv_d3_2_forward(const run *r) {
   aert_wino_weights((r->P + d3_2_w), r->conv_d3_2_scratch + 559104, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_wino(&geo_conv_d3_2, r->conv_d3_2_scratch, r->conv_d3_2_scratch + 559104, r->d3 + (long)n0 * 262144, 0);
+    aert_conv_wino(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + d3_2_w), r->conv_d3_2_scratch + 559104, r->d3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3, (r->P + d3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -799,7 +799,7 @@ static void conv_d3_2_backward(const run *r) {
   aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
-    aert_conv_wino(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -825,7 +825,7 @@ static void conv_d2_1_forward(const run *r) {
   aert_up2_weights(r->conv_d2_1_scratch + 889728, r->conv_d2_1_scratch + 280320, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 908160, n0, (const aert_real *const[]){r->e2});
-    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 908160, r->conv_d2_1_scratch + 1458944, r->d2_1 + (long)n0 * 524288, 0);
+    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 908160, r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, r->d2_1 + (long)n0 * 524288, 0);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3});
     aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 313088, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 313088, r->d2_1 + (long)n0 * 524288, 1, 64, 64, 32, 1);
@@ -853,7 +853,7 @@ static void conv_d2_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 908160, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 908160, r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 2009728);
     aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1458944, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 1);
+    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1458944, r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 856960, r->conv_d2_1_dscratch + 889728, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 889728, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -875,7 +875,7 @@ static void conv_d2_2_forward(const run *r) {
   aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 541568, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, r->conv_d2_2_scratch + 541568, r->d2 + (long)n0 * 524288, 0);
+    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 541568, r->d2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -891,7 +891,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_wino_weights(r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -917,7 +917,7 @@ static void conv_d1_1_forward(const run *r) {
   aert_up2_weights(r->conv_d1_1_scratch + 1624512, r->conv_d1_1_scratch + 541568, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 1629120, n0, (const aert_real *const[]){r->e1});
-    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 1629120, r->conv_d1_1_scratch + 2696832, r->d1_1 + (long)n0 * 1048576, 0);
+    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 1629120, r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, r->d1_1 + (long)n0 * 1048576, 0);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 549760, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 549760, r->d1_1 + (long)n0 * 1048576, 1, 128, 128, 16, 1);
@@ -945,7 +945,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 1629120, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1629120, r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 3764544);
     aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 2696832, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 1);
+    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 2696832, r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 1);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 1616320, r->conv_d1_1_dscratch + 1624512, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 1624512, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -967,7 +967,7 @@ static void conv_d1_2_forward(const run *r) {
   aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, r->conv_d1_2_scratch + 1065408, r->d1 + (long)n0 * 1048576, 0);
+    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, r->d1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -983,7 +983,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_wino_weights(r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
-    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);
   }
 }
 

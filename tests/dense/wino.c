@@ -5,6 +5,9 @@
  * batches of two, overwriting and adding (acc); and the same bits on 1, 2 and 3 threads.
  * Also the transformed weights of flipped filters carry dy back as the direct kernel does,
  * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. */
+/* the Winograd kernels themselves, whatever this build's vectors (aert_wino_pays) */
+#define AERT_WINO_MIN 1
+#define AERT_WINO_DW_MIN 1
 #include "aert_kernels.h"
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +54,7 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       aert_real *out = threads == 1 ? y0 : y1;
       if (acc) memcpy(out, ya, sizeof(aert_real) * yn);
       else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
-      aert_conv_wino(&g, x, u, out, acc);
+      aert_conv_wino(&g, x, w, u, out, acc);
       if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
         printf("FAIL wino %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", ho, wo, cin, cout, batch,
                acc, threads);
@@ -82,7 +85,7 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
     fill(dyp, (long)batch * d.hg * d.wg * cout + 64L * cout, 4, 1);
     aert_conv_fwd(&d, dyp, wf, dx0, 0);
     aert_wino_weights(wf, u, cout, cin);
-    aert_conv_wino(&d, dyp, u, dx1, 0);
+    aert_conv_wino(&d, dyp, wf, u, dx1, 0);
     double worst = 0;
     for (long i = 0; i < dn; i++) {
       double err = fabs(dx0[i] - dx1[i]) / (1 + fabs(dx0[i]));

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Generates each spec given (default: every spec in tests/specs/grad/), compiles its model.c
-# in double around gradcheck.c and runs the finite-difference check, then builds it in float
+# in double around gradcheck.c (Winograd wherever the compiler emitted it, whatever this
+# build's vectors would choose) and runs the finite-difference check, then builds it in float
 # with the trainer's flags and compares its gradients with the double ones. Fails if any
 # gradient is wrong. AEC_CHECK_OUT names the build folder (default build/gradcheck).
 set -eu
@@ -13,7 +14,7 @@ check() {
   name=$(basename "$1" .ae)
   bin/aec build --no-compile --out "$out/$name" "$1" >/dev/null || { echo "$name: FAILED (aec build)"; return; }
   ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
-    -DAERT_DOUBLE -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" \
+    -DAERT_DOUBLE -DAERT_WINO_MIN=1 -DAERT_WINO_DW_MIN=1 -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" \
     -Iruntime -I"$out/$name" \
     -o "$out/$name/gradcheck" tests/gradcheck/gradcheck.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     "$out/$name/gradcheck" "$out/$name/grad.f64" || echo "$name: FAILED (double)"

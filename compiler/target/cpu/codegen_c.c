@@ -252,7 +252,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, %d, %d);\n", wv, col, c->wino_at, tc, cout);
   OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
-  else if (c->wino) OUT("    aert_conv_wino(%s, %s, %s + %ld, %s + (long)n0 * %ld, 0);\n", geom, col, col, c->wino_at, y, ys);
+  else if (c->wino)
+    OUT("    aert_conv_wino(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld, 0);\n", geom, col, wv, col, c->wino_at, y, ys);
   else OUT("    aert_conv_fwd(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", geom, col, wv, y, ys);
   OUT("  }\n  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
@@ -273,13 +274,15 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     /* the flipped weights, Winograd-transformed when dx runs so */
     const char *conv = c->dwino ? "aert_conv_wino" : "aert_conv_fwd";
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
-    if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc), wf = c->dwino_at;
+    if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc);
+    /* the weights dx runs on: flipped, and for Winograd their transform beside them */
+    const char *wfs = c->dwino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", bcol, wf, bcol, c->dwino_at) : ae_sprintf(e->a, "%s + %ld", bcol, wf);
     OUT("%s    aert_pad_stack(&dpgeo_%s, %s, n0, %s);\n", chunk_loop(e, B, C), name, bcol, part_list(e, &dysrc, 1, false));
     if (plain)
-      OUT("    %s(%s, %s, %s + %ld, %s + (long)n0 * %ld, 1);\n", conv, dgeom, bcol, bcol, wf, dsrc[0].t, xs);
+      OUT("    %s(%s, %s, %s, %s + (long)n0 * %ld, 1);\n", conv, dgeom, bcol, wfs, dsrc[0].t, xs);
     else
-      OUT("    %s(%s, %s, %s + %ld, %s + %ld, 0);\n    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", conv, dgeom, bcol,
-          bcol, wf, bcol, dxs, name, bcol, dxs, part_list(e, dsrc, ns, true));
+      OUT("    %s(%s, %s, %s, %s + %ld, 0);\n    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", conv, dgeom, bcol, wfs, bcol, dxs,
+          name, bcol, dxs, part_list(e, dsrc, ns, true));
     OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
@@ -365,7 +368,8 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   const char *wu = cp ? ae_sprintf(e->a, "%s + %ld", col, c->mix_at) : wv;
   /* the plain views' conv: Winograd F(2x2, 3x3) where the schedule says so */
   const char *pconv = c->wino ? "aert_conv_wino" : "aert_conv_fwd";
-  long pwf = c->wino ? c->dwino_at : c->wfp_at;
+  const char *pwf = c->wino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", buf(e, &k->scratch[1]), c->wfp_at, buf(e, &k->scratch[1]), c->dwino_at)
+                            : ae_sprintf(e->a, "%s + %ld", buf(e, &k->scratch[1]), c->wfp_at);
   OUT("static void %s_forward(const run *r) {\n", name);
   if (cp) {
     emit_up2_rows(e, &u, wv, tc, wu, cout, true);
@@ -375,8 +379,9 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n", wu, col, c->weights_at, cu, cout);
   OUT("%s", chunk_loop(e, B, C));
   if (cp)
-    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 0);\n",
-        name, col, c->xp_at, qvals, pconv, name, col, c->xp_at, col, c->wino ? c->wino_at : c->wp_at, y, ys);
+    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + %ld%s, %s + (long)n0 * %ld, 0);\n",
+        name, col, c->xp_at, qvals, pconv, name, col, c->xp_at, col, c->wp_at,
+        c->wino ? ae_sprintf(e->a, ", %s + %ld", col, c->wino_at) : "", y, ys);
   OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n", name, col, uvals);
   OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
   OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
@@ -420,11 +425,11 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   if (cp && q.any_dx) {
     OUT("    aert_pad_stack(&dpad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dyp_at, part_list(e, &dysrc, 1, false));
     if (q.n == 1)
-      OUT("    %s(&pdgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", pconv, name, bcol, c->dyp_at, bcol, pwf,
-          q.dsrc[0].t, (long)H * W * cp);
+      OUT("    %s(&pdgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 1);\n", pconv, name, bcol, c->dyp_at, pwf, q.dsrc[0].t,
+          (long)H * W * cp);
     else
-      OUT("    %s(&pdgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", pconv, name,
-          bcol, c->dyp_at, bcol, pwf, bcol, c->dsp_at, name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
+      OUT("    %s(&pdgeo_%s, %s + %ld, %s, %s + %ld, 0);\n    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", pconv, name, bcol,
+          c->dyp_at, pwf, bcol, c->dsp_at, name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
   }
   OUT("  }\n");
   if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, cp ? bwu : pgrad(e, k->w), cu, cout);
