@@ -12,6 +12,10 @@
 /* ---- io.c: checked I/O, atomic writes, folders ---------------------------------- */
 void aert_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *aert_alloc(size_t n, const char *what);           /* zeroed; NULL + message */
+/* zeroed, 64-byte aligned (what the kernels' vectors read and write: parameters,
+ * gradients, the arena, optimizer state; calloc's large blocks sit 16 bytes past a page,
+ * so that every AVX-512 vector would straddle two cache lines); NULL + message */
+void *aert_alloc_aligned(size_t n, const char *what);
 char *aert_join(const char *dir, const char *name);     /* malloc'd "dir/name" */
 FILE *aert_open(const char *path, const char *mode);
 int aert_read(FILE *f, void *buf, size_t n, const char *path);

@@ -15,34 +15,24 @@ typedef struct {
   const float *x, *y;    /* the batch */
 } cpu_device;
 
-/* 64-byte aligned and zeroed, as the generated kernels expect. */
-static float *aligned_floats(long n) {
-  size_t bytes = (sizeof(float) * n + 63) / 64 * 64;
-  float *p = aligned_alloc(64, bytes ? bytes : 64);
-  if (p)
-    memset(p, 0, bytes);
-  return p;
-}
-
 static int cpu_open(aert_device *d) {
   const aert_model *m = d->m;
   cpu_device *c = aert_alloc(sizeof *c, "the CPU device");
   if (!(d->own = c))
     return -1;
-  d->params = aligned_floats(m->param_floats);
-  c->arena = aligned_floats(m->arena_floats);
-  if (!d->params || !c->arena)
-    return aert_error("out of memory for model '%s' (%ld parameters, %ld arena floats)", m->name,
-                      m->param_floats, m->arena_floats), -1;
+  d->params = aert_alloc_aligned(sizeof(float) * m->param_floats, "parameters");
+  c->arena = aert_alloc_aligned(sizeof(float) * m->arena_floats, "the arena");
+  if (!d->params || !c->arena)   /* aert_alloc_aligned said which */
+    return -1;
   if (!d->training)
     return 0;
   if (aert_optim_init(&c->opt, m) != 0)
     return -1;
   d->opt = &c->opt;
-  c->grads = aert_alloc(sizeof(float) * m->param_floats, "gradients");
+  c->grads = aert_alloc_aligned(sizeof(float) * m->param_floats, "gradients");
   if (!c->grads)
     return -1;
-  if (m->optim.accumulate > 1 && !(c->grad_sum = aert_alloc(sizeof(float) * m->param_floats, "gradient sums")))
+  if (m->optim.accumulate > 1 && !(c->grad_sum = aert_alloc_aligned(sizeof(float) * m->param_floats, "gradient sums")))
     return -1;
   return 0;
 }

@@ -27,6 +27,16 @@ void *aert_alloc(size_t n, const char *what) {
   return p;
 }
 
+void *aert_alloc_aligned(size_t n, const char *what) {
+  size_t bytes = (n + 63) / 64 * 64;
+  void *p = aligned_alloc(64, bytes ? bytes : 64);
+  if (!p)
+    aert_error("out of memory allocating %zu bytes for %s", n, what);
+  else
+    memset(p, 0, bytes ? bytes : 64);
+  return p;
+}
+
 char *aert_join(const char *dir, const char *name) {
   if (name[0] == '/' || !dir || !dir[0])
     return strdup(name);

@@ -14,8 +14,8 @@ int aert_optim_init(aert_optimizer *o, const aert_model *m) {
   o->kind = m->optim.kind;
   o->n = m->param_floats;
   o->step = 0;
-  o->m = aert_alloc(sizeof(float) * o->n, "optimizer state");
-  o->v = o->kind == AERT_OPT_SGD ? NULL : aert_alloc(sizeof(float) * o->n, "optimizer state");
+  o->m = aert_alloc_aligned(sizeof(float) * o->n, "optimizer state");
+  o->v = o->kind == AERT_OPT_SGD ? NULL : aert_alloc_aligned(sizeof(float) * o->n, "optimizer state");
   if (!o->m || (o->kind != AERT_OPT_SGD && !o->v)) {
     aert_optim_free(o);
     return -1;
