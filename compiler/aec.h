@@ -447,6 +447,9 @@ typedef struct {
   bool wino, dwino, wdw;     /* slide, 3x3 stride 1, even sizes: forward (dx, dw) as Winograd F(2x2, 3x3) */
   long wino_at, dwino_at;    /* their transformed weights (16 x cin x cout), forward and backward */
   long wdw_at;               /* backward: the weight gradient's 16 x cin x cout products */
+  bool pwino, pwdw;          /* up2: the phases (a 2x2 conv) as Winograd F(2x2, 2x2); their dw too */
+  long pwino_at;             /* up2, forward: the phase weights transformed (9 x cin x 4 cout) */
+  long pdwino_at, pwdw_at;   /* up2, backward: the flipped phase weights transformed; dw's products */
   long scratch_floats[2];    /* the working buffers forward and backward (0: none) */
 } ae_conv_sched;
 

@@ -57,7 +57,7 @@ static void dump_fused(FILE *out, ae_arena *a, const ae_program *p) {
       if (k->src.len > 1 && k->kind == K_CONV) fprintf(out, "@ch%d", v->ch_off);
     }
     if (k->conv.algo == CONV_UP2)
-      fprintf(out, "  [2x2 phases%s, %d images per copy]",
+      fprintf(out, "  [2x2 phases%s%s, %d images per copy]", k->conv.pwdw ? " winograd + dw" : k->conv.pwino ? " winograd" : "",
               k->conv.wdw ? ", plain views winograd + dw" : k->conv.wino ? ", plain views winograd" : "", k->conv.pchunk);
     else if (k->conv.wino) fprintf(out, "  [winograd%s, %d images per copy]", k->conv.wdw ? " + dw" : "", k->conv.pchunk);
     else if (k->conv.chunk) fprintf(out, "  [%d images per GEMM]", k->conv.chunk);

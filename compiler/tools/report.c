@@ -361,8 +361,9 @@ static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
                       !k->conv.wino ? "" : k->conv.wdw ? (k->conv.dwino ? "; dx and dw too" : "; dw too, dx direct")
                                          : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"));
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)
-    return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s, %d image%s at a time",
-                      k->conv.mix_at >= k->conv.pad_floats ? ""
+    return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s%s, %d image%s at a time",
+                      !k->conv.pwino ? "" : k->conv.pwdw ? " (Winograd F(2x2, 2x2), dw too)" : " (Winograd F(2x2, 2x2), dw direct)",
+                      k->conv.xp_at == 0 ? ""   /* no plain views: their copy has no place */
                       : k->conv.wdw ? " (plain views beside it as Winograd F(2x2, 3x3), dw too)"
                       : k->conv.wino ? " (plain views beside it as Winograd F(2x2, 3x3), dw direct)" : " (plain views direct beside it)",
                       k->conv.pchunk,

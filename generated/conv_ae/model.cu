@@ -75,7 +75,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 3211264,
              A + 3211264,
              A + 6422528,
-             A + 14450688,
+             A + 15391232,
              A + 7344896,
              A + 3211264,
              A + 6422528,
@@ -83,15 +83,15 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 3211264,
              A + 3211264,
              A + 4816896,
-             A + 16046592,
+             A + 16194048,
              A + 5867008,
              A + 3211264,
              A + 4816896,
-             A + 16949760,
+             A + 17097216,
              A + 3311616,
              A + 3211264,
-             A + 16448000,
-             A + 4040192,
+             A + 16595456,
+             A + 4335104,
              A + 3211264,
              A + 11239424,
              A + 12845056,
@@ -100,8 +100,8 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 3211264,
              A + 6422528,
              A + 6422528,
-             A + 15253504,
-             A + 16849408,
+             A + 14450688,
+             A + 16996864,
              A + 13767712,
              A + 6422528,
              A + 12845056};
@@ -796,7 +796,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 324560L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 100352L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 324560L, "the parameters") || device_zeros(&c->A, 16953856L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 324560L, "the parameters") || device_zeros(&c->A, 17101312L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 0L) ||
       device_zeros(&c->sums, 1, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -963,7 +963,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 16953856L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 17101312L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 324560L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

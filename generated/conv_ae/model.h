@@ -9,7 +9,7 @@
 #define CONV_AE_OUT_SIZE 784
 #define CONV_AE_LATENT_SIZE 32
 #define CONV_AE_PARAM_FLOATS 324560L
-#define CONV_AE_ARENA_FLOATS 16953856L
+#define CONV_AE_ARENA_FLOATS 17101312L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

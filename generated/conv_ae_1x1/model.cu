@@ -69,16 +69,16 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 903168,
              A + 0,
              A + 0,
-             A + 6480656,
+             A + 6499088,
              A + 1705984,
              A + 0,
              A + 0,
-             A + 7383824,
+             A + 7402256,
              A + 894464,
              A + 0,
              A + 0,
-             A + 6882064,
-             A + 926208,
+             A + 6900496,
+             A + 1073664,
              A + 0,
              A + 0,
              A + 4936208,
@@ -89,7 +89,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 1605632,
              A + 1605632,
              A + 5739024,
-             A + 7283472,
+             A + 7301904,
              A + 5739024,
              A + 1605632,
              A + 3211264};
@@ -699,7 +699,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 443600L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 100352L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 443600L, "the parameters") || device_zeros(&c->A, 7392016L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 443600L, "the parameters") || device_zeros(&c->A, 7410448L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 0L) ||
       device_zeros(&c->sums, 1, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -866,7 +866,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 7392016L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 7410448L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 443600L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

@@ -9,7 +9,7 @@
 #define CONV_AE_1X1_OUT_SIZE 784
 #define CONV_AE_1X1_LATENT_SIZE 64
 #define CONV_AE_1X1_PARAM_FLOATS 443600L
-#define CONV_AE_1X1_ARENA_FLOATS 7392016L
+#define CONV_AE_1X1_ARENA_FLOATS 7410448L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

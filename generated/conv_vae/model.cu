@@ -68,24 +68,24 @@ typedef struct {
 static run place(const float *P, float *G, float *A, const float *X, const float *T, const uint64_t *seed,
                  int training, uint64_t first, double *sums, double *sums_host, const float *cw, cudaStream_t stream) {
   run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream,
-             A + 9633792,
+             A + 10574336,
              A + 903168,
              A + 0,
              A + 0,
-             A + 11229696,
+             A + 11377152,
              A + 1705984,
              A + 0,
              A + 0,
-             A + 12132864,
-             A + 12134912,
+             A + 12280320,
+             A + 12282368,
              A + 0,
-             A + 12136960,
-             A + 12139008,
+             A + 12284416,
+             A + 12286464,
              A + 0,
-             A + 12141056,
+             A + 12288512,
              A + 50176,
-             A + 11631104,
-             A + 828928,
+             A + 11778560,
+             A + 1123840,
              A + 0,
              A + 6422528,
              A + 8028160,
@@ -94,8 +94,8 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 0,
              A + 3211264,
              A + 3211264,
-             A + 10436608,
-             A + 12032512,
+             A + 9633792,
+             A + 12179968,
              A + 8950816,
              A + 3211264,
              A + 8028160};
@@ -764,7 +764,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 228208L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 100352L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 228208L, "the parameters") || device_zeros(&c->A, 12143104L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 228208L, "the parameters") || device_zeros(&c->A, 12290560L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 0L) ||
       device_zeros(&c->sums, 2, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -931,7 +931,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 12143104L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 12290560L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 228208L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

@@ -9,7 +9,7 @@
 #define CONV_VAE_OUT_SIZE 784
 #define CONV_VAE_LATENT_SIZE 16
 #define CONV_VAE_PARAM_FLOATS 228208L
-#define CONV_VAE_ARENA_FLOATS 12143104L
+#define CONV_VAE_ARENA_FLOATS 12290560L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

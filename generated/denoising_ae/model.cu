@@ -62,7 +62,7 @@ typedef struct {
 static run place(const float *P, float *G, float *A, const float *X, const float *T, const uint64_t *seed,
                  int training, uint64_t first, double *sums, double *sums_host, const float *cw, cudaStream_t stream) {
   run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream,
-             A + 13794080,
+             A + 13830944,
              A + 0,
              A + 3211264,
              A + 3211264,
@@ -73,8 +73,8 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 4286208,
              A + 3211264,
              A + 3211264,
-             A + 13593376,
-             A + 3938048,
+             A + 13630240,
+             A + 3974912,
              A + 12162080,
              A + 9633792,
              A + 3211264,
@@ -83,7 +83,7 @@ static run place(const float *P, float *G, float *A, const float *X, const float
              A + 6422528,
              A + 6422528,
              A + 12964896,
-             A + 13894432,
+             A + 13931296,
              A + 12964896,
              A + 6422528,
              A + 9633792};
@@ -681,7 +681,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 28368L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 100352L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 28368L, "the parameters") || device_zeros(&c->A, 13994784L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 28368L, "the parameters") || device_zeros(&c->A, 14031648L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 0L) ||
       device_zeros(&c->sums, 1, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -847,7 +847,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 13994784L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 14031648L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 28368L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

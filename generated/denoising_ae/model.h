@@ -9,7 +9,7 @@
 #define DENOISING_AE_OUT_SIZE 784
 #define DENOISING_AE_LATENT_SIZE 0
 #define DENOISING_AE_PARAM_FLOATS 28368L
-#define DENOISING_AE_ARENA_FLOATS 13994784L
+#define DENOISING_AE_ARENA_FLOATS 14031648L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

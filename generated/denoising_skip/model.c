@@ -146,7 +146,7 @@ static const aert_conv_geom geo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg =
 static const aert_conv_geom dgeo_conv_e2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
 
 static void conv_e2_forward(const run *r) {
-  aert_wino_weights((r->P + e2_w), r->conv_e2_scratch + 525056, 16, 32);
+  aert_wino_weights((r->P + e2_w), r->conv_e2_scratch + 525056, 3, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -164,7 +164,7 @@ static void conv_e2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2, r->conv_e2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + e2_w));
   }
   aert_conv_flip((r->P + e2_w), r->conv_e2_dscratch + 1049344, 3, 16, 32);
-  aert_wino_weights(r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, 32, 16);
+  aert_wino_weights(r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2});

@@ -55,11 +55,11 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e2_2_scratch  = A + 1605632,    /*    1065728    4-4    conv_e2_2 scratch fwd */
     .conv_m_1_scratch   = A + 1605632,    /*     333312    6-6    conv_m_1 scratch fwd */
     .conv_m_2_scratch   = A + 1605632,    /*     665088    7-7    conv_m_2 scratch fwd */
-    .conv_d2_1_scratch  = A + 1605632,    /*     805120    8-8    conv_d2_1 scratch fwd */
+    .conv_d2_1_scratch  = A + 1605632,    /*     878848    8-8    conv_d2_1 scratch fwd */
     .conv_d2_2_scratch  = A + 1605632,    /*    1065728    9-9    conv_d2_2 scratch fwd */
     .d1_1               = A + 1605632,    /*    1605632   10-16   d1.1 28x28x16 */
     .conv_d2_2_dscratch = A + 1605632,    /*    1074944   17-17   conv_d2_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 1605632,    /*    1086464   18-18   conv_d2_1 scratch bwd */
+    .conv_d2_1_dscratch = A + 1605632,    /*    1233920   18-18   conv_d2_1 scratch bwd */
     .conv_m_2_dscratch  = A + 1605632,    /*     701952   19-19   conv_m_2 scratch bwd */
     .conv_m_1_dscratch  = A + 1605632,    /*     683520   20-20   conv_m_1 scratch bwd */
     .conv_e2_2_dscratch = A + 1605632,    /*    1074944   22-22   conv_e2_2 scratch bwd */
@@ -67,11 +67,10 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_e1_1             = A + 1605632,    /*    1605632   25-26   de1.1 28x28x16 */
     .d_m_1              = A + 2307584,    /*     401408   19-20   dm.1 7x7x64 */
     .d_maxpool_2        = A + 2667776,    /*     401408   23-24   dmaxpool_2 14x14x16 */
-    .d_m                = A + 2708992,    /*     401408   18-19   dm 7x7x64 */
     .d_maxpool_5        = A + 2708992,    /*     200704   20-21   dmaxpool_5 7x7x32 */
     .e1                 = A + 3211264,    /*    1605632    1-25   e1 28x28x16 */
     .conv_e1_1_dscratch = A + 3211264,    /*      57984   26-26   conv_e1_1 scratch bwd */
-    .conv_d1_1_scratch  = A + 4816896,    /*     621952   10-10   conv_d1_1 scratch fwd */
+    .conv_d1_1_scratch  = A + 4816896,    /*     640384   10-10   conv_d1_1 scratch fwd */
     .d1                 = A + 4816896,    /*    1605632   11-15   d1 28x28x16 */
     .d_e1               = A + 4816896,    /*    1605632   16-25   de1 28x28x16 */
     .conv_d1_2_scratch  = A + 6422528,    /*     926080   11-11   conv_d1_2 scratch fwd */
@@ -82,8 +81,9 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e1_2_dscratch = A + 6422528,    /*     928384   25-25   conv_e1_2 scratch bwd */
     .d_e2               = A + 7225344,    /*     802816   18-22   de2 14x14x32 */
     .d_d1               = A + 8028160,    /*    1605632   14-15   dd1 28x28x16 */
-    .conv_d1_1_dscratch = A + 8028160,    /*     857344   16-16   conv_d1_1 scratch bwd */
-    .d_d2               = A + 8885504,    /*     802816   16-17   dd2 14x14x32 */
+    .conv_d1_1_dscratch = A + 8028160,    /*     875776   16-16   conv_d1_1 scratch bwd */
+    .d_m                = A + 8028160,    /*     401408   18-19   dm 7x7x64 */
+    .d_d2               = A + 8903936,    /*     802816   16-17   dd2 14x14x32 */
     .conv_d1_2_dscratch = A + 9633792,    /*     928384   15-15   conv_d1_2 scratch bwd */
     .e2_1               = A + 10562176,   /*     802816    3-23   e2.1 14x14x32 */
     .e2                 = A + 11364992,   /*     802816    4-22   e2 14x14x32 */
@@ -186,7 +186,7 @@ static const aert_conv_geom geo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
-  aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 921984, 16, 16);
+  aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 921984, r->e1 + (long)n0 * 12544, 0);
@@ -202,7 +202,7 @@ static void conv_e1_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + e1_2_w));
   }
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
-  aert_wino_weights(r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, 16, 16);
+  aert_wino_weights(r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
@@ -233,7 +233,7 @@ static const aert_conv_geom geo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg
 static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 16};
 
 static void conv_e2_1_forward(const run *r) {
-  aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 525056, 16, 32);
+  aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 525056, 3, 16, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -251,7 +251,7 @@ static void conv_e2_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 6272, (r->G + e2_1_w));
   }
   aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 1049344, 3, 16, 32);
-  aert_wino_weights(r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, 32, 16);
+  aert_wino_weights(r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
@@ -271,7 +271,7 @@ static const aert_conv_geom geo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e2_2_forward(const run *r) {
-  aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, 32, 32);
+  aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
@@ -289,7 +289,7 @@ static void conv_e2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 6272, (r->G + e2_2_w));
   }
   aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 1049344, 3, 32, 32);
-  aert_wino_weights(r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, 32, 32);
+  aert_wino_weights(r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
@@ -399,13 +399,14 @@ static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 32, .s = 1, .hg = 16, .w
 static void conv_d2_1_forward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_scratch + 498176, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_scratch + 779520, 32, 0, 32, 9, 32, 0);
-  aert_wino_weights(r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, 32, 32);
+  aert_wino_weights(r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, 3, 32, 32);
   aert_up2_weights(r->conv_d2_1_scratch + 498176, r->conv_d2_1_scratch + 167424, 64, 32);
+  aert_wino_weights(r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 805120, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 516608, n0, (const aert_real *const[]){r->e2});
     aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, r->d2_1 + (long)n0 * 6272, 0);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 200192, 0);
+    aert_conv_wino(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 805120, r->conv_d2_1_scratch + 200192, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 200192, r->d2_1 + (long)n0 * 6272, 32, 7, 7, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
@@ -417,17 +418,18 @@ static void conv_d2_1_backward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_dscratch + 498176, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_dscratch + 779520, 32, 0, 32, 9, 32, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 779520, r->conv_d2_1_dscratch + 1051648, 3, 32, 32);
-  aert_wino_weights(r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, 32, 32);
+  aert_wino_weights(r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, 3, 32, 32);
   aert_up2_weights(r->conv_d2_1_dscratch + 498176, r->conv_d2_1_dscratch + 465408, 64, 32);
   aert_conv_flip(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 432640, 2, 64, 128);
+  aert_wino_weights(r->conv_d2_1_dscratch + 432640, r->conv_d2_1_dscratch + 1086464, 2, 128, 64);
   memset(r->conv_d2_1_dscratch + 465408, 0, 32768 * sizeof(aert_real));
   memset(r->conv_d2_1_dscratch + 498176, 0, 18432 * sizeof(aert_real));
   memset(r->conv_d2_1_dscratch + 1060864, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 167424, 32, 7, 7, 32, 3072);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 465408);
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->d_m + (long)n0 * 3136, 1);
+    aert_conv_wino_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 1160192, r->conv_d2_1_dscratch + 465408);
+    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->conv_d2_1_dscratch + 1086464, r->d_m + (long)n0 * 3136, 1);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 516608, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
     aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1});
@@ -450,7 +452,7 @@ static const aert_conv_geom geo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 128, .s = 1, .hg = 16, .wg = 16, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_d2_2_forward(const run *r) {
-  aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, 32, 32);
+  aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
@@ -468,7 +470,7 @@ static void conv_d2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 6272, (r->G + d2_2_w));
   }
   aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 1049344, 3, 32, 32);
-  aert_wino_weights(r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, 32, 32);
+  aert_wino_weights(r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
@@ -494,13 +496,14 @@ static const aert_conv_geom pdgeo_conv_d1_1 = {.batch = 16, .s = 1, .hg = 30, .w
 static void conv_d1_1_forward(const run *r) {
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_scratch + 380160, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_scratch + 615552, 16, 0, 16, 9, 16, 0);
-  aert_wino_weights(r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, 16, 16);
+  aert_wino_weights(r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, 3, 16, 16);
   aert_up2_weights(r->conv_d1_1_scratch + 380160, r->conv_d1_1_scratch + 131840, 32, 16);
+  aert_wino_weights(r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 621952, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 384768, n0, (const aert_real *const[]){r->e1});
     aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, r->d1_1 + (long)n0 * 12544, 0);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 140032, 0);
+    aert_conv_wino(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 621952, r->conv_d1_1_scratch + 140032, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 140032, r->d1_1 + (long)n0 * 12544, 16, 14, 14, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
@@ -512,9 +515,10 @@ static void conv_d1_1_backward(const run *r) {
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_dscratch + 380160, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_dscratch + 615552, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d1_1_dscratch + 615552, r->conv_d1_1_dscratch + 848640, 3, 16, 16);
-  aert_wino_weights(r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, 16, 16);
+  aert_wino_weights(r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, 3, 16, 16);
   aert_up2_weights(r->conv_d1_1_dscratch + 380160, r->conv_d1_1_dscratch + 371968, 32, 16);
   aert_conv_flip(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 363776, 2, 32, 64);
+  aert_wino_weights(r->conv_d1_1_dscratch + 363776, r->conv_d1_1_dscratch + 857344, 2, 64, 32);
   memset(r->conv_d1_1_dscratch + 371968, 0, 8192 * sizeof(aert_real));
   memset(r->conv_d1_1_dscratch + 380160, 0, 4608 * sizeof(aert_real));
   memset(r->conv_d1_1_dscratch + 850944, 0, 2304 * sizeof(aert_real));
@@ -522,7 +526,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 131840, 16, 14, 14, 16, 1536);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 371968);
-    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->d_d2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->conv_d1_1_dscratch + 857344, r->d_d2 + (long)n0 * 6272, 1);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 384768, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
     aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1});
@@ -545,7 +549,7 @@ static const aert_conv_geom geo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg = 30, .cin = 16, .k = 3, .ho = 28, .wo = 28, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
-  aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 921984, 16, 16);
+  aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 921984, r->d1 + (long)n0 * 12544, 0);
@@ -561,7 +565,7 @@ static void conv_d1_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + d1_2_w));
   }
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
-  aert_wino_weights(r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, 16, 16);
+  aert_wino_weights(r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);

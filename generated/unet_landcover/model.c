@@ -65,17 +65,18 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e4_2_scratch  = A + 8388608,    /*     857088   10-10   conv_e4_2 scratch fwd */
     .conv_b_1_scratch   = A + 8388608,    /*     862208   12-12   conv_b_1 scratch fwd */
     .conv_b_2_scratch   = A + 8388608,    /*    1718272   13-13   conv_b_2 scratch fwd */
-    .conv_d4_1_scratch  = A + 8388608,    /*    2153472   14-14   conv_d4_1 scratch fwd */
+    .conv_d4_1_scratch  = A + 8388608,    /*    3333120   14-14   conv_d4_1 scratch fwd */
     .conv_d4_2_scratch  = A + 8388608,    /*     857088   15-15   conv_d4_2 scratch fwd */
-    .conv_d3_1_scratch  = A + 8388608,    /*    1154560   16-16   conv_d3_1 scratch fwd */
+    .conv_d3_1_scratch  = A + 8388608,    /*    1449472   16-16   conv_d3_1 scratch fwd */
     .conv_d3_2_scratch  = A + 8388608,    /*     624640   17-17   conv_d3_2 scratch fwd */
-    .conv_d2_1_scratch  = A + 8388608,    /*    1475328   18-18   conv_d2_1 scratch fwd */
+    .conv_d2_1_scratch  = A + 8388608,    /*    1549056   18-18   conv_d2_1 scratch fwd */
     .conv_d2_2_scratch  = A + 8388608,    /*     557952   19-19   conv_d2_2 scratch fwd */
     .d1_1               = A + 8388608,    /*    8388608   20-26   d1.1 256x256x16 */
     .d_d2_1             = A + 8388608,    /*    4194304   27-28   dd2.1 128x128x32 */
-    .d_d3_1             = A + 8388608,    /*    2097152   29-30   dd3.1 64x64x64 */
+    .conv_d3_2_dscratch = A + 8388608,    /*     661504   29-29   conv_d3_2 scratch bwd */
+    .conv_d3_1_dscratch = A + 8388608,    /*    2163968   30-30   conv_d3_1 scratch bwd */
     .conv_d4_2_dscratch = A + 8388608,    /*    1004544   31-31   conv_d4_2 scratch bwd */
-    .conv_d4_1_dscratch = A + 8388608,    /*    2861568   32-32   conv_d4_1 scratch bwd */
+    .conv_d4_1_dscratch = A + 8388608,    /*    5220864   32-32   conv_d4_1 scratch bwd */
     .conv_b_2_dscratch  = A + 8388608,    /*    2308096   33-33   conv_b_2 scratch bwd */
     .conv_b_1_dscratch  = A + 8388608,    /*    1488896   34-34   conv_b_1 scratch bwd */
     .d_e4_1             = A + 8388608,    /*    1048576   36-37   de4.1 32x32x128 */
@@ -86,36 +87,35 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_e4_1_dscratch = A + 9437184,    /*     799744   37-37   conv_e4_1 scratch bwd */
     .d_maxpool_11       = A + 9877504,    /*     262144   34-35   dmaxpool_11 16x16x128 */
     .d_maxpool_8        = A + 10236928,   /*     524288   37-38   dmaxpool_8 32x32x64 */
-    .conv_d3_2_dscratch = A + 10485760,   /*     661504   29-29   conv_d3_2 scratch bwd */
-    .conv_d3_1_dscratch = A + 10485760,   /*    1574144   30-30   conv_d3_1 scratch bwd */
     .conv_e3_2_dscratch = A + 10485760,   /*     661504   39-39   conv_e3_2 scratch bwd */
     .d_maxpool_5        = A + 10485760,   /*    1048576   40-41   dmaxpool_5 64x64x32 */
+    .d_d3_1             = A + 10552576,   /*    2097152   29-30   dd3.1 64x64x64 */
     .d_b_1              = A + 10696704,   /*     524288   33-34   db.1 16x16x256 */
-    .d_e4               = A + 11250176,   /*    1048576   32-36   de4 32x32x128 */
     .conv_e3_1_dscratch = A + 11534336,   /*     610304   40-40   conv_e3_1 scratch bwd */
     .conv_d2_2_dscratch = A + 12582912,   /*     567168   27-27   conv_d2_2 scratch bwd */
-    .d_e2               = A + 12582912,   /*    4194304   28-42   de2 128x128x32 */
+    .conv_d2_1_dscratch = A + 12582912,   /*    2182784   28-28   conv_d2_1 scratch bwd */
+    .conv_e2_2_dscratch = A + 12582912,   /*     567168   42-42   conv_e2_2 scratch bwd */
     .d_maxpool_2        = A + 12582912,   /*    2097152   43-44   dmaxpool_2 128x128x16 */
+    .d_e3               = A + 13609472,   /*    2097152   30-39   de3 64x64x64 */
     .conv_e2_1_dscratch = A + 14680064,   /*     554368   43-43   conv_e2_1 scratch bwd */
+    .d_d4               = A + 15706624,   /*    1048576   30-31   dd4 32x32x128 */
+    .d_e4               = A + 15706624,   /*    1048576   32-36   de4 32x32x128 */
     .e1                 = A + 16777216,   /*    8388608    1-45   e1 256x256x16 */
     .conv_e1_1_dscratch = A + 16777216,   /*    1604256   46-46   conv_e1_1 scratch bwd */
-    .conv_d1_1_scratch  = A + 25165824,   /*    2700928   20-20   conv_d1_1 scratch fwd */
+    .conv_d1_1_scratch  = A + 25165824,   /*    2719360   20-20   conv_d1_1 scratch fwd */
     .d1                 = A + 25165824,   /*    8388608   21-25   d1 256x256x16 */
     .d_e1               = A + 25165824,   /*    8388608   26-45   de1 256x256x16 */
     .conv_d1_2_scratch  = A + 33554432,   /*    1069504   21-21   conv_d1_2 scratch fwd */
     .d_logits           = A + 33554432,   /*    3145728   23-24   dlogits 256x256x6 */
     .d_d1_1             = A + 33554432,   /*    8388608   25-26   dd1.1 256x256x16 */
-    .d_d3               = A + 33554432,   /*    2097152   28-29   dd3 64x64x64 */
-    .d_e3               = A + 33554432,   /*    2097152   30-39   de3 64x64x64 */
-    .conv_e2_2_dscratch = A + 33554432,   /*     567168   42-42   conv_e2_2 scratch bwd */
+    .d_e2               = A + 33554432,   /*    4194304   28-42   de2 128x128x32 */
     .conv_e1_2_dscratch = A + 33554432,   /*    1071808   45-45   conv_e1_2 scratch bwd */
-    .conv_d2_1_dscratch = A + 35651584,   /*    2035328   28-28   conv_d2_1 scratch bwd */
-    .d_d4_1             = A + 35651584,   /*    1048576   31-32   dd4.1 32x32x128 */
-    .d_d4               = A + 36700160,   /*    1048576   30-31   dd4 32x32x128 */
-    .d_b                = A + 36700160,   /*     524288   32-33   db 16x16x256 */
+    .d_d3               = A + 37748736,   /*    2097152   28-29   dd3 64x64x64 */
+    .d_d4_1             = A + 37748736,   /*    1048576   31-32   dd4.1 32x32x128 */
+    .d_b                = A + 38797312,   /*     524288   32-33   db 16x16x256 */
     .d_d1               = A + 41943040,   /*    8388608   24-25   dd1 256x256x16 */
     .d_d2               = A + 41943040,   /*    4194304   26-27   dd2 128x128x32 */
-    .conv_d1_1_dscratch = A + 46137344,   /*    3770944   26-26   conv_d1_1 scratch bwd */
+    .conv_d1_1_dscratch = A + 46137344,   /*    3789376   26-26   conv_d1_1 scratch bwd */
     .e2_1               = A + 50331648,   /*    4194304    3-43   e2.1 128x128x32 */
     .e2                 = A + 54525952,   /*    4194304    4-42   e2 128x128x32 */
     .d2_1               = A + 58720256,   /*    4194304   18-28   d2.1 128x128x32 */
@@ -233,7 +233,7 @@ static const aert_pad_geom pgeo_conv_e1_1 = {.batch = 1, .h = 256, .w = 256, .c 
 static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 24, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_1_forward(const run *r) {
-  aert_wino_weights((r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, 24, 16);
+  aert_wino_weights((r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, 3, 24, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_wino(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, r->e1_1 + (long)n0 * 1048576, 0);
@@ -262,7 +262,7 @@ static const aert_conv_geom geo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_e1_2_forward(const run *r) {
-  aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, 16, 16);
+  aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, r->e1 + (long)n0 * 1048576, 0);
@@ -278,7 +278,7 @@ static void conv_e1_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + e1_2_w));
   }
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
-  aert_wino_weights(r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, 16, 16);
+  aert_wino_weights(r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
     aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
@@ -309,7 +309,7 @@ static const aert_conv_geom geo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 16};
 
 static void conv_e2_1_forward(const run *r) {
-  aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 271168, 16, 32);
+  aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 271168, 3, 16, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->conv_e2_1_scratch + 271168, r->e2_1 + (long)n0 * 524288, 0);
@@ -325,7 +325,7 @@ static void conv_e2_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + e2_1_w));
   }
   aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
-  aert_wino_weights(r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, 32, 16);
+  aert_wino_weights(r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, 3, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
     aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
@@ -344,7 +344,7 @@ static const aert_conv_geom geo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_e2_2_forward(const run *r) {
-  aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 541568, 32, 32);
+  aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 541568, r->e2 + (long)n0 * 524288, 0);
@@ -360,7 +360,7 @@ static void conv_e2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + e2_2_w));
   }
   aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
-  aert_wino_weights(r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, 32, 32);
+  aert_wino_weights(r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
     aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
@@ -391,7 +391,7 @@ static const aert_conv_geom geo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 32};
 
 static void conv_e3_1_forward(const run *r) {
-  aert_wino_weights((r->P + e3_1_w), r->conv_e3_1_scratch + 280320, 32, 64);
+  aert_wino_weights((r->P + e3_1_w), r->conv_e3_1_scratch + 280320, 3, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_wino(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + e3_1_w), r->conv_e3_1_scratch + 280320, r->e3_1 + (long)n0 * 262144, 0);
@@ -407,7 +407,7 @@ static void conv_e3_1_backward(const run *r) {
     aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + e3_1_w));
   }
   aert_conv_flip((r->P + e3_1_w), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
-  aert_wino_weights(r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, 64, 32);
+  aert_wino_weights(r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
     aert_conv_wino(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
@@ -426,7 +426,7 @@ static const aert_conv_geom geo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_e3_2_forward(const run *r) {
-  aert_wino_weights((r->P + e3_2_w), r->conv_e3_2_scratch + 559104, 64, 64);
+  aert_wino_weights((r->P + e3_2_w), r->conv_e3_2_scratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
     aert_conv_wino(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + e3_2_w), r->conv_e3_2_scratch + 559104, r->e3 + (long)n0 * 262144, 0);
@@ -442,7 +442,7 @@ static void conv_e3_2_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, r->conv_e3_2_dscratch + 559104, (r->G + e3_2_w));
   }
   aert_conv_flip((r->P + e3_2_w), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
-  aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 64, 64);
+  aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
     aert_conv_wino(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
@@ -473,7 +473,7 @@ static const aert_conv_geom geo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 64};
 
 static void conv_e4_1_forward(const run *r) {
-  aert_wino_weights((r->P + e4_1_w), r->conv_e4_1_scratch + 299008, 64, 128);
+  aert_wino_weights((r->P + e4_1_w), r->conv_e4_1_scratch + 299008, 3, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
     aert_conv_wino(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + e4_1_w), r->conv_e4_1_scratch + 299008, r->e4_1 + (long)n0 * 131072, 0);
@@ -489,7 +489,7 @@ static void conv_e4_1_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, r->conv_e4_1_dscratch + 299008, (r->G + e4_1_w));
   }
   aert_conv_flip((r->P + e4_1_w), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
-  aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 128, 64);
+  aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 3, 128, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
     aert_conv_wino(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
@@ -508,7 +508,7 @@ static const aert_conv_geom geo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_e4_2_forward(const run *r) {
-  aert_wino_weights((r->P + e4_2_w), r->conv_e4_2_scratch + 594944, 128, 128);
+  aert_wino_weights((r->P + e4_2_w), r->conv_e4_2_scratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
     aert_conv_wino(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + e4_2_w), r->conv_e4_2_scratch + 594944, r->e4 + (long)n0 * 131072, 0);
@@ -524,7 +524,7 @@ static void conv_e4_2_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, r->conv_e4_2_dscratch + 594944, (r->G + e4_2_w));
   }
   aert_conv_flip((r->P + e4_2_w), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
-  aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 128, 128);
+  aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
     aert_conv_wino(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
@@ -555,7 +555,7 @@ static const aert_conv_geom geo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 
 static const aert_conv_geom dgeo_conv_b_1 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 128};
 
 static void conv_b_1_forward(const run *r) {
-  aert_wino_weights((r->P + b_1_w), r->conv_b_1_scratch + 337920, 128, 256);
+  aert_wino_weights((r->P + b_1_w), r->conv_b_1_scratch + 337920, 3, 128, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
@@ -573,7 +573,7 @@ static void conv_b_1_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, r->conv_b_1_dscratch + 337920, (r->G + b_1_w));
   }
   aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 669696, 3, 128, 256);
-  aert_wino_weights(r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, 256, 128);
+  aert_wino_weights(r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, 3, 256, 128);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
@@ -593,7 +593,7 @@ static const aert_conv_geom geo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 
 static const aert_conv_geom dgeo_conv_b_2 = {.batch = 8, .s = 1, .hg = 18, .wg = 18, .cin = 256, .k = 3, .ho = 16, .wo = 16, .cout = 256};
 
 static void conv_b_2_forward(const run *r) {
-  aert_wino_weights((r->P + b_2_w), r->conv_b_2_scratch + 669696, 256, 256);
+  aert_wino_weights((r->P + b_2_w), r->conv_b_2_scratch + 669696, 3, 256, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
@@ -611,7 +611,7 @@ static void conv_b_2_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, r->conv_b_2_dscratch + 669696, (r->G + b_2_w));
   }
   aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 669696, 3, 256, 256);
-  aert_wino_weights(r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, 256, 256);
+  aert_wino_weights(r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, 3, 256, 256);
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
@@ -637,13 +637,14 @@ static const aert_conv_geom pdgeo_conv_d4_1 = {.batch = 1, .s = 1, .hg = 34, .wg
 static void conv_d4_1_forward(const run *r) {
   aert_conv_rows((r->P + d4_1_w), 384, 0, r->conv_d4_1_scratch + 1297920, 256, 0, 256, 9, 128, 0);
   aert_conv_rows((r->P + d4_1_w), 384, 256, r->conv_d4_1_scratch + 1743872, 128, 0, 128, 9, 128, 0);
-  aert_wino_weights(r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, 128, 128);
+  aert_wino_weights(r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, 3, 128, 128);
   aert_up2_weights(r->conv_d4_1_scratch + 1297920, r->conv_d4_1_scratch + 89088, 256, 128);
+  aert_wino_weights(r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 2153472, 2, 256, 512);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_scratch + 1592832, n0, (const aert_real *const[]){r->e4});
     aert_conv_wino(&pgeo_conv_d4_1, r->conv_d4_1_scratch + 1592832, r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, r->d4_1 + (long)n0 * 131072, 0);
     aert_pad_stack(&upad_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b});
-    aert_conv_fwd(&geo_conv_d4_1, r->conv_d4_1_scratch, r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 613376, 0);
+    aert_conv_wino(&geo_conv_d4_1, r->conv_d4_1_scratch, r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 2153472, r->conv_d4_1_scratch + 613376, 0);
     aert_up2_unshuffle(r->conv_d4_1_scratch + 613376, r->d4_1 + (long)n0 * 131072, 1, 16, 16, 128, 1);
   }
   aert_bias_act(r->d4_1, (r->P + d4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
@@ -655,17 +656,18 @@ static void conv_d4_1_backward(const run *r) {
   aert_conv_rows((r->P + d4_1_w), 384, 0, r->conv_d4_1_dscratch + 1297920, 256, 0, 256, 9, 128, 0);
   aert_conv_rows((r->P + d4_1_w), 384, 256, r->conv_d4_1_dscratch + 1743872, 128, 0, 128, 9, 128, 0);
   aert_conv_flip(r->conv_d4_1_dscratch + 1743872, r->conv_d4_1_dscratch + 2042368, 3, 128, 128);
-  aert_wino_weights(r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, 128, 128);
+  aert_wino_weights(r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, 3, 128, 128);
   aert_up2_weights(r->conv_d4_1_dscratch + 1297920, r->conv_d4_1_dscratch + 773632, 256, 128);
   aert_conv_flip(r->conv_d4_1_dscratch + 773632, r->conv_d4_1_dscratch + 249344, 2, 256, 512);
+  aert_wino_weights(r->conv_d4_1_dscratch + 249344, r->conv_d4_1_dscratch + 2861568, 2, 512, 256);
   memset(r->conv_d4_1_dscratch + 773632, 0, 524288 * sizeof(aert_real));
   memset(r->conv_d4_1_dscratch + 1297920, 0, 294912 * sizeof(aert_real));
   memset(r->conv_d4_1_dscratch + 2189824, 0, 147456 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 89088, 1, 16, 16, 128, 12288);
     aert_pad_stack(&upad_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b});
-    aert_conv_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 773632);
-    aert_conv_fwd(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->d_b + (long)n0 * 65536, 1);
+    aert_conv_wino_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 4041216, r->conv_d4_1_dscratch + 773632);
+    aert_conv_wino(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->conv_d4_1_dscratch + 2861568, r->d_b + (long)n0 * 65536, 1);
     aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4});
     aert_conv_wino_dw(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 1592832, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
     aert_pad_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1});
@@ -688,7 +690,7 @@ static const aert_conv_geom geo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg =
 static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg = 34, .cin = 128, .k = 3, .ho = 32, .wo = 32, .cout = 128};
 
 static void conv_d4_2_forward(const run *r) {
-  aert_wino_weights((r->P + d4_2_w), r->conv_d4_2_scratch + 594944, 128, 128);
+  aert_wino_weights((r->P + d4_2_w), r->conv_d4_2_scratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
     aert_conv_wino(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + d4_2_w), r->conv_d4_2_scratch + 594944, r->d4 + (long)n0 * 131072, 0);
@@ -704,7 +706,7 @@ static void conv_d4_2_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, r->conv_d4_2_dscratch + 594944, (r->G + d4_2_w));
   }
   aert_conv_flip((r->P + d4_2_w), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
-  aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 128, 128);
+  aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
     aert_conv_wino(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
@@ -729,13 +731,14 @@ static const aert_conv_geom pdgeo_conv_d3_1 = {.batch = 1, .s = 1, .hg = 66, .wg
 static void conv_d3_1_forward(const run *r) {
   aert_conv_rows((r->P + d3_1_w), 192, 0, r->conv_d3_1_scratch + 698112, 128, 0, 128, 9, 64, 0);
   aert_conv_rows((r->P + d3_1_w), 192, 128, r->conv_d3_1_scratch + 1052160, 64, 0, 64, 9, 64, 0);
-  aert_wino_weights(r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, 64, 64);
+  aert_wino_weights(r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, 3, 64, 64);
   aert_up2_weights(r->conv_d3_1_scratch + 698112, r->conv_d3_1_scratch + 151040, 128, 64);
+  aert_wino_weights(r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 1154560, 2, 128, 256);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_scratch + 771840, n0, (const aert_real *const[]){r->e3});
     aert_conv_wino(&pgeo_conv_d3_1, r->conv_d3_1_scratch + 771840, r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, r->d3_1 + (long)n0 * 262144, 0);
     aert_pad_stack(&upad_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4});
-    aert_conv_fwd(&geo_conv_d3_1, r->conv_d3_1_scratch, r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 282112, 0);
+    aert_conv_wino(&geo_conv_d3_1, r->conv_d3_1_scratch, r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 1154560, r->conv_d3_1_scratch + 282112, 0);
     aert_up2_unshuffle(r->conv_d3_1_scratch + 282112, r->d3_1 + (long)n0 * 262144, 1, 32, 32, 64, 1);
   }
   aert_bias_act(r->d3_1, (r->P + d3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
@@ -747,17 +750,18 @@ static void conv_d3_1_backward(const run *r) {
   aert_conv_rows((r->P + d3_1_w), 192, 0, r->conv_d3_1_dscratch + 698112, 128, 0, 128, 9, 64, 0);
   aert_conv_rows((r->P + d3_1_w), 192, 128, r->conv_d3_1_dscratch + 1052160, 64, 0, 64, 9, 64, 0);
   aert_conv_flip(r->conv_d3_1_dscratch + 1052160, r->conv_d3_1_dscratch + 1369344, 3, 64, 64);
-  aert_wino_weights(r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, 64, 64);
+  aert_wino_weights(r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, 3, 64, 64);
   aert_up2_weights(r->conv_d3_1_dscratch + 698112, r->conv_d3_1_dscratch + 567040, 128, 64);
   aert_conv_flip(r->conv_d3_1_dscratch + 567040, r->conv_d3_1_dscratch + 435968, 2, 128, 256);
+  aert_wino_weights(r->conv_d3_1_dscratch + 435968, r->conv_d3_1_dscratch + 1574144, 2, 256, 128);
   memset(r->conv_d3_1_dscratch + 567040, 0, 131072 * sizeof(aert_real));
   memset(r->conv_d3_1_dscratch + 698112, 0, 73728 * sizeof(aert_real));
   memset(r->conv_d3_1_dscratch + 1406208, 0, 36864 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 151040, 1, 32, 32, 64, 6144);
     aert_pad_stack(&upad_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4});
-    aert_conv_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 567040);
-    aert_conv_fwd(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->d_d4 + (long)n0 * 131072, 1);
+    aert_conv_wino_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 1869056, r->conv_d3_1_dscratch + 567040);
+    aert_conv_wino(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->conv_d3_1_dscratch + 1574144, r->d_d4 + (long)n0 * 131072, 1);
     aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3});
     aert_conv_wino_dw(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 771840, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
     aert_pad_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1});
@@ -780,7 +784,7 @@ static const aert_conv_geom geo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg =
 static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg = 66, .cin = 64, .k = 3, .ho = 64, .wo = 64, .cout = 64};
 
 static void conv_d3_2_forward(const run *r) {
-  aert_wino_weights((r->P + d3_2_w), r->conv_d3_2_scratch + 559104, 64, 64);
+  aert_wino_weights((r->P + d3_2_w), r->conv_d3_2_scratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
     aert_conv_wino(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + d3_2_w), r->conv_d3_2_scratch + 559104, r->d3 + (long)n0 * 262144, 0);
@@ -796,7 +800,7 @@ static void conv_d3_2_backward(const run *r) {
     aert_conv_wino_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, r->conv_d3_2_dscratch + 559104, (r->G + d3_2_w));
   }
   aert_conv_flip((r->P + d3_2_w), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
-  aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 64, 64);
+  aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
     aert_conv_wino(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
@@ -821,13 +825,14 @@ static const aert_conv_geom pdgeo_conv_d2_1 = {.batch = 1, .s = 1, .hg = 130, .w
 static void conv_d2_1_forward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_scratch + 889728, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_scratch + 1449728, 32, 0, 32, 9, 32, 0);
-  aert_wino_weights(r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, 32, 32);
+  aert_wino_weights(r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, 3, 32, 32);
   aert_up2_weights(r->conv_d2_1_scratch + 889728, r->conv_d2_1_scratch + 280320, 64, 32);
+  aert_wino_weights(r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 1475328, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 908160, n0, (const aert_real *const[]){r->e2});
     aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 908160, r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, r->d2_1 + (long)n0 * 524288, 0);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3});
-    aert_conv_fwd(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 313088, 0);
+    aert_conv_wino(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 1475328, r->conv_d2_1_scratch + 313088, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 313088, r->d2_1 + (long)n0 * 524288, 1, 64, 64, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
@@ -839,17 +844,18 @@ static void conv_d2_1_backward(const run *r) {
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_dscratch + 889728, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_dscratch + 1449728, 32, 0, 32, 9, 32, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 1449728, r->conv_d2_1_dscratch + 2000512, 3, 32, 32);
-  aert_wino_weights(r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, 32, 32);
+  aert_wino_weights(r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, 3, 32, 32);
   aert_up2_weights(r->conv_d2_1_dscratch + 889728, r->conv_d2_1_dscratch + 856960, 64, 32);
   aert_conv_flip(r->conv_d2_1_dscratch + 856960, r->conv_d2_1_dscratch + 824192, 2, 64, 128);
+  aert_wino_weights(r->conv_d2_1_dscratch + 824192, r->conv_d2_1_dscratch + 2035328, 2, 128, 64);
   memset(r->conv_d2_1_dscratch + 856960, 0, 32768 * sizeof(aert_real));
   memset(r->conv_d2_1_dscratch + 889728, 0, 18432 * sizeof(aert_real));
   memset(r->conv_d2_1_dscratch + 2009728, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 280320, 1, 64, 64, 32, 3072);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3});
-    aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 856960);
-    aert_conv_fwd(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 824192, r->d_d3 + (long)n0 * 262144, 1);
+    aert_conv_wino_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 2109056, r->conv_d2_1_dscratch + 856960);
+    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 824192, r->conv_d2_1_dscratch + 2035328, r->d_d3 + (long)n0 * 262144, 1);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 908160, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 908160, r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 2009728);
     aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1});
@@ -872,7 +878,7 @@ static const aert_conv_geom geo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg 
 static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg = 130, .cin = 32, .k = 3, .ho = 128, .wo = 128, .cout = 32};
 
 static void conv_d2_2_forward(const run *r) {
-  aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 541568, 32, 32);
+  aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 541568, r->d2 + (long)n0 * 524288, 0);
@@ -888,7 +894,7 @@ static void conv_d2_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + d2_2_w));
   }
   aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
-  aert_wino_weights(r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, 32, 32);
+  aert_wino_weights(r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
     aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
@@ -913,13 +919,14 @@ static const aert_conv_geom pdgeo_conv_d1_1 = {.batch = 1, .s = 1, .hg = 258, .w
 static void conv_d1_1_forward(const run *r) {
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_scratch + 1624512, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_scratch + 2694528, 16, 0, 16, 9, 16, 0);
-  aert_wino_weights(r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, 16, 16);
+  aert_wino_weights(r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, 3, 16, 16);
   aert_up2_weights(r->conv_d1_1_scratch + 1624512, r->conv_d1_1_scratch + 541568, 32, 16);
+  aert_wino_weights(r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 2700928, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 1629120, n0, (const aert_real *const[]){r->e1});
     aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 1629120, r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, r->d1_1 + (long)n0 * 1048576, 0);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 549760, 0);
+    aert_conv_wino(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 2700928, r->conv_d1_1_scratch + 549760, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 549760, r->d1_1 + (long)n0 * 1048576, 1, 128, 128, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
@@ -931,9 +938,10 @@ static void conv_d1_1_backward(const run *r) {
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_dscratch + 1624512, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_dscratch + 2694528, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d1_1_dscratch + 2694528, r->conv_d1_1_dscratch + 3762240, 3, 16, 16);
-  aert_wino_weights(r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, 16, 16);
+  aert_wino_weights(r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, 3, 16, 16);
   aert_up2_weights(r->conv_d1_1_dscratch + 1624512, r->conv_d1_1_dscratch + 1616320, 32, 16);
   aert_conv_flip(r->conv_d1_1_dscratch + 1616320, r->conv_d1_1_dscratch + 1608128, 2, 32, 64);
+  aert_wino_weights(r->conv_d1_1_dscratch + 1608128, r->conv_d1_1_dscratch + 3770944, 2, 64, 32);
   memset(r->conv_d1_1_dscratch + 1616320, 0, 8192 * sizeof(aert_real));
   memset(r->conv_d1_1_dscratch + 1624512, 0, 4608 * sizeof(aert_real));
   memset(r->conv_d1_1_dscratch + 3764544, 0, 2304 * sizeof(aert_real));
@@ -941,7 +949,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 541568, 1, 128, 128, 16, 1536);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1616320);
-    aert_conv_fwd(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1608128, r->d_d2 + (long)n0 * 524288, 1);
+    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1608128, r->conv_d1_1_dscratch + 3770944, r->d_d2 + (long)n0 * 524288, 1);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 1629120, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1629120, r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 3764544);
     aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1});
@@ -964,7 +972,7 @@ static const aert_conv_geom geo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg = 258, .cin = 16, .k = 3, .ho = 256, .wo = 256, .cout = 16};
 
 static void conv_d1_2_forward(const run *r) {
-  aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, 16, 16);
+  aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, r->d1 + (long)n0 * 1048576, 0);
@@ -980,7 +988,7 @@ static void conv_d1_2_backward(const run *r) {
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + d1_2_w));
   }
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
-  aert_wino_weights(r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, 16, 16);
+  aert_wino_weights(r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
     aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);

@@ -84,53 +84,53 @@ typedef struct {
 static run place(const float *P, float *G, float *A, const float *X, const float *T, const uint64_t *seed,
                  int training, uint64_t first, double *sums, double *sums_host, const float *cw, cudaStream_t stream) {
   run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream,
-             A + 992832,
-             A + 1517120,
+             A + 997440,
+             A + 1521728,
              A + 0,
              A + 0,
-             A + 2041408,
-             A + 2565696,
+             A + 2046016,
+             A + 2570304,
              A + 0,
              A + 0,
-             A + 5580352,
+             A + 5584960,
              A + 564864,
-             A + 4531776,
+             A + 4536384,
              A + 302720,
              A + 0,
              A + 0,
-             A + 4793920,
-             A + 564864,
+             A + 4798528,
+             A + 580352,
              A + 0,
              A + 0,
-             A + 5973568,
+             A + 5978176,
              A + 323328,
-             A + 5711424,
+             A + 5716032,
              A + 192256,
              A + 0,
              A + 0,
-             A + 5842496,
-             A + 827008,
+             A + 5847104,
+             A + 842496,
              A + 0,
              A + 0,
-             A + 5056064,
-             A + 1517120,
+             A + 5060672,
+             A + 1521728,
              A + 0,
              A + 0,
-             A + 5318208,
-             A + 3614272,
+             A + 5322816,
+             A + 3618880,
              A + 0,
              A + 0,
-             A + 1517120,
-             A + 3089984,
+             A + 1521728,
+             A + 3094592,
              A + 0,
              A + 0,
-             A + 2565696,
-             A + 3614272,
+             A + 2570304,
+             A + 3618880,
              A + 0,
              A + 0,
-             A + 4138560,
+             A + 4143168,
              A + 0,
-             A + 6039104};
+             A + 6043712};
   return r;
 }
 
@@ -1099,7 +1099,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 29920L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 393216L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 29920L, "the parameters") || device_zeros(&c->A, 6039120L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 29920L, "the parameters") || device_zeros(&c->A, 6043728L, "the arena") ||
       aecd_feed_open(&c->feed, 16, 16384L, 4096L) ||
       device_zeros(&c->sums, 2, "the loss's sums") || device_zeros(&c->cw, 6, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -1266,7 +1266,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 6039120L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 6043728L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 29920L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

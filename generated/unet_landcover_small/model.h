@@ -9,7 +9,7 @@
 #define UNET_LANDCOVER_SMALL_OUT_SIZE 24576
 #define UNET_LANDCOVER_SMALL_LATENT_SIZE 0
 #define UNET_LANDCOVER_SMALL_PARAM_FLOATS 29920L
-#define UNET_LANDCOVER_SMALL_ARENA_FLOATS 6039120L
+#define UNET_LANDCOVER_SMALL_ARENA_FLOATS 6043728L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

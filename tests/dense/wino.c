@@ -1,12 +1,14 @@
-/* wino.c - aert_conv_wino (Winograd F(2x2, 3x3)) against a direct convolution summed in
+/* wino.c - aert_conv_wino (Winograd F(2x2, 3x3) and F(2x2, 2x2)) against a direct convolution summed in
  * double, for the channel counts the CPU target gives it (whole and half vectors of
  * output channels, input channels of any count: 24 bands, 4, a run's last blocks short),
  * images of several sizes (one block of runs, many runs, rows wider than the output),
  * batches of two, overwriting and adding (acc); and the same bits on 1, 2 and 3 threads.
  * Also the transformed weights of flipped filters carry dy back as the direct kernel does,
- * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. */
+ * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. The same for
+ * F(2x2, 2x2) (2x2 windows: the phases of an upsampled conv) and odd output sizes. */
 /* the Winograd kernels themselves, whatever this build's vectors (aert_wino_pays) */
 #define AERT_WINO_MIN 1
+#define AERT_WINO2_MIN 1
 #define AERT_WINO_DW_MIN 1
 #include "aert_kernels.h"
 #include <math.h>
@@ -19,7 +21,7 @@ static void fill(aert_real *p, long n, int seed, double scale) {
   for (long i = 0; i < n; i++) p[i] = (aert_real)((((i * 7919 + seed * 104729) % 2001) - 1000) / 1000.0 * scale);
 }
 
-/* y (+)= the 3x3 convolution of the padded x (hg x wg x cin per image), in double */
+/* y (+)= the k x k convolution of the padded x (hg x wg x cin per image), in double */
 static void reference(const aert_conv_geom *g, const aert_real *x, const aert_real *w, const aert_real *y0, double *y) {
   long xs = (long)g->hg * g->wg * g->cin;
   for (int n = 0; n < g->batch; n++)
@@ -28,25 +30,28 @@ static void reference(const aert_conv_geom *g, const aert_real *x, const aert_re
         for (int co = 0; co < g->cout; co++) {
           long at = (((long)n * g->ho + oh) * g->wo + ow) * g->cout + co;
           double s = y0 ? y0[at] : 0;
-          for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++)
+          for (int kh = 0; kh < g->k; kh++)
+            for (int kw = 0; kw < g->k; kw++)
               for (int ci = 0; ci < g->cin; ci++)
                 s += (double)x[n * xs + ((long)(oh + kh) * g->wg + ow + kw) * g->cin + ci] *
-                     w[((long)(kh * 3 + kw) * g->cin + ci) * g->cout + co];
+                     w[((long)(kh * g->k + kw) * g->cin + ci) * g->cout + co];
           y[at] = s;
         }
 }
 
-static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
-  aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + 2, .wg = wo + 2 + extra, .cin = cin, .k = 3, .ho = ho, .wo = wo,
-                      .cout = cout};
-  long xn = (long)batch * g.hg * g.wg * cin + 64L * cin, yn = (long)batch * ho * wo * cout;
-  aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * 9 * cin * cout);
-  aert_real *u = malloc(sizeof(aert_real) * 16 * cin * cout), *y0 = malloc(sizeof(aert_real) * yn);
+static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
+  aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
+                      .wo = wo, .cout = cout};
+  int taps = k * k, pos = (k + 1) * (k + 1);
+  /* the images, then the slack aert_conv_fwd's tiles read into: no more (the Winograd blocks
+   * past an odd edge must not read past it) */
+  long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
+  aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * taps * cin * cout);
+  aert_real *u = malloc(sizeof(aert_real) * pos * cin * cout), *y0 = malloc(sizeof(aert_real) * yn);
   aert_real *y1 = malloc(sizeof(aert_real) * yn), *ya = malloc(sizeof(aert_real) * yn);
   double *ref = malloc(sizeof(double) * yn);
-  fill(x, xn, 1, 1), fill(w, 9L * cin * cout, 2, 1 / sqrt(9.0 * cin)), fill(ya, yn, 3, 1);
-  aert_wino_weights(w, u, cin, cout);
+  fill(x, xn, 1, 1), fill(w, (long)taps * cin * cout, 2, 1 / sqrt(taps * (double)cin)), fill(ya, yn, 3, 1);
+  aert_wino_weights(w, u, k, cin, cout);
   for (int acc = 0; acc <= 1; acc++) {
     reference(&g, x, w, acc ? ya : NULL, ref);
     for (int threads = 1; threads <= 3; threads++) {
@@ -56,8 +61,8 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
       aert_conv_wino(&g, x, w, u, out, acc);
       if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
-        printf("FAIL wino %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", ho, wo, cin, cout, batch,
-               acc, threads);
+        printf("FAIL wino k%d %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", k, ho, wo, cin, cout,
+               batch, acc, threads);
         failures++;
       }
     }
@@ -73,18 +78,18 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       failures++;
     }
   }
-  /* dx: the flipped filters, transformed, on dy padded by 1 give what the direct kernel gives */
-  aert_real *wf = malloc(sizeof(aert_real) * 9 * cin * cout);
-  aert_conv_flip(w, wf, 3, cin, cout);
+  /* dx: the flipped filters, transformed, on padded dy give what the direct kernel gives */
+  aert_real *wf = malloc(sizeof(aert_real) * taps * cin * cout);
+  aert_conv_flip(w, wf, k, cin, cout);
   if (cin % AERT_HLANES == 0) {
-    aert_conv_geom d = {.batch = batch, .s = 1, .hg = ho + 2, .wg = wo + 2 + extra, .cin = cout, .k = 3, .ho = ho, .wo = wo,
-                        .cout = cin};
-    long dn = (long)batch * ho * wo * cin;
+    aert_conv_geom d = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cout, .k = k, .ho = ho,
+                        .wo = wo, .cout = cin};
+    long dn = (long)batch * ho * wo * cin, dpn = (long)batch * d.hg * d.wg * cout + AERT_TILE_ACC * (long)cout;
     aert_real *dx0 = malloc(sizeof(aert_real) * dn), *dx1 = malloc(sizeof(aert_real) * dn);
-    aert_real *dyp = malloc(sizeof(aert_real) * ((long)batch * d.hg * d.wg * cout + 64L * cout));
-    fill(dyp, (long)batch * d.hg * d.wg * cout + 64L * cout, 4, 1);
+    aert_real *dyp = malloc(sizeof(aert_real) * dpn);
+    fill(dyp, dpn, 4, 1);
     aert_conv_fwd(&d, dyp, wf, dx0, 0);
-    aert_wino_weights(wf, u, cout, cin);
+    aert_wino_weights(wf, u, k, cout, cin);
     aert_conv_wino(&d, dyp, wf, u, dx1, 0);
     double worst = 0;
     for (long i = 0; i < dn; i++) {
@@ -92,7 +97,7 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       if (!(err <= worst)) worst = err;
     }
     if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
-      printf("FAIL wino dx %dx%d %d -> %d: relative error %.3g against the direct kernel\n", ho, wo, cout, cin, worst);
+      printf("FAIL wino k%d dx %dx%d %d -> %d: relative error %.3g against the direct kernel\n", k, ho, wo, cout, cin, worst);
       failures++;
     }
     free(dx0), free(dx1), free(dyp);
@@ -100,9 +105,9 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
   /* dw: Winograd's weight gradient added to what dw holds, against the direct kernel's, and
    * the same bits on 1-3 threads */
   {
-    long wn = 9L * cin * cout;
+    long wn = (long)taps * cin * cout;
     aert_real *dy = malloc(sizeof(aert_real) * yn), *dw0 = malloc(sizeof(aert_real) * wn), *dw1 = malloc(sizeof(aert_real) * wn);
-    aert_real *dw2 = malloc(sizeof(aert_real) * wn), *m = malloc(sizeof(aert_real) * 16 * cin * cout);
+    aert_real *dw2 = malloc(sizeof(aert_real) * wn), *m = malloc(sizeof(aert_real) * pos * cin * cout);
     fill(dy, yn, 5, 1), fill(dw0, wn, 6, 1);
     memcpy(dw1, dw0, sizeof(aert_real) * wn);
     omp_set_num_threads(2);
@@ -113,7 +118,8 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       if (threads > 1) fill(out, wn, 6, 1);
       aert_conv_wino_dw(&g, x, dy, m, out);
       if (threads > 1 && memcmp(dw1, dw2, sizeof(aert_real) * wn) != 0) {
-        printf("FAIL wino dw %dx%dx%d -> %d (batch %d): %d threads give other bits than one\n", ho, wo, cin, cout, batch, threads);
+        printf("FAIL wino k%d dw %dx%dx%d -> %d (batch %d): %d threads give other bits than one\n", k, ho, wo, cin, cout, batch,
+               threads);
         failures++;
       }
     }
@@ -124,8 +130,8 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
       if (!(err <= worst)) worst = err;
     }
     if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
-      printf("FAIL wino dw %dx%dx%d -> %d (batch %d): error %.3g of the largest value against the direct kernel\n", ho, wo, cin,
-             cout, batch, worst);
+      printf("FAIL wino k%d dw %dx%dx%d -> %d (batch %d): error %.3g of the largest value against the direct kernel\n", k, ho,
+             wo, cin, cout, batch, worst);
       failures++;
     }
     free(dy), free(dw0), free(dw1), free(dw2), free(m);
@@ -134,14 +140,22 @@ static void check(int batch, int ho, int wo, int extra, int cin, int cout) {
 }
 
 int main(void) {
-  check(1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
-  check(2, 6, 10, 3, 4, 8);      /* half vectors out, a few channels in, rows wider than the output */
-  check(1, 34, 18, 0, 16, 32);   /* many runs, the last one short */
-  check(2, 4, 4, 0, 64, 48);     /* three vectors (AVX-512) or six (AVX2) of output channels */
-  check(1, 16, 16, 0, 128, 256); /* a deep layer: runs of a few blocks */
-  check(1, 2, 2, 0, 8, 8);       /* one block */
+  /* F(2x2, 3x3) */
+  check(3, 1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
+  check(3, 2, 6, 10, 3, 4, 8);      /* half vectors out, a few channels in, rows wider than the output */
+  check(3, 1, 34, 18, 0, 16, 32);   /* many runs, the last one short */
+  check(3, 2, 4, 4, 0, 64, 48);     /* three vectors (AVX-512) or six (AVX2) of output channels */
+  check(3, 1, 16, 16, 0, 128, 256); /* a deep layer: runs of a few blocks */
+  check(3, 1, 2, 2, 0, 8, 8);       /* one block */
+  check(3, 2, 5, 7, 0, 16, 16);     /* odd sizes: the last blocks store part of themselves */
+  /* F(2x2, 2x2): the phases of a 3x3 conv over a 2x upsample, (h + 1) x (w + 1) outputs */
+  check(2, 2, 9, 9, 0, 16, 64);     /* odd, a batch: the last row of blocks reads no further than the image */
+  check(2, 1, 17, 11, 2, 32, 32);   /* odd, rows wider than the output */
+  check(2, 1, 33, 33, 0, 16, 16);   /* odd, a row longer than the slack behind the image (under valgrind) */
+  check(2, 1, 8, 8, 0, 64, 16);     /* even (the phases' dx) */
+  check(2, 3, 3, 3, 0, 128, 256);   /* small images of wide layers */
   if (failures) return 1;
-  printf("wino: F(2x2, 3x3) matches the direct convolution (forward, dx and dw, acc, batches, half vectors) with the same "
-         "bits on 1-3 threads\n");
+  printf("wino: F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution (forward, dx and dw, acc, batches, odd sizes, "
+         "half vectors) with the same bits on 1-3 threads\n");
   return 0;
 }

@@ -249,7 +249,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   long wt = k->conv.weights_at;
   OUT("static void %s_forward(const run *r) {\n", name);
   const ae_conv_sched *c = &k->conv;
-  if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, %d, %d);\n", wv, col, c->wino_at, tc, cout);
+  if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, 3, %d, %d);\n", wv, col, c->wino_at, tc, cout);
   OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
   else if (c->wino)
@@ -274,7 +274,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     /* the flipped weights, Winograd-transformed when dx runs so */
     const char *conv = c->dwino ? "aert_conv_wino" : "aert_conv_fwd";
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
-    if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc);
+    if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 3, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc);
     /* the weights dx runs on: flipped, and for Winograd their transform beside them */
     const char *wfs = c->dwino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", bcol, wf, bcol, c->dwino_at) : ae_sprintf(e->a, "%s + %ld", bcol, wf);
     OUT("%s    aert_pad_stack(&dpgeo_%s, %s, n0, %s);\n", chunk_loop(e, B, C), name, bcol, part_list(e, &dysrc, 1, false));
@@ -374,16 +374,20 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   if (cp) {
     emit_up2_rows(e, &u, wv, tc, wu, cout, true);
     emit_up2_rows(e, &q, wv, tc, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), cout, true);
-    if (c->wino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, %d, %d);\n", col, c->wp_at, col, c->wino_at, cp, cout);
+    if (c->wino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 3, %d, %d);\n", col, c->wp_at, col, c->wino_at, cp, cout);
   }
   OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n", wu, col, c->weights_at, cu, cout);
+  if (c->pwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 2, %d, %d);\n", col, c->weights_at, col, c->pwino_at, cu, co4);
   OUT("%s", chunk_loop(e, B, C));
   if (cp)
     OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + %ld%s, %s + (long)n0 * %ld, 0);\n",
         name, col, c->xp_at, qvals, pconv, name, col, c->xp_at, col, c->wp_at,
         c->wino ? ae_sprintf(e->a, ", %s + %ld", col, c->wino_at) : "", y, ys);
   OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n", name, col, uvals);
-  OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
+  if (c->pwino)
+    OUT("    aert_conv_wino(&geo_%s, %s, %s + %ld, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->pwino_at,
+        col, c->z_at);
+  else OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
   OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
   OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
@@ -398,11 +402,17 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   if (cp && q.any_dx) {
     emit_up2_rows(e, &q, wv, tc, bwp, cout, true);
     OUT("  aert_conv_flip(%s, %s + %ld, 3, %d, %d);\n", bwp, bcol, c->wfp_at, cp, cout);
-    if (c->wino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, %d, %d);\n", bcol, c->wfp_at, bcol, c->dwino_at, cout, cp);
+    if (c->wino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 3, %d, %d);\n", bcol, c->wfp_at, bcol, c->dwino_at, cout, cp);
   }
   if (u.any_dx)   /* the phase weights, built where their gradient goes next, then flipped */
     OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n  aert_conv_flip(%s + %ld, %s + %ld, 2, %d, %d);\n", bwu, bcol, c->dw2_at, cu,
         cout, bcol, c->dw2_at, bcol, c->flip_at, cu, co4);
+  if (u.any_dx && c->pwino)
+    OUT("  aert_wino_weights(%s + %ld, %s + %ld, 2, %d, %d);\n", bcol, c->flip_at, bcol, c->pdwino_at, co4, cu);
+  /* the phases' dx: the flipped phase weights (and their transform) */
+  const char *pflip = c->pwino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", bcol, c->flip_at, bcol, c->pdwino_at)
+                               : ae_sprintf(e->a, "%s + %ld", bcol, c->flip_at);
+  const char *phconv = c->pwino ? "aert_conv_wino" : "aert_conv_fwd";
   if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * cu * co4);
   if (dw && cp)
     OUT("  memset(%s, 0, %ld * sizeof(aert_real));\n  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bwu, 9L * cu * cout, bcol,
@@ -410,14 +420,14 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   OUT("%s    aert_up2_shuffle(%s + (long)n0 * %ld, %s + %ld, %d, %d, %d, %d, %ld);\n", chunk_loop(e, B, C), dy, ys, bcol, c->s_at, C,
       h, w, cout, (long)AE_SLIDE_SLACK * co4);
   if (dw)
-    OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n    aert_conv_dw(&geo_%s, %s, %s + %ld, %s + %ld);\n", name, bcol, uvals, name, bcol,
-        bcol, c->s_at, bcol, c->dw2_at);
+    OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n    %s(&geo_%s, %s, %s + %ld, %s%s + %ld);\n", name, bcol, uvals,
+        c->pwdw ? "aert_conv_wino_dw" : "aert_conv_dw", name, bcol, bcol, c->s_at,
+        c->pwdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->pwdw_at) : "", bcol, c->dw2_at);
   if (u.any_dx && u.n == 1)
-    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + (long)n0 * %ld, 1);\n", name, bcol, c->s_at, bcol, c->flip_at,
-        u.dsrc[0].t, xs);
+    OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 1);\n", phconv, name, bcol, c->s_at, pflip, u.dsrc[0].t, xs);
   else if (u.any_dx)
-    OUT("    aert_conv_fwd(&dgeo_%s, %s + %ld, %s + %ld, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", name, bcol,
-        c->s_at, bcol, c->flip_at, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
+    OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", phconv, name, bcol,
+        c->s_at, pflip, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
   if (cp && dw)
     OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s%s + %ld);\n",
         name, bcol, c->xp_at, qvals, c->wdw ? "aert_conv_wino_dw" : "aert_conv_dw", name, bcol, c->xp_at, dy, ys,

@@ -4,7 +4,8 @@
  *
  *   1x1, stride 1, one plain source   one GEMM straight on the input (no scratch)
  *   3x3, stride 1, every view a 2x    the four phases of the large image as one 2x2
- *   nearest upsample                  conv of the small image (aert_conv_fwd), "up2"
+ *   nearest upsample                  conv of the small image (aert_conv_fwd), "up2";
+ *                                     with 16 channels as Winograd F(2x2, 2x2)
  *   output channels in whole half     direct register-tiled kernels on a padded copy
  *   vectors (or narrow: see below)    of a few images (aert_conv_fwd), "slide"; a 3x3
  *                                     window at stride 1 as Winograd F(2x2, 3x3)
@@ -110,6 +111,17 @@ static void schedule_up2(const ae_program *p, ae_kernel *k) {
     c->wdw_at = c->dpad_floats;
     c->dpad_floats += c->wdw ? 16 * cp * co : 0;
   }
+  /* the phases (a 2x2 conv of cu to 4 x co channels) as Winograd F(2x2, 2x2): their
+   * transformed weights at the end of the forward buffer, the flipped ones' and the weight
+   * gradient's products at the end of the backward one */
+  c->pwino = wino_fits(cu, co4);
+  c->pwdw = c->pwino && wino_dw_fits(cu, co4);
+  c->pwino_at = c->pad_floats;
+  c->pad_floats += c->pwino ? 9 * cu * co4 : 0;
+  c->pdwino_at = c->dpad_floats;
+  c->dpad_floats += c->pwino ? 9 * cu * co4 : 0;
+  c->pwdw_at = c->dpad_floats;
+  c->dpad_floats += c->pwdw ? 9 * cu * co4 : 0;
   c->scratch_floats[0] = c->pad_floats;
   c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
 }
