@@ -45,6 +45,13 @@ static bool wino_fits(long cin, long cout) { return cin >= AE_WINO_MIN_CHANNELS 
 #define AE_WINO_DW_MIN_CHANNELS 64
 static bool wino_dw_fits(long cin, long cout) { return cin >= AE_WINO_DW_MIN_CHANNELS && cout >= AE_WINO_DW_MIN_CHANNELS; }
 
+/* The offset of `floats` placed at a buffer's end, which moves past them when they are used. */
+static long append(long *end, bool used, long floats) {
+  long at = *end;
+  *end += used ? floats : 0;
+  return at;
+}
+
 /* A 3x3 'same' window at stride 1 over 2x nearest upsamples (conv_ae's decoder) runs as the
  * phases of the small image; beside them plain views (the U-Net's skips) run as a direct
  * conv of their own at full size, their outputs added. The phases' 4 * cout outputs and
@@ -104,24 +111,18 @@ static void schedule_up2(const ae_program *p, ae_kernel *k) {
      * transformed weights, forward and flipped for dx, at the end of each buffer */
     c->wino = c->dwino = wino_fits(cp, co);
     c->wdw = c->wino && wino_dw_fits(cp, co);
-    c->wino_at = c->pad_floats;
-    c->pad_floats += c->wino ? 16 * cp * co : 0;
-    c->dwino_at = c->dpad_floats;
-    c->dpad_floats += c->wino ? 16 * cp * co : 0;
-    c->wdw_at = c->dpad_floats;
-    c->dpad_floats += c->wdw ? 16 * cp * co : 0;
+    c->wino_at = append(&c->pad_floats, c->wino, 16 * cp * co);
+    c->dwino_at = append(&c->dpad_floats, c->wino, 16 * cp * co);
+    c->wdw_at = append(&c->dpad_floats, c->wdw, 16 * cp * co);
   }
   /* the phases (a 2x2 conv of cu to 4 x co channels) as Winograd F(2x2, 2x2): their
    * transformed weights at the end of the forward buffer, the flipped ones' and the weight
    * gradient's products at the end of the backward one */
   c->pwino = wino_fits(cu, co4);
   c->pwdw = c->pwino && wino_dw_fits(cu, co4);
-  c->pwino_at = c->pad_floats;
-  c->pad_floats += c->pwino ? 9 * cu * co4 : 0;
-  c->pdwino_at = c->dpad_floats;
-  c->dpad_floats += c->pwino ? 9 * cu * co4 : 0;
-  c->pwdw_at = c->dpad_floats;
-  c->dpad_floats += c->pwdw ? 9 * cu * co4 : 0;
+  c->pwino_at = append(&c->pad_floats, c->pwino, 9 * cu * co4);
+  c->pdwino_at = append(&c->dpad_floats, c->pwino, 9 * cu * co4);
+  c->pwdw_at = append(&c->dpad_floats, c->pwdw, 9 * cu * co4);
   c->scratch_floats[0] = c->pad_floats;
   c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
 }
@@ -166,10 +167,8 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     c->dwino = c->wino && tc % AE_SLIDE_UNIT == 0 && hi % 2 == 0 && wi % 2 == 0;
     c->wdw = c->wino && wino_dw_fits(tc, co);
     c->wdw_at = c->weights_at;   /* free while the weight gradient runs: the forward's transformed weights */
-    c->wino_at = c->wino ? c->pad_floats : 0;
-    c->pad_floats += c->wino ? twino : 0;
-    c->dwino_at = c->dwino ? c->dpad_floats : 0;
-    c->dpad_floats += c->dwino ? twino : 0;
+    c->wino_at = append(&c->pad_floats, c->wino, twino);
+    c->dwino_at = append(&c->dpad_floats, c->dwino, twino);
   }
   /* The working buffers, each alive only while the conv runs: forward, the padded copy
    * (direct) or the columns of one chunk (im2col); backward, the padded copy again for the
