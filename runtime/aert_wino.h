@@ -57,12 +57,7 @@ static inline int aert_wino_pays(int k, int cin, int cout) {
   return cin >= min && cout >= min;
 }
 static inline int aert_wino_dw_pays(int cin, int cout) { return cin >= AERT_WINO_DW_MIN && cout >= AERT_WINO_DW_MIN; }
-#ifndef AERT_WINO_DW_SMALL_MIN
-#define AERT_WINO_DW_SMALL_MIN 16
-#endif
-static inline int aert_wino_dw_small_pays(int cin, int cout) {
-  return cin >= AERT_WINO_DW_SMALL_MIN && cout >= AERT_WINO_DW_SMALL_MIN;
-}
+
 
 /* the bytes of one run's transformed input and products (16 x blocks x (cin + cout) values) */
 #define AERT_WINO_BYTES (256 * 1024)
@@ -374,48 +369,12 @@ static inline __attribute__((always_inline)) void aert_wino_dw_block(const aert_
   AERT_WINO_CHANNELS(cout, AERT_WINO_DY3, AERT_WINO_DY2, k, dp + ch_, cout, es, d + ch_, ds);
 }
 
-/* Few channels (cin x cout up to AERT_WINO_DW_SMALL): the blocks in AERT_DW_TASKS fixed
- * slices, each summed into a partial m of its own by the thread that owns it (a run at a
- * time on its stack: no barrier, nothing shared), the partials then added in slice order
- * into m. */
-#define AERT_WINO_DW_SMALL 1024
-static inline __attribute__((always_inline)) void aert_wino_dw_sliced(const aert_conv_geom *g, const aert_real *restrict x,
-                                                                      const aert_real *restrict dy, aert_real *restrict m) {
-  int ho = g->ho, wo = g->wo, cin = g->cin, cout = g->cout, k = g->k;
-  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * lanes;
-  int pos = (k + 1) * (k + 1), rblocks = (cin + mr - 1) / mr, oblocks = cout / lw;
-  long blocks = (long)g->batch * ((ho + 1) / 2) * ((wo + 1) / 2), plane = (long)cin * cout, mpos = pos * plane;
-  int slices = blocks < AERT_DW_TASKS ? (int)blocks : AERT_DW_TASKS, run = aert_wino_run(AERT_WINO_BYTES, pos, cin, cout, 1);
-  long vs = (long)run * cin, ds = (long)run * cout;
-  aert_conv_dw_tile_fn *tile = aert_conv_dw_tile_for(lanes != AERT_LANES, nv);
-  aert_real part[slices * mpos];
-  memset(part, 0, sizeof part);
-#pragma omp parallel for schedule(static)
-  for (int sl = 0; sl < slices; sl++) {
-    aert_real buf[pos * (vs + ds) + mr], *v = buf, *d = buf + pos * vs, *ms = part + sl * mpos;
-    memset(buf + pos * (vs + ds), 0, sizeof(aert_real) * mr);
-    for (long b0 = blocks * sl / slices, end = blocks * (sl + 1) / slices; b0 < end; b0 += run) {
-      int nb = end - b0 < run ? (int)(end - b0) : run;
-      for (int b = 0; b < nb; b++) aert_wino_dw_block(g, x, dy, b0 + b, v + (long)b * cin, vs, d + (long)b * cout, ds);
-      for (int xi = 0; xi < pos; xi++)
-        for (int rb = 0; rb < rblocks; rb++)
-          for (int ob = 0; ob < oblocks; ob++)
-            tile(v + xi * vs, d + xi * ds + ob * lw, ms + xi * plane + (long)rb * mr * cout + ob * lw, cout, 0, 1, 0, rb * mr, 0,
-                 cin, 1, nb, cout, cin - rb * mr);
-    }
-  }
-  memcpy(m, part, sizeof(aert_real) * mpos);
-  for (int sl = 1; sl < slices; sl++)
-    for (long i = 0; i < mpos; i++) m[i] += part[sl * mpos + i];
-}
-
 static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_conv_geom *g, const aert_real *restrict x,
                                                                     const aert_real *restrict dy, aert_real *restrict m,
                                                                     aert_real *restrict dw) {
   int cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   long plane = (long)cin * cout;
-  int small = plane <= AERT_WINO_DW_SMALL;
-  if (!(small ? aert_wino_dw_small_pays(cin, cout) : aert_wino_dw_pays(cin, cout))) {
+  if (!aert_wino_dw_pays(cin, cout)) {
     aert_conv_dw(g, x, dy, dw);
     return;
   }
@@ -424,24 +383,21 @@ static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_c
   int run = aert_wino_run(AERT_WINO_DW_BYTES, pos, cin, cout, 1);
   long blocks = (long)g->batch * ((ho + 1) / 2) * ((wo + 1) / 2), vs = (long)run * cin, ds = (long)run * cout;
   aert_conv_dw_tile_fn *tile = aert_conv_dw_tile_for(lanes != AERT_LANES, nv);
-  if (small) aert_wino_dw_sliced(g, x, dy, m);
-  else {
-    /* the run's input matrices, then its dy matrices (the tiles read up to mr values past a
-     * matrix: the next one's, or the slack) */
-    aert_real buf[pos * (vs + ds) + mr], *v = buf, *d = buf + pos * vs;
-    memset(m, 0, sizeof(aert_real) * pos * plane);
-    memset(buf + pos * (vs + ds), 0, sizeof(aert_real) * mr);
+  /* the run's input matrices, then its dy matrices (the tiles read up to mr values past a
+   * matrix: the next one's, or the slack) */
+  aert_real buf[pos * (vs + ds) + mr], *v = buf, *d = buf + pos * vs;
+  memset(m, 0, sizeof(aert_real) * pos * plane);
+  memset(buf + pos * (vs + ds), 0, sizeof(aert_real) * mr);
 #pragma omp parallel
-    for (long b0 = 0; b0 < blocks; b0 += run) {
-      int nb = blocks - b0 < run ? (int)(blocks - b0) : run;
+  for (long b0 = 0; b0 < blocks; b0 += run) {
+    int nb = blocks - b0 < run ? (int)(blocks - b0) : run;
 #pragma omp for schedule(static)
-      for (int b = 0; b < nb; b++) aert_wino_dw_block(g, x, dy, b0 + b, v + (long)b * cin, vs, d + (long)b * cout, ds);
+    for (int b = 0; b < nb; b++) aert_wino_dw_block(g, x, dy, b0 + b, v + (long)b * cin, vs, d + (long)b * cout, ds);
 #pragma omp for schedule(static)
-      for (int t = 0; t < tasks; t++) {
-        int xi = t / (rblocks * oblocks), rb = t / oblocks % rblocks, ob = t % oblocks, r0 = rb * mr;
-        tile(v + xi * vs, d + xi * ds + ob * lw, m + xi * plane + (long)r0 * cout + ob * lw, cout, 0, 1, 0, r0, 0, cin, 1, nb,
-             cout, cin - r0);
-      }
+    for (int t = 0; t < tasks; t++) {
+      int xi = t / (rblocks * oblocks), rb = t / oblocks % rblocks, ob = t % oblocks, r0 = rb * mr;
+      tile(v + xi * vs, d + xi * ds + ob * lw, m + xi * plane + (long)r0 * cout + ob * lw, cout, 0, 1, 0, r0, 0, cin, 1, nb,
+           cout, cin - r0);
     }
   }
   long whole = plane / AERT_LANES * AERT_LANES;
