@@ -52,11 +52,21 @@
 #define AERT_WINO2_MIN 64
 #endif
 #endif
+/* -DAERT_NO_WINOGRAD: the direct kernels everywhere (the CUDA target's tests compare its
+ * kernels, which sum as the direct ones do, with a CPU build of this kind: Adam turns the
+ * rounding-level differences of Winograd's sums into parameter steps over ten steps). */
+#ifdef AERT_NO_WINOGRAD
+#define AERT_WINO_ANY 0
+#else
+#define AERT_WINO_ANY 1
+#endif
 static inline int aert_wino_pays(int k, int cin, int cout) {
   int min = k == 2 ? AERT_WINO2_MIN : AERT_WINO_MIN;
-  return cin >= min && cout >= min;
+  return AERT_WINO_ANY && cin >= min && cout >= min;
 }
-static inline int aert_wino_dw_pays(int cin, int cout) { return cin >= AERT_WINO_DW_MIN && cout >= AERT_WINO_DW_MIN; }
+static inline int aert_wino_dw_pays(int cin, int cout) {
+  return AERT_WINO_ANY && cin >= AERT_WINO_DW_MIN && cout >= AERT_WINO_DW_MIN;
+}
 
 
 /* the bytes of one run's transformed input and products (16 x blocks x (cin + cout) values) */

@@ -18,6 +18,7 @@
 # About 40 s of CPU. DATA overrides the Fashion-MNIST folder.
 set -eu
 cd "$(dirname "$0")/../.."
+. tests/cuda/cpu_direct.sh   # the CPU side without Winograd (CC)
 root=$(pwd)
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 out=build/cuda-data

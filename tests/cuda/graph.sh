@@ -14,6 +14,7 @@
 #      AEC_CUDA_GRAPH is refused by name.
 set -eu
 cd "$(dirname "$0")/../.."
+. tests/cuda/cpu_direct.sh   # the CPU side without Winograd (CC)
 root=$(pwd)
 out=build/cuda-graph
 rm -rf "$out"

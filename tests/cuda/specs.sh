@@ -35,6 +35,7 @@
 #   CUDA_SPECS="vae2:8 img2img:4" tests/cuda/specs.sh   some, as spec:batch[:steps]
 set -eu
 cd "$(dirname "$0")/../.."
+. tests/cuda/cpu_direct.sh   # the CPU side without Winograd (CC)
 root=$(pwd)
 out=${CUDA_SPECS_OUT:-build/cuda-specs}
 tree=$root/$out/tree

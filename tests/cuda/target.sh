@@ -28,6 +28,7 @@
 # Trainers are built inside build/cuda-target, so bin/ keeps the full-batch trainers.
 set -eu
 cd "$(dirname "$0")/../.."
+. tests/cuda/cpu_direct.sh   # the CPU side without Winograd (CC)
 root=$(pwd)
 nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 [ -x "$nvcc" ] || { echo "tests/cuda/target.sh: no nvcc at $nvcc (NVCC=path overrides)"; exit 1; }

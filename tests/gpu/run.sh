@@ -30,6 +30,7 @@
 # without one can make.
 set -eu
 cd "$(dirname "$0")/../.."
+. tests/cuda/cpu_direct.sh   # the CPU side without Winograd (CC)
 root=$(pwd)
 nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 python=${PYTHON:-python3}
