@@ -203,6 +203,14 @@ static const char *part_list(emitter *e, const pad_src *src, int ns, bool grads)
   return ae_sprintf(e->a, "(%saert_real *const[]){%s}", grads ? "" : "const ", list);
 }
 
+/* The conv a call runs and the weights it reads: aert_conv_fwd on w, or, where the schedule
+ * says Winograd, aert_conv_wino on w and its transform (which falls back to w itself where
+ * the trainer's build does not take Winograd). */
+static const char *conv_fn(bool wino) { return wino ? "aert_conv_wino" : "aert_conv_fwd"; }
+static const char *conv_weights(emitter *e, bool wino, const char *w, const char *buf, long u_at) {
+  return wino ? ae_sprintf(e->a, "%s, %s + %ld", w, buf, u_at) : w;
+}
+
 /* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
  * copy of their input stack (split into phases for stride > 1), the weight gradient from
  * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
@@ -252,9 +260,9 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, 3, %d, %d);\n", wv, col, c->wino_at, tc, cout);
   OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, col, srcs);
   if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
-  else if (c->wino)
-    OUT("    aert_conv_wino(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld, 0);\n", geom, col, wv, col, c->wino_at, y, ys);
-  else OUT("    aert_conv_fwd(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", geom, col, wv, y, ys);
+  else
+    OUT("    %s(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", conv_fn(c->wino), geom, col, conv_weights(e, c->wino, wv, col, c->wino_at),
+        y, ys);
   OUT("  }\n  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
@@ -272,11 +280,9 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
     /* the flipped weights, Winograd-transformed when dx runs so */
-    const char *conv = c->dwino ? "aert_conv_wino" : "aert_conv_fwd";
+    const char *conv = conv_fn(c->dwino), *wfs = conv_weights(e, c->dwino, ae_sprintf(e->a, "%s + %ld", bcol, wf), bcol, c->dwino_at);
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
     if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 3, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc);
-    /* the weights dx runs on: flipped, and for Winograd their transform beside them */
-    const char *wfs = c->dwino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", bcol, wf, bcol, c->dwino_at) : ae_sprintf(e->a, "%s + %ld", bcol, wf);
     OUT("%s    aert_pad_stack(&dpgeo_%s, %s, n0, %s);\n", chunk_loop(e, B, C), name, bcol, part_list(e, &dysrc, 1, false));
     if (plain)
       OUT("    %s(%s, %s, %s, %s + (long)n0 * %ld, 1);\n", conv, dgeom, bcol, wfs, dsrc[0].t, xs);
@@ -367,9 +373,7 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   /* the upsampled views' weights: the conv's own, or (beside plain views) their rows */
   const char *wu = cp ? ae_sprintf(e->a, "%s + %ld", col, c->mix_at) : wv;
   /* the plain views' conv: Winograd F(2x2, 3x3) where the schedule says so */
-  const char *pconv = c->wino ? "aert_conv_wino" : "aert_conv_fwd";
-  const char *pwf = c->wino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", buf(e, &k->scratch[1]), c->wfp_at, buf(e, &k->scratch[1]), c->dwino_at)
-                            : ae_sprintf(e->a, "%s + %ld", buf(e, &k->scratch[1]), c->wfp_at);
+  const char *pconv = conv_fn(c->wino);
   OUT("static void %s_forward(const run *r) {\n", name);
   if (cp) {
     emit_up2_rows(e, &u, wv, tc, wu, cout, true);
@@ -380,14 +384,12 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   if (c->pwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 2, %d, %d);\n", col, c->weights_at, col, c->pwino_at, cu, co4);
   OUT("%s", chunk_loop(e, B, C));
   if (cp)
-    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + %ld%s, %s + (long)n0 * %ld, 0);\n",
-        name, col, c->xp_at, qvals, pconv, name, col, c->xp_at, col, c->wp_at,
-        c->wino ? ae_sprintf(e->a, ", %s + %ld", col, c->wino_at) : "", y, ys);
+    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 0);\n", name, col,
+        c->xp_at, qvals, pconv, name, col, c->xp_at,
+        conv_weights(e, c->wino, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), col, c->wino_at), y, ys);
   OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n", name, col, uvals);
-  if (c->pwino)
-    OUT("    aert_conv_wino(&geo_%s, %s, %s + %ld, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->pwino_at,
-        col, c->z_at);
-  else OUT("    aert_conv_fwd(&geo_%s, %s, %s + %ld, %s + %ld, 0);\n", name, col, col, c->weights_at, col, c->z_at);
+  OUT("    %s(&geo_%s, %s, %s, %s + %ld, 0);\n", conv_fn(c->pwino), name, col,
+      conv_weights(e, c->pwino, ae_sprintf(e->a, "%s + %ld", col, c->weights_at), col, c->pwino_at), col, c->z_at);
   OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
   OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
@@ -409,10 +411,10 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
         cout, bcol, c->dw2_at, bcol, c->flip_at, cu, co4);
   if (u.any_dx && c->pwino)
     OUT("  aert_wino_weights(%s + %ld, %s + %ld, 2, %d, %d);\n", bcol, c->flip_at, bcol, c->pdwino_at, co4, cu);
-  /* the phases' dx: the flipped phase weights (and their transform) */
-  const char *pflip = c->pwino ? ae_sprintf(e->a, "%s + %ld, %s + %ld", bcol, c->flip_at, bcol, c->pdwino_at)
-                               : ae_sprintf(e->a, "%s + %ld", bcol, c->flip_at);
-  const char *phconv = c->pwino ? "aert_conv_wino" : "aert_conv_fwd";
+  /* dx: the phases' and the plain views' flipped weights (and their transforms) */
+  const char *pflip = conv_weights(e, c->pwino, ae_sprintf(e->a, "%s + %ld", bcol, c->flip_at), bcol, c->pdwino_at);
+  const char *pwf = conv_weights(e, c->wino, ae_sprintf(e->a, "%s + %ld", bcol, c->wfp_at), bcol, c->dwino_at);
+  const char *phconv = conv_fn(c->pwino);
   if (dw) OUT("  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bcol, c->dw2_at, 4L * cu * co4);
   if (dw && cp)
     OUT("  memset(%s, 0, %ld * sizeof(aert_real));\n  memset(%s + %ld, 0, %ld * sizeof(aert_real));\n", bwu, 9L * cu * cout, bcol,
