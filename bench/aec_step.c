@@ -25,13 +25,6 @@ static int by_value(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static float *zeroed_floats(long n) {
-  size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) / 64 * 64;
-  float *p = aligned_alloc(64, bytes);
-  if (p) memset(p, 0, bytes);
-  return p;
-}
-
 int main(int argc, char **argv) {
   int steps = argc > 1 ? atoi(argv[1]) : 20, threads = argc > 2 ? atoi(argv[2]) : 2;
   double flops = argc > 3 ? atof(argv[3]) : 0;   /* training-step FLOPs from `aec summary --json` */
@@ -41,12 +34,12 @@ int main(int argc, char **argv) {
   openblas_set_num_threads(1);
   omp_set_num_threads(threads);
   const aert_model *m = &aec_model;
-  /* 64-byte aligned, as the trainer's CPU device allocates them (calloc's large blocks sit 16
-   * bytes past a page: every AVX-512 vector would straddle two cache lines) */
-  float *P = zeroed_floats(m->param_floats), *G = zeroed_floats(m->param_floats), *A = zeroed_floats(m->arena_floats);
-  float *X = zeroed_floats(m->batch * m->in_size);
+  /* 64-byte aligned and zeroed, as the trainer's CPU device allocates them (aert_alloc_aligned) */
+  size_t f = sizeof(float);
+  float *P = aert_alloc_aligned(f * m->param_floats, "parameters"), *G = aert_alloc_aligned(f * m->param_floats, "gradients");
+  float *A = aert_alloc_aligned(f * m->arena_floats, "the arena"), *X = aert_alloc_aligned(f * m->batch * m->in_size, "the batch");
   long tsize = m->target_size ? m->target_size : 1;
-  float *T = zeroed_floats(m->batch * tsize);
+  float *T = aert_alloc_aligned(f * m->batch * tsize, "the targets");
   aert_optimizer opt;
   if (!P || !G || !A || !X || !T || aert_init_params(m, P, 1) || aert_optim_init(&opt, m)) return 1;
   uint64_t s = 5;
