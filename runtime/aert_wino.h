@@ -276,24 +276,52 @@ static inline int aert_wino_run(long bytes, int pos, int cin, int cout, int mr) 
   return run < mr ? mr : run;
 }
 
-/* The (k + 1) x (k + 1) input block of output block (bi, bj) at x (rows of wg pixels of cin
- * channels, hg of them): in place, or, where the block reaches past the last row or column
- * (an odd output size), copied with zeros for what lies past into tmp. Those zeros meet only
- * outputs past the edge, which are not stored. */
-static inline const aert_real *aert_wino_block(const aert_real *x, aert_real *tmp, int bi, int bj, int k, int hg, int wg,
-                                               int cin, long *ws) {
-  int a = k + 1, r0 = 2 * bi, c0 = 2 * bj;
-  const aert_real *p = x + ((long)r0 * wg + c0) * cin;
-  *ws = (long)wg * cin;
-  if (r0 + a <= hg && c0 + a <= wg) return p;
+/* Where a Winograd convolution reads its input: images of h x w pixels of cin channels
+ * (`image` values apart) in which output block (bi, bj) starts at pixel (2 bi - top,
+ * 2 bj - left). Either the zero-padded copy of aert_pad_stack (top = left = 0, h x w = hg x
+ * wg), or the tensor itself, unpadded (top and left: the padding), so that no copy is made:
+ * what lies outside the h x w pixels reads as zeros, as the copy's margins would. */
+typedef struct {
+  const aert_real *x;
+  long image;
+  int h, w, top, left;
+} aert_wino_src;
+
+static inline aert_wino_src aert_wino_padded(const aert_conv_geom *g, const aert_real *x) {
+  return (aert_wino_src){x, (long)g->hg * g->wg * g->cin, g->hg, g->wg, 0, 0};
+}
+
+/* The (k + 1) x (k + 1) input block of output block (bi, bj) of image n: in place, or, where
+ * the block reaches past the image (the margins of an unpadded input, the last row or column
+ * of an odd output size), copied with zeros for what lies outside into tmp. Past an odd
+ * size the zeros meet only outputs that are not stored. */
+static inline const aert_real *aert_wino_block(const aert_wino_src *s, long n, aert_real *tmp, int bi, int bj, int k, int cin,
+                                               long *ws) {
+  int a = k + 1, r0 = 2 * bi - s->top, c0 = 2 * bj - s->left;
+  const aert_real *img = s->x + n * s->image;
+  *ws = (long)s->w * cin;
+  if (r0 >= 0 && c0 >= 0 && r0 + a <= s->h && c0 + a <= s->w) return img + ((long)r0 * s->w + c0) * cin;
   for (int r = 0; r < a; r++)
     for (int c = 0; c < a; c++) {
+      int rr = r0 + r, cc = c0 + c;
       aert_real *t = tmp + ((long)r * a + c) * cin;
-      if (r0 + r < hg && c0 + c < wg) memcpy(t, p + (long)r * wg * cin + (long)c * cin, sizeof(aert_real) * cin);
+      if (rr >= 0 && rr < s->h && cc >= 0 && cc < s->w) memcpy(t, img + ((long)rr * s->w + cc) * cin, sizeof(aert_real) * cin);
       else memset(t, 0, sizeof(aert_real) * cin);
     }
   *ws = (long)a * cin;
   return tmp;
+}
+
+/* The stack of aert_pad_stack's geometry p is one tensor as it is (one part, not upsampled,
+ * stride 1): a Winograd convolution can read it without the padded copy. */
+static inline int aert_pad_plain(const aert_pad_geom *p) {
+  return p->s == 1 && p->parts == 1 && p->part[0].factor == 1 && p->part[0].off == 0 && p->part[0].c == p->c;
+}
+
+/* Images n0 .. of that tensor, read in place with p's padding. */
+static inline aert_wino_src aert_wino_unpadded(const aert_pad_geom *p, const aert_real *const *src, int n0) {
+  long image = (long)p->h * p->w * p->c;
+  return (aert_wino_src){src[0] + n0 * image, image, p->h, p->w, p->pt, p->pl};
 }
 
 /* y (ho x wo x cout) = the k x k convolution (k = 3 or 2) of stride 1 of x (hg x wg x cin per
@@ -301,18 +329,13 @@ static inline const aert_real *aert_wino_block(const aert_real *x, aert_real *tm
  * weights w, transformed in u (aert_wino_weights); acc adds to y. g->batch images. Output
  * blocks of 2x2 pixels; an odd size's last row (column) of blocks stores its first row
  * (column). Where Winograd does not pay on this build, aert_conv_fwd with w. */
-static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv_geom *g, const aert_real *restrict x,
-                                                                 const aert_real *restrict w, const aert_real *restrict u,
-                                                                 aert_real *restrict y, int acc) {
-  int batch = g->batch, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
-  if (!aert_wino_pays(k, cin, cout)) {
-    aert_conv_fwd(g, x, w, y, acc);
-    return;
-  }
+static inline __attribute__((always_inline)) void aert_wino_fwd(const aert_conv_geom *g, const aert_wino_src *src,
+                                                                const aert_real *restrict u, aert_real *restrict y, int acc) {
+  int batch = g->batch, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, cblocks = cout / lanes / nv;
   int pos = (k + 1) * (k + 1), bw = (wo + 1) / 2, blocks = (ho + 1) / 2 * bw;
   int run = aert_wino_run(AERT_WINO_BYTES, pos, cin, cout, mr), runs = (blocks + run - 1) / run;
-  long xs = (long)hg * wg * cin, ys = (long)ho * wo * cout, plane = (long)cin * cout, zero = 0;
+  long ys = (long)ho * wo * cout, plane = (long)cin * cout, zero = 0;
   aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
@@ -326,7 +349,7 @@ static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv
           for (int xi = 0; xi < pos; xi++) memset(vb + xi * vs, 0, sizeof(aert_real) * cin);
           continue;
         }
-        const aert_real *xp = aert_wino_block(x + n * xs, tmp, (b0 + b) / bw, (b0 + b) % bw, k, hg, wg, cin, &ws);
+        const aert_real *xp = aert_wino_block(src, n, tmp, (b0 + b) / bw, (b0 + b) % bw, k, cin, &ws);
         AERT_WINO_CHANNELS(cin, AERT_WINO_IN3, AERT_WINO_IN2, k, xp + ch_, cin, ws, vb + ch_, vs);
       }
       for (int xi = 0; xi < pos; xi++)   /* the products: 1x1 convolutions of the run's blocks */
@@ -343,6 +366,34 @@ static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv
     }
 }
 
+static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                 const aert_real *restrict w, const aert_real *restrict u,
+                                                                 aert_real *restrict y, int acc) {
+  if (!aert_wino_pays(g->k, g->cin, g->cout)) {
+    aert_conv_fwd(g, x, w, y, acc);
+    return;
+  }
+  aert_wino_src s = aert_wino_padded(g, x);
+  aert_wino_fwd(g, &s, u, y, acc);
+}
+
+/* The same of images n0 .. of the stack of pad geometry p (its tensors src): where Winograd
+ * runs and the stack is one plain tensor, read in place (the same bits: the same values,
+ * summed alike); else copied padded into xp (aert_pad_stack) and run from there. */
+static inline __attribute__((always_inline)) void aert_conv_wino_stack(const aert_pad_geom *p, aert_real *restrict xp, int n0,
+                                                                       const aert_real *const *src, const aert_conv_geom *g,
+                                                                       const aert_real *restrict w,
+                                                                       const aert_real *restrict u, aert_real *restrict y,
+                                                                       int acc) {
+  if (aert_wino_pays(g->k, g->cin, g->cout) && aert_pad_plain(p)) {
+    aert_wino_src s = aert_wino_unpadded(p, src, n0);
+    aert_wino_fwd(g, &s, u, y, acc);
+    return;
+  }
+  aert_pad_stack(p, xp, n0, src);
+  aert_conv_wino(g, xp, w, u, y, acc);
+}
+
 /* The weight gradient. With U = G g G^T and V = B^T d B, the forward's block is
  * A^T (U . V) A, so a block's dy carries back to U as (A dy A^T) . V and to g as
  * G^T [(A dy A^T) . V] G: m[xi] (cin x cout) = sum over every block of V[xi]^T D[xi], with
@@ -356,15 +407,15 @@ static inline __attribute__((always_inline)) void aert_conv_wino(const aert_conv
  * does not pay on this build, aert_conv_dw. */
 /* Block b (of all g->batch images) of x and dy, transformed into v and d (positions vs and
  * ds values apart); dy past an odd output size as zeros. */
-static inline __attribute__((always_inline)) void aert_wino_dw_block(const aert_conv_geom *g, const aert_real *x,
+static inline __attribute__((always_inline)) void aert_wino_dw_block(const aert_conv_geom *g, const aert_wino_src *x,
                                                                      const aert_real *dy, long b, aert_real *v, long vs,
                                                                      aert_real *d, long ds) {
-  int hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
+  int cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int bw = (wo + 1) / 2, per_image = (ho + 1) / 2 * bw, pos = (k + 1) * (k + 1);
   long n = b / per_image, ws, es = (long)wo * cout;
   int q = (int)(b - n * per_image), bi = q / bw, bj = q % bw;
   aert_real tmp[pos * cin], dtmp[4 * cout];
-  const aert_real *xp = aert_wino_block(x + n * hg * (long)wg * cin, tmp, bi, bj, k, hg, wg, cin, &ws);
+  const aert_real *xp = aert_wino_block(x, n, tmp, bi, bj, k, cin, &ws);
   const aert_real *dp = dy + n * ho * (long)wo * cout + ((long)2 * bi * wo + 2 * bj) * cout;
   if (2 * bi + 2 > ho || 2 * bj + 2 > wo) {   /* past an odd size: zeros */
     for (int r = 0; r < 2; r++)
@@ -379,15 +430,11 @@ static inline __attribute__((always_inline)) void aert_wino_dw_block(const aert_
   AERT_WINO_CHANNELS(cout, AERT_WINO_DY3, AERT_WINO_DY2, k, dp + ch_, cout, es, d + ch_, ds);
 }
 
-static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_conv_geom *g, const aert_real *restrict x,
-                                                                    const aert_real *restrict dy, aert_real *restrict m,
-                                                                    aert_real *restrict dw) {
+static inline __attribute__((always_inline)) void aert_wino_dw(const aert_conv_geom *g, const aert_wino_src *x,
+                                                               const aert_real *restrict dy, aert_real *restrict m,
+                                                               aert_real *restrict dw) {
   int cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   long plane = (long)cin * cout;
-  if (!aert_wino_dw_pays(cin, cout)) {
-    aert_conv_dw(g, x, dy, dw);
-    return;
-  }
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * lanes;
   int pos = (k + 1) * (k + 1), rblocks = (cin + mr - 1) / mr, oblocks = cout / lw, tasks = pos * rblocks * oblocks;
   int run = aert_wino_run(AERT_WINO_DW_BYTES, pos, cin, cout, 1);
@@ -420,6 +467,33 @@ static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_c
     if (k == 3) AERT_WINO_FOLD3(aert_real, m, dw, plane, i);
     else AERT_WINO_FOLD2(aert_real, m, dw, plane, i);
   }
+}
+
+static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                    const aert_real *restrict dy, aert_real *restrict m,
+                                                                    aert_real *restrict dw) {
+  if (!aert_wino_dw_pays(g->cin, g->cout)) {
+    aert_conv_dw(g, x, dy, dw);
+    return;
+  }
+  aert_wino_src s = aert_wino_padded(g, x);
+  aert_wino_dw(g, &s, dy, m, dw);
+}
+
+/* The same with x as images n0 .. of the stack of pad geometry p (like aert_conv_wino_stack):
+ * read in place where Winograd runs and the stack is one plain tensor, else from its padded
+ * copy in xp. */
+static inline __attribute__((always_inline)) void aert_conv_wino_dw_stack(const aert_pad_geom *p, aert_real *restrict xp, int n0,
+                                                                          const aert_real *const *src,
+                                                                          const aert_conv_geom *g, const aert_real *restrict dy,
+                                                                          aert_real *restrict m, aert_real *restrict dw) {
+  if (aert_wino_dw_pays(g->cin, g->cout) && aert_pad_plain(p)) {
+    aert_wino_src s = aert_wino_unpadded(p, src, n0);
+    aert_wino_dw(g, &s, dy, m, dw);
+    return;
+  }
+  aert_pad_stack(p, xp, n0, src);
+  aert_conv_wino_dw(g, xp, dy, m, dw);
 }
 
 #endif

@@ -300,8 +300,7 @@ static void conv_d1_forward(const run *r) {
   aert_up2_weights((r->P + d1_w), r->conv_d1_scratch + 333312, 64, 32);
   aert_wino_weights(r->conv_d1_scratch + 333312, r->conv_d1_scratch + 890368, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&upad_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_wino(&geo_conv_d1, r->conv_d1_scratch, r->conv_d1_scratch + 333312, r->conv_d1_scratch + 890368, r->conv_d1_scratch + 366080, 0);
+    aert_conv_wino_stack(&upad_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_scratch + 333312, r->conv_d1_scratch + 890368, r->conv_d1_scratch + 366080, 0);
     aert_up2_unshuffle(r->conv_d1_scratch + 366080, r->d1 + (long)n0 * 6272, 64, 7, 7, 32, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
@@ -316,8 +315,7 @@ static void conv_d1_backward(const run *r) {
   memset(r->conv_d1_dscratch + 893440, 0, 32768 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_up2_shuffle(r->d_d1 + (long)n0 * 6272, r->conv_d1_dscratch + 333312, 64, 7, 7, 32, 3072);
-    aert_pad_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_wino_dw(&geo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 999936, r->conv_d1_dscratch + 893440);
+    aert_conv_wino_dw_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 999936, r->conv_d1_dscratch + 893440);
     aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 860672, r->conv_d1_dscratch + 926208, r->d_d + (long)n0 * 3136, 1);
   }
   aert_up2_fold(r->conv_d1_dscratch + 893440, (r->G + d1_w), 64, 32);
@@ -336,8 +334,7 @@ static void conv_d2_forward(const run *r) {
   aert_up2_weights((r->P + d2_w), r->conv_d2_scratch + 262912, 32, 16);
   aert_wino_weights(r->conv_d2_scratch + 262912, r->conv_d2_scratch + 731904, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&upad_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_wino(&geo_conv_d2, r->conv_d2_scratch, r->conv_d2_scratch + 262912, r->conv_d2_scratch + 731904, r->conv_d2_scratch + 271104, 0);
+    aert_conv_wino_stack(&upad_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1}, &geo_conv_d2, r->conv_d2_scratch + 262912, r->conv_d2_scratch + 731904, r->conv_d2_scratch + 271104, 0);
     aert_up2_unshuffle(r->conv_d2_scratch + 271104, r->d2 + (long)n0 * 12544, 32, 14, 14, 16, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);

@@ -263,8 +263,7 @@ static void conv_d1_forward(const run *r) {
   aert_up2_weights((r->P + d1_w), r->conv_d1_scratch + 167424, 64, 64);
   aert_wino_weights(r->conv_d1_scratch + 167424, r->conv_d1_scratch + 757248, 2, 64, 256);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&upad_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_wino(&geo_conv_d1, r->conv_d1_scratch, r->conv_d1_scratch + 167424, r->conv_d1_scratch + 757248, r->conv_d1_scratch + 232960, 0);
+    aert_conv_wino_stack(&upad_conv_d1, r->conv_d1_scratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_scratch + 167424, r->conv_d1_scratch + 757248, r->conv_d1_scratch + 232960, 0);
     aert_up2_unshuffle(r->conv_d1_scratch + 232960, r->d1 + (long)n0 * 12544, 32, 7, 7, 64, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
@@ -279,8 +278,7 @@ static void conv_d1_backward(const run *r) {
   memset(r->conv_d1_dscratch + 763392, 0, 65536 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_up2_shuffle(r->d_d1 + (long)n0 * 12544, r->conv_d1_dscratch + 167424, 32, 7, 7, 64, 6144);
-    aert_pad_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d});
-    aert_conv_wino_dw(&geo_conv_d1, r->conv_d1_dscratch, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 976384, r->conv_d1_dscratch + 763392);
+    aert_conv_wino_dw_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 976384, r->conv_d1_dscratch + 763392);
     aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 697856, r->conv_d1_dscratch + 828928, r->d_d + (long)n0 * 3136, 1);
   }
   aert_up2_fold(r->conv_d1_dscratch + 763392, (r->G + d1_w), 64, 64);
@@ -299,8 +297,7 @@ static void conv_d2_forward(const run *r) {
   aert_up2_weights((r->P + d2_w), r->conv_d2_scratch + 263680, 64, 32);
   aert_wino_weights(r->conv_d2_scratch + 263680, r->conv_d2_scratch + 757248, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&upad_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_wino(&geo_conv_d2, r->conv_d2_scratch, r->conv_d2_scratch + 263680, r->conv_d2_scratch + 757248, r->conv_d2_scratch + 296448, 0);
+    aert_conv_wino_stack(&upad_conv_d2, r->conv_d2_scratch, n0, (const aert_real *const[]){r->d1}, &geo_conv_d2, r->conv_d2_scratch + 263680, r->conv_d2_scratch + 757248, r->conv_d2_scratch + 296448, 0);
     aert_up2_unshuffle(r->conv_d2_scratch + 296448, r->d2 + (long)n0 * 25088, 16, 14, 14, 32, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
@@ -315,8 +312,7 @@ static void conv_d2_backward(const run *r) {
   memset(r->conv_d2_dscratch + 760320, 0, 32768 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_up2_shuffle(r->d_d2 + (long)n0 * 25088, r->conv_d2_dscratch + 263680, 16, 14, 14, 32, 3072);
-    aert_pad_stack(&upad_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
-    aert_conv_wino_dw(&geo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 866816, r->conv_d2_dscratch + 760320);
+    aert_conv_wino_dw_stack(&upad_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1}, &geo_conv_d2, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 866816, r->conv_d2_dscratch + 760320);
     aert_conv_wino(&dgeo_conv_d2, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 727552, r->conv_d2_dscratch + 793088, r->d_d1 + (long)n0 * 12544, 1);
   }
   aert_up2_fold(r->conv_d2_dscratch + 760320, (r->G + d2_w), 64, 32);

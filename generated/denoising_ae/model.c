@@ -160,8 +160,7 @@ static void conv_e_2_forward(const run *r) {
   aert_wino_weights((r->P + e_2_w), r->conv_e_2_scratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->conv_e_2_scratch + 1049344, r->e_2 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->maxpool_2}, &geo_conv_e_2, (r->P + e_2_w), r->conv_e_2_scratch + 1049344, r->e_2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e_2, (r->P + e_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -178,8 +177,7 @@ static void conv_e_2_backward(const run *r) {
   aert_wino_weights(r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2});
-    aert_conv_wino(&dgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2}, &dgeo_conv_e_2, r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
   }
 }
 
@@ -208,8 +206,7 @@ static void conv_d_1_forward(const run *r) {
   aert_up2_weights((r->P + d_1_w), r->conv_d_1_scratch + 166656, 32, 32);
   aert_wino_weights(r->conv_d_1_scratch + 166656, r->conv_d_1_scratch + 707328, 2, 32, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&upad_conv_d_1, r->conv_d_1_scratch, n0, (const aert_real *const[]){r->e});
-    aert_conv_wino(&geo_conv_d_1, r->conv_d_1_scratch, r->conv_d_1_scratch + 166656, r->conv_d_1_scratch + 707328, r->conv_d_1_scratch + 183040, 0);
+    aert_conv_wino_stack(&upad_conv_d_1, r->conv_d_1_scratch, n0, (const aert_real *const[]){r->e}, &geo_conv_d_1, r->conv_d_1_scratch + 166656, r->conv_d_1_scratch + 707328, r->conv_d_1_scratch + 183040, 0);
     aert_up2_unshuffle(r->conv_d_1_scratch + 183040, r->d_1 + (long)n0 * 6272, 64, 7, 7, 32, 0);
   }
   aert_bias_act(r->d_1, (r->P + d_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
@@ -244,8 +241,7 @@ static void conv_d_2_forward(const run *r) {
   aert_up2_weights((r->P + d_2_w), r->conv_d_2_scratch + 131840, 32, 32);
   aert_wino_weights(r->conv_d_2_scratch + 131840, r->conv_d_2_scratch + 609024, 2, 32, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&upad_conv_d_2, r->conv_d_2_scratch, n0, (const aert_real *const[]){r->d_1});
-    aert_conv_wino(&geo_conv_d_2, r->conv_d_2_scratch, r->conv_d_2_scratch + 131840, r->conv_d_2_scratch + 609024, r->conv_d_2_scratch + 148224, 0);
+    aert_conv_wino_stack(&upad_conv_d_2, r->conv_d_2_scratch, n0, (const aert_real *const[]){r->d_1}, &geo_conv_d_2, r->conv_d_2_scratch + 131840, r->conv_d_2_scratch + 609024, r->conv_d_2_scratch + 148224, 0);
     aert_up2_unshuffle(r->conv_d_2_scratch + 148224, r->d + (long)n0 * 25088, 16, 14, 14, 32, 0);
   }
   aert_bias_act(r->d, (r->P + d_2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);

@@ -149,8 +149,7 @@ static void conv_e2_forward(const run *r) {
   aert_wino_weights((r->P + e2_w), r->conv_e2_scratch + 525056, 3, 16, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e2, r->conv_e2_scratch, (r->P + e2_w), r->conv_e2_scratch + 525056, r->e2 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2, r->conv_e2_scratch, n0, (const aert_real *const[]){r->maxpool_2}, &geo_conv_e2, (r->P + e2_w), r->conv_e2_scratch + 525056, r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -167,8 +166,7 @@ static void conv_e2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2, r->conv_e2_dscratch, r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2, r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 

@@ -188,8 +188,7 @@ static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 64, .s = 1, .hg = 30, .wg
 static void conv_e1_2_forward(const run *r) {
   aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 921984, r->e1 + (long)n0 * 12544, 0);
+    aert_conv_wino_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1}, &geo_conv_e1_2, (r->P + e1_2_w), r->conv_e1_2_scratch + 921984, r->e1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
@@ -204,8 +203,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   aert_wino_weights(r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
-    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
   }
 }
 
@@ -236,8 +234,7 @@ static void conv_e2_1_forward(const run *r) {
   aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 525056, 3, 16, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->conv_e2_1_scratch + 525056, r->e2_1 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2}, &geo_conv_e2_1, (r->P + e2_1_w), r->conv_e2_1_scratch + 525056, r->e2_1 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -254,8 +251,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_wino_weights(r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
-    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
   }
 }
 
@@ -274,8 +270,7 @@ static void conv_e2_2_forward(const run *r) {
   aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, r->e2 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1}, &geo_conv_e2_2, (r->P + e2_2_w), r->conv_e2_2_scratch + 1049344, r->e2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -292,8 +287,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -403,10 +397,8 @@ static void conv_d2_1_forward(const run *r) {
   aert_up2_weights(r->conv_d2_1_scratch + 498176, r->conv_d2_1_scratch + 167424, 64, 32);
   aert_wino_weights(r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 805120, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 516608, n0, (const aert_real *const[]){r->e2});
-    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 516608, r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, r->d2_1 + (long)n0 * 6272, 0);
-    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m});
-    aert_conv_wino(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 805120, r->conv_d2_1_scratch + 200192, 0);
+    aert_conv_wino_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 516608, n0, (const aert_real *const[]){r->e2}, &pgeo_conv_d2_1, r->conv_d2_1_scratch + 779520, r->conv_d2_1_scratch + 788736, r->d2_1 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->m}, &geo_conv_d2_1, r->conv_d2_1_scratch + 167424, r->conv_d2_1_scratch + 805120, r->conv_d2_1_scratch + 200192, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 200192, r->d2_1 + (long)n0 * 6272, 32, 7, 7, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
@@ -427,13 +419,11 @@ static void conv_d2_1_backward(const run *r) {
   memset(r->conv_d2_1_dscratch + 1060864, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 167424, 32, 7, 7, 32, 3072);
-    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m});
-    aert_conv_wino_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 1160192, r->conv_d2_1_dscratch + 465408);
+    aert_conv_wino_dw_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m}, &geo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 1160192, r->conv_d2_1_dscratch + 465408);
     aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->conv_d2_1_dscratch + 1086464, r->d_m + (long)n0 * 3136, 1);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 516608, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
-    aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 788736, r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 498176, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 498176, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -455,8 +445,7 @@ static void conv_d2_2_forward(const run *r) {
   aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, r->d2 + (long)n0 * 6272, 0);
+    aert_conv_wino_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1}, &geo_conv_d2_2, (r->P + d2_2_w), r->conv_d2_2_scratch + 1049344, r->d2 + (long)n0 * 6272, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
@@ -473,8 +462,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_wino_weights(r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 1);
   }
 }
 
@@ -500,10 +488,8 @@ static void conv_d1_1_forward(const run *r) {
   aert_up2_weights(r->conv_d1_1_scratch + 380160, r->conv_d1_1_scratch + 131840, 32, 16);
   aert_wino_weights(r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 621952, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
-    aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 384768, n0, (const aert_real *const[]){r->e1});
-    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 384768, r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, r->d1_1 + (long)n0 * 12544, 0);
-    aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_wino(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 621952, r->conv_d1_1_scratch + 140032, 0);
+    aert_conv_wino_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 384768, n0, (const aert_real *const[]){r->e1}, &pgeo_conv_d1_1, r->conv_d1_1_scratch + 615552, r->conv_d1_1_scratch + 617856, r->d1_1 + (long)n0 * 12544, 0);
+    aert_conv_wino_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2}, &geo_conv_d1_1, r->conv_d1_1_scratch + 131840, r->conv_d1_1_scratch + 621952, r->conv_d1_1_scratch + 140032, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 140032, r->d1_1 + (long)n0 * 12544, 16, 14, 14, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
@@ -529,8 +515,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->conv_d1_1_dscratch + 857344, r->d_d2 + (long)n0 * 6272, 1);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 384768, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
-    aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 617856, r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 1);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 380160, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 380160, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -551,8 +536,7 @@ static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 64, .s = 1, .hg = 30, .wg
 static void conv_d1_2_forward(const run *r) {
   aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 921984, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 921984, r->d1 + (long)n0 * 12544, 0);
+    aert_conv_wino_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1}, &geo_conv_d1_2, (r->P + d1_2_w), r->conv_d1_2_scratch + 921984, r->d1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
@@ -567,8 +551,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   aert_wino_weights(r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
-    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);
   }
 }
 

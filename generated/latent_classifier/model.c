@@ -142,8 +142,7 @@ static const aert_conv_geom geo_conv_z_h2_1 = {.batch = 64, .s = 1, .hg = 16, .w
 static void conv_z_h2_1_forward(const run *r) {
   aert_wino_weights((r->P + z_h2_1_w), r->conv_z_h2_1_scratch + 525824, 3, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2});
-    aert_conv_wino(&geo_conv_z_h2_1, r->conv_z_h2_1_scratch, (r->P + z_h2_1_w), r->conv_z_h2_1_scratch + 525824, r->z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_wino_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_scratch, n0, (const aert_real *const[]){r->z_h_2}, &geo_conv_z_h2_1, (r->P + z_h2_1_w), r->conv_z_h2_1_scratch + 525824, r->z_h2_1 + (long)n0 * 12544, 0);
   }
   aert_bias_act(r->z_h2_1, (r->P + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
 }

@@ -235,8 +235,7 @@ static const aert_conv_geom geo_conv_e1_1 = {.batch = 1, .s = 1, .hg = 258, .wg 
 static void conv_e1_1_forward(const run *r) {
   aert_wino_weights((r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, 3, 24, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_wino(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, r->e1_1 + (long)n0 * 1048576, 0);
+    aert_conv_wino_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X}, &geo_conv_e1_1, (r->P + e1_1_w), r->conv_e1_1_scratch + 1598112, r->e1_1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -264,8 +263,7 @@ static const aert_conv_geom dgeo_conv_e1_2 = {.batch = 1, .s = 1, .hg = 258, .wg
 static void conv_e1_2_forward(const run *r) {
   aert_wino_weights((r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_wino(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, r->e1 + (long)n0 * 1048576, 0);
+    aert_conv_wino_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1}, &geo_conv_e1_2, (r->P + e1_2_w), r->conv_e1_2_scratch + 1065408, r->e1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -280,8 +278,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
   aert_wino_weights(r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
-    aert_conv_wino(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
   }
 }
 
@@ -311,8 +308,7 @@ static const aert_conv_geom dgeo_conv_e2_1 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_e2_1_forward(const run *r) {
   aert_wino_weights((r->P + e2_1_w), r->conv_e2_1_scratch + 271168, 3, 16, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_wino(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->conv_e2_1_scratch + 271168, r->e2_1 + (long)n0 * 524288, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2}, &geo_conv_e2_1, (r->P + e2_1_w), r->conv_e2_1_scratch + 271168, r->e2_1 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -327,8 +323,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
   aert_wino_weights(r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, 3, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
-    aert_conv_wino(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
   }
 }
 
@@ -346,8 +341,7 @@ static const aert_conv_geom dgeo_conv_e2_2 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_e2_2_forward(const run *r) {
   aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 541568, r->e2 + (long)n0 * 524288, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1}, &geo_conv_e2_2, (r->P + e2_2_w), r->conv_e2_2_scratch + 541568, r->e2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -362,8 +356,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
   aert_wino_weights(r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -393,8 +386,7 @@ static const aert_conv_geom dgeo_conv_e3_1 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_e3_1_forward(const run *r) {
   aert_wino_weights((r->P + e3_1_w), r->conv_e3_1_scratch + 280320, 3, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_wino(&geo_conv_e3_1, r->conv_e3_1_scratch, (r->P + e3_1_w), r->conv_e3_1_scratch + 280320, r->e3_1 + (long)n0 * 262144, 0);
+    aert_conv_wino_stack(&pgeo_conv_e3_1, r->conv_e3_1_scratch, n0, (const aert_real *const[]){r->maxpool_5}, &geo_conv_e3_1, (r->P + e3_1_w), r->conv_e3_1_scratch + 280320, r->e3_1 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3_1, (r->P + e3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -409,8 +401,7 @@ static void conv_e3_1_backward(const run *r) {
   aert_conv_flip((r->P + e3_1_w), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   aert_wino_weights(r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1});
-    aert_conv_wino(&dgeo_conv_e3_1, r->conv_e3_1_dscratch, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1}, &dgeo_conv_e3_1, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
   }
 }
 
@@ -428,8 +419,7 @@ static const aert_conv_geom dgeo_conv_e3_2 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_e3_2_forward(const run *r) {
   aert_wino_weights((r->P + e3_2_w), r->conv_e3_2_scratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_wino(&geo_conv_e3_2, r->conv_e3_2_scratch, (r->P + e3_2_w), r->conv_e3_2_scratch + 559104, r->e3 + (long)n0 * 262144, 0);
+    aert_conv_wino_stack(&pgeo_conv_e3_2, r->conv_e3_2_scratch, n0, (const aert_real *const[]){r->e3_1}, &geo_conv_e3_2, (r->P + e3_2_w), r->conv_e3_2_scratch + 559104, r->e3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->e3, (r->P + e3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -438,14 +428,12 @@ static void conv_e3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e3, r->e3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + e3_2_b), r->d_e3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1});
-    aert_conv_wino_dw(&geo_conv_e3_2, r->conv_e3_2_dscratch, r->d_e3 + (long)n0 * 262144, r->conv_e3_2_dscratch + 559104, (r->G + e3_2_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1}, &geo_conv_e3_2, r->d_e3 + (long)n0 * 262144, r->conv_e3_2_dscratch + 559104, (r->G + e3_2_w));
   }
   aert_conv_flip((r->P + e3_2_w), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3});
-    aert_conv_wino(&dgeo_conv_e3_2, r->conv_e3_2_dscratch, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3}, &dgeo_conv_e3_2, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -475,8 +463,7 @@ static const aert_conv_geom dgeo_conv_e4_1 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_e4_1_forward(const run *r) {
   aert_wino_weights((r->P + e4_1_w), r->conv_e4_1_scratch + 299008, 3, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_wino(&geo_conv_e4_1, r->conv_e4_1_scratch, (r->P + e4_1_w), r->conv_e4_1_scratch + 299008, r->e4_1 + (long)n0 * 131072, 0);
+    aert_conv_wino_stack(&pgeo_conv_e4_1, r->conv_e4_1_scratch, n0, (const aert_real *const[]){r->maxpool_8}, &geo_conv_e4_1, (r->P + e4_1_w), r->conv_e4_1_scratch + 299008, r->e4_1 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4_1, (r->P + e4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -485,14 +472,12 @@ static void conv_e4_1_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4_1, r->e4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + e4_1_b), r->d_e4_1, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8});
-    aert_conv_wino_dw(&geo_conv_e4_1, r->conv_e4_1_dscratch, r->d_e4_1 + (long)n0 * 131072, r->conv_e4_1_dscratch + 299008, (r->G + e4_1_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8}, &geo_conv_e4_1, r->d_e4_1 + (long)n0 * 131072, r->conv_e4_1_dscratch + 299008, (r->G + e4_1_w));
   }
   aert_conv_flip((r->P + e4_1_w), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 3, 128, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1});
-    aert_conv_wino(&dgeo_conv_e4_1, r->conv_e4_1_dscratch, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1}, &dgeo_conv_e4_1, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
   }
 }
 
@@ -510,8 +495,7 @@ static const aert_conv_geom dgeo_conv_e4_2 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_e4_2_forward(const run *r) {
   aert_wino_weights((r->P + e4_2_w), r->conv_e4_2_scratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_wino(&geo_conv_e4_2, r->conv_e4_2_scratch, (r->P + e4_2_w), r->conv_e4_2_scratch + 594944, r->e4 + (long)n0 * 131072, 0);
+    aert_conv_wino_stack(&pgeo_conv_e4_2, r->conv_e4_2_scratch, n0, (const aert_real *const[]){r->e4_1}, &geo_conv_e4_2, (r->P + e4_2_w), r->conv_e4_2_scratch + 594944, r->e4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->e4, (r->P + e4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -520,14 +504,12 @@ static void conv_e4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_e4, r->e4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + e4_2_b), r->d_e4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1});
-    aert_conv_wino_dw(&geo_conv_e4_2, r->conv_e4_2_dscratch, r->d_e4 + (long)n0 * 131072, r->conv_e4_2_dscratch + 594944, (r->G + e4_2_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1}, &geo_conv_e4_2, r->d_e4 + (long)n0 * 131072, r->conv_e4_2_dscratch + 594944, (r->G + e4_2_w));
   }
   aert_conv_flip((r->P + e4_2_w), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4});
-    aert_conv_wino(&dgeo_conv_e4_2, r->conv_e4_2_dscratch, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4}, &dgeo_conv_e4_2, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -558,8 +540,7 @@ static void conv_b_1_forward(const run *r) {
   aert_wino_weights((r->P + b_1_w), r->conv_b_1_scratch + 337920, 3, 128, 256);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_wino(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->conv_b_1_scratch + 337920, r->b_1 + (long)n0 * 65536, 0);
+    aert_conv_wino_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_11}, &geo_conv_b_1, (r->P + b_1_w), r->conv_b_1_scratch + 337920, r->b_1 + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
@@ -569,15 +550,13 @@ static void conv_b_1_backward(const run *r) {
   aert_bias_grad((r->G + b_1_b), r->d_b_1, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11});
-    aert_conv_wino_dw(&geo_conv_b_1, r->conv_b_1_dscratch, r->d_b_1 + (long)n0 * 65536, r->conv_b_1_dscratch + 337920, (r->G + b_1_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11}, &geo_conv_b_1, r->d_b_1 + (long)n0 * 65536, r->conv_b_1_dscratch + 337920, (r->G + b_1_w));
   }
   aert_conv_flip((r->P + b_1_w), r->conv_b_1_dscratch + 669696, 3, 128, 256);
   aert_wino_weights(r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, 3, 256, 128);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
-    aert_conv_wino(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 1);
   }
 }
 
@@ -596,8 +575,7 @@ static void conv_b_2_forward(const run *r) {
   aert_wino_weights((r->P + b_2_w), r->conv_b_2_scratch + 669696, 3, 256, 256);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_wino(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->conv_b_2_scratch + 669696, r->b + (long)n0 * 65536, 0);
+    aert_conv_wino_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1}, &geo_conv_b_2, (r->P + b_2_w), r->conv_b_2_scratch + 669696, r->b + (long)n0 * 65536, 0);
   }
   aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
 }
@@ -607,15 +585,13 @@ static void conv_b_2_backward(const run *r) {
   aert_bias_grad((r->G + b_2_b), r->d_b, AEC_BATCH * 256L, 256);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_wino_dw(&geo_conv_b_2, r->conv_b_2_dscratch, r->d_b + (long)n0 * 65536, r->conv_b_2_dscratch + 669696, (r->G + b_2_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1}, &geo_conv_b_2, r->d_b + (long)n0 * 65536, r->conv_b_2_dscratch + 669696, (r->G + b_2_w));
   }
   aert_conv_flip((r->P + b_2_w), r->conv_b_2_dscratch + 669696, 3, 256, 256);
   aert_wino_weights(r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, 3, 256, 256);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
-    aert_conv_wino(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 1);
   }
 }
 
@@ -641,10 +617,8 @@ static void conv_d4_1_forward(const run *r) {
   aert_up2_weights(r->conv_d4_1_scratch + 1297920, r->conv_d4_1_scratch + 89088, 256, 128);
   aert_wino_weights(r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 2153472, 2, 256, 512);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_scratch + 1592832, n0, (const aert_real *const[]){r->e4});
-    aert_conv_wino(&pgeo_conv_d4_1, r->conv_d4_1_scratch + 1592832, r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, r->d4_1 + (long)n0 * 131072, 0);
-    aert_pad_stack(&upad_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b});
-    aert_conv_wino(&geo_conv_d4_1, r->conv_d4_1_scratch, r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 2153472, r->conv_d4_1_scratch + 613376, 0);
+    aert_conv_wino_stack(&ppad_conv_d4_1, r->conv_d4_1_scratch + 1592832, n0, (const aert_real *const[]){r->e4}, &pgeo_conv_d4_1, r->conv_d4_1_scratch + 1743872, r->conv_d4_1_scratch + 1891328, r->d4_1 + (long)n0 * 131072, 0);
+    aert_conv_wino_stack(&upad_conv_d4_1, r->conv_d4_1_scratch, n0, (const aert_real *const[]){r->b}, &geo_conv_d4_1, r->conv_d4_1_scratch + 89088, r->conv_d4_1_scratch + 2153472, r->conv_d4_1_scratch + 613376, 0);
     aert_up2_unshuffle(r->conv_d4_1_scratch + 613376, r->d4_1 + (long)n0 * 131072, 1, 16, 16, 128, 1);
   }
   aert_bias_act(r->d4_1, (r->P + d4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
@@ -665,13 +639,10 @@ static void conv_d4_1_backward(const run *r) {
   memset(r->conv_d4_1_dscratch + 2189824, 0, 147456 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 89088, 1, 16, 16, 128, 12288);
-    aert_pad_stack(&upad_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b});
-    aert_conv_wino_dw(&geo_conv_d4_1, r->conv_d4_1_dscratch, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 4041216, r->conv_d4_1_dscratch + 773632);
+    aert_conv_wino_dw_stack(&upad_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b}, &geo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 4041216, r->conv_d4_1_dscratch + 773632);
     aert_conv_wino(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->conv_d4_1_dscratch + 2861568, r->d_b + (long)n0 * 65536, 1);
-    aert_pad_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4});
-    aert_conv_wino_dw(&pgeo_conv_d4_1, r->conv_d4_1_dscratch + 1592832, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
-    aert_pad_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1});
-    aert_conv_wino(&pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 1891328, r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
+    aert_conv_wino_dw_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4}, &pgeo_conv_d4_1, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
+    aert_conv_wino_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1}, &pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
   }
   aert_up2_fold(r->conv_d4_1_dscratch + 773632, r->conv_d4_1_dscratch + 1297920, 256, 128);
   aert_conv_rows(r->conv_d4_1_dscratch + 1297920, 256, 0, (r->G + d4_1_w), 384, 0, 256, 9, 128, 1);
@@ -692,8 +663,7 @@ static const aert_conv_geom dgeo_conv_d4_2 = {.batch = 4, .s = 1, .hg = 34, .wg 
 static void conv_d4_2_forward(const run *r) {
   aert_wino_weights((r->P + d4_2_w), r->conv_d4_2_scratch + 594944, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_wino(&geo_conv_d4_2, r->conv_d4_2_scratch, (r->P + d4_2_w), r->conv_d4_2_scratch + 594944, r->d4 + (long)n0 * 131072, 0);
+    aert_conv_wino_stack(&pgeo_conv_d4_2, r->conv_d4_2_scratch, n0, (const aert_real *const[]){r->d4_1}, &geo_conv_d4_2, (r->P + d4_2_w), r->conv_d4_2_scratch + 594944, r->d4 + (long)n0 * 131072, 0);
   }
   aert_bias_act(r->d4, (r->P + d4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
 }
@@ -702,14 +672,12 @@ static void conv_d4_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d4, r->d4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d4_2_b), r->d_d4, AEC_BATCH * 1024L, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1});
-    aert_conv_wino_dw(&geo_conv_d4_2, r->conv_d4_2_dscratch, r->d_d4 + (long)n0 * 131072, r->conv_d4_2_dscratch + 594944, (r->G + d4_2_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1}, &geo_conv_d4_2, r->d_d4 + (long)n0 * 131072, r->conv_d4_2_dscratch + 594944, (r->G + d4_2_w));
   }
   aert_conv_flip((r->P + d4_2_w), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_pad_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4});
-    aert_conv_wino(&dgeo_conv_d4_2, r->conv_d4_2_dscratch, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4}, &dgeo_conv_d4_2, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
   }
 }
 
@@ -735,10 +703,8 @@ static void conv_d3_1_forward(const run *r) {
   aert_up2_weights(r->conv_d3_1_scratch + 698112, r->conv_d3_1_scratch + 151040, 128, 64);
   aert_wino_weights(r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 1154560, 2, 128, 256);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_scratch + 771840, n0, (const aert_real *const[]){r->e3});
-    aert_conv_wino(&pgeo_conv_d3_1, r->conv_d3_1_scratch + 771840, r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, r->d3_1 + (long)n0 * 262144, 0);
-    aert_pad_stack(&upad_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4});
-    aert_conv_wino(&geo_conv_d3_1, r->conv_d3_1_scratch, r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 1154560, r->conv_d3_1_scratch + 282112, 0);
+    aert_conv_wino_stack(&ppad_conv_d3_1, r->conv_d3_1_scratch + 771840, n0, (const aert_real *const[]){r->e3}, &pgeo_conv_d3_1, r->conv_d3_1_scratch + 1052160, r->conv_d3_1_scratch + 1089024, r->d3_1 + (long)n0 * 262144, 0);
+    aert_conv_wino_stack(&upad_conv_d3_1, r->conv_d3_1_scratch, n0, (const aert_real *const[]){r->d4}, &geo_conv_d3_1, r->conv_d3_1_scratch + 151040, r->conv_d3_1_scratch + 1154560, r->conv_d3_1_scratch + 282112, 0);
     aert_up2_unshuffle(r->conv_d3_1_scratch + 282112, r->d3_1 + (long)n0 * 262144, 1, 32, 32, 64, 1);
   }
   aert_bias_act(r->d3_1, (r->P + d3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
@@ -759,13 +725,10 @@ static void conv_d3_1_backward(const run *r) {
   memset(r->conv_d3_1_dscratch + 1406208, 0, 36864 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 151040, 1, 32, 32, 64, 6144);
-    aert_pad_stack(&upad_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4});
-    aert_conv_wino_dw(&geo_conv_d3_1, r->conv_d3_1_dscratch, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 1869056, r->conv_d3_1_dscratch + 567040);
+    aert_conv_wino_dw_stack(&upad_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4}, &geo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 1869056, r->conv_d3_1_dscratch + 567040);
     aert_conv_wino(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->conv_d3_1_dscratch + 1574144, r->d_d4 + (long)n0 * 131072, 1);
-    aert_pad_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3});
-    aert_conv_wino_dw(&pgeo_conv_d3_1, r->conv_d3_1_dscratch + 771840, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
-    aert_pad_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1});
-    aert_conv_wino(&pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1089024, r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
+    aert_conv_wino_dw_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3}, &pgeo_conv_d3_1, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
+    aert_conv_wino_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1}, &pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
   }
   aert_up2_fold(r->conv_d3_1_dscratch + 567040, r->conv_d3_1_dscratch + 698112, 128, 64);
   aert_conv_rows(r->conv_d3_1_dscratch + 698112, 128, 0, (r->G + d3_1_w), 192, 0, 128, 9, 64, 1);
@@ -786,8 +749,7 @@ static const aert_conv_geom dgeo_conv_d3_2 = {.batch = 2, .s = 1, .hg = 66, .wg 
 static void conv_d3_2_forward(const run *r) {
   aert_wino_weights((r->P + d3_2_w), r->conv_d3_2_scratch + 559104, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_wino(&geo_conv_d3_2, r->conv_d3_2_scratch, (r->P + d3_2_w), r->conv_d3_2_scratch + 559104, r->d3 + (long)n0 * 262144, 0);
+    aert_conv_wino_stack(&pgeo_conv_d3_2, r->conv_d3_2_scratch, n0, (const aert_real *const[]){r->d3_1}, &geo_conv_d3_2, (r->P + d3_2_w), r->conv_d3_2_scratch + 559104, r->d3 + (long)n0 * 262144, 0);
   }
   aert_bias_act(r->d3, (r->P + d3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
 }
@@ -796,14 +758,12 @@ static void conv_d3_2_backward(const run *r) {
   aert_act_backward_inplace(r->d_d3, r->d3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
   aert_bias_grad((r->G + d3_2_b), r->d_d3, AEC_BATCH * 4096L, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1});
-    aert_conv_wino_dw(&geo_conv_d3_2, r->conv_d3_2_dscratch, r->d_d3 + (long)n0 * 262144, r->conv_d3_2_dscratch + 559104, (r->G + d3_2_w));
+    aert_conv_wino_dw_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1}, &geo_conv_d3_2, r->d_d3 + (long)n0 * 262144, r->conv_d3_2_dscratch + 559104, (r->G + d3_2_w));
   }
   aert_conv_flip((r->P + d3_2_w), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_pad_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3});
-    aert_conv_wino(&dgeo_conv_d3_2, r->conv_d3_2_dscratch, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3}, &dgeo_conv_d3_2, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
   }
 }
 
@@ -829,10 +789,8 @@ static void conv_d2_1_forward(const run *r) {
   aert_up2_weights(r->conv_d2_1_scratch + 889728, r->conv_d2_1_scratch + 280320, 64, 32);
   aert_wino_weights(r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 1475328, 2, 64, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 908160, n0, (const aert_real *const[]){r->e2});
-    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 908160, r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, r->d2_1 + (long)n0 * 524288, 0);
-    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3});
-    aert_conv_wino(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 1475328, r->conv_d2_1_scratch + 313088, 0);
+    aert_conv_wino_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 908160, n0, (const aert_real *const[]){r->e2}, &pgeo_conv_d2_1, r->conv_d2_1_scratch + 1449728, r->conv_d2_1_scratch + 1458944, r->d2_1 + (long)n0 * 524288, 0);
+    aert_conv_wino_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->d3}, &geo_conv_d2_1, r->conv_d2_1_scratch + 280320, r->conv_d2_1_scratch + 1475328, r->conv_d2_1_scratch + 313088, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 313088, r->d2_1 + (long)n0 * 524288, 1, 64, 64, 32, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
@@ -853,13 +811,11 @@ static void conv_d2_1_backward(const run *r) {
   memset(r->conv_d2_1_dscratch + 2009728, 0, 9216 * sizeof(aert_real));
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 280320, 1, 64, 64, 32, 3072);
-    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3});
-    aert_conv_wino_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 2109056, r->conv_d2_1_dscratch + 856960);
+    aert_conv_wino_dw_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3}, &geo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 2109056, r->conv_d2_1_dscratch + 856960);
     aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 824192, r->conv_d2_1_dscratch + 2035328, r->d_d3 + (long)n0 * 262144, 1);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 908160, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 908160, r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 2009728);
-    aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1458944, r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 856960, r->conv_d2_1_dscratch + 889728, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 889728, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -880,8 +836,7 @@ static const aert_conv_geom dgeo_conv_d2_2 = {.batch = 1, .s = 1, .hg = 130, .wg
 static void conv_d2_2_forward(const run *r) {
   aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 541568, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 541568, r->d2 + (long)n0 * 524288, 0);
+    aert_conv_wino_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1}, &geo_conv_d2_2, (r->P + d2_2_w), r->conv_d2_2_scratch + 541568, r->d2 + (long)n0 * 524288, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
 }
@@ -896,8 +851,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
   aert_wino_weights(r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
   }
 }
 
@@ -923,10 +877,8 @@ static void conv_d1_1_forward(const run *r) {
   aert_up2_weights(r->conv_d1_1_scratch + 1624512, r->conv_d1_1_scratch + 541568, 32, 16);
   aert_wino_weights(r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 2700928, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 1629120, n0, (const aert_real *const[]){r->e1});
-    aert_conv_wino(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 1629120, r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, r->d1_1 + (long)n0 * 1048576, 0);
-    aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_wino(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 2700928, r->conv_d1_1_scratch + 549760, 0);
+    aert_conv_wino_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 1629120, n0, (const aert_real *const[]){r->e1}, &pgeo_conv_d1_1, r->conv_d1_1_scratch + 2694528, r->conv_d1_1_scratch + 2696832, r->d1_1 + (long)n0 * 1048576, 0);
+    aert_conv_wino_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2}, &geo_conv_d1_1, r->conv_d1_1_scratch + 541568, r->conv_d1_1_scratch + 2700928, r->conv_d1_1_scratch + 549760, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 549760, r->d1_1 + (long)n0 * 1048576, 1, 128, 128, 16, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
@@ -952,8 +904,7 @@ static void conv_d1_1_backward(const run *r) {
     aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1608128, r->conv_d1_1_dscratch + 3770944, r->d_d2 + (long)n0 * 524288, 1);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 1629120, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1629120, r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 3764544);
-    aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_wino(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 2696832, r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 1);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 1616320, r->conv_d1_1_dscratch + 1624512, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 1624512, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -974,8 +925,7 @@ static const aert_conv_geom dgeo_conv_d1_2 = {.batch = 1, .s = 1, .hg = 258, .wg
 static void conv_d1_2_forward(const run *r) {
   aert_wino_weights((r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_wino(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, r->d1 + (long)n0 * 1048576, 0);
+    aert_conv_wino_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1}, &geo_conv_d1_2, (r->P + d1_2_w), r->conv_d1_2_scratch + 1065408, r->d1 + (long)n0 * 1048576, 0);
   }
   aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
 }
@@ -990,8 +940,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
   aert_wino_weights(r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
-    aert_conv_wino(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);
   }
 }
 

@@ -276,8 +276,7 @@ static void conv_e2_2_forward(const run *r) {
   aert_wino_weights((r->P + e2_2_w), r->conv_e2_2_scratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1});
-    aert_conv_wino(&geo_conv_e2_2, r->conv_e2_2_scratch, (r->P + e2_2_w), r->conv_e2_2_scratch + 296320, r->e2 + (long)n0 * 16384, 0);
+    aert_conv_wino_stack(&pgeo_conv_e2_2, r->conv_e2_2_scratch, n0, (const aert_real *const[]){r->e2_1}, &geo_conv_e2_2, (r->P + e2_2_w), r->conv_e2_2_scratch + 296320, r->e2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->e2, (r->P + e2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
@@ -294,8 +293,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2});
-    aert_conv_wino(&dgeo_conv_e2_2, r->conv_e2_2_dscratch, r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, r->d_e2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, r->d_e2_1 + (long)n0 * 16384, 1);
   }
 }
 
@@ -326,8 +324,7 @@ static void conv_b_1_forward(const run *r) {
   aert_wino_weights((r->P + b_1_w), r->conv_b_1_scratch + 83712, 3, 16, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_wino(&geo_conv_b_1, r->conv_b_1_scratch, (r->P + b_1_w), r->conv_b_1_scratch + 83712, r->b_1 + (long)n0 * 8192, 0);
+    aert_conv_wino_stack(&pgeo_conv_b_1, r->conv_b_1_scratch, n0, (const aert_real *const[]){r->maxpool_5}, &geo_conv_b_1, (r->P + b_1_w), r->conv_b_1_scratch + 83712, r->b_1 + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b_1, (r->P + b_1_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
@@ -344,8 +341,7 @@ static void conv_b_1_backward(const run *r) {
   aert_wino_weights(r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1});
-    aert_conv_wino(&dgeo_conv_b_1, r->conv_b_1_dscratch, r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, r->d_maxpool_5 + (long)n0 * 4096, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, r->d_maxpool_5 + (long)n0 * 4096, 1);
   }
 }
 
@@ -364,8 +360,7 @@ static void conv_b_2_forward(const run *r) {
   aert_wino_weights((r->P + b_2_w), r->conv_b_2_scratch + 166656, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1});
-    aert_conv_wino(&geo_conv_b_2, r->conv_b_2_scratch, (r->P + b_2_w), r->conv_b_2_scratch + 166656, r->b + (long)n0 * 8192, 0);
+    aert_conv_wino_stack(&pgeo_conv_b_2, r->conv_b_2_scratch, n0, (const aert_real *const[]){r->b_1}, &geo_conv_b_2, (r->P + b_2_w), r->conv_b_2_scratch + 166656, r->b + (long)n0 * 8192, 0);
   }
   aert_bias_act(r->b, (r->P + b_2_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
 }
@@ -382,8 +377,7 @@ static void conv_b_2_backward(const run *r) {
   aert_wino_weights(r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b});
-    aert_conv_wino(&dgeo_conv_b_2, r->conv_b_2_dscratch, r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, r->d_b_1 + (long)n0 * 8192, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, r->d_b_1 + (long)n0 * 8192, 1);
   }
 }
 
@@ -409,10 +403,8 @@ static void conv_d2_1_forward(const run *r) {
   aert_up2_weights(r->conv_d2_1_scratch + 249600, r->conv_d2_1_scratch + 83712, 32, 16);
   aert_wino_weights(r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 408960, 2, 32, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
-    aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 254208, n0, (const aert_real *const[]){r->e2});
-    aert_conv_wino(&pgeo_conv_d2_1, r->conv_d2_1_scratch + 254208, r->conv_d2_1_scratch + 402560, r->conv_d2_1_scratch + 404864, r->d2_1 + (long)n0 * 16384, 0);
-    aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b});
-    aert_conv_wino(&geo_conv_d2_1, r->conv_d2_1_scratch, r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 408960, r->conv_d2_1_scratch + 91904, 0);
+    aert_conv_wino_stack(&ppad_conv_d2_1, r->conv_d2_1_scratch + 254208, n0, (const aert_real *const[]){r->e2}, &pgeo_conv_d2_1, r->conv_d2_1_scratch + 402560, r->conv_d2_1_scratch + 404864, r->d2_1 + (long)n0 * 16384, 0);
+    aert_conv_wino_stack(&upad_conv_d2_1, r->conv_d2_1_scratch, n0, (const aert_real *const[]){r->b}, &geo_conv_d2_1, r->conv_d2_1_scratch + 83712, r->conv_d2_1_scratch + 408960, r->conv_d2_1_scratch + 91904, 0);
     aert_up2_unshuffle(r->conv_d2_1_scratch + 91904, r->d2_1 + (long)n0 * 16384, 8, 16, 16, 16, 1);
   }
   aert_bias_act(r->d2_1, (r->P + d2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
@@ -438,8 +430,7 @@ static void conv_d2_1_backward(const run *r) {
     aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 233216, r->conv_d2_1_dscratch + 561920, r->d_b + (long)n0 * 8192, 1);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 254208, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 254208, r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 555520);
-    aert_pad_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1});
-    aert_conv_wino(&pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 404864, r->conv_d2_1_dscratch + 553216, r->conv_d2_1_dscratch + 557824, r->d_e2 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 553216, r->conv_d2_1_dscratch + 557824, r->d_e2 + (long)n0 * 16384, 1);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 249600, 32, 16);
   aert_conv_rows(r->conv_d2_1_dscratch + 249600, 32, 0, (r->G + d2_1_w), 48, 0, 32, 9, 16, 1);
@@ -461,8 +452,7 @@ static void conv_d2_2_forward(const run *r) {
   aert_wino_weights((r->P + d2_2_w), r->conv_d2_2_scratch + 296320, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1});
-    aert_conv_wino(&geo_conv_d2_2, r->conv_d2_2_scratch, (r->P + d2_2_w), r->conv_d2_2_scratch + 296320, r->d2 + (long)n0 * 16384, 0);
+    aert_conv_wino_stack(&pgeo_conv_d2_2, r->conv_d2_2_scratch, n0, (const aert_real *const[]){r->d2_1}, &geo_conv_d2_2, (r->P + d2_2_w), r->conv_d2_2_scratch + 296320, r->d2 + (long)n0 * 16384, 0);
   }
   aert_bias_act(r->d2, (r->P + d2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
@@ -479,8 +469,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_wino_weights(r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_pad_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2});
-    aert_conv_wino(&dgeo_conv_d2_2, r->conv_d2_2_dscratch, r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, r->d_d2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, r->d_d2_1 + (long)n0 * 16384, 1);
   }
 }
 
@@ -507,8 +496,7 @@ static void conv_d1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 8) {
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_scratch + 433152, n0, (const aert_real *const[]){r->e1});
     aert_conv_fwd(&pgeo_conv_d1_1, r->conv_d1_1_scratch + 433152, r->conv_d1_1_scratch + 712128, r->d1_1 + (long)n0 * 32768, 0);
-    aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_wino(&geo_conv_d1_1, r->conv_d1_1_scratch, r->conv_d1_1_scratch + 148352, r->conv_d1_1_scratch + 712704, r->conv_d1_1_scratch + 150400, 0);
+    aert_conv_wino_stack(&upad_conv_d1_1, r->conv_d1_1_scratch, n0, (const aert_real *const[]){r->d2}, &geo_conv_d1_1, r->conv_d1_1_scratch + 148352, r->conv_d1_1_scratch + 712704, r->conv_d1_1_scratch + 150400, 0);
     aert_up2_unshuffle(r->conv_d1_1_scratch + 150400, r->d1_1 + (long)n0 * 32768, 8, 32, 32, 8, 1);
   }
   aert_bias_act(r->d1_1, (r->P + d1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);

@@ -5,7 +5,9 @@
  * batches of two, overwriting and adding (acc); and the same bits on 1, 2 and 3 threads.
  * Also the transformed weights of flipped filters carry dy back as the direct kernel does,
  * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. The same for
- * F(2x2, 2x2) (2x2 windows: the phases of an upsampled conv) and odd output sizes. */
+ * F(2x2, 2x2) (2x2 windows: the phases of an upsampled conv) and odd output sizes. And the
+ * stack entries (aert_conv_wino_stack, aert_conv_wino_dw_stack), which read an unpadded tensor
+ * in place, give the bits of the padded copy's run; a stack of two parts takes the copy. */
 /* the Winograd kernels themselves, whatever this build's vectors (aert_wino_pays) */
 #define AERT_WINO_MIN 1
 #define AERT_WINO2_MIN 1
@@ -139,6 +141,64 @@ static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout
   free(x), free(w), free(wf), free(u), free(y0), free(y1), free(ya), free(ref);
 }
 
+/* images 1 .. batch of an unpadded h x w x cin tensor (batch + 1 images), padded by one on
+ * every side: read in place against aert_pad_stack's copy, forward (acc 0 and 1) and the
+ * weight gradient, bit for bit; then as two parts of a stack (concat), which must copy. */
+static void check_stack(int k, int batch, int h, int w, int cin, int cout) {
+  aert_stack_part one[1] = {{.c = cin, .off = 0, .factor = 1}}, two[2] = {{.c = cin / 2, .off = 0, .factor = 1},
+                                                                        {.c = cin - cin / 2, .off = cin / 2, .factor = 1}};
+  aert_pad_geom p = {.batch = batch, .h = h, .w = w, .c = cin, .pt = 1, .pl = 1, .s = 1, .hp = h + 2, .wp = w + 2,
+                     .slack = (long)AERT_TILE_ACC * cin, .parts = 1, .part = one};
+  int ho = k == 3 ? h : h + 1, wo = k == 3 ? w : w + 1, taps = k * k, pos = (k + 1) * (k + 1);
+  aert_conv_geom g = {.batch = batch, .s = 1, .hg = h + 2, .wg = w + 2, .cin = cin, .k = k, .ho = ho, .wo = wo, .cout = cout};
+  long image = (long)h * w * cin, xn = (long)batch * (h + 2) * (w + 2) * cin + p.slack, yn = (long)batch * ho * wo * cout;
+  long wn = (long)taps * cin * cout;
+  aert_real *x = malloc(sizeof(aert_real) * (batch + 1) * image), *xp = malloc(sizeof(aert_real) * xn);
+  aert_real *wt = malloc(sizeof(aert_real) * wn), *u = malloc(sizeof(aert_real) * pos * cin * cout);
+  aert_real *ya = malloc(sizeof(aert_real) * yn), *yb = malloc(sizeof(aert_real) * yn), *dy = malloc(sizeof(aert_real) * yn);
+  aert_real *dwa = malloc(sizeof(aert_real) * wn), *dwb = malloc(sizeof(aert_real) * wn), *m = malloc(sizeof(aert_real) * pos * cin * cout);
+  /* the parts of the two-part stack: the channels of x split in two tensors */
+  aert_real *xa = malloc(sizeof(aert_real) * (batch + 1) * h * w * two[0].c), *xb = malloc(sizeof(aert_real) * (batch + 1) * h * w * two[1].c);
+  fill(x, (batch + 1) * image, 7, 1), fill(wt, wn, 8, 1 / sqrt(taps * (double)cin)), fill(dy, yn, 9, 1);
+  for (long px = 0; px < (long)(batch + 1) * h * w; px++) {
+    memcpy(xa + px * two[0].c, x + px * cin, sizeof(aert_real) * two[0].c);
+    memcpy(xb + px * two[1].c, x + px * cin + two[0].c, sizeof(aert_real) * two[1].c);
+  }
+  aert_wino_weights(wt, u, k, cin, cout);
+  omp_set_num_threads(2);
+  for (int acc = 0; acc <= 1; acc++) {
+    fill(ya, yn, 10, 1), fill(yb, yn, 10, 1);
+    aert_pad_stack(&p, xp, 1, (const aert_real *const[]){x});
+    aert_conv_wino(&g, xp, wt, u, ya, acc);
+    for (long i = 0; i < xn; i++) xp[i] = (aert_real)NAN;   /* nothing read from a stale copy */
+    aert_conv_wino_stack(&p, xp, 1, (const aert_real *const[]){x}, &g, wt, u, yb, acc);
+    if (memcmp(ya, yb, sizeof(aert_real) * yn) != 0) {
+      printf("FAIL wino k%d stack %dx%dx%d -> %d (batch %d, acc %d): read in place, other bits than from the padded copy\n", k,
+             h, w, cin, cout, batch, acc);
+      failures++;
+    }
+    p.parts = 2, p.part = two, fill(yb, yn, 10, 1);
+    aert_conv_wino_stack(&p, xp, 1, (const aert_real *const[]){xa, xb}, &g, wt, u, yb, acc);
+    p.parts = 1, p.part = one;
+    if (memcmp(ya, yb, sizeof(aert_real) * yn) != 0) {
+      printf("FAIL wino k%d stack of two parts %dx%dx%d -> %d (acc %d): other bits than the one tensor's\n", k, h, w, cin, cout,
+             acc);
+      failures++;
+    }
+  }
+  fill(dwa, wn, 11, 1), fill(dwb, wn, 11, 1);
+  aert_pad_stack(&p, xp, 1, (const aert_real *const[]){x});
+  aert_conv_wino_dw(&g, xp, dy, m, dwa);
+  for (long i = 0; i < xn; i++) xp[i] = (aert_real)NAN;
+  aert_conv_wino_dw_stack(&p, xp, 1, (const aert_real *const[]){x}, &g, dy, m, dwb);
+  if (memcmp(dwa, dwb, sizeof(aert_real) * wn) != 0) {
+    printf("FAIL wino k%d dw stack %dx%dx%d -> %d (batch %d): read in place, other bits than from the padded copy\n", k, h, w,
+           cin, cout, batch);
+    failures++;
+  }
+  free(x), free(xp), free(wt), free(u), free(ya), free(yb), free(dy), free(dwa), free(dwb), free(m), free(xa), free(xb);
+}
+
 int main(void) {
   /* F(2x2, 3x3) */
   check(3, 1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
@@ -154,8 +214,16 @@ int main(void) {
   check(2, 1, 33, 33, 0, 16, 16);   /* odd, a row longer than the slack behind the image (under valgrind) */
   check(2, 1, 8, 8, 0, 64, 16);     /* even (the phases' dx) */
   check(2, 3, 3, 3, 0, 128, 256);   /* small images of wide layers */
+  /* read in place: same convs (k = 3), phases (k = 2: (h + 1) x (w + 1)), odd sizes, one block */
+  check_stack(3, 2, 8, 8, 16, 16);
+  check_stack(3, 1, 5, 7, 24, 32);
+  check_stack(3, 1, 2, 2, 64, 64);
+  check_stack(3, 2, 34, 18, 16, 48);
+  check_stack(2, 2, 9, 9, 16, 64);
+  check_stack(2, 1, 8, 6, 32, 32);
+  check_stack(2, 1, 1, 1, 128, 256);
   if (failures) return 1;
   printf("wino: F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution (forward, dx and dw, acc, batches, odd sizes, "
-         "half vectors) with the same bits on 1-3 threads\n");
+         "half vectors) with the same bits on 1-3 threads; read in place as from the padded copy\n");
   return 0;
 }

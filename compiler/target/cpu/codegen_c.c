@@ -211,6 +211,17 @@ static const char *conv_weights(emitter *e, bool wino, const char *w, const char
   return wino ? ae_sprintf(e->a, "%s, %s + %ld", w, buf, u_at) : w;
 }
 
+/* A conv (fn: the forward or weight-gradient call) of the stack of pad geometry pgeo, its
+ * tensors srcs, images n0 ..: the padded copy into xp and fn on it; or, where the schedule
+ * says Winograd, fn's _stack form, which reads a plain stack in place instead of copying it
+ * (and copies where the trainer's build runs the direct kernel). rest: fn's arguments after
+ * the input. */
+static void emit_stack_conv(emitter *e, bool wino, const char *fn, const char *pgeo, const char *xp, const char *srcs,
+                            const char *geom, const char *rest) {
+  if (wino) OUT("    %s_stack(&%s, %s, n0, %s, %s, %s);\n", fn, pgeo, xp, srcs, geom, rest);
+  else OUT("    aert_pad_stack(&%s, %s, n0, %s);\n    %s(%s, %s, %s);\n", pgeo, xp, srcs, fn, geom, xp, rest);
+}
+
 /* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
  * copy of their input stack (split into phases for stride > 1), the weight gradient from
  * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
@@ -241,7 +252,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, 1,
                   hp2, wp2, C);
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
-  const char *pad = ae_sprintf(e->a, "aert_pad_stack(&pgeo_%s", name), *srcs = part_list(e, src, ns, false);
+  const char *pgeo = ae_sprintf(e->a, "pgeo_%s", name), *srcs = part_list(e, src, ns, false);
   /* the scratch: forward the padded copy; backward the padded copy, then (reusing it)
    * padded dy, the flipped weights and the stack's dx, or the columns */
   const char *col = k->scratch[0].used ? buf(e, &k->scratch[0]) : NULL, *bcol = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
@@ -258,11 +269,13 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("static void %s_forward(const run *r) {\n", name);
   const ae_conv_sched *c = &k->conv;
   if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, 3, %d, %d);\n", wv, col, c->wino_at, tc, cout);
-  OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, col, srcs);
-  if (narrow) OUT("    aert_conv_fwd_narrow(%s, %s, %s, %s + %ld, %s + (long)n0 * %ld);\n", geom, col, wv, col, wt, y, ys);
+  OUT("%s", chunk_loop(e, B, C));
+  if (narrow)
+    emit_stack_conv(e, false, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
+                    ae_sprintf(e->a, "%s, %s + %ld, %s + (long)n0 * %ld", wv, col, wt, y, ys));
   else
-    OUT("    %s(%s, %s, %s, %s + (long)n0 * %ld, 0);\n", conv_fn(c->wino), geom, col, conv_weights(e, c->wino, wv, col, c->wino_at),
-        y, ys);
+    emit_stack_conv(e, c->wino, conv_fn(c->wino), pgeo, col, srcs, geom,
+                    ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 0", conv_weights(e, c->wino, wv, col, c->wino_at), y, ys));
   OUT("  }\n  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout,
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
@@ -271,11 +284,14 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       k->act ? k->act->alpha : 0);
   emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
   if (has_step(e, k, STEP_WEIGHT_GRAD)) {
-    OUT("%s    %s, %s, n0, %s);\n", chunk_loop(e, B, C), pad, bcol, srcs);
+    OUT("%s", chunk_loop(e, B, C));
     if (c->wdw)
-      OUT("    aert_conv_wino_dw(%s, %s, %s + (long)n0 * %ld, %s + %ld, %s);\n  }\n", geom, bcol, dy, ys, bcol, c->wdw_at,
-          pgrad(e, k->w));
-    else OUT("    aert_conv_dw%s(%s, %s, %s + (long)n0 * %ld, %s);\n  }\n", narrow ? "_narrow" : "", geom, bcol, dy, ys, pgrad(e, k->w));
+      emit_stack_conv(e, true, "aert_conv_wino_dw", pgeo, bcol, srcs, geom,
+                      ae_sprintf(e->a, "%s + (long)n0 * %ld, %s + %ld, %s", dy, ys, bcol, c->wdw_at, pgrad(e, k->w)));
+    else
+      emit_stack_conv(e, false, narrow ? "aert_conv_dw_narrow" : "aert_conv_dw", pgeo, bcol, srcs, geom,
+                      ae_sprintf(e->a, "%s + (long)n0 * %ld, %s", dy, ys, pgrad(e, k->w)));
+    OUT("  }\n");
   }
   if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
@@ -283,12 +299,14 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     const char *conv = conv_fn(c->dwino), *wfs = conv_weights(e, c->dwino, ae_sprintf(e->a, "%s + %ld", bcol, wf), bcol, c->dwino_at);
     OUT("  aert_conv_flip(%s, %s + %ld, %d, %d, %d);\n", wv, bcol, wf, kk, tc, cout);
     if (c->dwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 3, %d, %d);\n", bcol, wf, bcol, c->dwino_at, cout, tc);
-    OUT("%s    aert_pad_stack(&dpgeo_%s, %s, n0, %s);\n", chunk_loop(e, B, C), name, bcol, part_list(e, &dysrc, 1, false));
+    const char *dpgeo = ae_sprintf(e->a, "dpgeo_%s", name), *dys = part_list(e, &dysrc, 1, false);
+    OUT("%s", chunk_loop(e, B, C));
     if (plain)
-      OUT("    %s(%s, %s, %s, %s + (long)n0 * %ld, 1);\n", conv, dgeom, bcol, wfs, dsrc[0].t, xs);
-    else
-      OUT("    %s(%s, %s, %s, %s + %ld, 0);\n    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", conv, dgeom, bcol, wfs, bcol, dxs,
-          name, bcol, dxs, part_list(e, dsrc, ns, true));
+      emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom, ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 1", wfs, dsrc[0].t, xs));
+    else {
+      emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom, ae_sprintf(e->a, "%s, %s + %ld, 0", wfs, bcol, dxs));
+      OUT("    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", name, bcol, dxs, part_list(e, dsrc, ns, true));
+    }
     OUT("  }\n");
   } else if (any_dx) {
     long rows = (long)k->conv.chunk * w.rows_h * w.rows_w, ktot = (long)kk * kk * tc;
@@ -382,14 +400,19 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   }
   OUT("  aert_up2_weights(%s, %s + %ld, %d, %d);\n", wu, col, c->weights_at, cu, cout);
   if (c->pwino) OUT("  aert_wino_weights(%s + %ld, %s + %ld, 2, %d, %d);\n", col, c->weights_at, col, c->pwino_at, cu, co4);
+  /* the pad geometries and conv geometries by name, and the buffers of the padded copies */
+  const char *ppad = ae_sprintf(e->a, "ppad_%s", name), *upad = ae_sprintf(e->a, "upad_%s", name);
+  const char *dpad = ae_sprintf(e->a, "dpad_%s", name), *ugeo = ae_sprintf(e->a, "&geo_%s", name);
+  const char *pgeo = ae_sprintf(e->a, "&pgeo_%s", name), *pdgeo = ae_sprintf(e->a, "&pdgeo_%s", name);
   OUT("%s", chunk_loop(e, B, C));
   if (cp)
-    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 0);\n", name, col,
-        c->xp_at, qvals, pconv, name, col, c->xp_at,
-        conv_weights(e, c->wino, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), col, c->wino_at), y, ys);
-  OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n", name, col, uvals);
-  OUT("    %s(&geo_%s, %s, %s, %s + %ld, 0);\n", conv_fn(c->pwino), name, col,
-      conv_weights(e, c->pwino, ae_sprintf(e->a, "%s + %ld", col, c->weights_at), col, c->pwino_at), col, c->z_at);
+    emit_stack_conv(e, c->wino, pconv, ppad, ae_sprintf(e->a, "%s + %ld", col, c->xp_at), qvals, pgeo,
+                    ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 0",
+                               conv_weights(e, c->wino, ae_sprintf(e->a, "%s + %ld", col, c->wp_at), col, c->wino_at), y, ys));
+  emit_stack_conv(e, c->pwino, conv_fn(c->pwino), upad, col, uvals, ugeo,
+                  ae_sprintf(e->a, "%s, %s + %ld, 0",
+                             conv_weights(e, c->pwino, ae_sprintf(e->a, "%s + %ld", col, c->weights_at), col, c->pwino_at), col,
+                             c->z_at));
   OUT("    aert_up2_unshuffle(%s + %ld, %s + (long)n0 * %ld, %d, %d, %d, %d, %d);\n  }\n", col, c->z_at, y, ys, C, h, w, cout, cp > 0);
   OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act_enum(k->act),
       k->act ? k->act->alpha : 0);
@@ -422,26 +445,28 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   OUT("%s    aert_up2_shuffle(%s + (long)n0 * %ld, %s + %ld, %d, %d, %d, %d, %ld);\n", chunk_loop(e, B, C), dy, ys, bcol, c->s_at, C,
       h, w, cout, (long)AE_SLIDE_SLACK * co4);
   if (dw)
-    OUT("    aert_pad_stack(&upad_%s, %s, n0, %s);\n    %s(&geo_%s, %s, %s + %ld, %s%s + %ld);\n", name, bcol, uvals,
-        c->pwdw ? "aert_conv_wino_dw" : "aert_conv_dw", name, bcol, bcol, c->s_at,
-        c->pwdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->pwdw_at) : "", bcol, c->dw2_at);
+    emit_stack_conv(e, c->pwdw, c->pwdw ? "aert_conv_wino_dw" : "aert_conv_dw", upad, bcol, uvals, ugeo,
+                    ae_sprintf(e->a, "%s + %ld, %s%s + %ld", bcol, c->s_at,
+                               c->pwdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->pwdw_at) : "", bcol, c->dw2_at));
   if (u.any_dx && u.n == 1)
     OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 1);\n", phconv, name, bcol, c->s_at, pflip, u.dsrc[0].t, xs);
   else if (u.any_dx)
     OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", phconv, name, bcol,
         c->s_at, pflip, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
   if (cp && dw)
-    OUT("    aert_pad_stack(&ppad_%s, %s + %ld, n0, %s);\n    %s(&pgeo_%s, %s + %ld, %s + (long)n0 * %ld, %s%s + %ld);\n",
-        name, bcol, c->xp_at, qvals, c->wdw ? "aert_conv_wino_dw" : "aert_conv_dw", name, bcol, c->xp_at, dy, ys,
-        c->wdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->wdw_at) : "", bcol, c->dwp_at);
+    emit_stack_conv(e, c->wdw, c->wdw ? "aert_conv_wino_dw" : "aert_conv_dw", ppad, ae_sprintf(e->a, "%s + %ld", bcol, c->xp_at),
+                    qvals, pgeo,
+                    ae_sprintf(e->a, "%s + (long)n0 * %ld, %s%s + %ld", dy, ys,
+                               c->wdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->wdw_at) : "", bcol, c->dwp_at));
   if (cp && q.any_dx) {
-    OUT("    aert_pad_stack(&dpad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dyp_at, part_list(e, &dysrc, 1, false));
+    const char *dyp = ae_sprintf(e->a, "%s + %ld", bcol, c->dyp_at), *dys = part_list(e, &dysrc, 1, false);
     if (q.n == 1)
-      OUT("    %s(&pdgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 1);\n", pconv, name, bcol, c->dyp_at, pwf, q.dsrc[0].t,
-          (long)H * W * cp);
-    else
-      OUT("    %s(&pdgeo_%s, %s + %ld, %s, %s + %ld, 0);\n    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", pconv, name, bcol,
-          c->dyp_at, pwf, bcol, c->dsp_at, name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
+      emit_stack_conv(e, c->wino, pconv, dpad, dyp, dys, pdgeo,
+                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 1", pwf, q.dsrc[0].t, (long)H * W * cp));
+    else {
+      emit_stack_conv(e, c->wino, pconv, dpad, dyp, dys, pdgeo, ae_sprintf(e->a, "%s, %s + %ld, 0", pwf, bcol, c->dsp_at));
+      OUT("    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
+    }
   }
   OUT("  }\n");
   if (dw) OUT("  aert_up2_fold(%s + %ld, %s, %d, %d);\n", bcol, c->dw2_at, cp ? bwu : pgrad(e, k->w), cu, cout);
