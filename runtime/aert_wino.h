@@ -19,14 +19,15 @@
 #define AERT_WINO_H
 
 /* Where it pays, by the vectors the trainer is built for (on a 2-core AMD EPYC, two threads,
- * against the direct kernels): AVX-512 from 16 input and output channels (16 -> 16 1.2x,
- * 32 -> 32 1.7x, 128 -> 128 2.1x; with 8 the transforms cost what the products save), its
- * weight gradient from 64 (64 -> 64 1.3x, 128 -> 128 1.7x; 32 -> 64 1.1x); with 16 registers
- * (AVX2 and below) from 32 (16 -> 16 0.8x, 32 -> 32 1.1-1.3x, 64 -> 64 1.4x) and the weight
- * gradient from 128 (64 -> 128 0.9-1.0x, 128 -> 128 1.3x). Elsewhere aert_conv_wino and
- * aert_conv_wino_dw run the direct kernels: the compiler emits them wherever some machine
- * takes them (16 channels), the build picks. A -D of any minimum overrides it (the
- * gradient check forces the Winograd kernels on any build). */
+ * against the direct kernels with their padded copy, batches of 4 images one at a time):
+ * AVX-512 from 16 input and output channels (16 -> 16 1.2x, 32 -> 32 1.7x, 128 -> 128 2.0x;
+ * with 8 the transforms cost what the products save), its weight gradient from 64 (64 -> 64
+ * 1.3x, 64 -> 128 1.5x, 128 -> 128 1.3x; 32 -> 64 1.1x, 32 -> 32 0.75x); with 16 registers
+ * (AVX2 and below) from 32 (16 -> 16 0.85x, 16 -> 32 1.05x, 32 -> 32 1.2x, 64 -> 64 1.4x)
+ * and the weight gradient from 64 (64 -> 64 1.1x, 64 -> 128 1.3x, 128 -> 128 1.2x; 32 -> 64
+ * 1.0x). Elsewhere aert_conv_wino and aert_conv_wino_dw run the direct kernels: the compiler
+ * emits them wherever some machine takes them (16 channels), the build picks. A -D of any
+ * minimum overrides it (the gradient check forces the Winograd kernels on any build). */
 #ifndef AERT_WINO_MIN
 #if defined(__AVX512F__)
 #define AERT_WINO_MIN 16
@@ -35,21 +36,25 @@
 #endif
 #endif
 #ifndef AERT_WINO_DW_MIN
-#if defined(__AVX512F__)
 #define AERT_WINO_DW_MIN 64
-#else
-#define AERT_WINO_DW_MIN 128
 #endif
-#endif
-/* F(2x2, 2x2) (the phases of an upsampled conv) with AVX2 only from 64 (32 -> 64 1.1x, 64 -> 32
- * 0.8x, 64 -> 128 1.2x, 128 -> 256 1.4x); with AVX-512 from 16 like F(2x2, 3x3) (32 -> 64
- * 1.3x, 128 -> 256 1.5x), its weight gradient from 64 on both (32 -> 64 0.9x, 64 -> 128
- * 1.25x; AVX2 1.1x and, from 128, 1.4x). */
+/* F(2x2, 2x2) (the phases of an upsampled conv, 4 x cout output channels) from 16 with
+ * AVX-512 like F(2x2, 3x3) (32 -> 64 1.4x, 128 -> 256 1.4x, 256 -> 512 1.45x), with AVX2 from
+ * 32 (32 -> 64 1.2x, 64 -> 128 1.1x, 256 -> 512 1.3x; 32 -> 32 0.8x); its weight gradient from
+ * 64 with AVX-512 (64 -> 128 1.2x, 128 -> 256 1.7x; 32 -> 64 0.6x), from 128 with AVX2
+ * (64 -> 128 0.8x, 128 -> 256 1.4x, 256 -> 512 1.5x). */
 #ifndef AERT_WINO2_MIN
 #if defined(__AVX512F__)
 #define AERT_WINO2_MIN AERT_WINO_MIN
 #else
-#define AERT_WINO2_MIN 64
+#define AERT_WINO2_MIN 32
+#endif
+#endif
+#ifndef AERT_WINO2_DW_MIN
+#if defined(__AVX512F__)
+#define AERT_WINO2_DW_MIN AERT_WINO_DW_MIN
+#else
+#define AERT_WINO2_DW_MIN 128
 #endif
 #endif
 /* -DAERT_NO_WINOGRAD: the direct kernels everywhere (the CUDA target's tests compare its
@@ -64,8 +69,9 @@ static inline int aert_wino_pays(int k, int cin, int cout) {
   int min = k == 2 ? AERT_WINO2_MIN : AERT_WINO_MIN;
   return AERT_WINO_ANY && cin >= min && cout >= min;
 }
-static inline int aert_wino_dw_pays(int cin, int cout) {
-  return AERT_WINO_ANY && cin >= AERT_WINO_DW_MIN && cout >= AERT_WINO_DW_MIN;
+static inline int aert_wino_dw_pays(int k, int cin, int cout) {
+  int min = k == 2 ? AERT_WINO2_DW_MIN : AERT_WINO_DW_MIN;
+  return AERT_WINO_ANY && cin >= min && cout >= min;
 }
 
 
@@ -472,7 +478,7 @@ static inline __attribute__((always_inline)) void aert_wino_dw(const aert_conv_g
 static inline __attribute__((always_inline)) void aert_conv_wino_dw(const aert_conv_geom *g, const aert_real *restrict x,
                                                                     const aert_real *restrict dy, aert_real *restrict m,
                                                                     aert_real *restrict dw) {
-  if (!aert_wino_dw_pays(g->cin, g->cout)) {
+  if (!aert_wino_dw_pays(g->k, g->cin, g->cout)) {
     aert_conv_dw(g, x, dy, dw);
     return;
   }
@@ -487,7 +493,7 @@ static inline __attribute__((always_inline)) void aert_conv_wino_dw_stack(const 
                                                                           const aert_real *const *src,
                                                                           const aert_conv_geom *g, const aert_real *restrict dy,
                                                                           aert_real *restrict m, aert_real *restrict dw) {
-  if (aert_wino_dw_pays(g->cin, g->cout) && aert_pad_plain(p)) {
+  if (aert_wino_dw_pays(g->k, g->cin, g->cout) && aert_pad_plain(p)) {
     aert_wino_src s = aert_wino_unpadded(p, src, n0);
     aert_wino_dw(g, &s, dy, m, dw);
     return;

@@ -12,6 +12,7 @@
 #define AERT_WINO_MIN 1
 #define AERT_WINO2_MIN 1
 #define AERT_WINO_DW_MIN 1
+#define AERT_WINO2_DW_MIN 1
 #include "aert_kernels.h"
 #include <math.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@ check() {
   name=$(basename "$1" .ae)
   bin/aec build --no-compile --out "$out/$name" "$1" >/dev/null || { echo "$name: FAILED (aec build)"; return; }
   ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
-    -DAERT_DOUBLE -DAERT_WINO_MIN=1 -DAERT_WINO2_MIN=1 -DAERT_WINO_DW_MIN=1 -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" \
+    -DAERT_DOUBLE -DAERT_WINO_MIN=1 -DAERT_WINO2_MIN=1 -DAERT_WINO_DW_MIN=1 -DAERT_WINO2_DW_MIN=1 -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" \
     -Iruntime -I"$out/$name" \
     -o "$out/$name/gradcheck" tests/gradcheck/gradcheck.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     "$out/$name/gradcheck" "$out/$name/grad.f64" || echo "$name: FAILED (double)"

@@ -35,8 +35,8 @@ static long stacked(const ae_kernel *k, int factor, int *views) {
 /* Winograd F(2x2, 3x3) pays where both channel counts reach 16: with 8 its transforms cost
  * about what its 16 products save (a small U-Net's 8-channel layers ran 1.5-2.9x slower,
  * 16 -> 16 as fast, 16 -> 32 and up 1.2-2x faster than direct on a 2-core AMD EPYC). The
- * runtime narrows it per build (aert_wino_pays: AVX2 from 32 channels, its weight gradient
- * from 128), running the direct kernels on the same buffers otherwise. */
+ * runtime narrows it per build (aert_wino_pays: AVX2 from 32 channels, the weight gradient
+ * of its 2x2 phases from 128), running the direct kernels on the same buffers otherwise. */
 #define AE_WINO_MIN_CHANNELS 16
 static bool wino_fits(long cin, long cout) { return cin >= AE_WINO_MIN_CHANNELS && cout >= AE_WINO_MIN_CHANNELS; }
 /* Its weight gradient (aert_conv_wino_dw) only from 64: its products sum over the blocks of a
