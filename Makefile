@@ -187,7 +187,7 @@ DEMO_EPOCHS ?= 1
 demo: deps-demo
 	$(MAKE) all
 	bin/aec summary specs/conv_ae.ae
-	bin/aec build specs/conv_ae.ae
+	bin/aec build --out build/demo/conv_ae specs/conv_ae.ae
 	bin/conv_ae train --epochs $(DEMO_EPOCHS) --out runs/conv_ae
 	bin/conv_ae eval --out runs/conv_ae
 	@echo "demo: reconstructions in runs/conv_ae/reconstructions.png, log in runs/conv_ae/train.csv"
@@ -198,7 +198,7 @@ LANDCOVER_EPOCHS ?= 10
 demo-landcover: deps-demo
 	$(MAKE) all
 	bin/aec summary specs/unet_landcover_small.ae
-	bin/aec build specs/unet_landcover_small.ae
+	bin/aec build --out build/demo/unet_landcover_small specs/unet_landcover_small.ae
 	bin/unet_landcover_small train --epochs $(LANDCOVER_EPOCHS) --out runs/unet_landcover_small
 	bin/unet_landcover_small eval --out runs/unet_landcover_small
 	bin/unet_landcover_small predict --out runs/unet_landcover_small

@@ -58,6 +58,9 @@ bool ae_too_many_errors(const ae_diag *d);
 ae_loc ae_loc_span(ae_loc from, ae_loc to);     /* from's start to to's end, same line */
 /* Reads a whole file into src; reports a missing, unreadable or oversize file. */
 bool ae_source_read(ae_arena *a, ae_diag *d, const char *path, ae_source *src, ae_loc *from);
+/* Creates the folder dir and the folders above it that are missing (as mkdir -p); false with
+ * errno set when one cannot be made. */
+bool ae_make_dir(const char *dir);
 const char *ae_closest(const char *word, const char *const *cands, int n);  /* did-you-mean */
 
 /* ===== ast.c: the syntax tree built by the parser's actions ===== */

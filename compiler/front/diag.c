@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SHOWN_LINE_MAX 160   /* longer source lines are shown as a window around the column */
 
@@ -155,4 +156,20 @@ const char *ae_closest(const char *word, const char *const *cands, int n) {
     if (dist <= best_d && (!best || dist < best_d)) { best = cands[i]; best_d = dist; }
   }
   return best;
+}
+
+bool ae_make_dir(const char *dir) {
+  char *p = strdup(dir);
+  bool ok = p != NULL;
+  for (char *s = p ? p + 1 : NULL; ok && *s; s++) {
+    if (*s != '/') continue;
+    *s = 0;
+    ok = mkdir(p, 0777) == 0 || errno == EEXIST;
+    *s = '/';
+  }
+  ok = ok && (mkdir(p, 0777) == 0 || errno == EEXIST);
+  int saved = errno;
+  free(p);
+  errno = saved;
+  return ok;
 }

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define OUT(...) fprintf(r->o, __VA_ARGS__)
 
@@ -622,21 +621,6 @@ static void emit_page(page *g, const char *hash, const ae_report_opts *o) {
   OUT("</main>\n<script>%s</script>\n</body>\n</html>\n", script);
 }
 
-static bool make_dir(const char *dir) {
-  char *p = strdup(dir);
-  bool ok = p != NULL;
-  for (char *s = p + 1; ok && *s; s++) {
-    if (*s != '/') continue;
-    *s = 0;
-    ok = mkdir(p, 0777) == 0 || errno == EEXIST;
-    *s = '/';
-  }
-  ok = ok && (mkdir(p, 0777) == 0 || errno == EEXIST);
-  if (!ok) fprintf(stderr, "aec report: cannot create the folder '%s': %s\n", dir, strerror(errno));
-  free(p);
-  return ok;
-}
-
 bool ae_report(ae_arena *a, ae_diag *d, const ae_program *p, const char *hash, const ae_report_opts *o) {
   ae_report_ctx rc = {.a = a, .p = p, .hash = hash, .K = p->kernels.len, .cuda = !strcmp(o->target, "cuda")};
   rc.code_file = rc.cuda ? "model.cu" : "model.c";
@@ -650,7 +634,10 @@ bool ae_report(ae_arena *a, ae_diag *d, const ae_program *p, const char *hash, c
   r->kname[r->K] = "loss";
   if (o->profile_path && !ae_report_load_profile(r, d, o->profile_path)) return false;
   if (o->diff_path && !ae_report_load_diff(r, d, o->diff_path)) return false;
-  if (!make_dir(o->out_dir)) return false;
+  if (!ae_make_dir(o->out_dir)) {
+    fprintf(stderr, "aec report: cannot create the folder '%s': %s\n", o->out_dir, strerror(errno));
+    return false;
+  }
   char *path = ae_sprintf(a, "%s/index.html", o->out_dir), *tmp = ae_sprintf(a, "%s/.index.html.tmp", o->out_dir);
   r->o = fopen(tmp, "w");
   if (!r->o) { fprintf(stderr, "aec report: cannot write '%s': %s\n", path, strerror(errno)); return false; }

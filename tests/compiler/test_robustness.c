@@ -4,6 +4,7 @@
 #include "aec.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -234,4 +235,18 @@ Test(robustness, a_good_spec_still_passes) {
   outcome r = load(write_text("good.ae", MODEL_HEAD MODEL_TAIL));
   cr_expect(r.ok, "a minimal spec is refused:\n%s", r.out);
   free(r.out);
+}
+
+/* aec build --out a/b/c: the folders above the output that are missing are made; a path
+ * under a file cannot be, and says so through errno (the caller names the folder). */
+Test(robustness, output_folder_and_its_parents) {
+  char nested[256], under_file[256];
+  snprintf(nested, sizeof nested, "%s/a/b/c", dir);
+  cr_expect(ae_make_dir(nested), "'%s' was not made", nested);
+  struct stat st;
+  cr_expect(stat(nested, &st) == 0 && S_ISDIR(st.st_mode), "'%s' is not a folder", nested);
+  cr_expect(ae_make_dir(nested), "an existing folder is refused");
+  snprintf(under_file, sizeof under_file, "%s/x/y", write_text("plain", "not a folder"));
+  cr_expect(!ae_make_dir(under_file), "a folder under a file was made");
+  cr_expect_eq(errno, ENOTDIR);
 }

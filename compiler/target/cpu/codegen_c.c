@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct {
   ae_arena *a;
@@ -1151,7 +1150,7 @@ char *ae_emit_model_c_text(ae_arena *a, const ae_program *p, const char *hash, l
 char *ae_emit_manifest_text(ae_arena *a, const ae_program *p, const char *hash) { return emit_text(a, p, hash, NULL, emit_manifest); }
 
 bool ae_emit_c(ae_arena *a, const ae_program *p, const char *dir, const char *hash) {
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "aec: cannot create '%s': %s\n", dir, strerror(errno)); return false; }
+  if (!ae_make_dir(dir)) { fprintf(stderr, "aec: cannot create '%s': %s\n", dir, strerror(errno)); return false; }
   const char *files[] = {"model.c", "model.h", "manifest.json", "model.mk"};
   for (int i = 0; i < 4; i++) {
     char *path;
