@@ -5,7 +5,7 @@ faster layout, with the ratio PyTorch time / aec time; per kernel of the convolu
 models, ms and GFLOP/s beside OpenBLAS's SGEMM rate and the machine's measured FMA peak.
 The sections of other machines are kept; bench/history.md follows them, verbatim.
 Usage: report.py RESULTS.jsonl THREADS RESULTS.md"""
-import json, re, subprocess, sys, time
+import json, os, re, subprocess, sys, time
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 threads, path = sys.argv[2], sys.argv[3]
@@ -61,13 +61,49 @@ for model in ["dense_ae", "conv_ae", "vae", "unet_landcover"]:
 gemms = {(r["model"], r["kernel"]): r for r in rows if r["side"] == "sgemm"}
 kernels = list({(r["model"], r["kernel"]): r for r in rows if r["side"] == "aec-kernel" and r.get("isa", "native") == "native"}.values())
 peak = peaks.get(native_isa, 0)
+
+
+def roof_inputs(model):
+    """The bytes each kernel moves (fwd, bwd: the compiler's count, manifest.json) and the
+    memory bandwidth aec_step's profile probed (STREAM triad), for the roofline."""
+    d = os.path.join(os.path.dirname(sys.argv[1]), model)
+    try:
+        bytes_ = {k["name"]: k["bytes"] for k in json.load(open(os.path.join(d, "manifest.json")))["kernels"]}
+        bw = json.load(open(os.path.join(d, "profile.json")))["machine"]["bandwidth_gbs"]
+    except (OSError, KeyError, ValueError):
+        return {}, 0
+    return bytes_, bw
+
+
+roofs = {m: roof_inputs(m) for m in ("conv_ae", "unet_landcover")}
+bandwidth = next((bw for _, bw in roofs.values() if bw), 0)
+
+
+def roof_share(r, d):
+    """aec's rate as a share of the roofline: the lower of the FMA peak and the kernel's
+    intensity (FLOPs per byte moved) times the measured bandwidth."""
+    moved, bw = roofs.get(r["model"], ({}, 0))
+    gf, ms = r[("forward", "backward")[d] + "_gflops"], r[("forward", "backward")[d] + "_ms"]
+    b = moved.get(r["kernel"], [0, 0])[d]
+    if not (peak and bw and b and gf > 0 and ms > 0):
+        return "-"
+    flops = gf * 1e9 * ms * 1e-3
+    roof = min(peak, flops / b * bw)
+    return f"{100 * gf / roof:.0f}%" + (" (memory)" if roof < peak else "")
+
+
 if kernels:
     p("\nPer kernel (native build, aec_step's profiled steps): mean ms per step and GFLOP/s, forward")
     p("and backward (weight gradient plus dx where the layer has them); the share of the measured")
-    p("FMA peak; for each convolution OpenBLAS's own SGEMM rate (its threads, best of several runs)")
-    p("at the forward GEMM shape of an im2col formulation, and aec's rate as a share of it.\n")
-    p("| model | kernel | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | fwd % peak | bwd % peak | GEMM M x N x K | OpenBLAS GFLOP/s | fwd / OpenBLAS | bwd / OpenBLAS |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    p("FMA peak, and of the roofline: the lower of that peak and the kernel's intensity (FLOPs per")
+    p("byte it moves, the compiler's count in manifest.json) times the measured memory bandwidth"
+      + (f" ({bandwidth:.1f} GB/s, a STREAM triad on {threads} threads)" if bandwidth else "")
+      + "; (memory) marks")
+    p("kernels whose roof is the bandwidth. Winograd layers count the direct convolution's multiply-adds,")
+    p("so they can pass 100%. For each convolution OpenBLAS's own SGEMM rate (its threads, best of several")
+    p("runs) at the forward GEMM shape of an im2col formulation, and aec's rate as a share of it.\n")
+    p("| model | kernel | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | fwd % peak | bwd % peak | fwd % roofline | bwd % roofline | GEMM M x N x K | OpenBLAS GFLOP/s | fwd / OpenBLAS | bwd / OpenBLAS |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in kernels:
         if r["model"] not in ("conv_ae", "unet_landcover"):
             continue
@@ -76,7 +112,8 @@ if kernels:
         bg = f"{r['backward_gflops']:.1f}" if r["backward_gflops"] > 0 else "-"
         fp = f"{100 * r['forward_gflops'] / peak:.0f}%" if peak and r["forward_gflops"] > 0 else "-"
         bp = f"{100 * r['backward_gflops'] / peak:.0f}%" if peak and r["backward_gflops"] > 0 else "-"
-        line = f"| {r['model']} | {r['kernel']} | {r['forward_ms']:.2f} | {fg} | {r['backward_ms']:.2f} | {bg} | {fp} | {bp} | "
+        line = (f"| {r['model']} | {r['kernel']} | {r['forward_ms']:.2f} | {fg} | {r['backward_ms']:.2f} | {bg} | {fp} | {bp} | "
+                f"{roof_share(r, 0)} | {roof_share(r, 1)} | ")
         if g and g["gflops"] > 0:
             line += (f"{g['m']} x {g['n']} x {g['k']} | {g['gflops']:.1f} | {100 * r['forward_gflops'] / g['gflops']:.0f}% | "
                      f"{100 * r['backward_gflops'] / g['gflops']:.0f}% |")

@@ -144,8 +144,7 @@ static void conv_z_h_1_forward(const run *r) {
 }
 
 static void conv_z_h_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h_1, r->z_h_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + z_h_1_b), r->d_z_h_1, AEC_BATCH * 784L, 32);
+  aert_act_bias_backward(r->d_z_h_1, r->z_h_1, (r->G + z_h_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_z_h_1, r->conv_z_h_1_dscratch, r->d_z_h_1 + (long)n0 * 25088, (r->G + z_h_1_w));
@@ -189,8 +188,7 @@ static void conv_z_h_2_forward(const run *r) {
 }
 
 static void conv_z_h_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h_2, r->z_h_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + z_h_2_b), r->d_z_h_2, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_z_h_2, r->z_h_2, (r->G + z_h_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + z_h_2_w));
@@ -221,8 +219,7 @@ static void conv_z_h2_1_forward(const run *r) {
 }
 
 static void conv_z_h2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h2_1, r->z_h2_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + z_h2_1_b), r->d_z_h2_1, AEC_BATCH * 196L, 64);
+  aert_act_bias_backward(r->d_z_h2_1, r->z_h2_1, (r->G + z_h2_1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->z_h_2});
     aert_conv_dw(&geo_conv_z_h2_1, r->conv_z_h2_1_dscratch, r->d_z_h2_1 + (long)n0 * 12544, (r->G + z_h2_1_w));
@@ -271,8 +268,7 @@ static void conv_z_h2_2_forward(const run *r) {
 }
 
 static void conv_z_h2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_z_h2_2, r->z_h2_2, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + z_h2_2_b), r->d_z_h2_2, AEC_BATCH * 49L, 64);
+  aert_act_bias_backward(r->d_z_h2_2, r->z_h2_2, (r->G + z_h2_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + z_h2_2_w));
@@ -333,8 +329,7 @@ static void conv_d1_forward(const run *r) {
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 64);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
   aert_up2_weights((r->P + d1_w), r->conv_d1_dscratch + 763392, 64, 64);
   aert_conv_flip(r->conv_d1_dscratch + 763392, r->conv_d1_dscratch + 697856, 2, 64, 256);
   aert_wino_weights(r->conv_d1_dscratch + 697856, r->conv_d1_dscratch + 828928, 2, 256, 64);
@@ -367,8 +362,7 @@ static void conv_d2_forward(const run *r) {
 }
 
 static void conv_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 32);
+  aert_act_bias_backward(r->d_d2, r->d2, (r->G + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
   aert_up2_weights((r->P + d2_w), r->conv_d2_dscratch + 760320, 64, 32);
   aert_conv_flip(r->conv_d2_dscratch + 760320, r->conv_d2_dscratch + 727552, 2, 64, 128);
   aert_wino_weights(r->conv_d2_dscratch + 727552, r->conv_d2_dscratch + 793088, 2, 128, 64);
@@ -401,8 +395,7 @@ static void conv_y_forward(const run *r) {
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+  aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));

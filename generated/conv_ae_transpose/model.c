@@ -127,8 +127,7 @@ static void conv_e_1_forward(const run *r) {
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_e_1, r->e_1, (r->G + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + e_1_w));
@@ -172,8 +171,7 @@ static void conv_e_2_forward(const run *r) {
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e, r->e, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e_2_b), r->d_e, AEC_BATCH * 49L, 64);
+  aert_act_bias_backward(r->d_e, r->e, (r->G + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + e_2_w));
@@ -268,8 +266,7 @@ static void conv_transpose_d1_forward(const run *r) {
 }
 
 static void conv_transpose_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 196L, 64);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_b), AEC_BATCH * 196L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     gather_conv_transpose_d1((r->conv_transpose_d1_dscratch + 903168), n0, r->d_d1);
     aert_gemm(1, 0, 64, 576, 1568, r->d + (long)n0 * 3136, 64, (r->conv_transpose_d1_dscratch + 903168), 576, 1, (r->G + d1_w), 576);
@@ -331,8 +328,7 @@ static void conv_transpose_d2_forward(const run *r) {
 }
 
 static void conv_transpose_d2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_b), r->d_d2, AEC_BATCH * 784L, 32);
+  aert_act_bias_backward(r->d_d2, r->d2, (r->G + d2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     gather_conv_transpose_d2((r->conv_transpose_d2_dscratch + 903168), n0, r->d_d2);
     aert_gemm(1, 0, 64, 288, 3136, r->d1 + (long)n0 * 12544, 64, (r->conv_transpose_d2_dscratch + 903168), 288, 1, (r->G + d2_w), 288);
@@ -360,8 +356,7 @@ static void conv_y_forward(const run *r) {
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+  aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));

@@ -125,8 +125,7 @@ static void conv_e_1_forward(const run *r) {
 }
 
 static void conv_e_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_1, r->e_1, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e_1_b), r->d_e_1, AEC_BATCH * 784L, 32);
+  aert_act_bias_backward(r->d_e_1, r->e_1, (r->G + e_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 25088, (r->G + e_1_w));
@@ -166,8 +165,7 @@ static void conv_e_2_forward(const run *r) {
 }
 
 static void conv_e_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e_2, r->e_2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e_2_b), r->d_e_2, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_e_2, r->e_2, (r->G + e_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -213,8 +211,7 @@ static void conv_d_1_forward(const run *r) {
 }
 
 static void conv_d_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d_1, r->d_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d_1_b), r->d_d_1, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_d_1, r->d_1, (r->G + d_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   aert_up2_weights((r->P + d_1_w), r->conv_d_1_dscratch + 710400, 32, 32);
   aert_conv_flip(r->conv_d_1_dscratch + 710400, r->conv_d_1_dscratch + 694016, 2, 32, 128);
   aert_wino_weights(r->conv_d_1_dscratch + 694016, r->conv_d_1_dscratch + 726784, 2, 128, 32);
@@ -248,8 +245,7 @@ static void conv_d_2_forward(const run *r) {
 }
 
 static void conv_d_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d, r->d, AEC_BATCH * 25088L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d_2_b), r->d_d, AEC_BATCH * 784L, 32);
+  aert_act_bias_backward(r->d_d, r->d, (r->G + d_2_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
   aert_up2_weights((r->P + d_2_w), r->conv_d_2_dscratch + 612096, 32, 32);
   aert_conv_flip(r->conv_d_2_dscratch + 612096, r->conv_d_2_dscratch + 595712, 2, 32, 128);
   aert_wino_weights(r->conv_d_2_dscratch + 595712, r->conv_d_2_dscratch + 628480, 2, 128, 32);
@@ -283,8 +279,7 @@ static void conv_y_forward(const run *r) {
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+  aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));

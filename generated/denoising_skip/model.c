@@ -114,8 +114,7 @@ static void conv_e1_forward(const run *r) {
 }
 
 static void conv_e1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_b), r->d_e1, AEC_BATCH * 784L, 16);
+  aert_act_bias_backward(r->d_e1, r->e1, (r->G + e1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_dscratch, n0, (const aert_real *const[]){r->noisy});
     aert_conv_dw(&geo_conv_e1, r->conv_e1_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + e1_w));
@@ -155,8 +154,7 @@ static void conv_e2_forward(const run *r) {
 }
 
 static void conv_e2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_b), r->d_e2, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_e2, r->e2, (r->G + e2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -226,8 +224,7 @@ static void conv_d1_forward(const run *r) {
 }
 
 static void conv_d1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 11760L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_b), r->d_d1, AEC_BATCH * 784L, 15);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_b), AEC_BATCH * 784L, 15, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     gather_conv_d1(r->conv_d1_dscratch, n0, r->e2, r->e1, r->noisy);
     aert_gemm(1, 0, 441, 15, 1568, r->conv_d1_dscratch, 441, r->d_d1 + (long)n0 * 11760, 15, 1, (r->G + d1_w), 15);
@@ -256,8 +253,7 @@ static void conv_y_forward(const run *r) {
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+  aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d1, r->noisy});
     aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));

@@ -166,8 +166,7 @@ static void conv_e1_1_forward(const run *r) {
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 784L, 16);
+  aert_act_bias_backward(r->d_e1_1, r->e1_1, (r->G + e1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 12544, (r->G + e1_1_w));
@@ -194,8 +193,7 @@ static void conv_e1_2_forward(const run *r) {
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 784L, 16);
+  aert_act_bias_backward(r->d_e1, r->e1, (r->G + e1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 12544, (r->G + e1_2_w));
@@ -240,8 +238,7 @@ static void conv_e2_1_forward(const run *r) {
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_e2_1, r->e2_1, (r->G + e2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -276,8 +273,7 @@ static void conv_e2_2_forward(const run *r) {
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_e2, r->e2, (r->G + e2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
@@ -324,8 +320,7 @@ static void conv_m_1_forward(const run *r) {
 }
 
 static void conv_m_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_m_1, r->m_1, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + m_1_b), r->d_m_1, AEC_BATCH * 49L, 64);
+  aert_act_bias_backward(r->d_m_1, r->m_1, (r->G + m_1_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
@@ -360,8 +355,7 @@ static void conv_m_2_forward(const run *r) {
 }
 
 static void conv_m_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_m, r->m, AEC_BATCH * 3136L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + m_2_b), r->d_m, AEC_BATCH * 49L, 64);
+  aert_act_bias_backward(r->d_m, r->m, (r->G + m_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->m_1});
@@ -405,8 +399,7 @@ static void conv_d2_1_forward(const run *r) {
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_d2_1, r->d2_1, (r->G + d2_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_dscratch + 498176, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_dscratch + 779520, 32, 0, 32, 9, 32, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 779520, r->conv_d2_1_dscratch + 1051648, 3, 32, 32);
@@ -451,8 +444,7 @@ static void conv_d2_2_forward(const run *r) {
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 6272L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 196L, 32);
+  aert_act_bias_backward(r->d_d2, r->d2, (r->G + d2_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
@@ -496,8 +488,7 @@ static void conv_d1_1_forward(const run *r) {
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 784L, 16);
+  aert_act_bias_backward(r->d_d1_1, r->d1_1, (r->G + d1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_dscratch + 380160, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_dscratch + 615552, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d1_1_dscratch + 615552, r->conv_d1_1_dscratch + 848640, 3, 16, 16);
@@ -542,8 +533,7 @@ static void conv_d1_2_forward(const run *r) {
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 12544L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 784L, 16);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_2_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 12544, (r->G + d1_2_w));
@@ -565,8 +555,7 @@ static void conv_y_forward(const run *r) {
 }
 
 static void conv_y_backward(const run *r) {
-  aert_act_backward_inplace(r->d_y, r->y, AEC_BATCH * 784L, AERT_ACT_SIGMOID, 0);
-  aert_bias_grad((r->G + y_b), r->d_y, AEC_BATCH * 784L, 1);
+  aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
     aert_gemm(1, 0, 16, 1, AEC_BATCH * 784L, r->d1, 16, r->d_y, 1, 1, (r->G + y_w), 1);
     aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + y_w), 1, 1, r->d_d1, 16);
 }

@@ -241,8 +241,7 @@ static void conv_e1_1_forward(const run *r) {
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 65536L, 16);
+  aert_act_bias_backward(r->d_e1_1, r->e1_1, (r->G + e1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e1_1, r->conv_e1_1_dscratch, r->d_e1_1 + (long)n0 * 1048576, (r->G + e1_1_w));
@@ -269,8 +268,7 @@ static void conv_e1_2_forward(const run *r) {
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 65536L, 16);
+  aert_act_bias_backward(r->d_e1, r->e1, (r->G + e1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
     aert_conv_dw(&geo_conv_e1_2, r->conv_e1_2_dscratch, r->d_e1 + (long)n0 * 1048576, (r->G + e1_2_w));
@@ -314,8 +312,7 @@ static void conv_e2_1_forward(const run *r) {
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 16384L, 32);
+  aert_act_bias_backward(r->d_e2_1, r->e2_1, (r->G + e2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
     aert_conv_dw(&geo_conv_e2_1, r->conv_e2_1_dscratch, r->d_e2_1 + (long)n0 * 524288, (r->G + e2_1_w));
@@ -347,8 +344,7 @@ static void conv_e2_2_forward(const run *r) {
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 16384L, 32);
+  aert_act_bias_backward(r->d_e2, r->e2, (r->G + e2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
     aert_conv_dw(&geo_conv_e2_2, r->conv_e2_2_dscratch, r->d_e2 + (long)n0 * 524288, (r->G + e2_2_w));
@@ -392,8 +388,7 @@ static void conv_e3_1_forward(const run *r) {
 }
 
 static void conv_e3_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e3_1, r->e3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e3_1_b), r->d_e3_1, AEC_BATCH * 4096L, 64);
+  aert_act_bias_backward(r->d_e3_1, r->e3_1, (r->G + e3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_pad_stack(&pgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
     aert_conv_dw(&geo_conv_e3_1, r->conv_e3_1_dscratch, r->d_e3_1 + (long)n0 * 262144, (r->G + e3_1_w));
@@ -425,8 +420,7 @@ static void conv_e3_2_forward(const run *r) {
 }
 
 static void conv_e3_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e3, r->e3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e3_2_b), r->d_e3, AEC_BATCH * 4096L, 64);
+  aert_act_bias_backward(r->d_e3, r->e3, (r->G + e3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_conv_wino_dw_stack(&pgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->e3_1}, &geo_conv_e3_2, r->d_e3 + (long)n0 * 262144, r->conv_e3_2_dscratch + 559104, (r->G + e3_2_w));
   }
@@ -469,8 +463,7 @@ static void conv_e4_1_forward(const run *r) {
 }
 
 static void conv_e4_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e4_1, r->e4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e4_1_b), r->d_e4_1, AEC_BATCH * 1024L, 128);
+  aert_act_bias_backward(r->d_e4_1, r->e4_1, (r->G + e4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_conv_wino_dw_stack(&pgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->maxpool_8}, &geo_conv_e4_1, r->d_e4_1 + (long)n0 * 131072, r->conv_e4_1_dscratch + 299008, (r->G + e4_1_w));
   }
@@ -501,8 +494,7 @@ static void conv_e4_2_forward(const run *r) {
 }
 
 static void conv_e4_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e4, r->e4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e4_2_b), r->d_e4, AEC_BATCH * 1024L, 128);
+  aert_act_bias_backward(r->d_e4, r->e4, (r->G + e4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_conv_wino_dw_stack(&pgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->e4_1}, &geo_conv_e4_2, r->d_e4 + (long)n0 * 131072, r->conv_e4_2_dscratch + 594944, (r->G + e4_2_w));
   }
@@ -546,8 +538,7 @@ static void conv_b_1_forward(const run *r) {
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + b_1_b), r->d_b_1, AEC_BATCH * 256L, 256);
+  aert_act_bias_backward(r->d_b_1, r->b_1, (r->G + b_1_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_conv_wino_dw_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_11}, &geo_conv_b_1, r->d_b_1 + (long)n0 * 65536, r->conv_b_1_dscratch + 337920, (r->G + b_1_w));
@@ -581,8 +572,7 @@ static void conv_b_2_forward(const run *r) {
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 65536L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + b_2_b), r->d_b, AEC_BATCH * 256L, 256);
+  aert_act_bias_backward(r->d_b, r->b, (r->G + b_2_b), AEC_BATCH * 256L, 256, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_conv_wino_dw_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1}, &geo_conv_b_2, r->d_b + (long)n0 * 65536, r->conv_b_2_dscratch + 669696, (r->G + b_2_w));
@@ -625,8 +615,7 @@ static void conv_d4_1_forward(const run *r) {
 }
 
 static void conv_d4_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d4_1, r->d4_1, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d4_1_b), r->d_d4_1, AEC_BATCH * 1024L, 128);
+  aert_act_bias_backward(r->d_d4_1, r->d4_1, (r->G + d4_1_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d4_1_w), 384, 0, r->conv_d4_1_dscratch + 1297920, 256, 0, 256, 9, 128, 0);
   aert_conv_rows((r->P + d4_1_w), 384, 256, r->conv_d4_1_dscratch + 1743872, 128, 0, 128, 9, 128, 0);
   aert_conv_flip(r->conv_d4_1_dscratch + 1743872, r->conv_d4_1_dscratch + 2042368, 3, 128, 128);
@@ -669,8 +658,7 @@ static void conv_d4_2_forward(const run *r) {
 }
 
 static void conv_d4_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d4, r->d4, AEC_BATCH * 131072L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d4_2_b), r->d_d4, AEC_BATCH * 1024L, 128);
+  aert_act_bias_backward(r->d_d4, r->d4, (r->G + d4_2_b), AEC_BATCH * 1024L, 128, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
     aert_conv_wino_dw_stack(&pgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d4_1}, &geo_conv_d4_2, r->d_d4 + (long)n0 * 131072, r->conv_d4_2_dscratch + 594944, (r->G + d4_2_w));
   }
@@ -711,8 +699,7 @@ static void conv_d3_1_forward(const run *r) {
 }
 
 static void conv_d3_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d3_1, r->d3_1, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d3_1_b), r->d_d3_1, AEC_BATCH * 4096L, 64);
+  aert_act_bias_backward(r->d_d3_1, r->d3_1, (r->G + d3_1_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d3_1_w), 192, 0, r->conv_d3_1_dscratch + 698112, 128, 0, 128, 9, 64, 0);
   aert_conv_rows((r->P + d3_1_w), 192, 128, r->conv_d3_1_dscratch + 1052160, 64, 0, 64, 9, 64, 0);
   aert_conv_flip(r->conv_d3_1_dscratch + 1052160, r->conv_d3_1_dscratch + 1369344, 3, 64, 64);
@@ -755,8 +742,7 @@ static void conv_d3_2_forward(const run *r) {
 }
 
 static void conv_d3_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d3, r->d3, AEC_BATCH * 262144L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d3_2_b), r->d_d3, AEC_BATCH * 4096L, 64);
+  aert_act_bias_backward(r->d_d3, r->d3, (r->G + d3_2_b), AEC_BATCH * 4096L, 64, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
     aert_conv_wino_dw_stack(&pgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d3_1}, &geo_conv_d3_2, r->d_d3 + (long)n0 * 262144, r->conv_d3_2_dscratch + 559104, (r->G + d3_2_w));
   }
@@ -797,8 +783,7 @@ static void conv_d2_1_forward(const run *r) {
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 16384L, 32);
+  aert_act_bias_backward(r->d_d2_1, r->d2_1, (r->G + d2_1_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 0, r->conv_d2_1_dscratch + 889728, 64, 0, 64, 9, 32, 0);
   aert_conv_rows((r->P + d2_1_w), 96, 64, r->conv_d2_1_dscratch + 1449728, 32, 0, 32, 9, 32, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 1449728, r->conv_d2_1_dscratch + 2000512, 3, 32, 32);
@@ -842,8 +827,7 @@ static void conv_d2_2_forward(const run *r) {
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 524288L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 16384L, 32);
+  aert_act_bias_backward(r->d_d2, r->d2, (r->G + d2_2_b), AEC_BATCH * 16384L, 32, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
     aert_conv_dw(&geo_conv_d2_2, r->conv_d2_2_dscratch, r->d_d2 + (long)n0 * 524288, (r->G + d2_2_w));
@@ -885,8 +869,7 @@ static void conv_d1_1_forward(const run *r) {
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 65536L, 16);
+  aert_act_bias_backward(r->d_d1_1, r->d1_1, (r->G + d1_1_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 0, r->conv_d1_1_dscratch + 1624512, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d1_1_w), 48, 32, r->conv_d1_1_dscratch + 2694528, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d1_1_dscratch + 2694528, r->conv_d1_1_dscratch + 3762240, 3, 16, 16);
@@ -931,8 +914,7 @@ static void conv_d1_2_forward(const run *r) {
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 1048576L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 65536L, 16);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_2_b), AEC_BATCH * 65536L, 16, AERT_ACT_RELU, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
     aert_conv_dw(&geo_conv_d1_2, r->conv_d1_2_dscratch, r->d_d1 + (long)n0 * 1048576, (r->G + d1_2_w));
@@ -954,8 +936,7 @@ static void conv_logits_forward(const run *r) {
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 393216L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + logits_b), r->d_logits, AEC_BATCH * 65536L, 6);
+  aert_act_bias_backward(r->d_logits, r->logits, (r->G + logits_b), AEC_BATCH * 65536L, 6, AERT_ACT_LINEAR, 0);
     aert_gemm(1, 0, 16, 6, AEC_BATCH * 65536L, r->d1, 16, r->d_logits, 6, 1, (r->G + logits_w), 6);
     aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 16);
 }

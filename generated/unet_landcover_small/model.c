@@ -168,8 +168,7 @@ static void conv_e1_1_forward(const run *r) {
 }
 
 static void conv_e1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1_1, r->e1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_1_b), r->d_e1_1, AEC_BATCH * 4096L, 8);
+  aert_act_bias_backward(r->d_e1_1, r->e1_1, (r->G + e1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_dscratch, n0, (const aert_real *const[]){r->X});
@@ -198,8 +197,7 @@ static void conv_e1_2_forward(const run *r) {
 }
 
 static void conv_e1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e1, r->e1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e1_2_b), r->d_e1, AEC_BATCH * 4096L, 8);
+  aert_act_bias_backward(r->d_e1, r->e1, (r->G + e1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->e1_1});
@@ -246,8 +244,7 @@ static void conv_e2_1_forward(const run *r) {
 }
 
 static void conv_e2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2_1, r->e2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_1_b), r->d_e2_1, AEC_BATCH * 1024L, 16);
+  aert_act_bias_backward(r->d_e2_1, r->e2_1, (r->G + e2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->maxpool_2});
@@ -282,8 +279,7 @@ static void conv_e2_2_forward(const run *r) {
 }
 
 static void conv_e2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_e2, r->e2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + e2_2_b), r->d_e2, AEC_BATCH * 1024L, 16);
+  aert_act_bias_backward(r->d_e2, r->e2, (r->G + e2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->e2_1});
@@ -330,8 +326,7 @@ static void conv_b_1_forward(const run *r) {
 }
 
 static void conv_b_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b_1, r->b_1, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + b_1_b), r->d_b_1, AEC_BATCH * 256L, 32);
+  aert_act_bias_backward(r->d_b_1, r->b_1, (r->G + b_1_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->maxpool_5});
@@ -366,8 +361,7 @@ static void conv_b_2_forward(const run *r) {
 }
 
 static void conv_b_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_b, r->b, AEC_BATCH * 8192L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + b_2_b), r->d_b, AEC_BATCH * 256L, 32);
+  aert_act_bias_backward(r->d_b, r->b, (r->G + b_2_b), AEC_BATCH * 256L, 32, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->b_1});
@@ -411,8 +405,7 @@ static void conv_d2_1_forward(const run *r) {
 }
 
 static void conv_d2_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2_1, r->d2_1, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_1_b), r->d_d2_1, AEC_BATCH * 1024L, 16);
+  aert_act_bias_backward(r->d_d2_1, r->d2_1, (r->G + d2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d2_1_w), 48, 0, r->conv_d2_1_dscratch + 249600, 32, 0, 32, 9, 16, 0);
   aert_conv_rows((r->P + d2_1_w), 48, 32, r->conv_d2_1_dscratch + 402560, 16, 0, 16, 9, 16, 0);
   aert_conv_flip(r->conv_d2_1_dscratch + 402560, r->conv_d2_1_dscratch + 553216, 3, 16, 16);
@@ -458,8 +451,7 @@ static void conv_d2_2_forward(const run *r) {
 }
 
 static void conv_d2_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d2, r->d2, AEC_BATCH * 16384L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d2_2_b), r->d_d2, AEC_BATCH * 1024L, 16);
+  aert_act_bias_backward(r->d_d2, r->d2, (r->G + d2_2_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d2_1});
@@ -503,8 +495,7 @@ static void conv_d1_1_forward(const run *r) {
 }
 
 static void conv_d1_1_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1_1, r->d1_1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_1_b), r->d_d1_1, AEC_BATCH * 4096L, 8);
+  aert_act_bias_backward(r->d_d1_1, r->d1_1, (r->G + d1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
   aert_conv_rows((r->P + d1_1_w), 24, 0, r->conv_d1_1_dscratch + 432000, 16, 0, 16, 9, 8, 0);
   aert_conv_rows((r->P + d1_1_w), 24, 16, r->conv_d1_1_dscratch + 712128, 8, 0, 8, 9, 8, 0);
   aert_conv_flip(r->conv_d1_1_dscratch + 712128, r->conv_d1_1_dscratch + 991680, 3, 8, 8);
@@ -550,8 +541,7 @@ static void conv_d1_2_forward(const run *r) {
 }
 
 static void conv_d1_2_backward(const run *r) {
-  aert_act_backward_inplace(r->d_d1, r->d1, AEC_BATCH * 32768L, AERT_ACT_RELU, 0);
-  aert_bias_grad((r->G + d1_2_b), r->d_d1, AEC_BATCH * 4096L, 8);
+  aert_act_bias_backward(r->d_d1, r->d1, (r->G + d1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d1_1});
@@ -575,8 +565,7 @@ static void conv_logits_forward(const run *r) {
 }
 
 static void conv_logits_backward(const run *r) {
-  aert_act_backward_inplace(r->d_logits, r->logits, AEC_BATCH * 24576L, AERT_ACT_LINEAR, 0);
-  aert_bias_grad((r->G + logits_b), r->d_logits, AEC_BATCH * 4096L, 6);
+  aert_act_bias_backward(r->d_logits, r->logits, (r->G + logits_b), AEC_BATCH * 4096L, 6, AERT_ACT_LINEAR, 0);
     aert_gemm(1, 0, 8, 6, AEC_BATCH * 4096L, r->d1, 8, r->d_logits, 6, 1, (r->G + logits_w), 6);
     aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 8);
 }

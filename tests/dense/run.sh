@@ -1,6 +1,7 @@
 #!/bin/sh
 # The dense kernels: every register-tile variant computes the same bits (native build, and
-# the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), Winograd
+# the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), a conv's
+# activation and bias gradient in one pass (act_bias.c), Winograd
 # F(2x2, 3x3) against a double-precision direct convolution, floats and doubles (wino.c), then the autotune's wisdom file: written on the
 # first run with AERT_TUNE=1, read on the next, set aside with a message when garbled or
 # from another machine; nothing tuned or written without AERT_TUNE=1 or with
@@ -19,6 +20,9 @@ for isa in $isas; do
   ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
     -o "$out/thin_$isa" tests/dense/thin.c build/libaert.a -lopenblas -lpthread -lm
   "$out/thin_$isa" || status=1
+  ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
+    -o "$out/act_bias_$isa" tests/dense/act_bias.c build/libaert.a -lopenblas -lpthread -lm
+  "$out/act_bias_$isa" || status=1
   ${CC:-cc} -O2 -march=$isa -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
     -o "$out/wino_$isa" tests/dense/wino.c build/libaert.a -lopenblas -lpthread -lm
   "$out/wino_$isa" || status=1

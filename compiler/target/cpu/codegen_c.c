@@ -75,6 +75,7 @@ static const char *act_enum(const ae_node *act) {
   return e ? e : "AERT_ACT_LINEAR";
 }
 
+
 /* Pieces of C that leave out what does nothing: no "x / 1", "p + 0", "1 * sizeof" or
  * loops of one iteration in the generated code. */
 static const char *div_by(emitter *e, const char *x, int f) { return f == 1 ? x : ae_sprintf(e->a, "%s / %d", x, f); }
@@ -168,6 +169,17 @@ static const char *num(emitter *e, long n) { return ae_sprintf(e->a, "%ld", n); 
 static void emit_sgemm(emitter *e, bool ta, bool tb, const char *m, const char *n, const char *kk, const char *a, long lda,
                        const char *b, long ldb, float beta, const char *c, long ldc) {
   OUT("    aert_gemm(%d, %d, %s, %s, %s, %s, %ld, %s, %ld, %.0f, %s, %ld);\n", ta, tb, m, n, kk, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* A conv's backward first: dy through the activation (y: its output, ys values per image,
+ * cout channels), and the bias gradient in the same pass where the bias takes one. */
+static void emit_conv_act_backward(emitter *e, const ae_kernel *k, const char *dy, const char *y, long ys, int cout) {
+  const char *act = act_enum(k->act);
+  double alpha = k->act ? k->act->alpha : 0;
+  if (has_step(e, k, STEP_BIAS_GRAD))
+    OUT("  aert_act_bias_backward(%s, %s, %s, %s, %d, %s, %.9g);\n", dy, y, pgrad(e, k->b), batch_of(e, ys / cout), cout, act,
+        alpha);
+  else OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act, alpha);
 }
 
 /* The loop over a batch of B images, C at a time (n0 the first of each); a block with
@@ -279,9 +291,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       act_enum(k->act), k->act ? k->act->alpha : 0);
   if (!ae_kernel_has_backward(p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act),
-      k->act ? k->act->alpha : 0);
-  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
+  emit_conv_act_backward(e, k, dy, y, ys, cout);
   if (has_step(e, k, STEP_WEIGHT_GRAD)) {
     OUT("%s", chunk_loop(e, B, C));
     if (c->wdw)
@@ -420,8 +430,7 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
   const char *bcol = buf(e, &k->scratch[1]);
   const char *bwu = cp ? ae_sprintf(e->a, "%s + %ld", bcol, c->mix_at) : wv, *bwp = ae_sprintf(e->a, "%s + %ld", bcol, c->wp_at);
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act), k->act ? k->act->alpha : 0);
-  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
+  emit_conv_act_backward(e, k, dy, y, ys, cout);
   if (cp && u.any_dx) emit_up2_rows(e, &u, wv, tc, bwu, cout, true);
   if (cp && q.any_dx) {
     emit_up2_rows(e, &q, wv, tc, bwp, cout, true);
@@ -522,9 +531,8 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   col = k->scratch[1].used ? buf(e, &k->scratch[1]) : NULL;
   const char *dcol = col ? ae_sprintf(e->a, "(%s + %ld)", col, k->conv.col_floats) : NULL;
   OUT("static void %s_backward(const run *r) {\n", name);
-  OUT("  aert_act_backward_inplace(%s, %s, %s, %s, %.9g);\n", dy, y, batch_of(e, ys), act_enum(k->act), k->act ? k->act->alpha : 0);
+  emit_conv_act_backward(e, k, dy, y, ys, cout);
   bool dw = has_step(e, k, STEP_WEIGHT_GRAD);
-  emit_bias_grad(e, k, dy, batch_of(e, ys / cout), cout);
   if (direct) {
     const char *m = batch_of(e, (long)w.rows_h * w.rows_w);
     if (dw) emit_sgemm(e, true, false, num(e, w.tc), num(e, cout), m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
