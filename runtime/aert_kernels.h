@@ -553,6 +553,34 @@ static inline __attribute__((always_inline)) aert_conv_dw_tile_fn *aert_conv_dw_
   return nv == 4 ? aert_conv_dw_tile_4 : nv == 3 ? aert_conv_dw_tile_3 : nv == 2 ? aert_conv_dw_tile_2 : aert_conv_dw_tile_1;
 }
 
+/* Tiles of fewer rows for groups shorter than a tile: a first layer's few input channels
+ * (k * cin rows of dw per kh: 3 for one band, 9 for three, 12 for four) would leave most
+ * of a full tile's multiply-adds on rows that are not stored. Each row sums what a full
+ * tile's would: the same bits. */
+#define AERT_CONV_DW_TILE_MR(TILE, NV, MR)                                                                          \
+  static void TILE##_##NV##_mr##MR(const aert_real *restrict x, const aert_real *restrict dy, aert_real *restrict dw,  \
+                                   int ldw, long a, long b, long xs, long xoff, int wg, int cin, int ho, int wo,      \
+                                   int cout, int rows) {                                                               \
+    TILE(x, dy, dw, ldw, MR, NV, a, b, xs, xoff, wg, cin, ho, wo, cout, rows);                                       \
+  }
+/* the short tiles that fit in 12 accumulators (AVX2's; AVX-512 keeps 24) */
+#define AERT_CONV_DW_TILES_MR(TILE)                                                                                  \
+  AERT_CONV_DW_TILE_MR(TILE, 1, 3) AERT_CONV_DW_TILE_MR(TILE, 1, 6) AERT_CONV_DW_TILE_MR(TILE, 1, 9)                 \
+  AERT_CONV_DW_TILE_MR(TILE, 1, 12) AERT_CONV_DW_TILE_MR(TILE, 2, 3) AERT_CONV_DW_TILE_MR(TILE, 2, 6)                \
+  AERT_CONV_DW_TILE_MR(TILE, 3, 3) AERT_CONV_DW_TILE_MR(TILE, 4, 3)
+AERT_CONV_DW_TILES_MR(aert_conv_dw_tile)
+AERT_CONV_DW_TILES_MR(aert_conv_dw_htile)
+#define AERT_DW_SHORT(T, nv, rows)                                                                                   \
+  ((nv) == 1 ? ((rows) <= 3 ? T##_1_mr3 : (rows) <= 6 ? T##_1_mr6 : (rows) <= 9 ? T##_1_mr9 : T##_1_mr12)           \
+   : (nv) == 2 ? ((rows) <= 3 ? T##_2_mr3 : T##_2_mr6) : (nv) == 3 ? T##_3_mr3 : T##_4_mr3)
+/* The tile for groups of `rows` rows: the shortest short tile that holds them where it is
+ * shorter than the full tile (mr rows); else the full tile. */
+static inline __attribute__((always_inline)) aert_conv_dw_tile_fn *aert_conv_dw_tile_rows(int half, int nv, int rows, int mr) {
+  int max = nv == 1 ? 12 : nv == 2 ? 6 : 3, fit = rows <= 3 ? 3 : rows <= 6 ? 6 : rows <= 9 ? 9 : 12;
+  if (rows > max || fit >= mr) return aert_conv_dw_tile_for(half, nv);
+  return half ? AERT_DW_SHORT(aert_conv_dw_htile, nv, rows) : AERT_DW_SHORT(aert_conv_dw_tile, nv, rows);
+}
+
 /* The images of a batch, or the output rows of a few tasks, split into `slices` parts:
  * the count depends on the shapes only. */
 static inline int aert_conv_slices(int tasks, long rows) {
@@ -564,8 +592,8 @@ static inline __attribute__((always_inline)) void aert_conv_dw(const aert_conv_g
                                 aert_real *restrict dw) {
   int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, lw = nv * lanes, blocks = cout / lw;
-  aert_conv_dw_tile_fn *tile = aert_conv_dw_tile_for(lanes != AERT_LANES, nv);
   int groups = s == 1 ? k : k * k, group = s == 1 ? k * cin : cin, rblocks = (group + mr - 1) / mr;
+  aert_conv_dw_tile_fn *tile = aert_conv_dw_tile_rows(lanes != AERT_LANES, nv, group, mr);
   int tasks = groups * rblocks * blocks;
   long rows_all = (long)batch * ho, per = AERT_DW_BLOCK / ((long)wo * (cin + cout)), xs = (long)s * s * hg * wg * cin;
   long xoff[k * k];
@@ -856,6 +884,29 @@ static inline void aert_bias_grad(aert_real *restrict db, const aert_real *restr
   }
 }
 
+/* acc[c] += the sum over rows of d[., c] (rows x cols, in double). With 8 or 16 columns (a
+ * vector or two) the even and the odd rows apart in registers, then added: two chains of
+ * additions at once where one would wait on the other (2x on 8 columns); wider rows already
+ * have as many independent columns. */
+static inline __attribute__((always_inline)) void aert_col_sums_pair(double *restrict acc, const aert_real *restrict d, long rows,
+                                                                     int cols) {
+  double a0[cols], a1[cols];
+  for (int c = 0; c < cols; c++) a0[c] = a1[c] = 0;
+  long r = 0;
+  for (; r + 1 < rows; r += 2)
+    for (int c = 0; c < cols; c++) a0[c] += d[r * cols + c], a1[c] += d[(r + 1) * cols + c];
+  if (r < rows)
+    for (int c = 0; c < cols; c++) a0[c] += d[r * cols + c];
+  for (int c = 0; c < cols; c++) acc[c] += a0[c] + a1[c];
+}
+static inline void aert_col_sums(double *restrict acc, const aert_real *restrict d, long rows, int cols) {
+  if (cols == 8) aert_col_sums_pair(acc, d, rows, 8);
+  else if (cols == 16) aert_col_sums_pair(acc, d, rows, 16);
+  else
+    for (long r = 0; r < rows; r++)
+      for (int c = 0; c < cols; c++) acc[c] += d[r * cols + c];
+}
+
 /* d = d * act'(y) in place over rows x cols, and db[c] += the sum over the rows of the new
  * d[., c] (the bias gradient), in one pass over d: the rows in slices of AERT_BIAS_ROWS,
  * each slice summed in double by one thread, the slices' sums added in slice order (the
@@ -885,8 +936,7 @@ static inline void aert_act_bias_backward(aert_real *restrict d, const aert_real
       aert_real *restrict dr = d + r0 * cols;                                                             \
       const aert_real *restrict yr = y + r0 * cols;                                                       \
       for (long i = 0; i < nr * cols; i++) dr[i] *= aert_act_grad(A, alpha, yr[i]);                      \
-      for (long r = 0; r < nr; r++)                                                                       \
-        for (int c = 0; c < cols; c++) acc[c] += dr[r * cols + c];                                        \
+      aert_col_sums(acc, dr, nr, cols);                                                                   \
     }                                                                                                     \
     if (!part)                                                                                            \
       for (int c = 0; c < cols; c++) tot[c] += acc[c];                                                    \

@@ -209,6 +209,8 @@ int main(void) {
   check(3, 1, 16, 16, 0, 128, 256); /* a deep layer: runs of a few blocks */
   check(3, 1, 2, 2, 0, 8, 8);       /* one block */
   check(3, 2, 5, 7, 0, 16, 16);     /* odd sizes: the last blocks store part of themselves */
+  check(3, 2, 6, 6, 0, 1, 32);      /* one band, three bands in: the direct dw's short tiles (3, 9 rows) */
+  check(3, 1, 7, 5, 0, 3, 16);
   /* F(2x2, 2x2): the phases of a 3x3 conv over a 2x upsample, (h + 1) x (w + 1) outputs */
   check(2, 2, 9, 9, 0, 16, 64);     /* odd, a batch: the last row of blocks reads no further than the image */
   check(2, 1, 17, 11, 2, 32, 32);   /* odd, rows wider than the output */
