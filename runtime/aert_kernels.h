@@ -916,26 +916,21 @@ static inline void aert_col_sums(double *restrict acc, const aert_real *restrict
 static inline void aert_act_bias_backward(aert_real *restrict d, const aert_real *restrict y, aert_real *restrict db, long rows,
                                           int cols, aert_act act, aert_real alpha) {
   long slices = (rows + AERT_BIAS_ROWS - 1) / AERT_BIAS_ROWS;
-  double *part = (double *)malloc(sizeof(double) * (size_t)(slices * cols)), *tot = (double *)calloc((size_t)cols, sizeof(double));
-  if (!tot) {   /* not even the totals: the one-pass-each kernels */
-    free(part);
-    aert_act_backward_inplace(d, y, rows * cols, act, alpha);
-    aert_bias_grad(db, d, rows, cols);
-    return;
-  }
+  double *part = (double *)malloc(sizeof(double) * (size_t)(slices * cols)), tot[cols];
+  memset(tot, 0, sizeof tot);
 #define AERT_ACT_BIAS(A)                                                                                  \
-  _Pragma("omp parallel for schedule(static) if (part)") for (long sl = 0; sl < slices; sl++) {          \
-    double one[part ? 1 : cols], *restrict acc = part ? part + sl * cols : one;                                  \
+  _Pragma("omp parallel for schedule(static) if (part)") for (long sl = 0; sl < slices; sl++) {           \
+    double one[part ? 1 : cols], *restrict acc = part ? part + sl * cols : one;                           \
     for (int c = 0; c < cols; c++) acc[c] = 0;                                                            \
     long end = (sl + 1) * AERT_BIAS_ROWS < rows ? (sl + 1) * AERT_BIAS_ROWS : rows;                       \
-    /* a few rows (4 KiB) at a time through the activation as one flat loop, then summed by  \
+    /* a few rows (4 KiB) at a time through the activation as one flat loop, then summed by               \
      * column from L1: each loop vectorises whatever the column count */                                  \
     long step = cols < 1024 ? 1024 / cols : 1;                                                            \
     for (long r0 = sl * AERT_BIAS_ROWS; r0 < end; r0 += step) {                                           \
       long nr = end - r0 < step ? end - r0 : step;                                                        \
       aert_real *restrict dr = d + r0 * cols;                                                             \
       const aert_real *restrict yr = y + r0 * cols;                                                       \
-      for (long i = 0; i < nr * cols; i++) dr[i] *= aert_act_grad(A, alpha, yr[i]);                      \
+      for (long i = 0; i < nr * cols; i++) dr[i] *= aert_act_grad(A, alpha, yr[i]);                       \
       aert_col_sums(acc, dr, nr, cols);                                                                   \
     }                                                                                                     \
     if (!part)                                                                                            \
@@ -948,7 +943,6 @@ static inline void aert_act_bias_backward(aert_real *restrict d, const aert_real
       for (int c = 0; c < cols; c++) tot[c] += part[sl * cols + c];
   for (int c = 0; c < cols; c++) db[c] += (aert_real)tot[c];
   free(part);
-  free(tot);
 }
 
 /* ---- pooling, upsampling, concat, add -------------------------------------------- */
