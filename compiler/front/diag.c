@@ -161,8 +161,8 @@ const char *ae_closest(const char *word, const char *const *cands, int n) {
 bool ae_make_dir(const char *dir) {
   char *p = strdup(dir);
   bool ok = p != NULL;
-  for (char *s = p ? p + 1 : NULL; ok && *s; s++) {
-    if (*s != '/') continue;
+  for (char *s = p; ok && *s; s++) {
+    if (s == p || *s != '/') continue;   /* a leading '/' is the root, not a folder to make */
     *s = 0;
     ok = mkdir(p, 0777) == 0 || errno == EEXIST;
     *s = '/';

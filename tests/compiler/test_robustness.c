@@ -249,4 +249,5 @@ Test(robustness, output_folder_and_its_parents) {
   snprintf(under_file, sizeof under_file, "%s/x/y", write_text("plain", "not a folder"));
   cr_expect(!ae_make_dir(under_file), "a folder under a file was made");
   cr_expect_eq(errno, ENOTDIR);
+  cr_expect(!ae_make_dir(""), "an empty name was taken for a folder");
 }

@@ -75,7 +75,6 @@ static const char *act_enum(const ae_node *act) {
   return e ? e : "AERT_ACT_LINEAR";
 }
 
-
 /* Pieces of C that leave out what does nothing: no "x / 1", "p + 0", "1 * sizeof" or
  * loops of one iteration in the generated code. */
 static const char *div_by(emitter *e, const char *x, int f) { return f == 1 ? x : ae_sprintf(e->a, "%s / %d", x, f); }
