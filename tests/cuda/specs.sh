@@ -6,14 +6,15 @@
 #    statistics and every parameter gradient within 1e-5 of the tensor's largest value,
 #    and two steps of each optimizer;
 #  - then STEPS training steps on random batches (default 10; the full 256x256 U-Net 2 at
-#    batch 1), the CPU device against model.cu's, driven as the trainer drives a device:
-#    every step's loss within 1e-5 and every parameter tensor at the end within STEP_TOL
-#    (default 1e-2) of its largest value; then the same steps with plain SGD, parameters
-#    within SGD_TOL (default 1e-4). Adam turns rounding-level differences of gradients
-#    that are nearly zero into steps of up to the learning rate, so its parameters drift
-#    apart faster than the losses (measured: up to 2.9e-3, vae2's y.3.w, a third of one
-#    step of its learning rate); SGD's stay close (up to 3.3e-5, the small U-Net's first
-#    bias, whose gradient sums 8,192 pixels that nearly cancel). The worst is printed.
+#    batch 1), the CPU device against model.cu's, driven as the trainer drives a device,
+#    model.cu's taking the CPU's parameters again after each update (compare.cu says why):
+#    every step's loss within 1e-5 and every update of the whole model within STEP_TOL
+#    (default 1e-2) in the 2-norm, |u_cpu - u_cuda| / |u_cpu|; then the same steps with
+#    plain SGD, within SGD_TOL (default 1e-2). Rounding leaves 1e-7 to 2e-5 there; a ReLU
+#    whose input rounds to the other side of zero on one side changes a gradient visibly
+#    (img2img's SGD steps on an AMD EPYC without AVX-512: 3.3e-3); a wrong step or stale
+#    state is of order 1. The worst update and the worst tensor (relative to its largest
+#    value) are printed.
 #  - without `quick`, for the specs trained on Fashion-MNIST (all but img2img and the
 #    land-cover U-Nets, whose data is not on every machine): the CPU trainer and the
 #    emulated CUDA trainer (aec build --target cuda --emulate) train ten steps of one epoch
@@ -43,7 +44,7 @@ rm -rf "$out"
 mkdir -p "$tree/specs" "$tree/runs" "$tree/gen"
 cp specs/*.ae "$tree/specs/"
 fail() { echo "tests/cuda/specs.sh: $*"; exit 1; }
-step_tol=${STEP_TOL:-1e-2} sgd_tol=${SGD_TOL:-1e-4} trainer_tol=${TRAINER_TOL:-1e-3}
+step_tol=${STEP_TOL:-1e-2} sgd_tol=${SGD_TOL:-1e-2} trainer_tol=${TRAINER_TOL:-1e-3}
 quick="conv_ae_1x1:4 conv_vae:4 deep_ae:8 denoising_ae:4 grow_stage1:8 grow_stage2:8 grow_stage3:8 img2img:4 latent_classifier:4
   sparse_kl_ae:8 sparse_l1_ae:8 sparse_none_ae:8 vae2:8 unet_landcover:1:2"
 in_target="conv_ae:4 conv_ae_transpose:4 denoising_skip:4 dense_ae:8 unet_landcover_small:2 vae:8"
@@ -100,7 +101,7 @@ for c in $cases; do
   # The full U-Net: a first-layer weight's gradient sums 65,536 pixels of each image, and
   # sums in another order differ by their length's rounding (measured 1.4e-5 of the largest
   # gradient; two steps: Adam 8.3e-3, SGD 3.7e-4, losses 7e-7).
-  [ "$name" != unet_landcover ] || tol=5e-5 adam=5e-2 sgd=2e-3
+  [ "$name" != unet_landcover ] || tol=5e-5 adam=5e-2 sgd=2e-2
   report="$name (batch $batch):"
   for order in forward reverse random; do
     more=""
