@@ -18,7 +18,11 @@ out = []
 p = out.append
 
 p(f"## {cpu}, {isa_name}, {subprocess.getoutput('nproc')} cores\n")
-p(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `lscpu`: {cpu}; {threads} threads on both sides; "
+# hosts that share a model name can differ ("AMD EPYC": Zen 1 without AVX-512, Zen 4 with it)
+info = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in line)
+info = {k.strip(): v.strip() for k, v in info.items()}
+kind = f"cpu family {info.get('cpu family', '?')}, model {info.get('model', '?')}, cache {info.get('cache size', '?')}"
+p(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `lscpu`: {cpu} ({kind}); {threads} threads on both sides; "
   f"command `make bench` (bench/run.sh).\n")
 loads = {r["at"]: r["loadavg"] for r in rows if r["side"] == "load"}
 if loads:
