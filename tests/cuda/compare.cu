@@ -106,7 +106,8 @@ static void random_batch(const aert_model *m, int step, std::vector<float> &X, s
  * after ten SGD steps although every step agreed). Even from the same point a step can meet
  * such a kink (img2img's d2.2.b: one of its 32 gradients 1.4% apart), so the check is the
  * update of the whole model in the 2-norm, |u_cpu - u_cuda| / |u_cpu| (a kink there 3e-3;
- * a wrong step, a stale gradient or optimizer state, order 1); the worst tensor, relative
+ * a wrong step, a stale gradient or optimizer state, order 1; parameters kept from one step
+ * to the next are the trainers' comparison in target.sh); the worst tensor, relative
  * to its largest value, is printed beside it. Returns the worst step of each: the loss
  * relative to its magnitude, the update, the tensor.
  * Adam's step is lr m / (sqrt(v) + eps): for a gradient that is nearly zero it is about lr
