@@ -1,9 +1,10 @@
 #!/bin/sh
 # Generates each spec given (default: every spec in tests/specs/grad/), compiles its model.c
 # in double around gradcheck.c (Winograd wherever the compiler emitted it, whatever this
-# build's vectors would choose) and runs the finite-difference check, then builds it in float
-# with the trainer's flags and compares its gradients with the double ones. Fails if any
-# gradient is wrong. AEC_CHECK_OUT names the build folder (default build/gradcheck).
+# build's vectors would choose) and runs the finite-difference check, then compiles model.c
+# in float with the trainer's flags (model.o) and compares its gradients with the double ones
+# (gradcheck_f32.c). Fails if any gradient is wrong. AEC_CHECK_OUT names the build folder
+# (default build/gradcheck).
 set -eu
 cd "$(dirname "$0")/../.."
 out=${AEC_CHECK_OUT:-build/gradcheck}
@@ -18,10 +19,13 @@ check() {
     -Iruntime -I"$out/$name" \
     -o "$out/$name/gradcheck" tests/gradcheck/gradcheck.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     "$out/$name/gradcheck" "$out/$name/grad.f64" || echo "$name: FAILED (double)"
-  # the same gradients from the trainer's own build: float, its compiler flags
-  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
-    -DAEC_NO_MAIN -DAEC_MODEL_NAME="\"$name\"" -Iruntime -I"$out/$name" \
-    -o "$out/$name/gradcheck_f32" tests/gradcheck/gradcheck.c build/libaert.a -lopenblas -ltiff -lpng -lz -lpthread -lm &&
+  # the same gradients from the trainer's own build: float, its compiler flags, model.c
+  # compiled on its own ($out/$name/model.o, which tests/specgen links into its trainers)
+  ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -DAEC_NO_MAIN -Iruntime -I"$out/$name" \
+    -c -o "$out/$name/model.o" "$out/$name/model.c" &&
+    ${CC:-cc} -O2 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime -Itests/gradcheck \
+      -o "$out/$name/gradcheck_f32" tests/gradcheck/gradcheck_f32.c "$out/$name/model.o" build/libaert.a \
+      -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     { [ ! -s "$out/$name/grad.f64" ] || "$out/$name/gradcheck_f32" "$out/$name/grad.f64"; } || echo "$name: FAILED (float)"
 }
 # Two specs at a time (the checks run on one thread each), every other spec a lane; the
