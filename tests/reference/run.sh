@@ -13,7 +13,7 @@ status=0
 for spec in "$@"; do
   name=$(basename "$spec" .ae)
   bin/aec build --no-compile --batch 2 --out "$out/$name" "$spec" >/dev/null
-  ${CC:-cc} -O1 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
+  ${CC:-cc} -Og -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-const-variable \
     -Wno-unused-parameter -DAERT_DOUBLE -DAERT_WINO_MIN=1 -DAERT_WINO2_MIN=1 -DAERT_WINO_DW_MIN=1 -DAERT_WINO2_DW_MIN=1 -DAEC_NO_MAIN -Iruntime -Icompiler -Ibuild -I"$out/$name" \
     -o "$out/$name/reference" tests/reference/reference.c \
     build/parser.o build/lexer.o $(find compiler -name '*.c' ! -path compiler/main.c | sed 's|^compiler/\(.*\)\.c$|build/compiler/\1.o|' | sort) build/libaert.a \
