@@ -18,9 +18,14 @@ runtime="$(find runtime -name '*.c' | sort)"
 libs="-lopenblas -ltiff -lpng -lz -lpthread -lm"
 
 echo "sanitize: building the suites"
-$CC $FLAGS -Wno-unused-function -Icompiler -Ibuild -Iruntime -o "$san/test_compiler" tests/compiler/*.c $compiler -lcriterion -lm
+# the three builds side by side (each one compiler process): wait reports each one's status
+$CC $FLAGS -Wno-unused-function -Icompiler -Ibuild -Iruntime -o "$san/test_compiler" tests/compiler/*.c $compiler -lcriterion -lm &
+p1=$!
+$CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/aec" compiler/main.c $compiler -lm &
+p2=$!
 $CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/test_runtime" tests/runtime/*.c $runtime -lcriterion $libs
-$CC $FLAGS -Icompiler -Ibuild -Iruntime -o "$san/aec" compiler/main.c $compiler -lm
+wait $p1
+wait $p2
 # Criterion's workers report what they find on stderr without failing the suite: look.
 # The device tests run on their own with one job: with two, Criterion's parent process
 # leaks 48 bytes of its own (a calloc inside libcriterion.so.3, no frame of ours), every
@@ -49,16 +54,21 @@ O2FLAGS=$(echo "$FLAGS" | sed 's/-O1/-O2/')
 for f in $runtime; do echo "$f"; done |
   xargs -P 2 -I{} sh -c 'o=$1/rt/$(echo "$2" | tr / _).o; '"$CC $O2FLAGS"' -Iruntime -c -o "$o" "$2"' _ "$san" {}
 ar rcs "$san/libaert.a" "$san"/rt/*.o
+# One emulated CUDA trainer (runtime/cuda_emu.h): model.cu as host C++, its device and the
+# emulator's fibers under both sanitizers (the fiber switches are announced to ASan); built
+# beside the C trainers, two compilers at a time.
+"$san/aec" build --target cuda --no-compile --batch 8 --out "$san/dense_cu" specs/dense_ae.ae >/dev/null
+(
+  $CC $O2FLAGS -DAEC_NO_MAIN -Iruntime -I"$san/dense_cu" -c -o "$san/dense_cu/model_cpu.o" "$san/dense_cu/model.c"
+  ${CXX:-g++} -std=gnu++20 -O1 -g -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+    -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime -I"$san/dense_cu" -o "$san/dense_ae-cuda-emu" \
+    -x c++ "$san/dense_cu/model.cu" -x none "$san/dense_cu/model_cpu.o" "$san/libaert.a" $libs
+) &
+pcu=$!
 for model in conv_ae vae unet_landcover_small; do
   $CC $O2FLAGS -Iruntime -Igenerated/$model -o "$san/$model" generated/$model/model.c "$san/libaert.a" $libs
 done
-# One emulated CUDA trainer (runtime/cuda_emu.h): model.cu as host C++, its device and the
-# emulator's fibers under both sanitizers (the fiber switches are announced to ASan).
-"$san/aec" build --target cuda --no-compile --batch 8 --out "$san/dense_cu" specs/dense_ae.ae >/dev/null
-$CC $O2FLAGS -DAEC_NO_MAIN -Iruntime -I"$san/dense_cu" -c -o "$san/dense_cu/model_cpu.o" "$san/dense_cu/model.c"
-${CXX:-g++} -std=gnu++20 -O1 -g -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
-  -Wall -Wextra -Werror -Wno-unused-parameter -Iruntime -I"$san/dense_cu" -o "$san/dense_ae-cuda-emu" \
-  -x c++ "$san/dense_cu/model.cu" -x none "$san/dense_cu/model_cpu.o" "$san/libaert.a" $libs
+wait $pcu
 out="$san/runs"
 rm -rf "$out"
 "$san/conv_ae" train --epochs 1 --limit 1400 --out "$out/conv" --quiet
