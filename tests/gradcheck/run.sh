@@ -23,7 +23,7 @@ check() {
   # compiled on its own ($out/$name/model.o, which tests/specgen links into its trainers)
   ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -DAEC_NO_MAIN -Iruntime -I"$out/$name" \
     -c -o "$out/$name/model.o" "$out/$name/model.c" &&
-    ${CC:-cc} -O2 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime -Itests/gradcheck \
+    ${CC:-cc} -O2 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
       -o "$out/$name/gradcheck_f32" tests/gradcheck/gradcheck_f32.c "$out/$name/model.o" build/libaert.a \
       -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     { [ ! -s "$out/$name/grad.f64" ] || "$out/$name/gradcheck_f32" "$out/$name/grad.f64"; } || echo "$name: FAILED (float)"
