@@ -6,8 +6,8 @@ copy of the shape rules of docs/language.md), tiny (batch 2-4, images up to 16x1
 run through every stage: `aec check`, `aec build`, the forward pass against the reference
 interpreter in double (tests/reference), the gradients against finite differences in double
 and the float build with the trainer's flags and -Werror against them (tests/gradcheck,
-whose model.o the trainer links: one -O3 compile a spec), three training steps and an evaluation by
-the real trainer on random IDX data (finite losses). A failing case is minimised (layers
+whose model.o the trainer links: one -O3 compile a spec), three training steps and an
+evaluation by the real trainer on random IDX data (finite losses). A failing case is minimised (layers
 dropped, sizes shrunk, settings removed while the same stage still fails) and written to
 tests/specs/found/, which every run checks again. Mutants of valid specs (one size, name
 or argument changed) must be accepted and then pass as above, or refused with a located
@@ -973,7 +973,8 @@ def run_spec(path, folder, allow_divergence=False):
     model_o = os.path.join(grad, os.path.splitext(os.path.basename(path))[0], "model.o")
     trainer = os.path.join(folder, "bin", name)
     os.makedirs(os.path.dirname(trainer), exist_ok=True)
-    sh([os.environ.get("CC", "cc"), "-fopenmp", "-I" + os.path.join(ROOT, "runtime"), "-o", trainer,
+    sh([os.environ.get("CC", "cc"), "-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+        "-I" + os.path.join(ROOT, "runtime"), "-o", trainer,
         os.path.join(ROOT, "tests/specgen/trainer_main.c"), model_o, os.path.join(ROOT, "build/libaert.a"),
         "-lopenblas", "-ltiff", "-lpng", "-lz", "-lpthread", "-lm"], folder, "build")
     d = descriptor(os.path.join(gen, "model.c"))
