@@ -24,6 +24,13 @@ typedef float aert_real;
 #define AERT_GEMM cblas_sgemm
 #endif
 
+/* A kernel the generated code calls with constant arguments that choose among its loops
+ * (the activation, the product's shape): inlined at every call, so that the choice folds
+ * at compile time and only the loops a model uses are compiled (each loop an OpenMP
+ * region, which the compiler outlines before it knows the constant). A small model's
+ * model.c compiles in half the time. */
+#define AERT_FOLDED static inline __attribute__((always_inline))
+
 /* ---- direct convolutions -------------------------------------------------------------
  * y[n, oh, ow, :] (+)= sum over taps (kh, kw) and ci of x[n, oh*s + kh, ow*s + kw, ci] *
  * w[kh, kw, ci, :], where x is the input already padded. For stride s > 1 the padded
@@ -253,16 +260,8 @@ static inline int aert_thin_kind(int ta, int tb, int m, int n, int k, int *half)
  * threads take disjoint blocks of C's rows (or columns, when C is wide): bitwise
  * reproducible for a thread count (OpenBLAS rounds the edge of a block differently, so
  * another thread count moves the last bits). */
-static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
-                             int ldb, aert_real beta, aert_real *c, int ldc) {
-  int half, thin = aert_thin_kind(ta, tb, m, n, k, &half);
-  if (thin) {
-    void (*f)(int, int, int, const aert_real *, int, const aert_real *, int, aert_real, aert_real *, int) =
-      thin == 1 ? (half ? aert_thin_f_h : aert_thin_f) : thin == 2 ? (half ? aert_thin_w_h : aert_thin_w)
-                                                         : (half ? aert_thin_x_h : aert_thin_x);
-    f(m, n, k, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
+static inline void aert_gemm_blas(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b,
+                                  int ldb, aert_real beta, aert_real *c, int ldc) {
   enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans, tB = tb ? CblasTrans : CblasNoTrans;
   int threads = omp_get_max_threads();
   if (threads == 1 || (double)m * n * k < 2e6) {
@@ -281,6 +280,15 @@ static inline void aert_gemm(int ta, int tb, int m, int n, int k, const aert_rea
       AERT_GEMM(CblasRowMajor, tA, tB, m, hi - lo, k, 1, a, lda, tb ? b + (long)lo * ldb : b + lo, ldb, beta, c + lo,
                 ldc);
   }
+}
+/* The thin products where they fit (one of the six, chosen at compile time), else OpenBLAS. */
+AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real *a, int lda, const aert_real *b, int ldb,
+                           aert_real beta, aert_real *c, int ldc) {
+  int half, thin = aert_thin_kind(ta, tb, m, n, k, &half);
+  if (!thin) aert_gemm_blas(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  else if (thin == 1) (half ? aert_thin_f_h : aert_thin_f)(m, n, k, a, lda, b, ldb, beta, c, ldc);
+  else if (thin == 2) (half ? aert_thin_w_h : aert_thin_w)(m, n, k, a, lda, b, ldb, beta, c, ldc);
+  else (half ? aert_thin_x_h : aert_thin_x)(m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* The forward register tile on vectors of type VEC (LANES values): mr pixels from q on,
@@ -835,7 +843,7 @@ static inline aert_real aert_act_grad(aert_act act, aert_real alpha, aert_real y
   }
 
 /* y[r][c] = act(y[r][c] + b[c]) over rows x cols (b may be NULL). */
-static inline void aert_bias_act(aert_real *restrict y, const aert_real *restrict b, long rows, int cols, aert_act act,
+AERT_FOLDED void aert_bias_act(aert_real *restrict y, const aert_real *restrict b, long rows, int cols, aert_act act,
                                  aert_real alpha) {
 #define AERT_BIAS_ACT(A)                                                                      \
   _Pragma("omp parallel for schedule(static)") for (long r = 0; r < rows; r++)              \
@@ -845,7 +853,7 @@ static inline void aert_bias_act(aert_real *restrict y, const aert_real *restric
 }
 
 /* d = d * act'(y) in place: the gradient before the activation. */
-static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
+AERT_FOLDED void aert_act_backward_inplace(aert_real *restrict d, const aert_real *restrict y, long n, aert_act act,
                                              aert_real alpha) {
   if (act == AERT_ACT_LINEAR) return;
 #define AERT_ACT_BWD(A) \
@@ -855,13 +863,13 @@ static inline void aert_act_backward_inplace(aert_real *restrict d, const aert_r
 }
 
 /* A standalone activation: y = act(x); dx += dy * act'(y). */
-static inline void aert_act_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_act act, aert_real alpha) {
+AERT_FOLDED void aert_act_forward(const aert_real *restrict x, aert_real *restrict y, long n, aert_act act, aert_real alpha) {
 #define AERT_ACT_FWD(A) \
   _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++) y[i] = aert_act_apply(A, alpha, x[i]);
   AERT_ACT_DISPATCH(act, AERT_ACT_FWD)
 #undef AERT_ACT_FWD
 }
-static inline void aert_act_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y, long n,
+AERT_FOLDED void aert_act_backward(aert_real *restrict dx, const aert_real *restrict dy, const aert_real *restrict y, long n,
                                      aert_act act, aert_real alpha) {
 #define AERT_ACT_BWD(A)                                                           \
   _Pragma("omp parallel for schedule(static)") for (long i = 0; i < n; i++)     \
@@ -913,7 +921,7 @@ static inline void aert_col_sums(double *restrict acc, const aert_real *restrict
  * same bits for any thread count). Without memory for every slice's sums, the slices one
  * after another: the same sums in the same order. */
 #define AERT_BIAS_ROWS 2048
-static inline void aert_act_bias_backward(aert_real *restrict d, const aert_real *restrict y, aert_real *restrict db, long rows,
+AERT_FOLDED void aert_act_bias_backward(aert_real *restrict d, const aert_real *restrict y, aert_real *restrict db, long rows,
                                           int cols, aert_act act, aert_real alpha) {
   long slices = (rows + AERT_BIAS_ROWS - 1) / AERT_BIAS_ROWS;
   double *part = (double *)malloc(sizeof(double) * (size_t)(slices * cols)), tot[cols];
