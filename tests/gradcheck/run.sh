@@ -10,6 +10,9 @@ cd "$(dirname "$0")/../.."
 out=${AEC_CHECK_OUT:-build/gradcheck}
 mkdir -p "$out"
 [ $# -gt 0 ] || set -- tests/specs/grad/*.ae
+# the float check's harness: AEC_GRADCHECK_F32_O where the caller compiled it once (specgen
+# does, for its hundreds of specs), else its source, compiled with each spec
+f32=${AEC_GRADCHECK_F32_O:-tests/gradcheck/gradcheck_f32.c}
 # One spec: the double check, then the float build against it; "name: FAILED" when either fails.
 check() {
   name=$(basename "$1" .ae)
@@ -24,7 +27,7 @@ check() {
   ${CC:-cc} -O3 -march=native -fopenmp -std=gnu11 -Wall -Wextra -Werror -DAEC_NO_MAIN -Iruntime -I"$out/$name" \
     -c -o "$out/$name/model.o" "$out/$name/model.c" &&
     ${CC:-cc} -O2 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -Iruntime \
-      -o "$out/$name/gradcheck_f32" tests/gradcheck/gradcheck_f32.c "$out/$name/model.o" build/libaert.a \
+      -o "$out/$name/gradcheck_f32" "$f32" "$out/$name/model.o" build/libaert.a \
       -lopenblas -ltiff -lpng -lz -lpthread -lm &&
     { [ ! -s "$out/$name/grad.f64" ] || "$out/$name/gradcheck_f32" "$out/$name/grad.f64"; } || echo "$name: FAILED (float)"
 }

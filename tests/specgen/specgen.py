@@ -35,6 +35,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 AEC = os.path.join(ROOT, "bin", "aec")
 FOUND = os.path.join(ROOT, "tests", "specs", "found")
 WORK = os.path.join(ROOT, "build", "specgen")
+OBJ = os.path.join(WORK, "obj")   # the harness objects every spec links (harness_objects)
 STEP_TIMEOUT = 120
 
 # ---- the language's layers: positional argument order and defaults (docs/language.md) ----
@@ -966,7 +967,8 @@ def run_spec(path, folder, allow_divergence=False):
     sh([os.path.join(ROOT, "tests/reference/run.sh"), path], ROOT, "reference",
        {"AEC_CHECK_OUT": os.path.join(folder, "ref")})
     grad = os.path.join(folder, "grad")
-    sh([os.path.join(ROOT, "tests/gradcheck/run.sh"), path], ROOT, "gradcheck", {"AEC_CHECK_OUT": grad})
+    sh([os.path.join(ROOT, "tests/gradcheck/run.sh"), path], ROOT, "gradcheck",
+       {"AEC_CHECK_OUT": grad, "AEC_GRADCHECK_F32_O": os.path.join(OBJ, "gradcheck_f32.o")})
     # The trainer: the model.o the gradient check compiled with the trainer's flags (-Werror,
     # -O3 -march=native: a build failure after a passing check fails the gradcheck stage),
     # linked as `aec build` links it, around the main that model.c has without AEC_NO_MAIN.
@@ -975,7 +977,7 @@ def run_spec(path, folder, allow_divergence=False):
     os.makedirs(os.path.dirname(trainer), exist_ok=True)
     sh([os.environ.get("CC", "cc"), "-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
         "-I" + os.path.join(ROOT, "runtime"), "-o", trainer,
-        os.path.join(ROOT, "tests/specgen/trainer_main.c"), model_o, os.path.join(ROOT, "build/libaert.a"),
+        os.path.join(OBJ, "trainer_main.o"), model_o, os.path.join(ROOT, "build/libaert.a"),
         "-lopenblas", "-ltiff", "-lpng", "-lz", "-lpthread", "-lm"], folder, "build")
     d = descriptor(os.path.join(gen, "model.c"))
     write_data(d, folder, 4 * d["batch"], random.Random(name))
@@ -1347,6 +1349,24 @@ def run_found(jobs):
     return 1 if bad else 0
 
 
+def harness_objects():
+    """Compiles once what every spec's float gradient check and trainer link around its
+    model.o: tests/gradcheck/gradcheck_f32.c and tests/specgen/trainer_main.c (neither
+    depends on the model; each reaches it through its descriptor, aec_model)."""
+    os.makedirs(OBJ, exist_ok=True)
+    cc = os.environ.get("CC", "cc").split()
+    for src, flags in (("tests/gradcheck/gradcheck_f32.c", ["-O2", "-Wno-unused-function"]),
+                       ("tests/specgen/trainer_main.c", [])):
+        obj = os.path.join(OBJ, os.path.basename(src)[:-2] + ".o")
+        r = subprocess.run(cc + flags + ["-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                                         "-I" + os.path.join(ROOT, "runtime"), "-c", "-o", obj, os.path.join(ROOT, src)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"specgen: {src} did not compile:\n{r.stderr}", file=sys.stderr)
+            return False
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
@@ -1366,6 +1386,8 @@ def main():
         print(f"specgen: {AEC} is missing: run 'make all' first", file=sys.stderr)
         return 2
     os.makedirs(WORK, exist_ok=True)
+    if not harness_objects():
+        return 2
     if o.found:
         return run_found(o.jobs)
     start = time.time()
