@@ -144,9 +144,11 @@ deps-test:
 deps-demo:
 	@scripts/install-deps.sh demo
 
-# Two jobs where make builds (the sub-makes do not inherit a -j that CI does not give) and
-# the CUDA tests in two lanes (tests/lanes.sh). On two cores: 28.6 minutes on an AMD EPYC with
-# AVX-512 (Zen 4), 48 on one without (Zen 1; the 200 generated specs 14 of them, the lanes 13).
+# Two jobs where make builds (the sub-makes do not inherit a -j that CI does not give), and
+# the scripts that keep one core busy two at a time (tests/lanes.sh: the CUDA tests, and the
+# light ones, each about one core: measured with time(1) on the Zen 1 host). On two cores:
+# 28.6 minutes on an AMD EPYC with AVX-512 (Zen 4), 48 on one without (Zen 1; the 200
+# generated specs 14 of them, the CUDA lanes 13), before the lanes for the light scripts.
 test: deps-test
 	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
@@ -154,26 +156,20 @@ test: deps-test
 	tests/check-generated.sh
 	$(MAKE) -j2 trainers
 	tests/gradcheck/run.sh
-	tests/dense/run.sh
-	tests/reference/run.sh
+	tests/lanes.sh tests/dense/run.sh tests/reference/run.sh
 	$(MAKE) fuzz-specs SPECGEN=--found
 	$(MAKE) fuzz-specs SPECGEN="--seed 1 --count 200 --mutants 100"
-	tests/torch/run.sh
 	tests/train/run.sh
 	tests/family/run.sh
-	tests/family/images_folder.sh
 	tests/landcover/run.sh
-	tests/gis/run.sh
 	tests/faults/run.sh
-	tests/steer/run.sh
-	scripts/check-specs-valgrind.sh
+	tests/lanes.sh "tests/torch/run.sh; tests/gis/run.sh; tests/family/images_folder.sh" \
+	  "scripts/check-specs-valgrind.sh; tests/steer/run.sh"
 	$(MAKE) -j2 fuzz FUZZ_RUNS=40000
 	tests/sanitize.sh
 	tests/lanes.sh "tests/report/run.sh; tests/export/run.sh; tests/cuda/run.sh; tests/cuda/target.sh; tests/cuda/graph.sh; tests/cuda/data.sh" \
 	  "tests/cuda/nvcc_specs.sh; tests/cuda/precision.sh; tests/cuda/specs.sh quick"
-	tests/watch/run.sh
-	tests/mpi/run.sh
-	tests/slurm/run.sh
+	tests/lanes.sh tests/watch/run.sh "tests/mpi/run.sh; tests/slurm/run.sh"
 
 # The CUDA target on the emulator for every example spec, the full U-Net too (tests/cuda/specs.sh;
 # make test runs `specs.sh quick`, the specs tests/cuda/target.sh does not take, without the trainers).

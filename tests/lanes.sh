@@ -1,8 +1,10 @@
 #!/bin/sh
 # lanes.sh - runs test scripts in lanes side by side: each argument is one lane, a list of
 # commands separated by ';' run one after another (a lane stops at its first failure).
-# make test runs the CUDA target's tests so: each mostly keeps one core busy (the emulator
-# at OMP_NUM_THREADS=1, the trainers at --threads 1), so two lanes fill a 2-core machine.
+# make test runs so the scripts that mostly keep one core busy: the CUDA target's tests (the
+# emulator at OMP_NUM_THREADS=1, the trainers at --threads 1), the PyTorch cross-check, the
+# GIS, steering, valgrind, watch and MPI tests; two lanes fill a 2-core machine. Scripts in
+# different lanes write to different folders (each its own under build/ or a temporary one).
 # Every lane's output is printed when all have ended, lane by lane, with its time; the exit
 # status is 1 when any lane failed, and its failing command is named.
 #   tests/lanes.sh "tests/a.sh; tests/b.sh" "tests/c.sh quick"
