@@ -227,7 +227,7 @@ static void conv_z_h2_1_backward(const run *r) {
   aert_conv_flip((r->P + z_h2_1_w), r->conv_z_h2_1_dscratch + 1050112, 3, 32, 64);
   aert_wino_weights(r->conv_z_h2_1_dscratch + 1050112, r->conv_z_h2_1_dscratch + 1068544, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_conv_wino_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1}, &dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch + 1050112, r->conv_z_h2_1_dscratch + 1068544, r->d_z_h_2 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch, n0, (const aert_real *const[]){r->d_z_h2_1}, &dgeo_conv_z_h2_1, r->conv_z_h2_1_dscratch + 1050112, r->conv_z_h2_1_dscratch + 1068544, r->d_z_h_2 + (long)n0 * 6272, 0);
   }
 }
 
@@ -403,7 +403,7 @@ static void conv_y_backward(const run *r) {
   aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
-    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 0);
   }
 }
 
@@ -445,13 +445,13 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 324560);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d2, 0, sizeof(aert_real) * 3211264);
   PROFILED(8, 1, conv_y_backward(&r));
   memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(7, 1, conv_d2_backward(&r));
@@ -463,7 +463,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(4, 1, dense_z_backward(&r));
   memset(r.d_z_h2_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(3, 1, conv_z_h2_2_backward(&r));
-  memset(r.d_z_h_2, 0, sizeof(aert_real) * 802816);
   PROFILED(2, 1, conv_z_h2_1_backward(&r));
   memset(r.d_z_h_1, 0, sizeof(aert_real) * 3211264);
   PROFILED(1, 1, conv_z_h_2_backward(&r));

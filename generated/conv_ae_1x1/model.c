@@ -212,7 +212,7 @@ static void conv_z_backward(const run *r) {
   aert_conv_flip((r->P + z_w), r->conv_z_dscratch + 693760, 7, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z, r->conv_z_dscratch, n0, (const aert_real *const[]){r->d_z});
-    aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 1);
+    aert_conv_fwd(&dgeo_conv_z, r->conv_z_dscratch, r->conv_z_dscratch + 693760, r->d_e + (long)n0 * 3136, 0);
   }
 }
 
@@ -378,7 +378,7 @@ static void conv_y_backward(const run *r) {
   aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 57984, 3, 16, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
-    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 57984, r->d_d2 + (long)n0 * 12544, 0);
   }
 }
 
@@ -418,13 +418,13 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 443600);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(7, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d2, 0, sizeof(aert_real) * 1605632);
   PROFILED(6, 1, conv_y_backward(&r));
   memset(r.d_d1, 0, sizeof(aert_real) * 802816);
   PROFILED(5, 1, conv_d2_backward(&r));
@@ -432,7 +432,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(4, 1, conv_d1_backward(&r));
   memset(r.d_z, 0, sizeof(aert_real) * 8192);
   PROFILED(3, 1, conv_transpose_d_backward(&r));
-  memset(r.d_e, 0, sizeof(aert_real) * 401408);
   PROFILED(2, 1, conv_z_backward(&r));
   memset(r.d_e_1, 0, sizeof(aert_real) * 802816);
   PROFILED(1, 1, conv_e_2_backward(&r));

@@ -364,7 +364,7 @@ static void conv_y_backward(const run *r) {
   aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
-    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d2 + (long)n0 * 25088, 0);
   }
 }
 
@@ -404,13 +404,13 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 278384);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(7, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d2, 0, sizeof(aert_real) * 3211264);
   PROFILED(6, 1, conv_y_backward(&r));
   memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(5, 1, conv_transpose_d2_backward(&r));

@@ -175,7 +175,7 @@ static void conv_e_2_backward(const run *r) {
   aert_wino_weights(r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2}, &dgeo_conv_e_2, r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e_2}, &dgeo_conv_e_2, r->conv_e_2_dscratch + 1049344, r->conv_e_2_dscratch + 1058560, r->d_maxpool_2 + (long)n0 * 6272, 0);
   }
 }
 
@@ -287,7 +287,7 @@ static void conv_y_backward(const run *r) {
   aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d_y});
-    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 1);
+    aert_conv_fwd(&dgeo_conv_y, r->conv_y_dscratch, r->conv_y_dscratch + 29568, r->d_d + (long)n0 * 25088, 0);
   }
 }
 
@@ -328,13 +328,13 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 28368);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d, 0, sizeof(aert_real) * 3211264);
   PROFILED(7, 1, conv_y_backward(&r));
   memset(r.d_d_1, 0, sizeof(aert_real) * 802816);
   PROFILED(6, 1, conv_d_2_backward(&r));
@@ -342,7 +342,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(5, 1, conv_d_1_backward(&r));
   memset(r.d_e_2, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, maxpool_e_backward(&r));
-  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 802816);
   PROFILED(3, 1, conv_e_2_backward(&r));
   memset(r.d_e_1, 0, sizeof(aert_real) * 3211264);
   PROFILED(2, 1, maxpool_2_backward(&r));

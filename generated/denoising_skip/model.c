@@ -164,7 +164,7 @@ static void conv_e2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2, r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2, r->conv_e2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2, r->conv_e2_dscratch + 1049344, r->conv_e2_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 0);
   }
 }
 
@@ -301,7 +301,8 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 11600);
@@ -312,7 +313,6 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.d_e1, 0, sizeof(aert_real) * 1605632);
   memset(r.d_e2, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, conv_d1_backward(&r));
-  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 401408);
   PROFILED(3, 1, conv_e2_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
   PROFILED(1, 1, conv_e1_backward(&r));

@@ -201,7 +201,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 921984, 3, 16, 16);
   aert_wino_weights(r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 921984, r->conv_e1_2_dscratch + 924288, r->d_e1_1 + (long)n0 * 12544, 0);
   }
 }
 
@@ -248,7 +248,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_wino_weights(r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 1049344, r->conv_e2_1_dscratch + 1053952, r->d_maxpool_2 + (long)n0 * 3136, 0);
   }
 }
 
@@ -283,7 +283,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 1049344, r->conv_e2_2_dscratch + 1058560, r->d_e2_1 + (long)n0 * 6272, 0);
   }
 }
 
@@ -330,7 +330,7 @@ static void conv_m_1_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_m_1, r->conv_m_1_dscratch, n0, (const aert_real *const[]){r->d_m_1});
-    aert_conv_fwd(&dgeo_conv_m_1, r->conv_m_1_dscratch, r->conv_m_1_dscratch + 665088, r->d_maxpool_5 + (long)n0 * 1568, 1);
+    aert_conv_fwd(&dgeo_conv_m_1, r->conv_m_1_dscratch, r->conv_m_1_dscratch + 665088, r->d_maxpool_5 + (long)n0 * 1568, 0);
   }
 }
 
@@ -365,7 +365,7 @@ static void conv_m_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_m_2, r->conv_m_2_dscratch, n0, (const aert_real *const[]){r->d_m});
-    aert_conv_fwd(&dgeo_conv_m_2, r->conv_m_2_dscratch, r->conv_m_2_dscratch + 665088, r->d_m_1 + (long)n0 * 3136, 1);
+    aert_conv_fwd(&dgeo_conv_m_2, r->conv_m_2_dscratch, r->conv_m_2_dscratch + 665088, r->d_m_1 + (long)n0 * 3136, 0);
   }
 }
 
@@ -454,7 +454,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_wino_weights(r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 1049344, r->conv_d2_2_dscratch + 1058560, r->d_d2_1 + (long)n0 * 6272, 0);
   }
 }
 
@@ -541,7 +541,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 921984, 3, 16, 16);
   aert_wino_weights(r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
-    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 921984, r->conv_d1_2_dscratch + 924288, r->d_d1_1 + (long)n0 * 12544, 0);
   }
 }
 
@@ -557,7 +557,7 @@ static void conv_y_forward(const run *r) {
 static void conv_y_backward(const run *r) {
   aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
     aert_gemm(1, 0, 16, 1, AEC_BATCH * 784L, r->d1, 16, r->d_y, 1, 1, (r->G + y_w), 1);
-    aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + y_w), 1, 1, r->d_d1, 16);
+    aert_gemm(0, 1, AEC_BATCH * 784L, 16, 1, r->d_y, 1, (r->P + y_w), 1, 0, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -602,35 +602,28 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 118000);
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(12, 1, conv_y_backward(&r));
-  memset(r.d_d1_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(11, 1, conv_d1_2_backward(&r));
   memset(r.d_e1, 0, sizeof(aert_real) * 1605632);
   memset(r.d_d2, 0, sizeof(aert_real) * 802816);
   PROFILED(10, 1, conv_d1_1_backward(&r));
-  memset(r.d_d2_1, 0, sizeof(aert_real) * 802816);
   PROFILED(9, 1, conv_d2_2_backward(&r));
   memset(r.d_e2, 0, sizeof(aert_real) * 802816);
   memset(r.d_m, 0, sizeof(aert_real) * 401408);
   PROFILED(8, 1, conv_d2_1_backward(&r));
-  memset(r.d_m_1, 0, sizeof(aert_real) * 401408);
   PROFILED(7, 1, conv_m_2_backward(&r));
-  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 200704);
   PROFILED(6, 1, conv_m_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.d_e2_1, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 401408);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.d_e1_1, 0, sizeof(aert_real) * 1605632);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

@@ -177,7 +177,8 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 468368);

@@ -276,7 +276,7 @@ static void conv_e1_2_backward(const run *r) {
   aert_conv_flip((r->P + e1_2_w), r->conv_e1_2_dscratch + 1065408, 3, 16, 16);
   aert_wino_weights(r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1}, &dgeo_conv_e1_2, r->conv_e1_2_dscratch + 1065408, r->conv_e1_2_dscratch + 1067712, r->d_e1_1 + (long)n0 * 1048576, 0);
   }
 }
 
@@ -320,7 +320,7 @@ static void conv_e2_1_backward(const run *r) {
   aert_conv_flip((r->P + e2_1_w), r->conv_e2_1_dscratch + 541568, 3, 16, 32);
   aert_wino_weights(r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, 3, 32, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1}, &dgeo_conv_e2_1, r->conv_e2_1_dscratch + 541568, r->conv_e2_1_dscratch + 546176, r->d_maxpool_2 + (long)n0 * 262144, 0);
   }
 }
 
@@ -352,7 +352,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_conv_flip((r->P + e2_2_w), r->conv_e2_2_dscratch + 541568, 3, 32, 32);
   aert_wino_weights(r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 541568, r->conv_e2_2_dscratch + 550784, r->d_e2_1 + (long)n0 * 524288, 0);
   }
 }
 
@@ -396,7 +396,7 @@ static void conv_e3_1_backward(const run *r) {
   aert_conv_flip((r->P + e3_1_w), r->conv_e3_1_dscratch + 559104, 3, 32, 64);
   aert_wino_weights(r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, 3, 64, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_conv_wino_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1}, &dgeo_conv_e3_1, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e3_1, r->conv_e3_1_dscratch, n0, (const aert_real *const[]){r->d_e3_1}, &dgeo_conv_e3_1, r->conv_e3_1_dscratch + 559104, r->conv_e3_1_dscratch + 577536, r->d_maxpool_5 + (long)n0 * 131072, 0);
   }
 }
 
@@ -427,7 +427,7 @@ static void conv_e3_2_backward(const run *r) {
   aert_conv_flip((r->P + e3_2_w), r->conv_e3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_conv_wino_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3}, &dgeo_conv_e3_2, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e3_2, r->conv_e3_2_dscratch, n0, (const aert_real *const[]){r->d_e3}, &dgeo_conv_e3_2, r->conv_e3_2_dscratch + 559104, r->conv_e3_2_dscratch + 595968, r->d_e3_1 + (long)n0 * 262144, 0);
   }
 }
 
@@ -470,7 +470,7 @@ static void conv_e4_1_backward(const run *r) {
   aert_conv_flip((r->P + e4_1_w), r->conv_e4_1_dscratch + 594944, 3, 64, 128);
   aert_wino_weights(r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, 3, 128, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_conv_wino_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1}, &dgeo_conv_e4_1, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e4_1, r->conv_e4_1_dscratch, n0, (const aert_real *const[]){r->d_e4_1}, &dgeo_conv_e4_1, r->conv_e4_1_dscratch + 594944, r->conv_e4_1_dscratch + 668672, r->d_maxpool_8 + (long)n0 * 65536, 0);
   }
 }
 
@@ -501,7 +501,7 @@ static void conv_e4_2_backward(const run *r) {
   aert_conv_flip((r->P + e4_2_w), r->conv_e4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_conv_wino_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4}, &dgeo_conv_e4_2, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e4_2, r->conv_e4_2_dscratch, n0, (const aert_real *const[]){r->d_e4}, &dgeo_conv_e4_2, r->conv_e4_2_dscratch + 594944, r->conv_e4_2_dscratch + 742400, r->d_e4_1 + (long)n0 * 131072, 0);
   }
 }
 
@@ -547,7 +547,7 @@ static void conv_b_1_backward(const run *r) {
   aert_wino_weights(r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, 3, 256, 128);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 669696, r->conv_b_1_dscratch + 964608, r->d_maxpool_11 + (long)n0 * 32768, 0);
   }
 }
 
@@ -581,7 +581,7 @@ static void conv_b_2_backward(const run *r) {
   aert_wino_weights(r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, 3, 256, 256);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 669696, r->conv_b_2_dscratch + 1259520, r->d_b_1 + (long)n0 * 65536, 0);
   }
 }
 
@@ -665,7 +665,7 @@ static void conv_d4_2_backward(const run *r) {
   aert_conv_flip((r->P + d4_2_w), r->conv_d4_2_dscratch + 594944, 3, 128, 128);
   aert_wino_weights(r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, 3, 128, 128);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 4) {
-    aert_conv_wino_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4}, &dgeo_conv_d4_2, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d4_2, r->conv_d4_2_dscratch, n0, (const aert_real *const[]){r->d_d4}, &dgeo_conv_d4_2, r->conv_d4_2_dscratch + 594944, r->conv_d4_2_dscratch + 742400, r->d_d4_1 + (long)n0 * 131072, 0);
   }
 }
 
@@ -749,7 +749,7 @@ static void conv_d3_2_backward(const run *r) {
   aert_conv_flip((r->P + d3_2_w), r->conv_d3_2_dscratch + 559104, 3, 64, 64);
   aert_wino_weights(r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, 3, 64, 64);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 2) {
-    aert_conv_wino_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3}, &dgeo_conv_d3_2, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d3_2, r->conv_d3_2_dscratch, n0, (const aert_real *const[]){r->d_d3}, &dgeo_conv_d3_2, r->conv_d3_2_dscratch + 559104, r->conv_d3_2_dscratch + 595968, r->d_d3_1 + (long)n0 * 262144, 0);
   }
 }
 
@@ -835,7 +835,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_conv_flip((r->P + d2_2_w), r->conv_d2_2_dscratch + 541568, 3, 32, 32);
   aert_wino_weights(r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, 3, 32, 32);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 541568, r->conv_d2_2_dscratch + 550784, r->d_d2_1 + (long)n0 * 524288, 0);
   }
 }
 
@@ -922,7 +922,7 @@ static void conv_d1_2_backward(const run *r) {
   aert_conv_flip((r->P + d1_2_w), r->conv_d1_2_dscratch + 1065408, 3, 16, 16);
   aert_wino_weights(r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, 3, 16, 16);
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
-    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1}, &dgeo_conv_d1_2, r->conv_d1_2_dscratch + 1065408, r->conv_d1_2_dscratch + 1067712, r->d_d1_1 + (long)n0 * 1048576, 0);
   }
 }
 
@@ -938,7 +938,7 @@ static void conv_logits_forward(const run *r) {
 static void conv_logits_backward(const run *r) {
   aert_act_bias_backward(r->d_logits, r->logits, (r->G + logits_b), AEC_BATCH * 65536L, 6, AERT_ACT_LINEAR, 0);
     aert_gemm(1, 0, 16, 6, AEC_BATCH * 65536L, r->d1, 16, r->d_logits, 6, 1, (r->G + logits_w), 6);
-    aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 16);
+    aert_gemm(0, 1, AEC_BATCH * 65536L, 16, 6, r->d_logits, 6, (r->P + logits_w), 6, 0, r->d_d1, 16);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -994,55 +994,42 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 1965744);
   memset(r.d_logits, 0, sizeof(aert_real) * 3145728);
   PROFILED(23, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d1, 0, sizeof(aert_real) * 8388608);
   PROFILED(22, 1, conv_logits_backward(&r));
-  memset(r.d_d1_1, 0, sizeof(aert_real) * 8388608);
   PROFILED(21, 1, conv_d1_2_backward(&r));
   memset(r.d_e1, 0, sizeof(aert_real) * 8388608);
   memset(r.d_d2, 0, sizeof(aert_real) * 4194304);
   PROFILED(20, 1, conv_d1_1_backward(&r));
-  memset(r.d_d2_1, 0, sizeof(aert_real) * 4194304);
   PROFILED(19, 1, conv_d2_2_backward(&r));
   memset(r.d_e2, 0, sizeof(aert_real) * 4194304);
   memset(r.d_d3, 0, sizeof(aert_real) * 2097152);
   PROFILED(18, 1, conv_d2_1_backward(&r));
-  memset(r.d_d3_1, 0, sizeof(aert_real) * 2097152);
   PROFILED(17, 1, conv_d3_2_backward(&r));
   memset(r.d_e3, 0, sizeof(aert_real) * 2097152);
   memset(r.d_d4, 0, sizeof(aert_real) * 1048576);
   PROFILED(16, 1, conv_d3_1_backward(&r));
-  memset(r.d_d4_1, 0, sizeof(aert_real) * 1048576);
   PROFILED(15, 1, conv_d4_2_backward(&r));
   memset(r.d_e4, 0, sizeof(aert_real) * 1048576);
   memset(r.d_b, 0, sizeof(aert_real) * 524288);
   PROFILED(14, 1, conv_d4_1_backward(&r));
-  memset(r.d_b_1, 0, sizeof(aert_real) * 524288);
   PROFILED(13, 1, conv_b_2_backward(&r));
-  memset(r.d_maxpool_11, 0, sizeof(aert_real) * 262144);
   PROFILED(12, 1, conv_b_1_backward(&r));
   PROFILED(11, 1, maxpool_11_backward(&r));
-  memset(r.d_e4_1, 0, sizeof(aert_real) * 1048576);
   PROFILED(10, 1, conv_e4_2_backward(&r));
-  memset(r.d_maxpool_8, 0, sizeof(aert_real) * 524288);
   PROFILED(9, 1, conv_e4_1_backward(&r));
   PROFILED(8, 1, maxpool_8_backward(&r));
-  memset(r.d_e3_1, 0, sizeof(aert_real) * 2097152);
   PROFILED(7, 1, conv_e3_2_backward(&r));
-  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 1048576);
   PROFILED(6, 1, conv_e3_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.d_e2_1, 0, sizeof(aert_real) * 4194304);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 2097152);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.d_e1_1, 0, sizeof(aert_real) * 8388608);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

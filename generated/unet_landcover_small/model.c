@@ -207,7 +207,7 @@ static void conv_e1_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e1_2, r->conv_e1_2_dscratch, n0, (const aert_real *const[]){r->d_e1});
-    aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 557760, r->d_e1_1 + (long)n0 * 32768, 1);
+    aert_conv_fwd(&dgeo_conv_e1_2, r->conv_e1_2_dscratch, r->conv_e1_2_dscratch + 557760, r->d_e1_1 + (long)n0 * 32768, 0);
   }
 }
 
@@ -254,7 +254,7 @@ static void conv_e2_1_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e2_1, r->conv_e2_1_dscratch, n0, (const aert_real *const[]){r->d_e2_1});
-    aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 296320, r->d_maxpool_2 + (long)n0 * 8192, 1);
+    aert_conv_fwd(&dgeo_conv_e2_1, r->conv_e2_1_dscratch, r->conv_e2_1_dscratch + 296320, r->d_maxpool_2 + (long)n0 * 8192, 0);
   }
 }
 
@@ -289,7 +289,7 @@ static void conv_e2_2_backward(const run *r) {
   aert_wino_weights(r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, r->d_e2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpgeo_conv_e2_2, r->conv_e2_2_dscratch, n0, (const aert_real *const[]){r->d_e2}, &dgeo_conv_e2_2, r->conv_e2_2_dscratch + 296320, r->conv_e2_2_dscratch + 298624, r->d_e2_1 + (long)n0 * 16384, 0);
   }
 }
 
@@ -336,7 +336,7 @@ static void conv_b_1_backward(const run *r) {
   aert_wino_weights(r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, 3, 32, 16);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, r->d_maxpool_5 + (long)n0 * 4096, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_1, r->conv_b_1_dscratch, n0, (const aert_real *const[]){r->d_b_1}, &dgeo_conv_b_1, r->conv_b_1_dscratch + 166656, r->conv_b_1_dscratch + 171264, r->d_maxpool_5 + (long)n0 * 4096, 0);
   }
 }
 
@@ -371,7 +371,7 @@ static void conv_b_2_backward(const run *r) {
   aert_wino_weights(r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, 3, 32, 32);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, r->d_b_1 + (long)n0 * 8192, 1);
+    aert_conv_wino_stack(&dpgeo_conv_b_2, r->conv_b_2_dscratch, n0, (const aert_real *const[]){r->d_b}, &dgeo_conv_b_2, r->conv_b_2_dscratch + 166656, r->conv_b_2_dscratch + 175872, r->d_b_1 + (long)n0 * 8192, 0);
   }
 }
 
@@ -461,7 +461,7 @@ static void conv_d2_2_backward(const run *r) {
   aert_wino_weights(r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, 3, 16, 16);
   {
     const int n0 = 0;
-    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, r->d_d2_1 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpgeo_conv_d2_2, r->conv_d2_2_dscratch, n0, (const aert_real *const[]){r->d_d2}, &dgeo_conv_d2_2, r->conv_d2_2_dscratch + 296320, r->conv_d2_2_dscratch + 298624, r->d_d2_1 + (long)n0 * 16384, 0);
   }
 }
 
@@ -551,7 +551,7 @@ static void conv_d1_2_backward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_d1_2, r->conv_d1_2_dscratch, n0, (const aert_real *const[]){r->d_d1});
-    aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 557760, r->d_d1_1 + (long)n0 * 32768, 1);
+    aert_conv_fwd(&dgeo_conv_d1_2, r->conv_d1_2_dscratch, r->conv_d1_2_dscratch + 557760, r->d_d1_1 + (long)n0 * 32768, 0);
   }
 }
 
@@ -567,7 +567,7 @@ static void conv_logits_forward(const run *r) {
 static void conv_logits_backward(const run *r) {
   aert_act_bias_backward(r->d_logits, r->logits, (r->G + logits_b), AEC_BATCH * 4096L, 6, AERT_ACT_LINEAR, 0);
     aert_gemm(1, 0, 8, 6, AEC_BATCH * 4096L, r->d1, 8, r->d_logits, 6, 1, (r->G + logits_w), 6);
-    aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + logits_w), 6, 1, r->d_d1, 8);
+    aert_gemm(0, 1, AEC_BATCH * 4096L, 8, 6, r->d_logits, 6, (r->P + logits_w), 6, 0, r->d_d1, 8);
 }
 
 /* ---- the loss: 1 term, each logged apart; with backward set it also seeds the gradients */
@@ -613,35 +613,28 @@ static aert_real model_forward(const aert_real *P, aert_real *A, const aert_real
   return loss;
 }
 
-/* Gradients accumulate (+=) into buffers zeroed just before their first use. */
+/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input
+ * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */
 static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {
   const run r = place(P, G, A, X, T, seed, 1, shard.first);
   memset(G, 0, sizeof(aert_real) * 29920);
   memset(r.d_logits, 0, sizeof(aert_real) * 393216);
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
-  memset(r.d_d1, 0, sizeof(aert_real) * 524288);
   PROFILED(12, 1, conv_logits_backward(&r));
-  memset(r.d_d1_1, 0, sizeof(aert_real) * 524288);
   PROFILED(11, 1, conv_d1_2_backward(&r));
   memset(r.d_e1, 0, sizeof(aert_real) * 524288);
   memset(r.d_d2, 0, sizeof(aert_real) * 262144);
   PROFILED(10, 1, conv_d1_1_backward(&r));
-  memset(r.d_d2_1, 0, sizeof(aert_real) * 262144);
   PROFILED(9, 1, conv_d2_2_backward(&r));
   memset(r.d_e2, 0, sizeof(aert_real) * 262144);
   memset(r.d_b, 0, sizeof(aert_real) * 131072);
   PROFILED(8, 1, conv_d2_1_backward(&r));
-  memset(r.d_b_1, 0, sizeof(aert_real) * 131072);
   PROFILED(7, 1, conv_b_2_backward(&r));
-  memset(r.d_maxpool_5, 0, sizeof(aert_real) * 65536);
   PROFILED(6, 1, conv_b_1_backward(&r));
   PROFILED(5, 1, maxpool_5_backward(&r));
-  memset(r.d_e2_1, 0, sizeof(aert_real) * 262144);
   PROFILED(4, 1, conv_e2_2_backward(&r));
-  memset(r.d_maxpool_2, 0, sizeof(aert_real) * 131072);
   PROFILED(3, 1, conv_e2_1_backward(&r));
   PROFILED(2, 1, maxpool_2_backward(&r));
-  memset(r.d_e1_1, 0, sizeof(aert_real) * 524288);
   PROFILED(1, 1, conv_e1_2_backward(&r));
   PROFILED(0, 1, conv_e1_1_backward(&r));
 }

@@ -159,6 +159,43 @@ static void emit_window_fn(emitter *e, const ae_kernel *k, const char *name, boo
 
 static bool conv_direct(const ae_kernel *k) { return k->kind == K_CONV && k->conv.algo == CONV_GEMM_1X1; }
 
+/* The first step other than its zeroing that reads or writes gradient buffer g. */
+static const ae_step *first_use(const ae_program *p, const ae_buffer *g) {
+  for (int i = 0; i < p->steps.len; i++) {
+    const ae_step *st = p->steps.items[i];
+    if (st->kind == STEP_ZERO) continue;
+    for (int j = 0; j < st->reads.len; j++)
+      if (st->reads.items[j] == g) return st;
+    for (int j = 0; j < st->writes.len; j++)
+      if (st->writes.items[j] == g) return st;
+  }
+  return NULL;
+}
+
+/* Whether k's input gradient stores into its source's gradient instead of adding to it:
+ * where k reads one plain view, its dx covers every value of that tensor in one pass (a
+ * direct or Winograd convolution of stride 1 on whole vectors of input channels, or a 1x1
+ * convolution's GEMM), and it is the first step to touch that gradient (later ones add to
+ * it, or scale it in place, as before). The zeroing before it is then left out
+ * (model_backward): a pass over the buffer less, and dx not read back. */
+static bool dx_stores(const emitter *e, const ae_kernel *k) {
+  const ae_program *p = e->p;
+  if (k->kind != K_CONV || k->src.len != 1) return false;
+  const ae_view *v = k->src.items[0];
+  window w = conv_window(k);
+  if (v->factor != 1 || v->ch_off != 0 || channels(v->node) != w.tc || !has_grad((emitter *)e, v->node)) return false;
+  bool slide = k->conv.algo == CONV_SLIDE && w.tc % AE_SLIDE_UNIT == 0 && w.s == 1;
+  if (!slide && k->conv.algo != CONV_GEMM_1X1) return false;
+  const ae_step *st = first_use(p, &p->grad[p->root[v->node->id]->id]);
+  return st && st->kind == STEP_INPUT_GRAD && st->k == k;
+}
+
+/* Whether a zero step is needed: not where the buffer's first user stores (dx_stores). */
+static bool zero_needed(const emitter *e, const ae_buffer *g) {
+  const ae_step *st = first_use(e->p, g);
+  return !(st && st->kind == STEP_INPUT_GRAD && dx_stores(e, st->k));
+}
+
 /* A size over the whole batch as model.c writes it: "AEC_BATCH * 784L", n per image times the
  * batch (model.h's constant); a size that does not grow with the batch is a number. */
 static const char *batch_of(emitter *e, long n) { return n == 1 ? "AEC_BATCH" : ae_sprintf(e->a, "AEC_BATCH * %ldL", n); }
@@ -310,7 +347,8 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     const char *dpgeo = ae_sprintf(e->a, "dpgeo_%s", name), *dys = part_list(e, &dysrc, 1, false);
     OUT("%s", chunk_loop(e, B, C));
     if (plain)
-      emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom, ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 1", wfs, dsrc[0].t, xs));
+      emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom,
+                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %d", wfs, dsrc[0].t, xs, !dx_stores(e, k)));
     else {
       emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom, ae_sprintf(e->a, "%s, %s + %ld, 0", wfs, bcol, dxs));
       OUT("    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", name, bcol, dxs, part_list(e, dsrc, ns, true));
@@ -535,7 +573,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   if (direct) {
     const char *m = batch_of(e, (long)w.rows_h * w.rows_w);
     if (dw) emit_sgemm(e, true, false, num(e, w.tc), num(e, cout), m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
-    if (any_dx) emit_sgemm(e, false, true, m, num(e, w.tc), num(e, cout), dy, cout, pval(e, k->w), cout, 1, dx0, w.tc);
+    if (any_dx) emit_sgemm(e, false, true, m, num(e, w.tc), num(e, cout), dy, cout, pval(e, k->w), cout, !dx_stores(e, k), dx0, w.tc);
   } else if (conv) {
     OUT("%s", chunk_loop(e, B, chunk));
     const char *dyn = ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys);
@@ -838,13 +876,15 @@ static void emit_drivers(emitter *e, const char **names) {
     OUT("  aert_real loss;\n  PROFILED(%d, 0, loss = compute_loss(&r, losses, 0));\n  return loss;\n}\n\n", K);
     break;
   }
-  OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use. */\n");
+  OUT("/* Gradients accumulate (+=) into buffers zeroed just before their first use; the input\n"
+      " * gradient of a conv that is the first to touch its source's stores it instead, unzeroed. */\n");
   OUT("static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const aert_real *X, const aert_real *T, uint64_t seed) {\n"
       "  const run r = place(P, G, A, X, T, seed, 1, shard.first);\n");
   for (i++; i < p->steps.len; i++) {   /* the backward steps: a kernel's run in its one function */
     const ae_step *st = p->steps.items[i], *prev = p->steps.items[i - 1];
     if (st->kind == STEP_ZERO_PARAM_GRADS) OUT("  memset(G, 0, sizeof(aert_real) * %ld);\n", p->param_floats);
-    else if (st->kind == STEP_ZERO) OUT("  memset(r.%s, 0, sizeof(aert_real) * %ld);\n", buf_name(e, st->buf), st->buf->size);
+    else if (st->kind == STEP_ZERO && zero_needed(e, st->buf))
+      OUT("  memset(r.%s, 0, sizeof(aert_real) * %ld);\n", buf_name(e, st->buf), st->buf->size);
     else if (st->kind == STEP_LOSS_GRAD) OUT("  PROFILED(%d, 1, compute_loss(&r, NULL, 1));\n", K);
     else if (st->k && st->k != prev->k) OUT("  PROFILED(%d, 1, %s_backward(&r));\n", st->k->id, names[st->k->id]);
   }
