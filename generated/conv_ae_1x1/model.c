@@ -311,7 +311,7 @@ static void conv_d1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_up2_shuffle(r->d_d1 + (long)n0 * 6272, r->conv_d1_dscratch + 333312, 64, 7, 7, 32, 3072);
     aert_conv_wino_dw_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 999936, r->conv_d1_dscratch + 893440);
-    aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 860672, r->conv_d1_dscratch + 926208, r->d_d + (long)n0 * 3136, 1);
+    aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 333312, r->conv_d1_dscratch + 860672, r->conv_d1_dscratch + 926208, r->d_d + (long)n0 * 3136, 0);
   }
   aert_up2_fold(r->conv_d1_dscratch + 893440, (r->G + d1_w), 64, 32);
 }
@@ -345,7 +345,7 @@ static void conv_d2_backward(const run *r) {
     aert_up2_shuffle(r->d_d2 + (long)n0 * 12544, r->conv_d2_dscratch + 262912, 32, 14, 14, 16, 1536);
     aert_pad_stack(&upad_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1});
     aert_conv_dw(&geo_conv_d2, r->conv_d2_dscratch, r->conv_d2_dscratch + 262912, r->conv_d2_dscratch + 733440);
-    aert_conv_wino(&dgeo_conv_d2, r->conv_d2_dscratch + 262912, r->conv_d2_dscratch + 725248, r->conv_d2_dscratch + 741632, r->d_d1 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_d2, r->conv_d2_dscratch + 262912, r->conv_d2_dscratch + 725248, r->conv_d2_dscratch + 741632, r->d_d1 + (long)n0 * 6272, 0);
   }
   aert_up2_fold(r->conv_d2_dscratch + 733440, (r->G + d2_w), 32, 16);
 }
@@ -426,9 +426,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(7, 1, compute_loss(&r, NULL, 1));
   PROFILED(6, 1, conv_y_backward(&r));
-  memset(r.d_d1, 0, sizeof(aert_real) * 802816);
   PROFILED(5, 1, conv_d2_backward(&r));
-  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(4, 1, conv_d1_backward(&r));
   memset(r.d_z, 0, sizeof(aert_real) * 8192);
   PROFILED(3, 1, conv_transpose_d_backward(&r));

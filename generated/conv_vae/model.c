@@ -276,7 +276,7 @@ static void conv_d1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_up2_shuffle(r->d_d1 + (long)n0 * 12544, r->conv_d1_dscratch + 167424, 32, 7, 7, 64, 6144);
     aert_conv_wino_dw_stack(&upad_conv_d1, r->conv_d1_dscratch, n0, (const aert_real *const[]){r->d}, &geo_conv_d1, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 976384, r->conv_d1_dscratch + 763392);
-    aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 697856, r->conv_d1_dscratch + 828928, r->d_d + (long)n0 * 3136, 1);
+    aert_conv_wino(&dgeo_conv_d1, r->conv_d1_dscratch + 167424, r->conv_d1_dscratch + 697856, r->conv_d1_dscratch + 828928, r->d_d + (long)n0 * 3136, 0);
   }
   aert_up2_fold(r->conv_d1_dscratch + 763392, (r->G + d1_w), 64, 64);
 }
@@ -309,7 +309,7 @@ static void conv_d2_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
     aert_up2_shuffle(r->d_d2 + (long)n0 * 25088, r->conv_d2_dscratch + 263680, 16, 14, 14, 32, 3072);
     aert_conv_wino_dw_stack(&upad_conv_d2, r->conv_d2_dscratch, n0, (const aert_real *const[]){r->d1}, &geo_conv_d2, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 866816, r->conv_d2_dscratch + 760320);
-    aert_conv_wino(&dgeo_conv_d2, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 727552, r->conv_d2_dscratch + 793088, r->d_d1 + (long)n0 * 12544, 1);
+    aert_conv_wino(&dgeo_conv_d2, r->conv_d2_dscratch + 263680, r->conv_d2_dscratch + 727552, r->conv_d2_dscratch + 793088, r->d_d1 + (long)n0 * 12544, 0);
   }
   aert_up2_fold(r->conv_d2_dscratch + 760320, (r->G + d2_w), 64, 32);
 }
@@ -399,9 +399,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(9, 1, compute_loss(&r, NULL, 1));
   PROFILED(8, 1, conv_y_backward(&r));
-  memset(r.d_d1, 0, sizeof(aert_real) * 1605632);
   PROFILED(7, 1, conv_d2_backward(&r));
-  memset(r.d_d, 0, sizeof(aert_real) * 401408);
   PROFILED(6, 1, conv_d1_backward(&r));
   memset(r.d_z, 0, sizeof(aert_real) * 2048);
   PROFILED(5, 1, dense_d_backward(&r));

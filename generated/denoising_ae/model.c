@@ -220,7 +220,7 @@ static void conv_d_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d_1 + (long)n0 * 6272, r->conv_d_1_dscratch + 166656, 64, 7, 7, 32, 3072);
     aert_pad_stack(&upad_conv_d_1, r->conv_d_1_dscratch, n0, (const aert_real *const[]){r->e});
     aert_conv_dw(&geo_conv_d_1, r->conv_d_1_dscratch, r->conv_d_1_dscratch + 166656, r->conv_d_1_dscratch + 710400);
-    aert_conv_wino(&dgeo_conv_d_1, r->conv_d_1_dscratch + 166656, r->conv_d_1_dscratch + 694016, r->conv_d_1_dscratch + 726784, r->d_e + (long)n0 * 1568, 1);
+    aert_conv_wino(&dgeo_conv_d_1, r->conv_d_1_dscratch + 166656, r->conv_d_1_dscratch + 694016, r->conv_d_1_dscratch + 726784, r->d_e + (long)n0 * 1568, 0);
   }
   aert_up2_fold(r->conv_d_1_dscratch + 710400, (r->G + d_1_w), 32, 32);
 }
@@ -254,7 +254,7 @@ static void conv_d_2_backward(const run *r) {
     aert_up2_shuffle(r->d_d + (long)n0 * 25088, r->conv_d_2_dscratch + 131840, 16, 14, 14, 32, 3072);
     aert_pad_stack(&upad_conv_d_2, r->conv_d_2_dscratch, n0, (const aert_real *const[]){r->d_1});
     aert_conv_dw(&geo_conv_d_2, r->conv_d_2_dscratch, r->conv_d_2_dscratch + 131840, r->conv_d_2_dscratch + 612096);
-    aert_conv_wino(&dgeo_conv_d_2, r->conv_d_2_dscratch + 131840, r->conv_d_2_dscratch + 595712, r->conv_d_2_dscratch + 628480, r->d_d_1 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_d_2, r->conv_d_2_dscratch + 131840, r->conv_d_2_dscratch + 595712, r->conv_d_2_dscratch + 628480, r->d_d_1 + (long)n0 * 6272, 0);
   }
   aert_up2_fold(r->conv_d_2_dscratch + 612096, (r->G + d_2_w), 32, 32);
 }
@@ -336,9 +336,7 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   memset(r.d_y, 0, sizeof(aert_real) * 100352);
   PROFILED(8, 1, compute_loss(&r, NULL, 1));
   PROFILED(7, 1, conv_y_backward(&r));
-  memset(r.d_d_1, 0, sizeof(aert_real) * 802816);
   PROFILED(6, 1, conv_d_2_backward(&r));
-  memset(r.d_e, 0, sizeof(aert_real) * 200704);
   PROFILED(5, 1, conv_d_1_backward(&r));
   memset(r.d_e_2, 0, sizeof(aert_real) * 802816);
   PROFILED(4, 1, maxpool_e_backward(&r));

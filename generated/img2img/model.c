@@ -413,10 +413,10 @@ static void conv_d2_1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 167424, 32, 7, 7, 32, 3072);
     aert_conv_wino_dw_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->m}, &geo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 1160192, r->conv_d2_1_dscratch + 465408);
-    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->conv_d2_1_dscratch + 1086464, r->d_m + (long)n0 * 3136, 1);
+    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 167424, r->conv_d2_1_dscratch + 432640, r->conv_d2_1_dscratch + 1086464, r->d_m + (long)n0 * 3136, 0);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 516608, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 516608, r->d_d2_1 + (long)n0 * 6272, r->conv_d2_1_dscratch + 1060864);
-    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 788736, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 1051648, r->conv_d2_1_dscratch + 1070080, r->d_e2 + (long)n0 * 6272, 0);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 465408, r->conv_d2_1_dscratch + 498176, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 498176, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -503,10 +503,10 @@ static void conv_d1_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 131840, 16, 14, 14, 16, 1536);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 371968);
-    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->conv_d1_1_dscratch + 857344, r->d_d2 + (long)n0 * 6272, 1);
+    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 131840, r->conv_d1_1_dscratch + 363776, r->conv_d1_1_dscratch + 857344, r->d_d2 + (long)n0 * 6272, 0);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 384768, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 384768, r->d_d1_1 + (long)n0 * 12544, r->conv_d1_1_dscratch + 850944);
-    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 1);
+    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 617856, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 848640, r->conv_d1_1_dscratch + 853248, r->d_e1 + (long)n0 * 12544, 0);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 371968, r->conv_d1_1_dscratch + 380160, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 380160, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -611,12 +611,8 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
   PROFILED(12, 1, conv_y_backward(&r));
   PROFILED(11, 1, conv_d1_2_backward(&r));
-  memset(r.d_e1, 0, sizeof(aert_real) * 1605632);
-  memset(r.d_d2, 0, sizeof(aert_real) * 802816);
   PROFILED(10, 1, conv_d1_1_backward(&r));
   PROFILED(9, 1, conv_d2_2_backward(&r));
-  memset(r.d_e2, 0, sizeof(aert_real) * 802816);
-  memset(r.d_m, 0, sizeof(aert_real) * 401408);
   PROFILED(8, 1, conv_d2_1_backward(&r));
   PROFILED(7, 1, conv_m_2_backward(&r));
   PROFILED(6, 1, conv_m_1_backward(&r));

@@ -629,9 +629,9 @@ static void conv_d4_1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 89088, 1, 16, 16, 128, 12288);
     aert_conv_wino_dw_stack(&upad_conv_d4_1, r->conv_d4_1_dscratch, n0, (const aert_real *const[]){r->b}, &geo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 4041216, r->conv_d4_1_dscratch + 773632);
-    aert_conv_wino(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->conv_d4_1_dscratch + 2861568, r->d_b + (long)n0 * 65536, 1);
+    aert_conv_wino(&dgeo_conv_d4_1, r->conv_d4_1_dscratch + 89088, r->conv_d4_1_dscratch + 249344, r->conv_d4_1_dscratch + 2861568, r->d_b + (long)n0 * 65536, 0);
     aert_conv_wino_dw_stack(&ppad_conv_d4_1, r->conv_d4_1_dscratch + 1592832, n0, (const aert_real *const[]){r->e4}, &pgeo_conv_d4_1, r->d_d4_1 + (long)n0 * 131072, r->conv_d4_1_dscratch + 2599424, r->conv_d4_1_dscratch + 2189824);
-    aert_conv_wino_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1}, &pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 1);
+    aert_conv_wino_stack(&dpad_conv_d4_1, r->conv_d4_1_dscratch + 1891328, n0, (const aert_real *const[]){r->d_d4_1}, &pdgeo_conv_d4_1, r->conv_d4_1_dscratch + 2042368, r->conv_d4_1_dscratch + 2337280, r->d_e4 + (long)n0 * 131072, 0);
   }
   aert_up2_fold(r->conv_d4_1_dscratch + 773632, r->conv_d4_1_dscratch + 1297920, 256, 128);
   aert_conv_rows(r->conv_d4_1_dscratch + 1297920, 256, 0, (r->G + d4_1_w), 384, 0, 256, 9, 128, 1);
@@ -713,9 +713,9 @@ static void conv_d3_1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 151040, 1, 32, 32, 64, 6144);
     aert_conv_wino_dw_stack(&upad_conv_d3_1, r->conv_d3_1_dscratch, n0, (const aert_real *const[]){r->d4}, &geo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 1869056, r->conv_d3_1_dscratch + 567040);
-    aert_conv_wino(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->conv_d3_1_dscratch + 1574144, r->d_d4 + (long)n0 * 131072, 1);
+    aert_conv_wino(&dgeo_conv_d3_1, r->conv_d3_1_dscratch + 151040, r->conv_d3_1_dscratch + 435968, r->conv_d3_1_dscratch + 1574144, r->d_d4 + (long)n0 * 131072, 0);
     aert_conv_wino_dw_stack(&ppad_conv_d3_1, r->conv_d3_1_dscratch + 771840, n0, (const aert_real *const[]){r->e3}, &pgeo_conv_d3_1, r->d_d3_1 + (long)n0 * 262144, r->conv_d3_1_dscratch + 1508608, r->conv_d3_1_dscratch + 1406208);
-    aert_conv_wino_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1}, &pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 1);
+    aert_conv_wino_stack(&dpad_conv_d3_1, r->conv_d3_1_dscratch + 1089024, n0, (const aert_real *const[]){r->d_d3_1}, &pdgeo_conv_d3_1, r->conv_d3_1_dscratch + 1369344, r->conv_d3_1_dscratch + 1443072, r->d_e3 + (long)n0 * 262144, 0);
   }
   aert_up2_fold(r->conv_d3_1_dscratch + 567040, r->conv_d3_1_dscratch + 698112, 128, 64);
   aert_conv_rows(r->conv_d3_1_dscratch + 698112, 128, 0, (r->G + d3_1_w), 192, 0, 128, 9, 64, 1);
@@ -797,10 +797,10 @@ static void conv_d2_1_backward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0++) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 280320, 1, 64, 64, 32, 3072);
     aert_conv_wino_dw_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->d3}, &geo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 2109056, r->conv_d2_1_dscratch + 856960);
-    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 824192, r->conv_d2_1_dscratch + 2035328, r->d_d3 + (long)n0 * 262144, 1);
+    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 280320, r->conv_d2_1_dscratch + 824192, r->conv_d2_1_dscratch + 2035328, r->d_d3 + (long)n0 * 262144, 0);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 908160, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 908160, r->d_d2_1 + (long)n0 * 524288, r->conv_d2_1_dscratch + 2009728);
-    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 1458944, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 2000512, r->conv_d2_1_dscratch + 2018944, r->d_e2 + (long)n0 * 524288, 0);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 856960, r->conv_d2_1_dscratch + 889728, 64, 32);
   aert_conv_rows(r->conv_d2_1_dscratch + 889728, 64, 0, (r->G + d2_1_w), 96, 0, 64, 9, 32, 1);
@@ -884,10 +884,10 @@ static void conv_d1_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 541568, 1, 128, 128, 16, 1536);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1616320);
-    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1608128, r->conv_d1_1_dscratch + 3770944, r->d_d2 + (long)n0 * 524288, 1);
+    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 541568, r->conv_d1_1_dscratch + 1608128, r->conv_d1_1_dscratch + 3770944, r->d_d2 + (long)n0 * 524288, 0);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 1629120, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 1629120, r->d_d1_1 + (long)n0 * 1048576, r->conv_d1_1_dscratch + 3764544);
-    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 1);
+    aert_conv_wino_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 2696832, n0, (const aert_real *const[]){r->d_d1_1}, &pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 3762240, r->conv_d1_1_dscratch + 3766848, r->d_e1 + (long)n0 * 1048576, 0);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 1616320, r->conv_d1_1_dscratch + 1624512, 32, 16);
   aert_conv_rows(r->conv_d1_1_dscratch + 1624512, 32, 0, (r->G + d1_1_w), 48, 0, 32, 9, 16, 1);
@@ -1003,20 +1003,12 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(23, 1, compute_loss(&r, NULL, 1));
   PROFILED(22, 1, conv_logits_backward(&r));
   PROFILED(21, 1, conv_d1_2_backward(&r));
-  memset(r.d_e1, 0, sizeof(aert_real) * 8388608);
-  memset(r.d_d2, 0, sizeof(aert_real) * 4194304);
   PROFILED(20, 1, conv_d1_1_backward(&r));
   PROFILED(19, 1, conv_d2_2_backward(&r));
-  memset(r.d_e2, 0, sizeof(aert_real) * 4194304);
-  memset(r.d_d3, 0, sizeof(aert_real) * 2097152);
   PROFILED(18, 1, conv_d2_1_backward(&r));
   PROFILED(17, 1, conv_d3_2_backward(&r));
-  memset(r.d_e3, 0, sizeof(aert_real) * 2097152);
-  memset(r.d_d4, 0, sizeof(aert_real) * 1048576);
   PROFILED(16, 1, conv_d3_1_backward(&r));
   PROFILED(15, 1, conv_d4_2_backward(&r));
-  memset(r.d_e4, 0, sizeof(aert_real) * 1048576);
-  memset(r.d_b, 0, sizeof(aert_real) * 524288);
   PROFILED(14, 1, conv_d4_1_backward(&r));
   PROFILED(13, 1, conv_b_2_backward(&r));
   PROFILED(12, 1, conv_b_1_backward(&r));

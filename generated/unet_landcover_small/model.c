@@ -420,10 +420,10 @@ static void conv_d2_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 83712, 8, 16, 16, 16, 1536);
     aert_pad_stack(&upad_conv_d2_1, r->conv_d2_1_dscratch, n0, (const aert_real *const[]){r->b});
     aert_conv_dw(&geo_conv_d2_1, r->conv_d2_1_dscratch, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 241408);
-    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 233216, r->conv_d2_1_dscratch + 561920, r->d_b + (long)n0 * 8192, 1);
+    aert_conv_wino(&dgeo_conv_d2_1, r->conv_d2_1_dscratch + 83712, r->conv_d2_1_dscratch + 233216, r->conv_d2_1_dscratch + 561920, r->d_b + (long)n0 * 8192, 0);
     aert_pad_stack(&ppad_conv_d2_1, r->conv_d2_1_dscratch + 254208, n0, (const aert_real *const[]){r->e2});
     aert_conv_dw(&pgeo_conv_d2_1, r->conv_d2_1_dscratch + 254208, r->d_d2_1 + (long)n0 * 16384, r->conv_d2_1_dscratch + 555520);
-    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 553216, r->conv_d2_1_dscratch + 557824, r->d_e2 + (long)n0 * 16384, 1);
+    aert_conv_wino_stack(&dpad_conv_d2_1, r->conv_d2_1_dscratch + 404864, n0, (const aert_real *const[]){r->d_d2_1}, &pdgeo_conv_d2_1, r->conv_d2_1_dscratch + 553216, r->conv_d2_1_dscratch + 557824, r->d_e2 + (long)n0 * 16384, 0);
   }
   aert_up2_fold(r->conv_d2_1_dscratch + 241408, r->conv_d2_1_dscratch + 249600, 32, 16);
   aert_conv_rows(r->conv_d2_1_dscratch + 249600, 32, 0, (r->G + d2_1_w), 48, 0, 32, 9, 16, 1);
@@ -509,11 +509,11 @@ static void conv_d1_1_backward(const run *r) {
     aert_up2_shuffle(r->d_d1_1 + (long)n0 * 32768, r->conv_d1_1_dscratch + 148352, 8, 32, 32, 8, 768);
     aert_pad_stack(&upad_conv_d1_1, r->conv_d1_1_dscratch, n0, (const aert_real *const[]){r->d2});
     aert_conv_dw(&geo_conv_d1_1, r->conv_d1_1_dscratch, r->conv_d1_1_dscratch + 148352, r->conv_d1_1_dscratch + 429952);
-    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 148352, r->conv_d1_1_dscratch + 427904, r->conv_d1_1_dscratch + 992832, r->d_d2 + (long)n0 * 16384, 1);
+    aert_conv_wino(&dgeo_conv_d1_1, r->conv_d1_1_dscratch + 148352, r->conv_d1_1_dscratch + 427904, r->conv_d1_1_dscratch + 992832, r->d_d2 + (long)n0 * 16384, 0);
     aert_pad_stack(&ppad_conv_d1_1, r->conv_d1_1_dscratch + 433152, n0, (const aert_real *const[]){r->e1});
     aert_conv_dw(&pgeo_conv_d1_1, r->conv_d1_1_dscratch + 433152, r->d_d1_1 + (long)n0 * 32768, r->conv_d1_1_dscratch + 992256);
     aert_pad_stack(&dpad_conv_d1_1, r->conv_d1_1_dscratch + 712704, n0, (const aert_real *const[]){r->d_d1_1});
-    aert_conv_fwd(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 712704, r->conv_d1_1_dscratch + 991680, r->d_e1 + (long)n0 * 32768, 1);
+    aert_conv_fwd(&pdgeo_conv_d1_1, r->conv_d1_1_dscratch + 712704, r->conv_d1_1_dscratch + 991680, r->d_e1 + (long)n0 * 32768, 0);
   }
   aert_up2_fold(r->conv_d1_1_dscratch + 429952, r->conv_d1_1_dscratch + 432000, 16, 8);
   aert_conv_rows(r->conv_d1_1_dscratch + 432000, 16, 0, (r->G + d1_1_w), 24, 0, 16, 9, 8, 1);
@@ -622,12 +622,8 @@ static void model_backward(const aert_real *P, aert_real *G, aert_real *A, const
   PROFILED(13, 1, compute_loss(&r, NULL, 1));
   PROFILED(12, 1, conv_logits_backward(&r));
   PROFILED(11, 1, conv_d1_2_backward(&r));
-  memset(r.d_e1, 0, sizeof(aert_real) * 524288);
-  memset(r.d_d2, 0, sizeof(aert_real) * 262144);
   PROFILED(10, 1, conv_d1_1_backward(&r));
   PROFILED(9, 1, conv_d2_2_backward(&r));
-  memset(r.d_e2, 0, sizeof(aert_real) * 262144);
-  memset(r.d_b, 0, sizeof(aert_real) * 131072);
   PROFILED(8, 1, conv_d2_1_backward(&r));
   PROFILED(7, 1, conv_b_2_backward(&r));
   PROFILED(6, 1, conv_b_1_backward(&r));

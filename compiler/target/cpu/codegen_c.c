@@ -172,28 +172,45 @@ static const ae_step *first_use(const ae_program *p, const ae_buffer *g) {
   return NULL;
 }
 
-/* Whether k's input gradient stores into its source's gradient instead of adding to it:
- * where k reads one plain view, its dx covers every value of that tensor in one pass (a
- * direct or Winograd convolution of stride 1 on whole vectors of input channels, or a 1x1
- * convolution's GEMM), and it is the first step to touch that gradient (later ones add to
- * it, or scale it in place, as before). The zeroing before it is then left out
+static const ae_buffer *grad_buf(const ae_program *p, const ae_node *n) { return &p->grad[p->root[n->id]->id]; }
+
+/* Whether k's input gradient stores into the gradient of view v's tensor instead of adding
+ * to it: k's dx of that tensor covers every value in one pass (a direct or Winograd
+ * convolution of stride 1 on whole vectors of input channels, a 1x1 convolution's GEMM, or
+ * an upsampling conv's phases or plain part where that part is this one view), no other
+ * view of k reads the tensor, and k is the first step to touch its gradient (later steps
+ * add to it, or scale it in place, as before). The zeroing before it is then left out
  * (model_backward): a pass over the buffer less, and dx not read back. */
-static bool dx_stores(const emitter *e, const ae_kernel *k) {
+static bool dx_stores(const emitter *e, const ae_kernel *k, const ae_view *v) {
   const ae_program *p = e->p;
-  if (k->kind != K_CONV || k->src.len != 1) return false;
-  const ae_view *v = k->src.items[0];
-  window w = conv_window(k);
-  if (v->factor != 1 || v->ch_off != 0 || channels(v->node) != w.tc || !has_grad((emitter *)e, v->node)) return false;
-  bool slide = k->conv.algo == CONV_SLIDE && w.tc % AE_SLIDE_UNIT == 0 && w.s == 1;
-  if (!slide && k->conv.algo != CONV_GEMM_1X1) return false;
-  const ae_step *st = first_use(p, &p->grad[p->root[v->node->id]->id]);
+  if (k->kind != K_CONV || !has_grad((emitter *)e, v->node)) return false;
+  int same = 0, parts = 0;
+  for (int i = 0; i < k->src.len; i++) {
+    const ae_view *o = k->src.items[i];
+    same += grad_buf(p, o->node) == grad_buf(p, v->node);
+    parts += o->factor == v->factor;
+  }
+  if (same != 1) return false;
+  if (k->conv.algo == CONV_UP2) {
+    if (parts != 1) return false;
+  } else {
+    window w = conv_window(k);
+    bool slide = k->conv.algo == CONV_SLIDE && w.tc % AE_SLIDE_UNIT == 0 && w.s == 1;
+    if ((!slide && k->conv.algo != CONV_GEMM_1X1) || k->src.len != 1 || v->factor != 1) return false;
+  }
+  const ae_step *st = first_use(p, grad_buf(p, v->node));
   return st && st->kind == STEP_INPUT_GRAD && st->k == k;
 }
 
 /* Whether a zero step is needed: not where the buffer's first user stores (dx_stores). */
 static bool zero_needed(const emitter *e, const ae_buffer *g) {
   const ae_step *st = first_use(e->p, g);
-  return !(st && st->kind == STEP_INPUT_GRAD && dx_stores(e, st->k));
+  if (!st || st->kind != STEP_INPUT_GRAD) return true;
+  for (int i = 0; i < st->k->src.len; i++) {
+    const ae_view *v = st->k->src.items[i];
+    if (grad_buf(e->p, v->node) == g) return !dx_stores(e, st->k, v);
+  }
+  return true;
 }
 
 /* A size over the whole batch as model.c writes it: "AEC_BATCH * 784L", n per image times the
@@ -348,7 +365,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     OUT("%s", chunk_loop(e, B, C));
     if (plain)
       emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom,
-                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %d", wfs, dsrc[0].t, xs, !dx_stores(e, k)));
+                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %d", wfs, dsrc[0].t, xs, !dx_stores(e, k, k->src.items[0])));
     else {
       emit_stack_conv(e, c->dwino, conv, dpgeo, bcol, dys, dgeom, ae_sprintf(e->a, "%s, %s + %ld, 0", wfs, bcol, dxs));
       OUT("    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", name, bcol, dxs, part_list(e, dsrc, ns, true));
@@ -494,7 +511,8 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
                     ae_sprintf(e->a, "%s + %ld, %s%s + %ld", bcol, c->s_at,
                                c->pwdw ? ae_sprintf(e->a, "%s + %ld, ", bcol, c->pwdw_at) : "", bcol, c->dw2_at));
   if (u.any_dx && u.n == 1)
-    OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, 1);\n", phconv, name, bcol, c->s_at, pflip, u.dsrc[0].t, xs);
+    OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + (long)n0 * %ld, %d);\n", phconv, name, bcol, c->s_at, pflip, u.dsrc[0].t, xs,
+        !dx_stores(e, k, u.view[0]));
   else if (u.any_dx)
     OUT("    %s(&dgeo_%s, %s + %ld, %s, %s + %ld, 0);\n    aert_unstack(&upad_%s, %s + %ld, n0, %s);\n", phconv, name, bcol,
         c->s_at, pflip, bcol, c->dstack_at, name, bcol, c->dstack_at, part_list(e, u.dsrc, u.n, true));
@@ -507,7 +525,7 @@ static void emit_up2(emitter *e, const ae_kernel *k, const char *name) {
     const char *dyp = ae_sprintf(e->a, "%s + %ld", bcol, c->dyp_at), *dys = part_list(e, &dysrc, 1, false);
     if (q.n == 1)
       emit_stack_conv(e, c->wino, pconv, dpad, dyp, dys, pdgeo,
-                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 1", pwf, q.dsrc[0].t, (long)H * W * cp));
+                      ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %d", pwf, q.dsrc[0].t, (long)H * W * cp, !dx_stores(e, k, q.view[0])));
     else {
       emit_stack_conv(e, c->wino, pconv, dpad, dyp, dys, pdgeo, ae_sprintf(e->a, "%s, %s + %ld, 0", pwf, bcol, c->dsp_at));
       OUT("    aert_unstack(&ppad_%s, %s + %ld, n0, %s);\n", name, bcol, c->dsp_at, part_list(e, q.dsrc, q.n, true));
@@ -573,7 +591,7 @@ static void emit_conv(emitter *e, const ae_kernel *k, const char *name) {
   if (direct) {
     const char *m = batch_of(e, (long)w.rows_h * w.rows_w);
     if (dw) emit_sgemm(e, true, false, num(e, w.tc), num(e, cout), m, x0, w.tc, dy, cout, 1, pgrad(e, k->w), cout);
-    if (any_dx) emit_sgemm(e, false, true, m, num(e, w.tc), num(e, cout), dy, cout, pval(e, k->w), cout, !dx_stores(e, k), dx0, w.tc);
+    if (any_dx) emit_sgemm(e, false, true, m, num(e, w.tc), num(e, cout), dy, cout, pval(e, k->w), cout, !dx_stores(e, k, k->src.items[0]), dx0, w.tc);
   } else if (conv) {
     OUT("%s", chunk_loop(e, B, chunk));
     const char *dyn = ae_sprintf(e->a, "%s + (long)n0 * %ld", dy, ys);
