@@ -174,6 +174,10 @@ static const ae_step *first_use(const ae_program *p, const ae_buffer *g) {
 
 static const ae_buffer *grad_buf(const ae_program *p, const ae_node *n) { return &p->grad[p->root[n->id]->id]; }
 
+/* A direct conv's dx as the stride-1 convolution of padded dy with the flipped weights: for
+ * stride 1 and whole (half) vectors of input channels; else by im2col and a scatter. */
+static bool slide_dx_direct(window w) { return w.tc % AE_SLIDE_UNIT == 0 && w.s == 1; }
+
 /* Whether k's input gradient stores into the gradient of view v's tensor instead of adding
  * to it: k's dx of that tensor covers every value in one pass (a direct or Winograd
  * convolution of stride 1 on whole vectors of input channels, a 1x1 convolution's GEMM, or
@@ -195,7 +199,7 @@ static bool dx_stores(const emitter *e, const ae_kernel *k, const ae_view *v) {
     if (parts != 1) return false;
   } else {
     window w = conv_window(k);
-    bool slide = k->conv.algo == CONV_SLIDE && w.tc % AE_SLIDE_UNIT == 0 && w.s == 1;
+    bool slide = k->conv.algo == CONV_SLIDE && slide_dx_direct(w);
     if ((!slide && k->conv.algo != CONV_GEMM_1X1) || k->src.len != 1 || v->factor != 1) return false;
   }
   const ae_step *st = first_use(p, grad_buf(p, v->node));
@@ -307,7 +311,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     dsrc[i] = src[i];
     dsrc[i].t = has_grad(e, v->node) ? grad(e, v->node) : NULL;
   }
-  bool dx_direct = tc % AE_SLIDE_UNIT == 0 && s == 1, narrow = cout % AE_SLIDE_UNIT != 0;
+  bool dx_direct = slide_dx_direct(w), narrow = cout % AE_SLIDE_UNIT != 0;
   const char *scatter = ae_sprintf(e->a, "scatter_%s", name);
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   pad_src dysrc = {dy, cout, 0, 1};
