@@ -975,10 +975,8 @@ def run_spec(path, folder, allow_divergence=False):
     model_o = os.path.join(grad, os.path.splitext(os.path.basename(path))[0], "model.o")
     trainer = os.path.join(folder, "bin", name)
     os.makedirs(os.path.dirname(trainer), exist_ok=True)
-    sh([os.environ.get("CC", "cc"), "-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-        "-I" + os.path.join(ROOT, "runtime"), "-o", trainer,
-        os.path.join(OBJ, "trainer_main.o"), model_o, os.path.join(ROOT, "build/libaert.a"),
-        "-lopenblas", "-ltiff", "-lpng", "-lz", "-lpthread", "-lm"], folder, "build")
+    sh([os.environ.get("CC", "cc"), "-fopenmp", "-o", trainer, os.path.join(OBJ, "trainer_main.o"), model_o,
+        os.path.join(ROOT, "build/libaert.a"), "-lopenblas", "-ltiff", "-lpng", "-lz", "-lpthread", "-lm"], folder, "build")
     d = descriptor(os.path.join(gen, "model.c"))
     write_data(d, folder, 4 * d["batch"], random.Random(name))
     run = os.path.join(folder, name + "_run")
