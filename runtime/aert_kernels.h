@@ -310,15 +310,19 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
         }                                                                                                          \
       }                                                                                                            \
     }                                                                                                              \
-    _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                        \
-      int oh = (q + j) / wg, ow = (q + j) - oh * wg;                                                               \
-      if (ow >= wo || oh >= ho) continue;                                                                          \
-      aert_real *o = y + ((long)oh * wo + ow) * cout;                                                              \
-      _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                       \
-        VEC r = c[j * nv + v], old;                                                                                \
-        if (acc) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                              \
-        memcpy(o + v * (LANES), &r, sizeof r);                                                                     \
-      }                                                                                                            \
+    AERT_CONV_TILE_STORE(VEC, LANES)                                                                               \
+  }
+/* A tile's stores: its mr x nv accumulators c to the output pixels q .. q + mr - 1 of y,
+ * those in the padding columns (ow >= wo) or past the last row left out; acc adds. */
+#define AERT_CONV_TILE_STORE(VEC, LANES)                                                                           \
+  _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                          \
+    int oh = (q + j) / wg, ow = (q + j) - oh * wg;                                                                 \
+    if (ow >= wo || oh >= ho) continue;                                                                            \
+    aert_real *o = y + ((long)oh * wo + ow) * cout;                                                                \
+    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                         \
+      VEC r = c[j * nv + v], old;                                                                                  \
+      if (acc) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                                \
+      memcpy(o + v * (LANES), &r, sizeof r);                                                                       \
     }                                                                                                              \
   }
 AERT_DEFINE_CONV_TILE(aert_conv_tile, aert_vec, AERT_LANES)
@@ -391,6 +395,67 @@ static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_f
     if (cin == 32) return aert_conv_tile_2_cin32;
   }
   return nv == 4 ? aert_conv_tile_4 : nv == 3 ? aert_conv_tile_3 : nv == 2 ? aert_conv_tile_2 : aert_conv_tile_1;
+}
+
+/* The one-vector tile of a 3x3 window at stride 1, by rows of the window (AVX2 builds,
+ * AERT_TILE3): a window row's three taps read consecutive pixels, so each input value,
+ * broadcast once, serves up to three of the tile's pixels against the row's three weight
+ * vectors held in registers: mr + 2 broadcasts for 3 * mr multiply-adds, where the tile
+ * above broadcasts once for each. On AMD Zen 1, whose 256-bit loads and broadcasts take a
+ * load slot each, at most about one a cycle, the loads bound the tile above, not its
+ * multiply-adds (8 -> 8 channels, 64 x 64, 16 images, 2 threads: 45 GFLOP/s, this one 56 of
+ * the 80.5 peak). mr is 11: at 12 (12 accumulators, 3 weights and a broadcast) GCC spills.
+ * AVX-512 builds keep the tile above until this one is measured on such a machine. Each
+ * output sums its taps in the order (kh, ci, kw): fixed, whatever the thread count. CIN:
+ * the pixel stride as a constant (as above), or 0 for cin. */
+#if !defined(__AVX512F__)
+#define AERT_TILE3 1
+#define AERT_TILE3_MR 11
+#define AERT_DEFINE_CONV_TILE3(NAME, VEC, LANES, CIN)                                                              \
+  static void NAME(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,               \
+                   const long *restrict xoff, int q, int taps, int wg, int cin_, int cout, int ho, int wo, int acc) { \
+    enum { mr = AERT_TILE3_MR, nv = 1 };                                                                           \
+    const int cin = CIN ? CIN : cin_;                                                                              \
+    (void)taps;                                                                                                    \
+    VEC c[mr] = {0};                                                                                               \
+    for (int kh = 0; kh < 3; kh++) {                                                                               \
+      const aert_real *xt = x + (long)q * cin + xoff[3 * kh], *wt = w + (long)3 * kh * cin * cout;                 \
+      for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {                                                         \
+        VEC b[3];                                                                                                  \
+        _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) memcpy(&b[kw], wt + kw * (long)cin * cout, sizeof(VEC)); \
+        _Pragma("GCC unroll 13") for (int j = 0; j < mr + 2; j++) {                                                \
+          aert_real a = xt[(long)j * cin];                                                                         \
+          _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)                                                   \
+            if (j - kw >= 0 && j - kw < mr) c[j - kw] += a * b[kw];                                                \
+        }                                                                                                          \
+      }                                                                                                            \
+    }                                                                                                              \
+    AERT_CONV_TILE_STORE(VEC, LANES)                                                                               \
+  }
+AERT_DEFINE_CONV_TILE3(aert_conv_tile3, aert_vec, AERT_LANES, 0)
+AERT_DEFINE_CONV_TILE3(aert_conv_tile3_cin8, aert_vec, AERT_LANES, 8)
+AERT_DEFINE_CONV_TILE3(aert_conv_tile3_cin16, aert_vec, AERT_LANES, 16)
+AERT_DEFINE_CONV_TILE3(aert_conv_tile3_cin32, aert_vec, AERT_LANES, 32)
+AERT_DEFINE_CONV_TILE3(aert_conv_htile3, aert_hvec, AERT_HLANES, 0)
+AERT_DEFINE_CONV_TILE3(aert_conv_htile3_cin8, aert_hvec, AERT_HLANES, 8)
+#else
+#define AERT_TILE3 0
+#endif
+
+/* The tile for a k x k window at stride s and the pixels it takes (*mr): by window rows for
+ * a 3x3 window at stride 1 on one vector where the build has them, else aert_conv_tile_for. */
+static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_ks(int half, int nv, int cin, int k, int s, int *mr) {
+#if AERT_TILE3
+  if (k == 3 && s == 1 && nv == 1) {
+    *mr = AERT_TILE3_MR;
+    if (half) return cin == 8 ? aert_conv_htile3_cin8 : aert_conv_htile3;
+    return cin == 8 ? aert_conv_tile3_cin8 : cin == 16 ? aert_conv_tile3_cin16 : cin == 32 ? aert_conv_tile3_cin32 : aert_conv_tile3;
+  }
+#else
+  (void)k, (void)s;
+#endif
+  *mr = AERT_TILE_ACC / nv;
+  return aert_conv_tile_for(half, nv, cin);
 }
 
 /* The geometry of a direct convolution (one static const struct per conv in the generated
@@ -483,10 +548,10 @@ static inline void aert_unstack(const aert_pad_geom *g, const aert_real *restric
 static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
                                  aert_real *restrict y, int acc) {
   int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
-  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / lanes / nv;
+  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr, blocks = cout / lanes / nv;
+  aert_conv_tile_fn *tile = aert_conv_tile_ks(lanes != AERT_LANES, nv, cin, k, s, &mr);
   int taps = k * k, span = (ho - 1) * wg + wo, tiles = (span + mr - 1) / mr;
   long xs = (long)s * s * hg * wg * cin, ys = (long)ho * wo * cout, xoff[taps];
-  aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
   aert_conv_taps(xoff, k, s, hg, wg, cin);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)

@@ -2,7 +2,8 @@
 # The dense kernels: every register-tile variant computes the same bits (native build, and
 # the AVX2 path where the CPU runs it), the thin products of 1x1 convolutions (thin.c), a conv's
 # activation and bias gradient in one pass (act_bias.c), Winograd
-# F(2x2, 3x3) against a double-precision direct convolution, floats and doubles (wino.c), then the autotune's wisdom file: written on the
+# F(2x2, 3x3) and the direct kernel against a double-precision direct convolution, floats and
+# doubles (wino.c); the AVX-512 path compiled where the host cannot run it; then the autotune's wisdom file: written on the
 # first run with AERT_TUNE=1, read on the next, set aside with a message when garbled or
 # from another machine; nothing tuned or written without AERT_TUNE=1 or with
 # AERT_WISDOM=off; a message (no crash) when it cannot be written.
@@ -30,6 +31,15 @@ for isa in $isas; do
     -o "$out/wino_double_$isa" tests/dense/wino.c build/libaert.a -lopenblas -lpthread -lm
   "$out/wino_double_$isa" || status=1
 done
+# The AVX-512 path (its 32-register tiles) compiles without a warning where this host cannot
+# run it: the kernels' tests and a model
+if ! grep -q ' avx512f ' /proc/cpuinfo; then
+  for src in tests/dense/variants.c tests/dense/wino.c tests/dense/thin.c generated/unet_landcover_small/model.c; do
+    ${CC:-cc} -O2 -march=skylake-avx512 -fopenmp -std=gnu11 -Wall -Wextra -Werror -Wno-unused-function -DAEC_NO_MAIN \
+      -Iruntime -Igenerated/unet_landcover_small -c -o "$out/compile_avx512.o" "$src" ||
+      { echo "FAIL: $src does not compile for -march=skylake-avx512"; status=1; }
+  done
+fi
 v="$out/variants_native" w="$out/variants.wisdom"
 fail() { echo "FAIL wisdom: $1"; status=1; }
 rm -f "$w" "$w.log"

@@ -7,7 +7,9 @@
  * and the weight gradient (aert_conv_wino_dw) adds what the direct one adds. The same for
  * F(2x2, 2x2) (2x2 windows: the phases of an upsampled conv) and odd output sizes. And the
  * stack entries (aert_conv_wino_stack, aert_conv_wino_dw_stack), which read an unpadded tensor
- * in place, give the bits of the padded copy's run; a stack of two parts takes the copy. */
+ * in place, give the bits of the padded copy's run; a stack of two parts takes the copy.
+ * And the direct kernel itself (aert_conv_fwd, whose one-vector 3x3 tiles run by window rows
+ * on AVX2 builds) against the same double sums, overwriting and adding, on 1-3 threads. */
 /* the Winograd kernels themselves, whatever this build's vectors (aert_wino_pays) */
 #define AERT_WINO_MIN 1
 #define AERT_WINO2_MIN 1
@@ -200,7 +202,53 @@ static void check_stack(int k, int batch, int h, int w, int cin, int cout) {
   free(x), free(xp), free(wt), free(u), free(ya), free(yb), free(dy), free(dwa), free(dwb), free(m), free(xa), free(xb);
 }
 
+/* aert_conv_fwd (direct, stride 1) against the double sums; the same bits on 1-3 threads */
+static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
+  aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
+                      .wo = wo, .cout = cout};
+  long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
+  aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * k * k * cin * cout);
+  aert_real *y0 = malloc(sizeof(aert_real) * yn), *y1 = malloc(sizeof(aert_real) * yn), *ya = malloc(sizeof(aert_real) * yn);
+  double *ref = malloc(sizeof(double) * yn);
+  fill(x, xn, 7, 1), fill(w, (long)k * k * cin * cout, 8, 1 / sqrt(k * k * (double)cin)), fill(ya, yn, 9, 1);
+  for (int acc = 0; acc <= 1; acc++) {
+    reference(&g, x, w, acc ? ya : NULL, ref);
+    for (int threads = 1; threads <= 3; threads++) {
+      omp_set_num_threads(threads);
+      aert_real *out = threads == 1 ? y0 : y1;
+      if (acc) memcpy(out, ya, sizeof(aert_real) * yn);
+      else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
+      aert_conv_fwd(&g, x, w, out, acc);
+      if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
+        printf("FAIL direct k%d %dx%dx%d -> %d (acc %d): %d threads give other bits than one\n", k, ho, wo, cin, cout, acc, threads);
+        failures++;
+      }
+    }
+    double worst = 0;
+    for (long i = 0; i < yn; i++) {
+      double err = fabs(y0[i] - ref[i]) / (1 + fabs(ref[i]));
+      if (!(err <= worst)) worst = err;
+    }
+    if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
+      printf("FAIL direct k%d %dx%dx%d -> %d (batch %d, acc %d): relative error %.3g\n", k, ho, wo, cin, cout, batch, acc, worst);
+      failures++;
+    }
+  }
+  free(x), free(w), free(y0), free(y1), free(ya), free(ref);
+}
+
 int main(void) {
+  /* the direct kernel: one vector of output channels (3x3 by window rows where the build has
+   * them) over the channel counts with tiles of their own and others, half vectors, a tile
+   * that crosses rows and images' ends, rows wider than the output; 5x5 and two vectors */
+  check_direct(3, 2, 64, 64, 0, 8, 8);
+  check_direct(3, 1, 9, 13, 2, 16, 8);
+  check_direct(3, 2, 7, 5, 0, 32, 8);
+  check_direct(3, 1, 6, 6, 0, 3, 8);
+  check_direct(3, 2, 5, 11, 1, 8, 4);
+  check_direct(3, 1, 4, 4, 0, 5, 4);
+  check_direct(5, 1, 8, 8, 0, 8, 8);
+  check_direct(3, 1, 8, 8, 0, 16, 16);
   /* F(2x2, 3x3) */
   check(3, 1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
   check(3, 2, 6, 10, 3, 4, 8);      /* half vectors out, a few channels in, rows wider than the output */
@@ -226,7 +274,7 @@ int main(void) {
   check_stack(2, 1, 8, 6, 32, 32);
   check_stack(2, 1, 1, 1, 128, 256);
   if (failures) return 1;
-  printf("wino: F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution (forward, dx and dw, acc, batches, odd sizes, "
-         "half vectors) with the same bits on 1-3 threads; read in place as from the padded copy\n");
+  printf("wino: the direct kernel, F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution in double (forward, dx and dw, "
+         "acc, batches, odd sizes, half vectors) with the same bits on 1-3 threads; read in place as from the padded copy\n");
   return 0;
 }
