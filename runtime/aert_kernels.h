@@ -168,22 +168,18 @@ static inline int aert_conv_nv(int cout) {
  * in a fixed order: the thread count changes nothing. */
 #define AERT_THIN_ROWS 4096
 #define AERT_DEFINE_THIN(SUF, VEC, L)                                                                                  \
-  static inline void aert_thin_f##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
-                                      const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,    \
-                                      int ldc) {                                                                       \
+  AERT_FOLDED void aert_thin_f##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                        \
+                                    const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,      \
+                                    int ldc) {                                                                         \
     VEC bv[k];                                                                                                         \
     for (int q = 0; q < k; q++)                                                                                        \
       for (int j = 0; j < (L); j++) bv[q][j] = j < n ? b[(long)q * ldb + j] : 0;                                     \
-    _Pragma("omp parallel for schedule(static)") for (long i0 = 0; i0 < m; i0 += 4) {                                 \
-      VEC acc[4] = {{0}};                                                                                              \
-      int rows = m - i0 < 4 ? (int)(m - i0) : 4;                                                                      \
-      for (int q = 0; q < k; q++)                                                                                      \
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r] += a[(i0 + (r < rows ? r : 0)) * lda + q] * bv[q]; \
-      for (int r = 0; r < rows; r++)                                                                                   \
-        for (int j = 0; j < n; j++) {                                                                                  \
-          aert_real *o = c + (i0 + r) * ldc + j;                                                                       \
-          *o = beta != 0 ? *o + acc[r][j] : acc[r][j];                                                                 \
-        }                                                                                                              \
+    if (k == 8) {                                                                                                      \
+      AERT_THIN_F_ROWS(VEC, 8);                                                                                        \
+    } else if (k == 16) {                                                                                              \
+      AERT_THIN_F_ROWS(VEC, 16);                                                                                       \
+    } else {                                                                                                           \
+      AERT_THIN_F_ROWS(VEC, k);                                                                                        \
     }                                                                                                                  \
   }                                                                                                                    \
   static inline void aert_thin_w##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
@@ -216,26 +212,56 @@ static inline int aert_conv_nv(int cout) {
         c[(long)i * ldc + j] = beta != 0 ? c[(long)i * ldc + j] + tot[j * m + i] : tot[j * m + i];                     \
     free(part);                                                                                                        \
   }                                                                                                                    \
-  static inline void aert_thin_x##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                      \
-                                      const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,    \
-                                      int ldc) {                                                                       \
+  AERT_FOLDED void aert_thin_x##SUF(int m, int n, int k, const aert_real *restrict a, int lda,                        \
+                                    const aert_real *restrict b, int ldb, aert_real beta, aert_real *restrict c,      \
+                                    int ldc) {                                                                         \
     int nv = n / (L);                                                                                                  \
-    VEC bv[k][4];                                                                                                      \
+    VEC bv[8][4];                                                                                                      \
     for (int q = 0; q < k; q++)                                                                                        \
       for (int v = 0; v < nv; v++)                                                                                     \
         for (int l = 0; l < (L); l++) bv[q][v][l] = b[(long)(v * (L) + l) * ldb + q];                                 \
-    _Pragma("omp parallel for schedule(static)") for (long i = 0; i < m; i++) {                                       \
-      VEC acc[4] = {{0}};                                                                                              \
-      for (int q = 0; q < k; q++) {                                                                                    \
-        aert_real e = a[i * lda + q];                                                                                  \
-        for (int v = 0; v < nv; v++) acc[v] += e * bv[q][v];                                                           \
+    switch (k) {                                                                                                       \
+      case 1: AERT_THIN_X_ROWS(VEC, L, 1); break;                                                                      \
+      case 2: AERT_THIN_X_ROWS(VEC, L, 2); break;                                                                      \
+      case 3: AERT_THIN_X_ROWS(VEC, L, 3); break;                                                                      \
+      case 4: AERT_THIN_X_ROWS(VEC, L, 4); break;                                                                      \
+      case 5: AERT_THIN_X_ROWS(VEC, L, 5); break;                                                                      \
+      case 6: AERT_THIN_X_ROWS(VEC, L, 6); break;                                                                      \
+      case 7: AERT_THIN_X_ROWS(VEC, L, 7); break;                                                                      \
+      default: AERT_THIN_X_ROWS(VEC, L, 8); break;                                                                     \
+    }                                                                                                                  \
+  }
+/* F's rows, 4 at a time, for k = K: a constant (8 or 16 input channels) inside the OpenMP
+ * region where the caller's test makes it one, as for X below. */
+#define AERT_THIN_F_ROWS(VEC, K)                                                                                       \
+  _Pragma("omp parallel for schedule(static)") for (long i0 = 0; i0 < m; i0 += 4) {                                   \
+    VEC acc[4] = {{0}};                                                                                                \
+    int rows = m - i0 < 4 ? (int)(m - i0) : 4;                                                                        \
+    _Pragma("GCC unroll 16") for (int q = 0; q < (K); q++)                                                             \
+      _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[r] += a[(i0 + (r < rows ? r : 0)) * lda + q] * bv[q];   \
+    for (int r = 0; r < rows; r++)                                                                                     \
+      for (int j = 0; j < n; j++) {                                                                                    \
+        aert_real *o = c + (i0 + r) * ldc + j;                                                                         \
+        *o = beta != 0 ? *o + acc[r][j] : acc[r][j];                                                                   \
       }                                                                                                                \
-      for (int v = 0; v < nv; v++) {                                                                                   \
-        VEC old = {0};                                                                                                 \
-        if (beta != 0) memcpy(&old, c + i * ldc + v * (L), sizeof(VEC));                                              \
-        old += acc[v];                                                                                                 \
-        memcpy(c + i * ldc + v * (L), &old, sizeof(VEC));                                                             \
-      }                                                                                                                \
+  }
+/* X's rows for k = K (1 to 8), a constant inside the OpenMP region: GCC outlines the region
+ * before it folds constants, so with k an argument there the loops over k and the vectors
+ * ran as loops, the accumulators in memory (the small U-Net's 6-class head: its dx took
+ * 1.5 ms of a 50 ms step on the Zen 1 host). thin_x is folded at each call (AERT_FOLDED),
+ * so only the case a model uses is compiled. */
+#define AERT_THIN_X_ROWS(VEC, L, K)                                                                                    \
+  _Pragma("omp parallel for schedule(static)") for (long i = 0; i < m; i++) {                                          \
+    VEC acc[4] = {{0}};                                                                                                \
+    _Pragma("GCC unroll 8") for (int q = 0; q < (K); q++) {                                                            \
+      aert_real e = a[i * lda + q];                                                                                    \
+      _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) acc[v] += e * bv[q][v];                                     \
+    }                                                                                                                  \
+    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                             \
+      VEC old = {0};                                                                                                   \
+      if (beta != 0) memcpy(&old, c + i * ldc + v * (L), sizeof(VEC));                                                \
+      old += acc[v];                                                                                                   \
+      memcpy(c + i * ldc + v * (L), &old, sizeof(VEC));                                                               \
     }                                                                                                                  \
   }
 AERT_DEFINE_THIN(, aert_vec, AERT_LANES)

@@ -67,6 +67,9 @@ int main(void) {
   check("weight gradient, four vectors by 8", 1, 0, 4 * L, 8, 4096, 2);
   check("input gradient, a vector from 6", 0, 1, 5003, L, 6, 3);
   check("input gradient, three half vectors from 2", 0, 1, 999, 3 * H, 2, 3);
+  check("input gradient, two vectors from 1", 0, 1, 513, 2 * L, 1, 3);
+  check("input gradient, four vectors from 8", 0, 1, 1001, 4 * L, 8, 3);
+  check("forward, 5 classes from two vectors", 0, 0, 2049, 5, 2 * L, 1);
   check("one class (OpenBLAS)", 0, 0, 5003, 1, L, 0);
   check("a wide weight gradient (OpenBLAS)", 1, 0, 5 * L, 6, 9000, 0);
   check("few pixels (OpenBLAS)", 1, 0, L, 6, 100, 0);
