@@ -44,30 +44,25 @@ static void reference(const aert_conv_geom *g, const aert_real *x, const aert_re
         }
 }
 
-static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
-  aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
-                      .wo = wo, .cout = cout};
-  int taps = k * k, pos = (k + 1) * (k + 1);
-  /* the images, then the slack aert_conv_fwd's tiles read into: no more (the Winograd blocks
-   * past an odd edge must not read past it) */
-  long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
-  aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * taps * cin * cout);
-  aert_real *u = malloc(sizeof(aert_real) * pos * cin * cout), *y0 = malloc(sizeof(aert_real) * yn);
-  aert_real *y1 = malloc(sizeof(aert_real) * yn), *ya = malloc(sizeof(aert_real) * yn);
+/* The forward (Winograd with u, else the direct kernel) against the double sums, overwriting
+ * and adding to ya: every value written, the same bits on 1-3 threads. */
+static void forward_checked(const char *what, const aert_conv_geom *g, const aert_real *x, const aert_real *w,
+                            const aert_real *u, const aert_real *ya) {
+  long yn = (long)g->batch * g->ho * g->wo * g->cout;
+  aert_real *y0 = malloc(sizeof(aert_real) * yn), *y1 = malloc(sizeof(aert_real) * yn);
   double *ref = malloc(sizeof(double) * yn);
-  fill(x, xn, 1, 1), fill(w, (long)taps * cin * cout, 2, 1 / sqrt(taps * (double)cin)), fill(ya, yn, 3, 1);
-  aert_wino_weights(w, u, k, cin, cout);
   for (int acc = 0; acc <= 1; acc++) {
-    reference(&g, x, w, acc ? ya : NULL, ref);
+    reference(g, x, w, acc ? ya : NULL, ref);
     for (int threads = 1; threads <= 3; threads++) {
       omp_set_num_threads(threads);
       aert_real *out = threads == 1 ? y0 : y1;
       if (acc) memcpy(out, ya, sizeof(aert_real) * yn);
       else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
-      aert_conv_wino(&g, x, w, u, out, acc);
+      if (u) aert_conv_wino(g, x, w, u, out, acc);
+      else aert_conv_fwd(g, x, w, out, acc);
       if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
-        printf("FAIL wino k%d %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", k, ho, wo, cin, cout,
-               batch, acc, threads);
+        printf("FAIL %s k%d %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", what, g->k, g->ho, g->wo,
+               g->cin, g->cout, g->batch, acc, threads);
         failures++;
       }
     }
@@ -78,11 +73,26 @@ static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout
     }
     double tol = sizeof(aert_real) == 4 ? 2e-5 : 1e-12;
     if (!(worst <= tol)) {
-      printf("FAIL wino %dx%dx%d -> %d (batch %d, acc %d): relative error %.3g above %.0e\n", ho, wo, cin, cout, batch, acc,
-             worst, tol);
+      printf("FAIL %s k%d %dx%dx%d -> %d (batch %d, acc %d): relative error %.3g above %.0e\n", what, g->k, g->ho, g->wo, g->cin,
+             g->cout, g->batch, acc, worst, tol);
       failures++;
     }
   }
+  free(y0), free(y1), free(ref);
+}
+
+static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
+  aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
+                      .wo = wo, .cout = cout};
+  int taps = k * k, pos = (k + 1) * (k + 1);
+  /* the images, then the slack aert_conv_fwd's tiles read into: no more (the Winograd blocks
+   * past an odd edge must not read past it) */
+  long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
+  aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * taps * cin * cout);
+  aert_real *u = malloc(sizeof(aert_real) * pos * cin * cout), *ya = malloc(sizeof(aert_real) * yn);
+  fill(x, xn, 1, 1), fill(w, (long)taps * cin * cout, 2, 1 / sqrt(taps * (double)cin)), fill(ya, yn, 3, 1);
+  aert_wino_weights(w, u, k, cin, cout);
+  forward_checked("wino", &g, x, w, u, ya);
   /* dx: the flipped filters, transformed, on padded dy give what the direct kernel gives */
   aert_real *wf = malloc(sizeof(aert_real) * taps * cin * cout);
   aert_conv_flip(w, wf, k, cin, cout);
@@ -141,7 +151,7 @@ static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout
     }
     free(dy), free(dw0), free(dw1), free(dw2), free(m);
   }
-  free(x), free(w), free(wf), free(u), free(y0), free(y1), free(ya), free(ref);
+  free(x), free(w), free(wf), free(u), free(ya);
 }
 
 /* images 1 .. batch of an unpadded h x w x cin tensor (batch + 1 images), padded by one on
@@ -202,39 +212,16 @@ static void check_stack(int k, int batch, int h, int w, int cin, int cout) {
   free(x), free(xp), free(wt), free(u), free(ya), free(yb), free(dy), free(dwa), free(dwb), free(m), free(xa), free(xb);
 }
 
-/* aert_conv_fwd (direct, stride 1) against the double sums; the same bits on 1-3 threads */
+/* aert_conv_fwd (direct, stride 1) against the double sums */
 static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
   aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
                       .wo = wo, .cout = cout};
   long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
   aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * k * k * cin * cout);
-  aert_real *y0 = malloc(sizeof(aert_real) * yn), *y1 = malloc(sizeof(aert_real) * yn), *ya = malloc(sizeof(aert_real) * yn);
-  double *ref = malloc(sizeof(double) * yn);
+  aert_real *ya = malloc(sizeof(aert_real) * yn);
   fill(x, xn, 7, 1), fill(w, (long)k * k * cin * cout, 8, 1 / sqrt(k * k * (double)cin)), fill(ya, yn, 9, 1);
-  for (int acc = 0; acc <= 1; acc++) {
-    reference(&g, x, w, acc ? ya : NULL, ref);
-    for (int threads = 1; threads <= 3; threads++) {
-      omp_set_num_threads(threads);
-      aert_real *out = threads == 1 ? y0 : y1;
-      if (acc) memcpy(out, ya, sizeof(aert_real) * yn);
-      else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
-      aert_conv_fwd(&g, x, w, out, acc);
-      if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
-        printf("FAIL direct k%d %dx%dx%d -> %d (acc %d): %d threads give other bits than one\n", k, ho, wo, cin, cout, acc, threads);
-        failures++;
-      }
-    }
-    double worst = 0;
-    for (long i = 0; i < yn; i++) {
-      double err = fabs(y0[i] - ref[i]) / (1 + fabs(ref[i]));
-      if (!(err <= worst)) worst = err;
-    }
-    if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
-      printf("FAIL direct k%d %dx%dx%d -> %d (batch %d, acc %d): relative error %.3g\n", k, ho, wo, cin, cout, batch, acc, worst);
-      failures++;
-    }
-  }
-  free(x), free(w), free(y0), free(y1), free(ya), free(ref);
+  forward_checked("direct", &g, x, w, NULL, ya);
+  free(x), free(w), free(ya);
 }
 
 int main(void) {
