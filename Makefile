@@ -147,9 +147,9 @@ deps-demo:
 # Two jobs where make builds (the sub-makes do not inherit a -j that CI does not give), and
 # the scripts that keep one core busy two at a time (tests/lanes.sh: the CUDA tests, and the
 # light ones, each about one core: measured with time(1) on the Zen 1 host). On two cores:
-# 28.6 minutes on an AMD EPYC with AVX-512 (Zen 4, 2026-12-04), 47.7 on one without (Zen 1,
-# 2026-12-06, clean clone: the 200 generated specs 12.7 of them, the CUDA lanes 14.7, on an
-# hour when the unchanged scripts ran 10-30% slower than the day before's 49.5 minutes).
+# 28.6 minutes on an AMD EPYC with AVX-512 (Zen 4, 2026-12-04), 42.6 on one without (Zen 1,
+# 2026-12-06 04:18, clean clone of 027482a: the 200 generated specs 11.7 of them, the CUDA
+# lanes 12.3, sanitizers 5.7; 47.7 and 49.5 in the two runs before, on slower hours).
 test: deps-test
 	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
