@@ -430,7 +430,8 @@ static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_f
  * above broadcasts once for each. On AMD Zen 1, whose 256-bit loads and broadcasts take a
  * load slot each, at most about one a cycle, the loads bound the tile above, not its
  * multiply-adds (8 -> 8 channels, 64 x 64, 16 images, 2 threads: 45 GFLOP/s, this one 56 of
- * the 80.5 peak). mr is 11: at 12 (12 accumulators, 3 weights and a broadcast) GCC spills.
+ * the 80.5 peak). mr is 11: at 12 (12 accumulators, 3 weights and a broadcast) GCC spills;
+ * the loop over the mr + 2 broadcasts unrolls whole (up to 32).
  * AVX-512 builds keep the tile above until this one is measured on such a machine. Each
  * output sums its taps in the order (kh, ci, kw): fixed, whatever the thread count. CIN:
  * the pixel stride as a constant (as above), or 0 for cin. */
@@ -449,7 +450,7 @@ static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_f
       for (int ci = 0; ci < cin; ci++, xt++, wt += cout) {                                                         \
         VEC b[3];                                                                                                  \
         _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++) memcpy(&b[kw], wt + kw * (long)cin * cout, sizeof(VEC)); \
-        _Pragma("GCC unroll 13") for (int j = 0; j < mr + 2; j++) {                                                \
+        _Pragma("GCC unroll 32") for (int j = 0; j < mr + 2; j++) {                                             \
           aert_real a = xt[(long)j * cin];                                                                         \
           _Pragma("GCC unroll 3") for (int kw = 0; kw < 3; kw++)                                                   \
             if (j - kw >= 0 && j - kw < mr) c[j - kw] += a * b[kw];                                                \
