@@ -622,7 +622,7 @@ static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_
         }                                                                                                            \
       }                                                                                                              \
     }                                                                                                                \
-    _Pragma("GCC unroll 24") for (int j = 0; j < mr && j < rows; j++)                                               \
+    _Pragma("GCC unroll 24") for (int j = 0, je = mr < rows ? mr : rows; j < je; j++)                               \
       _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                         \
         VEC r = c[j * nv + v], old;                                                                                  \
         memcpy(&old, dw + (long)j * ldw + v * (LANES), sizeof old);                                                  \

@@ -968,7 +968,8 @@ def run_spec(path, folder, allow_divergence=False):
        {"AEC_CHECK_OUT": os.path.join(folder, "ref")})
     grad = os.path.join(folder, "grad")
     sh([os.path.join(ROOT, "tests/gradcheck/run.sh"), path], ROOT, "gradcheck",
-       {"AEC_CHECK_OUT": grad, "AEC_GRADCHECK_F32_O": os.path.join(OBJ, "gradcheck_f32.o")})
+       {"AEC_CHECK_OUT": grad, "AEC_GRADCHECK_F32_O": os.path.join(OBJ, "gradcheck_f32.o"),
+        "AEC_GRADCHECK_OPT": "-O0"})
     # The trainer: the model.o the gradient check compiled with the trainer's flags (-Werror,
     # -O3 -march=native: a build failure after a passing check fails the gradcheck stage),
     # linked as `aec build` links it, around the main that model.c has without AEC_NO_MAIN.
