@@ -734,11 +734,27 @@ static inline __attribute__((always_inline)) void aert_conv_dw(const aert_conv_g
 /* Narrow outputs (cout below a vector, cin whole vectors), the last layer that draws an
  * image: each output is a dot product along the input channels, k * k * cin / lanes
  * vector multiply-adds per pixel, summed across lanes in a fixed order. The weights are
- * first gathered to [co, kh, kw, ci] (wt, k * k * cin * cout values). */
+ * first gathered to [co, kh, kw, ci] (wt, k * k * cin * cout values). One accumulator per
+ * pixel is a chain of dependent multiply-adds (each waits the FMA's latency, 4-5 cycles),
+ * so np pixels of a row run side by side and share each weight load; every pixel sums
+ * in the same order whatever np is. */
 static inline aert_real aert_vsum(aert_vec v) {
   aert_real s = 0;
   for (int l = 0; l < AERT_LANES; l++) s += v[l];
   return s;
+}
+
+static inline __attribute__((always_inline)) void aert_narrow_pixels(const aert_real *restrict x0, const aert_real *restrict wc,
+                                                                     const long *xoff, int taps, int cv, int cin, int np,
+                                                                     aert_real *restrict o, int cout) {
+  aert_vec acc[8] = {{0}};
+  for (int t = 0; t < taps; t++)
+    for (int v = 0; v < cv; v++) {
+      aert_vec wv = aert_vload(wc + (long)t * cin + v * AERT_LANES);
+      _Pragma("GCC unroll 8") for (int p = 0; p < np; p++)
+        acc[p] += aert_vload(x0 + (long)p * cin + xoff[t] + v * AERT_LANES) * wv;
+    }
+  _Pragma("GCC unroll 8") for (int p = 0; p < np; p++) o[(long)p * cout] = aert_vsum(acc[p]);
 }
 
 static inline void aert_conv_fwd_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
@@ -752,17 +768,13 @@ static inline void aert_conv_fwd_narrow(const aert_conv_geom *g, const aert_real
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
     for (int oh = 0; oh < ho; oh++)
-      for (int ow = 0; ow < wo; ow++) {
-        const aert_real *x0 = x + n * xs + ((long)oh * wg + ow) * cin;
-        aert_real *o = y + (((long)n * ho + oh) * wo + ow) * cout;
-        for (int co = 0; co < cout; co++) {
-          const aert_real *wc = wt + (long)co * taps * cin;
-          aert_vec acc = {0};
-          for (int t = 0; t < taps; t++)
-            for (int v = 0; v < cv; v++)
-              acc += aert_vload(x0 + xoff[t] + v * AERT_LANES) * aert_vload(wc + (long)t * cin + v * AERT_LANES);
-          o[co] = aert_vsum(acc);
-        }
+      for (int co = 0; co < cout; co++) {
+        const aert_real *x0 = x + n * xs + (long)oh * wg * cin, *wc = wt + (long)co * taps * cin;
+        aert_real *o = y + ((long)n * ho + oh) * wo * cout + co;
+        int ow = 0;
+        for (; ow + 8 <= wo; ow += 8) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 8, o + (long)ow * cout, cout);
+        for (; ow + 4 <= wo; ow += 4) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 4, o + (long)ow * cout, cout);
+        for (; ow < wo; ow++) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 1, o + (long)ow * cout, cout);
       }
 }
 

@@ -9,7 +9,8 @@
  * stack entries (aert_conv_wino_stack, aert_conv_wino_dw_stack), which read an unpadded tensor
  * in place, give the bits of the padded copy's run; a stack of two parts takes the copy.
  * And the direct kernel itself (aert_conv_fwd, whose one-vector 3x3 tiles run by window rows
- * on AVX2 builds) against the same double sums, overwriting and adding, on 1-3 threads. */
+ * on AVX2 builds) against the same double sums, overwriting and adding, on 1-3 threads; and
+ * the narrow one (aert_conv_fwd_narrow: one or three output channels, pixels side by side). */
 /* the Winograd kernels themselves, whatever this build's vectors (aert_wino_pays) */
 #define AERT_WINO_MIN 1
 #define AERT_WINO2_MIN 1
@@ -44,14 +45,15 @@ static void reference(const aert_conv_geom *g, const aert_real *x, const aert_re
         }
 }
 
-/* The forward (Winograd with u, else the direct kernel) against the double sums, overwriting
- * and adding to ya: every value written, the same bits on 1-3 threads. */
+/* The forward (Winograd with u, the narrow kernel with its weight scratch wt, else the direct
+ * kernel) against the double sums, overwriting and adding to ya (the narrow one only
+ * overwrites): every value written, the same bits on 1-3 threads. */
 static void forward_checked(const char *what, const aert_conv_geom *g, const aert_real *x, const aert_real *w,
-                            const aert_real *u, const aert_real *ya) {
+                            const aert_real *u, aert_real *wt, const aert_real *ya) {
   long yn = (long)g->batch * g->ho * g->wo * g->cout;
   aert_real *y0 = malloc(sizeof(aert_real) * yn), *y1 = malloc(sizeof(aert_real) * yn);
   double *ref = malloc(sizeof(double) * yn);
-  for (int acc = 0; acc <= 1; acc++) {
+  for (int acc = 0; acc <= !wt; acc++) {
     reference(g, x, w, acc ? ya : NULL, ref);
     for (int threads = 1; threads <= 3; threads++) {
       omp_set_num_threads(threads);
@@ -59,6 +61,7 @@ static void forward_checked(const char *what, const aert_conv_geom *g, const aer
       if (acc) memcpy(out, ya, sizeof(aert_real) * yn);
       else for (long i = 0; i < yn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
       if (u) aert_conv_wino(g, x, w, u, out, acc);
+      else if (wt) aert_conv_fwd_narrow(g, x, w, wt, out);
       else aert_conv_fwd(g, x, w, out, acc);
       if (threads > 1 && memcmp(y0, y1, sizeof(aert_real) * yn) != 0) {
         printf("FAIL %s k%d %dx%dx%d -> %d (batch %d, acc %d): %d threads give other bits than one\n", what, g->k, g->ho, g->wo,
@@ -92,7 +95,7 @@ static void check(int k, int batch, int ho, int wo, int extra, int cin, int cout
   aert_real *u = malloc(sizeof(aert_real) * pos * cin * cout), *ya = malloc(sizeof(aert_real) * yn);
   fill(x, xn, 1, 1), fill(w, (long)taps * cin * cout, 2, 1 / sqrt(taps * (double)cin)), fill(ya, yn, 3, 1);
   aert_wino_weights(w, u, k, cin, cout);
-  forward_checked("wino", &g, x, w, u, ya);
+  forward_checked("wino", &g, x, w, u, NULL, ya);
   /* dx: the flipped filters, transformed, on padded dy give what the direct kernel gives */
   aert_real *wf = malloc(sizeof(aert_real) * taps * cin * cout);
   aert_conv_flip(w, wf, k, cin, cout);
@@ -212,30 +215,37 @@ static void check_stack(int k, int batch, int h, int w, int cin, int cout) {
   free(x), free(xp), free(wt), free(u), free(ya), free(yb), free(dy), free(dwa), free(dwb), free(m), free(xa), free(xb);
 }
 
-/* aert_conv_fwd (direct, stride 1) against the double sums */
-static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, int cout) {
+/* aert_conv_fwd (direct, stride 1) against the double sums; with narrow, aert_conv_fwd_narrow
+ * (fewer output channels than a vector) */
+static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, int cout, int narrow) {
   aert_conv_geom g = {.batch = batch, .s = 1, .hg = ho + k - 1, .wg = wo + k - 1 + extra, .cin = cin, .k = k, .ho = ho,
                       .wo = wo, .cout = cout};
   long xn = (long)batch * g.hg * g.wg * cin + AERT_TILE_ACC * (long)cin, yn = (long)batch * ho * wo * cout;
   aert_real *x = malloc(sizeof(aert_real) * xn), *w = malloc(sizeof(aert_real) * k * k * cin * cout);
   aert_real *ya = malloc(sizeof(aert_real) * yn);
   fill(x, xn, 7, 1), fill(w, (long)k * k * cin * cout, 8, 1 / sqrt(k * k * (double)cin)), fill(ya, yn, 9, 1);
-  forward_checked("direct", &g, x, w, NULL, ya);
-  free(x), free(w), free(ya);
+  aert_real *wt = narrow ? malloc(sizeof(aert_real) * k * k * cin * cout) : NULL;
+  forward_checked(narrow ? "narrow" : "direct", &g, x, w, NULL, wt, ya);
+  free(x), free(w), free(ya), free(wt);
 }
 
 int main(void) {
   /* the direct kernel: one vector of output channels (3x3 by window rows where the build has
    * them) over the channel counts with tiles of their own and others, half vectors, a tile
    * that crosses rows and images' ends, rows wider than the output; 5x5 and two vectors */
-  check_direct(3, 2, 64, 64, 0, 8, 8);
-  check_direct(3, 1, 9, 13, 2, 16, 8);
-  check_direct(3, 2, 7, 5, 0, 32, 8);
-  check_direct(3, 1, 6, 6, 0, 3, 8);
-  check_direct(3, 2, 5, 11, 1, 8, 4);
-  check_direct(3, 1, 4, 4, 0, 5, 4);
-  check_direct(5, 1, 8, 8, 0, 8, 8);
-  check_direct(3, 1, 8, 8, 0, 16, 16);
+  check_direct(3, 2, 64, 64, 0, 8, 8, 0);
+  check_direct(3, 1, 9, 13, 2, 16, 8, 0);
+  check_direct(3, 2, 7, 5, 0, 32, 8, 0);
+  check_direct(3, 1, 6, 6, 0, 3, 8, 0);
+  check_direct(3, 2, 5, 11, 1, 8, 4, 0);
+  check_direct(3, 1, 4, 4, 0, 5, 4, 0);
+  check_direct(5, 1, 8, 8, 0, 8, 8, 0);
+  check_direct(3, 1, 8, 8, 0, 16, 16, 0);
+  /* the narrow kernel: rows of 8 and 4 pixels side by side and single ones (28 = 8 + 8 + 8
+   * + 4, 13 = 8 + 4 + 1, 3), one and three output channels, rows wider than the output */
+  check_direct(3, 2, 28, 28, 0, 32, 1, 1);
+  check_direct(3, 1, 5, 13, 2, 16, 3, 1);
+  check_direct(5, 2, 4, 3, 0, 16, 1, 1);
   /* F(2x2, 3x3) */
   check(3, 1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
   check(3, 2, 6, 10, 3, 4, 8);      /* half vectors out, a few channels in, rows wider than the output */
@@ -261,7 +271,7 @@ int main(void) {
   check_stack(2, 1, 8, 6, 32, 32);
   check_stack(2, 1, 1, 1, 128, 256);
   if (failures) return 1;
-  printf("wino: the direct kernel, F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution in double (forward, dx and dw, "
+  printf("wino: the direct and narrow kernels, F(2x2, 3x3) and F(2x2, 2x2) match the direct convolution in double (forward, dx and dw, "
          "acc, batches, odd sizes, half vectors) with the same bits on 1-3 threads; read in place as from the padded copy\n");
   return 0;
 }
