@@ -436,10 +436,11 @@ typedef struct {
   long col_floats;           /* the im2col buffer for one chunk; 0 for a 1x1 GEMM */
   int pchunk;                /* slide: images per padded copy */
   long pad_floats;           /* slide: the padded input (then, narrow, the gathered weights) */
-  long dpad_floats;          /* slide: padded dy, flipped weights and, for views, dx of the stack */
+  long dpad_floats;          /* slide: padded dy, flipped (by phase) weights, [phases,] for views dx of the stack */
   long weights_at;           /* slide, narrow: the gathered weights; up2: the phase weights */
   long flip_at;              /* slide: the flipped weights behind padded dy; up2: behind dy by phase */
   long dstack_at;            /* slide, up2: where dx of the stacked views starts behind them */
+  long phases_at;            /* slide, stride > 1: dx by phases (aert_conv_dx_phases) behind the weights */
   long z_at;                 /* up2, forward: the phases' output behind the phase weights */
   long s_at;                 /* up2, backward: dy by phase behind the padded input */
   long dw2_at;               /* up2, backward: the phases' weight gradient behind their flipped weights */
@@ -560,6 +561,11 @@ const char *ae_step_kind_name(ae_step_kind kind);   /* "weight_grad" */
 const ae_step *ae_kernel_step(const ae_program *p, const ae_kernel *k, ae_step_kind kind);
 
 /* ===== sched_cpu.c: the CPU target's choices (conv algorithm, chunks, scratch) ===== */
+/* Whether a slide conv's dx runs direct (input channels in whole half vectors; a stride
+ * above 1 by phases, each a few taps: aert_conv_dx_phases), and the rows (or columns) of dy
+ * padded for the phases: (k - 1) / s zeros before, then as many as the phases read. */
+bool ae_slide_dx_direct(int tc, int k, int s);
+int ae_dx_phase_span(int k, int s, int pad, int in, int out);
 void ae_schedule_cpu(ae_program *p);
 
 /* ===== memplan.c ===== */

@@ -821,6 +821,87 @@ static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restri
         wf[((long)(k * k - 1 - t) * cout + co) * cin + ci] = w[((long)t * cin + ci) * cout + co];
 }
 
+/* ---- dx of a strided convolution, as phases -----------------------------------------
+ * With stride s, input pixel th = s a + qy (padded row r = th + pt) takes dy only through the
+ * window rows kh = r (mod s): kh = py + s dh, py = (qy + pt) % s, from output row
+ * a + (qy + pt) / s - dh. So each of the s * s phases (qy, qx) of dx is a stride-1
+ * convolution of dy with its own few taps (for 3x3 at stride 2: 1, 2, 2 and 4 of the 9),
+ * no multiply-add wasted, and runs on the direct kernel's register tiles (their taps are a
+ * list of offsets): over dy copied with d = (k - 1) / s rows and columns of zeros before it
+ * (aert_pad_stack, hp x wp), into phase-major scratch, then interleaved into dx. In place of
+ * im2col's columns (k * k times dx) and their col2im scatter. Each value sums its taps in
+ * the order (dh, dw), then the channels: fixed, whatever the thread count. cin, cout: the
+ * dx conv's (the forward's cout, cin); h x w: dx's pixels; ho x wo: dy's. */
+typedef struct { int batch, s, k, pt, pl, h, w, ho, wo, hp, wp, cin, cout; } aert_dx_geom;
+
+/* The rows (or columns) of dx in phase q: th = q, q + s, ... below n. */
+static inline int aert_dx_rows(int n, int q, int s) { return (n - q + s - 1) / s; }
+
+/* The taps of phase (qy, qx): offsets into padded dy (xoff, in values) and the forward's
+ * window positions (tap: kh * k + kw); returns how many. */
+static inline int aert_dx_taps(const aert_dx_geom *g, int qy, int qx, long *xoff, int *tap) {
+  int s = g->s, k = g->k, d = (k - 1) / s, n = 0;
+  int py = (qy + g->pt) % s, by = (qy + g->pt) / s, px = (qx + g->pl) % s, bx = (qx + g->pl) / s;
+  for (int kh = py, dh = 0; kh < k; kh += s, dh++)
+    for (int kw = px, dw = 0; kw < k; kw += s, dw++, n++) {
+      xoff[n] = ((long)(by - dh + d) * g->wp + bx - dw + d) * g->cin;
+      tap[n] = kh * k + kw;
+    }
+  return n;
+}
+
+/* The phases' weights, one after another: wp[t, co, ci] = w[kh, kw, ci, co] of each tap. */
+static inline void aert_dx_weights(const aert_dx_geom *g, const aert_real *restrict w, aert_real *restrict wph) {
+  long xoff[64];
+  int tap[64], cin = g->cin, cout = g->cout;
+  for (int qy = 0; qy < g->s; qy++)
+    for (int qx = 0; qx < g->s; qx++) {
+      int n = aert_dx_taps(g, qy, qx, xoff, tap);
+      for (int t = 0; t < n; t++, wph += (long)cin * cout)
+        for (int co = 0; co < cin; co++)
+          for (int ci = 0; ci < cout; ci++) wph[(long)co * cout + ci] = w[((long)tap[t] * cout + ci) * cin + co];
+    }
+}
+
+/* dx (+)= the phases of batch images from padded dy (dyp), their weights wph; ph: scratch of
+ * h * w * cout values per image. acc adds to dx instead of storing. */
+static inline __attribute__((always_inline)) void aert_conv_dx_phases(const aert_dx_geom *g, const aert_real *restrict dyp,
+                                                                      const aert_real *restrict wph, aert_real *restrict ph,
+                                                                      aert_real *restrict dx, int acc) {
+  int batch = g->batch, s = g->s, h = g->h, w = g->w, hp = g->hp, wp = g->wp, cin = g->cin, cout = g->cout;
+  int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / lanes / nv;
+  aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
+  long xs = (long)hp * wp * cin, off[64], at = 0;   /* off: each phase's block of ph */
+  for (int qy = 0; qy < s; qy++)
+    for (int qx = 0; qx < s; qx++) {
+      long xoff[64];
+      int tap[64], taps = aert_dx_taps(g, qy, qx, xoff, tap), ha = aert_dx_rows(h, qy, s), wa = aert_dx_rows(w, qx, s);
+      int tiles = ((ha - 1) * wp + wa + mr - 1) / mr;
+      long ys = (long)ha * wa * cout;
+      aert_real *y = ph + (off[qy * s + qx] = at);
+#pragma omp parallel for collapse(2) schedule(static)
+      for (int n = 0; n < batch; n++)
+        for (int t = 0; t < tiles; t++)
+          for (int cb = 0; cb < blocks; cb++)
+            tile(dyp + n * xs, wph + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wp, cin, cout, ha, wa, 0);
+      wph += (long)taps * cin * cout;
+      at += ys * batch;
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int n = 0; n < batch; n++)
+    for (int th = 0; th < h; th++) {
+      int qy = th % s, ha = aert_dx_rows(h, qy, s);
+      for (int tw = 0; tw < w; tw++) {
+        int qx = tw % s, wa = aert_dx_rows(w, qx, s);
+        const aert_real *src = ph + off[qy * s + qx] + (((long)n * ha + th / s) * wa + tw / s) * cout;
+        aert_real *o = dx + (((long)n * h + th) * w + tw) * cout;
+        if (acc)
+          for (int c = 0; c < cout; c++) o[c] += src[c];
+        else memcpy(o, src, sizeof(aert_real) * cout);
+      }
+    }
+}
+
 /* ---- a 3x3 convolution of a 2x nearest-neighbour upsample, as phases ---------------
  * Output pixel (2a + py, 2b + px) of conv3x3(upsample2(x)) ('same' padding, stride 1)
  * reads only the small pixels a - 1 .. a + 1 of x: for each phase p = 2 py + px it is a 2x2

@@ -229,6 +229,67 @@ static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, i
   free(x), free(w), free(ya), free(wt);
 }
 
+/* aert_conv_dx_phases (dx of a k x k conv at stride s, pt rows and pl columns of padding
+ * before the image) against dx summed in double from its definition; storing and adding, the
+ * same bits on 1-3 threads. */
+static void check_dx_phases(int k, int s, int pt, int batch, int h, int w, int cin, int cout) {
+  int ho = (h + 2 * pt - k) / s + 1, wo = (w + 2 * pt - k) / s + 1, d = (k - 1) / s, hp = ho + d, wp = wo + d;
+  for (int q = 0; q < s; q++) {   /* the rows and columns the phases read */
+    int ry = aert_dx_rows(h, q, s) + (q + pt) / s + d, rx = aert_dx_rows(w, q, s) + (q + pt) / s + d;
+    hp = ry > hp ? ry : hp, wp = rx > wp ? rx : wp;
+  }
+  aert_dx_geom g = {.batch = batch, .s = s, .k = k, .pt = pt, .pl = pt, .h = h, .w = w, .ho = ho, .wo = wo, .hp = hp, .wp = wp,
+                    .cin = cout, .cout = cin};
+  long dyn = (long)batch * ho * wo * cout, dxn = (long)batch * h * w * cin, pn = (long)batch * hp * wp * cout + 2L * AERT_TILE_ACC * cout;
+  aert_real *dy = malloc(sizeof(aert_real) * dyn), *wt = malloc(sizeof(aert_real) * k * k * cin * cout);
+  aert_real *dyp = calloc((size_t)pn, sizeof(aert_real)), *wph = malloc(sizeof(aert_real) * k * k * cin * cout);
+  aert_real *ph = malloc(sizeof(aert_real) * dxn), *dx0 = malloc(sizeof(aert_real) * dxn), *dx1 = malloc(sizeof(aert_real) * dxn);
+  aert_real *dxa = malloc(sizeof(aert_real) * dxn);
+  double *ref = malloc(sizeof(double) * dxn);
+  fill(dy, dyn, 11, 1), fill(wt, (long)k * k * cin * cout, 12, 1 / sqrt(k * k * (double)cout)), fill(dxa, dxn, 13, 1);
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < ho; oh++)
+      memcpy(dyp + (((long)n * hp + oh + d) * wp + d) * cout, dy + ((long)n * ho + oh) * wo * cout, sizeof(aert_real) * wo * cout);
+  aert_dx_weights(&g, wt, wph);
+  for (int acc = 0; acc <= 1; acc++) {
+    for (long i = 0; i < dxn; i++) ref[i] = acc ? dxa[i] : 0;
+    for (int n = 0; n < batch; n++)
+      for (int oh = 0; oh < ho; oh++)
+        for (int ow = 0; ow < wo; ow++)
+          for (int kh = 0; kh < k; kh++)
+            for (int kw = 0; kw < k; kw++) {
+              int th = oh * s + kh - pt, tw = ow * s + kw - pt;
+              if (th < 0 || th >= h || tw < 0 || tw >= w) continue;
+              for (int ci = 0; ci < cin; ci++)
+                for (int co = 0; co < cout; co++)
+                  ref[(((long)n * h + th) * w + tw) * cin + ci] +=
+                      (double)dy[(((long)n * ho + oh) * wo + ow) * cout + co] * wt[((long)(kh * k + kw) * cin + ci) * cout + co];
+            }
+    for (int threads = 1; threads <= 3; threads++) {
+      omp_set_num_threads(threads);
+      aert_real *out = threads == 1 ? dx0 : dx1;
+      if (acc) memcpy(out, dxa, sizeof(aert_real) * dxn);
+      else for (long i = 0; i < dxn; i++) out[i] = (aert_real)NAN;   /* every value must be written */
+      aert_conv_dx_phases(&g, dyp, wph, ph, out, acc);
+      if (threads > 1 && memcmp(dx0, dx1, sizeof(aert_real) * dxn) != 0) {
+        printf("FAIL dx phases k%d s%d %dx%dx%d <- %d: %d threads give other bits than one\n", k, s, h, w, cin, cout, threads);
+        failures++;
+      }
+    }
+    double worst = 0;
+    for (long i = 0; i < dxn; i++) {
+      double err = fabs(dx0[i] - ref[i]) / (1 + fabs(ref[i]));
+      if (!(err <= worst)) worst = err;
+    }
+    if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
+      printf("FAIL dx phases k%d s%d pad %d %dx%dx%d <- %d (batch %d, acc %d): relative error %.3g\n", k, s, pt, h, w, cin, cout,
+             batch, acc, worst);
+      failures++;
+    }
+  }
+  free(dy), free(wt), free(dyp), free(wph), free(ph), free(dx0), free(dx1), free(dxa), free(ref);
+}
+
 int main(void) {
   /* the direct kernel: one vector of output channels (3x3 by window rows where the build has
    * them) over the channel counts with tiles of their own and others, half vectors, a tile
@@ -246,6 +307,17 @@ int main(void) {
   check_direct(3, 2, 28, 28, 0, 32, 1, 1);
   check_direct(3, 1, 5, 13, 2, 16, 3, 1);
   check_direct(5, 2, 4, 3, 0, 16, 1, 1);
+  /* dx of strided convs by phases: conv_ae's encoder (3x3 / 2, 'same'), odd sizes (phases of
+   * unequal rows), 5x5 and 4x4 windows, stride 3, a window smaller than the stride (phases
+   * without taps), half vectors and one-vector tiles */
+  check_dx_phases(3, 2, 1, 2, 28, 28, 32, 32);
+  check_dx_phases(3, 2, 1, 3, 14, 14, 64, 64);
+  check_dx_phases(3, 2, 1, 1, 7, 9, 16, 8);
+  check_dx_phases(5, 2, 2, 2, 9, 10, 8, 16);
+  check_dx_phases(4, 2, 1, 1, 8, 8, 16, 24);
+  check_dx_phases(3, 3, 0, 2, 9, 11, 8, 8);
+  check_dx_phases(1, 2, 0, 2, 8, 7, 16, 16);
+  check_dx_phases(3, 2, 1, 2, 6, 6, 24, 3);
   /* F(2x2, 3x3) */
   check(3, 1, 8, 8, 0, 24, 16);     /* the U-Net's first layer: 24 bands */
   check(3, 2, 6, 10, 3, 4, 8);      /* half vectors out, a few channels in, rows wider than the output */

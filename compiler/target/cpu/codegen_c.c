@@ -176,7 +176,7 @@ static const ae_buffer *grad_buf(const ae_program *p, const ae_node *n) { return
 
 /* A direct conv's dx as the stride-1 convolution of padded dy with the flipped weights: for
  * stride 1 and whole (half) vectors of input channels; else by im2col and a scatter. */
-static bool slide_dx_direct(window w) { return w.tc % AE_SLIDE_UNIT == 0 && w.s == 1; }
+static bool slide_dx_direct(window w) { return ae_slide_dx_direct(w.tc, w.k, w.s); }
 
 /* Whether k's input gradient stores into the gradient of view v's tensor instead of adding
  * to it: k's dx of that tensor covers every value in one pass (a direct or Winograd
@@ -292,8 +292,9 @@ static void emit_stack_conv(emitter *e, bool wino, const char *fn, const char *p
 
 /* A conv run direct (aert_conv_fwd), C images at a time (k->conv.pchunk): forward on a padded
  * copy of their input stack (split into phases for stride > 1), the weight gradient from
- * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights (by
- * im2col for a stride above 1 or when the input channels are not whole half vectors). */
+ * the same copy, dx as the stride-1 convolution of padded dy with the flipped weights, for
+ * a stride above 1 as the phases of dx, each a convolution of padded dy with its own taps
+ * (by im2col when the input channels are not whole half vectors). */
 static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_program *p = e->p;
   const ae_node *n = k->node;
@@ -316,9 +317,17 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   pad_src dysrc = {dy, cout, 0, 1};
   emit_pad_geom(e, ae_sprintf(e->a, "pgeo_%s", name), src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg, C);
-  if (any_dx && dx_direct)
+  /* dx by phases (stride > 1): dy padded by (k - 1) / s before, as far as the phases read */
+  int dd = (kk - 1) / s, sh = ae_dx_phase_span(kk, s, w.pad, w.th, w.rows_h), sw = ae_dx_phase_span(kk, s, w.pad, w.tw, w.rows_w);
+  if (any_dx && dx_direct && s == 1)
     emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, 1,
                   hp2, wp2, C);
+  if (any_dx && dx_direct && s > 1) {
+    emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, dd, dd, 1, sh, sw, C);
+    OUT("static const aert_dx_geom xgeo_%s = {.batch = %d, .s = %d, .k = %d, .pt = %d, .pl = %d, .h = %d, .w = %d, .ho = %d, "
+        ".wo = %d, .hp = %d, .wp = %d, .cin = %d, .cout = %d};\n", name, C, s, kk, w.pad, w.pad, w.th, w.tw, w.rows_h, w.rows_w,
+        sh, sw, cout, tc);
+  }
   if (any_dx && !dx_direct) emit_window_fn(e, k, scatter, true);
   const char *pgeo = ae_sprintf(e->a, "pgeo_%s", name), *srcs = part_list(e, src, ns, false);
   /* the scratch: forward the padded copy; backward the padded copy, then (reusing it)
@@ -329,7 +338,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const char *geom = ae_sprintf(e->a, "&geo_%s", name), *dgeom = ae_sprintf(e->a, "&dgeo_%s", name);
   OUT("static const aert_conv_geom geo_%s = {.batch = %d, .s = %d, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
       ".cout = %d};\n", name, C, s, hg, wg, tc, kk, w.rows_h, w.rows_w, cout);
-  if (any_dx && dx_direct)
+  if (any_dx && dx_direct && s == 1)
     OUT("static const aert_conv_geom dgeo_%s = {.batch = %d, .s = 1, .hg = %d, .wg = %d, .cin = %d, .k = %d, .ho = %d, .wo = %d, "
         ".cout = %d};\n", name, C, hp2, wp2, cout, kk, w.th, w.tw, tc);
   OUT("\n");
@@ -359,7 +368,24 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
                       ae_sprintf(e->a, "%s + (long)n0 * %ld, %s", dy, ys, pgrad(e, k->w)));
     OUT("  }\n");
   }
-  if (any_dx && dx_direct) {
+  if (any_dx && dx_direct && s > 1) {
+    /* by phases: each a stride-1 conv of padded dy with its few taps, interleaved into dx */
+    long wf = k->conv.flip_at, ph = k->conv.phases_at, dxs = k->conv.dstack_at;
+    const char *dpgeo = ae_sprintf(e->a, "dpgeo_%s", name), *dys = part_list(e, &dysrc, 1, false);
+    const char *xgeom = ae_sprintf(e->a, "&xgeo_%s", name);
+    OUT("  aert_dx_weights(%s, %s, %s + %ld);\n", xgeom, wv, bcol, wf);
+    OUT("%s", chunk_loop(e, B, C));
+    if (plain)
+      emit_stack_conv(e, false, "aert_conv_dx_phases", dpgeo, bcol, dys, xgeom,
+                      ae_sprintf(e->a, "%s + %ld, %s + %ld, %s + (long)n0 * %ld, %d", bcol, wf, bcol, ph, dsrc[0].t, xs,
+                                 !dx_stores(e, k, k->src.items[0])));
+    else {
+      emit_stack_conv(e, false, "aert_conv_dx_phases", dpgeo, bcol, dys, xgeom,
+                      ae_sprintf(e->a, "%s + %ld, %s + %ld, %s + %ld, 0", bcol, wf, bcol, ph, bcol, dxs));
+      OUT("    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", name, bcol, dxs, part_list(e, dsrc, ns, true));
+    }
+    OUT("  }\n");
+  } else if (any_dx && dx_direct) {
     long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
     /* the flipped weights, Winograd-transformed when dx runs so */
     const char *conv = conv_fn(c->dwino), *wfs = conv_weights(e, c->dwino, ae_sprintf(e->a, "%s + %ld", bcol, wf), bcol, c->dwino_at);

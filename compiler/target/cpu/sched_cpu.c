@@ -8,7 +8,8 @@
  *                                     with 16 channels as Winograd F(2x2, 2x2)
  *   output channels in whole half     direct register-tiled kernels on a padded copy
  *   vectors (or narrow: see below)    of a few images (aert_conv_fwd), "slide"; a 3x3
- *                                     window at stride 1 as Winograd F(2x2, 3x3)
+ *                                     window at stride 1 as Winograd F(2x2, 3x3); dx at
+ *                                     a stride above 1 by phases (aert_conv_dx_phases)
  *   anything else                     im2col + GEMM over a few images at a time        */
 #include "aec.h"
 
@@ -127,6 +128,20 @@ static void schedule_up2(const ae_program *p, ae_kernel *k) {
   c->scratch_floats[1] = p->needs_grad[p->root[k->out->id]->id] ? c->dpad_floats : 0;
 }
 
+bool ae_slide_dx_direct(int tc, int k, int s) {
+  int taps = (k + s - 1) / s;   /* per phase and dimension: aert_conv_dx_phases keeps 64 taps, 64 phases */
+  return tc % AE_SLIDE_UNIT == 0 && s <= 8 && taps * taps <= 64;
+}
+
+int ae_dx_phase_span(int k, int s, int pad, int in, int out) {
+  int d = (k - 1) / s, span = out + d;
+  for (int q = 0; q < s; q++) {
+    int need = (in - q + s - 1) / s + (q + pad) / s + d;   /* phase q's rows and its offset */
+    span = need > span ? need : span;
+  }
+  return span;
+}
+
 static void schedule_conv(const ae_program *p, ae_kernel *k) {
   const ae_node *n = k->node, *x = n->in.items[0];
   ae_conv_sched *c = &k->conv;
@@ -148,15 +163,21 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     int kk = n->k, s = n->stride, tc = x->shape.d[2], co = n->units, hi = x->shape.d[0], wi = x->shape.d[1];
     long slack = (long)AE_SLIDE_SLACK * (tc > co ? tc : co);
     long hg = ((n->shape.d[0] - 1) * s + kk + s - 1) / s, wg = ((n->shape.d[1] - 1) * s + kk + s - 1) / s;
-    long fwd = (long)s * s * hg * wg * tc, dpad = (long)(hi + kk - 1) * (wi + kk - 1) * co, weights = (long)kk * kk * tc * co;
+    long fwd = (long)s * s * hg * wg * tc, weights = (long)kk * kk * tc * co;
+    int pad = n->pad_same ? (kk - 1) / 2 : 0, ho = n->shape.d[0], wo = n->shape.d[1];
+    long dpad = s == 1 ? (long)(hi + kk - 1) * (wi + kk - 1) * co
+                       : (long)ae_dx_phase_span(kk, s, pad, hi, ho) * ae_dx_phase_span(kk, s, pad, wi, wo) * co;
+    long phases = s > 1 ? (long)hi * wi * tc : 0;                                /* dx by phase */
     long dstack = k->src.len > 1 || v0->factor > 1 ? (long)hi * wi * tc : 0;   /* dx of the stacked views */
-    c->pchunk = images_per_chunk(p->batch, fwd > dpad + dstack ? fwd : dpad + dstack);
+    long back = dpad + phases + dstack;
+    c->pchunk = images_per_chunk(p->batch, fwd > back ? fwd : back);
     /* forward: [padded input | slack | narrow: the weights gathered by output channel]
-     * backward: [padded dy | slack | flipped weights | dx of the stack] */
+     * backward: [padded dy | slack | flipped weights (by phase) | dx by phase | dx of the stack] */
     c->weights_at = c->pchunk * fwd + slack;
     c->pad_floats = c->weights_at + (narrow ? weights : 0);
     c->flip_at = c->pchunk * dpad + slack;
-    c->dstack_at = c->flip_at + weights;
+    c->phases_at = c->flip_at + weights;
+    c->dstack_at = c->phases_at + c->pchunk * phases;
     c->dpad_floats = c->dstack_at + c->pchunk * dstack;
     /* A 3x3 window at stride 1 with even output sizes (and 16 channels) runs as Winograd F(2x2, 3x3)
      * (aert_conv_wino: 16 multiply-adds per channel pair for 4 pixels, not 36) on the same
@@ -179,7 +200,7 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
   for (int j = 0; j < k->src.len; j++) dx = dx || p->needs_grad[p->root[((ae_view *)k->src.items[j])->node->id]->id];
   long f = slide ? c->pad_floats : c->col_floats, b = slide ? c->pad_floats : 2 * c->col_floats;
   if (slide && dx) {
-    long d = x->shape.d[2] % AE_SLIDE_UNIT || n->stride > 1 ? c->col_floats : c->dpad_floats;
+    long d = ae_slide_dx_direct(x->shape.d[2], n->k, n->stride) ? c->dpad_floats : c->col_floats;
     b = d > b ? d : b;
   }
   c->scratch_floats[0] = f;
