@@ -352,13 +352,17 @@ void ae_report_launch_rows(FILE *o, const ae_json *k) {
 
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   if (k->kind == K_CONV && k->conv.algo == CONV_SLIDE)
-    return ae_sprintf(r->a, "%s on a zero-padded copy of %d image%s at a time%s%s",
+    return ae_sprintf(r->a, "%s on a zero-padded copy of %d image%s at a time%s%s%s",
                       k->conv.wino ? "Winograd F(2x2, 3x3) (register-tiled products of the transformed blocks)"
                                    : "direct register-tiled convolution",
                       k->conv.pchunk, k->conv.pchunk == 1 ? "" : "s",
                       k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "",
                       !k->conv.wino ? "" : k->conv.wdw ? (k->conv.dwino ? "; dx and dw too" : "; dw too, dx direct")
-                                         : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"));
+                                         : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"),
+                      k->node->stride > 1 && ae_slide_dx_direct(((const ae_node *)k->node->in.items[0])->shape.d[2], k->node->k,
+                                                                k->node->stride)
+                          ? "; dx by phases, each a stride-1 convolution of dy with its own taps"
+                          : "");
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)
     return ae_sprintf(r->a, "the four phases of the 2x upsample as one 2x2 convolution of the small image%s%s, %d image%s at a time",
                       !k->conv.pwino ? "" : k->conv.pwdw ? " (Winograd F(2x2, 2x2), dw too)" : " (Winograd F(2x2, 2x2), dw direct)",
