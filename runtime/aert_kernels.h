@@ -850,7 +850,8 @@ static inline int aert_dx_taps(const aert_dx_geom *g, int qy, int qx, long *xoff
   return n;
 }
 
-/* The phases' weights, one after another: wp[t, co, ci] = w[kh, kw, ci, co] of each tap. */
+/* The phases' weights, one after another, each tap's as the tiles read them: wph[t, c, i] =
+ * w[kh, kw, i, c] for the dy channel c (the forward's output) and the dx channel i. */
 static inline void aert_dx_weights(const aert_dx_geom *g, const aert_real *restrict w, aert_real *restrict wph) {
   long xoff[64];
   int tap[64], cin = g->cin, cout = g->cout;
@@ -858,8 +859,8 @@ static inline void aert_dx_weights(const aert_dx_geom *g, const aert_real *restr
     for (int qx = 0; qx < g->s; qx++) {
       int n = aert_dx_taps(g, qy, qx, xoff, tap);
       for (int t = 0; t < n; t++, wph += (long)cin * cout)
-        for (int co = 0; co < cin; co++)
-          for (int ci = 0; ci < cout; ci++) wph[(long)co * cout + ci] = w[((long)tap[t] * cout + ci) * cin + co];
+        for (int c = 0; c < cin; c++)
+          for (int i = 0; i < cout; i++) wph[(long)c * cout + i] = w[((long)tap[t] * cout + i) * cin + c];
     }
 }
 

@@ -174,13 +174,14 @@ static const ae_step *first_use(const ae_program *p, const ae_buffer *g) {
 
 static const ae_buffer *grad_buf(const ae_program *p, const ae_node *n) { return &p->grad[p->root[n->id]->id]; }
 
-/* A direct conv's dx as the stride-1 convolution of padded dy with the flipped weights: for
- * stride 1 and whole (half) vectors of input channels; else by im2col and a scatter. */
+/* A direct conv's dx runs direct on whole (half) vectors of input channels: at stride 1 as
+ * the convolution of padded dy with the flipped weights, above it by phases; else by
+ * im2col and a scatter. */
 static bool slide_dx_direct(window w) { return ae_slide_dx_direct(w.tc, w.k, w.s); }
 
 /* Whether k's input gradient stores into the gradient of view v's tensor instead of adding
  * to it: k's dx of that tensor covers every value in one pass (a direct or Winograd
- * convolution of stride 1 on whole vectors of input channels, a 1x1 convolution's GEMM, or
+ * convolution on whole vectors of input channels, by phases above stride 1, a 1x1 convolution's GEMM, or
  * an upsampling conv's phases or plain part where that part is this one view), no other
  * view of k reads the tensor, and k is the first step to touch its gradient (later steps
  * add to it, or scale it in place, as before). The zeroing before it is then left out
