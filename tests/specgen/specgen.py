@@ -7,11 +7,12 @@ run through every stage: `aec check`, `aec build`, the forward pass against the 
 interpreter in double (tests/reference), the gradients against finite differences in double
 and the float build with the trainer's flags and -Werror against them (tests/gradcheck,
 whose model.o the trainer links: one -O3 compile a spec), three training steps and an
-evaluation by the real trainer on random IDX data (finite losses). A failing case is minimised (layers
-dropped, sizes shrunk, settings removed while the same stage still fails) and written to
-tests/specs/found/, which every run checks again. Mutants of valid specs (one size, name
-or argument changed) must be accepted and then pass as above, or refused with a located
-error: never a crash.
+evaluation by the real trainer on random IDX data (finite losses). A failing case is
+minimised (layers dropped, sizes shrunk, settings removed while the same stage still fails)
+and written to tests/specs/found/, which every run checks again. Mutants of valid specs
+(one size, name or argument changed) must be accepted and then pass as above, or refused
+with a located error: never a crash. A spec whose training step passes HEAVY_FLOPS (a
+mutant's huge size) skips the double-precision stages, which would outlast their timeout.
 
   specgen.py --seed S --count N [--mutants M] [--jobs J]     a fixed set (make test)
   specgen.py --minutes T [--jobs J]                          fresh seeds for T minutes (make fuzz-specs)
@@ -19,6 +20,7 @@ error: never a crash.
   specgen.py --found                                         re-run tests/specs/found/*.ae
 """
 import argparse
+import json
 import math
 import os
 import random
@@ -37,6 +39,10 @@ FOUND = os.path.join(ROOT, "tests", "specs", "found")
 WORK = os.path.join(ROOT, "build", "specgen")
 OBJ = os.path.join(WORK, "obj")   # the harness objects every spec links (harness_objects)
 STEP_TIMEOUT = 120
+# A training step above this many FLOPs (a mutant's 65537 channels: 25 GFLOP) would keep the
+# double-precision stages (the reference, the finite differences) past STEP_TIMEOUT: such a
+# spec is built with the trainer's flags and trains and evaluates, without them.
+HEAVY_FLOPS = 2e9
 
 # ---- the language's layers: positional argument order and defaults (docs/language.md) ----
 ARGS = {
@@ -922,6 +928,12 @@ def write_png(path, h, w, c, values):
                 chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def random_bytes(rng, n):
+    """n random bytes; a million and more at once (a mutant's 65537 channels: a value at a time
+    took a minute)."""
+    return rng.randbytes(n) if n >= 1 << 20 else [rng.randrange(256) for _ in range(n)]
+
+
 def write_data(d, folder, n, rng):
     ins = d["in_shape"][:d["in_rank"]]
     if d["source"] == "AERT_DATA_IMAGES":   # folders train-x/ and test-x/ of PNG images
@@ -932,11 +944,10 @@ def write_data(d, folder, n, rng):
                           [rng.randrange(256) for _ in range(d["in_size"])])
         return
     for split in ("train", "test"):
-        write_idx(os.path.join(folder, f"{split}-x.idx"), [n] + ins,
-                  [rng.randrange(256) for _ in range(n * d["in_size"])])
+        write_idx(os.path.join(folder, f"{split}-x.idx"), [n] + ins, random_bytes(rng, n * d["in_size"]))
         if d["target"] == "AERT_TARGET_IMAGE":
             ts = d["target_shape"][:d["target_rank"]]
-            vals = [rng.randrange(256) for _ in range(n * d["target_size"])]
+            vals = random_bytes(rng, n * d["target_size"])
             write_idx(os.path.join(folder, f"{split}-y.idx"), [n] + ts, vals)
         elif d["target"] == "AERT_TARGET_CLASSES":
             ts = d["target_shape"][:d["target_rank"]]
@@ -968,16 +979,24 @@ def run_spec(path, folder, allow_divergence=False):
     sh([AEC, "check", path], folder, "check")
     gen = os.path.join(folder, "gen")
     sh([AEC, "build", "--no-compile", "--out", gen, path], folder, "build")
-    sh([os.path.join(ROOT, "tests/reference/run.sh"), path], ROOT, "reference",
-       {"AEC_CHECK_OUT": os.path.join(folder, "ref")})
-    grad = os.path.join(folder, "grad")
-    sh([os.path.join(ROOT, "tests/gradcheck/run.sh"), path], ROOT, "gradcheck",
-       {"AEC_CHECK_OUT": grad, "AEC_GRADCHECK_F32_O": os.path.join(OBJ, "gradcheck_f32.o"),
-        "AEC_GRADCHECK_OPT": "-O0"})
-    # The trainer: the model.o the gradient check compiled with the trainer's flags (-Werror,
-    # -O3 -march=native: a build failure after a passing check fails the gradcheck stage),
-    # linked as `aec build` links it, around the main that model.c has without AEC_NO_MAIN.
-    model_o = os.path.join(grad, os.path.splitext(os.path.basename(path))[0], "model.o")
+    summary = json.loads(sh([AEC, "summary", "--json", path], folder, "check").stdout)
+    if summary["totals"]["flops_train_step"] > HEAVY_FLOPS:
+        model_o = os.path.join(gen, "model.o")   # the trainer's flags, as below
+        sh([os.environ.get("CC", "cc"), "-O3", "-march=native", "-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+            "-DAEC_NO_MAIN", "-I" + os.path.join(ROOT, "runtime"), "-I" + gen, "-c", "-o", model_o,
+            os.path.join(gen, "model.c")], folder, "build")
+    else:
+        sh([os.path.join(ROOT, "tests/reference/run.sh"), path], ROOT, "reference",
+           {"AEC_CHECK_OUT": os.path.join(folder, "ref")})
+        grad = os.path.join(folder, "grad")
+        sh([os.path.join(ROOT, "tests/gradcheck/run.sh"), path], ROOT, "gradcheck",
+           {"AEC_CHECK_OUT": grad, "AEC_GRADCHECK_F32_O": os.path.join(OBJ, "gradcheck_f32.o"),
+            "AEC_GRADCHECK_OPT": "-O0"})
+        # the model.o the gradient check compiled with the trainer's flags (-Werror, -O3
+        # -march=native: a build failure after a passing check fails the gradcheck stage)
+        model_o = os.path.join(grad, os.path.splitext(os.path.basename(path))[0], "model.o")
+    # The trainer: model.o linked as `aec build` links it, around the main that model.c has
+    # without AEC_NO_MAIN.
     trainer = os.path.join(folder, "bin", name)
     os.makedirs(os.path.dirname(trainer), exist_ok=True)
     sh([os.environ.get("CC", "cc"), "-fopenmp", "-o", trainer, os.path.join(OBJ, "trainer_main.o"), model_o,

@@ -39,7 +39,13 @@ static long stacked(const ae_kernel *k, int factor, int *views) {
  * runtime narrows it per build (aert_wino_pays: AVX2 from 32 channels, the weight gradient
  * of its 2x2 phases from 128), running the direct kernels on the same buffers otherwise. */
 #define AE_WINO_MIN_CHANNELS 16
-static bool wino_fits(long cin, long cout) { return cin >= AE_WINO_MIN_CHANNELS && cout >= AE_WINO_MIN_CHANNELS; }
+/* Its blocks live on each thread's stack (aert_wino_fwd: 16 positions of a run of at least
+ * 12 blocks, both channel counts: 1.5 MiB in float at 2048 channels together); more channels
+ * than that run direct (a mutant spec with 65537 input channels overflowed a thread's stack). */
+#define AE_WINO_MAX_CHANNELS 2048
+static bool wino_fits(long cin, long cout) {
+  return cin >= AE_WINO_MIN_CHANNELS && cout >= AE_WINO_MIN_CHANNELS && cin + cout <= AE_WINO_MAX_CHANNELS;
+}
 /* Its weight gradient (aert_conv_wino_dw) only from 64: its products sum over the blocks of a
  * run both threads share, and below 64 channels the direct weight gradient (near peak)
  * wins (32 -> 64 1.1x, 64 -> 64 1.3x, 64 -> 128 and up 1.5-1.7x on the same host). */
