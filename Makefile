@@ -149,7 +149,9 @@ deps-demo:
 # light ones, each about one core: measured with time(1) on the Zen 1 host). On two cores:
 # 28.6 minutes on an AMD EPYC with AVX-512 (Zen 4, 2026-12-04), 42.6 on one without (Zen 1,
 # 2026-12-06 04:18, clean clone of 027482a: the 200 generated specs 11.7 of them, the CUDA
-# lanes 12.3, sanitizers 5.7; 47.7 and 49.5 in the two runs before, on slower hours).
+# lanes 12.3, sanitizers 5.7; 47.7 and 49.5 in the two runs before, on slower hours); 48.6
+# at 08:08 the same day (clean clone of 4b3c160, a slow hour: the generated specs 13.8, 9.7
+# in a run an hour before with the same code but for two fixes, the CUDA lanes 12.1).
 test: deps-test
 	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
