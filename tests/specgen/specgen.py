@@ -981,7 +981,7 @@ def run_spec(path, folder, allow_divergence=False):
     sh([AEC, "build", "--no-compile", "--out", gen, path], folder, "build")
     summary = json.loads(sh([AEC, "summary", "--json", path], folder, "check").stdout)
     if summary["totals"]["flops_train_step"] > HEAVY_FLOPS:
-        model_o = os.path.join(gen, "model.o")   # the trainer's flags, as below
+        model_o = os.path.join(gen, "model.o")   # the flags tests/gradcheck/run.sh gives model.o
         sh([os.environ.get("CC", "cc"), "-O3", "-march=native", "-fopenmp", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
             "-DAEC_NO_MAIN", "-I" + os.path.join(ROOT, "runtime"), "-I" + gen, "-c", "-o", model_o,
             os.path.join(gen, "model.c")], folder, "build")
