@@ -359,8 +359,8 @@ static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
                       k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "",
                       !k->conv.wino ? "" : k->conv.wdw ? (k->conv.dwino ? "; dx and dw too" : "; dw too, dx direct")
                                          : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"),
-                      k->node->stride > 1 && ae_slide_dx_direct(((const ae_node *)k->node->in.items[0])->shape.d[2], k->node->k,
-                                                                k->node->stride)
+                      k->node->stride > 1 && ae_kernel_step(r->p, k, STEP_INPUT_GRAD) &&
+                              ae_slide_dx_direct(((const ae_node *)k->node->in.items[0])->shape.d[2], k->node->k, k->node->stride)
                           ? "; dx by phases, each a stride-1 convolution of dy with its own taps"
                           : "");
   if (k->kind == K_CONV && k->conv.algo == CONV_UP2)

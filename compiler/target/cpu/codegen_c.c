@@ -318,13 +318,13 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const char *y = val(e, k->out), *dy = grad(e, k->out), *wv = pval(e, k->w);
   pad_src dysrc = {dy, cout, 0, 1};
   emit_pad_geom(e, ae_sprintf(e->a, "pgeo_%s", name), src, ns, w.th, w.tw, tc, w.pad, w.pad, s, hg, wg, C);
-  /* dx by phases (stride > 1): dy padded by (k - 1) / s before, as far as the phases read */
-  int dd = (kk - 1) / s, sh = ae_dx_phase_span(kk, s, w.pad, w.th, w.rows_h), sw = ae_dx_phase_span(kk, s, w.pad, w.tw, w.rows_w);
-  if (any_dx && dx_direct && s == 1)
-    emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, kk - 1 - w.pad, kk - 1 - w.pad, 1,
-                  hp2, wp2, C);
-  if (any_dx && dx_direct && s > 1) {
+  /* padded dy for dx: by k - 1 - pad at stride 1; by phases (stride > 1) by (k - 1) / s
+   * before, as far as the phases read */
+  int dd = s == 1 ? kk - 1 - w.pad : (kk - 1) / s;
+  int sh = s == 1 ? hp2 : ae_dx_phase_span(kk, s, w.pad, w.th, w.rows_h), sw = s == 1 ? wp2 : ae_dx_phase_span(kk, s, w.pad, w.tw, w.rows_w);
+  if (any_dx && dx_direct)
     emit_pad_geom(e, ae_sprintf(e->a, "dpgeo_%s", name), &dysrc, 1, w.rows_h, w.rows_w, cout, dd, dd, 1, sh, sw, C);
+  if (any_dx && dx_direct && s > 1) {
     OUT("static const aert_dx_geom xgeo_%s = {.batch = %d, .s = %d, .k = %d, .pt = %d, .pl = %d, .h = %d, .w = %d, .ho = %d, "
         ".wo = %d, .hp = %d, .wp = %d, .cin = %d, .cout = %d};\n", name, C, s, kk, w.pad, w.pad, w.th, w.tw, w.rows_h, w.rows_w,
         sh, sw, cout, tc);
