@@ -493,9 +493,16 @@ static bool infer_join(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_valu
   return true;
 }
 
-static bool infer_elementwise(ae_layer_ctx *c, ae_node *n, ae_node *x, ae_value **a) {
+static bool infer_elementwise(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_node *x, ae_value **a) {
   n->shape = x->shape;
   switch (n->op) {
+  case OP_SOFTMAX:   /* legal, and almost surely not what was meant */
+    if (x->shape.d[x->shape.rank - 1] == 1) {
+      ae_warning(c->diag, call->loc, "softmax over a last axis of one value is always 1: its output "
+                 "carries nothing, and no gradient passes back through it");
+      ae_hint(c->diag, "for one channel use sigmoid; softmax normalises across the values of the last axis");
+    }
+    return true;
   case OP_LEAKY_RELU: return get_num(c, a[1], "alpha", 0, 1, 0.01, &n->alpha);
   case OP_ELU: return get_num(c, a[1], "alpha", 0, 100, 1.0, &n->alpha);
   case OP_DROPOUT: return get_num(c, a[1], "the dropout rate", 0, 0.999, 0, &n->rate);
@@ -539,7 +546,7 @@ static bool infer_shape(ae_layer_ctx *c, const ae_expr *call, ae_node *n, ae_val
   case OP_RESHAPE: return infer_reshape(c, call, n, x, a);
   case OP_CONCAT: case OP_ADD: return infer_join(c, call, n, args, n_args);
   case OP_SAMPLE: return infer_sample(c, call, n, a);
-  default: return infer_elementwise(c, n, x, a);
+  default: return infer_elementwise(c, call, n, x, a);
   }
 }
 

@@ -40,7 +40,7 @@ static const char *write_file(const char *name, const char *bytes, size_t n) {
 
 static const char *write_text(const char *name, const char *text) { return write_file(name, text, strlen(text)); }
 
-typedef struct { bool ok; int errors; char *out; double seconds; } outcome;
+typedef struct { bool ok; int errors, warnings; char *out; double seconds; } outcome;
 
 static outcome load(const char *path) {
   outcome r = {0};
@@ -53,6 +53,7 @@ static outcome load(const char *path) {
   r.ok = ae_load_spec(a, &d, path) != NULL;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   r.errors = d.errors;
+  r.warnings = d.warnings;
   r.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
   ae_arena_free(a);
   fclose(out);
@@ -234,6 +235,23 @@ Test(robustness, many_errors_stop_at_the_limit) {
 Test(robustness, a_good_spec_still_passes) {
   outcome r = load(write_text("good.ae", MODEL_HEAD MODEL_TAIL));
   cr_expect(r.ok, "a minimal spec is refused:\n%s", r.out);
+  free(r.out);
+}
+
+/* A softmax over a last axis of one value is legal but always 1 (a generated spec's gradient
+ * check met one): the spec is accepted with a warning at the softmax and a hint; a softmax
+ * over several values is not warned about. */
+Test(robustness, softmax_over_one_value_is_warned) {
+#define SOFTMAX_OF(N) MODEL_HEAD "  p = dense(x, " #N ") |> softmax\n  y = dense(x, 784) |> sigmoid\n" \
+  "  loss bce(y, x) + 0.1 * l1(p)\n}\n"
+  outcome r = load(write_text("softmax1.ae", SOFTMAX_OF(1)));
+  cr_expect(r.ok, "refused:\n%s", r.out);
+  cr_expect_eq(r.warnings, 1, "%d warnings:\n%s", r.warnings, r.out);
+  cr_expect(strstr(r.out, "softmax1.ae:4:22: warning: softmax over a last axis of one value is always 1") &&
+            strstr(r.out, "hint: for one channel use sigmoid"), "got:\n%s", r.out);
+  free(r.out);
+  r = load(write_text("softmax10.ae", SOFTMAX_OF(10)));
+  cr_expect(r.ok && r.warnings == 0, "a softmax over 10 values: %d warnings:\n%s", r.warnings, r.out);
   free(r.out);
 }
 
