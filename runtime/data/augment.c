@@ -29,21 +29,63 @@ void aert_augment_draw(const aert_data *d, uint64_t seed, long epoch, long index
 }
 
 /* Where each output pixel of row y takes its value: the top-left source pixel (ix, iy) and
- * the four bilinear weights, or for nearest the rounded source pixel. One loop without
- * branches between pixels, also compiled for AVX2 and AVX-512 (AERT_CLONES), so that it
- * vectorises: the same bits on any clone. */
-AERT_CLONES static void source_row(const aert_transform *t, float cs, float sn, int y, int h, int w,
-                                       int nearest, int *restrict ix, int *restrict iy, float *restrict wt) {
+ * the fractions (fx, fy) of its bilinear weights, or for nearest the rounded source pixel
+ * (rintf rounds as lrintf did, to nearest, ties to even, without a call). Also compiled
+ * for AVX2 and AVX-512 (AERT_CLONES), where floorf and rintf are one instruction each: the
+ * same bits on any clone. t is copied so that its flips are known not to change. */
+AERT_CLONES static void source_row(const aert_transform *tp, float cs, float sn, int y, int h, int w,
+                                   int nearest, int *restrict ix, int *restrict iy, float *restrict fx,
+                                   float *restrict fy) {
+  const aert_transform t = *tp;
+  if (nearest) {
+    for (int x = 0; x < w; x++) {
+      float sx, sy;
+      aert_augment_source(&t, cs, sn, x, y, h, w, &sx, &sy);
+      ix[x] = (int)rintf(sx), iy[x] = (int)rintf(sy);
+    }
+    return;
+  }
   for (int x = 0; x < w; x++) {
     float sx, sy;
-    aert_augment_source(t, cs, sn, x, y, h, w, &sx, &sy);
-    if (nearest) {
-      ix[x] = (int)lrintf(sx), iy[x] = (int)lrintf(sy);
+    aert_augment_source(&t, cs, sn, x, y, h, w, &sx, &sy);
+    float fx0 = floorf(sx), fy0 = floorf(sy);
+    fx[x] = sx - fx0, fy[x] = sy - fy0;
+    ix[x] = (int)fx0, iy[x] = (int)fy0;
+  }
+}
+
+/* One output row of the bilinear resampling: each pixel's value per channel is the sum, in
+ * tap order, of weight x source value over the taps of nonzero weight (fills outside the
+ * image). Four channels (NAIP's bands) go as one vector of four: the same operations on
+ * each lane, so the same bits as one channel at a time. */
+typedef float aert_f4 __attribute__((vector_size(16)));
+static void bilinear_row(const float *restrict src, float *restrict o, const int *ix, const int *iy,
+                         const float *fx, const float *fy, int h, int w, int c, const float *fills) {
+  for (int x = 0; x < w; x++, o += c) {
+    const float *tap[4];
+    float wt[4];
+    long at = ((long)iy[x] * w + ix[x]) * c;
+    int inside = ix[x] >= 0 && iy[x] >= 0 && ix[x] + 1 < w && iy[x] + 1 < h;
+    for (int j = 0; j < 4; j++) {
+      int xx = ix[x] + (j & 1), yy = iy[x] + (j >> 1);
+      tap[j] = inside || (xx >= 0 && yy >= 0 && xx < w && yy < h) ? src + at + ((j >> 1) * (long)w + (j & 1)) * c : fills;
+      wt[j] = aert_bilinear_weight(j, fx[x], fy[x]);
+    }
+    if (c == 4) {
+      aert_f4 v = {0, 0, 0, 0}, t;
+      for (int j = 0; j < 4; j++)
+        if (wt[j] != 0)
+          memcpy(&t, tap[j], sizeof t), v = v + wt[j] * t;
+      memcpy(o, &v, sizeof v);
       continue;
     }
-    float fx0 = floorf(sx), fy0 = floorf(sy), fx = sx - fx0, fy = sy - fy0;
-    ix[x] = (int)fx0, iy[x] = (int)fy0;
-    for (int j = 0; j < 4; j++) wt[4 * x + j] = aert_bilinear_weight(j, fx, fy);
+    for (int k = 0; k < c; k++) {
+      float v = 0;
+      for (int j = 0; j < 4; j++)
+        if (wt[j] != 0)
+          v = aert_add_rn(v, aert_mul_rn(wt[j], tap[j][k]));
+      o[k] = v;
+    }
   }
 }
 
@@ -51,37 +93,24 @@ AERT_CLONES static void source_row(const aert_transform *t, float cs, float sn, 
  * arithmetic is aert_internal.h's, which a device's augmentation shares. */
 void aert_augment_image(const aert_transform *t, const float *src, float *dst, int h, int w,
                         int c, float fill, int nearest) {
-  float cs, sn, fills[c], wts[4 * w];
+  float cs, sn, fills[c], fx[w], fy[w];
   int ix[w], iy[w];
   for (int k = 0; k < c; k++)
     fills[k] = fill;
   aert_sincos(t->angle, &sn, &cs);
   cs /= t->scale, sn /= t->scale;
   for (int y = 0; y < h; y++) {
-    source_row(t, cs, sn, y, h, w, nearest, ix, iy, wts);
-    for (int x = 0; x < w; x++) {
-      float *o = dst + ((long)y * w + x) * c;
-      if (nearest) {
+    source_row(t, cs, sn, y, h, w, nearest, ix, iy, fx, fy);
+    float *o = dst + (long)y * w * c;
+    if (nearest) {
+      for (int x = 0; x < w; x++, o += c) {
         int in = ix[x] >= 0 && iy[x] >= 0 && ix[x] < w && iy[x] < h;
         for (int k = 0; k < c; k++)
           o[k] = in ? src[((long)iy[x] * w + ix[x]) * c + k] : fill;
-        continue;
       }
-      int n = 0;
-      float wt[4];
-      const float *tap[4];   /* the source pixels of nonzero weight, fills outside the image */
-      for (int j = 0; j < 4; j++) {
-        int xx = ix[x] + (j & 1), yy = iy[x] + (j >> 1);
-        if (wts[4 * x + j] != 0)
-          wt[n] = wts[4 * x + j], tap[n++] = xx >= 0 && yy >= 0 && xx < w && yy < h ? src + ((long)yy * w + xx) * c : fills;
-      }
-      for (int k = 0; k < c; k++) {
-        float v = 0;
-        for (int j = 0; j < n; j++)
-          v = aert_add_rn(v, aert_mul_rn(wt[j], tap[j][k]));
-        o[k] = v;
-      }
+      continue;
     }
+    bilinear_row(src, o, ix, iy, fx, fy, h, w, c, fills);
   }
 }
 
