@@ -3,7 +3,7 @@
  * the input in the spec's order, with a label layer remapped to class indices. Training
  * draws patches_per_tile random patches per tile anew each epoch; validation and test cover
  * their tiles with a fixed grid. Patches of a batch are read by several threads at once,
- * each with its own open files. */
+ * each with its own open files (reader_of: which patches each reads). */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -554,14 +554,25 @@ typedef struct {
   int k, step, rc;
 } fill_job;
 
+/* Which of n readers reads example i of a batch: every patch of one tile the same reader
+ * where patches are random (tile mod n), so that a tile's strips or tiles are decoded and
+ * kept by one reader only, not by each; on a grid, neighbouring patches (which share
+ * chunks) the same reader: the batch in n runs. */
+static int reader_of(const aert_dataset *ds, long i, long b, long batch, int n) {
+  if (ds->grid)
+    return (int)(b * n / batch);
+  return (int)(i / ds->tiles->m->data.patches_per_tile % n);
+}
+
 static void *fill_worker(void *arg) {
   fill_job *j = arg;
   const aert_model *m = j->m;
   geo_reader *r = &j->ds->tiles->reader[j->k];
-  for (long b = j->k; b < m->batch && j->rc == 0; b += j->step) {
+  for (long b = 0; b < m->batch && j->rc == 0; b++) {
     long k = j->start + (b < j->real ? b : j->real - 1);
     long i = j->order ? j->order[k] : k;
-    j->rc = fetch(j->ds, r, i, j->draw, j->x + b * m->in_size, j->y ? j->y + b * m->target_size : NULL);
+    if (reader_of(j->ds, i, b, m->batch, j->step) == j->k)
+      j->rc = fetch(j->ds, r, i, j->draw, j->x + b * m->in_size, j->y ? j->y + b * m->target_size : NULL);
   }
   return NULL;
 }

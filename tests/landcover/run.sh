@@ -24,6 +24,15 @@ ls "$T/synth/train/synth_000_naip-new.tif" "$T/synth/train/synth_000_landsat-lea
    "$T/synth/train/synth_000_lc.tif" > /dev/null || fail "tile files"
 gdalinfo "$T/synth/train/synth_000_naip-new.tif" | grep -q 'ID\["EPSG",26918\]' || fail "synthetic tiles are not in UTM 18N"
 
+# ---- the data threads share out each batch's patches (a tile's random patches to one of
+# them, a grid's batch in runs): one, two and three of them train to the same bits
+for n in 1 2 3; do
+  "$bin" train --data "$T/synth" --out "$T/dt$n" --epochs 1 --limit 256 --seed 4 --data-threads $n --quiet \
+    > "$T/dt$n.log" 2>&1 || { cat "$T/dt$n.log"; fail "train --data-threads $n"; }
+done
+cmp -s "$T/dt1/last.ckpt" "$T/dt2/last.ckpt" && cmp -s "$T/dt1/last.ckpt" "$T/dt3/last.ckpt" ||
+  fail "--data-threads 1, 2 and 3 train to different checkpoints"
+
 # ---- the full-size U-Net (24 bands from 4 files, standardize) reads the same tiles
 "$PWD/bin/unet_landcover" train --data "$T/synth" --out "$T/big" --epochs 1 --limit 16 > "$T/big.log" 2>&1 \
   || { cat "$T/big.log"; fail "unet_landcover train"; }
