@@ -639,8 +639,9 @@ static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
       int x0 = (int)(aert_uniform(s, 0) * (t->w[k] - p + 1)), y0 = (int)(aert_uniform(s, 1) * (t->h[k] - p + 1));
       if (t->bad[k])
         break;
-      if (aert_geo_read_patch(t, &t->reader[0], k, x0, y0, x, NULL) != 0 ||
-          aert_raster_read(&t->reader[0].r[t->n_layers], x0, y0, p, p, 0, 1, t->reader[0].labels, 1, 0) != 0) {
+      geo_reader *r = &t->reader[(k - ds->t0) % t->threads];   /* the one that reads the tile's patches */
+      if (aert_geo_read_patch(t, r, k, x0, y0, x, NULL) != 0 ||
+          aert_raster_read(&r->r[t->n_layers], x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0) {
         if (!t->skip_bad) {
           free(x);
           return -1;
@@ -651,9 +652,9 @@ static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
         break;
       }
       for (long i = 0; i < np; i++) {
-        float lab = t->reader[0].labels[i];
-        const aert_raster *lr = &t->reader[0].r[t->n_layers];
-        if ((int)lab == m->ignore_label || t->reader[0].nodata[i] ||
+        float lab = r->labels[i];
+        const aert_raster *lr = &r->r[t->n_layers];
+        if ((int)lab == m->ignore_label || r->nodata[i] ||
             (lr->has_nodata && (double)lab == lr->nodata))
           continue;
         int cls = (int)class_of(m, lab);
