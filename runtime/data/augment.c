@@ -56,8 +56,9 @@ AERT_CLONES static void source_row(const aert_transform *tp, float cs, float sn,
 
 /* One output row of the bilinear resampling: each pixel's value per channel is the sum, in
  * tap order, of weight x source value over the taps of nonzero weight (fills outside the
- * image). Four channels (NAIP's bands) go as one vector of four: the same operations on
- * each lane, so the same bits as one channel at a time. */
+ * image). Channels go four at a time as one vector (NAIP's four bands, a stack of 8 or 12),
+ * the rest one at a time: the same operations on each lane, so the same bits as one channel
+ * at a time. */
 typedef float aert_f4 __attribute__((vector_size(16)));
 static void bilinear_row(const float *restrict src, float *restrict o, const int *ix, const int *iy,
                          const float *fx, const float *fy, int h, int w, int c, const float *fills) {
@@ -71,15 +72,15 @@ static void bilinear_row(const float *restrict src, float *restrict o, const int
       tap[j] = inside || (xx >= 0 && yy >= 0 && xx < w && yy < h) ? src + at + ((j >> 1) * (long)w + (j & 1)) * c : fills;
       wt[j] = aert_bilinear_weight(j, fx[x], fy[x]);
     }
-    if (c == 4) {
+    int k = 0;
+    for (; k + 4 <= c; k += 4) {
       aert_f4 v = {0, 0, 0, 0}, t;
       for (int j = 0; j < 4; j++)
         if (wt[j] != 0)
-          memcpy(&t, tap[j], sizeof t), v = v + wt[j] * t;
-      memcpy(o, &v, sizeof v);
-      continue;
+          memcpy(&t, tap[j] + k, sizeof t), v = v + wt[j] * t;
+      memcpy(o + k, &v, sizeof v);
     }
-    for (int k = 0; k < c; k++) {
+    for (; k < c; k++) {
       float v = 0;
       for (int j = 0; j < 4; j++)
         if (wt[j] != 0)

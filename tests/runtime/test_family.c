@@ -259,17 +259,17 @@ Test(augment, rotate_90_degrees) {
       cr_assert_float_eq(dst[y * 5 + x], src[(4 - x) * 5 + y], 1e-3, "(%d,%d)", x, y);
 }
 
-/* Four bands go through the resampling as one vector, other counts a channel at a time:
- * each band of a 4- (and a 3-) band image must equal that band resampled alone, bit for
+/* Bands go through the resampling four at a time as one vector, the rest one at a time:
+ * each band of a 3-, 4-, 5- and 8-band image must equal that band resampled alone, bit for
  * bit, under random shifts, rotations, zooms and flips (taps outside the image take the
  * fill; values of both signs, so that no sum starts from a lucky zero). */
 Test(augment, every_band_resamples_as_it_would_alone) {
   enum { H = 9, W = 7 };
-  float src[H * W * 4], dst[H * W * 4], band[H * W], alone[H * W];
-  for (int i = 0; i < H * W * 4; i++)
+  float src[H * W * 8], dst[H * W * 8], band[H * W], alone[H * W];
+  for (int i = 0; i < H * W * 8; i++)
     src[i] = (float)((i * 2654435761u) % 1000) / 37.0f - 13.0f;
   aert_data d = {.shift = 3, .rotate = 180, .zoom = 0.5f, .flip_h = 1, .flip_v = 1};
-  for (int c = 3; c <= 4; c++)
+  for (int c = 3; c <= 8; c += c == 5 ? 3 : 1)
     for (long i = 0; i < 200; i++) {
       aert_transform t;
       aert_augment_draw(&d, 7, 0, i, &t);
