@@ -554,14 +554,24 @@ typedef struct {
   int k, step, rc;
 } fill_job;
 
-/* Which of n readers reads example i of a batch: every patch of one tile the same reader
- * where patches are random (tile mod n), so that a tile's strips or tiles are decoded and
- * kept by one reader only, not by each; on a grid, neighbouring patches (which share
+/* How many readers fill a batch side by side: the data threads, at most one a patch (and
+ * as many as aert_tiles_fill's jobs hold). */
+static int fill_readers(const aert_tiles *t) {
+  int n = t->threads < t->m->batch ? t->threads : t->m->batch;
+  return n > 64 ? 64 : n;
+}
+
+/* The reader, of n, of tile k's random patches: the tile's place in the view mod n, so that
+ * its strips or tiles are decoded and kept by one reader only, not by each. */
+static int tile_reader(const aert_dataset *ds, int k, int n) { return (k - ds->t0) % n; }
+
+/* Which of n readers reads example i (batch position b): random patches by their tile
+ * (tile_reader, the tile as locate finds it); on a grid, neighbouring patches (which share
  * chunks) the same reader: the batch in n runs. */
 static int reader_of(const aert_dataset *ds, long i, long b, long batch, int n) {
   if (ds->grid)
     return (int)(b * n / batch);
-  return (int)(i / ds->tiles->m->data.patches_per_tile % n);
+  return tile_reader(ds, ds->t0 + (int)(i / ds->tiles->m->data.patches_per_tile), n);
 }
 
 static void *fill_worker(void *arg) {
@@ -582,12 +592,10 @@ int aert_tiles_fill(const aert_model *m, const aert_dataset *ds, const long *ord
                     uint64_t draw, float *x, float *y) {
   aert_tiles *t = ds->tiles;
   long real = ds->n - start < m->batch ? ds->n - start : m->batch;
-  int n = t->threads < m->batch ? t->threads : m->batch;
+  int n = fill_readers(t);
   fill_job job[64];
   pthread_t th[64];
   double t0 = aert_now();
-  if (n > 64)
-    n = 64;
   pthread_mutex_lock(&t->fill_mu);
   for (int k = 0; k < n; k++) {
     job[k] = (fill_job){m, ds, order, start, real, draw, x, y, k, n, 0};
@@ -639,7 +647,7 @@ static int sample_stats(aert_tiles *t, const aert_dataset *ds) {
       int x0 = (int)(aert_uniform(s, 0) * (t->w[k] - p + 1)), y0 = (int)(aert_uniform(s, 1) * (t->h[k] - p + 1));
       if (t->bad[k])
         break;
-      geo_reader *r = &t->reader[(k - ds->t0) % t->threads];   /* the one that reads the tile's patches */
+      geo_reader *r = &t->reader[tile_reader(ds, k, fill_readers(t))];   /* the one that trains on the tile */
       if (aert_geo_read_patch(t, r, k, x0, y0, x, NULL) != 0 ||
           aert_raster_read(&r->r[t->n_layers], x0, y0, p, p, 0, 1, r->labels, 1, 0) != 0) {
         if (!t->skip_bad) {
