@@ -440,7 +440,6 @@ typedef struct {
   long weights_at;           /* slide, narrow: the gathered weights; up2: the phase weights */
   long flip_at;              /* slide: the flipped weights behind padded dy; up2: behind dy by phase */
   long dstack_at;            /* slide, up2: where dx of the stacked views starts behind them */
-  long phases_at;            /* slide, stride > 1: dx by phases (aert_conv_dx_phases) behind the weights */
   long z_at;                 /* up2, forward: the phases' output behind the phase weights */
   long s_at;                 /* up2, backward: dy by phase behind the padded input */
   long dw2_at;               /* up2, backward: the phases' weight gradient behind their flipped weights */

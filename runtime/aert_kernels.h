@@ -323,7 +323,7 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
   static inline __attribute__((always_inline)) void NAME(const aert_real *restrict x, const aert_real *restrict w, \
                                                          aert_real *restrict y, const long *restrict xoff, int q, \
                                                          int mr, int nv, int taps, int wg, int cin, int cout,     \
-                                                         int ho, int wo, int acc) {                               \
+                                                         int ho, int wo, long yrow, int ypix, int acc) {          \
     VEC c[AERT_TILE_ACC] = {0};                                                                                    \
     for (int t = 0; t < taps; t++) {                                                                               \
       const aert_real *xt = x + (long)q * cin + xoff[t], *wt = w + (long)t * cin * cout;                           \
@@ -339,12 +339,15 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
     AERT_CONV_TILE_STORE(VEC, LANES)                                                                               \
   }
 /* A tile's stores: its mr x nv accumulators c to the output pixels q .. q + mr - 1 of y,
- * those in the padding columns (ow >= wo) or past the last row left out; acc adds. */
+ * those in the padding columns (ow >= wo) or past the last row left out; acc adds. Pixel
+ * (oh, ow) is at y + oh * yrow + ow * ypix: rows of wo pixels of cout channels (yrow = wo *
+ * cout, ypix = cout), or every s-th pixel of every s-th row of a larger image (a phase of
+ * a strided conv's dx, stored in place). */
 #define AERT_CONV_TILE_STORE(VEC, LANES)                                                                           \
   _Pragma("GCC unroll 24") for (int j = 0; j < mr; j++) {                                                          \
     int oh = (q + j) / wg, ow = (q + j) - oh * wg;                                                                 \
     if (ow >= wo || oh >= ho) continue;                                                                            \
-    aert_real *o = y + ((long)oh * wo + ow) * cout;                                                                \
+    aert_real *o = y + (long)oh * yrow + (long)ow * ypix;                                                          \
     _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                         \
       VEC r = c[j * nv + v], old;                                                                                  \
       if (acc) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                                \
@@ -357,12 +360,13 @@ AERT_DEFINE_CONV_TILE(aert_conv_htile, aert_hvec, AERT_HLANES)
 /* One function per vector width and count: nv vectors of channels, AERT_TILE_ACC / nv
  * pixels (chosen by aert_conv_tile_for below). */
 typedef void aert_conv_tile_fn(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,
-                               const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo, int acc);
+                               const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo,
+                               long yrow, int ypix, int acc);
 #define AERT_CONV_TILE(TILE, NV)                                                                                   \
   static void TILE##_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,         \
                           const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo,   \
-                          int acc) {                                                                               \
-    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, acc);                              \
+                          long yrow, int ypix, int acc) {                                                          \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, yrow, ypix, acc);                  \
   }
 AERT_CONV_TILE(aert_conv_tile, 1)
 AERT_CONV_TILE(aert_conv_tile, 2)
@@ -382,9 +386,9 @@ AERT_CONV_TILE(aert_conv_htile, 4)
 #define AERT_CONV_TILE_CIN(TILE, NV, CIN)                                                                          \
   static void TILE##_##NV##_cin##CIN(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y, \
                                      const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho,  \
-                                     int wo, int acc) {                                                            \
+                                     int wo, long yrow, int ypix, int acc) {                                       \
     (void)cin;                                                                                                     \
-    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, CIN, cout, ho, wo, acc);                              \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, CIN, cout, ho, wo, yrow, ypix, acc);                  \
   }
 AERT_CONV_TILE_CIN(aert_conv_tile, 1, 8)
 AERT_CONV_TILE_CIN(aert_conv_tile, 1, 16)
@@ -440,7 +444,8 @@ static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_f
 #define AERT_TILE3_MR 11
 #define AERT_DEFINE_CONV_TILE3(NAME, VEC, LANES, CIN)                                                              \
   static void NAME(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,               \
-                   const long *restrict xoff, int q, int taps, int wg, int cin_, int cout, int ho, int wo, int acc) { \
+                   const long *restrict xoff, int q, int taps, int wg, int cin_, int cout, int ho, int wo,          \
+                   long yrow, int ypix, int acc) {                                                                 \
     enum { mr = AERT_TILE3_MR, nv = 1 };                                                                           \
     const int cin = CIN ? CIN : cin_;                                                                              \
     (void)taps;                                                                                                    \
@@ -584,7 +589,8 @@ static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_
   for (int n = 0; n < batch; n++)
     for (int t = 0; t < tiles; t++)
       for (int cb = 0; cb < blocks; cb++)
-        tile(x + n * xs, w + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wg, cin, cout, ho, wo, acc);
+        tile(x + n * xs, w + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wg, cin, cout, ho, wo,
+             (long)wo * cout, cout, acc);
 }
 
 /* The weight gradient: dw[kh, kw, ci, co] += sum over n, oh, ow of x[n, oh*s + kh, ow*s + kw,
@@ -828,7 +834,7 @@ static inline void aert_conv_flip(const aert_real *restrict w, aert_real *restri
  * convolution of dy with its own few taps (for 3x3 at stride 2: 1, 2, 2 and 4 of the 9),
  * no multiply-add wasted, and runs on the direct kernel's register tiles (their taps are a
  * list of offsets): over dy copied with d = (k - 1) / s rows and columns of zeros before it
- * (aert_pad_stack, hp x wp), into phase-major scratch, then interleaved into dx. In place of
+ * (aert_pad_stack, hp x wp), each storing into its own pixels of dx. In place of
  * im2col's columns (k * k times dx) and their col2im scatter. Each value sums its taps in
  * the order (dh, dw), then the channels: fixed, whatever the thread count. cin, cout: the
  * dx conv's (the forward's cout, cin); h x w: dx's pixels; ho x wo: dy's. */
@@ -864,42 +870,29 @@ static inline void aert_dx_weights(const aert_dx_geom *g, const aert_real *restr
     }
 }
 
-/* dx (+)= the phases of batch images from padded dy (dyp), their weights wph; ph: scratch of
- * h * w * cout values per image. acc adds to dx instead of storing. */
+/* dx (+)= the phases of batch images from padded dy (dyp), their weights wph; each phase's
+ * tiles store into dx in place (every s-th pixel of every s-th row), so no phase-major copy
+ * is written and read back. acc adds to dx instead of storing. */
 static inline __attribute__((always_inline)) void aert_conv_dx_phases(const aert_dx_geom *g, const aert_real *restrict dyp,
-                                                                      const aert_real *restrict wph, aert_real *restrict ph,
-                                                                      aert_real *restrict dx, int acc) {
-  int batch = g->batch, s = g->s, h = g->h, w = g->w, hp = g->hp, wp = g->wp, cin = g->cin, cout = g->cout;
+                                                                      const aert_real *restrict wph, aert_real *restrict dx,
+                                                                      int acc) {
+  int batch = g->batch, s = g->s, h = g->h, w = g->w, wp = g->wp, cin = g->cin, cout = g->cout;
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr = AERT_TILE_ACC / nv, blocks = cout / lanes / nv;
   aert_conv_tile_fn *tile = aert_conv_tile_for(lanes != AERT_LANES, nv, cin);
-  long xs = (long)hp * wp * cin, off[64], at = 0;   /* off: each phase's block of ph */
+  long xs = (long)g->hp * wp * cin, ys = (long)h * w * cout;
   for (int qy = 0; qy < s; qy++)
     for (int qx = 0; qx < s; qx++) {
       long xoff[64];
       int tap[64], taps = aert_dx_taps(g, qy, qx, xoff, tap), ha = aert_dx_rows(h, qy, s), wa = aert_dx_rows(w, qx, s);
       int tiles = ((ha - 1) * wp + wa + mr - 1) / mr;
-      long ys = (long)ha * wa * cout;
-      aert_real *y = ph + (off[qy * s + qx] = at);
+      aert_real *y = dx + ((long)qy * w + qx) * cout;
 #pragma omp parallel for collapse(2) schedule(static)
       for (int n = 0; n < batch; n++)
         for (int t = 0; t < tiles; t++)
           for (int cb = 0; cb < blocks; cb++)
-            tile(dyp + n * xs, wph + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wp, cin, cout, ha, wa, 0);
+            tile(dyp + n * xs, wph + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wp, cin, cout, ha, wa,
+                 (long)s * w * cout, s * cout, acc);
       wph += (long)taps * cin * cout;
-      at += ys * batch;
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int n = 0; n < batch; n++)
-    for (int th = 0; th < h; th++) {
-      int qy = th % s, ha = aert_dx_rows(h, qy, s);
-      for (int tw = 0; tw < w; tw++) {
-        int qx = tw % s, wa = aert_dx_rows(w, qx, s);
-        const aert_real *src = ph + off[qy * s + qx] + (((long)n * ha + th / s) * wa + tw / s) * cout;
-        aert_real *o = dx + (((long)n * h + th) * w + tw) * cout;
-        if (acc)
-          for (int c = 0; c < cout; c++) o[c] += src[c];
-        else memcpy(o, src, sizeof(aert_real) * cout);
-      }
     }
 }
 

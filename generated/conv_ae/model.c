@@ -48,9 +48,9 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     /* buffer                  offset        floats   steps   what */
     .z_h_1                = A + 0,          /*    3211264    0-18   z.h.1 28x28x32 */
     .conv_z_h_1_scratch   = A + 3211264,    /*      29568    0-0    conv_z_h_1 scratch fwd */
-    .conv_z_h_2_scratch   = A + 3211264,    /*     461568    1-1    conv_z_h_2 scratch fwd */
+    .conv_z_h_2_scratch   = A + 3211264,    /*     922368    1-1    conv_z_h_2 scratch fwd */
     .conv_z_h2_1_scratch  = A + 3211264,    /*     558592    2-2    conv_z_h2_1 scratch fwd */
-    .conv_z_h2_2_scratch  = A + 3211264,    /*     525824    3-3    conv_z_h2_2 scratch fwd */
+    .conv_z_h2_2_scratch  = A + 3211264,    /*    1050112    3-3    conv_z_h2_2 scratch fwd */
     .conv_d1_scratch      = A + 3211264,    /*     904704    6-6    conv_d1 scratch fwd */
     .d2                   = A + 3211264,    /*    3211264    7-11   d2 28x28x32 */
     .conv_d1_dscratch     = A + 3211264,    /*    1123840   12-12   conv_d1 scratch bwd */
@@ -60,15 +60,15 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .d_z_h_1              = A + 3211264,    /*    3211264   17-18   dz.h.1 28x28x32 */
     .d_z                  = A + 3311616,    /*       4096   13-14   dz 32 */
     .d_d                  = A + 4335104,    /*     401408   12-13   dd 3136 */
-    .conv_z_h2_2_dscratch = A + 4816896,    /*     605696   15-15   conv_z_h2_2 scratch bwd */
+    .conv_z_h2_2_dscratch = A + 4816896,    /*    1050112   15-15   conv_z_h2_2 scratch bwd */
     .conv_z_h2_1_dscratch = A + 4816896,    /*    1101312   16-16   conv_z_h2_1 scratch bwd */
-    .d_z_h2_2             = A + 5422592,    /*     401408   14-15   dz.h2.2 7x7x64 */
+    .d_z_h2_2             = A + 5867008,    /*     401408   14-15   dz.h2.2 7x7x64 */
     .conv_d2_scratch      = A + 6422528,    /*     830976    7-7    conv_d2 scratch fwd */
     .conv_y_scratch       = A + 6422528,    /*     922656    8-8    conv_y scratch fwd */
     .d_d2                 = A + 6422528,    /*    3211264   10-11   dd2 28x28x32 */
-    .d_z_h_2              = A + 6422528,    /*     802816   16-17   dz.h.2 14x14x32 */
+    .conv_z_h_2_dscratch  = A + 6422528,    /*     922368   17-17   conv_z_h_2 scratch bwd */
     .conv_z_h_1_dscratch  = A + 6422528,    /*      29568   18-18   conv_z_h_1 scratch bwd */
-    .conv_z_h_2_dscratch  = A + 7225344,    /*     542464   17-17   conv_z_h_2 scratch bwd */
+    .d_z_h_2              = A + 7344896,    /*     802816   16-17   dz.h.2 14x14x32 */
     .z_h2_1               = A + 9633792,    /*    1605632    2-16   z.h2.1 14x14x64 */
     .d1                   = A + 11239424,   /*    1605632    6-12   d1 14x14x64 */
     .conv_y_dscratch      = A + 12845056,   /*     922656   10-10   conv_y scratch bwd */
@@ -156,14 +156,14 @@ static void conv_z_h_1_backward(const run *r) {
  * out:  14x14x32, relu fused, batch 128
  * forward 462.42 MFLOP, 16.09 MB moved per batch; backward 924.84 MFLOP, 32.19 MB */
 static const aert_stack_part pgeo_conv_z_h_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
-static const aert_pad_geom pgeo_conv_z_h_2 = {.batch = 16, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 768, .parts = 1, .part = pgeo_conv_z_h_2_parts};
+static const aert_pad_geom pgeo_conv_z_h_2 = {.batch = 32, .h = 28, .w = 28, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 768, .parts = 1, .part = pgeo_conv_z_h_2_parts};
 static const aert_stack_part dpgeo_conv_z_h_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_z_h_2 = {.batch = 16, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_z_h_2_parts};
-static const aert_dx_geom xgeo_conv_z_h_2 = {.batch = 16, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 28, .w = 28, .ho = 14, .wo = 14, .hp = 16, .wp = 16, .cin = 32, .cout = 32};
-static const aert_conv_geom geo_conv_z_h_2 = {.batch = 16, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_pad_geom dpgeo_conv_z_h_2 = {.batch = 32, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 1, .hp = 16, .wp = 16, .slack = 768, .parts = 1, .part = dpgeo_conv_z_h_2_parts};
+static const aert_dx_geom xgeo_conv_z_h_2 = {.batch = 32, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 28, .w = 28, .ho = 14, .wo = 14, .hp = 16, .wp = 16, .cin = 32, .cout = 32};
+static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg = 15, .cin = 32, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_z_h_2_forward(const run *r) {
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + z_h_2_w), r->z_h_2 + (long)n0 * 6272, 0);
   }
@@ -172,14 +172,14 @@ static void conv_z_h_2_forward(const run *r) {
 
 static void conv_z_h_2_backward(const run *r) {
   aert_act_bias_backward(r->d_z_h_2, r->z_h_2, (r->G + z_h_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->z_h_1});
     aert_conv_dw(&geo_conv_z_h_2, r->conv_z_h_2_dscratch, r->d_z_h_2 + (long)n0 * 6272, (r->G + z_h_2_w));
   }
-  aert_dx_weights(&xgeo_conv_z_h_2, (r->P + z_h_2_w), r->conv_z_h_2_dscratch + 131840);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 16) {
+  aert_dx_weights(&xgeo_conv_z_h_2, (r->P + z_h_2_w), r->conv_z_h_2_dscratch + 262912);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&dpgeo_conv_z_h_2, r->conv_z_h_2_dscratch, n0, (const aert_real *const[]){r->d_z_h_2});
-    aert_conv_dx_phases(&xgeo_conv_z_h_2, r->conv_z_h_2_dscratch, r->conv_z_h_2_dscratch + 131840, r->conv_z_h_2_dscratch + 141056, r->d_z_h_1 + (long)n0 * 25088, 0);
+    aert_conv_dx_phases(&xgeo_conv_z_h_2, r->conv_z_h_2_dscratch, r->conv_z_h_2_dscratch + 262912, r->d_z_h_1 + (long)n0 * 25088, 0);
   }
 }
 
@@ -220,14 +220,14 @@ static void conv_z_h2_1_backward(const run *r) {
  * out:  7x7x64, relu fused, batch 128
  * forward 462.42 MFLOP, 8.18 MB moved per batch; backward 924.84 MFLOP, 16.35 MB */
 static const aert_stack_part pgeo_conv_z_h2_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
-static const aert_pad_geom pgeo_conv_z_h2_2 = {.batch = 32, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 1536, .parts = 1, .part = pgeo_conv_z_h2_2_parts};
+static const aert_pad_geom pgeo_conv_z_h2_2 = {.batch = 64, .h = 14, .w = 14, .c = 64, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 1536, .parts = 1, .part = pgeo_conv_z_h2_2_parts};
 static const aert_stack_part dpgeo_conv_z_h2_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_z_h2_2 = {.batch = 32, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_z_h2_2_parts};
-static const aert_dx_geom xgeo_conv_z_h2_2 = {.batch = 32, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 14, .w = 14, .ho = 7, .wo = 7, .hp = 9, .wp = 9, .cin = 64, .cout = 64};
-static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 32, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+static const aert_pad_geom dpgeo_conv_z_h2_2 = {.batch = 64, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_z_h2_2_parts};
+static const aert_dx_geom xgeo_conv_z_h2_2 = {.batch = 64, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 14, .w = 14, .ho = 7, .wo = 7, .hp = 9, .wp = 9, .cin = 64, .cout = 64};
+static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 64, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_z_h2_2_forward(const run *r) {
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + z_h2_2_w), r->z_h2_2 + (long)n0 * 3136, 0);
   }
@@ -236,14 +236,14 @@ static void conv_z_h2_2_forward(const run *r) {
 
 static void conv_z_h2_2_backward(const run *r) {
   aert_act_bias_backward(r->d_z_h2_2, r->z_h2_2, (r->G + z_h2_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->z_h2_1});
     aert_conv_dw(&geo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->d_z_h2_2 + (long)n0 * 3136, (r->G + z_h2_2_w));
   }
-  aert_dx_weights(&xgeo_conv_z_h2_2, (r->P + z_h2_2_w), r->conv_z_h2_2_dscratch + 167424);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
+  aert_dx_weights(&xgeo_conv_z_h2_2, (r->P + z_h2_2_w), r->conv_z_h2_2_dscratch + 333312);
+  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&dpgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, n0, (const aert_real *const[]){r->d_z_h2_2});
-    aert_conv_dx_phases(&xgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->conv_z_h2_2_dscratch + 167424, r->conv_z_h2_2_dscratch + 204288, r->d_z_h2_1 + (long)n0 * 12544, 0);
+    aert_conv_dx_phases(&xgeo_conv_z_h2_2, r->conv_z_h2_2_dscratch, r->conv_z_h2_2_dscratch + 333312, r->d_z_h2_1 + (long)n0 * 12544, 0);
   }
 }
 

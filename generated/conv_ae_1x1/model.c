@@ -45,8 +45,8 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
   return (run){
     P, G, A, X, T, seed, training, first,
     /* buffer                       offset        floats   steps   what */
-    .conv_e_1_scratch          = A + 0,          /*      58368    0-0    conv_e_1 scratch fwd */
-    .conv_e_2_scratch          = A + 0,          /*     525824    1-1    conv_e_2 scratch fwd */
+    .conv_e_1_scratch          = A + 0,          /*     115968    0-0    conv_e_1 scratch fwd */
+    .conv_e_2_scratch          = A + 0,          /*    1050112    1-1    conv_e_2 scratch fwd */
     .conv_z_scratch            = A + 0,          /*     202240    2-2    conv_z scratch fwd */
     .conv_transpose_d_scratch  = A + 0,          /*     401408    3-3    conv_transpose_d scratch fwd */
     .conv_d1_scratch           = A + 0,          /*     964096    4-4    conv_d1 scratch fwd */
@@ -54,15 +54,15 @@ static run place(const aert_real *P, aert_real *G, aert_real *A, const aert_real
     .conv_d1_dscratch          = A + 0,          /*    1073664   10-10   conv_d1 scratch bwd */
     .conv_transpose_d_dscratch = A + 0,          /*     802816   11-11   conv_transpose_d scratch bwd */
     .conv_z_dscratch           = A + 0,          /*     894464   12-12   conv_z scratch bwd */
-    .d_e_1                     = A + 0,          /*     802816   13-14   de.1 14x14x32 */
-    .conv_e_2_dscratch         = A + 802816,     /*     753152   13-13   conv_e_2 scratch bwd */
-    .conv_e_1_dscratch         = A + 802816,     /*      58368   14-14   conv_e_1 scratch bwd */
+    .conv_e_2_dscratch         = A + 0,          /*    1050112   13-13   conv_e_2 scratch bwd */
+    .conv_e_1_dscratch         = A + 0,          /*     115968   14-14   conv_e_1 scratch bwd */
     .d_z                       = A + 894464,     /*       8192   11-12   dz 1x1x64 */
+    .d_e_1                     = A + 1050112,    /*     802816   13-14   de.1 14x14x32 */
     .d_d                       = A + 1073664,    /*     401408   10-11   dd 7x7x64 */
-    .d_e                       = A + 1555968,    /*     401408   12-13   de 7x7x64 */
     .conv_d2_scratch           = A + 1605632,    /*     750336    5-5    conv_d2 scratch fwd */
     .conv_y_scratch            = A + 1605632,    /*     922128    6-6    conv_y scratch fwd */
     .d_d2                      = A + 1605632,    /*    1605632    8-9    dd2 28x28x16 */
+    .d_e                       = A + 1852928,    /*     401408   12-13   de 7x7x64 */
     .conv_y_dscratch           = A + 3211264,    /*     922128    8-8    conv_y scratch bwd */
     .d_d1                      = A + 3211264,    /*     802816    9-10   dd1 14x14x32 */
     .e_1                       = A + 4133392,    /*     802816    0-14   e.1 14x14x32 */
@@ -117,11 +117,12 @@ enum {
  * out:  14x14x32, relu fused, batch 128
  * forward 14.45 MFLOP, 3.61 MB moved per batch; backward 14.45 MFLOP, 6.83 MB */
 static const aert_stack_part pgeo_conv_e_1_parts[1] = {{.c = 1, .off = 0, .factor = 1}};
-static const aert_pad_geom pgeo_conv_e_1 = {.batch = 64, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 24, .parts = 1, .part = pgeo_conv_e_1_parts};
-static const aert_conv_geom geo_conv_e_1 = {.batch = 64, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
+static const aert_pad_geom pgeo_conv_e_1 = {.batch = 128, .h = 28, .w = 28, .c = 1, .pt = 1, .pl = 1, .s = 2, .hp = 15, .wp = 15, .slack = 24, .parts = 1, .part = pgeo_conv_e_1_parts};
+static const aert_conv_geom geo_conv_e_1 = {.batch = 128, .s = 2, .hg = 15, .wg = 15, .cin = 1, .k = 3, .ho = 14, .wo = 14, .cout = 32};
 
 static void conv_e_1_forward(const run *r) {
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
+  {
+    const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
     aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, 0);
   }
@@ -130,7 +131,8 @@ static void conv_e_1_forward(const run *r) {
 
 static void conv_e_1_backward(const run *r) {
   aert_act_bias_backward(r->d_e_1, r->e_1, (r->G + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
+  {
+    const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_dscratch, n0, (const aert_real *const[]){r->X});
     aert_conv_dw(&geo_conv_e_1, r->conv_e_1_dscratch, r->d_e_1 + (long)n0 * 6272, (r->G + e_1_w));
   }
@@ -141,14 +143,15 @@ static void conv_e_1_backward(const run *r) {
  * out: e 7x7x64, relu fused, batch 128
  * forward 231.21 MFLOP, 4.89 MB moved per batch; backward 462.42 MFLOP, 9.78 MB */
 static const aert_stack_part pgeo_conv_e_2_parts[1] = {{.c = 32, .off = 0, .factor = 1}};
-static const aert_pad_geom pgeo_conv_e_2 = {.batch = 64, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 768, .parts = 1, .part = pgeo_conv_e_2_parts};
+static const aert_pad_geom pgeo_conv_e_2 = {.batch = 128, .h = 14, .w = 14, .c = 32, .pt = 1, .pl = 1, .s = 2, .hp = 8, .wp = 8, .slack = 768, .parts = 1, .part = pgeo_conv_e_2_parts};
 static const aert_stack_part dpgeo_conv_e_2_parts[1] = {{.c = 64, .off = 0, .factor = 1}};
-static const aert_pad_geom dpgeo_conv_e_2 = {.batch = 64, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_e_2_parts};
-static const aert_dx_geom xgeo_conv_e_2 = {.batch = 64, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 14, .w = 14, .ho = 7, .wo = 7, .hp = 9, .wp = 9, .cin = 64, .cout = 32};
-static const aert_conv_geom geo_conv_e_2 = {.batch = 64, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
+static const aert_pad_geom dpgeo_conv_e_2 = {.batch = 128, .h = 7, .w = 7, .c = 64, .pt = 1, .pl = 1, .s = 1, .hp = 9, .wp = 9, .slack = 1536, .parts = 1, .part = dpgeo_conv_e_2_parts};
+static const aert_dx_geom xgeo_conv_e_2 = {.batch = 128, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 14, .w = 14, .ho = 7, .wo = 7, .hp = 9, .wp = 9, .cin = 64, .cout = 32};
+static const aert_conv_geom geo_conv_e_2 = {.batch = 128, .s = 2, .hg = 8, .wg = 8, .cin = 32, .k = 3, .ho = 7, .wo = 7, .cout = 64};
 
 static void conv_e_2_forward(const run *r) {
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
+  {
+    const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e + (long)n0 * 3136, 0);
   }
@@ -157,14 +160,16 @@ static void conv_e_2_forward(const run *r) {
 
 static void conv_e_2_backward(const run *r) {
   aert_act_bias_backward(r->d_e, r->e, (r->G + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
+  {
+    const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->e_1});
     aert_conv_dw(&geo_conv_e_2, r->conv_e_2_dscratch, r->d_e + (long)n0 * 3136, (r->G + e_2_w));
   }
-  aert_dx_weights(&xgeo_conv_e_2, (r->P + e_2_w), r->conv_e_2_dscratch + 333312);
-  for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
+  aert_dx_weights(&xgeo_conv_e_2, (r->P + e_2_w), r->conv_e_2_dscratch + 665088);
+  {
+    const int n0 = 0;
     aert_pad_stack(&dpgeo_conv_e_2, r->conv_e_2_dscratch, n0, (const aert_real *const[]){r->d_e});
-    aert_conv_dx_phases(&xgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 333312, r->conv_e_2_dscratch + 351744, r->d_e_1 + (long)n0 * 6272, 0);
+    aert_conv_dx_phases(&xgeo_conv_e_2, r->conv_e_2_dscratch, r->conv_e_2_dscratch + 665088, r->d_e_1 + (long)n0 * 6272, 0);
   }
 }
 

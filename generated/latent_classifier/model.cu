@@ -56,21 +56,21 @@ static run place(const float *P, float *G, float *A, const float *X, const float
   run r = {P, G, A, X, T, seed, training, first, sums, sums_host, cw, stream,
              A + 0,
              A + 3211264,
+             A + 4133632,
              A + 3211264,
-             A + 4014080,
              A + 0,
              A + 1605632,
-             A + 2131456,
+             A + 2655744,
              A + 1605632,
              A + 32768,
              A + 0,
              A + 8192,
              A + 16384,
              A + 24576,
-             A + 4475648,
+             A + 4936448,
              A + 8192,
              A + 9472,
-             A + 4476928};
+             A + 4937728};
   return r;
 }
 
@@ -588,7 +588,7 @@ static int cuda_open(aert_device *d) {
   memset(c, 0, sizeof *c);
   d->params = (float *)aert_alloc(sizeof(float) * 168144L, "the parameters' host view");
   c->out = (float *)aert_alloc(sizeof(float) * 1280L, "the output's host copy");
-  if (!d->params || !c->out || device_zeros(&c->P, 168144L, "the parameters") || device_zeros(&c->A, 4476944L, "the arena") ||
+  if (!d->params || !c->out || device_zeros(&c->P, 168144L, "the parameters") || device_zeros(&c->A, 4937744L, "the arena") ||
       aecd_feed_open(&c->feed, 128, 784L, 1L) ||
       device_zeros(&c->sums, 2, "the loss's sums") || device_zeros(&c->cw, 0, "the class weights") ||
       device_zeros(&c->step, 1, "the step block") || pinned_zeros(&c->step_host, 1, "the step block") ||
@@ -754,7 +754,7 @@ static void cuda_backward(aert_device *d, uint64_t seed) {
 /* model.c's decoder on the host, on the parameters downloaded into the host view. */
 static void cuda_decode(aert_device *d, const float *latent) {
   cuda_device *c = (cuda_device *)d->own;
-  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 4476944L, "the decoder's host arena"))) exit(1);
+  if (!c->host_arena && !(c->host_arena = (float *)aert_alloc(sizeof(float) * 4937744L, "the decoder's host arena"))) exit(1);
   AEC_CHECK(cudaMemcpy(d->params, c->P, sizeof(float) * 168144L, cudaMemcpyDeviceToHost));
   d->m->decode(d->params, c->host_arena, latent);
   c->decoded = 1;

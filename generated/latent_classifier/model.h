@@ -9,7 +9,7 @@
 #define LATENT_CLASSIFIER_OUT_SIZE 10
 #define LATENT_CLASSIFIER_LATENT_SIZE 0
 #define LATENT_CLASSIFIER_PARAM_FLOATS 168144L
-#define LATENT_CLASSIFIER_ARENA_FLOATS 4476944L
+#define LATENT_CLASSIFIER_ARENA_FLOATS 4937744L
 
 /* The model's descriptor: tables, sizes and entry points for the runtime. */
 extern const aert_model aec_model;

@@ -211,7 +211,7 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
   const char *next = strstr(c, "static const aert_stack_part upad_conv_d2_parts");
   cr_assert(fwd && bwd && next);
   cr_expect(fwd < bwd && bwd < next, "conv_d1's backward does not follow its forward");
-  cr_expect(strstr(c, "static const aert_dx_geom xgeo_conv_z_h_2 = {.batch = 16, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 28, "
+  cr_expect(strstr(c, "static const aert_dx_geom xgeo_conv_z_h_2 = {.batch = 32, .s = 2, .k = 3, .pt = 1, .pl = 1, .h = 28, "
                      ".w = 28, .ho = 14, .wo = 14, .hp = 16, .wp = 16, .cin = 32, .cout = 32};") != NULL &&
                 strstr(c, "aert_conv_dx_phases(&xgeo_conv_z_h_2,") != NULL && strstr(c, "scatter_conv_z_h_2") == NULL,
             "the strided encoder's dx does not run by phases with a constant geometry");

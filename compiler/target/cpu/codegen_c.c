@@ -370,19 +370,19 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
     OUT("  }\n");
   }
   if (any_dx && dx_direct && s > 1) {
-    /* by phases: each a stride-1 conv of padded dy with its few taps, interleaved into dx */
-    long wf = k->conv.flip_at, ph = k->conv.phases_at, dxs = k->conv.dstack_at;
+    /* by phases: each a stride-1 conv of padded dy with its few taps, stored into dx in place */
+    long wf = k->conv.flip_at, dxs = k->conv.dstack_at;
     const char *dpgeo = ae_sprintf(e->a, "dpgeo_%s", name), *dys = part_list(e, &dysrc, 1, false);
     const char *xgeom = ae_sprintf(e->a, "&xgeo_%s", name);
     OUT("  aert_dx_weights(%s, %s, %s + %ld);\n", xgeom, wv, bcol, wf);
     OUT("%s", chunk_loop(e, B, C));
     if (plain)
       emit_stack_conv(e, false, "aert_conv_dx_phases", dpgeo, bcol, dys, xgeom,
-                      ae_sprintf(e->a, "%s + %ld, %s + %ld, %s + (long)n0 * %ld, %d", bcol, wf, bcol, ph, dsrc[0].t, xs,
+                      ae_sprintf(e->a, "%s + %ld, %s + (long)n0 * %ld, %d", bcol, wf, dsrc[0].t, xs,
                                  !dx_stores(e, k, k->src.items[0])));
     else {
       emit_stack_conv(e, false, "aert_conv_dx_phases", dpgeo, bcol, dys, xgeom,
-                      ae_sprintf(e->a, "%s + %ld, %s + %ld, %s + %ld, 0", bcol, wf, bcol, ph, bcol, dxs));
+                      ae_sprintf(e->a, "%s + %ld, %s + %ld, 0", bcol, wf, bcol, dxs));
       OUT("    aert_unstack(&pgeo_%s, %s + %ld, n0, %s);\n", name, bcol, dxs, part_list(e, dsrc, ns, true));
     }
     OUT("  }\n");

@@ -173,17 +173,15 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     int pad = n->pad_same ? (kk - 1) / 2 : 0, ho = n->shape.d[0], wo = n->shape.d[1];
     long dpad = s == 1 ? (long)(hi + kk - 1) * (wi + kk - 1) * co
                        : (long)ae_dx_phase_span(kk, s, pad, hi, ho) * ae_dx_phase_span(kk, s, pad, wi, wo) * co;
-    long phases = s > 1 ? (long)hi * wi * tc : 0;                                /* dx by phase */
     long dstack = k->src.len > 1 || v0->factor > 1 ? (long)hi * wi * tc : 0;   /* dx of the stacked views */
-    long back = dpad + phases + dstack;
+    long back = dpad + dstack;
     c->pchunk = images_per_chunk(p->batch, fwd > back ? fwd : back);
     /* forward: [padded input | slack | narrow: the weights gathered by output channel]
-     * backward: [padded dy | slack | flipped weights (by phase) | dx by phase | dx of the stack] */
+     * backward: [padded dy | slack | flipped weights (by phase) | dx of the stack] */
     c->weights_at = c->pchunk * fwd + slack;
     c->pad_floats = c->weights_at + (narrow ? weights : 0);
     c->flip_at = c->pchunk * dpad + slack;
-    c->phases_at = c->flip_at + weights;
-    c->dstack_at = c->phases_at + c->pchunk * phases;
+    c->dstack_at = c->flip_at + weights;
     c->dpad_floats = c->dstack_at + c->pchunk * dstack;
     /* A 3x3 window at stride 1 with even output sizes (and 16 channels) runs as Winograd F(2x2, 3x3)
      * (aert_conv_wino: 16 multiply-adds per channel pair for 4 pixels, not 36) on the same
