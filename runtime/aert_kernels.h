@@ -743,69 +743,125 @@ static inline __attribute__((always_inline)) void aert_conv_dw(const aert_conv_g
  * first gathered to [co, kh, kw, ci] (wt, k * k * cin * cout values). One accumulator per
  * pixel is a chain of dependent multiply-adds (each waits the FMA's latency, 4-5 cycles),
  * so np pixels of a row run side by side and share each weight load; every pixel sums
- * in the same order whatever np is. */
+ * in the same order whatever np is.
+ * The input is either the padded copy (aert_pad_stack: s * s phases of hg x wg pixels) or,
+ * at stride 1 where the stack is one plain tensor (aert_pad_plain), that tensor read in
+ * place: no copy of the whole input (the last conv's is the largest tensor of many
+ * autoencoders). Read in place, a tap that falls on the padding is skipped: it would add
+ * 0 * w, and an accumulator that starts at +0 is unchanged by adding +-0, so both read the
+ * same bits. aert_narrow_src describes the input: where tap t reads for output pixel
+ * (oh, ow) of image n (x + n * xs + xoff[t] + (oh * row + ow) * cin) and the output rows
+ * [rlo, rhi) and columns [clo, chi) where it reads the image, not its padding. */
+typedef struct {
+  const aert_real *x;
+  long xs, row;
+  long *xoff;                  /* k * k each, held by the caller */
+  int *rlo, *rhi, *clo, *chi;
+} aert_narrow_src;
+#define AERT_NARROW_SRC(src, k)                                                 \
+  long src##_xoff[(k) * (k)];                                                   \
+  int src##_rect[4 * (k) * (k)];                                                \
+  aert_narrow_src src = {.xoff = src##_xoff, .rlo = src##_rect, .rhi = src##_rect + (k) * (k), \
+                         .clo = src##_rect + 2 * (k) * (k), .chi = src##_rect + 3 * (k) * (k)}
+
+/* The padded copy: every tap inside, everywhere. */
+static inline void aert_narrow_padded(aert_narrow_src *src, const aert_conv_geom *g, const aert_real *x) {
+  int s = g->s, k = g->k;
+  src->x = x, src->xs = (long)s * s * g->hg * g->wg * g->cin, src->row = g->wg;
+  aert_conv_taps(src->xoff, k, s, g->hg, g->wg, g->cin);
+  for (int t = 0; t < k * k; t++) src->rlo[t] = 0, src->rhi[t] = g->ho, src->clo[t] = 0, src->chi[t] = g->wo;
+}
+
+/* Images n0 .. of the plain stack of p, in place (stride 1). */
+static inline void aert_narrow_unpadded(aert_narrow_src *src, const aert_conv_geom *g, const aert_pad_geom *p,
+                                        const aert_real *const *stack, int n0) {
+  int k = g->k, h = p->h, w = p->w, pt = p->pt, pl = p->pl;
+  src->xs = (long)h * w * p->c, src->x = stack[0] + n0 * src->xs, src->row = w;
+  for (int kh = 0, t = 0; kh < k; kh++)
+    for (int kw = 0; kw < k; kw++, t++) {
+      src->xoff[t] = ((long)(kh - pt) * w + kw - pl) * g->cin;
+      src->rlo[t] = pt - kh > 0 ? pt - kh : 0, src->rhi[t] = h + pt - kh < g->ho ? h + pt - kh : g->ho;
+      src->clo[t] = pl - kw > 0 ? pl - kw : 0, src->chi[t] = w + pl - kw < g->wo ? w + pl - kw : g->wo;
+    }
+}
+
 static inline aert_real aert_vsum(aert_vec v) {
   aert_real s = 0;
   for (int l = 0; l < AERT_LANES; l++) s += v[l];
   return s;
 }
 
+/* np pixels from x0 on, the taps tap[0 .. taps) (their input offsets xoff, weights wc + tap * cin) */
 static inline __attribute__((always_inline)) void aert_narrow_pixels(const aert_real *restrict x0, const aert_real *restrict wc,
-                                                                     const long *xoff, int taps, int cv, int cin, int np,
-                                                                     aert_real *restrict o, int cout) {
+                                                                     const long *xoff, const int *tap, int taps, int cv, int cin,
+                                                                     int np, aert_real *restrict o, int cout) {
   aert_vec acc[8] = {{0}};
-  for (int t = 0; t < taps; t++)
+  for (int i = 0; i < taps; i++)
     for (int v = 0; v < cv; v++) {
-      aert_vec wv = aert_vload(wc + (long)t * cin + v * AERT_LANES);
+      aert_vec wv = aert_vload(wc + (long)tap[i] * cin + v * AERT_LANES);
       _Pragma("GCC unroll 8") for (int p = 0; p < np; p++)
-        acc[p] += aert_vload(x0 + (long)p * cin + xoff[t] + v * AERT_LANES) * wv;
+        acc[p] += aert_vload(x0 + (long)p * cin + xoff[tap[i]] + v * AERT_LANES) * wv;
     }
   _Pragma("GCC unroll 8") for (int p = 0; p < np; p++) o[(long)p * cout] = aert_vsum(acc[p]);
 }
 
-static inline void aert_conv_fwd_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
-                                        aert_real *restrict wt, aert_real *restrict y) {
-  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
+static inline void aert_narrow_fwd(const aert_conv_geom *g, const aert_narrow_src *src, const aert_real *restrict w,
+                                   aert_real *restrict wt, aert_real *restrict y) {
+  int batch = g->batch, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int cv = cin / AERT_LANES, taps = k * k;
-  long xs = (long)s * s * hg * wg * cin, xoff[taps];
-  aert_conv_taps(xoff, k, s, hg, wg, cin);
   for (int co = 0; co < cout; co++)
     for (long i = 0; i < (long)taps * cin; i++) wt[co * (long)taps * cin + i] = w[i * cout + co];
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < batch; n++)
-    for (int oh = 0; oh < ho; oh++)
+    for (int oh = 0; oh < ho; oh++) {
+      int row[taps], nrow = 0, lo = 0, hi = wo;   /* the taps inside at row oh; the columns where all are */
+      for (int t = 0; t < taps; t++)
+        if (oh >= src->rlo[t] && oh < src->rhi[t]) {
+          row[nrow++] = t;
+          lo = src->clo[t] > lo ? src->clo[t] : lo, hi = src->chi[t] < hi ? src->chi[t] : hi;
+        }
+      hi = hi < lo ? lo : hi;
+      const aert_real *x0 = src->x + n * src->xs + oh * src->row * cin;
       for (int co = 0; co < cout; co++) {
-        const aert_real *x0 = x + n * xs + (long)oh * wg * cin, *wc = wt + (long)co * taps * cin;
+        const aert_real *wc = wt + (long)co * taps * cin;
         aert_real *o = y + ((long)n * ho + oh) * wo * cout + co;
-        int ow = 0;
-        for (; ow + 8 <= wo; ow += 8) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 8, o + (long)ow * cout, cout);
-        for (; ow + 4 <= wo; ow += 4) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 4, o + (long)ow * cout, cout);
-        for (; ow < wo; ow++) aert_narrow_pixels(x0 + (long)ow * cin, wc, xoff, taps, cv, cin, 1, o + (long)ow * cout, cout);
+        for (int ow = 0; ow < wo; ow++) {
+          if (ow == lo) {   /* the columns every tap of the row reads inside, eight and four at a time */
+            for (; ow + 8 <= hi; ow += 8) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 8, o + (long)ow * cout, cout);
+            for (; ow + 4 <= hi; ow += 4) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 4, o + (long)ow * cout, cout);
+            if (ow >= wo) break;
+          }
+          int px[taps], np = 0;   /* a border pixel (or the last few): its own taps */
+          for (int i = 0; i < nrow; i++)
+            if (ow >= src->clo[row[i]] && ow < src->chi[row[i]]) px[np++] = row[i];
+          aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, px, np, cv, cin, 1, o + (long)ow * cout, cout);
+        }
       }
+    }
 }
 
 /* Its weight gradient: a task owns one tap, one output channel and up to four vectors of
- * input channels, and sums over the output rows of its slice; slices are added in order
- * afterwards. */
-static inline void aert_conv_dw_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
-                                       aert_real *restrict dw) {
-  int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
+ * input channels, and sums over the output rows of its slice (the pixels where the tap reads
+ * inside); slices are added in order afterwards. */
+static inline void aert_narrow_dw(const aert_conv_geom *g, const aert_narrow_src *src, const aert_real *restrict dy,
+                                  aert_real *restrict dw) {
+  int batch = g->batch, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int cv = cin / AERT_LANES, vb = (cv + 3) / 4, taps = k * k, tasks = taps * cout * vb;
-  long rows_all = (long)batch * ho, xs = (long)s * s * hg * wg * cin, xoff[taps];
-  aert_conv_taps(xoff, k, s, hg, wg, cin);
+  long rows_all = (long)batch * ho;
   int slices = aert_conv_slices(tasks, rows_all);
   aert_real part[tasks * slices * 4 * AERT_LANES];
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < tasks * slices; i++) {
     int task = i / slices, sl = i % slices, t = task / (cout * vb), co = task / vb % cout, v0 = task % vb * 4;
-    int nvec = cv - v0 < 4 ? cv - v0 : 4;
+    int nvec = cv - v0 < 4 ? cv - v0 : 4, clo = src->clo[t], chi = src->chi[t];
     aert_vec acc[4] = {{0}};
     for (long rr = rows_all * sl / slices; rr < rows_all * (sl + 1) / slices; rr++) {
       long n = rr / ho;
       int oh = (int)(rr - n * ho);
-      const aert_real *xr = x + n * xs + xoff[t] + (long)oh * wg * cin + v0 * AERT_LANES;
-      const aert_real *dr = dy + rr * wo * cout + co;
-      for (int ow = 0; ow < wo; ow++, xr += cin, dr += cout)
+      if (oh < src->rlo[t] || oh >= src->rhi[t]) continue;
+      const aert_real *xr = src->x + n * src->xs + src->xoff[t] + ((long)oh * src->row + clo) * cin + v0 * AERT_LANES;
+      const aert_real *dr = dy + (rr * wo + clo) * cout + co;
+      for (int ow = clo; ow < chi; ow++, xr += cin, dr += cout)
         for (int v = 0; v < nvec; v++) acc[v] += dr[0] * aert_vload(xr + v * AERT_LANES);
     }
     memcpy(part + (long)i * 4 * AERT_LANES, acc, sizeof acc);
@@ -816,6 +872,44 @@ static inline void aert_conv_dw_narrow(const aert_conv_geom *g, const aert_real 
       for (int l = 0; l < AERT_LANES; l++)
         dw[((long)t * cin + (v0 + v) * AERT_LANES + l) * cout + co] += part[((long)i * 4 + v) * AERT_LANES + l];
   }
+}
+
+/* From the padded copy x (as aert_conv_fwd reads it). */
+static inline void aert_conv_fwd_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
+                                        aert_real *restrict wt, aert_real *restrict y) {
+  AERT_NARROW_SRC(src, g->k);
+  aert_narrow_padded(&src, g, x);
+  aert_narrow_fwd(g, &src, w, wt, y);
+}
+static inline void aert_conv_dw_narrow(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict dy,
+                                       aert_real *restrict dw) {
+  AERT_NARROW_SRC(src, g->k);
+  aert_narrow_padded(&src, g, x);
+  aert_narrow_dw(g, &src, dy, dw);
+}
+
+/* The stack is one plain tensor as it is (one part, not upsampled, stride 1): the
+ * Winograd and narrow convolutions read it without the padded copy. */
+static inline int aert_pad_plain(const aert_pad_geom *p) {
+  return p->s == 1 && p->parts == 1 && p->part[0].factor == 1 && p->part[0].off == 0 && p->part[0].c == p->c;
+}
+
+/* Images n0 .. of the stack of pad geometry p: in place where it is plain, else from its
+ * padded copy in xp. */
+static inline void aert_conv_fwd_narrow_stack(const aert_pad_geom *p, aert_real *restrict xp, int n0, const aert_real *const *stack,
+                                              const aert_conv_geom *g, const aert_real *restrict w, aert_real *restrict wt,
+                                              aert_real *restrict y) {
+  AERT_NARROW_SRC(src, g->k);
+  if (aert_pad_plain(p)) aert_narrow_unpadded(&src, g, p, stack, n0);
+  else aert_pad_stack(p, xp, n0, stack), aert_narrow_padded(&src, g, xp);
+  aert_narrow_fwd(g, &src, w, wt, y);
+}
+static inline void aert_conv_dw_narrow_stack(const aert_pad_geom *p, aert_real *restrict xp, int n0, const aert_real *const *stack,
+                                             const aert_conv_geom *g, const aert_real *restrict dy, aert_real *restrict dw) {
+  AERT_NARROW_SRC(src, g->k);
+  if (aert_pad_plain(p)) aert_narrow_unpadded(&src, g, p, stack, n0);
+  else aert_pad_stack(p, xp, n0, stack), aert_narrow_padded(&src, g, xp);
+  aert_narrow_dw(g, &src, dy, dw);
 }
 
 /* The weights of the convolution that carries dy back to dx (stride 1): w[kh, kw, ci, co]

@@ -318,12 +318,6 @@ static inline const aert_real *aert_wino_block(const aert_wino_src *s, long n, a
   return tmp;
 }
 
-/* The stack of aert_pad_stack's geometry p is one tensor as it is (one part, not upsampled,
- * stride 1): a Winograd convolution can read it without the padded copy. */
-static inline int aert_pad_plain(const aert_pad_geom *p) {
-  return p->s == 1 && p->parts == 1 && p->part[0].factor == 1 && p->part[0].off == 0 && p->part[0].c == p->c;
-}
-
 /* Images n0 .. of that tensor, read in place with p's padding. */
 static inline aert_wino_src aert_wino_unpadded(const aert_pad_geom *p, const aert_real *const *src, int n0) {
   long image = (long)p->h * p->w * p->c;

@@ -356,8 +356,7 @@ static const aert_conv_geom dgeo_conv_y = {.batch = 32, .s = 1, .hg = 30, .wg = 
 
 static void conv_y_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_fwd_narrow(&geo_conv_y, r->conv_y_scratch, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
+    aert_conv_fwd_narrow_stack(&pgeo_conv_y, r->conv_y_scratch, n0, (const aert_real *const[]){r->d2}, &geo_conv_y, (r->P + y_w), r->conv_y_scratch + 922368, r->y + (long)n0 * 784);
   }
   aert_bias_act(r->y, (r->P + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
 }
@@ -365,8 +364,7 @@ static void conv_y_forward(const run *r) {
 static void conv_y_backward(const run *r) {
   aert_act_bias_backward(r->d_y, r->y, (r->G + y_b), AEC_BATCH * 784L, 1, AERT_ACT_SIGMOID, 0);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
-    aert_pad_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2});
-    aert_conv_dw_narrow(&geo_conv_y, r->conv_y_dscratch, r->d_y + (long)n0 * 784, (r->G + y_w));
+    aert_conv_dw_narrow_stack(&pgeo_conv_y, r->conv_y_dscratch, n0, (const aert_real *const[]){r->d2}, &geo_conv_y, r->d_y + (long)n0 * 784, (r->G + y_w));
   }
   aert_conv_flip((r->P + y_w), r->conv_y_dscratch + 29568, 3, 32, 1);
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {

@@ -215,6 +215,42 @@ static void check_stack(int k, int batch, int h, int w, int cin, int cout) {
   free(x), free(xp), free(wt), free(u), free(ya), free(yb), free(dy), free(dwa), free(dwb), free(m), free(xa), free(xb);
 }
 
+/* The narrow kernels (fewer output channels than a vector) reading images 1 .. batch of an
+ * unpadded h x w x cin tensor in place, against the same from aert_pad_stack's copy, bit for
+ * bit: forward and weight gradient, pt / pl rows and columns of padding before and pb / pr
+ * after (a tap on the padding is skipped in place, added as 0 * w from the copy). */
+static void check_narrow_stack(int k, int pt, int pl, int pb, int pr, int batch, int h, int w, int cin, int cout) {
+  aert_stack_part one[1] = {{.c = cin, .off = 0, .factor = 1}};
+  int hp = h + pt + pb, wp = w + pl + pr, ho = hp - k + 1, wo = wp - k + 1, taps = k * k;
+  aert_pad_geom p = {.batch = batch, .h = h, .w = w, .c = cin, .pt = pt, .pl = pl, .s = 1, .hp = hp, .wp = wp,
+                     .slack = (long)AERT_TILE_ACC * cin, .parts = 1, .part = one};
+  aert_conv_geom g = {.batch = batch, .s = 1, .hg = hp, .wg = wp, .cin = cin, .k = k, .ho = ho, .wo = wo, .cout = cout};
+  long image = (long)h * w * cin, xn = (long)batch * hp * wp * cin + p.slack, yn = (long)batch * ho * wo * cout;
+  long wn = (long)taps * cin * cout;
+  aert_real *x = malloc(sizeof(aert_real) * (batch + 1) * image), *xp = malloc(sizeof(aert_real) * xn);
+  aert_real *wt = malloc(sizeof(aert_real) * wn), *wg = malloc(sizeof(aert_real) * wn), *dy = malloc(sizeof(aert_real) * yn);
+  aert_real *ya = malloc(sizeof(aert_real) * yn), *yb = malloc(sizeof(aert_real) * yn);
+  aert_real *dwa = malloc(sizeof(aert_real) * wn), *dwb = malloc(sizeof(aert_real) * wn);
+  fill(x, (batch + 1) * image, 7, 1), fill(wt, wn, 8, 1 / sqrt(taps * (double)cin)), fill(dy, yn, 9, 1);
+  fill(ya, yn, 10, 1), fill(yb, yn, 10, 1), fill(dwa, wn, 11, 1), fill(dwb, wn, 11, 1);
+  for (int threads = 1; threads <= 2; threads++) {
+    omp_set_num_threads(threads);
+    aert_pad_stack(&p, xp, 1, (const aert_real *const[]){x});
+    aert_conv_fwd_narrow(&g, xp, wt, wg, ya);
+    aert_conv_dw_narrow(&g, xp, dy, dwa);
+    for (long i = 0; i < xn; i++) xp[i] = (aert_real)NAN;   /* nothing read from a stale copy */
+    aert_conv_fwd_narrow_stack(&p, xp, 1, (const aert_real *const[]){x}, &g, wt, wg, yb);
+    aert_conv_dw_narrow_stack(&p, xp, 1, (const aert_real *const[]){x}, &g, dy, dwb);
+    if (memcmp(ya, yb, sizeof(aert_real) * yn) != 0 || memcmp(dwa, dwb, sizeof(aert_real) * wn) != 0) {
+      printf("FAIL narrow k%d pad %d %d %d %d, %dx%dx%d -> %d (batch %d, %d threads): read in place, other bits than from the "
+             "padded copy (forward %s, dw %s)\n", k, pt, pl, pb, pr, h, w, cin, cout, batch, threads,
+             memcmp(ya, yb, sizeof(aert_real) * yn) ? "differs" : "same", memcmp(dwa, dwb, sizeof(aert_real) * wn) ? "differs" : "same");
+      failures++;
+    }
+  }
+  free(x), free(xp), free(wt), free(wg), free(dy), free(ya), free(yb), free(dwa), free(dwb);
+}
+
 /* aert_conv_fwd (direct, stride 1) against the double sums; with narrow, aert_conv_fwd_narrow
  * (fewer output channels than a vector) */
 static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, int cout, int narrow) {
@@ -307,6 +343,13 @@ int main(void) {
   check_direct(3, 2, 28, 28, 0, 32, 1, 1);
   check_direct(3, 1, 5, 13, 2, 16, 3, 1);
   check_direct(5, 2, 4, 3, 0, 16, 1, 1);
+  /* ... and read in place: conv_ae's last layer ('same'), 'valid' (no padding), 5x5, padding
+   * unequal before and after, an image narrower than the window (no column with every tap) */
+  check_narrow_stack(3, 1, 1, 1, 1, 2, 28, 28, 32, 1);
+  check_narrow_stack(3, 0, 0, 0, 0, 2, 9, 13, 16, 3);
+  check_narrow_stack(5, 2, 2, 2, 2, 1, 7, 6, 16, 1);
+  check_narrow_stack(4, 1, 2, 2, 1, 2, 5, 11, 32, 2);
+  check_narrow_stack(5, 2, 2, 2, 2, 1, 2, 3, 16, 3);
   /* dx of strided convs by phases: conv_ae's encoder (3x3 / 2, 'same'), odd sizes (phases of
    * unequal rows), 5x5 and 4x4 windows, stride 3, a window smaller than the stride (phases
    * without taps), half vectors and one-vector tiles */

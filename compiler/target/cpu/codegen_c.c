@@ -349,7 +349,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, 3, %d, %d);\n", wv, col, c->wino_at, tc, cout);
   OUT("%s", chunk_loop(e, B, C));
   if (narrow)
-    emit_stack_conv(e, false, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
+    emit_stack_conv(e, true, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + %ld, %s + (long)n0 * %ld", wv, col, wt, y, ys));
   else
     emit_stack_conv(e, c->wino, conv_fn(c->wino), pgeo, col, srcs, geom,
@@ -365,7 +365,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
       emit_stack_conv(e, true, "aert_conv_wino_dw", pgeo, bcol, srcs, geom,
                       ae_sprintf(e->a, "%s + (long)n0 * %ld, %s + %ld, %s", dy, ys, bcol, c->wdw_at, pgrad(e, k->w)));
     else
-      emit_stack_conv(e, false, narrow ? "aert_conv_dw_narrow" : "aert_conv_dw", pgeo, bcol, srcs, geom,
+      emit_stack_conv(e, narrow, narrow ? "aert_conv_dw_narrow" : "aert_conv_dw", pgeo, bcol, srcs, geom,
                       ae_sprintf(e->a, "%s + (long)n0 * %ld, %s", dy, ys, pgrad(e, k->w)));
     OUT("  }\n");
   }
