@@ -265,6 +265,63 @@ static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, i
   free(x), free(w), free(ya), free(wt);
 }
 
+/* aert_conv_dw at stride s (the input split into phases by aert_pad_stack, pt rows and
+ * columns of padding before) against the weight gradient summed in double, added to what dw
+ * holds; the same bits on 1-3 threads. With AVX2 a strided conv's 32 rows per tap run as
+ * tiles of 3 rows of four vectors (aert_conv_dw_nv). */
+static void check_dw_strided(int k, int s, int pt, int batch, int h, int w, int cin, int cout) {
+  aert_stack_part one[1] = {{.c = cin, .off = 0, .factor = 1}};
+  int ho = (h + 2 * pt - k) / s + 1, wo = (w + 2 * pt - k) / s + 1;
+  int hg = ((ho - 1) * s + k + s - 1) / s, wg = ((wo - 1) * s + k + s - 1) / s;
+  aert_pad_geom p = {.batch = batch, .h = h, .w = w, .c = cin, .pt = pt, .pl = pt, .s = s, .hp = hg, .wp = wg,
+                     .slack = (long)AERT_TILE_ACC * cin, .parts = 1, .part = one};
+  aert_conv_geom g = {.batch = batch, .s = s, .hg = hg, .wg = wg, .cin = cin, .k = k, .ho = ho, .wo = wo, .cout = cout};
+  long xn = (long)batch * h * w * cin, xpn = (long)batch * s * s * hg * wg * cin + p.slack, yn = (long)batch * ho * wo * cout;
+  long wn = (long)k * k * cin * cout;
+  aert_real *x = malloc(sizeof(aert_real) * xn), *xp = malloc(sizeof(aert_real) * xpn), *dy = malloc(sizeof(aert_real) * yn);
+  aert_real *dw0 = malloc(sizeof(aert_real) * wn), *dw1 = malloc(sizeof(aert_real) * wn);
+  double *ref = malloc(sizeof(double) * wn);
+  fill(x, xn, 21, 1), fill(dy, yn, 22, 1), fill(dw0, wn, 23, 1);
+  for (long i = 0; i < wn; i++) ref[i] = dw0[i];
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < ho; oh++)
+      for (int ow = 0; ow < wo; ow++)
+        for (int kh = 0; kh < k; kh++)
+          for (int kw = 0; kw < k; kw++) {
+            int th = oh * s + kh - pt, tw = ow * s + kw - pt;
+            if (th < 0 || th >= h || tw < 0 || tw >= w) continue;
+            for (int ci = 0; ci < cin; ci++)
+              for (int co = 0; co < cout; co++)
+                ref[((long)(kh * k + kw) * cin + ci) * cout + co] +=
+                    (double)x[(((long)n * h + th) * w + tw) * cin + ci] * dy[(((long)n * ho + oh) * wo + ow) * cout + co];
+          }
+  aert_pad_stack(&p, xp, 0, (const aert_real *const[]){x});
+  memcpy(dw1, dw0, sizeof(aert_real) * wn);
+  omp_set_num_threads(1);
+  aert_conv_dw(&g, xp, dy, dw0);
+  for (int threads = 2; threads <= 3; threads++) {
+    aert_real *out = malloc(sizeof(aert_real) * wn);
+    memcpy(out, dw1, sizeof(aert_real) * wn);
+    omp_set_num_threads(threads);
+    aert_conv_dw(&g, xp, dy, out);
+    if (memcmp(out, dw0, sizeof(aert_real) * wn) != 0) {
+      printf("FAIL dw k%d s%d %dx%dx%d -> %d: %d threads give other bits than one\n", k, s, h, w, cin, cout, threads);
+      failures++;
+    }
+    free(out);
+  }
+  double worst = 0;
+  for (long i = 0; i < wn; i++) {
+    double err = fabs(dw0[i] - ref[i]) / (1 + fabs(ref[i]));
+    if (!(err <= worst)) worst = err;
+  }
+  if (!(worst <= (sizeof(aert_real) == 4 ? 2e-5 : 1e-12))) {
+    printf("FAIL dw k%d s%d pad %d %dx%dx%d -> %d (batch %d): relative error %.3g\n", k, s, pt, h, w, cin, cout, batch, worst);
+    failures++;
+  }
+  free(x), free(xp), free(dy), free(dw0), free(dw1), free(ref);
+}
+
 /* aert_conv_dx_phases (dx of a k x k conv at stride s, pt rows and pl columns of padding
  * before the image) against dx summed in double from its definition; storing and adding, the
  * same bits on 1-3 threads. */
@@ -350,6 +407,12 @@ int main(void) {
   check_narrow_stack(5, 2, 2, 2, 2, 1, 7, 6, 16, 1);
   check_narrow_stack(4, 1, 2, 2, 1, 2, 5, 11, 32, 2);
   check_narrow_stack(5, 2, 2, 2, 2, 1, 2, 3, 16, 3);
+  /* the weight gradient of strided convs: conv_ae's encoder (32 rows per tap), 64 channels,
+   * odd sizes, two vectors of output channels, a 5x5 window */
+  check_dw_strided(3, 2, 1, 2, 28, 28, 32, 32);
+  check_dw_strided(3, 2, 1, 2, 14, 14, 64, 64);
+  check_dw_strided(3, 2, 1, 3, 9, 11, 32, 16);
+  check_dw_strided(5, 2, 2, 2, 10, 9, 16, 64);
   /* dx of strided convs by phases: conv_ae's encoder (3x3 / 2, 'same'), odd sizes (phases of
    * unequal rows), 5x5 and 4x4 windows, stride 3, a window smaller than the stride (phases
    * without taps), half vectors and one-vector tiles */
