@@ -265,6 +265,29 @@ static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, i
   free(x), free(w), free(ya), free(wt);
 }
 
+/* A k x k conv at stride s with pt rows and columns of padding before, h x w x cin -> ho x wo
+ * x cout, summed in double from its definition: dx += dy w^T (w, dx given) and dw += x^T dy
+ * (x, dw given). */
+static void strided_sums(int k, int s, int pt, int batch, int h, int w, int cin, int cout, const aert_real *x,
+                         const aert_real *dy, const aert_real *wt, double *dx, double *dw) {
+  int ho = (h + 2 * pt - k) / s + 1, wo = (w + 2 * pt - k) / s + 1;
+  for (int n = 0; n < batch; n++)
+    for (int oh = 0; oh < ho; oh++)
+      for (int ow = 0; ow < wo; ow++)
+        for (int kh = 0; kh < k; kh++)
+          for (int kw = 0; kw < k; kw++) {
+            int th = oh * s + kh - pt, tw = ow * s + kw - pt;
+            if (th < 0 || th >= h || tw < 0 || tw >= w) continue;
+            for (int ci = 0; ci < cin; ci++)
+              for (int co = 0; co < cout; co++) {
+                long xi = (((long)n * h + th) * w + tw) * cin + ci, wi = ((long)(kh * k + kw) * cin + ci) * cout + co;
+                double d = dy[(((long)n * ho + oh) * wo + ow) * cout + co];
+                if (dx) dx[xi] += d * wt[wi];
+                if (dw) dw[wi] += (double)x[xi] * d;
+              }
+          }
+}
+
 /* aert_conv_dw at stride s (the input split into phases by aert_pad_stack, pt rows and
  * columns of padding before) against the weight gradient summed in double, added to what dw
  * holds; the same bits on 1-3 threads. With AVX2 a strided conv's 32 rows per tap run as
@@ -283,18 +306,7 @@ static void check_dw_strided(int k, int s, int pt, int batch, int h, int w, int 
   double *ref = malloc(sizeof(double) * wn);
   fill(x, xn, 21, 1), fill(dy, yn, 22, 1), fill(dw0, wn, 23, 1);
   for (long i = 0; i < wn; i++) ref[i] = dw0[i];
-  for (int n = 0; n < batch; n++)
-    for (int oh = 0; oh < ho; oh++)
-      for (int ow = 0; ow < wo; ow++)
-        for (int kh = 0; kh < k; kh++)
-          for (int kw = 0; kw < k; kw++) {
-            int th = oh * s + kh - pt, tw = ow * s + kw - pt;
-            if (th < 0 || th >= h || tw < 0 || tw >= w) continue;
-            for (int ci = 0; ci < cin; ci++)
-              for (int co = 0; co < cout; co++)
-                ref[((long)(kh * k + kw) * cin + ci) * cout + co] +=
-                    (double)x[(((long)n * h + th) * w + tw) * cin + ci] * dy[(((long)n * ho + oh) * wo + ow) * cout + co];
-          }
+  strided_sums(k, s, pt, batch, h, w, cin, cout, x, dy, NULL, NULL, ref);
   aert_pad_stack(&p, xp, 0, (const aert_real *const[]){x});
   memcpy(dw1, dw0, sizeof(aert_real) * wn);
   omp_set_num_threads(1);
@@ -346,18 +358,7 @@ static void check_dx_phases(int k, int s, int pt, int batch, int h, int w, int c
   aert_dx_weights(&g, wt, wph);
   for (int acc = 0; acc <= 1; acc++) {
     for (long i = 0; i < dxn; i++) ref[i] = acc ? dxa[i] : 0;
-    for (int n = 0; n < batch; n++)
-      for (int oh = 0; oh < ho; oh++)
-        for (int ow = 0; ow < wo; ow++)
-          for (int kh = 0; kh < k; kh++)
-            for (int kw = 0; kw < k; kw++) {
-              int th = oh * s + kh - pt, tw = ow * s + kw - pt;
-              if (th < 0 || th >= h || tw < 0 || tw >= w) continue;
-              for (int ci = 0; ci < cin; ci++)
-                for (int co = 0; co < cout; co++)
-                  ref[(((long)n * h + th) * w + tw) * cin + ci] +=
-                      (double)dy[(((long)n * ho + oh) * wo + ow) * cout + co] * wt[((long)(kh * k + kw) * cin + ci) * cout + co];
-            }
+    strided_sums(k, s, pt, batch, h, w, cin, cout, NULL, dy, wt, ref, NULL);
     for (int threads = 1; threads <= 3; threads++) {
       omp_set_num_threads(threads);
       aert_real *out = threads == 1 ? dx0 : dx1;
