@@ -317,13 +317,18 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
   else (half ? aert_thin_x_h : aert_thin_x)(m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* What a tile's stores do besides storing (its acc argument): add to the output, add the
+ * bias, apply a ReLU. */
+enum { AERT_ACC = 1, AERT_BIAS = 2, AERT_RELU = 4 };
+
 /* The forward register tile on vectors of type VEC (LANES values): mr pixels from q on,
  * nv vectors of output channels. */
 #define AERT_DEFINE_CONV_TILE(NAME, VEC, LANES)                                                                    \
   static inline __attribute__((always_inline)) void NAME(const aert_real *restrict x, const aert_real *restrict w, \
                                                          aert_real *restrict y, const long *restrict xoff, int q, \
                                                          int mr, int nv, int taps, int wg, int cin, int cout,     \
-                                                         int ho, int wo, long yrow, int ypix, int acc) {          \
+                                                         int ho, int wo, long yrow, int ypix,                     \
+                                                         const aert_real *restrict bias, int acc) {               \
     VEC c[AERT_TILE_ACC] = {0};                                                                                    \
     for (int t = 0; t < taps; t++) {                                                                               \
       const aert_real *xt = x + (long)q * cin + xoff[t], *wt = w + (long)t * cin * cout;                           \
@@ -339,7 +344,10 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
     AERT_CONV_TILE_STORE(VEC, LANES)                                                                               \
   }
 /* A tile's stores: its mr x nv accumulators c to the output pixels q .. q + mr - 1 of y,
- * those in the padding columns (ow >= wo) or past the last row left out; acc adds. Pixel
+ * those in the padding columns (ow >= wo) or past the last row left out; acc: AERT_ACC adds
+ * to y, AERT_BIAS adds the bias (its channels from bias on), then AERT_RELU clamps below at
+ * 0, as aert_bias_act would in a pass of its own (the same bits: y + b, then v > 0 ? v : 0),
+ * while the outputs are still in registers. Pixel
  * (oh, ow) is at y + oh * yrow + ow * ypix: rows of wo pixels of cout channels (yrow = wo *
  * cout, ypix = cout), or every s-th pixel of every s-th row of a larger image (a phase of
  * a strided conv's dx, stored in place). */
@@ -350,7 +358,13 @@ AERT_FOLDED void aert_gemm(int ta, int tb, int m, int n, int k, const aert_real 
     aert_real *o = y + (long)oh * yrow + (long)ow * ypix;                                                          \
     _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {                                                         \
       VEC r = c[j * nv + v], old;                                                                                  \
-      if (acc) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                                \
+      if (acc & AERT_ACC) memcpy(&old, o + v * (LANES), sizeof old), r += old;                                     \
+      if (acc & AERT_BIAS) memcpy(&old, bias + v * (LANES), sizeof old), r += old;                                 \
+      if (acc & AERT_RELU) { /* v > 0 ? v : 0 lane by lane: the bits of r where the compare holds */               \
+        VEC z = {0};                                                                                               \
+        __typeof__(r > z) m = r > z;                                                                               \
+        r = (VEC)((__typeof__(m))r & m);                                                                           \
+      }                                                                                                            \
       memcpy(o + v * (LANES), &r, sizeof r);                                                                       \
     }                                                                                                              \
   }
@@ -361,12 +375,12 @@ AERT_DEFINE_CONV_TILE(aert_conv_htile, aert_hvec, AERT_HLANES)
  * pixels (chosen by aert_conv_tile_for below). */
 typedef void aert_conv_tile_fn(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,
                                const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo,
-                               long yrow, int ypix, int acc);
+                               long yrow, int ypix, const aert_real *restrict bias, int acc);
 #define AERT_CONV_TILE(TILE, NV)                                                                                   \
   static void TILE##_##NV(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,         \
                           const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho, int wo,   \
-                          long yrow, int ypix, int acc) {                                                          \
-    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, yrow, ypix, acc);                  \
+                          long yrow, int ypix, const aert_real *restrict bias, int acc) {                          \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, cin, cout, ho, wo, yrow, ypix, bias, acc);            \
   }
 AERT_CONV_TILE(aert_conv_tile, 1)
 AERT_CONV_TILE(aert_conv_tile, 2)
@@ -386,9 +400,9 @@ AERT_CONV_TILE(aert_conv_htile, 4)
 #define AERT_CONV_TILE_CIN(TILE, NV, CIN)                                                                          \
   static void TILE##_##NV##_cin##CIN(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y, \
                                      const long *restrict xoff, int q, int taps, int wg, int cin, int cout, int ho,  \
-                                     int wo, long yrow, int ypix, int acc) {                                       \
+                                     int wo, long yrow, int ypix, const aert_real *restrict bias, int acc) {       \
     (void)cin;                                                                                                     \
-    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, CIN, cout, ho, wo, yrow, ypix, acc);                  \
+    TILE(x, w, y, xoff, q, AERT_TILE_ACC / NV, NV, taps, wg, CIN, cout, ho, wo, yrow, ypix, bias, acc);            \
   }
 AERT_CONV_TILE_CIN(aert_conv_tile, 1, 8)
 AERT_CONV_TILE_CIN(aert_conv_tile, 1, 16)
@@ -445,7 +459,7 @@ static inline __attribute__((always_inline)) aert_conv_tile_fn *aert_conv_tile_f
 #define AERT_DEFINE_CONV_TILE3(NAME, VEC, LANES, CIN)                                                              \
   static void NAME(const aert_real *restrict x, const aert_real *restrict w, aert_real *restrict y,               \
                    const long *restrict xoff, int q, int taps, int wg, int cin_, int cout, int ho, int wo,          \
-                   long yrow, int ypix, int acc) {                                                                 \
+                   long yrow, int ypix, const aert_real *restrict bias, int acc) {                                 \
     enum { mr = AERT_TILE3_MR, nv = 1 };                                                                           \
     const int cin = CIN ? CIN : cin_;                                                                              \
     (void)taps;                                                                                                    \
@@ -577,8 +591,9 @@ static inline void aert_unstack(const aert_pad_geom *g, const aert_real *restric
 /* x: per image s * s phases of hg x wg pixels (plus slack after the last image); y: ho x wo
  * pixels of cout channels, a multiple of AERT_LANES or AERT_HLANES; acc adds to y instead
  * of overwriting. */
-static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x, const aert_real *restrict w,
-                                 aert_real *restrict y, int acc) {
+static inline __attribute__((always_inline)) void aert_conv_fwd_epi(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                    const aert_real *restrict w, aert_real *restrict y,
+                                                                    const aert_real *restrict bias, int acc) {
   int batch = g->batch, s = g->s, hg = g->hg, wg = g->wg, cin = g->cin, k = g->k, ho = g->ho, wo = g->wo, cout = g->cout;
   int lanes = aert_conv_lanes(cout), nv = aert_conv_nv(cout), mr, blocks = cout / lanes / nv;
   aert_conv_tile_fn *tile = aert_conv_tile_ks(lanes != AERT_LANES, nv, cin, k, s, &mr);
@@ -590,7 +605,18 @@ static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_
     for (int t = 0; t < tiles; t++)
       for (int cb = 0; cb < blocks; cb++)
         tile(x + n * xs, w + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wg, cin, cout, ho, wo,
-             (long)wo * cout, cout, acc);
+             (long)wo * cout, cout, bias ? bias + cb * nv * lanes : NULL, acc);
+}
+static inline __attribute__((always_inline)) void aert_conv_fwd(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                const aert_real *restrict w, aert_real *restrict y, int acc) {
+  aert_conv_fwd_epi(g, x, w, y, NULL, acc ? AERT_ACC : 0);
+}
+/* y = act(conv + b) in the tiles' stores, for the activations they apply (linear, relu): the
+ * pass of aert_bias_act over y saved. */
+static inline __attribute__((always_inline)) void aert_conv_fwd_bias_act(const aert_conv_geom *g, const aert_real *restrict x,
+                                                                         const aert_real *restrict w, aert_real *restrict y,
+                                                                         const aert_real *restrict b, aert_act act) {
+  aert_conv_fwd_epi(g, x, w, y, b, AERT_BIAS | (act == AERT_ACT_RELU ? AERT_RELU : 0));
 }
 
 /* The weight gradient: dw[kh, kw, ci, co] += sum over n, oh, ow of x[n, oh*s + kh, ow*s + kw,
@@ -1001,7 +1027,7 @@ static inline __attribute__((always_inline)) void aert_conv_dx_phases(const aert
         for (int t = 0; t < tiles; t++)
           for (int cb = 0; cb < blocks; cb++)
             tile(dyp + n * xs, wph + cb * nv * lanes, y + n * ys + cb * nv * lanes, xoff, t * mr, taps, wp, cin, cout, ha, wa,
-                 (long)s * w * cout, s * cout, acc);
+                 (long)s * w * cout, s * cout, NULL, acc ? AERT_ACC : 0);
       wph += (long)taps * cin * cout;
     }
 }

@@ -356,7 +356,7 @@ static inline __attribute__((always_inline)) void aert_wino_fwd(const aert_conv_
         for (int t = 0; t < run; t += mr)
           for (int cb = 0; cb < cblocks; cb++)
             tile(v + xi * vs, u + xi * plane + cb * nv * lanes, m + xi * ms + cb * nv * lanes, &zero, t, 1, run, cin,
-                 cout, 1, nb, ms, cout, 0);
+                 cout, 1, nb, ms, cout, NULL, 0);
       for (int b = 0; b < nb; b++) {
         int bi = (b0 + b) / bw, bj = (b0 + b) % bw, nr = ho - 2 * bi < 2 ? 1 : 2, nc = wo - 2 * bj < 2 ? 1 : 2;
         aert_real *o = y + n * ys + ((long)2 * bi * wo + 2 * bj) * cout;

@@ -138,9 +138,8 @@ static const aert_conv_geom geo_conv_z_h_1 = {.batch = 32, .s = 1, .hg = 30, .wg
 static void conv_z_h_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_1, r->conv_z_h_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + z_h_1_w), r->z_h_1 + (long)n0 * 25088, 0);
+    aert_conv_fwd_bias_act(&geo_conv_z_h_1, r->conv_z_h_1_scratch, (r->P + z_h_1_w), r->z_h_1 + (long)n0 * 25088, (r->P + z_h_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->z_h_1, (r->P + z_h_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_1_backward(const run *r) {
@@ -165,9 +164,8 @@ static const aert_conv_geom geo_conv_z_h_2 = {.batch = 32, .s = 2, .hg = 15, .wg
 static void conv_z_h_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_z_h_2, r->conv_z_h_2_scratch, n0, (const aert_real *const[]){r->z_h_1});
-    aert_conv_fwd(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + z_h_2_w), r->z_h_2 + (long)n0 * 6272, 0);
+    aert_conv_fwd_bias_act(&geo_conv_z_h_2, r->conv_z_h_2_scratch, (r->P + z_h_2_w), r->z_h_2 + (long)n0 * 6272, (r->P + z_h_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->z_h_2, (r->P + z_h_2_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h_2_backward(const run *r) {
@@ -229,9 +227,8 @@ static const aert_conv_geom geo_conv_z_h2_2 = {.batch = 64, .s = 2, .hg = 8, .wg
 static void conv_z_h2_2_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_z_h2_2, r->conv_z_h2_2_scratch, n0, (const aert_real *const[]){r->z_h2_1});
-    aert_conv_fwd(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + z_h2_2_w), r->z_h2_2 + (long)n0 * 3136, 0);
+    aert_conv_fwd_bias_act(&geo_conv_z_h2_2, r->conv_z_h2_2_scratch, (r->P + z_h2_2_w), r->z_h2_2 + (long)n0 * 3136, (r->P + z_h2_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->z_h2_2, (r->P + z_h2_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_z_h2_2_backward(const run *r) {

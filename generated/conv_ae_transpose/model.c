@@ -122,9 +122,8 @@ static void conv_e_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 6272, (r->P + e_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 196L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {
@@ -151,9 +150,8 @@ static void conv_e_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e_2, r->conv_e_2_scratch, n0, (const aert_real *const[]){r->e_1});
-    aert_conv_fwd(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e + (long)n0 * 3136, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e_2, r->conv_e_2_scratch, (r->P + e_2_w), r->e + (long)n0 * 3136, (r->P + e_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e, (r->P + e_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_2_backward(const run *r) {

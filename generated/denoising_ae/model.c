@@ -119,9 +119,8 @@ static const aert_conv_geom geo_conv_e_1 = {.batch = 32, .s = 1, .hg = 30, .wg =
 static void conv_e_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 32) {
     aert_pad_stack(&pgeo_conv_e_1, r->conv_e_1_scratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_fwd(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 25088, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e_1, r->conv_e_1_scratch, (r->P + e_1_w), r->e_1 + (long)n0 * 25088, (r->P + e_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e_1, (r->P + e_1_b), AEC_BATCH * 784L, 32, AERT_ACT_RELU, 0);
 }
 
 static void conv_e_1_backward(const run *r) {

@@ -108,9 +108,8 @@ static const aert_conv_geom geo_conv_e1 = {.batch = 64, .s = 1, .hg = 30, .wg = 
 static void conv_e1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1, r->conv_e1_scratch, n0, (const aert_real *const[]){r->noisy});
-    aert_conv_fwd(&geo_conv_e1, r->conv_e1_scratch, (r->P + e1_w), r->e1 + (long)n0 * 12544, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e1, r->conv_e1_scratch, (r->P + e1_w), r->e1 + (long)n0 * 12544, (r->P + e1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e1, (r->P + e1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_backward(const run *r) {

@@ -160,9 +160,8 @@ static const aert_conv_geom geo_conv_e1_1 = {.batch = 64, .s = 1, .hg = 30, .wg 
 static void conv_e1_1_forward(const run *r) {
   for (int n0 = 0; n0 < AEC_BATCH; n0 += 64) {
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 12544, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 12544, (r->P + e1_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 784L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
@@ -314,9 +313,8 @@ static void conv_m_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_1, r->conv_m_1_scratch, n0, (const aert_real *const[]){r->maxpool_5});
-    aert_conv_fwd(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + m_1_w), r->m_1 + (long)n0 * 3136, 0);
+    aert_conv_fwd_bias_act(&geo_conv_m_1, r->conv_m_1_scratch, (r->P + m_1_w), r->m_1 + (long)n0 * 3136, (r->P + m_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->m_1, (r->P + m_1_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_1_backward(const run *r) {
@@ -349,9 +347,8 @@ static void conv_m_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_m_2, r->conv_m_2_scratch, n0, (const aert_real *const[]){r->m_1});
-    aert_conv_fwd(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + m_2_w), r->m + (long)n0 * 3136, 0);
+    aert_conv_fwd_bias_act(&geo_conv_m_2, r->conv_m_2_scratch, (r->P + m_2_w), r->m + (long)n0 * 3136, (r->P + m_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->m, (r->P + m_2_b), AEC_BATCH * 49L, 64, AERT_ACT_RELU, 0);
 }
 
 static void conv_m_2_backward(const run *r) {

@@ -162,9 +162,8 @@ static void conv_e1_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e1_1, r->conv_e1_1_scratch, n0, (const aert_real *const[]){r->X});
-    aert_conv_fwd(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 32768, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e1_1, r->conv_e1_1_scratch, (r->P + e1_1_w), r->e1_1 + (long)n0 * 32768, (r->P + e1_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e1_1, (r->P + e1_1_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_1_backward(const run *r) {
@@ -191,9 +190,8 @@ static void conv_e1_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e1_2, r->conv_e1_2_scratch, n0, (const aert_real *const[]){r->e1_1});
-    aert_conv_fwd(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->e1 + (long)n0 * 32768, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e1_2, r->conv_e1_2_scratch, (r->P + e1_2_w), r->e1 + (long)n0 * 32768, (r->P + e1_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e1, (r->P + e1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_e1_2_backward(const run *r) {
@@ -238,9 +236,8 @@ static void conv_e2_1_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_e2_1, r->conv_e2_1_scratch, n0, (const aert_real *const[]){r->maxpool_2});
-    aert_conv_fwd(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->e2_1 + (long)n0 * 16384, 0);
+    aert_conv_fwd_bias_act(&geo_conv_e2_1, r->conv_e2_1_scratch, (r->P + e2_1_w), r->e2_1 + (long)n0 * 16384, (r->P + e2_1_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->e2_1, (r->P + e2_1_b), AEC_BATCH * 1024L, 16, AERT_ACT_RELU, 0);
 }
 
 static void conv_e2_1_backward(const run *r) {
@@ -535,9 +532,8 @@ static void conv_d1_2_forward(const run *r) {
   {
     const int n0 = 0;
     aert_pad_stack(&pgeo_conv_d1_2, r->conv_d1_2_scratch, n0, (const aert_real *const[]){r->d1_1});
-    aert_conv_fwd(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->d1 + (long)n0 * 32768, 0);
+    aert_conv_fwd_bias_act(&geo_conv_d1_2, r->conv_d1_2_scratch, (r->P + d1_2_w), r->d1 + (long)n0 * 32768, (r->P + d1_2_b), AERT_ACT_RELU);
   }
-  aert_bias_act(r->d1, (r->P + d1_2_b), AEC_BATCH * 4096L, 8, AERT_ACT_RELU, 0);
 }
 
 static void conv_d1_2_backward(const run *r) {

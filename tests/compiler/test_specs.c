@@ -216,7 +216,10 @@ Test(codegen, conv_ae_model_c_has_its_shape) {
                 strstr(c, "aert_conv_dx_phases(&xgeo_conv_z_h_2,") != NULL && strstr(c, "scatter_conv_z_h_2") == NULL,
             "the strided encoder's dx does not run by phases with a constant geometry");
   cr_expect(strstr(c, "aert_conv_fwd(") != NULL && strstr(c, "aert_pad_stack(&pgeo_conv_z_h_1,") != NULL, "convs do not run direct");
-  cr_expect(strstr(c, "aert_conv_fwd_narrow(") != NULL, "conv_y (one output channel) does not run direct");
+  cr_expect(strstr(c, "aert_conv_fwd_bias_act(&geo_conv_z_h_1,") != NULL && strstr(c, "aert_bias_act(r->z_h_1,") == NULL,
+            "the first conv's bias and ReLU are not applied as its tiles store");
+  cr_expect(strstr(c, "aert_conv_fwd_narrow_stack(&pgeo_conv_y,") != NULL && strstr(c, "aert_conv_dw_narrow_stack(&pgeo_conv_y,") != NULL,
+            "conv_y (one output channel) does not run direct, reading its plain input in place");
   cr_expect(strstr(c, "aert_up2_unshuffle(") != NULL && strstr(c, "aert_up2_fold(") != NULL,
             "the convs of the upsampled decoder do not run as phases of the small image");
   cr_expect(strstr(c, "malloc") == NULL, "generated code allocates");

@@ -262,6 +262,25 @@ static void check_direct(int k, int batch, int ho, int wo, int extra, int cin, i
   fill(x, xn, 7, 1), fill(w, (long)k * k * cin * cout, 8, 1 / sqrt(k * k * (double)cin)), fill(ya, yn, 9, 1);
   aert_real *wt = narrow ? malloc(sizeof(aert_real) * k * k * cin * cout) : NULL;
   forward_checked(narrow ? "narrow" : "direct", &g, x, w, NULL, wt, ya);
+  if (!narrow) {   /* the bias and a ReLU (or none) applied as the tiles store: aert_bias_act's bits */
+    aert_real *b = malloc(sizeof(aert_real) * cout), *yb = malloc(sizeof(aert_real) * yn);
+    fill(b, cout, 10, 1);
+    for (int act = 0; act < 2; act++)
+      for (int threads = 1; threads <= 3; threads++) {
+        aert_act a = act ? AERT_ACT_RELU : AERT_ACT_LINEAR;
+        omp_set_num_threads(threads);
+        aert_conv_fwd(&g, x, w, ya, 0);
+        aert_bias_act(ya, b, (long)batch * ho * wo, cout, a, 0);
+        fill(yb, yn, 11, 1);
+        aert_conv_fwd_bias_act(&g, x, w, yb, b, a);
+        if (memcmp(ya, yb, sizeof(aert_real) * yn) != 0) {
+          printf("FAIL direct k%d %dx%dx%d -> %d, %s on store (%d threads): other bits than aert_bias_act's pass\n", k, ho, wo,
+                 cin, cout, act ? "relu" : "bias", threads);
+          failures++;
+        }
+      }
+    free(b), free(yb);
+  }
   free(x), free(w), free(ya), free(wt);
 }
 
@@ -396,6 +415,7 @@ int main(void) {
   check_direct(3, 1, 4, 4, 0, 5, 4, 0);
   check_direct(5, 1, 8, 8, 0, 8, 8, 0);
   check_direct(3, 1, 8, 8, 0, 16, 16, 0);
+  check_direct(3, 1, 6, 7, 1, 8, 48, 0);   /* several blocks of output channels (each its own bias) */
   /* the narrow kernel: rows of 8 and 4 pixels side by side and single ones (28 = 8 + 8 + 8
    * + 4, 13 = 8 + 4 + 1, 3), one and three output channels, rows wider than the output */
   check_direct(3, 2, 28, 28, 0, 32, 1, 1);

@@ -348,14 +348,23 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   const ae_conv_sched *c = &k->conv;
   if (c->wino) OUT("  aert_wino_weights(%s, %s + %ld, 3, %d, %d);\n", wv, col, c->wino_at, tc, cout);
   OUT("%s", chunk_loop(e, B, C));
+  /* the direct kernel adds the bias and applies a ReLU (or none) as its tiles store */
+  const char *act = act_enum(k->act);
+  bool fused = !narrow && !c->wino && k->b && (!strcmp(act, "AERT_ACT_RELU") || !strcmp(act, "AERT_ACT_LINEAR"));
   if (narrow)
     emit_stack_conv(e, true, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + %ld, %s + (long)n0 * %ld", wv, col, wt, y, ys));
+  else if (fused)
+    emit_stack_conv(e, false, "aert_conv_fwd_bias_act", pgeo, col, srcs, geom,
+                    ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %s, %s", wv, y, ys, pval(e, k->b), act));
   else
     emit_stack_conv(e, c->wino, conv_fn(c->wino), pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 0", conv_weights(e, c->wino, wv, col, c->wino_at), y, ys));
-  OUT("  }\n  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n}\n", y, pval(e, k->b), batch_of(e, ys / cout), cout,
-      act_enum(k->act), k->act ? k->act->alpha : 0);
+  OUT("  }\n");
+  if (!fused)
+    OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act,
+        k->act ? k->act->alpha : 0);
+  OUT("}\n");
   if (!ae_kernel_has_backward(p, k)) return;
   OUT("\nstatic void %s_backward(const run *r) {\n", name);
   emit_conv_act_backward(e, k, dy, y, ys, cout);
