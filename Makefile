@@ -153,7 +153,8 @@ deps-demo:
 # at 08:08 the same day (clean clone of 4b3c160, a slow hour: the generated specs 13.8, 9.7
 # in a run an hour before with the same code but for two fixes, the CUDA lanes 12.1); 41.0 at
 # 10:36 (clean clone of b767fc3, a quiet hour: the generated specs 10.3, the CUDA lanes 12.8,
-# sanitizers 5.3).
+# sanitizers 5.3); 41.2 at 14:08 (clean clone of 6e6564e: the generated specs 10.3, the CUDA
+# lanes 12.8, sanitizers 5.3).
 test: deps-test
 	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2

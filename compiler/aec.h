@@ -448,6 +448,8 @@ typedef struct {
   long dyp_at, wfp_at;       /* backward: dy padded, the plain weights flipped */
   long dwp_at, dsp_at;       /* backward: the plain weights' gradient, dx of the plain stack */
   bool wino, dwino, wdw;     /* slide, 3x3 stride 1, even sizes: forward (dx, dw) as Winograd F(2x2, 3x3) */
+  bool store_act;            /* slide, direct in every build: the bias and a ReLU (or none) applied as the tiles store */
+  bool in_place;             /* slide, narrow: the input read in place (one plain source at stride 1), no padded copy */
   long wino_at, dwino_at;    /* their transformed weights (16 x cin x cout), forward and backward */
   long wdw_at;               /* backward: the weight gradient's 16 x cin x cout products */
   bool pwino, pwdw;          /* up2: the phases (a 2x2 conv) as Winograd F(2x2, 2x2); their dw too */

@@ -352,11 +352,13 @@ void ae_report_launch_rows(FILE *o, const ae_json *k) {
 
 static const char *schedule(ae_report_ctx *r, const ae_kernel *k) {
   if (k->kind == K_CONV && k->conv.algo == CONV_SLIDE)
-    return ae_sprintf(r->a, "%s on a zero-padded copy of %d image%s at a time%s%s%s",
+    return ae_sprintf(r->a, "%s %s %d image%s at a time%s%s%s%s",
                       k->conv.wino ? "Winograd F(2x2, 3x3) (register-tiled products of the transformed blocks)"
                                    : "direct register-tiled convolution",
+                      k->conv.in_place ? "reading its input in place," : "on a zero-padded copy of",
                       k->conv.pchunk, k->conv.pchunk == 1 ? "" : "s",
                       k->node->units % AE_SLIDE_UNIT ? " (narrow: dot products along the channels)" : "",
+                      k->conv.store_act ? "; the bias and its activation applied as the tiles store" : "",
                       !k->conv.wino ? "" : k->conv.wdw ? (k->conv.dwino ? "; dx and dw too" : "; dw too, dx direct")
                                          : (k->conv.dwino ? "; dx too, dw direct" : "; dx and dw direct"),
                       k->node->stride > 1 && ae_kernel_step(r->p, k, STEP_INPUT_GRAD) &&

@@ -350,7 +350,7 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("%s", chunk_loop(e, B, C));
   /* the direct kernel adds the bias and applies a ReLU (or none) as its tiles store */
   const char *act = act_enum(k->act);
-  bool fused = !narrow && !c->wino && k->b && (!strcmp(act, "AERT_ACT_RELU") || !strcmp(act, "AERT_ACT_LINEAR"));
+  bool fused = c->store_act;
   if (narrow)
     emit_stack_conv(e, true, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + %ld, %s + (long)n0 * %ld", wv, col, wt, y, ys));

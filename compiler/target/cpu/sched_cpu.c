@@ -13,6 +13,8 @@
  *   anything else                     im2col + GEMM over a few images at a time        */
 #include "aec.h"
 
+#include <string.h>
+
 /* The most images, dividing the batch, whose buffer of per_image floats stays near 4 MiB:
  * larger chunks measured slower (the packed panels no longer stay in cache). */
 static int images_per_chunk(int batch, long per_image) {
@@ -191,6 +193,9 @@ static void schedule_conv(const ae_program *p, ae_kernel *k) {
     c->wino = !narrow && kk == 3 && s == 1 && n->shape.d[0] % 2 == 0 && n->shape.d[1] % 2 == 0 && wino_fits(tc, co);
     c->dwino = c->wino && tc % AE_SLIDE_UNIT == 0 && hi % 2 == 0 && wi % 2 == 0;
     c->wdw = c->wino && wino_dw_fits(tc, co);
+    const char *act = k->act ? ae_op_info_of(k->act->op)->act_enum : NULL;
+    c->store_act = !narrow && !c->wino && k->b && (!act || !strcmp(act, "AERT_ACT_RELU") || !strcmp(act, "AERT_ACT_LINEAR"));
+    c->in_place = narrow && s == 1 && k->src.len == 1 && v0->factor == 1;
     c->wdw_at = c->weights_at;   /* free while the weight gradient runs: the forward's transformed weights */
     c->wino_at = append(&c->pad_floats, c->wino, twino);
     c->dwino_at = append(&c->dpad_floats, c->dwino, twino);
