@@ -154,7 +154,7 @@ deps-demo:
 # in a run an hour before with the same code but for two fixes, the CUDA lanes 12.1); 41.0 at
 # 10:36 (clean clone of b767fc3, a quiet hour: the generated specs 10.3, the CUDA lanes 12.8,
 # sanitizers 5.3); 41.2 at 14:08 (clean clone of 6e6564e: the generated specs 10.3, the CUDA
-# lanes 12.8, sanitizers 5.3).
+# lanes 12.8, sanitizers 5.3); 40.1 at 14:52 (clean clone of 80a66db).
 test: deps-test
 	$(MAKE) -j2 all build/test_compiler build/test_runtime
 	build/test_compiler --jobs 2
