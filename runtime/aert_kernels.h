@@ -867,16 +867,18 @@ static inline void aert_narrow_fwd(const aert_conv_geom *g, const aert_narrow_sr
       for (int co = 0; co < cout; co++) {
         const aert_real *wc = wt + (long)co * taps * cin;
         aert_real *o = y + ((long)n * ho + oh) * wo * cout + co;
-        for (int ow = 0; ow < wo; ow++) {
-          if (ow == lo) {   /* the columns every tap of the row reads inside, eight and four at a time */
-            for (; ow + 8 <= hi; ow += 8) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 8, o + (long)ow * cout, cout);
-            for (; ow + 4 <= hi; ow += 4) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 4, o + (long)ow * cout, cout);
-            if (ow >= wo) break;
-          }
-          int px[taps], np = 0;   /* a border pixel (or the last few): its own taps */
+        /* the columns every tap of the row reads inside, eight and four at a time; the rest
+         * (the borders, the last few) one at a time, each with its own taps */
+        int ow = lo;
+        for (; ow + 8 <= hi; ow += 8) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 8, o + (long)ow * cout, cout);
+        for (; ow + 4 <= hi; ow += 4) aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, row, nrow, cv, cin, 4, o + (long)ow * cout, cout);
+        for (int p = 0; p < wo; p++) {
+          if (p == lo) p = ow;
+          if (p >= wo) break;
+          int px[taps], np = 0;
           for (int i = 0; i < nrow; i++)
-            if (ow >= src->clo[row[i]] && ow < src->chi[row[i]]) px[np++] = row[i];
-          aert_narrow_pixels(x0 + (long)ow * cin, wc, src->xoff, px, np, cv, cin, 1, o + (long)ow * cout, cout);
+            if (p >= src->clo[row[i]] && p < src->chi[row[i]]) px[np++] = row[i];
+          aert_narrow_pixels(x0 + (long)p * cin, wc, src->xoff, px, np, cv, cin, 1, o + (long)p * cout, cout);
         }
       }
     }

@@ -350,18 +350,17 @@ static void emit_slide(emitter *e, const ae_kernel *k, const char *name) {
   OUT("%s", chunk_loop(e, B, C));
   /* the direct kernel adds the bias and applies a ReLU (or none) as its tiles store */
   const char *act = act_enum(k->act);
-  bool fused = c->store_act;
   if (narrow)
     emit_stack_conv(e, true, "aert_conv_fwd_narrow", pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + %ld, %s + (long)n0 * %ld", wv, col, wt, y, ys));
-  else if (fused)
+  else if (c->store_act)
     emit_stack_conv(e, false, "aert_conv_fwd_bias_act", pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, %s, %s", wv, y, ys, pval(e, k->b), act));
   else
     emit_stack_conv(e, c->wino, conv_fn(c->wino), pgeo, col, srcs, geom,
                     ae_sprintf(e->a, "%s, %s + (long)n0 * %ld, 0", conv_weights(e, c->wino, wv, col, c->wino_at), y, ys));
   OUT("  }\n");
-  if (!fused)
+  if (!c->store_act)
     OUT("  aert_bias_act(%s, %s, %s, %d, %s, %.9g);\n", y, pval(e, k->b), batch_of(e, ys / cout), cout, act,
         k->act ? k->act->alpha : 0);
   OUT("}\n");
